@@ -1,0 +1,48 @@
+// Helpers shared by the register_*.cpp binding units (the only files that include pybind11).
+//
+// Conventions:
+//  * The public Python layer (python/laqcore/) converts and validates user input and raises
+//    clear ValueError/TypeError messages. The bindings re-check shapes anyway, because
+//    _core is importable directly and must never crash on bad arguments.
+//  * Arrays are taken as carray<T> with .noconvert() in the py::arg list: a wrong dtype is
+//    a TypeError instead of a silent copy (important for outputs written in place).
+//  * Each heavy call releases the GIL after all Python objects have been read; this is safe
+//    because the kernels touch only raw buffers whose owners are kept alive by the caller.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <string>
+
+#include "laqcore/common.hpp"
+
+namespace py = pybind11;
+
+namespace laqcore::bind {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+// Throws ValueError unless `a` is a 1-D C-contiguous array.
+template <class T>
+std::size_t vector_length(const carray<T>& a, const char* name) {
+    LAQ_CHECK(a.ndim() == 1, name << " must be a 1-D array, got " << a.ndim() << " dimensions");
+    return static_cast<std::size_t>(a.shape(0));
+}
+
+// Same, for arrays written in place: also requires them to be writeable.
+template <class T>
+std::size_t writable_vector_length(carray<T>& a, const char* name) {
+    const std::size_t n = vector_length(a, name);
+    LAQ_CHECK(a.writeable(), name << " must be a writeable array");
+    return n;
+}
+
+template <class T>
+carray<T> new_vector(std::size_t n) {
+    return carray<T>(static_cast<py::ssize_t>(n));
+}
+
+}  // namespace laqcore::bind

@@ -1,0 +1,16 @@
+// The one compiled module, laqcore._core. Each concern registers itself on a submodule from
+// its own register_*.cpp; this file only wires them together.
+#include "binding_utils.hpp"
+
+namespace laqcore::bind {
+void register_runtime(py::module_ m);
+void register_pack(py::module_ m);
+}  // namespace laqcore::bind
+
+PYBIND11_MODULE(_core, m) {
+    using namespace laqcore::bind;
+    m.doc() = "laqcore native kernels (private; use the laqcore package API).";
+    m.attr("__version__") = LAQCORE_VERSION;
+    register_runtime(m.def_submodule("runtime"));
+    register_pack(m.def_submodule("pack"));
+}

@@ -1,0 +1,47 @@
+// laqcore/common.hpp: error conventions shared by every kernel.
+//
+// User errors (bad sizes, bits out of range, non-finite input) throw std::invalid_argument,
+// which pybind11 turns into ValueError. Broken internal invariants throw std::logic_error
+// (RuntimeError in Python): never abort() inside a Python process.
+//
+// Nothing may throw inside an OpenMP parallel region (an exception escaping a region
+// terminates the process). Kernels check their arguments before the region, and report
+// failures found inside it (e.g. a NaN) through a flag that is checked after the region.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace laqcore {
+
+#define LAQ_CHECK(cond, msg)                                                   \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            std::ostringstream laq_check_os_;                                  \
+            laq_check_os_ << msg;                                              \
+            throw std::invalid_argument(laq_check_os_.str());                  \
+        }                                                                      \
+    } while (0)
+
+#define LAQ_ASSERT(cond)                                                       \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            throw std::logic_error(std::string("laqcore internal error: ") +   \
+                                   #cond + " at " + __FILE__ + ":" +           \
+                                   std::to_string(__LINE__));                  \
+        }                                                                      \
+    } while (0)
+
+// Bit widths supported by the packed code formats.
+constexpr int kMinBits = 1;
+constexpr int kMaxBits = 8;
+
+inline void check_bits(int bits) {
+    LAQ_CHECK(bits >= kMinBits && bits <= kMaxBits,
+              "bits must be an integer in [1, 8], got " << bits);
+}
+
+}  // namespace laqcore

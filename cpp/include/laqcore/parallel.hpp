@@ -1,0 +1,60 @@
+// laqcore/parallel.hpp: OpenMP policy and deterministic reductions.
+//
+// Determinism rule: every kernel gives bit-identical output for any thread count.
+//  * Element-wise work is trivially deterministic.
+//  * max/min reductions are order independent.
+//  * Floating-point sums are NOT: they are computed per fixed-size block of kReduceBlock
+//    elements (in double), and the block partials are added serially in block order.
+//    The block size never depends on the number of threads.
+//  * Random numbers come from a counter-based generator keyed on the element index
+//    (rng.hpp), never from per-thread generator state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#ifdef LAQCORE_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace laqcore {
+
+// Inputs smaller than this stay serial: forking threads costs more than it saves.
+constexpr std::size_t kMinParallel = std::size_t{1} << 16;
+
+// Fixed block length of deterministic sums (see above).
+constexpr std::size_t kReduceBlock = std::size_t{1} << 14;
+
+int get_num_threads();
+void set_num_threads(int n);
+bool have_openmp();
+// OpenMP spec date (e.g. 201511) or 0 without OpenMP.
+int openmp_version();
+
+inline std::size_t num_blocks(std::size_t n, std::size_t block = kReduceBlock) {
+    return (n + block - 1) / block;
+}
+
+// Deterministic blocked sum: partial(b) is called for each block [begin, end) (possibly in
+// parallel) and must return that block's sum; blocks are then added in order.
+template <class BlockFn>
+double blocked_sum(std::size_t n, BlockFn&& partial) {
+    const std::size_t nb = num_blocks(n);
+    if (nb == 0) return 0.0;
+    std::vector<double> parts(nb, 0.0);
+    const auto nb_signed = static_cast<std::int64_t>(nb);
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (n >= kMinParallel)
+#endif
+    for (std::int64_t b = 0; b < nb_signed; ++b) {
+        const std::size_t begin = static_cast<std::size_t>(b) * kReduceBlock;
+        const std::size_t end = begin + kReduceBlock < n ? begin + kReduceBlock : n;
+        parts[static_cast<std::size_t>(b)] = partial(begin, end);
+    }
+    double total = 0.0;
+    for (double p : parts) total += p;
+    return total;
+}
+
+}  // namespace laqcore

@@ -1,0 +1,37 @@
+"""laqcore: communication-efficient distributed learning.
+
+Native kernels (``laqcore._core``, C++17/OpenMP) for the LAQ innovation quantizer, bit
+packing, QSGD, TernGrad, sign and sparse compressors, and the lazy-aggregation upload rule;
+a typed Python layer with a many-worker simulator and a torch.distributed engine.
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as err:  # pragma: no cover - only hit on a broken install
+    raise ImportError(
+        "laqcore's native extension laqcore._core could not be imported. Did you build and "
+        "install laqcore (`python -m pip install .`)? Importing from a source checkout "
+        "without installing does not work."
+    ) from err
+
+from .packing import pack_bits, packed_size, unpack_bits
+from .runtime import build_info, get_num_threads, num_threads, set_num_threads
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "__version__",
+    "build_info",
+    "get_num_threads",
+    "num_threads",
+    "pack_bits",
+    "packed_size",
+    "set_num_threads",
+    "unpack_bits",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__

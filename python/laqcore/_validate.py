@@ -1,0 +1,115 @@
+"""Input checks shared by every public function.
+
+The rule (docs/architecture.md, "Bad input"): bad input raises a clear ``TypeError`` (wrong
+kind of object or dtype) or ``ValueError`` (wrong shape, size or value) *here*, before any
+native code runs, with a message that names the argument and says what was expected.
+Checks that need a pass over the data (NaN/Inf) are fused into the C++ kernels instead, so
+validation never costs an extra sweep over a large gradient.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "as_code_vector",
+    "as_float_vector",
+    "as_out_vector",
+    "check_bits",
+    "check_positive_int",
+]
+
+FloatVector = npt.NDArray[np.float32]
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, np.ndarray):
+        return f"array of dtype {x.dtype} and shape {x.shape}"
+    return f"{type(x).__name__}"
+
+
+def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> FloatVector:
+    """Return ``x`` as a 1-D C-contiguous float32 array, or raise.
+
+    float32 arrays pass through without a copy; float16/float64 arrays and lists of
+    numbers are converted. Integer, boolean, complex, string and object data raise
+    ``TypeError`` (a silent cast would hide a bug). Multi-dimensional or strided arrays
+    raise ``ValueError``: flatten or copy explicitly so the cost is visible.
+    """
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must be a floating-point array (float32 preferred), got {_describe(x)}"
+        )
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D array, got shape {arr.shape}; flatten it first (x.ravel())"
+        )
+    if not arr.flags.c_contiguous:
+        raise ValueError(
+            f"{name} must be contiguous, got a strided view; pass np.ascontiguousarray({name})"
+        )
+    if arr.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def as_out_vector(out: Any, n: int, name: str = "out") -> FloatVector:
+    """Check an output array written in place: float32, 1-D, contiguous, writeable, length n.
+
+    Never converts: converting would write into a temporary copy and silently lose the result.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy float32 array, got {_describe(out)}")
+    if out.dtype != np.float32:
+        raise TypeError(
+            f"{name} must have dtype float32 (it is written in place), got {out.dtype}"
+        )
+    if out.ndim != 1 or not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be a 1-D contiguous array, got shape {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if out.shape[0] != n:
+        raise ValueError(f"{name} has length {out.shape[0]}, expected {n}")
+    return out
+
+
+def as_code_vector(codes: Any, name: str = "codes") -> npt.NDArray[np.uint8]:
+    """Return ``codes`` if it is a 1-D contiguous uint8 array, else raise.
+
+    Integer codes are never cast: whether the caller meant a view or a conversion is unclear,
+    and a wrong guess corrupts the stream.
+    """
+    if not isinstance(codes, np.ndarray):
+        raise TypeError(f"{name} must be a numpy uint8 array, got {_describe(codes)}")
+    if codes.dtype != np.uint8:
+        raise TypeError(f"{name} must have dtype uint8, got {codes.dtype}")
+    if codes.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {codes.shape}")
+    if not codes.flags.c_contiguous:
+        raise ValueError(f"{name} must be contiguous; pass np.ascontiguousarray({name})")
+    return codes
+
+
+def check_bits(bits: Any) -> int:
+    """Return ``bits`` as an int in [1, 8], or raise."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
+        raise TypeError(f"bits must be an integer in [1, 8], got {bits!r}")
+    if not 1 <= int(bits) <= 8:
+        raise ValueError(f"bits must be an integer in [1, 8], got {bits}")
+    return int(bits)
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int >= minimum, or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

@@ -1,0 +1,190 @@
+"""The wire format shared by every payload.
+
+Every message a worker sends is one self-describing frame (all integers little-endian)::
+
+    offset  size  field
+    0       2     magic  b"LQ"
+    2       1     format version (1)
+    3       1     kind (PayloadKind: which compressor made it)
+    4       8     n, the length of the vector it encodes (uint64)
+    12      m     kind-specific metadata (fixed size per kind, a ``struct`` format)
+    12+m    ...   kind-specific body (packed codes, indices, values), sizes implied by
+                  (n, metadata)
+    end-4   4     CRC-32 (zlib) of every preceding byte
+
+``Payload.nbytes`` is exactly ``len(payload.to_bytes())``: the simulator and the distributed
+engine count communication from it. ``from_bytes`` rejects a buffer that is truncated, too
+long, of another kind or version, fails the CRC, or whose metadata is inconsistent
+(e.g. bits out of range, negative radius), always with ``ValueError``.
+
+Subclasses describe their metadata with ``META`` (a ``struct.Struct``) and implement
+``_meta_values``, ``_body`` and ``_from_parts``; the framing lives only here.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "Payload", "PayloadKind", "payload_from_bytes"]
+
+MAGIC = b"LQ"
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<2sBBQ")
+_CRC = struct.Struct("<I")
+FRAME_OVERHEAD = _HEADER.size + _CRC.size
+
+P = TypeVar("P", bound="Payload")
+
+
+class PayloadKind(enum.IntEnum):
+    """Identifies the compressor that produced a frame (byte 3 of the header)."""
+
+    LAQ = 1
+    QSGD = 2
+    TERNGRAD = 3
+    SIGN = 4
+    TOPK = 5
+    RANDK = 6
+    SPARSE_QUANT = 7
+    DENSE = 8
+
+
+_REGISTRY: dict[int, type[Payload]] = {}
+
+
+class Payload:
+    """Base class of everything that goes on the wire.
+
+    Subclasses set ``KIND`` and ``META`` and are registered automatically, so
+    :func:`payload_from_bytes` can decode any frame.
+    """
+
+    KIND: ClassVar[PayloadKind]
+    META: ClassVar[struct.Struct]
+    n: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("KIND")
+        if kind is not None:
+            if int(kind) in _REGISTRY:
+                raise RuntimeError(f"payload kind {kind!r} registered twice")
+            _REGISTRY[int(kind)] = cls
+
+    # -- what subclasses provide -------------------------------------------------------
+    def _meta_values(self) -> tuple[Any, ...]:
+        raise NotImplementedError  # abstract: every concrete payload overrides it
+
+    def _body(self) -> tuple[npt.NDArray[Any], ...]:
+        raise NotImplementedError  # abstract: every concrete payload overrides it
+
+    @classmethod
+    def _from_parts(cls: type[P], n: int, meta: tuple[Any, ...], body: memoryview) -> P:
+        raise NotImplementedError  # abstract: every concrete payload overrides it
+
+    # -- framing -----------------------------------------------------------------------
+    @property
+    def body_nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self._body())
+
+    @property
+    def nbytes(self) -> int:
+        """Exact size of :meth:`to_bytes` in bytes, header and CRC included."""
+        return FRAME_OVERHEAD + self.META.size + self.body_nbytes
+
+    def to_bytes(self) -> bytes:
+        """Serialise to one frame (see the module docstring for the layout)."""
+        parts = [
+            _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n)),
+            self.META.pack(*self._meta_values()),
+        ]
+        parts.extend(np.ascontiguousarray(a).tobytes() for a in self._body())
+        frame = b"".join(parts)
+        return frame + _CRC.pack(zlib.crc32(frame))
+
+    @classmethod
+    def from_bytes(cls: type[P], buf: Any) -> P:
+        """Decode a frame made by :meth:`to_bytes`; raise ``ValueError`` if it is not valid."""
+        kind, n, meta, body = _unframe(buf)
+        if cls is not Payload and kind != int(cls.KIND):
+            raise ValueError(
+                f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}"
+            )
+        target = _REGISTRY[kind]
+        return target._from_parts(n, meta, body)  # type: ignore[return-value]
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return PayloadKind(kind).name
+    except ValueError:
+        return f"unknown kind {kind}"
+
+
+def _unframe(buf: Any) -> tuple[int, int, tuple[Any, ...], memoryview]:
+    if isinstance(buf, np.ndarray):
+        if buf.dtype != np.uint8 or buf.ndim != 1:
+            raise TypeError("a frame given as an array must be a 1-D uint8 array")
+        view = memoryview(np.ascontiguousarray(buf)).cast("B")
+    else:
+        try:
+            view = memoryview(buf).cast("B")
+        except TypeError as err:
+            raise TypeError(
+                f"a frame must be bytes-like, got {type(buf).__name__}"
+            ) from err
+    if len(view) < FRAME_OVERHEAD:
+        raise ValueError(
+            f"truncated frame: {len(view)} bytes, a frame has at least {FRAME_OVERHEAD}"
+        )
+    magic, version, kind, n = _HEADER.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise ValueError(f"not a laqcore frame (magic {bytes(magic)!r}, expected {MAGIC!r})")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unsupported frame format version {version} (this is {FORMAT_VERSION})")
+    if kind not in _REGISTRY:
+        raise ValueError(f"frame of {_kind_name(kind)} that this build cannot decode")
+    (crc,) = _CRC.unpack_from(view, len(view) - _CRC.size)
+    if zlib.crc32(view[: len(view) - _CRC.size]) != crc:
+        raise ValueError("corrupt frame: CRC-32 mismatch")
+    meta_struct = _REGISTRY[kind].META
+    end_meta = _HEADER.size + meta_struct.size
+    if len(view) < end_meta + _CRC.size:
+        raise ValueError("truncated frame: metadata incomplete")
+    meta = meta_struct.unpack_from(view, _HEADER.size)
+    return kind, int(n), meta, view[end_meta : len(view) - _CRC.size]
+
+
+def payload_from_bytes(buf: Any) -> Payload:
+    """Decode any laqcore frame into its payload object (dispatching on the kind byte)."""
+    return Payload.from_bytes(buf)
+
+
+def body_array(
+    body: memoryview, offset: int, count: int, dtype: npt.DTypeLike, what: str
+) -> npt.NDArray[Any]:
+    """Read ``count`` items of ``dtype`` at ``offset`` of a frame body (a copy), with a
+    clear error if the body is too short. Used by payload ``_from_parts`` implementations."""
+    dt = np.dtype(dtype)
+    end = offset + count * dt.itemsize
+    if count < 0 or end > len(body):
+        raise ValueError(
+            f"truncated frame: {what} needs {count * dt.itemsize} bytes at offset {offset}, "
+            f"body has {len(body)}"
+        )
+    return np.frombuffer(body[offset:end], dtype=dt).copy()
+
+
+def expect_body_size(body: memoryview, expected: int) -> None:
+    """Raise ``ValueError`` unless the body is exactly ``expected`` bytes long."""
+    if len(body) != expected:
+        raise ValueError(
+            f"frame body has {len(body)} bytes, expected exactly {expected} "
+            "(truncated, padded or mis-sized frame)"
+        )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True)
+settings.register_profile("dev", deadline=None, max_examples=200)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+ALL_BITS = list(range(1, 9))
+# Lengths that hit every edge of the 8-code packing groups, plus one large enough to
+# cross the OpenMP threshold and the deterministic-reduction block size.
+LENGTHS = [1, 7, 8, 9, 1000, 2**20 + 3]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=ALL_BITS, ids=lambda b: f"bits{b}")
+def bits(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture(params=LENGTHS, ids=lambda n: f"n{n}")
+def length(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
