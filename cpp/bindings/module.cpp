@@ -9,6 +9,8 @@ void register_qsgd(py::module_ m);
 void register_terngrad(py::module_ m);
 void register_sign(py::module_ m);
 void register_sparse(py::module_ m);
+void register_laq(py::module_ m);
+void register_lazy(py::module_ m);
 }  // namespace laqcore::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -21,4 +23,6 @@ PYBIND11_MODULE(_core, m) {
     register_terngrad(m.def_submodule("terngrad"));
     register_sign(m.def_submodule("sign"));
     register_sparse(m.def_submodule("sparse"));
+    register_laq(m.def_submodule("laq"));
+    register_lazy(m.def_submodule("lazy"));
 }

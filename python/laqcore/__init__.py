@@ -32,6 +32,16 @@ from .compressors import (
     register_compressor,
 )
 from .error_feedback import ErrorFeedback
+from .laq import (
+    InnovationQuantizer,
+    LAQCompressor,
+    LAQPayload,
+    laq_accumulate,
+    laq_apply,
+    laq_dequantize,
+    laq_quantize,
+)
+from .lazy import IterateHistory, UploadRule, laq_should_upload, squared_distance
 from .packing import pack_bits, packed_size, unpack_bits
 from .runtime import build_info, get_num_threads, num_threads, set_num_threads
 
@@ -41,17 +51,27 @@ __all__ = [
     "Compressor",
     "ErrorFeedback",
     "IdentityCompressor",
+    "InnovationQuantizer",
+    "IterateHistory",
+    "LAQCompressor",
+    "LAQPayload",
     "QSGDCompressor",
     "RandKCompressor",
     "SignCompressor",
     "SparseQuantCompressor",
     "TernGradCompressor",
     "TopKCompressor",
+    "UploadRule",
     "__version__",
     "available_compressors",
     "build_info",
     "get_compressor",
     "get_num_threads",
+    "laq_accumulate",
+    "laq_apply",
+    "laq_dequantize",
+    "laq_quantize",
+    "laq_should_upload",
     "num_threads",
     "pack_bits",
     "packed_size",
@@ -59,6 +79,7 @@ __all__ = [
     "qsgd_quantize",
     "register_compressor",
     "set_num_threads",
+    "squared_distance",
     "unpack_bits",
 ]
 
