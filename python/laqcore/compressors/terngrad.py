@@ -83,9 +83,7 @@ class TernGradCompressor(SeededCompressor):
 
     name = "terngrad"
 
-    def __init__(
-        self, *, clip_factor: float | None = 2.5, seed: int = 0, stream: int = 0
-    ) -> None:
+    def __init__(self, *, clip_factor: float | None = 2.5, seed: int = 0, stream: int = 0) -> None:
         super().__init__(seed=seed, stream=stream)
         c = 0.0 if clip_factor is None else check_real(clip_factor, "clip_factor")
         if c < 0:
