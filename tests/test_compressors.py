@@ -170,3 +170,32 @@ def test_register_compressor():
         laqcore.register_compressor("", Half)
     with pytest.raises(TypeError, match="callable"):
         laqcore.register_compressor("x", 3)  # type: ignore[arg-type]
+
+
+def test_docstring_examples():
+    import doctest
+
+    import laqcore.compressors
+    import laqcore.error_feedback
+    from laqcore.compressors import base, dense, qsgd, sign, sparse, terngrad
+
+    saved = (dict(base._FACTORIES), dict(base._ALIASES))
+    try:  # register_compressor's example registers a name: undo it afterwards
+        for module in (
+            laqcore.compressors,
+            base,
+            dense,
+            qsgd,
+            sign,
+            sparse,
+            terngrad,
+            laqcore.error_feedback,
+        ):
+            result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+            assert result.attempted > 0, module.__name__
+            assert result.failed == 0, module.__name__
+    finally:
+        base._FACTORIES.clear()
+        base._FACTORIES.update(saved[0])
+        base._ALIASES.clear()
+        base._ALIASES.update(saved[1])

@@ -234,6 +234,14 @@ def test_bad_parameters(kwargs, exc, match):
         QSGDCompressor(**kwargs)
 
 
+def test_l2_norm_overflow_is_reported():
+    x = np.full(4, 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float32"):
+        QSGDCompressor(levels=3, bucket_size=4).compress(x)
+    p = QSGDCompressor(levels=3, bucket_size=4, norm="max").compress(x)
+    np.testing.assert_array_equal(laqcore.qsgd_dequantize(p), x)
+
+
 def test_bad_step():
     comp = QSGDCompressor()
     with pytest.raises(ValueError, match="step"):

@@ -88,6 +88,15 @@ def test_zero_input_gives_zero_payload():
     np.testing.assert_array_equal(comp.decompress(q), 0.0)
 
 
+def test_constant_tensor_is_clipped_to_zero_only_with_clipping():
+    x = np.full(6, -0.5, dtype=np.float32)
+    clipped = TernGradCompressor(clip_factor=2.5)
+    assert clipped.local_scaler(x) == 0.0  # sigma = 0: threshold 0
+    np.testing.assert_array_equal(clipped.decompress(clipped.compress(x)), 0.0)
+    plain = TernGradCompressor(clip_factor=None)
+    np.testing.assert_array_equal(plain.decompress(plain.compress(x)), x)  # p = 1 everywhere
+
+
 def test_same_output_for_any_thread_count(rng):
     x = rng.standard_normal(2**20 + 3).astype(np.float32)
     comp = TernGradCompressor(clip_factor=2.5, seed=8)

@@ -74,9 +74,11 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
                 },
                 [](double a, double b) { return a + b; });
             // Squares of finite floats cannot overflow a double, so a non-finite sum
-            // means a non-finite input.
-            bad |= std::isfinite(sumsq) ? 0 : 1;
-            scales[j] = static_cast<float>(std::sqrt(sumsq));
+            // means a non-finite input (bit 0). A finite norm can still exceed FLT_MAX
+            // (e.g. a bucket of values near 3e38): that is bit 1, reported separately.
+            const float scale = static_cast<float>(std::sqrt(sumsq));
+            bad |= std::isfinite(sumsq) ? (std::isfinite(scale) ? 0 : 2) : 1;
+            scales[j] = scale;
         } else {
             const RangeStats st = detail::blocked_reduce(
                 begin, end, RangeStats{},
@@ -96,7 +98,9 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
             scales[j] = st.max_abs;
         }
     }
-    LAQ_CHECK(!bad, name << " contains NaN or Inf");
+    LAQ_CHECK(!(bad & 1), name << " contains NaN or Inf");
+    LAQ_CHECK(!(bad & 2), "the L2 norm of a bucket of " << name
+                              << " overflows float32; use norm='max' or rescale the input");
 }
 
 void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_size,

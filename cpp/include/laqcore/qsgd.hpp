@@ -40,7 +40,8 @@ int qsgd_code_bits(int levels);
 std::size_t qsgd_num_buckets(std::size_t n, std::size_t bucket_size);
 
 // Per-bucket scales into scales[qsgd_num_buckets(n, bucket_size)]. Throws
-// std::invalid_argument("<name> contains NaN or Inf") if x has a non-finite value.
+// std::invalid_argument("<name> contains NaN or Inf") if x has a non-finite value, and
+// also if an L2 scale would overflow float32 (only possible for |x_i| near FLT_MAX).
 void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNorm norm,
                  float* scales, const char* name = "x");
 
