@@ -133,7 +133,7 @@ def ddp_train(
         if state is not None:
             state.load_state_dict(resume_from["hook"][rank])
         start = resume_from["step"]
-    grads, losses, local_absmax, checkpoint = [], [], [], None
+    grads, losses, local_absmax, local_l2, checkpoint = [], [], [], [], None
     for step in range(start, steps):
         x, y = _batch(rank, step, nan_at)
         # This rank's own gradient (no communication), for the tests' error bounds.
@@ -141,6 +141,7 @@ def ddp_train(
             torch.nn.functional.cross_entropy(model(x), y), list(model.parameters())
         )
         local_absmax.append(max(float(t.abs().max()) for t in local))
+        local_l2.append(float(torch.sqrt(sum((t.double() ** 2).sum() for t in local))))
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(ddp(x), y)
         loss.backward()
@@ -157,6 +158,7 @@ def ddp_train(
     params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
     out: dict[str, Any] = {"grads": np.stack(grads), "params": params, "losses": losses}
     out["local_absmax"] = local_absmax
+    out["local_l2"] = local_l2
     out["stats"] = state.stats() if state is not None else None
     out["checkpoint"] = checkpoint
     if method == "laq" and state is not None and state.q_prev is not None:

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from _dist_workers import ddp_runs  # noqa: E402
 
 from laqcore.distributed import run_processes  # noqa: E402
-from laqcore.torch import LAQState  # noqa: E402
+from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 
@@ -69,8 +69,43 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
         assert s["wire_bytes"] == res[0][2]["stats"]["wire_bytes"]
 
 
-def test_laq_hook_resume_is_exact() -> None:
-    spec = {"method": "laq", "steps": 16, "kwargs": {"bits": 4, "warmup_steps": 3}, "lr": 0.05}
+@pytest.mark.parametrize("world", [2, 4])
+def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
+    steps = 25
+    res = _run(
+        world,
+        [
+            {"method": "none", "steps": steps, "kwargs": {}},
+            {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3}},
+            {"method": "terngrad", "steps": steps, "kwargs": {"seed": 3}},
+        ],
+    )
+    ref, qsgd, tern = res[0]
+    # Warm-up (1 step) is the plain all-reduce.
+    for run in (qsgd, tern):
+        torch.testing.assert_close(run["grads"][:1], ref["grads"][:1], rtol=1e-5, atol=1e-7)
+    g = ref["grads"][1]
+    # QSGD: per element |Q(v) - v| <= ||v_bucket||_2 / s <= ||v||_2 / s, averaged over ranks.
+    bound = np.mean([res[r][1]["local_l2"][1] for r in range(world)]) / 16
+    torch.testing.assert_close(qsgd["grads"][1], g, rtol=0, atol=bound * 1.01 + 1e-6)
+    # TernGrad: values in {-s, 0, s} with s <= max|v|, so |Q(v) - v| <= max|v| per rank.
+    bound = np.mean([res[r][2]["local_absmax"][1] for r in range(world)])
+    torch.testing.assert_close(tern["grads"][1], g, rtol=0, atol=bound * 1.01 + 1e-6)
+    for r in range(world):
+        for k in range(3):
+            np.testing.assert_array_equal(res[r][k]["params"], res[0][k]["params"])
+        for k in (1, 2):
+            s = res[r][k]["stats"]
+            assert s["uploads"] == steps - 1 and s["uploads_skipped"] == 0
+            assert s["compression_ratio"] > 4  # QSGD 16 levels: ~6 bits; TernGrad 2 bits
+            losses = res[r][k]["losses"]
+            assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("method", ["laq", "qsgd"])
+def test_hook_resume_is_exact(method: str) -> None:
+    kwargs = {"warmup_steps": 3, "bits": 4} if method == "laq" else {"warmup_steps": 3, "seed": 5}
+    spec = {"method": method, "steps": 16, "kwargs": kwargs, "lr": 0.05}
     full = _run(2, [{**spec, "checkpoint_at": 7}])
     ck = {
         **full[0][0]["checkpoint"],
@@ -122,3 +157,9 @@ def test_state_validation_and_pickle() -> None:
     st = LAQState(process_group=object(), bits=3)
     st2 = pickle.loads(pickle.dumps(st))
     assert st2.process_group is None and st2.bits == 3 and st2.iteration == 0
+    with pytest.raises(ValueError, match="levels"):
+        QSGDState(levels=0)
+    with pytest.raises(ValueError, match="seed"):
+        TernGradState(seed=-1)
+    q = pickle.loads(pickle.dumps(QSGDState(process_group=object(), levels=4)))
+    assert q.process_group is None and q.compressor_kwargs == {"levels": 4}

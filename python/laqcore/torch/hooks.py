@@ -572,10 +572,8 @@ class _CompressorState(_HookState):
     def _make(self, rank: int) -> Any:
         from ..compressors import get_compressor
 
-        # One reproducible stream per rank: seed and rank combined into the compressor seed.
-        return get_compressor(
-            self._NAME, seed=(self.seed * 1_000_003 + rank) % (2**63), **self.compressor_kwargs
-        )
+        # One reproducible random stream per rank; the iteration is the compressor's step.
+        return get_compressor(self._NAME, seed=self.seed, stream=rank, **self.compressor_kwargs)
 
     def _step(self, grad: FloatVector, bad: bool, parked: list[_Parked]) -> FloatVector:
         self._check_checkpoint_layout()
