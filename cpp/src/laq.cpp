@@ -8,6 +8,7 @@
 
 #include "laqcore/bitstream.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/pack.hpp"
 #include "laqcore/parallel.hpp"
 
@@ -67,8 +68,9 @@ LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t coun
     const double radius = grid.radius;
     const double step = grid.step;
     const double top = max_code(grid.bits);
-    double err_sq = 0.0;
-    double innov_sq = 0.0;
+    // Lane sums (parallel.hpp): the AVX2 encoder reproduces them exactly.
+    LaneSum err_sq;
+    LaneSum innov_sq;
     for (std::size_t i0 = 0; i0 < count; i0 += 8) {
         const std::size_t m = std::min<std::size_t>(8, count - i0);
         std::uint64_t word = 0;
@@ -83,12 +85,12 @@ LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t coun
             const float dq = grid.lut[code];
             const float q_new = p + dq;  // what the receiver's apply produces
             const double e = static_cast<double>(q_new) - static_cast<double>(grad[i]);
-            err_sq += e * e;
-            innov_sq += static_cast<double>(dq) * static_cast<double>(dq);
+            err_sq.add(j, e * e);
+            innov_sq.add(j, static_cast<double>(dq) * static_cast<double>(dq));
         }
         store_le(word, packed + i0 / 8 * b, packed_size(m, grid.bits));
     }
-    return {err_sq, innov_sq};
+    return {err_sq.total(), innov_sq.total()};
 }
 
 LaqSums encode_block_scalar(const float* grad, const float* prev, std::size_t count,
@@ -124,12 +126,12 @@ void decode_add_scalar(const std::uint8_t* packed, std::size_t count, int bits,
 
 double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, int bits,
                            const float* table) {
-    double s = 0.0;
-    for_each_code(packed, count, bits, [&](std::size_t, unsigned c) {
+    LaneSum s;  // same lanes as the encoder's innov_sq, so the two agree bit for bit
+    for_each_code(packed, count, bits, [&](std::size_t i, unsigned c) {
         const auto d = static_cast<double>(table[c]);
-        s += d * d;
+        s.add(i, d * d);
     });
-    return s;
+    return s.total();
 }
 
 const LaqBlockKernels kScalarKernels = {
@@ -156,7 +158,8 @@ const LaqBlockKernels kScalarKernels = {
 }  // namespace
 
 const LaqBlockKernels& laq_scalar_kernels() { return kScalarKernels; }
-const LaqBlockKernels& laq_active_kernels() { return kScalarKernels; }
+// The SIMD level chosen at run time (dispatch.hpp); every table gives identical results.
+const LaqBlockKernels& laq_active_kernels() { return *kernels().laq; }
 
 void laq_make_grid(float radius, int bits, LaqGrid& grid) {
     check_bits(bits);

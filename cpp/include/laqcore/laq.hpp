@@ -27,7 +27,8 @@
 //     accumulate). A server weight w is folded into the table: wlut[c] = (float)w * lut[c] in
 //     float32, then aggregate_i += wlut[c_i]; for w = 1 this is exactly the apply.
 //   * err_sq = sum_i ((double)q_new_i - (double)g_i)^2 and innov_sq = sum_i (double)dQ_i^2,
-//     both deterministic blocked sums (parallel.hpp): identical for any thread count.
+//     both deterministic blocked sums with in-block lane sums (parallel.hpp): identical for
+//     any thread count and any SIMD level.
 //
 // Codes are written already packed in the pack.hpp layout (no intermediate code array).
 //
@@ -93,7 +94,7 @@ struct LaqBlockKernels {
 };
 
 const LaqBlockKernels& laq_scalar_kernels();
-// The table the drivers below use (currently always the scalar one).
+// The table the drivers below use: that of the active SIMD level (dispatch.hpp).
 const LaqBlockKernels& laq_active_kernels();
 
 // ---- drivers ---------------------------------------------------------------------------

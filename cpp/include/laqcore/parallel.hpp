@@ -6,6 +6,10 @@
 //  * Floating-point sums are NOT: they are computed per fixed-size block of kReduceBlock
 //    elements (in double), and the block partials are added serially in block order.
 //    The block size never depends on the number of threads.
+//  * Inside a block, sums that a SIMD path must reproduce use kSumLanes interleaved partial
+//    sums (LaneSum below): element i of the block goes to lane i % 8, lanes are combined in
+//    one fixed tree. A SIMD path keeps the 8 lanes in two 4-double registers and gets the
+//    same bits, at full speed, where a single running sum would serialise every element.
 //  * Random numbers come from a counter-based generator keyed on the element index
 //    (rng.hpp), never from per-thread generator state.
 #pragma once
@@ -31,6 +35,21 @@ void set_num_threads(int n);
 bool have_openmp();
 // OpenMP spec date (e.g. 201511) or 0 without OpenMP.
 int openmp_version();
+
+// Lanes of the in-block sums (see above). Blocks start at multiples of 8, so the lane of
+// an element is also its index modulo 8 in the whole vector.
+constexpr std::size_t kSumLanes = 8;
+
+struct LaneSum {
+    double lane[kSumLanes] = {};
+    void add(std::size_t i, double x) { lane[i % kSumLanes] += x; }
+    // ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): with lanes 0-3 and 4-7 in two
+    // registers A and B, this is the horizontal sum (s0 + s1) + (s2 + s3) of s = A + B.
+    double total() const {
+        return ((lane[0] + lane[4]) + (lane[1] + lane[5])) +
+               ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    }
+};
 
 inline std::size_t num_blocks(std::size_t n, std::size_t block = kReduceBlock) {
     return (n + block - 1) / block;
