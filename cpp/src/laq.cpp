@@ -42,18 +42,30 @@ inline int max_code(int bits) { return (1 << bits) - 1; }
 
 // ---- scalar block kernels ----------------------------------------------------------------
 
+// |v| as the bit pattern of a float with the sign cleared: for non-negative floats the
+// unsigned order of the patterns is the numeric order, and +Inf/NaN patterns are the largest
+// (>= kInfBits). So one integer max gives both R and the NaN/Inf check, and it vectorizes
+// (a float max reduction does not without -ffast-math).
+constexpr std::uint32_t kInfBits = 0x7F800000u;
+
+inline std::uint32_t abs_bits(float v) {
+    std::uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    return u & 0x7FFFFFFFu;
+}
+
 template <bool kHasPrev>
 LaqRadiusPartial radius_block_impl(const float* grad, const float* prev, std::size_t count) {
-    float m = 0.0f;
-    bool bad = false;
+    std::uint32_t m = 0;
     for (std::size_t i = 0; i < count; ++i) {
         const float v = kHasPrev ? grad[i] - prev[i] : grad[i];
-        const float a = std::fabs(v);
-        // NaN fails every comparison, so it is caught here and ignored by the max.
-        bad |= !(a <= std::numeric_limits<float>::max());
+        const std::uint32_t a = abs_bits(v);
         m = a > m ? a : m;
     }
-    return {m, bad};
+    if (m >= kInfBits) return {0.0f, true};
+    float r;
+    std::memcpy(&r, &m, sizeof r);
+    return {r, false};
 }
 
 LaqRadiusPartial radius_block_scalar(const float* grad, const float* prev, std::size_t count) {
@@ -61,34 +73,63 @@ LaqRadiusPartial radius_block_scalar(const float* grad, const float* prev, std::
                 : radius_block_impl<false>(grad, nullptr, count);
 }
 
+// Encodes m (<= 8) consecutive elements: returns their codes packed in the low m*bits bits of
+// a word and adds each element's two squares to lane j of the sums. Inlined with m = 8 for
+// full groups, so each inner loop has a constant trip count and the arithmetic of the first
+// one (the division) can be vectorized.
+template <bool kHasPrev>
+inline std::uint64_t encode_group(const float* grad, const float* prev, std::size_t m,
+                                  const LaqGrid& grid, double radius, double step, int top,
+                                  LaneSum& err_sq, LaneSum& innov_sq) {
+    int code[8];
+    for (std::size_t j = 0; j < m; ++j) {
+        const float p = kHasPrev ? prev[j] : 0.0f;
+        const float v = grad[j] - p;  // float32, as the reference (see laq.hpp)
+        // x = (v + R) / step + 1/2 >= 1/2: v >= -R holds exactly and rounding keeps the
+        // sign, so the truncating conversion is floor(x). The min() guards rounding only.
+        const double x = (static_cast<double>(v) + radius) / step + 0.5;
+        code[j] = std::min(static_cast<int>(x), top);
+    }
+    const auto b = static_cast<std::size_t>(grid.bits);
+    std::uint64_t word = 0;
+    for (std::size_t j = 0; j < m; ++j) {
+        word |= static_cast<std::uint64_t>(code[j]) << (j * b);
+    }
+    for (std::size_t j = 0; j < m; ++j) {
+        const float p = kHasPrev ? prev[j] : 0.0f;
+        const float dq = grid.lut[code[j]];
+        const float q_new = p + dq;  // what the receiver's apply produces
+        const double e = static_cast<double>(q_new) - static_cast<double>(grad[j]);
+        err_sq.lane[j] += e * e;
+        innov_sq.lane[j] += static_cast<double>(dq) * static_cast<double>(dq);
+    }
+    return word;
+}
+
 template <bool kHasPrev>
 LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t count,
                           const LaqGrid& grid, std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(grid.bits);
+    // Copies: `packed` is a byte pointer and may alias anything, so values read through
+    // `grid` would otherwise be reloaded after every store.
     const double radius = grid.radius;
     const double step = grid.step;
-    const double top = max_code(grid.bits);
-    // Lane sums (parallel.hpp): the AVX2 encoder reproduces them exactly.
+    const int top = max_code(grid.bits);
     LaneSum err_sq;
     LaneSum innov_sq;
-    for (std::size_t i0 = 0; i0 < count; i0 += 8) {
-        const std::size_t m = std::min<std::size_t>(8, count - i0);
-        std::uint64_t word = 0;
-        for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t i = i0 + j;
-            const float p = kHasPrev ? prev[i] : 0.0f;
-            const float v = grad[i] - p;  // float32, as the reference (see laq.hpp)
-            double c = std::floor((static_cast<double>(v) + radius) / step + 0.5);
-            c = std::min(std::max(c, 0.0), top);  // guards rounding only
-            const auto code = static_cast<unsigned>(c);
-            word |= static_cast<std::uint64_t>(code) << (j * b);
-            const float dq = grid.lut[code];
-            const float q_new = p + dq;  // what the receiver's apply produces
-            const double e = static_cast<double>(q_new) - static_cast<double>(grad[i]);
-            err_sq.add(j, e * e);
-            innov_sq.add(j, static_cast<double>(dq) * static_cast<double>(dq));
-        }
-        store_le(word, packed + i0 / 8 * b, packed_size(m, grid.bits));
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i0 = 0; i0 < full; i0 += 8) {
+        const std::uint64_t word =
+            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, 8, grid, radius,
+                                   step, top, err_sq, innov_sq);
+        store_le(word, packed + i0 / 8 * b, b);
+    }
+    if (full < count) {
+        const std::size_t m = count - full;
+        const std::uint64_t word =
+            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, m, grid,
+                                   radius, step, top, err_sq, innov_sq);
+        store_le(word, packed + full / 8 * b, packed_size(m, grid.bits));
     }
     return {err_sq.total(), innov_sq.total()};
 }
@@ -99,16 +140,24 @@ LaqSums encode_block_scalar(const float* grad, const float* prev, std::size_t co
                 : encode_block_impl<false>(grad, nullptr, count, grid, packed);
 }
 
-// Calls fn(i, code) for each of the `count` codes of a block, in order.
+// Calls fn(i, code) for each of the `count` codes of a block, in order. Full groups of 8
+// have a constant inner trip count (unrolled); the last, partial group reads only its bytes.
 template <class Fn>
 inline void for_each_code(const std::uint8_t* packed, std::size_t count, int bits, Fn&& fn) {
     const auto b = static_cast<std::size_t>(bits);
     const std::uint64_t mask = (std::uint64_t{1} << b) - 1;
-    for (std::size_t i0 = 0; i0 < count; i0 += 8) {
-        const std::size_t m = std::min<std::size_t>(8, count - i0);
-        const std::uint64_t word = load_le(packed + i0 / 8 * b, packed_size(m, bits));
-        for (std::size_t j = 0; j < m; ++j) {
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i0 = 0; i0 < full; i0 += 8) {
+        const std::uint64_t word = load_le(packed + i0 / 8 * b, b);
+        for (std::size_t j = 0; j < 8; ++j) {
             fn(i0 + j, static_cast<unsigned>((word >> (j * b)) & mask));
+        }
+    }
+    if (full < count) {
+        const std::size_t m = count - full;
+        const std::uint64_t word = load_le(packed + full / 8 * b, packed_size(m, bits));
+        for (std::size_t j = 0; j < m; ++j) {
+            fn(full + j, static_cast<unsigned>((word >> (j * b)) & mask));
         }
     }
 }
@@ -126,10 +175,10 @@ void decode_add_scalar(const std::uint8_t* packed, std::size_t count, int bits,
 
 double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, int bits,
                            const float* table) {
-    LaneSum s;  // same lanes as the encoder's innov_sq, so the two agree bit for bit
+    LaneSum s;  // same lane order as the encoder's innov_sq (bit-identical result)
     for_each_code(packed, count, bits, [&](std::size_t i, unsigned c) {
         const auto d = static_cast<double>(table[c]);
-        s.add(i, d * d);
+        s.lane[i % kSumLanes] += d * d;
     });
     return s.total();
 }

@@ -12,12 +12,12 @@ namespace laqcore {
 double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a,
                         const char* name_b) {
     const double total = blocked_sum(n, [&](std::size_t begin, std::size_t end) {
-        double s = 0.0;
+        LaneSum s;
         for (std::size_t i = begin; i < end; ++i) {
             const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
-            s += d * d;
+            s.lane[(i - begin) % kSumLanes] += d * d;
         }
-        return s;
+        return s.total();
     });
     // Squares of finite float32 differences cannot overflow a double sum, so a non-finite
     // total means a non-finite input: the NaN/Inf check costs nothing in the normal case.

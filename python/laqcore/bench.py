@@ -320,12 +320,15 @@ def _qsgd_levels(bits: int) -> int:
 def _np_qsgd(
     x: npt.NDArray[np.float32], levels: int, bucket: int, bits: int, rng: np.random.Generator
 ) -> Any:
-    xb = x.reshape(-1, bucket)
+    n = x.shape[0]
+    pad = (-n) % bucket  # a short last bucket: zeros do not change its norm
+    xb = (np.concatenate([x, np.zeros(pad, np.float32)]) if pad else x).reshape(-1, bucket)
     norms = np.sqrt(np.sum(xb.astype(np.float64) ** 2, axis=1)).astype(np.float32)
-    r = np.abs(xb) / norms[:, None] * np.float32(levels)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero bucket: codes 0
+        r = np.nan_to_num(np.abs(xb) / norms[:, None]) * np.float32(levels)
     low = np.floor(r)
     level = np.minimum(low + (rng.random(xb.shape, dtype=np.float32) < r - low), levels)
-    codes = (2 * level + ((xb < 0) & (level > 0))).astype(np.uint8).reshape(-1)
+    codes = (2 * level + ((xb < 0) & (level > 0))).astype(np.uint8).reshape(-1)[:n]
     return norms, _np_pack(codes, bits)
 
 

@@ -124,9 +124,7 @@ class LAQPayload(Payload):
     def innov_sq(self) -> float:
         """``||dQ||^2`` (see the class docstring)."""
         if self._innov_sq is None:
-            self._innov_sq = float(
-                _core.laq.innov_sq(self.packed, self.n, self.bits, self.radius)
-            )
+            self._innov_sq = float(_core.laq.innov_sq(self.packed, self.n, self.bits, self.radius))
         return self._innov_sq
 
     @property

@@ -15,9 +15,9 @@
 //     clamp only guards against rounding: mathematically c_i is already in range.
 //   * The dequantized value of a code is the float32 table entry
 //         lut[c] = (float)((double)c * step - (double)R),
-//     computed by laq_make_lut() from (R, bits) alone. The encoder uses the same table as
+//     computed by laq_make_grid() from (R, bits) alone. The encoder uses the same table as
 //     every decoder, so the sender's dQ equals what a receiver reconstructs, bit for bit.
-//     (Built with -std=c++17, i.e. -ffp-contract=off, so c*step - R is not fused into an FMA,
+//     (The kernels are built with -ffp-contract=off, so c*step - R is not fused into an FMA,
 //     matching numpy.)
 //   * R == 0 (g == q_prev everywhere): the division would be 0/0, so every code is 0 and the
 //     table is all zeros (0 * 0 - 0 = +0), i.e. dQ = 0 whatever the codes. Decoders need no
@@ -27,8 +27,9 @@
 //     accumulate). A server weight w is folded into the table: wlut[c] = (float)w * lut[c] in
 //     float32, then aggregate_i += wlut[c_i]; for w = 1 this is exactly the apply.
 //   * err_sq = sum_i ((double)q_new_i - (double)g_i)^2 and innov_sq = sum_i (double)dQ_i^2,
-//     both deterministic blocked sums with in-block lane sums (parallel.hpp): identical for
-//     any thread count and any SIMD level.
+//     both deterministic blocked sums with LaneSum order inside a block (parallel.hpp):
+//     identical for any thread count and SIMD level, and laq_innov_sq() reproduces
+//     innov_sq bit for bit.
 //
 // Codes are written already packed in the pack.hpp layout (no intermediate code array).
 //

@@ -6,10 +6,6 @@
 //  * Floating-point sums are NOT: they are computed per fixed-size block of kReduceBlock
 //    elements (in double), and the block partials are added serially in block order.
 //    The block size never depends on the number of threads.
-//  * Inside a block, sums that a SIMD path must reproduce use kSumLanes interleaved partial
-//    sums (LaneSum below): element i of the block goes to lane i % 8, lanes are combined in
-//    one fixed tree. A SIMD path keeps the 8 lanes in two 4-double registers and gets the
-//    same bits, at full speed, where a single running sum would serialise every element.
 //  * Random numbers come from a counter-based generator keyed on the element index
 //    (rng.hpp), never from per-thread generator state.
 #pragma once
@@ -36,24 +32,25 @@ bool have_openmp();
 // OpenMP spec date (e.g. 201511) or 0 without OpenMP.
 int openmp_version();
 
-// Lanes of the in-block sums (see above). Blocks start at multiples of 8, so the lane of
-// an element is also its index modulo 8 in the whole vector.
-constexpr std::size_t kSumLanes = 8;
-
-struct LaneSum {
-    double lane[kSumLanes] = {};
-    void add(std::size_t i, double x) { lane[i % kSumLanes] += x; }
-    // ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)): with lanes 0-3 and 4-7 in two
-    // registers A and B, this is the horizontal sum (s0 + s1) + (s2 + s3) of s = A + B.
-    double total() const {
-        return ((lane[0] + lane[4]) + (lane[1] + lane[5])) +
-               ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-    }
-};
-
 inline std::size_t num_blocks(std::size_t n, std::size_t block = kReduceBlock) {
     return (n + block - 1) / block;
 }
+
+// Lane sums, the order of a sum *inside* a block: element i of the block (counted from the
+// block start, which is a multiple of 8) goes to accumulator i % kSumLanes, and the lanes are
+// combined as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). Eight independent chains
+// hide the latency of floating-point addition, and a SIMD variant reproduces the order
+// exactly with two 4-wide double registers. Use it where a per-block sum is hot.
+constexpr std::size_t kSumLanes = 8;
+static_assert(kReduceBlock % kSumLanes == 0, "blocks must start on a lane boundary");
+
+struct LaneSum {
+    double lane[kSumLanes] = {};
+    double total() const {
+        return ((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+               ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    }
+};
 
 // Deterministic blocked sum: partial(b) is called for each block [begin, end) (possibly in
 // parallel) and must return that block's sum; blocks are then added in order.

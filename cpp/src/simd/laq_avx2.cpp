@@ -18,7 +18,7 @@
 #include "kernels_avx2.hpp"
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
-#include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes (constants only)
+#include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
 
 namespace laqcore {
 namespace detail {
@@ -37,8 +37,8 @@ struct Lanes {
     }
     // LaneSum::total(), after spill().
     double total() const {
-        return ((tail[0] + tail[4]) + (tail[1] + tail[5])) +
-               ((tail[2] + tail[6]) + (tail[3] + tail[7]));
+        return ((tail[0] + tail[1]) + (tail[2] + tail[3])) +
+               ((tail[4] + tail[5]) + (tail[6] + tail[7]));
     }
 };
 
