@@ -28,8 +28,12 @@ def test_report_schema():
     assert machine["simd"] == laqcore.runtime.simd_level()
     assert machine["build"]["version"] == laqcore.__version__
     rows = report["results"]
-    # one row per kernel x size x bits (bit-free kernels: one) x threads
-    expected = sum(2 * (2 if bench.KERNELS[k].uses_bits else 1) for k in kernels)
+    # one row per kernel x size x supported bit width (fixed-width kernels: one) x threads
+    def widths(k: str) -> int:
+        spec = bench.KERNELS[k]
+        return 1 if spec.fixed else len({1, 4} & set(spec.widths))
+
+    expected = sum(2 * widths(k) for k in kernels)
     assert len(rows) == expected
     for row in rows:
         assert set(row) == ROW_KEYS

@@ -30,6 +30,8 @@
 
 namespace laqcore {
 
+struct LaqBlockKernels;  // laq.hpp
+
 enum class SimdLevel : int { scalar = 0, avx2 = 1 };
 
 // Serial block functions, one table per SIMD level. Every entry is filled for every level
@@ -43,6 +45,8 @@ struct KernelTable {
     // Unpacks `groups` full groups: bits * groups bytes into 8 * groups codes.
     void (*unpack_groups)(const std::uint8_t* packed, std::size_t groups, int bits,
                           std::uint8_t* codes);
+    // The LAQ quantizer's block functions (laq.hpp documents their contracts).
+    const LaqBlockKernels* laq;
 };
 
 // The table of the active level (chosen on first use, see above). Throws

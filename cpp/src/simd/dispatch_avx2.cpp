@@ -10,6 +10,7 @@ const KernelTable& avx2_kernel_table() {
     static const KernelTable table{
         &pack_groups_avx2,
         &unpack_groups_avx2,
+        &laq_avx2_kernels(),
     };
     return table;
 }

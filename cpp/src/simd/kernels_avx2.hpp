@@ -7,12 +7,16 @@
 #include <cstdint>
 
 namespace laqcore {
+struct LaqBlockKernels;
 namespace detail {
 
 std::uint8_t pack_groups_avx2(const std::uint8_t* codes, std::size_t groups, int bits,
                               std::uint8_t* out);
 void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits,
                         std::uint8_t* codes);
+
+// laq_avx2.cpp
+const LaqBlockKernels& laq_avx2_kernels();
 
 }  // namespace detail
 }  // namespace laqcore
