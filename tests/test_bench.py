@@ -99,3 +99,15 @@ def test_cli_bad_arguments_exit(argv):
     with pytest.raises(SystemExit) as exc:
         bench.main([*argv, "--no-torch"])
     assert exc.value.code == 2
+
+
+def test_laqcore_command_has_bench(tmp_path, capsys):
+    from laqcore import cli
+
+    out = tmp_path / "b.json"
+    argv = ["bench", "--kernels", "unpack", "--sizes", "10:10", "--bits", "1", "--threads", "1",
+            "--repeats", "1", "--min-time", "0", "--no-torch", "--json", str(out)]
+    assert cli.main(argv) == 0
+    assert json.loads(out.read_text())["results"][0]["kernel"] == "unpack"
+    assert cli.main(["bench", "--kernels", "nope", "--no-torch"]) == 2
+    assert "unknown or unavailable kernel" in capsys.readouterr().err

@@ -134,6 +134,48 @@ def test_laq_simd_rejects_nonfinite(simd_level, where):
         laqcore.laq_quantize(grad, prev, 4)
 
 
+# --- QSGD --------------------------------------------------------------------------------
+def _qsgd_everything(level: str, x, levels: int, bucket: int, norm: str) -> tuple:
+    with runtime.simd(level):
+        comp = laqcore.get_compressor("qsgd", levels=levels, bucket_size=bucket, norm=norm, seed=3)
+        p = comp.compress(x, step=11)
+        return p.scales.tobytes(), p.packed.tobytes(), comp.decompress(p).tobytes()
+
+
+@pytest.mark.parametrize("norm", ["l2", "max"])
+@pytest.mark.parametrize(
+    ("n", "bucket"),
+    [(1, 1), (7, 3), (9, 9), (33, 5), (1000, 100), (4099, 512), (20000, 20000), (70001, 512),
+     (2**15 + 9, 2**14 + 3)],
+    ids=lambda v: str(v),
+)
+@pytest.mark.parametrize("levels", [1, 7, 127])
+def test_qsgd_identical_to_scalar(simd_level, n, bucket, levels, norm):
+    rng = np.random.default_rng(n + bucket + levels)
+    x = rng.standard_normal(n).astype(np.float32)
+    x[::17] = 0.0
+    x[1::19] = -0.0
+    assert _qsgd_everything(simd_level, x, levels, bucket, norm) == _qsgd_everything(
+        "scalar", x, levels, bucket, norm
+    )
+
+
+def test_qsgd_identical_for_any_thread_count(simd_level):
+    x = np.random.default_rng(5).standard_normal(2**18 + 7).astype(np.float32)
+    expected = _qsgd_everything("scalar", x, 7, 512, "l2")
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            assert _qsgd_everything(simd_level, x, 7, 512, "l2") == expected
+
+
+def test_qsgd_simd_rejects_nonfinite(simd_level):
+    x = np.ones(5000, np.float32)
+    x[4321] = np.inf
+    comp = laqcore.get_compressor("qsgd", levels=7, bucket_size=512)
+    with runtime.simd(simd_level), pytest.raises(ValueError, match="contains NaN or Inf"):
+        comp.compress(x, step=0)
+
+
 # --- selection -------------------------------------------------------------------------
 def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)

@@ -103,6 +103,8 @@ const KernelTable& scalar_kernel_table() {
         &pack_groups_scalar,
         &unpack_groups_scalar,
         &laq_scalar_kernels(),
+        &sumsq_lanes_scalar,
+        &qsgd_codes_scalar,
     };
     return table;
 }

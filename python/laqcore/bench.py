@@ -47,7 +47,16 @@ import numpy.typing as npt
 from . import packing, runtime
 from ._validate import check_bits
 
-__all__ = ["KERNELS", "add_arguments", "available_kernels", "main", "run", "run_cli"]
+__all__ = [
+    "KERNELS",
+    "add_arguments",
+    "add_parser",
+    "available_kernels",
+    "main",
+    "markdown_table",
+    "run",
+    "run_cli",
+]
 
 
 def __dir__() -> list[str]:
@@ -883,6 +892,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="draw GB/s against n (needs matplotlib)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table at the end")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``bench`` subcommand of the ``laqcore`` command (see cli.py)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="kernel throughput against memcpy, numpy and torch",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -18,5 +18,11 @@ void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits
 // laq_avx2.cpp
 const LaqBlockKernels& laq_avx2_kernels();
 
+// reduce_avx2.cpp, qsgd_avx2.cpp
+double sumsq_lanes_avx2(const float* x, std::size_t count);
+void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::size_t n,
+                     const float* scales, std::size_t bucket_size, int levels,
+                     std::uint64_t key, std::uint8_t* codes);
+
 }  // namespace detail
 }  // namespace laqcore
