@@ -77,7 +77,7 @@ def as_float_or_double_vector(
     arr = _float_array(x, name, allow_empty)
     if arr.dtype != np.float32 and arr.dtype != np.float64:
         arr = arr.astype(np.float32)
-    return arr  # type: ignore[return-value]  # dtype narrowed by the checks above
+    return arr
 
 
 def as_out_vector(out: Any, n: int, name: str = "out") -> FloatVector:
