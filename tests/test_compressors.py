@@ -21,9 +21,14 @@ CONFIGS = {
     "laq": ({"bits": 4}, False),
 }
 KINDS = {
-    "none": PayloadKind.DENSE, "qsgd": PayloadKind.QSGD, "terngrad": PayloadKind.TERNGRAD,
-    "sign": PayloadKind.SIGN, "topk": PayloadKind.TOPK, "randk": PayloadKind.RANDK,
-    "sparse_quant": PayloadKind.SPARSE_QUANT, "laq": PayloadKind.LAQ,
+    "none": PayloadKind.DENSE,
+    "qsgd": PayloadKind.QSGD,
+    "terngrad": PayloadKind.TERNGRAD,
+    "sign": PayloadKind.SIGN,
+    "topk": PayloadKind.TOPK,
+    "randk": PayloadKind.RANDK,
+    "sparse_quant": PayloadKind.SPARSE_QUANT,
+    "laq": PayloadKind.LAQ,
 }
 
 
@@ -52,10 +57,10 @@ def test_protocol_round_trip(name, rng):
     decoded = comp.from_bytes(frame)
     assert decoded.to_bytes() == frame
     out = comp.decompress(decoded)
-    assert out.dtype == np.float32 and out.shape == x.shape
+    assert out.dtype == np.float32
+    assert out.shape == x.shape
     np.testing.assert_array_equal(out, comp.decompress(payload))
-    np.testing.assert_array_equal(
-        laqcore.wire.payload_from_bytes(frame).to_bytes(), frame)
+    np.testing.assert_array_equal(laqcore.wire.payload_from_bytes(frame).to_bytes(), frame)
     # decompress returns a new array: writing into it must not change the payload
     out[:] = 123.0
     assert not np.array_equal(comp.decompress(payload), out)
@@ -83,7 +88,7 @@ def test_rejects_nan_and_wrong_payload(name):
     foreign = laqcore.get_compressor(other).compress(np.ones(30, dtype=np.float32))
     with pytest.raises(TypeError):
         comp.decompress(foreign)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected"):
         comp.from_bytes(foreign.to_bytes())
 
 
@@ -106,8 +111,9 @@ def test_aliases_and_case():
     assert isinstance(laqcore.get_compressor("dense"), laqcore.IdentityCompressor)
     assert isinstance(laqcore.get_compressor("rand_k", k=1), laqcore.RandKCompressor)
     assert isinstance(laqcore.get_compressor("scaled-sign"), laqcore.SignCompressor)
-    assert isinstance(laqcore.get_compressor("sparse_quantized", k=1),
-                      laqcore.SparseQuantCompressor)
+    assert isinstance(
+        laqcore.get_compressor("sparse_quantized", k=1), laqcore.SparseQuantCompressor
+    )
     assert "top_k" not in laqcore.available_compressors()  # aliases are not listed
 
 
@@ -164,3 +170,32 @@ def test_register_compressor():
         laqcore.register_compressor("", Half)
     with pytest.raises(TypeError, match="callable"):
         laqcore.register_compressor("x", 3)  # type: ignore[arg-type]
+
+
+def test_docstring_examples():
+    import doctest
+
+    import laqcore.compressors
+    import laqcore.error_feedback
+    from laqcore.compressors import base, dense, qsgd, sign, sparse, terngrad
+
+    saved = (dict(base._FACTORIES), dict(base._ALIASES))
+    try:  # register_compressor's example registers a name: undo it afterwards
+        for module in (
+            laqcore.compressors,
+            base,
+            dense,
+            qsgd,
+            sign,
+            sparse,
+            terngrad,
+            laqcore.error_feedback,
+        ):
+            result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+            assert result.attempted > 0, module.__name__
+            assert result.failed == 0, module.__name__
+    finally:
+        base._FACTORIES.clear()
+        base._FACTORIES.update(saved[0])
+        base._ALIASES.clear()
+        base._ALIASES.update(saved[1])

@@ -10,7 +10,8 @@ from laqcore import ErrorFeedback
 def test_compensate_compress_update_formula(rng):
     comp = laqcore.get_compressor("topk", k=3)
     ef = ErrorFeedback(comp)
-    assert ef.name == "ef_topk" and ef.memory is None
+    assert ef.name == "ef_topk"
+    assert ef.memory is None
     e = np.zeros(10, dtype=np.float32)
     for step in range(5):
         x = rng.standard_normal(10).astype(np.float32)
@@ -24,9 +25,14 @@ def test_compensate_compress_update_formula(rng):
 
 @pytest.mark.parametrize(
     ("name", "kwargs", "contractive"),
-    [("sign", {}, True), ("topk", {"k": 5}, True), ("randk", {"k": 5, "seed": 1}, True),
-     ("qsgd", {"levels": 1, "bucket_size": 8, "seed": 1}, False),
-     ("terngrad", {"seed": 1}, False), ("sparse_quant", {"k": 5, "bits": 2, "seed": 1}, False)],
+    [
+        ("sign", {}, True),
+        ("topk", {"k": 5}, True),
+        ("randk", {"k": 5, "seed": 1}, True),
+        ("qsgd", {"levels": 1, "bucket_size": 8, "seed": 1}, False),
+        ("terngrad", {"seed": 1}, False),
+        ("sparse_quant", {"k": 5, "bits": 2, "seed": 1}, False),
+    ],
 )
 def test_sent_plus_memory_telescopes(name, kwargs, contractive, rng):
     # sum_t D(C(p_t)) + e_T == sum_t x_t: nothing is lost, only delayed (EF-SGD, §7)

@@ -553,3 +553,16 @@ def test_docstring_examples():
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0
         assert result.failed == 0, module.__name__
+
+
+def test_registry_builds_the_laq_compressor(rng):
+    comp = laqcore.get_compressor("laq", bits=3)
+    assert isinstance(comp, laqcore.LAQCompressor)
+    assert isinstance(comp, laqcore.compressors.Compressor)
+    x = rng.standard_normal(100).astype(np.float32)
+    np.testing.assert_array_equal(
+        comp.decompress(comp.compress(x)), ref.laq_quantize(x, None, 3)["dq"]
+    )
+    other = laqcore.get_compressor("sign").compress(x)
+    with pytest.raises(TypeError, match="payload must be a LAQPayload"):
+        comp.decompress(other)

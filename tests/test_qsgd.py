@@ -67,7 +67,17 @@ def test_large_matches_reference(rng, levels, bucket_size, norm):
 
 def test_code_bits():
     assert [qsgd_code_bits(s) for s in (1, 2, 3, 4, 7, 8, 15, 16, 63, 64, 127)] == [
-        2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 8,
+        2,
+        3,
+        3,
+        4,
+        4,
+        5,
+        5,
+        6,
+        7,
+        8,
+        8,
     ]
     for s in LEVELS:
         assert qsgd_code_bits(s) == ref.qsgd_code_bits(s)
@@ -112,8 +122,11 @@ def test_unbiased_over_many_steps(norm):
 
 
 @given(
-    hnp.arrays(np.float32, st.integers(1, 300),
-               elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False)),
+    hnp.arrays(
+        np.float32,
+        st.integers(1, 300),
+        elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+    ),
     st.integers(1, 127),
     st.integers(1, 64),
     st.sampled_from(["l2", "max"]),
@@ -219,6 +232,14 @@ def test_nan_in_parallel_path():
 def test_bad_parameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         QSGDCompressor(**kwargs)
+
+
+def test_l2_norm_overflow_is_reported():
+    x = np.full(4, 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float32"):
+        QSGDCompressor(levels=3, bucket_size=4).compress(x)
+    p = QSGDCompressor(levels=3, bucket_size=4, norm="max").compress(x)
+    np.testing.assert_array_equal(laqcore.qsgd_dequantize(p), x)
 
 
 def test_bad_step():

@@ -55,8 +55,9 @@ def test_same_output_for_any_thread_count(rng):
     np.testing.assert_array_equal(decoded[0], decoded[2])
 
 
-@given(hnp.arrays(np.float32, st.integers(1, 500),
-                  elements=st.floats(-2.0**100, 2.0**100, width=32)))
+@given(
+    hnp.arrays(np.float32, st.integers(1, 500), elements=st.floats(-(2.0**100), 2.0**100, width=32))
+)
 def test_round_trip_property(x):
     comp = SignCompressor()
     p = comp.from_bytes(comp.compress(x).to_bytes())
@@ -65,7 +66,8 @@ def test_round_trip_property(x):
     assert np.all((out < 0) == (x < 0))
     # ||C(x)||_1 = ||x||_1 up to rounding of the float32 scale
     assert np.abs(out.astype(np.float64)).sum() == pytest.approx(
-        np.abs(x.astype(np.float64)).sum(), rel=1e-6)
+        np.abs(x.astype(np.float64)).sum(), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize(("x", "exc", "match"), BAD_VECTORS)

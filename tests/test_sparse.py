@@ -10,7 +10,6 @@ from hypothesis.extra import numpy as hnp
 
 import laqcore
 import reference as ref
-from conftest import LENGTHS
 from compressor_cases import (
     BAD_VECTORS,
     HEADER,
@@ -20,6 +19,7 @@ from compressor_cases import (
     patch_frame,
     thread_outputs,
 )
+from conftest import LENGTHS
 from laqcore import _core
 from laqcore.compressors import (
     RandKCompressor,
@@ -58,12 +58,32 @@ def test_topk_ties_go_to_lower_index():
     assert TopKCompressor(k=6).compress(x).indices.tolist() == [0, 1, 2, 3, 5, 6]
     many = np.repeat(np.float32([3.0, -3.0, 1.0]), 1000)
     np.testing.assert_array_equal(
-        TopKCompressor(k=1500).compress(many).indices, ref.topk_indices(many, 1500))
+        TopKCompressor(k=1500).compress(many).indices, ref.topk_indices(many, 1500)
+    )
 
 
-@given(hnp.arrays(np.float32, st.integers(1, 200),
-                  elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -7.0, 1e-30])),
-       st.data())
+@pytest.mark.parametrize("k", [1, 77, 2**16, 2**17 - 1, 2**17])
+def test_topk_large_inputs_with_heavy_ties(k):
+    # n above the parallel threshold takes the histogram path (sparse.cpp select_large);
+    # a few distinct values put almost everything into one histogram bin
+    rng = np.random.default_rng(k)
+    x = rng.choice(np.float32([0.0, -0.0, 1.0, -1.0, 1.5, 3.0]), size=2**17)
+    p = TopKCompressor(k=k).compress(x)
+    np.testing.assert_array_equal(p.indices, ref.topk_indices(x, k))
+    np.testing.assert_array_equal(p.values, x[p.indices])
+    zeros = np.zeros(2**17, dtype=np.float32)
+    zeros[[5, 70000]] = [-2.0, 1.0]
+    assert TopKCompressor(k=3).compress(zeros).indices.tolist() == [0, 5, 70000]
+
+
+@given(
+    hnp.arrays(
+        np.float32,
+        st.integers(1, 200),
+        elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -7.0, 1e-30]),
+    ),
+    st.data(),
+)
 def test_topk_property_with_ties(x, data):
     k = data.draw(st.integers(1, x.size))
     p = TopKCompressor(k=k).compress(x)
@@ -116,8 +136,10 @@ def test_randk_rescale_is_unbiased_in_expectation():
     p = comp.compress(x, step=0)
     np.testing.assert_allclose(p.values, x[p.indices] * np.float32(5.0), rtol=1e-6)
     trials = 4000
-    mean = sum((comp.decompress(comp.compress(x, step=s)) for s in range(trials)),
-               np.zeros(x.size)) / trials
+    mean = (
+        sum((comp.decompress(comp.compress(x, step=s)) for s in range(trials)), np.zeros(x.size))
+        / trials
+    )
     sd = np.abs(x) * np.sqrt((20 / 4 - 1) / trials)  # std of x_i * 5 * Bernoulli(1/5)
     assert np.all(np.abs(mean - x) <= 5 * sd + 1e-6)
 
@@ -157,8 +179,10 @@ def test_sparse_quant_unbiased_given_selection():
     comp = SparseQuantCompressor(k=10, bits=2, seed=9)  # 1 level: values in {0, +-max}
     idx = ref.topk_indices(x, 10)
     trials = 3000
-    mean = sum((comp.decompress(comp.compress(x, step=s)) for s in range(trials)),
-               np.zeros(x.size)) / trials
+    mean = (
+        sum((comp.decompress(comp.compress(x, step=s)) for s in range(trials)), np.zeros(x.size))
+        / trials
+    )
     m = np.abs(x[idx]).max()
     p = np.abs(x[idx]) / m
     sd = m * np.sqrt(p * (1 - p) / trials)
@@ -169,8 +193,11 @@ def test_sparse_quant_unbiased_given_selection():
 # --- threads, bad input, frames -------------------------------------------------------------
 @pytest.mark.parametrize(
     "comp",
-    [TopKCompressor(k=1000), RandKCompressor(ratio=0.01, seed=2),
-     SparseQuantCompressor(k=5000, bits=3, selection="randk", seed=2)],
+    [
+        TopKCompressor(k=1000),
+        RandKCompressor(ratio=0.01, seed=2),
+        SparseQuantCompressor(k=5000, bits=3, selection="randk", seed=2),
+    ],
     ids=["topk", "randk", "sparse_quant"],
 )
 def test_same_output_for_any_thread_count(rng, comp):
@@ -181,7 +208,9 @@ def test_same_output_for_any_thread_count(rng, comp):
 
 
 COMPRESSORS = [
-    TopKCompressor(k=2), RandKCompressor(k=2), SparseQuantCompressor(k=2),
+    TopKCompressor(k=2),
+    RandKCompressor(k=2),
+    SparseQuantCompressor(k=2),
 ]
 
 
@@ -240,8 +269,11 @@ def test_corrupt_frames(rng, comp):
     check_generic_corruption(comp, p)
     frame = p.to_bytes()
     at = HEADER + type(p).META.size
-    for idx, match in [((5, 5), "strictly increasing"), ((6, 2), "strictly increasing"),
-                       ((1, 9), "out of range")]:
+    for idx, match in [
+        ((5, 5), "strictly increasing"),
+        ((6, 2), "strictly increasing"),
+        ((1, 9), "out of range"),
+    ]:
         with pytest.raises(ValueError, match=match):
             comp.from_bytes(patch_frame(frame, at, struct.pack("<2I", *idx)))
     for k in (0, 10):
@@ -261,11 +293,13 @@ def test_corrupt_values_and_meta(rng):
         topk.from_bytes(patch_frame(frame, _index_offset() + 8, struct.pack("<f", np.nan)))
     sq = SparseQuantCompressor(k=2, bits=3)
     frame = sq.compress(x, step=0).to_bytes()
-    for offset, value, match in [(HEADER + 8, bytes([1]), "bits"),
-                                 (HEADER + 8, bytes([9]), "bits"),
-                                 (HEADER + 9, bytes([2]), "selection"),
-                                 (HEADER + 10, struct.pack("<f", -1.0), "scale"),
-                                 (HEADER + 10, struct.pack("<f", np.inf), "scale")]:
+    for offset, value, match in [
+        (HEADER + 8, bytes([1]), "bits"),
+        (HEADER + 8, bytes([9]), "bits"),
+        (HEADER + 9, bytes([2]), "selection"),
+        (HEADER + 10, struct.pack("<f", -1.0), "scale"),
+        (HEADER + 10, struct.pack("<f", np.inf), "scale"),
+    ]:
         with pytest.raises(ValueError, match=match):
             sq.from_bytes(patch_frame(frame, offset, value))
     # with bits = 3 there are 2**2 - 1 = 3 levels, so every 3-bit code is valid; a corrupt

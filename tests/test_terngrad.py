@@ -55,8 +55,12 @@ def test_shared_scaler(rng, clip):
         check_against_reference(x, clip, shared=float(shared), step=1)
     with pytest.raises(ValueError, match="smaller than this tensor's max"):
         comp.compress(x, shared_scaler=local * 0.99)
-    for bad, exc in ((-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-                     ("1.0", TypeError)):
+    for bad, exc in (
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        ("1.0", TypeError),
+    ):
         with pytest.raises(exc, match="shared_scaler"):
             comp.compress(x, shared_scaler=bad)
 
@@ -69,7 +73,8 @@ def test_clipping_threshold_is_c_sigma(rng):
     assert thr == pytest.approx(2.5 * sigma, rel=1e-6)
     assert s == thr  # the outlier is clipped, so the scaler is the threshold
     s_off, thr_off = _core.terngrad.scaler(x, 0.0)
-    assert s_off == 100.0 and thr_off == np.inf
+    assert s_off == 100.0
+    assert thr_off == np.inf
 
 
 def test_zero_input_gives_zero_payload():
@@ -81,6 +86,15 @@ def test_zero_input_gives_zero_payload():
     # a shared scaler with a zero tensor is fine too
     q = comp.compress(np.zeros(9, dtype=np.float32), shared_scaler=3.0)
     np.testing.assert_array_equal(comp.decompress(q), 0.0)
+
+
+def test_constant_tensor_is_clipped_to_zero_only_with_clipping():
+    x = np.full(6, -0.5, dtype=np.float32)
+    clipped = TernGradCompressor(clip_factor=2.5)
+    assert clipped.local_scaler(x) == 0.0  # sigma = 0: threshold 0
+    np.testing.assert_array_equal(clipped.decompress(clipped.compress(x)), 0.0)
+    plain = TernGradCompressor(clip_factor=None)
+    np.testing.assert_array_equal(plain.decompress(plain.compress(x)), x)  # p = 1 everywhere
 
 
 def test_same_output_for_any_thread_count(rng):
@@ -117,8 +131,11 @@ def test_unbiased_over_many_steps(clip):
 
 
 @given(
-    hnp.arrays(np.float32, st.integers(1, 300),
-               elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False)),
+    hnp.arrays(
+        np.float32,
+        st.integers(1, 300),
+        elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+    ),
     st.sampled_from([None, 1.0, 2.5]),
     st.integers(0, 2**64 - 1),
 )

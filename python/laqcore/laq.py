@@ -331,9 +331,10 @@ class LAQCompressor:
             check_positive_int(step, "step", minimum=0)
         return laq_quantize(x, None, self.bits)
 
-    def decompress(self, payload: LAQPayload) -> FloatVector:
-        """The dequantized vector of a payload made by :meth:`compress`."""
-        return laq_dequantize(payload)
+    def decompress(self, payload: Payload) -> FloatVector:
+        """The dequantized vector of a payload made by :meth:`compress` (``TypeError`` for
+        another compressor's payload)."""
+        return laq_dequantize(_check_payload(payload))
 
     def from_bytes(self, buf: Any) -> LAQPayload:
         """Decode a frame; raises ``ValueError`` for truncated, corrupt or foreign frames."""

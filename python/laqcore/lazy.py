@@ -65,6 +65,10 @@ def squared_distance(a: Any, b: Any) -> float:
 class IterateHistory:
     """Ring buffer of the last ``D`` squared iterate differences and the rule's first term.
 
+    Push ``||theta^{k+1} - theta^k||^2`` once per iteration, after the server step; then at
+    iteration ``k`` (0-based) ``count == k`` and :meth:`rhs` equals the official code's
+    ``me / (alpha^2 M^2)`` bit for bit (``0`` at ``k = 0``).
+
     Parameters
     ----------
     D : int, default 10

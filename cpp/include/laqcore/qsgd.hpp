@@ -4,8 +4,9 @@
 // bucket_size consecutive coordinates (the last one may be shorter). Bucket j has its own
 // float32 scale:
 //   * norm = L2:  scale_j = float(sqrt(sum_i x_i^2)), the squares summed in double in
-//                 fixed blocks of kReduceBlock elements (parallel.hpp's rule), so the
-//                 scale is identical for any thread count;
+//                 fixed blocks of kReduceBlock elements, LaneSum order inside a block
+//                 (parallel.hpp's rule), so the scale is identical for any thread count
+//                 and SIMD level;
 //   * norm = Max: scale_j = max_i |x_i|.
 //
 // Stochastic rounding with s = `levels` levels, for x_i in bucket j (float32 arithmetic):
@@ -40,7 +41,8 @@ int qsgd_code_bits(int levels);
 std::size_t qsgd_num_buckets(std::size_t n, std::size_t bucket_size);
 
 // Per-bucket scales into scales[qsgd_num_buckets(n, bucket_size)]. Throws
-// std::invalid_argument("<name> contains NaN or Inf") if x has a non-finite value.
+// std::invalid_argument("<name> contains NaN or Inf") if x has a non-finite value, and
+// also if an L2 scale would overflow float32 (only possible for |x_i| near FLT_MAX).
 void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNorm norm,
                  float* scales, const char* name = "x");
 

@@ -108,9 +108,7 @@ def check_real(value: Any, name: str) -> float:
 def check_payload(payload: Any, cls: type[P], who: str) -> P:
     """Return ``payload`` if it is a ``cls``; else TypeError naming what was given."""
     if not isinstance(payload, cls):
-        raise TypeError(
-            f"{who}.decompress expects a {cls.__name__}, got {type(payload).__name__}"
-        )
+        raise TypeError(f"{who}.decompress expects a {cls.__name__}, got {type(payload).__name__}")
     return payload
 
 

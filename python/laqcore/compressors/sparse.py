@@ -62,7 +62,7 @@ def __dir__() -> list[str]:
 class _KSpec:
     """Validated ``k`` / ``ratio`` pair (exactly one given) and its value for a length n."""
 
-    def __init__(self, k: int | None, ratio: float | None) -> None:
+    def __init__(self, k: Any, ratio: Any) -> None:
         if (k is None) == (ratio is None):
             raise TypeError("give exactly one of k (a count) and ratio (a fraction of n)")
         self.k = None if k is None else check_uint(k, "k", minimum=1, maximum=MAX_LENGTH)
@@ -90,7 +90,9 @@ class _KSpec:
 
 def _read_indices(body: memoryview, n: int, k: int, kind: str) -> IndexVector:
     check_n(n, kind)
-    if not 1 <= k <= n or n > MAX_LENGTH:
+    if n > MAX_LENGTH:
+        raise ValueError(f"corrupt {kind} frame: n = {n} exceeds the uint32 index range")
+    if not 1 <= k <= n:
         raise ValueError(f"corrupt {kind} frame: k = {k} entries for length n = {n}")
     idx = body_array(body, 0, k, np.uint32, "indices")
     _core.sparse.check_indices(idx, n)
@@ -299,9 +301,7 @@ class SparseQuantPayload(Payload):
         return (self.indices, self.packed)
 
     @classmethod
-    def _from_parts(
-        cls, n: int, meta: tuple[Any, ...], body: memoryview
-    ) -> SparseQuantPayload:
+    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> SparseQuantPayload:
         k, bits, sel, scale = int(meta[0]), int(meta[1]), int(meta[2]), float(meta[3])
         if not 2 <= bits <= 8:
             raise ValueError(f"corrupt SPARSE_QUANT frame: bits = {bits}, must be in [2, 8]")

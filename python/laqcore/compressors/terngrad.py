@@ -68,7 +68,9 @@ class TernGradCompressor(SeededCompressor):
     ----------
     clip_factor : float or None
         Clip |g| at ``clip_factor * std(g)`` before ternarizing (paper default 2.5);
-        ``None`` or ``0`` disables clipping.
+        ``None`` or ``0`` disables clipping. As in the formula, a constant tensor (std 0,
+        e.g. any tensor of length 1) is clipped to zero; TernGrad's own code leaves small
+        tensors unquantized, so disable clipping (or send them with ``"none"``) there.
     seed, stream : int
         See :class:`~laqcore.compressors.base.SeededCompressor`.
 
@@ -83,9 +85,7 @@ class TernGradCompressor(SeededCompressor):
 
     name = "terngrad"
 
-    def __init__(
-        self, *, clip_factor: float | None = 2.5, seed: int = 0, stream: int = 0
-    ) -> None:
+    def __init__(self, *, clip_factor: float | None = 2.5, seed: int = 0, stream: int = 0) -> None:
         super().__init__(seed=seed, stream=stream)
         c = 0.0 if clip_factor is None else check_real(clip_factor, "clip_factor")
         if c < 0:
