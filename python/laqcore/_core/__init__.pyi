@@ -1,0 +1,8 @@
+# Type stubs for the native extension laqcore._core (built from cpp/bindings/).
+# Hand-maintained; `python -m mypy.stubtest laqcore._core` (run by .ci/run) checks them
+# against the compiled module, so a binding added without a stub fails CI.
+# Bootstrap a new submodule with `pybind11-stubgen laqcore._core -o /tmp/stubs`.
+from . import pack as pack
+from . import runtime as runtime
+
+__version__: str
