@@ -1,0 +1,69 @@
+// libFuzzer harness: laqcore::unpack_bits / pack_bits against a bit-by-bit reference.
+//
+// Input: byte 0 selects bits = 1 + byte0 % 8, the rest is a packed buffer. n is the largest
+// code count whose packed size equals the buffer length (what the binding requires), so
+// every buffer length is reachable. Checks:
+//   * unpack either throws std::invalid_argument (only for non-zero padding bits, which the
+//     reference predicts exactly) or returns the reference's codes;
+//   * pack(unpack(buf)) == buf, byte for byte;
+//   * nothing reads or writes outside the buffers (ASan) and no UB (UBSan).
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <vector>
+
+#include "laqcore/pack.hpp"
+
+namespace {
+
+// Stream bit j is bit (j % 8) of byte (j / 8); code i is stream bits [i*bits, (i+1)*bits).
+std::uint8_t reference_code(const std::uint8_t* buf, std::size_t i, int bits) {
+    unsigned code = 0;
+    for (int k = 0; k < bits; ++k) {
+        const std::size_t j = i * static_cast<std::size_t>(bits) + static_cast<std::size_t>(k);
+        code |= static_cast<unsigned>((buf[j / 8] >> (j % 8)) & 1u) << k;
+    }
+    return static_cast<std::uint8_t>(code);
+}
+
+bool reference_padding_is_zero(const std::uint8_t* buf, std::size_t size, std::size_t n,
+                               int bits) {
+    for (std::size_t j = n * static_cast<std::size_t>(bits); j < 8 * size; ++j) {
+        if ((buf[j / 8] >> (j % 8)) & 1u) return false;
+    }
+    return true;
+}
+
+void require(bool ok) {
+    if (!ok) std::abort();  // libFuzzer reports the input that got here
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 1) return 0;
+    const int bits = 1 + data[0] % 8;
+    // Copy into an exactly sized heap buffer so ASan flags any read past its end.
+    const std::vector<std::uint8_t> packed(data + 1, data + size);
+    const std::size_t nbytes = packed.size();
+    std::size_t n = nbytes * 8 / static_cast<std::size_t>(bits);
+    while (n > 0 && laqcore::packed_size(n, bits) > nbytes) --n;
+    if (laqcore::packed_size(n, bits) != nbytes) return 0;  // no n fits this length exactly
+
+    std::vector<std::uint8_t> codes(n);
+    const bool padding_ok = reference_padding_is_zero(packed.data(), nbytes, n, bits);
+    try {
+        laqcore::unpack_bits(packed.data(), n, bits, codes.data());
+    } catch (const std::invalid_argument&) {
+        require(!padding_ok);  // the only documented reason to refuse a correctly sized buffer
+        return 0;
+    }
+    require(padding_ok);
+    for (std::size_t i = 0; i < n; ++i) require(codes[i] == reference_code(packed.data(), i, bits));
+
+    std::vector<std::uint8_t> again(nbytes);
+    laqcore::pack_bits(codes.data(), n, bits, again.data());
+    require(again == packed);
+    return 0;
+}
