@@ -70,3 +70,99 @@ def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     bit_matrix = stream.reshape(n, bits).astype(np.uint16)
     weights = (1 << np.arange(bits)).astype(np.uint16)
     return (bit_matrix * weights).sum(axis=1).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------
+# LAQ innovation quantizer (cpp/include/laqcore/laq.hpp; ALGORITHMS.md §1.1)
+# ---------------------------------------------------------------------------------------
+def laq_lut(radius: float, bits: int) -> np.ndarray:
+    """Dequantized value of every code: float32(c * step - R), step = (2R) / (2**bits - 1)."""
+    levels = (1 << bits) - 1
+    r = float(radius)
+    step = (2.0 * r) / levels
+    c = np.arange(levels + 1, dtype=np.float64)
+    return (c * step - r).astype(np.float32)
+
+
+def laq_quantize(grad: np.ndarray, prev: np.ndarray | None, bits: int) -> dict:
+    """v = g - q_prev (float32); R = max|v|; c = floor((v + R) / (2 tau R) + 1/2) in double,
+    clamped; dQ = lut[c]; q_new = q_prev + dQ (float32); err_sq / innov_sq in double."""
+    g = np.asarray(grad, dtype=np.float32)
+    p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
+    v = g - p
+    radius = float(np.max(np.abs(v)))
+    levels = (1 << bits) - 1
+    step = (2.0 * radius) / levels if radius > 0 else 1.0  # R = 0: every code is 0
+    codes = np.floor((v.astype(np.float64) + radius) / step + 0.5)
+    codes = np.clip(codes, 0, levels).astype(np.uint8)
+    dq = laq_lut(radius, bits)[codes]
+    q_new = p + dq
+    return {
+        "codes": codes,
+        "packed": pack_bits(codes, bits),
+        "radius": radius,
+        "dq": dq,
+        "q_new": q_new,
+        "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),
+        "innov_sq": float(np.sum(dq.astype(np.float64) ** 2)),
+    }
+
+
+def laq_official_quantd(vec: np.ndarray, v2: np.ndarray, b: int) -> np.ndarray:
+    """The official code's formula, transcribed (float64 throughout):
+    r = max|vec - v2|; delta = r / (2^b - 1); Q = v2 - r + 2 delta floor((vec - v2 + r + delta) / (2 delta))."""
+    vec = np.asarray(vec, dtype=np.float64)
+    v2 = np.asarray(v2, dtype=np.float64)
+    r = np.max(np.abs(vec - v2))
+    delta = r / (np.floor(2**b) - 1)
+    return v2 - r + 2 * delta * np.floor((vec - v2 + r + delta) / (2 * delta))
+
+
+def laq_decode_add(target: np.ndarray, codes: np.ndarray, radius: float, bits: int,
+                   weight: float = 1.0) -> np.ndarray:
+    """target + float32(weight) * lut[codes], all in float32 (the apply / accumulate kernels)."""
+    table = np.float32(weight) * laq_lut(radius, bits)
+    return np.asarray(target, dtype=np.float32) + table[codes]
+
+
+# ---------------------------------------------------------------------------------------
+# Lazy upload rule (cpp/include/laqcore/lazy_rule.hpp; ALGORITHMS.md §1.2, §1.5)
+# ---------------------------------------------------------------------------------------
+def squared_distance(a: np.ndarray, b: np.ndarray) -> float:
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(np.sum(d * d))
+
+
+def official_laq_me(diffs: list[float], D: int = 10, ck: float = 0.8) -> float:
+    """`me` of the official LAQ.py loop at iteration k = len(diffs), transcribed literally.
+
+    diffs[j] = ||theta^{j+1} - theta^j||^2, so dtheta[k] = diffs[k-1] (dtheta[0] = 0).
+    ksi[:, 0] = ck; ksi[:, i] = ck * (1/i) for i = 1..D.
+    """
+    k = len(diffs)
+    dtheta_sq = [0.0, *diffs]
+    ksi = np.ones((D, D + 1))
+    for i in range(D + 1):
+        ksi[:, i] = np.ones(D) if i == 0 else 1 / i * np.ones(D)
+    ksi = ck * ksi
+    me = 0.0
+    for d in range(D):
+        if k - d >= 0:
+            if k <= D:
+                me = me + ksi[d, k] * dtheta_sq[k - d]
+            if k > D:
+                me = me + ksi[d, D] * dtheta_sq[k - d]
+    return float(me)
+
+
+def official_slaq_me_steady(diffs: list[float], D: int = 10, ck: float = 0.8) -> float:
+    """`me` of the official SLAQ.py loop for k = len(diffs) >= D (its shift buffer holds the D
+    most recent differences, column D-1 the newest; the sum runs over d = 1..D-1)."""
+    k = len(diffs)
+    assert k >= D
+    dtheta_sq = list(diffs[-D:])  # columns 0..D-1, oldest first
+    me = 0.0
+    for d in range(1, D):
+        w = ck * (1 / D)
+        me = me + w * (dtheta_sq[k - d] if k <= D else dtheta_sq[D - d])
+    return float(me)

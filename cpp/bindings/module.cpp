@@ -5,6 +5,8 @@
 namespace laqcore::bind {
 void register_runtime(py::module_ m);
 void register_pack(py::module_ m);
+void register_laq(py::module_ m);
+void register_lazy(py::module_ m);
 }  // namespace laqcore::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -13,4 +15,6 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = LAQCORE_VERSION;
     register_runtime(m.def_submodule("runtime"));
     register_pack(m.def_submodule("pack"));
+    register_laq(m.def_submodule("laq"));
+    register_lazy(m.def_submodule("lazy"));
 }

@@ -1,4 +1,10 @@
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
 #include "binding_utils.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/parallel.hpp"
 #include "laqcore/rng.hpp"
 
@@ -26,6 +32,28 @@ void register_runtime(py::module_ m) {
         return std::string("unknown");
 #endif
     });
+    // SIMD dispatch. Resolving the active level here makes an invalid LAQCORE_SIMD fail
+    // the import with a clear ValueError instead of the first kernel call.
+    (void)kernels();
+    m.def("simd_level", []() { return std::string(simd_level_name(simd_level())); },
+          "The SIMD path the kernels use now ('scalar' or 'avx2').");
+    m.def(
+        "simd_levels",
+        []() {
+            std::vector<std::string> names;
+            for (SimdLevel level : available_simd_levels()) names.emplace_back(simd_level_name(level));
+            return names;
+        },
+        "SIMD paths usable on this machine, scalar (the reference) first.");
+    m.def(
+        "set_simd_level",
+        [](const std::string& name) {
+            const std::string old = simd_level_name(simd_level());
+            set_simd_level(parse_simd_level(name, "level"));
+            return old;
+        },
+        py::arg("level"),
+        "Switch the SIMD path ('scalar', 'avx2' or 'auto'); returns the previous one.");
     m.def("min_parallel_size", []() { return kMinParallel; },
           "Inputs shorter than this run on one thread.");
     m.def("reduce_block_size", []() { return kReduceBlock; },

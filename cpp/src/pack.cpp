@@ -1,8 +1,11 @@
 #include "laqcore/pack.hpp"
 
+#include <algorithm>
 #include <cstring>
 
+#include "laqcore/bitstream.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/parallel.hpp"
 
 namespace laqcore {
@@ -17,48 +20,73 @@ inline std::uint64_t gather_group(const std::uint8_t* codes, std::size_t count, 
     return acc;
 }
 
-inline void store_le(std::uint64_t word, std::uint8_t* out, std::size_t nbytes) {
-    for (std::size_t k = 0; k < nbytes; ++k) out[k] = static_cast<std::uint8_t>(word >> (8 * k));
-}
-
-inline std::uint64_t load_le(const std::uint8_t* in, std::size_t nbytes) {
-    std::uint64_t word = 0;
-    for (std::size_t k = 0; k < nbytes; ++k) word |= static_cast<std::uint64_t>(in[k]) << (8 * k);
-    return word;
-}
-
 }  // namespace
+
+// Packing and unpacking stream through memory: each parallel block covers
+// kPackBlockGroups groups of 8 codes (32 KiB of codes), large enough that the per-block
+// call and the SIMD tail cost nothing, small enough to balance any thread count.
+constexpr std::size_t kPackBlockGroups = std::size_t{1} << 12;
+
+namespace detail {
+
+std::uint8_t pack_groups_scalar(const std::uint8_t* codes, std::size_t groups, int bits,
+                                std::uint8_t* out) {
+    const auto b = static_cast<std::size_t>(bits);
+    std::uint8_t seen = 0;
+    for (std::size_t g = 0; g < groups; ++g) {
+        for (std::size_t j = 0; j < 8; ++j) seen |= codes[8 * g + j];
+        store_le(gather_group(codes + 8 * g, 8, bits), out + b * g, b);
+    }
+    return seen;
+}
+
+void unpack_groups_scalar(const std::uint8_t* packed, std::size_t groups, int bits,
+                          std::uint8_t* codes) {
+    const auto b = static_cast<std::size_t>(bits);
+    const std::uint64_t code_mask = (std::uint64_t{1} << b) - 1;
+    for (std::size_t g = 0; g < groups; ++g) {
+        const std::uint64_t word = load_le(packed + b * g, b);
+        for (std::size_t j = 0; j < 8; ++j) {
+            codes[8 * g + j] = static_cast<std::uint8_t>((word >> (j * b)) & code_mask);
+        }
+    }
+}
+
+}  // namespace detail
 
 void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
     check_bits(bits);
+    const auto pack_groups = kernels().pack_groups;  // may throw (bad LAQCORE_SIMD): not in a region
     const auto b = static_cast<std::size_t>(bits);
-    const std::uint8_t limit_mask = static_cast<std::uint8_t>(0xFFu << bits);  // 0 for bits = 8
-
-    // Validate first (serially cheap OR-reduction), so no partial output is ever returned.
-    std::uint8_t bad = 0;
-    for (std::size_t i = 0; i < n; ++i) bad |= static_cast<std::uint8_t>(codes[i] & limit_mask);
-    if (bad) {
-        for (std::size_t i = 0; i < n; ++i) {
-            LAQ_CHECK((codes[i] & limit_mask) == 0,
-                      "code " << int(codes[i]) << " at index " << i << " does not fit in "
-                              << bits << " bits (max " << ((1 << bits) - 1) << ")");
-        }
-    }
-
     const std::size_t full_groups = n / 8;
-    const auto groups_signed = static_cast<std::int64_t>(full_groups);
+    const std::size_t nblocks = num_blocks(full_groups, kPackBlockGroups);
+    const auto nblocks_signed = static_cast<std::int64_t>(nblocks);
+
+    // Codes are validated in the same pass as they are packed (the block functions return
+    // the OR of every code they read): one read of the input instead of two. A bad code
+    // therefore leaves `out` partly written; the error is raised before anyone sees it.
+    std::uint8_t seen = 0;
 #ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
+#pragma omp parallel for schedule(static) reduction(| : seen) if (n >= kMinParallel)
 #endif
-    for (std::int64_t g = 0; g < groups_signed; ++g) {
-        const auto gi = static_cast<std::size_t>(g);
-        store_le(gather_group(codes + 8 * gi, 8, bits), out + b * gi, b);
+    for (std::int64_t blk = 0; blk < nblocks_signed; ++blk) {
+        const std::size_t g0 = static_cast<std::size_t>(blk) * kPackBlockGroups;
+        const std::size_t g1 = std::min(g0 + kPackBlockGroups, full_groups);
+        seen = static_cast<std::uint8_t>(seen | pack_groups(codes + 8 * g0, g1 - g0, bits, out + b * g0));
     }
     const std::size_t tail = n - 8 * full_groups;
     if (tail) {
-        const std::size_t tail_bytes = packed_size(tail, bits);
+        for (std::size_t i = 8 * full_groups; i < n; ++i) seen = static_cast<std::uint8_t>(seen | codes[i]);
         store_le(gather_group(codes + 8 * full_groups, tail, bits), out + b * full_groups,
-                 tail_bytes);
+                 packed_size(tail, bits));
+    }
+
+    if (bits < 8 && (seen >> bits) != 0) {
+        for (std::size_t i = 0; i < n; ++i) {
+            LAQ_CHECK((codes[i] >> bits) == 0,
+                      "code " << int(codes[i]) << " at index " << i << " does not fit in "
+                              << bits << " bits (max " << ((1 << bits) - 1) << ")");
+        }
     }
 }
 
@@ -75,19 +103,19 @@ void check_padding(const std::uint8_t* packed, std::size_t n, int bits) {
 
 void unpack_bits(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* codes) {
     check_padding(packed, n, bits);
+    const auto unpack_groups = kernels().unpack_groups;
     const auto b = static_cast<std::size_t>(bits);
     const std::uint64_t code_mask = (std::uint64_t{1} << b) - 1;
     const std::size_t full_groups = n / 8;
-    const auto groups_signed = static_cast<std::int64_t>(full_groups);
+    const std::size_t nblocks = num_blocks(full_groups, kPackBlockGroups);
+    const auto nblocks_signed = static_cast<std::int64_t>(nblocks);
 #ifdef LAQCORE_HAVE_OPENMP
 #pragma omp parallel for schedule(static) if (n >= kMinParallel)
 #endif
-    for (std::int64_t g = 0; g < groups_signed; ++g) {
-        const auto gi = static_cast<std::size_t>(g);
-        const std::uint64_t word = load_le(packed + b * gi, b);
-        for (std::size_t j = 0; j < 8; ++j) {
-            codes[8 * gi + j] = static_cast<std::uint8_t>((word >> (j * b)) & code_mask);
-        }
+    for (std::int64_t blk = 0; blk < nblocks_signed; ++blk) {
+        const std::size_t g0 = static_cast<std::size_t>(blk) * kPackBlockGroups;
+        const std::size_t g1 = std::min(g0 + kPackBlockGroups, full_groups);
+        unpack_groups(packed + b * g0, g1 - g0, bits, codes + 8 * g0);
     }
     const std::size_t tail = n - 8 * full_groups;
     if (tail) {

@@ -16,19 +16,40 @@ except ImportError as err:  # pragma: no cover - only hit on a broken install
         "without installing does not work."
     ) from err
 
+from .laq import (
+    InnovationQuantizer,
+    LAQCompressor,
+    LAQPayload,
+    laq_accumulate,
+    laq_apply,
+    laq_dequantize,
+    laq_quantize,
+)
+from .lazy import IterateHistory, UploadRule, laq_should_upload, squared_distance
 from .packing import pack_bits, packed_size, unpack_bits
 from .runtime import build_info, get_num_threads, num_threads, set_num_threads
 
 __version__: str = _core.__version__
 
 __all__ = [
+    "InnovationQuantizer",
+    "IterateHistory",
+    "LAQCompressor",
+    "LAQPayload",
+    "UploadRule",
     "__version__",
     "build_info",
     "get_num_threads",
+    "laq_accumulate",
+    "laq_apply",
+    "laq_dequantize",
+    "laq_quantize",
+    "laq_should_upload",
     "num_threads",
     "pack_bits",
     "packed_size",
     "set_num_threads",
+    "squared_distance",
     "unpack_bits",
 ]
 

@@ -9,6 +9,7 @@ validation never costs an extra sweep over a large gradient.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "as_out_vector",
     "check_bits",
     "check_positive_int",
+    "check_real",
 ]
 
 FloatVector = npt.NDArray[np.float32]
@@ -113,3 +115,23 @@ def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_real(
+    value: Any, name: str, *, minimum: float | None = None, positive: bool = False
+) -> float:
+    """Return ``value`` as a finite float (``>= minimum``; ``> 0`` if ``positive``), or raise.
+
+    ``TypeError`` for anything that is not a real number (bools included), ``ValueError`` for
+    NaN, infinities and values out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {x}")
+    if positive and x <= 0.0:
+        raise ValueError(f"{name} must be > 0, got {x}")
+    if minimum is not None and x < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {x}")
+    return x

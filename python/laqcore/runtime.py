@@ -4,6 +4,10 @@ Kernels use OpenMP when laqcore was built with it. The thread count starts from
 ``OMP_NUM_THREADS`` (or the number of cores) and can be changed at run time with
 :func:`set_num_threads` or temporarily with :func:`num_threads`. Results never depend on it:
 every kernel is bit-identical for any thread count.
+
+The hot kernels also exist in SIMD variants (AVX2 on x86-64) chosen at run time from the
+CPU's features. ``LAQCORE_SIMD=scalar`` in the environment (or :func:`set_simd_level` /
+:func:`simd`) forces the portable scalar reference; every path gives bit-identical results.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ from typing import Any
 
 from . import _core
 
-__all__ = ["build_info", "get_num_threads", "num_threads", "set_num_threads"]
+__all__ = [
+    "build_info",
+    "get_num_threads",
+    "num_threads",
+    "set_num_threads",
+    "set_simd_level",
+    "simd",
+    "simd_level",
+    "simd_levels",
+]
 
 
 def __dir__() -> list[str]:
@@ -46,6 +59,52 @@ def num_threads(n: int) -> Iterator[None]:
         yield
     finally:
         set_num_threads(old)
+
+
+def simd_levels() -> list[str]:
+    """SIMD code paths usable on this machine, the scalar reference first.
+
+    Examples
+    --------
+    >>> import laqcore
+    >>> laqcore.runtime.simd_levels()[0]
+    'scalar'
+    """
+    return [str(level) for level in _core.runtime.simd_levels()]
+
+
+def simd_level() -> str:
+    """The SIMD code path the kernels use now (``"scalar"`` or ``"avx2"``)."""
+    return str(_core.runtime.simd_level())
+
+
+def set_simd_level(level: str) -> str:
+    """Switch the SIMD code path and return the previous one.
+
+    ``level`` is ``"auto"`` (the best the CPU supports), or one of :func:`simd_levels`.
+    Results do not depend on it; this exists for testing and benchmarking.
+    """
+    if not isinstance(level, str):
+        raise TypeError(f"level must be a str, got {type(level).__name__}")
+    return str(_core.runtime.set_simd_level(level))
+
+
+@contextlib.contextmanager
+def simd(level: str) -> Iterator[None]:
+    """Context manager that runs its body on SIMD path ``level``, then restores the old one.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> with laqcore.runtime.simd("scalar"):
+    ...     laqcore.pack_bits(np.array([1, 0, 1], dtype=np.uint8), 1)
+    array([5], dtype=uint8)
+    """
+    old = set_simd_level(level)
+    try:
+        yield
+    finally:
+        set_simd_level(old)
 
 
 def build_info() -> dict[str, Any]:

@@ -25,7 +25,8 @@ constexpr std::size_t packed_size(std::size_t n, int bits) {
 }
 
 // Packs n codes (each < 2^bits) into out[packed_size(n, bits)].
-// Throws std::invalid_argument naming the first code that does not fit in `bits`.
+// Throws std::invalid_argument naming the first code that does not fit in `bits` (codes are
+// checked in the packing pass itself, so `out` is then left partly written).
 void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out);
 
 // Unpacks n codes from packed[packed_size(n, bits)] into codes[n].

@@ -1,0 +1,43 @@
+#include <pybind11/stl.h>
+
+#include "binding_utils.hpp"
+#include "laqcore/lazy_rule.hpp"
+
+namespace laqcore::bind {
+
+void register_lazy(py::module_ m) {
+    m.doc() = "Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp).";
+
+    m.def(
+        "squared_distance",
+        [](const carray<float>& a, const carray<float>& b) {
+            const std::size_t n = vector_length(a, "a");
+            const std::size_t nb = vector_length(b, "b");
+            LAQ_CHECK(n == nb, "a has length " << n << " but b has length " << nb);
+            const float* pa = a.data();
+            const float* pb = b.data();
+            // Safe: raw buffers of arrays the caller keeps alive.
+            py::gil_scoped_release release;
+            return squared_distance(pa, pb, n, "a", "b");
+        },
+        py::arg("a").noconvert(), py::arg("b").noconvert(), "||a - b||^2 in double.");
+
+    py::class_<IterateHistory>(m, "IterateHistory")
+        .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),
+             py::arg("weights"), py::arg("ck"), py::arg("num_terms"))
+        .def("push", &IterateHistory::push, py::arg("diff_sq"))
+        .def("weighted_sum", &IterateHistory::weighted_sum)
+        .def("rhs", &IterateHistory::rhs, py::arg("alpha"), py::arg("num_workers"))
+        .def("weight", &IterateHistory::weight, py::arg("d"))
+        .def("recent", &IterateHistory::recent)
+        .def("clear", &IterateHistory::clear)
+        .def_property_readonly("depth", &IterateHistory::depth)
+        .def_property_readonly("num_terms", &IterateHistory::num_terms)
+        .def_property_readonly("size", &IterateHistory::size)
+        .def_property_readonly("count", &IterateHistory::count)
+        .def_property_readonly("explicit_weights", &IterateHistory::explicit_weights)
+        .def_property_readonly("ck", &IterateHistory::ck)
+        .def_property_readonly("weights", &IterateHistory::weights);
+}
+
+}  // namespace laqcore::bind

@@ -1,0 +1,124 @@
+// laqcore/laq.hpp: the LAQ innovation quantizer (Sun et al., NeurIPS 2019; ALGORITHMS.md §1.1).
+//
+// Formula (official code `quantd`, written as in the paper):
+//     v = g - q_prev,  R = max_i |v_i|,  L = 2^b - 1  (tau = 1/L),
+//     c_i = floor((v_i + R) / (2 tau R) + 1/2)  clamped to {0, ..., L},
+//     dQ_i = 2 tau R c_i - R.
+//
+// Arithmetic (chosen so that the numpy reference in tests/reference.py reproduces every code
+// bit for bit, and so that sender and receiver agree on dQ to the last bit):
+//   * v_i = g_i - q_prev_i is computed in float32 (one correctly rounded subtraction, exactly
+//     what numpy does for float32 arrays). Hence R = max|v_i| is a float32 value and goes on
+//     the wire as float32 without rounding: the 32-bit radius of the paper's wire cost.
+//   * The grid spacing is step = (2.0 * R) / L in double (2R is exact; one rounding).
+//   * c_i = floor(((double)v_i + R) / step + 0.5) in double, then clamped to [0, L]. The
+//     clamp only guards against rounding: mathematically c_i is already in range.
+//   * The dequantized value of a code is the float32 table entry
+//         lut[c] = (float)((double)c * step - (double)R),
+//     computed by laq_make_grid() from (R, bits) alone. The encoder uses the same table as
+//     every decoder, so the sender's dQ equals what a receiver reconstructs, bit for bit.
+//     (The kernels are built with -ffp-contract=off, so c*step - R is not fused into an FMA,
+//     matching numpy.)
+//   * R == 0 (g == q_prev everywhere): the division would be 0/0, so every code is 0 and the
+//     table is all zeros (0 * 0 - 0 = +0), i.e. dQ = 0 whatever the codes. Decoders need no
+//     special case.
+//   * Applying dQ: q_new_i = (float)(q_prev_i + dQ_i), one float32 addition, the same in the
+//     encoder (for err_sq) and in laq_decode_add (the worker's apply and the server's
+//     accumulate). A server weight w is folded into the table: wlut[c] = (float)w * lut[c] in
+//     float32, then aggregate_i += wlut[c_i]; for w = 1 this is exactly the apply.
+//   * err_sq = sum_i ((double)q_new_i - (double)g_i)^2 and innov_sq = sum_i (double)dQ_i^2,
+//     both deterministic blocked sums with LaneSum order inside a block (parallel.hpp):
+//     identical for any thread count, and laq_innov_sq() reproduces innov_sq bit for bit.
+//
+// Codes are written already packed in the pack.hpp layout (no intermediate code array).
+//
+// Kernel structure: each public function drives two passes over fixed blocks of kReduceBlock
+// elements (a multiple of 8, so every block starts on a byte boundary of the packed stream
+// for any bit width). The per-block work is done by the function pointers in LaqBlockKernels;
+// laq_scalar_kernels() is the portable reference, and a SIMD variant only has to provide
+// another table that produces identical bytes and sums.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace laqcore {
+
+// Largest number of distinct codes (bits = 8).
+constexpr int kLaqMaxLevels = 256;
+
+// Per-call constants shared by the encoder and the decoders.
+struct LaqGrid {
+    int bits = 0;
+    float radius = 0.0f;     // R (float32, as on the wire)
+    double step = 0.0;       // (2R)/L; for R == 0 the code formula uses 1.0 (codes are 0)
+    float lut[kLaqMaxLevels] = {};  // dequantized value of each code, see above
+};
+
+// Fills grid for (radius, bits). radius must be finite and >= 0 (checked).
+void laq_make_grid(float radius, int bits, LaqGrid& grid);
+
+// Result of the fused quantizer.
+struct LaqResult {
+    float radius = 0.0f;
+    double err_sq = 0.0;    // ||q_prev + dQ - g||^2 (float32 reconstruction, summed in double)
+    double innov_sq = 0.0;  // ||dQ||^2
+};
+
+// ---- per-block kernels (swappable; see the comment at the top) -----------------------
+// All pointers refer to the start of the block; `count` <= kReduceBlock; every block but the
+// last has a multiple of 8 elements. `prev` may be nullptr, meaning q_prev = 0.
+struct LaqRadiusPartial {
+    float max_abs = 0.0f;
+    bool nonfinite = false;  // some v_i (hence g_i or q_prev_i, or their difference) not finite
+};
+struct LaqSums {
+    double err_sq = 0.0;
+    double innov_sq = 0.0;
+};
+struct LaqBlockKernels {
+    const char* name;
+    LaqRadiusPartial (*radius)(const float* grad, const float* prev, std::size_t count);
+    // Writes packed_size(count, bits) bytes at `packed`.
+    LaqSums (*encode)(const float* grad, const float* prev, std::size_t count,
+                      const LaqGrid& grid, std::uint8_t* packed);
+    // out[i] = table[c_i]
+    void (*decode_store)(const std::uint8_t* packed, std::size_t count, int bits,
+                         const float* table, float* out);
+    // inout[i] = inout[i] + table[c_i]   (float32 addition)
+    void (*decode_add)(const std::uint8_t* packed, std::size_t count, int bits,
+                       const float* table, float* inout);
+    // sum_i (double)table[c_i]^2, summed in element order
+    double (*decode_sumsq)(const std::uint8_t* packed, std::size_t count, int bits,
+                           const float* table);
+};
+
+const LaqBlockKernels& laq_scalar_kernels();
+// The table the drivers below use (currently always the scalar one).
+const LaqBlockKernels& laq_active_kernels();
+
+// ---- drivers ---------------------------------------------------------------------------
+// Fused quantize + pack: packed must hold packed_size(n, bits) bytes. prev may be nullptr
+// (q_prev = 0, the stateless compressor). Throws std::invalid_argument for n == 0, bits out
+// of range, "grad contains NaN or Inf", "prev contains NaN or Inf", or a difference that
+// overflows float32.
+LaqResult laq_quantize(const float* grad, const float* prev, std::size_t n, int bits,
+                       std::uint8_t* packed);
+
+// Checks a received (radius, bits, packed) triple: radius finite and >= 0, bits in range,
+// zero padding bits. Every decoder below calls it first.
+void laq_check_payload(float radius, int bits, const std::uint8_t* packed, std::size_t n);
+
+// out[n] = dQ.
+void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius,
+                    float* out);
+
+// inout[n] += weight * dQ, with the weight folded into the table in float32 (see above).
+// weight = 1 is the worker's "apply" (q_prev += dQ). weight must be finite.
+void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius,
+                    float weight, float* inout);
+
+// ||dQ||^2 recomputed from the packed codes; bit-identical to LaqResult::innov_sq.
+double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius);
+
+}  // namespace laqcore

@@ -1,0 +1,98 @@
+#include "laqcore/lazy_rule.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "laqcore/common.hpp"
+#include "laqcore/parallel.hpp"
+
+namespace laqcore {
+
+double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a,
+                        const char* name_b) {
+    const double total = blocked_sum(n, [&](std::size_t begin, std::size_t end) {
+        LaneSum s;
+        for (std::size_t i = begin; i < end; ++i) {
+            const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+            s.lane[(i - begin) % kSumLanes] += d * d;
+        }
+        return s.total();
+    });
+    // Squares of finite float32 differences cannot overflow a double sum, so a non-finite
+    // total means a non-finite input: the NaN/Inf check costs nothing in the normal case.
+    if (!std::isfinite(total)) {
+        for (std::size_t i = 0; i < n; ++i) {
+            LAQ_CHECK(std::isfinite(a[i]), name_a << " contains NaN or Inf (first at index " << i << ")");
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            LAQ_CHECK(std::isfinite(b[i]), name_b << " contains NaN or Inf (first at index " << i << ")");
+        }
+        LAQ_ASSERT(std::isfinite(total));
+    }
+    return total;
+}
+
+IterateHistory::IterateHistory(std::size_t depth, std::vector<double> weights, double ck,
+                               std::size_t num_terms)
+    : depth_(depth), weights_(std::move(weights)), ck_(ck), num_terms_(num_terms) {
+    LAQ_CHECK(depth >= 1, "D (history depth) must be >= 1, got " << depth);
+    LAQ_CHECK(weights_.empty() || weights_.size() == depth,
+              "xi must hold D = " << depth << " weights, got " << weights_.size());
+    for (double w : weights_) {
+        LAQ_CHECK(std::isfinite(w) && w >= 0.0, "xi weights must be finite and >= 0, got " << w);
+    }
+    LAQ_CHECK(std::isfinite(ck) && ck >= 0.0, "ck must be finite and >= 0, got " << ck);
+    if (num_terms_ == 0) num_terms_ = depth;
+    LAQ_CHECK(num_terms_ <= depth,
+              "num_terms must be in [1, D = " << depth << "], got " << num_terms_);
+    ring_.assign(depth, 0.0);
+}
+
+void IterateHistory::push(double diff_sq) {
+    LAQ_CHECK(std::isfinite(diff_sq) && diff_sq >= 0.0,
+              "diff_sq must be finite and >= 0, got " << diff_sq);
+    ring_[head_] = diff_sq;
+    head_ = (head_ + 1) % depth_;
+    size_ = std::min(size_ + 1, depth_);
+    ++count_;
+}
+
+double IterateHistory::weight(std::size_t d) const {
+    if (d < 1 || d > num_terms_ || d > size_) return 0.0;
+    if (!weights_.empty()) return weights_[d - 1];
+    // Official table: ksi[:, i] = ck * (1/i), used with i = min(k, D).
+    const auto i = static_cast<double>(std::min<std::uint64_t>(count_, depth_));
+    return ck_ * (1.0 / i);
+}
+
+std::vector<double> IterateHistory::recent() const {
+    std::vector<double> out(size_);
+    for (std::size_t d = 0; d < size_; ++d) out[d] = ring_[(head_ + depth_ - 1 - d) % depth_];
+    return out;
+}
+
+double IterateHistory::weighted_sum() const {
+    double me = 0.0;
+    const std::size_t terms = std::min(num_terms_, size_);
+    for (std::size_t d = 1; d <= terms; ++d) {
+        me = me + weight(d) * ring_[(head_ + depth_ - d) % depth_];
+    }
+    return me;
+}
+
+double IterateHistory::rhs(double alpha, std::size_t num_workers) const {
+    LAQ_CHECK(std::isfinite(alpha) && alpha > 0.0, "alpha must be finite and > 0, got " << alpha);
+    LAQ_CHECK(num_workers >= 1, "num_workers must be >= 1, got " << num_workers);
+    const auto m = static_cast<double>(num_workers);
+    return (1.0 / ((alpha * alpha) * (m * m))) * weighted_sum();
+}
+
+void IterateHistory::clear() {
+    std::fill(ring_.begin(), ring_.end(), 0.0);
+    head_ = 0;
+    size_ = 0;
+    count_ = 0;
+}
+
+}  // namespace laqcore

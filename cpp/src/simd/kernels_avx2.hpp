@@ -1,0 +1,18 @@
+// Private header: the AVX2 block functions (declarations only, no intrinsics), collected into
+// the AVX2 kernel table by dispatch_avx2.cpp. Same contracts as the scalar entries of
+// KernelTable in laqcore/dispatch.hpp, and bit-identical results.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace laqcore {
+namespace detail {
+
+std::uint8_t pack_groups_avx2(const std::uint8_t* codes, std::size_t groups, int bits,
+                              std::uint8_t* out);
+void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits,
+                        std::uint8_t* codes);
+
+}  // namespace detail
+}  // namespace laqcore

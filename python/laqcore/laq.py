@@ -1,0 +1,415 @@
+"""The LAQ innovation quantizer (Sun et al., NeurIPS 2019; ALGORITHMS.md §1.1).
+
+A worker keeps ``q_prev``, the last quantized gradient it uploaded. For a new gradient ``g`` it
+quantizes the *innovation* ``v = g - q_prev`` to ``b`` bits per coordinate on a uniform grid of
+``2**b`` points spanning ``[-R, R]``, ``R = max|v|``::
+
+    tau = 1 / (2**b - 1)
+    c_i = floor((v_i + R) / (2 tau R) + 1/2)        # integer code in 0 .. 2**b - 1
+    dQ_i = 2 tau R c_i - R                          # dequantized innovation
+
+and uploads the packed codes plus ``R``. The receiver reconstructs ``dQ`` from them alone. The
+exact floating-point arithmetic (float32 innovation, float32 radius, codes in double, dQ from a
+shared table so sender and receiver agree bit for bit) is documented at the top of
+``cpp/include/laqcore/laq.hpp``.
+
+Wire format (``PayloadKind.LAQ``, see :mod:`laqcore.wire`): metadata ``<BBHf`` = bits (uint8),
+two zero padding fields (uint8, uint16), radius (float32); body = the codes packed in
+:func:`laqcore.pack_bits`' layout, ``ceil(n * bits / 8)`` bytes. An upload therefore costs
+``b*n`` bits of codes + 32 bits of radius + the frame's fixed 24 bytes (header, metadata, CRC).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from ._validate import (
+    as_code_vector,
+    as_float_vector,
+    as_out_vector,
+    check_bits,
+    check_positive_int,
+    check_real,
+)
+from .wire import Payload, PayloadKind, body_array, expect_body_size
+
+__all__ = [
+    "InnovationQuantizer",
+    "LAQCompressor",
+    "LAQPayload",
+    "laq_accumulate",
+    "laq_apply",
+    "laq_dequantize",
+    "laq_quantize",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+
+
+def _check_radius(radius: Any) -> float:
+    value = check_real(radius, "radius", minimum=0.0)
+    if float(np.float32(value)) != value:
+        raise ValueError(f"radius must be exactly representable as float32, got {value!r}")
+    return value
+
+
+class LAQPayload(Payload):
+    """One LAQ upload: the packed innovation codes and the radius.
+
+    Attributes
+    ----------
+    packed : numpy.ndarray of uint8
+        The ``n`` codes of ``bits`` bits in :func:`laqcore.pack_bits`' layout (read-only).
+    radius : float
+        ``R = max|g - q_prev|`` (a float32 value).
+    bits : int
+        Bits per code, 1..8.
+    n : int
+        Length of the encoded vector.
+    err_sq : float or None
+        ``||q_prev + dQ - g||^2``, the quantization error the upload rule needs. Known only to
+        the sender: ``None`` for a payload decoded with :meth:`from_bytes`.
+    innov_sq : float
+        ``||dQ||^2``. Computed by the quantizer; for a decoded payload it is recomputed from the
+        codes on first access (bit-identical to the sender's value).
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> p = laqcore.laq_quantize(np.array([0.5, -1.0, 0.25], dtype=np.float32), None, 2)
+    >>> p.bits, p.n, p.radius, p.nbytes
+    (2, 3, 1.0, 25)
+    >>> laqcore.LAQPayload.from_bytes(p.to_bytes()) == p
+    True
+    """
+
+    KIND: ClassVar[PayloadKind] = PayloadKind.LAQ
+    META: ClassVar[struct.Struct] = struct.Struct("<BBHf")
+
+    def __init__(
+        self,
+        packed: npt.NDArray[np.uint8],
+        radius: float,
+        bits: int,
+        n: int,
+        err_sq: float | None = None,
+        innov_sq: float | None = None,
+    ) -> None:
+        self.bits = check_bits(bits)
+        self.n = check_positive_int(n, "n")
+        self.radius = _check_radius(radius)
+        packed = as_code_vector(packed, "packed")
+        need = int(_core.pack.packed_size(self.n, self.bits))
+        if packed.shape[0] != need:
+            raise ValueError(
+                f"packed has {packed.shape[0]} bytes but {self.n} codes of {self.bits} bits "
+                f"need exactly {need}"
+            )
+        self.packed = packed
+        self.err_sq = None if err_sq is None else float(err_sq)
+        self._innov_sq = None if innov_sq is None else float(innov_sq)
+
+    @property
+    def innov_sq(self) -> float:
+        """``||dQ||^2`` (see the class docstring)."""
+        if self._innov_sq is None:
+            self._innov_sq = float(
+                _core.laq.innov_sq(self.packed, self.n, self.bits, self.radius)
+            )
+        return self._innov_sq
+
+    @property
+    def tau(self) -> float:
+        """``1 / (2**bits - 1)``: the elementwise error bound is ``tau * radius``."""
+        return 1.0 / ((1 << self.bits) - 1)
+
+    def __repr__(self) -> str:
+        return (
+            f"LAQPayload(n={self.n}, bits={self.bits}, radius={self.radius!r}, "
+            f"err_sq={self.err_sq!r}, nbytes={self.nbytes})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """Equal wire content (n, bits, radius, codes); ``err_sq`` is sender-side only."""
+        if not isinstance(other, LAQPayload):
+            return NotImplemented
+        return (
+            self.n == other.n
+            and self.bits == other.bits
+            and self.radius == other.radius
+            and bool(np.array_equal(self.packed, other.packed))
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-content value type
+
+    # -- wire.Payload interface ---------------------------------------------------------
+    def _meta_values(self) -> tuple[Any, ...]:
+        return (self.bits, 0, 0, self.radius)
+
+    def _body(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.packed,)
+
+    @classmethod
+    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> LAQPayload:
+        bits, pad8, pad16, radius = meta
+        if not 1 <= bits <= 8:
+            raise ValueError(f"corrupt LAQ frame: bits must be in [1, 8], got {bits}")
+        if pad8 != 0 or pad16 != 0:
+            raise ValueError("corrupt LAQ frame: metadata padding is not zero")
+        if not math.isfinite(radius) or radius < 0.0:
+            raise ValueError(f"corrupt LAQ frame: radius must be finite and >= 0, got {radius}")
+        if n < 1:
+            raise ValueError(f"corrupt LAQ frame: n must be >= 1, got {n}")
+        need = int(_core.pack.packed_size(n, bits))
+        expect_body_size(body, need)
+        packed = body_array(body, 0, need, np.uint8, "packed codes")
+        # Padding bits of the last byte must be zero (also checked by every decoder).
+        _core.laq.check_payload(packed, n, bits, radius)
+        packed.flags.writeable = False
+        return cls(packed, radius, bits, n)
+
+
+def _check_payload(payload: Any) -> LAQPayload:
+    if not isinstance(payload, LAQPayload):
+        raise TypeError(f"payload must be a LAQPayload, got {type(payload).__name__}")
+    return payload
+
+
+def laq_quantize(grad: Any, prev: Any, bits: int) -> LAQPayload:
+    """Quantize the innovation ``grad - prev`` to ``bits`` bits per coordinate.
+
+    One fused native pass computes the radius (and rejects NaN/Inf), a second writes the codes
+    already packed and sums the two norms the LAQ upload rule needs.
+
+    Parameters
+    ----------
+    grad : array_like of float, 1-D
+        The new gradient ``g`` (float32 native; float64 converted).
+    prev : array_like of float, 1-D, or None
+        ``q_prev``, the last uploaded quantized gradient, same length; ``None`` means zero.
+    bits : int
+        Bits per coordinate, 1..8.
+
+    Returns
+    -------
+    LAQPayload
+        With ``err_sq = ||prev + dQ - grad||^2`` and ``innov_sq = ||dQ||^2``.
+
+    Raises
+    ------
+    TypeError
+        Non-float arrays, or ``bits`` not an integer.
+    ValueError
+        Empty, multi-dimensional, strided or mismatched arrays; NaN/Inf; ``bits`` outside 1..8.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> g = np.array([0.5, -1.0, 0.25, 1.0], dtype=np.float32)
+    >>> p = laqcore.laq_quantize(g, np.zeros(4, dtype=np.float32), 2)
+    >>> p.radius, laqcore.unpack_bits(p.packed, 2, 4)
+    (1.0, array([2, 0, 2, 3], dtype=uint8))
+    >>> laqcore.laq_dequantize(p)
+    array([ 0.33333334, -1.        ,  0.33333334,  1.        ], dtype=float32)
+    """
+    bits = check_bits(bits)
+    g = as_float_vector(grad, "grad")
+    p = None
+    if prev is not None:
+        p = as_float_vector(prev, "prev")
+        if p.shape[0] != g.shape[0]:
+            raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    packed, radius, err_sq, innov_sq = _core.laq.quantize(g, p, bits)
+    packed.flags.writeable = False
+    return LAQPayload(packed, radius, bits, g.shape[0], err_sq=err_sq, innov_sq=innov_sq)
+
+
+def laq_dequantize(payload: LAQPayload) -> FloatVector:
+    """Decode a payload into its dequantized innovation ``dQ`` (float32, length ``n``).
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> p = laqcore.laq_quantize(np.array([3.0, -3.0], dtype=np.float32), None, 1)
+    >>> laqcore.laq_dequantize(p)
+    array([ 3., -3.], dtype=float32)
+    """
+    p = _check_payload(payload)
+    return _core.laq.dequantize(p.packed, p.n, p.bits, p.radius)
+
+
+def laq_apply(prev: FloatVector, payload: LAQPayload) -> None:
+    """Worker side: ``prev += dQ`` in place, decoding straight from the packed codes.
+
+    The result is bit-identical to the reconstruction the quantizer assumed when it computed
+    ``payload.err_sq`` (one float32 addition per element).
+
+    Parameters
+    ----------
+    prev : numpy.ndarray of float32, 1-D, length ``payload.n``
+        Updated in place; never converted (a wrong dtype raises ``TypeError``).
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> q = np.zeros(2, dtype=np.float32)
+    >>> laqcore.laq_apply(q, laqcore.laq_quantize(np.array([1.0, -1.0], np.float32), q, 4))
+    >>> q
+    array([ 1., -1.], dtype=float32)
+    """
+    p = _check_payload(payload)
+    out = as_out_vector(prev, p.n, "prev")
+    _core.laq.accumulate(out, p.packed, p.bits, p.radius, 1.0)
+
+
+def laq_accumulate(aggregate: FloatVector, payload: LAQPayload, weight: float = 1.0) -> None:
+    """Server side: ``aggregate += weight * dQ`` in place, without materialising the codes.
+
+    The weight is rounded to float32 and multiplied into the 2**bits dequantized values once,
+    so each element costs one table lookup and one float32 addition; ``weight=1`` gives exactly
+    :func:`laq_apply`.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> agg = np.ones(2, dtype=np.float32)
+    >>> p = laqcore.laq_quantize(np.array([1.0, -1.0], np.float32), None, 4)
+    >>> laqcore.laq_accumulate(agg, p, weight=0.5)
+    >>> agg
+    array([1.5, 0.5], dtype=float32)
+    """
+    p = _check_payload(payload)
+    out = as_out_vector(aggregate, p.n, "aggregate")
+    w = check_real(weight, "weight")
+    if abs(w) > float(np.finfo(np.float32).max):
+        raise ValueError(f"weight must be finite in float32, got {weight!r}")
+    _core.laq.accumulate(out, p.packed, p.bits, p.radius, w)
+
+
+class LAQCompressor:
+    """The LAQ quantizer behind the stateless compressor protocol (``name = "laq"``).
+
+    ``compress(x)`` quantizes ``x`` as an innovation against zero (``q_prev = 0``), so each
+    call is independent; the stateful, lazily-aggregated use is :class:`InnovationQuantizer`.
+    The quantizer is deterministic, so ``step`` is accepted for the protocol and ignored.
+
+    Parameters
+    ----------
+    bits : int, default 4
+        Bits per coordinate, 1..8 (the LAQ paper's MNIST default is 4).
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> c = laqcore.LAQCompressor(bits=8)
+    >>> x = np.linspace(-1, 1, 5, dtype=np.float32)
+    >>> payload = c.compress(x)
+    >>> bool(np.abs(c.decompress(c.from_bytes(payload.to_bytes())) - x).max() <= 1 / 255)
+    True
+    """
+
+    name: str = "laq"
+
+    def __init__(self, bits: int = 4) -> None:
+        self.bits = check_bits(bits)
+
+    def __repr__(self) -> str:
+        return f"LAQCompressor(bits={self.bits})"
+
+    def compress(self, x: Any, *, step: int | None = None) -> LAQPayload:
+        """Quantize ``x`` (innovation against zero)."""
+        if step is not None:
+            check_positive_int(step, "step", minimum=0)
+        return laq_quantize(x, None, self.bits)
+
+    def decompress(self, payload: LAQPayload) -> FloatVector:
+        """The dequantized vector of a payload made by :meth:`compress`."""
+        return laq_dequantize(payload)
+
+    def from_bytes(self, buf: Any) -> LAQPayload:
+        """Decode a frame; raises ``ValueError`` for truncated, corrupt or foreign frames."""
+        return LAQPayload.from_bytes(buf)
+
+
+class InnovationQuantizer:
+    """One worker's LAQ quantizer state: ``q_prev`` and the error of its last upload.
+
+    Usage per iteration: ``payload = iq.propose(grad)`` (no state change), decide with the
+    upload rule (:mod:`laqcore.lazy`) using ``payload.innov_sq``, ``payload.err_sq`` and
+    ``iq.err_hat_sq``, and, if uploading, ``iq.commit(payload)``, which applies ``dQ`` to
+    ``q_prev`` and records ``err_hat_sq = payload.err_sq``. Only the most recent proposal can
+    be committed, and only once: a stale or repeated commit would desynchronise ``q_prev``
+    from the server's copy.
+
+    Parameters
+    ----------
+    n : int
+        Gradient length.
+    bits : int
+        Bits per coordinate, 1..8.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> iq = laqcore.InnovationQuantizer(3, bits=4)
+    >>> p = iq.propose(np.array([1.0, 0.5, -1.0], dtype=np.float32))
+    >>> iq.commit(p)
+    >>> iq.q_prev  # the grid has 16 points in [-1, 1]: 0.5 rounds to 7/15
+    array([ 1.        ,  0.46666667, -1.        ], dtype=float32)
+    >>> iq.err_hat_sq == p.err_sq
+    True
+    """
+
+    def __init__(self, n: int, bits: int) -> None:
+        self.n = check_positive_int(n, "n")
+        self.bits = check_bits(bits)
+        self._q_prev: FloatVector = np.zeros(self.n, dtype=np.float32)
+        self.err_hat_sq: float = 0.0
+        self._pending: LAQPayload | None = None
+
+    @property
+    def q_prev(self) -> FloatVector:
+        """Read-only view of the last uploaded quantized gradient (initially zero)."""
+        view = self._q_prev.view()
+        view.flags.writeable = False
+        return view
+
+    def propose(self, grad: Any) -> LAQPayload:
+        """Quantize ``grad - q_prev`` without changing any state."""
+        g = as_float_vector(grad, "grad")
+        if g.shape[0] != self.n:
+            raise ValueError(f"grad has length {g.shape[0]}, expected {self.n}")
+        payload = laq_quantize(g, self._q_prev, self.bits)
+        self._pending = payload
+        return payload
+
+    def commit(self, payload: LAQPayload) -> None:
+        """Upload ``payload``: ``q_prev += dQ`` and ``err_hat_sq = payload.err_sq``."""
+        p = _check_payload(payload)
+        if p is not self._pending:
+            raise ValueError(
+                "commit() takes the payload returned by the latest propose(), once; this one "
+                "is stale, already committed or from another quantizer"
+            )
+        if p.err_sq is None:  # pragma: no cover - laq_quantize always sets it
+            raise RuntimeError("internal error: proposed payload without err_sq")
+        _core.laq.accumulate(self._q_prev, p.packed, p.bits, p.radius, 1.0)
+        self.err_hat_sq = p.err_sq
+        self._pending = None
+
+    def reset(self) -> None:
+        """Back to the initial state (``q_prev = 0``, ``err_hat_sq = 0``)."""
+        self._q_prev.fill(0.0)
+        self.err_hat_sq = 0.0
+        self._pending = None

@@ -1,0 +1,97 @@
+"""`laqcore bench` on a tiny configuration: report schema and CLI plumbing (no timing checks;
+performance claims live in bench/ and the README, never in tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import laqcore
+from laqcore import bench
+
+TINY = {"sizes": [1000], "bits": [1, 4], "threads": [1, 2], "repeats": 1, "min_time": 0.0}
+ROW_KEYS = {
+    "kernel", "n", "bits", "threads", "seconds", "gbps", "memcpy_ratio", "numpy_speedup",
+    "torch_speedup", "memcpy_seconds", "numpy_seconds", "torch_seconds", "seconds_min",
+    "memcpy_seconds_min", "numpy_seconds_min", "torch_seconds_min",
+}
+
+
+def test_report_schema():
+    kernels = bench.available_kernels()
+    assert {"pack", "unpack"} <= set(kernels)
+    report = bench.run(kernels=kernels, use_torch=False, **TINY)
+    machine = report["machine"]
+    for key in ("cpu", "cpu_count", "threads", "simd", "build"):
+        assert key in machine
+    assert machine["simd"] == laqcore.runtime.simd_level()
+    assert machine["build"]["version"] == laqcore.__version__
+    rows = report["results"]
+    # one row per kernel x size x bits (bit-free kernels: one) x threads
+    expected = sum(2 * (2 if bench.KERNELS[k].uses_bits else 1) for k in kernels)
+    assert len(rows) == expected
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert row["kernel"] in kernels
+        assert row["n"] == 1000
+        assert row["threads"] in (1, 2)
+        assert row["seconds"] > 0 and row["memcpy_seconds"] > 0
+        assert row["memcpy_ratio"] == pytest.approx(row["seconds"] / row["memcpy_seconds"])
+        assert row["numpy_speedup"] == pytest.approx(row["numpy_seconds"] / row["seconds"])
+        assert row["torch_speedup"] is None  # use_torch=False
+    json.dumps(report)  # serialisable as is
+
+
+def test_torch_baseline_when_available():
+    pytest.importorskip("torch")
+    report = bench.run(kernels=["pack"], use_torch=True, **{**TINY, "threads": [1]})
+    for row in report["results"]:
+        assert row["torch_speedup"] == pytest.approx(row["torch_seconds"] / row["seconds"])
+
+
+def test_cli_writes_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    png = tmp_path / "bench.png"
+    status = bench.main(
+        ["--kernels", "pack,unpack", "--sizes", "10:11", "--bits", "2", "--threads", "1",
+         "--repeats", "1", "--min-time", "0", "--no-torch", "--json", str(out),
+         "--plot", str(png), "--markdown"]
+    )
+    assert status == 0
+    report = json.loads(out.read_text())
+    assert {(r["kernel"], r["n"]) for r in report["results"]} == {
+        (k, n) for k in ("pack", "unpack") for n in (1024, 2048)
+    }
+    assert png.stat().st_size > 0
+    text = capsys.readouterr().out
+    assert "| kernel | n | bits |" in text
+    assert "GB/s" in text
+
+
+def test_quick_defaults_are_small():
+    report = bench.run(kernels=["pack"], bits=[8], threads=[1], quick=True, use_torch=False)
+    assert sorted({r["n"] for r in report["results"]}) == [2**10, 2**16, 2**20]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kernels": ["nope"]}, "unknown or unavailable kernel"),
+        ({"sizes": [0]}, "sizes must be positive"),
+        ({"bits": [9]}, "bits must be an integer"),
+        ({"threads": [0]}, "threads must be positive"),
+        ({"repeats": 0}, "repeats must be >= 1"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    args = {**TINY, "kernels": ["pack"], "use_torch": False, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        bench.run(**args)
+
+
+@pytest.mark.parametrize("argv", [["--sizes", "x:y"], ["--bits", "a,b"], ["--kernels", "nope"]])
+def test_cli_bad_arguments_exit(argv):
+    with pytest.raises(SystemExit) as exc:
+        bench.main([*argv, "--no-torch"])
+    assert exc.value.code == 2

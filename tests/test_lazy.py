@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import laqcore
+import reference as ref
+
+
+# --- squared_distance ------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 7, 1000, 2**20 + 3])
+def test_squared_distance_matches_reference(rng, n):
+    a = rng.standard_normal(n).astype(np.float32)
+    b = (rng.standard_normal(n) * 2).astype(np.float32)
+    if n == 0:  # empty vectors are refused like everywhere else
+        with pytest.raises(ValueError, match="a must not be empty"):
+            laqcore.squared_distance(a, b)
+        return
+    assert laqcore.squared_distance(a, b) == pytest.approx(ref.squared_distance(a, b), rel=1e-12)
+    assert laqcore.squared_distance(a, a) == 0.0
+
+
+def test_squared_distance_thread_identity(rng):
+    a = rng.standard_normal(2**20 + 3).astype(np.float32)
+    b = rng.standard_normal(2**20 + 3).astype(np.float32)
+    values = []
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            values.append(laqcore.squared_distance(a, b))
+    assert values[0] == values[1] == values[2]
+
+
+def test_squared_distance_bad_input():
+    ok = np.ones(4, dtype=np.float32)
+    for name in ("a", "b"):
+        for bad in (np.nan, np.inf, -np.inf):
+            x, y = ok.copy(), ok.copy()
+            (x if name == "a" else y)[2] = bad
+            with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+                laqcore.squared_distance(x, y)
+    with pytest.raises(ValueError, match="a has length 4 but b has length 3"):
+        laqcore.squared_distance(ok, ok[:3])
+    with pytest.raises(TypeError, match="b must be a floating-point array"):
+        laqcore.squared_distance(ok, np.ones(4, dtype=np.int64))
+    with pytest.raises(TypeError, match="a must be a floating-point array"):
+        laqcore.squared_distance(np.array(["x"] * 4), ok)
+    with pytest.raises(ValueError, match="a must be a 1-D array"):
+        laqcore.squared_distance(np.ones((2, 2), dtype=np.float32), ok)
+    with pytest.raises(ValueError, match="b must be contiguous"):
+        laqcore.squared_distance(ok, np.ones(8, dtype=np.float32)[::2])
+
+
+def test_squared_distance_large_values_do_not_overflow():
+    a = np.array([3e38, -3e38], dtype=np.float32)
+    assert laqcore.squared_distance(a, -a) == pytest.approx(2 * (6e38) ** 2, rel=1e-6)
+
+
+# --- IterateHistory: official LAQ schedule --------------------------------------------------
+def test_hand_computed_small_history():
+    # D = 3, ck = 0.8: xi = 0.8 / min(k, 3) over the min(k, 3) most recent differences.
+    h = laqcore.IterateHistory(D=3)
+    assert h.weighted_sum() == 0.0
+    h.push(1.0)
+    assert h.weighted_sum() == 0.8 * 1.0
+    h.push(2.0)
+    assert h.weighted_sum() == pytest.approx(0.4 * (2.0 + 1.0))
+    h.push(3.0)
+    assert h.weighted_sum() == pytest.approx(0.8 / 3 * (3.0 + 2.0 + 1.0))
+    h.push(4.0)  # the first difference drops out
+    assert h.weighted_sum() == pytest.approx(0.8 / 3 * (4.0 + 3.0 + 2.0))
+    np.testing.assert_array_equal(h.recent(), [4.0, 3.0, 2.0])
+    np.testing.assert_allclose(h.weights(), [0.8 / 3] * 3)
+    # rhs = (1 / (alpha^2 M^2)) * me
+    assert h.rhs(alpha=0.5, num_workers=2) == pytest.approx(0.8 / 3 * 9.0 / (0.25 * 4))
+    assert h.count == 4 and h.D == 3 and h.num_terms == 3
+
+
+def test_matches_official_laq_loop_exactly(rng):
+    # Bit-for-bit against a literal transcription of LAQ.py's `me` loop, warm-up included.
+    diffs = list(rng.exponential(size=40) * 10.0 ** rng.integers(-6, 3, size=40))
+    h = laqcore.IterateHistory()  # D = 10, ck = 0.8
+    assert h.weighted_sum() == ref.official_laq_me([])
+    for k in range(1, len(diffs) + 1):
+        h.push(diffs[k - 1])
+        assert h.weighted_sum() == ref.official_laq_me(diffs[:k]), f"k = {k}"
+        alpha, m = 0.02, 10
+        assert h.rhs(alpha, m) == (1 / (alpha**2 * m**2)) * ref.official_laq_me(diffs[:k])
+
+
+def test_warmup_weights():
+    h = laqcore.IterateHistory(D=10)
+    for k in range(1, 15):
+        h.push(1.0)
+        w = h.weights()
+        used = min(k, 10)
+        np.testing.assert_array_equal(w[:used], 0.8 * (1.0 / used))
+        assert not w[used:].any()
+
+
+def test_slaq_steady_state_matches_official(rng):
+    diffs = list(rng.exponential(size=30))
+    h = laqcore.UploadRule.slaq().make_history()
+    for k in range(1, len(diffs) + 1):
+        h.push(diffs[k - 1])
+        if k >= 10:
+            assert h.weighted_sum() == ref.official_slaq_me_steady(diffs[:k]), f"k = {k}"
+        else:  # documented: LAQ warm-up over the min(k, D - 1) most recent differences
+            terms = min(k, 9)
+            expected = 0.0
+            for d in range(terms):
+                expected = expected + 0.8 * (1.0 / k) * diffs[k - 1 - d]
+            assert h.weighted_sum() == expected
+
+
+def test_explicit_weights_lag_style():
+    # LAG: fixed xi_d = 1/D, missing history counts as zero.
+    h = laqcore.IterateHistory(D=4, xi=0.25)
+    h.push(8.0)
+    assert h.weighted_sum() == 2.0
+    h.push(4.0)
+    assert h.weighted_sum() == 0.25 * 4.0 + 0.25 * 8.0
+    h2 = laqcore.IterateHistory(D=3, xi=[0.5, 0.25, 0.125])
+    for v in (1.0, 2.0, 4.0, 8.0):
+        h2.push(v)
+    assert h2.weighted_sum() == 0.5 * 8.0 + 0.25 * 4.0 + 0.125 * 2.0
+    np.testing.assert_array_equal(h2.weights(), [0.5, 0.25, 0.125])
+    h3 = laqcore.IterateHistory(D=3, xi=[0.5, 0.25, 0.125], num_terms=2)
+    for v in (1.0, 2.0, 4.0, 8.0):
+        h3.push(v)
+    assert h3.weighted_sum() == 0.5 * 8.0 + 0.25 * 4.0
+
+
+def test_push_iterates_and_clear(rng):
+    h = laqcore.IterateHistory(D=2)
+    a = rng.standard_normal(100).astype(np.float32)
+    b = rng.standard_normal(100).astype(np.float32)
+    d = h.push_iterates(a, b)
+    assert d == laqcore.squared_distance(a, b)
+    np.testing.assert_array_equal(h.recent(), [d])
+    with pytest.raises(ValueError, match="theta_new contains NaN or Inf"):
+        h.push_iterates(np.full(100, np.nan, np.float32), b)
+    with pytest.raises(ValueError, match="theta_old contains NaN or Inf"):
+        h.push_iterates(a, np.full(100, np.inf, np.float32))
+    with pytest.raises(ValueError, match="theta_new has length 100 but theta_old has length 3"):
+        h.push_iterates(a, b[:3])
+    assert h.count == 1
+    h.clear()
+    assert h.count == 0 and h.weighted_sum() == 0.0 and h.recent().size == 0
+    assert "IterateHistory(D=2" in repr(h)
+
+
+def test_history_bad_input():
+    with pytest.raises(ValueError, match="D must be >= 1"):
+        laqcore.IterateHistory(D=0)
+    with pytest.raises(TypeError, match="D must be an integer"):
+        laqcore.IterateHistory(D=2.5)
+    with pytest.raises(ValueError, match="xi must hold D = 3 weights"):
+        laqcore.IterateHistory(D=3, xi=[0.1, 0.1])
+    with pytest.raises(ValueError, match="xi weight must be >= 0"):
+        laqcore.IterateHistory(D=2, xi=[0.1, -0.1])
+    with pytest.raises(ValueError, match="xi weight must be finite"):
+        laqcore.IterateHistory(D=2, xi=[0.1, float("nan")])
+    with pytest.raises(TypeError, match="xi must be a float or a 1-D sequence"):
+        laqcore.IterateHistory(D=2, xi=["a", "b"])
+    with pytest.raises(ValueError, match="ck must be finite"):
+        laqcore.IterateHistory(ck=float("inf"))
+    with pytest.raises(ValueError, match="num_terms must be in"):
+        laqcore.IterateHistory(D=3, num_terms=4)
+    h = laqcore.IterateHistory(D=3)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="diff_sq must be"):
+            h.push(bad)
+    with pytest.raises(TypeError, match="diff_sq must be a real number"):
+        h.push("1.0")
+    for alpha in (0.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="alpha must be"):
+            h.rhs(alpha, 10)
+    with pytest.raises(ValueError, match="num_workers must be >= 1"):
+        h.rhs(0.1, 0)
+    assert h.count == 0  # nothing was recorded by the failed calls
+
+
+# --- the upload test --------------------------------------------------------------------------
+def test_upload_rule_official_form():
+    # upload iff innov >= rhs + 3 (e + ehat)   or   clock >= t_bar
+    assert laqcore.laq_should_upload(1.6, 1.0, 0.1, 0.1, 0)  # 1.6 >= 1.6: equality uploads
+    assert not laqcore.laq_should_upload(1.59, 1.0, 0.1, 0.1, 0)
+    assert laqcore.laq_should_upload(0.0, 1.0, 0.1, 0.1, 100)  # forced by the clock
+    assert not laqcore.laq_should_upload(0.0, 1.0, 0.1, 0.1, 99)
+    assert not laqcore.laq_should_upload(0.0, 1.0, 0.1, 0.1, 10**6, t_bar=None)
+
+
+def test_upload_rule_slaq_parameters():
+    rule = laqcore.UploadRule.slaq()
+    assert (rule.err_scale, rule.err_coef, rule.additive, rule.t_bar) == (0.5, 3.0, 0.2, 100)
+    # official: me/(alpha^2 M^2) + 0.5*3*(e + ehat) + 0.2
+    rhs, e, ehat = 0.7, 0.25, 0.15
+    threshold = rhs + 0.5 * 3 * (e + ehat) + 0.2
+    assert rule.should_upload(threshold, rhs, e, ehat, 0)
+    assert not rule.should_upload(np.nextafter(threshold, 0), rhs, e, ehat, 0)
+    laq = laqcore.UploadRule.laq()
+    assert laq.make_history().num_terms == 10 and laq.err_scale == 1.0 and laq.additive == 0.0
+    assert laq.should_upload(rhs + 3 * (e + ehat), rhs, e, ehat, 0)
+
+
+def test_rule_drives_history_like_the_official_loop(rng):
+    # One worker, synthetic norms: the decisions equal the official inequality evaluated on
+    # the transcribed `me`.
+    rule = laqcore.UploadRule.laq()
+    h = rule.make_history()
+    alpha, m = 0.02, 10
+    clock, ehat = 0, 0.0
+    diffs: list[float] = []
+    for _ in range(60):
+        innov, e = float(rng.exponential()), float(rng.exponential() * 0.01)
+        me = ref.official_laq_me(diffs)
+        official = innov >= (1 / (alpha**2 * m**2)) * me + 3 * (e + ehat) or clock == 100
+        assert rule.should_upload(innov, h.rhs(alpha, m), e, ehat, clock) == official
+        if official:
+            clock, ehat = 0, e
+        else:
+            clock += 1
+        d = float(rng.exponential() * 1e-4)
+        diffs.append(d)
+        h.push(d)
+
+
+def test_upload_rule_bad_input():
+    with pytest.raises(ValueError, match="innov_sq must be finite"):
+        laqcore.laq_should_upload(float("nan"), 1.0, 0.0, 0.0, 0)
+    with pytest.raises(ValueError, match="err_sq must be >= 0"):
+        laqcore.laq_should_upload(1.0, 1.0, -1.0, 0.0, 0)
+    with pytest.raises(ValueError, match="clock must be >= 0"):
+        laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, -1)
+    with pytest.raises(TypeError, match="clock must be an integer"):
+        laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, 1.5)
+    with pytest.raises(TypeError, match="rhs must be a real number"):
+        laqcore.laq_should_upload(1.0, "1", 0.0, 0.0, 0)
+    with pytest.raises(ValueError, match="t_bar must be >= 1"):
+        laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, 0, t_bar=0)
+    with pytest.raises(ValueError, match="D must be >= 1"):
+        laqcore.UploadRule(D=0)
+    with pytest.raises(ValueError, match="err_scale must be >= 0"):
+        laqcore.UploadRule(err_scale=-0.5)
+    with pytest.raises(ValueError, match="D must be >= 2"):
+        laqcore.UploadRule.slaq(D=1)

@@ -1,0 +1,131 @@
+"""Every SIMD path must reproduce the scalar reference exactly.
+
+The scalar block functions are the reference (and are themselves checked against
+tests/reference.py); here each other available level (e.g. avx2) runs the same inputs and
+must give identical bytes. Lengths cover every tail case of the 32-code SIMD steps, the
+8-code groups, the parallel block boundaries and the OpenMP threshold.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import laqcore
+from laqcore import runtime
+from reference import pack_bits as ref_pack
+
+SIMD_LEVELS = [level for level in runtime.simd_levels() if level != "scalar"]
+# 0..33 and around 64/128 hit every SIMD tail; 98321 spans three 32768-code parallel blocks
+# plus a ragged end, above the OpenMP threshold.
+SIMD_LENGTHS = [0, 1, 7, 8, 9, 15, 31, 32, 33, 40, 63, 64, 65, 127, 129, 1000, 4099, 98321]
+
+
+@pytest.fixture(params=SIMD_LEVELS or [None], ids=lambda lv: str(lv))
+def simd_level(request: pytest.FixtureRequest) -> str:
+    if request.param is None:
+        pytest.skip("no SIMD path besides scalar on this machine/build")
+    return str(request.param)
+
+
+def run_on(level: str, fn, *args):
+    with runtime.simd(level):
+        return fn(*args)
+
+
+@pytest.mark.parametrize("n", SIMD_LENGTHS, ids=lambda n: f"n{n}")
+def test_pack_unpack_identical_to_scalar(simd_level, bits, n):
+    rng = np.random.default_rng(1000 * bits + n)
+    codes = rng.integers(0, 1 << bits, size=n, dtype=np.uint8)
+    packed_scalar = run_on("scalar", laqcore.pack_bits, codes, bits)
+    packed_simd = run_on(simd_level, laqcore.pack_bits, codes, bits)
+    np.testing.assert_array_equal(packed_simd, packed_scalar)
+    np.testing.assert_array_equal(packed_scalar, ref_pack(codes, bits))
+    unpacked_scalar = run_on("scalar", laqcore.unpack_bits, packed_scalar, bits, n)
+    unpacked_simd = run_on(simd_level, laqcore.unpack_bits, packed_scalar, bits, n)
+    np.testing.assert_array_equal(unpacked_simd, unpacked_scalar)
+    np.testing.assert_array_equal(unpacked_simd, codes)
+
+
+def test_pack_identical_for_any_thread_count(simd_level):
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 8, size=2**20 + 3, dtype=np.uint8)
+    expected = run_on("scalar", laqcore.pack_bits, codes, 3)
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            np.testing.assert_array_equal(run_on(simd_level, laqcore.pack_bits, codes, 3), expected)
+
+
+@pytest.mark.parametrize("bits", range(1, 8), ids=lambda b: f"bits{b}")  # 8: all bytes valid
+@pytest.mark.parametrize("where", [0, 5, 31, 32, 1000, 98320], ids=lambda w: f"at{w}")
+def test_simd_pack_rejects_oversized_code(simd_level, bits, where):
+    codes = np.zeros(98321, dtype=np.uint8)
+    codes[where] = 1 << bits
+    with runtime.simd(simd_level), pytest.raises(ValueError, match=f"at index {where} "):
+        laqcore.pack_bits(codes, bits)
+
+
+def test_simd_unpack_rejects_bad_padding(simd_level):
+    packed = run_on("scalar", laqcore.pack_bits, np.ones(1001, dtype=np.uint8), 3)
+    packed[-1] |= 0x80
+    with runtime.simd(simd_level), pytest.raises(ValueError, match="padding"):
+        laqcore.unpack_bits(packed, 3, 1001)
+
+
+# --- selection -------------------------------------------------------------------------
+def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("LAQCORE_SIMD", None)
+    if env_value is not None:
+        env["LAQCORE_SIMD"] = env_value
+    code = "import laqcore; print(laqcore.runtime.simd_level())"
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_env_forces_scalar():
+    proc = _level_in_subprocess("scalar")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "scalar"
+
+
+def test_default_is_best_available():
+    proc = _level_in_subprocess(None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == runtime.simd_levels()[-1]
+    proc = _level_in_subprocess("auto")
+    assert proc.stdout.strip() == runtime.simd_levels()[-1]
+
+
+def test_env_unknown_level_fails_clearly():
+    proc = _level_in_subprocess("avx9000")
+    assert proc.returncode != 0
+    assert "LAQCORE_SIMD must be one of" in proc.stderr
+
+
+def test_levels_reported():
+    levels = runtime.simd_levels()
+    assert levels[0] == "scalar"
+    assert runtime.simd_level() in levels
+    info = laqcore.build_info()
+    assert info["simd"] == levels
+    assert info["simd_active"] == runtime.simd_level()
+
+
+def test_simd_context_restores_level():
+    before = runtime.simd_level()
+    with runtime.simd("scalar"):
+        assert runtime.simd_level() == "scalar"
+    assert runtime.simd_level() == before
+
+
+def test_set_simd_level_bad_input():
+    with pytest.raises(ValueError, match="must be one of"):
+        runtime.set_simd_level("sse9")
+    with pytest.raises(TypeError, match="level must be a str"):
+        runtime.set_simd_level(2)  # type: ignore[arg-type]
