@@ -9,37 +9,15 @@
 //   * nothing reads or writes outside the buffers (ASan) and no UB (UBSan).
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <stdexcept>
 #include <vector>
 
+#include "fuzz_common.hpp"
 #include "laqcore/pack.hpp"
 
-namespace {
-
-// Stream bit j is bit (j % 8) of byte (j / 8); code i is stream bits [i*bits, (i+1)*bits).
-std::uint8_t reference_code(const std::uint8_t* buf, std::size_t i, int bits) {
-    unsigned code = 0;
-    for (int k = 0; k < bits; ++k) {
-        const std::size_t j = i * static_cast<std::size_t>(bits) + static_cast<std::size_t>(k);
-        code |= static_cast<unsigned>((buf[j / 8] >> (j % 8)) & 1u) << k;
-    }
-    return static_cast<std::uint8_t>(code);
-}
-
-bool reference_padding_is_zero(const std::uint8_t* buf, std::size_t size, std::size_t n,
-                               int bits) {
-    for (std::size_t j = n * static_cast<std::size_t>(bits); j < 8 * size; ++j) {
-        if ((buf[j / 8] >> (j % 8)) & 1u) return false;
-    }
-    return true;
-}
-
-void require(bool ok) {
-    if (!ok) std::abort();  // libFuzzer reports the input that got here
-}
-
-}  // namespace
+using laqcore_fuzz::reference_code;
+using laqcore_fuzz::reference_padding_is_zero;
+using laqcore_fuzz::require;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1) return 0;
@@ -47,9 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Copy into an exactly sized heap buffer so ASan flags any read past its end.
     const std::vector<std::uint8_t> packed(data + 1, data + size);
     const std::size_t nbytes = packed.size();
-    std::size_t n = nbytes * 8 / static_cast<std::size_t>(bits);
-    while (n > 0 && laqcore::packed_size(n, bits) > nbytes) --n;
-    if (laqcore::packed_size(n, bits) != nbytes) return 0;  // no n fits this length exactly
+    const std::size_t n = laqcore_fuzz::codes_for_exact_size(nbytes, bits);
+    if (n == SIZE_MAX) return 0;
 
     std::vector<std::uint8_t> codes(n);
     const bool padding_ok = reference_padding_is_zero(packed.data(), nbytes, n, bits);
