@@ -73,6 +73,120 @@ def unpack_bits(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# Compressors: QSGD, TernGrad, scaled sign, top-k / rand-k (cpp/include/laqcore/{qsgd,
+# terngrad,sign,sparse}.hpp). Float32 arithmetic is written in the same order as the
+# kernels, so codes given the same uniforms match exactly.
+# ---------------------------------------------------------------------------------------
+REDUCE_BLOCK = 2**14  # parallel.hpp kReduceBlock
+
+
+def blocked_sum(values: np.ndarray) -> float:
+    """float64 sum under laqcore's fixed-block rule: left to right inside each block of
+    REDUCE_BLOCK elements (np.cumsum is strictly sequential), block sums added in order."""
+    v = np.asarray(values, dtype=np.float64)
+    total = 0.0
+    for start in range(0, v.size, REDUCE_BLOCK):
+        total += float(np.cumsum(v[start : start + REDUCE_BLOCK])[-1])
+    return total
+
+
+def _per_element(per_bucket: np.ndarray, bucket_size: int, n: int) -> np.ndarray:
+    return per_bucket[np.arange(n) // bucket_size]
+
+
+def qsgd_scales(x: np.ndarray, bucket_size: int, norm: str) -> np.ndarray:
+    """One float32 scale per bucket: L2 norm (blocked float64 sum of squares) or max |x|."""
+    scales = []
+    for start in range(0, x.size, bucket_size):
+        b = x[start : start + bucket_size]
+        if norm == "l2":
+            scales.append(np.sqrt(blocked_sum(b.astype(np.float64) ** 2)))
+        else:
+            scales.append(np.abs(b).max())
+    return np.array(scales, dtype=np.float32)
+
+
+def qsgd_codes(x: np.ndarray, levels: int, bucket_size: int, scales: np.ndarray,
+               u: np.ndarray) -> np.ndarray:
+    """code = 2 * level + negative; level = floor(r) + [u < r - floor(r)], r = |x|/scale*s."""
+    s = np.float32(levels)
+    scale = _per_element(scales, bucket_size, x.size)
+    ratio = np.divide(np.abs(x), scale, out=np.zeros_like(x), where=scale > 0)
+    r = np.minimum(ratio * s, s)
+    low = np.floor(r)
+    level = np.minimum(low + (u < r - low), s).astype(np.int64)
+    neg = (x < 0) & (level > 0)
+    return (2 * level + neg).astype(np.uint8)
+
+
+def qsgd_values(codes: np.ndarray, scales: np.ndarray, levels: int, bucket_size: int) -> np.ndarray:
+    """x_hat = +-level * (scale / s) in float32."""
+    step = _per_element(scales / np.float32(levels), bucket_size, codes.size)
+    v = (codes >> 1).astype(np.float32) * step
+    return np.where(codes & 1, -v, v).astype(np.float32)
+
+
+def qsgd_code_bits(levels: int) -> int:
+    return 1 + int(np.ceil(np.log2(levels + 1)))
+
+
+def terngrad_scaler(x: np.ndarray, clip_factor: float) -> tuple[float, float]:
+    """(local scaler, clipping threshold): threshold = c * population std (+Inf if c <= 0)."""
+    thr = np.float32(np.inf)
+    if clip_factor > 0:
+        x64 = x.astype(np.float64)
+        mean = blocked_sum(x64) / x.size
+        sigma = np.sqrt(blocked_sum((x64 - mean) ** 2) / x.size)
+        thr = np.float32(float(np.float32(clip_factor)) * sigma)
+    return float(min(np.abs(x).max(), thr)), float(thr)
+
+
+def terngrad_codes(x: np.ndarray, threshold: float, scaler: float, u: np.ndarray) -> np.ndarray:
+    """0 -> 0, 1 -> +s, 2 -> -s with P(non-zero) = min(|x|, threshold) / s."""
+    a = np.minimum(np.abs(x), np.float32(threshold))
+    p = a / np.float32(scaler) if scaler > 0 else np.zeros_like(a)
+    keep = (u < p).astype(np.uint8)
+    return keep * (1 + (x < 0)).astype(np.uint8)
+
+
+def terngrad_values(codes: np.ndarray, scaler: float) -> np.ndarray:
+    return np.array([0.0, scaler, -scaler, np.nan], dtype=np.float32)[codes]
+
+
+def sign_scale(x: np.ndarray) -> float:
+    return float(np.float32(blocked_sum(np.abs(x)) / x.size))
+
+
+def sign_bits(x: np.ndarray) -> np.ndarray:
+    return (x < 0).astype(np.uint8)
+
+
+def _select_largest(primary: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest primaries, ties to the lower index, returned sorted."""
+    order = np.lexsort((np.arange(primary.size), -primary.astype(np.float64)))
+    return np.sort(order[:k]).astype(np.uint32)
+
+
+def topk_indices(x: np.ndarray, k: int) -> np.ndarray:
+    return _select_largest(np.abs(x), k)
+
+
+def randk_indices(key: int, n: int, k: int) -> np.ndarray:
+    """Keyed selection: the k largest high halves of random_bits(key, i)."""
+    return _select_largest(random_bits(key, n) >> np.uint64(32), k)
+
+
+def elias_omega_length(m: int) -> int:
+    """Bits of the Elias omega code of m >= 1 (recursive: m, then its length - 1, ...)."""
+    bits, m = 1, int(m)
+    while m > 1:
+        nb = m.bit_length()
+        bits += nb
+        m = nb - 1
+    return bits
+
+
+# ---------------------------------------------------------------------------------------
 # LAQ innovation quantizer (cpp/include/laqcore/laq.hpp; ALGORITHMS.md §1.1)
 # ---------------------------------------------------------------------------------------
 def laq_lut(radius: float, bits: int) -> np.ndarray:

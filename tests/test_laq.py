@@ -108,13 +108,16 @@ def test_zero_radius(bits, n):
     assert payload.radius == 0.0
     assert not payload.packed.any()  # all codes 0 (documented choice for R == 0)
     dq = laqcore.laq_dequantize(payload)
-    assert not dq.any() and not np.signbit(dq).any()  # +0.0 everywhere
-    assert payload.err_sq == 0.0 and payload.innov_sq == 0.0
+    assert not dq.any()
+    assert not np.signbit(dq).any()
+    assert payload.err_sq == 0.0
+    assert payload.innov_sq == 0.0
     q = grad.copy()
     laqcore.laq_apply(q, payload)
     np.testing.assert_array_equal(q, grad)
     zero = laqcore.laq_quantize(np.zeros(n, dtype=np.float32), None, bits)
-    assert zero.radius == 0.0 and not zero.packed.any()
+    assert zero.radius == 0.0
+    assert not zero.packed.any()
 
 
 @pytest.mark.parametrize(
@@ -174,9 +177,7 @@ def test_apply_reproduces_err_sq_exactly(rng):
 def test_lut_matches_reference(bits):
     for radius in (0.0, 1.0, 0.1234567, 3.0e38):
         r32 = float(np.float32(radius))
-        np.testing.assert_array_equal(
-            laqcore._core.laq.lut(r32, bits), ref.laq_lut(r32, bits)
-        )
+        np.testing.assert_array_equal(laqcore._core.laq.lut(r32, bits), ref.laq_lut(r32, bits))
 
 
 def test_decoded_innov_sq_is_bit_identical(rng, bits):
@@ -199,17 +200,30 @@ def test_same_output_for_any_thread_count(rng):
             agg = aggregate.copy()
             laqcore.laq_accumulate(agg, p, weight=0.25)
             results.append(
-                (p.packed.tobytes(), p.radius, p.err_sq, p.innov_sq,
-                 laqcore.laq_dequantize(p).tobytes(), agg.tobytes(),
-                 laqcore._core.laq.innov_sq(p.packed, n, 3, p.radius))
+                (
+                    p.packed.tobytes(),
+                    p.radius,
+                    p.err_sq,
+                    p.innov_sq,
+                    laqcore.laq_dequantize(p).tobytes(),
+                    agg.tobytes(),
+                    laqcore._core.laq.innov_sq(p.packed, n, 3, p.radius),
+                )
             )
     assert results[1] == results[0]
     assert results[2] == results[0]
 
 
 # --- wire format ---------------------------------------------------------------------------
-def frame(n: int, meta: bytes, body: bytes, *, kind: int = int(PayloadKind.LAQ),
-          magic: bytes = b"LQ", version: int = 1) -> bytes:
+def frame(
+    n: int,
+    meta: bytes,
+    body: bytes,
+    *,
+    kind: int = int(PayloadKind.LAQ),
+    magic: bytes = b"LQ",
+    version: int = 1,
+) -> bytes:
     """A frame built by hand (wire.py layout) with a valid CRC."""
     head = struct.pack("<2sBBQ", magic, version, kind, n) + meta + body
     return head + struct.pack("<I", zlib.crc32(head))
@@ -246,7 +260,7 @@ def good_frame(rng) -> bytes:
 
 def test_rejects_truncated(good_frame):
     for cut in (1, 4, len(good_frame) - 10, len(good_frame) - 1):
-        with pytest.raises(ValueError, match="truncated|CRC|expected exactly"):
+        with pytest.raises(ValueError, match=r"truncated|CRC|expected exactly"):
             laqcore.LAQPayload.from_bytes(good_frame[:cut])
 
 
@@ -259,7 +273,7 @@ def test_rejects_extended(good_frame):
 def test_rejects_flipped_bit(good_frame, position):
     buf = bytearray(good_frame)
     buf[position] ^= 0x10
-    with pytest.raises(ValueError, match="CRC|magic|kind|version"):
+    with pytest.raises(ValueError, match=r"CRC|magic|kind|version"):
         laqcore.LAQPayload.from_bytes(bytes(buf))
 
 
@@ -315,7 +329,7 @@ def test_rejects_other_registered_kind(good_frame):
     buf = bytearray(good_frame[:-4])
     buf[3] = int(PayloadKind.DENSE)
     buf += struct.pack("<I", zlib.crc32(bytes(buf)))
-    with pytest.raises(ValueError, match="DENSE|kind"):
+    with pytest.raises(ValueError, match=r"DENSE|kind"):
         laqcore.LAQPayload.from_bytes(bytes(buf))
 
 
@@ -507,7 +521,8 @@ def test_innovation_quantizer_tracks_reference(rng):
             np.testing.assert_array_equal(iq.q_prev, q_prev)
     assert not iq.q_prev.flags.writeable
     iq.reset()
-    assert not iq.q_prev.any() and iq.err_hat_sq == 0.0
+    assert not iq.q_prev.any()
+    assert iq.err_hat_sq == 0.0
 
 
 def test_innovation_quantizer_rejects_stale_commits(rng):
@@ -526,3 +541,28 @@ def test_innovation_quantizer_rejects_stale_commits(rng):
         iq.propose(np.ones(15, np.float32))
     with pytest.raises(ValueError, match="n must be >= 1"):
         laqcore.InnovationQuantizer(0, 4)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import laqcore.laq
+    import laqcore.lazy
+
+    for module in (laqcore.laq, laqcore.lazy):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0
+        assert result.failed == 0, module.__name__
+
+
+def test_registry_builds_the_laq_compressor(rng):
+    comp = laqcore.get_compressor("laq", bits=3)
+    assert isinstance(comp, laqcore.LAQCompressor)
+    assert isinstance(comp, laqcore.compressors.Compressor)
+    x = rng.standard_normal(100).astype(np.float32)
+    np.testing.assert_array_equal(
+        comp.decompress(comp.compress(x)), ref.laq_quantize(x, None, 3)["dq"]
+    )
+    other = laqcore.get_compressor("sign").compress(x)
+    with pytest.raises(TypeError, match="payload must be a LAQPayload"):
+        comp.decompress(other)

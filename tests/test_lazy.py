@@ -72,7 +72,9 @@ def test_hand_computed_small_history():
     np.testing.assert_allclose(h.weights(), [0.8 / 3] * 3)
     # rhs = (1 / (alpha^2 M^2)) * me
     assert h.rhs(alpha=0.5, num_workers=2) == pytest.approx(0.8 / 3 * 9.0 / (0.25 * 4))
-    assert h.count == 4 and h.D == 3 and h.num_terms == 3
+    assert h.count == 4
+    assert h.D == 3
+    assert h.num_terms == 3
 
 
 def test_matches_official_laq_loop_exactly(rng):
@@ -145,7 +147,9 @@ def test_push_iterates_and_clear(rng):
         h.push_iterates(a, b[:3])
     assert h.count == 1
     h.clear()
-    assert h.count == 0 and h.weighted_sum() == 0.0 and h.recent().size == 0
+    assert h.count == 0
+    assert h.weighted_sum() == 0.0
+    assert h.recent().size == 0
     assert "IterateHistory(D=2" in repr(h)
 
 
@@ -199,7 +203,9 @@ def test_upload_rule_slaq_parameters():
     assert rule.should_upload(threshold, rhs, e, ehat, 0)
     assert not rule.should_upload(np.nextafter(threshold, 0), rhs, e, ehat, 0)
     laq = laqcore.UploadRule.laq()
-    assert laq.make_history().num_terms == 10 and laq.err_scale == 1.0 and laq.additive == 0.0
+    assert laq.make_history().num_terms == 10
+    assert laq.err_scale == 1.0
+    assert laq.additive == 0.0
     assert laq.should_upload(rhs + 3 * (e + ehat), rhs, e, ehat, 0)
 
 

@@ -5,6 +5,10 @@
 namespace laqcore::bind {
 void register_runtime(py::module_ m);
 void register_pack(py::module_ m);
+void register_qsgd(py::module_ m);
+void register_terngrad(py::module_ m);
+void register_sign(py::module_ m);
+void register_sparse(py::module_ m);
 void register_laq(py::module_ m);
 void register_lazy(py::module_ m);
 }  // namespace laqcore::bind
@@ -15,6 +19,10 @@ PYBIND11_MODULE(_core, m) {
     m.attr("__version__") = LAQCORE_VERSION;
     register_runtime(m.def_submodule("runtime"));
     register_pack(m.def_submodule("pack"));
+    register_qsgd(m.def_submodule("qsgd"));
+    register_terngrad(m.def_submodule("terngrad"));
+    register_sign(m.def_submodule("sign"));
+    register_sparse(m.def_submodule("sparse"));
     register_laq(m.def_submodule("laq"));
     register_lazy(m.def_submodule("lazy"));
 }

@@ -139,16 +139,24 @@ LaqSums encode_block_scalar(const float* grad, const float* prev, std::size_t co
                 : encode_block_impl<false>(grad, nullptr, count, grid, packed);
 }
 
-// Calls fn(i, code) for each of the `count` codes of a block, in order.
+// Calls fn(i, code) for each of the `count` codes of a block, in order. Full groups of 8
+// have a constant inner trip count (unrolled); the last, partial group reads only its bytes.
 template <class Fn>
 inline void for_each_code(const std::uint8_t* packed, std::size_t count, int bits, Fn&& fn) {
     const auto b = static_cast<std::size_t>(bits);
     const std::uint64_t mask = (std::uint64_t{1} << b) - 1;
-    for (std::size_t i0 = 0; i0 < count; i0 += 8) {
-        const std::size_t m = std::min<std::size_t>(8, count - i0);
-        const std::uint64_t word = load_le(packed + i0 / 8 * b, packed_size(m, bits));
-        for (std::size_t j = 0; j < m; ++j) {
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i0 = 0; i0 < full; i0 += 8) {
+        const std::uint64_t word = load_le(packed + i0 / 8 * b, b);
+        for (std::size_t j = 0; j < 8; ++j) {
             fn(i0 + j, static_cast<unsigned>((word >> (j * b)) & mask));
+        }
+    }
+    if (full < count) {
+        const std::size_t m = count - full;
+        const std::uint64_t word = load_le(packed + full / 8 * b, packed_size(m, bits));
+        for (std::size_t j = 0; j < m; ++j) {
+            fn(full + j, static_cast<unsigned>((word >> (j * b)) & mask));
         }
     }
 }

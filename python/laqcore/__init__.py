@@ -16,6 +16,22 @@ except ImportError as err:  # pragma: no cover - only hit on a broken install
         "without installing does not work."
     ) from err
 
+from .compressors import (
+    Compressor,
+    IdentityCompressor,
+    QSGDCompressor,
+    RandKCompressor,
+    SignCompressor,
+    SparseQuantCompressor,
+    TernGradCompressor,
+    TopKCompressor,
+    available_compressors,
+    get_compressor,
+    qsgd_dequantize,
+    qsgd_quantize,
+    register_compressor,
+)
+from .error_feedback import ErrorFeedback
 from .laq import (
     InnovationQuantizer,
     LAQCompressor,
@@ -32,13 +48,24 @@ from .runtime import build_info, get_num_threads, num_threads, set_num_threads
 __version__: str = _core.__version__
 
 __all__ = [
+    "Compressor",
+    "ErrorFeedback",
+    "IdentityCompressor",
     "InnovationQuantizer",
     "IterateHistory",
     "LAQCompressor",
     "LAQPayload",
+    "QSGDCompressor",
+    "RandKCompressor",
+    "SignCompressor",
+    "SparseQuantCompressor",
+    "TernGradCompressor",
+    "TopKCompressor",
     "UploadRule",
     "__version__",
+    "available_compressors",
     "build_info",
+    "get_compressor",
     "get_num_threads",
     "laq_accumulate",
     "laq_apply",
@@ -48,6 +75,9 @@ __all__ = [
     "num_threads",
     "pack_bits",
     "packed_size",
+    "qsgd_dequantize",
+    "qsgd_quantize",
+    "register_compressor",
     "set_num_threads",
     "squared_distance",
     "unpack_bits",

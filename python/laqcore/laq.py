@@ -124,9 +124,7 @@ class LAQPayload(Payload):
     def innov_sq(self) -> float:
         """``||dQ||^2`` (see the class docstring)."""
         if self._innov_sq is None:
-            self._innov_sq = float(
-                _core.laq.innov_sq(self.packed, self.n, self.bits, self.radius)
-            )
+            self._innov_sq = float(_core.laq.innov_sq(self.packed, self.n, self.bits, self.radius))
         return self._innov_sq
 
     @property
@@ -333,9 +331,10 @@ class LAQCompressor:
             check_positive_int(step, "step", minimum=0)
         return laq_quantize(x, None, self.bits)
 
-    def decompress(self, payload: LAQPayload) -> FloatVector:
-        """The dequantized vector of a payload made by :meth:`compress`."""
-        return laq_dequantize(payload)
+    def decompress(self, payload: Payload) -> FloatVector:
+        """The dequantized vector of a payload made by :meth:`compress` (``TypeError`` for
+        another compressor's payload)."""
+        return laq_dequantize(_check_payload(payload))
 
     def from_bytes(self, buf: Any) -> LAQPayload:
         """Decode a frame; raises ``ValueError`` for truncated, corrupt or foreign frames."""

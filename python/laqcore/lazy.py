@@ -65,6 +65,10 @@ def squared_distance(a: Any, b: Any) -> float:
 class IterateHistory:
     """Ring buffer of the last ``D`` squared iterate differences and the rule's first term.
 
+    Push ``||theta^{k+1} - theta^k||^2`` once per iteration, after the server step; then at
+    iteration ``k`` (0-based) ``count == k`` and :meth:`rhs` equals the official code's
+    ``me / (alpha^2 M^2)`` bit for bit (``0`` at ``k = 0``).
+
     Parameters
     ----------
     D : int, default 10
@@ -119,8 +123,7 @@ class IterateHistory:
     def __repr__(self) -> str:
         xi = f"xi={list(self._h.weights)!r}" if self._h.explicit_weights else f"ck={self._h.ck!r}"
         return (
-            f"IterateHistory(D={self.D}, {xi}, num_terms={self._h.num_terms}, "
-            f"count={self.count})"
+            f"IterateHistory(D={self.D}, {xi}, num_terms={self._h.num_terms}, count={self.count})"
         )
 
     @property
@@ -212,7 +215,9 @@ def laq_should_upload(
     e = check_real(err_sq, "err_sq", minimum=0.0)
     ehat = check_real(err_hat_sq, "err_hat_sq", minimum=0.0)
     c = check_positive_int(clock, "clock", minimum=0)
-    coef = check_real(err_scale, "err_scale", minimum=0.0) * check_real(err_coef, "err_coef", minimum=0.0)
+    coef = check_real(err_scale, "err_scale", minimum=0.0) * check_real(
+        err_coef, "err_coef", minimum=0.0
+    )
     add = check_real(additive, "additive")
     if t_bar is not None and c >= check_positive_int(t_bar, "t_bar"):
         return True

@@ -1,0 +1,74 @@
+#include <string>
+#include <utility>
+
+#include "binding_utils.hpp"
+#include "laqcore/pack.hpp"
+#include "laqcore/qsgd.hpp"
+
+namespace laqcore::bind {
+namespace {
+
+QsgdNorm parse_norm(const std::string& norm) {
+    if (norm == "l2") return QsgdNorm::kL2;
+    if (norm == "max") return QsgdNorm::kMax;
+    LAQ_CHECK(false, "norm must be 'l2' or 'max', got '" << norm << "'");
+    return QsgdNorm::kL2;  // unreachable
+}
+
+}  // namespace
+
+void register_qsgd(py::module_ m) {
+    m.doc() = "QSGD bucketed stochastic quantization (formulas: cpp/include/laqcore/qsgd.hpp).";
+
+    m.def("code_bits", &qsgd_code_bits, py::arg("levels"),
+          "Bits of one (sign, level) code: 1 + ceil(log2(levels + 1)).");
+    m.def("num_buckets", &qsgd_num_buckets, py::arg("n"), py::arg("bucket_size"));
+
+    m.def(
+        "quantize",
+        [](const carray<float>& x, int levels, std::size_t bucket_size, const std::string& norm,
+           std::uint64_t key) {
+            const std::size_t n = vector_length(x, "x");
+            const int bits = qsgd_code_bits(levels);
+            const QsgdNorm nm = parse_norm(norm);
+            auto scales = new_vector<float>(qsgd_num_buckets(n, bucket_size));
+            auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
+            const float* in = x.data();
+            float* sc = scales.mutable_data();
+            std::uint8_t* pk = packed.mutable_data();
+            {
+                // Safe: only raw buffers owned by live numpy arrays are touched.
+                py::gil_scoped_release release;
+                qsgd_quantize(in, n, levels, bucket_size, nm, key, sc, pk, "x");
+            }
+            return std::make_pair(std::move(scales), std::move(packed));
+        },
+        py::arg("x").noconvert(), py::arg("levels"), py::arg("bucket_size"), py::arg("norm"),
+        py::arg("key"), "Returns (scales float32[num_buckets], packed codes uint8).");
+
+    m.def(
+        "dequantize",
+        [](const carray<std::uint8_t>& packed, const carray<float>& scales, std::size_t n,
+           int levels, std::size_t bucket_size) {
+            const int bits = qsgd_code_bits(levels);
+            const std::size_t nb = qsgd_num_buckets(n, bucket_size);
+            LAQ_CHECK(vector_length(scales, "scales") == nb,
+                      "scales has " << scales.shape(0) << " entries, expected " << nb);
+            LAQ_CHECK(vector_length(packed, "packed") == packed_size(n, bits),
+                      "packed has " << packed.shape(0) << " bytes, expected "
+                                    << packed_size(n, bits));
+            auto out = new_vector<float>(n);
+            const std::uint8_t* pk = packed.data();
+            const float* sc = scales.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;  // raw buffers only (see above)
+                qsgd_dequantize(pk, sc, n, levels, bucket_size, dst);
+            }
+            return out;
+        },
+        py::arg("packed").noconvert(), py::arg("scales").noconvert(), py::arg("n"),
+        py::arg("levels"), py::arg("bucket_size"));
+}
+
+}  // namespace laqcore::bind

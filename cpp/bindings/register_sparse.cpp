@@ -1,0 +1,91 @@
+#include <utility>
+
+#include "binding_utils.hpp"
+#include "laqcore/sparse.hpp"
+
+namespace laqcore::bind {
+
+void register_sparse(py::module_ m) {
+    m.doc() = "top-k / rand-k selection and scatter (rules: cpp/include/laqcore/sparse.hpp).";
+
+    m.def(
+        "topk",
+        [](const carray<float>& x, std::size_t k) {
+            const std::size_t n = vector_length(x, "x");
+            LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
+            auto idx = new_vector<std::uint32_t>(k);
+            auto values = new_vector<float>(k);
+            const float* in = x.data();
+            std::uint32_t* ip = idx.mutable_data();
+            float* vp = values.mutable_data();
+            {
+                // Safe: only raw buffers owned by live numpy arrays are touched.
+                py::gil_scoped_release release;
+                topk_select(in, n, k, ip, vp, "x");
+            }
+            return std::make_pair(std::move(idx), std::move(values));
+        },
+        py::arg("x").noconvert(), py::arg("k"),
+        "Returns (sorted uint32 indices of the k largest |x|, their values).");
+
+    m.def(
+        "randk",
+        [](const carray<float>& x, std::size_t k, std::uint64_t key) {
+            const std::size_t n = vector_length(x, "x");
+            LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
+            auto idx = new_vector<std::uint32_t>(k);
+            auto values = new_vector<float>(k);
+            const float* in = x.data();
+            std::uint32_t* ip = idx.mutable_data();
+            float* vp = values.mutable_data();
+            {
+                py::gil_scoped_release release;  // raw buffers only (see above)
+                randk_select(in, n, k, key, ip, vp, "x");
+            }
+            return std::make_pair(std::move(idx), std::move(values));
+        },
+        py::arg("x").noconvert(), py::arg("k"), py::arg("key"),
+        "Returns (sorted uint32 indices of k random coordinates, their values).");
+
+    m.def(
+        "check_indices",
+        [](const carray<std::uint32_t>& idx, std::size_t n) {
+            check_sparse_indices(idx.data(), vector_length(idx, "indices"), n);
+        },
+        py::arg("indices").noconvert(), py::arg("n"));
+
+    m.def(
+        "scatter",
+        [](const carray<std::uint32_t>& idx, const carray<float>& values, std::size_t n) {
+            const std::size_t k = vector_length(idx, "indices");
+            LAQ_CHECK(vector_length(values, "values") == k,
+                      "values has " << values.shape(0) << " entries but indices has " << k);
+            auto out = new_vector<float>(n);
+            const std::uint32_t* ip = idx.data();
+            const float* vp = values.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                sparse_scatter(ip, vp, k, n, dst);
+            }
+            return out;
+        },
+        py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("n"));
+
+    m.def(
+        "dense_copy",
+        [](const carray<float>& x) {
+            const std::size_t n = vector_length(x, "x");
+            auto out = new_vector<float>(n);
+            const float* in = x.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                dense_copy(in, n, dst, "x");
+            }
+            return out;
+        },
+        py::arg("x").noconvert(), "Copy of x; ValueError if it holds NaN or Inf.");
+}
+
+}  // namespace laqcore::bind

@@ -1,0 +1,170 @@
+#include "laqcore/qsgd.hpp"
+
+#include <cmath>
+
+#include "compress_common.hpp"
+#include "laqcore/common.hpp"
+#include "laqcore/pack.hpp"
+#include "laqcore/parallel.hpp"
+#include "laqcore/rng.hpp"
+
+namespace laqcore {
+namespace {
+
+using detail::RangeStats;
+
+// End of bucket j, written so that huge bucket sizes cannot overflow (start < n always).
+inline std::size_t bucket_end(std::size_t j, std::size_t bucket_size, std::size_t n) {
+    const std::size_t start = j * bucket_size;
+    return n - start > bucket_size ? start + bucket_size : n;
+}
+
+// The (sign, level) code of one coordinate; formula in qsgd.hpp.
+inline std::uint8_t qsgd_code(float v, float scale, float s, int levels, float u) {
+    float r = scale > 0.0f ? (std::fabs(v) / scale) * s : 0.0f;
+    r = r < s ? r : s;  // float rounding can push r a hair above s; also keeps the cast defined
+    const int l = static_cast<int>(r);  // r >= 0: truncation is floor
+    int level = l + (u < r - static_cast<float>(l) ? 1 : 0);
+    level = level < levels ? level : levels;
+    const int neg = (v < 0.0f && level > 0) ? 1 : 0;
+    return static_cast<std::uint8_t>(2 * level + neg);
+}
+
+}  // namespace
+
+int qsgd_code_bits(int levels) {
+    LAQ_CHECK(levels >= 1 && levels <= kQsgdMaxLevels,
+              "levels must be an integer in [1, " << kQsgdMaxLevels << "] (a sign bit plus "
+              "ceil(log2(levels + 1)) level bits must fit in 8 bits), got " << levels);
+    int level_bits = 0;
+    while ((1 << level_bits) < levels + 1) ++level_bits;
+    return 1 + level_bits;
+}
+
+std::size_t qsgd_num_buckets(std::size_t n, std::size_t bucket_size) {
+    LAQ_CHECK(bucket_size >= 1, "bucket_size must be >= 1, got " << bucket_size);
+    return n / bucket_size + (n % bucket_size != 0 ? 1 : 0);
+}
+
+void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNorm norm,
+                 float* scales, const char* name) {
+    const std::size_t nb = qsgd_num_buckets(n, bucket_size);
+    const auto nb_signed = static_cast<std::int64_t>(nb);
+    int bad = 0;
+    // Many small buckets: one thread per bucket. Few large buckets: blocked_reduce
+    // parallelises inside each bucket instead. Both give the same bits (fixed blocks).
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad) \
+    if (n >= kMinParallel && bucket_size < kMinParallel)
+#endif
+    for (std::int64_t jb = 0; jb < nb_signed; ++jb) {
+        const auto j = static_cast<std::size_t>(jb);
+        const std::size_t begin = j * bucket_size;
+        const std::size_t end = bucket_end(j, bucket_size, n);
+        if (norm == QsgdNorm::kL2) {
+            const double sumsq = detail::blocked_reduce(
+                begin, end, 0.0,
+                [x](std::size_t lo, std::size_t hi) {
+                    double s = 0.0;
+                    for (std::size_t i = lo; i < hi; ++i) {
+                        const double v = x[i];
+                        s += v * v;
+                    }
+                    return s;
+                },
+                [](double a, double b) { return a + b; });
+            // Squares of finite floats cannot overflow a double, so a non-finite sum
+            // means a non-finite input (bit 0). A finite norm can still exceed FLT_MAX
+            // (e.g. a bucket of values near 3e38): that is bit 1, reported separately.
+            const float scale = static_cast<float>(std::sqrt(sumsq));
+            bad |= std::isfinite(sumsq) ? (std::isfinite(scale) ? 0 : 2) : 1;
+            scales[j] = scale;
+        } else {
+            const RangeStats st = detail::blocked_reduce(
+                begin, end, RangeStats{},
+                [x](std::size_t lo, std::size_t hi) {
+                    RangeStats r;
+                    unsigned nonfinite = 0;
+                    for (std::size_t i = lo; i < hi; ++i) {
+                        const float a = std::fabs(x[i]);
+                        nonfinite |= detail::not_finite(a) ? 1u : 0u;
+                        r.max_abs = a > r.max_abs ? a : r.max_abs;
+                    }
+                    r.bad = nonfinite != 0;
+                    return r;
+                },
+                detail::combine_stats);
+            bad |= st.bad ? 1 : 0;
+            scales[j] = st.max_abs;
+        }
+    }
+    LAQ_CHECK(!(bad & 1), name << " contains NaN or Inf");
+    LAQ_CHECK(!(bad & 2), "the L2 norm of a bucket of " << name
+                              << " overflows float32; use norm='max' or rescale the input");
+}
+
+void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_size,
+                 const float* scales, std::uint64_t key, std::uint8_t* packed) {
+    const int bits = qsgd_code_bits(levels);
+    qsgd_num_buckets(n, bucket_size);  // validates bucket_size
+    const float s = static_cast<float>(levels);
+    detail::encode_packed(n, bits, packed,
+                          [&](std::size_t begin, std::size_t end, std::uint8_t* codes) {
+        std::size_t j = begin / bucket_size;
+        std::size_t j_end = bucket_end(j, bucket_size, n);
+        float scale = scales[j];
+        for (std::size_t i = begin; i < end; ++i) {
+            if (i == j_end) {
+                ++j;
+                j_end = bucket_end(j, bucket_size, n);
+                scale = scales[j];
+            }
+            codes[i - begin] = qsgd_code(x[i], scale, s, levels, uniform01(key, i));
+        }
+    });
+}
+
+void qsgd_quantize(const float* x, std::size_t n, int levels, std::size_t bucket_size,
+                   QsgdNorm norm, std::uint64_t key, float* scales, std::uint8_t* packed,
+                   const char* name) {
+    qsgd_code_bits(levels);  // reject bad levels before reading the data
+    qsgd_scales(x, n, bucket_size, norm, scales, name);
+    qsgd_encode(x, n, levels, bucket_size, scales, key, packed);
+}
+
+void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_t n,
+                     int levels, std::size_t bucket_size, float* out) {
+    const int bits = qsgd_code_bits(levels);
+    const std::size_t nb = qsgd_num_buckets(n, bucket_size);
+    for (std::size_t j = 0; j < nb; ++j) {
+        LAQ_CHECK(std::isfinite(scales[j]) && scales[j] >= 0.0f,
+                  "corrupt QSGD payload: scale of bucket " << j << " is " << scales[j]
+                  << " (must be finite and >= 0)");
+    }
+    const float s = static_cast<float>(levels);
+    const auto max_level = static_cast<unsigned>(levels);
+    detail::decode_packed(packed, n, bits,
+                          [&](std::size_t begin, std::size_t end, const std::uint8_t* codes) {
+        std::size_t j = begin / bucket_size;
+        std::size_t j_end = bucket_end(j, bucket_size, n);
+        float step = scales[j] / s;
+        unsigned worst = 0;
+        for (std::size_t i = begin; i < end; ++i) {
+            if (i == j_end) {
+                ++j;
+                j_end = bucket_end(j, bucket_size, n);
+                step = scales[j] / s;
+            }
+            const unsigned c = codes[i - begin];
+            const unsigned level = c >> 1;
+            worst = level > worst ? level : worst;
+            const float v = static_cast<float>(level) * step;
+            out[i] = (c & 1u) ? -v : v;
+        }
+        // Thrown inside a chunk: for_each_chunk carries it out of the parallel region.
+        LAQ_CHECK(worst <= max_level, "corrupt QSGD payload: a code has level " << worst
+                                          << " but levels = " << levels);
+    });
+}
+
+}  // namespace laqcore

@@ -1,0 +1,77 @@
+"""The ``laqcore`` command line.
+
+Subcommands live in separate modules; this file only assembles them. A module joins the
+command by exposing ``add_parser(subparsers)``, which adds its parser(s) to the argparse
+sub-parser action and sets ``func=<handler(args) -> int>`` as a default. To add one, append its
+module name to :data:`SUBCOMMAND_MODULES` (one line). Keep those modules cheap to import:
+heavy or optional dependencies (torch, matplotlib) are imported inside the handlers, so
+``laqcore --help`` works everywhere.
+
+Examples
+--------
+.. code-block:: console
+
+    $ laqcore problem --dataset digits --workers 10
+    $ laqcore compare --dataset digits --algorithms gd,qgd,lag-wk,laq --workers 10 --out out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+#: Modules that contribute subcommands, each exposing ``add_parser(subparsers)``.
+SUBCOMMAND_MODULES: list[str] = [
+    "laqcore.experiments",  # problem, run, compare, sweep (the many-worker simulator)
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every registered subcommand."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="laqcore",
+        description="Communication-efficient distributed learning: LAQ, LAG, quantized and "
+        "sparsified SGD, simulated or across processes.",
+    )
+    parser.add_argument("--version", action="version", version=f"laqcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``laqcore`` script; returns the process exit status.
+
+    User errors (bad options, missing data files) print one ``laqcore: error: ...`` line
+    and return 2 instead of a traceback.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except (ValueError, OSError) as err:
+        print(f"laqcore {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("laqcore: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through `python -m laqcore`
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The Compressor protocol, the registry of compressors, and helpers they share.
+
+Every compressor turns a float vector into a :class:`~laqcore.wire.Payload` (the exact bytes
+that go on the wire) and back::
+
+    comp = laqcore.get_compressor("qsgd", levels=7, bucket_size=512, seed=0)
+    payload = comp.compress(grad, step=k)      # Payload; payload.nbytes = wire size
+    frame = payload.to_bytes()                 # what a worker sends
+    approx = comp.decompress(comp.from_bytes(frame))
+
+Randomness. Stochastic compressors draw every random number from the counter-based RNG of
+``cpp/include/laqcore/rng.hpp`` with ``key = make_key(seed, step, stream)``: the output is a
+pure function of (input, seed, step, stream), identical for any thread count. ``step=None``
+uses (and advances) an internal call counter; an explicit ``step`` leaves the counter alone.
+``stream`` separates independent users of one seed (e.g. the worker id). Streams are
+limited to ``[0, 2**62)`` because a compressor that needs two independent draws in one step
+(rand-k selection and rounding) uses ``stream + 2**62`` for the second.
+
+The registry maps a name to a factory (a class or function taking keyword arguments only);
+:func:`get_compressor` checks the keyword arguments against the factory's signature and
+reports a bad one with the accepted names.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _core
+from ..wire import Payload
+
+__all__ = [
+    "Compressor",
+    "SeededCompressor",
+    "available_compressors",
+    "get_compressor",
+    "register_compressor",
+]
+
+FloatVector = npt.NDArray[np.float32]
+P = TypeVar("P", bound=Payload)
+
+_UINT64_MAX = 2**64 - 1
+#: Offset added to ``stream`` for a compressor's second independent random draw.
+SECOND_DRAW = 2**62
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    """What every compressor provides (structural: no inheritance needed).
+
+    Attributes
+    ----------
+    name : str
+        The registry name (e.g. ``"qsgd"``).
+
+    Methods
+    -------
+    compress(x, *, step=None) -> Payload
+        Compress a 1-D float vector (float32 native, float64 converted).
+    decompress(payload) -> numpy.ndarray of float32
+        The vector the receiver reconstructs (a new array).
+    from_bytes(buf) -> Payload
+        Decode a frame made by ``payload.to_bytes()``; raises ``ValueError`` if it is
+        truncated, corrupt or of another kind.
+    """
+
+    name: str
+
+    def compress(self, x: Any, *, step: int | None = None) -> Payload: ...
+
+    def decompress(self, payload: Payload) -> FloatVector: ...
+
+    def from_bytes(self, buf: Any) -> Payload: ...
+
+
+# -- argument checks shared by the compressors -----------------------------------------
+def check_uint(value: Any, name: str, *, maximum: int = _UINT64_MAX, minimum: int = 0) -> int:
+    """Return ``value`` as an int in ``[minimum, maximum]``; TypeError/ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if not minimum <= v <= maximum:
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {v}")
+    return v
+
+
+def check_real(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float; TypeError for non-numbers, ValueError for NaN/Inf."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def check_payload(payload: Any, cls: type[P], who: str) -> P:
+    """Return ``payload`` if it is a ``cls``; else TypeError naming what was given."""
+    if not isinstance(payload, cls):
+        raise TypeError(f"{who}.decompress expects a {cls.__name__}, got {type(payload).__name__}")
+    return payload
+
+
+def readonly(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Mark a payload array read-only, so a payload cannot change after it is made."""
+    a.setflags(write=False)
+    return a
+
+
+def check_n(n: int, kind: str) -> None:
+    """Frames of every compressor here describe a non-empty vector."""
+    if n < 1:
+        raise ValueError(f"corrupt {kind} frame: vector length n = {n} (must be >= 1)")
+
+
+class SeededCompressor:
+    """Base of the stochastic compressors: holds ``seed``/``stream`` and the call counter.
+
+    Parameters
+    ----------
+    seed : int
+        Any integer in ``[0, 2**64)``.
+    stream : int
+        Separates independent users of one seed (e.g. the worker id), ``[0, 2**62)``.
+    """
+
+    def __init__(self, *, seed: int = 0, stream: int = 0) -> None:
+        self.seed = check_uint(seed, "seed")
+        self.stream = check_uint(stream, "stream", maximum=SECOND_DRAW - 1)
+        self._calls = 0
+
+    def _step(self, step: int | None) -> int:
+        if step is None:
+            step = self._calls
+            self._calls += 1
+            return step
+        return check_uint(step, "step")
+
+    def _key(self, step: int, draw: int = 0) -> int:
+        """RNG key of this call; ``draw`` = 0 or 1 selects one of two independent draws."""
+        return int(_core.runtime.make_key(self.seed, step, self.stream + draw * SECOND_DRAW))
+
+
+# -- registry ----------------------------------------------------------------------------
+_FACTORIES: dict[str, Callable[..., Compressor]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def register_compressor(
+    name: str,
+    factory: Callable[..., Compressor],
+    *,
+    aliases: Iterable[str] = (),
+    replace: bool = False,
+) -> None:
+    """Register ``factory`` (called with keyword arguments) under ``name`` and ``aliases``.
+
+    Names are case-insensitive and ``-`` equals ``_``. Registering a taken name raises
+    ``ValueError`` unless ``replace=True``.
+
+    Examples
+    --------
+    >>> import laqcore
+    >>> from laqcore.compressors import SignCompressor
+    >>> laqcore.register_compressor("my_sign", SignCompressor)
+    >>> laqcore.get_compressor("my_sign").name
+    'sign'
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory must be callable, got {factory!r}")
+    key = _normalise(name)
+    alias_keys = [_normalise(a) for a in aliases]
+    if not replace:
+        for k in [key, *alias_keys]:
+            if k in _FACTORIES or k in _ALIASES:
+                raise ValueError(f"compressor name {k!r} is already registered")
+    _FACTORIES[key] = factory
+    _ALIASES.pop(key, None)
+    for a in alias_keys:
+        _ALIASES[a] = key
+
+
+def available_compressors() -> list[str]:
+    """Sorted canonical names accepted by :func:`get_compressor` (aliases not listed).
+
+    Examples
+    --------
+    >>> import laqcore
+    >>> "qsgd" in laqcore.available_compressors()
+    True
+    """
+    return sorted(_FACTORIES)
+
+
+def get_compressor(name: str, **kwargs: Any) -> Compressor:
+    """Build a compressor by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_compressors` or an alias (``"top-k"``, ``"identity"``, ...).
+    **kwargs
+        The compressor's own parameters (see each class).
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the available ones) or a bad parameter value.
+    TypeError
+        A parameter the compressor does not accept, or of the wrong type.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> comp = laqcore.get_compressor("qsgd", levels=7, bucket_size=512, seed=0)
+    >>> payload = comp.compress(np.ones(1000, dtype=np.float32), step=0)
+    >>> comp.decompress(payload).shape
+    (1000,)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"compressor name must be a string, got {name!r}")
+    key = _normalise(name)
+    key = _ALIASES.get(key, key)
+    if key not in _FACTORIES:
+        raise ValueError(
+            f"unknown compressor {name!r}; available: {', '.join(available_compressors())}"
+        )
+    factory = _FACTORIES[key]
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        sig = None
+    if sig is not None:
+        try:
+            sig.bind(**kwargs)
+        except TypeError as err:
+            accepted = [
+                p.name
+                for p in sig.parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            raise TypeError(
+                f"compressor {key!r}: {err}; accepted parameters: {', '.join(accepted)}"
+            ) from None
+    return factory(**kwargs)

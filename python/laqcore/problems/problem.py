@@ -1,0 +1,242 @@
+"""A distributed problem: a model, a dataset split over M workers, a test set, and F*.
+
+:func:`make_problem` builds one from names (what the CLI does). The training rows are
+re-ordered by worker so each shard is a contiguous slice of one matrix: the global loss is
+then one matrix product over all the data with per-sample weights ``1 / (M n_m)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .datasets import Dataset, load_dataset
+from .objectives import MODELS, LocalObjective, Model, add_bias
+from .partition import partition, train_test_split
+
+__all__ = ["Problem", "cache_dir", "make_problem"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+F64 = npt.NDArray[np.float64]
+
+
+def cache_dir() -> str:
+    """Where optimal values are cached: ``$LAQCORE_CACHE_DIR`` or ``~/.cache/laqcore``."""
+    base = os.environ.get("LAQCORE_CACHE_DIR")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "laqcore")
+    return base
+
+
+class Problem:
+    """``M`` local objectives over one model, plus held-out data.
+
+    Parameters
+    ----------
+    model : Model
+    X, y : training data (rows already ordered by worker)
+    bounds : list of (start, stop)
+        Worker m owns rows ``start:stop``.
+    X_test, y_test : held-out data (may be empty)
+    l2 : float
+        L2 weight: each f_m carries ``(l2/2) ||theta||^2``.
+    name : str
+        Used in results and cache keys.
+    """
+
+    def __init__(
+        self, model: Model, X: F64, y: npt.NDArray[Any], bounds: list[tuple[int, int]],
+        X_test: F64, y_test: npt.NDArray[Any], *, l2: float = 0.01, name: str = "",
+        seed: int = 0,
+    ) -> None:
+        if not l2 >= 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        self.model = model
+        self.l2 = float(l2)
+        self.name = name
+        self.seed = seed
+        self.Xb = add_bias(np.asarray(X, dtype=np.float64))
+        self.y = y
+        self.bounds = bounds
+        self.Xb_test = add_bias(np.asarray(X_test, dtype=np.float64))
+        self.y_test = y_test
+        self.workers = [
+            LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds
+        ]
+        sizes = np.array([b - a for a, b in bounds], dtype=np.float64)
+        self._w = np.repeat(1.0 / (len(bounds) * sizes), sizes.astype(np.int64))
+        self._t = model.targets(y)
+        self._fstar: float | None = None
+
+    # -- shape -------------------------------------------------------------------------
+    @property
+    def num_workers(self) -> int:
+        return len(self.workers)
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def convex(self) -> bool:
+        return self.model.convex
+
+    def initial_point(self) -> F64:
+        return self.model.initial_point(self.seed)
+
+    # -- global objective F = (1/M) sum_m f_m ---------------------------------------------
+    def loss(self, theta: F64) -> float:
+        data, _ = self.model.loss_grad(theta, self.Xb, self._t, self._w, grad=False)
+        return data + 0.5 * self.l2 * float(theta @ theta)
+
+    def value_and_grad(self, theta: F64) -> tuple[float, F64]:
+        data, g = self.model.loss_grad(theta, self.Xb, self._t, self._w)
+        assert g is not None
+        return data + 0.5 * self.l2 * float(theta @ theta), g + self.l2 * theta
+
+    def grad(self, theta: F64) -> F64:
+        return self.value_and_grad(theta)[1]
+
+    def accuracy(self, theta: F64, *, test: bool = True) -> float:
+        """Classification accuracy on the test set (train set with ``test=False``); for
+        regression, the negative mean squared error. NaN if the set is empty."""
+        Xb, y = (self.Xb_test, self.y_test) if test else (self.Xb, self.y)
+        if Xb.shape[0] == 0:
+            return float("nan")
+        pred = self.model.predict(theta, Xb)
+        if getattr(self.model, "regression", False) or self.y.dtype.kind == "f":
+            return -float(np.mean((pred - y) ** 2))
+        return float(np.mean(pred == y))
+
+    def smoothness(self) -> F64:
+        """Per-worker smoothness bounds L_m (ValueError for models without one)."""
+        return np.array([w.smoothness() for w in self.workers])
+
+    # -- optimum -----------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hash of everything that defines F: data as held by workers, model, l2."""
+        h = hashlib.sha256()
+        h.update(
+            json.dumps(
+                [type(self.model).__name__, self.model.dim, self.l2, self.bounds]
+            ).encode()
+        )
+        for a in (self.Xb, self._t):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:24]
+
+    def optimal_value(self, *, use_cache: bool = True) -> float | None:
+        """F* from a high-accuracy L-BFGS solve (``optimum.solve``), cached on disk under
+        :func:`cache_dir` keyed by :meth:`fingerprint`. None for nonconvex models."""
+        if not self.convex:
+            return None
+        if self._fstar is not None:
+            return self._fstar
+        from .optimum import cached_optimum
+
+        self._fstar = cached_optimum(self, use_cache=use_cache)
+        return self._fstar
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "problem": self.name,
+            "model": self.model.name,
+            "dim": self.dim,
+            "workers": self.num_workers,
+            "samples_per_worker": [b - a for a, b in self.bounds],
+            "test_samples": int(self.Xb_test.shape[0]),
+            "l2": self.l2,
+        }
+
+
+def make_problem(
+    dataset: str | Dataset = "digits", *, model: str = "softmax", workers: int = 10,
+    partition_kind: str = "contiguous", dirichlet_alpha: float = 0.5,
+    test_fraction: float = 0.2, l2: float = 0.01, hidden: int = 200, seed: int = 0,
+    data_dir: str | None = None, max_samples: int | None = None,
+) -> Problem:
+    """Build a problem from names.
+
+    Parameters
+    ----------
+    dataset : str or Dataset
+        See :func:`laqcore.problems.available_datasets`.
+    model : {"softmax", "logistic", "least-squares", "mlp"}
+    workers : int
+        Number of workers M.
+    partition_kind : {"contiguous", "iid", "dirichlet"}
+    test_fraction : float
+        Held-out fraction when the dataset has no official test set.
+    seed : int
+        Seeds the split, the random partitions and the MLP's initial weights.
+    max_samples : int, optional
+        Keep only the first ``max_samples`` training rows (quick experiments).
+
+    Examples
+    --------
+    >>> p = make_problem("digits", workers=10)
+    >>> p.dim, p.num_workers
+    (650, 10)
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(
+        dataset, data_dir=data_dir, workers=workers, seed=seed
+    )
+    X, y = ds.X, ds.y
+    if ds.X_test is not None and ds.y_test is not None:
+        X_test, y_test = ds.X_test, ds.y_test
+    elif ds.groups is not None:
+        # Designed per-worker blocks: hold out the same fraction inside every block so
+        # the blocks (and their smoothness constants) survive the split.
+        n_blk = X.shape[0] // ds.groups
+        tr, te = train_test_split(n_blk, test_fraction, seed=seed)
+        offs = np.arange(ds.groups)[:, None] * n_blk
+        tr_all, te_all = (tr[None, :] + offs).ravel(), (te[None, :] + offs).ravel()
+        X, y, X_test, y_test = X[tr_all], y[tr_all], X[te_all], y[te_all]
+    else:
+        tr, te = train_test_split(X.shape[0], test_fraction, seed=seed)
+        X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
+    if max_samples is not None:
+        X, y = X[:max_samples], y[:max_samples]
+    if ds.groups is not None and (partition_kind != "contiguous" or workers != ds.groups):
+        raise ValueError(
+            f"dataset {ds.name} assigns samples to {ds.groups} designated workers; use "
+            f"--partition contiguous with {ds.groups} workers"
+        )
+    if model == "logistic" and ds.num_classes != 2:
+        raise ValueError(
+            f"the logistic model needs 2 classes, dataset {ds.name} has {ds.num_classes}"
+        )
+    if model in ("softmax", "mlp") and ds.num_classes < 2:
+        raise ValueError(f"the {model} model needs class labels; {ds.name} is a regression set")
+    parts = partition(
+        partition_kind, X.shape[0], workers, labels=y if ds.num_classes else None,
+        alpha=dirichlet_alpha, seed=seed,
+    )
+    order = np.concatenate(parts)
+    bounds, start = [], 0
+    for p in parts:
+        bounds.append((start, start + len(p)))
+        start += len(p)
+    d, k = ds.num_features, ds.num_classes
+    mdl: Model
+    if model == "mlp":
+        mdl = MODELS["mlp"](d, k, hidden=hidden)  # type: ignore[call-arg]
+    else:
+        mdl = MODELS[model](d, k)
+    name = f"{ds.name}/{model}/M{workers}/{partition_kind}"
+    return Problem(
+        mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed
+    )

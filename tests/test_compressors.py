@@ -1,0 +1,201 @@
+"""The Compressor protocol and the registry, checked on every registered compressor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import laqcore
+from laqcore.compressors import Compressor
+from laqcore.wire import Payload, PayloadKind
+
+# One configuration per registered name (kwargs), and whether it is stochastic.
+CONFIGS = {
+    "none": ({}, False),
+    "qsgd": ({"levels": 7, "bucket_size": 64, "seed": 3}, True),
+    "terngrad": ({"clip_factor": 2.5, "seed": 3}, True),
+    "sign": ({}, False),
+    "topk": ({"ratio": 0.1}, False),
+    "randk": ({"k": 20, "seed": 3}, True),
+    "sparse_quant": ({"k": 20, "bits": 4, "selection": "randk", "seed": 3}, True),
+    "laq": ({"bits": 4}, False),
+}
+KINDS = {
+    "none": PayloadKind.DENSE,
+    "qsgd": PayloadKind.QSGD,
+    "terngrad": PayloadKind.TERNGRAD,
+    "sign": PayloadKind.SIGN,
+    "topk": PayloadKind.TOPK,
+    "randk": PayloadKind.RANDK,
+    "sparse_quant": PayloadKind.SPARSE_QUANT,
+    "laq": PayloadKind.LAQ,
+}
+
+
+def make(name: str) -> Compressor:
+    if name == "laq":
+        pytest.importorskip("laqcore.laq", reason="the LAQ module is not part of this build")
+    return laqcore.get_compressor(name, **CONFIGS[name][0])
+
+
+def test_every_registered_name_is_covered():
+    assert set(laqcore.available_compressors()) == set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_protocol_round_trip(name, rng):
+    comp = make(name)
+    assert isinstance(comp, Compressor)
+    assert comp.name == name
+    x = rng.standard_normal(333).astype(np.float32)
+    payload = comp.compress(x, step=4)
+    assert isinstance(payload, Payload)
+    assert payload.KIND == KINDS[name]
+    assert payload.n == 333
+    frame = payload.to_bytes()
+    assert len(frame) == payload.nbytes
+    decoded = comp.from_bytes(frame)
+    assert decoded.to_bytes() == frame
+    out = comp.decompress(decoded)
+    assert out.dtype == np.float32
+    assert out.shape == x.shape
+    np.testing.assert_array_equal(out, comp.decompress(payload))
+    np.testing.assert_array_equal(laqcore.wire.payload_from_bytes(frame).to_bytes(), frame)
+    # decompress returns a new array: writing into it must not change the payload
+    out[:] = 123.0
+    assert not np.array_equal(comp.decompress(payload), out)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_deterministic_given_step_and_float64(name, rng):
+    x = rng.standard_normal(200)
+    a = make(name).compress(x, step=9).to_bytes()
+    b = make(name).compress(x.astype(np.float32), step=9).to_bytes()
+    assert a == b
+    stochastic = CONFIGS[name][1]
+    c = make(name).compress(x, step=10).to_bytes()
+    assert (a != c) == stochastic
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_rejects_nan_and_wrong_payload(name):
+    comp = make(name)
+    x = np.ones(100, dtype=np.float32)
+    x[50] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        comp.compress(x)
+    other = "sign" if name != "sign" else "none"
+    foreign = laqcore.get_compressor(other).compress(np.ones(30, dtype=np.float32))
+    with pytest.raises(TypeError):
+        comp.decompress(foreign)
+    with pytest.raises(ValueError, match="expected"):
+        comp.from_bytes(foreign.to_bytes())
+
+
+def test_compression_ratios_are_as_documented():
+    n = 10_000
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    dense = laqcore.get_compressor("none").compress(x).nbytes
+    assert dense == 4 * n + 16
+    sign = laqcore.get_compressor("sign").compress(x).nbytes
+    assert sign == n // 8 + 20  # 1 bit per coordinate + scale + frame
+    tern = laqcore.get_compressor("terngrad").compress(x).nbytes
+    assert tern == n // 4 + 20
+    q = laqcore.get_compressor("qsgd", levels=7, bucket_size=n).compress(x).nbytes
+    assert q == n // 2 + 4 + 10 + 16
+
+
+def test_aliases_and_case():
+    assert isinstance(laqcore.get_compressor("Top-K", k=1), laqcore.TopKCompressor)
+    assert isinstance(laqcore.get_compressor("identity"), laqcore.IdentityCompressor)
+    assert isinstance(laqcore.get_compressor("dense"), laqcore.IdentityCompressor)
+    assert isinstance(laqcore.get_compressor("rand_k", k=1), laqcore.RandKCompressor)
+    assert isinstance(laqcore.get_compressor("scaled-sign"), laqcore.SignCompressor)
+    assert isinstance(
+        laqcore.get_compressor("sparse_quantized", k=1), laqcore.SparseQuantCompressor
+    )
+    assert "top_k" not in laqcore.available_compressors()  # aliases are not listed
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(ValueError, match=r"unknown compressor 'powersgd'; available: .*qsgd"):
+        laqcore.get_compressor("powersgd")
+    with pytest.raises(TypeError, match="string"):
+        laqcore.get_compressor(3)  # type: ignore[arg-type]
+
+
+def test_bad_kwargs_name_the_problem():
+    with pytest.raises(TypeError, match=r"compressor 'qsgd'.*levle.*accepted parameters: levels"):
+        laqcore.get_compressor("qsgd", levle=4)
+    with pytest.raises(TypeError, match="compressor 'sign'"):
+        laqcore.get_compressor("sign", bits=2)
+    with pytest.raises(ValueError, match="levels must be in"):
+        laqcore.get_compressor("qsgd", levels=1000)
+    with pytest.raises(TypeError, match="exactly one of k"):
+        laqcore.get_compressor("topk")
+
+
+def test_register_compressor():
+    from laqcore.compressors import base
+
+    class Half:
+        name = "half"
+
+        def __init__(self, *, scale: float = 0.5) -> None:
+            self.scale = scale
+
+        def compress(self, x, *, step=None):
+            return laqcore.get_compressor("none").compress(np.asarray(x) * self.scale)
+
+        def decompress(self, payload):
+            return laqcore.get_compressor("none").decompress(payload)
+
+        def from_bytes(self, buf):
+            return laqcore.get_compressor("none").from_bytes(buf)
+
+    try:
+        laqcore.register_compressor("half", Half, aliases=("demi",))
+        assert "half" in laqcore.available_compressors()
+        comp = laqcore.get_compressor("demi", scale=0.25)
+        np.testing.assert_array_equal(comp.decompress(comp.compress([4.0])), [1.0])
+        with pytest.raises(ValueError, match="already registered"):
+            laqcore.register_compressor("half", Half)
+        with pytest.raises(ValueError, match="already registered"):
+            laqcore.register_compressor("other", Half, aliases=("qsgd",))
+        laqcore.register_compressor("half", Half, replace=True)
+    finally:
+        base._FACTORIES.pop("half", None)
+        base._ALIASES.pop("demi", None)
+    with pytest.raises(TypeError, match="non-empty string"):
+        laqcore.register_compressor("", Half)
+    with pytest.raises(TypeError, match="callable"):
+        laqcore.register_compressor("x", 3)  # type: ignore[arg-type]
+
+
+def test_docstring_examples():
+    import doctest
+
+    import laqcore.compressors
+    import laqcore.error_feedback
+    from laqcore.compressors import base, dense, qsgd, sign, sparse, terngrad
+
+    saved = (dict(base._FACTORIES), dict(base._ALIASES))
+    try:  # register_compressor's example registers a name: undo it afterwards
+        for module in (
+            laqcore.compressors,
+            base,
+            dense,
+            qsgd,
+            sign,
+            sparse,
+            terngrad,
+            laqcore.error_feedback,
+        ):
+            result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+            assert result.attempted > 0, module.__name__
+            assert result.failed == 0, module.__name__
+    finally:
+        base._FACTORIES.clear()
+        base._FACTORIES.update(saved[0])
+        base._ALIASES.clear()
+        base._ALIASES.update(saved[1])

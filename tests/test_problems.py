@@ -1,0 +1,341 @@
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from laqcore.problems import (
+    DatasetError,
+    LeastSquaresModel,
+    LocalObjective,
+    LogisticModel,
+    MLPModel,
+    SoftmaxModel,
+    contiguous,
+    dirichlet,
+    iid,
+    lbfgs,
+    load_dataset,
+    load_digits,
+    load_libsvm,
+    load_mnist,
+    make_heterogeneous,
+    make_problem,
+    partition,
+    train_test_split,
+)
+from laqcore.problems.objectives import add_bias
+
+
+def _objective(kind: str, rng: np.random.Generator, l2: float = 0.01) -> LocalObjective:
+    n, d, k = 13, 4, 3
+    X = add_bias(rng.normal(size=(n, d)))
+    if kind == "softmax":
+        return LocalObjective(SoftmaxModel(d, k), X, rng.integers(0, k, n), l2)
+    if kind == "logistic":
+        return LocalObjective(LogisticModel(d), X, rng.integers(0, 2, n), l2)
+    if kind == "ls-class":
+        return LocalObjective(LeastSquaresModel(d, k), X, rng.integers(0, k, n), l2)
+    if kind == "ls-reg":
+        return LocalObjective(LeastSquaresModel(d, 0), X, rng.normal(size=n), l2)
+    return LocalObjective(MLPModel(d, k, hidden=5), X, rng.integers(0, k, n), l2)
+
+
+KINDS = ["softmax", "logistic", "ls-class", "ls-reg", "mlp"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradient_matches_finite_differences(kind, rng):
+    f = _objective(kind, rng)
+    theta = f.model.initial_point(1) + 0.3 * rng.normal(size=f.dim)
+    g = f.grad(theta)
+    h = 1e-6
+    fd = np.array([
+        (f.loss(theta + h * e) - f.loss(theta - h * e)) / (2 * h) for e in np.eye(f.dim)
+    ])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_formula_by_hand():
+    # One sample x = (1, 2), label 0, two classes, theta = 0: p = (1/2, 1/2),
+    # loss = log 2, grad wrt W[:, c] = (p_c - [c == 0]) * x_b with x_b = (1, 2, 1).
+    f = LocalObjective(SoftmaxModel(2, 2), add_bias(np.array([[1.0, 2.0]])), np.array([0]), 0.0)
+    loss, g = f.value_and_grad(np.zeros(6))
+    assert loss == pytest.approx(np.log(2))
+    np.testing.assert_allclose(g, [-0.5, 0.5, -1.0, 1.0, -0.5, 0.5])
+
+
+def test_l2_regularises_every_coordinate_including_bias(rng):
+    # The official code adds 0.01 * tf.nn.l2_loss(v) for every trainable variable v
+    # (kernel and bias): the l2 part of the gradient is l2 * theta on all coordinates.
+    f0, f1 = _objective("softmax", rng, l2=0.0), None
+    f1 = LocalObjective(f0.model, f0.Xb, f0.y, l2=0.5)
+    theta = rng.normal(size=f0.dim)
+    np.testing.assert_allclose(f1.grad(theta) - f0.grad(theta), 0.5 * theta, atol=1e-12)
+    assert f1.loss(theta) - f0.loss(theta) == pytest.approx(0.25 * theta @ theta)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_full_minibatch_equals_full_gradient(kind, rng):
+    f = _objective(kind, rng)
+    theta = rng.normal(size=f.dim)
+    np.testing.assert_allclose(f.minibatch_grad(theta, np.arange(f.n)), f.grad(theta))
+    idx = f.sample(np.random.default_rng(0), 5)
+    assert len(np.unique(idx)) == 5 and idx.max() < f.n
+
+
+@pytest.mark.parametrize("kind", ["softmax", "logistic", "ls-class"])
+def test_smoothness_bounds_the_gradient_lipschitz_constant(kind, rng):
+    f = _objective(kind, rng)
+    L = f.smoothness()
+    for _ in range(20):
+        a, b = rng.normal(size=f.dim), rng.normal(size=f.dim)
+        assert np.linalg.norm(f.grad(a) - f.grad(b)) <= L * np.linalg.norm(a - b) * (1 + 1e-9)
+
+
+def test_mlp_has_no_smoothness_bound(rng):
+    with pytest.raises(ValueError, match="no global smoothness"):
+        _objective("mlp", rng).smoothness()
+
+
+def test_empty_shard_rejected():
+    with pytest.raises(ValueError, match="at least one sample"):
+        LocalObjective(SoftmaxModel(2, 2), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+
+
+# -- Problem --------------------------------------------------------------------------------
+
+
+def test_digits_problem_shapes_and_global_objective():
+    p = make_problem("digits", workers=10)
+    assert p.dim == 65 * 10 and p.num_workers == 10
+    sizes = [b - a for a, b in p.bounds]
+    assert sum(sizes) + p.Xb_test.shape[0] == 1797 and max(sizes) - min(sizes) <= 1
+    theta = np.random.default_rng(0).normal(size=p.dim) * 0.1
+    # F is the mean of the local objectives (the official code records loss / M).
+    assert p.loss(theta) == pytest.approx(np.mean([w.loss(theta) for w in p.workers]))
+    np.testing.assert_allclose(
+        p.grad(theta), np.mean([w.grad(theta) for w in p.workers], axis=0), atol=1e-12
+    )
+    assert p.loss(np.zeros(p.dim)) == pytest.approx(np.log(10))
+    assert 0.0 <= p.accuracy(theta) <= 1.0
+
+
+def test_problem_optimum_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path))
+    p = make_problem("synthetic-binary", model="logistic", workers=3)
+    fstar = p.optimal_value()
+    files = list((tmp_path / "optima").glob("*.json"))
+    assert len(files) == 1
+    rec = json.loads(files[0].read_text())
+    assert rec["f_star"] == fstar and rec["grad_norm"] <= 1e-6
+    # Every point is worse than F*, and the cache is what a fresh problem reads back.
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        assert p.loss(rng.normal(size=p.dim) * 0.1) >= fstar
+    rec["f_star"] = -123.0
+    files[0].write_text(json.dumps(rec))
+    assert make_problem("synthetic-binary", model="logistic", workers=3).optimal_value() == -123.0
+
+
+def test_nonconvex_problem_has_no_optimum():
+    p = make_problem("digits", model="mlp", workers=2, hidden=8, max_samples=100)
+    assert p.optimal_value() is None and not p.convex
+    assert p.dim == 65 * 8 + 9 * 10
+
+
+def test_lbfgs_on_quadratic():
+    A = np.diag(np.linspace(0.1, 10, 30))
+    b = np.ones(30)
+    x, f, g, _ = lbfgs(lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b), np.zeros(30))
+    np.testing.assert_allclose(x, b / np.diag(A), rtol=1e-6)
+    assert g <= 1e-6
+
+
+def test_heterogeneous_workers_smoothness_grows():
+    p = make_problem("synthetic-lag", model="least-squares", workers=6)
+    L = p.smoothness()
+    assert np.all(np.diff(L) > 0) and L[-1] / L[0] > 2
+    with pytest.raises(ValueError, match="designated workers"):
+        make_problem("synthetic-lag", model="least-squares", workers=6, partition_kind="iid")
+    assert make_heterogeneous(3, num_classes=2).y.dtype.kind == "i"
+
+
+def test_make_problem_bad_arguments():
+    with pytest.raises(ValueError, match="unknown model"):
+        make_problem("digits", model="svm")
+    with pytest.raises(ValueError, match="2 classes"):
+        make_problem("digits", model="logistic")
+    with pytest.raises(ValueError, match="workers"):
+        make_problem("digits", workers=0)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("cifar")
+    with pytest.raises(ValueError, match="--data-dir"):
+        load_dataset("mnist")
+    with pytest.raises(ValueError, match="regression"):
+        make_problem("synthetic-regression", model="softmax")
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+def test_embedded_digits():
+    ds = load_digits()
+    assert ds.X.shape == (1797, 64) and ds.y.shape == (1797,)
+    assert ds.X.min() == 0.0 and ds.X.max() == 1.0
+    assert np.array_equal(np.unique(ds.y), np.arange(10))
+
+
+def _write_idx(path, arr, compress=False):
+    arr = np.asarray(arr, dtype=np.uint8)
+    raw = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+    opener = gzip.open if compress else open
+    with opener(path, "wb") as fh:
+        fh.write(raw)
+    return raw
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_mnist_idx_loader(tmp_path, rng, compress):
+    imgs = rng.integers(0, 256, size=(6, 28, 28))
+    labels = np.array([0, 1, 2, 3, 4, 9])
+    sfx = ".gz" if compress else ""
+    _write_idx(tmp_path / f"train-images-idx3-ubyte{sfx}", imgs, compress)
+    _write_idx(tmp_path / f"train-labels-idx1-ubyte{sfx}", labels, compress)
+    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{sfx}", imgs[:2], compress)
+    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{sfx}", labels[:2], compress)
+    ds = load_mnist(tmp_path)
+    assert ds.X.shape == (6, 784) and ds.X_test.shape == (2, 784)
+    np.testing.assert_allclose(ds.X[3], imgs[3].ravel() / 255.0)
+    assert ds.y.tolist() == labels.tolist()
+    # With an official test set, make_problem keeps it (no random split).
+    p = make_problem("mnist", data_dir=str(tmp_path), workers=2)
+    assert p.Xb_test.shape[0] == 2 and sum(b - a for a, b in p.bounds) == 6
+
+
+def test_mnist_npz_loader(tmp_path, rng):
+    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+             y_train=np.arange(4), x_test=np.zeros((1, 28, 28), np.uint8), y_test=[7])
+    ds = load_mnist(tmp_path)
+    assert ds.X.shape == (4, 784) and ds.y_test.tolist() == [7]
+
+
+def test_mnist_missing_and_corrupt_files(tmp_path, rng):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_mnist(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte"):
+        load_mnist(tmp_path)
+    raw = _write_idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 256, (3, 28, 28)))
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(raw[:-10])  # truncated
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        _write_idx(tmp_path / name, [1, 2, 3])
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (3, 28, 28)))
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte.*truncated"):
+        load_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"GIF89a" + raw[6:])
+    with pytest.raises(DatasetError, match="bad magic"):
+        load_mnist(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(raw)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError, match="t10k-labels"):
+        load_mnist(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "mnist.npz").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"mnist\.npz"):
+        load_mnist(bad)
+    np.savez(bad / "mnist.npz", x_train=np.zeros((1, 2, 2)))
+    with pytest.raises(DatasetError, match="lacks"):
+        load_mnist(bad)
+
+
+def test_libsvm_loader(tmp_path):
+    path = tmp_path / "tiny.libsvm"
+    path.write_text("+1 1:0.5 3:2\n-1 2:-1.0  # comment\n\n+1 3:1\n")
+    ds = load_libsvm(path)
+    assert ds.num_classes == 2 and ds.y.tolist() == [1, 0, 1]
+    # Columns scaled by their max |value|.
+    np.testing.assert_allclose(ds.X, [[1.0, 0.0, 1.0], [0.0, -1.0, 0.0], [0.0, 0.0, 0.5]])
+    assert load_dataset(f"libsvm:{path}").X.shape == (3, 3)
+    assert load_dataset("libsvm:tiny.libsvm", data_dir=str(tmp_path)).X.shape == (3, 3)
+    reg = tmp_path / "reg.libsvm"
+    reg.write_text("".join(f"{0.1 * i + 0.05} 1:{i}\n" for i in range(30)))
+    assert load_libsvm(reg).num_classes == 0
+
+
+def test_libsvm_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_libsvm(tmp_path / "missing.txt")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1:0.5\n1 2-0.5\n")
+    with pytest.raises(DatasetError, match="line 2.*LIBSVM format"):
+        load_libsvm(bad)
+    bad.write_text("1 0:0.5\n")
+    with pytest.raises(DatasetError, match="index 0"):
+        load_libsvm(bad)
+    bad.write_text("\n\n")
+    with pytest.raises(DatasetError, match="no samples"):
+        load_libsvm(bad)
+    bad.write_text("1 1:nan\n")
+    with pytest.raises(DatasetError, match="NaN"):
+        load_libsvm(bad)
+    bad.write_bytes(b"1 1:\xff\xfe\n")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_libsvm(bad)
+
+
+# -- partitions -----------------------------------------------------------------------------
+
+
+def _is_partition(parts, n):
+    allidx = np.concatenate(parts)
+    return len(allidx) == n and np.array_equal(np.sort(allidx), np.arange(n))
+
+
+def test_partitions_cover_every_sample_once(rng):
+    labels = rng.integers(0, 5, 200)
+    for parts in (contiguous(200, 7), iid(200, 7, seed=3), dirichlet(labels, 7, seed=3)):
+        assert len(parts) == 7 and _is_partition(parts, 200)
+        assert all(len(p) > 0 for p in parts)
+    assert [p.tolist() for p in contiguous(5, 2)] == [[0, 1, 2], [3, 4]]
+    # Seeded: the same seed gives the same split, another seed another one.
+    assert all(np.array_equal(a, b) for a, b in zip(iid(50, 3, seed=1), iid(50, 3, seed=1)))
+    assert not all(np.array_equal(a, b) for a, b in zip(iid(50, 3, seed=1), iid(50, 3, seed=2)))
+
+
+def test_dirichlet_is_label_skewed(rng):
+    labels = np.repeat(np.arange(10), 100)
+    skewed = dirichlet(labels, 10, alpha=0.05, seed=0)
+    flat = dirichlet(labels, 10, alpha=1000.0, seed=0)
+
+    def mean_classes(parts):
+        return np.mean([len(np.unique(labels[p])) for p in parts])
+
+    assert mean_classes(skewed) < 5 < mean_classes(flat)
+
+
+def test_partition_errors(rng):
+    with pytest.raises(ValueError, match="cannot split"):
+        contiguous(3, 5)
+    with pytest.raises(ValueError, match="alpha"):
+        dirichlet(np.zeros(10, dtype=np.int64), 2, alpha=0.0)
+    with pytest.raises(ValueError, match="unknown partition"):
+        partition("random", 10, 2)
+    with pytest.raises(ValueError, match="labels"):
+        partition("dirichlet", 10, 2)
+    with pytest.raises(ValueError, match="test_fraction"):
+        train_test_split(10, 1.0)
+    tr, te = train_test_split(100, 0.2, seed=0)
+    assert len(te) == 20 and _is_partition([tr, te], 100)
+
+
+def test_dirichlet_problem_reorders_rows_by_worker():
+    p = make_problem("digits", workers=4, partition_kind="dirichlet", dirichlet_alpha=0.1)
+    assert p.bounds[0][0] == 0 and p.bounds[-1][1] == p.Xb.shape[0]
+    counts = [np.bincount(p.y[a:b], minlength=10) for a, b in p.bounds]
+    # With alpha = 0.1 each worker is dominated by a few classes.
+    assert np.mean([c.max() / c.sum() for c in counts]) > 0.3
