@@ -35,10 +35,27 @@ def _payload_classes() -> list[type[wire.Payload]]:
     return sorted(found, key=lambda c: int(c.KIND))
 
 
-def _compressors() -> list[Any]:
-    """One instance of every compressor (the receiving side of each wire format)."""
-    return [laqcore.LAQCompressor()]
+# Constructor arguments for registered compressors that have no usable defaults.
+_COMPRESSOR_ARGS: dict[str, dict[str, Any]] = {
+    "topk": {"ratio": 0.25},
+    "randk": {"ratio": 0.25},
+    "sparse_quant": {"ratio": 0.25},
+}
 
+
+def _compressors() -> list[Any]:
+    """One instance of every registered compressor (the receiving side of each format)."""
+    return [
+        laqcore.get_compressor(name, **_COMPRESSOR_ARGS.get(name, {}))
+        for name in laqcore.available_compressors()
+    ]
+
+
+# A sparse frame of a few dozen bytes can declare n = 2**31: it decodes fine, and decompress
+# then allocates n float32s (8 GiB), which the receiver cannot refuse because it has no
+# expected length to compare with (see fuzz/README.md, "Findings"). Larger frames are still
+# decoded and re-encoded above; only their decompression is skipped.
+MAX_DECOMPRESS_N = 1 << 20
 
 PAYLOAD_CLASSES = _payload_classes()
 COMPRESSORS = _compressors()
@@ -76,6 +93,8 @@ def test_one_input(data: bytes) -> None:
         if payload is None:
             continue
         _check_decoded(payload, frame)
+        if payload.n > MAX_DECOMPRESS_N:
+            continue
         out = common.expect_clean(lambda comp=comp, payload=payload: comp.decompress(payload))
         if out is not None:
             _check_vector(out, payload.n)
@@ -85,8 +104,8 @@ def test_one_input(data: bytes) -> None:
 
 
 def seeds() -> list[bytes]:
-    """Valid frames of every compressor (mode byte 0: used as is; the fuzzer mutates them),
-    and headers of every kind with zero bodies (mode byte 1: CRC fixed up)."""
+    """Valid frames of every compressor, as is (mode 0) and without their CRC (mode 1, so
+    mutated bodies still pass the checksum), and headers of every kind with zero bodies."""
     out = []
     header = struct.Struct("<2sBBQ")
     for kind in wire.PayloadKind:
@@ -97,7 +116,9 @@ def seeds() -> list[bytes]:
     for comp in COMPRESSORS:
         for n in (1, 7, 33, 300):
             x = rng.standard_normal(n).astype(np.float32)
-            out.append(b"\x00" + comp.compress(x, step=0).to_bytes())
+            frame = comp.compress(x, step=0).to_bytes()
+            out.append(b"\x00" + frame)
+            out.append(b"\x01" + frame[:-4])  # mutations keep a valid CRC
     return out
 
 

@@ -5,6 +5,10 @@
 from . import laq as laq
 from . import lazy as lazy
 from . import pack as pack
+from . import qsgd as qsgd
 from . import runtime as runtime
+from . import sign as sign
+from . import sparse as sparse
+from . import terngrad as terngrad
 
 __version__: str
