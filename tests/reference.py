@@ -90,17 +90,35 @@ def blocked_sum(values: np.ndarray) -> float:
     return total
 
 
+SUM_LANES = 8  # parallel.hpp kSumLanes
+
+
+def lane_blocked_sum(values: np.ndarray) -> float:
+    """float64 sum under the fixed-block rule with LaneSum order inside each block: element
+    i of a block goes to lane i % 8 (each lane summed left to right), the lanes combined as
+    ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), block sums added in order."""
+    v = np.asarray(values, dtype=np.float64)
+    total = 0.0
+    for start in range(0, v.size, REDUCE_BLOCK):
+        block = v[start : start + REDUCE_BLOCK]
+        lane = [float(np.cumsum(block[j::SUM_LANES])[-1]) if j < block.size else 0.0
+                for j in range(SUM_LANES)]
+        total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + (
+            (lane[4] + lane[5]) + (lane[6] + lane[7]))
+    return total
+
+
 def _per_element(per_bucket: np.ndarray, bucket_size: int, n: int) -> np.ndarray:
     return per_bucket[np.arange(n) // bucket_size]
 
 
 def qsgd_scales(x: np.ndarray, bucket_size: int, norm: str) -> np.ndarray:
-    """One float32 scale per bucket: L2 norm (blocked float64 sum of squares) or max |x|."""
+    """One float32 scale per bucket: L2 norm (lane-blocked float64 sum of squares) or max |x|."""
     scales = []
     for start in range(0, x.size, bucket_size):
         b = x[start : start + bucket_size]
         if norm == "l2":
-            scales.append(np.sqrt(blocked_sum(b.astype(np.float64) ** 2)))
+            scales.append(np.sqrt(lane_blocked_sum(b.astype(np.float64) ** 2)))
         else:
             scales.append(np.abs(b).max())
     return np.array(scales, dtype=np.float32)

@@ -28,8 +28,12 @@ def test_report_schema():
     assert machine["simd"] == laqcore.runtime.simd_level()
     assert machine["build"]["version"] == laqcore.__version__
     rows = report["results"]
-    # one row per kernel x size x bits (bit-free kernels: one) x threads
-    expected = sum(2 * (2 if bench.KERNELS[k].uses_bits else 1) for k in kernels)
+    # one row per kernel x size x supported bit width (fixed-width kernels: one) x threads
+    def widths(k: str) -> int:
+        spec = bench.KERNELS[k]
+        return 1 if spec.fixed else len({1, 4} & set(spec.widths))
+
+    expected = sum(2 * widths(k) for k in kernels)
     assert len(rows) == expected
     for row in rows:
         assert set(row) == ROW_KEYS
@@ -95,3 +99,15 @@ def test_cli_bad_arguments_exit(argv):
     with pytest.raises(SystemExit) as exc:
         bench.main([*argv, "--no-torch"])
     assert exc.value.code == 2
+
+
+def test_laqcore_command_has_bench(tmp_path, capsys):
+    from laqcore import cli
+
+    out = tmp_path / "b.json"
+    argv = ["bench", "--kernels", "unpack", "--sizes", "10:10", "--bits", "1", "--threads", "1",
+            "--repeats", "1", "--min-time", "0", "--no-torch", "--json", str(out)]
+    assert cli.main(argv) == 0
+    assert json.loads(out.read_text())["results"][0]["kernel"] == "unpack"
+    assert cli.main(["bench", "--kernels", "nope", "--no-torch"]) == 2
+    assert "unknown or unavailable kernel" in capsys.readouterr().err

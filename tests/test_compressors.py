@@ -199,3 +199,19 @@ def test_docstring_examples():
         base._FACTORIES.update(saved[0])
         base._ALIASES.clear()
         base._ALIASES.update(saved[1])
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_step_validation_and_failed_calls_keep_the_counter(name):
+    comp = make(name)
+    with pytest.raises(ValueError, match="step"):
+        comp.compress(np.ones(50, dtype=np.float32), step=-1)
+    with pytest.raises(TypeError, match="step"):
+        comp.compress(np.ones(50, dtype=np.float32), step="3")
+    bad = np.ones(50, dtype=np.float32)
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        comp.compress(bad)
+    x = np.random.default_rng(1).standard_normal(50).astype(np.float32)
+    # the failed call did not consume step 0 of the internal counter
+    assert comp.compress(x).to_bytes() == make(name).compress(x, step=0).to_bytes()

@@ -55,6 +55,39 @@ def test_squared_distance_large_values_do_not_overflow():
     assert laqcore.squared_distance(a, -a) == pytest.approx(2 * (6e38) ** 2, rel=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 7, 1000, 2**20 + 3])
+def test_squared_distance_float64(rng, n):
+    a = rng.standard_normal(n)
+    b = a + rng.standard_normal(n) * 1e-9  # steps far below float32 resolution of a
+    expected = ref.squared_distance(a, b)
+    assert expected > 0
+    assert laqcore.squared_distance(a, b) == pytest.approx(expected, rel=1e-12)
+    # mixed precision: the float32 vector is widened, never the float64 one narrowed
+    a32 = a.astype(np.float32)
+    assert laqcore.squared_distance(a32, b) == pytest.approx(
+        ref.squared_distance(a32, b), rel=1e-12
+    )
+    values = []
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            values.append(laqcore.squared_distance(a, b))
+    assert values[0] == values[1] == values[2]
+
+
+def test_squared_distance_float64_errors():
+    ok = np.ones(3)
+    with pytest.raises(ValueError, match="b contains NaN or Inf"):
+        laqcore.squared_distance(ok, np.array([1.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match=r"\|\|a - b\|\|\^2 overflows float64"):
+        laqcore.squared_distance(np.array([1e200]), np.array([-1e200]))
+    with pytest.raises(ValueError, match="a has length 3 but b has length 2"):
+        laqcore.squared_distance(ok, ok[:2])
+    h = laqcore.IterateHistory()
+    with pytest.raises(ValueError, match=r"\|\|theta_new - theta_old\|\|\^2 overflows"):
+        h.push_iterates(np.array([1e200]), np.array([-1e200]))
+    assert h.count == 0
+
+
 # --- IterateHistory: official LAQ schedule --------------------------------------------------
 def test_hand_computed_small_history():
     # D = 3, ck = 0.8: xi = 0.8 / min(k, 3) over the min(k, 3) most recent differences.
@@ -134,6 +167,9 @@ def test_explicit_weights_lag_style():
 
 def test_push_iterates_and_clear(rng):
     h = laqcore.IterateHistory(D=2)
+    theta64 = np.linspace(0, 1, 10)
+    assert h.push_iterates(theta64 + 1e-10, theta64) == pytest.approx(10 * 1e-20, rel=1e-5)
+    h.clear()
     a = rng.standard_normal(100).astype(np.float32)
     b = rng.standard_normal(100).astype(np.float32)
     d = h.push_iterates(a, b)

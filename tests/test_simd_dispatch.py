@@ -76,6 +76,106 @@ def test_simd_unpack_rejects_bad_padding(simd_level):
         laqcore.unpack_bits(packed, 3, 1001)
 
 
+# --- LAQ quantizer ------------------------------------------------------------------------
+# Lengths around the 8-element groups and the 16384-element reduction blocks; the largest
+# runs several blocks in parallel.
+LAQ_LENGTHS = [1, 7, 8, 9, 31, 33, 1000, 16383, 16385, 3 * 16384 + 5, 2**17 + 11]
+
+
+def _laq_inputs(n: int, bits: int, kind: str) -> tuple[np.ndarray, np.ndarray | None]:
+    rng = np.random.default_rng(10_000 * bits + n)
+    grad = rng.standard_normal(n).astype(np.float32)
+    if kind == "noprev":
+        return grad, None
+    prev = (grad + rng.standard_normal(n).astype(np.float32) * np.float32(0.1)).astype(np.float32)
+    if kind == "ties":  # many exact grid points and repeated values: rounding ties, -0.0
+        grad = np.round(grad * 4) / np.float32(4)
+        prev = np.zeros(n, np.float32)
+        prev[::3] = -0.0
+    return grad.astype(np.float32), prev
+
+
+def _laq_everything(level: str, grad, prev, bits: int) -> tuple:
+    """Every LAQ kernel output (codes, radius, sums, decodes) on SIMD path ``level``."""
+    with runtime.simd(level):
+        p = laqcore.laq_quantize(grad, prev, bits)
+        dq = laqcore.laq_dequantize(p)
+        agg = np.linspace(-1, 1, grad.size, dtype=np.float32)
+        laqcore.laq_accumulate(agg, p, weight=-0.37)
+        innov = laqcore._core.laq.innov_sq(p.packed, p.n, p.bits, p.radius)
+        name = laqcore._core.laq.kernel_name()
+    assert name == level  # the driver really used this level's table
+    return p.packed.tobytes(), p.radius, p.err_sq, p.innov_sq, dq.tobytes(), agg.tobytes(), innov
+
+
+@pytest.mark.parametrize("kind", ["prev", "noprev", "ties"])
+@pytest.mark.parametrize("n", LAQ_LENGTHS, ids=lambda n: f"n{n}")
+def test_laq_identical_to_scalar(simd_level, bits, n, kind):
+    grad, prev = _laq_inputs(n, bits, kind)
+    scalar = _laq_everything("scalar", grad, prev, bits)
+    simd = _laq_everything(simd_level, grad, prev, bits)
+    assert simd == scalar  # bytes and floats compared exactly
+    assert scalar[3] == scalar[6]  # decoded ||dQ||^2 equals the encoder's, bit for bit
+
+
+def test_laq_identical_for_any_thread_count(simd_level):
+    grad, prev = _laq_inputs(2**18 + 3, 3, "prev")
+    expected = _laq_everything("scalar", grad, prev, 3)
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            assert _laq_everything(simd_level, grad, prev, 3) == expected
+
+
+@pytest.mark.parametrize("where", [0, 9, 16384 + 3, 40000])
+def test_laq_simd_rejects_nonfinite(simd_level, where):
+    grad, prev = _laq_inputs(40001, 4, "prev")
+    grad[where] = np.nan
+    with runtime.simd(simd_level), pytest.raises(ValueError, match=f"grad contains NaN or Inf .*index {where}"):
+        laqcore.laq_quantize(grad, prev, 4)
+
+
+# --- QSGD --------------------------------------------------------------------------------
+def _qsgd_everything(level: str, x, levels: int, bucket: int, norm: str) -> tuple:
+    with runtime.simd(level):
+        comp = laqcore.get_compressor("qsgd", levels=levels, bucket_size=bucket, norm=norm, seed=3)
+        p = comp.compress(x, step=11)
+        return p.scales.tobytes(), p.packed.tobytes(), comp.decompress(p).tobytes()
+
+
+@pytest.mark.parametrize("norm", ["l2", "max"])
+@pytest.mark.parametrize(
+    ("n", "bucket"),
+    [(1, 1), (7, 3), (9, 9), (33, 5), (1000, 100), (4099, 512), (20000, 20000), (70001, 512),
+     (2**15 + 9, 2**14 + 3)],
+    ids=lambda v: str(v),
+)
+@pytest.mark.parametrize("levels", [1, 7, 127])
+def test_qsgd_identical_to_scalar(simd_level, n, bucket, levels, norm):
+    rng = np.random.default_rng(n + bucket + levels)
+    x = rng.standard_normal(n).astype(np.float32)
+    x[::17] = 0.0
+    x[1::19] = -0.0
+    assert _qsgd_everything(simd_level, x, levels, bucket, norm) == _qsgd_everything(
+        "scalar", x, levels, bucket, norm
+    )
+
+
+def test_qsgd_identical_for_any_thread_count(simd_level):
+    x = np.random.default_rng(5).standard_normal(2**18 + 7).astype(np.float32)
+    expected = _qsgd_everything("scalar", x, 7, 512, "l2")
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            assert _qsgd_everything(simd_level, x, 7, 512, "l2") == expected
+
+
+def test_qsgd_simd_rejects_nonfinite(simd_level):
+    x = np.ones(5000, np.float32)
+    x[4321] = np.inf
+    comp = laqcore.get_compressor("qsgd", levels=7, bucket_size=512)
+    with runtime.simd(simd_level), pytest.raises(ValueError, match="contains NaN or Inf"):
+        comp.compress(x, step=0)
+
+
 # --- selection -------------------------------------------------------------------------
 def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)

@@ -62,6 +62,20 @@ def test_topk_ties_go_to_lower_index():
     )
 
 
+@pytest.mark.parametrize("k", [1, 77, 2**16, 2**17 - 1, 2**17])
+def test_topk_large_inputs_with_heavy_ties(k):
+    # n above the parallel threshold takes the histogram path (sparse.cpp select_large);
+    # a few distinct values put almost everything into one histogram bin
+    rng = np.random.default_rng(k)
+    x = rng.choice(np.float32([0.0, -0.0, 1.0, -1.0, 1.5, 3.0]), size=2**17)
+    p = TopKCompressor(k=k).compress(x)
+    np.testing.assert_array_equal(p.indices, ref.topk_indices(x, k))
+    np.testing.assert_array_equal(p.values, x[p.indices])
+    zeros = np.zeros(2**17, dtype=np.float32)
+    zeros[[5, 70000]] = [-2.0, 1.0]
+    assert TopKCompressor(k=3).compress(zeros).indices.tolist() == [0, 5, 70000]
+
+
 @given(
     hnp.arrays(
         np.float32,

@@ -4,23 +4,32 @@
 #include "laqcore/lazy_rule.hpp"
 
 namespace laqcore::bind {
+namespace {
 
-void register_lazy(py::module_ m) {
-    m.doc() = "Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp).";
-
+template <class T>
+void register_squared_distance(py::module_& m, const char* name, const char* doc) {
     m.def(
-        "squared_distance",
-        [](const carray<float>& a, const carray<float>& b) {
+        name,
+        [](const carray<T>& a, const carray<T>& b) {
             const std::size_t n = vector_length(a, "a");
             const std::size_t nb = vector_length(b, "b");
             LAQ_CHECK(n == nb, "a has length " << n << " but b has length " << nb);
-            const float* pa = a.data();
-            const float* pb = b.data();
+            const T* pa = a.data();
+            const T* pb = b.data();
             // Safe: raw buffers of arrays the caller keeps alive.
             py::gil_scoped_release release;
             return squared_distance(pa, pb, n, "a", "b");
         },
-        py::arg("a").noconvert(), py::arg("b").noconvert(), "||a - b||^2 in double.");
+        py::arg("a").noconvert(), py::arg("b").noconvert(), doc);
+}
+
+}  // namespace
+
+void register_lazy(py::module_ m) {
+    m.doc() = "Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp).";
+
+    register_squared_distance<float>(m, "squared_distance", "||a - b||^2 of float32 vectors, in double.");
+    register_squared_distance<double>(m, "squared_distance_f64", "||a - b||^2 of float64 vectors.");
 
     py::class_<IterateHistory>(m, "IterateHistory")
         .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),

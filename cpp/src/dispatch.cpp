@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "laqcore/common.hpp"
+#include "laqcore/laq.hpp"
 
 namespace laqcore {
 namespace {
@@ -101,6 +102,9 @@ const KernelTable& scalar_kernel_table() {
     static const KernelTable table{
         &pack_groups_scalar,
         &unpack_groups_scalar,
+        &laq_scalar_kernels(),
+        &sumsq_lanes_scalar,
+        &qsgd_codes_scalar,
     };
     return table;
 }

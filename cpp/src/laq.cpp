@@ -8,6 +8,7 @@
 
 #include "laqcore/bitstream.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/pack.hpp"
 #include "laqcore/parallel.hpp"
 
@@ -206,7 +207,8 @@ const LaqBlockKernels kScalarKernels = {
 }  // namespace
 
 const LaqBlockKernels& laq_scalar_kernels() { return kScalarKernels; }
-const LaqBlockKernels& laq_active_kernels() { return kScalarKernels; }
+// The SIMD level chosen at run time (dispatch.hpp); every table gives identical results.
+const LaqBlockKernels& laq_active_kernels() { return *kernels().laq; }
 
 void laq_make_grid(float radius, int bits, LaqGrid& grid) {
     check_bits(bits);

@@ -9,8 +9,11 @@
 
 namespace laqcore {
 
-double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a,
-                        const char* name_b) {
+namespace {
+
+template <class T>
+double squared_distance_impl(const T* a, const T* b, std::size_t n, const char* name_a,
+                             const char* name_b) {
     const double total = blocked_sum(n, [&](std::size_t begin, std::size_t end) {
         LaneSum s;
         for (std::size_t i = begin; i < end; ++i) {
@@ -19,8 +22,8 @@ double squared_distance(const float* a, const float* b, std::size_t n, const cha
         }
         return s.total();
     });
-    // Squares of finite float32 differences cannot overflow a double sum, so a non-finite
-    // total means a non-finite input: the NaN/Inf check costs nothing in the normal case.
+    // A non-finite total means a non-finite input (or, for float64 data, an overflow): the
+    // NaN/Inf check costs nothing in the normal case, and the error path names the culprit.
     if (!std::isfinite(total)) {
         for (std::size_t i = 0; i < n; ++i) {
             LAQ_CHECK(std::isfinite(a[i]), name_a << " contains NaN or Inf (first at index " << i << ")");
@@ -28,9 +31,21 @@ double squared_distance(const float* a, const float* b, std::size_t n, const cha
         for (std::size_t i = 0; i < n; ++i) {
             LAQ_CHECK(std::isfinite(b[i]), name_b << " contains NaN or Inf (first at index " << i << ")");
         }
-        LAQ_ASSERT(std::isfinite(total));
+        LAQ_CHECK(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
     }
     return total;
+}
+
+}  // namespace
+
+double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a,
+                        const char* name_b) {
+    return squared_distance_impl(a, b, n, name_a, name_b);
+}
+
+double squared_distance(const double* a, const double* b, std::size_t n, const char* name_a,
+                        const char* name_b) {
+    return squared_distance_impl(a, b, n, name_a, name_b);
 }
 
 IterateHistory::IterateHistory(std::size_t depth, std::vector<double> weights, double ck,

@@ -4,6 +4,7 @@
 
 #include "compress_common.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/pack.hpp"
 #include "laqcore/parallel.hpp"
 #include "laqcore/rng.hpp"
@@ -50,6 +51,7 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
                  float* scales, const char* name) {
     const std::size_t nb = qsgd_num_buckets(n, bucket_size);
     const auto nb_signed = static_cast<std::int64_t>(nb);
+    const auto sumsq_block = kernels().sumsq;  // resolved outside the parallel region
     int bad = 0;
     // Many small buckets: one thread per bucket. Few large buckets: blocked_reduce
     // parallelises inside each bucket instead. Both give the same bits (fixed blocks).
@@ -62,15 +64,11 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
         const std::size_t begin = j * bucket_size;
         const std::size_t end = bucket_end(j, bucket_size, n);
         if (norm == QsgdNorm::kL2) {
+            // Each block's sum of squares in LaneSum order (the SIMD-dispatched kernel).
             const double sumsq = detail::blocked_reduce(
                 begin, end, 0.0,
-                [x](std::size_t lo, std::size_t hi) {
-                    double s = 0.0;
-                    for (std::size_t i = lo; i < hi; ++i) {
-                        const double v = x[i];
-                        s += v * v;
-                    }
-                    return s;
+                [x, sumsq_block](std::size_t lo, std::size_t hi) {
+                    return sumsq_block(x + lo, hi - lo);
                 },
                 [](double a, double b) { return a + b; });
             // Squares of finite floats cannot overflow a double, so a non-finite sum
@@ -107,22 +105,34 @@ void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_s
                  const float* scales, std::uint64_t key, std::uint8_t* packed) {
     const int bits = qsgd_code_bits(levels);
     qsgd_num_buckets(n, bucket_size);  // validates bucket_size
-    const float s = static_cast<float>(levels);
+    const auto codes_of = kernels().qsgd_codes;  // SIMD level chosen at run time
     detail::encode_packed(n, bits, packed,
                           [&](std::size_t begin, std::size_t end, std::uint8_t* codes) {
-        std::size_t j = begin / bucket_size;
-        std::size_t j_end = bucket_end(j, bucket_size, n);
-        float scale = scales[j];
-        for (std::size_t i = begin; i < end; ++i) {
-            if (i == j_end) {
-                ++j;
-                j_end = bucket_end(j, bucket_size, n);
-                scale = scales[j];
-            }
-            codes[i - begin] = qsgd_code(x[i], scale, s, levels, uniform01(key, i));
-        }
+        codes_of(x, begin, end, n, scales, bucket_size, levels, key, codes);
     });
 }
+
+namespace detail {
+
+// The scalar reference of the code loop (KernelTable::qsgd_codes).
+void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::size_t n,
+                       const float* scales, std::size_t bucket_size, int levels,
+                       std::uint64_t key, std::uint8_t* codes) {
+    const float s = static_cast<float>(levels);
+    std::size_t j = begin / bucket_size;
+    std::size_t j_end = bucket_end(j, bucket_size, n);
+    float scale = scales[j];
+    for (std::size_t i = begin; i < end; ++i) {
+        if (i == j_end) {
+            ++j;
+            j_end = bucket_end(j, bucket_size, n);
+            scale = scales[j];
+        }
+        codes[i - begin] = qsgd_code(x[i], scale, s, levels, uniform01(key, i));
+    }
+}
+
+}  // namespace detail
 
 void qsgd_quantize(const float* x, std::size_t n, int levels, std::size_t bucket_size,
                    QsgdNorm norm, std::uint64_t key, float* scales, std::uint8_t* packed,

@@ -7,6 +7,7 @@
 
 #include "compress_common.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/parallel.hpp"
 #include "laqcore/rng.hpp"
 
 namespace laqcore {
@@ -29,25 +30,20 @@ void check_selection_args(std::size_t n, std::size_t k) {
     LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
 }
 
-// Shared by top-k and rand-k (header comment): builds the keys with primary(i, absbits),
-// checks finiteness in the same pass, keeps the k largest, writes sorted indices + values.
-template <class Primary>
-void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
-                   float* values, const char* name, Primary&& primary) {
-    check_selection_args(n, k);
+inline std::uint64_t make_select_key(std::uint32_t primary, std::size_t i) {
+    return (static_cast<std::uint64_t>(primary) << 32) |
+           (0xFFFFFFFFu - static_cast<std::uint32_t>(i));
+}
+
+// Small inputs: materialise all n keys and let std::nth_element find the k largest.
+template <class KeyOf>
+void select_small(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
+                  float* values, const char* name, KeyOf&& key_of) {
     std::vector<std::uint64_t> keys(n);
-    std::uint64_t* kp = keys.data();
-    int bad = 0;
-    const auto n_signed = static_cast<std::int64_t>(n);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= kMinParallel)
-#endif
-    for (std::int64_t is = 0; is < n_signed; ++is) {
-        const auto i = static_cast<std::size_t>(is);
-        const std::uint32_t ab = abs_bits(x[i]);
-        bad |= ab >= kExpAllOnes ? 1 : 0;
-        kp[i] = (static_cast<std::uint64_t>(primary(i, ab)) << 32) |
-                (0xFFFFFFFFu - static_cast<std::uint32_t>(i));
+    unsigned bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        bad |= abs_bits(x[i]) >= kExpAllOnes ? 1u : 0u;
+        keys[i] = key_of(i);
     }
     LAQ_CHECK(!bad, name << " contains NaN or Inf");
     if (k < n) std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k),
@@ -57,6 +53,114 @@ void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* 
     }
     std::sort(idx, idx + k);
     for (std::size_t j = 0; j < k; ++j) values[j] = x[idx[j]];
+}
+
+// Parallel stream compaction over fixed blocks: calls emit(i, pos) for every i in [0, n)
+// with pred(i), pos counting up from 0 in index order. `expected` is the number of hits
+// the caller knows in advance (checked before anything is written).
+template <class Pred, class Emit>
+void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
+    const std::size_t nb = num_blocks(n);
+    const auto nb_signed = static_cast<std::int64_t>(nb);
+    std::vector<std::size_t> start(nb + 1, 0);
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (n >= kMinParallel)
+#endif
+    for (std::int64_t b = 0; b < nb_signed; ++b) {
+        const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
+        const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
+        std::size_t c = 0;
+        for (std::size_t i = lo; i < hi; ++i) c += pred(i) ? 1u : 0u;
+        start[static_cast<std::size_t>(b) + 1] = c;
+    }
+    for (std::size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
+    LAQ_ASSERT(start[nb] == expected);
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (n >= kMinParallel)
+#endif
+    for (std::int64_t b = 0; b < nb_signed; ++b) {
+        const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
+        const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
+        std::size_t pos = start[static_cast<std::size_t>(b)];
+        for (std::size_t i = lo; i < hi; ++i) {
+            if (pred(i)) emit(i, pos++);
+        }
+    }
+}
+
+// Large inputs: a radix step on the top 16 bits of the primaries instead of a full
+// nth_element over n keys (O(n) either way, but this is three parallel streaming passes).
+//   1. histogram of primary >> 16 (per-thread integer counts: exact in any order);
+//   2. the bin T holding the k-th largest key; only its members (usually a tiny fraction)
+//      go through nth_element, which yields the k-th largest key K*;
+//   3. the selection is exactly {i : key_i >= K*} (keys are distinct), written in index
+//      order by a parallel compaction, so the indices come out sorted.
+template <class KeyOf>
+void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
+                  float* values, const char* name, KeyOf&& key_of) {
+    constexpr std::size_t kBins = std::size_t{1} << 16;
+    const auto bin_of = [&](std::size_t i) {
+        return static_cast<std::size_t>(key_of(i) >> 48);
+    };
+    const int teams = get_num_threads();
+    std::vector<std::uint32_t> local(static_cast<std::size_t>(teams) * kBins, 0);
+    const auto n_signed = static_cast<std::int64_t>(n);
+    int bad = 0;  // the NaN/Inf check rides along with the histogram pass
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel num_threads(teams) reduction(| : bad)
+#endif
+    {
+#ifdef LAQCORE_HAVE_OPENMP
+        std::uint32_t* h = local.data() + static_cast<std::size_t>(omp_get_thread_num()) * kBins;
+#pragma omp for schedule(static)
+#else
+        std::uint32_t* h = local.data();
+#endif
+        for (std::int64_t is = 0; is < n_signed; ++is) {
+            const auto i = static_cast<std::size_t>(is);
+            bad |= abs_bits(x[i]) >= kExpAllOnes ? 1 : 0;
+            ++h[bin_of(i)];
+        }
+    }
+    LAQ_CHECK(!bad, name << " contains NaN or Inf");
+    std::vector<std::size_t> hist(kBins, 0);
+    for (std::size_t t = 0; t < static_cast<std::size_t>(teams); ++t) {
+        for (std::size_t b = 0; b < kBins; ++b) hist[b] += local[t * kBins + b];
+    }
+    std::size_t above = 0;  // keys in bins above T
+    std::size_t bin_t = kBins - 1;
+    while (above + hist[bin_t] < k) above += hist[bin_t--];  // terminates: total = n >= k
+    const std::size_t need = k - above;  // members of bin T that are kept, >= 1
+
+    std::vector<std::uint64_t> cand(hist[bin_t]);
+    compact(
+        n, cand.size(), [&](std::size_t i) { return bin_of(i) == bin_t; },
+        [&](std::size_t i, std::size_t pos) { cand[pos] = key_of(i); });
+    std::nth_element(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(need - 1),
+                     cand.end(), std::greater<std::uint64_t>());
+    const std::uint64_t kth = cand[need - 1];
+    compact(
+        n, k, [&](std::size_t i) { return key_of(i) >= kth; },
+        [&](std::size_t i, std::size_t pos) {
+            idx[pos] = static_cast<std::uint32_t>(i);
+            values[pos] = x[i];
+        });
+}
+
+// Shared by top-k and rand-k (header comment): selects the k largest keys
+// key_i = make_select_key(primary(i, |x_i| bits), i), rejecting NaN/Inf in its first pass.
+template <class Primary>
+void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
+                   float* values, const char* name, Primary&& primary) {
+    check_selection_args(n, k);
+    const auto key_of = [&](std::size_t i) {
+        return make_select_key(primary(i, abs_bits(x[i])), i);
+    };
+    if (n < kMinParallel) {
+        select_small(x, n, k, idx, values, name, key_of);
+    } else {
+        select_large(x, n, k, idx, values, name, key_of);
+    }
 }
 
 }  // namespace

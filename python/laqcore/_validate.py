@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 __all__ = [
     "as_code_vector",
+    "as_float_or_double_vector",
     "as_float_vector",
     "as_out_vector",
     "check_bits",
@@ -34,14 +35,8 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__}"
 
 
-def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> FloatVector:
-    """Return ``x`` as a 1-D C-contiguous float32 array, or raise.
-
-    float32 arrays pass through without a copy; float16/float64 arrays and lists of
-    numbers are converted. Integer, boolean, complex, string and object data raise
-    ``TypeError`` (a silent cast would hide a bug). Multi-dimensional or strided arrays
-    raise ``ValueError``: flatten or copy explicitly so the cost is visible.
-    """
+def _float_array(x: Any, name: str, allow_empty: bool) -> npt.NDArray[np.floating[Any]]:
+    """The checks shared by the float-vector validators (no conversion yet)."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype.kind != "f":
         raise TypeError(
@@ -57,7 +52,30 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
         )
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty")
+    return arr
+
+
+def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> FloatVector:
+    """Return ``x`` as a 1-D C-contiguous float32 array, or raise.
+
+    float32 arrays pass through without a copy; float16/float64 arrays and lists of
+    numbers are converted. Integer, boolean, complex, string and object data raise
+    ``TypeError`` (a silent cast would hide a bug). Multi-dimensional or strided arrays
+    raise ``ValueError``: flatten or copy explicitly so the cost is visible.
+    """
+    arr = _float_array(x, name, allow_empty)
     if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def as_float_or_double_vector(
+    x: Any, name: str = "x", *, allow_empty: bool = False
+) -> FloatVector | npt.NDArray[np.float64]:
+    """Like :func:`as_float_vector`, but float64 arrays pass through unconverted (for kernels
+    that have a float64 version because float32 would lose precision)."""
+    arr = _float_array(x, name, allow_empty)
+    if arr.dtype != np.float32 and arr.dtype != np.float64:
         arr = arr.astype(np.float32)
     return arr
 

@@ -47,7 +47,16 @@ import numpy.typing as npt
 from . import packing, runtime
 from ._validate import check_bits
 
-__all__ = ["KERNELS", "add_arguments", "available_kernels", "main", "run", "run_cli"]
+__all__ = [
+    "KERNELS",
+    "add_arguments",
+    "add_parser",
+    "available_kernels",
+    "main",
+    "markdown_table",
+    "run",
+    "run_cli",
+]
 
 
 def __dir__() -> list[str]:
@@ -59,21 +68,31 @@ Fn = Callable[[], Any]
 
 @dataclass(frozen=True)
 class Case:
-    """One timed configuration: the kernel call and its baselines on shared inputs."""
+    """One timed configuration: the kernel call and its baselines on shared inputs.
+
+    ``verify`` runs once before timing and raises if a baseline does not do the same job
+    (same bytes for deterministic kernels; same shapes and scale for stochastic ones).
+    """
 
     kernel: Fn
     memcpy_src: npt.NDArray[Any]  # the streamed bytes, copied by the memcpy baseline
     numpy: Fn | None
     torch: Fn | None
+    verify: Fn | None = None
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A benchmarked kernel: ``make(n, bits, rng, torch_module)`` builds a :class:`Case`."""
+    """A benchmarked kernel: ``make(n, bits, rng, torch_module)`` builds a :class:`Case`.
+
+    ``widths`` are the bit widths the kernel supports; a ``fixed`` kernel has one code width
+    (e.g. TernGrad's 2 bits) and runs once whatever ``bits`` were asked for.
+    """
 
     name: str
     make: Callable[[int, int, np.random.Generator, Any], Case]
-    uses_bits: bool = True
+    widths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    fixed: bool = False
     available: Callable[[], bool] = lambda: True
 
 
@@ -135,34 +154,406 @@ def _random_codes(n: int, bits: int, rng: np.random.Generator) -> npt.NDArray[np
     return rng.integers(0, 1 << bits, size=n, dtype=np.uint8)
 
 
+def _as_numpy(x: Any) -> npt.NDArray[Any]:
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+
+def _same(name: str, ours: Any, theirs: Any) -> None:
+    a, b = _as_numpy(ours), _as_numpy(theirs)
+    if a.shape != b.shape or not np.array_equal(a, b):
+        raise RuntimeError(f"bench: the {name} baseline disagrees with laqcore; not timing it")
+
+
+def _verify_outputs(kernel: Fn, numpy_fn: Fn | None, torch_fn: Fn | None) -> Fn:
+    """A verify function: every baseline returns exactly laqcore's output."""
+
+    def verify() -> None:
+        ours = kernel()
+        if numpy_fn is not None:
+            _same("numpy", ours, numpy_fn())
+        if torch_fn is not None:
+            _same("torch", ours, torch_fn())
+
+    return verify
+
+
 # --- kernels -----------------------------------------------------------------------------
 def _make_pack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     codes = _random_codes(n, bits, rng)
     tcodes = torch.from_numpy(codes) if torch is not None and 8 % bits == 0 else None
-    return Case(
-        kernel=lambda: packing.pack_bits(codes, bits),
-        memcpy_src=codes,
-        numpy=lambda: _np_pack(codes, bits),
-        torch=None if tcodes is None else (lambda: _torch_pack(torch, tcodes, bits)),
-    )
+    kernel = lambda: packing.pack_bits(codes, bits)  # noqa: E731
+    numpy_fn = lambda: _np_pack(codes, bits)  # noqa: E731
+    torch_fn = None if tcodes is None else (lambda: _torch_pack(torch, tcodes, bits))
+    return Case(kernel, codes, numpy_fn, torch_fn, _verify_outputs(kernel, numpy_fn, torch_fn))
 
 
 def _make_unpack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     packed = packing.pack_bits(_random_codes(n, bits, rng), bits)
     tpacked = torch.from_numpy(packed) if torch is not None and 8 % bits == 0 else None
+    kernel = lambda: packing.unpack_bits(packed, bits, n)  # noqa: E731
+    numpy_fn = lambda: _np_unpack(packed, bits, n)  # noqa: E731
+    torch_fn = None if tpacked is None else (lambda: _torch_unpack(torch, tpacked, bits, n))
     return Case(
-        kernel=lambda: packing.unpack_bits(packed, bits, n),
-        memcpy_src=np.empty(n, np.uint8),
-        numpy=lambda: _np_unpack(packed, bits, n),
-        torch=None if tpacked is None else (lambda: _torch_unpack(torch, tpacked, bits, n)),
+        kernel, np.empty(n, np.uint8), numpy_fn, torch_fn,
+        _verify_outputs(kernel, numpy_fn, torch_fn),
     )
+
+
+def _gradient(n: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    return rng.standard_normal(n, dtype=np.float32)
+
+
+def _has(name: str) -> Callable[[], bool]:
+    """Availability test: the public laqcore API has ``name`` (kernels land separately)."""
+
+    def check() -> bool:
+        import laqcore
+
+        return hasattr(laqcore, name)
+
+    return check
+
+
+def _has_compressor(name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        import laqcore
+
+        names = getattr(laqcore, "available_compressors", lambda: [])()
+        return name in names
+
+    return check
+
+
+def _compressor(name: str, **kwargs: Any) -> Any:
+    import laqcore
+
+    return laqcore.get_compressor(name, **kwargs)
+
+
+# LAQ (laq.hpp): v = g - q_prev (float32), R = max|v|, code = floor((v + R) / step + 1/2) with
+# step = 2R / (2^b - 1) in double, dQ = lut[code], plus ||q_prev + dQ - g||^2 and ||dQ||^2.
+def _laq_lut(radius: float, bits: int) -> npt.NDArray[np.float32]:
+    levels = (1 << bits) - 1
+    step = (2.0 * float(radius)) / levels
+    return (np.arange(levels + 1, dtype=np.float64) * step - float(radius)).astype(np.float32)
+
+
+def _np_laq(g: npt.NDArray[np.float32], prev: npt.NDArray[np.float32], bits: int) -> Any:
+    levels = (1 << bits) - 1
+    v = g - prev
+    radius = np.abs(v).max()
+    step = (2.0 * float(radius)) / levels if radius > 0 else 1.0
+    codes = np.floor((v.astype(np.float64) + float(radius)) / step + 0.5)
+    codes = np.clip(codes, 0, levels).astype(np.uint8)
+    dq = _laq_lut(float(radius), bits)[codes]
+    q_new = prev + dq
+    err_sq = float(np.sum((q_new.astype(np.float64) - g) ** 2))
+    innov_sq = float(np.sum(dq.astype(np.float64) ** 2))
+    return _np_pack(codes, bits), float(radius), err_sq, innov_sq
+
+
+def _torch_laq(torch: Any, g: Any, prev: Any, bits: int) -> Any:
+    levels = (1 << bits) - 1
+    v = g - prev
+    radius = v.abs().max()
+    r64 = radius.double()
+    step = (2.0 * r64) / levels if float(radius) > 0 else torch.ones((), dtype=torch.float64)
+    codes = torch.floor((v.double() + r64) / step + 0.5).clamp_(0, levels).to(torch.uint8)
+    lut = torch.from_numpy(_laq_lut(float(radius), bits))
+    dq = lut[codes.long()]
+    q_new = prev + dq
+    err_sq = float(((q_new.double() - g.double()) ** 2).sum())
+    innov_sq = float((dq.double() ** 2).sum())
+    return _torch_pack(torch, codes, bits), float(radius), err_sq, innov_sq
+
+
+def _make_laq_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    import laqcore
+
+    g = _gradient(n, rng)
+    prev = (g + 0.1 * _gradient(n, rng)).astype(np.float32)
+    kernel = lambda: laqcore.laq_quantize(g, prev, bits)  # noqa: E731
+    numpy_fn = lambda: _np_laq(g, prev, bits)  # noqa: E731
+    torch_fn = None
+    if torch is not None and 8 % bits == 0:
+        tg, tp = torch.from_numpy(g), torch.from_numpy(prev)
+        torch_fn = lambda: _torch_laq(torch, tg, tp, bits)  # noqa: E731
+
+    def verify() -> None:
+        p = kernel()
+        for base in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            packed, radius, _, innov_sq = base()
+            _same("LAQ codes", p.packed, packed)
+            if radius != p.radius or not np.isclose(innov_sq, p.innov_sq, rtol=1e-9):
+                raise RuntimeError("bench: LAQ baseline disagrees on the radius or ||dQ||^2")
+
+    return Case(kernel, g, numpy_fn, torch_fn, verify)
+
+
+def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    import laqcore
+
+    payload = laqcore.laq_quantize(_gradient(n, rng), None, bits)
+    base = _gradient(n, rng)
+    agg, agg_np = base.copy(), base.copy()
+    lut = _laq_lut(payload.radius, bits)
+    kernel = lambda: laqcore.laq_accumulate(agg, payload)  # noqa: E731
+
+    def numpy_fn() -> None:
+        agg_np.__iadd__(lut[_np_unpack(payload.packed, bits, n)])
+
+    targets: list[tuple[Fn, npt.NDArray[np.float32]]] = [(kernel, agg), (numpy_fn, agg_np)]
+    torch_fn = None
+    if torch is not None and 8 % bits == 0:
+        agg_t = torch.from_numpy(base.copy())
+        packed_t = torch.from_numpy(np.array(payload.packed))
+        lut_t = torch.from_numpy(lut)
+
+        def torch_fn() -> None:  # table lookup with an int64 index, as torch requires
+            agg_t.add_(lut_t[_torch_unpack(torch, packed_t, bits, n).long()])
+
+        targets.append((torch_fn, agg_t.numpy()))
+
+    def verify() -> None:  # one application from the same start gives the same floats
+        for fn, arr in targets:
+            np.copyto(arr, base)
+            fn()
+        for _, arr in targets[1:]:
+            _same("accumulate", agg, arr)
+
+    return Case(kernel, agg, numpy_fn, torch_fn, verify)
+
+
+def _qsgd_levels(bits: int) -> int:
+    """Largest QSGD level count whose (sign, level) code fits in ``bits`` bits."""
+    return (1 << (bits - 1)) - 1
+
+
+def _np_qsgd(
+    x: npt.NDArray[np.float32], levels: int, bucket: int, bits: int, rng: np.random.Generator
+) -> Any:
+    n = x.shape[0]
+    pad = (-n) % bucket  # a short last bucket: zeros do not change its norm
+    xb = (np.concatenate([x, np.zeros(pad, np.float32)]) if pad else x).reshape(-1, bucket)
+    norms = np.sqrt(np.sum(xb.astype(np.float64) ** 2, axis=1)).astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-zero bucket: codes 0
+        r = np.nan_to_num(np.abs(xb) / norms[:, None]) * np.float32(levels)
+    low = np.floor(r)
+    level = np.minimum(low + (rng.random(xb.shape, dtype=np.float32) < r - low), levels)
+    codes = (2 * level + ((xb < 0) & (level > 0))).astype(np.uint8).reshape(-1)[:n]
+    return norms, _np_pack(codes, bits)
+
+
+def _torch_qsgd(torch: Any, x: Any, levels: int, bucket: int, bits: int) -> Any:
+    # GRACE's QSGD (norm, scale, floor, uniform_, compare, sign, cast), bucketed, plus packing.
+    xb = x.view(-1, bucket)
+    norms = xb.norm(dim=1, keepdim=True)
+    level_float = levels / norms * xb.abs()
+    previous = level_float.floor()
+    prob = torch.empty_like(xb).uniform_()
+    level = (previous + (prob < level_float - previous).float()).clamp_(max=levels)
+    codes = (2 * level + ((xb < 0) & (level > 0)).float()).to(torch.uint8).view(-1)
+    return norms, _torch_pack(torch, codes, bits)
+
+
+QSGD_BUCKET = 512
+
+
+def _make_qsgd(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    x = _gradient(n, rng)
+    levels = _qsgd_levels(bits)
+    bucket = min(QSGD_BUCKET, n)
+    comp = _compressor("qsgd", levels=levels, bucket_size=bucket, norm="l2", seed=0)
+    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    np_rng = np.random.default_rng(0)
+    numpy_fn = lambda: _np_qsgd(x, levels, bucket, bits, np_rng)  # noqa: E731
+    torch_fn = None
+    if torch is not None and 8 % bits == 0 and n % bucket == 0:
+        tx = torch.from_numpy(x)
+        torch_fn = lambda: _torch_qsgd(torch, tx, levels, bucket, bits)  # noqa: E731
+
+    def verify() -> None:  # stochastic: same scales and sizes, not the same draws
+        p = kernel()
+        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            norms, packed = fn()
+            ok = np.allclose(_as_numpy(norms).reshape(-1), p.scales, rtol=1e-5)
+            if not ok or _as_numpy(packed).shape != p.packed.shape:
+                raise RuntimeError("bench: QSGD baseline disagrees on scales or payload size")
+
+    return Case(kernel, x, numpy_fn, torch_fn, verify)
+
+
+TERNGRAD_CLIP = 2.5
+
+
+def _np_terngrad(x: npt.NDArray[np.float32], rng: np.random.Generator) -> Any:
+    sigma = np.float32(np.std(x.astype(np.float64)))
+    a = np.minimum(np.abs(x), np.float32(TERNGRAD_CLIP) * sigma)
+    s = a.max()
+    keep = rng.random(x.shape[0], dtype=np.float32) < a / s
+    codes = (keep * np.where(x < 0, 2, 1)).astype(np.uint8)
+    return s, _np_pack(codes, 2)
+
+
+def _torch_terngrad(torch: Any, x: Any) -> Any:
+    # GRACE's TernGrad: clamp at 2.5 std, scalar = max |g|, Bernoulli by a uniform draw.
+    c = TERNGRAD_CLIP * x.std(unbiased=False)
+    g = torch.clamp(x, -c, c)
+    a = g.abs()
+    s = a.max()
+    keep = torch.empty_like(x).uniform_(0, float(s)) < a
+    codes = (keep * torch.where(g < 0, 2, 1)).to(torch.uint8)
+    return s, _torch_pack(torch, codes, 2)
+
+
+def _make_terngrad(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    x = _gradient(n, rng)
+    comp = _compressor("terngrad", clip_factor=TERNGRAD_CLIP, seed=0)
+    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    np_rng = np.random.default_rng(0)
+    numpy_fn = lambda: _np_terngrad(x, np_rng)  # noqa: E731
+    torch_fn = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+        torch_fn = lambda: _torch_terngrad(torch, tx)  # noqa: E731
+
+    def verify() -> None:
+        p = kernel()
+        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            s, packed = fn()
+            same_size = _as_numpy(packed).shape == p.packed.shape
+            if not (np.isclose(float(s), p.scaler, rtol=1e-5) and same_size):
+                raise RuntimeError("bench: TernGrad baseline disagrees on scaler or size")
+
+    return Case(kernel, x, numpy_fn, torch_fn, verify)
+
+
+def _make_sign(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    x = _gradient(n, rng)
+    comp = _compressor("sign")
+    kernel = lambda: comp.compress(x)  # noqa: E731
+
+    def numpy_fn() -> Any:
+        scale = np.float32(np.sum(np.abs(x), dtype=np.float64) / n)
+        return scale, np.packbits(x < 0, bitorder="little")
+
+    torch_fn = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+
+        def torch_fn() -> Any:  # EF-sign as in GRACE: mean |x| and the sign bits
+            scale = tx.abs().sum(dtype=torch.float64) / n
+            return scale, _torch_pack(torch, (tx < 0).to(torch.uint8), 1)
+
+    def verify() -> None:
+        p = kernel()
+        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            scale, packed = fn()
+            _same("sign bits", p.packed, packed)
+            if not np.isclose(float(scale), p.scale, rtol=1e-6):
+                raise RuntimeError("bench: sign baseline disagrees on the scale")
+
+    return Case(kernel, x, numpy_fn, torch_fn, verify)
+
+
+TOPK_RATIO = 0.01
+
+
+def _np_topk(x: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    n = x.shape[0]
+    return np.sort(np.argpartition(np.abs(x), n - k)[n - k :])
+
+
+def _torch_topk(torch: Any, x: Any, k: int) -> Any:  # GRACE's top-k: topk of |x|, gather
+    return torch.topk(x.abs(), k, sorted=False).indices.sort().values
+
+
+def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    x = _gradient(n, rng)
+    k = max(1, int(n * TOPK_RATIO))
+    comp = _compressor("topk", k=k)
+    kernel = lambda: comp.compress(x)  # noqa: E731
+
+    def numpy_fn() -> Any:
+        idx = _np_topk(x, k)
+        return idx, x[idx]
+
+    torch_fn = None
+    if torch is not None:
+        tx = torch.from_numpy(x)
+
+        def torch_fn() -> Any:
+            idx = _torch_topk(torch, tx, k)
+            return idx, tx[idx]
+
+    def verify() -> None:  # random normals: no ties, so the kept set is unique
+        p = kernel()
+        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            idx, values = fn()
+            _same("top-k indices", p.indices.astype(np.int64), _as_numpy(idx).astype(np.int64))
+            _same("top-k values", p.values, values)
+
+    return Case(kernel, x, numpy_fn, torch_fn, verify)
+
+
+def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    x = _gradient(n, rng)
+    k = max(1, int(n * TOPK_RATIO))
+    levels = _qsgd_levels(bits)
+    comp = _compressor("sparse_quant", k=k, bits=bits, selection="topk", seed=0)
+    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    np_rng = np.random.default_rng(0)
+
+    def numpy_fn() -> Any:
+        idx = _np_topk(x, k)
+        vals = x[idx]
+        scale = np.abs(vals).max()
+        r = np.abs(vals) / scale * np.float32(levels)
+        low = np.floor(r)
+        level = np.minimum(low + (np_rng.random(k, dtype=np.float32) < r - low), levels)
+        codes = (2 * level + ((vals < 0) & (level > 0))).astype(np.uint8)
+        return idx, scale, _np_pack(codes, bits)
+
+    torch_fn = None
+    if torch is not None and 8 % bits == 0:
+        tx = torch.from_numpy(x)
+
+        def torch_fn() -> Any:
+            idx = _torch_topk(torch, tx, k)
+            vals = tx[idx]
+            scale = vals.abs().max()
+            r = vals.abs() / scale * levels
+            low = r.floor()
+            level = (low + (torch.rand(k) < r - low).float()).clamp_(max=levels)
+            codes = (2 * level + ((vals < 0) & (level > 0)).float()).to(torch.uint8)
+            return idx, scale, _torch_pack(torch, codes, bits)
+
+    def verify() -> None:
+        p = kernel()
+        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+            idx, scale, packed = fn()
+            _same("sparse indices", p.indices.astype(np.int64), _as_numpy(idx).astype(np.int64))
+            if float(scale) != p.scale or _as_numpy(packed).shape != p.packed.shape:
+                raise RuntimeError("bench: sparse+quantized baseline disagrees on scale or size")
+
+    return Case(kernel, x, numpy_fn, torch_fn, verify)
 
 
 KERNELS: dict[str, Kernel] = {
     k.name: k
     for k in [
+        Kernel("laq_quantize_pack", _make_laq_quantize, available=_has("laq_quantize")),
+        Kernel("laq_unpack_accumulate", _make_laq_accumulate, available=_has("laq_accumulate")),
         Kernel("pack", _make_pack),
         Kernel("unpack", _make_unpack),
+        Kernel("qsgd", _make_qsgd, widths=(2, 3, 4, 5, 6, 7, 8),
+               available=_has_compressor("qsgd")),
+        Kernel("terngrad", _make_terngrad, widths=(2,), fixed=True,
+               available=_has_compressor("terngrad")),
+        Kernel("sign", _make_sign, widths=(1,), fixed=True, available=_has_compressor("sign")),
+        Kernel("topk", _make_topk, widths=(32,), fixed=True, available=_has_compressor("topk")),
+        Kernel("sparse_quant", _make_sparse_quant, widths=(2, 3, 4, 5, 6, 7, 8),
+               available=_has_compressor("sparse_quant")),
     ]
 }
 
@@ -209,13 +600,6 @@ def _time_interleaved(
         if rnd >= 2 and time.perf_counter() - start > budget:
             break
     return [(statistics.median(s), min(s)) for s in samples]
-
-
-def _check_same(name: str, ours: Any, theirs: Any) -> None:
-    a = np.asarray(ours)
-    b = np.asarray(theirs.numpy() if hasattr(theirs, "numpy") else theirs)
-    if a.shape != b.shape or not np.array_equal(a, b):
-        raise RuntimeError(f"bench: {name} baseline disagrees with laqcore; refusing to time it")
 
 
 # --- machine description ------------------------------------------------------------------
@@ -332,8 +716,11 @@ def run(
         for name in names:
             spec = KERNELS[name]
             for n in size_list:
-                for b in bit_list if spec.uses_bits else [0]:
-                    case = spec.make(n, b if spec.uses_bits else 4, rng, torch)
+                widths = spec.widths[:1] if spec.fixed else [
+                    b for b in bit_list if b in spec.widths
+                ]
+                for b in widths:
+                    case = spec.make(n, b, rng, torch)
                     results.extend(
                         _measure_case(name, n, b, case, thread_list, reps, mtime, torch, log)
                     )
@@ -354,9 +741,10 @@ def _measure_case(
     torch: Any,
     log: Callable[[str], None] | None,
 ) -> list[dict[str, Any]]:
-    ours = case.kernel()
-    if case.numpy is not None:
-        _check_same(f"{name} numpy", ours, case.numpy())
+    if case.verify is not None:
+        if torch is not None:
+            torch.set_num_threads(thread_list[0])
+        case.verify()
     dst = np.empty_like(case.memcpy_src)
     src = case.memcpy_src
 
@@ -375,8 +763,6 @@ def _measure_case(
         torch_s: tuple[float, float] | None = None
         if case.torch is not None:
             torch.set_num_threads(t)
-            if t == thread_list[0]:
-                _check_same(f"{name} torch", ours, case.torch())
             torch_s = _time_interleaved([case.torch], reps, mtime)[0]
         row = {
             "kernel": name,
@@ -509,6 +895,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="draw GB/s against n (needs matplotlib)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table at the end")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``bench`` subcommand of the ``laqcore`` command (see cli.py)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="kernel throughput against memcpy, numpy and torch",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run_cli)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ def __dir__() -> list[str]:
 #: Modules that contribute subcommands, each exposing ``add_parser(subparsers)``.
 SUBCOMMAND_MODULES: list[str] = [
     "laqcore.experiments",  # problem, run, compare, sweep (the many-worker simulator)
+    "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
 ]
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._validate import as_float_vector, check_positive_int, check_real
+from ._validate import as_float_or_double_vector, check_positive_int, check_real
 
 __all__ = [
     "IterateHistory",
@@ -43,23 +43,41 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _squared_distance(a: Any, b: Any, name_a: str, name_b: str) -> float:
+    x = as_float_or_double_vector(a, name_a)
+    y = as_float_or_double_vector(b, name_b)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name_a} has length {x.shape[0]} but {name_b} has length {y.shape[0]}")
+    if x.dtype == np.float64 or y.dtype == np.float64:
+        kernel = _core.lazy.squared_distance_f64
+        x, y = x.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
+    else:
+        kernel = _core.lazy.squared_distance
+    try:
+        return float(kernel(x, y))
+    except ValueError as err:  # the kernel says "a"/"b": name the caller's arguments
+        msg = str(err).replace("a contains", f"{name_a} contains")
+        msg = msg.replace("b contains", f"{name_b} contains")
+        raise ValueError(msg.replace("||a - b||", f"||{name_a} - {name_b}||")) from None
+
+
 def squared_distance(a: Any, b: Any) -> float:
     """``||a - b||^2``, each difference and square in double, deterministic blocked sum.
 
-    The server uses it for ``||theta^{k+1} - theta^k||^2``. Raises ``ValueError`` naming the
-    argument that holds NaN or Inf, or for mismatched lengths.
+    The server uses it for ``||theta^{k+1} - theta^k||^2``. float32 vectors are read as they
+    are; if either vector is float64 both are used in float64 (no rounding to float32, which
+    would erase the tiny steps of a float64 iterate near convergence). Raises ``ValueError``
+    naming the argument that holds NaN or Inf, or for mismatched lengths.
 
     Examples
     --------
     >>> import numpy as np, laqcore
     >>> laqcore.squared_distance(np.array([1.0, 2.0], np.float32), np.array([0.0, 4.0], np.float32))
     5.0
+    >>> laqcore.squared_distance(np.array([1.0 + 1e-12]), np.array([1.0]))  # float64 kept
+    1.0001778090679956e-24
     """
-    x = as_float_vector(a, "a")
-    y = as_float_vector(b, "b")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"a has length {x.shape[0]} but b has length {y.shape[0]}")
-    return float(_core.lazy.squared_distance(x, y))
+    return _squared_distance(a, b, "a", "b")
 
 
 class IterateHistory:
@@ -147,17 +165,7 @@ class IterateHistory:
 
     def push_iterates(self, theta_new: Any, theta_old: Any) -> float:
         """Push ``squared_distance(theta_new, theta_old)`` and return it."""
-        x = as_float_vector(theta_new, "theta_new")
-        y = as_float_vector(theta_old, "theta_old")
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"theta_new has length {x.shape[0]} but theta_old has length {y.shape[0]}"
-            )
-        try:
-            d = float(_core.lazy.squared_distance(x, y))
-        except ValueError as err:  # name the caller's arguments, not the kernel's
-            msg = str(err).replace("a contains", "theta_new contains")
-            raise ValueError(msg.replace("b contains", "theta_old contains")) from None
+        d = _squared_distance(theta_new, theta_old, "theta_new", "theta_old")
         self._h.push(d)
         return d
 

@@ -30,6 +30,8 @@
 
 namespace laqcore {
 
+struct LaqBlockKernels;  // laq.hpp
+
 enum class SimdLevel : int { scalar = 0, avx2 = 1 };
 
 // Serial block functions, one table per SIMD level. Every entry is filled for every level
@@ -43,6 +45,16 @@ struct KernelTable {
     // Unpacks `groups` full groups: bits * groups bytes into 8 * groups codes.
     void (*unpack_groups)(const std::uint8_t* packed, std::size_t groups, int bits,
                           std::uint8_t* codes);
+    // The LAQ quantizer's block functions (laq.hpp documents their contracts).
+    const LaqBlockKernels* laq;
+    // sum_i (double)x_i^2 over x[0, count) in LaneSum order (parallel.hpp); NaN/Inf
+    // propagate to the result.
+    double (*sumsq)(const float* x, std::size_t count);
+    // QSGD codes of elements [begin, end) into codes[0, end - begin) (qsgd.hpp formula);
+    // scales has one entry per bucket of bucket_size elements of the length-n vector.
+    void (*qsgd_codes)(const float* x, std::size_t begin, std::size_t end, std::size_t n,
+                       const float* scales, std::size_t bucket_size, int levels,
+                       std::uint64_t key, std::uint8_t* codes);
 };
 
 // The table of the active level (chosen on first use, see above). Throws
@@ -78,6 +90,10 @@ std::uint8_t pack_groups_scalar(const std::uint8_t* codes, std::size_t groups, i
                                 std::uint8_t* out);
 void unpack_groups_scalar(const std::uint8_t* packed, std::size_t groups, int bits,
                           std::uint8_t* codes);
+double sumsq_lanes_scalar(const float* x, std::size_t count);  // reduce.cpp
+void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::size_t n,
+                       const float* scales, std::size_t bucket_size, int levels,
+                       std::uint64_t key, std::uint8_t* codes);  // qsgd.cpp
 }  // namespace detail
 
 }  // namespace laqcore

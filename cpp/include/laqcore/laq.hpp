@@ -28,7 +28,8 @@
 //     float32, then aggregate_i += wlut[c_i]; for w = 1 this is exactly the apply.
 //   * err_sq = sum_i ((double)q_new_i - (double)g_i)^2 and innov_sq = sum_i (double)dQ_i^2,
 //     both deterministic blocked sums with LaneSum order inside a block (parallel.hpp):
-//     identical for any thread count, and laq_innov_sq() reproduces innov_sq bit for bit.
+//     identical for any thread count and SIMD level, and laq_innov_sq() reproduces
+//     innov_sq bit for bit.
 //
 // Codes are written already packed in the pack.hpp layout (no intermediate code array).
 //
@@ -94,7 +95,7 @@ struct LaqBlockKernels {
 };
 
 const LaqBlockKernels& laq_scalar_kernels();
-// The table the drivers below use (currently always the scalar one).
+// The table the drivers below use: that of the active SIMD level (dispatch.hpp).
 const LaqBlockKernels& laq_active_kernels();
 
 // ---- drivers ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 //     ||dQ_m||^2 >= (1 / (alpha^2 M^2)) * sum_{d=1..D} xi_d ||theta^{k+1-d} - theta^{k-d}||^2
 //                   + 3 (||eps_m||^2 + ||eps_hat_m||^2)        or  clock_m >= t_bar.
 // This header provides the two native pieces of that test:
-//   * squared_distance(a, b): ||a - b||^2 (deterministic blocked sum in double, NaN/Inf check
-//     fused into the pass), so the server gets ||theta^{k+1} - theta^k||^2 without temporaries.
+//   * squared_distance(a, b): ||a - b||^2 for float32 or float64 vectors (deterministic blocked
+//     sum in double, NaN/Inf check fused into the pass), so the server gets
+//     ||theta^{k+1} - theta^k||^2 without temporaries.
 //   * IterateHistory: a ring buffer of the last D values of ||theta^{k+1-d} - theta^{k-d}||^2
 //     and the weighted sum  me = sum_d xi_d * diff_d  over them.
 //
@@ -35,11 +36,15 @@
 
 namespace laqcore {
 
-// ||a - b||^2 over n floats, each difference and square in double, blocked sum (identical
-// for any thread count). Throws std::invalid_argument("<name_a> contains NaN or Inf") (or
-// name_b) if an input is not finite.
+// ||a - b||^2 over n values, each difference and square in double, blocked sum with LaneSum
+// order (identical for any thread count). Throws std::invalid_argument("<name_a> contains NaN
+// or Inf") (or name_b) if an input is not finite, or if the sum overflows a double (possible
+// for float64 inputs only). The float64 version exists because a server that keeps theta in
+// float64 takes steps far below float32 resolution near convergence.
 double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a = "a",
                         const char* name_b = "b");
+double squared_distance(const double* a, const double* b, std::size_t n,
+                        const char* name_a = "a", const char* name_b = "b");
 
 class IterateHistory {
 public:

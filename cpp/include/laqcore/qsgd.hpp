@@ -4,8 +4,9 @@
 // bucket_size consecutive coordinates (the last one may be shorter). Bucket j has its own
 // float32 scale:
 //   * norm = L2:  scale_j = float(sqrt(sum_i x_i^2)), the squares summed in double in
-//                 fixed blocks of kReduceBlock elements (parallel.hpp's rule), so the
-//                 scale is identical for any thread count;
+//                 fixed blocks of kReduceBlock elements, LaneSum order inside a block
+//                 (parallel.hpp's rule), so the scale is identical for any thread count
+//                 and SIMD level;
 //   * norm = Max: scale_j = max_i |x_i|.
 //
 // Stochastic rounding with s = `levels` levels, for x_i in bucket j (float32 arithmetic):

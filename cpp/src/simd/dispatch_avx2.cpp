@@ -10,6 +10,9 @@ const KernelTable& avx2_kernel_table() {
     static const KernelTable table{
         &pack_groups_avx2,
         &unpack_groups_avx2,
+        &laq_avx2_kernels(),
+        &sumsq_lanes_avx2,
+        &qsgd_codes_avx2,
     };
     return table;
 }

@@ -7,12 +7,22 @@
 #include <cstdint>
 
 namespace laqcore {
+struct LaqBlockKernels;
 namespace detail {
 
 std::uint8_t pack_groups_avx2(const std::uint8_t* codes, std::size_t groups, int bits,
                               std::uint8_t* out);
 void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits,
                         std::uint8_t* codes);
+
+// laq_avx2.cpp
+const LaqBlockKernels& laq_avx2_kernels();
+
+// reduce_avx2.cpp, qsgd_avx2.cpp
+double sumsq_lanes_avx2(const float* x, std::size_t count);
+void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::size_t n,
+                     const float* scales, std::size_t bucket_size, int levels,
+                     std::uint64_t key, std::uint8_t* codes);
 
 }  // namespace detail
 }  // namespace laqcore

@@ -105,6 +105,12 @@ def check_real(value: Any, name: str) -> float:
     return v
 
 
+def check_step(step: Any) -> None:
+    """Deterministic compressors ignore ``step`` but still reject a malformed one."""
+    if step is not None:
+        check_uint(step, "step")
+
+
 def check_payload(payload: Any, cls: type[P], who: str) -> P:
     """Return ``payload`` if it is a ``cls``; else TypeError naming what was given."""
     if not isinstance(payload, cls):
@@ -141,11 +147,13 @@ class SeededCompressor:
         self._calls = 0
 
     def _step(self, step: int | None) -> int:
+        """The step of this call: ``step``, or the call counter when it is None. The counter
+        advances only in :meth:`_done`, so a call that raises does not consume a step."""
+        return self._calls if step is None else check_uint(step, "step")
+
+    def _done(self, step: int | None) -> None:
         if step is None:
-            step = self._calls
             self._calls += 1
-            return step
-        return check_uint(step, "step")
 
     def _key(self, step: int, draw: int = 0) -> int:
         """RNG key of this call; ``draw`` = 0 or 1 selects one of two independent draws."""

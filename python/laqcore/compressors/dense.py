@@ -16,7 +16,7 @@ import numpy as np
 from .. import _core
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, check_n, check_payload, readonly
+from .base import FloatVector, check_n, check_payload, check_step, readonly
 
 __all__ = ["DensePayload", "IdentityCompressor"]
 
@@ -69,7 +69,8 @@ class IdentityCompressor:
     name = "none"
 
     def compress(self, x: Any, *, step: int | None = None) -> DensePayload:
-        """Copy ``x`` (as float32) into a payload; ``step`` is accepted and ignored."""
+        """Copy ``x`` (as float32) into a payload; ``step`` is checked and otherwise ignored."""
+        check_step(step)
         return DensePayload(_core.sparse.dense_copy(as_float_vector(x, "x")))
 
     def decompress(self, payload: Payload) -> FloatVector:

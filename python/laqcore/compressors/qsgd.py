@@ -250,6 +250,7 @@ class QSGDCompressor(SeededCompressor):
         v = as_float_vector(x, "x")
         key = self._key(self._step(step))
         scales, packed = _core.qsgd.quantize(v, self.levels, self.bucket_size, self.norm, key)
+        self._done(step)
         return QSGDPayload(v.shape[0], self.levels, self.norm, self.bucket_size, scales, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from .. import _core
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, check_n, check_payload, readonly
+from .base import FloatVector, check_n, check_payload, check_step, readonly
 
 __all__ = ["SignCompressor", "SignPayload"]
 
@@ -73,7 +73,8 @@ class SignCompressor:
     name = "sign"
 
     def compress(self, x: Any, *, step: int | None = None) -> SignPayload:
-        """Compress ``x``; ``step`` is accepted for the protocol and ignored."""
+        """Compress ``x``; ``step`` is checked and otherwise ignored (deterministic)."""
+        check_step(step)
         v = as_float_vector(x, "x")
         scale, packed = _core.sign.compress(v)
         return SignPayload(v.shape[0], scale, packed)

@@ -37,6 +37,7 @@ from .base import (
     SeededCompressor,
     check_n,
     check_payload,
+    check_step,
     check_uint,
     readonly,
 )
@@ -175,7 +176,8 @@ class TopKCompressor:
         self._spec = _KSpec(k, ratio)
 
     def compress(self, x: Any, *, step: int | None = None) -> TopKPayload:
-        """Keep the k largest ``|x_i|``; ``step`` is accepted for the protocol and ignored."""
+        """Keep the k largest ``|x_i|``; ``step`` is checked and otherwise ignored."""
+        check_step(step)
         v = as_float_vector(x, "x")
         idx, values = _core.sparse.topk(v, self._spec.for_length(v.shape[0]))
         return TopKPayload(v.shape[0], idx, values)
@@ -235,6 +237,7 @@ class RandKCompressor(SeededCompressor):
         n = v.shape[0]
         k = self._spec.for_length(n)
         idx, values = _core.sparse.randk(v, k, self._key(self._step(step)))
+        self._done(step)
         if self.rescale:
             values *= np.float32(n / k)
         return RandKPayload(n, idx, values)
@@ -382,6 +385,7 @@ class SparseQuantCompressor(SeededCompressor):
             idx, values = _core.sparse.randk(v, k, self._key(s, draw=1))
         # The kept values form one QSGD bucket with the max-norm scale.
         scales, packed = _core.qsgd.quantize(values, self.levels, k, "max", self._key(s))
+        self._done(step)
         return SparseQuantPayload(n, self.bits, self.selection, float(scales[0]), idx, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:

@@ -113,6 +113,7 @@ class TernGradCompressor(SeededCompressor):
                 raise ValueError(f"shared_scaler must be >= 0, got {shared}")
         key = self._key(self._step(step))
         scaler, packed = _core.terngrad.quantize(v, self._clip, shared, key)
+        self._done(step)
         return TernGradPayload(v.shape[0], scaler, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:

@@ -1,0 +1,253 @@
+// AVX2 block functions of the LAQ quantizer (laq.cpp holds the drivers and the scalar
+// reference; laq.hpp the arithmetic). Every function performs exactly the reference's
+// float and double operations, element by element, in the same order:
+//   * codes: (double(v) + R) / step + 0.5, floor, clamp, as four-double vectors (the division
+//     stays a division: a reciprocal multiply would round differently);
+//   * dQ = lut[code] is recomputed as float(double(code) * step' - R) with step' = 2R / L,
+//     which is how laq_make_grid fills the table (same operations, hence the same floats);
+//   * sums use the 8 lanes of parallel.hpp's LaneSum: lanes 0-3 and 4-7 live in two
+//     __m256d registers, and the fixed combination tree is applied at the end.
+// Codes go to a block-sized stack buffer in L1 and are packed with the AVX2 packer; the
+// decoders unpack the same way before their table lookups.
+//
+// Like every *_avx2.cpp file, this one avoids inline functions shared with scalar files
+// (bitstream.hpp, std::min, LaneSum::add ...): see bits_avx2.hpp.
+#include <cfloat>
+
+#include "bits_avx2.hpp"
+#include "kernels_avx2.hpp"
+#include "laqcore/dispatch.hpp"
+#include "laqcore/laq.hpp"
+#include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
+
+namespace laqcore {
+namespace detail {
+namespace {
+
+static_assert(kSumLanes == 8, "the AVX2 lane sums hold exactly 8 lanes");
+
+// Lane sums: lanes 0-3 in lo, 4-7 in hi (see LaneSum in parallel.hpp).
+struct Lanes {
+    __m256d lo = _mm256_setzero_pd();
+    __m256d hi = _mm256_setzero_pd();
+    double tail[8] = {};  // lanes after the vector part, for the scalar tail
+    void spill() {
+        _mm256_storeu_pd(tail, lo);
+        _mm256_storeu_pd(tail + 4, hi);
+    }
+    // LaneSum::total(), after spill().
+    double total() const {
+        return ((tail[0] + tail[1]) + (tail[2] + tail[3])) +
+               ((tail[4] + tail[5]) + (tail[6] + tail[7]));
+    }
+};
+
+inline __m256d lo_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
+inline __m256d hi_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
+
+// Horizontal max of 8 non-negative floats.
+inline float hmax(__m256 m) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+// Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
+inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
+                         std::uint8_t* out) {
+    std::uint64_t word = 0;
+    for (std::size_t j = 0; j < m; ++j) word |= static_cast<std::uint64_t>(codes[j]) << (j * b);
+    const std::size_t nbytes = (m * b + 7) / 8;
+    for (std::size_t k = 0; k < nbytes; ++k) out[k] = static_cast<std::uint8_t>(word >> (8 * k));
+}
+
+inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
+                           std::uint8_t* codes) {
+    const std::size_t nbytes = (m * b + 7) / 8;
+    std::uint64_t word = 0;
+    for (std::size_t k = 0; k < nbytes; ++k) word |= static_cast<std::uint64_t>(in[k]) << (8 * k);
+    const std::uint64_t mask = (std::uint64_t{1} << b) - 1;
+    for (std::size_t j = 0; j < m; ++j) codes[j] = static_cast<std::uint8_t>((word >> (j * b)) & mask);
+}
+
+// ---- radius ---------------------------------------------------------------------------
+LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t count) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
+    __m256 m = _mm256_setzero_ps();
+    __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    std::size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(grad + i);
+        if (prev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
+        const __m256 a = _mm256_and_ps(v, abs_mask);
+        finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, fmax, _CMP_LE_OQ));  // NaN, Inf -> 0
+        m = _mm256_max_ps(m, a);  // the maximum is order independent (finite inputs)
+    }
+    float mx = hmax(m);
+    bool bad = _mm256_movemask_ps(finite) != 0xFF;
+    for (; i < count; ++i) {
+        const float v = prev ? grad[i] - prev[i] : grad[i];
+        const float a = __builtin_fabsf(v);
+        bad |= !(a <= FLT_MAX);
+        mx = a > mx ? a : mx;
+    }
+    return {mx, bad};
+}
+
+// ---- fused quantize + pack ----------------------------------------------------------------
+LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                    std::uint8_t* packed) {
+    const auto b = static_cast<std::size_t>(grid.bits);
+    const int top_code = (1 << grid.bits) - 1;
+    const double r = grid.radius;
+    const double lut_step = (2.0 * r) / static_cast<double>(top_code);  // as laq_make_grid
+    const __m256d vr = _mm256_set1_pd(r);
+    const __m256d vstep = _mm256_set1_pd(grid.step);
+    const __m256d vlut_step = _mm256_set1_pd(lut_step);
+    const __m256d half = _mm256_set1_pd(0.5);
+    const __m256d zero = _mm256_setzero_pd();
+    const __m256d top = _mm256_set1_pd(static_cast<double>(top_code));
+
+    alignas(32) std::uint8_t codes[kReduceBlock];
+    Lanes err, innov;
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i = 0; i < full; i += 8) {
+        const __m256 g = _mm256_loadu_ps(grad + i);
+        const __m256 p = prev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
+        const __m256 v = _mm256_sub_ps(g, p);  // g - 0.0f == g bit for bit, as the reference
+        __m256d c_lo = _mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half);
+        __m256d c_hi = _mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half);
+        // floor, then std::min(std::max(c, 0.0), top): max_pd(0, c) = (0 > c ? 0 : c) and
+        // min_pd(top, c) = (top < c ? top : c) are exactly std::max/std::min's selections.
+        c_lo = _mm256_min_pd(top, _mm256_max_pd(zero, _mm256_floor_pd(c_lo)));
+        c_hi = _mm256_min_pd(top, _mm256_max_pd(zero, _mm256_floor_pd(c_hi)));
+        const __m128i k_lo = _mm256_cvttpd_epi32(c_lo);  // integral values: exact
+        const __m128i k_hi = _mm256_cvttpd_epi32(c_hi);
+        const __m128i k16 = _mm_packus_epi32(k_lo, k_hi);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(k16, k16));
+        // dQ = lut[code] and q_new = p + dQ, both float32.
+        const __m256 dq = _mm256_set_m128(
+            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, vlut_step), vr)),
+            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, vlut_step), vr)));
+        const __m256 q_new = _mm256_add_ps(p, dq);
+        const __m256d e_lo = _mm256_sub_pd(lo_pd(q_new), lo_pd(g));
+        const __m256d e_hi = _mm256_sub_pd(hi_pd(q_new), hi_pd(g));
+        err.lo = _mm256_add_pd(err.lo, _mm256_mul_pd(e_lo, e_lo));
+        err.hi = _mm256_add_pd(err.hi, _mm256_mul_pd(e_hi, e_hi));
+        const __m256d d_lo = lo_pd(dq);
+        const __m256d d_hi = hi_pd(dq);
+        innov.lo = _mm256_add_pd(innov.lo, _mm256_mul_pd(d_lo, d_lo));
+        innov.hi = _mm256_add_pd(innov.hi, _mm256_mul_pd(d_hi, d_hi));
+    }
+    err.spill();
+    innov.spill();
+    // Last, partial group of the whole vector: the reference's scalar formula, lane j.
+    for (std::size_t i = full; i < count; ++i) {
+        const float p = prev ? prev[i] : 0.0f;
+        const float v = grad[i] - p;
+        double c = __builtin_floor((static_cast<double>(v) + r) / grid.step + 0.5);
+        c = c < 0.0 ? 0.0 : c;
+        c = static_cast<double>(top_code) < c ? static_cast<double>(top_code) : c;
+        const auto code = static_cast<unsigned>(c);
+        codes[i] = static_cast<std::uint8_t>(code);
+        const float dq = grid.lut[code];
+        const float q_new = p + dq;
+        const double e = static_cast<double>(q_new) - static_cast<double>(grad[i]);
+        err.tail[i - full] += e * e;
+        innov.tail[i - full] += static_cast<double>(dq) * static_cast<double>(dq);
+    }
+    pack_groups_avx2(codes, full / 8, grid.bits, packed);
+    if (full < count) pack_partial(codes + full, count - full, b, packed + full / 8 * b);
+    return {err.total(), innov.total()};
+}
+
+// ---- decoders ---------------------------------------------------------------------------
+// The codes of one block, unpacked into codes[count].
+inline void unpack_block(const std::uint8_t* packed, std::size_t count, int bits,
+                         std::uint8_t* codes) {
+    const auto b = static_cast<std::size_t>(bits);
+    const std::size_t full = count / 8 * 8;
+    unpack_groups_avx2(packed, full / 8, bits, codes);
+    if (full < count) unpack_partial(packed + full / 8 * b, count - full, b, codes + full);
+}
+
+// table[codes[i .. i+8)] for a table of 2^bits entries (the tables hold kLaqMaxLevels
+// floats, so reading entries 0..15 is always in bounds). Up to 16 entries: register
+// permutes; more: a gather.
+struct Lookup {
+    int bits;
+    const float* table;
+    __m256 t0, t1;
+    Lookup(int b, const float* t)
+        : bits(b), table(t), t0(_mm256_loadu_ps(t)), t1(_mm256_loadu_ps(t + 8)) {}
+    __m256 operator()(const std::uint8_t* codes) const {
+        const __m256i idx =
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+        if (bits <= 3) return _mm256_permutevar8x32_ps(t0, idx);
+        if (bits == 4) {
+            // Bit 3 of the code (moved to the sign bit) picks the upper half of the table.
+            const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+            return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx),
+                                    _mm256_permutevar8x32_ps(t1, idx), upper);
+        }
+        return _mm256_i32gather_ps(table, idx, 4);
+    }
+};
+
+void decode_store_avx2(const std::uint8_t* packed, std::size_t count, int bits,
+                       const float* table, float* out) {
+    alignas(32) std::uint8_t codes[kReduceBlock];
+    unpack_block(packed, count, bits, codes);
+    const Lookup lookup(bits, table);
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, lookup(codes + i));
+    for (std::size_t i = full; i < count; ++i) out[i] = table[codes[i]];
+}
+
+void decode_add_avx2(const std::uint8_t* packed, std::size_t count, int bits,
+                     const float* table, float* inout) {
+    alignas(32) std::uint8_t codes[kReduceBlock];
+    unpack_block(packed, count, bits, codes);
+    const Lookup lookup(bits, table);
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i = 0; i < full; i += 8) {
+        _mm256_storeu_ps(inout + i, _mm256_add_ps(_mm256_loadu_ps(inout + i), lookup(codes + i)));
+    }
+    for (std::size_t i = full; i < count; ++i) inout[i] = inout[i] + table[codes[i]];
+}
+
+double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, int bits,
+                         const float* table) {
+    alignas(32) std::uint8_t codes[kReduceBlock];
+    unpack_block(packed, count, bits, codes);
+    const Lookup lookup(bits, table);
+    Lanes s;
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i = 0; i < full; i += 8) {
+        const __m256 d = lookup(codes + i);
+        const __m256d d_lo = lo_pd(d);
+        const __m256d d_hi = hi_pd(d);
+        s.lo = _mm256_add_pd(s.lo, _mm256_mul_pd(d_lo, d_lo));
+        s.hi = _mm256_add_pd(s.hi, _mm256_mul_pd(d_hi, d_hi));
+    }
+    s.spill();
+    for (std::size_t i = full; i < count; ++i) {
+        const auto d = static_cast<double>(table[codes[i]]);
+        s.tail[i - full] += d * d;
+    }
+    return s.total();
+}
+
+const LaqBlockKernels kAvx2Kernels = {
+    "avx2",           &radius_avx2,       &encode_avx2,
+    &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
+};
+
+}  // namespace
+
+const LaqBlockKernels& laq_avx2_kernels() { return kAvx2Kernels; }
+
+}  // namespace detail
+}  // namespace laqcore
