@@ -218,7 +218,7 @@ def _has_compressor(name: str) -> Callable[[], bool]:
     def check() -> bool:
         import laqcore
 
-        names = getattr(laqcore, "available_compressors", lambda: [])()
+        names: list[str] = getattr(laqcore, "available_compressors", list)()
         return name in names
 
     return check

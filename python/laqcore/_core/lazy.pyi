@@ -1,12 +1,19 @@
 """Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp)."""
 
 from collections.abc import Sequence
-from typing import SupportsFloat, SupportsIndex
+from typing import Any, SupportsFloat, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
 
-def squared_distance(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> float: ...
+# The float32 and float64 kernels share one signature here (the runtime requires float32
+# resp. float64 exactly), so callers can pick either through one variable.
+def squared_distance(
+    a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]
+) -> float: ...
+def squared_distance_f64(
+    a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]
+) -> float: ...
 
 # pybind11 classes are built by the metaclass pybind11_builtins.pybind11_type (stubtest
 # checks that a stub class declares one when the runtime class has a custom metaclass).
