@@ -48,3 +48,90 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "laqcore", "--version"], capture_output=True, text=True, check=True
     )
     assert res.stdout.startswith("laqcore ")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+TINY = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quiet"]
+
+
+def test_run_writes_results(tmp_path, capsys, cache):
+    out = tmp_path / "run"
+    rc = cli.main(["run", "--algorithm", "laq", "--max-iterations", "15", "--out", str(out),
+                   "--no-plots", *TINY])
+    assert rc == 0
+    data = json.loads((out / "results.json").read_text())
+    (run,) = data["runs"]
+    assert run["algorithm"] == "laq" and run["iterations"] == 15
+    assert data["config"]["workers"] == 3 and data["config"]["problem"]["dim"] == 650
+    hist = json.loads((out / "histories.json").read_text())
+    assert len(hist[0]["loss"]) == 16
+    assert "laq" in capsys.readouterr().out
+
+
+def test_compare_table_json_and_plots(tmp_path, capsys, cache):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "cmp"
+    rc = cli.main(["compare", "--algorithms", "gd,qgd,lag-wk,laq,random-select",
+                   "--max-iterations", "20", "--out", str(out), *TINY])
+    assert rc == 0
+    data = json.loads((out / "results.json").read_text())
+    assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq",
+                                                      "random-select"]
+    keys = {"algorithm", "seed", "iterations", "uploads", "bits", "final_residual",
+            "test_accuracy", "reached_tolerance"}
+    assert all(keys <= set(r) for r in data["runs"])
+    # random-select ran at LAQ's measured upload rate
+    laq = data["runs"][3]
+    assert data["runs"][4]["params"]["upload_rate"] == pytest.approx(
+        laq["uploads"] / (laq["iterations"] * 3))
+    for name in ("iterations", "uploads", "bits"):
+        png = out / f"residual_vs_{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    table = capsys.readouterr().out
+    assert "bits/GD" in table and "lag-wk" in table
+
+
+def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
+    out = tmp_path / "sw"
+    rc = cli.main(["sweep", "--algorithms", "laq", "--grid", "alpha=0.01,0.02",
+                   "--grid", "D=2,10", "--seeds", "2", "--max-iterations", "10",
+                   "--out", str(out), "--no-plots", *TINY])
+    assert rc == 0
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["runs"]) == 8 and len(data["table"]) == 4
+    row = data["table"][0]
+    assert row["runs"] == 2 and "bits_std" in row and {row["alpha"], row["D"]} == {0.01, 2}
+    # Seeds change the data split, so deterministic LAQ still gets a spread.
+    assert {r["data_seed"] for r in data["runs"]} == {0, 1}
+    assert "±" in capsys.readouterr().out
+
+
+def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
+    rc = cli.main(["sweep", "--algorithms", "gd,laq", "--tune-step", "--step-grid",
+                   "0.01,0.04", "--max-iterations", "10", "--eps", "10", *TINY])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "best step size" in out and "alpha=0.01" in out
+    rc = cli.main(["sweep", "--algorithms", "gd", "--grid", "workers=1,2", "--scale-alpha",
+                   "--max-iterations", "3", *TINY])
+    assert rc == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["run", "--algorithm", "adam"], "unknown algorithm"),
+        (["compare", "--algorithms", ","], "at least one"),
+        (["sweep", "--grid", "alpha"], "NAME=v1"),
+        (["sweep", "--grid", "speed=1"], "unknown parameter"),
+        (["run", "--alpha", "-1"], "alpha"),
+        (["compare", "--algorithms", "random-select", "--upload-rate", "auto"], "auto"),
+    ],
+)
+def test_cli_user_errors(argv, match, capsys, cache):
+    assert cli.main([*argv, *TINY, "--max-iterations", "2"]) == 2
+    assert match in capsys.readouterr().err

@@ -72,8 +72,6 @@ class Problem:
         self.workers = [
             LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds
         ]
-        sizes = np.array([b - a for a, b in bounds], dtype=np.float64)
-        self._w = np.repeat(1.0 / (len(bounds) * sizes), sizes.astype(np.int64))
         self._t = model.targets(y)
         self._fstar: float | None = None
 
@@ -94,14 +92,19 @@ class Problem:
         return self.model.initial_point(self.seed)
 
     # -- global objective F = (1/M) sum_m f_m ---------------------------------------------
+    # Evaluated shard by shard rather than as one product over all rows: besides matching the
+    # definition term by term, small products stay below OpenBLAS's threading threshold, and
+    # on a loaded machine a threaded product over all rows was measured 50x slower.
     def loss(self, theta: F64) -> float:
-        data, _ = self.model.loss_grad(theta, self.Xb, self._t, self._w, grad=False)
-        return data + 0.5 * self.l2 * float(theta @ theta)
+        return float(sum(w.loss(theta) for w in self.workers)) / self.num_workers
 
     def value_and_grad(self, theta: F64) -> tuple[float, F64]:
-        data, g = self.model.loss_grad(theta, self.Xb, self._t, self._w)
-        assert g is not None
-        return data + 0.5 * self.l2 * float(theta @ theta), g + self.l2 * theta
+        total, grad = 0.0, np.zeros_like(theta)
+        for w in self.workers:
+            f, g = w.value_and_grad(theta)
+            total += f
+            grad += g
+        return total / self.num_workers, grad / self.num_workers
 
     def grad(self, theta: F64) -> F64:
         return self.value_and_grad(theta)[1]

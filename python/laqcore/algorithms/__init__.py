@@ -1,0 +1,114 @@
+"""Algorithms, one module each, all on the worker/server step interface of :mod:`.base`.
+
+>>> from laqcore.algorithms import available_algorithms, get_algorithm
+>>> "laq" in available_algorithms()
+True
+>>> get_algorithm("laq").params.alpha, get_algorithm("slaq").params.bits
+(0.02, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .acc_asylpg import AccAsyLPG
+from .asylpg import AsyLPG
+from .base import Algorithm, CompressedGradient, Message, Params, Server, Worker
+from .dynamic_avg import DynamicAveraging
+from .ef_sign import EFSign
+from .gd import GD
+from .lag_ps import LAGPS
+from .lag_wk import LAGWK
+from .laq import LAQ
+from .one_shot import OneShotAveraging
+from .pqasgd import PQASGD
+from .qgd import QGD
+from .qsgd import QSGD
+from .random_select import RandomSelection
+from .sgd import SGD
+from .slaq import SLAQ
+from .sparse_asylpg import SparseAsyLPG
+from .sparse_qsgd import SparseQSGD
+from .ssgd import SSGD
+from .terngrad import TernGrad
+from .topk_ef import TopKEF
+
+__all__ = [
+    "ALGORITHMS",
+    "LAGPS",
+    "LAGWK",
+    "LAQ",
+    "PQASGD",
+    "QGD",
+    "QSGD",
+    "SGD",
+    "SLAQ",
+    "SSGD",
+    "AccAsyLPG",
+    "Algorithm",
+    "AsyLPG",
+    "CompressedGradient",
+    "DynamicAveraging",
+    "EFSign",
+    "GD",
+    "Message",
+    "OneShotAveraging",
+    "Params",
+    "RandomSelection",
+    "Server",
+    "SparseAsyLPG",
+    "SparseQSGD",
+    "TernGrad",
+    "TopKEF",
+    "Worker",
+    "available_algorithms",
+    "get_algorithm",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls
+    for cls in (
+        GD, QGD, LAGWK, LAGPS, LAQ, SGD, QSGD, SSGD, SLAQ, TernGrad, EFSign, TopKEF,
+        SparseQSGD, PQASGD, AsyLPG, SparseAsyLPG, AccAsyLPG, RandomSelection,
+        OneShotAveraging, DynamicAveraging,
+    )
+}
+
+_ALIASES = {
+    "lag": "lag-wk", "lagwk": "lag-wk", "lagps": "lag-ps", "topk": "topk-ef",
+    "ef-topk": "topk-ef", "efsign": "ef-sign", "sparse-quant": "sparse-qsgd",
+    "random": "random-select", "random-selection": "random-select",
+    "oneshot": "one-shot", "dynamic": "dynamic-avg", "dynamic-averaging": "dynamic-avg",
+}
+
+
+def available_algorithms() -> list[str]:
+    """Names accepted by :func:`get_algorithm`."""
+    return list(ALGORITHMS)
+
+
+def get_algorithm(name: str, params: Params | None = None, **overrides: Any) -> Algorithm:
+    """Build an algorithm by name with its defaults, then ``params``/``overrides``.
+
+    ``overrides`` whose value is None are ignored (so CLI flags left unset keep each
+    algorithm's own default).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"algorithm name must be a str, got {type(name).__name__}")
+    key = name.strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {name!r}; available: {', '.join(available_algorithms())}"
+        )
+    cls = ALGORITHMS[key]
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(clean) - set(Params.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown algorithm parameter(s): {', '.join(sorted(unknown))}")
+    return cls(params, **clean)

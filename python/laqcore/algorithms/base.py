@@ -1,0 +1,336 @@
+"""The step interface shared by every algorithm, the simulator and the distributed engine.
+
+One iteration of any algorithm is split into a *server* side and a *worker* side that only
+talk through two kinds of objects:
+
+* :class:`Message` (server -> worker m): the point to evaluate at, the lazy-rule threshold,
+  and flags (``request``, ``reset``); ``nbytes`` is its downlink size.
+* a :class:`~laqcore.wire.Payload` (worker -> server), or ``None`` when the worker skips.
+
+Per iteration the driver does::
+
+    for m in workers: msg = server.message(m); payload[m] = worker[m].step(msg)
+    server.apply({m: p for m, p in payload.items() if p is not None})
+
+The simulator runs this loop in one process; the distributed engine runs one worker per
+rank and a server *replica* on every rank (all replicas apply the same gathered payloads, so
+they stay identical). Nothing else is shared: a worker holds only its own
+:class:`~laqcore.problems.LocalObjective` and state, the server only the model and aggregates.
+Communication is counted from ``payload.nbytes`` (uplink) and ``Message.nbytes`` (downlink).
+
+Hyper-parameters live in one :class:`Params` (defaults from the official LAQ code,
+ALGORITHMS.md §1.5); each algorithm overrides a few defaults (``DEFAULTS``), e.g. SLAQ's
+``alpha=0.008, bits=3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..compressors import get_compressor
+from ..compressors.base import Compressor
+from ..lazy import IterateHistory
+from ..wire import Payload
+
+if TYPE_CHECKING:
+    from ..problems import LocalObjective
+
+__all__ = [
+    "Algorithm",
+    "CompressedGradient",
+    "Message",
+    "Params",
+    "Server",
+    "SumServer",
+    "Worker",
+    "theta_message_nbytes",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass
+class Params:
+    """Every algorithm's hyper-parameters (each uses the ones it needs).
+
+    Attributes
+    ----------
+    alpha : float
+        Step size (official LAQ: 0.02; SLAQ and the stochastic baselines: 0.008).
+    bits : int
+        Bits per coordinate of the LAQ quantizer (LAQ/QGD: 4, SLAQ: 3) and of AsyLPG's
+        gradient quantizer.
+    D, ck : int, float
+        Lazy rule: ``xi_d = ck / D`` with the official warm-up ``ck / k`` for ``k <= D``.
+    xi : float or None
+        Explicit constant ``xi_d`` instead of the ck schedule (``0`` disables the iterate term).
+    t_bar : int
+        Forced upload after ``t_bar`` skipped iterations (100); ``0`` uploads every iteration.
+    batch : int
+        Minibatch size per worker and iteration for the stochastic algorithms (500).
+    levels, bucket_size : int
+        QSGD levels s (LAQ.py's baseline: 10) and bucket size.
+    ratio : float
+        Fraction of coordinates kept by the sparsifiers (SSGD, top-k, sparse+quantized).
+    period : int
+        PQASGD: local steps between quantized averaging rounds.
+    max_delay : int
+        AsyLPG family: bound tau on the staleness of the model a worker reads.
+    epoch : int
+        AsyLPG family: iterations per SVRG epoch (snapshot refresh).
+    model_bits : int
+        AsyLPG family: bits of the downlink model quantizer.
+    momentum : float
+        Acc-AsyLPG momentum weight.
+    upload_rate : float
+        Random worker selection: probability that a worker uploads in an iteration.
+    local_steps : int
+        One-shot averaging: local steps before the single upload.
+    threshold : float
+        Dynamic averaging: divergence ``||x_m - r||^2`` that triggers a synchronisation.
+    seed : int
+        Seeds every random choice (minibatches, stochastic rounding, selection, delays).
+    """
+
+    alpha: float = 0.02
+    bits: int = 4
+    D: int = 10
+    ck: float = 0.8
+    xi: float | None = None
+    t_bar: int = 100
+    batch: int = 500
+    levels: int = 10
+    bucket_size: int = 512
+    ratio: float = 0.1
+    period: int = 10
+    max_delay: int = 4
+    epoch: int = 50
+    model_bits: int = 8
+    momentum: float = 0.3
+    upload_rate: float = 0.2
+    local_steps: int = 500
+    threshold: float = 0.01
+    seed: int = 0
+
+    def replace(self, **changes: Any) -> Params:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> Params:
+        """Raise ``ValueError`` naming the first out-of-range field; return self."""
+        if not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha}")
+        if not 1 <= self.bits <= 8:
+            raise ValueError(f"bits must be in 1..8, got {self.bits}")
+        for name in ("D", "batch", "levels", "bucket_size", "period", "epoch", "local_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("t_bar", "max_delay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.ratio <= 1:
+            raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
+        if not 0 < self.upload_rate <= 1:
+            raise ValueError(f"upload_rate must be in (0, 1], got {self.upload_rate}")
+        if not 2 <= self.model_bits <= 8:
+            raise ValueError(f"model_bits must be in 2..8, got {self.model_bits}")
+        if self.ck < 0 or (self.xi is not None and self.xi < 0):
+            raise ValueError("ck and xi must be >= 0")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        return self
+
+    def history(self, num_terms: int | None = None) -> IterateHistory:
+        """The iterate-difference history of the lazy rule these parameters describe."""
+        return IterateHistory(self.D, self.xi, self.ck, num_terms)
+
+
+@dataclass
+class Message:
+    """What the server sends worker m in one iteration.
+
+    Attributes
+    ----------
+    k : int
+        Iteration number (0-based); stochastic workers key their randomness on it.
+    theta : ndarray
+        The point the worker evaluates at (the current model, or a delayed / quantized one).
+    rhs : float
+        ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2`` for lazy rules.
+    request : bool
+        False when the server tells the worker to stay idle (LAG-PS, random selection).
+    reset : bool
+        True when the worker must replace its local model by ``theta`` (local-step methods).
+    nbytes : int
+        Downlink size of this message in bytes.
+    extra : dict
+        Algorithm-specific fields (e.g. AsyLPG's snapshot flag).
+    """
+
+    k: int
+    theta: F64
+    rhs: float = 0.0
+    request: bool = True
+    reset: bool = False
+    nbytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def theta_message_nbytes(dim: int) -> int:
+    """Downlink bytes of a full-precision model broadcast: the float64 vector and 8 bytes
+    of header (iteration number / lazy-rule scalar), as the simulator actually sends it."""
+    return 8 * dim + 8
+
+
+class Worker:
+    """Worker side of one algorithm: ``step(msg) -> Payload | None`` (None = skip)."""
+
+    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int):
+        self.m = m
+        self.f = objective
+        self.params = params
+        self.num_workers = num_workers
+        # One generator per worker, keyed on (seed, m): minibatches do not depend on the
+        # order in which workers are stepped, or on how many processes run them.
+        self.rng = np.random.default_rng([params.seed, m])
+
+    def gradient(self, theta: F64, stochastic: bool) -> F64:
+        """Full local gradient, or a minibatch one (``params.batch`` samples)."""
+        if not stochastic:
+            return self.f.grad(theta)
+        return self.f.minibatch_grad(theta, self.f.sample(self.rng, self.params.batch))
+
+    def step(self, msg: Message) -> Payload | None:
+        raise NotImplementedError  # abstract: every algorithm's worker overrides it
+
+
+class Server:
+    """Server side: holds the model; ``message(m)`` then ``apply(uploads)`` per iteration."""
+
+    def __init__(self, params: Params, x0: F64, num_workers: int) -> None:
+        self.params = params
+        self.theta = np.array(x0, dtype=np.float64)
+        self.num_workers = num_workers
+        self.k = 0
+        #: Set by algorithms that end on their own (one-shot averaging).
+        self.done = False
+
+    @property
+    def dim(self) -> int:
+        return int(self.theta.shape[0])
+
+    def message(self, m: int) -> Message:
+        return Message(self.k, self.theta, nbytes=theta_message_nbytes(self.dim))
+
+    def apply(self, uploads: dict[int, Payload]) -> None:
+        raise NotImplementedError  # abstract: every algorithm's server overrides it
+
+    def _move(self, theta_new: F64) -> None:
+        """Replace the model and advance the iteration counter."""
+        self.theta = theta_new
+        self.k += 1
+
+
+class SumServer(Server):
+    """``theta -= alpha * sum_m decompress(upload_m)`` (GD, SGD and compressed SGD), or,
+    with ``scaled=True``, ``theta -= sum_m decompress(upload_m)`` for workers that already
+    multiplied by the step (error feedback)."""
+
+    def __init__(
+        self, params: Params, x0: F64, num_workers: int, compressor: Compressor,
+        *, scaled: bool = False,
+    ) -> None:
+        super().__init__(params, x0, num_workers)
+        self.compressor = compressor
+        self.scale = 1.0 if scaled else params.alpha
+
+    def apply(self, uploads: dict[int, Payload]) -> None:
+        total = np.zeros(self.dim)
+        for m in sorted(uploads):  # fixed order: float sums independent of arrival order
+            total += self.compressor.decompress(uploads[m])
+        self._move(self.theta - self.scale * total)
+
+
+class CompressedWorker(Worker):
+    """Uploads ``C(g)`` every iteration: the full gradient (GD, QGD-free baselines) or a
+    minibatch gradient (SGD family). ``C`` is built per worker with ``stream=m``, so
+    stochastic rounding differs across workers and is reproducible from the seed."""
+
+    def __init__(
+        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
+        compressor: Compressor, stochastic: bool,
+    ) -> None:
+        super().__init__(m, objective, params, num_workers)
+        self.compressor = compressor
+        self.stochastic = stochastic
+
+    def step(self, msg: Message) -> Payload | None:
+        g = self.gradient(msg.theta, self.stochastic)
+        return self.compressor.compress(g, step=msg.k)
+
+
+class Algorithm:
+    """An algorithm: a name, default parameters, and factories for its two sides.
+
+    Subclasses set ``name``, ``stochastic`` and ``DEFAULTS`` and implement
+    :meth:`make_server` and :meth:`make_worker`.
+    """
+
+    name: ClassVar[str] = ""
+    #: Whether workers use minibatch gradients (the run then has no exact F* stop).
+    stochastic: ClassVar[bool] = False
+    #: Overrides of :class:`Params` defaults for this algorithm.
+    DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: Whether :meth:`make_server` needs the workers' smoothness constants (LAG-PS).
+    needs_smoothness: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None, **overrides: Any) -> None:
+        base = Params(**self.DEFAULTS) if params is None else params
+        self.params = base.replace(**overrides).validate() if overrides else base.validate()
+
+    @classmethod
+    def default_params(cls) -> Params:
+        return Params(**cls.DEFAULTS)
+
+    def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
+        raise NotImplementedError  # abstract: every algorithm overrides it
+
+    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
+        raise NotImplementedError  # abstract: every algorithm overrides it
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+
+class CompressedGradient(Algorithm):
+    """Template for "every worker uploads C(gradient), server sums": set ``compressor_name``
+    and override :meth:`compressor_kwargs` if needed."""
+
+    compressor_name: ClassVar[str] = "none"
+
+    def compressor_kwargs(self, m: int) -> dict[str, Any]:
+        """Keyword arguments of the compressor of worker ``m`` (stochastic ones add
+        ``seed=params.seed, stream=m`` so each worker draws independent, seeded bits)."""
+        return {}
+
+    def build_compressor(self, m: int) -> Compressor:
+        return get_compressor(self.compressor_name, **self.compressor_kwargs(m))
+
+    def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
+        return SumServer(self.params, x0, num_workers, self.build_compressor(0))
+
+    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
+        return CompressedWorker(
+            m, objective, self.params, num_workers, self.build_compressor(m), self.stochastic
+        )

@@ -1,0 +1,61 @@
+"""Shared parts of LAG-WK and LAG-PS: dense innovations and their server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..compressors import get_compressor
+from ..wire import Payload
+from .base import Message, Params, Worker
+from .lazy_common import LazyServer
+
+if TYPE_CHECKING:
+    from ..problems import LocalObjective
+
+__all__ = ["DenseLazyServer", "InnovationGradientWorker"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class DenseLazyServer(LazyServer):
+    """Adds decoded dense innovations ``grad f_m(theta^k) - grad f_m(theta_hat_m)``."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.codec = get_compressor("none")
+
+    def add(self, m: int, payload: Payload) -> None:
+        self.aggregate += self.codec.decompress(payload)
+
+
+class InnovationGradientWorker(Worker):
+    """LAG worker: keeps ``g_hat`` = the sum of what it uploaded (exactly the server's copy of
+    its gradient) and uploads the dense innovation ``g - g_hat`` when told to.
+
+    ``decide(innov_sq, msg)`` is LAG-WK's test; LAG-PS passes ``None`` and follows
+    ``msg.request`` (the server decided, and a skipped worker computes nothing).
+    """
+
+    def __init__(
+        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
+        *, server_decides: bool,
+    ) -> None:
+        super().__init__(m, objective, params, num_workers)
+        self.g_hat = np.zeros(objective.dim)
+        self.codec = get_compressor("none")
+        self.server_decides = server_decides
+
+    def step(self, msg: Message) -> Payload | None:
+        if self.server_decides and not msg.request:
+            return None
+        delta = self.f.grad(msg.theta) - self.g_hat
+        # LAG-WK skips iff ||delta||^2 <= rhs (the LAG code uploads when it is larger).
+        if not self.server_decides and float(delta @ delta) <= msg.rhs:
+            return None
+        payload = self.codec.compress(delta, step=msg.k)
+        self.g_hat += self.codec.decompress(payload)
+        return payload

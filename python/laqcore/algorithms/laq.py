@@ -1,0 +1,41 @@
+"""LAQ: Lazily Aggregated Quantized gradients (Sun, Chen, Giannakis, Yang, NeurIPS 2019).
+
+Worker m quantizes its gradient innovation ``g_m - q_prev_m`` to ``b`` bits (radius = its
+max-norm) and uploads it only if (official code, ALGORITHMS.md §1.2)::
+
+    ||dQ_m||^2 >= (1/(alpha^2 M^2)) sum_{d=1..D} xi_d ||theta^{k+1-d} - theta^{k-d}||^2
+                  + 3 (||eps_m||^2 + ||eps_hat_m||^2)          or  t_m >= t_bar
+
+otherwise the server reuses the last quantized gradient it has from m. Defaults: alpha=0.02,
+b=4, D=10, xi_d = 0.8/D (warm-up 0.8/k), t_bar=100.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from .base import Algorithm, Server, Worker
+from .lazy_common import InnovationWorker, QuantizedLazyServer
+
+if TYPE_CHECKING:
+    from ..problems import LocalObjective
+
+__all__ = ["LAQ"]
+
+
+class LAQ(Algorithm):
+    """Deterministic LAQ (full local gradients)."""
+
+    name = "laq"
+
+    def make_server(
+        self, x0: npt.NDArray[np.float64], num_workers: int,
+        smoothness: npt.NDArray[np.float64] | None = None,
+    ) -> Server:
+        return QuantizedLazyServer(self.params, x0, num_workers)
+
+    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
+        return InnovationWorker(m, objective, self.params, num_workers)

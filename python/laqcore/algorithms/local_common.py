@@ -1,0 +1,51 @@
+"""Shared parts of the local-update methods (PQASGD, one-shot and dynamic averaging).
+
+Their workers keep a local model ``x_m`` and take local steps on their own objective; the
+server's model is the last average. A local step uses ``alpha * M`` so that it matches one
+synchronous step ``theta -= alpha * sum_m g_m`` when all workers agree (``sum_m g_m = M *
+mean``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from .base import Message, Params, Worker
+
+if TYPE_CHECKING:
+    from ..problems import LocalObjective
+
+__all__ = ["LocalWorker", "small_message_nbytes"]
+
+F64 = npt.NDArray[np.float64]
+
+
+def small_message_nbytes() -> int:
+    """Downlink bytes of a message without a model (iteration number / control flag)."""
+    return 8
+
+
+class LocalWorker(Worker):
+    """Holds ``x_m``; ``local_step()`` does ``x_m -= alpha M g_m(x_m)``."""
+
+    def __init__(
+        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
+        *, stochastic: bool,
+    ) -> None:
+        super().__init__(m, objective, params, num_workers)
+        self.x: F64 | None = None
+        self.stochastic = stochastic
+
+    def sync(self, msg: Message) -> None:
+        if msg.reset or self.x is None:
+            self.x = np.array(msg.theta, dtype=np.float64)
+
+    def local_step(self) -> F64:
+        assert self.x is not None  # sync() ran first
+        self.x = self.x - self.params.alpha * self.num_workers * self.gradient(
+            self.x, self.stochastic
+        )
+        return self.x

@@ -1,0 +1,261 @@
+"""Deterministic many-worker simulator.
+
+Runs one algorithm's server and M workers in one process, iteration by iteration, through
+the same step interface the distributed engine uses (:mod:`laqcore.algorithms.base`), and
+accounts per iteration for the loss ``F = (1/M) sum_m f_m``, the residual ``F - F*``,
+uploads (communication rounds), uplink bits (``8 * payload.nbytes`` of every real payload)
+and downlink bits (``8 * Message.nbytes``); every ``eval_every`` iterations also the full
+gradient norm ``||grad F||`` and the test accuracy. It stops at ``F - F* <= eps`` (convex
+problems), at ``max_iterations``, when an algorithm ends on its own (one-shot averaging) or
+when the loss diverges (NaN/Inf or 1e6 times the initial loss).
+
+Examples
+--------
+>>> from laqcore.problems import make_problem
+>>> from laqcore.algorithms import get_algorithm
+>>> res = simulate(make_problem("digits", workers=4), get_algorithm("laq"), max_iterations=20)
+>>> res.iterations, res.uploads <= 4 * 20
+(20, True)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from .wire import Payload
+
+if TYPE_CHECKING:
+    from .algorithms import Algorithm
+    from .problems import Problem
+
+__all__ = ["Progress", "RunResult", "simulate"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass
+class RunResult:
+    """Outcome and per-iteration history of one simulated run.
+
+    ``iterations`` is the number of iterations performed; when ``reached_tolerance`` it is
+    the first iteration whose residual is ``<= eps`` (and ``uploads``/``bits`` are counted up
+    to it). ``history`` holds per-iteration lists (index 0 = the starting point) and the
+    ``eval_*`` lists sampled every ``eval_every`` iterations.
+    """
+
+    algorithm: str
+    seed: int
+    params: dict[str, Any]
+    problem: dict[str, Any]
+    iterations: int
+    uploads: int
+    bits: int
+    downlink_bits: int
+    final_loss: float
+    final_residual: float | None
+    test_accuracy: float
+    train_accuracy: float
+    reached_tolerance: bool
+    diverged: bool
+    wall_time: float
+    f_star: float | None
+    eps: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``runs`` entry of ``results.json`` (no history)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
+        return _json_safe(out)
+
+    def to_dict(self, *, history: bool = True) -> dict[str, Any]:
+        out = asdict(self)
+        if not history:
+            out.pop("history")
+        return _json_safe(out)
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/Inf are not JSON: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    return obj
+
+
+class Progress:
+    """A one-line progress indicator on stderr, no dependencies.
+
+    On a terminal it redraws one line at most 5 times a second; otherwise (logs, CI) it
+    prints a line every ``10`` seconds. Runs shorter than one second print nothing.
+    """
+
+    def __init__(self, label: str, total: int, *, enabled: bool = True,
+                 stream: IO[str] | None = None) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.shown = False
+
+    def update(self, k: int, residual: float | None) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.start < 1.0 or now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        self._write(k, residual)
+
+    def _write(self, k: int, residual: float | None) -> None:
+        width = 24
+        done = int(width * min(k / max(self.total, 1), 1.0))
+        bar = "#" * done + "." * (width - done)
+        res = "" if residual is None or not math.isfinite(residual) else f" F-F*={residual:.2e}"
+        line = f"{self.label:>14} [{bar}] {k}/{self.total}{res} {time.perf_counter() - self.start:.0f}s"
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+        self.shown = True
+
+    def close(self, k: int, residual: float | None) -> None:
+        if self.enabled and self.shown:
+            self._write(k, residual)
+            if self.tty:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+def simulate(
+    problem: Problem, algorithm: Algorithm, *, max_iterations: int = 5000, eps: float = 1e-6,
+    f_star: float | None = None, eval_every: int = 10, progress: bool = False,
+    record_history: bool = True,
+) -> RunResult:
+    """Run ``algorithm`` on ``problem`` with M simulated workers.
+
+    Parameters
+    ----------
+    problem : Problem
+    algorithm : Algorithm
+        From :func:`laqcore.algorithms.get_algorithm`.
+    max_iterations : int
+    eps : float
+        Stop once ``F - F* <= eps`` (ignored for nonconvex problems: no F*).
+    f_star : float, optional
+        Known optimal value; by default ``problem.optimal_value()`` (cached solve).
+    eval_every : int
+        Period of the (more expensive) full-gradient norm and test-accuracy evaluations.
+    progress : bool
+        Show a progress line on stderr for runs longer than a second.
+    record_history : bool
+        Keep the per-iteration lists (needed for plots).
+    """
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    if not (isinstance(eps, (int, float)) and eps >= 0):
+        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    M = problem.num_workers
+    if f_star is None and problem.convex:
+        f_star = problem.optimal_value()
+    x0 = problem.initial_point()
+    smooth = problem.smoothness() if algorithm.needs_smoothness else None
+    server = algorithm.make_server(x0, M, smooth)
+    workers = [algorithm.make_worker(m, problem.workers[m], M) for m in range(M)]
+
+    def residual_of(loss: float) -> float | None:
+        return None if f_star is None else loss - f_star
+
+    hist: dict[str, list[float]] = {
+        k: [] for k in ("loss", "residual", "uploads", "bits", "downlink_bits",
+                        "eval_iteration", "grad_norm", "test_accuracy")
+    }
+    loss0 = problem.loss(server.theta)
+    uploads = up_bytes = down_bytes = 0
+
+    def record(k: int, loss: float) -> None:
+        if not record_history:
+            return
+        r = residual_of(loss)
+        hist["loss"].append(loss)
+        hist["residual"].append(float("nan") if r is None else r)
+        hist["uploads"].append(uploads)
+        hist["bits"].append(8 * up_bytes)
+        hist["downlink_bits"].append(8 * down_bytes)
+        if k % eval_every == 0:
+            evaluate(k)
+
+    def evaluate(k: int) -> None:
+        hist["eval_iteration"].append(k)
+        hist["grad_norm"].append(float(np.linalg.norm(problem.grad(server.theta))))
+        hist["test_accuracy"].append(problem.accuracy(server.theta))
+
+    record(0, loss0)
+    bar = Progress(algorithm.name, max_iterations, enabled=progress)
+    start = time.perf_counter()
+    loss, k, reached, diverged = loss0, 0, False, False
+    r0 = residual_of(loss0)
+    if r0 is not None and r0 <= eps:
+        reached = True
+    while not reached and k < max_iterations and not server.done:
+        batch: dict[int, Payload] = {}
+        for m, w in enumerate(workers):
+            msg = server.message(m)
+            down_bytes += msg.nbytes
+            payload = w.step(msg)
+            if payload is not None:
+                batch[m] = payload
+                uploads += 1
+                up_bytes += payload.nbytes
+        server.apply(batch)
+        k += 1
+        loss = problem.loss(server.theta)
+        if not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0):
+            diverged = True
+            record(k, loss)
+            break
+        record(k, loss)
+        r = residual_of(loss)
+        if r is not None and r <= eps:
+            reached = True
+        bar.update(k, r)
+    wall = time.perf_counter() - start
+    bar.close(k, residual_of(loss))
+    if record_history and (not hist["eval_iteration"] or hist["eval_iteration"][-1] != k):
+        evaluate(k)
+    params = asdict(algorithm.params)
+    return RunResult(
+        algorithm=algorithm.name,
+        seed=algorithm.params.seed,
+        params=params,
+        problem=problem.describe(),
+        iterations=k,
+        uploads=uploads,
+        bits=8 * up_bytes,
+        downlink_bits=8 * down_bytes,
+        final_loss=loss,
+        final_residual=residual_of(loss),
+        test_accuracy=problem.accuracy(server.theta),
+        train_accuracy=problem.accuracy(server.theta, test=False),
+        reached_tolerance=reached,
+        diverged=diverged,
+        wall_time=wall,
+        f_star=f_star,
+        eps=float(eps),
+        history=hist,
+    )

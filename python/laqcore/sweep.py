@@ -1,0 +1,231 @@
+"""``laqcore sweep``: parameter grids with error bars, and per-method step-size tuning.
+
+* ``--grid NAME=v1,v2,...`` (repeatable) spans a grid over any algorithm parameter
+  (``alpha``, ``D``, ``bits``, ``ck``, ...) or ``workers``; every point runs every algorithm
+  for ``--seeds N`` seeds and the table reports mean and standard deviation. Seed ``s``
+  changes both the algorithm's randomness and the data: the held-out split and random
+  partitions use ``--data-seed + s``, so deterministic methods get error bars too (a
+  different training set per seed).
+* ``--tune-step`` runs every algorithm over ``--step-grid`` and keeps, per algorithm, the step
+  that reaches the tolerance with the fewest uplink bits (or, if none does, the lowest final
+  residual): every baseline is compared at its best step size.
+* ``--scale-alpha`` with a ``workers`` grid keeps ``alpha * M`` fixed at its ``M = 10`` value,
+  so worker scaling is not confounded with the effective step of ``theta -= alpha sum_m g_m``.
+
+Examples
+--------
+.. code-block:: console
+
+    $ laqcore sweep --algorithms laq --grid alpha=0.01,0.015,0.02,0.04 --seeds 5
+    $ laqcore sweep --algorithms gd,lag-wk,laq --grid workers=1,2,4,8,16 --scale-alpha
+    $ laqcore sweep --algorithms gd,qgd,lag-wk,laq --tune-step
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from .experiments import (
+    PARAM_FLAGS,
+    add_algorithm_options,
+    add_problem_options,
+    add_run_options,
+    plot_results,
+    problem_kwargs,
+    run_many,
+    write_results,
+)
+
+__all__ = ["add_sweep_parser", "aggregate", "parse_grid", "run_sweep"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+_INT_KEYS = {"workers", "bits", "D", "t_bar", "batch", "levels", "bucket_size", "period",
+             "max_delay", "epoch", "model_bits", "local_steps"}
+
+
+def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["alpha=0.01,0.02", "D=5,10"]`` -> ``{"alpha": [0.01, 0.02], "D": [5, 10]}``."""
+    grid: dict[str, list[Any]] = {}
+    allowed = set(PARAM_FLAGS) | {"workers"}
+    for spec in specs:
+        if "=" not in spec:
+            raise ValueError(f"--grid expects NAME=v1,v2,..., got {spec!r}")
+        key, vals = spec.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in allowed:
+            raise ValueError(f"--grid: unknown parameter {key!r}; one of {sorted(allowed)}")
+        conv = int if key in _INT_KEYS else float
+        try:
+            values = [conv(v) for v in vals.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--grid {key}: values must be {conv.__name__}s, got {vals!r}") from None
+        if not values:
+            raise ValueError(f"--grid {key}: no values")
+        grid[key] = values
+    return grid
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and std over seeds of one grid point's runs."""
+    out: dict[str, Any] = {"runs": len(rows)}
+    for key in ("iterations", "uploads", "bits", "test_accuracy", "final_residual"):
+        mean, std = _stats([r[key] for r in rows])
+        out[f"{key}_mean"], out[f"{key}_std"] = mean, std
+    out["reached_fraction"] = float(np.mean([bool(r["reached_tolerance"]) for r in rows]))
+    return out
+
+
+def _fmt(mean: float, std: float, spec: str) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:{spec}}±{std:{spec}}"
+
+
+def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the grid (or the step tuning) described by ``args``; return the results dict."""
+    from .problems import make_problem
+
+    names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
+    if not names:
+        raise ValueError("--algorithms must name at least one algorithm")
+    grid = parse_grid(args.grid or [])
+    if args.tune_step:
+        if "alpha" in grid:
+            raise ValueError("--tune-step sets alpha itself; do not also put alpha in --grid")
+        grid["alpha"] = [float(v) for v in args.step_grid.split(",")]
+    keys = list(grid)
+    points = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())] or [{}]
+    problems: dict[tuple[int, int], Any] = {}
+    rows: list[dict[str, Any]] = []
+    results_all: list[Any] = []
+    for point in points:
+        M = int(point.get("workers", args.workers))
+        for s in range(args.seeds):
+            key = (M, s)
+            if key not in problems:
+                kw = problem_kwargs(args)
+                kw.update(workers=M, seed=args.data_seed + s)
+                problems[key] = make_problem(**kw)
+            prob = problems[key]
+            ns = argparse.Namespace(**vars(args))
+            for k, v in point.items():
+                if k != "workers":
+                    setattr(ns, k, v)
+            scale = 10.0 / M if args.scale_alpha and "workers" in point else 1.0
+            for res in run_many(prob, names, ns, [args.seed + s], alpha_scale=scale):
+                row = res.summary()
+                row.update({f"grid_{k}": v for k, v in point.items()})
+                row["alpha"] = res.params["alpha"]
+                row["data_seed"] = args.data_seed + s
+                rows.append(row)
+                results_all.append(res)
+    table: list[dict[str, Any]] = []
+    for point in points:
+        for name in names:
+            sel = [r for r in rows if r["algorithm"] == name
+                   and all(r[f"grid_{k}"] == v for k, v in point.items())]
+            table.append({"algorithm": name, **point, **aggregate(sel)})
+    best: dict[str, Any] = {}
+    if args.tune_step:
+        for name in names:
+            cands = [t for t in table if t["algorithm"] == name]
+            reached = [t for t in cands if t["reached_fraction"] == 1.0]
+            if reached:
+                pick = min(reached, key=lambda t: t["bits_mean"])
+            else:
+                pick = min(cands, key=lambda t: (
+                    t["final_residual_mean"] if math.isfinite(t["final_residual_mean"])
+                    else math.inf))
+            best[name] = pick
+    return {"points": points, "rows": rows, "table": table, "best": best,
+            "results": results_all}
+
+
+def format_sweep(table: list[dict[str, Any]], keys: list[str]) -> str:
+    head = f"{'algorithm':<14}" + "".join(f"{k:>10}" for k in keys)
+    head += f"{'iterations':>16}{'uploads':>16}{'bits':>22}{'test acc':>16}{'reached':>9}"
+    lines = [head, "-" * len(head)]
+    for t in table:
+        line = f"{t['algorithm']:<14}" + "".join(f"{t[k]!s:>10}" for k in keys)
+        line += f"{_fmt(t['iterations_mean'], t['iterations_std'], '.0f'):>16}"
+        line += f"{_fmt(t['uploads_mean'], t['uploads_std'], '.0f'):>16}"
+        line += f"{_fmt(t['bits_mean'], t['bits_std'], '.3e'):>22}"
+        line += f"{_fmt(t['test_accuracy_mean'], t['test_accuracy_std'], '.4f'):>16}"
+        line += f"{t['reached_fraction']:>9.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .simulator import _json_safe
+
+    if args.cache_dir:
+        os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    out = run_sweep(args)
+    keys = list(out["points"][0]) if out["points"] else []
+    print(format_sweep(out["table"], keys))
+    if out["best"]:
+        print("\nbest step size per algorithm (reaches eps with fewest bits):")
+        for name, t in out["best"].items():
+            print(f"  {name:<14} alpha={t['alpha']:<8} bits={t['bits_mean']:.3e} "
+                  f"iterations={t['iterations_mean']:.0f} reached={t['reached_fraction']:.2f}")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        cfg = {k: v for k, v in vars(args).items() if k != "func"}
+        path = write_results(args.out, cfg, out["results"])
+        # results.json also carries the per-point aggregates and the tuned steps.
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        data["runs"] = out["rows"]
+        data["table"] = out["table"]
+        data["best"] = out["best"]
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(_json_safe(data), fh, indent=2)
+        print(f"wrote {path}")
+        if not args.no_plots and len(out["results"]) <= 24:
+            try:
+                plot_results(args.out, out["results"])
+            except ImportError as err:
+                print(f"laqcore: {err}")
+    return 0
+
+
+def add_sweep_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep", help="parameter grid over seeds (mean/std), worker scaling, step tuning"
+    )
+    p.add_argument("--algorithms", default="laq", help="comma-separated algorithm names")
+    p.add_argument("--grid", action="append", metavar="NAME=v1,v2,...",
+                   help="grid axis over a parameter (alpha, D, bits, ck, ...) or workers; "
+                   "repeatable")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per grid point (data + algorithm)")
+    p.add_argument("--tune-step", action="store_true",
+                   help="per-algorithm step-size grid; reports each method's best step")
+    p.add_argument("--step-grid", default="0.005,0.01,0.02,0.04,0.08",
+                   help="step sizes tried by --tune-step")
+    p.add_argument("--scale-alpha", action="store_true",
+                   help="with a workers grid: alpha = alpha * 10 / M (keeps alpha*M fixed)")
+    add_problem_options(p)
+    add_algorithm_options(p)
+    add_run_options(p)
+    p.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,442 @@
+"""Each algorithm's first iterations against hand-written formulas (float64 numpy), plus the
+equivalences the LAQ paper implies (LAQ -> QGD, LAG-WK -> GD) and reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import laqcore
+from laqcore.algorithms import Params, available_algorithms, get_algorithm
+from laqcore.problems import make_problem
+from laqcore.simulator import simulate
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def prob():
+    return make_problem("digits", workers=4, max_samples=400)
+
+
+def trajectory(prob, alg, iterations):
+    """Run the server/worker loop by hand; return iterates and per-iteration upload masks."""
+    M = prob.num_workers
+    smooth = prob.smoothness() if alg.needs_smoothness else None
+    server = alg.make_server(prob.initial_point(), M, smooth)
+    workers = [alg.make_worker(m, prob.workers[m], M) for m in range(M)]
+    thetas, masks = [server.theta.copy()], []
+    for _ in range(iterations):
+        up = {}
+        for m, w in enumerate(workers):
+            p = w.step(server.message(m))
+            if p is not None:
+                up[m] = p
+        server.apply(up)
+        thetas.append(server.theta.copy())
+        masks.append([m in up for m in range(M)])
+    return np.array(thetas), np.array(masks)
+
+
+def f32(x):
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+# -- deterministic family -------------------------------------------------------------------
+
+
+def test_gd_first_iterations(prob):
+    th, masks = trajectory(prob, get_algorithm("gd"), 3)
+    x = prob.initial_point()
+    for k in range(3):
+        x = x - 0.02 * sum(f32(w.grad(x)) for w in prob.workers)
+        np.testing.assert_allclose(th[k + 1], x, rtol=1e-12, atol=1e-15)
+    assert masks.all()
+
+
+def quantd(g, prev, b):
+    """The official code's quantizer: Q = prev - r + 2 delta floor((g - prev + r + delta) / (2 delta))."""
+    r = np.max(np.abs(g - prev))
+    if r == 0:
+        return prev.copy()
+    delta = r / (2**b - 1)
+    return prev - r + 2 * delta * np.floor((g - prev + r + delta) / (2 * delta))
+
+
+def laq_reference(prob, iterations, *, alpha=0.02, b=4, D=10, ck=0.8, C=100, always=False,
+                  err_scale=1.0, additive=0.0, terms=None):
+    """LAQ as in the official LAQ.py (float64), gradients rounded to float32 like the wire;
+    ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger."""
+    M = prob.num_workers
+    theta = prob.initial_point()
+    mgr = np.zeros((M, prob.dim))
+    ehat = np.zeros(M)
+    clock = np.zeros(M)
+    dsa = np.zeros(prob.dim)
+    diffs: list[float] = []
+    thetas, masks = [theta.copy()], []
+    for _ in range(iterations):
+        k = len(diffs)
+        recent = diffs[::-1][: (terms or D)]
+        me = sum(ck / min(k, D) * d for d in recent) if k else 0.0
+        mask = []
+        for m, w in enumerate(prob.workers):
+            g = f32(w.grad(theta))
+            q = quantd(g, mgr[m], b)
+            e = float((q - g) @ (q - g))
+            dl = q - mgr[m]
+            thr = me / (alpha**2 * M**2) + err_scale * 3 * (e + ehat[m]) + additive
+            up = always or dl @ dl >= thr or clock[m] == C
+            if up:
+                mgr[m], ehat[m], clock[m] = q, e, 0
+                dsa += dl
+            else:
+                clock[m] += 1
+            mask.append(bool(up))
+        new = theta - alpha * dsa
+        diffs.append(float((new - theta) @ (new - theta)))
+        theta = new
+        thetas.append(theta.copy())
+        masks.append(mask)
+    return np.array(thetas), np.array(masks)
+
+
+def test_laq_matches_the_official_code_formulas(prob):
+    th, masks = trajectory(prob, get_algorithm("laq"), 40)
+    ref_th, ref_masks = laq_reference(prob, 40)
+    np.testing.assert_array_equal(masks, ref_masks)
+    np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
+    assert masks[0].all() and not masks.all()  # it really skips
+
+
+def test_laq_forced_clock_uploads(prob):
+    # t_bar = 2: no worker can skip 3 iterations in a row.
+    _, masks = trajectory(prob, get_algorithm("laq", t_bar=2, ck=50.0), 30)
+    ref_th, ref_masks = laq_reference(prob, 30, ck=50.0, C=2)
+    np.testing.assert_array_equal(masks, ref_masks)
+    for m in range(masks.shape[1]):
+        run = 0
+        for up in masks[:, m]:
+            run = 0 if up else run + 1
+            assert run <= 2
+
+
+def test_qgd_matches_formula(prob):
+    th, masks = trajectory(prob, get_algorithm("qgd"), 10)
+    ref_th, _ = laq_reference(prob, 10, always=True)
+    np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
+    assert masks.all()
+
+
+def test_laq_without_lazy_rule_is_qgd(prob):
+    lazy_off = get_algorithm("laq", xi=0.0, t_bar=0)
+    th_laq, m_laq = trajectory(prob, lazy_off, 25)
+    th_qgd, m_qgd = trajectory(prob, get_algorithm("qgd"), 25)
+    np.testing.assert_array_equal(th_laq, th_qgd)
+    assert m_laq.all() and m_qgd.all()
+
+
+def test_random_selection_at_rate_one_is_qgd(prob):
+    th_r, _ = trajectory(prob, get_algorithm("random-select", upload_rate=1.0), 10)
+    th_q, _ = trajectory(prob, get_algorithm("qgd"), 10)
+    np.testing.assert_array_equal(th_r, th_q)
+
+
+def test_random_selection_rate(prob):
+    _, masks = trajectory(prob, get_algorithm("random-select", upload_rate=0.25, seed=3), 200)
+    assert masks[0].all()
+    assert abs(masks[1:].mean() - 0.25) < 0.05
+
+
+def test_lag_wk_without_lazy_rule_is_gd(prob):
+    th_lag, masks = trajectory(prob, get_algorithm("lag-wk", xi=0.0), 40)
+    th_gd, _ = trajectory(prob, get_algorithm("gd"), 40)
+    np.testing.assert_allclose(th_lag, th_gd, rtol=1e-6, atol=1e-9)
+    assert masks.all()
+
+
+def test_lag_wk_rule_by_hand(prob):
+    alpha, M = 0.02, prob.num_workers
+    th, masks = trajectory(prob, get_algorithm("lag-wk"), 15)
+    ghat = np.zeros((M, prob.dim))
+    diffs: list[float] = []
+    for k in range(15):
+        theta = th[k]
+        me = sum(0.8 / min(k, 10) * d for d in diffs[::-1][:10]) if k else 0.0
+        for m, w in enumerate(prob.workers):
+            delta = w.grad(theta) - ghat[m]
+            up = delta @ delta > me / (alpha**2 * M**2)
+            assert up == masks[k, m], (k, m)
+            if up:
+                ghat[m] += f32(delta)
+        new = theta - alpha * ghat.sum(axis=0)
+        np.testing.assert_allclose(th[k + 1], new, rtol=1e-9, atol=1e-12)
+        diffs.append(float((new - theta) @ (new - theta)))
+
+
+def test_lag_ps_rule_by_hand(prob):
+    alpha, M = 0.02, prob.num_workers
+    L = prob.smoothness()
+    alg = get_algorithm("lag-ps", ck=20.0)
+    th, masks = trajectory(prob, alg, 12)
+    assert masks[0].all()
+    theta_hat = [th[0]] * M
+    diffs = [float((th[1] - th[0]) @ (th[1] - th[0]))]
+    for k in range(1, 12):
+        me = sum(20.0 / min(k, 10) * d for d in diffs[::-1][:10])
+        for m in range(M):
+            d = theta_hat[m] - th[k]
+            asked = L[m] ** 2 * (d @ d) > me / (alpha**2 * M**2)
+            assert asked == masks[k, m], (k, m)
+            if asked:
+                theta_hat[m] = th[k]
+        diffs.append(float((th[k + 1] - th[k]) @ (th[k + 1] - th[k])))
+    assert not masks.all()
+    with pytest.raises(ValueError, match="smoothness"):
+        alg.make_server(prob.initial_point(), M, None)
+
+
+# -- stochastic family ----------------------------------------------------------------------
+
+
+def minibatch_grads(prob, x, seed, batch):
+    """Worker m's first minibatch: drawn with default_rng([seed, m])."""
+    out = []
+    for m, w in enumerate(prob.workers):
+        idx = w.sample(np.random.default_rng([seed, m]), batch)
+        out.append(w.minibatch_grad(x, idx))
+    return out
+
+
+def test_sgd_first_iteration(prob):
+    th, _ = trajectory(prob, get_algorithm("sgd", batch=16, seed=5), 1)
+    x = prob.initial_point()
+    expect = x - 0.008 * sum(f32(g) for g in minibatch_grads(prob, x, 5, 16))
+    np.testing.assert_allclose(th[1], expect, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("name", "compressor", "kwargs"),
+    [
+        ("qsgd", "qsgd", {"levels": 10, "bucket_size": 512}),
+        ("terngrad", "terngrad", {}),
+        ("ssgd", "randk", {"ratio": 0.1, "rescale": True}),
+    ],
+)
+def test_compressed_sgd_first_iteration(prob, name, compressor, kwargs):
+    th, _ = trajectory(prob, get_algorithm(name, batch=16, seed=2), 1)
+    x = prob.initial_point()
+    total = np.zeros(prob.dim)
+    for m, g in enumerate(minibatch_grads(prob, x, 2, 16)):
+        c = laqcore.get_compressor(compressor, seed=2, stream=m, **kwargs)
+        total += c.decompress(c.compress(g, step=0))
+    np.testing.assert_allclose(th[1], x - 0.008 * total, rtol=1e-12, atol=1e-15)
+
+
+def test_ssgd_is_unbiased_on_average(prob):
+    # Mean of many independent rand-k uploads of one vector -> the vector itself.
+    g = minibatch_grads(prob, prob.initial_point(), 0, 16)[0]
+    c = laqcore.get_compressor("randk", ratio=0.1, rescale=True, seed=1)
+    est = np.mean([c.decompress(c.compress(g, step=s)) for s in range(2000)], axis=0)
+    assert np.linalg.norm(est - g) < 0.1 * np.linalg.norm(g)
+
+
+def test_sparse_qsgd_first_iteration(prob):
+    th, _ = trajectory(prob, get_algorithm("sparse-qsgd", batch=16), 1)
+    x = prob.initial_point()
+    total = np.zeros(prob.dim)
+    for m, g in enumerate(minibatch_grads(prob, x, 0, 16)):
+        c = laqcore.get_compressor("sparse_quant", ratio=0.1, bits=4, selection="randk",
+                                   seed=0, stream=m)
+        p = c.compress(g, step=0)
+        total += c.decompress(p) * prob.dim / len(p.indices)  # n/k: unbiased
+    np.testing.assert_allclose(th[1], x - 0.008 * total, rtol=1e-6, atol=1e-12)
+
+
+def test_ef_sign_two_iterations_by_hand(prob):
+    alpha, batch = 0.008, 16
+    th, _ = trajectory(prob, get_algorithm("ef-sign", batch=batch), 2)
+    M = prob.num_workers
+    rngs = [np.random.default_rng([0, m]) for m in range(M)]
+    x, e = prob.initial_point(), np.zeros((M, prob.dim))
+    for k in range(2):
+        total = np.zeros(prob.dim)
+        for m, w in enumerate(prob.workers):
+            g = w.minibatch_grad(x, w.sample(rngs[m], batch))
+            p = f32(alpha * g) + e[m]
+            # Scaled sign; one bit cannot say 0, so zeros go out as +.
+            delta = np.abs(p).sum() / p.size * np.where(p < 0, -1.0, 1.0)
+            e[m] = p - delta
+            total += delta
+        x = x - total
+        np.testing.assert_allclose(th[k + 1], x, rtol=1e-5, atol=1e-8)
+
+
+def test_topk_with_memory_first_iteration(prob):
+    th, _ = trajectory(prob, get_algorithm("topk-ef", batch=16, ratio=0.05), 1)
+    x = prob.initial_point()
+    total = np.zeros(prob.dim)
+    for g in minibatch_grads(prob, x, 0, 16):
+        p = f32(0.008 * g)
+        kk = laqcore.get_compressor("topk", ratio=0.05).compress(p).k
+        keep = np.argsort(-np.abs(p), kind="stable")[:kk]
+        sent = np.zeros_like(p)
+        sent[keep] = p[keep]
+        total += sent
+    np.testing.assert_allclose(th[1], x - total, rtol=1e-6, atol=1e-9)
+
+
+def test_slaq_matches_the_official_slaq_rule(prob):
+    # Full batch, so the gradients are deterministic and the official SLAQ.py trigger
+    # (0.5 * 3 (e + ehat) + 0.2, d = 1..D-1) can be replayed by hand. A large step and a
+    # short clock make this small problem show rule-driven uploads, forced ones and skips.
+    alg = get_algorithm("slaq", batch=10_000, ck=0.05, alpha=0.1, t_bar=7)
+    assert get_algorithm("slaq").params.alpha == 0.008 and get_algorithm("slaq").params.bits == 3
+    th, masks = trajectory(prob, alg, 40)
+    ref_th, ref_masks = laq_reference(
+        prob, 40, alpha=0.1, b=3, ck=0.05, C=7, err_scale=0.5, additive=0.2, terms=9
+    )
+    np.testing.assert_array_equal(masks, ref_masks)
+    np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
+    assert masks[0].all() and not masks.all()
+    assert set(masks.sum(axis=1).tolist()) - {0, 4}  # some iterations upload only some workers
+
+
+# -- local-update and averaging methods -------------------------------------------------------
+
+
+def test_dynamic_averaging_with_zero_threshold_is_gd(prob):
+    # Every local step violates a zero threshold, so every iteration averages all models:
+    # mean_m (x - alpha M g_m) = x - alpha sum_m g_m, i.e. GD, but every other iteration
+    # (the violation round, then the synchronisation round that collects the rest).
+    th_dyn, masks = trajectory(prob, get_algorithm("dynamic-avg", threshold=0.0), 2)
+    th_gd, _ = trajectory(prob, get_algorithm("gd"), 1)
+    assert masks[0].all()  # every worker violated and uploaded at once
+    np.testing.assert_allclose(th_dyn[1], th_gd[1], rtol=1e-6, atol=1e-9)
+
+
+def test_dynamic_averaging_sync_round(prob):
+    alg = get_algorithm("dynamic-avg", threshold=0.05)
+    th, masks = trajectory(prob, alg, 40)
+    assert masks.any() and not masks.all()
+    # A synchronisation completes exactly when every worker has uploaded since the last one.
+    never = get_algorithm("dynamic-avg", threshold=1e9)
+    th2, masks2 = trajectory(prob, never, 10)
+    assert not masks2.any() and np.array_equal(th2[-1], th2[0])
+
+
+def test_one_shot_averaging_by_hand(prob):
+    steps = 5
+    th, masks = trajectory(prob, get_algorithm("one-shot", local_steps=steps), steps)
+    assert not masks[:-1].any() and masks[-1].all()
+    M = prob.num_workers
+    locals_ = []
+    for w in prob.workers:
+        x = prob.initial_point()
+        for _ in range(steps):
+            x = x - 0.02 * M * w.grad(x)
+        locals_.append(f32(x))
+    np.testing.assert_allclose(th[-1], np.mean(locals_, axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(th[-2], th[0])  # nothing moves before the upload
+
+
+def test_pqasgd_periodic_uploads(prob):
+    period = 3
+    th, masks = trajectory(prob, get_algorithm("pqasgd", period=period, batch=16), 9)
+    assert masks[period - 1 :: period].all()
+    others = np.delete(masks, np.arange(period - 1, 9, period), axis=0)
+    assert not others.any()
+    np.testing.assert_array_equal(th[1], th[0])  # server model only moves at averaging
+
+
+def test_pqasgd_first_average_by_hand(prob):
+    th, _ = trajectory(prob, get_algorithm("pqasgd", period=1, batch=16), 1)
+    x0, M = prob.initial_point(), prob.num_workers
+    total = np.zeros(prob.dim)
+    for m, g in enumerate(minibatch_grads(prob, x0, 0, 16)):
+        c = laqcore.get_compressor("qsgd", levels=10, bucket_size=512, seed=0, stream=m)
+        total += c.decompress(c.compress(-0.008 * M * g, step=0))
+    np.testing.assert_allclose(th[1], x0 + total / M, rtol=1e-6, atol=1e-9)
+
+
+def test_asylpg_first_step_uses_quantized_full_gradient(prob):
+    # At k = 0 the snapshot is x0 and the read model is x0, so a_m = grad f_m(x0) exactly
+    # (the two minibatch terms cancel); the upload is its unbiased 8-bit max-norm quantization.
+    th, masks = trajectory(prob, get_algorithm("asylpg", batch=16), 1)
+    x0 = prob.initial_point()
+    g = [w.grad(x0) for w in prob.workers]
+    step = th[0] - th[1]
+    bound = 0.02 * sum(np.abs(gm).max() / 127 for gm in g)
+    assert np.all(np.abs(step - 0.02 * np.sum(g, axis=0)) <= bound + 1e-12)
+    assert masks.all()
+
+
+@pytest.mark.parametrize("name", ["asylpg", "sparse-asylpg", "acc-asylpg"])
+def test_asylpg_family_decreases_loss(prob, name):
+    alg = get_algorithm(name, batch=32, max_delay=2, epoch=10)
+    res = simulate(prob, alg, max_iterations=60, eps=0.0, eval_every=60)
+    assert res.history["loss"][-1] < 0.7 * res.history["loss"][0]
+    assert res.downlink_bits > 0 and res.uploads == 60 * prob.num_workers
+
+
+def test_asylpg_delays_are_bounded(prob):
+    alg = get_algorithm("asylpg", max_delay=3, epoch=1000)
+    server = alg.make_server(prob.initial_point(), prob.num_workers)
+    seen = []
+    for _ in range(8):
+        msgs = [server.message(m) for m in range(prob.num_workers)]
+        seen.append(len(server.recent))
+        for msg in msgs:  # every worker reads one of the last max_delay + 1 models
+            assert any(np.array_equal(msg.theta, p) for _, p in server.recent)
+        server.apply({})
+    assert max(seen) == 4  # max_delay + 1 candidate models
+
+
+# -- every algorithm ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", available_algorithms())
+def test_every_algorithm_runs_and_is_reproducible(prob, name):
+    kw = {"batch": 32, "seed": 7}
+    if name == "one-shot":
+        kw["local_steps"] = 10
+    r1 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
+    r2 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
+    assert r1.history == r2.history and r1.bits == r2.bits
+    assert r1.history["loss"][-1] < r1.history["loss"][0]
+    assert not r1.diverged
+    if get_algorithm(name).stochastic:
+        r3 = simulate(prob, get_algorithm(name, **{**kw, "seed": 8}), max_iterations=15)
+        assert r3.history["loss"] != r1.history["loss"]
+
+
+def test_thread_count_does_not_change_results(prob):
+    runs = []
+    for t in (1, 2, 7):
+        with laqcore.num_threads(t):
+            runs.append(simulate(prob, get_algorithm("laq"), max_iterations=20).history)
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_get_algorithm_errors():
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        get_algorithm("adam")
+    with pytest.raises(TypeError, match="unknown algorithm parameter"):
+        get_algorithm("laq", learning_rate=0.1)
+    with pytest.raises(TypeError):
+        get_algorithm(3)
+    assert get_algorithm("LAG_WK").name == "lag-wk" and get_algorithm("lag").name == "lag-wk"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("alpha", 0.0), ("alpha", float("nan")), ("bits", 9), ("D", 0), ("ratio", 1.5),
+     ("upload_rate", 0.0), ("t_bar", -1), ("model_bits", 1), ("momentum", 1.0),
+     ("threshold", -1.0), ("ck", -0.1)],
+)
+def test_params_validation(field, value):
+    with pytest.raises(ValueError, match=field):
+        Params(**{field: value}).validate()
