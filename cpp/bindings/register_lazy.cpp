@@ -40,6 +40,7 @@ void register_lazy(py::module_ m) {
         .def("weight", &IterateHistory::weight, py::arg("d"))
         .def("recent", &IterateHistory::recent)
         .def("clear", &IterateHistory::clear)
+        .def("restore", &IterateHistory::restore, py::arg("recent"), py::arg("count"))
         .def_property_readonly("depth", &IterateHistory::depth)
         .def_property_readonly("num_terms", &IterateHistory::num_terms)
         .def_property_readonly("size", &IterateHistory::size)

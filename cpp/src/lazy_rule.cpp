@@ -103,6 +103,20 @@ double IterateHistory::rhs(double alpha, std::size_t num_workers) const {
     return (1.0 / ((alpha * alpha) * (m * m))) * weighted_sum();
 }
 
+void IterateHistory::restore(const std::vector<double>& recent, std::uint64_t count) {
+    const std::size_t expect = static_cast<std::size_t>(std::min<std::uint64_t>(count, depth_));
+    LAQ_CHECK(recent.size() == expect, "a history with count " << count << " and D = " << depth_
+                                           << " holds " << expect << " differences, got "
+                                           << recent.size());
+    for (double v : recent) {
+        LAQ_CHECK(std::isfinite(v) && v >= 0.0,
+                  "stored differences must be finite and >= 0, got " << v);
+    }
+    clear();
+    for (std::size_t d = expect; d-- > 0;) push(recent[d]);  // oldest first
+    count_ = count;
+}
+
 void IterateHistory::clear() {
     std::fill(ring_.begin(), ring_.end(), 0.0);
     head_ = 0;

@@ -74,6 +74,10 @@ public:
     // Stored differences, most recent first (size() values).
     std::vector<double> recent() const;
     void clear();
+    // Replaces the contents: `recent` (most recent first) must hold exactly min(count, D)
+    // finite values >= 0. Restores a history saved with recent() and count() exactly (the
+    // weights depend on count), e.g. from a checkpoint.
+    void restore(const std::vector<double>& recent, std::uint64_t count);
 
 private:
     std::size_t depth_;
