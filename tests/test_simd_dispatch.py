@@ -203,6 +203,33 @@ def test_qsgd_simd_rejects_nonfinite(simd_level):
         comp.compress(x, step=0)
 
 
+# --- scaled sign ---------------------------------------------------------------------------
+def _sign_everything(level: str, x) -> tuple:
+    with runtime.simd(level):
+        comp = laqcore.get_compressor("sign")
+        p = comp.compress(x)
+        return p.scale, p.packed.tobytes(), comp.decompress(p).tobytes()
+
+
+@pytest.mark.parametrize("n", SIMD_LENGTHS[1:] + [2**18 + 5], ids=lambda n: f"n{n}")
+def test_sign_identical_to_scalar(simd_level, n):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    x[::7] = -0.0
+    x[1::11] = 0.0
+    assert _sign_everything(simd_level, x) == _sign_everything("scalar", x)
+    for threads in (2, 7):
+        with laqcore.num_threads(threads):
+            assert _sign_everything(simd_level, x) == _sign_everything("scalar", x)
+
+
+@pytest.mark.parametrize("where", [0, 8, 16390, 20000])
+def test_sign_simd_rejects_nonfinite(simd_level, where):
+    x = np.ones(20001, np.float32)
+    x[where] = np.nan
+    with runtime.simd(simd_level), pytest.raises(ValueError, match="contains NaN or Inf"):
+        laqcore.get_compressor("sign").compress(x)
+
+
 # --- selection -------------------------------------------------------------------------
 def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)

@@ -853,7 +853,8 @@ def plot(report: dict[str, Any], path: str) -> None:
 
 # --- command line ------------------------------------------------------------------------
 def _parse_sizes(text: str) -> list[int]:
-    """``"10:24"`` (exponents, inclusive), ``"10:24:2"`` (with step) or ``"1024,65536"``."""
+    """``"10:24"`` (exponents, inclusive), ``"10:24:2"`` (with step), or a comma list of
+    counts and powers of two such as ``"1000,2^16,2^24"``."""
     try:
         if ":" in text:
             parts = [int(p) for p in text.split(":")]
@@ -863,7 +864,7 @@ def _parse_sizes(text: str) -> list[int]:
             if step < 1:
                 raise ValueError
             return [2**e for e in range(parts[0], parts[1] + 1, step)]
-        return [int(p) for p in text.split(",")]
+        return [2 ** int(p[2:]) if p.startswith("2^") else int(p) for p in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"--sizes: expected LO:HI[:STEP] exponents or comma-separated counts, got {text!r}"
@@ -882,7 +883,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernels", type=lambda s: s.split(","), default=None,
                         help=f"comma-separated subset of: {', '.join(KERNELS)} (default: all)")
     parser.add_argument("--sizes", type=_parse_sizes, default=None,
-                        help="exponents LO:HI[:STEP] of n, or counts (default 10:24)")
+                        help="exponents LO:HI[:STEP] of n, or counts like 1000,2^20 (default 10:24)")
     parser.add_argument("--bits", type=_parse_ints, default=[1, 2, 4, 8],
                         help="comma-separated bit widths (default 1,2,4,8)")
     parser.add_argument("--threads", type=_parse_ints, default=None,
