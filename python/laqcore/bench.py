@@ -122,7 +122,10 @@ def _np_unpack(packed: npt.NDArray[np.uint8], bits: int, n: int) -> npt.NDArray[
         shifts = (np.arange(8 // bits, dtype=np.uint8) * np.uint8(bits))[None, :]
         return ((packed[:, None] >> shifts) & np.uint8((1 << bits) - 1)).reshape(-1)[:n]
     stream = np.unpackbits(packed, bitorder="little")[: n * bits].reshape(n, bits)
-    return (stream << np.arange(bits, dtype=np.uint8)).sum(axis=1, dtype=np.uint8)
+    codes: npt.NDArray[np.uint8] = (stream << np.arange(bits, dtype=np.uint8)).sum(
+        axis=1, dtype=np.uint8
+    )
+    return codes
 
 
 def _torch_pack(torch: Any, codes: Any, bits: int) -> Any:
@@ -215,7 +218,7 @@ def _has_compressor(name: str) -> Callable[[], bool]:
     def check() -> bool:
         import laqcore
 
-        names = getattr(laqcore, "available_compressors", lambda: [])()
+        names: list[str] = getattr(laqcore, "available_compressors", list)()
         return name in names
 
     return check
@@ -939,8 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_cli(parser.parse_args(argv))
     except ValueError as err:
-        parser.error(str(err))
-        return 2  # parser.error exits; this keeps type checkers satisfied
+        parser.error(str(err))  # NoReturn: exits with status 2
 
 
 if __name__ == "__main__":
