@@ -172,7 +172,7 @@ def terngrad_values(codes: np.ndarray, scaler: float) -> np.ndarray:
 
 
 def sign_scale(x: np.ndarray) -> float:
-    return float(np.float32(blocked_sum(np.abs(x)) / x.size))
+    return float(np.float32(lane_blocked_sum(np.abs(x)) / x.size))
 
 
 def sign_bits(x: np.ndarray) -> np.ndarray:

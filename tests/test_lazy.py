@@ -286,3 +286,43 @@ def test_upload_rule_bad_input():
         laqcore.UploadRule(err_scale=-0.5)
     with pytest.raises(ValueError, match="D must be >= 2"):
         laqcore.UploadRule.slaq(D=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"D": 3}, {"D": 4, "xi": [0.5, 0.25, 0.125, 0.0625]}, {"D": 5, "num_terms": 4, "ck": 0.5}],
+    ids=["laq", "D3", "explicit", "slaq-like"],
+)
+def test_history_state_round_trip(rng, kwargs):
+    import copy
+    import pickle
+
+    h = laqcore.IterateHistory(**kwargs)
+    for pushes in (0, 2, 13):
+        while h.count < pushes:
+            h.push(float(rng.exponential()))
+        for clone in (
+            laqcore.IterateHistory.from_state(h.state()),
+            pickle.loads(pickle.dumps(h)),
+            copy.deepcopy(h),
+        ):
+            assert clone.state() == h.state()
+            assert clone.weighted_sum() == h.weighted_sum()
+            # and it keeps evolving identically (warm-up weights depend on the true count)
+            clone.push(1.5)
+            h2 = copy.deepcopy(h)
+            h2.push(1.5)
+            assert clone.weighted_sum() == h2.weighted_sum()
+            np.testing.assert_array_equal(clone.weights(), h2.weights())
+
+
+def test_history_state_rejects_inconsistent_snapshots():
+    state = laqcore.IterateHistory(D=3).state()
+    with pytest.raises(ValueError, match="holds 2 differences, got 0"):
+        laqcore.IterateHistory.from_state({**state, "count": 2})
+    with pytest.raises(ValueError, match="stored difference must be >= 0"):
+        laqcore.IterateHistory.from_state({**state, "recent": [-1.0], "count": 1})
+    with pytest.raises(ValueError, match="lacks the key 'count'"):
+        laqcore.IterateHistory.from_state({k: v for k, v in state.items() if k != "count"})
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        laqcore.IterateHistory.from_state({**state, "count": -1})

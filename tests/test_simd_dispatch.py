@@ -118,6 +118,33 @@ def test_laq_identical_to_scalar(simd_level, bits, n, kind):
     assert scalar[3] == scalar[6]  # decoded ||dQ||^2 equals the encoder's, bit for bit
 
 
+def test_laq_midpoints_identical_to_scalar(simd_level, bits):
+    # Innovations on and next to the midpoints between grid points, where the code is
+    # decided by the last bits of the reference's double arithmetic: the SIMD fast path
+    # must detect these and take its exact path.
+    levels = (1 << bits) - 1
+    mid = (-1.0 + (np.arange(levels) + 0.5) * (2.0 / levels)).astype(np.float32)
+    grad = np.concatenate([
+        [1.0, -1.0], mid, np.nextafter(mid, np.float32(2)), np.nextafter(mid, np.float32(-2)),
+    ]).astype(np.float32)
+    grad = np.tile(grad, 40)
+    scalar = _laq_everything("scalar", grad, None, bits)
+    assert _laq_everything(simd_level, grad, None, bits) == scalar
+    # Shifted by a q_prev, the float32 innovations land near the midpoints too.
+    prev = np.full(grad.size, 0.25, np.float32)
+    assert _laq_everything(simd_level, grad + prev, prev, bits) == _laq_everything(
+        "scalar", grad + prev, prev, bits)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-38, 1e30, 3e38], ids=lambda s: f"x{s:g}")
+def test_laq_extreme_radius_identical_to_scalar(simd_level, scale):
+    grad = np.random.default_rng(2).standard_normal(1001) * scale
+    grad = np.clip(grad, -3.4e38, 3.4e38).astype(np.float32)  # finite float32
+    for bits in (2, 8):
+        assert _laq_everything(simd_level, grad, None, bits) == _laq_everything(
+            "scalar", grad, None, bits)
+
+
 def test_laq_identical_for_any_thread_count(simd_level):
     grad, prev = _laq_inputs(2**18 + 3, 3, "prev")
     expected = _laq_everything("scalar", grad, prev, 3)
@@ -174,6 +201,33 @@ def test_qsgd_simd_rejects_nonfinite(simd_level):
     comp = laqcore.get_compressor("qsgd", levels=7, bucket_size=512)
     with runtime.simd(simd_level), pytest.raises(ValueError, match="contains NaN or Inf"):
         comp.compress(x, step=0)
+
+
+# --- scaled sign ---------------------------------------------------------------------------
+def _sign_everything(level: str, x) -> tuple:
+    with runtime.simd(level):
+        comp = laqcore.get_compressor("sign")
+        p = comp.compress(x)
+        return p.scale, p.packed.tobytes(), comp.decompress(p).tobytes()
+
+
+@pytest.mark.parametrize("n", SIMD_LENGTHS[1:] + [2**18 + 5], ids=lambda n: f"n{n}")
+def test_sign_identical_to_scalar(simd_level, n):
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    x[::7] = -0.0
+    x[1::11] = 0.0
+    assert _sign_everything(simd_level, x) == _sign_everything("scalar", x)
+    for threads in (2, 7):
+        with laqcore.num_threads(threads):
+            assert _sign_everything(simd_level, x) == _sign_everything("scalar", x)
+
+
+@pytest.mark.parametrize("where", [0, 8, 16390, 20000])
+def test_sign_simd_rejects_nonfinite(simd_level, where):
+    x = np.ones(20001, np.float32)
+    x[where] = np.nan
+    with runtime.simd(simd_level), pytest.raises(ValueError, match="contains NaN or Inf"):
+        laqcore.get_compressor("sign").compress(x)
 
 
 # --- selection -------------------------------------------------------------------------

@@ -28,7 +28,8 @@ void register_squared_distance(py::module_& m, const char* name, const char* doc
 void register_lazy(py::module_ m) {
     m.doc() = "Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp).";
 
-    register_squared_distance<float>(m, "squared_distance", "||a - b||^2 of float32 vectors, in double.");
+    register_squared_distance<float>(m, "squared_distance",
+                                     "||a - b||^2 of float32 vectors, in double.");
     register_squared_distance<double>(m, "squared_distance_f64", "||a - b||^2 of float64 vectors.");
 
     py::class_<IterateHistory>(m, "IterateHistory")
@@ -40,6 +41,7 @@ void register_lazy(py::module_ m) {
         .def("weight", &IterateHistory::weight, py::arg("d"))
         .def("recent", &IterateHistory::recent)
         .def("clear", &IterateHistory::clear)
+        .def("restore", &IterateHistory::restore, py::arg("recent"), py::arg("count"))
         .def_property_readonly("depth", &IterateHistory::depth)
         .def_property_readonly("num_terms", &IterateHistory::num_terms)
         .def_property_readonly("size", &IterateHistory::size)

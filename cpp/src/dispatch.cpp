@@ -105,6 +105,7 @@ const KernelTable& scalar_kernel_table() {
         &laq_scalar_kernels(),
         &sumsq_lanes_scalar,
         &qsgd_codes_scalar,
+        &sign_block_scalar,
     };
     return table;
 }

@@ -55,13 +55,40 @@ void select_small(const float* x, std::size_t n, std::size_t k, std::uint32_t* i
     for (std::size_t j = 0; j < k; ++j) values[j] = x[idx[j]];
 }
 
+inline int popcount64(std::uint64_t w) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_popcountll(w);
+#else
+    int c = 0;
+    for (; w; w &= w - 1) ++c;
+    return c;
+#endif
+}
+
+inline int lowest_bit64(std::uint64_t w) {  // w != 0
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(w);
+#else
+    int b = 0;
+    while (!(w & 1u)) {
+        w >>= 1;
+        ++b;
+    }
+    return b;
+#endif
+}
+
 // Parallel stream compaction over fixed blocks: calls emit(i, pos) for every i in [0, n)
-// with pred(i), pos counting up from 0 in index order. `expected` is the number of hits
-// the caller knows in advance (checked before anything is written).
+// with pred(i), pos counting up from 0 in index order. pred is evaluated once per element:
+// the first pass stores the hits as a bit mask (n/8 bytes) and counts them per block, the
+// second walks the set bits only. `expected` is the number of hits the caller knows in
+// advance; it is checked before anything is written.
 template <class Pred, class Emit>
 void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
+    static_assert(kReduceBlock % 64 == 0, "blocks must hold whole mask words");
     const std::size_t nb = num_blocks(n);
     const auto nb_signed = static_cast<std::int64_t>(nb);
+    std::vector<std::uint64_t> mask((n + 63) / 64, 0);
     std::vector<std::size_t> start(nb + 1, 0);
 #ifdef LAQCORE_HAVE_OPENMP
 #pragma omp parallel for schedule(static) if (n >= kMinParallel)
@@ -70,7 +97,15 @@ void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
         const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
         const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
         std::size_t c = 0;
-        for (std::size_t i = lo; i < hi; ++i) c += pred(i) ? 1u : 0u;
+        for (std::size_t w0 = lo; w0 < hi; w0 += 64) {
+            const std::size_t w_end = w0 + 64 < hi ? w0 + 64 : hi;
+            std::uint64_t word = 0;
+            for (std::size_t i = w0; i < w_end; ++i) {
+                word |= static_cast<std::uint64_t>(pred(i) ? 1u : 0u) << (i - w0);
+            }
+            mask[w0 / 64] = word;
+            c += static_cast<std::size_t>(popcount64(word));
+        }
         start[static_cast<std::size_t>(b) + 1] = c;
     }
     for (std::size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
@@ -82,8 +117,10 @@ void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
         const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
         const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
         std::size_t pos = start[static_cast<std::size_t>(b)];
-        for (std::size_t i = lo; i < hi; ++i) {
-            if (pred(i)) emit(i, pos++);
+        for (std::size_t w = lo / 64; w * 64 < hi; ++w) {
+            for (std::uint64_t word = mask[w]; word; word &= word - 1) {
+                emit(w * 64 + static_cast<std::size_t>(lowest_bit64(word)), pos++);
+            }
         }
     }
 }

@@ -191,6 +191,37 @@ class IterateHistory:
         """Forget every difference (count back to 0)."""
         self._h.clear()
 
+    def state(self) -> dict[str, Any]:
+        """Plain-Python snapshot (parameters, stored differences, count): for checkpoints.
+
+        ``IterateHistory.from_state(h.state())`` rebuilds ``h`` exactly; pickling and
+        :func:`copy.deepcopy` use the same snapshot.
+        """
+        return {
+            "D": self.D,
+            "xi": list(self._h.weights) if self._h.explicit_weights else None,
+            "ck": float(self._h.ck),
+            "num_terms": self.num_terms,
+            "recent": [float(v) for v in self._h.recent()],
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> IterateHistory:
+        """Inverse of :meth:`state`; ``ValueError`` for an inconsistent snapshot."""
+        try:
+            h = cls(state["D"], state["xi"], state["ck"], state["num_terms"])
+            recent = [check_real(v, "stored difference", minimum=0.0) for v in state["recent"]]
+            count = check_positive_int(state["count"], "count", minimum=0)
+        except KeyError as err:
+            raise ValueError(f"history state lacks the key {err}") from None
+        h._h.restore(recent, count)
+        return h
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The native ring buffer does not pickle by itself: go through the plain snapshot.
+        return (IterateHistory.from_state, (self.state(),))
+
 
 def laq_should_upload(
     innov_sq: float,

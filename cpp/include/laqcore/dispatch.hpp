@@ -55,6 +55,11 @@ struct KernelTable {
     void (*qsgd_codes)(const float* x, std::size_t begin, std::size_t end, std::size_t n,
                        const float* scales, std::size_t bucket_size, int levels,
                        std::uint64_t key, std::uint8_t* codes);
+    // Scaled-sign block (sign.hpp): packs the bits [x_i < 0] of x[0, count) into
+    // packed[packed_size(count, 1)] and returns sum_i |x_i| in LaneSum order; sets
+    // *nonfinite when some x_i is NaN or Inf.
+    double (*sign_block)(const float* x, std::size_t count, std::uint8_t* packed,
+                         bool* nonfinite);
 };
 
 // The table of the active level (chosen on first use, see above). Throws
@@ -94,6 +99,8 @@ double sumsq_lanes_scalar(const float* x, std::size_t count);  // reduce.cpp
 void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::size_t n,
                        const float* scales, std::size_t bucket_size, int levels,
                        std::uint64_t key, std::uint8_t* codes);  // qsgd.cpp
+double sign_block_scalar(const float* x, std::size_t count, std::uint8_t* packed,
+                         bool* nonfinite);  // sign.cpp
 }  // namespace detail
 
 }  // namespace laqcore

@@ -6,16 +6,19 @@
 //
 // Selection rule (both): every coordinate i gets a 64-bit key
 //     key_i = (primary_i << 32) | (0xFFFFFFFF - i)
-// and the k largest keys are kept (std::nth_element: O(n) expected, no full sort), then
-// their indices are sorted ascending. The low half makes all keys distinct, so the kept set
-// is unique: among equal primaries the LOWER index wins, whatever the thread count.
+// and the k largest keys are kept, indices ascending. The low half makes all keys distinct,
+// so the kept set is unique: among equal primaries the LOWER index wins, whatever the
+// thread count or algorithm. Small inputs use std::nth_element on all keys; inputs of at
+// least kMinParallel elements use a parallel radix step (histogram of the top 16 key bits,
+// nth_element only inside the bin holding the k-th key, then a compaction of all keys >= it
+// in index order). Neither sorts all n keys.
 //   * top-k:  primary_i = the IEEE-754 bit pattern of |x_i|, which for non-negative floats
 //             orders exactly like the value, so the k largest |x_i| are kept
 //             (ties -> lower index; -0.0 and +0.0 are equal).
 //   * rand-k: primary_i = the high 32 bits of random_bits(key, i) (rng.hpp), so the kept set
 //             is a uniformly random k-subset (up to 32-bit ties, broken by lower index)
 //             that depends only on (key, n, k).
-// Both read all of x once and reject NaN/Inf ("<name> contains NaN or Inf").
+// Both reject NaN/Inf ("<name> contains NaN or Inf") in their first pass over x.
 #pragma once
 
 #include <cstddef>

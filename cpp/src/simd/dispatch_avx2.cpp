@@ -13,6 +13,7 @@ const KernelTable& avx2_kernel_table() {
         &laq_avx2_kernels(),
         &sumsq_lanes_avx2,
         &qsgd_codes_avx2,
+        &sign_block_avx2,
     };
     return table;
 }

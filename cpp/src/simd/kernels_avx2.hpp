@@ -23,6 +23,7 @@ double sumsq_lanes_avx2(const float* x, std::size_t count);
 void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::size_t n,
                      const float* scales, std::size_t bucket_size, int levels,
                      std::uint64_t key, std::uint8_t* codes);
+double sign_block_avx2(const float* x, std::size_t count, std::uint8_t* packed, bool* nonfinite);
 
 }  // namespace detail
 }  // namespace laqcore

@@ -1,8 +1,10 @@
 // AVX2 block functions of the LAQ quantizer (laq.cpp holds the drivers and the scalar
 // reference; laq.hpp the arithmetic). Every function performs exactly the reference's
 // float and double operations, element by element, in the same order:
-//   * codes: (double(v) + R) / step + 0.5, floor, clamp, as four-double vectors (the division
-//     stays a division: a reciprocal multiply would round differently);
+//   * codes: the reference computes (double(v) + R) / step + 0.5, truncated and clamped. A
+//     float32 multiply-based estimate gives the same integer whenever it is not within
+//     2^-12 of an integer (its error is below 2^-14); the rare groups where it is take the
+//     exact double path (see encode_avx2);
 //   * dQ = lut[code] is recomputed as float(double(code) * step' - R) with step' = 2R / L,
 //     which is how laq_make_grid fills the table (same operations, hence the same floats);
 //   * sums use the 8 lanes of parallel.hpp's LaneSum: lanes 0-3 and 4-7 live in two
@@ -97,6 +99,44 @@ LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t c
 }
 
 // ---- fused quantize + pack ----------------------------------------------------------------
+// Codes of 8 elements by the reference's double formula (exact; the slow path).
+inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep) {
+    const __m256d half = _mm256_set1_pd(0.5);
+    const __m256d c_lo =
+        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half));
+    const __m256d c_hi =
+        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half));
+    // The reference's truncating conversion of x >= 1/2 is this floor; its min(., top) is
+    // applied by the caller.
+    return _mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo));
+}
+
+// dQ = lut[code] for 8 codes: register permutes for up to 16 table entries, else the
+// table's own formula float(double(code) * step' - R) (see laq_make_grid).
+struct DqTable {
+    int bits;
+    __m256 t0, t1;
+    __m256d lut_step, r;
+    DqTable(const LaqGrid& grid, double lut_step_, double r_)
+        : bits(grid.bits),
+          t0(_mm256_loadu_ps(grid.lut)),
+          t1(_mm256_loadu_ps(grid.lut + 8)),
+          lut_step(_mm256_set1_pd(lut_step_)),
+          r(_mm256_set1_pd(r_)) {}
+    __m256 operator()(__m256i code) const {
+        if (bits <= 3) return _mm256_permutevar8x32_ps(t0, code);
+        if (bits == 4) {
+            const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(code, 28));
+            return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, code),
+                                    _mm256_permutevar8x32_ps(t1, code), upper);
+        }
+        const __m256d c_lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(code));
+        const __m256d c_hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(code, 1));
+        return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, lut_step), r)),
+                               _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, lut_step), r)));
+    }
+};
+
 LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                     std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(grid.bits);
@@ -105,10 +145,22 @@ LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, con
     const double lut_step = (2.0 * r) / static_cast<double>(top_code);  // as laq_make_grid
     const __m256d vr = _mm256_set1_pd(r);
     const __m256d vstep = _mm256_set1_pd(grid.step);
-    const __m256d vlut_step = _mm256_set1_pd(lut_step);
-    const __m256d half = _mm256_set1_pd(0.5);
-    const __m256d zero = _mm256_setzero_pd();
-    const __m256d top = _mm256_set1_pd(static_cast<double>(top_code));
+    const __m256i vtop = _mm256_set1_epi32(top_code);
+    const DqTable dq_of(grid, lut_step, r);
+
+    // Fast path for the codes: x = (v + R) / step + 1/2 in float32 with a multiply, whose
+    // absolute error is below 2^-14 for x <= 256.5 (three roundings of relative size
+    // 2^-24, plus that of adding 1/2). Whenever x lies at least 2^-12 from every integer,
+    // floor(x) is therefore the reference's code; otherwise (and for NaN, never expected)
+    // the 8 elements take the exact double path. Huge radii (v + R could overflow float)
+    // and tiny steps (1/step could) always take the exact path.
+    const double inv_step = 1.0 / grid.step;
+    const bool fast = r < 1e30 && inv_step < 1e30;
+    const __m256 vr_f = _mm256_set1_ps(grid.radius);
+    const __m256 vinv_f = _mm256_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
+    const __m256 half_f = _mm256_set1_ps(0.5f);
+    const __m256 margin = _mm256_set1_ps(1.0f / 4096.0f);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
 
     alignas(32) std::uint8_t codes[kReduceBlock];
     Lanes err, innov;
@@ -117,20 +169,20 @@ LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, con
         const __m256 g = _mm256_loadu_ps(grad + i);
         const __m256 p = prev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
         const __m256 v = _mm256_sub_ps(g, p);  // g - 0.0f == g bit for bit, as the reference
-        __m256d c_lo = _mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half);
-        __m256d c_hi = _mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half);
-        // floor, then std::min(std::max(c, 0.0), top): max_pd(0, c) = (0 > c ? 0 : c) and
-        // min_pd(top, c) = (top < c ? top : c) are exactly std::max/std::min's selections.
-        c_lo = _mm256_min_pd(top, _mm256_max_pd(zero, _mm256_floor_pd(c_lo)));
-        c_hi = _mm256_min_pd(top, _mm256_max_pd(zero, _mm256_floor_pd(c_hi)));
-        const __m128i k_lo = _mm256_cvttpd_epi32(c_lo);  // integral values: exact
-        const __m128i k_hi = _mm256_cvttpd_epi32(c_hi);
-        const __m128i k16 = _mm_packus_epi32(k_lo, k_hi);
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(k16, k16));
-        // dQ = lut[code] and q_new = p + dQ, both float32.
-        const __m256 dq = _mm256_set_m128(
-            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, vlut_step), vr)),
-            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, vlut_step), vr)));
+        const __m256 x = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, vr_f), vinv_f), half_f);
+        const __m256 x_floor = _mm256_round_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256 dist = _mm256_and_ps(_mm256_sub_ps(x, x_near), abs_mask);
+        // "not (dist >= margin)" is also true for NaN.
+        const bool exact_needed =
+            !fast || _mm256_movemask_ps(_mm256_cmp_ps(dist, margin, _CMP_NGE_UQ)) != 0;
+        __m256i code = exact_needed ? codes_exact(v, vr, vstep) : _mm256_cvttps_epi32(x_floor);
+        code = _mm256_min_epi32(code, vtop);  // the reference's min(code, top)
+        const __m128i c16 =
+            _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(c16, c16));
+        // dQ = lut[code] and q_new = p + dQ, both float32; the sums in double.
+        const __m256 dq = dq_of(code);
         const __m256 q_new = _mm256_add_ps(p, dq);
         const __m256d e_lo = _mm256_sub_pd(lo_pd(q_new), lo_pd(g));
         const __m256d e_hi = _mm256_sub_pd(hi_pd(q_new), hi_pd(g));
@@ -147,10 +199,9 @@ LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, con
     for (std::size_t i = full; i < count; ++i) {
         const float p = prev ? prev[i] : 0.0f;
         const float v = grad[i] - p;
-        double c = __builtin_floor((static_cast<double>(v) + r) / grid.step + 0.5);
-        c = c < 0.0 ? 0.0 : c;
-        c = static_cast<double>(top_code) < c ? static_cast<double>(top_code) : c;
-        const auto code = static_cast<unsigned>(c);
+        const double x = (static_cast<double>(v) + r) / grid.step + 0.5;
+        const int c = static_cast<int>(x);
+        const auto code = static_cast<unsigned>(c < top_code ? c : top_code);
         codes[i] = static_cast<std::uint8_t>(code);
         const float dq = grid.lut[code];
         const float q_new = p + dq;

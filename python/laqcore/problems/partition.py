@@ -71,8 +71,7 @@ def dirichlet(
         for m, part in enumerate(np.split(idx, cuts)):
             owners[part] = m
     counts = np.bincount(owners, minlength=workers)
-    for empty in np.flatnonzero(counts == 0):
-        m = int(empty)
+    for m in np.flatnonzero(counts == 0).tolist():
         donor = int(np.argmax(counts))
         owners[np.flatnonzero(owners == donor)[0]] = m
         counts[donor] -= 1
