@@ -85,7 +85,12 @@ def _batch(rank: int, step: int, nan_at: tuple[int, int] | None = None) -> tuple
 
 def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     from laqcore.torch import (
-        LAQState, QSGDState, TernGradState, laq_hook, qsgd_hook, terngrad_hook,
+        LAQState,
+        QSGDState,
+        TernGradState,
+        laq_hook,
+        qsgd_hook,
+        terngrad_hook,
     )
 
     table = {

@@ -13,7 +13,6 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _dist_workers import die_or_hang, frame_for, transport_rounds  # noqa: E402
-
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
 
 pytestmark = pytest.mark.distributed

@@ -244,7 +244,7 @@ class Transport:
                 frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
         else:
             for r in uploaders:
-                buf = self._bytes_tensor(bytes(frame) if r == self.rank else b"", sizes[r])
+                buf = self._bytes_tensor(bytes(frame or b"") if r == self.rank else b"", sizes[r])
                 self._guard(
                     f"payload broadcast from rank {r} ({tag})",
                     dist.broadcast,
@@ -253,7 +253,7 @@ class Transport:
                     group=self.group,
                 )
                 st.wire_bytes += sizes[r] * (w - 1)
-                frames[r] = bytes(frame) if r == self.rank else buf.cpu().numpy().tobytes()
+                frames[r] = bytes(frame or b"") if r == self.rank else buf.cpu().numpy().tobytes()
         return ExchangeResult(frames=frames, nonfinite_ranks=bad)
 
     def barrier(self, tag: str = "barrier") -> None:

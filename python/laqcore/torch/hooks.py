@@ -42,6 +42,9 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 
+# The class behind dist.GradBucket (torch's stubs do not export that name to type checkers).
+from torch._C._distributed_c10d import GradBucket
+
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.transport import ExchangeResult, Transport
 from ..laq import LAQPayload, laq_accumulate, laq_apply, laq_quantize
@@ -202,7 +205,7 @@ class _HookState:
         return cat.numpy()[self._gather_index(parked)]
 
     # -- the per-iteration driver ---------------------------------------------------------
-    def _run(self, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+    def _run(self, bucket: GradBucket) -> Future[torch.Tensor]:
         fut: Future[torch.Tensor] = Future()
         self._parked.append(_Parked(bucket.buffer(), list(bucket.parameters()), fut))
         if not bucket.is_last():
@@ -216,7 +219,7 @@ class _HookState:
                 self._compressed(parked)
         except BaseException as err:
             for b in parked[:-1]:
-                b.future.set_exception(err)
+                b.future.set_exception(err)  # type: ignore[arg-type]  # torch types it as T
             raise
         self.iteration += 1
         for b in parked:
@@ -309,7 +312,7 @@ class _HookState:
         """
         self.iteration = _check_int(sd["iteration"], "state_dict['iteration']", 0)
         self._counters.update({k: int(v) for k, v in sd["counters"].items()})
-        self._expected_numels = [int(v) for v in sd["numels"]]
+        self._expected_numels: list[int] | None = [int(v) for v in sd["numels"]]
 
     def _check_checkpoint_layout(self) -> None:
         expected = getattr(self, "_expected_numels", None)
@@ -484,7 +487,10 @@ class LAQState(_HookState):
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        copy = lambda a: None if a is None else a.copy()  # noqa: E731
+
+        def copy(a: Any) -> Any:
+            return None if a is None else a.copy()
+
         sd.update(
             q_prev=copy(self.q_prev),
             aggregate=copy(self.aggregate),
@@ -499,7 +505,10 @@ class LAQState(_HookState):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
-        vec = lambda a: None if a is None else np.array(a, dtype=np.float32)  # noqa: E731
+
+        def vec(a: Any) -> Any:
+            return None if a is None else np.array(a, dtype=np.float32)
+
         self.q_prev = vec(sd["q_prev"])
         self.aggregate = vec(sd["aggregate"])
         self.prev_params = vec(sd["prev_params"])
@@ -533,7 +542,7 @@ def _history_from_plain(rule: UploadRule, plain: dict[str, Any]) -> IterateHisto
     return h
 
 
-def laq_hook(state: LAQState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running LAQ: ``ddp_model.register_comm_hook(state, laq_hook)``.
 
     See the module docstring for the per-iteration flow and :class:`LAQState` for the rule.
@@ -648,12 +657,12 @@ class TernGradState(_CompressorState):
         super().__init__(process_group, warmup_steps, nonfinite, seed, dict(kwargs))
 
 
-def qsgd_hook(state: QSGDState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running QSGD (see the module docstring for the flow)."""
     return state._run(bucket)
 
 
-def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def terngrad_hook(state: TernGradState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running TernGrad (see the module docstring for the flow)."""
     return state._run(bucket)
 
