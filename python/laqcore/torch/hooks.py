@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
+from torch._C._distributed_c10d import GradBucket
 
 # The class behind dist.GradBucket (torch's stubs do not export that name to type checkers).
 from torch._C._distributed_c10d import GradBucket
@@ -131,6 +132,8 @@ class _HookState:
         self._numels: list[int] = []  # numel of each ordinal (checked against checkpoints)
         self._offsets: list[int] = []
         self._gather_cache: dict[tuple[int, ...], npt.NDArray[np.int64]] = {}
+        # Parameter sizes a loaded checkpoint expects (checked at the first compressed step).
+        self._expected_numels: list[int] | None = None
         # --- statistics of this rank ---
         self._counters: dict[str, int] = dict.fromkeys(
             (
@@ -219,7 +222,11 @@ class _HookState:
                 self._compressed(parked)
         except BaseException as err:
             for b in parked[:-1]:
+<<<<<<< HEAD
                 b.future.set_exception(err)  # type: ignore[arg-type]  # torch types it as T
+=======
+                b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
+>>>>>>> main
             raise
         self.iteration += 1
         for b in parked:
@@ -315,7 +322,7 @@ class _HookState:
         self._expected_numels: list[int] | None = [int(v) for v in sd["numels"]]
 
     def _check_checkpoint_layout(self) -> None:
-        expected = getattr(self, "_expected_numels", None)
+        expected = self._expected_numels
         if expected is not None and expected != self._numels:
             raise ValueError(
                 "the loaded hook state was saved for parameters of sizes "
@@ -487,16 +494,19 @@ class LAQState(_HookState):
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
+<<<<<<< HEAD
 
         def copy(a: Any) -> Any:
             return None if a is None else a.copy()
 
+=======
+>>>>>>> main
         sd.update(
-            q_prev=copy(self.q_prev),
-            aggregate=copy(self.aggregate),
+            q_prev=_vector_or_none(self.q_prev),
+            aggregate=_vector_or_none(self.aggregate),
             err_hat_sq=self.err_hat_sq,
             clock=self.clock,
-            prev_params=copy(self.prev_params),
+            prev_params=_vector_or_none(self.prev_params),
             history=_history_to_plain(self.history),
             last_out_sq=self.last_out_sq,
             lr_sq_estimate=self.lr_sq_estimate,
@@ -505,6 +515,7 @@ class LAQState(_HookState):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
+<<<<<<< HEAD
 
         def vec(a: Any) -> Any:
             return None if a is None else np.array(a, dtype=np.float32)
@@ -512,6 +523,11 @@ class LAQState(_HookState):
         self.q_prev = vec(sd["q_prev"])
         self.aggregate = vec(sd["aggregate"])
         self.prev_params = vec(sd["prev_params"])
+=======
+        self.q_prev = _vector_or_none(sd["q_prev"])
+        self.aggregate = _vector_or_none(sd["aggregate"])
+        self.prev_params = _vector_or_none(sd["prev_params"])
+>>>>>>> main
         self.err_hat_sq = float(sd["err_hat_sq"])
         self.clock = int(sd["clock"])
         self.last_out_sq = float(sd["last_out_sq"])
@@ -526,6 +542,11 @@ class LAQState(_HookState):
     def __setstate__(self, d: dict[str, Any]) -> None:
         super().__setstate__(d)
         self.history = _history_from_plain(self.rule, d["history"])
+
+
+def _vector_or_none(a: Any) -> FloatVector | None:
+    """A float32 copy (checkpoints must not alias live state), or None."""
+    return None if a is None else np.array(a, dtype=np.float32)
 
 
 def _history_to_plain(h: IterateHistory) -> dict[str, Any]:
