@@ -245,11 +245,7 @@ class Transport:
                 frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
         else:
             for r in uploaders:
-<<<<<<< HEAD
-                buf = self._bytes_tensor(bytes(frame or b"") if r == self.rank else b"", sizes[r])
-=======
                 buf = self._bytes_tensor(data if r == self.rank else b"", sizes[r])
->>>>>>> main
                 self._guard(
                     f"payload broadcast from rank {r} ({tag})",
                     dist.broadcast,
@@ -258,11 +254,7 @@ class Transport:
                     group=self.group,
                 )
                 st.wire_bytes += sizes[r] * (w - 1)
-<<<<<<< HEAD
-                frames[r] = bytes(frame or b"") if r == self.rank else buf.cpu().numpy().tobytes()
-=======
                 frames[r] = data if r == self.rank else buf.cpu().numpy().tobytes()
->>>>>>> main
         return ExchangeResult(frames=frames, nonfinite_ranks=bad)
 
     def barrier(self, tag: str = "barrier") -> None:

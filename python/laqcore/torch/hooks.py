@@ -43,9 +43,6 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import GradBucket
 
-# The class behind dist.GradBucket (torch's stubs do not export that name to type checkers).
-from torch._C._distributed_c10d import GradBucket
-
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.transport import ExchangeResult, Transport
 from ..laq import LAQPayload, laq_accumulate, laq_apply, laq_quantize
@@ -222,11 +219,7 @@ class _HookState:
                 self._compressed(parked)
         except BaseException as err:
             for b in parked[:-1]:
-<<<<<<< HEAD
-                b.future.set_exception(err)  # type: ignore[arg-type]  # torch types it as T
-=======
                 b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
->>>>>>> main
             raise
         self.iteration += 1
         for b in parked:
@@ -319,7 +312,7 @@ class _HookState:
         """
         self.iteration = _check_int(sd["iteration"], "state_dict['iteration']", 0)
         self._counters.update({k: int(v) for k, v in sd["counters"].items()})
-        self._expected_numels: list[int] | None = [int(v) for v in sd["numels"]]
+        self._expected_numels = [int(v) for v in sd["numels"]]
 
     def _check_checkpoint_layout(self) -> None:
         expected = self._expected_numels
@@ -494,13 +487,6 @@ class LAQState(_HookState):
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-<<<<<<< HEAD
-
-        def copy(a: Any) -> Any:
-            return None if a is None else a.copy()
-
-=======
->>>>>>> main
         sd.update(
             q_prev=_vector_or_none(self.q_prev),
             aggregate=_vector_or_none(self.aggregate),
@@ -515,19 +501,9 @@ class LAQState(_HookState):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
-<<<<<<< HEAD
-
-        def vec(a: Any) -> Any:
-            return None if a is None else np.array(a, dtype=np.float32)
-
-        self.q_prev = vec(sd["q_prev"])
-        self.aggregate = vec(sd["aggregate"])
-        self.prev_params = vec(sd["prev_params"])
-=======
         self.q_prev = _vector_or_none(sd["q_prev"])
         self.aggregate = _vector_or_none(sd["aggregate"])
         self.prev_params = _vector_or_none(sd["prev_params"])
->>>>>>> main
         self.err_hat_sq = float(sd["err_hat_sq"])
         self.clock = int(sd["clock"])
         self.last_out_sq = float(sd["last_out_sq"])
