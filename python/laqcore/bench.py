@@ -946,7 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_cli(parser.parse_args(argv))
     except ValueError as err:
-        parser.error(str(err))  # exits with status 2
+        parser.error(str(err))  # NoReturn: exits with status 2
 
 
 if __name__ == "__main__":

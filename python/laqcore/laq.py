@@ -244,7 +244,7 @@ def laq_dequantize(payload: LAQPayload) -> FloatVector:
     array([ 3., -3.], dtype=float32)
     """
     p = _check_payload(payload)
-    return _core.laq.dequantize(p.packed, p.n, p.bits, p.radius)  # type: ignore[no-any-return]
+    return _core.laq.dequantize(p.packed, p.n, p.bits, p.radius)
 
 
 def laq_apply(prev: FloatVector, payload: LAQPayload) -> None:

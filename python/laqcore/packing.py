@@ -54,7 +54,7 @@ def pack_bits(codes: Any, bits: int) -> npt.NDArray[np.uint8]:
     >>> laqcore.pack_bits(np.array([1, 2, 3], dtype=np.uint8), 4)
     array([33,  3], dtype=uint8)
     """
-    return _core.pack.pack_bits(as_code_vector(codes), check_bits(bits))  # type: ignore[no-any-return]
+    return _core.pack.pack_bits(as_code_vector(codes), check_bits(bits))
 
 
 def unpack_bits(packed: Any, bits: int, n: int) -> npt.NDArray[np.uint8]:
@@ -70,4 +70,4 @@ def unpack_bits(packed: Any, bits: int, n: int) -> npt.NDArray[np.uint8]:
     array([1, 2, 3], dtype=uint8)
     """
     n = check_positive_int(n, "n", minimum=0)
-    return _core.pack.unpack_bits(as_code_vector(packed, "packed"), check_bits(bits), n)  # type: ignore[no-any-return]
+    return _core.pack.unpack_bits(as_code_vector(packed, "packed"), check_bits(bits), n)

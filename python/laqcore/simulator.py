@@ -73,13 +73,15 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """The ``runs`` entry of ``results.json`` (no history)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
-        return _json_safe(out)
+        safe: dict[str, Any] = _json_safe(out)
+        return safe
 
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
         out = asdict(self)
         if not history:
             out.pop("history")
-        return _json_safe(out)
+        safe: dict[str, Any] = _json_safe(out)
+        return safe
 
 
 def _json_safe(obj: Any) -> Any:

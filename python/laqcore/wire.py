@@ -131,7 +131,7 @@ def _unframe(buf: Any) -> tuple[int, int, tuple[Any, ...], memoryview]:
     if isinstance(buf, np.ndarray):
         if buf.dtype != np.uint8 or buf.ndim != 1:
             raise TypeError("a frame given as an array must be a 1-D uint8 array")
-        view = memoryview(np.ascontiguousarray(buf)).cast("B")
+        view = np.ascontiguousarray(buf).data.cast("B")
     else:
         try:
             view = memoryview(buf).cast("B")

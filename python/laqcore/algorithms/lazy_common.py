@@ -79,7 +79,7 @@ class QuantizedLazyServer(LazyServer):
     def add(self, m: int, payload: Payload) -> None:
         if not isinstance(payload, LAQPayload):
             raise TypeError(f"worker {m} sent a {type(payload).__name__}, expected LAQPayload")
-        laq_accumulate(self.aggregate, payload)  # type: ignore[arg-type]
+        laq_accumulate(self.aggregate, payload)
 
 
 def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule:

@@ -81,7 +81,7 @@ class SignCompressor:
 
     def decompress(self, payload: Payload) -> FloatVector:
         p = check_payload(payload, SignPayload, "SignCompressor")
-        return _core.sign.decompress(p.packed, p.n, p.scale)  # type: ignore[no-any-return]
+        return _core.sign.decompress(p.packed, p.n, p.scale)
 
     def from_bytes(self, buf: Any) -> SignPayload:
         return SignPayload.from_bytes(buf)

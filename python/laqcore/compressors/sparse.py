@@ -1,6 +1,6 @@
 """Sparsifiers: top-k, rand-k (Stich et al. 2018, ALGORITHMS.md §7) and sparse + quantized.
 
-* ``"topk"``: the k largest |x_i|; ties go to the lower index (deterministic).
+* ``"topk"``: the k largest ``|x_i|``; ties go to the lower index (deterministic).
 * ``"randk"``: k distinct coordinates drawn by the counter RNG (a keyed selection: every
   index gets a random key, the k largest win), optionally rescaled by n/k to be unbiased.
 * ``"sparse_quant"`` (aliases ``"sparse_quantized"``, ``"sparsified_qsgd"``): top-k or rand-k
@@ -148,7 +148,7 @@ class RandKPayload(_SparsePayload):
 
 
 def _scatter(n: int, indices: IndexVector, values: FloatVector) -> FloatVector:
-    return _core.sparse.scatter(indices, values, n)  # type: ignore[no-any-return]
+    return _core.sparse.scatter(indices, values, n)
 
 
 class TopKCompressor:
@@ -176,7 +176,7 @@ class TopKCompressor:
         self._spec = _KSpec(k, ratio)
 
     def compress(self, x: Any, *, step: int | None = None) -> TopKPayload:
-        """Keep the k largest |x_i|; ``step`` is checked and otherwise ignored."""
+        """Keep the k largest ``|x_i|``; ``step`` is checked and otherwise ignored."""
         check_step(step)
         v = as_float_vector(x, "x")
         idx, values = _core.sparse.topk(v, self._spec.for_length(v.shape[0]))

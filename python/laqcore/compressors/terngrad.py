@@ -1,7 +1,7 @@
 """TernGrad: stochastic ternarization with optional clipping (ALGORITHMS.md §4).
 
 ``g_tilde = s * sign(g) * b`` with ``b_i ~ Bernoulli(|g_i| / s)`` and ``s = max |g|`` (after
-optional clipping of |g| at ``clip_factor * std(g)``, default 2.5 as in the paper), or a
+optional clipping of ``|g|`` at ``clip_factor * std(g)``, default 2.5 as in the paper), or a
 *shared* scaler (the maximum of all workers' scalers, so ternary values can be summed;
 get each worker's with :meth:`TernGradCompressor.local_scaler`). Unbiased for the clipped
 gradient. Codes are 2 bits: ``0 -> 0``, ``1 -> +s``, ``2 -> -s`` (``3`` is invalid);
@@ -67,7 +67,7 @@ class TernGradCompressor(SeededCompressor):
     Parameters
     ----------
     clip_factor : float or None
-        Clip |g| at ``clip_factor * std(g)`` before ternarizing (paper default 2.5);
+        Clip ``|g|`` at ``clip_factor * std(g)`` before ternarizing (paper default 2.5);
         ``None`` or ``0`` disables clipping. As in the formula, a constant tensor (std 0,
         e.g. any tensor of length 1) is clipped to zero; TernGrad's own code leaves small
         tensors unquantized, so disable clipping (or send them with ``"none"``) there.
@@ -118,7 +118,7 @@ class TernGradCompressor(SeededCompressor):
 
     def decompress(self, payload: Payload) -> FloatVector:
         p = check_payload(payload, TernGradPayload, "TernGradCompressor")
-        return _core.terngrad.dequantize(p.packed, p.n, p.scaler)  # type: ignore[no-any-return]
+        return _core.terngrad.dequantize(p.packed, p.n, p.scaler)
 
     def from_bytes(self, buf: Any) -> TernGradPayload:
         return TernGradPayload.from_bytes(buf)

@@ -120,7 +120,9 @@ class SoftmaxModel(Model):
         return loss, (Xb.T @ P).ravel()
 
     def predict(self, theta: F64, Xb: F64) -> npt.NDArray[Any]:
-        return np.argmax(Xb @ theta.reshape(self.num_features + 1, self.num_outputs), axis=1)
+        return np.asarray(
+            np.argmax(Xb @ theta.reshape(self.num_features + 1, self.num_outputs), axis=1)
+        )
 
 
 class LogisticModel(Model):
@@ -238,7 +240,7 @@ class MLPModel(Model):
     def predict(self, theta: F64, Xb: F64) -> npt.NDArray[Any]:
         W1, W2 = self._split(theta)
         H = np.maximum(Xb @ W1, 0.0)
-        return np.argmax(H @ W2[:-1] + W2[-1], axis=1)
+        return np.asarray(np.argmax(H @ W2[:-1] + W2[-1], axis=1))
 
 
 MODELS: dict[str, type[Model]] = {

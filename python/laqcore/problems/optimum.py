@@ -51,7 +51,7 @@ def lbfgs(
     hist: deque[tuple[F64, F64, float]] = deque(maxlen=memory)
     it = 0
     stalled = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 - `it` is the count reported after the loop
         gnorm = float(np.linalg.norm(g))
         if gnorm <= gtol:
             break

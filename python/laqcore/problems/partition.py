@@ -71,7 +71,7 @@ def dirichlet(
         for m, part in enumerate(np.split(idx, cuts)):
             owners[part] = m
     counts = np.bincount(owners, minlength=workers)
-    for m in np.flatnonzero(counts == 0):
+    for m in np.flatnonzero(counts == 0).tolist():
         donor = int(np.argmax(counts))
         owners[np.flatnonzero(owners == donor)[0]] = m
         counts[donor] -= 1
@@ -102,6 +102,6 @@ def train_test_split(
     of the training part still follows the file order, like the paper's shards)."""
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_test:]).astype(np.int64), np.sort(perm[:n_test]).astype(np.int64)

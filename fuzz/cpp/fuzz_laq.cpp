@@ -1,0 +1,104 @@
+// libFuzzer harness: the LAQ decoders (what a server runs on bytes a worker sent) and the
+// quantizer, against the formula of cpp/include/laqcore/laq.hpp.
+//
+// Input: byte 0 = mode (bit 0) and bits (1 + (byte0 >> 1) % 8); bytes 1..4 = radius as raw
+// float32 bits (NaN, Inf, negative, subnormal all reachable).
+//   * decode mode: the rest is a packed payload body. laq_check_payload must accept it iff
+//     radius is finite and >= 0 and the padding bits are zero; then laq_dequantize must give
+//     (float)(c * (2R / L) - R) for each code c (read bit by bit), laq_accumulate(weight 1)
+//     into zeros must give the same vector, and laq_innov_sq its squared norm.
+//   * quantize mode: the rest is a float32 gradient (and bytes 1..4 are ignored). Non-finite
+//     input must be refused with std::invalid_argument; otherwise every code must dequantize
+//     to within tau * R of the gradient (plus float32 rounding of the table).
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "fuzz_common.hpp"
+#include "laqcore/laq.hpp"
+#include "laqcore/pack.hpp"
+
+using laqcore_fuzz::require;
+
+namespace {
+
+void fuzz_decode(int bits, float radius, const std::vector<std::uint8_t>& packed) {
+    const std::size_t n = laqcore_fuzz::codes_for_exact_size(packed.size(), bits);
+    if (n == 0 || n == SIZE_MAX) return;
+    const bool valid =
+        std::isfinite(radius) && radius >= 0.0f &&
+        laqcore_fuzz::reference_padding_is_zero(packed.data(), packed.size(), n, bits);
+    try {
+        laqcore::laq_check_payload(radius, bits, packed.data(), n);
+    } catch (const std::invalid_argument&) {
+        require(!valid);
+        return;
+    }
+    require(valid);
+
+    std::vector<float> out(n);
+    laqcore::laq_dequantize(packed.data(), n, bits, radius, out.data());
+    const double levels = static_cast<double>((1u << bits) - 1u);
+    const double step = 2.0 * static_cast<double>(radius) / levels;
+    double sumsq = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double c = laqcore_fuzz::reference_code(packed.data(), i, bits);
+        const auto want = static_cast<float>(c * step - static_cast<double>(radius));
+        require(out[i] == want || (radius == 0.0f && out[i] == 0.0f));
+        sumsq += static_cast<double>(out[i]) * static_cast<double>(out[i]);
+    }
+
+    std::vector<float> acc(n, 0.0f);
+    laqcore::laq_accumulate(packed.data(), n, bits, radius, 1.0f, acc.data());
+    for (std::size_t i = 0; i < n; ++i) require(acc[i] == out[i] || (acc[i] == 0 && out[i] == 0));
+
+    // Blocked summation order differs from this serial loop: compare with a tolerance.
+    const double innov = laqcore::laq_innov_sq(packed.data(), n, bits, radius);
+    require(std::fabs(innov - sumsq) <= 1e-12 * sumsq + 1e-300);
+}
+
+void fuzz_quantize(int bits, const std::uint8_t* data, std::size_t size) {
+    const std::size_t n = size / sizeof(float);
+    if (n == 0) return;
+    std::vector<float> grad(n);
+    bool finite = true;
+    for (std::size_t i = 0; i < n; ++i) {
+        grad[i] = laqcore_fuzz::load_float(data + 4 * i);
+        finite = finite && std::isfinite(grad[i]);
+    }
+    std::vector<std::uint8_t> packed(laqcore::packed_size(n, bits));
+    laqcore::LaqResult res;
+    try {
+        res = laqcore::laq_quantize(grad.data(), nullptr, n, bits, packed.data());
+    } catch (const std::invalid_argument&) {
+        require(!finite);
+        return;
+    }
+    require(finite);
+    std::vector<float> dq(n);
+    laqcore::laq_dequantize(packed.data(), n, bits, res.radius, dq.data());
+    const double r = res.radius;
+    const double tol = r / static_cast<double>((1u << bits) - 1u) + 1e-6 * r + 1e-44;
+    for (std::size_t i = 0; i < n; ++i) {
+        require(std::fabs(static_cast<double>(grad[i])) <= r);
+        require(std::fabs(static_cast<double>(dq[i]) - static_cast<double>(grad[i])) <= tol);
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 5) return 0;
+    const bool quantize_mode = data[0] & 1u;
+    const int bits = 1 + (data[0] >> 1) % 8;
+    if (quantize_mode) {
+        fuzz_quantize(bits, data + 1, size - 1);
+        return 0;
+    }
+    const float radius = laqcore_fuzz::load_float(data + 1);
+    const std::vector<std::uint8_t> packed(data + 5, data + size);
+    fuzz_decode(bits, radius, packed);
+    return 0;
+}

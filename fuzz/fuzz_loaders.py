@@ -1,0 +1,140 @@
+"""Fuzz the dataset loaders' parsers: IDX files (``read_idx``, raw and gzip), LIBSVM text
+(``load_libsvm``) and the MNIST directory loader (``load_mnist``: ``mnist.npz`` or IDX).
+
+Byte 0 of the input picks the parser, the rest is the file's content, written to a
+temporary file. A parser must return a well-formed array/``Dataset`` or raise ``ValueError``
+(``DatasetError`` is one) / ``TypeError`` with a message.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import sys
+import tempfile
+import zipfile
+
+import atheris
+import numpy as np
+
+with atheris.instrument_imports(include=["laqcore"]):
+    from laqcore.problems import datasets
+
+import common
+
+TMP = tempfile.mkdtemp(prefix="laqcore-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+# LIBSVM stores features densely, so a 15-byte line "1 1000000000:1" asks for an 8 GB matrix
+# (see fuzz/README.md, "Findings"). Without num_features, inputs naming a larger feature
+# index are skipped; with num_features=64 every input is parsed (and bounded).
+MAX_FEATURE_INDEX = 1 << 16
+_INDEX = re.compile(rb"(\d+)\s*:")
+
+
+def _write(name: str, content: bytes) -> str:
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as fh:
+        fh.write(content)
+    return path
+
+
+def _raised_in(err: BaseException, filename: str) -> bool:
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename == filename
+
+
+def _check_dataset(ds: object) -> None:
+    assert isinstance(ds, datasets.Dataset), type(ds)
+    assert ds.X.ndim == 2, ds.X.shape
+    assert ds.y.shape == (ds.X.shape[0],), (ds.y.shape, ds.X.shape)
+    assert bool(np.isfinite(ds.X).all()), "loader returned NaN/Inf features"
+
+
+def _fuzz_idx(content: bytes, compressed: bool) -> None:
+    if compressed:
+        path = _write("data.idx.gz", gzip.compress(content, compresslevel=1))
+    else:
+        path = _write("data.idx", content)
+    out = common.expect_clean(lambda: datasets.read_idx(path))
+    if out is not None:
+        assert isinstance(out, np.ndarray)
+        assert out.dtype.isnative
+
+
+def _fuzz_libsvm(content: bytes) -> None:
+    path = _write("data.libsvm", content)
+    ds = common.expect_clean(lambda: datasets.load_libsvm(path, num_features=64))
+    if ds is not None:
+        _check_dataset(ds)
+    indices = [int(m) for m in _INDEX.findall(content)]
+    if max(indices, default=0) > MAX_FEATURE_INDEX:
+        return
+    ds = common.expect_clean(lambda: datasets.load_libsvm(path))
+    if ds is not None:
+        _check_dataset(ds)
+
+
+def _fuzz_mnist_npz(content: bytes) -> None:
+    directory = os.path.join(TMP, "mnist")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "mnist.npz"), "wb") as fh:
+        fh.write(content)
+    try:
+        ds = common.expect_clean(lambda: datasets.load_mnist(directory))
+    except Exception as err:
+        # Known finding (fuzz/README.md, "Findings"): errors raised inside zipfile for a
+        # corrupt archive (BadZipFile, NotImplementedError for an unknown compression method,
+        # ...) escape load_mnist instead of becoming DatasetError. Tolerated here, only when
+        # raised by zipfile itself, so the harness keeps exploring; remove once fixed.
+        if not _raised_in(err, zipfile.__file__):
+            raise
+        return
+    if ds is not None:
+        _check_dataset(ds)
+
+
+def test_one_input(data: bytes) -> None:
+    if not data:
+        return
+    mode, content = data[0] % 4, data[1:]
+    if mode == 0:
+        _fuzz_idx(content, compressed=False)
+    elif mode == 1:
+        _fuzz_idx(content, compressed=True)
+    elif mode == 2:
+        _fuzz_libsvm(content)
+    else:
+        _fuzz_mnist_npz(content)
+
+
+def _idx_bytes(arr: np.ndarray, type_byte: int) -> bytes:
+    header = bytes([0, 0, type_byte, arr.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in arr.shape
+    )
+    return header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+
+
+def seeds() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    out = []
+    images = rng.integers(0, 256, size=(3, 4, 4), dtype=np.uint8)
+    labels = np.array([1, 7, 3], dtype=np.uint8)
+    for mode in (0, 1):
+        out.append(bytes([mode]) + _idx_bytes(images, 0x08))
+        out.append(bytes([mode]) + _idx_bytes(labels, 0x08))
+        out.append(bytes([mode]) + _idx_bytes(rng.standard_normal((2, 3)).astype(">f4"), 0x0D))
+    out.append(b"\x02" + b"+1 1:0.5 3:-2\n-1 2:1.0 # comment\n+1 1:1 2:2 3:3\n")
+    out.append(b"\x02" + b"0.5 1:1\n1.5 2:1\n2.5 1:3 2:4\n")
+    npz_path = os.path.join(TMP, "seed.npz")
+    np.savez(npz_path, x_train=images, y_train=labels, x_test=images[:2], y_test=labels[:2])
+    with open(npz_path, "rb") as fh:
+        out.append(b"\x03" + fh.read())
+    return out
+
+
+if __name__ == "__main__":
+    common.main(test_one_input, seeds)
+    sys.exit(0)

@@ -1,0 +1,14 @@
+# Type stubs for the native extension laqcore._core (built from cpp/bindings/).
+# Hand-maintained; `python -m mypy.stubtest laqcore._core` (run by .ci/run) checks them
+# against the compiled module, so a binding added without a stub fails CI.
+# Bootstrap a new submodule with `pybind11-stubgen laqcore._core -o /tmp/stubs`.
+from . import laq as laq
+from . import lazy as lazy
+from . import pack as pack
+from . import qsgd as qsgd
+from . import runtime as runtime
+from . import sign as sign
+from . import sparse as sparse
+from . import terngrad as terngrad
+
+__version__: str

@@ -1,0 +1,30 @@
+"""LAQ innovation quantizer (formula and arithmetic: cpp/include/laqcore/laq.hpp)."""
+
+from typing import SupportsFloat, SupportsIndex
+
+import numpy as np
+import numpy.typing as npt
+
+# pybind11 gives `prev` a default (None = zeros) but not `bits` after it, which Python
+# syntax cannot express; the stub requires `prev` (callers pass it explicitly).
+def quantize(
+    grad: npt.NDArray[np.float32], prev: npt.NDArray[np.float32] | None, bits: SupportsIndex
+) -> tuple[npt.NDArray[np.uint8], float, float, float]: ...
+def check_payload(
+    packed: npt.NDArray[np.uint8], n: SupportsIndex, bits: SupportsIndex, radius: SupportsFloat
+) -> None: ...
+def dequantize(
+    packed: npt.NDArray[np.uint8], n: SupportsIndex, bits: SupportsIndex, radius: SupportsFloat
+) -> npt.NDArray[np.float32]: ...
+def accumulate(
+    inout: npt.NDArray[np.float32],
+    packed: npt.NDArray[np.uint8],
+    bits: SupportsIndex,
+    radius: SupportsFloat,
+    weight: SupportsFloat = 1.0,
+) -> None: ...
+def innov_sq(
+    packed: npt.NDArray[np.uint8], n: SupportsIndex, bits: SupportsIndex, radius: SupportsFloat
+) -> float: ...
+def kernel_name() -> str: ...
+def lut(radius: SupportsFloat, bits: SupportsIndex) -> npt.NDArray[np.float32]: ...

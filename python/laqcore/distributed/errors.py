@@ -1,0 +1,49 @@
+"""Errors raised by the multi-process engine and the DDP hooks.
+
+They carry the rank and step so that a failure in a 64-process job says *where* it happened,
+not only that some collective failed.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NonFiniteGradientError", "PeerFailureError"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class PeerFailureError(RuntimeError):
+    """A collective failed because another rank died, hung or was unreachable.
+
+    Raised on the surviving ranks instead of the backend's bare ``RuntimeError`` so that the
+    message names this rank, the operation and the timeout that was in force.
+    """
+
+    def __init__(self, rank: int, what: str, timeout_s: float | None, cause: BaseException):
+        self.rank = rank
+        self.what = what
+        self.timeout_s = timeout_s
+        limit = "the process-group timeout" if timeout_s is None else f"{timeout_s:g} s"
+        super().__init__(
+            f"rank {rank}: {what} failed: a peer rank died or stopped answering "
+            f"(collective timeout {limit}). Backend said: {type(cause).__name__}: {cause}"
+        )
+
+
+class NonFiniteGradientError(ValueError):
+    """A rank produced a gradient containing NaN or Inf.
+
+    Every rank raises it with the same message, because the non-finite flag travels in the
+    lockstep control exchange; so no rank is left waiting in a collective the failing rank
+    never joins.
+    """
+
+    def __init__(self, ranks: list[int], step: int, where: str = "gradient"):
+        self.ranks = list(ranks)
+        self.step = step
+        who = ", ".join(str(r) for r in self.ranks)
+        super().__init__(
+            f"{where} contains NaN or Inf on rank {who} at step {step} "
+            "(set nonfinite='skip' to skip such uploads and count them instead)"
+        )

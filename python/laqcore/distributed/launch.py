@@ -1,0 +1,219 @@
+"""Start N local processes joined in a gloo (or NCCL) process group, with a hard deadline.
+
+:func:`run_processes` is what ``laqcore launch`` and the multi-process tests use. It is the
+place that guarantees "never hang": every child gets the process-group timeout, and the
+parent kills whatever is still running at the overall deadline and reports, per rank, what
+happened (result, exception, exit code, or killed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["LaunchError", "RankOutcome", "free_port", "run_processes"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass
+class RankOutcome:
+    """How one rank ended.
+
+    ``status`` is ``"ok"`` (``result`` holds the return value), ``"error"`` (``error_type`` and
+    ``error`` hold the exception's class name and message, ``traceback`` its traceback),
+    ``"exited"`` (the process ended without reporting; ``exitcode`` says how) or
+    ``"killed"`` (still running at the deadline).
+    """
+
+    rank: int
+    status: str
+    result: Any = None
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    exitcode: int | None = None
+    seconds: float = 0.0
+
+
+class LaunchError(RuntimeError):
+    """At least one rank did not finish successfully; ``outcomes`` has every rank's story."""
+
+    def __init__(self, outcomes: list[RankOutcome]):
+        self.outcomes = outcomes
+        lines = []
+        for o in outcomes:
+            if o.status == "ok":
+                continue
+            if o.status == "error":
+                lines.append(f"  rank {o.rank}: {o.error_type}: {o.error}")
+            elif o.status == "exited":
+                lines.append(f"  rank {o.rank}: exited with code {o.exitcode} without a result")
+            else:
+                lines.append(f"  rank {o.rank}: killed at the deadline ({o.seconds:.1f} s)")
+        super().__init__("distributed run failed:\n" + "\n".join(lines))
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (for MASTER_PORT)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _child(
+    rank: int,
+    world_size: int,
+    port: int,
+    backend: str,
+    pg_timeout_s: float,
+    threads: int,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    results: Any,
+) -> None:
+    import torch
+    import torch.distributed as dist
+
+    # Oversubscribing the cores with N processes x M OpenMP threads only slows every rank.
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    t0 = time.monotonic()
+    try:
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://127.0.0.1:{port}",
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=pg_timeout_s),
+        )
+        try:
+            out = fn(rank, world_size, *args)
+        finally:
+            # Never block on teardown: after a peer failure the group may be unusable.
+            try:
+                dist.destroy_process_group()
+            except Exception:  # noqa: BLE001 - best effort after a failure
+                pass
+        # Plain pickle, by value: the queue's own pickler would pass torch tensors as
+        # shared-memory handles that die with this process before the parent reads them.
+        results.put(
+            pickle.dumps(RankOutcome(rank, "ok", result=out, seconds=time.monotonic() - t0))
+        )
+    except BaseException as err:  # noqa: BLE001 - report everything to the parent
+        results.put(pickle.dumps(
+            RankOutcome(
+                rank,
+                "error",
+                error_type=type(err).__name__,
+                error=str(err),
+                traceback=traceback.format_exc(),
+                seconds=time.monotonic() - t0,
+            )
+        ))
+
+
+def _after_failure(end: float, pg_timeout_s: float) -> float:
+    """New deadline once one rank has failed: the others must notice within the
+    process-group timeout (plus a margin for teardown); a rank still running after that is
+    hung and gets killed rather than holding the run until the overall deadline."""
+    return min(end, time.monotonic() + pg_timeout_s + 10.0)
+
+
+def run_processes(
+    fn: Callable[..., Any],
+    nproc: int,
+    *args: Any,
+    backend: str = "gloo",
+    pg_timeout_s: float = 60.0,
+    deadline_s: float = 600.0,
+    threads_per_proc: int = 1,
+    raise_on_failure: bool = True,
+) -> list[RankOutcome]:
+    """Run ``fn(rank, world_size, *args)`` in ``nproc`` fresh processes and collect results.
+
+    Parameters
+    ----------
+    fn:
+        A module-level (picklable) function. Its return value must be picklable.
+    nproc:
+        Number of processes (world size), >= 1.
+    backend:
+        ``"gloo"`` (CPU) or ``"nccl"``.
+    pg_timeout_s:
+        The process-group timeout: a collective that waits longer than this for a peer
+        fails on the ranks that are still alive.
+    deadline_s:
+        Wall-clock limit for the whole run; ranks still alive then are killed.
+    threads_per_proc:
+        ``torch.set_num_threads`` in each child.
+    raise_on_failure:
+        Raise :class:`LaunchError` unless every rank returned; otherwise return the outcomes.
+
+    Examples
+    --------
+    >>> outs = run_processes(my_fn, 2, "cfg.json")   # doctest: +SKIP
+    >>> [o.result for o in outs]                     # doctest: +SKIP
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
+    if pg_timeout_s <= 0 or deadline_s <= 0:
+        raise ValueError("pg_timeout_s and deadline_s must be positive")
+    ctx = mp.get_context("spawn")
+    results: Any = ctx.Queue()
+    port = free_port()
+    procs = [
+        ctx.Process(
+            target=_child,
+            args=(r, nproc, port, backend, pg_timeout_s, threads_per_proc, fn, args, results),
+            daemon=True,
+        )
+        for r in range(nproc)
+    ]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    outcomes: dict[int, RankOutcome] = {}
+    end = t0 + deadline_s
+    while len(outcomes) < nproc and time.monotonic() < end:
+        try:
+            o = pickle.loads(results.get(timeout=0.2))
+            outcomes[o.rank] = o
+            if o.status != "ok":
+                end = _after_failure(end, pg_timeout_s)
+            continue
+        except queue.Empty:
+            pass
+        # A rank that died without reporting (os._exit, signal, OOM) gets a short grace
+        # period for its report to drain from the queue, then is recorded as exited.
+        for r, p in enumerate(procs):
+            if r not in outcomes and not p.is_alive() and p.exitcode is not None:
+                try:
+                    o = pickle.loads(results.get(timeout=0.5))
+                    outcomes[o.rank] = o
+                except queue.Empty:
+                    outcomes[r] = RankOutcome(
+                        r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
+                    )
+                    end = _after_failure(end, pg_timeout_s)
+    for r, p in enumerate(procs):
+        if r not in outcomes:
+            outcomes[r] = RankOutcome(r, "killed", seconds=time.monotonic() - t0)
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=5)
+    ordered = [outcomes[r] for r in range(nproc)]
+    if raise_on_failure and any(o.status != "ok" for o in ordered):
+        raise LaunchError(ordered)
+    return ordered

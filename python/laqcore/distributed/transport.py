@@ -1,0 +1,267 @@
+"""Lockstep exchange of variable-size payload frames over ``torch.distributed``.
+
+Lazy aggregation (LAG/LAQ) only saves bandwidth if a rank that skips really sends nothing.
+An all-reduce of a zero vector moves as many bytes as a real upload, so the exchange is
+split in two collectives:
+
+1. **Control** - an all-gather of one int64 per rank: the size of the frame the rank wants to
+   upload, ``0`` for "skip", or ``-1`` for "my gradient is not finite". Every rank then knows
+   the same upload set and the same sizes, so the second phase is decided in lockstep and
+   nobody waits in a collective that a peer never joins.
+2. **Payload** - only the uploaders' frames move:
+
+   * every rank uploads and the frames are (nearly) the same size: one padded all-gather
+     (one round trip instead of W broadcasts); the padding is counted as traffic;
+   * otherwise: one broadcast per uploader, of exactly that uploader's frame size.
+
+Traffic accounting (``TrafficStats``) counts what crosses the wire, for *all* ranks together:
+a buffer of S bytes that has to reach W - 1 other ranks costs ``S * (W - 1)`` bytes whatever
+tree or ring the backend uses, because each receiver must get every byte once. Control
+int64s and padding are included. ``payload_bytes`` counts each uploaded frame once (the
+uplink view that the simulator and the papers use), so the two views can be compared.
+
+Failures of a peer (killed process, hang past the process-group timeout) surface as
+:class:`~laqcore.distributed.errors.PeerFailureError` naming this rank and the operation.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .errors import PeerFailureError
+
+__all__ = ["ExchangeResult", "TrafficStats", "Transport"]
+
+STATUS_SKIP = 0
+STATUS_NONFINITE = -1
+# An int64 per rank in the control all-gather.
+_CONTROL_ITEM_BYTES = 8
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass
+class TrafficStats:
+    """Cumulative traffic of one :class:`Transport` (identical on every rank).
+
+    Attributes
+    ----------
+    rounds:
+        Number of :meth:`Transport.exchange` calls.
+    uploads, skips, nonfinite:
+        Per-rank upload decisions summed over rounds (``uploads + skips + nonfinite`` equals
+        ``rounds * world_size``).
+    payload_bytes:
+        Sum of the uploaded frames' sizes, each counted once (uplink bytes).
+    wire_bytes:
+        Bytes delivered to receivers over all ranks: control + payload + padding, each
+        buffer multiplied by the number of ranks that must receive it.
+    control_bytes, padding_bytes:
+        The parts of ``wire_bytes`` spent on the control all-gather and on padding.
+    """
+
+    rounds: int = 0
+    uploads: int = 0
+    skips: int = 0
+    nonfinite: int = 0
+    payload_bytes: int = 0
+    wire_bytes: int = 0
+    control_bytes: int = 0
+    padding_bytes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class ExchangeResult:
+    """What one lockstep exchange delivered to this rank.
+
+    ``frames[r]`` is rank r's frame (bytes) or ``None`` if rank r skipped or reported a
+    non-finite gradient; ``nonfinite_ranks`` lists the latter, in rank order.
+    """
+
+    frames: list[bytes | None]
+    nonfinite_ranks: list[int] = field(default_factory=list)
+
+    @property
+    def uploaders(self) -> list[int]:
+        return [r for r, f in enumerate(self.frames) if f is not None]
+
+
+class Transport:
+    """Exchange variable-size byte frames among the ranks of a process group.
+
+    Parameters
+    ----------
+    process_group:
+        The group to communicate in; ``None`` means the default (WORLD) group, which must
+        already be initialised.
+    device:
+        Where the byte buffers live. ``None`` picks ``cuda`` for an NCCL group (NCCL only
+        moves device memory) and ``cpu`` otherwise.
+    pad_tolerance:
+        When every rank uploads, a single padded all-gather is used if the padding it adds
+        is at most this fraction of the real bytes; otherwise one broadcast per uploader.
+    timeout_s:
+        Only reported in error messages: the timeout the group was created with.
+
+    Examples
+    --------
+    >>> t = Transport()                                    # doctest: +SKIP
+    >>> res = t.exchange(frame if upload else None)        # doctest: +SKIP
+    >>> for rank in res.uploaders: decode(res.frames[rank])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        process_group: Any = None,
+        *,
+        device: torch.device | str | None = None,
+        pad_tolerance: float = 0.125,
+        timeout_s: float | None = None,
+    ) -> None:
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                "Transport needs an initialised torch.distributed process group "
+                "(call torch.distributed.init_process_group first)"
+            )
+        if not 0.0 <= float(pad_tolerance):
+            raise ValueError(f"pad_tolerance must be >= 0, got {pad_tolerance}")
+        self.group = process_group
+        self.rank = dist.get_rank(process_group)
+        self.world_size = dist.get_world_size(process_group)
+        if device is None:
+            backend = str(dist.get_backend(process_group)).lower()
+            device = (
+                torch.device("cuda", torch.cuda.current_device())
+                if backend == "nccl"
+                else torch.device("cpu")
+            )
+        self.device = torch.device(device)
+        self.pad_tolerance = float(pad_tolerance)
+        self.timeout_s = timeout_s
+        self.stats = TrafficStats()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _global_rank(self, group_rank: int) -> int:
+        if self.group is None:
+            return group_rank
+        return int(dist.get_global_rank(self.group, group_rank))
+
+    def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one collective; turn a backend failure into a PeerFailureError."""
+        try:
+            return fn(*args, **kwargs)
+        except (RuntimeError, dist.DistError) as err:
+            raise PeerFailureError(self.rank, what, self.timeout_s, err) from err
+
+    def _bytes_tensor(self, frame: bytes, size: int) -> torch.Tensor:
+        buf = torch.zeros(size, dtype=torch.uint8)
+        if frame:
+            buf[: len(frame)] = torch.frombuffer(bytearray(frame), dtype=torch.uint8)
+        return buf.to(self.device)
+
+    # -- the exchange -------------------------------------------------------------------
+    def exchange(
+        self,
+        frame: bytes | None,
+        *,
+        nonfinite: bool = False,
+        abort_on_nonfinite: bool = True,
+        tag: str = "exchange",
+    ) -> ExchangeResult:
+        """Lockstep exchange: every rank must call this, in the same order.
+
+        Parameters
+        ----------
+        frame:
+            This rank's upload (non-empty bytes) or ``None`` to skip.
+        nonfinite:
+            Report that this rank's gradient is not finite (``frame`` is ignored). Every
+            rank receives the same ``nonfinite_ranks``, so they can all raise the same error.
+        abort_on_nonfinite:
+            If any rank reported ``nonfinite``, move no payload at all (the caller is about
+            to raise). ``False``: the other ranks' frames are still exchanged (the caller
+            skips the bad rank and carries on).
+        tag:
+            Names the exchange (e.g. ``"step 7 bucket 2"``) in error messages.
+        """
+        w = self.world_size
+        if nonfinite:
+            status = STATUS_NONFINITE
+        elif frame is None:
+            status = STATUS_SKIP
+        else:
+            if not isinstance(frame, (bytes, bytearray, memoryview)):
+                raise TypeError(f"frame must be bytes or None, got {type(frame).__name__}")
+            if len(frame) == 0:
+                raise ValueError("frame must not be empty; pass None to skip the upload")
+            status = len(frame)
+
+        # Phase 1: everyone learns everyone's status.
+        mine = torch.tensor([status], dtype=torch.int64, device=self.device)
+        gathered = [torch.empty_like(mine) for _ in range(w)]
+        self._guard(f"control all-gather ({tag})", dist.all_gather, gathered, mine, group=self.group)
+        sizes = [int(t.item()) for t in gathered]
+        st = self.stats
+        st.rounds += 1
+        st.control_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)
+        st.wire_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)
+        bad = [r for r, s in enumerate(sizes) if s == STATUS_NONFINITE]
+        if any(s < STATUS_NONFINITE for s in sizes):
+            raise RuntimeError(f"rank {self.rank}: corrupt control message {sizes} ({tag})")
+        st.nonfinite += len(bad)
+        frames: list[bytes | None] = [None] * w
+        if bad and abort_on_nonfinite:
+            return ExchangeResult(frames=frames, nonfinite_ranks=bad)
+
+        uploaders = [r for r, s in enumerate(sizes) if s > 0]
+        st.uploads += len(uploaders)
+        st.skips += w - len(uploaders) - len(bad)
+        if not uploaders:
+            return ExchangeResult(frames=frames, nonfinite_ranks=bad)
+        real = sum(sizes[r] for r in uploaders)
+        st.payload_bytes += real
+        biggest = max(sizes)
+        padded = biggest * w
+
+        # Phase 2: move only the uploaders' frames.
+        if len(uploaders) == w and padded - real <= self.pad_tolerance * real:
+            mine_buf = self._bytes_tensor(bytes(frame or b""), biggest)
+            bufs = [torch.empty_like(mine_buf) for _ in range(w)]
+            self._guard(f"payload all-gather ({tag})", dist.all_gather, bufs, mine_buf, group=self.group)
+            st.wire_bytes += padded * (w - 1)
+            st.padding_bytes += (padded - real) * (w - 1)
+            for r in range(w):
+                frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
+        else:
+            for r in uploaders:
+                buf = self._bytes_tensor(bytes(frame) if r == self.rank else b"", sizes[r])
+                self._guard(
+                    f"payload broadcast from rank {r} ({tag})",
+                    dist.broadcast,
+                    buf,
+                    src=self._global_rank(r),
+                    group=self.group,
+                )
+                st.wire_bytes += sizes[r] * (w - 1)
+                frames[r] = bytes(frame) if r == self.rank else buf.cpu().numpy().tobytes()
+        return ExchangeResult(frames=frames, nonfinite_ranks=bad)
+
+    def barrier(self, tag: str = "barrier") -> None:
+        """A barrier that fails with :class:`PeerFailureError` instead of hanging."""
+        kwargs: dict[str, Any] = {}
+        if self.timeout_s is not None and str(dist.get_backend(self.group)).lower() == "gloo":
+            # monitored_barrier names the rank that failed to arrive (gloo only).
+            kwargs["timeout"] = datetime.timedelta(seconds=self.timeout_s)
+            self._guard(tag, dist.monitored_barrier, group=self.group, **kwargs)
+        else:
+            self._guard(tag, dist.barrier, group=self.group)

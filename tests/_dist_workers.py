@@ -1,0 +1,194 @@
+"""Functions run inside the spawned ranks of tests/test_distributed.py and test_torch_hooks.py.
+
+They live in their own module (not in the test files) so that the ``spawn`` start method can
+import them in a child process without importing pytest's test modules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def frame_for(rank: int, rnd: int) -> bytes | None:
+    """The deterministic test pattern: which rank uploads what in round ``rnd``.
+
+    Round 0: everyone uploads equal sizes (padded all-gather path); round 1: nobody;
+    round 2: only odd ranks, sizes differ (broadcast path); round 3: everyone, very
+    different sizes (padding too large -> broadcast path).
+    """
+    if rnd == 0:
+        return bytes([rank + 1]) * 16
+    if rnd == 1:
+        return None
+    if rnd == 2:
+        return bytes([rank, 7]) * (rank + 1) if rank % 2 == 1 else None
+    if rnd == 3:
+        return bytes([rank + 3]) * (1 + 50 * rank)
+    raise ValueError(rnd)
+
+
+def transport_rounds(rank: int, world: int) -> dict[str, Any]:
+    from laqcore.distributed import Transport
+
+    t = Transport(timeout_s=30)
+    got = []
+    for rnd in range(4):
+        res = t.exchange(frame_for(rank, rnd), tag=f"round {rnd}")
+        got.append(res.frames)
+    # A rank with a non-finite gradient: nobody moves payload, everyone learns who.
+    res = t.exchange(b"xyz", nonfinite=(rank == world - 1), tag="nonfinite round")
+    t.barrier()
+    return {"frames": got, "nonfinite": res.nonfinite_ranks, "stats": t.stats.as_dict()}
+
+
+def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
+    """Rank 1 dies (os._exit) or hangs at ``at_round``; the others keep exchanging."""
+    from laqcore.distributed import Transport
+
+    t = Transport(timeout_s=float(os.environ.get("LAQ_TEST_PG_TIMEOUT", "5")))
+    for rnd in range(at_round + 3):
+        if rank == 1 and rnd == at_round:
+            if mode == "die":
+                os._exit(17)
+            time.sleep(3600)
+        t.exchange(bytes([rank + 1]) * 8, tag=f"round {rnd}")
+    return "finished"
+
+
+# ---------------------------------------------------------------------------------------
+# DDP hook workers
+# ---------------------------------------------------------------------------------------
+def _mlp(seed: int) -> Any:
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
+        torch.nn.Linear(8, 3),
+    )
+
+
+def _batch(rank: int, step: int, nan_at: tuple[int, int] | None = None) -> tuple[Any, Any]:
+    """Each rank's own (heterogeneous) data; fixed per step so the runs are reproducible."""
+    import torch
+
+    g = torch.Generator().manual_seed(1000 * rank + 7)
+    x = torch.randn(24, 12, generator=g) + 0.3 * rank
+    y = torch.randint(0, 3, (24,), generator=g)
+    if nan_at is not None and nan_at == (rank, step):
+        x = x.clone()
+        x[0, 0] = float("nan")
+    return x, y
+
+
+def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from laqcore.torch import (
+        LAQState, QSGDState, TernGradState, laq_hook, qsgd_hook, terngrad_hook,
+    )
+
+    table = {
+        "laq": (LAQState, laq_hook),
+        "qsgd": (QSGDState, qsgd_hook),
+        "terngrad": (TernGradState, terngrad_hook),
+    }
+    cls, hook = table[method]
+    return cls(**kwargs), hook
+
+
+def ddp_train(
+    rank: int,
+    world: int,
+    method: str,
+    steps: int,
+    kwargs: dict[str, Any],
+    lr: float = 0.1,
+    nan_at: tuple[int, int] | None = None,
+    checkpoint_at: int | None = None,
+    resume_from: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train the small MLP with DDP (hook ``method`` or ``"none"``) for ``steps`` steps.
+
+    Returns per-step averaged gradients, the final parameters, the hook's stats, and (with
+    ``checkpoint_at``) a checkpoint of model + optimizer + hook state taken after that step.
+    ``resume_from`` starts from such a checkpoint instead of the seed.
+    """
+    import numpy as np
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    model = _mlp(0)
+    # A tiny bucket cap gives several buckets, so the bucket machinery is exercised.
+    ddp = DDP(model, bucket_cap_mb=0.0005)
+    opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=0.0)
+    state = None
+    if method != "none":
+        state, hook = make_state(method, kwargs)
+        ddp.register_comm_hook(state, hook)
+    start = 0
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        opt.load_state_dict(resume_from["opt"])
+        if state is not None:
+            state.load_state_dict(resume_from["hook"][rank])
+        start = resume_from["step"]
+    grads, losses, local_absmax, local_l2, checkpoint = [], [], [], [], None
+    for step in range(start, steps):
+        x, y = _batch(rank, step, nan_at)
+        # This rank's own gradient (no communication), for the tests' error bounds.
+        local = torch.autograd.grad(
+            torch.nn.functional.cross_entropy(model(x), y), list(model.parameters())
+        )
+        local_absmax.append(max(float(t.abs().max()) for t in local))
+        local_l2.append(float(torch.sqrt(sum((t.double() ** 2).sum() for t in local))))
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ddp(x), y)
+        loss.backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy().copy())
+        losses.append(loss.item())
+        opt.step()
+        if checkpoint_at is not None and step + 1 == checkpoint_at:
+            checkpoint = {
+                "model": {k: v.clone() for k, v in model.state_dict().items()},
+                "opt": opt.state_dict(),
+                "hook": state.state_dict() if state is not None else None,
+                "step": step + 1,
+            }
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy()
+    out: dict[str, Any] = {"grads": np.stack(grads), "params": params, "losses": losses}
+    out["local_absmax"] = local_absmax
+    out["local_l2"] = local_l2
+    out["stats"] = state.stats() if state is not None else None
+    out["checkpoint"] = checkpoint
+    if method == "laq" and state is not None and state.q_prev is not None:
+        # Invariant: the shared aggregate is the sum of every rank's q_prev.
+        import torch.distributed as dist
+
+        q = torch.from_numpy(state.q_prev.copy())
+        dist.all_reduce(q)
+        out["aggregate_minus_sum_qprev"] = float(
+            np.abs(state.aggregate - q.numpy()).max() / max(1e-30, np.abs(q.numpy()).max())
+        )
+    return out
+
+
+def ddp_runs(rank: int, world: int, runs: list[dict[str, Any]]) -> list[Any]:
+    """Several :func:`ddp_train` runs in one process group (saves process start-ups).
+
+    A run whose ``expect_error`` is set must raise; its result is the error's type and text.
+    """
+    out = []
+    for spec in runs:
+        spec = dict(spec)
+        expect_error = spec.pop("expect_error", False)
+        if expect_error:
+            try:
+                ddp_train(rank, world, **spec)
+            except Exception as err:  # noqa: BLE001 - the test inspects it
+                out.append((type(err).__name__, str(err)))
+                continue
+            out.append(("no error", ""))
+        else:
+            out.append(ddp_train(rank, world, **spec))
+    return out

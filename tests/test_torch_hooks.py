@@ -1,0 +1,165 @@
+"""DDP communication hooks (laqcore.torch) on gloo with 2 and 4 ranks.
+
+Reference: the same training without a hook (DDP's own all-reduce), compared with
+``torch.testing.assert_close`` at a per-method tolerance.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _dist_workers import ddp_runs  # noqa: E402
+
+from laqcore.distributed import run_processes  # noqa: E402
+from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
+
+pytestmark = pytest.mark.distributed
+
+
+def _run(world: int, runs: list[dict], deadline: float = 150) -> list[list]:
+    outs = run_processes(ddp_runs, world, runs, pg_timeout_s=30, deadline_s=deadline)
+    return [o.result for o in outs]  # [rank][run]
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_laq_hook_against_allreduce_reference(world: int) -> None:
+    steps, warm = 14, 3
+    res = _run(
+        world,
+        [
+            {"method": "none", "steps": steps, "kwargs": {}},
+            {"method": "laq", "steps": steps, "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm}},
+            {"method": "laq", "steps": 40, "kwargs": {"bits": 4, "warmup_steps": 2}, "lr": 0.02},
+        ],
+    )
+    ref, laq8, laq4 = res[0][0], res[0][1], res[0][2]
+    # Warm-up iterations are a plain all-reduce: the reference's gradients.
+    torch.testing.assert_close(laq8["grads"][:warm], ref["grads"][:warm], rtol=1e-5, atol=1e-7)
+    # First compressed step: every rank uploads Q_m with |Q_m - g_m| <= tau * max|g_m|, so the
+    # average is within mean_m(tau * max|g_m|) of the reference (8 bits: tau = 1/255).
+    bound = np.mean([res[r][1]["local_absmax"][warm] for r in range(world)]) / 255
+    g = ref["grads"][warm]
+    torch.testing.assert_close(laq8["grads"][warm], g, rtol=0, atol=bound * 1.01 + 1e-6)
+    # Whole run: 8-bit LAQ trains like the reference.
+    assert abs(laq8["losses"][-1] - ref["losses"][-1]) < 0.02 * ref["losses"][0]
+    torch.testing.assert_close(laq8["params"], ref["params"], rtol=0, atol=2e-2)
+    # DDP's contract: every replica holds the same parameters.
+    for r in range(world):
+        for k in range(3):
+            np.testing.assert_array_equal(res[r][k]["params"], res[0][k]["params"])
+    for r in range(world):
+        s = res[r][2]["stats"]
+        # 4-bit LAQ skips uploads; each upload is one frame of 4-bit codes (24 bytes of frame
+        # header, metadata and CRC + ceil(n/2) bytes), and the loss still goes down.
+        n = res[r][2]["grads"].shape[1]
+        assert s["steps"] == 38 and s["warmup_steps_done"] == 2
+        assert s["uploads"] + s["uploads_skipped"] == 38
+        assert s["uploads_skipped"] > 0
+        assert s["bytes_sent"] == s["uploads"] * (24 + (n + 1) // 2)
+        assert s["bytes_dense"] == 38 * 4 * n
+        assert s["compression_ratio"] == s["bytes_dense"] / s["bytes_sent"]
+        assert np.mean(res[r][2]["losses"][-5:]) < np.mean(res[r][2]["losses"][:5])
+        assert res[r][2]["aggregate_minus_sum_qprev"] < 1e-5
+        # The transport's traffic count is the same on every rank.
+        assert s["wire_bytes"] == res[0][2]["stats"]["wire_bytes"]
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
+    steps = 25
+    res = _run(
+        world,
+        [
+            {"method": "none", "steps": steps, "kwargs": {}},
+            {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3}},
+            {"method": "terngrad", "steps": steps, "kwargs": {"seed": 3}},
+        ],
+    )
+    ref, qsgd, tern = res[0]
+    # Warm-up (1 step) is the plain all-reduce.
+    for run in (qsgd, tern):
+        torch.testing.assert_close(run["grads"][:1], ref["grads"][:1], rtol=1e-5, atol=1e-7)
+    g = ref["grads"][1]
+    # QSGD: per element |Q(v) - v| <= ||v_bucket||_2 / s <= ||v||_2 / s, averaged over ranks.
+    bound = np.mean([res[r][1]["local_l2"][1] for r in range(world)]) / 16
+    torch.testing.assert_close(qsgd["grads"][1], g, rtol=0, atol=bound * 1.01 + 1e-6)
+    # TernGrad: values in {-s, 0, s} with s <= max|v|, so |Q(v) - v| <= max|v| per rank.
+    bound = np.mean([res[r][2]["local_absmax"][1] for r in range(world)])
+    torch.testing.assert_close(tern["grads"][1], g, rtol=0, atol=bound * 1.01 + 1e-6)
+    for r in range(world):
+        for k in range(3):
+            np.testing.assert_array_equal(res[r][k]["params"], res[0][k]["params"])
+        for k in (1, 2):
+            s = res[r][k]["stats"]
+            assert s["uploads"] == steps - 1 and s["uploads_skipped"] == 0
+            assert s["compression_ratio"] > 4  # QSGD 16 levels: ~6 bits; TernGrad 2 bits
+            losses = res[r][k]["losses"]
+            assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("method", ["laq", "qsgd"])
+def test_hook_resume_is_exact(method: str) -> None:
+    kwargs = {"warmup_steps": 3, "bits": 4} if method == "laq" else {"warmup_steps": 3, "seed": 5}
+    spec = {"method": method, "steps": 16, "kwargs": kwargs, "lr": 0.05}
+    full = _run(2, [{**spec, "checkpoint_at": 7}])
+    ck = {
+        **full[0][0]["checkpoint"],
+        "hook": [full[r][0]["checkpoint"]["hook"] for r in range(2)],
+    }
+    resumed = _run(2, [{**spec, "resume_from": ck}])
+    for r in range(2):
+        np.testing.assert_array_equal(resumed[r][0]["grads"], full[r][0]["grads"][7:])
+        np.testing.assert_array_equal(resumed[r][0]["params"], full[r][0]["params"])
+        assert resumed[r][0]["stats"]["uploads"] == full[r][0]["stats"]["uploads"]
+
+
+def test_nonfinite_gradient_raise_and_skip() -> None:
+    base = {"method": "laq", "steps": 8, "nan_at": (1, 5)}
+    res = _run(
+        2,
+        [
+            {**base, "kwargs": {"warmup_steps": 2}, "expect_error": True},
+            {**base, "kwargs": {"warmup_steps": 2, "nonfinite": "skip"}},
+        ],
+    )
+    for r in range(2):
+        kind, msg = res[r][0]
+        assert kind == "NonFiniteGradientError"
+        assert "rank 1" in msg and "step 5" in msg
+        s = res[r][1]["stats"]
+        assert s["nonfinite_skipped"] == (1 if r == 1 else 0)
+        assert np.isfinite(res[r][1]["params"]).all()
+
+
+def test_state_validation_and_pickle() -> None:
+    with pytest.raises(ValueError, match="bits"):
+        LAQState(bits=0)
+    with pytest.raises(ValueError, match="bits"):
+        LAQState(bits=9)
+    with pytest.raises(TypeError, match="bits"):
+        LAQState(bits="4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lr"):
+        LAQState(lr=0.0)
+    with pytest.raises(ValueError, match="lr"):
+        LAQState(lr=float("nan"))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        LAQState(warmup_steps=-1)
+    with pytest.raises(ValueError, match="nonfinite"):
+        LAQState(nonfinite="ignore")
+    with pytest.raises(ValueError, match="max_stale"):
+        LAQState(max_stale=0)
+    # The process group is dropped when pickling (it cannot cross processes).
+    st = LAQState(process_group=object(), bits=3)
+    st2 = pickle.loads(pickle.dumps(st))
+    assert st2.process_group is None and st2.bits == 3 and st2.iteration == 0
+    with pytest.raises(ValueError, match="levels"):
+        QSGDState(levels=0)
+    with pytest.raises(ValueError, match="seed"):
+        TernGradState(seed=-1)
+    q = pickle.loads(pickle.dumps(QSGDState(process_group=object(), levels=4)))
+    assert q.process_group is None and q.compressor_kwargs == {"levels": 4}
