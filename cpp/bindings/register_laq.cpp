@@ -25,8 +25,9 @@ std::size_t checked_packed(const carray<std::uint8_t>& packed, std::size_t n, in
 void register_laq(py::module_ m) {
     m.doc() = "LAQ innovation quantizer (formula and arithmetic: cpp/include/laqcore/laq.hpp).";
 
-    m.def("kernel_name", []() { return std::string(laq_active_kernels().name); },
-          "Name of the block-kernel table the LAQ drivers use.");
+    m.def(
+        "kernel_name", []() { return std::string(laq_active_kernels().name); },
+        "Name of the block-kernel table the LAQ drivers use.");
 
     m.def(
         "quantize",

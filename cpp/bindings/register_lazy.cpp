@@ -28,7 +28,8 @@ void register_squared_distance(py::module_& m, const char* name, const char* doc
 void register_lazy(py::module_ m) {
     m.doc() = "Right-hand side of the LAQ/LAG upload rule (see cpp/include/laqcore/lazy_rule.hpp).";
 
-    register_squared_distance<float>(m, "squared_distance", "||a - b||^2 of float32 vectors, in double.");
+    register_squared_distance<float>(m, "squared_distance",
+                                     "||a - b||^2 of float32 vectors, in double.");
     register_squared_distance<double>(m, "squared_distance_f64", "||a - b||^2 of float64 vectors.");
 
     py::class_<IterateHistory>(m, "IterateHistory")

@@ -38,7 +38,9 @@ inline std::size_t packed_offset(std::size_t begin, int bits) {
 }
 static_assert(kReduceBlock % 8 == 0, "blocks must start on whole bytes of the packed stream");
 
-inline int max_code(int bits) { return (1 << bits) - 1; }
+inline int max_code(int bits) {
+    return (1 << bits) - 1;
+}
 
 // ---- scalar block kernels ----------------------------------------------------------------
 
@@ -120,15 +122,15 @@ LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t coun
     const std::size_t full = count / 8 * 8;
     for (std::size_t i0 = 0; i0 < full; i0 += 8) {
         const std::uint64_t word =
-            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, 8, grid, radius,
-                                   step, top, err_sq, innov_sq);
+            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, 8, grid, radius, step,
+                                   top, err_sq, innov_sq);
         store_le(word, packed + i0 / 8 * b, b);
     }
     if (full < count) {
         const std::size_t m = count - full;
         const std::uint64_t word =
-            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, m, grid,
-                                   radius, step, top, err_sq, innov_sq);
+            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, m, grid, radius,
+                                   step, top, err_sq, innov_sq);
         store_le(word, packed + full / 8 * b, packed_size(m, grid.bits));
     }
     return {err_sq.total(), innov_sq.total()};
@@ -167,8 +169,8 @@ void decode_store_scalar(const std::uint8_t* packed, std::size_t count, int bits
     for_each_code(packed, count, bits, [&](std::size_t i, unsigned c) { out[i] = table[c]; });
 }
 
-void decode_add_scalar(const std::uint8_t* packed, std::size_t count, int bits,
-                       const float* table, float* inout) {
+void decode_add_scalar(const std::uint8_t* packed, std::size_t count, int bits, const float* table,
+                       float* inout) {
     for_each_code(packed, count, bits,
                   [&](std::size_t i, unsigned c) { inout[i] = inout[i] + table[c]; });
 }
@@ -184,8 +186,8 @@ double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, int bi
 }
 
 const LaqBlockKernels kScalarKernels = {
-    "scalar",           &radius_block_scalar, &encode_block_scalar,
-    &decode_store_scalar, &decode_add_scalar, &decode_sumsq_scalar,
+    "scalar",           &radius_block_scalar, &encode_block_scalar, &decode_store_scalar,
+    &decode_add_scalar, &decode_sumsq_scalar,
 };
 
 // Names the input that made the radius pass fail (error path only, so a serial scan).
@@ -206,9 +208,13 @@ const LaqBlockKernels kScalarKernels = {
 
 }  // namespace
 
-const LaqBlockKernels& laq_scalar_kernels() { return kScalarKernels; }
+const LaqBlockKernels& laq_scalar_kernels() {
+    return kScalarKernels;
+}
 // The SIMD level chosen at run time (dispatch.hpp); every table gives identical results.
-const LaqBlockKernels& laq_active_kernels() { return *kernels().laq; }
+const LaqBlockKernels& laq_active_kernels() {
+    return *kernels().laq;
+}
 
 void laq_make_grid(float radius, int bits, LaqGrid& grid) {
     check_bits(bits);
@@ -271,8 +277,7 @@ void laq_check_payload(float radius, int bits, const std::uint8_t* packed, std::
     check_padding(packed, n, bits);
 }
 
-void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius,
-                    float* out) {
+void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius, float* out) {
     laq_check_payload(radius, bits, packed, n);
     LaqGrid grid;
     laq_make_grid(radius, bits, grid);
@@ -283,8 +288,8 @@ void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float r
     });
 }
 
-void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius,
-                    float weight, float* inout) {
+void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius, float weight,
+                    float* inout) {
     laq_check_payload(radius, bits, packed, n);
     LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
     LaqGrid grid;
@@ -294,14 +299,12 @@ void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float r
     float table[kLaqMaxLevels];
     for (int c = 0; c < kLaqMaxLevels; ++c) {
         table[c] = weight * grid.lut[c];
-        LAQ_CHECK(std::isfinite(table[c]),
-                  "weight * dQ overflows float32 (weight " << weight << ", radius " << radius
-                                                           << ")");
+        LAQ_CHECK(std::isfinite(table[c]), "weight * dQ overflows float32 (weight "
+                                               << weight << ", radius " << radius << ")");
     }
     const LaqBlockKernels& k = laq_active_kernels();
     for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
-        k.decode_add(packed + packed_offset(begin, bits), end - begin, bits, table,
-                     inout + begin);
+        k.decode_add(packed + packed_offset(begin, bits), end - begin, bits, table, inout + begin);
     });
 }
 

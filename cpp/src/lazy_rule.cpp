@@ -26,10 +26,12 @@ double squared_distance_impl(const T* a, const T* b, std::size_t n, const char* 
     // NaN/Inf check costs nothing in the normal case, and the error path names the culprit.
     if (!std::isfinite(total)) {
         for (std::size_t i = 0; i < n; ++i) {
-            LAQ_CHECK(std::isfinite(a[i]), name_a << " contains NaN or Inf (first at index " << i << ")");
+            LAQ_CHECK(std::isfinite(a[i]),
+                      name_a << " contains NaN or Inf (first at index " << i << ")");
         }
         for (std::size_t i = 0; i < n; ++i) {
-            LAQ_CHECK(std::isfinite(b[i]), name_b << " contains NaN or Inf (first at index " << i << ")");
+            LAQ_CHECK(std::isfinite(b[i]),
+                      name_b << " contains NaN or Inf (first at index " << i << ")");
         }
         LAQ_CHECK(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
     }
@@ -105,9 +107,9 @@ double IterateHistory::rhs(double alpha, std::size_t num_workers) const {
 
 void IterateHistory::restore(const std::vector<double>& recent, std::uint64_t count) {
     const std::size_t expect = static_cast<std::size_t>(std::min<std::uint64_t>(count, depth_));
-    LAQ_CHECK(recent.size() == expect, "a history with count " << count << " and D = " << depth_
-                                           << " holds " << expect << " differences, got "
-                                           << recent.size());
+    LAQ_CHECK(recent.size() == expect, "a history with count "
+                                           << count << " and D = " << depth_ << " holds " << expect
+                                           << " differences, got " << recent.size());
     for (double v : recent) {
         LAQ_CHECK(std::isfinite(v) && v >= 0.0,
                   "stored differences must be finite and >= 0, got " << v);

@@ -51,8 +51,8 @@ constexpr int kLaqMaxLevels = 256;
 // Per-call constants shared by the encoder and the decoders.
 struct LaqGrid {
     int bits = 0;
-    float radius = 0.0f;     // R (float32, as on the wire)
-    double step = 0.0;       // (2R)/L; for R == 0 the code formula uses 1.0 (codes are 0)
+    float radius = 0.0f;            // R (float32, as on the wire)
+    double step = 0.0;              // (2R)/L; for R == 0 the code formula uses 1.0 (codes are 0)
     float lut[kLaqMaxLevels] = {};  // dequantized value of each code, see above
 };
 
@@ -80,16 +80,16 @@ struct LaqSums {
 struct LaqBlockKernels {
     const char* name;
     LaqRadiusPartial (*radius)(const float* grad, const float* prev, std::size_t count);
-    // Writes packed_size(count, bits) bytes at `packed`.
-    LaqSums (*encode)(const float* grad, const float* prev, std::size_t count,
-                      const LaqGrid& grid, std::uint8_t* packed);
+    // Writes packed_size(count, bits) bytes at `packed`; both sums in LaneSum order.
+    LaqSums (*encode)(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                      std::uint8_t* packed);
     // out[i] = table[c_i]
     void (*decode_store)(const std::uint8_t* packed, std::size_t count, int bits,
                          const float* table, float* out);
     // inout[i] = inout[i] + table[c_i]   (float32 addition)
-    void (*decode_add)(const std::uint8_t* packed, std::size_t count, int bits,
-                       const float* table, float* inout);
-    // sum_i (double)table[c_i]^2, summed in element order
+    void (*decode_add)(const std::uint8_t* packed, std::size_t count, int bits, const float* table,
+                       float* inout);
+    // sum_i (double)table[c_i]^2, in LaneSum order (parallel.hpp), like the encoder's innov_sq
     double (*decode_sumsq)(const std::uint8_t* packed, std::size_t count, int bits,
                            const float* table);
 };
@@ -111,13 +111,12 @@ LaqResult laq_quantize(const float* grad, const float* prev, std::size_t n, int 
 void laq_check_payload(float radius, int bits, const std::uint8_t* packed, std::size_t n);
 
 // out[n] = dQ.
-void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius,
-                    float* out);
+void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius, float* out);
 
 // inout[n] += weight * dQ, with the weight folded into the table in float32 (see above).
 // weight = 1 is the worker's "apply" (q_prev += dQ). weight must be finite.
-void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius,
-                    float weight, float* inout);
+void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius, float weight,
+                    float* inout);
 
 // ||dQ||^2 recomputed from the packed codes; bit-identical to LaqResult::innov_sq.
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius);

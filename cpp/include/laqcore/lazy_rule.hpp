@@ -43,11 +43,11 @@ namespace laqcore {
 // float64 takes steps far below float32 resolution near convergence.
 double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a = "a",
                         const char* name_b = "b");
-double squared_distance(const double* a, const double* b, std::size_t n,
-                        const char* name_a = "a", const char* name_b = "b");
+double squared_distance(const double* a, const double* b, std::size_t n, const char* name_a = "a",
+                        const char* name_b = "b");
 
 class IterateHistory {
-public:
+  public:
     // depth = D >= 1. weights: empty for the official ck schedule, else exactly D finite
     // values >= 0. ck: finite, >= 0 (ignored with explicit weights). num_terms: 0 means D,
     // else 1..D.
@@ -79,7 +79,7 @@ public:
     // weights depend on count), e.g. from a checkpoint.
     void restore(const std::vector<double>& recent, std::uint64_t count);
 
-private:
+  private:
     std::size_t depth_;
     std::vector<double> weights_;
     double ck_;
