@@ -109,13 +109,14 @@ def test_laq_matches_the_official_code_formulas(prob):
     ref_th, ref_masks = laq_reference(prob, 40)
     np.testing.assert_array_equal(masks, ref_masks)
     np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
-    assert masks[0].all() and not masks.all()  # it really skips
+    assert masks[0].all()
+    assert not masks.all()
 
 
 def test_laq_forced_clock_uploads(prob):
     # t_bar = 2: no worker can skip 3 iterations in a row.
     _, masks = trajectory(prob, get_algorithm("laq", t_bar=2, ck=50.0), 30)
-    ref_th, ref_masks = laq_reference(prob, 30, ck=50.0, C=2)
+    _ref_th, ref_masks = laq_reference(prob, 30, ck=50.0, C=2)
     np.testing.assert_array_equal(masks, ref_masks)
     for m in range(masks.shape[1]):
         run = 0
@@ -136,7 +137,8 @@ def test_laq_without_lazy_rule_is_qgd(prob):
     th_laq, m_laq = trajectory(prob, lazy_off, 25)
     th_qgd, m_qgd = trajectory(prob, get_algorithm("qgd"), 25)
     np.testing.assert_array_equal(th_laq, th_qgd)
-    assert m_laq.all() and m_qgd.all()
+    assert m_laq.all()
+    assert m_qgd.all()
 
 
 def test_random_selection_at_rate_one_is_qgd(prob):
@@ -294,14 +296,16 @@ def test_slaq_matches_the_official_slaq_rule(prob):
     # (0.5 * 3 (e + ehat) + 0.2, d = 1..D-1) can be replayed by hand. A large step and a
     # short clock make this small problem show rule-driven uploads, forced ones and skips.
     alg = get_algorithm("slaq", batch=10_000, ck=0.05, alpha=0.1, t_bar=7)
-    assert get_algorithm("slaq").params.alpha == 0.008 and get_algorithm("slaq").params.bits == 3
+    assert get_algorithm("slaq").params.alpha == 0.008
+    assert get_algorithm("slaq").params.bits == 3
     th, masks = trajectory(prob, alg, 40)
     ref_th, ref_masks = laq_reference(
         prob, 40, alpha=0.1, b=3, ck=0.05, C=7, err_scale=0.5, additive=0.2, terms=9
     )
     np.testing.assert_array_equal(masks, ref_masks)
     np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
-    assert masks[0].all() and not masks.all()
+    assert masks[0].all()
+    assert not masks.all()
     assert set(masks.sum(axis=1).tolist()) - {0, 4}  # some iterations upload only some workers
 
 
@@ -320,18 +324,21 @@ def test_dynamic_averaging_with_zero_threshold_is_gd(prob):
 
 def test_dynamic_averaging_sync_round(prob):
     alg = get_algorithm("dynamic-avg", threshold=0.05)
-    th, masks = trajectory(prob, alg, 40)
-    assert masks.any() and not masks.all()
+    _th, masks = trajectory(prob, alg, 40)
+    assert masks.any()
+    assert not masks.all()
     # A synchronisation completes exactly when every worker has uploaded since the last one.
     never = get_algorithm("dynamic-avg", threshold=1e9)
     th2, masks2 = trajectory(prob, never, 10)
-    assert not masks2.any() and np.array_equal(th2[-1], th2[0])
+    assert not masks2.any()
+    assert np.array_equal(th2[-1], th2[0])
 
 
 def test_one_shot_averaging_by_hand(prob):
     steps = 5
     th, masks = trajectory(prob, get_algorithm("one-shot", local_steps=steps), steps)
-    assert not masks[:-1].any() and masks[-1].all()
+    assert not masks[:-1].any()
+    assert masks[-1].all()
     M = prob.num_workers
     locals_ = []
     for w in prob.workers:
@@ -379,7 +386,8 @@ def test_asylpg_family_decreases_loss(prob, name):
     alg = get_algorithm(name, batch=32, max_delay=2, epoch=10)
     res = simulate(prob, alg, max_iterations=60, eps=0.0, eval_every=60)
     assert res.history["loss"][-1] < 0.7 * res.history["loss"][0]
-    assert res.downlink_bits > 0 and res.uploads == 60 * prob.num_workers
+    assert res.downlink_bits > 0
+    assert res.uploads == 60 * prob.num_workers
 
 
 def test_asylpg_delays_are_bounded(prob):
@@ -405,7 +413,8 @@ def test_every_algorithm_runs_and_is_reproducible(prob, name):
         kw["local_steps"] = 10
     r1 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
     r2 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
-    assert r1.history == r2.history and r1.bits == r2.bits
+    assert r1.history == r2.history
+    assert r1.bits == r2.bits
     assert r1.history["loss"][-1] < r1.history["loss"][0]
     assert not r1.diverged
     if get_algorithm(name).stochastic:
@@ -428,7 +437,8 @@ def test_get_algorithm_errors():
         get_algorithm("laq", learning_rate=0.1)
     with pytest.raises(TypeError):
         get_algorithm(3)
-    assert get_algorithm("LAG_WK").name == "lag-wk" and get_algorithm("lag").name == "lag-wk"
+    assert get_algorithm("LAG_WK").name == "lag-wk"
+    assert get_algorithm("lag").name == "lag-wk"
 
 
 @pytest.mark.parametrize(

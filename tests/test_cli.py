@@ -33,14 +33,17 @@ def test_problem_command_prints_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path))
     assert cli.main(["problem", "--dataset", "digits", "--workers", "4"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["dim"] == 650 and info["workers"] == 4 and len(info["smoothness"]) == 4
+    assert info["dim"] == 650
+    assert info["workers"] == 4
+    assert len(info["smoothness"]) == 4
     assert 0 < info["f_star"] < 2.31
 
 
 def test_user_errors_are_one_line_messages(capsys, tmp_path):
     assert cli.main(["problem", "--dataset", f"libsvm:{tmp_path}/missing.svm"]) == 2
     err = capsys.readouterr().err
-    assert "missing.svm" in err and "Traceback" not in err
+    assert "missing.svm" in err
+    assert "Traceback" not in err
 
 
 def test_python_dash_m_entry_point():
@@ -65,8 +68,10 @@ def test_run_writes_results(tmp_path, capsys, cache):
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     (run,) = data["runs"]
-    assert run["algorithm"] == "laq" and run["iterations"] == 15
-    assert data["config"]["workers"] == 3 and data["config"]["problem"]["dim"] == 650
+    assert run["algorithm"] == "laq"
+    assert run["iterations"] == 15
+    assert data["config"]["workers"] == 3
+    assert data["config"]["problem"]["dim"] == 650
     hist = json.loads((out / "histories.json").read_text())
     assert len(hist[0]["loss"]) == 16
     assert "laq" in capsys.readouterr().out
@@ -92,7 +97,8 @@ def test_compare_table_json_and_plots(tmp_path, capsys, cache):
         png = out / f"residual_vs_{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
     table = capsys.readouterr().out
-    assert "bits/GD" in table and "lag-wk" in table
+    assert "bits/GD" in table
+    assert "lag-wk" in table
 
 
 def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
@@ -102,9 +108,12 @@ def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
                    "--out", str(out), "--no-plots", *TINY])
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
-    assert len(data["runs"]) == 8 and len(data["table"]) == 4
+    assert len(data["runs"]) == 8
+    assert len(data["table"]) == 4
     row = data["table"][0]
-    assert row["runs"] == 2 and "bits_std" in row and {row["alpha"], row["D"]} == {0.01, 2}
+    assert row["runs"] == 2
+    assert "bits_std" in row
+    assert {row["alpha"], row["D"]} == {0.01, 2}
     # Seeds change the data split, so deterministic LAQ still gets a spread.
     assert {r["data_seed"] for r in data["runs"]} == {0, 1}
     assert "±" in capsys.readouterr().out
@@ -115,7 +124,8 @@ def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
                    "0.01,0.04", "--max-iterations", "10", "--eps", "10", *TINY])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "best step size" in out and "alpha=0.01" in out
+    assert "best step size" in out
+    assert "alpha=0.01" in out
     rc = cli.main(["sweep", "--algorithms", "gd", "--grid", "workers=1,2", "--scale-alpha",
                    "--max-iterations", "3", *TINY])
     assert rc == 0

@@ -566,3 +566,29 @@ def test_registry_builds_the_laq_compressor(rng):
     other = laqcore.get_compressor("sign").compress(x)
     with pytest.raises(TypeError, match="payload must be a LAQPayload"):
         comp.decompress(other)
+
+
+def unaligned_float32(values: np.ndarray) -> np.ndarray:
+    """A float32 view starting one byte into a buffer: C-contiguous but not aligned."""
+    buf = bytearray(4 * values.size + 1)
+    view = np.frombuffer(buf, dtype=np.float32, offset=1, count=values.size)
+    view[:] = values
+    assert not view.flags.aligned
+    return view
+
+
+def test_unaligned_inputs_are_copied_outputs_refused(rng):
+    grad, prev = make_pair(rng, 1001)
+    payload = laqcore.laq_quantize(unaligned_float32(grad), unaligned_float32(prev), 5)
+    assert payload == laqcore.laq_quantize(grad, prev, 5)
+    target = unaligned_float32(prev)
+    with pytest.raises(ValueError, match="prev must be aligned"):
+        laqcore.laq_apply(target, payload)
+    with pytest.raises(ValueError, match="aggregate must be aligned"):
+        laqcore.laq_accumulate(target, payload)
+    np.testing.assert_array_equal(target, prev)  # untouched
+    with pytest.raises(ValueError, match="aggregate must be aligned"):  # the raw binding too
+        laqcore._core.laq.accumulate(target, payload.packed, 5, payload.radius)
+    assert laqcore.squared_distance(unaligned_float32(grad), prev) == laqcore.squared_distance(
+        grad, prev
+    )

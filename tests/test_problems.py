@@ -84,7 +84,8 @@ def test_full_minibatch_equals_full_gradient(kind, rng):
     theta = rng.normal(size=f.dim)
     np.testing.assert_allclose(f.minibatch_grad(theta, np.arange(f.n)), f.grad(theta))
     idx = f.sample(np.random.default_rng(0), 5)
-    assert len(np.unique(idx)) == 5 and idx.max() < f.n
+    assert len(np.unique(idx)) == 5
+    assert idx.max() < f.n
 
 
 @pytest.mark.parametrize("kind", ["softmax", "logistic", "ls-class"])
@@ -111,9 +112,11 @@ def test_empty_shard_rejected():
 
 def test_digits_problem_shapes_and_global_objective():
     p = make_problem("digits", workers=10)
-    assert p.dim == 65 * 10 and p.num_workers == 10
+    assert p.dim == 65 * 10
+    assert p.num_workers == 10
     sizes = [b - a for a, b in p.bounds]
-    assert sum(sizes) + p.Xb_test.shape[0] == 1797 and max(sizes) - min(sizes) <= 1
+    assert sum(sizes) + p.Xb_test.shape[0] == 1797
+    assert max(sizes) - min(sizes) <= 1
     theta = np.random.default_rng(0).normal(size=p.dim) * 0.1
     # F is the mean of the local objectives (the official code records loss / M).
     assert p.loss(theta) == pytest.approx(np.mean([w.loss(theta) for w in p.workers]))
@@ -131,7 +134,8 @@ def test_problem_optimum_is_cached(tmp_path, monkeypatch):
     files = list((tmp_path / "optima").glob("*.json"))
     assert len(files) == 1
     rec = json.loads(files[0].read_text())
-    assert rec["f_star"] == fstar and rec["grad_norm"] <= 1e-6
+    assert rec["f_star"] == fstar
+    assert rec["grad_norm"] <= 1e-6
     # Every point is worse than F*, and the cache is what a fresh problem reads back.
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -143,14 +147,15 @@ def test_problem_optimum_is_cached(tmp_path, monkeypatch):
 
 def test_nonconvex_problem_has_no_optimum():
     p = make_problem("digits", model="mlp", workers=2, hidden=8, max_samples=100)
-    assert p.optimal_value() is None and not p.convex
+    assert p.optimal_value() is None
+    assert not p.convex
     assert p.dim == 65 * 8 + 9 * 10
 
 
 def test_lbfgs_on_quadratic():
     A = np.diag(np.linspace(0.1, 10, 30))
     b = np.ones(30)
-    x, f, g, _ = lbfgs(lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b), np.zeros(30))
+    x, _f, g, _ = lbfgs(lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b), np.zeros(30))
     np.testing.assert_allclose(x, b / np.diag(A), rtol=1e-6)
     assert g <= 1e-6
 
@@ -158,7 +163,8 @@ def test_lbfgs_on_quadratic():
 def test_heterogeneous_workers_smoothness_grows():
     p = make_problem("synthetic-lag", model="least-squares", workers=6)
     L = p.smoothness()
-    assert np.all(np.diff(L) > 0) and L[-1] / L[0] > 2
+    assert np.all(np.diff(L) > 0)
+    assert L[-1] / L[0] > 2
     with pytest.raises(ValueError, match="designated workers"):
         make_problem("synthetic-lag", model="least-squares", workers=6, partition_kind="iid")
     assert make_heterogeneous(3, num_classes=2).y.dtype.kind == "i"
@@ -184,8 +190,10 @@ def test_make_problem_bad_arguments():
 
 def test_embedded_digits():
     ds = load_digits()
-    assert ds.X.shape == (1797, 64) and ds.y.shape == (1797,)
-    assert ds.X.min() == 0.0 and ds.X.max() == 1.0
+    assert ds.X.shape == (1797, 64)
+    assert ds.y.shape == (1797,)
+    assert ds.X.min() == 0.0
+    assert ds.X.max() == 1.0
     assert np.array_equal(np.unique(ds.y), np.arange(10))
 
 
@@ -208,19 +216,22 @@ def test_mnist_idx_loader(tmp_path, rng, compress):
     _write_idx(tmp_path / f"t10k-images-idx3-ubyte{sfx}", imgs[:2], compress)
     _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{sfx}", labels[:2], compress)
     ds = load_mnist(tmp_path)
-    assert ds.X.shape == (6, 784) and ds.X_test.shape == (2, 784)
+    assert ds.X.shape == (6, 784)
+    assert ds.X_test.shape == (2, 784)
     np.testing.assert_allclose(ds.X[3], imgs[3].ravel() / 255.0)
     assert ds.y.tolist() == labels.tolist()
     # With an official test set, make_problem keeps it (no random split).
     p = make_problem("mnist", data_dir=str(tmp_path), workers=2)
-    assert p.Xb_test.shape[0] == 2 and sum(b - a for a, b in p.bounds) == 6
+    assert p.Xb_test.shape[0] == 2
+    assert sum(b - a for a, b in p.bounds) == 6
 
 
 def test_mnist_npz_loader(tmp_path, rng):
     np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
              y_train=np.arange(4), x_test=np.zeros((1, 28, 28), np.uint8), y_test=[7])
     ds = load_mnist(tmp_path)
-    assert ds.X.shape == (4, 784) and ds.y_test.tolist() == [7]
+    assert ds.X.shape == (4, 784)
+    assert ds.y_test.tolist() == [7]
 
 
 def test_mnist_missing_and_corrupt_files(tmp_path, rng):
@@ -257,7 +268,8 @@ def test_libsvm_loader(tmp_path):
     path = tmp_path / "tiny.libsvm"
     path.write_text("+1 1:0.5 3:2\n-1 2:-1.0  # comment\n\n+1 3:1\n")
     ds = load_libsvm(path)
-    assert ds.num_classes == 2 and ds.y.tolist() == [1, 0, 1]
+    assert ds.num_classes == 2
+    assert ds.y.tolist() == [1, 0, 1]
     # Columns scaled by their max |value|.
     np.testing.assert_allclose(ds.X, [[1.0, 0.0, 1.0], [0.0, -1.0, 0.0], [0.0, 0.0, 0.5]])
     assert load_dataset(f"libsvm:{path}").X.shape == (3, 3)
@@ -272,7 +284,7 @@ def test_libsvm_errors(tmp_path):
         load_libsvm(tmp_path / "missing.txt")
     bad = tmp_path / "bad.txt"
     bad.write_text("1 1:0.5\n1 2-0.5\n")
-    with pytest.raises(DatasetError, match="line 2.*LIBSVM format"):
+    with pytest.raises(DatasetError, match=r"line 2.*LIBSVM format"):
         load_libsvm(bad)
     bad.write_text("1 0:0.5\n")
     with pytest.raises(DatasetError, match="index 0"):
@@ -299,7 +311,8 @@ def _is_partition(parts, n):
 def test_partitions_cover_every_sample_once(rng):
     labels = rng.integers(0, 5, 200)
     for parts in (contiguous(200, 7), iid(200, 7, seed=3), dirichlet(labels, 7, seed=3)):
-        assert len(parts) == 7 and _is_partition(parts, 200)
+        assert len(parts) == 7
+        assert _is_partition(parts, 200)
         assert all(len(p) > 0 for p in parts)
     assert [p.tolist() for p in contiguous(5, 2)] == [[0, 1, 2], [3, 4]]
     # Seeded: the same seed gives the same split, another seed another one.
@@ -330,12 +343,14 @@ def test_partition_errors(rng):
     with pytest.raises(ValueError, match="test_fraction"):
         train_test_split(10, 1.0)
     tr, te = train_test_split(100, 0.2, seed=0)
-    assert len(te) == 20 and _is_partition([tr, te], 100)
+    assert len(te) == 20
+    assert _is_partition([tr, te], 100)
 
 
 def test_dirichlet_problem_reorders_rows_by_worker():
     p = make_problem("digits", workers=4, partition_kind="dirichlet", dirichlet_alpha=0.1)
-    assert p.bounds[0][0] == 0 and p.bounds[-1][1] == p.Xb.shape[0]
+    assert p.bounds[0][0] == 0
+    assert p.bounds[-1][1] == p.Xb.shape[0]
     counts = [np.bincount(p.y[a:b], minlength=10) for a, b in p.bounds]
     # With alpha = 0.1 each worker is dominated by a few classes.
     assert np.mean([c.max() / c.sum() for c in counts]) > 0.3

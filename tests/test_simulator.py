@@ -25,15 +25,18 @@ def test_gd_accounting_is_exact(prob):
     K = 12
     res = simulate(prob, get_algorithm("gd"), max_iterations=K, eps=0.0, eval_every=5)
     frame = laqcore.get_compressor("none").compress(np.zeros(prob.dim, np.float32)).nbytes
-    assert res.iterations == K and res.uploads == K * prob.num_workers
+    assert res.iterations == K
+    assert res.uploads == K * prob.num_workers
     assert res.bits == 8 * frame * res.uploads
     assert res.downlink_bits == 8 * (8 * prob.dim + 8) * K * prob.num_workers
     h = res.history
     assert len(h["loss"]) == len(h["bits"]) == K + 1
-    assert h["bits"][0] == 0 and h["bits"][-1] == res.bits
+    assert h["bits"][0] == 0
+    assert h["bits"][-1] == res.bits
     assert h["eval_iteration"] == [0, 5, 10, 12]
     assert res.final_residual == pytest.approx(h["loss"][-1] - res.f_star)
-    assert not res.reached_tolerance and not res.diverged
+    assert not res.reached_tolerance
+    assert not res.diverged
 
 
 def test_laq_bits_come_from_payload_sizes(prob):
@@ -46,7 +49,8 @@ def test_laq_bits_come_from_payload_sizes(prob):
 def test_stops_at_tolerance(prob):
     res = simulate(prob, get_algorithm("gd"), max_iterations=5000, eps=1e-2)
     r = np.asarray(res.history["residual"])
-    assert res.reached_tolerance and res.final_residual <= 1e-2
+    assert res.reached_tolerance
+    assert res.final_residual <= 1e-2
     assert (r[:-1] > 1e-2).all()  # the first iteration that reaches eps, not a later one
     assert res.iterations == len(r) - 1
 
@@ -55,32 +59,39 @@ def test_laq_reaches_tolerance_with_fewer_bits_than_gd(prob):
     # alpha * M = 0.2 as in the paper's setting (alpha = 0.02, M = 10).
     gd = simulate(prob, get_algorithm("gd", alpha=0.05), max_iterations=3000, eps=1e-5)
     laq = simulate(prob, get_algorithm("laq", alpha=0.05), max_iterations=3000, eps=1e-5)
-    assert gd.reached_tolerance and laq.reached_tolerance
+    assert gd.reached_tolerance
+    assert laq.reached_tolerance
     assert laq.bits < gd.bits / 20
     assert laq.test_accuracy == pytest.approx(gd.test_accuracy, abs=0.01)
 
 
 def test_divergence_is_detected(prob):
     res = simulate(prob, get_algorithm("gd", alpha=50.0), max_iterations=200)
-    assert res.diverged and not res.reached_tolerance and res.iterations < 200
+    assert res.diverged
+    assert not res.reached_tolerance
+    assert res.iterations < 200
 
 
 def test_nonconvex_problem_runs_to_the_budget():
     p = make_problem("digits", model="mlp", hidden=16, workers=2, max_samples=200)
     res = simulate(p, get_algorithm("laq"), max_iterations=10)
-    assert res.f_star is None and res.final_residual is None and res.iterations == 10
+    assert res.f_star is None
+    assert res.final_residual is None
+    assert res.iterations == 10
     assert np.isnan(res.history["residual"]).all()
     assert res.summary()["final_residual"] is None
 
 
 def test_known_f_star_is_used(prob):
     res = simulate(prob, get_algorithm("gd"), max_iterations=3, f_star=0.0, eps=0.0)
-    assert res.f_star == 0.0 and res.final_residual == res.final_loss
+    assert res.f_star == 0.0
+    assert res.final_residual == res.final_loss
 
 
 def test_one_shot_ends_the_run(prob):
     res = simulate(prob, get_algorithm("one-shot", local_steps=4), max_iterations=100)
-    assert res.iterations == 4 and res.uploads == prob.num_workers
+    assert res.iterations == 4
+    assert res.uploads == prob.num_workers
 
 
 def test_summary_has_the_results_json_keys(prob):
@@ -111,7 +122,9 @@ def test_progress_line_on_a_log_stream():
     bar.update(50, 1e-3)
     bar.close(100, 1e-6)
     lines = buf.getvalue().splitlines()
-    assert len(lines) == 2 and "50/100" in lines[0] and "1.00e-06" in lines[1]
+    assert len(lines) == 2
+    assert "50/100" in lines[0]
+    assert "1.00e-06" in lines[1]
     quiet = io.StringIO()
     off = Progress("laq", 10, enabled=False, stream=quiet)
     off.start -= 100

@@ -14,6 +14,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "laqcore/common.hpp"
@@ -25,10 +26,13 @@ namespace laqcore::bind {
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
 
-// Throws ValueError unless `a` is a 1-D C-contiguous array.
+// Throws ValueError unless `a` is a 1-D C-contiguous array whose data is aligned for T (numpy
+// allows unaligned views, e.g. np.frombuffer at an odd offset; kernels dereference T*).
 template <class T>
 std::size_t vector_length(const carray<T>& a, const char* name) {
     LAQ_CHECK(a.ndim() == 1, name << " must be a 1-D array, got " << a.ndim() << " dimensions");
+    LAQ_CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) == 0,
+              name << " must be aligned to its dtype (copy the unaligned view first)");
     return static_cast<std::size_t>(a.shape(0));
 }
 

@@ -16,6 +16,7 @@ except ImportError as err:  # pragma: no cover - only hit on a broken install
         "without installing does not work."
     ) from err
 
+from .algorithms import available_algorithms, get_algorithm
 from .compressors import (
     Compressor,
     IdentityCompressor,
@@ -43,7 +44,9 @@ from .laq import (
 )
 from .lazy import IterateHistory, UploadRule, laq_should_upload, squared_distance
 from .packing import pack_bits, packed_size, unpack_bits
+from .problems import make_problem
 from .runtime import build_info, get_num_threads, num_threads, set_num_threads
+from .simulator import RunResult, simulate
 
 __version__: str = _core.__version__
 
@@ -57,14 +60,17 @@ __all__ = [
     "LAQPayload",
     "QSGDCompressor",
     "RandKCompressor",
+    "RunResult",
     "SignCompressor",
     "SparseQuantCompressor",
     "TernGradCompressor",
     "TopKCompressor",
     "UploadRule",
     "__version__",
+    "available_algorithms",
     "available_compressors",
     "build_info",
+    "get_algorithm",
     "get_compressor",
     "get_num_threads",
     "laq_accumulate",
@@ -72,6 +78,7 @@ __all__ = [
     "laq_dequantize",
     "laq_quantize",
     "laq_should_upload",
+    "make_problem",
     "num_threads",
     "pack_bits",
     "packed_size",
@@ -79,6 +86,7 @@ __all__ = [
     "qsgd_quantize",
     "register_compressor",
     "set_num_threads",
+    "simulate",
     "squared_distance",
     "unpack_bits",
 ]

@@ -52,6 +52,10 @@ def _float_array(x: Any, name: str, allow_empty: bool) -> npt.NDArray[np.floatin
         )
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty")
+    if not arr.flags.aligned:
+        # The kernels read through typed pointers, which must be aligned; an unaligned view
+        # (np.frombuffer at an odd offset) of an *input* is copied, which aligns it.
+        arr = arr.copy()
     return arr
 
 
@@ -95,6 +99,11 @@ def as_out_vector(out: Any, n: int, name: str = "out") -> FloatVector:
         raise ValueError(f"{name} must be a 1-D contiguous array, got shape {out.shape}")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
+    if not out.flags.aligned:
+        raise ValueError(
+            f"{name} must be aligned to its dtype (an unaligned view, e.g. np.frombuffer at an "
+            "odd offset, cannot be written in place by the kernels)"
+        )
     if out.shape[0] != n:
         raise ValueError(f"{name} has length {out.shape[0]}, expected {n}")
     return out

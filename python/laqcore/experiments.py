@@ -316,7 +316,8 @@ def _auto_rate(results: list[Any], workers: int) -> float:
     laq = next((r for r in results if r.algorithm == "laq"), None)
     if laq is None or laq.iterations == 0:
         raise ValueError("--upload-rate auto needs 'laq' earlier in --algorithms")
-    return float(max(laq.uploads / (laq.iterations * workers), 1e-6))
+    rate = float(laq.uploads) / float(laq.iterations * workers)
+    return max(rate, 1e-6)
 
 
 def run_many(

@@ -35,6 +35,7 @@ from .topk_ef import TopKEF
 
 __all__ = [
     "ALGORITHMS",
+    "GD",
     "LAGPS",
     "LAGWK",
     "LAQ",
@@ -50,7 +51,6 @@ __all__ = [
     "CompressedGradient",
     "DynamicAveraging",
     "EFSign",
-    "GD",
     "Message",
     "OneShotAveraging",
     "Params",

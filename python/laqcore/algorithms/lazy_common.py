@@ -42,12 +42,17 @@ class LazyServer(Server):
         super().__init__(params, x0, num_workers)
         self.history = params.history() if history is None else history
         self.aggregate = self._new_aggregate()
+        self._rhs, self._rhs_for = 0.0, -1
 
     def _new_aggregate(self) -> npt.NDArray[np.floating]:
         return np.zeros(self.dim)
 
     def rhs(self) -> float:
-        return self.history.rhs(self.params.alpha, self.num_workers)
+        """The rule's right-hand side for the current iteration (computed once per k)."""
+        if self._rhs_for != self.k:
+            self._rhs = self.history.rhs(self.params.alpha, self.num_workers)
+            self._rhs_for = self.k
+        return self._rhs
 
     def message(self, m: int) -> Message:
         # + 8 bytes: the rule's right-hand side travels with the model.
@@ -106,6 +111,12 @@ class InnovationWorker(Worker):
         super().__init__(m, objective, params, num_workers)
         self.iq = InnovationQuantizer(objective.dim, params.bits)
         self.rule = laq_rule(params, slaq=slaq)
+        # The rule's constants, validated once by UploadRule; the per-iteration test below is
+        # UploadRule.should_upload without its per-call argument checks (all values here come
+        # from the quantizer and the server, already finite and >= 0), which cost more than
+        # the quantizer kernel itself on small models.
+        self._err_coef = self.rule.err_scale * self.rule.err_coef
+        self._t_bar = self.rule.t_bar
         self.stochastic = stochastic
         self.mode = mode
         self.clock = 0  # iterations since the last upload (t_m)
@@ -116,9 +127,10 @@ class InnovationWorker(Worker):
         if self.mode == "requested":
             return msg.request
         assert payload.err_sq is not None  # set by propose()
-        return self.rule.should_upload(
-            payload.innov_sq, msg.rhs, payload.err_sq, self.iq.err_hat_sq, self.clock
-        )
+        if self._t_bar is not None and self.clock >= self._t_bar:
+            return True
+        threshold = msg.rhs + self._err_coef * (payload.err_sq + self.iq.err_hat_sq)
+        return payload.innov_sq >= threshold + self.rule.additive
 
     def step(self, msg: Message) -> Payload | None:
         if self.mode == "requested" and not msg.request:

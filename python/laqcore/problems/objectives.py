@@ -120,9 +120,8 @@ class SoftmaxModel(Model):
         return loss, (Xb.T @ P).ravel()
 
     def predict(self, theta: F64, Xb: F64) -> npt.NDArray[Any]:
-        return np.asarray(
-            np.argmax(Xb @ theta.reshape(self.num_features + 1, self.num_outputs), axis=1)
-        )
+        scores = Xb @ theta.reshape(self.num_features + 1, self.num_outputs)
+        return np.asarray(np.argmax(scores, axis=1))
 
 
 class LogisticModel(Model):

@@ -49,9 +49,10 @@ def lbfgs(
     x = np.array(x0, dtype=np.float64)
     f, g = fun(x)
     hist: deque[tuple[F64, F64, float]] = deque(maxlen=memory)
-    it = 0
+    iterations = 0
     stalled = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - `it` is the count reported after the loop
+    for _ in range(max_iter):
+        iterations += 1
         gnorm = float(np.linalg.norm(g))
         if gnorm <= gtol:
             break
@@ -91,7 +92,7 @@ def lbfgs(
         x, f, g = x_new, f_new, g_new
         if stalled >= 10:
             break
-    return x, float(f), float(np.linalg.norm(g)), it
+    return x, float(f), float(np.linalg.norm(g)), iterations
 
 
 def cached_optimum(problem: Problem, *, use_cache: bool = True, gtol: float = 1e-8) -> float:
@@ -106,7 +107,7 @@ def cached_optimum(problem: Problem, *, use_cache: bool = True, gtol: float = 1e
             return float(rec["f_star"])
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache entry: recompute and overwrite it
-    x, f, gnorm, iters = lbfgs(problem.value_and_grad, problem.initial_point(), gtol=gtol)
+    _x, f, gnorm, iters = lbfgs(problem.value_and_grad, problem.initial_point(), gtol=gtol)
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
