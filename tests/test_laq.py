@@ -592,3 +592,14 @@ def test_unaligned_inputs_are_copied_outputs_refused(rng):
     assert laqcore.squared_distance(unaligned_float32(grad), prev) == laqcore.squared_distance(
         grad, prev
     )
+
+
+@pytest.mark.parametrize("n", [2**61, 2**61 + 8, 2**63 + 3, 2**64 - 1])
+def test_rejects_huge_n_without_overflow(n):
+    # n * bits would wrap around in 64 bits; the size check must still see a huge body.
+    assert laqcore.packed_size(n, 8) == n
+    assert laqcore.packed_size(n, 3) == (n * 3 + 7) // 8
+    with pytest.raises(ValueError, match="expected exactly"):
+        laqcore.LAQPayload.from_bytes(frame(n, meta(8, 1.0), b""))
+    with pytest.raises(ValueError, match="need exactly"):
+        laqcore._core.laq.innov_sq(np.zeros(0, np.uint8), n, 8, 1.0)

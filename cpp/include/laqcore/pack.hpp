@@ -20,8 +20,12 @@
 
 namespace laqcore {
 
+// ceil(n * bits / 8), computed per group of 8 codes so that it cannot overflow for any n
+// (n * bits wraps for n >= 2^61: a decoder trusting a frame's n would then accept a tiny body
+// for a huge vector).
 constexpr std::size_t packed_size(std::size_t n, int bits) {
-    return (n * static_cast<std::size_t>(bits) + 7) / 8;
+    const auto b = static_cast<std::size_t>(bits);
+    return n / 8 * b + (n % 8 * b + 7) / 8;
 }
 
 // Packs n codes (each < 2^bits) into out[packed_size(n, bits)].
