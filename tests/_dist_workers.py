@@ -85,7 +85,12 @@ def _batch(rank: int, step: int, nan_at: tuple[int, int] | None = None) -> tuple
 
 def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     from laqcore.torch import (
-        LAQState, QSGDState, TernGradState, laq_hook, qsgd_hook, terngrad_hook,
+        LAQState,
+        QSGDState,
+        TernGradState,
+        laq_hook,
+        qsgd_hook,
+        terngrad_hook,
     )
 
     table = {
@@ -192,3 +197,41 @@ def ddp_runs(rank: int, world: int, runs: list[dict[str, Any]]) -> list[Any]:
         else:
             out.append(ddp_train(rank, world, **spec))
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# engine workers
+# ---------------------------------------------------------------------------------------
+def engine_runs(rank: int, world: int, cfgs: list[Any], fault: Any = None) -> list[Any]:
+    from laqcore.distributed.engine import run_engine
+
+    return [run_engine(rank, world, c, fault) for c in cfgs]
+
+
+def kill_rank1_at_3(rank: int, k: int, workers: dict[int, Any]) -> None:
+    if rank == 1 and k == 3:
+        os._exit(19)
+
+
+class _PoisonOnce:
+    """An objective whose next gradient is NaN, then normal again."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fired = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def grad(self, theta: Any) -> Any:
+        g = self.inner.grad(theta)
+        if not self.fired:
+            self.fired = True
+            g = g * float("nan")
+        return g
+
+
+def poison_rank1_at_4(rank: int, k: int, workers: dict[int, Any]) -> None:
+    if rank == 1 and k == 4:
+        for w in workers.values():
+            w.f._inner = _PoisonOnce(w.f._inner)

@@ -7,13 +7,13 @@ a test fail but never hang CI.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from _dist_workers import die_or_hang, frame_for, transport_rounds  # noqa: E402
-
+from _dist_workers import die_or_hang, engine_runs, frame_for, transport_rounds  # noqa: E402
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
 
 pytestmark = pytest.mark.distributed
@@ -66,3 +66,127 @@ def test_dead_or_hung_rank_fails_the_others_within_timeout(mode: str) -> None:
         assert outs[1].status == "killed"
     # Survivors notice within the timeout (plus process start-up), never the deadline.
     assert elapsed < 45
+
+
+# ---------------------------------------------------------------------------------------
+# the engine: the simulator's algorithms across processes
+# ---------------------------------------------------------------------------------------
+PROBLEM = {"dataset": "digits", "workers": 4, "max_samples": 400}
+
+
+def _sim_reference(name: str, iterations: int) -> tuple[list[list[int]], Any, Any]:
+    """The simulator's result plus its per-iteration upload sets (same loop, recorded)."""
+    from laqcore.algorithms import get_algorithm
+    from laqcore.problems import make_problem
+    from laqcore.simulator import simulate
+
+    prob = make_problem(**PROBLEM)
+    res = simulate(prob, get_algorithm(name), max_iterations=iterations, eps=0.0)
+    alg = get_algorithm(name)
+    M = prob.num_workers
+    server = alg.make_server(prob.initial_point(), M)
+    workers = [alg.make_worker(m, prob.workers[m], M) for m in range(M)]
+    decisions = []
+    for _ in range(iterations):
+        batch = {}
+        for m, w in enumerate(workers):
+            p = w.step(server.message(m))
+            if p is not None:
+                batch[m] = p
+        server.apply(batch)
+        decisions.append(sorted(batch))
+    return decisions, server.theta, res
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from laqcore.distributed import EngineConfig
+
+    iters = 40
+    names = ["gd", "lag-wk", "laq"]
+    cfgs = [
+        EngineConfig(problem=PROBLEM, algorithm=n, max_iterations=iters, eps=0.0, eval_every=20)
+        for n in names
+    ]
+    outs = run_processes(engine_runs, world, cfgs, pg_timeout_s=30, deadline_s=150)
+    for i, name in enumerate(names):
+        decisions, theta, sim = _sim_reference(name, iters)
+        for o in outs:
+            got = o.result[i]
+            # Same upload decisions and (to rel 1e-6; in fact bit-identical) iterates.
+            assert got["decisions"] == decisions
+            np.testing.assert_allclose(got["theta"], theta, rtol=1e-6, atol=0)
+            r = got["result"]
+            assert r["iterations"] == sim.iterations == iters
+            assert r["uploads"] == sim.uploads and r["bits"] == sim.bits
+            assert r["downlink_bits"] == sim.downlink_bits
+            np.testing.assert_allclose(r["history"]["loss"], sim.history["loss"], rtol=1e-6)
+            np.testing.assert_allclose(r["final_residual"], sim.final_residual, rtol=1e-6)
+        # Skipping saves real bytes: the payload that crossed is exactly the uploads' frames
+        # plus each uploading rank's container header (4 + 8 per item).
+        w = outs[0].result[i]["wire"]
+        uploads_by_rank = sum(
+            len({m % world for m in d}) for d in decisions
+        )
+        assert w["payload_bytes"] == sim.bits // 8 + 4 * uploads_by_rank + 8 * sim.uploads
+    lazy = outs[0].result[2]["result"]
+    assert lazy["uploads"] < iters * 4  # LAQ skipped some uploads
+
+
+def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from laqcore.distributed import EngineConfig
+
+    ck = str(cache / "ckpt")
+    base = {"problem": PROBLEM, "algorithm": "laq", "eps": 0.0, "eval_every": 10}
+    full = run_processes(
+        engine_runs, 2,
+        [EngineConfig(**base, max_iterations=30),
+         EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=12)],
+        pg_timeout_s=30, deadline_s=120,
+    )
+    resumed = run_processes(
+        engine_runs, 2,
+        [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
+        pg_timeout_s=30, deadline_s=120,
+    )
+    for r in range(2):
+        a, b = full[r].result[0], resumed[r].result[0]
+        np.testing.assert_array_equal(a["theta"], b["theta"])
+        assert a["decisions"] == b["decisions"]
+        assert a["result"]["history"] == b["result"]["history"]
+        assert a["wire"]["wire_bytes"] == b["wire"]["wire_bytes"]
+
+
+def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-untyped-def]
+    from _dist_workers import kill_rank1_at_3, poison_rank1_at_4
+    from laqcore.distributed import EngineConfig
+
+    cfg = EngineConfig(problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0)
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [cfg], kill_rank1_at_3, pg_timeout_s=5, deadline_s=60)
+    outs = info.value.outcomes
+    assert outs[1].status == "exited" and outs[1].exitcode == 19
+    assert outs[0].error_type == "PeerFailureError" and "iteration 3" in (outs[0].error or "")
+    assert time.monotonic() - t0 < 45
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [cfg], poison_rank1_at_4, pg_timeout_s=30, deadline_s=60)
+    for o in info.value.outcomes:
+        assert o.error_type == "NonFiniteGradientError"
+        assert "rank 1" in (o.error or "") and "step 4" in (o.error or "")
+    skip = EngineConfig(problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0,
+                        nonfinite="skip")
+    outs = run_processes(engine_runs, 2, [skip], poison_rank1_at_4, pg_timeout_s=30, deadline_s=60)
+    # Rank 1 hosts workers 1 and 3 (round-robin), both poisoned once at iteration 4.
+    assert [o.result[0]["wire"]["nonfinite_skipped"] for o in outs] == [0, 2]
+    assert 1 not in outs[0].result[0]["decisions"][4] and 3 not in outs[0].result[0]["decisions"][4]

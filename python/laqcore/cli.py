@@ -33,6 +33,7 @@ def __dir__() -> list[str]:
 SUBCOMMAND_MODULES: list[str] = [
     "laqcore.experiments",  # problem, run, compare, sweep (the many-worker simulator)
     "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
+    "laqcore.distributed.cli",  # launch (the run options across N torch.distributed processes)
 ]
 
 

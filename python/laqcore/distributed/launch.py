@@ -8,6 +8,7 @@ happened (result, exception, exit code, or killed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import multiprocessing as mp
 import os
@@ -102,10 +103,8 @@ def _child(
             out = fn(rank, world_size, *args)
         finally:
             # Never block on teardown: after a peer failure the group may be unusable.
-            try:
+            with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-            except Exception:  # noqa: BLE001 - best effort after a failure
-                pass
         # Plain pickle, by value: the queue's own pickler would pass torch tensors as
         # shared-memory handles that die with this process before the parent reads them.
         results.put(

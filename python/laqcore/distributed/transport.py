@@ -205,6 +205,7 @@ class Transport:
             if len(frame) == 0:
                 raise ValueError("frame must not be empty; pass None to skip the upload")
             status = len(frame)
+        data = b"" if frame is None else bytes(frame)
 
         # Phase 1: everyone learns everyone's status.
         mine = torch.tensor([status], dtype=torch.int64, device=self.device)
@@ -235,7 +236,7 @@ class Transport:
 
         # Phase 2: move only the uploaders' frames.
         if len(uploaders) == w and padded - real <= self.pad_tolerance * real:
-            mine_buf = self._bytes_tensor(bytes(frame or b""), biggest)
+            mine_buf = self._bytes_tensor(data, biggest)
             bufs = [torch.empty_like(mine_buf) for _ in range(w)]
             self._guard(f"payload all-gather ({tag})", dist.all_gather, bufs, mine_buf, group=self.group)
             st.wire_bytes += padded * (w - 1)
@@ -244,7 +245,7 @@ class Transport:
                 frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
         else:
             for r in uploaders:
-                buf = self._bytes_tensor(bytes(frame) if r == self.rank else b"", sizes[r])
+                buf = self._bytes_tensor(data if r == self.rank else b"", sizes[r])
                 self._guard(
                     f"payload broadcast from rank {r} ({tag})",
                     dist.broadcast,
@@ -253,7 +254,7 @@ class Transport:
                     group=self.group,
                 )
                 st.wire_bytes += sizes[r] * (w - 1)
-                frames[r] = bytes(frame) if r == self.rank else buf.cpu().numpy().tobytes()
+                frames[r] = data if r == self.rank else buf.cpu().numpy().tobytes()
         return ExchangeResult(frames=frames, nonfinite_ranks=bad)
 
     def barrier(self, tag: str = "barrier") -> None:

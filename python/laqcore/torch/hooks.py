@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
+from torch._C._distributed_c10d import GradBucket
 
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.transport import ExchangeResult, Transport
@@ -128,6 +129,8 @@ class _HookState:
         self._numels: list[int] = []  # numel of each ordinal (checked against checkpoints)
         self._offsets: list[int] = []
         self._gather_cache: dict[tuple[int, ...], npt.NDArray[np.int64]] = {}
+        # Parameter sizes a loaded checkpoint expects (checked at the first compressed step).
+        self._expected_numels: list[int] | None = None
         # --- statistics of this rank ---
         self._counters: dict[str, int] = dict.fromkeys(
             (
@@ -202,7 +205,7 @@ class _HookState:
         return cat.numpy()[self._gather_index(parked)]
 
     # -- the per-iteration driver ---------------------------------------------------------
-    def _run(self, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+    def _run(self, bucket: GradBucket) -> Future[torch.Tensor]:
         fut: Future[torch.Tensor] = Future()
         self._parked.append(_Parked(bucket.buffer(), list(bucket.parameters()), fut))
         if not bucket.is_last():
@@ -216,7 +219,7 @@ class _HookState:
                 self._compressed(parked)
         except BaseException as err:
             for b in parked[:-1]:
-                b.future.set_exception(err)
+                b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
             raise
         self.iteration += 1
         for b in parked:
@@ -312,7 +315,7 @@ class _HookState:
         self._expected_numels = [int(v) for v in sd["numels"]]
 
     def _check_checkpoint_layout(self) -> None:
-        expected = getattr(self, "_expected_numels", None)
+        expected = self._expected_numels
         if expected is not None and expected != self._numels:
             raise ValueError(
                 "the loaded hook state was saved for parameters of sizes "
@@ -484,13 +487,12 @@ class LAQState(_HookState):
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        copy = lambda a: None if a is None else a.copy()  # noqa: E731
         sd.update(
-            q_prev=copy(self.q_prev),
-            aggregate=copy(self.aggregate),
+            q_prev=_vector_or_none(self.q_prev),
+            aggregate=_vector_or_none(self.aggregate),
             err_hat_sq=self.err_hat_sq,
             clock=self.clock,
-            prev_params=copy(self.prev_params),
+            prev_params=_vector_or_none(self.prev_params),
             history=_history_to_plain(self.history),
             last_out_sq=self.last_out_sq,
             lr_sq_estimate=self.lr_sq_estimate,
@@ -499,10 +501,9 @@ class LAQState(_HookState):
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         super().load_state_dict(sd)
-        vec = lambda a: None if a is None else np.array(a, dtype=np.float32)  # noqa: E731
-        self.q_prev = vec(sd["q_prev"])
-        self.aggregate = vec(sd["aggregate"])
-        self.prev_params = vec(sd["prev_params"])
+        self.q_prev = _vector_or_none(sd["q_prev"])
+        self.aggregate = _vector_or_none(sd["aggregate"])
+        self.prev_params = _vector_or_none(sd["prev_params"])
         self.err_hat_sq = float(sd["err_hat_sq"])
         self.clock = int(sd["clock"])
         self.last_out_sq = float(sd["last_out_sq"])
@@ -519,6 +520,11 @@ class LAQState(_HookState):
         self.history = _history_from_plain(self.rule, d["history"])
 
 
+def _vector_or_none(a: Any) -> FloatVector | None:
+    """A float32 copy (checkpoints must not alias live state), or None."""
+    return None if a is None else np.array(a, dtype=np.float32)
+
+
 def _history_to_plain(h: IterateHistory) -> dict[str, Any]:
     return {"recent": [float(v) for v in h.recent()], "count": h.count}
 
@@ -533,7 +539,7 @@ def _history_from_plain(rule: UploadRule, plain: dict[str, Any]) -> IterateHisto
     return h
 
 
-def laq_hook(state: LAQState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running LAQ: ``ddp_model.register_comm_hook(state, laq_hook)``.
 
     See the module docstring for the per-iteration flow and :class:`LAQState` for the rule.
@@ -648,12 +654,12 @@ class TernGradState(_CompressorState):
         super().__init__(process_group, warmup_steps, nonfinite, seed, dict(kwargs))
 
 
-def qsgd_hook(state: QSGDState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running QSGD (see the module docstring for the flow)."""
     return state._run(bucket)
 
 
-def terngrad_hook(state: TernGradState, bucket: dist.GradBucket) -> Future[torch.Tensor]:
+def terngrad_hook(state: TernGradState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running TernGrad (see the module docstring for the flow)."""
     return state._run(bucket)
 

@@ -1,0 +1,130 @@
+"""``laqcore launch``: the ``laqcore run`` options, executed across N processes.
+
+Either starts N local processes itself (``--nproc N``, gloo over TCP on 127.0.0.1), or, when
+started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` set), runs as one rank of the
+torchrun job::
+
+    laqcore launch --nproc 4 --algorithm laq --dataset digits --workers 8 --out out/
+    torchrun --nproc-per-node 4 -m laqcore launch --algorithm laq --workers 8
+
+Rank 0 prints the simulator's table and writes ``OUT/results.json`` (the simulator's format,
+with a ``wire`` section in the config: the bytes that actually crossed between processes).
+torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+from typing import Any
+
+__all__ = ["add_parser"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from ..experiments import algorithm_overrides, problem_kwargs
+    from .engine import EngineConfig
+
+    overrides = algorithm_overrides(args)
+    overrides.setdefault("seed", args.seed)
+    return EngineConfig(
+        problem=problem_kwargs(args),
+        algorithm=args.algorithm,
+        overrides=overrides,
+        max_iterations=args.max_iterations,
+        eps=args.eps,
+        eval_every=args.eval_every,
+        nonfinite=args.nonfinite,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
+
+
+def _rank_main(rank: int, world: int, cfg: Any) -> dict[str, Any]:
+    from .engine import run_engine
+
+    return run_engine(rank, world, cfg)
+
+
+def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from ..experiments import format_table, write_results
+    from ..simulator import RunResult
+
+    result = RunResult(**out["result"])
+    print(format_table([result]))
+    w = out["wire"]
+    print(
+        f"{w['processes']} processes: {w['wire_bytes']} bytes crossed "
+        f"({w['payload_bytes']} payload, {w['control_bytes']} control, "
+        f"{w['padding_bytes']} padding; {w['monitor_bytes']} loss monitoring)"
+    )
+    if args.out:
+        config = {k: v for k, v in vars(args).items() if k != "func"}
+        config["wire"] = w
+        print(f"wrote {write_results(args.out, config, [result])}")
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir")
+    if args.cache_dir:
+        os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+    cfg = _config(args)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        # Started by torchrun: this process is one rank; the rendezvous comes from the env.
+        import torch.distributed as dist
+
+        dist.init_process_group(
+            args.backend, timeout=datetime.timedelta(seconds=args.timeout)
+        )
+        try:
+            out = _rank_main(dist.get_rank(), dist.get_world_size(), cfg)
+        finally:
+            dist.destroy_process_group()
+        if int(os.environ["RANK"]) == 0:
+            _report(args, out)
+        return 0
+    from .launch import run_processes
+
+    outs = run_processes(
+        _rank_main, args.nproc, cfg, backend=args.backend, pg_timeout_s=args.timeout,
+        deadline_s=args.deadline,
+    )
+    _report(args, outs[0].result)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``launch`` (see the module docstring)."""
+    from ..experiments import add_algorithm_options, add_problem_options, add_run_options
+
+    p = sub.add_parser(
+        "launch",
+        help="run one algorithm across N processes (torch.distributed); writes OUT/results.json",
+    )
+    p.add_argument("--algorithm", "-a", default="laq", help="algorithm name (see compare)")
+    g = p.add_argument_group("processes")
+    g.add_argument("--nproc", type=int, default=2, help="number of processes (ignored under torchrun)")
+    g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    g.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a collective waits for a dead or hung peer before failing (60)")
+    g.add_argument("--deadline", type=float, default=24 * 3600.0,
+                   help="wall-clock limit of the whole run in seconds")
+    g.add_argument("--nonfinite", choices=["raise", "skip"], default="raise",
+                   help="NaN/Inf gradient: fail naming rank and iteration, or skip the upload")
+    g.add_argument("--checkpoint-dir", default=None, help="where each rank writes rank<r>.pkl")
+    g.add_argument("--checkpoint-every", type=int, default=0,
+                   help="checkpoint period in iterations (0: never)")
+    g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    add_problem_options(p)
+    add_algorithm_options(p)
+    add_run_options(p)
+    p.set_defaults(func=_cmd_launch)
