@@ -179,6 +179,8 @@ def test_make_problem_bad_arguments():
         make_problem("digits", workers=0)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("cifar")
+    with pytest.raises(TypeError, match="dataset name"):
+        load_dataset(3)
     with pytest.raises(ValueError, match="--data-dir"):
         load_dataset("mnist")
     with pytest.raises(ValueError, match="regression"):

@@ -4,11 +4,15 @@ The server asks worker m for a fresh gradient only if
 ``L_m^2 ||theta_hat_m - theta^k||^2 > (1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} -
 theta^{k-d}||^2`` (``theta_hat_m``: where m's gradient was last computed; ``L_m``: its
 smoothness constant). A worker that is not asked computes nothing.
+
+Default ``ck = 10`` (``xi_d = 10/D``), the official LAG code's PS setting (its WK setting is
+``1/D``): the bound ``L_m ||theta_hat_m - theta^k||`` over-estimates the gradient change, so
+the PS rule needs a larger threshold to skip anything.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +66,7 @@ class LAGPS(Algorithm):
 
     name = "lag-ps"
     needs_smoothness = True
+    DEFAULTS: ClassVar[dict[str, Any]] = {"ck": 10.0}
 
     def make_server(
         self, x0: F64, num_workers: int, smoothness: F64 | None = None
