@@ -153,8 +153,8 @@ def terngrad_scaler(x: np.ndarray, clip_factor: float) -> tuple[float, float]:
     thr = np.float32(np.inf)
     if clip_factor > 0:
         x64 = x.astype(np.float64)
-        mean = blocked_sum(x64) / x.size
-        sigma = np.sqrt(blocked_sum((x64 - mean) ** 2) / x.size)
+        mean = lane_blocked_sum(x64) / x.size
+        sigma = np.sqrt(lane_blocked_sum((x64 - mean) ** 2) / x.size)
         thr = np.float32(float(np.float32(clip_factor)) * sigma)
     return float(min(np.abs(x).max(), thr)), float(thr)
 

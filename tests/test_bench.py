@@ -40,7 +40,8 @@ def test_report_schema():
         assert row["kernel"] in kernels
         assert row["n"] == 1000
         assert row["threads"] in (1, 2)
-        assert row["seconds"] > 0 and row["memcpy_seconds"] > 0
+        assert row["seconds"] > 0
+        assert row["memcpy_seconds"] > 0
         assert row["memcpy_ratio"] == pytest.approx(row["seconds"] / row["memcpy_seconds"])
         assert row["numpy_speedup"] == pytest.approx(row["numpy_seconds"] / row["seconds"])
         assert row["torch_speedup"] is None  # use_torch=False

@@ -211,7 +211,7 @@ def _sign_everything(level: str, x) -> tuple:
         return p.scale, p.packed.tobytes(), comp.decompress(p).tobytes()
 
 
-@pytest.mark.parametrize("n", SIMD_LENGTHS[1:] + [2**18 + 5], ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("n", [*SIMD_LENGTHS[1:], 2**18 + 5], ids=lambda n: f"n{n}")
 def test_sign_identical_to_scalar(simd_level, n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
     x[::7] = -0.0
@@ -230,6 +230,34 @@ def test_sign_simd_rejects_nonfinite(simd_level, where):
         laqcore.get_compressor("sign").compress(x)
 
 
+# --- TernGrad ----------------------------------------------------------------------------
+def _terngrad_everything(level: str, x, clip: float | None, shared: float | None) -> tuple:
+    with runtime.simd(level):
+        comp = laqcore.get_compressor("terngrad", clip_factor=clip, seed=9)
+        p = comp.compress(x, step=4, shared_scaler=shared)
+        return p.scaler, p.packed.tobytes(), comp.decompress(p).tobytes()
+
+
+@pytest.mark.parametrize("clip", [None, 2.5, 0.5])
+@pytest.mark.parametrize("n", [*SIMD_LENGTHS[1:], 2**17 + 3], ids=lambda n: f"n{n}")
+def test_terngrad_identical_to_scalar(simd_level, n, clip):
+    x = (np.random.default_rng(n).standard_normal(n) + 0.3).astype(np.float32)
+    x[::13] = -0.0
+    expected = _terngrad_everything("scalar", x, clip, None)
+    assert _terngrad_everything(simd_level, x, clip, None) == expected
+    shared = 2 * expected[0] + 1
+    assert _terngrad_everything(simd_level, x, clip, shared) == _terngrad_everything(
+        "scalar", x, clip, shared)
+
+
+def test_terngrad_identical_for_any_thread_count(simd_level):
+    x = np.random.default_rng(8).standard_normal(2**18 + 1).astype(np.float32)
+    expected = _terngrad_everything("scalar", x, 2.5, None)
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            assert _terngrad_everything(simd_level, x, 2.5, None) == expected
+
+
 # --- selection -------------------------------------------------------------------------
 def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
@@ -238,7 +266,8 @@ def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[s
         env["LAQCORE_SIMD"] = env_value
     code = "import laqcore; print(laqcore.runtime.simd_level())"
     return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+        timeout=120,
     )
 
 

@@ -106,6 +106,9 @@ const KernelTable& scalar_kernel_table() {
         &sumsq_lanes_scalar,
         &qsgd_codes_scalar,
         &sign_block_scalar,
+        &sum_max_block_scalar,
+        &centered_sumsq_scalar,
+        &terngrad_codes_scalar,
     };
     return table;
 }

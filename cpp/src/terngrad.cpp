@@ -5,6 +5,7 @@
 
 #include "compress_common.hpp"
 #include "laqcore/common.hpp"
+#include "laqcore/dispatch.hpp"
 #include "laqcore/rng.hpp"
 
 namespace laqcore {
@@ -13,19 +14,14 @@ float terngrad_scaler(const float* x, std::size_t n, float clip_factor, float* t
                       const char* name) {
     LAQ_CHECK(n >= 1, name << " must not be empty");
     LAQ_CHECK(std::isfinite(clip_factor), "clip_factor must be finite, got " << clip_factor);
+    // Block functions of the active SIMD level (resolved outside the parallel regions).
+    const KernelTable& kern = kernels();
     // Pass 1: sum (for the mean), max |x| and the NaN/Inf check together.
     const detail::RangeStats st = detail::blocked_reduce(
         0, n, detail::RangeStats{},
-        [x](std::size_t lo, std::size_t hi) {
+        [x, &kern](std::size_t lo, std::size_t hi) {
             detail::RangeStats r;
-            unsigned nonfinite = 0;
-            for (std::size_t i = lo; i < hi; ++i) {
-                const float a = std::fabs(x[i]);
-                nonfinite |= detail::not_finite(a) ? 1u : 0u;
-                r.max_abs = a > r.max_abs ? a : r.max_abs;
-                r.sum += static_cast<double>(x[i]);
-            }
-            r.bad = nonfinite != 0;
+            kern.sum_max_block(x + lo, hi - lo, &r.sum, &r.max_abs, &r.bad);
             return r;
         },
         detail::combine_stats);
@@ -38,13 +34,8 @@ float terngrad_scaler(const float* x, std::size_t n, float clip_factor, float* t
         const double mean = st.sum / static_cast<double>(n);
         const double ss = detail::blocked_reduce(
             0, n, 0.0,
-            [x, mean](std::size_t lo, std::size_t hi) {
-                double s = 0.0;
-                for (std::size_t i = lo; i < hi; ++i) {
-                    const double d = static_cast<double>(x[i]) - mean;
-                    s += d * d;
-                }
-                return s;
+            [x, mean, &kern](std::size_t lo, std::size_t hi) {
+                return kern.centered_sumsq(x + lo, hi - lo, mean);
             },
             [](double a, double b) { return a + b; });
         const double sigma = std::sqrt(ss / static_cast<double>(n));
@@ -58,18 +49,55 @@ void terngrad_encode(const float* x, std::size_t n, float threshold, float scale
                      std::uint64_t key, std::uint8_t* packed) {
     LAQ_CHECK(std::isfinite(scaler) && scaler >= 0.0f,
               "scaler must be finite and >= 0, got " << scaler);
+    const auto codes_of = kernels().terngrad_codes;  // SIMD level chosen at run time
     detail::encode_packed(n, kTernGradBits, packed,
                           [&](std::size_t begin, std::size_t end, std::uint8_t* codes) {
-        for (std::size_t i = begin; i < end; ++i) {
-            const float v = x[i];
-            const float a = std::fabs(v) < threshold ? std::fabs(v) : threshold;
-            const float p = scaler > 0.0f ? a / scaler : 0.0f;
-            const unsigned keep = uniform01(key, i) < p ? 1u : 0u;
-            // keep=0 -> 0; keep=1 -> 1 (+) or 2 (-)
-            codes[i - begin] = static_cast<std::uint8_t>(keep << (v < 0.0f ? 1 : 0));
-        }
+        codes_of(x, begin, end, threshold, scaler, key, codes);
     });
 }
+
+// Scalar references of the TernGrad entries of KernelTable (dispatch.hpp). Sums follow
+// parallel.hpp's LaneSum order so that the SIMD versions reproduce them exactly.
+namespace detail {
+
+void sum_max_block_scalar(const float* x, std::size_t count, double* sum, float* max_abs,
+                          bool* nonfinite) {
+    LaneSum s;
+    float m = 0.0f;
+    unsigned bad = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        const float a = std::fabs(x[i]);
+        bad |= not_finite(a) ? 1u : 0u;
+        m = a > m ? a : m;
+        s.lane[i % kSumLanes] += static_cast<double>(x[i]);
+    }
+    *sum = s.total();
+    *max_abs = m;
+    *nonfinite = bad != 0;
+}
+
+double centered_sumsq_scalar(const float* x, std::size_t count, double mean) {
+    LaneSum s;
+    for (std::size_t i = 0; i < count; ++i) {
+        const double d = static_cast<double>(x[i]) - mean;
+        s.lane[i % kSumLanes] += d * d;
+    }
+    return s.total();
+}
+
+void terngrad_codes_scalar(const float* x, std::size_t begin, std::size_t end, float threshold,
+                           float scaler, std::uint64_t key, std::uint8_t* codes) {
+    for (std::size_t i = begin; i < end; ++i) {
+        const float v = x[i];
+        const float a = std::fabs(v) < threshold ? std::fabs(v) : threshold;
+        const float p = scaler > 0.0f ? a / scaler : 0.0f;
+        const unsigned keep = uniform01(key, i) < p ? 1u : 0u;
+        // keep=0 -> 0; keep=1 -> 1 (+) or 2 (-)
+        codes[i - begin] = static_cast<std::uint8_t>(keep << (v < 0.0f ? 1 : 0));
+    }
+}
+
+}  // namespace detail
 
 float terngrad_quantize(const float* x, std::size_t n, float clip_factor, float shared_scaler,
                         std::uint64_t key, std::uint8_t* packed, const char* name) {

@@ -181,8 +181,8 @@ def _verify_outputs(kernel: Fn, numpy_fn: Fn | None, torch_fn: Fn | None) -> Fn:
 def _make_pack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     codes = _random_codes(n, bits, rng)
     tcodes = torch.from_numpy(codes) if torch is not None and 8 % bits == 0 else None
-    kernel = lambda: packing.pack_bits(codes, bits)  # noqa: E731
-    numpy_fn = lambda: _np_pack(codes, bits)  # noqa: E731
+    kernel: Fn = lambda: packing.pack_bits(codes, bits)
+    numpy_fn: Fn = lambda: _np_pack(codes, bits)
     torch_fn = None if tcodes is None else (lambda: _torch_pack(torch, tcodes, bits))
     return Case(kernel, codes, numpy_fn, torch_fn, _verify_outputs(kernel, numpy_fn, torch_fn))
 
@@ -190,8 +190,8 @@ def _make_pack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
 def _make_unpack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     packed = packing.pack_bits(_random_codes(n, bits, rng), bits)
     tpacked = torch.from_numpy(packed) if torch is not None and 8 % bits == 0 else None
-    kernel = lambda: packing.unpack_bits(packed, bits, n)  # noqa: E731
-    numpy_fn = lambda: _np_unpack(packed, bits, n)  # noqa: E731
+    kernel: Fn = lambda: packing.unpack_bits(packed, bits, n)
+    numpy_fn: Fn = lambda: _np_unpack(packed, bits, n)
     torch_fn = None if tpacked is None else (lambda: _torch_unpack(torch, tpacked, bits, n))
     return Case(
         kernel, np.empty(n, np.uint8), numpy_fn, torch_fn,
@@ -272,16 +272,16 @@ def _make_laq_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) 
 
     g = _gradient(n, rng)
     prev = (g + 0.1 * _gradient(n, rng)).astype(np.float32)
-    kernel = lambda: laqcore.laq_quantize(g, prev, bits)  # noqa: E731
-    numpy_fn = lambda: _np_laq(g, prev, bits)  # noqa: E731
-    torch_fn = None
+    kernel: Fn = lambda: laqcore.laq_quantize(g, prev, bits)
+    numpy_fn: Fn = lambda: _np_laq(g, prev, bits)
+    torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0:
         tg, tp = torch.from_numpy(g), torch.from_numpy(prev)
-        torch_fn = lambda: _torch_laq(torch, tg, tp, bits)  # noqa: E731
+        torch_fn = lambda: _torch_laq(torch, tg, tp, bits)
 
     def verify() -> None:
         p = kernel()
-        for base in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for base in [f for f in (numpy_fn, torch_fn) if f is not None]:
             packed, radius, _, innov_sq = base()
             _same("LAQ codes", p.packed, packed)
             if radius != p.radius or not np.isclose(innov_sq, p.innov_sq, rtol=1e-9):
@@ -297,22 +297,23 @@ def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any
     base = _gradient(n, rng)
     agg, agg_np = base.copy(), base.copy()
     lut = _laq_lut(payload.radius, bits)
-    kernel = lambda: laqcore.laq_accumulate(agg, payload)  # noqa: E731
+    kernel: Fn = lambda: laqcore.laq_accumulate(agg, payload)
 
     def numpy_fn() -> None:
         agg_np.__iadd__(lut[_np_unpack(payload.packed, bits, n)])
 
     targets: list[tuple[Fn, npt.NDArray[np.float32]]] = [(kernel, agg), (numpy_fn, agg_np)]
-    torch_fn = None
+    torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0:
         agg_t = torch.from_numpy(base.copy())
         packed_t = torch.from_numpy(np.array(payload.packed))
         lut_t = torch.from_numpy(lut)
 
-        def torch_fn() -> None:  # table lookup with an int64 index, as torch requires
+        def _torch_job() -> None:  # table lookup with an int64 index, as torch requires
             agg_t.add_(lut_t[_torch_unpack(torch, packed_t, bits, n).long()])
 
-        targets.append((torch_fn, agg_t.numpy()))
+        torch_fn = _torch_job
+        targets.append((_torch_job, agg_t.numpy()))
 
     def verify() -> None:  # one application from the same start gives the same floats
         for fn, arr in targets:
@@ -364,17 +365,17 @@ def _make_qsgd(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     levels = _qsgd_levels(bits)
     bucket = min(QSGD_BUCKET, n)
     comp = _compressor("qsgd", levels=levels, bucket_size=bucket, norm="l2", seed=0)
-    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
-    numpy_fn = lambda: _np_qsgd(x, levels, bucket, bits, np_rng)  # noqa: E731
-    torch_fn = None
+    numpy_fn: Fn = lambda: _np_qsgd(x, levels, bucket, bits, np_rng)
+    torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0 and n % bucket == 0:
         tx = torch.from_numpy(x)
-        torch_fn = lambda: _torch_qsgd(torch, tx, levels, bucket, bits)  # noqa: E731
+        torch_fn = lambda: _torch_qsgd(torch, tx, levels, bucket, bits)
 
     def verify() -> None:  # stochastic: same scales and sizes, not the same draws
         p = kernel()
-        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for fn in [f for f in (numpy_fn, torch_fn) if f is not None]:
             norms, packed = fn()
             ok = np.allclose(_as_numpy(norms).reshape(-1), p.scales, rtol=1e-5)
             if not ok or _as_numpy(packed).shape != p.packed.shape:
@@ -409,17 +410,17 @@ def _torch_terngrad(torch: Any, x: Any) -> Any:
 def _make_terngrad(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
     comp = _compressor("terngrad", clip_factor=TERNGRAD_CLIP, seed=0)
-    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
-    numpy_fn = lambda: _np_terngrad(x, np_rng)  # noqa: E731
-    torch_fn = None
+    numpy_fn: Fn = lambda: _np_terngrad(x, np_rng)
+    torch_fn: Fn | None = None
     if torch is not None:
         tx = torch.from_numpy(x)
-        torch_fn = lambda: _torch_terngrad(torch, tx)  # noqa: E731
+        torch_fn = lambda: _torch_terngrad(torch, tx)
 
     def verify() -> None:
         p = kernel()
-        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for fn in [f for f in (numpy_fn, torch_fn) if f is not None]:
             s, packed = fn()
             same_size = _as_numpy(packed).shape == p.packed.shape
             if not (np.isclose(float(s), p.scaler, rtol=1e-5) and same_size):
@@ -431,23 +432,24 @@ def _make_terngrad(n: int, bits: int, rng: np.random.Generator, torch: Any) -> C
 def _make_sign(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
     comp = _compressor("sign")
-    kernel = lambda: comp.compress(x)  # noqa: E731
+    kernel: Fn = lambda: comp.compress(x)
 
     def numpy_fn() -> Any:
         scale = np.float32(np.sum(np.abs(x), dtype=np.float64) / n)
         return scale, np.packbits(x < 0, bitorder="little")
 
-    torch_fn = None
+    torch_fn: Fn | None = None
     if torch is not None:
         tx = torch.from_numpy(x)
 
-        def torch_fn() -> Any:  # EF-sign as in GRACE: mean |x| and the sign bits
+        def _torch_job() -> Any:  # EF-sign as in GRACE: mean |x| and the sign bits
             scale = tx.abs().sum(dtype=torch.float64) / n
             return scale, _torch_pack(torch, (tx < 0).to(torch.uint8), 1)
+        torch_fn = _torch_job
 
     def verify() -> None:
         p = kernel()
-        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for fn in [f for f in (numpy_fn, torch_fn) if f is not None]:
             scale, packed = fn()
             _same("sign bits", p.packed, packed)
             if not np.isclose(float(scale), p.scale, rtol=1e-6):
@@ -472,23 +474,24 @@ def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
     k = max(1, int(n * TOPK_RATIO))
     comp = _compressor("topk", k=k)
-    kernel = lambda: comp.compress(x)  # noqa: E731
+    kernel: Fn = lambda: comp.compress(x)
 
     def numpy_fn() -> Any:
         idx = _np_topk(x, k)
         return idx, x[idx]
 
-    torch_fn = None
+    torch_fn: Fn | None = None
     if torch is not None:
         tx = torch.from_numpy(x)
 
-        def torch_fn() -> Any:
+        def _torch_job() -> Any:
             idx = _torch_topk(torch, tx, k)
             return idx, tx[idx]
+        torch_fn = _torch_job
 
     def verify() -> None:  # random normals: no ties, so the kept set is unique
         p = kernel()
-        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for fn in [f for f in (numpy_fn, torch_fn) if f is not None]:
             idx, values = fn()
             _same("top-k indices", p.indices.astype(np.int64), _as_numpy(idx).astype(np.int64))
             _same("top-k values", p.values, values)
@@ -501,7 +504,7 @@ def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) 
     k = max(1, int(n * TOPK_RATIO))
     levels = _qsgd_levels(bits)
     comp = _compressor("sparse_quant", k=k, bits=bits, selection="topk", seed=0)
-    kernel = lambda: comp.compress(x, step=0)  # noqa: E731
+    kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
 
     def numpy_fn() -> Any:
@@ -514,11 +517,11 @@ def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) 
         codes = (2 * level + ((vals < 0) & (level > 0))).astype(np.uint8)
         return idx, scale, _np_pack(codes, bits)
 
-    torch_fn = None
+    torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0:
         tx = torch.from_numpy(x)
 
-        def torch_fn() -> Any:
+        def _torch_job() -> Any:
             idx = _torch_topk(torch, tx, k)
             vals = tx[idx]
             scale = vals.abs().max()
@@ -527,10 +530,11 @@ def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) 
             level = (low + (torch.rand(k) < r - low).float()).clamp_(max=levels)
             codes = (2 * level + ((vals < 0) & (level > 0)).float()).to(torch.uint8)
             return idx, scale, _torch_pack(torch, codes, bits)
+        torch_fn = _torch_job
 
     def verify() -> None:
         p = kernel()
-        for fn in [numpy_fn] + ([torch_fn] if torch_fn else []):
+        for fn in [f for f in (numpy_fn, torch_fn) if f is not None]:
             idx, scale, packed = fn()
             _same("sparse indices", p.indices.astype(np.int64), _as_numpy(idx).astype(np.int64))
             if float(scale) != p.scale or _as_numpy(packed).shape != p.packed.shape:

@@ -60,6 +60,15 @@ struct KernelTable {
     // *nonfinite when some x_i is NaN or Inf.
     double (*sign_block)(const float* x, std::size_t count, std::uint8_t* packed,
                          bool* nonfinite);
+    // TernGrad (terngrad.hpp). Block statistics: sum_i x_i in LaneSum order, max |x_i|,
+    // and whether some x_i is NaN or Inf.
+    void (*sum_max_block)(const float* x, std::size_t count, double* sum, float* max_abs,
+                          bool* nonfinite);
+    // sum_i (double(x_i) - mean)^2 in LaneSum order.
+    double (*centered_sumsq)(const float* x, std::size_t count, double mean);
+    // Ternary codes of elements [begin, end) into codes[0, end - begin).
+    void (*terngrad_codes)(const float* x, std::size_t begin, std::size_t end, float threshold,
+                           float scaler, std::uint64_t key, std::uint8_t* codes);
 };
 
 // The table of the active level (chosen on first use, see above). Throws
@@ -101,6 +110,11 @@ void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::
                        std::uint64_t key, std::uint8_t* codes);  // qsgd.cpp
 double sign_block_scalar(const float* x, std::size_t count, std::uint8_t* packed,
                          bool* nonfinite);  // sign.cpp
+void sum_max_block_scalar(const float* x, std::size_t count, double* sum, float* max_abs,
+                          bool* nonfinite);  // terngrad.cpp
+double centered_sumsq_scalar(const float* x, std::size_t count, double mean);  // terngrad.cpp
+void terngrad_codes_scalar(const float* x, std::size_t begin, std::size_t end, float threshold,
+                           float scaler, std::uint64_t key, std::uint8_t* codes);  // terngrad.cpp
 }  // namespace detail
 
 }  // namespace laqcore

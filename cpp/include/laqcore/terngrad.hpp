@@ -3,7 +3,8 @@
 // 1. Optional clipping (clip_factor c > 0): g_i <- sign(g_i) * min(|g_i|, c * sigma), with
 //    sigma the population standard deviation of the whole tensor,
 //        mean = S1 / n,  sigma = sqrt(S2 / n),  S1 = sum g_i,  S2 = sum (g_i - mean)^2,
-//    both sums in double with parallel.hpp's fixed-block rule (thread-count invariant), and
+//    both sums in double with parallel.hpp's fixed-block rule and LaneSum order inside a
+//    block (thread-count and SIMD invariant), and
 //    threshold = float(double(c) * sigma). c <= 0 disables clipping (threshold = +Inf).
 // 2. Scaler s: the local one is max_i |g_i| after clipping, which equals
 //    min(max_i |g_i|, threshold), so clipping never needs a pass of its own. For scaler

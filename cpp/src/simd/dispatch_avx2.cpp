@@ -14,6 +14,9 @@ const KernelTable& avx2_kernel_table() {
         &sumsq_lanes_avx2,
         &qsgd_codes_avx2,
         &sign_block_avx2,
+        &sum_max_block_avx2,
+        &centered_sumsq_avx2,
+        &terngrad_codes_avx2,
     };
     return table;
 }

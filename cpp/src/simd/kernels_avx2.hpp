@@ -24,6 +24,11 @@ void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::si
                      const float* scales, std::size_t bucket_size, int levels,
                      std::uint64_t key, std::uint8_t* codes);
 double sign_block_avx2(const float* x, std::size_t count, std::uint8_t* packed, bool* nonfinite);
+void sum_max_block_avx2(const float* x, std::size_t count, double* sum, float* max_abs,
+                        bool* nonfinite);
+double centered_sumsq_avx2(const float* x, std::size_t count, double mean);
+void terngrad_codes_avx2(const float* x, std::size_t begin, std::size_t end, float threshold,
+                         float scaler, std::uint64_t key, std::uint8_t* codes);
 
 }  // namespace detail
 }  // namespace laqcore
