@@ -7,6 +7,9 @@ docstrings of the *installed* laqcore (autodoc imports it). Build offline with
 
 from __future__ import annotations
 
+import pkgutil
+from pathlib import Path
+
 import laqcore
 
 project = "laqcore"
@@ -22,41 +25,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
-
-# -- API pages: one per public module, generated at build time --------------------------
-# Every module under laqcore (except private `_x` ones and `__main__`) gets a page in
-# docs/api/ (not committed), so a module added by anyone is documented without editing the
-# docs. A package page shows only its docstring: its members are documented once, in the
-# module that defines them (package __init__ files re-export them).
-
-
-def _write_api_pages() -> None:
-    import pkgutil
-    from pathlib import Path
-
-    out = Path(__file__).parent / "api"
-    out.mkdir(exist_ok=True)
-    names = ["laqcore"] + [
-        info.name
-        for info in pkgutil.walk_packages(laqcore.__path__, "laqcore.")
-        if not any(part.startswith("_") for part in info.name.split("."))
-    ]
-    packages = {"laqcore"} | {
-        info.name for info in pkgutil.walk_packages(laqcore.__path__, "laqcore.") if info.ispkg
-    }
-    for name in names:
-        options = "   :no-members:\n" if name in packages else ""
-        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n{options}"
-        page = out / f"{name}.rst"
-        if not page.exists() or page.read_text() != text:
-            page.write_text(text)
-    for stale in out.glob("*.rst"):
-        if stale.stem not in names:
-            stale.unlink()
-
-
-_write_api_pages()
+exclude_patterns = ["_build", "_generated"]
 myst_heading_anchors = 3
 
 # numpy-style docstrings ("Parameters", "Returns", "Examples" sections).
@@ -71,3 +40,73 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "alabaster"
 html_theme_options = {"description": "Communication-efficient distributed learning"}
+
+HERE = Path(__file__).parent
+
+
+# -- API pages: one per public module, generated at build time --------------------------
+# Every module under laqcore (except private `_x` ones and `__main__`) gets a page in
+# docs/api/ (not committed), so a module added by anyone is documented without editing the
+# docs. A package page shows only its docstring: its members are documented once, in the
+# module that defines them (package __init__ files re-export them).
+
+
+def _write_api_pages() -> None:
+    out = HERE / "api"
+    out.mkdir(exist_ok=True)
+    found = list(pkgutil.walk_packages(laqcore.__path__, "laqcore."))
+    names = ["laqcore"] + [
+        info.name for info in found if not any(p.startswith("_") for p in info.name.split("."))
+    ]
+    packages = {"laqcore"} | {info.name for info in found if info.ispkg}
+    for name in names:
+        options = "   :no-members:\n" if name in packages else ""
+        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n{options}"
+        page = out / f"{name}.rst"
+        if not page.exists() or page.read_text() != text:
+            page.write_text(text)
+    for stale in out.glob("*.rst"):
+        if stale.stem not in names:
+            stale.unlink()
+
+
+# -- tables generated from the registries (docs/_generated/, not committed) -------------
+# The user guide includes these, so an algorithm or compressor registered by anyone shows
+# up with its real defaults.
+
+
+def _first_line(obj: object) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+def _write_tables() -> None:
+    from laqcore.algorithms import ALGORITHMS
+
+    out = HERE / "_generated"
+    out.mkdir(exist_ok=True)
+    rows = [
+        "| name | class | what it is | stochastic | defaults that differ from `Params` |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, cls in ALGORITHMS.items():
+        defaults = ", ".join(f"`{k}={v!r}`" for k, v in getattr(cls, "DEFAULTS", {}).items())
+        stochastic = "yes" if getattr(cls, "stochastic", False) else "no"
+        rows.append(
+            f"| `{name}` | `{cls.__name__}` | {_first_line(cls)} | {stochastic} | "
+            f"{defaults or '-'} |"
+        )
+    (out / "algorithms.md").write_text("\n".join(rows) + "\n")
+
+    rows = ["| name | built with defaults | what it is |", "| --- | --- | --- |"]
+    for name in laqcore.available_compressors():
+        try:
+            comp = laqcore.get_compressor(name)
+        except (TypeError, ValueError):  # needs a size argument (k or ratio)
+            comp = laqcore.get_compressor(name, ratio=0.1)
+        rows.append(f"| `{name}` | `{comp!r}` | {_first_line(type(comp))} |")
+    (out / "compressors.md").write_text("\n".join(rows) + "\n")
+
+
+_write_api_pages()
+_write_tables()
