@@ -145,3 +145,29 @@ def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
 def test_cli_user_errors(argv, match, capsys, cache):
     assert cli.main([*argv, *TINY, "--max-iterations", "2"]) == 2
     assert match in capsys.readouterr().err
+
+
+def test_nonconvex_compare_plots_the_loss(tmp_path, cache):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "mlp"
+    rc = cli.main(["compare", "--model", "mlp", "--hidden", "8", "--algorithms", "gd,laq",
+                   "--max-iterations", "5", "--out", str(out), *TINY])
+    assert rc == 0
+    assert (out / "loss_vs_bits.png").read_bytes()[:4] == b"\x89PNG"
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert all(r["final_residual"] is None and not r["reached_tolerance"] for r in runs)
+
+
+def test_blas_thread_limit_is_scoped():
+    from laqcore._blas import blas_threads, get_blas_threads, set_blas_threads
+
+    before = get_blas_threads()
+    if before is None:
+        pytest.skip("numpy is not linked against a reachable OpenBLAS")
+    with blas_threads(1):
+        assert get_blas_threads() == 1
+    assert get_blas_threads() == before
+    with blas_threads(0):  # 0 = leave alone
+        assert get_blas_threads() == before
+    with pytest.raises(ValueError, match="BLAS thread count"):
+        set_blas_threads(0)

@@ -131,3 +131,19 @@ def test_progress_line_on_a_log_stream():
     off.update(5, None)
     off.close(10, None)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.slow
+def test_readme_digits_comparison_goals():
+    """The README's main result (digits, softmax, M = 10, eps = 1e-6, official defaults):
+    LAQ reaches the tolerance with <= 1/20 of GD's bits and <= 1/2 of the better of QGD and
+    LAG-WK, at the same test accuracy. (Exact counts can move by an iteration with another
+    BLAS, so the README's numbers are checked as the goals, not digit by digit.)"""
+    p = make_problem("digits", workers=10)
+    names = ("gd", "qgd", "lag-wk", "laq")
+    runs = {n: simulate(p, get_algorithm(n), eval_every=1000) for n in names}
+    assert all(r.reached_tolerance for r in runs.values())
+    assert runs["laq"].bits <= runs["gd"].bits / 20
+    assert runs["laq"].bits <= min(runs["qgd"].bits, runs["lag-wk"].bits) / 2
+    assert {r.test_accuracy for r in runs.values()} == {runs["gd"].test_accuracy}
+    assert abs(runs["laq"].iterations - runs["gd"].iterations) < 0.1 * runs["gd"].iterations

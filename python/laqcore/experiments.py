@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._blas import blas_threads
+
 __all__ = [
     "add_algorithm_options",
     "add_parser",
@@ -126,6 +128,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default=None,
                    help="where F* values are cached (default $LAQCORE_CACHE_DIR or "
                    "~/.cache/laqcore)")
+    g.add_argument("--blas-threads", type=int, default=1,
+                   help="OpenBLAS threads for the per-worker products (default 1: small "
+                   "products run faster unthreaded, much faster on a busy machine; "
+                   "0 = leave numpy's setting)")
 
 
 PARAM_FLAGS = (
@@ -229,8 +235,9 @@ def format_table(results: list[Any]) -> str:
 
 
 def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
-    """PNG plots of the residual vs iterations / uploads / bits (log y). Returns the paths,
-    or raises ImportError with an installation hint when matplotlib is missing."""
+    """PNG plots of the residual vs iterations / uploads / bits (log y; the loss for
+    nonconvex problems, which have no F*). Returns the paths, or raises ImportError with an
+    installation hint when matplotlib is missing."""
     try:
         import matplotlib
 
@@ -240,14 +247,21 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
         raise ImportError(
             "plots need matplotlib: pip install 'laqcore[plot]' (or pass --no-plots)"
         ) from err
+    # Nonconvex problems have no F*: plot the loss itself.
+    metric = "residual"
+    if not any(np.isfinite(np.asarray(r.history.get("residual", []), dtype=float)).any()
+               for r in results):
+        metric = "loss"
     paths = []
     for key, label in (("iterations", "iterations"), ("uploads", "uploads (communication rounds)"),
                        ("bits", "uplink bits")):
         fig, ax = plt.subplots(figsize=(5.5, 4))
+        drawn = 0
         for r in results:
-            y = np.asarray(r.history.get("residual", []), dtype=np.float64)
+            y = np.asarray(r.history.get(metric, []), dtype=np.float64)
             if y.size == 0 or not np.isfinite(y).any():
                 continue
+            drawn += 1
             x = np.arange(y.size) if key == "iterations" else np.asarray(r.history[key])
             y = np.where(y > 0, y, np.nan)
             name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
@@ -256,13 +270,14 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
         if key == "bits":
             ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("F - F*")
+        ax.set_ylabel("F - F*" if metric == "residual" else "F (loss)")
         if title:
             ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if drawn:
+            ax.legend(fontsize=8)
         fig.tight_layout()
-        path = os.path.join(out, f"residual_vs_{key}.png")
+        path = os.path.join(out, f"{metric}_vs_{key}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -306,9 +321,10 @@ def _cmd_problem(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     _setup_cache(args)
-    prob = problem_from_args(args)
-    alg = algorithm_from_args(args.algorithm, args)
-    _finish(args, prob, [_simulate(prob, alg, args)])
+    with blas_threads(args.blas_threads):
+        prob = problem_from_args(args)
+        alg = algorithm_from_args(args.algorithm, args)
+        _finish(args, prob, [_simulate(prob, alg, args)])
     return 0
 
 
@@ -351,10 +367,11 @@ def run_many(
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     _setup_cache(args)
-    prob = problem_from_args(args)
-    names = _split_names(args.algorithms)
-    results = run_many(prob, names, args, list(range(args.seed, args.seed + args.seeds)))
-    _finish(args, prob, results)
+    with blas_threads(args.blas_threads):
+        prob = problem_from_args(args)
+        names = _split_names(args.algorithms)
+        results = run_many(prob, names, args, list(range(args.seed, args.seed + args.seeds)))
+        _finish(args, prob, results)
     return 0
 
 
@@ -382,7 +399,9 @@ def add_parser(sub: Any) -> None:
                    help="comma-separated names: gd, qgd, lag-wk, lag-ps, laq, sgd, qsgd, ssgd, "
                    "slaq, terngrad, ef-sign, topk-ef, sparse-qsgd, pqasgd, asylpg, "
                    "sparse-asylpg, acc-asylpg, random-select, one-shot, dynamic-avg")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (seed, seed+1, ...)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="algorithm seeds seed, seed+1, ... (minibatches, rounding; the data "
+                   "stay fixed: `laqcore sweep --seeds` also varies the data split)")
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)

@@ -181,7 +181,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    out = run_sweep(args)
+    from ._blas import blas_threads
+
+    with blas_threads(args.blas_threads):
+        out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
     print(format_sweep(out["table"], keys))
     if out["best"]:

@@ -15,6 +15,10 @@ from .asylpg import AsyLPG
 __all__ = ["AccAsyLPG"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class AccAsyLPG(AsyLPG):
     """Momentum-accelerated AsyLPG."""
 

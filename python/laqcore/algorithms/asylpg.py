@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyLPG", "AsyLPGServer", "AsyLPGWorker"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DynamicAveraging"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

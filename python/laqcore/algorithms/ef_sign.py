@@ -8,6 +8,10 @@ from .ef_common import ErrorFeedbackSGD
 __all__ = ["EFSign"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class EFSign(ErrorFeedbackSGD):
     """Error-feedback scaled-sign SGD."""
 

@@ -13,6 +13,10 @@ from .base import CompressedGradient
 __all__ = ["GD"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class GD(CompressedGradient):
     """Gradient descent (the paper's GD baseline)."""
 

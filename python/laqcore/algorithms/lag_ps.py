@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LAGPS"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

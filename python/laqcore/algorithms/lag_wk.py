@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["LAGWK"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class LAGWK(Algorithm):
     """LAG with the worker-side rule."""
 

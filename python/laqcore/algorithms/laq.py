@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["LAQ"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class LAQ(Algorithm):
     """Deterministic LAQ (full local gradients)."""
 

@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalWorker", "small_message_nbytes"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

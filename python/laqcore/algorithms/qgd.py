@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 __all__ = ["QGD"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class QGD(Algorithm):
     """Quantized gradient descent (b-bit innovations, no skipping)."""
 

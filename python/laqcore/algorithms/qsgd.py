@@ -14,6 +14,10 @@ from .sgd import STOCHASTIC_DEFAULTS
 __all__ = ["QSGD"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class QSGD(CompressedGradient):
     """Quantized SGD."""
 

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RandomSelection"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

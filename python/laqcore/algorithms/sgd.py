@@ -11,6 +11,10 @@ from .base import CompressedGradient
 
 __all__ = ["SGD", "STOCHASTIC_DEFAULTS"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 #: The official SLAQ script's step size for the stochastic comparison.
 STOCHASTIC_DEFAULTS: dict[str, Any] = {"alpha": 0.008}
 

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 __all__ = ["SLAQ"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class SLAQ(Algorithm):
     """Stochastic LAQ."""
 

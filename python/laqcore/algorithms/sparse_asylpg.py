@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["SparseAsyLPG"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class SparseAsyLPG(AsyLPG):
     """AsyLPG with random-k sparsification + quantization of the uplink."""
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SparseQSGD", "UnbiasedSparseServer"]
 
+
+def __dir__() -> list[str]:
+    return __all__
+
 F64 = npt.NDArray[np.float64]
 
 

@@ -13,6 +13,10 @@ from .sgd import STOCHASTIC_DEFAULTS
 __all__ = ["SSGD"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class SSGD(CompressedGradient):
     """Random-k sparsified SGD."""
 

@@ -12,6 +12,10 @@ from .sgd import STOCHASTIC_DEFAULTS
 __all__ = ["TernGrad"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class TernGrad(CompressedGradient):
     """Ternary gradients."""
 

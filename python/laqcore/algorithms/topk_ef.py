@@ -10,6 +10,10 @@ from .ef_common import ErrorFeedbackSGD
 __all__ = ["TopKEF"]
 
 
+def __dir__() -> list[str]:
+    return __all__
+
+
 class TopKEF(ErrorFeedbackSGD):
     """Top-k sparsified SGD with error feedback."""
 
