@@ -263,8 +263,8 @@ class SumServer(Server):
 
 
 class CompressedWorker(Worker):
-    """Uploads ``C(g)`` every iteration: the full gradient (GD, QGD-free baselines) or a
-    minibatch gradient (SGD family). ``C`` is built per worker with ``stream=m``, so
+    """Uploads ``C(g)`` every iteration: the full gradient (GD) or a minibatch gradient
+    (SGD, QSGD, SSGD, TernGrad, sparse+quantized SGD). ``C`` is built per worker with ``stream=m``, so
     stochastic rounding differs across workers and is reproducible from the seed."""
 
     def __init__(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
@@ -24,8 +25,8 @@ def __dir__() -> list[str]:
 class DenseLazyServer(LazyServer):
     """Adds decoded dense innovations ``grad f_m(theta^k) - grad f_m(theta_hat_m)``."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, params: Params, x0: npt.NDArray[np.float64], num_workers: int) -> None:
+        super().__init__(params, x0, num_workers)
         self.codec = get_compressor("none")
 
     def add(self, m: int, payload: Payload) -> None:

@@ -127,7 +127,7 @@ def _after_failure(end: float, pg_timeout_s: float) -> float:
     """New deadline once one rank has failed: the others must notice within the
     process-group timeout (plus a margin for teardown); a rank still running after that is
     hung and gets killed rather than holding the run until the overall deadline."""
-    return min(end, time.monotonic() + pg_timeout_s + 10.0)
+    return min(end, time.monotonic() + pg_timeout_s + 5.0)
 
 
 def run_processes(
