@@ -16,8 +16,9 @@ bool cpu_supports(SimdLevel level) {
         case SimdLevel::avx2:
 #if defined(LAQCORE_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
             // __builtin_cpu_init is needed when this runs before constructors (it is
-            // idempotent and cheap otherwise). The AVX2 files also use FMA-capable and
-            // BMI2-era instructions, so all three features are required.
+            // idempotent and cheap otherwise). The AVX2 files are compiled with -mavx2 -mfma;
+            // BMI2 is required as well so that the level means the x86-64-v3 core that
+            // every AVX2 CPU in practice has.
             __builtin_cpu_init();
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    __builtin_cpu_supports("bmi2");

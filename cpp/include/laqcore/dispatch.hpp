@@ -9,7 +9,9 @@
 //     reproduce bit for bit (same codes, same packed bytes, same float results).
 //   * avx2:   cpp/src/simd/*_avx2.cpp, compiled with per-source -mavx2 -mfma flags only when
 //     the compiler targets x86-64 and accepts them (CMakeLists.txt), and used only when the
-//     CPU reports AVX2, FMA and BMI2 at run time (__builtin_cpu_supports).
+//     CPU reports AVX2, FMA and BMI2 at run time (__builtin_cpu_supports). Every hot kernel
+//     has an entry: pack/unpack, LAQ (quantize+pack, dequantize, accumulate, ||dQ||^2),
+//     QSGD, TernGrad and scaled sign.
 //
 // The drivers call kernels() once per call, before any parallel region, and use the
 // returned table of function pointers (C++17, no templates over the ISA). The table is
