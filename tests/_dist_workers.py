@@ -33,6 +33,13 @@ def transport_rounds(rank: int, world: int) -> dict[str, Any]:
     from laqcore.distributed import Transport
 
     t = Transport(timeout_s=30)
+    # Bad frames are rejected before any collective, so the ranks stay in lockstep.
+    errors = []
+    for bad in (b"", 123):
+        try:
+            t.exchange(bad)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as err:
+            errors.append(f"{type(err).__name__}: {err}")
     got = []
     for rnd in range(4):
         res = t.exchange(frame_for(rank, rnd), tag=f"round {rnd}")
@@ -40,7 +47,8 @@ def transport_rounds(rank: int, world: int) -> dict[str, Any]:
     # A rank with a non-finite gradient: nobody moves payload, everyone learns who.
     res = t.exchange(b"xyz", nonfinite=(rank == world - 1), tag="nonfinite round")
     t.barrier()
-    return {"frames": got, "nonfinite": res.nonfinite_ranks, "stats": t.stats.as_dict()}
+    return {"frames": got, "nonfinite": res.nonfinite_ranks, "stats": t.stats.as_dict(),
+            "errors": errors}
 
 
 def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:

@@ -25,6 +25,8 @@ def test_transport_delivers_only_uploaders_frames(world: int) -> None:
     expected = [[frame_for(r, rnd) for r in range(world)] for rnd in range(4)]
     for o in outs:
         assert o.result["frames"] == expected
+        assert o.result["errors"][0].startswith("ValueError: frame must not be empty")
+        assert o.result["errors"][1].startswith("TypeError: frame must be bytes")
         assert o.result["nonfinite"] == [world - 1]
     # Same accounting on every rank, and it matches the byte counts by hand:
     stats = [o.result["stats"] for o in outs]
@@ -44,9 +46,14 @@ def test_transport_delivers_only_uploaders_frames(world: int) -> None:
     assert s["wire_bytes"] == control + payload
 
 
-def test_transport_rejects_bad_frames_without_a_group() -> None:
+def test_transport_and_launcher_reject_bad_input() -> None:
     with pytest.raises(RuntimeError, match="init_process_group"):
         Transport()
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="nproc"):
+            run_processes(transport_rounds, bad)
+    with pytest.raises(ValueError, match="positive"):
+        run_processes(transport_rounds, 2, pg_timeout_s=0)
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])
@@ -196,3 +203,23 @@ def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-unt
     # Rank 1 hosts workers 1 and 3 (round-robin), both poisoned once at iteration 4.
     assert [o.result[0]["wire"]["nonfinite_skipped"] for o in outs] == [0, 2]
     assert 1 not in outs[0].result[0]["decisions"][4] and 3 not in outs[0].result[0]["decisions"][4]
+
+
+def test_launch_command_writes_results(cache, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from laqcore.cli import main
+
+    out = cache / "out"
+    argv = ["launch", "--nproc", "2", "--algorithm", "lag-wk", "--workers", "4",
+            "--max-samples", "200", "-K", "6", "--eps", "0", "-q", "--no-plots", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads((out / "results.json").read_text())
+    run = data["runs"][0]
+    assert run["algorithm"] == "lag-wk" and run["iterations"] == 6
+    assert data["config"]["wire"]["processes"] == 2
+    assert data["config"]["wire"]["payload_bytes"] >= run["bits"] // 8
+    assert "2 processes:" in capsys.readouterr().out
+    assert main(["launch", "--nproc", "0"]) == 2
+    assert main(["launch", "--resume"]) == 2
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
