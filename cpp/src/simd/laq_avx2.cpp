@@ -8,7 +8,8 @@
 //   * dQ = lut[code] is recomputed as float(double(code) * step' - R) with step' = 2R / L,
 //     which is how laq_make_grid fills the table (same operations, hence the same floats);
 //   * sums use the 8 lanes of parallel.hpp's LaneSum: lanes 0-3 and 4-7 live in two
-//     __m256d registers, and the fixed combination tree is applied at the end.
+//     __m256d registers, and the fixed combination tree is applied at the end (Lanes in
+//     lanes_avx2.hpp, shared with the other AVX2 reductions).
 // Codes go to a block-sized stack buffer in L1 and are packed with the AVX2 packer; the
 // decoders unpack the same way before their table lookups.
 //
@@ -18,42 +19,14 @@
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
+#include "lanes_avx2.hpp"
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
-#include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
+#include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
 
 namespace laqcore {
 namespace detail {
 namespace {
-
-static_assert(kSumLanes == 8, "the AVX2 lane sums hold exactly 8 lanes");
-
-// Lane sums: lanes 0-3 in lo, 4-7 in hi (see LaneSum in parallel.hpp).
-struct Lanes {
-    __m256d lo = _mm256_setzero_pd();
-    __m256d hi = _mm256_setzero_pd();
-    double tail[8] = {};  // lanes after the vector part, for the scalar tail
-    void spill() {
-        _mm256_storeu_pd(tail, lo);
-        _mm256_storeu_pd(tail + 4, hi);
-    }
-    // LaneSum::total(), after spill().
-    double total() const {
-        return ((tail[0] + tail[1]) + (tail[2] + tail[3])) +
-               ((tail[4] + tail[5]) + (tail[6] + tail[7]));
-    }
-};
-
-inline __m256d lo_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
-inline __m256d hi_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
-
-// Horizontal max of 8 non-negative floats.
-inline float hmax(__m256 m) {
-    __m128 x = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
-    return _mm_cvtss_f32(x);
-}
 
 // Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
 inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
@@ -75,20 +48,16 @@ inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
 
 // ---- radius ---------------------------------------------------------------------------
 LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t count) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
+    FiniteAbs finite_abs;
     __m256 m = _mm256_setzero_ps();
-    __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     std::size_t i = 0;
     for (; i + 8 <= count; i += 8) {
         __m256 v = _mm256_loadu_ps(grad + i);
         if (prev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
-        const __m256 a = _mm256_and_ps(v, abs_mask);
-        finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, fmax, _CMP_LE_OQ));  // NaN, Inf -> 0
-        m = _mm256_max_ps(m, a);  // the maximum is order independent (finite inputs)
+        m = _mm256_max_ps(m, finite_abs(v));  // the maximum is order independent (finite inputs)
     }
     float mx = hmax(m);
-    bool bad = _mm256_movemask_ps(finite) != 0xFF;
+    bool bad = finite_abs.any_nonfinite();
     for (; i < count; ++i) {
         const float v = prev ? grad[i] - prev[i] : grad[i];
         const float a = __builtin_fabsf(v);
@@ -184,14 +153,9 @@ LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, con
         // dQ = lut[code] and q_new = p + dQ, both float32; the sums in double.
         const __m256 dq = dq_of(code);
         const __m256 q_new = _mm256_add_ps(p, dq);
-        const __m256d e_lo = _mm256_sub_pd(lo_pd(q_new), lo_pd(g));
-        const __m256d e_hi = _mm256_sub_pd(hi_pd(q_new), hi_pd(g));
-        err.lo = _mm256_add_pd(err.lo, _mm256_mul_pd(e_lo, e_lo));
-        err.hi = _mm256_add_pd(err.hi, _mm256_mul_pd(e_hi, e_hi));
-        const __m256d d_lo = lo_pd(dq);
-        const __m256d d_hi = hi_pd(dq);
-        innov.lo = _mm256_add_pd(innov.lo, _mm256_mul_pd(d_lo, d_lo));
-        innov.hi = _mm256_add_pd(innov.hi, _mm256_mul_pd(d_hi, d_hi));
+        err.add_squares(_mm256_sub_pd(lo_pd(q_new), lo_pd(g)),
+                        _mm256_sub_pd(hi_pd(q_new), hi_pd(g)));
+        innov.add_squares(lo_pd(dq), hi_pd(dq));
     }
     err.spill();
     innov.spill();
@@ -278,10 +242,7 @@ double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, int bits
     const std::size_t full = count / 8 * 8;
     for (std::size_t i = 0; i < full; i += 8) {
         const __m256 d = lookup(codes + i);
-        const __m256d d_lo = lo_pd(d);
-        const __m256d d_hi = hi_pd(d);
-        s.lo = _mm256_add_pd(s.lo, _mm256_mul_pd(d_lo, d_lo));
-        s.hi = _mm256_add_pd(s.hi, _mm256_mul_pd(d_hi, d_hi));
+        s.add_squares(lo_pd(d), hi_pd(d));
     }
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
