@@ -148,22 +148,22 @@ inline void for_each_code(const std::uint8_t* packed, std::size_t count, int bit
     }
 }
 
-void decode_store_scalar(const std::uint8_t* packed, std::size_t count, int bits,
-                         const float* table, float* out) {
-    for_each_code(packed, count, bits, [&](std::size_t i, unsigned c) { out[i] = table[c]; });
+void decode_store_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                         float* out) {
+    for_each_code(packed, count, grid.bits,
+                  [&](std::size_t i, unsigned c) { out[i] = grid.lut[c]; });
 }
 
-void decode_add_scalar(const std::uint8_t* packed, std::size_t count, int bits, const float* table,
-                       float* inout) {
-    for_each_code(packed, count, bits,
+void decode_add_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                       const float* table, float /*weight: folded into table*/, float* inout) {
+    for_each_code(packed, count, grid.bits,
                   [&](std::size_t i, unsigned c) { inout[i] = inout[i] + table[c]; });
 }
 
-double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, int bits,
-                           const float* table) {
+double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
     LaneSum s;  // same lane order as the encoder's innov_sq (bit-identical result)
-    for_each_code(packed, count, bits, [&](std::size_t i, unsigned c) {
-        const auto d = static_cast<double>(table[c]);
+    for_each_code(packed, count, grid.bits, [&](std::size_t i, unsigned c) {
+        const auto d = static_cast<double>(grid.lut[c]);
         s.lane[i % kSumLanes] += d * d;
     });
     return s.total();
@@ -267,8 +267,7 @@ void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float r
     laq_make_grid(radius, bits, grid);
     const LaqBlockKernels& k = laq_active_kernels();
     for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
-        k.decode_store(packed + packed_offset(begin, bits), end - begin, bits, grid.lut,
-                       out + begin);
+        k.decode_store(packed + packed_offset(begin, bits), end - begin, grid, out + begin);
     });
 }
 
@@ -288,7 +287,8 @@ void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float r
     }
     const LaqBlockKernels& k = laq_active_kernels();
     for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
-        k.decode_add(packed + packed_offset(begin, bits), end - begin, bits, table, inout + begin);
+        k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
+                     inout + begin);
     });
 }
 
@@ -298,7 +298,7 @@ double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float r
     laq_make_grid(radius, bits, grid);
     const LaqBlockKernels& k = laq_active_kernels();
     return blocked_sum(n, [&](std::size_t begin, std::size_t end) {
-        return k.decode_sumsq(packed + packed_offset(begin, bits), end - begin, bits, grid.lut);
+        return k.decode_sumsq(packed + packed_offset(begin, bits), end - begin, grid);
     });
 }
 

@@ -83,15 +83,17 @@ struct LaqBlockKernels {
     // Writes packed_size(count, bits) bytes at `packed`; both sums in LaneSum order.
     LaqSums (*encode)(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                       std::uint8_t* packed);
-    // out[i] = table[c_i]
-    void (*decode_store)(const std::uint8_t* packed, std::size_t count, int bits,
-                         const float* table, float* out);
-    // inout[i] = inout[i] + table[c_i]   (float32 addition)
-    void (*decode_add)(const std::uint8_t* packed, std::size_t count, int bits, const float* table,
-                       float* inout);
-    // sum_i (double)table[c_i]^2, in LaneSum order (parallel.hpp), like the encoder's innov_sq
-    double (*decode_sumsq)(const std::uint8_t* packed, std::size_t count, int bits,
-                           const float* table);
+    // out[i] = grid.lut[c_i]
+    void (*decode_store)(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                         float* out);
+    // inout[i] = inout[i] + table[c_i]   (float32 addition), where table[c] is
+    // weight * grid.lut[c] in float32, precomputed by the driver; a SIMD path may recompute
+    // the entries from (grid, weight) with the same operations instead of loading them.
+    void (*decode_add)(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                       const float* table, float weight, float* inout);
+    // sum_i (double)grid.lut[c_i]^2, in LaneSum order (parallel.hpp), like the encoder's
+    // innov_sq
+    double (*decode_sumsq)(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid);
 };
 
 const LaqBlockKernels& laq_scalar_kernels();

@@ -7,7 +7,8 @@
 //    elements to lanes 0.., and total() applies LaneSum::total()'s combination tree.
 //  * FiniteAbs: |x| of 8 floats plus a running "all finite" mask, for the kernels that must
 //    report NaN/Inf input (the scalar references test !(|x| <= FLT_MAX) per element).
-//  * lo_pd / hi_pd / hmax: float -> double widening of each half, horizontal max.
+//  * lo_pd / hi_pd / hmax: float -> double widening of each half (of a register or straight
+//    from memory), horizontal max.
 //
 // Include it ONLY from files compiled with -mavx2 -mfma. Like rng_avx2.hpp, everything here
 // has internal linkage (anonymous namespace) and calls no shared inline function (see
@@ -31,6 +32,13 @@ inline __m256d lo_pd(__m256 x) {
 }
 inline __m256d hi_pd(__m256 x) {
     return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+}
+// The same conversions straight from memory (the load folds into the conversion).
+inline __m256d lo_pd(const float* x) {
+    return _mm256_cvtps_pd(_mm_loadu_ps(x));
+}
+inline __m256d hi_pd(const float* x) {
+    return _mm256_cvtps_pd(_mm_loadu_ps(x + 4));
 }
 
 // Horizontal max of 8 non-negative floats.

@@ -2,24 +2,28 @@
 // reference; laq.hpp the arithmetic). Every function performs exactly the reference's
 // float and double operations, element by element, in the same order:
 //   * codes: the reference computes (double(v) + R) / step + 0.5, truncated and clamped. A
-//     float32 multiply-based estimate gives the same integer whenever it is not within
-//     2^-12 of an integer (its error is below 2^-14); the rare groups where it is take the
-//     exact double path (see encode_avx2);
-//   * dQ = lut[code] is recomputed as float(double(code) * step' - R) with step' = 2R / L,
-//     which is how laq_make_grid fills the table (same operations, hence the same floats);
+//     float32 FMA estimate gives the same integer whenever it is not within 2^-12 of an
+//     integer (its error is below 2^-15); the rare groups where it is take the exact double
+//     path (see encode_block);
+//   * dQ = lut[code]: register permutes for up to 16 table entries; for 5..8 bits the table's
+//     own formula float(double(code) * step' - R) with step' = 2R / L, which is how
+//     laq_make_grid fills the table (same operations, hence the same floats);
 //   * sums use the 8 lanes of parallel.hpp's LaneSum: lanes 0-3 and 4-7 live in two
-//     __m256d registers, and the fixed combination tree is applied at the end (Lanes in
-//     lanes_avx2.hpp, shared with the other AVX2 reductions).
+//     __m256d registers, and the fixed combination tree is applied at the end. innov_sq
+//     adds dQ^2 with an FMA: dQ is a float32, so its square is exact in double and the FMA
+//     rounds exactly like the reference's separate multiply and add. err_sq keeps the
+//     separate multiply (its square is not exact in double).
 // Codes go to a block-sized stack buffer in L1 and are packed with the AVX2 packer; the
-// decoders unpack the same way before their table lookups.
+// decoders unpack the same way (8-bit codes are read in place).
 //
 // Like every *_avx2.cpp file, this one avoids inline functions shared with scalar files
 // (bitstream.hpp, std::min, LaneSum::add ...): see bits_avx2.hpp.
 #include <cfloat>
+#include <cstring>
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
-#include "lanes_avx2.hpp"
+#include "lanes_avx2.hpp"  // Lanes, lo_pd, hi_pd
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
@@ -27,6 +31,8 @@
 namespace laqcore {
 namespace detail {
 namespace {
+
+static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
 
 // Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
 inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
@@ -47,121 +53,229 @@ inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
 }
 
 // ---- radius ---------------------------------------------------------------------------
+// The reference's integer maximum of |v| bit patterns (laq.cpp: abs_bits), which also
+// catches NaN/Inf (patterns >= kInfBits). Two accumulators keep two loads per step in flight.
 LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t count) {
-    FiniteAbs finite_abs;
-    __m256 m = _mm256_setzero_ps();
-    std::size_t i = 0;
-    for (; i + 8 <= count; i += 8) {
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i m0 = _mm256_setzero_si256();
+    __m256i m1 = _mm256_setzero_si256();
+    auto abs_bits = [&](std::size_t i) {
         __m256 v = _mm256_loadu_ps(grad + i);
         if (prev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
-        m = _mm256_max_ps(m, finite_abs(v));  // the maximum is order independent (finite inputs)
+        return _mm256_and_si256(_mm256_castps_si256(v), abs_mask);
+    };
+    std::size_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        m0 = _mm256_max_epu32(m0, abs_bits(i));
+        m1 = _mm256_max_epu32(m1, abs_bits(i + 8));
     }
-    float mx = hmax(m);
-    bool bad = finite_abs.any_nonfinite();
+    if (i + 8 <= count) {
+        m0 = _mm256_max_epu32(m0, abs_bits(i));
+        i += 8;
+    }
+    __m128i x = _mm_max_epu32(_mm256_castsi256_si128(_mm256_max_epu32(m0, m1)),
+                              _mm256_extracti128_si256(_mm256_max_epu32(m0, m1), 1));
+    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0x4E));
+    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0xB1));
+    auto mx = static_cast<std::uint32_t>(_mm_cvtsi128_si32(x));
     for (; i < count; ++i) {
         const float v = prev ? grad[i] - prev[i] : grad[i];
-        const float a = __builtin_fabsf(v);
-        bad |= !(a <= FLT_MAX);
-        mx = a > mx ? a : mx;
+        std::uint32_t u;
+        std::memcpy(&u, &v, sizeof u);
+        u &= 0x7FFFFFFFu;
+        mx = u > mx ? u : mx;
     }
-    return {mx, bad};
+    if (mx >= 0x7F800000u) return {0.0f, true};
+    float r;
+    std::memcpy(&r, &mx, sizeof r);
+    return {r, false};
 }
 
-// ---- fused quantize + pack ----------------------------------------------------------------
-// Codes of 8 elements by the reference's double formula (exact; the slow path).
-inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep) {
-    const __m256d half = _mm256_set1_pd(0.5);
-    const __m256d c_lo =
-        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half));
-    const __m256d c_hi =
-        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half));
-    // The reference's truncating conversion of x >= 1/2 is this floor; its min(., top) is
-    // applied by the caller.
-    return _mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo));
+// ---- table lookups ----------------------------------------------------------------------
+// How dQ = table[code] is found for 8 codes (in 32-bit lanes); chosen once per block.
+enum class LutKind { perm8, perm16, formula };
+
+inline LutKind lut_kind(int bits) {
+    return bits <= 3 ? LutKind::perm8 : (bits == 4 ? LutKind::perm16 : LutKind::formula);
 }
 
-// dQ = lut[code] for 8 codes: register permutes for up to 16 table entries, else the
-// table's own formula float(double(code) * step' - R) (see laq_make_grid).
-struct DqTable {
-    int bits;
-    __m256 t0, t1;
-    __m256d lut_step, r;
-    DqTable(const LaqGrid& grid, double lut_step_, double r_)
-        : bits(grid.bits),
-          t0(_mm256_loadu_ps(grid.lut)),
-          t1(_mm256_loadu_ps(grid.lut + 8)),
-          lut_step(_mm256_set1_pd(lut_step_)),
-          r(_mm256_set1_pd(r_)) {}
+// table[code] with table[c] = weight * float(double(c) * step' - R) (weight 1: the grid's
+// lut itself, multiplied by nothing). perm8 / perm16 read the first 8 / 16 entries of
+// `table` from registers; `formula` recomputes the entry with the operations of
+// laq_make_grid and laq_accumulate.
+template <LutKind K, bool kWeighted>
+struct Lut {
+    __m256 t0, t1, w;
+    __m256d step, r;
+    Lut(const float* table, double lut_step, double radius, float weight)
+        : t0(_mm256_loadu_ps(table)),
+          t1(_mm256_loadu_ps(table + 8)),
+          w(_mm256_set1_ps(weight)),
+          step(_mm256_set1_pd(lut_step)),
+          r(_mm256_set1_pd(radius)) {}
     __m256 operator()(__m256i code) const {
-        if (bits <= 3) return _mm256_permutevar8x32_ps(t0, code);
-        if (bits == 4) {
+        if (K == LutKind::perm8) return _mm256_permutevar8x32_ps(t0, code);
+        if (K == LutKind::perm16) {
+            // Bit 3 of the code (moved to the sign bit) picks the upper half of the table.
             const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(code, 28));
             return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, code),
                                     _mm256_permutevar8x32_ps(t1, code), upper);
         }
         const __m256d c_lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(code));
         const __m256d c_hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(code, 1));
-        return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, lut_step), r)),
-                               _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, lut_step), r)));
+        const __m256 lut =
+            _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, step), r)),
+                            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, step), r)));
+        return kWeighted ? _mm256_mul_ps(w, lut) : lut;
+    }
+    // Codes of 8 bytes at `codes`.
+    __m256 operator()(const std::uint8_t* codes) const {
+        return (*this)(
+            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes))));
     }
 };
 
-LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                    std::uint8_t* packed) {
+// step' of laq_make_grid's table formula.
+inline double lut_step_of(const LaqGrid& grid) {
+    const double r = grid.radius;
+    return (2.0 * r) / static_cast<double>((1 << grid.bits) - 1);
+}
+
+// ---- fused quantize + pack ----------------------------------------------------------------
+// Codes of 8 elements by the reference's double formula and clamp (exact; the slow path).
+inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep, __m256i vtop) {
+    const __m256d half = _mm256_set1_pd(0.5);
+    const __m256d c_lo =
+        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half));
+    const __m256d c_hi =
+        _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half));
+    // The reference's truncating conversion of x >= 1/2 is this floor, then min(., top).
+    return _mm256_min_epi32(
+        _mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo)), vtop);
+}
+
+// Per-block constants of the encoder.
+struct EncodeConsts {
+    __m256d vr, vstep;
+    __m256i vtop;
+    __m256 vinv, vc0, margin, abs_mask;
+};
+
+// Fast-path codes of the 8 elements at offset i (see encode_block); `flag` gets all-ones
+// lanes where the estimate is too close to an integer (or NaN) to be trusted.
+template <bool kHasPrev>
+inline __m256i codes_fast(const float* grad, const float* prev, std::size_t i,
+                          const EncodeConsts& k, __m256& flag) {
+    __m256 v = _mm256_loadu_ps(grad + i);
+    if (kHasPrev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
+    // x ~ (v + R) / step + 1/2 > 0, so truncation is floor.
+    const __m256 x = _mm256_fmadd_ps(v, k.vinv, k.vc0);
+    const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 dist = _mm256_and_ps(_mm256_sub_ps(x, x_near), k.abs_mask);
+    // "not (dist >= margin)" is also true for NaN.
+    flag = _mm256_or_ps(flag, _mm256_cmp_ps(dist, k.margin, _CMP_NGE_UQ));
+    return _mm256_cvttps_epi32(x);
+}
+
+// The reference's codes of the 8 elements at offset i (the slow path).
+template <bool kHasPrev>
+inline __m256i codes_ref(const float* grad, const float* prev, std::size_t i,
+                         const EncodeConsts& k) {
+    __m256 v = _mm256_loadu_ps(grad + i);
+    if (kHasPrev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));  // as the reference
+    return codes_exact(v, k.vr, k.vstep, k.vtop);
+}
+
+// Sums of the 8 elements at offset i, whose codes are `code`.
+template <LutKind K, bool kHasPrev>
+inline void sums_group(const float* grad, const float* prev, std::size_t i, __m256i code,
+                       const Lut<K, false>& lut, Lanes& err, Lanes& innov) {
+    // dQ = lut[code] and q_new = p + dQ, both float32 (p + dQ with p = 0.0f as the
+    // reference: -0.0f becomes +0.0f); the sums in double.
+    const __m256 p = kHasPrev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
+    const __m256 dq = lut(code);
+    const __m256 q_new = _mm256_add_ps(p, dq);
+    const __m256d e_lo = _mm256_sub_pd(lo_pd(q_new), lo_pd(grad + i));
+    const __m256d e_hi = _mm256_sub_pd(hi_pd(q_new), hi_pd(grad + i));
+    err.lo = _mm256_add_pd(err.lo, _mm256_mul_pd(e_lo, e_lo));
+    err.hi = _mm256_add_pd(err.hi, _mm256_mul_pd(e_hi, e_hi));
+    const __m256d d_lo = lo_pd(dq);
+    const __m256d d_hi = hi_pd(dq);
+    innov.lo = _mm256_fmadd_pd(d_lo, d_lo, innov.lo);  // exact square: same as mul + add
+    innov.hi = _mm256_fmadd_pd(d_hi, d_hi, innov.hi);
+}
+
+template <LutKind K, bool kHasPrev>
+LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
+                     const LaqGrid& grid, std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(grid.bits);
     const int top_code = (1 << grid.bits) - 1;
     const double r = grid.radius;
-    const double lut_step = (2.0 * r) / static_cast<double>(top_code);  // as laq_make_grid
-    const __m256d vr = _mm256_set1_pd(r);
-    const __m256d vstep = _mm256_set1_pd(grid.step);
-    const __m256i vtop = _mm256_set1_epi32(top_code);
-    const DqTable dq_of(grid, lut_step, r);
+    const Lut<K, false> lut(grid.lut, lut_step_of(grid), r, 1.0f);
 
-    // Fast path for the codes: x = (v + R) / step + 1/2 in float32 with a multiply, whose
-    // absolute error is below 2^-14 for x <= 256.5 (three roundings of relative size
-    // 2^-24, plus that of adding 1/2). Whenever x lies at least 2^-12 from every integer,
-    // floor(x) is therefore the reference's code; otherwise (and for NaN, never expected)
-    // the 8 elements take the exact double path. Huge radii (v + R could overflow float)
-    // and tiny steps (1/step could) always take the exact path.
+    // Fast path for the codes: x = fma(v, 1/step, R/step + 1/2) in float32. Its absolute
+    // error is below 2^-15 for x <= 256.5: float(1/step) is off by a relative 2^-24, which
+    // is at most 2^-17 on |v/step| <= 128; c0 = float(R/step + 1/2) by at most 2^-17 (its
+    // value is (L+1)/2 up to double rounding); the FMA's own rounding by at most 2^-16.
+    // Whenever x lies at least 2^-12 from every integer, floor(x) is therefore the
+    // reference's code (which also needs no clamp: x < L + 1); otherwise (and for NaN, never
+    // expected) the step's codes are recomputed by the exact double path. Huge radii and
+    // tiny steps (where 1/step or R/step + 1/2 would be inexact or overflow float) always
+    // take it: an infinite margin flags every element.
     const double inv_step = 1.0 / grid.step;
     const bool fast = r < 1e30 && inv_step < 1e30;
-    const __m256 vr_f = _mm256_set1_ps(grid.radius);
-    const __m256 vinv_f = _mm256_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
-    const __m256 half_f = _mm256_set1_ps(0.5f);
-    const __m256 margin = _mm256_set1_ps(1.0f / 4096.0f);
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    EncodeConsts k;
+    k.vr = _mm256_set1_pd(r);
+    k.vstep = _mm256_set1_pd(grid.step);
+    k.vtop = _mm256_set1_epi32(top_code);
+    k.vinv = _mm256_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
+    k.vc0 = _mm256_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
+    k.margin = _mm256_set1_ps(fast ? 1.0f / 4096.0f : __builtin_inff());
+    k.abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
 
     alignas(32) std::uint8_t codes[kReduceBlock];
     Lanes err, innov;
     const std::size_t full = count / 8 * 8;
-    for (std::size_t i = 0; i < full; i += 8) {
-        const __m256 g = _mm256_loadu_ps(grad + i);
-        const __m256 p = prev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
-        const __m256 v = _mm256_sub_ps(g, p);  // g - 0.0f == g bit for bit, as the reference
-        const __m256 x = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, vr_f), vinv_f), half_f);
-        const __m256 x_floor = _mm256_round_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m256 dist = _mm256_and_ps(_mm256_sub_ps(x, x_near), abs_mask);
-        // "not (dist >= margin)" is also true for NaN.
-        const bool exact_needed =
-            !fast || _mm256_movemask_ps(_mm256_cmp_ps(dist, margin, _CMP_NGE_UQ)) != 0;
-        __m256i code = exact_needed ? codes_exact(v, vr, vstep) : _mm256_cvttps_epi32(x_floor);
-        code = _mm256_min_epi32(code, vtop);  // the reference's min(code, top)
+    std::size_t i = 0;
+    // 32 elements per step: all codes first (one branch for the rare exact path), then the
+    // sums. The four code vectors become 32 bytes with three packs and a lane permute
+    // (packus interleaves the 128-bit lanes; the permute restores the order).
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (; i + 32 <= full; i += 32) {
+        __m256 flag = _mm256_setzero_ps();
+        __m256i c0 = codes_fast<kHasPrev>(grad, prev, i, k, flag);
+        __m256i c1 = codes_fast<kHasPrev>(grad, prev, i + 8, k, flag);
+        __m256i c2 = codes_fast<kHasPrev>(grad, prev, i + 16, k, flag);
+        __m256i c3 = codes_fast<kHasPrev>(grad, prev, i + 24, k, flag);
+        if (!_mm256_testz_ps(flag, flag)) {
+            c0 = codes_ref<kHasPrev>(grad, prev, i, k);
+            c1 = codes_ref<kHasPrev>(grad, prev, i + 8, k);
+            c2 = codes_ref<kHasPrev>(grad, prev, i + 16, k);
+            c3 = codes_ref<kHasPrev>(grad, prev, i + 24, k);
+        }
+        sums_group<K, kHasPrev>(grad, prev, i, c0, lut, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 8, c1, lut, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 16, c2, lut, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 24, c3, lut, err, innov);
+        const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1),
+                                                  _mm256_packus_epi32(c2, c3));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(codes + i),
+                           _mm256_permutevar8x32_epi32(bytes, order));
+    }
+    for (; i < full; i += 8) {
+        __m256 flag = _mm256_setzero_ps();
+        __m256i code = codes_fast<kHasPrev>(grad, prev, i, k, flag);
+        if (!_mm256_testz_ps(flag, flag)) code = codes_ref<kHasPrev>(grad, prev, i, k);
+        sums_group<K, kHasPrev>(grad, prev, i, code, lut, err, innov);
         const __m128i c16 =
             _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(c16, c16));
-        // dQ = lut[code] and q_new = p + dQ, both float32; the sums in double.
-        const __m256 dq = dq_of(code);
-        const __m256 q_new = _mm256_add_ps(p, dq);
-        err.add_squares(_mm256_sub_pd(lo_pd(q_new), lo_pd(g)),
-                        _mm256_sub_pd(hi_pd(q_new), hi_pd(g)));
-        innov.add_squares(lo_pd(dq), hi_pd(dq));
     }
     err.spill();
     innov.spill();
     // Last, partial group of the whole vector: the reference's scalar formula, lane j.
-    for (std::size_t i = full; i < count; ++i) {
-        const float p = prev ? prev[i] : 0.0f;
+    for (i = full; i < count; ++i) {
+        const float p = kHasPrev ? prev[i] : 0.0f;
         const float v = grad[i] - p;
         const double x = (static_cast<double>(v) + r) / grid.step + 0.5;
         const int c = static_cast<int>(x);
@@ -178,75 +292,96 @@ LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, con
     return {err.total(), innov.total()};
 }
 
+template <LutKind K>
+LaqSums encode_kind(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                    std::uint8_t* packed) {
+    return prev ? encode_block<K, true>(grad, prev, count, grid, packed)
+                : encode_block<K, false>(grad, nullptr, count, grid, packed);
+}
+
+LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                    std::uint8_t* packed) {
+    switch (lut_kind(grid.bits)) {
+        case LutKind::perm8:
+            return encode_kind<LutKind::perm8>(grad, prev, count, grid, packed);
+        case LutKind::perm16:
+            return encode_kind<LutKind::perm16>(grad, prev, count, grid, packed);
+        case LutKind::formula:
+            break;
+    }
+    return encode_kind<LutKind::formula>(grad, prev, count, grid, packed);
+}
+
 // ---- decoders ---------------------------------------------------------------------------
-// The codes of one block, unpacked into codes[count].
-inline void unpack_block(const std::uint8_t* packed, std::size_t count, int bits,
-                         std::uint8_t* codes) {
+// The codes of one block, unpacked into codes[count]; 8-bit codes are used in place.
+inline const std::uint8_t* block_codes(const std::uint8_t* packed, std::size_t count, int bits,
+                                       std::uint8_t* codes) {
+    if (bits == 8) return packed;
     const auto b = static_cast<std::size_t>(bits);
     const std::size_t full = count / 8 * 8;
     unpack_groups_avx2(packed, full / 8, bits, codes);
     if (full < count) unpack_partial(packed + full / 8 * b, count - full, b, codes + full);
+    return codes;
 }
 
-// table[codes[i .. i+8)] for a table of 2^bits entries (the tables hold kLaqMaxLevels
-// floats, so reading entries 0..15 is always in bounds). Up to 16 entries: register
-// permutes; more: a gather.
-struct Lookup {
-    int bits;
-    const float* table;
-    __m256 t0, t1;
-    Lookup(int b, const float* t)
-        : bits(b), table(t), t0(_mm256_loadu_ps(t)), t1(_mm256_loadu_ps(t + 8)) {}
-    __m256 operator()(const std::uint8_t* codes) const {
-        const __m256i idx =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
-        if (bits <= 3) return _mm256_permutevar8x32_ps(t0, idx);
-        if (bits == 4) {
-            // Bit 3 of the code (moved to the sign bit) picks the upper half of the table.
-            const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
-            return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t0, idx),
-                                    _mm256_permutevar8x32_ps(t1, idx), upper);
+// Runs body(lookup) with the Lut of `bits` (K chosen once per block, not per element).
+template <bool kWeighted, class Body>
+inline void with_lut(const LaqGrid& grid, const float* table, float weight, Body&& body) {
+    const double step = lut_step_of(grid);
+    const double r = grid.radius;
+    switch (lut_kind(grid.bits)) {
+        case LutKind::perm8:
+            return body(Lut<LutKind::perm8, kWeighted>(table, step, r, weight));
+        case LutKind::perm16:
+            return body(Lut<LutKind::perm16, kWeighted>(table, step, r, weight));
+        case LutKind::formula:
+            break;
+    }
+    body(Lut<LutKind::formula, kWeighted>(table, step, r, weight));
+}
+
+void decode_store_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                       float* out) {
+    alignas(32) std::uint8_t buf[kReduceBlock];
+    const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
+    const std::size_t full = count / 8 * 8;
+    with_lut<false>(grid, grid.lut, 1.0f, [&](const auto& lookup) {
+        for (std::size_t i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, lookup(codes + i));
+    });
+    for (std::size_t i = full; i < count; ++i) out[i] = grid.lut[codes[i]];
+}
+
+void decode_add_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
+                     const float* table, float weight, float* inout) {
+    alignas(32) std::uint8_t buf[kReduceBlock];
+    const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
+    const std::size_t full = count / 8 * 8;
+    with_lut<true>(grid, table, weight, [&](const auto& lookup) {
+        for (std::size_t i = 0; i < full; i += 8) {
+            _mm256_storeu_ps(inout + i,
+                             _mm256_add_ps(_mm256_loadu_ps(inout + i), lookup(codes + i)));
         }
-        return _mm256_i32gather_ps(table, idx, 4);
-    }
-};
-
-void decode_store_avx2(const std::uint8_t* packed, std::size_t count, int bits,
-                       const float* table, float* out) {
-    alignas(32) std::uint8_t codes[kReduceBlock];
-    unpack_block(packed, count, bits, codes);
-    const Lookup lookup(bits, table);
-    const std::size_t full = count / 8 * 8;
-    for (std::size_t i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, lookup(codes + i));
-    for (std::size_t i = full; i < count; ++i) out[i] = table[codes[i]];
-}
-
-void decode_add_avx2(const std::uint8_t* packed, std::size_t count, int bits,
-                     const float* table, float* inout) {
-    alignas(32) std::uint8_t codes[kReduceBlock];
-    unpack_block(packed, count, bits, codes);
-    const Lookup lookup(bits, table);
-    const std::size_t full = count / 8 * 8;
-    for (std::size_t i = 0; i < full; i += 8) {
-        _mm256_storeu_ps(inout + i, _mm256_add_ps(_mm256_loadu_ps(inout + i), lookup(codes + i)));
-    }
+    });
     for (std::size_t i = full; i < count; ++i) inout[i] = inout[i] + table[codes[i]];
 }
 
-double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, int bits,
-                         const float* table) {
-    alignas(32) std::uint8_t codes[kReduceBlock];
-    unpack_block(packed, count, bits, codes);
-    const Lookup lookup(bits, table);
+double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
+    alignas(32) std::uint8_t buf[kReduceBlock];
+    const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
     Lanes s;
     const std::size_t full = count / 8 * 8;
-    for (std::size_t i = 0; i < full; i += 8) {
-        const __m256 d = lookup(codes + i);
-        s.add_squares(lo_pd(d), hi_pd(d));
-    }
+    with_lut<false>(grid, grid.lut, 1.0f, [&](const auto& lookup) {
+        for (std::size_t i = 0; i < full; i += 8) {
+            const __m256 d = lookup(codes + i);
+            const __m256d d_lo = lo_pd(d);
+            const __m256d d_hi = hi_pd(d);
+            s.lo = _mm256_fmadd_pd(d_lo, d_lo, s.lo);  // exact square, as in the encoder
+            s.hi = _mm256_fmadd_pd(d_hi, d_hi, s.hi);
+        }
+    });
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
-        const auto d = static_cast<double>(table[codes[i]]);
+        const auto d = static_cast<double>(grid.lut[codes[i]]);
         s.tail[i - full] += d * d;
     }
     return s.total();

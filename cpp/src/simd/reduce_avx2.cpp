@@ -12,10 +12,7 @@ namespace detail {
 double sumsq_lanes_avx2(const float* x, std::size_t count) {
     Lanes s;
     const std::size_t full = count / 8 * 8;
-    for (std::size_t i = 0; i < full; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        s.add_squares(lo_pd(v), hi_pd(v));
-    }
+    for (std::size_t i = 0; i < full; i += 8) s.add_squares(lo_pd(x + i), hi_pd(x + i));
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
         const double v = x[i];

@@ -40,8 +40,7 @@ double centered_sumsq_avx2(const float* x, std::size_t count, double mean) {
     Lanes s;
     const std::size_t full = count / 8 * 8;
     for (std::size_t i = 0; i < full; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        s.add_squares(_mm256_sub_pd(lo_pd(v), vmean), _mm256_sub_pd(hi_pd(v), vmean));
+        s.add_squares(_mm256_sub_pd(lo_pd(x + i), vmean), _mm256_sub_pd(hi_pd(x + i), vmean));
     }
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
