@@ -52,18 +52,19 @@ struct LaneSum {
     }
 };
 
-// Runs fn(block, begin, end) over the fixed kReduceBlock blocks of [0, n), in parallel for
-// large n. Blocks never depend on the thread count, so per-block results (partial sums,
-// maxima, packed bytes) are identical for any number of threads. fn must not throw.
+// Runs fn(index, begin, end) over the fixed blocks of `block` elements (default
+// kReduceBlock) of [0, n), in parallel for large n. Blocks never depend on the thread
+// count, so per-block results (partial sums, maxima, packed bytes) are identical for any
+// number of threads. fn must not throw (see ExceptionSlot in compress_common.hpp).
 template <class Fn>
-void for_each_block(std::size_t n, Fn&& fn) {
-    const auto nb = static_cast<std::int64_t>(num_blocks(n));
+void for_each_block(std::size_t n, Fn&& fn, std::size_t block = kReduceBlock) {
+    const auto nb = static_cast<std::int64_t>(num_blocks(n, block));
 #ifdef LAQCORE_HAVE_OPENMP
 #pragma omp parallel for schedule(static) if (n >= kMinParallel)
 #endif
     for (std::int64_t b = 0; b < nb; ++b) {
-        const std::size_t begin = static_cast<std::size_t>(b) * kReduceBlock;
-        const std::size_t end = begin + kReduceBlock < n ? begin + kReduceBlock : n;
+        const std::size_t begin = static_cast<std::size_t>(b) * block;
+        const std::size_t end = begin + block < n ? begin + block : n;
         fn(static_cast<std::size_t>(b), begin, end);
     }
 }
