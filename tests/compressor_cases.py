@@ -9,10 +9,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import laqcore
 
 HEADER = 12  # magic, version, kind, n (laqcore.wire)
+
+# Round-trip property inputs shared by the QSGD and TernGrad tests: finite float32 vectors
+# of 1..300 values in [-1e6, 1e6], no subnormals.
+FINITE_F32_VECTORS = hnp.arrays(
+    np.float32,
+    st.integers(1, 300),
+    elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+)
 
 # Inputs that must raise, with the exception type and a fragment of the message.
 BAD_VECTORS: list[Any] = [
@@ -90,3 +100,13 @@ def thread_outputs(fn: Callable[[], Any]) -> list[Any]:
         with laqcore.num_threads(threads):
             outs.append(fn())
     return outs
+
+
+def mean_of_draws(comp: Any, x: Any, trials: int) -> Any:
+    """Mean (float64) of ``decompress(compress(x, step))`` over steps 0..trials-1: the
+    empirical expectation of a stochastic compressor's output, for unbiasedness tests."""
+    mean = np.zeros(x.size)
+    for step in range(trials):
+        mean += comp.decompress(comp.compress(x, step=step))
+    mean /= trials
+    return mean

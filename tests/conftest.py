@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import settings
+
+from driver_cases import SMALL_DIGITS
 
 settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True)
 settings.register_profile("dev", deadline=None, max_examples=200)
@@ -29,3 +32,19 @@ def bits(request: pytest.FixtureRequest) -> int:
 @pytest.fixture(params=LENGTHS, ids=lambda n: f"n{n}")
 def length(request: pytest.FixtureRequest) -> int:
     return int(request.param)
+
+
+@pytest.fixture
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Point laqcore's cache (datasets, optima) at this session's temporary directory."""
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def prob() -> Any:
+    """The small digits problem of driver_cases (one per test module)."""
+    from laqcore.problems import make_problem
+
+    return make_problem(**SMALL_DIGITS)

@@ -7,38 +7,11 @@ import numpy as np
 import pytest
 
 import laqcore
+from driver_cases import trajectory
 from laqcore.algorithms import Params, available_algorithms, get_algorithm
-from laqcore.problems import make_problem
 from laqcore.simulator import simulate
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def prob():
-    return make_problem("digits", workers=4, max_samples=400)
-
-
-def trajectory(prob, alg, iterations):
-    """Run the server/worker loop by hand; return iterates and per-iteration upload masks."""
-    M = prob.num_workers
-    smooth = prob.smoothness() if alg.needs_smoothness else None
-    server = alg.make_server(prob.initial_point(), M, smooth)
-    workers = [alg.make_worker(m, prob.workers[m], M) for m in range(M)]
-    thetas, masks = [server.theta.copy()], []
-    for _ in range(iterations):
-        up = {}
-        for m, w in enumerate(workers):
-            p = w.step(server.message(m))
-            if p is not None:
-                up[m] = p
-        server.apply(up)
-        thetas.append(server.theta.copy())
-        masks.append([m in up for m in range(M)])
-    return np.array(thetas), np.array(masks)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def f32(x):

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _dist_workers import die_or_hang, engine_runs, frame_for, transport_rounds  # noqa: E402
+from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
 
 pytestmark = pytest.mark.distributed
@@ -78,33 +79,22 @@ def test_dead_or_hung_rank_fails_the_others_within_timeout(mode: str) -> None:
 # ---------------------------------------------------------------------------------------
 # the engine: the simulator's algorithms across processes
 # ---------------------------------------------------------------------------------------
-PROBLEM = {"dataset": "digits", "workers": 4, "max_samples": 400}
+PROBLEM = SMALL_DIGITS
 
 
 def _sim_reference(name: str, iterations: int) -> tuple[list[list[int]], Any, Any]:
     """The simulator's result plus its per-iteration upload sets (same loop, recorded)."""
+    import numpy as np
+
     from laqcore.algorithms import get_algorithm
     from laqcore.problems import make_problem
     from laqcore.simulator import simulate
 
     prob = make_problem(**PROBLEM)
     res = simulate(prob, get_algorithm(name), max_iterations=iterations, eps=0.0)
-    alg = get_algorithm(name)
-    M = prob.num_workers
-    server = alg.make_server(
-        prob.initial_point(), M, prob.smoothness() if alg.needs_smoothness else None
-    )
-    workers = [alg.make_worker(m, prob.workers[m], M) for m in range(M)]
-    decisions = []
-    for _ in range(iterations):
-        batch = {}
-        for m, w in enumerate(workers):
-            p = w.step(server.message(m))
-            if p is not None:
-                batch[m] = p
-        server.apply(batch)
-        decisions.append(sorted(batch))
-    return decisions, server.theta, res
+    thetas, masks = trajectory(prob, get_algorithm(name), iterations)
+    decisions = [[int(m) for m in np.flatnonzero(row)] for row in masks]
+    return decisions, thetas[-1], res
 
 
 @pytest.fixture

@@ -10,15 +10,7 @@ from laqcore.algorithms import get_algorithm
 from laqcore.problems import make_problem
 from laqcore.simulator import Progress, simulate
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-@pytest.fixture(scope="module")
-def prob():
-    return make_problem("digits", workers=4, max_samples=400)
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_gd_accounting_is_exact(prob):

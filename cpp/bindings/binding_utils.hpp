@@ -18,6 +18,7 @@
 #include <string>
 
 #include "laqcore/common.hpp"
+#include "laqcore/pack.hpp"
 
 namespace py = pybind11;
 
@@ -47,6 +48,25 @@ std::size_t writable_vector_length(carray<T>& a, const char* name) {
 template <class T>
 carray<T> new_vector(std::size_t n) {
     return carray<T>(static_cast<py::ssize_t>(n));
+}
+
+// The packed-code decoders' shared shape (sign, TernGrad, QSGD): checks that `packed` holds
+// exactly the packed_size(n, bits) bytes of n codes, then fills a new float32 vector of n
+// values with decode(packed data, output data), the GIL released (raw buffers only).
+template <class Decode>
+carray<float> decode_packed(const carray<std::uint8_t>& packed, std::size_t n, int bits,
+                            Decode&& decode) {
+    const std::size_t expected = packed_size(n, bits);
+    LAQ_CHECK(vector_length(packed, "packed") == expected,
+              "packed has " << packed.shape(0) << " bytes, expected " << expected);
+    auto out = new_vector<float>(n);
+    const std::uint8_t* pk = packed.data();
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        decode(pk, dst);
+    }
+    return out;
 }
 
 }  // namespace laqcore::bind

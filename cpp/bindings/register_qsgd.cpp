@@ -54,18 +54,10 @@ void register_qsgd(py::module_ m) {
             const std::size_t nb = qsgd_num_buckets(n, bucket_size);
             LAQ_CHECK(vector_length(scales, "scales") == nb,
                       "scales has " << scales.shape(0) << " entries, expected " << nb);
-            LAQ_CHECK(vector_length(packed, "packed") == packed_size(n, bits),
-                      "packed has " << packed.shape(0) << " bytes, expected "
-                                    << packed_size(n, bits));
-            auto out = new_vector<float>(n);
-            const std::uint8_t* pk = packed.data();
             const float* sc = scales.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only (see above)
+            return decode_packed(packed, n, bits, [&](const std::uint8_t* pk, float* dst) {
                 qsgd_dequantize(pk, sc, n, levels, bucket_size, dst);
-            }
-            return out;
+            });
         },
         py::arg("packed").noconvert(), py::arg("scales").noconvert(), py::arg("n"),
         py::arg("levels"), py::arg("bucket_size"));

@@ -29,17 +29,9 @@ void register_sign(py::module_ m) {
     m.def(
         "decompress",
         [](const carray<std::uint8_t>& packed, std::size_t n, float scale) {
-            LAQ_CHECK(vector_length(packed, "packed") == packed_size(n, 1),
-                      "packed has " << packed.shape(0) << " bytes, expected "
-                                    << packed_size(n, 1));
-            auto out = new_vector<float>(n);
-            const std::uint8_t* pk = packed.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return decode_packed(packed, n, 1, [&](const std::uint8_t* pk, float* dst) {
                 sign_decompress(pk, n, scale, dst);
-            }
-            return out;
+            });
         },
         py::arg("packed").noconvert(), py::arg("n"), py::arg("scale"));
 }

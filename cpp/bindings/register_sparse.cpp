@@ -5,25 +5,39 @@
 
 namespace laqcore::bind {
 
+namespace {
+
+// The top-k and rand-k bindings: checks k against x, allocates the (indices, values) outputs
+// and runs select(x, n, k, indices, values) with the GIL released (safe: it touches only raw
+// buffers owned by live numpy arrays).
+template <class Select>
+std::pair<carray<std::uint32_t>, carray<float>> select_k(const carray<float>& x, std::size_t k,
+                                                         Select&& select) {
+    const std::size_t n = vector_length(x, "x");
+    LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
+    auto idx = new_vector<std::uint32_t>(k);
+    auto values = new_vector<float>(k);
+    const float* in = x.data();
+    std::uint32_t* ip = idx.mutable_data();
+    float* vp = values.mutable_data();
+    {
+        py::gil_scoped_release release;
+        select(in, n, k, ip, vp);
+    }
+    return std::make_pair(std::move(idx), std::move(values));
+}
+
+}  // namespace
+
 void register_sparse(py::module_ m) {
     m.doc() = "top-k / rand-k selection and scatter (rules: cpp/include/laqcore/sparse.hpp).";
 
     m.def(
         "topk",
         [](const carray<float>& x, std::size_t k) {
-            const std::size_t n = vector_length(x, "x");
-            LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
-            auto idx = new_vector<std::uint32_t>(k);
-            auto values = new_vector<float>(k);
-            const float* in = x.data();
-            std::uint32_t* ip = idx.mutable_data();
-            float* vp = values.mutable_data();
-            {
-                // Safe: only raw buffers owned by live numpy arrays are touched.
-                py::gil_scoped_release release;
-                topk_select(in, n, k, ip, vp, "x");
-            }
-            return std::make_pair(std::move(idx), std::move(values));
+            return select_k(x, k,
+                            [](const float* in, std::size_t n, std::size_t kk, std::uint32_t* ip,
+                               float* vp) { topk_select(in, n, kk, ip, vp, "x"); });
         },
         py::arg("x").noconvert(), py::arg("k"),
         "Returns (sorted uint32 indices of the k largest |x|, their values).");
@@ -31,18 +45,9 @@ void register_sparse(py::module_ m) {
     m.def(
         "randk",
         [](const carray<float>& x, std::size_t k, std::uint64_t key) {
-            const std::size_t n = vector_length(x, "x");
-            LAQ_CHECK(k >= 1 && k <= n, "k must be in [1, n] = [1, " << n << "], got " << k);
-            auto idx = new_vector<std::uint32_t>(k);
-            auto values = new_vector<float>(k);
-            const float* in = x.data();
-            std::uint32_t* ip = idx.mutable_data();
-            float* vp = values.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only (see above)
-                randk_select(in, n, k, key, ip, vp, "x");
-            }
-            return std::make_pair(std::move(idx), std::move(values));
+            return select_k(x, k,
+                            [key](const float* in, std::size_t n, std::size_t kk, std::uint32_t* ip,
+                                  float* vp) { randk_select(in, n, kk, key, ip, vp, "x"); });
         },
         py::arg("x").noconvert(), py::arg("k"), py::arg("key"),
         "Returns (sorted uint32 indices of k random coordinates, their values).");

@@ -47,17 +47,9 @@ void register_terngrad(py::module_ m) {
     m.def(
         "dequantize",
         [](const carray<std::uint8_t>& packed, std::size_t n, float scaler) {
-            LAQ_CHECK(vector_length(packed, "packed") == packed_size(n, kTernGradBits),
-                      "packed has " << packed.shape(0) << " bytes, expected "
-                                    << packed_size(n, kTernGradBits));
-            auto out = new_vector<float>(n);
-            const std::uint8_t* pk = packed.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return decode_packed(packed, n, kTernGradBits, [&](const std::uint8_t* pk, float* dst) {
                 terngrad_dequantize(pk, n, scaler, dst);
-            }
-            return out;
+            });
         },
         py::arg("packed").noconvert(), py::arg("n"), py::arg("scaler"));
 }

@@ -59,17 +59,13 @@ private:
 // parallel for large n. Chunks are independent, so the result is thread-count invariant.
 template <class ChunkFn>
 void for_each_chunk(std::size_t n, ChunkFn&& chunk) {
-    const std::size_t nchunks = (n + kCodeChunk - 1) / kCodeChunk;
-    const auto nchunks_signed = static_cast<std::int64_t>(nchunks);
     ExceptionSlot slot;
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t c = 0; c < nchunks_signed; ++c) {
-        const std::size_t begin = static_cast<std::size_t>(c) * kCodeChunk;
-        const std::size_t end = begin + kCodeChunk < n ? begin + kCodeChunk : n;
-        slot.run([&] { chunk(begin, end); });
-    }
+    for_each_block(
+        n,
+        [&](std::size_t, std::size_t begin, std::size_t end) {
+            slot.run([&] { chunk(begin, end); });
+        },
+        kCodeChunk);
     slot.rethrow();
 }
 

@@ -15,22 +15,6 @@
 namespace laqcore {
 namespace {
 
-// Runs fn(block, begin, end) over the fixed kReduceBlock blocks of [0, n), in parallel for
-// large n. Blocks never depend on the thread count, so per-block results (partial sums,
-// maxima, packed bytes) are identical for any number of threads. fn must not throw.
-template <class Fn>
-void for_each_block(std::size_t n, Fn&& fn) {
-    const auto nb = static_cast<std::int64_t>(num_blocks(n));
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t b = 0; b < nb; ++b) {
-        const std::size_t begin = static_cast<std::size_t>(b) * kReduceBlock;
-        const std::size_t end = std::min(begin + kReduceBlock, n);
-        fn(static_cast<std::size_t>(b), begin, end);
-    }
-}
-
 // Byte offset of element `begin` in the packed stream; exact because every block start is a
 // multiple of 8 elements (kReduceBlock is).
 inline std::size_t packed_offset(std::size_t begin, int bits) {

@@ -87,15 +87,9 @@ template <class Pred, class Emit>
 void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
     static_assert(kReduceBlock % 64 == 0, "blocks must hold whole mask words");
     const std::size_t nb = num_blocks(n);
-    const auto nb_signed = static_cast<std::int64_t>(nb);
     std::vector<std::uint64_t> mask((n + 63) / 64, 0);
     std::vector<std::size_t> start(nb + 1, 0);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t b = 0; b < nb_signed; ++b) {
-        const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
-        const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
+    for_each_block(n, [&](std::size_t b, std::size_t lo, std::size_t hi) {
         std::size_t c = 0;
         for (std::size_t w0 = lo; w0 < hi; w0 += 64) {
             const std::size_t w_end = w0 + 64 < hi ? w0 + 64 : hi;
@@ -106,23 +100,18 @@ void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
             mask[w0 / 64] = word;
             c += static_cast<std::size_t>(popcount64(word));
         }
-        start[static_cast<std::size_t>(b) + 1] = c;
-    }
+        start[b + 1] = c;
+    });
     for (std::size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
     LAQ_ASSERT(start[nb] == expected);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t b = 0; b < nb_signed; ++b) {
-        const std::size_t lo = static_cast<std::size_t>(b) * kReduceBlock;
-        const std::size_t hi = lo + kReduceBlock < n ? lo + kReduceBlock : n;
-        std::size_t pos = start[static_cast<std::size_t>(b)];
+    for_each_block(n, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+        std::size_t pos = start[b];
         for (std::size_t w = lo / 64; w * 64 < hi; ++w) {
             for (std::uint64_t word = mask[w]; word; word &= word - 1) {
                 emit(w * 64 + static_cast<std::size_t>(lowest_bit64(word)), pos++);
             }
         }
-    }
+    });
 }
 
 // Large inputs: a radix step on the top 16 bits of the primaries instead of a full

@@ -142,6 +142,13 @@ class Progress:
                 self.stream.flush()
 
 
+def has_diverged(loss: float, loss0: float) -> bool:
+    """Stop rule for a run that blew up: a non-finite loss, or one a million times the
+    starting loss (at least 1). Shared with the distributed engine, whose runs must stop
+    exactly where the simulator's do."""
+    return not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0)
+
+
 def simulate(
     problem: Problem, algorithm: Algorithm, *, max_iterations: int = 5000, eps: float = 1e-6,
     f_star: float | None = None, eval_every: int = 10, progress: bool = False,
@@ -227,7 +234,7 @@ def simulate(
         server.apply(batch)
         k += 1
         loss = problem.loss(server.theta)
-        if not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0):
+        if has_diverged(loss, loss0):
             diverged = True
             record(k, loss)
             break

@@ -52,6 +52,23 @@ struct LaneSum {
     }
 };
 
+// Runs fn(index, begin, end) over the fixed blocks of `block` elements (default
+// kReduceBlock) of [0, n), in parallel for large n. Blocks never depend on the thread
+// count, so per-block results (partial sums, maxima, packed bytes) are identical for any
+// number of threads. fn must not throw (see ExceptionSlot in compress_common.hpp).
+template <class Fn>
+void for_each_block(std::size_t n, Fn&& fn, std::size_t block = kReduceBlock) {
+    const auto nb = static_cast<std::int64_t>(num_blocks(n, block));
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (n >= kMinParallel)
+#endif
+    for (std::int64_t b = 0; b < nb; ++b) {
+        const std::size_t begin = static_cast<std::size_t>(b) * block;
+        const std::size_t end = begin + block < n ? begin + block : n;
+        fn(static_cast<std::size_t>(b), begin, end);
+    }
+}
+
 // Deterministic blocked sum: partial(b) is called for each block [begin, end) (possibly in
 // parallel) and must return that block's sum; blocks are then added in order.
 template <class BlockFn>
@@ -59,15 +76,9 @@ double blocked_sum(std::size_t n, BlockFn&& partial) {
     const std::size_t nb = num_blocks(n);
     if (nb == 0) return 0.0;
     std::vector<double> parts(nb, 0.0);
-    const auto nb_signed = static_cast<std::int64_t>(nb);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t b = 0; b < nb_signed; ++b) {
-        const std::size_t begin = static_cast<std::size_t>(b) * kReduceBlock;
-        const std::size_t end = begin + kReduceBlock < n ? begin + kReduceBlock : n;
-        parts[static_cast<std::size_t>(b)] = partial(begin, end);
-    }
+    for_each_block(n, [&](std::size_t b, std::size_t begin, std::size_t end) {
+        parts[b] = partial(begin, end);
+    });
     double total = 0.0;
     for (double p : parts) total += p;
     return total;

@@ -24,38 +24,16 @@
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
+#include "lanes_avx2.hpp"  // Lanes, lo_pd, hi_pd
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
-#include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
+#include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
 
 namespace laqcore {
 namespace detail {
 namespace {
 
-static_assert(kSumLanes == 8, "the AVX2 lane sums hold exactly 8 lanes");
 static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
-
-// Lane sums: lanes 0-3 in lo, 4-7 in hi (see LaneSum in parallel.hpp).
-struct Lanes {
-    __m256d lo = _mm256_setzero_pd();
-    __m256d hi = _mm256_setzero_pd();
-    double tail[8] = {};  // lanes after the vector part, for the scalar tail
-    void spill() {
-        _mm256_storeu_pd(tail, lo);
-        _mm256_storeu_pd(tail + 4, hi);
-    }
-    // LaneSum::total(), after spill().
-    double total() const {
-        return ((tail[0] + tail[1]) + (tail[2] + tail[3])) +
-               ((tail[4] + tail[5]) + (tail[6] + tail[7]));
-    }
-};
-
-inline __m256d lo_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_castps256_ps128(x)); }
-inline __m256d hi_pd(__m256 x) { return _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)); }
-// The same conversions straight from memory (the load folds into the conversion).
-inline __m256d lo_pd(const float* x) { return _mm256_cvtps_pd(_mm_loadu_ps(x)); }
-inline __m256d hi_pd(const float* x) { return _mm256_cvtps_pd(_mm_loadu_ps(x + 4)); }
 
 // Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
 inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,

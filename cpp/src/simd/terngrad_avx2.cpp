@@ -5,66 +5,49 @@
 #include <cfloat>
 
 #include "kernels_avx2.hpp"
+#include "lanes_avx2.hpp"
 #include "rng_avx2.hpp"
 
 namespace laqcore {
 namespace detail {
 void sum_max_block_avx2(const float* x, std::size_t count, double* sum, float* max_abs,
                         bool* nonfinite) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
-    __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    FiniteAbs finite_abs;
     __m256 m = _mm256_setzero_ps();
-    __m256d lo = _mm256_setzero_pd();
-    __m256d hi = _mm256_setzero_pd();
+    Lanes s;
     const std::size_t full = count / 8 * 8;
     for (std::size_t i = 0; i < full; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 a = _mm256_and_ps(v, abs_mask);
-        finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, fmax, _CMP_LE_OQ));
-        m = _mm256_max_ps(m, a);  // order independent for finite input (else an error)
-        lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
-        hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+        m = _mm256_max_ps(m, finite_abs(v));  // order independent for finite input (else an error)
+        s.add_widened(v);
     }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    float mx = _mm_cvtss_f32(m4);
-    bool bad = _mm256_movemask_ps(finite) != 0xFF;
-    double lane[8];
-    _mm256_storeu_pd(lane, lo);
-    _mm256_storeu_pd(lane + 4, hi);
+    float mx = hmax(m);
+    bool bad = finite_abs.any_nonfinite();
+    s.spill();
     for (std::size_t i = full; i < count; ++i) {
         const float a = __builtin_fabsf(x[i]);
         bad |= !(a <= FLT_MAX);
         mx = a > mx ? a : mx;
-        lane[i - full] += static_cast<double>(x[i]);
+        s.tail[i - full] += static_cast<double>(x[i]);
     }
-    *sum = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    *sum = s.total();
     *max_abs = mx;
     *nonfinite = bad;
 }
 
 double centered_sumsq_avx2(const float* x, std::size_t count, double mean) {
     const __m256d vmean = _mm256_set1_pd(mean);
-    __m256d lo = _mm256_setzero_pd();
-    __m256d hi = _mm256_setzero_pd();
+    Lanes s;
     const std::size_t full = count / 8 * 8;
     for (std::size_t i = 0; i < full; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256d a = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), vmean);
-        const __m256d b = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), vmean);
-        lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));
-        hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
+        s.add_squares(_mm256_sub_pd(lo_pd(x + i), vmean), _mm256_sub_pd(hi_pd(x + i), vmean));
     }
-    double lane[8];
-    _mm256_storeu_pd(lane, lo);
-    _mm256_storeu_pd(lane + 4, hi);
+    s.spill();
     for (std::size_t i = full; i < count; ++i) {
         const double d = static_cast<double>(x[i]) - mean;
-        lane[i - full] += d * d;
+        s.tail[i - full] += d * d;
     }
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    return s.total();
 }
 
 void terngrad_codes_avx2(const float* x, std::size_t begin, std::size_t end, float threshold,

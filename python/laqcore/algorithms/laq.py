@@ -12,16 +12,7 @@ b=4, D=10, xi_d = 0.8/D (warm-up 0.8/k), t_bar=100.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import numpy as np
-import numpy.typing as npt
-
-from .base import Algorithm, Server, Worker
-from .lazy_common import InnovationWorker, QuantizedLazyServer
-
-if TYPE_CHECKING:
-    from ..problems import LocalObjective
+from .lazy_common import InnovationAlgorithm
 
 __all__ = ["LAQ"]
 
@@ -30,16 +21,8 @@ def __dir__() -> list[str]:
     return __all__
 
 
-class LAQ(Algorithm):
+class LAQ(InnovationAlgorithm):
     """Deterministic LAQ (full local gradients)."""
 
     name = "laq"
-
-    def make_server(
-        self, x0: npt.NDArray[np.float64], num_workers: int,
-        smoothness: npt.NDArray[np.float64] | None = None,
-    ) -> Server:
-        return QuantizedLazyServer(self.params, x0, num_workers)
-
-    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(m, objective, self.params, num_workers)
+    upload_mode = "rule"

@@ -4,12 +4,14 @@
   of squared iterate differences; its messages carry the upload rule's right-hand side
   ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2``.
 * :class:`InnovationWorker`: the LAQ worker (innovation quantizer + upload test + clock).
+* :class:`InnovationAlgorithm`: an algorithm made of those two (LAQ, QGD, random selection),
+  which differ only in when the worker uploads (``upload_mode``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -17,12 +19,14 @@ import numpy.typing as npt
 from ..laq import InnovationQuantizer, LAQPayload, laq_accumulate
 from ..lazy import IterateHistory, UploadRule
 from ..wire import Payload
-from .base import Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
 
-__all__ = ["InnovationWorker", "LazyServer", "QuantizedLazyServer", "laq_rule"]
+__all__ = [
+    "InnovationAlgorithm", "InnovationWorker", "LazyServer", "QuantizedLazyServer", "laq_rule",
+]
 
 
 def __dir__() -> list[str]:
@@ -70,6 +74,8 @@ class LazyServer(Server):
         diff = new - self.theta
         # float64 difference: near convergence the steps are far below float32 resolution
         # of theta itself, so a float32 kernel on the iterates would lose them.
+        # Not history.push_iterates: its deterministic blocked sum rounds differently from
+        # this dot product, which would move the rule's threshold and change recorded runs.
         self.history.push(float(diff @ diff))
         self._move(new)
 
@@ -143,3 +149,20 @@ class InnovationWorker(Worker):
             return payload
         self.clock += 1
         return None
+
+
+class InnovationAlgorithm(Algorithm):
+    """Template of the deterministic LAQ family: a :class:`QuantizedLazyServer` and
+    :class:`InnovationWorker` s that upload per ``upload_mode`` (see InnovationWorker).
+
+    One definition serves LAQ (``"rule"``) and QGD (``"always"``), so that QGD stays exactly
+    LAQ with the lazy test switched off, as the tests check.
+    """
+
+    upload_mode: ClassVar[str] = "rule"
+
+    def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
+        return QuantizedLazyServer(self.params, x0, num_workers)
+
+    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
+        return InnovationWorker(m, objective, self.params, num_workers, mode=self.upload_mode)

@@ -9,16 +9,11 @@ uploads is worth over a random one at the same communication budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 
-from .base import Algorithm, Message, Params, Server, Worker
-from .lazy_common import InnovationWorker, QuantizedLazyServer
-
-if TYPE_CHECKING:
-    from ..problems import LocalObjective
+from .base import Message, Params, Server
+from .lazy_common import InnovationAlgorithm, QuantizedLazyServer
 
 __all__ = ["RandomSelection"]
 
@@ -47,13 +42,11 @@ class SelectionServer(QuantizedLazyServer):
         return msg
 
 
-class RandomSelection(Algorithm):
+class RandomSelection(InnovationAlgorithm):
     """Random worker selection at a fixed expected upload rate."""
 
     name = "random-select"
+    upload_mode = "requested"  # the LAQ worker, uploading exactly when selected
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         return SelectionServer(self.params, x0, num_workers)
-
-    def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(m, objective, self.params, num_workers, mode="requested")

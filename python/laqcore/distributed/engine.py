@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import pickle
 import struct
@@ -184,7 +183,7 @@ def run_engine(
     """
     from ..algorithms import get_algorithm
     from ..problems import make_problem
-    from ..simulator import RunResult
+    from ..simulator import RunResult, has_diverged
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
@@ -345,7 +344,7 @@ def run_engine(
         counters["k"] = k
         # Step 5
         loss = global_loss(server.theta)
-        if not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0):
+        if has_diverged(loss, loss0):
             diverged = True
             record(k, loss)
             break

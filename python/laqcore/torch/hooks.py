@@ -566,17 +566,20 @@ class _CompressorState(_HookState):
 
     _NAME = ""
 
+    # The public constructor of QSGDState and TernGradState (documented on QSGDState):
+    # they differ only in _NAME, i.e. in which compressor ``**kwargs`` configure.
     def __init__(
         self,
-        process_group: Any,
-        warmup_steps: int,
-        nonfinite: str,
-        seed: int,
-        compressor_kwargs: dict[str, Any],
+        process_group: Any = None,
+        *,
+        seed: int = 0,
+        warmup_steps: int = 1,
+        nonfinite: str = "raise",
+        **kwargs: Any,
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.seed = _check_int(seed, "seed", 0)
-        self.compressor_kwargs = compressor_kwargs
+        self.compressor_kwargs = dict(kwargs)
         self._compressor: Any = None
         self._make(0)  # validate the hyperparameters now, not at the first step
 
@@ -626,17 +629,6 @@ class QSGDState(_CompressorState):
 
     _NAME = "qsgd"
 
-    def __init__(
-        self,
-        process_group: Any = None,
-        *,
-        seed: int = 0,
-        warmup_steps: int = 1,
-        nonfinite: str = "raise",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(process_group, warmup_steps, nonfinite, seed, dict(kwargs))
-
 
 class TernGradState(_CompressorState):
     """State of :func:`terngrad_hook`: TernGrad (Wen et al., NeurIPS 2017), values {-s, 0, s}.
@@ -646,17 +638,6 @@ class TernGradState(_CompressorState):
     """
 
     _NAME = "terngrad"
-
-    def __init__(
-        self,
-        process_group: Any = None,
-        *,
-        seed: int = 0,
-        warmup_steps: int = 1,
-        nonfinite: str = "raise",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(process_group, warmup_steps, nonfinite, seed, dict(kwargs))
 
 
 def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
