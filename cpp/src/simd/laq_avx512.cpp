@@ -1,7 +1,8 @@
 // AVX-512 block function of the LAQ quantizer: the fused quantize+pack, 16 elements per
 // register. The radius pass and the decoders are the AVX2 ones, which are already bound by
-// memory (a 512-bit radius pass measured slightly slower than the AVX2 one). Same arithmetic, element by element, as the scalar reference
-// in laq.cpp and as laq_avx2.cpp (whose comments explain the fast code path):
+// memory (a 512-bit radius pass measured slightly slower than the AVX2 one). Same
+// arithmetic, element by element, as the scalar reference in laq.cpp and as laq_avx2.cpp
+// (whose encode_block comment derives the fast path's error bound):
 //   * codes: a float32 FMA estimate, trusted when at least 2^-14 from every integer; a
 //     vector with any element closer takes the reference's double division;
 //   * dQ = lut[code] from register permutes (up to 64 entries) or, for 7 and 8 bits, the
@@ -10,13 +11,15 @@
 //     16-element vector go to lanes 0..7 before elements i+8..i+15, so every lane adds its
 //     elements in the reference's order. Squares use a multiply and an add (for dQ the
 //     square is exact, so this is also what an FMA would give; the add has the shorter
-//     latency on the one dependency chain per sum).
+//     latency on the one dependency chain per sum);
+//   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers (pack16); other
+//     widths go through a block buffer and the AVX2 packer.
 // Partial vectors (the end of the whole input) use masked loads and masked sums instead of
 // a scalar tail: masked lanes add +0.0, which leaves a lane sum (never -0.0) unchanged.
 //
 // Compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl (plus the AVX2 flags) and used
 // only on CPUs that report all of them (dispatch.cpp). Like the AVX2 files, it shares no
-// inline functions with other translation units (see bits_avx2.hpp).
+// inline function with external linkage with other translation units (see bits_avx2.hpp).
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics fill their unused pass-through operands with
 // _mm512_undefined_*(), which -Wuninitialized reports at every inlined call; spurious here.
@@ -28,11 +31,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "bits_avx2.hpp"  // avx2::pack_partial
 #include "kernels_avx2.hpp"
 #include "kernels_avx512.hpp"
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
+#include "prefetch_avx2.hpp"     // prefetch_step
 
 namespace laqcore {
 namespace detail {
@@ -49,18 +54,6 @@ inline double lane_total(__m512d s) {
 
 inline __mmask16 first_lanes(std::size_t m) {  // m <= 16
     return static_cast<__mmask16>((1u << m) - 1u);
-}
-
-// Software prefetch for the encoder's two input streams: the hardware prefetcher alone
-// leaves the compute-heavy encode loop waiting on DRAM (measured at n = 2^24: about 0.38
-// ns/element without, 0.27 with a distance of 8 KiB per stream on the AVX-512 path).
-// Prefetches do not fault, and the address is formed as an integer, so reading ahead past
-// the end of the arrays is harmless.
-constexpr std::uintptr_t kPrefetchBytes = 8192;
-inline void prefetch_step(const float* p) {  // the two cache lines of a 32-element step
-    const auto a = reinterpret_cast<std::uintptr_t>(p) + kPrefetchBytes;
-    _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(a + 64), _MM_HINT_T0);
 }
 
 // ---- table lookups ----------------------------------------------------------------------
@@ -166,15 +159,6 @@ inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut,
     innov = _mm512_add_pd(innov, _mm512_mul_pd(d_hi, d_hi));
 }
 
-// Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
-inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
-                         std::uint8_t* out) {
-    std::uint64_t word = 0;
-    for (std::size_t j = 0; j < m; ++j) word |= static_cast<std::uint64_t>(codes[j]) << (j * b);
-    const std::size_t nbytes = (m * b + 7) / 8;
-    for (std::size_t k = 0; k < nbytes; ++k) out[k] = static_cast<std::uint8_t>(word >> (8 * k));
-}
-
 // Packs 16 codes of b in {1, 2, 4, 8} bits (32-bit lanes) straight into their 2b bytes of
 // the pack.hpp layout (code j at bits [j*b, (j+1)*b) of the little-endian stream): pairs
 // of lanes are merged by shifting 64-bit lanes, then narrowed.
@@ -259,7 +243,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     const std::size_t full = count / 8 * 8;  // packed_from is a multiple of 32
     pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
                      packed + packed_from / 8 * b);
-    if (full < count) pack_partial(codes + full, count - full, b, packed + full / 8 * b);
+    if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
     return {lane_total(err), lane_total(innov)};
 }
 
