@@ -36,7 +36,7 @@ void register_runtime(py::module_ m) {
     // the import with a clear ValueError instead of the first kernel call.
     (void)kernels();
     m.def("simd_level", []() { return std::string(simd_level_name(simd_level())); },
-          "The SIMD path the kernels use now ('scalar' or 'avx2').");
+          "The SIMD path the kernels use now ('scalar', 'avx2' or 'avx512').");
     m.def(
         "simd_levels",
         []() {
@@ -53,7 +53,7 @@ void register_runtime(py::module_ m) {
             return old;
         },
         py::arg("level"),
-        "Switch the SIMD path ('scalar', 'avx2' or 'auto'); returns the previous one.");
+        "Switch the SIMD path ('scalar', 'avx2', 'avx512' or 'auto'); returns the previous one.");
     m.def("min_parallel_size", []() { return kMinParallel; },
           "Inputs shorter than this run on one thread.");
     m.def("reduce_block_size", []() { return kReduceBlock; },

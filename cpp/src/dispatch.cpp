@@ -25,6 +25,15 @@ bool cpu_supports(SimdLevel level) {
 #else
             return false;
 #endif
+        case SimdLevel::avx512:
+#if defined(LAQCORE_HAVE_AVX512) && (defined(__GNUC__) || defined(__clang__))
+            // The AVX-512 table keeps the AVX2 kernels it does not replace.
+            return cpu_supports(SimdLevel::avx2) && __builtin_cpu_supports("avx512f") &&
+                   __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vl");
+#else
+            return false;
+#endif
     }
     return false;
 }
@@ -32,6 +41,9 @@ bool cpu_supports(SimdLevel level) {
 const KernelTable& table_of(SimdLevel level) {
 #ifdef LAQCORE_HAVE_AVX2
     if (level == SimdLevel::avx2) return detail::avx2_kernel_table();
+#endif
+#ifdef LAQCORE_HAVE_AVX512
+    if (level == SimdLevel::avx512) return detail::avx512_kernel_table();
 #endif
     LAQ_ASSERT(level == SimdLevel::scalar);
     return detail::scalar_kernel_table();
@@ -65,6 +77,8 @@ const char* simd_level_name(SimdLevel level) {
             return "scalar";
         case SimdLevel::avx2:
             return "avx2";
+        case SimdLevel::avx512:
+            return "avx512";
     }
     return "unknown";
 }
@@ -72,18 +86,19 @@ const char* simd_level_name(SimdLevel level) {
 std::vector<SimdLevel> available_simd_levels() {
     std::vector<SimdLevel> levels{SimdLevel::scalar};
     if (cpu_supports(SimdLevel::avx2)) levels.push_back(SimdLevel::avx2);
+    if (cpu_supports(SimdLevel::avx512)) levels.push_back(SimdLevel::avx512);
     return levels;
 }
 
 SimdLevel parse_simd_level(const std::string& name, const char* what) {
     if (name.empty() || name == "auto") return best_level();
-    for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2}) {
+    for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512}) {
         if (name != simd_level_name(level)) continue;
         LAQ_CHECK(cpu_supports(level), what << "=" << name << " is not available on this machine"
                                             << " (not compiled in, or the CPU lacks it)");
         return level;
     }
-    LAQ_CHECK(false, what << " must be one of 'auto', 'scalar', 'avx2', got '" << name << "'");
+    LAQ_CHECK(false, what << " must be one of 'auto', 'scalar', 'avx2', 'avx512', got '" << name << "'");
     return SimdLevel::scalar;  // unreachable: LAQ_CHECK(false, ...) always throws
 }
 

@@ -74,7 +74,7 @@ def simd_levels() -> list[str]:
 
 
 def simd_level() -> str:
-    """The SIMD code path the kernels use now (``"scalar"`` or ``"avx2"``)."""
+    """The SIMD code path the kernels use now (``"scalar"``, ``"avx2"`` or ``"avx512"``)."""
     return str(_core.runtime.simd_level())
 
 

@@ -12,17 +12,23 @@
 //     CPU reports AVX2, FMA and BMI2 at run time (__builtin_cpu_supports). Every hot kernel
 //     has an entry: pack/unpack, LAQ (quantize+pack, dequantize, accumulate, ||dQ||^2),
 //     QSGD, TernGrad and scaled sign.
+//   * avx512: cpp/src/simd/*_avx512.cpp (-mavx512f -mavx512bw -mavx512dq -mavx512vl on top
+//     of the AVX2 flags), used when the CPU reports those as well. It replaces only the
+//     kernels that are compute-bound in AVX2 (the LAQ radius and quantize+pack passes) and
+//     takes every other entry from the AVX2 table.
 //
 // The drivers call kernels() once per call, before any parallel region, and use the
 // returned table of function pointers (C++17, no templates over the ISA). The table is
 // chosen once, on first use: the best level the CPU supports, unless the environment
-// variable LAQCORE_SIMD names one ("scalar", "avx2" or "auto"). set_simd_level() switches
+// variable LAQCORE_SIMD names one ("scalar", "avx2", "avx512" or "auto"). set_simd_level() switches
 // it at run time, which tests and the benchmark use to compare paths in one process.
 //
 // Bit-identical results across levels are a hard rule. The kernels library is compiled
 // with -ffp-contract=off, so the scalar reference never fuses a*b+c, and the SIMD paths
-// perform exactly the scalar code's float operations in the same order (no FMA, no
-// reassociation, sums in parallel.hpp's fixed block order).
+// perform exactly the scalar code's float operations in the same order (no reassociation,
+// sums in parallel.hpp's fixed block order, and no FMA except where it provably rounds like
+// the reference: an estimate that is checked and redone exactly when in doubt, or a*a + s
+// with a float32 a, whose square is exact in double).
 #pragma once
 
 #include <cstddef>
@@ -34,7 +40,7 @@ namespace laqcore {
 
 struct LaqBlockKernels;  // laq.hpp
 
-enum class SimdLevel : int { scalar = 0, avx2 = 1 };
+enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2 };
 
 // Serial block functions, one table per SIMD level. Every entry is filled for every level
 // (a level without a specialised version of a kernel points at the scalar one).
@@ -88,16 +94,20 @@ void set_simd_level(SimdLevel level);
 
 const char* simd_level_name(SimdLevel level);
 
-// "scalar" / "avx2" -> level; "auto" (or "") -> best available. Throws
+// "scalar" / "avx2" / "avx512" -> level; "auto" (or "") -> best available. Throws
 // std::invalid_argument naming `what` for anything else or for an unavailable level.
 SimdLevel parse_simd_level(const std::string& name, const char* what);
 
 namespace detail {
 // Per-level tables. scalar_kernel_table() is defined in dispatch.cpp from the scalar block
-// functions below; avx2_kernel_table() in simd/dispatch_avx2.cpp, only when compiled.
+// functions below; avx2_kernel_table() in simd/dispatch_avx2.cpp and avx512_kernel_table()
+// in simd/dispatch_avx512.cpp, only when compiled.
 const KernelTable& scalar_kernel_table();
 #ifdef LAQCORE_HAVE_AVX2
 const KernelTable& avx2_kernel_table();
+#endif
+#ifdef LAQCORE_HAVE_AVX512
+const KernelTable& avx512_kernel_table();
 #endif
 
 // Scalar reference block functions (defined next to their drivers, e.g. pack.cpp). The

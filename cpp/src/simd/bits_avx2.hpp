@@ -106,6 +106,16 @@ static inline __m256i unpack32_1bit(std::uint32_t word) {
     return _mm256_min_epu8(_mm256_and_si256(x, bit), _mm256_set1_epi8(1));
 }
 
+// Packs the last m (< 8) codes of a block into their ceil(m*b/8) bytes (the layout of a
+// whole group, cut short), for the fused quantizers' ends.
+static inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
+                                std::uint8_t* out) {
+    std::uint64_t word = 0;
+    for (std::size_t j = 0; j < m; ++j) word |= static_cast<std::uint64_t>(codes[j]) << (j * b);
+    const std::size_t nbytes = (m * b + 7) / 8;
+    for (std::size_t k = 0; k < nbytes; ++k) out[k] = static_cast<std::uint8_t>(word >> (8 * k));
+}
+
 // OR of the 32 bytes of v.
 static inline std::uint8_t or_bytes(__m256i v) {
     __m128i x = _mm_or_si128(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));

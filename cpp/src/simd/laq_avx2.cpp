@@ -2,8 +2,8 @@
 // reference; laq.hpp the arithmetic). Every function performs exactly the reference's
 // float and double operations, element by element, in the same order:
 //   * codes: the reference computes (double(v) + R) / step + 0.5, truncated and clamped. A
-//     float32 FMA estimate gives the same integer whenever it is not within 2^-12 of an
-//     integer (its error is below 2^-15); the rare groups where it is take the exact double
+//     float32 FMA estimate gives the same integer whenever it is not within 2^-14 of an
+//     integer (its error is below 2^-15); the rare steps where it is take the exact double
 //     path (see encode_block);
 //   * dQ = lut[code]: register permutes for up to 16 table entries; for 5..8 bits the table's
 //     own formula float(double(code) * step' - R) with step' = 2R / L, which is how
@@ -19,6 +19,7 @@
 // Like every *_avx2.cpp file, this one avoids inline functions shared with scalar files
 // (bitstream.hpp, std::min, LaneSum::add ...): see bits_avx2.hpp.
 #include <cfloat>
+#include <cstdint>
 #include <cstring>
 
 #include "bits_avx2.hpp"
@@ -27,21 +28,13 @@
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
+#include "prefetch_avx2.hpp"     // prefetch_step
 
 namespace laqcore {
 namespace detail {
 namespace {
 
 static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
-
-// Packs the last `m` (< 8) codes of a block; the reference's gather_group + store_le.
-inline void pack_partial(const std::uint8_t* codes, std::size_t m, std::size_t b,
-                         std::uint8_t* out) {
-    std::uint64_t word = 0;
-    for (std::size_t j = 0; j < m; ++j) word |= static_cast<std::uint64_t>(codes[j]) << (j * b);
-    const std::size_t nbytes = (m * b + 7) / 8;
-    for (std::size_t k = 0; k < nbytes; ++k) out[k] = static_cast<std::uint8_t>(word >> (8 * k));
-}
 
 inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
                            std::uint8_t* codes) {
@@ -213,15 +206,17 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     const double r = grid.radius;
     const Lut<K, false> lut(grid.lut, lut_step_of(grid), r, 1.0f);
 
-    // Fast path for the codes: x = fma(v, 1/step, R/step + 1/2) in float32. Its absolute
-    // error is below 2^-15 for x <= 256.5: float(1/step) is off by a relative 2^-24, which
-    // is at most 2^-17 on |v/step| <= 128; c0 = float(R/step + 1/2) by at most 2^-17 (its
-    // value is (L+1)/2 up to double rounding); the FMA's own rounding by at most 2^-16.
-    // Whenever x lies at least 2^-12 from every integer, floor(x) is therefore the
-    // reference's code (which also needs no clamp: x < L + 1); otherwise (and for NaN, never
-    // expected) the step's codes are recomputed by the exact double path. Huge radii and
-    // tiny steps (where 1/step or R/step + 1/2 would be inexact or overflow float) always
-    // take it: an infinite margin flags every element.
+    // Fast path for the codes: x = fma(v, 1/step, R/step + 1/2) in float32, against the
+    // reference's x_ref = (double(v) + R) / step + 1/2 (double roundings: |x_ref - x*| <
+    // 2^-43 for the exact x* <= L + 1/2 <= 255.5). float(1/step) is off by a relative
+    // 2^-24 + 2^-53, at most 2^-17 on |v / step| <= L/2 < 128; c0 = float(R/step + 1/2) is
+    // exactly (L+1)/2, a half-integer float, since the double value is within 2^-45 of it;
+    // the FMA rounds by at most half an ulp of 256, 2^-16. So |x - x*| < 2^-15, and
+    // whenever x lies at least 2^-14 from every integer (x - round(x) is exact in float),
+    // floor(x) = floor(x_ref) is the reference's code (which also needs no clamp: x < L +
+    // 1). Otherwise (and for NaN, never expected) the step's codes are recomputed by the
+    // exact double path. Huge radii and tiny steps (where 1/step could overflow float or be
+    // subnormal) always take it: an infinite margin flags every element.
     const double inv_step = 1.0 / grid.step;
     const bool fast = r < 1e30 && inv_step < 1e30;
     EncodeConsts k;
@@ -230,7 +225,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     k.vtop = _mm256_set1_epi32(top_code);
     k.vinv = _mm256_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
     k.vc0 = _mm256_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
-    k.margin = _mm256_set1_ps(fast ? 1.0f / 4096.0f : __builtin_inff());
+    k.margin = _mm256_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
     k.abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
 
     alignas(32) std::uint8_t codes[kReduceBlock];
@@ -242,6 +237,8 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     // (packus interleaves the 128-bit lanes; the permute restores the order).
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (; i + 32 <= full; i += 32) {
+        prefetch_step(grad + i);
+        if (kHasPrev) prefetch_step(prev + i);
         __m256 flag = _mm256_setzero_ps();
         __m256i c0 = codes_fast<kHasPrev>(grad, prev, i, k, flag);
         __m256i c1 = codes_fast<kHasPrev>(grad, prev, i + 8, k, flag);
@@ -288,7 +285,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
         innov.tail[i - full] += static_cast<double>(dq) * static_cast<double>(dq);
     }
     pack_groups_avx2(codes, full / 8, grid.bits, packed);
-    if (full < count) pack_partial(codes + full, count - full, b, packed + full / 8 * b);
+    if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
     return {err.total(), innov.total()};
 }
 
