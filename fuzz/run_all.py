@@ -3,6 +3,8 @@
     python fuzz/run_all.py --seconds 8              # CI: each atheris harness ~8 s
     python fuzz/run_all.py --seconds 8 --cpp        # + the libFuzzer C++ harnesses (clang)
     python fuzz/run_all.py --seconds 1800 --cpp     # long run (see fuzz/README.md)
+    python fuzz/run_all.py --runs 1000000 --seconds 900 --cpp   # 10^6 inputs each (900 s cap)
+    python fuzz/run_all.py --seconds 60 --cpp frames cpp/laq    # only these harnesses
 
 Atheris harnesses are ``fuzz/fuzz_*.py`` (the Python API, with the installed laqcore).
 With ``--cpp`` the C++ harnesses ``fuzz/cpp/fuzz_*.cpp`` are built with the ``fuzz`` CMake
@@ -28,13 +30,22 @@ HERE = Path(__file__).resolve().parent
 DONE_RE = re.compile(r"Done (\d+) runs in")
 
 
-def harnesses(selected: list[str]) -> list[Path]:
-    found = sorted(HERE.glob("fuzz_*.py"))
-    if selected:
-        found = [p for p in found if p.stem in selected or p.stem.removeprefix("fuzz_") in selected]
-        if not found:
-            sys.exit(f"no harness matches {selected}")
-    return found
+def _matches(path: Path, selected: list[str]) -> bool:
+    """``fuzz_frames``, ``frames``, ``cpp/fuzz_laq`` or ``cpp/laq`` name a harness."""
+    is_python = path.suffix == ".py"
+    names = {path.stem, path.stem.removeprefix("fuzz_")}
+    if not is_python:
+        names = {f"cpp/{n}" for n in names}
+    return bool(names & set(selected))
+
+
+def select(found: list[Path], selected: list[str]) -> list[Path]:
+    if not selected:
+        return found
+    chosen = [p for p in found if _matches(p, selected)]
+    if not chosen:
+        sys.exit(f"no harness matches {selected}")
+    return chosen
 
 
 def build_cpp_harnesses() -> list[Path]:
@@ -49,7 +60,9 @@ def build_cpp_harnesses() -> list[Path]:
     return [root / "build" / "preset-fuzz" / "fuzz" / "cpp" / name for name in names]
 
 
-def run_one(path: Path, seconds: int, corpus_root: Path, artifacts: Path, jobs: int) -> int:
+def run_one(
+    path: Path, seconds: int, corpus_root: Path, artifacts: Path, jobs: int, runs: int | None
+) -> int:
     is_python = path.suffix == ".py"
     label = path.stem if is_python else f"cpp/{path.name}"
     corpus = corpus_root / (path.stem if is_python else "cpp-" + path.name)
@@ -64,6 +77,7 @@ def run_one(path: Path, seconds: int, corpus_root: Path, artifacts: Path, jobs: 
     cmd = [
         *([sys.executable, str(path)] if is_python else [str(path)]),
         f"-max_total_time={seconds}",
+        *([f"-runs={runs}"] if runs is not None else []),
         "-timeout=10",            # one input taking > 10 s is a hang
         "-rss_limit_mb=3072",     # a decoder that allocates GBs from a tiny frame is a bug
         "-max_len=65536",
@@ -94,18 +108,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8, help="time per harness")
     parser.add_argument("--jobs", type=int, default=1, help="libFuzzer -fork workers")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="stop each harness after this many inputs (--seconds still caps it)")
     parser.add_argument("--corpus", type=Path, default=Path("build/fuzz-corpus"))
     parser.add_argument("--artifacts", type=Path, default=Path("build/fuzz-artifacts"))
     parser.add_argument("--cpp", action="store_true", help="also build + run fuzz/cpp (clang)")
-    parser.add_argument("only", nargs="*", help="atheris harness names (default: all)")
+    parser.add_argument("only", nargs="*",
+                        help="harness names, e.g. frames or cpp/laq (default: all)")
     args = parser.parse_args()
-    targets = harnesses(args.only)
+    targets = sorted(HERE.glob("fuzz_*.py"))
     if args.cpp:
         targets += build_cpp_harnesses()
+    targets = select(targets, args.only)
     total = 0
     for path in targets:
         total += run_one(path, args.seconds, args.corpus.resolve(), args.artifacts.resolve(),
-                         args.jobs)
+                         args.jobs, args.runs)
     print(f"{'total':24s} {total:>12,d} inputs, 0 crashes")
 
 

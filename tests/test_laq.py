@@ -603,3 +603,32 @@ def test_rejects_huge_n_without_overflow(n):
         laqcore.LAQPayload.from_bytes(frame(n, meta(8, 1.0), b""))
     with pytest.raises(ValueError, match="need exactly"):
         laqcore._core.laq.innov_sq(np.zeros(0, np.uint8), n, 8, 1.0)
+
+
+def test_fuzz_laq_innov_sq_input_is_summed_accurately():
+    """The fuzz_laq.cpp input (fuzz/README.md, finding 5; zlib + base64 here): bits = 1,
+    36904 codes, every |dQ| = R, so ||dQ||^2 = n R^2 exactly. The harness's plain serial
+    reference sum was 1e-12 off and tripped its 1e-12 tolerance; the kernel's blocked sum was
+    exact. Both the kernel and the fixed harness oracle must stay within (n + 2) eps."""
+    import base64
+    from fractions import Fraction
+
+    blob = zlib.decompress(base64.b64decode(
+        "eNpLEPg/z5aBNHAfHYSSAdbis8EFu7AlDsBAbaDGwMABpLgYFiyg0CQHhp8YRjMkJCQATQYBhDiEW5cJZD5G"
+        "iIYDAYp2oGkJSDGBph3mcIhQAgLEJ6AAsOKaHCAg6IHfVPY7BsD0oTUDig/VIL6jW1BhuhtbuiDGSfjDHxT8"
+        "uTkwANd7DdPaKvLjwMcPRGKxhloAd2BhARhOQNGtwDCQgIMBGJ8LGLjgEUuCz0jMJAMfEaQDkyFRAvwnuwhA"
+        "AzQqEQgXUljcROV8QVypNJo0OEbTAo1rqMFX+g9BJxNTYan9Z8jHlTjRAJWNG02MNI5ZAvEwyNt/w67lg9ct"
+        "lFYQIz3OGQdxa5e07gPlTQXMdhCygeBikxTn8zMAAMTPhXs="
+    ))
+    assert len(blob) == 4618 and blob[0] == 0x60  # decode mode, bits = 1 + (0x60 >> 1) % 8
+    (radius,) = struct.unpack("<f", blob[1:5])
+    packed = np.frombuffer(blob[5:], dtype=np.uint8).copy()
+    n = 8 * packed.size
+    exact = float(Fraction(radius) ** 2 * n)
+    results = set()
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            results.add(laqcore._core.laq.innov_sq(packed, n, 1, radius))
+    (got,) = results  # bit-identical for any thread count
+    assert abs(got - exact) <= (n + 2) * np.finfo(np.float64).eps * exact
+    assert laqcore.LAQPayload(packed, radius, 1, n).innov_sq == got
