@@ -2,9 +2,17 @@
 payload class's ``from_bytes``, and every compressor's ``from_bytes`` + ``decompress``.
 
 Every frame ends in a CRC-32, so random bytes almost never get past the checksum. Byte 0 of
-the input therefore picks a mode: even = the rest is decoded as is; odd = the rest is a frame
+the input therefore picks a mode: even = the frame is decoded as is; odd = the frame comes
 *without* its CRC, and the harness appends the correct one, so the fuzzer explores the
-header, metadata and body checks behind it.
+header, metadata and body checks behind it. Bytes 1-2 are the receiver's ``expected_n - 1``
+(little-endian, so 1..65536); the frame is the rest.
+
+Every frame is decoded twice. Without ``expected_n`` (decoding is bounded by the frame's own
+size) it must decode cleanly and re-encode to the same bytes. With ``expected_n``, as a
+receiver of untrusted frames is told to (``laqcore.wire``), it must be refused exactly when
+it declares another length, and otherwise decode the same way and *decompress* to a finite
+float32 vector of that length: the memory a frame can make a receiver allocate is bounded by
+what the receiver expects.
 """
 
 from __future__ import annotations
@@ -51,12 +59,6 @@ def _compressors() -> list[Any]:
     ]
 
 
-# A sparse frame of a few dozen bytes can declare n = 2**31: it decodes fine, and decompress
-# then allocates n float32s (8 GiB), which the receiver cannot refuse because it has no
-# expected length to compare with (see fuzz/README.md, "Findings"). Larger frames are still
-# decoded and re-encoded above; only their decompression is skipped.
-MAX_DECOMPRESS_N = 1 << 20
-
 PAYLOAD_CLASSES = _payload_classes()
 COMPRESSORS = _compressors()
 
@@ -75,29 +77,52 @@ def _check_vector(out: object, n: int) -> None:
     assert bool(np.isfinite(out).all()), "decoded a frame into NaN/Inf"
 
 
-def test_one_input(data: bytes) -> None:
-    if not data:
+def _check_expected(plain: object, checked: object, expected_n: int, frame: bytes) -> None:
+    """``checked`` (decoded with ``expected_n``) agrees with ``plain`` (decoded without)."""
+    if plain is None:  # refused without expected_n: refused with it too
+        assert checked is None, "expected_n made a refused frame decode"
         return
-    frame = data[1:]
+    assert isinstance(plain, wire.Payload)
+    if plain.n != expected_n:
+        assert checked is None, f"a frame of n = {plain.n} passed expected_n = {expected_n}"
+        return
+    assert checked is not None, "a frame of the expected length was refused"
+    _check_decoded(checked, frame)
+
+
+def test_one_input(data: bytes) -> None:
+    if len(data) < 3:
+        return
+    expected_n = 1 + int.from_bytes(data[1:3], "little")
+    frame = data[3:]
     if data[0] & 1:
         frame += struct.pack("<I", zlib.crc32(frame))
     decoded = common.expect_clean(lambda: wire.payload_from_bytes(frame))
     if decoded is not None:
         _check_decoded(decoded, frame)
+    checked = common.expect_clean(lambda: wire.payload_from_bytes(frame, expected_n=expected_n))
+    _check_expected(decoded, checked, expected_n, frame)
     for cls in PAYLOAD_CLASSES:
         one = common.expect_clean(lambda cls=cls: cls.from_bytes(frame))
         if one is not None:
             _check_decoded(one, frame)
+        one_n = common.expect_clean(
+            lambda cls=cls: cls.from_bytes(frame, expected_n=expected_n)
+        )
+        _check_expected(one, one_n, expected_n, frame)
     for comp in COMPRESSORS:
-        payload = common.expect_clean(lambda comp=comp: comp.from_bytes(frame))
+        plain = common.expect_clean(lambda comp=comp: comp.from_bytes(frame))
+        if plain is not None:
+            _check_decoded(plain, frame)
+        payload = common.expect_clean(
+            lambda comp=comp: comp.from_bytes(frame, expected_n=expected_n)
+        )
+        _check_expected(plain, payload, expected_n, frame)
         if payload is None:
-            continue
-        _check_decoded(payload, frame)
-        if payload.n > MAX_DECOMPRESS_N:
             continue
         out = common.expect_clean(lambda comp=comp, payload=payload: comp.decompress(payload))
         if out is not None:
-            _check_vector(out, payload.n)
+            _check_vector(out, expected_n)
     # Other buffer types must be accepted or refused cleanly too.
     common.expect_clean(lambda: wire.payload_from_bytes(np.frombuffer(frame, dtype=np.uint8)))
     common.expect_clean(lambda: wire.payload_from_bytes(bytearray(frame)))
@@ -108,17 +133,21 @@ def seeds() -> list[bytes]:
     mutated bodies still pass the checksum), and headers of every kind with zero bodies."""
     out = []
     header = struct.Struct("<2sBBQ")
+
+    def expecting(n: int) -> bytes:
+        return (max(n, 1) - 1).to_bytes(2, "little")
+
     for kind in wire.PayloadKind:
         for n in (0, 1, 9):
             frame = header.pack(wire.MAGIC, wire.FORMAT_VERSION, int(kind), n) + bytes(8)
-            out.append(b"\x01" + frame)
+            out.append(b"\x01" + expecting(n) + frame)
     rng = np.random.default_rng(0)
     for comp in COMPRESSORS:
         for n in (1, 7, 33, 300):
             x = rng.standard_normal(n).astype(np.float32)
             frame = comp.compress(x, step=0).to_bytes()
-            out.append(b"\x00" + frame)
-            out.append(b"\x01" + frame[:-4])  # mutations keep a valid CRC
+            out.append(b"\x00" + expecting(n) + frame)
+            out.append(b"\x01" + expecting(n) + frame[:-4])  # mutations keep a valid CRC
     return out
 
 

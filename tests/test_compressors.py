@@ -215,3 +215,88 @@ def test_step_validation_and_failed_calls_keep_the_counter(name):
     x = np.random.default_rng(1).standard_normal(50).astype(np.float32)
     # the failed call did not consume step 0 of the internal counter
     assert comp.compress(x).to_bytes() == make(name).compress(x, step=0).to_bytes()
+
+
+# -- expected_n: a receiver bounds what a frame can make it allocate ---------------------
+def _with_n(frame: bytes, n: int) -> bytes:
+    """``frame`` with its header's n replaced and the CRC fixed up."""
+    import struct
+    import zlib
+
+    body = frame[:4] + struct.pack("<Q", n) + frame[12:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_fuzz_finding_sparse_frame_declaring_huge_n():
+    """Regression (fuzz/README.md, fixed finding 1): fuzz_frames.py found a 32-byte top-k
+    frame declaring n = 2013265921 (the artifact was not kept; this is that frame as the
+    finding describes it: k = 1, index 1, value 3.0, valid CRC). It decodes, and
+    decompressing it allocated 8 GiB; with expected_n the receiver refuses it at the header,
+    naming both lengths."""
+    frame = bytes.fromhex(
+        "4c510105" "0100007800000000" "0100000000000000" "01000000" "00004040" "58c27aa5"
+    )
+    assert len(frame) == 32
+    assert laqcore.wire.payload_from_bytes(frame).n == 2013265921  # what a receiver gets
+    comp = laqcore.get_compressor("topk", k=1)
+    ef = laqcore.ErrorFeedback(comp)
+    for decode in (
+        lambda: laqcore.wire.payload_from_bytes(frame, expected_n=2),
+        lambda: Payload.from_bytes(frame, expected_n=2),
+        lambda: laqcore.compressors.TopKPayload.from_bytes(frame, expected_n=2),
+        lambda: comp.from_bytes(frame, expected_n=2),
+        lambda: ef.from_bytes(frame, expected_n=2),
+    ):
+        with pytest.raises(ValueError, match=r"n = 2013265921.*expected_n = 2"):
+            decode()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_from_bytes_expected_n(name, rng):
+    comp = make(name)
+    x = rng.standard_normal(333).astype(np.float32)
+    frame = comp.compress(x, step=0).to_bytes()
+    # The right length decodes exactly as without expected_n (any integer type).
+    for want in (333, np.int64(333)):
+        assert comp.from_bytes(frame, expected_n=want).to_bytes() == frame
+    assert laqcore.wire.payload_from_bytes(frame, expected_n=333).to_bytes() == frame
+    # Another length is refused, naming both numbers (also one that would decode fine).
+    for other in (332, 334, 1):
+        with pytest.raises(ValueError, match=rf"n = 333.*expected_n = {other}"):
+            comp.from_bytes(frame, expected_n=other)
+    # A frame declaring a huge n is refused before its body is looked at.
+    with pytest.raises(ValueError, match=r"n = 4294967296.*expected_n = 333"):
+        comp.from_bytes(_with_n(frame, 2**32), expected_n=333)
+    # A malformed expected_n names the argument.
+    for bad, exc in ((0, ValueError), (-5, ValueError), (3.0, TypeError), (True, TypeError),
+                     ("333", TypeError)):
+        with pytest.raises(exc, match="expected_n"):
+            comp.from_bytes(frame, expected_n=bad)
+
+
+def test_error_feedback_from_bytes_keeps_old_compressors_working(rng):
+    """ErrorFeedback forwards expected_n, but only when given, so a user compressor whose
+    from_bytes predates expected_n still works without it."""
+
+    class OldStyle:
+        name = "old"
+
+        def __init__(self) -> None:
+            self.inner = laqcore.get_compressor("none")
+
+        def compress(self, x, *, step=None):
+            return self.inner.compress(x)
+
+        def decompress(self, payload):
+            return self.inner.decompress(payload)
+
+        def from_bytes(self, buf):
+            return self.inner.from_bytes(buf)
+
+    ef = laqcore.ErrorFeedback(OldStyle())
+    frame = ef.compress(rng.standard_normal(5)).to_bytes()
+    assert ef.from_bytes(frame).n == 5
+    ef_new = laqcore.ErrorFeedback(laqcore.get_compressor("none"))
+    assert ef_new.from_bytes(frame, expected_n=5).n == 5
+    with pytest.raises(ValueError, match="expected_n = 6"):
+        ef_new.from_bytes(frame, expected_n=6)

@@ -213,3 +213,20 @@ def test_launch_command_writes_results(cache, capsys) -> None:  # type: ignore[n
     assert main(["launch", "--nproc", "0"]) == 2
     assert main(["launch", "--resume"]) == 2
     assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+
+
+def test_engine_refuses_upload_of_wrong_length():
+    """The engine decodes every upload with expected_n = the problem's dimension, so a frame
+    declaring another length is refused (naming both) instead of being decoded."""
+    import numpy as np
+
+    import laqcore
+    from laqcore.distributed import engine
+
+    comp = laqcore.get_compressor("topk", k=1)
+    good = comp.compress(np.arange(1.0, 6.0), step=0).to_bytes()
+    container = engine._pack([(0, good), (3, good)])
+    got = engine._unpack(container, 1, 5)
+    assert [(m, p.n) for m, p in got] == [(0, 5), (3, 5)]
+    with pytest.raises(ValueError, match=r"n = 5.*expected_n = 6"):
+        engine._unpack(container, 1, 6)

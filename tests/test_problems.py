@@ -302,6 +302,120 @@ def test_libsvm_errors(tmp_path):
         load_libsvm(bad)
 
 
+def test_fuzz_finding_libsvm_huge_feature_index(tmp_path):
+    """Regression (fuzz/README.md, fixed finding 3): this 14-byte file made load_libsvm
+    allocate a dense 1 x 200000000 matrix (1.6 GB; 4.7 GB peak). The index is now checked
+    against max_features (or num_features) while parsing, naming the file and line."""
+    path = tmp_path / "huge.libsvm"
+    path.write_bytes(b"1 200000000:1\n")
+    assert path.stat().st_size == 14
+    with pytest.raises(DatasetError, match=r"huge\.libsvm.*line 1.*200000000.*max_features=16777216"):
+        load_libsvm(path)
+    with pytest.raises(DatasetError, match=r"line 1.*200000000.*num_features=64"):
+        load_libsvm(path, num_features=64)
+    # An explicit num_features lifts max_features; the dense size bound still applies.
+    with pytest.raises(DatasetError, match=r"1 x 600000000.*max_bytes=4294967296"):
+        load_libsvm(path, num_features=600_000_000)
+
+
+def test_libsvm_limits(tmp_path):
+    path = tmp_path / "small.libsvm"
+    path.write_text("1 1:2\n-1 3:4\n1 2:1\n")
+    assert load_libsvm(path, max_features=3).X.shape == (3, 3)
+    with pytest.raises(DatasetError, match=r"line 2.*index 3 exceeds max_features=2"):
+        load_libsvm(path, max_features=2)
+    with pytest.raises(DatasetError, match=r"line 2.*index 3 exceeds num_features=2"):
+        load_libsvm(path, num_features=2)
+    assert load_libsvm(path, num_features=5).X.shape == (3, 5)
+    # 3 rows x 3 features x 8 bytes = 72 bytes
+    assert load_libsvm(path, max_bytes=72).X.nbytes == 72
+    with pytest.raises(DatasetError, match=r"3 x 3 .*72 bytes, above max_bytes=71"):
+        load_libsvm(path, max_bytes=71)
+    # Many short lines naming a large (allowed) index: bounded by max_bytes, not by the file.
+    path.write_text("1 16777216:1\n" * 40)
+    with pytest.raises(DatasetError, match=r"40 x 16777216"):
+        load_libsvm(path)
+    for kwargs, exc in (({"max_features": 0}, ValueError), ({"num_features": 0}, ValueError),
+                        ({"max_bytes": 1.5}, TypeError), ({"num_features": "3"}, TypeError)):
+        with pytest.raises(exc, match=next(iter(kwargs))):
+            load_libsvm(path, **kwargs)
+
+
+def _mnist_npz_bytes(tmp_path, **arrays) -> bytes:
+    path = tmp_path / "src.npz"
+    np.savez(path, **arrays)
+    return path.read_bytes()
+
+
+def _good_mnist(rng) -> dict:
+    return {"x_train": rng.integers(0, 256, (3, 4, 4), dtype=np.uint8),
+            "y_train": np.array([1, 7, 3], np.uint8),
+            "x_test": np.zeros((2, 4, 4), np.uint8), "y_test": np.array([0, 9], np.uint8)}
+
+
+def test_fuzz_finding_mnist_npz_zipfile_errors(tmp_path, rng):
+    """Regression (fuzz/README.md, fixed finding 2): a corrupt mnist.npz made load_mnist raise
+    zipfile.BadZipFile, or NotImplementedError ("That compression method is not supported"),
+    instead of DatasetError. The fuzzer's artifacts were not kept; these are the two defects
+    it reported: an unknown compression method, and a member whose data is corrupt."""
+    raw = _mnist_npz_bytes(tmp_path, **_good_mnist(rng))
+    d = tmp_path / "mnist"
+    d.mkdir()
+    # Compression method 99 in every local and central directory header.
+    bad = bytearray(raw)
+    for sig, off in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        pos = bad.find(sig)
+        while pos >= 0:
+            bad[pos + off : pos + off + 2] = (99).to_bytes(2, "little")
+            pos = bad.find(sig, pos + 4)
+    (d / "mnist.npz").write_bytes(bytes(bad))
+    with pytest.raises(DatasetError, match=r"mnist\.npz.*NotImplementedError.*x_train"):
+        load_mnist(d)
+    # A flipped byte inside the first member's data: the CRC check raises BadZipFile.
+    bad = bytearray(raw)
+    bad[100] ^= 0xFF
+    (d / "mnist.npz").write_bytes(bytes(bad))
+    with pytest.raises(DatasetError, match=r"mnist\.npz.*BadZipFile"):
+        load_mnist(d)
+
+
+def test_mnist_npz_header_shape_is_checked_before_allocating(tmp_path, rng):
+    """A .npy member whose header declares a 1 TiB shape made numpy raise MemoryError
+    (found while fixing finding 2); the shape is now compared with the member's size first."""
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "|u1", "fortran_order": False, "shape": (2**40,)}
+    )
+    d = tmp_path / "mnist"
+    d.mkdir()
+    with zipfile.ZipFile(d / "mnist.npz", "w") as zf:
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            zf.writestr(key + ".npy", head.getvalue() + bytes(10))
+    with pytest.raises(DatasetError, match=r"x_train\.npy.*1099511627776 bytes.*10 data bytes"):
+        load_mnist(d)
+
+
+def test_mnist_rejects_non_finite_and_non_integer_data(tmp_path, rng):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    good = _good_mnist(rng)
+    np.savez(d / "mnist.npz", **good)
+    assert load_mnist(d).X.shape == (3, 16)
+    cases = [
+        ({"x_train": np.full((3, 4, 4), np.nan)}, "NaN or Inf"),
+        ({"y_train": np.array([1.0, 2.5, 3.0])}, "not integers in 0..9"),
+        ({"y_test": np.array([0, 10])}, "not integers in 0..9"),
+        ({"x_test": np.array([["a"] * 16] * 2).reshape(2, 4, 4)}, "dtypes"),
+    ]
+    for change, match in cases:
+        np.savez(d / "mnist.npz", **{**good, **change})
+        with pytest.raises(DatasetError, match=match):
+            load_mnist(d)
+
+
 # -- partitions -----------------------------------------------------------------------------
 
 

@@ -322,3 +322,12 @@ def test_scatter_checks():
         _core.sparse.scatter(idx[::-1].copy(), vals, 4)
     with pytest.raises(TypeError):
         _core.sparse.scatter(idx.astype(np.int64), vals, 4)
+
+
+def test_scatter_of_no_entries():
+    """The fuzz_decoders.cpp input 9f 02 01 00 (sparse decoder, n = 258, k = 0; a harness
+    bug, fuzz/README.md finding 4) through the binding: k = 0 is a vector of zeros."""
+    empty_idx, empty_vals = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)
+    out = _core.sparse.scatter(empty_idx, empty_vals, 258)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.zeros(258, dtype=np.float32))

@@ -107,8 +107,11 @@ class ErrorFeedback:
     def decompress(self, payload: Payload) -> FloatVector:
         return self.compressor.decompress(payload)
 
-    def from_bytes(self, buf: Any) -> Payload:
-        return self.compressor.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> Payload:
+        """The wrapped compressor's ``from_bytes`` (``expected_n`` forwarded when given)."""
+        if expected_n is None:  # also serves compressors written before expected_n existed
+            return self.compressor.from_bytes(buf)
+        return self.compressor.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return f"ErrorFeedback({self.compressor!r})"

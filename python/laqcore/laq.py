@@ -336,9 +336,10 @@ class LAQCompressor:
         another compressor's payload)."""
         return laq_dequantize(_check_payload(payload))
 
-    def from_bytes(self, buf: Any) -> LAQPayload:
-        """Decode a frame; raises ``ValueError`` for truncated, corrupt or foreign frames."""
-        return LAQPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> LAQPayload:
+        """Decode a frame; raises ``ValueError`` for truncated, corrupt or foreign frames, or
+        one whose length is not ``expected_n`` (when given; see :mod:`laqcore.wire`)."""
+        return LAQPayload.from_bytes(buf, expected_n=expected_n)
 
 
 class InnovationQuantizer:

@@ -17,6 +17,14 @@ engine count communication from it. ``from_bytes`` rejects a buffer that is trun
 long, of another kind or version, fails the CRC, or whose metadata is inconsistent
 (e.g. bits out of range, negative radius), always with ``ValueError``.
 
+Untrusted frames. Decoding itself allocates at most the frame's own size, but the header's
+``n`` is whatever the sender wrote, and decompressing allocates ``n`` float32: a sparse frame
+of a few dozen bytes can declare ``n = 2**31`` (8 GiB). A receiver decoding frames it does
+not trust **should pass** ``expected_n`` (the length it expects, e.g. its own gradient or
+bucket size) to :func:`payload_from_bytes`, :meth:`Payload.from_bytes` or a compressor's
+``from_bytes``: a frame declaring another ``n`` is then refused with ``ValueError`` right
+after the header is read, before anything of body size is allocated or decoded.
+
 Subclasses describe their metadata with ``META`` (a ``struct.Struct``) and implement
 ``_meta_values``, ``_body`` and ``_from_parts``; the framing lives only here.
 """
@@ -24,6 +32,7 @@ Subclasses describe their metadata with ``META`` (a ``struct.Struct``) and imple
 from __future__ import annotations
 
 import enum
+import numbers
 import struct
 import zlib
 from typing import Any, ClassVar, TypeVar
@@ -109,9 +118,14 @@ class Payload:
         return frame + _CRC.pack(zlib.crc32(frame))
 
     @classmethod
-    def from_bytes(cls: type[P], buf: Any) -> P:
-        """Decode a frame made by :meth:`to_bytes`; raise ``ValueError`` if it is not valid."""
-        kind, n, meta, body = _unframe(buf)
+    def from_bytes(cls: type[P], buf: Any, *, expected_n: int | None = None) -> P:
+        """Decode a frame made by :meth:`to_bytes`; raise ``ValueError`` if it is not valid.
+
+        ``expected_n``: the vector length the receiver expects; a frame declaring another
+        ``n`` is refused before any body-sized work (pass it for untrusted frames, see the
+        module docstring).
+        """
+        kind, n, meta, body = _unframe(buf, expected_n)
         if cls is not Payload and kind != int(cls.KIND):
             raise ValueError(
                 f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}"
@@ -127,7 +141,21 @@ def _kind_name(kind: int) -> str:
         return f"unknown kind {kind}"
 
 
-def _unframe(buf: Any) -> tuple[int, int, tuple[Any, ...], memoryview]:
+def check_expected_n(expected_n: Any) -> int | None:
+    """Validate a receiver's ``expected_n`` argument: None, or an integer >= 1."""
+    if expected_n is None:
+        return None
+    if isinstance(expected_n, bool) or not isinstance(expected_n, numbers.Integral):
+        raise TypeError(f"expected_n must be an integer or None, got {expected_n!r}")
+    if int(expected_n) < 1:
+        raise ValueError(f"expected_n must be >= 1, got {int(expected_n)}")
+    return int(expected_n)
+
+
+def _unframe(
+    buf: Any, expected_n: Any = None
+) -> tuple[int, int, tuple[Any, ...], memoryview]:
+    want_n = check_expected_n(expected_n)
     if isinstance(buf, np.ndarray):
         if buf.dtype != np.uint8 or buf.ndim != 1:
             raise TypeError("a frame given as an array must be a 1-D uint8 array")
@@ -153,6 +181,12 @@ def _unframe(buf: Any) -> tuple[int, int, tuple[Any, ...], memoryview]:
     (crc,) = _CRC.unpack_from(view, len(view) - _CRC.size)
     if zlib.crc32(view[: len(view) - _CRC.size]) != crc:
         raise ValueError("corrupt frame: CRC-32 mismatch")
+    # Checked here, before any decoder sees n: nothing body-sized has been allocated yet.
+    if want_n is not None and n != want_n:
+        raise ValueError(
+            f"frame declares a vector of length n = {n}, but the receiver expects "
+            f"expected_n = {want_n}"
+        )
     meta_struct = _REGISTRY[kind].META
     end_meta = _HEADER.size + meta_struct.size
     if len(view) < end_meta + _CRC.size:
@@ -161,9 +195,13 @@ def _unframe(buf: Any) -> tuple[int, int, tuple[Any, ...], memoryview]:
     return kind, int(n), meta, view[end_meta : len(view) - _CRC.size]
 
 
-def payload_from_bytes(buf: Any) -> Payload:
-    """Decode any laqcore frame into its payload object (dispatching on the kind byte)."""
-    return Payload.from_bytes(buf)
+def payload_from_bytes(buf: Any, *, expected_n: int | None = None) -> Payload:
+    """Decode any laqcore frame into its payload object (dispatching on the kind byte).
+
+    Pass ``expected_n`` when the frame comes from outside (see the module docstring): a frame
+    of another length is refused with ``ValueError`` before it is decoded.
+    """
+    return Payload.from_bytes(buf, expected_n=expected_n)
 
 
 def body_array(

@@ -70,9 +70,11 @@ class Compressor(Protocol):
         Compress a 1-D float vector (float32 native, float64 converted).
     decompress(payload) -> numpy.ndarray of float32
         The vector the receiver reconstructs (a new array).
-    from_bytes(buf) -> Payload
+    from_bytes(buf, *, expected_n=None) -> Payload
         Decode a frame made by ``payload.to_bytes()``; raises ``ValueError`` if it is
-        truncated, corrupt or of another kind.
+        truncated, corrupt or of another kind, or (when ``expected_n`` is given) declares a
+        vector length other than ``expected_n``, checked before anything of body size is
+        allocated. A receiver of untrusted frames passes ``expected_n`` (:mod:`laqcore.wire`).
     """
 
     name: str
@@ -81,7 +83,7 @@ class Compressor(Protocol):
 
     def decompress(self, payload: Payload) -> FloatVector: ...
 
-    def from_bytes(self, buf: Any) -> Payload: ...
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> Payload: ...
 
 
 # -- argument checks shared by the compressors -----------------------------------------

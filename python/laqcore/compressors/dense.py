@@ -77,8 +77,8 @@ class IdentityCompressor:
         p = check_payload(payload, DensePayload, "IdentityCompressor")
         return p.values.copy()
 
-    def from_bytes(self, buf: Any) -> DensePayload:
-        return DensePayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> DensePayload:
+        return DensePayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return "IdentityCompressor()"

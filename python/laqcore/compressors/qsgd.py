@@ -256,8 +256,8 @@ class QSGDCompressor(SeededCompressor):
     def decompress(self, payload: Payload) -> FloatVector:
         return qsgd_dequantize(check_payload(payload, QSGDPayload, "QSGDCompressor"))
 
-    def from_bytes(self, buf: Any) -> QSGDPayload:
-        return QSGDPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> QSGDPayload:
+        return QSGDPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return (

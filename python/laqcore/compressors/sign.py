@@ -83,8 +83,8 @@ class SignCompressor:
         p = check_payload(payload, SignPayload, "SignCompressor")
         return _core.sign.decompress(p.packed, p.n, p.scale)
 
-    def from_bytes(self, buf: Any) -> SignPayload:
-        return SignPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> SignPayload:
+        return SignPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return "SignCompressor()"

@@ -186,8 +186,8 @@ class TopKCompressor:
         p = check_payload(payload, TopKPayload, "TopKCompressor")
         return _scatter(p.n, p.indices, p.values)
 
-    def from_bytes(self, buf: Any) -> TopKPayload:
-        return TopKPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> TopKPayload:
+        return TopKPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return f"TopKCompressor({self._spec})"
@@ -246,8 +246,8 @@ class RandKCompressor(SeededCompressor):
         p = check_payload(payload, RandKPayload, "RandKCompressor")
         return _scatter(p.n, p.indices, p.values)
 
-    def from_bytes(self, buf: Any) -> RandKPayload:
-        return RandKPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> RandKPayload:
+        return RandKPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return (
@@ -394,8 +394,8 @@ class SparseQuantCompressor(SeededCompressor):
         values = _core.qsgd.dequantize(p.packed, scales, p.k, p.levels, p.k)
         return _scatter(p.n, p.indices, values)
 
-    def from_bytes(self, buf: Any) -> SparseQuantPayload:
-        return SparseQuantPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> SparseQuantPayload:
+        return SparseQuantPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return (

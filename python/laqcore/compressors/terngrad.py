@@ -120,8 +120,8 @@ class TernGradCompressor(SeededCompressor):
         p = check_payload(payload, TernGradPayload, "TernGradCompressor")
         return _core.terngrad.dequantize(p.packed, p.n, p.scaler)
 
-    def from_bytes(self, buf: Any) -> TernGradPayload:
-        return TernGradPayload.from_bytes(buf)
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> TernGradPayload:
+        return TernGradPayload.from_bytes(buf, expected_n=expected_n)
 
     def __repr__(self) -> str:
         return (

@@ -145,7 +145,9 @@ def _pack(items: list[tuple[int, bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def _unpack(buf: bytes, rank: int) -> list[tuple[int, Payload]]:
+def _unpack(buf: bytes, rank: int, dim: int) -> list[tuple[int, Payload]]:
+    """Split rank ``rank``'s upload container; every upload encodes a ``dim``-vector, so a
+    frame declaring another length is refused before it is decoded (wire docstring)."""
     view = memoryview(buf)
     (count,) = _COUNT.unpack_from(view, 0)
     pos, out = _COUNT.size, []
@@ -154,7 +156,7 @@ def _unpack(buf: bytes, rank: int) -> list[tuple[int, Payload]]:
         pos += _ITEM.size
         if pos + size > len(view):
             raise ValueError(f"truncated upload container from rank {rank}")
-        out.append((int(m), payload_from_bytes(view[pos : pos + size])))
+        out.append((int(m), payload_from_bytes(view[pos : pos + size], expected_n=dim)))
         pos += size
     if pos != len(view):
         raise ValueError(f"upload container from rank {rank} has {len(view) - pos} extra bytes")
@@ -333,7 +335,7 @@ def run_engine(
         # Step 4: the same uploads, in worker order, on every replica.
         batch: dict[int, Payload] = {}
         for r in res.uploaders:
-            for m, p in _unpack(res.frames[r] or b"", r):
+            for m, p in _unpack(res.frames[r] or b"", r, problem.dim):
                 batch[m] = p
         batch = dict(sorted(batch.items()))
         counters["uploads"] += len(batch)

@@ -12,8 +12,14 @@ Files the user points at are read defensively: a missing, truncated or malformed
 from __future__ import annotations
 
 import gzip
+import io
+import lzma
+import math
+import numbers
 import os
 import struct
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -33,6 +39,13 @@ __all__ = [
     "make_heterogeneous",
     "make_regression",
 ]
+
+#: Largest feature index :func:`load_libsvm` accepts when ``num_features`` is not given: the
+#: features are stored densely, so a one-line file naming index 10**9 would otherwise ask
+#: for gigabytes. Real LIBSVM data sets stored densely here have at most a few thousand.
+MAX_LIBSVM_FEATURES = 2**24
+#: Largest dense feature matrix (rows x features x 8 bytes) :func:`load_libsvm` builds.
+MAX_LIBSVM_BYTES = 2**32
 
 
 def __dir__() -> list[str]:
@@ -162,8 +175,16 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
                 f"MNIST {what} images of shape {x.shape} do not match labels of shape {y.shape} "
                 f"in {d!r}"
             )
-        if y.size and (y.min() < 0 or y.max() > 9):
-            raise DatasetError(f"MNIST {what} labels in {d!r} are outside 0..9")
+        # Real numbers only: a float file may hold NaN/Inf, other dtypes do not convert.
+        if x.dtype.kind not in "uif" or y.dtype.kind not in "uif":
+            raise DatasetError(
+                f"MNIST {what} arrays in {d!r} have dtypes {x.dtype}/{y.dtype}; expected "
+                "integer or float pixels and integer labels"
+            )
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
+        if y.size and not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
+            raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
     return Dataset(
         name="mnist",
         X=xtr.reshape(xtr.shape[0], -1).astype(np.float64) / 255.0,
@@ -217,36 +238,108 @@ def read_idx(path: str) -> npt.NDArray[Any]:
     return data.reshape(dims).astype(dtype.newbyteorder("="))
 
 
+# What reading a corrupt archive can raise besides OSError/ValueError/EOFError: a bad zip
+# structure (BadZipFile, LargeZipFile), an unknown compression method or zip version
+# (NotImplementedError), an encrypted member (RuntimeError), a corrupt compressed stream
+# (zlib.error, LZMAError), a .npy header numpy cannot interpret (TypeError).
+_NPZ_ERRORS = (
+    OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zipfile.LargeZipFile,
+    NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
+)
+
+
 def _read_npz(path: str, keys: tuple[str, ...], what: str) -> list[npt.NDArray[Any]]:
+    """The arrays ``keys`` of an ``.npz`` archive; any defect is a :class:`DatasetError`
+    naming the file and ``what`` was expected."""
+    expect = f"expected {what} with arrays {list(keys)}"
     try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in keys if k not in z.files]
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            members = {k: k + ".npy" if k + ".npy" in names else k for k in keys}
+            missing = [k for k, m in members.items() if m not in names]
             if missing:
-                raise DatasetError(
-                    f"{path!r} lacks array(s) {missing}; expected {what} with arrays {list(keys)}"
-                )
-            return [np.asarray(z[k]) for k in keys]
+                raise DatasetError(f"{path!r} lacks array(s) {missing}; {expect}")
+            return [_npy_from_bytes(zf.read(m), m) for m in members.values()]
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError) as err:
+    except _NPZ_ERRORS as err:
         raise DatasetError(
-            f"cannot read {path!r} as an .npz archive ({err}); expected {what} with arrays "
-            f"{list(keys)}"
+            f"cannot read {path!r} as an .npz archive ({type(err).__name__}: {err}); {expect}"
         ) from err
+
+
+def _npy_from_bytes(raw: bytes, member: str) -> npt.NDArray[Any]:
+    """Parse one ``.npy`` member, checking the header's shape against the data it holds
+    *before* numpy allocates the array (a 100-byte member can declare a 1 TiB shape).
+    Raises ``ValueError`` naming the member; the caller adds the archive's name."""
+    fp = io.BytesIO(raw)
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        raise ValueError(f"member {member!r}: unsupported .npy format version {version}")
+    if dtype.hasobject:
+        raise ValueError(f"member {member!r} holds Python objects (pickles are not loaded)")
+    need = math.prod(shape) * dtype.itemsize
+    if len(raw) - fp.tell() != need:
+        raise ValueError(
+            f"member {member!r}: .npy header promises shape {shape} of {dtype} ({need} bytes) "
+            f"but holds {len(raw) - fp.tell()} data bytes"
+        )
+    fp.seek(0)
+    return np.asarray(np.load(fp, allow_pickle=False))
 
 
 # -- LIBSVM ---------------------------------------------------------------------------------
 
 
-def load_libsvm(path: str | os.PathLike[str], *, num_features: int | None = None) -> Dataset:
+def _check_limit(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be >= 1, got {int(value)}")
+    return int(value)
+
+
+def load_libsvm(
+    path: str | os.PathLike[str],
+    *,
+    num_features: int | None = None,
+    max_features: int = MAX_LIBSVM_FEATURES,
+    max_bytes: int = MAX_LIBSVM_BYTES,
+) -> Dataset:
     """Parse a LIBSVM/SVMlight text file (``label idx:value idx:value ...``, 1-based indices).
 
     Labels are mapped to class ids ``0..K-1`` in sorted order (so ``-1/+1`` become ``0/1``);
     if there are more than 20 distinct non-integer labels the data is treated as regression.
     Features are stored densely (fine for ijcnn1, covtype, SUSY: d <= 54) and each column is
     scaled by its maximum absolute value so that step sizes behave like on the paper's data.
+
+    Parameters
+    ----------
+    num_features : int, optional
+        The number of features d; an index above it is an error. Default: the largest index
+        in the file, which must then be at most ``max_features``.
+    max_features : int
+        Largest feature index accepted without ``num_features`` (default
+        ``MAX_LIBSVM_FEATURES = 2**24``), so a tiny file naming a huge index is refused
+        instead of allocating gigabytes.
+    max_bytes : int
+        Largest dense feature matrix (``rows * d * 8`` bytes) to build (default
+        ``MAX_LIBSVM_BYTES = 2**32``); checked before it is allocated.
+
+    Raises
+    ------
+    DatasetError
+        Missing or malformed file, an index above the limit (naming the line), or a matrix
+        above ``max_bytes``.
     """
     p = os.fspath(path)
+    limit_name = "num_features" if num_features is not None else "max_features"
+    limit = _check_limit(num_features if num_features is not None else max_features, limit_name)
+    max_bytes = _check_limit(max_bytes, "max_bytes")
     expect = "LIBSVM format: one sample per line, 'label index:value ...' with 1-based indices"
     try:
         opener = gzip.open if p.endswith(".gz") else open
@@ -271,6 +364,9 @@ def load_libsvm(path: str | os.PathLike[str], *, num_features: int | None = None
                 j = int(idx)
                 if j < 1:
                     raise ValueError(f"feature index {j} < 1")
+                if j > limit:  # the handler below adds the file and line
+                    hint = "" if num_features is not None else " (pass num_features to allow it)"
+                    raise ValueError(f"feature index {j} exceeds {limit_name}={limit}{hint}")
                 rows.append(len(labels) - 1)
                 cols.append(j - 1)
                 vals.append(float(val))
@@ -278,16 +374,20 @@ def load_libsvm(path: str | os.PathLike[str], *, num_features: int | None = None
             raise DatasetError(f"{p!r} line {lineno}: {err}; expected {expect}") from err
     if not labels:
         raise DatasetError(f"LIBSVM file {p!r} holds no samples ({expect})")
-    d = max(cols, default=-1) + 1
-    if num_features is not None:
-        if num_features < d:
-            raise DatasetError(f"{p!r} uses feature index {d} > num_features={num_features}")
-        d = num_features
-    X = np.zeros((len(labels), max(d, 1)))
-    X[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = vals
-    if not np.all(np.isfinite(X)):
+    # Every index was checked against `limit` while parsing.
+    d = max(max(cols, default=-1) + 1, 1) if num_features is None else limit
+    if len(labels) * d * 8 > max_bytes:
+        raise DatasetError(
+            f"{p!r}: a dense {len(labels)} x {d} float64 feature matrix takes "
+            f"{len(labels) * d * 8} bytes, above max_bytes={max_bytes}"
+        )
+    values = np.asarray(vals, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
         raise DatasetError(f"{p!r} contains NaN or Inf feature values")
-    scale = np.abs(X).max(axis=0)
+    X = np.zeros((len(labels), d))
+    X[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = values
+    # max |X| per column without an |X|-sized temporary (X may be most of max_bytes).
+    scale = np.maximum(X.max(axis=0), -X.min(axis=0))
     X /= np.where(scale > 0, scale, 1.0)
     lab = np.asarray(labels)
     uniq = np.unique(lab)

@@ -482,7 +482,7 @@ class LAQState(_HookState):
                 laq_apply(self.q_prev, got)
                 self.err_hat_sq = float(got.err_sq or 0.0)
             else:
-                got = LAQPayload.from_bytes(res.frames[r])
+                got = LAQPayload.from_bytes(res.frames[r], expected_n=n)
             laq_accumulate(self.aggregate, got)
         self.clock = 0 if frame is not None else self.clock + 1
         out = self.aggregate / np.float32(self.world_size)
@@ -598,7 +598,7 @@ class _CompressorState(_HookState):
         res = self._exchange(frame, bad)
         total = np.zeros(grad.shape[0], np.float32)
         for r in res.uploaders:
-            total += comp.decompress(comp.from_bytes(res.frames[r]))
+            total += comp.decompress(comp.from_bytes(res.frames[r], expected_n=grad.shape[0]))
         # Mean over the ranks that contributed (all of them unless a non-finite one skipped).
         total /= np.float32(max(len(res.uploaders), 1))
         return total
