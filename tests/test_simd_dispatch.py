@@ -136,6 +136,24 @@ def test_laq_midpoints_identical_to_scalar(simd_level, bits):
         "scalar", grad + prev, prev, bits)
 
 
+def test_laq_near_fast_path_margin_identical_to_scalar(simd_level, bits):
+    # The SIMD encoders trust a float32 estimate of x = (v + R) / step + 1/2 only when it is
+    # at least 2^-14 from an integer (its error bound is 2^-15): innovations at distances
+    # 2^-22 .. 2^-8 (in units of x) on both sides of every rounding boundary straddle that
+    # margin and must all give the scalar reference's codes and sums.
+    levels = (1 << bits) - 1
+    step = 2.0 / levels
+    boundary = -1.0 + (np.arange(levels) + 0.5) * step  # x is an integer here (R = 1)
+    dist = np.concatenate([-(2.0 ** -np.arange(8, 23)), 2.0 ** -np.arange(8, 23)])
+    v = (boundary[:, None] + dist[None, :] * step).ravel()
+    grad = np.concatenate([[1.0, -1.0], v]).astype(np.float32)
+    x = (grad.astype(np.float64) + 1.0) / step + 0.5
+    frac = np.abs(x - np.round(x))
+    assert np.any((frac > 0) & (frac < 2.0**-14)) and np.any(frac > 2.0**-13)  # both sides
+    assert _laq_everything(simd_level, grad, None, bits) == _laq_everything(
+        "scalar", grad, None, bits)
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1e-38, 1e30, 3e38], ids=lambda s: f"x{s:g}")
 def test_laq_extreme_radius_identical_to_scalar(simd_level, scale):
     grad = np.random.default_rng(2).standard_normal(1001) * scale

@@ -57,13 +57,8 @@ inline __mmask16 first_lanes(std::size_t m) {  // m <= 16
 }
 
 // ---- table lookups ----------------------------------------------------------------------
+// perm16: bits 1..4, perm32: 5, perm64: 6, formula: 7 and 8 (see encode_avx512).
 enum class LutKind { perm16, perm32, perm64, formula };
-
-inline LutKind lut_kind(int bits) {
-    if (bits <= 4) return LutKind::perm16;
-    if (bits == 5) return LutKind::perm32;
-    return bits == 6 ? LutKind::perm64 : LutKind::formula;
-}
 
 // grid.lut[code] for 16 codes: permutes of the table's first 16/32/64 entries held in
 // registers (the table has kLaqMaxLevels entries, so these loads are in bounds), or the
@@ -162,17 +157,18 @@ inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut,
 // Packs 16 codes of b in {1, 2, 4, 8} bits (32-bit lanes) straight into their 2b bytes of
 // the pack.hpp layout (code j at bits [j*b, (j+1)*b) of the little-endian stream): pairs
 // of lanes are merged by shifting 64-bit lanes, then narrowed.
-inline void pack16(__m512i c, std::size_t b, std::uint8_t* out) {
-    if (b == 8) {
+template <int b>
+inline void pack16(__m512i c, std::uint8_t* out) {
+    static_assert(b == 1 || b == 2 || b == 4 || b == 8, "pack16 handles 1, 2, 4 and 8 bits");
+    if constexpr (b == 8) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c));
-    } else if (b == 1) {
+    } else if constexpr (b == 1) {
         const auto bits = static_cast<std::uint16_t>(_mm512_test_epi32_mask(c, c));
         std::memcpy(out, &bits, 2);
     } else {
         // Each 64-bit lane: code 2k in bits 0..b-1, code 2k+1 in bits b..2b-1.
-        const __m512i pairs = _mm512_or_si512(
-            c, _mm512_srli_epi64(c, static_cast<unsigned>(32 - b)));
-        if (b == 4) {  // one byte per pair: 8 bytes
+        const __m512i pairs = _mm512_or_si512(c, _mm512_srli_epi64(c, 32 - b));
+        if constexpr (b == 4) {  // one byte per pair: 8 bytes
             _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_cvtepi64_epi8(pairs));
         } else {  // b == 2: 4-bit pairs, merged again in 32-bit lanes: 4 bytes
             const __m128i w = _mm512_cvtepi64_epi16(pairs);
@@ -183,7 +179,9 @@ inline void pack16(__m512i c, std::size_t b, std::uint8_t* out) {
     }
 }
 
-template <LutKind K, bool kHasPrev>
+// kPack: the code width when pack16 packs straight from the registers, else 0 (block
+// buffer and the AVX2 packer); a template parameter so the loop has no width dispatch.
+template <LutKind K, int kPack, bool kHasPrev>
 LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
                      const LaqGrid& grid, std::uint8_t* packed) {
     const double r = grid.radius;
@@ -203,7 +201,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     __m512d err = _mm512_setzero_pd();
     __m512d innov = _mm512_setzero_pd();
     const auto b = static_cast<std::size_t>(grid.bits);
-    const bool direct = b == 1 || b == 2 || b == 4 || b == 8;
+    constexpr bool direct = kPack != 0;
     std::size_t i = 0;
     for (; i + 32 <= count; i += 32) {  // two vectors per step, one branch for both
         prefetch_step(grad + i);
@@ -220,9 +218,9 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
         }
         add_sums<K, kHasPrev>(x, cx, lut, 0xFFFF, err, innov);
         add_sums<K, kHasPrev>(y, cy, lut, 0xFFFF, err, innov);
-        if (direct) {
-            pack16(cx, b, packed + i / 8 * b);
-            pack16(cy, b, packed + (i + 16) / 8 * b);
+        if constexpr (direct) {
+            pack16<kPack>(cx, packed + i / 8 * b);
+            pack16<kPack>(cy, packed + (i + 16) / 8 * b);
         } else {
             _mm_store_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(cx));
             _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16), _mm512_cvtepi32_epi8(cy));
@@ -247,26 +245,35 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
     return {lane_total(err), lane_total(innov)};
 }
 
-template <LutKind K>
+template <LutKind K, int kPack>
 LaqSums encode_kind(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                     std::uint8_t* packed) {
-    return prev ? encode_block<K, true>(grad, prev, count, grid, packed)
-                : encode_block<K, false>(grad, nullptr, count, grid, packed);
+    return prev ? encode_block<K, kPack, true>(grad, prev, count, grid, packed)
+                : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
 }
 
 LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count,
                       const LaqGrid& grid, std::uint8_t* packed) {
-    switch (lut_kind(grid.bits)) {
-        case LutKind::perm16:
-            return encode_kind<LutKind::perm16>(grad, prev, count, grid, packed);
-        case LutKind::perm32:
-            return encode_kind<LutKind::perm32>(grad, prev, count, grid, packed);
-        case LutKind::perm64:
-            return encode_kind<LutKind::perm64>(grad, prev, count, grid, packed);
-        case LutKind::formula:
+    // The table lookup and the packing of each width (see LutKind and pack16).
+    switch (grid.bits) {
+        case 1:
+            return encode_kind<LutKind::perm16, 1>(grad, prev, count, grid, packed);
+        case 2:
+            return encode_kind<LutKind::perm16, 2>(grad, prev, count, grid, packed);
+        case 3:
+            return encode_kind<LutKind::perm16, 0>(grad, prev, count, grid, packed);
+        case 4:
+            return encode_kind<LutKind::perm16, 4>(grad, prev, count, grid, packed);
+        case 5:
+            return encode_kind<LutKind::perm32, 0>(grad, prev, count, grid, packed);
+        case 6:
+            return encode_kind<LutKind::perm64, 0>(grad, prev, count, grid, packed);
+        case 7:
+            return encode_kind<LutKind::formula, 0>(grad, prev, count, grid, packed);
+        default:
             break;
     }
-    return encode_kind<LutKind::formula>(grad, prev, count, grid, packed);
+    return encode_kind<LutKind::formula, 8>(grad, prev, count, grid, packed);
 }
 
 }  // namespace
