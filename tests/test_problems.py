@@ -470,3 +470,16 @@ def test_dirichlet_problem_reorders_rows_by_worker():
     counts = [np.bincount(p.y[a:b], minlength=10) for a, b in p.bounds]
     # With alpha = 0.1 each worker is dominated by a few classes.
     assert np.mean([c.max() / c.sum() for c in counts]) > 0.3
+
+
+def test_mnist_npz_member_size_is_bounded(tmp_path, monkeypatch, rng):
+    """A member is read only up to a bound (a small compressed member can expand to GBs);
+    zipfile never yields more than the declared size, which is what is checked."""
+    from laqcore.problems import datasets
+
+    d = tmp_path / "mnist"
+    d.mkdir()
+    np.savez(d / "mnist.npz", **_good_mnist(rng))
+    monkeypatch.setattr(datasets, "_MAX_NPZ_MEMBER_BYTES", 100)
+    with pytest.raises(DatasetError, match=r"x_train\.npy.*declares 176 bytes, above the 100"):
+        load_mnist(d)
