@@ -12,7 +12,7 @@ Workload: an MLP (64 -> hidden -> 10, ReLU) on the digits data (laqcore.problems
 gradient descent, the data split contiguously over the ranks, DDP with
 
 * ``allreduce``: no hook (DDP's own all-reduce of float32 buckets),
-* ``laq``: ``laqcore.torch.laq_hook`` (4-bit innovations, lazy uploads),
+* ``laq``: ``laqcore.torch.laq_hook`` (``--bits``-bit innovations, 8 by default; lazy uploads),
 * ``qsgd``: ``laqcore.torch.qsgd_hook``.
 
 The target is the training loss that plain all-reduce reaches after ``--target-iters``

@@ -33,7 +33,8 @@ void register_pack(py::module_ m) {
             const std::size_t have = vector_length(packed, "packed");
             const std::size_t need = packed_size(n, bits);
             LAQ_CHECK(have == need, "packed buffer has " << have << " bytes but " << n
-                                     << " codes of " << bits << " bits need exactly " << need);
+                                                         << " codes of " << bits
+                                                         << " bits need exactly " << need);
             auto out = new_vector<std::uint8_t>(n);
             const std::uint8_t* in = packed.data();
             std::uint8_t* dst = out.mutable_data();

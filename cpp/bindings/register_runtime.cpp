@@ -35,13 +35,15 @@ void register_runtime(py::module_ m) {
     // SIMD dispatch. Resolving the active level here makes an invalid LAQCORE_SIMD fail
     // the import with a clear ValueError instead of the first kernel call.
     (void)kernels();
-    m.def("simd_level", []() { return std::string(simd_level_name(simd_level())); },
-          "The SIMD path the kernels use now ('scalar', 'avx2' or 'avx512').");
+    m.def(
+        "simd_level", []() { return std::string(simd_level_name(simd_level())); },
+        "The SIMD path the kernels use now ('scalar', 'avx2' or 'avx512').");
     m.def(
         "simd_levels",
         []() {
             std::vector<std::string> names;
-            for (SimdLevel level : available_simd_levels()) names.emplace_back(simd_level_name(level));
+            for (SimdLevel level : available_simd_levels())
+                names.emplace_back(simd_level_name(level));
             return names;
         },
         "SIMD paths usable on this machine, scalar (the reference) first.");
@@ -54,10 +56,12 @@ void register_runtime(py::module_ m) {
         },
         py::arg("level"),
         "Switch the SIMD path ('scalar', 'avx2', 'avx512' or 'auto'); returns the previous one.");
-    m.def("min_parallel_size", []() { return kMinParallel; },
-          "Inputs shorter than this run on one thread.");
-    m.def("reduce_block_size", []() { return kReduceBlock; },
-          "Fixed block length of the deterministic blocked sums.");
+    m.def(
+        "min_parallel_size", []() { return kMinParallel; },
+        "Inputs shorter than this run on one thread.");
+    m.def(
+        "reduce_block_size", []() { return kReduceBlock; },
+        "Fixed block length of the deterministic blocked sums.");
 
     // Exposed so tests can check the numpy re-implementation in tests/reference.py.
     m.def("make_key", &make_key, py::arg("seed"), py::arg("step"), py::arg("stream"));

@@ -7,7 +7,8 @@
 namespace laqcore::bind {
 
 void register_terngrad(py::module_ m) {
-    m.doc() = "TernGrad ternarization (formulas and code mapping: cpp/include/laqcore/terngrad.hpp).";
+    m.doc() =
+        "TernGrad ternarization (formulas and code mapping: cpp/include/laqcore/terngrad.hpp).";
 
     m.def(
         "scaler",
@@ -40,8 +41,7 @@ void register_terngrad(py::module_ m) {
             }
             return std::make_pair(s, std::move(packed));
         },
-        py::arg("x").noconvert(), py::arg("clip_factor"), py::arg("shared_scaler"),
-        py::arg("key"),
+        py::arg("x").noconvert(), py::arg("clip_factor"), py::arg("shared_scaler"), py::arg("key"),
         "Returns (scaler, packed 2-bit codes). shared_scaler < 0 uses the local scaler.");
 
     m.def(

@@ -31,11 +31,13 @@ constexpr std::size_t kCodeChunk = 4096;
 static_assert(kCodeChunk % 8 == 0, "chunks must start on a byte boundary of the stream");
 
 // True for NaN and +-Inf; written as one compare so it is branch-free in the hot loops.
-inline bool not_finite(float v) { return !(v <= FLT_MAX && v >= -FLT_MAX); }
+inline bool not_finite(float v) {
+    return !(v <= FLT_MAX && v >= -FLT_MAX);
+}
 
 // Runs body() and keeps the first exception thrown by any thread (see the header comment).
 class ExceptionSlot {
-public:
+  public:
     template <class Body>
     void run(Body&& body) noexcept {
         try {
@@ -51,7 +53,7 @@ public:
         if (error_) std::rethrow_exception(error_);
     }
 
-private:
+  private:
     std::exception_ptr error_;
 };
 
@@ -87,8 +89,7 @@ void decode_packed(const std::uint8_t* packed, std::size_t n, int bits, UseFn&& 
     check_padding(packed, n, bits);
     for_each_chunk(n, [&](std::size_t begin, std::size_t end) {
         std::uint8_t codes[kCodeChunk];
-        unpack_bits(packed + begin / 8 * static_cast<std::size_t>(bits), end - begin, bits,
-                    codes);
+        unpack_bits(packed + begin / 8 * static_cast<std::size_t>(bits), end - begin, bits, codes);
         use(begin, end, static_cast<const std::uint8_t*>(codes));
     });
 }
@@ -98,8 +99,7 @@ void decode_packed(const std::uint8_t* packed, std::size_t n, int bits, UseFn&& 
 // from init. Blocks run in parallel when the range is long and we are not already inside a
 // parallel region; the result is the same either way.
 template <class T, class Partial, class Combine>
-T blocked_reduce(std::size_t begin, std::size_t end, T init, Partial&& partial,
-                 Combine&& combine) {
+T blocked_reduce(std::size_t begin, std::size_t end, T init, Partial&& partial, Combine&& combine) {
     const std::size_t n = end - begin;
     const std::size_t nb = num_blocks(n);
     if (nb == 0) return init;

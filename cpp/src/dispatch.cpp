@@ -98,11 +98,14 @@ SimdLevel parse_simd_level(const std::string& name, const char* what) {
                                             << " (not compiled in, or the CPU lacks it)");
         return level;
     }
-    LAQ_CHECK(false, what << " must be one of 'auto', 'scalar', 'avx2', 'avx512', got '" << name << "'");
+    LAQ_CHECK(false,
+              what << " must be one of 'auto', 'scalar', 'avx2', 'avx512', got '" << name << "'");
     return SimdLevel::scalar;  // unreachable: LAQ_CHECK(false, ...) always throws
 }
 
-SimdLevel simd_level() { return static_cast<SimdLevel>(active_slot().load()); }
+SimdLevel simd_level() {
+    return static_cast<SimdLevel>(active_slot().load());
+}
 
 void set_simd_level(SimdLevel level) {
     LAQ_CHECK(cpu_supports(level),
@@ -110,21 +113,17 @@ void set_simd_level(SimdLevel level) {
     active_slot().store(static_cast<int>(level));
 }
 
-const KernelTable& kernels() { return table_of(simd_level()); }
+const KernelTable& kernels() {
+    return table_of(simd_level());
+}
 
 namespace detail {
 
 const KernelTable& scalar_kernel_table() {
     static const KernelTable table{
-        &pack_groups_scalar,
-        &unpack_groups_scalar,
-        &laq_scalar_kernels(),
-        &sumsq_lanes_scalar,
-        &qsgd_codes_scalar,
-        &sign_block_scalar,
-        &sum_max_block_scalar,
-        &centered_sumsq_scalar,
-        &terngrad_codes_scalar,
+        &pack_groups_scalar,   &unpack_groups_scalar,  &laq_scalar_kernels(),
+        &sumsq_lanes_scalar,   &qsgd_codes_scalar,     &sign_block_scalar,
+        &sum_max_block_scalar, &centered_sumsq_scalar, &terngrad_codes_scalar,
     };
     return table;
 }

@@ -56,7 +56,8 @@ void unpack_groups_scalar(const std::uint8_t* packed, std::size_t groups, int bi
 
 void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
     check_bits(bits);
-    const auto pack_groups = kernels().pack_groups;  // may throw (bad LAQCORE_SIMD): not in a region
+    const auto pack_groups =
+        kernels().pack_groups;  // may throw (bad LAQCORE_SIMD): not in a region
     const auto b = static_cast<std::size_t>(bits);
     const std::size_t full_groups = n / 8;
     const std::size_t nblocks = num_blocks(full_groups, kPackBlockGroups);
@@ -72,11 +73,13 @@ void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t*
     for (std::int64_t blk = 0; blk < nblocks_signed; ++blk) {
         const std::size_t g0 = static_cast<std::size_t>(blk) * kPackBlockGroups;
         const std::size_t g1 = std::min(g0 + kPackBlockGroups, full_groups);
-        seen = static_cast<std::uint8_t>(seen | pack_groups(codes + 8 * g0, g1 - g0, bits, out + b * g0));
+        seen = static_cast<std::uint8_t>(seen |
+                                         pack_groups(codes + 8 * g0, g1 - g0, bits, out + b * g0));
     }
     const std::size_t tail = n - 8 * full_groups;
     if (tail) {
-        for (std::size_t i = 8 * full_groups; i < n; ++i) seen = static_cast<std::uint8_t>(seen | codes[i]);
+        for (std::size_t i = 8 * full_groups; i < n; ++i)
+            seen = static_cast<std::uint8_t>(seen | codes[i]);
         store_le(gather_group(codes + 8 * full_groups, tail, bits), out + b * full_groups,
                  packed_size(tail, bits));
     }
@@ -84,8 +87,8 @@ void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t*
     if (bits < 8 && (seen >> bits) != 0) {
         for (std::size_t i = 0; i < n; ++i) {
             LAQ_CHECK((codes[i] >> bits) == 0,
-                      "code " << int(codes[i]) << " at index " << i << " does not fit in "
-                              << bits << " bits (max " << ((1 << bits) - 1) << ")");
+                      "code " << int(codes[i]) << " at index " << i << " does not fit in " << bits
+                              << " bits (max " << ((1 << bits) - 1) << ")");
         }
     }
 }
@@ -98,7 +101,8 @@ void check_padding(const std::uint8_t* packed, std::size_t n, int bits) {
     const auto pad_mask = static_cast<std::uint8_t>(0xFFu << (used_bits % 8));
     LAQ_CHECK((packed[nbytes - 1] & pad_mask) == 0,
               "corrupt packed buffer: padding bits of the last byte are not zero "
-              "(buffer does not hold " << n << " codes of " << bits << " bits)");
+              "(buffer does not hold "
+                  << n << " codes of " << bits << " bits)");
 }
 
 void unpack_bits(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* codes) {

@@ -35,8 +35,11 @@ inline std::uint8_t qsgd_code(float v, float scale, float s, int levels, float u
 
 int qsgd_code_bits(int levels) {
     LAQ_CHECK(levels >= 1 && levels <= kQsgdMaxLevels,
-              "levels must be an integer in [1, " << kQsgdMaxLevels << "] (a sign bit plus "
-              "ceil(log2(levels + 1)) level bits must fit in 8 bits), got " << levels);
+              "levels must be an integer in [1, "
+                  << kQsgdMaxLevels
+                  << "] (a sign bit plus "
+                     "ceil(log2(levels + 1)) level bits must fit in 8 bits), got "
+                  << levels);
     int level_bits = 0;
     while ((1 << level_bits) < levels + 1) ++level_bits;
     return 1 + level_bits;
@@ -56,8 +59,8 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
     // Many small buckets: one thread per bucket. Few large buckets: blocked_reduce
     // parallelises inside each bucket instead. Both give the same bits (fixed blocks).
 #ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad) \
-    if (n >= kMinParallel && bucket_size < kMinParallel)
+#pragma omp parallel for schedule(static) \
+    reduction(| : bad) if (n >= kMinParallel && bucket_size < kMinParallel)
 #endif
     for (std::int64_t jb = 0; jb < nb_signed; ++jb) {
         const auto j = static_cast<std::size_t>(jb);
@@ -97,27 +100,27 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
         }
     }
     LAQ_CHECK(!(bad & 1), name << " contains NaN or Inf");
-    LAQ_CHECK(!(bad & 2), "the L2 norm of a bucket of " << name
-                              << " overflows float32; use norm='max' or rescale the input");
+    LAQ_CHECK(!(bad & 2), "the L2 norm of a bucket of "
+                              << name << " overflows float32; use norm='max' or rescale the input");
 }
 
 void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_size,
                  const float* scales, std::uint64_t key, std::uint8_t* packed) {
     const int bits = qsgd_code_bits(levels);
-    qsgd_num_buckets(n, bucket_size);  // validates bucket_size
+    qsgd_num_buckets(n, bucket_size);            // validates bucket_size
     const auto codes_of = kernels().qsgd_codes;  // SIMD level chosen at run time
     detail::encode_packed(n, bits, packed,
                           [&](std::size_t begin, std::size_t end, std::uint8_t* codes) {
-        codes_of(x, begin, end, n, scales, bucket_size, levels, key, codes);
-    });
+                              codes_of(x, begin, end, n, scales, bucket_size, levels, key, codes);
+                          });
 }
 
 namespace detail {
 
 // The scalar reference of the code loop (KernelTable::qsgd_codes).
 void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::size_t n,
-                       const float* scales, std::size_t bucket_size, int levels,
-                       std::uint64_t key, std::uint8_t* codes) {
+                       const float* scales, std::size_t bucket_size, int levels, std::uint64_t key,
+                       std::uint8_t* codes) {
     const float s = static_cast<float>(levels);
     std::size_t j = begin / bucket_size;
     std::size_t j_end = bucket_end(j, bucket_size, n);
@@ -142,39 +145,39 @@ void qsgd_quantize(const float* x, std::size_t n, int levels, std::size_t bucket
     qsgd_encode(x, n, levels, bucket_size, scales, key, packed);
 }
 
-void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_t n,
-                     int levels, std::size_t bucket_size, float* out) {
+void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_t n, int levels,
+                     std::size_t bucket_size, float* out) {
     const int bits = qsgd_code_bits(levels);
     const std::size_t nb = qsgd_num_buckets(n, bucket_size);
     for (std::size_t j = 0; j < nb; ++j) {
         LAQ_CHECK(std::isfinite(scales[j]) && scales[j] >= 0.0f,
                   "corrupt QSGD payload: scale of bucket " << j << " is " << scales[j]
-                  << " (must be finite and >= 0)");
+                                                           << " (must be finite and >= 0)");
     }
     const float s = static_cast<float>(levels);
     const auto max_level = static_cast<unsigned>(levels);
-    detail::decode_packed(packed, n, bits,
-                          [&](std::size_t begin, std::size_t end, const std::uint8_t* codes) {
-        std::size_t j = begin / bucket_size;
-        std::size_t j_end = bucket_end(j, bucket_size, n);
-        float step = scales[j] / s;
-        unsigned worst = 0;
-        for (std::size_t i = begin; i < end; ++i) {
-            if (i == j_end) {
-                ++j;
-                j_end = bucket_end(j, bucket_size, n);
-                step = scales[j] / s;
+    detail::decode_packed(
+        packed, n, bits, [&](std::size_t begin, std::size_t end, const std::uint8_t* codes) {
+            std::size_t j = begin / bucket_size;
+            std::size_t j_end = bucket_end(j, bucket_size, n);
+            float step = scales[j] / s;
+            unsigned worst = 0;
+            for (std::size_t i = begin; i < end; ++i) {
+                if (i == j_end) {
+                    ++j;
+                    j_end = bucket_end(j, bucket_size, n);
+                    step = scales[j] / s;
+                }
+                const unsigned c = codes[i - begin];
+                const unsigned level = c >> 1;
+                worst = level > worst ? level : worst;
+                const float v = static_cast<float>(level) * step;
+                out[i] = (c & 1u) ? -v : v;
             }
-            const unsigned c = codes[i - begin];
-            const unsigned level = c >> 1;
-            worst = level > worst ? level : worst;
-            const float v = static_cast<float>(level) * step;
-            out[i] = (c & 1u) ? -v : v;
-        }
-        // Thrown inside a chunk: for_each_chunk carries it out of the parallel region.
-        LAQ_CHECK(worst <= max_level, "corrupt QSGD payload: a code has level " << worst
-                                          << " but levels = " << levels);
-    });
+            // Thrown inside a chunk: for_each_chunk carries it out of the parallel region.
+            LAQ_CHECK(worst <= max_level, "corrupt QSGD payload: a code has level "
+                                              << worst << " but levels = " << levels);
+        });
 }
 
 }  // namespace laqcore

@@ -29,8 +29,7 @@ float sign_compress(const float* x, std::size_t n, std::uint8_t* packed, const c
 namespace detail {
 
 // The scalar reference of KernelTable::sign_block.
-double sign_block_scalar(const float* x, std::size_t count, std::uint8_t* packed,
-                         bool* nonfinite) {
+double sign_block_scalar(const float* x, std::size_t count, std::uint8_t* packed, bool* nonfinite) {
     LaneSum sum;
     unsigned bad = 0;
     std::uint8_t codes[kCodeChunk];
@@ -56,8 +55,9 @@ void sign_decompress(const std::uint8_t* packed, std::size_t n, float scale, flo
     const float table[2] = {scale, -scale};
     detail::decode_packed(packed, n, 1,
                           [&](std::size_t begin, std::size_t end, const std::uint8_t* codes) {
-        for (std::size_t i = begin; i < end; ++i) out[i] = table[codes[i - begin]];
-    });
+                              for (std::size_t i = begin; i < end; ++i)
+                                  out[i] = table[codes[i - begin]];
+                          });
 }
 
 }  // namespace laqcore

@@ -37,8 +37,8 @@ inline std::uint64_t make_select_key(std::uint32_t primary, std::size_t i) {
 
 // Small inputs: materialise all n keys and let std::nth_element find the k largest.
 template <class KeyOf>
-void select_small(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
-                  float* values, const char* name, KeyOf&& key_of) {
+void select_small(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx, float* values,
+                  const char* name, KeyOf&& key_of) {
     std::vector<std::uint64_t> keys(n);
     unsigned bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
@@ -46,8 +46,9 @@ void select_small(const float* x, std::size_t n, std::size_t k, std::uint32_t* i
         keys[i] = key_of(i);
     }
     LAQ_CHECK(!bad, name << " contains NaN or Inf");
-    if (k < n) std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k),
-                                keys.end(), std::greater<std::uint64_t>());
+    if (k < n)
+        std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k), keys.end(),
+                         std::greater<std::uint64_t>());
     for (std::size_t j = 0; j < k; ++j) {
         idx[j] = 0xFFFFFFFFu - static_cast<std::uint32_t>(keys[j] & 0xFFFFFFFFu);
     }
@@ -122,12 +123,10 @@ void compact(std::size_t n, std::size_t expected, Pred&& pred, Emit&& emit) {
 //   3. the selection is exactly {i : key_i >= K*} (keys are distinct), written in index
 //      order by a parallel compaction, so the indices come out sorted.
 template <class KeyOf>
-void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
-                  float* values, const char* name, KeyOf&& key_of) {
+void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx, float* values,
+                  const char* name, KeyOf&& key_of) {
     constexpr std::size_t kBins = std::size_t{1} << 16;
-    const auto bin_of = [&](std::size_t i) {
-        return static_cast<std::size_t>(key_of(i) >> 48);
-    };
+    const auto bin_of = [&](std::size_t i) { return static_cast<std::size_t>(key_of(i) >> 48); };
     const int teams = get_num_threads();
     std::vector<std::uint32_t> local(static_cast<std::size_t>(teams) * kBins, 0);
     const auto n_signed = static_cast<std::int64_t>(n);
@@ -156,14 +155,14 @@ void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* i
     std::size_t above = 0;  // keys in bins above T
     std::size_t bin_t = kBins - 1;
     while (above + hist[bin_t] < k) above += hist[bin_t--];  // terminates: total = n >= k
-    const std::size_t need = k - above;  // members of bin T that are kept, >= 1
+    const std::size_t need = k - above;                      // members of bin T that are kept, >= 1
 
     std::vector<std::uint64_t> cand(hist[bin_t]);
     compact(
         n, cand.size(), [&](std::size_t i) { return bin_of(i) == bin_t; },
         [&](std::size_t i, std::size_t pos) { cand[pos] = key_of(i); });
-    std::nth_element(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(need - 1),
-                     cand.end(), std::greater<std::uint64_t>());
+    std::nth_element(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(need - 1), cand.end(),
+                     std::greater<std::uint64_t>());
     const std::uint64_t kth = cand[need - 1];
     compact(
         n, k, [&](std::size_t i) { return key_of(i) >= kth; },
@@ -176,8 +175,8 @@ void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* i
 // Shared by top-k and rand-k (header comment): selects the k largest keys
 // key_i = make_select_key(primary(i, |x_i| bits), i), rejecting NaN/Inf in its first pass.
 template <class Primary>
-void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx,
-                   float* values, const char* name, Primary&& primary) {
+void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx, float* values,
+                   const char* name, Primary&& primary) {
     check_selection_args(n, k);
     const auto key_of = [&](std::size_t i) {
         return make_select_key(primary(i, abs_bits(x[i])), i);
@@ -193,8 +192,7 @@ void select_by_key(const float* x, std::size_t n, std::size_t k, std::uint32_t* 
 
 void topk_select(const float* x, std::size_t n, std::size_t k, std::uint32_t* idx, float* values,
                  const char* name) {
-    select_by_key(x, n, k, idx, values, name,
-                  [](std::size_t, std::uint32_t ab) { return ab; });
+    select_by_key(x, n, k, idx, values, name, [](std::size_t, std::uint32_t ab) { return ab; });
 }
 
 void randk_select(const float* x, std::size_t n, std::size_t k, std::uint64_t key,
@@ -211,12 +209,13 @@ void check_sparse_indices(const std::uint32_t* idx, std::size_t k, std::size_t n
                                               << " is out of range for length " << n);
         LAQ_CHECK(j == 0 || idx[j] > idx[j - 1],
                   "sparse indices must be strictly increasing (sorted, no duplicates); "
-                  "position " << j << " holds " << idx[j] << " after " << idx[j - 1]);
+                  "position "
+                      << j << " holds " << idx[j] << " after " << idx[j - 1]);
     }
 }
 
-void sparse_scatter(const std::uint32_t* idx, const float* values, std::size_t k,
-                    std::size_t n, float* out) {
+void sparse_scatter(const std::uint32_t* idx, const float* values, std::size_t k, std::size_t n,
+                    float* out) {
     check_sparse_indices(idx, k, n);
     std::fill(out, out + n, 0.0f);
     for (std::size_t j = 0; j < k; ++j) out[idx[j]] = values[j];

@@ -52,8 +52,8 @@ void terngrad_encode(const float* x, std::size_t n, float threshold, float scale
     const auto codes_of = kernels().terngrad_codes;  // SIMD level chosen at run time
     detail::encode_packed(n, kTernGradBits, packed,
                           [&](std::size_t begin, std::size_t end, std::uint8_t* codes) {
-        codes_of(x, begin, end, threshold, scaler, key, codes);
-    });
+                              codes_of(x, begin, end, threshold, scaler, key, codes);
+                          });
 }
 
 // Scalar references of the TernGrad entries of KernelTable (dispatch.hpp). Sums follow
@@ -107,10 +107,12 @@ float terngrad_quantize(const float* x, std::size_t n, float clip_factor, float 
     if (shared_scaler >= 0.0f || std::isnan(shared_scaler)) {
         LAQ_CHECK(std::isfinite(shared_scaler),
                   "shared scaler must be finite, got " << shared_scaler);
-        LAQ_CHECK(shared_scaler >= local,
-                  "shared scaler " << shared_scaler << " is smaller than this tensor's "
-                  "max |g| after clipping (" << local << "); the shared scaler must be the "
-                  "maximum of the workers' scalers");
+        LAQ_CHECK(shared_scaler >= local, "shared scaler " << shared_scaler
+                                                           << " is smaller than this tensor's "
+                                                              "max |g| after clipping ("
+                                                           << local
+                                                           << "); the shared scaler must be the "
+                                                              "maximum of the workers' scalers");
         scaler = shared_scaler;
     }
     terngrad_encode(x, n, threshold, scaler, key, packed);
@@ -123,14 +125,15 @@ void terngrad_dequantize(const std::uint8_t* packed, std::size_t n, float scaler
     const float table[4] = {0.0f, scaler, -scaler, 0.0f};
     detail::decode_packed(packed, n, kTernGradBits,
                           [&](std::size_t begin, std::size_t end, const std::uint8_t* codes) {
-        unsigned invalid = 0;
-        for (std::size_t i = begin; i < end; ++i) {
-            const unsigned c = codes[i - begin];
-            invalid |= (c == 3u) ? 1u : 0u;
-            out[i] = table[c];
-        }
-        LAQ_CHECK(!invalid, "corrupt TernGrad payload: code 3 is not a ternary code");
-    });
+                              unsigned invalid = 0;
+                              for (std::size_t i = begin; i < end; ++i) {
+                                  const unsigned c = codes[i - begin];
+                                  invalid |= (c == 3u) ? 1u : 0u;
+                                  out[i] = table[c];
+                              }
+                              LAQ_CHECK(!invalid,
+                                        "corrupt TernGrad payload: code 3 is not a ternary code");
+                          });
 }
 
 }  // namespace laqcore

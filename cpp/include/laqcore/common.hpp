@@ -17,22 +17,21 @@
 
 namespace laqcore {
 
-#define LAQ_CHECK(cond, msg)                                                   \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            std::ostringstream laq_check_os_;                                  \
-            laq_check_os_ << msg;                                              \
-            throw std::invalid_argument(laq_check_os_.str());                  \
-        }                                                                      \
+#define LAQ_CHECK(cond, msg)                                  \
+    do {                                                      \
+        if (!(cond)) {                                        \
+            std::ostringstream laq_check_os_;                 \
+            laq_check_os_ << msg;                             \
+            throw std::invalid_argument(laq_check_os_.str()); \
+        }                                                     \
     } while (0)
 
-#define LAQ_ASSERT(cond)                                                       \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            throw std::logic_error(std::string("laqcore internal error: ") +   \
-                                   #cond + " at " + __FILE__ + ":" +           \
-                                   std::to_string(__LINE__));                  \
-        }                                                                      \
+#define LAQ_ASSERT(cond)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
+            throw std::logic_error(std::string("laqcore internal error: ") + #cond + " at " + \
+                                   __FILE__ + ":" + std::to_string(__LINE__));                \
+        }                                                                                     \
     } while (0)
 
 // Bit widths supported by the packed code formats.

@@ -61,13 +61,12 @@ struct KernelTable {
     // QSGD codes of elements [begin, end) into codes[0, end - begin) (qsgd.hpp formula);
     // scales has one entry per bucket of bucket_size elements of the length-n vector.
     void (*qsgd_codes)(const float* x, std::size_t begin, std::size_t end, std::size_t n,
-                       const float* scales, std::size_t bucket_size, int levels,
-                       std::uint64_t key, std::uint8_t* codes);
+                       const float* scales, std::size_t bucket_size, int levels, std::uint64_t key,
+                       std::uint8_t* codes);
     // Scaled-sign block (sign.hpp): packs the bits [x_i < 0] of x[0, count) into
     // packed[packed_size(count, 1)] and returns sum_i |x_i| in LaneSum order; sets
     // *nonfinite when some x_i is NaN or Inf.
-    double (*sign_block)(const float* x, std::size_t count, std::uint8_t* packed,
-                         bool* nonfinite);
+    double (*sign_block)(const float* x, std::size_t count, std::uint8_t* packed, bool* nonfinite);
     // TernGrad (terngrad.hpp). Block statistics: sum_i x_i in LaneSum order, max |x_i|,
     // and whether some x_i is NaN or Inf.
     void (*sum_max_block)(const float* x, std::size_t count, double* sum, float* max_abs,
@@ -118,12 +117,12 @@ void unpack_groups_scalar(const std::uint8_t* packed, std::size_t groups, int bi
                           std::uint8_t* codes);
 double sumsq_lanes_scalar(const float* x, std::size_t count);  // reduce.cpp
 void qsgd_codes_scalar(const float* x, std::size_t begin, std::size_t end, std::size_t n,
-                       const float* scales, std::size_t bucket_size, int levels,
-                       std::uint64_t key, std::uint8_t* codes);  // qsgd.cpp
+                       const float* scales, std::size_t bucket_size, int levels, std::uint64_t key,
+                       std::uint8_t* codes);  // qsgd.cpp
 double sign_block_scalar(const float* x, std::size_t count, std::uint8_t* packed,
                          bool* nonfinite);  // sign.cpp
 void sum_max_block_scalar(const float* x, std::size_t count, double* sum, float* max_abs,
-                          bool* nonfinite);  // terngrad.cpp
+                          bool* nonfinite);                                    // terngrad.cpp
 double centered_sumsq_scalar(const float* x, std::size_t count, double mean);  // terngrad.cpp
 void terngrad_codes_scalar(const float* x, std::size_t begin, std::size_t end, float threshold,
                            float scaler, std::uint64_t key, std::uint8_t* codes);  // terngrad.cpp

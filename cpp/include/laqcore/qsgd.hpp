@@ -58,7 +58,7 @@ void qsgd_quantize(const float* x, std::size_t n, int levels, std::size_t bucket
 
 // Unpack + dequantize into out[n]. Throws std::invalid_argument for a corrupt buffer
 // (non-zero padding, a level above s) or a negative / non-finite scale.
-void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_t n,
-                     int levels, std::size_t bucket_size, float* out);
+void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_t n, int levels,
+                     std::size_t bucket_size, float* out);
 
 }  // namespace laqcore

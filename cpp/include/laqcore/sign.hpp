@@ -3,11 +3,11 @@
 //     C(x) = (||x||_1 / n) * sign(x)
 //
 // Wire form: one float32 scale = float(S / n), S = sum |x_i| in double with parallel.hpp's
-// fixed-block rule and LaneSum order inside a block (thread-count and SIMD invariant), plus one bit per coordinate packed with
-// pack.hpp's layout: bit 1 = negative (x_i < 0), bit 0 = non-negative. A single bit cannot
-// express sign(0) = 0, so zeros (and -0.0) are sent as +scale; the scale keeps C a
-// delta-compressor regardless, which is what error feedback needs.
-// Codes do not depend on the scale, so the kernel packs the bits and sums |x| in one pass.
+// fixed-block rule and LaneSum order inside a block (thread-count and SIMD invariant), plus one bit
+// per coordinate packed with pack.hpp's layout: bit 1 = negative (x_i < 0), bit 0 = non-negative. A
+// single bit cannot express sign(0) = 0, so zeros (and -0.0) are sent as +scale; the scale keeps C
+// a delta-compressor regardless, which is what error feedback needs. Codes do not depend on the
+// scale, so the kernel packs the bits and sums |x| in one pass.
 #pragma once
 
 #include <cstddef>

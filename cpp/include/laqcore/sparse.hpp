@@ -38,8 +38,8 @@ void randk_select(const float* x, std::size_t n, std::size_t k, std::uint64_t ke
 void check_sparse_indices(const std::uint32_t* idx, std::size_t k, std::size_t n);
 
 // out[0..n) = 0, then out[idx[j]] = values[j]; validates the indices first.
-void sparse_scatter(const std::uint32_t* idx, const float* values, std::size_t k,
-                    std::size_t n, float* out);
+void sparse_scatter(const std::uint32_t* idx, const float* values, std::size_t k, std::size_t n,
+                    float* out);
 
 // out = x, rejecting NaN/Inf in the same pass (the "none" compressor's payload body).
 void dense_copy(const float* x, std::size_t n, float* out, const char* name = "x");

@@ -39,7 +39,8 @@ static inline BitConsts bit_consts(int bits) {
     for (unsigned k = 0; k < 16; ++k) {
         // Lane byte k of the packed form comes from byte k of qword 0 (k < b), or from
         // byte k - b of qword 1 (b <= k < 2b); the rest is zeroed (index with bit 7 set).
-        const int from = k < b ? static_cast<int>(k) : (k < 2 * b ? static_cast<int>(8 + k - b) : -1);
+        const int from =
+            k < b ? static_cast<int>(k) : (k < 2 * b ? static_cast<int>(8 + k - b) : -1);
         // Unpacked form: qword 0 byte k takes packed byte k (k < b), qword 1 byte k - 8
         // takes packed byte b + k - 8.
         const unsigned q = k / 8;
@@ -99,8 +100,8 @@ static inline std::uint32_t pack32_1bit(__m256i x) {
 
 static inline __m256i unpack32_1bit(std::uint32_t word) {
     // Byte k of the result holds bit k of `word`: broadcast byte k/8 to it, test bit k%8.
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
-                                            2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
     const __m256i x = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(word)), spread);
     return _mm256_min_epu8(_mm256_and_si256(x, bit), _mm256_set1_epi8(1));

@@ -21,8 +21,8 @@ const LaqBlockKernels& laq_avx2_kernels();
 // reduce_avx2.cpp, qsgd_avx2.cpp
 double sumsq_lanes_avx2(const float* x, std::size_t count);
 void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::size_t n,
-                     const float* scales, std::size_t bucket_size, int levels,
-                     std::uint64_t key, std::uint8_t* codes);
+                     const float* scales, std::size_t bucket_size, int levels, std::uint64_t key,
+                     std::uint8_t* codes);
 double sign_block_avx2(const float* x, std::size_t count, std::uint8_t* packed, bool* nonfinite);
 void sum_max_block_avx2(const float* x, std::size_t count, double* sum, float* max_abs,
                         bool* nonfinite);

@@ -42,7 +42,8 @@ inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
     std::uint64_t word = 0;
     for (std::size_t k = 0; k < nbytes; ++k) word |= static_cast<std::uint64_t>(in[k]) << (8 * k);
     const std::uint64_t mask = (std::uint64_t{1} << b) - 1;
-    for (std::size_t j = 0; j < m; ++j) codes[j] = static_cast<std::uint8_t>((word >> (j * b)) & mask);
+    for (std::size_t j = 0; j < m; ++j)
+        codes[j] = static_cast<std::uint8_t>((word >> (j * b)) & mask);
 }
 
 // ---- radius ---------------------------------------------------------------------------
@@ -143,8 +144,8 @@ inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep, __m256i vtop) {
     const __m256d c_hi =
         _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half));
     // The reference's truncating conversion of x >= 1/2 is this floor, then min(., top).
-    return _mm256_min_epi32(
-        _mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo)), vtop);
+    return _mm256_min_epi32(_mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo)),
+                            vtop);
 }
 
 // Per-block constants of the encoder.
@@ -215,8 +216,8 @@ inline void pack_step(__m256i bytes, std::uint8_t* out) {
 // kPack: the code width when pack_step packs straight from the registers, else 0 (block
 // buffer and pack_groups_avx2); a template parameter so the loop has no width dispatch.
 template <LutKind K, int kPack, bool kHasPrev>
-LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
-                     const LaqGrid& grid, std::uint8_t* packed) {
+LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                     std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(grid.bits);
     const int top_code = (1 << grid.bits) - 1;
     const double r = grid.radius;
@@ -271,8 +272,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
         sums_group<K, kHasPrev>(grad, prev, i + 16, c2, lut, err, innov);
         sums_group<K, kHasPrev>(grad, prev, i + 24, c3, lut, err, innov);
         const __m256i bytes = _mm256_permutevar8x32_epi32(
-            _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3)),
-            order);
+            _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3)), order);
         if constexpr (kPack != 0) {
             pack_step<kPack>(bytes, packed + i / 8 * b);
         } else {
@@ -413,13 +413,14 @@ double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const La
 }
 
 const LaqBlockKernels kAvx2Kernels = {
-    "avx2",           &radius_avx2,       &encode_avx2,
-    &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
+    "avx2", &radius_avx2, &encode_avx2, &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
 };
 
 }  // namespace
 
-const LaqBlockKernels& laq_avx2_kernels() { return kAvx2Kernels; }
+const LaqBlockKernels& laq_avx2_kernels() {
+    return kAvx2Kernels;
+}
 
 }  // namespace detail
 }  // namespace laqcore

@@ -122,30 +122,28 @@ inline __m512i codes_fast(__m512 v, const EncodeConsts& k, __mmask16 live, __mma
 inline __m512i codes_exact(__m512 v, const EncodeConsts& k) {
     const __m512d half = _mm512_set1_pd(0.5);
     auto one = [&](__m256 h) {
-        const __m512d x = _mm512_add_pd(
-            _mm512_div_pd(_mm512_add_pd(_mm512_cvtps_pd(h), k.vr), k.vstep), half);
+        const __m512d x =
+            _mm512_add_pd(_mm512_div_pd(_mm512_add_pd(_mm512_cvtps_pd(h), k.vr), k.vstep), half);
         return _mm512_cvttpd_epi32(
             _mm512_roundscale_pd(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
     };
-    const __m512i c = _mm512_inserti64x4(
-        _mm512_castsi256_si512(one(_mm512_castps512_ps256(v))), one(_mm512_extractf32x8_ps(v, 1)),
-        1);
+    const __m512i c = _mm512_inserti64x4(_mm512_castsi256_si512(one(_mm512_castps512_ps256(v))),
+                                         one(_mm512_extractf32x8_ps(v, 1)), 1);
     return _mm512_min_epi32(c, k.vtop);
 }
 
 // Adds the squares of the live lanes to the lane sums (see the header comment).
 template <LutKind K, bool kHasPrev>
-inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut,
-                     __mmask16 live, __m512d& err, __m512d& innov) {
+inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut, __mmask16 live,
+                     __m512d& err, __m512d& innov) {
     const __m512 dq = lut(code);
     const __m512 q_new = _mm512_add_ps(e.p, dq);  // p + dQ in float32, as the apply
     const auto lo8 = static_cast<__mmask8>(live);
     const auto hi8 = static_cast<__mmask8>(live >> 8);
     const __m512d e_lo = _mm512_maskz_sub_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(q_new)),
                                              _mm512_cvtps_pd(_mm512_castps512_ps256(e.g)));
-    const __m512d e_hi =
-        _mm512_maskz_sub_pd(hi8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q_new, 1)),
-                            _mm512_cvtps_pd(_mm512_extractf32x8_ps(e.g, 1)));
+    const __m512d e_hi = _mm512_maskz_sub_pd(hi8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q_new, 1)),
+                                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(e.g, 1)));
     const __m512d d_lo = _mm512_maskz_cvtps_pd(lo8, _mm512_castps512_ps256(dq));
     const __m512d d_hi = _mm512_maskz_cvtps_pd(hi8, _mm512_extractf32x8_ps(dq, 1));
     err = _mm512_add_pd(err, _mm512_mul_pd(e_lo, e_lo));
@@ -173,7 +171,8 @@ inline void pack16(__m512i c, std::uint8_t* out) {
         } else {  // b == 2: 4-bit pairs, merged again in 32-bit lanes: 4 bytes
             const __m128i w = _mm512_cvtepi64_epi16(pairs);
             const __m128i quads = _mm_or_si128(w, _mm_srli_epi32(w, 12));
-            const auto word = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_cvtepi32_epi8(quads)));
+            const auto word =
+                static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_cvtepi32_epi8(quads)));
             std::memcpy(out, &word, 4);
         }
     }
@@ -182,8 +181,8 @@ inline void pack16(__m512i c, std::uint8_t* out) {
 // kPack: the code width when pack16 packs straight from the registers, else 0 (block
 // buffer and the AVX2 packer); a template parameter so the loop has no width dispatch.
 template <LutKind K, int kPack, bool kHasPrev>
-LaqSums encode_block(const float* grad, const float* prev, std::size_t count,
-                     const LaqGrid& grid, std::uint8_t* packed) {
+LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                     std::uint8_t* packed) {
     const double r = grid.radius;
     const Lut<K> lut(grid);
     // The fast path's constants and error bound are those of laq_avx2.cpp's encode_block.
@@ -252,8 +251,8 @@ LaqSums encode_kind(const float* grad, const float* prev, std::size_t count, con
                 : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
 }
 
-LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count,
-                      const LaqGrid& grid, std::uint8_t* packed) {
+LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                      std::uint8_t* packed) {
     // The table lookup and the packing of each width (see LutKind and pack16).
     switch (grid.bits) {
         case 1:

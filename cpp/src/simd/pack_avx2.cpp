@@ -54,7 +54,8 @@ void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits
         for (; g + 4 <= groups; g += 4) {
             std::uint32_t word;
             std::memcpy(&word, packed + g, 4);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + 8 * g), avx2::unpack32_1bit(word));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + 8 * g),
+                                avx2::unpack32_1bit(word));
         }
     } else {
         const avx2::BitConsts c = avx2::bit_consts(bits);

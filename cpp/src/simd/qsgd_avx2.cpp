@@ -46,12 +46,13 @@ void codes_run(const float* x, std::size_t i0, std::size_t i1, float scale, int 
         // level = min(l + [u < frac], levels); neg = v < 0 and level > 0.
         const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(u, frac, _CMP_LT_OQ));  // -1 / 0
         const __m256i level = _mm256_min_epi32(_mm256_sub_epi32(l, up), vlevels);
-        const __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+        const __m256i negative =
+            _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
         const __m256i neg = _mm256_and_si256(
             _mm256_and_si256(negative, _mm256_cmpgt_epi32(level, _mm256_setzero_si256())), one);
         const __m256i code = _mm256_add_epi32(_mm256_add_epi32(level, level), neg);
-        const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(code),
-                                             _mm256_extracti128_si256(code, 1));
+        const __m128i c16 =
+            _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(out + (i - i0)), _mm_packus_epi16(c16, c16));
     }
     for (; i < i1; ++i) out[i - i0] = code_s(x[i], scale, s, levels, uniform01_s(key, i));
@@ -60,14 +61,15 @@ void codes_run(const float* x, std::size_t i0, std::size_t i1, float scale, int 
 }  // namespace
 
 void qsgd_codes_avx2(const float* x, std::size_t begin, std::size_t end, std::size_t n,
-                     const float* scales, std::size_t bucket_size, int levels,
-                     std::uint64_t key, std::uint8_t* codes) {
+                     const float* scales, std::size_t bucket_size, int levels, std::uint64_t key,
+                     std::uint8_t* codes) {
     const Mixer mix;
     std::size_t i = begin;
     while (i < end) {
         // One bucket's part of [begin, end): constant scale.
         const std::size_t j = i / bucket_size;
-        const std::size_t bucket_stop = n - j * bucket_size > bucket_size ? (j + 1) * bucket_size : n;
+        const std::size_t bucket_stop =
+            n - j * bucket_size > bucket_size ? (j + 1) * bucket_size : n;
         const std::size_t stop = bucket_stop < end ? bucket_stop : end;
         codes_run(x, i, stop, scales[j], levels, key, codes + (i - begin), mix);
         i = stop;

@@ -61,7 +61,8 @@ struct Uniforms8 {
                                  static_cast<long long>(key + (i0 + 2) * kGoldenGamma),
                                  static_cast<long long>(key + (i0 + 3) * kGoldenGamma),
                                  static_cast<long long>(key + (i0 + 4) * kGoldenGamma))),
-          z_b(_mm256_add_epi64(z_a, _mm256_set1_epi64x(static_cast<long long>(4 * kGoldenGamma)))) {}
+          z_b(_mm256_add_epi64(z_a, _mm256_set1_epi64x(static_cast<long long>(4 * kGoldenGamma)))) {
+    }
     __m256 next(const Mixer& mix) {
         const __m256i low_dwords = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
         const __m256i ua = _mm256_permutevar8x32_epi32(mix.top24(z_a), low_dwords);

@@ -74,7 +74,8 @@ void terngrad_codes_avx2(const float* x, std::size_t begin, std::size_t end, flo
             _mm256_and_si256(keep, _mm256_sub_epi32(one, negative));  // negative is -1 / 0
         const __m128i c16 =
             _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + (i - begin)), _mm_packus_epi16(c16, c16));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + (i - begin)),
+                         _mm_packus_epi16(c16, c16));
     }
     for (; i < end; ++i) {
         const float v = x[i];
