@@ -26,14 +26,15 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import struct
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from ..wire import Payload
+from ..wire import Payload, body_array, expect_body_size
 
 __all__ = [
     "Compressor",
@@ -45,6 +46,7 @@ __all__ = [
 
 FloatVector = npt.NDArray[np.float32]
 P = TypeVar("P", bound=Payload)
+SP = TypeVar("SP", bound="ScaledCodesPayload")
 
 _UINT64_MAX = 2**64 - 1
 #: Offset added to ``stream`` for a compressor's second independent random draw.
@@ -130,6 +132,47 @@ def check_n(n: int, kind: str) -> None:
     """Frames of every compressor here describe a non-empty vector."""
     if n < 1:
         raise ValueError(f"corrupt {kind} frame: vector length n = {n} (must be >= 1)")
+
+
+class ScaledCodesPayload(Payload):
+    """Frame shared by TernGrad and scaled sign: one float32 scale as the metadata (``<f``)
+    and ``n`` codes of ``CODE_BITS`` bits packed with :func:`laqcore.pack_bits`' layout as the
+    body. Subclasses set ``KIND``, ``CODE_BITS`` and ``SCALE_NAME`` (the public name of the
+    scale, exposed as a property) and keep their own constructor signature."""
+
+    META: ClassVar[struct.Struct] = struct.Struct("<f")
+    CODE_BITS: ClassVar[int]
+    SCALE_NAME: ClassVar[str]
+
+    def __init__(self, n: int, scale: float, packed: npt.NDArray[np.uint8]) -> None:
+        self.n = n
+        self._scale = float(np.float32(scale))
+        self.packed = readonly(packed)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(n={self.n}, {self.SCALE_NAME}={self._scale}, "
+            f"nbytes={self.nbytes})"
+        )
+
+    def _meta_values(self) -> tuple[Any, ...]:
+        return (self._scale,)
+
+    def _body(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.packed,)
+
+    @classmethod
+    def _from_parts(cls: type[SP], n: int, meta: tuple[Any, ...], body: memoryview) -> SP:
+        (scale,) = meta
+        kind = cls.KIND.name
+        check_n(n, kind)
+        if not (np.isfinite(scale) and scale >= 0):
+            raise ValueError(
+                f"corrupt {kind} frame: {cls.SCALE_NAME} {scale} (must be finite and >= 0)"
+            )
+        nbytes = (cls.CODE_BITS * n + 7) // 8
+        expect_body_size(body, nbytes)
+        return cls(n, float(scale), body_array(body, 0, nbytes, np.uint8, "packed codes"))
 
 
 class SeededCompressor:

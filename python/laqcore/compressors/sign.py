@@ -10,16 +10,12 @@ Frame: metadata ``<f`` = the scale; body = ``packed_size(n, 1)`` bytes of sign b
 
 from __future__ import annotations
 
-import struct
 from typing import Any, ClassVar
-
-import numpy as np
-import numpy.typing as npt
 
 from .. import _core
 from .._validate import as_float_vector
-from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, check_n, check_payload, check_step, readonly
+from ..wire import Payload, PayloadKind
+from .base import FloatVector, ScaledCodesPayload, check_payload, check_step
 
 __all__ = ["SignCompressor", "SignPayload"]
 
@@ -28,35 +24,16 @@ def __dir__() -> list[str]:
     return __all__
 
 
-class SignPayload(Payload):
+class SignPayload(ScaledCodesPayload):
     """``scale`` (float) and the packed sign bits ``packed`` (read-only)."""
 
     KIND: ClassVar[PayloadKind] = PayloadKind.SIGN
-    META: ClassVar[struct.Struct] = struct.Struct("<f")
+    CODE_BITS: ClassVar[int] = 1
+    SCALE_NAME: ClassVar[str] = "scale"
 
-    def __init__(self, n: int, scale: float, packed: npt.NDArray[np.uint8]) -> None:
-        self.n = n
-        self.scale = float(np.float32(scale))
-        self.packed = readonly(packed)
-
-    def __repr__(self) -> str:
-        return f"SignPayload(n={self.n}, scale={self.scale}, nbytes={self.nbytes})"
-
-    def _meta_values(self) -> tuple[Any, ...]:
-        return (self.scale,)
-
-    def _body(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.packed,)
-
-    @classmethod
-    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> SignPayload:
-        (scale,) = meta
-        check_n(n, "SIGN")
-        if not (np.isfinite(scale) and scale >= 0):
-            raise ValueError(f"corrupt SIGN frame: scale {scale} (must be finite and >= 0)")
-        nbytes = (n + 7) // 8
-        expect_body_size(body, nbytes)
-        return cls(n, float(scale), body_array(body, 0, nbytes, np.uint8, "sign bits"))
+    @property
+    def scale(self) -> float:
+        return self._scale
 
 
 class SignCompressor:

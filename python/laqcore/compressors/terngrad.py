@@ -12,16 +12,18 @@ Frame: metadata ``<f`` = the scaler s; body = ``packed_size(n, 2)`` bytes of cod
 
 from __future__ import annotations
 
-import struct
 from typing import Any, ClassVar
-
-import numpy as np
-import numpy.typing as npt
 
 from .. import _core
 from .._validate import as_float_vector
-from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, SeededCompressor, check_n, check_payload, check_real, readonly
+from ..wire import Payload, PayloadKind
+from .base import (
+    FloatVector,
+    ScaledCodesPayload,
+    SeededCompressor,
+    check_payload,
+    check_real,
+)
 
 __all__ = ["TernGradCompressor", "TernGradPayload"]
 
@@ -30,35 +32,16 @@ def __dir__() -> list[str]:
     return __all__
 
 
-class TernGradPayload(Payload):
+class TernGradPayload(ScaledCodesPayload):
     """A ternarized vector: ``scaler`` (float) and 2-bit ``packed`` codes (read-only)."""
 
     KIND: ClassVar[PayloadKind] = PayloadKind.TERNGRAD
-    META: ClassVar[struct.Struct] = struct.Struct("<f")
+    CODE_BITS: ClassVar[int] = 2
+    SCALE_NAME: ClassVar[str] = "scaler"
 
-    def __init__(self, n: int, scaler: float, packed: npt.NDArray[np.uint8]) -> None:
-        self.n = n
-        self.scaler = float(np.float32(scaler))
-        self.packed = readonly(packed)
-
-    def __repr__(self) -> str:
-        return f"TernGradPayload(n={self.n}, scaler={self.scaler}, nbytes={self.nbytes})"
-
-    def _meta_values(self) -> tuple[Any, ...]:
-        return (self.scaler,)
-
-    def _body(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.packed,)
-
-    @classmethod
-    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> TernGradPayload:
-        (scaler,) = meta
-        check_n(n, "TERNGRAD")
-        if not (np.isfinite(scaler) and scaler >= 0):
-            raise ValueError(f"corrupt TERNGRAD frame: scaler {scaler} (must be finite, >= 0)")
-        nbytes = (2 * n + 7) // 8
-        expect_body_size(body, nbytes)
-        return cls(n, float(scaler), body_array(body, 0, nbytes, np.uint8, "codes"))
+    @property
+    def scaler(self) -> float:
+        return self._scale
 
 
 class TernGradCompressor(SeededCompressor):
