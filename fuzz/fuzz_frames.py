@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 import sys
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import atheris
@@ -90,6 +91,18 @@ def _check_expected(plain: object, checked: object, expected_n: int, frame: byte
     _check_decoded(checked, frame)
 
 
+def _decode_with_and_without_n(
+    decode: Callable[..., object], frame: bytes, expected_n: int
+) -> object:
+    """Decode ``frame`` without and with ``expected_n``; check both; return the second."""
+    plain = common.expect_clean(lambda: decode(frame))
+    if plain is not None:
+        _check_decoded(plain, frame)
+    checked = common.expect_clean(lambda: decode(frame, expected_n=expected_n))
+    _check_expected(plain, checked, expected_n, frame)
+    return checked
+
+
 def test_one_input(data: bytes) -> None:
     if len(data) < 3:
         return
@@ -97,27 +110,11 @@ def test_one_input(data: bytes) -> None:
     frame = data[3:]
     if data[0] & 1:
         frame += struct.pack("<I", zlib.crc32(frame))
-    decoded = common.expect_clean(lambda: wire.payload_from_bytes(frame))
-    if decoded is not None:
-        _check_decoded(decoded, frame)
-    checked = common.expect_clean(lambda: wire.payload_from_bytes(frame, expected_n=expected_n))
-    _check_expected(decoded, checked, expected_n, frame)
+    _decode_with_and_without_n(wire.payload_from_bytes, frame, expected_n)
     for cls in PAYLOAD_CLASSES:
-        one = common.expect_clean(lambda cls=cls: cls.from_bytes(frame))
-        if one is not None:
-            _check_decoded(one, frame)
-        one_n = common.expect_clean(
-            lambda cls=cls: cls.from_bytes(frame, expected_n=expected_n)
-        )
-        _check_expected(one, one_n, expected_n, frame)
+        _decode_with_and_without_n(cls.from_bytes, frame, expected_n)
     for comp in COMPRESSORS:
-        plain = common.expect_clean(lambda comp=comp: comp.from_bytes(frame))
-        if plain is not None:
-            _check_decoded(plain, frame)
-        payload = common.expect_clean(
-            lambda comp=comp: comp.from_bytes(frame, expected_n=expected_n)
-        )
-        _check_expected(plain, payload, expected_n, frame)
+        payload = _decode_with_and_without_n(comp.from_bytes, frame, expected_n)
         if payload is None:
             continue
         out = common.expect_clean(lambda comp=comp, payload=payload: comp.decompress(payload))

@@ -253,7 +253,7 @@ class _HookState:
         """Hook for subclasses that track state during warm-up."""
 
     def _step(self, grad: FloatVector, bad: bool, parked: list[_Parked]) -> FloatVector:
-        raise NotImplementedError  # each hook state defines its compressed step
+        raise NotImplementedError  # abstract: each hook state defines its compressed step
 
     def _exchange(self, frame: bytes | None, bad: bool) -> ExchangeResult:
         """Lockstep exchange of this iteration's frame, with the fault policy applied."""
