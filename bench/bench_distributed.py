@@ -77,8 +77,10 @@ class Netns:
         # (rate/250 bytes for HZ=250); a generous queue (latency) avoids drops and the TCP
         # retransmission stalls they cause, which would not be about the methods compared.
         burst = max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2)
-        _sh(f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
-            "latency 200ms")
+        _sh(
+            f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
+            "latency 200ms"
+        )
 
     def __enter__(self) -> Netns:
         _sh(f"ip link add {self.bridge} type bridge")
@@ -142,8 +144,11 @@ def rank_main(cfg: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     rank, world = cfg["rank"], cfg["world"]
     dist.init_process_group(
-        "gloo", init_method=f"tcp://{cfg['master']}:{cfg['port']}", rank=rank,
-        world_size=world, timeout=datetime.timedelta(seconds=120),
+        "gloo",
+        init_method=f"tcp://{cfg['master']}:{cfg['port']}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=120),
     )
     data = load_digits()
     X = torch.tensor(np.asarray(data.X)[: cfg["samples"]], dtype=torch.float32)
@@ -189,8 +194,13 @@ def rank_main(cfg: dict[str, Any]) -> None:
     elapsed = time.perf_counter() - t0
     tx1, rx1 = _iface_bytes(cfg.get("iface"))
     out = {
-        "rank": rank, "time_s": elapsed, "iterations": it, "final_loss": losses[-1],
-        "losses": losses, "iface_tx_bytes": tx1 - tx0, "iface_rx_bytes": rx1 - rx0,
+        "rank": rank,
+        "time_s": elapsed,
+        "iterations": it,
+        "final_loss": losses[-1],
+        "losses": losses,
+        "iface_tx_bytes": tx1 - tx0,
+        "iface_rx_bytes": rx1 - rx0,
         "params": sum(p.numel() for p in model.parameters()),
         "stats": None if state is None else {k: float(v) for k, v in state.stats().items()},
     }
@@ -206,7 +216,11 @@ def rank_main(cfg: dict[str, Any]) -> None:
 # driver
 # --------------------------------------------------------------------------------------
 def run_config(
-    n: int, method: str, target: float | None, args: argparse.Namespace, net: Netns | None,
+    n: int,
+    method: str,
+    target: float | None,
+    args: argparse.Namespace,
+    net: Netns | None,
 ) -> list[dict[str, Any]]:
     # A fresh port per run: the previous run's store socket may linger in TIME_WAIT.
     _RUNS.append(method)
@@ -215,8 +229,16 @@ def run_config(
     procs = []
     for r in range(n):
         cfg = {
-            "rank": r, "world": n, "method": method, "target": target, "lr": args.lr,
-            "hidden": args.hidden, "bits": args.bits, "samples": args.samples, "max_iters": args.max_iters, "port": port,
+            "rank": r,
+            "world": n,
+            "method": method,
+            "target": target,
+            "lr": args.lr,
+            "hidden": args.hidden,
+            "bits": args.bits,
+            "samples": args.samples,
+            "max_iters": args.max_iters,
+            "port": port,
             "master": f"{SUBNET}.1" if net else "127.0.0.1",
             "iface": net.iface(r) if net else None,
         }
@@ -230,8 +252,11 @@ def run_config(
             cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
         else:
             env["GLOO_SOCKET_IFNAME"] = "lo"
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     outs = []
     try:
         for p in procs:
@@ -255,7 +280,9 @@ def summarize(outs: list[dict[str, Any]]) -> dict[str, Any]:
         "final_loss": outs[0]["final_loss"],
         "iface_bytes_per_rank": sum(o["iface_tx_bytes"] for o in outs) / len(outs),
         "hook_bytes_sent_per_rank": (sum(s["bytes_sent"] for s in st) / len(st)) if st else None,
-        "uploads_skipped_per_rank": (sum(s["uploads_skipped"] for s in st) / len(st)) if st else None,
+        "uploads_skipped_per_rank": (sum(s["uploads_skipped"] for s in st) / len(st))
+        if st
+        else None,
         "params": outs[0]["params"],
     }
 
@@ -268,15 +295,22 @@ def main() -> int:
     ap.add_argument("--rate", default="100mbit", help="link rate per rank and direction (tc)")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay (netem)")
     ap.add_argument("--hidden", type=int, default=2048)
-    ap.add_argument("--samples", type=int, default=512,
-                    help="training samples used (of 1797), split over the ranks")
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=512,
+        help="training samples used (of 1797), split over the ranks",
+    )
     ap.add_argument("--lr", type=float, default=0.5)
     ap.add_argument("--bits", type=int, default=8, help="LAQ bits per coordinate")
     ap.add_argument("--target-iters", type=int, default=100)
     ap.add_argument("--max-iters", type=int, default=400)
     ap.add_argument("--run-timeout", type=float, default=300)
-    ap.add_argument("--model-only", action="store_true",
-                    help="skip namespaces: loopback + bandwidth/latency model")
+    ap.add_argument(
+        "--model-only",
+        action="store_true",
+        help="skip namespaces: loopback + bandwidth/latency model",
+    )
     ap.add_argument("--latency-ms", type=float, default=0.1, help="model: per-round latency")
     ap.add_argument("--out", default=None, help="directory for bench_distributed.json")
     args = ap.parse_args()
@@ -287,10 +321,14 @@ def main() -> int:
 
     ok, why = (False, "--model-only given") if args.model_only else netns_available()
     mode = "netns+tc" if ok else "model"
-    print(f"# link: {mode} ({'each rank in its own namespace, veth shaped by tc tbf' if ok else why})")
-    print(f"# rate {args.rate}, delay {args.delay_ms} ms, MLP 64-{args.hidden}-10, "
-          f"{args.samples} samples, full batch, lr {args.lr}, LAQ {args.bits} bits, "
-          f"machine: {os.cpu_count()} cores")
+    print(
+        f"# link: {mode} ({'each rank in its own namespace, veth shaped by tc tbf' if ok else why})"
+    )
+    print(
+        f"# rate {args.rate}, delay {args.delay_ms} ms, MLP 64-{args.hidden}-10, "
+        f"{args.samples} samples, full batch, lr {args.lr}, LAQ {args.bits} bits, "
+        f"machine: {os.cpu_count()} cores"
+    )
     rate_bps = _parse_rate(args.rate)
     report: dict[str, Any] = {"mode": mode, "why": why, "rate": args.rate, "runs": {}}
     for n in [int(v) for v in args.nprocs.split(",")]:
@@ -298,7 +336,13 @@ def main() -> int:
         try:
             if net_ctx:
                 net_ctx.__enter__()
-            ref = run_config(n, "allreduce", None, argparse.Namespace(**{**vars(args), "max_iters": args.target_iters}), net_ctx)
+            ref = run_config(
+                n,
+                "allreduce",
+                None,
+                argparse.Namespace(**{**vars(args), "max_iters": args.target_iters}),
+                net_ctx,
+            )
             target = ref[0]["losses"][-1]
             for method in args.methods.split(","):
                 outs = run_config(n, method, target, args, net_ctx)
@@ -308,13 +352,19 @@ def main() -> int:
                     # the bytes this rank really sent, plus one latency per iteration and
                     # collective (2 collectives: gradient exchange + loss).
                     s["measured_loopback_time_s"] = s["time_s"]
-                    s["time_s"] = s["time_s"] + 8 * s["iface_bytes_per_rank"] / rate_bps + (
-                        2 * s["iterations"] * args.latency_ms / 1000)
+                    s["time_s"] = (
+                        s["time_s"]
+                        + 8 * s["iface_bytes_per_rank"] / rate_bps
+                        + (2 * s["iterations"] * args.latency_ms / 1000)
+                    )
                 s["target_loss"] = target
                 report["runs"][f"{n}/{method}"] = s
-                print(f"n={n} {method:9s} time {s['time_s']:7.2f} s  iters {s['iterations']:4d}  "
-                      f"loss {s['final_loss']:.4f} (target {target:.4f})  "
-                      f"iface bytes/rank {s['iface_bytes_per_rank'] / 1e6:8.2f} MB", flush=True)
+                print(
+                    f"n={n} {method:9s} time {s['time_s']:7.2f} s  iters {s['iterations']:4d}  "
+                    f"loss {s['final_loss']:.4f} (target {target:.4f})  "
+                    f"iface bytes/rank {s['iface_bytes_per_rank'] / 1e6:8.2f} MB",
+                    flush=True,
+                )
         finally:
             if net_ctx:
                 net_ctx.__exit__()

@@ -67,8 +67,7 @@ class StepLoop:
 
 
 def sim_block(prob: Any, name: str, iterations: int) -> float:
-    res = simulate(prob, get_algorithm(name), max_iterations=iterations, eps=0.0,
-                   eval_every=10)
+    res = simulate(prob, get_algorithm(name), max_iterations=iterations, eps=0.0, eval_every=10)
     return res.wall_time / iterations
 
 
@@ -91,10 +90,14 @@ def measure(prob: Any, block: int, repeats: int) -> dict[str, Any]:
                 times[name].append(fn(name))
         gd_min, laq_min = min(times["gd"]), min(times["laq"])
         gd_med, laq_med = statistics.median(times["gd"]), statistics.median(times["laq"])
-        out[kind] = {"gd_ms": 1e3 * gd_min, "laq_ms": 1e3 * laq_min, "ratio": laq_min / gd_min,
-                     "median_ratio": laq_med / gd_med,
-                     "gd_all_ms": [1e3 * t for t in times["gd"]],
-                     "laq_all_ms": [1e3 * t for t in times["laq"]]}
+        out[kind] = {
+            "gd_ms": 1e3 * gd_min,
+            "laq_ms": 1e3 * laq_min,
+            "ratio": laq_min / gd_min,
+            "median_ratio": laq_med / gd_med,
+            "gd_all_ms": [1e3 * t for t in times["gd"]],
+            "laq_all_ms": [1e3 * t for t in times["laq"]],
+        }
     return out
 
 
@@ -110,24 +113,35 @@ def main(argv: list[str] | None = None) -> int:
     problems = [
         make_problem("digits", workers=args.workers),
         # MNIST-sized softmax model (784 features, p = 7850) on synthetic data.
-        make_problem(make_classification(n=6000, d=784, num_classes=10, seed=0),
-                     workers=args.workers),
+        make_problem(
+            make_classification(n=6000, d=784, num_classes=10, seed=0), workers=args.workers
+        ),
     ]
     report: dict[str, Any] = {
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpu_count": os.cpu_count(), "laqcore": build_info()},
-        "block": args.block, "repeats": args.repeats, "results": [],
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "laqcore": build_info(),
+        },
+        "block": args.block,
+        "repeats": args.repeats,
+        "results": [],
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
-    print(f"{'problem':<38}{'p':>6}{'loop':>10}{'GD ms/it':>10}{'LAQ ms/it':>11}"
-          f"{'LAQ/GD':>8}{'(median)':>10}")
+    print(
+        f"{'problem':<38}{'p':>6}{'loop':>10}{'GD ms/it':>10}{'LAQ ms/it':>11}"
+        f"{'LAQ/GD':>8}{'(median)':>10}"
+    )
     for prob in problems:
         r = measure(prob, args.block, args.repeats)
         report["results"].append(r)
         for kind in ("step", "simulate"):
             m = r[kind]
-            print(f"{prob.name:<38}{prob.dim:>6}{kind:>10}{m['gd_ms']:>10.3f}"
-                  f"{m['laq_ms']:>11.3f}{m['ratio']:>8.2f}{m['median_ratio']:>10.2f}")
+            print(
+                f"{prob.name:<38}{prob.dim:>6}{kind:>10}{m['gd_ms']:>10.3f}"
+                f"{m['laq_ms']:>11.3f}{m['ratio']:>8.2f}{m['median_ratio']:>10.2f}"
+            )
     worst = max(r[k]["ratio"] for r in report["results"] for k in ("step", "simulate"))
     print(f"worst LAQ/GD ratio (fastest blocks): {worst:.2f} (goal <= 1.25)")
     if args.json:

@@ -31,8 +31,11 @@ from laqcore.torch import (
     terngrad_hook,
 )
 
-HOOKS = {"laq": (LAQState, laq_hook), "qsgd": (QSGDState, qsgd_hook),
-         "terngrad": (TernGradState, terngrad_hook)}
+HOOKS = {
+    "laq": (LAQState, laq_hook),
+    "qsgd": (QSGDState, qsgd_hook),
+    "terngrad": (TernGradState, terngrad_hook),
+}
 
 
 def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str, float]:

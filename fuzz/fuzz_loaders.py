@@ -21,7 +21,9 @@ with atheris.instrument_imports(include=["laqcore"]):
 
 import common
 
-TMP = tempfile.mkdtemp(prefix="laqcore-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+TMP = tempfile.mkdtemp(
+    prefix="laqcore-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+)
 
 # load_libsvm stores features densely; its max_bytes bound keeps every matrix a fuzzed file
 # can ask for far below the harness's memory limit (run_all.py: -rss_limit_mb=3072).

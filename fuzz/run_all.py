@@ -51,12 +51,20 @@ def select(found: list[Path], selected: list[str]) -> list[Path]:
 def build_cpp_harnesses() -> list[Path]:
     """Configure + build the `fuzz` CMake preset; return the harness executables."""
     root = HERE.parent
-    subprocess.run(["cmake", "--preset", "fuzz", f"-DPython_EXECUTABLE={sys.executable}"],
-                   cwd=root, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["cmake", "--preset", "fuzz", f"-DPython_EXECUTABLE={sys.executable}"],
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     names = sorted(p.stem for p in (HERE / "cpp").glob("fuzz_*.cpp"))
     # Only the harnesses (the preset would also build an instrumented _core, unused here).
-    subprocess.run(["cmake", "--build", "--preset", "fuzz", "--target", *names], cwd=root,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["cmake", "--build", "--preset", "fuzz", "--target", *names],
+        cwd=root,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return [root / "build" / "preset-fuzz" / "fuzz" / "cpp" / name for name in names]
 
 
@@ -71,15 +79,18 @@ def run_one(
     inputs = [str(corpus)]
     if is_python:
         seed_dir = corpus_root / (path.stem + "-seeds")
-        subprocess.run([sys.executable, str(path), f"--write-seeds={seed_dir}"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, str(path), f"--write-seeds={seed_dir}"],
+            check=True,
+            capture_output=True,
+        )
         inputs.append(str(seed_dir))
     cmd = [
         *([sys.executable, str(path)] if is_python else [str(path)]),
         f"-max_total_time={seconds}",
         *([f"-runs={runs}"] if runs is not None else []),
-        "-timeout=10",            # one input taking > 10 s is a hang
-        "-rss_limit_mb=3072",     # a decoder that allocates GBs from a tiny frame is a bug
+        "-timeout=10",  # one input taking > 10 s is a hang
+        "-rss_limit_mb=3072",  # a decoder that allocates GBs from a tiny frame is a bug
         "-max_len=65536",
         "-print_final_stats=1",
         f"-artifact_prefix={artifacts}/{label.replace('/', '-')}-",
@@ -108,13 +119,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8, help="time per harness")
     parser.add_argument("--jobs", type=int, default=1, help="libFuzzer -fork workers")
-    parser.add_argument("--runs", type=int, default=None,
-                        help="stop each harness after this many inputs (--seconds still caps it)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="stop each harness after this many inputs (--seconds still caps it)",
+    )
     parser.add_argument("--corpus", type=Path, default=Path("build/fuzz-corpus"))
     parser.add_argument("--artifacts", type=Path, default=Path("build/fuzz-artifacts"))
     parser.add_argument("--cpp", action="store_true", help="also build + run fuzz/cpp (clang)")
-    parser.add_argument("only", nargs="*",
-                        help="harness names, e.g. frames or cpp/laq (default: all)")
+    parser.add_argument(
+        "only", nargs="*", help="harness names, e.g. frames or cpp/laq (default: all)"
+    )
     args = parser.parse_args()
     targets = sorted(HERE.glob("fuzz_*.py"))
     if args.cpp:
@@ -122,8 +138,14 @@ def main() -> None:
     targets = select(targets, args.only)
     total = 0
     for path in targets:
-        total += run_one(path, args.seconds, args.corpus.resolve(), args.artifacts.resolve(),
-                         args.jobs, args.runs)
+        total += run_one(
+            path,
+            args.seconds,
+            args.corpus.resolve(),
+            args.artifacts.resolve(),
+            args.jobs,
+            args.runs,
+        )
     print(f"{'total':24s} {total:>12,d} inputs, 0 crashes")
 
 

@@ -47,8 +47,12 @@ def transport_rounds(rank: int, world: int) -> dict[str, Any]:
     # A rank with a non-finite gradient: nobody moves payload, everyone learns who.
     res = t.exchange(b"xyz", nonfinite=(rank == world - 1), tag="nonfinite round")
     t.barrier()
-    return {"frames": got, "nonfinite": res.nonfinite_ranks, "stats": t.stats.as_dict(),
-            "errors": errors}
+    return {
+        "frames": got,
+        "nonfinite": res.nonfinite_ranks,
+        "stats": t.stats.as_dict(),
+        "errors": errors,
+    }
 
 
 def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
@@ -73,7 +77,10 @@ def _mlp(seed: int) -> Any:
 
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Linear(12, 16), torch.nn.Tanh(), torch.nn.Linear(16, 8), torch.nn.Tanh(),
+        torch.nn.Linear(12, 16),
+        torch.nn.Tanh(),
+        torch.nn.Linear(16, 8),
+        torch.nn.Tanh(),
         torch.nn.Linear(8, 3),
     )
 

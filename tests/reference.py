@@ -101,10 +101,13 @@ def lane_blocked_sum(values: np.ndarray) -> float:
     total = 0.0
     for start in range(0, v.size, REDUCE_BLOCK):
         block = v[start : start + REDUCE_BLOCK]
-        lane = [float(np.cumsum(block[j::SUM_LANES])[-1]) if j < block.size else 0.0
-                for j in range(SUM_LANES)]
+        lane = [
+            float(np.cumsum(block[j::SUM_LANES])[-1]) if j < block.size else 0.0
+            for j in range(SUM_LANES)
+        ]
         total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + (
-            (lane[4] + lane[5]) + (lane[6] + lane[7]))
+            (lane[4] + lane[5]) + (lane[6] + lane[7])
+        )
     return total
 
 
@@ -124,8 +127,9 @@ def qsgd_scales(x: np.ndarray, bucket_size: int, norm: str) -> np.ndarray:
     return np.array(scales, dtype=np.float32)
 
 
-def qsgd_codes(x: np.ndarray, levels: int, bucket_size: int, scales: np.ndarray,
-               u: np.ndarray) -> np.ndarray:
+def qsgd_codes(
+    x: np.ndarray, levels: int, bucket_size: int, scales: np.ndarray, u: np.ndarray
+) -> np.ndarray:
     """code = 2 * level + negative; level = floor(r) + [u < r - floor(r)], r = |x|/scale*s."""
     s = np.float32(levels)
     scale = _per_element(scales, bucket_size, x.size)
@@ -250,8 +254,9 @@ def laq_official_quantd(vec: np.ndarray, v2: np.ndarray, b: int) -> np.ndarray:
     return v2 - r + 2 * delta * np.floor((vec - v2 + r + delta) / (2 * delta))
 
 
-def laq_decode_add(target: np.ndarray, codes: np.ndarray, radius: float, bits: int,
-                   weight: float = 1.0) -> np.ndarray:
+def laq_decode_add(
+    target: np.ndarray, codes: np.ndarray, radius: float, bits: int, weight: float = 1.0
+) -> np.ndarray:
     """target + float32(weight) * lut[codes], all in float32 (the apply / accumulate kernels)."""
     table = np.float32(weight) * laq_lut(radius, bits)
     return np.asarray(target, dtype=np.float32) + table[codes]

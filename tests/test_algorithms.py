@@ -39,8 +39,20 @@ def quantd(g, prev, b):
     return prev - r + 2 * delta * np.floor((g - prev + r + delta) / (2 * delta))
 
 
-def laq_reference(prob, iterations, *, alpha=0.02, b=4, D=10, ck=0.8, C=100, always=False,
-                  err_scale=1.0, additive=0.0, terms=None):
+def laq_reference(
+    prob,
+    iterations,
+    *,
+    alpha=0.02,
+    b=4,
+    D=10,
+    ck=0.8,
+    C=100,
+    always=False,
+    err_scale=1.0,
+    additive=0.0,
+    terms=None,
+):
     """LAQ as in the official LAQ.py (float64), gradients rounded to float32 like the wire;
     ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger."""
     M = prob.num_workers
@@ -224,8 +236,9 @@ def test_sparse_qsgd_first_iteration(prob):
     x = prob.initial_point()
     total = np.zeros(prob.dim)
     for m, g in enumerate(minibatch_grads(prob, x, 0, 16)):
-        c = laqcore.get_compressor("sparse_quant", ratio=0.1, bits=4, selection="randk",
-                                   seed=0, stream=m)
+        c = laqcore.get_compressor(
+            "sparse_quant", ratio=0.1, bits=4, selection="randk", seed=0, stream=m
+        )
         p = c.compress(g, step=0)
         total += c.decompress(p) * prob.dim / len(p.indices)  # n/k: unbiased
     np.testing.assert_allclose(th[1], x - 0.008 * total, rtol=1e-6, atol=1e-12)
@@ -416,9 +429,19 @@ def test_get_algorithm_errors():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("alpha", 0.0), ("alpha", float("nan")), ("bits", 9), ("D", 0), ("ratio", 1.5),
-     ("upload_rate", 0.0), ("t_bar", -1), ("model_bits", 1), ("momentum", 1.0),
-     ("threshold", -1.0), ("ck", -0.1)],
+    [
+        ("alpha", 0.0),
+        ("alpha", float("nan")),
+        ("bits", 9),
+        ("D", 0),
+        ("ratio", 1.5),
+        ("upload_rate", 0.0),
+        ("t_bar", -1),
+        ("model_bits", 1),
+        ("momentum", 1.0),
+        ("threshold", -1.0),
+        ("ck", -0.1),
+    ],
 )
 def test_params_validation(field, value):
     with pytest.raises(ValueError, match=field):
@@ -428,24 +451,27 @@ def test_params_validation(field, value):
 def test_acc_asylpg_momentum_formula(prob):
     # Without momentum Acc-AsyLPG is AsyLPG; with it, the server reads y = x + beta (x - x_prev).
     th_plain, _ = trajectory(prob, get_algorithm("asylpg", batch=16, max_delay=2), 6)
-    th_zero, _ = trajectory(prob, get_algorithm("acc-asylpg", batch=16, max_delay=2,
-                                                momentum=0.0), 6)
+    th_zero, _ = trajectory(
+        prob, get_algorithm("acc-asylpg", batch=16, max_delay=2, momentum=0.0), 6
+    )
     np.testing.assert_array_equal(th_plain, th_zero)
     alg = get_algorithm("acc-asylpg", batch=16, momentum=0.5)
     server = alg.make_server(prob.initial_point(), prob.num_workers)
-    workers = [alg.make_worker(m, prob.workers[m], prob.num_workers)
-               for m in range(prob.num_workers)]
+    workers = [
+        alg.make_worker(m, prob.workers[m], prob.num_workers) for m in range(prob.num_workers)
+    ]
     prev = server.theta.copy()
     for _ in range(4):
         y_before = server.y.copy()
         ups = {m: w.step(server.message(m)) for m, w in enumerate(workers)}
-        total = sum(alg.grad_codec(0).decompress(p).astype(np.float64)
-                    for _, p in sorted(ups.items()))
+        total = sum(
+            alg.grad_codec(0).decompress(p).astype(np.float64) for _, p in sorted(ups.items())
+        )
         # x_{t+1} = y_t - alpha * sum_m Q(a_m)
-        np.testing.assert_allclose(_apply(server, ups), y_before - 0.02 * total,
-                                   rtol=0, atol=1e-12)
-        np.testing.assert_allclose(server.y, server.theta + 0.5 * (server.theta - prev),
-                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(_apply(server, ups), y_before - 0.02 * total, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            server.y, server.theta + 0.5 * (server.theta - prev), rtol=0, atol=1e-12
+        )
         prev = server.theta.copy()
 
 
@@ -460,8 +486,9 @@ def test_sparse_asylpg_first_step_by_hand(prob):
     total = np.zeros(prob.dim)
     for m, w in enumerate(prob.workers):
         # k = 0: read model = snapshot = x0, so a_m = grad f_m(x0) exactly.
-        c = laqcore.get_compressor("sparse_quant", ratio=0.1, bits=8, selection="randk",
-                                   seed=0, stream=m)
+        c = laqcore.get_compressor(
+            "sparse_quant", ratio=0.1, bits=8, selection="randk", seed=0, stream=m
+        )
         p = c.compress(w.grad(x0), step=0)
         total += c.decompress(p).astype(np.float64) * (prob.dim / len(p.indices))
     np.testing.assert_allclose(th[1], x0 - 0.02 * total, rtol=1e-6, atol=1e-12)

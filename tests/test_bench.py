@@ -12,9 +12,22 @@ from laqcore import bench
 
 TINY = {"sizes": [1000], "bits": [1, 4], "threads": [1, 2], "repeats": 1, "min_time": 0.0}
 ROW_KEYS = {
-    "kernel", "n", "bits", "threads", "seconds", "gbps", "memcpy_ratio", "numpy_speedup",
-    "torch_speedup", "memcpy_seconds", "numpy_seconds", "torch_seconds", "seconds_min",
-    "memcpy_seconds_min", "numpy_seconds_min", "torch_seconds_min",
+    "kernel",
+    "n",
+    "bits",
+    "threads",
+    "seconds",
+    "gbps",
+    "memcpy_ratio",
+    "numpy_speedup",
+    "torch_speedup",
+    "memcpy_seconds",
+    "numpy_seconds",
+    "torch_seconds",
+    "seconds_min",
+    "memcpy_seconds_min",
+    "numpy_seconds_min",
+    "torch_seconds_min",
 }
 
 
@@ -28,6 +41,7 @@ def test_report_schema():
     assert machine["simd"] == laqcore.runtime.simd_level()
     assert machine["build"]["version"] == laqcore.__version__
     rows = report["results"]
+
     # one row per kernel x size x supported bit width (fixed-width kernels: one) x threads
     def widths(k: str) -> int:
         spec = bench.KERNELS[k]
@@ -59,9 +73,26 @@ def test_cli_writes_json_and_plot(tmp_path, capsys):
     out = tmp_path / "bench.json"
     png = tmp_path / "bench.png"
     status = bench.main(
-        ["--kernels", "pack,unpack", "--sizes", "10:11", "--bits", "2", "--threads", "1",
-         "--repeats", "1", "--min-time", "0", "--no-torch", "--json", str(out),
-         "--plot", str(png), "--markdown"]
+        [
+            "--kernels",
+            "pack,unpack",
+            "--sizes",
+            "10:11",
+            "--bits",
+            "2",
+            "--threads",
+            "1",
+            "--repeats",
+            "1",
+            "--min-time",
+            "0",
+            "--no-torch",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--markdown",
+        ]
     )
     assert status == 0
     report = json.loads(out.read_text())
@@ -106,8 +137,24 @@ def test_laqcore_command_has_bench(tmp_path, capsys):
     from laqcore import cli
 
     out = tmp_path / "b.json"
-    argv = ["bench", "--kernels", "unpack", "--sizes", "10:10", "--bits", "1", "--threads", "1",
-            "--repeats", "1", "--min-time", "0", "--no-torch", "--json", str(out)]
+    argv = [
+        "bench",
+        "--kernels",
+        "unpack",
+        "--sizes",
+        "10:10",
+        "--bits",
+        "1",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--min-time",
+        "0",
+        "--no-torch",
+        "--json",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     assert json.loads(out.read_text())["results"][0]["kernel"] == "unpack"
     assert cli.main(["bench", "--kernels", "nope", "--no-torch"]) == 2

@@ -63,8 +63,19 @@ TINY = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quie
 
 def test_run_writes_results(tmp_path, capsys, cache):
     out = tmp_path / "run"
-    rc = cli.main(["run", "--algorithm", "laq", "--max-iterations", "15", "--out", str(out),
-                   "--no-plots", *TINY])
+    rc = cli.main(
+        [
+            "run",
+            "--algorithm",
+            "laq",
+            "--max-iterations",
+            "15",
+            "--out",
+            str(out),
+            "--no-plots",
+            *TINY,
+        ]
+    )
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     (run,) = data["runs"]
@@ -80,19 +91,37 @@ def test_run_writes_results(tmp_path, capsys, cache):
 def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "cmp"
-    rc = cli.main(["compare", "--algorithms", "gd,qgd,lag-wk,laq,random-select",
-                   "--max-iterations", "20", "--out", str(out), *TINY])
+    rc = cli.main(
+        [
+            "compare",
+            "--algorithms",
+            "gd,qgd,lag-wk,laq,random-select",
+            "--max-iterations",
+            "20",
+            "--out",
+            str(out),
+            *TINY,
+        ]
+    )
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
-    assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq",
-                                                      "random-select"]
-    keys = {"algorithm", "seed", "iterations", "uploads", "bits", "final_residual",
-            "test_accuracy", "reached_tolerance"}
+    assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq", "random-select"]
+    keys = {
+        "algorithm",
+        "seed",
+        "iterations",
+        "uploads",
+        "bits",
+        "final_residual",
+        "test_accuracy",
+        "reached_tolerance",
+    }
     assert all(keys <= set(r) for r in data["runs"])
     # random-select ran at LAQ's measured upload rate
     laq = data["runs"][3]
     assert data["runs"][4]["params"]["upload_rate"] == pytest.approx(
-        laq["uploads"] / (laq["iterations"] * 3))
+        laq["uploads"] / (laq["iterations"] * 3)
+    )
     for name in ("iterations", "uploads", "bits"):
         png = out / f"residual_vs_{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
@@ -103,9 +132,25 @@ def test_compare_table_json_and_plots(tmp_path, capsys, cache):
 
 def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
     out = tmp_path / "sw"
-    rc = cli.main(["sweep", "--algorithms", "laq", "--grid", "alpha=0.01,0.02",
-                   "--grid", "D=2,10", "--seeds", "2", "--max-iterations", "10",
-                   "--out", str(out), "--no-plots", *TINY])
+    rc = cli.main(
+        [
+            "sweep",
+            "--algorithms",
+            "laq",
+            "--grid",
+            "alpha=0.01,0.02",
+            "--grid",
+            "D=2,10",
+            "--seeds",
+            "2",
+            "--max-iterations",
+            "10",
+            "--out",
+            str(out),
+            "--no-plots",
+            *TINY,
+        ]
+    )
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     assert len(data["runs"]) == 8
@@ -120,14 +165,38 @@ def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
 
 
 def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
-    rc = cli.main(["sweep", "--algorithms", "gd,laq", "--tune-step", "--step-grid",
-                   "0.01,0.04", "--max-iterations", "10", "--eps", "10", *TINY])
+    rc = cli.main(
+        [
+            "sweep",
+            "--algorithms",
+            "gd,laq",
+            "--tune-step",
+            "--step-grid",
+            "0.01,0.04",
+            "--max-iterations",
+            "10",
+            "--eps",
+            "10",
+            *TINY,
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "best step size" in out
     assert "alpha=0.01" in out
-    rc = cli.main(["sweep", "--algorithms", "gd", "--grid", "workers=1,2", "--scale-alpha",
-                   "--max-iterations", "3", *TINY])
+    rc = cli.main(
+        [
+            "sweep",
+            "--algorithms",
+            "gd",
+            "--grid",
+            "workers=1,2",
+            "--scale-alpha",
+            "--max-iterations",
+            "3",
+            *TINY,
+        ]
+    )
     assert rc == 0
 
 
@@ -150,8 +219,22 @@ def test_cli_user_errors(argv, match, capsys, cache):
 def test_nonconvex_compare_plots_the_loss(tmp_path, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "mlp"
-    rc = cli.main(["compare", "--model", "mlp", "--hidden", "8", "--algorithms", "gd,laq",
-                   "--max-iterations", "5", "--out", str(out), *TINY])
+    rc = cli.main(
+        [
+            "compare",
+            "--model",
+            "mlp",
+            "--hidden",
+            "8",
+            "--algorithms",
+            "gd,laq",
+            "--max-iterations",
+            "5",
+            "--out",
+            str(out),
+            *TINY,
+        ]
+    )
     assert rc == 0
     assert (out / "loss_vs_bits.png").read_bytes()[:4] == b"\x89PNG"
     runs = json.loads((out / "results.json").read_text())["runs"]

@@ -233,9 +233,7 @@ def test_fuzz_finding_sparse_frame_declaring_huge_n():
     finding describes it: k = 1, index 1, value 3.0, valid CRC). It decodes, and
     decompressing it allocated 8 GiB; with expected_n the receiver refuses it at the header,
     naming both lengths."""
-    frame = bytes.fromhex(
-        "4c510105" "0100007800000000" "0100000000000000" "01000000" "00004040" "58c27aa5"
-    )
+    frame = bytes.fromhex("4c51010501000078000000000100000000000000010000000000404058c27aa5")
     assert len(frame) == 32
     assert laqcore.wire.payload_from_bytes(frame).n == 2013265921  # what a receiver gets
     comp = laqcore.get_compressor("topk", k=1)
@@ -268,8 +266,13 @@ def test_from_bytes_expected_n(name, rng):
     with pytest.raises(ValueError, match=r"n = 4294967296.*expected_n = 333"):
         comp.from_bytes(_with_n(frame, 2**32), expected_n=333)
     # A malformed expected_n names the argument.
-    for bad, exc in ((0, ValueError), (-5, ValueError), (3.0, TypeError), (True, TypeError),
-                     ("333", TypeError)):
+    for bad, exc in (
+        (0, ValueError),
+        (-5, ValueError),
+        (3.0, TypeError),
+        (True, TypeError),
+        ("333", TypeError),
+    ):
         with pytest.raises(exc, match="expected_n"):
             comp.from_bytes(frame, expected_n=bad)
 

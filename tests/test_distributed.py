@@ -136,9 +136,7 @@ def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no
         # Skipping saves real bytes: the payload that crossed is exactly the uploads' frames
         # plus each uploading rank's container header (4 + 8 per item).
         w = outs[0].result[i]["wire"]
-        uploads_by_rank = sum(
-            len({m % world for m in d}) for d in decisions
-        )
+        uploads_by_rank = sum(len({m % world for m in d}) for d in decisions)
         assert w["payload_bytes"] == sim.bits // 8 + 4 * uploads_by_rank + 8 * sim.uploads
     lazy = outs[0].result[names.index("laq")]["result"]
     assert lazy["uploads"] < iters * 4  # LAQ skipped some uploads
@@ -152,15 +150,21 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
     ck = str(cache / "ckpt")
     base = {"problem": PROBLEM, "algorithm": "laq", "eps": 0.0, "eval_every": 10}
     full = run_processes(
-        engine_runs, 2,
-        [EngineConfig(**base, max_iterations=30),
-         EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=12)],
-        pg_timeout_s=30, deadline_s=120,
+        engine_runs,
+        2,
+        [
+            EngineConfig(**base, max_iterations=30),
+            EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=12),
+        ],
+        pg_timeout_s=30,
+        deadline_s=120,
     )
     resumed = run_processes(
-        engine_runs, 2,
+        engine_runs,
+        2,
         [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
-        pg_timeout_s=30, deadline_s=120,
+        pg_timeout_s=30,
+        deadline_s=120,
     )
     for r in range(2):
         a, b = full[r].result[0], resumed[r].result[0]
@@ -187,8 +191,9 @@ def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-unt
     for o in info.value.outcomes:
         assert o.error_type == "NonFiniteGradientError"
         assert "rank 1" in (o.error or "") and "step 4" in (o.error or "")
-    skip = EngineConfig(problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0,
-                        nonfinite="skip")
+    skip = EngineConfig(
+        problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0, nonfinite="skip"
+    )
     outs = run_processes(engine_runs, 2, [skip], poison_rank1_at_4, pg_timeout_s=30, deadline_s=60)
     # Rank 1 hosts workers 1 and 3 (round-robin), both poisoned once at iteration 4.
     assert [o.result[0]["wire"]["nonfinite_skipped"] for o in outs] == [0, 2]
@@ -201,8 +206,25 @@ def test_launch_command_writes_results(cache, capsys) -> None:  # type: ignore[n
     from laqcore.cli import main
 
     out = cache / "out"
-    argv = ["launch", "--nproc", "2", "--algorithm", "lag-wk", "--workers", "4",
-            "--max-samples", "200", "-K", "6", "--eps", "0", "-q", "--no-plots", "--out", str(out)]
+    argv = [
+        "launch",
+        "--nproc",
+        "2",
+        "--algorithm",
+        "lag-wk",
+        "--workers",
+        "4",
+        "--max-samples",
+        "200",
+        "-K",
+        "6",
+        "--eps",
+        "0",
+        "-q",
+        "--no-plots",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     run = data["runs"][0]

@@ -613,13 +613,15 @@ def test_fuzz_laq_innov_sq_input_is_summed_accurately():
     import base64
     from fractions import Fraction
 
-    blob = zlib.decompress(base64.b64decode(
-        "eNpLEPg/z5aBNHAfHYSSAdbis8EFu7AlDsBAbaDGwMABpLgYFiyg0CQHhp8YRjMkJCQATQYBhDiEW5cJZD5G"
-        "iIYDAYp2oGkJSDGBph3mcIhQAgLEJ6AAsOKaHCAg6IHfVPY7BsD0oTUDig/VIL6jW1BhuhtbuiDGSfjDHxT8"
-        "uTkwANd7DdPaKvLjwMcPRGKxhloAd2BhARhOQNGtwDCQgIMBGJ8LGLjgEUuCz0jMJAMfEaQDkyFRAvwnuwhA"
-        "AzQqEQgXUljcROV8QVypNJo0OEbTAo1rqMFX+g9BJxNTYan9Z8jHlTjRAJWNG02MNI5ZAvEwyNt/w67lg9ct"
-        "lFYQIz3OGQdxa5e07gPlTQXMdhCygeBikxTn8zMAAMTPhXs="
-    ))
+    blob = zlib.decompress(
+        base64.b64decode(
+            "eNpLEPg/z5aBNHAfHYSSAdbis8EFu7AlDsBAbaDGwMABpLgYFiyg0CQHhp8YRjMkJCQATQYBhDiEW5cJZD5G"
+            "iIYDAYp2oGkJSDGBph3mcIhQAgLEJ6AAsOKaHCAg6IHfVPY7BsD0oTUDig/VIL6jW1BhuhtbuiDGSfjDHxT8"
+            "uTkwANd7DdPaKvLjwMcPRGKxhloAd2BhARhOQNGtwDCQgIMBGJ8LGLjgEUuCz0jMJAMfEaQDkyFRAvwnuwhA"
+            "AzQqEQgXUljcROV8QVypNJo0OEbTAo1rqMFX+g9BJxNTYan9Z8jHlTjRAJWNG02MNI5ZAvEwyNt/w67lg9ct"
+            "lFYQIz3OGQdxa5e07gPlTQXMdhCygeBikxTn8zMAAMTPhXs="
+        )
+    )
     assert len(blob) == 4618 and blob[0] == 0x60  # decode mode, bits = 1 + (0x60 >> 1) % 8
     (radius,) = struct.unpack("<f", blob[1:5])
     packed = np.frombuffer(blob[5:], dtype=np.uint8).copy()

@@ -53,9 +53,9 @@ def test_gradient_matches_finite_differences(kind, rng):
     theta = f.model.initial_point(1) + 0.3 * rng.normal(size=f.dim)
     g = f.grad(theta)
     h = 1e-6
-    fd = np.array([
-        (f.loss(theta + h * e) - f.loss(theta - h * e)) / (2 * h) for e in np.eye(f.dim)
-    ])
+    fd = np.array(
+        [(f.loss(theta + h * e) - f.loss(theta - h * e)) / (2 * h) for e in np.eye(f.dim)]
+    )
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
 
 
@@ -229,8 +229,13 @@ def test_mnist_idx_loader(tmp_path, rng, compress):
 
 
 def test_mnist_npz_loader(tmp_path, rng):
-    np.savez(tmp_path / "mnist.npz", x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
-             y_train=np.arange(4), x_test=np.zeros((1, 28, 28), np.uint8), y_test=[7])
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        y_train=np.arange(4),
+        x_test=np.zeros((1, 28, 28), np.uint8),
+        y_test=[7],
+    )
     ds = load_mnist(tmp_path)
     assert ds.X.shape == (4, 784)
     assert ds.y_test.tolist() == [7]
@@ -309,7 +314,9 @@ def test_fuzz_finding_libsvm_huge_feature_index(tmp_path):
     path = tmp_path / "huge.libsvm"
     path.write_bytes(b"1 200000000:1\n")
     assert path.stat().st_size == 14
-    with pytest.raises(DatasetError, match=r"huge\.libsvm.*line 1.*200000000.*max_features=16777216"):
+    with pytest.raises(
+        DatasetError, match=r"huge\.libsvm.*line 1.*200000000.*max_features=16777216"
+    ):
         load_libsvm(path)
     with pytest.raises(DatasetError, match=r"line 1.*200000000.*num_features=64"):
         load_libsvm(path, num_features=64)
@@ -335,8 +342,12 @@ def test_libsvm_limits(tmp_path):
     path.write_text("1 16777216:1\n" * 40)
     with pytest.raises(DatasetError, match=r"40 x 16777216"):
         load_libsvm(path)
-    for kwargs, exc in (({"max_features": 0}, ValueError), ({"num_features": 0}, ValueError),
-                        ({"max_bytes": 1.5}, TypeError), ({"num_features": "3"}, TypeError)):
+    for kwargs, exc in (
+        ({"max_features": 0}, ValueError),
+        ({"num_features": 0}, ValueError),
+        ({"max_bytes": 1.5}, TypeError),
+        ({"num_features": "3"}, TypeError),
+    ):
         with pytest.raises(exc, match=next(iter(kwargs))):
             load_libsvm(path, **kwargs)
 
@@ -348,9 +359,12 @@ def _mnist_npz_bytes(tmp_path, **arrays) -> bytes:
 
 
 def _good_mnist(rng) -> dict:
-    return {"x_train": rng.integers(0, 256, (3, 4, 4), dtype=np.uint8),
-            "y_train": np.array([1, 7, 3], np.uint8),
-            "x_test": np.zeros((2, 4, 4), np.uint8), "y_test": np.array([0, 9], np.uint8)}
+    return {
+        "x_train": rng.integers(0, 256, (3, 4, 4), dtype=np.uint8),
+        "y_train": np.array([1, 7, 3], np.uint8),
+        "x_test": np.zeros((2, 4, 4), np.uint8),
+        "y_test": np.array([0, 9], np.uint8),
+    }
 
 
 def test_fuzz_finding_mnist_npz_zipfile_errors(tmp_path, rng):

@@ -124,16 +124,22 @@ def test_laq_midpoints_identical_to_scalar(simd_level, bits):
     # must detect these and take its exact path.
     levels = (1 << bits) - 1
     mid = (-1.0 + (np.arange(levels) + 0.5) * (2.0 / levels)).astype(np.float32)
-    grad = np.concatenate([
-        [1.0, -1.0], mid, np.nextafter(mid, np.float32(2)), np.nextafter(mid, np.float32(-2)),
-    ]).astype(np.float32)
+    grad = np.concatenate(
+        [
+            [1.0, -1.0],
+            mid,
+            np.nextafter(mid, np.float32(2)),
+            np.nextafter(mid, np.float32(-2)),
+        ]
+    ).astype(np.float32)
     grad = np.tile(grad, 40)
     scalar = _laq_everything("scalar", grad, None, bits)
     assert _laq_everything(simd_level, grad, None, bits) == scalar
     # Shifted by a q_prev, the float32 innovations land near the midpoints too.
     prev = np.full(grad.size, 0.25, np.float32)
     assert _laq_everything(simd_level, grad + prev, prev, bits) == _laq_everything(
-        "scalar", grad + prev, prev, bits)
+        "scalar", grad + prev, prev, bits
+    )
 
 
 def test_laq_near_fast_path_margin_identical_to_scalar(simd_level, bits):
@@ -151,7 +157,8 @@ def test_laq_near_fast_path_margin_identical_to_scalar(simd_level, bits):
     frac = np.abs(x - np.round(x))
     assert np.any((frac > 0) & (frac < 2.0**-14)) and np.any(frac > 2.0**-13)  # both sides
     assert _laq_everything(simd_level, grad, None, bits) == _laq_everything(
-        "scalar", grad, None, bits)
+        "scalar", grad, None, bits
+    )
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e-38, 1e30, 3e38], ids=lambda s: f"x{s:g}")
@@ -160,7 +167,8 @@ def test_laq_extreme_radius_identical_to_scalar(simd_level, scale):
     grad = np.clip(grad, -3.4e38, 3.4e38).astype(np.float32)  # finite float32
     for bits in (2, 8):
         assert _laq_everything(simd_level, grad, None, bits) == _laq_everything(
-            "scalar", grad, None, bits)
+            "scalar", grad, None, bits
+        )
 
 
 def test_laq_identical_for_any_thread_count(simd_level):
@@ -175,7 +183,10 @@ def test_laq_identical_for_any_thread_count(simd_level):
 def test_laq_simd_rejects_nonfinite(simd_level, where):
     grad, prev = _laq_inputs(40001, 4, "prev")
     grad[where] = np.nan
-    with runtime.simd(simd_level), pytest.raises(ValueError, match=f"grad contains NaN or Inf .*index {where}"):
+    with (
+        runtime.simd(simd_level),
+        pytest.raises(ValueError, match=f"grad contains NaN or Inf .*index {where}"),
+    ):
         laqcore.laq_quantize(grad, prev, 4)
 
 
@@ -190,8 +201,17 @@ def _qsgd_everything(level: str, x, levels: int, bucket: int, norm: str) -> tupl
 @pytest.mark.parametrize("norm", ["l2", "max"])
 @pytest.mark.parametrize(
     ("n", "bucket"),
-    [(1, 1), (7, 3), (9, 9), (33, 5), (1000, 100), (4099, 512), (20000, 20000), (70001, 512),
-     (2**15 + 9, 2**14 + 3)],
+    [
+        (1, 1),
+        (7, 3),
+        (9, 9),
+        (33, 5),
+        (1000, 100),
+        (4099, 512),
+        (20000, 20000),
+        (70001, 512),
+        (2**15 + 9, 2**14 + 3),
+    ],
     ids=lambda v: str(v),
 )
 @pytest.mark.parametrize("levels", [1, 7, 127])
@@ -265,7 +285,8 @@ def test_terngrad_identical_to_scalar(simd_level, n, clip):
     assert _terngrad_everything(simd_level, x, clip, None) == expected
     shared = 2 * expected[0] + 1
     assert _terngrad_everything(simd_level, x, clip, shared) == _terngrad_everything(
-        "scalar", x, clip, shared)
+        "scalar", x, clip, shared
+    )
 
 
 def test_terngrad_identical_for_any_thread_count(simd_level):
@@ -284,7 +305,11 @@ def _level_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess[s
         env["LAQCORE_SIMD"] = env_value
     code = "import laqcore; print(laqcore.runtime.simd_level())"
     return subprocess.run(
-        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 

@@ -88,16 +88,28 @@ def test_one_shot_ends_the_run(prob):
 
 def test_summary_has_the_results_json_keys(prob):
     s = simulate(prob, get_algorithm("qgd"), max_iterations=2).summary()
-    for key in ("algorithm", "seed", "iterations", "uploads", "bits", "final_residual",
-                "test_accuracy", "reached_tolerance"):
+    for key in (
+        "algorithm",
+        "seed",
+        "iterations",
+        "uploads",
+        "bits",
+        "final_residual",
+        "test_accuracy",
+        "reached_tolerance",
+    ):
         assert key in s
     assert "history" not in s
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"max_iterations": 0}, "max_iterations"), ({"eps": -1.0}, "eps"),
-     ({"eval_every": 0}, "eval_every"), ({"max_iterations": 2.5}, "max_iterations")],
+    [
+        ({"max_iterations": 0}, "max_iterations"),
+        ({"eps": -1.0}, "eps"),
+        ({"eval_every": 0}, "eval_every"),
+        ({"max_iterations": 2.5}, "max_iterations"),
+    ],
 )
 def test_bad_arguments(prob, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -32,7 +32,11 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
         world,
         [
             {"method": "none", "steps": steps, "kwargs": {}},
-            {"method": "laq", "steps": steps, "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm}},
+            {
+                "method": "laq",
+                "steps": steps,
+                "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm},
+            },
             {"method": "laq", "steps": 40, "kwargs": {"bits": 4, "warmup_steps": 2}, "lr": 0.02},
         ],
     )

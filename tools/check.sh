@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fast static checks of .ci/run, for use before every landing (about 1 minute):
-#   tools/check.sh            # ruff, mypy --strict, stubtest, docs (-W)
+#   tools/check.sh            # ruff (lint + format), clang-format, mypy --strict, stubtest, docs (-W)
 # Needs the dev and docs extras and an up-to-date install of this checkout
 # (python -m pip install --no-build-isolation ".[dev,docs]"): stubtest and the docs import
 # the installed package.
@@ -10,6 +10,8 @@ PY=${PYTHON:-python}
 status=0
 run() { echo "--- $*"; "$@" || status=1; }
 run "$PY" -m ruff check .
+run "$PY" -m ruff format --check .
+run bash -c "git ls-files 'cpp/*.[ch]pp' 'fuzz/*.[ch]pp' | xargs clang-format --dry-run -Werror"
 run "$PY" -m mypy
 run bash -c "cd \"\$(mktemp -d)\" && \"$PY\" -m mypy.stubtest laqcore._core"
 run "$PY" -m sphinx -W --keep-going -q -b html docs build/docs-html

@@ -194,7 +194,10 @@ def _make_unpack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Cas
     numpy_fn: Fn = lambda: _np_unpack(packed, bits, n)
     torch_fn = None if tpacked is None else (lambda: _torch_unpack(torch, tpacked, bits, n))
     return Case(
-        kernel, np.empty(n, np.uint8), numpy_fn, torch_fn,
+        kernel,
+        np.empty(n, np.uint8),
+        numpy_fn,
+        torch_fn,
         _verify_outputs(kernel, numpy_fn, torch_fn),
     )
 
@@ -445,6 +448,7 @@ def _make_sign(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
         def _torch_job() -> Any:  # EF-sign as in GRACE: mean |x| and the sign bits
             scale = tx.abs().sum(dtype=torch.float64) / n
             return scale, _torch_pack(torch, (tx < 0).to(torch.uint8), 1)
+
         torch_fn = _torch_job
 
     def verify() -> None:
@@ -487,6 +491,7 @@ def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
         def _torch_job() -> Any:
             idx = _torch_topk(torch, tx, k)
             return idx, tx[idx]
+
         torch_fn = _torch_job
 
     def verify() -> None:  # random normals: no ties, so the kept set is unique
@@ -530,6 +535,7 @@ def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) 
             level = (low + (torch.rand(k) < r - low).float()).clamp_(max=levels)
             codes = (2 * level + ((vals < 0) & (level > 0)).float()).to(torch.uint8)
             return idx, scale, _torch_pack(torch, codes, bits)
+
         torch_fn = _torch_job
 
     def verify() -> None:
@@ -550,14 +556,22 @@ KERNELS: dict[str, Kernel] = {
         Kernel("laq_unpack_accumulate", _make_laq_accumulate, available=_has("laq_accumulate")),
         Kernel("pack", _make_pack),
         Kernel("unpack", _make_unpack),
-        Kernel("qsgd", _make_qsgd, widths=(2, 3, 4, 5, 6, 7, 8),
-               available=_has_compressor("qsgd")),
-        Kernel("terngrad", _make_terngrad, widths=(2,), fixed=True,
-               available=_has_compressor("terngrad")),
+        Kernel("qsgd", _make_qsgd, widths=(2, 3, 4, 5, 6, 7, 8), available=_has_compressor("qsgd")),
+        Kernel(
+            "terngrad",
+            _make_terngrad,
+            widths=(2,),
+            fixed=True,
+            available=_has_compressor("terngrad"),
+        ),
         Kernel("sign", _make_sign, widths=(1,), fixed=True, available=_has_compressor("sign")),
         Kernel("topk", _make_topk, widths=(32,), fixed=True, available=_has_compressor("topk")),
-        Kernel("sparse_quant", _make_sparse_quant, widths=(2, 3, 4, 5, 6, 7, 8),
-               available=_has_compressor("sparse_quant")),
+        Kernel(
+            "sparse_quant",
+            _make_sparse_quant,
+            widths=(2, 3, 4, 5, 6, 7, 8),
+            available=_has_compressor("sparse_quant"),
+        ),
     ]
 }
 
@@ -694,10 +708,14 @@ def run(
     for name in names:
         if name not in avail:
             raise ValueError(f"unknown or unavailable kernel {name!r}; available: {avail}")
-    size_list = list(sizes) if sizes is not None else (
-        [2**10, 2**16, 2**20] if quick else [2**e for e in range(10, 25)]
+    size_list = (
+        list(sizes)
+        if sizes is not None
+        else ([2**10, 2**16, 2**20] if quick else [2**e for e in range(10, 25)])
     )
-    if not size_list or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in size_list):
+    if not size_list or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in size_list
+    ):
         raise ValueError(f"sizes must be positive ints, got {size_list}")
     bit_list = [check_bits(b) for b in bits]
     if not bit_list:
@@ -720,9 +738,9 @@ def run(
         for name in names:
             spec = KERNELS[name]
             for n in size_list:
-                widths = spec.widths[:1] if spec.fixed else [
-                    b for b in bit_list if b in spec.widths
-                ]
+                widths = (
+                    spec.widths[:1] if spec.fixed else [b for b in bit_list if b in spec.widths]
+                )
                 for b in widths:
                     case = spec.make(n, b, rng, torch)
                     results.extend(
@@ -847,7 +865,7 @@ def plot(report: dict[str, Any], path: str) -> None:
         ax.set_xlabel("n")
         ax.set_ylabel("GB/s")
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(f"laqcore bench: {report['machine']['cpu']} ({report['machine']['simd']})")
     fig.tight_layout()
@@ -879,19 +897,37 @@ def _parse_ints(text: str) -> list[int]:
     try:
         return [int(p) for p in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench`` options to ``parser`` (used by ``laqcore bench``)."""
-    parser.add_argument("--kernels", type=lambda s: s.split(","), default=None,
-                        help=f"comma-separated subset of: {', '.join(KERNELS)} (default: all)")
-    parser.add_argument("--sizes", type=_parse_sizes, default=None,
-                        help="exponents LO:HI[:STEP] of n, or counts like 1000,2^20 (default 10:24)")
-    parser.add_argument("--bits", type=_parse_ints, default=[1, 2, 4, 8],
-                        help="comma-separated bit widths (default 1,2,4,8)")
-    parser.add_argument("--threads", type=_parse_ints, default=None,
-                        help="comma-separated thread counts (default: 1 and all)")
+    parser.add_argument(
+        "--kernels",
+        type=lambda s: s.split(","),
+        default=None,
+        help=f"comma-separated subset of: {', '.join(KERNELS)} (default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
+        help="exponents LO:HI[:STEP] of n, or counts like 1000,2^20 (default 10:24)",
+    )
+    parser.add_argument(
+        "--bits",
+        type=_parse_ints,
+        default=[1, 2, 4, 8],
+        help="comma-separated bit widths (default 1,2,4,8)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_parse_ints,
+        default=None,
+        help="comma-separated thread counts (default: 1 and all)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="samples per figure (median)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds per sample")
     parser.add_argument("--quick", action="store_true", help="small fast sweep (smoke test)")

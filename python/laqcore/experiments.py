@@ -41,27 +41,50 @@ def __dir__() -> list[str]:
 def add_problem_options(p: argparse.ArgumentParser) -> None:
     """Flags that define the problem: data, model, workers, partition."""
     g = p.add_argument_group("problem")
-    g.add_argument("--dataset", default="digits",
-                   help="digits (embedded, default), mnist (needs --data-dir), libsvm:PATH, "
-                   "synthetic, synthetic-binary, synthetic-regression, synthetic-lag, "
-                   "synthetic-lag-binary")
+    g.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (embedded, default), mnist (needs --data-dir), libsvm:PATH, "
+        "synthetic, synthetic-binary, synthetic-regression, synthetic-lag, "
+        "synthetic-lag-binary",
+    )
     g.add_argument("--data-dir", default=None, help="directory holding local data files")
-    g.add_argument("--model", default="softmax",
-                   choices=["softmax", "logistic", "least-squares", "mlp"])
+    g.add_argument(
+        "--model", default="softmax", choices=["softmax", "logistic", "least-squares", "mlp"]
+    )
     g.add_argument("--workers", "-M", type=int, default=10, help="number of workers M")
-    g.add_argument("--partition", default="contiguous",
-                   choices=["contiguous", "iid", "dirichlet"])
-    g.add_argument("--dirichlet-alpha", type=float, default=0.5,
-                   help="concentration of the Dirichlet partition (small = skewed)")
-    g.add_argument("--test-fraction", type=float, default=0.2,
-                   help="held-out fraction when the dataset has no test set")
-    g.add_argument("--l2", type=float, default=0.01,
-                   help="L2 weight: f_m carries (l2/2)||theta||^2 (paper: 0.01)")
+    g.add_argument("--partition", default="contiguous", choices=["contiguous", "iid", "dirichlet"])
+    g.add_argument(
+        "--dirichlet-alpha",
+        type=float,
+        default=0.5,
+        help="concentration of the Dirichlet partition (small = skewed)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="held-out fraction when the dataset has no test set",
+    )
+    g.add_argument(
+        "--l2",
+        type=float,
+        default=0.01,
+        help="L2 weight: f_m carries (l2/2)||theta||^2 (paper: 0.01)",
+    )
     g.add_argument("--hidden", type=int, default=200, help="hidden units of the mlp model")
-    g.add_argument("--max-samples", type=int, default=None,
-                   help="keep only this many training samples (quick runs)")
-    g.add_argument("--data-seed", type=int, default=0,
-                   help="seed of the test split, random partitions and MLP initialisation")
+    g.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="keep only this many training samples (quick runs)",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the test split, random partitions and MLP initialisation",
+    )
 
 
 def problem_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -97,8 +120,12 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
     g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
-    g.add_argument("--t-bar", type=int, dest="t_bar",
-                   help="forced upload after t_bar skips (100; 0 = upload every iteration)")
+    g.add_argument(
+        "--t-bar",
+        type=int,
+        dest="t_bar",
+        help="forced upload after t_bar skips (100; 0 = upload every iteration)",
+    )
     g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
     g.add_argument("--levels", type=int, help="QSGD levels s (10)")
     g.add_argument("--bucket-size", type=int, dest="bucket_size", help="QSGD bucket (512)")
@@ -108,10 +135,18 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epoch", type=int, help="AsyLPG SVRG epoch length (50)")
     g.add_argument("--model-bits", type=int, dest="model_bits", help="AsyLPG model bits (8)")
     g.add_argument("--momentum", type=float, help="Acc-AsyLPG momentum (0.3)")
-    g.add_argument("--upload-rate", dest="upload_rate", default=None,
-                   help="random-select: upload probability, or 'auto' = LAQ's measured rate")
-    g.add_argument("--local-steps", type=int, dest="local_steps",
-                   help="one-shot averaging: local steps before the upload (500)")
+    g.add_argument(
+        "--upload-rate",
+        dest="upload_rate",
+        default=None,
+        help="random-select: upload probability, or 'auto' = LAQ's measured rate",
+    )
+    g.add_argument(
+        "--local-steps",
+        type=int,
+        dest="local_steps",
+        help="one-shot averaging: local steps before the upload (500)",
+    )
     g.add_argument("--threshold", type=float, help="dynamic averaging divergence threshold")
 
 
@@ -119,24 +154,49 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--max-iterations", "-K", type=int, default=5000)
     g.add_argument("--eps", type=float, default=1e-6, help="stop at F - F* <= eps (1e-6)")
-    g.add_argument("--eval-every", type=int, default=10,
-                   help="iterations between test-accuracy / gradient-norm evaluations")
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=10,
+        help="iterations between test-accuracy / gradient-norm evaluations",
+    )
     g.add_argument("--seed", type=int, default=0, help="algorithm seed (minibatches, rounding)")
     g.add_argument("--out", default=None, help="output directory (results.json, plots)")
     g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    g.add_argument("--cache-dir", default=None,
-                   help="where F* values are cached (default $LAQCORE_CACHE_DIR or "
-                   "~/.cache/laqcore)")
-    g.add_argument("--blas-threads", type=int, default=1,
-                   help="OpenBLAS threads for the per-worker products (default 1: small "
-                   "products run faster unthreaded, much faster on a busy machine; "
-                   "0 = leave numpy's setting)")
+    g.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where F* values are cached (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
+    )
+    g.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="OpenBLAS threads for the per-worker products (default 1: small "
+        "products run faster unthreaded, much faster on a busy machine; "
+        "0 = leave numpy's setting)",
+    )
 
 
 PARAM_FLAGS = (
-    "alpha", "bits", "D", "ck", "xi", "t_bar", "batch", "levels", "bucket_size", "ratio",
-    "period", "max_delay", "epoch", "model_bits", "momentum", "upload_rate", "local_steps",
+    "alpha",
+    "bits",
+    "D",
+    "ck",
+    "xi",
+    "t_bar",
+    "batch",
+    "levels",
+    "bucket_size",
+    "ratio",
+    "period",
+    "max_delay",
+    "epoch",
+    "model_bits",
+    "momentum",
+    "upload_rate",
+    "local_steps",
     "threshold",
 )
 
@@ -176,8 +236,12 @@ def _simulate(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
     from .simulator import simulate
 
     return simulate(
-        prob, alg, max_iterations=args.max_iterations, eps=args.eps,
-        eval_every=args.eval_every, progress=not args.quiet,
+        prob,
+        alg,
+        max_iterations=args.max_iterations,
+        eps=args.eps,
+        eval_every=args.eval_every,
+        progress=not args.quiet,
     )
 
 
@@ -195,8 +259,16 @@ def _version() -> str:
     return __version__
 
 
-RUN_KEYS = ("algorithm", "seed", "iterations", "uploads", "bits", "final_residual",
-            "test_accuracy", "reached_tolerance")
+RUN_KEYS = (
+    "algorithm",
+    "seed",
+    "iterations",
+    "uploads",
+    "bits",
+    "final_residual",
+    "test_accuracy",
+    "reached_tolerance",
+)
 
 
 def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
@@ -211,8 +283,8 @@ def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
         json.dump(_json_safe({"config": config, "runs": runs}), fh, indent=2)
     with open(os.path.join(out, "histories.json"), "w", encoding="utf-8") as fh:
         json.dump(
-            [_json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history})
-             for r in results], fh,
+            [_json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
+            fh,
         )
     return path
 
@@ -249,12 +321,16 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
         ) from err
     # Nonconvex problems have no F*: plot the loss itself.
     metric = "residual"
-    if not any(np.isfinite(np.asarray(r.history.get("residual", []), dtype=float)).any()
-               for r in results):
+    if not any(
+        np.isfinite(np.asarray(r.history.get("residual", []), dtype=float)).any() for r in results
+    ):
         metric = "loss"
     paths = []
-    for key, label in (("iterations", "iterations"), ("uploads", "uploads (communication rounds)"),
-                       ("bits", "uplink bits")):
+    for key, label in (
+        ("iterations", "iterations"),
+        ("uploads", "uploads (communication rounds)"),
+        ("bits", "uplink bits"),
+    ):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         drawn = 0
         for r in results:
@@ -337,8 +413,12 @@ def _auto_rate(results: list[Any], workers: int) -> float:
 
 
 def run_many(
-    prob: Any, names: list[str], args: argparse.Namespace, seeds: list[int],
-    *, alpha_scale: float = 1.0,
+    prob: Any,
+    names: list[str],
+    args: argparse.Namespace,
+    seeds: list[int],
+    *,
+    alpha_scale: float = 1.0,
 ) -> list[Any]:
     """Run every algorithm for every seed (random-select at LAQ's rate with ``auto``).
 
@@ -395,13 +475,20 @@ def add_parser(sub: Any) -> None:
         "compare",
         help="simulate several algorithms on one problem: table, results.json, plots",
     )
-    p.add_argument("--algorithms", default="gd,qgd,lag-wk,laq",
-                   help="comma-separated names: gd, qgd, lag-wk, lag-ps, laq, sgd, qsgd, ssgd, "
-                   "slaq, terngrad, ef-sign, topk-ef, sparse-qsgd, pqasgd, asylpg, "
-                   "sparse-asylpg, acc-asylpg, random-select, one-shot, dynamic-avg")
-    p.add_argument("--seeds", type=int, default=1,
-                   help="algorithm seeds seed, seed+1, ... (minibatches, rounding; the data "
-                   "stay fixed: `laqcore sweep --seeds` also varies the data split)")
+    p.add_argument(
+        "--algorithms",
+        default="gd,qgd,lag-wk,laq",
+        help="comma-separated names: gd, qgd, lag-wk, lag-ps, laq, sgd, qsgd, ssgd, "
+        "slaq, terngrad, ef-sign, topk-ef, sparse-qsgd, pqasgd, asylpg, "
+        "sparse-asylpg, acc-asylpg, random-select, one-shot, dynamic-avg",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="algorithm seeds seed, seed+1, ... (minibatches, rounding; the data "
+        "stay fixed: `laqcore sweep --seeds` also varies the data split)",
+    )
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)

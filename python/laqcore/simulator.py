@@ -104,8 +104,9 @@ class Progress:
     prints a line every ``10`` seconds. Runs shorter than one second print nothing.
     """
 
-    def __init__(self, label: str, total: int, *, enabled: bool = True,
-                 stream: IO[str] | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, *, enabled: bool = True, stream: IO[str] | None = None
+    ) -> None:
         self.label = label
         self.total = total
         self.stream = stream if stream is not None else sys.stderr
@@ -150,8 +151,14 @@ def has_diverged(loss: float, loss0: float) -> bool:
 
 
 def simulate(
-    problem: Problem, algorithm: Algorithm, *, max_iterations: int = 5000, eps: float = 1e-6,
-    f_star: float | None = None, eval_every: int = 10, progress: bool = False,
+    problem: Problem,
+    algorithm: Algorithm,
+    *,
+    max_iterations: int = 5000,
+    eps: float = 1e-6,
+    f_star: float | None = None,
+    eval_every: int = 10,
+    progress: bool = False,
     record_history: bool = True,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
@@ -173,7 +180,11 @@ def simulate(
     record_history : bool
         Keep the per-iteration lists (needed for plots).
     """
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+    if (
+        isinstance(max_iterations, bool)
+        or not isinstance(max_iterations, int)
+        or max_iterations < 1
+    ):
         raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
     if not (isinstance(eps, (int, float)) and eps >= 0):
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
@@ -191,8 +202,17 @@ def simulate(
         return None if f_star is None else loss - f_star
 
     hist: dict[str, list[float]] = {
-        k: [] for k in ("loss", "residual", "uploads", "bits", "downlink_bits",
-                        "eval_iteration", "grad_norm", "test_accuracy")
+        k: []
+        for k in (
+            "loss",
+            "residual",
+            "uploads",
+            "bits",
+            "downlink_bits",
+            "eval_iteration",
+            "grad_norm",
+            "test_accuracy",
+        )
     }
     loss0 = problem.loss(server.theta)
     uploads = up_bytes = down_bytes = 0

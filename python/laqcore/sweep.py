@@ -50,8 +50,20 @@ def __dir__() -> list[str]:
     return __all__
 
 
-_INT_KEYS = {"workers", "bits", "D", "t_bar", "batch", "levels", "bucket_size", "period",
-             "max_delay", "epoch", "model_bits", "local_steps"}
+_INT_KEYS = {
+    "workers",
+    "bits",
+    "D",
+    "t_bar",
+    "batch",
+    "levels",
+    "bucket_size",
+    "period",
+    "max_delay",
+    "epoch",
+    "model_bits",
+    "local_steps",
+}
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
@@ -69,7 +81,9 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         try:
             values = [conv(v) for v in vals.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(f"--grid {key}: values must be {conv.__name__}s, got {vals!r}") from None
+            raise ValueError(
+                f"--grid {key}: values must be {conv.__name__}s, got {vals!r}"
+            ) from None
         if not values:
             raise ValueError(f"--grid {key}: no values")
         grid[key] = values
@@ -140,8 +154,11 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     table: list[dict[str, Any]] = []
     for point in points:
         for name in names:
-            sel = [r for r in rows if r["algorithm"] == name
-                   and all(r[f"grid_{k}"] == v for k, v in point.items())]
+            sel = [
+                r
+                for r in rows
+                if r["algorithm"] == name and all(r[f"grid_{k}"] == v for k, v in point.items())
+            ]
             table.append({"algorithm": name, **point, **aggregate(sel)})
     best: dict[str, Any] = {}
     if args.tune_step:
@@ -151,12 +168,16 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
             if reached:
                 pick = min(reached, key=lambda t: t["bits_mean"])
             else:
-                pick = min(cands, key=lambda t: (
-                    t["final_residual_mean"] if math.isfinite(t["final_residual_mean"])
-                    else math.inf))
+                pick = min(
+                    cands,
+                    key=lambda t: (
+                        t["final_residual_mean"]
+                        if math.isfinite(t["final_residual_mean"])
+                        else math.inf
+                    ),
+                )
             best[name] = pick
-    return {"points": points, "rows": rows, "table": table, "best": best,
-            "results": results_all}
+    return {"points": points, "rows": rows, "table": table, "best": best, "results": results_all}
 
 
 def format_sweep(table: list[dict[str, Any]], keys: list[str]) -> str:
@@ -190,8 +211,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if out["best"]:
         print("\nbest step size per algorithm (reaches eps with fewest bits):")
         for name, t in out["best"].items():
-            print(f"  {name:<14} alpha={t['alpha']:<8} bits={t['bits_mean']:.3e} "
-                  f"iterations={t['iterations_mean']:.0f} reached={t['reached_fraction']:.2f}")
+            print(
+                f"  {name:<14} alpha={t['alpha']:<8} bits={t['bits_mean']:.3e} "
+                f"iterations={t['iterations_mean']:.0f} reached={t['reached_fraction']:.2f}"
+            )
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
@@ -218,16 +241,26 @@ def add_sweep_parser(sub: Any) -> None:
         "sweep", help="parameter grid over seeds (mean/std), worker scaling, step tuning"
     )
     p.add_argument("--algorithms", default="laq", help="comma-separated algorithm names")
-    p.add_argument("--grid", action="append", metavar="NAME=v1,v2,...",
-                   help="grid axis over a parameter (alpha, D, bits, ck, ...) or workers; "
-                   "repeatable")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="NAME=v1,v2,...",
+        help="grid axis over a parameter (alpha, D, bits, ck, ...) or workers; repeatable",
+    )
     p.add_argument("--seeds", type=int, default=1, help="seeds per grid point (data + algorithm)")
-    p.add_argument("--tune-step", action="store_true",
-                   help="per-algorithm step-size grid; reports each method's best step")
-    p.add_argument("--step-grid", default="0.005,0.01,0.02,0.04,0.08",
-                   help="step sizes tried by --tune-step")
-    p.add_argument("--scale-alpha", action="store_true",
-                   help="with a workers grid: alpha = alpha * 10 / M (keeps alpha*M fixed)")
+    p.add_argument(
+        "--tune-step",
+        action="store_true",
+        help="per-algorithm step-size grid; reports each method's best step",
+    )
+    p.add_argument(
+        "--step-grid", default="0.005,0.01,0.02,0.04,0.08", help="step sizes tried by --tune-step"
+    )
+    p.add_argument(
+        "--scale-alpha",
+        action="store_true",
+        help="with a workers grid: alpha = alpha * 10 / M (keeps alpha*M fixed)",
+    )
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)

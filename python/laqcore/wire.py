@@ -127,9 +127,7 @@ class Payload:
         """
         kind, n, meta, body = _unframe(buf, expected_n)
         if cls is not Payload and kind != int(cls.KIND):
-            raise ValueError(
-                f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}"
-            )
+            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
         target = _REGISTRY[kind]
         return target._from_parts(n, meta, body)  # type: ignore[return-value]
 
@@ -152,9 +150,7 @@ def check_expected_n(expected_n: Any) -> int | None:
     return int(expected_n)
 
 
-def _unframe(
-    buf: Any, expected_n: Any = None
-) -> tuple[int, int, tuple[Any, ...], memoryview]:
+def _unframe(buf: Any, expected_n: Any = None) -> tuple[int, int, tuple[Any, ...], memoryview]:
     want_n = check_expected_n(expected_n)
     if isinstance(buf, np.ndarray):
         if buf.dtype != np.uint8 or buf.ndim != 1:
@@ -164,9 +160,7 @@ def _unframe(
         try:
             view = memoryview(buf).cast("B")
         except TypeError as err:
-            raise TypeError(
-                f"a frame must be bytes-like, got {type(buf).__name__}"
-            ) from err
+            raise TypeError(f"a frame must be bytes-like, got {type(buf).__name__}") from err
     if len(view) < FRAME_OVERHEAD:
         raise ValueError(
             f"truncated frame: {len(view)} bytes, a frame has at least {FRAME_OVERHEAD}"

@@ -73,17 +73,42 @@ def __dir__() -> list[str]:
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls
     for cls in (
-        GD, QGD, LAGWK, LAGPS, LAQ, SGD, QSGD, SSGD, SLAQ, TernGrad, EFSign, TopKEF,
-        SparseQSGD, PQASGD, AsyLPG, SparseAsyLPG, AccAsyLPG, RandomSelection,
-        OneShotAveraging, DynamicAveraging,
+        GD,
+        QGD,
+        LAGWK,
+        LAGPS,
+        LAQ,
+        SGD,
+        QSGD,
+        SSGD,
+        SLAQ,
+        TernGrad,
+        EFSign,
+        TopKEF,
+        SparseQSGD,
+        PQASGD,
+        AsyLPG,
+        SparseAsyLPG,
+        AccAsyLPG,
+        RandomSelection,
+        OneShotAveraging,
+        DynamicAveraging,
     )
 }
 
 _ALIASES = {
-    "lag": "lag-wk", "lagwk": "lag-wk", "lagps": "lag-ps", "topk": "topk-ef",
-    "ef-topk": "topk-ef", "efsign": "ef-sign", "sparse-quant": "sparse-qsgd",
-    "random": "random-select", "random-selection": "random-select",
-    "oneshot": "one-shot", "dynamic": "dynamic-avg", "dynamic-averaging": "dynamic-avg",
+    "lag": "lag-wk",
+    "lagwk": "lag-wk",
+    "lagps": "lag-ps",
+    "topk": "topk-ef",
+    "ef-topk": "topk-ef",
+    "efsign": "ef-sign",
+    "sparse-quant": "sparse-qsgd",
+    "random": "random-select",
+    "random-selection": "random-select",
+    "oneshot": "one-shot",
+    "dynamic": "dynamic-avg",
+    "dynamic-averaging": "dynamic-avg",
 }
 
 

@@ -40,6 +40,7 @@ __all__ = ["AsyLPG", "AsyLPGServer", "AsyLPGWorker"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -47,7 +48,11 @@ def max_norm_quantizer(bits: int, bucket_size: int, seed: int, stream: int) -> C
     """Unbiased b-bit quantizer on the max-norm grid (QSGD, ``norm="max"``)."""
     levels = (1 << (bits - 1)) - 1
     return get_compressor(
-        "qsgd", levels=max(levels, 1), bucket_size=bucket_size, norm="max", seed=seed,
+        "qsgd",
+        levels=max(levels, 1),
+        bucket_size=bucket_size,
+        norm="max",
+        seed=seed,
         stream=stream,
     )
 
@@ -56,8 +61,14 @@ class AsyLPGServer(Server):
     """Snapshot, delayed quantized models, and the SVRG step (optionally with momentum)."""
 
     def __init__(
-        self, params: Params, x0: F64, num_workers: int, grad_codec: Compressor,
-        *, momentum: float = 0.0, unbias_sparse: bool = False,
+        self,
+        params: Params,
+        x0: F64,
+        num_workers: int,
+        grad_codec: Compressor,
+        *,
+        momentum: float = 0.0,
+        unbias_sparse: bool = False,
     ) -> None:
         super().__init__(params, x0, num_workers)
         self.grad_codec = grad_codec
@@ -109,7 +120,11 @@ class AsyLPGServer(Server):
 
 class AsyLPGWorker(Worker):
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
         codec: Compressor,
     ) -> None:
         super().__init__(m, objective, params, num_workers)
@@ -143,7 +158,10 @@ class AsyLPG(Algorithm):
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         return AsyLPGServer(
-            self.params, x0, num_workers, self.grad_codec(0),
+            self.params,
+            x0,
+            num_workers,
+            self.grad_codec(0),
             momentum=self.params.momentum if self.momentum else 0.0,
             unbias_sparse=self.grad_codec(0).name == "sparse_quant",
         )

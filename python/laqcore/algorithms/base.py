@@ -248,8 +248,13 @@ class SumServer(Server):
     multiplied by the step (error feedback)."""
 
     def __init__(
-        self, params: Params, x0: F64, num_workers: int, compressor: Compressor,
-        *, scaled: bool = False,
+        self,
+        params: Params,
+        x0: F64,
+        num_workers: int,
+        compressor: Compressor,
+        *,
+        scaled: bool = False,
     ) -> None:
         super().__init__(params, x0, num_workers)
         self.compressor = compressor
@@ -268,8 +273,13 @@ class CompressedWorker(Worker):
     stochastic rounding differs across workers and is reproducible from the seed."""
 
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
-        compressor: Compressor, stochastic: bool,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
+        compressor: Compressor,
+        stochastic: bool,
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         self.compressor = compressor

@@ -29,6 +29,7 @@ __all__ = ["DynamicAveraging"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -44,7 +45,10 @@ class DynamicServer(Server):
             # Sync round: violators wait, the others send their model without stepping.
             asked = m not in self.collected
             return Message(
-                self.k, self.theta, request=asked, nbytes=small_message_nbytes(),
+                self.k,
+                self.theta,
+                request=asked,
+                nbytes=small_message_nbytes(),
                 extra={"sync": True},
             )
         nbytes = theta_message_nbytes(self.dim) if self.reset_next else 0
@@ -63,9 +67,7 @@ class DynamicServer(Server):
 
 
 class DynamicWorker(LocalWorker):
-    def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int
-    ) -> None:
+    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int) -> None:
         super().__init__(m, objective, params, num_workers, stochastic=False)
         self.codec = get_compressor("none")
         self.reference: F64 | None = None

@@ -27,13 +27,19 @@ __all__ = ["EFWorker", "ErrorFeedbackSGD"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
 class EFWorker(Worker):
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
-        compressor: Compressor, stochastic: bool,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
+        compressor: Compressor,
+        stochastic: bool,
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         self.ef = ErrorFeedback(compressor)

@@ -42,8 +42,13 @@ class InnovationGradientWorker(Worker):
     """
 
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
-        *, server_decides: bool,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
+        *,
+        server_decides: bool,
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         self.g_hat = np.zeros(objective.dim)

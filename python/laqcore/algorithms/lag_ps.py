@@ -30,6 +30,7 @@ __all__ = ["LAGPS"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -72,14 +73,10 @@ class LAGPS(Algorithm):
     needs_smoothness = True
     DEFAULTS: ClassVar[dict[str, Any]] = {"ck": 10.0}
 
-    def make_server(
-        self, x0: F64, num_workers: int, smoothness: F64 | None = None
-    ) -> Server:
+    def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         if smoothness is None:
             raise ValueError("LAG-PS needs the workers' smoothness constants L_m")
         return PSServer(self.params, x0, num_workers, smoothness)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationGradientWorker(
-            m, objective, self.params, num_workers, server_decides=True
-        )
+        return InnovationGradientWorker(m, objective, self.params, num_workers, server_decides=True)

@@ -32,7 +32,9 @@ class LAGWK(Algorithm):
     name = "lag-wk"
 
     def make_server(
-        self, x0: npt.NDArray[np.float64], num_workers: int,
+        self,
+        x0: npt.NDArray[np.float64],
+        num_workers: int,
         smoothness: npt.NDArray[np.float64] | None = None,
     ) -> Server:
         return DenseLazyServer(self.params, x0, num_workers)

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from ..problems import LocalObjective
 
 __all__ = [
-    "InnovationAlgorithm", "InnovationWorker", "LazyServer", "QuantizedLazyServer", "laq_rule",
+    "InnovationAlgorithm",
+    "InnovationWorker",
+    "LazyServer",
+    "QuantizedLazyServer",
+    "laq_rule",
 ]
 
 
@@ -97,7 +101,10 @@ def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule:
     """The official LAQ (or SLAQ) upload rule with these parameters' D, ck, xi, t_bar."""
     base = UploadRule.slaq(params.D) if slaq else UploadRule.laq()
     return dataclasses.replace(
-        base, D=params.D, ck=params.ck, xi=params.xi,
+        base,
+        D=params.D,
+        ck=params.ck,
+        xi=params.xi,
         t_bar=params.t_bar if params.t_bar > 0 else None,
     )
 
@@ -111,8 +118,15 @@ class InnovationWorker(Worker):
     """
 
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int, *,
-        stochastic: bool = False, slaq: bool = False, mode: str = "rule",
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
+        *,
+        stochastic: bool = False,
+        slaq: bool = False,
+        mode: str = "rule",
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         self.iq = InnovationQuantizer(objective.dim, params.bits)

@@ -24,6 +24,7 @@ __all__ = ["LocalWorker", "small_message_nbytes"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -36,8 +37,13 @@ class LocalWorker(Worker):
     """Holds ``x_m``; ``local_step()`` does ``x_m -= alpha M g_m(x_m)``."""
 
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
-        *, stochastic: bool,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
+        *,
+        stochastic: bool,
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         self.x: F64 | None = None

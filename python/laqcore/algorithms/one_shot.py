@@ -27,6 +27,7 @@ __all__ = ["OneShotAveraging"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -52,9 +53,7 @@ class OneShotServer(Server):
 
 
 class OneShotWorker(LocalWorker):
-    def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int
-    ) -> None:
+    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int) -> None:
         super().__init__(m, objective, params, num_workers, stochastic=False)
         self.codec = get_compressor("none")
 

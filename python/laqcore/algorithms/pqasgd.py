@@ -30,6 +30,7 @@ __all__ = ["PQASGD"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -57,7 +58,11 @@ class PQServer(Server):
 
 class PQWorker(LocalWorker):
     def __init__(
-        self, m: int, objective: LocalObjective, params: Params, num_workers: int,
+        self,
+        m: int,
+        objective: LocalObjective,
+        params: Params,
+        num_workers: int,
         codec: Compressor,
     ) -> None:
         super().__init__(m, objective, params, num_workers, stochastic=True)

@@ -21,6 +21,7 @@ __all__ = ["RandomSelection"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 

@@ -1,6 +1,6 @@
 """Minibatch SGD: every worker uploads a dense minibatch gradient (500 samples by default).
 
-    theta^{k+1} = theta^k - alpha * sum_m g_m(theta^k; batch_m^k)
+theta^{k+1} = theta^k - alpha * sum_m g_m(theta^k; batch_m^k)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ __all__ = ["SGD", "STOCHASTIC_DEFAULTS"]
 
 def __dir__() -> list[str]:
     return __all__
+
 
 #: The official SLAQ script's step size for the stochastic comparison.
 STOCHASTIC_DEFAULTS: dict[str, Any] = {"alpha": 0.008}

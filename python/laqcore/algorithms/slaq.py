@@ -33,13 +33,13 @@ class SLAQ(Algorithm):
     DEFAULTS: ClassVar[dict[str, Any]] = {"alpha": 0.008, "bits": 3}
 
     def make_server(
-        self, x0: npt.NDArray[np.float64], num_workers: int,
+        self,
+        x0: npt.NDArray[np.float64],
+        num_workers: int,
         smoothness: npt.NDArray[np.float64] | None = None,
     ) -> Server:
         history = self.params.history(num_terms=max(self.params.D - 1, 1))
         return QuantizedLazyServer(self.params, x0, num_workers, history)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(
-            m, objective, self.params, num_workers, stochastic=True, slaq=True
-        )
+        return InnovationWorker(m, objective, self.params, num_workers, stochastic=True, slaq=True)

@@ -31,6 +31,10 @@ class SparseAsyLPG(AsyLPG):
     def grad_codec(self, m: int) -> Compressor:
         p = self.params
         return get_compressor(
-            "sparse_quant", ratio=p.ratio, bits=max(p.bits, 2), selection="randk",
-            seed=p.seed, stream=m,
+            "sparse_quant",
+            ratio=p.ratio,
+            bits=max(p.bits, 2),
+            selection="randk",
+            seed=p.seed,
+            stream=m,
         )

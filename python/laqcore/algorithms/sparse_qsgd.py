@@ -27,6 +27,7 @@ __all__ = ["SparseQSGD", "UnbiasedSparseServer"]
 def __dir__() -> list[str]:
     return __all__
 
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -54,8 +55,11 @@ class SparseQSGD(CompressedGradient):
     def compressor_kwargs(self, m: int) -> dict[str, Any]:
         p = self.params
         return {
-            "ratio": p.ratio, "bits": max(p.bits, 2), "selection": "randk",
-            "seed": p.seed, "stream": m,
+            "ratio": p.ratio,
+            "bits": max(p.bits, 2),
+            "selection": "randk",
+            "seed": p.seed,
+            "stream": m,
         }
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:

@@ -199,9 +199,7 @@ def qsgd_quantize(
 def qsgd_dequantize(payload: QSGDPayload) -> FloatVector:
     """Decode a :class:`QSGDPayload` to float32 (``ValueError`` for a corrupt code)."""
     p = check_payload(payload, QSGDPayload, "qsgd")
-    return _core.qsgd.dequantize(
-        p.packed, p.scales, p.n, p.levels, p.bucket_size
-    )
+    return _core.qsgd.dequantize(p.packed, p.scales, p.n, p.levels, p.bucket_size)
 
 
 class QSGDCompressor(SeededCompressor):

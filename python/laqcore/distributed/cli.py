@@ -82,9 +82,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         # Started by torchrun: this process is one rank; the rendezvous comes from the env.
         import torch.distributed as dist
 
-        dist.init_process_group(
-            args.backend, timeout=datetime.timedelta(seconds=args.timeout)
-        )
+        dist.init_process_group(args.backend, timeout=datetime.timedelta(seconds=args.timeout))
         try:
             out = _rank_main(dist.get_rank(), dist.get_world_size(), cfg)
         finally:
@@ -95,7 +93,11 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from .launch import run_processes
 
     outs = run_processes(
-        _rank_main, args.nproc, cfg, backend=args.backend, pg_timeout_s=args.timeout,
+        _rank_main,
+        args.nproc,
+        cfg,
+        backend=args.backend,
+        pg_timeout_s=args.timeout,
         deadline_s=args.deadline,
     )
     _report(args, outs[0].result)
@@ -112,17 +114,32 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--algorithm", "-a", default="laq", help="algorithm name (see compare)")
     g = p.add_argument_group("processes")
-    g.add_argument("--nproc", type=int, default=2, help="number of processes (ignored under torchrun)")
+    g.add_argument(
+        "--nproc", type=int, default=2, help="number of processes (ignored under torchrun)"
+    )
     g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
-    g.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds a collective waits for a dead or hung peer before failing (60)")
-    g.add_argument("--deadline", type=float, default=24 * 3600.0,
-                   help="wall-clock limit of the whole run in seconds")
-    g.add_argument("--nonfinite", choices=["raise", "skip"], default="raise",
-                   help="NaN/Inf gradient: fail naming rank and iteration, or skip the upload")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds a collective waits for a dead or hung peer before failing (60)",
+    )
+    g.add_argument(
+        "--deadline",
+        type=float,
+        default=24 * 3600.0,
+        help="wall-clock limit of the whole run in seconds",
+    )
+    g.add_argument(
+        "--nonfinite",
+        choices=["raise", "skip"],
+        default="raise",
+        help="NaN/Inf gradient: fail naming rank and iteration, or skip the upload",
+    )
     g.add_argument("--checkpoint-dir", default=None, help="where each rank writes rank<r>.pkl")
-    g.add_argument("--checkpoint-every", type=int, default=0,
-                   help="checkpoint period in iterations (0: never)")
+    g.add_argument(
+        "--checkpoint-every", type=int, default=0, help="checkpoint period in iterations (0: never)"
+    )
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
     add_problem_options(p)
     add_algorithm_options(p)

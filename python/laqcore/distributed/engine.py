@@ -103,8 +103,14 @@ class EngineConfig:
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
-        keep = {k: v for k, v in asdict(self).items() if k in ("problem", "algorithm", "overrides", "eps")}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        keep = {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("problem", "algorithm", "overrides", "eps")
+        }
+        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
 
 
 class _NonFinite(Exception):
@@ -211,11 +217,26 @@ def run_engine(
     transport = Transport(timeout_s=None)
 
     hist: dict[str, list[float]] = {
-        k: [] for k in ("loss", "residual", "uploads", "bits", "downlink_bits",
-                        "eval_iteration", "grad_norm", "test_accuracy")
+        k: []
+        for k in (
+            "loss",
+            "residual",
+            "uploads",
+            "bits",
+            "downlink_bits",
+            "eval_iteration",
+            "grad_norm",
+            "test_accuracy",
+        )
     }
-    counters = {"k": 0, "uploads": 0, "up_bytes": 0, "down_bytes": 0, "monitor_bytes": 0,
-                "nonfinite": 0}
+    counters = {
+        "k": 0,
+        "uploads": 0,
+        "up_bytes": 0,
+        "down_bytes": 0,
+        "monitor_bytes": 0,
+        "nonfinite": 0,
+    }
     decisions: list[list[int]] = []
 
     def per_worker(values: dict[int, float | np.ndarray], width: int) -> np.ndarray:
@@ -266,9 +287,14 @@ def run_engine(
     def save() -> None:
         assert ckpt_path is not None  # noqa: S101 - only called when configured
         blob = {
-            "fingerprint": cfg.fingerprint(), "world": world, "counters": dict(counters),
-            "server": _state_of(server), "workers": {m: _state_of(w) for m, w in workers.items()},
-            "hist": hist, "decisions": decisions, "wire": asdict(transport.stats),
+            "fingerprint": cfg.fingerprint(),
+            "world": world,
+            "counters": dict(counters),
+            "server": _state_of(server),
+            "workers": {m: _state_of(w) for m, w in workers.items()},
+            "hist": hist,
+            "decisions": decisions,
+            "wire": asdict(transport.stats),
             "loss0": loss0,
         }
         tmp = ckpt_path + ".tmp"

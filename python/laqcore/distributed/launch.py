@@ -111,16 +111,18 @@ def _child(
             pickle.dumps(RankOutcome(rank, "ok", result=out, seconds=time.monotonic() - t0))
         )
     except BaseException as err:  # noqa: BLE001 - report everything to the parent
-        results.put(pickle.dumps(
-            RankOutcome(
-                rank,
-                "error",
-                error_type=type(err).__name__,
-                error=str(err),
-                traceback=traceback.format_exc(),
-                seconds=time.monotonic() - t0,
+        results.put(
+            pickle.dumps(
+                RankOutcome(
+                    rank,
+                    "error",
+                    error_type=type(err).__name__,
+                    error=str(err),
+                    traceback=traceback.format_exc(),
+                    seconds=time.monotonic() - t0,
+                )
             )
-        ))
+        )
 
 
 def _after_failure(end: float, pg_timeout_s: float) -> float:

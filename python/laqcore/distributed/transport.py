@@ -210,7 +210,9 @@ class Transport:
         # Phase 1: everyone learns everyone's status.
         mine = torch.tensor([status], dtype=torch.int64, device=self.device)
         gathered = [torch.empty_like(mine) for _ in range(w)]
-        self._guard(f"control all-gather ({tag})", dist.all_gather, gathered, mine, group=self.group)
+        self._guard(
+            f"control all-gather ({tag})", dist.all_gather, gathered, mine, group=self.group
+        )
         sizes = [int(t.item()) for t in gathered]
         st = self.stats
         st.rounds += 1
@@ -238,7 +240,9 @@ class Transport:
         if len(uploaders) == w and padded - real <= self.pad_tolerance * real:
             mine_buf = self._bytes_tensor(data, biggest)
             bufs = [torch.empty_like(mine_buf) for _ in range(w)]
-            self._guard(f"payload all-gather ({tag})", dist.all_gather, bufs, mine_buf, group=self.group)
+            self._guard(
+                f"payload all-gather ({tag})", dist.all_gather, bufs, mine_buf, group=self.group
+            )
             st.wire_bytes += padded * (w - 1)
             st.padding_bytes += (padded - real) * (w - 1)
             for r in range(w):

@@ -196,7 +196,12 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
 
 
 def _find_file(directory: str, base: str) -> str:
-    for name in (base, base + ".gz", base.replace("-idx", ".idx"), base.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        base,
+        base + ".gz",
+        base.replace("-idx", ".idx"),
+        base.replace("-idx", ".idx") + ".gz",
+    ):
         path = os.path.join(directory, name)
         if os.path.exists(path):
             return path
@@ -207,7 +212,12 @@ def _find_file(directory: str, base: str) -> str:
 
 
 _IDX_DTYPES: dict[int, str] = {
-    0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8",
+    0x08: "u1",
+    0x09: "i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
 }
 
 
@@ -246,8 +256,16 @@ def read_idx(path: str) -> npt.NDArray[Any]:
 # float64).
 _MAX_NPZ_MEMBER_BYTES = 2**30
 _NPZ_ERRORS = (
-    OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zipfile.LargeZipFile,
-    NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
+    OSError,
+    ValueError,
+    EOFError,
+    TypeError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    lzma.LZMAError,
 )
 
 
@@ -438,7 +456,12 @@ def make_regression(n: int = 2000, d: int = 20, *, noise: float = 0.1, seed: int
 
 
 def make_heterogeneous(
-    workers: int, n_per_worker: int = 50, d: int = 20, *, growth: float = 1.3, seed: int = 0,
+    workers: int,
+    n_per_worker: int = 50,
+    d: int = 20,
+    *,
+    growth: float = 1.3,
+    seed: int = 0,
     num_classes: int = 0,
 ) -> Dataset:
     """LAG's heterogeneous workers: worker m's features are scaled so that its smoothness
@@ -462,19 +485,34 @@ def make_heterogeneous(
             raise ValueError(f"num_classes must be 0 (regression) or 2, got {num_classes}")
         y = (score + 0.1 * rng.normal(size=score.shape) > 0).astype(np.int64)
     return Dataset(
-        name=f"synthetic-lag-m{workers}", X=X, y=y, num_classes=num_classes, groups=workers,
+        name=f"synthetic-lag-m{workers}",
+        X=X,
+        y=y,
+        num_classes=num_classes,
+        groups=workers,
         meta={"growth": growth},
     )
 
 
 def available_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (``libsvm:PATH`` takes a file path)."""
-    return ["digits", "mnist", "libsvm:PATH", "synthetic", "synthetic-binary",
-            "synthetic-regression", "synthetic-lag", "synthetic-lag-binary"]
+    return [
+        "digits",
+        "mnist",
+        "libsvm:PATH",
+        "synthetic",
+        "synthetic-binary",
+        "synthetic-regression",
+        "synthetic-lag",
+        "synthetic-lag-binary",
+    ]
 
 
 def load_dataset(
-    name: str, *, data_dir: str | os.PathLike[str] | None = None, workers: int = 10,
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    workers: int = 10,
     seed: int = 0,
 ) -> Dataset:
     """Load a dataset by name (see :func:`available_datasets`).
@@ -490,7 +528,9 @@ def load_dataset(
         return load_digits()
     if name == "mnist":
         if data_dir is None:
-            raise ValueError("--dataset mnist needs --data-dir DIR (holding mnist.npz or IDX files)")
+            raise ValueError(
+                "--dataset mnist needs --data-dir DIR (holding mnist.npz or IDX files)"
+            )
         return load_mnist(data_dir)
     if name.startswith("libsvm:"):
         path = name[len("libsvm:") :]

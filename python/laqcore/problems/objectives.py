@@ -296,9 +296,7 @@ class LocalObjective:
     def minibatch_grad(self, theta: F64, idx: npt.NDArray[np.int64]) -> F64:
         """Gradient of the minibatch objective (mean loss over ``idx`` + the L2 term): an
         unbiased estimate of :meth:`grad` when ``idx`` is drawn uniformly."""
-        _, g = self.model.loss_grad(
-            theta, self.Xb[idx], self._t[idx], 1.0 / max(len(idx), 1)
-        )
+        _, g = self.model.loss_grad(theta, self.Xb[idx], self._t[idx], 1.0 / max(len(idx), 1))
         assert g is not None
         return g + self.l2 * theta
 

@@ -31,8 +31,12 @@ F64 = npt.NDArray[np.float64]
 
 
 def lbfgs(
-    fun: Callable[[F64], tuple[float, F64]], x0: F64, *, gtol: float = 1e-8,
-    max_iter: int = 20000, memory: int = 20,
+    fun: Callable[[F64], tuple[float, F64]],
+    x0: F64,
+    *,
+    gtol: float = 1e-8,
+    max_iter: int = 20000,
+    memory: int = 20,
 ) -> tuple[F64, float, float, int]:
     """Minimise ``fun`` (returning value and gradient) from ``x0``.
 
@@ -73,7 +77,7 @@ def lbfgs(
         slope = float(g @ direction)
         if slope >= 0:  # not a descent direction (numerical trouble): restart with -g
             hist.clear()
-            direction, slope = -g, -gnorm**2
+            direction, slope = -g, -(gnorm**2)
         step = 1.0 if hist else min(1.0, 1.0 / gnorm)
         for _ in range(60):
             x_new = x + step * direction
@@ -114,8 +118,8 @@ def cached_optimum(problem: Problem, *, use_cache: bool = True, gtol: float = 1e
             tmp = path + f".tmp{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as fh:
                 json.dump(
-                    {"problem": problem.name, "f_star": f, "grad_norm": gnorm,
-                     "iterations": iters}, fh,
+                    {"problem": problem.name, "f_star": f, "grad_norm": gnorm, "iterations": iters},
+                    fh,
                 )
             os.replace(tmp, path)  # atomic: concurrent runs never read a half-written file
         except OSError:

@@ -80,8 +80,13 @@ def dirichlet(
 
 
 def partition(
-    kind: str, n: int, workers: int, *, labels: npt.NDArray[np.int64] | None = None,
-    alpha: float = 0.5, seed: int = 0,
+    kind: str,
+    n: int,
+    workers: int,
+    *,
+    labels: npt.NDArray[np.int64] | None = None,
+    alpha: float = 0.5,
+    seed: int = 0,
 ) -> list[IndexArray]:
     """Dispatch on ``kind`` (one of :data:`PARTITIONS`)."""
     if kind == "contiguous":

@@ -54,8 +54,16 @@ class Problem:
     """
 
     def __init__(
-        self, model: Model, X: F64, y: npt.NDArray[Any], bounds: list[tuple[int, int]],
-        X_test: F64, y_test: npt.NDArray[Any], *, l2: float = 0.01, name: str = "",
+        self,
+        model: Model,
+        X: F64,
+        y: npt.NDArray[Any],
+        bounds: list[tuple[int, int]],
+        X_test: F64,
+        y_test: npt.NDArray[Any],
+        *,
+        l2: float = 0.01,
+        name: str = "",
         seed: int = 0,
     ) -> None:
         if not l2 >= 0:
@@ -69,9 +77,7 @@ class Problem:
         self.bounds = bounds
         self.Xb_test = add_bias(np.asarray(X_test, dtype=np.float64))
         self.y_test = y_test
-        self.workers = [
-            LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds
-        ]
+        self.workers = [LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds]
         self._t = model.targets(y)
         self._fstar: float | None = None
 
@@ -129,9 +135,7 @@ class Problem:
         """Hash of everything that defines F: data as held by workers, model, l2."""
         h = hashlib.sha256()
         h.update(
-            json.dumps(
-                [type(self.model).__name__, self.model.dim, self.l2, self.bounds]
-            ).encode()
+            json.dumps([type(self.model).__name__, self.model.dim, self.l2, self.bounds]).encode()
         )
         for a in (self.Xb, self._t):
             h.update(np.ascontiguousarray(a).tobytes())
@@ -162,10 +166,18 @@ class Problem:
 
 
 def make_problem(
-    dataset: str | Dataset = "digits", *, model: str = "softmax", workers: int = 10,
-    partition_kind: str = "contiguous", dirichlet_alpha: float = 0.5,
-    test_fraction: float = 0.2, l2: float = 0.01, hidden: int = 200, seed: int = 0,
-    data_dir: str | None = None, max_samples: int | None = None,
+    dataset: str | Dataset = "digits",
+    *,
+    model: str = "softmax",
+    workers: int = 10,
+    partition_kind: str = "contiguous",
+    dirichlet_alpha: float = 0.5,
+    test_fraction: float = 0.2,
+    l2: float = 0.01,
+    hidden: int = 200,
+    seed: int = 0,
+    data_dir: str | None = None,
+    max_samples: int | None = None,
 ) -> Problem:
     """Build a problem from names.
 
@@ -194,8 +206,10 @@ def make_problem(
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(
-        dataset, data_dir=data_dir, workers=workers, seed=seed
+    ds = (
+        dataset
+        if isinstance(dataset, Dataset)
+        else load_dataset(dataset, data_dir=data_dir, workers=workers, seed=seed)
     )
     X, y = ds.X, ds.y
     if ds.X_test is not None and ds.y_test is not None:
@@ -225,8 +239,12 @@ def make_problem(
     if model in ("softmax", "mlp") and ds.num_classes < 2:
         raise ValueError(f"the {model} model needs class labels; {ds.name} is a regression set")
     parts = partition(
-        partition_kind, X.shape[0], workers, labels=y if ds.num_classes else None,
-        alpha=dirichlet_alpha, seed=seed,
+        partition_kind,
+        X.shape[0],
+        workers,
+        labels=y if ds.num_classes else None,
+        alpha=dirichlet_alpha,
+        seed=seed,
     )
     order = np.concatenate(parts)
     bounds, start = [], 0
@@ -240,6 +258,4 @@ def make_problem(
     else:
         mdl = MODELS[model](d, k)
     name = f"{ds.name}/{model}/M{workers}/{partition_kind}"
-    return Problem(
-        mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed
-    )
+    return Problem(mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed)

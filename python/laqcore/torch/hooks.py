@@ -201,7 +201,9 @@ class _HookState:
         return idx
 
     def _flat_params(self, parked: list[_Parked]) -> FloatVector:
-        cat = torch.cat([p.detach().reshape(-1).to("cpu", torch.float32) for b in parked for p in b.params])
+        cat = torch.cat(
+            [p.detach().reshape(-1).to("cpu", torch.float32) for b in parked for p in b.params]
+        )
         return cat.numpy()[self._gather_index(parked)]
 
     # -- the per-iteration driver ---------------------------------------------------------
@@ -290,7 +292,9 @@ class _HookState:
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
-        out["compression_ratio"] = c["bytes_dense"] / c["bytes_sent"] if c["bytes_sent"] else math.inf
+        out["compression_ratio"] = (
+            c["bytes_dense"] / c["bytes_sent"] if c["bytes_sent"] else math.inf
+        )
         if self._transport is not None:
             out["wire_bytes"] = self._transport.stats.wire_bytes
             out["control_bytes"] = self._transport.stats.control_bytes
