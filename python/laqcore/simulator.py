@@ -143,6 +143,25 @@ class Progress:
                 self.stream.flush()
 
 
+#: The per-iteration series of ``RunResult.history`` (the evaluation ones every ``eval_every``),
+#: shared with the multi-process engine so both write the same results.json.
+HISTORY_KEYS = (
+    "loss",
+    "residual",
+    "uploads",
+    "bits",
+    "downlink_bits",
+    "eval_iteration",
+    "grad_norm",
+    "test_accuracy",
+)
+
+
+def new_history() -> dict[str, list[float]]:
+    """An empty history with every series of :data:`HISTORY_KEYS`."""
+    return {k: [] for k in HISTORY_KEYS}
+
+
 def has_diverged(loss: float, loss0: float) -> bool:
     """Stop rule for a run that blew up: a non-finite loss, or one a million times the
     starting loss (at least 1). Shared with the distributed engine, whose runs must stop
@@ -201,19 +220,7 @@ def simulate(
     def residual_of(loss: float) -> float | None:
         return None if f_star is None else loss - f_star
 
-    hist: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "loss",
-            "residual",
-            "uploads",
-            "bits",
-            "downlink_bits",
-            "eval_iteration",
-            "grad_norm",
-            "test_accuracy",
-        )
-    }
+    hist = new_history()
     loss0 = problem.loss(server.theta)
     uploads = up_bytes = down_bytes = 0
 

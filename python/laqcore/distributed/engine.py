@@ -191,7 +191,7 @@ def run_engine(
     """
     from ..algorithms import get_algorithm
     from ..problems import make_problem
-    from ..simulator import RunResult, has_diverged
+    from ..simulator import RunResult, has_diverged, new_history
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
@@ -216,19 +216,7 @@ def run_engine(
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
 
-    hist: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "loss",
-            "residual",
-            "uploads",
-            "bits",
-            "downlink_bits",
-            "eval_iteration",
-            "grad_norm",
-            "test_accuracy",
-        )
-    }
+    hist = new_history()
     counters = {
         "k": 0,
         "uploads": 0,
