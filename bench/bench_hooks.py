@@ -46,7 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from hook_report import goals, markdown, summarize  # noqa: E402
+from hook_report import error_line, goals, markdown, summarize  # noqa: E402
 from hook_trainer import HOOKS  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad"
@@ -202,7 +202,7 @@ def suite_optim(args: argparse.Namespace, report: dict[str, Any]) -> None:
 def _progress(key: str, block: dict[str, Any]) -> None:
     for h, s in block["hooks"].items():
         if s.get("error"):
-            print(f"{key:12s} {h:10s} ERROR {s['error'][:160]}", flush=True)
+            print(f"{key:12s} {h:10s} ERROR {error_line(s['error'], 160)}", flush=True)
         else:
             print(
                 f"{key:12s} {h:10s} step {s['step_ms']:8.2f} ms  recv {s['recv_kb']:9.1f} KB  "

@@ -70,6 +70,14 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def error_line(text: str, width: int) -> str:
+    """An error message fit for a table cell: its last line that names an error, one line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Error" in ln or "error" in ln]
+    line = (named or lines or ["?"])[-1]
+    return line.replace("|", "/")[:width]
+
+
 def _cell(v: Any, fmt: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -92,13 +100,13 @@ def _table_md(key: str, block: dict[str, Any]) -> list[str]:
     ]
     for h, s in hooks.items():
         if s.get("error"):
-            lines.append(f"| {_LABEL.get(h, h)} | failed: {s['error'][:90]} ||||||||| ")
+            lines.append(f"| {_LABEL.get(h, h)} | failed: {error_line(s['error'], 90)} ||||||||| ")
             continue
         ratio = s["step_ms"] / base["step_ms"] if base.get("step_ms") else None
         lines.append(
             f"| {_LABEL.get(h, h)} | {s['step_ms']:.1f} | {_cell(ratio, '.2f')}x | "
             f"{_cell(s['hook_ms'], '.1f')} | {_cell(s['span_ms'], '.1f')} | "
-            f"{s['sent_kb']:.1f} | {s['recv_kb']:.1f} | {_cell(s['final_loss'], '.3f')} | "
+            f"{s['sent_kb']:.1f} | {s['recv_kb']:.1f} | {_cell(s['final_loss'], '.3g')} | "
             f"{s['test_acc']:.3f} | {_cell(s.get('skipped_frac'), '.0%')} |"
         )
     return [*lines, ""]
@@ -121,13 +129,13 @@ def _tc_md(key: str, block: dict[str, Any]) -> list[str]:
     t0 = base.get("time_to_target_s")
     for h, s in hooks.items():
         if s.get("error"):
-            lines.append(f"| {_LABEL.get(h, h)} | failed: {s['error'][:90]} |||||| ")
+            lines.append(f"| {_LABEL.get(h, h)} | failed: {error_line(s['error'], 90)} |||||| ")
             continue
         t = s.get("time_to_target_s")
         sp = t0 / t if t and t0 else None
         lines.append(
             f"| {_LABEL.get(h, h)} | {_cell(t, '.2f') if t else 'not reached'} | "
-            f"{_cell(sp, '.2f')}x | {s['steps']} | {_cell(s['final_loss'], '.4f')} | "
+            f"{_cell(sp, '.2f')}x | {s['steps']} | {_cell(s['final_loss'], '.4g')} | "
             f"{s['test_acc']:.3f} | {_cell(s.get('iface_mb_per_rank'), '.1f')} |"
         )
     return [*lines, ""]
@@ -146,7 +154,7 @@ def _optim_md(block: dict[str, Any]) -> list[str]:
         for h in hooks:
             s = runs.get(f"{c}/{h}", {"error": "not run"})
             if s.get("error"):
-                cells.append(f"failed: {s['error'][:70]}")
+                cells.append(f"failed: {error_line(s['error'], 70)}")
             else:
                 cells.append(f"acc {s['test_acc']:.3f} (loss {_cell(s['final_loss'], '.3g')})")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
