@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .entropy import entropy_decode, entropy_encode, is_codable
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class RunResult:
     f_star: float | None
     eps: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    entropy_coding: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The ``runs`` entry of ``results.json`` (no history)."""
@@ -179,6 +181,7 @@ def simulate(
     eval_every: int = 10,
     progress: bool = False,
     record_history: bool = True,
+    entropy_coding: bool = False,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
 
@@ -198,6 +201,11 @@ def simulate(
         Show a progress line on stderr for runs longer than a second.
     record_history : bool
         Keep the per-iteration lists (needed for plots).
+    entropy_coding : bool
+        Send every codable upload (LAQ, QSGD, TernGrad, sign payloads) as an entropy-coded
+        frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
+        the payload decoded from those bytes, identical to the uncoded one, so iterates and
+        upload decisions are exactly those of the run without it.
     """
     if (
         isinstance(max_iterations, bool)
@@ -209,6 +217,8 @@ def simulate(
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    if not isinstance(entropy_coding, bool):
+        raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
@@ -255,9 +265,14 @@ def simulate(
             down_bytes += msg.nbytes
             payload = w.step(msg)
             if payload is not None:
-                batch[m] = payload
                 uploads += 1
-                up_bytes += payload.nbytes
+                if entropy_coding and is_codable(payload):
+                    frame = entropy_encode(payload).to_bytes()
+                    up_bytes += len(frame)
+                    payload = entropy_decode(frame, expected_n=payload.n)
+                else:
+                    up_bytes += payload.nbytes
+                batch[m] = payload
         server.apply(batch)
         k += 1
         loss = problem.loss(server.theta)
@@ -294,4 +309,5 @@ def simulate(
         f_star=f_star,
         eps=float(eps),
         history=hist,
+        entropy_coding=bool(entropy_coding),
     )
