@@ -37,6 +37,7 @@ import numpy as np
 
 from .downlink import Downlink, DownlinkMode, parse_downlink
 from .network import Link, TrafficTrace, round_times
+from .serialization import json_safe
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class RunResult:
 
     def _plain(self, skip: tuple[str, ...]) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-        safe: dict[str, Any] = _json_safe(copy.deepcopy(out))
+        safe: dict[str, Any] = json_safe(copy.deepcopy(out))
         return safe
 
     def summary(self) -> dict[str, Any]:
@@ -123,19 +124,6 @@ class RunResult:
         if self.history.get("loss"):
             self.history["time"] = [float(v) for v in elapsed[: len(self.history["loss"])]]
         return self
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/Inf are not JSON: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
 
 
 class Progress:
