@@ -35,8 +35,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from .entropy import entropy_decode, entropy_encode, is_codable
 from .downlink import Downlink, DownlinkMode, parse_downlink
+from .entropy import entropy_decode, entropy_encode, is_codable
 from .network import Link, TrafficTrace, round_times
 from .serialization import json_safe
 from .wire import Payload
