@@ -33,6 +33,7 @@ LAYER = {
     "runtime": 0,
     "laq": 1,
     "lazy": 1,
+    "lazy_state": 1,
     "compressors": 1,
     "error_feedback": 1,
     "algorithms": 2,
