@@ -50,7 +50,7 @@ from hook_report import error_line, goals, markdown, summarize, summary_md  # no
 from hook_trainer import HOOKS  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad"
-TC_HOOKS = "allreduce,fp16,powersgd4,laq4,laq,qsgd,terngrad"
+TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
 OPTIM_HOOKS = "allreduce,laq,laq_lr,qsgd,terngrad"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)
 OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
@@ -248,6 +248,34 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def merge_reports(paths: list[str], out: str | None) -> int:
+    """One report from several (e.g. suites run at the same time); machine info per part."""
+    report: dict[str, Any] = {"parts": [], "table": {}, "tc": {}}
+    for path in paths:
+        with open(path) as fh:
+            part = json.load(fh)
+        report["parts"].append({k: part[k] for k in ("machine", "args", "command")})
+        report["table"].update(part.get("table", {}))
+        report["tc"].update(part.get("tc", {}))
+        if part.get("optim"):
+            report["optim"] = part["optim"]
+    report["goals"] = goals(report)
+    _write(report, out)
+    return 0
+
+
+def _write(report: dict[str, Any], out: str | None) -> None:
+    md = summary_md(report) + "\n" + markdown(report)
+    print(md)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as fh:
+            json.dump(report, fh, indent=1)
+        with open(os.path.splitext(out)[0] + ".md", "w") as fh:
+            fh.write(md + "\n")
+        print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="table,tc,optim", help="table, tc, optim (comma list)")
@@ -277,7 +305,15 @@ def main(argv: list[str] | None = None) -> int:
         "--pg-timeout", type=float, default=120, help="process group timeout (a hung collective)"
     )
     ap.add_argument("--out", default=None, help="JSON report (a .md table is written beside)")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="combine these JSON reports (runs measured concurrently) into --out; runs nothing",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge_reports(args.merge, args.out)
     for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
         if h not in HOOKS:
             ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
@@ -296,15 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if "optim" in suites:
         suite_optim(args, report)
     report["goals"] = goals(report)
-    md = summary_md(report) + "\n" + markdown(report)
-    print(md)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=1)
-        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
-            fh.write(md + "\n")
-        print(f"wrote {args.out}")
+    _write(report, args.out)
     return 0
 
 

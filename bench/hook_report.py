@@ -209,6 +209,21 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"skipped {sk:.0%}, acc {acc * 100:+.1f} points, sent {laq['sent_kb']:.1f} KB "
                 f"vs TernGrad {_cell(by, '.1f')} KB per step",
             )
+    # issue 15.4: received bytes / ((N-1)/N) at 4 ranks within 1.15x of the 2-rank figure
+    table = report.get("table", {})
+    for model in dict.fromkeys(k.split("/")[0] for k in table):
+        two, four = table.get(f"{model}/2"), table.get(f"{model}/4")
+        if not (two and four):
+            continue
+        for h in ("laq", "qsgd", "terngrad"):
+            a, b = two["hooks"].get(h, {}), four["hooks"].get(h, {})
+            if a.get("recv_kb") and b.get("recv_kb"):
+                r = (b["recv_kb"] / 0.75) / (a["recv_kb"] / 0.5)
+                add(
+                    f"{model}: {h} recv/((N-1)/N) at 4 ranks <= 1.15x 2 ranks'",
+                    r <= 1.15,
+                    f"{r:.2f}x ({a['recv_kb']:.1f} KB at 2, {b['recv_kb']:.1f} KB at 4)",
+                )
     return out
 
 
