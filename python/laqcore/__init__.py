@@ -35,6 +35,7 @@ from .compressors import (
 from .error_feedback import ErrorFeedback
 from .laq import (
     InnovationQuantizer,
+    LAQBlockPayload,
     LAQCompressor,
     LAQPayload,
     laq_accumulate,
@@ -57,6 +58,7 @@ __all__ = [
     "InnovationQuantizer",
     "IterateHistory",
     "LAQCompressor",
+    "LAQBlockPayload",
     "LAQPayload",
     "QSGDCompressor",
     "RandKCompressor",

@@ -62,6 +62,7 @@ class PayloadKind(enum.IntEnum):
     RANDK = 6
     SPARSE_QUANT = 7
     DENSE = 8
+    LAQ_BLOCK = 9
 
 
 _REGISTRY: dict[int, type[Payload]] = {}
@@ -126,10 +127,11 @@ class Payload:
         module docstring).
         """
         kind, n, meta, body = _unframe(buf, expected_n)
-        if cls is not Payload and kind != int(cls.KIND):
-            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
         target = _REGISTRY[kind]
-        return target._from_parts(n, meta, body)  # type: ignore[return-value]
+        # A class decodes its own kind and those of its subclasses (LAQPayload: both LAQ kinds).
+        if not issubclass(target, cls):
+            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
+        return target._from_parts(n, meta, body)
 
 
 def _kind_name(kind: int) -> str:

@@ -129,7 +129,7 @@ class InnovationWorker(Worker):
         mode: str = "rule",
     ) -> None:
         super().__init__(m, objective, params, num_workers)
-        self.iq = InnovationQuantizer(objective.dim, params.bits)
+        self.iq = InnovationQuantizer(objective.dim, params.bits, params.block_size)
         self.rule = laq_rule(params, slaq=slaq)
         # The rule's constants, validated once by UploadRule; the per-iteration test below is
         # UploadRule.should_upload without its per-call argument checks (all values here come
