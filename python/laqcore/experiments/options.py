@@ -15,6 +15,7 @@ __all__ = [
     "add_problem_options",
     "add_run_options",
     "algorithm_from_args",
+    "algorithm_names",
     "algorithm_overrides",
     "downlink_from_args",
     "link_from_args",
@@ -150,8 +151,20 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--max-iterations", "-K", type=int, default=5000)
-    g.add_argument("--eps", type=float, default=1e-6, help="stop at F - F* <= eps (1e-6)")
+    g.add_argument(
+        "--max-iterations",
+        "-K",
+        type=int,
+        default=5000,
+        help="iteration budget K: the run stops after K iterations if it has not reached "
+        "--eps (or diverged) before",
+    )
+    g.add_argument(
+        "--eps",
+        type=float,
+        default=1e-6,
+        help="stop at F - F* <= eps (convex problems; 0 = run all K iterations)",
+    )
     g.add_argument(
         "--eval-every",
         type=int,
@@ -297,6 +310,13 @@ def algorithm_from_args(name: str, args: argparse.Namespace, **extra: Any) -> An
 def setup_cache(args: argparse.Namespace) -> None:
     if getattr(args, "cache_dir", None):
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+
+
+def algorithm_names() -> str:
+    """The registered algorithm names, for help texts (``-a``, ``--algorithms``)."""
+    from ..algorithms import available_algorithms
+
+    return ", ".join(available_algorithms())
 
 
 def split_names(text: str) -> list[str]:
