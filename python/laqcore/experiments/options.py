@@ -109,6 +109,13 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
     g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
+    g.add_argument(
+        "--block-size",
+        type=int,
+        dest="block_size",
+        help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
+        "default: one global radius, as in the paper)",
+    )
     g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
     g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
@@ -254,6 +261,7 @@ def downlink_from_args(args: argparse.Namespace) -> Any:
 PARAM_FLAGS = (
     "alpha",
     "bits",
+    "block_size",
     "D",
     "ck",
     "xi",
