@@ -37,12 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .compressors.base import Compressor, FloatVector, check_payload
-from .compressors.qsgd import MAX_LEVELS, QSGDPayload, qsgd_code_bits
-from .compressors.sign import SignPayload
-from .compressors.terngrad import TernGradPayload
-from .laq import LAQPayload
-from .wire import _CRC, _HEADER, FORMAT_VERSION, MAGIC, Payload, PayloadKind
+from .wire import _CRC, _HEADER, _REGISTRY, FORMAT_VERSION, MAGIC, Payload, PayloadKind
 
 __all__ = [
     "CODABLE_COMPRESSORS",
@@ -61,12 +56,16 @@ def __dir__() -> list[str]:
 #: Registry names of the compressors whose payloads can be entropy-coded.
 CODABLE_COMPRESSORS = ("laq", "qsgd", "terngrad", "sign")
 
-_CODABLE: dict[int, type[Payload]] = {
-    int(PayloadKind.LAQ): LAQPayload,
-    int(PayloadKind.QSGD): QSGDPayload,
-    int(PayloadKind.TERNGRAD): TernGradPayload,
-    int(PayloadKind.SIGN): SignPayload,
-}
+# The payload kinds with a code stream. Their classes are looked up in the wire registry
+# (this module sits below the compressors, which import it lazily for entropy=True).
+_CODABLE = (
+    int(PayloadKind.LAQ),
+    int(PayloadKind.QSGD),
+    int(PayloadKind.TERNGRAD),
+    int(PayloadKind.SIGN),
+)
+_QSGD_MAX_LEVELS = 127
+FloatVector = npt.NDArray[np.float32]
 _MODES = (0, 1)
 #: Without ``expected_n``, an ENTROPY frame may declare at most
 #: ``max(UNVERIFIED_MAX_BYTES, UNVERIFIED_MAX_EXPANSION * body bytes)`` codes.
@@ -76,7 +75,8 @@ UNVERIFIED_MAX_EXPANSION = 1 << 12
 
 def is_codable(payload: Payload) -> bool:
     """True for the payload kinds :func:`entropy_encode` accepts."""
-    return int(payload.KIND) in _CODABLE and type(payload) is _CODABLE[int(payload.KIND)]
+    kind = int(payload.KIND)
+    return kind in _CODABLE and type(payload) is _REGISTRY.get(kind)
 
 
 def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int]:
@@ -91,11 +91,11 @@ def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int]:
         return 0, bits
     if kind == PayloadKind.QSGD:
         levels, bucket_size = int(meta[0]), int(meta[2])
-        if not 1 <= levels <= MAX_LEVELS or bucket_size < 1:
+        if not 1 <= levels <= _QSGD_MAX_LEVELS or bucket_size < 1:
             raise ValueError(
                 f"corrupt ENTROPY frame: QSGD levels = {levels}, bucket_size = {bucket_size}"
             )
-        return 4 * (-(-n // bucket_size)), qsgd_code_bits(levels)
+        return 4 * (-(-n // bucket_size)), int(_core.qsgd.code_bits(levels))
     return 0, 2 if kind == PayloadKind.TERNGRAD else 1
 
 
@@ -155,11 +155,11 @@ class EntropyPayload(Payload):
     @classmethod
     def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> EntropyPayload:
         kind, mode = int(meta[0]), int(meta[1])
-        if kind not in _CODABLE:
+        if kind not in _CODABLE or kind not in _REGISTRY:
             raise ValueError(f"corrupt ENTROPY frame: inner kind {kind} cannot be entropy-coded")
         if mode not in _MODES:
             raise ValueError(f"corrupt ENTROPY frame: symbol mode {mode} (0 or 1)")
-        inner_cls = _CODABLE[kind]
+        inner_cls = _REGISTRY[kind]
         meta_size = inner_cls.META.size
         if len(body) < meta_size:
             raise ValueError("truncated ENTROPY frame: inner metadata incomplete")
@@ -200,8 +200,8 @@ def entropy_encode(payload: Payload) -> EntropyPayload:
         raise TypeError(f"entropy_encode expects a Payload, got {type(payload).__name__}")
     if not is_codable(payload):
         raise TypeError(
-            f"{type(payload).__name__} cannot be entropy-coded (codable: "
-            f"{', '.join(c.__name__ for c in _CODABLE.values())})"
+            f"{type(payload).__name__} cannot be entropy-coded (codable: the payloads of "
+            f"{', '.join(CODABLE_COMPRESSORS)})"
         )
     frame = memoryview(payload.to_bytes())
     meta_size = payload.META.size
@@ -244,8 +244,8 @@ class EntropyCodedCompressor:
     True
     """
 
-    def __init__(self, inner: Compressor) -> None:
-        if not isinstance(inner, Compressor):
+    def __init__(self, inner: Any) -> None:
+        if not all(hasattr(inner, a) for a in ("name", "compress", "decompress")):
             raise TypeError(f"inner must be a Compressor, got {type(inner).__name__}")
         if inner.name not in CODABLE_COMPRESSORS:
             raise ValueError(
@@ -262,8 +262,13 @@ class EntropyCodedCompressor:
         return entropy_encode(self.inner.compress(x, step=step))
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, EntropyPayload, "EntropyCodedCompressor")
-        return self.inner.decompress(p.inner)
+        if not isinstance(payload, EntropyPayload):
+            raise TypeError(
+                f"EntropyCodedCompressor.decompress expects an EntropyPayload, got "
+                f"{type(payload).__name__}"
+            )
+        out: FloatVector = self.inner.decompress(payload.inner)
+        return out
 
     def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> EntropyPayload:
         return EntropyPayload.from_bytes(buf, expected_n=expected_n)
