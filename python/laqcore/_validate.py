@@ -28,6 +28,7 @@ __all__ = [
     "check_output_file",
     "check_positive_int",
     "check_real",
+    "registry_key",
 ]
 
 FloatVector = npt.NDArray[np.float32]
@@ -233,3 +234,9 @@ def as_state_vector(x: Any, n: int, name: str, dtype: npt.DTypeLike) -> npt.NDAr
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf")
     return np.array(x, dtype=want)
+
+
+def registry_key(name: str) -> str:
+    """The one normalisation of registry names (algorithms and compressors alike): case,
+    surrounding blanks and the choice of ``-`` or ``_`` do not matter."""
+    return name.strip().lower().replace("-", "_")

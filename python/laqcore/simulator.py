@@ -23,13 +23,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from .serialization import json_safe
-from .wire import Payload
+from ._validate import check_positive_int, check_real
+from .driver import Recorder, RunResult, run_rounds
 
 if TYPE_CHECKING:
     from .algorithms import Algorithm
@@ -40,49 +39,6 @@ __all__ = ["Progress", "RunResult", "simulate"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-@dataclass
-class RunResult:
-    """Outcome and per-iteration history of one simulated run.
-
-    ``iterations`` is the number of iterations performed; when ``reached_tolerance`` it is
-    the first iteration whose residual is ``<= eps`` (and ``uploads``/``bits`` are counted up
-    to it). ``history`` holds per-iteration lists (index 0 = the starting point) and the
-    ``eval_*`` lists sampled every ``eval_every`` iterations.
-    """
-
-    algorithm: str
-    seed: int
-    params: dict[str, Any]
-    problem: dict[str, Any]
-    iterations: int
-    uploads: int
-    bits: int
-    downlink_bits: int
-    final_loss: float
-    final_residual: float | None
-    test_accuracy: float
-    train_accuracy: float
-    reached_tolerance: bool
-    diverged: bool
-    wall_time: float
-    f_star: float | None
-    eps: float
-    history: dict[str, list[float]] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """The ``runs`` entry of ``results.json`` (no history)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
-        safe: dict[str, Any] = json_safe(out)
-        return safe
-
-    def to_dict(self, *, history: bool = True) -> dict[str, Any]:
-        out = asdict(self)
-        if not history:
-            out.pop("history")
-        safe: dict[str, Any] = json_safe(out)
-        return safe
 
 
 class Progress:
@@ -131,32 +87,6 @@ class Progress:
                 self.stream.flush()
 
 
-#: The per-iteration series of ``RunResult.history`` (the evaluation ones every ``eval_every``),
-#: shared with the multi-process engine so both write the same results.json.
-HISTORY_KEYS = (
-    "loss",
-    "residual",
-    "uploads",
-    "bits",
-    "downlink_bits",
-    "eval_iteration",
-    "grad_norm",
-    "test_accuracy",
-)
-
-
-def new_history() -> dict[str, list[float]]:
-    """An empty history with every series of :data:`HISTORY_KEYS`."""
-    return {k: [] for k in HISTORY_KEYS}
-
-
-def has_diverged(loss: float, loss0: float) -> bool:
-    """Stop rule for a run that blew up: a non-finite loss, or one a million times the
-    starting loss (at least 1). Shared with the distributed engine, whose runs must stop
-    exactly where the simulator's do."""
-    return not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0)
-
-
 def simulate(
     problem: Problem,
     algorithm: Algorithm,
@@ -187,99 +117,41 @@ def simulate(
     record_history : bool
         Keep the per-iteration lists (needed for plots).
     """
-    if (
-        isinstance(max_iterations, bool)
-        or not isinstance(max_iterations, int)
-        or max_iterations < 1
-    ):
-        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
-    if not (isinstance(eps, (int, float)) and eps >= 0):
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    check_positive_int(max_iterations, "max_iterations")
+    eps = check_real(eps, "eps", minimum=0.0)
+    check_positive_int(eval_every, "eval_every")
     M = problem.num_workers
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
-    x0 = problem.initial_point()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
-    server = algorithm.make_server(x0, M, smooth)
-    workers = [algorithm.make_worker(m, problem.workers[m], M) for m in range(M)]
+    server = algorithm.make_server(problem.initial_point(), M, smooth)
+    workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
 
-    def residual_of(loss: float) -> float | None:
-        return None if f_star is None else loss - f_star
+    def evaluate(theta: np.ndarray) -> tuple[float, float]:
+        return float(np.linalg.norm(problem.grad(theta))), problem.accuracy(theta)
 
-    hist = new_history()
+    recorder = Recorder(
+        f_star=f_star, evaluate=evaluate, eval_every=eval_every, record_history=record_history
+    )
     loss0 = problem.loss(server.theta)
-    uploads = up_bytes = down_bytes = 0
-
-    def record(k: int, loss: float) -> None:
-        if not record_history:
-            return
-        r = residual_of(loss)
-        hist["loss"].append(loss)
-        hist["residual"].append(float("nan") if r is None else r)
-        hist["uploads"].append(uploads)
-        hist["bits"].append(8 * up_bytes)
-        hist["downlink_bits"].append(8 * down_bytes)
-        if k % eval_every == 0:
-            evaluate(k)
-
-    def evaluate(k: int) -> None:
-        hist["eval_iteration"].append(k)
-        hist["grad_norm"].append(float(np.linalg.norm(problem.grad(server.theta))))
-        hist["test_accuracy"].append(problem.accuracy(server.theta))
-
-    record(0, loss0)
+    recorder.record(0, loss0, server.theta)
     bar = Progress(algorithm.name, max_iterations, enabled=progress)
-    start = time.perf_counter()
-    loss, k, reached, diverged = loss0, 0, False, False
-    r0 = residual_of(loss0)
-    if r0 is not None and r0 <= eps:
-        reached = True
-    while not reached and k < max_iterations and not server.done:
-        batch: dict[int, Payload] = {}
-        for m, w in enumerate(workers):
-            msg = server.message(m)
-            down_bytes += msg.nbytes
-            payload = w.step(msg)
-            if payload is not None:
-                batch[m] = payload
-                uploads += 1
-                up_bytes += payload.nbytes
-        server.apply(batch)
-        k += 1
-        loss = problem.loss(server.theta)
-        if has_diverged(loss, loss0):
-            diverged = True
-            record(k, loss)
-            break
-        record(k, loss)
-        r = residual_of(loss)
-        if r is not None and r <= eps:
-            reached = True
-        bar.update(k, r)
-    wall = time.perf_counter() - start
-    bar.close(k, residual_of(loss))
-    if record_history and (not hist["eval_iteration"] or hist["eval_iteration"][-1] != k):
-        evaluate(k)
-    params = asdict(algorithm.params)
-    return RunResult(
-        algorithm=algorithm.name,
-        seed=algorithm.params.seed,
-        params=params,
+    outcome = run_rounds(
+        server,
+        workers,
+        recorder,
+        loss=problem.loss,
+        loss0=loss0,
+        max_iterations=max_iterations,
+        eps=eps,
+        after_round=bar.update,
+    )
+    bar.close(outcome.iterations, recorder.residual(outcome.loss))
+    return outcome.result(
+        recorder,
+        algorithm=algorithm,
         problem=problem.describe(),
-        iterations=k,
-        uploads=uploads,
-        bits=8 * up_bytes,
-        downlink_bits=8 * down_bytes,
-        final_loss=loss,
-        final_residual=residual_of(loss),
+        eps=eps,
         test_accuracy=problem.accuracy(server.theta),
         train_accuracy=problem.accuracy(server.theta, test=False),
-        reached_tolerance=reached,
-        diverged=diverged,
-        wall_time=wall,
-        f_star=f_star,
-        eps=float(eps),
-        history=hist,
     )
