@@ -85,7 +85,7 @@ def test_checkpoint_round_trip_restores_exactly(prob, tmp_path):
     alg, server, workers = _laq_state(prob)
     skip = (type(prob.workers[0]),)
     tree, arrays = encode_state({"server": server, "workers": workers}, skip=skip)
-    path = str(tmp_path / "rank0.npz")
+    path = str(tmp_path / "rank0.ckpt")
     write_checkpoint(path, tree, arrays)
     fresh = alg.make_server(prob.initial_point(), prob.num_workers)
     fresh_w = {m: alg.make_worker(m, prob.workers[m], prob.num_workers) for m in range(2)}
@@ -102,17 +102,17 @@ def test_checkpoint_round_trip_restores_exactly(prob, tmp_path):
 
 def test_checkpoint_flipped_bit_is_refused_naming_the_file(prob, tmp_path):
     _, server, _ = _laq_state(prob)
-    path = str(tmp_path / "rank1.npz")
+    path = str(tmp_path / "rank1.ckpt")
     write_checkpoint(path, *encode_state(server))
     with open(path, "rb") as fh:
         raw = fh.read()
     caught = 0
-    for pos in range(64, len(raw), max(1, len(raw) // 97)):
+    for pos in range(0, len(raw), max(1, len(raw) // 97)):
         bad = bytearray(raw)
         bad[pos] ^= 0x01
         with open(path, "wb") as fh:
             fh.write(bytes(bad))
-        with pytest.raises(CheckpointError, match="rank1.npz"):
+        with pytest.raises(CheckpointError, match="rank1.ckpt"):
             read_checkpoint(path)
         caught += 1
     assert caught > 50
@@ -125,14 +125,14 @@ def test_checkpoint_never_unpickles(tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    path = str(tmp_path / "rank0.npz")
+    path = str(tmp_path / "rank0.ckpt")
     with open(path, "wb") as fh:
         pickle.dump({"server": Evil()}, fh)
-    with pytest.raises(CheckpointError, match="rank0.npz"):
+    with pytest.raises(CheckpointError, match="rank0.ckpt"):
         read_checkpoint(path)
     np.save(path, np.array([Evil()], dtype=object), allow_pickle=True)
     os.replace(path + ".npy", path)
-    with pytest.raises(CheckpointError, match="rank0.npz"):
+    with pytest.raises(CheckpointError, match="rank0.ckpt"):
         read_checkpoint(path)
     assert not marker.exists()
 

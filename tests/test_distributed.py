@@ -266,7 +266,7 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
     save = EngineConfig(**base, max_iterations=4, checkpoint_dir=str(ck), checkpoint_every=4)
     run_processes(engine_runs, 2, [save], pg_timeout_s=30, deadline_s=60)
     resume = EngineConfig(**base, max_iterations=8, checkpoint_dir=str(ck), resume=True)
-    path = ck / "rank1.npz"
+    path = ck / "rank1.ckpt"
     good = path.read_bytes()
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 0x04
@@ -274,7 +274,7 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
     with pytest.raises(LaunchError) as info:
         run_processes(engine_runs, 2, [resume], pg_timeout_s=10, deadline_s=60)
     assert info.value.outcomes[1].error_type == "CheckpointError"
-    assert "rank1.npz" in (info.value.outcomes[1].error or "")
+    assert "rank1.ckpt" in (info.value.outcomes[1].error or "")
 
     # A well-formed checkpoint (valid checksum) whose server iterate differs on rank 1.
     path.write_bytes(good)

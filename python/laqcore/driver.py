@@ -9,7 +9,8 @@ Per iteration ``k`` (:func:`run_rounds`)::
     recorder.record(k + 1, loss, theta)                       # counters, history, evaluation
     stop at F - F* <= eps, at max_iterations, when the server is done, or on divergence
 
-and :meth:`Recorder.result` turns the run into a :class:`RunResult`. The simulator
+and the caller turns the :class:`Outcome` and the recorder into a
+:class:`~laqcore.simulator.RunResult` (:func:`laqcore.simulator.make_result`). The simulator
 (:mod:`laqcore.simulator`) holds every worker and exchanges with :func:`identity_exchange`;
 the multi-process engine (:mod:`laqcore.distributed.engine`) holds its own workers and
 exchanges through the transport; ``tests/driver_cases.py`` drives algorithms by hand with it.
@@ -36,13 +37,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from .serialization import json_safe
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -53,7 +53,6 @@ __all__ = [
     "Exchange",
     "Outcome",
     "Recorder",
-    "RunResult",
     "has_diverged",
     "identity_exchange",
     "new_history",
@@ -70,49 +69,6 @@ F64 = npt.NDArray[np.float64]
 Exchange = Callable[[int, dict[int, Payload]], dict[int, Payload]]
 #: ``step(m, worker, message) -> payload or None`` (the default calls ``worker.step``).
 StepFn = Callable[[int, "Worker", "Message"], "Payload | None"]
-
-
-@dataclass
-class RunResult:
-    """Outcome and per-iteration history of one run (simulated or distributed).
-
-    ``iterations`` is the number of iterations performed; when ``reached_tolerance`` it is
-    the first iteration whose residual is ``<= eps`` (and ``uploads``/``bits`` are counted up
-    to it). ``history`` holds per-iteration lists (index 0 = the starting point) and the
-    ``eval_*`` lists sampled every ``eval_every`` iterations.
-    """
-
-    algorithm: str
-    seed: int
-    params: dict[str, Any]
-    problem: dict[str, Any]
-    iterations: int
-    uploads: int
-    bits: int
-    downlink_bits: int
-    final_loss: float
-    final_residual: float | None
-    test_accuracy: float
-    train_accuracy: float
-    reached_tolerance: bool
-    diverged: bool
-    wall_time: float
-    f_star: float | None
-    eps: float
-    history: dict[str, list[float]] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """The ``runs`` entry of ``results.json`` (no history)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
-        safe: dict[str, Any] = json_safe(out)
-        return safe
-
-    def to_dict(self, *, history: bool = True) -> dict[str, Any]:
-        out = asdict(self)
-        if not history:
-            out.pop("history")
-        safe: dict[str, Any] = json_safe(out)
-        return safe
 
 
 #: The per-iteration series of ``RunResult.history`` (the evaluation ones every ``eval_every``).
@@ -191,11 +147,13 @@ class Recorder:
         """Add to a cumulative counter of ``COUNTERS``."""
         self.totals[name] += amount
 
-    def count_round(self, messages: list[Message], batch: Mapping[int, Payload]) -> None:
-        """One iteration's traffic: every message down, every applied upload up."""
-        self.add("downlink_bits", 8 * sum(msg.nbytes for msg in messages))
+    def count_round(
+        self, batch: Mapping[int, Payload], uplink_bytes: int, downlink_bytes: int
+    ) -> None:
+        """One iteration's traffic: the applied uploads, the bytes up and down."""
         self.add("uploads", len(batch))
-        self.add("bits", 8 * sum(p.nbytes for p in batch.values()))
+        self.add("bits", 8 * uplink_bytes)
+        self.add("downlink_bits", 8 * downlink_bytes)
         self.decisions.append(sorted(batch))
 
     def record(self, k: int, loss: float, theta: F64) -> None:
@@ -249,39 +207,6 @@ class Outcome:
     diverged: bool
     wall_time: float
 
-    def result(
-        self,
-        recorder: Recorder,
-        *,
-        algorithm: Any,
-        problem: dict[str, Any],
-        eps: float,
-        test_accuracy: float,
-        train_accuracy: float,
-    ) -> RunResult:
-        """The :class:`RunResult` of this run (``algorithm``: the Algorithm object)."""
-        t = recorder.totals
-        return RunResult(
-            algorithm=algorithm.name,
-            seed=algorithm.params.seed,
-            params=asdict(algorithm.params),
-            problem=problem,
-            iterations=self.iterations,
-            uploads=int(t["uploads"]),
-            bits=int(t["bits"]),
-            downlink_bits=int(t["downlink_bits"]),
-            final_loss=self.loss,
-            final_residual=recorder.residual(self.loss),
-            test_accuracy=test_accuracy,
-            train_accuracy=train_accuracy,
-            reached_tolerance=self.reached_tolerance,
-            diverged=self.diverged,
-            wall_time=self.wall_time,
-            f_star=recorder.f_star,
-            eps=float(eps),
-            history=recorder.history,
-        )
-
 
 def run_rounds(
     server: Server,
@@ -296,6 +221,9 @@ def run_rounds(
     current_loss: float | None = None,
     exchange: Exchange = identity_exchange,
     step: StepFn = _step,
+    message: Callable[[int, Message], Message] | None = None,
+    apply: Callable[[dict[int, Payload], list[Message]], int] | None = None,
+    uplink_nbytes: Callable[[dict[int, Payload]], int] | None = None,
     before_round: Callable[[int], None] | None = None,
     after_round: Callable[[int, float | None], None] | None = None,
 ) -> Outcome:
@@ -317,6 +245,14 @@ def run_rounds(
         See the module docstring (default: :func:`identity_exchange`).
     step
         ``(m, worker, message) -> payload or None``; the engine wraps it to catch faults.
+    message
+        ``(m, server message) -> the message worker m receives`` (a downlink model).
+    apply
+        ``(batch, messages) -> downlink bytes of the round``, applying the batch to the
+        server; default ``server.apply(batch)`` and the messages' ``nbytes``.
+    uplink_nbytes
+        ``batch -> uplink bytes of the round``; default the payloads' ``nbytes`` (an exchange
+        that sends other bytes, e.g. entropy-coded frames, reports its own).
     before_round, after_round
         Called with ``k`` before an iteration's messages, and with ``(k, residual)`` after
         iteration ``k`` is recorded (progress lines, checkpoints).
@@ -334,14 +270,23 @@ def run_rounds(
         # Every message, in worker order: replicas that draw random numbers in message()
         # stay in lockstep, and the downlink is counted for every worker.
         messages = [server.message(m) for m in range(num_workers)]
+        if message is not None:
+            messages = [message(m, msg) for m, msg in enumerate(messages)]
         uploads: dict[int, Payload] = {}
         for m in sorted(workers):
             payload = step(m, workers[m], messages[m])
             if payload is not None:
                 uploads[m] = payload
         batch = dict(sorted(exchange(k, uploads).items()))
-        recorder.count_round(messages, batch)
-        server.apply(batch)
+        up = (
+            sum(p.nbytes for p in batch.values()) if uplink_nbytes is None else uplink_nbytes(batch)
+        )
+        if apply is None:
+            server.apply(batch)
+            down = sum(msg.nbytes for msg in messages)
+        else:
+            down = apply(batch, messages)
+        recorder.count_round(batch, up, down)
         k += 1
         current = loss(server.theta)
         recorder.record(k, current, server.theta)

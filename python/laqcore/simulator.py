@@ -4,10 +4,16 @@ Runs one algorithm's server and M workers in one process, iteration by iteration
 the same step interface the distributed engine uses (:mod:`laqcore.algorithms.base`), and
 accounts per iteration for the loss ``F = (1/M) sum_m f_m``, the residual ``F - F*``,
 uploads (communication rounds), uplink bits (``8 * payload.nbytes`` of every real payload)
-and downlink bits (``8 * Message.nbytes``); every ``eval_every`` iterations also the full
+and downlink bits (what the ``downlink`` mode moves to the workers, :mod:`laqcore.downlink`;
+default ``delta``: the other uploaders' frames, nothing when nobody uploaded); every ``eval_every`` iterations also the full
 gradient norm ``||grad F||`` and the test accuracy. It stops at ``F - F* <= eps`` (convex
 problems), at ``max_iterations``, when an algorithm ends on its own (one-shot averaging) or
 when the loss diverges (NaN/Inf or 1e6 times the initial loss).
+
+Every run records its per-iteration traffic (:class:`laqcore.network.TrafficTrace`) and the
+measured compute time, so the wall-clock time under any link follows from
+:func:`laqcore.network.round_times`; given a ``link``, the result carries
+``time_to_tolerance`` and the ``time`` history (seconds under that link).
 
 Examples
 --------
@@ -20,25 +26,109 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from dataclasses import asdict, dataclass, field, fields
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validate import check_positive_int, check_real
-from .driver import Recorder, RunResult, run_rounds
+from .downlink import Downlink, DownlinkMode, parse_downlink
+from .driver import Outcome, Recorder, run_rounds
+from .entropy import entropy_decode, entropy_encode, is_codable
+from .network import Link, TrafficTrace, round_times
+from .serialization import json_safe
+from .wire import Payload
 
 if TYPE_CHECKING:
     from .algorithms import Algorithm
+    from .algorithms.base import Message
     from .problems import Problem
 
-__all__ = ["Progress", "RunResult", "simulate"]
+__all__ = ["Progress", "RunResult", "make_result", "simulate"]
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+@dataclass
+class RunResult:
+    """Outcome and per-iteration history of one simulated run.
+
+    ``iterations`` is the number of iterations performed; when ``reached_tolerance`` it is
+    the first iteration whose residual is ``<= eps`` (and ``uploads``/``bits`` are counted up
+    to it). ``history`` holds per-iteration lists (index 0 = the starting point) and the
+    ``eval_*`` lists sampled every ``eval_every`` iterations.
+
+    ``bits`` = ``uplink_bits`` (payload frames, headers and CRC included), ``downlink_bits``
+    per the ``downlink`` mode, ``total_bits`` their sum. ``time_s`` / ``time_to_tolerance``:
+    modelled seconds of the whole run / to the tolerance under ``network`` (``None`` without
+    a link, or when the tolerance was not reached). ``trace`` is the recorded traffic (not
+    written to results.json).
+    """
+
+    algorithm: str
+    seed: int
+    params: dict[str, Any]
+    problem: dict[str, Any]
+    iterations: int
+    uploads: int
+    bits: int
+    downlink_bits: int
+    final_loss: float
+    final_residual: float | None
+    test_accuracy: float
+    train_accuracy: float
+    reached_tolerance: bool
+    diverged: bool
+    wall_time: float
+    f_star: float | None
+    eps: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+    uplink_bits: int = 0
+    total_bits: int = 0
+    downlink: str = "delta"
+    network: dict[str, Any] | None = None
+    time_s: float | None = None
+    time_to_tolerance: float | None = None
+    compute_s: float | None = None
+    trace: TrafficTrace | None = field(default=None, repr=False, compare=False)
+    entropy_coding: bool = False
+
+    def _plain(self, skip: tuple[str, ...]) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        safe: dict[str, Any] = json_safe(copy.deepcopy(out))
+        return safe
+
+    def summary(self) -> dict[str, Any]:
+        """The ``runs`` entry of ``results.json`` (no history)."""
+        return self._plain(("history", "problem", "trace"))
+
+    def to_dict(self, *, history: bool = True) -> dict[str, Any]:
+        return self._plain(("trace",) if history else ("history", "trace"))
+
+    def apply_link(self, link: Link, *, compute_s: float | None = None) -> RunResult:
+        """Set ``network``, ``time_s``, ``time_to_tolerance`` and the ``time`` history
+        from the recorded trace under ``link``; returns self."""
+        if self.trace is None:
+            raise ValueError("this result has no traffic trace (run it with the simulator)")
+        times = round_times(self.trace, link, compute_s=compute_s)
+        elapsed = np.concatenate(([0.0], np.cumsum(times)))
+        self.network = link.describe()
+        self.compute_s = (
+            compute_s
+            if compute_s is not None
+            else self.trace.worker_step_s + self.trace.server_step_s
+        )
+        self.time_s = float(elapsed[self.iterations])
+        self.time_to_tolerance = self.time_s if self.reached_tolerance else None
+        if self.history.get("loss"):
+            self.history["time"] = [float(v) for v in elapsed[: len(self.history["loss"])]]
+        return self
 
 
 class Progress:
@@ -87,6 +177,46 @@ class Progress:
                 self.stream.flush()
 
 
+def make_result(
+    outcome: Outcome,
+    recorder: Recorder,
+    *,
+    algorithm: Algorithm,
+    problem: dict[str, Any],
+    eps: float,
+    test_accuracy: float,
+    train_accuracy: float,
+    **extra: Any,
+) -> RunResult:
+    """The :class:`RunResult` of a run of the round driver (simulator and engine alike);
+    ``extra``: the simulator's additional fields (trace, downlink mode, ...)."""
+    t = recorder.totals
+    up, down = int(t["bits"]), int(t["downlink_bits"])
+    return RunResult(
+        algorithm=algorithm.name,
+        seed=algorithm.params.seed,
+        params=asdict(algorithm.params),
+        problem=problem,
+        iterations=outcome.iterations,
+        uploads=int(t["uploads"]),
+        bits=up,
+        downlink_bits=down,
+        final_loss=outcome.loss,
+        final_residual=recorder.residual(outcome.loss),
+        test_accuracy=test_accuracy,
+        train_accuracy=train_accuracy,
+        reached_tolerance=outcome.reached_tolerance,
+        diverged=outcome.diverged,
+        wall_time=outcome.wall_time,
+        f_star=recorder.f_star,
+        eps=float(eps),
+        history=recorder.history,
+        uplink_bits=up,
+        total_bits=up + down,
+        **extra,
+    )
+
+
 def simulate(
     problem: Problem,
     algorithm: Algorithm,
@@ -97,6 +227,10 @@ def simulate(
     eval_every: int = 10,
     progress: bool = False,
     record_history: bool = True,
+    entropy_coding: bool = False,
+    downlink: str | DownlinkMode = "delta",
+    link: Link | None = None,
+    compute_s: float | None = None,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
 
@@ -116,16 +250,32 @@ def simulate(
         Show a progress line on stderr for runs longer than a second.
     record_history : bool
         Keep the per-iteration lists (needed for plots).
+    entropy_coding : bool
+        Send every codable upload (LAQ, QSGD, TernGrad, sign payloads) as an entropy-coded
+        frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
+        the payload decoded from those bytes, identical to the uncoded one, so iterates and
+        upload decisions are exactly those of the run without it.
+    downlink : str or DownlinkMode
+        What moves down (:mod:`laqcore.downlink`): ``delta`` (default, the engine's exchange),
+        ``delta:f32``, ``delta:laq:B``, ``model``, ``model:f32``, ``model:laq:B``.
+    link : Link, optional
+        Time model to apply to the recorded traffic (:meth:`RunResult.apply_link`).
+    compute_s : float, optional
+        Compute seconds per iteration for the time model (default: measured in the run).
     """
     check_positive_int(max_iterations, "max_iterations")
     eps = check_real(eps, "eps", minimum=0.0)
     check_positive_int(eval_every, "eval_every")
+    if not isinstance(entropy_coding, bool):
+        raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
+    down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
+    trace = TrafficTrace(M)
 
     def evaluate(theta: np.ndarray) -> tuple[float, float]:
         return float(np.linalg.norm(problem.grad(theta))), problem.accuracy(theta)
@@ -135,6 +285,38 @@ def simulate(
     )
     loss0 = problem.loss(server.theta)
     recorder.record(0, loss0, server.theta)
+    on_wire: dict[int, Payload] = {}  # what was sent: the batch, or its entropy-coded frames
+    clock = [0.0]
+
+    def before_round(k: int) -> None:
+        clock[0] = time.perf_counter()
+
+    def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
+        """In one process nothing moves; with entropy coding the server gets what the coded
+        frames decode to (identical payloads), and the coded sizes are what is counted."""
+        trace.worker_seconds += time.perf_counter() - clock[0]
+        trace.worker_steps += M
+        on_wire.clear()
+        batch: dict[int, Payload] = {}
+        for m, payload in uploads.items():
+            wire_payload: Payload = payload
+            if entropy_coding and is_codable(payload):
+                wire_payload = entropy_encode(payload)
+                payload = entropy_decode(wire_payload.to_bytes(), expected_n=payload.n)
+            batch[m] = payload
+            on_wire[m] = wire_payload
+        return batch
+
+    def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
+        t1 = time.perf_counter()
+        down.start_round()
+        server.apply(batch)
+        sent = down.finish_round(batch)
+        trace.server_seconds += time.perf_counter() - t1
+        trace.server_steps += 1
+        trace.record(on_wire, sent.broadcast, sent.delivered)
+        return int(sent.delivered)
+
     bar = Progress(algorithm.name, max_iterations, enabled=progress)
     outcome = run_rounds(
         server,
@@ -144,14 +326,24 @@ def simulate(
         loss0=loss0,
         max_iterations=max_iterations,
         eps=eps,
+        exchange=exchange,
+        message=down.message,
+        apply=apply,
+        uplink_nbytes=lambda batch: sum(on_wire[m].nbytes for m in batch),
+        before_round=before_round,
         after_round=bar.update,
     )
     bar.close(outcome.iterations, recorder.residual(outcome.loss))
-    return outcome.result(
+    result = make_result(
+        outcome,
         recorder,
         algorithm=algorithm,
         problem=problem.describe(),
         eps=eps,
         test_accuracy=problem.accuracy(server.theta),
         train_accuracy=problem.accuracy(server.theta, test=False),
+        downlink=down.mode.name,
+        trace=trace,
+        entropy_coding=bool(entropy_coding),
     )
+    return result if link is None else result.apply_link(link, compute_s=compute_s)

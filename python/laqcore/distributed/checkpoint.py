@@ -1,18 +1,16 @@
 """Engine checkpoints that cannot run code, with a checksum, and replica digests.
 
-Format (one ``rank<r>.npz`` per rank, written atomically): a numpy ``.npz`` read back with
-``allow_pickle=False``, holding
+Format (one ``rank<r>.ckpt`` per rank, written atomically): the 8-byte magic
+``LQCKPT01``, the SHA-256 of everything after it (32 bytes), then a numpy ``.npz`` archive
+read back with ``allow_pickle=False``, holding ``state.json`` (a uint8 array, the UTF-8 JSON
+*state tree*, see below) and ``a0``, ``a1``, ...: the numeric arrays the tree refers to
+(never object arrays).
 
-* ``state.json``: a uint8 array, the UTF-8 JSON *state tree* (see below);
-* ``a0``, ``a1``, ...: the numeric arrays the tree refers to (never object arrays);
-* ``sha256``: a uint8 array, the hex SHA-256 of the JSON bytes followed by every array's
-  dtype, shape and bytes in index order.
-
-:func:`read_checkpoint` verifies the checksum before anything is decoded, and every failure
-(missing file, not a zip, a zip CRC error, pickled content, checksum mismatch, malformed
-tree) raises :class:`CheckpointError` naming the file. Nothing in a checkpoint is ever
-executed or used to choose a class: objects are restored *into* the objects a fresh run
-builds (same type name and the same attribute names, or the load is refused).
+:func:`read_checkpoint` verifies the checksum (so any flipped bit is refused) before anything
+is decoded, and every failure (missing file, bad magic, checksum mismatch, pickled or
+malformed content) raises :class:`CheckpointError` naming the file. Nothing in a checkpoint
+is ever executed or used to choose a class: objects are restored *into* the objects a fresh
+run builds (same type name and the same attribute names, or the load is refused).
 
 State tree. JSON values stand for themselves; everything else is a one-key-tagged dict:
 ``{"__array__": i}``, ``{"__float__": "nan"|"inf"|"-inf"}``, ``{"__scalar__": dtype, "value"}``,
@@ -29,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import json
 import math
 import os
@@ -190,44 +189,47 @@ def state_digest(obj: Any) -> bytes:
     return bytes.fromhex(_digest(json.dumps(tree, sort_keys=True).encode(), arrays))
 
 
+_MAGIC = b"LQCKPT01"
+
+
 def write_checkpoint(path: str, tree: Any, arrays: list[np.ndarray]) -> None:
     """Write a state tree and its arrays to ``path`` atomically (format in the module doc)."""
     meta = json.dumps(tree, sort_keys=True).encode()
     members = {f"a{i}": a for i, a in enumerate(arrays)}
     members["state.json"] = np.frombuffer(meta, np.uint8)
-    members["sha256"] = np.frombuffer(_digest(meta, arrays).encode(), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **members)  # type: ignore[arg-type]
+    body = buf.getvalue()
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
-        np.savez(fh, **members)  # type: ignore[arg-type]
+        fh.write(_MAGIC + hashlib.sha256(body).digest() + body)
     os.replace(tmp, path)  # atomic: a crash mid-write keeps the previous checkpoint
 
 
 def read_checkpoint(path: str) -> tuple[Any, list[np.ndarray]]:
     """Read and verify a checkpoint; :class:`CheckpointError` naming ``path`` otherwise."""
     try:
-        # Our own handle: np.load leaks its handle when the archive itself is corrupt.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"checkpoint {path} is not an .npz archive")
-            names = set(z.files)
-            count = len(names) - 2
-            if {"state.json", "sha256"} - names or names != {
-                "state.json",
-                "sha256",
-                *(f"a{i}" for i in range(count)),
-            }:
-                raise CheckpointError(f"checkpoint {path} lacks or has unexpected members")
-            meta = z["state.json"].tobytes()
-            expected = z["sha256"].tobytes().decode("ascii", "replace")
-            arrays = [z[f"a{i}"] for i in range(count)]
-    except CheckpointError:
-        raise
-    except (OSError, ValueError, TypeError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
-    if _digest(meta, arrays) != expected:
+    head = len(_MAGIC) + 32
+    if len(raw) < head or raw[: len(_MAGIC)] != _MAGIC:
+        raise CheckpointError(f"checkpoint {path} is not a laqcore checkpoint (bad magic)")
+    body = raw[head:]
+    if hashlib.sha256(body).digest() != raw[len(_MAGIC) : head]:
         raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match")
     try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as z:
+            names = set(z.files)
+            count = len(names) - 1
+            if names != {"state.json", *(f"a{i}" for i in range(count))}:
+                raise CheckpointError(f"checkpoint {path} lacks or has unexpected members")
+            meta = z["state.json"].tobytes()
+            arrays = [z[f"a{i}"] for i in range(count)]
         tree = json.loads(meta)
-    except ValueError as err:
-        raise CheckpointError(f"checkpoint {path} holds malformed JSON: {err}") from None
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, EOFError, KeyError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be decoded: {err}") from None
     return tree, arrays

@@ -22,7 +22,8 @@ The loop itself is :func:`laqcore.driver.run_rounds`; this module provides its e
 (bundles through the transport), its loss and evaluation (all-reduces) and checkpoints.
 
 Counted as in the simulator: ``uploads``, ``bits = 8 * sum(payload.nbytes)``, and
-``downlink_bits`` from the messages (the replicas make the downlink implicit here). The
+``downlink_bits`` as the simulator's default ``delta`` downlink: every worker receives the
+other uploaders' frames (:func:`laqcore.downlink.delta_frames`). The
 extra ``wire`` section is what really crossed between processes (control, payload frames,
 container headers, padding), from :class:`~laqcore.distributed.TrafficStats`; the per-step
 loss all-reduce (monitoring, M float64) is reported separately as ``monitor_bytes``.
@@ -48,7 +49,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..downlink import delta_frames
 from ..driver import Recorder, run_rounds
+from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
 from .checkpoint import (
     CheckpointError,
@@ -94,7 +97,7 @@ class EngineConfig:
         :class:`NonFiniteGradientError` naming the rank, worker and iteration; or the
         worker skips that iteration (counted in ``wire.nonfinite``).
     checkpoint_dir, checkpoint_every
-        Write ``rank<r>.npz`` there every ``checkpoint_every`` iterations (0: never).
+        Write ``rank<r>.ckpt`` there every ``checkpoint_every`` iterations (0: never).
     resume : bool
         Start from the checkpoints in ``checkpoint_dir`` (refused, naming the file, if one
         is corrupt or was written by another configuration, world size or rank).
@@ -274,6 +277,12 @@ def run_engine(
                 batch[m] = p
         return batch
 
+    def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
+        server.apply(batch)
+        # The simulator's default ``delta`` downlink: every worker receives the other
+        # uploaders' frames (the replicas make it implicit here; counted the same way).
+        return int(delta_frames(batch, M).delivered)
+
     def after_round(k: int, residual: float | None) -> None:
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             _check_replicas(server, rank, k)
@@ -292,10 +301,12 @@ def run_engine(
         current_loss=loss,
         exchange=exchange,
         step=step,
+        apply=apply,
         before_round=None if fault is None else (lambda k: fault(rank, k, workers)),
         after_round=after_round,
     )
-    result = outcome.result(
+    result = make_result(
+        outcome,
         recorder,
         algorithm=algorithm,
         problem=problem.describe(),
@@ -329,14 +340,14 @@ def _check_replicas(server: Any, rank: int, k: int) -> None:
 
 
 class _Checkpoints:
-    """``rank<r>.npz`` in ``checkpoint_dir`` (format: :mod:`laqcore.distributed.checkpoint`)."""
+    """``rank<r>.ckpt`` in ``checkpoint_dir`` (format: :mod:`laqcore.distributed.checkpoint`)."""
 
     def __init__(self, cfg: EngineConfig, rank: int, world: int) -> None:
         self.cfg, self.rank, self.world = cfg, rank, world
         self.path = (
             None
             if cfg.checkpoint_dir is None
-            else os.path.join(cfg.checkpoint_dir, f"rank{rank}.npz")
+            else os.path.join(cfg.checkpoint_dir, f"rank{rank}.ckpt")
         )
         if cfg.resume and self.path is None:
             raise ValueError("resume needs checkpoint_dir")
