@@ -51,13 +51,13 @@ def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
             p = laq_quantize(g, q_prev, bits, block_size=block)
             laq_apply(q_prev, p)
             return p
-        return g
+        return comp.compress(g, step=step)
 
     if cfg["exchange"] == "two-phase":
         codec: Any = (
             LAQChunkCodec(bits, block, bits) if laq else CompressorChunkCodec("qsgd", seed=0)
         )
-        ex = TwoPhaseExchange(n, codec, unit=block)
+        ex = TwoPhaseExchange(n, codec)
         dist.barrier()
         t0 = time.perf_counter()
         for k in range(steps):
@@ -69,9 +69,7 @@ def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
         dist.barrier()
         t0 = time.perf_counter()
         for k in range(steps):
-            m = message(k)
-            frame = m.to_bytes() if laq else comp.compress(m, step=k).to_bytes()
-            tr.exchange(frame)
+            tr.exchange(message(k).to_bytes())
         wall = time.perf_counter() - t0
         received = tr.stats.wire_bytes // world  # symmetric: every rank receives the same
     return {"received_per_step": received / steps, "seconds_per_step": wall / steps}

@@ -33,23 +33,31 @@ def make_codec(kind: str) -> Any:
     return CompressorChunkCodec(kind, seed=SEED)
 
 
-def two_phase_rounds(rank: int, world: int, kind: str) -> dict[str, Any]:
-    """Four rounds of the pattern above; returns outputs and per-round stats."""
-    from laqcore import laq_apply, laq_quantize
+KINDS = ("laq", "laq-exact", "qsgd", "terngrad")
+
+
+def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
+    """Four rounds of the pattern above for every codec kind; outputs and per-round stats."""
+    return {kind: _rounds(rank, world, kind) for kind in KINDS}
+
+
+def _rounds(rank: int, world: int, kind: str) -> dict[str, Any]:
+    from laqcore import get_compressor, laq_apply, laq_quantize
     from laqcore.distributed.two_phase import TwoPhaseExchange
 
-    ex = TwoPhaseExchange(N_COORDS, make_codec(kind), unit=BLOCK)
+    ex = TwoPhaseExchange(N_COORDS, make_codec(kind))
+    comp = get_compressor(kind, seed=SEED, stream=rank) if not kind.startswith("laq") else None
     q_prev = np.zeros(N_COORDS, np.float32)
     outputs, stats = [], []
     for rnd in range(4):
         upload: Any = None
         if uploads_in(rnd, rank):
             g = gradient(rank, rnd)
-            if kind.startswith("laq"):
+            if comp is None:
                 upload = laq_quantize(g, q_prev, BITS, block_size=BLOCK)
                 laq_apply(q_prev, upload)
             else:
-                upload = g
+                upload = comp.compress(g, step=rnd)
         res = ex.round(upload, step=rnd, tag=f"round {rnd}")
         assert res.output is not None
         outputs.append(res.output.tobytes())

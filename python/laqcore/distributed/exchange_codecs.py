@@ -2,32 +2,37 @@
 aggregate it.
 
 * :class:`LAQChunkCodec` - LAQ (lazy aggregation of quantized innovations). An upload is a
-  blockwise :class:`~laqcore.LAQPayload` of the whole vector; its chunk j is a slice (the
-  codes and radii of the chunk's blocks, no re-encoding). Owner j keeps its chunk of the
-  exact aggregate ``sum_m Q_m`` and publishes the aggregate's innovation against the replica
-  with :func:`laqcore.downlink.delta_quantize` (``downlink_bits=None``: as float32, exact).
-  Every rank's replica is the same; the averaged gradient is ``replica / N``.
-* :class:`CompressorChunkCodec` - QSGD, TernGrad (any stateless compressor): every uploader
-  compresses each chunk of its gradient; owner j decodes and averages its chunk, and
-  re-compresses the mean with error feedback (what the second compression drops is added
-  back at the owner's next publication). The averaged gradient is the decoded publications.
+  :class:`~laqcore.LAQBlockPayload` (blockwise radius) of the whole vector; its chunk j is a slice
+  (:func:`~laqcore.distributed.slicing.slice_payload`: the codes and radii of the chunk's
+  blocks, no re-encoding). Owner j keeps its chunk of the exact aggregate ``sum_m Q_m`` and
+  publishes the aggregate's innovation against the replica, quantized with the same
+  blockwise LAQ quantizer (``laq_quantize(owned, replica_chunk, downlink_bits, block_size)``:
+  double quantization as in AsyLPG, the residual stays in ``owned - replica`` and is sent
+  with the next innovation, so it never accumulates; ``downlink_bits=None``: the chunk as
+  float32, exact). Every rank's replica is the same; the averaged gradient is ``replica / N``.
+* :class:`CompressorChunkCodec` - QSGD, TernGrad: an upload is the compressor's payload of
+  the whole gradient; owner j decodes its chunk of every upload, averages them, and
+  re-compresses the mean with error feedback (what the second compression drops is added to
+  the owner's next publication). The averaged gradient is the decoded publications.
 
-Chunk layout on the wire (no frame header: sizes and meaning are fixed by the exchange):
-LAQ ``radii (float32 LE, one per block) + packed codes``; compressors: their wire frame.
+Every chunk travels as a laqcore wire frame (header and CRC: 24 bytes per chunk) and every
+receiver, the owner included, applies the *decoded* bytes, so the replicas cannot differ.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._validate import as_float_vector, check_bits, check_positive_int
-from ..downlink import delta_apply, delta_quantize
+from .._validate import as_float_vector, check_bits, check_block_size
 from ..error_feedback import ErrorFeedback
-from ..laq import LAQPayload, laq_accumulate
-from ..packing import packed_size
+from ..laq import laq_accumulate, laq_apply, laq_quantize
+from ..laq_payload import LAQBlockPayload, LAQPayload
+from ..wire import Payload
+from .slicing import slice_payload, slice_unit
 
 __all__ = ["CompressorChunkCodec", "LAQChunkCodec"]
 
@@ -39,10 +44,25 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 ByteVector = npt.NDArray[np.uint8]
 _EMPTY: ByteVector = np.empty(0, np.uint8)
+_DOWN_BLOCK = 256  # publications of global-radius uploads
+
+
+def _frame(payload: Payload) -> ByteVector:
+    return np.frombuffer(payload.to_bytes(), np.uint8)
+
+
+def _laq_frame(data: ByteVector, n: int) -> LAQPayload:
+    """A LAQ frame of ``n`` coordinates (global or blockwise radius), else ``ValueError``."""
+    p = Payload.from_bytes(data, expected_n=n)
+    if not isinstance(p, LAQPayload):
+        raise ValueError(f"expected a LAQ frame, got {type(p).__name__}")
+    return p
 
 
 class _Chunked:
     """Bounds bookkeeping shared by the codecs."""
+
+    unit = 8
 
     def __init__(self) -> None:
         self.bounds: list[tuple[int, int]] = []
@@ -58,31 +78,13 @@ class _Chunked:
     def _bound(self) -> None:
         """Allocate state once the layout is known."""
 
-    def length(self, j: int) -> int:
-        s, e = self.bounds[j]
-        return e - s
-
-    def start_round(self) -> None:
-        """Nothing to reset by default."""
-
-
-def _laq_chunk_bytes(payload: LAQPayload, s: int, e: int, block_size: int) -> ByteVector:
-    """Radii then codes of coordinates [s, e) (s a multiple of the block size)."""
-    if s == e:
-        return _EMPTY
-    b = payload.bits
-    radii = np.ascontiguousarray(payload.radii[s // block_size : -(-e // block_size)])
-    codes = payload.packed[s * b // 8 : -(-e * b // 8)]
-    return np.concatenate([radii.view(np.uint8), codes])
-
-
-def _laq_from_chunk(data: ByteVector, n: int, bits: int, block_size: int) -> LAQPayload:
-    """Inverse of :func:`_laq_chunk_bytes` (the payload validates radii and padding)."""
-    k = 4 * (-(-n // block_size))
-    if data.shape[0] != k + packed_size(n, bits):
-        raise ValueError(f"LAQ chunk of {n} coordinates has {data.shape[0]} bytes")
-    radii = data[:k].copy().view(np.float32)
-    return LAQPayload.from_blocks(data[k:].copy(), radii, bits, n, block_size)
+    def _split(self, payload: Payload) -> list[ByteVector]:
+        if int(getattr(payload, "n", -1)) != self.n:
+            raise ValueError(
+                f"upload encodes {getattr(payload, 'n', '?')} coordinates, "
+                f"the exchange expects {self.n}"
+            )
+        return [_EMPTY if s == e else _frame(slice_payload(payload, s, e)) for s, e in self.bounds]
 
 
 class LAQChunkCodec(_Chunked):
@@ -92,59 +94,72 @@ class LAQChunkCodec(_Chunked):
     ----------
     bits : int
         Bits per coordinate of the uploads (the hook's ``bits``).
-    block_size : int
-        The uploads' block size; chunk boundaries must be multiples of it.
+    block_size : int or None
+        The uploads' block size (a multiple of 8), or ``None`` for global-radius uploads.
     downlink_bits : int or None
         Bits of the owners' publications (double quantization), or ``None`` to publish the
         aggregate's chunk exactly as float32.
+    downlink_block_size : int, optional
+        Block size of the publications; default ``block_size``, or 256 for global-radius
+        uploads. Chunk boundaries are multiples of both block sizes, so quantizing chunk by
+        chunk is quantizing the whole vector blockwise.
     """
 
-    def __init__(self, bits: int, block_size: int, downlink_bits: int | None) -> None:
+    def __init__(
+        self,
+        bits: int,
+        block_size: int | None,
+        downlink_bits: int | None,
+        downlink_block_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.bits = check_bits(bits)
-        self.block_size = check_positive_int(block_size, "block_size")
+        self.block_size = check_block_size(block_size)
+        down = check_block_size(downlink_block_size or self.block_size or _DOWN_BLOCK)
+        self.downlink_block_size: int = down or _DOWN_BLOCK
+        self.unit = math.lcm(self.block_size or 8, self.downlink_block_size)
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         self.replica: FloatVector = np.zeros(0, np.float32)
         self.owned: FloatVector = np.zeros(0, np.float32)
+        self._sizes: list[tuple[int, int]] = []
 
     def _bound(self) -> None:
-        for s, _ in self.bounds:
-            if s % self.block_size:
-                raise ValueError(f"chunk start {s} is not a multiple of {self.block_size}")
         self.replica = np.zeros(self.n, np.float32)
-        self.owned = np.zeros(self.length(self.rank), np.float32)
-
-    def _radii_bytes(self, j: int) -> int:
-        return 4 * (-(-self.length(j) // self.block_size))
+        s, e = self.bounds[self.rank]
+        self.owned = np.zeros(e - s, np.float32)
+        # Frame sizes are fixed by (length, bits, block size): no size exchange needed.
+        sizes = {}
+        for k in {e - s for s, e in self.bounds if e > s}:
+            zero = np.zeros(k, np.float32)
+            up = laq_quantize(zero, None, self.bits, self.block_size).nbytes
+            b, down_bs = self.downlink_bits, self.downlink_block_size
+            down = 4 * k if b is None else laq_quantize(zero, None, b, down_bs).nbytes
+            sizes[k] = (up, down)
+        self._sizes = [sizes.get(e - s, (0, 0)) for s, e in self.bounds]
 
     def uplink_size(self, j: int) -> int:
-        k = self.length(j)
-        return 0 if k == 0 else self._radii_bytes(j) + packed_size(k, self.bits)
+        return self._sizes[j][0]
 
     def downlink_size(self, j: int) -> int:
-        k = self.length(j)
-        if k == 0:
-            return 0
-        if self.downlink_bits is None:
-            return 4 * k
-        return self._radii_bytes(j) + packed_size(k, self.downlink_bits)
+        return self._sizes[j][1]
+
+    def start_round(self) -> None:
+        """The replica persists across rounds."""
 
     def split(self, upload: Any, step: int) -> list[ByteVector]:
         if not isinstance(upload, LAQPayload):
             raise TypeError(f"a LAQ upload must be a LAQPayload, got {type(upload).__name__}")
-        if (upload.n, upload.bits, upload.block_size) != (self.n, self.bits, self.block_size):
+        if (upload.bits, upload.block_size) != (self.bits, self.block_size):
             raise ValueError(
-                f"upload has n={upload.n}, bits={upload.bits}, block_size={upload.block_size}; "
-                f"the exchange expects {self.n}, {self.bits}, {self.block_size}"
+                f"upload has bits={upload.bits}, block_size={upload.block_size}; the "
+                f"exchange expects {self.bits}, {self.block_size}"
             )
-        return [_laq_chunk_bytes(upload, s, e, self.block_size) for s, e in self.bounds]
+        return self._split(upload)
 
     def receive(self, frames: list[ByteVector], step: int) -> None:
-        k = self.length(self.rank)
-        if k == 0:
-            return
-        for data in frames:  # rank order: the same sums on every run
-            laq_accumulate(self.owned, _laq_from_chunk(data, k, self.bits, self.block_size))
+        k = self.owned.shape[0]
+        for data in frames if k else []:  # rank order: the same sums on every run
+            laq_accumulate(self.owned, _laq_frame(data, k))
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
@@ -153,9 +168,10 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = self.owned
             return self.owned.view(np.uint8).copy()
-        p = delta_quantize(self.owned, self.replica[s:e], self.downlink_bits, self.block_size)
-        data = _laq_chunk_bytes(p, 0, e - s, self.block_size)
-        delta_apply(self.replica[s:e], p)
+        held, b = self.replica[s:e], self.downlink_bits
+        p = laq_quantize(self.owned, held, b, self.downlink_block_size)
+        data = _frame(p)
+        self.apply(self.rank, data)
         return data
 
     def apply(self, j: int, data: ByteVector) -> None:
@@ -163,11 +179,9 @@ class LAQChunkCodec(_Chunked):
         if s == e:
             return
         if self.downlink_bits is None:
-            self.replica[s:e] = data.copy().view(np.float32)
-            return
-        delta_apply(
-            self.replica[s:e], _laq_from_chunk(data, e - s, self.downlink_bits, self.block_size)
-        )
+            self.replica[s:e] = data.view(np.float32)
+        else:
+            laq_apply(self.replica[s:e], LAQBlockPayload.from_bytes(data, expected_n=e - s))
 
     def result(self) -> FloatVector:
         return self.replica / np.float32(self.world)
@@ -188,24 +202,26 @@ class LAQChunkCodec(_Chunked):
 
 
 class CompressorChunkCodec(_Chunked):
-    """Stateless compressor uploads, averaged and re-compressed with error feedback.
+    """Compressed uploads, averaged at the owners and re-compressed with error feedback.
 
     Parameters
     ----------
     name : str
-        A :func:`laqcore.get_compressor` name (``"qsgd"``, ``"terngrad"``).
+        A :func:`laqcore.get_compressor` name whose payloads slice (``"qsgd"``,
+        ``"terngrad"``).
     seed : int
-        Base seed. Rank r compresses chunk j on stream ``r + N j``; owner j re-compresses on
-        stream ``N^2 + j``: every draw is independent, and reproducible from (seed, step).
+        Base seed of the owners' re-compression: owner j draws on stream ``N^2 + j`` (the
+        hooks' uploads use stream ``rank``), keyed on the step, so a resumed run draws the
+        same noise.
     **kwargs
-        The compressor's hyper-parameters.
+        The compressor's hyper-parameters (the same as the uploads').
     """
 
     def __init__(self, name: str, seed: int = 0, **kwargs: Any) -> None:
         super().__init__()
         self.name, self.seed, self.kwargs = name, seed, dict(kwargs)
         self._decoder = self._make(0)  # also validates the hyper-parameters now
-        self._up: list[Any] = []
+        self.unit = slice_unit(self._decoder.compress(np.ones(1, np.float32), step=0))
         self._down: ErrorFeedback | None = None
         self.out: FloatVector = np.zeros(0, np.float32)
         self._mean: FloatVector = np.zeros(0, np.float32)
@@ -216,9 +232,7 @@ class CompressorChunkCodec(_Chunked):
         return get_compressor(self.name, seed=self.seed, stream=stream, **self.kwargs)
 
     def _bound(self) -> None:
-        w = self.world
-        self._up = [self._make(self.rank + w * j) for j in range(w)]
-        self._down = ErrorFeedback(self._make(w * w + self.rank))
+        self._down = ErrorFeedback(self._make(self.world * self.world + self.rank))
         self.out = np.zeros(self.n, np.float32)
 
     def uplink_size(self, j: int) -> None:
@@ -231,34 +245,27 @@ class CompressorChunkCodec(_Chunked):
         self.out.fill(0.0)  # a round without uploads averages nothing
 
     def split(self, upload: Any, step: int) -> list[ByteVector]:
-        g = as_float_vector(upload, "grad")
-        if g.shape[0] != self.n:
-            raise ValueError(f"grad has length {g.shape[0]}, the exchange expects {self.n}")
-        out = []
-        for (s, e), comp in zip(self.bounds, self._up):
-            frame = b"" if s == e else comp.compress(g[s:e], step=step).to_bytes()
-            out.append(np.frombuffer(frame, np.uint8))
-        return out
+        if not isinstance(upload, Payload):
+            raise TypeError(f"an upload must be a Payload, got {type(upload).__name__}")
+        return self._split(upload)
 
     def _decode(self, data: ByteVector, n: int) -> FloatVector:
         dec = self._decoder
-        return np.asarray(dec.decompress(dec.from_bytes(data.tobytes(), expected_n=n)))
+        return np.asarray(dec.decompress(dec.from_bytes(data, expected_n=n)))
 
     def receive(self, frames: list[ByteVector], step: int) -> None:
-        k = self.length(self.rank)
-        total = np.zeros(k, np.float32)
-        if k:
-            for data in frames:
-                total += self._decode(data, k)
+        s, e = self.bounds[self.rank]
+        total = np.zeros(e - s, np.float32)
+        for data in frames if e > s else []:
+            total += self._decode(data, e - s)
         self._mean = total / np.float32(max(len(frames), 1))
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
         if s == e or self._down is None:
             return _EMPTY
-        payload = self._down.compress(self._mean, step=step)
-        data = np.frombuffer(payload.to_bytes(), np.uint8)
-        self.out[s:e] = self._decode(data, e - s)
+        data = _frame(self._down.compress(self._mean, step=step))
+        self.apply(self.rank, data)
         return data
 
     def apply(self, j: int, data: ByteVector) -> None:

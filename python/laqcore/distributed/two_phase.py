@@ -93,6 +93,8 @@ class ChunkCodec(Protocol):
     ``result()`` is the averaged vector, identical on every rank.
     """
 
+    unit: int  # chunk boundaries are multiples of this
+
     def bind(self, bounds: list[tuple[int, int]], rank: int, world: int) -> None: ...
 
     def uplink_size(self, j: int) -> int | None: ...
@@ -166,9 +168,10 @@ class TwoPhaseExchange:
         Length of the flat vector.
     codec : ChunkCodec
         What moves and how owners aggregate (:mod:`laqcore.distributed.exchange_codecs`).
-    unit : int
-        Chunk boundaries are multiples of ``unit`` (a multiple of the quantizer's block and
-        of 8 codes, so a chunk of a packed frame is whole bytes and whole blocks).
+    unit : int, optional
+        Chunk boundaries are multiples of ``unit`` (default ``codec.unit``: whole blocks or
+        buckets of the quantizer and whole bytes of its packed codes, so that a chunk of a
+        payload is a slice of it).
     process_group : ProcessGroup, optional
         ``None``: the default group.
     device : torch.device or str, optional
@@ -176,7 +179,7 @@ class TwoPhaseExchange:
 
     Examples
     --------
-    >>> ex = TwoPhaseExchange(n, LAQChunkCodec(bits=4, block_size=256), unit=256)  # doctest: +SKIP
+    >>> ex = TwoPhaseExchange(n, LAQChunkCodec(4, 256, downlink_bits=8))  # doctest: +SKIP
     >>> out = ex.round(payload_or_None, step=k).output                             # doctest: +SKIP
     """
 
@@ -185,7 +188,7 @@ class TwoPhaseExchange:
         n: int,
         codec: ChunkCodec,
         *,
-        unit: int,
+        unit: int | None = None,
         process_group: Any = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -198,7 +201,7 @@ class TwoPhaseExchange:
         self.rank = int(dist.get_rank(process_group))
         self.world = int(dist.get_world_size(process_group))
         self.n = check_positive_int(n, "n")
-        self.bounds = chunk_bounds(self.n, self.world, unit)
+        self.bounds = chunk_bounds(self.n, self.world, codec.unit if unit is None else unit)
         if device is None:
             nccl = str(dist.get_backend(process_group)).lower() == "nccl"
             device = torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu"
