@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from laqcore import cli
+from laqcore.experiments.results import RUN_KEYS
 
 
 def test_help_lists_registered_subcommands(capsys):
@@ -106,17 +107,7 @@ def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq", "random-select"]
-    keys = {
-        "algorithm",
-        "seed",
-        "iterations",
-        "uploads",
-        "bits",
-        "final_residual",
-        "test_accuracy",
-        "reached_tolerance",
-    }
-    assert all(keys <= set(r) for r in data["runs"])
+    assert all(set(RUN_KEYS) <= set(r) for r in data["runs"])
     # random-select ran at LAQ's measured upload rate
     laq = data["runs"][3]
     assert data["runs"][4]["params"]["upload_rate"] == pytest.approx(

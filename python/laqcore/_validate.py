@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ __all__ = [
     "as_float_vector",
     "as_out_vector",
     "check_bits",
+    "check_output_dir",
+    "check_output_file",
     "check_positive_int",
     "check_real",
 ]
@@ -160,3 +163,55 @@ def check_real(
     if minimum is not None and x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
     return x
+
+
+def _nearest_existing(path: str) -> str:
+    """The closest existing ancestor of ``path`` (itself when it exists)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return probe
+
+
+def check_output_dir(path: Any, name: str = "--out") -> str:
+    """``path`` can be (or already is) a writable directory; checked before any work starts,
+    so a long job never fails at the end. Nothing is created here.
+
+    Raises ``ValueError`` naming ``name`` when ``path`` is a file, lies under a file, or its
+    nearest existing directory is not writable.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not p:
+        raise ValueError(f"{name} must not be empty")
+    base = _nearest_existing(p)
+    if not os.path.isdir(base):
+        what = "is a file" if base == os.path.abspath(p) else f"lies under the file {base!r}"
+        raise ValueError(f"{name} {p!r} {what}; expected a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {p!r}: directory {base!r} is not writable")
+    return str(p)
+
+
+def check_output_file(path: Any, name: str) -> str:
+    """``path`` can be written as a file (its directory exists and is writable, and it is not
+    a directory); checked before any work starts."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not p:
+        raise ValueError(f"{name} must not be empty")
+    if os.path.isdir(p):
+        raise ValueError(f"{name} {p!r} is a directory; expected a file name")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {p!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+        os.path.exists(p) and not os.access(p, os.W_OK)
+    ):
+        raise ValueError(f"{name} {p!r} is not writable")
+    return str(p)

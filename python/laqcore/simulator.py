@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .serialization import json_safe
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -73,28 +74,15 @@ class RunResult:
     def summary(self) -> dict[str, Any]:
         """The ``runs`` entry of ``results.json`` (no history)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
-        safe: dict[str, Any] = _json_safe(out)
+        safe: dict[str, Any] = json_safe(out)
         return safe
 
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
         out = asdict(self)
         if not history:
             out.pop("history")
-        safe: dict[str, Any] = _json_safe(out)
+        safe: dict[str, Any] = json_safe(out)
         return safe
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/Inf are not JSON: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
 
 
 class Progress:
