@@ -22,6 +22,7 @@ __all__ = [
     "as_float_or_double_vector",
     "as_float_vector",
     "as_out_vector",
+    "as_state_vector",
     "check_bits",
     "check_output_dir",
     "check_output_file",
@@ -215,3 +216,20 @@ def check_output_file(path: Any, name: str) -> str:
     ):
         raise ValueError(f"{name} {p!r} is not writable")
     return str(p)
+
+
+def as_state_vector(x: Any, n: int, name: str, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """A copy of a vector read from a checkpoint: exactly ``dtype``, 1-D, length ``n``, finite.
+
+    Checkpoints are data from outside: unlike :func:`as_float_vector`, nothing is converted
+    (a float64 vector where float32 was saved means another writer), and NaN/Inf, which no
+    valid state holds, is refused here rather than surfacing iterations later.
+    """
+    want = np.dtype(dtype)
+    if not isinstance(x, np.ndarray) or x.dtype != want:
+        raise TypeError(f"{name} must be a numpy {want} array, got {_describe(x)}")
+    if x.ndim != 1 or x.shape[0] != n:
+        raise ValueError(f"{name} must hold {n} values, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return np.array(x, dtype=want)
