@@ -16,7 +16,9 @@ pytestmark = pytest.mark.usefixtures("private_cache")
 
 def test_gd_accounting_is_exact(prob):
     K = 12
-    res = simulate(prob, get_algorithm("gd"), max_iterations=K, eps=0.0, eval_every=5)
+    res = simulate(
+        prob, get_algorithm("gd"), max_iterations=K, eps=0.0, eval_every=5, downlink="model"
+    )
     frame = laqcore.get_compressor("none").compress(np.zeros(prob.dim, np.float32)).nbytes
     assert res.iterations == K
     assert res.uploads == K * prob.num_workers

@@ -11,9 +11,12 @@ from typing import Any
 from .._blas import blas_threads
 from .options import (
     add_algorithm_options,
+    add_network_options,
     add_problem_options,
     add_run_options,
     algorithm_from_args,
+    downlink_from_args,
+    link_from_args,
     problem_from_args,
     setup_cache,
     split_names,
@@ -21,7 +24,7 @@ from .options import (
 from .plots import plot_results
 from .results import run_config, write_results
 from .runs import run_many, simulate_args
-from .tables import format_table
+from .tables import format_sweep, format_table
 
 __all__ = ["add_parser"]
 
@@ -32,6 +35,23 @@ def __dir__() -> list[str]:
 
 def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
     print(format_table(results))
+    if getattr(args, "seeds", 1) > 1:
+        from .sweep import aggregate
+
+        rows = [r.summary() for r in results]
+        names = list(dict.fromkeys(r.algorithm for r in results))
+        table = [
+            {"algorithm": n, **aggregate([r for r in rows if r["algorithm"] == n])} for n in names
+        ]
+        print(f"\nmean ± std over {args.seeds} seeds:")
+        print(format_sweep(table, []))
+    stopped = [r.algorithm for r in results if not r.reached_tolerance and not r.diverged]
+    if stopped and getattr(args, "eps", 0) > 0:
+        print(
+            f"laqcore: warning: {', '.join(dict.fromkeys(stopped))} stopped at the budget "
+            f"(--max-iterations {args.max_iterations}) before F-F* <= {args.eps:g}",
+            file=sys.stderr,
+        )
     if not args.out:
         return
     path = write_results(args.out, run_config(args, prob), results)
@@ -58,7 +78,14 @@ def _cmd_problem(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_network(args: argparse.Namespace) -> None:
+    """Bad --downlink / link values fail before any work starts."""
+    downlink_from_args(args)
+    link_from_args(args)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    _check_network(args)
     setup_cache(args)
     with blas_threads(args.blas_threads):
         prob = problem_from_args(args)
@@ -68,6 +95,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    _check_network(args)
     setup_cache(args)
     with blas_threads(args.blas_threads):
         prob = problem_from_args(args)
@@ -91,6 +119,7 @@ def add_parser(sub: Any) -> None:
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)
+    add_network_options(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -114,4 +143,5 @@ def add_parser(sub: Any) -> None:
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)
+    add_network_options(p)
     p.set_defaults(func=_cmd_compare)

@@ -11,10 +11,13 @@ from typing import Any
 __all__ = [
     "PARAM_FLAGS",
     "add_algorithm_options",
+    "add_network_options",
     "add_problem_options",
     "add_run_options",
     "algorithm_from_args",
     "algorithm_overrides",
+    "downlink_from_args",
+    "link_from_args",
     "problem_from_args",
     "problem_kwargs",
     "setup_cache",
@@ -165,6 +168,74 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "products run faster unthreaded, much faster on a busy machine; "
         "0 = leave numpy's setting)",
     )
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """``--downlink`` and the link/time model (:mod:`laqcore.downlink`, :mod:`laqcore.network`)."""
+    g = p.add_argument_group("communication: downlink and link/time model")
+    g.add_argument(
+        "--downlink",
+        default="delta",
+        help="what moves down: delta (default: the other uploaders' frames, nothing when "
+        "nobody uploaded; the engine's exchange), delta:f32 (float32 sum of the change), "
+        "delta:laq:B (the step re-quantized to B bits against the workers' copy), model "
+        "(theta as float64 to every worker every iteration), model:f32, model:laq:B",
+    )
+    g.add_argument(
+        "--network",
+        default="edge",
+        choices=["datacenter", "cluster-1g", "edge"],
+        help="link preset: datacenter (10 Gbit/s both ways, 0.05 ms), cluster-1g (1 Gbit/s, "
+        "0.2 ms), edge (default: up 5 Mbit/s, down 50 Mbit/s, 20 ms); the flags below "
+        "override its fields",
+    )
+    g.add_argument("--uplink-mbps", type=float, default=None, help="worker -> server Mbit/s")
+    g.add_argument("--downlink-mbps", type=float, default=None, help="server -> worker Mbit/s")
+    g.add_argument("--latency-ms", type=float, default=None, help="one-way latency, ms")
+    g.add_argument(
+        "--topology",
+        default="ps",
+        choices=["ps", "allreduce", "allgather", "two-phase"],
+        help="ps (default: parameter server), allreduce (ring), allgather (the engine's "
+        "exchange), two-phase (gather at one node, it sends the downlink)",
+    )
+    g.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="one downlink transmission reaches every worker (default: unicast copies)",
+    )
+    g.add_argument(
+        "--compute-ms",
+        type=float,
+        default=None,
+        help="compute time per iteration for the time model (default: measured per worker "
+        "step in the run; noisy on a loaded machine)",
+    )
+
+
+def link_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`laqcore.network.Link` of the flags (raises ValueError on bad values)."""
+    from ..network import make_link
+
+    for flag in ("uplink_mbps", "downlink_mbps", "latency_ms", "compute_ms"):
+        v = getattr(args, flag, None)
+        if v is not None and not (v >= 0 and v < float("inf")):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number >= 0")
+    return make_link(
+        getattr(args, "network", "edge"),
+        uplink_mbps=getattr(args, "uplink_mbps", None),
+        downlink_mbps=getattr(args, "downlink_mbps", None),
+        latency_ms=getattr(args, "latency_ms", None),
+        topology=getattr(args, "topology", "ps"),
+        broadcast=bool(getattr(args, "broadcast", False)),
+    )
+
+
+def downlink_from_args(args: argparse.Namespace) -> Any:
+    """The parsed ``--downlink`` mode (raises ValueError on a bad value)."""
+    from ..downlink import parse_downlink
+
+    return parse_downlink(getattr(args, "downlink", "delta"))
 
 
 PARAM_FLAGS = (

@@ -15,7 +15,8 @@ def __dir__() -> list[str]:
 
 
 def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
-    """PNG plots of the residual vs iterations / uploads / bits (log y; the loss for
+    """PNG plots of the residual vs iterations / uploads / uplink bits / total bits /
+    modelled time (log y; the loss for
     nonconvex problems, which have no F*). Returns the paths, or raises ImportError with an
     installation hint when matplotlib is missing."""
     try:
@@ -38,6 +39,8 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
         ("iterations", "iterations"),
         ("uploads", "uploads (communication rounds)"),
         ("bits", "uplink bits"),
+        ("total_bits", "total bits (uplink + downlink)"),
+        ("time", "modelled time (s)"),
     ):
         fig, ax = plt.subplots(figsize=(5.5, 4))
         drawn = 0
@@ -45,13 +48,20 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
             y = np.asarray(r.history.get(metric, []), dtype=np.float64)
             if y.size == 0 or not np.isfinite(y).any():
                 continue
+            if key == "iterations":
+                x = np.arange(y.size, dtype=np.float64)
+            elif key == "total_bits":
+                x = np.asarray(r.history["bits"], float) + np.asarray(r.history["downlink_bits"])
+            elif key in r.history:
+                x = np.asarray(r.history[key], dtype=np.float64)
+            else:
+                continue
             drawn += 1
-            x = np.arange(y.size) if key == "iterations" else np.asarray(r.history[key])
             y = np.where(y > 0, y, np.nan)
             name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
             ax.plot(x, y, label=name, lw=1.5)
         ax.set_yscale("log")
-        if key == "bits":
+        if key in ("bits", "total_bits"):
             ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("F - F*" if metric == "residual" else "F (loss)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import algorithm_from_args
+from .options import algorithm_from_args, downlink_from_args, link_from_args
 
 __all__ = ["run_many", "simulate_args"]
 
@@ -16,9 +16,11 @@ def __dir__() -> list[str]:
 
 
 def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
-    """Simulate ``alg`` on ``prob`` with the run options (iterations, eps, progress)."""
+    """Simulate ``alg`` on ``prob`` with the run options (iterations, eps, progress) and
+    the communication options (downlink mode, link/time model)."""
     from ..simulator import simulate
 
+    compute_ms = getattr(args, "compute_ms", None)
     return simulate(
         prob,
         alg,
@@ -26,6 +28,9 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
         eps=args.eps,
         eval_every=args.eval_every,
         progress=not args.quiet,
+        downlink=downlink_from_args(args),
+        link=link_from_args(args),
+        compute_s=None if compute_ms is None else compute_ms / 1e3,
     )
 
 

@@ -9,15 +9,17 @@
 * ``--tune-step`` runs every algorithm over ``--step-grid`` and keeps, per algorithm, the step
   that reaches the tolerance with the fewest uplink bits (or, if none does, the lowest final
   residual): every baseline is compared at its best step size.
-* ``--scale-alpha`` with a ``workers`` grid keeps ``alpha * M`` fixed at its ``M = 10`` value,
-  so worker scaling is not confounded with the effective step of ``theta -= alpha sum_m g_m``.
+* With a ``workers`` grid, ``alpha * M`` is kept fixed at its ``M = 10`` value (on by
+  default, ``--no-scale-alpha`` turns it off), so worker scaling is not confounded with the
+  effective step of ``theta -= alpha sum_m g_m`` (with a fixed step, M = 2 reaches no
+  tolerance in the default budget).
 
 Examples
 --------
 .. code-block:: console
 
     $ laqcore sweep --algorithms laq --grid alpha=0.01,0.015,0.02,0.04 --seeds 5
-    $ laqcore sweep --algorithms gd,lag-wk,laq --grid workers=1,2,4,8,16 --scale-alpha
+    $ laqcore sweep --algorithms gd,lag-wk,laq --grid workers=1,2,4,8,16
     $ laqcore sweep --algorithms gd,qgd,lag-wk,laq --tune-step
 """
 
@@ -37,8 +39,11 @@ from ..serialization import json_safe
 from .options import (
     PARAM_FLAGS,
     add_algorithm_options,
+    add_network_options,
     add_problem_options,
     add_run_options,
+    downlink_from_args,
+    link_from_args,
     problem_kwargs,
     setup_cache,
 )
@@ -104,8 +109,18 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and std over seeds of one grid point's runs."""
     out: dict[str, Any] = {"runs": len(rows)}
-    for key in ("iterations", "uploads", "bits", "test_accuracy", "final_residual"):
-        mean, std = _stats([r[key] for r in rows])
+    for key in (
+        "iterations",
+        "uploads",
+        "bits",
+        "downlink_bits",
+        "total_bits",
+        "time_to_tolerance",
+        "wall_time",
+        "test_accuracy",
+        "final_residual",
+    ):
+        mean, std = _stats([r.get(key, math.nan) for r in rows])
         out[f"{key}_mean"], out[f"{key}_std"] = mean, std
     out["reached_fraction"] = float(np.mean([bool(r["reached_tolerance"]) for r in rows]))
     return out
@@ -179,6 +194,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    downlink_from_args(args)
+    link_from_args(args)
     setup_cache(args)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
@@ -237,10 +254,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--scale-alpha",
-        action="store_true",
-        help="with a workers grid: alpha = alpha * 10 / M (keeps alpha*M fixed)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with a workers grid: alpha = alpha * 10 / M, keeping alpha*M fixed (default on)",
     )
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)
+    add_network_options(p)
     p.set_defaults(func=_cmd_sweep)
