@@ -63,6 +63,7 @@ class PayloadKind(enum.IntEnum):
     SPARSE_QUANT = 7
     DENSE = 8
     ENTROPY = 9
+    LAQ_BLOCK = 10
 
 
 _REGISTRY: dict[int, type[Payload]] = {}
@@ -133,12 +134,13 @@ class Payload:
         module docstring).
         """
         kind, n, meta, body = _unframe(buf, expected_n)
-        if cls is not Payload and kind != int(cls.KIND):
-            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
         target = _REGISTRY[kind]
+        # A class decodes its own kind and those of its subclasses (LAQPayload: both LAQ kinds).
+        if not issubclass(target, cls):
+            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
         if expected_n is None:
             target._check_unverified_n(n, meta, body)
-        return target._from_parts(n, meta, body)  # type: ignore[return-value]
+        return target._from_parts(n, meta, body)
 
 
 def _kind_name(kind: int) -> str:
