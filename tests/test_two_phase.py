@@ -30,6 +30,8 @@ from laqcore import get_compressor, laq_accumulate, laq_apply, laq_quantize  # n
 from laqcore.distributed import run_processes  # noqa: E402
 from laqcore.distributed.two_phase import chunk_bounds  # noqa: E402
 from laqcore.error_feedback import ErrorFeedback  # noqa: E402
+from laqcore.laq_payload import LAQBlockPayload  # noqa: E402
+from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 
@@ -94,7 +96,10 @@ def _compressor_reference(world: int, name: str) -> list[bytes]:
 
 
 def _laq_chunk_bytes(k: int, bits: int) -> int:
-    return 0 if k == 0 else 4 * -(-k // BLOCK) + -(-k * bits // 8)
+    """A blockwise LAQ frame of k coordinates: frame overhead, metadata, radii, codes."""
+    if k == 0:
+        return 0
+    return FRAME_OVERHEAD + LAQBlockPayload.META.size + 4 * -(-k // BLOCK) + -(-k * bits // 8)
 
 
 @pytest.mark.parametrize("world", [2, 4])

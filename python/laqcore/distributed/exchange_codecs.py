@@ -6,7 +6,8 @@ aggregate it.
   (:func:`~laqcore.distributed.slicing.slice_payload`: the codes and radii of the chunk's
   blocks, no re-encoding). Owner j keeps its chunk of the exact aggregate ``sum_m Q_m`` and
   publishes the aggregate's innovation against the replica, quantized with the same
-  blockwise LAQ quantizer (``laq_quantize(owned, replica_chunk, downlink_bits, block_size)``:
+  blockwise LAQ quantizer (:func:`laqcore.downlink.requantize`, also the simulator's
+  ``--downlink delta:laq:B``:
   double quantization as in AsyLPG, the residual stays in ``owned - replica`` and is sent
   with the next innovation, so it never accumulates; ``downlink_bits=None``: the chunk as
   float32, exact). Every rank's replica is the same; the averaged gradient is ``replica / N``.
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validate import as_float_vector, check_bits, check_block_size
+from ..downlink import requantize
 from ..error_feedback import ErrorFeedback
 from ..laq import laq_accumulate, laq_apply, laq_quantize
 from ..laq_payload import LAQBlockPayload, LAQPayload
@@ -168,11 +170,10 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = self.owned
             return self.owned.view(np.uint8).copy()
-        held, b = self.replica[s:e], self.downlink_bits
-        p = laq_quantize(self.owned, held, b, self.downlink_block_size)
-        data = _frame(p)
-        self.apply(self.rank, data)
-        return data
+        p, self.replica[s:e] = requantize(
+            self.owned, self.replica[s:e], self.downlink_bits, self.downlink_block_size
+        )
+        return _frame(p)
 
     def apply(self, j: int, data: ByteVector) -> None:
         s, e = self.bounds[j]

@@ -68,9 +68,9 @@ def chunk_bounds(n: int, world: int, unit: int) -> list[tuple[int, int]]:
     Examples
     --------
     >>> chunk_bounds(10, 3, 4)
-    [(0, 0), (0, 4), (4, 10)]
-    >>> chunk_bounds(16, 2, 4)
-    [(0, 8), (8, 16)]
+    [(0, 4), (4, 8), (8, 10)]
+    >>> chunk_bounds(6, 3, 4)  # two units for three chunks: one chunk is empty
+    [(0, 0), (0, 4), (4, 6)]
     """
     n = check_positive_int(n, "n")
     world = check_positive_int(world, "world")
