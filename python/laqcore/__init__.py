@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports on 
     from .error_feedback import ErrorFeedback
     from .laq import (
         InnovationQuantizer,
+        LAQBlockPayload,
         LAQCompressor,
         LAQPayload,
         laq_accumulate,
@@ -77,6 +78,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "error_feedback": ("ErrorFeedback",),
     "laq": (
         "InnovationQuantizer",
+        "LAQBlockPayload",
         "LAQCompressor",
         "LAQPayload",
         "laq_accumulate",
@@ -139,6 +141,7 @@ __all__ = [
     "IdentityCompressor",
     "InnovationQuantizer",
     "IterateHistory",
+    "LAQBlockPayload",
     "LAQCompressor",
     "LAQPayload",
     "QSGDCompressor",

@@ -22,6 +22,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._help import HelpFormatter
+
 __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 
@@ -33,6 +35,8 @@ def __dir__() -> list[str]:
 SUBCOMMAND_MODULES: list[str] = [
     "laqcore.experiments.commands",  # problem, run, compare (the many-worker simulator)
     "laqcore.experiments.sweep",  # sweep (parameter grids over seeds, step tuning)
+    "laqcore.experiments.scaling",  # scaling, ratio-study (link/time model over M)
+    "laqcore.experiments.regime",  # regime-map (fastest method per link regime)
     "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
     "laqcore.distributed.cli",  # launch (the run options across N torch.distributed processes)
 ]
@@ -51,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    for subparser in sub.choices.values():  # every subcommand's --help shows the defaults
+        subparser.formatter_class = HelpFormatter
     return parser
 
 
@@ -68,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
+        # User errors and missing optional dependencies (torch, matplotlib): one line.
         print(f"laqcore {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
