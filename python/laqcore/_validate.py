@@ -18,6 +18,8 @@ import numpy.typing as npt
 
 __all__ = [
     "as_code_vector",
+    "check_choice",
+    "check_finite_vector",
     "as_float_or_double_vector",
     "as_float_vector",
     "as_out_vector",
@@ -160,3 +162,28 @@ def check_real(
     if minimum is not None and x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
     return x
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``, or raise ``ValueError``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_finite_vector(x: Any, n: int, name: str) -> FloatVector:
+    """Return a float32 copy of ``x`` if it is a finite 1-D vector of length ``n``, or raise.
+
+    For state restored from a checkpoint, where one bad element would otherwise surface
+    much later (and possibly on another process).
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be a floating-point vector, got {_describe(x)}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be a 1-D vector of length {n}, got shape {arr.shape}")
+    out = np.array(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise ValueError(f"{name} holds a non-finite value at index {bad} ({out[bad]})")
+    return out
