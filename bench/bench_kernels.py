@@ -10,7 +10,7 @@ benchmark instead of timing something else. Not part of the test suite (``testpa
     python -m pytest bench/bench_kernels.py --benchmark-only -k "laq and 1048576" \\
         --benchmark-json out.json
 
-``laqcore bench`` (python/laqcore/bench.py) is the full sweep with memcpy and torch
+``laqcore bench`` (python/laqcore/bench/) is the full sweep with memcpy and torch
 baselines; this file is for quick, comparable A/B runs during development.
 """
 

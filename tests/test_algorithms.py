@@ -54,7 +54,8 @@ def laq_reference(
     terms=None,
 ):
     """LAQ as in the official LAQ.py (float64), gradients rounded to float32 like the wire;
-    ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger."""
+    ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger. Plus laqcore's one
+    addition (docs/algorithms.md, "First iteration"): a worker's first upload is forced."""
     M = prob.num_workers
     theta = prob.initial_point()
     mgr = np.zeros((M, prob.dim))
@@ -74,7 +75,7 @@ def laq_reference(
             e = float((q - g) @ (q - g))
             dl = q - mgr[m]
             thr = me / (alpha**2 * M**2) + err_scale * 3 * (e + ehat[m]) + additive
-            up = always or dl @ dl >= thr or clock[m] == C
+            up = always or k == 0 or dl @ dl >= thr or clock[m] == C
             if up:
                 mgr[m], ehat[m], clock[m] = q, e, 0
                 dsa += dl

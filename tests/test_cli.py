@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from laqcore import cli
+from laqcore.experiments.results import RUN_KEYS
 
 
 def test_help_lists_registered_subcommands(capsys):
@@ -106,28 +107,38 @@ def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     assert rc == 0
     data = json.loads((out / "results.json").read_text())
     assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq", "random-select"]
-    keys = {
-        "algorithm",
-        "seed",
-        "iterations",
-        "uploads",
-        "bits",
-        "final_residual",
-        "test_accuracy",
-        "reached_tolerance",
-    }
-    assert all(keys <= set(r) for r in data["runs"])
+    assert all(set(RUN_KEYS) <= set(r) for r in data["runs"])
     # random-select ran at LAQ's measured upload rate
     laq = data["runs"][3]
     assert data["runs"][4]["params"]["upload_rate"] == pytest.approx(
         laq["uploads"] / (laq["iterations"] * 3)
     )
-    for name in ("iterations", "uploads", "bits"):
+    for name in ("iterations", "uploads", "bits", "total_bits", "time"):
         png = out / f"residual_vs_{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
+    for r in data["runs"]:
+        assert r["total_bits"] == r["uplink_bits"] + r["downlink_bits"]
+        assert r["uplink_bits"] == r["bits"]
+        assert r["downlink"] == "delta" and r["network"]["name"] == "edge"
+        assert r["time_to_tolerance"] is None  # 20 iterations reach no tolerance
     table = capsys.readouterr().out
-    assert "bits/GD" in table
+    assert "total/GD" in table and "bits include frame headers" in table
     assert "lag-wk" in table
+
+
+def test_compare_link_options_and_downlink(tmp_path, capsys, cache):
+    out = tmp_path / "link"
+    args = ["compare", "--algorithms", "gd,laq", "--max-iterations", "15", "--out", str(out)]
+    rc = cli.main(
+        [*args, *TINY, "--downlink", "model:f32", "--network", "datacenter", "--latency-ms", "1"]
+    )
+    assert rc == 0
+    data = json.loads((out / "results.json").read_text())
+    for r in data["runs"]:
+        assert r["downlink"] == "model:f32"
+        assert r["network"]["latency_ms"] == 1 and r["network"]["uplink_mbps"] == 10000
+    assert cli.main([*args, *TINY, "--downlink", "sideways"]) == 2
+    assert "downlink mode" in capsys.readouterr().err
 
 
 def test_sweep_grid_with_seeds(tmp_path, capsys, cache):

@@ -494,6 +494,6 @@ def test_mnist_npz_member_size_is_bounded(tmp_path, monkeypatch, rng):
     d = tmp_path / "mnist"
     d.mkdir()
     np.savez(d / "mnist.npz", **_good_mnist(rng))
-    monkeypatch.setattr(datasets, "_MAX_NPZ_MEMBER_BYTES", 100)
+    monkeypatch.setattr(datasets.npz, "_MAX_NPZ_MEMBER_BYTES", 100)
     with pytest.raises(DatasetError, match=r"x_train\.npy.*declares 176 bytes, above the 100"):
         load_mnist(d)

@@ -23,6 +23,25 @@ void register_squared_distance(py::module_& m, const char* name, const char* doc
         py::arg("a").noconvert(), py::arg("b").noconvert(), doc);
 }
 
+template <class T>
+void register_advance_iterate(py::module_& m, const char* name, const char* doc) {
+    m.def(
+        name,
+        [](carray<T>& stored, const carray<T>& theta_new) {
+            const std::size_t n = writable_vector_length(stored, "theta_old");
+            const std::size_t nn = vector_length(theta_new, "theta_new");
+            LAQ_CHECK(n == nn, "theta_old has length " << n << " but theta_new has length " << nn);
+            LAQ_CHECK(static_cast<const void*>(stored.data()) !=
+                          static_cast<const void*>(theta_new.data()),
+                      "theta_old and theta_new must be different arrays");
+            T* ps = stored.mutable_data();
+            const T* pn = theta_new.data();
+            py::gil_scoped_release release;  // raw buffers of arrays the caller keeps alive
+            return advance_iterate(ps, pn, n);
+        },
+        py::arg("theta_old").noconvert(), py::arg("theta_new").noconvert(), doc);
+}
+
 }  // namespace
 
 void register_lazy(py::module_ m) {
@@ -31,6 +50,12 @@ void register_lazy(py::module_ m) {
     register_squared_distance<float>(m, "squared_distance",
                                      "||a - b||^2 of float32 vectors, in double.");
     register_squared_distance<double>(m, "squared_distance_f64", "||a - b||^2 of float64 vectors.");
+
+    register_advance_iterate<float>(
+        m, "advance_iterate",
+        "||theta_new - theta_old||^2 of float32 vectors, and theta_old[:] = theta_new.");
+    register_advance_iterate<double>(m, "advance_iterate_f64",
+                                     "advance_iterate for float64 vectors.");
 
     py::class_<IterateHistory>(m, "IterateHistory")
         .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),

@@ -38,7 +38,39 @@ double squared_distance_impl(const T* a, const T* b, std::size_t n, const char* 
     return total;
 }
 
+// ||next - stored||^2 and stored <- next in one pass (each block sums, then copies). The
+// sum has squared_distance's order, so both functions agree bit for bit.
+template <class T>
+double advance_iterate_impl(T* stored, const T* next, std::size_t n) {
+    const double total = blocked_sum(n, [&](std::size_t begin, std::size_t end) {
+        LaneSum s;
+        for (std::size_t i = begin; i < end; ++i) {
+            const double d = static_cast<double>(next[i]) - static_cast<double>(stored[i]);
+            s.lane[(i - begin) % kSumLanes] += d * d;
+            stored[i] = next[i];
+        }
+        return s.total();
+    });
+    if (!std::isfinite(total)) {
+        // stored now equals next: only next can hold the culprit (stored was finite before).
+        for (std::size_t i = 0; i < n; ++i) {
+            LAQ_CHECK(std::isfinite(next[i]),
+                      "theta_new contains NaN or Inf (first at index " << i << ")");
+        }
+        LAQ_CHECK(false, "||theta_new - theta_old||^2 overflows float64");
+    }
+    return total;
+}
+
 }  // namespace
+
+double advance_iterate(float* stored, const float* next, std::size_t n) {
+    return advance_iterate_impl(stored, next, n);
+}
+
+double advance_iterate(double* stored, const double* next, std::size_t n) {
+    return advance_iterate_impl(stored, next, n);
+}
 
 double squared_distance(const float* a, const float* b, std::size_t n, const char* name_a,
                         const char* name_b) {

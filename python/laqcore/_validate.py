@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,14 @@ import numpy.typing as npt
 
 __all__ = [
     "as_code_vector",
-    "check_choice",
-    "check_finite_vector",
     "as_float_or_double_vector",
     "as_float_vector",
     "as_out_vector",
+    "as_state_vector",
     "check_bits",
+    "check_choice",
+    "check_output_dir",
+    "check_output_file",
     "check_positive_int",
     "check_real",
 ]
@@ -171,19 +174,70 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_finite_vector(x: Any, n: int, name: str) -> FloatVector:
-    """Return a float32 copy of ``x`` if it is a finite 1-D vector of length ``n``, or raise.
+def _nearest_existing(path: str) -> str:
+    """The closest existing ancestor of ``path`` (itself when it exists)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return probe
 
-    For state restored from a checkpoint, where one bad element would otherwise surface
-    much later (and possibly on another process).
+
+def check_output_dir(path: Any, name: str = "--out") -> str:
+    """``path`` can be (or already is) a writable directory; checked before any work starts,
+    so a long job never fails at the end. Nothing is created here.
+
+    Raises ``ValueError`` naming ``name`` when ``path`` is a file, lies under a file, or its
+    nearest existing directory is not writable.
     """
-    arr = np.asarray(x)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{name} must be a floating-point vector, got {_describe(x)}")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must be a 1-D vector of length {n}, got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float32)
-    if not np.isfinite(out).all():
-        bad = int(np.flatnonzero(~np.isfinite(out))[0])
-        raise ValueError(f"{name} holds a non-finite value at index {bad} ({out[bad]})")
-    return out
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not p:
+        raise ValueError(f"{name} must not be empty")
+    base = _nearest_existing(p)
+    if not os.path.isdir(base):
+        what = "is a file" if base == os.path.abspath(p) else f"lies under the file {base!r}"
+        raise ValueError(f"{name} {p!r} {what}; expected a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {p!r}: directory {base!r} is not writable")
+    return str(p)
+
+
+def check_output_file(path: Any, name: str) -> str:
+    """``path`` can be written as a file (its directory exists and is writable, and it is not
+    a directory); checked before any work starts."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    p = os.fspath(path)
+    if not p:
+        raise ValueError(f"{name} must not be empty")
+    if os.path.isdir(p):
+        raise ValueError(f"{name} {p!r} is a directory; expected a file name")
+    parent = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name} {p!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (
+        os.path.exists(p) and not os.access(p, os.W_OK)
+    ):
+        raise ValueError(f"{name} {p!r} is not writable")
+    return str(p)
+
+
+def as_state_vector(x: Any, n: int, name: str, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """A copy of a vector read from a checkpoint: exactly ``dtype``, 1-D, length ``n``, finite.
+
+    Checkpoints are data from outside: unlike :func:`as_float_vector`, nothing is converted
+    (a float64 vector where float32 was saved means another writer), and NaN/Inf, which no
+    valid state holds, is refused here rather than surfacing iterations later.
+    """
+    want = np.dtype(dtype)
+    if not isinstance(x, np.ndarray) or x.dtype != want:
+        raise TypeError(f"{name} must be a numpy {want} array, got {_describe(x)}")
+    if x.ndim != 1 or x.shape[0] != n:
+        raise ValueError(f"{name} must hold {n} values, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    return np.array(x, dtype=want)

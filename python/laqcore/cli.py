@@ -31,7 +31,8 @@ def __dir__() -> list[str]:
 
 #: Modules that contribute subcommands, each exposing ``add_parser(subparsers)``.
 SUBCOMMAND_MODULES: list[str] = [
-    "laqcore.experiments",  # problem, run, compare, sweep (the many-worker simulator)
+    "laqcore.experiments.commands",  # problem, run, compare (the many-worker simulator)
+    "laqcore.experiments.sweep",  # sweep (parameter grids over seeds, step tuning)
     "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
     "laqcore.distributed.cli",  # launch (the run options across N torch.distributed processes)
 ]

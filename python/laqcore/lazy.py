@@ -258,9 +258,24 @@ def laq_should_upload(
         err_coef, "err_coef", minimum=0.0
     )
     add = check_real(additive, "additive")
-    if t_bar is not None and c >= check_positive_int(t_bar, "t_bar"):
+    limit = None if t_bar is None else check_positive_int(t_bar, "t_bar")
+    return _upload_test(innov, r, e, ehat, c, limit, coef, add)
+
+
+def _upload_test(
+    innov_sq: float,
+    rhs: float,
+    err_sq: float,
+    err_hat_sq: float,
+    clock: int,
+    t_bar: int | None,
+    coef: float,
+    additive: float,
+) -> bool:
+    """The test itself, unchecked: the one place its formula is written (docs/algorithms.md)."""
+    if t_bar is not None and clock >= t_bar:
         return True
-    return innov >= r + coef * (e + ehat) + add
+    return innov_sq >= rhs + coef * (err_sq + err_hat_sq) + additive
 
 
 @dataclass(frozen=True)
@@ -320,7 +335,7 @@ class UploadRule:
     def should_upload(
         self, innov_sq: float, rhs: float, err_sq: float, err_hat_sq: float, clock: int
     ) -> bool:
-        """:func:`laq_should_upload` with this rule's constants."""
+        """:func:`laq_should_upload` with this rule's constants (every argument checked)."""
         return laq_should_upload(
             innov_sq,
             rhs,
@@ -331,4 +346,26 @@ class UploadRule:
             err_coef=self.err_coef,
             err_scale=self.err_scale,
             additive=self.additive,
+        )
+
+    def should_upload_unchecked(
+        self, innov_sq: float, rhs: float, err_sq: float, err_hat_sq: float, clock: int
+    ) -> bool:
+        """:meth:`should_upload` without the per-call argument checks.
+
+        For callers whose values are finite and >= 0 by construction (the quantizer's norms,
+        an :class:`IterateHistory`'s right-hand side, a clock they count themselves):
+        :class:`laqcore.lazy_state.LazyUploader` on every iteration, where the checks would
+        cost more than the quantizer kernel on small models. Same result as
+        :meth:`should_upload` for valid input, undefined for invalid input.
+        """
+        return _upload_test(
+            innov_sq,
+            rhs,
+            err_sq,
+            err_hat_sq,
+            clock,
+            self.t_bar,
+            self.err_scale * self.err_coef,
+            self.additive,
         )

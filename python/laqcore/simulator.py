@@ -4,10 +4,16 @@ Runs one algorithm's server and M workers in one process, iteration by iteration
 the same step interface the distributed engine uses (:mod:`laqcore.algorithms.base`), and
 accounts per iteration for the loss ``F = (1/M) sum_m f_m``, the residual ``F - F*``,
 uploads (communication rounds), uplink bits (``8 * payload.nbytes`` of every real payload)
-and downlink bits (``8 * Message.nbytes``); every ``eval_every`` iterations also the full
+and downlink bits (what the ``downlink`` mode moves to the workers, :mod:`laqcore.downlink`;
+default ``delta``: the other uploaders' frames, nothing when nobody uploaded); every ``eval_every`` iterations also the full
 gradient norm ``||grad F||`` and the test accuracy. It stops at ``F - F* <= eps`` (convex
 problems), at ``max_iterations``, when an algorithm ends on its own (one-shot averaging) or
 when the loss diverges (NaN/Inf or 1e6 times the initial loss).
+
+Every run records its per-iteration traffic (:class:`laqcore.network.TrafficTrace`) and the
+measured compute time, so the wall-clock time under any link follows from
+:func:`laqcore.network.round_times`; given a ``link``, the result carries
+``time_to_tolerance`` and the ``time`` history (seconds under that link).
 
 Examples
 --------
@@ -20,14 +26,18 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .downlink import Downlink, DownlinkMode, parse_downlink
+from .network import Link, TrafficTrace, round_times
+from .serialization import json_safe
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -49,6 +59,12 @@ class RunResult:
     the first iteration whose residual is ``<= eps`` (and ``uploads``/``bits`` are counted up
     to it). ``history`` holds per-iteration lists (index 0 = the starting point) and the
     ``eval_*`` lists sampled every ``eval_every`` iterations.
+
+    ``bits`` = ``uplink_bits`` (payload frames, headers and CRC included), ``downlink_bits``
+    per the ``downlink`` mode, ``total_bits`` their sum. ``time_s`` / ``time_to_tolerance``:
+    modelled seconds of the whole run / to the tolerance under ``network`` (``None`` without
+    a link, or when the tolerance was not reached). ``trace`` is the recorded traffic (not
+    written to results.json).
     """
 
     algorithm: str
@@ -69,32 +85,45 @@ class RunResult:
     f_star: float | None
     eps: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    uplink_bits: int = 0
+    total_bits: int = 0
+    downlink: str = "delta"
+    network: dict[str, Any] | None = None
+    time_s: float | None = None
+    time_to_tolerance: float | None = None
+    compute_s: float | None = None
+    trace: TrafficTrace | None = field(default=None, repr=False, compare=False)
+
+    def _plain(self, skip: tuple[str, ...]) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        safe: dict[str, Any] = json_safe(copy.deepcopy(out))
+        return safe
 
     def summary(self) -> dict[str, Any]:
         """The ``runs`` entry of ``results.json`` (no history)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("history", "problem")}
-        safe: dict[str, Any] = _json_safe(out)
-        return safe
+        return self._plain(("history", "problem", "trace"))
 
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
-        out = asdict(self)
-        if not history:
-            out.pop("history")
-        safe: dict[str, Any] = _json_safe(out)
-        return safe
+        return self._plain(("trace",) if history else ("history", "trace"))
 
-
-def _json_safe(obj: Any) -> Any:
-    """NaN/Inf are not JSON: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return obj
+    def apply_link(self, link: Link, *, compute_s: float | None = None) -> RunResult:
+        """Set ``network``, ``time_s``, ``time_to_tolerance`` and the ``time`` history
+        from the recorded trace under ``link``; returns self."""
+        if self.trace is None:
+            raise ValueError("this result has no traffic trace (run it with the simulator)")
+        times = round_times(self.trace, link, compute_s=compute_s)
+        elapsed = np.concatenate(([0.0], np.cumsum(times)))
+        self.network = link.describe()
+        self.compute_s = (
+            compute_s
+            if compute_s is not None
+            else self.trace.worker_step_s + self.trace.server_step_s
+        )
+        self.time_s = float(elapsed[self.iterations])
+        self.time_to_tolerance = self.time_s if self.reached_tolerance else None
+        if self.history.get("loss"):
+            self.history["time"] = [float(v) for v in elapsed[: len(self.history["loss"])]]
+        return self
 
 
 class Progress:
@@ -179,6 +208,9 @@ def simulate(
     eval_every: int = 10,
     progress: bool = False,
     record_history: bool = True,
+    downlink: str | DownlinkMode = "delta",
+    link: Link | None = None,
+    compute_s: float | None = None,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
 
@@ -198,6 +230,13 @@ def simulate(
         Show a progress line on stderr for runs longer than a second.
     record_history : bool
         Keep the per-iteration lists (needed for plots).
+    downlink : str or DownlinkMode
+        What moves down (:mod:`laqcore.downlink`): ``delta`` (default, the engine's exchange),
+        ``delta:f32``, ``delta:laq:B``, ``model``, ``model:f32``, ``model:laq:B``.
+    link : Link, optional
+        Time model to apply to the recorded traffic (:meth:`RunResult.apply_link`).
+    compute_s : float, optional
+        Compute seconds per iteration for the time model (default: measured in the run).
     """
     if (
         isinstance(max_iterations, bool)
@@ -216,6 +255,8 @@ def simulate(
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(x0, M, smooth)
     workers = [algorithm.make_worker(m, problem.workers[m], M) for m in range(M)]
+    down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
+    trace = TrafficTrace(M)
 
     def residual_of(loss: float) -> float | None:
         return None if f_star is None else loss - f_star
@@ -250,15 +291,23 @@ def simulate(
         reached = True
     while not reached and k < max_iterations and not server.done:
         batch: dict[int, Payload] = {}
+        t0 = time.perf_counter()
         for m, w in enumerate(workers):
-            msg = server.message(m)
-            down_bytes += msg.nbytes
-            payload = w.step(msg)
+            payload = w.step(down.message(m, server.message(m)))
             if payload is not None:
                 batch[m] = payload
                 uploads += 1
                 up_bytes += payload.nbytes
+        t1 = time.perf_counter()
+        down.start_round()
         server.apply(batch)
+        sent = down.finish_round(batch)
+        trace.worker_seconds += t1 - t0
+        trace.worker_steps += M
+        trace.server_seconds += time.perf_counter() - t1
+        trace.server_steps += 1
+        trace.record(batch, sent.broadcast, sent.delivered)
+        down_bytes += sent.delivered
         k += 1
         loss = problem.loss(server.theta)
         if has_diverged(loss, loss0):
@@ -275,7 +324,7 @@ def simulate(
     if record_history and (not hist["eval_iteration"] or hist["eval_iteration"][-1] != k):
         evaluate(k)
     params = asdict(algorithm.params)
-    return RunResult(
+    result = RunResult(
         algorithm=algorithm.name,
         seed=algorithm.params.seed,
         params=params,
@@ -294,4 +343,9 @@ def simulate(
         f_star=f_star,
         eps=float(eps),
         history=hist,
+        uplink_bits=8 * up_bytes,
+        total_bits=8 * (up_bytes + down_bytes),
+        downlink=down.mode.name,
+        trace=trace,
     )
+    return result if link is None else result.apply_link(link, compute_s=compute_s)

@@ -46,6 +46,14 @@ double squared_distance(const float* a, const float* b, std::size_t n, const cha
 double squared_distance(const double* a, const double* b, std::size_t n, const char* name_a = "a",
                         const char* name_b = "b");
 
+// The server's per-iteration step of the rule's history, fused: returns
+// ||next - stored||^2 (squared_distance's order and result, bit for bit) and copies next into
+// stored in the same pass, so the caller keeps the previous iterate without a second sweep.
+// Throws std::invalid_argument("theta_new contains NaN or Inf ...") for a non-finite next (or
+// a float64 overflow); stored then already holds next and must be treated as invalid.
+double advance_iterate(float* stored, const float* next, std::size_t n);
+double advance_iterate(double* stored, const double* next, std::size_t n);
+
 class IterateHistory {
   public:
     // depth = D >= 1. weights: empty for the official ck schedule, else exactly D finite

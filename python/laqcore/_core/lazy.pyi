@@ -14,6 +14,12 @@ def squared_distance(
 def squared_distance_f64(
     a: npt.NDArray[np.floating[Any]], b: npt.NDArray[np.floating[Any]]
 ) -> float: ...
+def advance_iterate(
+    theta_old: npt.NDArray[np.floating[Any]], theta_new: npt.NDArray[np.floating[Any]]
+) -> float: ...
+def advance_iterate_f64(
+    theta_old: npt.NDArray[np.floating[Any]], theta_new: npt.NDArray[np.floating[Any]]
+) -> float: ...
 
 # pybind11 classes are built by the metaclass pybind11_builtins.pybind11_type (stubtest
 # checks that a stub class declares one when the runtime class has a custom metaclass).

@@ -30,7 +30,7 @@ class DenseLazyServer(LazyServer):
         self.codec = get_compressor("none")
 
     def add(self, m: int, payload: Payload) -> None:
-        self.aggregate += self.codec.decompress(payload)
+        self.lazy.add_dense(self.codec.decompress(payload))
 
 
 class InnovationGradientWorker(Worker):

@@ -1,9 +1,11 @@
 """Pieces shared by the lazily aggregated methods (LAG, LAQ, SLAQ, QGD, random selection).
 
-* :class:`LazyServer`: keeps the running aggregate ``sum_m (last upload of m)`` and the history
-  of squared iterate differences; its messages carry the upload rule's right-hand side
+* :class:`LazyServer`: a :class:`~laqcore.lazy_state.LazyAggregate` (the running aggregate
+  ``sum_m (last upload of m)`` and the history of squared iterate differences) behind the
+  server interface; its messages carry the upload rule's right-hand side
   ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2``.
-* :class:`InnovationWorker`: the LAQ worker (innovation quantizer + upload test + clock).
+* :class:`InnovationWorker`: the LAQ worker, a :class:`~laqcore.lazy_state.LazyUploader`
+  (innovation quantizer + upload test + clock) behind the worker interface.
 * :class:`InnovationAlgorithm`: an algorithm made of those two (LAQ, QGD, random selection),
   which differ only in when the worker uploads (``upload_mode``).
 """
@@ -11,13 +13,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from ..laq import InnovationQuantizer, LAQPayload, laq_accumulate
+from ..laq import LAQPayload
 from ..lazy import IterateHistory, UploadRule
+from ..lazy_state import LazyAggregate, LazyUploader
 from ..wire import Payload
 from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
 
@@ -42,23 +45,31 @@ F64 = npt.NDArray[np.float64]
 
 class LazyServer(Server):
     """Server of the lazy methods: ``theta -= alpha * aggregate`` where uploads *add* their
-    innovation to ``aggregate`` (float64); skipped workers' old contributions stay in it."""
+    innovation to ``aggregate``; skipped workers' old contributions stay in it. The state is
+    one :class:`~laqcore.lazy_state.LazyAggregate` (``self.lazy``); subclasses define
+    :meth:`add` (LAQ payloads, or dense innovations)."""
+
+    #: dtype of the aggregate: float32 for LAQ payloads, float64 for dense innovations.
+    aggregate_dtype: ClassVar[type[np.floating[Any]]] = np.float64
 
     def __init__(
         self, params: Params, x0: F64, num_workers: int, history: IterateHistory | None = None
     ) -> None:
         super().__init__(params, x0, num_workers)
-        self.history = params.history() if history is None else history
-        self.aggregate = self._new_aggregate()
+        history = params.history() if history is None else history
+        self.lazy = LazyAggregate(self.dim, history, dtype=self.aggregate_dtype)
+        self.lazy.observe(self.theta)  # theta^0: the first step's difference is taken from it
         self._rhs, self._rhs_for = 0.0, -1
 
-    def _new_aggregate(self) -> npt.NDArray[np.floating]:
-        return np.zeros(self.dim)
+    @property
+    def aggregate(self) -> npt.NDArray[np.floating[Any]]:
+        """Read-only view of ``sum_m`` (last upload of m)."""
+        return self.lazy.aggregate
 
     def rhs(self) -> float:
         """The rule's right-hand side for the current iteration (computed once per k)."""
         if self._rhs_for != self.k:
-            self._rhs = self.history.rhs(self.params.alpha, self.num_workers)
+            self._rhs = self.lazy.rhs(self.params.alpha, self.num_workers)
             self._rhs_for = self.k
         return self._rhs
 
@@ -74,13 +85,9 @@ class LazyServer(Server):
     def apply(self, uploads: dict[int, Payload]) -> None:
         for m in sorted(uploads):
             self.add(m, uploads[m])
-        new = self.theta - self.params.alpha * self.aggregate
-        diff = new - self.theta
-        # float64 difference: near convergence the steps are far below float32 resolution
-        # of theta itself, so a float32 kernel on the iterates would lose them.
-        # Not history.push_iterates: its deterministic blocked sum rounds differently from
-        # this dot product, which would move the rule's threshold and change recorded runs.
-        self.history.push(float(diff @ diff))
+        new = self.theta - self.params.alpha * self.lazy.aggregate
+        # float64 iterates: near convergence the steps are far below float32 resolution.
+        self.lazy.observe(new)
         self._move(new)
 
 
@@ -88,29 +95,25 @@ class QuantizedLazyServer(LazyServer):
     """Aggregate of LAQ payloads, kept in float32 and updated by the native
     ``laq_accumulate`` straight from the packed codes (no decoded temporary)."""
 
-    def _new_aggregate(self) -> npt.NDArray[np.floating]:
-        return np.zeros(self.dim, dtype=np.float32)
+    aggregate_dtype = np.float32
 
     def add(self, m: int, payload: Payload) -> None:
         if not isinstance(payload, LAQPayload):
             raise TypeError(f"worker {m} sent a {type(payload).__name__}, expected LAQPayload")
-        laq_accumulate(self.aggregate, payload)
+        self.lazy.add(payload)
 
 
-def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule:
-    """The official LAQ (or SLAQ) upload rule with these parameters' D, ck, xi, t_bar."""
+def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule | None:
+    """The official LAQ (or SLAQ) upload rule with these parameters' D, ck, xi, t_bar;
+    ``None`` (no lazy test: upload every iteration) when ``t_bar = 0``."""
+    if params.t_bar == 0:
+        return None
     base = UploadRule.slaq(params.D) if slaq else UploadRule.laq()
-    return dataclasses.replace(
-        base,
-        D=params.D,
-        ck=params.ck,
-        xi=params.xi,
-        t_bar=params.t_bar if params.t_bar > 0 else None,
-    )
+    return dataclasses.replace(base, D=params.D, ck=params.ck, xi=params.xi, t_bar=params.t_bar)
 
 
 class InnovationWorker(Worker):
-    """LAQ worker: quantize ``g - q_prev`` and upload it iff the rule says so.
+    """LAQ worker: a :class:`~laqcore.lazy_state.LazyUploader` fed with its gradients.
 
     ``mode``: ``"rule"`` (LAQ/SLAQ: the lazy test, forced after ``t_bar`` skips; ``t_bar = 0``
     uploads every iteration), ``"always"`` (QGD) or ``"requested"`` (upload exactly when the
@@ -129,40 +132,16 @@ class InnovationWorker(Worker):
         mode: str = "rule",
     ) -> None:
         super().__init__(m, objective, params, num_workers)
-        self.iq = InnovationQuantizer(objective.dim, params.bits)
-        self.rule = laq_rule(params, slaq=slaq)
-        # The rule's constants, validated once by UploadRule; the per-iteration test below is
-        # UploadRule.should_upload without its per-call argument checks (all values here come
-        # from the quantizer and the server, already finite and >= 0), which cost more than
-        # the quantizer kernel itself on small models.
-        self._err_coef = self.rule.err_scale * self.rule.err_coef
-        self._t_bar = self.rule.t_bar
+        rule = laq_rule(params, slaq=slaq) if mode == "rule" else None
+        self.uploader = LazyUploader(objective.dim, params.bits, rule)
         self.stochastic = stochastic
         self.mode = mode
-        self.clock = 0  # iterations since the last upload (t_m)
-
-    def _wants(self, payload: LAQPayload, msg: Message) -> bool:
-        if self.mode == "always" or (self.mode == "rule" and self.params.t_bar == 0):
-            return True
-        if self.mode == "requested":
-            return msg.request
-        assert payload.err_sq is not None  # set by propose()
-        if self._t_bar is not None and self.clock >= self._t_bar:
-            return True
-        threshold = msg.rhs + self._err_coef * (payload.err_sq + self.iq.err_hat_sq)
-        return payload.innov_sq >= threshold + self.rule.additive
 
     def step(self, msg: Message) -> Payload | None:
         if self.mode == "requested" and not msg.request:
-            self.clock += 1
+            self.uploader.skip()
             return None  # not selected: no gradient computed at all
-        payload = self.iq.propose(self.gradient(msg.theta, self.stochastic))
-        if self._wants(payload, msg):
-            self.iq.commit(payload)
-            self.clock = 0
-            return payload
-        self.clock += 1
-        return None
+        return self.uploader.step(self.gradient(msg.theta, self.stochastic), msg.rhs)
 
 
 class InnovationAlgorithm(Algorithm):

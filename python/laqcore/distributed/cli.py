@@ -27,7 +27,7 @@ def __dir__() -> list[str]:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from ..experiments import algorithm_overrides, problem_kwargs
+    from ..experiments.options import algorithm_overrides, problem_kwargs
     from .engine import EngineConfig
 
     overrides = algorithm_overrides(args)
@@ -53,7 +53,8 @@ def _rank_main(rank: int, world: int, cfg: Any) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from ..experiments import format_table, write_results
+    from ..experiments.results import write_results
+    from ..experiments.tables import format_table
     from ..simulator import RunResult
 
     result = RunResult(**out["result"])
@@ -106,7 +107,7 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``launch`` (see the module docstring)."""
-    from ..experiments import add_algorithm_options, add_problem_options, add_run_options
+    from ..experiments.options import add_algorithm_options, add_problem_options, add_run_options
 
     p = sub.add_parser(
         "launch",

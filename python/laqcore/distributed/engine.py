@@ -19,7 +19,8 @@ Workers are assigned round-robin: worker m lives on rank ``m % nproc``; a rank's
 frame concatenates its uploading workers' payload frames (4 bytes count + 8 bytes per item).
 
 Counted as in the simulator: ``uploads``, ``bits = 8 * sum(payload.nbytes)``, and
-``downlink_bits`` from the messages (the replicas make the downlink implicit here). The
+``downlink_bits`` as the simulator's default ``delta`` downlink: every worker receives the
+other uploaders' frames (:func:`laqcore.downlink.delta_frames`). The
 extra ``wire`` section is what really crossed between processes (control, payload frames,
 container headers, padding), from :class:`~laqcore.distributed.TrafficStats`; the per-step
 loss all-reduce (monitoring, M float64) is reported separately as ``monitor_bytes``.
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..downlink import delta_frames
 from ..wire import Payload, payload_from_bytes
 from .errors import NonFiniteGradientError
 from .transport import Transport
@@ -325,7 +327,6 @@ def run_engine(
             fault(rank, k, workers)
         # Step 1: every message, in worker order (replicas must consume the same randomness).
         msgs = [server.message(m) for m in range(M)]
-        counters["down_bytes"] += sum(msg.nbytes for msg in msgs)
         # Step 2: only this rank's workers.
         items: list[tuple[int, bytes]] = []
         bad: list[int] = []
@@ -354,6 +355,7 @@ def run_engine(
         batch = dict(sorted(batch.items()))
         counters["uploads"] += len(batch)
         counters["up_bytes"] += sum(p.nbytes for p in batch.values())
+        counters["down_bytes"] += delta_frames(batch, M).delivered
         decisions.append(sorted(batch))
         server.apply(batch)
         k += 1

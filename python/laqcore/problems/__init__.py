@@ -31,9 +31,9 @@ from .objectives import (
     Model,
     SoftmaxModel,
 )
-from .optimum import lbfgs
+from .optimum import cache_dir, lbfgs
 from .partition import PARTITIONS, contiguous, dirichlet, iid, partition, train_test_split
-from .problem import Problem, cache_dir, make_problem
+from .problem import Problem, make_problem
 
 __all__ = [
     "MODELS",

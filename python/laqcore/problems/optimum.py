@@ -20,7 +20,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from .problem import Problem
 
-__all__ = ["cached_optimum", "lbfgs"]
+__all__ = ["cache_dir", "cached_optimum", "lbfgs"]
 
 
 def __dir__() -> list[str]:
@@ -28,6 +28,14 @@ def __dir__() -> list[str]:
 
 
 F64 = npt.NDArray[np.float64]
+
+
+def cache_dir() -> str:
+    """Where optimal values are cached: ``$LAQCORE_CACHE_DIR`` or ``~/.cache/laqcore``."""
+    base = os.environ.get("LAQCORE_CACHE_DIR")
+    if not base:
+        base = os.path.join(os.path.expanduser("~"), ".cache", "laqcore")
+    return base
 
 
 def lbfgs(
@@ -101,8 +109,6 @@ def lbfgs(
 
 def cached_optimum(problem: Problem, *, use_cache: bool = True, gtol: float = 1e-8) -> float:
     """F* of ``problem``, from the on-disk cache or a fresh :func:`lbfgs` solve."""
-    from .problem import cache_dir
-
     path = os.path.join(cache_dir(), "optima", f"{problem.fingerprint()}.json")
     if use_cache and os.path.exists(path):
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from .datasets import Dataset, load_dataset
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
 
-__all__ = ["Problem", "cache_dir", "make_problem"]
+__all__ = ["Problem", "make_problem"]
 
 
 def __dir__() -> list[str]:
@@ -27,14 +26,6 @@ def __dir__() -> list[str]:
 
 
 F64 = npt.NDArray[np.float64]
-
-
-def cache_dir() -> str:
-    """Where optimal values are cached: ``$LAQCORE_CACHE_DIR`` or ``~/.cache/laqcore``."""
-    base = os.environ.get("LAQCORE_CACHE_DIR")
-    if not base:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "laqcore")
-    return base
 
 
 class Problem:
@@ -142,8 +133,10 @@ class Problem:
         return h.hexdigest()[:24]
 
     def optimal_value(self, *, use_cache: bool = True) -> float | None:
-        """F* from a high-accuracy L-BFGS solve (``optimum.solve``), cached on disk under
-        :func:`cache_dir` keyed by :meth:`fingerprint`. None for nonconvex models."""
+        """F* from a high-accuracy L-BFGS solve (:func:`laqcore.problems.optimum.lbfgs`),
+        cached on disk under :func:`laqcore.problems.optimum.cache_dir` keyed by
+        :meth:`fingerprint` (see :func:`~laqcore.problems.optimum.cached_optimum`). None for
+        nonconvex models."""
         if not self.convex:
             return None
         if self._fstar is not None:

@@ -11,9 +11,9 @@ non-finite gradient, and the bytes this rank received.
 The implementations here use :class:`laqcore.distributed.Transport` (an all-gather of one
 int64 per rank, then only the uploaders' frames): every rank receives every uploader's frame.
 
-* :class:`LAQAllGather`: keeps the aggregate ``sum_m q_prev_m`` (float32, stable order) and
-  adds each uploader's decoded innovation to it in rank order; the average is
-  ``aggregate / world_size``.
+* :class:`LAQAllGather`: adds each uploader's decoded innovation, in rank order, to the
+  hook's :class:`~laqcore.lazy_state.LazyAggregate` (``sum_m q_prev_m``, float32, stable
+  order); the average is ``aggregate / world_size``.
 * :class:`CompressorAllGather`: decodes each uploader's frame with a stateless compressor and
   returns their mean.
 
@@ -29,10 +29,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .. import _core
-from .._validate import check_finite_vector
 from ..distributed.transport import Transport
 from ..laq import LAQPayload
+from ..lazy_state import LazyAggregate
 from ..wire import Payload
 
 __all__ = ["Averaged", "CompressorAllGather", "GradientExchange", "LAQAllGather"]
@@ -112,23 +111,27 @@ class _AllGather:
         self, payload: Payload | None, nonfinite: bool, abort: bool, tag: str
     ) -> tuple[list[bytes | None], list[int], int]:
         frame = None if payload is None or nonfinite else payload.to_bytes()
-        res = self.transport.exchange(
-            frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag
-        )
+        res = self.transport.exchange(frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag)
         if res.nonfinite_ranks and abort:
-            return res.frames, res.nonfinite_ranks, _CONTROL_ITEM_BYTES * (
-                self.transport.world_size - 1
+            return (
+                res.frames,
+                res.nonfinite_ranks,
+                _CONTROL_ITEM_BYTES * (self.transport.world_size - 1),
             )
         return res.frames, res.nonfinite_ranks, self._received(res.frames)
 
 
 class LAQAllGather(_AllGather):
-    """LAQ exchange: the running aggregate of every rank's last quantized gradient."""
+    """LAQ exchange: every uploader's decoded innovation is added to ``server``.
 
-    def __init__(self, process_group: Any, n: int) -> None:
-        super().__init__(process_group, n)
-        self.aggregate: FloatVector = np.zeros(n, dtype=np.float32)
-        self._mean: FloatVector = np.empty(n, dtype=np.float32)
+    ``server`` is the hook's :class:`~laqcore.lazy_state.LazyAggregate`; the exchange keeps
+    no state of its own.
+    """
+
+    def __init__(self, process_group: Any, server: LazyAggregate) -> None:
+        super().__init__(process_group, server.n)
+        self.server = server
+        self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
 
     def average(
         self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
@@ -143,18 +146,18 @@ class LAQAllGather(_AllGather):
             if frame is None:
                 continue
             got = LAQPayload.from_bytes(frame, expected_n=self.n)
-            _core.laq.accumulate(self.aggregate, got.packed, got.bits, got.radius, 1.0)
+            self.server.add(got)
             uploaders.append(r)
             if r == self.transport.rank:
                 own = got
-        np.multiply(self.aggregate, np.float32(1.0 / self.transport.world_size), out=self._mean)
+        np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=self._mean)
         return Averaged(self._mean, own, uploaders, bad, received)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"aggregate": self.aggregate.copy()}
+        return {}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        self.aggregate = check_finite_vector(sd["aggregate"], self.n, "state_dict['aggregate']")
+        return None
 
 
 class CompressorAllGather(_AllGather):
@@ -184,7 +187,7 @@ class CompressorAllGather(_AllGather):
             if r == self.transport.rank:
                 own = got
         # Mean over the ranks that contributed (all of them unless a non-finite one skipped).
-        total *= np.float32(1.0 / max(len(uploaders), 1))
+        total /= np.float32(max(len(uploaders), 1))
         return Averaged(total, own, uploaders, bad, received)
 
     def state_dict(self) -> dict[str, Any]:

@@ -96,12 +96,14 @@ class LazyRule:
         self.streak_ref = 0.0  # ||g||^2 when the safeguard started watching (0: not yet)
 
     # -- the test -----------------------------------------------------------------------
-    def threshold(self, err_sq: float, err_hat_sq: float) -> float:
-        """Right-hand side of the test: skip iff ``||dQ||^2`` is below it."""
+    def rhs(self) -> float:
+        """The test's first term: ``sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu``.
+
+        The error term ``error_weight (err + err_hat)`` is added by
+        :class:`~laqcore.lazy.UploadRule` (``err_coef``).
+        """
         noise = self.noise_weight * self.noise if self.noise_samples else 0.0
-        return (
-            self.history.weighted_sum() + self.error_weight * (err_sq + err_hat_sq) + noise
-        )
+        return self.history.weighted_sum() + noise
 
     def watch(self, clock: int) -> bool:
         """Whether the safeguard needs this step's ``||g||^2`` (only in a long streak)."""

@@ -75,7 +75,10 @@ class HookState:
         self.iteration = 0
         self.layout = BucketLayout()
         self._exchanger: GradientExchange | None = None
-        self._loaded: dict[str, Any] | None = None  # a checkpoint waiting for the layout
+        # From a loaded checkpoint: parameter sizes to check at the first compressed step,
+        # and the exchange's state until the exchange exists.
+        self._expected_numels: list[int] | None = None
+        self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     # -- plumbing -----------------------------------------------------------------------
@@ -98,7 +101,10 @@ class HookState:
     @property
     def exchanger(self) -> GradientExchange:
         if self._exchanger is None:
-            self._exchanger = self._make_exchange(self.numel)
+            ex = self._make_exchange(self.numel)
+            if self._exchange_state is not None:
+                ex.load_state_dict(self._exchange_state)
+            self._exchanger = ex
         return self._exchanger
 
     # -- the per-iteration driver ---------------------------------------------------------
@@ -131,7 +137,7 @@ class HookState:
         self._after_warmup_step(parked)
 
     def _compressed(self, parked: list[Parked]) -> None:
-        self._restore_pending()
+        self._check_layout()
         flat = self.layout.gather(parked)
         bad = not is_finite(flat)
         out = self._step(flat.numpy(), bad)
@@ -202,32 +208,32 @@ class HookState:
         Records the world size and this rank: :meth:`load_state_dict` refuses a checkpoint
         of another world size or rank.
         """
-        sd: dict[str, Any] = {
+        ex = self._exchanger
+        return {
             "iteration": self.iteration,
             "counters": dict(self._counters),
-            "numels": list(self.layout.numels),
+            "numels": list(self.layout.numels or self._expected_numels or []),
             "world_size": self.world_size,
             "rank": self.rank,
+            "exchange": ex.state_dict() if ex is not None else self._exchange_state,
         }
-        if self._loaded is not None:  # loaded but not applied yet: pass it through
-            return {**self._loaded, **{k: sd[k] for k in ("world_size", "rank")}}
-        sd["exchange"] = self._exchanger.state_dict() if self._exchanger is not None else None
-        return sd
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; call before the first backward pass with this state.
 
-        Everything that can be checked now is checked now, on this rank (``ValueError`` /
-        ``TypeError``): missing keys, negative counters, another world size or rank, and the
-        subclass's vectors (NaN, wrong length). The stable parameter order is re-learnt from
-        the first iteration (DDP's constructor layout, the same in every process) and must
-        match the checkpoint's parameter sizes.
+        Everything is checked now, on this rank, and nothing changes on error
+        (``ValueError`` / ``TypeError``): missing keys, negative counters, another world
+        size or rank, the subclass's vectors (NaN, wrong length). The stable parameter order
+        is re-learnt from the first iteration (DDP's constructor layout, the same in every
+        process); the parameter sizes must then match the checkpoint's.
         """
         if not isinstance(sd, dict):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
         missing = [k for k in self._state_keys() if k not in sd]
         if missing:
-            raise ValueError(f"state_dict lacks the key(s) {missing}: not a checkpoint of this hook")
+            raise ValueError(
+                f"state_dict lacks the key(s) {missing}: not a checkpoint of this hook"
+            )
         world = check_positive_int(sd["world_size"], "state_dict['world_size']")
         rank = check_positive_int(sd["rank"], "state_dict['rank']", minimum=0)
         if dist.is_initialized() and (world, rank) != (self.world_size, self.rank):
@@ -236,49 +242,47 @@ class HookState:
                 f"{self.rank} of {self.world_size} would bias the shared aggregate (load each "
                 "rank's own state_dict, with the same number of ranks)"
             )
-        check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
-        for k, v in sd["counters"].items():
-            check_positive_int(v, f"state_dict['counters'][{k!r}]", minimum=0)
+        iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
+        if not isinstance(sd["counters"], dict):
+            raise TypeError("state_dict['counters'] must be a dict")
+        counters = {
+            str(k): check_positive_int(v, f"state_dict['counters'][{k!r}]", minimum=0)
+            for k, v in sd["counters"].items()
+        }
         numels = [check_positive_int(v, "state_dict['numels'] entry") for v in sd["numels"]]
-        self._validate_loaded(sd, sum(numels))
-        self._loaded = dict(sd)
-        self.iteration = int(sd["iteration"])
-        self._counters.update({k: int(v) for k, v in sd["counters"].items()})
+        self._load(sd, sum(numels))  # validates and installs the subclass's part, or raises
+        self.iteration = iteration
+        self._counters.update(counters)
+        self._expected_numels = numels or None
+        self._exchange_state = sd["exchange"]
+        if self._exchanger is not None and sd["exchange"] is not None:
+            self._exchanger.load_state_dict(sd["exchange"])
 
     def _state_keys(self) -> tuple[str, ...]:
         return ("iteration", "counters", "numels", "world_size", "rank", "exchange")
 
-    def _validate_loaded(self, sd: dict[str, Any], n: int) -> None:
-        """Check the subclass's part of a checkpoint for ``n`` gradient elements."""
+    def _load(self, sd: dict[str, Any], n: int) -> None:
+        """Validate and install the subclass's part of a checkpoint (``n`` elements)."""
 
-    def _restore_pending(self) -> None:
-        """Apply a loaded checkpoint once the layout is known (the first compressed step)."""
-        sd = self._loaded
-        if sd is None:
-            return
-        numels = [int(v) for v in sd["numels"]]
-        if numels != self.layout.numels:
+    def _check_layout(self) -> None:
+        """At the first compressed step: the model must match a loaded checkpoint."""
+        numels = self._expected_numels
+        if numels is not None and numels != self.layout.numels:
             raise ValueError(
                 "the loaded hook state was saved for parameters of sizes "
                 f"{numels[:8]}... ({len(numels)} tensors) but this model's buckets hold "
                 f"{self.layout.numels[:8]}... ({len(self.layout.numels)} tensors)"
             )
-        if sd["exchange"] is not None:
-            self.exchanger.load_state_dict(sd["exchange"])
-        self._apply_loaded(sd)
-        self._loaded = None
-
-    def _apply_loaded(self, sd: dict[str, Any]) -> None:
-        """Install the subclass's (validated) part of a checkpoint."""
+        self._expected_numels = None
 
     def __getstate__(self) -> dict[str, Any]:
         # A process group cannot be pickled (PowerSGDState drops it too); parameter identities
-        # and parked buckets are meaningless in another process: pickle as a pending checkpoint.
+        # and parked buckets are meaningless in another process, which re-learns them.
         d = dict(self.__dict__)
-        pending = self._loaded
-        if pending is None and self._exchanger is not None:
-            pending = self.state_dict()
-        d.update(process_group=None, _exchanger=None, layout=None, _loaded=pending)
+        ex = self._exchanger
+        d.update(process_group=None, _exchanger=None, layout=None)
+        d["_expected_numels"] = self.layout.numels or self._expected_numels
+        d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:

@@ -66,9 +66,9 @@ class _CompressorState(HookState):
         return CompressorAllGather(self.process_group, n, self._compressor)
 
     def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
-        ex = self.exchanger  # creates the compressor too
+        self.exchanger  # noqa: B018 - creates the compressor at the first step
         payload = None if bad else self._compressor.compress(grad, step=self.iteration)
-        return self._exchange(payload, bad).mean if ex is not None else None
+        return self._exchange(payload, bad).mean
 
     def __getstate__(self) -> dict[str, Any]:
         d = super().__getstate__()

@@ -3,8 +3,13 @@
 Each rank quantizes its gradient *innovation* (gradient minus the last quantized gradient
 it uploaded) to ``bits`` bits with one radius per block of ``block_size`` coordinates and
 uploads it only if the lazy test (:mod:`laqcore.torch._rule`, docs/ddp.md) finds it
-informative. Every rank keeps the same running sum of the ranks' last uploads (in the
-exchange, :mod:`laqcore.torch._exchange`) and returns it divided by the world size.
+informative. Every rank keeps the same running sum of the ranks' last uploads and returns it
+divided by the world size.
+
+The state is laqcore's one LAQ state (:mod:`laqcore.lazy_state`): this rank's worker side is
+a :class:`~laqcore.lazy_state.LazyUploader` (quantizer memory, rule, clock) and the shared
+server side a :class:`~laqcore.lazy_state.LazyAggregate` (aggregate and the rule's history),
+exactly the objects the simulator's LAQ uses.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import numpy.typing as npt
 import torch
 from torch._C._distributed_c10d import GradBucket
 
-from .._validate import check_bits, check_finite_vector, check_positive_int, check_real
-from ..laq import LAQPayload, laq_accumulate, laq_quantize
+from .._validate import check_bits, check_positive_int, check_real
+from ..laq import LAQPayload
+from ..lazy import UploadRule
+from ..lazy_state import LazyAggregate, LazyUploader
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import LazyRule
@@ -138,73 +145,77 @@ class LAQState(HookState):
             safeguard_patience=safeguard_patience,
             safeguard_growth=safeguard_growth,
         )
-        # This rank's worker state: q_prev (the last quantized gradient it uploaded, the
-        # paper's Q_m), the error of that upload, and the skips since.
-        self.q_prev: FloatVector | None = None
-        self.err_hat_sq = 0.0
-        self.clock = 0
+        self._upload_rule = UploadRule(
+            D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.max_stale, err_coef=error_weight
+        )
+        # Created at the first compressed step (or from a checkpoint), when n is known.
+        self.uploader: LazyUploader | None = None
+        self.server: LazyAggregate | None = None
         self._uploaded_last = False
         self._counters["safeguard_uploads"] = 0
         self._counters["stale_uploads"] = 0
 
     @property
+    def q_prev(self) -> FloatVector | None:
+        """This rank's last uploaded quantized gradient (the paper's Q_m), or ``None``."""
+        return None if self.uploader is None else self.uploader.q_prev
+
+    @property
+    def clock(self) -> int:
+        """Iterations since this rank's last upload."""
+        return 0 if self.uploader is None else self.uploader.clock
+
+    @property
     def aggregate(self) -> FloatVector | None:
         """Sum over ranks of their ``q_prev`` (identical on every rank), or ``None``."""
-        ex = self._exchanger
-        return None if ex is None else typing.cast(LAQAllGather, ex).aggregate
+        return None if self.server is None else self.server.aggregate
+
+    def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
+        extra: dict[str, Any] = {} if self.block_size is None else {"block_size": self.block_size}
+        uploader = LazyUploader(n, self.bits, self._upload_rule, **extra)
+        return uploader, LazyAggregate(n, self.rule.history)
 
     def _make_exchange(self, n: int) -> GradientExchange:
-        return LAQAllGather(self.process_group, n)
+        if self.server is None:
+            self.uploader, self.server = self._new_state(n)
+        return LAQAllGather(self.process_group, self.server)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
         self.rule.record(sum(_norm_sq(b.buffer) for b in parked), None, False)
 
     # -- the compressed step --------------------------------------------------------------
-    def _quantize(self, grad: FloatVector, q_prev: FloatVector) -> Any:
-        if self.block_size is None:
-            return laq_quantize(grad, q_prev, self.bits)
-        return laq_quantize(grad, q_prev, self.bits, self.block_size)  # type: ignore[call-arg]
-
-    def _decide(self, grad: FloatVector, payload: Any, first: bool) -> tuple[bool, str, float]:
+    def _decide(self, up: LazyUploader, grad: FloatVector, payload: Any) -> tuple[bool, str, float]:
         """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``), and the safeguard's
         ``||g||^2`` (0 if not watched). Changes no state."""
         rule = self.rule
-        if first:
-            return True, "rule", 0.0
-        if self.clock >= rule.max_stale:
+        if up.uploads > 0 and up.clock >= rule.max_stale:
             return True, "stale", 0.0
-        grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(self.clock) else 0.0
+        grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(up.clock) else 0.0
         if grad_sq > 0.0 and rule.safeguard(grad_sq):
             return True, "safeguard", grad_sq
-        threshold = rule.threshold(float(payload.err_sq), self.err_hat_sq)
-        return payload.innov_sq >= threshold, "rule", grad_sq
+        return up.decide(payload, rule.rhs()), "rule", grad_sq
 
     def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
-        n = grad.shape[0]
-        first = self.q_prev is None
-        q_prev = np.zeros(n, np.float32) if self.q_prev is None else self.q_prev
+        self.exchanger  # noqa: B018 - creates uploader and server at the first step
+        up = typing.cast(LazyUploader, self.uploader)
         payload: Any = None
         upload, why, grad_sq = False, "rule", 0.0
         if not bad:
-            payload = self._quantize(grad, q_prev)
-            upload, why, grad_sq = self._decide(grad, payload, first)
+            payload = up.propose(grad)
+            upload, why, grad_sq = self._decide(up, grad, payload)
         res = self._exchange(payload if upload else None, bad)
         if res.mean is None:
             return None  # dropped step: nothing above changed any state
-        # Commit: from here on the step happened.
-        self.q_prev = q_prev
         if upload:
             if res.own is None:
                 raise RuntimeError(f"rank {self.rank}: its upload is missing from the exchange")
-            # What the wire carried, applied exactly as every other rank applies it.
-            laq_accumulate(q_prev, typing.cast(LAQPayload, res.own))
-            self.err_hat_sq = float(payload.err_sq)
-            self.clock = 0
+            # What the wire carried, like every other rank (refused if it differs).
+            up.commit(typing.cast(LAQPayload, res.own))
             self.rule.uploaded()
             if why != "rule":
                 self._counters[f"{why}_uploads"] += 1
         else:
-            self.clock += 1
+            up.skip()
             if grad_sq > 0.0 and self.rule.streak_ref <= 0.0:
                 self.rule.streak_ref = grad_sq
         innov = None if payload is None else float(payload.innov_sq)
@@ -215,29 +226,33 @@ class LAQState(HookState):
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        if self._loaded is not None:  # pending checkpoint; the rule may have seen warm-up
-            return {**sd, "rule": self.rule.state_dict()}
         sd.update(
-            q_prev=None if self.q_prev is None else self.q_prev.copy(),
-            err_hat_sq=self.err_hat_sq,
-            clock=self.clock,
+            uploader=None if self.uploader is None else self.uploader.state_dict(),
+            server=None if self.server is None else self.server.state_dict(),
             uploaded_last=self._uploaded_last,
             rule=self.rule.state_dict(),
         )
         return sd
 
     def _state_keys(self) -> tuple[str, ...]:
-        return (*super()._state_keys(), "q_prev", "err_hat_sq", "clock", "uploaded_last", "rule")
+        return (*super()._state_keys(), "uploader", "server", "uploaded_last", "rule")
 
-    def _validate_loaded(self, sd: dict[str, Any], n: int) -> None:
-        if sd["q_prev"] is not None:
-            check_finite_vector(sd["q_prev"], n, "state_dict['q_prev']")
-        if sd["exchange"] is not None:
-            check_finite_vector(sd["exchange"]["aggregate"], n, "state_dict['exchange']")
-        check_real(sd["err_hat_sq"], "state_dict['err_hat_sq']", minimum=0.0)
-        check_positive_int(sd["clock"], "state_dict['clock']", minimum=0)
-        probe = LazyRule(**self._rule_args())
-        probe.load_state_dict(sd["rule"])
+    def _load(self, sd: dict[str, Any], n: int) -> None:
+        rule = LazyRule(**self._rule_args())
+        rule.load_state_dict(sd["rule"])
+        uploader = server = None
+        if (sd["uploader"] is None) != (sd["server"] is None):
+            raise ValueError("state_dict has an uploader without a server or the reverse")
+        if sd["uploader"] is not None:
+            uploader, server = self._new_state(n)
+            uploader.load_state_dict(sd["uploader"])
+            server.load_state_dict(sd["server"])
+            server.history = rule.history  # one history: the rule's
+        if not isinstance(sd["uploaded_last"], bool):
+            raise TypeError("state_dict['uploaded_last'] must be a bool")
+        self.rule, self.uploader, self.server = rule, uploader, server
+        self._uploaded_last = sd["uploaded_last"]
+        self._exchanger = None  # rebuilt around the loaded server
 
     def _rule_args(self) -> dict[str, Any]:
         r = self.rule
@@ -251,20 +266,6 @@ class LAQState(HookState):
             "safeguard_patience": r.safeguard_patience,
             "safeguard_growth": r.safeguard_growth,
         }
-
-    def _apply_loaded(self, sd: dict[str, Any]) -> None:
-        n = self.numel
-        q = sd["q_prev"]
-        self.q_prev = None if q is None else check_finite_vector(q, n, "state_dict['q_prev']")
-        self.err_hat_sq = float(sd["err_hat_sq"])
-        self.clock = int(sd["clock"])
-        self._uploaded_last = bool(sd["uploaded_last"])
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        super().load_state_dict(sd)
-        # The rule's history is restored now (it does not depend on the layout), so that the
-        # remaining warm-up steps of a resumed run extend it exactly as the original run did.
-        self.rule.load_state_dict(sd["rule"])
 
 
 def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:

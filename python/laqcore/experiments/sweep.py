@@ -9,15 +9,17 @@
 * ``--tune-step`` runs every algorithm over ``--step-grid`` and keeps, per algorithm, the step
   that reaches the tolerance with the fewest uplink bits (or, if none does, the lowest final
   residual): every baseline is compared at its best step size.
-* ``--scale-alpha`` with a ``workers`` grid keeps ``alpha * M`` fixed at its ``M = 10`` value,
-  so worker scaling is not confounded with the effective step of ``theta -= alpha sum_m g_m``.
+* With a ``workers`` grid, ``alpha * M`` is kept fixed at its ``M = 10`` value (on by
+  default, ``--no-scale-alpha`` turns it off), so worker scaling is not confounded with the
+  effective step of ``theta -= alpha sum_m g_m`` (with a fixed step, M = 2 reaches no
+  tolerance in the default budget).
 
 Examples
 --------
 .. code-block:: console
 
     $ laqcore sweep --algorithms laq --grid alpha=0.01,0.015,0.02,0.04 --seeds 5
-    $ laqcore sweep --algorithms gd,lag-wk,laq --grid workers=1,2,4,8,16 --scale-alpha
+    $ laqcore sweep --algorithms gd,lag-wk,laq --grid workers=1,2,4,8,16
     $ laqcore sweep --algorithms gd,qgd,lag-wk,laq --tune-step
 """
 
@@ -32,18 +34,25 @@ from typing import Any
 
 import numpy as np
 
-from .experiments import (
+from .._blas import blas_threads
+from ..serialization import json_safe
+from .options import (
     PARAM_FLAGS,
     add_algorithm_options,
+    add_network_options,
     add_problem_options,
     add_run_options,
-    plot_results,
+    downlink_from_args,
+    link_from_args,
     problem_kwargs,
-    run_many,
-    write_results,
+    setup_cache,
 )
+from .plots import plot_results
+from .results import write_results
+from .runs import run_many
+from .tables import format_sweep
 
-__all__ = ["add_sweep_parser", "aggregate", "parse_grid", "run_sweep"]
+__all__ = ["add_parser", "aggregate", "parse_grid", "run_sweep"]
 
 
 def __dir__() -> list[str]:
@@ -100,22 +109,26 @@ def _stats(values: list[float]) -> tuple[float, float]:
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and std over seeds of one grid point's runs."""
     out: dict[str, Any] = {"runs": len(rows)}
-    for key in ("iterations", "uploads", "bits", "test_accuracy", "final_residual"):
-        mean, std = _stats([r[key] for r in rows])
+    for key in (
+        "iterations",
+        "uploads",
+        "bits",
+        "downlink_bits",
+        "total_bits",
+        "time_to_tolerance",
+        "wall_time",
+        "test_accuracy",
+        "final_residual",
+    ):
+        mean, std = _stats([r.get(key, math.nan) for r in rows])
         out[f"{key}_mean"], out[f"{key}_std"] = mean, std
     out["reached_fraction"] = float(np.mean([bool(r["reached_tolerance"]) for r in rows]))
     return out
 
 
-def _fmt(mean: float, std: float, spec: str) -> str:
-    if not math.isfinite(mean):
-        return "-"
-    return f"{mean:{spec}}±{std:{spec}}"
-
-
 def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     """Run the grid (or the step tuning) described by ``args``; return the results dict."""
-    from .problems import make_problem
+    from ..problems import make_problem
 
     names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
     if not names:
@@ -180,30 +193,12 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     return {"points": points, "rows": rows, "table": table, "best": best, "results": results_all}
 
 
-def format_sweep(table: list[dict[str, Any]], keys: list[str]) -> str:
-    head = f"{'algorithm':<14}" + "".join(f"{k:>10}" for k in keys)
-    head += f"{'iterations':>16}{'uploads':>16}{'bits':>22}{'test acc':>16}{'reached':>9}"
-    lines = [head, "-" * len(head)]
-    for t in table:
-        line = f"{t['algorithm']:<14}" + "".join(f"{t[k]!s:>10}" for k in keys)
-        line += f"{_fmt(t['iterations_mean'], t['iterations_std'], '.0f'):>16}"
-        line += f"{_fmt(t['uploads_mean'], t['uploads_std'], '.0f'):>16}"
-        line += f"{_fmt(t['bits_mean'], t['bits_std'], '.3e'):>22}"
-        line += f"{_fmt(t['test_accuracy_mean'], t['test_accuracy_std'], '.4f'):>16}"
-        line += f"{t['reached_fraction']:>9.2f}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .simulator import _json_safe
-
-    if args.cache_dir:
-        os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+    downlink_from_args(args)
+    link_from_args(args)
+    setup_cache(args)
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-    from ._blas import blas_threads
-
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
@@ -226,7 +221,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data["table"] = out["table"]
         data["best"] = out["best"]
         with open(path, "w", encoding="utf-8") as fh:
-            json.dump(_json_safe(data), fh, indent=2)
+            json.dump(json_safe(data), fh, indent=2)
         print(f"wrote {path}")
         if not args.no_plots and len(out["results"]) <= 24:
             try:
@@ -236,7 +231,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_sweep_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
+    """Register ``sweep`` (see :mod:`laqcore.cli`)."""
     p = sub.add_parser(
         "sweep", help="parameter grid over seeds (mean/std), worker scaling, step tuning"
     )
@@ -258,10 +254,12 @@ def add_sweep_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--scale-alpha",
-        action="store_true",
-        help="with a workers grid: alpha = alpha * 10 / M (keeps alpha*M fixed)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with a workers grid: alpha = alpha * 10 / M, keeping alpha*M fixed (default on)",
     )
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)
+    add_network_options(p)
     p.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,306 @@
+"""Slow, readable numpy references of laqcore's native kernels.
+
+Each function writes the kernel's formula (docs/algorithms.md, or the layout comment at the
+top of the C++ header it names) as literally as possible; speed is irrelevant. The tests
+compare every kernel against these (``tests/reference.py`` re-exports them), exactly for
+integer codes and packing, with a tight tolerance for floats; ``laqcore bench`` builds its
+numpy LAQ baseline from :func:`laq_quantize` with a faster packer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
+
+__all__ = [
+    "REDUCE_BLOCK",
+    "SUM_LANES",
+    "blocked_sum",
+    "elias_omega_length",
+    "lane_blocked_sum",
+    "laq_decode_add",
+    "laq_lut",
+    "laq_quantize",
+    "make_key",
+    "pack_bits",
+    "packed_size",
+    "qsgd_code_bits",
+    "qsgd_codes",
+    "qsgd_scales",
+    "qsgd_values",
+    "randk_indices",
+    "random_bits",
+    "sign_bits",
+    "sign_scale",
+    "squared_distance",
+    "terngrad_codes",
+    "terngrad_scaler",
+    "terngrad_values",
+    "topk_indices",
+    "uniform01",
+    "unpack_bits",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+# ---------------------------------------------------------------------------------------
+# Counter-based RNG (cpp/include/laqcore/rng.hpp)
+# ---------------------------------------------------------------------------------------
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix64_int(z: int) -> int:
+    z &= _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def make_key(seed: int, step: int, stream: int) -> int:
+    k = _mix64_int(seed + _GOLDEN)
+    k = _mix64_int(k ^ ((step + 0x632BE59BD9B4E019) & _MASK64))
+    k = _mix64_int(k ^ ((stream + 0x8CB92BA72F3D8DD7) & _MASK64))
+    return k
+
+
+def _mix64_array(z: Array) -> Array:
+    z = z.astype(np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: Array = z ^ (z >> np.uint64(31))
+    return out
+
+
+def random_bits(key: int, n: int) -> Array:
+    """random_bits(key, i) for i = 0..n-1 (uint64 arithmetic wraps modulo 2**64)."""
+    counters = np.arange(1, n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return _mix64_array(np.uint64(key) + counters * np.uint64(_GOLDEN))
+
+
+def uniform01(key: int, n: int) -> Array:
+    """Uniform floats in [0, 1) with 24 random bits, as laqcore::uniform01."""
+    return (random_bits(key, n) >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+
+
+# ---------------------------------------------------------------------------------------
+# Bit packing (cpp/include/laqcore/pack.hpp)
+# ---------------------------------------------------------------------------------------
+def packed_size(n: int, bits: int) -> int:
+    return (n * bits + 7) // 8
+
+
+def pack_bits(codes: Array, bits: int) -> Array:
+    """Little-endian bit stream: code i -> stream bits [i*bits, (i+1)*bits)."""
+    codes = np.asarray(codes, dtype=np.uint8)
+    if not np.all(codes < (1 << bits)):
+        raise ValueError(f"a code does not fit in {bits} bits")
+    # bit matrix: row i holds the `bits` bits of code i, least significant first
+    bit_matrix = (codes[:, None] >> np.arange(bits, dtype=np.uint8)[None, :]) & 1
+    return np.packbits(bit_matrix.reshape(-1), bitorder="little")
+
+
+def unpack_bits(packed: Array, bits: int, n: int) -> Array:
+    stream = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")[: n * bits]
+    bit_matrix = stream.reshape(n, bits).astype(np.uint16)
+    weights = (1 << np.arange(bits)).astype(np.uint16)
+    codes: Array = (bit_matrix * weights).sum(axis=1).astype(np.uint8)
+    return codes
+
+
+# ---------------------------------------------------------------------------------------
+# Compressors: QSGD, TernGrad, scaled sign, top-k / rand-k (cpp/include/laqcore/{qsgd,
+# terngrad,sign,sparse}.hpp). Float32 arithmetic is written in the same order as the
+# kernels, so codes given the same uniforms match exactly.
+# ---------------------------------------------------------------------------------------
+REDUCE_BLOCK = 2**14  # parallel.hpp kReduceBlock
+
+
+def blocked_sum(values: Array) -> float:
+    """float64 sum under laqcore's fixed-block rule: left to right inside each block of
+    REDUCE_BLOCK elements (np.cumsum is strictly sequential), block sums added in order."""
+    v = np.asarray(values, dtype=np.float64)
+    total = 0.0
+    for start in range(0, v.size, REDUCE_BLOCK):
+        total += float(np.cumsum(v[start : start + REDUCE_BLOCK])[-1])
+    return total
+
+
+SUM_LANES = 8  # parallel.hpp kSumLanes
+
+
+def lane_blocked_sum(values: Array) -> float:
+    """float64 sum under the fixed-block rule with LaneSum order inside each block: element
+    i of a block goes to lane i % 8 (each lane summed left to right), the lanes combined as
+    ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), block sums added in order."""
+    v = np.asarray(values, dtype=np.float64)
+    total = 0.0
+    for start in range(0, v.size, REDUCE_BLOCK):
+        block = v[start : start + REDUCE_BLOCK]
+        lane = [
+            float(np.cumsum(block[j::SUM_LANES])[-1]) if j < block.size else 0.0
+            for j in range(SUM_LANES)
+        ]
+        total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + (
+            (lane[4] + lane[5]) + (lane[6] + lane[7])
+        )
+    return total
+
+
+def _per_element(per_bucket: Array, bucket_size: int, n: int) -> Array:
+    return per_bucket[np.arange(n) // bucket_size]
+
+
+def qsgd_scales(x: Array, bucket_size: int, norm: str) -> Array:
+    """One float32 scale per bucket: L2 norm (lane-blocked float64 sum of squares) or max |x|."""
+    scales = []
+    for start in range(0, x.size, bucket_size):
+        b = x[start : start + bucket_size]
+        if norm == "l2":
+            scales.append(np.sqrt(lane_blocked_sum(b.astype(np.float64) ** 2)))
+        else:
+            scales.append(np.abs(b).max())
+    return np.array(scales, dtype=np.float32)
+
+
+def qsgd_codes(x: Array, levels: int, bucket_size: int, scales: Array, u: Array) -> Array:
+    """code = 2 * level + negative; level = floor(r) + [u < r - floor(r)], r = |x|/scale*s."""
+    s = np.float32(levels)
+    scale = _per_element(scales, bucket_size, x.size)
+    ratio = np.divide(np.abs(x), scale, out=np.zeros_like(x), where=scale > 0)
+    r = np.minimum(ratio * s, s)
+    low = np.floor(r)
+    level = np.minimum(low + (u < r - low), s).astype(np.int64)
+    neg = (x < 0) & (level > 0)
+    codes: Array = (2 * level + neg).astype(np.uint8)
+    return codes
+
+
+def qsgd_values(codes: Array, scales: Array, levels: int, bucket_size: int) -> Array:
+    """x_hat = +-level * (scale / s) in float32."""
+    step = _per_element(scales / np.float32(levels), bucket_size, codes.size)
+    v = (codes >> 1).astype(np.float32) * step
+    return np.where(codes & 1, -v, v).astype(np.float32)
+
+
+def qsgd_code_bits(levels: int) -> int:
+    return 1 + int(np.ceil(np.log2(levels + 1)))
+
+
+def terngrad_scaler(x: Array, clip_factor: float) -> tuple[float, float]:
+    """(local scaler, clipping threshold): threshold = c * population std (+Inf if c <= 0)."""
+    thr = np.float32(np.inf)
+    if clip_factor > 0:
+        x64 = x.astype(np.float64)
+        mean = lane_blocked_sum(x64) / x.size
+        sigma = np.sqrt(lane_blocked_sum((x64 - mean) ** 2) / x.size)
+        thr = np.float32(float(np.float32(clip_factor)) * sigma)
+    return float(min(np.abs(x).max(), thr)), float(thr)
+
+
+def terngrad_codes(x: Array, threshold: float, scaler: float, u: Array) -> Array:
+    """0 -> 0, 1 -> +s, 2 -> -s with P(non-zero) = min(|x|, threshold) / s."""
+    a = np.minimum(np.abs(x), np.float32(threshold))
+    p = a / np.float32(scaler) if scaler > 0 else np.zeros_like(a)
+    keep = (u < p).astype(np.uint8)
+    return keep * (1 + (x < 0)).astype(np.uint8)
+
+
+def terngrad_values(codes: Array, scaler: float) -> Array:
+    return np.array([0.0, scaler, -scaler, np.nan], dtype=np.float32)[codes]
+
+
+def sign_scale(x: Array) -> float:
+    return float(np.float32(lane_blocked_sum(np.abs(x)) / x.size))
+
+
+def sign_bits(x: Array) -> Array:
+    return (x < 0).astype(np.uint8)
+
+
+def _select_largest(primary: Array, k: int) -> Array:
+    """Indices of the k largest primaries, ties to the lower index, returned sorted."""
+    order = np.lexsort((np.arange(primary.size), -primary.astype(np.float64)))
+    return np.sort(order[:k]).astype(np.uint32)
+
+
+def topk_indices(x: Array, k: int) -> Array:
+    return _select_largest(np.abs(x), k)
+
+
+def randk_indices(key: int, n: int, k: int) -> Array:
+    """Keyed selection: the k largest high halves of random_bits(key, i)."""
+    return _select_largest(random_bits(key, n) >> np.uint64(32), k)
+
+
+def elias_omega_length(m: int) -> int:
+    """Bits of the Elias omega code of m >= 1 (recursive: m, then its length - 1, ...)."""
+    bits, m = 1, int(m)
+    while m > 1:
+        nb = m.bit_length()
+        bits += nb
+        m = nb - 1
+    return bits
+
+
+# ---------------------------------------------------------------------------------------
+# LAQ innovation quantizer (cpp/include/laqcore/laq.hpp; docs/algorithms.md, LAQ quantizer)
+# ---------------------------------------------------------------------------------------
+def laq_lut(radius: float, bits: int) -> Array:
+    """Dequantized value of every code: float32(c * step - R), step = (2R) / (2**bits - 1)."""
+    levels = (1 << bits) - 1
+    r = float(radius)
+    step = (2.0 * r) / levels
+    c = np.arange(levels + 1, dtype=np.float64)
+    return (c * step - r).astype(np.float32)
+
+
+def laq_quantize(
+    grad: Array, prev: Array | None, bits: int, *, pack: Callable[[Array, int], Array] | None = None
+) -> dict[str, Any]:
+    """v = g - q_prev (float32); R = max|v|; c = floor((v + R) / (2 tau R) + 1/2) in double,
+    clamped; dQ = lut[c]; q_new = q_prev + dQ (float32); err_sq / innov_sq in double."""
+    g = np.asarray(grad, dtype=np.float32)
+    p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
+    v = g - p
+    radius = float(np.max(np.abs(v)))
+    levels = (1 << bits) - 1
+    step = (2.0 * radius) / levels if radius > 0 else 1.0  # R = 0: every code is 0
+    codes = np.floor((v.astype(np.float64) + radius) / step + 0.5)
+    codes = np.clip(codes, 0, levels).astype(np.uint8)
+    dq = laq_lut(radius, bits)[codes]
+    q_new = p + dq
+    return {
+        "codes": codes,
+        "packed": (pack_bits if pack is None else pack)(codes, bits),
+        "radius": radius,
+        "dq": dq,
+        "q_new": q_new,
+        "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),
+        "innov_sq": float(np.sum(dq.astype(np.float64) ** 2)),
+    }
+
+
+def laq_decode_add(
+    target: Array, codes: Array, radius: float, bits: int, weight: float = 1.0
+) -> Array:
+    """target + float32(weight) * lut[codes], all in float32 (the apply / accumulate kernels)."""
+    table = np.float32(weight) * laq_lut(radius, bits)
+    return np.asarray(target, dtype=np.float32) + table[codes]
+
+
+# ---------------------------------------------------------------------------------------
+# Lazy upload rule (cpp/include/laqcore/lazy_rule.hpp; docs/algorithms.md, lazy upload rule)
+# ---------------------------------------------------------------------------------------
+def squared_distance(a: Array, b: Array) -> float:
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(np.sum(d * d))

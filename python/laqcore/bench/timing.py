@@ -1,0 +1,95 @@
+"""Timing harness of ``laqcore bench``: interleaved short samples, median and minimum, and
+the machine description stored with every report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import runtime
+from .cases import Fn
+
+__all__ = ["import_torch", "machine_info", "time_interleaved"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _loops_for(fn: Fn, min_time: float) -> int:
+    """Calls per sample so that one sample lasts about ``min_time`` seconds."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return max(1, int(min_time / max(once, 1e-9)))
+
+
+def _sample(fn: Fn, loops: int) -> float:
+    start = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - start) / loops
+
+
+def time_interleaved(
+    fns: Sequence[Fn], repeats: int, min_time: float, budget: float = 2.0
+) -> list[tuple[float, float]]:
+    """(median, min) seconds per call of each function, samples interleaved in rounds.
+
+    Short samples and many of them keep the median robust on a shared machine: a sample
+    that lost its core to another process is an outlier, not part of every sample. After
+    ``budget`` seconds the rounds stop early (but never before 3), so slow baselines at
+    large n do not dominate the run.
+    """
+    for fn in fns:  # warm-up: page in buffers, start the thread pool, fill caches
+        fn()
+    loops = [_loops_for(fn, min_time) for fn in fns]
+    samples: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    for rnd in range(repeats):
+        for i, fn in enumerate(fns):
+            samples[i].append(_sample(fn, loops[i]))
+        if rnd >= 2 and time.perf_counter() - start > budget:
+            break
+    return [(statistics.median(s), min(s)) for s in samples]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(torch: Any) -> dict[str, Any]:
+    """CPU, thread and build description stored with every report."""
+    return {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": runtime.get_num_threads(),
+        "simd": runtime.simd_level(),
+        "build": runtime.build_info(),
+        "numpy": np.__version__,
+        "torch": None if torch is None else str(torch.__version__),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def import_torch(use_torch: bool) -> Any:
+    if not use_torch:
+        return None
+    try:
+        import torch  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return torch

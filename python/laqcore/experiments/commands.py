@@ -1,0 +1,147 @@
+"""The ``problem``, ``run`` and ``compare`` subcommands of the ``laqcore`` CLI (the
+many-worker simulator; ``sweep`` is in :mod:`laqcore.experiments.sweep`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .._blas import blas_threads
+from .options import (
+    add_algorithm_options,
+    add_network_options,
+    add_problem_options,
+    add_run_options,
+    algorithm_from_args,
+    downlink_from_args,
+    link_from_args,
+    problem_from_args,
+    setup_cache,
+    split_names,
+)
+from .plots import plot_results
+from .results import run_config, write_results
+from .runs import run_many, simulate_args
+from .tables import format_sweep, format_table
+
+__all__ = ["add_parser"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
+    print(format_table(results))
+    if getattr(args, "seeds", 1) > 1:
+        from .sweep import aggregate
+
+        rows = [r.summary() for r in results]
+        names = list(dict.fromkeys(r.algorithm for r in results))
+        table = [
+            {"algorithm": n, **aggregate([r for r in rows if r["algorithm"] == n])} for n in names
+        ]
+        print(f"\nmean ± std over {args.seeds} seeds:")
+        print(format_sweep(table, []))
+    stopped = [r.algorithm for r in results if not r.reached_tolerance and not r.diverged]
+    if stopped and getattr(args, "eps", 0) > 0:
+        print(
+            f"laqcore: warning: {', '.join(dict.fromkeys(stopped))} stopped at the budget "
+            f"(--max-iterations {args.max_iterations}) before F-F* <= {args.eps:g}",
+            file=sys.stderr,
+        )
+    if not args.out:
+        return
+    path = write_results(args.out, run_config(args, prob), results)
+    print(f"wrote {path}")
+    if not args.no_plots:
+        try:
+            for p in plot_results(args.out, results, title=prob.name):
+                print(f"wrote {p}")
+        except ImportError as err:
+            print(f"laqcore: {err}", file=sys.stderr)
+
+
+def _cmd_problem(args: argparse.Namespace) -> int:
+    setup_cache(args)
+    prob = problem_from_args(args)
+    info = prob.describe()
+    if prob.convex:
+        info["f_star"] = prob.optimal_value()
+    try:
+        info["smoothness"] = [round(float(v), 6) for v in prob.smoothness()]
+    except ValueError:
+        info["smoothness"] = None
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _check_network(args: argparse.Namespace) -> None:
+    """Bad --downlink / link values fail before any work starts."""
+    downlink_from_args(args)
+    link_from_args(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _check_network(args)
+    setup_cache(args)
+    with blas_threads(args.blas_threads):
+        prob = problem_from_args(args)
+        alg = algorithm_from_args(args.algorithm, args)
+        _finish(args, prob, [simulate_args(prob, alg, args)])
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    _check_network(args)
+    setup_cache(args)
+    with blas_threads(args.blas_threads):
+        prob = problem_from_args(args)
+        names = split_names(args.algorithms)
+        results = run_many(prob, names, args, list(range(args.seed, args.seed + args.seeds)))
+        _finish(args, prob, results)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register this module's subcommands (see :mod:`laqcore.cli`)."""
+    p = sub.add_parser(
+        "problem", help="describe a problem (sizes, per-worker smoothness, optimal value F*)"
+    )
+    add_problem_options(p)
+    p.add_argument("--cache-dir", default=None, help="where F* values are cached")
+    p.set_defaults(func=_cmd_problem)
+
+    p = sub.add_parser("run", help="simulate one algorithm; writes OUT/results.json")
+    p.add_argument("--algorithm", "-a", default="laq", help="algorithm name (see compare)")
+    add_problem_options(p)
+    add_algorithm_options(p)
+    add_run_options(p)
+    add_network_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "compare",
+        help="simulate several algorithms on one problem: table, results.json, plots",
+    )
+    p.add_argument(
+        "--algorithms",
+        default="gd,qgd,lag-wk,laq",
+        help="comma-separated names: gd, qgd, lag-wk, lag-ps, laq, sgd, qsgd, ssgd, "
+        "slaq, terngrad, ef-sign, topk-ef, sparse-qsgd, pqasgd, asylpg, "
+        "sparse-asylpg, acc-asylpg, random-select, one-shot, dynamic-avg",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="algorithm seeds seed, seed+1, ... (minibatches, rounding; the data "
+        "stay fixed: `laqcore sweep --seeds` also varies the data split)",
+    )
+    add_problem_options(p)
+    add_algorithm_options(p)
+    add_run_options(p)
+    add_network_options(p)
+    p.set_defaults(func=_cmd_compare)

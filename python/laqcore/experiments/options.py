@@ -1,0 +1,298 @@
+"""Command-line options shared by every command that builds a problem or an algorithm
+(``problem``, ``run``, ``compare``, ``sweep`` and the distributed ``launch``), so the same
+flag means the same thing everywhere, and their conversion to keyword arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+__all__ = [
+    "PARAM_FLAGS",
+    "add_algorithm_options",
+    "add_network_options",
+    "add_problem_options",
+    "add_run_options",
+    "algorithm_from_args",
+    "algorithm_overrides",
+    "downlink_from_args",
+    "link_from_args",
+    "problem_from_args",
+    "problem_kwargs",
+    "setup_cache",
+    "split_names",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def add_problem_options(p: argparse.ArgumentParser) -> None:
+    """Flags that define the problem: data, model, workers, partition."""
+    g = p.add_argument_group("problem")
+    g.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (embedded, default), mnist (needs --data-dir), libsvm:PATH, "
+        "synthetic, synthetic-binary, synthetic-regression, synthetic-lag, "
+        "synthetic-lag-binary",
+    )
+    g.add_argument("--data-dir", default=None, help="directory holding local data files")
+    g.add_argument(
+        "--model", default="softmax", choices=["softmax", "logistic", "least-squares", "mlp"]
+    )
+    g.add_argument("--workers", "-M", type=int, default=10, help="number of workers M")
+    g.add_argument("--partition", default="contiguous", choices=["contiguous", "iid", "dirichlet"])
+    g.add_argument(
+        "--dirichlet-alpha",
+        type=float,
+        default=0.5,
+        help="concentration of the Dirichlet partition (small = skewed)",
+    )
+    g.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="held-out fraction when the dataset has no test set",
+    )
+    g.add_argument(
+        "--l2",
+        type=float,
+        default=0.01,
+        help="L2 weight: f_m carries (l2/2)||theta||^2 (paper: 0.01)",
+    )
+    g.add_argument("--hidden", type=int, default=200, help="hidden units of the mlp model")
+    g.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="keep only this many training samples (quick runs)",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the test split, random partitions and MLP initialisation",
+    )
+
+
+def problem_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`laqcore.problems.make_problem` given by the flags."""
+    return {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "model": args.model,
+        "workers": args.workers,
+        "partition_kind": args.partition,
+        "dirichlet_alpha": args.dirichlet_alpha,
+        "test_fraction": args.test_fraction,
+        "l2": args.l2,
+        "hidden": args.hidden,
+        "max_samples": args.max_samples,
+        "seed": args.data_seed,
+    }
+
+
+def problem_from_args(args: argparse.Namespace) -> Any:
+    from ..problems import make_problem
+
+    return make_problem(**problem_kwargs(args))
+
+
+def add_algorithm_options(p: argparse.ArgumentParser) -> None:
+    """Flags for algorithm hyper-parameters; unset flags keep each algorithm's default."""
+    g = p.add_argument_group(
+        "algorithm parameters (unset = each algorithm's default, official LAQ code values)"
+    )
+    g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
+    g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
+    g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
+    g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
+    g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
+    g.add_argument(
+        "--t-bar",
+        type=int,
+        dest="t_bar",
+        help="forced upload after t_bar skips (100; 0 = upload every iteration)",
+    )
+    g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
+    g.add_argument("--levels", type=int, help="QSGD levels s (10)")
+    g.add_argument("--bucket-size", type=int, dest="bucket_size", help="QSGD bucket (512)")
+    g.add_argument("--ratio", type=float, help="kept fraction for sparsifiers (0.1)")
+    g.add_argument("--period", type=int, help="PQASGD averaging period (10)")
+    g.add_argument("--max-delay", type=int, dest="max_delay", help="AsyLPG delay bound (4)")
+    g.add_argument("--epoch", type=int, help="AsyLPG SVRG epoch length (50)")
+    g.add_argument("--model-bits", type=int, dest="model_bits", help="AsyLPG model bits (8)")
+    g.add_argument("--momentum", type=float, help="Acc-AsyLPG momentum (0.3)")
+    g.add_argument(
+        "--upload-rate",
+        dest="upload_rate",
+        default=None,
+        help="random-select: upload probability, or 'auto' = LAQ's measured rate",
+    )
+    g.add_argument(
+        "--local-steps",
+        type=int,
+        dest="local_steps",
+        help="one-shot averaging: local steps before the upload (500)",
+    )
+    g.add_argument("--threshold", type=float, help="dynamic averaging divergence threshold")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument("--max-iterations", "-K", type=int, default=5000)
+    g.add_argument("--eps", type=float, default=1e-6, help="stop at F - F* <= eps (1e-6)")
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        default=10,
+        help="iterations between test-accuracy / gradient-norm evaluations",
+    )
+    g.add_argument("--seed", type=int, default=0, help="algorithm seed (minibatches, rounding)")
+    g.add_argument("--out", default=None, help="output directory (results.json, plots)")
+    g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    g.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where F* values are cached (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
+    )
+    g.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="OpenBLAS threads for the per-worker products (default 1: small "
+        "products run faster unthreaded, much faster on a busy machine; "
+        "0 = leave numpy's setting)",
+    )
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """``--downlink`` and the link/time model (:mod:`laqcore.downlink`, :mod:`laqcore.network`)."""
+    g = p.add_argument_group("communication: downlink and link/time model")
+    g.add_argument(
+        "--downlink",
+        default="delta",
+        help="what moves down: delta (default: the other uploaders' frames, nothing when "
+        "nobody uploaded; the engine's exchange), delta:f32 (float32 sum of the change), "
+        "delta:laq:B (the step re-quantized to B bits against the workers' copy), model "
+        "(theta as float64 to every worker every iteration), model:f32, model:laq:B",
+    )
+    g.add_argument(
+        "--network",
+        default="edge",
+        choices=["datacenter", "cluster-1g", "edge"],
+        help="link preset: datacenter (10 Gbit/s both ways, 0.05 ms), cluster-1g (1 Gbit/s, "
+        "0.2 ms), edge (default: up 5 Mbit/s, down 50 Mbit/s, 20 ms); the flags below "
+        "override its fields",
+    )
+    g.add_argument("--uplink-mbps", type=float, default=None, help="worker -> server Mbit/s")
+    g.add_argument("--downlink-mbps", type=float, default=None, help="server -> worker Mbit/s")
+    g.add_argument("--latency-ms", type=float, default=None, help="one-way latency, ms")
+    g.add_argument(
+        "--topology",
+        default="ps",
+        choices=["ps", "allreduce", "allgather", "two-phase"],
+        help="ps (default: parameter server), allreduce (ring), allgather (the engine's "
+        "exchange), two-phase (gather at one node, it sends the downlink)",
+    )
+    g.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="one downlink transmission reaches every worker (default: unicast copies)",
+    )
+    g.add_argument(
+        "--compute-ms",
+        type=float,
+        default=None,
+        help="compute time per iteration for the time model (default: measured per worker "
+        "step in the run; noisy on a loaded machine)",
+    )
+
+
+def link_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`laqcore.network.Link` of the flags (raises ValueError on bad values)."""
+    from ..network import make_link
+
+    for flag in ("uplink_mbps", "downlink_mbps", "latency_ms", "compute_ms"):
+        v = getattr(args, flag, None)
+        if v is not None and not (v >= 0 and v < float("inf")):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number >= 0")
+    return make_link(
+        getattr(args, "network", "edge"),
+        uplink_mbps=getattr(args, "uplink_mbps", None),
+        downlink_mbps=getattr(args, "downlink_mbps", None),
+        latency_ms=getattr(args, "latency_ms", None),
+        topology=getattr(args, "topology", "ps"),
+        broadcast=bool(getattr(args, "broadcast", False)),
+    )
+
+
+def downlink_from_args(args: argparse.Namespace) -> Any:
+    """The parsed ``--downlink`` mode (raises ValueError on a bad value)."""
+    from ..downlink import parse_downlink
+
+    return parse_downlink(getattr(args, "downlink", "delta"))
+
+
+PARAM_FLAGS = (
+    "alpha",
+    "bits",
+    "D",
+    "ck",
+    "xi",
+    "t_bar",
+    "batch",
+    "levels",
+    "bucket_size",
+    "ratio",
+    "period",
+    "max_delay",
+    "epoch",
+    "model_bits",
+    "momentum",
+    "upload_rate",
+    "local_steps",
+    "threshold",
+)
+
+
+def algorithm_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Hyper-parameters given on the command line (unset ones omitted)."""
+    out: dict[str, Any] = {}
+    for name in PARAM_FLAGS:
+        v = getattr(args, name, None)
+        if v is None or (name == "upload_rate" and v == "auto"):
+            continue
+        if name == "upload_rate":
+            try:
+                v = float(v)
+            except ValueError:
+                raise ValueError(f"--upload-rate must be a number or 'auto', got {v!r}") from None
+        out[name] = v
+    return out
+
+
+def algorithm_from_args(name: str, args: argparse.Namespace, **extra: Any) -> Any:
+    """Build algorithm ``name`` from the CLI flags (plus ``extra`` overrides)."""
+    from ..algorithms import get_algorithm
+
+    kw = algorithm_overrides(args)
+    kw.update(extra)
+    kw.setdefault("seed", getattr(args, "seed", 0))
+    return get_algorithm(name, **kw)
+
+
+def setup_cache(args: argparse.Namespace) -> None:
+    if getattr(args, "cache_dir", None):
+        os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+
+
+def split_names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ValueError("--algorithms must name at least one algorithm")
+    return names

@@ -1,0 +1,64 @@
+"""Result files of the simulator commands: ``OUT/results.json`` (the configuration and one
+summary per run) and ``OUT/histories.json`` (the per-iteration curves of every run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from ..serialization import json_safe
+
+__all__ = ["RUN_KEYS", "laqcore_version", "run_config", "write_results"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def run_config(args: argparse.Namespace, prob: Any) -> dict[str, Any]:
+    cfg = {k: v for k, v in vars(args).items() if k != "func"}
+    cfg["problem"] = prob.describe()
+    cfg["f_star"] = prob.optimal_value()
+    cfg["laqcore_version"] = laqcore_version()
+    return cfg
+
+
+def laqcore_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+#: Keys of every ``runs`` entry of results.json (what the tests and the README rely on).
+RUN_KEYS = (
+    "algorithm",
+    "seed",
+    "iterations",
+    "uploads",
+    "bits",
+    "uplink_bits",
+    "downlink_bits",
+    "total_bits",
+    "time_to_tolerance",
+    "final_residual",
+    "test_accuracy",
+    "reached_tolerance",
+)
+
+
+def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
+    """Write ``out/results.json`` (config + run summaries) and ``out/histories.json``
+    (per-iteration curves); return the results path."""
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "results.json")
+    runs = [r.summary() for r in results]
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(json_safe({"config": config, "runs": runs}), fh, indent=2)
+    with open(os.path.join(out, "histories.json"), "w", encoding="utf-8") as fh:
+        json.dump(
+            [json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
+            fh,
+        )
+    return path

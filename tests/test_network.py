@@ -1,0 +1,174 @@
+"""The link/time model on hand-computed cases, the downlink modes and their bit counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from laqcore.algorithms import get_algorithm
+from laqcore.downlink import parse_downlink, requantize
+from laqcore.network import Link, TrafficTrace, make_link, round_times
+from laqcore.simulator import simulate
+
+pytestmark = pytest.mark.usefixtures("private_cache")
+
+
+def _trace(M: int, sizes: list[dict[int, int]], down: list[tuple[int, int]]) -> TrafficTrace:
+    """A trace with the given per-iteration upload sizes {worker: bytes} and downlink."""
+    t = TrafficTrace(M)
+    for ups, (bcast, delivered) in zip(sizes, down):
+        t.up_count.append(len(ups))
+        t.up_bytes.append(sum(ups.values()))
+        t.up_max.append(max(ups.values(), default=0))
+        t.down_broadcast.append(bcast)
+        t.down_delivered.append(delivered)
+        flags = np.zeros(M, dtype=bool)
+        flags[list(ups)] = True
+        t.masks.append(np.packbits(flags).tobytes())
+    return t
+
+
+def test_presets_are_the_issue_values():
+    edge = make_link("edge")
+    assert (edge.uplink_bps, edge.downlink_bps, edge.latency_s) == (5e6, 50e6, 0.02)
+    dc = make_link("datacenter")
+    assert (dc.uplink_bps, dc.downlink_bps, dc.latency_s) == (10e9, 10e9, 0.05e-3)
+    c1 = make_link("cluster-1g")
+    assert (c1.uplink_bps, c1.downlink_bps, c1.latency_s) == (1e9, 1e9, 0.2e-3)
+    custom = make_link(None, uplink_mbps=2, downlink_mbps=8, latency_ms=5, topology="allreduce")
+    assert (custom.uplink_bps, custom.downlink_bps, custom.latency_s) == (2e6, 8e6, 0.005)
+
+
+def test_one_parameter_server_iteration_by_hand():
+    # 4 workers, 3 upload 1000 bytes each; the downlink is their frames: one broadcast
+    # carries 3000 bytes, unicast delivers 4 * 3000 - 3000 = 9000 bytes.
+    t = _trace(4, [{0: 1000, 1: 1000, 3: 1000}], [(3000, 9000)])
+    link = Link(1e6, 1e7, 0.01, topology="ps")
+    # up: 10 ms + 24000 bit / 1 Mbit/s = 34 ms; down: 10 ms + 72000 bit / 10 Mbit/s = 17.2 ms
+    assert round_times(t, link, compute_s=0.005)[0] == pytest.approx(0.005 + 0.034 + 0.0172)
+    bcast = link.with_(broadcast=True)
+    assert round_times(t, bcast, compute_s=0.0)[0] == pytest.approx(0.034 + 0.0124)
+
+
+def test_ps_round_without_upload_costs_two_latencies():
+    t = _trace(3, [{}], [(0, 0)])
+    assert round_times(t, Link(1e6, 1e6, 0.02), compute_s=0.0)[0] == pytest.approx(0.04)
+
+
+def test_one_ring_allreduce_by_hand():
+    # N = 4 nodes reduce a 1000-byte vector: 2 (N-1) = 6 steps of L + (1000/4) bytes / B.
+    t = _trace(4, [{0: 1000, 1: 1000, 2: 1000, 3: 1000}], [(4000, 12000)])
+    link = Link(1e6, 4e6, 0.001, topology="allreduce")  # B = min = 1 Mbit/s
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(6 * (0.001 + 0.002))
+    # two workers per node: compute is two worker steps, the vector is still 1000 bytes
+    t.worker_seconds, t.worker_steps = 0.004, 4
+    assert round_times(t, link, nodes=2)[0] == pytest.approx(0.002 + 2 * (0.001 + 0.004))
+
+
+def test_allgather_is_the_engine_exchange():
+    link = Link(1e6, 1e6, 0.001, topology="allgather")
+    # 2 nodes, both upload 500 bytes: control (L + 64 bit / B) + one padded all-gather of
+    # the 512-byte frames (500 + 4 + 8).
+    t = _trace(2, [{0: 500, 1: 500}], [(1000, 1000)])
+    expect = (0.001 + 64e-6) + (0.001 + 8 * 512 / 1e6)
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
+    # 3 nodes, only node 1 uploads: control + one broadcast to 2 peers over its uplink
+    t = _trace(3, [{1: 500}], [(500, 1000)])
+    expect = 2 * (0.001 + 64e-6) + (0.001 + 8 * 2 * 512 / 1e6)
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
+
+
+def test_link_rejects_bad_values():
+    with pytest.raises(ValueError, match="uplink_bps"):
+        Link(0.0, 1e6, 0.0)
+    with pytest.raises(ValueError, match="topology"):
+        Link(1e6, 1e6, 0.0, topology="mesh")
+    with pytest.raises(ValueError, match="--network"):
+        make_link("lan")
+    with pytest.raises(ValueError, match="all of"):
+        make_link(None, uplink_mbps=1.0)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_downlink_quantizer_error_bound(bits, rng):
+    for _ in range(5):
+        target = rng.normal(size=300)
+        held = rng.normal(size=300).astype(np.float32)
+        payload, new = requantize(target, held, bits)
+        radius = np.abs(target.astype(np.float32) - held).max()
+        assert payload.radius == pytest.approx(radius, rel=1e-6)
+        err = np.abs(new.astype(np.float64) - target).max()
+        assert err <= radius / (2**bits - 1) * (1 + 1e-5) + 1e-6
+        # the next round starts from the new copy: its innovation is only the residual
+        p2, newer = requantize(target, new, bits)
+        assert p2.radius <= radius / (2**bits - 1) * (1 + 1e-5) + 1e-6
+        assert np.abs(newer - target).max() <= err + 1e-6
+
+
+def test_parse_downlink():
+    assert parse_downlink("delta").name == "delta"
+    assert parse_downlink("model").encoding == "f64"
+    assert parse_downlink("delta:laq:4").bits == 4
+    assert parse_downlink("model:f32").name == "model:f32"
+    for bad in ("up", "delta:laq:9", "delta:f64", "model:frames", "delta:laq"):
+        with pytest.raises(ValueError, match="downlink mode|bits"):
+            parse_downlink(bad)
+
+
+@pytest.mark.parametrize("name", ["gd", "lag-wk", "laq"])
+def test_totals_are_the_sum_of_the_parts(prob, name):
+    res = simulate(prob, get_algorithm(name), max_iterations=40, eps=0.0, eval_every=40)
+    assert res.uplink_bits == res.bits
+    assert res.total_bits == res.uplink_bits + res.downlink_bits
+    assert res.trace is not None
+    assert res.trace.totals() == {
+        "uplink_bits": res.bits,
+        "downlink_bits": res.downlink_bits,
+        "total_bits": res.total_bits,
+    }
+    # default delta: every worker receives the other uploaders' frames, nothing else
+    assert res.downlink_bits == (prob.num_workers - 1) * res.bits
+    idle = np.asarray(res.trace.up_count) == 0
+    assert np.all(np.asarray(res.trace.down_delivered)[idle] == 0)
+    assert res.summary()["total_bits"] == res.total_bits and "trace" not in res.summary()
+
+
+def test_lazy_run_has_rounds_where_nothing_moves(prob):
+    res = simulate(prob, get_algorithm("laq"), max_iterations=60, eps=0.0, eval_every=60)
+    assert res.trace is not None
+    idle = np.asarray(res.trace.up_count) == 0
+    assert idle.any()
+    model = simulate(
+        prob, get_algorithm("laq"), max_iterations=60, eps=0.0, eval_every=60, downlink="model"
+    )
+    assert model.downlink_bits == 8 * 60 * prob.num_workers * (8 * prob.dim + 16)
+    assert model.downlink_bits > 10 * res.downlink_bits
+
+
+def test_time_to_tolerance_is_the_modelled_time(prob):
+    link = make_link("edge")
+    res = simulate(prob, get_algorithm("gd"), max_iterations=3000, eps=1e-3, link=link)
+    assert res.reached_tolerance and res.trace is not None
+    times = round_times(res.trace, link)
+    assert res.time_to_tolerance == pytest.approx(times[: res.iterations].sum())
+    assert res.history["time"][-1] == pytest.approx(res.time_to_tolerance)
+    short = simulate(prob, get_algorithm("gd"), max_iterations=5, eps=1e-3, link=link)
+    assert short.time_to_tolerance is None and short.time_s is not None
+
+
+@pytest.mark.parametrize("name", ["gd", "lag-wk", "laq"])
+def test_quantized_downlink_still_converges(prob, name):
+    kw = {"max_iterations": 4000, "eps": 1e-4, "eval_every": 4000}
+    exact = simulate(prob, get_algorithm(name), **kw)
+    quant = simulate(prob, get_algorithm(name), downlink="delta:laq:8", **kw)
+    assert exact.reached_tolerance and quant.reached_tolerance
+    assert quant.iterations <= 1.5 * exact.iterations
+    # an 8-bit downlink moves one LAQ frame per round with an upload: less than the other
+    # uploaders' float32 frames (LAQ's own 4-bit frames are smaller than it)
+    if name != "laq":
+        assert quant.downlink_bits < exact.downlink_bits / 2
+
+
+def test_quantized_downlink_needs_a_step_server(prob):
+    with pytest.raises(ValueError, match="keeps other model copies"):
+        simulate(prob, get_algorithm("asylpg"), max_iterations=2, downlink="delta:laq:4")
