@@ -116,7 +116,6 @@ class HookState:
             self.layout.learn(parked)
             if self.iteration < self.warmup_steps:
                 self._warmup(parked)
-                self.iteration += 1
             else:
                 self._compressed(parked)
         except BaseException as err:
@@ -132,8 +131,14 @@ class HookState:
         for b in parked:
             dist.all_reduce(b.buffer, group=self.process_group)
             b.buffer.div_(w)
-        self._counters["warmup_steps_done"] += 1
         self._counters["warmup_bytes"] += self.layout.dense_bytes
+        # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
+        # it), which neither counts as warm-up nor feeds the state.
+        if not all(is_finite(b.buffer) for b in parked):
+            self._counters["nonfinite_steps"] += 1
+            return
+        self._counters["warmup_steps_done"] += 1
+        self.iteration += 1
         self._after_warmup_step(parked)
 
     def _compressed(self, parked: list[Parked]) -> None:
