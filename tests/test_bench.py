@@ -9,6 +9,7 @@ import pytest
 
 import laqcore
 from laqcore import bench
+from needs_torch import require_torch
 
 TINY = {"sizes": [1000], "bits": [1, 4], "threads": [1, 2], "repeats": 1, "min_time": 0.0}
 ROW_KEYS = {
@@ -63,7 +64,7 @@ def test_report_schema():
 
 
 def test_torch_baseline_when_available():
-    pytest.importorskip("torch")
+    require_torch("the torch baselines of laqcore bench")
     report = bench.run(kernels=["pack"], use_torch=True, **{**TINY, "threads": [1]})
     for row in report["results"]:
         assert row["torch_speedup"] == pytest.approx(row["torch_seconds"] / row["seconds"])
@@ -159,3 +160,72 @@ def test_laqcore_command_has_bench(tmp_path, capsys):
     assert json.loads(out.read_text())["results"][0]["kernel"] == "unpack"
     assert cli.main(["bench", "--kernels", "nope", "--no-torch"]) == 2
     assert "unknown or unavailable kernel" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# bench/bench_hooks.py: DDP hooks inside an outside-style trainer (tiny smoke run, no tc)
+# --------------------------------------------------------------------------------------
+def _bench_hooks_modules():
+    import os
+    import sys
+
+    require_torch("the bench/bench_hooks.py smoke runs")
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import bench_hooks
+    import hook_meter
+
+    return bench_hooks, hook_meter
+
+
+def test_comm_meter_counts_each_collective():
+    _, ht = _bench_hooks_modules()
+    import torch
+
+    m = ht.CommMeter(rank=1, world=4)
+    t = torch.zeros(100, dtype=torch.float32)  # 400 bytes
+    m._count("all_reduce", (t,), {})
+    assert m.snapshot() == (pytest.approx(600.0), pytest.approx(600.0))  # 2 S (N-1)/N
+    m = ht.CommMeter(rank=1, world=4)
+    outs = [torch.zeros(10, dtype=torch.uint8) for _ in range(4)]
+    m._count("all_gather", (outs, outs[1]), {})
+    assert m.snapshot() == (30.0, 30.0)
+    m = ht.CommMeter(rank=1, world=4)
+    m._count("broadcast", (t, 1), {})
+    m._count("broadcast", (t, 2), {})
+    assert m.snapshot() == (1200.0, 400.0)
+    m = ht.CommMeter(rank=1, world=4)
+    inp, out = torch.zeros(10, dtype=torch.uint8), torch.zeros(20, dtype=torch.uint8)
+    m._count("all_to_all_single", (out, inp, [5, 5, 5, 5], [1, 2, 3, 4]), {})
+    assert m.snapshot() == (pytest.approx(8.0), pytest.approx(15.0))
+
+
+@pytest.mark.distributed
+def test_bench_hooks_smoke(tmp_path):
+    bh, _ = _bench_hooks_modules()
+    out = tmp_path / "hooks.json"
+    # 13 steps: laqcore's LAQ hook all-reduces its first 10 (its default warm-up)
+    hooks = ["allreduce", "fp16", "powersgd1", "laq", "qsgd"]
+    argv = ["--suite", "table", "--models", "mlp", "--nprocs", "2", "--steps", "13"]
+    argv += ["--warm", "11", "--scale", "16", "--no-warmup-run", "--timeout", "120"]
+    assert bh.main([*argv, "--hooks", ",".join(hooks), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runs = report["table"]["mlp/2"]["hooks"]
+    assert list(runs) == hooks
+    for name, s in runs.items():
+        assert "error" not in s, (name, s)
+        assert s["steps"] == 13
+        assert s["step_ms"] > 0
+        assert 0.0 <= s["test_acc"] <= 1.0
+    dense = 4 * runs["allreduce"]["params"]
+    assert runs["allreduce"]["recv_kb"] == pytest.approx(dense / 1e3)  # 2 S (N-1)/N, N = 2
+    # fp16_compress_hook all-reduces the same bucket in half the bytes, counted by the meter
+    assert runs["fp16"]["recv_kb"] == pytest.approx(dense / 2e3)
+    assert runs["powersgd1"]["recv_kb"] < runs["fp16"]["recv_kb"]
+    assert runs["laq"]["hook_ms"] > 0
+    assert 0.0 <= runs["laq"]["skipped_frac"] <= 1.0
+    assert 0 < runs["qsgd"]["sent_kb"] < runs["fp16"]["sent_kb"]
+    table = out.with_suffix(".md").read_text()
+    assert "| PyTorch PowerSGD rank 1 |" in table
+    assert [g["goal"] for g in report["goals"]] == ["mlp/2: LAQ step <= 1.1x QSGD's"]

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from needs_torch import require_torch
+
+torch = require_torch("the multi-process torch.distributed tests of tests/test_distributed.py")
 
 from _dist_workers import die_or_hang, engine_runs, frame_for, transport_rounds  # noqa: E402
 from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402

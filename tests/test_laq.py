@@ -479,7 +479,7 @@ def test_native_bindings_check_sizes():
     with pytest.raises(ValueError, match="need exactly 3"):
         core.dequantize(np.zeros(2, dtype=np.uint8), 8, 3, 1.0)
     with pytest.raises(ValueError, match="need exactly 3"):
-        core.accumulate(np.zeros(8, dtype=np.float32), np.zeros(4, dtype=np.uint8), 3, 1.0)
+        core.accumulate(np.zeros(8, dtype=np.float32), np.zeros(4, dtype=np.uint8), 8, 3, 1.0)
     with pytest.raises(ValueError, match="prev has length"):
         core.quantize(np.zeros(4, np.float32), np.zeros(5, np.float32), 3)
     with pytest.raises(ValueError, match="radius must be finite"):
@@ -547,9 +547,10 @@ def test_docstring_examples():
     import doctest
 
     import laqcore.laq
+    import laqcore.laq_payload
     import laqcore.lazy
 
-    for module in (laqcore.laq, laqcore.lazy):
+    for module in (laqcore.laq, laqcore.laq_payload, laqcore.lazy):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0
         assert result.failed == 0, module.__name__
@@ -588,7 +589,7 @@ def test_unaligned_inputs_are_copied_outputs_refused(rng):
         laqcore.laq_accumulate(target, payload)
     np.testing.assert_array_equal(target, prev)  # untouched
     with pytest.raises(ValueError, match="aggregate must be aligned"):  # the raw binding too
-        laqcore._core.laq.accumulate(target, payload.packed, 5, payload.radius)
+        laqcore._core.laq.accumulate(target, payload.packed, 1001, 5, payload.radius)
     assert laqcore.squared_distance(unaligned_float32(grad), prev) == laqcore.squared_distance(
         grad, prev
     )

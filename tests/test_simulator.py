@@ -144,3 +144,20 @@ def test_readme_digits_comparison_goals():
     assert runs["laq"].bits <= min(runs["qgd"].bits, runs["lag-wk"].bits) / 2
     assert {r.test_accuracy for r in runs.values()} == {runs["gd"].test_accuracy}
     assert abs(runs["laq"].iterations - runs["gd"].iterations) < 0.1 * runs["gd"].iterations
+
+
+@pytest.mark.parametrize("name", ["laq", "qgd"])
+def test_blockwise_radius_option(prob, name):
+    # block_size >= dim is the global quantizer bit for bit; a small block is another run
+    # whose uplink bits count its radii.
+    glob = simulate(prob, get_algorithm(name), max_iterations=15, eps=0.0)
+    whole = (prob.dim + 7) // 8 * 8
+    same = simulate(prob, get_algorithm(name, block_size=whole), max_iterations=15, eps=0.0)
+    assert same.history["loss"] == glob.history["loss"]
+    assert same.uploads == glob.uploads
+    blk = simulate(prob, get_algorithm(name, block_size=64), max_iterations=15, eps=0.0)
+    one = laqcore.laq_quantize(np.ones(prob.dim, np.float32), None, 4, block_size=64).nbytes
+    assert blk.bits == 8 * one * blk.uploads
+    assert blk.history["loss"] != glob.history["loss"]
+    with pytest.raises(ValueError, match="block_size"):
+        get_algorithm(name, block_size=12)

@@ -11,6 +11,7 @@ void register_sign(py::module_ m);
 void register_sparse(py::module_ m);
 void register_laq(py::module_ m);
 void register_lazy(py::module_ m);
+void register_entropy(py::module_ m);
 }  // namespace laqcore::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     register_sparse(m.def_submodule("sparse"));
     register_laq(m.def_submodule("laq"));
     register_lazy(m.def_submodule("lazy"));
+    register_entropy(m.def_submodule("entropy"));
 }

@@ -20,6 +20,112 @@ std::size_t checked_packed(const carray<std::uint8_t>& packed, std::size_t n, in
     return have;
 }
 
+// radii must hold exactly laq_num_radii(n, block_size) radii.
+void checked_radii(const carray<float>& radii, std::size_t n, std::size_t block_size) {
+    const std::size_t have = vector_length(radii, "radii");
+    const std::size_t need = laq_num_radii(n, block_size);
+    LAQ_CHECK(have == need, "radii has " << have << " entries but " << n
+                                         << " elements in blocks of " << block_size
+                                         << " need exactly " << need);
+}
+
+void register_blocks(py::module_ m) {
+    m.def(
+        "quantize_blocks",
+        [](const carray<float>& grad, const std::optional<carray<float>>& prev, int bits,
+           std::size_t block_size) {
+            check_bits(bits);
+            laq_check_block_size(block_size);
+            const std::size_t n = vector_length(grad, "grad");
+            LAQ_CHECK(n > 0, "grad must not be empty");
+            const float* p = nullptr;
+            if (prev) {
+                const std::size_t np = vector_length(*prev, "prev");
+                LAQ_CHECK(np == n, "prev has length " << np << " but grad has length " << n);
+                p = prev->data();
+            }
+            auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
+            auto radii = new_vector<float>(laq_num_radii(n, block_size));
+            const float* g = grad.data();
+            std::uint8_t* out = packed.mutable_data();
+            float* r_out = radii.mutable_data();
+            LaqResult r;
+            {
+                py::gil_scoped_release release;  // raw buffers only
+                r = laq_quantize_blocks(g, p, n, bits, block_size, r_out, out);
+            }
+            return py::make_tuple(packed, radii, r.err_sq, r.innov_sq);
+        },
+        py::arg("grad").noconvert(), py::arg("prev").noconvert(), py::arg("bits"),
+        py::arg("block_size"),
+        "Fused blockwise quantize + pack. Returns (packed, radii, err_sq, innov_sq).");
+
+    m.def(
+        "dequantize_blocks",
+        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
+           const carray<float>& radii) {
+            checked_packed(packed, n, bits);
+            checked_radii(radii, n, block_size);
+            auto out = new_vector<float>(n);
+            const std::uint8_t* in = packed.data();
+            const float* r = radii.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;  // raw buffers only
+                laq_dequantize_blocks(in, n, bits, block_size, r, dst);
+            }
+            return out;
+        },
+        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
+        py::arg("radii").noconvert());
+
+    m.def(
+        "accumulate_blocks",
+        [](carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n, int bits,
+           std::size_t block_size, const carray<float>& radii, float weight) {
+            const std::size_t have = writable_vector_length(inout, "aggregate");
+            LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
+            checked_packed(packed, n, bits);
+            checked_radii(radii, n, block_size);
+            const std::uint8_t* in = packed.data();
+            const float* r = radii.data();
+            float* dst = inout.mutable_data();
+            {
+                py::gil_scoped_release release;  // raw buffers only
+                laq_accumulate_blocks(in, n, bits, block_size, r, weight, dst);
+            }
+        },
+        py::arg("inout").noconvert(), py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
+        py::arg("block_size"), py::arg("radii").noconvert(), py::arg("weight") = 1.0f,
+        "inout += weight * dQ in place (blockwise radii).");
+
+    m.def(
+        "check_blocks_payload",
+        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
+           const carray<float>& radii) {
+            checked_packed(packed, n, bits);
+            checked_radii(radii, n, block_size);
+            laq_check_blocks_payload(radii.data(), block_size, bits, packed.data(), n);
+        },
+        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
+        py::arg("radii").noconvert(),
+        "Raises ValueError unless the blockwise payload is decodable.");
+
+    m.def(
+        "innov_sq_blocks",
+        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
+           const carray<float>& radii) {
+            checked_packed(packed, n, bits);
+            checked_radii(radii, n, block_size);
+            const std::uint8_t* in = packed.data();
+            const float* r = radii.data();
+            py::gil_scoped_release release;  // raw buffers only
+            return laq_innov_sq_blocks(in, n, bits, block_size, r);
+        },
+        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
+        py::arg("radii").noconvert(), "||dQ||^2 of a blockwise payload (bit-identical).");
+}
+
 }  // namespace
 
 void register_laq(py::module_ m) {
@@ -71,9 +177,10 @@ void register_laq(py::module_ m) {
 
     m.def(
         "accumulate",
-        [](carray<float>& inout, const carray<std::uint8_t>& packed, int bits, float radius,
-           float weight) {
-            const std::size_t n = writable_vector_length(inout, "aggregate");
+        [](carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n, int bits,
+           float radius, float weight) {
+            const std::size_t have = writable_vector_length(inout, "aggregate");
+            LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
             checked_packed(packed, n, bits);
             const std::uint8_t* in = packed.data();
             float* dst = inout.mutable_data();
@@ -82,7 +189,7 @@ void register_laq(py::module_ m) {
                 laq_accumulate(in, n, bits, radius, weight, dst);
             }
         },
-        py::arg("inout").noconvert(), py::arg("packed").noconvert(), py::arg("bits"),
+        py::arg("inout").noconvert(), py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
         py::arg("radius"), py::arg("weight") = 1.0f,
         "inout += weight * dQ in place (weight 1: the worker's apply).");
 
@@ -117,6 +224,8 @@ void register_laq(py::module_ m) {
         },
         py::arg("radius"), py::arg("bits"),
         "Dequantized value of every code for (radius, bits) (exposed for tests).");
+
+    register_blocks(m);
 }
 
 }  // namespace laqcore::bind

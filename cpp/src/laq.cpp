@@ -1,12 +1,13 @@
+// The LAQ drivers (laq.hpp): the global and the blockwise radius, both run over the
+// per-block kernels of the active SIMD level. laq_scalar.cpp holds the reference kernels
+// and the grid.
 #include "laqcore/laq.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
-#include "laqcore/bitstream.hpp"
 #include "laqcore/common.hpp"
 #include "laqcore/dispatch.hpp"
 #include "laqcore/pack.hpp"
@@ -15,164 +16,12 @@
 namespace laqcore {
 namespace {
 
-// Byte offset of element `begin` in the packed stream; exact because every block start is a
-// multiple of 8 elements (kReduceBlock is).
+// Byte offset of element `begin` in the packed stream; exact because every piece starts on
+// a multiple of 8 elements (block sizes and kReduceBlock are multiples of 8).
 inline std::size_t packed_offset(std::size_t begin, int bits) {
     return begin / 8 * static_cast<std::size_t>(bits);
 }
-static_assert(kReduceBlock % 8 == 0, "blocks must start on whole bytes of the packed stream");
-
-inline int max_code(int bits) {
-    return (1 << bits) - 1;
-}
-
-// ---- scalar block kernels ----------------------------------------------------------------
-
-// |v| as the bit pattern of a float with the sign cleared: for non-negative floats the
-// unsigned order of the patterns is the numeric order, and +Inf/NaN patterns are the largest
-// (>= kInfBits). So one integer max gives both R and the NaN/Inf check, and it vectorizes
-// (a float max reduction does not without -ffast-math).
-constexpr std::uint32_t kInfBits = 0x7F800000u;
-
-inline std::uint32_t abs_bits(float v) {
-    std::uint32_t u;
-    std::memcpy(&u, &v, sizeof u);
-    return u & 0x7FFFFFFFu;
-}
-
-template <bool kHasPrev>
-LaqRadiusPartial radius_block_impl(const float* grad, const float* prev, std::size_t count) {
-    std::uint32_t m = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        const float v = kHasPrev ? grad[i] - prev[i] : grad[i];
-        const std::uint32_t a = abs_bits(v);
-        m = a > m ? a : m;
-    }
-    if (m >= kInfBits) return {0.0f, true};
-    float r;
-    std::memcpy(&r, &m, sizeof r);
-    return {r, false};
-}
-
-LaqRadiusPartial radius_block_scalar(const float* grad, const float* prev, std::size_t count) {
-    return prev ? radius_block_impl<true>(grad, prev, count)
-                : radius_block_impl<false>(grad, nullptr, count);
-}
-
-// Encodes m (<= 8) consecutive elements: returns their codes packed in the low m*bits bits of
-// a word and adds each element's two squares to lane j of the sums. Inlined with m = 8 for
-// full groups, so each inner loop has a constant trip count and the arithmetic of the first
-// one (the division) can be vectorized.
-template <bool kHasPrev>
-inline std::uint64_t encode_group(const float* grad, const float* prev, std::size_t m,
-                                  const LaqGrid& grid, double radius, double step, int top,
-                                  LaneSum& err_sq, LaneSum& innov_sq) {
-    int code[8];
-    for (std::size_t j = 0; j < m; ++j) {
-        const float p = kHasPrev ? prev[j] : 0.0f;
-        const float v = grad[j] - p;  // float32, as the reference (see laq.hpp)
-        // x = (v + R) / step + 1/2 >= 1/2: v >= -R holds exactly and rounding keeps the
-        // sign, so the truncating conversion is floor(x). The min() guards rounding only.
-        const double x = (static_cast<double>(v) + radius) / step + 0.5;
-        code[j] = std::min(static_cast<int>(x), top);
-    }
-    const auto b = static_cast<std::size_t>(grid.bits);
-    std::uint64_t word = 0;
-    for (std::size_t j = 0; j < m; ++j) {
-        word |= static_cast<std::uint64_t>(code[j]) << (j * b);
-    }
-    for (std::size_t j = 0; j < m; ++j) {
-        const float p = kHasPrev ? prev[j] : 0.0f;
-        const float dq = grid.lut[code[j]];
-        const float q_new = p + dq;  // what the receiver's apply produces
-        const double e = static_cast<double>(q_new) - static_cast<double>(grad[j]);
-        err_sq.lane[j] += e * e;
-        innov_sq.lane[j] += static_cast<double>(dq) * static_cast<double>(dq);
-    }
-    return word;
-}
-
-template <bool kHasPrev>
-LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t count,
-                          const LaqGrid& grid, std::uint8_t* packed) {
-    const auto b = static_cast<std::size_t>(grid.bits);
-    // Copies: `packed` is a byte pointer and may alias anything, so values read through
-    // `grid` would otherwise be reloaded after every store.
-    const double radius = grid.radius;
-    const double step = grid.step;
-    const int top = max_code(grid.bits);
-    LaneSum err_sq;
-    LaneSum innov_sq;
-    const std::size_t full = count / 8 * 8;
-    for (std::size_t i0 = 0; i0 < full; i0 += 8) {
-        const std::uint64_t word =
-            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, 8, grid, radius, step,
-                                   top, err_sq, innov_sq);
-        store_le(word, packed + i0 / 8 * b, b);
-    }
-    if (full < count) {
-        const std::size_t m = count - full;
-        const std::uint64_t word =
-            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, m, grid, radius,
-                                   step, top, err_sq, innov_sq);
-        store_le(word, packed + full / 8 * b, packed_size(m, grid.bits));
-    }
-    return {err_sq.total(), innov_sq.total()};
-}
-
-LaqSums encode_block_scalar(const float* grad, const float* prev, std::size_t count,
-                            const LaqGrid& grid, std::uint8_t* packed) {
-    return prev ? encode_block_impl<true>(grad, prev, count, grid, packed)
-                : encode_block_impl<false>(grad, nullptr, count, grid, packed);
-}
-
-// Calls fn(i, code) for each of the `count` codes of a block, in order. Full groups of 8
-// have a constant inner trip count (unrolled); the last, partial group reads only its bytes.
-template <class Fn>
-inline void for_each_code(const std::uint8_t* packed, std::size_t count, int bits, Fn&& fn) {
-    const auto b = static_cast<std::size_t>(bits);
-    const std::uint64_t mask = (std::uint64_t{1} << b) - 1;
-    const std::size_t full = count / 8 * 8;
-    for (std::size_t i0 = 0; i0 < full; i0 += 8) {
-        const std::uint64_t word = load_le(packed + i0 / 8 * b, b);
-        for (std::size_t j = 0; j < 8; ++j) {
-            fn(i0 + j, static_cast<unsigned>((word >> (j * b)) & mask));
-        }
-    }
-    if (full < count) {
-        const std::size_t m = count - full;
-        const std::uint64_t word = load_le(packed + full / 8 * b, packed_size(m, bits));
-        for (std::size_t j = 0; j < m; ++j) {
-            fn(full + j, static_cast<unsigned>((word >> (j * b)) & mask));
-        }
-    }
-}
-
-void decode_store_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
-                         float* out) {
-    for_each_code(packed, count, grid.bits,
-                  [&](std::size_t i, unsigned c) { out[i] = grid.lut[c]; });
-}
-
-void decode_add_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
-                       const float* table, float /*weight: folded into table*/, float* inout) {
-    for_each_code(packed, count, grid.bits,
-                  [&](std::size_t i, unsigned c) { inout[i] = inout[i] + table[c]; });
-}
-
-double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
-    LaneSum s;  // same lane order as the encoder's innov_sq (bit-identical result)
-    for_each_code(packed, count, grid.bits, [&](std::size_t i, unsigned c) {
-        const auto d = static_cast<double>(grid.lut[c]);
-        s.lane[i % kSumLanes] += d * d;
-    });
-    return s.total();
-}
-
-const LaqBlockKernels kScalarKernels = {
-    "scalar",           &radius_block_scalar, &encode_block_scalar, &decode_store_scalar,
-    &decode_add_scalar, &decode_sumsq_scalar,
-};
+static_assert(kReduceBlock % 8 == 0, "pieces must start on whole bytes of the packed stream");
 
 // Names the input that made the radius pass fail (error path only, so a serial scan).
 [[noreturn]] void report_nonfinite(const float* grad, const float* prev, std::size_t n) {
@@ -190,68 +39,171 @@ const LaqBlockKernels kScalarKernels = {
     LAQ_ASSERT(false);  // unreachable: LAQ_CHECK(false, ...) always throws
 }
 
+// The pieces of laq.hpp's sum order: radius block j is cut into runs of at most kReduceBlock
+// elements from its start. Pieces are processed in fixed groups (one task each, possibly in
+// parallel): `group` pieces per task, chosen so a task covers about kReduceBlock elements.
+struct Pieces {
+    std::size_t n, block, per_block, count, group;
+    Pieces(std::size_t n_, std::size_t block_) : n(n_), block(block_) {
+        per_block = num_blocks(block, kReduceBlock);
+        const std::size_t nb = num_blocks(n, block);
+        count = (nb - 1) * per_block + num_blocks(n - (nb - 1) * block, kReduceBlock);
+        group = block < kReduceBlock ? kReduceBlock / block : 1;
+    }
+    // Runs fn(grid, p, blk, begin, end) for every piece p (radius block blk, elements
+    // [begin, end)); `grid` is scratch space shared by the pieces of one task.
+    template <class Fn>
+    void run(Fn&& fn) const {
+        const std::size_t tasks = num_blocks(count, group);
+        parallel_for(tasks, n >= kMinParallel, [&](std::size_t t) {
+            LaqGrid grid;
+            const std::size_t last = std::min(count, (t + 1) * group);
+            for (std::size_t p = t * group; p < last; ++p) {
+                const std::size_t blk = p / per_block;
+                const std::size_t begin = blk * block + (p % per_block) * kReduceBlock;
+                const std::size_t end = std::min({begin + kReduceBlock, (blk + 1) * block, n});
+                fn(grid, p, blk, begin, end);
+            }
+        });
+    }
+};
+
+inline std::size_t global_block(std::size_t n) {
+    return (n + 7) / 8 * 8;  // one radius block covering the whole vector
+}
+
+LaqResult quantize_impl(const float* grad, const float* prev, std::size_t n, int bits,
+                        std::size_t block, float* radii, std::uint8_t* packed) {
+    check_bits(bits);
+    LAQ_CHECK(n > 0, "grad must not be empty");
+    const LaqBlockKernels& k = laq_active_kernels();
+    const Pieces ps(n, block);
+    const std::size_t nb = num_blocks(n, block);
+    std::vector<LaqSums> sums(ps.count);
+    bool bad = false;
+    auto encode = [&](LaqGrid& grid, std::size_t p, std::size_t blk, std::size_t begin,
+                      std::size_t end) {
+        laq_fill_grid(radii[blk], bits, grid);
+        sums[p] = k.encode(grad + begin, prev ? prev + begin : nullptr, end - begin, grid,
+                           packed + packed_offset(begin, bits));
+    };
+    if (ps.per_block == 1) {
+        // One piece per block: radius and codes in one read of the block (still in cache).
+        std::vector<char> nonfinite(ps.count, 0);
+        ps.run(
+            [&](LaqGrid& grid, std::size_t p, std::size_t blk, std::size_t begin, std::size_t end) {
+                const LaqRadiusPartial part =
+                    k.radius(grad + begin, prev ? prev + begin : nullptr, end - begin);
+                if (part.nonfinite) {
+                    nonfinite[p] = 1;
+                    return;
+                }
+                radii[blk] = part.max_abs;
+                encode(grid, p, blk, begin, end);
+            });
+        for (char f : nonfinite) bad = bad || f != 0;
+    } else {
+        // Blocks larger than a piece: all radius partials first, then the codes.
+        std::vector<LaqRadiusPartial> parts(ps.count);
+        ps.run([&](LaqGrid&, std::size_t p, std::size_t, std::size_t begin, std::size_t end) {
+            parts[p] = k.radius(grad + begin, prev ? prev + begin : nullptr, end - begin);
+        });
+        std::fill(radii, radii + nb, 0.0f);
+        for (std::size_t p = 0; p < ps.count; ++p) {
+            float& r = radii[p / ps.per_block];
+            r = std::max(r, parts[p].max_abs);
+            bad = bad || parts[p].nonfinite;
+        }
+        if (!bad) ps.run(encode);
+    }
+    if (bad) report_nonfinite(grad, prev, n);
+    LaqResult r;
+    for (const auto& s : sums) {  // piece order: deterministic
+        r.err_sq += s.err_sq;
+        r.innov_sq += s.innov_sq;
+    }
+    r.radius = *std::max_element(radii, radii + nb);
+    // q_new = q_prev + dQ is rounded to float32 (what every receiver's apply computes); an
+    // overflow there shows as an infinite err_sq. Refused here, at the sender.
+    LAQ_CHECK(std::isfinite(r.err_sq),
+              "the quantized gradient q_prev + dQ overflows float32 (|grad| within one "
+              "quantization step of the float32 maximum "
+                  << std::numeric_limits<float>::max() << "); scale the gradient down");
+    return r;
+}
+
+void check_blocks_impl(const float* radii, std::size_t block, int bits, const std::uint8_t* packed,
+                       std::size_t n) {
+    check_bits(bits);
+    LAQ_CHECK(n > 0, "n must be >= 1");
+    const std::size_t nb = num_blocks(n, block);
+    for (std::size_t j = 0; j < nb; ++j) {
+        LAQ_CHECK(std::isfinite(radii[j]) && radii[j] >= 0.0f,
+                  "radius must be finite and >= 0, got " << radii[j] << " (block " << j << ")");
+    }
+    check_padding(packed, n, bits);
+}
+
+void dequantize_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,
+                     const float* radii, float* out) {
+    check_blocks_impl(radii, block, bits, packed, n);
+    const LaqBlockKernels& k = laq_active_kernels();
+    Pieces(n, block).run(
+        [&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
+            laq_fill_grid(radii[blk], bits, grid);
+            k.decode_store(packed + packed_offset(begin, bits), end - begin, grid, out + begin);
+        });
+}
+
+void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,
+                     const float* radii, float weight, float* inout) {
+    check_blocks_impl(radii, block, bits, packed, n);
+    LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
+    // |table[c]| = |weight * lut[c]| <= |weight| * R_j (|lut[c]| <= R_j), so one product with
+    // the largest radius decides whether any table entry overflows.
+    const float r_max = *std::max_element(radii, radii + num_blocks(n, block));
+    LAQ_CHECK(std::isfinite(weight * r_max),
+              "weight * dQ overflows float32 (weight " << weight << ", radius " << r_max << ")");
+    const LaqBlockKernels& k = laq_active_kernels();
+    const int entries = std::max(1 << bits, kLaqLutPrefix);
+    Pieces(n, block).run(
+        [&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
+            laq_fill_grid(radii[blk], bits, grid);
+            // The weight is folded into the block's table (one float32 product per code value).
+            float table[kLaqMaxLevels];
+            for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
+            k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
+                         inout + begin);
+        });
+}
+
+double innov_sq_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,
+                     const float* radii) {
+    check_blocks_impl(radii, block, bits, packed, n);
+    const LaqBlockKernels& k = laq_active_kernels();
+    const Pieces ps(n, block);
+    std::vector<double> sums(ps.count);
+    ps.run([&](LaqGrid& grid, std::size_t p, std::size_t blk, std::size_t begin, std::size_t end) {
+        laq_fill_grid(radii[blk], bits, grid);
+        sums[p] = k.decode_sumsq(packed + packed_offset(begin, bits), end - begin, grid);
+    });
+    double total = 0.0;
+    for (double s : sums) total += s;  // piece order, as the encoder's innov_sq
+    return total;
+}
+
 }  // namespace
 
-const LaqBlockKernels& laq_scalar_kernels() {
-    return kScalarKernels;
-}
 // The SIMD level chosen at run time (dispatch.hpp); every table gives identical results.
 const LaqBlockKernels& laq_active_kernels() {
     return *kernels().laq;
 }
 
-void laq_make_grid(float radius, int bits, LaqGrid& grid) {
-    check_bits(bits);
-    LAQ_CHECK(std::isfinite(radius) && radius >= 0.0f,
-              "radius must be finite and >= 0, got " << radius);
-    grid.bits = bits;
-    grid.radius = radius;
-    const double levels = max_code(bits);
-    const double r = radius;
-    const double step = (2.0 * r) / levels;
-    // R == 0: every v_i is 0 and the code formula would be 0/0; with a unit step it gives
-    // floor(0 + 0.5) = 0 for every element, and the table (built from the true step 0) is 0.
-    grid.step = radius > 0.0f ? step : 1.0;
-    for (int c = 0; c <= max_code(bits); ++c) {
-        grid.lut[c] = static_cast<float>(static_cast<double>(c) * step - r);
-    }
-    for (int c = max_code(bits) + 1; c < kLaqMaxLevels; ++c) grid.lut[c] = 0.0f;
-}
-
+// ---- global radius: one block covering the whole vector ----------------------------------
 LaqResult laq_quantize(const float* grad, const float* prev, std::size_t n, int bits,
                        std::uint8_t* packed) {
-    check_bits(bits);
-    LAQ_CHECK(n > 0, "grad must not be empty");
-    const LaqBlockKernels& k = laq_active_kernels();
-
-    // Pass 1: radius and non-finite detection (max is order independent).
-    std::vector<LaqRadiusPartial> parts(num_blocks(n));
-    for_each_block(n, [&](std::size_t b, std::size_t begin, std::size_t end) {
-        parts[b] = k.radius(grad + begin, prev ? prev + begin : nullptr, end - begin);
-    });
     float radius = 0.0f;
-    bool bad = false;
-    for (const auto& p : parts) {
-        radius = std::max(radius, p.max_abs);
-        bad = bad || p.nonfinite;
-    }
-    if (bad) report_nonfinite(grad, prev, n);
-
-    // Pass 2: codes straight into the packed stream, plus the two sums per block.
-    LaqGrid grid;
-    laq_make_grid(radius, bits, grid);
-    std::vector<LaqSums> sums(parts.size());
-    for_each_block(n, [&](std::size_t b, std::size_t begin, std::size_t end) {
-        sums[b] = k.encode(grad + begin, prev ? prev + begin : nullptr, end - begin, grid,
-                           packed + packed_offset(begin, bits));
-    });
-    LaqResult r;
-    r.radius = radius;
-    for (const auto& s : sums) {  // block order: deterministic
-        r.err_sq += s.err_sq;
-        r.innov_sq += s.innov_sq;
-    }
-    return r;
+    return quantize_impl(grad, prev, n, bits, global_block(n), &radius, packed);
 }
 
 void laq_check_payload(float radius, int bits, const std::uint8_t* packed, std::size_t n) {
@@ -262,44 +214,57 @@ void laq_check_payload(float radius, int bits, const std::uint8_t* packed, std::
 }
 
 void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float radius, float* out) {
-    laq_check_payload(radius, bits, packed, n);
-    LaqGrid grid;
-    laq_make_grid(radius, bits, grid);
-    const LaqBlockKernels& k = laq_active_kernels();
-    for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
-        k.decode_store(packed + packed_offset(begin, bits), end - begin, grid, out + begin);
-    });
+    dequantize_impl(packed, n, bits, global_block(n), &radius, out);
 }
 
 void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius, float weight,
                     float* inout) {
-    laq_check_payload(radius, bits, packed, n);
-    LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
-    LaqGrid grid;
-    laq_make_grid(radius, bits, grid);
-    // The weight is folded into the table (one float32 product per code value), so the
-    // per-element work is the same table lookup and addition as the unweighted apply.
-    float table[kLaqMaxLevels];
-    for (int c = 0; c < kLaqMaxLevels; ++c) {
-        table[c] = weight * grid.lut[c];
-        LAQ_CHECK(std::isfinite(table[c]), "weight * dQ overflows float32 (weight "
-                                               << weight << ", radius " << radius << ")");
-    }
-    const LaqBlockKernels& k = laq_active_kernels();
-    for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
-        k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
-                     inout + begin);
-    });
+    accumulate_impl(packed, n, bits, global_block(n), &radius, weight, inout);
 }
 
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius) {
-    laq_check_payload(radius, bits, packed, n);
-    LaqGrid grid;
-    laq_make_grid(radius, bits, grid);
-    const LaqBlockKernels& k = laq_active_kernels();
-    return blocked_sum(n, [&](std::size_t begin, std::size_t end) {
-        return k.decode_sumsq(packed + packed_offset(begin, bits), end - begin, grid);
-    });
+    return innov_sq_impl(packed, n, bits, global_block(n), &radius);
+}
+
+// ---- blockwise radius ----------------------------------------------------------------------
+void laq_check_block_size(std::size_t block_size) {
+    LAQ_CHECK(block_size >= 8 && block_size <= kLaqMaxBlockSize && block_size % 8 == 0,
+              "block_size must be a multiple of 8 in [8, 2^31], got " << block_size);
+}
+
+std::size_t laq_num_radii(std::size_t n, std::size_t block_size) {
+    laq_check_block_size(block_size);
+    return num_blocks(n, block_size);
+}
+
+LaqResult laq_quantize_blocks(const float* grad, const float* prev, std::size_t n, int bits,
+                              std::size_t block_size, float* radii, std::uint8_t* packed) {
+    laq_check_block_size(block_size);
+    return quantize_impl(grad, prev, n, bits, block_size, radii, packed);
+}
+
+void laq_check_blocks_payload(const float* radii, std::size_t block_size, int bits,
+                              const std::uint8_t* packed, std::size_t n) {
+    laq_check_block_size(block_size);
+    check_blocks_impl(radii, block_size, bits, packed, n);
+}
+
+void laq_dequantize_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii, float* out) {
+    laq_check_block_size(block_size);
+    dequantize_impl(packed, n, bits, block_size, radii, out);
+}
+
+void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii, float weight, float* inout) {
+    laq_check_block_size(block_size);
+    accumulate_impl(packed, n, bits, block_size, radii, weight, inout);
+}
+
+double laq_innov_sq_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii) {
+    laq_check_block_size(block_size);
+    return innov_sq_impl(packed, n, bits, block_size, radii);
 }
 
 }  // namespace laqcore

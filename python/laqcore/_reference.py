@@ -26,6 +26,7 @@ __all__ = [
     "laq_decode_add",
     "laq_lut",
     "laq_quantize",
+    "laq_quantize_blocks",
     "make_key",
     "pack_bits",
     "packed_size",
@@ -283,6 +284,32 @@ def laq_quantize(
         "codes": codes,
         "packed": (pack_bits if pack is None else pack)(codes, bits),
         "radius": radius,
+        "dq": dq,
+        "q_new": q_new,
+        "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),
+        "innov_sq": float(np.sum(dq.astype(np.float64) ** 2)),
+    }
+
+
+def laq_quantize_blocks(
+    grad: Array, prev: Array | None, bits: int, block_size: int
+) -> dict[str, Any]:
+    """Blockwise radius: each block of ``block_size`` coordinates (the last one shorter) is
+    quantized as :func:`laq_quantize` quantizes a vector; the codes are packed as one stream
+    and the sums run over all coordinates."""
+    g = np.asarray(grad, dtype=np.float32)
+    p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
+    blocks = [
+        laq_quantize(g[s : s + block_size], p[s : s + block_size], bits)
+        for s in range(0, g.size, block_size)
+    ]
+    codes = np.concatenate([b["codes"] for b in blocks])
+    dq = np.concatenate([b["dq"] for b in blocks])
+    q_new = np.concatenate([b["q_new"] for b in blocks])
+    return {
+        "codes": codes,
+        "packed": pack_bits(codes, bits),
+        "radii": np.array([b["radius"] for b in blocks], dtype=np.float32),
         "dq": dq,
         "q_new": q_new,
         "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),

@@ -24,6 +24,7 @@ __all__ = [
     "as_out_vector",
     "as_state_vector",
     "check_bits",
+    "check_block_size",
     "check_choice",
     "check_output_dir",
     "check_output_file",
@@ -241,3 +242,19 @@ def as_state_vector(x: Any, n: int, name: str, dtype: npt.DTypeLike) -> npt.NDAr
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf")
     return np.array(x, dtype=want)
+
+
+MAX_BLOCK_SIZE = 2**31
+
+
+def check_block_size(block_size: Any) -> int | None:
+    """``None`` (one global radius) or the LAQ radius block length: an integer multiple of 8
+    in ``[8, 2**31]`` (so every block starts on a byte of the packed codes)."""
+    if block_size is None:
+        return None
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+        raise TypeError(f"block_size must be an integer or None, got {block_size!r}")
+    value = int(block_size)
+    if not 8 <= value <= MAX_BLOCK_SIZE or value % 8 != 0:
+        raise ValueError(f"block_size must be a multiple of 8 in [8, 2**31], got {value}")
+    return value

@@ -22,6 +22,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._help import HelpFormatter
+
 __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    for subparser in sub.choices.values():  # every subcommand's --help shows the defaults
+        subparser.formatter_class = HelpFormatter
     return parser
 
 
@@ -68,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(func(args) or 0)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
+        # User errors and missing optional dependencies (torch, matplotlib): one line.
         print(f"laqcore {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

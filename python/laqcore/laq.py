@@ -13,34 +13,40 @@ exact floating-point arithmetic (float32 innovation, float32 radius, codes in do
 shared table so sender and receiver agree bit for bit) is documented at the top of
 ``cpp/include/laqcore/laq.hpp``.
 
-Wire format (``PayloadKind.LAQ``, see :mod:`laqcore.wire`): metadata ``<BBHf`` = bits (uint8),
-two zero padding fields (uint8, uint16), radius (float32); body = the codes packed in
-:func:`laqcore.pack_bits`' layout, ``ceil(n * bits / 8)`` bytes. An upload therefore costs
-``b*n`` bits of codes + 32 bits of radius + the frame's fixed 24 bytes (header, metadata, CRC).
+Blockwise radius (``block_size``): one radius per block of ``block_size`` coordinates (the
+last block may be shorter), each block quantized exactly as above on its own grid. Large
+entries then cost resolution only in their own block, which is what lets 2- and 4-bit
+innovations train; ``block_size=None`` (the default) is the paper's global radius.
+``err_sq`` and ``innov_sq`` are the same sums over all coordinates either way, each element
+reconstructed on its block's grid, so the lazy upload rule uses them unchanged.
+
+Wire format: see :mod:`laqcore.laq_payload` (``PayloadKind.LAQ`` and ``LAQ_BLOCK``). An upload
+costs ``b*n`` bits of codes + 32 bits per radius + the frame's fixed 24 bytes (header,
+metadata, CRC).
 """
 
 from __future__ import annotations
 
-import math
-import struct
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
 from ._validate import (
-    as_code_vector,
     as_float_vector,
     as_out_vector,
     check_bits,
+    check_block_size,
     check_positive_int,
     check_real,
 )
-from .wire import Payload, PayloadKind, body_array, expect_body_size
+from .laq_payload import LAQBlockPayload, LAQPayload
+from .wire import Payload
 
 __all__ = [
     "InnovationQuantizer",
+    "LAQBlockPayload",
     "LAQCompressor",
     "LAQPayload",
     "laq_accumulate",
@@ -57,138 +63,19 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 
 
-def _check_radius(radius: Any) -> float:
-    value = check_real(radius, "radius", minimum=0.0)
-    if float(np.float32(value)) != value:
-        raise ValueError(f"radius must be exactly representable as float32, got {value!r}")
-    return value
-
-
-class LAQPayload(Payload):
-    """One LAQ upload: the packed innovation codes and the radius.
-
-    Attributes
-    ----------
-    packed : numpy.ndarray of uint8
-        The ``n`` codes of ``bits`` bits in :func:`laqcore.pack_bits`' layout (read-only).
-    radius : float
-        ``R = max|g - q_prev|`` (a float32 value).
-    bits : int
-        Bits per code, 1..8.
-    n : int
-        Length of the encoded vector.
-    err_sq : float or None
-        ``||q_prev + dQ - g||^2``, the quantization error the upload rule needs. Known only to
-        the sender: ``None`` for a payload decoded with :meth:`from_bytes`.
-    innov_sq : float
-        ``||dQ||^2``. Computed by the quantizer; for a decoded payload it is recomputed from the
-        codes on first access (bit-identical to the sender's value).
-
-    Examples
-    --------
-    >>> import numpy as np, laqcore
-    >>> p = laqcore.laq_quantize(np.array([0.5, -1.0, 0.25], dtype=np.float32), None, 2)
-    >>> p.bits, p.n, p.radius, p.nbytes
-    (2, 3, 1.0, 25)
-    >>> laqcore.LAQPayload.from_bytes(p.to_bytes()) == p
-    True
-    """
-
-    KIND: ClassVar[PayloadKind] = PayloadKind.LAQ
-    META: ClassVar[struct.Struct] = struct.Struct("<BBHf")
-
-    def __init__(
-        self,
-        packed: npt.NDArray[np.uint8],
-        radius: float,
-        bits: int,
-        n: int,
-        err_sq: float | None = None,
-        innov_sq: float | None = None,
-    ) -> None:
-        self.bits = check_bits(bits)
-        self.n = check_positive_int(n, "n")
-        self.radius = _check_radius(radius)
-        packed = as_code_vector(packed, "packed")
-        need = int(_core.pack.packed_size(self.n, self.bits))
-        if packed.shape[0] != need:
-            raise ValueError(
-                f"packed has {packed.shape[0]} bytes but {self.n} codes of {self.bits} bits "
-                f"need exactly {need}"
-            )
-        self.packed = packed
-        self.err_sq = None if err_sq is None else float(err_sq)
-        self._innov_sq = None if innov_sq is None else float(innov_sq)
-
-    @property
-    def innov_sq(self) -> float:
-        """``||dQ||^2`` (see the class docstring)."""
-        if self._innov_sq is None:
-            self._innov_sq = float(_core.laq.innov_sq(self.packed, self.n, self.bits, self.radius))
-        return self._innov_sq
-
-    @property
-    def tau(self) -> float:
-        """``1 / (2**bits - 1)``: the elementwise error bound is ``tau * radius``."""
-        return 1.0 / ((1 << self.bits) - 1)
-
-    def __repr__(self) -> str:
-        return (
-            f"LAQPayload(n={self.n}, bits={self.bits}, radius={self.radius!r}, "
-            f"err_sq={self.err_sq!r}, nbytes={self.nbytes})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        """Equal wire content (n, bits, radius, codes); ``err_sq`` is sender-side only."""
-        if not isinstance(other, LAQPayload):
-            return NotImplemented
-        return (
-            self.n == other.n
-            and self.bits == other.bits
-            and self.radius == other.radius
-            and bool(np.array_equal(self.packed, other.packed))
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-content value type
-
-    # -- wire.Payload interface ---------------------------------------------------------
-    def _meta_values(self) -> tuple[Any, ...]:
-        return (self.bits, 0, 0, self.radius)
-
-    def _body(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.packed,)
-
-    @classmethod
-    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> LAQPayload:
-        bits, pad8, pad16, radius = meta
-        if not 1 <= bits <= 8:
-            raise ValueError(f"corrupt LAQ frame: bits must be in [1, 8], got {bits}")
-        if pad8 != 0 or pad16 != 0:
-            raise ValueError("corrupt LAQ frame: metadata padding is not zero")
-        if not math.isfinite(radius) or radius < 0.0:
-            raise ValueError(f"corrupt LAQ frame: radius must be finite and >= 0, got {radius}")
-        if n < 1:
-            raise ValueError(f"corrupt LAQ frame: n must be >= 1, got {n}")
-        need = int(_core.pack.packed_size(n, bits))
-        expect_body_size(body, need)
-        packed = body_array(body, 0, need, np.uint8, "packed codes")
-        # Padding bits of the last byte must be zero (also checked by every decoder).
-        _core.laq.check_payload(packed, n, bits, radius)
-        packed.flags.writeable = False
-        return cls(packed, radius, bits, n)
-
-
 def _check_payload(payload: Any) -> LAQPayload:
     if not isinstance(payload, LAQPayload):
         raise TypeError(f"payload must be a LAQPayload, got {type(payload).__name__}")
     return payload
 
 
-def laq_quantize(grad: Any, prev: Any, bits: int) -> LAQPayload:
+def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None) -> LAQPayload:
     """Quantize the innovation ``grad - prev`` to ``bits`` bits per coordinate.
 
-    One fused native pass computes the radius (and rejects NaN/Inf), a second writes the codes
-    already packed and sums the two norms the LAQ upload rule needs.
+    Global radius: one native pass computes the radius (and rejects NaN/Inf), a second
+    writes the codes already packed and sums the two norms the LAQ upload rule needs.
+    Blockwise (``block_size`` given): each block's radius is computed and the block encoded
+    while it is in cache, one read of the input.
 
     Parameters
     ----------
@@ -198,18 +85,24 @@ def laq_quantize(grad: Any, prev: Any, bits: int) -> LAQPayload:
         ``q_prev``, the last uploaded quantized gradient, same length; ``None`` means zero.
     bits : int
         Bits per coordinate, 1..8.
+    block_size : int or None, default None
+        Coordinates per radius (a multiple of 8 in ``[8, 2**31]``; the last block may be
+        shorter). ``None``: one radius for the whole vector (the paper's quantizer).
 
     Returns
     -------
     LAQPayload
-        With ``err_sq = ||prev + dQ - grad||^2`` and ``innov_sq = ||dQ||^2``.
+        A :class:`LAQBlockPayload` when ``block_size`` is given. With
+        ``err_sq = ||prev + dQ - grad||^2`` and ``innov_sq = ||dQ||^2``.
 
     Raises
     ------
     TypeError
-        Non-float arrays, or ``bits`` not an integer.
+        Non-float arrays, or ``bits`` / ``block_size`` not an integer.
     ValueError
-        Empty, multi-dimensional, strided or mismatched arrays; NaN/Inf; ``bits`` outside 1..8.
+        Empty, multi-dimensional, strided or mismatched arrays; NaN/Inf; an innovation or a
+        reconstruction ``prev + dQ`` that overflows float32; ``bits`` outside 1..8; a bad
+        ``block_size``.
 
     Examples
     --------
@@ -222,15 +115,31 @@ def laq_quantize(grad: Any, prev: Any, bits: int) -> LAQPayload:
     array([ 0.33333334, -1.        ,  0.33333334,  1.        ], dtype=float32)
     """
     bits = check_bits(bits)
+    bs = check_block_size(block_size)
     g = as_float_vector(grad, "grad")
     p = None
     if prev is not None:
         p = as_float_vector(prev, "prev")
         if p.shape[0] != g.shape[0]:
             raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    if bs is not None:
+        packed, radii, err_sq, innov_sq = _core.laq.quantize_blocks(g, p, bits, bs)
+        packed.flags.writeable = False
+        radii.flags.writeable = False
+        return LAQBlockPayload(
+            packed, radii, bits, g.shape[0], bs, err_sq=err_sq, innov_sq=innov_sq
+        )
     packed, radius, err_sq, innov_sq = _core.laq.quantize(g, p, bits)
     packed.flags.writeable = False
     return LAQPayload(packed, radius, bits, g.shape[0], err_sq=err_sq, innov_sq=innov_sq)
+
+
+def _accumulate(out: FloatVector, p: LAQPayload, weight: float) -> None:
+    """``out += weight * dQ`` with the kernel of the payload's kind (checks done)."""
+    if isinstance(p, LAQBlockPayload):
+        _core.laq.accumulate_blocks(out, p.packed, p.n, p.bits, p.block_size, p.radii, weight)
+    else:
+        _core.laq.accumulate(out, p.packed, p.n, p.bits, p.radius, weight)
 
 
 def laq_dequantize(payload: LAQPayload) -> FloatVector:
@@ -244,6 +153,8 @@ def laq_dequantize(payload: LAQPayload) -> FloatVector:
     array([ 3., -3.], dtype=float32)
     """
     p = _check_payload(payload)
+    if isinstance(p, LAQBlockPayload):
+        return _core.laq.dequantize_blocks(p.packed, p.n, p.bits, p.block_size, p.radii)
     return _core.laq.dequantize(p.packed, p.n, p.bits, p.radius)
 
 
@@ -268,7 +179,7 @@ def laq_apply(prev: FloatVector, payload: LAQPayload) -> None:
     """
     p = _check_payload(payload)
     out = as_out_vector(prev, p.n, "prev")
-    _core.laq.accumulate(out, p.packed, p.bits, p.radius, 1.0)
+    _accumulate(out, p, 1.0)
 
 
 def laq_accumulate(aggregate: FloatVector, payload: LAQPayload, weight: float = 1.0) -> None:
@@ -292,7 +203,7 @@ def laq_accumulate(aggregate: FloatVector, payload: LAQPayload, weight: float = 
     w = check_real(weight, "weight")
     if abs(w) > float(np.finfo(np.float32).max):
         raise ValueError(f"weight must be finite in float32, got {weight!r}")
-    _core.laq.accumulate(out, p.packed, p.bits, p.radius, w)
+    _accumulate(out, p, w)
 
 
 class LAQCompressor:
@@ -358,6 +269,8 @@ class InnovationQuantizer:
         Gradient length.
     bits : int
         Bits per coordinate, 1..8.
+    block_size : int or None, default None
+        Radius block length (see :func:`laq_quantize`); ``None``: one global radius.
 
     Examples
     --------
@@ -371,9 +284,10 @@ class InnovationQuantizer:
     True
     """
 
-    def __init__(self, n: int, bits: int) -> None:
+    def __init__(self, n: int, bits: int, block_size: int | None = None) -> None:
         self.n = check_positive_int(n, "n")
         self.bits = check_bits(bits)
+        self.block_size = check_block_size(block_size)
         self._q_prev: FloatVector = np.zeros(self.n, dtype=np.float32)
         self.err_hat_sq: float = 0.0
         self._pending: LAQPayload | None = None
@@ -390,7 +304,7 @@ class InnovationQuantizer:
         g = as_float_vector(grad, "grad")
         if g.shape[0] != self.n:
             raise ValueError(f"grad has length {g.shape[0]}, expected {self.n}")
-        payload = laq_quantize(g, self._q_prev, self.bits)
+        payload = laq_quantize(g, self._q_prev, self.bits, self.block_size)
         self._pending = payload
         return payload
 
@@ -404,7 +318,7 @@ class InnovationQuantizer:
             )
         if p.err_sq is None:  # pragma: no cover - laq_quantize always sets it
             raise RuntimeError("internal error: proposed payload without err_sq")
-        _core.laq.accumulate(self._q_prev, p.packed, p.bits, p.radius, 1.0)
+        _accumulate(self._q_prev, p, 1.0)
         self.err_hat_sq = p.err_sq
         self._pending = None
 

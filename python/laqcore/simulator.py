@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from .downlink import Downlink, DownlinkMode, parse_downlink
+from .entropy import entropy_decode, entropy_encode, is_codable
 from .network import Link, TrafficTrace, round_times
 from .serialization import json_safe
 from .wire import Payload
@@ -93,6 +94,7 @@ class RunResult:
     time_to_tolerance: float | None = None
     compute_s: float | None = None
     trace: TrafficTrace | None = field(default=None, repr=False, compare=False)
+    entropy_coding: bool = False
 
     def _plain(self, skip: tuple[str, ...]) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
@@ -208,6 +210,7 @@ def simulate(
     eval_every: int = 10,
     progress: bool = False,
     record_history: bool = True,
+    entropy_coding: bool = False,
     downlink: str | DownlinkMode = "delta",
     link: Link | None = None,
     compute_s: float | None = None,
@@ -230,6 +233,11 @@ def simulate(
         Show a progress line on stderr for runs longer than a second.
     record_history : bool
         Keep the per-iteration lists (needed for plots).
+    entropy_coding : bool
+        Send every codable upload (LAQ, QSGD, TernGrad, sign payloads) as an entropy-coded
+        frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
+        the payload decoded from those bytes, identical to the uncoded one, so iterates and
+        upload decisions are exactly those of the run without it.
     downlink : str or DownlinkMode
         What moves down (:mod:`laqcore.downlink`): ``delta`` (default, the engine's exchange),
         ``delta:f32``, ``delta:laq:B``, ``model``, ``model:f32``, ``model:laq:B``.
@@ -248,6 +256,8 @@ def simulate(
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
         raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    if not isinstance(entropy_coding, bool):
+        raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
@@ -291,13 +301,19 @@ def simulate(
         reached = True
     while not reached and k < max_iterations and not server.done:
         batch: dict[int, Payload] = {}
+        on_wire: dict[int, Payload] = {}  # what was sent: batch, or its entropy-coded frames
         t0 = time.perf_counter()
         for m, w in enumerate(workers):
             payload = w.step(down.message(m, server.message(m)))
             if payload is not None:
-                batch[m] = payload
                 uploads += 1
-                up_bytes += payload.nbytes
+                wire_payload: Payload = payload
+                if entropy_coding and is_codable(payload):
+                    wire_payload = entropy_encode(payload)
+                    payload = entropy_decode(wire_payload.to_bytes(), expected_n=payload.n)
+                up_bytes += wire_payload.nbytes
+                batch[m] = payload
+                on_wire[m] = wire_payload
         t1 = time.perf_counter()
         down.start_round()
         server.apply(batch)
@@ -306,7 +322,7 @@ def simulate(
         trace.worker_steps += M
         trace.server_seconds += time.perf_counter() - t1
         trace.server_steps += 1
-        trace.record(batch, sent.broadcast, sent.delivered)
+        trace.record(on_wire, sent.broadcast, sent.delivered)
         down_bytes += sent.delivered
         k += 1
         loss = problem.loss(server.theta)
@@ -347,5 +363,6 @@ def simulate(
         total_bits=8 * (up_bytes + down_bytes),
         downlink=down.mode.name,
         trace=trace,
+        entropy_coding=bool(entropy_coding),
     )
     return result if link is None else result.apply_link(link, compute_s=compute_s)

@@ -62,6 +62,8 @@ class PayloadKind(enum.IntEnum):
     RANDK = 6
     SPARSE_QUANT = 7
     DENSE = 8
+    ENTROPY = 9
+    LAQ_BLOCK = 10
 
 
 _REGISTRY: dict[int, type[Payload]] = {}
@@ -97,6 +99,12 @@ class Payload:
     def _from_parts(cls: type[P], n: int, meta: tuple[Any, ...], body: memoryview) -> P:
         raise NotImplementedError  # abstract: every concrete payload overrides it
 
+    @classmethod
+    def _check_unverified_n(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> None:
+        """Called before ``_from_parts`` when the receiver gave no ``expected_n``: a kind
+        whose decoding allocates more than its body size (entropy-coded frames) bounds that
+        allocation here. Most kinds allocate at most the body's size and do nothing."""
+
     # -- framing -----------------------------------------------------------------------
     @property
     def body_nbytes(self) -> int:
@@ -126,10 +134,13 @@ class Payload:
         module docstring).
         """
         kind, n, meta, body = _unframe(buf, expected_n)
-        if cls is not Payload and kind != int(cls.KIND):
-            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
         target = _REGISTRY[kind]
-        return target._from_parts(n, meta, body)  # type: ignore[return-value]
+        # A class decodes its own kind and those of its subclasses (LAQPayload: both LAQ kinds).
+        if not issubclass(target, cls):
+            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
+        if expected_n is None:
+            target._check_unverified_n(n, meta, body)
+        return target._from_parts(n, meta, body)
 
 
 def _kind_name(kind: int) -> str:

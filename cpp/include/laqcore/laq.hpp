@@ -33,11 +33,12 @@
 //
 // Codes are written already packed in the pack.hpp layout (no intermediate code array).
 //
-// Kernel structure: each public function drives two passes over fixed blocks of kReduceBlock
-// elements (a multiple of 8, so every block starts on a byte boundary of the packed stream
-// for any bit width). The per-block work is done by the function pointers in LaqBlockKernels;
-// laq_scalar_kernels() is the portable reference, and a SIMD variant only has to provide
-// another table that produces identical bytes and sums.
+// Kernel structure: the global radius is the blockwise quantizer below with one block; its
+// pieces are fixed runs of kReduceBlock elements (a multiple of 8, so every piece starts on
+// a byte boundary of the packed stream for any bit width), radius pass then encode pass. The
+// per-block work is done by the function pointers in LaqBlockKernels; laq_scalar_kernels() is the
+// portable reference, and a SIMD variant only has to provide another table that produces identical
+// bytes and sums.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +48,8 @@ namespace laqcore {
 
 // Largest number of distinct codes (bits = 8).
 constexpr int kLaqMaxLevels = 256;
+// Table entries a SIMD path may load regardless of the width (zero past 2^bits).
+constexpr int kLaqLutPrefix = 64;
 
 // Per-call constants shared by the encoder and the decoders.
 struct LaqGrid {
@@ -56,8 +59,11 @@ struct LaqGrid {
     float lut[kLaqMaxLevels] = {};  // dequantized value of each code, see above
 };
 
-// Fills grid for (radius, bits). radius must be finite and >= 0 (checked).
+// Fills grid for (radius, bits): lut[0, 2^bits) as above, lut[2^bits, kLaqLutPrefix) zero.
+// radius must be finite and >= 0 (checked).
 void laq_make_grid(float radius, int bits, LaqGrid& grid);
+// The same without the checks (radius finite and >= 0, bits in range): for parallel regions.
+void laq_fill_grid(float radius, int bits, LaqGrid& grid) noexcept;
 
 // Result of the fused quantizer.
 struct LaqResult {
@@ -122,5 +128,47 @@ void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float r
 
 // ||dQ||^2 recomputed from the packed codes; bit-identical to LaqResult::innov_sq.
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius);
+
+// ---- blockwise radius ------------------------------------------------------------------
+// One radius per block of `block_size` consecutive coordinates: block j covers
+// [j * block_size, min((j + 1) * block_size, n)) (the last block may be shorter) and is
+// quantized exactly as the global quantizer above quantizes a vector of that block's
+// length, with R_j = max over the block of |v_i|. block_size must be a multiple of 8 in
+// [8, 2^31], so every block starts on a byte of the packed stream: the codes of blocks
+// [s, e) are the bytes [s * block_size * bits / 8, min(e * block_size, n) * bits / 8 rounded
+// up) of `packed`, and with radii[s, e) they form the payload of that sub-vector (a frame
+// for a contiguous range of blocks is a slice, no re-encoding).
+//
+// Sum order (err_sq, innov_sq): each block is cut into pieces of at most kReduceBlock
+// elements from its start; a piece's sum is in LaneSum order; piece sums are added left to
+// right over the whole vector. Independent of the thread count and SIMD level. With
+// block_size >= n this is exactly the global quantizer (same radius, codes and sums).
+//
+// Kernel structure: for block_size <= kReduceBlock each block is read once: its radius is
+// computed and the block encoded while it is still in cache (parallel over fixed groups of
+// blocks). Larger blocks take two passes over their pieces (all pieces in parallel).
+constexpr std::size_t kLaqMaxBlockSize = std::size_t{1} << 31;
+
+// Throws std::invalid_argument unless block_size is a multiple of 8 in [8, 2^31].
+void laq_check_block_size(std::size_t block_size);
+// ceil(n / block_size): the number of radii.
+std::size_t laq_num_radii(std::size_t n, std::size_t block_size);
+
+// radii must hold laq_num_radii(n, block_size) floats, packed packed_size(n, bits) bytes.
+// Result: radius = max_j R_j, err_sq and innov_sq as above. Same errors as laq_quantize;
+// also throws if a reconstructed q_prev + dQ overflows float32 (|grad| near float32 max).
+LaqResult laq_quantize_blocks(const float* grad, const float* prev, std::size_t n, int bits,
+                              std::size_t block_size, float* radii, std::uint8_t* packed);
+// Every radius finite and >= 0, bits in range, block_size valid, zero padding bits.
+void laq_check_blocks_payload(const float* radii, std::size_t block_size, int bits,
+                              const std::uint8_t* packed, std::size_t n);
+void laq_dequantize_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii, float* out);
+// inout += weight * dQ (weight folded into each block's table in float32). Throws if
+// weight * max_j R_j overflows float32.
+void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii, float weight, float* inout);
+double laq_innov_sq_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                           std::size_t block_size, const float* radii);
 
 }  // namespace laqcore

@@ -69,6 +69,19 @@ void for_each_block(std::size_t n, Fn&& fn, std::size_t block = kReduceBlock) {
     }
 }
 
+// Runs fn(i) for i in [0, count), in parallel (static schedule) when `parallel` is true.
+// fn must not throw.
+template <class Fn>
+void parallel_for(std::size_t count, bool parallel, Fn&& fn) {
+    const auto c = static_cast<std::int64_t>(count);
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (parallel)
+#else
+    (void)parallel;
+#endif
+    for (std::int64_t i = 0; i < c; ++i) fn(static_cast<std::size_t>(i));
+}
+
 // Deterministic blocked sum: partial(b) is called for each block [begin, end) (possibly in
 // parallel) and must return that block's sum; blocks are then added in order.
 template <class BlockFn>

@@ -2,6 +2,7 @@
 # Hand-maintained; `python -m mypy.stubtest laqcore._core` (run by .ci/run) checks them
 # against the compiled module, so a binding added without a stub fails CI.
 # Bootstrap a new submodule with `pybind11-stubgen laqcore._core -o /tmp/stubs`.
+from . import entropy as entropy
 from . import laq as laq
 from . import lazy as lazy
 from . import pack as pack

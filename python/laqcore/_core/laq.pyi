@@ -19,6 +19,7 @@ def dequantize(
 def accumulate(
     inout: npt.NDArray[np.float32],
     packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
     bits: SupportsIndex,
     radius: SupportsFloat,
     weight: SupportsFloat = 1.0,
@@ -28,3 +29,39 @@ def innov_sq(
 ) -> float: ...
 def kernel_name() -> str: ...
 def lut(radius: SupportsFloat, bits: SupportsIndex) -> npt.NDArray[np.float32]: ...
+def quantize_blocks(
+    grad: npt.NDArray[np.float32],
+    prev: npt.NDArray[np.float32] | None,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], float, float]: ...
+def dequantize_blocks(
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]: ...
+def accumulate_blocks(
+    inout: npt.NDArray[np.float32],
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: npt.NDArray[np.float32],
+    weight: SupportsFloat = 1.0,
+) -> None: ...
+def check_blocks_payload(
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: npt.NDArray[np.float32],
+) -> None: ...
+def innov_sq_blocks(
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: npt.NDArray[np.float32],
+) -> float: ...

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import check_block_size
 from ..compressors import get_compressor
 from ..compressors.base import Compressor
 from ..lazy import IterateHistory
@@ -70,12 +71,20 @@ class Params:
     bits : int
         Bits per coordinate of the LAQ quantizer (LAQ/QGD: 4, SLAQ: 3) and of AsyLPG's
         gradient quantizer.
+    block_size : int or None
+        LAQ quantizer (LAQ, SLAQ, QGD, random selection): one radius per block of this many
+        coordinates (a multiple of 8, see :func:`laqcore.laq_quantize`). ``None`` (default):
+        the paper's single radius, as in the reproduction.
     D, ck : int, float
         Lazy rule: ``xi_d = ck / D`` with the official warm-up ``ck / k`` for ``k <= D``.
     xi : float or None
         Explicit constant ``xi_d`` instead of the ck schedule (``0`` disables the iterate term).
     t_bar : int
         Forced upload after ``t_bar`` skipped iterations (100); ``0`` uploads every iteration.
+    lag_forced : bool
+        LAG-WK also forces an upload after ``t_bar`` skipped iterations, as the LAG-WK of the
+        reference LAQ code's comparison does (default True); False = the LAG paper's rule
+        alone (a worker may then skip forever).
     batch : int
         Minibatch size per worker and iteration for the stochastic algorithms (500).
     levels, bucket_size : int
@@ -104,10 +113,12 @@ class Params:
 
     alpha: float = 0.02
     bits: int = 4
+    block_size: int | None = None
     D: int = 10
     ck: float = 0.8
     xi: float | None = None
     t_bar: int = 100
+    lag_forced: bool = True
     batch: int = 500
     levels: int = 10
     bucket_size: int = 512
@@ -131,6 +142,7 @@ class Params:
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha}")
         if not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be in 1..8, got {self.bits}")
+        check_block_size(self.block_size)
         for name in ("D", "batch", "levels", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -133,7 +133,7 @@ class InnovationWorker(Worker):
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         rule = laq_rule(params, slaq=slaq) if mode == "rule" else None
-        self.uploader = LazyUploader(objective.dim, params.bits, rule)
+        self.uploader = LazyUploader(objective.dim, params.bits, rule, block_size=params.block_size)
         self.stochastic = stochastic
         self.mode = mode
 

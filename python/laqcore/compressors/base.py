@@ -262,13 +262,16 @@ def available_compressors() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_compressor(name: str, **kwargs: Any) -> Compressor:
+def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compressor:
     """Build a compressor by registry name.
 
     Parameters
     ----------
     name : str
         One of :func:`available_compressors` or an alias (``"top-k"``, ``"identity"``, ...).
+    entropy : bool, default False
+        Entropy-code the payloads' codes (:class:`laqcore.entropy.EntropyCodedCompressor`;
+        LAQ, QSGD, TernGrad and sign only): same decoded values, fewer bytes.
     **kwargs
         The compressor's own parameters (see each class).
 
@@ -312,4 +315,15 @@ def get_compressor(name: str, **kwargs: Any) -> Compressor:
             raise TypeError(
                 f"compressor {key!r}: {err}; accepted parameters: {', '.join(accepted)}"
             ) from None
+    if not isinstance(entropy, bool):
+        raise TypeError(f"entropy must be True or False, got {entropy!r}")
+    if entropy:
+        from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
+
+        if key not in CODABLE_COMPRESSORS:
+            raise ValueError(
+                f"compressor {key!r} cannot be entropy-coded; codable: "
+                f"{', '.join(CODABLE_COMPRESSORS)}"
+            )
+        return EntropyCodedCompressor(factory(**kwargs))
     return factory(**kwargs)

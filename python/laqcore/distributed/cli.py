@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 from typing import Any
 
@@ -53,7 +54,7 @@ def _rank_main(rank: int, world: int, cfg: Any) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from ..experiments.results import write_results
+    from ..experiments.results import histories_path, write_results
     from ..experiments.tables import format_table
     from ..simulator import RunResult
 
@@ -68,14 +69,30 @@ def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     if args.out:
         config = {k: v for k, v in vars(args).items() if k != "func"}
         config["wire"] = w
-        print(f"wrote {write_results(args.out, config, [result])}")
+        path = write_results(args.out, config, [result])
+        print(f"wrote {path} (summary) and {histories_path(args.out)} (per-iteration curves)")
+
+
+def _require_torch() -> None:
+    """One clear line (exit 2) when PyTorch is missing, before any process starts."""
+    if importlib.util.find_spec("torch") is None:
+        raise ImportError(
+            "laqcore launch needs PyTorch (torch.distributed): pip install 'laqcore[torch]'"
+        )
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
+    from .._validate import check_output_dir
+    from ..experiments.checks import check_experiment
+
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
+    check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    _require_torch()
     if args.cache_dir:
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
     cfg = _config(args)
@@ -107,13 +124,18 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Register ``launch`` (see the module docstring)."""
-    from ..experiments.options import add_algorithm_options, add_problem_options, add_run_options
+    from ..experiments.options import (
+        add_algorithm_options,
+        add_problem_options,
+        add_run_options,
+        algorithm_names,
+    )
 
     p = sub.add_parser(
         "launch",
         help="run one algorithm across N processes (torch.distributed); writes OUT/results.json",
     )
-    p.add_argument("--algorithm", "-a", default="laq", help="algorithm name (see compare)")
+    p.add_argument("--algorithm", "-a", default="laq", help=f"one of: {algorithm_names()}")
     g = p.add_argument_group("processes")
     g.add_argument(
         "--nproc", type=int, default=2, help="number of processes (ignored under torchrun)"

@@ -9,20 +9,21 @@ import sys
 from typing import Any
 
 from .._blas import blas_threads
+from .checks import check_experiment, check_problem_options, check_run_options
 from .options import (
     add_algorithm_options,
     add_network_options,
     add_problem_options,
     add_run_options,
     algorithm_from_args,
+    algorithm_names,
     downlink_from_args,
     link_from_args,
     problem_from_args,
     setup_cache,
-    split_names,
 )
 from .plots import plot_results
-from .results import run_config, write_results
+from .results import histories_path, run_config, write_results
 from .runs import run_many, simulate_args
 from .tables import format_sweep, format_table
 
@@ -34,6 +35,8 @@ def __dir__() -> list[str]:
 
 
 def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
+    if getattr(prob, "normalize", None):
+        print(f"features: {prob.normalize} normalisation (--normalize)")
     print(format_table(results))
     if getattr(args, "seeds", 1) > 1:
         from .sweep import aggregate
@@ -55,7 +58,7 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
     if not args.out:
         return
     path = write_results(args.out, run_config(args, prob), results)
-    print(f"wrote {path}")
+    print(f"wrote {path} (summaries) and {histories_path(args.out)} (per-iteration curves)")
     if not args.no_plots:
         try:
             for p in plot_results(args.out, results, title=prob.name):
@@ -65,6 +68,8 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
 
 
 def _cmd_problem(args: argparse.Namespace) -> int:
+    check_problem_options(args)
+    check_run_options(args)
     setup_cache(args)
     prob = problem_from_args(args)
     info = prob.describe()
@@ -86,6 +91,7 @@ def _check_network(args: argparse.Namespace) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     _check_network(args)
+    check_experiment(args, [args.algorithm])
     setup_cache(args)
     with blas_threads(args.blas_threads):
         prob = problem_from_args(args)
@@ -96,10 +102,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     _check_network(args)
+    names = check_experiment(args, args.algorithms)
     setup_cache(args)
     with blas_threads(args.blas_threads):
         prob = problem_from_args(args)
-        names = split_names(args.algorithms)
         results = run_many(prob, names, args, list(range(args.seed, args.seed + args.seeds)))
         _finish(args, prob, results)
     return 0
@@ -115,7 +121,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=_cmd_problem)
 
     p = sub.add_parser("run", help="simulate one algorithm; writes OUT/results.json")
-    p.add_argument("--algorithm", "-a", default="laq", help="algorithm name (see compare)")
+    p.add_argument("--algorithm", "-a", default="laq", help=f"one of: {algorithm_names()}")
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)
@@ -129,9 +135,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--algorithms",
         default="gd,qgd,lag-wk,laq",
-        help="comma-separated names: gd, qgd, lag-wk, lag-ps, laq, sgd, qsgd, ssgd, "
-        "slaq, terngrad, ef-sign, topk-ef, sparse-qsgd, pqasgd, asylpg, "
-        "sparse-asylpg, acc-asylpg, random-select, one-shot, dynamic-avg",
+        help=f"comma-separated names, run in this order: {algorithm_names()}",
     )
     p.add_argument(
         "--seeds",

@@ -15,6 +15,7 @@ __all__ = [
     "add_problem_options",
     "add_run_options",
     "algorithm_from_args",
+    "algorithm_names",
     "algorithm_overrides",
     "downlink_from_args",
     "link_from_args",
@@ -63,6 +64,13 @@ def add_problem_options(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="L2 weight: f_m carries (l2/2)||theta||^2 (paper: 0.01)",
     )
+    g.add_argument(
+        "--normalize",
+        default=None,
+        choices=["none", "maxabs", "standard"],
+        help="feature normalisation of mnist / libsvm:PATH (default maxabs: each column / "
+        "its max |x|, MNIST pixels / 255); printed in the problem description",
+    )
     g.add_argument("--hidden", type=int, default=200, help="hidden units of the mlp model")
     g.add_argument(
         "--max-samples",
@@ -91,6 +99,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "l2": args.l2,
         "hidden": args.hidden,
         "max_samples": args.max_samples,
+        "normalize": getattr(args, "normalize", None),
         "seed": args.data_seed,
     }
 
@@ -108,6 +117,13 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
     g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
+    g.add_argument(
+        "--block-size",
+        type=int,
+        dest="block_size",
+        help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
+        "default: one global radius, as in the paper)",
+    )
     g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
     g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
@@ -116,6 +132,15 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         type=int,
         dest="t_bar",
         help="forced upload after t_bar skips (100; 0 = upload every iteration)",
+    )
+    g.add_argument(
+        "--no-lag-forced",
+        dest="lag_forced",
+        action="store_const",
+        const=False,
+        default=None,
+        help="LAG-WK without the forced upload after t_bar skips (default: forced, as in the "
+        "reference LAQ code's comparison)",
     )
     g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
     g.add_argument("--levels", type=int, help="QSGD levels s (10)")
@@ -143,8 +168,20 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--max-iterations", "-K", type=int, default=5000)
-    g.add_argument("--eps", type=float, default=1e-6, help="stop at F - F* <= eps (1e-6)")
+    g.add_argument(
+        "--max-iterations",
+        "-K",
+        type=int,
+        default=5000,
+        help="iteration budget K: the run stops after K iterations if it has not reached "
+        "--eps (or diverged) before",
+    )
+    g.add_argument(
+        "--eps",
+        type=float,
+        default=1e-6,
+        help="stop at F - F* <= eps (convex problems; 0 = run all K iterations)",
+    )
     g.add_argument(
         "--eval-every",
         type=int,
@@ -241,10 +278,12 @@ def downlink_from_args(args: argparse.Namespace) -> Any:
 PARAM_FLAGS = (
     "alpha",
     "bits",
+    "block_size",
     "D",
     "ck",
     "xi",
     "t_bar",
+    "lag_forced",
     "batch",
     "levels",
     "bucket_size",
@@ -289,6 +328,13 @@ def algorithm_from_args(name: str, args: argparse.Namespace, **extra: Any) -> An
 def setup_cache(args: argparse.Namespace) -> None:
     if getattr(args, "cache_dir", None):
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
+
+
+def algorithm_names() -> str:
+    """The registered algorithm names, for help texts (``-a``, ``--algorithms``)."""
+    from ..algorithms import available_algorithms
+
+    return ", ".join(available_algorithms())
 
 
 def split_names(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..serialization import json_safe
 
-__all__ = ["RUN_KEYS", "laqcore_version", "run_config", "write_results"]
+__all__ = ["RUN_KEYS", "histories_path", "laqcore_version", "run_config", "write_results"]
 
 
 def __dir__() -> list[str]:
@@ -48,6 +48,11 @@ RUN_KEYS = (
 )
 
 
+def histories_path(out: str) -> str:
+    """Where :func:`write_results` writes the per-iteration curves."""
+    return os.path.join(out, "histories.json")
+
+
 def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
     """Write ``out/results.json`` (config + run summaries) and ``out/histories.json``
     (per-iteration curves); return the results path."""
@@ -56,7 +61,7 @@ def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
     runs = [r.summary() for r in results]
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(json_safe({"config": config, "runs": runs}), fh, indent=2)
-    with open(os.path.join(out, "histories.json"), "w", encoding="utf-8") as fh:
+    with open(histories_path(out), "w", encoding="utf-8") as fh:
         json.dump(
             [json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
             fh,

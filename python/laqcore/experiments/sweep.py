@@ -36,23 +36,26 @@ import numpy as np
 
 from .._blas import blas_threads
 from ..serialization import json_safe
+from .checks import check_experiment
 from .options import (
     PARAM_FLAGS,
     add_algorithm_options,
     add_network_options,
     add_problem_options,
     add_run_options,
+    algorithm_names,
     downlink_from_args,
     link_from_args,
     problem_kwargs,
     setup_cache,
+    split_names,
 )
 from .plots import plot_results
-from .results import write_results
+from .results import histories_path, write_results
 from .runs import run_many
 from .tables import format_sweep
 
-__all__ = ["add_parser", "aggregate", "parse_grid", "run_sweep"]
+__all__ = ["add_parser", "aggregate", "parse_grid", "run_sweep", "sweep_grid"]
 
 
 def __dir__() -> list[str]:
@@ -126,18 +129,29 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the grid (or the step tuning) described by ``args``; return the results dict."""
-    from ..problems import make_problem
-
-    names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
-    if not names:
-        raise ValueError("--algorithms must name at least one algorithm")
+def sweep_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The grid of ``--grid`` specs, plus ``alpha`` over ``--step-grid`` with ``--tune-step``."""
     grid = parse_grid(args.grid or [])
     if args.tune_step:
         if "alpha" in grid:
             raise ValueError("--tune-step sets alpha itself; do not also put alpha in --grid")
-        grid["alpha"] = [float(v) for v in args.step_grid.split(",")]
+        try:
+            grid["alpha"] = [float(v) for v in args.step_grid.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--step-grid expects comma-separated step sizes, got {args.step_grid!r}"
+            ) from None
+        if not grid["alpha"]:
+            raise ValueError("--step-grid: no step sizes")
+    return grid
+
+
+def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the grid (or the step tuning) described by ``args``; return the results dict."""
+    from ..problems import make_problem
+
+    names = split_names(args.algorithms)
+    grid = sweep_grid(args)
     keys = list(grid)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())] or [{}]
     problems: dict[tuple[int, int], Any] = {}
@@ -196,9 +210,8 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     downlink_from_args(args)
     link_from_args(args)
+    check_experiment(args, args.algorithms, grid=sweep_grid(args))
     setup_cache(args)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
@@ -222,7 +235,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data["best"] = out["best"]
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(json_safe(data), fh, indent=2)
-        print(f"wrote {path}")
+        print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
         if not args.no_plots and len(out["results"]) <= 24:
             try:
                 plot_results(args.out, out["results"])
@@ -236,7 +249,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sweep", help="parameter grid over seeds (mean/std), worker scaling, step tuning"
     )
-    p.add_argument("--algorithms", default="laq", help="comma-separated algorithm names")
+    p.add_argument(
+        "--algorithms", default="laq", help=f"comma-separated names: {algorithm_names()}"
+    )
     p.add_argument(
         "--grid",
         action="append",

@@ -1,0 +1,301 @@
+"""DDP communication hooks inside ordinary trainers: PyTorch's hooks vs laqcore's, same run.
+
+The trainers (bench/hook_trainer.py) are written the way a user writes one: their own
+``nn.Module``, a ``DataLoader`` over a ``DistributedSampler``, SGD with momentum 0.9, DDP and
+``register_comm_hook``; each rank is a separate process started with the torchrun
+environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) on gloo. Hooks compared:
+
+``allreduce`` (no hook), ``fp16`` (PyTorch fp16_compress_hook), ``powersgd1``/``powersgd4``
+(PyTorch PowerSGD rank 1/4, start after ``--warm`` steps), laqcore ``laq2``/``laq4``/``laq8``
+(``LAQState(bits=B)``), ``laq`` (``LAQState()``, every default), ``qsgd`` (``QSGDState()``),
+``terngrad`` (``TernGradState()``).
+
+Suites:
+
+* ``table``: MLP 64-256-256-10 (85k) and a small CNN (29k) on the digits data shipped in
+  laqcore, minibatch 32 per rank, ``--steps`` steps, and an MLP 512-2048-2048-10 (5.3M) on
+  synthetic data (``--big-steps``), at each of ``--nprocs``, on loopback. Per hook: step time,
+  time inside the hook, bytes sent/received per rank per step, final loss, test accuracy,
+  LAQ's skipped uploads.
+* ``tc``: time to reach the training loss all-reduce reaches after ``--target-steps`` steps,
+  every rank in its own network namespace behind a veth shaped by ``tc`` (``--rates``; the
+  netns/tc setup of bench/bench_distributed.py; needs root, cleans up on any exit).
+* ``optim`` (issue 12, outsider check): the CNN at 2 ranks with SGD momentum + weight decay +
+  StepLR, Adam + StepLR, fp16/bf16 autocast with torch.amp.GradScaler (and a forced overflow),
+  no hook vs laqcore's hooks: test accuracy per configuration.
+
+Every launch records the machine's load average before and after (the machine may be shared).
+
+Usage::
+
+    python bench/bench_hooks.py --suite table,tc,optim --out bench/measured/hooks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from hook_report import error_line, goals, markdown, summarize  # noqa: E402
+from hook_trainer import HOOKS  # noqa: E402
+
+TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad"
+TC_HOOKS = "allreduce,fp16,powersgd4,laq4,laq,qsgd,terngrad"
+OPTIM_HOOKS = "allreduce,laq,laq_lr,qsgd,terngrad"
+# issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)
+OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
+    "sgd": {"optim": "sgd", "lr": 0.05},
+    "momentum": {"optim": "momentum", "lr": 0.05},
+    "momentum_wd_steplr": {"optim": "momentum_wd_steplr", "lr": 0.05},
+    "adam_steplr": {"optim": "adam_steplr", "lr": 1e-3},
+    "fp16_scaler": {"optim": "momentum", "lr": 0.05, "amp": "fp16"},
+    "bf16_scaler": {"optim": "momentum", "lr": 0.05, "amp": "bf16"},
+    "fp16_overflow": {"optim": "momentum", "lr": 0.05, "amp": "fp16", "init_scale": 2.0**40},
+}
+_PORTS = [0]
+
+
+def launch(
+    n: int, cfg: dict[str, Any], timeout: float, net: Any = None
+) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """Run ``n`` ranks of hook_trainer.py; returns (per run: the ranks' results, launch info).
+
+    A rank that fails or a launch that times out leaves the runs it did not finish as
+    ``{"error": ...}`` entries; the processes are always killed.
+    """
+    _PORTS[0] += 1
+    port = 20000 + (os.getpid() * 7 + 31 * _PORTS[0]) % 30000
+    tmp = tempfile.mkdtemp(prefix="lqhooks")
+    procs = []
+    info: dict[str, Any] = {"load_before": os.getloadavg(), "nprocs": n}
+    t0 = time.time()
+    for r in range(n):
+        rank_cfg = {**cfg, "iface": net.iface(r) if net else None}
+        path = os.path.join(tmp, f"cfg{r}.json")
+        with open(path, "w") as fh:
+            json.dump(rank_cfg, fh)
+        env = dict(
+            os.environ,
+            RANK=str(r),
+            LOCAL_RANK=str(r),
+            WORLD_SIZE=str(n),
+            MASTER_ADDR="10.78.0.1" if net else "127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            OPENBLAS_NUM_THREADS="1",
+            GLOO_SOCKET_IFNAME=net.iface(r) if net else "lo",
+        )
+        cmd = [sys.executable, os.path.join(HERE, "hook_trainer.py"), path]
+        if net:
+            cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outs: list[tuple[str, str]] = []
+    try:
+        deadline = time.time() + timeout
+        for p in procs:
+            try:
+                outs.append(p.communicate(timeout=max(deadline - time.time(), 1)))
+            except subprocess.TimeoutExpired:
+                info["timed_out"] = True
+                break
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        for p in procs[len(outs) :]:
+            outs.append(p.communicate())
+        for f in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, f))
+        os.rmdir(tmp)
+    info["wall_s"] = time.time() - t0
+    info["load_after"] = os.getloadavg()
+    per_run: list[list[dict[str, Any]]] = [[] for _ in cfg["runs"]]
+    for r, (so, se) in enumerate(outs):
+        lines = [json.loads(s) for s in so.splitlines() if s.startswith("{")]
+        for i in range(len(cfg["runs"])):
+            if i < len(lines):
+                per_run[i].append(lines[i])
+            else:
+                why = "timed out" if info.get("timed_out") else "rank exited"
+                per_run[i].append({"rank": r, "error": f"{why}: {se.strip()[-300:]}"})
+    return per_run, info
+
+
+def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "seed": args.seed,
+        "batch": args.batch,
+        "lr": args.lr,
+        "optim": "momentum",
+        "warm": args.warm,
+        "scale": args.scale,
+        "timeout": args.timeout,
+        "steps": args.big_steps if model == "big" else args.steps,
+        "warmup_run": not args.no_warmup_run,
+    }
+
+
+def suite_table(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    hooks = args.hooks.split(",")
+    for model in args.models.split(","):
+        for n in [int(v) for v in args.nprocs.split(",")]:
+            cfg = {**_base_cfg(args, model), "runs": [{"hook": h} for h in hooks]}
+            per_run, info = launch(n, cfg, args.timeout)
+            key = f"{model}/{n}"
+            report["table"][key] = {
+                "launch": info,
+                "hooks": {h: summarize(rs) for h, rs in zip(hooks, per_run)},
+            }
+            _progress(key, report["table"][key])
+
+
+def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    from bench_distributed import Netns, netns_available
+
+    ok, why = netns_available()
+    report["tc_link"] = {"available": ok, "why": why}
+    if not ok:
+        print(f"# tc suite skipped: {why}")
+        return
+    hooks = [h for h in args.tc_hooks.split(",") if h != "allreduce"]
+    runs = [{"hook": "allreduce", "reference": True, "steps": args.target_steps}]
+    runs += [{"hook": h, "steps": args.target_steps * args.max_factor} for h in hooks]
+    for rate in args.rates.split(","):
+        for n in [int(v) for v in args.tc_nprocs.split(",")]:
+            cfg = {**_base_cfg(args, args.tc_model), "runs": runs, "time_to_target": True}
+            with Netns(n, rate, 0.0) as net:  # removed on any exit, error or not
+                per_run, info = launch(n, cfg, args.timeout, net)
+            key = f"{rate}/{n}"
+            report["tc"][key] = {
+                "launch": info,
+                "hooks": {r["hook"]: summarize(rs) for r, rs in zip(runs, per_run)},
+            }
+            _progress(key, report["tc"][key])
+
+
+def suite_optim(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    hooks = args.optim_hooks.split(",")
+    runs = [{"hook": h, "config": c, **v} for c, v in OPTIM_CONFIGS.items() for h in hooks]
+    cfg = {**_base_cfg(args, "cnn"), "steps": args.optim_steps, "runs": runs}
+    per_run, info = launch(2, cfg, args.timeout)
+    report["optim"] = {"launch": info, "runs": {}}
+    for r, rs in zip(runs, per_run):
+        report["optim"]["runs"][f"{r['config']}/{r['hook']}"] = summarize(rs)
+    print(markdown(report, only="optim"), flush=True)
+
+
+def _progress(key: str, block: dict[str, Any]) -> None:
+    for h, s in block["hooks"].items():
+        if s.get("error"):
+            print(f"{key:12s} {h:10s} ERROR {error_line(s['error'], 160)}", flush=True)
+        else:
+            print(
+                f"{key:12s} {h:10s} step {s['step_ms']:8.2f} ms  recv {s['recv_kb']:9.1f} KB  "
+                f"loss {s['final_loss']}  acc {s['test_acc']:.3f}  ttt {s['time_to_target_s']}",
+                flush=True,
+            )
+    print(f"# load {block['launch']['load_before']} -> {block['launch']['load_after']}")
+
+
+def machine_info() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    import laqcore
+
+    try:
+        commit = subprocess.run(
+            ["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "laqcore": laqcore.__version__,
+        "commit": commit,
+        "torch_threads_per_rank": 1,
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suite", default="table,tc,optim", help="table, tc, optim (comma list)")
+    ap.add_argument("--models", default="mlp,cnn,big")
+    ap.add_argument("--nprocs", default="2,4")
+    ap.add_argument("--hooks", default=TABLE_HOOKS, help=f"any of {','.join(HOOKS)}")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--big-steps", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=32, help="minibatch per rank")
+    ap.add_argument("--lr", type=float, default=0.05, help="SGD (momentum 0.9) learning rate")
+    ap.add_argument("--warm", type=int, default=10, help="steps left out of the averages")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", type=int, default=1, help="divide hidden widths (smoke tests)")
+    ap.add_argument("--rates", default="100mbit,1gbit")
+    ap.add_argument("--tc-nprocs", default="2,4")
+    ap.add_argument("--tc-model", default="mlp")
+    ap.add_argument("--tc-hooks", default=TC_HOOKS)
+    ap.add_argument("--target-steps", type=int, default=300)
+    ap.add_argument("--max-factor", type=int, default=3, help="hooks stop at factor x target")
+    ap.add_argument("--optim-steps", type=int, default=200)
+    ap.add_argument("--optim-hooks", default=OPTIM_HOOKS)
+    ap.add_argument(
+        "--no-warmup-run", action="store_true", help="skip the untimed 20-step first run"
+    )
+    ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
+    ap.add_argument("--out", default=None, help="JSON report (a .md table is written beside)")
+    args = ap.parse_args(argv)
+    for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
+        if h not in HOOKS:
+            ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
+    report: dict[str, Any] = {
+        "machine": machine_info(),
+        "args": vars(args),
+        "command": "python bench/bench_hooks.py " + " ".join(argv or sys.argv[1:]),
+        "table": {},
+        "tc": {},
+    }
+    suites = args.suite.split(",")
+    if "table" in suites:
+        suite_table(args, report)
+    if "tc" in suites:
+        suite_tc(args, report)
+    if "optim" in suites:
+        suite_optim(args, report)
+    report["goals"] = goals(report)
+    md = markdown(report)
+    print(md)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1)
+        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
+            fh.write(md + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

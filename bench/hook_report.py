@@ -1,0 +1,228 @@
+"""Combining the ranks' results of bench/bench_hooks.py, the goal checks and the markdown."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_LABEL = {
+    "allreduce": "no hook (all-reduce)",
+    "fp16": "PyTorch fp16_compress_hook",
+    "powersgd1": "PyTorch PowerSGD rank 1",
+    "powersgd4": "PyTorch PowerSGD rank 4",
+    "laq2": "laqcore LAQ 2 bit",
+    "laq4": "laqcore LAQ 4 bit",
+    "laq8": "laqcore LAQ 8 bit",
+    "laq": "laqcore LAQ, `LAQState()`",
+    "laq_lr": "laqcore LAQ, `LAQState(lr=lr)`",
+    "qsgd": "laqcore QSGD",
+    "terngrad": "laqcore TernGrad",
+}
+
+
+def _f(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _mean(vals: list[float]) -> float:
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One hook run: the ranks' results combined (slowest rank's time, mean bytes)."""
+    errors = [r["error"] for r in ranks if r.get("error")]
+    if errors or not ranks:
+        return {"error": errors[0] if errors else "no output", "ranks": len(ranks)}
+    r0 = min(ranks, key=lambda r: r["rank"])
+    out: dict[str, Any] = {
+        "params": r0["params"],
+        "steps": r0["steps"],
+        "step_ms": max(r["step_ms"] for r in ranks),
+        "hook_ms": None if r0["hook_ms"] is None else _mean([r["hook_ms"] for r in ranks]),
+        "span_ms": None if r0["span_ms"] is None else _mean([r["span_ms"] for r in ranks]),
+        "sent_kb": _mean([r["sent_per_step"] for r in ranks]) / 1e3,
+        "recv_kb": _mean([r["recv_per_step"] for r in ranks]) / 1e3,
+        "final_loss": _f(r0["final_loss"]),
+        "test_acc": r0["test_acc"],
+        "time_to_target_s": None,
+        "steps_to_target": r0.get("steps_to_target"),
+        "wall_s": max(r["wall_s"] for r in ranks),
+    }
+    if r0.get("time_to_target_s") is not None:
+        out["time_to_target_s"] = max(_f(r["time_to_target_s"]) for r in ranks)
+    if "target" in r0:
+        out["target"] = r0["target"]
+    if "iface_tx" in r0:
+        out["iface_mb_per_rank"] = _mean([(r["iface_tx"] + r["iface_rx"]) / 2e6 for r in ranks])
+    if "final_scale" in r0:
+        out["final_scale"] = r0["final_scale"]
+    st = [r["stats"] for r in ranks if r.get("stats")]
+    if st:
+        out["stats"] = st
+        tried = [_f(s.get("uploads", 0)) + _f(s.get("uploads_skipped", 0)) for s in st]
+        if all(t > 0 for t in tried):
+            out["skipped_frac"] = _mean(
+                [_f(s.get("uploads_skipped", 0)) / t for s, t in zip(st, tried)]
+            )
+    return out
+
+
+def error_line(text: str, width: int) -> str:
+    """An error message fit for a table cell: its last line that names an error, one line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Error" in ln or "error" in ln]
+    line = (named or lines or ["?"])[-1]
+    return line.replace("|", "/")[:width]
+
+
+def _cell(v: Any, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, fmt)
+
+
+def _table_md(key: str, block: dict[str, Any]) -> list[str]:
+    model, n = key.split("/")
+    hooks = block["hooks"]
+    base = hooks.get("allreduce", {})
+    params = next((s["params"] for s in hooks.values() if "params" in s), 0)
+    la = block["launch"]
+    lines = [
+        f"**{model}** ({params:,} parameters), {n} ranks, {next(iter(hooks.values())).get('steps', '-')} steps"
+        f" - load average {la['load_before'][0]:.1f} -> {la['load_after'][0]:.1f}",
+        "",
+        "| hook | step ms | vs all-reduce | in hook ms | hook to grads ms | sent KB/step | "
+        "recv KB/step | final loss | test acc | uploads skipped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h, s in hooks.items():
+        if s.get("error"):
+            lines.append(f"| {_LABEL.get(h, h)} | failed: {error_line(s['error'], 90)} ||||||||| ")
+            continue
+        ratio = s["step_ms"] / base["step_ms"] if base.get("step_ms") else None
+        lines.append(
+            f"| {_LABEL.get(h, h)} | {s['step_ms']:.1f} | {_cell(ratio, '.2f')}x | "
+            f"{_cell(s['hook_ms'], '.1f')} | {_cell(s['span_ms'], '.1f')} | "
+            f"{s['sent_kb']:.1f} | {s['recv_kb']:.1f} | {_cell(s['final_loss'], '.3g')} | "
+            f"{s['test_acc']:.3f} | {_cell(s.get('skipped_frac'), '.0%')} |"
+        )
+    return [*lines, ""]
+
+
+def _tc_md(key: str, block: dict[str, Any]) -> list[str]:
+    rate, n = key.split("/")
+    hooks = block["hooks"]
+    base = hooks.get("allreduce", {})
+    la = block["launch"]
+    lines = [
+        f"**{rate}**, {n} ranks, target loss {_cell(base.get('target'), '.4f')} "
+        f"(all-reduce after {base.get('steps', '-')} steps) - load average "
+        f"{la['load_before'][0]:.1f} -> {la['load_after'][0]:.1f}",
+        "",
+        "| hook | time to target s | speed-up vs all-reduce | steps | final loss | test acc | "
+        "MB/rank on the link |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    t0 = base.get("time_to_target_s")
+    for h, s in hooks.items():
+        if s.get("error"):
+            lines.append(f"| {_LABEL.get(h, h)} | failed: {error_line(s['error'], 90)} |||||| ")
+            continue
+        t = s.get("time_to_target_s")
+        sp = t0 / t if t and t0 else None
+        lines.append(
+            f"| {_LABEL.get(h, h)} | {_cell(t, '.2f') if t else 'not reached'} | "
+            f"{_cell(sp, '.2f')}x | {s['steps']} | {_cell(s['final_loss'], '.4g')} | "
+            f"{s['test_acc']:.3f} | {_cell(s.get('iface_mb_per_rank'), '.1f')} |"
+        )
+    return [*lines, ""]
+
+
+def _optim_md(block: dict[str, Any]) -> list[str]:
+    runs = block["runs"]
+    configs = list(dict.fromkeys(k.split("/")[0] for k in runs))
+    hooks = list(dict.fromkeys(k.split("/")[1] for k in runs))
+    lines = [
+        "| config (CNN, 2 ranks) | " + " | ".join(_LABEL.get(h, h) for h in hooks) + " |",
+        "|---|" + "---:|" * len(hooks),
+    ]
+    for c in configs:
+        cells = []
+        for h in hooks:
+            s = runs.get(f"{c}/{h}", {"error": "not run"})
+            if s.get("error"):
+                cells.append(f"failed: {error_line(s['error'], 70)}")
+            else:
+                cells.append(f"acc {s['test_acc']:.3f} (loss {_cell(s['final_loss'], '.3g')})")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's goals, each with the numbers it was judged on (``None``: not measured)."""
+    out: list[dict[str, Any]] = []
+
+    def add(goal: str, ok: bool | None, detail: str) -> None:
+        out.append({"goal": goal, "met": ok, "detail": detail})
+
+    for key, block in report.get("tc", {}).items():
+        rate, n = key.split("/")
+        h = block["hooks"]
+        ar, laq, ps4 = h.get("allreduce", {}), h.get("laq", {}), h.get("powersgd4", {})
+        t_ar, t_laq = ar.get("time_to_target_s"), laq.get("time_to_target_s")
+        if not (t_ar and t_laq):
+            add(f"{key}: LAQ reaches the target", False, "LAQ or all-reduce did not reach it")
+            continue
+        sp = t_ar / t_laq
+        if rate.startswith("100mbit"):
+            add(f"{key}: LAQ >= 3x faster than all-reduce", sp >= 3, f"{sp:.2f}x")
+            t_ps = ps4.get("time_to_target_s")
+            acc_ok = laq["test_acc"] >= ps4.get("test_acc", 1.0) - 0.01
+            add(
+                f"{key}: LAQ ahead of PowerSGD rank 4 at equal accuracy",
+                bool(t_ps) and t_laq < t_ps and acc_ok if t_ps else False,
+                f"LAQ {t_laq:.2f} s acc {laq['test_acc']:.3f}; PowerSGD-4 "
+                f"{_cell(t_ps, '.2f')} s acc {_cell(ps4.get('test_acc'), '.3f')}",
+            )
+        else:
+            add(f"{key}: LAQ not slower than all-reduce", sp >= 1, f"{sp:.2f}x")
+    for key, block in report.get("table", {}).items():
+        model, n = key.split("/")
+        h = block["hooks"]
+        laq, qsgd, tern, ar = (h.get(k, {}) for k in ("laq", "qsgd", "terngrad", "allreduce"))
+        if model in ("mlp", "big") and laq.get("step_ms") and qsgd.get("step_ms"):
+            r = laq["step_ms"] / qsgd["step_ms"]
+            add(f"{key}: LAQ step <= 1.1x QSGD's", r <= 1.1, f"{r:.2f}x")
+        if model == "cnn" and laq.get("step_ms") and ar.get("test_acc") is not None:
+            sk = laq.get("skipped_frac", 0.0)
+            acc = laq["test_acc"] - ar["test_acc"]
+            by = tern.get("sent_kb")
+            ok = sk >= 0.3 and acc >= -0.01 and by is not None and laq["sent_kb"] <= by
+            add(
+                f"{key}: CNN >= 30% skipped, within 1 point, bytes <= TernGrad's",
+                ok,
+                f"skipped {sk:.0%}, acc {acc * 100:+.1f} points, sent {laq['sent_kb']:.1f} KB "
+                f"vs TernGrad {_cell(by, '.1f')} KB per step",
+            )
+    return out
+
+
+def markdown(report: dict[str, Any], only: str | None = None) -> str:
+    lines: list[str] = []
+    if only in (None, "table"):
+        for key, block in report.get("table", {}).items():
+            lines += _table_md(key, block)
+    if only in (None, "tc"):
+        for key, block in report.get("tc", {}).items():
+            lines += _tc_md(key, block)
+    if only in (None, "optim") and report.get("optim"):
+        lines += _optim_md(report["optim"])
+    if only is None and report.get("goals"):
+        lines += ["| goal (issue 15) | met | measured |", "|---|---|---|"]
+        for g in report["goals"]:
+            met = {True: "yes", False: "**no**", None: "-"}[g["met"]]
+            lines.append(f"| {g['goal']} | {met} | {g['detail']} |")
+    return "\n".join(lines)

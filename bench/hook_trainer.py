@@ -1,0 +1,371 @@
+"""One rank of bench/bench_hooks.py: an ordinary DDP trainer, written the way a user would.
+
+Nothing here uses laqcore internals: the model is the user's own ``nn.Module``, the data a
+``TensorDataset`` behind a ``DistributedSampler``/``DataLoader``, the optimizer and scheduler
+stock PyTorch, and every hook (PyTorch's or laqcore's) is attached with
+``DistributedDataParallel.register_comm_hook``. The rank reads the torchrun environment
+(``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``) and one JSON config; it runs the
+configured hooks one after the other in the same process group (a fresh model, optimizer and
+hook state each, same seed) and prints one JSON line per run.
+
+Measured per run and rank (the driver combines the ranks):
+
+* ``step_ms``: wall time of one training step (forward, backward incl. the hook, optimizer),
+  mean over the steps after the ``warm`` first ones (hook warm-up: laqcore's all-reduce steps,
+  PowerSGD's ``start_powerSGD_iter``);
+* ``hook_ms``: time spent inside the hook function itself (all buckets of a step), and
+  ``span_ms``: from the first bucket handed to the hook until ``backward()`` returns (DDP waits
+  for the hooks' futures; this includes asynchronous collectives and PowerSGD's callbacks);
+* ``sent``/``recv``: bytes per step this rank sends and receives, counted by wrapping the
+  ``torch.distributed`` collectives the hook calls (see :class:`CommMeter`); without a hook
+  DDP all-reduces the float32 buckets in C++, counted from the parameter sizes;
+* the hook's own ``stats()`` where it has one, the final training loss (whole training set)
+  and the test accuracy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from hook_meter import CommMeter, HookTimer
+
+HOOKS = (
+    "allreduce",
+    "fp16",
+    "powersgd1",
+    "powersgd4",
+    "laq2",
+    "laq4",
+    "laq8",
+    "laq",
+    "laq_lr",
+    "qsgd",
+    "terngrad",
+)
+
+# --------------------------------------------------------------------------------------
+# data and models
+# --------------------------------------------------------------------------------------
+Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def load_data(model: str, seed: int) -> Data:
+    """(x_train, y_train, x_test, y_test); digits for mlp/cnn, synthetic for ``big``."""
+    g = np.random.default_rng(seed)
+    if model in ("mlp", "cnn"):
+        path = resources.files("laqcore.problems") / "data" / "digits.npz"
+        with path.open("rb") as fh, np.load(fh) as z:
+            x = z["images"].astype(np.float32) / 16.0
+            y = z["labels"].astype(np.int64)
+        order = g.permutation(len(x))
+        x, y = x[order], y[order]
+        if model == "cnn":
+            x = x.reshape(-1, 1, 8, 8)
+        n_test = 297
+    else:
+        # A learnable synthetic task: labels from a fixed random two-layer teacher.
+        d, n = 512, 12000
+        x = g.standard_normal((n, d)).astype(np.float32)
+        w1 = g.standard_normal((d, 64)).astype(np.float32) / np.sqrt(d)
+        w2 = g.standard_normal((64, 10)).astype(np.float32)
+        y = np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
+        n_test = 2000
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    return xt[n_test:], yt[n_test:], xt[:n_test], yt[:n_test]
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(1->16) - ReLU - conv3x3(16->32) - ReLU - maxpool2 - fc(512->46) - ReLU - fc(46->10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(nn.Linear(512, 46), nn.ReLU(), nn.Linear(46, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))  # type: ignore[no-any-return]
+
+
+def build_model(model: str, scale: int = 1) -> nn.Module:
+    """``mlp``: 64-256-256-10 (85k); ``cnn``: SmallCNN (29k); ``big``: 512-2048-2048-10 (5.3M).
+
+    ``scale`` divides the hidden widths (the smoke test's tiny sizes).
+    """
+    if model == "mlp":
+        h = 256 // scale
+        return nn.Sequential(
+            nn.Linear(64, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
+        )
+    if model == "cnn":
+        return SmallCNN()
+    if model == "big":
+        h = 2048 // scale
+        return nn.Sequential(
+            nn.Linear(512, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
+        )
+    raise ValueError(f"unknown model {model!r}: mlp, cnn or big")
+
+
+# --------------------------------------------------------------------------------------
+# hooks, optimizers, precision
+# --------------------------------------------------------------------------------------
+def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> Any:
+    """Register hook ``name`` (HOOKS) on ``ddp``; returns its state (None for PyTorch's).
+
+    ``laq`` is ``LAQState()`` with every default, ``laqB`` sets ``bits=B``, ``laq_lr`` passes the
+    optimizer's learning rate (``LAQState(lr=lr)``, the README's pattern).
+    """
+    if name == "allreduce":
+        return None
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
+
+    state: Any
+    if name == "fp16":
+        state, hook = None, default_hooks.fp16_compress_hook
+    elif name.startswith("powersgd"):
+        state = powerSGD_hook.PowerSGDState(
+            process_group=None,
+            matrix_approximation_rank=int(name[len("powersgd") :]),
+            start_powerSGD_iter=max(warm, 2),
+        )
+        hook = powerSGD_hook.powerSGD_hook
+    elif name.startswith("laq"):
+        from laqcore.torch import LAQState, laq_hook
+
+        bits = name[3:]
+        if name == "laq_lr":
+            state = LAQState(lr=lr)
+        else:
+            state = LAQState(bits=int(bits)) if bits else LAQState()
+        hook = laq_hook
+    elif name == "qsgd":
+        from laqcore.torch import QSGDState, qsgd_hook
+
+        state, hook = QSGDState(), qsgd_hook
+    elif name == "terngrad":
+        from laqcore.torch import TernGradState, terngrad_hook
+
+        state, hook = TernGradState(), terngrad_hook
+    else:
+        raise ValueError(f"unknown hook {name!r}; one of {HOOKS}")
+    ddp.register_comm_hook(state, timer.wrap(hook))
+    return state
+
+
+def make_optimizer(
+    optim: str, params: Iterator[nn.Parameter], lr: float
+) -> tuple[torch.optim.Optimizer, Any]:
+    """``sgd``, ``momentum`` (0.9), ``momentum_wd_steplr`` (0.9, wd 5e-4, StepLR(100, 0.5)),
+    ``adam_steplr`` (Adam, StepLR(100, 0.5))."""
+    if optim == "sgd":
+        return torch.optim.SGD(params, lr=lr), None
+    if optim == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9), None
+    if optim == "momentum_wd_steplr":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+    elif optim == "adam_steplr":
+        opt = torch.optim.Adam(params, lr=lr)
+    else:
+        raise ValueError(f"unknown optimizer {optim!r}")
+    return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=100, gamma=0.5)
+
+
+def _median_ms(v: list[float]) -> float | None:
+    return 1e3 * float(np.median(v)) if v else None
+
+
+def _finite(v: float) -> float | str:
+    return v if math.isfinite(v) else str(v)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on (x, y)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(x).float()
+        loss = float(nn.functional.cross_entropy(out, y))
+        acc = float((out.argmax(1) == y).float().mean())
+    model.train()
+    return loss, acc
+
+
+# --------------------------------------------------------------------------------------
+# one training run
+# --------------------------------------------------------------------------------------
+def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> dict[str, Any]:
+    rank, world = dist.get_rank(), dist.get_world_size()
+    x_tr, y_tr, x_te, y_te = data
+    warm, steps = int(cfg["warm"]), int(cfg["steps"])
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg["model"], int(cfg.get("scale", 1)))
+    ddp = DDP(model)
+    timer = HookTimer()
+    state = attach_hook(ddp, hook, warm, float(cfg["lr"]), timer)
+    opt, sched = make_optimizer(cfg.get("optim", "momentum"), ddp.parameters(), cfg["lr"])
+    amp = cfg.get("amp")  # None, "fp16" or "bf16"
+    scaler = None
+    if amp:
+        scaler = torch.amp.GradScaler("cpu", init_scale=float(cfg.get("init_scale", 2.0**16)))
+    sampler = DistributedSampler(
+        TensorDataset(x_tr, y_tr), num_replicas=world, rank=rank, seed=cfg["seed"], drop_last=True
+    )
+    loader = DataLoader(
+        TensorDataset(x_tr, y_tr), batch_size=cfg["batch"], sampler=sampler, drop_last=True
+    )
+    target = cfg.get("target")
+    reference = bool(cfg.get("reference"))  # the all-reduce run that sets the target
+    tracking = target is not None or reference
+    eval_every = int(cfg.get("eval_every", 10))
+    dense = 4 * sum(p.numel() for p in model.parameters())
+    step_s: list[float] = []
+    losses: list[float] = []
+    evals: list[tuple[int, float, float]] = []  # (step, seconds of training so far, loss)
+    c0 = meter.snapshot()
+    reached: int | None = None
+    epoch, step = 0, 0
+    while step < steps and reached is None:
+        sampler.set_epoch(epoch)
+        epoch += 1
+        for xb, yb in loader:
+            if step == warm:
+                c0 = meter.snapshot()
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            ctx = (
+                torch.autocast("cpu", dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+                if amp
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                loss = nn.functional.cross_entropy(ddp(xb), yb)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                timer.end_backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                timer.end_backward()
+                opt.step()
+            if sched is not None:
+                sched.step()
+            step_s.append(time.perf_counter() - t0)
+            losses.append(float(loss.detach()))
+            step += 1
+            if tracking and step % eval_every == 0:
+                # Paused clock: the global training loss decides, identically on every rank
+                # (the models are identical; the MAX all-reduce keeps the ranks in lockstep).
+                ev, _ = evaluate(model, x_tr, y_tr)
+                hit = target is not None and ev <= target
+                stop = torch.tensor([1.0 if hit or not math.isfinite(ev) else 0.0])
+                meter.orig["all_reduce"](stop, op=dist.ReduceOp.MAX)
+                evals.append((step, sum(step_s), ev))
+                if hit:
+                    reached = step
+                elif stop.item() > 0:
+                    break
+            if step >= steps or reached is not None:
+                break
+    c1 = meter.snapshot()
+    n_after = max(len(step_s) - warm, 1)
+    final_loss, _ = evaluate(model, x_tr, y_tr)
+    _, acc = evaluate(model, x_te, y_te)
+    res: dict[str, Any] = {
+        "steps": len(step_s),
+        "params": dense // 4,
+        # Medians: the machine may be shared, and a median ignores steps a neighbour stalled.
+        "step_ms": _median_ms(step_s[warm:]),
+        "step_mean_ms": 1e3 * sum(step_s[warm:]) / n_after,
+        "total_s": sum(step_s),
+        "hook_ms": _median_ms(timer.calls[warm:]),
+        "span_ms": _median_ms(timer.spans[warm:]),
+        "final_loss": _finite(final_loss),
+        "last_batch_loss": _finite(losses[-1]) if losses else None,
+        "test_acc": acc,
+        "time_to_target_s": sum(step_s) if reached is not None or reference else None,
+        "steps_to_target": len(step_s) if reference else reached,
+        "evals": [(s, t, _finite(v)) for s, t, v in evals],
+    }
+    if hook == "allreduce":
+        per_step = 2.0 * dense * (world - 1) / world  # DDP's C++ ring all-reduce of fp32
+        res["sent_per_step"] = res["recv_per_step"] = per_step
+    else:
+        res["sent_per_step"] = (c1[0] - c0[0]) / n_after
+        res["recv_per_step"] = (c1[1] - c0[1]) / n_after
+    if state is not None and hasattr(state, "stats"):
+        res["stats"] = {k: _finite(float(v)) for k, v in state.stats().items()}
+    if scaler is not None:
+        res["final_scale"] = float(scaler.get_scale())
+    return res
+
+
+def worker(cfg: dict[str, Any]) -> None:
+    """Entry of one rank (torchrun environment); prints one JSON line per hook run."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=cfg.get("timeout", 300)))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    meter = CommMeter(rank, world)
+    meter.install()
+    data = load_data(cfg["model"], cfg["seed"])
+    target = None
+    if cfg.get("warmup_run", True):  # untimed: the first run in a process pays for caches
+        train_one({**cfg, "steps": min(20, int(cfg["steps"]))}, "allreduce", data, meter)
+    for run in cfg["runs"]:
+        run_cfg = {**cfg, **run}
+        if not run.get("reference") and cfg.get("time_to_target"):
+            run_cfg["target"] = target
+        t, io0 = time.time(), _iface_counters(cfg.get("iface"))
+        try:
+            res = train_one(run_cfg, run["hook"], data, meter)
+        except Exception as err:  # a hook that fails is a result, not the end of the bench
+            res = {"error": f"{type(err).__name__}: {err}"[:400]}
+        if run.get("reference"):
+            # The target: the loss all-reduce reaches (rank 0's value, identical everywhere).
+            ref = torch.tensor([float(res.get("final_loss", math.inf))], dtype=torch.float64)
+            meter.orig["broadcast"](ref, 0)
+            target = float(ref.item())
+            res["target"] = target
+        io1 = _iface_counters(cfg.get("iface"))
+        res.update(rank=rank, world=world, run=run, wall_s=time.time() - t)
+        if io0 is not None and io1 is not None:
+            res["iface_tx"], res["iface_rx"] = io1[0] - io0[0], io1[1] - io0[1]
+        print(json.dumps(res), flush=True)
+    # Leave without the interpreter's teardown (gloo threads sometimes abort while being
+    # destroyed, after every result is already out).
+    os._exit(0)
+
+
+def _iface_counters(iface: str | None) -> list[int] | None:
+    if not iface:
+        return None
+    base = f"/sys/class/net/{iface}/statistics/"
+    with open(base + "tx_bytes") as a, open(base + "rx_bytes") as b:
+        return [int(a.read()), int(b.read())]
+
+
+if __name__ == "__main__":  # torchrun bench/hook_trainer.py CONFIG.json
+    import sys
+
+    with open(sys.argv[1]) as fh:
+        worker(json.load(fh))

@@ -1,0 +1,274 @@
+"""Lossless entropy coding of code streams: the ``ENTROPY`` frame kind.
+
+The codes that LAQ, QSGD, TernGrad and scaled sign put on the wire are far from uniform
+(on the README's digits run the 4-bit LAQ codes carry about 2.6 bits of information each).
+:func:`entropy_encode` re-codes a payload's packed codes with the interleaved rANS coder of
+``cpp/include/laqcore/entropy.hpp`` (a static frequency table per frame, chosen by the
+encoder, sent in the frame) and :func:`entropy_decode` restores the *identical* payload:
+same metadata, same codes, so the receiver computes exactly the same values and a run's
+iterates and upload decisions do not change, only its bit count.
+
+Frame (``PayloadKind.ENTROPY``, see :mod:`laqcore.wire`): metadata ``<BB`` = (kind of the
+inner payload, symbol mode: 0 = one rANS symbol per code, 1 = one per packed byte, i.e. a
+group of ``8 / bits`` codes); body = the inner payload's metadata bytes, then the inner body
+up to its packed codes (QSGD's float32 scales; empty for the others), then the rANS stream
+of the codes. Decoding rebuilds the inner frame and decodes it with the inner payload's own
+``from_bytes``, so an ENTROPY frame is checked like the frame it carries: a truncated,
+corrupt or inconsistent frame raises ``ValueError``.
+
+Untrusted frames: a coded frame of a few dozen bytes can legitimately describe millions of
+equal codes, and decoding it allocates the packed codes. Receivers pass ``expected_n`` (as
+:mod:`laqcore.wire` asks for every kind; the distributed engine does); without it an ENTROPY
+frame may declare at most ``max(2**24, 2**12 * body bytes)`` codes (``ValueError``
+otherwise): decoding allocates one byte per code at most, so a forged header cannot make a
+receiver allocate more than that.
+
+A coded frame is only worth it when the codes are skewed: for uniform codes the table and
+the coder's 4 bytes of state make it a few bytes larger than the plain frame.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .wire import _CRC, _HEADER, _REGISTRY, FORMAT_VERSION, MAGIC, Payload, PayloadKind
+
+__all__ = [
+    "CODABLE_COMPRESSORS",
+    "EntropyCodedCompressor",
+    "EntropyPayload",
+    "entropy_decode",
+    "entropy_encode",
+    "is_codable",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+#: Registry names of the compressors whose payloads can be entropy-coded.
+CODABLE_COMPRESSORS = ("laq", "qsgd", "terngrad", "sign")
+
+# The payload kinds with a code stream. Their classes are looked up in the wire registry
+# (this module sits below the compressors, which import it lazily for entropy=True).
+_CODABLE = (
+    int(PayloadKind.LAQ),
+    int(PayloadKind.QSGD),
+    int(PayloadKind.TERNGRAD),
+    int(PayloadKind.SIGN),
+)
+_QSGD_MAX_LEVELS = 127
+FloatVector = npt.NDArray[np.float32]
+_MODES = (0, 1)
+#: Without ``expected_n``, an ENTROPY frame may declare at most
+#: ``max(UNVERIFIED_MAX_BYTES, UNVERIFIED_MAX_EXPANSION * body bytes)`` codes.
+UNVERIFIED_MAX_BYTES = 1 << 24
+UNVERIFIED_MAX_EXPANSION = 1 << 12
+
+
+def is_codable(payload: Payload) -> bool:
+    """True for the payload kinds :func:`entropy_encode` accepts."""
+    kind = int(payload.KIND)
+    return kind in _CODABLE and type(payload) is _REGISTRY.get(kind)
+
+
+def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int]:
+    """(bytes of the inner body before the packed codes, bits per code) of an inner frame,
+    from its metadata; ``ValueError`` for metadata that no valid frame has."""
+    if n < 1:
+        raise ValueError(f"corrupt ENTROPY frame: vector length n = {n} (must be >= 1)")
+    if kind == PayloadKind.LAQ:
+        bits = int(meta[0])
+        if not 1 <= bits <= 8:
+            raise ValueError(f"corrupt ENTROPY frame: LAQ bits = {bits}, must be in [1, 8]")
+        return 0, bits
+    if kind == PayloadKind.QSGD:
+        levels, bucket_size = int(meta[0]), int(meta[2])
+        if not 1 <= levels <= _QSGD_MAX_LEVELS or bucket_size < 1:
+            raise ValueError(
+                f"corrupt ENTROPY frame: QSGD levels = {levels}, bucket_size = {bucket_size}"
+            )
+        return 4 * (-(-n // bucket_size)), int(_core.qsgd.code_bits(levels))
+    return 0, 2 if kind == PayloadKind.TERNGRAD else 1
+
+
+class EntropyPayload(Payload):
+    """An entropy-coded payload.
+
+    Attributes
+    ----------
+    inner : Payload
+        The payload it carries (a LAQ, QSGD, TernGrad or sign payload); after
+        :meth:`from_bytes` this is the decoded, validated inner payload.
+    mode : int
+        0: one rANS symbol per code; 1: one per packed byte.
+    stream : numpy.ndarray of uint8
+        The rANS stream (read-only).
+    n : int
+        Length of the encoded vector.
+    """
+
+    KIND: ClassVar[PayloadKind] = PayloadKind.ENTROPY
+    META: ClassVar[struct.Struct] = struct.Struct("<BB")
+
+    def __init__(
+        self, inner: Payload, mode: int, head: bytes, stream: npt.NDArray[np.uint8]
+    ) -> None:
+        self.inner = inner
+        self.n = inner.n
+        self.mode = mode
+        self._head = head  # inner metadata + inner body before the codes
+        self.stream = stream
+        self.stream.flags.writeable = False
+
+    def __repr__(self) -> str:
+        return (
+            f"EntropyPayload(inner={type(self.inner).__name__}, n={self.n}, mode={self.mode}, "
+            f"nbytes={self.nbytes}, inner_nbytes={self.inner.nbytes})"
+        )
+
+    def _meta_values(self) -> tuple[Any, ...]:
+        return (int(self.inner.KIND), self.mode)
+
+    def _body(self) -> tuple[npt.NDArray[Any], ...]:
+        return (np.frombuffer(self._head, dtype=np.uint8), self.stream)
+
+    @classmethod
+    def _check_unverified_n(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> None:
+        # A coded frame can declare any n in a few bytes (e.g. all codes equal), and decoding
+        # allocates the packed codes: without expected_n that is bounded here.
+        limit = max(UNVERIFIED_MAX_BYTES, UNVERIFIED_MAX_EXPANSION * len(body))
+        if n > limit:
+            raise ValueError(
+                f"ENTROPY frame of {len(body)} body bytes declares n = {n} codes; without "
+                f"expected_n a receiver decodes at most max({UNVERIFIED_MAX_BYTES}, "
+                f"{UNVERIFIED_MAX_EXPANSION} x body bytes) codes (pass expected_n)"
+            )
+
+    @classmethod
+    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> EntropyPayload:
+        kind, mode = int(meta[0]), int(meta[1])
+        if kind not in _CODABLE or kind not in _REGISTRY:
+            raise ValueError(f"corrupt ENTROPY frame: inner kind {kind} cannot be entropy-coded")
+        if mode not in _MODES:
+            raise ValueError(f"corrupt ENTROPY frame: symbol mode {mode} (0 or 1)")
+        inner_cls = _REGISTRY[kind]
+        meta_size = inner_cls.META.size
+        if len(body) < meta_size:
+            raise ValueError("truncated ENTROPY frame: inner metadata incomplete")
+        inner_meta = inner_cls.META.unpack_from(body, 0)
+        prefix, bits = _code_layout(kind, inner_meta, n)
+        head_size = meta_size + prefix
+        if len(body) < head_size + 1:
+            raise ValueError(
+                f"truncated ENTROPY frame: body has {len(body)} bytes, needs at least "
+                f"{head_size + 1}"
+            )
+        head = bytes(body[:head_size])
+        stream = np.frombuffer(body[head_size:], dtype=np.uint8).copy()
+        packed = _core.entropy.decode_packed(stream, n, bits, mode)
+        inner_frame = b"".join(
+            (_HEADER.pack(MAGIC, FORMAT_VERSION, kind, n), head, packed.tobytes())
+        )
+        inner = inner_cls.from_bytes(inner_frame + _CRC.pack(zlib.crc32(inner_frame)), expected_n=n)
+        return cls(inner, mode, head, stream)
+
+
+def entropy_encode(payload: Payload) -> EntropyPayload:
+    """Entropy-code the packed codes of a LAQ, QSGD, TernGrad or sign payload.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> from laqcore.entropy import entropy_encode, entropy_decode
+    >>> x = np.random.default_rng(0).standard_normal(10000).astype(np.float32)
+    >>> p = laqcore.laq_quantize(x, None, 4)
+    >>> coded = entropy_encode(p)
+    >>> coded.nbytes < 0.8 * p.nbytes
+    True
+    >>> entropy_decode(coded.to_bytes()) == p
+    True
+    """
+    if not isinstance(payload, Payload):
+        raise TypeError(f"entropy_encode expects a Payload, got {type(payload).__name__}")
+    if not is_codable(payload):
+        raise TypeError(
+            f"{type(payload).__name__} cannot be entropy-coded (codable: the payloads of "
+            f"{', '.join(CODABLE_COMPRESSORS)})"
+        )
+    frame = memoryview(payload.to_bytes())
+    meta_size = payload.META.size
+    kind = int(payload.KIND)
+    meta = payload.META.unpack_from(frame, _HEADER.size)
+    prefix, bits = _code_layout(kind, meta, payload.n)
+    start = _HEADER.size
+    head = bytes(frame[start : start + meta_size + prefix])
+    packed = np.frombuffer(frame[start + meta_size + prefix : len(frame) - 4], dtype=np.uint8)
+    mode, stream = _core.entropy.encode_packed(packed, payload.n, bits)
+    return EntropyPayload(payload, int(mode), head, stream)
+
+
+def entropy_decode(buf: Any, *, expected_n: int | None = None) -> Payload:
+    """The payload an ENTROPY frame carries (``ValueError`` for a bad frame; pass
+    ``expected_n`` for untrusted frames, see :mod:`laqcore.wire`)."""
+    return EntropyPayload.from_bytes(buf, expected_n=expected_n).inner
+
+
+class EntropyCodedCompressor:
+    """A compressor whose payloads go on the wire entropy-coded
+    (``get_compressor(name, entropy=True)``).
+
+    ``compress`` returns an :class:`EntropyPayload` (its ``nbytes`` is the coded size);
+    ``decompress`` gives exactly the inner compressor's result.
+
+    Parameters
+    ----------
+    inner : Compressor
+        A LAQ, QSGD, TernGrad or sign compressor.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> comp = laqcore.get_compressor("qsgd", levels=3, seed=0, entropy=True)
+    >>> x = np.random.default_rng(1).standard_normal(4096).astype(np.float32)
+    >>> p = comp.compress(x, step=0)
+    >>> plain = laqcore.get_compressor("qsgd", levels=3, seed=0)
+    >>> bool(np.array_equal(comp.decompress(p), plain.decompress(plain.compress(x, step=0))))
+    True
+    """
+
+    def __init__(self, inner: Any) -> None:
+        if not all(hasattr(inner, a) for a in ("name", "compress", "decompress")):
+            raise TypeError(f"inner must be a Compressor, got {type(inner).__name__}")
+        if inner.name not in CODABLE_COMPRESSORS:
+            raise ValueError(
+                f"compressor {inner.name!r} has no code stream to entropy-code (codable: "
+                f"{', '.join(CODABLE_COMPRESSORS)})"
+            )
+        self.inner = inner
+        self.name = inner.name
+
+    def __repr__(self) -> str:
+        return f"EntropyCodedCompressor({self.inner!r})"
+
+    def compress(self, x: Any, *, step: int | None = None) -> EntropyPayload:
+        return entropy_encode(self.inner.compress(x, step=step))
+
+    def decompress(self, payload: Payload) -> FloatVector:
+        if not isinstance(payload, EntropyPayload):
+            raise TypeError(
+                f"EntropyCodedCompressor.decompress expects an EntropyPayload, got "
+                f"{type(payload).__name__}"
+            )
+        out: FloatVector = self.inner.decompress(payload.inner)
+        return out
+
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> EntropyPayload:
+        return EntropyPayload.from_bytes(buf, expected_n=expected_n)

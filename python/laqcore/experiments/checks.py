@@ -1,0 +1,121 @@
+"""Every option, name and output path of ``run``, ``compare``, ``sweep`` and ``launch``,
+checked before any work starts: a misspelled algorithm or an ``--out`` that is a file is one
+clear line (``laqcore <command>: error: ...``, exit status 2) within a second, never after a
+long run. The values themselves are checked by :mod:`laqcore._validate` and by each
+algorithm's own parameter checks (an algorithm is built once per name here, cheaply).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from .._validate import check_output_dir, check_positive_int, check_real
+from .options import algorithm_from_args, split_names
+
+__all__ = ["check_experiment", "check_problem_options", "check_run_options"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
+    value = getattr(args, dest, None)
+    if value is not None:
+        try:
+            check(value, _flag(dest), **kw)
+        except TypeError as err:  # argparse already converted; keep one error type
+            raise ValueError(str(err)) from None
+
+
+def check_problem_options(args: argparse.Namespace) -> None:
+    """The problem flags: dataset name (and its file or directory), sizes and weights."""
+    from ..problems import available_datasets
+
+    name = args.dataset
+    known = [d for d in available_datasets() if not d.endswith(":PATH")]
+    if name.startswith("libsvm:"):
+        path = name[len("libsvm:") :]
+        if args.data_dir is not None and not os.path.isabs(path):
+            path = os.path.join(args.data_dir, path)
+        if not path or not os.path.isfile(path):
+            raise ValueError(f"--dataset {name}: no such file {path!r}")
+    elif name not in known:
+        raise ValueError(
+            f"--dataset: unknown dataset {name!r}; available: {', '.join(available_datasets())}"
+        )
+    if name == "mnist" and args.data_dir is None:
+        raise ValueError("--dataset mnist needs --data-dir DIR (holding mnist.npz or IDX files)")
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
+    _check(check_positive_int, args, "workers")
+    _check(check_positive_int, args, "hidden")
+    _check(check_positive_int, args, "max_samples")
+    _check(check_real, args, "dirichlet_alpha", positive=True)
+    _check(check_real, args, "l2", minimum=0.0)
+    fraction = check_real(args.test_fraction, "--test-fraction", minimum=0.0)
+    if fraction >= 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {fraction}")
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """The run flags: budget, tolerance, evaluation period, threads and output paths."""
+    _check(check_positive_int, args, "max_iterations")
+    _check(check_real, args, "eps", minimum=0.0)
+    _check(check_positive_int, args, "eval_every")
+    _check(check_positive_int, args, "blas_threads", minimum=0)
+    _check(check_positive_int, args, "seeds")
+    if getattr(args, "out", None) is not None:
+        check_output_dir(args.out, "--out")
+    if getattr(args, "cache_dir", None) is not None:
+        check_output_dir(args.cache_dir, "--cache-dir")
+
+
+def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
+    """Each name is known and accepts the given hyper-parameters; ``--upload-rate auto``
+    has an ``laq`` run before the random-select one to take its rate from."""
+    from ..algorithms import get_algorithm
+
+    seen: list[str] = []
+    for name in names:
+        get_algorithm(name)  # an unknown name: its own message lists the known ones
+        try:
+            alg = algorithm_from_args(name, args)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: {err} (from the algorithm-parameter flags)") from None
+        auto = getattr(args, "upload_rate", None) == "auto"
+        if alg.name.startswith("random") and auto and "laq" not in seen:
+            raise ValueError(
+                f"--upload-rate auto: {name!r} takes LAQ's upload rate, so 'laq' must come "
+                "earlier in --algorithms"
+            )
+        seen.append(alg.name)
+
+
+def check_experiment(
+    args: argparse.Namespace, names: list[str] | str, *, grid: dict[str, list[Any]] | None = None
+) -> list[str]:
+    """Check everything ``run``/``compare``/``sweep``/``launch`` will use; return the names.
+
+    ``names`` is one algorithm name or a comma-separated ``--algorithms`` value (or a list);
+    ``grid`` (``sweep --grid``) gives values that replace a flag at some grid point: each is
+    checked with every algorithm too.
+    """
+    name_list = split_names(names) if isinstance(names, str) else list(names)
+    check_problem_options(args)
+    check_run_options(args)
+    _check_algorithms(name_list, args)
+    for key, values in (grid or {}).items():
+        for value in values:
+            point = argparse.Namespace(**{**vars(args), key: value})
+            if key == "workers":
+                check_problem_options(point)
+            else:
+                _check_algorithms(name_list, point)
+    return name_list

@@ -1,0 +1,158 @@
+"""``run``/``compare``/``sweep``/``launch``/``problem``/``bench`` check every option, name and
+output path before any work: one ``laqcore <command>: error: ...`` line, exit status 2, and
+neither a problem is built nor an algorithm simulated (issue 14, items 2, 3, 6)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import laqcore.problems
+import laqcore.simulator
+from laqcore import cli
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if a command starts working (building data or simulating)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the options were checked")
+
+    monkeypatch.setattr(laqcore.problems, "make_problem", refuse)
+    monkeypatch.setattr(laqcore.simulator, "simulate", refuse)
+
+
+def _fails_with(capsys, argv: list[str], *parts: str) -> None:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"laqcore {argv[0]}: error: ")
+    for part in parts:
+        assert part in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "parts"),
+    [
+        (["compare", "--algorithms", "gd,lqa"], ["unknown algorithm 'lqa'", "laq"]),
+        (["compare", "--algorithms", " , "], ["at least one algorithm"]),
+        (["compare", "--seeds", "0"], ["--seeds must be >= 1"]),
+        (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
+        (["run", "--alpha", "-1"], ["alpha must be"]),
+        (["run", "-K", "0"], ["--max-iterations must be >= 1"]),
+        (["run", "--eps", "nan"], ["--eps must be finite"]),
+        (["run", "--eps", "-1"], ["--eps must be >= 0"]),
+        (["run", "--eval-every", "0"], ["--eval-every"]),
+        (["run", "--blas-threads", "-1"], ["--blas-threads"]),
+        (["run", "--workers", "0"], ["--workers must be >= 1"]),
+        (["run", "--test-fraction", "1.5"], ["--test-fraction must be in [0, 1)"]),
+        (["run", "--dirichlet-alpha", "0"], ["--dirichlet-alpha must be > 0"]),
+        (["run", "--dataset", "digitz"], ["unknown dataset 'digitz'", "digits"]),
+        (["run", "--dataset", "mnist"], ["needs --data-dir"]),
+        (["run", "--dataset", "libsvm:/nonexistent.svm"], ["no such file"]),
+        (["run", "--data-dir", "/nonexistent-dir"], ["--data-dir", "not a directory"]),
+        (
+            ["compare", "--algorithms", "gd,random-select,laq", "--upload-rate", "auto"],
+            ["'laq' must come earlier"],
+        ),
+        (["sweep", "--grid", "alpha=-1"], ["alpha must be"]),
+        (["sweep", "--grid", "workers=0"], ["--workers must be >= 1"]),
+        (["sweep", "--grid", "nope=1"], ["unknown parameter 'nope'"]),
+        (["sweep", "--tune-step", "--step-grid", "a,b"], ["--step-grid expects"]),
+        (["sweep", "--algorithms", "laq,nope"], ["unknown algorithm 'nope'"]),
+        (["problem", "--workers", "0"], ["--workers must be >= 1"]),
+        (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
+        (["launch", "--bits", "0"], ["bits must be"]),
+    ],
+)
+def test_bad_option_is_one_line_before_any_work(capsys, no_work, argv, parts):
+    _fails_with(capsys, argv, *parts)
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "sweep", "launch"])
+def test_out_that_is_a_file_is_refused_first(capsys, no_work, tmp_path, command):
+    afile = tmp_path / "results"
+    afile.write_text("not a directory")
+    _fails_with(capsys, [command, "--out", str(afile)], "--out", "is a file")
+    _fails_with(capsys, [command, "--out", str(afile / "sub")], "lies under the file")
+    _fails_with(capsys, [command, "--cache-dir", str(afile)], "--cache-dir", "is a file")
+
+
+def test_launch_checkpoint_dir_checked(capsys, no_work, tmp_path):
+    afile = tmp_path / "ckpt"
+    afile.write_text("x")
+    _fails_with(capsys, ["launch", "--checkpoint-dir", str(afile)], "--checkpoint-dir")
+
+
+def test_launch_without_torch_says_what_to_install(capsys, no_work, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    _fails_with(capsys, ["launch", "--nproc", "2"], "needs PyTorch", "pip install 'laqcore[torch]'")
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bench_output_checked_before_timing(capsys, tmp_path, flag):
+    _fails_with(
+        capsys,
+        ["bench", "--kernels", "pack", "--no-torch", flag, str(tmp_path / "no" / "f.json")],
+        flag,
+        "does not exist",
+    )
+    _fails_with(capsys, ["bench", "--no-torch", flag, str(tmp_path)], "is a directory")
+
+
+def _help(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*argv, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # unwrap argparse's line breaks
+
+
+@pytest.mark.parametrize("command", ["run", "launch"])
+def test_help_lists_algorithm_names_and_defaults(capsys, command):
+    from laqcore.algorithms import available_algorithms
+
+    text = _help(capsys, [command])
+    for name in available_algorithms():
+        assert name in text
+    assert "(default: laq)" in text
+    assert "(default: 5000)" in text  # -K
+    assert "--max-iterations MAX_ITERATIONS, -K MAX_ITERATIONS iteration budget K" in text
+    assert "(default: None)" not in text
+
+
+def test_bench_help_has_no_restructured_text(capsys):
+    text = _help(capsys, ["bench"])
+    assert "``" not in text and ":func:" not in text and ".. " not in text
+    assert "(default: 0)" in text  # --seed
+
+
+def test_help_formatter_keeps_stated_defaults():
+    from laqcore._help import HelpFormatter
+
+    p = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    p.add_argument("--a", default=3, help="an a")
+    p.add_argument("--b", default=None, help="a b")
+    p.add_argument("--c", default=1, help="a c (default 1)")
+    p.add_argument("--d", action="store_true", help="a d")
+    text = " ".join(p.format_help().split())
+    assert "an a (default: 3)" in text
+    assert "a b (default" not in text
+    assert "a c (default 1)" in text and "(default: 1)" not in text
+    assert "a d (default" not in text
+
+
+def test_run_says_it_wrote_histories(capsys, tmp_path, private_cache):
+    argv = ["run", "-a", "gd", "-K", "3", "--workers", "2", "--max-samples", "200"]
+    assert cli.main([*argv, "--quiet", "--no-plots", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "o" / "results.json") in out
+    assert str(tmp_path / "o" / "histories.json") in out
+    assert (tmp_path / "o" / "histories.json").exists()

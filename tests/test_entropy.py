@@ -1,0 +1,200 @@
+"""Entropy coding of code streams: the rANS coder, the ENTROPY frame, the compressors'
+``entropy=True`` and the simulator's ``entropy_coding``."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+import laqcore
+import reference as ref
+from laqcore import _core
+from laqcore.entropy import EntropyPayload, entropy_decode, entropy_encode, is_codable
+from laqcore.wire import payload_from_bytes
+
+E = _core.entropy
+
+
+def _histograms(rng: np.random.Generator, n: int, bits: int) -> dict[str, np.ndarray]:
+    """Random and adversarial symbol streams of length n over 2**bits symbols."""
+    K = 1 << bits
+    skewed = np.minimum(rng.geometric(0.6, n) - 1, K - 1)
+    return {
+        "uniform_random": rng.integers(0, K, n),
+        "skewed": skewed,
+        "one_symbol": np.full(n, K - 1),
+        "all_equal_frequency": np.arange(n) % K,
+        "two_rare": np.where(rng.random(n) < 1e-3, K - 1, 0),
+    }
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 4095, 4096, 2**17 + 1, 2**20 + 3])
+@pytest.mark.parametrize("bits", [1, 3, 4, 8])
+def test_round_trip(rng: np.random.Generator, n: int, bits: int) -> None:
+    for name, s in _histograms(rng, n, bits).items():
+        symbols = s.astype(np.uint8)
+        stream = E.encode(symbols, bits)
+        np.testing.assert_array_equal(E.decode(stream, n, bits), symbols, err_msg=name)
+
+
+@pytest.mark.parametrize("n", [1, 5, 700, 4100])
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_matches_reference_decoder(rng: np.random.Generator, n: int, bits: int) -> None:
+    for name, s in _histograms(rng, n, bits).items():
+        stream = E.encode(s.astype(np.uint8), bits)
+        assert ref.entropy_decode(stream.tobytes(), n, bits) == s.tolist(), name
+
+
+def test_reference_decoder_multi_chunk(rng: np.random.Generator) -> None:
+    s = np.tile(np.minimum(rng.geometric(0.5, 3000), 3).astype(np.uint8), 44)
+    stream = E.encode(s, 2)  # 132000 symbols: two chunks of the kernel's 2**17
+    assert ref.entropy_decode(stream.tobytes(), s.size, 2) == s.tolist()
+
+
+def test_entropy_close_to_optimal(rng: np.random.Generator) -> None:
+    n = 200_000
+    s = np.minimum(rng.geometric(0.3, n) - 1, 15).astype(np.uint8)
+    p = np.bincount(s, minlength=16) / n
+    h = -(p[p > 0] * np.log2(p[p > 0])).sum()
+    assert 8 * E.encode(s, 4).size <= n * h * 1.01 + 400
+
+
+@pytest.mark.parametrize("m", [1, 4, 8, 12, 15])
+def test_normalise_matches_reference(rng: np.random.Generator, m: int) -> None:
+    for _ in range(20):
+        K = int(rng.integers(1, 1 << min(m, 8), endpoint=True))
+        counts = [int(c) for c in rng.integers(0, 1000, K) * (rng.random(K) < 0.7)]
+        if sum(counts) == 0:
+            counts[0] = 1
+        freq = E.normalise(counts, m)
+        assert freq == ref.entropy_normalise(counts, m)
+        assert sum(freq) == 1 << m
+        assert all((f > 0) == (c > 0) for f, c in zip(freq, counts, strict=True))
+
+
+def test_thread_count_invariant(rng: np.random.Generator) -> None:
+    x = rng.standard_normal(2**20 + 3).astype(np.float32)
+    p = laqcore.laq_quantize(x, None, 4)
+    frames = []
+    for threads in (1, 2):
+        with laqcore.num_threads(threads):
+            frames.append(entropy_encode(p).to_bytes())
+            assert entropy_decode(frames[-1]) == p
+    assert frames[0] == frames[1]
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_packed_modes(rng: np.random.Generator, bits: int) -> None:
+    for n in (1, 9, 5000):
+        codes = np.minimum(rng.geometric(0.4, n) - 1, (1 << bits) - 1).astype(np.uint8)
+        packed = laqcore.pack_bits(codes, bits)
+        mode, stream = E.encode_packed(packed, n, bits)
+        np.testing.assert_array_equal(E.decode_packed(stream, n, bits, mode), packed)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(ValueError, match="outside the alphabet"):
+        E.encode(np.array([0, 4], dtype=np.uint8), 2)
+    with pytest.raises(ValueError, match="alphabet_bits"):
+        E.encode(np.zeros(3, dtype=np.uint8), 9)
+    stream = E.encode(np.array([0, 1, 1, 2], dtype=np.uint8), 2)
+    for cut in range(stream.size):
+        with pytest.raises(ValueError, match="corrupt entropy-coded stream"):
+            E.decode(stream[:cut].copy(), 4, 2)
+    with pytest.raises(ValueError, match="does not decode exactly"):
+        E.decode(np.concatenate([stream, [0, 0]]).astype(np.uint8), 4, 2)
+    with pytest.raises(ValueError, match="corrupt entropy-coded stream"):
+        E.decode(stream, 5, 2)  # wrong count
+    with pytest.raises(ValueError, match="mode"):
+        E.decode_packed(stream, 4, 2, 7)
+
+
+def _refresh_crc(frame: bytearray) -> bytes:
+    frame[-4:] = zlib.crc32(bytes(frame[:-4])).to_bytes(4, "little")
+    return bytes(frame)
+
+
+def test_frame_rejects_truncated_and_corrupt(rng: np.random.Generator) -> None:
+    x = rng.standard_normal(300).astype(np.float32)
+    p = laqcore.laq_quantize(x, None, 4)
+    frame = entropy_encode(p).to_bytes()
+    for cut in range(len(frame)):
+        with pytest.raises(ValueError, match="truncated|corrupt|magic"):
+            EntropyPayload.from_bytes(frame[:cut])
+    # Every single-byte change with a valid CRC: rejected, or decoded to a valid LAQ payload.
+    for i in range(4, len(frame) - 4):
+        bad = bytearray(frame)
+        bad[i] ^= 0x5A
+        try:
+            decoded = EntropyPayload.from_bytes(_refresh_crc(bad))
+        except ValueError:
+            continue
+        assert isinstance(decoded.inner, laqcore.LAQPayload)
+    with pytest.raises(ValueError, match="expected_n"):
+        EntropyPayload.from_bytes(frame, expected_n=301)
+
+
+CODABLE = [
+    ("laq", {"bits": 3}),
+    ("qsgd", {"levels": 5, "bucket_size": 100, "seed": 3}),
+    ("qsgd", {"levels": 1, "norm": "max", "seed": 3}),
+    ("terngrad", {"seed": 3}),
+    ("sign", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CODABLE)
+def test_compressor_entropy_same_values(
+    rng: np.random.Generator, name: str, kwargs: dict[str, object]
+) -> None:
+    x = rng.standard_t(3, 3001).astype(np.float32)
+    coded = laqcore.get_compressor(name, entropy=True, **kwargs)
+    plain = laqcore.get_compressor(name, **kwargs)
+    payload = coded.compress(x, step=4)
+    frame = payload.to_bytes()
+    assert len(frame) == payload.nbytes
+    received = coded.from_bytes(frame, expected_n=x.size)
+    expected = plain.decompress(plain.compress(x, step=4))
+    np.testing.assert_array_equal(coded.decompress(received), expected)
+    assert isinstance(payload_from_bytes(frame), EntropyPayload)
+    assert is_codable(received.inner)
+
+
+def test_compressor_entropy_bad_args() -> None:
+    with pytest.raises(ValueError, match="cannot be entropy-coded"):
+        laqcore.get_compressor("topk", entropy=True)
+    with pytest.raises(TypeError, match="entropy"):
+        laqcore.get_compressor("qsgd", entropy="yes")
+    with pytest.raises(TypeError, match="cannot be entropy-coded"):
+        entropy_encode(laqcore.get_compressor("topk", ratio=0.5).compress(np.ones(4, np.float32)))
+    with pytest.raises(TypeError):
+        laqcore.get_compressor("qsgd", entropy=True).decompress(
+            laqcore.get_compressor("qsgd").compress(np.ones(4, np.float32))
+        )
+
+
+def test_simulator_identical_run_fewer_bits(prob: object) -> None:
+    algo = laqcore.get_algorithm("laq")
+    plain = laqcore.simulate(prob, algo, max_iterations=60)  # type: ignore[arg-type]
+    coded = laqcore.simulate(prob, algo, max_iterations=60, entropy_coding=True)  # type: ignore[arg-type]
+    assert coded.history["loss"] == plain.history["loss"]
+    assert coded.history["uploads"] == plain.history["uploads"]
+    assert coded.bits < plain.bits
+    assert coded.entropy_coding and not plain.entropy_coding
+    with pytest.raises(TypeError, match="entropy_coding"):
+        laqcore.simulate(prob, algo, max_iterations=2, entropy_coding=1)  # type: ignore[arg-type]
+
+
+def test_unverified_n_bounded() -> None:
+    # All codes equal: a small frame for a long vector, accepted with or without expected_n.
+    p = laqcore.laq_quantize(np.zeros(2**20, dtype=np.float32), None, 1)
+    frame = entropy_encode(p).to_bytes()
+    assert len(frame) < 400
+    assert entropy_decode(frame) == p
+    # The same frame with a forged n: refused before anything of size n is allocated.
+    forged = bytearray(frame)
+    forged[4:12] = (2**40).to_bytes(8, "little")
+    with pytest.raises(ValueError, match="pass expected_n"):
+        entropy_decode(_refresh_crc(forged))
