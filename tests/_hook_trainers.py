@@ -17,7 +17,7 @@ def _data(seed: int, n: int) -> tuple[Any, Any]:
     """Gaussian blobs around fixed class centres (the same centres for every seed)."""
     import torch
 
-    centres = torch.randn(_CLASSES, _DIM, generator=torch.Generator().manual_seed(99)) * 1.2
+    centres = torch.randn(_CLASSES, _DIM, generator=torch.Generator().manual_seed(99)) * 0.45
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, _CLASSES, (n,), generator=g)
     x = centres[y] + torch.randn(n, _DIM, generator=g)

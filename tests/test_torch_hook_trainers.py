@@ -103,8 +103,8 @@ def test_sparse_gradients_are_refused_before_any_collective(
 
 def test_four_ranks_adam() -> None:
     specs = [
-        {"method": "none", "opt": "adam", "sched": True, "steps": 40},
-        {**_LAQ, "opt": "adam", "sched": True, "steps": 40},
+        {"method": "none", "opt": "adam", "sched": True, "steps": 60},
+        {**_LAQ, "opt": "adam", "sched": True, "steps": 60},
     ]
     outs = run_processes(ht.runs, 4, specs, pg_timeout_s=60, deadline_s=300)
     ref, laq = outs[0].result

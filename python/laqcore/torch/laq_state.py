@@ -23,7 +23,7 @@ import numpy.typing as npt
 import torch
 from torch._C._distributed_c10d import GradBucket
 
-from .._validate import check_bits, check_positive_int, check_real
+from .._validate import check_bits, check_block_size, check_real
 from ..laq import LAQPayload
 from ..lazy import UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
@@ -122,9 +122,7 @@ class LAQState(HookState):
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.bits = check_bits(bits)
-        self.block_size = (
-            None if block_size is None else check_positive_int(block_size, "block_size")
-        )
+        self.block_size = check_block_size(block_size)
         if lr is not None:
             check_real(lr, "lr", positive=True)
             warnings.warn(
@@ -171,8 +169,7 @@ class LAQState(HookState):
         return None if self.server is None else self.server.aggregate
 
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
-        extra: dict[str, Any] = {} if self.block_size is None else {"block_size": self.block_size}
-        uploader = LazyUploader(n, self.bits, self._upload_rule, **extra)
+        uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
         return uploader, LazyAggregate(n, self.rule.history)
 
     def _make_exchange(self, n: int) -> GradientExchange:
