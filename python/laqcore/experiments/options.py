@@ -193,6 +193,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     g.add_argument(
+        "--entropy-coding",
+        action="store_true",
+        help="send LAQ/QSGD/TernGrad/sign uploads entropy-coded (rANS, laqcore.entropy): "
+        "same iterates and uploads, bits counted from the coded frames",
+    )
+    g.add_argument(
         "--cache-dir",
         default=None,
         help="where F* values are cached (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
