@@ -99,7 +99,9 @@ def main() -> None:
         },
         "speed": speed(args.n, args.repeat),
         "digits": digits(),
-        "example_frame": repr(entropy_encode(laqcore.laq_quantize(np.ones(8, np.float32), None, 4))),
+        "example_frame": repr(
+            entropy_encode(laqcore.laq_quantize(np.ones(8, np.float32), None, 4))
+        ),
     }
     text = json.dumps(result, indent=1, default=str)
     print(text)

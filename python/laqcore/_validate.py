@@ -25,10 +25,12 @@ __all__ = [
     "as_state_vector",
     "check_bits",
     "check_block_size",
+    "check_choice",
     "check_output_dir",
     "check_output_file",
     "check_positive_int",
     "check_real",
+    "registry_key",
 ]
 
 FloatVector = npt.NDArray[np.float32]
@@ -167,6 +169,13 @@ def check_real(
     return x
 
 
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``, or raise ``ValueError``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def _nearest_existing(path: str) -> str:
     """The closest existing ancestor of ``path`` (itself when it exists)."""
     probe = os.path.abspath(path)
@@ -250,3 +259,9 @@ def check_block_size(block_size: Any) -> int | None:
     if not 8 <= value <= MAX_BLOCK_SIZE or value % 8 != 0:
         raise ValueError(f"block_size must be a multiple of 8 in [8, 2**31], got {value}")
     return value
+
+
+def registry_key(name: str) -> str:
+    """The one normalisation of registry names (algorithms and compressors alike): case,
+    surrounding blanks and the choice of ``-`` or ``_`` do not matter."""
+    return name.strip().lower().replace("-", "_")
