@@ -53,11 +53,15 @@ _COMPRESSOR_ARGS: dict[str, dict[str, Any]] = {
 
 
 def _compressors() -> list[Any]:
-    """One instance of every registered compressor (the receiving side of each format)."""
-    return [
+    """One instance of every registered compressor (the receiving side of each format), and
+    the entropy-coded variant of each codable one (``laqcore.entropy``)."""
+    from laqcore.entropy import CODABLE_COMPRESSORS
+
+    plain = [
         laqcore.get_compressor(name, **_COMPRESSOR_ARGS.get(name, {}))
         for name in laqcore.available_compressors()
     ]
+    return plain + [laqcore.get_compressor(name, entropy=True) for name in CODABLE_COMPRESSORS]
 
 
 PAYLOAD_CLASSES = _payload_classes()

@@ -146,6 +146,25 @@ def test_lag_wk_without_lazy_rule_is_gd(prob):
     assert masks.all()
 
 
+def _longest_skip_run(masks: np.ndarray) -> int:
+    longest = 0
+    for col in masks.T:
+        run = 0
+        for up in col:
+            run = 0 if up else run + 1
+            longest = max(longest, run)
+    return longest
+
+
+def test_lag_wk_forced_upload_after_t_bar(prob):
+    # A heavy lazy weight makes workers skip for long stretches; t_bar caps them.
+    _, free = trajectory(prob, get_algorithm("lag-wk", ck=40.0, lag_forced=False), 60)
+    _, forced = trajectory(prob, get_algorithm("lag-wk", ck=40.0, t_bar=3), 60)
+    assert _longest_skip_run(free) > 3
+    assert _longest_skip_run(forced) == 3
+    assert get_algorithm("lag-wk").params.lag_forced and get_algorithm("lag-wk").params.t_bar == 100
+
+
 def test_lag_wk_rule_by_hand(prob):
     alpha, M = 0.02, prob.num_workers
     th, masks = trajectory(prob, get_algorithm("lag-wk"), 15)

@@ -9,6 +9,7 @@ import pytest
 
 import laqcore
 from laqcore import bench
+from needs_torch import require_torch
 
 TINY = {"sizes": [1000], "bits": [1, 4], "threads": [1, 2], "repeats": 1, "min_time": 0.0}
 ROW_KEYS = {
@@ -66,7 +67,7 @@ def test_report_schema():
 
 
 def test_torch_baseline_when_available():
-    pytest.importorskip("torch")
+    require_torch("the torch baselines of laqcore bench")
     report = bench.run(kernels=["pack"], use_torch=True, **{**TINY, "threads": [1]})
     for row in report["results"]:
         assert row["torch_speedup"] == pytest.approx(row["torch_seconds"] / row["seconds"])
@@ -171,7 +172,7 @@ def _bench_hooks_modules():
     import os
     import sys
 
-    pytest.importorskip("torch")
+    require_torch("the bench/bench_hooks.py smoke runs")
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
     if here not in sys.path:
         sys.path.insert(0, here)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
 import zlib
 
 import numpy as np
@@ -198,3 +200,20 @@ def test_unverified_n_bounded() -> None:
     forged[4:12] = (2**40).to_bytes(8, "little")
     with pytest.raises(ValueError, match="pass expected_n"):
         entropy_decode(_refresh_crc(forged))
+
+
+def test_cli_entropy_coding(
+    tmp_path: pathlib.Path, private_cache: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from laqcore import cli
+
+    runs = {}
+    for flag in ([], ["--entropy-coding"]):
+        out = tmp_path / f"run{len(flag)}"
+        args = ["run", "--algorithm", "qsgd", "-K", "12", "--out", str(out), "--no-plots"]
+        tiny = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quiet"]
+        assert cli.main([*args, *tiny, *flag]) == 0
+        (runs[len(flag)],) = json.loads((out / "results.json").read_text())["runs"]
+    assert runs[1]["entropy_coding"] and not runs[0]["entropy_coding"]
+    assert runs[1]["final_loss"] == runs[0]["final_loss"]
+    assert runs[1]["bits"] < runs[0]["bits"]

@@ -300,7 +300,7 @@ def test_libsvm_errors(tmp_path):
     with pytest.raises(DatasetError, match="no samples"):
         load_libsvm(bad)
     bad.write_text("1 1:nan\n")
-    with pytest.raises(DatasetError, match="NaN"):
+    with pytest.raises(DatasetError, match="line 1: feature value 'nan' is not a finite"):
         load_libsvm(bad)
     bad.write_bytes(b"1 1:\xff\xfe\n")
     with pytest.raises(DatasetError, match="cannot read"):
@@ -340,7 +340,7 @@ def test_libsvm_limits(tmp_path):
         load_libsvm(path, max_bytes=71)
     # Many short lines naming a large (allowed) index: bounded by max_bytes, not by the file.
     path.write_text("1 16777216:1\n" * 40)
-    with pytest.raises(DatasetError, match=r"40 x 16777216"):
+    with pytest.raises(DatasetError, match=r"line 33: a dense 33 x 16777216"):  # while reading
         load_libsvm(path)
     for kwargs, exc in (
         ({"max_features": 0}, ValueError),
@@ -497,3 +497,24 @@ def test_mnist_npz_member_size_is_bounded(tmp_path, monkeypatch, rng):
     monkeypatch.setattr(datasets.npz, "_MAX_NPZ_MEMBER_BYTES", 100)
     with pytest.raises(DatasetError, match=r"x_train\.npy.*declares 176 bytes, above the 100"):
         load_mnist(d)
+
+
+def test_libsvm_normalize_option(tmp_path):
+    from laqcore.problems import make_problem
+    from laqcore.problems.datasets import load_libsvm
+
+    path = tmp_path / "tiny.svm"
+    path.write_text("1 1:2 2:-4\n0 1:6 2:2\n1 1:4\n0 2:1\n")
+    raw = load_libsvm(path, normalize="none").X
+    np.testing.assert_array_equal(raw, [[2, -4], [6, 2], [4, 0], [0, 1]])
+    np.testing.assert_allclose(load_libsvm(path).X, raw / [6.0, 4.0])
+    std = load_libsvm(path, normalize="standard").X
+    np.testing.assert_allclose(std.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(std.std(axis=0), 1.0)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        load_libsvm(path, normalize="minmax")
+    prob = make_problem(f"libsvm:{path}", workers=2, model="logistic", normalize="standard")
+    assert prob.describe()["normalize"] == "standard"
+    assert make_problem(f"libsvm:{path}", workers=2, model="logistic").normalize == "maxabs"
+    with pytest.raises(ValueError, match="applies to the mnist and libsvm"):
+        make_problem("digits", workers=2, normalize="none")

@@ -11,7 +11,9 @@ import pickle
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from needs_torch import require_torch
+
+torch = require_torch("the DDP comm-hook tests of tests/test_torch_hooks.py")
 
 from _dist_workers import ddp_runs  # noqa: E402
 from laqcore.distributed import run_processes  # noqa: E402

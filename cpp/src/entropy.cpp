@@ -95,12 +95,14 @@ std::uint8_t* encode_chunk(const std::uint8_t* symbols, std::size_t count, const
     auto step = [&](std::size_t i, std::size_t j) {
         const EncSymbol& e = enc[symbols[i]];
         std::uint32_t v = x[j];
-        if (v >= e.x_max) {
-            p -= 2;
-            p[0] = static_cast<std::uint8_t>(v);
-            p[1] = static_cast<std::uint8_t>(v >> 8);
-            v >>= 16;
-        }
+        // Branch-free renormalisation (the branch is unpredictable): the word is always
+        // written below p, and p moves down only when it is emitted. p - 2 stays inside the
+        // buffer: it holds one word per symbol plus the states written last.
+        const std::uint32_t emit = v >= e.x_max ? 1u : 0u;
+        p[-2] = static_cast<std::uint8_t>(v);
+        p[-1] = static_cast<std::uint8_t>(v >> 8);
+        p -= 2 * emit;
+        v >>= 16 * emit;
         const auto q = static_cast<std::uint32_t>((std::uint64_t{v} * e.rcp) >> e.shift);
         x[j] = v + e.bias + q * e.cmpl;
     };
@@ -137,6 +139,19 @@ bool decode_chunk(const std::uint8_t* data, std::size_t size, std::size_t count,
     const std::uint8_t* sym = dt.sym.data();
     const std::uint32_t* entry = dt.entry.data();
     bool ok = true;
+    // Fast step: at least 2 bytes remain, so the next word is read unconditionally and used
+    // only if the state needs it (branch-free; the branch would be unpredictable).
+    auto fast_step = [&](std::size_t i, std::size_t j) {
+        std::uint32_t v = x[j];
+        const std::uint32_t slot = v & mask;
+        const std::uint32_t e = entry[slot];
+        out[i] = sym[slot];
+        v = (e & 0xFFFFu) * (v >> m) + (e >> 16);
+        const std::uint32_t word = std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8;
+        const std::uint32_t need = v < kStateLow ? 1u : 0u;
+        x[j] = need ? (v << 16) | word : v;
+        p += 2 * need;
+    };
     auto step = [&](std::size_t i, std::size_t j) {
         std::uint32_t v = x[j];
         const std::uint32_t slot = v & mask;
@@ -156,6 +171,10 @@ bool decode_chunk(const std::uint8_t* data, std::size_t size, std::size_t count,
     };
     std::size_t i = 0;
     const std::size_t whole = count - count % Lanes;
+    // A group of Lanes symbols reads at most Lanes words.
+    for (; i < whole && end - p >= static_cast<std::ptrdiff_t>(2 * Lanes); i += Lanes) {
+        for (std::size_t j = 0; j < Lanes; ++j) fast_step(i + j, j);
+    }
     for (; i < whole; i += Lanes) {
         for (std::size_t j = 0; j < Lanes; ++j) step(i + j, j);
     }

@@ -100,14 +100,19 @@ def parse_downlink(text: str) -> DownlinkMode:
     raise ValueError(f"unknown downlink mode {text!r}; one of {', '.join(MODES)} (B = 1..8)")
 
 
-def requantize(target: Any, held: Any, bits: int) -> tuple[LAQPayload, F32]:
+def requantize(
+    target: Any, held: Any, bits: int, block_size: int | None = None
+) -> tuple[LAQPayload, F32]:
     """Downlink double quantization: encode ``target`` against what the receivers ``held``.
 
     Returns the LAQ payload of ``Q(target - held)`` (``bits`` bits per coordinate, radius
-    ``R = max|target - held|``) and the receivers' new copy ``held + dQ`` (float32, a new
-    array). Every coordinate of the new copy is within ``R / (2**bits - 1)`` of ``target``
-    (plus float32 rounding), whatever ``held`` was: the error of one round is corrected by
-    the next one instead of adding up.
+    ``R = max|target - held|``, or one radius per block of ``block_size`` coordinates) and
+    the receivers' new copy ``held + dQ`` (float32, a new array). Every coordinate of the new
+    copy is within ``R / (2**bits - 1)`` of ``target`` (its block's R; plus float32
+    rounding), whatever ``held`` was: the error of one round is corrected by the next one
+    instead of adding up. The DDP hooks' two-phase exchange calls this on each owner's chunk
+    (:mod:`laqcore.distributed.exchange_codecs`); with chunk boundaries on block
+    boundaries that is exactly this function on the whole vector.
 
     Examples
     --------
@@ -117,7 +122,7 @@ def requantize(target: Any, held: Any, bits: int) -> tuple[LAQPayload, F32]:
     ([1.0, 0.3333333432674408], 1.0)
     """
     base = np.array(held, dtype=np.float32, copy=True)
-    payload = laq_quantize(np.asarray(target, dtype=np.float32), base, bits)
+    payload = laq_quantize(np.asarray(target, dtype=np.float32), base, bits, block_size)
     laq_apply(base, payload)
     return payload, base
 

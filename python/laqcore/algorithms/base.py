@@ -81,6 +81,10 @@ class Params:
         Explicit constant ``xi_d`` instead of the ck schedule (``0`` disables the iterate term).
     t_bar : int
         Forced upload after ``t_bar`` skipped iterations (100); ``0`` uploads every iteration.
+    lag_forced : bool
+        LAG-WK also forces an upload after ``t_bar`` skipped iterations, as the LAG-WK of the
+        reference LAQ code's comparison does (default True); False = the LAG paper's rule
+        alone (a worker may then skip forever).
     batch : int
         Minibatch size per worker and iteration for the stochastic algorithms (500).
     levels, bucket_size : int
@@ -114,6 +118,7 @@ class Params:
     ck: float = 0.8
     xi: float | None = None
     t_bar: int = 100
+    lag_forced: bool = True
     batch: int = 500
     levels: int = 10
     bucket_size: int = 512

@@ -37,8 +37,9 @@ class InnovationGradientWorker(Worker):
     """LAG worker: keeps ``g_hat`` = the sum of what it uploaded (exactly the server's copy of
     its gradient) and uploads the dense innovation ``g - g_hat`` when told to.
 
-    ``decide(innov_sq, msg)`` is LAG-WK's test; LAG-PS passes ``None`` and follows
-    ``msg.request`` (the server decided, and a skipped worker computes nothing).
+    LAG-WK (``server_decides=False``) tests ``||g - g_hat||^2 > rhs`` itself, with an upload
+    forced after ``t_bar`` skips when ``params.lag_forced`` (the reference code's comparison);
+    LAG-PS follows ``msg.request`` (the server decided, and a skipped worker computes nothing).
     """
 
     def __init__(
@@ -54,14 +55,21 @@ class InnovationGradientWorker(Worker):
         self.g_hat = np.zeros(objective.dim)
         self.codec = get_compressor("none")
         self.server_decides = server_decides
+        # LAG-WK's forced upload after t_bar skips (params.lag_forced; t_bar = 0: never skip).
+        self.t_bar = params.t_bar if params.lag_forced else None
+        self.clock = 0  # iterations since the last upload
 
     def step(self, msg: Message) -> Payload | None:
         if self.server_decides and not msg.request:
             return None
         delta = self.f.grad(msg.theta) - self.g_hat
-        # LAG-WK skips iff ||delta||^2 <= rhs (the LAG code uploads when it is larger).
-        if not self.server_decides and float(delta @ delta) <= msg.rhs:
+        # LAG-WK skips iff ||delta||^2 <= rhs (the LAG code uploads when it is larger),
+        # unless t_bar skips in a row force the upload.
+        forced = self.t_bar is not None and self.clock >= self.t_bar
+        if not self.server_decides and not forced and float(delta @ delta) <= msg.rhs:
+            self.clock += 1
             return None
+        self.clock = 0
         payload = self.codec.compress(delta, step=msg.k)
         self.g_hat += self.codec.decompress(payload)
         return payload

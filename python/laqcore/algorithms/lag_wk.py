@@ -3,7 +3,9 @@
 Worker m computes ``g = grad f_m(theta^k)`` every iteration and uploads the innovation
 ``g - g_hat_m`` (dense float32) only if ``||g - g_hat_m||^2 > (1/(alpha^2 M^2)) sum_d xi_d
 ||theta^{k+1-d} - theta^{k-d}||^2``. With ``xi = 0`` every changed gradient is uploaded and
-LAG-WK is GD (tested).
+LAG-WK is GD (tested). As in the reference LAQ code's LAG-WK, an upload is also forced after
+``t_bar`` (100) skipped iterations; ``lag_forced=False`` (CLI ``--no-lag-forced``) keeps the
+LAG paper's rule alone.
 """
 
 from __future__ import annotations

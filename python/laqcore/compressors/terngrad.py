@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
-from .._validate import as_float_vector
+from .._validate import as_float_vector, check_real
 from ..wire import Payload, PayloadKind
 from .base import (
     FloatVector,
     ScaledCodesPayload,
     SeededCompressor,
     check_payload,
-    check_real,
 )
 
 __all__ = ["TernGradCompressor", "TernGradPayload"]

@@ -159,7 +159,11 @@ def add_parser(sub: Any) -> None:
         default="raise",
         help="NaN/Inf gradient: fail naming rank and iteration, or skip the upload",
     )
-    g.add_argument("--checkpoint-dir", default=None, help="where each rank writes rank<r>.pkl")
+    g.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="where each rank writes rank<r>.ckpt (no pickle; SHA-256 checked at --resume)",
+    )
     g.add_argument(
         "--checkpoint-every", type=int, default=0, help="checkpoint period in iterations (0: never)"
     )

@@ -35,6 +35,8 @@ def __dir__() -> list[str]:
 
 
 def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
+    if getattr(prob, "normalize", None):
+        print(f"features: {prob.normalize} normalisation (--normalize)")
     print(format_table(results))
     if getattr(args, "seeds", 1) > 1:
         from .sweep import aggregate

@@ -64,6 +64,13 @@ def add_problem_options(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="L2 weight: f_m carries (l2/2)||theta||^2 (paper: 0.01)",
     )
+    g.add_argument(
+        "--normalize",
+        default=None,
+        choices=["none", "maxabs", "standard"],
+        help="feature normalisation of mnist / libsvm:PATH (default maxabs: each column / "
+        "its max |x|, MNIST pixels / 255); printed in the problem description",
+    )
     g.add_argument("--hidden", type=int, default=200, help="hidden units of the mlp model")
     g.add_argument(
         "--max-samples",
@@ -92,6 +99,7 @@ def problem_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "l2": args.l2,
         "hidden": args.hidden,
         "max_samples": args.max_samples,
+        "normalize": getattr(args, "normalize", None),
         "seed": args.data_seed,
     }
 
@@ -124,6 +132,15 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         type=int,
         dest="t_bar",
         help="forced upload after t_bar skips (100; 0 = upload every iteration)",
+    )
+    g.add_argument(
+        "--no-lag-forced",
+        dest="lag_forced",
+        action="store_const",
+        const=False,
+        default=None,
+        help="LAG-WK without the forced upload after t_bar skips (default: forced, as in the "
+        "reference LAQ code's comparison)",
     )
     g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
     g.add_argument("--levels", type=int, help="QSGD levels s (10)")
@@ -175,6 +192,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="output directory (results.json, plots)")
     g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    g.add_argument(
+        "--entropy-coding",
+        action="store_true",
+        help="send LAQ/QSGD/TernGrad/sign uploads entropy-coded (rANS, laqcore.entropy): "
+        "same iterates and uploads, bits counted from the coded frames",
+    )
     g.add_argument(
         "--cache-dir",
         default=None,
@@ -266,6 +289,7 @@ PARAM_FLAGS = (
     "ck",
     "xi",
     "t_bar",
+    "lag_forced",
     "batch",
     "levels",
     "bucket_size",

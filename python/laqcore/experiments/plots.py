@@ -7,18 +7,83 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_results"]
+__all__ = ["PANELS", "curve_style", "draw_panel", "plot_results"]
 
 
 def __dir__() -> list[str]:
     return __all__
 
 
+#: (x key, axis label) of every plot; a log x axis where runs differ by orders of magnitude.
+PANELS = (
+    ("iterations", "iterations"),
+    ("uploads", "uploads (communication rounds)"),
+    ("bits", "uplink bits"),
+    ("total_bits", "total bits (uplink + downlink)"),
+    ("time", "modelled time (s)"),
+)
+LOG_X = frozenset({"uploads", "bits", "total_bits"})
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "x", "P")
+
+
+def curve_style(index: int, points: int, curves: int) -> dict[str, Any]:
+    """Line style, marker and marker positions of curve ``index`` of ``curves``: two runs
+    with identical curves (GD and QGD's residuals) stay distinguishable, their markers
+    placed at different points and the earlier curve drawn wider underneath."""
+    step = max(1, points // 10)
+    return {
+        "linestyle": _LINESTYLES[index % len(_LINESTYLES)],
+        "marker": _MARKERS[index % len(_MARKERS)],
+        "markevery": ((index * step) // max(1, curves), step),
+        "markersize": 4,
+        "lw": max(0.8, 2.2 - 0.35 * index),
+    }
+
+
+def draw_panel(results: list[Any], key: str, label: str, metric: str, *, title: str = "") -> Any:
+    """One figure: ``metric`` (log y) against ``key`` for every run; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    drawn = 0
+    for r in results:
+        y = np.asarray(r.history.get(metric, []), dtype=np.float64)
+        if y.size == 0 or not np.isfinite(y).any():
+            continue
+        if key == "iterations":
+            x = np.arange(y.size, dtype=np.float64)
+        elif key == "total_bits":
+            x = np.asarray(r.history["bits"], float) + np.asarray(r.history["downlink_bits"])
+        elif key in r.history:
+            x = np.asarray(r.history[key], dtype=np.float64)
+        else:
+            continue
+        y = np.where(y > 0, y, np.nan)
+        if key in LOG_X:  # iteration 0 has no uploads or bits yet: not on a log axis
+            y = np.where(x > 0, y, np.nan)
+        name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
+        ax.plot(x, y, label=name, **curve_style(drawn, y.size, len(results)))
+        drawn += 1
+    ax.set_yscale("log")
+    if key in LOG_X:
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("F - F*" if metric == "residual" else "F (loss)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
     """PNG plots of the residual vs iterations / uploads / uplink bits / total bits /
-    modelled time (log y; the loss for
-    nonconvex problems, which have no F*). Returns the paths, or raises ImportError with an
-    installation hint when matplotlib is missing."""
+    modelled time (log y; log x for uploads and bits; the loss for nonconvex problems, which
+    have no F*). Returns the paths, or raises ImportError with an installation hint when
+    matplotlib is missing."""
     try:
         import matplotlib
 
@@ -35,42 +100,8 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
     ):
         metric = "loss"
     paths = []
-    for key, label in (
-        ("iterations", "iterations"),
-        ("uploads", "uploads (communication rounds)"),
-        ("bits", "uplink bits"),
-        ("total_bits", "total bits (uplink + downlink)"),
-        ("time", "modelled time (s)"),
-    ):
-        fig, ax = plt.subplots(figsize=(5.5, 4))
-        drawn = 0
-        for r in results:
-            y = np.asarray(r.history.get(metric, []), dtype=np.float64)
-            if y.size == 0 or not np.isfinite(y).any():
-                continue
-            if key == "iterations":
-                x = np.arange(y.size, dtype=np.float64)
-            elif key == "total_bits":
-                x = np.asarray(r.history["bits"], float) + np.asarray(r.history["downlink_bits"])
-            elif key in r.history:
-                x = np.asarray(r.history[key], dtype=np.float64)
-            else:
-                continue
-            drawn += 1
-            y = np.where(y > 0, y, np.nan)
-            name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
-            ax.plot(x, y, label=name, lw=1.5)
-        ax.set_yscale("log")
-        if key in ("bits", "total_bits"):
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("F - F*" if metric == "residual" else "F (loss)")
-        if title:
-            ax.set_title(title, fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+    for key, label in PANELS:
+        fig = draw_panel(results, key, label, metric, title=title)
         path = os.path.join(out, f"{metric}_vs_{key}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)

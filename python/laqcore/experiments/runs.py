@@ -31,6 +31,7 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
         downlink=downlink_from_args(args),
         link=link_from_args(args),
         compute_s=None if compute_ms is None else compute_ms / 1e3,
+        entropy_coding=bool(getattr(args, "entropy_coding", False)),
     )
 
 

@@ -63,6 +63,8 @@ class Problem:
         self.l2 = float(l2)
         self.name = name
         self.seed = seed
+        #: Feature normalisation of a file-based data set (None: generated or fixed data).
+        self.normalize: str | None = None
         self.Xb = add_bias(np.asarray(X, dtype=np.float64))
         self.y = y
         self.bounds = bounds
@@ -155,6 +157,7 @@ class Problem:
             "samples_per_worker": [b - a for a, b in self.bounds],
             "test_samples": int(self.Xb_test.shape[0]),
             "l2": self.l2,
+            "normalize": self.normalize,
         }
 
 
@@ -171,6 +174,7 @@ def make_problem(
     seed: int = 0,
     data_dir: str | None = None,
     max_samples: int | None = None,
+    normalize: str | None = None,
 ) -> Problem:
     """Build a problem from names.
 
@@ -188,6 +192,9 @@ def make_problem(
         Seeds the split, the random partitions and the MLP's initial weights.
     max_samples : int, optional
         Keep only the first ``max_samples`` training rows (quick experiments).
+    normalize : {"maxabs", "standard", "none"}, optional
+        Feature normalisation of mnist / libsvm:PATH (default maxabs); recorded in
+        :meth:`Problem.describe`.
 
     Examples
     --------
@@ -202,7 +209,9 @@ def make_problem(
     ds = (
         dataset
         if isinstance(dataset, Dataset)
-        else load_dataset(dataset, data_dir=data_dir, workers=workers, seed=seed)
+        else load_dataset(
+            dataset, data_dir=data_dir, workers=workers, seed=seed, normalize=normalize
+        )
     )
     X, y = ds.X, ds.y
     if ds.X_test is not None and ds.y_test is not None:
@@ -251,4 +260,7 @@ def make_problem(
     else:
         mdl = MODELS[model](d, k)
     name = f"{ds.name}/{model}/M{workers}/{partition_kind}"
-    return Problem(mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed)
+    prob = Problem(mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed)
+    if isinstance(dataset, str) and (dataset == "mnist" or dataset.startswith("libsvm:")):
+        prob.normalize = "maxabs" if normalize is None else normalize
+    return prob

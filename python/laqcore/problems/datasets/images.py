@@ -9,6 +9,7 @@ import numpy as np
 
 from .dataset import Dataset, DatasetError
 from .idx import read_idx
+from .normalize import check_normalize, normalize_columns
 from .npz import read_npz
 
 __all__ = ["load_digits", "load_mnist"]
@@ -51,13 +52,16 @@ _MNIST_FILES = {
 }
 
 
-def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
+def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -> Dataset:
     """MNIST from a local directory: ``mnist.npz`` (Keras layout: ``x_train``, ``y_train``,
     ``x_test``, ``y_test``) or the four IDX files (raw or ``.gz``).
 
-    Pixels are scaled to [0, 1] and flattened to 784 features, as in the official LAQ code.
+    Pixels are flattened to 784 features and normalised per ``normalize`` (default
+    ``maxabs``: divided by 255, to [0, 1], as in the official LAQ code; ``standard``: each
+    column centred and scaled by the training set's statistics; ``none``: raw 0..255).
     """
     d = os.fspath(data_dir)
+    check_normalize(normalize)
     if not os.path.isdir(d):
         raise DatasetError(
             f"MNIST data directory {d!r} does not exist; expected a directory holding "
@@ -92,11 +96,18 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
             raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
         if y.size and not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
             raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
+    X = xtr.reshape(xtr.shape[0], -1).astype(np.float64)
+    X_test = xte.reshape(xte.shape[0], -1).astype(np.float64)
+    if normalize == "maxabs":  # the pixels' range, as the official code: 255 for every column
+        X /= 255.0
+        X_test /= 255.0
+    else:
+        normalize_columns(X, normalize, X_test)
     return Dataset(
         name="mnist",
-        X=xtr.reshape(xtr.shape[0], -1).astype(np.float64) / 255.0,
+        X=X,
         y=ytr.astype(np.int64),
-        X_test=xte.reshape(xte.shape[0], -1).astype(np.float64) / 255.0,
+        X_test=X_test,
         y_test=yte.astype(np.int64),
         num_classes=10,
     )

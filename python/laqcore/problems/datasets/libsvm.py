@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import math
 import numbers
 import os
-from typing import Any
+import zlib
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from .dataset import Dataset, DatasetError
+from .normalize import check_normalize, normalize_columns
 
-__all__ = ["MAX_LIBSVM_BYTES", "MAX_LIBSVM_FEATURES", "load_libsvm"]
+__all__ = ["MAX_LIBSVM_BYTES", "MAX_LIBSVM_FEATURES", "MAX_LIBSVM_LINE", "load_libsvm"]
 
 
 def __dir__() -> list[str]:
@@ -34,19 +39,120 @@ def _check_limit(value: Any, name: str) -> int:
     return int(value)
 
 
+#: Longest line (characters) :func:`load_libsvm` reads: a file without line breaks
+#: (``/dev/zero``) is refused after this many characters instead of read whole.
+MAX_LIBSVM_LINE = 2**24
+_EXPECT = "LIBSVM format: one sample per line, 'label index:value ...' with 1-based indices"
+# What a corrupt or truncated (gzip) stream or a non-text file raises while it is read.
+_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+_FLUSH = 2**16  # entries collected in Python lists before they move to compact arrays
+
+
+def _lines(fh: TextIO, path: str) -> Iterator[tuple[int, str]]:
+    """Numbered lines, each read with a bound (a stream without newlines is not read whole)."""
+    lineno = 0
+    while True:
+        line = fh.readline(MAX_LIBSVM_LINE + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_LIBSVM_LINE:
+            raise DatasetError(
+                f"{path!r} line {lineno}: longer than {MAX_LIBSVM_LINE} characters; "
+                f"expected {_EXPECT}"
+            )
+        yield lineno, line
+
+
+class _Parsed:
+    """The samples parsed so far, in compact arrays, with the dense size checked per line:
+    a file (or a gzip bomb) is refused once its matrix would exceed ``max_bytes``, not after
+    it has been read whole."""
+
+    def __init__(self, path: str, limit: int, limit_name: str, fixed: bool, max_bytes: int):
+        self.path, self.limit, self.limit_name = path, limit, limit_name
+        self.fixed, self.max_bytes = fixed, max_bytes
+        self.count = 0
+        self.max_col = -1
+        self.labels: list[float] = []
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.chunks: list[tuple[npt.NDArray[Any], ...]] = []
+
+    def width(self) -> int:
+        return self.limit if self.fixed else max(self.max_col + 1, 1)
+
+    def add_line(self, lineno: int, line: str) -> None:
+        body = line.split("#", 1)[0].split()
+        if not body:
+            return
+        try:
+            label = float(body[0])
+            if not math.isfinite(label):  # "nan", "inf" and "1e400" all parse as floats
+                raise ValueError(f"label {body[0]!r} is not a finite number")
+            self.labels.append(label)
+            for tok in body[1:]:
+                idx, val = tok.split(":", 1)
+                j = int(idx)
+                if j < 1:
+                    raise ValueError(f"feature index {j} < 1")
+                if j > self.limit:
+                    hint = "" if self.fixed else " (pass num_features to allow it)"
+                    raise ValueError(
+                        f"feature index {j} exceeds {self.limit_name}={self.limit}{hint}"
+                    )
+                v = float(val)
+                if not math.isfinite(v):
+                    raise ValueError(f"feature value {val!r} is not a finite number")
+                self.rows.append(self.count)
+                self.cols.append(j - 1)
+                self.vals.append(v)
+                self.max_col = max(self.max_col, j - 1)
+        except ValueError as err:
+            raise DatasetError(f"{self.path!r} line {lineno}: {err}; expected {_EXPECT}") from err
+        self.count += 1
+        need = self.count * self.width() * 8
+        if need > self.max_bytes:
+            raise DatasetError(
+                f"{self.path!r} line {lineno}: a dense {self.count} x {self.width()} float64 "
+                f"feature matrix takes {need} bytes, above max_bytes={self.max_bytes}"
+            )
+        if len(self.vals) >= _FLUSH or len(self.labels) >= _FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.chunks.append(
+            (
+                np.asarray(self.labels, dtype=np.float64),
+                np.asarray(self.rows, dtype=np.int64),
+                np.asarray(self.cols, dtype=np.int32),
+                np.asarray(self.vals, dtype=np.float64),
+            )
+        )
+        self.labels, self.rows, self.cols, self.vals = [], [], [], []
+
+    def arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        """Labels, row indices, column indices and values of every sample read."""
+        self._flush()
+        return tuple(np.concatenate([c[i] for c in self.chunks]) for i in range(4))
+
+
 def load_libsvm(
     path: str | os.PathLike[str],
     *,
     num_features: int | None = None,
     max_features: int = MAX_LIBSVM_FEATURES,
     max_bytes: int = MAX_LIBSVM_BYTES,
+    normalize: str = "maxabs",
 ) -> Dataset:
     """Parse a LIBSVM/SVMlight text file (``label idx:value idx:value ...``, 1-based indices).
 
     Labels are mapped to class ids ``0..K-1`` in sorted order (so ``-1/+1`` become ``0/1``);
     if there are more than 20 distinct non-integer labels the data is treated as regression.
-    Features are stored densely (fine for ijcnn1, covtype, SUSY: d <= 54) and each column is
-    scaled by its maximum absolute value so that step sizes behave like on the paper's data.
+    Features are stored densely (fine for ijcnn1, covtype, SUSY: d <= 54) and normalised per
+    ``normalize`` (:mod:`.normalize`; default ``maxabs``: each column divided by its maximum
+    absolute value, so that step sizes behave like on the paper's data).
 
     Parameters
     ----------
@@ -60,67 +166,44 @@ def load_libsvm(
     max_bytes : int
         Largest dense feature matrix (``rows * d * 8`` bytes) to build (default
         ``MAX_LIBSVM_BYTES = 2**32``); checked before it is allocated.
+    normalize : {"maxabs", "standard", "none"}
+
+    The file is read line by line (at most ``MAX_LIBSVM_LINE`` characters each) and the dense
+    size is checked after every line, so neither ``/dev/zero`` nor a gzip bomb is read whole.
 
     Raises
     ------
     DatasetError
-        Missing or malformed file, an index above the limit (naming the line), or a matrix
-        above ``max_bytes``.
+        Naming the file: missing, unreadable or truncated (also a cut ``.gz`` stream),
+        malformed, a NaN/Inf/overflowing label or value, an index above the limit (naming the
+        line), or a matrix above ``max_bytes``.
     """
+    check_normalize(normalize)
     p = os.fspath(path)
     limit_name = "num_features" if num_features is not None else "max_features"
     limit = _check_limit(num_features if num_features is not None else max_features, limit_name)
     max_bytes = _check_limit(max_bytes, "max_bytes")
-    expect = "LIBSVM format: one sample per line, 'label index:value ...' with 1-based indices"
     try:
-        opener = gzip.open if p.endswith(".gz") else open
+        opener: Any = gzip.open if p.endswith(".gz") else open
         with opener(p, "rt", encoding="ascii") as fh:
-            lines = fh.read().splitlines()
+            parsed = _Parsed(p, limit, limit_name, num_features is not None, max_bytes)
+            for lineno, line in _lines(fh, p):
+                parsed.add_line(lineno, line)
     except FileNotFoundError as err:
-        raise DatasetError(f"LIBSVM file {p!r} not found ({expect})") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"cannot read LIBSVM file {p!r}: {err} ({expect})") from err
-    labels: list[float] = []
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    for lineno, line in enumerate(lines, 1):
-        body = line.split("#", 1)[0].split()
-        if not body:
-            continue
-        try:
-            labels.append(float(body[0]))
-            for tok in body[1:]:
-                idx, val = tok.split(":", 1)
-                j = int(idx)
-                if j < 1:
-                    raise ValueError(f"feature index {j} < 1")
-                if j > limit:  # the handler below adds the file and line
-                    hint = "" if num_features is not None else " (pass num_features to allow it)"
-                    raise ValueError(f"feature index {j} exceeds {limit_name}={limit}{hint}")
-                rows.append(len(labels) - 1)
-                cols.append(j - 1)
-                vals.append(float(val))
-        except ValueError as err:
-            raise DatasetError(f"{p!r} line {lineno}: {err}; expected {expect}") from err
-    if not labels:
-        raise DatasetError(f"LIBSVM file {p!r} holds no samples ({expect})")
-    # Every index was checked against `limit` while parsing.
-    d = max(max(cols, default=-1) + 1, 1) if num_features is None else limit
-    if len(labels) * d * 8 > max_bytes:
+        raise DatasetError(f"LIBSVM file {p!r} not found ({_EXPECT})") from err
+    except DatasetError:
+        raise
+    except _READ_ERRORS as err:
         raise DatasetError(
-            f"{p!r}: a dense {len(labels)} x {d} float64 feature matrix takes "
-            f"{len(labels) * d * 8} bytes, above max_bytes={max_bytes}"
-        )
-    values = np.asarray(vals, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise DatasetError(f"{p!r} contains NaN or Inf feature values")
-    X = np.zeros((len(labels), d))
-    X[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = values
-    # max |X| per column without an |X|-sized temporary (X may be most of max_bytes).
-    scale = np.maximum(X.max(axis=0), -X.min(axis=0))
-    X /= np.where(scale > 0, scale, 1.0)
-    lab = np.asarray(labels)
+            f"cannot read LIBSVM file {p!r}: {type(err).__name__}: {err} ({_EXPECT})"
+        ) from err
+    lab, rows, cols, values = parsed.arrays()
+    if lab.size == 0:
+        raise DatasetError(f"LIBSVM file {p!r} holds no samples ({_EXPECT})")
+    d = parsed.width()
+    X = np.zeros((lab.size, d))
+    X[rows, cols] = values
+    normalize_columns(X, normalize)
     uniq = np.unique(lab)
     name = os.path.basename(p)
     if uniq.size <= 20 or np.all(lab == np.round(lab)):

@@ -7,6 +7,7 @@ import os
 from .dataset import Dataset
 from .images import load_digits, load_mnist
 from .libsvm import load_libsvm
+from .normalize import check_normalize
 from .synthetic import make_classification, make_heterogeneous, make_regression
 
 __all__ = ["available_datasets", "load_dataset"]
@@ -36,8 +37,12 @@ def load_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     workers: int = 10,
     seed: int = 0,
+    normalize: str | None = None,
 ) -> Dataset:
     """Load a dataset by name (see :func:`available_datasets`).
+
+    ``normalize`` (``none``, ``maxabs``, ``standard``; default ``maxabs``) applies to the
+    file-based sets (mnist, libsvm:PATH), see :mod:`.normalize`.
 
     Examples
     --------
@@ -46,6 +51,15 @@ def load_dataset(
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
+    file_based = name == "mnist" or name.startswith("libsvm:")
+    if normalize is not None:
+        check_normalize(normalize)
+        if not file_based:
+            raise ValueError(
+                f"--normalize applies to the mnist and libsvm:PATH data sets, not {name!r} "
+                "(whose features are generated or fixed)"
+            )
+    how = "maxabs" if normalize is None else normalize
     if name == "digits":
         return load_digits()
     if name == "mnist":
@@ -53,12 +67,12 @@ def load_dataset(
             raise ValueError(
                 "--dataset mnist needs --data-dir DIR (holding mnist.npz or IDX files)"
             )
-        return load_mnist(data_dir)
+        return load_mnist(data_dir, normalize=how)
     if name.startswith("libsvm:"):
         path = name[len("libsvm:") :]
         if data_dir is not None and not os.path.isabs(path):
             path = os.path.join(os.fspath(data_dir), path)
-        return load_libsvm(path)
+        return load_libsvm(path, normalize=how)
     if name == "synthetic":
         return make_classification(num_classes=10, seed=seed)
     if name == "synthetic-binary":

@@ -1,0 +1,141 @@
+"""Bytes each rank receives per step: the two-phase exchange vs the all-gather of frames.
+
+Same per-rank message at every world size (n coordinates per rank, every rank uploading every
+step: the worst case for lazy methods), gloo ranks on loopback. For each exchange the script
+counts the bytes each rank received, from the sizes of the tensors the collectives filled
+(:class:`laqcore.distributed.two_phase.ExchangeStats`; for the all-gather exchange
+:class:`laqcore.distributed.TrafficStats`' ``wire_bytes`` / N, which counts every frame once
+per receiving rank), and divides them by ``(N - 1)/N``, the share of the data any
+bandwidth-optimal collective must receive. Goal (issue 15.4): that figure at 4 ranks <= 1.15x
+the figure at 2 ranks. Also reported: mean wall time per round (loopback, shared machine).
+
+Usage::
+
+    python bench/bench_two_phase.py --n 85002 --steps 20 --worlds 2,4 \\
+        --out bench/measured/two_phase_bytes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _gradients(n: int, rank: int, step: int) -> np.ndarray:
+    rng = np.random.default_rng([7, rank, step])
+    return (rng.standard_normal(n) * 1e-2).astype(np.float32)
+
+
+def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch.distributed as dist
+
+    from laqcore import get_compressor, laq_apply, laq_quantize
+    from laqcore.distributed import Transport
+    from laqcore.distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    n, steps, method = cfg["n"], cfg["steps"], cfg["method"]
+    bits, block = cfg["bits"], cfg["block_size"]
+    laq = method == "laq"
+    q_prev = np.zeros(n, np.float32)
+    comp = get_compressor("qsgd", seed=0, stream=rank)
+
+    def message(step: int) -> Any:
+        g = _gradients(n, rank, step)
+        if laq:
+            p = laq_quantize(g, q_prev, bits, block_size=block)
+            laq_apply(q_prev, p)
+            return p
+        return comp.compress(g, step=step)
+
+    if cfg["exchange"] == "two-phase":
+        codec: Any = (
+            LAQChunkCodec(bits, block, bits) if laq else CompressorChunkCodec("qsgd", seed=0)
+        )
+        ex = TwoPhaseExchange(n, codec)
+        dist.barrier()
+        t0 = time.perf_counter()
+        for k in range(steps):
+            ex.round(message(k), step=k)
+        wall = time.perf_counter() - t0
+        received = ex.stats.bytes_received
+    else:
+        tr = Transport()
+        dist.barrier()
+        t0 = time.perf_counter()
+        for k in range(steps):
+            tr.exchange(message(k).to_bytes())
+        wall = time.perf_counter() - t0
+        received = tr.stats.wire_bytes // world  # symmetric: every rank receives the same
+    return {"received_per_step": received / steps, "seconds_per_step": wall / steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=85002, help="coordinates per rank (MLP 64-256-256-10)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--worlds", default="2,4")
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--block-size", type=int, default=256)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from laqcore.distributed import run_processes
+
+    worlds = [int(w) for w in args.worlds.split(",")]
+    rows = []
+    for method in ("laq", "qsgd"):
+        for exchange in ("all-gather", "two-phase"):
+            for w in worlds:
+                cfg = {
+                    "n": args.n,
+                    "steps": args.steps,
+                    "method": method,
+                    "exchange": exchange,
+                    "bits": args.bits,
+                    "block_size": args.block_size,
+                }
+                outs = run_processes(_rank_body, w, cfg, deadline_s=600)
+                recv = [o.result["received_per_step"] for o in outs]
+                row = {
+                    "method": method,
+                    "exchange": exchange,
+                    "world": w,
+                    "received_per_rank_per_step_max": max(recv),
+                    "received_per_rank_per_step_mean": float(np.mean(recv)),
+                    "normalized_by_(N-1)/N": max(recv) * w / (w - 1),
+                    "seconds_per_step": max(o.result["seconds_per_step"] for o in outs),
+                }
+                rows.append(row)
+                print(json.dumps(row))
+    ratios = {}
+    lo, hi = min(worlds), max(worlds)
+    for method in ("laq", "qsgd"):
+        for exchange in ("all-gather", "two-phase"):
+            sel = {
+                r["world"]: r for r in rows if (r["method"], r["exchange"]) == (method, exchange)
+            }
+            key = f"{method}/{exchange}: normalized bytes {hi} ranks / {lo} ranks"
+            ratios[key] = sel[hi]["normalized_by_(N-1)/N"] / sel[lo]["normalized_by_(N-1)/N"]
+            print(f"{key} = {ratios[key]:.3f}")
+    report = {
+        "config": vars(args),
+        "dense_fp32_bytes": 4 * args.n,
+        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}; gloo on loopback, "
+        "2 cores shared with other jobs (times are under load; byte counts are exact)",
+        "rows": rows,
+        "ratios": ratios,
+    }
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=2)
+            fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""What moves in a :class:`~laqcore.distributed.two_phase.TwoPhaseExchange`, and how owners
+aggregate it.
+
+* :class:`LAQChunkCodec` - LAQ (lazy aggregation of quantized innovations). An upload is a
+  :class:`~laqcore.LAQBlockPayload` (blockwise radius) of the whole vector; its chunk j is a slice
+  (:func:`~laqcore.distributed.slicing.slice_payload`: the codes and radii of the chunk's
+  blocks, no re-encoding). Owner j keeps its chunk of the exact aggregate ``sum_m Q_m`` and
+  publishes the aggregate's innovation against the replica, quantized with the same
+  blockwise LAQ quantizer (:func:`laqcore.downlink.requantize`, also the simulator's
+  ``--downlink delta:laq:B``:
+  double quantization as in AsyLPG, the residual stays in ``owned - replica`` and is sent
+  with the next innovation, so it never accumulates; ``downlink_bits=None``: the chunk as
+  float32, exact). Every rank's replica is the same; the averaged gradient is ``replica / N``.
+* :class:`CompressorChunkCodec` - QSGD, TernGrad: an upload is the compressor's payload of
+  the whole gradient; owner j decodes its chunk of every upload, averages them, and
+  re-compresses the mean with error feedback (what the second compression drops is added to
+  the owner's next publication). The averaged gradient is the decoded publications.
+
+Every chunk travels as a laqcore wire frame (header and CRC: 24 bytes per chunk) and every
+receiver, the owner included, applies the *decoded* bytes, so the replicas cannot differ.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._validate import as_float_vector, check_bits, check_block_size
+from ..downlink import requantize
+from ..error_feedback import ErrorFeedback
+from ..laq import laq_accumulate, laq_apply, laq_quantize
+from ..laq_payload import LAQBlockPayload, LAQPayload
+from ..wire import Payload
+from .slicing import slice_payload, slice_unit
+
+__all__ = ["CompressorChunkCodec", "LAQChunkCodec"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+ByteVector = npt.NDArray[np.uint8]
+_EMPTY: ByteVector = np.empty(0, np.uint8)
+_DOWN_BLOCK = 256  # publications of global-radius uploads
+
+
+def _frame(payload: Payload) -> ByteVector:
+    return np.frombuffer(payload.to_bytes(), np.uint8)
+
+
+def _laq_frame(data: ByteVector, n: int) -> LAQPayload:
+    """A LAQ frame of ``n`` coordinates (global or blockwise radius), else ``ValueError``."""
+    p = Payload.from_bytes(data, expected_n=n)
+    if not isinstance(p, LAQPayload):
+        raise ValueError(f"expected a LAQ frame, got {type(p).__name__}")
+    return p
+
+
+class _Chunked:
+    """Bounds bookkeeping shared by the codecs."""
+
+    unit = 8
+
+    def __init__(self) -> None:
+        self.bounds: list[tuple[int, int]] = []
+        self.rank = 0
+        self.world = 1
+        self.n = 0
+
+    def bind(self, bounds: list[tuple[int, int]], rank: int, world: int) -> None:
+        self.bounds, self.rank, self.world = list(bounds), int(rank), int(world)
+        self.n = bounds[-1][1]
+        self._bound()
+
+    def _bound(self) -> None:
+        """Allocate state once the layout is known."""
+
+    def _split(self, payload: Payload) -> list[ByteVector]:
+        if int(getattr(payload, "n", -1)) != self.n:
+            raise ValueError(
+                f"upload encodes {getattr(payload, 'n', '?')} coordinates, "
+                f"the exchange expects {self.n}"
+            )
+        return [_EMPTY if s == e else _frame(slice_payload(payload, s, e)) for s, e in self.bounds]
+
+
+class LAQChunkCodec(_Chunked):
+    """LAQ uploads, exact aggregate at the owners, quantized (or exact) replica everywhere.
+
+    Parameters
+    ----------
+    bits : int
+        Bits per coordinate of the uploads (the hook's ``bits``).
+    block_size : int or None
+        The uploads' block size (a multiple of 8), or ``None`` for global-radius uploads.
+    downlink_bits : int or None
+        Bits of the owners' publications (double quantization), or ``None`` to publish the
+        aggregate's chunk exactly as float32.
+    downlink_block_size : int, optional
+        Block size of the publications; default ``block_size``, or 256 for global-radius
+        uploads. Chunk boundaries are multiples of both block sizes, so quantizing chunk by
+        chunk is quantizing the whole vector blockwise.
+    """
+
+    def __init__(
+        self,
+        bits: int,
+        block_size: int | None,
+        downlink_bits: int | None,
+        downlink_block_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.bits = check_bits(bits)
+        self.block_size = check_block_size(block_size)
+        down = check_block_size(downlink_block_size or self.block_size or _DOWN_BLOCK)
+        self.downlink_block_size: int = down or _DOWN_BLOCK
+        self.unit = math.lcm(self.block_size or 8, self.downlink_block_size)
+        self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
+        self.replica: FloatVector = np.zeros(0, np.float32)
+        self.owned: FloatVector = np.zeros(0, np.float32)
+        self._sizes: list[tuple[int, int]] = []
+
+    def _bound(self) -> None:
+        self.replica = np.zeros(self.n, np.float32)
+        s, e = self.bounds[self.rank]
+        self.owned = np.zeros(e - s, np.float32)
+        # Frame sizes are fixed by (length, bits, block size): no size exchange needed.
+        sizes = {}
+        for k in {e - s for s, e in self.bounds if e > s}:
+            zero = np.zeros(k, np.float32)
+            up = laq_quantize(zero, None, self.bits, self.block_size).nbytes
+            b, down_bs = self.downlink_bits, self.downlink_block_size
+            down = 4 * k if b is None else laq_quantize(zero, None, b, down_bs).nbytes
+            sizes[k] = (up, down)
+        self._sizes = [sizes.get(e - s, (0, 0)) for s, e in self.bounds]
+
+    def uplink_size(self, j: int) -> int:
+        return self._sizes[j][0]
+
+    def downlink_size(self, j: int) -> int:
+        return self._sizes[j][1]
+
+    def start_round(self) -> None:
+        """The replica persists across rounds."""
+
+    def split(self, upload: Any, step: int) -> list[ByteVector]:
+        if not isinstance(upload, LAQPayload):
+            raise TypeError(f"a LAQ upload must be a LAQPayload, got {type(upload).__name__}")
+        if (upload.bits, upload.block_size) != (self.bits, self.block_size):
+            raise ValueError(
+                f"upload has bits={upload.bits}, block_size={upload.block_size}; the "
+                f"exchange expects {self.bits}, {self.block_size}"
+            )
+        return self._split(upload)
+
+    def receive(self, frames: list[ByteVector], step: int) -> None:
+        k = self.owned.shape[0]
+        for data in frames if k else []:  # rank order: the same sums on every run
+            laq_accumulate(self.owned, _laq_frame(data, k))
+
+    def publish(self, step: int) -> ByteVector:
+        s, e = self.bounds[self.rank]
+        if s == e:
+            return _EMPTY
+        if self.downlink_bits is None:
+            self.replica[s:e] = self.owned
+            return self.owned.view(np.uint8).copy()
+        p, self.replica[s:e] = requantize(
+            self.owned, self.replica[s:e], self.downlink_bits, self.downlink_block_size
+        )
+        return _frame(p)
+
+    def apply(self, j: int, data: ByteVector) -> None:
+        s, e = self.bounds[j]
+        if s == e:
+            return
+        if self.downlink_bits is None:
+            self.replica[s:e] = data.view(np.float32)
+        else:
+            laq_apply(self.replica[s:e], LAQBlockPayload.from_bytes(data, expected_n=e - s))
+
+    def result(self) -> FloatVector:
+        return self.replica / np.float32(self.world)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"replica": self.replica.copy(), "owned": self.owned.copy()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        replica = as_float_vector(sd["replica"], "replica")
+        owned = as_float_vector(sd["owned"], "owned", allow_empty=True)
+        if replica.shape != self.replica.shape or owned.shape != self.owned.shape:
+            raise ValueError(
+                f"checkpoint holds a replica of {replica.shape[0]} and an owned chunk of "
+                f"{owned.shape[0]} coordinates; this exchange has {self.n} and "
+                f"{self.owned.shape[0]} (another model or world size?)"
+            )
+        self.replica, self.owned = replica.copy(), owned.copy()
+
+
+class CompressorChunkCodec(_Chunked):
+    """Compressed uploads, averaged at the owners and re-compressed with error feedback.
+
+    Parameters
+    ----------
+    name : str
+        A :func:`laqcore.get_compressor` name whose payloads slice (``"qsgd"``,
+        ``"terngrad"``).
+    seed : int
+        Base seed of the owners' re-compression: owner j draws on stream ``N^2 + j`` (the
+        hooks' uploads use stream ``rank``), keyed on the step, so a resumed run draws the
+        same noise.
+    **kwargs
+        The compressor's hyper-parameters (the same as the uploads').
+    """
+
+    def __init__(self, name: str, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__()
+        self.name, self.seed, self.kwargs = name, seed, dict(kwargs)
+        self._decoder = self._make(0)  # also validates the hyper-parameters now
+        self.unit = slice_unit(self._decoder.compress(np.ones(1, np.float32), step=0))
+        self._down: ErrorFeedback | None = None
+        self.out: FloatVector = np.zeros(0, np.float32)
+        self._mean: FloatVector = np.zeros(0, np.float32)
+
+    def _make(self, stream: int) -> Any:
+        from ..compressors import get_compressor
+
+        return get_compressor(self.name, seed=self.seed, stream=stream, **self.kwargs)
+
+    def _bound(self) -> None:
+        self._down = ErrorFeedback(self._make(self.world * self.world + self.rank))
+        self.out = np.zeros(self.n, np.float32)
+
+    def uplink_size(self, j: int) -> None:
+        return None
+
+    def downlink_size(self, j: int) -> None:
+        return None
+
+    def start_round(self) -> None:
+        self.out.fill(0.0)  # a round without uploads averages nothing
+
+    def split(self, upload: Any, step: int) -> list[ByteVector]:
+        if not isinstance(upload, Payload):
+            raise TypeError(f"an upload must be a Payload, got {type(upload).__name__}")
+        return self._split(upload)
+
+    def _decode(self, data: ByteVector, n: int) -> FloatVector:
+        dec = self._decoder
+        return np.asarray(dec.decompress(dec.from_bytes(data, expected_n=n)))
+
+    def receive(self, frames: list[ByteVector], step: int) -> None:
+        s, e = self.bounds[self.rank]
+        total = np.zeros(e - s, np.float32)
+        for data in frames if e > s else []:
+            total += self._decode(data, e - s)
+        self._mean = total / np.float32(max(len(frames), 1))
+
+    def publish(self, step: int) -> ByteVector:
+        s, e = self.bounds[self.rank]
+        if s == e or self._down is None:
+            return _EMPTY
+        data = _frame(self._down.compress(self._mean, step=step))
+        self.apply(self.rank, data)
+        return data
+
+    def apply(self, j: int, data: ByteVector) -> None:
+        s, e = self.bounds[j]
+        if s != e:
+            self.out[s:e] = self._decode(data, e - s)
+
+    def result(self) -> FloatVector:
+        return self.out.copy()
+
+    def state_dict(self) -> dict[str, Any]:
+        mem = None if self._down is None else self._down.memory
+        return {"memory": None if mem is None else mem.copy()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        if self._down is not None:
+            mem = sd["memory"]
+            self._down.memory = None if mem is None else as_float_vector(mem, "memory").copy()

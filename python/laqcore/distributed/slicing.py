@@ -1,0 +1,83 @@
+"""Chunks of a payload without re-encoding: the payload of coordinates ``[s, e)``.
+
+The two-phase exchange sends chunk j of each upload to the rank that owns it. For the
+packed payloads whose scales cover aligned groups of coordinates, a chunk that starts on a
+group boundary and on a byte of the packed stream is a slice of the arrays:
+
+* blockwise LAQ (:meth:`~laqcore.LAQBlockPayload.slice_blocks`): the radii of the chunk's
+  blocks and the bytes of its codes (``s`` a multiple of ``block_size``, itself a multiple
+  of 8); global-radius LAQ: the radius and the chunk's codes;
+* QSGD: the scales of the chunk's buckets and its codes (``s`` a multiple of ``bucket_size``
+  and of ``8 / gcd(code_bits, 8)``);
+* TernGrad and scaled sign (one scale): the scale and the chunk's codes.
+
+Decoding the slice gives exactly the corresponding part of decoding the whole payload (every
+decoder is elementwise given its group's scale).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..compressors.base import ScaledCodesPayload
+from ..compressors.qsgd import QSGDPayload
+from ..laq_payload import LAQBlockPayload, LAQPayload
+from ..wire import Payload
+
+__all__ = ["slice_payload", "slice_unit"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _byte_unit(bits: int) -> int:
+    """Smallest number of codes of ``bits`` bits that fills whole bytes."""
+    return 8 // math.gcd(bits, 8)
+
+
+def slice_unit(payload: Payload) -> int:
+    """Chunk starts must be multiples of this for :func:`slice_payload` (``TypeError`` for a
+    payload kind that cannot be sliced)."""
+    if isinstance(payload, LAQBlockPayload):
+        return payload.block_size  # a multiple of 8: every block starts on a byte
+    if isinstance(payload, LAQPayload):
+        return _byte_unit(payload.bits)
+    if isinstance(payload, QSGDPayload):
+        return math.lcm(payload.bucket_size, _byte_unit(payload.code_bits))
+    if isinstance(payload, ScaledCodesPayload):
+        return _byte_unit(payload.CODE_BITS)
+    raise TypeError(f"{type(payload).__name__} cannot be split into chunks")
+
+
+def _bytes(packed: Any, s: int, e: int, bits: int) -> Any:
+    return packed[s * bits // 8 : -(-e * bits // 8)]
+
+
+def slice_payload(payload: Payload, s: int, e: int) -> Payload:
+    """The payload of coordinates ``[s, e)`` of ``payload`` (``0 <= s < e <= n``, ``s`` a
+    multiple of :func:`slice_unit`, ``e`` one too or ``n``)."""
+    n = int(getattr(payload, "n", 0))
+    unit = slice_unit(payload)
+    if not (0 <= s < e <= n) or s % unit or (e % unit and e != n):
+        raise ValueError(f"cannot slice [{s}, {e}) of a payload of {n} coordinates (unit {unit})")
+    if isinstance(payload, LAQBlockPayload):
+        bs = payload.block_size
+        return payload.slice_blocks(s // bs, -(-e // bs))
+    if isinstance(payload, LAQPayload):  # global radius: the same radius for every chunk
+        return LAQPayload(
+            _bytes(payload.packed, s, e, payload.bits), payload.radius, payload.bits, e - s
+        )
+    if isinstance(payload, QSGDPayload):
+        bs = payload.bucket_size
+        return QSGDPayload(
+            e - s,
+            payload.levels,
+            payload.norm,
+            bs,
+            payload.scales[s // bs : -(-e // bs)],
+            _bytes(payload.packed, s, e, payload.code_bits),
+        )
+    assert isinstance(payload, ScaledCodesPayload)  # noqa: S101 - slice_unit checked the kind
+    return type(payload)(e - s, payload._scale, _bytes(payload.packed, s, e, payload.CODE_BITS))

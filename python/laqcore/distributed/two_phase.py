@@ -1,0 +1,331 @@
+"""Two-phase exchange: traffic per rank that does not grow with the number of ranks.
+
+An all-gather of every uploader's frame makes each rank receive ``(N - 1) x frame`` bytes, so
+per-rank traffic grows linearly with the number of ranks N. The two-phase exchange splits the
+flat vector of length n into N contiguous **chunks**, one **owner** rank per chunk, and moves
+each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange"):
+
+0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
+   non-finite gradient). Codecs with data-dependent sizes add an all-to-all of one int64 per
+   (rank, chunk). If nobody uploads, nothing else moves.
+1. **Uplink** (one ``all_to_all_single`` with variable split sizes): every uploader sends
+   chunk j of its quantized message to owner j; a rank that skips sends nothing. Owner j
+   folds the chunks into its part of the exact aggregate.
+2. **Downlink** (one all-gather, padded to the largest chunk): owner j publishes the
+   aggregate's innovation against what every rank already holds (the *replica*), quantized
+   again (double quantization, as in AsyLPG: the quantization error is not lost, because
+   the next innovation is taken against the replica). Every rank applies every owner's
+   publication to its replica in the same way, so the replicas are bit-identical.
+
+Per step and rank, with every rank uploading, the bytes received are about
+``(N - 1)/N x (uplink frame + downlink frame)``: divided by the ``(N - 1)/N`` share that any
+bandwidth-optimal collective must receive, the figure does not depend on N.
+
+What is in a chunk and how an owner aggregates is a :class:`ChunkCodec`
+(:mod:`laqcore.distributed.exchange_codecs`: LAQ with a replica of the aggregate, and
+QSGD/TernGrad with error feedback at the owner). This module only moves bytes and counts
+them: ``ExchangeStats`` holds the bytes this rank sent and received, computed from the
+sizes of the tensors each collective filled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+
+from .._validate import check_positive_int
+from .errors import PeerFailureError
+
+__all__ = [
+    "ChunkCodec",
+    "ExchangeStats",
+    "RoundResult",
+    "TwoPhaseExchange",
+    "chunk_bounds",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+ByteVector = npt.NDArray[np.uint8]
+UPLOAD, SKIP, NONFINITE = 1, 0, -1
+_INT64 = 8
+
+
+def chunk_bounds(n: int, world: int, unit: int) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into ``world`` contiguous chunks whose boundaries are multiples of
+    ``unit`` (the last chunk ends at ``n``); chunk sizes differ by at most one unit, and a
+    chunk is empty when there are fewer units than chunks.
+
+    Examples
+    --------
+    >>> chunk_bounds(10, 3, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    >>> chunk_bounds(6, 3, 4)  # two units for three chunks: one chunk is empty
+    [(0, 0), (0, 4), (4, 6)]
+    """
+    n = check_positive_int(n, "n")
+    world = check_positive_int(world, "world")
+    unit = check_positive_int(unit, "unit")
+    units = -(-n // unit)
+    return [
+        (min(n, (j * units // world) * unit), min(n, ((j + 1) * units // world) * unit))
+        for j in range(world)
+    ]
+
+
+class ChunkCodec(Protocol):
+    """What the exchange needs from a compression scheme (see exchange_codecs).
+
+    ``bind`` is called once with the chunk bounds, this rank and the world size. Per round:
+    ``start_round``; ``split(upload, step)`` on uploaders (one uint8 array per chunk);
+    ``receive(frames, step)`` on every owner with the uploaders' chunks in rank order;
+    ``publish(step)`` on every owner (returns the downlink bytes and already applies them to
+    this rank's replica); ``apply(j, data)`` for every other owner's publication;
+    ``result()`` is the averaged vector, identical on every rank.
+    """
+
+    unit: int  # chunk boundaries are multiples of this
+
+    def bind(self, bounds: list[tuple[int, int]], rank: int, world: int) -> None: ...
+
+    def uplink_size(self, j: int) -> int | None: ...
+
+    def downlink_size(self, j: int) -> int | None: ...
+
+    def start_round(self) -> None: ...
+
+    def split(self, upload: Any, step: int) -> list[ByteVector]: ...
+
+    def receive(self, frames: list[ByteVector], step: int) -> None: ...
+
+    def publish(self, step: int) -> ByteVector: ...
+
+    def apply(self, j: int, data: ByteVector) -> None: ...
+
+    def result(self) -> FloatVector: ...
+
+
+@dataclass
+class ExchangeStats:
+    """Cumulative bytes of one :class:`TwoPhaseExchange` on this rank.
+
+    ``*_received`` counts the bytes other ranks wrote into this rank's receive buffers
+    (tensor sizes; this rank's own slot of a collective is not counted); ``*_sent`` counts
+    this rank's bytes that other ranks receive (its uplink chunks once, its downlink
+    publication once per receiver). ``padding_received`` is the part of
+    ``downlink_received`` that pads publications to the largest one.
+    """
+
+    rounds: int = 0
+    rounds_with_uploads: int = 0
+    uploads: int = 0
+    control_received: int = 0
+    uplink_sent: int = 0
+    uplink_received: int = 0
+    downlink_sent: int = 0
+    downlink_received: int = 0
+    padding_received: int = 0
+
+    @property
+    def bytes_received(self) -> int:
+        return self.control_received + self.uplink_received + self.downlink_received
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.uplink_sent + self.downlink_sent
+
+    def as_dict(self) -> dict[str, int]:
+        d = asdict(self)
+        d.update(bytes_received=self.bytes_received, bytes_sent=self.bytes_sent)
+        return d
+
+
+@dataclass
+class RoundResult:
+    """One round: who uploaded, who reported a non-finite gradient, the averaged vector
+    (``None`` when the round was aborted for a non-finite gradient)."""
+
+    uploaders: list[int]
+    nonfinite_ranks: list[int] = field(default_factory=list)
+    output: FloatVector | None = None
+
+
+class TwoPhaseExchange:
+    """Owner-chunked exchange of one flat vector per round over ``torch.distributed``.
+
+    Parameters
+    ----------
+    n : int
+        Length of the flat vector.
+    codec : ChunkCodec
+        What moves and how owners aggregate (:mod:`laqcore.distributed.exchange_codecs`).
+    unit : int, optional
+        Chunk boundaries are multiples of ``unit`` (default ``codec.unit``: whole blocks or
+        buckets of the quantizer and whole bytes of its packed codes, so that a chunk of a
+        payload is a slice of it).
+    process_group : ProcessGroup, optional
+        ``None``: the default group.
+    device : torch.device or str, optional
+        Where the byte buffers live: ``None`` picks ``cuda`` for NCCL, ``cpu`` otherwise.
+
+    Examples
+    --------
+    >>> ex = TwoPhaseExchange(n, LAQChunkCodec(4, 256, downlink_bits=8))  # doctest: +SKIP
+    >>> out = ex.round(payload_or_None, step=k).output                             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        n: int,
+        codec: ChunkCodec,
+        *,
+        unit: int | None = None,
+        process_group: Any = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError(
+                "TwoPhaseExchange needs an initialised torch.distributed process group "
+                "(call torch.distributed.init_process_group first)"
+            )
+        self.group = process_group
+        self.rank = int(dist.get_rank(process_group))
+        self.world = int(dist.get_world_size(process_group))
+        self.n = check_positive_int(n, "n")
+        self.bounds = chunk_bounds(self.n, self.world, codec.unit if unit is None else unit)
+        if device is None:
+            nccl = str(dist.get_backend(process_group)).lower() == "nccl"
+            device = torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu"
+        self.device = torch.device(device)
+        self.codec = codec
+        codec.bind(self.bounds, self.rank, self.world)
+        self.stats = ExchangeStats()
+
+    # -- collectives ----------------------------------------------------------------------
+    def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RuntimeError, dist.DistError) as err:
+            raise PeerFailureError(self.rank, what, None, err) from err
+
+    def _all_gather_ints(self, value: int, tag: str) -> list[int]:
+        mine = torch.tensor([value], dtype=torch.int64, device=self.device)
+        out = [torch.empty_like(mine) for _ in range(self.world)]
+        self._guard(f"control all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
+        self.stats.control_received += _INT64 * (self.world - 1)
+        return [int(t.item()) for t in out]
+
+    def _all_to_all(
+        self, send: list[ByteVector], recv_sizes: list[int], tag: str
+    ) -> list[ByteVector]:
+        """Chunk j of ``send`` goes to rank j; returns what each rank sent here."""
+        send_sizes = [int(a.shape[0]) for a in send]
+        flat = np.concatenate(send) if send else np.empty(0, np.uint8)
+        inp = torch.from_numpy(flat).to(self.device)
+        out = torch.empty(sum(recv_sizes), dtype=torch.uint8, device=self.device)
+        self._guard(
+            f"uplink all-to-all ({tag})",
+            dist.all_to_all_single,
+            out,
+            inp,
+            recv_sizes,
+            send_sizes,
+            group=self.group,
+        )
+        got = out.cpu().numpy()
+        offsets = np.concatenate([[0], np.cumsum(recv_sizes)]).astype(np.int64)
+        return [got[offsets[r] : offsets[r + 1]] for r in range(self.world)]
+
+    def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
+        biggest = max(sizes)
+        buf = np.zeros(biggest, np.uint8)
+        buf[: data.shape[0]] = data
+        mine = torch.from_numpy(buf).to(self.device)
+        out = [torch.empty_like(mine) for _ in range(self.world)]
+        self._guard(f"downlink all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
+        return [out[j][: sizes[j]].cpu().numpy() for j in range(self.world)]
+
+    # -- one round ------------------------------------------------------------------------
+    def round(
+        self,
+        upload: Any | None,
+        *,
+        step: int,
+        nonfinite: bool = False,
+        abort_on_nonfinite: bool = True,
+        tag: str = "round",
+    ) -> RoundResult:
+        """Run one lockstep round: every rank must call this, in the same order.
+
+        Parameters
+        ----------
+        upload:
+            This rank's message (what the codec's ``split`` takes), or ``None`` to skip.
+        step:
+            The iteration (seeds the codecs' stochastic rounding).
+        nonfinite:
+            This rank's gradient is not finite: it does not upload, and every rank learns it.
+        abort_on_nonfinite:
+            If any rank is non-finite, move nothing and return ``output=None``.
+        """
+        w, me, st, codec = self.world, self.rank, self.stats, self.codec
+        # Split before any collective: a malformed upload fails here on this rank alone
+        # and before the others are waiting in a collective it would never join.
+        chunks = None if (nonfinite or upload is None) else codec.split(upload, step)
+        status = NONFINITE if nonfinite else (SKIP if chunks is None else UPLOAD)
+        statuses = self._all_gather_ints(status, tag)
+        st.rounds += 1
+        bad = [r for r, s in enumerate(statuses) if s == NONFINITE]
+        uploaders = [r for r, s in enumerate(statuses) if s == UPLOAD]
+        if bad and abort_on_nonfinite:
+            return RoundResult(uploaders=[], nonfinite_ranks=bad)
+        codec.start_round()
+        if not uploaders:
+            return RoundResult(uploaders=[], nonfinite_ranks=bad, output=codec.result())
+        st.rounds_with_uploads += 1
+        st.uploads += len(uploaders)
+
+        # Phase 1: chunk j of every upload to owner j.
+        send = chunks if chunks is not None else [np.empty(0, np.uint8)] * w
+        recv_sizes = self._uplink_sizes(send, statuses, tag)
+        got = self._all_to_all(send, recv_sizes, tag)
+        st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
+        st.uplink_received += sum(recv_sizes[r] for r in range(w) if r != me)
+        codec.receive([got[r] for r in uploaders], step)
+
+        # Phase 2: every owner publishes its chunk's change; everyone applies all of them.
+        mine = codec.publish(step)
+        sizes = [codec.downlink_size(j) for j in range(w)]
+        if any(s is None for s in sizes):
+            sizes = [int(v) for v in self._all_gather_ints(int(mine.shape[0]), tag)]
+        dl = [int(s or 0) for s in sizes]
+        if max(dl) > 0:
+            pubs = self._all_gather_bytes(mine, dl, tag)
+            for j in range(w):
+                if j != me:
+                    codec.apply(j, pubs[j])
+            st.downlink_sent += dl[me] * (w - 1)
+            st.downlink_received += max(dl) * (w - 1)
+            st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
+        return RoundResult(uploaders=uploaders, nonfinite_ranks=bad, output=codec.result())
+
+    def _uplink_sizes(self, send: list[ByteVector], statuses: list[int], tag: str) -> list[int]:
+        """Bytes this owner receives from each rank (0 from a rank that does not upload)."""
+        fixed = self.codec.uplink_size(self.rank)
+        if fixed is not None:
+            return [fixed if s == UPLOAD else 0 for s in statuses]
+        # Data-dependent sizes: one int64 per (rank, chunk), by all-to-all.
+        mine = torch.tensor([int(a.shape[0]) for a in send], dtype=torch.int64, device=self.device)
+        out = torch.empty(self.world, dtype=torch.int64, device=self.device)
+        self._guard(f"size all-to-all ({tag})", dist.all_to_all_single, out, mine, group=self.group)
+        self.stats.control_received += _INT64 * (self.world - 1)
+        return [int(v) for v in out.cpu().tolist()]

@@ -1,0 +1,73 @@
+"""Rank bodies of tests/test_two_phase.py (a module of their own so ``spawn`` can import them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+N_COORDS = 1000  # 16 blocks of 64 (the last one ragged): chunks of 4 blocks at 4 ranks
+BLOCK = 64
+BITS = 4
+DOWN_BITS = 6
+SEED = 11
+
+
+def uploads_in(rnd: int, rank: int) -> bool:
+    """Round 0 and 3: everyone; round 1: nobody; round 2: odd ranks only."""
+    return {0: True, 1: False, 2: rank % 2 == 1, 3: True}[rnd]
+
+
+def gradient(rank: int, rnd: int) -> np.ndarray:
+    rng = np.random.default_rng([SEED, rank, rnd])
+    return (rng.standard_normal(N_COORDS) * (1.0 + rank)).astype(np.float32)
+
+
+def make_codec(kind: str) -> Any:
+    from laqcore.distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
+
+    if kind == "laq":
+        return LAQChunkCodec(BITS, BLOCK, DOWN_BITS)
+    if kind == "laq-exact":
+        return LAQChunkCodec(BITS, BLOCK, None)
+    return CompressorChunkCodec(kind, seed=SEED)
+
+
+KINDS = ("laq", "laq-exact", "qsgd", "terngrad")
+
+
+def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
+    """Four rounds of the pattern above for every codec kind; outputs and per-round stats."""
+    return {kind: _rounds(rank, world, kind) for kind in KINDS}
+
+
+def _rounds(rank: int, world: int, kind: str) -> dict[str, Any]:
+    from laqcore import get_compressor, laq_apply, laq_quantize
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    ex = TwoPhaseExchange(N_COORDS, make_codec(kind))
+    comp = get_compressor(kind, seed=SEED, stream=rank) if not kind.startswith("laq") else None
+    q_prev = np.zeros(N_COORDS, np.float32)
+    outputs, stats = [], []
+    for rnd in range(4):
+        upload: Any = None
+        if uploads_in(rnd, rank):
+            g = gradient(rank, rnd)
+            if comp is None:
+                upload = laq_quantize(g, q_prev, BITS, block_size=BLOCK)
+                laq_apply(q_prev, upload)
+            else:
+                upload = comp.compress(g, step=rnd)
+        res = ex.round(upload, step=rnd, tag=f"round {rnd}")
+        assert res.output is not None
+        outputs.append(res.output.tobytes())
+        stats.append(ex.stats.as_dict())
+    # A non-finite gradient on the last rank: nothing moves, everyone learns who.
+    res = ex.round(None, step=4, nonfinite=(rank == world - 1))
+    return {
+        "outputs": outputs,
+        "stats": stats,
+        "bounds": ex.bounds,
+        "nonfinite": res.nonfinite_ranks,
+        "aborted": res.output is None,
+    }

@@ -1,0 +1,162 @@
+"""Loaders of untrusted files stream with bounds checked as they go, and every defect is one
+``DatasetError`` naming the file (issue 14, item 13)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from laqcore.problems.datasets import DatasetError, load_libsvm, read_idx
+
+
+def _idx_header(dims: tuple[int, ...], type_byte: int = 0x08) -> bytes:
+    return bytes([0, 0, type_byte, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+
+
+def _peak_bytes_of_refusal(fn, *args, **kwargs) -> int:
+    """Peak Python memory of a call that must raise DatasetError."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DatasetError):
+            fn(*args, **kwargs)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_gz_idx_streams_and_matches_raw(tmp_path, rng):
+    data = rng.integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    raw = _idx_header(data.shape) + data.tobytes()
+    (tmp_path / "a.idx").write_bytes(raw)
+    (tmp_path / "a.idx.gz").write_bytes(gzip.compress(raw))
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx")), data)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx.gz")), data)
+
+
+def test_gz_idx_header_checked_before_the_body_is_decompressed(tmp_path):
+    # 2 KiB on disk: a header declaring 4 GiB, then 64 MiB of zeros.
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(_idx_header((2**16, 2**8, 2**8)))
+        zeros = bytes(2**20)
+        for _ in range(64):
+            fh.write(zeros)
+    with pytest.raises(DatasetError, match=r"bomb-idx3-ubyte\.gz.*declares.*above"):
+        read_idx(str(path))
+    peak = _peak_bytes_of_refusal(read_idx, str(path))
+    assert peak < 4 * 2**20, peak
+
+
+def test_gz_idx_body_read_in_bounded_chunks(tmp_path):
+    # Header within the limit (32 MiB) but the stream ends early: memory follows the stream.
+    path = tmp_path / "short.idx.gz"
+    path.write_bytes(gzip.compress(_idx_header((2**15, 2**10)) + bytes(1000)))
+    with pytest.raises(DatasetError, match=r"short\.idx\.gz.*holds 1000"):
+        read_idx(str(path))
+    peak = _peak_bytes_of_refusal(read_idx, str(path))
+    assert peak < 4 * 2**20, peak
+
+
+@pytest.mark.parametrize("cut", ["truncated", "corrupt"])
+def test_bad_gz_stream_is_a_dataset_error(tmp_path, rng, cut):
+    data = rng.integers(0, 256, size=(64, 64), dtype=np.uint8)
+    blob = bytearray(gzip.compress(_idx_header(data.shape) + data.tobytes()))
+    if cut == "truncated":
+        blob = blob[: len(blob) // 2]
+    else:
+        blob[len(blob) // 2 : len(blob) // 2 + 16] = bytes(16)
+    path = tmp_path / "bad.idx.gz"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DatasetError, match=r"bad\.idx\.gz"):
+        read_idx(str(path))
+
+
+def test_idx_trailing_bytes_refused(tmp_path):
+    path = tmp_path / "t.idx"
+    path.write_bytes(_idx_header((2, 2)) + bytes(5))
+    with pytest.raises(DatasetError, match=r"t\.idx.*more than 4"):
+        read_idx(str(path))
+
+
+def test_idx_declared_size_limit(tmp_path):
+    path = tmp_path / "s.idx"
+    path.write_bytes(_idx_header((10, 10)) + bytes(100))
+    assert read_idx(str(path), max_bytes=100).shape == (10, 10)
+    with pytest.raises(DatasetError, match="above the 99 bytes"):
+        read_idx(str(path), max_bytes=99)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_libsvm_dev_zero_is_refused_not_read_whole():
+    with pytest.raises(DatasetError, match=r"/dev/zero.*line 1: longer than"):
+        load_libsvm("/dev/zero")
+
+
+def test_libsvm_gzip_bomb_refused_while_reading(tmp_path):
+    path = tmp_path / "bomb.svm.gz"
+    line = b"1 1:1 2:1\n"
+    with gzip.open(path, "wb") as fh:
+        block = line * 100_000
+        for _ in range(20):  # 2e6 samples, 20 MB of text, ~20 KB on disk
+            fh.write(block)
+    with pytest.raises(DatasetError, match=r"bomb\.svm\.gz' line \d+: a dense .* max_bytes="):
+        load_libsvm(str(path), max_bytes=2**20)
+    peak = _peak_bytes_of_refusal(load_libsvm, str(path), max_bytes=2**20)
+    assert peak < 16 * 2**20, peak
+
+
+def test_libsvm_truncated_gz_is_a_dataset_error(tmp_path):
+    blob = gzip.compress(b"1 1:0.5 2:1\n-1 1:0.25\n" * 1000)
+    path = tmp_path / "cut.svm.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DatasetError, match=r"cut\.svm\.gz"):
+        load_libsvm(str(path))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "1e400", "NaN"])
+def test_libsvm_non_finite_labels_refused(tmp_path, bad):
+    path = tmp_path / "labels.svm"
+    path.write_text(f"1 1:0.5\n{bad} 1:0.25\n")
+    with pytest.raises(DatasetError, match=rf"labels\.svm.*line 2: label '{bad}' is not a finite"):
+        load_libsvm(str(path))
+
+
+def test_libsvm_nan_regression_target_refused(tmp_path):
+    lines = [f"{0.37 * i + 0.1} 1:{i}" for i in range(30)]  # > 20 non-integer labels
+    path = tmp_path / "reg.svm"
+    path.write_text("\n".join(lines) + "\n")
+    assert load_libsvm(str(path)).num_classes == 0  # a regression data set...
+    path.write_text("\n".join([*lines, "nan 1:3"]) + "\n")
+    with pytest.raises(DatasetError, match=r"reg\.svm.*line 31: label 'nan'"):
+        load_libsvm(str(path))  # ...whose NaN target is refused
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "1e400"])
+def test_libsvm_non_finite_values_refused(tmp_path, bad):
+    path = tmp_path / "v.svm"
+    path.write_text(f"1 1:0.5 3:{bad}\n")
+    with pytest.raises(DatasetError, match=rf"v\.svm.*line 1: feature value '{bad}'"):
+        load_libsvm(str(path))
+
+
+def test_libsvm_parses_across_flushes(tmp_path, rng):
+    """More samples than one compact-array chunk: the same matrix as a direct build."""
+    n = 70_000
+    cols = rng.integers(1, 4, size=n)
+    vals = rng.integers(1, 9, size=n)
+    labels = rng.integers(0, 2, size=n)
+    text = "".join(f"{y} {c}:{v}\n" for y, c, v in zip(labels, cols, vals))
+    path = tmp_path / "many.svm"
+    path.write_text(text)
+    ds = load_libsvm(str(path))
+    X = np.zeros((n, 3))
+    X[np.arange(n), cols - 1] = vals
+    X /= X.max(axis=0)
+    np.testing.assert_array_equal(ds.X, X)
+    np.testing.assert_array_equal(ds.y, labels)

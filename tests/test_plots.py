@@ -1,0 +1,65 @@
+"""Plots of the simulator commands: residual vs uploads on a log x axis (LAG-WK and LAQ
+upload 10-100x less than GD), identical curves distinguishable (issue 14, item 5)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from laqcore.experiments.plots import PANELS, curve_style, draw_panel, plot_results  # noqa: E402
+
+
+def _run(name: str, uploads_per_iteration: int) -> SimpleNamespace:
+    k = np.arange(50)
+    history = {
+        "residual": list(0.5**k),
+        "loss": list(1 + 0.5**k),
+        "uploads": list(k * uploads_per_iteration),
+        "bits": list(k * uploads_per_iteration * 1000),
+        "downlink_bits": list(k * 10),
+        "time": list(k * 0.01),
+    }
+    return SimpleNamespace(algorithm=name, seed=0, history=history)
+
+
+def test_uploads_and_bits_on_log_x_iterations_linear():
+    import matplotlib.pyplot as plt
+
+    runs = [_run("gd", 10), _run("laq", 1)]
+    for key, label in PANELS:
+        fig = draw_panel(runs, key, label, "residual")
+        ax = fig.axes[0]
+        assert ax.get_yscale() == "log"
+        assert ax.get_xscale() == ("log" if key in ("uploads", "bits", "total_bits") else "linear")
+        plt.close(fig)
+
+
+def test_identical_curves_have_different_styles():
+    import matplotlib.pyplot as plt
+
+    runs = [_run("gd", 10), _run("qgd", 10), _run("lag-wk", 2), _run("laq", 1)]
+    fig = draw_panel(runs, "iterations", "iterations", "residual")
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4
+    styles = {(ln.get_linestyle(), ln.get_marker()) for ln in lines}
+    assert len(styles) == 4
+    gd, qgd = lines[0], lines[1]
+    np.testing.assert_array_equal(gd.get_ydata(), qgd.get_ydata())  # the same curve...
+    assert gd.get_linewidth() > qgd.get_linewidth()  # ...the first drawn wider underneath
+    assert gd.get_markevery() != qgd.get_markevery()  # markers at different points
+    plt.close(fig)
+
+
+def test_curve_styles_differ_for_many_curves():
+    styles = [curve_style(i, 100, 6) for i in range(6)]
+    assert len({(s["linestyle"], s["marker"]) for s in styles}) == 6
+
+
+def test_plot_results_writes_every_panel(tmp_path):
+    paths = plot_results(str(tmp_path), [_run("gd", 10), _run("laq", 1)], title="t")
+    assert [p.rsplit("/", 1)[-1] for p in paths] == [f"residual_vs_{k}.png" for k, _ in PANELS]
+    assert all((tmp_path / p.rsplit("/", 1)[-1]).stat().st_size > 0 for p in paths)

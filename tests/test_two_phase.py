@@ -1,0 +1,158 @@
+"""The two-phase exchange (laqcore.distributed.two_phase) at 2 and 4 gloo ranks.
+
+Checks, against a single-process recomputation of the same rounds: every rank ends with the
+bit-identical vector; it equals the formula (LAQ: replica of the exact aggregate under double
+quantization; QSGD: owner mean re-compressed with error feedback); a skipping rank sends
+nothing; the byte counts equal the chunk sizes computed here by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from _two_phase_workers import (  # noqa: E402
+    BITS,
+    BLOCK,
+    DOWN_BITS,
+    N_COORDS,
+    SEED,
+    gradient,
+    two_phase_rounds,
+    uploads_in,
+)
+from laqcore import get_compressor, laq_accumulate, laq_apply, laq_quantize  # noqa: E402
+from laqcore.distributed import run_processes  # noqa: E402
+from laqcore.distributed.two_phase import chunk_bounds  # noqa: E402
+from laqcore.error_feedback import ErrorFeedback  # noqa: E402
+from laqcore.laq_payload import LAQBlockPayload  # noqa: E402
+from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
+
+pytestmark = pytest.mark.distributed
+
+
+@functools.cache
+def _all_runs(world: int) -> list[dict[str, Any]]:
+    """One launch per world size runs every codec (process start-up dominates)."""
+    outs = run_processes(two_phase_rounds, world, pg_timeout_s=30, deadline_s=240)
+    return [o.result for o in outs]
+
+
+def _run(world: int, kind: str) -> list[dict[str, Any]]:
+    return [r[kind] for r in _all_runs(world)]
+
+
+def _laq_reference(world: int, down_bits: int | None) -> list[bytes]:
+    """Whole-vector recomputation: exact aggregate, then one delta quantization of it."""
+    q_prev = [np.zeros(N_COORDS, np.float32) for _ in range(world)]
+    agg = np.zeros(N_COORDS, np.float32)
+    replica = np.zeros(N_COORDS, np.float32)
+    outs = []
+    for rnd in range(4):
+        ups = [r for r in range(world) if uploads_in(rnd, r)]
+        for r in ups:
+            p = laq_quantize(gradient(r, rnd), q_prev[r], BITS, block_size=BLOCK)
+            laq_apply(q_prev[r], p)
+            laq_accumulate(agg, p)
+        if ups:
+            if down_bits is None:
+                replica = agg.copy()
+            else:
+                laq_apply(replica, laq_quantize(agg, replica, down_bits, block_size=BLOCK))
+        outs.append((replica / np.float32(world)).tobytes())
+    return outs
+
+
+def _compressor_reference(world: int, name: str) -> list[bytes]:
+    """Owner j: mean of chunk j of the uploads' decoded payloads, re-compressed with error
+    feedback on stream N^2 + j."""
+    bounds = chunk_bounds(N_COORDS, world, 512 if name == "qsgd" else 4)  # bucket; 2-bit codes
+    ef = [
+        ErrorFeedback(get_compressor(name, seed=SEED, stream=world * world + j))
+        for j in range(world)
+    ]
+    outs = []
+    for rnd in range(4):
+        ups = [r for r in range(world) if uploads_in(rnd, r)]
+        decoded = []
+        for r in ups:
+            comp = get_compressor(name, seed=SEED, stream=r)
+            decoded.append(comp.decompress(comp.compress(gradient(r, rnd), step=rnd)))
+        out = np.zeros(N_COORDS, np.float32)
+        for j, (s, e) in enumerate(bounds):
+            if not ups or s == e:
+                continue
+            total = np.zeros(e - s, np.float32)
+            for d in decoded:
+                total += d[s:e]
+            out[s:e] = ef[j].decompress(ef[j].compress(total / np.float32(len(ups)), step=rnd))
+        outs.append(out.tobytes())
+    return outs
+
+
+def _laq_chunk_bytes(k: int, bits: int) -> int:
+    """A blockwise LAQ frame of k coordinates: frame overhead, metadata, radii, codes."""
+    if k == 0:
+        return 0
+    return FRAME_OVERHEAD + LAQBlockPayload.META.size + 4 * -(-k // BLOCK) + -(-k * bits // 8)
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_laq_two_phase_replicas_bytes_and_skips(world: int) -> None:
+    res = _run(world, "laq")
+    ref = _laq_reference(world, DOWN_BITS)
+    for r in res:  # bit-identical on every rank, and equal to the whole-vector formula
+        assert r["outputs"] == ref
+        assert r["nonfinite"] == [world - 1] and r["aborted"]
+    bounds = res[0]["bounds"]
+    assert bounds == chunk_bounds(N_COORDS, world, BLOCK)
+    lens = [e - s for s, e in bounds]
+    down = max(_laq_chunk_bytes(k, DOWN_BITS) for k in lens) * (world - 1)
+    for me, r in enumerate(res):
+        prev = dict.fromkeys(r["stats"][0], 0)
+        for rnd, st in enumerate(r["stats"]):
+            d = {k: st[k] - prev[k] for k in st}
+            prev = st
+            ups = [u for u in range(world) if uploads_in(rnd, u)]
+            assert d["control_received"] == 8 * (world - 1)
+            sent = sum(_laq_chunk_bytes(lens[j], BITS) for j in range(world) if j != me)
+            # A rank that skips sends nothing; an uploader sends each other owner its chunk.
+            assert d["uplink_sent"] == (sent if me in ups else 0)
+            others = [u for u in ups if u != me]
+            assert d["uplink_received"] == len(others) * _laq_chunk_bytes(lens[me], BITS)
+            assert d["downlink_received"] == (down if ups else 0)
+            mine_down = _laq_chunk_bytes(lens[me], DOWN_BITS) * (world - 1)
+            assert d["downlink_sent"] == (mine_down if ups else 0)
+            assert d["bytes_received"] == sum(
+                d[k] for k in ("control_received", "uplink_received", "downlink_received")
+            )
+
+
+def test_laq_two_phase_exact_downlink() -> None:
+    res = _run(2, "laq-exact")
+    ref = _laq_reference(2, None)
+    assert all(r["outputs"] == ref for r in res)
+
+
+@pytest.mark.parametrize(("world", "name"), [(2, "qsgd"), (4, "qsgd"), (4, "terngrad")])
+def test_compressor_two_phase_matches_owner_error_feedback(world: int, name: str) -> None:
+    res = _run(world, name)
+    ref = _compressor_reference(world, name)
+    for r in res:
+        assert r["outputs"] == ref
+    # The round nobody uploads averages nothing.
+    assert not np.frombuffer(ref[1], np.float32).any()
+    assert np.frombuffer(ref[0], np.float32).any()
+
+
+def test_chunk_bounds_on_units() -> None:
+    assert chunk_bounds(1000, 4, 64) == [(0, 256), (256, 512), (512, 768), (768, 1000)]
+    assert chunk_bounds(100, 4, 64) == [(0, 0), (0, 64), (64, 64), (64, 100)]
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="unit"):
+            chunk_bounds(10, 2, bad)
