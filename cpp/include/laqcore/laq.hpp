@@ -1,4 +1,5 @@
-// laqcore/laq.hpp: the LAQ innovation quantizer (Sun et al., NeurIPS 2019; ALGORITHMS.md §1.1).
+// laqcore/laq.hpp: the LAQ innovation quantizer (Sun et al., NeurIPS 2019;
+// docs/algorithms.md "LAQ innovation quantizer").
 //
 // Formula (official code `quantd`, written as in the paper):
 //     v = g - q_prev,  R = max_i |v_i|,  L = 2^b - 1  (tau = 1/L),
