@@ -250,3 +250,9 @@ def poison_rank1_at_4(rank: int, k: int, workers: dict[int, Any]) -> None:
     if rank == 1 and k == 4:
         for w in workers.values():
             w.f._inner = _PoisonOnce(w.f._inner)
+
+
+def relabel_rank1_as_worker0_at_2(rank: int, k: int, workers: dict[int, Any]) -> None:
+    """From iteration 2 on, rank 1 steps its worker 1 under the id of rank 0's worker 0."""
+    if rank == 1 and k == 2:
+        workers[0] = workers.pop(1)

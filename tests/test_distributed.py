@@ -18,6 +18,7 @@ torch = require_torch("the multi-process torch.distributed tests of tests/test_d
 from _dist_workers import die_or_hang, engine_runs, frame_for, transport_rounds  # noqa: E402
 from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
+from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 
@@ -136,10 +137,11 @@ def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no
             np.testing.assert_allclose(r["history"]["loss"], sim.history["loss"], rtol=1e-6)
             np.testing.assert_allclose(r["final_residual"], sim.final_residual, rtol=1e-6)
         # Skipping saves real bytes: the payload that crossed is exactly the uploads' frames
-        # plus each uploading rank's container header (4 + 8 per item).
+        # plus each uploading rank's bundle framing (header + CRC, and 8 bytes per item).
         w = outs[0].result[i]["wire"]
         uploads_by_rank = sum(len({m % world for m in d}) for d in decisions)
-        assert w["payload_bytes"] == sim.bits // 8 + 4 * uploads_by_rank + 8 * sim.uploads
+        framing = FRAME_OVERHEAD * uploads_by_rank + 8 * sim.uploads
+        assert w["payload_bytes"] == sim.bits // 8 + framing
     lazy = outs[0].result[names.index("laq")]["result"]
     assert lazy["uploads"] < iters * 4  # LAQ skipped some uploads
 
@@ -239,18 +241,52 @@ def test_launch_command_writes_results(cache, capsys) -> None:  # type: ignore[n
     assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
 
 
-def test_engine_refuses_upload_of_wrong_length():
-    """The engine decodes every upload with expected_n = the problem's dimension, so a frame
-    declaring another length is refused (naming both) instead of being decoded."""
+def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_replicas(
+    cache,
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14.15/14.18/14.19: a rank that uploads as another rank's worker stops every rank
+    with a clear error; a checkpoint with one flipped bit is refused at resume, naming the
+    file; a checkpoint whose (valid) content makes the replicas differ is caught by the
+    replica digest check right after the resume."""
     import numpy as np
 
-    import laqcore
-    from laqcore.distributed import engine
+    from _dist_workers import relabel_rank1_as_worker0_at_2
+    from laqcore.distributed import EngineConfig
+    from laqcore.distributed.checkpoint import read_checkpoint, write_checkpoint
 
-    comp = laqcore.get_compressor("topk", k=1)
-    good = comp.compress(np.arange(1.0, 6.0), step=0).to_bytes()
-    container = engine._pack([(0, good), (3, good)])
-    got = engine._unpack(container, 1, 5)
-    assert [(m, p.n) for m, p in got] == [(0, 5), (3, 5)]
-    with pytest.raises(ValueError, match=r"n = 5.*expected_n = 6"):
-        engine._unpack(container, 1, 6)
+    base = {"problem": PROBLEM, "algorithm": "laq", "eps": 0.0}
+    cfg = EngineConfig(problem=PROBLEM, algorithm="gd", eps=0.0, max_iterations=5)
+    with pytest.raises(LaunchError) as info:
+        run_processes(
+            engine_runs, 2, [cfg], relabel_rank1_as_worker0_at_2, pg_timeout_s=30, deadline_s=60
+        )
+    for o in info.value.outcomes:
+        assert o.error_type == "ValueError"
+        assert "rank 1 sent an upload labelled as worker 0" in (o.error or "")
+
+    ck = cache / "ckpt"
+    save = EngineConfig(**base, max_iterations=4, checkpoint_dir=str(ck), checkpoint_every=4)
+    run_processes(engine_runs, 2, [save], pg_timeout_s=30, deadline_s=60)
+    resume = EngineConfig(**base, max_iterations=8, checkpoint_dir=str(ck), resume=True)
+    path = ck / "rank1.ckpt"
+    good = path.read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x04
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [resume], pg_timeout_s=10, deadline_s=60)
+    assert info.value.outcomes[1].error_type == "CheckpointError"
+    assert "rank1.ckpt" in (info.value.outcomes[1].error or "")
+
+    # A well-formed checkpoint (valid checksum) whose server iterate differs on rank 1.
+    path.write_bytes(good)
+    tree, arrays = read_checkpoint(str(path))
+    server = dict(tree["__map__"])["server"]
+    theta_index = server["state"]["theta"]["__array__"]
+    arrays[theta_index] = arrays[theta_index] + np.float64(1e-9)
+    write_checkpoint(str(path), tree, arrays)
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [resume], pg_timeout_s=30, deadline_s=60)
+    for o in info.value.outcomes:
+        assert o.error_type == "ReplicaMismatchError"
+        assert "ranks 0; ranks 1" in (o.error or "")

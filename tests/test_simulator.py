@@ -105,7 +105,7 @@ def test_summary_has_the_results_json_keys(prob):
     ],
 )
 def test_bad_arguments(prob, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((TypeError, ValueError), match=match):
         simulate(prob, get_algorithm("gd"), **kwargs)
 
 

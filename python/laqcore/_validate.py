@@ -30,6 +30,7 @@ __all__ = [
     "check_output_file",
     "check_positive_int",
     "check_real",
+    "registry_key",
 ]
 
 FloatVector = npt.NDArray[np.float32]
@@ -258,3 +259,9 @@ def check_block_size(block_size: Any) -> int | None:
     if not 8 <= value <= MAX_BLOCK_SIZE or value % 8 != 0:
         raise ValueError(f"block_size must be a multiple of 8 in [8, 2**31], got {value}")
     return value
+
+
+def registry_key(name: str) -> str:
+    """The one normalisation of registry names (algorithms and compressors alike): case,
+    surrounding blanks and the choice of ``-`` or ``_`` do not matter."""
+    return name.strip().lower().replace("-", "_")

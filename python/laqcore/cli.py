@@ -35,6 +35,9 @@ def __dir__() -> list[str]:
 SUBCOMMAND_MODULES: list[str] = [
     "laqcore.experiments.commands",  # problem, run, compare (the many-worker simulator)
     "laqcore.experiments.sweep",  # sweep (parameter grids over seeds, step tuning)
+    "laqcore.experiments.scaling",  # scaling, ratio-study (link/time model over M)
+    "laqcore.experiments.regime",  # regime-map (fastest method per link regime)
+    "laqcore.experiments.variance",  # variance (compressor error vs bits per coordinate)
     "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
     "laqcore.distributed.cli",  # launch (the run options across N torch.distributed processes)
 ]

@@ -35,7 +35,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._validate import check_positive_int, check_real
 from .downlink import Downlink, DownlinkMode, parse_downlink
+from .driver import Outcome, Recorder, run_rounds
 from .entropy import entropy_decode, entropy_encode, is_codable
 from .network import Link, TrafficTrace, round_times
 from .serialization import json_safe
@@ -43,9 +45,10 @@ from .wire import Payload
 
 if TYPE_CHECKING:
     from .algorithms import Algorithm
+    from .algorithms.base import Message
     from .problems import Problem
 
-__all__ = ["Progress", "RunResult", "simulate"]
+__all__ = ["Progress", "RunResult", "make_result", "simulate"]
 
 
 def __dir__() -> list[str]:
@@ -174,30 +177,44 @@ class Progress:
                 self.stream.flush()
 
 
-#: The per-iteration series of ``RunResult.history`` (the evaluation ones every ``eval_every``),
-#: shared with the multi-process engine so both write the same results.json.
-HISTORY_KEYS = (
-    "loss",
-    "residual",
-    "uploads",
-    "bits",
-    "downlink_bits",
-    "eval_iteration",
-    "grad_norm",
-    "test_accuracy",
-)
-
-
-def new_history() -> dict[str, list[float]]:
-    """An empty history with every series of :data:`HISTORY_KEYS`."""
-    return {k: [] for k in HISTORY_KEYS}
-
-
-def has_diverged(loss: float, loss0: float) -> bool:
-    """Stop rule for a run that blew up: a non-finite loss, or one a million times the
-    starting loss (at least 1). Shared with the distributed engine, whose runs must stop
-    exactly where the simulator's do."""
-    return not math.isfinite(loss) or abs(loss) > 1e6 * max(abs(loss0), 1.0)
+def make_result(
+    outcome: Outcome,
+    recorder: Recorder,
+    *,
+    algorithm: Algorithm,
+    problem: dict[str, Any],
+    eps: float,
+    test_accuracy: float,
+    train_accuracy: float,
+    **extra: Any,
+) -> RunResult:
+    """The :class:`RunResult` of a run of the round driver (simulator and engine alike);
+    ``extra``: the simulator's additional fields (trace, downlink mode, ...)."""
+    t = recorder.totals
+    up, down = int(t["bits"]), int(t["downlink_bits"])
+    return RunResult(
+        algorithm=algorithm.name,
+        seed=algorithm.params.seed,
+        params=asdict(algorithm.params),
+        problem=problem,
+        iterations=outcome.iterations,
+        uploads=int(t["uploads"]),
+        bits=up,
+        downlink_bits=down,
+        final_loss=outcome.loss,
+        final_residual=recorder.residual(outcome.loss),
+        test_accuracy=test_accuracy,
+        train_accuracy=train_accuracy,
+        reached_tolerance=outcome.reached_tolerance,
+        diverged=outcome.diverged,
+        wall_time=outcome.wall_time,
+        f_star=recorder.f_star,
+        eps=float(eps),
+        history=recorder.history,
+        uplink_bits=up,
+        total_bits=up + down,
+        **extra,
+    )
 
 
 def simulate(
@@ -246,121 +263,85 @@ def simulate(
     compute_s : float, optional
         Compute seconds per iteration for the time model (default: measured in the run).
     """
-    if (
-        isinstance(max_iterations, bool)
-        or not isinstance(max_iterations, int)
-        or max_iterations < 1
-    ):
-        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
-    if not (isinstance(eps, (int, float)) and eps >= 0):
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
-        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    check_positive_int(max_iterations, "max_iterations")
+    eps = check_real(eps, "eps", minimum=0.0)
+    check_positive_int(eval_every, "eval_every")
     if not isinstance(entropy_coding, bool):
         raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
-    x0 = problem.initial_point()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
-    server = algorithm.make_server(x0, M, smooth)
-    workers = [algorithm.make_worker(m, problem.workers[m], M) for m in range(M)]
+    server = algorithm.make_server(problem.initial_point(), M, smooth)
+    workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
     down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
     trace = TrafficTrace(M)
 
-    def residual_of(loss: float) -> float | None:
-        return None if f_star is None else loss - f_star
+    def evaluate(theta: np.ndarray) -> tuple[float, float]:
+        return float(np.linalg.norm(problem.grad(theta))), problem.accuracy(theta)
 
-    hist = new_history()
+    recorder = Recorder(
+        f_star=f_star, evaluate=evaluate, eval_every=eval_every, record_history=record_history
+    )
     loss0 = problem.loss(server.theta)
-    uploads = up_bytes = down_bytes = 0
+    recorder.record(0, loss0, server.theta)
+    on_wire: dict[int, Payload] = {}  # what was sent: the batch, or its entropy-coded frames
+    clock = [0.0]
 
-    def record(k: int, loss: float) -> None:
-        if not record_history:
-            return
-        r = residual_of(loss)
-        hist["loss"].append(loss)
-        hist["residual"].append(float("nan") if r is None else r)
-        hist["uploads"].append(uploads)
-        hist["bits"].append(8 * up_bytes)
-        hist["downlink_bits"].append(8 * down_bytes)
-        if k % eval_every == 0:
-            evaluate(k)
+    def before_round(k: int) -> None:
+        clock[0] = time.perf_counter()
 
-    def evaluate(k: int) -> None:
-        hist["eval_iteration"].append(k)
-        hist["grad_norm"].append(float(np.linalg.norm(problem.grad(server.theta))))
-        hist["test_accuracy"].append(problem.accuracy(server.theta))
-
-    record(0, loss0)
-    bar = Progress(algorithm.name, max_iterations, enabled=progress)
-    start = time.perf_counter()
-    loss, k, reached, diverged = loss0, 0, False, False
-    r0 = residual_of(loss0)
-    if r0 is not None and r0 <= eps:
-        reached = True
-    while not reached and k < max_iterations and not server.done:
+    def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
+        """In one process nothing moves; with entropy coding the server gets what the coded
+        frames decode to (identical payloads), and the coded sizes are what is counted."""
+        trace.worker_seconds += time.perf_counter() - clock[0]
+        trace.worker_steps += M
+        on_wire.clear()
         batch: dict[int, Payload] = {}
-        on_wire: dict[int, Payload] = {}  # what was sent: batch, or its entropy-coded frames
-        t0 = time.perf_counter()
-        for m, w in enumerate(workers):
-            payload = w.step(down.message(m, server.message(m)))
-            if payload is not None:
-                uploads += 1
-                wire_payload: Payload = payload
-                if entropy_coding and is_codable(payload):
-                    wire_payload = entropy_encode(payload)
-                    payload = entropy_decode(wire_payload.to_bytes(), expected_n=payload.n)
-                up_bytes += wire_payload.nbytes
-                batch[m] = payload
-                on_wire[m] = wire_payload
+        for m, payload in uploads.items():
+            wire_payload: Payload = payload
+            if entropy_coding and is_codable(payload):
+                wire_payload = entropy_encode(payload)
+                payload = entropy_decode(wire_payload.to_bytes(), expected_n=payload.n)
+            batch[m] = payload
+            on_wire[m] = wire_payload
+        return batch
+
+    def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         t1 = time.perf_counter()
         down.start_round()
         server.apply(batch)
         sent = down.finish_round(batch)
-        trace.worker_seconds += t1 - t0
-        trace.worker_steps += M
         trace.server_seconds += time.perf_counter() - t1
         trace.server_steps += 1
         trace.record(on_wire, sent.broadcast, sent.delivered)
-        down_bytes += sent.delivered
-        k += 1
-        loss = problem.loss(server.theta)
-        if has_diverged(loss, loss0):
-            diverged = True
-            record(k, loss)
-            break
-        record(k, loss)
-        r = residual_of(loss)
-        if r is not None and r <= eps:
-            reached = True
-        bar.update(k, r)
-    wall = time.perf_counter() - start
-    bar.close(k, residual_of(loss))
-    if record_history and (not hist["eval_iteration"] or hist["eval_iteration"][-1] != k):
-        evaluate(k)
-    params = asdict(algorithm.params)
-    result = RunResult(
-        algorithm=algorithm.name,
-        seed=algorithm.params.seed,
-        params=params,
+        return int(sent.delivered)
+
+    bar = Progress(algorithm.name, max_iterations, enabled=progress)
+    outcome = run_rounds(
+        server,
+        workers,
+        recorder,
+        loss=problem.loss,
+        loss0=loss0,
+        max_iterations=max_iterations,
+        eps=eps,
+        exchange=exchange,
+        message=down.message,
+        apply=apply,
+        uplink_nbytes=lambda batch: sum(on_wire[m].nbytes for m in batch),
+        before_round=before_round,
+        after_round=bar.update,
+    )
+    bar.close(outcome.iterations, recorder.residual(outcome.loss))
+    result = make_result(
+        outcome,
+        recorder,
+        algorithm=algorithm,
         problem=problem.describe(),
-        iterations=k,
-        uploads=uploads,
-        bits=8 * up_bytes,
-        downlink_bits=8 * down_bytes,
-        final_loss=loss,
-        final_residual=residual_of(loss),
+        eps=eps,
         test_accuracy=problem.accuracy(server.theta),
         train_accuracy=problem.accuracy(server.theta, test=False),
-        reached_tolerance=reached,
-        diverged=diverged,
-        wall_time=wall,
-        f_star=f_star,
-        eps=float(eps),
-        history=hist,
-        uplink_bits=8 * up_bytes,
-        total_bits=8 * (up_bytes + down_bytes),
         downlink=down.mode.name,
         trace=trace,
         entropy_coding=bool(entropy_coding),

@@ -27,6 +27,14 @@ after the header is read, before anything of body size is allocated or decoded.
 
 Subclasses describe their metadata with ``META`` (a ``struct.Struct``) and implement
 ``_meta_values``, ``_body`` and ``_from_parts``; the framing lives only here.
+
+Upload bundles. A sender holding several workers (a rank of the distributed engine) sends
+their uploads of one iteration as one bundle frame: the same 12-byte header with kind byte
+``BUNDLE_KIND`` and ``n`` = the number of items, then per item ``<II`` (worker id, frame
+length), then the items' payload frames back to back, then the CRC-32 of every preceding
+byte. :func:`pack_uploads` writes it, :func:`bundle_nbytes` is its exact size (the one place
+it is computed), :func:`unpack_uploads` checks it (magic, version, kind, CRC, sizes, worker
+ids in strictly increasing order, each one a worker the sender owns) before decoding any item.
 """
 
 from __future__ import annotations
@@ -40,7 +48,17 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Payload", "PayloadKind", "payload_from_bytes"]
+__all__ = [
+    "BUNDLE_KIND",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "Payload",
+    "PayloadKind",
+    "bundle_nbytes",
+    "pack_uploads",
+    "payload_from_bytes",
+    "unpack_uploads",
+]
 
 MAGIC = b"LQ"
 FORMAT_VERSION = 1
@@ -64,6 +82,7 @@ class PayloadKind(enum.IntEnum):
     DENSE = 8
     ENTROPY = 9
     LAQ_BLOCK = 10
+    ROTATION = 11
 
 
 _REGISTRY: dict[int, type[Payload]] = {}
@@ -231,3 +250,95 @@ def expect_body_size(body: memoryview, expected: int) -> None:
             f"frame body has {len(body)} bytes, expected exactly {expected} "
             "(truncated, padded or mis-sized frame)"
         )
+
+
+#: Kind byte of an upload bundle (outside PayloadKind: a bundle is not a payload).
+BUNDLE_KIND = 0x80
+_BUNDLE_ITEM = struct.Struct("<II")
+
+
+def bundle_nbytes(frame_sizes: Any) -> int:
+    """Exact size of a bundle of frames of these sizes (header, item table, frames, CRC)."""
+    sizes = [int(v) for v in frame_sizes]
+    return FRAME_OVERHEAD + _BUNDLE_ITEM.size * len(sizes) + sum(sizes)
+
+
+def pack_uploads(items: Any) -> bytes:
+    """One bundle frame of ``(worker id, payload)`` items (ids strictly increasing, >= 0)."""
+    frames: list[tuple[int, bytes]] = []
+    for m, payload in items:
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or not 0 <= int(m) < 2**32:
+            raise ValueError(f"worker id must be an integer in [0, 2**32), got {m!r}")
+        if frames and int(m) <= frames[-1][0]:
+            raise ValueError("worker ids of a bundle must be strictly increasing")
+        if not isinstance(payload, Payload):
+            raise TypeError(f"bundle items must be payloads, got {type(payload).__name__}")
+        frames.append((int(m), payload.to_bytes()))
+    parts = [_HEADER.pack(MAGIC, FORMAT_VERSION, BUNDLE_KIND, len(frames))]
+    parts.extend(_BUNDLE_ITEM.pack(m, len(f)) for m, f in frames)
+    parts.extend(f for _, f in frames)
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def unpack_uploads(
+    buf: Any, *, expected_n: int, owned: Any, sender: str = "the sender"
+) -> list[tuple[int, Payload]]:
+    """Check and decode a bundle made by :func:`pack_uploads`.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The bundle frame.
+    expected_n : int
+        Length of every payload's vector (frames declaring another are refused undecoded).
+    owned : collection of int
+        The worker ids the sender may upload for; any other id (another sender's worker, or
+        one out of range) is refused.
+    sender : str
+        Names the sender in error messages (e.g. ``"rank 2"``).
+
+    Raises
+    ------
+    ValueError
+        Truncated, padded or corrupt bundle (CRC), another kind or version, repeated or
+        unordered ids, an id the sender does not own, or an invalid item frame.
+    """
+    want_n = check_expected_n(expected_n)
+    try:
+        view = memoryview(buf).cast("B")
+    except TypeError as err:
+        raise TypeError(f"a bundle must be bytes-like, got {type(buf).__name__}") from err
+    if len(view) < FRAME_OVERHEAD:
+        raise ValueError(f"truncated upload bundle from {sender}: {len(view)} bytes")
+    magic, version, kind, count = _HEADER.unpack_from(view, 0)
+    if magic != MAGIC or version != FORMAT_VERSION or kind != BUNDLE_KIND:
+        raise ValueError(
+            f"not an upload bundle of format {FORMAT_VERSION} from {sender} "
+            f"(magic {bytes(magic)!r}, version {version}, kind {kind})"
+        )
+    (crc,) = _CRC.unpack_from(view, len(view) - _CRC.size)
+    if zlib.crc32(view[: len(view) - _CRC.size]) != crc:
+        raise ValueError(f"corrupt upload bundle from {sender}: CRC-32 mismatch")
+    allowed = {int(m) for m in owned}
+    table_end = _HEADER.size + _BUNDLE_ITEM.size * count
+    if table_end + _CRC.size > len(view):
+        raise ValueError(f"truncated upload bundle from {sender}: {count} items declared")
+    items = [
+        _BUNDLE_ITEM.unpack_from(view, _HEADER.size + _BUNDLE_ITEM.size * i) for i in range(count)
+    ]
+    if bundle_nbytes(size for _, size in items) != len(view):
+        raise ValueError(f"upload bundle from {sender} has a size its item table does not give")
+    out: list[tuple[int, Payload]] = []
+    pos = table_end
+    for m, size in items:
+        if m not in allowed:
+            raise ValueError(
+                f"{sender} sent an upload labelled as worker {m}, which is not one of its "
+                f"workers {sorted(allowed)}"
+            )
+        if out and m <= out[-1][0]:
+            raise ValueError(f"upload bundle from {sender} repeats or reorders worker {m}")
+        out.append((int(m), payload_from_bytes(view[pos : pos + size], expected_n=want_n)))
+        pos += size
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._validate import registry_key
 from .acc_asylpg import AccAsyLPG
 from .asylpg import AsyLPG
 from .base import Algorithm, CompressedGradient, Message, Params, Server, Worker
@@ -125,8 +126,9 @@ def get_algorithm(name: str, params: Params | None = None, **overrides: Any) -> 
     """
     if not isinstance(name, str):
         raise TypeError(f"algorithm name must be a str, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
+    lookup = {registry_key(n): n for n in ALGORITHMS}
+    lookup.update({registry_key(a): target for a, target in _ALIASES.items()})
+    key = lookup.get(registry_key(name), "")
     if key not in ALGORITHMS:
         raise ValueError(
             f"unknown algorithm {name!r}; available: {', '.join(available_algorithms())}"

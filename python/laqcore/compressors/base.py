@@ -24,7 +24,6 @@ reports a bad one with the accepted names.
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import struct
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._validate import registry_key
 from ..wire import Payload, body_array, expect_body_size
 
 __all__ = [
@@ -96,16 +96,6 @@ def check_uint(value: Any, name: str, *, maximum: int = _UINT64_MAX, minimum: in
     v = int(value)
     if not minimum <= v <= maximum:
         raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {v}")
-    return v
-
-
-def check_real(value: Any, name: str) -> float:
-    """Return ``value`` as a finite float; TypeError for non-numbers, ValueError for NaN/Inf."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
     return v
 
 
@@ -210,8 +200,7 @@ _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
+_normalise = registry_key
 
 
 def register_compressor(

@@ -1,4 +1,4 @@
-"""TernGrad: stochastic ternarization with optional clipping (ALGORITHMS.md §4).
+"""TernGrad: stochastic ternarization with optional clipping (docs/algorithms.md "TernGrad").
 
 ``g_tilde = s * sign(g) * b`` with ``b_i ~ Bernoulli(|g_i| / s)`` and ``s = max |g|`` (after
 optional clipping of ``|g|`` at ``clip_factor * std(g)``, default 2.5 as in the paper), or a
@@ -15,14 +15,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
-from .._validate import as_float_vector
+from .._validate import as_float_vector, check_real
 from ..wire import Payload, PayloadKind
 from .base import (
     FloatVector,
     ScaledCodesPayload,
     SeededCompressor,
     check_payload,
-    check_real,
 )
 
 __all__ = ["TernGradCompressor", "TernGradPayload"]

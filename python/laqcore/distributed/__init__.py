@@ -21,6 +21,7 @@ __all__ = [
     "NonFiniteGradientError",
     "PeerFailureError",
     "RankOutcome",
+    "ReplicaMismatchError",
     "TrafficStats",
     "Transport",
     "free_port",
@@ -40,6 +41,7 @@ _WHERE = {
     "run_processes": "launch",
     "NonFiniteGradientError": "errors",
     "PeerFailureError": "errors",
+    "ReplicaMismatchError": "errors",
 }
 
 

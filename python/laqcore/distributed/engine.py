@@ -16,7 +16,10 @@ algorithm. Per iteration every rank:
    sum is exact) and summed in worker order exactly like ``Problem.loss``.
 
 Workers are assigned round-robin: worker m lives on rank ``m % nproc``; a rank's upload
-frame concatenates its uploading workers' payload frames (4 bytes count + 8 bytes per item).
+frame is one upload bundle (:func:`laqcore.wire.pack_uploads`: header, item table, payload
+frames, CRC), and every receiver refuses a bundle that names a worker its sender does not own.
+The loop itself is :func:`laqcore.driver.run_rounds`; this module provides its exchange
+(bundles through the transport), its loss and evaluation (all-reduces) and checkpoints.
 
 Counted as in the simulator: ``uploads``, ``bits = 8 * sum(payload.nbytes)``, and
 ``downlink_bits`` as the simulator's default ``delta`` downlink: every worker receives the
@@ -26,8 +29,11 @@ container headers, padding), from :class:`~laqcore.distributed.TrafficStats`; th
 loss all-reduce (monitoring, M float64) is reported separately as ``monitor_bytes``.
 
 Checkpoints (``checkpoint_dir``/``checkpoint_every``) hold each rank's server replica, its
-workers' state (random generators included) and the counters; resuming continues exactly
-like the uninterrupted run.
+workers' state (random generators included) and the counters, in a format that cannot run
+code (``.npz`` read with ``allow_pickle=False`` plus JSON, SHA-256 verified at resume; see
+:mod:`laqcore.distributed.checkpoint`); resuming continues exactly like the uninterrupted
+run. Every ``replica_check_every`` iterations (and right after a resume) the ranks compare a
+digest of their server replicas and all stop with :class:`ReplicaMismatchError` if any differs.
 """
 
 from __future__ import annotations
@@ -35,9 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import struct
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -46,12 +49,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._validate import check_positive_int
 from ..downlink import delta_frames
-from ..wire import Payload, payload_from_bytes
-from .errors import NonFiniteGradientError
+from ..driver import Recorder, run_rounds
+from ..simulator import make_result
+from ..wire import Payload, pack_uploads, unpack_uploads
+from . import checkpoint as ckfmt
+from .errors import NonFiniteGradientError, ReplicaMismatchError
 from .transport import Transport
 
 if TYPE_CHECKING:
+    from ..algorithms.base import Message, Worker
     from ..problems import LocalObjective
 
 __all__ = ["EngineConfig", "run_engine"]
@@ -61,8 +69,7 @@ def __dir__() -> list[str]:
     return __all__
 
 
-_COUNT = struct.Struct("<I")
-_ITEM = struct.Struct("<II")
+_CKPT_FORMAT = "laqcore.engine-checkpoint/1"
 
 
 @dataclass
@@ -84,9 +91,12 @@ class EngineConfig:
         :class:`NonFiniteGradientError` naming the rank, worker and iteration; or the
         worker skips that iteration (counted in ``wire.nonfinite``).
     checkpoint_dir, checkpoint_every
-        Write ``rank<r>.pkl`` there every ``checkpoint_every`` iterations (0: never).
+        Write ``rank<r>.ckpt`` there every ``checkpoint_every`` iterations (0: never).
     resume : bool
-        Start from the checkpoints in ``checkpoint_dir``.
+        Start from the checkpoints in ``checkpoint_dir`` (refused, naming the file, if one
+        is corrupt or was written by another configuration, world size or rank).
+    replica_check_every : int
+        Compare the server replicas' state digests every this many iterations (0: never).
     record_history : bool
         Keep the per-iteration curves.
     """
@@ -101,6 +111,7 @@ class EngineConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
     resume: bool = False
+    replica_check_every: int = 100
     record_history: bool = True
 
     def fingerprint(self) -> str:
@@ -145,37 +156,6 @@ class _FiniteObjective:
         return self._check(self._inner.value_and_grad(*a, **k))
 
 
-def _pack(items: list[tuple[int, bytes]]) -> bytes:
-    parts = [_COUNT.pack(len(items))]
-    for m, frame in items:
-        parts.append(_ITEM.pack(m, len(frame)))
-        parts.append(frame)
-    return b"".join(parts)
-
-
-def _unpack(buf: bytes, rank: int, dim: int) -> list[tuple[int, Payload]]:
-    """Split rank ``rank``'s upload container; every upload encodes a ``dim``-vector, so a
-    frame declaring another length is refused before it is decoded (wire docstring)."""
-    view = memoryview(buf)
-    (count,) = _COUNT.unpack_from(view, 0)
-    pos, out = _COUNT.size, []
-    for _ in range(count):
-        m, size = _ITEM.unpack_from(view, pos)
-        pos += _ITEM.size
-        if pos + size > len(view):
-            raise ValueError(f"truncated upload container from rank {rank}")
-        out.append((int(m), payload_from_bytes(view[pos : pos + size], expected_n=dim)))
-        pos += size
-    if pos != len(view):
-        raise ValueError(f"upload container from rank {rank} has {len(view) - pos} extra bytes")
-    return out
-
-
-def _state_of(obj: Any) -> dict[str, Any]:
-    """An algorithm object's state without its (large, reconstructible) local objective."""
-    return {k: v for k, v in obj.__dict__.items() if k != "f"}
-
-
 def run_engine(
     rank: int,
     world: int,
@@ -193,10 +173,11 @@ def run_engine(
     """
     from ..algorithms import get_algorithm
     from ..problems import make_problem
-    from ..simulator import RunResult, has_diverged, new_history
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
+    check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
+    check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
     M = problem.num_workers
     if M < world:
@@ -208,7 +189,8 @@ def run_engine(
     f_star: float | None = box[0]
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
-    mine = [m for m in range(M) if m % world == rank]
+    owned = [[m for m in range(M) if m % world == r] for r in range(world)]
+    mine = owned[rank]
     workers = {
         m: algorithm.make_worker(m, cast("LocalObjective", _FiniteObjective(problem.workers[m])), M)
         for m in mine
@@ -217,17 +199,7 @@ def run_engine(
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
-
-    hist = new_history()
-    counters = {
-        "k": 0,
-        "uploads": 0,
-        "up_bytes": 0,
-        "down_bytes": 0,
-        "monitor_bytes": 0,
-        "nonfinite": 0,
-    }
-    decisions: list[list[int]] = []
+    counters = {"monitor_bytes": 0, "nonfinite": 0}
 
     def per_worker(values: dict[int, float | np.ndarray], width: int) -> np.ndarray:
         """M rows, each filled by its owner rank; all-reduce is exact (one non-zero each)."""
@@ -243,157 +215,100 @@ def run_engine(
         # Same expression as Problem.loss: a Python sum in worker order, then / M.
         return float(sum(float(v) for v in col)) / M
 
-    def residual_of(loss: float) -> float | None:
-        return None if f_star is None else loss - f_star
-
-    def evaluate(k: int) -> None:
+    def evaluate(theta: np.ndarray) -> tuple[float, float]:
         grads = per_worker(
-            {m: local_objectives[m].value_and_grad(server.theta)[1] for m in mine},
-            problem.dim,
+            {m: local_objectives[m].value_and_grad(theta)[1] for m in mine}, problem.dim
         )
         total = np.zeros(problem.dim)
         for m in range(M):
             total += grads[m]
-        hist["eval_iteration"].append(k)
-        hist["grad_norm"].append(float(np.linalg.norm(total / M)))
-        hist["test_accuracy"].append(problem.accuracy(server.theta))
+        return float(np.linalg.norm(total / M)), problem.accuracy(theta)
 
-    def record(k: int, loss: float) -> None:
-        if not cfg.record_history:
-            return
-        r = residual_of(loss)
-        hist["loss"].append(loss)
-        hist["residual"].append(float("nan") if r is None else r)
-        hist["uploads"].append(counters["uploads"])
-        hist["bits"].append(8 * counters["up_bytes"])
-        hist["downlink_bits"].append(8 * counters["down_bytes"])
-        if k % cfg.eval_every == 0:
-            evaluate(k)
-
-    ckpt_path = (
-        None if cfg.checkpoint_dir is None else os.path.join(cfg.checkpoint_dir, f"rank{rank}.pkl")
+    recorder = Recorder(
+        f_star=f_star,
+        evaluate=evaluate,
+        eval_every=cfg.eval_every,
+        record_history=cfg.record_history,
     )
-
-    def save() -> None:
-        assert ckpt_path is not None  # noqa: S101 - only called when configured
-        blob = {
-            "fingerprint": cfg.fingerprint(),
-            "world": world,
-            "counters": dict(counters),
-            "server": _state_of(server),
-            "workers": {m: _state_of(w) for m, w in workers.items()},
-            "hist": hist,
-            "decisions": decisions,
-            "wire": asdict(transport.stats),
-            "loss0": loss0,
-        }
-        tmp = ckpt_path + ".tmp"
-        with open(tmp, "wb") as fh:
-            pickle.dump(blob, fh)
-        os.replace(tmp, ckpt_path)  # atomic: a crash mid-write keeps the previous checkpoint
-
+    ckpt = _Checkpoints(cfg, rank, world)
     loss0 = global_loss(server.theta)
+    k = 0
     if cfg.resume:
-        if ckpt_path is None:
-            raise ValueError("resume needs checkpoint_dir")
-        with open(ckpt_path, "rb") as fh:
-            blob = pickle.load(fh)
-        if blob["fingerprint"] != cfg.fingerprint() or blob["world"] != world:
-            raise ValueError(
-                f"checkpoint {ckpt_path} was written by another configuration or world size "
-                f"({blob['world']} processes)"
-            )
-        server.__dict__.update(blob["server"])
-        for m, st in blob["workers"].items():
-            workers[m].__dict__.update(st)
-        counters.update(blob["counters"])
-        hist, decisions, loss0 = blob["hist"], blob["decisions"], blob["loss0"]
-        for name, v in blob["wire"].items():
-            setattr(transport.stats, name, v)
+        k, loss0 = ckpt.load(server, workers, recorder, counters, transport)
+        _check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
-        record(0, loss0)
-    if cfg.checkpoint_dir is not None:
-        os.makedirs(cfg.checkpoint_dir, exist_ok=True)
-
-    k = counters["k"]
+        recorder.record(0, loss0, server.theta)
+    hist = recorder.history
     loss = hist["loss"][-1] if (cfg.resume and hist["loss"]) else loss0
     if cfg.resume and not cfg.record_history:
         loss = global_loss(server.theta)
-    reached = (r0 := residual_of(loss)) is not None and r0 <= cfg.eps
-    diverged = False
-    start = time.perf_counter()
-    while not reached and k < cfg.max_iterations and not server.done:
-        if fault is not None:
-            fault(rank, k, workers)
-        # Step 1: every message, in worker order (replicas must consume the same randomness).
-        msgs = [server.message(m) for m in range(M)]
-        # Step 2: only this rank's workers.
-        items: list[tuple[int, bytes]] = []
-        bad: list[int] = []
-        for m in mine:
-            try:
-                payload = workers[m].step(msgs[m])
-            except _NonFinite:
-                bad.append(m)
-                continue
-            if payload is not None:
-                items.append((m, payload.to_bytes()))
-        # Step 3: lockstep exchange of the uploading ranks' containers.
+
+    bad: list[int] = []
+
+    def step(m: int, worker: Worker, msg: Message) -> Payload | None:
+        try:
+            return worker.step(msg)
+        except _NonFinite:
+            bad.append(m)
+            return None
+
+    def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
+        """This rank's uploads -> every worker's, through one bundle frame per rank."""
         res = transport.exchange(
-            _pack(items) if items else None,
+            pack_uploads(sorted(uploads.items())) if uploads else None,
             nonfinite=bool(bad) and cfg.nonfinite == "raise",
             tag=f"iteration {k}",
         )
         if res.nonfinite_ranks:
             raise NonFiniteGradientError(res.nonfinite_ranks, k, where="a worker gradient")
         counters["nonfinite"] += len(bad)
-        # Step 4: the same uploads, in worker order, on every replica.
+        bad.clear()
         batch: dict[int, Payload] = {}
         for r in res.uploaders:
-            for m, p in _unpack(res.frames[r] or b"", r, problem.dim):
+            frame = res.frames[r] or b""
+            sender = f"rank {r}"
+            for m, p in unpack_uploads(
+                frame, expected_n=problem.dim, owned=owned[r], sender=sender
+            ):
                 batch[m] = p
-        batch = dict(sorted(batch.items()))
-        counters["uploads"] += len(batch)
-        counters["up_bytes"] += sum(p.nbytes for p in batch.values())
-        counters["down_bytes"] += delta_frames(batch, M).delivered
-        decisions.append(sorted(batch))
+        return batch
+
+    def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         server.apply(batch)
-        k += 1
-        counters["k"] = k
-        # Step 5
-        loss = global_loss(server.theta)
-        if has_diverged(loss, loss0):
-            diverged = True
-            record(k, loss)
-            break
-        record(k, loss)
-        resid = residual_of(loss)
-        if resid is not None and resid <= cfg.eps:
-            reached = True
-        if ckpt_path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
-            save()
-    wall = time.perf_counter() - start
-    if cfg.record_history and (not hist["eval_iteration"] or hist["eval_iteration"][-1] != k):
-        evaluate(k)
-    result = RunResult(
-        algorithm=algorithm.name,
-        seed=algorithm.params.seed,
-        params=asdict(algorithm.params),
+        # The simulator's default ``delta`` downlink: every worker receives the other
+        # uploaders' frames (the replicas make it implicit here; counted the same way).
+        return int(delta_frames(batch, M).delivered)
+
+    def after_round(k: int, residual: float | None) -> None:
+        if cfg.replica_check_every and k % cfg.replica_check_every == 0:
+            _check_replicas(server, rank, k)
+        if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
+            ckpt.save(k, loss0, server, workers, recorder, counters, transport)
+
+    outcome = run_rounds(
+        server,
+        workers,
+        recorder,
+        loss=global_loss,
+        loss0=loss0,
+        max_iterations=cfg.max_iterations,
+        eps=cfg.eps,
+        start=k,
+        current_loss=loss,
+        exchange=exchange,
+        step=step,
+        apply=apply,
+        before_round=None if fault is None else (lambda k: fault(rank, k, workers)),
+        after_round=after_round,
+    )
+    result = make_result(
+        outcome,
+        recorder,
+        algorithm=algorithm,
         problem=problem.describe(),
-        iterations=k,
-        uploads=counters["uploads"],
-        bits=8 * counters["up_bytes"],
-        downlink_bits=8 * counters["down_bytes"],
-        final_loss=loss,
-        final_residual=residual_of(loss),
+        eps=cfg.eps,
         test_accuracy=problem.accuracy(server.theta),
         train_accuracy=float("nan"),  # needs every shard; no rank holds them all
-        reached_tolerance=reached,
-        diverged=diverged,
-        wall_time=wall,
-        f_star=f_star,
-        eps=float(cfg.eps),
-        history=hist,
     )
     wire: dict[str, Any] = dict(transport.stats.as_dict())
     wire["monitor_bytes"] = counters["monitor_bytes"]
@@ -402,6 +317,111 @@ def run_engine(
     return {
         "result": result.to_dict(history=cfg.record_history),
         "wire": wire,
-        "decisions": decisions,
+        "decisions": recorder.decisions,
         "theta": np.array(server.theta),
     }
+
+
+def _check_replicas(server: Any, rank: int, k: int) -> None:
+    """All-gather the digest of every rank's server replica; raise on every rank if any
+    differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
+    mine = torch.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=torch.int64)
+    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    groups: dict[bytes, list[int]] = {}
+    for r, t in enumerate(gathered):
+        groups.setdefault(t.numpy().tobytes(), []).append(r)
+    if len(groups) > 1:
+        raise ReplicaMismatchError(sorted(groups.values()), k)
+
+
+class _Checkpoints:
+    """``rank<r>.ckpt`` in ``checkpoint_dir`` (format: :mod:`laqcore.distributed.checkpoint`)."""
+
+    def __init__(self, cfg: EngineConfig, rank: int, world: int) -> None:
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.path = (
+            None
+            if cfg.checkpoint_dir is None
+            else os.path.join(cfg.checkpoint_dir, f"rank{rank}.ckpt")
+        )
+        if cfg.resume and self.path is None:
+            raise ValueError("resume needs checkpoint_dir")
+        if cfg.checkpoint_dir is not None:
+            os.makedirs(cfg.checkpoint_dir, exist_ok=True)
+
+    def save(
+        self,
+        k: int,
+        loss0: float,
+        server: Any,
+        workers: dict[int, Any],
+        recorder: Recorder,
+        counters: dict[str, int],
+        transport: Transport,
+    ) -> None:
+        assert self.path is not None  # noqa: S101 - only called when configured
+        state = {
+            "format": _CKPT_FORMAT,
+            "fingerprint": self.cfg.fingerprint(),
+            "world": self.world,
+            "rank": self.rank,
+            "k": k,
+            "loss0": loss0,
+            "counters": dict(counters),
+            "recorder": recorder.state(),
+            "wire": asdict(transport.stats),
+            "server": server,
+            "workers": dict(workers),
+        }
+        tree, arrays = ckfmt.encode_state(state, skip=(_FiniteObjective,))
+        ckfmt.write_checkpoint(self.path, tree, arrays)
+
+    def load(
+        self,
+        server: Any,
+        workers: dict[int, Any],
+        recorder: Recorder,
+        counters: dict[str, int],
+        transport: Transport,
+    ) -> tuple[int, float]:
+        path = self.path
+        assert path is not None  # noqa: S101 - checked in __init__
+        tree, arrays = ckfmt.read_checkpoint(path)
+        template = {
+            "format": _CKPT_FORMAT,
+            "fingerprint": self.cfg.fingerprint(),
+            "world": self.world,
+            "rank": self.rank,
+        }
+        try:
+            entries = {k: v for k, v in tree["__map__"]}
+            head = {key: ckfmt.restore_state(None, entries.get(key), arrays) for key in template}
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ckfmt.CheckpointError(
+                f"checkpoint {path} has a malformed header: {err}"
+            ) from None
+        if head != template:
+            raise ckfmt.CheckpointError(
+                f"checkpoint {path} was written by another configuration, world size or rank "
+                f"({head.get('world')} processes, rank {head.get('rank')})"
+            )
+        live = {
+            **template,
+            "k": 0,
+            "loss0": 0.0,
+            "counters": dict(counters),
+            "recorder": recorder.state(),
+            "wire": asdict(transport.stats),
+            "server": server,
+            "workers": dict(workers),
+        }
+        try:
+            state = ckfmt.restore_state(live, tree, arrays, skip=(_FiniteObjective,))
+            recorder.load_state(state["recorder"])
+            counters.update(state["counters"])
+            for name, v in state["wire"].items():
+                setattr(transport.stats, name, v)
+            return int(state["k"]), float(state["loss0"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ckfmt.CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None

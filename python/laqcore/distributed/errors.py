@@ -6,7 +6,7 @@ not only that some collective failed.
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteGradientError", "PeerFailureError"]
+__all__ = ["NonFiniteGradientError", "PeerFailureError", "ReplicaMismatchError"]
 
 
 def __dir__() -> list[str]:
@@ -46,4 +46,18 @@ class NonFiniteGradientError(ValueError):
         super().__init__(
             f"{where} contains NaN or Inf on rank {who} at step {step} "
             "(set nonfinite='skip' to skip such uploads and count them instead)"
+        )
+
+
+class ReplicaMismatchError(RuntimeError):
+    """The ranks' server replicas hold different states (a corrupted checkpoint or frame, a
+    bug): raised on every rank, which all see the same gathered digests."""
+
+    def __init__(self, groups: list[list[int]], step: int):
+        self.groups = [list(g) for g in groups]
+        self.step = step
+        parts = "; ".join("ranks " + ", ".join(str(r) for r in g) for g in self.groups)
+        super().__init__(
+            f"server replicas differ after iteration {step}: {len(self.groups)} distinct "
+            f"states ({parts})"
         )

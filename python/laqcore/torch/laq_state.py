@@ -77,7 +77,7 @@ class LAQState(HookState):
         Weights ``xi_d = ck / D`` (``ck / k`` while ``k <= D``).
     error_weight : float, default 3.0
         Weight of the quantization-error term (the paper's 3).
-    noise_weight : float, default 1.0
+    noise_weight : float, default 0.0
         Weight of the minibatch-noise estimate (0: the paper's deterministic rule).
     noise_decay : float, default 0.9
         Decay of the noise estimate's moving average.
@@ -121,7 +121,7 @@ class LAQState(HookState):
         D: int = 10,
         ck: float = 0.8,
         error_weight: float = 3.0,
-        noise_weight: float = 1.0,
+        noise_weight: float = 0.0,
         noise_decay: float = 0.9,
         max_stale: int = 100,
         safeguard_patience: int = 10,

@@ -1,0 +1,235 @@
+"""Engine checkpoints that cannot run code, with a checksum, and replica digests.
+
+Format (one ``rank<r>.ckpt`` per rank, written atomically): the 8-byte magic
+``LQCKPT01``, the SHA-256 of everything after it (32 bytes), then a numpy ``.npz`` archive
+read back with ``allow_pickle=False``, holding ``state.json`` (a uint8 array, the UTF-8 JSON
+*state tree*, see below) and ``a0``, ``a1``, ...: the numeric arrays the tree refers to
+(never object arrays).
+
+:func:`read_checkpoint` verifies the checksum (so any flipped bit is refused) before anything
+is decoded, and every failure (missing file, bad magic, checksum mismatch, pickled or
+malformed content) raises :class:`CheckpointError` naming the file. Nothing in a checkpoint
+is ever executed or used to choose a class: objects are restored *into* the objects a fresh
+run builds (same type name and the same attribute names, or the load is refused).
+
+State tree. JSON values stand for themselves; everything else is a one-key-tagged dict:
+``{"__array__": i}``, ``{"__float__": "nan"|"inf"|"-inf"}``, ``{"__scalar__": dtype, "value"}``,
+``{"__tuple__": [...]}``, ``{"__deque__": [...], "maxlen": n}``, ``{"__map__": [[k, v], ...]}``
+(any dict), ``{"__rng__": bit generator state}``, ``{"__history__": IterateHistory.state()}``,
+``{"__payload__": i}`` (a wire frame, decoded with its CRC), ``{"__object__": type name,
+"state": {attribute: value}}``.
+
+:func:`state_digest` hashes an object's state tree the same way: the engine's replicas
+compare the digests of their servers every so often (``EngineConfig.replica_check_every``).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import math
+import os
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from ..lazy import IterateHistory
+from ..wire import Payload, payload_from_bytes
+
+__all__ = [
+    "CheckpointError",
+    "encode_state",
+    "read_checkpoint",
+    "restore_state",
+    "state_digest",
+    "write_checkpoint",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+_RNGS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (unreadable, corrupt, or of another run)."""
+
+
+def encode_state(value: Any, *, skip: tuple[type, ...] = ()) -> tuple[Any, list[np.ndarray]]:
+    """``value`` as a JSON-able state tree plus its arrays. Object attributes holding an
+    instance of a ``skip`` type (e.g. a worker's objective: data, not state) are left out."""
+    arrays: list[np.ndarray] = []
+
+    def enc(x: Any) -> Any:
+        if x is None or isinstance(x, (bool, str, int)):
+            return x
+        if isinstance(x, float):
+            return x if math.isfinite(x) else {"__float__": repr(x)}
+        if isinstance(x, np.ndarray):
+            if x.dtype.hasobject:
+                raise TypeError("cannot checkpoint an object array")
+            arrays.append(np.ascontiguousarray(x))
+            return {"__array__": len(arrays) - 1}
+        if isinstance(x, np.generic):
+            return {"__scalar__": x.dtype.str, "value": enc(x.item())}
+        if isinstance(x, list):
+            return [enc(v) for v in x]
+        if isinstance(x, tuple):
+            return {"__tuple__": [enc(v) for v in x]}
+        if isinstance(x, collections.deque):
+            return {"__deque__": [enc(v) for v in x], "maxlen": x.maxlen}
+        if isinstance(x, dict):
+            return {"__map__": [[enc(k), enc(v)] for k, v in x.items()]}
+        if isinstance(x, np.random.Generator):
+            return {"__rng__": enc(x.bit_generator.state)}
+        if isinstance(x, IterateHistory):
+            return {"__history__": enc(x.state())}
+        if isinstance(x, Payload):
+            return {"__payload__": enc(np.frombuffer(x.to_bytes(), np.uint8).copy())["__array__"]}
+        if hasattr(x, "__dict__") and not isinstance(x, type):
+            fields = {k: v for k, v in vars(x).items() if not isinstance(v, skip)}
+            return {
+                "__object__": type(x).__qualname__,
+                "state": {k: enc(v) for k, v in fields.items()},
+            }
+        raise TypeError(f"cannot checkpoint a {type(x).__name__}")
+
+    return enc(value), arrays
+
+
+def restore_state(
+    target: Any, tree: Any, arrays: list[np.ndarray], *, skip: tuple[type, ...] = ()
+) -> Any:
+    """Rebuild a value from its state tree; objects are restored into ``target`` in place,
+    their ``skip``-typed attributes kept (``ValueError`` if the tree does not fit the
+    target). Returns the restored value."""
+
+    def array(i: Any) -> np.ndarray:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(arrays):
+            raise ValueError(f"state tree refers to array {i!r}, which is not stored")
+        return np.array(arrays[i])
+
+    def dec(t: Any, target: Any) -> Any:
+        if isinstance(t, list):
+            items = target if isinstance(target, list) else []
+            return [dec(v, items[i] if i < len(items) else None) for i, v in enumerate(t)]
+        if not isinstance(t, dict):
+            return t
+        if "__float__" in t:
+            if t["__float__"] not in ("nan", "inf", "-inf"):
+                raise ValueError(f"bad non-finite float {t['__float__']!r}")
+            return float(t["__float__"])
+        if "__array__" in t:
+            return array(t["__array__"])
+        if "__scalar__" in t:
+            dt = np.dtype(str(t["__scalar__"]))
+            if dt.hasobject:
+                raise ValueError("object scalars are not allowed")
+            return dt.type(dec(t["value"], None))
+        if "__tuple__" in t:
+            return tuple(dec(v, None) for v in t["__tuple__"])
+        if "__deque__" in t:
+            return collections.deque((dec(v, None) for v in t["__deque__"]), maxlen=t["maxlen"])
+        if "__map__" in t:
+            known: dict[Any, Any] = target if isinstance(target, dict) else {}
+            out = {}
+            for k, v in t["__map__"]:
+                key = dec(k, None)
+                out[key] = dec(v, known.get(key))
+            return out
+        if "__rng__" in t:
+            state = dec(t["__rng__"], None)
+            name = state.get("bit_generator") if isinstance(state, dict) else None
+            if name not in _RNGS:
+                raise ValueError(f"unknown random generator {name!r}")
+            gen = target
+            if not isinstance(gen, np.random.Generator) or type(gen.bit_generator).__name__ != name:
+                gen = np.random.Generator(getattr(np.random, name)())
+            gen.bit_generator.state = state
+            return gen
+        if "__history__" in t:
+            return IterateHistory.from_state(dec(t["__history__"], None))
+        if "__payload__" in t:
+            return payload_from_bytes(array(t["__payload__"]).tobytes())
+        if "__object__" in t:
+            name, state = t["__object__"], t["state"]
+            if target is None or type(target).__qualname__ != name:
+                got = "nothing" if target is None else f"a {type(target).__qualname__}"
+                raise ValueError(f"checkpoint holds a {name} where this run has {got}")
+            mine = {k for k, v in vars(target).items() if not isinstance(v, skip)}
+            if set(state) != mine:
+                raise ValueError(
+                    f"checkpoint's {name} has attributes {sorted(set(state) ^ mine)} "
+                    "that this run's does not (or the reverse)"
+                )
+            new = {k: dec(v, vars(target).get(k)) for k, v in state.items()}
+            vars(target).update(new)
+            return target
+        raise ValueError(f"unknown state tree node with keys {sorted(t)[:4]}")
+
+    return dec(tree, target)
+
+
+def _digest(meta: bytes, arrays: list[np.ndarray]) -> str:
+    h = hashlib.sha256(meta)
+    for a in arrays:
+        h.update(f"|{a.dtype.str}|{a.shape}|".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def state_digest(obj: Any) -> bytes:
+    """SHA-256 of an object's state tree and arrays (32 bytes): equal states, equal digests."""
+    tree, arrays = encode_state(obj)
+    return bytes.fromhex(_digest(json.dumps(tree, sort_keys=True).encode(), arrays))
+
+
+_MAGIC = b"LQCKPT01"
+
+
+def write_checkpoint(path: str, tree: Any, arrays: list[np.ndarray]) -> None:
+    """Write a state tree and its arrays to ``path`` atomically (format in the module doc)."""
+    meta = json.dumps(tree, sort_keys=True).encode()
+    members = {f"a{i}": a for i, a in enumerate(arrays)}
+    members["state.json"] = np.frombuffer(meta, np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **members)  # type: ignore[arg-type]
+    body = buf.getvalue()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(_MAGIC + hashlib.sha256(body).digest() + body)
+    os.replace(tmp, path)  # atomic: a crash mid-write keeps the previous checkpoint
+
+
+def read_checkpoint(path: str) -> tuple[Any, list[np.ndarray]]:
+    """Read and verify a checkpoint; :class:`CheckpointError` naming ``path`` otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+    head = len(_MAGIC) + 32
+    if len(raw) < head or raw[: len(_MAGIC)] != _MAGIC:
+        raise CheckpointError(f"checkpoint {path} is not a laqcore checkpoint (bad magic)")
+    body = raw[head:]
+    if hashlib.sha256(body).digest() != raw[len(_MAGIC) : head]:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match")
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as z:
+            names = set(z.files)
+            count = len(names) - 1
+            if names != {"state.json", *(f"a{i}" for i in range(count))}:
+                raise CheckpointError(f"checkpoint {path} lacks or has unexpected members")
+            meta = z["state.json"].tobytes()
+            arrays = [z[f"a{i}"] for i in range(count)]
+        tree = json.loads(meta)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, EOFError, KeyError, OSError, zipfile.BadZipFile) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be decoded: {err}") from None
+    return tree, arrays

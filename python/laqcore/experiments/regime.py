@@ -1,0 +1,180 @@
+"""``laqcore regime-map``: which method reaches the tolerance first, over link regimes.
+
+Every algorithm runs once on the problem (cached, :mod:`.runcache`); the link/time model
+(:mod:`laqcore.network`) then gives its time to tolerance for every link of the grid:
+downlink bandwidth (10 Mbit/s .. 100 Gbit/s), uplink = downlink / ratio (ratio 1 .. 100) and
+the one-way latency. The output names the winner of each cell and its margin over the
+runner-up, and the time of every method (``regime.json``), with one plot panel per latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from ..serialization import json_safe
+from .options import (
+    add_algorithm_options,
+    add_problem_options,
+    algorithm_overrides,
+    link_from_args,
+    problem_kwargs,
+)
+from .runcache import run_cached
+
+__all__ = ["add_parser", "regime_map"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _cache(args: argparse.Namespace) -> str:
+    from ..problems.optimum import cache_dir
+
+    return str(args.cache) if args.cache else cache_dir()
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} takes comma-separated numbers, got {text!r}") from None
+    if not vals or min(vals) < 0:
+        raise ValueError(f"{name} needs numbers >= 0, got {text!r}")
+    return vals
+
+
+def regime_map(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the algorithms and evaluate every link of the grid; returns the map."""
+    from ..network import Link
+    from ..problems import make_problem
+
+    names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
+    bws = _floats(args.bandwidths_mbps, "--bandwidths-mbps")
+    ratios = _floats(args.ratios, "--ratios")
+    lats = _floats(args.latencies_ms, "--latencies-ms")
+    kw = problem_kwargs(args)
+    prob = make_problem(**kw)
+    over = algorithm_overrides(args)
+    runs = {
+        n: run_cached(
+            kw,
+            n,
+            over,
+            max_iterations=args.max_iterations,
+            eps=args.eps,
+            downlink=args.downlink,
+            cache=_cache(args),
+            problem=prob,
+        )
+        for n in names
+    }
+    compute = None if args.compute_ms is None else args.compute_ms / 1e3
+    cells: list[dict[str, Any]] = []
+    for lat in lats:
+        for ratio in ratios:
+            for bw in bws:
+                link = Link(
+                    bw / ratio * 1e6,
+                    bw * 1e6,
+                    lat / 1e3,
+                    topology=args.topology,
+                    broadcast=args.broadcast,
+                )
+                times = {n: r.time_to_tolerance(link, compute) for n, r in runs.items()}
+                done = sorted((t, n) for n, t in times.items() if t is not None)
+                cells.append(
+                    {
+                        "latency_ms": lat,
+                        "ratio": ratio,
+                        "downlink_mbps": bw,
+                        "times": times,
+                        "winner": done[0][1] if done else None,
+                        "margin": done[1][0] / done[0][0] if len(done) > 1 else None,
+                    }
+                )
+    summary = {
+        n: {
+            "iterations": r.summary["iterations"],
+            "reached": r.reached,
+            "uplink_bits": r.summary["uplink_bits"],
+            "total_bits": r.summary["total_bits"],
+            "compute_s": r.trace.worker_step_s + r.trace.server_step_s,
+        }
+        for n, r in runs.items()
+    }
+    return {
+        "algorithms": names,
+        "bandwidths_mbps": bws,
+        "ratios": ratios,
+        "latencies_ms": lats,
+        "runs": summary,
+        "cells": cells,
+    }
+
+
+def _print(data: dict[str, Any]) -> None:
+    for n, s in data["runs"].items():
+        print(
+            f"{n:<10} {s['iterations']:>6} it  reached={s['reached']}  total bits "
+            f"{s['total_bits']:.3e}  compute {s['compute_s'] * 1e3:.3f} ms/it"
+        )
+    for lat in data["latencies_ms"]:
+        print(f"\nlatency {lat:g} ms: winner (margin over the runner-up); rows up/down ratio")
+        print(f"{'ratio':>6}" + "".join(f"{bw:>14g}" for bw in data["bandwidths_mbps"]))
+        for ratio in data["ratios"]:
+            row = [c for c in data["cells"] if c["latency_ms"] == lat and c["ratio"] == ratio]
+            txt = [
+                "-" if c["winner"] is None else f"{c['winner']}({c['margin'] or 0:.2f})"
+                for c in row
+            ]
+            print(f"{ratio:>6g}" + "".join(f"{t:>14}" for t in txt))
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    link_from_args(args)
+    data = regime_map(args)
+    _print(data)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "regime.json")
+        cfg = {k: v for k, v in vars(args).items() if k != "func"}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(json_safe({"config": cfg, **data}), fh, indent=2)
+        print(f"wrote {path}")
+        if not args.no_plots:
+            from .study_plots import plot_regime
+
+            print(f"wrote {plot_regime(args.out, data)}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``regime-map`` (see :mod:`laqcore.cli`)."""
+    from .options import add_network_options
+
+    p = sub.add_parser("regime-map", help="fastest method to the tolerance over link regimes")
+    p.add_argument("--algorithms", default="gd,qgd,lag-wk,laq", help="names")
+    p.add_argument(
+        "--bandwidths-mbps",
+        default="10,30,100,300,1000,3000,10000,30000,100000",
+        help="downlink bandwidths, Mbit/s",
+    )
+    p.add_argument("--ratios", default="1,3,10,30,100", help="downlink / uplink ratios")
+    p.add_argument("--latencies-ms", default="0.05,1,20,100", help="one-way latencies, ms")
+    p.add_argument("--eps", type=float, default=1e-6)
+    p.add_argument("--max-iterations", "-K", type=int, default=5000)
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="run cache directory (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
+    )
+    p.add_argument("--out", default=None)
+    p.add_argument("--no-plots", action="store_true")
+    add_problem_options(p)
+    add_algorithm_options(p)
+    add_network_options(p)
+    p.set_defaults(func=_cmd)

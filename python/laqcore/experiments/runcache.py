@@ -1,0 +1,102 @@
+"""Cached simulator runs for the link studies (``scaling``, ``ratio-study``, ``regime-map``).
+
+A study needs each (problem, algorithm, parameters) run once: the time model is applied
+afterwards to the recorded payload sizes (:class:`laqcore.network.TrafficTrace`), so one run
+serves every link setting. Runs are cached under ``CACHE/runs/<key>.json`` (the run summary)
+and ``<key>.npz`` (the trace), ``key`` a hash of everything that defines the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..network import Link, TrafficTrace, round_times
+from ..serialization import json_safe
+
+__all__ = ["CachedRun", "run_cached"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+@dataclass
+class CachedRun:
+    """One run's summary (``results.json`` keys) and its traffic trace."""
+
+    summary: dict[str, Any]
+    trace: TrafficTrace
+
+    @property
+    def reached(self) -> bool:
+        return bool(self.summary["reached_tolerance"])
+
+    def time_to_tolerance(self, link: Link, compute_s: float | None = None) -> float | None:
+        """Modelled seconds to the tolerance under ``link`` (None if it was not reached)."""
+        if not self.reached:
+            return None
+        times = round_times(self.trace, link, compute_s=compute_s)
+        return float(times[: int(self.summary["iterations"])].sum())
+
+
+def run_cached(
+    problem_kw: dict[str, Any],
+    algorithm: str,
+    overrides: dict[str, Any],
+    *,
+    max_iterations: int,
+    eps: float,
+    downlink: str = "delta",
+    cache: str,
+    problem: Any = None,
+    log: bool = True,
+) -> CachedRun:
+    """Run (or load) ``algorithm`` on the problem ``make_problem(**problem_kw)``.
+
+    ``problem`` may pass the already built problem (it must match ``problem_kw``).
+    """
+    spec = {
+        "problem": problem_kw,
+        "algorithm": algorithm,
+        "overrides": overrides,
+        "max_iterations": max_iterations,
+        "eps": eps,
+        "downlink": downlink,
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    base = os.path.join(cache, "runs", key)
+    if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
+        with open(base + ".json", encoding="utf-8") as fh:
+            summary = json.load(fh)
+        return CachedRun(summary, TrafficTrace.load(base + ".npz"))
+    from ..algorithms import get_algorithm
+    from ..problems import make_problem
+    from ..simulator import simulate
+
+    prob = make_problem(**problem_kw) if problem is None else problem
+    res = simulate(
+        prob,
+        get_algorithm(algorithm, **overrides),
+        max_iterations=max_iterations,
+        eps=eps,
+        eval_every=max_iterations,
+        record_history=False,
+        downlink=downlink,
+    )
+    assert res.trace is not None  # the simulator always records it
+    summary = json_safe({**res.summary(), "spec": spec})
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    res.trace.save(base + ".npz")
+    with open(base + ".json", "w", encoding="utf-8") as fh:
+        json.dump(summary, fh)
+    if log:
+        print(
+            f"  ran {algorithm:<9} M={prob.num_workers:<5} {overrides} -> {res.iterations} it, "
+            f"reached={res.reached_tolerance} ({res.wall_time:.1f} s)",
+            flush=True,
+        )
+    return CachedRun(summary, res.trace)

@@ -1,0 +1,121 @@
+"""Plots of the link studies: scaling, compression ratio, regime map (matplotlib)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["plot_ratio", "plot_regime", "plot_scaling"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def _plt() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            "plots need matplotlib: pip install 'laqcore[plot]' (or pass --no-plots)"
+        ) from err
+    return plt
+
+
+def plot_scaling(out: str, data: dict[str, Any], *, title: str = "") -> str:
+    """Speedup over M = 1 vs M, one panel per mode (weak / strong), ideal = M dashed."""
+    plt = _plt()
+    modes = list(data)
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.2), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        allm: list[int] = []
+        for name, rows in data[mode].items():
+            pts = [(r["M"], r["speedup"]) for r in rows if r["speedup"]]
+            allm += [r["M"] for r in rows]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", lw=1.4, label=name)
+        if allm:
+            ax.plot([1, max(allm)], [1, max(allm)], "k--", lw=0.8, label="ideal")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("workers M")
+        ax.set_ylabel("scaled speedup M T(1)/T(M)" if mode == "weak" else "speedup T(1)/T(M)")
+        ax.set_title(f"{mode} scaling. {title}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "scaling.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_ratio(out: str, data: dict[str, Any], *, title: str = "") -> str:
+    """Speedup T(1)/T(P) vs compression ratio, one line per P."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for P in data["procs"]:
+        if P == 1:
+            continue
+        pts = sorted(
+            (r["compression_ratio"], r["speedup"], r["config"])
+            for r in data["rows"]
+            if r["P"] == P and r["speedup"] and r["compression_ratio"]
+        )
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", lw=1.2, label=f"P={P}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("compression ratio (GD upload bytes / method upload bytes)")
+    ax.set_ylabel("speedup T(1)/T(P)")
+    ax.set_title(f"speedup vs compression ratio. {title}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "ratio.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_regime(out: str, data: dict[str, Any]) -> str:
+    """One panel per latency: cells colored by the first method to the tolerance."""
+    plt = _plt()
+    import numpy as np
+
+    names = data["algorithms"]
+    lats, ratios, bws = data["latencies_ms"], data["ratios"], data["bandwidths_mbps"]
+    fig, axes = plt.subplots(1, len(lats), figsize=(4.2 * len(lats), 3.8), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, lat in zip(axes[0], lats):
+        grid = np.full((len(ratios), len(bws)), np.nan)
+        for c in data["cells"]:
+            if c["latency_ms"] != lat or c["winner"] is None:
+                continue
+            i, j = ratios.index(c["ratio"]), bws.index(c["downlink_mbps"])
+            grid[i, j] = names.index(c["winner"])
+            ax.text(
+                j,
+                i,
+                f"{c['margin']:.1f}" if c["margin"] else "",
+                ha="center",
+                va="center",
+                fontsize=6,
+            )
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=9, origin="lower", aspect="auto")
+        ax.set_xticks(range(len(bws)), [f"{b:g}" for b in bws], rotation=60, fontsize=7)
+        ax.set_yticks(range(len(ratios)), [f"{r:g}" for r in ratios], fontsize=7)
+        ax.set_xlabel("downlink Mbit/s")
+        ax.set_ylabel("down/up ratio")
+        ax.set_title(f"latency {lat:g} ms", fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(names))]
+    fig.legend(handles, names, loc="upper right", fontsize=8, ncol=len(names))
+    fig.suptitle("first to the tolerance (number: time of runner-up / winner)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    path = os.path.join(out, "regime.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

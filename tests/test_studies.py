@@ -1,0 +1,59 @@
+"""The link studies (regime-map, scaling, ratio-study) on tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from laqcore import cli
+from laqcore.experiments import scaling
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_regime_map_picks_the_fastest(tmp_path, capsys, cache):
+    out = tmp_path / "rm"
+    argv = ["regime-map", "--algorithms", "gd,laq", "--dataset", "digits", "--workers", "3"]
+    argv += ["--max-samples", "300", "--eps", "1e-2", "--bandwidths-mbps", "10,100000"]
+    argv += ["--ratios", "1,10", "--latencies-ms", "0.05,20", "--out", str(out), "--no-plots"]
+    assert cli.main(argv) == 0
+    data = json.loads((out / "regime.json").read_text())
+    assert len(data["cells"]) == 8
+    for c in data["cells"]:
+        times = {k: v for k, v in c["times"].items() if v is not None}
+        assert c["winner"] == min(times, key=times.__getitem__)
+    # the slow asymmetric link favours the method that moves fewer bits
+    slow = next(c for c in data["cells"] if c["downlink_mbps"] == 10 and c["ratio"] == 10)
+    assert slow["winner"] == "laq"
+    # cached: a second call does not simulate again
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "ran " not in capsys.readouterr().out
+
+
+def test_scaling_and_ratio_study(tmp_path, monkeypatch, cache):
+    out = tmp_path / "sc"
+    argv = ["scaling", "--mode", "strong", "--workers-list", "1,2", "--algorithms", "gd"]
+    argv += ["--eps", "1e-1", "--out", str(out), "--no-plots"]
+    assert cli.main(argv) == 0
+    rows = json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["gd"]
+    assert [r["M"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == pytest.approx(rows[0]["time"] / rows[1]["time"])
+    monkeypatch.setattr(scaling, "RATIO_CONFIGS", [("gd", {}), ("laq", {"bits": 2})])
+    argv = ["ratio-study", "--procs", "2", "--eps", "1e-1", "--out", str(out), "--no-plots"]
+    assert cli.main(argv) == 0
+    data = json.loads((out / "ratio.json").read_text())["ratio"]
+    assert data["procs"] == [1, 2]
+    laq = [r for r in data["rows"] if r["config"] == "laq bits=2"]
+    assert laq[0]["compression_ratio"] > 5  # 2-bit codes vs float32
+    gd = [r for r in data["rows"] if r["config"] == "gd"]
+    assert gd[0]["compression_ratio"] == 1.0 and gd[0]["speedup"] == 1.0
+
+
+def test_bad_study_options(capsys, cache):
+    assert cli.main(["scaling", "--workers-list", "0,2"]) == 2
+    assert ">= 1" in capsys.readouterr().err
