@@ -164,7 +164,7 @@ def rank_main(cfg: dict[str, Any]) -> None:
     if cfg["method"] == "laq":
         from laqcore.torch import LAQState, laq_hook
 
-        state = LAQState(bits=cfg["bits"], lr=cfg["lr"], warmup_steps=2)
+        state = LAQState(bits=cfg["bits"], warmup_steps=2)
         ddp.register_comm_hook(state, laq_hook)
     elif cfg["method"] == "qsgd":
         from laqcore.torch import QSGDState, qsgd_hook

@@ -51,7 +51,7 @@ def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str
     state = None
     if method != "none":
         make_state, hook = HOOKS[method]
-        state = make_state(lr=lr) if method == "laq" else make_state()  # <- laqcore
+        state = make_state()  # <- laqcore
         ddp.register_comm_hook(state, hook)  # <- laqcore
     opt = torch.optim.SGD(ddp.parameters(), lr=lr)
     for step in range(steps):

@@ -19,6 +19,7 @@ CONFIGS = {
     "randk": ({"k": 20, "seed": 3}, True),
     "sparse_quant": ({"k": 20, "bits": 4, "selection": "randk", "seed": 3}, True),
     "laq": ({"bits": 4}, False),
+    "rotation": ({"levels": 7, "bucket_size": 64, "seed": 3}, True),
 }
 KINDS = {
     "none": PayloadKind.DENSE,
@@ -29,6 +30,7 @@ KINDS = {
     "randk": PayloadKind.RANDK,
     "sparse_quant": PayloadKind.SPARSE_QUANT,
     "laq": PayloadKind.LAQ,
+    "rotation": PayloadKind.ROTATION,
 }
 
 

@@ -128,7 +128,7 @@ def test_nonfinite_gradient_raise_and_skip() -> None:
     res = _run(
         2,
         [
-            {**base, "kwargs": {"warmup_steps": 2}, "expect_error": True},
+            {**base, "kwargs": {"warmup_steps": 2, "nonfinite": "raise"}, "expect_error": True},
             {**base, "kwargs": {"warmup_steps": 2, "nonfinite": "skip"}},
         ],
     )

@@ -19,6 +19,7 @@
 
 #include "laqcore/common.hpp"
 #include "laqcore/pack.hpp"
+#include "laqcore/qsgd.hpp"
 
 namespace py = pybind11;
 
@@ -67,6 +68,14 @@ carray<float> decode_packed(const carray<std::uint8_t>& packed, std::size_t n, i
         decode(pk, dst);
     }
     return out;
+}
+
+// QSGD's norm argument ("l2" or "max"), shared by the QSGD and rotation bindings.
+inline QsgdNorm parse_qsgd_norm(const std::string& norm) {
+    if (norm == "l2") return QsgdNorm::kL2;
+    if (norm == "max") return QsgdNorm::kMax;
+    LAQ_CHECK(false, "norm must be 'l2' or 'max', got '" << norm << "'");
+    return QsgdNorm::kL2;  // unreachable
 }
 
 }  // namespace laqcore::bind

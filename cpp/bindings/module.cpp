@@ -12,6 +12,7 @@ void register_sparse(py::module_ m);
 void register_laq(py::module_ m);
 void register_lazy(py::module_ m);
 void register_entropy(py::module_ m);
+void register_rotation(py::module_ m);
 }  // namespace laqcore::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -27,4 +28,5 @@ PYBIND11_MODULE(_core, m) {
     register_laq(m.def_submodule("laq"));
     register_lazy(m.def_submodule("lazy"));
     register_entropy(m.def_submodule("entropy"));
+    register_rotation(m.def_submodule("rotation"));
 }

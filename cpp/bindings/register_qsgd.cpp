@@ -6,16 +6,6 @@
 #include "laqcore/qsgd.hpp"
 
 namespace laqcore::bind {
-namespace {
-
-QsgdNorm parse_norm(const std::string& norm) {
-    if (norm == "l2") return QsgdNorm::kL2;
-    if (norm == "max") return QsgdNorm::kMax;
-    LAQ_CHECK(false, "norm must be 'l2' or 'max', got '" << norm << "'");
-    return QsgdNorm::kL2;  // unreachable
-}
-
-}  // namespace
 
 void register_qsgd(py::module_ m) {
     m.doc() = "QSGD bucketed stochastic quantization (formulas: cpp/include/laqcore/qsgd.hpp).";
@@ -30,7 +20,7 @@ void register_qsgd(py::module_ m) {
            std::uint64_t key) {
             const std::size_t n = vector_length(x, "x");
             const int bits = qsgd_code_bits(levels);
-            const QsgdNorm nm = parse_norm(norm);
+            const QsgdNorm nm = parse_qsgd_norm(norm);
             auto scales = new_vector<float>(qsgd_num_buckets(n, bucket_size));
             auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
             const float* in = x.data();

@@ -25,6 +25,7 @@ __all__ = [
     "as_state_vector",
     "check_bits",
     "check_block_size",
+    "check_choice",
     "check_output_dir",
     "check_output_file",
     "check_positive_int",
@@ -166,6 +167,13 @@ def check_real(
     if minimum is not None and x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
     return x
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of the strings ``choices``, or raise ``ValueError``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
 
 
 def _nearest_existing(path: str) -> str:

@@ -1,6 +1,6 @@
 """Lossless entropy coding of code streams: the ``ENTROPY`` frame kind.
 
-The codes that LAQ, QSGD, TernGrad and scaled sign put on the wire are far from uniform
+The codes that LAQ, QSGD, the rotation quantizer, TernGrad and scaled sign put on the wire are far from uniform
 (on the README's digits run the 4-bit LAQ codes carry about 2.6 bits of information each).
 :func:`entropy_encode` re-codes a payload's packed codes with the interleaved rANS coder of
 ``cpp/include/laqcore/entropy.hpp`` (a static frequency table per frame, chosen by the
@@ -54,7 +54,7 @@ def __dir__() -> list[str]:
 
 
 #: Registry names of the compressors whose payloads can be entropy-coded.
-CODABLE_COMPRESSORS = ("laq", "qsgd", "terngrad", "sign")
+CODABLE_COMPRESSORS = ("laq", "qsgd", "rotation", "terngrad", "sign")
 
 # The payload kinds with a code stream. Their classes are looked up in the wire registry
 # (this module sits below the compressors, which import it lazily for entropy=True).
@@ -63,6 +63,7 @@ _CODABLE = (
     int(PayloadKind.QSGD),
     int(PayloadKind.TERNGRAD),
     int(PayloadKind.SIGN),
+    int(PayloadKind.ROTATION),
 )
 _QSGD_MAX_LEVELS = 127
 FloatVector = npt.NDArray[np.float32]
@@ -79,24 +80,25 @@ def is_codable(payload: Payload) -> bool:
     return kind in _CODABLE and type(payload) is _REGISTRY.get(kind)
 
 
-def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int]:
-    """(bytes of the inner body before the packed codes, bits per code) of an inner frame,
-    from its metadata; ``ValueError`` for metadata that no valid frame has."""
+def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int, int]:
+    """(bytes of the inner body before the packed codes, bits per code, number of codes) of
+    an inner frame, from its metadata; ``ValueError`` for metadata no valid frame has."""
     if n < 1:
         raise ValueError(f"corrupt ENTROPY frame: vector length n = {n} (must be >= 1)")
     if kind == PayloadKind.LAQ:
         bits = int(meta[0])
         if not 1 <= bits <= 8:
             raise ValueError(f"corrupt ENTROPY frame: LAQ bits = {bits}, must be in [1, 8]")
-        return 0, bits
-    if kind == PayloadKind.QSGD:
+        return 0, bits, n
+    if kind in (PayloadKind.QSGD, PayloadKind.ROTATION):
         levels, bucket_size = int(meta[0]), int(meta[2])
-        if not 1 <= levels <= _QSGD_MAX_LEVELS or bucket_size < 1:
+        if not 1 <= levels <= _QSGD_MAX_LEVELS or bucket_size < 1 or n > 2**62:
             raise ValueError(
-                f"corrupt ENTROPY frame: QSGD levels = {levels}, bucket_size = {bucket_size}"
+                f"corrupt ENTROPY frame: levels = {levels}, bucket_size = {bucket_size}, n = {n}"
             )
-        return 4 * (-(-n // bucket_size)), int(_core.qsgd.code_bits(levels))
-    return 0, 2 if kind == PayloadKind.TERNGRAD else 1
+        count = n if kind == PayloadKind.QSGD else int(_core.rotation.padded_size(n))
+        return 4 * (-(-count // bucket_size)), int(_core.qsgd.code_bits(levels)), count
+    return 0, 2 if kind == PayloadKind.TERNGRAD else 1, n
 
 
 class EntropyPayload(Payload):
@@ -164,7 +166,7 @@ class EntropyPayload(Payload):
         if len(body) < meta_size:
             raise ValueError("truncated ENTROPY frame: inner metadata incomplete")
         inner_meta = inner_cls.META.unpack_from(body, 0)
-        prefix, bits = _code_layout(kind, inner_meta, n)
+        prefix, bits, count = _code_layout(kind, inner_meta, n)
         head_size = meta_size + prefix
         if len(body) < head_size + 1:
             raise ValueError(
@@ -173,7 +175,7 @@ class EntropyPayload(Payload):
             )
         head = bytes(body[:head_size])
         stream = np.frombuffer(body[head_size:], dtype=np.uint8).copy()
-        packed = _core.entropy.decode_packed(stream, n, bits, mode)
+        packed = _core.entropy.decode_packed(stream, count, bits, mode)
         inner_frame = b"".join(
             (_HEADER.pack(MAGIC, FORMAT_VERSION, kind, n), head, packed.tobytes())
         )
@@ -207,11 +209,11 @@ def entropy_encode(payload: Payload) -> EntropyPayload:
     meta_size = payload.META.size
     kind = int(payload.KIND)
     meta = payload.META.unpack_from(frame, _HEADER.size)
-    prefix, bits = _code_layout(kind, meta, payload.n)
+    prefix, bits, count = _code_layout(kind, meta, payload.n)
     start = _HEADER.size
     head = bytes(frame[start : start + meta_size + prefix])
     packed = np.frombuffer(frame[start + meta_size + prefix : len(frame) - 4], dtype=np.uint8)
-    mode, stream = _core.entropy.encode_packed(packed, payload.n, bits)
+    mode, stream = _core.entropy.encode_packed(packed, count, bits)
     return EntropyPayload(payload, int(mode), head, stream)
 
 

@@ -82,6 +82,7 @@ class PayloadKind(enum.IntEnum):
     DENSE = 8
     ENTROPY = 9
     LAQ_BLOCK = 10
+    ROTATION = 11
 
 
 _REGISTRY: dict[int, type[Payload]] = {}

@@ -7,6 +7,7 @@ from . import laq as laq
 from . import lazy as lazy
 from . import pack as pack
 from . import qsgd as qsgd
+from . import rotation as rotation
 from . import runtime as runtime
 from . import sign as sign
 from . import sparse as sparse

@@ -2,12 +2,13 @@
 
 >>> import laqcore
 >>> laqcore.available_compressors()
-['laq', 'none', 'qsgd', 'randk', 'sign', 'sparse_quant', 'terngrad', 'topk']
+['laq', 'none', 'qsgd', 'randk', 'rotation', 'sign', 'sparse_quant', 'terngrad', 'topk']
 
 Each compressor lives in its own module; ``base`` holds the :class:`Compressor` protocol and
 the registry. Aliases: ``identity``/``dense`` -> ``none``; ``top_k`` -> ``topk``;
 ``rand_k``/``random_k`` -> ``randk``; ``scaled_sign`` -> ``sign``;
-``sparse_quantized``/``sparsified_qsgd`` -> ``sparse_quant`` (``-`` equals ``_``, case
+``sparse_quantized``/``sparsified_qsgd`` -> ``sparse_quant``; ``hadamard``/``rotated_qsgd`` ->
+``rotation`` (``-`` equals ``_``, case
 ignored).
 """
 
@@ -32,6 +33,7 @@ from .qsgd import (
     qsgd_elias_bits,
     qsgd_quantize,
 )
+from .rotation import RotationCompressor, RotationPayload, rotation_padded_size
 from .sign import SignCompressor, SignPayload
 from .sparse import (
     RandKCompressor,
@@ -51,6 +53,8 @@ __all__ = [
     "QSGDPayload",
     "RandKCompressor",
     "RandKPayload",
+    "RotationCompressor",
+    "RotationPayload",
     "SeededCompressor",
     "SignCompressor",
     "SignPayload",
@@ -68,6 +72,7 @@ __all__ = [
     "qsgd_elias_bits",
     "qsgd_quantize",
     "register_compressor",
+    "rotation_padded_size",
 ]
 
 
@@ -96,3 +101,4 @@ register_compressor(
     "sparse_quant", SparseQuantCompressor, aliases=("sparse_quantized", "sparsified_qsgd")
 )
 register_compressor("laq", _laq_factory)
+register_compressor("rotation", RotationCompressor, aliases=("hadamard", "rotated_qsgd"))

@@ -213,7 +213,7 @@ class Transport:
         self._guard(
             f"control all-gather ({tag})", dist.all_gather, gathered, mine, group=self.group
         )
-        sizes = [int(t.item()) for t in gathered]
+        sizes = [int(v) for v in torch.cat(gathered).tolist()]  # one device sync, not W
         st = self.stats
         st.rounds += 1
         st.control_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)

@@ -3,10 +3,16 @@
 ::
 
     from laqcore.torch import LAQState, laq_hook
-    state = LAQState(lr=0.1)
+    state = LAQState()
     ddp_model.register_comm_hook(state, laq_hook)
 
 ``QSGDState``/``qsgd_hook`` and ``TernGradState``/``terngrad_hook`` work the same way.
+
+Modules (one concern each): ``laq_state`` (LAQ's hook state and rule driver),
+``compressor_hooks`` (QSGD, TernGrad), ``_state`` (the per-iteration driver shared by all),
+``_layout`` (bucket parking, the flat stable-order layout, input checks), ``_exchange`` (the
+exchange seam), ``_rule`` (LAQ's upload test in observed quantities), ``_nonfinite`` (the
+NaN/Inf policies for mixed precision).
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without torch
     raise ImportError("laqcore.torch needs PyTorch: pip install 'laqcore[torch]'") from err
 
-from .hooks import LAQState, QSGDState, TernGradState, laq_hook, qsgd_hook, terngrad_hook
+from .compressor_hooks import QSGDState, TernGradState, qsgd_hook, terngrad_hook
+from .laq_state import LAQState, laq_hook
 
 __all__ = ["LAQState", "QSGDState", "TernGradState", "laq_hook", "qsgd_hook", "terngrad_hook"]
 

@@ -1,0 +1,198 @@
+// Randomized Hadamard rotation (formulas and arithmetic in laqcore/rotation.hpp).
+#include "laqcore/rotation.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "laqcore/common.hpp"
+#include "laqcore/parallel.hpp"
+#include "laqcore/rng.hpp"
+
+namespace laqcore {
+namespace {
+
+// One butterfly stage of half-width h on x[0 .. 2h*groups): pairs (j, j + h) of each group
+// of 2h. The inner loop is contiguous, so it vectorises for h >= the vector width.
+inline void stage(float* x, std::size_t len, std::size_t h) {
+    for (std::size_t g = 0; g < len; g += 2 * h) {
+        float* a = x + g;
+        float* b = x + g + h;
+        for (std::size_t j = 0; j < h; ++j) {
+            const float u = a[j];
+            const float v = b[j];
+            a[j] = u + v;
+            b[j] = u - v;
+        }
+    }
+}
+
+// Stages 1, 2, 4 merged into one pass over groups of 8 (short strides do not vectorise
+// stage by stage); the same operations, in the same order per element, as three stages.
+inline void first_three_stages(float* x, std::size_t len) {
+    for (std::size_t g = 0; g < len; g += 8) {
+        float* p = x + g;
+        float t[8];
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = p[i] + p[i + 1];
+            t[i + 1] = p[i] - p[i + 1];
+        }
+        float u[8];
+        for (int i = 0; i < 8; i += 4) {
+            u[i] = t[i] + t[i + 2];
+            u[i + 1] = t[i + 1] + t[i + 3];
+            u[i + 2] = t[i] - t[i + 2];
+            u[i + 3] = t[i + 1] - t[i + 3];
+        }
+        for (int i = 0; i < 4; ++i) {
+            p[i] = u[i] + u[i + 4];
+            p[i + 4] = u[i] - u[i + 4];
+        }
+    }
+}
+
+// All stages h < min(N, kFwhtBlock) of one block of `len` floats.
+inline void block_stages(float* x, std::size_t len) {
+    std::size_t h = 1;
+    if (len >= 8) {
+        first_three_stages(x, len);
+        h = 8;
+    }
+    for (; h < len; h *= 2) stage(x, len, h);
+}
+
+// Applies the signs d_i to v[begin, end) in place (begin a multiple of 64 or the start).
+inline void apply_signs(std::uint64_t key, std::size_t begin, std::size_t end, float* v) {
+    std::size_t i = begin;
+    while (i < end) {
+        const std::uint64_t word = random_bits(key, i / 64);
+        const std::size_t stop = (i / 64 + 1) * 64 < end ? (i / 64 + 1) * 64 : end;
+        for (; i < stop; ++i) {
+            // Flip the sign bit (exact), branch-free.
+            std::uint32_t bits;
+            std::memcpy(&bits, &v[i], sizeof bits);
+            bits ^= static_cast<std::uint32_t>((word >> (i % 64)) & 1u) << 31;
+            std::memcpy(&v[i], &bits, sizeof bits);
+        }
+    }
+}
+
+}  // namespace
+
+std::size_t rotation_padded_size(std::size_t n) {
+    LAQ_CHECK(n >= 1, "the rotation needs a non-empty vector");
+    LAQ_CHECK(n <= (std::size_t{1} << 62), "vector too long for the rotation: n = " << n);
+    std::size_t N = 1;
+    while (N < n) N *= 2;
+    return N;
+}
+
+namespace {
+
+// Stages h >= block (h < N): butterflies (j, j + h) across blocks. Two consecutive stages
+// (h, 2h) are done in one pass over quadruples (j, j + h, j + 2h, j + 3h): the same two
+// operations per element in the same order as two separate stages, with half the passes over
+// memory. Each pass is cut into runs of `block` indices (parallel; block divides h).
+void cross_stages(float* x, std::size_t N, std::size_t block) {
+    std::size_t h = block;
+    while (h < N) {
+        if (4 * h <= N) {
+            for_each_block(
+                N / 4,
+                [&](std::size_t, std::size_t begin, std::size_t end) {
+                    const std::size_t g = begin / h;  // group of 4h
+                    float* a = x + 4 * h * g + begin % h;
+                    float* b = a + h;
+                    float* c = a + 2 * h;
+                    float* d = a + 3 * h;
+                    for (std::size_t j = 0; j < end - begin; ++j) {
+                        const float a1 = a[j] + b[j];
+                        const float b1 = a[j] - b[j];
+                        const float c1 = c[j] + d[j];
+                        const float d1 = c[j] - d[j];
+                        a[j] = a1 + c1;
+                        c[j] = a1 - c1;
+                        b[j] = b1 + d1;
+                        d[j] = b1 - d1;
+                    }
+                },
+                block);
+            h *= 4;
+        } else {
+            for_each_block(
+                N / 2,
+                [&](std::size_t, std::size_t begin, std::size_t end) {
+                    const std::size_t g = begin / h;
+                    float* a = x + 2 * h * g + begin % h;
+                    float* b = a + h;
+                    for (std::size_t j = 0; j < end - begin; ++j) {
+                        const float u = a[j];
+                        const float v = b[j];
+                        a[j] = u + v;
+                        b[j] = u - v;
+                    }
+                },
+                block);
+            h *= 2;
+        }
+    }
+}
+
+inline float inv_sqrt(std::size_t N) {
+    return static_cast<float>(1.0 / std::sqrt(static_cast<double>(N)));
+}
+
+}  // namespace
+
+void fwht(float* x, std::size_t N) {
+    LAQ_CHECK(N >= 1 && (N & (N - 1)) == 0, "fwht needs a power-of-two length, got " << N);
+    const std::size_t block = N < kFwhtBlock ? N : kFwhtBlock;
+    for_each_block(
+        N,
+        [&](std::size_t, std::size_t begin, std::size_t end) {
+            block_stages(x + begin, end - begin);
+        },
+        block);
+    cross_stages(x, N, block);
+}
+
+void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* out) {
+    const std::size_t N = rotation_padded_size(n);
+    const std::size_t block = N < kFwhtBlock ? N : kFwhtBlock;
+    // Signs and the in-block stages fused, block by block (the block stays in L1).
+    int bad = 0;
+    const auto nb = static_cast<std::int64_t>(num_blocks(N, block));
+#ifdef LAQCORE_HAVE_OPENMP
+#pragma omp parallel for schedule(static) reduction(| : bad) if (N >= kMinParallel)
+#endif
+    for (std::int64_t b = 0; b < nb; ++b) {
+        const std::size_t begin = static_cast<std::size_t>(b) * block;
+        const std::size_t end = begin + block;
+        unsigned nonfinite = 0;
+        for (std::size_t i = begin; i < end; ++i) {
+            const float v = i < n ? x[i] : 0.0f;
+            nonfinite |= std::isfinite(v) ? 0u : 1u;
+            out[i] = v;
+        }
+        apply_signs(key, begin, end, out);
+        block_stages(out + begin, block);
+        bad |= nonfinite != 0 ? 1 : 0;
+    }
+    LAQ_CHECK(!bad, "x contains NaN or Inf");
+    cross_stages(out, N, block);
+    const float s = inv_sqrt(N);
+    for_each_block(N, [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) out[i] *= s;
+    });
+}
+
+void rotation_inverse(float* y, std::size_t n, std::uint64_t key, float* out) {
+    const std::size_t N = rotation_padded_size(n);
+    fwht(y, N);
+    const float s = inv_sqrt(N);
+    for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) out[i] = y[i] * s;
+        apply_signs(key, begin, end, out);
+    });
+}
+
+}  // namespace laqcore

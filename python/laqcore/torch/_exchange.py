@@ -1,0 +1,197 @@
+"""The exchange step of the laqcore DDP hooks: this rank's payload in, the average out.
+
+This is the hooks' one seam to the network. An exchange object has one method,
+:meth:`GradientExchange.average`, that takes this rank's payload (or ``None`` to skip) and
+returns the averaged flat gradient, identical on every rank, together with what the hook
+needs to keep its own state honest: this rank's payload *as decoded from the wire* (every
+rank, the sender included, applies the decoded bytes, so a sender-side bug or a bit flip
+under a valid CRC cannot make the replicas differ), which ranks uploaded, which reported a
+non-finite gradient, and the bytes this rank received.
+
+The implementations here use :class:`laqcore.distributed.Transport` (an all-gather of one
+int64 per rank, then only the uploaders' frames): every rank receives every uploader's frame.
+
+* :class:`LAQAllGather`: adds each uploader's decoded innovation, in rank order, to the
+  hook's :class:`~laqcore.lazy_state.LazyAggregate` (``sum_m q_prev_m``, float32, stable
+  order); the average is ``aggregate / world_size``.
+* :class:`CompressorAllGather`: decodes each uploader's frame with a stateless compressor and
+  returns their mean.
+
+Another exchange (say a two-phase exchange whose traffic does not grow with the number of
+ranks) plugs in by implementing the same method and the checkpoint pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..distributed.transport import Transport
+from ..laq import LAQPayload
+from ..lazy_state import LazyAggregate
+from ..wire import Payload
+
+__all__ = ["Averaged", "CompressorAllGather", "GradientExchange", "LAQAllGather"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+_CONTROL_ITEM_BYTES = 8
+
+
+@dataclass
+class Averaged:
+    """What one exchange gave this rank.
+
+    Attributes
+    ----------
+    mean : numpy.ndarray of float32 or None
+        The averaged flat gradient (stable order), identical on every rank; ``None`` when a
+        rank reported a non-finite gradient and the exchange was aborted (nothing moved).
+    own : Payload or None
+        This rank's upload as decoded from its wire frame (``None`` if it did not upload).
+    uploaders, nonfinite_ranks : list of int
+        Ranks whose payload was applied, and ranks that reported a non-finite gradient.
+    bytes_received : int
+        Bytes this rank received in this exchange (control, frames and padding).
+    """
+
+    mean: FloatVector | None
+    own: Payload | None = None
+    uploaders: list[int] = field(default_factory=list)
+    nonfinite_ranks: list[int] = field(default_factory=list)
+    bytes_received: int = 0
+
+
+class GradientExchange(Protocol):
+    """The seam: what a hook needs from an exchange."""
+
+    def average(
+        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+    ) -> Averaged:
+        """Exchange this rank's payload (``None``: skip); every rank calls it in lockstep."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a checkpoint (plain values and numpy arrays)."""
+        ...
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (validated: raises on this rank if corrupt)."""
+        ...
+
+
+class _AllGather:
+    """Frames of every uploader to every rank through :class:`Transport`."""
+
+    def __init__(self, process_group: Any, n: int) -> None:
+        self.transport = Transport(process_group)
+        self.n = n
+
+    def _received(self, frames: list[bytes | None]) -> int:
+        """Bytes this rank received: the Transport's choice of all-gather or broadcasts."""
+        t, me = self.transport, self.transport.rank
+        sizes = [0 if f is None else len(f) for f in frames]
+        got = _CONTROL_ITEM_BYTES * (t.world_size - 1)
+        real = sum(sizes)
+        if real == 0:
+            return got
+        padded = max(sizes) * t.world_size
+        if all(sizes) and padded - real <= t.pad_tolerance * real:
+            return got + max(sizes) * (t.world_size - 1)
+        return got + real - sizes[me]
+
+    def _frames(
+        self, payload: Payload | None, nonfinite: bool, abort: bool, tag: str
+    ) -> tuple[list[bytes | None], list[int], int]:
+        frame = None if payload is None or nonfinite else payload.to_bytes()
+        res = self.transport.exchange(frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag)
+        if res.nonfinite_ranks and abort:
+            return (
+                res.frames,
+                res.nonfinite_ranks,
+                _CONTROL_ITEM_BYTES * (self.transport.world_size - 1),
+            )
+        return res.frames, res.nonfinite_ranks, self._received(res.frames)
+
+
+class LAQAllGather(_AllGather):
+    """LAQ exchange: every uploader's decoded innovation is added to ``server``.
+
+    ``server`` is the hook's :class:`~laqcore.lazy_state.LazyAggregate`; the exchange keeps
+    no state of its own.
+    """
+
+    def __init__(self, process_group: Any, server: LazyAggregate) -> None:
+        super().__init__(process_group, server.n)
+        self.server = server
+        self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
+
+    def average(
+        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+    ) -> Averaged:
+        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
+        if bad and abort_on_nonfinite:
+            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
+        own: Payload | None = None
+        uploaders = []
+        # Same frames, same order on every rank: bit-identical aggregates.
+        for r, frame in enumerate(frames):
+            if frame is None:
+                continue
+            got = LAQPayload.from_bytes(frame, expected_n=self.n)
+            self.server.add(got)
+            uploaders.append(r)
+            if r == self.transport.rank:
+                own = got
+        np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=self._mean)
+        return Averaged(self._mean, own, uploaders, bad, received)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        return None
+
+
+class CompressorAllGather(_AllGather):
+    """Stateless-compressor exchange: the mean of the uploaders' decoded gradients."""
+
+    def __init__(self, process_group: Any, n: int, compressor: Any) -> None:
+        super().__init__(process_group, n)
+        self.compressor = compressor
+        self._sum: FloatVector = np.empty(n, dtype=np.float32)
+
+    def average(
+        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+    ) -> Averaged:
+        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
+        if bad and abort_on_nonfinite:
+            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
+        comp, total = self.compressor, self._sum
+        total.fill(0.0)
+        own: Payload | None = None
+        uploaders = []
+        for r, frame in enumerate(frames):
+            if frame is None:
+                continue
+            got = comp.from_bytes(frame, expected_n=self.n)
+            total += comp.decompress(got)
+            uploaders.append(r)
+            if r == self.transport.rank:
+                own = got
+        # Mean over the ranks that contributed (all of them unless a non-finite one skipped).
+        total /= np.float32(max(len(uploaders), 1))
+        return Averaged(total, own, uploaders, bad, received)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        return None

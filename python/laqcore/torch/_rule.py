@@ -1,0 +1,160 @@
+"""The lazy upload rule of the LAQ DDP hook, in quantities the hook observes.
+
+LAQ's rule (docs/algorithms.md, "LAQ": the upload test) lets worker ``m`` skip when its
+quantized innovation is small next to the recent movement of the iterates::
+
+    ||dQ_m||^2  <  (1 / (alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2
+                   + 3 (||eps_m||^2 + ||eps_hat_m||^2)
+
+Inside DDP the hook returns the *average* ``g^k = aggregate^k / M``; with plain SGD
+``theta^{k+1} - theta^k = -alpha g^k``, so the first term is exactly
+``sum_d xi_d ||g^{k-d}||^2``: the squared norms of the averaged gradients the hook itself
+returned. The hook uses that form (:attr:`LazyRule.history`) for every optimizer. It needs no
+learning rate and no copy of the parameters, and it cannot be inflated by an optimizer whose
+step is not ``lr x gradient`` (momentum, Adam, weight decay, schedulers): with those, a rule
+on ``||theta^{k+1} - theta^k||^2 / lr^2`` over-estimates the right-hand side, skips almost
+every upload and trains on a stale aggregate.
+
+Minibatch noise. With stochastic gradients the innovation never falls below the noise of
+two minibatch gradients, ``E||g_k - g_j||^2 >= 2 sigma^2``, so the deterministic test (a
+threshold that ignores the noise) almost never skips. The hook adds
+``noise_weight * nu``, where ``nu`` estimates that floor from the innovations measured one
+step after this rank's own upload (then ``q_prev`` is the previous gradient up to
+quantization, so ``||dQ||^2 ~ ||g_k - g_{k-1}||^2``), as an exponential moving average.
+The test then skips when the innovation is explained by noise plus a drift smaller than the
+recent steps: the deterministic rule applied to the noise-free part of the innovation.
+``noise_weight = 0`` is the paper's rule.
+
+Safeguard. If this rank has not uploaded for ``safeguard_patience`` steps and its gradient's
+squared norm has grown by ``safeguard_growth`` since the start of that streak, it uploads
+(counted in ``stats()["safeguard_uploads"]``): a stale aggregate cannot silently drive
+training away. ``max_stale`` still forces an upload after that many skips.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._validate import check_positive_int, check_real
+from ..lazy import IterateHistory
+
+__all__ = ["LazyRule"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+class LazyRule:
+    """Constants and running estimates of the hook's upload test (one rank).
+
+    Parameters
+    ----------
+    D, ck : int, float
+        Depth and weight of the right-hand side (``xi_d = ck / D``, ``ck / k`` while
+        ``k <= D``).
+    error_weight : float
+        Weight of the quantization-error term ``(||eps||^2 + ||eps_hat||^2)``.
+    noise_weight : float
+        Weight of the minibatch-noise estimate (0: the paper's deterministic rule).
+    noise_decay : float
+        Decay of the noise estimate's moving average, in ``[0, 1)``.
+    max_stale : int
+        Forced upload after this many consecutive skips.
+    safeguard_patience : int
+        Skips after which the gradient norm is watched.
+    safeguard_growth : float
+        Growth of ``||g||^2`` over that streak that forces an upload (``>= 1``).
+    """
+
+    def __init__(
+        self,
+        *,
+        D: int,
+        ck: float,
+        error_weight: float,
+        noise_weight: float,
+        noise_decay: float,
+        max_stale: int,
+        safeguard_patience: int,
+        safeguard_growth: float,
+    ) -> None:
+        self.D = check_positive_int(D, "D")
+        self.ck = check_real(ck, "ck", minimum=0.0)
+        self.error_weight = check_real(error_weight, "error_weight", minimum=0.0)
+        self.noise_weight = check_real(noise_weight, "noise_weight", minimum=0.0)
+        self.noise_decay = check_real(noise_decay, "noise_decay", minimum=0.0)
+        if self.noise_decay >= 1.0:
+            raise ValueError(f"noise_decay must be in [0, 1), got {self.noise_decay}")
+        self.max_stale = check_positive_int(max_stale, "max_stale")
+        self.safeguard_patience = check_positive_int(safeguard_patience, "safeguard_patience")
+        self.safeguard_growth = check_real(safeguard_growth, "safeguard_growth", minimum=1.0)
+        # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
+        self.history = IterateHistory(self.D, None, self.ck)
+        self.noise = 0.0  # moving average of ||dQ||^2 one step after an own upload
+        self.noise_samples = 0
+        self.streak_ref = 0.0  # ||g||^2 when the safeguard started watching (0: not yet)
+
+    # -- the test -----------------------------------------------------------------------
+    def rhs(self) -> float:
+        """The test's first term: ``sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu``.
+
+        The error term ``error_weight (err + err_hat)`` is added by
+        :class:`~laqcore.lazy.UploadRule` (``err_coef``).
+        """
+        noise = self.noise_weight * self.noise if self.noise_samples else 0.0
+        return self.history.weighted_sum() + noise
+
+    def watch(self, clock: int) -> bool:
+        """Whether the safeguard needs this step's ``||g||^2`` (only in a long streak)."""
+        return clock >= self.safeguard_patience
+
+    def safeguard(self, grad_sq: float) -> bool:
+        """Feed ``||g||^2`` during a long streak; ``True``: force an upload now."""
+        if self.streak_ref <= 0.0:
+            self.streak_ref = grad_sq
+            return False
+        return grad_sq >= self.safeguard_growth * self.streak_ref
+
+    # -- updates after the exchange -------------------------------------------------------
+    def record(self, out_sq: float, innov_sq: float | None, after_own_upload: bool) -> None:
+        """One completed step: the returned average's ``||g||^2`` and this rank's innovation.
+
+        ``after_own_upload``: this rank uploaded at the previous step, so ``innov_sq`` (if
+        measured) samples the minibatch noise floor.
+        """
+        self.history.push(out_sq)
+        if innov_sq is not None and after_own_upload:
+            if self.noise_samples == 0:
+                self.noise = innov_sq
+            else:
+                self.noise = self.noise_decay * self.noise + (1.0 - self.noise_decay) * innov_sq
+            self.noise_samples += 1
+
+    def uploaded(self) -> None:
+        """This rank uploaded: the safeguard's streak ends."""
+        self.streak_ref = 0.0
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "history": self.history.state(),
+            "noise": self.noise,
+            "noise_samples": self.noise_samples,
+            "streak_ref": self.streak_ref,
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; ``ValueError`` for corrupt values (NaN, negative)."""
+        history = IterateHistory.from_state(sd["history"])
+        if history.D != self.D:
+            raise ValueError(f"state_dict history has D = {history.D}, this rule D = {self.D}")
+        noise = check_real(sd["noise"], "state_dict['noise']", minimum=0.0)
+        samples = check_positive_int(sd["noise_samples"], "state_dict['noise_samples']", minimum=0)
+        ref = check_real(sd["streak_ref"], "state_dict['streak_ref']", minimum=0.0)
+        self.history, self.noise, self.noise_samples, self.streak_ref = (
+            history,
+            noise,
+            samples,
+            ref,
+        )

@@ -1,0 +1,295 @@
+"""What every laqcore DDP hook state shares: the per-iteration driver, warm-up, the
+non-finite policy, statistics and the checkpoint envelope.
+
+Per iteration (:meth:`HookState._run`, called by the hook for every bucket):
+
+1. buckets before the last are parked (:class:`~laqcore.torch._layout.BucketLayout`);
+2. at the last bucket the buckets are checked (dense, real, same parameters as before);
+3. during the first ``warmup_steps`` iterations they are plain all-reduced (averaged);
+4. afterwards the flat gradient is gathered in the stable order and handed to the
+   subclass's :meth:`HookState._step`, which compresses it, runs the exchange seam
+   (:mod:`laqcore.torch._exchange`) and returns the average, or ``None`` when a rank's
+   gradient was not finite under ``nonfinite="propagate"`` (then every bucket is NaN and
+   the state is left as if the step had not happened);
+5. the average is scattered back into the buckets and every parked future completes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+from torch._C._distributed_c10d import GradBucket
+
+from .._validate import check_positive_int
+from ..distributed.errors import NonFiniteGradientError
+from ._exchange import Averaged, GradientExchange
+from ._layout import BucketLayout, Parked
+from ._nonfinite import check_nonfinite, is_finite, poison
+
+__all__ = ["HookState"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+Future = torch.futures.Future
+_COUNTERS = (
+    "warmup_steps_done",
+    "warmup_bytes",
+    "steps",
+    "uploads",
+    "uploads_skipped",
+    "nonfinite_skipped",
+    "nonfinite_steps",
+    "bytes_sent",
+    "bytes_received",
+    "bytes_dense",
+)
+
+
+class HookState:
+    """Base of the hook states (group, warm-up, fault policy, layout, counters).
+
+    Parameters
+    ----------
+    process_group:
+        The group to communicate in (``None``: the default group).
+    warmup_steps:
+        Iterations of plain all-reduce before compression starts (>= 0).
+    nonfinite:
+        ``"propagate"`` (default), ``"raise"`` or ``"skip"``: see
+        :mod:`laqcore.torch._nonfinite`.
+    """
+
+    def __init__(self, process_group: Any, warmup_steps: int, nonfinite: str) -> None:
+        self.process_group = process_group
+        self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
+        self.nonfinite = check_nonfinite(nonfinite)
+        self.iteration = 0
+        self.layout = BucketLayout()
+        self._exchanger: GradientExchange | None = None
+        # From a loaded checkpoint: parameter sizes to check at the first compressed step,
+        # and the exchange's state until the exchange exists.
+        self._expected_numels: list[int] | None = None
+        self._exchange_state: dict[str, Any] | None = None
+        self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+
+    # -- plumbing -----------------------------------------------------------------------
+    @property
+    def world_size(self) -> int:
+        return int(dist.get_world_size(self.process_group))
+
+    @property
+    def rank(self) -> int:
+        return int(dist.get_rank(self.process_group))
+
+    @property
+    def numel(self) -> int:
+        """Number of gradient elements in one iteration's message (0 before the first)."""
+        return self.layout.numel
+
+    def _make_exchange(self, n: int) -> GradientExchange:
+        raise NotImplementedError  # abstract: each hook state picks its exchange
+
+    @property
+    def exchanger(self) -> GradientExchange:
+        if self._exchanger is None:
+            ex = self._make_exchange(self.numel)
+            if self._exchange_state is not None:
+                ex.load_state_dict(self._exchange_state)
+            self._exchanger = ex
+        return self._exchanger
+
+    # -- the per-iteration driver ---------------------------------------------------------
+    def _run(self, bucket: GradBucket) -> Future[torch.Tensor]:
+        fut, parked = self.layout.park(bucket)
+        if parked is None:
+            return fut
+        try:
+            self.layout.learn(parked)
+            if self.iteration < self.warmup_steps:
+                self._warmup(parked)
+            else:
+                self._compressed(parked)
+        except BaseException as err:
+            for b in parked[:-1]:
+                b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
+            raise
+        for b in parked:
+            b.future.set_result(b.buffer)
+        return fut
+
+    def _warmup(self, parked: list[Parked]) -> None:
+        w = self.world_size
+        for b in parked:
+            dist.all_reduce(b.buffer, group=self.process_group)
+            b.buffer.div_(w)
+        self._counters["warmup_bytes"] += self.layout.dense_bytes
+        # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
+        # it), which neither counts as warm-up nor feeds the state.
+        if not all(is_finite(b.buffer) for b in parked):
+            self._counters["nonfinite_steps"] += 1
+            return
+        self._counters["warmup_steps_done"] += 1
+        self.iteration += 1
+        self._after_warmup_step(parked)
+
+    def _compressed(self, parked: list[Parked]) -> None:
+        self._check_layout()
+        flat = self.layout.gather(parked)
+        bad = not is_finite(flat)
+        out = self._step(flat.numpy(), bad)
+        if out is None:  # a rank was not finite, policy "propagate": as all-reduce does
+            self._counters["nonfinite_steps"] += 1
+            poison([b.buffer for b in parked])
+            return
+        self.iteration += 1
+        self.layout.scatter(parked, torch.from_numpy(out))
+
+    def _after_warmup_step(self, parked: list[Parked]) -> None:
+        """Hook for subclasses that track state during warm-up (buckets hold the average)."""
+
+    def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
+        raise NotImplementedError  # abstract: each hook state defines its compressed step
+
+    def _exchange(self, payload: Any, bad: bool) -> Averaged:
+        """The seam, with the fault policy applied and the counters kept."""
+        res = self.exchanger.average(
+            None if bad else payload,
+            nonfinite=bad,
+            abort_on_nonfinite=self.nonfinite != "skip",
+            tag=f"step {self.iteration}",
+        )
+        c = self._counters
+        c["bytes_received"] += res.bytes_received
+        if res.nonfinite_ranks and self.nonfinite == "raise":
+            raise NonFiniteGradientError(res.nonfinite_ranks, self.iteration)
+        if res.mean is None:
+            return res
+        c["steps"] += 1
+        c["bytes_dense"] += self.layout.dense_bytes
+        if bad:
+            c["nonfinite_skipped"] += 1
+        elif payload is None:
+            c["uploads_skipped"] += 1
+        else:
+            c["uploads"] += 1
+            c["bytes_sent"] += int(payload.nbytes)
+        return res
+
+    # -- public -------------------------------------------------------------------------
+    def stats(self) -> dict[str, float]:
+        """Communication statistics of this rank so far.
+
+        ``bytes_sent``: the frames this rank uploaded after warm-up. ``bytes_received``: what
+        this rank received in those exchanges (control, frames, padding). ``bytes_dense``:
+        what the same iterations would have cost in the buckets' own dtype (a plain
+        all-reduce's payload: 2 bytes per element for fp16/bf16 gradients).
+        ``compression_ratio = bytes_dense / bytes_sent`` (``inf`` if nothing was sent).
+        ``uploads_skipped``: iterations this rank skipped; ``nonfinite_steps``: iterations
+        dropped because a rank's gradient was not finite (``nonfinite="propagate"``).
+        """
+        c = self._counters
+        out: dict[str, float] = {"iteration": self.iteration, **c}
+        out["compression_ratio"] = (
+            c["bytes_dense"] / c["bytes_sent"] if c["bytes_sent"] else math.inf
+        )
+        transport = getattr(self._exchanger, "transport", None)
+        if transport is not None:
+            out["wire_bytes"] = transport.stats.wire_bytes
+            out["control_bytes"] = transport.stats.control_bytes
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (numpy arrays and plain Python values).
+
+        Records the world size and this rank: :meth:`load_state_dict` refuses a checkpoint
+        of another world size or rank.
+        """
+        ex = self._exchanger
+        return {
+            "iteration": self.iteration,
+            "counters": dict(self._counters),
+            "numels": list(self.layout.numels or self._expected_numels or []),
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "exchange": ex.state_dict() if ex is not None else self._exchange_state,
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; call before the first backward pass with this state.
+
+        Everything is checked now, on this rank, and nothing changes on error
+        (``ValueError`` / ``TypeError``): missing keys, negative counters, another world
+        size or rank, the subclass's vectors (NaN, wrong length). The stable parameter order
+        is re-learnt from the first iteration (DDP's constructor layout, the same in every
+        process); the parameter sizes must then match the checkpoint's.
+        """
+        if not isinstance(sd, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
+        missing = [k for k in self._state_keys() if k not in sd]
+        if missing:
+            raise ValueError(
+                f"state_dict lacks the key(s) {missing}: not a checkpoint of this hook"
+            )
+        world = check_positive_int(sd["world_size"], "state_dict['world_size']")
+        rank = check_positive_int(sd["rank"], "state_dict['rank']", minimum=0)
+        if dist.is_initialized() and (world, rank) != (self.world_size, self.rank):
+            raise ValueError(
+                f"this checkpoint was saved by rank {rank} of {world}; loading it on rank "
+                f"{self.rank} of {self.world_size} would bias the shared aggregate (load each "
+                "rank's own state_dict, with the same number of ranks)"
+            )
+        iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
+        if not isinstance(sd["counters"], dict):
+            raise TypeError("state_dict['counters'] must be a dict")
+        counters = {
+            str(k): check_positive_int(v, f"state_dict['counters'][{k!r}]", minimum=0)
+            for k, v in sd["counters"].items()
+        }
+        numels = [check_positive_int(v, "state_dict['numels'] entry") for v in sd["numels"]]
+        self._load(sd, sum(numels))  # validates and installs the subclass's part, or raises
+        self.iteration = iteration
+        self._counters.update(counters)
+        self._expected_numels = numels or None
+        self._exchange_state = sd["exchange"]
+        if self._exchanger is not None and sd["exchange"] is not None:
+            self._exchanger.load_state_dict(sd["exchange"])
+
+    def _state_keys(self) -> tuple[str, ...]:
+        return ("iteration", "counters", "numels", "world_size", "rank", "exchange")
+
+    def _load(self, sd: dict[str, Any], n: int) -> None:
+        """Validate and install the subclass's part of a checkpoint (``n`` elements)."""
+
+    def _check_layout(self) -> None:
+        """At the first compressed step: the model must match a loaded checkpoint."""
+        numels = self._expected_numels
+        if numels is not None and numels != self.layout.numels:
+            raise ValueError(
+                "the loaded hook state was saved for parameters of sizes "
+                f"{numels[:8]}... ({len(numels)} tensors) but this model's buckets hold "
+                f"{self.layout.numels[:8]}... ({len(self.layout.numels)} tensors)"
+            )
+        self._expected_numels = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A process group cannot be pickled (PowerSGDState drops it too); parameter identities
+        # and parked buckets are meaningless in another process, which re-learns them.
+        d = dict(self.__dict__)
+        ex = self._exchanger
+        d.update(process_group=None, _exchanger=None, layout=None)
+        d["_expected_numels"] = self.layout.numels or self._expected_numels
+        d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self.layout = BucketLayout()

@@ -1,0 +1,279 @@
+"""LAQ inside DDP: :class:`LAQState` and :func:`laq_hook`.
+
+Each rank quantizes its gradient *innovation* (gradient minus the last quantized gradient
+it uploaded) to ``bits`` bits with one radius per block of ``block_size`` coordinates and
+uploads it only if the lazy test (:mod:`laqcore.torch._rule`, docs/ddp.md) finds it
+informative. Every rank keeps the same running sum of the ranks' last uploads and returns it
+divided by the world size.
+
+The state is laqcore's one LAQ state (:mod:`laqcore.lazy_state`): this rank's worker side is
+a :class:`~laqcore.lazy_state.LazyUploader` (quantizer memory, rule, clock) and the shared
+server side a :class:`~laqcore.lazy_state.LazyAggregate` (aggregate and the rule's history),
+exactly the objects the simulator's LAQ uses.
+"""
+
+from __future__ import annotations
+
+import typing
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch._C._distributed_c10d import GradBucket
+
+from .._validate import check_bits, check_block_size, check_real
+from ..laq import LAQPayload
+from ..lazy import UploadRule
+from ..lazy_state import LazyAggregate, LazyUploader
+from ._exchange import GradientExchange, LAQAllGather
+from ._layout import Parked
+from ._rule import LazyRule
+from ._state import HookState
+
+__all__ = ["LAQState", "laq_hook"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+Future = torch.futures.Future
+
+
+def _norm_sq(x: torch.Tensor) -> float:
+    """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary)."""
+    return float(torch.linalg.vector_norm(x)) ** 2
+
+
+class LAQState(HookState):
+    """State of :func:`laq_hook`: LAQ (Sun et al., NeurIPS 2019) inside DDP.
+
+    Rank ``m`` uploads its quantized innovation ``dQ`` iff::
+
+        ||dQ||^2 >= sum_d xi_d ||g^{k-d}||^2 + error_weight (||eps||^2 + ||eps_hat||^2)
+                    + noise_weight * nu                     or clock >= max_stale
+
+    where ``g^{k-d}`` are the averaged gradients the hook returned (for plain SGD this is the
+    paper's ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2`` exactly, and it
+    stays right for any optimizer), and ``nu`` estimates the minibatch noise floor of the
+    innovation (docs/ddp.md, "The lazy rule"). ``noise_weight=0`` and ``error_weight=3`` give
+    the paper's deterministic rule.
+
+    Parameters
+    ----------
+    process_group : ProcessGroup, optional
+        Group to communicate in (the default group if ``None``).
+    bits : int, default 8
+        Bits per coordinate of the innovation, 1..8.
+    block_size : int or None, default None
+        Coordinates per quantization radius (``None``: one radius for the whole gradient).
+    D : int, default 10
+        Number of recent averaged gradients on the right-hand side.
+    ck : float, default 0.8
+        Weights ``xi_d = ck / D`` (``ck / k`` while ``k <= D``).
+    error_weight : float, default 3.0
+        Weight of the quantization-error term (the paper's 3).
+    noise_weight : float, default 0.0
+        Weight of the minibatch-noise estimate (0: the paper's deterministic rule).
+    noise_decay : float, default 0.9
+        Decay of the noise estimate's moving average.
+    max_stale : int, default 100
+        Force an upload after this many consecutive skips (the paper's t_bar).
+    safeguard_patience : int, default 10
+        Skips after which this rank watches its gradient norm.
+    safeguard_growth : float, default 4.0
+        Growth of ``||g||^2`` during such a streak that forces an upload
+        (``stats()["safeguard_uploads"]``).
+    warmup_steps : int, default 10
+        Iterations of plain all-reduce first; they also fill the rule's history.
+    nonfinite : {"propagate", "raise", "skip"}, default "propagate"
+        What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
+    lr : float, optional
+        Ignored, with a warning (kept so old code runs): the rule no longer needs the
+        learning rate.
+
+    Examples
+    --------
+    >>> state = LAQState()                                     # doctest: +SKIP
+    >>> ddp_model.register_comm_hook(state, laq_hook)          # doctest: +SKIP
+    >>> state.stats()["compression_ratio"]                     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        process_group: Any = None,
+        *,
+        bits: int = 8,
+        block_size: int | None = None,
+        D: int = 10,
+        ck: float = 0.8,
+        error_weight: float = 3.0,
+        noise_weight: float = 0.0,
+        noise_decay: float = 0.9,
+        max_stale: int = 100,
+        safeguard_patience: int = 10,
+        safeguard_growth: float = 4.0,
+        warmup_steps: int = 10,
+        nonfinite: str = "propagate",
+        lr: float | None = None,
+    ) -> None:
+        super().__init__(process_group, warmup_steps, nonfinite)
+        self.bits = check_bits(bits)
+        self.block_size = check_block_size(block_size)
+        if lr is not None:
+            check_real(lr, "lr", positive=True)
+            warnings.warn(
+                "LAQState(lr=...) is ignored: the lazy rule's right-hand side is computed from "
+                "the averaged gradients the hook returns, which equals the paper's "
+                "||theta^{k+1} - theta^k||^2 / lr^2 for plain SGD and stays right for any "
+                "optimizer",
+                FutureWarning,
+                stacklevel=2,
+            )
+        self.rule = LazyRule(
+            D=D,
+            ck=ck,
+            error_weight=error_weight,
+            noise_weight=noise_weight,
+            noise_decay=noise_decay,
+            max_stale=max_stale,
+            safeguard_patience=safeguard_patience,
+            safeguard_growth=safeguard_growth,
+        )
+        self._upload_rule = UploadRule(
+            D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.max_stale, err_coef=error_weight
+        )
+        # Created at the first compressed step (or from a checkpoint), when n is known.
+        self.uploader: LazyUploader | None = None
+        self.server: LazyAggregate | None = None
+        self._uploaded_last = False
+        self._counters["safeguard_uploads"] = 0
+        self._counters["stale_uploads"] = 0
+
+    @property
+    def q_prev(self) -> FloatVector | None:
+        """This rank's last uploaded quantized gradient (the paper's Q_m), or ``None``."""
+        return None if self.uploader is None else self.uploader.q_prev
+
+    @property
+    def clock(self) -> int:
+        """Iterations since this rank's last upload."""
+        return 0 if self.uploader is None else self.uploader.clock
+
+    @property
+    def aggregate(self) -> FloatVector | None:
+        """Sum over ranks of their ``q_prev`` (identical on every rank), or ``None``."""
+        return None if self.server is None else self.server.aggregate
+
+    def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
+        uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
+        return uploader, LazyAggregate(n, self.rule.history)
+
+    def _make_exchange(self, n: int) -> GradientExchange:
+        if self.server is None:
+            self.uploader, self.server = self._new_state(n)
+        return LAQAllGather(self.process_group, self.server)
+
+    def _after_warmup_step(self, parked: list[Parked]) -> None:
+        self.rule.record(sum(_norm_sq(b.buffer) for b in parked), None, False)
+
+    # -- the compressed step --------------------------------------------------------------
+    def _decide(self, up: LazyUploader, grad: FloatVector, payload: Any) -> tuple[bool, str, float]:
+        """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``), and the safeguard's
+        ``||g||^2`` (0 if not watched). Changes no state."""
+        rule = self.rule
+        if up.uploads > 0 and up.clock >= rule.max_stale:
+            return True, "stale", 0.0
+        grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(up.clock) else 0.0
+        if grad_sq > 0.0 and rule.safeguard(grad_sq):
+            return True, "safeguard", grad_sq
+        return up.decide(payload, rule.rhs()), "rule", grad_sq
+
+    def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
+        self.exchanger  # noqa: B018 - creates uploader and server at the first step
+        up = typing.cast(LazyUploader, self.uploader)
+        payload: Any = None
+        upload, why, grad_sq = False, "rule", 0.0
+        if not bad:
+            payload = up.propose(grad)
+            upload, why, grad_sq = self._decide(up, grad, payload)
+        res = self._exchange(payload if upload else None, bad)
+        if res.mean is None:
+            return None  # dropped step: nothing above changed any state
+        if upload:
+            if res.own is None:
+                raise RuntimeError(f"rank {self.rank}: its upload is missing from the exchange")
+            # What the wire carried, like every other rank (refused if it differs).
+            up.commit(typing.cast(LAQPayload, res.own))
+            self.rule.uploaded()
+            if why != "rule":
+                self._counters[f"{why}_uploads"] += 1
+        else:
+            up.skip()
+            if grad_sq > 0.0 and self.rule.streak_ref <= 0.0:
+                self.rule.streak_ref = grad_sq
+        innov = None if payload is None else float(payload.innov_sq)
+        self.rule.record(_norm_sq(torch.from_numpy(res.mean)), innov, self._uploaded_last)
+        self._uploaded_last = upload
+        return res.mean
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd.update(
+            uploader=None if self.uploader is None else self.uploader.state_dict(),
+            server=None if self.server is None else self.server.state_dict(),
+            uploaded_last=self._uploaded_last,
+            rule=self.rule.state_dict(),
+        )
+        return sd
+
+    def _state_keys(self) -> tuple[str, ...]:
+        return (*super()._state_keys(), "uploader", "server", "uploaded_last", "rule")
+
+    def _load(self, sd: dict[str, Any], n: int) -> None:
+        rule = LazyRule(**self._rule_args())
+        rule.load_state_dict(sd["rule"])
+        uploader = server = None
+        if (sd["uploader"] is None) != (sd["server"] is None):
+            raise ValueError("state_dict has an uploader without a server or the reverse")
+        if sd["uploader"] is not None:
+            uploader, server = self._new_state(n)
+            uploader.load_state_dict(sd["uploader"])
+            server.load_state_dict(sd["server"])
+            server.history = rule.history  # one history: the rule's
+        if not isinstance(sd["uploaded_last"], bool):
+            raise TypeError("state_dict['uploaded_last'] must be a bool")
+        self.rule, self.uploader, self.server = rule, uploader, server
+        self._uploaded_last = sd["uploaded_last"]
+        self._exchanger = None  # rebuilt around the loaded server
+
+    def _rule_args(self) -> dict[str, Any]:
+        r = self.rule
+        return {
+            "D": r.D,
+            "ck": r.ck,
+            "error_weight": r.error_weight,
+            "noise_weight": r.noise_weight,
+            "noise_decay": r.noise_decay,
+            "max_stale": r.max_stale,
+            "safeguard_patience": r.safeguard_patience,
+            "safeguard_growth": r.safeguard_growth,
+        }
+
+
+def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:
+    """DDP communication hook running LAQ: ``ddp_model.register_comm_hook(state, laq_hook)``.
+
+    See :mod:`laqcore.torch._state` for the per-iteration flow and :class:`LAQState` for
+    the rule.
+    """
+    return state._run(bucket)
+
+
+# DDP's register_comm_hook compares the hook's annotations with the real classes; with
+# postponed evaluation (``from __future__ import annotations``) they are strings.
+laq_hook.__annotations__ = typing.get_type_hints(laq_hook)

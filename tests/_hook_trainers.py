@@ -1,0 +1,216 @@
+"""Small, ordinary DDP trainers for tests/test_torch_hook_trainers.py (run in spawned ranks).
+
+Each case trains a tiny model on a synthetic 3-class problem (each rank its own samples,
+minibatches of 16) the way an outside trainer would: an optimizer, optionally a scheduler,
+autocast and a GradScaler, and one of laqcore's hooks or none. It returns the test accuracy
+and the hook's statistics. Kept here (not in the test module) so that ``spawn`` can import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_DIM, _CLASSES = 16, 3
+
+
+def _data(seed: int, n: int) -> tuple[Any, Any]:
+    """Gaussian blobs around fixed class centres (the same centres for every seed)."""
+    import torch
+
+    centres = torch.randn(_CLASSES, _DIM, generator=torch.Generator().manual_seed(99)) * 0.45
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, _CLASSES, (n,), generator=g)
+    x = centres[y] + torch.randn(n, _DIM, generator=g)
+    return x, y
+
+
+def _model(kind: str) -> Any:
+    import torch
+
+    torch.manual_seed(0)
+    if kind == "cnn":  # the 16 features as a 1x4x4 image
+        return torch.nn.Sequential(
+            torch.nn.Unflatten(1, (1, 4, 4)),
+            torch.nn.Conv2d(1, 8, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Flatten(),
+            torch.nn.Linear(128, _CLASSES),
+        )
+    return torch.nn.Sequential(
+        torch.nn.Linear(_DIM, 32), torch.nn.ReLU(), torch.nn.Linear(32, _CLASSES)
+    )
+
+
+def _optimizer(name: str, params: Any) -> Any:
+    import torch
+
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1)
+    if name == "momentum_wd":
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-2)
+    raise ValueError(name)
+
+
+def _hook(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from laqcore import torch as lt
+
+    table = {
+        "laq": (lt.LAQState, lt.laq_hook),
+        "qsgd": (lt.QSGDState, lt.qsgd_hook),
+        "terngrad": (lt.TernGradState, lt.terngrad_hook),
+    }
+    cls, hook = table[method]
+    return cls(**kwargs), hook
+
+
+def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """One training run; ``spec`` keys: method, kwargs, opt, steps, model, sched, amp,
+    scale (GradScaler init scale), checkpoint_at, resume_from."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    steps = spec.get("steps", 60)
+    model = _model(spec.get("model", "mlp"))
+    ddp = DDP(model)
+    opt = _optimizer(spec.get("opt", "sgd"), ddp.parameters())
+    sched = torch.optim.lr_scheduler.StepLR(opt, 20, 0.5) if spec.get("sched") else None
+    amp = spec.get("amp")  # None, "fp16" or "bf16"
+    scaler = torch.amp.GradScaler("cpu", init_scale=spec.get("scale", 2.0**8)) if amp else None
+    state = None
+    if spec["method"] != "none":
+        state, hook = _hook(spec["method"], spec.get("kwargs", {}))
+        ddp.register_comm_hook(state, hook)
+    start, scales, checkpoint = 0, [], None
+    if spec.get("resume_from") is not None:
+        ck = spec["resume_from"]
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        if scaler is not None:
+            scaler.load_state_dict(ck["scaler"])
+        if state is not None:
+            state.load_state_dict(ck["hook"][rank])
+        start = ck["step"]
+    x, y = _data(1 + rank, 16 * steps)
+    for step in range(start, steps):
+        xb, yb = x[16 * step : 16 * step + 16], y[16 * step : 16 * step + 16]
+        opt.zero_grad()
+        if amp:
+            dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+            with torch.autocast("cpu", dtype=dtype):
+                loss = torch.nn.functional.cross_entropy(ddp(xb), yb)
+            scaler.scale(loss).backward()  # type: ignore[union-attr]
+            scaler.step(opt)  # type: ignore[union-attr]
+            scaler.update()  # type: ignore[union-attr]
+            scales.append(float(scaler.get_scale()))  # type: ignore[union-attr]
+        else:
+            torch.nn.functional.cross_entropy(ddp(xb), yb).backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        if spec.get("checkpoint_at") == step + 1:
+            checkpoint = {
+                "model": {k: v.clone() for k, v in model.state_dict().items()},
+                "opt": opt.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "hook": state.state_dict() if state is not None else None,
+                "step": step + 1,
+            }
+    xt, yt = _data(1000, 600)
+    with torch.no_grad():
+        acc = float((model(xt).argmax(1) == yt).float().mean())
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return {
+        "acc": acc,
+        "stats": state.stats() if state is not None else None,
+        "scales": scales,
+        "checkpoint": checkpoint,
+        "params": params.numpy().copy(),
+    }
+
+
+def expect_error(rank: int, world: int, case: str) -> tuple[str, str]:
+    """Run a model the hooks must refuse; return the error's type and text."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import LAQState, laq_hook
+
+    torch.manual_seed(0)
+    if case == "sparse":
+        emb = torch.nn.Embedding(10, 4, sparse=True)
+        model: Any = torch.nn.Sequential(emb, torch.nn.Flatten(), torch.nn.Linear(8, 2))
+        inp: Any = torch.tensor([[1, 2], [3, 4]])
+    else:
+        raise ValueError(case)
+    ddp = DDP(model)
+    ddp.register_comm_hook(LAQState(warmup_steps=0), laq_hook)
+    try:
+        ddp(inp).sum().backward()
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        return type(err).__name__, str(err)
+    return "no error", ""
+
+
+def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
+    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error."""
+    out: list[Any] = []
+    for spec in specs:
+        if "error" in spec:
+            out.append(expect_error(rank, world, spec["error"]))
+        elif "resume_of" in spec:  # resume from the checkpoint of an earlier run in this list
+            ck = out[spec["resume_of"]]["checkpoint"]
+            import torch.distributed as dist
+
+            hooks: list[Any] = [None] * world
+            dist.all_gather_object(hooks, ck["hook"])
+            out.append(train(rank, world, {**spec, "resume_from": {**ck, "hook": hooks}}))
+        else:
+            out.append(train(rank, world, spec))
+    return out
+
+
+class _Linear:
+    """A module whose loss ``<theta, g>`` has gradient ``g`` whatever theta is."""
+
+    @staticmethod
+    def make(dim: int) -> Any:
+        import torch
+
+        class Dot(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.theta = torch.nn.Parameter(torch.zeros(dim))
+
+            def forward(self, g: Any) -> Any:
+                return (self.theta * g).sum()
+
+        return Dot()
+
+
+def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """DDP on a model whose gradient at step k on rank m is exactly ``grads[k, m]``.
+
+    Returns this rank's upload decision per step, the averaged gradients and the final
+    aggregate.
+    """
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import LAQState, laq_hook
+
+    module = _Linear.make(grads.shape[2])
+    ddp = DDP(module)
+    state = LAQState(**kwargs)
+    ddp.register_comm_hook(state, laq_hook)
+    uploads, means = [], []
+    for k in range(grads.shape[0]):
+        before = state.stats()["uploads"]
+        ddp.zero_grad()
+        ddp(torch.from_numpy(grads[k, rank])).backward()
+        uploads.append(state.stats()["uploads"] > before)
+        means.append(module.theta.grad.numpy().copy())
+    return {"uploads": uploads, "aggregate": state.aggregate.copy(), "means": means}
