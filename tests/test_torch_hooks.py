@@ -39,7 +39,12 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
                 "steps": steps,
                 "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm},
             },
-            {"method": "laq", "steps": 40, "kwargs": {"bits": 4, "warmup_steps": 2}, "lr": 0.02},
+            {
+                "method": "laq",
+                "steps": 40,
+                "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2},
+                "lr": 0.02,
+            },
         ],
     )
     ref, laq8 = res[0][0], res[0][1]
