@@ -3,6 +3,8 @@ the formats the multi-process engine trusts nothing in (issue 14.15, 14.18, 14.1
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import pickle
 
@@ -133,6 +135,14 @@ def test_checkpoint_never_unpickles(tmp_path):
     np.save(path, np.array([Evil()], dtype=object), allow_pickle=True)
     os.replace(path + ".npy", path)
     with pytest.raises(CheckpointError, match="rank0.ckpt"):
+        read_checkpoint(path)
+    # Even with a valid magic and checksum, pickled content is refused, never unpickled.
+    buf = io.BytesIO()
+    np.savez(buf, **{"state.json": np.array([Evil()], dtype=object)}, allow_pickle=True)
+    body = buf.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(b"LQCKPT01" + hashlib.sha256(body).digest() + body)
+    with pytest.raises(CheckpointError, match="rank0.ckpt.*cannot be decoded"):
         read_checkpoint(path)
     assert not marker.exists()
 

@@ -1,7 +1,7 @@
 """Error feedback (EF-SGD, Karimireddy et al. 2019; top-k with memory, Stich et al. 2018).
 
 Biased compressors (sign, top-k, rand-k, ...) converge at the SGD rate if what they drop is
-remembered and added back next time (ALGORITHMS.md §7)::
+remembered and added back next time (docs/algorithms.md "Sign, sparsifiers, error feedback")::
 
     p_t     = x_t + e_t          compensate   (x_t is what the worker wants to send,
                                                e.g. gamma * g_t for EF-SGD)

@@ -1,4 +1,5 @@
-"""The LAQ innovation quantizer (Sun et al., NeurIPS 2019; ALGORITHMS.md §1.1).
+"""The LAQ innovation quantizer (Sun et al., NeurIPS 2019; docs/algorithms.md "LAQ innovation
+quantizer").
 
 A worker keeps ``q_prev``, the last quantized gradient it uploaded. For a new gradient ``g`` it
 quantizes the *innovation* ``v = g - q_prev`` to ``b`` bits per coordinate on a uniform grid of

@@ -1,4 +1,5 @@
-"""The LAQ/LAG upload ("innovation") test (ALGORITHMS.md §1.2, §1.5, §10).
+"""The LAQ/LAG upload ("innovation") test (docs/algorithms.md "Lazy upload rule", "Default
+hyper-parameters" and "Reproducing the LAQ experiments").
 
 LAQ's official code uploads worker ``m``'s quantized innovation at iteration ``k`` iff::
 

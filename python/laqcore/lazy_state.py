@@ -85,8 +85,8 @@ class LazyUploader:
         Blockwise radius of the quantizer (one radius per ``block_size`` coordinates), passed
         to :class:`~laqcore.laq.InnovationQuantizer`; ``None`` (default): one radius.
 
-    Attributes (read-only)
-    ----------------------
+    Attributes (read them; only the methods change them)
+    ---------------------------------------------------
     q_prev : float32 array
         The last quantized gradient uploaded (the server's copy of this worker's gradient).
     err_hat_sq : float
@@ -146,22 +146,15 @@ class LazyUploader:
         )
         extra: dict[str, Any] = {} if block_size is None else {"block_size": self.block_size}
         self._iq = InnovationQuantizer(n, bits, **extra)
-        self._clock = 0
-        self._uploads = 0
+        self.n, self.bits = self._iq.n, self._iq.bits
+        self.clock = 0
+        self.uploads = 0
 
     def __repr__(self) -> str:
         return (
             f"LazyUploader(n={self.n}, bits={self.bits}, rule={self.rule!r}, "
-            f"clock={self._clock}, uploads={self._uploads})"
+            f"clock={self.clock}, uploads={self.uploads})"
         )
-
-    @property
-    def n(self) -> int:
-        return self._iq.n
-
-    @property
-    def bits(self) -> int:
-        return self._iq.bits
 
     @property
     def q_prev(self) -> FloatVector:
@@ -170,14 +163,6 @@ class LazyUploader:
     @property
     def err_hat_sq(self) -> float:
         return self._iq.err_hat_sq
-
-    @property
-    def clock(self) -> int:
-        return self._clock
-
-    @property
-    def uploads(self) -> int:
-        return self._uploads
 
     # -- one iteration -------------------------------------------------------------------
     def propose(self, grad: Any) -> LAQPayload:
@@ -191,12 +176,12 @@ class LazyUploader:
         test passes with ``rhs`` (finite, >= 0) as its first term.
         """
         r = check_real(rhs, "rhs", minimum=0.0)
-        if self.rule is None or self._uploads == 0:
+        if self.rule is None or self.uploads == 0:
             return True
         if payload.err_sq is None:
             raise ValueError("decide() needs the payload returned by propose() (it has err_sq)")
         return self.rule.should_upload_unchecked(
-            payload.innov_sq, r, payload.err_sq, self._iq.err_hat_sq, self._clock
+            payload.innov_sq, r, payload.err_sq, self._iq.err_hat_sq, self.clock
         )
 
     def commit(self, payload: LAQPayload) -> None:
@@ -212,13 +197,13 @@ class LazyUploader:
                 )
             payload = pending
         self._iq.commit(payload)
-        self._clock = 0
-        self._uploads += 1
+        self.clock = 0
+        self.uploads += 1
 
     def skip(self) -> None:
         """No upload this iteration: the clock advances, the proposal is dropped."""
         self._iq._pending = None
-        self._clock += 1
+        self.clock += 1
 
     def step(self, grad: Any, rhs: float) -> LAQPayload | None:
         """``propose``, ``decide``, then ``commit`` (return the payload) or ``skip`` (None)."""
@@ -239,8 +224,8 @@ class LazyUploader:
             "block_size": self.block_size,
             "q_prev": np.array(self._iq.q_prev, dtype=np.float32),
             "err_hat_sq": float(self._iq.err_hat_sq),
-            "clock": self._clock,
-            "uploads": self._uploads,
+            "clock": self.clock,
+            "uploads": self.uploads,
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -259,7 +244,7 @@ class LazyUploader:
         self._iq.reset()
         self._iq._q_prev[:] = q
         self._iq.err_hat_sq = err
-        self._clock, self._uploads = clock, uploads
+        self.clock, self.uploads = clock, uploads
 
 
 class LazyAggregate:

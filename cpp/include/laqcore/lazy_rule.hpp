@@ -1,6 +1,7 @@
 // laqcore/lazy_rule.hpp: the right-hand side of the LAQ/LAG upload ("innovation") test.
 //
-// LAQ (ALGORITHMS.md §1.2, official code [C]) uploads worker m's innovation when
+// LAQ (docs/algorithms.md "Lazy upload rule", as the official code) uploads worker m's innovation
+// when
 //     ||dQ_m||^2 >= (1 / (alpha^2 M^2)) * sum_{d=1..D} xi_d ||theta^{k+1-d} - theta^{k-d}||^2
 //                   + 3 (||eps_m||^2 + ||eps_hat_m||^2)        or  clock_m >= t_bar.
 // This header provides the two native pieces of that test:

@@ -1,4 +1,4 @@
-// laqcore/qsgd.hpp: QSGD stochastic quantization (Alistarh et al. 2017; ALGORITHMS.md §3).
+// laqcore/qsgd.hpp: QSGD stochastic quantization (Alistarh et al. 2017; docs/algorithms.md "QSGD").
 //
 // Buckets: the input of length n is split into num_buckets = ceil(n / bucket_size) buckets of
 // bucket_size consecutive coordinates (the last one may be shorter). Bucket j has its own

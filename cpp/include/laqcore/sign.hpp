@@ -1,4 +1,5 @@
-// laqcore/sign.hpp: scaled sign compression (EF-SGD, Karimireddy et al. 2019; ALGORITHMS.md §7).
+// laqcore/sign.hpp: scaled sign compression (EF-SGD, Karimireddy et al. 2019;
+// docs/algorithms.md "Sign, sparsifiers, error feedback").
 //
 //     C(x) = (||x||_1 / n) * sign(x)
 //

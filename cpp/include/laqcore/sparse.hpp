@@ -1,5 +1,6 @@
-// laqcore/sparse.hpp: top-k and rand-k sparsification (Stich et al. 2018; ALGORITHMS.md §7),
-// the scatter that undoes them, and the dense copy used by the identity compressor.
+// laqcore/sparse.hpp: top-k and rand-k sparsification (Stich et al. 2018; docs/algorithms.md
+// "Sign, sparsifiers, error feedback"), the scatter that undoes them, and the dense copy used by
+// the identity compressor.
 //
 // Output of a selection: k indices (uint32, strictly increasing) and the k values x[idx].
 // Vectors longer than 2^32 - 1 are rejected (indices are uint32 on the wire).

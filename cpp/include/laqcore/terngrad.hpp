@@ -1,4 +1,4 @@
-// laqcore/terngrad.hpp: TernGrad ternarization (Wen et al. 2017; ALGORITHMS.md §4).
+// laqcore/terngrad.hpp: TernGrad ternarization (Wen et al. 2017; docs/algorithms.md "TernGrad").
 //
 // 1. Optional clipping (clip_factor c > 0): g_i <- sign(g_i) * min(|g_i|, c * sigma), with
 //    sigma the population standard deviation of the whole tensor,

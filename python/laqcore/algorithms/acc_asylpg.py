@@ -2,8 +2,8 @@
 
 The server keeps an extrapolated point ``y_t = x_t + momentum * (x_t - x_{t-1})``; workers read
 (quantized, delayed) ``y`` and the step is ``x_{t+1} = y_t - alpha * sum_m Q(a_m)``. The paper
-uses a Katyusha-style coupling (ALGORITHMS.md §6, UNCONFIRMED); this is the simpler Nesterov
-form with a constant weight (``momentum``, default 0.3).
+uses a Katyusha-style coupling (docs/algorithms.md "AsyLPG"; its details are unconfirmed);
+this is the simpler Nesterov form with a constant weight (``momentum``, default 0.3).
 """
 
 from __future__ import annotations

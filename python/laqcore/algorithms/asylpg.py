@@ -1,5 +1,5 @@
 """AsyLPG (Yu, Wu & Huang, NeurIPS 2019, "Double Quantization"): asynchronous SVRG with a
-quantized model downlink and quantized gradient uplink. Reconstruction (ALGORITHMS.md §6,
+quantized model downlink and quantized gradient uplink. Reconstruction (docs/algorithms.md "AsyLPG",
 details UNCONFIRMED there), simulated with a bounded-delay asynchrony model:
 
 * Every ``epoch`` iterations the server takes a snapshot ``x_s = theta`` and broadcasts it in

@@ -19,8 +19,8 @@ they stay identical). Nothing else is shared: a worker holds only its own
 Communication is counted from ``payload.nbytes`` (uplink) and ``Message.nbytes`` (downlink).
 
 Hyper-parameters live in one :class:`Params` (defaults from the official LAQ code,
-ALGORITHMS.md §1.5); each algorithm overrides a few defaults (``DEFAULTS``), e.g. SLAQ's
-``alpha=0.008, bits=3``.
+docs/algorithms.md "Default hyper-parameters"); each algorithm overrides a few defaults
+(``DEFAULTS``), e.g. SLAQ's ``alpha=0.008, bits=3``.
 """
 
 from __future__ import annotations

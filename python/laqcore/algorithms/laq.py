@@ -1,7 +1,7 @@
 """LAQ: Lazily Aggregated Quantized gradients (Sun, Chen, Giannakis, Yang, NeurIPS 2019).
 
 Worker m quantizes its gradient innovation ``g_m - q_prev_m`` to ``b`` bits (radius = its
-max-norm) and uploads it only if (official code, ALGORITHMS.md §1.2)::
+max-norm) and uploads it only if (official code, docs/algorithms.md "Lazy upload rule")::
 
     ||dQ_m||^2 >= (1/(alpha^2 M^2)) sum_{d=1..D} xi_d ||theta^{k+1-d} - theta^{k-d}||^2
                   + 3 (||eps_m||^2 + ||eps_hat_m||^2)          or  t_m >= t_bar

@@ -1,4 +1,4 @@
-"""QSGD: bucketed, unbiased stochastic quantization with s levels (ALGORITHMS.md §3).
+"""QSGD: bucketed, unbiased stochastic quantization with s levels (docs/algorithms.md "QSGD").
 
 Each bucket of ``bucket_size`` consecutive coordinates is scaled by its own L2 norm
 (``norm="l2"``, the paper's quantizer) or max norm (``norm="max"``, the variant used in

@@ -1,4 +1,5 @@
-"""Scaled sign compression ``(||x||_1 / n) * sign(x)`` (EF-SGD, ALGORITHMS.md §7).
+"""Scaled sign compression ``(||x||_1 / n) * sign(x)`` (EF-SGD; docs/algorithms.md "Sign,
+sparsifiers, error feedback").
 
 One bit per coordinate (1 = negative; zeros are sent as +, since one bit cannot say 0) and
 one float32 scale. Biased but a delta-compressor: use it with

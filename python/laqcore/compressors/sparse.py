@@ -1,4 +1,5 @@
-"""Sparsifiers: top-k, rand-k (Stich et al. 2018, ALGORITHMS.md §7) and sparse + quantized.
+"""Sparsifiers: top-k, rand-k (Stich et al. 2018; docs/algorithms.md "Sign, sparsifiers, error
+feedback") and sparse + quantized.
 
 * ``"topk"``: the k largest ``|x_i|``; ties go to the lower index (deterministic).
 * ``"randk"``: k distinct coordinates drawn by the counter RNG (a keyed selection: every

@@ -1,4 +1,4 @@
-"""TernGrad: stochastic ternarization with optional clipping (ALGORITHMS.md §4).
+"""TernGrad: stochastic ternarization with optional clipping (docs/algorithms.md "TernGrad").
 
 ``g_tilde = s * sign(g) * b`` with ``b_i ~ Bernoulli(|g_i| / s)`` and ``s = max |g|`` (after
 optional clipping of ``|g|`` at ``clip_factor * std(g)``, default 2.5 as in the paper), or a

@@ -44,6 +44,7 @@ def _config(args: argparse.Namespace) -> Any:
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        replica_check_every=args.replica_check_every,
     )
 
 
@@ -168,6 +169,12 @@ def add_parser(sub: Any) -> None:
         "--checkpoint-every", type=int, default=0, help="checkpoint period in iterations (0: never)"
     )
     g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
+    g.add_argument(
+        "--replica-check-every",
+        type=int,
+        default=100,
+        help="compare the ranks' server-replica digests every N iterations (0: never)",
+    )
     add_problem_options(p)
     add_algorithm_options(p)
     add_run_options(p)

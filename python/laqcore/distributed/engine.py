@@ -49,18 +49,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._validate import check_positive_int
 from ..downlink import delta_frames
 from ..driver import Recorder, run_rounds
 from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
-from .checkpoint import (
-    CheckpointError,
-    encode_state,
-    read_checkpoint,
-    restore_state,
-    state_digest,
-    write_checkpoint,
-)
+from . import checkpoint as ckfmt
 from .errors import NonFiniteGradientError, ReplicaMismatchError
 from .transport import Transport
 
@@ -182,6 +176,8 @@ def run_engine(
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
+    check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
+    check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
     M = problem.num_workers
     if M < world:
@@ -329,7 +325,7 @@ def run_engine(
 def _check_replicas(server: Any, rank: int, k: int) -> None:
     """All-gather the digest of every rank's server replica; raise on every rank if any
     differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
-    mine = torch.frombuffer(bytearray(state_digest(server)), dtype=torch.int64)
+    mine = torch.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=torch.int64)
     gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, mine)
     groups: dict[bytes, list[int]] = {}
@@ -378,8 +374,8 @@ class _Checkpoints:
             "server": server,
             "workers": dict(workers),
         }
-        tree, arrays = encode_state(state, skip=(_FiniteObjective,))
-        write_checkpoint(self.path, tree, arrays)
+        tree, arrays = ckfmt.encode_state(state, skip=(_FiniteObjective,))
+        ckfmt.write_checkpoint(self.path, tree, arrays)
 
     def load(
         self,
@@ -391,7 +387,7 @@ class _Checkpoints:
     ) -> tuple[int, float]:
         path = self.path
         assert path is not None  # noqa: S101 - checked in __init__
-        tree, arrays = read_checkpoint(path)
+        tree, arrays = ckfmt.read_checkpoint(path)
         template = {
             "format": _CKPT_FORMAT,
             "fingerprint": self.cfg.fingerprint(),
@@ -400,11 +396,13 @@ class _Checkpoints:
         }
         try:
             entries = {k: v for k, v in tree["__map__"]}
-            head = {key: restore_state(None, entries.get(key), arrays) for key in template}
+            head = {key: ckfmt.restore_state(None, entries.get(key), arrays) for key in template}
         except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {path} has a malformed header: {err}") from None
+            raise ckfmt.CheckpointError(
+                f"checkpoint {path} has a malformed header: {err}"
+            ) from None
         if head != template:
-            raise CheckpointError(
+            raise ckfmt.CheckpointError(
                 f"checkpoint {path} was written by another configuration, world size or rank "
                 f"({head.get('world')} processes, rank {head.get('rank')})"
             )
@@ -419,11 +417,11 @@ class _Checkpoints:
             "workers": dict(workers),
         }
         try:
-            state = restore_state(live, tree, arrays, skip=(_FiniteObjective,))
+            state = ckfmt.restore_state(live, tree, arrays, skip=(_FiniteObjective,))
             recorder.load_state(state["recorder"])
             counters.update(state["counters"])
             for name, v in state["wire"].items():
                 setattr(transport.stats, name, v)
             return int(state["k"]), float(state["loss0"])
         except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None
+            raise ckfmt.CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None

@@ -1,0 +1,72 @@
+// The lazy upload rule's native pieces (lazy_rule.hpp; docs/algorithms.md "Lazy upload rule"):
+// the iterate-difference history, its weights and right-hand side, squared distances.
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "check.hpp"
+#include "laqcore/lazy_rule.hpp"
+
+using laqcore::IterateHistory;
+
+LAQ_TEST(explicit_weights_most_recent_first) {
+    IterateHistory h(3, {1.0, 2.0, 3.0}, 0.0, 0);
+    h.push(10.0);
+    h.push(20.0);
+    h.push(30.0);
+    // xi_1 * diff_1 (the latest, 30) + xi_2 * 20 + xi_3 * 10
+    CHECK_EQ(h.weighted_sum(), 1.0 * 30.0 + 2.0 * 20.0 + 3.0 * 10.0);
+    h.push(40.0);  // the oldest (10) drops out
+    CHECK_EQ(h.weighted_sum(), 1.0 * 40.0 + 2.0 * 30.0 + 3.0 * 20.0);
+    CHECK_EQ(h.size(), std::size_t{3});
+    CHECK_EQ(h.count(), std::uint64_t{4});
+    // (1 / (alpha^2 M^2)) * sum: alpha = 0.5, M = 2 -> factor 1.
+    CHECK_EQ(h.rhs(0.5, 2), h.weighted_sum());
+    CHECK_EQ(h.rhs(0.25, 2), 4.0 * h.weighted_sum());
+}
+
+LAQ_TEST(official_schedule_warm_up_then_ck_over_d) {
+    IterateHistory h(10, {}, 0.8, 0);
+    for (int k = 1; k <= 3; ++k) h.push(1.0);
+    CHECK_NEAR(h.weight(1), 0.8 / 3.0, 1e-15);  // warm-up: ck / k
+    CHECK_EQ(h.weight(4), 0.0);                 // nothing pushed that far back
+    for (int k = 4; k <= 25; ++k) h.push(1.0);
+    CHECK_NEAR(h.weight(1), 0.08, 1e-15);  // steady state: ck / D
+    CHECK_NEAR(h.weighted_sum(), 0.8, 1e-12);
+}
+
+LAQ_TEST(num_terms_limits_the_sum) {
+    IterateHistory h(4, {}, 0.8, 3);  // SLAQ: d = 1..D-1
+    for (int k = 0; k < 10; ++k) h.push(1.0);
+    CHECK_EQ(h.weight(4), 0.0);
+    CHECK_NEAR(h.weighted_sum(), 3 * 0.8 / 4, 1e-12);
+}
+
+LAQ_TEST(restore_reproduces_a_saved_history) {
+    IterateHistory a(5, {}, 0.8, 0);
+    for (int k = 1; k <= 7; ++k) a.push(0.1 * k);
+    IterateHistory b(5, {}, 0.8, 0);
+    b.restore(a.recent(), a.count());
+    CHECK_EQ(b.weighted_sum(), a.weighted_sum());
+    CHECK(b.recent() == a.recent());
+}
+
+LAQ_TEST(bad_input_is_refused) {
+    CHECK_THROWS(IterateHistory(0, {}, 0.8, 0), std::invalid_argument, "");
+    CHECK_THROWS(IterateHistory(3, {1.0, 2.0}, 0.8, 0), std::invalid_argument, "");
+    IterateHistory h(3, {}, 0.8, 0);
+    CHECK_THROWS(h.push(-1.0), std::invalid_argument, "");
+    CHECK_THROWS(h.rhs(0.0, 1), std::invalid_argument, "alpha");
+    CHECK_THROWS(h.rhs(0.1, 0), std::invalid_argument, "num_workers");
+}
+
+LAQ_TEST(squared_distance_float_and_double) {
+    const std::vector<float> a = {1.0f, 2.0f, 3.0f};
+    const std::vector<float> b = {1.5f, 0.0f, 3.0f};
+    CHECK_EQ(laqcore::squared_distance(a.data(), b.data(), 3), 0.25 + 4.0);
+    const std::vector<double> c = {1.0, -1.0};
+    const std::vector<double> d = {0.0, 1.0};
+    CHECK_EQ(laqcore::squared_distance(c.data(), d.data(), 2), 1.0 + 4.0);
+}
+
+LAQ_TEST_MAIN()
