@@ -119,16 +119,10 @@ def run_cli(args: argparse.Namespace) -> int:
     for path, flag in ((args.json, "--json"), (args.plot, "--plot")):
         if path:  # before the sweep: an unwritable path must not cost a long run
             check_output_file(path, flag)
+    same = ("kernels", "sizes", "bits", "threads", "repeats", "min_time", "quick", "seed")
     report = run(
-        kernels=args.kernels,
-        sizes=args.sizes,
-        bits=args.bits,
-        threads=args.threads,
-        repeats=args.repeats,
-        min_time=args.min_time,
-        quick=args.quick,
+        **{name: getattr(args, name) for name in same},
         use_torch=not args.no_torch,
-        seed=args.seed,
         log=lambda line: print(line, flush=True),
     )
     m = report["machine"]
