@@ -46,11 +46,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from hook_report import error_line, goals, markdown, summarize  # noqa: E402
+from hook_report import error_line, goals, markdown, summarize, summary_md  # noqa: E402
 from hook_trainer import HOOKS  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad"
-TC_HOOKS = "allreduce,fp16,powersgd4,laq4,laq,qsgd,terngrad"
+TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
 OPTIM_HOOKS = "allreduce,laq,laq_lr,qsgd,terngrad"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)
 OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
@@ -144,7 +144,7 @@ def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "optim": "momentum",
         "warm": args.warm,
         "scale": args.scale,
-        "timeout": args.timeout,
+        "timeout": args.pg_timeout,
         "steps": args.big_steps if model == "big" else args.steps,
         "warmup_run": not args.no_warmup_run,
     }
@@ -172,9 +172,17 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
     if not ok:
         print(f"# tc suite skipped: {why}")
         return
+    # The all-reduce run that sets the target goes first; "allreduce" in --tc-hooks runs it
+    # once more, last, as a contestant (shows whether the order of the runs matters).
     hooks = [h for h in args.tc_hooks.split(",") if h != "allreduce"]
-    runs = [{"hook": "allreduce", "reference": True, "steps": args.target_steps}]
-    runs += [{"hook": h, "steps": args.target_steps * args.max_factor} for h in hooks]
+    runs = [
+        {"hook": "allreduce", "reference": True, "steps": args.target_steps, "key": "allreduce"}
+    ]
+    runs += [{"hook": h, "steps": args.target_steps * args.max_factor, "key": h} for h in hooks]
+    if "allreduce" in args.tc_hooks.split(","):
+        runs.append(
+            {"hook": "allreduce", "steps": args.target_steps * args.max_factor, "key": "again"}
+        )
     for rate in args.rates.split(","):
         for n in [int(v) for v in args.tc_nprocs.split(",")]:
             cfg = {**_base_cfg(args, args.tc_model), "runs": runs, "time_to_target": True}
@@ -183,7 +191,7 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
             key = f"{rate}/{n}"
             report["tc"][key] = {
                 "launch": info,
-                "hooks": {r["hook"]: summarize(rs) for r, rs in zip(runs, per_run)},
+                "hooks": {r["key"]: summarize(rs) for r, rs in zip(runs, per_run)},
             }
             _progress(key, report["tc"][key])
 
@@ -240,6 +248,34 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def merge_reports(paths: list[str], out: str | None) -> int:
+    """One report from several (e.g. suites run at the same time); machine info per part."""
+    report: dict[str, Any] = {"parts": [], "table": {}, "tc": {}}
+    for path in paths:
+        with open(path) as fh:
+            part = json.load(fh)
+        report["parts"].append({k: part[k] for k in ("machine", "args", "command")})
+        report["table"].update(part.get("table", {}))
+        report["tc"].update(part.get("tc", {}))
+        if part.get("optim"):
+            report["optim"] = part["optim"]
+    report["goals"] = goals(report)
+    _write(report, out)
+    return 0
+
+
+def _write(report: dict[str, Any], out: str | None) -> None:
+    md = summary_md(report) + "\n" + markdown(report)
+    print(md)
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as fh:
+            json.dump(report, fh, indent=1)
+        with open(os.path.splitext(out)[0] + ".md", "w") as fh:
+            fh.write(md + "\n")
+        print(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="table,tc,optim", help="table, tc, optim (comma list)")
@@ -265,8 +301,19 @@ def main(argv: list[str] | None = None) -> int:
         "--no-warmup-run", action="store_true", help="skip the untimed 20-step first run"
     )
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
+    ap.add_argument(
+        "--pg-timeout", type=float, default=120, help="process group timeout (a hung collective)"
+    )
     ap.add_argument("--out", default=None, help="JSON report (a .md table is written beside)")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="combine these JSON reports (runs measured concurrently) into --out; runs nothing",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge_reports(args.merge, args.out)
     for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
         if h not in HOOKS:
             ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
@@ -285,15 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if "optim" in suites:
         suite_optim(args, report)
     report["goals"] = goals(report)
-    md = markdown(report)
-    print(md)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as fh:
-            json.dump(report, fh, indent=1)
-        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
-            fh.write(md + "\n")
-        print(f"wrote {args.out}")
+    _write(report, args.out)
     return 0
 
 

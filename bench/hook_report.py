@@ -7,6 +7,7 @@ from typing import Any
 
 _LABEL = {
     "allreduce": "no hook (all-reduce)",
+    "again": "no hook, run again last",
     "fp16": "PyTorch fp16_compress_hook",
     "powersgd1": "PyTorch PowerSGD rank 1",
     "powersgd4": "PyTorch PowerSGD rank 4",
@@ -41,6 +42,7 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         "params": r0["params"],
         "steps": r0["steps"],
         "step_ms": max(r["step_ms"] for r in ranks),
+        "step_mean_ms": max(r["step_mean_ms"] for r in ranks),
         "hook_ms": None if r0["hook_ms"] is None else _mean([r["hook_ms"] for r in ranks]),
         "span_ms": None if r0["span_ms"] is None else _mean([r["span_ms"] for r in ranks]),
         "sent_kb": _mean([r["sent_per_step"] for r in ranks]) / 1e3,
@@ -207,6 +209,21 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
                 f"skipped {sk:.0%}, acc {acc * 100:+.1f} points, sent {laq['sent_kb']:.1f} KB "
                 f"vs TernGrad {_cell(by, '.1f')} KB per step",
             )
+    # issue 15.4: received bytes / ((N-1)/N) at 4 ranks within 1.15x of the 2-rank figure
+    table = report.get("table", {})
+    for model in dict.fromkeys(k.split("/")[0] for k in table):
+        two, four = table.get(f"{model}/2"), table.get(f"{model}/4")
+        if not (two and four):
+            continue
+        for h in ("laq", "qsgd", "terngrad"):
+            a, b = two["hooks"].get(h, {}), four["hooks"].get(h, {})
+            if a.get("recv_kb") and b.get("recv_kb"):
+                r = (b["recv_kb"] / 0.75) / (a["recv_kb"] / 0.5)
+                add(
+                    f"{model}: {h} recv/((N-1)/N) at 4 ranks <= 1.15x 2 ranks'",
+                    r <= 1.15,
+                    f"{r:.2f}x ({a['recv_kb']:.1f} KB at 2, {b['recv_kb']:.1f} KB at 4)",
+                )
     return out
 
 
@@ -225,4 +242,64 @@ def markdown(report: dict[str, Any], only: str | None = None) -> str:
         for g in report["goals"]:
             met = {True: "yes", False: "**no**", None: "-"}[g["met"]]
             lines.append(f"| {g['goal']} | {met} | {g['detail']} |")
+    return "\n".join(lines)
+
+
+def summary_md(report: dict[str, Any]) -> str:
+    """The condensed tables of the README: one row per hook, one column per run."""
+    lines: list[str] = []
+    table = report.get("table", {})
+    if table:
+        keys = list(table)
+        hooks = list(dict.fromkeys(h for k in keys for h in table[k]["hooks"]))
+        head = " | ".join(f"{k.replace('/', ', ')} ranks" for k in keys)
+        lines += [
+            "Step time in ms (x all-reduce's), recv KB per rank per step, test accuracy:",
+            "",
+            f"| hook | {head} |",
+            "|---|" + "---:|" * len(keys),
+        ]
+        for h in hooks:
+            cells = []
+            for k in keys:
+                s = table[k]["hooks"].get(h, {"error": "not run"})
+                base = table[k]["hooks"].get("allreduce", {}).get("step_ms")
+                if s.get("error"):
+                    cells.append("failed: " + error_line(s["error"], 60))
+                    continue
+                r = f" ({s['step_ms'] / base:.1f}x)" if base else ""
+                sk = s.get("skipped_frac")
+                sk_txt = f", {sk:.0%} skipped" if sk else ""
+                cells.append(
+                    f"{s['step_ms']:.1f}{r}, {s['recv_kb']:.0f} KB, {s['test_acc']:.3f}{sk_txt}"
+                )
+            lines.append(f"| {_LABEL.get(h, h)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    tc = report.get("tc", {})
+    if tc:
+        keys = list(tc)
+        hooks = list(dict.fromkeys(h for k in keys for h in tc[k]["hooks"]))
+        head = " | ".join(f"{k.replace('/', ', ')} ranks" for k in keys)
+        lines += [
+            "Time to the all-reduce's loss over tc-shaped links, s (speed-up vs all-reduce), "
+            "test accuracy:",
+            "",
+            f"| hook | {head} |",
+            "|---|" + "---:|" * len(keys),
+        ]
+        for h in hooks:
+            cells = []
+            for k in keys:
+                s = tc[k]["hooks"].get(h, {"error": "not run"})
+                t0 = tc[k]["hooks"].get("allreduce", {}).get("time_to_target_s")
+                t = s.get("time_to_target_s")
+                if s.get("error"):
+                    cells.append("failed: " + error_line(s["error"], 60))
+                elif not t:
+                    cells.append(f"not reached in {s['steps']} steps, {s['test_acc']:.3f}")
+                else:
+                    sp = f" ({t0 / t:.2f}x)" if t0 else ""
+                    cells.append(f"{t:.1f}{sp}, {s['test_acc']:.3f}")
+            lines.append(f"| {_LABEL.get(h, h)} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)

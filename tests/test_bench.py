@@ -58,7 +58,10 @@ def test_report_schema():
         assert row["seconds"] > 0
         assert row["memcpy_seconds"] > 0
         assert row["memcpy_ratio"] == pytest.approx(row["seconds"] / row["memcpy_seconds"])
-        assert row["numpy_speedup"] == pytest.approx(row["numpy_seconds"] / row["seconds"])
+        if row["numpy_seconds"] is None:  # the blockwise LAQ kernels have no numpy baseline
+            assert row["numpy_speedup"] is None
+        else:
+            assert row["numpy_speedup"] == pytest.approx(row["numpy_seconds"] / row["seconds"])
         assert row["torch_speedup"] is None  # use_torch=False
     json.dumps(report)  # serialisable as is
 
@@ -229,3 +232,17 @@ def test_bench_hooks_smoke(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "| PyTorch PowerSGD rank 1 |" in table
     assert [g["goal"] for g in report["goals"]] == ["mlp/2: LAQ step <= 1.1x QSGD's"]
+
+
+def test_contended_mode_reports_slowdowns(capsys):
+    from laqcore.bench.contended import run_contended
+
+    report = run_contended(
+        kernels=["laq_block_quantize_pack"], sizes=[2**16], threads=[2], load=1, rounds=3
+    )
+    (row,) = report["results"]
+    assert report["load"] == 1
+    assert row["threads"] == 2
+    assert row["slowdown"] == pytest.approx(row["seconds"] / row["seconds_1thread"])
+    with pytest.raises(ValueError, match="unknown or unavailable kernel"):
+        run_contended(kernels=["nope"], load=0)

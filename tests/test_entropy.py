@@ -217,3 +217,43 @@ def test_cli_entropy_coding(
     assert runs[1]["entropy_coding"] and not runs[0]["entropy_coding"]
     assert runs[1]["final_loss"] == runs[0]["final_loss"]
     assert runs[1]["bits"] < runs[0]["bits"]
+
+
+def test_variance_command(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from laqcore import cli
+    from laqcore.experiments.variance import best_per_budget, measure, vector_source
+
+    rc = cli.main(
+        [
+            "variance",
+            "--sources",
+            "gaussian",
+            "--n",
+            "256",
+            "--steps",
+            "2",
+            "-q",
+            "--out",
+            str(tmp_path),
+            "--no-plots",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((tmp_path / "variance.json").read_text())
+    recs = data["records"]
+    assert {r["family"] for r in recs} >= {"qsgd-l2", "rotation", "laq-innovation", "topk"}
+    # Entropy coding changes the size, never the error.
+    for r in recs:
+        if r["entropy"]:
+            (plain,) = [
+                q
+                for q in recs
+                if not q["entropy"] and q["family"] == r["family"] and q["kwargs"] == r["kwargs"]
+            ]
+            assert r["nmse"] == plain["nmse"]
+    # The measurement is the formula: the identity costs 32 bits + framing, error 0.
+    vecs = vector_source("gaussian", 64, 2)
+    rec = measure(vecs, "none", "none", {}, False)
+    assert rec["nmse"] == 0.0 and rec["bits_per_coord"] > 32
+    assert "gaussian" in best_per_budget([{**rec, "source": "gaussian"}])
+    assert cli.main(["variance", "--sources", "nope", "-q"]) == 2

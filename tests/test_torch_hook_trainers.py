@@ -159,6 +159,7 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
         "warmup_steps": 0,
         "max_stale": 100,
         "safeguard_patience": 10**6,
+        "downlink_bits": None,  # the two-phase exchange with an exact downlink
     }
     outs = run_processes(ht.given_gradients, world, grads, kwargs, deadline_s=120)
     got = [[outs[m].result["uploads"][k] for m in range(world)] for k in range(steps)]

@@ -22,6 +22,9 @@ from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
 pytestmark = pytest.mark.distributed
 
 
+_ALL_GATHER = {"exchange": "all-gather"}  # the formulas below are those of the all-gather
+
+
 def _run(world: int, runs: list[dict], deadline: float = 150) -> list[list]:
     outs = run_processes(ddp_runs, world, runs, pg_timeout_s=30, deadline_s=deadline)
     return [o.result for o in outs]  # [rank][run]
@@ -37,12 +40,33 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
             {
                 "method": "laq",
                 "steps": steps,
-                "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm},
+                "kwargs": {"bits": 8, "lr": 0.1, "warmup_steps": warm, **_ALL_GATHER},
             },
-            {"method": "laq", "steps": 40, "kwargs": {"bits": 4, "warmup_steps": 2}, "lr": 0.02},
+            {
+                "method": "laq",
+                "steps": 40,
+                "kwargs": {"bits": 4, "warmup_steps": 2, **_ALL_GATHER},
+                "lr": 0.02,
+            },
+            # The default two-phase exchange: 8-bit uploads in blocks, 8-bit downlink.
+            {
+                "method": "laq",
+                "steps": steps,
+                "kwargs": {"bits": 8, "block_size": 64, "warmup_steps": warm},
+            },
         ],
     )
     ref, laq8 = res[0][0], res[0][1]
+    # Two-phase: first compressed step within the upload error plus the downlink's (the
+    # replica is the exact aggregate re-quantized to 8 bits: tau * its max|.| / N more).
+    two = res[0][3]
+    g = ref["grads"][warm]
+    bound = np.mean([res[r][3]["local_absmax"][warm] for r in range(world)]) / 255
+    torch.testing.assert_close(two["grads"][warm], g, rtol=0, atol=2 * bound * 1.01 + 1e-6)
+    assert abs(two["losses"][-1] - ref["losses"][-1]) < 0.02 * ref["losses"][0]
+    for r in range(world):
+        np.testing.assert_array_equal(res[r][3]["params"], two["params"])
+        assert res[r][3]["stats"]["bytes_received"] > 0
     # Warm-up iterations are a plain all-reduce: the reference's gradients.
     torch.testing.assert_close(laq8["grads"][:warm], ref["grads"][:warm], rtol=1e-5, atol=1e-7)
     # First compressed step: every rank uploads Q_m with |Q_m - g_m| <= tau * max|g_m|, so the
@@ -55,7 +79,7 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
     torch.testing.assert_close(laq8["params"], ref["params"], rtol=0, atol=2e-2)
     # DDP's contract: every replica holds the same parameters.
     for r in range(world):
-        for k in range(3):
+        for k in range(4):
             np.testing.assert_array_equal(res[r][k]["params"], res[0][k]["params"])
     for r in range(world):
         s = res[r][2]["stats"]
@@ -81,11 +105,16 @@ def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
         world,
         [
             {"method": "none", "steps": steps, "kwargs": {}},
+            {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3, **_ALL_GATHER}},
+            {"method": "terngrad", "steps": steps, "kwargs": {"seed": 3, **_ALL_GATHER}},
+            # The default two-phase exchange (owners re-compress with error feedback).
             {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3}},
-            {"method": "terngrad", "steps": steps, "kwargs": {"seed": 3}},
         ],
     )
-    ref, qsgd, tern = res[0]
+    ref, qsgd, tern, two = res[0]
+    for r in range(world):
+        np.testing.assert_array_equal(res[r][3]["params"], two["params"])
+    assert np.mean(two["losses"][-5:]) < np.mean(two["losses"][:5])
     # Warm-up (1 step) is the plain all-reduce.
     for run in (qsgd, tern):
         torch.testing.assert_close(run["grads"][:1], ref["grads"][:1], rtol=1e-5, atol=1e-7)

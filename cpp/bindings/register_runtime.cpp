@@ -14,6 +14,8 @@ void register_runtime(py::module_ m) {
     m.doc() = "Threading, build information and the counter-based RNG (for tests).";
     m.def("get_num_threads", &get_num_threads);
     m.def("set_num_threads", &set_num_threads, py::arg("n"));
+    m.def("max_num_threads", &max_num_threads,
+          "Largest accepted thread count: max(64, 4 * cores).");
     m.def("have_openmp", &have_openmp);
     m.def("openmp_version", &openmp_version);
     m.def("have_cuda", []() {

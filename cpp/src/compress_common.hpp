@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <mutex>
 #include <vector>
 
 #include "laqcore/pack.hpp"
@@ -43,9 +44,7 @@ class ExceptionSlot {
         try {
             body();
         } catch (...) {
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp critical(laqcore_exception_slot)
-#endif
+            const std::lock_guard<std::mutex> lock(mutex_);
             if (!error_) error_ = std::current_exception();
         }
     }
@@ -54,6 +53,7 @@ class ExceptionSlot {
     }
 
   private:
+    std::mutex mutex_;
     std::exception_ptr error_;
 };
 
@@ -105,15 +105,12 @@ T blocked_reduce(std::size_t begin, std::size_t end, T init, Partial&& partial, 
     if (nb == 0) return init;
     if (nb == 1) return combine(init, partial(begin, end));  // no allocation for small ranges
     std::vector<T> parts(nb, init);
-    const auto nb_signed = static_cast<std::int64_t>(nb);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel && !omp_in_parallel())
-#endif
-    for (std::int64_t b = 0; b < nb_signed; ++b) {
-        const std::size_t lo = begin + static_cast<std::size_t>(b) * kReduceBlock;
+    // Inside another parallel loop, run_parallel finds the pool busy and runs serially.
+    parallel_for(nb, n >= kMinParallel, [&](std::size_t b) {
+        const std::size_t lo = begin + b * kReduceBlock;
         const std::size_t hi = lo + kReduceBlock < end ? lo + kReduceBlock : end;
-        parts[static_cast<std::size_t>(b)] = partial(lo, hi);
-    }
+        parts[b] = partial(lo, hi);
+    });
     T acc = init;
     for (const T& p : parts) acc = combine(acc, p);
     return acc;

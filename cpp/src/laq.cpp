@@ -68,6 +68,14 @@ struct Pieces {
     }
 };
 
+// Grid (and weighted table) entries to refill for the piece ending at `end`: what the
+// kernels read for full groups of 8, or every code's entry for the piece holding the
+// vector's trailing partial group; never more than max(2^bits, kLaqLutPrefix).
+inline int lut_entries(const LaqBlockKernels& k, std::size_t end, std::size_t n, int bits) {
+    const int need = end == n && n % 8 != 0 ? kLaqMaxLevels : k.lut_entries;
+    return std::min(need, std::max(1 << bits, kLaqLutPrefix));
+}
+
 inline std::size_t global_block(std::size_t n) {
     return (n + 7) / 8 * 8;  // one radius block covering the whole vector
 }
@@ -83,7 +91,7 @@ LaqResult quantize_impl(const float* grad, const float* prev, std::size_t n, int
     bool bad = false;
     auto encode = [&](LaqGrid& grid, std::size_t p, std::size_t blk, std::size_t begin,
                       std::size_t end) {
-        laq_fill_grid(radii[blk], bits, grid);
+        laq_fill_grid(radii[blk], bits, grid, lut_entries(k, end, n, bits));
         sums[p] = k.encode(grad + begin, prev ? prev + begin : nullptr, end - begin, grid,
                            packed + packed_offset(begin, bits));
     };
@@ -150,7 +158,7 @@ void dequantize_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
     const LaqBlockKernels& k = laq_active_kernels();
     Pieces(n, block).run(
         [&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
-            laq_fill_grid(radii[blk], bits, grid);
+            laq_fill_grid(radii[blk], bits, grid, lut_entries(k, end, n, bits));
             k.decode_store(packed + packed_offset(begin, bits), end - begin, grid, out + begin);
         });
 }
@@ -165,10 +173,10 @@ void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
     LAQ_CHECK(std::isfinite(weight * r_max),
               "weight * dQ overflows float32 (weight " << weight << ", radius " << r_max << ")");
     const LaqBlockKernels& k = laq_active_kernels();
-    const int entries = std::max(1 << bits, kLaqLutPrefix);
     Pieces(n, block).run(
         [&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
-            laq_fill_grid(radii[blk], bits, grid);
+            const int entries = lut_entries(k, end, n, bits);
+            laq_fill_grid(radii[blk], bits, grid, entries);
             // The weight is folded into the block's table (one float32 product per code value).
             float table[kLaqMaxLevels];
             for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
@@ -184,7 +192,7 @@ double innov_sq_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
     const Pieces ps(n, block);
     std::vector<double> sums(ps.count);
     ps.run([&](LaqGrid& grid, std::size_t p, std::size_t blk, std::size_t begin, std::size_t end) {
-        laq_fill_grid(radii[blk], bits, grid);
+        laq_fill_grid(radii[blk], bits, grid, lut_entries(k, end, n, bits));
         sums[p] = k.decode_sumsq(packed + packed_offset(begin, bits), end - begin, grid);
     });
     double total = 0.0;

@@ -164,8 +164,13 @@ double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, const 
 }
 
 const LaqBlockKernels kScalarKernels = {
-    "scalar",           &radius_block_scalar, &encode_block_scalar, &decode_store_scalar,
-    &decode_add_scalar, &decode_sumsq_scalar,
+    "scalar",
+    kLaqMaxLevels,
+    &radius_block_scalar,
+    &encode_block_scalar,
+    &decode_store_scalar,
+    &decode_add_scalar,
+    &decode_sumsq_scalar,
 };
 
 }  // namespace
@@ -173,8 +178,10 @@ const LaqBlockKernels kScalarKernels = {
 const LaqBlockKernels& laq_scalar_kernels() {
     return kScalarKernels;
 }
-void laq_fill_grid(float radius, int bits, LaqGrid& grid) noexcept {
+void laq_fill_grid(float radius, int bits, LaqGrid& grid, int entries) noexcept {
     const int top = max_code(bits);
+    const int last = top < entries - 1 ? top : entries - 1;
+    const bool same_width = grid.bits == bits;
     const double r = radius;
     const double step = (2.0 * r) / static_cast<double>(top);
     grid.bits = bits;
@@ -182,13 +189,14 @@ void laq_fill_grid(float radius, int bits, LaqGrid& grid) noexcept {
     // R == 0: every v_i is 0 and the code formula would be 0/0; with a unit step it gives
     // floor(0 + 0.5) = 0 for every element, and the table (built from the true step 0) is 0.
     grid.step = radius > 0.0f ? step : 1.0;
-    for (int c = 0; c <= top; ++c) {
+    for (int c = 0; c <= last; ++c) {
         grid.lut[c] = static_cast<float>(static_cast<double>(c) * step - r);
     }
     // The SIMD paths load the first kLaqLutPrefix entries into registers whatever the width;
-    // those past 2^bits are zero. (Entries past kLaqLutPrefix are never read for such bits,
-    // so refilling a grid for another radius costs 2^bits entries, not the whole table.)
-    for (int c = top + 1; c < kLaqLutPrefix; ++c) grid.lut[c] = 0.0f;
+    // those past 2^bits are zero (still zero if the grid already had this width).
+    if (!same_width) {
+        for (int c = top + 1; c < kLaqLutPrefix; ++c) grid.lut[c] = 0.0f;
+    }
 }
 
 void laq_make_grid(float radius, int bits, LaqGrid& grid) {

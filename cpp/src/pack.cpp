@@ -1,6 +1,7 @@
 #include "laqcore/pack.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "laqcore/bitstream.hpp"
@@ -54,6 +55,10 @@ void unpack_groups_scalar(const std::uint8_t* packed, std::size_t groups, int bi
 
 }  // namespace detail
 
+// Packing is a few instructions per code: below 2^18 codes waking a helper thread costs
+// more than it saves.
+constexpr std::size_t kMinParallelPack = kMinParallel * 4;
+
 void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
     check_bits(bits);
     const auto pack_groups =
@@ -61,21 +66,18 @@ void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t*
     const auto b = static_cast<std::size_t>(bits);
     const std::size_t full_groups = n / 8;
     const std::size_t nblocks = num_blocks(full_groups, kPackBlockGroups);
-    const auto nblocks_signed = static_cast<std::int64_t>(nblocks);
 
     // Codes are validated in the same pass as they are packed (the block functions return
     // the OR of every code they read): one read of the input instead of two. A bad code
     // therefore leaves `out` partly written; the error is raised before anyone sees it.
-    std::uint8_t seen = 0;
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) reduction(| : seen) if (n >= kMinParallel)
-#endif
-    for (std::int64_t blk = 0; blk < nblocks_signed; ++blk) {
-        const std::size_t g0 = static_cast<std::size_t>(blk) * kPackBlockGroups;
+    std::atomic<unsigned> seen_blocks{0};
+    parallel_for(nblocks, n >= kMinParallelPack, [&](std::size_t blk) {
+        const std::size_t g0 = blk * kPackBlockGroups;
         const std::size_t g1 = std::min(g0 + kPackBlockGroups, full_groups);
-        seen = static_cast<std::uint8_t>(seen |
-                                         pack_groups(codes + 8 * g0, g1 - g0, bits, out + b * g0));
-    }
+        seen_blocks.fetch_or(pack_groups(codes + 8 * g0, g1 - g0, bits, out + b * g0),
+                             std::memory_order_relaxed);
+    });
+    auto seen = static_cast<std::uint8_t>(seen_blocks.load());
     const std::size_t tail = n - 8 * full_groups;
     if (tail) {
         for (std::size_t i = 8 * full_groups; i < n; ++i)
@@ -112,15 +114,11 @@ void unpack_bits(const std::uint8_t* packed, std::size_t n, int bits, std::uint8
     const std::uint64_t code_mask = (std::uint64_t{1} << b) - 1;
     const std::size_t full_groups = n / 8;
     const std::size_t nblocks = num_blocks(full_groups, kPackBlockGroups);
-    const auto nblocks_signed = static_cast<std::int64_t>(nblocks);
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= kMinParallel)
-#endif
-    for (std::int64_t blk = 0; blk < nblocks_signed; ++blk) {
-        const std::size_t g0 = static_cast<std::size_t>(blk) * kPackBlockGroups;
+    parallel_for(nblocks, n >= kMinParallelPack, [&](std::size_t blk) {
+        const std::size_t g0 = blk * kPackBlockGroups;
         const std::size_t g1 = std::min(g0 + kPackBlockGroups, full_groups);
         unpack_groups(packed + b * g0, g1 - g0, bits, codes + 8 * g0);
-    }
+    });
     const std::size_t tail = n - 8 * full_groups;
     if (tail) {
         const std::uint64_t word = load_le(packed + b * full_groups, packed_size(tail, bits));

@@ -1,5 +1,6 @@
 #include "laqcore/qsgd.hpp"
 
+#include <atomic>
 #include <cmath>
 
 #include "compress_common.hpp"
@@ -53,17 +54,11 @@ std::size_t qsgd_num_buckets(std::size_t n, std::size_t bucket_size) {
 void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNorm norm,
                  float* scales, const char* name) {
     const std::size_t nb = qsgd_num_buckets(n, bucket_size);
-    const auto nb_signed = static_cast<std::int64_t>(nb);
     const auto sumsq_block = kernels().sumsq;  // resolved outside the parallel region
-    int bad = 0;
+    std::atomic<int> bad{0};
     // Many small buckets: one thread per bucket. Few large buckets: blocked_reduce
     // parallelises inside each bucket instead. Both give the same bits (fixed blocks).
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) \
-    reduction(| : bad) if (n >= kMinParallel && bucket_size < kMinParallel)
-#endif
-    for (std::int64_t jb = 0; jb < nb_signed; ++jb) {
-        const auto j = static_cast<std::size_t>(jb);
+    parallel_for(nb, n >= kMinParallel && bucket_size < kMinParallel, [&](std::size_t j) {
         const std::size_t begin = j * bucket_size;
         const std::size_t end = bucket_end(j, bucket_size, n);
         if (norm == QsgdNorm::kL2) {
@@ -78,7 +73,8 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
             // means a non-finite input (bit 0). A finite norm can still exceed FLT_MAX
             // (e.g. a bucket of values near 3e38): that is bit 1, reported separately.
             const float scale = static_cast<float>(std::sqrt(sumsq));
-            bad |= std::isfinite(sumsq) ? (std::isfinite(scale) ? 0 : 2) : 1;
+            bad.fetch_or(std::isfinite(sumsq) ? (std::isfinite(scale) ? 0 : 2) : 1,
+                         std::memory_order_relaxed);
             scales[j] = scale;
         } else {
             const RangeStats st = detail::blocked_reduce(
@@ -95,13 +91,14 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
                     return r;
                 },
                 detail::combine_stats);
-            bad |= st.bad ? 1 : 0;
+            bad.fetch_or(st.bad ? 1 : 0, std::memory_order_relaxed);
             scales[j] = st.max_abs;
         }
-    }
-    LAQ_CHECK(!(bad & 1), name << " contains NaN or Inf");
-    LAQ_CHECK(!(bad & 2), "the L2 norm of a bucket of "
-                              << name << " overflows float32; use norm='max' or rescale the input");
+    });
+    LAQ_CHECK(!(bad.load() & 1), name << " contains NaN or Inf");
+    LAQ_CHECK(!(bad.load() & 2), "the L2 norm of a bucket of "
+                                     << name
+                                     << " overflows float32; use norm='max' or rescale the input");
 }
 
 void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_size,

@@ -1,6 +1,7 @@
 #include "laqcore/sparse.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -127,27 +128,26 @@ void select_large(const float* x, std::size_t n, std::size_t k, std::uint32_t* i
                   const char* name, KeyOf&& key_of) {
     constexpr std::size_t kBins = std::size_t{1} << 16;
     const auto bin_of = [&](std::size_t i) { return static_cast<std::size_t>(key_of(i) >> 48); };
+    // One histogram per thread slot (integer counts: the sum is the same whatever thread
+    // counted which chunk).
+    constexpr std::size_t kChunk = 16384;
     const int teams = get_num_threads();
     std::vector<std::uint32_t> local(static_cast<std::size_t>(teams) * kBins, 0);
-    const auto n_signed = static_cast<std::int64_t>(n);
-    int bad = 0;  // the NaN/Inf check rides along with the histogram pass
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel num_threads(teams) reduction(| : bad)
-#endif
-    {
-#ifdef LAQCORE_HAVE_OPENMP
-        std::uint32_t* h = local.data() + static_cast<std::size_t>(omp_get_thread_num()) * kBins;
-#pragma omp for schedule(static)
-#else
-        std::uint32_t* h = local.data();
-#endif
-        for (std::int64_t is = 0; is < n_signed; ++is) {
-            const auto i = static_cast<std::size_t>(is);
-            bad |= abs_bits(x[i]) >= kExpAllOnes ? 1 : 0;
-            ++h[bin_of(i)];
-        }
-    }
-    LAQ_CHECK(!bad, name << " contains NaN or Inf");
+    std::atomic<int> bad{0};  // the NaN/Inf check rides along with the histogram pass
+    parallel_for_slots(
+        num_blocks(n, kChunk), n >= kMinParallel,
+        [&](int slot, std::size_t c) {
+            std::uint32_t* h = local.data() + static_cast<std::size_t>(slot) * kBins;
+            const std::size_t end = std::min(n, (c + 1) * kChunk);
+            int seen = 0;
+            for (std::size_t i = c * kChunk; i < end; ++i) {
+                seen |= abs_bits(x[i]) >= kExpAllOnes ? 1 : 0;
+                ++h[bin_of(i)];
+            }
+            if (seen) bad.store(1, std::memory_order_relaxed);
+        },
+        teams);
+    LAQ_CHECK(!bad.load(), name << " contains NaN or Inf");
     std::vector<std::size_t> hist(kBins, 0);
     for (std::size_t t = 0; t < static_cast<std::size_t>(teams); ++t) {
         for (std::size_t b = 0; b < kBins; ++b) hist[b] += local[t * kBins + b];

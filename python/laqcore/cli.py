@@ -37,6 +37,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "laqcore.experiments.sweep",  # sweep (parameter grids over seeds, step tuning)
     "laqcore.experiments.scaling",  # scaling, ratio-study (link/time model over M)
     "laqcore.experiments.regime",  # regime-map (fastest method per link regime)
+    "laqcore.experiments.variance",  # variance (compressor error vs bits per coordinate)
     "laqcore.bench",  # bench (kernel throughput against memcpy, numpy and torch)
     "laqcore.distributed.cli",  # launch (the run options across N torch.distributed processes)
 ]

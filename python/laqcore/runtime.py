@@ -1,9 +1,22 @@
 """Thread control and build information.
 
 Kernels use OpenMP when laqcore was built with it. The thread count starts from
-``OMP_NUM_THREADS`` (or the number of cores) and can be changed at run time with
-:func:`set_num_threads` or temporarily with :func:`num_threads`. Results never depend on it:
-every kernel is bit-identical for any thread count.
+``OMP_NUM_THREADS``; without it, from the cores this process may use, divided by
+``LOCAL_WORLD_SIZE`` when that is set (the ranks of one node share its cores; torchrun and
+``laqcore launch`` set it). :func:`share_cores` applies the same rule later, e.g. once
+torch.distributed is up. The count can be changed at run time with :func:`set_num_threads`
+or temporarily with :func:`num_threads`; it is process-wide (a thread started later, e.g. a
+DDP communication hook's, sees it) and bounded by ``max(64, 4 * cores)``. Results never
+depend on it: every kernel is bit-identical for any thread count.
+
+Busy machines. The kernels run on laqcore's own thread pool, not in OpenMP parallel
+regions: a region ends with a barrier that waits for every thread of the team, and with
+more threads than free cores (several ranks per node, a busy machine) each region then
+waits for a thread the OS has not scheduled yet (measured before the pool: 2 threads 60x
+slower than 1 at n = 2^20, load 20 on 2 cores; OpenMP's default spin-waiting made it worse).
+The pool hands out fixed blocks one at a time to the caller and to helpers that are
+running, never waits for one that has not started, and its idle threads sleep.
+``laqcore bench --contended`` measures this.
 
 The hot kernels also exist in SIMD variants (AVX2 on x86-64) chosen at run time from the
 CPU's features. ``LAQCORE_SIMD=scalar`` in the environment (or :func:`set_simd_level` /
@@ -23,9 +36,11 @@ from . import _core
 __all__ = [
     "build_info",
     "get_num_threads",
+    "max_num_threads",
     "num_threads",
     "set_num_threads",
     "set_simd_level",
+    "share_cores",
     "simd",
     "simd_level",
     "simd_levels",
@@ -41,13 +56,64 @@ def get_num_threads() -> int:
     return int(_core.runtime.get_num_threads())
 
 
+def max_num_threads() -> int:
+    """Largest count :func:`set_num_threads` accepts: ``max(64, 4 * cores)``."""
+    return int(_core.runtime.max_num_threads())
+
+
 def set_num_threads(n: int) -> None:
-    """Set the number of threads for large inputs (``n >= 1``; ignored without OpenMP)."""
+    """Set the number of threads for large inputs, process-wide (ignored without OpenMP).
+
+    Raises ``TypeError`` unless ``n`` is an int, ``ValueError`` unless
+    ``1 <= n <= max_num_threads()``.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int >= 1, got {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    limit = max_num_threads()
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be in [1, {limit}] (4 threads per core, at least 64), got {n}")
     _core.runtime.set_num_threads(n)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+def share_cores(local_world_size: int | None = None) -> int:
+    """Set the thread count to this process's share of the node's cores; return it.
+
+    ``local_world_size``: processes sharing the node; default ``LOCAL_WORLD_SIZE`` from the
+    environment, else torch.distributed's world size when it is initialised (all ranks on
+    one node assumed), else 1. The count is ``max(1, cores // local_world_size)`` with
+    ``cores`` the CPUs this process may run on. ``OMP_NUM_THREADS``, when set, wins.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return get_num_threads()
+    if local_world_size is None:
+        env = os.environ.get("LOCAL_WORLD_SIZE", "")
+        if env.isdigit() and int(env) >= 1:
+            local_world_size = int(env)
+        else:
+            local_world_size = _torch_world_size()
+    if isinstance(local_world_size, bool) or not isinstance(local_world_size, int):
+        raise TypeError(f"local_world_size must be an int >= 1, got {local_world_size!r}")
+    if local_world_size < 1:
+        raise ValueError(f"local_world_size must be >= 1, got {local_world_size}")
+    n = max(1, min(_cpu_count() // local_world_size, max_num_threads()))
+    set_num_threads(n)
+    return n
+
+
+def _torch_world_size() -> int:
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # never imports torch itself
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return 1
 
 
 @contextlib.contextmanager

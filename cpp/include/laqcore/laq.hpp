@@ -63,8 +63,9 @@ struct LaqGrid {
 // Fills grid for (radius, bits): lut[0, 2^bits) as above, lut[2^bits, kLaqLutPrefix) zero.
 // radius must be finite and >= 0 (checked).
 void laq_make_grid(float radius, int bits, LaqGrid& grid);
-// The same without the checks (radius finite and >= 0, bits in range): for parallel regions.
-void laq_fill_grid(float radius, int bits, LaqGrid& grid) noexcept;
+// The same without the checks (radius finite and >= 0, bits in range), for parallel regions,
+// filling only lut[0, min(2^bits, entries)) (the rest of lut[0, 2^bits) is left as it was).
+void laq_fill_grid(float radius, int bits, LaqGrid& grid, int entries = kLaqMaxLevels) noexcept;
 
 // Result of the fused quantizer.
 struct LaqResult {
@@ -86,6 +87,10 @@ struct LaqSums {
 };
 struct LaqBlockKernels {
     const char* name;
+    // Entries of grid.lut (and of decode_add's table) the functions below read for full
+    // groups of 8 codes; a trailing partial group (the end of the vector) may read any entry
+    // below 2^bits. The drivers fill only these when refilling a grid for each radius block.
+    int lut_entries;
     LaqRadiusPartial (*radius)(const float* grad, const float* prev, std::size_t count);
     // Writes packed_size(count, bits) bytes at `packed`; both sums in LaneSum order.
     LaqSums (*encode)(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,

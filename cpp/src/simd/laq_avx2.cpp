@@ -305,8 +305,10 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         err.tail[i - full] += e * e;
         innov.tail[i - full] += static_cast<double>(dq) * static_cast<double>(dq);
     }
-    pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
-                     packed + packed_from / 8 * b);
+    if (full > packed_from) {
+        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
+                         packed + packed_from / 8 * b);
+    }
     if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
     return {err.total(), innov.total()};
 }
@@ -413,7 +415,8 @@ double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const La
 }
 
 const LaqBlockKernels kAvx2Kernels = {
-    "avx2", &radius_avx2, &encode_avx2, &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
+    "avx2",       16,  // perm8 / perm16 registers; 5..8 bits use the table's formula
+    &radius_avx2, &encode_avx2, &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
 };
 
 }  // namespace

@@ -238,8 +238,10 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, live, cx);
     }
     const std::size_t full = count / 8 * 8;  // packed_from is a multiple of 32
-    pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
-                     packed + packed_from / 8 * b);
+    if (full > packed_from) {
+        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
+                         packed + packed_from / 8 * b);
+    }
     if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
     return {lane_total(err), lane_total(innov)};
 }
@@ -283,6 +285,7 @@ const LaqBlockKernels& laq_avx512_kernels() {
     static const LaqBlockKernels table = [] {
         LaqBlockKernels t = laq_avx2_kernels();
         t.name = "avx512";
+        t.lut_entries = kLaqLutPrefix;  // perm64 registers; 7 and 8 bits use the formula
         t.encode = &encode_avx512;
         return t;
     }();

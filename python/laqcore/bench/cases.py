@@ -155,6 +155,43 @@ def _make_laq_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) 
     return Case(kernel, g, numpy_fn, torch_fn, verify)
 
 
+# Blockwise radius (laq.hpp): one radius per BLOCK_SIZE coordinates, each block read once.
+# No vectorised numpy baseline; verified against the numpy reference.
+BLOCK_SIZE = 256
+
+
+def _make_laq_block_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    import laqcore
+
+    g = _gradient(n, rng)
+    prev = (g + 0.1 * _gradient(n, rng)).astype(np.float32)
+    kernel: Fn = lambda: laqcore.laq_quantize(g, prev, bits, block_size=BLOCK_SIZE)
+
+    def verify() -> None:
+        want = _reference.laq_quantize_blocks(g, prev, bits, BLOCK_SIZE)
+        p = kernel()
+        _same("LAQ block codes", p.packed, want["packed"])
+        _same("LAQ block radii", p.radii, want["radii"])
+
+    return Case(kernel, g, None, None, verify)
+
+
+def _make_laq_block_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
+    import laqcore
+
+    payload = laqcore.laq_quantize(_gradient(n, rng), None, bits, block_size=BLOCK_SIZE)
+    base = _gradient(n, rng)
+    agg = base.copy()
+    kernel: Fn = lambda: laqcore.laq_accumulate(agg, payload)
+
+    def verify() -> None:  # one application equals base + dQ in float32
+        np.copyto(agg, base)
+        kernel()
+        _same("block accumulate", agg, base + laqcore.laq_dequantize(payload))
+
+    return Case(kernel, agg, None, None, verify)
+
+
 def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     import laqcore
 
@@ -346,6 +383,12 @@ KERNELS: dict[str, Kernel] = {
     for k in [
         Kernel("laq_quantize_pack", _make_laq_quantize, available=_has("laq_quantize")),
         Kernel("laq_unpack_accumulate", _make_laq_accumulate, available=_has("laq_accumulate")),
+        Kernel(
+            "laq_block_quantize_pack", _make_laq_block_quantize, available=_has("LAQBlockPayload")
+        ),
+        Kernel(
+            "laq_block_accumulate", _make_laq_block_accumulate, available=_has("LAQBlockPayload")
+        ),
         Kernel("pack", _make_pack),
         Kernel("unpack", _make_unpack),
         Kernel("qsgd", _make_qsgd, widths=(2, 3, 4, 5, 6, 7, 8), available=_has_compressor("qsgd")),

@@ -10,6 +10,7 @@ from typing import Any
 from .._help import HelpFormatter
 from .._validate import check_output_file
 from .cases import KERNELS
+from .contended import run_contended
 from .report import markdown_table, plot
 from .runner import run
 
@@ -100,6 +101,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--plot", metavar="FILE", help="draw GB/s against n (needs matplotlib)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table at the end")
+    parser.add_argument(
+        "--contended",
+        action="store_true",
+        help="time 1 thread against --threads (default 2,4) under --load busy processes; "
+        "prints each count's slowdown over 1 thread (sizes default 2^16,2^20; bits 4)",
+    )
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=None,
+        help="--contended: competing busy processes (default: one per CPU)",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -119,6 +132,25 @@ def run_cli(args: argparse.Namespace) -> int:
     for path, flag in ((args.json, "--json"), (args.plot, "--plot")):
         if path:  # before the sweep: an unwritable path must not cost a long run
             check_output_file(path, flag)
+    if args.contended:
+        report = run_contended(
+            kernels=args.kernels,
+            sizes=args.sizes or (2**16, 2**20),
+            bits=args.bits if args.bits != [1, 2, 4, 8] else (4,),
+            threads=args.threads or (2, 4),
+            load=args.load,
+            rounds=args.repeats or 41,
+            seed=args.seed,
+            log=lambda line: print(line, flush=True),
+        )
+        print(
+            f"# {report['machine']['cpu']}, {report['machine']['cpu_count']} cpus, "
+            f"{report['load']} competing busy processes"
+        )
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=1)
+        return 0
     same = ("kernels", "sizes", "bits", "threads", "repeats", "min_time", "quick", "seed")
     report = run(
         **{name: getattr(args, name) for name in same},

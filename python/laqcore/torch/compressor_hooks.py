@@ -20,6 +20,7 @@ from torch._C._distributed_c10d import GradBucket
 from .._validate import check_positive_int
 from ._exchange import CompressorAllGather, GradientExchange
 from ._state import HookState
+from ._two_phase import check_exchange, compressor_two_phase
 
 __all__ = ["QSGDState", "TernGradState", "qsgd_hook", "terngrad_hook"]
 
@@ -46,10 +47,12 @@ class _CompressorState(HookState):
         seed: int = 0,
         warmup_steps: int = 1,
         nonfinite: str = "propagate",
+        exchange: str = "two-phase",
         **kwargs: Any,
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.seed = check_positive_int(seed, "seed", minimum=0)
+        self.exchange = check_exchange(exchange)
         self.compressor_kwargs = dict(kwargs)
         self._compressor: Any = None
         self._make(0)  # validate the hyperparameters now, not at the first step
@@ -63,6 +66,9 @@ class _CompressorState(HookState):
     def _make_exchange(self, n: int) -> GradientExchange:
         if self._compressor is None:
             self._compressor = self._make(self.rank)
+        if self.exchange == "two-phase":
+            kwargs = self.compressor_kwargs
+            return compressor_two_phase(self.process_group, n, self._NAME, self.seed, kwargs)
         return CompressorAllGather(self.process_group, n, self._compressor)
 
     def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
@@ -89,6 +95,10 @@ class QSGDState(_CompressorState):
         Iterations of plain all-reduce first.
     nonfinite : {"propagate", "raise", "skip"}, default "propagate"
         What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
+    exchange : {"two-phase", "all-gather"}, default "two-phase"
+        ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it with
+        error feedback for everyone (bytes per rank independent of the number of ranks;
+        docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
     **kwargs
         QSGD hyperparameters, passed to ``laqcore.get_compressor("qsgd", ...)`` (e.g.
         ``levels``, ``bucket_size``); the compressor's defaults otherwise.

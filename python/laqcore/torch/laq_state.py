@@ -31,6 +31,7 @@ from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import LazyRule
 from ._state import HookState
+from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
 
 __all__ = ["LAQState", "laq_hook"]
 
@@ -94,6 +95,15 @@ class LAQState(HookState):
     lr : float, optional
         Ignored, with a warning (kept so old code runs): the rule no longer needs the
         learning rate.
+    exchange : {"two-phase", "all-gather"}, default "two-phase"
+        How the uploads travel (docs/ddp.md). ``"two-phase"``: chunk j of every upload goes
+        to rank j, which publishes its chunk of the aggregate's change to all, so the bytes a
+        rank receives per step do not grow with the number of ranks; every rank holds the
+        same *replica* of the aggregate, exact up to the downlink quantization.
+        ``"all-gather"``: every rank receives every uploader's frame (exact aggregate).
+    downlink_bits : int or None, default 8
+        Two-phase only: bits of the owners' re-quantized publications (double quantization;
+        the error does not accumulate), ``None`` for an exact float32 downlink.
 
     Examples
     --------
@@ -119,10 +129,14 @@ class LAQState(HookState):
         warmup_steps: int = 10,
         nonfinite: str = "propagate",
         lr: float | None = None,
+        exchange: str = "two-phase",
+        downlink_bits: int | None = 8,
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.bits = check_bits(bits)
         self.block_size = check_block_size(block_size)
+        self.exchange = check_exchange(exchange)
+        self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         if lr is not None:
             check_real(lr, "lr", positive=True)
             warnings.warn(
@@ -165,7 +179,10 @@ class LAQState(HookState):
 
     @property
     def aggregate(self) -> FloatVector | None:
-        """Sum over ranks of their ``q_prev`` (identical on every rank), or ``None``."""
+        """Sum over ranks of their ``q_prev`` (identical on every rank), or ``None``; with
+        the two-phase exchange, the replica of it that every rank holds."""
+        if isinstance(self._exchanger, TwoPhaseAverage):
+            return self._exchanger.aggregate
         return None if self.server is None else self.server.aggregate
 
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
@@ -175,6 +192,9 @@ class LAQState(HookState):
     def _make_exchange(self, n: int) -> GradientExchange:
         if self.server is None:
             self.uploader, self.server = self._new_state(n)
+        if self.exchange == "two-phase":
+            bits, bs, down = self.bits, self.block_size, self.downlink_bits
+            return laq_two_phase(self.process_group, n, bits, bs, down)
         return LAQAllGather(self.process_group, self.server)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:

@@ -1,0 +1,113 @@
+"""The hooks' exchange seam over the two-phase exchange (docs/ddp.md, "The two-phase exchange").
+
+:class:`TwoPhaseAverage` implements :class:`laqcore.torch._exchange.GradientExchange` with
+:class:`laqcore.distributed.two_phase.TwoPhaseExchange`: chunk j of every upload goes to the
+rank that owns chunk j, each owner publishes its chunk of the average, and every rank
+receives about ``(N - 1)/N`` of one uplink frame plus one downlink frame per step, whatever
+the number of ranks N (the all-gather exchanges receive ``N - 1`` frames).
+
+* LAQ (:func:`laq_two_phase`): owners keep the exact aggregate of their chunk; every rank
+  keeps the replica the owners' double-quantized publications build, and the average is
+  ``replica / N`` (:class:`~laqcore.distributed.exchange_codecs.LAQChunkCodec`).
+* QSGD / TernGrad (:func:`compressor_two_phase`): owners average their chunk of the decoded
+  uploads and re-compress it with error feedback
+  (:class:`~laqcore.distributed.exchange_codecs.CompressorChunkCodec`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._validate import check_positive_int
+from ..distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
+from ..distributed.two_phase import ChunkCodec, TwoPhaseExchange
+from ..wire import Payload
+from ._exchange import Averaged
+
+__all__ = [
+    "EXCHANGES",
+    "TwoPhaseAverage",
+    "check_exchange",
+    "compressor_two_phase",
+    "laq_two_phase",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+FloatVector = npt.NDArray[np.float32]
+#: The hooks' ``exchange`` choices: the default, and the all-gather of every uploader's frame.
+EXCHANGES = ("two-phase", "all-gather")
+
+
+def check_exchange(exchange: Any) -> str:
+    """``exchange`` if it is one of :data:`EXCHANGES`, else ``ValueError``."""
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+    return str(exchange)
+
+
+class TwoPhaseAverage:
+    """A :class:`~laqcore.torch._exchange.GradientExchange` over a two-phase exchange.
+
+    ``own`` in the result is this rank's payload itself (its chunks travel to the other
+    owners, not back), ``bytes_received`` the bytes the collectives wrote into this rank's
+    buffers in this exchange (``stats`` of the exchange has the split by phase).
+    """
+
+    def __init__(self, process_group: Any, n: int, codec: ChunkCodec) -> None:
+        self.codec = codec
+        self.exchange = TwoPhaseExchange(n, codec, process_group=process_group)
+        self.rounds = 0  # seeds the owners' stochastic re-compression (checkpointed)
+
+    def average(
+        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+    ) -> Averaged:
+        before = self.exchange.stats.bytes_received
+        res = self.exchange.round(
+            payload,
+            step=self.rounds,
+            nonfinite=nonfinite,
+            abort_on_nonfinite=abort_on_nonfinite,
+            tag=tag,
+        )
+        got = self.exchange.stats.bytes_received - before
+        if res.output is None:
+            return Averaged(None, nonfinite_ranks=res.nonfinite_ranks, bytes_received=got)
+        self.rounds += 1
+        own = payload if self.exchange.rank in res.uploaders else None
+        return Averaged(res.output, own, res.uploaders, res.nonfinite_ranks, got)
+
+    @property
+    def aggregate(self) -> FloatVector | None:
+        """LAQ: the replica of the aggregate every rank holds (``None`` for compressors)."""
+        replica = getattr(self.codec, "replica", None)
+        return None if replica is None else np.asarray(replica)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.codec.state_dict()  # type: ignore[attr-defined]
+        return {"rounds": self.rounds, **state}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        rounds = check_positive_int(sd["rounds"], "state_dict['exchange']['rounds']", minimum=0)
+        self.codec.load_state_dict(sd)  # type: ignore[attr-defined]
+        self.rounds = rounds
+
+
+def laq_two_phase(
+    process_group: Any, n: int, bits: int, block_size: int | None, downlink_bits: int | None
+) -> TwoPhaseAverage:
+    """The LAQ hook's two-phase exchange (uploads of ``bits`` bits, blockwise or global)."""
+    return TwoPhaseAverage(process_group, n, LAQChunkCodec(bits, block_size, downlink_bits))
+
+
+def compressor_two_phase(
+    process_group: Any, n: int, name: str, seed: int, kwargs: dict[str, Any]
+) -> TwoPhaseAverage:
+    """The QSGD/TernGrad hooks' two-phase exchange."""
+    return TwoPhaseAverage(process_group, n, CompressorChunkCodec(name, seed, **kwargs))
