@@ -87,7 +87,10 @@ def _import_graph() -> dict[str, set[str]]:
                     base = ".".join([*here, *([node.module] if node.module else [])])
                 else:
                     base = node.module or ""
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import sub` imports the submodule; `from pkg import name` needs pkg.
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+                ]
             else:
                 continue
             for target in targets:
