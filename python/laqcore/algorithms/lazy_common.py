@@ -133,7 +133,13 @@ class InnovationWorker(Worker):
     ) -> None:
         super().__init__(m, objective, params, num_workers)
         rule = laq_rule(params, slaq=slaq) if mode == "rule" else None
-        self.uploader = LazyUploader(objective.dim, params.bits, rule, block_size=params.block_size)
+        self.uploader = LazyUploader(
+            objective.dim,
+            params.bits,
+            rule,
+            block_size=params.block_size,
+            adaptive_bits=params.adaptive_bits,
+        )
         self.stochastic = stochastic
         self.mode = mode
 
