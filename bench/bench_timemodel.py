@@ -186,6 +186,12 @@ def main() -> int:
         help="the model's one-way latency of an unshaped veth hop + TCP/gloo (as "
         "bench_distributed's model)",
     )
+    ap.add_argument(
+        "--burst",
+        default="tight",
+        choices=["tight", "bench"],
+        help="token bucket: tight (1.5 timer ticks) or bench_distributed's (>= 32 KiB)",
+    )
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--features", type=int, default=1000)
@@ -214,7 +220,8 @@ def main() -> int:
     )
     rows = []
     for n in [int(v) for v in args.nprocs.split(",")]:
-        with TightNetns(n, args.rate, args.delay_ms) as net:
+        shaper = TightNetns if args.burst == "tight" else Netns
+        with shaper(n, args.rate, args.delay_ms) as net:
             lat = args.model_latency_ms / 1e3
             for alg in args.algorithms.split(","):
                 t0 = time.perf_counter()

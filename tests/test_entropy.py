@@ -257,3 +257,11 @@ def test_variance_command(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[
     assert rec["nmse"] == 0.0 and rec["bits_per_coord"] > 32
     assert "gaussian" in best_per_budget([{**rec, "source": "gaussian"}])
     assert cli.main(["variance", "--sources", "nope", "-q"]) == 2
+
+
+def test_blockwise_laq_payload(rng: np.random.Generator) -> None:
+    x = rng.standard_normal(1000).astype(np.float32)
+    p = laqcore.laq_quantize(x, None, 4, block_size=64)
+    coded = entropy_encode(p)
+    assert coded.nbytes < p.nbytes
+    assert entropy_decode(coded.to_bytes(), expected_n=1000) == p

@@ -168,7 +168,11 @@ void qsgd_dequantize(const std::uint8_t* packed, const float* scales, std::size_
                 const unsigned c = codes[i - begin];
                 const unsigned level = c >> 1;
                 worst = level > worst ? level : worst;
-                const float v = static_cast<float>(level) * step;
+                // level * (scale / s) <= scale in exact arithmetic; the rounded product can
+                // exceed it (to inf for scale near FLT_MAX): clamp, so a valid frame never
+                // decodes to a non-finite value.
+                const float prod = static_cast<float>(level) * step;
+                const float v = prod < scales[j] ? prod : scales[j];
                 out[i] = (c & 1u) ? -v : v;
             }
             // Thrown inside a chunk: for_each_chunk carries it out of the parallel region.

@@ -7,9 +7,13 @@
 //     radius is finite and >= 0 and the padding bits are zero; then laq_dequantize must give
 //     (float)(c * (2R / L) - R) for each code c (read bit by bit), laq_accumulate(weight 1)
 //     into zeros must give the same vector, and laq_innov_sq its squared norm.
-//   * quantize mode: the rest is a float32 gradient (and bytes 1..4 are ignored). Non-finite
+//   * quantize mode: byte 1 picks the block size, the rest is a float32 gradient. Non-finite
 //     input must be refused with std::invalid_argument; otherwise every code must dequantize
-//     to within tau * R of the gradient (plus float32 rounding of the table).
+//     to within tau * R of the gradient (plus float32 rounding of the table). The same input
+//     is also quantized blockwise (block_size = 8 * (1 + byte1 % 8)): every block's radius is
+//     its max |g|, every code within tau * R_j, and the blockwise dequantize, accumulate and
+//     innov_sq agree with each other.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -71,7 +75,35 @@ void fuzz_decode(int bits, float radius, const std::vector<std::uint8_t>& packed
     require(std::fabs(innov - sumsq) <= bound * sumsq + 1e-300);
 }
 
-void fuzz_quantize(int bits, const std::uint8_t* data, std::size_t size) {
+void fuzz_quantize_blocks(int bits, std::size_t block, const std::vector<float>& grad) {
+    const std::size_t n = grad.size();
+    std::vector<std::uint8_t> packed(laqcore::packed_size(n, bits));
+    std::vector<float> radii(laqcore::laq_num_radii(n, block));
+    const laqcore::LaqResult res = laqcore::laq_quantize_blocks(grad.data(), nullptr, n, bits,
+                                                                block, radii.data(), packed.data());
+    std::vector<float> dq(n);
+    laqcore::laq_dequantize_blocks(packed.data(), n, bits, block, radii.data(), dq.data());
+    std::vector<float> acc(n, 0.0f);
+    laqcore::laq_accumulate_blocks(packed.data(), n, bits, block, radii.data(), 1.0f, acc.data());
+    double sumsq = 0.0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t j = i / block;
+        double r_j = 0.0;
+        for (std::size_t k = j * block; k < std::min(n, (j + 1) * block); ++k)
+            r_j = std::max(r_j, std::fabs(static_cast<double>(grad[k])));
+        require(static_cast<double>(radii[j]) == r_j);
+        const double tol = r_j / static_cast<double>((1u << bits) - 1u) + 1e-6 * r_j + 1e-44;
+        require(std::fabs(static_cast<double>(dq[i]) - static_cast<double>(grad[i])) <= tol);
+        require(acc[i] == dq[i] || (acc[i] == 0 && dq[i] == 0));
+        sumsq += static_cast<double>(dq[i]) * static_cast<double>(dq[i]);
+    }
+    const double innov = laqcore::laq_innov_sq_blocks(packed.data(), n, bits, block, radii.data());
+    require(innov == res.innov_sq);  // the decoder reproduces the encoder's sum exactly
+    const double bound = static_cast<double>(n + 2) * std::numeric_limits<double>::epsilon();
+    require(std::fabs(innov - sumsq) <= bound * sumsq + 1e-300);
+}
+
+void fuzz_quantize(int bits, std::uint8_t block_byte, const std::uint8_t* data, std::size_t size) {
     const std::size_t n = size / sizeof(float);
     if (n == 0) return;
     std::vector<float> grad(n);
@@ -97,6 +129,7 @@ void fuzz_quantize(int bits, const std::uint8_t* data, std::size_t size) {
         require(std::fabs(static_cast<double>(grad[i])) <= r);
         require(std::fabs(static_cast<double>(dq[i]) - static_cast<double>(grad[i])) <= tol);
     }
+    fuzz_quantize_blocks(bits, 8 * (1 + static_cast<std::size_t>(block_byte) % 8), grad);
 }
 
 }  // namespace
@@ -106,7 +139,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool quantize_mode = data[0] & 1u;
     const int bits = 1 + (data[0] >> 1) % 8;
     if (quantize_mode) {
-        fuzz_quantize(bits, data + 1, size - 1);
+        fuzz_quantize(bits, data[1], data + 2, size - 2);
         return 0;
     }
     const float radius = laqcore_fuzz::load_float(data + 1);

@@ -187,9 +187,11 @@ def qsgd_codes(x: Array, levels: int, bucket_size: int, scales: Array, u: Array)
 
 
 def qsgd_values(codes: Array, scales: Array, levels: int, bucket_size: int) -> Array:
-    """x_hat = +-level * (scale / s) in float32."""
+    """x_hat = +-min(level * (scale / s), scale) in float32."""
     step = _per_element(scales / np.float32(levels), bucket_size, codes.size)
-    v = (codes >> 1).astype(np.float32) * step
+    with np.errstate(over="ignore"):
+        v = (codes >> 1).astype(np.float32) * step
+    v = np.minimum(v, _per_element(scales.astype(np.float32), bucket_size, codes.size))
     return np.where(codes & 1, -v, v).astype(np.float32)
 
 

@@ -1,6 +1,7 @@
 """Lossless entropy coding of code streams: the ``ENTROPY`` frame kind.
 
-The codes that LAQ, QSGD, the rotation quantizer, TernGrad and scaled sign put on the wire are far from uniform
+The codes that LAQ (single or blockwise radius), QSGD, the rotation quantizer, TernGrad and
+scaled sign put on the wire are far from uniform
 (on the README's digits run the 4-bit LAQ codes carry about 2.6 bits of information each).
 :func:`entropy_encode` re-codes a payload's packed codes with the interleaved rANS coder of
 ``cpp/include/laqcore/entropy.hpp`` (a static frequency table per frame, chosen by the
@@ -64,6 +65,7 @@ _CODABLE = (
     int(PayloadKind.TERNGRAD),
     int(PayloadKind.SIGN),
     int(PayloadKind.ROTATION),
+    int(PayloadKind.LAQ_BLOCK),
 )
 _QSGD_MAX_LEVELS = 127
 FloatVector = npt.NDArray[np.float32]
@@ -85,11 +87,16 @@ def _code_layout(kind: int, meta: tuple[Any, ...], n: int) -> tuple[int, int, in
     an inner frame, from its metadata; ``ValueError`` for metadata no valid frame has."""
     if n < 1:
         raise ValueError(f"corrupt ENTROPY frame: vector length n = {n} (must be >= 1)")
-    if kind == PayloadKind.LAQ:
+    if kind in (PayloadKind.LAQ, PayloadKind.LAQ_BLOCK):
         bits = int(meta[0])
         if not 1 <= bits <= 8:
             raise ValueError(f"corrupt ENTROPY frame: LAQ bits = {bits}, must be in [1, 8]")
-        return 0, bits, n
+        if kind == PayloadKind.LAQ:
+            return 0, bits, n
+        block_size = int(meta[3])  # the blockwise radii precede the codes
+        if block_size < 1:
+            raise ValueError(f"corrupt ENTROPY frame: LAQ block_size = {block_size}")
+        return 4 * (-(-n // block_size)), bits, n
     if kind in (PayloadKind.QSGD, PayloadKind.ROTATION):
         levels, bucket_size = int(meta[0]), int(meta[2])
         if not 1 <= levels <= _QSGD_MAX_LEVELS or bucket_size < 1 or n > 2**62:

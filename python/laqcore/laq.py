@@ -300,12 +300,15 @@ class InnovationQuantizer:
         view.flags.writeable = False
         return view
 
-    def propose(self, grad: Any) -> LAQPayload:
-        """Quantize ``grad - q_prev`` without changing any state."""
+    def propose(self, grad: Any, bits: int | None = None) -> LAQPayload:
+        """Quantize ``grad - q_prev`` without changing any state, with ``bits`` bits per
+        coordinate (default: this quantizer's ``bits``; the frame records the width, so
+        uploads of different widths decode alike)."""
         g = as_float_vector(grad, "grad")
         if g.shape[0] != self.n:
             raise ValueError(f"grad has length {g.shape[0]}, expected {self.n}")
-        payload = laq_quantize(g, self._q_prev, self.bits, self.block_size)
+        b = self.bits if bits is None else check_bits(bits)
+        payload = laq_quantize(g, self._q_prev, b, self.block_size)
         self._pending = payload
         return payload
 

@@ -113,6 +113,7 @@ class LAQPayload(Payload):
 
     KIND: ClassVar[PayloadKind] = PayloadKind.LAQ
     META: ClassVar[struct.Struct] = struct.Struct("<BBHf")
+    _IMMUTABLE: ClassVar[bool] = True  # read-only fields, validated by the constructor
 
     def __init__(
         self,

@@ -84,6 +84,11 @@ class LazyUploader:
     block_size : int or None
         Blockwise radius of the quantizer (one radius per ``block_size`` coordinates), passed
         to :class:`~laqcore.laq.InnovationQuantizer`; ``None`` (default): one radius.
+    adaptive_bits : float or None
+        Adaptive bit width: per upload, :meth:`step` quantizes with the smallest b in 1..8
+        whose quantization-error term of the rule, ``err_coef * ||eps_b||^2``, is at most
+        ``adaptive_bits * rhs`` (the rule's iterate-difference term); 8 if none is. ``bits``
+        is then unused; each frame carries its b. ``None`` (default): always ``bits``.
 
     Attributes (read them; only the methods change them)
     ---------------------------------------------------
@@ -137,6 +142,7 @@ class LazyUploader:
         rule: UploadRule | None = UploadRule(),  # noqa: B008 - frozen, never mutated
         *,
         block_size: int | None = None,
+        adaptive_bits: float | None = None,
     ) -> None:
         if rule is not None and not isinstance(rule, UploadRule):
             raise TypeError(f"rule must be an UploadRule or None, got {type(rule).__name__}")
@@ -147,6 +153,13 @@ class LazyUploader:
         extra: dict[str, Any] = {} if block_size is None else {"block_size": self.block_size}
         self._iq = InnovationQuantizer(n, bits, **extra)
         self.n, self.bits = self._iq.n, self._iq.bits
+        self.adaptive_bits = (
+            None
+            if adaptive_bits is None
+            else check_real(adaptive_bits, "adaptive_bits", minimum=0.0)
+        )
+        # The rule's error weight (3 for LAQ); the quantization-error term is this * ||eps||^2.
+        self._err_weight = 3.0 if rule is None else rule.err_scale * rule.err_coef
         self.clock = 0
         self.uploads = 0
 
@@ -168,6 +181,19 @@ class LazyUploader:
     def propose(self, grad: Any) -> LAQPayload:
         """Quantize ``grad - q_prev`` (float32 1-D, length ``n``); no state change."""
         return self._iq.propose(grad)
+
+    def propose_adaptive(self, grad: Any, rhs: float) -> LAQPayload:
+        """The adaptive-width proposal (see ``adaptive_bits``): the smallest b in 1..8 with
+        ``err_coef * ||eps_b||^2 <= adaptive_bits * rhs``, else b = 8; no state change."""
+        if self.adaptive_bits is None:
+            return self.propose(grad)
+        budget = self.adaptive_bits * check_real(rhs, "rhs", minimum=0.0)
+        for b in range(1, 9):
+            payload = self._iq.propose(grad, bits=b)
+            assert payload.err_sq is not None  # set by the quantizer
+            if self._err_weight * payload.err_sq <= budget:
+                break
+        return payload
 
     def decide(self, payload: LAQPayload, rhs: float) -> bool:
         """Whether ``payload`` (the latest :meth:`propose`) should be uploaded.
@@ -206,8 +232,9 @@ class LazyUploader:
         self.clock += 1
 
     def step(self, grad: Any, rhs: float) -> LAQPayload | None:
-        """``propose``, ``decide``, then ``commit`` (return the payload) or ``skip`` (None)."""
-        payload = self.propose(grad)
+        """``propose`` (:meth:`propose_adaptive` with ``adaptive_bits``), ``decide``, then
+        ``commit`` (return the payload) or ``skip`` (None)."""
+        payload = self.propose_adaptive(grad, rhs)
         if self.decide(payload, rhs):
             self.commit(payload)
             return payload

@@ -134,15 +134,51 @@ class Payload:
         """Exact size of :meth:`to_bytes` in bytes, header and CRC included."""
         return FRAME_OVERHEAD + self.META.size + self.body_nbytes
 
+    #: Payloads whose fields cannot change after a validating constructor (LAQ) skip the
+    #: round-trip check of :meth:`to_bytes`.
+    _IMMUTABLE: ClassVar[bool] = False
+
     def to_bytes(self) -> bytes:
-        """Serialise to one frame (see the module docstring for the layout)."""
-        parts = [
-            _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n)),
-            self.META.pack(*self._meta_values()),
-        ]
-        parts.extend(np.ascontiguousarray(a).tobytes() for a in self._body())
+        """Serialise to one frame (see the module docstring for the layout).
+
+        Raises ``ValueError`` when the fields no longer form a valid payload (e.g. changed
+        after construction: a NaN scale, a bits value out of range, a body array of another
+        length or dtype): a frame is written only if :meth:`from_bytes` would decode it to
+        the same fields.
+        """
+        try:
+            parts = [
+                _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n)),
+                self.META.pack(*self._meta_values()),
+            ]
+        except (struct.error, TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{type(self).__name__} fields cannot be serialised: {err}") from None
+        body = self._body()
+        parts.extend(np.ascontiguousarray(a).tobytes() for a in body)
         frame = b"".join(parts)
+        if not self._IMMUTABLE:
+            self._check_round_trip(frame, body)
         return frame + _CRC.pack(zlib.crc32(frame))
+
+    def _check_round_trip(self, frame: bytes, body: tuple[npt.NDArray[Any], ...]) -> None:
+        """Decode ``frame`` (without CRC) as a receiver would; refuse fields it rejects or
+        body arrays whose dtype or shape the decoder would read differently."""
+        end_meta = _HEADER.size + self.META.size
+        meta = self.META.unpack_from(frame, _HEADER.size)
+        try:
+            decoded = type(self)._from_parts(int(self.n), meta, memoryview(frame)[end_meta:])
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"{type(self).__name__} fields do not form a valid payload (changed after "
+                f"construction?): {err}"
+            ) from None
+        for mine, theirs in zip(body, decoded._body()):
+            a = np.asarray(mine)
+            if a.dtype != theirs.dtype or a.shape != theirs.shape:
+                raise ValueError(
+                    f"{type(self).__name__} body array of dtype {a.dtype} and shape {a.shape} "
+                    f"where the frame holds dtype {theirs.dtype} and shape {theirs.shape}"
+                )
 
     @classmethod
     def from_bytes(cls: type[P], buf: Any, *, expected_n: int | None = None) -> P:

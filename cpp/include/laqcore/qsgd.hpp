@@ -21,7 +21,8 @@
 //     code_bits = 1 + ceil(log2(s + 1))  bits (2 for s = 1, ..., 8 for s = 127),
 // and are packed with pack.hpp's layout; s > 127 would need more than 8 bits and is rejected.
 //
-// Dequantization: x_hat_i = (neg ? -1 : 1) * (float(level) * (scale_j / float(s))).
+// Dequantization: x_hat_i = (neg ? -1 : 1) * min(float(level) * (scale_j / float(s)), scale_j)
+// (the min only catches a rounded product above scale_j, e.g. inf for scale_j near FLT_MAX).
 // A code whose level exceeds s can only come from a corrupt buffer and is rejected.
 #pragma once
 

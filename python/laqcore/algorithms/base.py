@@ -76,6 +76,11 @@ class Params:
         LAQ quantizer (LAQ, SLAQ, QGD, random selection): one radius per block of this many
         coordinates (a multiple of 8, see :func:`laqcore.laq_quantize`). ``None`` (default):
         the paper's single radius, as in the reproduction.
+    adaptive_bits : float or None
+        LAQ family: pick the bit width per upload, the smallest b in 1..8 whose
+        quantization-error term ``3 ||eps_b||^2`` is at most ``adaptive_bits`` times the
+        rule's iterate-difference term (:class:`laqcore.lazy_state.LazyUploader`); ``bits`` is
+        then unused. ``None`` (default): fixed ``bits``.
     D, ck : int, float
         Lazy rule: ``xi_d = ck / D`` with the official warm-up ``ck / k`` for ``k <= D``.
     xi : float or None
@@ -115,6 +120,7 @@ class Params:
     alpha: float = 0.02
     bits: int = 4
     block_size: int | None = None
+    adaptive_bits: float | None = None
     D: int = 10
     ck: float = 0.8
     xi: float | None = None
@@ -144,6 +150,12 @@ class Params:
         if not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be in 1..8, got {self.bits}")
         check_block_size(self.block_size)
+        if self.adaptive_bits is not None and not (
+            np.isfinite(self.adaptive_bits) and self.adaptive_bits >= 0
+        ):
+            raise ValueError(
+                f"adaptive_bits must be a finite number >= 0, got {self.adaptive_bits}"
+            )
         for name in ("D", "batch", "levels", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -131,7 +131,11 @@ class InnovationWorker(Worker):
         super().__init__(site)
         rule = laq_rule(self.params, slaq=slaq) if mode == "rule" else None
         self.uploader = LazyUploader(
-            self.f.dim, self.params.bits, rule, block_size=self.params.block_size
+            self.f.dim,
+            self.params.bits,
+            rule,
+            block_size=self.params.block_size,
+            adaptive_bits=self.params.adaptive_bits,
         )
         self.stochastic = stochastic
         self.mode = mode

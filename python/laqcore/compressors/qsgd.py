@@ -140,20 +140,30 @@ class QSGDPayload(Payload):
     def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> QSGDPayload:
         levels, norm_id, bucket_size = (int(v) for v in meta)
         check_n(n, "QSGD")
-        if not 1 <= levels <= MAX_LEVELS:
-            raise ValueError(f"corrupt QSGD frame: levels = {levels}, must be in [1, 127]")
-        if norm_id >= len(_NORMS):
-            raise ValueError(f"corrupt QSGD frame: norm id {norm_id} (0 = l2, 1 = max)")
-        if bucket_size < 1:
-            raise ValueError("corrupt QSGD frame: bucket_size = 0")
-        nb = -(-n // bucket_size)
-        nbytes = (n * qsgd_code_bits(levels) + 7) // 8
-        expect_body_size(body, 4 * nb + nbytes)
-        scales = body_array(body, 0, nb, np.float32, "scales")
-        if not np.all(np.isfinite(scales) & (scales >= 0)):
-            raise ValueError("corrupt QSGD frame: scales must be finite and >= 0")
-        packed = body_array(body, 4 * nb, nbytes, np.uint8, "codes")
-        return cls(n, levels, _NORMS[norm_id], bucket_size, scales, packed)
+        norm, scales, packed = parse_scaled_codes("QSGD", n, levels, norm_id, bucket_size, body)
+        return cls(n, levels, norm, bucket_size, scales, packed)
+
+
+def parse_scaled_codes(
+    kind: str, count: int, levels: int, norm_id: int, bucket_size: int, body: memoryview
+) -> tuple[str, FloatVector, npt.NDArray[np.uint8]]:
+    """Check the (levels, norm, bucket) metadata of a frame holding ``count`` QSGD codes and
+    read its body (float32 bucket scales, then the packed codes); ``ValueError`` naming
+    ``kind`` for anything no valid frame has. Shared by the QSGD and rotation frames."""
+    if not 1 <= levels <= MAX_LEVELS:
+        raise ValueError(f"corrupt {kind} frame: levels = {levels}, must be in [1, 127]")
+    if norm_id >= len(_NORMS):
+        raise ValueError(f"corrupt {kind} frame: norm id {norm_id} (0 = l2, 1 = max)")
+    if bucket_size < 1:
+        raise ValueError(f"corrupt {kind} frame: bucket_size = 0")
+    nb = -(-count // bucket_size)
+    nbytes = (count * qsgd_code_bits(levels) + 7) // 8
+    expect_body_size(body, 4 * nb + nbytes)
+    scales = body_array(body, 0, nb, np.float32, "scales")
+    if not np.all(np.isfinite(scales) & (scales >= 0)):
+        raise ValueError(f"corrupt {kind} frame: scales must be finite and >= 0")
+    packed = body_array(body, 4 * nb, nbytes, np.uint8, "codes")
+    return _NORMS[norm_id], scales, packed
 
 
 def qsgd_quantize(

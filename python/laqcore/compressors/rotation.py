@@ -30,9 +30,9 @@ import numpy.typing as npt
 
 from .. import _core
 from .._validate import as_float_vector
-from ..wire import Payload, PayloadKind, body_array, expect_body_size
+from ..wire import Payload, PayloadKind
 from .base import FloatVector, SeededCompressor, check_n, check_payload, check_uint, readonly
-from .qsgd import MAX_LEVELS, check_levels, check_norm, qsgd_code_bits
+from .qsgd import check_levels, check_norm, parse_scaled_codes, qsgd_code_bits
 
 __all__ = ["RotationCompressor", "RotationPayload", "rotation_padded_size"]
 
@@ -119,21 +119,10 @@ class RotationPayload(Payload):
         check_n(n, "ROTATION")
         if n > 2**62:
             raise ValueError(f"corrupt ROTATION frame: n = {n} exceeds 2**62")
-        if not 1 <= levels <= MAX_LEVELS:
-            raise ValueError(f"corrupt ROTATION frame: levels = {levels}, must be in [1, 127]")
-        if norm_id >= len(_NORMS):
-            raise ValueError(f"corrupt ROTATION frame: norm id {norm_id} (0 = l2, 1 = max)")
-        if bucket_size < 1:
-            raise ValueError("corrupt ROTATION frame: bucket_size = 0")
-        N = rotation_padded_size(n)
-        nb = -(-N // bucket_size)
-        nbytes = int(_core.pack.packed_size(N, qsgd_code_bits(levels)))
-        expect_body_size(body, 4 * nb + nbytes)
-        scales = body_array(body, 0, nb, np.float32, "scales")
-        if not np.all(np.isfinite(scales) & (scales >= 0)):
-            raise ValueError("corrupt ROTATION frame: scales must be finite and >= 0")
-        packed = body_array(body, 4 * nb, nbytes, np.uint8, "codes")
-        return cls(n, levels, _NORMS[norm_id], bucket_size, key, scales, packed)
+        norm, scales, packed = parse_scaled_codes(
+            "ROTATION", rotation_padded_size(n), levels, norm_id, bucket_size, body
+        )
+        return cls(n, levels, norm, bucket_size, key, scales, packed)
 
 
 class RotationCompressor(SeededCompressor):

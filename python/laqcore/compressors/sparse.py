@@ -240,7 +240,13 @@ class RandKCompressor(SeededCompressor):
         idx, values = _core.sparse.randk(v, k, self._key(self._step(step)))
         self._done(step)
         if self.rescale:
-            values *= np.float32(n / k)
+            with np.errstate(over="ignore"):
+                values *= np.float32(n / k)
+            if not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"rand-k rescaling by n/k = {n / k:g} overflows float32 (|x| up to "
+                    f"{float(np.max(np.abs(v))):g}); scale the input down or use rescale=False"
+                )
         return RandKPayload(n, idx, values)
 
     def decompress(self, payload: Payload) -> FloatVector:

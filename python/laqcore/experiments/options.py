@@ -118,6 +118,14 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
     g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
     g.add_argument(
+        "--adaptive-bits",
+        type=float,
+        dest="adaptive_bits",
+        metavar="F",
+        help="LAQ family: per upload the smallest b in 1..8 with 3||eps_b||^2 <= F x the rule's "
+        "iterate-difference term (the frame carries b; --bits unused)",
+    )
+    g.add_argument(
         "--block-size",
         type=int,
         dest="block_size",
@@ -285,6 +293,7 @@ PARAM_FLAGS = (
     "alpha",
     "bits",
     "block_size",
+    "adaptive_bits",
     "D",
     "ck",
     "xi",
