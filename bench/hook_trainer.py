@@ -219,7 +219,13 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
     warm, steps = int(cfg["warm"]), int(cfg["steps"])
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], int(cfg.get("scale", 1)))
-    ddp = DDP(model)
+    cap_mb = 25.0  # DDP's default
+    if hook.startswith("powersgd"):
+        # One bucket: with several, PowerSGD launches a bucket's second all-reduce from the
+        # first one's callback thread, so the collectives' order differs between ranks and
+        # gloo aborts ("op.preamble.length <= op.nbytes"; seen on the 5.3M model).
+        cap_mb = max(cap_mb, 4 * sum(p.numel() for p in model.parameters()) / 2**20 + 1)
+    ddp = DDP(model, bucket_cap_mb=cap_mb)
     timer = HookTimer()
     state = attach_hook(ddp, hook, warm, float(cfg["lr"]), timer)
     opt, sched = make_optimizer(cfg.get("optim", "momentum"), ddp.parameters(), cfg["lr"])
@@ -339,7 +345,8 @@ def worker(cfg: dict[str, Any]) -> None:
         try:
             res = train_one(run_cfg, run["hook"], data, meter)
         except Exception as err:  # a hook that fails is a result, not the end of the bench
-            res = {"error": f"{type(err).__name__}: {err}"[:400]}
+            text = f"{type(err).__name__}: {err}"
+            res = {"error": text if len(text) <= 600 else text[:200] + " ... " + text[-400:]}
         if run.get("reference"):
             # The target: the loss all-reduce reaches (rank 0's value, identical everywhere).
             ref = torch.tensor([float(res.get("final_loss", math.inf))], dtype=torch.float64)
