@@ -3,8 +3,9 @@
 The import graph is read from the source (every ``import`` statement, also those inside
 functions, except under ``if TYPE_CHECKING:``), so a cycle that only bites when two lazy
 imports meet is caught too. Layers, lowest first (docs/architecture.md): kernels' wrappers
-and wire format, the compressors and LAQ state, algorithms and problems, the drivers
-(simulator, distributed engine, DDP hooks), and the command line on top.
+and wire format, the compressors and LAQ state, algorithms and problems, the round driver
+(and the downlink it applies), its users (simulator, distributed engine, DDP hooks), and the
+command line on top.
 """
 
 from __future__ import annotations
@@ -25,28 +26,32 @@ LAYER = {
     "_core": 0,
     "_validate": 0,
     "_reference": 0,
+    "_reference_transforms": 0,
     "_help": 0,
     "_blas": 0,
     "serialization": 0,
     "wire": 0,
     "packing": 0,
     "runtime": 0,
+    "laq_payload": 1,
     "laq": 1,
     "lazy": 1,
     "lazy_state": 1,
+    "entropy": 1,
     "compressors": 1,
     "error_feedback": 1,
     "network": 1,
     "algorithms": 2,
     "problems": 2,
-    "downlink": 2,
-    "simulator": 3,
-    "distributed": 3,
-    "torch": 3,
-    "experiments": 4,
-    "bench": 4,
-    "cli": 4,
-    "__main__": 4,
+    "downlink": 3,
+    "driver": 3,
+    "simulator": 4,
+    "distributed": 4,
+    "torch": 4,
+    "experiments": 5,
+    "bench": 5,
+    "cli": 5,
+    "__main__": 5,
 }
 
 
@@ -82,7 +87,10 @@ def _import_graph() -> dict[str, set[str]]:
                     base = ".".join([*here, *([node.module] if node.module else [])])
                 else:
                     base = node.module or ""
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import sub` imports the submodule; `from pkg import name` needs pkg.
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names
+                ]
             else:
                 continue
             for target in targets:

@@ -45,7 +45,7 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
             {
                 "method": "laq",
                 "steps": 40,
-                "kwargs": {"bits": 4, "warmup_steps": 2, **_ALL_GATHER},
+                "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
                 "lr": 0.02,
             },
             # The default two-phase exchange: 8-bit uploads in blocks, 8-bit downlink.

@@ -10,6 +10,7 @@
 #include <exception>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace laqcore_test {
@@ -32,6 +33,21 @@ struct Register {
 inline void fail(const char* file, int line, const std::string& what) {
     std::fprintf(stderr, "%s:%d: check failed: %s\n", file, line, what.c_str());
     ++Registry::get().failures;
+}
+
+// a == b (tol < 0), or |a - b| <= tol; on failure prints both values.
+template <class A, class B>
+void check_pair(const char* file, int line, const char* expr, const A& a, const B& b, double tol) {
+    bool ok = false;
+    if constexpr (std::is_arithmetic_v<A> && std::is_arithmetic_v<B>) {
+        ok = tol < 0 ? a == b : std::fabs(static_cast<double>(a) - static_cast<double>(b)) <= tol;
+        if (!ok)
+            fail(file, line,
+                 std::string(expr) + " (" + std::to_string(a) + " vs " + std::to_string(b) + ")");
+    } else {
+        ok = a == b;
+        if (!ok) fail(file, line, expr);
+    }
 }
 
 inline int run_all() {
@@ -61,25 +77,9 @@ inline int run_all() {
         if (!(cond)) laqcore_test::fail(__FILE__, __LINE__, #cond); \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                         \
-    do {                                                                                       \
-        const auto va_ = (a);                                                                  \
-        const auto vb_ = (b);                                                                  \
-        if (!(va_ == vb_))                                                                     \
-            laqcore_test::fail(__FILE__, __LINE__,                                             \
-                               std::string(#a " == " #b " (") + std::to_string(va_) + " vs " + \
-                                   std::to_string(vb_) + ")");                                 \
-    } while (0)
-
-#define CHECK_NEAR(a, b, tol)                                                                 \
-    do {                                                                                      \
-        const double va_ = static_cast<double>(a);                                            \
-        const double vb_ = static_cast<double>(b);                                            \
-        if (!(std::fabs(va_ - vb_) <= (tol)))                                                 \
-            laqcore_test::fail(__FILE__, __LINE__,                                            \
-                               std::string(#a " ~ " #b " (") + std::to_string(va_) + " vs " + \
-                                   std::to_string(vb_) + ")");                                \
-    } while (0)
+#define CHECK_EQ(a, b) laqcore_test::check_pair(__FILE__, __LINE__, #a " == " #b, (a), (b), -1.0)
+#define CHECK_NEAR(a, b, tol) \
+    laqcore_test::check_pair(__FILE__, __LINE__, #a " ~ " #b, double(a), double(b), (tol))
 
 // The statement throws an exception of type `type` whose message contains `text`.
 #define CHECK_THROWS(stmt, type, text)                                                       \

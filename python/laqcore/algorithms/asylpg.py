@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
@@ -121,13 +121,10 @@ class AsyLPGServer(Server):
 class AsyLPGWorker(Worker):
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         codec: Compressor,
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
+        super().__init__(site)
         self.codec = codec
         self.snapshot: F64 | None = None
         self.mu: F64 | None = None
@@ -167,4 +164,4 @@ class AsyLPG(Algorithm):
         )
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return AsyLPGWorker(m, objective, self.params, num_workers, self.grad_codec(m))
+        return AsyLPGWorker(self.site(m, objective, num_workers), self.grad_codec(m))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ __all__ = [
     "Server",
     "SumServer",
     "Worker",
+    "WorkerSite",
     "theta_message_nbytes",
 ]
 
@@ -217,17 +218,27 @@ def theta_message_nbytes(dim: int) -> int:
     return 8 * dim + 8
 
 
+class WorkerSite(NamedTuple):
+    """Where one worker runs: its index ``m``, its local objective, the run's parameters
+    and the number of workers (what every :class:`Worker` constructor takes first)."""
+
+    m: int
+    objective: LocalObjective
+    params: Params
+    num_workers: int
+
+
 class Worker:
     """Worker side of one algorithm: ``step(msg) -> Payload | None`` (None = skip)."""
 
-    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int):
-        self.m = m
-        self.f = objective
-        self.params = params
-        self.num_workers = num_workers
+    def __init__(self, site: WorkerSite) -> None:
+        self.m = site.m
+        self.f = site.objective
+        self.params = site.params
+        self.num_workers = site.num_workers
         # One generator per worker, keyed on (seed, m): minibatches do not depend on the
         # order in which workers are stepped, or on how many processes run them.
-        self.rng = np.random.default_rng([params.seed, m])
+        self.rng = np.random.default_rng([site.params.seed, site.m])
 
     def gradient(self, theta: F64, stochastic: bool) -> F64:
         """Full local gradient, or a minibatch one (``params.batch`` samples)."""
@@ -298,14 +309,11 @@ class CompressedWorker(Worker):
 
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         compressor: Compressor,
         stochastic: bool,
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
+        super().__init__(site)
         self.compressor = compressor
         self.stochastic = stochastic
 
@@ -343,6 +351,10 @@ class Algorithm:
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
         raise NotImplementedError  # abstract: every algorithm overrides it
 
+    def site(self, m: int, objective: LocalObjective, num_workers: int) -> WorkerSite:
+        """The :class:`WorkerSite` of worker ``m`` under this algorithm's parameters."""
+        return WorkerSite(m, objective, self.params, num_workers)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
 
@@ -366,5 +378,5 @@ class CompressedGradient(Algorithm):
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
         return CompressedWorker(
-            m, objective, self.params, num_workers, self.build_compressor(m), self.stochastic
+            self.site(m, objective, num_workers), self.build_compressor(m), self.stochastic
         )

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 from .local_common import LocalWorker, small_message_nbytes
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ class DynamicServer(Server):
 
 
 class DynamicWorker(LocalWorker):
-    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int) -> None:
-        super().__init__(m, objective, params, num_workers, stochastic=False)
+    def __init__(self, site: WorkerSite) -> None:
+        super().__init__(site, stochastic=False)
         self.codec = get_compressor("none")
         self.reference: F64 | None = None
 
@@ -97,4 +97,4 @@ class DynamicAveraging(Algorithm):
         return DynamicServer(self.params, x0, num_workers)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return DynamicWorker(m, objective, self.params, num_workers)
+        return DynamicWorker(self.site(m, objective, num_workers))

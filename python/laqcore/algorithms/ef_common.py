@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from ..error_feedback import ErrorFeedback
 from ..wire import Payload
-from .base import CompressedGradient, Message, Params, Server, SumServer, Worker
+from .base import CompressedGradient, Message, Server, SumServer, Worker, WorkerSite
 from .sgd import STOCHASTIC_DEFAULTS
 
 if TYPE_CHECKING:
@@ -34,14 +34,11 @@ F64 = npt.NDArray[np.float64]
 class EFWorker(Worker):
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         compressor: Compressor,
         stochastic: bool,
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
+        super().__init__(site)
         self.ef = ErrorFeedback(compressor)
         self.stochastic = stochastic
 
@@ -61,5 +58,5 @@ class ErrorFeedbackSGD(CompressedGradient):
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
         return EFWorker(
-            m, objective, self.params, num_workers, self.build_compressor(m), self.stochastic
+            self.site(m, objective, num_workers), self.build_compressor(m), self.stochastic
         )

@@ -9,11 +9,11 @@ import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
-from .base import Message, Params, Worker
+from .base import Message, Params, Worker, WorkerSite
 from .lazy_common import LazyServer
 
 if TYPE_CHECKING:
-    from ..problems import LocalObjective
+    pass
 
 __all__ = ["DenseLazyServer", "InnovationGradientWorker"]
 
@@ -44,19 +44,16 @@ class InnovationGradientWorker(Worker):
 
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         *,
         server_decides: bool,
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
-        self.g_hat = np.zeros(objective.dim)
+        super().__init__(site)
+        self.g_hat = np.zeros(self.f.dim)
         self.codec = get_compressor("none")
         self.server_decides = server_decides
         # LAG-WK's forced upload after t_bar skips (params.lag_forced; t_bar = 0: never skip).
-        self.t_bar = params.t_bar if params.lag_forced else None
+        self.t_bar = self.params.t_bar if self.params.lag_forced else None
         self.clock = 0  # iterations since the last upload
 
     def step(self, msg: Message) -> Payload | None:

@@ -79,4 +79,4 @@ class LAGPS(Algorithm):
         return PSServer(self.params, x0, num_workers, smoothness)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationGradientWorker(m, objective, self.params, num_workers, server_decides=True)
+        return InnovationGradientWorker(self.site(m, objective, num_workers), server_decides=True)

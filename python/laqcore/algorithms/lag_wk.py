@@ -42,6 +42,4 @@ class LAGWK(Algorithm):
         return DenseLazyServer(self.params, x0, num_workers)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationGradientWorker(
-            m, objective, self.params, num_workers, server_decides=False
-        )
+        return InnovationGradientWorker(self.site(m, objective, num_workers), server_decides=False)

@@ -22,7 +22,7 @@ from ..laq import LAQPayload
 from ..lazy import IterateHistory, UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
@@ -122,23 +122,20 @@ class InnovationWorker(Worker):
 
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         *,
         stochastic: bool = False,
         slaq: bool = False,
         mode: str = "rule",
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
-        rule = laq_rule(params, slaq=slaq) if mode == "rule" else None
+        super().__init__(site)
+        rule = laq_rule(self.params, slaq=slaq) if mode == "rule" else None
         self.uploader = LazyUploader(
-            objective.dim,
-            params.bits,
+            self.f.dim,
+            self.params.bits,
             rule,
-            block_size=params.block_size,
-            adaptive_bits=params.adaptive_bits,
+            block_size=self.params.block_size,
+            adaptive_bits=self.params.adaptive_bits,
         )
         self.stochastic = stochastic
         self.mode = mode
@@ -164,4 +161,4 @@ class InnovationAlgorithm(Algorithm):
         return QuantizedLazyServer(self.params, x0, num_workers)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(m, objective, self.params, num_workers, mode=self.upload_mode)
+        return InnovationWorker(self.site(m, objective, num_workers), mode=self.upload_mode)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from .base import Message, Params, Worker
+from .base import Message, Worker, WorkerSite
 
 if TYPE_CHECKING:
-    from ..problems import LocalObjective
+    pass
 
 __all__ = ["LocalWorker", "small_message_nbytes"]
 
@@ -38,14 +38,11 @@ class LocalWorker(Worker):
 
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         *,
         stochastic: bool,
     ) -> None:
-        super().__init__(m, objective, params, num_workers)
+        super().__init__(site)
         self.x: F64 | None = None
         self.stochastic = stochastic
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 from .local_common import LocalWorker
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ class OneShotServer(Server):
 
 
 class OneShotWorker(LocalWorker):
-    def __init__(self, m: int, objective: LocalObjective, params: Params, num_workers: int) -> None:
-        super().__init__(m, objective, params, num_workers, stochastic=False)
+    def __init__(self, site: WorkerSite) -> None:
+        super().__init__(site, stochastic=False)
         self.codec = get_compressor("none")
 
     def step(self, msg: Message) -> Payload | None:
@@ -74,4 +74,4 @@ class OneShotAveraging(Algorithm):
         return OneShotServer(self.params, x0, num_workers)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return OneShotWorker(m, objective, self.params, num_workers)
+        return OneShotWorker(self.site(m, objective, num_workers))

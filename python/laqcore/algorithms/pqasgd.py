@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from ..compressors import get_compressor
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, theta_message_nbytes
+from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 from .local_common import LocalWorker, small_message_nbytes
 from .sgd import STOCHASTIC_DEFAULTS
 
@@ -59,13 +59,10 @@ class PQServer(Server):
 class PQWorker(LocalWorker):
     def __init__(
         self,
-        m: int,
-        objective: LocalObjective,
-        params: Params,
-        num_workers: int,
+        site: WorkerSite,
         codec: Compressor,
     ) -> None:
-        super().__init__(m, objective, params, num_workers, stochastic=True)
+        super().__init__(site, stochastic=True)
         self.codec = codec
         self.anchor: F64 | None = None
 
@@ -96,4 +93,4 @@ class PQASGD(Algorithm):
         return PQServer(self.params, x0, num_workers, self._codec(0))
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return PQWorker(m, objective, self.params, num_workers, self._codec(m))
+        return PQWorker(self.site(m, objective, num_workers), self._codec(m))

@@ -42,4 +42,4 @@ class SLAQ(Algorithm):
         return QuantizedLazyServer(self.params, x0, num_workers, history)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(m, objective, self.params, num_workers, stochastic=True, slaq=True)
+        return InnovationWorker(self.site(m, objective, num_workers), stochastic=True, slaq=True)

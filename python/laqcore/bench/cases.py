@@ -12,25 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _reference, packing
-from .baselines import (
-    QSGD_BUCKET,
-    TERNGRAD_CLIP,
-    TOPK_RATIO,
-    np_laq,
-    np_pack,
-    np_qsgd,
-    np_terngrad,
-    np_topk,
-    np_unpack,
-    qsgd_levels,
-    random_codes,
-    torch_laq,
-    torch_pack,
-    torch_qsgd,
-    torch_terngrad,
-    torch_topk,
-    torch_unpack,
-)
+from . import baselines as bl
 
 __all__ = ["KERNELS", "Case", "Fn", "Kernel", "available_kernels"]
 
@@ -127,20 +109,20 @@ def _compressor(name: str, **kwargs: Any) -> Any:
 
 
 def _make_pack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
-    codes = random_codes(n, bits, rng)
+    codes = bl.random_codes(n, bits, rng)
     tcodes = torch.from_numpy(codes) if torch is not None and 8 % bits == 0 else None
     kernel: Fn = lambda: packing.pack_bits(codes, bits)
-    numpy_fn: Fn = lambda: np_pack(codes, bits)
-    torch_fn = None if tcodes is None else (lambda: torch_pack(torch, tcodes, bits))
+    numpy_fn: Fn = lambda: bl.np_pack(codes, bits)
+    torch_fn = None if tcodes is None else (lambda: bl.torch_pack(torch, tcodes, bits))
     return Case(kernel, codes, numpy_fn, torch_fn, _verify_outputs(kernel, numpy_fn, torch_fn))
 
 
 def _make_unpack(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
-    packed = packing.pack_bits(random_codes(n, bits, rng), bits)
+    packed = packing.pack_bits(bl.random_codes(n, bits, rng), bits)
     tpacked = torch.from_numpy(packed) if torch is not None and 8 % bits == 0 else None
     kernel: Fn = lambda: packing.unpack_bits(packed, bits, n)
-    numpy_fn: Fn = lambda: np_unpack(packed, bits, n)
-    torch_fn = None if tpacked is None else (lambda: torch_unpack(torch, tpacked, bits, n))
+    numpy_fn: Fn = lambda: bl.np_unpack(packed, bits, n)
+    torch_fn = None if tpacked is None else (lambda: bl.torch_unpack(torch, tpacked, bits, n))
     return Case(
         kernel,
         np.empty(n, np.uint8),
@@ -156,11 +138,11 @@ def _make_laq_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) 
     g = _gradient(n, rng)
     prev = (g + 0.1 * _gradient(n, rng)).astype(np.float32)
     kernel: Fn = lambda: laqcore.laq_quantize(g, prev, bits)
-    numpy_fn: Fn = lambda: np_laq(g, prev, bits)
+    numpy_fn: Fn = lambda: bl.np_laq(g, prev, bits)
     torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0:
         tg, tp = torch.from_numpy(g), torch.from_numpy(prev)
-        torch_fn = lambda: torch_laq(torch, tg, tp, bits)
+        torch_fn = lambda: bl.torch_laq(torch, tg, tp, bits)
 
     def verify() -> None:
         p = kernel()
@@ -220,7 +202,7 @@ def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any
     kernel: Fn = lambda: laqcore.laq_accumulate(agg, payload)
 
     def numpy_fn() -> None:
-        agg_np.__iadd__(lut[np_unpack(payload.packed, bits, n)])
+        agg_np.__iadd__(lut[bl.np_unpack(payload.packed, bits, n)])
 
     targets: list[tuple[Fn, npt.NDArray[np.float32]]] = [(kernel, agg), (numpy_fn, agg_np)]
     torch_fn: Fn | None = None
@@ -230,7 +212,7 @@ def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any
         lut_t = torch.from_numpy(lut)
 
         def _torch_job() -> None:  # table lookup with an int64 index, as torch requires
-            agg_t.add_(lut_t[torch_unpack(torch, packed_t, bits, n).long()])
+            agg_t.add_(lut_t[bl.torch_unpack(torch, packed_t, bits, n).long()])
 
         torch_fn = _torch_job
         targets.append((_torch_job, agg_t.numpy()))
@@ -247,16 +229,16 @@ def _make_laq_accumulate(n: int, bits: int, rng: np.random.Generator, torch: Any
 
 def _make_qsgd(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
-    levels = qsgd_levels(bits)
-    bucket = min(QSGD_BUCKET, n)
+    levels = bl.qsgd_levels(bits)
+    bucket = min(bl.QSGD_BUCKET, n)
     comp = _compressor("qsgd", levels=levels, bucket_size=bucket, norm="l2", seed=0)
     kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
-    numpy_fn: Fn = lambda: np_qsgd(x, levels, bucket, bits, np_rng)
+    numpy_fn: Fn = lambda: bl.np_qsgd(x, levels, bucket, bits, np_rng)
     torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0 and n % bucket == 0:
         tx = torch.from_numpy(x)
-        torch_fn = lambda: torch_qsgd(torch, tx, levels, bucket, bits)
+        torch_fn = lambda: bl.torch_qsgd(torch, tx, levels, bucket, bits)
 
     def verify() -> None:  # stochastic: same scales and sizes, not the same draws
         p = kernel()
@@ -271,14 +253,14 @@ def _make_qsgd(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
 
 def _make_terngrad(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
-    comp = _compressor("terngrad", clip_factor=TERNGRAD_CLIP, seed=0)
+    comp = _compressor("terngrad", clip_factor=bl.TERNGRAD_CLIP, seed=0)
     kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
-    numpy_fn: Fn = lambda: np_terngrad(x, np_rng)
+    numpy_fn: Fn = lambda: bl.np_terngrad(x, np_rng)
     torch_fn: Fn | None = None
     if torch is not None:
         tx = torch.from_numpy(x)
-        torch_fn = lambda: torch_terngrad(torch, tx)
+        torch_fn = lambda: bl.torch_terngrad(torch, tx)
 
     def verify() -> None:
         p = kernel()
@@ -306,7 +288,7 @@ def _make_sign(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
 
         def _torch_job() -> Any:  # EF-sign as in GRACE: mean |x| and the sign bits
             scale = tx.abs().sum(dtype=torch.float64) / n
-            return scale, torch_pack(torch, (tx < 0).to(torch.uint8), 1)
+            return scale, bl.torch_pack(torch, (tx < 0).to(torch.uint8), 1)
 
         torch_fn = _torch_job
 
@@ -323,12 +305,12 @@ def _make_sign(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
 
 def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
-    k = max(1, int(n * TOPK_RATIO))
+    k = max(1, int(n * bl.TOPK_RATIO))
     comp = _compressor("topk", k=k)
     kernel: Fn = lambda: comp.compress(x)
 
     def numpy_fn() -> Any:
-        idx = np_topk(x, k)
+        idx = bl.np_topk(x, k)
         return idx, x[idx]
 
     torch_fn: Fn | None = None
@@ -336,7 +318,7 @@ def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
         tx = torch.from_numpy(x)
 
         def _torch_job() -> Any:
-            idx = torch_topk(torch, tx, k)
+            idx = bl.torch_topk(torch, tx, k)
             return idx, tx[idx]
 
         torch_fn = _torch_job
@@ -353,35 +335,35 @@ def _make_topk(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
 
 def _make_sparse_quant(n: int, bits: int, rng: np.random.Generator, torch: Any) -> Case:
     x = _gradient(n, rng)
-    k = max(1, int(n * TOPK_RATIO))
-    levels = qsgd_levels(bits)
+    k = max(1, int(n * bl.TOPK_RATIO))
+    levels = bl.qsgd_levels(bits)
     comp = _compressor("sparse_quant", k=k, bits=bits, selection="topk", seed=0)
     kernel: Fn = lambda: comp.compress(x, step=0)
     np_rng = np.random.default_rng(0)
 
     def numpy_fn() -> Any:
-        idx = np_topk(x, k)
+        idx = bl.np_topk(x, k)
         vals = x[idx]
         scale = np.abs(vals).max()
         r = np.abs(vals) / scale * np.float32(levels)
         low = np.floor(r)
         level = np.minimum(low + (np_rng.random(k, dtype=np.float32) < r - low), levels)
         codes = (2 * level + ((vals < 0) & (level > 0))).astype(np.uint8)
-        return idx, scale, np_pack(codes, bits)
+        return idx, scale, bl.np_pack(codes, bits)
 
     torch_fn: Fn | None = None
     if torch is not None and 8 % bits == 0:
         tx = torch.from_numpy(x)
 
         def _torch_job() -> Any:
-            idx = torch_topk(torch, tx, k)
+            idx = bl.torch_topk(torch, tx, k)
             vals = tx[idx]
             scale = vals.abs().max()
             r = vals.abs() / scale * levels
             low = r.floor()
             level = (low + (torch.rand(k) < r - low).float()).clamp_(max=levels)
             codes = (2 * level + ((vals < 0) & (level > 0)).float()).to(torch.uint8)
-            return idx, scale, torch_pack(torch, codes, bits)
+            return idx, scale, bl.torch_pack(torch, codes, bits)
 
         torch_fn = _torch_job
 

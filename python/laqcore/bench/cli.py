@@ -151,16 +151,10 @@ def run_cli(args: argparse.Namespace) -> int:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(report, f, indent=1)
         return 0
+    same = ("kernels", "sizes", "bits", "threads", "repeats", "min_time", "quick", "seed")
     report = run(
-        kernels=args.kernels,
-        sizes=args.sizes,
-        bits=args.bits,
-        threads=args.threads,
-        repeats=args.repeats,
-        min_time=args.min_time,
-        quick=args.quick,
+        **{name: getattr(args, name) for name in same},
         use_torch=not args.no_torch,
-        seed=args.seed,
         log=lambda line: print(line, flush=True),
     )
     m = report["machine"]

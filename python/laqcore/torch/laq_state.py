@@ -67,23 +67,25 @@ class LAQState(HookState):
     ----------
     process_group : ProcessGroup, optional
         Group to communicate in (the default group if ``None``).
-    bits : int, default 8
+    bits : int, default 4
         Bits per coordinate of the innovation, 1..8.
-    block_size : int or None, default None
-        Coordinates per quantization radius (``None``: one radius for the whole gradient).
+    block_size : int or None, default 256
+        Coordinates per quantization radius, a multiple of 8 (``None``: one radius for the
+        whole gradient, the paper's quantizer).
     D : int, default 10
         Number of recent averaged gradients on the right-hand side.
     ck : float, default 0.8
         Weights ``xi_d = ck / D`` (``ck / k`` while ``k <= D``).
-    error_weight : float, default 3.0
-        Weight of the quantization-error term (the paper's 3).
+    error_weight : float, default 1.0
+        Weight of the quantization-error term (the paper: 3, which at 2-4 bits makes the
+        threshold exceed most innovations on deep nets).
     noise_weight : float, default 0.0
         Weight of the minibatch-noise estimate (0: the paper's deterministic rule).
     noise_decay : float, default 0.9
         Decay of the noise estimate's moving average.
-    max_stale : int, default 100
-        Force an upload after this many consecutive skips (the paper's t_bar).
-    safeguard_patience : int, default 10
+    max_stale : int, default 10
+        Force an upload after this many consecutive skips (the paper's t_bar: 100).
+    safeguard_patience : int, default 5
         Skips after which this rank watches its gradient norm.
     safeguard_growth : float, default 4.0
         Growth of ``||g||^2`` during such a streak that forces an upload
@@ -116,15 +118,15 @@ class LAQState(HookState):
         self,
         process_group: Any = None,
         *,
-        bits: int = 8,
-        block_size: int | None = None,
+        bits: int = 4,
+        block_size: int | None = 256,
         D: int = 10,
         ck: float = 0.8,
-        error_weight: float = 3.0,
+        error_weight: float = 1.0,
         noise_weight: float = 0.0,
         noise_decay: float = 0.9,
-        max_stale: int = 100,
-        safeguard_patience: int = 10,
+        max_stale: int = 10,
+        safeguard_patience: int = 5,
         safeguard_growth: float = 4.0,
         warmup_steps: int = 10,
         nonfinite: str = "propagate",

@@ -1,0 +1,149 @@
+"""Hook state without peers: checkpoint validation (issue 14.14, 14.17), bucket checks.
+
+A one-rank gloo group in this process runs the real hook on a tiny model, so a valid
+``state_dict`` exists to corrupt; the corruptions must raise in ``load_state_dict`` itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+from laqcore.torch import LAQState, QSGDState, laq_hook  # noqa: E402
+from laqcore.torch._layout import BucketLayout, Parked  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def group() -> Iterator[None]:
+    if dist.is_initialized():  # pragma: no cover - another module left one
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def trained(group: None) -> dict[str, Any]:
+    return _trained_state()
+
+
+def _trained_state(steps: int = 6) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    ddp = DDP(model)
+    state = LAQState(warmup_steps=2, bits=4, block_size=8)
+    ddp.register_comm_hook(state, laq_hook)
+    x = torch.randn(8, 5)
+    for _ in range(steps):
+        ddp.zero_grad()
+        ddp(x).square().sum().backward()
+    sd = state.state_dict()
+    assert sd["uploader"] is not None  # the compressed path ran
+    return sd
+
+
+def _corrupt(sd: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    bad = copy.deepcopy(sd)
+    node = bad
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return bad
+
+
+def test_a_valid_checkpoint_loads(trained: dict[str, Any]) -> None:
+    sd = copy.deepcopy(trained)
+    fresh = LAQState(warmup_steps=2, bits=4, block_size=8)
+    fresh.load_state_dict(sd)
+    assert fresh.iteration == sd["iteration"]
+    np.testing.assert_array_equal(fresh.q_prev, sd["uploader"]["q_prev"])
+    np.testing.assert_array_equal(fresh.aggregate, sd["server"]["aggregate"])
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (("uploader", "q_prev"), "nan", "NaN"),
+        (("uploader", "q_prev"), "short", "q_prev"),
+        (("server", "aggregate"), "nan", "NaN"),
+        (("iteration",), -1, "iteration"),
+        (("clock_missing",), None, None),
+        (("uploader",), KeyError, "uploader"),
+        (("rule", "noise"), float("nan"), "noise"),
+        (("world_size",), 2, "rank 0 of 2"),
+        (("rank",), 1, "rank 1"),
+        (("counters", "uploads"), -3, "uploads"),
+    ],
+)
+def test_a_corrupt_checkpoint_raises_where_it_is_loaded(
+    trained: dict[str, Any], path: tuple[Any, ...], value: Any, match: str | None
+) -> None:
+    sd = copy.deepcopy(trained)
+    if path == ("clock_missing",):  # a missing key inside the uploader's own state
+        path, value, match = ("uploader", "clock"), KeyError, "clock"
+    if value in ("nan", "short"):
+        vec = sd[path[0]][path[1]].copy()
+        if value == "nan":
+            vec[1] = np.nan
+        else:
+            vec = vec[:-1]
+        value = vec
+    state = LAQState(warmup_steps=2, bits=4, block_size=8)
+    with pytest.raises((ValueError, TypeError), match=match):
+        state.load_state_dict(_corrupt(sd, path, value))
+    assert state.uploader is None and state.iteration == 0  # nothing changed
+
+
+def test_checkpoint_of_another_hook_or_configuration_is_refused(
+    trained: dict[str, Any],
+) -> None:
+    sd = trained
+    with pytest.raises(ValueError, match="lacks"):
+        QSGDState().load_state_dict({"iteration": 1})
+    with pytest.raises(ValueError, match="block_size"):
+        LAQState(warmup_steps=2, bits=4, block_size=16).load_state_dict(sd)
+
+
+def _parked(params: list[Any], numels: list[int] | None = None) -> Parked:
+    n = sum(int(p.numel()) for p in params)
+    return Parked(torch.zeros(n), params, torch.futures.Future())
+
+
+def test_layout_gathers_in_the_first_order_and_refuses_new_parameters() -> None:
+    a, b, c = (torch.nn.Parameter(torch.zeros(k)) for k in (3, 2, 4))
+    lay = BucketLayout()
+    first = [_parked([a, b]), _parked([c])]
+    lay.learn(first)
+    # DDP's rebuild: other buckets, other order. The flat vector keeps the first order.
+    rebuilt = [_parked([c, a]), _parked([b])]
+    rebuilt[0].buffer.copy_(torch.tensor([4.0, 4, 4, 4, 1, 1, 1]))
+    rebuilt[1].buffer.copy_(torch.tensor([2.0, 2]))
+    lay.learn(rebuilt)
+    flat = lay.gather(rebuilt)
+    np.testing.assert_array_equal(flat.numpy(), [1, 1, 1, 2, 2, 4, 4, 4, 4])
+    lay.scatter(rebuilt, torch.arange(9.0))
+    np.testing.assert_array_equal(rebuilt[0].buffer.numpy(), [5, 6, 7, 8, 0, 1, 2])
+    np.testing.assert_array_equal(rebuilt[1].buffer.numpy(), [3, 4])
+    d = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="not among the parameters of the first iteration"):
+        lay.learn([_parked([a, b]), _parked([d])])
+    with pytest.raises(ValueError, match="lack parameter #2"):
+        lay.learn([_parked([a, b])])
+
+
+def test_layout_refuses_complex_and_integer_gradients() -> None:
+    z = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match=r"parameter #0 \(shape \[3\].*complex"):
+        BucketLayout().learn([Parked(torch.zeros(6), [z], torch.futures.Future())])
