@@ -90,8 +90,8 @@ class LazyUploader:
         ``adaptive_bits * rhs`` (the rule's iterate-difference term); 8 if none is. ``bits``
         is then unused; each frame carries its b. ``None`` (default): always ``bits``.
 
-    Attributes (read them; only the methods change them)
-    ---------------------------------------------------
+    Attributes
+    ----------
     q_prev : float32 array
         The last quantized gradient uploaded (the server's copy of this worker's gradient).
     err_hat_sq : float
@@ -101,9 +101,11 @@ class LazyUploader:
     uploads : int
         Uploads so far; 0 means the next :meth:`decide` is forced (see the module docstring).
 
-    Per iteration
-    -------------
-    ``payload = u.propose(grad)`` quantizes ``grad - q_prev`` (no state change);
+    The attributes are read-only by convention: only the methods change them.
+
+    Notes
+    -----
+    Per iteration: ``payload = u.propose(grad)`` quantizes ``grad - q_prev`` (no state change);
     ``u.decide(payload, rhs)`` applies the rule, where ``rhs`` is the first term of the test,
     ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2`` (e.g.
     :meth:`LazyAggregate.rhs`); then exactly one of ``u.commit(payload)`` (uploaded:
