@@ -18,6 +18,9 @@ CXX=${CXX:-c++}
 
 cmake --preset asan -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
 cmake --build --preset asan
+# The C++ unit tests of the kernels' header API (cpp/tests), built by the same preset, run
+# first: a sanitizer report there points at a kernel without Python in the way.
+ctest --preset asan
 
 stage=build/preset-asan/stage
 rm -rf "$stage"
