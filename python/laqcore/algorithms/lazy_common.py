@@ -7,7 +7,8 @@
 * :class:`InnovationWorker`: the LAQ worker, a :class:`~laqcore.lazy_state.LazyUploader`
   (innovation quantizer + upload test + clock) behind the worker interface.
 * :class:`InnovationAlgorithm`: an algorithm made of those two (LAQ, QGD, SLAQ, random
-  selection, all in :mod:`.laq`), which differ only in when the worker uploads.
+  selection, all in :mod:`laqcore.algorithms.laq`), which differ only in when the worker
+  uploads.
 """
 
 from __future__ import annotations
