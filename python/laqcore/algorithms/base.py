@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
+from .._typing import F64
 from .._validate import check_block_size
 from ..compressors import get_compressor
 from ..compressors.base import Compressor
@@ -58,9 +58,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import F64
 from ..laq import LAQPayload
 from ..lazy import IterateHistory, UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
@@ -39,9 +40,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 class LazyServer(Server):
