@@ -24,21 +24,21 @@ reports a bad one with the accepted names.
 from __future__ import annotations
 
 import inspect
-import numbers
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import _core
 from .._typing import FloatVector
-from .._validate import registry_key
+from .._validate import check_bool, check_step, check_uint64, registry_key
 from ..wire import Payload, body_array, expect_body_size
 
 __all__ = [
     "Compressor",
+    "PayloadCompressor",
     "SeededCompressor",
     "available_compressors",
     "get_compressor",
@@ -48,7 +48,6 @@ __all__ = [
 P = TypeVar("P", bound=Payload)
 SP = TypeVar("SP", bound="ScaledCodesPayload")
 
-_UINT64_MAX = 2**64 - 1
 #: Offset added to ``stream`` for a compressor's second independent random draw.
 SECOND_DRAW = 2**62
 
@@ -88,23 +87,7 @@ class Compressor(Protocol):
     def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> Payload: ...
 
 
-# -- argument checks shared by the compressors -----------------------------------------
-def check_uint(value: Any, name: str, *, maximum: int = _UINT64_MAX, minimum: int = 0) -> int:
-    """Return ``value`` as an int in ``[minimum, maximum]``; TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if not minimum <= v <= maximum:
-        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {v}")
-    return v
-
-
-def check_step(step: Any) -> None:
-    """Deterministic compressors ignore ``step`` but still reject a malformed one."""
-    if step is not None:
-        check_uint(step, "step")
-
-
+# -- checks of payloads and frames shared by the compressors ----------------------------
 def check_payload(payload: Any, cls: type[P], who: str) -> P:
     """Return ``payload`` if it is a ``cls``; else TypeError naming what was given."""
     if not isinstance(payload, cls):
@@ -165,7 +148,31 @@ class ScaledCodesPayload(Payload):
         return cls(n, float(scale), body_array(body, 0, nbytes, np.uint8, "packed codes"))
 
 
-class SeededCompressor:
+class PayloadCompressor(Generic[P]):
+    """What the built-in compressors share: the one payload class each makes and accepts
+    (``payload_type``), :meth:`from_bytes`, the payload check of ``decompress``, and a
+    ``__repr__`` that shows the constructor arguments named in ``REPR_FIELDS``."""
+
+    name: str
+    payload_type: type[P]
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> P:
+        """Decode a frame of this compressor's payload kind (see :class:`Compressor`)."""
+        return self.payload_type.from_bytes(buf, expected_n=expected_n)
+
+    def _own(self, payload: Any) -> P:
+        """``payload`` if it is this compressor's payload type, else ``TypeError``."""
+        return check_payload(payload, self.payload_type, type(self).__name__)
+
+    def _repr_args(self) -> list[str]:
+        return [f"{f}={getattr(self, f)!r}" for f in self.REPR_FIELDS]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._repr_args())})"
+
+
+class SeededCompressor(PayloadCompressor[P]):
     """Base of the stochastic compressors: holds ``seed``/``stream`` and the call counter.
 
     Parameters
@@ -177,14 +184,15 @@ class SeededCompressor:
     """
 
     def __init__(self, *, seed: int = 0, stream: int = 0) -> None:
-        self.seed = check_uint(seed, "seed")
-        self.stream = check_uint(stream, "stream", maximum=SECOND_DRAW - 1)
+        self.seed = check_uint64(seed, "seed")
+        self.stream = check_uint64(stream, "stream", maximum=SECOND_DRAW - 1)
         self._calls = 0
 
     def _step(self, step: int | None) -> int:
         """The step of this call: ``step``, or the call counter when it is None. The counter
         advances only in :meth:`_done`, so a call that raises does not consume a step."""
-        return self._calls if step is None else check_uint(step, "step")
+        checked = check_step(step)
+        return self._calls if checked is None else checked
 
     def _done(self, step: int | None) -> None:
         if step is None:
@@ -304,8 +312,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
             raise TypeError(
                 f"compressor {key!r}: {err}; accepted parameters: {', '.join(accepted)}"
             ) from None
-    if not isinstance(entropy, bool):
-        raise TypeError(f"entropy must be True or False, got {entropy!r}")
+    check_bool(entropy, "entropy")
     if entropy:
         from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
 
