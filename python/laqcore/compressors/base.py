@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import struct
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -206,6 +207,8 @@ class SeededCompressor(PayloadCompressor[P]):
 # -- registry ----------------------------------------------------------------------------
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 _ALIASES: dict[str, str] = {}
+#: Aliases kept for old scripts: they still resolve, with a DeprecationWarning.
+_DEPRECATED: set[str] = set()
 
 
 _normalise = registry_key
@@ -216,12 +219,15 @@ def register_compressor(
     factory: Callable[..., Compressor],
     *,
     aliases: Iterable[str] = (),
+    deprecated_aliases: Iterable[str] = (),
     replace: bool = False,
 ) -> None:
     """Register ``factory`` (called with keyword arguments) under ``name`` and ``aliases``.
 
-    Names are case-insensitive and ``-`` equals ``_``. Registering a taken name raises
-    ``ValueError`` unless ``replace=True``.
+    Names are case-insensitive and ``-`` equals ``_`` (:func:`laqcore._validate.registry_key`,
+    the rule algorithm names follow too). ``deprecated_aliases`` resolve to ``name`` as well,
+    but :func:`get_compressor` warns (``DeprecationWarning``) that ``name`` is the one name.
+    Registering a taken name raises ``ValueError`` unless ``replace=True``.
 
     Examples
     --------
@@ -236,7 +242,8 @@ def register_compressor(
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {factory!r}")
     key = _normalise(name)
-    alias_keys = [_normalise(a) for a in aliases]
+    deprecated_keys = [_normalise(a) for a in deprecated_aliases]
+    alias_keys = [_normalise(a) for a in aliases] + deprecated_keys
     if not replace:
         for k in [key, *alias_keys]:
             if k in _FACTORIES or k in _ALIASES:
@@ -245,6 +252,8 @@ def register_compressor(
     _ALIASES.pop(key, None)
     for a in alias_keys:
         _ALIASES[a] = key
+    _DEPRECATED.difference_update([key, *alias_keys])
+    _DEPRECATED.update(deprecated_keys)
 
 
 def available_compressors() -> list[str]:
@@ -265,7 +274,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     Parameters
     ----------
     name : str
-        One of :func:`available_compressors` or an alias (``"top-k"``, ``"identity"``, ...).
+        One of :func:`available_compressors` or an alias (``"top-k"``, ``"scaled-sign"``, ...).
     entropy : bool, default False
         Entropy-code the payloads' codes (:class:`laqcore.entropy.EntropyCodedCompressor`;
         LAQ, QSGD, TernGrad and sign only): same decoded values, fewer bytes.
@@ -290,6 +299,12 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     if not isinstance(name, str):
         raise TypeError(f"compressor name must be a string, got {name!r}")
     key = _normalise(name)
+    if key in _DEPRECATED:
+        warnings.warn(
+            f"compressor name {name!r} is deprecated; use {_ALIASES[key]!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     key = _ALIASES.get(key, key)
     if key not in _FACTORIES:
         raise ValueError(
