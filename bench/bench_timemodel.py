@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,23 +34,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_distributed import SUBNET, Netns, _parse_rate, _sh  # noqa: E402
+from bench_distributed import SUBNET, Netns, _parse_rate, launch_ranks  # noqa: E402
 
 
 class TightNetns(Netns):
     """bench_distributed's namespaces with a small token bucket (the rate binds at once)."""
 
-    def _shape(self, dev: str, prefix: str = "") -> None:
-        if self.delay_ms > 0:
-            _sh(f"{prefix}tc qdisc add dev {dev} root handle 1: netem delay {self.delay_ms}ms")
-            parent = "parent 1:1 handle 10:"
-        else:
-            parent = "root"
-        burst = max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5))
-        _sh(
-            f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
-            "latency 400ms"
-        )
+    def _bucket(self) -> tuple[int, str]:
+        return max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5)), "400ms"
 
 
 def write_libsvm(path: str, n: int, d: int, classes: int = 10, seed: int = 0) -> None:
@@ -97,10 +87,8 @@ def measure(
     n: int, algorithm: str, args: argparse.Namespace, net: Netns, problem: dict[str, Any]
 ) -> dict[str, Any]:
     port = 29500 + (os.getpid() * 7 + n * 131 + len(algorithm)) % 20000
-    tmp = tempfile.mkdtemp(prefix="lqtm")
-    procs = []
-    for r in range(n):
-        cfg = {
+    configs = [
+        {
             "rank": r,
             "world": n,
             "algorithm": algorithm,
@@ -109,31 +97,9 @@ def measure(
             "port": port,
             "master": f"{SUBNET}.1",
         }
-        path = os.path.join(tmp, f"cfg{r}.json")
-        with open(path, "w") as fh:
-            json.dump(cfg, fh)
-        env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME=net.iface(r))
-        cmd = [
-            "ip",
-            "netns",
-            "exec",
-            net.ns(r),
-            sys.executable,
-            os.path.abspath(__file__),
-            "--rank-config",
-            path,
-        ]
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outs = []
-    for p in procs:
-        so, se = p.communicate(timeout=args.run_timeout)
-        if p.returncode != 0:
-            raise RuntimeError(f"rank failed ({algorithm}, n={n}):\n{se[-3000:]}")
-        outs.append(json.loads(so.strip().splitlines()[-1]))
+        for r in range(n)
+    ]
+    outs = launch_ranks(__file__, configs, net, args.run_timeout, f"{algorithm}, n={n}")
     return {"time_s": max(o["wall_time"] for o in outs), "wire": outs[0]["wire"]}
 
 
