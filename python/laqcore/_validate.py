@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._typing import FloatVector
+
 __all__ = [
     "as_code_vector",
     "as_float_or_double_vector",
@@ -32,8 +34,6 @@ __all__ = [
     "check_real",
     "registry_key",
 ]
-
-FloatVector = npt.NDArray[np.float32]
 
 
 def _describe(x: Any) -> str:

@@ -31,9 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from . import _core
+from ._typing import FloatVector
 from ._validate import (
     as_float_vector,
     as_out_vector,
@@ -59,9 +59,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-FloatVector = npt.NDArray[np.float32]
 
 
 def _check_payload(payload: Any) -> LAQPayload:

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import registry_key
 from ..wire import Payload, body_array, expect_body_size
 
@@ -44,7 +45,6 @@ __all__ = [
     "register_compressor",
 ]
 
-FloatVector = npt.NDArray[np.float32]
 P = TypeVar("P", bound=Payload)
 SP = TypeVar("SP", bound="ScaledCodesPayload")
 

@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, check_n, check_payload, check_step, readonly
+from .base import check_n, check_payload, check_step, readonly
 
 __all__ = ["DensePayload", "IdentityCompressor"]
 

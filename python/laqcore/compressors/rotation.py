@@ -29,9 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind
-from .base import FloatVector, SeededCompressor, check_n, check_payload, check_uint, readonly
+from .base import SeededCompressor, check_n, check_payload, check_uint, readonly
 from .qsgd import check_levels, check_norm, parse_scaled_codes, qsgd_code_bits
 
 __all__ = ["RotationCompressor", "RotationPayload", "rotation_padded_size"]

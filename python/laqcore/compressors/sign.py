@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind
-from .base import FloatVector, ScaledCodesPayload, check_payload, check_step
+from .base import ScaledCodesPayload, check_payload, check_step
 
 __all__ = ["SignCompressor", "SignPayload"]
 

@@ -31,10 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
 from .base import (
-    FloatVector,
     SeededCompressor,
     check_n,
     check_payload,

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector, check_real
 from ..wire import Payload, PayloadKind
 from .base import (
-    FloatVector,
     ScaledCodesPayload,
     SeededCompressor,
     check_payload,

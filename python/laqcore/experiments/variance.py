@@ -32,9 +32,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import FloatVector
+
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
 
-F32 = npt.NDArray[np.float32]
 SOURCES = ("gaussian", "student_t3", "lognormal", "softmax", "mlp")
 BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -63,7 +64,7 @@ def settings() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[F32]:
+def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[FloatVector]:
     """The sequence of vectors of one source (see the module docstring)."""
     rng = np.random.default_rng(seed)
     if name in ("softmax", "mlp"):
@@ -88,7 +89,9 @@ def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[F32]:
     return [(base + 0.1 * sigma * rng.standard_normal(n)).astype(np.float32) for _ in range(steps)]
 
 
-def _laq_innovations(vectors: list[F32], bits: int, entropy: bool) -> Iterator[tuple[F32, int]]:
+def _laq_innovations(
+    vectors: list[FloatVector], bits: int, entropy: bool
+) -> Iterator[tuple[FloatVector, int]]:
     """(reconstruction q_t, frame bytes) of a LAQ worker uploading every x_t's innovation."""
     from ..entropy import entropy_encode
     from ..laq import InnovationQuantizer
@@ -101,7 +104,7 @@ def _laq_innovations(vectors: list[F32], bits: int, entropy: bool) -> Iterator[t
 
 
 def measure(
-    vectors: list[F32], family: str, name: str, kwargs: dict[str, Any], entropy: bool
+    vectors: list[FloatVector], family: str, name: str, kwargs: dict[str, Any], entropy: bool
 ) -> dict[str, Any]:
     """One setting on one sequence: bits per coordinate, normalised MSE, time."""
     from .. import get_compressor, num_threads

@@ -22,8 +22,8 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
+from .._typing import F64
 from .objectives import SoftmaxModel
 
 if TYPE_CHECKING:
@@ -34,9 +34,6 @@ __all__ = ["BatchedOracle", "supports_batched"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 def supports_batched(problem: Problem) -> bool:

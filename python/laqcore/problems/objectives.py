@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import F64
+
 __all__ = [
     "MODELS",
     "LeastSquaresModel",
@@ -41,9 +43,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 def add_bias(X: F64) -> F64:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import F64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset
 from .objectives import MODELS, LocalObjective, Model, add_bias
@@ -24,9 +25,6 @@ __all__ = ["Problem", "make_problem"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 class Problem:
