@@ -299,8 +299,9 @@ def run_engine(
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
             ckpt.save(k, loss0, server, workers, recorder, counters, transport)
 
-    clock["mark"], clock["comm_at_mark"] = time.perf_counter(), clock["exchange_s"]
-    clock["comm_at_mark"] += clock["monitor_s"]
+    # Only the loop's collectives count (not the starting loss's all-reduce, which also
+    # waits for the slowest rank's setup).
+    clock.update(exchange_s=0.0, monitor_s=0.0, mark=time.perf_counter(), comm_at_mark=0.0)
     outcome = run_rounds(
         server,
         workers,
