@@ -17,8 +17,6 @@ the result.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 import laqcore
 from laqcore import _core
+from laqcore.bench.timing import SHARED_MACHINE, emit_report, machine_info
 from laqcore.entropy import entropy_encode
 
 
@@ -92,21 +91,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     result = {
-        "machine": {
-            "build": laqcore.build_info(),
-            "load_average": list(os.getloadavg()),
-            "note": "shared 2-core machine, loaded by other jobs: use the same-run ratios",
-        },
+        "machine": machine_info(None, SHARED_MACHINE),
         "speed": speed(args.n, args.repeat),
         "digits": digits(),
         "example_frame": repr(
             entropy_encode(laqcore.laq_quantize(np.ones(8, np.float32), None, 4))
         ),
     }
-    text = json.dumps(result, indent=1, default=str)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_distributed import SUBNET, Netns, _parse_rate, _sh  # noqa: E402
+from bench_distributed import SUBNET, Netns, _parse_rate, _sh, launch_ranks  # noqa: E402
 
 
 class TightNetns(Netns):
@@ -135,10 +134,8 @@ def measure(
     n: int, algorithm: str, args: argparse.Namespace, net: Netns, problem: dict[str, Any]
 ) -> dict[str, Any]:
     port = 29500 + (os.getpid() * 7 + n * 131 + len(algorithm)) % 20000
-    tmp = tempfile.mkdtemp(prefix="lqtm")
-    procs = []
-    for r in range(n):
-        cfg = {
+    configs = [
+        {
             "rank": r,
             "world": n,
             "algorithm": algorithm,
@@ -148,31 +145,9 @@ def measure(
             "port": port,
             "master": f"{SUBNET}.1",
         }
-        path = os.path.join(tmp, f"cfg{r}.json")
-        with open(path, "w") as fh:
-            json.dump(cfg, fh)
-        env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME=net.iface(r))
-        cmd = [
-            "ip",
-            "netns",
-            "exec",
-            net.ns(r),
-            sys.executable,
-            os.path.abspath(__file__),
-            "--rank-config",
-            path,
-        ]
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outs = []
-    for p in procs:
-        so, se = p.communicate(timeout=args.run_timeout)
-        if p.returncode != 0:
-            raise RuntimeError(f"rank failed ({algorithm}, n={n}):\n{se[-3000:]}")
-        outs.append(json.loads(so.strip().splitlines()[-1]))
+        for r in range(n)
+    ]
+    outs = launch_ranks(__file__, configs, net, args.run_timeout, f"{algorithm}, n={n}")
     calib = {k: max(o["calib"][k] for o in outs) for k in outs[0]["calib"]}
     return {
         "time_s": max(o["wall_time"] for o in outs),

@@ -41,6 +41,7 @@ from ._validate import (
     check_block_size,
     check_positive_int,
     check_real,
+    check_step,
 )
 from .laq_payload import LAQBlockPayload, LAQPayload
 from .wire import Payload
@@ -236,8 +237,7 @@ class LAQCompressor:
 
     def compress(self, x: Any, *, step: int | None = None) -> LAQPayload:
         """Quantize ``x`` (innovation against zero)."""
-        if step is not None:
-            check_positive_int(step, "step", minimum=0)
+        check_step(step)
         return laq_quantize(x, None, self.bits)
 
     def decompress(self, payload: Payload) -> FloatVector:

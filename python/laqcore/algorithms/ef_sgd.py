@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._typing import F64
 from ..error_feedback import ErrorFeedback
 from ..wire import Payload
-from .base import CodecSpec, CompressedGradient, Message, Server, SumServer, Worker, WorkerSite
+from .base import (
+    CodecSpec,
+    CompressedGradient,
+    CompressedWorker,
+    Message,
+    Server,
+    SumServer,
+    Worker,
+    WorkerSite,
+)
 from .compressed import STOCHASTIC_DEFAULTS
 
 if TYPE_CHECKING:
@@ -29,16 +38,12 @@ def __dir__() -> list[str]:
     return __all__
 
 
-class EFWorker(Worker):
-    def __init__(
-        self,
-        site: WorkerSite,
-        compressor: Compressor,
-        stochastic: bool,
-    ) -> None:
-        super().__init__(site)
+class EFWorker(CompressedWorker):
+    """Compresses ``alpha * g`` plus its memory through :class:`laqcore.ErrorFeedback`."""
+
+    def __init__(self, site: WorkerSite, compressor: Compressor, stochastic: bool) -> None:
+        super().__init__(site, compressor, stochastic)
         self.ef = ErrorFeedback(compressor)
-        self.stochastic = stochastic
 
     def step(self, msg: Message) -> Payload | None:
         g = self.gradient(msg.theta, self.stochastic)
