@@ -73,14 +73,18 @@ class Netns:
             parent = "parent 1:1 handle 10:"
         else:
             parent = "root"
-        # Token bucket: the burst must hold at least one timer tick of traffic at this rate
-        # (rate/250 bytes for HZ=250); a generous queue (latency) avoids drops and the TCP
-        # retransmission stalls they cause, which would not be about the methods compared.
-        burst = max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2)
+        burst, latency = self._bucket()
         _sh(
             f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
-            "latency 200ms"
+            f"latency {latency}"
         )
+
+    def _bucket(self) -> tuple[int, str]:
+        """The token bucket's burst (bytes) and queue latency. The burst must hold at least
+        one timer tick of traffic at this rate (rate/250 bytes for HZ=250); a generous queue
+        (latency) avoids drops and the TCP retransmission stalls they cause, which would not
+        be about the methods compared."""
+        return max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2), "200ms"
 
     def __enter__(self) -> Netns:
         _sh(f"ip link add {self.bridge} type bridge")

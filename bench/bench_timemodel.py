@@ -34,23 +34,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_distributed import SUBNET, Netns, _parse_rate, _sh, launch_ranks  # noqa: E402
+from bench_distributed import SUBNET, Netns, _parse_rate, launch_ranks  # noqa: E402
 
 
 class TightNetns(Netns):
     """bench_distributed's namespaces with a small token bucket (the rate binds at once)."""
 
-    def _shape(self, dev: str, prefix: str = "") -> None:
-        if self.delay_ms > 0:
-            _sh(f"{prefix}tc qdisc add dev {dev} root handle 1: netem delay {self.delay_ms}ms")
-            parent = "parent 1:1 handle 10:"
-        else:
-            parent = "root"
-        burst = max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5))
-        _sh(
-            f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
-            "latency 400ms"
-        )
+    def _bucket(self) -> tuple[int, str]:
+        return max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5)), "400ms"
 
 
 def write_libsvm(path: str, n: int, d: int, classes: int = 10, seed: int = 0) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import FloatVector
+from .plots import pyplot, save_figure
 
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
 
@@ -163,11 +164,7 @@ def best_per_budget(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 
 def _plot(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sources = [s for s in SOURCES if any(r["source"] == s for r in records)]
     from matplotlib.ticker import NullFormatter
 
@@ -209,8 +206,7 @@ def _plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left", title="dashed/x: entropy-coded", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _run(args: argparse.Namespace) -> int:
