@@ -73,14 +73,18 @@ class Netns:
             parent = "parent 1:1 handle 10:"
         else:
             parent = "root"
-        # Token bucket: the burst must hold at least one timer tick of traffic at this rate
-        # (rate/250 bytes for HZ=250); a generous queue (latency) avoids drops and the TCP
-        # retransmission stalls they cause, which would not be about the methods compared.
-        burst = max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2)
+        burst, latency = self._bucket()
         _sh(
             f"{prefix}tc qdisc add dev {dev} {parent} tbf rate {self.rate} burst {burst} "
-            "latency 200ms"
+            f"latency {latency}"
         )
+
+    def _bucket(self) -> tuple[int, str]:
+        """The token bucket's burst (bytes) and queue latency. The burst must hold at least
+        one timer tick of traffic at this rate (rate/250 bytes for HZ=250); a generous queue
+        (latency) avoids drops and the TCP retransmission stalls they cause, which would not
+        be about the methods compared."""
+        return max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2), "200ms"
 
     def __enter__(self) -> Netns:
         _sh(f"ip link add {self.bridge} type bridge")
@@ -225,10 +229,8 @@ def run_config(
     # A fresh port per run: the previous run's store socket may linger in TIME_WAIT.
     _RUNS.append(method)
     port = 29500 + (os.getpid() + 17 * len(_RUNS)) % 20000
-    tmp = tempfile.mkdtemp(prefix="lqbench")
-    procs = []
-    for r in range(n):
-        cfg = {
+    configs = [
+        {
             "rank": r,
             "world": n,
             "method": method,
@@ -242,34 +244,51 @@ def run_config(
             "master": f"{SUBNET}.1" if net else "127.0.0.1",
             "iface": net.iface(r) if net else None,
         }
-        path = os.path.join(tmp, f"cfg{r}.json")
-        with open(path, "w") as fh:
-            json.dump(cfg, fh)
-        cmd = [sys.executable, os.path.abspath(__file__), "--rank-config", path]
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        if net:
-            env["GLOO_SOCKET_IFNAME"] = net.iface(r)
-            cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
-        else:
-            env["GLOO_SOCKET_IFNAME"] = "lo"
-        procs.append(
-            subprocess.Popen(
-                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outs = []
+        for r in range(n)
+    ]
+    return launch_ranks(__file__, configs, net, args.run_timeout, f"{method}, n={n}")
+
+
+def launch_ranks(
+    script: str,
+    configs: list[dict[str, Any]],
+    net: Netns | None,
+    timeout: float,
+    label: str,
+) -> list[dict[str, Any]]:
+    """Run ``script --rank-config <file>`` once per config (rank r inside namespace r when
+    ``net`` is given, else on loopback), with one OpenMP thread and gloo on the rank's
+    interface; return each rank's last stdout line parsed as JSON. A failed rank raises
+    ``RuntimeError`` with the tail of its stderr; no rank outlives the call."""
+    tmp = tempfile.mkdtemp(prefix="lqbench")
+    procs: list[subprocess.Popen[str]] = []
     try:
+        for r, cfg in enumerate(configs):
+            path = os.path.join(tmp, f"cfg{r}.json")
+            with open(path, "w") as fh:
+                json.dump(cfg, fh)
+            cmd = [sys.executable, os.path.abspath(script), "--rank-config", path]
+            env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+            if net:
+                env["GLOO_SOCKET_IFNAME"] = net.iface(r)
+                cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                )
+            )
+        outs = []
         for p in procs:
-            so, se = p.communicate(timeout=args.run_timeout)
+            so, se = p.communicate(timeout=timeout)
             if p.returncode != 0:
-                raise RuntimeError(f"rank failed ({method}, n={n}):\n{se[-2000:]}")
+                raise RuntimeError(f"rank failed ({label}):\n{se[-3000:]}")
             outs.append(json.loads(so.strip().splitlines()[-1]))
+        return outs
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
-    return outs
 
 
 def summarize(outs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,7 +21,6 @@ the result.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 
 import laqcore
 from laqcore import _core, runtime
+from laqcore.bench.timing import SHARED_MACHINE, emit_report, machine_info
 from laqcore.entropy import entropy_encode
 
 PHASES = ("quantize", "encode", "decode", "encode_scalar", "decode_scalar")
@@ -129,9 +129,8 @@ def main() -> None:
     result = {
         "command": "python " + " ".join(sys.argv),
         "machine": {
-            "build": laqcore.build_info(),
+            **machine_info(None, SHARED_MACHINE),
             "load_average_before_after_speed": [load_before, list(os.getloadavg())],
-            "note": "shared 2-core machine, loaded by other jobs: use the same-run ratios",
         },
         "speed": speed_result,
         "previous": {
@@ -144,10 +143,7 @@ def main() -> None:
             entropy_encode(laqcore.laq_quantize(np.ones(8, np.float32), None, 4))
         ),
     }
-    text = json.dumps(result, indent=1, default=str)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit_report(result, args.out)
 
 
 if __name__ == "__main__":

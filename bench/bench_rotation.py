@@ -16,8 +16,6 @@ result.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import laqcore
+from laqcore.bench.timing import SHARED_MACHINE, emit_report, machine_info
 
 
 def speed(n: int, repeat: int) -> dict[str, Any]:
@@ -92,18 +91,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     result = {
-        "machine": {
-            "build": laqcore.build_info(),
-            "load_average": list(os.getloadavg()),
-            "note": "shared 2-core machine, loaded by other jobs: use the same-run ratios",
-        },
+        "machine": machine_info(None, SHARED_MACHINE),
         "speed": speed(args.n, args.repeat),
         "nmse_at_equal_bits_n65536": accuracy(2**16),
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
+    emit_report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,31 @@ def make_codec(kind: str) -> Any:
 KINDS = ("laq", "laq-exact", "qsgd", "terngrad")
 
 
+VARIANCE_ROUNDS = 24
+
+
 def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
-    """Four rounds of the pattern above for every codec kind; outputs and per-round stats."""
-    return {kind: _rounds(rank, world, kind) for kind in KINDS}
+    """Four rounds of the pattern above for every codec kind; outputs and per-round stats;
+    and ``VARIANCE_ROUNDS`` QSGD rounds of one fixed gradient per rank."""
+    out: dict[str, Any] = {kind: _rounds(rank, world, kind) for kind in KINDS}
+    out["qsgd-repeated"] = _repeated(rank, "qsgd")
+    return out
+
+
+def _repeated(rank: int, kind: str) -> list[np.ndarray]:
+    """Every rank uploads ``gradient(rank, 0)`` in every round: the outputs, round by round."""
+    from laqcore import get_compressor
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    ex = TwoPhaseExchange(N_COORDS, make_codec(kind))
+    comp = get_compressor(kind, seed=SEED, stream=rank)
+    g = gradient(rank, 0)
+    outs = []
+    for rnd in range(VARIANCE_ROUNDS):
+        res = ex.round(comp.compress(g, step=rnd), step=rnd)
+        assert res.output is not None
+        outs.append(res.output.copy())
+    return outs
 
 
 def _rounds(rank: int, world: int, kind: str) -> dict[str, Any]:

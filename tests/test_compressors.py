@@ -109,8 +109,11 @@ def test_compression_ratios_are_as_documented():
 
 def test_aliases_and_case():
     assert isinstance(laqcore.get_compressor("Top-K", k=1), laqcore.TopKCompressor)
-    assert isinstance(laqcore.get_compressor("identity"), laqcore.IdentityCompressor)
-    assert isinstance(laqcore.get_compressor("dense"), laqcore.IdentityCompressor)
+    for old_name in ("identity", "Dense"):
+        # deprecated names of "none": they resolve, and say which name to use
+        with pytest.warns(DeprecationWarning, match=f"{old_name!r} is deprecated; use 'none'"):
+            comp = laqcore.get_compressor(old_name)
+        assert isinstance(comp, laqcore.IdentityCompressor) and comp.name == "none"
     assert isinstance(laqcore.get_compressor("rand_k", k=1), laqcore.RandKCompressor)
     assert isinstance(laqcore.get_compressor("scaled-sign"), laqcore.SignCompressor)
     assert isinstance(

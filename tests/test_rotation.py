@@ -132,15 +132,12 @@ def test_bad_input() -> None:
 
 def test_compressed_gradient_algorithm_runs_it() -> None:
     # The compressed-gradient algorithms build compressors by registry name.
-    from laqcore.algorithms.base import CompressedGradient
+    from laqcore.algorithms.base import CodecSpec, CompressedGradient
 
     class RotatedSGD(CompressedGradient):
         name = "rotated-sgd-test"
-        compressor_name = "rotation"
+        codec = CodecSpec("rotation", lambda p: {"levels": 3}, seeded=True)
         stochastic = True
-
-        def compressor_kwargs(self, m: int) -> dict[str, object]:
-            return {"levels": 3, "seed": self.params.seed, "stream": m}
 
     problem = laqcore.make_problem("digits", workers=2, max_samples=200)
     res = laqcore.simulate(problem, RotatedSGD(), max_iterations=5)

@@ -107,7 +107,7 @@ def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
             {"method": "none", "steps": steps, "kwargs": {}},
             {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3, **_ALL_GATHER}},
             {"method": "terngrad", "steps": steps, "kwargs": {"seed": 3, **_ALL_GATHER}},
-            # The default two-phase exchange (owners re-compress with error feedback).
+            # The default two-phase exchange (owners re-compress the mean, unbiased).
             {"method": "qsgd", "steps": steps, "kwargs": {"levels": 16, "seed": 3}},
         ],
     )

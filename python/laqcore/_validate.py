@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._typing import FloatVector
+
 __all__ = [
     "as_code_vector",
     "as_float_or_double_vector",
@@ -25,15 +27,26 @@ __all__ = [
     "as_state_vector",
     "check_bits",
     "check_block_size",
+    "check_bool",
     "check_choice",
+    "check_levels",
     "check_output_dir",
     "check_output_file",
     "check_positive_int",
     "check_real",
+    "check_step",
+    "check_uint64",
     "registry_key",
 ]
 
-FloatVector = npt.NDArray[np.float32]
+#: Largest seed, stream or step (they key the counter-based RNG as uint64).
+UINT64_MAX = 2**64 - 1
+#: Largest QSGD level count: a sign bit plus ceil(log2(levels + 1)) level bits fit in 8 bits.
+MAX_LEVELS = 127
+
+
+def __dir__() -> list[str]:
+    return __all__
 
 
 def _describe(x: Any) -> str:
@@ -140,19 +153,53 @@ def check_bits(bits: Any) -> int:
     return int(bits)
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int >= minimum, or raise."""
+def check_positive_int(
+    value: Any, name: str, *, minimum: int = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` as an int in ``[minimum, maximum]`` (no upper bound when ``maximum``
+    is None), or raise: the one integer check of the package."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
+    v = int(value)
+    if maximum is not None and not minimum <= v <= maximum:
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {v}")
+    if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+    return v
+
+
+def check_uint64(value: Any, name: str, *, maximum: int = UINT64_MAX) -> int:
+    """Return ``value`` as an int in ``[0, maximum]`` (seeds, streams, steps), or raise."""
+    return check_positive_int(value, name, minimum=0, maximum=maximum)
+
+
+def check_step(step: Any) -> int | None:
+    """A compressor's ``step``: None (use the call counter) or an int in ``[0, 2**64)``."""
+    if step is None:
+        return None
+    value = check_positive_int(step, "step", minimum=0)
+    if value > UINT64_MAX:
+        raise ValueError(f"step must be < 2**64, got {value}")
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is True or False (not 0/1 or any other truthy object)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def check_real(
-    value: Any, name: str, *, minimum: float | None = None, positive: bool = False
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    maximum: float | None = None,
 ) -> float:
-    """Return ``value`` as a finite float (``>= minimum``; ``> 0`` if ``positive``), or raise.
+    """Return ``value`` as a finite float (``>= minimum``; ``> 0`` if ``positive``;
+    ``<= maximum``), or raise.
 
     ``TypeError`` for anything that is not a real number (bools included), ``ValueError`` for
     NaN, infinities and values out of range.
@@ -166,14 +213,31 @@ def check_real(
         raise ValueError(f"{name} must be > 0, got {x}")
     if minimum is not None and x < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {x}")
+    if maximum is not None and x > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {x}")
     return x
 
 
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of the strings ``choices``, or raise ``ValueError``."""
-    if not isinstance(value, str) or value not in choices:
+    """Return ``value`` if it is one of the strings ``choices``; ``TypeError`` for a
+    non-string, ``ValueError`` for another string."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {value!r}")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def check_levels(levels: Any) -> int:
+    """QSGD's ``levels`` as an int in [1, 127] (the sign + level code must fit in 8 bits)."""
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Integral):
+        raise TypeError(f"levels must be an integer in [1, {MAX_LEVELS}], got {levels!r}")
+    if not 1 <= int(levels) <= MAX_LEVELS:
+        raise ValueError(
+            f"levels must be in [1, {MAX_LEVELS}] (1 sign bit + ceil(log2(levels + 1)) level "
+            f"bits must fit in 8 bits), got {levels}"
+        )
+    return int(levels)
 
 
 def _nearest_existing(path: str) -> str:

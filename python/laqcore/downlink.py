@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
+from ._typing import F64, FloatVector
 from ._validate import check_bits
 from .laq import LAQPayload, laq_apply, laq_dequantize, laq_quantize
 
@@ -53,9 +53,6 @@ __all__ = [
 def __dir__() -> list[str]:
     return __all__
 
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
 
 #: Accepted spellings of ``--downlink`` (``B`` = bits per coordinate, 1..8).
 MODES = ("model", "model:f32", "model:laq:B", "delta", "delta:f32", "delta:laq:B")
@@ -102,7 +99,7 @@ def parse_downlink(text: str) -> DownlinkMode:
 
 def requantize(
     target: Any, held: Any, bits: int, block_size: int | None = None
-) -> tuple[LAQPayload, F32]:
+) -> tuple[LAQPayload, FloatVector]:
     """Downlink double quantization: encode ``target`` against what the receivers ``held``.
 
     Returns the LAQ payload of ``Q(target - held)`` (``bits`` bits per coordinate, radius
@@ -168,7 +165,7 @@ class Downlink:
         self.num_workers = num_workers
         self.dim = server.dim
         self._theta_prev: F64 = server.theta.copy()
-        self._step_held: F32 = np.zeros(self.dim, dtype=np.float32)
+        self._step_held: FloatVector = np.zeros(self.dim, dtype=np.float32)
         self._model_q: tuple[int, F64, int] | None = None
         self._msg_bytes = 0
 

@@ -40,9 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
-
+from ._typing import F64
 from .wire import Payload
 
 if TYPE_CHECKING:
@@ -64,7 +62,6 @@ def __dir__() -> list[str]:
     return __all__
 
 
-F64 = npt.NDArray[np.float64]
 #: ``exchange(k, this runner's uploads) -> every worker's uploads`` (see the module docstring).
 Exchange = Callable[[int, dict[int, Payload]], dict[int, Payload]]
 #: ``step(m, worker, message) -> payload or None`` (the default calls ``worker.step``).

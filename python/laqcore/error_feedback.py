@@ -18,16 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from ._typing import FloatVector
 from ._validate import as_float_vector
 from .compressors.base import Compressor
 from .wire import Payload
 
 __all__ = ["ErrorFeedback"]
-
-FloatVector = npt.NDArray[np.float32]
 
 
 def __dir__() -> list[str]:

@@ -31,9 +31,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from . import _core
+from ._typing import FloatVector
 from ._validate import (
     as_float_vector,
     as_out_vector,
@@ -41,6 +41,7 @@ from ._validate import (
     check_block_size,
     check_positive_int,
     check_real,
+    check_step,
 )
 from .laq_payload import LAQBlockPayload, LAQPayload
 from .wire import Payload
@@ -59,9 +60,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-FloatVector = npt.NDArray[np.float32]
 
 
 def _check_payload(payload: Any) -> LAQPayload:
@@ -239,8 +237,7 @@ class LAQCompressor:
 
     def compress(self, x: Any, *, step: int | None = None) -> LAQPayload:
         """Quantize ``x`` (innovation against zero)."""
-        if step is not None:
-            check_positive_int(step, "step", minimum=0)
+        check_step(step)
         return laq_quantize(x, None, self.bits)
 
     def decompress(self, payload: Payload) -> FloatVector:

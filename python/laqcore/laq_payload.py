@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._typing import FloatVector
 from ._validate import as_code_vector, check_bits, check_block_size, check_positive_int, check_real
 from .wire import Payload, PayloadKind, body_array, expect_body_size
 
@@ -38,9 +39,6 @@ __all__ = ["LAQBlockPayload", "LAQPayload"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F32 = npt.NDArray[np.float32]
 
 
 def _check_radius(radius: Any) -> float:
@@ -127,7 +125,7 @@ class LAQPayload(Payload):
         self._bits = check_bits(bits)
         self._n = check_positive_int(n, "n")
         r = _check_radius(radius)
-        self._radii: F32 = _frozen(np.array([r], dtype=np.float32))
+        self._radii: FloatVector = _frozen(np.array([r], dtype=np.float32))
         self._packed = _check_packed(packed, self._n, self._bits)
         self._err_sq = None if err_sq is None else float(err_sq)
         self._innov_sq = None if innov_sq is None else float(innov_sq)
@@ -146,7 +144,7 @@ class LAQPayload(Payload):
         return self._packed
 
     @property
-    def radii(self) -> F32:
+    def radii(self) -> FloatVector:
         return self._radii
 
     @property

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._typing import FloatVector
 from ._validate import (
     as_float_or_double_vector,
     as_state_vector,
@@ -49,7 +50,6 @@ def __dir__() -> list[str]:
     return __all__
 
 
-FloatVector = npt.NDArray[np.float32]
 _UPLOADER_FORMAT = "laqcore.LazyUploader/1"
 _AGGREGATE_FORMAT = "laqcore.LazyAggregate/1"
 

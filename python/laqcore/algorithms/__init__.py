@@ -1,4 +1,4 @@
-"""Algorithms, one module each, all on the worker/server step interface of :mod:`.base`.
+"""Algorithms, one module per family, all on the worker/server step interface of :mod:`.base`.
 
 >>> from laqcore.algorithms import available_algorithms, get_algorithm
 >>> "laq" in available_algorithms()
@@ -12,27 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from .._validate import registry_key
-from .acc_asylpg import AccAsyLPG
-from .asylpg import AsyLPG
+from .asylpg import AccAsyLPG, AsyLPG, SparseAsyLPG
 from .base import Algorithm, CompressedGradient, Message, Params, Server, Worker
-from .dynamic_avg import DynamicAveraging
-from .ef_sign import EFSign
-from .gd import GD
-from .lag_ps import LAGPS
-from .lag_wk import LAGWK
-from .laq import LAQ
-from .one_shot import OneShotAveraging
-from .pqasgd import PQASGD
-from .qgd import QGD
-from .qsgd import QSGD
-from .random_select import RandomSelection
-from .sgd import SGD
-from .slaq import SLAQ
-from .sparse_asylpg import SparseAsyLPG
-from .sparse_qsgd import SparseQSGD
-from .ssgd import SSGD
-from .terngrad import TernGrad
-from .topk_ef import TopKEF
+from .compressed import GD, QSGD, SGD, SSGD, SparseQSGD, TernGrad
+from .ef_sgd import EFSign, TopKEF
+from .lag import LAGPS, LAGWK
+from .laq import LAQ, QGD, SLAQ, RandomSelection
+from .local import PQASGD, DynamicAveraging, OneShotAveraging
 
 __all__ = [
     "ALGORITHMS",

@@ -15,7 +15,18 @@ details UNCONFIRMED there), simulated with a bounded-delay asynchrony model:
   ``2^(bits-1) - 1`` levels, i.e. ``bits`` bits per coordinate with the sign).
 * Server: ``theta -= alpha * sum_m decompress(Q_a(a_m))``.
 
-Subclasses change the gradient codec (Sparse-AsyLPG) or add momentum (Acc-AsyLPG).
+Two variants change one piece:
+
+* Sparse-AsyLPG sparsifies the gradient upload before quantizing it: each worker keeps a
+  random ``ratio`` fraction of the variance-reduced gradient's coordinates and quantizes them
+  to ``bits`` bits; the server rescales by ``n/k`` (unbiased). The paper keeps coordinate i
+  with probability proportional to ``|a_i|``; uniform selection is used here (the available
+  unbiased sparsifier), which has a larger variance for the same k.
+* Acc-AsyLPG adds momentum (reconstruction): the server keeps an extrapolated point
+  ``y_t = x_t + momentum * (x_t - x_{t-1})``; workers read (quantized, delayed) ``y`` and the
+  step is ``x_{t+1} = y_t - alpha * sum_m Q(a_m)``. The paper uses a Katyusha-style coupling
+  (docs/algorithms.md "AsyLPG"; its details are unconfirmed); this is the simpler Nesterov
+  form with a constant weight (``momentum``, default 0.3).
 """
 
 from __future__ import annotations
@@ -24,24 +35,22 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
+from .._typing import F64
 from ..compressors import get_compressor
 from ..wire import Payload
 from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
+from .compressed import SPARSE_QUANT_CODEC, unbiased_sparse_scale
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
     from ..problems import LocalObjective
 
-__all__ = ["AsyLPG", "AsyLPGServer", "AsyLPGWorker"]
+__all__ = ["AccAsyLPG", "AsyLPG", "AsyLPGServer", "AsyLPGWorker", "SparseAsyLPG"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 def max_norm_quantizer(bits: int, bucket_size: int, seed: int, stream: int) -> Compressor:
@@ -111,7 +120,7 @@ class AsyLPGServer(Server):
             p = uploads[m]
             v = self.grad_codec.decompress(p).astype(np.float64)
             if self.unbias_sparse:
-                v *= p.n / max(len(getattr(p, "indices", ())), 1)
+                v *= unbiased_sparse_scale(p)
             total += v
         new = self.y - self.params.alpha * total
         self.y = new + self.momentum * (new - self.theta)
@@ -165,3 +174,19 @@ class AsyLPG(Algorithm):
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
         return AsyLPGWorker(self.site(m, objective, num_workers), self.grad_codec(m))
+
+
+class SparseAsyLPG(AsyLPG):
+    """AsyLPG with random-k sparsification + quantization of the uplink."""
+
+    name = "sparse-asylpg"
+
+    def grad_codec(self, m: int) -> Compressor:
+        return SPARSE_QUANT_CODEC.build(self.params, m)
+
+
+class AccAsyLPG(AsyLPG):
+    """Momentum-accelerated AsyLPG."""
+
+    name = "acc-asylpg"
+    momentum: ClassVar[bool] = True

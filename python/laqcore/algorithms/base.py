@@ -26,12 +26,13 @@ docs/algorithms.md "Default hyper-parameters"); each algorithm overrides a few d
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
+from .._typing import F64
 from .._validate import check_block_size
 from ..compressors import get_compressor
 from ..compressors.base import Compressor
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Algorithm",
+    "CodecSpec",
     "CompressedGradient",
     "Message",
     "Params",
@@ -56,9 +58,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 @dataclass
@@ -322,11 +321,34 @@ class CompressedWorker(Worker):
         return self.compressor.compress(g, step=msg.k)
 
 
+def _no_options(params: Params) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """How an algorithm builds the compressor of worker m, in one place for every algorithm:
+    the registry ``name``, the keyword arguments ``options(params)`` takes from the run's
+    parameters and, for a stochastic (``seeded``) compressor, ``seed=params.seed, stream=m``
+    so each worker draws independent, reproducible bits."""
+
+    name: str
+    options: Callable[[Params], dict[str, Any]] = _no_options
+    seeded: bool = False
+
+    def build(self, params: Params, m: int) -> Compressor:
+        kwargs = self.options(params)
+        if self.seeded:
+            kwargs.update(seed=params.seed, stream=m)
+        return get_compressor(self.name, **kwargs)
+
+
 class Algorithm:
     """An algorithm: a name, default parameters, and factories for its two sides.
 
-    Subclasses set ``name``, ``stochastic`` and ``DEFAULTS`` and implement
-    :meth:`make_server` and :meth:`make_worker`.
+    Subclasses set ``name``, ``stochastic`` and ``DEFAULTS``, and either ``server_type`` /
+    ``worker_type`` (sides built from the parameters alone) or override :meth:`make_server`
+    / :meth:`make_worker`.
     """
 
     name: ClassVar[str] = ""
@@ -336,6 +358,10 @@ class Algorithm:
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     #: Whether :meth:`make_server` needs the workers' smoothness constants (LAG-PS).
     needs_smoothness: ClassVar[bool] = False
+    #: What the default :meth:`make_server` builds: ``server_type(params, x0, num_workers)``.
+    server_type: ClassVar[type[Server]] = Server
+    #: What the default :meth:`make_worker` builds: ``worker_type(site)``.
+    worker_type: ClassVar[type[Worker]] = Worker
 
     def __init__(self, params: Params | None = None, **overrides: Any) -> None:
         base = Params(**self.DEFAULTS) if params is None else params
@@ -346,10 +372,10 @@ class Algorithm:
         return Params(**cls.DEFAULTS)
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
-        raise NotImplementedError  # abstract: every algorithm overrides it
+        return self.server_type(self.params, x0, num_workers)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        raise NotImplementedError  # abstract: every algorithm overrides it
+        return self.worker_type(self.site(m, objective, num_workers))
 
     def site(self, m: int, objective: LocalObjective, num_workers: int) -> WorkerSite:
         """The :class:`WorkerSite` of worker ``m`` under this algorithm's parameters."""
@@ -360,18 +386,12 @@ class Algorithm:
 
 
 class CompressedGradient(Algorithm):
-    """Template for "every worker uploads C(gradient), server sums": set ``compressor_name``
-    and override :meth:`compressor_kwargs` if needed."""
+    """Template for "every worker uploads C(gradient), server sums": set ``codec``."""
 
-    compressor_name: ClassVar[str] = "none"
-
-    def compressor_kwargs(self, m: int) -> dict[str, Any]:
-        """Keyword arguments of the compressor of worker ``m`` (stochastic ones add
-        ``seed=params.seed, stream=m`` so each worker draws independent, seeded bits)."""
-        return {}
+    codec: ClassVar[CodecSpec] = CodecSpec("none")
 
     def build_compressor(self, m: int) -> Compressor:
-        return get_compressor(self.compressor_name, **self.compressor_kwargs(m))
+        return self.codec.build(self.params, m)
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         return SumServer(self.params, x0, num_workers, self.build_compressor(0))

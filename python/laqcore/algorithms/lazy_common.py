@@ -6,8 +6,9 @@
   ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2``.
 * :class:`InnovationWorker`: the LAQ worker, a :class:`~laqcore.lazy_state.LazyUploader`
   (innovation quantizer + upload test + clock) behind the worker interface.
-* :class:`InnovationAlgorithm`: an algorithm made of those two (LAQ, QGD, random selection),
-  which differ only in when the worker uploads (``upload_mode``).
+* :class:`InnovationAlgorithm`: an algorithm made of those two (LAQ, QGD, SLAQ, random
+  selection, all in :mod:`laqcore.algorithms.laq`), which differ only in when the worker
+  uploads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import F64
 from ..laq import LAQPayload
 from ..lazy import IterateHistory, UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
@@ -38,9 +40,6 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 class LazyServer(Server):
@@ -148,17 +147,29 @@ class InnovationWorker(Worker):
 
 
 class InnovationAlgorithm(Algorithm):
-    """Template of the deterministic LAQ family: a :class:`QuantizedLazyServer` and
+    """Template of the LAQ family: a :class:`QuantizedLazyServer` and
     :class:`InnovationWorker` s that upload per ``upload_mode`` (see InnovationWorker).
 
-    One definition serves LAQ (``"rule"``) and QGD (``"always"``), so that QGD stays exactly
-    LAQ with the lazy test switched off, as the tests check.
+    One definition serves LAQ (``"rule"``), QGD (``"always"``), random selection
+    (``"requested"``) and SLAQ (``slaq``: stochastic gradients, SLAQ's trigger and an
+    iterate history of ``D - 1`` terms), so that QGD stays exactly LAQ with the lazy test
+    switched off, as the tests check.
     """
 
     upload_mode: ClassVar[str] = "rule"
+    slaq: ClassVar[bool] = False
+    server_type: ClassVar[type[Server]] = QuantizedLazyServer
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
-        return QuantizedLazyServer(self.params, x0, num_workers)
+        if self.slaq:
+            history = self.params.history(num_terms=max(self.params.D - 1, 1))
+            return QuantizedLazyServer(self.params, x0, num_workers, history)
+        return super().make_server(x0, num_workers, smoothness)
 
     def make_worker(self, m: int, objective: LocalObjective, num_workers: int) -> Worker:
-        return InnovationWorker(self.site(m, objective, num_workers), mode=self.upload_mode)
+        return InnovationWorker(
+            self.site(m, objective, num_workers),
+            stochastic=self.stochastic,
+            slaq=self.slaq,
+            mode=self.upload_mode,
+        )

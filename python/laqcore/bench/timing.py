@@ -3,11 +3,13 @@ the machine description stored with every report."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,10 @@ import numpy as np
 from .. import runtime
 from .cases import Fn
 
-__all__ = ["import_torch", "machine_info", "time_interleaved"]
+__all__ = ["SHARED_MACHINE", "emit_report", "import_torch", "machine_info", "time_interleaved"]
+
+#: The note a report measured on the shared development machine carries next to its numbers.
+SHARED_MACHINE = "shared 2-core machine, loaded by other jobs: use the same-run ratios"
 
 
 def __dir__() -> list[str]:
@@ -71,9 +76,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(torch: Any) -> dict[str, Any]:
-    """CPU, thread and build description stored with every report."""
-    return {
+def machine_info(torch: Any, note: str | None = None) -> dict[str, Any]:
+    """CPU, thread and build description stored with every report (and ``note``, when
+    given: e.g. :data:`SHARED_MACHINE`)."""
+    info = {
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": runtime.get_num_threads(),
@@ -83,6 +89,17 @@ def machine_info(torch: Any) -> dict[str, Any]:
         "torch": None if torch is None else str(torch.__version__),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
+    if note is not None:
+        info["note"] = note
+    return info
+
+
+def emit_report(report: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark script's ``report`` as JSON, and write it to ``out`` when given."""
+    text = json.dumps(report, indent=1, default=str)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
 
 
 def import_torch(use_torch: bool) -> Any:

@@ -5,7 +5,10 @@
 ['laq', 'none', 'qsgd', 'randk', 'rotation', 'sign', 'sparse_quant', 'terngrad', 'topk']
 
 Each compressor lives in its own module; ``base`` holds the :class:`Compressor` protocol and
-the registry. Aliases: ``identity``/``dense`` -> ``none``; ``top_k`` -> ``topk``;
+the registry. ``none`` is the one name of "no compression" (:class:`IdentityCompressor`,
+whose payload is the DENSE frame of raw float32 values); ``identity`` and ``dense`` are
+deprecated aliases that still resolve to it with a ``DeprecationWarning``. Aliases:
+``top_k`` -> ``topk``;
 ``rand_k``/``random_k`` -> ``randk``; ``scaled_sign`` -> ``sign``;
 ``sparse_quantized``/``sparsified_qsgd`` -> ``sparse_quant``; ``hadamard``/``rotated_qsgd`` ->
 ``rotation`` (``-`` equals ``_``, case
@@ -91,7 +94,7 @@ def _laq_factory(**kwargs: Any) -> Compressor:
     return cast(Compressor, LAQCompressor(**kwargs))
 
 
-register_compressor("none", IdentityCompressor, aliases=("identity", "dense"))
+register_compressor("none", IdentityCompressor, deprecated_aliases=("identity", "dense"))
 register_compressor("qsgd", QSGDCompressor)
 register_compressor("terngrad", TernGradCompressor)
 register_compressor("sign", SignCompressor, aliases=("scaled_sign",))

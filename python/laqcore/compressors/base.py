@@ -24,31 +24,31 @@ reports a bad one with the accepted names.
 from __future__ import annotations
 
 import inspect
-import numbers
 import struct
+import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validate import registry_key
+from .._typing import FloatVector
+from .._validate import check_bool, check_step, check_uint64, registry_key
 from ..wire import Payload, body_array, expect_body_size
 
 __all__ = [
     "Compressor",
+    "PayloadCompressor",
     "SeededCompressor",
     "available_compressors",
     "get_compressor",
     "register_compressor",
 ]
 
-FloatVector = npt.NDArray[np.float32]
 P = TypeVar("P", bound=Payload)
 SP = TypeVar("SP", bound="ScaledCodesPayload")
 
-_UINT64_MAX = 2**64 - 1
 #: Offset added to ``stream`` for a compressor's second independent random draw.
 SECOND_DRAW = 2**62
 
@@ -88,23 +88,7 @@ class Compressor(Protocol):
     def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> Payload: ...
 
 
-# -- argument checks shared by the compressors -----------------------------------------
-def check_uint(value: Any, name: str, *, maximum: int = _UINT64_MAX, minimum: int = 0) -> int:
-    """Return ``value`` as an int in ``[minimum, maximum]``; TypeError/ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    v = int(value)
-    if not minimum <= v <= maximum:
-        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {v}")
-    return v
-
-
-def check_step(step: Any) -> None:
-    """Deterministic compressors ignore ``step`` but still reject a malformed one."""
-    if step is not None:
-        check_uint(step, "step")
-
-
+# -- checks of payloads and frames shared by the compressors ----------------------------
 def check_payload(payload: Any, cls: type[P], who: str) -> P:
     """Return ``payload`` if it is a ``cls``; else TypeError naming what was given."""
     if not isinstance(payload, cls):
@@ -165,7 +149,31 @@ class ScaledCodesPayload(Payload):
         return cls(n, float(scale), body_array(body, 0, nbytes, np.uint8, "packed codes"))
 
 
-class SeededCompressor:
+class PayloadCompressor(Generic[P]):
+    """What the built-in compressors share: the one payload class each makes and accepts
+    (``payload_type``), :meth:`from_bytes`, the payload check of ``decompress``, and a
+    ``__repr__`` that shows the constructor arguments named in ``REPR_FIELDS``."""
+
+    name: str
+    payload_type: type[P]
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> P:
+        """Decode a frame of this compressor's payload kind (see :class:`Compressor`)."""
+        return self.payload_type.from_bytes(buf, expected_n=expected_n)
+
+    def _own(self, payload: Any) -> P:
+        """``payload`` if it is this compressor's payload type, else ``TypeError``."""
+        return check_payload(payload, self.payload_type, type(self).__name__)
+
+    def _repr_args(self) -> list[str]:
+        return [f"{f}={getattr(self, f)!r}" for f in self.REPR_FIELDS]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._repr_args())})"
+
+
+class SeededCompressor(PayloadCompressor[P]):
     """Base of the stochastic compressors: holds ``seed``/``stream`` and the call counter.
 
     Parameters
@@ -177,14 +185,15 @@ class SeededCompressor:
     """
 
     def __init__(self, *, seed: int = 0, stream: int = 0) -> None:
-        self.seed = check_uint(seed, "seed")
-        self.stream = check_uint(stream, "stream", maximum=SECOND_DRAW - 1)
+        self.seed = check_uint64(seed, "seed")
+        self.stream = check_uint64(stream, "stream", maximum=SECOND_DRAW - 1)
         self._calls = 0
 
     def _step(self, step: int | None) -> int:
         """The step of this call: ``step``, or the call counter when it is None. The counter
         advances only in :meth:`_done`, so a call that raises does not consume a step."""
-        return self._calls if step is None else check_uint(step, "step")
+        checked = check_step(step)
+        return self._calls if checked is None else checked
 
     def _done(self, step: int | None) -> None:
         if step is None:
@@ -198,6 +207,8 @@ class SeededCompressor:
 # -- registry ----------------------------------------------------------------------------
 _FACTORIES: dict[str, Callable[..., Compressor]] = {}
 _ALIASES: dict[str, str] = {}
+#: Aliases kept for old scripts: they still resolve, with a DeprecationWarning.
+_DEPRECATED: set[str] = set()
 
 
 _normalise = registry_key
@@ -208,12 +219,15 @@ def register_compressor(
     factory: Callable[..., Compressor],
     *,
     aliases: Iterable[str] = (),
+    deprecated_aliases: Iterable[str] = (),
     replace: bool = False,
 ) -> None:
     """Register ``factory`` (called with keyword arguments) under ``name`` and ``aliases``.
 
-    Names are case-insensitive and ``-`` equals ``_``. Registering a taken name raises
-    ``ValueError`` unless ``replace=True``.
+    Names are case-insensitive and ``-`` equals ``_`` (:func:`laqcore._validate.registry_key`,
+    the rule algorithm names follow too). ``deprecated_aliases`` resolve to ``name`` as well,
+    but :func:`get_compressor` warns (``DeprecationWarning``) that ``name`` is the one name.
+    Registering a taken name raises ``ValueError`` unless ``replace=True``.
 
     Examples
     --------
@@ -228,7 +242,8 @@ def register_compressor(
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {factory!r}")
     key = _normalise(name)
-    alias_keys = [_normalise(a) for a in aliases]
+    deprecated_keys = [_normalise(a) for a in deprecated_aliases]
+    alias_keys = [_normalise(a) for a in aliases] + deprecated_keys
     if not replace:
         for k in [key, *alias_keys]:
             if k in _FACTORIES or k in _ALIASES:
@@ -237,6 +252,8 @@ def register_compressor(
     _ALIASES.pop(key, None)
     for a in alias_keys:
         _ALIASES[a] = key
+    _DEPRECATED.difference_update([key, *alias_keys])
+    _DEPRECATED.update(deprecated_keys)
 
 
 def available_compressors() -> list[str]:
@@ -257,7 +274,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     Parameters
     ----------
     name : str
-        One of :func:`available_compressors` or an alias (``"top-k"``, ``"identity"``, ...).
+        One of :func:`available_compressors` or an alias (``"top-k"``, ``"scaled-sign"``, ...).
     entropy : bool, default False
         Entropy-code the payloads' codes (:class:`laqcore.entropy.EntropyCodedCompressor`;
         LAQ, QSGD, TernGrad and sign only): same decoded values, fewer bytes.
@@ -282,6 +299,12 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     if not isinstance(name, str):
         raise TypeError(f"compressor name must be a string, got {name!r}")
     key = _normalise(name)
+    if key in _DEPRECATED:
+        warnings.warn(
+            f"compressor name {name!r} is deprecated; use {_ALIASES[key]!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     key = _ALIASES.get(key, key)
     if key not in _FACTORIES:
         raise ValueError(
@@ -304,8 +327,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
             raise TypeError(
                 f"compressor {key!r}: {err}; accepted parameters: {', '.join(accepted)}"
             ) from None
-    if not isinstance(entropy, bool):
-        raise TypeError(f"entropy must be True or False, got {entropy!r}")
+    check_bool(entropy, "entropy")
     if entropy:
         from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
 

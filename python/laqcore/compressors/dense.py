@@ -14,9 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _core
-from .._validate import as_float_vector
+from .._typing import FloatVector
+from .._validate import as_float_vector, check_step
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import FloatVector, check_n, check_payload, check_step, readonly
+from .base import PayloadCompressor, check_n, readonly
 
 __all__ = ["DensePayload", "IdentityCompressor"]
 
@@ -54,7 +55,7 @@ class DensePayload(Payload):
         return cls(values)
 
 
-class IdentityCompressor:
+class IdentityCompressor(PayloadCompressor[DensePayload]):
     """No compression: the payload carries the float32 values (``4 n`` body bytes).
 
     Examples
@@ -67,6 +68,7 @@ class IdentityCompressor:
     """
 
     name = "none"
+    payload_type = DensePayload
 
     def compress(self, x: Any, *, step: int | None = None) -> DensePayload:
         """Copy ``x`` (as float32) into a payload; ``step`` is checked and otherwise ignored."""
@@ -74,11 +76,5 @@ class IdentityCompressor:
         return DensePayload(_core.sparse.dense_copy(as_float_vector(x, "x")))
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, DensePayload, "IdentityCompressor")
+        p = self._own(payload)
         return p.values.copy()
-
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> DensePayload:
-        return DensePayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return "IdentityCompressor()"

@@ -25,19 +25,22 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validate import as_float_vector
+from .._typing import FloatVector
+from .._validate import (
+    MAX_LEVELS,
+    UINT64_MAX,
+    as_float_vector,
+    check_choice,
+    check_levels,
+    check_positive_int,
+)
 from ..packing import unpack_bits
 from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import (
-    FloatVector,
-    SeededCompressor,
-    check_n,
-    check_payload,
-    check_uint,
-    readonly,
-)
+from .base import P, SeededCompressor, check_n, check_payload, readonly
 
 __all__ = [
+    "BucketCodesPayload",
+    "BucketQuantizer",
     "QSGDCompressor",
     "QSGDPayload",
     "elias_omega_length",
@@ -47,32 +50,11 @@ __all__ = [
     "qsgd_quantize",
 ]
 
-MAX_LEVELS = 127
-_NORMS = ("l2", "max")
+NORMS = ("l2", "max")
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-def check_levels(levels: Any) -> int:
-    """``levels`` as an int in [1, 127] (the sign + level code must fit in 8 bits)."""
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
-        raise TypeError(f"levels must be an integer in [1, {MAX_LEVELS}], got {levels!r}")
-    if not 1 <= int(levels) <= MAX_LEVELS:
-        raise ValueError(
-            f"levels must be in [1, {MAX_LEVELS}] (1 sign bit + ceil(log2(levels + 1)) level "
-            f"bits must fit in 8 bits), got {levels}"
-        )
-    return int(levels)
-
-
-def check_norm(norm: Any) -> str:
-    if not isinstance(norm, str):
-        raise TypeError(f"norm must be 'l2' or 'max', got {norm!r}")
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be 'l2' or 'max', got {norm!r}")
-    return norm
 
 
 def qsgd_code_bits(levels: int) -> int:
@@ -87,22 +69,10 @@ def qsgd_code_bits(levels: int) -> int:
     return int(_core.qsgd.code_bits(check_levels(levels)))
 
 
-class QSGDPayload(Payload):
-    """A QSGD-compressed vector.
-
-    Attributes
-    ----------
-    n, levels, bucket_size : int
-    norm : str
-        ``"l2"`` or ``"max"``.
-    scales : numpy.ndarray of float32
-        One scale per bucket (read-only).
-    packed : numpy.ndarray of uint8
-        The packed codes (read-only).
-    """
-
-    KIND: ClassVar[PayloadKind] = PayloadKind.QSGD
-    META: ClassVar[struct.Struct] = struct.Struct("<BBQ")
+class BucketCodesPayload(Payload):
+    """What the QSGD and rotation frames share: ``levels``, ``norm`` (``"l2"`` or
+    ``"max"``), ``bucket_size``, one float32 scale per bucket (``scales``) and the packed
+    (sign, level) codes (``packed``), both read-only."""
 
     def __init__(
         self,
@@ -124,17 +94,35 @@ class QSGDPayload(Payload):
     def code_bits(self) -> int:
         return qsgd_code_bits(self.levels)
 
+    def _meta_values(self) -> tuple[Any, ...]:
+        return (self.levels, NORMS.index(self.norm), self.bucket_size)
+
+    def _body(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.scales, self.packed)
+
+
+class QSGDPayload(BucketCodesPayload):
+    """A QSGD-compressed vector.
+
+    Attributes
+    ----------
+    n, levels, bucket_size : int
+    norm : str
+        ``"l2"`` or ``"max"``.
+    scales : numpy.ndarray of float32
+        One scale per bucket (read-only).
+    packed : numpy.ndarray of uint8
+        The packed codes (read-only).
+    """
+
+    KIND: ClassVar[PayloadKind] = PayloadKind.QSGD
+    META: ClassVar[struct.Struct] = struct.Struct("<BBQ")
+
     def __repr__(self) -> str:
         return (
             f"QSGDPayload(n={self.n}, levels={self.levels}, norm={self.norm!r}, "
             f"bucket_size={self.bucket_size}, nbytes={self.nbytes})"
         )
-
-    def _meta_values(self) -> tuple[Any, ...]:
-        return (self.levels, _NORMS.index(self.norm), self.bucket_size)
-
-    def _body(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.scales, self.packed)
 
     @classmethod
     def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> QSGDPayload:
@@ -152,7 +140,7 @@ def parse_scaled_codes(
     ``kind`` for anything no valid frame has. Shared by the QSGD and rotation frames."""
     if not 1 <= levels <= MAX_LEVELS:
         raise ValueError(f"corrupt {kind} frame: levels = {levels}, must be in [1, 127]")
-    if norm_id >= len(_NORMS):
+    if norm_id >= len(NORMS):
         raise ValueError(f"corrupt {kind} frame: norm id {norm_id} (0 = l2, 1 = max)")
     if bucket_size < 1:
         raise ValueError(f"corrupt {kind} frame: bucket_size = 0")
@@ -163,7 +151,7 @@ def parse_scaled_codes(
     if not np.all(np.isfinite(scales) & (scales >= 0)):
         raise ValueError(f"corrupt {kind} frame: scales must be finite and >= 0")
     packed = body_array(body, 4 * nb, nbytes, np.uint8, "codes")
-    return _NORMS[norm_id], scales, packed
+    return NORMS[norm_id], scales, packed
 
 
 def qsgd_quantize(
@@ -212,7 +200,28 @@ def qsgd_dequantize(payload: QSGDPayload) -> FloatVector:
     return _core.qsgd.dequantize(p.packed, p.scales, p.n, p.levels, p.bucket_size)
 
 
-class QSGDCompressor(SeededCompressor):
+class BucketQuantizer(SeededCompressor[P]):
+    """The parameters and checks QSGD and the rotation quantizer share: ``levels``,
+    ``bucket_size``, ``norm``, ``seed`` and ``stream``."""
+
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ("levels", "bucket_size", "norm", "seed", "stream")
+
+    def __init__(
+        self,
+        *,
+        levels: int = 7,
+        bucket_size: int = 512,
+        norm: str = "l2",
+        seed: int = 0,
+        stream: int = 0,
+    ) -> None:
+        super().__init__(seed=seed, stream=stream)
+        self.levels = check_levels(levels)
+        self.bucket_size = check_positive_int(bucket_size, "bucket_size", maximum=UINT64_MAX)
+        self.norm = check_choice(norm, "norm", NORMS)
+
+
+class QSGDCompressor(BucketQuantizer[QSGDPayload]):
     """QSGD compressor (registry name ``"qsgd"``).
 
     Parameters
@@ -239,20 +248,7 @@ class QSGDCompressor(SeededCompressor):
     """
 
     name = "qsgd"
-
-    def __init__(
-        self,
-        *,
-        levels: int = 7,
-        bucket_size: int = 512,
-        norm: str = "l2",
-        seed: int = 0,
-        stream: int = 0,
-    ) -> None:
-        super().__init__(seed=seed, stream=stream)
-        self.levels = check_levels(levels)
-        self.bucket_size = check_uint(bucket_size, "bucket_size", minimum=1)
-        self.norm = check_norm(norm)
+    payload_type = QSGDPayload
 
     def compress(self, x: Any, *, step: int | None = None) -> QSGDPayload:
         v = as_float_vector(x, "x")
@@ -262,16 +258,7 @@ class QSGDCompressor(SeededCompressor):
         return QSGDPayload(v.shape[0], self.levels, self.norm, self.bucket_size, scales, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        return qsgd_dequantize(check_payload(payload, QSGDPayload, "QSGDCompressor"))
-
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> QSGDPayload:
-        return QSGDPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return (
-            f"QSGDCompressor(levels={self.levels}, bucket_size={self.bucket_size}, "
-            f"norm={self.norm!r}, seed={self.seed}, stream={self.stream})"
-        )
+        return qsgd_dequantize(self._own(payload))
 
 
 def elias_omega_length(m: npt.ArrayLike) -> npt.NDArray[np.int64]:

@@ -29,14 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validate import as_float_vector
+from .._typing import FloatVector
+from .._validate import as_float_vector, check_positive_int
 from ..wire import Payload, PayloadKind
-from .base import FloatVector, SeededCompressor, check_n, check_payload, check_uint, readonly
-from .qsgd import check_levels, check_norm, parse_scaled_codes, qsgd_code_bits
+from .base import check_n
+from .qsgd import BucketCodesPayload, BucketQuantizer, parse_scaled_codes
 
 __all__ = ["RotationCompressor", "RotationPayload", "rotation_padded_size"]
-
-_NORMS = ("l2", "max")
 
 
 def __dir__() -> list[str]:
@@ -52,10 +51,10 @@ def rotation_padded_size(n: int) -> int:
     >>> [rotation_padded_size(n) for n in (1, 3, 4, 1000)]
     [1, 4, 4, 1024]
     """
-    return int(_core.rotation.padded_size(check_uint(n, "n", minimum=1, maximum=2**62)))
+    return int(_core.rotation.padded_size(check_positive_int(n, "n", maximum=2**62)))
 
 
-class RotationPayload(Payload):
+class RotationPayload(BucketCodesPayload):
     """A rotated, quantized vector.
 
     Attributes
@@ -85,21 +84,12 @@ class RotationPayload(Payload):
         scales: FloatVector,
         packed: npt.NDArray[np.uint8],
     ) -> None:
-        self.n = n
-        self.levels = levels
-        self.norm = norm
-        self.bucket_size = bucket_size
+        super().__init__(n, levels, norm, bucket_size, scales, packed)
         self.key = key
-        self.scales = readonly(scales)
-        self.packed = readonly(packed)
 
     @property
     def padded(self) -> int:
         return rotation_padded_size(self.n)
-
-    @property
-    def code_bits(self) -> int:
-        return qsgd_code_bits(self.levels)
 
     def __repr__(self) -> str:
         return (
@@ -108,10 +98,7 @@ class RotationPayload(Payload):
         )
 
     def _meta_values(self) -> tuple[Any, ...]:
-        return (self.levels, _NORMS.index(self.norm), self.bucket_size, self.key)
-
-    def _body(self) -> tuple[npt.NDArray[Any], ...]:
-        return (self.scales, self.packed)
+        return (*super()._meta_values(), self.key)
 
     @classmethod
     def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> RotationPayload:
@@ -125,7 +112,7 @@ class RotationPayload(Payload):
         return cls(n, levels, norm, bucket_size, key, scales, packed)
 
 
-class RotationCompressor(SeededCompressor):
+class RotationCompressor(BucketQuantizer[RotationPayload]):
     """Randomized Hadamard rotation + stochastic quantization (registry name ``"rotation"``).
 
     Parameters
@@ -153,6 +140,7 @@ class RotationCompressor(SeededCompressor):
     """
 
     name = "rotation"
+    payload_type = RotationPayload
 
     def __init__(
         self,
@@ -163,10 +151,9 @@ class RotationCompressor(SeededCompressor):
         seed: int = 0,
         stream: int = 0,
     ) -> None:
-        super().__init__(seed=seed, stream=stream)
-        self.levels = check_levels(levels)
-        self.bucket_size = check_uint(bucket_size, "bucket_size", minimum=1)
-        self.norm = check_norm(norm)
+        super().__init__(
+            levels=levels, bucket_size=bucket_size, norm=norm, seed=seed, stream=stream
+        )
 
     def compress(self, x: Any, *, step: int | None = None) -> RotationPayload:
         v = as_float_vector(x, "x")
@@ -181,14 +168,5 @@ class RotationCompressor(SeededCompressor):
         )
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, RotationPayload, "RotationCompressor")
+        p = self._own(payload)
         return _core.rotation.decompress(p.packed, p.scales, p.n, p.levels, p.bucket_size, p.key)
-
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> RotationPayload:
-        return RotationPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return (
-            f"RotationCompressor(levels={self.levels}, bucket_size={self.bucket_size}, "
-            f"norm={self.norm!r}, seed={self.seed}, stream={self.stream})"
-        )

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
-from .._validate import as_float_vector
+from .._typing import FloatVector
+from .._validate import as_float_vector, check_step
 from ..wire import Payload, PayloadKind
-from .base import FloatVector, ScaledCodesPayload, check_payload, check_step
+from .base import PayloadCompressor, ScaledCodesPayload
 
 __all__ = ["SignCompressor", "SignPayload"]
 
@@ -37,7 +38,7 @@ class SignPayload(ScaledCodesPayload):
         return self._scale
 
 
-class SignCompressor:
+class SignCompressor(PayloadCompressor[SignPayload]):
     """Scaled sign compressor (registry name ``"sign"``); deterministic, no parameters.
 
     Examples
@@ -49,6 +50,7 @@ class SignCompressor:
     """
 
     name = "sign"
+    payload_type = SignPayload
 
     def compress(self, x: Any, *, step: int | None = None) -> SignPayload:
         """Compress ``x``; ``step`` is checked and otherwise ignored (deterministic)."""
@@ -58,11 +60,5 @@ class SignCompressor:
         return SignPayload(v.shape[0], scale, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, SignPayload, "SignCompressor")
+        p = self._own(payload)
         return _core.sign.decompress(p.packed, p.n, p.scale)
-
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> SignPayload:
-        return SignPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return "SignCompressor()"

@@ -23,7 +23,6 @@ Frames (indices are uint32, strictly increasing, each < n; checked by ``from_byt
 from __future__ import annotations
 
 import math
-import numbers
 import struct
 from typing import Any, ClassVar
 
@@ -31,17 +30,17 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
-from .._validate import as_float_vector
-from ..wire import Payload, PayloadKind, body_array, expect_body_size
-from .base import (
-    FloatVector,
-    SeededCompressor,
-    check_n,
-    check_payload,
+from .._typing import FloatVector
+from .._validate import (
+    as_float_vector,
+    check_bool,
+    check_choice,
+    check_positive_int,
+    check_real,
     check_step,
-    check_uint,
-    readonly,
 )
+from ..wire import Payload, PayloadKind, body_array, expect_body_size
+from .base import PayloadCompressor, SeededCompressor, check_n, readonly
 
 __all__ = [
     "RandKCompressor",
@@ -67,14 +66,8 @@ class _KSpec:
     def __init__(self, k: Any, ratio: Any) -> None:
         if (k is None) == (ratio is None):
             raise TypeError("give exactly one of k (a count) and ratio (a fraction of n)")
-        self.k = None if k is None else check_uint(k, "k", minimum=1, maximum=MAX_LENGTH)
-        self.ratio: float | None = None
-        if ratio is not None:
-            if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-                raise TypeError(f"ratio must be a real number in (0, 1], got {ratio!r}")
-            if not 0.0 < float(ratio) <= 1.0:
-                raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-            self.ratio = float(ratio)
+        self.k = None if k is None else check_positive_int(k, "k", maximum=MAX_LENGTH)
+        self.ratio = None if ratio is None else check_real(ratio, "ratio", positive=True, maximum=1)
 
     def for_length(self, n: int) -> int:
         if n > MAX_LENGTH:
@@ -152,7 +145,7 @@ def _scatter(n: int, indices: IndexVector, values: FloatVector) -> FloatVector:
     return _core.sparse.scatter(indices, values, n)
 
 
-class TopKCompressor:
+class TopKCompressor(PayloadCompressor[TopKPayload]):
     """Top-k sparsifier (registry name ``"topk"``; deterministic).
 
     Parameters
@@ -172,6 +165,7 @@ class TopKCompressor:
     """
 
     name = "topk"
+    payload_type = TopKPayload
 
     def __init__(self, *, k: int | None = None, ratio: float | None = None) -> None:
         self._spec = _KSpec(k, ratio)
@@ -184,17 +178,14 @@ class TopKCompressor:
         return TopKPayload(v.shape[0], idx, values)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, TopKPayload, "TopKCompressor")
+        p = self._own(payload)
         return _scatter(p.n, p.indices, p.values)
 
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> TopKPayload:
-        return TopKPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return f"TopKCompressor({self._spec})"
+    def _repr_args(self) -> list[str]:
+        return [repr(self._spec), *super()._repr_args()]
 
 
-class RandKCompressor(SeededCompressor):
+class RandKCompressor(SeededCompressor[RandKPayload]):
     """Rand-k sparsifier (registry name ``"randk"``).
 
     Parameters
@@ -217,6 +208,8 @@ class RandKCompressor(SeededCompressor):
     """
 
     name = "randk"
+    payload_type = RandKPayload
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ("rescale", "seed", "stream")
 
     def __init__(
         self,
@@ -229,9 +222,7 @@ class RandKCompressor(SeededCompressor):
     ) -> None:
         super().__init__(seed=seed, stream=stream)
         self._spec = _KSpec(k, ratio)
-        if not isinstance(rescale, bool):
-            raise TypeError(f"rescale must be a bool, got {rescale!r}")
-        self.rescale = rescale
+        self.rescale = check_bool(rescale, "rescale")
 
     def compress(self, x: Any, *, step: int | None = None) -> RandKPayload:
         v = as_float_vector(x, "x")
@@ -250,17 +241,11 @@ class RandKCompressor(SeededCompressor):
         return RandKPayload(n, idx, values)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, RandKPayload, "RandKCompressor")
+        p = self._own(payload)
         return _scatter(p.n, p.indices, p.values)
 
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> RandKPayload:
-        return RandKPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return (
-            f"RandKCompressor({self._spec}, rescale={self.rescale}, seed={self.seed}, "
-            f"stream={self.stream})"
-        )
+    def _repr_args(self) -> list[str]:
+        return [repr(self._spec), *super()._repr_args()]
 
 
 # -- sparse + quantized -------------------------------------------------------------------
@@ -327,7 +312,7 @@ class SparseQuantPayload(Payload):
         return cls(n, bits, _SELECTIONS[sel], scale, idx, packed)
 
 
-class SparseQuantCompressor(SeededCompressor):
+class SparseQuantCompressor(SeededCompressor[SparseQuantPayload]):
     """Sparsify, then quantize the kept values (registry name ``"sparse_quant"``).
 
     Parameters
@@ -353,6 +338,8 @@ class SparseQuantCompressor(SeededCompressor):
     """
 
     name = "sparse_quant"
+    payload_type = SparseQuantPayload
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ("bits", "selection", "seed", "stream")
 
     def __init__(
         self,
@@ -366,16 +353,9 @@ class SparseQuantCompressor(SeededCompressor):
     ) -> None:
         super().__init__(seed=seed, stream=stream)
         self._spec = _KSpec(k, ratio)
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
-            raise TypeError(f"bits must be an integer in [2, 8], got {bits!r}")
-        if not 2 <= int(bits) <= 8:
-            raise ValueError(
-                f"bits must be in [2, 8] (a sign bit plus at least one level bit), got {bits}"
-            )
-        self.bits = int(bits)
-        if selection not in _SELECTIONS:
-            raise ValueError(f"selection must be 'topk' or 'randk', got {selection!r}")
-        self.selection = selection
+        # a sign bit plus at least one level bit
+        self.bits = check_positive_int(bits, "bits", minimum=2, maximum=8)
+        self.selection = check_choice(selection, "selection", _SELECTIONS)
 
     @property
     def levels(self) -> int:
@@ -396,16 +376,10 @@ class SparseQuantCompressor(SeededCompressor):
         return SparseQuantPayload(n, self.bits, self.selection, float(scales[0]), idx, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, SparseQuantPayload, "SparseQuantCompressor")
+        p = self._own(payload)
         scales = np.array([p.scale], dtype=np.float32)
         values = _core.qsgd.dequantize(p.packed, scales, p.k, p.levels, p.k)
         return _scatter(p.n, p.indices, values)
 
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> SparseQuantPayload:
-        return SparseQuantPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return (
-            f"SparseQuantCompressor({self._spec}, bits={self.bits}, "
-            f"selection={self.selection!r}, seed={self.seed}, stream={self.stream})"
-        )
+    def _repr_args(self) -> list[str]:
+        return [repr(self._spec), *super()._repr_args()]

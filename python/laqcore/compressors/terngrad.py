@@ -15,14 +15,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import _core
+from .._typing import FloatVector
 from .._validate import as_float_vector, check_real
 from ..wire import Payload, PayloadKind
-from .base import (
-    FloatVector,
-    ScaledCodesPayload,
-    SeededCompressor,
-    check_payload,
-)
+from .base import ScaledCodesPayload, SeededCompressor
 
 __all__ = ["TernGradCompressor", "TernGradPayload"]
 
@@ -43,7 +39,7 @@ class TernGradPayload(ScaledCodesPayload):
         return self._scale
 
 
-class TernGradCompressor(SeededCompressor):
+class TernGradCompressor(SeededCompressor[TernGradPayload]):
     """TernGrad compressor (registry name ``"terngrad"``).
 
     Parameters
@@ -66,6 +62,8 @@ class TernGradCompressor(SeededCompressor):
     """
 
     name = "terngrad"
+    payload_type = TernGradPayload
+    REPR_FIELDS: ClassVar[tuple[str, ...]] = ("clip_factor", "seed", "stream")
 
     def __init__(self, *, clip_factor: float | None = 2.5, seed: int = 0, stream: int = 0) -> None:
         super().__init__(seed=seed, stream=stream)
@@ -99,14 +97,5 @@ class TernGradCompressor(SeededCompressor):
         return TernGradPayload(v.shape[0], scaler, packed)
 
     def decompress(self, payload: Payload) -> FloatVector:
-        p = check_payload(payload, TernGradPayload, "TernGradCompressor")
+        p = self._own(payload)
         return _core.terngrad.dequantize(p.packed, p.n, p.scaler)
-
-    def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> TernGradPayload:
-        return TernGradPayload.from_bytes(buf, expected_n=expected_n)
-
-    def __repr__(self) -> str:
-        return (
-            f"TernGradCompressor(clip_factor={self.clip_factor}, seed={self.seed}, "
-            f"stream={self.stream})"
-        )

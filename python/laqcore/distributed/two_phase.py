@@ -23,7 +23,7 @@ bandwidth-optimal collective must receive, the figure does not depend on N.
 
 What is in a chunk and how an owner aggregates is a :class:`ChunkCodec`
 (:mod:`laqcore.distributed.exchange_codecs`: LAQ with a replica of the aggregate, and
-QSGD/TernGrad with error feedback at the owner). This module only moves bytes and counts
+QSGD/TernGrad re-compressed at the owner). This module only moves bytes and counts
 them: ``ExchangeStats`` holds the bytes this rank sent and received, computed from the
 sizes of the tensors each collective filled.
 """

@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PANELS", "curve_style", "draw_panel", "plot_results"]
+__all__ = [
+    "PANELS",
+    "curve_style",
+    "draw_panel",
+    "log_axes",
+    "plot_results",
+    "pyplot",
+    "save_figure",
+]
 
 
 def __dir__() -> list[str]:
@@ -22,6 +30,43 @@ PANELS = (
     ("total_bits", "total bits (uplink + downlink)"),
     ("time", "modelled time (s)"),
 )
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, or ImportError with the installation hint
+    (every plot of the experiments is drawn through it)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(
+            "plots need matplotlib: pip install 'laqcore[plot]' (or pass --no-plots)"
+        ) from err
+    return plt
+
+
+def log_axes(ax: Any, xlabel: str, ylabel: str, title: str, *, xbase: int = 10) -> None:
+    """Log-log axes with labels, a small title, a light grid on both tick sets and the legend."""
+    ax.set_xscale("log", base=xbase)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> str:
+    """Write ``fig`` as a 110 dpi PNG to ``path``, close it and return the path."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
 LOG_X = frozenset({"uploads", "bits", "total_bits"})
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "x", "P")
@@ -84,15 +129,7 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
     modelled time (log y; log x for uploads and bits; the loss for nonconvex problems, which
     have no F*). Returns the paths, or raises ImportError with an installation hint when
     matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "plots need matplotlib: pip install 'laqcore[plot]' (or pass --no-plots)"
-        ) from err
+    pyplot()  # the installation hint before any work
     # Nonconvex problems have no F*: plot the loss itself.
     metric = "residual"
     if not any(
@@ -102,8 +139,5 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
     paths = []
     for key, label in PANELS:
         fig = draw_panel(results, key, label, metric, title=title)
-        path = os.path.join(out, f"{metric}_vs_{key}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, os.path.join(out, f"{metric}_vs_{key}.png")))
     return paths

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .plots import log_axes, pyplot, save_figure
+
 __all__ = ["plot_ratio", "plot_regime", "plot_scaling"]
 
 
@@ -12,22 +14,9 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _plt() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "plots need matplotlib: pip install 'laqcore[plot]' (or pass --no-plots)"
-        ) from err
-    return plt
-
-
 def plot_scaling(out: str, data: dict[str, Any], *, title: str = "") -> str:
     """Speedup over M = 1 vs M, one panel per mode (weak / strong), ideal = M dashed."""
-    plt = _plt()
+    plt = pyplot()
     modes = list(data)
     fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.2), squeeze=False)
     for ax, mode in zip(axes[0], modes):
@@ -39,23 +28,15 @@ def plot_scaling(out: str, data: dict[str, Any], *, title: str = "") -> str:
                 ax.plot(*zip(*pts), marker="o", lw=1.4, label=name)
         if allm:
             ax.plot([1, max(allm)], [1, max(allm)], "k--", lw=0.8, label="ideal")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("workers M")
-        ax.set_ylabel("scaled speedup M T(1)/T(M)" if mode == "weak" else "speedup T(1)/T(M)")
-        ax.set_title(f"{mode} scaling. {title}", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ylabel = "scaled speedup M T(1)/T(M)" if mode == "weak" else "speedup T(1)/T(M)"
+        log_axes(ax, "workers M", ylabel, f"{mode} scaling. {title}", xbase=2)
     fig.tight_layout()
-    path = os.path.join(out, "scaling.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out, "scaling.png"))
 
 
 def plot_ratio(out: str, data: dict[str, Any], *, title: str = "") -> str:
     """Speedup T(1)/T(P) vs compression ratio, one line per P."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for P in data["procs"]:
         if P == 1:
@@ -67,23 +48,19 @@ def plot_ratio(out: str, data: dict[str, Any], *, title: str = "") -> str:
         )
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", lw=1.2, label=f"P={P}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("compression ratio (GD upload bytes / method upload bytes)")
-    ax.set_ylabel("speedup T(1)/T(P)")
-    ax.set_title(f"speedup vs compression ratio. {title}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    log_axes(
+        ax,
+        "compression ratio (GD upload bytes / method upload bytes)",
+        "speedup T(1)/T(P)",
+        f"speedup vs compression ratio. {title}",
+    )
     fig.tight_layout()
-    path = os.path.join(out, "ratio.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out, "ratio.png"))
 
 
 def plot_regime(out: str, data: dict[str, Any]) -> str:
     """One panel per latency: cells colored by the first method to the tolerance."""
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
 
     names = data["algorithms"]
@@ -115,7 +92,4 @@ def plot_regime(out: str, data: dict[str, Any]) -> str:
     fig.legend(handles, names, loc="upper right", fontsize=8, ncol=len(names))
     fig.suptitle("first to the tolerance (number: time of runner-up / winner)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    path = os.path.join(out, "regime.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, os.path.join(out, "regime.png"))

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._typing import FloatVector
+from .plots import pyplot, save_figure
+
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
 
-F32 = npt.NDArray[np.float32]
 SOURCES = ("gaussian", "student_t3", "lognormal", "softmax", "mlp")
 BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -63,7 +65,7 @@ def settings() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[F32]:
+def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[FloatVector]:
     """The sequence of vectors of one source (see the module docstring)."""
     rng = np.random.default_rng(seed)
     if name in ("softmax", "mlp"):
@@ -88,7 +90,9 @@ def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[F32]:
     return [(base + 0.1 * sigma * rng.standard_normal(n)).astype(np.float32) for _ in range(steps)]
 
 
-def _laq_innovations(vectors: list[F32], bits: int, entropy: bool) -> Iterator[tuple[F32, int]]:
+def _laq_innovations(
+    vectors: list[FloatVector], bits: int, entropy: bool
+) -> Iterator[tuple[FloatVector, int]]:
     """(reconstruction q_t, frame bytes) of a LAQ worker uploading every x_t's innovation."""
     from ..entropy import entropy_encode
     from ..laq import InnovationQuantizer
@@ -101,7 +105,7 @@ def _laq_innovations(vectors: list[F32], bits: int, entropy: bool) -> Iterator[t
 
 
 def measure(
-    vectors: list[F32], family: str, name: str, kwargs: dict[str, Any], entropy: bool
+    vectors: list[FloatVector], family: str, name: str, kwargs: dict[str, Any], entropy: bool
 ) -> dict[str, Any]:
     """One setting on one sequence: bits per coordinate, normalised MSE, time."""
     from .. import get_compressor, num_threads
@@ -160,11 +164,7 @@ def best_per_budget(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 
 def _plot(records: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sources = [s for s in SOURCES if any(r["source"] == s for r in records)]
     from matplotlib.ticker import NullFormatter
 
@@ -206,8 +206,7 @@ def _plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left", title="dashed/x: entropy-coded", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -15,7 +15,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import numpy.typing as npt
+
+from .._typing import F64
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -25,9 +26,6 @@ __all__ = ["cache_dir", "cached_optimum", "lbfgs"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-F64 = npt.NDArray[np.float64]
 
 
 def cache_dir() -> str:

@@ -10,7 +10,7 @@ the number of ranks N (the all-gather exchanges receive ``N - 1`` frames).
   keeps the replica the owners' double-quantized publications build, and the average is
   ``replica / N`` (:class:`~laqcore.distributed.exchange_codecs.LAQChunkCodec`).
 * QSGD / TernGrad (:func:`compressor_two_phase`): owners average their chunk of the decoded
-  uploads and re-compress it with error feedback
+  uploads and re-compress it, unbiased and without error feedback
   (:class:`~laqcore.distributed.exchange_codecs.CompressorChunkCodec`).
 """
 

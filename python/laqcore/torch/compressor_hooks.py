@@ -96,9 +96,9 @@ class QSGDState(_CompressorState):
     nonfinite : {"propagate", "raise", "skip"}, default "propagate"
         What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
     exchange : {"two-phase", "all-gather"}, default "two-phase"
-        ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it with
-        error feedback for everyone (bytes per rank independent of the number of ranks;
-        docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
+        ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it
+        (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
+        of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
     **kwargs
         QSGD hyperparameters, passed to ``laqcore.get_compressor("qsgd", ...)`` (e.g.
         ``levels``, ``bucket_size``); the compressor's defaults otherwise.

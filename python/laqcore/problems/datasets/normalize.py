@@ -9,7 +9,8 @@ set, applied to the test set too); ``none`` keeps the raw values.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
+
+from ..._typing import F64
 
 __all__ = ["NORMALIZATIONS", "check_normalize", "normalize_columns"]
 
@@ -19,8 +20,6 @@ def __dir__() -> list[str]:
 
 
 NORMALIZATIONS = ("none", "maxabs", "standard")
-
-F64 = npt.NDArray[np.float64]
 
 
 def check_normalize(how: str) -> str:

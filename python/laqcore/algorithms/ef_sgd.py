@@ -1,46 +1,49 @@
-"""Error-feedback SGD template (EF-sign, top-k with memory).
+"""Error-feedback SGD: EF-signSGD (Karimireddy et al. 2019) and top-k SGD with memory
+(Stich, Cordonnier & Jaggi 2018).
 
 Worker m sends ``Delta = C(alpha * g + e_m)`` and keeps ``e_m = alpha * g + e_m -
 decompress(Delta)`` (:class:`laqcore.ErrorFeedback`); the server applies
-``theta -= sum_m decompress(Delta_m)`` (the step size is already inside).
+``theta -= sum_m decompress(Delta_m)`` (the step size is already inside). ``C`` is the scaled
+sign ``(||p||_1 / n) sign(p)`` (EF-sign, about 1 bit per coordinate) or the ``ratio``
+fraction of largest-magnitude coordinates (top-k).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import numpy.typing as npt
-
+from .._typing import F64
 from ..error_feedback import ErrorFeedback
 from ..wire import Payload
-from .base import CompressedGradient, Message, Server, SumServer, Worker, WorkerSite
-from .sgd import STOCHASTIC_DEFAULTS
+from .base import (
+    CodecSpec,
+    CompressedGradient,
+    CompressedWorker,
+    Message,
+    Server,
+    SumServer,
+    Worker,
+    WorkerSite,
+)
+from .compressed import STOCHASTIC_DEFAULTS
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
     from ..problems import LocalObjective
 
-__all__ = ["EFWorker", "ErrorFeedbackSGD"]
+__all__ = ["EFSign", "EFWorker", "ErrorFeedbackSGD", "TopKEF"]
 
 
 def __dir__() -> list[str]:
     return __all__
 
 
-F64 = npt.NDArray[np.float64]
+class EFWorker(CompressedWorker):
+    """Compresses ``alpha * g`` plus its memory through :class:`laqcore.ErrorFeedback`."""
 
-
-class EFWorker(Worker):
-    def __init__(
-        self,
-        site: WorkerSite,
-        compressor: Compressor,
-        stochastic: bool,
-    ) -> None:
-        super().__init__(site)
+    def __init__(self, site: WorkerSite, compressor: Compressor, stochastic: bool) -> None:
+        super().__init__(site, compressor, stochastic)
         self.ef = ErrorFeedback(compressor)
-        self.stochastic = stochastic
 
     def step(self, msg: Message) -> Payload | None:
         g = self.gradient(msg.theta, self.stochastic)
@@ -60,3 +63,17 @@ class ErrorFeedbackSGD(CompressedGradient):
         return EFWorker(
             self.site(m, objective, num_workers), self.build_compressor(m), self.stochastic
         )
+
+
+class EFSign(ErrorFeedbackSGD):
+    """Error-feedback scaled-sign SGD."""
+
+    name = "ef-sign"
+    codec = CodecSpec("sign")
+
+
+class TopKEF(ErrorFeedbackSGD):
+    """Top-k sparsified SGD with error feedback."""
+
+    name = "topk-ef"
+    codec = CodecSpec("topk", lambda p: {"ratio": p.ratio})
