@@ -69,6 +69,7 @@ def rank_main(cfg: dict[str, Any]) -> None:
         world_size=cfg["world"],
         timeout=datetime.timedelta(seconds=300),
     )
+    calibration = calibrate(cfg["workers"], cfg.get("calibrate_reps", 40))
     ec = EngineConfig(
         problem=cfg["problem"],
         algorithm=cfg["algorithm"],
@@ -78,9 +79,46 @@ def rank_main(cfg: dict[str, Any]) -> None:
         record_history=False,
     )
     out = run_engine(cfg["rank"], cfg["world"], ec)
-    print(json.dumps({"wall_time": out["result"]["wall_time"], "wire": out["wire"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "wall_time": out["result"]["wall_time"],
+                "wire": out["wire"],
+                "calib": calibration,
+                "round_compute_s": out["round_compute_s"],
+            }
+        ),
+        flush=True,
+    )
     dist.barrier()
     os._exit(0)
+
+
+def calibrate(M: int, reps: int) -> dict[str, float]:
+    """Mean seconds of the engine's two small collectives on this link and machine, timed
+    in the ranks before the run: the control all-gather (one int64 per rank) and the
+    monitoring all-reduce (M float64). Gives the model's per-message latency as the machine
+    delivers it (TCP, gloo, and the scheduling of N ranks on shared cores), measured apart
+    from the runs it is used to predict."""
+    import torch
+    import torch.distributed as dist
+
+    one = torch.zeros(1, dtype=torch.int64)
+    bufs = [torch.zeros(1, dtype=torch.int64) for _ in range(dist.get_world_size())]
+    vec = torch.zeros(M, dtype=torch.float64)
+    out: dict[str, float] = {}
+    for name, op in (
+        ("allgather_s", lambda: dist.all_gather(bufs, one)),
+        ("allreduce_s", lambda: dist.all_reduce(vec)),
+    ):
+        for _ in range(5):
+            op()
+        dist.barrier()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            op()
+        out[name] = (time.perf_counter() - t0) / reps
+    return out
 
 
 def measure(
@@ -94,18 +132,39 @@ def measure(
             "algorithm": algorithm,
             "problem": problem,
             "iterations": args.iterations,
+            "workers": args.workers,
             "port": port,
             "master": f"{SUBNET}.1",
         }
         for r in range(n)
     ]
     outs = launch_ranks(__file__, configs, net, args.run_timeout, f"{algorithm}, n={n}")
-    return {"time_s": max(o["wall_time"] for o in outs), "wire": outs[0]["wire"]}
+    calib = {k: max(o["calib"][k] for o in outs) for k in outs[0]["calib"]}
+    return {
+        "time_s": max(o["wall_time"] for o in outs),
+        "wire": outs[0]["wire"],
+        "calibration": calib,
+        # A round waits for its slowest rank: sum over rounds of the max over ranks.
+        "engine_compute_s": float(np.max([o["round_compute_s"] for o in outs], axis=0).sum()),
+        "engine_compute_s_per_rank": [o["wire"]["compute_s"] for o in outs],
+        "engine_exchange_s": [o["wire"]["exchange_s"] for o in outs],
+        "engine_monitor_s": [o["wire"]["monitor_s"] for o in outs],
+    }
 
 
 def predict(
-    n: int, algorithm: str, args: argparse.Namespace, prob: Any, latency_s: float
+    n: int,
+    algorithm: str,
+    args: argparse.Namespace,
+    prob: Any,
+    latency_s: float,
+    meas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The model's time for the same run. ``naive``: the simulator's single-process compute
+    and the fixed ``latency_s``; ``calibrated`` (with ``meas``): the engine's own compute
+    per iteration (each round's wall time outside collectives on its slowest rank, summed
+    over rounds: a synchronous round waits for the last rank) and the one-way
+    latency from the small-collective calibration, ``t_allgather / (N - 1) - 64 / rate``."""
     from laqcore._blas import blas_threads
     from laqcore.algorithms import get_algorithm
     from laqcore.network import Link, round_times
@@ -122,19 +181,37 @@ def predict(
         )
     assert res.trace is not None
     rate = _parse_rate(args.rate)
-    L = 2 * args.delay_ms / 1e3 + latency_s
-    link = Link(rate, rate, L, topology="allgather")
-    times = round_times(res.trace, link, nodes=n)
     M = prob.num_workers
-    monitor = 2 * (n - 1) * (L + 64.0 * M / (n * rate))
+
+    def model(L: float, compute_s: float | None) -> tuple[float, float]:
+        link = Link(rate, rate, L, topology="allgather")
+        times = round_times(res.trace, link, nodes=n, compute_s=compute_s)  # type: ignore[arg-type]
+        monitor = 2 * (n - 1) * (L + 64.0 * M / (n * rate))
+        return float(times.sum() + monitor * res.iterations), monitor
+
+    L = 2 * args.delay_ms / 1e3 + latency_s
+    naive, monitor = model(L, None)
     compute = res.trace.worker_step_s * -(-M // n) + res.trace.server_step_s
-    return {
-        "time_s": float(times.sum() + monitor * res.iterations),
+    out: dict[str, Any] = {
+        "time_s": naive,
         "compute_s_per_iteration": compute,
         "monitor_s_per_iteration": monitor,
+        "latency_s": L,
         "uploads": res.uploads,
         "uplink_bits": res.bits,
     }
+    if meas is not None:
+        L_cal = max(meas["calibration"]["allgather_s"] / (n - 1) - 64.0 / rate, 0.0)
+        L_cal += 2 * args.delay_ms / 1e3
+        c_eng = meas["engine_compute_s"] / args.iterations
+        cal, mon_cal = model(L_cal, c_eng)
+        out["calibrated"] = {
+            "time_s": cal,
+            "latency_s": L_cal,
+            "compute_s_per_iteration": c_eng,
+            "monitor_s_per_iteration": mon_cal,
+        }
+    return out
 
 
 def main() -> int:
@@ -192,8 +269,10 @@ def main() -> int:
             for alg in args.algorithms.split(","):
                 t0 = time.perf_counter()
                 meas = measure(n, alg, args, net, problem)
-                pred = predict(n, alg, args, prob, lat)
+                pred = predict(n, alg, args, prob, lat, meas)
                 err = pred["time_s"] / meas["time_s"] - 1
+                cal = pred["calibrated"]
+                err_cal = cal["time_s"] / meas["time_s"] - 1
                 rows.append(
                     {
                         "nprocs": n,
@@ -201,13 +280,20 @@ def main() -> int:
                         "measured_s": meas["time_s"],
                         "predicted_s": pred["time_s"],
                         "rel_error": err,
+                        "calibrated_s": cal["time_s"],
+                        "rel_error_calibrated": err_cal,
                         "prediction": pred,
+                        "measurement": {k: v for k, v in meas.items() if k != "wire"},
                         "wire": meas["wire"],
                     }
                 )
                 print(
                     f"n={n} {alg:<7} measured {meas['time_s']:7.2f} s  predicted "
-                    f"{pred['time_s']:7.2f} s  error {100 * err:+6.1f}%  "
+                    f"{pred['time_s']:7.2f} s ({100 * err:+6.1f}%)  calibrated "
+                    f"{cal['time_s']:7.2f} s ({100 * err_cal:+6.1f}%; L "
+                    f"{1e3 * cal['latency_s']:.2f} ms, compute "
+                    f"{1e3 * cal['compute_s_per_iteration']:.1f} ms/it vs simulator "
+                    f"{1e3 * pred['compute_s_per_iteration']:.1f})  "
                     f"({time.perf_counter() - t0:.0f} s)",
                     flush=True,
                 )

@@ -4,6 +4,7 @@ performance claims live in bench/ and the README, never in tests)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,30 +74,21 @@ def test_torch_baseline_when_available():
         assert row["torch_speedup"] == pytest.approx(row["torch_seconds"] / row["seconds"])
 
 
+def tiny_cli_run(kernels: str, sizes: str, bits: int, out: Path) -> list[str]:
+    """Command-line flags of a fast ``bench`` run (one thread and repeat, no torch) that
+    writes its JSON report to ``out``."""
+    return [
+        *("--kernels", kernels, "--sizes", sizes, "--bits", str(bits)),
+        *("--threads", "1", "--repeats", "1", "--min-time", "0", "--no-torch"),
+        *("--json", str(out)),
+    ]
+
+
 def test_cli_writes_json_and_plot(tmp_path, capsys):
     out = tmp_path / "bench.json"
     png = tmp_path / "bench.png"
     status = bench.main(
-        [
-            "--kernels",
-            "pack,unpack",
-            "--sizes",
-            "10:11",
-            "--bits",
-            "2",
-            "--threads",
-            "1",
-            "--repeats",
-            "1",
-            "--min-time",
-            "0",
-            "--no-torch",
-            "--json",
-            str(out),
-            "--plot",
-            str(png),
-            "--markdown",
-        ]
+        [*tiny_cli_run("pack,unpack", "10:11", 2, out), "--plot", str(png), "--markdown"]
     )
     assert status == 0
     report = json.loads(out.read_text())
@@ -141,25 +133,7 @@ def test_laqcore_command_has_bench(tmp_path, capsys):
     from laqcore import cli
 
     out = tmp_path / "b.json"
-    argv = [
-        "bench",
-        "--kernels",
-        "unpack",
-        "--sizes",
-        "10:10",
-        "--bits",
-        "1",
-        "--threads",
-        "1",
-        "--repeats",
-        "1",
-        "--min-time",
-        "0",
-        "--no-torch",
-        "--json",
-        str(out),
-    ]
-    assert cli.main(argv) == 0
+    assert cli.main(["bench", *tiny_cli_run("unpack", "10:10", 1, out)]) == 0
     assert json.loads(out.read_text())["results"][0]["kernel"] == "unpack"
     assert cli.main(["bench", "--kernels", "nope", "--no-torch"]) == 2
     assert "unknown or unavailable kernel" in capsys.readouterr().err

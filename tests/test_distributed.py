@@ -139,6 +139,13 @@ def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no
         # Skipping saves real bytes: the payload that crossed is exactly the uploads' frames
         # plus each uploading rank's bundle framing (header + CRC, and 8 bytes per item).
         w = outs[0].result[i]["wire"]
+        # The loop's wall time split (the time model's validation): per-round compute of
+        # this rank, and compute + time in collectives = the loop's wall time.
+        rounds = outs[0].result[i]["round_compute_s"]
+        assert len(rounds) == iters and min(rounds) >= 0
+        wall = outs[0].result[i]["result"]["wall_time"]
+        parts = w["compute_s"] + w["exchange_s"] + w["monitor_s"]
+        assert w["exchange_s"] > 0 and abs(parts - wall) <= 1e-6 * wall
         uploads_by_rank = sum(len({m % world for m in d}) for d in decisions)
         framing = FRAME_OVERHEAD * uploads_by_rank + 8 * sim.uploads
         assert w["payload_bytes"] == sim.bits // 8 + framing

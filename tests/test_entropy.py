@@ -12,7 +12,7 @@ import pytest
 
 import laqcore
 import reference as ref
-from laqcore import _core
+from laqcore import _core, runtime
 from laqcore.entropy import EntropyPayload, entropy_decode, entropy_encode, is_codable
 from laqcore.wire import payload_from_bytes
 
@@ -53,6 +53,87 @@ def test_reference_decoder_multi_chunk(rng: np.random.Generator) -> None:
     s = np.tile(np.minimum(rng.geometric(0.5, 3000), 3).astype(np.uint8), 44)
     stream = E.encode(s, 2)  # 132000 symbols: two chunks of the kernel's 2**17
     assert ref.entropy_decode(stream.tobytes(), s.size, 2) == s.tolist()
+
+
+LEVELS = runtime.simd_levels()  # scalar first: the reference of the bulk loops
+
+
+@pytest.mark.parametrize("n", [1, 5, 4095, 4100, 20007])
+@pytest.mark.parametrize("bits", [1, 3, 4, 8])
+def test_encoder_matches_reference(rng: np.random.Generator, n: int, bits: int) -> None:
+    # Same table (read back from the stream): the reference encoder gives the same bytes,
+    # on every SIMD level.
+    for name, s in _histograms(rng, n, bits).items():
+        symbols = s.astype(np.uint8)
+        for level in LEVELS:
+            with runtime.simd(level):
+                stream = E.encode(symbols, bits).tobytes()
+            m, freq = ref.entropy_table(stream, bits)
+            assert stream == ref.entropy_encode(symbols.tolist(), bits, m, freq), (name, level)
+
+
+@pytest.mark.parametrize("m", [9, 12, 13, 15])
+@pytest.mark.parametrize("n", [300, 5003])
+def test_decodes_any_precision(rng: np.random.Generator, m: int, n: int) -> None:
+    # The encoder picks m <= 12; valid streams up to m = 15 decode too (the bulk loops'
+    # packed table covers m <= 12, the checked steps the rest).
+    s = np.minimum(rng.geometric(0.2, n) - 1, 15)
+    freq = ref.entropy_normalise(np.bincount(s, minlength=16).tolist(), m)
+    stream = np.frombuffer(ref.entropy_encode(s.tolist(), 4, m, freq), dtype=np.uint8)
+    for level in LEVELS:
+        with runtime.simd(level):
+            np.testing.assert_array_equal(E.decode(stream, n, 4), s, err_msg=level)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 3, 4, 5, 9])
+def test_simd_levels_and_threads_identical(rng: np.random.Generator, chunks: int) -> None:
+    # The bulk loops code up to 4 chunks together: every run length, a short last chunk
+    # (and its tail of n mod 8 symbols), bytes identical to the scalar path for any thread
+    # count, and each level decodes every level's stream.
+    n = (chunks - 1) * 2**17 + 40_003
+    symbols = np.minimum(rng.geometric(0.35, n) - 1, 255).astype(np.uint8)
+    streams = {}
+    for level in LEVELS:
+        for threads in (1, 2):
+            with runtime.simd(level), laqcore.num_threads(threads):
+                streams[level, threads] = E.encode(symbols, 8)
+    expected = streams["scalar", 1]
+    for key, stream in streams.items():
+        np.testing.assert_array_equal(stream, expected, err_msg=str(key))
+    for level in LEVELS:
+        with runtime.simd(level):
+            np.testing.assert_array_equal(E.decode(expected, n, 8), symbols, err_msg=level)
+
+
+def _decode_outcome(stream: np.ndarray, n: int, bits: int) -> object:
+    try:
+        return E.decode(stream, n, bits).tobytes()
+    except ValueError as e:
+        return f"rejected: {str(e).split(':')[0]}"
+
+
+def test_corrupt_many_lane_streams(rng: np.random.Generator) -> None:
+    # Truncated or altered 8-lane streams (two chunks, bulk loops): every level rejects the
+    # same streams and decodes the others to the same symbols, inside the alphabet.
+    n = 2**17 + 5000
+    symbols = np.minimum(rng.geometric(0.4, n) - 1, 15).astype(np.uint8)
+    stream = E.encode(symbols, 4)
+    cases = [stream[:cut].copy() for cut in rng.integers(0, stream.size, 12)]
+    for i in rng.integers(0, stream.size, 40):
+        bad = stream.copy()
+        bad[i] ^= np.uint8(1 << int(rng.integers(0, 8)))
+        cases.append(bad)
+    for case in cases:
+        outcomes = set()
+        for level in LEVELS:
+            with runtime.simd(level):
+                outcomes.add(_decode_outcome(case, n, 4))
+        assert len(outcomes) == 1
+        (outcome,) = outcomes
+        if isinstance(outcome, str):
+            assert outcome == "rejected: corrupt entropy-coded stream"
+        else:
+            assert max(outcome) <= 15  # type: ignore[call-overload]
 
 
 def test_entropy_close_to_optimal(rng: np.random.Generator) -> None:

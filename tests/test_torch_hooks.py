@@ -187,6 +187,14 @@ def test_state_validation_and_pickle() -> None:
         LAQState(nonfinite="ignore")
     with pytest.raises(ValueError, match="max_stale"):
         LAQState(max_stale=0)
+    with pytest.raises(TypeError, match="block_size"):
+        LAQState(block_size="big")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="block_size"):
+        LAQState(block_size=12)
+    # block_size="auto" (the default): smaller radius blocks at low widths (docs/ddp.md).
+    assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]
+    assert LAQState(bits=2, block_size=None).block_size is None
+    assert LAQState(bits=2, block_size=128).block_size == 128
     # The process group is dropped when pickling (it cannot cross processes).
     st = LAQState(process_group=object(), bits=3)
     st2 = pickle.loads(pickle.dumps(st))

@@ -11,10 +11,12 @@
 namespace laqcore::bind {
 namespace {
 
-carray<std::uint8_t> to_array(const std::vector<std::uint8_t>& v) {
-    auto out = new_vector<std::uint8_t>(v.size());
-    if (!v.empty()) std::copy(v.begin(), v.end(), out.mutable_data());
-    return out;
+// A uint8 array that takes over the vector's buffer (no copy of a large stream).
+carray<std::uint8_t> to_array(std::vector<std::uint8_t>&& v) {
+    auto* owner = new std::vector<std::uint8_t>(std::move(v));
+    py::capsule free_owner(owner,
+                           [](void* p) { delete static_cast<std::vector<std::uint8_t>*>(p); });
+    return carray<std::uint8_t>(static_cast<py::ssize_t>(owner->size()), owner->data(), free_owner);
 }
 
 }  // namespace
@@ -32,7 +34,7 @@ void register_entropy(py::module_ m) {
                 py::gil_scoped_release release;
                 stream = entropy_encode(in, n, alphabet_bits);
             }
-            return to_array(stream);
+            return to_array(std::move(stream));
         },
         py::arg("symbols").noconvert(), py::arg("alphabet_bits"),
         "Order-0 rANS stream of symbols in [0, 2**alphabet_bits).");
@@ -66,7 +68,7 @@ void register_entropy(py::module_ m) {
                 check_padding(in, n, bits);
                 result = entropy_encode_packed(in, n, bits);
             }
-            return std::make_pair(result.mode, to_array(result.stream));
+            return std::make_pair(result.mode, to_array(std::move(result.stream)));
         },
         py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
         "Returns (mode, stream): mode 0 codes one symbol per code, 1 one per packed byte.");

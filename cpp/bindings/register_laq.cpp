@@ -1,6 +1,8 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <string>
+#include <tuple>
 
 #include "binding_utils.hpp"
 #include "laqcore/laq.hpp"
@@ -29,7 +31,172 @@ void checked_radii(const carray<float>& radii, std::size_t n, std::size_t block_
                                          << " need exactly " << need);
 }
 
-void register_blocks(py::module_ m) {
+// `prev` (None = zeros) as a pointer, after checking it has the gradient's length n.
+const float* prev_data(const std::optional<carray<float>>& prev, std::size_t n) {
+    if (!prev) return nullptr;
+    const std::size_t np = vector_length(*prev, "prev");
+    LAQ_CHECK(np == n, "prev has length " << np << " but grad has length " << n);
+    return prev->data();
+}
+
+// The scale of a received LAQ payload, in the two forms the frames carry: one radius for the
+// whole vector (LAQ) or one radius per block of block_size coordinates (LAQ_BLOCK). Each
+// decoder binding is written once (Decoders below) for both; a scale holds its checked
+// arguments and calls its kernel.
+struct OneRadius {
+    using Args = std::tuple<float>;
+    static constexpr const char* kSuffix = "";
+    static constexpr const char* kCheckName = "check_payload";
+    static auto arg_names() { return std::make_tuple(py::arg("radius")); }
+
+    OneRadius(std::size_t /*n*/, float r) : radius(r) {}
+    void check(const std::uint8_t* in, std::size_t n, int bits) const {
+        laq_check_payload(radius, bits, in, n);
+    }
+    void dequantize(const std::uint8_t* in, std::size_t n, int bits, float* out) const {
+        laq_dequantize(in, n, bits, radius, out);
+    }
+    void accumulate(const std::uint8_t* in, std::size_t n, int bits, float weight,
+                    float* inout) const {
+        laq_accumulate(in, n, bits, radius, weight, inout);
+    }
+    double innov_sq(const std::uint8_t* in, std::size_t n, int bits) const {
+        return laq_innov_sq(in, n, bits, radius);
+    }
+
+    float radius;
+};
+
+struct BlockRadii {
+    using Args = std::tuple<std::size_t, const carray<float>&>;
+    static constexpr const char* kSuffix = "_blocks";
+    static constexpr const char* kCheckName = "check_blocks_payload";
+    static auto arg_names() {
+        return std::make_tuple(py::arg("block_size"), py::arg("radii").noconvert());
+    }
+
+    BlockRadii(std::size_t n, std::size_t bs, const carray<float>& r)
+        : block_size(bs), radii(r.data()) {
+        checked_radii(r, n, bs);
+    }
+    void check(const std::uint8_t* in, std::size_t n, int bits) const {
+        laq_check_blocks_payload(radii, block_size, bits, in, n);
+    }
+    void dequantize(const std::uint8_t* in, std::size_t n, int bits, float* out) const {
+        laq_dequantize_blocks(in, n, bits, block_size, radii, out);
+    }
+    void accumulate(const std::uint8_t* in, std::size_t n, int bits, float weight,
+                    float* inout) const {
+        laq_accumulate_blocks(in, n, bits, block_size, radii, weight, inout);
+    }
+    double innov_sq(const std::uint8_t* in, std::size_t n, int bits) const {
+        return laq_innov_sq_blocks(in, n, bits, block_size, radii);
+    }
+
+    std::size_t block_size;
+    const float* radii;
+};
+
+// The decoders of a payload with scale S, whose Python arguments follow (packed, n, bits):
+// the codes are checked first (checked_packed), then the scale, then the kernel runs with the
+// GIL released (raw buffers only; the caller keeps the arrays alive).
+template <class S, class Args = typename S::Args>
+struct Decoders;
+
+template <class S, class... A>
+struct Decoders<S, std::tuple<A...>> {
+    static carray<float> dequantize(const carray<std::uint8_t>& packed, std::size_t n, int bits,
+                                    A... a) {
+        checked_packed(packed, n, bits);
+        const S scale(n, a...);
+        auto out = new_vector<float>(n);
+        const std::uint8_t* in = packed.data();
+        float* dst = out.mutable_data();
+        {
+            py::gil_scoped_release release;
+            scale.dequantize(in, n, bits, dst);
+        }
+        return out;
+    }
+
+    static void accumulate(carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n,
+                           int bits, A... a, float weight) {
+        const std::size_t have = writable_vector_length(inout, "aggregate");
+        LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
+        checked_packed(packed, n, bits);
+        const S scale(n, a...);
+        const std::uint8_t* in = packed.data();
+        float* dst = inout.mutable_data();
+        {
+            py::gil_scoped_release release;
+            scale.accumulate(in, n, bits, weight, dst);
+        }
+    }
+
+    static void check(const carray<std::uint8_t>& packed, std::size_t n, int bits, A... a) {
+        checked_packed(packed, n, bits);
+        const S scale(n, a...);
+        scale.check(packed.data(), n, bits);
+    }
+
+    static double innov_sq(const carray<std::uint8_t>& packed, std::size_t n, int bits, A... a) {
+        checked_packed(packed, n, bits);
+        const S scale(n, a...);
+        const std::uint8_t* in = packed.data();
+        py::gil_scoped_release release;
+        return scale.innov_sq(in, n, bits);
+    }
+
+    static void define(py::module_ m) {
+        const std::string suffix = S::kSuffix;
+        std::apply(
+            [&](auto... scale_args) {
+                m.def(("dequantize" + suffix).c_str(), &dequantize, py::arg("packed").noconvert(),
+                      py::arg("n"), py::arg("bits"), scale_args...);
+                m.def(("accumulate" + suffix).c_str(), &accumulate, py::arg("inout").noconvert(),
+                      py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), scale_args...,
+                      py::arg("weight") = 1.0f,
+                      "inout += weight * dQ in place (weight 1: the worker's apply).");
+                m.def(S::kCheckName, &check, py::arg("packed").noconvert(), py::arg("n"),
+                      py::arg("bits"), scale_args...,
+                      "Raises ValueError unless the payload is decodable.");
+                m.def(("innov_sq" + suffix).c_str(), &innov_sq, py::arg("packed").noconvert(),
+                      py::arg("n"), py::arg("bits"), scale_args...,
+                      "||dQ||^2 recomputed from the codes (bit-identical to the quantizer's).");
+            },
+            S::arg_names());
+    }
+};
+
+}  // namespace
+
+void register_laq(py::module_ m) {
+    m.doc() = "LAQ innovation quantizer (formula and arithmetic: cpp/include/laqcore/laq.hpp).";
+
+    m.def(
+        "kernel_name", []() { return std::string(laq_active_kernels().name); },
+        "Name of the block-kernel table the LAQ drivers use.");
+
+    m.def(
+        "quantize",
+        [](const carray<float>& grad, const std::optional<carray<float>>& prev, int bits) {
+            check_bits(bits);
+            const std::size_t n = vector_length(grad, "grad");
+            const float* p = prev_data(prev, n);
+            auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
+            const float* g = grad.data();
+            std::uint8_t* out = packed.mutable_data();
+            LaqResult r;
+            {
+                // Safe: the kernel touches only raw buffers of arrays the caller keeps alive.
+                py::gil_scoped_release release;
+                r = laq_quantize(g, p, n, bits, out);
+            }
+            return py::make_tuple(packed, r.radius, r.err_sq, r.innov_sq);
+        },
+        py::arg("grad").noconvert(), py::arg("prev").noconvert() = py::none(), py::arg("bits"),
+        "Fused quantize + pack. Returns (packed, radius, err_sq, innov_sq); prev=None means 0.");
+
     m.def(
         "quantize_blocks",
         [](const carray<float>& grad, const std::optional<carray<float>>& prev, int bits,
@@ -38,12 +205,7 @@ void register_blocks(py::module_ m) {
             laq_check_block_size(block_size);
             const std::size_t n = vector_length(grad, "grad");
             LAQ_CHECK(n > 0, "grad must not be empty");
-            const float* p = nullptr;
-            if (prev) {
-                const std::size_t np = vector_length(*prev, "prev");
-                LAQ_CHECK(np == n, "prev has length " << np << " but grad has length " << n);
-                p = prev->data();
-            }
+            const float* p = prev_data(prev, n);
             auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
             auto radii = new_vector<float>(laq_num_radii(n, block_size));
             const float* g = grad.data();
@@ -60,158 +222,8 @@ void register_blocks(py::module_ m) {
         py::arg("block_size"),
         "Fused blockwise quantize + pack. Returns (packed, radii, err_sq, innov_sq).");
 
-    m.def(
-        "dequantize_blocks",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
-           const carray<float>& radii) {
-            checked_packed(packed, n, bits);
-            checked_radii(radii, n, block_size);
-            auto out = new_vector<float>(n);
-            const std::uint8_t* in = packed.data();
-            const float* r = radii.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only
-                laq_dequantize_blocks(in, n, bits, block_size, r, dst);
-            }
-            return out;
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
-        py::arg("radii").noconvert());
-
-    m.def(
-        "accumulate_blocks",
-        [](carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n, int bits,
-           std::size_t block_size, const carray<float>& radii, float weight) {
-            const std::size_t have = writable_vector_length(inout, "aggregate");
-            LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
-            checked_packed(packed, n, bits);
-            checked_radii(radii, n, block_size);
-            const std::uint8_t* in = packed.data();
-            const float* r = radii.data();
-            float* dst = inout.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only
-                laq_accumulate_blocks(in, n, bits, block_size, r, weight, dst);
-            }
-        },
-        py::arg("inout").noconvert(), py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
-        py::arg("block_size"), py::arg("radii").noconvert(), py::arg("weight") = 1.0f,
-        "inout += weight * dQ in place (blockwise radii).");
-
-    m.def(
-        "check_blocks_payload",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
-           const carray<float>& radii) {
-            checked_packed(packed, n, bits);
-            checked_radii(radii, n, block_size);
-            laq_check_blocks_payload(radii.data(), block_size, bits, packed.data(), n);
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
-        py::arg("radii").noconvert(),
-        "Raises ValueError unless the blockwise payload is decodable.");
-
-    m.def(
-        "innov_sq_blocks",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, std::size_t block_size,
-           const carray<float>& radii) {
-            checked_packed(packed, n, bits);
-            checked_radii(radii, n, block_size);
-            const std::uint8_t* in = packed.data();
-            const float* r = radii.data();
-            py::gil_scoped_release release;  // raw buffers only
-            return laq_innov_sq_blocks(in, n, bits, block_size, r);
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("block_size"),
-        py::arg("radii").noconvert(), "||dQ||^2 of a blockwise payload (bit-identical).");
-}
-
-}  // namespace
-
-void register_laq(py::module_ m) {
-    m.doc() = "LAQ innovation quantizer (formula and arithmetic: cpp/include/laqcore/laq.hpp).";
-
-    m.def(
-        "kernel_name", []() { return std::string(laq_active_kernels().name); },
-        "Name of the block-kernel table the LAQ drivers use.");
-
-    m.def(
-        "quantize",
-        [](const carray<float>& grad, const std::optional<carray<float>>& prev, int bits) {
-            check_bits(bits);
-            const std::size_t n = vector_length(grad, "grad");
-            const float* p = nullptr;
-            if (prev) {
-                const std::size_t np = vector_length(*prev, "prev");
-                LAQ_CHECK(np == n, "prev has length " << np << " but grad has length " << n);
-                p = prev->data();
-            }
-            auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
-            const float* g = grad.data();
-            std::uint8_t* out = packed.mutable_data();
-            LaqResult r;
-            {
-                // Safe: the kernel touches only raw buffers of arrays the caller keeps alive.
-                py::gil_scoped_release release;
-                r = laq_quantize(g, p, n, bits, out);
-            }
-            return py::make_tuple(packed, r.radius, r.err_sq, r.innov_sq);
-        },
-        py::arg("grad").noconvert(), py::arg("prev").noconvert() = py::none(), py::arg("bits"),
-        "Fused quantize + pack. Returns (packed, radius, err_sq, innov_sq); prev=None means 0.");
-
-    m.def(
-        "dequantize",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, float radius) {
-            checked_packed(packed, n, bits);
-            auto out = new_vector<float>(n);
-            const std::uint8_t* in = packed.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only
-                laq_dequantize(in, n, bits, radius, dst);
-            }
-            return out;
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("radius"));
-
-    m.def(
-        "accumulate",
-        [](carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n, int bits,
-           float radius, float weight) {
-            const std::size_t have = writable_vector_length(inout, "aggregate");
-            LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
-            checked_packed(packed, n, bits);
-            const std::uint8_t* in = packed.data();
-            float* dst = inout.mutable_data();
-            {
-                py::gil_scoped_release release;  // raw buffers only
-                laq_accumulate(in, n, bits, radius, weight, dst);
-            }
-        },
-        py::arg("inout").noconvert(), py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
-        py::arg("radius"), py::arg("weight") = 1.0f,
-        "inout += weight * dQ in place (weight 1: the worker's apply).");
-
-    m.def(
-        "check_payload",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, float radius) {
-            checked_packed(packed, n, bits);
-            laq_check_payload(radius, bits, packed.data(), n);
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("radius"),
-        "Raises ValueError unless (packed, n, bits, radius) is a decodable payload.");
-
-    m.def(
-        "innov_sq",
-        [](const carray<std::uint8_t>& packed, std::size_t n, int bits, float radius) {
-            checked_packed(packed, n, bits);
-            const std::uint8_t* in = packed.data();
-            py::gil_scoped_release release;  // raw buffers only
-            return laq_innov_sq(in, n, bits, radius);
-        },
-        py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), py::arg("radius"),
-        "||dQ||^2 recomputed from the codes (bit-identical to the quantizer's innov_sq).");
+    Decoders<OneRadius>::define(m);
+    Decoders<BlockRadii>::define(m);
 
     m.def(
         "lut",
@@ -224,8 +236,6 @@ void register_laq(py::module_ m) {
         },
         py::arg("radius"), py::arg("bits"),
         "Dequantized value of every code for (radius, bits) (exposed for tests).");
-
-    register_blocks(m);
 }
 
 }  // namespace laqcore::bind

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "entropy_kernels.hpp"
 #include "laqcore/common.hpp"
 #include "laqcore/laq.hpp"
 
@@ -121,9 +122,10 @@ namespace detail {
 
 const KernelTable& scalar_kernel_table() {
     static const KernelTable table{
-        &pack_groups_scalar,   &unpack_groups_scalar,  &laq_scalar_kernels(),
-        &sumsq_lanes_scalar,   &qsgd_codes_scalar,     &sign_block_scalar,
-        &sum_max_block_scalar, &centered_sumsq_scalar, &terngrad_codes_scalar,
+        &pack_groups_scalar,       &unpack_groups_scalar,  &laq_scalar_kernels(),
+        &sumsq_lanes_scalar,       &qsgd_codes_scalar,     &sign_block_scalar,
+        &sum_max_block_scalar,     &centered_sumsq_scalar, &terngrad_codes_scalar,
+        &entropy_scalar_kernels(),
     };
     return table;
 }

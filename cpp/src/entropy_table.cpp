@@ -2,6 +2,8 @@
 // and its exp-Golomb serialisation (layout in cpp/include/laqcore/entropy.hpp).
 #include "entropy_table.hpp"
 
+#include "entropy_kernels.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -14,8 +16,9 @@ namespace laqcore {
 namespace detail {
 namespace {
 
-// Highest precision the encoder picks: the decoder's slot table (2^m entries) stays in L1.
-constexpr int kChooseMaxPrecision = 12;
+// Highest precision the encoder picks: the decoder's slot table (2^m entries) stays in L1,
+// and the bulk loops' packed tables hold 12-bit fields (entropy_kernels.hpp).
+constexpr int kChooseMaxPrecision = kRansSlotMaxPrecision;
 constexpr int kMaxGolombOrder = 15;
 
 int bit_length(std::uint64_t v) {

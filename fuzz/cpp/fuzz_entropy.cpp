@@ -5,10 +5,12 @@
 //   * mode 0 (decode): the payload is a coded stream. entropy_decode either throws
 //     std::invalid_argument or yields count symbols inside the alphabet, and those symbols
 //     encode and decode back to themselves.
-//   * mode 1 (round trip): the payload, reduced modulo the alphabet, is a symbol sequence
-//     (count is ignored): encode then decode gives it back exactly, on every histogram the
-//     fuzzer can build (one symbol, all equal, rare symbols, ...).
+//   * mode 1 (round trip): the payload, reduced modulo the alphabet and repeated cyclically
+//     up to max(count, payload length) symbols, is a symbol sequence: encode then decode
+//     gives it back exactly, on every histogram the fuzzer can build (one symbol, all equal,
+//     rare symbols, ...) and for streams long enough for the 8-lane bulk loops.
 // ASan/UBSan check that no stream makes the decoder read outside its buffer.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -41,8 +43,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::vector<std::uint8_t> payload(data + 3, data + size);
     const unsigned mask = (1u << bits) - 1;
     if (encode_mode) {
-        std::vector<std::uint8_t> symbols(payload);
-        for (auto& s : symbols) s = static_cast<std::uint8_t>(s & mask);
+        std::vector<std::uint8_t> symbols(payload.empty() ? 0 : std::max(count, payload.size()));
+        for (std::size_t i = 0; i < symbols.size(); ++i) {
+            symbols[i] = static_cast<std::uint8_t>(payload[i % payload.size()] & mask);
+        }
         round_trip(symbols, bits);
         return 0;
     }

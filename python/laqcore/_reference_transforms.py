@@ -15,7 +15,9 @@ Array = npt.NDArray[Any]
 
 __all__ = [
     "entropy_decode",
+    "entropy_encode",
     "entropy_normalise",
+    "entropy_table",
     "fwht",
     "hadamard",
     "rotation_forward",
@@ -75,6 +77,60 @@ def _read_table(r: _Bits, m: int, alphabet_bits: int) -> list[int]:
         freq[s] = ((u - 1) << k) | r.get(k)
     freq[skip] = (1 << m) - sum(freq)
     return freq
+
+
+def entropy_table(stream: bytes, alphabet_bits: int) -> tuple[int, list[int]]:
+    """(m, frequencies) of a non-empty stream's table."""
+    return stream[0] & 15, _read_table(_Bits(stream, 1), stream[0] & 15, alphabet_bits)
+
+
+def _write_table(freq: list[int], alphabet_bits: int) -> bytes:
+    """The table's bit stream: the exp-Golomb order k with the fewest bits (ties: smallest),
+    the first largest frequency implied."""
+    skip = freq.index(max(freq))
+    others = [f for s, f in enumerate(freq) if s != skip]
+
+    def golomb(f: int, k: int) -> str:  # bits in stream order
+        u = (f >> k) + 1
+        w = u.bit_length()
+        low = [(u >> i) & 1 for i in range(w - 1)] + [(f >> i) & 1 for i in range(k)]
+        return "0" * (w - 1) + "1" + "".join(map(str, low))
+
+    k = min(range(16), key=lambda k: (sum(len(golomb(f, k)) for f in others), k))
+    bits = [(k >> i) & 1 for i in range(4)] + [(skip >> i) & 1 for i in range(alphabet_bits)]
+    bits += [int(b) for f in others for b in golomb(f, k)]
+    bits += [0] * (-len(bits) % 8)
+    return bytes(sum(bits[8 * i + j] << j for j in range(8)) for i in range(len(bits) // 8))
+
+
+def entropy_encode(
+    symbols: list[int], alphabet_bits: int, m: int, freq: list[int], chunk: int = 1 << 17
+) -> bytes:
+    """Encode with a given table (frequencies summing to 2**m, non-zero for every symbol
+    present), symbol by symbol in reverse, following the layout comment of entropy.hpp."""
+    count = len(symbols)
+    if count == 0:
+        return b"\x00"
+    lanes_log2 = 3 if count >= 4096 else 0
+    lanes, M, L = 1 << lanes_log2, 1 << m, 1 << 15
+    cum = [sum(freq[:s]) for s in range(len(freq))]
+    chunks = []
+    for begin in range(0, count, chunk):
+        part = symbols[begin : begin + chunk]
+        x = [L] * lanes
+        words: list[int] = []  # in encoding order; the decoder reads them reversed
+        for i in reversed(range(len(part))):
+            j, s = i % lanes, part[i]
+            f = freq[s]
+            if x[j] >= ((L >> m) << 16) * f:
+                words.append(x[j] & 0xFFFF)
+                x[j] >>= 16
+            x[j] = (x[j] // f) * M + x[j] % f + cum[s]
+        states = b"".join(v.to_bytes(4, "little") for v in x)
+        chunks.append(states + b"".join(w.to_bytes(2, "little") for w in reversed(words)))
+    directory = b"".join(len(c).to_bytes(4, "little") for c in chunks[:-1])
+    head = bytes([m | lanes_log2 << 4]) + _write_table(freq, alphabet_bits)
+    return head + directory + b"".join(chunks)
 
 
 def entropy_decode(

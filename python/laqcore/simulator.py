@@ -286,15 +286,24 @@ def simulate(
     loss0 = problem.loss(server.theta)
     recorder.record(0, loss0, server.theta)
     on_wire: dict[int, Payload] = {}  # what was sent: the batch, or its entropy-coded frames
-    clock = [0.0]
+    clock = [0.0, 0.0, 0.0]
+    oracle = problem.batched_oracle
 
     def before_round(k: int) -> None:
         clock[0] = time.perf_counter()
+        if oracle is not None:
+            clock[1], clock[2] = oracle.seconds, oracle.requests
 
     def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """In one process nothing moves; with entropy coding the server gets what the coded
         frames decode to (identical payloads), and the coded sizes are what is counted."""
         trace.worker_seconds += time.perf_counter() - clock[0]
+        if oracle is not None:
+            # Batched gradients: charge each request what one worker's gradient costs alone.
+            trace.worker_seconds -= oracle.seconds - clock[1]
+            served = oracle.requests - clock[2]
+            if served:
+                trace.worker_seconds += served * oracle.single_grad_seconds(server.theta)
         trace.worker_steps += M
         on_wire.clear()
         batch: dict[int, Payload] = {}

@@ -11,7 +11,7 @@
 //     the compiler targets x86-64 and accepts them (CMakeLists.txt), and used only when the
 //     CPU reports AVX2, FMA and BMI2 at run time (__builtin_cpu_supports). Every hot kernel
 //     has an entry: pack/unpack, LAQ (quantize+pack, dequantize, accumulate, ||dQ||^2),
-//     QSGD, TernGrad and scaled sign.
+//     QSGD, TernGrad, scaled sign and the rANS entropy coder's bulk loops.
 //   * avx512: cpp/src/simd/*_avx512.cpp (-mavx512f -mavx512bw -mavx512dq -mavx512vl on top
 //     of the AVX2 flags), used when the CPU reports those as well. It replaces only the
 //     kernels that are compute-bound in AVX2 (the LAQ radius and quantize+pack passes) and
@@ -39,6 +39,9 @@
 namespace laqcore {
 
 struct LaqBlockKernels;  // laq.hpp
+namespace detail {
+struct EntropyBlockKernels;  // cpp/src/entropy_kernels.hpp (private)
+}
 
 enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2 };
 
@@ -76,6 +79,8 @@ struct KernelTable {
     // Ternary codes of elements [begin, end) into codes[0, end - begin).
     void (*terngrad_codes)(const float* x, std::size_t begin, std::size_t end, float threshold,
                            float scaler, std::uint64_t key, std::uint8_t* codes);
+    // The rANS coder's bulk loops over whole groups of 8 symbols (entropy.cpp drivers).
+    const detail::EntropyBlockKernels* entropy;
 };
 
 // The table of the active level (chosen on first use, see above). Throws

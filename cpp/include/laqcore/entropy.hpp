@@ -18,7 +18,11 @@
 //
 // Parallelism and determinism: the symbols are cut into chunks of kEntropyChunk symbols (the
 // last may be shorter), each coded independently with the same table, so chunks are encoded
-// and decoded in parallel and the bytes never depend on the thread count.
+// and decoded in parallel and the bytes never depend on the thread count. Whole groups of 8
+// symbols of an 8-lane chunk go through bulk loops with SIMD variants (dispatch.hpp,
+// cpp/src/entropy_kernels.hpp), which code up to 4 chunks in one loop so that their
+// dependency chains overlap; every level produces the same bytes and symbols. The encoder
+// picks m <= 12; the decoder accepts any m <= 15 (m > 12 takes the scalar steps).
 //
 // Stream layout (little-endian):
 //     byte 0        m | (log2(lanes) << 4)          (m = 0: empty stream, count == 0; then

@@ -8,9 +8,9 @@ namespace detail {
 
 const KernelTable& avx2_kernel_table() {
     static const KernelTable table{
-        &pack_groups_avx2,   &unpack_groups_avx2,  &laq_avx2_kernels(),
-        &sumsq_lanes_avx2,   &qsgd_codes_avx2,     &sign_block_avx2,
-        &sum_max_block_avx2, &centered_sumsq_avx2, &terngrad_codes_avx2,
+        &pack_groups_avx2,    &unpack_groups_avx2,     &laq_avx2_kernels(), &sumsq_lanes_avx2,
+        &qsgd_codes_avx2,     &sign_block_avx2,        &sum_max_block_avx2, &centered_sumsq_avx2,
+        &terngrad_codes_avx2, &entropy_avx2_kernels(),
     };
     return table;
 }

@@ -9,6 +9,7 @@
 namespace laqcore {
 struct LaqBlockKernels;
 namespace detail {
+struct EntropyBlockKernels;
 
 std::uint8_t pack_groups_avx2(const std::uint8_t* codes, std::size_t groups, int bits,
                               std::uint8_t* out);
@@ -17,6 +18,9 @@ void unpack_groups_avx2(const std::uint8_t* packed, std::size_t groups, int bits
 
 // laq_avx2.cpp
 const LaqBlockKernels& laq_avx2_kernels();
+
+// entropy_avx2.cpp: the rANS bulk loops, 8 lanes in one register
+const EntropyBlockKernels& entropy_avx2_kernels();
 
 // reduce_avx2.cpp, qsgd_avx2.cpp
 double sumsq_lanes_avx2(const float* x, std::size_t count);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validate import registry_key
+from .._registry import Registry
 from .asylpg import AccAsyLPG, AsyLPG, SparseAsyLPG
 from .base import Algorithm, CompressedGradient, Message, Params, Server, Worker
 from .compressed import GD, QSGD, SGD, SSGD, SparseQSGD, TernGrad
@@ -57,69 +57,58 @@ def __dir__() -> list[str]:
     return __all__
 
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls
-    for cls in (
-        GD,
-        QGD,
-        LAGWK,
-        LAGPS,
-        LAQ,
-        SGD,
-        QSGD,
-        SSGD,
-        SLAQ,
-        TernGrad,
-        EFSign,
-        TopKEF,
-        SparseQSGD,
-        PQASGD,
-        AsyLPG,
-        SparseAsyLPG,
-        AccAsyLPG,
-        RandomSelection,
-        OneShotAveraging,
-        DynamicAveraging,
-    )
+#: Other spellings of some algorithms (matched by the same rule as the names).
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "lag-wk": ("lag", "lagwk"),
+    "lag-ps": ("lagps",),
+    "topk-ef": ("topk", "ef-topk"),
+    "ef-sign": ("efsign",),
+    "sparse-qsgd": ("sparse-quant",),
+    "random-select": ("random", "random-selection"),
+    "one-shot": ("oneshot",),
+    "dynamic-avg": ("dynamic", "dynamic-averaging"),
 }
-
-_ALIASES = {
-    "lag": "lag-wk",
-    "lagwk": "lag-wk",
-    "lagps": "lag-ps",
-    "topk": "topk-ef",
-    "ef-topk": "topk-ef",
-    "efsign": "ef-sign",
-    "sparse-quant": "sparse-qsgd",
-    "random": "random-select",
-    "random-selection": "random-select",
-    "oneshot": "one-shot",
-    "dynamic": "dynamic-avg",
-    "dynamic-averaging": "dynamic-avg",
-}
+_REGISTRY: Registry[type[Algorithm]] = Registry("algorithm")
+for _cls in (
+    GD,
+    QGD,
+    LAGWK,
+    LAGPS,
+    LAQ,
+    SGD,
+    QSGD,
+    SSGD,
+    SLAQ,
+    TernGrad,
+    EFSign,
+    TopKEF,
+    SparseQSGD,
+    PQASGD,
+    AsyLPG,
+    SparseAsyLPG,
+    AccAsyLPG,
+    RandomSelection,
+    OneShotAveraging,
+    DynamicAveraging,
+):
+    _REGISTRY.add(_cls.name, _cls, aliases=_ALIASES.get(_cls.name, ()))
+#: Every algorithm class by its name.
+ALGORITHMS: dict[str, type[Algorithm]] = _REGISTRY.entries
 
 
 def available_algorithms() -> list[str]:
     """Names accepted by :func:`get_algorithm`."""
-    return list(ALGORITHMS)
+    return _REGISTRY.names()
 
 
 def get_algorithm(name: str, params: Params | None = None, **overrides: Any) -> Algorithm:
     """Build an algorithm by name with its defaults, then ``params``/``overrides``.
 
-    ``overrides`` whose value is None are ignored (so CLI flags left unset keep each
-    algorithm's own default).
+    ``name`` is matched as compressor names are (:class:`laqcore._registry.Registry`: case,
+    blanks and ``-``/``_`` ignored, plus a few aliases). ``overrides`` whose value is None are
+    ignored (so CLI flags left unset keep each algorithm's own default).
     """
-    if not isinstance(name, str):
-        raise TypeError(f"algorithm name must be a str, got {type(name).__name__}")
-    lookup = {registry_key(n): n for n in ALGORITHMS}
-    lookup.update({registry_key(a): target for a, target in _ALIASES.items()})
-    key = lookup.get(registry_key(name), "")
-    if key not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm {name!r}; available: {', '.join(available_algorithms())}"
-        )
-    cls = ALGORITHMS[key]
+    cls = ALGORITHMS[_REGISTRY.resolve(name)]
     clean = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(clean) - set(Params.__dataclass_fields__)
     if unknown:

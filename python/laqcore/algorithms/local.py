@@ -51,13 +51,15 @@ def small_message_nbytes() -> int:
 
 
 class LocalWorker(Worker):
-    """Holds ``x_m``; ``local_step()`` does ``x_m -= alpha M g_m(x_m)``."""
+    """Holds ``x_m``; ``local_step()`` does ``x_m -= alpha M g_m(x_m)``. Its uploads go
+    through ``codec`` (default: models sent dense, ``"none"``)."""
 
     #: Whether local steps use minibatch gradients.
     stochastic: ClassVar[bool] = False
 
-    def __init__(self, site: WorkerSite) -> None:
+    def __init__(self, site: WorkerSite, codec: Compressor | None = None) -> None:
         super().__init__(site)
+        self.codec = get_compressor("none") if codec is None else codec
         self.x: F64 | None = None
 
     def sync(self, msg: Message) -> None:
@@ -99,8 +101,7 @@ class PQWorker(LocalWorker):
     stochastic = True
 
     def __init__(self, site: WorkerSite, codec: Compressor) -> None:
-        super().__init__(site)
-        self.codec = codec
+        super().__init__(site, codec)
         self.anchor: F64 | None = None
 
     def step(self, msg: Message) -> Payload | None:
@@ -128,11 +129,16 @@ class PQASGD(Algorithm):
 
 
 # -- one-shot averaging ------------------------------------------------------------------------
-class OneShotServer(Server):
+class DenseModelServer(Server):
+    """Server of the methods whose workers upload whole models, dense (one-shot and dynamic
+    averaging)."""
+
     def __init__(self, params: Params, x0: F64, num_workers: int) -> None:
         super().__init__(params, x0, num_workers)
         self.codec = get_compressor("none")
 
+
+class OneShotServer(DenseModelServer):
     def message(self, m: int) -> Message:
         # Only the very first message carries the model (the common start).
         nbytes = theta_message_nbytes(self.dim) if self.k == 0 else 0
@@ -150,10 +156,6 @@ class OneShotServer(Server):
 
 
 class OneShotWorker(LocalWorker):
-    def __init__(self, site: WorkerSite) -> None:
-        super().__init__(site)
-        self.codec = get_compressor("none")
-
     def step(self, msg: Message) -> Payload | None:
         self.sync(msg)
         x = self.local_step()
@@ -171,10 +173,9 @@ class OneShotAveraging(Algorithm):
 
 
 # -- dynamic averaging ------------------------------------------------------------------------
-class DynamicServer(Server):
+class DynamicServer(DenseModelServer):
     def __init__(self, params: Params, x0: F64, num_workers: int) -> None:
         super().__init__(params, x0, num_workers)
-        self.codec = get_compressor("none")
         self.collected: dict[int, F64] = {}  # models received during a synchronisation
         self.reset_next = True
 
@@ -207,7 +208,6 @@ class DynamicServer(Server):
 class DynamicWorker(LocalWorker):
     def __init__(self, site: WorkerSite) -> None:
         super().__init__(site)
-        self.codec = get_compressor("none")
         self.reference: F64 | None = None
 
     def step(self, msg: Message) -> Payload | None:

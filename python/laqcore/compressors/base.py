@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect
 import struct
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -33,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _core
+from .._registry import Registry
 from .._typing import FloatVector
 from .._validate import check_bool, check_step, check_uint64, registry_key
 from ..wire import Payload, body_array, expect_body_size
@@ -205,13 +205,9 @@ class SeededCompressor(PayloadCompressor[P]):
 
 
 # -- registry ----------------------------------------------------------------------------
-_FACTORIES: dict[str, Callable[..., Compressor]] = {}
-_ALIASES: dict[str, str] = {}
-#: Aliases kept for old scripts: they still resolve, with a DeprecationWarning.
-_DEPRECATED: set[str] = set()
-
-
-_normalise = registry_key
+_REGISTRY: Registry[Callable[..., Compressor]] = Registry("compressor", sorted_names=True)
+_FACTORIES = _REGISTRY.entries
+_ALIASES = _REGISTRY.aliases
 
 
 def register_compressor(
@@ -224,8 +220,8 @@ def register_compressor(
 ) -> None:
     """Register ``factory`` (called with keyword arguments) under ``name`` and ``aliases``.
 
-    Names are case-insensitive and ``-`` equals ``_`` (:func:`laqcore._validate.registry_key`,
-    the rule algorithm names follow too). ``deprecated_aliases`` resolve to ``name`` as well,
+    Names are case-insensitive and ``-`` equals ``_`` (:class:`laqcore._registry.Registry`,
+    which resolves algorithm names too). ``deprecated_aliases`` resolve to ``name`` as well,
     but :func:`get_compressor` warns (``DeprecationWarning``) that ``name`` is the one name.
     Registering a taken name raises ``ValueError`` unless ``replace=True``.
 
@@ -241,19 +237,13 @@ def register_compressor(
         raise TypeError(f"name must be a non-empty string, got {name!r}")
     if not callable(factory):
         raise TypeError(f"factory must be callable, got {factory!r}")
-    key = _normalise(name)
-    deprecated_keys = [_normalise(a) for a in deprecated_aliases]
-    alias_keys = [_normalise(a) for a in aliases] + deprecated_keys
-    if not replace:
-        for k in [key, *alias_keys]:
-            if k in _FACTORIES or k in _ALIASES:
-                raise ValueError(f"compressor name {k!r} is already registered")
-    _FACTORIES[key] = factory
-    _ALIASES.pop(key, None)
-    for a in alias_keys:
-        _ALIASES[a] = key
-    _DEPRECATED.difference_update([key, *alias_keys])
-    _DEPRECATED.update(deprecated_keys)
+    _REGISTRY.add(
+        registry_key(name),
+        factory,
+        aliases=aliases,
+        deprecated_aliases=deprecated_aliases,
+        replace=replace,
+    )
 
 
 def available_compressors() -> list[str]:
@@ -265,7 +255,7 @@ def available_compressors() -> list[str]:
     >>> "qsgd" in laqcore.available_compressors()
     True
     """
-    return sorted(_FACTORIES)
+    return _REGISTRY.names()
 
 
 def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compressor:
@@ -296,20 +286,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     >>> comp.decompress(payload).shape
     (1000,)
     """
-    if not isinstance(name, str):
-        raise TypeError(f"compressor name must be a string, got {name!r}")
-    key = _normalise(name)
-    if key in _DEPRECATED:
-        warnings.warn(
-            f"compressor name {name!r} is deprecated; use {_ALIASES[key]!r}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-    key = _ALIASES.get(key, key)
-    if key not in _FACTORIES:
-        raise ValueError(
-            f"unknown compressor {name!r}; available: {', '.join(available_compressors())}"
-        )
+    key = _REGISTRY.resolve(name)
     factory = _FACTORIES[key]
     try:
         sig = inspect.signature(factory)

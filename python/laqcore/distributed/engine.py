@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -165,8 +166,10 @@ def run_engine(
     """The per-rank body of a distributed run (call on every rank of an initialised group).
 
     Returns a dict with ``result`` (the simulator's :class:`~laqcore.simulator.RunResult`
-    fields, on every rank), ``wire`` (traffic), ``decisions`` (per iteration, the sorted
-    list of uploading workers) and ``theta`` (final iterate).
+    fields, on every rank), ``wire`` (traffic, and the loop's wall time split into
+    ``exchange_s``, ``monitor_s`` and ``compute_s``), ``decisions`` (per iteration, the
+    sorted list of uploading workers), ``theta`` (final iterate) and ``round_compute_s``
+    (per iteration of this run, this rank's wall time outside collectives).
 
     ``fault(rank, k, workers)`` is called before each iteration's worker steps; tests use it
     to kill a rank or poison a gradient.
@@ -200,13 +203,20 @@ def run_engine(
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
     counters = {"monitor_bytes": 0, "nonfinite": 0}
+    # Seconds this rank spent inside collectives (the exchange, the monitoring all-reduces);
+    # the rest of the loop's wall time is its own compute (for the time model's validation).
+    clock = {"exchange_s": 0.0, "monitor_s": 0.0, "mark": 0.0, "comm_at_mark": 0.0}
+    #: Per iteration, this rank's compute: the round's wall time outside collectives.
+    round_compute: list[float] = []
 
     def per_worker(values: dict[int, float | np.ndarray], width: int) -> np.ndarray:
         """M rows, each filled by its owner rank; all-reduce is exact (one non-zero each)."""
         buf = torch.zeros((M, width), dtype=torch.float64)
         for m, v in values.items():
             buf[m] = torch.as_tensor(np.atleast_1d(v), dtype=torch.float64)
+        t0 = time.perf_counter()
         dist.all_reduce(buf)
+        clock["monitor_s"] += time.perf_counter() - t0
         counters["monitor_bytes"] += 8 * M * width * 2 * (world - 1)
         return buf.numpy()
 
@@ -254,11 +264,12 @@ def run_engine(
 
     def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """This rank's uploads -> every worker's, through one bundle frame per rank."""
+        frame = pack_uploads(sorted(uploads.items())) if uploads else None
+        t0 = time.perf_counter()
         res = transport.exchange(
-            pack_uploads(sorted(uploads.items())) if uploads else None,
-            nonfinite=bool(bad) and cfg.nonfinite == "raise",
-            tag=f"iteration {k}",
+            frame, nonfinite=bool(bad) and cfg.nonfinite == "raise", tag=f"iteration {k}"
         )
+        clock["exchange_s"] += time.perf_counter() - t0
         if res.nonfinite_ranks:
             raise NonFiniteGradientError(res.nonfinite_ranks, k, where="a worker gradient")
         counters["nonfinite"] += len(bad)
@@ -280,11 +291,17 @@ def run_engine(
         return int(delta_frames(batch, M).delivered)
 
     def after_round(k: int, residual: float | None) -> None:
+        now, comm = time.perf_counter(), clock["exchange_s"] + clock["monitor_s"]
+        round_compute.append(now - clock["mark"] - (comm - clock["comm_at_mark"]))
+        clock["mark"], clock["comm_at_mark"] = now, comm
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             _check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
             ckpt.save(k, loss0, server, workers, recorder, counters, transport)
 
+    # Only the loop's collectives count (not the starting loss's all-reduce, which also
+    # waits for the slowest rank's setup).
+    clock.update(exchange_s=0.0, monitor_s=0.0, mark=time.perf_counter(), comm_at_mark=0.0)
     outcome = run_rounds(
         server,
         workers,
@@ -314,11 +331,16 @@ def run_engine(
     wire["monitor_bytes"] = counters["monitor_bytes"]
     wire["nonfinite_skipped"] = counters["nonfinite"]
     wire["processes"] = world
+    # Loop wall time split: inside collectives vs this rank's compute (what is left).
+    wire["exchange_s"] = clock["exchange_s"]
+    wire["monitor_s"] = clock["monitor_s"]
+    wire["compute_s"] = max(outcome.wall_time - clock["exchange_s"] - clock["monitor_s"], 0.0)
     return {
         "result": result.to_dict(history=cfg.record_history),
         "wire": wire,
         "decisions": recorder.decisions,
         "theta": np.array(server.theta),
+        "round_compute_s": round_compute,
     }
 
 

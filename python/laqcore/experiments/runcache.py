@@ -54,12 +54,15 @@ def run_cached(
     cache: str,
     problem: Any = None,
     log: bool = True,
+    batched: bool = False,
 ) -> CachedRun:
     """Run (or load) ``algorithm`` on the problem ``make_problem(**problem_kw)``.
 
     ``problem`` may pass the already built problem (it must match ``problem_kw``).
+    ``batched``: evaluate the workers' gradients in one batched product
+    (:meth:`laqcore.problems.Problem.use_batched`; equal up to rounding, part of the key).
     """
-    spec = {
+    spec: dict[str, Any] = {
         "problem": problem_kw,
         "algorithm": algorithm,
         "overrides": overrides,
@@ -67,6 +70,8 @@ def run_cached(
         "eps": eps,
         "downlink": downlink,
     }
+    if batched:
+        spec["batched"] = True
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
@@ -78,6 +83,7 @@ def run_cached(
     from ..simulator import simulate
 
     prob = make_problem(**problem_kw) if problem is None else problem
+    prob.use_batched(batched)
     res = simulate(
         prob,
         get_algorithm(algorithm, **overrides),

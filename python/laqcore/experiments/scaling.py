@@ -103,6 +103,7 @@ def scaling_study(args: argparse.Namespace) -> dict[str, Any]:
                     downlink=args.downlink,
                     cache=_cache(args),
                     problem=prob,
+                    batched=not args.per_worker_eval,
                 )
                 table[name].append(
                     {
@@ -154,6 +155,7 @@ def ratio_study(args: argparse.Namespace) -> dict[str, Any]:
                 downlink=args.downlink,
                 cache=_cache(args),
                 problem=prob,
+                batched=not args.per_worker_eval,
             )
             times[P] = _time(run, args)
             cnt = sum(run.trace.up_count)
@@ -230,6 +232,13 @@ def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
     )
     p.add_argument("--out", default=None, help="directory for the JSON and the plot")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--per-worker-eval",
+        action="store_true",
+        help="evaluate the workers' gradients one by one instead of in one batched product "
+        "(same values up to rounding; the time model charges one worker's own gradient "
+        "time either way)",
+    )
     add_network_options(p)
 
 

@@ -108,15 +108,22 @@ class SoftmaxModel(Model):
     ) -> tuple[float, F64 | None]:
         W = theta.reshape(self.num_features + 1, self.num_outputs)
         Z = Xb @ W
-        lse, P = _log_softmax_rows(Z)
-        rows = np.arange(Xb.shape[0])
-        per = lse - Z[rows, t]
+        per, P = self.residuals(Z, t)
         loss = float(np.sum(per * w))
         if not grad:
             return loss, None
-        P[rows, t] -= 1.0
         P *= np.reshape(w, (-1, 1)) if np.ndim(w) else w
         return loss, (Xb.T @ P).ravel()
+
+    @staticmethod
+    def residuals(Z: F64, t: npt.NDArray[Any]) -> tuple[F64, F64]:
+        """Per-sample cross-entropy of the scores ``Z`` (n, K) and its derivative
+        ``softmax(Z) - onehot(t)`` with respect to ``Z`` (unweighted)."""
+        lse, P = _log_softmax_rows(Z)
+        rows = np.arange(Z.shape[0])
+        per = lse - Z[rows, t]
+        P[rows, t] -= 1.0
+        return per, P
 
     def predict(self, theta: F64, Xb: F64) -> npt.NDArray[Any]:
         scores = Xb @ theta.reshape(self.num_features + 1, self.num_outputs)
@@ -271,6 +278,9 @@ class LocalObjective:
         if self.Xb.shape[0] == 0:
             raise ValueError("a worker's shard must hold at least one sample")
         self._t = self.model.targets(self.y)
+        #: (oracle, index) when the problem evaluates every shard in one batch
+        #: (:meth:`laqcore.problems.Problem.use_batched`); None: this shard alone.
+        self.batched: tuple[Any, int] | None = None
 
     @property
     def n(self) -> int:
@@ -281,10 +291,15 @@ class LocalObjective:
         return self.model.dim
 
     def loss(self, theta: F64) -> float:
+        if self.batched is not None:
+            return float(self.batched[0].loss(self.batched[1], theta))
         data, _ = self.model.loss_grad(theta, self.Xb, self._t, 1.0 / self.n, grad=False)
         return data + 0.5 * self.l2 * float(theta @ theta)
 
     def value_and_grad(self, theta: F64) -> tuple[float, F64]:
+        if self.batched is not None:
+            f, g = self.batched[0].value_and_grad(self.batched[1], theta)
+            return float(f), g
         data, g = self.model.loss_grad(theta, self.Xb, self._t, 1.0 / self.n)
         assert g is not None  # grad=True always returns one
         return data + 0.5 * self.l2 * float(theta @ theta), g + self.l2 * theta
@@ -294,7 +309,11 @@ class LocalObjective:
 
     def minibatch_grad(self, theta: F64, idx: npt.NDArray[np.int64]) -> F64:
         """Gradient of the minibatch objective (mean loss over ``idx`` + the L2 term): an
-        unbiased estimate of :meth:`grad` when ``idx`` is drawn uniformly."""
+        unbiased estimate of :meth:`grad` when ``idx`` is drawn uniformly (the full
+        gradient when ``idx`` holds every sample, as :meth:`sample` returns for a batch
+        of at least ``n``)."""
+        if self.batched is not None and len(idx) == self.n:
+            return self.value_and_grad(theta)[1]
         _, g = self.model.loss_grad(theta, self.Xb[idx], self._t[idx], 1.0 / max(len(idx), 1))
         assert g is not None
         return g + self.l2 * theta

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
+from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
@@ -71,6 +72,7 @@ class Problem:
         self.workers = [LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds]
         self._t = model.targets(y)
         self._fstar: float | None = None
+        self._oracle: BatchedOracle | None = None
 
     # -- shape -------------------------------------------------------------------------
     @property
@@ -93,9 +95,13 @@ class Problem:
     # definition term by term, small products stay below OpenBLAS's threading threshold, and
     # on a loaded machine a threaded product over all rows was measured 50x slower.
     def loss(self, theta: F64) -> float:
+        if self._oracle is not None:
+            return self._oracle.mean_loss(theta)
         return float(sum(w.loss(theta) for w in self.workers)) / self.num_workers
 
     def value_and_grad(self, theta: F64) -> tuple[float, F64]:
+        if self._oracle is not None:
+            return self._oracle.mean_value_and_grad(theta)
         total, grad = 0.0, np.zeros_like(theta)
         for w in self.workers:
             f, g = w.value_and_grad(theta)
@@ -105,6 +111,20 @@ class Problem:
 
     def grad(self, theta: F64) -> F64:
         return self.value_and_grad(theta)[1]
+
+    @property
+    def batched_oracle(self) -> BatchedOracle | None:
+        """The batched evaluator when :meth:`use_batched` is on, else None."""
+        return self._oracle
+
+    def use_batched(self, on: bool = True) -> bool:
+        """Evaluate every shard's loss and gradient in one batched product
+        (:class:`~laqcore.problems.batched.BatchedOracle`; equal to the per-worker values
+        up to rounding). Returns whether batching is on (only softmax problems batch)."""
+        self._oracle = BatchedOracle(self) if on and supports_batched(self) else None
+        for m, w in enumerate(self.workers):
+            w.batched = None if self._oracle is None else (self._oracle, m)
+        return self._oracle is not None
 
     def accuracy(self, theta: F64, *, test: bool = True) -> float:
         """Classification accuracy on the test set (train set with ``test=False``); for

@@ -14,6 +14,7 @@ exactly the objects the simulator's LAQ uses.
 
 from __future__ import annotations
 
+import math
 import typing
 import warnings
 from typing import Any
@@ -33,7 +34,7 @@ from ._rule import LazyRule
 from ._state import HookState
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
 
-__all__ = ["LAQState", "laq_hook"]
+__all__ = ["LAQState", "auto_block_size", "laq_hook"]
 
 
 def __dir__() -> list[str]:
@@ -44,9 +45,37 @@ FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
 
 
+def auto_block_size(bits: int) -> int:
+    """The hook's default radius block for ``bits`` bits: 32 at 1-2 bits, 64 at 3, else 256.
+
+    In minibatch training the innovation ``g_k - q_prev`` is mostly the difference of two
+    minibatch noises, and a block's coordinates round to a grid of step ``2R / (2^b - 1)``
+    set by its largest one. At 2 bits in blocks of 256 the error of the returned average was
+    3x the average itself on the bench CNN (docs/ddp.md, "Low bits") and training diverged;
+    blocks of 32 trained it to the no-hook accuracy. A radius costs 32 bits: 1 bit per
+    coordinate at blocks of 32, 0.125 at 256.
+
+    Examples
+    --------
+    >>> [auto_block_size(b) for b in (1, 2, 3, 4, 8)]
+    [32, 32, 64, 256, 256]
+    """
+    b = check_bits(bits)
+    return 32 if b <= 2 else 64 if b == 3 else 256
+
+
 def _norm_sq(x: torch.Tensor) -> float:
-    """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary)."""
-    return float(torch.linalg.vector_norm(x)) ** 2
+    """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary).
+
+    torch sums the squares in ``x``'s dtype, so a finite float32 gradient with entries above
+    ~1.8e19 (float16: a norm above 65504) gives ``inf``, which the rule's history refuses
+    (``ValueError: diff_sq must be finite``) although all-reduce would have trained on. Then
+    the norm is taken again in float64, where no finite float32 or float16 vector overflows.
+    """
+    norm = float(torch.linalg.vector_norm(x))
+    if math.isinf(norm):
+        norm = float(torch.linalg.vector_norm(x, dtype=torch.float64))
+    return norm * norm
 
 
 class LAQState(HookState):
@@ -69,9 +98,12 @@ class LAQState(HookState):
         Group to communicate in (the default group if ``None``).
     bits : int, default 4
         Bits per coordinate of the innovation, 1..8.
-    block_size : int or None, default 256
+    block_size : int, None or "auto", default "auto"
         Coordinates per quantization radius, a multiple of 8 (``None``: one radius for the
-        whole gradient, the paper's quantizer).
+        whole gradient, the paper's quantizer). ``"auto"``: :func:`auto_block_size` of
+        ``bits`` (32 at 1-2 bits, 64 at 3, 256 from 4 on): a coordinate's error is up to
+        ``R / (2^b - 1)`` with ``R`` its block's largest innovation, so low widths need
+        smaller blocks (docs/ddp.md, "Low bits").
     D : int, default 10
         Number of recent averaged gradients on the right-hand side.
     ck : float, default 0.8
@@ -119,7 +151,7 @@ class LAQState(HookState):
         process_group: Any = None,
         *,
         bits: int = 4,
-        block_size: int | None = 256,
+        block_size: int | str | None = "auto",
         D: int = 10,
         ck: float = 0.8,
         error_weight: float = 1.0,
@@ -136,7 +168,8 @@ class LAQState(HookState):
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.bits = check_bits(bits)
-        self.block_size = check_block_size(block_size)
+        auto = isinstance(block_size, str) and block_size == "auto"
+        self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
         self.exchange = check_exchange(exchange)
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         if lr is not None:
