@@ -255,7 +255,8 @@ class LAQState(HookState):
         if not bad:
             payload = up.propose(grad)
             upload, why, grad_sq = self._decide(up, grad, payload)
-        res = self._exchange(payload if upload else None, bad)
+        # The average overwrites the flat gradient: nothing reads it after the proposal.
+        res = self._exchange(payload if upload else None, bad, out=grad)
         if res.mean is None:
             return None  # dropped step: nothing above changed any state
         if upload:
