@@ -70,7 +70,8 @@ def resize_frame(frame: bytes, delta: int) -> bytes:
 
 
 def check_generic_corruption(comp: Any, payload: Any) -> None:
-    """Every frame: truncation, CRC, magic, and a body of the wrong size are rejected."""
+    """Every frame: truncation, CRC, magic, a body of the wrong size, another kind's frame
+    and (in ``decompress``) another compressor's payload are rejected."""
     frame = payload.to_bytes()
     assert len(frame) == payload.nbytes
     for cut in (0, 5, HEADER, len(frame) - 1):
@@ -91,6 +92,14 @@ def check_generic_corruption(comp: Any, payload: Any) -> None:
         comp.from_bytes(patch_frame(frame, 4, struct.pack("<Q", 2**40)))
     with pytest.raises(TypeError):
         comp.from_bytes(12345)
+    # another compressor's frame and payload: refused, naming what was expected
+    kind = payload.KIND.name
+    other = laqcore.get_compressor("sign" if kind != "SIGN" else "none")
+    foreign = other.compress(np.ones(payload.n, dtype=np.float32))
+    with pytest.raises(ValueError, match=f"expected {kind}"):
+        comp.from_bytes(foreign.to_bytes())
+    with pytest.raises(TypeError, match=type(payload).__name__):
+        comp.decompress(foreign)
 
 
 def thread_outputs(fn: Callable[[], Any]) -> list[Any]:

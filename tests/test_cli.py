@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,23 +64,16 @@ def cache(tmp_path, monkeypatch):
 TINY = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quiet"]
 
 
+def run_tiny(out: Path, *argv: str) -> dict[str, Any]:
+    """``laqcore <argv> --out <out>`` on the tiny digits problem; must succeed; returns its
+    results.json."""
+    assert cli.main([*argv, "--out", str(out), *TINY]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
 def test_run_writes_results(tmp_path, capsys, cache):
     out = tmp_path / "run"
-    rc = cli.main(
-        [
-            "run",
-            "--algorithm",
-            "laq",
-            "--max-iterations",
-            "15",
-            "--out",
-            str(out),
-            "--no-plots",
-            *TINY,
-        ]
-    )
-    assert rc == 0
-    data = json.loads((out / "results.json").read_text())
+    data = run_tiny(out, "run", "--algorithm", "laq", "--max-iterations", "15", "--no-plots")
     (run,) = data["runs"]
     assert run["algorithm"] == "laq"
     assert run["iterations"] == 15
@@ -92,20 +87,8 @@ def test_run_writes_results(tmp_path, capsys, cache):
 def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "cmp"
-    rc = cli.main(
-        [
-            "compare",
-            "--algorithms",
-            "gd,qgd,lag-wk,laq,random-select",
-            "--max-iterations",
-            "20",
-            "--out",
-            str(out),
-            *TINY,
-        ]
-    )
-    assert rc == 0
-    data = json.loads((out / "results.json").read_text())
+    algorithms = "gd,qgd,lag-wk,laq,random-select"
+    data = run_tiny(out, "compare", "--algorithms", algorithms, "--max-iterations", "20")
     assert [r["algorithm"] for r in data["runs"]] == ["gd", "qgd", "lag-wk", "laq", "random-select"]
     assert all(set(RUN_KEYS) <= set(r) for r in data["runs"])
     # random-select ran at LAQ's measured upload rate
@@ -143,27 +126,10 @@ def test_compare_link_options_and_downlink(tmp_path, capsys, cache):
 
 def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
     out = tmp_path / "sw"
-    rc = cli.main(
-        [
-            "sweep",
-            "--algorithms",
-            "laq",
-            "--grid",
-            "alpha=0.01,0.02",
-            "--grid",
-            "D=2,10",
-            "--seeds",
-            "2",
-            "--max-iterations",
-            "10",
-            "--out",
-            str(out),
-            "--no-plots",
-            *TINY,
-        ]
+    grid = ["--grid", "alpha=0.01,0.02", "--grid", "D=2,10", "--seeds", "2"]
+    data = run_tiny(
+        out, "sweep", "--algorithms", "laq", *grid, "--max-iterations", "10", "--no-plots"
     )
-    assert rc == 0
-    data = json.loads((out / "results.json").read_text())
     assert len(data["runs"]) == 8
     assert len(data["table"]) == 4
     row = data["table"][0]
@@ -230,25 +196,11 @@ def test_cli_user_errors(argv, match, capsys, cache):
 def test_nonconvex_compare_plots_the_loss(tmp_path, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "mlp"
-    rc = cli.main(
-        [
-            "compare",
-            "--model",
-            "mlp",
-            "--hidden",
-            "8",
-            "--algorithms",
-            "gd,laq",
-            "--max-iterations",
-            "5",
-            "--out",
-            str(out),
-            *TINY,
-        ]
-    )
-    assert rc == 0
+    model = ["--model", "mlp", "--hidden", "8"]
+    runs = run_tiny(out, "compare", *model, "--algorithms", "gd,laq", "--max-iterations", "5")[
+        "runs"
+    ]
     assert (out / "loss_vs_bits.png").read_bytes()[:4] == b"\x89PNG"
-    runs = json.loads((out / "results.json").read_text())["runs"]
     assert all(r["final_residual"] is None and not r["reached_tolerance"] for r in runs)
 
 

@@ -172,3 +172,30 @@ def test_quantized_downlink_still_converges(prob, name):
 def test_quantized_downlink_needs_a_step_server(prob):
     with pytest.raises(ValueError, match="keeps other model copies"):
         simulate(prob, get_algorithm("asylpg"), max_iterations=2, downlink="delta:laq:4")
+
+
+def test_chunked_is_the_hooks_owner_chunk_exchange():
+    link = Link(1e6, 2e6, 0.001, topology="chunked")  # B = 1 Mbit/s
+    # 2 nodes (one worker each) both upload 1000 bytes; the owners publish 400 bytes.
+    # control L + 64/B; all-to-all: each sends half its frame (4000 bit / U = 4 ms) and
+    # receives half of the other's (4000 bit / D = 2 ms): L + 4 ms; all-gather of the
+    # 200-byte owner chunks: L + 1600 bit / B.
+    t = _trace(2, [{0: 1000, 1: 1000}], [(400, 400)])
+    expect = (0.001 + 64e-6) + (0.001 + 0.004) + (0.001 + 0.0016)
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
+    # 4 nodes, only node 2 uploads: it sends 3/4 of its frame, the others receive 1/4
+    # (bounded by the sender); published change 800 bytes in 4 chunks.
+    t = _trace(4, [{2: 1000}], [(800, 2400)])
+    expect = 3 * (0.001 + 64e-6) + (0.001 + 0.75 * 8000 / 1e6) + 3 * (0.001 + 1600 / 1e6)
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
+    # a round where nobody uploads costs the control all-gather only
+    t = _trace(4, [{}], [(0, 0)])
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(3 * (0.001 + 64e-6))
+    # Time per node does not grow with N beyond the (N - 1)/N share any bandwidth-optimal
+    # collective receives: 2 vs 8 nodes, everyone uploads the same frame
+    two = _trace(2, [{0: 1000, 1: 1000}], [(400, 400)])
+    eight = _trace(8, [dict.fromkeys(range(8), 1000)], [(400, 2800)])
+    fast = link.with_(latency_s=0.0)
+    ratio = round_times(eight, fast, compute_s=0.0)[0] / round_times(two, fast, compute_s=0.0)[0]
+    share = (7 / 8) / (1 / 2)
+    assert ratio / share < 1.15  # the frames' all-gather would give 7x / share = 4x

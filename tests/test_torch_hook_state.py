@@ -147,3 +147,37 @@ def test_layout_refuses_complex_and_integer_gradients() -> None:
     z = torch.nn.Parameter(torch.zeros(3, dtype=torch.complex64))
     with pytest.raises(TypeError, match=r"parameter #0 \(shape \[3\].*complex"):
         BucketLayout().learn([Parked(torch.zeros(6), [z], torch.futures.Future())])
+
+
+class _Dot(torch.nn.Module):
+    """Loss ``<theta, g>``: its gradient is ``g``."""
+
+    def __init__(self, dim: int, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(dim, dtype=dtype))
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        return (self.theta * g).sum()
+
+
+@pytest.mark.parametrize(("dtype", "value", "dim"), [("float32", 1e20, 64), ("float16", 1e3, 8192)])
+def test_huge_finite_gradients_do_not_overflow_the_rule(
+    group: None, dtype: str, value: float, dim: int
+) -> None:
+    """Finite gradients whose squared norm overflows the gradient's own dtype (float32 above
+    ~1.8e19, float16 above 256) are ordinary steps, as with all-reduce: the rule's norms are
+    taken in float64. Summed in the gradient's dtype they were ``inf``, and the rule's history
+    refused them (``ValueError: diff_sq must be finite, got inf``), crashing the trainer."""
+    module = _Dot(dim, getattr(torch, dtype))
+    ddp = DDP(module)
+    state = LAQState(warmup_steps=1, bits=4)
+    ddp.register_comm_hook(state, laq_hook)
+    g = torch.full((dim,), value, dtype=module.theta.dtype)
+    for _ in range(3):  # one warm-up step, two compressed ones
+        ddp.zero_grad()
+        ddp(g).backward()
+        grad = module.theta.grad
+        assert grad is not None and torch.isfinite(grad).all()
+    s = state.stats()
+    assert s["warmup_steps_done"] == 1 and s["steps"] == 2 and s["nonfinite_steps"] == 0
+    assert all(np.isfinite(v) for v in s.values())

@@ -20,8 +20,11 @@ aggregate it.
   (``||C(x) - x||^2 <= (1 - delta) ||x||^2``); QSGD at 7 levels in buckets of 512 has
   ``E||C(x) - x||^2 ~ 1.6 ||x||^2``, so its memory grew without bound and training diverged.
 
-Every chunk travels as a laqcore wire frame (header and CRC: 24 bytes per chunk) and every
-receiver, the owner included, applies the *decoded* bytes, so the replicas cannot differ.
+Every chunk that crosses the wire travels as a laqcore wire frame (header and CRC: 24 bytes
+per chunk) and every receiver applies the *decoded* bytes, so the replicas cannot differ; an
+owner's own chunk of its upload never leaves the process and is applied from the payload
+itself (the slice whose frame the owner would have decoded). The publications (downlink)
+are decoded by every rank but their owner, which applies what it encoded directly.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validate import as_float_vector, check_bits, check_block_size
-from ..downlink import requantize
 from ..laq import laq_accumulate, laq_apply, laq_quantize
 from ..laq_payload import LAQBlockPayload, LAQPayload
 from ..wire import Payload
@@ -56,8 +58,11 @@ def _frame(payload: Payload) -> ByteVector:
     return np.frombuffer(payload.to_bytes(), np.uint8)
 
 
-def _laq_frame(data: ByteVector, n: int) -> LAQPayload:
-    """A LAQ frame of ``n`` coordinates (global or blockwise radius), else ``ValueError``."""
+def _laq_frame(data: ByteVector | LAQPayload, n: int) -> LAQPayload:
+    """A LAQ frame of ``n`` coordinates (global or blockwise radius), else ``ValueError``;
+    an owner's own chunk comes as the payload itself."""
+    if isinstance(data, LAQPayload):
+        return data
     p = Payload.from_bytes(data, expected_n=n)
     if not isinstance(p, LAQPayload):
         raise ValueError(f"expected a LAQ frame, got {type(p).__name__}")
@@ -84,12 +89,21 @@ class _Chunked:
         """Allocate state once the layout is known."""
 
     def _split(self, payload: Payload) -> list[ByteVector]:
+        """The frames of the chunks for the other owners (this rank's own entry is empty)."""
         if int(getattr(payload, "n", -1)) != self.n:
             raise ValueError(
                 f"upload encodes {getattr(payload, 'n', '?')} coordinates, "
                 f"the exchange expects {self.n}"
             )
-        return [_EMPTY if s == e else _frame(slice_payload(payload, s, e)) for s, e in self.bounds]
+        return [
+            _EMPTY if s == e or j == self.rank else _frame(slice_payload(payload, s, e))
+            for j, (s, e) in enumerate(self.bounds)
+        ]
+
+    def own_chunk(self, upload: Payload) -> Payload | None:
+        """This rank's own chunk of its (already split) upload, unframed; ``None`` if empty."""
+        s, e = self.bounds[self.rank]
+        return None if s == e else slice_payload(upload, s, e)
 
 
 class LAQChunkCodec(_Chunked):
@@ -161,9 +175,9 @@ class LAQChunkCodec(_Chunked):
             )
         return self._split(upload)
 
-    def receive(self, frames: list[ByteVector], step: int) -> None:
+    def receive(self, chunks: list[ByteVector | LAQPayload], step: int) -> None:
         k = self.owned.shape[0]
-        for data in frames if k else []:  # rank order: the same sums on every run
+        for data in chunks if k else []:  # rank order: the same sums on every run
             laq_accumulate(self.owned, _laq_frame(data, k))
 
     def publish(self, step: int) -> ByteVector:
@@ -173,9 +187,10 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = self.owned
             return self.owned.view(np.uint8).copy()
-        p, self.replica[s:e] = requantize(
-            self.owned, self.replica[s:e], self.downlink_bits, self.downlink_block_size
-        )
+        # requantize(owned, replica[s:e]) in place: the same two kernels, no copies.
+        held = self.replica[s:e]
+        p = laq_quantize(self.owned, held, self.downlink_bits, self.downlink_block_size)
+        laq_apply(held, p)
         return _frame(p)
 
     def apply(self, j: int, data: ByteVector) -> None:
@@ -187,8 +202,8 @@ class LAQChunkCodec(_Chunked):
         else:
             laq_apply(self.replica[s:e], LAQBlockPayload.from_bytes(data, expected_n=e - s))
 
-    def result(self) -> FloatVector:
-        return self.replica / np.float32(self.world)
+    def result(self, out: FloatVector | None = None) -> FloatVector:
+        return np.divide(self.replica, np.float32(self.world), out=out)
 
     def state_dict(self) -> dict[str, Any]:
         return {"replica": self.replica.copy(), "owned": self.owned.copy()}
@@ -259,16 +274,17 @@ class CompressorChunkCodec(_Chunked):
             raise TypeError(f"an upload must be a Payload, got {type(upload).__name__}")
         return self._split(upload)
 
-    def _decode(self, data: ByteVector, n: int) -> FloatVector:
+    def _decode(self, data: ByteVector | Payload, n: int) -> FloatVector:
         dec = self._decoder
-        return np.asarray(dec.decompress(dec.from_bytes(data, expected_n=n)))
+        p = data if isinstance(data, Payload) else dec.from_bytes(data, expected_n=n)
+        return np.asarray(dec.decompress(p))
 
-    def receive(self, frames: list[ByteVector], step: int) -> None:
+    def receive(self, chunks: list[ByteVector | Payload], step: int) -> None:
         s, e = self.bounds[self.rank]
         total = np.zeros(e - s, np.float32)
-        for data in frames if e > s else []:
+        for data in chunks if e > s else []:
             total += self._decode(data, e - s)
-        self._mean = total / np.float32(max(len(frames), 1))
+        self._mean = total / np.float32(max(len(chunks), 1))
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
@@ -283,8 +299,11 @@ class CompressorChunkCodec(_Chunked):
         if s != e:
             self.out[s:e] = self._decode(data, e - s)
 
-    def result(self) -> FloatVector:
-        return self.out.copy()
+    def result(self, out: FloatVector | None = None) -> FloatVector:
+        if out is None:
+            return self.out.copy()
+        np.copyto(out, self.out)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         """Nothing persists between rounds (the randomness is keyed on the step)."""

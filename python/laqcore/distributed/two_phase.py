@@ -58,6 +58,7 @@ FloatVector = npt.NDArray[np.float32]
 ByteVector = npt.NDArray[np.uint8]
 UPLOAD, SKIP, NONFINITE = 1, 0, -1
 _INT64 = 8
+_EMPTY: ByteVector = np.empty(0, np.uint8)
 
 
 def chunk_bounds(n: int, world: int, unit: int) -> list[tuple[int, int]]:
@@ -86,11 +87,14 @@ class ChunkCodec(Protocol):
     """What the exchange needs from a compression scheme (see exchange_codecs).
 
     ``bind`` is called once with the chunk bounds, this rank and the world size. Per round:
-    ``start_round``; ``split(upload, step)`` on uploaders (one uint8 array per chunk);
-    ``receive(frames, step)`` on every owner with the uploaders' chunks in rank order;
-    ``publish(step)`` on every owner (returns the downlink bytes and already applies them to
-    this rank's replica); ``apply(j, data)`` for every other owner's publication;
-    ``result()`` is the averaged vector, identical on every rank.
+    ``start_round``; on uploaders ``split(upload, step)`` (one uint8 frame per chunk, the
+    entry of this rank's own chunk empty: it never goes on the wire) and ``own_chunk(upload)``
+    (that chunk as the codec's object, or ``None`` if the chunk is empty);
+    ``receive(chunks, step)`` on every owner with the uploaders' chunks in rank order (frames,
+    and this rank's own chunk as ``own_chunk`` gave it); ``publish(step)`` on every owner
+    (returns the downlink bytes and already applies them to this rank's replica);
+    ``apply(j, data)`` for every other owner's publication; ``result(out)`` is the averaged
+    vector, identical on every rank (written into ``out`` when given, else a new array).
     """
 
     unit: int  # chunk boundaries are multiples of this
@@ -105,13 +109,15 @@ class ChunkCodec(Protocol):
 
     def split(self, upload: Any, step: int) -> list[ByteVector]: ...
 
-    def receive(self, frames: list[ByteVector], step: int) -> None: ...
+    def own_chunk(self, upload: Any) -> Any: ...
+
+    def receive(self, chunks: list[Any], step: int) -> None: ...
 
     def publish(self, step: int) -> ByteVector: ...
 
     def apply(self, j: int, data: ByteVector) -> None: ...
 
-    def result(self) -> FloatVector: ...
+    def result(self, out: FloatVector | None = None) -> FloatVector: ...
 
 
 @dataclass
@@ -209,6 +215,9 @@ class TwoPhaseExchange:
         self.codec = codec
         codec.bind(self.bounds, self.rank, self.world)
         self.stats = ExchangeStats()
+        self._buffers: dict[str, torch.Tensor] = {}
+        mine = torch.zeros(1, dtype=torch.int64, device=self.device)
+        self._control = (mine, [torch.empty_like(mine) for _ in range(self.world)])
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -217,21 +226,33 @@ class TwoPhaseExchange:
         except (RuntimeError, dist.DistError) as err:
             raise PeerFailureError(self.rank, what, None, err) from err
 
+    def _buffer(self, name: str, size: int) -> torch.Tensor:
+        """A uint8 tensor of ``size`` bytes on the exchange's device, reused across rounds
+        (the codecs consume what a round received before the round returns)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] != size:
+            buf = torch.empty(size, dtype=torch.uint8, device=self.device)
+            self._buffers[name] = buf
+        return buf
+
     def _all_gather_ints(self, value: int, tag: str) -> list[int]:
-        mine = torch.tensor([value], dtype=torch.int64, device=self.device)
-        out = [torch.empty_like(mine) for _ in range(self.world)]
+        mine, out = self._control
+        mine.fill_(value)
         self._guard(f"control all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
         self.stats.control_received += _INT64 * (self.world - 1)
-        return [int(t.item()) for t in out]
+        return [int(v) for v in torch.cat(out).tolist()]
 
     def _all_to_all(
         self, send: list[ByteVector], recv_sizes: list[int], tag: str
     ) -> list[ByteVector]:
         """Chunk j of ``send`` goes to rank j; returns what each rank sent here."""
         send_sizes = [int(a.shape[0]) for a in send]
-        flat = np.concatenate(send) if send else np.empty(0, np.uint8)
-        inp = torch.from_numpy(flat).to(self.device)
-        out = torch.empty(sum(recv_sizes), dtype=torch.uint8, device=self.device)
+        inp = self._buffer("uplink-send", sum(send_sizes))
+        if inp.device.type == "cpu":
+            np.concatenate(send, out=inp.numpy())
+        else:
+            inp.copy_(torch.from_numpy(np.concatenate(send)))
+        out = self._buffer("uplink-recv", sum(recv_sizes))
         self._guard(
             f"uplink all-to-all ({tag})",
             dist.all_to_all_single,
@@ -247,12 +268,18 @@ class TwoPhaseExchange:
 
     def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
         biggest = max(sizes)
-        buf = np.zeros(biggest, np.uint8)
-        buf[: data.shape[0]] = data
-        mine = torch.from_numpy(buf).to(self.device)
-        out = [torch.empty_like(mine) for _ in range(self.world)]
+        whole = self._buffer("downlink", biggest * self.world)
+        out = list(whole.view(self.world, biggest).unbind(0))
+        mine = self._buffer("downlink-send", biggest)
+        k = int(data.shape[0])
+        if mine.device.type == "cpu":
+            mine.numpy()[:k] = data
+        else:
+            mine[:k].copy_(torch.from_numpy(np.array(data)))
+        mine[k:].zero_()
         self._guard(f"downlink all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
-        return [out[j][: sizes[j]].cpu().numpy() for j in range(self.world)]
+        got = whole.cpu().numpy().reshape(self.world, biggest)
+        return [got[j, : sizes[j]] for j in range(self.world)]
 
     # -- one round ------------------------------------------------------------------------
     def round(
@@ -263,6 +290,7 @@ class TwoPhaseExchange:
         nonfinite: bool = False,
         abort_on_nonfinite: bool = True,
         tag: str = "round",
+        out: FloatVector | None = None,
     ) -> RoundResult:
         """Run one lockstep round: every rank must call this, in the same order.
 
@@ -276,11 +304,17 @@ class TwoPhaseExchange:
             This rank's gradient is not finite: it does not upload, and every rank learns it.
         abort_on_nonfinite:
             If any rank is non-finite, move nothing and return ``output=None``.
+        tag:
+            Names the round in errors.
+        out:
+            float32 array of length ``n`` that receives the averaged vector (then
+            ``output`` is ``out``); by default a new array.
         """
         w, me, st, codec = self.world, self.rank, self.stats, self.codec
         # Split before any collective: a malformed upload fails here on this rank alone
         # and before the others are waiting in a collective it would never join.
         chunks = None if (nonfinite or upload is None) else codec.split(upload, step)
+        own = None if chunks is None else codec.own_chunk(upload)
         status = NONFINITE if nonfinite else (SKIP if chunks is None else UPLOAD)
         statuses = self._all_gather_ints(status, tag)
         st.rounds += 1
@@ -290,17 +324,18 @@ class TwoPhaseExchange:
             return RoundResult(uploaders=[], nonfinite_ranks=bad)
         codec.start_round()
         if not uploaders:
-            return RoundResult(uploaders=[], nonfinite_ranks=bad, output=codec.result())
+            return RoundResult(uploaders=[], nonfinite_ranks=bad, output=codec.result(out))
         st.rounds_with_uploads += 1
         st.uploads += len(uploaders)
 
-        # Phase 1: chunk j of every upload to owner j.
-        send = chunks if chunks is not None else [np.empty(0, np.uint8)] * w
+        # Phase 1: chunk j of every upload to owner j; an owner's own chunk stays here (it
+        # is a slice of the payload this rank encoded: no frame, no copy).
+        send = chunks if chunks is not None else [_EMPTY] * w
         recv_sizes = self._uplink_sizes(send, statuses, tag)
         got = self._all_to_all(send, recv_sizes, tag)
         st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
-        st.uplink_received += sum(recv_sizes[r] for r in range(w) if r != me)
-        codec.receive([got[r] for r in uploaders], step)
+        st.uplink_received += sum(recv_sizes)
+        codec.receive([own if r == me else got[r] for r in uploaders], step)
 
         # Phase 2: every owner publishes its chunk's change; everyone applies all of them.
         mine = codec.publish(step)
@@ -316,13 +351,13 @@ class TwoPhaseExchange:
             st.downlink_sent += dl[me] * (w - 1)
             st.downlink_received += max(dl) * (w - 1)
             st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
-        return RoundResult(uploaders=uploaders, nonfinite_ranks=bad, output=codec.result())
+        return RoundResult(uploaders=uploaders, nonfinite_ranks=bad, output=codec.result(out))
 
     def _uplink_sizes(self, send: list[ByteVector], statuses: list[int], tag: str) -> list[int]:
         """Bytes this owner receives from each rank (0 from a rank that does not upload)."""
         fixed = self.codec.uplink_size(self.rank)
         if fixed is not None:
-            return [fixed if s == UPLOAD else 0 for s in statuses]
+            return [fixed if s == UPLOAD and r != self.rank else 0 for r, s in enumerate(statuses)]
         # Data-dependent sizes: one int64 per (rank, chunk), by all-to-all.
         mine = torch.tensor([int(a.shape[0]) for a in send], dtype=torch.int64, device=self.device)
         out = torch.empty(self.world, dtype=torch.int64, device=self.device)

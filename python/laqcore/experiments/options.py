@@ -246,9 +246,10 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--topology",
         default="ps",
-        choices=["ps", "allreduce", "allgather", "two-phase"],
+        choices=["ps", "allreduce", "allgather", "two-phase", "chunked"],
         help="ps (default: parameter server), allreduce (ring), allgather (the engine's "
-        "exchange), two-phase (gather at one node, it sends the downlink)",
+        "exchange), two-phase (gather at one node, it sends the downlink), chunked (the "
+        "DDP hook's owner-chunk exchange; with --downlink delta:laq:B as the hook)",
     )
     g.add_argument(
         "--broadcast",

@@ -36,8 +36,10 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 
 #: ``ps``: parameter server; ``allreduce``: ring all-reduce; ``allgather``: the distributed
 #: engine's exchange (control all-gather, then the uploaders' frames); ``two-phase``: gather
-#: at one aggregator node, then the aggregator sends the downlink to the others.
-TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase")
+#: at one aggregator node, then the aggregator sends the downlink to the others;
+#: ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks, all-gather of the
+#: owners' published aggregate change).
+TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase", "chunked")
 
 
 @dataclass(frozen=True)

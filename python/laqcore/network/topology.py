@@ -20,6 +20,14 @@ min(U, D)``; sizes in bytes, times 8 for bits. Every iteration costs:
 ``two-phase`` (gather at an aggregator node, then it sends the downlink)
     ``L + 8 (sum of the uploads) / D + L + 8 S_down / U`` with ``S_down`` the broadcast size
     (``broadcast``) or ``N - 1`` copies of it (unicast).
+``chunked`` (the DDP hook's owner-chunk exchange, :mod:`laqcore.distributed.two_phase`)
+    control: ring all-gather of one int64, ``(N - 1) (L + 64 / B)``; nothing else when
+    nobody uploads. Else uplink: one all-to-all in which node n sends chunk j of its frame
+    ``F_n`` (its uploading workers' payloads) to owner j, ``L + max_n max(8 (N - 1) F_n / (N
+    U), 8 (sum_{u != n} F_u) / (N D))``; downlink: one ring all-gather of the owners'
+    chunks of the published aggregate change, ``(N - 1) (L + 8 S_down / (N B))`` with
+    ``S_down`` the broadcast size of the run's downlink mode (``--downlink delta:laq:B``: the
+    re-quantized aggregate innovation, as the hook publishes it).
 
 Compute: one worker's measured step time times the workers per node (``ceil(M / N)``),
 plus the server update, or a given per-iteration compute time.
@@ -92,19 +100,45 @@ def round_times(
     elif link.topology == "allreduce":
         size = 8.0 * trace.series("up_max").astype(np.float64)
         comm = np.where(cnt > 0, 2 * (N - 1) * (L + size / (N * B)), (N - 1) * L)
+    elif link.topology == "chunked":
+        comm = _chunked(trace, N, L, U, D, B)
     else:
         comm = _allgather(trace, N, L, U, B)
     return np.asarray(compute + comm, dtype=np.float64)
 
 
-def _allgather(trace: TrafficTrace, N: int, L: float, U: float, B: float) -> F64:
+def _node_bytes(trace: TrafficTrace, N: int) -> F64:
+    """``(iterations, N)``: the upload bytes of each node's workers (worker m on node
+    m % N; each upload counted at the iteration's mean upload size)."""
     flags = trace.uploader_flags()
     cnt = trace.series("up_count")
     mean = np.where(cnt > 0, trace.series("up_bytes") / np.maximum(cnt, 1), 0.0)
     per_node = np.zeros((flags.shape[0], N))
     for n in range(N):
         per_node[:, n] = flags[:, n::N].sum(axis=1)
-    frames = np.where(per_node > 0, per_node * mean[:, None] + 4 + 8 * per_node, 0.0)
+    out: F64 = per_node * mean[:, None]
+    return out
+
+
+def _chunked(trace: TrafficTrace, N: int, L: float, U: float, D: float, B: float) -> F64:
+    frames = 8.0 * _node_bytes(trace, N)
+    total = frames.sum(axis=1, keepdims=True)
+    send = (N - 1) * frames / (N * U)
+    recv = (total - frames) / (N * D)
+    uplink = L + np.maximum(send, recv).max(axis=1)
+    bcast = 8.0 * trace.series("down_broadcast").astype(np.float64)
+    downlink = (N - 1) * (L + bcast / (N * B))
+    control = (N - 1) * (L + 64.0 / B)
+    out: F64 = control + np.where(trace.series("up_count") > 0, uplink + downlink, 0.0)
+    return out
+
+
+def _allgather(trace: TrafficTrace, N: int, L: float, U: float, B: float) -> F64:
+    flags = trace.uploader_flags()
+    per_node = np.zeros((flags.shape[0], N))
+    for n in range(N):
+        per_node[:, n] = flags[:, n::N].sum(axis=1)
+    frames = np.where(per_node > 0, _node_bytes(trace, N) + 4 + 8 * per_node, 0.0)
     control = (N - 1) * (L + 64.0 / B)
     everyone = (per_node > 0).all(axis=1)
     gather = (N - 1) * (L + 8.0 * frames.max(axis=1) / B)

@@ -73,9 +73,19 @@ class GradientExchange(Protocol):
     """The seam: what a hook needs from an exchange."""
 
     def average(
-        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+        self,
+        payload: Payload | None,
+        *,
+        nonfinite: bool,
+        abort_on_nonfinite: bool,
+        tag: str,
+        out: FloatVector | None = None,
     ) -> Averaged:
-        """Exchange this rank's payload (``None``: skip); every rank calls it in lockstep."""
+        """Exchange this rank's payload (``None``: skip); every rank calls it in lockstep.
+
+        ``out`` (float32, length n), when given, receives the average (``mean`` is then
+        ``out``): the hooks pass their flat gradient buffer, free once the payload is made.
+        """
         ...
 
     def state_dict(self) -> dict[str, Any]:
@@ -134,7 +144,13 @@ class LAQAllGather(_AllGather):
         self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
 
     def average(
-        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+        self,
+        payload: Payload | None,
+        *,
+        nonfinite: bool,
+        abort_on_nonfinite: bool,
+        tag: str,
+        out: FloatVector | None = None,
     ) -> Averaged:
         frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
         if bad and abort_on_nonfinite:
@@ -150,8 +166,9 @@ class LAQAllGather(_AllGather):
             uploaders.append(r)
             if r == self.transport.rank:
                 own = got
-        np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=self._mean)
-        return Averaged(self._mean, own, uploaders, bad, received)
+        mean = self._mean if out is None else out
+        np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=mean)
+        return Averaged(mean, own, uploaders, bad, received)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -169,12 +186,18 @@ class CompressorAllGather(_AllGather):
         self._sum: FloatVector = np.empty(n, dtype=np.float32)
 
     def average(
-        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+        self,
+        payload: Payload | None,
+        *,
+        nonfinite: bool,
+        abort_on_nonfinite: bool,
+        tag: str,
+        out: FloatVector | None = None,
     ) -> Averaged:
         frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
         if bad and abort_on_nonfinite:
             return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
-        comp, total = self.compressor, self._sum
+        comp, total = self.compressor, self._sum if out is None else out
         total.fill(0.0)
         own: Payload | None = None
         uploaders = []

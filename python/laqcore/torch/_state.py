@@ -159,13 +159,15 @@ class HookState:
     def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
         raise NotImplementedError  # abstract: each hook state defines its compressed step
 
-    def _exchange(self, payload: Any, bad: bool) -> Averaged:
-        """The seam, with the fault policy applied and the counters kept."""
+    def _exchange(self, payload: Any, bad: bool, out: FloatVector | None = None) -> Averaged:
+        """The seam, with the fault policy applied and the counters kept. ``out``: where the
+        average goes (the flat gradient buffer, once the payload no longer needs it)."""
         res = self.exchanger.average(
             None if bad else payload,
             nonfinite=bad,
             abort_on_nonfinite=self.nonfinite != "skip",
             tag=f"step {self.iteration}",
+            out=out,
         )
         c = self._counters
         c["bytes_received"] += res.bytes_received

@@ -66,7 +66,13 @@ class TwoPhaseAverage:
         self.rounds = 0  # seeds the owners' stochastic re-compression (checkpointed)
 
     def average(
-        self, payload: Payload | None, *, nonfinite: bool, abort_on_nonfinite: bool, tag: str
+        self,
+        payload: Payload | None,
+        *,
+        nonfinite: bool,
+        abort_on_nonfinite: bool,
+        tag: str,
+        out: FloatVector | None = None,
     ) -> Averaged:
         before = self.exchange.stats.bytes_received
         res = self.exchange.round(
@@ -75,6 +81,7 @@ class TwoPhaseAverage:
             nonfinite=nonfinite,
             abort_on_nonfinite=abort_on_nonfinite,
             tag=tag,
+            out=out,
         )
         got = self.exchange.stats.bytes_received - before
         if res.output is None:

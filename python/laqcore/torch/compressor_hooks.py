@@ -74,7 +74,7 @@ class _CompressorState(HookState):
     def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates the compressor at the first step
         payload = None if bad else self._compressor.compress(grad, step=self.iteration)
-        return self._exchange(payload, bad).mean
+        return self._exchange(payload, bad, out=grad).mean  # into the flat buffer
 
     def __getstate__(self) -> dict[str, Any]:
         d = super().__getstate__()

@@ -14,6 +14,7 @@ exactly the objects the simulator's LAQ uses.
 
 from __future__ import annotations
 
+import math
 import typing
 import warnings
 from typing import Any
@@ -64,8 +65,17 @@ def auto_block_size(bits: int) -> int:
 
 
 def _norm_sq(x: torch.Tensor) -> float:
-    """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary)."""
-    return float(torch.linalg.vector_norm(x)) ** 2
+    """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary).
+
+    torch sums the squares in ``x``'s dtype, so a finite float32 gradient with entries above
+    ~1.8e19 (float16: a norm above 65504) gives ``inf``, which the rule's history refuses
+    (``ValueError: diff_sq must be finite``) although all-reduce would have trained on. Then
+    the norm is taken again in float64, where no finite float32 or float16 vector overflows.
+    """
+    norm = float(torch.linalg.vector_norm(x))
+    if math.isinf(norm):
+        norm = float(torch.linalg.vector_norm(x, dtype=torch.float64))
+    return norm * norm
 
 
 class LAQState(HookState):
@@ -245,7 +255,8 @@ class LAQState(HookState):
         if not bad:
             payload = up.propose(grad)
             upload, why, grad_sq = self._decide(up, grad, payload)
-        res = self._exchange(payload if upload else None, bad)
+        # The average overwrites the flat gradient: nothing reads it after the proposal.
+        res = self._exchange(payload if upload else None, bad, out=grad)
         if res.mean is None:
             return None  # dropped step: nothing above changed any state
         if upload:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import math
-import numbers
 import os
 import zlib
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from ..._validate import check_positive_int
 from .dataset import Dataset, DatasetError
 from .normalize import check_normalize, normalize_columns
 
@@ -29,14 +29,6 @@ def __dir__() -> list[str]:
 MAX_LIBSVM_FEATURES = 2**24
 #: Largest dense feature matrix (rows x features x 8 bytes) :func:`load_libsvm` builds.
 MAX_LIBSVM_BYTES = 2**32
-
-
-def _check_limit(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be >= 1, got {int(value)}")
-    return int(value)
 
 
 #: Longest line (characters) :func:`load_libsvm` reads: a file without line breaks
@@ -181,8 +173,10 @@ def load_libsvm(
     check_normalize(normalize)
     p = os.fspath(path)
     limit_name = "num_features" if num_features is not None else "max_features"
-    limit = _check_limit(num_features if num_features is not None else max_features, limit_name)
-    max_bytes = _check_limit(max_bytes, "max_bytes")
+    limit = check_positive_int(
+        num_features if num_features is not None else max_features, limit_name
+    )
+    max_bytes = check_positive_int(max_bytes, "max_bytes")
     try:
         opener: Any = gzip.open if p.endswith(".gz") else open
         with opener(p, "rt", encoding="ascii") as fh:

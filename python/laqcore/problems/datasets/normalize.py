@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._typing import F64
+from ..._validate import check_choice
 
 __all__ = ["NORMALIZATIONS", "check_normalize", "normalize_columns"]
 
@@ -23,10 +24,9 @@ NORMALIZATIONS = ("none", "maxabs", "standard")
 
 
 def check_normalize(how: str) -> str:
-    """Return ``how`` if it is one of :data:`NORMALIZATIONS`, else raise ValueError."""
-    if how not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {how!r}")
-    return how
+    """Return ``how`` if it is one of :data:`NORMALIZATIONS`, else raise (the ``normalize``
+    argument of the dataset loaders)."""
+    return check_choice(how, "normalize", NORMALIZATIONS)
 
 
 def normalize_columns(X: F64, how: str, X_test: F64 | None = None) -> None:
