@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "laqcore/common.hpp"
 #include "laqcore/pack.hpp"
@@ -51,6 +52,38 @@ carray<T> new_vector(std::size_t n) {
     return carray<T>(static_cast<py::ssize_t>(n));
 }
 
+// A new float32 vector of n values written by fill(its data) with the GIL released: how every
+// binding that returns a fresh vector runs its kernel (raw buffers only, whose owners the
+// caller keeps alive; read the inputs' data pointers before calling).
+template <class Fill>
+carray<float> fill_new_vector(std::size_t n, Fill&& fill) {
+    auto out = new_vector<float>(n);
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        fill(dst);
+    }
+    return out;
+}
+
+// QSGD codes of `count` coordinates (QSGD itself and the rotation quantizer): allocates the
+// float32 scales of qsgd_num_buckets(count, bucket_size) buckets and the packed codes, and
+// fills both with quantize(scales data, packed data), the GIL released.
+template <class Quantize>
+std::pair<carray<float>, carray<std::uint8_t>> new_qsgd_codes(std::size_t count, int levels,
+                                                              std::size_t bucket_size,
+                                                              Quantize&& quantize) {
+    auto scales = new_vector<float>(qsgd_num_buckets(count, bucket_size));
+    auto packed = new_vector<std::uint8_t>(packed_size(count, qsgd_code_bits(levels)));
+    float* sc = scales.mutable_data();
+    std::uint8_t* pk = packed.mutable_data();
+    {
+        py::gil_scoped_release release;
+        quantize(sc, pk);
+    }
+    return std::make_pair(std::move(scales), std::move(packed));
+}
+
 // The packed-code decoders' shared shape (sign, TernGrad, QSGD): checks that `packed` holds
 // exactly the packed_size(n, bits) bytes of n codes, then fills a new float32 vector of n
 // values with decode(packed data, output data), the GIL released (raw buffers only).
@@ -60,14 +93,8 @@ carray<float> decode_packed(const carray<std::uint8_t>& packed, std::size_t n, i
     const std::size_t expected = packed_size(n, bits);
     LAQ_CHECK(vector_length(packed, "packed") == expected,
               "packed has " << packed.shape(0) << " bytes, expected " << expected);
-    auto out = new_vector<float>(n);
     const std::uint8_t* pk = packed.data();
-    float* dst = out.mutable_data();
-    {
-        py::gil_scoped_release release;
-        decode(pk, dst);
-    }
-    return out;
+    return fill_new_vector(n, [&](float* dst) { decode(pk, dst); });
 }
 
 // QSGD's norm argument ("l2" or "max"), shared by the QSGD and rotation bindings.

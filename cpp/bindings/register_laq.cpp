@@ -109,14 +109,8 @@ struct Decoders<S, std::tuple<A...>> {
                                     A... a) {
         checked_packed(packed, n, bits);
         const S scale(n, a...);
-        auto out = new_vector<float>(n);
         const std::uint8_t* in = packed.data();
-        float* dst = out.mutable_data();
-        {
-            py::gil_scoped_release release;
-            scale.dequantize(in, n, bits, dst);
-        }
-        return out;
+        return fill_new_vector(n, [&](float* dst) { scale.dequantize(in, n, bits, dst); });
     }
 
     static void accumulate(carray<float>& inout, const carray<std::uint8_t>& packed, std::size_t n,

@@ -19,19 +19,12 @@ void register_qsgd(py::module_ m) {
         [](const carray<float>& x, int levels, std::size_t bucket_size, const std::string& norm,
            std::uint64_t key) {
             const std::size_t n = vector_length(x, "x");
-            const int bits = qsgd_code_bits(levels);
+            static_cast<void>(qsgd_code_bits(levels));  // levels checked before any allocation
             const QsgdNorm nm = parse_qsgd_norm(norm);
-            auto scales = new_vector<float>(qsgd_num_buckets(n, bucket_size));
-            auto packed = new_vector<std::uint8_t>(packed_size(n, bits));
             const float* in = x.data();
-            float* sc = scales.mutable_data();
-            std::uint8_t* pk = packed.mutable_data();
-            {
-                // Safe: only raw buffers owned by live numpy arrays are touched.
-                py::gil_scoped_release release;
+            return new_qsgd_codes(n, levels, bucket_size, [&](float* sc, std::uint8_t* pk) {
                 qsgd_quantize(in, n, levels, bucket_size, nm, key, sc, pk, "x");
-            }
-            return std::make_pair(std::move(scales), std::move(packed));
+            });
         },
         py::arg("x").noconvert(), py::arg("levels"), py::arg("bucket_size"), py::arg("norm"),
         py::arg("key"), "Returns (scales float32[num_buckets], packed codes uint8).");

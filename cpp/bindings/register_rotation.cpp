@@ -21,15 +21,11 @@ void register_rotation(py::module_ m) {
         "fwht",
         [](const carray<float>& x) {
             const std::size_t N = vector_length(x, "x");
-            auto out = new_vector<float>(N);
             const float* in = x.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return fill_new_vector(N, [&](float* dst) {
                 std::copy(in, in + N, dst);
                 fwht(dst, N);
-            }
-            return out;
+            });
         },
         py::arg("x").noconvert(), "Unnormalised Walsh-Hadamard transform H_N x (N a power of 2).");
 
@@ -37,14 +33,9 @@ void register_rotation(py::module_ m) {
         "forward",
         [](const carray<float>& x, std::uint64_t key) {
             const std::size_t n = vector_length(x, "x");
-            auto out = new_vector<float>(rotation_padded_size(n));
             const float* in = x.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                rotation_forward(in, n, key, dst);
-            }
-            return out;
+            return fill_new_vector(rotation_padded_size(n),
+                                   [&](float* dst) { rotation_forward(in, n, key, dst); });
         },
         py::arg("x").noconvert(), py::arg("key"), "y = H D x' / sqrt(N) (length N).");
 
@@ -55,16 +46,12 @@ void register_rotation(py::module_ m) {
             LAQ_CHECK(vector_length(y, "y") == N, "y has " << y.shape(0)
                                                            << " entries, the rotation of n = " << n
                                                            << " has " << N);
-            auto out = new_vector<float>(n);
             const float* in = y.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return fill_new_vector(n, [&](float* dst) {
                 std::unique_ptr<float[]> scratch(new float[N]);
                 std::copy(in, in + N, scratch.get());
                 rotation_inverse(scratch.get(), n, key, dst);
-            }
-            return out;
+            });
         },
         py::arg("y").noconvert(), py::arg("n"), py::arg("key"),
         "The first n entries of D H y / sqrt(N).");
@@ -75,20 +62,14 @@ void register_rotation(py::module_ m) {
            std::uint64_t rotation_key, std::uint64_t rounding_key) {
             const std::size_t n = vector_length(x, "x");
             const std::size_t N = rotation_padded_size(n);
-            const int bits = qsgd_code_bits(levels);
+            static_cast<void>(qsgd_code_bits(levels));  // levels checked before any allocation
             const QsgdNorm nm = parse_qsgd_norm(norm);
-            auto scales = new_vector<float>(qsgd_num_buckets(N, bucket_size));
-            auto packed = new_vector<std::uint8_t>(packed_size(N, bits));
             const float* in = x.data();
-            float* sc = scales.mutable_data();
-            std::uint8_t* pk = packed.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return new_qsgd_codes(N, levels, bucket_size, [&](float* sc, std::uint8_t* pk) {
                 std::unique_ptr<float[]> y(new float[N]);
                 rotation_forward(in, n, rotation_key, y.get());
                 qsgd_quantize(y.get(), N, levels, bucket_size, nm, rounding_key, sc, pk, "x");
-            }
-            return std::make_pair(std::move(scales), std::move(packed));
+            });
         },
         py::arg("x").noconvert(), py::arg("levels"), py::arg("bucket_size"), py::arg("norm"),
         py::arg("rotation_key"), py::arg("rounding_key"),
@@ -106,17 +87,13 @@ void register_rotation(py::module_ m) {
             LAQ_CHECK(
                 vector_length(packed, "packed") == packed_size(N, bits),
                 "packed has " << packed.shape(0) << " bytes, expected " << packed_size(N, bits));
-            auto out = new_vector<float>(n);
             const std::uint8_t* pk = packed.data();
             const float* sc = scales.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
+            return fill_new_vector(n, [&](float* dst) {
                 std::unique_ptr<float[]> y(new float[N]);
                 qsgd_dequantize(pk, sc, N, levels, bucket_size, y.get());
                 rotation_inverse(y.get(), n, rotation_key, dst);
-            }
-            return out;
+            });
         },
         py::arg("packed").noconvert(), py::arg("scales").noconvert(), py::arg("n"),
         py::arg("levels"), py::arg("bucket_size"), py::arg("rotation_key"));

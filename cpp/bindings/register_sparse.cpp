@@ -65,15 +65,9 @@ void register_sparse(py::module_ m) {
             const std::size_t k = vector_length(idx, "indices");
             LAQ_CHECK(vector_length(values, "values") == k,
                       "values has " << values.shape(0) << " entries but indices has " << k);
-            auto out = new_vector<float>(n);
             const std::uint32_t* ip = idx.data();
             const float* vp = values.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                sparse_scatter(ip, vp, k, n, dst);
-            }
-            return out;
+            return fill_new_vector(n, [&](float* dst) { sparse_scatter(ip, vp, k, n, dst); });
         },
         py::arg("indices").noconvert(), py::arg("values").noconvert(), py::arg("n"));
 
@@ -81,14 +75,8 @@ void register_sparse(py::module_ m) {
         "dense_copy",
         [](const carray<float>& x) {
             const std::size_t n = vector_length(x, "x");
-            auto out = new_vector<float>(n);
             const float* in = x.data();
-            float* dst = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                dense_copy(in, n, dst, "x");
-            }
-            return out;
+            return fill_new_vector(n, [&](float* dst) { dense_copy(in, n, dst, "x"); });
         },
         py::arg("x").noconvert(), "Copy of x; ValueError if it holds NaN or Inf.");
 }

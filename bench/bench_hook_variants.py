@@ -1,0 +1,146 @@
+"""``LAQState`` keyword variants inside bench/hook_trainer.py's ordinary trainers.
+
+bench/bench_hooks.py compares hooks by name (``laq2`` is ``LAQState(bits=2)``); this script
+runs any ``LAQState(**kwargs)`` (and the named hooks as references) in the same trainer, the
+same way: one process group, one run after the other, fresh model and state each. It is the
+measurement behind docs/ddp.md "Low bits" (block size at low widths, the downlink's share).
+
+Usage (prints one line per run and writes a JSON report)::
+
+    python bench/bench_hook_variants.py --model cnn --nprocs 2 --steps 300 --seed 0 \\
+        --variants '["allreduce", {"bits": 2, "block_size": 256}, {"bits": 2}]' \\
+        --out bench/measured/hooks_lowbits_cnn_seed0.json
+
+A variant is a hook name of hook_trainer.HOOKS or a JSON object of ``LAQState`` keywords.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_PREFIX = "laqstate:"
+
+
+def _rank(cfg_path: str) -> None:
+    """One rank: hook_trainer.worker with ``laqstate:{json}`` hooks understood."""
+    sys.path.insert(0, HERE)
+    import hook_trainer as ht
+
+    named = ht.attach_hook
+
+    def attach(ddp: Any, name: str, warm: int, lr: float, timer: Any) -> Any:
+        if not name.startswith(_PREFIX):
+            return named(ddp, name, warm, lr, timer)
+        from laqcore.torch import LAQState, laq_hook
+
+        state = LAQState(**json.loads(name[len(_PREFIX) :]))
+        ddp.register_comm_hook(state, timer.wrap(laq_hook))
+        return state
+
+    ht.attach_hook = attach
+    with open(cfg_path) as fh:
+        ht.worker(json.load(fh))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
+    st = r.get("stats", {})
+    steps = st.get("steps") or 0
+    return {
+        "variant": r["run"]["hook"],
+        "test_acc": r.get("test_acc"),
+        "final_loss": r.get("final_loss"),
+        "step_ms": r.get("step_ms"),
+        "recv_kb_per_step": None if "recv_per_step" not in r else r["recv_per_step"] / 1e3,
+        "skipped": (st["uploads_skipped"] / steps) if steps else None,
+        "error": r.get("error"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--rank":
+        _rank(sys.argv[2])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="cnn", help="mlp, cnn or big")
+    ap.add_argument("--nprocs", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=0.05, help="SGD (momentum 0.9) learning rate")
+    ap.add_argument("--warm", type=int, default=10)
+    ap.add_argument("--variants", required=True, help="JSON list (see the module docstring)")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds for all runs")
+    ap.add_argument("--out", default=None, help="JSON report")
+    args = ap.parse_args(argv)
+    variants = json.loads(args.variants)
+    runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
+    cfg = {
+        "model": args.model,
+        "steps": args.steps,
+        "warm": args.warm,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "scale": 1,
+        "warmup_run": False,
+        "runs": runs,
+    }
+    tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"
+    with open(tmp, "w") as fh:
+        json.dump(cfg, fh)
+    port, procs = _free_port(), []
+    for r in range(args.nprocs):
+        env = dict(
+            os.environ,
+            RANK=str(r),
+            LOCAL_RANK=str(r),
+            WORLD_SIZE=str(args.nprocs),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+        )
+        cmd = [sys.executable, os.path.abspath(__file__), "--rank", tmp]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
+    t0, load0 = time.time(), os.getloadavg()
+    out = procs[0].communicate(timeout=args.timeout)[0]
+    for p in procs[1:]:
+        p.communicate(timeout=args.timeout)
+    os.unlink(tmp)
+    results = []
+    for line in out.splitlines():
+        if line.startswith("{"):
+            results.append(_summary(json.loads(line)))
+    for s in results:
+        print(
+            f"{s['variant'][:70]:70s} acc {s['test_acc']}  loss {s['final_loss']}  "
+            f"recv {s['recv_kb_per_step']} KB/step  skipped {s['skipped']}  "
+            f"step {s['step_ms']} ms  {s['error'] or ''}"
+        )
+    report = {
+        "config": {k: v for k, v in cfg.items() if k != "runs"} | {"nprocs": args.nprocs},
+        "load_average": [load0, os.getloadavg()],
+        "wall_s": time.time() - t0,
+        "results": results,
+    }
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1)
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
