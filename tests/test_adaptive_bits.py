@@ -31,6 +31,18 @@ def test_picks_smallest_width_meeting_the_budget(rng: np.random.Generator) -> No
     u.skip()
 
 
+def test_first_upload_uses_bits(rng: np.random.Generator) -> None:
+    # Forced, and no iterate difference yet: the configured width whatever rhs says.
+    g = rng.standard_normal(64).astype(np.float32)
+    for bits in (2, 5):
+        u = LazyUploader(64, bits=bits, adaptive_bits=0.5)
+        for rhs in (0.0, 1e6):
+            assert u.propose_adaptive(g, rhs) == laqcore.laq_quantize(g, None, bits)
+        first = u.step(g, 0.0)
+        assert first is not None and first.bits == bits
+        assert u.propose_adaptive(g + 1, 0.0).bits == 8  # afterwards: the criterion
+
+
 def test_run_converges_and_frames_carry_their_width(prob: object) -> None:
     algo = laqcore.get_algorithm("laq", adaptive_bits=0.5)
     seen: set[int] = set()

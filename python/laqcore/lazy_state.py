@@ -87,8 +87,9 @@ class LazyUploader:
     adaptive_bits : float or None
         Adaptive bit width: per upload, :meth:`step` quantizes with the smallest b in 1..8
         whose quantization-error term of the rule, ``err_coef * ||eps_b||^2``, is at most
-        ``adaptive_bits * rhs`` (the rule's iterate-difference term); 8 if none is. ``bits``
-        is then unused; each frame carries its b. ``None`` (default): always ``bits``.
+        ``adaptive_bits * rhs`` (the rule's iterate-difference term); 8 if none is. The
+        first upload, forced before any iterate difference exists (``rhs`` is 0 then), uses
+        ``bits``. Each frame carries its b. ``None`` (default): always ``bits``.
 
     Attributes
     ----------
@@ -186,8 +187,9 @@ class LazyUploader:
 
     def propose_adaptive(self, grad: Any, rhs: float) -> LAQPayload:
         """The adaptive-width proposal (see ``adaptive_bits``): the smallest b in 1..8 with
-        ``err_coef * ||eps_b||^2 <= adaptive_bits * rhs``, else b = 8; no state change."""
-        if self.adaptive_bits is None:
+        ``err_coef * ||eps_b||^2 <= adaptive_bits * rhs``, else b = 8 (``bits`` for the first
+        upload, which has no iterate difference to compare with); no state change."""
+        if self.adaptive_bits is None or self.uploads == 0:
             return self.propose(grad)
         budget = self.adaptive_bits * check_real(rhs, "rhs", minimum=0.0)
         for b in range(1, 9):

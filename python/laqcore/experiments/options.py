@@ -123,7 +123,7 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         dest="adaptive_bits",
         metavar="F",
         help="LAQ family: per upload the smallest b in 1..8 with 3||eps_b||^2 <= F x the rule's "
-        "iterate-difference term (the frame carries b; --bits unused)",
+        "iterate-difference term (the frame carries b; --bits: the first upload's width)",
     )
     g.add_argument(
         "--block-size",
