@@ -121,16 +121,17 @@ def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None)
         p = as_float_vector(prev, "prev")
         if p.shape[0] != g.shape[0]:
             raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    # The kernel's fresh outputs, read-only: valid by construction (no re-validation).
     if bs is not None:
         packed, radii, err_sq, innov_sq = _core.laq.quantize_blocks(g, p, bits, bs)
         packed.flags.writeable = False
         radii.flags.writeable = False
-        return LAQBlockPayload(
-            packed, radii, bits, g.shape[0], bs, err_sq=err_sq, innov_sq=innov_sq
-        )
+        return LAQBlockPayload._trusted(packed, radii, bits, g.shape[0], bs, err_sq, innov_sq)
     packed, radius, err_sq, innov_sq = _core.laq.quantize(g, p, bits)
     packed.flags.writeable = False
-    return LAQPayload(packed, radius, bits, g.shape[0], err_sq=err_sq, innov_sq=innov_sq)
+    one = np.array([radius], dtype=np.float32)  # the kernel's float32 radius: exact
+    one.flags.writeable = False
+    return LAQPayload._trusted(packed, one, bits, g.shape[0], None, err_sq, innov_sq)
 
 
 def _accumulate(out: FloatVector, p: LAQPayload, weight: float) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,9 @@ __all__ = ["LAQBlockPayload", "LAQPayload"]
 
 def __dir__() -> list[str]:
     return __all__
+
+
+_P = TypeVar("_P", bound="LAQPayload")
 
 
 def _check_radius(radius: Any) -> float:
@@ -130,6 +133,30 @@ class LAQPayload(Payload):
         self._err_sq = None if err_sq is None else float(err_sq)
         self._innov_sq = None if innov_sq is None else float(innov_sq)
 
+    @classmethod
+    def _trusted(
+        cls: type[_P],
+        packed: npt.NDArray[np.uint8],
+        radii: FloatVector,
+        bits: int,
+        n: int,
+        block_size: int | None = None,
+        err_sq: float | None = None,
+        innov_sq: float | None = None,
+    ) -> _P:
+        """A payload of fields that are valid by construction, without the constructor's
+        checks (the per-step hot path): the quantizer's output, a block slice of a valid
+        payload, a frame the native check accepted. ``packed`` and ``radii`` must be
+        read-only arrays of the right lengths (``radii`` holds one radius for the global
+        kind)."""
+        p = cls.__new__(cls)
+        p._bits, p._n, p._radii, p._packed = bits, n, radii, packed
+        if block_size is not None:
+            p._block_size = block_size  # type: ignore[attr-defined]  # LAQBlockPayload's field
+        p._err_sq = None if err_sq is None else float(err_sq)
+        p._innov_sq = None if innov_sq is None else float(innov_sq)
+        return p
+
     # -- read-only fields --------------------------------------------------------------
     @property
     def n(self) -> int:  # type: ignore[override]
@@ -213,7 +240,9 @@ class LAQPayload(Payload):
         # Padding bits of the last byte must be zero (also checked by every decoder).
         _core.laq.check_payload(packed, n, bits, radius)
         packed.flags.writeable = False
-        return cls(packed, radius, bits, n)
+        radii = np.array([radius], dtype=np.float32)  # a float32 field: exact
+        radii.flags.writeable = False
+        return cls._trusted(packed, radii, bits, n)
 
 
 class LAQBlockPayload(LAQPayload):
@@ -301,7 +330,8 @@ class LAQBlockPayload(LAQPayload):
         lo, hi = self.block_range(start, stop)
         b0 = lo // 8 * self._bits
         b1 = b0 + int(_core.pack.packed_size(hi - lo, self._bits))
-        return LAQBlockPayload(
+        # Views of read-only, validated arrays: valid by construction.
+        return LAQBlockPayload._trusted(
             self._packed[b0:b1], self._radii[start:stop], self._bits, hi - lo, self._block_size
         )
 
@@ -329,4 +359,4 @@ class LAQBlockPayload(LAQPayload):
         _core.laq.check_blocks_payload(packed, n, bits, block_size, radii)
         packed.flags.writeable = False
         radii.flags.writeable = False
-        return cls(packed, radii, bits, n, block_size)
+        return cls._trusted(packed, radii, bits, n, block_size)

@@ -36,6 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validate import as_float_vector, check_bits, check_block_size
+from ..compressors.base import ScaledCodesPayload
+from ..compressors.qsgd import QSGDPayload
 from ..laq import laq_accumulate, laq_apply, laq_quantize
 from ..laq_payload import LAQBlockPayload, LAQPayload
 from ..wire import Payload
@@ -248,6 +250,7 @@ class CompressorChunkCodec(_Chunked):
         self._decoder = self._make(0)  # also validates the hyper-parameters now
         self.unit = slice_unit(self._decoder.compress(np.ones(1, np.float32), step=0))
         self._down: Any = None
+        self._sizes: list[int | None] = []
         self.out: FloatVector = np.zeros(0, np.float32)
         self._mean: FloatVector = np.zeros(0, np.float32)
 
@@ -259,12 +262,20 @@ class CompressorChunkCodec(_Chunked):
     def _bound(self) -> None:
         self._down = self._make(self.world * self.world + self.rank)
         self.out = np.zeros(self.n, np.float32)
+        # QSGD and TernGrad frames have a size fixed by the chunk's length (scales and packed
+        # codes of fixed widths): no size exchange. Another payload kind exchanges sizes.
+        sizes: dict[int, int | None] = {}
+        for k in {e - s for s, e in self.bounds if e > s}:
+            probe = self._decoder.compress(np.zeros(k, np.float32), step=0)
+            fixed = isinstance(probe, (QSGDPayload, ScaledCodesPayload))
+            sizes[k] = int(probe.nbytes) if fixed else None
+        self._sizes = [sizes.get(e - s, 0) for s, e in self.bounds]
 
-    def uplink_size(self, j: int) -> None:
-        return None
+    def uplink_size(self, j: int) -> int | None:
+        return self._sizes[j]
 
-    def downlink_size(self, j: int) -> None:
-        return None
+    def downlink_size(self, j: int) -> int | None:
+        return self._sizes[j]
 
     def start_round(self) -> None:
         self.out.fill(0.0)  # a round without uploads averages nothing
@@ -272,7 +283,15 @@ class CompressorChunkCodec(_Chunked):
     def split(self, upload: Any, step: int) -> list[ByteVector]:
         if not isinstance(upload, Payload):
             raise TypeError(f"an upload must be a Payload, got {type(upload).__name__}")
-        return self._split(upload)
+        frames = self._split(upload)
+        for j, f in enumerate(frames):
+            want = self._sizes[j]
+            if j != self.rank and want is not None and f.shape[0] != want:
+                raise ValueError(
+                    f"chunk {j} of the upload is a frame of {f.shape[0]} bytes, the exchange "
+                    f"expects {want} (an upload made with other {self.name} parameters?)"
+                )
+        return frames
 
     def _decode(self, data: ByteVector | Payload, n: int) -> FloatVector:
         dec = self._decoder
@@ -290,9 +309,9 @@ class CompressorChunkCodec(_Chunked):
         s, e = self.bounds[self.rank]
         if s == e or self._down is None:
             return _EMPTY
-        data = _frame(self._down.compress(self._mean, step=step))
-        self.apply(self.rank, data)
-        return data
+        p = self._down.compress(self._mean, step=step)
+        self.out[s:e] = self._decode(p, e - s)  # what the others decode from its frame
+        return _frame(p)
 
     def apply(self, j: int, data: ByteVector) -> None:
         s, e = self.bounds[j]

@@ -11,6 +11,15 @@ model (:mod:`laqcore.network`) to the recorded payload sizes, so they scale past
     ``strong``: the digits data split over M workers, speedup ``T(1) / T(M)``. Ideal = M.
     Every method steps with ``alpha = 0.2 / M`` (GD's 0.02 at M = 10, ``alpha * M`` fixed:
     the step on F = (1/M) sum f_m) on full local gradients.
+
+The workers' gradients are evaluated in one batched product
+(:meth:`laqcore.problems.Problem.use_batched`; ``--per-worker-eval`` turns it off), which
+makes M = 1024 affordable; the time model still charges each worker's step one worker's own
+gradient time. With the default
+``delta`` downlink every worker receives the other uploaders' frames, so a unicast downlink
+carries O(M^2) bytes per round when everyone uploads; ``--broadcast`` sends each round's
+frames once to all workers (``--downlink delta:f32`` sends their float32 sum instead).
+
 ``ratio-study``
     The reviewers' question: speedup on P workers over 1, vs the compression ratio (GD's
     upload bytes / the method's), for QSGD levels, top-k ratios and LAQ bits on the same full
@@ -185,9 +194,10 @@ def _fmt(v: Any, spec: str) -> str:
 
 def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
     link = link_from_args(args).describe()
+    where = f"{link['name']} link, {link['downlink_delivery']} downlink"
     if kind == "scaling":
         for mode, table in data.items():
-            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({link['name']} link):")
+            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({where}):")
             print(
                 f"{'algorithm':<10}" + "".join(f"{r['M']:>16}" for r in next(iter(table.values())))
             )
@@ -195,7 +205,7 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
                 cells = [f"{_fmt(r['time'], '.3g')}s/{_fmt(r['speedup'], '.2f')}x" for r in rows]
                 print(f"{name:<10}" + "".join(f"{c:>16}" for c in cells))
     else:
-        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({link['name']} link):")
+        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({where}):")
         procs = data["procs"]
         print(f"{'config':<20}{'ratio':>8}" + "".join(f"{'P=' + str(p):>9}" for p in procs))
         configs = list(dict.fromkeys(r["config"] for r in data["rows"]))
@@ -215,7 +225,7 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
             from .study_plots import plot_ratio, plot_scaling
 
             plot = plot_scaling if kind == "scaling" else plot_ratio
-            title = f"{link['name']} link, eps {args.eps:g}"
+            title = f"{where}, eps {args.eps:g}"
             print(f"wrote {plot(args.out, data, title=title)}")
 
 

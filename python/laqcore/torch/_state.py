@@ -17,7 +17,8 @@ Per iteration (:meth:`HookState._run`, called by the hook for every bucket):
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,7 @@ def __dir__() -> list[str]:
 
 FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
+P = TypeVar("P")
 _COUNTERS = (
     "warmup_steps_done",
     "warmup_bytes",
@@ -144,8 +146,7 @@ class HookState:
     def _compressed(self, parked: list[Parked]) -> None:
         self._check_layout()
         flat = self.layout.gather(parked)
-        bad = not is_finite(flat)
-        out = self._step(flat.numpy(), bad)
+        out = self._step(flat.numpy())
         if out is None:  # a rank was not finite, policy "propagate": as all-reduce does
             self._counters["nonfinite_steps"] += 1
             poison([b.buffer for b in parked])
@@ -156,8 +157,23 @@ class HookState:
     def _after_warmup_step(self, parked: list[Parked]) -> None:
         """Hook for subclasses that track state during warm-up (buckets hold the average)."""
 
-    def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
+    def _step(self, grad: FloatVector) -> FloatVector | None:
         raise NotImplementedError  # abstract: each hook state defines its compressed step
+
+    @staticmethod
+    def _propose(make: Callable[[FloatVector], P], grad: FloatVector) -> P | None:
+        """``make(grad)`` (the compressor or quantizer), or ``None`` if ``grad`` is not finite.
+
+        laqcore's kernels reject NaN/Inf with ``ValueError`` in the pass they make over the
+        gradient anyway, so a finite gradient costs no extra pass; only after such an error
+        is the gradient tested (a finite one re-raises the error).
+        """
+        try:
+            return make(grad)
+        except ValueError:
+            if is_finite(torch.from_numpy(grad)):
+                raise
+            return None
 
     def _exchange(self, payload: Any, bad: bool, out: FloatVector | None = None) -> Averaged:
         """The seam, with the fault policy applied and the counters kept. ``out``: where the

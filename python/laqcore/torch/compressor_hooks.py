@@ -71,10 +71,11 @@ class _CompressorState(HookState):
             return compressor_two_phase(self.process_group, n, self._NAME, self.seed, kwargs)
         return CompressorAllGather(self.process_group, n, self._compressor)
 
-    def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
+    def _step(self, grad: FloatVector) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates the compressor at the first step
-        payload = None if bad else self._compressor.compress(grad, step=self.iteration)
-        return self._exchange(payload, bad, out=grad).mean  # into the flat buffer
+        comp, k = self._compressor, self.iteration
+        payload = self._propose(lambda g: comp.compress(g, step=k), grad)
+        return self._exchange(payload, payload is None, out=grad).mean  # into the flat buffer
 
     def __getstate__(self) -> dict[str, Any]:
         d = super().__getstate__()

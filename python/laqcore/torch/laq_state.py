@@ -247,13 +247,13 @@ class LAQState(HookState):
             return True, "safeguard", grad_sq
         return up.decide(payload, rule.rhs()), "rule", grad_sq
 
-    def _step(self, grad: FloatVector, bad: bool) -> FloatVector | None:
+    def _step(self, grad: FloatVector) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates uploader and server at the first step
         up = typing.cast(LazyUploader, self.uploader)
-        payload: Any = None
         upload, why, grad_sq = False, "rule", 0.0
+        payload: Any = self._propose(up.propose, grad)
+        bad = payload is None
         if not bad:
-            payload = up.propose(grad)
             upload, why, grad_sq = self._decide(up, grad, payload)
         # The average overwrites the flat gradient: nothing reads it after the proposal.
         res = self._exchange(payload if upload else None, bad, out=grad)
