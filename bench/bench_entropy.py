@@ -1,6 +1,6 @@
 """Entropy coding (issue 13.1): speed against laq_quantize and size on real LAQ uploads.
 
-    python bench/bench_entropy.py [--n 16777216] [--repeat 9] [--out bench/measured/entropy.json]
+    python bench/bench_entropy.py [--n 16777216] [--repeat 15] [--out bench/measured/entropy.json]
 
 1. n = 2^24 standard normal float32, 4-bit LAQ codes, 1 thread: laq_quantize, the coder's
    encode and decode of its packed codes on the active SIMD level, and the same encode and
@@ -121,7 +121,7 @@ def digits() -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2**24)
-    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     load_before = list(os.getloadavg())
