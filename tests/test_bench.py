@@ -148,6 +148,9 @@ def _bench_hooks_modules():
 
     require_torch("the bench/bench_hooks.py smoke runs")
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    if not os.path.isfile(os.path.join(here, "bench_hooks.py")):
+        # CI runs the suite against the installed wheel from a copy of tests/ alone.
+        pytest.skip("needs the source checkout (bench/bench_hooks.py)")
     if here not in sys.path:
         sys.path.insert(0, here)
     import bench_hooks

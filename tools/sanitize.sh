@@ -39,7 +39,7 @@ export PYTHONMALLOC=malloc  # let ASan see Python-side buffers too (no pymalloc 
 # Prove the sanitized build is the one under test before trusting a green run.
 "$PY" -c "import laqcore, sys; f = laqcore._core.__file__; print('testing', f); sys.exit('stage/' not in f)"
 if [ "$#" -eq 0 ]; then
-    set -- tests -m "not distributed"
+    set -- tests -m "not distributed and not slow"
 fi
 # --capture=sys: a sanitizer report is written to fd 2 just before abort; fd-level capture
 # would swallow it.
