@@ -87,9 +87,14 @@ def _child(
     import torch
     import torch.distributed as dist
 
-    # Oversubscribing the cores with N processes x M OpenMP threads only slows every rank.
+    from ..runtime import set_num_threads
+
+    # Oversubscribing the cores with N processes x M threads only slows every rank. laqcore
+    # is already imported here (fn was unpickled), so its kernels' thread count is set
+    # directly: OMP_NUM_THREADS alone would reach only libraries loaded after this point.
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    set_num_threads(threads)
     t0 = time.monotonic()
     try:
         dist.init_process_group(
