@@ -68,8 +68,11 @@ void fuzz_qsgd(const std::uint8_t* data, std::size_t size) {
         const bool neg = code & 1u;
         valid = level <= static_cast<unsigned>(levels);
         canonical = canonical && !(neg && level == 0);
-        const float mag =
-            static_cast<float>(level) * (scales[i / bucket] / static_cast<float>(levels));
+        // level * (scale / levels) rounded can exceed the scale (to inf near FLT_MAX): the
+        // decoder clamps to the scale (issue 14.11), so the reference does too.
+        const float scale = scales[i / bucket];
+        const float prod = static_cast<float>(level) * (scale / static_cast<float>(levels));
+        const float mag = prod < scale ? prod : scale;
         want[i] = neg ? -mag : mag;
     }
     std::vector<float> out(n);
