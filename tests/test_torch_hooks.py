@@ -136,7 +136,7 @@ def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
             assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
-@pytest.mark.parametrize("method", ["laq", "qsgd"])
+@pytest.mark.parametrize("method", ["laq", "qsgd", "rotation"])
 def test_hook_resume_is_exact(method: str) -> None:
     kwargs = {"warmup_steps": 3, "bits": 4} if method == "laq" else {"warmup_steps": 3, "seed": 5}
     spec = {"method": method, "steps": 16, "kwargs": kwargs, "lr": 0.05}
