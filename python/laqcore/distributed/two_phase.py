@@ -6,9 +6,11 @@ flat vector of length n into N contiguous **chunks**, one **owner** rank per chu
 each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange"):
 
 0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
-   non-finite gradient), plus ``control_width`` int64s of the caller's (the engine's
-   :mod:`~laqcore.distributed.engine_exchange` announces its workers' uploads there). Codecs with data-dependent sizes add an all-to-all of one int64 per
-   (rank, chunk). If nobody uploads, nothing else moves.
+   non-finite gradient). Codecs with data-dependent uplink sizes (entropy-coded frames) add
+   one int64 per chunk to each rank's control values, and a caller may add
+   ``control_width`` int64s of its own (the engine's
+   :mod:`~laqcore.distributed.engine_exchange` announces its workers' uploads there). If
+   nobody uploads, nothing else moves.
 1. **Uplink** (one ``all_to_all_single`` with variable split sizes): every uploader sends
    chunk j of its quantized message to owner j; a rank that skips sends nothing. Owner j
    folds the chunks into its part of the exact aggregate.
@@ -223,6 +225,8 @@ class TwoPhaseExchange:
         codec.bind(self.bounds, self.rank, self.world)
         self.stats = ExchangeStats()
         self._buffers: dict[str, torch.Tensor] = {}
+        # Data-dependent uplink sizes travel with the status: one int64 per chunk.
+        self._sized = codec.uplink_size(self.rank) is None
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
         self._control: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
 
@@ -243,17 +247,17 @@ class TwoPhaseExchange:
         return buf
 
     def _all_gather_ints(self, values: list[int], tag: str) -> list[list[int]]:
-        """Every rank's ``values`` (the same length on every rank), in rank order."""
+        """Every rank's ``values`` (the same length on every rank)."""
         k = len(values)
         if k not in self._control:
-            mine = torch.zeros(k, dtype=torch.int64, device=self.device)
-            self._control[k] = (mine, [torch.empty_like(mine) for _ in range(self.world)])
+            buf = torch.zeros(k, dtype=torch.int64, device=self.device)
+            self._control[k] = (buf, [torch.empty_like(buf) for _ in range(self.world)])
         mine, out = self._control[k]
         mine.copy_(torch.tensor(values, dtype=torch.int64))
         self._guard(f"control all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
-        self.stats.control_received += _INT64 * k * (self.world - 1)
-        flat = [int(v) for v in torch.cat(out).tolist()]  # one device sync, not W
-        return [flat[r * k : (r + 1) * k] for r in range(self.world)]
+        self.stats.control_received += _INT64 * len(values) * (self.world - 1)
+        flat = torch.cat(out).tolist()
+        return [[int(v) for v in flat[r * k : (r + 1) * k]] for r in range(self.world)]
 
     def _all_to_all(
         self, send: list[ByteVector], recv_sizes: list[int], tag: str
@@ -342,9 +346,12 @@ class TwoPhaseExchange:
             raise ValueError(
                 f"control has {len(extra)} ints, the exchange carries {self.control_width}"
             )
-        gathered = self._all_gather_ints([status, *extra], tag)
+        ints = [status]
+        if self._sized:
+            ints += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
+        gathered = self._all_gather_ints(ints + extra, tag)
         statuses = [g[0] for g in gathered]
-        controls = [g[1:] for g in gathered]
+        controls = [g[len(ints) :] for g in gathered]
         if on_control is not None:
             on_control(statuses, controls)
         st.rounds += 1
@@ -361,7 +368,7 @@ class TwoPhaseExchange:
         # Phase 1: chunk j of every upload to owner j; an owner's own chunk stays here (it
         # is a slice of the payload this rank encoded: no frame, no copy).
         send = chunks if chunks is not None else [_EMPTY] * w
-        recv_sizes = self._uplink_sizes(send, statuses, tag)
+        recv_sizes = self._uplink_sizes(gathered)
         got = self._all_to_all(send, recv_sizes, tag)
         st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
         st.uplink_received += sum(recv_sizes)
@@ -383,14 +390,10 @@ class TwoPhaseExchange:
             st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
         return RoundResult(uploaders, bad, codec.result(out), controls)
 
-    def _uplink_sizes(self, send: list[ByteVector], statuses: list[int], tag: str) -> list[int]:
-        """Bytes this owner receives from each rank (0 from a rank that does not upload)."""
-        fixed = self.codec.uplink_size(self.rank)
-        if fixed is not None:
-            return [fixed if s == UPLOAD and r != self.rank else 0 for r, s in enumerate(statuses)]
-        # Data-dependent sizes: one int64 per (rank, chunk), by all-to-all.
-        mine = torch.tensor([int(a.shape[0]) for a in send], dtype=torch.int64, device=self.device)
-        out = torch.empty(self.world, dtype=torch.int64, device=self.device)
-        self._guard(f"size all-to-all ({tag})", dist.all_to_all_single, out, mine, group=self.group)
-        self.stats.control_received += _INT64 * (self.world - 1)
-        return [int(v) for v in out.cpu().tolist()]
+    def _uplink_sizes(self, control: list[list[int]]) -> list[int]:
+        """Bytes this owner receives from each rank (0 from a rank that does not upload):
+        fixed by the codec, or the sizes each uploader sent with its status."""
+        me, fixed = self.rank, self.codec.uplink_size(self.rank)
+        if fixed is None:
+            return [c[1 + me] if c[0] == UPLOAD and r != me else 0 for r, c in enumerate(control)]
+        return [fixed if c[0] == UPLOAD and r != me else 0 for r, c in enumerate(control)]
