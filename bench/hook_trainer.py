@@ -56,6 +56,7 @@ HOOKS = (
     "laq_lr",
     "qsgd",
     "terngrad",
+    "rotation",
 )
 
 # --------------------------------------------------------------------------------------
@@ -167,6 +168,10 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         from laqcore.torch import TernGradState, terngrad_hook
 
         state, hook = TernGradState(), terngrad_hook
+    elif name == "rotation":
+        from laqcore.torch import RotationState, rotation_hook
+
+        state, hook = RotationState(), rotation_hook
     else:
         raise ValueError(f"unknown hook {name!r}; one of {HOOKS}")
     ddp.register_comm_hook(state, timer.wrap(hook))

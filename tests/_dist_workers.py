@@ -102,9 +102,11 @@ def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     from laqcore.torch import (
         LAQState,
         QSGDState,
+        RotationState,
         TernGradState,
         laq_hook,
         qsgd_hook,
+        rotation_hook,
         terngrad_hook,
     )
 
@@ -112,6 +114,7 @@ def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
         "laq": (LAQState, laq_hook),
         "qsgd": (QSGDState, qsgd_hook),
         "terngrad": (TernGradState, terngrad_hook),
+        "rotation": (RotationState, rotation_hook),
     }
     cls, hook = table[method]
     return cls(**kwargs), hook

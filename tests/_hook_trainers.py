@@ -62,6 +62,7 @@ def _hook(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
         "laq": (lt.LAQState, lt.laq_hook),
         "qsgd": (lt.QSGDState, lt.qsgd_hook),
         "terngrad": (lt.TernGradState, lt.terngrad_hook),
+        "rotation": (lt.RotationState, lt.rotation_hook),
     }
     cls, hook = table[method]
     return cls(**kwargs), hook

@@ -6,10 +6,11 @@
     state = LAQState()
     ddp_model.register_comm_hook(state, laq_hook)
 
-``QSGDState``/``qsgd_hook`` and ``TernGradState``/``terngrad_hook`` work the same way.
+``QSGDState``/``qsgd_hook``, ``TernGradState``/``terngrad_hook`` and
+``RotationState``/``rotation_hook`` work the same way.
 
 Modules (one concern each): ``laq_state`` (LAQ's hook state and rule driver),
-``compressor_hooks`` (QSGD, TernGrad), ``_state`` (the per-iteration driver shared by all),
+``compressor_hooks`` (QSGD, TernGrad, rotation), ``_state`` (the per-iteration driver shared by all),
 ``_layout`` (bucket parking, the flat stable-order layout, input checks), ``_exchange`` (the
 exchange seam), ``_rule`` (LAQ's upload test in observed quantities), ``_nonfinite`` (the
 NaN/Inf policies for mixed precision).
@@ -22,10 +23,26 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without torch
     raise ImportError("laqcore.torch needs PyTorch: pip install 'laqcore[torch]'") from err
 
-from .compressor_hooks import QSGDState, TernGradState, qsgd_hook, terngrad_hook
+from .compressor_hooks import (
+    QSGDState,
+    RotationState,
+    TernGradState,
+    qsgd_hook,
+    rotation_hook,
+    terngrad_hook,
+)
 from .laq_state import LAQState, laq_hook
 
-__all__ = ["LAQState", "QSGDState", "TernGradState", "laq_hook", "qsgd_hook", "terngrad_hook"]
+__all__ = [
+    "LAQState",
+    "QSGDState",
+    "RotationState",
+    "TernGradState",
+    "laq_hook",
+    "qsgd_hook",
+    "rotation_hook",
+    "terngrad_hook",
+]
 
 
 def __dir__() -> list[str]:
