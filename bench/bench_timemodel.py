@@ -1,27 +1,30 @@
 """Predicted vs measured time: the link/time model against the real distributed engine.
 
 Every rank of :func:`laqcore.distributed.engine.run_engine` (the engine behind ``laqcore
-launch``, with its all-gather exchange) runs in its own Linux network namespace behind a veth
-pair shaped with ``tc`` (token bucket on both ends; the namespaces of bench_distributed.py;
-``--burst tight``: 1.5 timer ticks, so the rate binds even for small messages). The same run
-is simulated (identical upload decisions: the engine is tested equal to the simulator), and
-its time is predicted from the trace's payload sizes in two ways:
+launch``; ``--exchange``: its default two-phase exchange or the all-gather one) runs in its
+own Linux network namespace behind a veth pair shaped with ``tc`` (token bucket on both
+ends; the namespaces of bench_distributed.py; ``--burst tight``: 1.5 timer ticks, so the rate
+binds even for small messages). The same run is simulated (identical upload decisions: the
+engine is tested equal to the simulator), and its time is predicted from the trace's payload
+sizes, round by round, as the engine's collectives (:func:`engine_rounds`): every round a
+control all-gather and the loss all-reduce (M float64); ``two-phase``: in a round with
+uploads, one all-to-all (each uploading rank's bundle of slices of chunk j to owner j) and
+one all-gather of the owners' chunks of the server state; ``all-gather``: one padded
+all-gather of the rank bundles if every rank uploads, else one broadcast per uploading rank.
+The collectives are priced in two ways:
 
 ``nominal``
-    :func:`laqcore.network.round_times` under ``topology="allgather"`` (the engine's
-    exchange: control all-gather, then one padded all-gather or one binomial-tree broadcast
-    per uploading rank) with ``nodes`` = processes, the shaped rate, a fixed one-way latency
-    (``--model-latency-ms``) and the simulator's compute, plus the engine's per-iteration
-    loss all-reduce (M float64, ring: ``2 (N-1) (L + 64 M / (N B))``).
+    the shaped rate, a fixed one-way latency per message step (``--model-latency-ms``),
+    ring all-gather and all-reduce, gloo's binomial-tree broadcast, a direct all-to-all;
+    compute: the simulator's worker steps (``ceil(M / N)`` per rank) and server update.
 ``calibrated``
-    the same rounds and collectives, each priced by a calibration of that collective on
-    these links, timed in the ranks *before* the run (fixed message sizes that depend only
-    on the rate, not on the run): the control all-gather (one int64), the loss all-reduce
-    (M float64), and an all-gather of S bytes per rank and a broadcast of S bytes at three
-    sizes (``--calib-seconds``: what the link carries in 0.02, 0.2 and 1 s), interpolated
-    piecewise linearly (beyond the largest along the last segment). Compute per round is the engine's own (each round's wall
-    time outside collectives on its slowest rank: a synchronous round waits for the last
-    rank). Nothing is fitted to the timed run.
+    each collective timed in the ranks *before* the run, at message sizes that depend only
+    on the rate, not on the run (:func:`calibrate`): the control all-gather (one int64), the
+    loss all-reduce, and all-gather, broadcast and all-to-all at three sizes
+    (``--calib-seconds``: what the link carries in 0.02, 0.1 and 0.5 s), interpolated
+    piecewise linearly (beyond the largest along the last segment). Compute per round is
+    the engine's own (each round's wall time outside collectives on its slowest rank: a
+    synchronous round waits for the last rank). Nothing is fitted to the timed run.
 
 Each (processes, method) is run ``--repeats`` times; every repeat has its own calibration
 and its own error, and the summary gives the median and the worst repeat.
@@ -61,10 +64,12 @@ PAD_TOLERANCE = 0.125
 
 
 class TightNetns(Netns):
-    """bench_distributed's namespaces with a small token bucket (the rate binds at once)."""
+    """bench_distributed's namespaces with a small token bucket (the rate binds at once) and
+    a queue of 2 s of traffic, deep enough that nothing is dropped: with 400 ms, transfers
+    in both directions at once lost packets and their time varied 2x from call to call."""
 
     def _bucket(self) -> tuple[int, str]:
-        return max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5)), "400ms"
+        return max(3000, int(_parse_rate(self.rate) / 8 / 250 * 1.5)), "2000ms"
 
 
 def write_libsvm(path: str, n: int, d: int, classes: int = 10, seed: int = 0) -> None:
@@ -92,10 +97,10 @@ def rank_main(cfg: dict[str, Any]) -> None:
         world_size=cfg["world"],
         timeout=datetime.timedelta(seconds=300),
     )
-    calibration = calibrate(cfg["workers"], cfg["sizes"])
+    calibration = calibrate(cfg["workers"], cfg["sizes"], cfg["exchange"] == "two-phase")
     extra: dict[str, Any] = {}
     if "exchange" in {f.name for f in dataclasses.fields(EngineConfig)}:
-        extra["exchange"] = "all-gather"  # the exchange this bench models
+        extra["exchange"] = cfg["exchange"]
     ec = EngineConfig(
         problem=cfg["problem"],
         algorithm=cfg["algorithm"],
@@ -123,11 +128,14 @@ def rank_main(cfg: dict[str, Any]) -> None:
     os._exit(0)
 
 
-def calibrate(M: int, sizes: list[int], gap_s: float = 0.003) -> dict[str, Any]:
+def calibrate(
+    M: int, sizes: list[int], alltoall: bool = False, gap_s: float = 0.003
+) -> dict[str, Any]:
     """Seconds per call of the collectives the engine uses, on this link and machine, timed
     in the ranks before the run: the control all-gather (one int64) and the loss all-reduce
     (M float64), alternated as in a round, 80 times; an all-gather (S bytes per rank) and a
-    broadcast (S bytes, from rank 0) at each of ``sizes``. Every call is followed by a short
+    broadcast (S bytes, from rank 0) at each of ``sizes`` (and with ``alltoall`` an
+    all-to-all of S bytes to every peer). Every call is followed by a short
     pause (``gap_s``, like the compute between a run's collectives) and the cost is the mean
     time per call, so that waiting for peers the scheduler put aside counts as in a run."""
     import torch
@@ -158,7 +166,7 @@ def calibrate(M: int, sizes: list[int], gap_s: float = 0.003) -> dict[str, Any]:
         },
         80,
     )
-    out["allgather_s"], out["broadcast_s"] = [], []
+    out["allgather_s"], out["broadcast_s"], out["alltoall_s"] = [], [], []
     for i, size in enumerate(sizes):
         buf = torch.zeros(size, dtype=torch.uint8)
         bufs = [torch.empty_like(buf) for _ in range(world)]
@@ -167,6 +175,13 @@ def calibrate(M: int, sizes: list[int], gap_s: float = 0.003) -> dict[str, Any]:
             run({"ag": lambda b=bufs, x=buf: dist.all_gather(b, x)}, reps)["ag"]
         )
         out["broadcast_s"].append(run({"bc": lambda x=buf: dist.broadcast(x, src=0)}, reps)["bc"])
+        if alltoall:
+            # S bytes to every peer (the own block stays local: zero-sized)
+            split = [0 if r == dist.get_rank() else size for r in range(world)]
+            a2a_in = torch.zeros(size * (world - 1), dtype=torch.uint8)
+            a2a_out = torch.empty_like(a2a_in)
+            op = lambda o=a2a_out, x=a2a_in, sp=split: dist.all_to_all_single(o, x, sp, sp)  # noqa: E731
+            out["alltoall_s"].append(run({"a2a": op}, reps)["a2a"])
     return out
 
 
@@ -197,6 +212,7 @@ def measure(
             "iterations": iterations,
             "workers": args.workers,
             "sizes": args.sizes,
+            "exchange": args.exchange,
             "port": port,
             "master": f"{SUBNET}.1",
         }
@@ -246,43 +262,134 @@ def node_frames(trace: Any, n: int) -> np.ndarray:
     return np.where(per_node > 0, per_node * mean[:, None] + 16 + 8 * per_node, 0.0)
 
 
-def calibrated_rounds(
-    trace: Any, n: int, calib: dict[str, float], sizes: list[int], compute: np.ndarray
+class NominalPrice:
+    """Collective costs on a nominal link: ``rate`` bit/s each way, one-way latency ``L``
+    per message step (ring all-gather and all-reduce, gloo's binomial-tree broadcast, a
+    direct all-to-all)."""
+
+    def __init__(self, rate: float, latency_s: float, n: int, M: int) -> None:
+        self.rate, self.L, self.n, self.M = rate, latency_s, n, M
+
+    def control(self, ints: int = 1) -> float:
+        return (self.n - 1) * (self.L + 64.0 * ints / self.rate)
+
+    def monitor(self) -> float:
+        return 2 * (self.n - 1) * (self.L + 64.0 * self.M / (self.n * self.rate))
+
+    def allgather(self, size: np.ndarray) -> np.ndarray:
+        return (self.n - 1) * (self.L + 8.0 * size / self.rate)
+
+    def broadcast(self, size: np.ndarray) -> np.ndarray:
+        return int(np.ceil(np.log2(self.n))) * (self.L + 8.0 * size / self.rate)
+
+    def alltoall(self, size: np.ndarray) -> np.ndarray:
+        return self.L + 8.0 * (self.n - 1) * size / self.rate
+
+
+class CalibratedPrice:
+    """Collective costs from the ranks' calibration (:func:`calibrate`)."""
+
+    def __init__(self, calib: dict[str, Any], sizes: list[int]) -> None:
+        self.c, self.sizes = calib, sizes
+
+    def control(self, ints: int = 1) -> float:
+        return float(self.c["control_s"])
+
+    def monitor(self) -> float:
+        return float(self.c["monitor_s"])
+
+    def allgather(self, size: np.ndarray) -> np.ndarray:
+        return priced(self.sizes, self.c["allgather_s"], size)
+
+    def broadcast(self, size: np.ndarray) -> np.ndarray:
+        return priced(self.sizes, self.c["broadcast_s"], size)
+
+    def alltoall(self, size: np.ndarray) -> np.ndarray:
+        return priced(self.sizes, self.c["alltoall_s"], size)
+
+
+def engine_rounds(
+    trace: Any, n: int, layout: dict[str, Any], price: Any, compute: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Per round of the engine (all-gather exchange): compute + control all-gather + loss
-    all-reduce + the payload collectives, each priced by the calibration (see the module
-    docstring); every REPLICA_CHECK_EVERY rounds one more small all-gather."""
+    """Per round of the engine: compute + control all-gather + the exchange's payload
+    collectives + the loss all-reduce, each priced by ``price``; every
+    REPLICA_CHECK_EVERY rounds one more small all-gather.
+
+    ``all-gather`` exchange: one padded all-gather of the rank bundles if every rank
+    uploads, else one broadcast per uploading rank. ``two-phase``: nothing more if nobody
+    uploads, else one all-to-all (each uploading rank sends every other rank the bundle of
+    its uploads' slices of that rank's chunk; priced at its busiest link, as an all-to-all
+    of that many bytes per peer) and one all-gather of the owners' chunks of the server
+    state (``layout["state_bytes"]`` per chunk, padded to the largest)."""
     frames = node_frames(trace, n)
-    real = frames.sum(axis=1)
-    biggest = frames.max(axis=1)
-    padded = biggest * n
-    everyone = (frames > 0).all(axis=1) & (padded - real <= PAD_TOLERANCE * real)
-    gather = priced(sizes, calib["allgather_s"], biggest)
-    bcasts = ((frames > 0) * priced(sizes, calib["broadcast_s"], frames)).sum(axis=1)
-    payload = np.where(everyone, gather, bcasts)
-    k = np.arange(1, frames.shape[0] + 1)
-    control = calib["control_s"] * (1 + (k % REPLICA_CHECK_EVERY == 0))
-    monitor = np.full(frames.shape[0], calib["monitor_s"])
+    K = frames.shape[0]
+    any_up = (frames > 0).any(axis=1)
+    if layout["exchange"] == "two-phase":
+        chunk = np.where(frames > 0, frames / n + 16 + 8 * layout["slots"] + 64, 0.0)
+        sent = (n - 1) * chunk
+        recv = chunk.sum(axis=1, keepdims=True) - chunk
+        busiest = np.maximum(sent, recv).max(axis=1) / (n - 1)
+        state = np.full(K, float(layout["state_bytes"]))
+        payload = np.where(any_up, price.alltoall(busiest) + price.allgather(state), 0.0)
+        ints = 1 + n + 2 * layout["slots"]  # status, uplink size per chunk, (worker, bytes)
+    else:
+        real = frames.sum(axis=1)
+        biggest = frames.max(axis=1)
+        padded = biggest * n
+        everyone = (frames > 0).all(axis=1) & (padded - real <= PAD_TOLERANCE * real)
+        gather = price.allgather(biggest)
+        bcasts = ((frames > 0) * price.broadcast(frames)).sum(axis=1)
+        payload = np.where(everyone, gather, bcasts)
+        ints = 1
+    k = np.arange(1, K + 1)
+    control = price.control(ints) + price.control(4) * (k % REPLICA_CHECK_EVERY == 0)
+    monitor = np.full(K, price.monitor())
     return {"compute": compute, "control": control, "monitor": monitor, "payload": payload}
 
 
-def predict(n: int, res: Any, args: argparse.Namespace, meas: dict[str, Any]) -> dict[str, Any]:
-    """Both models' time for the run ``meas`` (see the module docstring)."""
-    from laqcore.network import Link, round_times
+def engine_layout(prob: Any, algorithm: str, n: int, exchange: str) -> dict[str, Any]:
+    """What the model needs of the engine's exchange: its kind, the slots per rank, and
+    (two-phase) the bytes of the largest chunk of the server state an owner publishes."""
+    from laqcore.algorithms import get_algorithm
+    from laqcore.distributed.engine_exchange import resolve_exchange
+    from laqcore.distributed.two_phase import chunk_bounds
 
+    alg = get_algorithm(algorithm)
+    M = prob.num_workers
+    smooth = prob.smoothness() if alg.needs_smoothness else None
+    server = alg.make_server(prob.initial_point(), M, smooth)
+    unit = resolve_exchange(exchange, alg, server)
+    out: dict[str, Any] = {"exchange": "all-gather", "slots": -(-M // n), "state_bytes": 0}
+    if unit is not None:
+        itemsize = np.asarray(server.fold({}, 0, 0)).dtype.itemsize
+        widest = max(e - s for s, e in chunk_bounds(prob.dim, n, unit))
+        out.update(exchange="two-phase", state_bytes=widest * itemsize)
+    return out
+
+
+def predict(
+    n: int, algorithm: str, res: Any, args: argparse.Namespace, meas: dict[str, Any]
+) -> dict[str, Any]:
+    """Both models' time for the run ``meas`` (see the module docstring)."""
     trace = res.trace
-    rate = _parse_rate(args.rate)
     M = args.workers
-    L = args.model_latency_ms / 1e3
-    link = Link(rate, rate, L, topology="allgather")
-    monitor = 2 * (n - 1) * (L + 64.0 * M / (n * rate))
-    nominal = float(round_times(trace, link, nodes=n).sum() + monitor * res.iterations)
+    layout = args.layouts[(algorithm, n)]
+    sim_compute = trace.worker_step_s * -(-M // n) + trace.server_step_s
+    nominal = engine_rounds(
+        trace,
+        n,
+        layout,
+        NominalPrice(_parse_rate(args.rate), args.model_latency_ms / 1e3, n, M),
+        np.full(trace.iterations, sim_compute),
+    )
     compute = np.asarray(meas["round_compute_s"], dtype=np.float64)
-    parts = calibrated_rounds(trace, n, meas["calibration"], args.sizes, compute)
+    parts = engine_rounds(
+        trace, n, layout, CalibratedPrice(meas["calibration"], args.sizes), compute
+    )
     return {
-        "nominal_s": nominal,
-        "nominal_latency_s": L,
-        "nominal_compute_s_per_iteration": trace.worker_step_s * -(-M // n) + trace.server_step_s,
+        "exchange": layout["exchange"],
+        "nominal_s": float(sum(v.sum() for v in nominal.values())),
+        "nominal_parts_s": {k: float(v.sum()) for k, v in nominal.items()},
         "calibrated_s": float(sum(v.sum() for v in parts.values())),
         "calibrated_parts_s": {k: float(v.sum()) for k, v in parts.items()},
         "uploads": res.uploads,
@@ -347,8 +454,14 @@ def main() -> int:
     )
     ap.add_argument(
         "--calib-seconds",
-        default="0.02,0.2,1",
+        default="0.02,0.1,0.5",
         help="the calibration message sizes, as seconds of the link's rate",
+    )
+    ap.add_argument(
+        "--exchange",
+        default="two-phase",
+        choices=["two-phase", "all-gather"],
+        help="the engine's exchange (laqcore launch --exchange; two-phase is its default)",
     )
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--samples", type=int, default=400)
@@ -378,8 +491,13 @@ def main() -> int:
     prob = make_problem(**args.problem)
     prob.optimal_value()  # solve F* once (cached for the ranks)
     sims = {a: simulate_trace(prob, a, iterations[a]) for a in algorithms}
+    nprocs = [int(v) for v in args.nprocs.split(",")]
+    args.layouts = {
+        (a, n): engine_layout(prob, a, n, args.exchange) for a in algorithms for n in nprocs
+    }
     print(
-        f"# {args.rate} per rank and direction ({args.burst} bucket), dim {prob.dim}, "
+        f"# {args.exchange} exchange, {args.rate} per rank and direction ({args.burst} bucket), "
+        f"dim {prob.dim}, "
         f"M={args.workers}, iterations {iterations}, {args.repeats} repeats, calibration "
         f"sizes {args.sizes} B, {os.cpu_count()} cores (shared), load average "
         f"{os.getloadavg()[0]:.1f}",
@@ -387,14 +505,14 @@ def main() -> int:
     )
     rows = []
     shaper = TightNetns if args.burst == "tight" else Netns
-    for n in [int(v) for v in args.nprocs.split(",")]:
+    for n in nprocs:
         with shaper(n, args.rate, 0.0) as net:
             for rep in range(args.repeats):
                 for alg in algorithms:
                     t0 = time.perf_counter()
                     load = os.getloadavg()[0]
                     meas = measure(n, alg, iterations[alg], args, net, rep)
-                    pred = predict(n, sims[alg], args, meas)
+                    pred = predict(n, alg, sims[alg], args, meas)
                     err_nom = pred["nominal_s"] / meas["time_s"] - 1
                     err_cal = pred["calibrated_s"] / meas["time_s"] - 1
                     rows.append(
@@ -436,7 +554,9 @@ def main() -> int:
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:
-            json.dump({"args": vars(args), "summary": summary, "rows": rows}, fh, indent=2)
+            info = {k: v for k, v in vars(args).items() if k != "layouts"}
+            info["layouts"] = {f"{a}/{n}": v for (a, n), v in args.layouts.items()}
+            json.dump({"args": info, "summary": summary, "rows": rows}, fh, indent=2)
         print(f"wrote {args.out}")
     return 0
 

@@ -35,10 +35,12 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 #: ``ps``: parameter server; ``allreduce``: ring all-reduce; ``allgather``: the distributed
-#: engine's exchange (control all-gather, then the uploaders' frames); ``two-phase``: gather
-#: at one aggregator node, then the aggregator sends the downlink to the others;
-#: ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks, all-gather of the
-#: owners' published aggregate change).
+#: engine's ``--exchange all-gather`` (control all-gather, then the uploaders' frames);
+#: ``two-phase``: gather at one aggregator node, then the aggregator sends the downlink to
+#: the others; ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks,
+#: all-gather of the owners' published aggregate change), and the engine's default
+#: two-phase exchange when the downlink is the exact server state (``model:f64``; the LAQ
+#: family's aggregate is float32: ``model:f32``).
 TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase", "chunked")
 
 
