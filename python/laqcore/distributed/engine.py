@@ -62,12 +62,12 @@ import torch
 import torch.distributed as dist
 
 from .._validate import check_positive_int
-from ..downlink import delta_frames
+from ..downlink import delta_frames, parse_downlink
 from ..driver import Recorder, run_rounds
 from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
 from . import checkpoint as ckfmt
-from .engine_exchange import EXCHANGES, AnnouncedUpload, EngineChunkCodec, resolve_exchange
+from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
 from .errors import NonFiniteGradientError, ReplicaMismatchError
 from .transport import Transport
 from .two_phase import TwoPhaseExchange
@@ -116,6 +116,11 @@ class EngineConfig:
     exchange : {"auto", "two-phase", "all-gather"}
         How the uploads move (module docstring); ``auto`` is ``two-phase`` where the
         algorithm allows it (:func:`laqcore.distributed.engine_exchange.upload_unit`).
+    downlink : {"delta", "delta:laq:B"}
+        ``delta``: the owners publish the server state exactly (or, all-gather, every upload
+        reaches every rank). ``delta:laq:B`` (two-phase only): re-quantized to B bits against
+        the replicas' copy, chunk by chunk; the simulator's ``downlink="delta:laq:B",
+        downlink_chunks=N`` gives the same run.
     """
 
     problem: dict[str, Any]
@@ -131,13 +136,14 @@ class EngineConfig:
     replica_check_every: int = 100
     record_history: bool = True
     exchange: str = "auto"
+    downlink: str = "delta"
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
         keep = {
             k: v
             for k, v in asdict(self).items()
-            if k in ("problem", "algorithm", "overrides", "eps", "exchange")
+            if k in ("problem", "algorithm", "overrides", "eps", "exchange", "downlink")
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
             :16
@@ -196,8 +202,8 @@ def run_engine(
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
-    if cfg.exchange not in EXCHANGES:
-        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}, got {cfg.exchange!r}")
+    down = parse_downlink(cfg.downlink)
+    check_exchange(cfg.exchange, get_algorithm(cfg.algorithm, **cfg.overrides), cfg.downlink)
     check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
@@ -214,7 +220,8 @@ def run_engine(
     owned = [[m for m in range(M) if m % world == r] for r in range(world)]
     mine = owned[rank]
     unit = resolve_exchange(cfg.exchange, algorithm, server)
-    codec = None if unit is None else EngineChunkCodec(server, owned, unit)
+    bits = down.bits if down.quantized else None
+    codec = None if unit is None else EngineChunkCodec(server, owned, unit, bits)
     chunked = None
     if codec is not None:
         chunked = TwoPhaseExchange(problem.dim, codec, control_width=2 * codec.slots)
@@ -226,6 +233,7 @@ def run_engine(
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
+    qdown = None if codec is None else codec.down  # the owners' exact and the held state
     stats: Any = transport.stats if chunked is None else chunked.stats
     counters = {"monitor_bytes": 0, "nonfinite": 0}
     # Seconds this rank spent inside collectives (the exchange, the monitoring all-reduces);
@@ -269,7 +277,7 @@ def run_engine(
     loss0 = global_loss(server.theta)
     k = 0
     if cfg.resume:
-        k, loss0 = ckpt.load(server, workers, recorder, counters, stats)
+        k, loss0 = ckpt.load(server, workers, recorder, counters, stats, qdown)
         _check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
         recorder.record(0, loss0, server.theta)
@@ -334,7 +342,9 @@ def run_engine(
 
     def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         if codec is not None and batch:
-            server.commit(sorted(batch), codec.result())  # the owners' folded state
+            size = codec.commit(sorted(batch))  # the owners' folded state
+            if codec.down is not None:
+                return M * size  # the simulator's chunked delta:laq:B downlink
         else:
             server.apply(batch)
         # The simulator's default ``delta`` downlink: every worker receives the other
@@ -348,7 +358,7 @@ def run_engine(
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             _check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
-            ckpt.save(k, loss0, server, workers, recorder, counters, stats)
+            ckpt.save(k, loss0, server, workers, recorder, counters, stats, qdown)
 
     # Only the loop's collectives count (not the starting loss's all-reduce, which also
     # waits for the slowest rank's setup).
@@ -433,6 +443,7 @@ class _Checkpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
+        qdown: Any,
     ) -> None:
         assert self.path is not None  # noqa: S101 - only called when configured
         state = {
@@ -447,6 +458,7 @@ class _Checkpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
+            "downlink": {} if qdown is None else qdown.state_dict(),
         }
         tree, arrays = ckfmt.encode_state(state, skip=(_FiniteObjective,))
         ckfmt.write_checkpoint(self.path, tree, arrays)
@@ -458,6 +470,7 @@ class _Checkpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
+        qdown: Any,
     ) -> tuple[int, float]:
         path = self.path
         assert path is not None  # noqa: S101 - checked in __init__
@@ -489,11 +502,14 @@ class _Checkpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
+            "downlink": {} if qdown is None else qdown.state_dict(),
         }
         try:
             state = ckfmt.restore_state(live, tree, arrays, skip=(_FiniteObjective,))
             recorder.load_state(state["recorder"])
             counters.update(state["counters"])
+            if qdown is not None:
+                qdown.load_state_dict(state["downlink"])
             for name, v in state["wire"].items():
                 setattr(stats, name, v)
             return int(state["k"]), float(state["loss0"])
