@@ -185,8 +185,8 @@ def test_state_validation_and_pickle() -> None:
         LAQState(warmup_steps=-1)
     with pytest.raises(ValueError, match="nonfinite"):
         LAQState(nonfinite="ignore")
-    with pytest.raises(ValueError, match="max_stale"):
-        LAQState(max_stale=0)
+    with pytest.raises(ValueError, match="t_bar"):
+        LAQState(t_bar=0)
     with pytest.raises(TypeError, match="block_size"):
         LAQState(block_size="big")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="block_size"):

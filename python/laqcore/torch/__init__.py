@@ -6,10 +6,11 @@
     state = LAQState()
     ddp_model.register_comm_hook(state, laq_hook)
 
-``QSGDState``/``qsgd_hook`` and ``TernGradState``/``terngrad_hook`` work the same way.
+``QSGDState``/``qsgd_hook`` and ``TernGradState``/``terngrad_hook`` work the same way;
+``make_hook(name, **kwargs)`` returns a new state and its hook by name (``HOOKS`` lists them).
 
 Modules (one concern each): ``laq_state`` (LAQ's hook state and rule driver),
-``compressor_hooks`` (QSGD, TernGrad), ``_state`` (the per-iteration driver shared by all),
+``compressor_hooks`` (QSGD, TernGrad), ``registry`` (the hooks by name), ``_state`` (the per-iteration driver shared by all),
 ``_layout`` (bucket parking, the flat stable-order layout, input checks), ``_exchange`` (the
 exchange seam), ``_rule`` (LAQ's upload test in observed quantities), ``_nonfinite`` (the
 NaN/Inf policies for mixed precision).
@@ -24,8 +25,18 @@ except ImportError as err:  # pragma: no cover - exercised only without torch
 
 from .compressor_hooks import QSGDState, TernGradState, qsgd_hook, terngrad_hook
 from .laq_state import LAQState, laq_hook
+from .registry import HOOKS, make_hook
 
-__all__ = ["LAQState", "QSGDState", "TernGradState", "laq_hook", "qsgd_hook", "terngrad_hook"]
+__all__ = [
+    "HOOKS",
+    "LAQState",
+    "QSGDState",
+    "TernGradState",
+    "laq_hook",
+    "make_hook",
+    "qsgd_hook",
+    "terngrad_hook",
+]
 
 
 def __dir__() -> list[str]:
