@@ -49,7 +49,7 @@ if HERE not in sys.path:
 from hook_report import error_line, goals, markdown, summarize, summary_md  # noqa: E402
 from hook_trainer import HOOKS  # noqa: E402
 
-TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad"
+TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad,rotation"
 TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
 OPTIM_HOOKS = "allreduce,laq,laq_lr,qsgd,terngrad"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)

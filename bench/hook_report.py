@@ -18,6 +18,7 @@ _LABEL = {
     "laq_lr": "laqcore LAQ, `LAQState(lr=lr)`",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
+    "rotation": "laqcore rotation",
 }
 
 

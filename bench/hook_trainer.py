@@ -46,8 +46,8 @@ from hook_meter import CommMeter, HookTimer
 from laqcore.torch import HOOKS as LAQCORE_HOOKS
 from laqcore.torch import make_hook
 
-#: laqcore's table (laqcore.torch.HOOKS: laq, qsgd, terngrad), extended with PyTorch's own
-#: hooks and laq variants.
+#: laqcore's table (laqcore.torch.HOOKS: laq, qsgd, terngrad, rotation), extended with
+#: PyTorch's own hooks and laq variants.
 HOOKS = (
     "allreduce",
     "fp16",

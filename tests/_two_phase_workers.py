@@ -30,10 +30,12 @@ def make_codec(kind: str) -> Any:
         return LAQChunkCodec(BITS, BLOCK, DOWN_BITS)
     if kind == "laq-exact":
         return LAQChunkCodec(BITS, BLOCK, None)
+    if kind == "laq-entropy":
+        return LAQChunkCodec(BITS, BLOCK, DOWN_BITS, entropy=True)
     return CompressorChunkCodec(kind, seed=SEED)
 
 
-KINDS = ("laq", "laq-exact", "qsgd", "terngrad")
+KINDS = ("laq", "laq-exact", "laq-entropy", "qsgd", "terngrad")
 
 
 VARIANCE_ROUNDS = 24

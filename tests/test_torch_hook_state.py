@@ -266,6 +266,7 @@ def test_the_hooks_by_name() -> None:
         "laq": (LAQState, laq_hook),
         "qsgd": (QSGDState, lt.qsgd_hook),
         "terngrad": (lt.TernGradState, lt.terngrad_hook),
+        "rotation": (lt.RotationState, lt.rotation_hook),
     }
     state, hook = lt.make_hook("laq", bits=2, t_bar=4, warmup_steps=3)
     assert type(state) is LAQState and hook is laq_hook
@@ -273,7 +274,9 @@ def test_the_hooks_by_name() -> None:
     state, hook = lt.make_hook(" QSGD ", levels=4, seed=2)  # the registries' spelling rule
     assert type(state) is QSGDState and hook is lt.qsgd_hook
     assert (state.compressor_kwargs, state.seed) == ({"levels": 4}, 2)
-    with pytest.raises(ValueError, match="unknown DDP hook 'fp16'; available: laq, qsgd, terngrad"):
+    with pytest.raises(
+        ValueError, match="unknown DDP hook 'fp16'; available: laq, qsgd, terngrad, rotation"
+    ):
         lt.make_hook("fp16")
     with pytest.raises(TypeError, match="must be a string"):
         lt.make_hook(None)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("laq fp16", {**_LAQ, **_OVERFLOW, "checkpoint_at": 30}),
     ("qsgd fp16", {"method": "qsgd", **_OVERFLOW}),
     ("terngrad fp16", {"method": "terngrad", **_OVERFLOW}),
+    ("rotation fp16", {"method": "rotation", **_OVERFLOW}),
     ("laq fp16 resumed", {**_LAQ, **_OVERFLOW, "resume_of": 7}),
     ("ref bf16", {"method": "none", "amp": "bf16"}),
     ("laq bf16", {**_LAQ, "amp": "bf16"}),
@@ -70,6 +71,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("laq fp16", "ref fp16"),
         ("qsgd fp16", "ref fp16"),
         ("terngrad fp16", "ref fp16"),
+        ("rotation fp16", "ref fp16"),
         ("laq bf16", "ref bf16"),
     ],
 )
@@ -85,7 +87,7 @@ def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str
 def test_overflow_reaches_the_scaler_like_all_reduce(two_ranks: dict[str, list[Any]]) -> None:
     ref = two_ranks["ref fp16"][0]
     assert ref["scales"][0] < 2.0**40  # the setting really overflows
-    for name in ("laq fp16", "qsgd fp16", "terngrad fp16"):
+    for name in ("laq fp16", "qsgd fp16", "terngrad fp16", "rotation fp16"):
         for r in range(2):
             run = two_ranks[name][r]
             # Same back-off as DDP's all-reduce: the scaler saw inf on every rank each time.

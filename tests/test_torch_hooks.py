@@ -136,7 +136,7 @@ def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
             assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
-@pytest.mark.parametrize("method", ["laq", "qsgd"])
+@pytest.mark.parametrize("method", ["laq", "qsgd", "rotation"])
 def test_hook_resume_is_exact(method: str) -> None:
     kwargs = {"warmup_steps": 3, "bits": 4} if method == "laq" else {"warmup_steps": 3, "seed": 5}
     spec = {"method": method, "steps": 16, "kwargs": kwargs, "lr": 0.05}
@@ -191,6 +191,10 @@ def test_state_validation_and_pickle() -> None:
         LAQState(block_size="big")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="block_size"):
         LAQState(block_size=12)
+    with pytest.raises(ValueError, match="block_size"):
+        LAQState(downlink_block_size=12)
+    with pytest.raises(TypeError, match="entropy"):
+        LAQState(entropy="yes")  # type: ignore[arg-type]
     # block_size="auto" (the default): smaller radius blocks at low widths (docs/ddp.md).
     assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]
     assert LAQState(bits=2, block_size=None).block_size is None

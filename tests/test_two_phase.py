@@ -132,6 +132,51 @@ def test_laq_two_phase_replicas_bytes_and_skips(world: int) -> None:
             )
 
 
+def _entropy_frame_bytes(k_bounds: list[tuple[int, int]], p: Any, bits: int) -> list[int]:
+    """Bytes of the entropy-coded frame of every chunk of payload ``p``."""
+    from laqcore.distributed.slicing import slice_payload
+    from laqcore.entropy import entropy_encode
+
+    return [
+        len(entropy_encode(slice_payload(p, s, e)).to_bytes()) if e > s else 0 for s, e in k_bounds
+    ]
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) -> None:
+    """entropy=True: the same outputs bit for bit, the uplink sizes travel with the status
+    (1 + N int64 per rank), each owner receives exactly the coded frames of its chunk and
+    the publications' sizes take one more all-gather of one int64."""
+    res = _run(world, "laq-entropy")
+    assert all(r["outputs"] == _laq_reference(world, DOWN_BITS) for r in res)
+    bounds = res[0]["bounds"]
+    q_prev = [np.zeros(N_COORDS, np.float32) for _ in range(world)]
+    agg = np.zeros(N_COORDS, np.float32)
+    replica = np.zeros(N_COORDS, np.float32)
+    prev = [dict.fromkeys(r["stats"][0], 0) for r in res]
+    for rnd in range(4):
+        ups = [r for r in range(world) if uploads_in(rnd, r)]
+        up_bytes = {}
+        for r in ups:
+            p = laq_quantize(gradient(r, rnd), q_prev[r], BITS, block_size=BLOCK)
+            laq_apply(q_prev[r], p)
+            laq_accumulate(agg, p)
+            up_bytes[r] = _entropy_frame_bytes(bounds, p, BITS)
+        pub = [0] * world
+        if ups:
+            d = laq_quantize(agg, replica, DOWN_BITS, block_size=BLOCK)
+            laq_apply(replica, d)
+            pub = _entropy_frame_bytes(bounds, d, DOWN_BITS)
+        for me, r in enumerate(res):
+            st = r["stats"][rnd]
+            got = {k: st[k] - prev[me][k] for k in st}
+            prev[me] = st
+            control = 8 * (world + 1) * (world - 1) + (8 * (world - 1) if ups else 0)
+            assert got["control_received"] == control
+            assert got["uplink_received"] == sum(up_bytes[u][me] for u in ups if u != me)
+            assert got["downlink_received"] == (max(pub) * (world - 1) if ups else 0)
+
+
 def test_laq_two_phase_exact_downlink() -> None:
     res = _run(2, "laq-exact")
     ref = _laq_reference(2, None)

@@ -155,10 +155,17 @@ class RotationCompressor(BucketQuantizer[RotationPayload]):
             levels=levels, bucket_size=bucket_size, norm=norm, seed=seed, stream=stream
         )
 
+    def sign_key(self, step: int | None = None) -> int:
+        """The key of the random signs ``D`` at ``step`` (``None``: the step of the next
+        :meth:`compress` without one), a pure function of ``seed``, ``stream`` and the step.
+        The DDP rotation hook (:class:`laqcore.torch.RotationState`) rotates every rank's
+        gradient with stream 0's key."""
+        return self._key(self._step(step), 1)
+
     def compress(self, x: Any, *, step: int | None = None) -> RotationPayload:
         v = as_float_vector(x, "x")
         k = self._step(step)
-        sign_key = self._key(k, 1)
+        sign_key = self.sign_key(k)
         scales, packed = _core.rotation.compress(
             v, self.levels, self.bucket_size, self.norm, sign_key, self._key(k)
         )

@@ -35,11 +35,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._validate import as_float_vector, check_bits, check_block_size
+from .._validate import as_float_vector, check_bits, check_block_size, check_bool
 from ..compressors.base import ScaledCodesPayload
 from ..compressors.qsgd import QSGDPayload
+from ..entropy import EntropyPayload, entropy_encode
 from ..laq import laq_accumulate, laq_apply, laq_quantize
-from ..laq_payload import LAQBlockPayload, LAQPayload
+from ..laq_payload import LAQPayload
 from ..wire import Payload
 from .slicing import slice_payload, slice_unit
 
@@ -61,11 +62,13 @@ def _frame(payload: Payload) -> ByteVector:
 
 
 def _laq_frame(data: ByteVector | LAQPayload, n: int) -> LAQPayload:
-    """A LAQ frame of ``n`` coordinates (global or blockwise radius), else ``ValueError``;
-    an owner's own chunk comes as the payload itself."""
+    """A LAQ frame of ``n`` coordinates (global or blockwise radius, plain or entropy-coded),
+    else ``ValueError``; an owner's own chunk comes as the payload itself."""
     if isinstance(data, LAQPayload):
         return data
     p = Payload.from_bytes(data, expected_n=n)
+    if isinstance(p, EntropyPayload):
+        p = p.inner
     if not isinstance(p, LAQPayload):
         raise ValueError(f"expected a LAQ frame, got {type(p).__name__}")
     return p
@@ -98,9 +101,13 @@ class _Chunked:
                 f"the exchange expects {self.n}"
             )
         return [
-            _EMPTY if s == e or j == self.rank else _frame(slice_payload(payload, s, e))
+            _EMPTY if s == e or j == self.rank else self._encode(slice_payload(payload, s, e))
             for j, (s, e) in enumerate(self.bounds)
         ]
+
+    def _encode(self, payload: Payload) -> ByteVector:
+        """The wire frame of one chunk."""
+        return _frame(payload)
 
     def own_chunk(self, upload: Payload) -> Payload | None:
         """This rank's own chunk of its (already split) upload, unframed; ``None`` if empty."""
@@ -124,6 +131,12 @@ class LAQChunkCodec(_Chunked):
         Block size of the publications; default ``block_size``, or 256 for global-radius
         uploads. Chunk boundaries are multiples of both block sizes, so quantizing chunk by
         chunk is quantizing the whole vector blockwise.
+    entropy : bool, default False
+        Entropy-code the codes of every chunk that crosses the wire, uplink and downlink
+        (:func:`laqcore.entropy.entropy_encode`: lossless, so the replicas, the average and
+        every decision are the same as without it; only the bytes change). Frame sizes then
+        depend on the data and travel with the control values
+        (:class:`~laqcore.distributed.two_phase.TwoPhaseExchange`).
     """
 
     def __init__(
@@ -132,8 +145,10 @@ class LAQChunkCodec(_Chunked):
         block_size: int | None,
         downlink_bits: int | None,
         downlink_block_size: int | None = None,
+        entropy: bool = False,
     ) -> None:
         super().__init__()
+        self.entropy = check_bool(entropy, "entropy")
         self.bits = check_bits(bits)
         self.block_size = check_block_size(block_size)
         down = check_block_size(downlink_block_size or self.block_size or _DOWN_BLOCK)
@@ -158,11 +173,14 @@ class LAQChunkCodec(_Chunked):
             sizes[k] = (up, down)
         self._sizes = [sizes.get(e - s, (0, 0)) for s, e in self.bounds]
 
-    def uplink_size(self, j: int) -> int:
-        return self._sizes[j][0]
+    def uplink_size(self, j: int) -> int | None:
+        return None if self.entropy else self._sizes[j][0]
 
-    def downlink_size(self, j: int) -> int:
-        return self._sizes[j][1]
+    def downlink_size(self, j: int) -> int | None:
+        return None if self.entropy and self.downlink_bits is not None else self._sizes[j][1]
+
+    def _encode(self, payload: Payload) -> ByteVector:
+        return _frame(entropy_encode(payload) if self.entropy else payload)
 
     def start_round(self) -> None:
         """The replica persists across rounds."""
@@ -193,7 +211,7 @@ class LAQChunkCodec(_Chunked):
         held = self.replica[s:e]
         p = laq_quantize(self.owned, held, self.downlink_bits, self.downlink_block_size)
         laq_apply(held, p)
-        return _frame(p)
+        return self._encode(p)
 
     def apply(self, j: int, data: ByteVector) -> None:
         s, e = self.bounds[j]
@@ -202,7 +220,7 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = data.view(np.float32)
         else:
-            laq_apply(self.replica[s:e], LAQBlockPayload.from_bytes(data, expected_n=e - s))
+            laq_apply(self.replica[s:e], _laq_frame(data, e - s))
 
     def result(self, out: FloatVector | None = None) -> FloatVector:
         return np.divide(self.replica, np.float32(self.world), out=out)

@@ -6,8 +6,8 @@ flat vector of length n into N contiguous **chunks**, one **owner** rank per chu
 each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange"):
 
 0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
-   non-finite gradient). Codecs with data-dependent sizes add an all-to-all of one int64 per
-   (rank, chunk). If nobody uploads, nothing else moves.
+   non-finite gradient). Codecs with data-dependent uplink sizes (entropy-coded frames) add
+   one int64 per chunk to each rank's control values. If nobody uploads, nothing else moves.
 1. **Uplink** (one ``all_to_all_single`` with variable split sizes): every uploader sends
    chunk j of its quantized message to owner j; a rank that skips sends nothing. Owner j
    folds the chunks into its part of the exact aggregate.
@@ -216,8 +216,9 @@ class TwoPhaseExchange:
         codec.bind(self.bounds, self.rank, self.world)
         self.stats = ExchangeStats()
         self._buffers: dict[str, torch.Tensor] = {}
-        mine = torch.zeros(1, dtype=torch.int64, device=self.device)
-        self._control = (mine, [torch.empty_like(mine) for _ in range(self.world)])
+        # Data-dependent uplink sizes travel with the status: one int64 per chunk.
+        self._sized = codec.uplink_size(self.rank) is None
+        self._control: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -235,12 +236,18 @@ class TwoPhaseExchange:
             self._buffers[name] = buf
         return buf
 
-    def _all_gather_ints(self, value: int, tag: str) -> list[int]:
-        mine, out = self._control
-        mine.fill_(value)
+    def _all_gather_ints(self, values: list[int], tag: str) -> list[list[int]]:
+        """Every rank's ``values`` (the same length on every rank)."""
+        k = len(values)
+        if k not in self._control:
+            buf = torch.zeros(k, dtype=torch.int64, device=self.device)
+            self._control[k] = (buf, [torch.empty_like(buf) for _ in range(self.world)])
+        mine, out = self._control[k]
+        mine.copy_(torch.tensor(values, dtype=torch.int64))
         self._guard(f"control all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
-        self.stats.control_received += _INT64 * (self.world - 1)
-        return [int(v) for v in torch.cat(out).tolist()]
+        self.stats.control_received += _INT64 * len(values) * (self.world - 1)
+        flat = torch.cat(out).tolist()
+        return [[int(v) for v in flat[r * k : (r + 1) * k]] for r in range(self.world)]
 
     def _all_to_all(
         self, send: list[ByteVector], recv_sizes: list[int], tag: str
@@ -316,7 +323,11 @@ class TwoPhaseExchange:
         chunks = None if (nonfinite or upload is None) else codec.split(upload, step)
         own = None if chunks is None else codec.own_chunk(upload)
         status = NONFINITE if nonfinite else (SKIP if chunks is None else UPLOAD)
-        statuses = self._all_gather_ints(status, tag)
+        control = [status]
+        if self._sized:
+            control += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
+        gathered = self._all_gather_ints(control, tag)
+        statuses = [g[0] for g in gathered]
         st.rounds += 1
         bad = [r for r, s in enumerate(statuses) if s == NONFINITE]
         uploaders = [r for r, s in enumerate(statuses) if s == UPLOAD]
@@ -331,7 +342,7 @@ class TwoPhaseExchange:
         # Phase 1: chunk j of every upload to owner j; an owner's own chunk stays here (it
         # is a slice of the payload this rank encoded: no frame, no copy).
         send = chunks if chunks is not None else [_EMPTY] * w
-        recv_sizes = self._uplink_sizes(send, statuses, tag)
+        recv_sizes = self._uplink_sizes(gathered)
         got = self._all_to_all(send, recv_sizes, tag)
         st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
         st.uplink_received += sum(recv_sizes)
@@ -341,7 +352,7 @@ class TwoPhaseExchange:
         mine = codec.publish(step)
         sizes = [codec.downlink_size(j) for j in range(w)]
         if any(s is None for s in sizes):
-            sizes = [int(v) for v in self._all_gather_ints(int(mine.shape[0]), tag)]
+            sizes = [g[0] for g in self._all_gather_ints([int(mine.shape[0])], tag)]
         dl = [int(s or 0) for s in sizes]
         if max(dl) > 0:
             pubs = self._all_gather_bytes(mine, dl, tag)
@@ -353,14 +364,10 @@ class TwoPhaseExchange:
             st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
         return RoundResult(uploaders=uploaders, nonfinite_ranks=bad, output=codec.result(out))
 
-    def _uplink_sizes(self, send: list[ByteVector], statuses: list[int], tag: str) -> list[int]:
-        """Bytes this owner receives from each rank (0 from a rank that does not upload)."""
-        fixed = self.codec.uplink_size(self.rank)
-        if fixed is not None:
-            return [fixed if s == UPLOAD and r != self.rank else 0 for r, s in enumerate(statuses)]
-        # Data-dependent sizes: one int64 per (rank, chunk), by all-to-all.
-        mine = torch.tensor([int(a.shape[0]) for a in send], dtype=torch.int64, device=self.device)
-        out = torch.empty(self.world, dtype=torch.int64, device=self.device)
-        self._guard(f"size all-to-all ({tag})", dist.all_to_all_single, out, mine, group=self.group)
-        self.stats.control_received += _INT64 * (self.world - 1)
-        return [int(v) for v in out.cpu().tolist()]
+    def _uplink_sizes(self, control: list[list[int]]) -> list[int]:
+        """Bytes this owner receives from each rank (0 from a rank that does not upload):
+        fixed by the codec, or the sizes each uploader sent with its status."""
+        me, fixed = self.rank, self.codec.uplink_size(self.rank)
+        if fixed is None:
+            return [c[1 + me] if c[0] == UPLOAD and r != me else 0 for r, c in enumerate(control)]
+        return [fixed if c[0] == UPLOAD and r != me else 0 for r, c in enumerate(control)]

@@ -106,10 +106,18 @@ class TwoPhaseAverage:
 
 
 def laq_two_phase(
-    process_group: Any, n: int, bits: int, block_size: int | None, downlink_bits: int | None
+    process_group: Any,
+    n: int,
+    bits: int,
+    block_size: int | None,
+    downlink_bits: int | None,
+    downlink_block_size: int | None = None,
+    *,
+    entropy: bool = False,
 ) -> TwoPhaseAverage:
     """The LAQ hook's two-phase exchange (uploads of ``bits`` bits, blockwise or global)."""
-    return TwoPhaseAverage(process_group, n, LAQChunkCodec(bits, block_size, downlink_bits))
+    codec = LAQChunkCodec(bits, block_size, downlink_bits, downlink_block_size, entropy=entropy)
+    return TwoPhaseAverage(process_group, n, codec)
 
 
 def compressor_two_phase(

@@ -1,28 +1,39 @@
-"""QSGD and TernGrad inside DDP: stochastic, unbiased, every rank uploads every step.
+"""QSGD, TernGrad and the rotation quantizer inside DDP: stochastic, unbiased, every rank
+uploads every step.
 
 The hook returns the mean of the decompressed gradients of the ranks that uploaded. The
 compressor's randomness is keyed on ``(seed, rank)`` and the iteration (its ``step``), so
 ranks draw independent rounding noise and a resumed run draws exactly the noise of the
 uninterrupted one; a step dropped for a non-finite gradient does not advance the iteration,
 so it draws nothing either.
+
+The rotation hook (Suresh et al. 2017, whose rotation is shared by all clients) rotates every
+rank's gradient with the same random signs, keyed on ``seed`` and the iteration
+(:meth:`~laqcore.compressors.RotationCompressor.sign_key` of stream 0), and sends QSGD codes
+of the rotated vector; the exchange averages in the rotated domain (the rotation is linear),
+and every rank applies the inverse rotation once to the average. So the two-phase owners
+average and re-quantize their chunk of rotated coordinates exactly as for QSGD.
 """
 
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch._C._distributed_c10d import GradBucket
 
+from .. import _core
 from .._validate import check_positive_int
+from ..compressors.rotation import RotationCompressor, rotation_padded_size
 from ._exchange import CompressorAllGather, GradientExchange
 from ._state import HookState
 from ._two_phase import check_exchange, compressor_two_phase
 
-__all__ = ["QSGDState", "TernGradState", "qsgd_hook", "terngrad_hook"]
+__all__ = ["QSGDState", "RotationState", "TernGradState"]  # the hook states
+__all__ += ["qsgd_hook", "rotation_hook", "terngrad_hook"]  # and their hooks
 
 
 def __dir__() -> list[str]:
@@ -34,12 +45,14 @@ Future = torch.futures.Future
 
 
 class _CompressorState(HookState):
-    """Shared state of the stateless-compressor hooks (QSGD, TernGrad)."""
+    """Shared state of the stateless-compressor hooks (QSGD, TernGrad, rotation)."""
 
-    _NAME = ""
+    _NAME = ""  # the compressor whose frames the exchange moves
+    _DEFAULTS: ClassVar[dict[str, Any]] = {}  # the hook's defaults for the compressor's parameters
 
-    # The public constructor of QSGDState and TernGradState (documented on QSGDState):
-    # they differ only in _NAME, i.e. in which compressor ``**kwargs`` configure.
+    # The public constructor of QSGDState, TernGradState and RotationState (documented on
+    # QSGDState): they differ in _NAME, i.e. in which compressor ``**kwargs`` configure, and
+    # in _DEFAULTS.
     def __init__(
         self,
         process_group: Any = None,
@@ -53,7 +66,7 @@ class _CompressorState(HookState):
         super().__init__(process_group, warmup_steps, nonfinite)
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.exchange = check_exchange(exchange)
-        self.compressor_kwargs = dict(kwargs)
+        self.compressor_kwargs = {**self._DEFAULTS, **kwargs}
         self._compressor: Any = None
         self._make(0)  # validate the hyperparameters now, not at the first step
 
@@ -66,16 +79,33 @@ class _CompressorState(HookState):
     def _make_exchange(self, n: int) -> GradientExchange:
         if self._compressor is None:
             self._compressor = self._make(self.rank)
+        n = self._wire_length(n)
         if self.exchange == "two-phase":
             kwargs = self.compressor_kwargs
             return compressor_two_phase(self.process_group, n, self._NAME, self.seed, kwargs)
         return CompressorAllGather(self.process_group, n, self._compressor)
 
+    # The three places where the rotation hook differs (identities here).
+    def _wire_length(self, n: int) -> int:
+        """Coordinates of the vector the exchange averages, for a gradient of ``n``."""
+        return n
+
+    def _encode(self, grad: FloatVector, step: int) -> FloatVector:
+        """The vector this rank compresses at ``step``."""
+        return grad
+
+    def _decode(self, mean: FloatVector, step: int) -> FloatVector:
+        """The averaged gradient, from the exchange's average of the compressed vectors."""
+        return mean
+
     def _step(self, grad: FloatVector) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates the compressor at the first step
         comp, k = self._compressor, self.iteration
-        payload = self._propose(lambda g: comp.compress(g, step=k), grad)
-        return self._exchange(payload, payload is None, out=grad).mean  # into the flat buffer
+        payload = self._propose(lambda g: comp.compress(self._encode(g, k), step=k), grad)
+        # The average goes into the flat buffer when it has the gradient's length.
+        out = grad if self._wire_length(grad.shape[0]) == grad.shape[0] else None
+        mean = self._exchange(payload, payload is None, out=out).mean
+        return None if mean is None else self._decode(mean, k)
 
     def __getstate__(self) -> dict[str, Any]:
         d = super().__getstate__()
@@ -118,6 +148,54 @@ class TernGradState(_CompressorState):
     _NAME = "terngrad"
 
 
+class RotationState(_CompressorState):
+    """State of :func:`rotation_hook`: randomized Hadamard rotation, then QSGD's stochastic
+    rounding (Suresh, Yu, Kumar & McMahan 2017; the compressor ``"rotation"``).
+
+    At iteration k every rank rotates its flat gradient (zero-padded to N, the next power of
+    two) with the same random signs, ``y_m = H D_k g_m / sqrt(N)``, and uploads QSGD codes
+    of ``y_m`` (rounding keyed on ``(seed, rank, k)``); every rank returns
+    ``D_k H mean_m(Q(y_m)) / sqrt(N)`` (first n entries), an unbiased estimate of the mean
+    gradient, bit-identical on every rank. Frames cover the N rotated coordinates: up to
+    twice the codes of QSGD on n coordinates when n is just above a power of two.
+
+    Parameters
+    ----------
+    process_group : ProcessGroup, optional
+        Group to communicate in (the default group if ``None``).
+    seed : int, default 0
+        Base seed of the signs (shared by all ranks) and of the rounding (per rank).
+    warmup_steps, nonfinite : int, str
+        As for :class:`QSGDState`.
+    exchange : {"two-phase", "all-gather"}, default "two-phase"
+        As for :class:`QSGDState`; both exchange QSGD codes of the rotated vectors, and the
+        two-phase owners average and re-quantize their chunk of rotated coordinates.
+    **kwargs
+        The quantizer's ``levels`` (default 7: 4 bits per rotated coordinate),
+        ``bucket_size`` (512 rotated coordinates per float32 scale) and ``norm`` (default
+        ``"max"``, Suresh et al.'s quantizer spanning each bucket's range, or ``"l2"``), as
+        for ``laqcore.get_compressor("rotation", ...)``.
+    """
+
+    _NAME = "qsgd"  # the exchange moves QSGD codes of the rotated gradient
+    _DEFAULTS: ClassVar[dict[str, Any]] = {"norm": "max"}
+
+    def __init__(self, process_group: Any = None, **kwargs: Any) -> None:
+        super().__init__(process_group, **kwargs)
+        # Validated by the QSGD compressor above; the signs' generator takes the same.
+        self._signs = RotationCompressor(seed=self.seed, stream=0, **self.compressor_kwargs)
+
+    def _wire_length(self, n: int) -> int:
+        return rotation_padded_size(n)
+
+    def _encode(self, grad: FloatVector, step: int) -> FloatVector:
+        # ValueError for NaN/Inf, as the compressors' kernels (the non-finite policy).
+        return _core.rotation.forward(grad, self._signs.sign_key(step))
+
+    def _decode(self, mean: FloatVector, step: int) -> FloatVector:
+        return _core.rotation.inverse(mean, self.numel, self._signs.sign_key(step))
+
+
 def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running QSGD (see :mod:`laqcore.torch._state` for the flow)."""
     return state._run(bucket)
@@ -128,8 +206,13 @@ def terngrad_hook(state: TernGradState, bucket: GradBucket) -> Future[torch.Tens
     return state._run(bucket)
 
 
+def rotation_hook(state: RotationState, bucket: GradBucket) -> Future[torch.Tensor]:
+    """DDP communication hook running the rotation quantizer (see :class:`RotationState`)."""
+    return state._run(bucket)
+
+
 # DDP's register_comm_hook compares the hook's annotations with the real classes; with
 # postponed evaluation (``from __future__ import annotations``) they are strings.
-for _hook in (qsgd_hook, terngrad_hook):
+for _hook in (qsgd_hook, terngrad_hook, rotation_hook):
     _hook.__annotations__ = typing.get_type_hints(_hook)
 del _hook

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 from torch._C._distributed_c10d import GradBucket
 
-from .._validate import check_bits, check_block_size, check_real, renamed_keywords
+from .._validate import check_bits, check_block_size, check_bool, check_real, renamed_keywords
 from ..laq import LAQPayload
 from ..lazy import UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
@@ -139,6 +139,13 @@ class LAQState(HookState):
     downlink_bits : int or None, default 8
         Two-phase only: bits of the owners' re-quantized publications (double quantization;
         the error does not accumulate), ``None`` for an exact float32 downlink.
+    downlink_block_size : int or None, default None
+        Two-phase only: coordinates per radius of the publications (a multiple of 8);
+        ``None``: ``block_size`` (256 for a global-radius upload).
+    entropy : bool, default False
+        Two-phase only: entropy-code the codes of every frame that crosses the wire (the
+        rANS coder of :mod:`laqcore.entropy`; lossless, so decisions and averages do not
+        change, only the bytes).
 
     Examples
     --------
@@ -167,6 +174,8 @@ class LAQState(HookState):
         lr: float | None = None,
         exchange: str = "two-phase",
         downlink_bits: int | None = 8,
+        downlink_block_size: int | None = None,
+        entropy: bool = False,
     ) -> None:
         super().__init__(process_group, warmup_steps, nonfinite)
         self.bits = check_bits(bits)
@@ -174,6 +183,8 @@ class LAQState(HookState):
         self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
         self.exchange = check_exchange(exchange)
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
+        self.downlink_block_size = check_block_size(downlink_block_size)
+        self.entropy = check_bool(entropy, "entropy")
         if lr is not None:
             check_real(lr, "lr", positive=True)
             warnings.warn(
@@ -230,8 +241,14 @@ class LAQState(HookState):
         if self.server is None:
             self.uploader, self.server = self._new_state(n)
         if self.exchange == "two-phase":
-            bits, bs, down = self.bits, self.block_size, self.downlink_bits
-            return laq_two_phase(self.process_group, n, bits, bs, down)
+            bits, bs, down, down_bs = (
+                self.bits,
+                self.block_size,
+                self.downlink_bits,
+                self.downlink_block_size,
+            )
+            group, coded = self.process_group, self.entropy
+            return laq_two_phase(group, n, bits, bs, down, down_bs, entropy=coded)
         return LAQAllGather(self.process_group, self.server)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:

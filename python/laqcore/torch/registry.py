@@ -23,7 +23,14 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._registry import Registry
 from ._state import HookState
-from .compressor_hooks import QSGDState, TernGradState, qsgd_hook, terngrad_hook
+from .compressor_hooks import (
+    QSGDState,
+    RotationState,
+    TernGradState,
+    qsgd_hook,
+    rotation_hook,
+    terngrad_hook,
+)
 from .laq_state import LAQState, laq_hook
 
 __all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook"]
@@ -49,8 +56,9 @@ _REGISTRY: Registry[HookEntry] = Registry("DDP hook")
 _REGISTRY.add("laq", HookEntry(LAQState, laq_hook))
 _REGISTRY.add("qsgd", HookEntry(QSGDState, qsgd_hook))
 _REGISTRY.add("terngrad", HookEntry(TernGradState, terngrad_hook))
+_REGISTRY.add("rotation", HookEntry(RotationState, rotation_hook))
 
-#: laqcore's hooks by name (read-only): ``"laq"``, ``"qsgd"``, ``"terngrad"``.
+#: laqcore's hooks by name (read-only): ``"laq"``, ``"qsgd"``, ``"terngrad"``, ``"rotation"``.
 HOOKS: Mapping[str, HookEntry] = MappingProxyType(_REGISTRY.entries)
 
 
@@ -64,7 +72,7 @@ def make_hook(name: str, /, **kwargs: Any) -> tuple[HookState, HookFn]:
     **kwargs
         The state's keywords (``process_group``, ``bits``, ``levels``, ...): see
         :class:`~laqcore.torch.LAQState`, :class:`~laqcore.torch.QSGDState`,
-        :class:`~laqcore.torch.TernGradState`.
+        :class:`~laqcore.torch.TernGradState`, :class:`~laqcore.torch.RotationState`.
 
     Returns
     -------
@@ -83,14 +91,14 @@ def make_hook(name: str, /, **kwargs: Any) -> tuple[HookState, HookFn]:
 
     Examples
     --------
-    >>> sorted(HOOKS)
-    ['laq', 'qsgd', 'terngrad']
+    >>> list(HOOKS)
+    ['laq', 'qsgd', 'terngrad', 'rotation']
     >>> make_hook("LAQ", bits=2)[0].block_size
     32
     >>> make_hook("powersgd")
     Traceback (most recent call last):
     ...
-    ValueError: unknown DDP hook 'powersgd'; available: laq, qsgd, terngrad
+    ValueError: unknown DDP hook 'powersgd'; available: laq, qsgd, terngrad, rotation
     """
     entry = _REGISTRY.entries[_REGISTRY.resolve(name)]
     return entry.state(**kwargs), entry.hook
