@@ -362,6 +362,13 @@ class LazyAggregate:
             raise TypeError("add() needs a float32 aggregate; use add_dense() for float64")
         laq_accumulate(self._aggregate, payload)
 
+    def assign(self, values: Any) -> None:
+        """``aggregate = values`` (a vector of length n; copied in the aggregate's dtype)."""
+        v = as_float_or_double_vector(values, "values")
+        if v.shape[0] != self.n:
+            raise ValueError(f"values has length {v.shape[0]}, expected {self.n}")
+        self._aggregate[:] = v
+
     def add_dense(self, delta: Any) -> None:
         """``aggregate += delta`` (a float vector of length n)."""
         d = as_float_or_double_vector(delta, "delta")

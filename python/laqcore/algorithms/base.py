@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .._typing import F64
 from .._validate import check_block_size
@@ -270,6 +271,21 @@ class Server:
     def apply(self, uploads: dict[int, Payload]) -> None:
         raise NotImplementedError  # abstract: every algorithm's server overrides it
 
+    #: Whether :meth:`apply` is ``commit(fold(...))`` coordinate by coordinate, so that the
+    #: engine's owner-chunk exchange can fold each chunk at its owner
+    #: (:mod:`laqcore.distributed.engine_exchange`).
+    chunkable: ClassVar[bool] = False
+
+    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> npt.NDArray[np.floating[Any]]:
+        """Coordinates ``[s, e)`` of the state vector :meth:`apply` would compute from these
+        uploads (each one the payload of those coordinates only); chunkable servers only."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold chunks of its uploads")
+
+    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+        """Finish the round from the whole folded state vector: ``apply(uploads)`` is
+        ``commit(sorted(uploads), fold(uploads, 0, dim))``, bit for bit."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold chunks of its uploads")
+
     def _move(self, theta_new: F64) -> None:
         """Replace the model and advance the iteration counter."""
         self.theta = theta_new
@@ -294,11 +310,20 @@ class SumServer(Server):
         self.compressor = compressor
         self.scale = 1.0 if scaled else params.alpha
 
-    def apply(self, uploads: dict[int, Payload]) -> None:
-        total = np.zeros(self.dim)
+    chunkable = True
+
+    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> F64:
+        """The chunk ``[s, e)`` of ``sum_m decompress(upload_m)`` (float64)."""
+        total = np.zeros(e - s)
         for m in sorted(uploads):  # fixed order: float sums independent of arrival order
             total += self.compressor.decompress(uploads[m])
-        self._move(self.theta - self.scale * total)
+        return total
+
+    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+        self._move(self.theta - self.scale * state)
+
+    def apply(self, uploads: dict[int, Payload]) -> None:
+        self.commit(sorted(uploads), self.fold(uploads, 0, self.dim))
 
 
 class CompressedWorker(Worker):

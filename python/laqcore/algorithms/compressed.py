@@ -76,6 +76,8 @@ def unbiased_sparse_scale(payload: Payload) -> float:
 class UnbiasedSparseServer(SumServer):
     """:class:`SumServer` that scales each random-k payload by ``n / k``."""
 
+    chunkable = False  # n / k needs the whole payload
+
     def apply(self, uploads: dict[int, Payload]) -> None:
         total = np.zeros(self.dim)
         for m in sorted(uploads):

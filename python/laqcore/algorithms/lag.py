@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .._typing import F64
 from ..compressors import get_compressor
@@ -42,6 +43,9 @@ class DenseLazyServer(LazyServer):
 
     def add(self, m: int, payload: Payload) -> None:
         self.lazy.add_dense(self.codec.decompress(payload))
+
+    def add_into(self, out: npt.NDArray[np.floating[Any]], m: int, payload: Payload) -> None:
+        out += self.codec.decompress(payload)
 
 
 class InnovationGradientWorker(Worker):
@@ -109,13 +113,20 @@ class PSServer(DenseLazyServer):
         self._asked[m] = msg.request
         return msg
 
-    def apply(self, uploads: dict[int, Payload]) -> None:
-        for m in uploads:
+    def _record(self, uploaders: list[int]) -> None:
+        for m in uploaders:
             if not self._asked.get(m, False):
                 raise ValueError(f"worker {m} uploaded without being asked (LAG-PS)")
             self.theta_hat[m] = self.theta.copy()
         self._asked.clear()
+
+    def apply(self, uploads: dict[int, Payload]) -> None:
+        self._record(list(uploads))
         super().apply(uploads)
+
+    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+        self._record(uploaders)
+        super().commit(uploaders, state)
 
 
 class LAGWK(Algorithm):

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from ..laq import LAQPayload
+from ..laq import LAQPayload, laq_accumulate
 from ..lazy import IterateHistory, UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
 from ..wire import Payload
@@ -78,12 +78,33 @@ class LazyServer(Server):
             self.k, self.theta, rhs=self.rhs(), nbytes=theta_message_nbytes(self.dim) + 8
         )
 
+    chunkable = True
+
     def add(self, m: int, payload: Payload) -> None:
         raise NotImplementedError  # abstract: the dense / quantized servers below override it
+
+    def add_into(self, out: npt.NDArray[np.floating[Any]], m: int, payload: Payload) -> None:
+        """Add worker m's upload to ``out`` (a chunk of the aggregate: :meth:`fold`)."""
+        raise NotImplementedError  # abstract: the dense / quantized servers below override it
+
+    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> npt.NDArray[np.floating[Any]]:
+        """The chunk ``[s, e)`` of the aggregate after these uploads (a new array)."""
+        out = np.array(self.lazy.aggregate[s:e])
+        for m in sorted(uploads):
+            self.add_into(out, m, uploads[m])
+        return out
+
+    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+        self.lazy.assign(state)
+        self._advance()
 
     def apply(self, uploads: dict[int, Payload]) -> None:
         for m in sorted(uploads):
             self.add(m, uploads[m])
+        self._advance()
+
+    def _advance(self) -> None:
+        """The model step from the (updated) aggregate."""
         new = self.theta - self.params.alpha * self.lazy.aggregate
         # float64 iterates: near convergence the steps are far below float32 resolution.
         self.lazy.observe(new)
@@ -96,10 +117,17 @@ class QuantizedLazyServer(LazyServer):
 
     aggregate_dtype = np.float32
 
-    def add(self, m: int, payload: Payload) -> None:
+    @staticmethod
+    def _laq(m: int, payload: Payload) -> LAQPayload:
         if not isinstance(payload, LAQPayload):
             raise TypeError(f"worker {m} sent a {type(payload).__name__}, expected LAQPayload")
-        self.lazy.add(payload)
+        return payload
+
+    def add(self, m: int, payload: Payload) -> None:
+        self.lazy.add(self._laq(m, payload))
+
+    def add_into(self, out: npt.NDArray[np.floating[Any]], m: int, payload: Payload) -> None:
+        laq_accumulate(out, self._laq(m, payload))
 
 
 def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule | None:

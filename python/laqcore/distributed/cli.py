@@ -45,6 +45,7 @@ def _config(args: argparse.Namespace) -> Any:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         replica_check_every=args.replica_check_every,
+        exchange=args.exchange,
     )
 
 
@@ -63,9 +64,9 @@ def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(format_table([result]))
     w = out["wire"]
     print(
-        f"{w['processes']} processes: {w['wire_bytes']} bytes crossed "
-        f"({w['payload_bytes']} payload, {w['control_bytes']} control, "
-        f"{w['padding_bytes']} padding; {w['monitor_bytes']} loss monitoring)"
+        f"{w['processes']} processes, {w['exchange']} exchange: rank 0 sent {w['bytes_sent']} "
+        f"and received {w['bytes_received']} bytes (control included; "
+        f"{w['monitor_bytes']} loss monitoring, all ranks)"
     )
     if args.out:
         config = {k: v for k, v in vars(args).items() if k != "func"}
@@ -84,13 +85,17 @@ def _require_torch() -> None:
 
 def _cmd_launch(args: argparse.Namespace) -> int:
     from .._validate import check_output_dir
+    from ..algorithms import get_algorithm
     from ..experiments.checks import check_experiment
+    from ..experiments.options import algorithm_overrides
+    from .engine_exchange import check_exchange
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
+    check_exchange(args.exchange, get_algorithm(args.algorithm, **algorithm_overrides(args)))
     if args.checkpoint_dir:
         check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     _require_torch()
@@ -153,6 +158,14 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=24 * 3600.0,
         help="wall-clock limit of the whole run in seconds",
+    )
+    g.add_argument(
+        "--exchange",
+        choices=["auto", "two-phase", "all-gather"],
+        default="auto",
+        help="two-phase: chunk j of every upload to owner j, which publishes its chunk of the "
+        "server state (per-rank traffic flat in N); all-gather: every upload to every rank; "
+        "auto (default): two-phase where the algorithm allows it",
     )
     g.add_argument(
         "--nonfinite",

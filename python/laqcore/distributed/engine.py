@@ -7,10 +7,19 @@ algorithm. Per iteration every rank:
 1. asks its **server replica** for every worker's message (all workers, in worker order, so
    replicas that draw random numbers in ``message()`` stay in lockstep);
 2. steps only its **own workers** (each rank holds the objectives of its own shards only);
-3. exchanges the uploads with :class:`~laqcore.distributed.Transport`: one int64 per rank
-   says whether (and how much) it uploads, then only uploading ranks send their frames;
-4. decodes every upload and calls ``server.apply`` with the same payloads in the same order
-   as the simulator, so every replica (and the simulator) computes the same iterate;
+3. exchanges the uploads, by one of two exchanges (``exchange``):
+
+   * ``two-phase`` (the default where the algorithm allows it, ``auto``): the DDP hook's
+     owner-chunk exchange (:mod:`laqcore.distributed.engine_exchange`): chunk j of every
+     upload goes to owner j only, which folds its chunk of the server's state and publishes
+     it by one all-gather; every rank then finishes the round with ``server.commit``. The
+     bytes a rank receives per round do not grow with the number of ranks;
+   * ``all-gather``: :class:`~laqcore.distributed.Transport`: one int64 per rank says
+     whether (and how much) it uploads, then every uploading rank's frame reaches every
+     rank, which decodes every upload;
+4. calls ``server.apply`` with the same payloads in the same order as the simulator (or,
+   two-phase, ``server.commit`` of the same state, bit for bit), so every replica (and the
+   simulator) computes the same iterate;
 5. evaluates ``F(theta) = (1/M) sum_m f_m(theta)``: each rank fills in its workers' terms of
    an M-vector that is all-reduced (every entry has exactly one non-zero contributor, so the
    sum is exact) and summed in worker order exactly like ``Problem.loss``.
@@ -23,10 +32,12 @@ The loop itself is :func:`laqcore.driver.run_rounds`; this module provides its e
 
 Counted as in the simulator: ``uploads``, ``bits = 8 * sum(payload.nbytes)``, and
 ``downlink_bits`` as the simulator's default ``delta`` downlink: every worker receives the
-other uploaders' frames (:func:`laqcore.downlink.delta_frames`). The
-extra ``wire`` section is what really crossed between processes (control, payload frames,
-container headers, padding), from :class:`~laqcore.distributed.TrafficStats`; the per-step
-loss all-reduce (monitoring, M float64) is reported separately as ``monitor_bytes``.
+other uploaders' frames (:func:`laqcore.downlink.delta_frames`): the algorithm's traffic,
+the same for both exchanges. The extra ``wire`` section is what really crossed between
+processes: ``exchange`` (which one ran), ``bytes_sent`` and ``bytes_received`` (this rank's,
+control included), and the exchange's own counters (:class:`~laqcore.distributed.TrafficStats`
+for the all-gather, :class:`~laqcore.distributed.two_phase.ExchangeStats` for two-phase); the
+per-step loss all-reduce (monitoring, M float64) is reported separately as ``monitor_bytes``.
 
 Checkpoints (``checkpoint_dir``/``checkpoint_every``) hold each rank's server replica, its
 workers' state (random generators included) and the counters, in a format that cannot run
@@ -54,9 +65,11 @@ from ..downlink import delta_frames
 from ..driver import Recorder, run_rounds
 from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
+from .engine_exchange import EXCHANGES, AnnouncedUpload, EngineChunkCodec, resolve_exchange
 from .engine_state import RankCheckpoints, check_replicas
 from .errors import NonFiniteGradientError
 from .transport import Transport
+from .two_phase import TwoPhaseExchange
 
 if TYPE_CHECKING:
     from ..algorithms.base import Message, Worker
@@ -96,6 +109,9 @@ class EngineConfig:
         Compare the server replicas' state digests every this many iterations (0: never).
     record_history : bool
         Keep the per-iteration curves.
+    exchange : {"auto", "two-phase", "all-gather"}
+        How the uploads move (module docstring); ``auto`` is ``two-phase`` where the
+        algorithm allows it (:func:`laqcore.distributed.engine_exchange.upload_unit`).
     """
 
     problem: dict[str, Any]
@@ -110,13 +126,14 @@ class EngineConfig:
     resume: bool = False
     replica_check_every: int = 100
     record_history: bool = True
+    exchange: str = "auto"
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
         keep = {
             k: v
             for k, v in asdict(self).items()
-            if k in ("problem", "algorithm", "overrides", "eps")
+            if k in ("problem", "algorithm", "overrides", "eps", "exchange")
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
             :16
@@ -175,6 +192,8 @@ def run_engine(
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
+    if cfg.exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}, got {cfg.exchange!r}")
     check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
@@ -190,6 +209,11 @@ def run_engine(
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     owned = [[m for m in range(M) if m % world == r] for r in range(world)]
     mine = owned[rank]
+    unit = resolve_exchange(cfg.exchange, algorithm, server)
+    codec = None if unit is None else EngineChunkCodec(server, owned, unit)
+    chunked = None
+    if codec is not None:
+        chunked = TwoPhaseExchange(problem.dim, codec, control_width=2 * codec.slots)
     workers = {
         m: algorithm.make_worker(m, cast("LocalObjective", _FiniteObjective(problem.workers[m])), M)
         for m in mine
@@ -198,6 +222,7 @@ def run_engine(
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
+    stats: Any = transport.stats if chunked is None else chunked.stats
     counters = {"monitor_bytes": 0, "nonfinite": 0}
     # Seconds this rank spent inside collectives (the exchange, the monitoring all-reduces);
     # the rest of the loop's wall time is its own compute (for the time model's validation).
@@ -240,7 +265,7 @@ def run_engine(
     loss0 = global_loss(server.theta)
     k = 0
     if cfg.resume:
-        k, loss0 = ckpt.load(server, workers, recorder, counters, transport)
+        k, loss0 = ckpt.load(server, workers, recorder, counters, stats)
         check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
         recorder.record(0, loss0, server.theta)
@@ -257,6 +282,29 @@ def run_engine(
         except _NonFinite:
             bad.append(m)
             return None
+
+    def exchange_two_phase(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
+        """This rank's uploads -> every worker's (announced sizes), the state folded by the
+        owners in ``codec.state`` (applied by :func:`apply`)."""
+        assert chunked is not None and codec is not None  # noqa: S101 - two-phase runs only
+        t0 = time.perf_counter()
+        res = chunked.round(
+            uploads or None,
+            step=k,
+            nonfinite=bool(bad) and cfg.nonfinite == "raise",
+            tag=f"iteration {k}",
+            control=codec.announce(uploads),
+            on_control=codec.check_control,
+        )
+        clock["exchange_s"] += time.perf_counter() - t0
+        if res.nonfinite_ranks:
+            raise NonFiniteGradientError(res.nonfinite_ranks, k, where="a worker gradient")
+        counters["nonfinite"] += len(bad)
+        bad.clear()
+        return {
+            m: uploads[m] if m in uploads else AnnouncedUpload(problem.dim, size)
+            for m, size in codec.announced.items()
+        }
 
     def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """This rank's uploads -> every worker's, through one bundle frame per rank."""
@@ -281,7 +329,10 @@ def run_engine(
         return batch
 
     def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
-        server.apply(batch)
+        if codec is not None and batch:
+            server.commit(sorted(batch), codec.result())  # the owners' folded state
+        else:
+            server.apply(batch)
         # The simulator's default ``delta`` downlink: every worker receives the other
         # uploaders' frames (the replicas make it implicit here; counted the same way).
         return int(delta_frames(batch, M).delivered)
@@ -293,7 +344,7 @@ def run_engine(
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
-            ckpt.save(k, loss0, server, workers, recorder, counters, transport)
+            ckpt.save(k, loss0, server, workers, recorder, counters, stats)
 
     # Only the loop's collectives count (not the starting loss's all-reduce, which also
     # waits for the slowest rank's setup).
@@ -308,7 +359,7 @@ def run_engine(
         eps=cfg.eps,
         start=k,
         current_loss=loss,
-        exchange=exchange,
+        exchange=exchange if chunked is None else exchange_two_phase,
         step=step,
         apply=apply,
         before_round=None if fault is None else (lambda k: fault(rank, k, workers)),
@@ -323,7 +374,8 @@ def run_engine(
         test_accuracy=problem.accuracy(server.theta),
         train_accuracy=float("nan"),  # needs every shard; no rank holds them all
     )
-    wire: dict[str, Any] = dict(transport.stats.as_dict())
+    wire: dict[str, Any] = dict(stats.as_dict())
+    wire["exchange"] = "all-gather" if chunked is None else "two-phase"
     wire["monitor_bytes"] = counters["monitor_bytes"]
     wire["nonfinite_skipped"] = counters["nonfinite"]
     wire["processes"] = world

@@ -21,7 +21,6 @@ from .errors import ReplicaMismatchError
 if TYPE_CHECKING:
     from ..driver import Recorder
     from .engine import EngineConfig
-    from .transport import Transport
 
 __all__ = ["RankCheckpoints", "check_replicas"]
 
@@ -75,7 +74,7 @@ class RankCheckpoints:
         workers: dict[int, Any],
         recorder: Recorder,
         counters: dict[str, int],
-        transport: Transport,
+        stats: Any,
     ) -> None:
         assert self.path is not None  # noqa: S101 - only called when configured
         state = {
@@ -87,7 +86,7 @@ class RankCheckpoints:
             "loss0": loss0,
             "counters": dict(counters),
             "recorder": recorder.state(),
-            "wire": asdict(transport.stats),
+            "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
         }
@@ -100,7 +99,7 @@ class RankCheckpoints:
         workers: dict[int, Any],
         recorder: Recorder,
         counters: dict[str, int],
-        transport: Transport,
+        stats: Any,
     ) -> tuple[int, float]:
         path = self.path
         assert path is not None  # noqa: S101 - checked in __init__
@@ -129,7 +128,7 @@ class RankCheckpoints:
             "loss0": 0.0,
             "counters": dict(counters),
             "recorder": recorder.state(),
-            "wire": asdict(transport.stats),
+            "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
         }
@@ -138,7 +137,7 @@ class RankCheckpoints:
             recorder.load_state(state["recorder"])
             counters.update(state["counters"])
             for name, v in state["wire"].items():
-                setattr(transport.stats, name, v)
+                setattr(stats, name, v)
             return int(state["k"]), float(state["loss0"])
         except (KeyError, TypeError, ValueError) as err:
             raise ckfmt.CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None

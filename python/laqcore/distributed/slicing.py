@@ -9,7 +9,8 @@ group boundary and on a byte of the packed stream is a slice of the arrays:
   of 8); global-radius LAQ: the radius and the chunk's codes;
 * QSGD: the scales of the chunk's buckets and its codes (``s`` a multiple of ``bucket_size``
   and of ``8 / gcd(code_bits, 8)``);
-* TernGrad and scaled sign (one scale): the scale and the chunk's codes.
+* TernGrad and scaled sign (one scale): the scale and the chunk's codes;
+* dense float32 (GD, LAG): the chunk's values (any ``s``).
 
 Decoding the slice gives exactly the corresponding part of decoding the whole payload (every
 decoder is elementwise given its group's scale).
@@ -21,6 +22,7 @@ import math
 from typing import Any
 
 from ..compressors.base import ScaledCodesPayload
+from ..compressors.dense import DensePayload
 from ..compressors.qsgd import QSGDPayload
 from ..laq_payload import LAQBlockPayload, LAQPayload
 from ..wire import Payload
@@ -48,6 +50,8 @@ def slice_unit(payload: Payload) -> int:
         return math.lcm(payload.bucket_size, _byte_unit(payload.code_bits))
     if isinstance(payload, ScaledCodesPayload):
         return _byte_unit(payload.CODE_BITS)
+    if isinstance(payload, DensePayload):
+        return 1
     raise TypeError(f"{type(payload).__name__} cannot be split into chunks")
 
 
@@ -79,5 +83,7 @@ def slice_payload(payload: Payload, s: int, e: int) -> Payload:
             payload.scales[s // bs : -(-e // bs)],
             _bytes(payload.packed, s, e, payload.code_bits),
         )
+    if isinstance(payload, DensePayload):
+        return DensePayload(payload.values[s:e])
     assert isinstance(payload, ScaledCodesPayload)  # noqa: S101 - slice_unit checked the kind
     return type(payload)(e - s, payload._scale, _bytes(payload.packed, s, e, payload.CODE_BITS))

@@ -65,6 +65,11 @@ class TrafficStats:
         buffer multiplied by the number of ranks that must receive it.
     control_bytes, padding_bytes:
         The parts of ``wire_bytes`` spent on the control all-gather and on padding.
+    bytes_sent, bytes_received:
+        This rank's share (the only fields that differ between ranks): the bytes of its own
+        buffers that other ranks received, and the bytes other ranks' buffers delivered to it
+        (control and padding included), as :class:`~laqcore.distributed.two_phase.ExchangeStats`
+        counts them.
     """
 
     rounds: int = 0
@@ -75,6 +80,8 @@ class TrafficStats:
     wire_bytes: int = 0
     control_bytes: int = 0
     padding_bytes: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -218,6 +225,8 @@ class Transport:
         st.rounds += 1
         st.control_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)
         st.wire_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)
+        st.bytes_sent += _CONTROL_ITEM_BYTES * (w - 1)
+        st.bytes_received += _CONTROL_ITEM_BYTES * (w - 1)
         bad = [r for r, s in enumerate(sizes) if s == STATUS_NONFINITE]
         if any(s < STATUS_NONFINITE for s in sizes):
             raise RuntimeError(f"rank {self.rank}: corrupt control message {sizes} ({tag})")
@@ -245,6 +254,8 @@ class Transport:
             )
             st.wire_bytes += padded * (w - 1)
             st.padding_bytes += (padded - real) * (w - 1)
+            st.bytes_sent += biggest * (w - 1)
+            st.bytes_received += biggest * (w - 1)
             for r in range(w):
                 frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
         else:
@@ -258,6 +269,10 @@ class Transport:
                     group=self.group,
                 )
                 st.wire_bytes += sizes[r] * (w - 1)
+                if r == self.rank:
+                    st.bytes_sent += sizes[r] * (w - 1)
+                else:
+                    st.bytes_received += sizes[r]
                 frames[r] = data if r == self.rank else buf.cpu().numpy().tobytes()
         return ExchangeResult(frames=frames, nonfinite_ranks=bad)
 

@@ -7,7 +7,10 @@ each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange")
 
 0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
    non-finite gradient). Codecs with data-dependent uplink sizes (entropy-coded frames) add
-   one int64 per chunk to each rank's control values. If nobody uploads, nothing else moves.
+   one int64 per chunk to each rank's control values, and a caller may add
+   ``control_width`` int64s of its own (the engine's
+   :mod:`~laqcore.distributed.engine_exchange` announces its workers' uploads there). If
+   nobody uploads, nothing else moves.
 1. **Uplink** (one ``all_to_all_single`` with variable split sizes): every uploader sends
    chunk j of its quantized message to owner j; a rank that skips sends nothing. Owner j
    folds the chunks into its part of the exact aggregate.
@@ -30,6 +33,7 @@ sizes of the tensors each collective filled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -163,6 +167,8 @@ class RoundResult:
     uploaders: list[int]
     nonfinite_ranks: list[int] = field(default_factory=list)
     output: FloatVector | None = None
+    #: Per rank, the ``control_width`` ints it passed to :meth:`TwoPhaseExchange.round`.
+    control: list[list[int]] = field(default_factory=list)
 
 
 class TwoPhaseExchange:
@@ -182,6 +188,8 @@ class TwoPhaseExchange:
         ``None``: the default group.
     device : torch.device or str, optional
         Where the byte buffers live: ``None`` picks ``cuda`` for NCCL, ``cpu`` otherwise.
+    control_width : int, optional
+        Extra int64s per rank that every round's control all-gather carries (default 0).
 
     Examples
     --------
@@ -197,6 +205,7 @@ class TwoPhaseExchange:
         unit: int | None = None,
         process_group: Any = None,
         device: torch.device | str | None = None,
+        control_width: int = 0,
     ) -> None:
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError(
@@ -218,6 +227,7 @@ class TwoPhaseExchange:
         self._buffers: dict[str, torch.Tensor] = {}
         # Data-dependent uplink sizes travel with the status: one int64 per chunk.
         self._sized = codec.uplink_size(self.rank) is None
+        self.control_width = check_positive_int(control_width, "control_width", minimum=0)
         self._control: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
 
     # -- collectives ----------------------------------------------------------------------
@@ -298,6 +308,8 @@ class TwoPhaseExchange:
         abort_on_nonfinite: bool = True,
         tag: str = "round",
         out: FloatVector | None = None,
+        control: list[int] | None = None,
+        on_control: Callable[[list[int], list[list[int]]], None] | None = None,
     ) -> RoundResult:
         """Run one lockstep round: every rank must call this, in the same order.
 
@@ -316,6 +328,12 @@ class TwoPhaseExchange:
         out:
             float32 array of length ``n`` that receives the averaged vector (then
             ``output`` is ``out``); by default a new array.
+        control:
+            This rank's ``control_width`` ints for the control all-gather (default zeros).
+        on_control:
+            Called on every rank with every rank's status and control ints, right after the
+            control all-gather and before anything else moves; it may raise (every rank
+            sees the same values, so every rank raises the same error).
         """
         w, me, st, codec = self.world, self.rank, self.stats, self.codec
         # Split before any collective: a malformed upload fails here on this rank alone
@@ -323,19 +341,27 @@ class TwoPhaseExchange:
         chunks = None if (nonfinite or upload is None) else codec.split(upload, step)
         own = None if chunks is None else codec.own_chunk(upload)
         status = NONFINITE if nonfinite else (SKIP if chunks is None else UPLOAD)
-        control = [status]
+        extra = [0] * self.control_width if control is None else [int(v) for v in control]
+        if len(extra) != self.control_width:
+            raise ValueError(
+                f"control has {len(extra)} ints, the exchange carries {self.control_width}"
+            )
+        ints = [status]
         if self._sized:
-            control += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
-        gathered = self._all_gather_ints(control, tag)
+            ints += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
+        gathered = self._all_gather_ints(ints + extra, tag)
         statuses = [g[0] for g in gathered]
+        controls = [g[len(ints) :] for g in gathered]
+        if on_control is not None:
+            on_control(statuses, controls)
         st.rounds += 1
         bad = [r for r, s in enumerate(statuses) if s == NONFINITE]
         uploaders = [r for r, s in enumerate(statuses) if s == UPLOAD]
         if bad and abort_on_nonfinite:
-            return RoundResult(uploaders=[], nonfinite_ranks=bad)
+            return RoundResult(uploaders=[], nonfinite_ranks=bad, control=controls)
         codec.start_round()
         if not uploaders:
-            return RoundResult(uploaders=[], nonfinite_ranks=bad, output=codec.result(out))
+            return RoundResult([], bad, codec.result(out), controls)
         st.rounds_with_uploads += 1
         st.uploads += len(uploaders)
 
@@ -362,7 +388,7 @@ class TwoPhaseExchange:
             st.downlink_sent += dl[me] * (w - 1)
             st.downlink_received += max(dl) * (w - 1)
             st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
-        return RoundResult(uploaders=uploaders, nonfinite_ranks=bad, output=codec.result(out))
+        return RoundResult(uploaders, bad, codec.result(out), controls)
 
     def _uplink_sizes(self, control: list[list[int]]) -> list[int]:
         """Bytes this owner receives from each rank (0 from a rank that does not upload):
