@@ -22,15 +22,8 @@ import torch
 from torch._C._distributed_c10d import GradBucket
 
 from .._registry import Registry
+from . import compressor_hooks as c
 from ._state import HookState
-from .compressor_hooks import (
-    QSGDState,
-    RotationState,
-    TernGradState,
-    qsgd_hook,
-    rotation_hook,
-    terngrad_hook,
-)
 from .laq_state import LAQState, laq_hook
 
 __all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook"]
@@ -54,9 +47,9 @@ class HookEntry(NamedTuple):
 
 _REGISTRY: Registry[HookEntry] = Registry("DDP hook")
 _REGISTRY.add("laq", HookEntry(LAQState, laq_hook))
-_REGISTRY.add("qsgd", HookEntry(QSGDState, qsgd_hook))
-_REGISTRY.add("terngrad", HookEntry(TernGradState, terngrad_hook))
-_REGISTRY.add("rotation", HookEntry(RotationState, rotation_hook))
+_REGISTRY.add("qsgd", HookEntry(c.QSGDState, c.qsgd_hook))
+_REGISTRY.add("terngrad", HookEntry(c.TernGradState, c.terngrad_hook))
+_REGISTRY.add("rotation", HookEntry(c.RotationState, c.rotation_hook))
 
 #: laqcore's hooks by name (read-only): ``"laq"``, ``"qsgd"``, ``"terngrad"``, ``"rotation"``.
 HOOKS: Mapping[str, HookEntry] = MappingProxyType(_REGISTRY.entries)
