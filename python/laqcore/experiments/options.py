@@ -248,8 +248,9 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
         default="ps",
         choices=["ps", "allreduce", "allgather", "two-phase", "chunked"],
         help="ps (default: parameter server), allreduce (ring), allgather (the engine's "
-        "exchange), two-phase (gather at one node, it sends the downlink), chunked (the "
-        "DDP hook's owner-chunk exchange; with --downlink delta:laq:B as the hook)",
+        "--exchange all-gather), two-phase (gather at one node, it sends the downlink), "
+        "chunked (the DDP hook's owner-chunk exchange, with --downlink delta:laq:B as the "
+        "hook; the engine's --exchange two-phase)",
     )
     g.add_argument(
         "--broadcast",
