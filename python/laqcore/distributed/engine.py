@@ -61,11 +61,11 @@ import torch
 import torch.distributed as dist
 
 from .._validate import check_positive_int
-from ..downlink import delta_frames
+from ..downlink import delta_frames, parse_downlink
 from ..driver import Recorder, run_rounds
 from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
-from .engine_exchange import EXCHANGES, AnnouncedUpload, EngineChunkCodec, resolve_exchange
+from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
 from .engine_state import RankCheckpoints, check_replicas
 from .errors import NonFiniteGradientError
 from .transport import Transport
@@ -112,6 +112,11 @@ class EngineConfig:
     exchange : {"auto", "two-phase", "all-gather"}
         How the uploads move (module docstring); ``auto`` is ``two-phase`` where the
         algorithm allows it (:func:`laqcore.distributed.engine_exchange.upload_unit`).
+    downlink : {"delta", "delta:laq:B"}
+        ``delta``: the owners publish the server state exactly (or, all-gather, every upload
+        reaches every rank). ``delta:laq:B`` (two-phase only): re-quantized to B bits against
+        the replicas' copy, chunk by chunk; the simulator's ``downlink="delta:laq:B",
+        downlink_chunks=N`` gives the same run.
     """
 
     problem: dict[str, Any]
@@ -127,13 +132,14 @@ class EngineConfig:
     replica_check_every: int = 100
     record_history: bool = True
     exchange: str = "auto"
+    downlink: str = "delta"
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
         keep = {
             k: v
             for k, v in asdict(self).items()
-            if k in ("problem", "algorithm", "overrides", "eps", "exchange")
+            if k in ("problem", "algorithm", "overrides", "eps", "exchange", "downlink")
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
             :16
@@ -192,8 +198,8 @@ def run_engine(
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
-    if cfg.exchange not in EXCHANGES:
-        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}, got {cfg.exchange!r}")
+    down = parse_downlink(cfg.downlink)
+    check_exchange(cfg.exchange, get_algorithm(cfg.algorithm, **cfg.overrides), cfg.downlink)
     check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
@@ -210,10 +216,10 @@ def run_engine(
     owned = [[m for m in range(M) if m % world == r] for r in range(world)]
     mine = owned[rank]
     unit = resolve_exchange(cfg.exchange, algorithm, server)
-    codec = None if unit is None else EngineChunkCodec(server, owned, unit)
-    chunked = None
-    if codec is not None:
-        chunked = TwoPhaseExchange(problem.dim, codec, control_width=2 * codec.slots)
+    bits = down.bits if down.quantized else None
+    codec = None if unit is None else EngineChunkCodec(server, owned, unit, bits)
+    width = 0 if codec is None else 2 * codec.slots  # (worker, bytes) per slot
+    chunked = None if codec is None else TwoPhaseExchange(problem.dim, codec, control_width=width)
     workers = {
         m: algorithm.make_worker(m, cast("LocalObjective", _FiniteObjective(problem.workers[m])), M)
         for m in mine
@@ -222,6 +228,7 @@ def run_engine(
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
+    qdown = None if codec is None else codec.down  # the owners' exact and the held state
     stats: Any = transport.stats if chunked is None else chunked.stats
     counters = {"monitor_bytes": 0, "nonfinite": 0}
     # Seconds this rank spent inside collectives (the exchange, the monitoring all-reduces);
@@ -265,7 +272,7 @@ def run_engine(
     loss0 = global_loss(server.theta)
     k = 0
     if cfg.resume:
-        k, loss0 = ckpt.load(server, workers, recorder, counters, stats)
+        k, loss0 = ckpt.load(server, workers, recorder, counters, stats, qdown)
         check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
         recorder.record(0, loss0, server.theta)
@@ -284,8 +291,7 @@ def run_engine(
             return None
 
     def exchange_two_phase(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
-        """This rank's uploads -> every worker's (announced sizes), the state folded by the
-        owners in ``codec.state`` (applied by :func:`apply`)."""
+        """This rank's uploads -> every worker's (sizes announced); the state: in ``codec``."""
         assert chunked is not None and codec is not None  # noqa: S101 - two-phase runs only
         t0 = time.perf_counter()
         res = chunked.round(
@@ -330,7 +336,9 @@ def run_engine(
 
     def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         if codec is not None and batch:
-            server.commit(sorted(batch), codec.result())  # the owners' folded state
+            size = codec.commit(sorted(batch))  # the owners' folded state
+            if qdown is not None:
+                return M * size  # the simulator's chunked delta:laq:B downlink
         else:
             server.apply(batch)
         # The simulator's default ``delta`` downlink: every worker receives the other
@@ -344,7 +352,7 @@ def run_engine(
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
-            ckpt.save(k, loss0, server, workers, recorder, counters, stats)
+            ckpt.save(k, loss0, server, workers, recorder, counters, stats, qdown)
 
     # Only the loop's collectives count (not the starting loss's all-reduce, which also
     # waits for the slowest rank's setup).

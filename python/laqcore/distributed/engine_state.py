@@ -75,6 +75,7 @@ class RankCheckpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
+        qdown: Any = None,
     ) -> None:
         assert self.path is not None  # noqa: S101 - only called when configured
         state = {
@@ -89,6 +90,8 @@ class RankCheckpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
+            # the quantized downlink's owners' exact chunk and held copy (engine_exchange)
+            "downlink": {} if qdown is None else qdown.state_dict(),
         }
         tree, arrays = ckfmt.encode_state(state, skip=self.skip)
         ckfmt.write_checkpoint(self.path, tree, arrays)
@@ -100,6 +103,7 @@ class RankCheckpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
+        qdown: Any = None,
     ) -> tuple[int, float]:
         path = self.path
         assert path is not None  # noqa: S101 - checked in __init__
@@ -131,11 +135,15 @@ class RankCheckpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
+            # the quantized downlink's owners' exact chunk and held copy (engine_exchange)
+            "downlink": {} if qdown is None else qdown.state_dict(),
         }
         try:
             state = ckfmt.restore_state(live, tree, arrays, skip=self.skip)
             recorder.load_state(state["recorder"])
             counters.update(state["counters"])
+            if qdown is not None:
+                qdown.load_state_dict(state["downlink"])
             for name, v in state["wire"].items():
                 setattr(stats, name, v)
             return int(state["k"]), float(state["loss0"])
