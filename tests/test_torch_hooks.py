@@ -48,11 +48,12 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
                 "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
                 "lr": 0.02,
             },
-            # The default two-phase exchange: 8-bit uploads in blocks, 8-bit downlink.
+            # The default two-phase exchange (entropy-coded frames): 8-bit uploads in
+            # blocks, 8-bit downlink.
             {
                 "method": "laq",
                 "steps": steps,
-                "kwargs": {"bits": 8, "block_size": 64, "warmup_steps": warm},
+                "kwargs": {"bits": 8, "block_size": 64, "downlink_bits": 8, "warmup_steps": warm},
             },
         ],
     )
@@ -195,6 +196,14 @@ def test_state_validation_and_pickle() -> None:
         LAQState(downlink_block_size=12)
     with pytest.raises(TypeError, match="entropy"):
         LAQState(entropy="yes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ck"):
+        LAQState(ck="high")
+    # The defaults of docs/ddp.md "Bytes per step": entropy-coded frames, a 4-bit downlink,
+    # ck 1.2 from 4 bits on (0.8 below).
+    st0 = LAQState()
+    assert (st0.entropy, st0.downlink_bits, st0.rule.ck) == (True, 4, 1.2)
+    assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
+    assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
     # block_size="auto" (the default): smaller radius blocks at low widths (docs/ddp.md).
     assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]
     assert LAQState(bits=2, block_size=None).block_size is None
