@@ -77,6 +77,9 @@ def rank_main(cfg: dict[str, Any]) -> None:
         eps=0.0,
         eval_every=10**9,
         record_history=False,
+        # The exchange topology="allgather" models (the measured JSONs predate the engine's
+        # two-phase exchange, now its default: network.topology's "chunked").
+        exchange="all-gather",
     )
     out = run_engine(cfg["rank"], cfg["world"], ec)
     print(

@@ -275,10 +275,21 @@ class Server:
     #: engine's owner-chunk exchange can fold each chunk at its owner
     #: (:mod:`laqcore.distributed.engine_exchange`).
     chunkable: ClassVar[bool] = False
+    #: Whether the folded state carries over between rounds (the lazy aggregate) or is
+    #: rebuilt from each round's uploads (a sum).
+    state_persists: ClassVar[bool] = False
 
-    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> npt.NDArray[np.floating[Any]]:
+    def fold(
+        self,
+        uploads: dict[int, Payload],
+        s: int,
+        e: int,
+        base: npt.NDArray[np.floating[Any]] | None = None,
+    ) -> npt.NDArray[np.floating[Any]]:
         """Coordinates ``[s, e)`` of the state vector :meth:`apply` would compute from these
-        uploads (each one the payload of those coordinates only); chunkable servers only."""
+        uploads (each one the payload of those coordinates only); chunkable servers only.
+        ``base``: the chunk of the state to fold into when it persists (default the
+        server's own), e.g. an owner's exact chunk when the replicas hold a quantized one."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold chunks of its uploads")
 
     def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
@@ -312,8 +323,15 @@ class SumServer(Server):
 
     chunkable = True
 
-    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> F64:
-        """The chunk ``[s, e)`` of ``sum_m decompress(upload_m)`` (float64)."""
+    def fold(
+        self,
+        uploads: dict[int, Payload],
+        s: int,
+        e: int,
+        base: npt.NDArray[np.floating[Any]] | None = None,
+    ) -> F64:
+        """The chunk ``[s, e)`` of ``sum_m decompress(upload_m)`` (float64; no ``base``: the
+        sum starts from zero every round)."""
         total = np.zeros(e - s)
         for m in sorted(uploads):  # fixed order: float sums independent of arrival order
             total += self.compressor.decompress(uploads[m])

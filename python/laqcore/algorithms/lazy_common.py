@@ -79,6 +79,7 @@ class LazyServer(Server):
         )
 
     chunkable = True
+    state_persists = True
 
     def add(self, m: int, payload: Payload) -> None:
         raise NotImplementedError  # abstract: the dense / quantized servers below override it
@@ -87,9 +88,17 @@ class LazyServer(Server):
         """Add worker m's upload to ``out`` (a chunk of the aggregate: :meth:`fold`)."""
         raise NotImplementedError  # abstract: the dense / quantized servers below override it
 
-    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> npt.NDArray[np.floating[Any]]:
-        """The chunk ``[s, e)`` of the aggregate after these uploads (a new array)."""
-        out = np.array(self.lazy.aggregate[s:e])
+    def fold(
+        self,
+        uploads: dict[int, Payload],
+        s: int,
+        e: int,
+        base: npt.NDArray[np.floating[Any]] | None = None,
+    ) -> npt.NDArray[np.floating[Any]]:
+        """The chunk ``[s, e)`` of the aggregate (or of ``base``) after these uploads (a new
+        array of the aggregate's dtype)."""
+        start = self.lazy.aggregate[s:e] if base is None else base
+        out = np.array(start, dtype=self.lazy.aggregate.dtype)
         for m in sorted(uploads):
             self.add_into(out, m, uploads[m])
         return out
