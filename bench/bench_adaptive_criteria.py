@@ -23,7 +23,6 @@ Bits count uploads only, as in the simulator. Deterministic (no timing).
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 import laqcore
+from bench_adaptive_bits import run_arm
 from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
@@ -93,38 +93,6 @@ CRITERIA: dict[str, Choose] = {
 }
 
 
-def _run(problem: Any, choose: Choose) -> dict[str, Any]:
-    widths: collections.Counter[int] = collections.Counter()
-    propose, step = LazyUploader.propose_adaptive, LazyUploader.step
-
-    def patched(self: LazyUploader, grad: Any, rhs: float) -> LAQPayload:
-        if self.uploads == 0:
-            return self.propose(grad)
-        return choose(self, np.asarray(grad, np.float32), rhs)
-
-    def counting(self: LazyUploader, grad: Any, rhs: float) -> Any:
-        payload = step(self, grad, rhs)
-        if payload is not None:
-            widths[payload.bits] += 1
-        return payload
-
-    LazyUploader.propose_adaptive = patched  # type: ignore[method-assign]
-    LazyUploader.step = counting  # type: ignore[method-assign]
-    try:
-        algo = laqcore.get_algorithm("laq", alpha=0.02, adaptive_bits=1.0)
-        r = laqcore.simulate(problem, algo, eps=1e-6, max_iterations=5000)
-    finally:
-        LazyUploader.propose_adaptive = propose  # type: ignore[method-assign]
-        LazyUploader.step = step  # type: ignore[method-assign]
-    return {
-        "iterations": r.iterations,
-        "uploads": r.uploads,
-        "bits": r.bits,
-        "reached": r.reached_tolerance,
-        "widths_sent": dict(sorted(widths.items())),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
@@ -132,9 +100,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
+    # bench_adaptive_bits.py's setting; adaptive_bits only makes the uploader ask for a width.
+    setting = argparse.Namespace(alpha=0.02, eps=1e-6, max_iterations=5000, entropy=False)
     rows = []
     for name in args.criteria.split(","):
-        rows.append({"criterion": name, **_run(problem, CRITERIA[name])})
+        arm = run_arm(problem, {"adaptive_bits": 1.0}, setting, CRITERIA[name])
+        rows.append({"criterion": name, **arm})
         print(rows[-1], file=sys.stderr, flush=True)
     emit_report(
         {"command": "python " + " ".join(sys.argv), "problem": args.dataset, "rows": rows},

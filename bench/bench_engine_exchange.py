@@ -10,10 +10,15 @@ over the run (control included, from the sizes of the tensors the collectives fi
 that figure at 4 ranks <= 1.15x the figure at 2 ranks. GD uploads every iteration (the worst
 case); LAQ skips. Loss-monitoring all-reduces are not part of the exchange and not counted.
 
+With ``--downlink delta:laq:B`` (two-phase only) the owners publish their chunk of the
+server state re-quantized to B bits instead of exactly.
+
 Usage::
 
     python bench/bench_engine_exchange.py --worlds 2,4 --iterations 20 \\
         --out bench/measured/engine_exchange.json
+    python bench/bench_engine_exchange.py --worlds 2,4 --iterations 20 --exchanges two-phase \\
+        --downlink delta:laq:8 --out bench/measured/engine_exchange_laq8.json
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import time
 from typing import Any
 
 
-def measure(world: int, algorithm: str, exchange: str, iterations: int) -> dict[str, Any]:
+def measure(
+    world: int, algorithm: str, exchange: str, iterations: int, downlink: str
+) -> dict[str, Any]:
     from laqcore.distributed import EngineConfig, run_processes
     from laqcore.distributed.engine import run_engine
 
@@ -37,6 +44,7 @@ def measure(world: int, algorithm: str, exchange: str, iterations: int) -> dict[
         eps=0.0,
         eval_every=iterations,
         exchange=exchange,
+        downlink=downlink,
         record_history=False,
     )
     t0 = time.perf_counter()
@@ -49,6 +57,7 @@ def measure(world: int, algorithm: str, exchange: str, iterations: int) -> dict[
         "world": world,
         "algorithm": algorithm,
         "exchange": wires[0]["exchange"],
+        "downlink": downlink,
         "iterations": iterations,
         "uploads": outs[0].result["result"]["uploads"],
         "received_per_rank_per_iteration": received,
@@ -64,13 +73,15 @@ def main() -> None:
     ap.add_argument("--worlds", default="2,4")
     ap.add_argument("--algorithms", default="gd,laq")
     ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--exchanges", default="two-phase,all-gather")
+    ap.add_argument("--downlink", default="delta")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
     rows = [
-        measure(w, a, x, args.iterations)
+        measure(w, a, x, args.iterations, args.downlink)
         for a in args.algorithms.split(",")
-        for x in ("two-phase", "all-gather")
+        for x in args.exchanges.split(",")
         for w in worlds
     ]
     ratios = {}
@@ -90,7 +101,8 @@ def main() -> None:
         )
     doc = {
         "command": "python bench/bench_engine_exchange.py --worlds "
-        f"{args.worlds} --algorithms {args.algorithms} --iterations {args.iterations}",
+        f"{args.worlds} --algorithms {args.algorithms} --iterations {args.iterations} "
+        f"--exchanges {args.exchanges} --downlink {args.downlink}",
         "machine": f"{platform.machine()} {platform.processor()} {os.cpu_count()} CPUs",
         "load_1min": os.getloadavg()[0],
         "note": "byte counts do not depend on the load (deterministic runs); wall_s does",
