@@ -169,6 +169,8 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
     kwargs = {
         "bits": 4,
         "block_size": None,
+        "D": 10,
+        "ck": 0.8,
         "noise_weight": 0.0,
         "err_coef": 3.0,  # the algorithm's UploadRule.err_coef (the paper's 3)
         "warmup_steps": 0,

@@ -49,11 +49,12 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
                 "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
                 "lr": 0.02,
             },
-            # The default two-phase exchange: 8-bit uploads in blocks, 8-bit downlink.
+            # The default two-phase exchange (entropy-coded frames): 8-bit uploads in
+            # blocks, 8-bit downlink.
             {
                 "method": "laq",
                 "steps": steps,
-                "kwargs": {"bits": 8, "block_size": 64, "warmup_steps": warm},
+                "kwargs": {"bits": 8, "block_size": 64, "downlink_bits": 8, "warmup_steps": warm},
             },
         ],
     )
@@ -184,6 +185,7 @@ _BAD_LAQ_ARGUMENTS = [
     ({"block_size": 12}, ValueError, "block_size"),
     ({"downlink_block_size": 12}, ValueError, "block_size"),
     ({"entropy": "yes"}, TypeError, "entropy"),
+    ({"ck": "high"}, TypeError, "ck"),
     ({"exchange": "ring"}, ValueError, "exchange must be one of"),
     ({"exchange": 2}, TypeError, "exchange must be one of"),
 ]
@@ -200,6 +202,12 @@ def test_state_defaults_and_pickle() -> None:
     assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]
     assert LAQState(bits=2, block_size=None).block_size is None
     assert LAQState(bits=2, block_size=128).block_size == 128
+    # The defaults of docs/ddp.md "Bytes per step": entropy-coded frames, a 4-bit downlink,
+    # ck 1.2 from 4 bits on (0.8 below).
+    st0 = LAQState()
+    assert (st0.entropy, st0.downlink_bits, st0.rule.ck) == (True, 4, 1.2)
+    assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
+    assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
     # The process group is dropped when pickling (it cannot cross processes).
     st = LAQState(process_group=object(), bits=3)
     st2 = pickle.loads(pickle.dumps(st))
