@@ -19,15 +19,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import laqcore
 from laqcore.bench.timing import emit_report
 from laqcore.lazy_state import LazyUploader
 
 
-def _run(problem: Any, kw: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """One arm; the widths sent are counted by wrapping LazyUploader.step."""
+def run_arm(
+    problem: Any, kw: dict[str, Any], args: argparse.Namespace, choose: Any = None
+) -> dict[str, Any]:
+    """One arm; the widths sent are counted by wrapping LazyUploader.step. ``choose(uploader,
+    grad, rhs)``, when given, picks the payload of every upload after the first instead of
+    ``LazyUploader.propose_adaptive`` (bench/bench_adaptive_criteria.py)."""
     widths: collections.Counter[int] = collections.Counter()
-    step = LazyUploader.step
+    step, propose = LazyUploader.step, LazyUploader.propose_adaptive
+
+    def chosen(self: LazyUploader, grad: Any, rhs: float) -> Any:
+        if self.uploads == 0:
+            return self.propose(grad)
+        return choose(self, np.asarray(grad, np.float32), rhs)
 
     def counting_step(self: LazyUploader, grad: Any, rhs: float) -> Any:
         payload = step(self, grad, rhs)
@@ -36,6 +47,8 @@ def _run(problem: Any, kw: dict[str, Any], args: argparse.Namespace) -> dict[str
         return payload
 
     LazyUploader.step = counting_step  # type: ignore[method-assign]
+    if choose is not None:
+        LazyUploader.propose_adaptive = chosen  # type: ignore[method-assign]
     try:
         algo = laqcore.get_algorithm("laq", alpha=args.alpha, **kw)
         r = laqcore.simulate(
@@ -47,6 +60,7 @@ def _run(problem: Any, kw: dict[str, Any], args: argparse.Namespace) -> dict[str
         )
     finally:
         LazyUploader.step = step  # type: ignore[method-assign]
+        LazyUploader.propose_adaptive = propose  # type: ignore[method-assign]
     return {
         "iterations": r.iterations,
         "uploads": r.uploads,
@@ -71,7 +85,7 @@ def main() -> None:
     arms = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
     arms += [(f"adaptive F={f}", {"adaptive_bits": float(f)}) for f in args.fractions.split(",")]
     for label, kw in arms:
-        rows.append({"setting": label, **_run(problem, kw, args)})
+        rows.append({"setting": label, **run_arm(problem, kw, args)})
         print(rows[-1], file=sys.stderr, flush=True)
     fixed = [r["bits"] for r in rows if r["reached"] and r["setting"].startswith("b=")]
     best = min(fixed) if fixed else None

@@ -43,7 +43,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from hook_meter import CommMeter, HookTimer
+from laqcore.torch import HOOKS as LAQCORE_HOOKS
+from laqcore.torch import make_hook
 
+#: laqcore's table (laqcore.torch.HOOKS: laq, qsgd, terngrad, rotation), extended with
+#: PyTorch's own hooks and laq variants.
 HOOKS = (
     "allreduce",
     "fp16",
@@ -52,11 +56,8 @@ HOOKS = (
     "laq2",
     "laq4",
     "laq8",
-    "laq",
+    *LAQCORE_HOOKS,
     "laq_lr",
-    "qsgd",
-    "terngrad",
-    "rotation",
 )
 
 # --------------------------------------------------------------------------------------
@@ -134,8 +135,9 @@ def build_model(model: str, scale: int = 1) -> nn.Module:
 def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> Any:
     """Register hook ``name`` (HOOKS) on ``ddp``; returns its state (None for PyTorch's).
 
-    ``laq`` is ``LAQState()`` with every default, ``laqB`` sets ``bits=B``, ``laq_lr`` passes the
-    optimizer's learning rate (``LAQState(lr=lr)``, the README's pattern).
+    laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd`` and ``terngrad``
+    with every default, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
+    rate (``LAQState(lr=lr)``, the README's pattern). The others are PyTorch's own hooks.
     """
     if name == "allreduce":
         return None
@@ -151,27 +153,12 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
             start_powerSGD_iter=max(warm, 2),
         )
         hook = powerSGD_hook.powerSGD_hook
-    elif name.startswith("laq"):
-        from laqcore.torch import LAQState, laq_hook
-
-        bits = name[3:]
-        if name == "laq_lr":
-            state = LAQState(lr=lr)
-        else:
-            state = LAQState(bits=int(bits)) if bits else LAQState()
-        hook = laq_hook
-    elif name == "qsgd":
-        from laqcore.torch import QSGDState, qsgd_hook
-
-        state, hook = QSGDState(), qsgd_hook
-    elif name == "terngrad":
-        from laqcore.torch import TernGradState, terngrad_hook
-
-        state, hook = TernGradState(), terngrad_hook
-    elif name == "rotation":
-        from laqcore.torch import RotationState, rotation_hook
-
-        state, hook = RotationState(), rotation_hook
+    elif name == "laq_lr":
+        state, hook = make_hook("laq", lr=lr)
+    elif name.startswith("laq") and name[3:].isdigit():
+        state, hook = make_hook("laq", bits=int(name[3:]))
+    elif name in LAQCORE_HOOKS:
+        state, hook = make_hook(name)
     else:
         raise ValueError(f"unknown hook {name!r}; one of {HOOKS}")
     ddp.register_comm_hook(state, timer.wrap(hook))

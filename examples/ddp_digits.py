@@ -22,20 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from laqcore.problems.datasets import load_digits
-from laqcore.torch import (
-    LAQState,
-    QSGDState,
-    TernGradState,
-    laq_hook,
-    qsgd_hook,
-    terngrad_hook,
-)
-
-HOOKS = {
-    "laq": (LAQState, laq_hook),
-    "qsgd": (QSGDState, qsgd_hook),
-    "terngrad": (TernGradState, terngrad_hook),
-}
+from laqcore.torch import HOOKS, make_hook
 
 
 def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str, float]:
@@ -50,8 +37,7 @@ def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str
     ddp = DDP(model)
     state = None
     if method != "none":
-        make_state, hook = HOOKS[method]
-        state = make_state()  # <- laqcore
+        state, hook = make_hook(method)  # <- laqcore: e.g. LAQState(), laq_hook
         ddp.register_comm_hook(state, hook)  # <- laqcore
     opt = torch.optim.SGD(ddp.parameters(), lr=lr)
     for step in range(steps):
@@ -76,7 +62,7 @@ def _rank(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nproc", type=int, default=2, help="local processes (without torchrun)")
-    ap.add_argument("--method", choices=["laq", "qsgd", "terngrad", "none"], default="laq")
+    ap.add_argument("--method", choices=[*HOOKS, "none"], default="laq")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.5)
     args = ap.parse_args()

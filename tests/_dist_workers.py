@@ -98,28 +98,6 @@ def _batch(rank: int, step: int, nan_at: tuple[int, int] | None = None) -> tuple
     return x, y
 
 
-def make_state(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    from laqcore.torch import (
-        LAQState,
-        QSGDState,
-        RotationState,
-        TernGradState,
-        laq_hook,
-        qsgd_hook,
-        rotation_hook,
-        terngrad_hook,
-    )
-
-    table = {
-        "laq": (LAQState, laq_hook),
-        "qsgd": (QSGDState, qsgd_hook),
-        "terngrad": (TernGradState, terngrad_hook),
-        "rotation": (RotationState, rotation_hook),
-    }
-    cls, hook = table[method]
-    return cls(**kwargs), hook
-
-
 def ddp_train(
     rank: int,
     world: int,
@@ -141,13 +119,15 @@ def ddp_train(
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from laqcore.torch import make_hook
+
     model = _mlp(0)
     # A tiny bucket cap gives several buckets, so the bucket machinery is exercised.
     ddp = DDP(model, bucket_cap_mb=0.0005)
     opt = torch.optim.SGD(ddp.parameters(), lr=lr, momentum=0.0)
     state = None
     if method != "none":
-        state, hook = make_state(method, kwargs)
+        state, hook = make_hook(method, **kwargs)
         ddp.register_comm_hook(state, hook)
     start = 0
     if resume_from is not None:

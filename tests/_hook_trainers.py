@@ -55,19 +55,6 @@ def _optimizer(name: str, params: Any) -> Any:
     raise ValueError(name)
 
 
-def _hook(method: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    from laqcore import torch as lt
-
-    table = {
-        "laq": (lt.LAQState, lt.laq_hook),
-        "qsgd": (lt.QSGDState, lt.qsgd_hook),
-        "terngrad": (lt.TernGradState, lt.terngrad_hook),
-        "rotation": (lt.RotationState, lt.rotation_hook),
-    }
-    cls, hook = table[method]
-    return cls(**kwargs), hook
-
-
 def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One training run; ``spec`` keys: method, kwargs, opt, steps, model, sched, amp,
     scale (GradScaler init scale), checkpoint_at, resume_from."""
@@ -83,7 +70,9 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     scaler = torch.amp.GradScaler("cpu", init_scale=spec.get("scale", 2.0**8)) if amp else None
     state = None
     if spec["method"] != "none":
-        state, hook = _hook(spec["method"], spec.get("kwargs", {}))
+        from laqcore.torch import make_hook
+
+        state, hook = make_hook(spec["method"], **spec.get("kwargs", {}))
         ddp.register_comm_hook(state, hook)
     start, scales, checkpoint = 0, [], None
     if spec.get("resume_from") is not None:

@@ -13,7 +13,12 @@ import pytest
 
 from driver_cases import SMALL_DIGITS
 from laqcore.algorithms import get_algorithm
-from laqcore.distributed.engine_exchange import check_exchange, resolve_exchange, upload_unit
+from laqcore.distributed.engine_exchange import (
+    check_exchange,
+    owner_chunks,
+    resolve_exchange,
+    upload_unit,
+)
 from laqcore.distributed.slicing import slice_payload
 from laqcore.distributed.two_phase import chunk_bounds
 from laqcore.problems import make_problem
@@ -88,3 +93,62 @@ def test_launch_refuses_bad_exchange_before_starting(capsys: Any) -> None:
     assert "topk-ef cannot" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*argv, "--exchange", "ring"])
+
+
+@pytest.mark.parametrize("name", ["gd", "lag-wk", "laq", "qsgd"])
+def test_chunked_downlink_by_owners_is_the_simulators_round(name: str) -> None:
+    """Owners fold their chunks of the uploads' slices and publish frames that the other
+    ranks decode and apply: the simulator's one-process round, bit for bit, on both."""
+    from laqcore.downlink import ChunkedStateDownlink
+    from laqcore.laq_payload import LAQPayload
+
+    prob, alg, sim_server, workers = _sides(name)
+    servers = [copy.deepcopy(sim_server) for _ in range(2)]  # the owners', a receiver's
+    bounds = owner_chunks(alg, sim_server, 3)
+    sim, own, rx = (ChunkedStateDownlink(s, 5, bounds) for s in [sim_server, *servers])
+    M = prob.num_workers
+    for _ in range(6):
+        msgs = [sim_server.message(m) for m in range(M)]
+        for srv in servers:
+            for m in range(M):
+                srv.message(m)
+        ups = {m: p for m, w in workers.items() if (p := w.step(msgs[m])) is not None}
+        sent = sim.round(ups, M)
+        size = 0
+        for s, e in bounds if ups else []:
+            if s < e:
+                own.fold({m: slice_payload(p, s, e) for m, p in ups.items()}, s, e)
+                frame = own.publish(s, e).to_bytes()
+                rx.receive(s, e, LAQPayload.from_bytes(frame, expected_n=e - s))
+                size += len(frame)
+        assert own.held.tobytes() == rx.held.tobytes() == sim.held.tobytes()
+        assert sent.broadcast == size and sent.delivered == M * size
+        for srv, down in zip(servers, (own, rx)):
+            if ups:
+                down.commit(sorted(ups))
+            else:
+                srv.apply({})
+            assert srv.theta.tobytes() == sim_server.theta.tobytes()
+
+
+def test_chunked_downlink_errors(capsys: Any) -> None:
+    from laqcore.cli import main
+    from laqcore.simulator import simulate
+
+    prob, alg, server, _ = _sides("laq")
+    assert check_exchange("auto", alg, "delta:laq:4") is True
+    assert check_exchange("two-phase", alg) is False
+    with pytest.raises(ValueError, match="needs the two-phase exchange"):
+        check_exchange("all-gather", alg, "delta:laq:4")
+    with pytest.raises(ValueError, match="the engine's downlink is delta or delta:laq:B"):
+        check_exchange("auto", alg, "model")
+    _, topk, _, _ = _sides("topk-ef")
+    with pytest.raises(ValueError, match="needs the two-phase exchange"):
+        check_exchange("auto", topk, "delta:laq:4")
+    with pytest.raises(ValueError, match="downlink_chunks needs a delta:laq:B"):
+        simulate(prob, alg, max_iterations=2, downlink="delta", downlink_chunks=2)
+    with pytest.raises(ValueError, match="topk-ef cannot"):
+        simulate(prob, topk, max_iterations=2, downlink="delta:laq:4", downlink_chunks=2)
+    argv = ["run", "--workers", "2", "--max-samples", "100", "-K", "2", "-q", "--no-plots"]
+    assert main([*argv, "--downlink-chunks", "2"]) == 2
+    assert "--downlink-chunks needs" in capsys.readouterr().err

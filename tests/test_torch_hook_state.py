@@ -181,3 +181,108 @@ def test_huge_finite_gradients_do_not_overflow_the_rule(
     s = state.stats()
     assert s["warmup_steps_done"] == 1 and s["steps"] == 2 and s["nonfinite_steps"] == 0
     assert all(np.isfinite(v) for v in s.values())
+
+
+def test_old_names_of_t_bar_and_err_coef_are_deprecated_aliases() -> None:
+    """The hook shares the library's vocabulary (issue 11.5): ``t_bar`` and ``err_coef``, as
+    in ``Params``/``UploadRule``; ``max_stale``/``error_weight`` still work, with a warning."""
+    st = LAQState(t_bar=7, err_coef=2.5)
+    assert (st.rule.t_bar, st.rule.err_coef) == (7, 2.5)
+    assert (st._upload_rule.t_bar, st._upload_rule.err_coef) == (7, 2.5)  # the one rule
+    with pytest.warns(DeprecationWarning, match=r"max_stale=\.\.\.\) is deprecated: use t_bar="):
+        old = LAQState(max_stale=7)
+    assert old.rule.t_bar == 7 and old._upload_rule.t_bar == 7
+    with pytest.warns(DeprecationWarning, match="use err_coef="):
+        old = LAQState(error_weight=2.5)
+    assert old.rule.err_coef == 2.5 and old._upload_rule.err_coef == 2.5
+    with pytest.raises(ValueError, match="t_bar"):  # checked under its new name
+        with pytest.warns(DeprecationWarning, match="use t_bar="):
+            LAQState(max_stale=0)
+    with pytest.raises(TypeError, match="both t_bar= and its deprecated alias max_stale="):
+        LAQState(t_bar=10, max_stale=10)
+    with pytest.raises(TypeError, match="both err_coef= and its deprecated alias error_weight="):
+        LAQState(err_coef=1.0, error_weight=1.0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        LAQState(maxstale=3)  # type: ignore[call-arg]
+
+
+def _names(tree: Any) -> set[str]:
+    if isinstance(tree, dict):
+        return {str(k) for k in tree} | {n for v in tree.values() for n in _names(v)}
+    return set()
+
+
+def test_checkpoints_carry_the_new_names_and_old_pickles_load(group: None) -> None:
+    """``state_dict`` carries the rule's state, not its constants: no key has the old names.
+    A state pickled before the rename (its rule's attributes ``max_stale``/``error_weight``)
+    unpickles under ``t_bar``/``err_coef`` and trains on exactly like a new pickle."""
+    import pickle
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    state = LAQState(warmup_steps=1, bits=4, block_size=8, t_bar=3, err_coef=2.0)
+    ddp = DDP(model)
+    ddp.register_comm_hook(state, laq_hook)
+    x = torch.randn(8, 5)
+    for _ in range(4):
+        ddp.zero_grad()
+        ddp(x).square().sum().backward()
+    names = _names(state.state_dict())
+    assert "rule" in names and not names & {"max_stale", "error_weight"}
+    new_pickle = pickle.dumps(state)
+    rule = state.rule.__dict__
+    rule["max_stale"], rule["error_weight"] = rule.pop("t_bar"), rule.pop("err_coef")
+    old_pickle = pickle.dumps(state)  # what the hook pickled before the rename
+    assert b"max_stale" in old_pickle and b"max_stale" not in new_pickle
+    runs = []
+    for blob in (new_pickle, old_pickle):
+        st = pickle.loads(blob)
+        assert (st.rule.t_bar, st.rule.err_coef) == (3, 2.0)
+        assert not hasattr(st.rule, "max_stale") and not hasattr(st.rule, "error_weight")
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+        d = DDP(m)
+        d.register_comm_hook(st, laq_hook)
+        grads = []
+        for _ in range(4):
+            d.zero_grad()
+            d(x).square().sum().backward()
+            grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]).numpy().copy())
+        runs.append((grads, st.stats()))
+    np.testing.assert_array_equal(np.stack(runs[0][0]), np.stack(runs[1][0]))
+    assert runs[0][1] == runs[1][1] and runs[0][1]["steps"] == 7
+
+
+def test_the_hooks_by_name() -> None:
+    """``laqcore.torch.HOOKS`` / ``make_hook``: the one table the example, the tests'
+    trainers and the benchmarks pick hooks from."""
+    import doctest
+
+    import laqcore.torch as lt
+    from laqcore.torch import registry
+
+    assert {"HOOKS", "make_hook"} <= set(lt.__all__)
+    assert {k: tuple(v) for k, v in lt.HOOKS.items()} == {
+        "laq": (LAQState, laq_hook),
+        "qsgd": (QSGDState, lt.qsgd_hook),
+        "terngrad": (lt.TernGradState, lt.terngrad_hook),
+        "rotation": (lt.RotationState, lt.rotation_hook),
+    }
+    state, hook = lt.make_hook("laq", bits=2, t_bar=4, warmup_steps=3)
+    assert type(state) is LAQState and hook is laq_hook
+    assert (state.bits, state.block_size, state.rule.t_bar, state.warmup_steps) == (2, 32, 4, 3)
+    state, hook = lt.make_hook(" QSGD ", levels=4, seed=2)  # the registries' spelling rule
+    assert type(state) is QSGDState and hook is lt.qsgd_hook
+    assert (state.compressor_kwargs, state.seed) == ({"levels": 4}, 2)
+    with pytest.raises(
+        ValueError, match="unknown DDP hook 'fp16'; available: laq, qsgd, terngrad, rotation"
+    ):
+        lt.make_hook("fp16")
+    with pytest.raises(TypeError, match="must be a string"):
+        lt.make_hook(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bits"):
+        lt.make_hook("laq", bits=9)  # the state's own checks
+    with pytest.raises(TypeError):
+        lt.HOOKS["mine"] = lt.HOOKS["laq"]  # type: ignore[index]  # read-only
+    result = doctest.testmod(registry, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

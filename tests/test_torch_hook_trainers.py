@@ -144,7 +144,7 @@ class _Prescribed:
 def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
     """The hook is the simulator's LAQ on the same gradients: same uploads, same aggregate.
 
-    The paper's deterministic rule: noise term off, error weight 3, no safeguard. The hook's
+    The paper's deterministic rule: noise term off, ``err_coef = 3``, no safeguard. The hook's
     right-hand side ``sum_d xi_d ||g^{k-d}||^2`` (averaged gradients) equals the simulator's
     ``sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2 / (alpha^2 M^2)`` for its GD step.
     """
@@ -169,10 +169,12 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
     kwargs = {
         "bits": 4,
         "block_size": None,
+        "D": 10,
+        "ck": 0.8,
         "noise_weight": 0.0,
-        "error_weight": 3.0,
+        "err_coef": 3.0,  # the algorithm's UploadRule.err_coef (the paper's 3)
         "warmup_steps": 0,
-        "max_stale": 100,
+        "t_bar": 100,  # Params.t_bar above
         "safeguard_patience": 10**6,
         "downlink_bits": None,  # the two-phase exchange with an exact downlink
     }

@@ -7,6 +7,7 @@ Reference: the same training without a hook (DDP's own all-reduce), compared wit
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,11 +49,12 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
                 "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
                 "lr": 0.02,
             },
-            # The default two-phase exchange: 8-bit uploads in blocks, 8-bit downlink.
+            # The default two-phase exchange (entropy-coded frames): 8-bit uploads in
+            # blocks, 8-bit downlink.
             {
                 "method": "laq",
                 "steps": steps,
-                "kwargs": {"bits": 8, "block_size": 64, "warmup_steps": warm},
+                "kwargs": {"bits": 8, "block_size": 64, "downlink_bits": 8, "warmup_steps": warm},
             },
         ],
     )
@@ -170,35 +172,42 @@ def test_nonfinite_gradient_raise_and_skip() -> None:
         assert np.isfinite(res[r][1]["params"]).all()
 
 
-def test_state_validation_and_pickle() -> None:
-    with pytest.raises(ValueError, match="bits"):
-        LAQState(bits=0)
-    with pytest.raises(ValueError, match="bits"):
-        LAQState(bits=9)
-    with pytest.raises(TypeError, match="bits"):
-        LAQState(bits="4")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="lr"):
-        LAQState(lr=0.0)
-    with pytest.raises(ValueError, match="lr"):
-        LAQState(lr=float("nan"))
-    with pytest.raises(ValueError, match="warmup_steps"):
-        LAQState(warmup_steps=-1)
-    with pytest.raises(ValueError, match="nonfinite"):
-        LAQState(nonfinite="ignore")
-    with pytest.raises(ValueError, match="max_stale"):
-        LAQState(max_stale=0)
-    with pytest.raises(TypeError, match="block_size"):
-        LAQState(block_size="big")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="block_size"):
-        LAQState(block_size=12)
-    with pytest.raises(ValueError, match="block_size"):
-        LAQState(downlink_block_size=12)
-    with pytest.raises(TypeError, match="entropy"):
-        LAQState(entropy="yes")  # type: ignore[arg-type]
+_BAD_LAQ_ARGUMENTS = [
+    ({"bits": 0}, ValueError, "bits"),
+    ({"bits": 9}, ValueError, "bits"),
+    ({"bits": "4"}, TypeError, "bits"),
+    ({"lr": 0.0}, ValueError, "lr"),
+    ({"lr": float("nan")}, ValueError, "lr"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps"),
+    ({"nonfinite": "ignore"}, ValueError, "nonfinite"),
+    ({"t_bar": 0}, ValueError, "t_bar"),
+    ({"block_size": "big"}, TypeError, "block_size"),
+    ({"block_size": 12}, ValueError, "block_size"),
+    ({"downlink_block_size": 12}, ValueError, "block_size"),
+    ({"entropy": "yes"}, TypeError, "entropy"),
+    ({"ck": "high"}, TypeError, "ck"),
+    ({"exchange": "ring"}, ValueError, "exchange must be one of"),
+    ({"exchange": 2}, TypeError, "exchange must be one of"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), _BAD_LAQ_ARGUMENTS)
+def test_laq_state_refuses_bad_arguments(kwargs: dict[str, Any], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        LAQState(**kwargs)
+
+
+def test_state_defaults_and_pickle() -> None:
     # block_size="auto" (the default): smaller radius blocks at low widths (docs/ddp.md).
     assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]
     assert LAQState(bits=2, block_size=None).block_size is None
     assert LAQState(bits=2, block_size=128).block_size == 128
+    # The defaults of docs/ddp.md "Bytes per step": entropy-coded frames, a 4-bit downlink,
+    # ck 1.2 from 4 bits on (0.8 below).
+    st0 = LAQState()
+    assert (st0.entropy, st0.downlink_bits, st0.rule.ck) == (True, 4, 1.2)
+    assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
+    assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
     # The process group is dropped when pickling (it cannot cross processes).
     st = LAQState(process_group=object(), bits=3)
     st2 = pickle.loads(pickle.dumps(st))

@@ -9,10 +9,13 @@ validation never costs an extra sweep over a large gradient.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
-from typing import Any
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +40,16 @@ __all__ = [
     "check_step",
     "check_uint64",
     "registry_key",
+    "renamed_keywords",
 ]
 
 #: Largest seed, stream or step (they key the counter-based RNG as uint64).
 UINT64_MAX = 2**64 - 1
 #: Largest QSGD level count: a sign bit plus ceil(log2(levels + 1)) level bits fit in 8 bits.
 MAX_LEVELS = 127
+
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def __dir__() -> list[str]:
@@ -329,3 +336,38 @@ def registry_key(name: str) -> str:
     """The one normalisation of registry names (algorithms and compressors alike): case,
     surrounding blanks and the choice of ``-`` or ``_`` do not matter."""
     return name.strip().lower().replace("-", "_")
+
+
+def renamed_keywords(**renames: str) -> Callable[[F], F]:
+    """Decorator: accept the old keyword ``old`` of ``renames = {old: new}`` as a deprecated
+    alias of ``new``.
+
+    A call with ``old=`` warns (``DeprecationWarning`` naming ``new``) and runs as if it had
+    passed ``new=``; a call with both raises ``TypeError`` before the function runs. The
+    signature (and hence type checking and the docs) shows only the new names.
+    """
+
+    def decorate(fn: F) -> F:
+        where = fn.__qualname__.removesuffix(".__init__")
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(
+                        f"{where}() got both {new}= and its deprecated alias {old}=; "
+                        f"pass only {new}="
+                    )
+                warnings.warn(
+                    f"{where}({old}=...) is deprecated: use {new}=... (the same value)",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return cast(F, wrapper)  # the same signature (functools.wraps)
+
+    return decorate

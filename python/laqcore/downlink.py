@@ -18,6 +18,17 @@ Two families of modes (docs/algorithms.md, "Downlink"):
     ``s_hat`` too, so server and replicas agree exactly and the quantization error never
     accumulates (the next innovation carries the residual).
 
+``delta:laq:B`` **over owner chunks** (``downlink_chunks=N`` in the simulator; the engine's
+two-phase exchange): :class:`ChunkedStateDownlink`. The vector is split into N chunks as the
+engine splits it; each chunk's owner folds the uploads into the exact chunk of the server's
+*state* (the lazy aggregate, or the round's sum: ``Server.fold``) and publishes it
+re-quantized against the copy ``S_hat`` every replica holds, with one radius per chunk:
+``S_hat_j += Q(S_j - S_hat_j)``; every replica then finishes the round from ``S_hat``
+(``Server.commit``), so the model, the lazy rule's iterate history and the next messages are
+computed from what the workers really hold. The residual stays in ``S - S_hat`` and goes with
+the next publication. This quantizes the state, as the DDP hook does (its aggregate
+replica), not the model step of the unchunked ``delta:laq:B``, so the two differ.
+
 :func:`requantize` is the pure downlink quantizer (shared with the DDP exchange);
 :class:`Downlink` applies a mode inside the simulator's loop and returns each round's
 downlink sizes: ``broadcast`` (bytes one broadcast must carry) and ``delivered`` (bytes the
@@ -41,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODES",
+    "ChunkedStateDownlink",
     "Downlink",
     "DownlinkMode",
     "RoundDown",
@@ -210,3 +222,71 @@ class Downlink:
         payload, self._step_held = requantize(step, self._step_held, mode.bits)
         self.server.theta = self._theta_prev + self._step_held.astype(np.float64)
         return RoundDown(payload.nbytes, M * payload.nbytes)
+
+
+class ChunkedStateDownlink:
+    """``delta:laq:B`` over owner chunks (module docstring): the owners' exact state and the
+    replicas' copy ``held``, for a ``chunkable`` server.
+
+    Parameters
+    ----------
+    server : Server
+        The (replica) server; its ``fold`` and ``commit`` run the round.
+    bits : int
+        Bits per coordinate of the publications (global radius per chunk).
+    bounds : list of (int, int)
+        The chunks, as the engine splits the vector
+        (:func:`laqcore.distributed.slicing.chunk_bounds`).
+    """
+
+    def __init__(self, server: Server, bits: int, bounds: list[tuple[int, int]]) -> None:
+        if not type(server).chunkable:
+            raise ValueError(
+                f"a chunked downlink needs a server that folds chunks of its uploads; "
+                f"{type(server).__name__} does not"
+            )
+        if not bounds or bounds[0][0] != 0 or bounds[-1][1] != server.dim:
+            raise ValueError(f"chunks must cover 0..{server.dim}, got {bounds}")
+        self.server = server
+        self.bits = check_bits(bits)
+        self.bounds = [(int(s), int(e)) for s, e in bounds]
+        self.exact = np.array(server.fold({}, 0, server.dim))
+        self.held: FloatVector = np.zeros(server.dim, np.float32)
+
+    def fold(self, uploads: dict[int, Payload], s: int, e: int) -> None:
+        """The owner of ``[s, e)``: fold the uploads (payloads of those coordinates)."""
+        base = self.exact[s:e] if type(self.server).state_persists else None
+        self.exact[s:e] = self.server.fold(uploads, s, e, base)
+
+    def publish(self, s: int, e: int) -> LAQPayload:
+        """The owner of ``[s, e)``: its publication; applies it to its own copy."""
+        payload, self.held[s:e] = requantize(self.exact[s:e], self.held[s:e], self.bits)
+        return payload
+
+    def receive(self, s: int, e: int, payload: LAQPayload) -> None:
+        """Every other rank: apply the owner of ``[s, e)``'s publication."""
+        laq_apply(self.held[s:e], payload)
+
+    def commit(self, uploaders: list[int]) -> None:
+        """Finish the round from the replicas' copy of the state."""
+        self.server.commit(uploaders, self.held.astype(self.exact.dtype))
+
+    def round(self, uploads: dict[int, Payload], num_workers: int) -> RoundDown:
+        """The simulator's round (one process owns every chunk): the sizes of the
+        publications (one broadcast each), every worker receiving all of them."""
+        if not uploads:  # nothing moves; the replicas step from the state they hold
+            self.server.apply({})
+            return RoundDown(0, 0)
+        self.fold(uploads, 0, self.server.dim)  # coordinate-wise: the same as chunk by chunk
+        size = sum(self.publish(s, e).nbytes for s, e in self.bounds if e > s)
+        self.commit(sorted(uploads))
+        return RoundDown(size, num_workers * size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exact": self.exact.copy(), "held": self.held.copy()}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        exact, held = np.asarray(sd["exact"]), np.asarray(sd["held"])
+        if exact.shape != self.exact.shape or held.shape != self.held.shape:
+            raise ValueError("downlink state of another model size")
+        self.exact[:], self.held[:] = exact, held

@@ -161,7 +161,7 @@ class LazyUploader:
             if adaptive_bits is None
             else check_real(adaptive_bits, "adaptive_bits", minimum=0.0)
         )
-        # The rule's error weight (3 for LAQ); the quantization-error term is this * ||eps||^2.
+        # The rule's err_coef (3 for LAQ); the quantization-error term is this * ||eps||^2.
         self._err_weight = 3.0 if rule is None else rule.err_scale * rule.err_coef
         self.clock = 0
         self.uploads = 0

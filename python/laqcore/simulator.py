@@ -36,7 +36,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ._validate import check_positive_int, check_real
-from .downlink import Downlink, DownlinkMode, parse_downlink
+from .distributed.engine_exchange import owner_chunks
+from .downlink import ChunkedStateDownlink, Downlink, DownlinkMode, parse_downlink
 from .driver import Outcome, Recorder, run_rounds
 from .entropy import entropy_decode, entropy_encode, is_codable
 from .network import Link, TrafficTrace, round_times
@@ -231,6 +232,7 @@ def simulate(
     downlink: str | DownlinkMode = "delta",
     link: Link | None = None,
     compute_s: float | None = None,
+    downlink_chunks: int = 0,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
 
@@ -262,6 +264,11 @@ def simulate(
         Time model to apply to the recorded traffic (:meth:`RunResult.apply_link`).
     compute_s : float, optional
         Compute seconds per iteration for the time model (default: measured in the run).
+    downlink_chunks : int, optional
+        With ``delta:laq:B`` and N >= 1 (default 0: no chunks): model the engine's two-phase exchange over this many processes
+        (:class:`laqcore.downlink.ChunkedStateDownlink`: the vector split into owner chunks
+        as the engine splits it, the server's state re-quantized chunk by chunk). The
+        engine's ``downlink="delta:laq:B"`` with N processes then gives exactly this run.
     """
     check_positive_int(max_iterations, "max_iterations")
     eps = check_real(eps, "eps", minimum=0.0)
@@ -275,6 +282,12 @@ def simulate(
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
     down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
+    chunked = None
+    if downlink_chunks:
+        if not down.mode.quantized or down.mode.kind != "delta":
+            raise ValueError(f"downlink_chunks needs a delta:laq:B downlink, got {down.mode.name}")
+        bounds = owner_chunks(algorithm, server, downlink_chunks)
+        chunked = ChunkedStateDownlink(server, down.mode.bits, bounds)
     trace = TrafficTrace(M)
 
     def evaluate(theta: np.ndarray) -> tuple[float, float]:
@@ -318,9 +331,12 @@ def simulate(
 
     def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         t1 = time.perf_counter()
-        down.start_round()
-        server.apply(batch)
-        sent = down.finish_round(batch)
+        if chunked is not None:
+            sent = chunked.round(batch, M)
+        else:
+            down.start_round()
+            server.apply(batch)
+            sent = down.finish_round(batch)
         trace.server_seconds += time.perf_counter() - t1
         trace.server_steps += 1
         trace.record(on_wire, sent.broadcast, sent.delivered)

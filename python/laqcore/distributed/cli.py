@@ -46,6 +46,7 @@ def _config(args: argparse.Namespace) -> Any:
         resume=args.resume,
         replica_check_every=args.replica_check_every,
         exchange=args.exchange,
+        downlink=args.downlink,
     )
 
 
@@ -95,7 +96,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
-    check_exchange(args.exchange, get_algorithm(args.algorithm, **algorithm_overrides(args)))
+    check_exchange(
+        args.exchange, get_algorithm(args.algorithm, **algorithm_overrides(args)), args.downlink
+    )
     if args.checkpoint_dir:
         check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     _require_torch()
@@ -166,6 +169,13 @@ def add_parser(sub: Any) -> None:
         help="two-phase: chunk j of every upload to owner j, which publishes its chunk of the "
         "server state (per-rank traffic flat in N); all-gather: every upload to every rank; "
         "auto (default): two-phase where the algorithm allows it",
+    )
+    g.add_argument(
+        "--downlink",
+        default="delta",
+        help="delta (default): the owners publish the server state exactly; delta:laq:B "
+        "(two-phase only): re-quantized to B bits against the ranks' copy, chunk by chunk "
+        "(`laqcore run --downlink delta:laq:B --downlink-chunks N` gives the same run)",
     )
     g.add_argument(
         "--nonfinite",

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -62,13 +61,13 @@ import torch
 import torch.distributed as dist
 
 from .._validate import check_positive_int
-from ..downlink import delta_frames
+from ..downlink import delta_frames, parse_downlink
 from ..driver import Recorder, run_rounds
 from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
-from . import checkpoint as ckfmt
-from .engine_exchange import EXCHANGES, AnnouncedUpload, EngineChunkCodec, resolve_exchange
-from .errors import NonFiniteGradientError, ReplicaMismatchError
+from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
+from .engine_state import RankCheckpoints, check_replicas
+from .errors import NonFiniteGradientError
 from .transport import Transport
 from .two_phase import TwoPhaseExchange
 
@@ -81,9 +80,6 @@ __all__ = ["EngineConfig", "run_engine"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-_CKPT_FORMAT = "laqcore.engine-checkpoint/1"
 
 
 @dataclass
@@ -116,6 +112,11 @@ class EngineConfig:
     exchange : {"auto", "two-phase", "all-gather"}
         How the uploads move (module docstring); ``auto`` is ``two-phase`` where the
         algorithm allows it (:func:`laqcore.distributed.engine_exchange.upload_unit`).
+    downlink : {"delta", "delta:laq:B"}
+        ``delta``: the owners publish the server state exactly (or, all-gather, every upload
+        reaches every rank). ``delta:laq:B`` (two-phase only): re-quantized to B bits against
+        the replicas' copy, chunk by chunk; the simulator's ``downlink="delta:laq:B",
+        downlink_chunks=N`` gives the same run.
     """
 
     problem: dict[str, Any]
@@ -131,13 +132,14 @@ class EngineConfig:
     replica_check_every: int = 100
     record_history: bool = True
     exchange: str = "auto"
+    downlink: str = "delta"
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
         keep = {
             k: v
             for k, v in asdict(self).items()
-            if k in ("problem", "algorithm", "overrides", "eps", "exchange")
+            if k in ("problem", "algorithm", "overrides", "eps", "exchange", "downlink")
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
             :16
@@ -196,8 +198,8 @@ def run_engine(
 
     if cfg.nonfinite not in ("raise", "skip"):
         raise ValueError(f"nonfinite must be 'raise' or 'skip', got {cfg.nonfinite!r}")
-    if cfg.exchange not in EXCHANGES:
-        raise ValueError(f"exchange must be one of {', '.join(EXCHANGES)}, got {cfg.exchange!r}")
+    down = parse_downlink(cfg.downlink)
+    check_exchange(cfg.exchange, get_algorithm(cfg.algorithm, **cfg.overrides), cfg.downlink)
     check_positive_int(cfg.checkpoint_every, "checkpoint_every", minimum=0)
     check_positive_int(cfg.replica_check_every, "replica_check_every", minimum=0)
     problem = make_problem(**cfg.problem)
@@ -214,10 +216,10 @@ def run_engine(
     owned = [[m for m in range(M) if m % world == r] for r in range(world)]
     mine = owned[rank]
     unit = resolve_exchange(cfg.exchange, algorithm, server)
-    codec = None if unit is None else EngineChunkCodec(server, owned, unit)
-    chunked = None
-    if codec is not None:
-        chunked = TwoPhaseExchange(problem.dim, codec, control_width=2 * codec.slots)
+    bits = down.bits if down.quantized else None
+    codec = None if unit is None else EngineChunkCodec(server, owned, unit, bits)
+    width = 0 if codec is None else 2 * codec.slots  # (worker, bytes) per slot
+    chunked = None if codec is None else TwoPhaseExchange(problem.dim, codec, control_width=width)
     workers = {
         m: algorithm.make_worker(m, cast("LocalObjective", _FiniteObjective(problem.workers[m])), M)
         for m in mine
@@ -226,6 +228,7 @@ def run_engine(
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
     transport = Transport(timeout_s=None)
+    qdown = None if codec is None else codec.down  # the owners' exact and the held state
     stats: Any = transport.stats if chunked is None else chunked.stats
     counters = {"monitor_bytes": 0, "nonfinite": 0}
     # Seconds this rank spent inside collectives (the exchange, the monitoring all-reduces);
@@ -265,12 +268,12 @@ def run_engine(
         eval_every=cfg.eval_every,
         record_history=cfg.record_history,
     )
-    ckpt = _Checkpoints(cfg, rank, world)
+    ckpt = RankCheckpoints(cfg, rank, world, skip=(_FiniteObjective,), downlink=qdown)
     loss0 = global_loss(server.theta)
     k = 0
     if cfg.resume:
         k, loss0 = ckpt.load(server, workers, recorder, counters, stats)
-        _check_replicas(server, rank, k)  # replicas restored from different files must agree
+        check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
         recorder.record(0, loss0, server.theta)
     hist = recorder.history
@@ -288,8 +291,7 @@ def run_engine(
             return None
 
     def exchange_two_phase(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
-        """This rank's uploads -> every worker's (announced sizes), the state folded by the
-        owners in ``codec.state`` (applied by :func:`apply`)."""
+        """This rank's uploads -> every worker's (sizes announced); the state: in ``codec``."""
         assert chunked is not None and codec is not None  # noqa: S101 - two-phase runs only
         t0 = time.perf_counter()
         res = chunked.round(
@@ -334,7 +336,9 @@ def run_engine(
 
     def apply(batch: dict[int, Payload], messages: list[Message]) -> int:
         if codec is not None and batch:
-            server.commit(sorted(batch), codec.result())  # the owners' folded state
+            size = codec.commit(sorted(batch))  # the owners' folded state
+            if qdown is not None:
+                return M * size  # the simulator's chunked delta:laq:B downlink
         else:
             server.apply(batch)
         # The simulator's default ``delta`` downlink: every worker receives the other
@@ -346,7 +350,7 @@ def run_engine(
         round_compute.append(now - clock["mark"] - (comm - clock["comm_at_mark"]))
         clock["mark"], clock["comm_at_mark"] = now, comm
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
-            _check_replicas(server, rank, k)
+            check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
             ckpt.save(k, loss0, server, workers, recorder, counters, stats)
 
@@ -394,108 +398,3 @@ def run_engine(
         "theta": np.array(server.theta),
         "round_compute_s": round_compute,
     }
-
-
-def _check_replicas(server: Any, rank: int, k: int) -> None:
-    """All-gather the digest of every rank's server replica; raise on every rank if any
-    differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
-    mine = torch.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=torch.int64)
-    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, mine)
-    groups: dict[bytes, list[int]] = {}
-    for r, t in enumerate(gathered):
-        groups.setdefault(t.numpy().tobytes(), []).append(r)
-    if len(groups) > 1:
-        raise ReplicaMismatchError(sorted(groups.values()), k)
-
-
-class _Checkpoints:
-    """``rank<r>.ckpt`` in ``checkpoint_dir`` (format: :mod:`laqcore.distributed.checkpoint`)."""
-
-    def __init__(self, cfg: EngineConfig, rank: int, world: int) -> None:
-        self.cfg, self.rank, self.world = cfg, rank, world
-        self.path = (
-            None
-            if cfg.checkpoint_dir is None
-            else os.path.join(cfg.checkpoint_dir, f"rank{rank}.ckpt")
-        )
-        if cfg.resume and self.path is None:
-            raise ValueError("resume needs checkpoint_dir")
-        if cfg.checkpoint_dir is not None:
-            os.makedirs(cfg.checkpoint_dir, exist_ok=True)
-
-    def save(
-        self,
-        k: int,
-        loss0: float,
-        server: Any,
-        workers: dict[int, Any],
-        recorder: Recorder,
-        counters: dict[str, int],
-        stats: Any,
-    ) -> None:
-        assert self.path is not None  # noqa: S101 - only called when configured
-        state = {
-            "format": _CKPT_FORMAT,
-            "fingerprint": self.cfg.fingerprint(),
-            "world": self.world,
-            "rank": self.rank,
-            "k": k,
-            "loss0": loss0,
-            "counters": dict(counters),
-            "recorder": recorder.state(),
-            "wire": asdict(stats),
-            "server": server,
-            "workers": dict(workers),
-        }
-        tree, arrays = ckfmt.encode_state(state, skip=(_FiniteObjective,))
-        ckfmt.write_checkpoint(self.path, tree, arrays)
-
-    def load(
-        self,
-        server: Any,
-        workers: dict[int, Any],
-        recorder: Recorder,
-        counters: dict[str, int],
-        stats: Any,
-    ) -> tuple[int, float]:
-        path = self.path
-        assert path is not None  # noqa: S101 - checked in __init__
-        tree, arrays = ckfmt.read_checkpoint(path)
-        template = {
-            "format": _CKPT_FORMAT,
-            "fingerprint": self.cfg.fingerprint(),
-            "world": self.world,
-            "rank": self.rank,
-        }
-        try:
-            entries = {k: v for k, v in tree["__map__"]}
-            head = {key: ckfmt.restore_state(None, entries.get(key), arrays) for key in template}
-        except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise ckfmt.CheckpointError(
-                f"checkpoint {path} has a malformed header: {err}"
-            ) from None
-        if head != template:
-            raise ckfmt.CheckpointError(
-                f"checkpoint {path} was written by another configuration, world size or rank "
-                f"({head.get('world')} processes, rank {head.get('rank')})"
-            )
-        live = {
-            **template,
-            "k": 0,
-            "loss0": 0.0,
-            "counters": dict(counters),
-            "recorder": recorder.state(),
-            "wire": asdict(stats),
-            "server": server,
-            "workers": dict(workers),
-        }
-        try:
-            state = ckfmt.restore_state(live, tree, arrays, skip=(_FiniteObjective,))
-            recorder.load_state(state["recorder"])
-            counters.update(state["counters"])
-            for name, v in state["wire"].items():
-                setattr(stats, name, v)
-            return int(state["k"]), float(state["loss0"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ckfmt.CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None

@@ -19,7 +19,11 @@ hook's exchange, with :class:`EngineChunkCodec` as its codec:
    chunk of the aggregate, or of the sum, that ``apply`` would compute).
 2. **Downlink**: owner j publishes its chunk of that state exactly (float32 or float64, the
    server's dtype), by one all-gather; every rank assembles the whole state vector and calls
-   ``server.commit``, which finishes the round as ``server.apply`` would.
+   ``server.commit``, which finishes the round as ``server.apply`` would. With
+   ``downlink_bits`` (``--downlink delta:laq:B``) the owner keeps its exact chunk and
+   publishes it re-quantized against the copy every rank holds
+   (:class:`laqcore.downlink.ChunkedStateDownlink`, one LAQ frame per chunk), and every rank
+   commits that copy: what the simulator computes with ``downlink_chunks = N``.
 
 ``server.apply(uploads)`` is ``commit(fold(uploads, 0, n))`` and every fold is coordinate-wise
 (a sum in worker order, a LAQ accumulate, a float32 -> float64 add), so the replicas are
@@ -39,8 +43,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import check_positive_int
+from ..downlink import ChunkedStateDownlink, parse_downlink
+from ..laq import laq_quantize
+from ..laq_payload import LAQPayload
 from ..wire import Payload, pack_uploads, unpack_uploads
-from .slicing import slice_payload, slice_unit
+from .slicing import chunk_bounds, slice_payload, slice_unit
 
 if TYPE_CHECKING:
     from ..algorithms.base import Algorithm, Server
@@ -50,6 +58,7 @@ __all__ = [
     "AnnouncedUpload",
     "EngineChunkCodec",
     "check_exchange",
+    "owner_chunks",
     "resolve_exchange",
     "upload_unit",
 ]
@@ -115,11 +124,34 @@ def resolve_exchange(exchange: str, algorithm: Algorithm, server: Server) -> int
     return unit
 
 
-def check_exchange(exchange: str, algorithm: Algorithm) -> None:
-    """:func:`resolve_exchange` on a small stand-in server of this algorithm: the CLI's check
-    before any process starts."""
+def owner_chunks(algorithm: Algorithm, server: Server, chunks: int) -> list[tuple[int, int]]:
+    """The ``chunks`` owner chunks of the vector, exactly as the engine's two-phase exchange
+    with ``chunks`` processes splits it (the simulator's ``downlink_chunks``)."""
+    chunks = check_positive_int(chunks, "downlink_chunks")
+    unit = upload_unit(algorithm, server)
+    if unit is None:
+        raise ValueError(
+            f"a chunked downlink needs an algorithm whose server folds chunks of sliceable "
+            f"uploads (as --exchange two-phase); {algorithm.name} cannot"
+        )
+    return chunk_bounds(server.dim, chunks, unit)
+
+
+def check_exchange(exchange: str, algorithm: Algorithm, downlink: str = "delta") -> bool:
+    """The engine's checks of ``exchange`` and ``downlink`` on a small stand-in server of
+    this algorithm (the CLI's, before any process starts); returns whether the downlink is
+    quantized."""
     server = algorithm.make_server(np.zeros(64), 2, np.ones(2))
-    resolve_exchange(exchange, algorithm, server)
+    unit = resolve_exchange(exchange, algorithm, server)
+    down = parse_downlink(downlink)
+    if down.name != "delta" and not (down.kind == "delta" and down.quantized):
+        raise ValueError(f"the engine's downlink is delta or delta:laq:B, got {downlink!r}")
+    if unit is None and down.quantized:
+        raise ValueError(
+            f"downlink {down.name} needs the two-phase exchange ({algorithm.name} with exchange "
+            f"{exchange!r} runs the all-gather)"
+        )
+    return down.quantized
 
 
 class AnnouncedUpload(Payload):
@@ -150,16 +182,22 @@ class EngineChunkCodec:
         ``owned[r]``: the workers of rank r (increasing).
     unit : int
         Chunk boundaries are multiples of it (:func:`upload_unit`).
+    downlink_bits : int or None
+        Publish the state re-quantized to this many bits (``None``: exactly).
     """
 
-    def __init__(self, server: Server, owned: list[list[int]], unit: int) -> None:
+    def __init__(
+        self, server: Server, owned: list[list[int]], unit: int, downlink_bits: int | None = None
+    ) -> None:
         self.server = server
+        self.downlink_bits = downlink_bits
+        self.down: ChunkedStateDownlink | None = None
         self.owned = [list(o) for o in owned]
         self.unit = int(unit)
         self.slots = max(len(o) for o in self.owned)
         self.bounds: list[tuple[int, int]] = []
         self.rank, self.world = 0, 1
-        self.dtype = np.dtype(np.float64)
+        self.dtype: np.dtype[Any] = np.dtype(np.float64)
         self.state: npt.NDArray[Any] = np.zeros(0)
         self._mine: npt.NDArray[Any] = np.zeros(0)
         #: This round's uploaders (rank order) and every announced upload (worker -> bytes).
@@ -171,13 +209,17 @@ class EngineChunkCodec:
         self.bounds, self.rank, self.world = list(bounds), int(rank), int(world)
         self.dtype = np.asarray(self.server.fold({}, 0, 0)).dtype
         self.state = np.zeros(bounds[-1][1], self.dtype)
+        if self.downlink_bits is not None:
+            self.down = ChunkedStateDownlink(self.server, self.downlink_bits, self.bounds)
 
     def uplink_size(self, j: int) -> int | None:
         return None  # bundles: as many items as the sender's uploading workers
 
     def downlink_size(self, j: int) -> int:
         s, e = self.bounds[j]
-        return (e - s) * self.dtype.itemsize
+        if self.downlink_bits is None or s == e:
+            return (e - s) * self.dtype.itemsize
+        return laq_quantize(np.zeros(e - s, np.float32), None, self.downlink_bits).nbytes
 
     # -- control ----------------------------------------------------------------------
     def announce(self, uploads: dict[int, Payload]) -> list[int]:
@@ -242,20 +284,36 @@ class EngineChunkCodec:
                     f"rank {r} sent chunks of workers {sorted(got)} but announced {want}"
                 )
             batch.update(got)
-        self._mine = self.server.fold(batch, s, e)
+        if self.down is not None:
+            self.down.fold(batch, s, e)
+        else:
+            self._mine = self.server.fold(batch, s, e)
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
         if s == e:
             return _EMPTY
+        if self.down is not None:
+            return np.frombuffer(self.down.publish(s, e).to_bytes(), np.uint8)
         self.state[s:e] = self._mine
         return self.state[s:e].view(np.uint8)
 
     def apply(self, j: int, data: ByteVector) -> None:
         s, e = self.bounds[j]
-        if s != e:
+        if s != e and self.down is not None:
+            self.down.receive(s, e, LAQPayload.from_bytes(data, expected_n=e - s))
+        elif s != e:
             self.state[s:e] = np.frombuffer(data.tobytes(), self.dtype)
 
     def result(self, out: Any = None) -> npt.NDArray[Any]:
         """The whole state vector (the server's dtype), valid after a round with uploads."""
         return self.state
+
+    def commit(self, uploaders: list[int]) -> int:
+        """Finish a round with uploads on the server replica; returns the downlink bytes one
+        broadcast of the publications carries (what the simulator counts per worker)."""
+        if self.down is None:
+            self.server.commit(uploaders, self.state)
+            return 0
+        self.down.commit(uploaders)
+        return sum(self.downlink_size(j) for j, (s, e) in enumerate(self.bounds) if e > s)

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._validate import check_positive_int
 from ..compressors.base import ScaledCodesPayload
 from ..compressors.dense import DensePayload
 from ..compressors.qsgd import QSGDPayload
 from ..laq_payload import LAQBlockPayload, LAQPayload
 from ..wire import Payload
 
-__all__ = ["slice_payload", "slice_unit"]
+__all__ = ["chunk_bounds", "slice_payload", "slice_unit"]
 
 
 def __dir__() -> list[str]:
@@ -87,3 +88,25 @@ def slice_payload(payload: Payload, s: int, e: int) -> Payload:
         return DensePayload(payload.values[s:e])
     assert isinstance(payload, ScaledCodesPayload)  # noqa: S101 - slice_unit checked the kind
     return type(payload)(e - s, payload._scale, _bytes(payload.packed, s, e, payload.CODE_BITS))
+
+
+def chunk_bounds(n: int, world: int, unit: int) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into ``world`` contiguous chunks whose boundaries are multiples of
+    ``unit`` (the last chunk ends at ``n``); chunk sizes differ by at most one unit, and a
+    chunk is empty when there are fewer units than chunks.
+
+    Examples
+    --------
+    >>> chunk_bounds(10, 3, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    >>> chunk_bounds(6, 3, 4)  # two units for three chunks: one chunk is empty
+    [(0, 0), (0, 4), (4, 6)]
+    """
+    n = check_positive_int(n, "n")
+    world = check_positive_int(world, "world")
+    unit = check_positive_int(unit, "unit")
+    units = -(-n // unit)
+    return [
+        (min(n, (j * units // world) * unit), min(n, ((j + 1) * units // world) * unit))
+        for j in range(world)
+    ]

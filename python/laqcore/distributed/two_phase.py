@@ -44,6 +44,7 @@ import torch.distributed as dist
 
 from .._validate import check_positive_int
 from .errors import PeerFailureError
+from .slicing import chunk_bounds
 
 __all__ = [
     "ChunkCodec",
@@ -63,28 +64,6 @@ ByteVector = npt.NDArray[np.uint8]
 UPLOAD, SKIP, NONFINITE = 1, 0, -1
 _INT64 = 8
 _EMPTY: ByteVector = np.empty(0, np.uint8)
-
-
-def chunk_bounds(n: int, world: int, unit: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into ``world`` contiguous chunks whose boundaries are multiples of
-    ``unit`` (the last chunk ends at ``n``); chunk sizes differ by at most one unit, and a
-    chunk is empty when there are fewer units than chunks.
-
-    Examples
-    --------
-    >>> chunk_bounds(10, 3, 4)
-    [(0, 4), (4, 8), (8, 10)]
-    >>> chunk_bounds(6, 3, 4)  # two units for three chunks: one chunk is empty
-    [(0, 0), (0, 4), (4, 6)]
-    """
-    n = check_positive_int(n, "n")
-    world = check_positive_int(world, "world")
-    unit = check_positive_int(unit, "unit")
-    units = -(-n // unit)
-    return [
-        (min(n, (j * units // world) * unit), min(n, ((j + 1) * units // world) * unit))
-        for j in range(world)
-    ]
 
 
 class ChunkCodec(Protocol):

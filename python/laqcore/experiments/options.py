@@ -233,6 +233,15 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
         "(theta as float64 to every worker every iteration), model:f32, model:laq:B",
     )
     g.add_argument(
+        "--downlink-chunks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with delta:laq:B: model `laqcore launch --nproc N --downlink delta:laq:B` (the "
+        "server state re-quantized in the N owner chunks of its two-phase exchange; the "
+        "engine then gives exactly this run)",
+    )
+    g.add_argument(
         "--network",
         default="edge",
         choices=["datacenter", "cluster-1g", "edge"],
@@ -250,8 +259,7 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
         help="ps (default: parameter server), allreduce (ring), allgather (the engine's "
         "--exchange all-gather), two-phase (gather at one node, it sends the downlink), "
         "chunked (the DDP hook's owner-chunk exchange, with --downlink delta:laq:B as the "
-        "hook; the engine's default two-phase exchange, whose owners publish the exact "
-        "server state, is chunked with --downlink model:f64, model:f32 for the LAQ family)",
+        "hook; the engine's --exchange two-phase)",
     )
     g.add_argument(
         "--broadcast",
@@ -289,7 +297,11 @@ def downlink_from_args(args: argparse.Namespace) -> Any:
     """The parsed ``--downlink`` mode (raises ValueError on a bad value)."""
     from ..downlink import parse_downlink
 
-    return parse_downlink(getattr(args, "downlink", "delta"))
+    mode = parse_downlink(getattr(args, "downlink", "delta"))
+    chunks = getattr(args, "downlink_chunks", None)
+    if chunks is not None and (chunks < 1 or not mode.quantized or mode.kind != "delta"):
+        raise ValueError(f"--downlink-chunks needs N >= 1 and --downlink delta:laq:B, got {chunks}")
+    return mode
 
 
 PARAM_FLAGS = (

@@ -38,9 +38,8 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 #: engine's ``--exchange all-gather`` (control all-gather, then the uploaders' frames);
 #: ``two-phase``: gather at one aggregator node, then the aggregator sends the downlink to
 #: the others; ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks,
-#: all-gather of the owners' published aggregate change), and the engine's default
-#: two-phase exchange when the downlink is the exact server state (``model:f64``; the LAQ
-#: family's aggregate is float32: ``model:f32``).
+#: all-gather of the owners' published aggregate change), also the engine's default
+#: ``--exchange two-phase`` (docs/algorithms.md says which ``--downlink`` matches it).
 TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase", "chunked")
 
 

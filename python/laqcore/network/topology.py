@@ -12,7 +12,7 @@ min(U, D)``; sizes in bytes, times 8 for bits. Every iteration costs:
     ``2 (N - 1) (L + 8 S / (N B))`` with ``S`` the largest upload of the round (the
     reduced vector; a compressed payload is assumed summable at its size, which favours the
     compressors); a round without upload costs the flag exchange ``(N - 1) L``.
-``allgather`` (the distributed engine's exchange, :mod:`laqcore.distributed.transport`)
+``allgather`` (the engine's ``--exchange all-gather``, :mod:`laqcore.distributed.transport`)
     control: ring all-gather of one int64, ``(N - 1) (L + 64 / B)``; payload: if every node
     uploads, one padded ring all-gather ``(N - 1) (L + 8 F_max / B)``, else one broadcast
     per uploading node, ``ceil(log2 N) (L + 8 F_n / B)`` each (gloo's broadcast is a binomial
@@ -22,7 +22,7 @@ min(U, D)``; sizes in bytes, times 8 for bits. Every iteration costs:
 ``two-phase`` (gather at an aggregator node, then it sends the downlink)
     ``L + 8 (sum of the uploads) / D + L + 8 S_down / U`` with ``S_down`` the broadcast size
     (``broadcast``) or ``N - 1`` copies of it (unicast).
-``chunked`` (the DDP hook's owner-chunk exchange, :mod:`laqcore.distributed.two_phase`)
+``chunked`` (the owner-chunk exchange of the DDP hook and of the engine's ``--exchange two-phase``)
     control: ring all-gather of one int64, ``(N - 1) (L + 64 / B)``; nothing else when
     nobody uploads. Else uplink: one all-to-all in which node n sends chunk j of its frame
     ``F_n`` (its uploading workers' payloads) to owner j, ``L + max_n max(8 (N - 1) F_n / (N

@@ -7,10 +7,12 @@
     ddp_model.register_comm_hook(state, laq_hook)
 
 ``QSGDState``/``qsgd_hook``, ``TernGradState``/``terngrad_hook`` and
-``RotationState``/``rotation_hook`` work the same way.
+``RotationState``/``rotation_hook`` work the same way; ``make_hook(name, **kwargs)`` returns
+a new state and its hook by name (``HOOKS`` lists them).
 
 Modules (one concern each): ``laq_state`` (LAQ's hook state and rule driver),
-``compressor_hooks`` (QSGD, TernGrad, rotation), ``_state`` (the per-iteration driver shared by all),
+``compressor_hooks`` (QSGD, TernGrad, rotation), ``registry`` (the hooks by name), ``_state``
+(the per-iteration driver shared by all),
 ``_layout`` (bucket parking, the flat stable-order layout, input checks), ``_exchange`` (the
 exchange seam), ``_rule`` (LAQ's upload test in observed quantities), ``_nonfinite`` (the
 NaN/Inf policies for mixed precision).
@@ -32,13 +34,16 @@ from .compressor_hooks import (
     terngrad_hook,
 )
 from .laq_state import LAQState, laq_hook
+from .registry import HOOKS, make_hook
 
 __all__ = [
+    "HOOKS",
     "LAQState",
     "QSGDState",
     "RotationState",
     "TernGradState",
     "laq_hook",
+    "make_hook",
     "qsgd_hook",
     "rotation_hook",
     "terngrad_hook",

@@ -130,6 +130,50 @@ class _AllGather:
             )
         return res.frames, res.nonfinite_ranks, self._received(res.frames)
 
+    def average(
+        self,
+        payload: Payload | None,
+        *,
+        nonfinite: bool,
+        abort_on_nonfinite: bool,
+        tag: str,
+        out: FloatVector | None = None,
+    ) -> Averaged:
+        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
+        if bad and abort_on_nonfinite:
+            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
+        mean = self._begin(out)
+        own: Payload | None = None
+        uploaders = []
+        # Same frames, same order on every rank: bit-identical results.
+        for r, frame in enumerate(frames):
+            if frame is None:
+                continue
+            got = self._add(frame, mean)
+            uploaders.append(r)
+            if r == self.transport.rank:
+                own = got
+        self._finish(mean, len(uploaders))
+        return Averaged(mean, own, uploaders, bad, received)
+
+    # The subclass's part: the buffer the average goes to, one uploader's frame decoded and
+    # added, the division at the end.
+    def _begin(self, out: FloatVector | None) -> FloatVector:
+        raise NotImplementedError
+
+    def _add(self, frame: bytes, mean: FloatVector) -> Payload:
+        raise NotImplementedError
+
+    def _finish(self, mean: FloatVector, uploads: int) -> None:
+        raise NotImplementedError
+
+    # The all-gathers keep no state of their own (LAQ's aggregate is the hook's).
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        return None
+
 
 class LAQAllGather(_AllGather):
     """LAQ exchange: every uploader's decoded innovation is added to ``server``.
@@ -143,38 +187,16 @@ class LAQAllGather(_AllGather):
         self.server = server
         self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
 
-    def average(
-        self,
-        payload: Payload | None,
-        *,
-        nonfinite: bool,
-        abort_on_nonfinite: bool,
-        tag: str,
-        out: FloatVector | None = None,
-    ) -> Averaged:
-        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
-        if bad and abort_on_nonfinite:
-            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
-        own: Payload | None = None
-        uploaders = []
-        # Same frames, same order on every rank: bit-identical aggregates.
-        for r, frame in enumerate(frames):
-            if frame is None:
-                continue
-            got = LAQPayload.from_bytes(frame, expected_n=self.n)
-            self.server.add(got)
-            uploaders.append(r)
-            if r == self.transport.rank:
-                own = got
-        mean = self._mean if out is None else out
+    def _begin(self, out: FloatVector | None) -> FloatVector:
+        return self._mean if out is None else out
+
+    def _add(self, frame: bytes, mean: FloatVector) -> Payload:
+        got = LAQPayload.from_bytes(frame, expected_n=self.n)
+        self.server.add(got)
+        return got
+
+    def _finish(self, mean: FloatVector, uploads: int) -> None:
         np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=mean)
-        return Averaged(mean, own, uploaders, bad, received)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        return None
 
 
 class CompressorAllGather(_AllGather):
@@ -185,36 +207,16 @@ class CompressorAllGather(_AllGather):
         self.compressor = compressor
         self._sum: FloatVector = np.empty(n, dtype=np.float32)
 
-    def average(
-        self,
-        payload: Payload | None,
-        *,
-        nonfinite: bool,
-        abort_on_nonfinite: bool,
-        tag: str,
-        out: FloatVector | None = None,
-    ) -> Averaged:
-        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
-        if bad and abort_on_nonfinite:
-            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
-        comp, total = self.compressor, self._sum if out is None else out
+    def _begin(self, out: FloatVector | None) -> FloatVector:
+        total = self._sum if out is None else out
         total.fill(0.0)
-        own: Payload | None = None
-        uploaders = []
-        for r, frame in enumerate(frames):
-            if frame is None:
-                continue
-            got = comp.from_bytes(frame, expected_n=self.n)
-            total += comp.decompress(got)
-            uploaders.append(r)
-            if r == self.transport.rank:
-                own = got
+        return total
+
+    def _add(self, frame: bytes, total: FloatVector) -> Payload:
+        got: Payload = self.compressor.from_bytes(frame, expected_n=self.n)
+        total += self.compressor.decompress(got)
+        return got
+
+    def _finish(self, total: FloatVector, uploads: int) -> None:
         # Mean over the ranks that contributed (all of them unless a non-finite one skipped).
-        total /= np.float32(max(len(uploaders), 1))
-        return Averaged(total, own, uploaders, bad, received)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, sd: dict[str, Any]) -> None:
-        return None
+        total /= np.float32(max(uploads, 1))

@@ -28,7 +28,10 @@ recent steps: the deterministic rule applied to the noise-free part of the innov
 Safeguard. If this rank has not uploaded for ``safeguard_patience`` steps and its gradient's
 squared norm has grown by ``safeguard_growth`` since the start of that streak, it uploads
 (counted in ``stats()["safeguard_uploads"]``): a stale aggregate cannot silently drive
-training away. ``max_stale`` still forces an upload after that many skips.
+training away. ``t_bar`` still forces an upload after that many skips.
+
+The constants carry the library's names (docs/algorithms.md, "LAQ"): ``t_bar`` (forced
+upload after that many skips) and ``err_coef`` (weight of the quantization-error term).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ from .._validate import check_positive_int, check_real
 from ..lazy import IterateHistory
 
 __all__ = ["LazyRule"]
+
+#: Attribute names before the hook took the library's vocabulary (old -> new).
+_RENAMED = {"max_stale": "t_bar", "error_weight": "err_coef"}
 
 
 def __dir__() -> list[str]:
@@ -53,13 +59,13 @@ class LazyRule:
     D, ck : int, float
         Depth and weight of the right-hand side (``xi_d = ck / D``, ``ck / k`` while
         ``k <= D``).
-    error_weight : float
+    err_coef : float
         Weight of the quantization-error term ``(||eps||^2 + ||eps_hat||^2)``.
     noise_weight : float
         Weight of the minibatch-noise estimate (0: the paper's deterministic rule).
     noise_decay : float
         Decay of the noise estimate's moving average, in ``[0, 1)``.
-    max_stale : int
+    t_bar : int
         Forced upload after this many consecutive skips.
     safeguard_patience : int
         Skips after which the gradient norm is watched.
@@ -72,21 +78,21 @@ class LazyRule:
         *,
         D: int,
         ck: float,
-        error_weight: float,
+        err_coef: float,
         noise_weight: float,
         noise_decay: float,
-        max_stale: int,
+        t_bar: int,
         safeguard_patience: int,
         safeguard_growth: float,
     ) -> None:
         self.D = check_positive_int(D, "D")
         self.ck = check_real(ck, "ck", minimum=0.0)
-        self.error_weight = check_real(error_weight, "error_weight", minimum=0.0)
+        self.err_coef = check_real(err_coef, "err_coef", minimum=0.0)
         self.noise_weight = check_real(noise_weight, "noise_weight", minimum=0.0)
         self.noise_decay = check_real(noise_decay, "noise_decay", minimum=0.0)
         if self.noise_decay >= 1.0:
             raise ValueError(f"noise_decay must be in [0, 1), got {self.noise_decay}")
-        self.max_stale = check_positive_int(max_stale, "max_stale")
+        self.t_bar = check_positive_int(t_bar, "t_bar")
         self.safeguard_patience = check_positive_int(safeguard_patience, "safeguard_patience")
         self.safeguard_growth = check_real(safeguard_growth, "safeguard_growth", minimum=1.0)
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
@@ -99,7 +105,7 @@ class LazyRule:
     def rhs(self) -> float:
         """The test's first term: ``sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu``.
 
-        The error term ``error_weight (err + err_hat)`` is added by
+        The error term ``err_coef (err + err_hat)`` is added by
         :class:`~laqcore.lazy.UploadRule` (``err_coef``).
         """
         noise = self.noise_weight * self.noise if self.noise_samples else 0.0
@@ -136,6 +142,14 @@ class LazyRule:
         self.streak_ref = 0.0
 
     # -- checkpoints ----------------------------------------------------------------------
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        # A LAQState pickled before the rename holds its rule's constants under the old
+        # names (max_stale, error_weight): unpickle them under the library's.
+        for old, new in _RENAMED.items():
+            if old in d:
+                d[new] = d.pop(old)
+        self.__dict__.update(d)
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "history": self.history.state(),

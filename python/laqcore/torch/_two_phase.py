@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._validate import check_positive_int
+from .._validate import check_choice, check_positive_int
 from ..distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
 from ..distributed.two_phase import ChunkCodec, TwoPhaseExchange
 from ..wire import Payload
@@ -46,10 +46,9 @@ EXCHANGES = ("two-phase", "all-gather")
 
 
 def check_exchange(exchange: Any) -> str:
-    """``exchange`` if it is one of :data:`EXCHANGES`, else ``ValueError``."""
-    if exchange not in EXCHANGES:
-        raise ValueError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
-    return str(exchange)
+    """``exchange`` if it is one of :data:`EXCHANGES`; ``ValueError`` for another string,
+    ``TypeError`` for a non-string."""
+    return check_choice(exchange, "exchange", EXCHANGES)
 
 
 class TwoPhaseAverage:

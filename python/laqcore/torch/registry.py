@@ -1,0 +1,97 @@
+"""laqcore's DDP communication hooks by name: :data:`HOOKS` and :func:`make_hook`.
+
+One table for every trainer that picks a hook from a string (a ``--method`` flag, a
+benchmark's list)::
+
+    from laqcore.torch import make_hook
+    state, hook = make_hook("laq", bits=2)
+    ddp_model.register_comm_hook(state, hook)
+
+Names are looked up with the library's one spelling rule
+(:func:`laqcore._validate.registry_key`: case, surrounding blanks and ``-``/``_`` do not
+matter), as algorithm and compressor names are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+import torch
+from torch._C._distributed_c10d import GradBucket
+
+from .._registry import Registry
+from . import compressor_hooks as c
+from ._state import HookState
+from .laq_state import LAQState, laq_hook
+
+__all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook"]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+Future = torch.futures.Future
+#: A DDP communication hook: ``hook(state, bucket) -> Future[Tensor]``.
+HookFn = Callable[[Any, GradBucket], Future[torch.Tensor]]
+
+
+class HookEntry(NamedTuple):
+    """One row of :data:`HOOKS`: the hook's state class and the hook that runs it."""
+
+    state: type[HookState]
+    hook: HookFn
+
+
+_REGISTRY: Registry[HookEntry] = Registry("DDP hook")
+_REGISTRY.add("laq", HookEntry(LAQState, laq_hook))
+_REGISTRY.add("qsgd", HookEntry(c.QSGDState, c.qsgd_hook))
+_REGISTRY.add("terngrad", HookEntry(c.TernGradState, c.terngrad_hook))
+_REGISTRY.add("rotation", HookEntry(c.RotationState, c.rotation_hook))
+
+#: laqcore's hooks by name (read-only): ``"laq"``, ``"qsgd"``, ``"terngrad"``, ``"rotation"``.
+HOOKS: Mapping[str, HookEntry] = MappingProxyType(_REGISTRY.entries)
+
+
+def make_hook(name: str, /, **kwargs: Any) -> tuple[HookState, HookFn]:
+    """A new state of hook ``name`` and the hook: ``register_comm_hook(*make_hook(name))``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`HOOKS` (any case, ``-`` or ``_``).
+    **kwargs
+        The state's keywords (``process_group``, ``bits``, ``levels``, ...): see
+        :class:`~laqcore.torch.LAQState`, :class:`~laqcore.torch.QSGDState`,
+        :class:`~laqcore.torch.TernGradState`, :class:`~laqcore.torch.RotationState`.
+
+    Returns
+    -------
+    state : HookState
+        ``HOOKS[name].state(**kwargs)``, checked like any direct construction.
+    hook : callable
+        ``HOOKS[name].hook``.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a string, or a keyword is not one of the state's.
+    ValueError
+        ``name`` is not a hook of :data:`HOOKS` (the message lists them), or a keyword's
+        value is invalid.
+
+    Examples
+    --------
+    >>> list(HOOKS)
+    ['laq', 'qsgd', 'terngrad', 'rotation']
+    >>> make_hook("LAQ", bits=2)[0].block_size
+    32
+    >>> make_hook("powersgd")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown DDP hook 'powersgd'; available: laq, qsgd, terngrad, rotation
+    """
+    entry = _REGISTRY.entries[_REGISTRY.resolve(name)]
+    return entry.state(**kwargs), entry.hook
