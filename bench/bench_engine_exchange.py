@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -110,9 +111,7 @@ def main() -> None:
         "ratios": ratios,
     }
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ def simulate(
     downlink: str | DownlinkMode = "delta",
     link: Link | None = None,
     compute_s: float | None = None,
-    downlink_chunks: int | None = None,
+    downlink_chunks: int = 0,
 ) -> RunResult:
     """Run ``algorithm`` on ``problem`` with M simulated workers.
 
@@ -265,7 +265,7 @@ def simulate(
     compute_s : float, optional
         Compute seconds per iteration for the time model (default: measured in the run).
     downlink_chunks : int, optional
-        With ``delta:laq:B``: model the engine's two-phase exchange over this many processes
+        With ``delta:laq:B`` and N >= 1 (default 0: no chunks): model the engine's two-phase exchange over this many processes
         (:class:`laqcore.downlink.ChunkedStateDownlink`: the vector split into owner chunks
         as the engine splits it, the server's state re-quantized chunk by chunk). The
         engine's ``downlink="delta:laq:B"`` with N processes then gives exactly this run.
@@ -283,7 +283,7 @@ def simulate(
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
     down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
     chunked = None
-    if downlink_chunks is not None:
+    if downlink_chunks:
         if not down.mode.quantized or down.mode.kind != "delta":
             raise ValueError(f"downlink_chunks needs a delta:laq:B downlink, got {down.mode.name}")
         bounds = owner_chunks(algorithm, server, downlink_chunks)

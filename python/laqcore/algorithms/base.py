@@ -45,11 +45,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Algorithm",
+    "Batch",
     "CodecSpec",
     "CompressedGradient",
     "Message",
     "Params",
     "Server",
+    "StateVector",
     "SumServer",
     "Worker",
     "WorkerSite",
@@ -59,6 +61,11 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
+
+
+#: A batch of uploads (worker id -> payload), and a server's folded state vector.
+Batch = dict[int, Payload]
+StateVector = npt.NDArray[np.floating[Any]]
 
 
 @dataclass
@@ -279,20 +286,14 @@ class Server:
     #: rebuilt from each round's uploads (a sum).
     state_persists: ClassVar[bool] = False
 
-    def fold(
-        self,
-        uploads: dict[int, Payload],
-        s: int,
-        e: int,
-        base: npt.NDArray[np.floating[Any]] | None = None,
-    ) -> npt.NDArray[np.floating[Any]]:
+    def fold(self, uploads: Batch, s: int, e: int, base: StateVector | None = None) -> StateVector:
         """Coordinates ``[s, e)`` of the state vector :meth:`apply` would compute from these
         uploads (each one the payload of those coordinates only); chunkable servers only.
         ``base``: the chunk of the state to fold into when it persists (default the
         server's own), e.g. an owner's exact chunk when the replicas hold a quantized one."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold chunks of its uploads")
 
-    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+    def commit(self, uploaders: list[int], state: StateVector) -> None:
         """Finish the round from the whole folded state vector: ``apply(uploads)`` is
         ``commit(sorted(uploads), fold(uploads, 0, dim))``, bit for bit."""
         raise NotImplementedError(f"{type(self).__name__} cannot fold chunks of its uploads")
@@ -323,13 +324,7 @@ class SumServer(Server):
 
     chunkable = True
 
-    def fold(
-        self,
-        uploads: dict[int, Payload],
-        s: int,
-        e: int,
-        base: npt.NDArray[np.floating[Any]] | None = None,
-    ) -> F64:
+    def fold(self, uploads: Batch, s: int, e: int, base: StateVector | None = None) -> F64:
         """The chunk ``[s, e)`` of ``sum_m decompress(upload_m)`` (float64; no ``base``: the
         sum starts from zero every round)."""
         total = np.zeros(e - s)
@@ -337,7 +332,7 @@ class SumServer(Server):
             total += self.compressor.decompress(uploads[m])
         return total
 
-    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+    def commit(self, uploaders: list[int], state: StateVector) -> None:
         self._move(self.theta - self.scale * state)
 
     def apply(self, uploads: dict[int, Payload]) -> None:

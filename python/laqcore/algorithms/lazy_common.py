@@ -24,7 +24,17 @@ from ..laq import LAQPayload, laq_accumulate
 from ..lazy import IterateHistory, UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
 from ..wire import Payload
-from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
+from .base import (
+    Algorithm,
+    Batch,
+    Message,
+    Params,
+    Server,
+    StateVector,
+    Worker,
+    WorkerSite,
+    theta_message_nbytes,
+)
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
@@ -88,13 +98,7 @@ class LazyServer(Server):
         """Add worker m's upload to ``out`` (a chunk of the aggregate: :meth:`fold`)."""
         raise NotImplementedError  # abstract: the dense / quantized servers below override it
 
-    def fold(
-        self,
-        uploads: dict[int, Payload],
-        s: int,
-        e: int,
-        base: npt.NDArray[np.floating[Any]] | None = None,
-    ) -> npt.NDArray[np.floating[Any]]:
+    def fold(self, uploads: Batch, s: int, e: int, base: StateVector | None = None) -> StateVector:
         """The chunk ``[s, e)`` of the aggregate (or of ``base``) after these uploads (a new
         array of the aggregate's dtype)."""
         start = self.lazy.aggregate[s:e] if base is None else base
@@ -103,7 +107,7 @@ class LazyServer(Server):
             self.add_into(out, m, uploads[m])
         return out
 
-    def commit(self, uploaders: list[int], state: npt.NDArray[np.floating[Any]]) -> None:
+    def commit(self, uploaders: list[int], state: StateVector) -> None:
         self.lazy.assign(state)
         self._advance()
 

@@ -268,11 +268,11 @@ def run_engine(
         eval_every=cfg.eval_every,
         record_history=cfg.record_history,
     )
-    ckpt = RankCheckpoints(cfg, rank, world, skip=(_FiniteObjective,))
+    ckpt = RankCheckpoints(cfg, rank, world, skip=(_FiniteObjective,), downlink=qdown)
     loss0 = global_loss(server.theta)
     k = 0
     if cfg.resume:
-        k, loss0 = ckpt.load(server, workers, recorder, counters, stats, qdown)
+        k, loss0 = ckpt.load(server, workers, recorder, counters, stats)
         check_replicas(server, rank, k)  # replicas restored from different files must agree
     else:
         recorder.record(0, loss0, server.theta)
@@ -352,7 +352,7 @@ def run_engine(
         if cfg.replica_check_every and k % cfg.replica_check_every == 0:
             check_replicas(server, rank, k)
         if ckpt.path is not None and cfg.checkpoint_every and k % cfg.checkpoint_every == 0:
-            ckpt.save(k, loss0, server, workers, recorder, counters, stats, qdown)
+            ckpt.save(k, loss0, server, workers, recorder, counters, stats)
 
     # Only the loop's collectives count (not the starting loss's all-reduce, which also
     # waits for the slowest rank's setup).

@@ -197,7 +197,7 @@ class EngineChunkCodec:
         self.slots = max(len(o) for o in self.owned)
         self.bounds: list[tuple[int, int]] = []
         self.rank, self.world = 0, 1
-        self.dtype = np.dtype(np.float64)
+        self.dtype: np.dtype[Any] = np.dtype(np.float64)
         self.state: npt.NDArray[Any] = np.zeros(0)
         self._mine: npt.NDArray[Any] = np.zeros(0)
         #: This round's uploaders (rank order) and every announced upload (worker -> bytes).

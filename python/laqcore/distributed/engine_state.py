@@ -53,9 +53,16 @@ class RankCheckpoints:
     """
 
     def __init__(
-        self, cfg: EngineConfig, rank: int, world: int, skip: tuple[type, ...] = ()
+        self,
+        cfg: EngineConfig,
+        rank: int,
+        world: int,
+        skip: tuple[type, ...] = (),
+        downlink: Any = None,
     ) -> None:
         self.cfg, self.rank, self.world, self.skip = cfg, rank, world, skip
+        #: The quantized downlink's state (owners' exact chunks, the held copy), or None.
+        self.downlink = downlink
         self.path = (
             None
             if cfg.checkpoint_dir is None
@@ -66,6 +73,9 @@ class RankCheckpoints:
         if cfg.checkpoint_dir is not None:
             os.makedirs(cfg.checkpoint_dir, exist_ok=True)
 
+    def _downlink(self) -> dict[str, Any]:
+        return {} if self.downlink is None else dict(self.downlink.state_dict())
+
     def save(
         self,
         k: int,
@@ -75,7 +85,6 @@ class RankCheckpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
-        qdown: Any = None,
     ) -> None:
         assert self.path is not None  # noqa: S101 - only called when configured
         state = {
@@ -90,8 +99,7 @@ class RankCheckpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
-            # the quantized downlink's owners' exact chunk and held copy (engine_exchange)
-            "downlink": {} if qdown is None else qdown.state_dict(),
+            "downlink": self._downlink(),
         }
         tree, arrays = ckfmt.encode_state(state, skip=self.skip)
         ckfmt.write_checkpoint(self.path, tree, arrays)
@@ -103,7 +111,6 @@ class RankCheckpoints:
         recorder: Recorder,
         counters: dict[str, int],
         stats: Any,
-        qdown: Any = None,
     ) -> tuple[int, float]:
         path = self.path
         assert path is not None  # noqa: S101 - checked in __init__
@@ -128,6 +135,7 @@ class RankCheckpoints:
             )
         live = {
             **template,
+            "downlink": self._downlink(),
             "k": 0,
             "loss0": 0.0,
             "counters": dict(counters),
@@ -135,15 +143,13 @@ class RankCheckpoints:
             "wire": asdict(stats),
             "server": server,
             "workers": dict(workers),
-            # the quantized downlink's owners' exact chunk and held copy (engine_exchange)
-            "downlink": {} if qdown is None else qdown.state_dict(),
         }
         try:
             state = ckfmt.restore_state(live, tree, arrays, skip=self.skip)
             recorder.load_state(state["recorder"])
             counters.update(state["counters"])
-            if qdown is not None:
-                qdown.load_state_dict(state["downlink"])
+            if self.downlink is not None:
+                self.downlink.load_state_dict(state["downlink"])
             for name, v in state["wire"].items():
                 setattr(stats, name, v)
             return int(state["k"]), float(state["loss0"])

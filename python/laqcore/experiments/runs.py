@@ -29,7 +29,7 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
         eval_every=args.eval_every,
         progress=not args.quiet,
         downlink=downlink_from_args(args),
-        downlink_chunks=getattr(args, "downlink_chunks", None),
+        downlink_chunks=getattr(args, "downlink_chunks", None) or 0,
         link=link_from_args(args),
         compute_s=None if compute_ms is None else compute_ms / 1e3,
         entropy_coding=bool(getattr(args, "entropy_coding", False)),
