@@ -115,13 +115,19 @@ def _table_md(key: str, block: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def tc_key(key: str) -> tuple[str, str, str]:
+    """(model, rate, ranks) of a tc block's key: ``rate/n`` (the MLP) or ``model/rate/n``."""
+    parts = key.split("/")
+    return ("mlp", *parts) if len(parts) == 2 else (parts[0], parts[1], parts[2])  # type: ignore[return-value]
+
+
 def _tc_md(key: str, block: dict[str, Any]) -> list[str]:
-    rate, n = key.split("/")
+    model, rate, n = tc_key(key)
     hooks = block["hooks"]
     base = hooks.get("allreduce", {})
     la = block["launch"]
     lines = [
-        f"**{rate}**, {n} ranks, target loss {_cell(base.get('target'), '.4f')} "
+        f"**{model}, {rate}**, {n} ranks, target loss {_cell(base.get('target'), '.4f')} "
         f"(all-reduce after {base.get('steps', '-')} steps) - load average "
         f"{la['load_before'][0]:.1f} -> {la['load_after'][0]:.1f}",
         "",
@@ -172,7 +178,7 @@ def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"goal": goal, "met": ok, "detail": detail})
 
     for key, block in report.get("tc", {}).items():
-        rate, n = key.split("/")
+        _, rate, n = tc_key(key)
         h = block["hooks"]
         ar, laq, ps4 = h.get("allreduce", {}), h.get("laq", {}), h.get("powersgd4", {})
         t_ar, t_laq = ar.get("time_to_target_s"), laq.get("time_to_target_s")

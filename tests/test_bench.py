@@ -211,6 +211,33 @@ def test_bench_hooks_smoke(tmp_path):
     assert [g["goal"] for g in report["goals"]] == ["mlp/2: LAQ step <= 1.1x QSGD's"]
 
 
+def test_tc_goals_read_model_keys():
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import hook_report
+
+    def block(t_ar: float, t_laq: float) -> dict:
+        hooks = {
+            "allreduce": {"time_to_target_s": t_ar},
+            "laq": {"time_to_target_s": t_laq, "test_acc": 0.9},
+            "powersgd4": {"time_to_target_s": 5.0, "test_acc": 0.9},
+        }
+        return {"hooks": hooks}
+
+    report = {
+        "tc": {"100mbit/2": block(10, 5), "big/100mbit/4": block(30, 4), "big/1gbit/2": block(2, 3)}
+    }
+    assert hook_report.tc_key("100mbit/2") == ("mlp", "100mbit", "2")
+    assert hook_report.tc_key("big/1gbit/4") == ("big", "1gbit", "4")
+    got = {g["goal"]: g["met"] for g in hook_report.goals(report)}
+    assert got == {
+        "100mbit/2: LAQ >= 3x faster than all-reduce": False,  # 2x
+        "100mbit/2: LAQ ahead of PowerSGD rank 4 at equal accuracy": False,  # 5 s vs 5 s
+        "big/100mbit/4: LAQ >= 3x faster than all-reduce": True,  # 7.5x
+        "big/100mbit/4: LAQ ahead of PowerSGD rank 4 at equal accuracy": True,
+        "big/1gbit/2: LAQ not slower than all-reduce": False,  # 0.67x
+    }
+
+
 def test_contended_mode_reports_slowdowns(capsys):
     from laqcore.bench.contended import run_contended
 

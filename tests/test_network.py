@@ -72,9 +72,14 @@ def test_allgather_is_the_engine_exchange():
     t = _trace(2, [{0: 500, 1: 500}], [(1000, 1000)])
     expect = (0.001 + 64e-6) + (0.001 + 8 * 512 / 1e6)
     assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
-    # 3 nodes, only node 1 uploads: control + one broadcast to 2 peers over its uplink
+    # 3 nodes, only node 1 uploads: control + one binomial-tree broadcast (gloo's): 2
+    # rounds, node 1 sends to one peer, then both holders send on (one of them to nobody)
     t = _trace(3, [{1: 500}], [(500, 1000)])
-    expect = 2 * (0.001 + 64e-6) + (0.001 + 8 * 2 * 512 / 1e6)
+    expect = 2 * (0.001 + 64e-6) + 2 * (0.001 + 8 * 512 / 1e6)
+    assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
+    # 4 nodes, nodes 0 and 3 upload: two broadcasts of 2 rounds each (log2 4 = 2)
+    t = _trace(4, [{0: 500, 3: 500}], [(1000, 3000)])
+    expect = 3 * (0.001 + 64e-6) + 2 * 2 * (0.001 + 8 * 512 / 1e6)
     assert round_times(t, link, compute_s=0.0)[0] == pytest.approx(expect)
 
 

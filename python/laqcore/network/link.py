@@ -35,10 +35,11 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 #: ``ps``: parameter server; ``allreduce``: ring all-reduce; ``allgather``: the distributed
-#: engine's exchange (control all-gather, then the uploaders' frames); ``two-phase``: gather
-#: at one aggregator node, then the aggregator sends the downlink to the others;
-#: ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks, all-gather of the
-#: owners' published aggregate change).
+#: engine's ``--exchange all-gather`` (control all-gather, then the uploaders' frames);
+#: ``two-phase``: gather at one aggregator node, then the aggregator sends the downlink to
+#: the others; ``chunked``: the DDP hook's owner-chunk exchange (all-to-all of chunks,
+#: all-gather of the owners' published aggregate change), also the engine's default
+#: ``--exchange two-phase`` (docs/algorithms.md says which ``--downlink`` matches it).
 TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase", "chunked")
 
 

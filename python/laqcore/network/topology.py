@@ -15,8 +15,10 @@ min(U, D)``; sizes in bytes, times 8 for bits. Every iteration costs:
 ``allgather`` (the engine's ``--exchange all-gather``, :mod:`laqcore.distributed.transport`)
     control: ring all-gather of one int64, ``(N - 1) (L + 64 / B)``; payload: if every node
     uploads, one padded ring all-gather ``(N - 1) (L + 8 F_max / B)``, else one broadcast
-    per uploading node, ``L + 8 (N - 1) F_n / U`` each (one-to-all from the uploader). A node's
-    frame ``F_n`` = its uploading workers' payloads + 4 + 8 per payload.
+    per uploading node, ``ceil(log2 N) (L + 8 F_n / B)`` each (gloo's broadcast is a binomial
+    tree: in each of its ``ceil(log2 N)`` rounds every node that holds the frame sends it
+    whole to one more node). A node's frame ``F_n`` = its uploading workers' payloads + 4 +
+    8 per payload.
 ``two-phase`` (gather at an aggregator node, then it sends the downlink)
     ``L + 8 (sum of the uploads) / D + L + 8 S_down / U`` with ``S_down`` the broadcast size
     (``broadcast``) or ``N - 1`` copies of it (unicast).
@@ -103,7 +105,7 @@ def round_times(
     elif link.topology == "chunked":
         comm = _chunked(trace, N, L, U, D, B)
     else:
-        comm = _allgather(trace, N, L, U, B)
+        comm = _allgather(trace, N, L, B)
     return np.asarray(compute + comm, dtype=np.float64)
 
 
@@ -133,7 +135,7 @@ def _chunked(trace: TrafficTrace, N: int, L: float, U: float, D: float, B: float
     return out
 
 
-def _allgather(trace: TrafficTrace, N: int, L: float, U: float, B: float) -> F64:
+def _allgather(trace: TrafficTrace, N: int, L: float, B: float) -> F64:
     flags = trace.uploader_flags()
     per_node = np.zeros((flags.shape[0], N))
     for n in range(N):
@@ -142,7 +144,8 @@ def _allgather(trace: TrafficTrace, N: int, L: float, U: float, B: float) -> F64
     control = (N - 1) * (L + 64.0 / B)
     everyone = (per_node > 0).all(axis=1)
     gather = (N - 1) * (L + 8.0 * frames.max(axis=1) / B)
-    bcasts = ((frames > 0) * L + 8.0 * (N - 1) * frames / U).sum(axis=1)
+    rounds = math.ceil(math.log2(N))
+    bcasts = (rounds * (frames > 0) * (L + 8.0 * frames / B)).sum(axis=1)
     out: F64 = control + np.where(everyone, gather, bcasts)
     return out
 
