@@ -346,3 +346,17 @@ def test_blockwise_laq_payload(rng: np.random.Generator) -> None:
     coded = entropy_encode(p)
     assert coded.nbytes < p.nbytes
     assert entropy_decode(coded.to_bytes(), expected_n=1000) == p
+
+
+def test_entropy_frame_is_the_checked_frame(rng: np.random.Generator) -> None:
+    """entropy_frame skips to_bytes' round trip but writes the same bytes, for every
+    codable LAQ layout (global and blockwise radius, ragged last block, every width)."""
+    from laqcore.entropy import entropy_frame
+
+    x = rng.standard_normal(1001).astype(np.float32)
+    for bits in (1, 2, 4, 8):
+        for block in (None, 8, 256):
+            p = laqcore.laq_quantize(x, None, bits, block_size=block)
+            frame = entropy_frame(p)
+            assert frame == entropy_encode(p).to_bytes()
+            assert entropy_decode(frame, expected_n=x.shape[0]) == p

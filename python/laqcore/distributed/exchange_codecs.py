@@ -38,7 +38,7 @@ import numpy.typing as npt
 from .._validate import as_float_vector, check_bits, check_block_size, check_bool
 from ..compressors.base import ScaledCodesPayload
 from ..compressors.qsgd import QSGDPayload
-from ..entropy import EntropyPayload, entropy_encode
+from ..entropy import EntropyPayload, entropy_frame
 from ..laq import laq_accumulate, laq_apply, laq_quantize
 from ..laq_payload import LAQPayload
 from ..wire import Payload
@@ -180,7 +180,9 @@ class LAQChunkCodec(_Chunked):
         return None if self.entropy and self.downlink_bits is not None else self._sizes[j][1]
 
     def _encode(self, payload: Payload) -> ByteVector:
-        return _frame(entropy_encode(payload) if self.entropy else payload)
+        if self.entropy:
+            return np.frombuffer(entropy_frame(payload), np.uint8)
+        return _frame(payload)
 
     def start_round(self) -> None:
         """The replica persists across rounds."""
