@@ -239,16 +239,7 @@ def entropy_frame(payload: Payload) -> bytes:
     >>> entropy_frame(p) == entropy_encode(p).to_bytes()
     True
     """
-    coded = entropy_encode(payload)
-    frame = b"".join(
-        (
-            _HEADER.pack(MAGIC, FORMAT_VERSION, int(PayloadKind.ENTROPY), int(coded.n)),
-            coded.META.pack(*coded._meta_values()),
-            coded._head,
-            coded.stream.tobytes(),
-        )
-    )
-    return frame + _CRC.pack(zlib.crc32(frame))
+    return entropy_encode(payload)._frame(check_round_trip=False)
 
 
 def entropy_decode(buf: Any, *, expected_n: int | None = None) -> Payload:

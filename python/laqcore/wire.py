@@ -146,6 +146,11 @@ class Payload:
         length or dtype): a frame is written only if :meth:`from_bytes` would decode it to
         the same fields.
         """
+        return self._frame(check_round_trip=not self._IMMUTABLE)
+
+    def _frame(self, *, check_round_trip: bool) -> bytes:
+        """The frame of :meth:`to_bytes`; ``check_round_trip=False`` only for fields a
+        producer has just built from a valid payload (e.g. ``entropy.entropy_frame``)."""
         try:
             parts = [
                 _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n)),
@@ -156,7 +161,7 @@ class Payload:
         body = self._body()
         parts.extend(np.ascontiguousarray(a).tobytes() for a in body)
         frame = b"".join(parts)
-        if not self._IMMUTABLE:
+        if check_round_trip:
             self._check_round_trip(frame, body)
         return frame + _CRC.pack(zlib.crc32(frame))
 
