@@ -81,7 +81,6 @@ def _probe(algorithm: Algorithm, dim: int) -> Payload | None:
     from ..algorithms.lag import LAGPS, LAGWK
     from ..algorithms.lazy_common import InnovationAlgorithm
     from ..compressors import get_compressor
-    from ..laq import laq_quantize
 
     zeros = np.zeros(dim, np.float32)
     p = algorithm.params
