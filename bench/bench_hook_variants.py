@@ -67,7 +67,7 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
         "recv_kb_per_step": None if "recv_per_step" not in r else r["recv_per_step"] / 1e3,
         "skipped": (st["uploads_skipped"] / steps) if steps else None,
         "error": r.get("error"),
-    }
+    } | ({"curve": [[s, v] for s, _, v in r["evals"]]} if r.get("evals") else {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,9 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", required=True, help="JSON list (see the module docstring)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds for all runs")
     ap.add_argument("--out", default=None, help="JSON report")
+    ap.add_argument(
+        "--curve",
+        type=int,
+        default=0,
+        help="record the loss on the whole training set every CURVE steps (clock paused)",
+    )
     args = ap.parse_args(argv)
     variants = json.loads(args.variants)
     runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
+    if args.curve > 0:  # hook_trainer evaluates every eval_every steps in a reference run
+        runs = [r | {"reference": True} for r in runs]
     cfg = {
         "model": args.model,
         "steps": args.steps,
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": 1,
         "warmup_run": False,
         "runs": runs,
+        "eval_every": max(args.curve, 1),
     }
     tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"
     with open(tmp, "w") as fh:

@@ -184,8 +184,8 @@ class _Linear:
 def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """DDP on a model whose gradient at step k on rank m is exactly ``grads[k, m]``.
 
-    Returns this rank's upload decision per step, the averaged gradients and the final
-    aggregate.
+    Returns this rank's upload decision per step, the averaged gradients, the final
+    aggregate, ``q_prev`` and error-feedback residual.
     """
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -203,4 +203,11 @@ def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -
         ddp(torch.from_numpy(grads[k, rank])).backward()
         uploads.append(state.stats()["uploads"] > before)
         means.append(module.theta.grad.numpy().copy())
-    return {"uploads": uploads, "aggregate": state.aggregate.copy(), "means": means}
+    residual = None if state._residual is None else state._residual.copy()
+    return {
+        "uploads": uploads,
+        "aggregate": state.aggregate.copy(),
+        "means": means,
+        "q_prev": state.q_prev.copy(),
+        "residual": residual,
+    }

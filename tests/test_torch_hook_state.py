@@ -36,11 +36,11 @@ def trained(group: None) -> dict[str, Any]:
     return _trained_state()
 
 
-def _trained_state(steps: int = 6) -> dict[str, Any]:
+def _trained_state(steps: int = 6, bits: int = 4) -> dict[str, Any]:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     ddp = DDP(model)
-    state = LAQState(warmup_steps=2, bits=4, block_size=8)
+    state = LAQState(warmup_steps=2, bits=bits, block_size=8)
     ddp.register_comm_hook(state, laq_hook)
     x = torch.randn(8, 5)
     for _ in range(steps):
@@ -114,6 +114,29 @@ def test_checkpoint_of_another_hook_or_configuration_is_refused(
         QSGDState().load_state_dict({"iteration": 1})
     with pytest.raises(ValueError, match="block_size"):
         LAQState(warmup_steps=2, bits=4, block_size=16).load_state_dict(sd)
+
+
+def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> None:
+    sd = _trained_state(bits=2)  # error feedback on by default at 2 bits
+    r = sd["residual"]
+    assert r is not None and r.dtype == np.float32 and r.any()
+    fresh = LAQState(warmup_steps=2, bits=2, block_size=8)
+    fresh.load_state_dict(copy.deepcopy(sd))
+    np.testing.assert_array_equal(fresh._residual, r)
+    for bad, match in (
+        (np.full_like(r, np.nan), "NaN"),
+        (r[:-1], "residual"),
+        (r.astype(np.float64), "residual"),
+    ):
+        state = LAQState(warmup_steps=2, bits=2, block_size=8)
+        with pytest.raises((ValueError, TypeError), match=match):
+            state.load_state_dict(_corrupt(sd, ("residual",), bad))
+        assert state.uploader is None and state._residual is None  # nothing changed
+    # A checkpoint from before error feedback (no residual) resumes with r = 0.
+    old = LAQState(warmup_steps=2, bits=2, block_size=8)
+    old.load_state_dict(_corrupt(sd, ("residual",), KeyError))
+    assert old._residual is None and old.uploader is not None
+    assert LAQState(bits=4).state_dict()["residual"] is None  # off from 3 bits on
 
 
 def _parked(params: list[Any], numels: list[int] | None = None) -> Parked:

@@ -184,3 +184,34 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
     assert 0 < sum(not u for row in want for u in row)  # the rule did skip
     for o in outs:
         np.testing.assert_array_equal(o.result["aggregate"], server.aggregate)
+
+
+def test_error_feedback_adds_what_the_aggregate_still_lacks() -> None:
+    """``error_feedback=w``: the rank quantizes ``g' = g + w r`` and keeps
+    ``r = g' - q_prev`` after the step, whether it uploaded or skipped (docs/ddp.md, "Error
+    feedback at 2 bits"); pinned to a direct loop over the library's LazyUploader that
+    follows the hook's decisions."""
+    from laqcore.lazy_state import LazyUploader
+
+    steps, world, dim = 30, 2, 64
+    rng = np.random.default_rng(3)
+    grads = rng.standard_normal((steps, world, dim)) * 0.97 ** np.arange(steps)[:, None, None]
+    grads = grads.astype(np.float32)
+    kwargs = {"bits": 2, "error_feedback": 0.5, "warmup_steps": 0, "downlink_bits": None}
+    kwargs["ck"] = 4.0  # a threshold high enough that the rule skips too
+    outs = run_processes(ht.given_gradients, world, grads, kwargs, deadline_s=120)
+    skipped = 0
+    for m, o in enumerate(outs):
+        up = LazyUploader(dim, 2, None, block_size=32)
+        r = np.zeros(dim, np.float32)
+        for k in range(steps):
+            g = grads[k, m] + np.float32(0.5) * r
+            if o.result["uploads"][k]:
+                up.commit(up.propose(g))
+            else:
+                up.skip()
+                skipped += 1
+            r = g - up.q_prev
+        np.testing.assert_array_equal(o.result["q_prev"], up.q_prev)
+        np.testing.assert_array_equal(o.result["residual"], r)
+    assert 0 < skipped < steps * world  # both branches of the residual were taken

@@ -185,6 +185,9 @@ _BAD_LAQ_ARGUMENTS = [
     ({"block_size": 12}, ValueError, "block_size"),
     ({"downlink_block_size": 12}, ValueError, "block_size"),
     ({"entropy": "yes"}, TypeError, "entropy"),
+    ({"error_feedback": 1.5}, ValueError, "error_feedback"),
+    ({"error_feedback": -0.1}, ValueError, "error_feedback"),
+    ({"error_feedback": "on"}, TypeError, "error_feedback"),
     ({"ck": "high"}, TypeError, "ck"),
     ({"exchange": "ring"}, ValueError, "exchange must be one of"),
     ({"exchange": 2}, TypeError, "exchange must be one of"),
@@ -208,6 +211,10 @@ def test_state_defaults_and_pickle() -> None:
     assert (st0.entropy, st0.downlink_bits, st0.rule.ck) == (True, 4, 1.2)
     assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
     assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
+    # Error feedback at 1-2 bits (docs/ddp.md, "Error feedback at 2 bits"), LAQ's own above.
+    assert [LAQState(bits=b).error_feedback for b in (1, 2, 3, 4, 8)] == [1, 1, 0, 0, 0]
+    assert LAQState(bits=2, error_feedback=0).error_feedback == 0.0
+    assert LAQState(bits=4, error_feedback=0.5).error_feedback == 0.5
     # The process group is dropped when pickling (it cannot cross processes).
     st = LAQState(process_group=object(), bits=3)
     st2 = pickle.loads(pickle.dumps(st))
