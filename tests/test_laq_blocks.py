@@ -135,6 +135,65 @@ def test_simd_levels_identical_to_scalar(rng, bits, level, bs):
         assert _everything(grad, prev, bits, bs) == scalar
 
 
+def hard_pair(rng: np.random.Generator, n: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs that take every branch of the blockwise kernels: blocks where grad == prev
+    (radius 0), elements exactly on a code boundary (the exact recomputation), radii near
+    1e36 (no float32 fast path), denormal magnitudes, and ordinary blocks."""
+    grad, prev = make_pair(rng, n)
+    starts = range(0, n, block_size)
+    for j, s in enumerate(starts):
+        e = min(s + block_size, n)
+        kind = j % 5
+        if kind == 0:
+            grad[s:e] = prev[s:e]
+        elif kind == 1:  # v = +-1 sets R = 1; v = (2c/L - 1) for 3 bits lands on boundaries
+            prev[s:e] = 0.0
+            grad[s:e] = rng.integers(-7, 8, e - s).astype(np.float32) / np.float32(7)
+            grad[s] = 1.0
+        elif kind == 2:
+            grad[s:e] *= np.float32(1e36)
+            prev[s:e] = 0.0
+        elif kind == 3:
+            grad[s:e] = rng.standard_normal(e - s).astype(np.float32) * np.float32(1e-41)
+    return grad, prev
+
+
+# block sizes: one 8-group, groups of 8 not filling a 16- or 64-lane step, exactly one step,
+# the default, one that exceeds the encoder's 64-element steps unevenly, and a large one.
+@pytest.mark.parametrize("bs", [8, 24, 64, 256, 1000, 4096])
+@pytest.mark.parametrize("with_prev", [True, False])
+def test_every_simd_level_matches_reference_on_hard_inputs(rng, bits, bs, with_prev):
+    n = 7 * bs + bs // 2 + 3  # ragged last block
+    grad, prev = hard_pair(rng, n, bs)
+    p_arg = prev if with_prev else None
+    want = ref.laq_quantize_blocks(grad, p_arg, bits, bs)
+    outputs = []
+    for level in runtime.simd_levels():
+        with runtime.simd(level):
+            p = laqcore.laq_quantize(grad, p_arg, bits, block_size=bs)
+            assert_matches(p, want)
+            outputs.append((p.packed.tobytes(), p.radii.tobytes(), p.err_sq, p.innov_sq))
+    assert all(out == outputs[0] for out in outputs)  # sums bit for bit, not only close
+
+
+@pytest.mark.parametrize("bs", [8, 256, 4096])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_nonfinite_input_in_any_block_is_rejected(rng, bs, where):
+    n = 5 * bs + 3
+    at = {"first": 1, "middle": 2 * bs + 5, "last": n - 1}[where]
+    for level in runtime.simd_levels():
+        with runtime.simd(level):
+            for name, value in [("grad", np.nan), ("prev", np.inf), ("grad", -np.inf)]:
+                grad, prev = make_pair(rng, n)
+                (grad if name == "grad" else prev)[at] = value
+                with pytest.raises(ValueError, match=f"{name} contains NaN or Inf"):
+                    laqcore.laq_quantize(grad, prev, 4, block_size=bs)
+            grad, prev = make_pair(rng, n)
+            grad[at], prev[at] = 3e38, -3e38  # finite inputs, difference overflows
+            with pytest.raises(ValueError, match="overflows float32"):
+                laqcore.laq_quantize(grad, prev, 4, block_size=bs)
+
+
 # --- arguments -----------------------------------------------------------------------------
 @pytest.mark.parametrize("bs", [0, -8, 4, 12, 2**31 + 8, 2**40])
 def test_bad_block_size_value(bs):

@@ -8,6 +8,7 @@ import pytest
 from laqcore.algorithms import get_algorithm
 from laqcore.downlink import parse_downlink, requantize
 from laqcore.network import Link, TrafficTrace, make_link, round_times
+from laqcore.network.trace import stratified_median
 from laqcore.simulator import simulate
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -204,3 +205,96 @@ def test_chunked_is_the_hooks_owner_chunk_exchange():
     ratio = round_times(eight, fast, compute_s=0.0)[0] / round_times(two, fast, compute_s=0.0)[0]
     share = (7 / 8) / (1 / 2)
     assert ratio / share < 1.15  # the frames' all-gather would give 7x / share = 4x
+
+
+def test_round_compute_sample_by_hand():
+    # 5 steps: two uploaders (1 s, 3 s) and three idle workers (2, 10, 2 s), 0.5 s of
+    # messages: the round's sample is (0.5 + 2 * median(1, 3) + 3 * median(2, 10, 2)) / 5.
+    t = TrafficTrace(5)
+    t.record_compute(
+        [(1.0, True), (2.0, False), (3.0, True), (10.0, False), (2.0, False)], 0.5, 7.0
+    )
+    assert t.worker_round_s == [pytest.approx((0.5 + 2 * 2.0 + 3 * 2.0) / 5)]
+    assert (t.worker_seconds, t.worker_steps) == (pytest.approx(18.5), 5)
+    assert (t.server_seconds, t.server_steps, t.server_round_s) == (7.0, 1, [7.0])
+
+
+def test_stratified_median_by_hand():
+    # strata 0: medians of (1, 1, 9) = 1 over 3 rounds; stratum 2: 3 over 1 round
+    assert stratified_median([1.0, 1.0, 9.0, 3.0], [0, 0, 0, 2]) == pytest.approx(1.5)
+    assert stratified_median([], []) == 0.0
+    with pytest.raises(ValueError, match="one length"):
+        stratified_median([1.0, 2.0], [0])
+
+
+def test_charged_compute_ignores_preempted_rounds(tmp_path):
+    # 6 rounds with 2 uploaders each, one worker step 1 ms; in round 3 the whole round was
+    # preempted (every step took 50 ms): the charged step is 1 ms, the mean is not.
+    t = _trace(2, [{0: 100, 1: 100}] * 6, [(200, 200)] * 6)
+    for k in range(6):
+        step = 0.05 if k == 3 else 0.001
+        t.record_compute([(step, True), (step, True)], 0.0, 0.002 if k != 1 else 0.2)
+    assert t.worker_step_s == pytest.approx(0.001)
+    assert t.server_step_s == pytest.approx(0.002)
+    assert t.worker_mean_s == pytest.approx((5 * 0.001 + 0.05) / 6)
+    link = Link(1e6, 1e6, 0.0)
+    # one round: compute 1 ms + 2 ms, up 200 bytes / 1 Mbit/s, down 200 bytes / 1 Mbit/s
+    assert round_times(t, link)[0] == pytest.approx(0.003 + 2 * 8 * 200 / 1e6)
+    # the per-round samples survive a save / load; a trace without them charges the means
+    t.save(tmp_path / "t.npz")
+    back = TrafficTrace.load(tmp_path / "t.npz")
+    assert back.worker_round_s == t.worker_round_s and back.server_round_s == t.server_round_s
+    assert back.worker_step_s == pytest.approx(0.001)
+    back.worker_round_s, back.server_round_s = [], []
+    assert back.worker_step_s == pytest.approx(t.worker_mean_s)
+
+
+def test_lazy_server_rounds_are_weighted_by_upload_count():
+    # a lazy server's update costs more in rounds with uploads: 3 rounds without (1 ms),
+    # 1 round with one upload (5 ms), so the charge is the weighted (3 * 1 + 5) / 4 ms
+    t = _trace(2, [{}, {}, {0: 10}, {}], [(0, 0), (0, 0), (10, 10), (0, 0)])
+    for k in range(4):
+        t.record_compute([(0.001, k == 2), (0.001, False)], 0.0, 0.005 if k == 2 else 0.001)
+    assert t.server_step_s == pytest.approx((3 * 0.001 + 0.005) / 4)
+    assert t.worker_step_s == pytest.approx(0.001)
+
+
+class _FakeClock:
+    """A stand-in for the simulator's ``time`` module: time moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_simulator_charges_the_typical_worker_step(prob, monkeypatch):
+    # Every worker step takes 1 ms of (fake) time, except worker 0's in every 8th round,
+    # which a busy machine stretches to 1 s: the charged step is 1 ms, the mean is not.
+    import laqcore.simulator as sim
+
+    clock = _FakeClock()
+    monkeypatch.setattr(sim, "time", clock)
+    alg = get_algorithm("gd")
+    make_worker = alg.make_worker
+
+    def slow_worker(m, objective, num_workers):
+        worker = make_worker(m, objective, num_workers)
+        real = worker.step
+
+        def step(msg):
+            clock.now += 1.0 if (m == 0 and msg.k % 8 == 0) else 0.001
+            return real(msg)
+
+        worker.step = step
+        return worker
+
+    monkeypatch.setattr(alg, "make_worker", slow_worker)
+    res = simulate(prob, alg, max_iterations=40, eps=0.0, eval_every=40)
+    trace = res.trace
+    assert trace is not None and len(trace.worker_round_s) == res.iterations == 40
+    assert trace.worker_step_s == pytest.approx(0.001)
+    M = prob.num_workers
+    assert trace.worker_mean_s == pytest.approx((40 * M * 0.001 + 5 * 0.999) / (40 * M))
+    assert res.apply_link(make_link("edge")).compute_s == pytest.approx(0.001)

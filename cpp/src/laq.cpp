@@ -50,15 +50,20 @@ struct Pieces {
         count = (nb - 1) * per_block + num_blocks(n - (nb - 1) * block, kReduceBlock);
         group = block < kReduceBlock ? kReduceBlock / block : 1;
     }
+    std::size_t tasks() const { return num_blocks(count, group); }
+    // Runs fn(t, first, last) for every task t, whose pieces are [first, last).
+    template <class Fn>
+    void run_tasks(Fn&& fn) const {
+        parallel_for(tasks(), n >= kMinParallel,
+                     [&](std::size_t t) { fn(t, t * group, std::min(count, (t + 1) * group)); });
+    }
     // Runs fn(grid, p, blk, begin, end) for every piece p (radius block blk, elements
     // [begin, end)); `grid` is scratch space shared by the pieces of one task.
     template <class Fn>
     void run(Fn&& fn) const {
-        const std::size_t tasks = num_blocks(count, group);
-        parallel_for(tasks, n >= kMinParallel, [&](std::size_t t) {
+        run_tasks([&](std::size_t, std::size_t first, std::size_t last) {
             LaqGrid grid;
-            const std::size_t last = std::min(count, (t + 1) * group);
-            for (std::size_t p = t * group; p < last; ++p) {
+            for (std::size_t p = first; p < last; ++p) {
                 const std::size_t blk = p / per_block;
                 const std::size_t begin = blk * block + (p % per_block) * kReduceBlock;
                 const std::size_t end = std::min({begin + kReduceBlock, (blk + 1) * block, n});
@@ -95,7 +100,18 @@ LaqResult quantize_impl(const float* grad, const float* prev, std::size_t n, int
         sums[p] = k.encode(grad + begin, prev ? prev + begin : nullptr, end - begin, grid,
                            packed + packed_offset(begin, bits));
     };
-    if (ps.per_block == 1) {
+    if (ps.per_block == 1 && k.quantize_blocks != nullptr) {
+        // One piece per block, the SIMD level's fused kernel over each task's blocks.
+        std::vector<char> nonfinite(ps.tasks(), 0);
+        ps.run_tasks([&](std::size_t t, std::size_t first, std::size_t last) {
+            const std::size_t begin = first * block;
+            const std::size_t end = std::min(last * block, n);
+            nonfinite[t] = !k.quantize_blocks(
+                grad + begin, prev ? prev + begin : nullptr, end - begin, block, bits,
+                radii + first, sums.data() + first, packed + packed_offset(begin, bits));
+        });
+        for (char f : nonfinite) bad = bad || f != 0;
+    } else if (ps.per_block == 1) {
         // One piece per block: radius and codes in one read of the block (still in cache).
         std::vector<char> nonfinite(ps.count, 0);
         ps.run(

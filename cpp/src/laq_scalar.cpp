@@ -171,6 +171,7 @@ const LaqBlockKernels kScalarKernels = {
     &decode_store_scalar,
     &decode_add_scalar,
     &decode_sumsq_scalar,
+    nullptr,  // quantize_blocks: the drivers' per-block radius and encode
 };
 
 }  // namespace

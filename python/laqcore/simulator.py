@@ -11,7 +11,8 @@ problems), at ``max_iterations``, when an algorithm ends on its own (one-shot av
 when the loss diverges (NaN/Inf or 1e6 times the initial loss).
 
 Every run records its per-iteration traffic (:class:`laqcore.network.TrafficTrace`) and the
-measured compute time, so the wall-clock time under any link follows from
+measured compute of every round (charged as a stratified median, robust to a loaded machine:
+:mod:`laqcore.network.trace`), so the wall-clock time under any link follows from
 :func:`laqcore.network.round_times`; given a ``link``, the result carries
 ``time_to_tolerance`` and the ``time`` history (seconds under that link).
 
@@ -46,7 +47,7 @@ from .wire import Payload
 
 if TYPE_CHECKING:
     from .algorithms import Algorithm
-    from .algorithms.base import Message
+    from .algorithms.base import Message, Worker
     from .problems import Problem
 
 __all__ = ["Progress", "RunResult", "make_result", "simulate"]
@@ -299,25 +300,35 @@ def simulate(
     loss0 = problem.loss(server.theta)
     recorder.record(0, loss0, server.theta)
     on_wire: dict[int, Payload] = {}  # what was sent: the batch, or its entropy-coded frames
-    clock = [0.0, 0.0, 0.0]
+    clock = [0.0, 0.0]  # start of the round's worker side; its summed raw step seconds
+    steps: list[tuple[float, bool]] = []  # the round's worker steps: (seconds, uploaded)
+    shared = [0.0]  # the round's other worker-side seconds (building the messages)
     oracle = problem.batched_oracle
 
     def before_round(k: int) -> None:
-        clock[0] = time.perf_counter()
+        steps.clear()
+        clock[0], clock[1] = time.perf_counter(), 0.0
+
+    def timed_step(m: int, worker: Worker, msg: Message) -> Payload | None:
+        """One worker step, timed on its own (a batched gradient is charged what one
+        worker's gradient costs alone, not the batched evaluation it triggered)."""
+        seconds, requests = (oracle.seconds, oracle.requests) if oracle is not None else (0, 0)
+        t0 = time.perf_counter()
+        payload = worker.step(msg)
+        raw = time.perf_counter() - t0
+        clock[1] += raw
         if oracle is not None:
-            clock[1], clock[2] = oracle.seconds, oracle.requests
+            raw -= oracle.seconds - seconds
+            served = oracle.requests - requests
+            if served:
+                raw += served * oracle.single_grad_seconds(server.theta)
+        steps.append((raw, payload is not None))
+        return payload
 
     def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """In one process nothing moves; with entropy coding the server gets what the coded
         frames decode to (identical payloads), and the coded sizes are what is counted."""
-        trace.worker_seconds += time.perf_counter() - clock[0]
-        if oracle is not None:
-            # Batched gradients: charge each request what one worker's gradient costs alone.
-            trace.worker_seconds -= oracle.seconds - clock[1]
-            served = oracle.requests - clock[2]
-            if served:
-                trace.worker_seconds += served * oracle.single_grad_seconds(server.theta)
-        trace.worker_steps += M
+        shared[0] = time.perf_counter() - clock[0] - clock[1]  # the messages
         on_wire.clear()
         batch: dict[int, Payload] = {}
         for m, payload in uploads.items():
@@ -337,8 +348,7 @@ def simulate(
             down.start_round()
             server.apply(batch)
             sent = down.finish_round(batch)
-        trace.server_seconds += time.perf_counter() - t1
-        trace.server_steps += 1
+        trace.record_compute(steps, shared[0], time.perf_counter() - t1)
         trace.record(on_wire, sent.broadcast, sent.delivered)
         return int(sent.delivered)
 
@@ -355,6 +365,7 @@ def simulate(
         message=down.message,
         apply=apply,
         uplink_nbytes=lambda batch: sum(on_wire[m].nbytes for m in batch),
+        step=timed_step,
         before_round=before_round,
         after_round=bar.update,
     )

@@ -106,6 +106,17 @@ struct LaqBlockKernels {
     // sum_i (double)grid.lut[c_i]^2, in LaneSum order (parallel.hpp), like the encoder's
     // innov_sq
     double (*decode_sumsq)(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid);
+    // Optional (nullptr: the drivers call radius and encode per block). The blockwise
+    // quantizer for block <= kReduceBlock over count elements starting a block: block j
+    // covers [j * block, min((j + 1) * block, count)); writes radii[j] (its radius pass's
+    // max_abs), the block's codes at packed + j * block * bits / 8, and sums[j] (what encode
+    // returns for the block), exactly as radius and encode would. Returns false, with the
+    // outputs of that block and later ones unspecified, when a block's radius pass finds a
+    // value that is not finite. Lets a SIMD level keep per-block constants in registers and
+    // prefetch the next blocks while one is encoded from cache.
+    bool (*quantize_blocks)(const float* grad, const float* prev, std::size_t count,
+                            std::size_t block, int bits, float* radii, LaqSums* sums,
+                            std::uint8_t* packed);
 };
 
 const LaqBlockKernels& laq_scalar_kernels();

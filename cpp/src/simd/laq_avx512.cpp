@@ -1,25 +1,27 @@
-// AVX-512 block function of the LAQ quantizer: the fused quantize+pack, 16 elements per
-// register. The radius pass and the decoders are the AVX2 ones, which are already bound by
-// memory (a 512-bit radius pass measured slightly slower than the AVX2 one). Same
-// arithmetic, element by element, as the scalar reference in laq.cpp and as laq_avx2.cpp
-// (whose encode_block comment derives the fast path's error bound):
-//   * codes: a float32 FMA estimate, trusted when at least 2^-14 from every integer; a
-//     vector with any element closer takes the reference's double division;
-//   * dQ = lut[code] from register permutes (up to 64 entries) or, for 7 and 8 bits, the
-//     table's own formula float(double(code) * step' - R);
+// AVX-512 block functions of the LAQ quantizer: the fused quantize+pack of one radius
+// (encode), 16 elements per register, and the blockwise quantizer (quantize_blocks), which
+// reads each radius block from memory once: block j + 1's radius pass runs inside block j's
+// encode loop, and the encoder's constants (step, table) are computed in registers from the
+// radius, so a block costs no table refill. The global radius pass and the decoders are the
+// AVX2 ones, already bound by memory. Same arithmetic, element by element, as the scalar
+// reference in laq_scalar.cpp and as laq_avx2.cpp (whose encode_block comment derives the
+// fast path's error bound):
+//   * codes: a float32 FMA estimate, trusted when at least 2^-14 from every integer; a step
+//     of 64 elements with any element closer takes the reference's double division;
+//   * dQ = lut[code] from register permutes of the table's first 16/32/64 entries (each
+//     computed with laq_fill_grid's formula float(double(c) * step' - R)) or, for 7 and 8
+//     bits, that formula per code;
 //   * sums: one __m512d holds the 8 lanes of parallel.hpp's LaneSum; elements i..i+7 of a
 //     16-element vector go to lanes 0..7 before elements i+8..i+15, so every lane adds its
-//     elements in the reference's order. Squares use a multiply and an add (for dQ the
-//     square is exact, so this is also what an FMA would give; the add has the shorter
-//     latency on the one dependency chain per sum);
-//   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers (pack16); other
-//     widths go through a block buffer and the AVX2 packer.
-// Partial vectors (the end of the whole input) use masked loads and masked sums instead of
-// a scalar tail: masked lanes add +0.0, which leaves a lane sum (never -0.0) unchanged.
+//     elements in the reference's order. err_sq adds a separately rounded square; innov_sq
+//     uses an FMA (dQ is a float32, its square is exact in double, so the FMA rounds like
+//     the reference's multiply and add). The lanes are combined with LaneSum::total()'s tree;
+//   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers, 64 at a time
+//     (pack64); other widths go through a block buffer and the AVX2 packer.
+// Partial vectors (the end of a block or of the input) use masked loads and masked sums
+// instead of a scalar tail: masked lanes add +0.0, which leaves a lane sum (never -0.0)
+// unchanged.
 //
-// Compiled with -mavx512f -mavx512bw -mavx512dq -mavx512vl (plus the AVX2 flags) and used
-// only on CPUs that report all of them (dispatch.cpp). Like the AVX2 files, it shares no
-// inline function with external linkage with other translation units (see bits_avx2.hpp).
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics fill their unused pass-through operands with
 // _mm512_undefined_*(), which -Wuninitialized reports at every inlined call; spurious here.
@@ -45,36 +47,46 @@ namespace {
 
 static_assert(kSumLanes == 8, "one __m512d holds the 8 lane sums");
 
-// LaneSum::total() of the 8 lanes in s.
-inline double lane_total(__m512d s) {
-    alignas(64) double l[8];
-    _mm512_store_pd(l, s);
-    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-}
-
 inline __mmask16 first_lanes(std::size_t m) {  // m <= 16
     return static_cast<__mmask16>((1u << m) - 1u);
 }
 
-// ---- table lookups ----------------------------------------------------------------------
+// ---- per-radius constants ---------------------------------------------------------------
+// Everything the encoder needs for one radius is computed in registers from (R, bits) with
+// laq_fill_grid's operations (a LaqGrid in memory is never read), so the blockwise kernel
+// pays no table refill per block.
+
+// float(double(c) * step' - R) for the 16 codes c = first .. first + 15, step' = 2R / L: the
+// table's own formula (laq_fill_grid), hence the same floats.
+inline __m512 table16(__m512d step, __m512d r, double first) {
+    const __m512d c0 = _mm512_add_pd(_mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_pd(first));
+    const __m512d c1 = _mm512_add_pd(c0, _mm512_set1_pd(8.0));
+    const __m256 lo = _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(c0, step), r));
+    const __m256 hi = _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(c1, step), r));
+    return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+}
+
 // perm16: bits 1..4, perm32: 5, perm64: 6, formula: 7 and 8 (see encode_avx512).
 enum class LutKind { perm16, perm32, perm64, formula };
 
 // grid.lut[code] for 16 codes: permutes of the table's first 16/32/64 entries held in
-// registers (the table has kLaqMaxLevels entries, so these loads are in bounds), or the
-// table's formula with laq_make_grid's operations.
+// registers, or (7 and 8 bits) the table's formula evaluated per code.
 template <LutKind K>
 struct Lut {
-    __m512 t0, t1, t2, t3;
     __m512d step, r;
-    explicit Lut(const LaqGrid& grid)
-        : t0(_mm512_loadu_ps(grid.lut)),
-          t1(_mm512_loadu_ps(grid.lut + 16)),
-          t2(_mm512_loadu_ps(grid.lut + 32)),
-          t3(_mm512_loadu_ps(grid.lut + 48)),
-          step(_mm512_set1_pd((2.0 * static_cast<double>(grid.radius)) /
-                              static_cast<double>((1 << grid.bits) - 1))),
-          r(_mm512_set1_pd(grid.radius)) {}
+    __m512 t0, t1, t2, t3;
+    Lut(float radius, int bits)
+        : step(_mm512_set1_pd((2.0 * static_cast<double>(radius)) /
+                              static_cast<double>((1 << bits) - 1))),
+          r(_mm512_set1_pd(radius)) {
+        if (K == LutKind::formula) return;
+        t0 = table16(step, r, 0.0);
+        if (K == LutKind::perm16) return;
+        t1 = table16(step, r, 16.0);
+        if (K == LutKind::perm32) return;
+        t2 = table16(step, r, 32.0);
+        t3 = table16(step, r, 48.0);
+    }
     __m512 operator()(__m512i code) const {
         if (K == LutKind::perm16) return _mm512_permutexvar_ps(code, t0);
         if (K == LutKind::perm32) return _mm512_permutex2var_ps(t0, code, t1);
@@ -91,13 +103,28 @@ struct Lut {
     }
 };
 
-// ---- fused quantize + pack ----------------------------------------------------------------
+// The code constants of one radius; the fast path's constants and error bound are those of
+// laq_avx2.cpp's encode_block.
 struct EncodeConsts {
     __m512d vr, vstep;
     __m512i vtop;
     __m512 vinv, vc0, margin;
+    EncodeConsts(float radius, int bits) {
+        const double r = radius;
+        const double step = radius > 0.0f ? (2.0 * r) / static_cast<double>((1 << bits) - 1)
+                                          : 1.0;  // LaqGrid::step (laq_fill_grid)
+        const double inv_step = 1.0 / step;
+        const bool fast = r < 1e30 && inv_step < 1e30;
+        vr = _mm512_set1_pd(r);
+        vstep = _mm512_set1_pd(step);
+        vtop = _mm512_set1_epi32((1 << bits) - 1);
+        vinv = _mm512_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
+        vc0 = _mm512_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
+        margin = _mm512_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
+    }
 };
 
+// ---- fused quantize + pack ----------------------------------------------------------------
 // One vector of 16 elements at offset i, of which the lanes in `live` are real.
 template <bool kHasPrev>
 struct Elems {
@@ -108,14 +135,31 @@ struct Elems {
           v(kHasPrev ? _mm512_sub_ps(g, p) : g) {}  // g - 0.0f == g bit for bit
 };
 
-// Fast-path codes; `flag` gets the live lanes whose estimate is within the margin of an
-// integer (or NaN: "not >=" is true for it). x > 0, so truncation is floor, and x < L + 1.
-inline __m512i codes_fast(__m512 v, const EncodeConsts& k, __mmask16 live, __mmask16& flag) {
+// Fast-path codes: the estimate x = fma(v, 1/step, R/step + 1/2) truncated (x > 0, so
+// truncation is floor, and x < L + 1), and frac = x - round_to_nearest(x) (AVX512DQ's
+// vreduceps with 0 fraction bits kept), whose magnitude says whether x is within the margin
+// of an integer.
+struct FastCodes {
+    __m512i code;
+    __m512 frac;
+};
+inline FastCodes codes_fast(__m512 v, const EncodeConsts& k) {
     const __m512 x = _mm512_fmadd_ps(v, k.vinv, k.vc0);
-    // x - round_to_nearest(x) (AVX512DQ's vreduceps with 0 fraction bits kept).
-    const __m512 frac = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    flag |= _mm512_mask_cmp_ps_mask(live, _mm512_abs_ps(frac), k.margin, _CMP_NGE_UQ);
-    return _mm512_cvttps_epi32(x);
+    return {_mm512_cvttps_epi32(x),
+            _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)};
+}
+// The live lanes whose estimate is too close to an integer to be trusted ("not >=" is
+// also true for NaN, which the finite inputs never produce).
+inline __mmask16 near_integer(__m512 frac, const EncodeConsts& k, __mmask16 live) {
+    return _mm512_mask_cmp_ps_mask(live, _mm512_abs_ps(frac), k.margin, _CMP_NGE_UQ);
+}
+// min(|a|, |b|) with the sign cleared, one instruction (AVX512DQ's vrangeps: imm 0b1010 =
+// smaller magnitude, sign cleared). Comparing the minimum of four vectors' |frac| with the
+// margin flags a step exactly when near_integer would flag one of its vectors: the fracs
+// are finite (the radius pass rejected NaN/Inf, and |x| <= L + 1), and a denormal frac
+// read as zero (DAZ) can only add a flag, i.e. one more exact recomputation.
+inline __m512 min_abs(__m512 a, __m512 b) {
+    return _mm512_range_ps(a, b, 0x0A);
 }
 
 // The reference's codes: floor((double(v) + R) / step + 0.5), then min(., L).
@@ -132,98 +176,175 @@ inline __m512i codes_exact(__m512 v, const EncodeConsts& k) {
     return _mm512_min_epi32(c, k.vtop);
 }
 
-// Adds the squares of the live lanes to the lane sums (see the header comment).
-template <LutKind K, bool kHasPrev>
+// The 8 lane sums of err_sq and innov_sq, one __m512d each.
+struct Sums {
+    __m512d err = _mm512_setzero_pd();
+    __m512d innov = _mm512_setzero_pd();
+};
+
+// Adds the squares of the live lanes to the lane sums (see the header comment). kFull: all
+// 16 lanes live, and g is widened straight from memory at `full_at` (e's grad).
+template <LutKind K, bool kHasPrev, bool kFull>
 inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut, __mmask16 live,
-                     __m512d& err, __m512d& innov) {
+                     const float* full_at, Sums& sums) {
     const __m512 dq = lut(code);
     const __m512 q_new = _mm512_add_ps(e.p, dq);  // p + dQ in float32, as the apply
     const auto lo8 = static_cast<__mmask8>(live);
     const auto hi8 = static_cast<__mmask8>(live >> 8);
-    const __m512d e_lo = _mm512_maskz_sub_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(q_new)),
-                                             _mm512_cvtps_pd(_mm512_castps512_ps256(e.g)));
-    const __m512d e_hi = _mm512_maskz_sub_pd(hi8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q_new, 1)),
-                                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(e.g, 1)));
+    const __m512d g_lo = kFull ? _mm512_cvtps_pd(_mm256_loadu_ps(full_at))
+                               : _mm512_cvtps_pd(_mm512_castps512_ps256(e.g));
+    const __m512d g_hi = kFull ? _mm512_cvtps_pd(_mm256_loadu_ps(full_at + 8))
+                               : _mm512_cvtps_pd(_mm512_extractf32x8_ps(e.g, 1));
+    const __m512d e_lo =
+        _mm512_maskz_sub_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(q_new)), g_lo);
+    const __m512d e_hi =
+        _mm512_maskz_sub_pd(hi8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q_new, 1)), g_hi);
     const __m512d d_lo = _mm512_maskz_cvtps_pd(lo8, _mm512_castps512_ps256(dq));
     const __m512d d_hi = _mm512_maskz_cvtps_pd(hi8, _mm512_extractf32x8_ps(dq, 1));
-    err = _mm512_add_pd(err, _mm512_mul_pd(e_lo, e_lo));
-    innov = _mm512_add_pd(innov, _mm512_mul_pd(d_lo, d_lo));
-    err = _mm512_add_pd(err, _mm512_mul_pd(e_hi, e_hi));
-    innov = _mm512_add_pd(innov, _mm512_mul_pd(d_hi, d_hi));
+    sums.err = _mm512_add_pd(sums.err, _mm512_mul_pd(e_lo, e_lo));
+    sums.innov = _mm512_fmadd_pd(d_lo, d_lo, sums.innov);  // dQ^2 exact: rounds as mul + add
+    sums.err = _mm512_add_pd(sums.err, _mm512_mul_pd(e_hi, e_hi));
+    sums.innov = _mm512_fmadd_pd(d_hi, d_hi, sums.innov);
 }
 
-// Packs 16 codes of b in {1, 2, 4, 8} bits (32-bit lanes) straight into their 2b bytes of
-// the pack.hpp layout (code j at bits [j*b, (j+1)*b) of the little-endian stream): pairs
-// of lanes are merged by shifting 64-bit lanes, then narrowed.
+// Packs 64 codes of b in {1, 2, 4, 8} bits (16 per vector, 32-bit lanes, in order) into
+// their 8b bytes of the pack.hpp layout (code j at bits [j*b, (j+1)*b) of the little-endian
+// stream). Two saturating packs make bytes (each 128-bit lane then holds 4 codes of each
+// vector) and one dword permute restores the order; adjacent codes are then merged by
+// multiply-adds (byte pairs, then word pairs) and the results narrowed.
 template <int b>
-inline void pack16(__m512i c, std::uint8_t* out) {
-    static_assert(b == 1 || b == 2 || b == 4 || b == 8, "pack16 handles 1, 2, 4 and 8 bits");
+inline void pack64(__m512i c0, __m512i c1, __m512i c2, __m512i c3, std::uint8_t* out) {
+    static_assert(b == 1 || b == 2 || b == 4 || b == 8, "pack64 handles 1, 2, 4 and 8 bits");
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i bytes = _mm512_permutexvar_epi32(
+        order, _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3)));
     if constexpr (b == 8) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c));
+        _mm512_storeu_si512(out, bytes);
     } else if constexpr (b == 1) {
-        const auto bits = static_cast<std::uint16_t>(_mm512_test_epi32_mask(c, c));
-        std::memcpy(out, &bits, 2);
+        const std::uint64_t word = _mm512_test_epi8_mask(bytes, bytes);
+        std::memcpy(out, &word, 8);
     } else {
-        // Each 64-bit lane: code 2k in bits 0..b-1, code 2k+1 in bits b..2b-1.
-        const __m512i pairs = _mm512_or_si512(c, _mm512_srli_epi64(c, 32 - b));
-        if constexpr (b == 4) {  // one byte per pair: 8 bytes
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_cvtepi64_epi8(pairs));
-        } else {  // b == 2: 4-bit pairs, merged again in 32-bit lanes: 4 bytes
-            const __m128i w = _mm512_cvtepi64_epi16(pairs);
-            const __m128i quads = _mm_or_si128(w, _mm_srli_epi32(w, 12));
-            const auto word =
-                static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm_cvtepi32_epi8(quads)));
-            std::memcpy(out, &word, 4);
+        // Byte pairs: code 2m + code 2m+1 << b in each 16-bit lane.
+        const __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi16(1 | (1 << (8 + b))));
+        if constexpr (b == 4) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi16_epi8(pairs));
+        } else {  // b == 2: word pairs, 4 codes in each 32-bit lane
+            const __m512i quads = _mm512_madd_epi16(pairs, _mm512_set1_epi32(1 | (16 << 16)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(quads));
         }
     }
 }
 
-// kPack: the code width when pack16 packs straight from the registers, else 0 (block
-// buffer and the AVX2 packer); a template parameter so the loop has no width dispatch.
-template <LutKind K, int kPack, bool kHasPrev>
-LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                     std::uint8_t* packed) {
-    const double r = grid.radius;
-    const Lut<K> lut(grid);
-    // The fast path's constants and error bound are those of laq_avx2.cpp's encode_block.
-    const double inv_step = 1.0 / grid.step;
-    const bool fast = r < 1e30 && inv_step < 1e30;
-    EncodeConsts k;
-    k.vr = _mm512_set1_pd(r);
-    k.vstep = _mm512_set1_pd(grid.step);
-    k.vtop = _mm512_set1_epi32((1 << grid.bits) - 1);
-    k.vinv = _mm512_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
-    k.vc0 = _mm512_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
-    k.margin = _mm512_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
+// Running maximum of |v| as bit patterns (the reference's abs_bits order, which also
+// catches NaN/Inf: patterns >= kInfBits), two accumulators.
+struct RadiusAcc {
+    __m512i m0 = _mm512_setzero_si512();
+    __m512i m1 = _mm512_setzero_si512();
 
+    template <bool kHasPrev>
+    static __m512i abs_bits(const float* grad, const float* prev, std::size_t i, __mmask16 live) {
+        const Elems<kHasPrev> x(grad, prev, i, live);
+        return _mm512_and_si512(_mm512_castps_si512(x.v), _mm512_set1_epi32(0x7FFFFFFF));
+    }
+    // Elements [i, i + 32).
+    template <bool kHasPrev>
+    void add32(const float* grad, const float* prev, std::size_t i) {
+        m0 = _mm512_max_epu32(m0, abs_bits<kHasPrev>(grad, prev, i, 0xFFFF));
+        m1 = _mm512_max_epu32(m1, abs_bits<kHasPrev>(grad, prev, i + 16, 0xFFFF));
+    }
+    // Elements [from, count), any from (masked lanes load 0.0f).
+    template <bool kHasPrev>
+    void add_range(const float* grad, const float* prev, std::size_t from, std::size_t count) {
+        std::size_t i = from;
+        for (; i + 32 <= count; i += 32) add32<kHasPrev>(grad, prev, i);
+        for (; i < count; i += 16) {
+            const __mmask16 live = first_lanes(count - i < 16 ? count - i : 16);
+            m0 = _mm512_max_epu32(m0, abs_bits<kHasPrev>(grad, prev, i, live));
+        }
+    }
+    LaqRadiusPartial result() const {
+        const std::uint32_t mx = _mm512_reduce_max_epu32(_mm512_max_epu32(m0, m1));
+        if (mx >= 0x7F800000u) return {0.0f, true};
+        float r;
+        std::memcpy(&r, &mx, sizeof r);
+        return {r, false};
+    }
+};
+
+// The next block's radius pass, carried out inside the encode loop of the current one (see
+// quantize_blocks_impl): elements [0, count) of (grad, prev), 64 per encode step while both
+// last; the encoder returns the partial maximum in acc and the elements it covered in done.
+template <bool kHasPrev>
+struct Ahead {
+    const float* grad;
+    const float* prev;
+    std::size_t count;
+    RadiusAcc acc;
+    std::size_t done;
+};
+
+// Encodes count (<= kReduceBlock) elements with one radius: writes their packed codes and
+// returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
+// which starts a piece). kPack: the code width when pack64 packs straight from the
+// registers, else 0 (block buffer and the AVX2 packer). kPrefetch: prefetch the input
+// kPrefetchBytes ahead of the encoder, spread over the steps. kAhead: also run the radius
+// pass of `ahead` (the next block), 64 elements per step.
+template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
+Sums encode_run(const float* grad, const float* prev, std::size_t count, const Lut<K>& lut,
+                const EncodeConsts& k, std::size_t b, std::uint8_t* packed,
+                Ahead<kHasPrev>* ahead) {
     alignas(64) std::uint8_t codes[kReduceBlock];
-    __m512d err = _mm512_setzero_pd();
-    __m512d innov = _mm512_setzero_pd();
-    const auto b = static_cast<std::size_t>(grid.bits);
+    Sums sums;  // locals, kept in registers (`packed` may alias anything)
+    RadiusAcc next;
+    const float* next_grad = kAhead ? ahead->grad : nullptr;
+    const float* next_prev = kAhead ? ahead->prev : nullptr;
+    const std::size_t next_count = kAhead ? ahead->count : 0;
     constexpr bool direct = kPack != 0;
+    constexpr __mmask16 all = 0xFFFF;
     std::size_t i = 0;
-    for (; i + 32 <= count; i += 32) {  // two vectors per step, one branch for both
-        prefetch_step(grad + i);
-        if (kHasPrev) prefetch_step(prev + i);
-        const Elems<kHasPrev> x(grad, prev, i, 0xFFFF);
-        const Elems<kHasPrev> y(grad, prev, i + 16, 0xFFFF);
-        __mmask16 flag_x = 0;
-        __mmask16 flag_y = 0;
-        __m512i cx = codes_fast(x.v, k, 0xFFFF, flag_x);
-        __m512i cy = codes_fast(y.v, k, 0xFFFF, flag_y);
-        if ((flag_x | flag_y) != 0) {  // rare: one predictable branch in the common case
-            if (flag_x != 0) cx = codes_exact(x.v, k);
-            if (flag_y != 0) cy = codes_exact(y.v, k);
+    for (; i + 64 <= count; i += 64) {  // four vectors per step, one branch for all
+        if (kPrefetch) {
+            prefetch_step(grad + i);
+            prefetch_step(grad + i + 32);
+            if (kHasPrev) {
+                prefetch_step(prev + i);
+                prefetch_step(prev + i + 32);
+            }
         }
-        add_sums<K, kHasPrev>(x, cx, lut, 0xFFFF, err, innov);
-        add_sums<K, kHasPrev>(y, cy, lut, 0xFFFF, err, innov);
+        if (kAhead && i + 64 <= next_count) {
+            next.add32<kHasPrev>(next_grad, next_prev, i);
+            next.add32<kHasPrev>(next_grad, next_prev, i + 32);
+        }
+        __m512i c[4];
+        __m512 frac[4];
+        for (int q = 0; q < 4; ++q) {
+            const FastCodes f = codes_fast(Elems<kHasPrev>(grad, prev, i + 16 * q, all).v, k);
+            c[q] = f.code;
+            frac[q] = f.frac;
+        }
+        const __m512 nearest = min_abs(min_abs(frac[0], frac[1]), min_abs(frac[2], frac[3]));
+        if (near_integer(nearest, k, all) != 0) {  // rare: one predictable branch
+            for (int q = 0; q < 4; ++q) {
+                c[q] = codes_exact(Elems<kHasPrev>(grad, prev, i + 16 * q, all).v, k);
+            }
+        }
+        for (int q = 0; q < 4; ++q) {
+            const std::size_t at = i + 16 * static_cast<std::size_t>(q);
+            add_sums<K, kHasPrev, true>(Elems<kHasPrev>(grad, prev, at, all), c[q], lut, all,
+                                        grad + at, sums);
+        }
         if constexpr (direct) {
-            pack16<kPack>(cx, packed + i / 8 * b);
-            pack16<kPack>(cy, packed + (i + 16) / 8 * b);
+            pack64<kPack>(c[0], c[1], c[2], c[3], packed + i / 8 * b);
         } else {
-            _mm_store_si128(reinterpret_cast<__m128i*>(codes + i), _mm512_cvtepi32_epi8(cx));
-            _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16), _mm512_cvtepi32_epi8(cy));
+            for (int q = 0; q < 4; ++q) {
+                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                _mm512_cvtepi32_epi8(c[q]));
+            }
         }
+    }
+    if (kAhead) {
+        ahead->acc = next;
+        ahead->done = i < next_count ? i : next_count / 64 * 64;
     }
     // The end of the input: masked vectors, codes through the buffer and the packer.
     const std::size_t packed_from = direct ? i : 0;
@@ -231,50 +352,135 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         const std::size_t m = count - i < 16 ? count - i : 16;
         const __mmask16 live = first_lanes(m);
         const Elems<kHasPrev> x(grad, prev, i, live);
-        __mmask16 flag = 0;
-        __m512i cx = codes_fast(x.v, k, live, flag);
-        if (flag != 0) cx = codes_exact(x.v, k);
-        add_sums<K, kHasPrev>(x, cx, lut, live, err, innov);
+        const FastCodes f = codes_fast(x.v, k);
+        const __m512i cx = near_integer(f.frac, k, live) != 0 ? codes_exact(x.v, k) : f.code;
+        add_sums<K, kHasPrev, false>(x, cx, lut, live, nullptr, sums);
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, live, cx);
     }
-    const std::size_t full = count / 8 * 8;  // packed_from is a multiple of 32
+    const std::size_t full = count / 8 * 8;  // packed_from is a multiple of 64
     if (full > packed_from) {
-        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
+        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, static_cast<int>(b),
                          packed + packed_from / 8 * b);
     }
     if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
-    return {lane_total(err), lane_total(innov)};
+    return sums;
 }
 
-template <LutKind K, int kPack>
-LaqSums encode_kind(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                    std::uint8_t* packed) {
-    return prev ? encode_block<K, kPack, true>(grad, prev, count, grid, packed)
-                : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
+// LaneSum::total() of err and innov at once: the same additions in the same tree, two sums
+// per instruction.
+inline LaqSums lane_totals(const Sums& sums) {
+    const __m512d err = sums.err;
+    const __m512d innov = sums.innov;
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    // (l0+l1), (l2+l3), (l4+l5), (l6+l7) of err, then of innov
+    const __m512d s1 = _mm512_add_pd(_mm512_permutex2var_pd(err, even, innov),
+                                     _mm512_permutex2var_pd(err, odd, innov));
+    // (l0+l1)+(l2+l3), (l4+l5)+(l6+l7) of err, then of innov (lanes 0..3)
+    const __m512d s2 =
+        _mm512_add_pd(_mm512_permutexvar_pd(even, s1), _mm512_permutexvar_pd(odd, s1));
+    const __m512d s3 =
+        _mm512_add_pd(_mm512_permutexvar_pd(even, s2), _mm512_permutexvar_pd(odd, s2));
+    alignas(16) double t[2];
+    _mm_store_pd(t, _mm512_castpd512_pd128(s3));
+    return {t[0], t[1]};
 }
 
-LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                      std::uint8_t* packed) {
-    // The table lookup and the packing of each width (see LutKind and pack16).
-    switch (grid.bits) {
+template <LutKind K, int kPack, bool kHasPrev>
+LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                     std::uint8_t* packed) {
+    const Sums sums = encode_run<K, kPack, kHasPrev, true, false>(
+        grad, prev, count, Lut<K>(grid.radius, grid.bits), EncodeConsts(grid.radius, grid.bits),
+        static_cast<std::size_t>(grid.bits), packed, nullptr);
+    return lane_totals(sums);
+}
+
+// ---- blockwise radius: each block read once ----------------------------------------------
+// Software-pipelined: block j + 1's radius pass (reading it from memory into cache) runs
+// inside block j's encode loop, 64 elements per step, so its loads overlap the encoder's
+// arithmetic, and the chain from a radius to the encoder's constants (a horizontal max, two
+// divisions) runs while the previous block is still being encoded.
+template <LutKind K, int kPack, bool kHasPrev>
+bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t count,
+                          std::size_t block, int bits, float* radii, LaqSums* sums,
+                          std::uint8_t* packed) {
+    const auto b = static_cast<std::size_t>(bits);
+    auto at = [&](const float* x, std::size_t s) { return kHasPrev ? x + s : nullptr; };
+    auto length = [&](std::size_t s) { return count - s < block ? count - s : block; };
+    RadiusAcc acc;
+    acc.add_range<kHasPrev>(grad, at(prev, 0), 0, length(0));
+    for (std::size_t s = 0, j = 0; s < count; s += block, ++j) {
+        const LaqRadiusPartial part = acc.result();
+        if (part.nonfinite) return false;
+        const float r = part.max_abs;
+        radii[j] = r;
+        const std::size_t t = s + block;
+        Ahead<kHasPrev> next{grad, prev, 0, RadiusAcc(), 0};
+        if (t < count) next = {grad + t, at(prev, t), length(t), RadiusAcc(), 0};
+        const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
+            grad + s, at(prev, s), length(s), Lut<K>(r, bits), EncodeConsts(r, bits), b,
+            packed + s / 8 * b, &next);
+        next.acc.template add_range<kHasPrev>(next.grad, next.prev, next.done, next.count);
+        acc = next.acc;
+        sums[j] = lane_totals(block_sums);
+    }
+    return true;
+}
+
+// ---- the table lookup and the packing of each width (see LutKind and pack64) ----------------
+// Calls Fn::template run<K, kPack>(args...) for `bits`.
+template <class Fn, class... Args>
+auto by_width(int bits, Args&&... args) {
+    switch (bits) {
         case 1:
-            return encode_kind<LutKind::perm16, 1>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm16, 1>(args...);
         case 2:
-            return encode_kind<LutKind::perm16, 2>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm16, 2>(args...);
         case 3:
-            return encode_kind<LutKind::perm16, 0>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm16, 0>(args...);
         case 4:
-            return encode_kind<LutKind::perm16, 4>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm16, 4>(args...);
         case 5:
-            return encode_kind<LutKind::perm32, 0>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm32, 0>(args...);
         case 6:
-            return encode_kind<LutKind::perm64, 0>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::perm64, 0>(args...);
         case 7:
-            return encode_kind<LutKind::formula, 0>(grad, prev, count, grid, packed);
+            return Fn::template run<LutKind::formula, 0>(args...);
         default:
             break;
     }
-    return encode_kind<LutKind::formula, 8>(grad, prev, count, grid, packed);
+    return Fn::template run<LutKind::formula, 8>(args...);
+}
+
+struct EncodeFn {
+    template <LutKind K, int kPack>
+    static LaqSums run(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                       std::uint8_t* packed) {
+        return prev ? encode_block<K, kPack, true>(grad, prev, count, grid, packed)
+                    : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
+    }
+};
+
+struct QuantizeBlocksFn {
+    template <LutKind K, int kPack>
+    static bool run(const float* grad, const float* prev, std::size_t count, std::size_t block,
+                    int bits, float* radii, LaqSums* sums, std::uint8_t* packed) {
+        return prev ? quantize_blocks_impl<K, kPack, true>(grad, prev, count, block, bits, radii,
+                                                           sums, packed)
+                    : quantize_blocks_impl<K, kPack, false>(grad, nullptr, count, block, bits,
+                                                            radii, sums, packed);
+    }
+};
+
+LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                      std::uint8_t* packed) {
+    return by_width<EncodeFn>(grid.bits, grad, prev, count, grid, packed);
+}
+
+bool quantize_blocks_avx512(const float* grad, const float* prev, std::size_t count,
+                            std::size_t block, int bits, float* radii, LaqSums* sums,
+                            std::uint8_t* packed) {
+    return by_width<QuantizeBlocksFn>(bits, grad, prev, count, block, bits, radii, sums, packed);
 }
 
 }  // namespace
@@ -285,8 +491,8 @@ const LaqBlockKernels& laq_avx512_kernels() {
     static const LaqBlockKernels table = [] {
         LaqBlockKernels t = laq_avx2_kernels();
         t.name = "avx512";
-        t.lut_entries = kLaqLutPrefix;  // perm64 registers; 7 and 8 bits use the formula
         t.encode = &encode_avx512;
+        t.quantize_blocks = &quantize_blocks_avx512;
         return t;
     }();
     return table;

@@ -2,8 +2,23 @@
 
 One row per iteration: how many workers uploaded, their bytes in all and the largest upload,
 the downlink bytes one broadcast carries and the bytes delivered to all workers, and which
-workers uploaded (a bit mask, so the time model can group workers onto nodes). The mean
-compute time of one worker's step and of the server's update are measured in the run.
+workers uploaded (a bit mask, so the time model can group workers onto nodes), and the
+measured compute of the round: one worker's step (the round's worker time over its steps) and
+the server's update.
+
+Every worker step is timed on its own and a round's sample of one worker step is a median
+over its workers (:meth:`TrafficTrace.record_compute`). The compute charged per round
+(:attr:`TrafficTrace.worker_step_s`, :attr:`TrafficTrace.server_step_s`) is then a
+*stratified median* of the per-round samples: the
+rounds are grouped by how many workers uploaded (a lazy server's update, or a random
+selection's worker steps, legitimately cost more in rounds with more uploads), the median is
+taken within each group and the groups are weighted by their number of rounds. On a dedicated
+machine the per-round times of one stratum are nearly constant, so this is their mean; on a
+shared machine the scheduler hands the core to other processes in the middle of some rounds
+and the plain mean (:attr:`TrafficTrace.worker_mean_s`) charges the run for that foreign
+work, by different amounts for runs made at different times (issue 16: a 4.7 ms LAQ step
+against 1.7 ms for GD under load, for the same gradient). The median ignores those
+preempted rounds as long as fewer than half of a stratum's rounds are hit.
 
 Because the time model only needs these sizes, one run serves any number of link settings:
 :func:`laqcore.network.round_times` is applied afterwards (the studies cache the traces as
@@ -13,6 +28,7 @@ Because the time model only needs these sizes, one run serves any number of link
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +38,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from ..wire import Payload
 
-__all__ = ["TrafficTrace"]
+__all__ = ["TrafficTrace", "stratified_median"]
 
 
 def __dir__() -> list[str]:
@@ -30,6 +46,29 @@ def __dir__() -> list[str]:
 
 
 I64 = npt.NDArray[np.int64]
+
+
+def stratified_median(values: npt.ArrayLike, strata: npt.ArrayLike) -> float:
+    """``sum_s (n_s / n) median(values in stratum s)``: the median of each stratum's values,
+    weighted by the stratum's size (0.0 for no values).
+
+    Examples
+    --------
+    >>> stratified_median([1.0, 1.0, 9.0, 3.0], [0, 0, 0, 2])  # (3 * 1 + 1 * 3) / 4
+    1.5
+    """
+    v = np.asarray(values, dtype=np.float64)
+    s = np.asarray(strata)
+    if v.shape != s.shape or v.ndim != 1:
+        raise ValueError(f"values and strata must be 1-D of one length, got {v.shape}, {s.shape}")
+    if v.size == 0:
+        return 0.0
+    total = 0.0
+    for key in np.unique(s):
+        part = v[s == key]
+        total += part.size * float(np.median(part))
+    return total / v.size
+
 
 _SERIES = ("up_count", "up_bytes", "up_max", "down_broadcast", "down_delivered")
 
@@ -47,6 +86,10 @@ class TrafficTrace:
         ``numpy.packbits`` of the iteration's uploader flags (worker order).
     worker_seconds, worker_steps, server_seconds, server_steps
         Measured compute: total time spent in worker steps / server updates, and their counts.
+    worker_round_s, server_round_s : list of float
+        Per iteration: the mean seconds of one worker step in that round, and the server
+        update's seconds (:meth:`record_compute`; empty for traces built without them, which
+        then fall back to the means).
     """
 
     num_workers: int
@@ -60,6 +103,35 @@ class TrafficTrace:
     worker_steps: int = 0
     server_seconds: float = 0.0
     server_steps: int = 0
+    worker_round_s: list[float] = field(default_factory=list)
+    server_round_s: list[float] = field(default_factory=list)
+
+    def record_compute(
+        self, steps: Sequence[tuple[float, bool]], shared: float, server_seconds: float
+    ) -> None:
+        """Add one round's measured compute.
+
+        ``steps``: ``(seconds, uploaded)`` of every worker step of the round, each timed on
+        its own; ``shared``: the round's other worker-side seconds (the messages), charged
+        ``shared / M`` to every step; ``server_seconds``: the server's update. The totals
+        grow by the plain sums; the round's sample of one worker step is ``shared / M`` plus
+        the median of the uploading steps times their share plus the median of the others
+        times theirs (a step preempted by another process moves neither median, while the
+        two kinds of step, e.g. a requested gradient and an idle worker, keep their weight).
+        """
+        M = len(steps)
+        seconds = np.array([s for s, _ in steps], dtype=np.float64)
+        up = np.array([u for _, u in steps], dtype=bool)
+        self.worker_seconds += shared + float(seconds.sum())
+        self.worker_steps += M
+        self.server_seconds += server_seconds
+        self.server_steps += 1
+        typical = 0.0
+        for part in (seconds[up], seconds[~up]):
+            if part.size:
+                typical += part.size * float(np.median(part))
+        self.worker_round_s.append((shared + typical) / M if M else 0.0)
+        self.server_round_s.append(server_seconds)
 
     def record(self, uploads: dict[int, Payload], broadcast: int, delivered: int) -> None:
         """Append one iteration: the uploads that reached the server and the downlink."""
@@ -78,14 +150,30 @@ class TrafficTrace:
         return len(self.up_count)
 
     @property
-    def worker_step_s(self) -> float:
+    def worker_mean_s(self) -> float:
         """Mean wall time of one worker's step (gradient + compression), seconds."""
         return self.worker_seconds / self.worker_steps if self.worker_steps else 0.0
 
     @property
-    def server_step_s(self) -> float:
+    def server_mean_s(self) -> float:
         """Mean wall time of one server update, seconds."""
         return self.server_seconds / self.server_steps if self.server_steps else 0.0
+
+    @property
+    def worker_step_s(self) -> float:
+        """Compute charged for one worker's step (gradient + compression), seconds: the
+        stratified median of the per-round samples (module docstring), else the mean."""
+        return self._charged(self.worker_round_s, self.worker_mean_s)
+
+    @property
+    def server_step_s(self) -> float:
+        """Compute charged for one server update, seconds (as :attr:`worker_step_s`)."""
+        return self._charged(self.server_round_s, self.server_mean_s)
+
+    def _charged(self, samples: list[float], mean: float) -> float:
+        if not samples or len(samples) != len(self.up_count):
+            return mean
+        return stratified_median(np.asarray(samples), self.series("up_count"))
 
     def series(self, name: str) -> I64:
         if name not in _SERIES:
@@ -112,6 +200,9 @@ class TrafficTrace:
             [self.num_workers, self.worker_steps, self.server_steps], dtype=np.int64
         )
         arrays["seconds"] = np.array([self.worker_seconds, self.server_seconds])
+        arrays["round_seconds"] = np.array(
+            [self.worker_round_s, self.server_round_s], dtype=np.float64
+        ).reshape(2, -1)
         np.savez_compressed(path, **arrays)
 
     @classmethod
@@ -120,6 +211,10 @@ class TrafficTrace:
             m, wsteps, ssteps = (int(v) for v in z["meta"])
             t = cls(m, worker_steps=wsteps, server_steps=ssteps)
             t.worker_seconds, t.server_seconds = (float(v) for v in z["seconds"])
+            if "round_seconds" in z.files:  # older traces: the means only
+                t.worker_round_s, t.server_round_s = (
+                    [float(v) for v in row] for row in z["round_seconds"]
+                )
             for k in _SERIES:
                 setattr(t, k, [int(v) for v in z[k]])
             width = (m + 7) // 8
