@@ -163,16 +163,23 @@ def hard_pair(rng: np.random.Generator, n: int, block_size: int) -> tuple[np.nda
 @pytest.mark.parametrize("bs", [8, 24, 64, 256, 1000, 4096])
 @pytest.mark.parametrize("with_prev", [True, False])
 def test_every_simd_level_matches_reference_on_hard_inputs(rng, bits, bs, with_prev):
+    # quantize + pack and the weighted accumulate (the fused blockwise kernels where a level
+    # has them) against the numpy reference
     n = 7 * bs + bs // 2 + 3  # ragged last block
     grad, prev = hard_pair(rng, n, bs)
     p_arg = prev if with_prev else None
     want = ref.laq_quantize_blocks(grad, p_arg, bits, bs)
+    agg = rng.standard_normal(n).astype(np.float32)
+    want_agg = agg + np.float32(0.75) * want["dq"]  # the weighted table, float32
     outputs = []
     for level in runtime.simd_levels():
         with runtime.simd(level):
             p = laqcore.laq_quantize(grad, p_arg, bits, block_size=bs)
             assert_matches(p, want)
             outputs.append((p.packed.tobytes(), p.radii.tobytes(), p.err_sq, p.innov_sq))
+            got = agg.copy()
+            laqcore.laq_accumulate(got, p, weight=0.75)
+            np.testing.assert_array_equal(got, want_agg)
     assert all(out == outputs[0] for out in outputs)  # sums bit for bit, not only close
 
 

@@ -189,16 +189,32 @@ void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
     LAQ_CHECK(std::isfinite(weight * r_max),
               "weight * dQ overflows float32 (weight " << weight << ", radius " << r_max << ")");
     const LaqBlockKernels& k = laq_active_kernels();
-    Pieces(n, block).run(
-        [&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
-            const int entries = lut_entries(k, end, n, bits);
-            laq_fill_grid(radii[blk], bits, grid, entries);
-            // The weight is folded into the block's table (one float32 product per code value).
-            float table[kLaqMaxLevels];
-            for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
-            k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
-                         inout + begin);
+    const Pieces ps(n, block);
+    if (k.accumulate_blocks != nullptr && ps.per_block == 1) {  // each task's whole blocks
+        ps.run_tasks([&](std::size_t, std::size_t first, std::size_t last) {
+            const std::size_t begin = first * block;
+            k.accumulate_blocks(packed + packed_offset(begin, bits),
+                                std::min(last * block, n) - begin, block, bits, radii + first,
+                                weight, inout + begin);
         });
+        return;
+    }
+    if (k.accumulate_blocks != nullptr) {  // pieces of larger blocks (the global radius)
+        ps.run([&](LaqGrid&, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
+            k.accumulate_blocks(packed + packed_offset(begin, bits), end - begin, end - begin, bits,
+                                radii + blk, weight, inout + begin);
+        });
+        return;
+    }
+    ps.run([&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
+        const int entries = lut_entries(k, end, n, bits);
+        laq_fill_grid(radii[blk], bits, grid, entries);
+        // The weight is folded into the block's table (one float32 product per code value).
+        float table[kLaqMaxLevels];
+        for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
+        k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
+                     inout + begin);
+    });
 }
 
 double innov_sq_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,

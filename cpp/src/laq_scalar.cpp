@@ -172,6 +172,7 @@ const LaqBlockKernels kScalarKernels = {
     &decode_add_scalar,
     &decode_sumsq_scalar,
     nullptr,  // quantize_blocks: the drivers' per-block radius and encode
+    nullptr,  // accumulate_blocks: the drivers' per-block grid and decode_add
 };
 
 }  // namespace

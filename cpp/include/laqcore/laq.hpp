@@ -117,6 +117,13 @@ struct LaqBlockKernels {
     bool (*quantize_blocks)(const float* grad, const float* prev, std::size_t count,
                             std::size_t block, int bits, float* radii, LaqSums* sums,
                             std::uint8_t* packed);
+    // Optional (nullptr: the drivers refill a grid and call decode_add per piece). The
+    // accumulate over count elements starting a piece, in blocks of block <= kReduceBlock
+    // elements as above (the global radius: one block, the piece): block j adds its table
+    // weight * lut_j[c] (float32 products, lut_j the grid of radii[j]), exactly as
+    // decode_add would.
+    void (*accumulate_blocks)(const std::uint8_t* packed, std::size_t count, std::size_t block,
+                              int bits, const float* radii, float weight, float* inout);
 };
 
 const LaqBlockKernels& laq_scalar_kernels();

@@ -418,6 +418,7 @@ const LaqBlockKernels kAvx2Kernels = {
     "avx2",       16,  // perm8 / perm16 registers; 5..8 bits use the table's formula
     &radius_avx2, &encode_avx2, &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
     nullptr,  // quantize_blocks: the drivers' per-block radius and encode
+    nullptr,  // accumulate_blocks: the drivers' per-block grid and decode_add
 };
 
 }  // namespace

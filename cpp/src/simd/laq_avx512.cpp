@@ -427,6 +427,88 @@ bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t coun
     return true;
 }
 
+// ---- blockwise accumulate ------------------------------------------------------------------
+// Unpacks 16 codes of b bits (1..8) into 32-bit lanes: the 2b bytes are broadcast to every
+// 128-bit lane, each lane gathers the (at most two) bytes holding its code, shifts it down
+// and masks it.
+struct Unpack16 {
+    __m512i gather, shift, mask;
+    std::size_t b;
+    explicit Unpack16(int bits) : b(static_cast<std::size_t>(bits)) {
+        alignas(64) std::int8_t idx[64];
+        alignas(64) std::int32_t sh[16];
+        for (int j = 0; j < 16; ++j) {
+            const int bit = j * bits;
+            for (int k = 0; k < 4; ++k) {  // the code's bytes, the rest zeroed (bit 7 set)
+                const int byte = bit / 8 + k;
+                idx[4 * j + k] =
+                    static_cast<std::int8_t>(k < 2 && byte * 8 < bit + bits ? byte : -1);
+            }
+            sh[j] = bit % 8;
+        }
+        gather = _mm512_load_si512(idx);
+        shift = _mm512_load_si512(sh);
+        mask = _mm512_set1_epi32((1 << bits) - 1);
+    }
+    // Codes [i, i + m) of a run starting on a byte (i a multiple of 16, m <= 16).
+    __m512i operator()(const std::uint8_t* packed, std::size_t i, std::size_t m) const {
+        const std::size_t nbytes = (m * b + 7) / 8;
+        const __m128i bytes =
+            _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nbytes) - 1u), packed + i / 8 * b);
+        const __m512i all = _mm512_broadcast_i32x4(bytes);
+        return _mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(all, gather), shift), mask);
+    }
+};
+
+// table[c] = weight * lut[c] in float32 (the drivers' weighted table): the register tables
+// multiplied once per block, or the formula's value times the weight.
+template <LutKind K>
+struct WeightedLut {
+    Lut<K> lut;
+    __m512 w;
+    WeightedLut(float radius, int bits, float weight)
+        : lut(radius, bits), w(_mm512_set1_ps(weight)) {
+        if (K == LutKind::formula) return;
+        lut.t0 = _mm512_mul_ps(w, lut.t0);
+        if (K == LutKind::perm16) return;
+        lut.t1 = _mm512_mul_ps(w, lut.t1);
+        if (K == LutKind::perm32) return;
+        lut.t2 = _mm512_mul_ps(w, lut.t2);
+        lut.t3 = _mm512_mul_ps(w, lut.t3);
+    }
+    __m512 operator()(__m512i code) const {
+        return K == LutKind::formula ? _mm512_mul_ps(w, lut(code)) : lut(code);
+    }
+};
+
+template <LutKind K>
+void accumulate_blocks_impl(const std::uint8_t* packed, std::size_t count, std::size_t block,
+                            int bits, const float* radii, float weight, float* inout) {
+    const Unpack16 unpack(bits);
+    const auto b = static_cast<std::size_t>(bits);
+    for (std::size_t s = 0, j = 0; s < count; s += block, ++j) {
+        const std::size_t m = count - s < block ? count - s : block;
+        const WeightedLut<K> table(radii[j], bits, weight);
+        const std::uint8_t* in = packed + s / 8 * b;
+        float* out = inout + s;
+        std::size_t i = 0;
+        for (; i + 32 <= m; i += 32) {
+            prefetch_step(out + i);
+            for (std::size_t q = i; q < i + 32; q += 16) {
+                const __m512 add = table(unpack(in, q, 16));
+                _mm512_storeu_ps(out + q, _mm512_add_ps(_mm512_loadu_ps(out + q), add));
+            }
+        }
+        for (; i < m; i += 16) {
+            const std::size_t r = m - i < 16 ? m - i : 16;
+            const __mmask16 live = first_lanes(r);
+            const __m512 add = table(unpack(in, i, r));
+            _mm512_mask_storeu_ps(out + i, live,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(live, out + i), add));
+        }
+    }
+}
+
 // ---- the table lookup and the packing of each width (see LutKind and pack64) ----------------
 // Calls Fn::template run<K, kPack>(args...) for `bits`.
 template <class Fn, class... Args>
@@ -477,6 +559,19 @@ LaqSums encode_avx512(const float* grad, const float* prev, std::size_t count, c
     return by_width<EncodeFn>(grid.bits, grad, prev, count, grid, packed);
 }
 
+struct AccumulateBlocksFn {
+    template <LutKind K, int>
+    static void run(const std::uint8_t* packed, std::size_t count, std::size_t block, int bits,
+                    const float* radii, float weight, float* inout) {
+        accumulate_blocks_impl<K>(packed, count, block, bits, radii, weight, inout);
+    }
+};
+
+void accumulate_blocks_avx512(const std::uint8_t* packed, std::size_t count, std::size_t block,
+                              int bits, const float* radii, float weight, float* inout) {
+    by_width<AccumulateBlocksFn>(bits, packed, count, block, bits, radii, weight, inout);
+}
+
 bool quantize_blocks_avx512(const float* grad, const float* prev, std::size_t count,
                             std::size_t block, int bits, float* radii, LaqSums* sums,
                             std::uint8_t* packed) {
@@ -493,6 +588,7 @@ const LaqBlockKernels& laq_avx512_kernels() {
         t.name = "avx512";
         t.encode = &encode_avx512;
         t.quantize_blocks = &quantize_blocks_avx512;
+        t.accumulate_blocks = &accumulate_blocks_avx512;
         return t;
     }();
     return table;
