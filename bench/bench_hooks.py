@@ -50,7 +50,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from hook_report import error_line, goals, markdown, summarize, summary_md  # noqa: E402
+from hook_report import (  # noqa: E402
+    error_line,
+    goals,
+    markdown,
+    pool_rounds,
+    summarize,
+    summary_md,
+)
 from hook_trainer import HOOKS  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad,rotation"
@@ -156,14 +163,20 @@ def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
 
 def suite_table(args: argparse.Namespace, report: dict[str, Any]) -> None:
     hooks = args.hooks.split(",")
+    # --rounds R: the hook list R times in one launch, every other round in reverse order
+    # (a run's neighbours and its place in the process's life change between rounds).
+    order = [h for r in range(args.rounds) for h in (hooks if r % 2 == 0 else hooks[::-1])]
     for model in args.models.split(","):
         for n in [int(v) for v in args.nprocs.split(",")]:
-            cfg = {**_base_cfg(args, model), "runs": [{"hook": h} for h in hooks]}
+            cfg = {**_base_cfg(args, model), "runs": [{"hook": h} for h in order]}
             per_run, info = launch(n, cfg, args.timeout)
             key = f"{model}/{n}"
+            runs: dict[str, list[dict[str, Any]]] = {h: [] for h in hooks}
+            for h, rs in zip(order, per_run):
+                runs[h].append(summarize(rs))
             report["table"][key] = {
                 "launch": info,
-                "hooks": {h: summarize(rs) for h, rs in zip(hooks, per_run)},
+                "hooks": {h: pool_rounds(runs[h]) for h in hooks},
             }
             _progress(key, report["table"][key])
 
@@ -300,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hooks", default=TABLE_HOOKS, help=f"any of {','.join(HOOKS)}")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--big-steps", type=int, default=30)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="table suite: run the hook list this many times in one launch (alternating "
+        "order); step and hook times are the medians over the rounds",
+    )
     ap.add_argument("--batch", type=int, default=32, help="minibatch per rank")
     ap.add_argument("--lr", type=float, default=0.05, help="SGD (momentum 0.9) learning rate")
     ap.add_argument("--warm", type=int, default=10, help="steps left out of the averages")

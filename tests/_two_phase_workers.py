@@ -46,7 +46,75 @@ def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
     and ``VARIANCE_ROUNDS`` QSGD rounds of one fixed gradient per rank."""
     out: dict[str, Any] = {kind: _rounds(rank, world, kind) for kind in KINDS}
     out["qsgd-repeated"] = _repeated(rank, "qsgd")
+    out["slots"] = _slotted_rounds(rank)
     return out
+
+
+SLOT_ROUNDS = 4
+
+
+def slot_size(rnd: int, owner: int) -> int:
+    """Publication sizes in the slotted rounds: the first round exchanges the sizes, the
+    second fits the slots, in the third only owner 0 outgrows its slot, in the fourth all."""
+    return (100 + 10 * owner, 99 + 10 * owner, 400 if owner == 0 else 50, 1000 + 40 * owner)[rnd]
+
+
+def slot_publication(rnd: int, owner: int) -> np.ndarray:
+    """The bytes owner ``owner`` publishes in slotted round ``rnd``."""
+    size = slot_size(rnd, owner)
+    return ((np.arange(size) * (owner + 3) + 7 * rnd) % 251).astype(np.uint8)
+
+
+class SizedCodec:
+    """A codec whose publications have data-dependent sizes (``slot_publication``): every
+    rank records the publications it receives."""
+
+    unit = 8
+
+    def bind(self, bounds: list[tuple[int, int]], rank: int, world: int) -> None:
+        self.rank, self.world, self.n = rank, world, bounds[-1][1]
+        self.received: list[list[bytes]] = []
+        self.round = 0
+
+    def uplink_size(self, j: int) -> int | None:
+        return 1
+
+    def downlink_size(self, j: int) -> int | None:
+        return None
+
+    def start_round(self) -> None:
+        self.received.append([b""] * self.world)
+
+    def split(self, upload: Any, step: int) -> list[np.ndarray]:
+        one = np.array([self.rank], np.uint8)
+        return [np.empty(0, np.uint8) if j == self.rank else one for j in range(self.world)]
+
+    def own_chunk(self, upload: Any) -> Any:
+        return None
+
+    def receive(self, chunks: list[Any], step: int) -> None:
+        return None
+
+    def publish(self, step: int) -> np.ndarray:
+        return slot_publication(step, self.rank)
+
+    def apply(self, j: int, data: np.ndarray) -> None:
+        self.received[-1][j] = data.tobytes()
+
+    def result(self, out: np.ndarray | None = None) -> np.ndarray:
+        return np.zeros(self.n, np.float32)
+
+
+def _slotted_rounds(rank: int) -> dict[str, Any]:
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    codec = SizedCodec()
+    ex = TwoPhaseExchange(N_COORDS, codec)
+    stats = []
+    for rnd in range(SLOT_ROUNDS):
+        ex.round(np.zeros(1, np.uint8), step=rnd)
+        stats.append(ex.stats.as_dict())
+    return {"received": codec.received, "stats": stats}
 
 
 def _repeated(rank: int, kind: str) -> list[np.ndarray]:

@@ -189,6 +189,7 @@ def test_bench_hooks_smoke(tmp_path):
     hooks = ["allreduce", "fp16", "powersgd1", "laq", "qsgd"]
     argv = ["--suite", "table", "--models", "mlp", "--nprocs", "2", "--steps", "13"]
     argv += ["--warm", "11", "--scale", "16", "--no-warmup-run", "--timeout", "120"]
+    argv += ["--rounds", "2"]  # the list, then the list reversed, in one launch
     assert bh.main([*argv, "--hooks", ",".join(hooks), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     runs = report["table"]["mlp/2"]["hooks"]
@@ -196,6 +197,9 @@ def test_bench_hooks_smoke(tmp_path):
     for name, s in runs.items():
         assert "error" not in s, (name, s)
         assert s["steps"] == 13
+        # Same seed in both rounds: the same bytes and accuracy, only the times differ.
+        assert len(s["rounds"]) == 2 and s["rounds"][0]["recv_kb"] == s["rounds"][1]["recv_kb"]
+        assert s["rounds"][0]["test_acc"] == s["rounds"][1]["test_acc"]
         assert s["step_ms"] > 0
         assert 0.0 <= s["test_acc"] <= 1.0
     dense = 4 * runs["allreduce"]["params"]
@@ -209,6 +213,36 @@ def test_bench_hooks_smoke(tmp_path):
     table = out.with_suffix(".md").read_text()
     assert "| PyTorch PowerSGD rank 1 |" in table
     assert [g["goal"] for g in report["goals"]] == ["mlp/2: LAQ step <= 1.1x QSGD's"]
+
+
+def test_pool_rounds_takes_medians_and_keeps_every_round():
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import hook_report
+
+    def run(step: float, hook: float) -> dict:
+        return {
+            "step_ms": step,
+            "step_mean_ms": step,
+            "hook_ms": hook,
+            "span_ms": hook,
+            "recv_kb": 28.0,
+            "final_loss": 0.05,
+            "test_acc": 0.97,
+            "steps": 300,
+        }
+
+    laq = hook_report.pool_rounds([run(12.0, 9.0), run(10.0, 7.0), run(11.0, 8.0)])
+    assert (laq["step_ms"], laq["hook_ms"]) == (11.0, 8.0)
+    assert [r["step_ms"] for r in laq["rounds"]] == [12.0, 10.0, 11.0]
+    qsgd = hook_report.pool_rounds([run(10.0, 8.0), run(10.0, 8.0), run(11.0, 9.0), run(12.0, 9.0)])
+    assert qsgd["step_ms"] == 10.5  # even count: mean of the middle two
+    assert hook_report.pool_rounds([run(5.0, 1.0)]) == run(5.0, 1.0)
+    failed = {"error": "boom", "ranks": 2}
+    assert hook_report.pool_rounds([run(5.0, 1.0), failed]) is failed
+    launch = {"load_before": [1.0], "load_after": [1.0]}
+    report = {"table": {"mlp/2": {"launch": launch, "hooks": {"laq": laq, "qsgd": qsgd}}}}
+    (goal,) = hook_report.goals(report)
+    assert goal["met"] and goal["detail"].startswith("1.05x (medians; round by round 1.20x, 1.00x")
 
 
 def test_tc_goals_read_model_keys():

@@ -157,6 +157,21 @@ def test_normalise_matches_reference(rng: np.random.Generator, m: int) -> None:
         assert all((f > 0) == (c > 0) for f, c in zip(freq, counts, strict=True))
 
 
+@pytest.mark.parametrize("m", [8, 9, 12])
+def test_normalise_many_raised_symbols_and_tied_largest(rng: np.random.Generator, m: int) -> None:
+    """A byte histogram's shape: a few large counts, some tied, and many symbols so rare that
+    they are raised to 1 by taking units from the then-largest (the heap of the C++ code
+    against the reference's repeated argmax, lowest symbol first among ties)."""
+    for _ in range(10):
+        counts = [int(c) for c in rng.integers(1, 4, 256) * (rng.random(256) < 0.9)]
+        big = rng.choice(256, 4, replace=False)
+        for s in big:
+            counts[int(s)] = 50_000 if s != big[0] else 60_000
+        freq = E.normalise(counts, m)
+        assert freq == ref.entropy_normalise(counts, m)
+        assert all((f > 0) == (c > 0) for f, c in zip(freq, counts, strict=True))
+
+
 def test_thread_count_invariant(rng: np.random.Generator) -> None:
     x = rng.standard_normal(2**20 + 3).astype(np.float32)
     p = laqcore.laq_quantize(x, None, 4)

@@ -23,13 +23,17 @@ from _two_phase_workers import (  # noqa: E402
     DOWN_BITS,
     N_COORDS,
     SEED,
+    SLOT_ROUNDS,
     VARIANCE_ROUNDS,
     gradient,
+    slot_publication,
+    slot_size,
     two_phase_rounds,
     uploads_in,
 )
 from laqcore import get_compressor, laq_accumulate, laq_apply, laq_quantize  # noqa: E402
 from laqcore.distributed import run_processes  # noqa: E402
+from laqcore.distributed.slots import SIZE_HEADER, propose_capacity  # noqa: E402
 from laqcore.distributed.two_phase import chunk_bounds  # noqa: E402
 from laqcore.laq_payload import LAQBlockPayload  # noqa: E402
 from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
@@ -142,11 +146,24 @@ def _entropy_frame_bytes(k_bounds: list[tuple[int, int]], p: Any, bits: int) -> 
     ]
 
 
+def _slotted_downlink(last: list[int], pub: list[int], world: int) -> tuple[int, int]:
+    """(control bytes beyond the control all-gather, downlink bytes) one rank receives for
+    publications of sizes ``pub`` after last publications of sizes ``last``: with no
+    capacity proposed, an int64 all-gather of the sizes and the publications padded to the
+    largest; else a 4-byte header and the capacity per slot, and the longest tail."""
+    capacity = max(propose_capacity(v) for v in last)
+    if capacity == 0:
+        return 8 * (world - 1), max(pub) * (world - 1)
+    over = max(max(pub) - capacity, 0)
+    return SIZE_HEADER * (world - 1), (capacity + over) * (world - 1)
+
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) -> None:
-    """entropy=True: the same outputs bit for bit, the uplink sizes travel with the status
-    (1 + N int64 per rank), each owner receives exactly the coded frames of its chunk and
-    the publications' sizes take one more all-gather of one int64."""
+    """entropy=True: the same outputs bit for bit, the uplink sizes and a slot capacity
+    proposal travel with the status (2 + N int64 per rank), each owner receives exactly the
+    coded frames of its chunk, and the publications travel in slots (their sizes in the
+    first round, when no capacity is known yet, by one more all-gather)."""
     res = _run(world, "laq-entropy")
     assert all(r["outputs"] == _laq_reference(world, DOWN_BITS) for r in res)
     bounds = res[0]["bounds"]
@@ -154,6 +171,7 @@ def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) ->
     agg = np.zeros(N_COORDS, np.float32)
     replica = np.zeros(N_COORDS, np.float32)
     prev = [dict.fromkeys(r["stats"][0], 0) for r in res]
+    last = [0] * world
     for rnd in range(4):
         ups = [r for r in range(world) if uploads_in(rnd, r)]
         up_bytes = {}
@@ -162,19 +180,53 @@ def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) ->
             laq_apply(q_prev[r], p)
             laq_accumulate(agg, p)
             up_bytes[r] = _entropy_frame_bytes(bounds, p, BITS)
-        pub = [0] * world
+        extra, down = 0, 0
         if ups:
             d = laq_quantize(agg, replica, DOWN_BITS, block_size=BLOCK)
             laq_apply(replica, d)
             pub = _entropy_frame_bytes(bounds, d, DOWN_BITS)
+            extra, down = _slotted_downlink(last, pub, world)
+            last = pub
         for me, r in enumerate(res):
             st = r["stats"][rnd]
             got = {k: st[k] - prev[me][k] for k in st}
             prev[me] = st
-            control = 8 * (world + 1) * (world - 1) + (8 * (world - 1) if ups else 0)
-            assert got["control_received"] == control
+            assert got["control_received"] == 8 * (world + 2) * (world - 1) + extra
             assert got["uplink_received"] == sum(up_bytes[u][me] for u in ups if u != me)
-            assert got["downlink_received"] == (max(pub) * (world - 1) if ups else 0)
+            assert got["downlink_received"] == down
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_slotted_publications_arrive_exactly(world: int) -> None:
+    """Publications of data-dependent sizes, in the four cases of the slots: sizes exchanged
+    (first round), every publication fits, one outgrows its slot, all do. Every rank gets
+    every other owner's bytes exactly, and the counters follow the protocol."""
+    res = _run(world, "slots")
+    prev = [dict.fromkeys(r["stats"][0], 0) for r in res]
+    last = [0] * world
+    capacities = []
+    for rnd in range(SLOT_ROUNDS):
+        pub = [slot_size(rnd, j) for j in range(world)]
+        capacities.append(max(propose_capacity(v) for v in last))
+        extra, down = _slotted_downlink(last, pub, world)
+        for me, r in enumerate(res):
+            want = [b"" if j == me else slot_publication(rnd, j).tobytes() for j in range(world)]
+            assert r["received"][rnd] == want
+            st = r["stats"][rnd]
+            got = {k: st[k] - prev[me][k] for k in st}
+            prev[me] = st
+            # Fixed uplink sizes: the status and the capacity proposal.
+            assert got["control_received"] == 8 * 2 * (world - 1) + extra
+            assert got["downlink_received"] == down
+            assert got["downlink_sent"] == pub[me] * (world - 1)
+            padding = sum(down // (world - 1) - pub[j] for j in range(world) if j != me)
+            assert got["padding_received"] == padding
+        last = pub
+    # The schedule reaches every case: no capacity, fits, owner 0 over, all over.
+    assert capacities[0] == 0
+    assert slot_size(1, world - 1) <= capacities[1]
+    assert slot_size(2, 0) > capacities[2] >= slot_size(2, 1)
+    assert min(slot_size(3, j) for j in range(world)) > capacities[3]
 
 
 def test_laq_two_phase_exact_downlink() -> None:

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <utility>
 
 #include "laqcore/common.hpp"
 #include "laqcore/entropy.hpp"
@@ -22,12 +23,16 @@ constexpr int kChooseMaxPrecision = kRansSlotMaxPrecision;
 constexpr int kMaxGolombOrder = 15;
 
 int bit_length(std::uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+    return v == 0 ? 0 : 64 - __builtin_clzll(v);
+#else
     int w = 0;
     while (v != 0) {
         ++w;
         v >>= 1;
     }
     return w;
+#endif
 }
 
 int ceil_log2(std::uint64_t v) {
@@ -160,22 +165,44 @@ std::vector<std::uint32_t> entropy_normalise(const std::vector<std::uint64_t>& c
         rem[s] = scaled % total;
         sum += freq[s];
     }
-    // Largest remainders get the missing units (ties: lower symbol first).
-    std::vector<std::size_t> order(K);
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t a, std::size_t b) { return rem[a] > rem[b]; });
-    for (std::size_t i = 0; sum < M; ++i) {
-        ++freq[order[i]];
-        ++sum;
+    // Largest remainders get the missing units (ties: lower symbol first). Fewer than K
+    // units are missing (each floor loses less than one), so only the first M - sum symbols
+    // of that order are needed: a selection under the total order (remainder descending,
+    // symbol ascending) finds exactly the set a stable sort by remainder would put first.
+    const auto missing = static_cast<std::size_t>(M - sum);
+    LAQ_ASSERT(missing <= K);
+    if (missing > 0) {
+        std::vector<std::size_t> order(K);
+        std::iota(order.begin(), order.end(), std::size_t{0});
+        const auto before = [&](std::size_t a, std::size_t b) {
+            return rem[a] > rem[b] || (rem[a] == rem[b] && a < b);
+        };
+        const auto cut = order.begin() + static_cast<std::ptrdiff_t>(missing);
+        if (missing < K) std::nth_element(order.begin(), cut - 1, order.end(), before);
+        for (auto it = order.begin(); it != cut; ++it) ++freq[*it];
     }
-    // Every present symbol needs a non-zero frequency: take units from the largest.
-    for (std::size_t s = 0; s < K; ++s) {
-        if (counts[s] != 0 && freq[s] == 0) {
-            const std::size_t big = implied_symbol(freq);
-            LAQ_ASSERT(freq[big] > 1);
-            --freq[big];
-            freq[s] = 1;
+    // Every present symbol needs a non-zero frequency: each one at zero takes a unit from the
+    // symbol that is then the largest (ties: the lowest). The symbols raised to 1 never are
+    // that largest (it holds at least 2 whenever a unit is taken, or the sum could not be M),
+    // so the takings are `zeros` times "decrement the largest", done on a heap ordered by
+    // (frequency, then lower symbol first).
+    std::size_t zeros = 0;
+    for (std::size_t s = 0; s < K; ++s) zeros += counts[s] != 0 && freq[s] == 0 ? 1 : 0;
+    if (zeros > 0) {
+        std::vector<std::pair<std::uint32_t, std::size_t>> heap;  // (f_s, K - 1 - s)
+        for (std::size_t s = 0; s < K; ++s) {
+            if (freq[s] > 1) heap.emplace_back(freq[s], K - 1 - s);
+        }
+        std::make_heap(heap.begin(), heap.end());
+        for (std::size_t i = 0; i < zeros; ++i) {
+            LAQ_ASSERT(!heap.empty() && heap.front().first > 1);
+            std::pop_heap(heap.begin(), heap.end());
+            --heap.back().first;
+            --freq[K - 1 - heap.back().second];
+            std::push_heap(heap.begin(), heap.end());
+        }
+        for (std::size_t s = 0; s < K; ++s) {
+            if (counts[s] != 0 && freq[s] == 0) freq[s] = 1;
         }
     }
     return freq;

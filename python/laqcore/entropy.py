@@ -31,14 +31,13 @@ the coder's 4 bytes of state make it a few bytes larger than the plain frame.
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .wire import _CRC, _HEADER, _REGISTRY, FORMAT_VERSION, MAGIC, Payload, PayloadKind
+from .wire import _HEADER, _REGISTRY, Payload, PayloadKind
 
 __all__ = [
     "CODABLE_COMPRESSORS",
@@ -184,10 +183,10 @@ class EntropyPayload(Payload):
         head = bytes(body[:head_size])
         stream = np.frombuffer(body[head_size:], dtype=np.uint8).copy()
         packed = _core.entropy.decode_packed(stream, count, bits, mode)
-        inner_frame = b"".join(
-            (_HEADER.pack(MAGIC, FORMAT_VERSION, kind, n), head, packed.tobytes())
-        )
-        inner = inner_cls.from_bytes(inner_frame + _CRC.pack(zlib.crc32(inner_frame)), expected_n=n)
+        # The inner payload from its metadata and body, checked by its own decoder (the
+        # outer frame's CRC covers these bytes: no inner frame and CRC to rebuild).
+        inner_body = memoryview(b"".join((head[meta_size:], packed.tobytes())))
+        inner = inner_cls._from_parts(n, inner_meta, inner_body)
         return cls(inner, mode, head, stream)
 
 

@@ -7,14 +7,18 @@ each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange")
 
 0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
    non-finite gradient). Codecs with data-dependent uplink sizes (entropy-coded frames) add
-   one int64 per chunk to each rank's control values, and a caller may add
+   one int64 per chunk to each rank's control values, codecs with data-dependent
+   publications one more (the rank's slot capacity proposal, :mod:`.slots`), and a caller
+   may add
    ``control_width`` int64s of its own (the engine's
    :mod:`~laqcore.distributed.engine_exchange` announces its workers' uploads there). If
    nobody uploads, nothing else moves.
 1. **Uplink** (one ``all_to_all_single`` with variable split sizes): every uploader sends
    chunk j of its quantized message to owner j; a rank that skips sends nothing. Owner j
    folds the chunks into its part of the exact aggregate.
-2. **Downlink** (one all-gather, padded to the largest chunk): owner j publishes the
+2. **Downlink** (one all-gather, padded to the largest chunk; publications of data-dependent
+   sizes in slots of the largest proposed capacity, with a second all-gather for the tails
+   of those that outgrew it, :mod:`.slots`): owner j publishes the
    aggregate's innovation against what every rank already holds (the *replica*), quantized
    again (double quantization, as in AsyLPG: the quantization error is not lost, because
    the next innovation is taken against the replica). Every rank applies every owner's
@@ -34,7 +38,6 @@ sizes of the tensors each collective filled.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,7 +47,9 @@ import torch.distributed as dist
 
 from .._validate import check_positive_int
 from .errors import PeerFailureError
+from .exchange_stats import ExchangeStats, RoundResult
 from .slicing import chunk_bounds
+from .slots import SIZE_HEADER, gather_slotted, propose_capacity
 
 __all__ = [
     "ChunkCodec",
@@ -103,53 +108,6 @@ class ChunkCodec(Protocol):
     def result(self, out: FloatVector | None = None) -> FloatVector: ...
 
 
-@dataclass
-class ExchangeStats:
-    """Cumulative bytes of one :class:`TwoPhaseExchange` on this rank.
-
-    ``*_received`` counts the bytes other ranks wrote into this rank's receive buffers
-    (tensor sizes; this rank's own slot of a collective is not counted); ``*_sent`` counts
-    this rank's bytes that other ranks receive (its uplink chunks once, its downlink
-    publication once per receiver). ``padding_received`` is the part of
-    ``downlink_received`` that pads publications to the largest one.
-    """
-
-    rounds: int = 0
-    rounds_with_uploads: int = 0
-    uploads: int = 0
-    control_received: int = 0
-    uplink_sent: int = 0
-    uplink_received: int = 0
-    downlink_sent: int = 0
-    downlink_received: int = 0
-    padding_received: int = 0
-
-    @property
-    def bytes_received(self) -> int:
-        return self.control_received + self.uplink_received + self.downlink_received
-
-    @property
-    def bytes_sent(self) -> int:
-        return self.uplink_sent + self.downlink_sent
-
-    def as_dict(self) -> dict[str, int]:
-        d = asdict(self)
-        d.update(bytes_received=self.bytes_received, bytes_sent=self.bytes_sent)
-        return d
-
-
-@dataclass
-class RoundResult:
-    """One round: who uploaded, who reported a non-finite gradient, the averaged vector
-    (``None`` when the round was aborted for a non-finite gradient)."""
-
-    uploaders: list[int]
-    nonfinite_ranks: list[int] = field(default_factory=list)
-    output: FloatVector | None = None
-    #: Per rank, the ``control_width`` ints it passed to :meth:`TwoPhaseExchange.round`.
-    control: list[list[int]] = field(default_factory=list)
-
-
 class TwoPhaseExchange:
     """Owner-chunked exchange of one flat vector per round over ``torch.distributed``.
 
@@ -204,10 +162,14 @@ class TwoPhaseExchange:
         codec.bind(self.bounds, self.rank, self.world)
         self.stats = ExchangeStats()
         self._buffers: dict[str, torch.Tensor] = {}
-        # Data-dependent uplink sizes travel with the status: one int64 per chunk.
+        self._host_buffers: dict[str, ByteVector] = {}
+        # Data-dependent uplink sizes travel with the status: one int64 per chunk; for
+        # data-dependent publications, one int64 more: this owner's slot capacity proposal.
         self._sized = codec.uplink_size(self.rank) is None
+        self._slotted = any(codec.downlink_size(j) is None for j in range(self.world))
+        self._last_publication = 0  # bytes of this owner's last publication
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
-        self._control: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._control: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -229,14 +191,16 @@ class TwoPhaseExchange:
         """Every rank's ``values`` (the same length on every rank)."""
         k = len(values)
         if k not in self._control:
-            buf = torch.zeros(k, dtype=torch.int64, device=self.device)
-            self._control[k] = (buf, [torch.empty_like(buf) for _ in range(self.world)])
-        mine, out = self._control[k]
-        mine.copy_(torch.tensor(values, dtype=torch.int64))
-        self._guard(f"control all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
-        self.stats.control_received += _INT64 * len(values) * (self.world - 1)
-        flat = torch.cat(out).tolist()
-        return [[int(v) for v in flat[r * k : (r + 1) * k]] for r in range(self.world)]
+            whole = torch.zeros(self.world * k, dtype=torch.int64, device=self.device)
+            self._control[k] = (torch.zeros(k, dtype=torch.int64), whole)
+        mine, whole = self._control[k]
+        mine.numpy()[:] = values
+        out = list(whole.view(self.world, k).unbind(0))
+        send = mine if self.device.type == "cpu" else mine.to(self.device)
+        self._guard(f"control all-gather ({tag})", dist.all_gather, out, send, group=self.group)
+        self.stats.control_received += _INT64 * k * (self.world - 1)
+        got: list[list[int]] = whole.cpu().view(self.world, k).tolist()
+        return got
 
     def _all_to_all(
         self, send: list[ByteVector], recv_sizes: list[int], tag: str
@@ -262,19 +226,33 @@ class TwoPhaseExchange:
         offsets = np.concatenate([[0], np.cumsum(recv_sizes)]).astype(np.int64)
         return [got[offsets[r] : offsets[r + 1]] for r in range(self.world)]
 
+    def _host(self, name: str, size: int) -> ByteVector:
+        """A host uint8 array of ``size`` bytes, reused across rounds (what this rank sends)."""
+        buf = self._host_buffers.get(name)
+        if buf is None or buf.shape[0] != size:
+            buf = np.empty(size, np.uint8)
+            self._host_buffers[name] = buf
+        return buf
+
+    def _gather_rows(self, send: ByteVector, name: str, what: str) -> ByteVector:
+        """All-gather of ``send`` (the same size on every rank): one row per rank."""
+        size = int(send.shape[0])
+        whole = self._buffer(name, size * self.world)
+        out = list(whole.view(self.world, size).unbind(0))
+        mine = torch.from_numpy(send)
+        if self.device.type != "cpu":
+            mine = mine.to(self.device)
+        self._guard(what, dist.all_gather, out, mine, group=self.group)
+        got: ByteVector = whole.cpu().numpy().reshape(self.world, size)
+        return got
+
     def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
         biggest = max(sizes)
-        whole = self._buffer("downlink", biggest * self.world)
-        out = list(whole.view(self.world, biggest).unbind(0))
-        mine = self._buffer("downlink-send", biggest)
+        mine = self._host("downlink-send", biggest)
         k = int(data.shape[0])
-        if mine.device.type == "cpu":
-            mine.numpy()[:k] = data
-        else:
-            mine[:k].copy_(torch.from_numpy(np.array(data)))
-        mine[k:].zero_()
-        self._guard(f"downlink all-gather ({tag})", dist.all_gather, out, mine, group=self.group)
-        got = whole.cpu().numpy().reshape(self.world, biggest)
+        mine[:k] = data
+        mine[k:] = 0
+        got = self._gather_rows(mine, "downlink", f"downlink all-gather ({tag})")
         return [got[j, : sizes[j]] for j in range(self.world)]
 
     # -- one round ------------------------------------------------------------------------
@@ -328,6 +306,8 @@ class TwoPhaseExchange:
         ints = [status]
         if self._sized:
             ints += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
+        if self._slotted:
+            ints.append(propose_capacity(self._last_publication))
         gathered = self._all_gather_ints(ints + extra, tag)
         statuses = [g[0] for g in gathered]
         controls = [g[len(ints) :] for g in gathered]
@@ -355,19 +335,54 @@ class TwoPhaseExchange:
 
         # Phase 2: every owner publishes its chunk's change; everyone applies all of them.
         mine = codec.publish(step)
-        sizes = [codec.downlink_size(j) for j in range(w)]
-        if any(s is None for s in sizes):
-            sizes = [g[0] for g in self._all_gather_ints([int(mine.shape[0])], tag)]
-        dl = [int(s or 0) for s in sizes]
-        if max(dl) > 0:
-            pubs = self._all_gather_bytes(mine, dl, tag)
+        if self._slotted:
+            capacity = max(g[len(ints) - 1] for g in gathered)
+            pubs = self._publish_slotted(mine, capacity, tag)
+        else:
+            pubs = self._publish_fixed(mine, tag)
+        if any(p.shape[0] for p in pubs):
             for j in range(w):
                 if j != me:
                     codec.apply(j, pubs[j])
-            st.downlink_sent += dl[me] * (w - 1)
-            st.downlink_received += max(dl) * (w - 1)
-            st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
         return RoundResult(uploaders, bad, codec.result(out), controls)
+
+    def _publish_fixed(self, mine: ByteVector, tag: str) -> list[ByteVector]:
+        """Publications of sizes the codec fixes: one all-gather padded to the largest."""
+        dl = [int(self.codec.downlink_size(j) or 0) for j in range(self.world)]
+        return self._gather_padded(mine, dl, tag)
+
+    def _gather_padded(self, mine: ByteVector, dl: list[int], tag: str) -> list[ByteVector]:
+        """Every owner's publication (sizes ``dl``, known to all) by one padded all-gather."""
+        w, me, st = self.world, self.rank, self.stats
+        if max(dl) == 0:
+            return [_EMPTY] * w
+        pubs = self._all_gather_bytes(mine, dl, tag)
+        st.downlink_sent += dl[me] * (w - 1)
+        st.downlink_received += max(dl) * (w - 1)
+        st.padding_received += sum(max(dl) - dl[j] for j in range(w) if j != me)
+        return pubs
+
+    def _publish_slotted(self, mine: ByteVector, capacity: int, tag: str) -> list[ByteVector]:
+        """Data-dependent publications (:mod:`laqcore.distributed.slots`): slots of the
+        agreed capacity with the sizes in their headers, then the tails of those that did not
+        fit; with no capacity proposed yet, an all-gather of the sizes first."""
+        w, me, st = self.world, self.rank, self.stats
+        k = int(mine.shape[0])
+        self._last_publication = k
+        if capacity <= 0:
+            dl = [g[0] for g in self._all_gather_ints([k], tag)]
+            return self._gather_padded(mine, dl, tag)
+        pubs, sizes, over = gather_slotted(
+            mine,
+            capacity,
+            lambda name, size: self._host(f"downlink-{name}", size),
+            lambda send, what: self._gather_rows(send, what, f"{what} all-gather ({tag})"),
+        )
+        st.control_received += SIZE_HEADER * (w - 1)
+        st.downlink_sent += k * (w - 1)
+        st.downlink_received += (capacity + over) * (w - 1)
+        st.padding_received += sum(capacity + over - sizes[j] for j in range(w) if j != me)
+        return pubs
 
     def _uplink_sizes(self, control: list[list[int]]) -> list[int]:
         """Bytes this owner receives from each rank (0 from a rank that does not upload):
