@@ -158,9 +158,10 @@ def hard_pair(rng: np.random.Generator, n: int, block_size: int) -> tuple[np.nda
     return grad, prev
 
 
-# block sizes: one 8-group, groups of 8 not filling a 16- or 64-lane step, exactly one step,
-# the default, one that exceeds the encoder's 64-element steps unevenly, and a large one.
-@pytest.mark.parametrize("bs", [8, 24, 64, 256, 1000, 4096])
+# block sizes: one 8-group, groups of 8 not filling a 16- or 64-lane step, the hook's 2-bit
+# default, exactly one step, the default, one that exceeds the encoder's 64-element steps
+# unevenly, and a large one.
+@pytest.mark.parametrize("bs", [8, 24, 32, 64, 256, 1000, 4096])
 @pytest.mark.parametrize("with_prev", [True, False])
 def test_every_simd_level_matches_reference_on_hard_inputs(rng, bits, bs, with_prev):
     # quantize + pack and the weighted accumulate (the fused blockwise kernels where a level

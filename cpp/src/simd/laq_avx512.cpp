@@ -103,23 +103,21 @@ struct Lut {
     }
 };
 
-// The code constants of one radius; the fast path's constants and error bound are those of
-// laq_avx2.cpp's encode_block.
+// The code constants of one radius. The fast path's error bound is derived in laq_avx2.cpp's
+// encode_block: 1/step enters as a float32 with a relative error of at most 2^-24 + 2^-53
+// (here the float32 quotient L / (2R), one rounding of a value within 2^-53 of 1/step), and
+// R/step + 1/2 is (L+1)/2 to within 2^-45, so that half-integer float is the constant. One
+// float division per radius; step itself is only needed by the rare exact path.
 struct EncodeConsts {
-    __m512d vr, vstep;
-    __m512i vtop;
     __m512 vinv, vc0, margin;
-    EncodeConsts(float radius, int bits) {
-        const double r = radius;
-        const double step = radius > 0.0f ? (2.0 * r) / static_cast<double>((1 << bits) - 1)
-                                          : 1.0;  // LaqGrid::step (laq_fill_grid)
-        const double inv_step = 1.0 / step;
-        const bool fast = r < 1e30 && inv_step < 1e30;
-        vr = _mm512_set1_pd(r);
-        vstep = _mm512_set1_pd(step);
-        vtop = _mm512_set1_epi32((1 << bits) - 1);
-        vinv = _mm512_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
-        vc0 = _mm512_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
+    float radius;
+    int bits;
+    EncodeConsts(float radius_, int bits_) : radius(radius_), bits(bits_) {
+        const int top = (1 << bits) - 1;
+        const float inv = static_cast<float>(top) / (2.0f * radius);  // +Inf for R = 0
+        const bool fast = radius < 1e30f && inv < 1e30f;
+        vinv = _mm512_set1_ps(fast ? inv : 0.0f);
+        vc0 = _mm512_set1_ps(fast ? 0.5f * static_cast<float>(top + 1) : 0.0f);
         margin = _mm512_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
     }
 };
@@ -162,18 +160,24 @@ inline __m512 min_abs(__m512 a, __m512 b) {
     return _mm512_range_ps(a, b, 0x0A);
 }
 
-// The reference's codes: floor((double(v) + R) / step + 0.5), then min(., L).
+// The reference's codes: floor((double(v) + R) / step + 0.5), then min(., L), with
+// LaqGrid::step (laq_fill_grid: 2R / L, or 1 for R = 0).
 inline __m512i codes_exact(__m512 v, const EncodeConsts& k) {
+    const double r = k.radius;
+    const int top = (1 << k.bits) - 1;
+    const __m512d vr = _mm512_set1_pd(r);
+    const __m512d vstep =
+        _mm512_set1_pd(k.radius > 0.0f ? (2.0 * r) / static_cast<double>(top) : 1.0);
     const __m512d half = _mm512_set1_pd(0.5);
     auto one = [&](__m256 h) {
         const __m512d x =
-            _mm512_add_pd(_mm512_div_pd(_mm512_add_pd(_mm512_cvtps_pd(h), k.vr), k.vstep), half);
+            _mm512_add_pd(_mm512_div_pd(_mm512_add_pd(_mm512_cvtps_pd(h), vr), vstep), half);
         return _mm512_cvttpd_epi32(
             _mm512_roundscale_pd(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
     };
     const __m512i c = _mm512_inserti64x4(_mm512_castsi256_si512(one(_mm512_castps512_ps256(v))),
                                          one(_mm512_extractf32x8_ps(v, 1)), 1);
-    return _mm512_min_epi32(c, k.vtop);
+    return _mm512_min_epi32(c, _mm512_set1_epi32(top));
 }
 
 // The 8 lane sums of err_sq and innov_sq, one __m512d each.
@@ -208,30 +212,42 @@ inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut, 
 }
 
 // Packs 64 codes of b in {1, 2, 4, 8} bits (16 per vector, 32-bit lanes, in order) into
-// their 8b bytes of the pack.hpp layout (code j at bits [j*b, (j+1)*b) of the little-endian
-// stream). Two saturating packs make bytes (each 128-bit lane then holds 4 codes of each
-// vector) and one dword permute restores the order; adjacent codes are then merged by
-// multiply-adds (byte pairs, then word pairs) and the results narrowed.
+// the low 8b bytes of the result, in the pack.hpp layout (code j at bits [j*b, (j+1)*b) of
+// the little-endian stream). Two saturating packs make bytes (each 128-bit lane then holds
+// 4 codes of each vector) and one dword permute restores the order; adjacent codes are
+// then merged by multiply-adds (byte pairs, then word pairs) and the results narrowed.
 template <int b>
-inline void pack64(__m512i c0, __m512i c1, __m512i c2, __m512i c3, std::uint8_t* out) {
+inline __m512i pack64(__m512i c0, __m512i c1, __m512i c2, __m512i c3) {
     static_assert(b == 1 || b == 2 || b == 4 || b == 8, "pack64 handles 1, 2, 4 and 8 bits");
     const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     const __m512i bytes = _mm512_permutexvar_epi32(
         order, _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3)));
     if constexpr (b == 8) {
-        _mm512_storeu_si512(out, bytes);
+        return bytes;
     } else if constexpr (b == 1) {
-        const std::uint64_t word = _mm512_test_epi8_mask(bytes, bytes);
-        std::memcpy(out, &word, 8);
+        const auto word = static_cast<long long>(_mm512_test_epi8_mask(bytes, bytes));
+        return _mm512_castsi128_si512(_mm_cvtsi64_si128(word));
     } else {
         // Byte pairs: code 2m + code 2m+1 << b in each 16-bit lane.
         const __m512i pairs = _mm512_maddubs_epi16(bytes, _mm512_set1_epi16(1 | (1 << (8 + b))));
-        if constexpr (b == 4) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi16_epi8(pairs));
-        } else {  // b == 2: word pairs, 4 codes in each 32-bit lane
-            const __m512i quads = _mm512_madd_epi16(pairs, _mm512_set1_epi32(1 | (16 << 16)));
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(quads));
-        }
+        if constexpr (b == 4) return _mm512_castsi256_si512(_mm512_cvtepi16_epi8(pairs));
+        // b == 2: word pairs, 4 codes in each 32-bit lane
+        const __m512i quads = _mm512_madd_epi16(pairs, _mm512_set1_epi32(1 | (16 << 16)));
+        return _mm512_castsi128_si512(_mm512_cvtepi32_epi8(quads));
+    }
+}
+
+// Stores the 8b bytes of 64 packed codes.
+template <int b>
+inline void store64(__m512i packed, std::uint8_t* out) {
+    if constexpr (b == 8) {
+        _mm512_storeu_si512(out, packed);
+    } else if constexpr (b == 4) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(packed));
+    } else if constexpr (b == 2) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_castsi512_si128(packed));
+    } else {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_castsi512_si128(packed));
     }
 }
 
@@ -334,7 +350,7 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
                                         grad + at, sums);
         }
         if constexpr (direct) {
-            pack64<kPack>(c[0], c[1], c[2], c[3], packed + i / 8 * b);
+            store64<kPack>(pack64<kPack>(c[0], c[1], c[2], c[3]), packed + i / 8 * b);
         } else {
             for (int q = 0; q < 4; ++q) {
                 _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
@@ -346,23 +362,40 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
         ahead->acc = next;
         ahead->done = i < next_count ? i : next_count / 64 * 64;
     }
-    // The end of the input: masked vectors, codes through the buffer and the packer.
-    const std::size_t packed_from = direct ? i : 0;
-    for (; i < count; i += 16) {
-        const std::size_t m = count - i < 16 ? count - i : 16;
-        const __mmask16 live = first_lanes(m);
-        const Elems<kHasPrev> x(grad, prev, i, live);
-        const FastCodes f = codes_fast(x.v, k);
-        const __m512i cx = near_integer(f.frac, k, live) != 0 ? codes_exact(x.v, k) : f.code;
-        add_sums<K, kHasPrev, false>(x, cx, lut, live, nullptr, sums);
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, live, cx);
+    // The rest (< 64 elements): up to four vectors, the last one partial (masked lanes).
+    const std::size_t rest = count - i;
+    if (rest > 0) {
+        __m512i c[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
+        for (std::size_t q = 0; 16 * q < rest; ++q) {
+            const std::size_t at = i + 16 * q;
+            const __mmask16 live = first_lanes(count - at < 16 ? count - at : 16);
+            const Elems<kHasPrev> x(grad, prev, at, live);
+            const FastCodes f = codes_fast(x.v, k);
+            const __m512i cx = near_integer(f.frac, k, live) != 0 ? codes_exact(x.v, k) : f.code;
+            add_sums<K, kHasPrev, false>(x, cx, lut, live, nullptr, sums);
+            c[q] = _mm512_maskz_mov_epi32(live, cx);  // dead lanes: code 0, the zero padding
+        }
+        if constexpr (direct) {
+            // ceil(rest * b / 8) bytes: whole groups of 8 codes and the input's last, partial one.
+            const std::size_t nbytes = (rest * b + 7) / 8;
+            const __mmask64 bytes = nbytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << nbytes) - 1;
+            _mm512_mask_storeu_epi8(packed + i / 8 * b, bytes,
+                                    pack64<kPack>(c[0], c[1], c[2], c[3]));
+        } else {
+            for (std::size_t q = 0; 16 * q < rest; ++q) {
+                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                _mm512_cvtepi32_epi8(c[q]));
+            }
+        }
     }
-    const std::size_t full = count / 8 * 8;  // packed_from is a multiple of 64
-    if (full > packed_from) {
-        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, static_cast<int>(b),
-                         packed + packed_from / 8 * b);
+    if constexpr (!direct) {  // every code went through the buffer
+        const std::size_t full = count / 8 * 8;
+        if (full > 0) pack_groups_avx2(codes, full / 8, static_cast<int>(b), packed);
+        if (full < count) {
+            avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
+        }
     }
-    if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
     return sums;
 }
 

@@ -69,6 +69,9 @@ def run_cached(
         "max_iterations": max_iterations,
         "eps": eps,
         "downlink": downlink,
+        # 2: traces carry per-round compute samples (the charged compute is their
+        # stratified median, laqcore.network.trace); older cached traces are run again.
+        "trace": 2,
     }
     if batched:
         spec["batched"] = True
