@@ -298,3 +298,30 @@ def test_simulator_charges_the_typical_worker_step(prob, monkeypatch):
     M = prob.num_workers
     assert trace.worker_mean_s == pytest.approx((40 * M * 0.001 + 5 * 0.999) / (40 * M))
     assert res.apply_link(make_link("edge")).compute_s == pytest.approx(0.001)
+
+
+def test_entropy_coding_is_charged_to_the_uploader_and_the_server(prob, monkeypatch):
+    # (fake) coding takes 1 s per upload, decoding 0.5 s; nothing else takes time: QGD
+    # uploads every round, so a worker step is charged 1 s and the server M * 0.5 s.
+    import laqcore.simulator as sim
+
+    clock = _FakeClock()
+    monkeypatch.setattr(sim, "time", clock)
+    encode, decode = sim.entropy_encode, sim.entropy_decode
+
+    def slow_encode(payload):
+        clock.now += 1.0
+        return encode(payload)
+
+    def slow_decode(data, **kw):
+        clock.now += 0.5
+        return decode(data, **kw)
+
+    monkeypatch.setattr(sim, "entropy_encode", slow_encode)
+    monkeypatch.setattr(sim, "entropy_decode", slow_decode)
+    res = simulate(
+        prob, get_algorithm("qgd"), max_iterations=5, eps=0.0, eval_every=5, entropy_coding=True
+    )
+    assert res.trace is not None
+    assert res.trace.worker_step_s == pytest.approx(1.0)
+    assert res.trace.server_step_s == pytest.approx(0.5 * prob.num_workers)

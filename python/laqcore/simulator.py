@@ -257,7 +257,8 @@ def simulate(
         Send every codable upload (LAQ, QSGD, TernGrad, sign payloads) as an entropy-coded
         frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
         the payload decoded from those bytes, identical to the uncoded one, so iterates and
-        upload decisions are exactly those of the run without it.
+        upload decisions are exactly those of the run without it. The coding time is
+        charged to the uploader's step, the decoding time to the server's update.
     downlink : str or DownlinkMode
         What moves down (:mod:`laqcore.downlink`): ``delta`` (default, the engine's exchange),
         ``delta:f32``, ``delta:laq:B``, ``model``, ``model:f32``, ``model:laq:B``.
@@ -303,6 +304,8 @@ def simulate(
     clock = [0.0, 0.0]  # start of the round's worker side; its summed raw step seconds
     steps: list[tuple[float, bool]] = []  # the round's worker steps: (seconds, uploaded)
     shared = [0.0]  # the round's other worker-side seconds (building the messages)
+    decoding = [0.0]  # the round's entropy decoding (server side)
+    index = {m: i for i, m in enumerate(sorted(workers))}  # worker -> its place in steps
     oracle = problem.batched_oracle
 
     def before_round(k: int) -> None:
@@ -330,12 +333,19 @@ def simulate(
         frames decode to (identical payloads), and the coded sizes are what is counted."""
         shared[0] = time.perf_counter() - clock[0] - clock[1]  # the messages
         on_wire.clear()
+        decoding[0] = 0.0
         batch: dict[int, Payload] = {}
         for m, payload in uploads.items():
             wire_payload: Payload = payload
             if entropy_coding and is_codable(payload):
+                # Coding is the uploader's work, decoding the server's: both are charged.
+                t0 = time.perf_counter()
                 wire_payload = entropy_encode(payload)
+                t1 = time.perf_counter()
                 payload = entropy_decode(wire_payload.to_bytes(), expected_n=payload.n)
+                decoding[0] += time.perf_counter() - t1
+                seconds, uploaded = steps[index[m]]
+                steps[index[m]] = (seconds + t1 - t0, uploaded)
             batch[m] = payload
             on_wire[m] = wire_payload
         return batch
@@ -348,7 +358,7 @@ def simulate(
             down.start_round()
             server.apply(batch)
             sent = down.finish_round(batch)
-        trace.record_compute(steps, shared[0], time.perf_counter() - t1)
+        trace.record_compute(steps, shared[0], time.perf_counter() - t1 + decoding[0])
         trace.record(on_wire, sent.broadcast, sent.delivered)
         return int(sent.delivered)
 
