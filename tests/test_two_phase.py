@@ -221,6 +221,10 @@ def test_slotted_publications_arrive_exactly(world: int) -> None:
             assert got["downlink_sent"] == pub[me] * (world - 1)
             padding = sum(down // (world - 1) - pub[j] for j in range(world) if j != me)
             assert got["padding_received"] == padding
+            # The second downlink collective: sizes first (round 0), tails (rounds 2, 3).
+            assert (got["sized_rounds"], got["tail_rounds"]) == [(1, 0), (0, 0), (0, 1), (0, 1)][
+                rnd
+            ]
         last = pub
     # The schedule reaches every case: no capacity, fits, owner 0 over, all over.
     assert capacities[0] == 0

@@ -41,6 +41,11 @@ class ExchangeStats:
     downlink_sent: int = 0
     downlink_received: int = 0
     padding_received: int = 0
+    #: Rounds whose data-dependent publications needed the sizes all-gathered first (no
+    #: slot capacity proposed yet), and rounds where one outgrew its slot (a tails
+    #: all-gather): the rounds with a second downlink collective (:mod:`.slots`).
+    sized_rounds: int = 0
+    tail_rounds: int = 0
 
     @property
     def bytes_received(self) -> int:

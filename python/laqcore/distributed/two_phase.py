@@ -370,6 +370,7 @@ class TwoPhaseExchange:
         k = int(mine.shape[0])
         self._last_publication = k
         if capacity <= 0:
+            st.sized_rounds += 1
             dl = [g[0] for g in self._all_gather_ints([k], tag)]
             return self._gather_padded(mine, dl, tag)
         pubs, sizes, over = gather_slotted(
@@ -378,6 +379,7 @@ class TwoPhaseExchange:
             lambda name, size: self._host(f"downlink-{name}", size),
             lambda send, what: self._gather_rows(send, what, f"{what} all-gather ({tag})"),
         )
+        st.tail_rounds += 1 if over > 0 else 0
         st.control_received += SIZE_HEADER * (w - 1)
         st.downlink_sent += k * (w - 1)
         st.downlink_received += (capacity + over) * (w - 1)

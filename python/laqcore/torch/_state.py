@@ -28,6 +28,7 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._validate import check_positive_int
 from ..distributed.errors import NonFiniteGradientError
+from ..distributed.two_phase import TwoPhaseExchange
 from ._exchange import Averaged, GradientExchange
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
@@ -213,12 +214,19 @@ class HookState:
         ``compression_ratio = bytes_dense / bytes_sent`` (``inf`` if nothing was sent).
         ``uploads_skipped``: iterations this rank skipped; ``nonfinite_steps``: iterations
         dropped because a rank's gradient was not finite (``nonfinite="propagate"``).
+        The two-phase exchange adds ``downlink_sized_rounds`` and ``downlink_tail_rounds``:
+        steps whose downlink took a second collective (entropy-coded publications only,
+        :mod:`laqcore.distributed.slots`).
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
         out["compression_ratio"] = (
             c["bytes_dense"] / c["bytes_sent"] if c["bytes_sent"] else math.inf
         )
+        two_phase = getattr(self._exchanger, "exchange", None)
+        if isinstance(two_phase, TwoPhaseExchange):  # downlink rounds with two collectives
+            out["downlink_sized_rounds"] = two_phase.stats.sized_rounds
+            out["downlink_tail_rounds"] = two_phase.stats.tail_rounds
         transport = getattr(self._exchanger, "transport", None)
         if transport is not None:
             out["wire_bytes"] = transport.stats.wire_bytes
