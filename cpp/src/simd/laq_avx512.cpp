@@ -58,10 +58,12 @@ inline __mmask16 first_lanes(std::size_t m) {  // m <= 16
 
 // float(double(c) * step' - R) for the 16 codes c = first .. first + 15, step' = 2R / L: the
 // table's own formula (laq_fill_grid), hence the same floats.
-inline __m512 table16(__m512d step, __m512d r, double first) {
+// With `upper` false only the first 8 (the rest zero): enough for up to 3 bits.
+inline __m512 table16(__m512d step, __m512d r, double first, bool upper = true) {
     const __m512d c0 = _mm512_add_pd(_mm512_setr_pd(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_pd(first));
-    const __m512d c1 = _mm512_add_pd(c0, _mm512_set1_pd(8.0));
     const __m256 lo = _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(c0, step), r));
+    if (!upper) return _mm512_zextps256_ps512(lo);
+    const __m512d c1 = _mm512_add_pd(c0, _mm512_set1_pd(8.0));
     const __m256 hi = _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(c1, step), r));
     return _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 }
@@ -80,7 +82,7 @@ struct Lut {
                               static_cast<double>((1 << bits) - 1))),
           r(_mm512_set1_pd(radius)) {
         if (K == LutKind::formula) return;
-        t0 = table16(step, r, 0.0);
+        t0 = table16(step, r, 0.0, bits > 3);
         if (K == LutKind::perm16) return;
         t1 = table16(step, r, 16.0);
         if (K == LutKind::perm32) return;
@@ -367,8 +369,16 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
     if (rest > 0) {
         __m512i c[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
-        for (std::size_t q = 0; 16 * q < rest; ++q) {
+        // A constant trip count (unrolled, so c[] stays in registers), vectors past the end
+        // skipped.
+#pragma GCC unroll 4
+        for (std::size_t q = 0; q < 4; ++q) {
+            if (16 * q >= rest) continue;
             const std::size_t at = i + 16 * q;
+            if (kPrefetch && q % 2 == 0) {  // small blocks never enter the loop above
+                prefetch_step(grad + at);
+                if (kHasPrev) prefetch_step(prev + at);
+            }
             const __mmask16 live = first_lanes(count - at < 16 ? count - at : 16);
             const Elems<kHasPrev> x(grad, prev, at, live);
             const FastCodes f = codes_fast(x.v, k);
