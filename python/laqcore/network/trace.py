@@ -126,11 +126,8 @@ class TrafficTrace:
         self.worker_steps += M
         self.server_seconds += server_seconds
         self.server_steps += 1
-        typical = 0.0
-        for part in (seconds[up], seconds[~up]):
-            if part.size:
-                typical += part.size * float(np.median(part))
-        self.worker_round_s.append((shared + typical) / M if M else 0.0)
+        typical = stratified_median(seconds, up)  # uploading vs other steps: two strata
+        self.worker_round_s.append(shared / M + typical if M else 0.0)
         self.server_round_s.append(server_seconds)
 
     def record(self, uploads: dict[int, Payload], broadcast: int, delivered: int) -> None:
