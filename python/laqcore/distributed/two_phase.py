@@ -169,7 +169,7 @@ class TwoPhaseExchange:
         self._slotted = any(codec.downlink_size(j) is None for j in range(self.world))
         self._last_publication = 0  # bytes of this owner's last publication
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
-        self._control: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._control: dict[int, tuple[npt.NDArray[np.int64], torch.Tensor]] = {}
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -192,14 +192,12 @@ class TwoPhaseExchange:
         k = len(values)
         if k not in self._control:
             whole = torch.zeros(self.world * k, dtype=torch.int64, device=self.device)
-            self._control[k] = (torch.zeros(k, dtype=torch.int64), whole)
+            self._control[k] = (np.zeros(k, dtype=np.int64), whole)
         mine, whole = self._control[k]
-        mine.numpy()[:] = values
-        out = list(whole.view(self.world, k).unbind(0))
-        send = mine if self.device.type == "cpu" else mine.to(self.device)
-        self._guard(f"control all-gather ({tag})", dist.all_gather, out, send, group=self.group)
+        mine[:] = values
+        rows = self._gather_into(whole, mine, f"control all-gather ({tag})")
         self.stats.control_received += _INT64 * k * (self.world - 1)
-        got: list[list[int]] = whole.cpu().view(self.world, k).tolist()
+        got: list[list[int]] = rows.tolist()
         return got
 
     def _all_to_all(
@@ -236,15 +234,21 @@ class TwoPhaseExchange:
 
     def _gather_rows(self, send: ByteVector, name: str, what: str) -> ByteVector:
         """All-gather of ``send`` (the same size on every rank): one row per rank."""
-        size = int(send.shape[0])
-        whole = self._buffer(name, size * self.world)
-        out = list(whole.view(self.world, size).unbind(0))
+        whole = self._buffer(name, int(send.shape[0]) * self.world)
+        got: ByteVector = self._gather_into(whole, send, what)
+        return got
+
+    def _gather_into(
+        self, whole: torch.Tensor, send: npt.NDArray[Any], what: str
+    ) -> npt.NDArray[Any]:
+        """All-gather of the host array ``send`` (the same size on every rank) into ``whole``
+        (``world`` times its size, on the exchange's device); its rows, on the host."""
+        rows = whole.view(self.world, -1)
         mine = torch.from_numpy(send)
         if self.device.type != "cpu":
             mine = mine.to(self.device)
-        self._guard(what, dist.all_gather, out, mine, group=self.group)
-        got: ByteVector = whole.cpu().numpy().reshape(self.world, size)
-        return got
+        self._guard(what, dist.all_gather, list(rows.unbind(0)), mine, group=self.group)
+        return rows.cpu().numpy()
 
     def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
         biggest = max(sizes)
