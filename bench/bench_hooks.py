@@ -26,7 +26,9 @@ Suites:
   steps.
 * ``optim`` (issue 12, outsider check): the CNN at 2 ranks with SGD momentum + weight decay +
   StepLR, Adam + StepLR, fp16/bf16 autocast with torch.amp.GradScaler (and a forced overflow),
-  no hook vs laqcore's hooks: test accuracy per configuration.
+  no hook vs laqcore's hooks (``--optim-hooks``; by default every laqcore hook with its
+  defaults, and LAQ at 2 bits, whose error feedback is a separate path): test accuracy per
+  configuration (``--optim-configs``), one launch per configuration.
 
 Every launch records the machine's load average before and after (the machine may be shared).
 
@@ -62,7 +64,7 @@ from hook_trainer import HOOKS  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad,rotation"
 TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
-OPTIM_HOOKS = "allreduce,laq,laq_lr,qsgd,terngrad"
+OPTIM_HOOKS = "allreduce,laq,laq2,qsgd,terngrad,rotation"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)
 OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
     "sgd": {"optim": "sgd", "lr": 0.05},
@@ -227,12 +229,23 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 def suite_optim(args: argparse.Namespace, report: dict[str, Any]) -> None:
     hooks = args.optim_hooks.split(",")
-    runs = [{"hook": h, "config": c, **v} for c, v in OPTIM_CONFIGS.items() for h in hooks]
-    cfg = {**_base_cfg(args, "cnn"), "steps": args.optim_steps, "runs": runs}
-    per_run, info = launch(2, cfg, args.timeout)
-    report["optim"] = {"launch": info, "runs": {}}
-    for r, rs in zip(runs, per_run):
-        report["optim"]["runs"][f"{r['config']}/{r['hook']}"] = summarize(rs)
+    report["optim"] = {"launches": {}, "runs": {}}
+    # One launch per configuration: a launch that times out loses one row, not the rest.
+    for c in args.optim_configs.split(","):
+        runs = [{"hook": h, "config": c, **OPTIM_CONFIGS[c]} for h in hooks]
+        cfg = {**_base_cfg(args, "cnn"), "steps": args.optim_steps, "runs": runs}
+        per_run, info = launch(2, cfg, args.timeout)
+        report["optim"]["launches"][c] = info
+        for r, rs in zip(runs, per_run):
+            s = report["optim"]["runs"][f"{c}/{r['hook']}"] = summarize(rs)
+            acc = error_line(s["error"], 120) if s.get("error") else f"acc {s['test_acc']:.3f}"
+            print(f"optim {c:20s} {r['hook']:10s} {acc}", flush=True)
+    infos = list(report["optim"]["launches"].values())
+    report["optim"]["launch"] = {
+        "load_before": infos[0]["load_before"],
+        "load_after": infos[-1]["load_after"],
+        "wall_s": sum(i["wall_s"] for i in infos),
+    }
     print(markdown(report, only="optim"), flush=True)
 
 
@@ -337,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--optim-steps", type=int, default=200)
     ap.add_argument("--optim-hooks", default=OPTIM_HOOKS)
     ap.add_argument(
+        "--optim-configs", default=",".join(OPTIM_CONFIGS), help="optim suite: comma list"
+    )
+    ap.add_argument(
         "--no-warmup-run", action="store_true", help="skip the untimed 20-step first run"
     )
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
@@ -356,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
         if h not in HOOKS:
             ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
+    for c in args.optim_configs.split(","):
+        if c not in OPTIM_CONFIGS:
+            ap.error(f"unknown optim configuration {c!r}; one of {','.join(OPTIM_CONFIGS)}")
     report: dict[str, Any] = {
         "machine": machine_info(),
         "args": vars(args),

@@ -181,7 +181,12 @@ def _optim_md(block: dict[str, Any]) -> list[str]:
     runs = block["runs"]
     configs = list(dict.fromkeys(k.split("/")[0] for k in runs))
     hooks = list(dict.fromkeys(k.split("/")[1] for k in runs))
+    la = block["launch"]
     lines = [
+        "Test accuracy (final training loss), recv KB per rank per step, LAQ's skipped "
+        f"uploads; {max((s.get('steps', 0) for s in runs.values()), default=0)} steps, "
+        f"load average {la['load_before'][0]:.1f} -> {la['load_after'][0]:.1f}:",
+        "",
         "| config (CNN, 2 ranks) | " + " | ".join(_LABEL.get(h, h) for h in hooks) + " |",
         "|---|" + "---:|" * len(hooks),
     ]
@@ -192,7 +197,11 @@ def _optim_md(block: dict[str, Any]) -> list[str]:
             if s.get("error"):
                 cells.append(f"failed: {error_line(s['error'], 70)}")
             else:
-                cells.append(f"acc {s['test_acc']:.3f} (loss {_cell(s['final_loss'], '.3g')})")
+                cell = f"acc {s['test_acc']:.3f} (loss {_cell(s['final_loss'], '.3g')})"
+                cell += f", {s['recv_kb']:.1f} KB"
+                if h.startswith("laq") and s.get("skipped_frac") is not None:
+                    cell += f", {100 * s['skipped_frac']:.0f}% skipped"
+                cells.append(cell)
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
