@@ -1,13 +1,14 @@
 """Adaptive LAQ bit width (issue 13.3) against every fixed width.
 
     python bench/bench_adaptive_bits.py [--dataset digits] [--fractions 0.5,2] [--entropy]
-        [--out bench/measured/adaptive_bits.json]
+        [--block-size B] [--out bench/measured/adaptive_bits.json]
 
 LAQ (softmax, M = 10, alpha = 0.02, eps = 1e-6, at most --max-iterations iterations) on
 ``--dataset`` (``digits`` or ``libsvm:PATH``) with b in {2, 3, 4, 6, 8} and with
 ``adaptive_bits=F``; uplink bits to reach eps and their ratio to the best fixed b that reaches
 it. ``--entropy`` counts every arm's uploads entropy-coded (``entropy_coding=True``: same
-iterates and uploads, coded sizes). Per adaptive arm, the histogram of the widths it sent.
+iterates and uploads, coded sizes). ``--block-size B`` gives every arm, fixed and adaptive, the
+blockwise radius (one float32 radius per B coordinates, counted in the frames). Per adaptive arm, the histogram of the widths it sent.
 Deterministic (no timing).
 """
 
@@ -78,14 +79,16 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=1e-6)
     ap.add_argument("--max-iterations", type=int, default=5000)
     ap.add_argument("--entropy", action="store_true", help="count entropy-coded uploads")
+    ap.add_argument("--block-size", type=int, default=None, help="every arm's radius block")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
     rows = []
     arms = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
     arms += [(f"adaptive F={f}", {"adaptive_bits": float(f)}) for f in args.fractions.split(",")]
+    block = {} if args.block_size is None else {"block_size": args.block_size}
     for label, kw in arms:
-        rows.append({"setting": label, **run_arm(problem, kw, args)})
+        rows.append({"setting": label, **run_arm(problem, {**kw, **block}, args)})
         print(rows[-1], file=sys.stderr, flush=True)
     fixed = [r["bits"] for r in rows if r["reached"] and r["setting"].startswith("b=")]
     best = min(fixed) if fixed else None
@@ -97,6 +100,7 @@ def main() -> None:
         "alpha": args.alpha,
         "eps": args.eps,
         "entropy_coding": args.entropy,
+        "block_size": args.block_size,
         "rows": rows,
     }
     emit_report(doc, args.out)

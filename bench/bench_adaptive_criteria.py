@@ -1,6 +1,7 @@
 """Other per-upload width criteria for adaptive LAQ (issue 13.3), against the best fixed b.
 
-    python bench/bench_adaptive_criteria.py [--dataset digits] [--out FILE.json]
+    python bench/bench_adaptive_criteria.py [--dataset digits] [--criteria a,b] [--block-size B]
+        [--out FILE.json]
 
 The setting of ``bench/bench_adaptive_bits.py`` (LAQ, softmax, M = 10, alpha = 0.02,
 eps = 1e-6, at most 5000 iterations); each arm replaces ``LazyUploader.propose_adaptive``
@@ -15,8 +16,13 @@ eps = 1e-6, at most 5000 iterations); each arm replaces ``LazyUploader.propose_a
 * ``rhs3``: the library's criterion, 3 ||eps_b||^2 <= F rhs, with F = 2 and b >= 3;
 * ``same``: the smallest b >= 3 for which the rule's inequality still says "upload" (the
   decision b = 8 would take, at the fewest bits); b = 3 when it does not hold at any width
-  (the upload is then skipped, or forced by the clock).
+  (the upload is then skipped, or forced by the clock);
+* ``joint``: the width *and* the radius block together: among b in 2..8 and blocks
+  B in {none, 128, 64, 32, 16}, the pair with the fewest frame bits b n + 32 ceil(n / B) (the
+  radii counted) whose error term 3 ||eps||^2 is <= 2 rhs (the library's criterion with
+  F = 2); b = 8 with B = 16 if none is. The frame carries b and B.
 
+``--block-size B``: the blockwise radius of every arm (and of ``joint``'s first upload).
 Bits count uploads only, as in the simulator. Deterministic (no timing).
 """
 
@@ -83,6 +89,25 @@ def same(up: LazyUploader, grad: Any, rhs: float) -> LAQPayload:
     return p if uploads(p) else up._iq.propose(grad, bits=3)
 
 
+_JOINT_BLOCKS = (None, 128, 64, 32, 16)
+
+
+def joint(up: LazyUploader, grad: Any, rhs: float) -> LAQPayload:
+    def frame_bits(b: int, blk: int | None) -> int:
+        return b * up.n + 32 * (1 if blk is None else -(-up.n // blk))
+
+    pairs = sorted(
+        (frame_bits(b, blk), b, i) for b in range(2, 9) for i, blk in enumerate(_JOINT_BLOCKS)
+    )
+    pairs.append((0, 8, len(_JOINT_BLOCKS) - 1))  # none qualifies: the most precise frame
+    for _, b, i in pairs:
+        up._iq.block_size = _JOINT_BLOCKS[i]  # the quantizer of this proposal only
+        p = up._iq.propose(grad, bits=b)
+        if 3.0 * p.err_sq <= 2.0 * rhs:
+            break
+    return p
+
+
 CRITERIA: dict[str, Choose] = {
     "relgrad": relgrad,
     "gain2": _gain(2),
@@ -90,6 +115,7 @@ CRITERIA: dict[str, Choose] = {
     "innov": innov,
     "rhs3": rhs3,
     "same": same,
+    "joint": joint,
 }
 
 
@@ -97,18 +123,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--criteria", default=",".join(CRITERIA))
+    ap.add_argument("--block-size", type=int, default=None, help="every arm's radius block")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
     # bench_adaptive_bits.py's setting; adaptive_bits only makes the uploader ask for a width.
     setting = argparse.Namespace(alpha=0.02, eps=1e-6, max_iterations=5000, entropy=False)
     rows = []
+    kw: dict[str, Any] = {"adaptive_bits": 1.0}
+    if args.block_size is not None:
+        kw["block_size"] = args.block_size
     for name in args.criteria.split(","):
-        arm = run_arm(problem, {"adaptive_bits": 1.0}, setting, CRITERIA[name])
+        arm = run_arm(problem, kw, setting, CRITERIA[name])
         rows.append({"criterion": name, **arm})
         print(rows[-1], file=sys.stderr, flush=True)
     emit_report(
-        {"command": "python " + " ".join(sys.argv), "problem": args.dataset, "rows": rows},
+        {
+            "command": "python " + " ".join(sys.argv),
+            "problem": args.dataset,
+            "block_size": args.block_size,
+            "rows": rows,
+        },
         args.out,
     )
 

@@ -39,24 +39,41 @@ int ceil_log2(std::uint64_t v) {
     return v <= 1 ? 0 : bit_length(v - 1);
 }
 
-std::uint64_t golomb_bits(std::uint32_t f, int k) {
-    const std::uint64_t u = (std::uint64_t{f} >> k) + 1;
-    return static_cast<std::uint64_t>(2 * bit_length(u) - 1 + k);
-}
-
 std::size_t implied_symbol(const std::vector<std::uint32_t>& freq) {
     return static_cast<std::size_t>(std::max_element(freq.begin(), freq.end()) - freq.begin());
 }
 
-// Table bits for the best order k; k_out receives it.
+// Table bits for the best order k; k_out receives it. The exp-Golomb code of f at order k
+// has 2 w - 1 + k bits, w = bit_length((f >> k) + 1). With L = bit_length(f) and
+// J = bit_length(~f mod 2^L) (L minus the length of f's run of leading ones),
+// w = max(L - k, 0) + [k >= J]: f >> k has max(L - k, 0) bits, and adding 1 makes one more
+// exactly when f >> k is 0 or all ones, i.e. when k >= J. So the sums for every order come
+// from the counts of L and J: one pass over the table instead of one per order.
 std::uint64_t table_bits(const std::vector<std::uint32_t>& freq, int alphabet_bits, int& k_out) {
     const std::size_t skip = implied_symbol(freq);
+    constexpr int kLengths = 33;  // bit lengths of uint32 values
+    std::uint64_t by_length[kLengths] = {};
+    std::uint64_t by_ones[kLengths] = {};
+    std::uint64_t coded = 0;
+    for (std::size_t s = 0; s < freq.size(); ++s) {
+        if (s == skip) continue;
+        const std::uint64_t f = freq[s];
+        const int len = bit_length(f);
+        ++by_length[len];
+        ++by_ones[bit_length(~f & ((std::uint64_t{1} << len) - 1))];
+        ++coded;
+    }
     std::uint64_t best = ~std::uint64_t{0};
+    std::uint64_t carried = 0;  // symbols with J <= k
     for (int k = 0; k <= kMaxGolombOrder; ++k) {
-        std::uint64_t bits = 4 + static_cast<std::uint64_t>(alphabet_bits);
-        for (std::size_t s = 0; s < freq.size(); ++s) {
-            if (s != skip) bits += golomb_bits(freq[s], k);
+        carried += by_ones[k];
+        std::uint64_t w = carried;
+        for (int len = k + 1; len < kLengths; ++len) {
+            w += by_length[len] * static_cast<std::uint64_t>(len - k);
         }
+        // Sum over the coded symbols of 2 w - 1 + k (every w >= 1).
+        const std::uint64_t bits = 4 + static_cast<std::uint64_t>(alphabet_bits) + 2 * w +
+                                   coded * static_cast<std::uint64_t>(k) - coded;
         if (bits < best) {
             best = bits;
             k_out = k;
@@ -157,12 +174,19 @@ std::vector<std::uint32_t> entropy_normalise(const std::vector<std::uint64_t>& c
     std::vector<std::uint32_t> freq(K, 0);
     std::vector<std::uint64_t> rem(K, 0);
     std::uint64_t sum = 0;
+    // floor(scaled / total) from a reciprocal, then corrected to the exact quotient (the
+    // estimate is off by at most one; a 64-bit division per symbol and precision was a
+    // large part of choosing a table).
+    const double inv = 1.0 / static_cast<double>(total);
     for (std::size_t s = 0; s < K; ++s) {
         // counts[s] * M < 2^64: total symbols < 2^48 in practice (asserted by the caller's
-        // sizes), M <= 2^15.
+        // sizes), M <= 2^15; so is (q + 1) * total for q <= M.
         const std::uint64_t scaled = counts[s] * M;
-        freq[s] = static_cast<std::uint32_t>(scaled / total);
-        rem[s] = scaled % total;
+        auto q = static_cast<std::uint64_t>(static_cast<double>(scaled) * inv);
+        while (q > 0 && q * total > scaled) --q;
+        while ((q + 1) * total <= scaled) ++q;
+        freq[s] = static_cast<std::uint32_t>(q);
+        rem[s] = scaled - q * total;
         sum += freq[s];
     }
     // Largest remainders get the missing units (ties: lower symbol first). Fewer than K
@@ -184,22 +208,36 @@ std::vector<std::uint32_t> entropy_normalise(const std::vector<std::uint64_t>& c
     // Every present symbol needs a non-zero frequency: each one at zero takes a unit from the
     // symbol that is then the largest (ties: the lowest). The symbols raised to 1 never are
     // that largest (it holds at least 2 whenever a unit is taken, or the sum could not be M),
-    // so the takings are `zeros` times "decrement the largest", done on a heap ordered by
-    // (frequency, then lower symbol first).
+    // so the takings are `zeros` times "decrement the largest". Their result in one go: with
+    // D(T) = sum_s max(f_s - T, 0) and T the smallest level with D(T) <= zeros, the first
+    // D(T) takings bring every f_s > T down to T, and the r = zeros - D(T) others (fewer
+    // than the symbols now at T, as D(T - 1) > zeros) take one unit from each of the r
+    // lowest symbols at T, the ties' order.
     std::size_t zeros = 0;
     for (std::size_t s = 0; s < K; ++s) zeros += counts[s] != 0 && freq[s] == 0 ? 1 : 0;
     if (zeros > 0) {
-        std::vector<std::pair<std::uint32_t, std::size_t>> heap;  // (f_s, K - 1 - s)
-        for (std::size_t s = 0; s < K; ++s) {
-            if (freq[s] > 1) heap.emplace_back(freq[s], K - 1 - s);
+        const auto above = [&](std::uint32_t level) {
+            std::uint64_t d = 0;
+            for (std::size_t s = 0; s < K; ++s) d += freq[s] > level ? freq[s] - level : 0;
+            return d;
+        };
+        std::uint32_t lo = 0, hi = *std::max_element(freq.begin(), freq.end());
+        while (lo < hi) {  // smallest T in [lo, hi] with D(T) <= zeros (D(max f) = 0)
+            const std::uint32_t mid = lo + (hi - lo) / 2;
+            if (above(mid) <= zeros) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
         }
-        std::make_heap(heap.begin(), heap.end());
-        for (std::size_t i = 0; i < zeros; ++i) {
-            LAQ_ASSERT(!heap.empty() && heap.front().first > 1);
-            std::pop_heap(heap.begin(), heap.end());
-            --heap.back().first;
-            --freq[K - 1 - heap.back().second];
-            std::push_heap(heap.begin(), heap.end());
+        const std::uint32_t level = lo;
+        std::uint64_t r = zeros - above(level);
+        LAQ_ASSERT(level >= (r > 0 ? 2u : 1u));
+        for (std::size_t s = 0; s < K; ++s) {
+            if (freq[s] >= level) {
+                freq[s] = level - (r > 0 ? 1u : 0u);
+                r -= r > 0 ? 1 : 0;
+            }
         }
         for (std::size_t s = 0; s < K; ++s) {
             if (counts[s] != 0 && freq[s] == 0) freq[s] = 1;

@@ -212,16 +212,40 @@ def entropy_encode(payload: Payload) -> EntropyPayload:
             f"{type(payload).__name__} cannot be entropy-coded (codable: the payloads of "
             f"{', '.join(CODABLE_COMPRESSORS)})"
         )
-    frame = memoryview(payload.to_bytes())
+    head, packed, bits, count = _code_parts(payload)
+    mode, stream = _core.entropy.encode_packed(packed, count, bits)
+    return EntropyPayload(payload, int(mode), head, stream)
+
+
+def _code_parts(payload: Payload) -> tuple[bytes, npt.NDArray[np.uint8], int, int]:
+    """(inner metadata + inner body before the codes, the packed codes, bits per code,
+    number of codes) of a codable payload.
+
+    A payload whose fields its constructor validated and that cannot change (LAQ: the
+    ``_IMMUTABLE`` kinds) gives them from its fields: its frame holds exactly these bytes
+    (metadata, then its body arrays, the codes last), so building the frame and its CRC
+    only to cut them out again would be wasted. The others are framed first, which checks
+    that their fields still form a valid payload.
+    """
     meta_size = payload.META.size
     kind = int(payload.KIND)
+    if payload._IMMUTABLE:
+        meta_values = payload._meta_values()
+        body = payload._body()
+        prefix, bits, count = _code_layout(kind, meta_values, payload.n)
+        parts = [payload.META.pack(*meta_values)]
+        parts.extend(np.ascontiguousarray(a).tobytes() for a in body[:-1])
+        head = b"".join(parts)
+        codes = np.ascontiguousarray(body[-1]).view(np.uint8).reshape(-1)
+        if len(head) == meta_size + prefix:
+            return head, codes, bits, count
+    frame = memoryview(payload.to_bytes())
     meta = payload.META.unpack_from(frame, _HEADER.size)
     prefix, bits, count = _code_layout(kind, meta, payload.n)
     start = _HEADER.size
     head = bytes(frame[start : start + meta_size + prefix])
     packed = np.frombuffer(frame[start + meta_size + prefix : len(frame) - 4], dtype=np.uint8)
-    mode, stream = _core.entropy.encode_packed(packed, count, bits)
-    return EntropyPayload(payload, int(mode), head, stream)
+    return head, packed, bits, count
 
 
 def entropy_frame(payload: Payload) -> bytes:

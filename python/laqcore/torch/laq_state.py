@@ -338,21 +338,29 @@ class LAQState(HookState):
             return True, "safeguard", grad_sq
         return up.decide(payload, rule.rhs()), "rule", grad_sq
 
+    def _scratch(self, grad: FloatVector) -> FloatVector:
+        """The error feedback's second buffer, made at its first use."""
+        if self._ef_scratch is None:
+            self._ef_scratch = np.empty_like(grad)
+        return self._ef_scratch
+
     def _step(self, grad: FloatVector) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates uploader and server at the first step
         up = typing.cast(LazyUploader, self.uploader)
         upload, why, grad_sq = False, "rule", 0.0
         ef = self.error_feedback > 0.0
         if ef and self._residual is not None:
-            grad += self.error_feedback * self._residual
+            if self.error_feedback == 1.0:  # w r = r exactly
+                grad += self._residual
+            else:  # w r in the scratch buffer (free until it takes g + w r below)
+                np.multiply(self._residual, self.error_feedback, out=self._scratch(grad))
+                grad += self._scratch(grad)
         payload: Any = self._propose(up.propose, grad)
         bad = payload is None
         if not bad:
             upload, why, grad_sq = self._decide(up, grad, payload)
             if ef:  # the exchange overwrites grad; r = (g + w r) - q_prev after the step
-                if self._ef_scratch is None:
-                    self._ef_scratch = np.empty_like(grad)
-                np.copyto(self._ef_scratch, grad)
+                np.copyto(self._scratch(grad), grad)
         # The average overwrites the flat gradient: nothing reads it after the proposal.
         res = self._exchange(payload if upload else None, bad, out=grad)
         if res.mean is None:
