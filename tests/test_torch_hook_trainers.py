@@ -173,7 +173,8 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
         "ck": 0.8,
         "noise_weight": 0.0,
         "err_coef": 3.0,  # the algorithm's UploadRule.err_coef (the paper's 3)
-        "warmup_steps": 0,
+        # warmup_steps left at its default 0: the default hook is the paper's LAQ from the
+        # first step, like the simulator (docs/ddp.md, "Warm-up").
         "t_bar": 100,  # Params.t_bar above
         "safeguard_patience": 10**6,
         "downlink_bits": None,  # the two-phase exchange with an exact downlink
