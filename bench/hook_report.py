@@ -16,7 +16,7 @@ _LABEL = {
     "laq8": "laqcore LAQ 8 bit",
     "laq": "laqcore LAQ, `LAQState()`",
     "laq_lr": "laqcore LAQ, `LAQState(lr=lr)`",
-    "laq2d2": "laqcore LAQ, `LAQState(bits=2, downlink_bits=2)`",
+    "laq2d2": "laqcore LAQ, `LAQState(bits=2, downlink_bits=2, warmup_steps=0)`",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
     "rotation": "laqcore rotation",
