@@ -16,6 +16,7 @@ _LABEL = {
     "laq8": "laqcore LAQ 8 bit",
     "laq": "laqcore LAQ, `LAQState()`",
     "laq_lr": "laqcore LAQ, `LAQState(lr=lr)`",
+    "laq2d2": "laqcore LAQ, `LAQState(bits=2, downlink_bits=2, warmup_steps=0)`",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
     "rotation": "laqcore rotation",
@@ -337,10 +338,12 @@ def summary_md(report: dict[str, Any]) -> str:
         for h in hooks:
             cells = []
             for k in keys:
-                s = tc[k]["hooks"].get(h, {"error": "not run"})
+                s = tc[k]["hooks"].get(h, {})
                 t0 = tc[k]["hooks"].get("allreduce", {}).get("time_to_target_s")
                 t = s.get("time_to_target_s")
-                if s.get("error"):
+                if not s:  # a hook this cell's launch did not include (merged reports)
+                    cells.append("-")
+                elif s.get("error"):
                     cells.append("failed: " + error_line(s["error"], 60))
                 elif not t:
                     cells.append(f"not reached in {s['steps']} steps, {s['test_acc']:.3f}")

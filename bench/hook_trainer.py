@@ -58,6 +58,7 @@ HOOKS = (
     "laq8",
     *LAQCORE_HOOKS,
     "laq_lr",
+    "laq2d2",
 )
 
 # --------------------------------------------------------------------------------------
@@ -137,7 +138,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
 
     laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd`` and ``terngrad``
     with every default, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
-    rate (``LAQState(lr=lr)``, the README's pattern). The others are PyTorch's own hooks.
+    rate (``LAQState(lr=lr)``, the README's pattern), ``laq2d2`` with 2-bit uploads, a
+    2-bit downlink and no warm-up. The others are PyTorch's own hooks.
     """
     if name == "allreduce":
         return None
@@ -155,6 +157,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         hook = powerSGD_hook.powerSGD_hook
     elif name == "laq_lr":
         state, hook = make_hook("laq", lr=lr)
+    elif name == "laq2d2":  # the fewest bytes per step of the defaults' family
+        state, hook = make_hook("laq", bits=2, downlink_bits=2, warmup_steps=0)
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:

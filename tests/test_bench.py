@@ -251,7 +251,7 @@ def test_tc_goals_read_model_keys():
 
     def block(t_ar: float, t_laq: float) -> dict:
         hooks = {
-            "allreduce": {"time_to_target_s": t_ar},
+            "allreduce": {"time_to_target_s": t_ar, "test_acc": 0.9},
             "laq": {"time_to_target_s": t_laq, "test_acc": 0.9},
             "powersgd4": {"time_to_target_s": 5.0, "test_acc": 0.9},
         }
@@ -270,6 +270,11 @@ def test_tc_goals_read_model_keys():
         "big/100mbit/4: LAQ ahead of PowerSGD rank 4 at equal accuracy": True,
         "big/1gbit/2: LAQ not slower than all-reduce": False,  # 0.67x
     }
+    # A merged report whose cells ran different hook lists: a hook missing from a cell is
+    # "-", not a failure.
+    report["tc"]["100mbit/2"]["hooks"]["again"] = {"time_to_target_s": 10.0, "test_acc": 0.9}
+    row = next(r for r in hook_report.summary_md(report).splitlines() if "run again" in r)
+    assert row.split(" | ")[1:] == ["10.0 (1.00x), 0.900", "-", "- |"]
 
 
 def test_contended_mode_reports_slowdowns(capsys):

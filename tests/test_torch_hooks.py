@@ -184,6 +184,7 @@ _BAD_LAQ_ARGUMENTS = [
     ({"lr": 0.0}, ValueError, "lr"),
     ({"lr": float("nan")}, ValueError, "lr"),
     ({"warmup_steps": -1}, ValueError, "warmup_steps"),
+    ({"warmup_steps": "on"}, TypeError, "warmup_steps"),
     ({"nonfinite": "ignore"}, ValueError, "nonfinite"),
     ({"t_bar": 0}, ValueError, "t_bar"),
     ({"block_size": "big"}, TypeError, "block_size"),
@@ -214,8 +215,9 @@ def test_state_defaults_and_pickle() -> None:
     # ck 1.2 from 4 bits on (0.8 below).
     st0 = LAQState()
     assert (st0.entropy, st0.downlink_bits, st0.rule.ck) == (True, 4, 1.2)
-    # No all-reduce warm-up (docs/ddp.md, "Warm-up"): compression from the first step.
-    assert st0.warmup_steps == 0 and LAQState(bits=2).warmup_steps == 0
+    # No all-reduce warm-up from 3 bits on, 10 steps at 1-2 bits (docs/ddp.md, "Warm-up").
+    assert [LAQState(bits=b).warmup_steps for b in (1, 2, 3, 4, 8)] == [10, 10, 0, 0, 0]
+    assert LAQState(bits=2, warmup_steps=0).warmup_steps == 0
     assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
     assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
     # Error feedback at 1-2 bits (docs/ddp.md, "Error feedback at 2 bits"), LAQ's own above.

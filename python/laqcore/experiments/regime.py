@@ -22,19 +22,13 @@ from .options import (
     link_from_args,
     problem_kwargs,
 )
-from .runcache import run_cached
+from .runcache import run_for_study
 
 __all__ = ["add_parser", "regime_map"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-def _cache(args: argparse.Namespace) -> str:
-    from ..problems.optimum import cache_dir
-
-    return str(args.cache) if args.cache else cache_dir()
 
 
 def _floats(text: str, name: str) -> list[float]:
@@ -59,19 +53,7 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     kw = problem_kwargs(args)
     prob = make_problem(**kw)
     over = algorithm_overrides(args)
-    runs = {
-        n: run_cached(
-            kw,
-            n,
-            over,
-            max_iterations=args.max_iterations,
-            eps=args.eps,
-            downlink=args.downlink,
-            cache=_cache(args),
-            problem=prob,
-        )
-        for n in names
-    }
+    runs = {n: run_for_study(args, kw, n, over, problem=prob) for n in names}
     compute = None if args.compute_ms is None else args.compute_ms / 1e3
     cells: list[dict[str, Any]] = []
     for lat in lats:

@@ -8,6 +8,7 @@ and ``<key>.npz`` (the trace), ``key`` a hash of everything that defines the run
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Any
 from ..network import Link, TrafficTrace, round_times
 from ..serialization import json_safe
 
-__all__ = ["CachedRun", "run_cached"]
+__all__ = ["CachedRun", "run_cached", "run_for_study"]
 
 
 def __dir__() -> list[str]:
@@ -109,3 +110,32 @@ def run_cached(
             flush=True,
         )
     return CachedRun(summary, res.trace)
+
+
+def run_for_study(
+    args: argparse.Namespace,
+    problem_kw: dict[str, Any],
+    algorithm: str,
+    overrides: dict[str, Any],
+    *,
+    problem: Any = None,
+    batched: bool = False,
+) -> CachedRun:
+    """:func:`run_cached` with the options every study command shares.
+
+    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (default: the package's
+    cache directory, :func:`laqcore.problems.optimum.cache_dir`) come from ``args``.
+    """
+    from ..problems.optimum import cache_dir
+
+    return run_cached(
+        problem_kw,
+        algorithm,
+        overrides,
+        max_iterations=args.max_iterations,
+        eps=args.eps,
+        downlink=args.downlink,
+        cache=str(args.cache) if args.cache else cache_dir(),
+        problem=problem,
+        batched=batched,
+    )

@@ -36,19 +36,13 @@ from typing import Any
 
 from ..serialization import json_safe
 from .options import link_from_args
-from .runcache import CachedRun, run_cached
+from .runcache import CachedRun, run_for_study
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
 
 
 def __dir__() -> list[str]:
     return __all__
-
-
-def _cache(args: argparse.Namespace) -> str:
-    from ..problems.optimum import cache_dir
-
-    return str(args.cache) if args.cache else cache_dir()
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -84,6 +78,13 @@ def _alpha(M: int) -> float:
     return 0.2 / M
 
 
+def _run(
+    args: argparse.Namespace, kw: dict[str, Any], prob: Any, name: str, over: dict[str, Any]
+) -> CachedRun:
+    """One cached full-gradient run of ``name`` (batched evaluation unless turned off)."""
+    return run_for_study(args, kw, name, over, problem=prob, batched=not args.per_worker_eval)
+
+
 def _time(run: CachedRun, args: argparse.Namespace) -> float | None:
     compute = None if args.compute_ms is None else args.compute_ms / 1e3
     return run.time_to_tolerance(link_from_args(args), compute)
@@ -103,17 +104,8 @@ def scaling_study(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 kw, prob = _strong_problem(M, args.data_seed)
             for name in names:
-                run = run_cached(
-                    kw,
-                    name,
-                    {"alpha": _alpha(M), "batch": 10**9},
-                    max_iterations=args.max_iterations,
-                    eps=args.eps,
-                    downlink=args.downlink,
-                    cache=_cache(args),
-                    problem=prob,
-                    batched=not args.per_worker_eval,
-                )
+                over = {"alpha": _alpha(M), "batch": 10**9}
+                run = _run(args, kw, prob, name, over)
                 table[name].append(
                     {
                         "M": M,
@@ -155,17 +147,7 @@ def ratio_study(args: argparse.Namespace) -> dict[str, Any]:
         for P in procs:
             kw, prob = _strong_problem(P, args.data_seed)
             over = {**extra, "alpha": _alpha(P), "batch": 10**9}
-            run = run_cached(
-                kw,
-                name,
-                over,
-                max_iterations=args.max_iterations,
-                eps=args.eps,
-                downlink=args.downlink,
-                cache=_cache(args),
-                problem=prob,
-                batched=not args.per_worker_eval,
-            )
+            run = _run(args, kw, prob, name, over)
             times[P] = _time(run, args)
             cnt = sum(run.trace.up_count)
             if P == procs[-1] and cnt:

@@ -41,7 +41,14 @@ from ._rule import LazyRule
 from ._state import HookState
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
 
-__all__ = ["LAQState", "auto_block_size", "auto_ck", "auto_error_feedback", "laq_hook"]
+__all__ = [
+    "LAQState",
+    "auto_block_size",
+    "auto_ck",
+    "auto_error_feedback",
+    "auto_warmup_steps",
+    "laq_hook",
+]
 
 
 def __dir__() -> list[str]:
@@ -111,6 +118,24 @@ def auto_error_feedback(bits: int) -> float:
     return 1.0 if check_bits(bits) <= 2 else 0.0
 
 
+def auto_warmup_steps(bits: int) -> int:
+    """The hook's default number of plain all-reduce steps first: 10 at 1-2 bits, else 0.
+
+    From 3 bits on the hook compresses from the first iteration, as the paper's LAQ and the
+    simulator do (the warm-up sets neither ``q_prev`` nor the aggregate, and the rule's
+    weights already cover a short history); on a link-bound model the 10 all-reduce steps
+    were 62-65% of LAQ's time to a target. At 2 bits the first steps are fragile: without
+    the warm-up one of eight bench runs lost 2.7 points (the CNN at seed 0), with it every
+    2-bit run ended within 0.3 points of no hook (docs/ddp.md, "Warm-up").
+
+    Examples
+    --------
+    >>> [auto_warmup_steps(b) for b in (1, 2, 3, 4, 8)]
+    [10, 10, 0, 0, 0]
+    """
+    return 10 if check_bits(bits) <= 2 else 0
+
+
 def _norm_sq(x: torch.Tensor) -> float:
     """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary).
 
@@ -171,15 +196,15 @@ class LAQState(HookState):
     safeguard_growth : float, default 4.0
         Growth of ``||g||^2`` during such a streak that forces an upload
         (``stats()["safeguard_uploads"]``).
-    warmup_steps : int, default 0
-        Iterations of plain all-reduce first; they also fill the rule's history. None by
-        default, as in the paper's LAQ and the simulator: a rank's first upload is forced
-        (its quantized gradient against ``q_prev = 0``) and the weights ``xi_d = ck / k``
-        already cover a history shorter than ``D``, so the warm-up served neither. On a
-        link-bound model it cost most of the time to a target: 10 all-reduce steps were
-        62-65% of LAQ's time on the README's 30-step 100 Mbit/s run of the 5.3M model, and
-        the bench MLP and CNN train to within 1 point of no hook without them (docs/ddp.md,
-        "Warm-up").
+    warmup_steps : int or "auto", default "auto"
+        Iterations of plain all-reduce first; they also fill the rule's history.
+        ``"auto"``: :func:`auto_warmup_steps` of ``bits`` (none from 3 bits on, as in the
+        paper's LAQ and the simulator: a rank's first upload is forced, its quantized
+        gradient against ``q_prev = 0``, and the weights ``xi_d = ck / k`` already cover a
+        history shorter than ``D``; 10 at 1-2 bits, whose first steps are fragile). On a
+        link-bound model the warm-up cost most of the time to a target: 10 all-reduce steps
+        were 62-65% of LAQ's time on the README's 30-step 100 Mbit/s run of the 5.3M model
+        (docs/ddp.md, "Warm-up").
     nonfinite : {"propagate", "raise", "skip"}, default "propagate"
         What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
     lr : float, optional
@@ -230,7 +255,7 @@ class LAQState(HookState):
         t_bar: int = 10,
         safeguard_patience: int = 5,
         safeguard_growth: float = 4.0,
-        warmup_steps: int = 0,
+        warmup_steps: int | str = "auto",
         nonfinite: str = "propagate",
         lr: float | None = None,
         exchange: str = "two-phase",
@@ -239,8 +264,11 @@ class LAQState(HookState):
         entropy: bool = True,
         error_feedback: float | str = "auto",
     ) -> None:
-        super().__init__(process_group, warmup_steps, nonfinite)
-        self.bits = check_bits(bits)
+        bits = check_bits(bits)
+        if isinstance(warmup_steps, str) and warmup_steps == "auto":
+            warmup_steps = auto_warmup_steps(bits)
+        super().__init__(process_group, warmup_steps, nonfinite)  # type: ignore[arg-type]
+        self.bits = bits
         auto = isinstance(block_size, str) and block_size == "auto"
         self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
         self.exchange = check_exchange(exchange)
