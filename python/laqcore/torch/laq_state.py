@@ -203,7 +203,7 @@ class LAQState(HookState):
         gradient against ``q_prev = 0``, and the weights ``xi_d = ck / k`` already cover a
         history shorter than ``D``; 10 at 1-2 bits, whose first steps are fragile). On a
         link-bound model the warm-up cost most of the time to a target: 10 all-reduce steps
-        were 62-65% of LAQ's time on the README's 30-step 100 Mbit/s run of the 5.3M model
+        were 62-65% of LAQ's time on a 30-step 100 Mbit/s run of the 5.3M bench model
         (docs/ddp.md, "Warm-up").
     nonfinite : {"propagate", "raise", "skip"}, default "propagate"
         What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
