@@ -230,10 +230,9 @@ def _code_parts(payload: Payload) -> tuple[bytes, npt.NDArray[np.uint8], int, in
     meta_size = payload.META.size
     kind = int(payload.KIND)
     if payload._IMMUTABLE:
-        meta_values = payload._meta_values()
         body = payload._body()
-        prefix, bits, count = _code_layout(kind, meta_values, payload.n)
-        parts = [payload.META.pack(*meta_values)]
+        prefix, bits, count = _code_layout(kind, payload._meta_values(), payload.n)
+        parts = [payload._meta_bytes()]  # the frame's own metadata block (wire.Payload)
         parts.extend(np.ascontiguousarray(a).tobytes() for a in body[:-1])
         head = b"".join(parts)
         codes = np.ascontiguousarray(body[-1]).view(np.uint8).reshape(-1)

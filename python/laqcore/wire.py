@@ -152,18 +152,23 @@ class Payload:
         """The frame of :meth:`to_bytes`; ``check_round_trip=False`` only for fields a
         producer has just built from a valid payload (e.g. ``entropy.entropy_frame``)."""
         try:
-            parts = [
-                _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n)),
-                self.META.pack(*self._meta_values()),
-            ]
+            header = _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n))
         except (struct.error, TypeError, ValueError, OverflowError) as err:
             raise ValueError(f"{type(self).__name__} fields cannot be serialised: {err}") from None
+        parts = [header, self._meta_bytes()]
         body = self._body()
         parts.extend(np.ascontiguousarray(a).tobytes() for a in body)
         frame = b"".join(parts)
         if check_round_trip:
             self._check_round_trip(frame, body)
         return frame + _CRC.pack(zlib.crc32(frame))
+
+    def _meta_bytes(self) -> bytes:
+        """The frame's metadata block (after the header, before the body arrays)."""
+        try:
+            return self.META.pack(*self._meta_values())
+        except (struct.error, TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{type(self).__name__} fields cannot be serialised: {err}") from None
 
     def _check_round_trip(self, frame: bytes, body: tuple[npt.NDArray[Any], ...]) -> None:
         """Decode ``frame`` (without CRC) as a receiver would; refuse fields it rejects or

@@ -381,8 +381,8 @@ class LAQState(HookState):
             if self.error_feedback == 1.0:  # w r = r exactly
                 grad += self._residual
             else:  # w r in the scratch buffer (free until it takes g + w r below)
-                np.multiply(self._residual, self.error_feedback, out=self._scratch(grad))
-                grad += self._scratch(grad)
+                wr = np.multiply(self._residual, self.error_feedback, out=self._scratch(grad))
+                grad += wr
         payload: Any = self._propose(up.propose, grad)
         bad = payload is None
         if not bad:
