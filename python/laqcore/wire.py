@@ -119,6 +119,16 @@ class Payload:
         raise NotImplementedError  # abstract: every concrete payload overrides it
 
     @classmethod
+    def _from_coded(
+        cls: type[P], n: int, meta: tuple[Any, ...], prefix: memoryview, packed: npt.NDArray[Any]
+    ) -> P:
+        """The payload of an entropy-coded frame (:mod:`laqcore.entropy`): its metadata, the
+        body bytes before the codes and the decoded packed codes (a fresh array the payload
+        may keep). By default ``_from_parts`` of the joined body; kinds whose body ends
+        with the codes may take the array as it is (LAQ), with the same checks."""
+        return cls._from_parts(n, meta, memoryview(b"".join((prefix, packed.data))))
+
+    @classmethod
     def _check_unverified_n(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> None:
         """Called before ``_from_parts`` when the receiver gave no ``expected_n``: a kind
         whose decoding allocates more than its body size (entropy-coded frames) bounds that
