@@ -185,7 +185,7 @@ class EntropyPayload(Payload):
         packed = _core.entropy.decode_packed(stream, count, bits, mode)
         # The inner payload from its metadata and body, checked by its own decoder (the
         # outer frame's CRC covers these bytes: no inner frame and CRC to rebuild).
-        inner_body = memoryview(b"".join((head[meta_size:], packed.tobytes())))
+        inner_body = memoryview(b"".join((memoryview(head)[meta_size:], packed.data)))
         inner = inner_cls._from_parts(n, inner_meta, inner_body)
         return cls(inner, mode, head, stream)
 
