@@ -59,15 +59,38 @@ def _free_port() -> int:
 def _summary(r: dict[str, Any]) -> dict[str, Any]:
     st = r.get("stats", {})
     steps = st.get("steps") or 0
+    return (
+        {
+            "variant": r["run"]["hook"],
+            "test_acc": r.get("test_acc"),
+            "final_loss": r.get("final_loss"),
+            "step_ms": r.get("step_ms"),
+            "recv_kb_per_step": None if "recv_per_step" not in r else r["recv_per_step"] / 1e3,
+            "skipped": (st["uploads_skipped"] / steps) if steps else None,
+            "error": r.get("error"),
+        }
+        | _parts(st, steps)
+        | ({"curve": [[s, v] for s, _, v in r["evals"]]} if r.get("evals") else {})
+    )
+
+
+def _parts(st: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The two-phase exchange's received bytes per compressed step by phase (rank 0)."""
+    if not steps or "received_uplink" not in st:
+        return {}
+    payload = st["received_downlink"] - st["received_padding"]
+    parts = {
+        "control": st["received_control"],
+        "uplink": st["received_uplink"],
+        "downlink_payload": payload,
+        "downlink_padding": st["received_padding"],
+        "total": st["bytes_received"],
+    }
     return {
-        "variant": r["run"]["hook"],
-        "test_acc": r.get("test_acc"),
-        "final_loss": r.get("final_loss"),
-        "step_ms": r.get("step_ms"),
-        "recv_kb_per_step": None if "recv_per_step" not in r else r["recv_per_step"] / 1e3,
-        "skipped": (st["uploads_skipped"] / steps) if steps else None,
-        "error": r.get("error"),
-    } | ({"curve": [[s, v] for s, _, v in r["evals"]]} if r.get("evals") else {})
+        "recv_parts_per_step": {k: v / steps for k, v in parts.items()},
+        "rounds_with_uploads": st["rounds_with_uploads"] / steps,
+        "uploads_all_ranks": st["uploads_all_ranks"] / steps,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,10 +183,9 @@ class EntropyPayload(Payload):
         head = bytes(body[:head_size])
         stream = np.frombuffer(body[head_size:], dtype=np.uint8).copy()
         packed = _core.entropy.decode_packed(stream, count, bits, mode)
-        # The inner payload from its metadata and body, checked by its own decoder (the
-        # outer frame's CRC covers these bytes: no inner frame and CRC to rebuild).
-        inner_body = memoryview(b"".join((head[meta_size:], packed.tobytes())))
-        inner = inner_cls._from_parts(n, inner_meta, inner_body)
+        # The inner payload from its metadata, body prefix and codes, checked by its own
+        # decoder (the outer frame's CRC covers these bytes: no inner frame and CRC to rebuild).
+        inner = inner_cls._from_coded(n, inner_meta, memoryview(head)[meta_size:], packed)
         return cls(inner, mode, head, stream)
 
 

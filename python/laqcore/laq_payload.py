@@ -229,20 +229,45 @@ class LAQPayload(Payload):
         return (self._packed,)
 
     @classmethod
-    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> LAQPayload:
+    def _check_meta(cls, n: int, meta: tuple[Any, ...]) -> tuple[int, int]:
+        """Check a frame's metadata; (body bytes before the codes, bytes of packed codes)."""
         bits, pad8, pad16, radius = meta
         _check_meta_common(n, bits, pad8, pad16)
         if not math.isfinite(radius) or radius < 0.0:
             raise ValueError(f"corrupt LAQ frame: radius must be finite and >= 0, got {radius}")
-        need = int(_core.pack.packed_size(n, bits))
-        expect_body_size(body, need)
-        packed = body_array(body, 0, need, np.uint8, "packed codes")
+        return 0, int(_core.pack.packed_size(n, bits))
+
+    @classmethod
+    def _from_arrays(
+        cls, n: int, meta: tuple[Any, ...], prefix: memoryview, packed: npt.NDArray[np.uint8]
+    ) -> LAQPayload:
+        """The payload of checked metadata, the body bytes before the codes (``prefix``) and
+        an array of packed codes of the right length that the payload may own."""
+        bits, radius = meta[0], meta[3]
         # Padding bits of the last byte must be zero (also checked by every decoder).
         _core.laq.check_payload(packed, n, bits, radius)
         packed.flags.writeable = False
         radii = np.array([radius], dtype=np.float32)  # a float32 field: exact
         radii.flags.writeable = False
         return cls._trusted(packed, radii, bits, n)
+
+    @classmethod
+    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> LAQPayload:
+        prefix, need = cls._check_meta(n, meta)
+        expect_body_size(body, prefix + need)
+        packed = body_array(body, prefix, need, np.uint8, "packed codes")
+        return cls._from_arrays(n, meta, body[:prefix], packed)
+
+    @classmethod
+    def _from_coded(
+        cls, n: int, meta: tuple[Any, ...], prefix: memoryview, packed: npt.NDArray[np.uint8]
+    ) -> LAQPayload:
+        # The decoder's fresh array becomes the payload's codes: no joined body to copy.
+        size, need = cls._check_meta(n, meta)
+        expect_body_size(prefix, size)
+        if packed.dtype != np.uint8 or packed.shape != (need,):
+            raise ValueError(f"decoded codes of shape {packed.shape}, expected ({need},)")
+        return cls._from_arrays(n, meta, prefix, packed)
 
 
 class LAQBlockPayload(LAQPayload):
@@ -342,7 +367,7 @@ class LAQBlockPayload(LAQPayload):
         return (self._radii, self._packed)
 
     @classmethod
-    def _from_parts(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> LAQBlockPayload:
+    def _check_meta(cls, n: int, meta: tuple[Any, ...]) -> tuple[int, int]:
         bits, pad8, pad16, block_size = meta
         _check_meta_common(n, bits, pad8, pad16)
         if not 8 <= block_size <= 2**31 or block_size % 8 != 0:
@@ -350,11 +375,14 @@ class LAQBlockPayload(LAQPayload):
                 f"corrupt LAQ_BLOCK frame: block_size must be a multiple of 8 in [8, 2**31], "
                 f"got {block_size}"
             )
-        nb = -(-n // block_size)
-        need = int(_core.pack.packed_size(n, bits))
-        expect_body_size(body, 4 * nb + need)
-        radii = body_array(body, 0, nb, np.float32, "radii")
-        packed = body_array(body, 4 * nb, need, np.uint8, "packed codes")
+        return 4 * (-(-n // block_size)), int(_core.pack.packed_size(n, bits))
+
+    @classmethod
+    def _from_arrays(
+        cls, n: int, meta: tuple[Any, ...], prefix: memoryview, packed: npt.NDArray[np.uint8]
+    ) -> LAQBlockPayload:
+        bits, block_size = meta[0], meta[3]
+        radii = body_array(prefix, 0, len(prefix) // 4, np.float32, "radii")
         # Every radius finite and >= 0, zero padding bits (also checked by every decoder).
         _core.laq.check_blocks_payload(packed, n, bits, block_size, radii)
         packed.flags.writeable = False

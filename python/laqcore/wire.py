@@ -119,6 +119,16 @@ class Payload:
         raise NotImplementedError  # abstract: every concrete payload overrides it
 
     @classmethod
+    def _from_coded(
+        cls: type[P], n: int, meta: tuple[Any, ...], prefix: memoryview, packed: npt.NDArray[Any]
+    ) -> P:
+        """The payload of an entropy-coded frame (:mod:`laqcore.entropy`): its metadata, the
+        body bytes before the codes and the decoded packed codes (a fresh array the payload
+        may keep). By default ``_from_parts`` of the joined body; kinds whose body ends
+        with the codes may take the array as it is (LAQ), with the same checks."""
+        return cls._from_parts(n, meta, memoryview(b"".join((prefix, packed.data))))
+
+    @classmethod
     def _check_unverified_n(cls, n: int, meta: tuple[Any, ...], body: memoryview) -> None:
         """Called before ``_from_parts`` when the receiver gave no ``expected_n``: a kind
         whose decoding allocates more than its body size (entropy-coded frames) bounds that
@@ -155,13 +165,19 @@ class Payload:
             header = _HEADER.pack(MAGIC, FORMAT_VERSION, int(self.KIND), int(self.n))
         except (struct.error, TypeError, ValueError, OverflowError) as err:
             raise ValueError(f"{type(self).__name__} fields cannot be serialised: {err}") from None
-        parts = [header, self._meta_bytes()]
+        parts: list[Any] = [header, self._meta_bytes()]
         body = self._body()
-        parts.extend(np.ascontiguousarray(a).tobytes() for a in body)
-        frame = b"".join(parts)
+        # The body arrays' bytes as uint8 views: one copy of each (into the frame), not two.
+        parts.extend(np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in body)
         if check_round_trip:
+            frame = b"".join(parts)
             self._check_round_trip(frame, body)
-        return frame + _CRC.pack(zlib.crc32(frame))
+            return frame + _CRC.pack(zlib.crc32(frame))
+        crc = 0
+        for part in parts:
+            crc = zlib.crc32(part, crc)
+        parts.append(_CRC.pack(crc))
+        return b"".join(parts)
 
     def _meta_bytes(self) -> bytes:
         """The frame's metadata block (after the header, before the body arrays)."""

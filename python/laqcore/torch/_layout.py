@@ -11,11 +11,14 @@ quantizer's block boundaries) independent of that rebuild, so a checkpoint taken
 resumes bit-exactly in a new process, whose first iteration again uses the constructor layout.
 
 Per iteration the cost is one gather (``torch.cat`` into a reused buffer) and one scatter
-(``torch._foreach_copy_``), each over as few pieces as possible: parameters that are adjacent
-both in a bucket and in the stable order are copied as one piece, so a layout equal to the
-stable one costs one piece per bucket. No Python loop over parameters runs per step; the
-per-parameter work happens only when the layout changes (the first iteration and DDP's
-rebuild).
+(one ``numpy.copyto`` per piece for float32 CPU buckets, about twice as fast as
+``torch._foreach_copy_`` on one thread: 7-9 vs 14-18 ms for the 5.3M-parameter bench model;
+``torch._foreach_copy_`` for other dtypes and devices), each over as few pieces as possible:
+parameters that are adjacent both in a bucket and in the stable order are copied as one
+piece, so a layout equal to the stable one costs one piece per bucket. The scatter's loop
+runs over those pieces (one per bucket when the layouts agree, at most one per parameter:
+about a microsecond each); every other per-parameter step happens only when the layout
+changes (the first iteration and DDP's rebuild).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch._C._distributed_c10d import GradBucket
 
@@ -92,6 +97,8 @@ class BucketLayout:
         self._offsets: list[int] = [0]
         self._known_key: tuple[int, ...] | None = None
         self._plan: tuple[list[torch.Tensor], list[int]] | None = None
+        # The plan's pieces as numpy views, for float32 CPU buckets (else None).
+        self._np_views: list[npt.NDArray[np.float32]] | None = None
         self._plan_key: tuple[object, ...] | None = None
         self._flat: torch.Tensor | None = None
         self.dense_bytes = 0
@@ -189,6 +196,8 @@ class BucketLayout:
             views.append(parked[run[0]].buffer.view(-1).narrow(0, run[1], run[2]))
             sizes.append(run[2])
         self._plan, self._plan_key = (views, sizes), plan_key
+        cpu32 = all(v.device.type == "cpu" and v.dtype == torch.float32 for v in views)
+        self._np_views = [v.numpy() for v in views] if cpu32 else None
         return views, sizes
 
     def gather(self, parked: list[Parked]) -> torch.Tensor:
@@ -207,6 +216,13 @@ class BucketLayout:
     def scatter(self, parked: list[Parked], flat: torch.Tensor) -> None:
         """Write the flat stable-order vector back into the bucket buffers."""
         views, sizes = self._pieces(parked)
+        if self._np_views is not None and flat.device.type == "cpu" and flat.dtype == torch.float32:
+            src = flat.numpy()
+            start = 0
+            for dst, k in zip(self._np_views, sizes):
+                np.copyto(dst, src[start : start + k])
+                start += k
+            return
         if views[0].device != flat.device or views[0].dtype != flat.dtype:
             flat = flat.to(views[0].device, views[0].dtype, non_blocking=True)
         torch._foreach_copy_(views, list(torch.split(flat, sizes)))

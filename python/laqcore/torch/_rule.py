@@ -25,6 +25,20 @@ The test then skips when the innovation is explained by noise plus a drift small
 recent steps: the deterministic rule applied to the noise-free part of the innovation.
 ``noise_weight = 0`` is the paper's rule.
 
+Scale of the right-hand side (``scale``). In minibatch training ``E||g||^2 = ||grad f||^2
++ sigma^2 / (M B)``: averaging over M ranks shrinks the noise in the right-hand side, while
+``E||dQ_m||^2 ~ 2 sigma^2 / B + drift`` does not shrink, so with ``scale="average"`` (the
+paper's rule, the default) a rank skips fewer uploads the more ranks there are.
+``scale="worker"`` pushes this rank's own gradient ``||g_m^k||^2`` into the history
+instead: ``E||g_m||^2 = ||grad f||^2 + sigma^2 / B`` for any M, so both sides carry one
+rank's minibatch noise and the skip rate no longer falls with M. Justification
+(docs/ddp.md, "Per-worker scale"): the aggregate's error from the skipped uploads is
+``(1/M) sum_m e_m``; with ``e_m = b_m + n_m`` (drift plus noise independent across ranks,
+``E||n_m||^2 = nu_m``) its expected square is at most ``T`` (the paper's budget
+``sum_d xi_d ||g^{k-d}||^2``) as soon as every skipper has ``||e_m||^2 <= T + (1 - 1/M)
+nu_m``; the worker scale adds ``ck (1 - 1/M) sigma^2 / B`` on average, within that for
+``ck <= 2`` (``nu_m >= 2 sigma^2 / B``). At M = 1 the two scales coincide.
+
 Safeguard. If this rank has not uploaded for ``safeguard_patience`` steps and its gradient's
 squared norm has grown by ``safeguard_growth`` since the start of that streak, it uploads
 (counted in ``stats()["safeguard_uploads"]``): a stale aggregate cannot silently drive
@@ -38,13 +52,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._validate import check_positive_int, check_real
+from .._validate import check_choice, check_positive_int, check_real
 from ..lazy import IterateHistory
 
 __all__ = ["LazyRule"]
 
 #: Attribute names before the hook took the library's vocabulary (old -> new).
 _RENAMED = {"max_stale": "t_bar", "error_weight": "err_coef"}
+#: ``LazyRule.scale`` choices: the returned average's ``||g||^2`` (the paper's, default) or
+#: this rank's own gradient's ``||g_m||^2`` (docs/ddp.md, "Per-worker scale").
+SCALES = ("average", "worker")
 
 
 def __dir__() -> list[str]:
@@ -71,6 +88,10 @@ class LazyRule:
         Skips after which the gradient norm is watched.
     safeguard_growth : float
         Growth of ``||g||^2`` over that streak that forces an upload (``>= 1``).
+    scale : {"average", "worker"}
+        What the history holds: the squared norms of the averaged gradients returned
+        (``"average"``, the paper's) or of this rank's own gradients (``"worker"``, the
+        per-worker scale; the module docstring).
     """
 
     def __init__(
@@ -84,6 +105,7 @@ class LazyRule:
         t_bar: int,
         safeguard_patience: int,
         safeguard_growth: float,
+        scale: str = "average",
     ) -> None:
         self.D = check_positive_int(D, "D")
         self.ck = check_real(ck, "ck", minimum=0.0)
@@ -95,6 +117,7 @@ class LazyRule:
         self.t_bar = check_positive_int(t_bar, "t_bar")
         self.safeguard_patience = check_positive_int(safeguard_patience, "safeguard_patience")
         self.safeguard_growth = check_real(safeguard_growth, "safeguard_growth", minimum=1.0)
+        self.scale = check_choice(scale, "scale", SCALES)
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
         self.history = IterateHistory(self.D, None, self.ck)
         self.noise = 0.0  # moving average of ||dQ||^2 one step after an own upload
@@ -124,9 +147,10 @@ class LazyRule:
 
     # -- updates after the exchange -------------------------------------------------------
     def record(self, out_sq: float, innov_sq: float | None, after_own_upload: bool) -> None:
-        """One completed step: the returned average's ``||g||^2`` and this rank's innovation.
+        """One completed step: its ``||g||^2`` for the history and this rank's innovation.
 
-        ``after_own_upload``: this rank uploaded at the previous step, so ``innov_sq`` (if
+        ``out_sq``: the returned average's ``||g||^2`` (``scale="average"``) or this rank's
+        own gradient's (``scale="worker"``). ``after_own_upload``: this rank uploaded at the previous step, so ``innov_sq`` (if
         measured) samples the minibatch noise floor.
         """
         self.history.push(out_sq)
@@ -148,6 +172,7 @@ class LazyRule:
         for old, new in _RENAMED.items():
             if old in d:
                 d[new] = d.pop(old)
+        d.setdefault("scale", "average")  # pickled before the per-worker scale existed
         self.__dict__.update(d)
 
     def state_dict(self) -> dict[str, Any]:

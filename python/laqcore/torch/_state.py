@@ -216,7 +216,13 @@ class HookState:
         dropped because a rank's gradient was not finite (``nonfinite="propagate"``).
         The two-phase exchange adds ``downlink_sized_rounds`` and ``downlink_tail_rounds``:
         steps whose downlink took a second collective (entropy-coded publications only,
-        :mod:`laqcore.distributed.slots`).
+        :mod:`laqcore.distributed.slots`), and the exchange's part of ``bytes_received`` by
+        phase: ``received_control`` (status, sizes, slot capacities and slot lengths),
+        ``received_uplink`` (phase 1: chunks of the other uploaders' frames),
+        ``received_downlink`` (phase 2: the other owners' publications, padding included)
+        and ``received_padding`` (the part of ``received_downlink`` that pads them to a
+        common size); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
+        others moved nothing) and ``uploads_all_ranks`` (uploads of every rank together).
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
@@ -225,8 +231,17 @@ class HookState:
         )
         two_phase = getattr(self._exchanger, "exchange", None)
         if isinstance(two_phase, TwoPhaseExchange):  # downlink rounds with two collectives
-            out["downlink_sized_rounds"] = two_phase.stats.sized_rounds
-            out["downlink_tail_rounds"] = two_phase.stats.tail_rounds
+            xs = two_phase.stats
+            out["downlink_sized_rounds"] = xs.sized_rounds
+            out["downlink_tail_rounds"] = xs.tail_rounds
+            # bytes_received by phase (issue 15.4's accounting; the payload of the
+            # downlink is downlink minus padding, control includes the slots' lengths)
+            out["received_control"] = xs.control_received
+            out["received_uplink"] = xs.uplink_received
+            out["received_downlink"] = xs.downlink_received
+            out["received_padding"] = xs.padding_received
+            out["rounds_with_uploads"] = xs.rounds_with_uploads
+            out["uploads_all_ranks"] = xs.uploads
         transport = getattr(self._exchanger, "transport", None)
         if transport is not None:
             out["wire_bytes"] = transport.stats.wire_bytes

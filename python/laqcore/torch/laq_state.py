@@ -232,6 +232,14 @@ class LAQState(HookState):
         contribution to the aggregate still lacks). 0 is the paper's LAQ. ``"auto"``:
         :func:`auto_error_feedback` of ``bits`` (1 at 1-2 bits, 0 from 3 on; docs/ddp.md,
         "Error feedback at 2 bits").
+    rule_scale : {"average", "worker"}, default "average"
+        What the rule's history ``||g^{k-d}||^2`` holds: the squared norms of the averaged
+        gradients the hook returned (``"average"``, the paper's rule) or of this rank's own
+        gradients (``"worker"``). Averaging over M ranks divides the minibatch noise in
+        ``||g||^2`` by M but not the noise in a rank's innovation, so with ``"average"``
+        the rule skips fewer uploads the more ranks there are; ``"worker"`` keeps one
+        rank's noise on both sides (docs/ddp.md, "Per-worker scale"). Warm-up steps
+        record the average under either scale.
 
     Examples
     --------
@@ -263,6 +271,7 @@ class LAQState(HookState):
         downlink_block_size: int | None = None,
         entropy: bool = True,
         error_feedback: float | str = "auto",
+        rule_scale: str = "average",
     ) -> None:
         bits = check_bits(bits)
         if isinstance(warmup_steps, str) and warmup_steps == "auto":
@@ -304,6 +313,7 @@ class LAQState(HookState):
             t_bar=t_bar,
             safeguard_patience=safeguard_patience,
             safeguard_growth=safeguard_growth,
+            scale=rule_scale,
         )
         self._upload_rule = UploadRule(
             D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.t_bar, err_coef=self.rule.err_coef
@@ -376,6 +386,7 @@ class LAQState(HookState):
         self.exchanger  # noqa: B018 - creates uploader and server at the first step
         up = typing.cast(LazyUploader, self.uploader)
         upload, why, grad_sq = False, "rule", 0.0
+        own_sq: float | None = None  # rule_scale="worker": this rank's ||g_m||^2
         ef = self.error_feedback > 0.0
         if ef and self._residual is not None:
             if self.error_feedback == 1.0:  # w r = r exactly
@@ -387,6 +398,8 @@ class LAQState(HookState):
         bad = payload is None
         if not bad:
             upload, why, grad_sq = self._decide(up, grad, payload)
+            if self.rule.scale == "worker":  # the history's ||g_m||^2, before out= overwrites
+                own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
             if ef:  # the exchange overwrites grad; r = (g + w r) - q_prev after the step
                 np.copyto(self._scratch(grad), grad)
         # The average overwrites the flat gradient: nothing reads it after the proposal.
@@ -410,7 +423,8 @@ class LAQState(HookState):
             r -= up.q_prev
             self._residual, self._ef_scratch = r, self._residual
         innov = None if payload is None else float(payload.innov_sq)
-        self.rule.record(_norm_sq(torch.from_numpy(res.mean)), innov, self._uploaded_last)
+        hist_sq = _norm_sq(torch.from_numpy(res.mean)) if own_sq is None else own_sq
+        self.rule.record(hist_sq, innov, self._uploaded_last)
         self._uploaded_last = upload
         return res.mean
 
@@ -461,6 +475,7 @@ class LAQState(HookState):
             "t_bar": r.t_bar,
             "safeguard_patience": r.safeguard_patience,
             "safeguard_growth": r.safeguard_growth,
+            "scale": r.scale,
         }
 
 

@@ -1,0 +1,207 @@
+"""Where one rank's LAQ DDP hook spends its time, phase by phase (issue 15.1).
+
+Runs an ordinary DDP trainer (the bench's models from ``hook_trainer``: ``big`` is the MLP
+512-2048-2048-10 of 5,267,466 parameters) on ``--nprocs`` gloo ranks with ``LAQState()`` (or
+the keyword arguments of ``--kwargs``), one torch thread per rank, and wraps the hook's
+phases with wall-clock timers: bucket gather and scatter, the proposal (quantize + pack), the
+upload split (slicing + rANS encoding of the chunks for the other owners), the control
+all-gather, the uplink all-to-all, the owner's decode + accumulate, the publication
+(downlink re-quantization, apply, encode), the downlink all-gather, the decode of the other
+owners' publications, the average (``replica / N``), the uploader's commit and the norms of
+the lazy rule. Nested timers (indented names) are part of the phase above them. The
+collectives' times include waiting for the slower rank.
+
+Rank 0's milliseconds per step (means over the steps after ``--warm``) go to stdout and, with
+``--out``, to a JSON file, together with the load average and the per-step medians of the
+whole step. Timers cost about a microsecond per call; numbers on a shared machine vary with
+its load, so compare runs made one after the other.
+
+Usage::
+
+    python bench/profile_laq_hook.py --model big --nprocs 2 --steps 13 --warm 3 \\
+        --out bench/measured/hook_profile_big.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+TIMES: collections.defaultdict[str, float] = collections.defaultdict(float)
+CALLS: collections.Counter[str] = collections.Counter()
+
+# (module, attribute path, label); a label starting with two spaces is nested in the one above.
+PHASES = (
+    ("laqcore.torch._state", "HookState._run", "hook total"),
+    ("laqcore.torch._layout", "BucketLayout.gather", "bucket gather (torch -> flat)"),
+    ("laqcore.lazy_state", "LazyUploader.propose", "propose (quantize + pack)"),
+    ("laqcore.torch.laq_state", "LAQState._decide", "lazy rule decision"),
+    ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.split", "uplink split (slice + encode)"),
+    ("laqcore.distributed.two_phase", "TwoPhaseExchange._all_gather_ints", "control all-gather"),
+    ("laqcore.distributed.two_phase", "TwoPhaseExchange._all_to_all", "uplink all-to-all"),
+    ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.receive", "owner: decode + accumulate"),
+    ("laqcore.distributed.exchange_codecs", "laq_accumulate", "  laq_accumulate"),
+    ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.publish", "owner: publish"),
+    ("laqcore.distributed.exchange_codecs", "laq_quantize", "  downlink quantize"),
+    ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_slotted", "downlink all-gather"),
+    ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.apply", "apply others' publications"),
+    ("laqcore.distributed.exchange_codecs", "_laq_frame", "  frame decode (CRC + rANS)"),
+    ("laqcore.distributed.exchange_codecs", "entropy_frame", "  frame encode (rANS + CRC)"),
+    ("laqcore.distributed.exchange_codecs", "laq_apply", "  laq_apply (replica += dQ)"),
+    ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.result", "average (replica / N)"),
+    ("laqcore.lazy_state", "LazyUploader.commit", "commit (q_prev += dQ)"),
+    ("laqcore.torch.laq_state", "_norm_sq", "norms for the lazy rule"),
+    ("laqcore.torch._layout", "BucketLayout.scatter", "bucket scatter (flat -> torch)"),
+)
+
+
+def _wrap(owner: Any, name: str, label: str) -> None:
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            TIMES[label] += time.perf_counter() - t0
+            CALLS[label] += 1
+
+    setattr(owner, name, timed)
+
+
+def _install() -> None:
+    import importlib
+
+    for module, path, label in PHASES:
+        owner: Any = importlib.import_module(module)
+        *outer, name = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        _wrap(owner, name, label)
+
+
+def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(cfg["port"]))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from hook_trainer import build_model, load_data
+    from laqcore.torch import LAQState, laq_hook
+
+    _install()
+    torch.manual_seed(cfg["seed"])
+    x, y, _, _ = load_data(cfg["model"], cfg["seed"])
+    ddp = DDP(build_model(cfg["model"]))
+    state = LAQState(**cfg["kwargs"])
+    ddp.register_comm_hook(state, laq_hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=cfg["lr"], momentum=0.9)
+    batch, rows = cfg["batch"], len(x) - cfg["batch"]
+    steps: list[float] = []
+    for s in range(cfg["steps"]):
+        if s == cfg["warm"]:
+            TIMES.clear()
+            CALLS.clear()
+        i = (rank * 997 + s * batch) % rows
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(ddp(x[i : i + batch]), y[i : i + batch]).backward()
+        opt.step()
+        steps.append(time.perf_counter() - t0)
+    if rank == 0:
+        k = cfg["steps"] - cfg["warm"]
+        labels = [label for _, _, label in PHASES]
+        report = {
+            "ms_per_step": {lb: round(1e3 * TIMES[lb] / k, 2) for lb in labels if lb in TIMES},
+            "calls_per_step": {lb: CALLS[lb] / k for lb in labels if lb in CALLS},
+            "step_median_ms": round(1e3 * float(np.median(steps[cfg["warm"] :])), 1),
+            "stats": {
+                key: float(v)
+                for key, v in state.stats().items()
+                if key in ("uploads", "uploads_skipped", "bytes_received", "downlink_tail_rounds")
+            },
+        }
+        with open(cfg["result"], "w") as fh:
+            json.dump(report, fh)
+    dist.destroy_process_group()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        return out.stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="big", help="mlp, cnn or big (bench/hook_trainer.py)")
+    ap.add_argument("--nprocs", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=13)
+    ap.add_argument("--warm", type=int, default=3, help="steps left out of the means")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kwargs", default="{}", help="LAQState keyword arguments (JSON)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if not 0 <= args.warm < args.steps:
+        ap.error("need 0 <= --warm < --steps")
+    result = f"/tmp/profile_laq_hook_{os.getpid()}.json"
+    cfg = {
+        "model": args.model,
+        "steps": args.steps,
+        "warm": args.warm,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "kwargs": json.loads(args.kwargs),
+        "port": 29600 + os.getpid() % 300,
+        "result": result,
+    }
+    load_before = os.getloadavg()
+    mp.spawn(_rank_body, args=(args.nprocs, cfg), nprocs=args.nprocs)
+    with open(result) as fh:
+        report = json.load(fh)
+    os.remove(result)
+    report["config"] = {k: v for k, v in cfg.items() if k not in ("port", "result")}
+    report["config"]["nprocs"] = args.nprocs
+    report["machine"] = {
+        "commit": _commit(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "torch_threads_per_rank": 1,
+        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+    width = max(len(k) for k in report["ms_per_step"])
+    for label, ms in report["ms_per_step"].items():
+        print(f"{label:<{width}}  {ms:8.2f} ms")
+    print(f"{'step (median)':<{width}}  {report['step_median_ms']:8.1f} ms")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1)
+        print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Issue 15.4's figure from bench/bench_hook_variants.py reports: received bytes per rank and
+step at 4 ranks vs 2 ranks, each divided by (N - 1) / N, split by the two-phase exchange's
+phases.
+
+Usage (the reports of the same model, seed and variants at 2 and 4 ranks)::
+
+    python bench/ranks_ratio.py bench/measured/ranks_mlp_2ranks_seed0.json \\
+        bench/measured/ranks_mlp_4ranks_seed0.json ... --out bench/measured/ranks_ratio.json
+
+For every (model, seed, variant) present at both widths it prints rank 0's skip rate, the
+skip rate of all ranks (``1 - uploads_all_ranks / N``), the share of steps in which some rank
+uploaded (only those move a downlink), the received KB per step (the trainer's meter over the
+steps after its timing warm-up) and the ratio of the normalized figures, then per phase
+(control with the slots' lengths, phase-1 uplink chunks, phase-2 publications, their
+padding; the hook's ``stats()`` over every compressed step) the normalized bytes at 2 and 4
+ranks. ``uplink at 2-rank rate``: the ratio with the 4-rank uplink rescaled to the 2-rank
+runs' upload rate of all ranks, i.e. the part of the excess the uploads alone explain; what
+remains is the downlink, which moves whenever any rank uploads. ``acc - no hook``: test
+accuracy against the ``allreduce`` run of the same report, in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+PHASES = ("control", "uplink", "downlink_payload", "downlink_padding")
+
+
+def _norm(x: float, n: int) -> float:
+    return x / ((n - 1) / n)
+
+
+def _rows(paths: list[str]) -> dict[tuple[str, int, str], dict[int, dict[str, Any]]]:
+    runs: dict[tuple[str, int, str], dict[int, dict[str, Any]]] = {}
+    for p in paths:
+        with open(p) as fh:
+            rep = json.load(fh)
+        cfg = rep["config"]
+        n = int(cfg["nprocs"])
+        base = next((r for r in rep["results"] if r["variant"] == "allreduce"), None)
+        for r in rep["results"]:
+            if r["variant"] == "allreduce" or "recv_parts_per_step" not in r:
+                continue
+            acc = None if base is None else 100.0 * (r["test_acc"] - base["test_acc"])
+            key = (cfg["model"], int(cfg["seed"]), r["variant"])
+            runs.setdefault(key, {})[n] = r | {"acc_vs_allreduce": acc, "source": p}
+    return runs
+
+
+def compare(paths: list[str]) -> list[dict[str, Any]]:
+    """One entry per (model, seed, variant) measured at 2 and 4 ranks."""
+    out = []
+    for (model, seed, variant), by_n in sorted(_rows(paths).items()):
+        if 2 not in by_n or 4 not in by_n:
+            continue
+        a, b = by_n[2], by_n[4]
+        pa, pb = a["recv_parts_per_step"], b["recv_parts_per_step"]
+        ua, ub = a["uploads_all_ranks"] / 2, b["uploads_all_ranks"] / 4
+        total_a = _norm(pa["total"], 2)
+        rescaled = pb["total"] - pb["uplink"] + (pb["uplink"] * ua / ub if ub else 0.0)
+        out.append(
+            {
+                "model": model,
+                "seed": seed,
+                "variant": variant,
+                "skipped_rank0": [a["skipped"], b["skipped"]],
+                "skipped_all_ranks": [1.0 - ua, 1.0 - ub],
+                "rounds_with_uploads": [a["rounds_with_uploads"], b["rounds_with_uploads"]],
+                "recv_kb_per_step": [a["recv_kb_per_step"], b["recv_kb_per_step"]],
+                "ratio": _norm(b["recv_kb_per_step"], 4) / _norm(a["recv_kb_per_step"], 2),
+                "ratio_hook_stats": _norm(pb["total"], 4) / total_a,
+                "ratio_uplink_at_2rank_rate": _norm(rescaled, 4) / total_a,
+                "normalized_parts": {
+                    k: [_norm(pa[k], 2), _norm(pb[k], 4)] for k in (*PHASES, "total")
+                },
+                "acc_vs_allreduce_points": [a["acc_vs_allreduce"], b["acc_vs_allreduce"]],
+                "sources": [a["source"], b["source"]],
+            }
+        )
+    return out
+
+
+def _pair(v: list[Any], fmt: str) -> str:
+    return " / ".join("-" if x is None else format(x, fmt) for x in v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("reports", nargs="+", help="bench_hook_variants.py JSON reports")
+    ap.add_argument("--out", default=None, help="JSON with every comparison")
+    args = ap.parse_args(argv)
+    rows = compare(args.reports)
+    head = (
+        "| model, seed | variant | skipped rank 0, 2 / 4 ranks | all ranks | steps with uploads "
+        "| recv KB/step | ratio | uplink at 2-rank rate | acc - no hook (points) |"
+    )
+    print(head + "\n" + "|---" * 9 + "|")
+    for r in rows:
+        print(
+            f"| {r['model']}, {r['seed']} | `{r['variant'].removeprefix('laqstate:')}` "
+            f"| {_pair(r['skipped_rank0'], '.0%')} | {_pair(r['skipped_all_ranks'], '.0%')} "
+            f"| {_pair(r['rounds_with_uploads'], '.0%')} | {_pair(r['recv_kb_per_step'], '.1f')} "
+            f"| **{r['ratio']:.3f}x** | {r['ratio_uplink_at_2rank_rate']:.3f}x "
+            f"| {_pair(r['acc_vs_allreduce_points'], '+.1f')} |"
+        )
+    print("\nnormalized bytes per step, 2 / 4 ranks (received / ((N-1)/N)):")
+    for r in rows:
+        parts = ", ".join(f"{k} {_pair(v, '.0f')}" for k, v in r["normalized_parts"].items())
+        print(f"  {r['model']} s{r['seed']} {r['variant'].removeprefix('laqstate:')}: {parts}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
