@@ -161,6 +161,13 @@ def test_layout_gathers_in_the_first_order_and_refuses_new_parameters() -> None:
     lay.scatter(rebuilt, torch.arange(9.0))
     np.testing.assert_array_equal(rebuilt[0].buffer.numpy(), [5, 6, 7, 8, 0, 1, 2])
     np.testing.assert_array_equal(rebuilt[1].buffer.numpy(), [3, 4])
+    # float32 CPU buckets scatter by numpy.copyto per piece; other dtypes by torch (converted).
+    half = [Parked(torch.zeros(7, dtype=torch.float16), [c, a], torch.futures.Future())]
+    half.append(Parked(torch.zeros(2, dtype=torch.float16), [b], torch.futures.Future()))
+    lay.learn(half)
+    lay.scatter(half, torch.arange(9.0))
+    np.testing.assert_array_equal(half[0].buffer.numpy(), [5, 6, 7, 8, 0, 1, 2])
+    np.testing.assert_array_equal(half[1].buffer.numpy(), [3, 4])
     d = torch.nn.Parameter(torch.zeros(2))
     with pytest.raises(ValueError, match="not among the parameters of the first iteration"):
         lay.learn([_parked([a, b]), _parked([d])])
