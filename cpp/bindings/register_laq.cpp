@@ -60,6 +60,10 @@ struct OneRadius {
                     float* inout) const {
         laq_accumulate(in, n, bits, radius, weight, inout);
     }
+    void accumulate_divide(const std::uint8_t* in, std::size_t n, int bits, float* inout,
+                           float divisor, float* out) const {
+        laq_accumulate_divide(in, n, bits, radius, 1.0f, inout, divisor, out);
+    }
     double innov_sq(const std::uint8_t* in, std::size_t n, int bits) const {
         return laq_innov_sq(in, n, bits, radius);
     }
@@ -88,6 +92,10 @@ struct BlockRadii {
     void accumulate(const std::uint8_t* in, std::size_t n, int bits, float weight,
                     float* inout) const {
         laq_accumulate_blocks(in, n, bits, block_size, radii, weight, inout);
+    }
+    void accumulate_divide(const std::uint8_t* in, std::size_t n, int bits, float* inout,
+                           float divisor, float* out) const {
+        laq_accumulate_divide_blocks(in, n, bits, block_size, radii, 1.0f, inout, divisor, out);
     }
     double innov_sq(const std::uint8_t* in, std::size_t n, int bits) const {
         return laq_innov_sq_blocks(in, n, bits, block_size, radii);
@@ -127,6 +135,26 @@ struct Decoders<S, std::tuple<A...>> {
         }
     }
 
+    // inout += dQ, then out = inout / divisor, in one pass (laq_accumulate_divide).
+    static void accumulate_divide(carray<float>& inout, carray<float>& out,
+                                  const carray<std::uint8_t>& packed, std::size_t n, int bits,
+                                  A... a, float divisor) {
+        const std::size_t have = writable_vector_length(inout, "inout");
+        LAQ_CHECK(have == n, "inout has length " << have << ", expected n = " << n);
+        const std::size_t have_out = writable_vector_length(out, "out");
+        LAQ_CHECK(have_out == n, "out has length " << have_out << ", expected n = " << n);
+        float* dst = inout.mutable_data();
+        float* avg = out.mutable_data();
+        LAQ_CHECK(avg + n <= dst || dst + n <= avg, "out must not overlap inout");
+        checked_packed(packed, n, bits);
+        const S scale(n, a...);
+        const std::uint8_t* in = packed.data();
+        {
+            py::gil_scoped_release release;
+            scale.accumulate_divide(in, n, bits, dst, divisor, avg);
+        }
+    }
+
     static void check(const carray<std::uint8_t>& packed, std::size_t n, int bits, A... a) {
         checked_packed(packed, n, bits);
         const S scale(n, a...);
@@ -151,6 +179,11 @@ struct Decoders<S, std::tuple<A...>> {
                       py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), scale_args...,
                       py::arg("weight") = 1.0f,
                       "inout += weight * dQ in place (weight 1: the worker's apply).");
+                m.def(("accumulate_divide" + suffix).c_str(), &accumulate_divide,
+                      py::arg("inout").noconvert(), py::arg("out").noconvert(),
+                      py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"), scale_args...,
+                      py::arg("divisor"),
+                      "inout += dQ in place, then out = inout / divisor, in one pass.");
                 m.def(S::kCheckName, &check, py::arg("packed").noconvert(), py::arg("n"),
                       py::arg("bits"), scale_args...,
                       "Raises ValueError unless the payload is decodable.");

@@ -179,10 +179,22 @@ void dequantize_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
         });
 }
 
+// out[i] = inout[i] / divisor over [begin, end): one float32 division per element, as numpy's
+// float32 divide (never a multiplication by 1 / divisor, which rounds differently).
+void divide_range(const float* inout, std::size_t begin, std::size_t end, float divisor,
+                  float* out) {
+    for (std::size_t i = begin; i < end; ++i) out[i] = inout[i] / divisor;
+}
+
+// inout += weight * dQ; with out, also out = inout / divisor, each range divided right after
+// its accumulate while it is still in cache (one pass over inout instead of two).
 void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,
-                     const float* radii, float weight, float* inout) {
+                     const float* radii, float weight, float* inout, float* out = nullptr,
+                     float divisor = 1.0f) {
     check_blocks_impl(radii, block, bits, packed, n);
     LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
+    LAQ_CHECK(out == nullptr || (std::isfinite(divisor) && divisor != 0.0f),
+              "divisor must be finite and nonzero, got " << divisor);
     // |table[c]| = |weight * lut[c]| <= |weight| * R_j (|lut[c]| <= R_j), so one product with
     // the largest radius decides whether any table entry overflows.
     const float r_max = *std::max_element(radii, radii + num_blocks(n, block));
@@ -193,9 +205,10 @@ void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
     if (k.accumulate_blocks != nullptr && ps.per_block == 1) {  // each task's whole blocks
         ps.run_tasks([&](std::size_t, std::size_t first, std::size_t last) {
             const std::size_t begin = first * block;
-            k.accumulate_blocks(packed + packed_offset(begin, bits),
-                                std::min(last * block, n) - begin, block, bits, radii + first,
-                                weight, inout + begin);
+            const std::size_t end = std::min(last * block, n);
+            k.accumulate_blocks(packed + packed_offset(begin, bits), end - begin, block, bits,
+                                radii + first, weight, inout + begin);
+            if (out != nullptr) divide_range(inout, begin, end, divisor, out);
         });
         return;
     }
@@ -203,6 +216,7 @@ void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
         ps.run([&](LaqGrid&, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
             k.accumulate_blocks(packed + packed_offset(begin, bits), end - begin, end - begin, bits,
                                 radii + blk, weight, inout + begin);
+            if (out != nullptr) divide_range(inout, begin, end, divisor, out);
         });
         return;
     }
@@ -214,6 +228,7 @@ void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
         for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
         k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
                      inout + begin);
+        if (out != nullptr) divide_range(inout, begin, end, divisor, out);
     });
 }
 
@@ -262,6 +277,11 @@ void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float r
     accumulate_impl(packed, n, bits, global_block(n), &radius, weight, inout);
 }
 
+void laq_accumulate_divide(const std::uint8_t* packed, std::size_t n, int bits, float radius,
+                           float weight, float* inout, float divisor, float* out) {
+    accumulate_impl(packed, n, bits, global_block(n), &radius, weight, inout, out, divisor);
+}
+
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius) {
     return innov_sq_impl(packed, n, bits, global_block(n), &radius);
 }
@@ -299,6 +319,13 @@ void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                            std::size_t block_size, const float* radii, float weight, float* inout) {
     laq_check_block_size(block_size);
     accumulate_impl(packed, n, bits, block_size, radii, weight, inout);
+}
+
+void laq_accumulate_divide_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                                  std::size_t block_size, const float* radii, float weight,
+                                  float* inout, float divisor, float* out) {
+    laq_check_block_size(block_size);
+    accumulate_impl(packed, n, bits, block_size, radii, weight, inout, out, divisor);
 }
 
 double laq_innov_sq_blocks(const std::uint8_t* packed, std::size_t n, int bits,

@@ -23,6 +23,7 @@ __all__ = [
     "blocked_sum",
     "elias_omega_length",
     "lane_blocked_sum",
+    "laq_apply_average",
     "laq_decode_add",
     "laq_lut",
     "laq_quantize",
@@ -325,6 +326,20 @@ def laq_decode_add(
     """target + float32(weight) * lut[codes], all in float32 (the apply / accumulate kernels)."""
     table = np.float32(weight) * laq_lut(radius, bits)
     return np.asarray(target, dtype=np.float32) + table[codes]
+
+
+def laq_apply_average(
+    target: Array, codes: Array, radii: Array, bits: int, block_size: int, divisor: float
+) -> tuple[Array, Array]:
+    """The fused apply + average (``laq_accumulate_divide``): block j of ``target`` (blocks of
+    ``block_size``, the last one shorter; one block of ``n`` for the global radius) plus its
+    table entries ``lut(radii[j])[codes]`` in float32, then that sum divided by
+    ``float32(divisor)``. Returns (new target, average)."""
+    new = np.array(target, dtype=np.float32, copy=True)
+    for j, radius in enumerate(radii):
+        s, e = j * block_size, min((j + 1) * block_size, new.size)
+        new[s:e] = laq_decode_add(new[s:e], codes[s:e], float(radius), bits)
+    return new, new / np.float32(divisor)
 
 
 # ---------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ __all__ = [
     "LAQPayload",
     "laq_accumulate",
     "laq_apply",
+    "laq_apply_average",
     "laq_dequantize",
     "laq_quantize",
 ]
@@ -180,6 +181,54 @@ def laq_apply(prev: FloatVector, payload: LAQPayload) -> None:
     p = _check_payload(payload)
     out = as_out_vector(prev, p.n, "prev")
     _accumulate(out, p, 1.0)
+
+
+def laq_apply_average(
+    prev: FloatVector, payload: LAQPayload, divisor: float, out: FloatVector
+) -> None:
+    """``prev += dQ`` in place, then ``out = prev / divisor``, in one pass over ``prev``.
+
+    Bit-identical to :func:`laq_apply` followed by ``np.divide(prev, np.float32(divisor),
+    out=out)`` (one float32 addition, then one float32 division per element), but each range
+    is divided right after its codes were added, while it is still in cache: the two-phase
+    exchange applies a publication to its replica of the aggregate and writes the average
+    ``replica / N`` in one pass instead of two (docs/ddp.md, "Fused passes").
+
+    Parameters
+    ----------
+    prev : numpy.ndarray of float32, 1-D, length ``payload.n``
+        Updated in place; never converted (a wrong dtype raises ``TypeError``).
+    payload : LAQPayload
+        The innovation to apply (global or blockwise radius).
+    divisor : float
+        Nonzero, finite in float32 (rounded to float32 first, as ``np.float32(divisor)``).
+    out : numpy.ndarray of float32, 1-D, length ``payload.n``
+        Receives ``prev / divisor``; must not share memory with ``prev``.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> from laqcore.laq import laq_apply_average
+    >>> q, avg = np.zeros(2, dtype=np.float32), np.empty(2, dtype=np.float32)
+    >>> p = laqcore.laq_quantize(np.array([1.0, -1.0], np.float32), q, 4)
+    >>> laq_apply_average(q, p, 2, avg)
+    >>> q, avg
+    (array([ 1., -1.], dtype=float32), array([ 0.5, -0.5], dtype=float32))
+    """
+    p = _check_payload(payload)
+    dst = as_out_vector(prev, p.n, "prev")
+    avg = as_out_vector(out, p.n, "out")
+    d = check_real(divisor, "divisor")
+    if d == 0.0 or abs(d) > float(np.finfo(np.float32).max):
+        raise ValueError(f"divisor must be nonzero and finite in float32, got {divisor!r}")
+    if np.may_share_memory(dst, avg):
+        raise ValueError("out must not share memory with prev")
+    if isinstance(p, LAQBlockPayload):
+        _core.laq.accumulate_divide_blocks(
+            dst, avg, p.packed, p.n, p.bits, p.block_size, p.radii, d
+        )
+    else:
+        _core.laq.accumulate_divide(dst, avg, p.packed, p.n, p.bits, p.radius, d)
 
 
 def laq_accumulate(aggregate: FloatVector, payload: LAQPayload, weight: float = 1.0) -> None:

@@ -150,6 +150,14 @@ void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float r
 void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius, float weight,
                     float* inout);
 
+// The accumulate above fused with an average: inout[n] += weight * dQ, then
+// out[i] = inout[i] / divisor (one float32 division, as numpy's float32 divide), each range
+// divided right after its accumulate while it is in cache. The two-phase exchange applies a
+// publication to its replica and writes replica / N into the hook's output in one pass.
+// divisor must be finite and nonzero; out must not overlap inout (unchecked here).
+void laq_accumulate_divide(const std::uint8_t* packed, std::size_t n, int bits, float radius,
+                           float weight, float* inout, float divisor, float* out);
+
 // ||dQ||^2 recomputed from the packed codes; bit-identical to LaqResult::innov_sq.
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius);
 
@@ -192,6 +200,10 @@ void laq_dequantize_blocks(const std::uint8_t* packed, std::size_t n, int bits,
 // weight * max_j R_j overflows float32.
 void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                            std::size_t block_size, const float* radii, float weight, float* inout);
+// laq_accumulate_divide with one radius per block.
+void laq_accumulate_divide_blocks(const std::uint8_t* packed, std::size_t n, int bits,
+                                  std::size_t block_size, const float* radii, float weight,
+                                  float* inout, float divisor, float* out);
 double laq_innov_sq_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                            std::size_t block_size, const float* radii);
 

@@ -24,6 +24,15 @@ def accumulate(
     radius: SupportsFloat,
     weight: SupportsFloat = 1.0,
 ) -> None: ...
+def accumulate_divide(
+    inout: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    radius: SupportsFloat,
+    divisor: SupportsFloat,
+) -> None: ...
 def innov_sq(
     packed: npt.NDArray[np.uint8], n: SupportsIndex, bits: SupportsIndex, radius: SupportsFloat
 ) -> float: ...
@@ -50,6 +59,16 @@ def accumulate_blocks(
     block_size: SupportsIndex,
     radii: npt.NDArray[np.float32],
     weight: SupportsFloat = 1.0,
+) -> None: ...
+def accumulate_divide_blocks(
+    inout: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+    packed: npt.NDArray[np.uint8],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: npt.NDArray[np.float32],
+    divisor: SupportsFloat,
 ) -> None: ...
 def check_blocks_payload(
     packed: npt.NDArray[np.uint8],

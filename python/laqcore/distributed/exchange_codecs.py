@@ -39,7 +39,7 @@ from .._validate import as_float_vector, check_bits, check_block_size, check_boo
 from ..compressors.base import ScaledCodesPayload
 from ..compressors.qsgd import QSGDPayload
 from ..entropy import EntropyPayload, entropy_frame
-from ..laq import laq_accumulate, laq_apply, laq_quantize
+from ..laq import laq_accumulate, laq_apply_average, laq_quantize
 from ..laq_payload import LAQPayload
 from ..wire import Payload
 from .slicing import slice_payload, slice_unit
@@ -158,6 +158,9 @@ class LAQChunkCodec(_Chunked):
         self.replica: FloatVector = np.zeros(0, np.float32)
         self.owned: FloatVector = np.zeros(0, np.float32)
         self._sizes: list[tuple[int, int]] = []
+        # This round's publications by owner, applied to the replica in ``result`` (fused
+        # with the average, :func:`~laqcore.laq.laq_apply_average`): one pass, not two.
+        self._pending: dict[int, LAQPayload] = {}
 
     def _bound(self) -> None:
         self.replica = np.zeros(self.n, np.float32)
@@ -185,7 +188,8 @@ class LAQChunkCodec(_Chunked):
         return _frame(payload)
 
     def start_round(self) -> None:
-        """The replica persists across rounds."""
+        """The replica persists across rounds; no publication is pending."""
+        self._pending.clear()
 
     def split(self, upload: Any, step: int) -> list[ByteVector]:
         if not isinstance(upload, LAQPayload):
@@ -209,10 +213,11 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = self.owned
             return self.owned.view(np.uint8).copy()
-        # requantize(owned, replica[s:e]) in place: the same two kernels, no copies.
+        # requantize(owned, replica[s:e]) in place: the same two kernels, no copies; the
+        # apply waits for ``result``, which fuses it with the average.
         held = self.replica[s:e]
         p = laq_quantize(self.owned, held, self.downlink_bits, self.downlink_block_size)
-        laq_apply(held, p)
+        self._pending[self.rank] = p
         return self._encode(p)
 
     def apply(self, j: int, data: ByteVector) -> None:
@@ -221,11 +226,23 @@ class LAQChunkCodec(_Chunked):
             return
         if self.downlink_bits is None:
             self.replica[s:e] = data.view(np.float32)
-        else:
-            laq_apply(self.replica[s:e], _laq_frame(data, e - s))
+        else:  # decoded (and checked) now, applied in ``result``
+            self._pending[j] = _laq_frame(data, e - s)
 
     def result(self, out: FloatVector | None = None) -> FloatVector:
-        return np.divide(self.replica, np.float32(self.world), out=out)
+        """``replica / N``, after applying this round's publications to the replica: each
+        chunk with a publication in one pass (:func:`~laqcore.laq.laq_apply_average`,
+        bit-identical to the apply and then the divide), the others by a plain divide."""
+        avg = np.empty(self.n, np.float32) if out is None else out
+        world = np.float32(self.world)
+        for j, (s, e) in enumerate(self.bounds):
+            p = self._pending.get(j)
+            if p is not None:
+                laq_apply_average(self.replica[s:e], p, self.world, avg[s:e])
+            elif e > s:
+                np.divide(self.replica[s:e], world, out=avg[s:e])
+        self._pending.clear()
+        return avg
 
     def state_dict(self) -> dict[str, Any]:
         return {"replica": self.replica.copy(), "owned": self.owned.copy()}

@@ -80,9 +80,10 @@ class ChunkCodec(Protocol):
     (that chunk as the codec's object, or ``None`` if the chunk is empty);
     ``receive(chunks, step)`` on every owner with the uploaders' chunks in rank order (frames,
     and this rank's own chunk as ``own_chunk`` gave it); ``publish(step)`` on every owner
-    (returns the downlink bytes and already applies them to this rank's replica);
-    ``apply(j, data)`` for every other owner's publication; ``result(out)`` is the averaged
-    vector, identical on every rank (written into ``out`` when given, else a new array).
+    (returns the downlink bytes); ``apply(j, data)`` for every other owner's publication;
+    ``result(out)`` is the averaged vector, identical on every rank (written into ``out``
+    when given, else a new array). A codec may defer applying the publications (its own
+    and the others') to its state until ``result``, which the exchange always calls last.
     """
 
     unit: int  # chunk boundaries are multiples of this
