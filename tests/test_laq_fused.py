@@ -59,6 +59,27 @@ def test_matches_reference_and_the_two_passes(rng, bs, n, bits, divisor):
     assert np.divide(two, np.float32(divisor)).tobytes() == avg.tobytes()
 
 
+@pytest.mark.parametrize("divisor", [2, 4, -8, 0.25, 3, 2.0**-126, 2.0**127, 2.0**-149])
+def test_power_of_two_shortcut_rounds_like_the_division(rng, divisor):
+    # Powers of two with a normal reciprocal take a product (laq.cpp divide_range); results
+    # in the subnormal range, and divisors whose reciprocal is not normal, must still equal
+    # numpy's float32 divide bit for bit.
+    n = 4099
+    tiny = np.float32(np.finfo(np.float32).tiny)
+    held = (rng.standard_normal(n) * tiny * rng.choice([1e-6, 1.0, 1e6, 1e30], n)).astype(
+        np.float32
+    )
+    grad = held + (rng.standard_normal(n) * tiny).astype(np.float32)
+    p = laqcore.laq_quantize(grad, held, 4, block_size=64)
+    want_held, want_avg = _reference(p, held, divisor)
+    got, avg = held.copy(), np.empty(n, np.float32)
+    laq_apply_average(got, p, divisor, avg)
+    assert got.tobytes() == want_held.tobytes()
+    assert avg.tobytes() == want_avg.tobytes()
+    if 2 <= abs(divisor) <= 8:  # some results are subnormal
+        assert np.count_nonzero((avg != 0) & (np.abs(avg) < tiny)) > 0
+
+
 def _fused(p: laqcore.LAQPayload, held: np.ndarray) -> tuple[bytes, bytes]:
     got, avg = held.copy(), np.empty_like(held)
     laq_apply_average(got, p, 3, avg)

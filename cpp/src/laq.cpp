@@ -179,11 +179,21 @@ void dequantize_impl(const std::uint8_t* packed, std::size_t n, int bits, std::s
         });
 }
 
-// out[i] = inout[i] / divisor over [begin, end): one float32 division per element, as numpy's
-// float32 divide (never a multiplication by 1 / divisor, which rounds differently).
+// out[i] = inout[i] / divisor over [begin, end): the correctly rounded float32 quotient, as
+// numpy's float32 divide. For a power-of-two divisor whose reciprocal is a normal float32
+// (the hook's 2, 4, 8 ranks) x * (1 / divisor) is the same real number as x / divisor, so it
+// rounds to the same float32 (subnormal results included) and the cheaper product is used;
+// any other divisor is divided (x * (1/3) rounds differently from x / 3).
 void divide_range(const float* inout, std::size_t begin, std::size_t end, float divisor,
                   float* out) {
-    for (std::size_t i = begin; i < end; ++i) out[i] = inout[i] / divisor;
+    int exponent = 0;
+    const float mantissa = std::frexp(divisor, &exponent);
+    const float recip = 1.0f / divisor;
+    if (std::fabs(mantissa) == 0.5f && std::isnormal(recip)) {
+        for (std::size_t i = begin; i < end; ++i) out[i] = inout[i] * recip;
+    } else {
+        for (std::size_t i = begin; i < end; ++i) out[i] = inout[i] / divisor;
+    }
 }
 
 // inout += weight * dQ; with out, also out = inout / divisor, each range divided right after
