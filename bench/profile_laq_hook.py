@@ -61,6 +61,7 @@ PHASES = (
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._all_to_all", "uplink all-to-all"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.receive", "owner: decode + accumulate"),
     ("laqcore.distributed.exchange_codecs", "laq_accumulate", "  laq_accumulate"),
+    ("laqcore.distributed.exchange_codecs", "laq_accumulate_all", "  laq_accumulate_all"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.publish", "owner: publish"),
     ("laqcore.distributed.exchange_codecs", "laq_quantize", "  downlink quantize"),
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_slotted", "downlink all-gather"),

@@ -161,3 +161,104 @@ def test_native_bindings_check_their_arguments(rng):
     with pytest.raises(ValueError, match="radius must be finite"):
         core.accumulate_divide_blocks(held, out, p.packed, 100, 4, 16, bad, 2.0)
     np.testing.assert_array_equal(held, before)
+
+
+# -- laq_accumulate_all: several payloads added in one pass ------------------------------
+def _payload_list(rng: np.random.Generator, n: int, bits: int, bs: int | None, k: int) -> list:
+    return [_inputs(rng, n, bits, bs)[0] for _ in range(k)]
+
+
+def _accumulate_reference(target: np.ndarray, ps: list) -> np.ndarray:
+    parts = []
+    for p in ps:
+        codes = ref.unpack_bits(p.packed, p.bits, p.n)
+        parts.append((codes, p.radii) if p.block_size else (codes, [p.radius]))
+    first = ps[0]
+    return ref.laq_accumulate_all(target, parts, first.bits, first.block_size or first.n)
+
+
+@pytest.mark.parametrize(("bs", "n"), CASES)
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_accumulate_all_matches_reference_and_one_call_each(rng, bs, n, bits, k):
+    ps = _payload_list(rng, n, bits, bs, k)
+    target = (rng.standard_normal(n) * 0.5).astype(np.float32)
+    got = target.copy()
+    laqcore.laq.laq_accumulate_all(got, ps)
+    np.testing.assert_array_equal(got, _accumulate_reference(target, ps))
+    one_by_one = target.copy()
+    for p in ps:
+        laqcore.laq_accumulate(one_by_one, p)
+    assert one_by_one.tobytes() == got.tobytes()
+
+
+@pytest.mark.parametrize("bs", [256, REDUCE + 8, None])
+def test_accumulate_all_same_for_any_thread_count_and_simd_level(rng, bs):
+    ps = _payload_list(rng, 2**18 + 5, 4, bs, 3)
+    target = rng.standard_normal(2**18 + 5).astype(np.float32)
+
+    def run() -> bytes:
+        got = target.copy()
+        laqcore.laq.laq_accumulate_all(got, ps)
+        return got.tobytes()
+
+    with laqcore.num_threads(1):
+        want = run()
+    for threads in (2, 7):
+        with laqcore.num_threads(threads):
+            assert run() == want
+    for level in runtime.simd_levels():
+        with runtime.simd(level):
+            assert run() == want
+
+
+def test_accumulate_all_refuses_bad_input_before_any_write(rng):
+    ps = _payload_list(rng, 100, 4, 16, 2)
+    other_bits = _inputs(rng, 100, 3, 16)[0]
+    other_block = _inputs(rng, 100, 4, 32)[0]
+    global_radius = _inputs(rng, 100, 4, None)[0]
+    shorter = _inputs(rng, 96, 4, 16)[0]
+    agg = np.zeros(100, np.float32)
+    cases = [
+        (TypeError, "payloads must be a list", (agg, ps[0])),
+        (TypeError, "payload must be a LAQPayload", (agg, [ps[0], ps[1].packed])),
+        (TypeError, "aggregate must have dtype float32", (agg.astype(np.float64), ps)),
+        (ValueError, "aggregate has length 99", (agg[:99], ps)),
+        (ValueError, r"payloads\[1\] has n=100, bits=3", (agg, [ps[0], other_bits])),
+        (ValueError, r"payloads\[2\] has n=100, bits=4, block_size=32", (agg, [*ps, other_block])),
+        (
+            ValueError,
+            r"payloads\[1\] has n=100, bits=4, block_size=None",
+            (agg, [ps[0], global_radius]),
+        ),
+        (ValueError, r"payloads\[1\] has n=96", (agg, [ps[0], shorter])),
+        (TypeError, "aggregate must be a numpy", ([0.0] * 100, [])),
+    ]
+    for exc, match, (target, payloads) in cases:
+        with pytest.raises(exc, match=match):
+            laqcore.laq.laq_accumulate_all(target, payloads)
+        np.testing.assert_array_equal(agg, 0.0)
+    laqcore.laq.laq_accumulate_all(agg, [])  # nothing to add
+    np.testing.assert_array_equal(agg, 0.0)
+
+
+def test_accumulate_all_native_checks_every_payload_first(rng):
+    core = laqcore._core.laq
+    ps = _payload_list(rng, 100, 4, 16, 3)
+    agg = np.zeros(100, np.float32)
+    bad = ps[2].radii.copy()
+    bad[1] = np.inf
+    with pytest.raises(ValueError, match="radius must be finite"):
+        core.accumulate_all_blocks(
+            agg, [p.packed for p in ps], 100, 4, 16, [*(p.radii for p in ps[:2]), bad]
+        )
+    np.testing.assert_array_equal(agg, 0.0)  # the first two were not added either
+    with pytest.raises(ValueError, match="radii has 2 arrays for 3 payloads"):
+        core.accumulate_all_blocks(
+            agg, [p.packed for p in ps], 100, 4, 16, [p.radii for p in ps[:2]]
+        )
+    with pytest.raises(ValueError, match="packed buffer has"):
+        core.accumulate_all_blocks(agg, [ps[0].packed[:-1]], 100, 4, 16, [ps[0].radii])
+    g = _payload_list(rng, 100, 4, None, 2)
+    with pytest.raises(ValueError, match="radius has 1 entries for 2 payloads"):
+        core.accumulate_all(agg, [p.packed for p in g], 100, 4, np.ones(1, np.float32))

@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "binding_utils.hpp"
 #include "laqcore/laq.hpp"
@@ -195,6 +196,55 @@ struct Decoders<S, std::tuple<A...>> {
     }
 };
 
+// The codes of several payloads of n codes each, checked for their packed size; radii[s]
+// points at payload s's radii (`per_payload` of them, checked).
+std::vector<LaqCodes> codes_list(const std::vector<carray<std::uint8_t>>& packed,
+                                 const std::vector<const float*>& radii, std::size_t n, int bits) {
+    std::vector<LaqCodes> src(packed.size());
+    for (std::size_t s = 0; s < packed.size(); ++s) {
+        checked_packed(packed[s], n, bits);
+        src[s] = LaqCodes{packed[s].data(), radii[s]};
+    }
+    return src;
+}
+
+float* checked_inout(carray<float>& inout, std::size_t n) {
+    const std::size_t have = writable_vector_length(inout, "aggregate");
+    LAQ_CHECK(have == n, "aggregate has length " << have << ", expected n = " << n);
+    return inout.mutable_data();
+}
+
+// inout += weight * (dQ_0 + ... ) added payload by payload, one pass (laq_accumulate_all).
+void accumulate_all(carray<float>& inout, const std::vector<carray<std::uint8_t>>& packed,
+                    std::size_t n, int bits, const carray<float>& radius, float weight) {
+    float* dst = checked_inout(inout, n);
+    const std::size_t have = vector_length(radius, "radius");
+    LAQ_CHECK(have == packed.size(),
+              "radius has " << have << " entries for " << packed.size() << " payloads");
+    std::vector<const float*> radii(packed.size());
+    for (std::size_t s = 0; s < packed.size(); ++s) radii[s] = radius.data() + s;
+    const std::vector<LaqCodes> src = codes_list(packed, radii, n, bits);
+    py::gil_scoped_release release;  // raw buffers only
+    laq_accumulate_all(src.data(), src.size(), n, bits, weight, dst);
+}
+
+void accumulate_all_blocks(carray<float>& inout, const std::vector<carray<std::uint8_t>>& packed,
+                           std::size_t n, int bits, std::size_t block_size,
+                           const std::vector<carray<float>>& radii, float weight) {
+    float* dst = checked_inout(inout, n);
+    LAQ_CHECK(radii.size() == packed.size(),
+              "radii has " << radii.size() << " arrays for " << packed.size() << " payloads");
+    laq_check_block_size(block_size);
+    std::vector<const float*> r(packed.size());
+    for (std::size_t s = 0; s < packed.size(); ++s) {
+        checked_radii(radii[s], n, block_size);
+        r[s] = radii[s].data();
+    }
+    const std::vector<LaqCodes> src = codes_list(packed, r, n, bits);
+    py::gil_scoped_release release;  // raw buffers only
+    laq_accumulate_all_blocks(src.data(), src.size(), n, bits, block_size, weight, dst);
+}
+
 }  // namespace
 
 void register_laq(py::module_ m) {
@@ -248,6 +298,14 @@ void register_laq(py::module_ m) {
         py::arg("grad").noconvert(), py::arg("prev").noconvert(), py::arg("bits"),
         py::arg("block_size"),
         "Fused blockwise quantize + pack. Returns (packed, radii, err_sq, innov_sq).");
+
+    m.def("accumulate_all", &accumulate_all, py::arg("inout").noconvert(), py::arg("packed"),
+          py::arg("n"), py::arg("bits"), py::arg("radius").noconvert(), py::arg("weight") = 1.0f,
+          "inout += weight * dQ for every payload in order, in one pass over inout.");
+    m.def("accumulate_all_blocks", &accumulate_all_blocks, py::arg("inout").noconvert(),
+          py::arg("packed"), py::arg("n"), py::arg("bits"), py::arg("block_size"), py::arg("radii"),
+          py::arg("weight") = 1.0f,
+          "inout += weight * dQ for every blockwise payload in order, in one pass over inout.");
 
     Decoders<OneRadius>::define(m);
     Decoders<BlockRadii>::define(m);

@@ -196,48 +196,59 @@ void divide_range(const float* inout, std::size_t begin, std::size_t end, float 
     }
 }
 
-// inout += weight * dQ; with out, also out = inout / divisor, each range divided right after
-// its accumulate while it is still in cache (one pass over inout instead of two).
-void accumulate_impl(const std::uint8_t* packed, std::size_t n, int bits, std::size_t block,
-                     const float* radii, float weight, float* inout, float* out = nullptr,
+// inout += weight * dQ_s for every payload s in order; with out, also out = inout / divisor.
+// Each task's range gets every payload's codes and then the divide while it is still in
+// cache (one pass over inout, however many payloads); per element the additions happen in
+// payload order, exactly as one accumulate per payload would do them.
+void accumulate_impl(const LaqCodes* src, std::size_t count, std::size_t n, int bits,
+                     std::size_t block, float weight, float* inout, float* out = nullptr,
                      float divisor = 1.0f) {
-    check_blocks_impl(radii, block, bits, packed, n);
     LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
     LAQ_CHECK(out == nullptr || (std::isfinite(divisor) && divisor != 0.0f),
               "divisor must be finite and nonzero, got " << divisor);
-    // |table[c]| = |weight * lut[c]| <= |weight| * R_j (|lut[c]| <= R_j), so one product with
-    // the largest radius decides whether any table entry overflows.
-    const float r_max = *std::max_element(radii, radii + num_blocks(n, block));
-    LAQ_CHECK(std::isfinite(weight * r_max),
-              "weight * dQ overflows float32 (weight " << weight << ", radius " << r_max << ")");
+    for (std::size_t s = 0; s < count; ++s) {
+        const float* radii = src[s].radii;
+        check_blocks_impl(radii, block, bits, src[s].packed, n);
+        // |table[c]| = |weight * lut[c]| <= |weight| * R_j (|lut[c]| <= R_j), so one product
+        // with the largest radius decides whether any table entry overflows.
+        const float r_max = *std::max_element(radii, radii + num_blocks(n, block));
+        LAQ_CHECK(std::isfinite(weight * r_max), "weight * dQ overflows float32 (weight "
+                                                     << weight << ", radius " << r_max << ")");
+    }
     const LaqBlockKernels& k = laq_active_kernels();
     const Pieces ps(n, block);
     if (k.accumulate_blocks != nullptr && ps.per_block == 1) {  // each task's whole blocks
         ps.run_tasks([&](std::size_t, std::size_t first, std::size_t last) {
             const std::size_t begin = first * block;
             const std::size_t end = std::min(last * block, n);
-            k.accumulate_blocks(packed + packed_offset(begin, bits), end - begin, block, bits,
-                                radii + first, weight, inout + begin);
+            for (std::size_t s = 0; s < count; ++s) {
+                k.accumulate_blocks(src[s].packed + packed_offset(begin, bits), end - begin, block,
+                                    bits, src[s].radii + first, weight, inout + begin);
+            }
             if (out != nullptr) divide_range(inout, begin, end, divisor, out);
         });
         return;
     }
     if (k.accumulate_blocks != nullptr) {  // pieces of larger blocks (the global radius)
         ps.run([&](LaqGrid&, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
-            k.accumulate_blocks(packed + packed_offset(begin, bits), end - begin, end - begin, bits,
-                                radii + blk, weight, inout + begin);
+            for (std::size_t s = 0; s < count; ++s) {
+                k.accumulate_blocks(src[s].packed + packed_offset(begin, bits), end - begin,
+                                    end - begin, bits, src[s].radii + blk, weight, inout + begin);
+            }
             if (out != nullptr) divide_range(inout, begin, end, divisor, out);
         });
         return;
     }
     ps.run([&](LaqGrid& grid, std::size_t, std::size_t blk, std::size_t begin, std::size_t end) {
         const int entries = lut_entries(k, end, n, bits);
-        laq_fill_grid(radii[blk], bits, grid, entries);
-        // The weight is folded into the block's table (one float32 product per code value).
-        float table[kLaqMaxLevels];
-        for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
-        k.decode_add(packed + packed_offset(begin, bits), end - begin, grid, table, weight,
-                     inout + begin);
+        for (std::size_t s = 0; s < count; ++s) {
+            laq_fill_grid(src[s].radii[blk], bits, grid, entries);
+            // The weight is folded into the block's table (one float32 product per code value).
+            float table[kLaqMaxLevels];
+            for (int c = 0; c < entries; ++c) table[c] = weight * grid.lut[c];
+            k.decode_add(src[s].packed + packed_offset(begin, bits), end - begin, grid, table,
+                         weight, inout + begin);
+        }
         if (out != nullptr) divide_range(inout, begin, end, divisor, out);
     });
 }
@@ -284,12 +295,19 @@ void laq_dequantize(const std::uint8_t* packed, std::size_t n, int bits, float r
 
 void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float radius, float weight,
                     float* inout) {
-    accumulate_impl(packed, n, bits, global_block(n), &radius, weight, inout);
+    const LaqCodes one{packed, &radius};
+    accumulate_impl(&one, 1, n, bits, global_block(n), weight, inout);
 }
 
 void laq_accumulate_divide(const std::uint8_t* packed, std::size_t n, int bits, float radius,
                            float weight, float* inout, float divisor, float* out) {
-    accumulate_impl(packed, n, bits, global_block(n), &radius, weight, inout, out, divisor);
+    const LaqCodes one{packed, &radius};
+    accumulate_impl(&one, 1, n, bits, global_block(n), weight, inout, out, divisor);
+}
+
+void laq_accumulate_all(const LaqCodes* payloads, std::size_t count, std::size_t n, int bits,
+                        float weight, float* inout) {
+    accumulate_impl(payloads, count, n, bits, global_block(n), weight, inout);
 }
 
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius) {
@@ -328,14 +346,22 @@ void laq_dequantize_blocks(const std::uint8_t* packed, std::size_t n, int bits,
 void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                            std::size_t block_size, const float* radii, float weight, float* inout) {
     laq_check_block_size(block_size);
-    accumulate_impl(packed, n, bits, block_size, radii, weight, inout);
+    const LaqCodes one{packed, radii};
+    accumulate_impl(&one, 1, n, bits, block_size, weight, inout);
+}
+
+void laq_accumulate_all_blocks(const LaqCodes* payloads, std::size_t count, std::size_t n, int bits,
+                               std::size_t block_size, float weight, float* inout) {
+    laq_check_block_size(block_size);
+    accumulate_impl(payloads, count, n, bits, block_size, weight, inout);
 }
 
 void laq_accumulate_divide_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                                   std::size_t block_size, const float* radii, float weight,
                                   float* inout, float divisor, float* out) {
     laq_check_block_size(block_size);
-    accumulate_impl(packed, n, bits, block_size, radii, weight, inout, out, divisor);
+    const LaqCodes one{packed, radii};
+    accumulate_impl(&one, 1, n, bits, block_size, weight, inout, out, divisor);
 }
 
 double laq_innov_sq_blocks(const std::uint8_t* packed, std::size_t n, int bits,

@@ -23,6 +23,7 @@ __all__ = [
     "blocked_sum",
     "elias_omega_length",
     "lane_blocked_sum",
+    "laq_accumulate_all",
     "laq_apply_average",
     "laq_decode_add",
     "laq_lut",
@@ -326,6 +327,20 @@ def laq_decode_add(
     """target + float32(weight) * lut[codes], all in float32 (the apply / accumulate kernels)."""
     table = np.float32(weight) * laq_lut(radius, bits)
     return np.asarray(target, dtype=np.float32) + table[codes]
+
+
+def laq_accumulate_all(
+    target: Array, payloads: list[tuple[Array, Array]], bits: int, block_size: int
+) -> Array:
+    """``laq_accumulate_all``: ``target`` plus each payload's table entries in turn, in
+    float32; a payload is (codes, radii) with one radius per block of ``block_size`` (one
+    block of ``n`` for the global radius)."""
+    new = np.array(target, dtype=np.float32, copy=True)
+    for codes, radii in payloads:
+        for j, radius in enumerate(radii):
+            s, e = j * block_size, min((j + 1) * block_size, new.size)
+            new[s:e] = laq_decode_add(new[s:e], codes[s:e], float(radius), bits)
+    return new
 
 
 def laq_apply_average(

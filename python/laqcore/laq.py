@@ -28,6 +28,7 @@ metadata, CRC).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ __all__ = [
     "LAQCompressor",
     "LAQPayload",
     "laq_accumulate",
+    "laq_accumulate_all",
     "laq_apply",
     "laq_apply_average",
     "laq_dequantize",
@@ -253,6 +255,58 @@ def laq_accumulate(aggregate: FloatVector, payload: LAQPayload, weight: float = 
     if abs(w) > float(np.finfo(np.float32).max):
         raise ValueError(f"weight must be finite in float32, got {weight!r}")
     _accumulate(out, p, w)
+
+
+def laq_accumulate_all(aggregate: FloatVector, payloads: Sequence[LAQPayload]) -> None:
+    """``aggregate += dQ_0 + dQ_1 + ...`` in place, the payloads added in order, in one pass.
+
+    Bit-identical to ``for p in payloads: laq_apply(aggregate, p)`` (per element the float32
+    additions happen in the same order), but each range of ``aggregate`` is read and written
+    once, however many payloads: a two-phase owner adds every uploader's chunk this way
+    (docs/ddp.md, "Fused passes"). Every payload is checked before anything is written.
+
+    Parameters
+    ----------
+    aggregate : numpy.ndarray of float32, 1-D
+        Updated in place; never converted (a wrong dtype raises ``TypeError``).
+    payloads : sequence of LAQPayload
+        Of ``len(aggregate)`` coordinates each, all with the same ``bits`` and the same radius
+        kind (all global, or all blockwise with one ``block_size``); may be empty.
+
+    Examples
+    --------
+    >>> import numpy as np, laqcore
+    >>> from laqcore.laq import laq_accumulate_all
+    >>> agg = np.zeros(2, dtype=np.float32)
+    >>> p = laqcore.laq_quantize(np.array([1.0, -1.0], np.float32), None, 4)
+    >>> laq_accumulate_all(agg, [p, p])
+    >>> agg
+    array([ 2., -2.], dtype=float32)
+    """
+    if not isinstance(payloads, (list, tuple)):
+        raise TypeError(f"payloads must be a list or tuple, got {type(payloads).__name__}")
+    ps = [_check_payload(p) for p in payloads]
+    if not ps:  # nothing to add; the aggregate is still checked
+        size = int(aggregate.size) if isinstance(aggregate, np.ndarray) else -1
+        as_out_vector(aggregate, size, "aggregate")
+        return
+    first = ps[0]
+    out = as_out_vector(aggregate, first.n, "aggregate")
+    kind = (isinstance(first, LAQBlockPayload), first.bits, first.block_size, first.n)
+    for i, p in enumerate(ps[1:], 1):
+        if (isinstance(p, LAQBlockPayload), p.bits, p.block_size, p.n) != kind:
+            raise ValueError(
+                f"payloads[{i}] has n={p.n}, bits={p.bits}, block_size={p.block_size}; "
+                f"payloads[0] has n={first.n}, bits={first.bits}, "
+                f"block_size={first.block_size}"
+            )
+    packed = [p.packed for p in ps]
+    if isinstance(first, LAQBlockPayload):
+        radii = [p.radii for p in ps]
+        _core.laq.accumulate_all_blocks(out, packed, first.n, first.bits, first.block_size, radii)
+    else:
+        one = np.array([p.radius for p in ps], dtype=np.float32)  # float32 radii: exact
+        _core.laq.accumulate_all(out, packed, first.n, first.bits, one)
 
 
 class LAQCompressor:

@@ -158,6 +158,20 @@ void laq_accumulate(const std::uint8_t* packed, std::size_t n, int bits, float r
 void laq_accumulate_divide(const std::uint8_t* packed, std::size_t n, int bits, float radius,
                            float weight, float* inout, float divisor, float* out);
 
+// One payload's packed codes and its radius (radii, for the blockwise radius below), for
+// the drivers that add several payloads in one pass.
+struct LaqCodes {
+    const std::uint8_t* packed;
+    const float* radii;
+};
+
+// inout[n] += weight * dQ_s for s = 0..count-1 in that order (each of n codes of `bits` bits,
+// payloads[s].radii pointing at its one radius): bit-identical to count laq_accumulate calls,
+// but each range of inout is read and written once (the owner of a two-phase chunk adds
+// every uploader's chunk in one pass). Every payload is checked before anything is written.
+void laq_accumulate_all(const LaqCodes* payloads, std::size_t count, std::size_t n, int bits,
+                        float weight, float* inout);
+
 // ||dQ||^2 recomputed from the packed codes; bit-identical to LaqResult::innov_sq.
 double laq_innov_sq(const std::uint8_t* packed, std::size_t n, int bits, float radius);
 
@@ -200,6 +214,10 @@ void laq_dequantize_blocks(const std::uint8_t* packed, std::size_t n, int bits,
 // weight * max_j R_j overflows float32.
 void laq_accumulate_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                            std::size_t block_size, const float* radii, float weight, float* inout);
+// laq_accumulate_all with one radius per block (payloads[s].radii: its
+// laq_num_radii(n, block_size) radii).
+void laq_accumulate_all_blocks(const LaqCodes* payloads, std::size_t count, std::size_t n, int bits,
+                               std::size_t block_size, float weight, float* inout);
 // laq_accumulate_divide with one radius per block.
 void laq_accumulate_divide_blocks(const std::uint8_t* packed, std::size_t n, int bits,
                                   std::size_t block_size, const float* radii, float weight,

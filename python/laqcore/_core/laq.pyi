@@ -1,5 +1,6 @@
 """LAQ innovation quantizer (formula and arithmetic: cpp/include/laqcore/laq.hpp)."""
 
+from collections.abc import Sequence
 from typing import SupportsFloat, SupportsIndex
 
 import numpy as np
@@ -32,6 +33,23 @@ def accumulate_divide(
     bits: SupportsIndex,
     radius: SupportsFloat,
     divisor: SupportsFloat,
+) -> None: ...
+def accumulate_all(
+    inout: npt.NDArray[np.float32],
+    packed: Sequence[npt.NDArray[np.uint8]],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    radius: npt.NDArray[np.float32],
+    weight: SupportsFloat = 1.0,
+) -> None: ...
+def accumulate_all_blocks(
+    inout: npt.NDArray[np.float32],
+    packed: Sequence[npt.NDArray[np.uint8]],
+    n: SupportsIndex,
+    bits: SupportsIndex,
+    block_size: SupportsIndex,
+    radii: Sequence[npt.NDArray[np.float32]],
+    weight: SupportsFloat = 1.0,
 ) -> None: ...
 def innov_sq(
     packed: npt.NDArray[np.uint8], n: SupportsIndex, bits: SupportsIndex, radius: SupportsFloat

@@ -39,7 +39,7 @@ from .._validate import as_float_vector, check_bits, check_block_size, check_boo
 from ..compressors.base import ScaledCodesPayload
 from ..compressors.qsgd import QSGDPayload
 from ..entropy import EntropyPayload, entropy_frame
-from ..laq import laq_accumulate, laq_apply_average, laq_quantize
+from ..laq import laq_accumulate_all, laq_apply_average, laq_quantize
 from ..laq_payload import LAQPayload
 from ..wire import Payload
 from .slicing import slice_payload, slice_unit
@@ -203,8 +203,8 @@ class LAQChunkCodec(_Chunked):
 
     def receive(self, chunks: list[ByteVector | LAQPayload], step: int) -> None:
         k = self.owned.shape[0]
-        for data in chunks if k else []:  # rank order: the same sums on every run
-            laq_accumulate(self.owned, _laq_frame(data, k))
+        if k and chunks:  # rank order: the same sums on every run; one pass over the chunk
+            laq_accumulate_all(self.owned, [_laq_frame(data, k) for data in chunks])
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
