@@ -170,7 +170,7 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
     from laqcore.distributed.exchange_codecs import _laq_frame
     from laqcore.distributed.slicing import chunk_bounds, slice_payload
     from laqcore.entropy import _code_parts, entropy_frame
-    from laqcore.laq import laq_apply_average
+    from laqcore.laq import laq_accumulate_all, laq_apply_average
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -198,6 +198,9 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
         ),
         "norm of n float32 (torch)": _median_ms(lambda: float(torch.linalg.vector_norm(t))),
         "laq_accumulate of a chunk": _median_ms(lambda: laq_accumulate(owned, chunk)),
+        "laq_accumulate_all of two chunks (one pass)": _median_ms(
+            lambda: laq_accumulate_all(owned, [chunk, chunk])
+        ),
         "memcpy of a chunk's packed codes": _median_ms(lambda: np.copyto(small, packed)),
         "rANS encode of a chunk (encode_packed)": _median_ms(
             lambda: _core.entropy.encode_packed(packed, count, bits)
