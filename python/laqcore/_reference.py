@@ -350,10 +350,7 @@ def laq_apply_average(
     ``block_size``, the last one shorter; one block of ``n`` for the global radius) plus its
     table entries ``lut(radii[j])[codes]`` in float32, then that sum divided by
     ``float32(divisor)``. Returns (new target, average)."""
-    new = np.array(target, dtype=np.float32, copy=True)
-    for j, radius in enumerate(radii):
-        s, e = j * block_size, min((j + 1) * block_size, new.size)
-        new[s:e] = laq_decode_add(new[s:e], codes[s:e], float(radius), bits)
+    new = laq_accumulate_all(target, [(codes, radii)], bits, block_size)
     return new, new / np.float32(divisor)
 
 

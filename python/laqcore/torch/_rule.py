@@ -150,8 +150,8 @@ class LazyRule:
         """One completed step: its ``||g||^2`` for the history and this rank's innovation.
 
         ``out_sq``: the returned average's ``||g||^2`` (``scale="average"``) or this rank's
-        own gradient's (``scale="worker"``). ``after_own_upload``: this rank uploaded at the previous step, so ``innov_sq`` (if
-        measured) samples the minibatch noise floor.
+        own gradient's (``scale="worker"``). ``after_own_upload``: this rank uploaded at the
+        previous step, so ``innov_sq`` (if measured) samples the minibatch noise floor.
         """
         self.history.push(out_sq)
         if innov_sq is not None and after_own_upload:
