@@ -34,8 +34,6 @@ import collections
 import functools
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from typing import Any
@@ -216,16 +214,6 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
     }
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        return out.stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="big", help="mlp, cnn or big (bench/hook_trainer.py)")
@@ -239,9 +227,11 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--kernels", action="store_true", help="time the kernels, no training")
     args = ap.parse_args()
+    from bench_hooks import machine_info  # the hook benches' machine description (commit, ...)
+
     if args.kernels:
         load = os.getloadavg()[0]
-        report_k = {"ms_per_call": kernels(), "commit": _commit(), "load_average_1min": load}
+        report_k = {"ms_per_call": kernels(), "machine": machine_info(), "load_average_1min": load}
         for label, ms in report_k["ms_per_call"].items():
             print(f"{label:<45}  {ms:8.3f} ms")
         if args.out:
@@ -269,12 +259,7 @@ def main() -> None:
     os.remove(result)
     report["config"] = {k: v for k, v in cfg.items() if k not in ("port", "result")}
     report["config"]["nprocs"] = args.nprocs
-    report["machine"] = {
-        "commit": _commit(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "torch_threads_per_rank": 1,
+    report["machine"] = machine_info() | {
         "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     width = max(len(k) for k in report["ms_per_step"])
