@@ -10,7 +10,7 @@ downlink").
 
 Notation: ``S_j`` owner j's exact chunk of the aggregate ``sum_m Q_m``, ``S_hat_j`` the
 replica's chunk (bit-identical on every rank), N ranks. Before round k each rank adds ``2 + N``
-int64s to its control values (float64 bit patterns):
+float32s to its control values (two to an int64):
 
 * ``r_j = ||S_j - S_hat_j||``, the owner's exact residual (what earlier deferrals and the
   downlink quantization left);
@@ -54,14 +54,17 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _bits(x: float) -> int:
-    """The float64 ``x`` as the int64 with the same bits (what travels in the control)."""
-    return int(np.float64(x).view(np.int64))
+def _pack(values: list[float]) -> list[int]:
+    """``values`` as float32s, two to an int64 (what travels in the control)."""
+    x = np.zeros(len(values) + len(values) % 2, np.float32)
+    x[: len(values)] = values
+    got: list[int] = x.view(np.int64).tolist()
+    return got
 
 
-def _floats(values: list[int]) -> list[float]:
-    """The float64s whose bits ``values`` are (inverse of :func:`_bits`)."""
-    got: list[float] = np.asarray(values, np.int64).view(np.float64).tolist()
+def _unpack(ints: list[int], k: int) -> list[float]:
+    """The ``k`` float32s (as floats) that :func:`_pack` put in ``ints``."""
+    got: list[float] = np.asarray(ints, np.int64).view(np.float32)[:k].tolist()
     return got
 
 
@@ -100,10 +103,6 @@ class LazyDownlink:
         self.rounds = 0  # rounds decided so far (the first has no previous average)
         self.deferred = 0  # rounds with uploads whose downlink was deferred
 
-    def width(self, world: int) -> int:
-        """Control int64s per rank: ``r_j``, ``a_j`` and one ``u_{m,j}`` per chunk."""
-        return 2 + world
-
     def values(self, upload: LAQPayload | None) -> list[int]:
         """This rank's control values for the next round (``upload``: its payload, if any)."""
         c = self.codec
@@ -114,13 +113,13 @@ class LazyDownlink:
         norms = [0.0] * c.world
         if upload is not None:
             norms = [_chunk_norm(upload, a, b) for a, b in c.bounds]
-        return [_bits(v) for v in (resid, held_sq, *norms)]
+        return _pack([resid, held_sq, *norms])
 
     def due(self, uploaders: list[int], values: list[list[int]]) -> bool:
         """Whether this round publishes, from every rank's :meth:`values` (the same on every
         rank); records the previous round's average in the history."""
-        rows = [_floats(v) for v in values]
-        w = len(rows)
+        w = len(values)
+        rows = [_unpack(v, 2 + w) for v in values]
         held_sq = math.fsum(row[1] for row in rows) / (w * w)
         if self.rounds > 0 and math.isfinite(held_sq):
             self.history.push(held_sq)  # ||g^{k-1}||^2: the average the last round returned
