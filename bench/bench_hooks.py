@@ -79,9 +79,11 @@ _PORTS = [0]
 
 
 def launch(
-    n: int, cfg: dict[str, Any], timeout: float, net: Any = None
+    n: int, cfg: dict[str, Any], timeout: float, net: Any = None, script: str = "hook_trainer.py"
 ) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
-    """Run ``n`` ranks of hook_trainer.py; returns (per run: the ranks' results, launch info).
+    """Run ``n`` ranks of ``script`` (a bench/ file that takes the config's path and prints
+    one JSON line per ``cfg["runs"]`` entry); returns (per run: the ranks' results, launch
+    info).
 
     A rank that fails or a launch that times out leaves the runs it did not finish as
     ``{"error": ...}`` entries; the processes are always killed.
@@ -108,7 +110,7 @@ def launch(
             OPENBLAS_NUM_THREADS="1",
             GLOO_SOCKET_IFNAME=net.iface(r) if net else "lo",
         )
-        cmd = [sys.executable, os.path.join(HERE, "hook_trainer.py"), path]
+        cmd = [sys.executable, os.path.join(HERE, script), path]
         if net:
             cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
         procs.append(

@@ -50,6 +50,7 @@ from laqcore.torch import make_hook
 #: PyTorch's own hooks and laq variants.
 HOOKS = (
     "allreduce",
+    "local",
     "fp16",
     "powersgd1",
     "powersgd4",
@@ -133,6 +134,14 @@ def build_model(model: str, scale: int = 1) -> nn.Module:
 # --------------------------------------------------------------------------------------
 # hooks, optimizers, precision
 # --------------------------------------------------------------------------------------
+def local_hook(state: Any, bucket: Any) -> Any:
+    """A hook that communicates nothing: every rank keeps its own gradient (not training
+    that means anything; the step time of DDP, forward, backward and optimizer alone)."""
+    fut: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+    fut.set_result(bucket.buffer())
+    return fut
+
+
 def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> Any:
     """Register hook ``name`` (HOOKS) on ``ddp``; returns its state (None for PyTorch's).
 
@@ -142,6 +151,9 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     2-bit downlink and no warm-up. The others are PyTorch's own hooks.
     """
     if name == "allreduce":
+        return None
+    if name == "local":  # no communication: the compute + DDP floor of any hook
+        ddp.register_comm_hook(None, timer.wrap(local_hook))
         return None
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks, powerSGD_hook
 

@@ -289,3 +289,22 @@ def test_contended_mode_reports_slowdowns(capsys):
     assert row["slowdown"] == pytest.approx(row["seconds"] / row["seconds_1thread"])
     with pytest.raises(ValueError, match="unknown or unavailable kernel"):
         run_contended(kernels=["nope"], load=0)
+
+
+@pytest.mark.distributed
+def test_hook_floors_smoke(tmp_path):
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import hook_floors
+
+    out = tmp_path / "floors.json"
+    argv = ["--nprocs", "2", "--rates", "none", "--steps", "8", "--warm", "2", "--reps", "3"]
+    assert hook_floors.main([*argv, "--scale", "16", "--out", str(out)]) == 0
+    block = json.loads(out.read_text())["launches"]["none/2"]
+    f, coll = block["floors"], block["collectives"]
+    # LAQ's exchange used every collective at a positive size, at least once per step
+    assert coll["sizes"]["control_int64s"] >= 1 and coll["sizes"]["uplink_bytes_per_peer"] > 0
+    assert coll["calls_per_step"]["control all-gather"] >= 1.0
+    assert f["local_step_ms"] < f["exchange_floor_ms"] <= f["laq_floor_ms"]
+    assert f["laq_step_needed_ms"]["3x"] == pytest.approx(f["laq_step_needed_ms"]["1x"] / 3)
+    assert set(block["laq"]["phases_ms_per_step_mean_over_ranks"]) >= {"hook total"}
+    assert "| none/2 |" in out.with_suffix(".md").read_text()

@@ -39,6 +39,18 @@ int ceil_log2(std::uint64_t v) {
     return v <= 1 ? 0 : bit_length(v - 1);
 }
 
+// log2(f) for every frequency the encoder's precisions allow (f <= 2^kChooseMaxPrecision),
+// computed once by std::log2 itself: the estimate below sums exactly the same doubles as
+// calling it per symbol and precision, which was most of a small stream's encoding time.
+const double* log2_of_frequency() {
+    static const std::vector<double> table = [] {
+        std::vector<double> t((std::size_t{1} << kChooseMaxPrecision) + 1, 0.0);
+        for (std::size_t f = 1; f < t.size(); ++f) t[f] = std::log2(static_cast<double>(f));
+        return t;
+    }();
+    return table.data();
+}
+
 std::size_t implied_symbol(const std::vector<std::uint32_t>& freq) {
     return static_cast<std::size_t>(std::max_element(freq.begin(), freq.end()) - freq.begin());
 }
@@ -259,14 +271,13 @@ EntropyTable entropy_choose_table(const std::vector<std::uint64_t>& counts, int 
     const int m_hi = std::max(m_lo, std::min(kChooseMaxPrecision, ceil_log2(total) + 1));
     EntropyTable best;
     est_bits = HUGE_VAL;
+    const double* log2f = log2_of_frequency();
     for (int m = m_lo; m <= m_hi; ++m) {
         std::vector<std::uint32_t> freq = entropy_normalise(c, m);
         int k = 0;
         double bits = static_cast<double>(table_bits(freq, alphabet_bits, k));
         for (std::size_t s = 0; s < K; ++s) {
-            if (c[s] != 0) {
-                bits += static_cast<double>(c[s]) * (m - std::log2(static_cast<double>(freq[s])));
-            }
+            if (c[s] != 0) bits += static_cast<double>(c[s]) * (m - log2f[freq[s]]);
         }
         if (bits < est_bits) {
             est_bits = bits;
