@@ -14,7 +14,10 @@ and each number of ranks (``--nprocs``), one launch of the bench trainer
 4. ``collectives``: those collectives alone, at the sizes LAQ used (means over its steps and
    ranks): the control all-gather of ``k`` int64 per rank, the uplink ``all_to_all_single``
    (the same bytes to every other rank), the downlink all-gather of one row per rank; each
-   timed ``--reps`` times in a loop of its own, and the three back to back (medians).
+   timed ``--reps`` times in a loop of its own, and the three back to back (medians). The
+   gathers run as the exchange runs them on gloo (an all-to-all of ``world`` copies,
+   laqcore.distributed.two_phase) and, for comparison, as gloo's all-gather (a ring:
+   ``(ring)`` in the report).
 
 The report (stdout, and ``--out`` JSON with a markdown table beside it) derives per launch:
 
@@ -111,10 +114,24 @@ def time_collectives(log: SizeLog, steps: int, reps: int, reduce: Any) -> dict[s
     a2a_out = torch.empty(up * (world - 1), dtype=torch.uint8)
     rows_out = [torch.empty(max(row, 1), dtype=torch.uint8) for _ in range(world)]
     rows_in = torch.zeros(max(row, 1), dtype=torch.uint8)
+    # The exchange's host gathers: an all-to-all of ``world`` copies (two_phase.py), and
+    # gloo's own all-gather (a ring) for comparison.
+    ctrl_copies, ctrl_whole = (
+        ctrl_in.repeat(world),
+        torch.empty(world * max(k, 1), dtype=torch.int64),
+    )
+    rows_copies, rows_whole = (
+        rows_in.repeat(world),
+        torch.empty(world * max(row, 1), dtype=torch.uint8),
+    )
     ops = {
-        "control all-gather": lambda: dist.all_gather(ctrl_out, ctrl_in),
+        "control all-gather": lambda: dist.all_to_all_single(ctrl_whole, ctrl_copies),
         "uplink all-to-all": lambda: dist.all_to_all_single(a2a_out, a2a_in, splits, splits),
-        "downlink all-gather": lambda: dist.all_gather(rows_out, rows_in),
+        "downlink all-gather": lambda: dist.all_to_all_single(rows_whole, rows_copies),
+    }
+    rings = {
+        "control all-gather (ring)": lambda: dist.all_gather(ctrl_out, ctrl_in),
+        "downlink all-gather (ring)": lambda: dist.all_gather(rows_out, rows_in),
     }
 
     def seq() -> None:
@@ -122,7 +139,7 @@ def time_collectives(log: SizeLog, steps: int, reps: int, reduce: Any) -> dict[s
             op()
 
     med: dict[str, float] = {}
-    for name, op in [*ops.items(), ("sequence", seq)]:
+    for name, op in [*ops.items(), ("sequence", seq), *rings.items()]:
         dist.barrier()
         for _ in range(10):
             op()
@@ -245,16 +262,18 @@ def combine(per_run: list[list[dict[str, Any]]], args: argparse.Namespace) -> di
 def markdown(report: dict[str, Any]) -> str:
     head = (
         "| link, ranks | all-reduce step | local-hook step | collectives (ctrl / a2a / dl / "
-        "seq) | exchange floor | LAQ CPU | LAQ floor | LAQ step | needed for 3x / 1x | load |\n"
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|\n"
+        "seq) | ring ctrl / dl | exchange floor | LAQ CPU | LAQ floor | LAQ step | needed for 3x "
+        "/ 1x | load |\n"
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|\n"
     )
     lines = []
     for key, b in report["launches"].items():
         f, c = b["floors"], b["collectives"]["median_ms"]
         coll = " / ".join(f"{c[k]:.2f}" for k in (*COLLECTIVE_PHASES, "sequence"))
+        ring = " / ".join(f"{c[f'{k} (ring)']:.2f}" for k in COLLECTIVE_PHASES[::2])
         load = f"{b['load_before'][0]:.1f} -> {b['load_after'][0]:.1f}"
         lines.append(
-            f"| {key} | {f['allreduce_step_ms']:.2f} | {f['local_step_ms']:.2f} | {coll} | "
+            f"| {key} | {f['allreduce_step_ms']:.2f} | {f['local_step_ms']:.2f} | {coll} | {ring} | "
             f"{f['exchange_floor_ms']:.2f} | {b['laq']['cpu_ms']:.2f} | {f['laq_floor_ms']:.2f}"
             f" | {f['laq_step_ms']:.2f} | {f['laq_step_needed_ms']['3x']:.2f} / "
             f"{f['laq_step_needed_ms']['1x']:.2f} | {load} |"

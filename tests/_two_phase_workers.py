@@ -47,7 +47,34 @@ def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
     out: dict[str, Any] = {kind: _rounds(rank, world, kind) for kind in KINDS}
     out["qsgd-repeated"] = _repeated(rank, "qsgd")
     out["slots"] = _slotted_rounds(rank)
+    out["gather"] = _host_gathers(rank, world)
     return out
+
+
+def _host_gathers(rank: int, world: int) -> list[bool]:
+    """The exchange's host gathers (an all-to-all of copies) against ``dist.all_gather``:
+    int64 and uint8 rows of rank-dependent content, sizes changing between calls."""
+    import torch
+    import torch.distributed as dist
+
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    ex = TwoPhaseExchange(N_COORDS, make_codec("laq"))
+    same = []
+    for size, dtype in [
+        (3, np.int64),
+        (5, np.int64),
+        (77, np.uint8),
+        (1, np.uint8),
+        (77, np.uint8),
+    ]:
+        send = np.random.default_rng([SEED, rank, size]).integers(0, 200, size).astype(dtype)
+        whole = torch.empty(world * size, dtype=torch.from_numpy(send).dtype)
+        got = ex._gather_into(whole, send, "test gather").copy()
+        want = [torch.empty(size, dtype=whole.dtype) for _ in range(world)]
+        dist.all_gather(want, torch.from_numpy(send))
+        same.append(bool(np.array_equal(got, torch.stack(want).numpy())))
+    return same
 
 
 SLOT_ROUNDS = 4

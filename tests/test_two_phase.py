@@ -275,6 +275,12 @@ def test_qsgd_two_phase_stays_within_the_variance_bound(world: int) -> None:
     assert float(((avg - g) ** 2).sum()) <= 4 * bound / VARIANCE_ROUNDS
 
 
+@pytest.mark.parametrize("world", [2, 4])
+def test_host_gathers_match_all_gather(world: int) -> None:
+    for rank, same in enumerate(r["gather"] for r in _all_runs(world)):
+        assert same == [True] * 5, rank
+
+
 def test_chunk_bounds_on_units() -> None:
     assert chunk_bounds(1000, 4, 64) == [(0, 256), (256, 512), (512, 768), (768, 1000)]
     assert chunk_bounds(100, 4, 64) == [(0, 0), (0, 64), (64, 64), (64, 100)]

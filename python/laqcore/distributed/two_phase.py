@@ -178,6 +178,7 @@ class TwoPhaseExchange:
         self._last_publication = 0  # bytes of this owner's last publication
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
         self._control: dict[int, tuple[npt.NDArray[np.int64], torch.Tensor]] = {}
+        self._copies: dict[str, torch.Tensor] = {}  # inputs of host gathers, by dtype
         self.lazy = lazy_downlink
 
     # -- collectives ----------------------------------------------------------------------
@@ -251,13 +252,30 @@ class TwoPhaseExchange:
         self, whole: torch.Tensor, send: npt.NDArray[Any], what: str
     ) -> npt.NDArray[Any]:
         """All-gather of the host array ``send`` (the same size on every rank) into ``whole``
-        (``world`` times its size, on the exchange's device); its rows, on the host."""
+        (``world`` times its size, on the exchange's device); its rows, on the host.
+
+        With gloo, an ``all_to_all_single`` of ``send`` to every rank: the same bytes as
+        gloo's all-gather, whose ring of ``world - 1`` dependent hops waits for each next
+        rank to be scheduled (4 ranks on 2 cores: 3.8 ms against 0.9 ms; bench/hook_floors.py).
+        """
         rows = whole.view(self.world, -1)
-        mine = torch.from_numpy(send)
         if self.device.type != "cpu":
-            mine = mine.to(self.device)
-        self._guard(what, dist.all_gather, list(rows.unbind(0)), mine, group=self.group)
-        return rows.cpu().numpy()
+            mine = torch.from_numpy(send).to(self.device)
+            self._guard(what, dist.all_gather, list(rows.unbind(0)), mine, group=self.group)
+            return rows.cpu().numpy()
+        copies = self._host_copies(send)  # send, once per destination (itself included)
+        self._guard(what, dist.all_to_all_single, whole, copies, group=self.group)
+        return rows.numpy()
+
+    def _host_copies(self, send: npt.NDArray[Any]) -> torch.Tensor:
+        """``world`` copies of ``send`` in a reused host tensor (the all-to-all's input)."""
+        size = self.world * int(send.shape[0])
+        buf = self._copies.get(send.dtype.str)
+        if buf is None or buf.shape[0] != size:
+            buf = torch.empty(size, dtype=torch.from_numpy(send[:0]).dtype)
+            self._copies[send.dtype.str] = buf
+        buf.numpy().reshape(self.world, -1)[:] = send
+        return buf
 
     def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
         biggest = max(sizes)
