@@ -51,6 +51,8 @@ def lazy_rounds(rank: int, world: int) -> dict[str, Any]:
         assert res.output is not None
         outputs.append(res.output.tobytes())
         stats.append(ex.stats.as_dict())
+    assert ex.lazy is not None
+    before = ex.lazy.state_dict()
     bad = ex.round(None, step=ROUNDS, nonfinite=(rank == world - 1))
     return {
         "outputs": outputs,
@@ -58,5 +60,6 @@ def lazy_rounds(rank: int, world: int) -> dict[str, Any]:
         "bounds": ex.bounds,
         "owned": codec.owned.copy(),
         "aborted": bad.output is None,
-        "lazy": ex.lazy.state_dict() if ex.lazy is not None else None,
+        "lazy": ex.lazy.state_dict(),
+        "lazy_before_abort": before,
     }

@@ -100,7 +100,8 @@ def test_lazy_downlink_matches_the_owner_bookkeeping(world: int) -> None:
         assert got["outputs"] == ref["outputs"]  # and the reference's, round by round
         s, e = got["bounds"][r]
         np.testing.assert_array_equal(got["owned"], ref["exact"][s:e])  # S_j kept exactly
-        assert got["aborted"]
+        assert got["aborted"]  # a non-finite round decides nothing
+        assert got["lazy_before_abort"] == got["lazy"]
         assert got["lazy"]["deferred"] == len(defer)
     before = {"downlink_rounds": 0, "downlink_received": 0}
     for k, st in enumerate(ranks[0]["stats"]):
@@ -140,11 +141,10 @@ def _hook(world: int, runs: list[dict[str, Any]]) -> list[list[Any]]:
 _LAZY = {"method": "laq", "kwargs": {"bits": 4, "lazy_downlink": 1.0}, "lr": 0.05}
 
 
-@pytest.mark.parametrize("world", [2, 4])
-def test_hook_replicas_identical_and_downlinks_deferred(world: int) -> None:
-    res = _hook(world, [{**_LAZY, "steps": 20}])
-    stats = [res[r][0]["stats"] for r in range(world)]
-    for r in range(world):
+def _check_replicas(res: list[list[Any]]) -> None:
+    """Every rank returned the same averages and deferred the same downlinks, some of them."""
+    stats = [res[r][0]["stats"] for r in range(len(res))]
+    for r in range(len(res)):
         np.testing.assert_array_equal(res[r][0]["grads"], res[0][0]["grads"])
         np.testing.assert_array_equal(res[r][0]["params"], res[0][0]["params"])
         assert stats[r]["downlink_rounds"] == stats[0]["downlink_rounds"]
@@ -153,8 +153,13 @@ def test_hook_replicas_identical_and_downlinks_deferred(world: int) -> None:
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
+def test_hook_replicas_identical_at_4_ranks() -> None:
+    _check_replicas(_hook(4, [{**_LAZY, "steps": 20}]))
+
+
 def test_hook_resume_with_lazy_downlink_is_exact() -> None:
     full = _hook(2, [{**_LAZY, "steps": 16, "checkpoint_at": 7}])
+    _check_replicas(full)  # 2 ranks
     ck = {**full[0][0]["checkpoint"], "hook": [full[r][0]["checkpoint"]["hook"] for r in range(2)]}
     assert "lazy_downlink" in ck["hook"][0]["exchange"]
     resumed = _hook(2, [{**_LAZY, "steps": 16, "resume_from": ck}])
