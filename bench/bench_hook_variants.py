@@ -89,6 +89,7 @@ def _parts(st: dict[str, Any], steps: int) -> dict[str, Any]:
     return {
         "recv_parts_per_step": {k: v / steps for k, v in parts.items()},
         "rounds_with_uploads": st["rounds_with_uploads"] / steps,
+        "downlink_rounds": st.get("downlink_rounds", st["rounds_with_uploads"]) / steps,
         "uploads_all_ranks": st["uploads_all_ranks"] / steps,
     }
 

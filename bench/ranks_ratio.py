@@ -9,7 +9,8 @@ Usage (the reports of the same model, seed and variants at 2 and 4 ranks)::
 
 For every (model, seed, variant) present at both widths it prints rank 0's skip rate, the
 skip rate of all ranks (``1 - uploads_all_ranks / N``), the share of steps in which some rank
-uploaded (only those move a downlink), the received KB per step (the trainer's meter over the
+uploaded and the share that moved a downlink (the same unless a lazy downlink deferred
+some), the received KB per step (the trainer's meter over the
 steps after its timing warm-up) and the ratio of the normalized figures, then per phase
 (control with the slots' lengths, phase-1 uplink chunks, phase-2 publications, their
 padding; the hook's ``stats()`` over every compressed step) the normalized bytes at 2 and 4
@@ -69,6 +70,10 @@ def compare(paths: list[str]) -> list[dict[str, Any]]:
                 "skipped_rank0": [a["skipped"], b["skipped"]],
                 "skipped_all_ranks": [1.0 - ua, 1.0 - ub],
                 "rounds_with_uploads": [a["rounds_with_uploads"], b["rounds_with_uploads"]],
+                # reports from before the lazy downlink: every round with an upload
+                "downlink_rounds": [
+                    x.get("downlink_rounds", x["rounds_with_uploads"]) for x in (a, b)
+                ],
                 "recv_kb_per_step": [a["recv_kb_per_step"], b["recv_kb_per_step"]],
                 "ratio": _norm(b["recv_kb_per_step"], 4) / _norm(a["recv_kb_per_step"], 2),
                 "ratio_hook_stats": _norm(pb["total"], 4) / total_a,
@@ -95,14 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(args.reports)
     head = (
         "| model, seed | variant | skipped rank 0, 2 / 4 ranks | all ranks | steps with uploads "
-        "| recv KB/step | ratio | uplink at 2-rank rate | acc - no hook (points) |"
+        "| with a downlink | recv KB/step | ratio | uplink at 2-rank rate "
+        "| acc - no hook (points) |"
     )
-    print(head + "\n" + "|---" * 9 + "|")
+    print(head + "\n" + "|---" * 10 + "|")
     for r in rows:
         print(
             f"| {r['model']}, {r['seed']} | `{r['variant'].removeprefix('laqstate:')}` "
             f"| {_pair(r['skipped_rank0'], '.0%')} | {_pair(r['skipped_all_ranks'], '.0%')} "
-            f"| {_pair(r['rounds_with_uploads'], '.0%')} | {_pair(r['recv_kb_per_step'], '.1f')} "
+            f"| {_pair(r['rounds_with_uploads'], '.0%')} | {_pair(r['downlink_rounds'], '.0%')} "
+            f"| {_pair(r['recv_kb_per_step'], '.1f')} "
             f"| **{r['ratio']:.3f}x** | {r['ratio_uplink_at_2rank_rate']:.3f}x "
             f"| {_pair(r['acc_vs_allreduce_points'], '+.1f')} |"
         )

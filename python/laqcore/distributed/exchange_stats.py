@@ -46,6 +46,9 @@ class ExchangeStats:
     #: all-gather): the rounds with a second downlink collective (:mod:`.slots`).
     sized_rounds: int = 0
     tail_rounds: int = 0
+    #: Rounds with a downlink (every round with an upload, unless a lazy downlink,
+    #: :mod:`.lazy_downlink`, deferred some).
+    downlink_rounds: int = 0
 
     @property
     def bytes_received(self) -> int:

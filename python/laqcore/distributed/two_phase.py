@@ -38,7 +38,7 @@ sizes of the tensors each collective filled.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,9 @@ from .errors import PeerFailureError
 from .exchange_stats import ExchangeStats, RoundResult
 from .slicing import chunk_bounds
 from .slots import SIZE_HEADER, gather_slotted, propose_capacity
+
+if TYPE_CHECKING:
+    from .lazy_downlink import LazyDownlink
 
 __all__ = [
     "ChunkCodec",
@@ -128,6 +131,9 @@ class TwoPhaseExchange:
         Where the byte buffers live: ``None`` picks ``cuda`` for NCCL, ``cpu`` otherwise.
     control_width : int, optional
         Extra int64s per rank that every round's control all-gather carries (default 0).
+    lazy_downlink : LazyDownlink, optional
+        Owners defer the downlink while it decides so (:mod:`.lazy_downlink`; its values
+        travel with the control); ``None``: publish in every round with an upload.
 
     Examples
     --------
@@ -144,6 +150,7 @@ class TwoPhaseExchange:
         process_group: Any = None,
         device: torch.device | str | None = None,
         control_width: int = 0,
+        lazy_downlink: LazyDownlink | None = None,
     ) -> None:
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError(
@@ -172,6 +179,7 @@ class TwoPhaseExchange:
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
         self._control: dict[int, tuple[npt.NDArray[np.int64], torch.Tensor]] = {}
         self._copies: dict[str, torch.Tensor] = {}  # inputs of host gathers, by dtype
+        self.lazy = lazy_downlink
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -331,9 +339,10 @@ class TwoPhaseExchange:
             ints += [0] * w if chunks is None else [int(c.shape[0]) for c in chunks]
         if self._slotted:
             ints.append(propose_capacity(self._last_publication))
-        gathered = self._all_gather_ints(ints + extra, tag)
+        lazy = [] if self.lazy is None else self.lazy.values(None if chunks is None else upload)
+        gathered = self._all_gather_ints(ints + lazy + extra, tag)
         statuses = [g[0] for g in gathered]
-        controls = [g[len(ints) :] for g in gathered]
+        controls = [g[len(ints) + len(lazy) :] for g in gathered]
         if on_control is not None:
             on_control(statuses, controls)
         st.rounds += 1
@@ -342,19 +351,26 @@ class TwoPhaseExchange:
         if bad and abort_on_nonfinite:
             return RoundResult(uploaders=[], nonfinite_ranks=bad, control=controls)
         codec.start_round()
-        if not uploaders:
+        k, lazy_k = len(ints), len(lazy)
+        publish = bool(uploaders)
+        if self.lazy is not None:  # the same values on every rank: the same decision
+            publish = self.lazy.due(uploaders, [g[k : k + lazy_k] for g in gathered])
+        if not uploaders and not publish:
             return RoundResult([], bad, codec.result(out), controls)
-        st.rounds_with_uploads += 1
-        st.uploads += len(uploaders)
-
-        # Phase 1: chunk j of every upload to owner j; an owner's own chunk stays here (it
-        # is a slice of the payload this rank encoded: no frame, no copy).
-        send = chunks if chunks is not None else [_EMPTY] * w
-        recv_sizes = self._uplink_sizes(gathered)
-        got = self._all_to_all(send, recv_sizes, tag)
-        st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
-        st.uplink_received += sum(recv_sizes)
-        codec.receive([own if r == me else got[r] for r in uploaders], step)
+        if uploaders:
+            st.rounds_with_uploads += 1
+            st.uploads += len(uploaders)
+            # Phase 1: chunk j of every upload to owner j; an owner's own chunk stays here (it
+            # is a slice of the payload this rank encoded: no frame, no copy).
+            send = chunks if chunks is not None else [_EMPTY] * w
+            recv_sizes = self._uplink_sizes(gathered)
+            got = self._all_to_all(send, recv_sizes, tag)
+            st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
+            st.uplink_received += sum(recv_sizes)
+            codec.receive([own if r == me else got[r] for r in uploaders], step)
+        if not publish:  # deferred: the replicas stay as they are (lazy downlink)
+            return RoundResult(uploaders, bad, codec.result(out), controls)
+        st.downlink_rounds += 1
 
         # Phase 2: every owner publishes its chunk's change; everyone applies all of them.
         mine = codec.publish(step)

@@ -222,7 +222,9 @@ class HookState:
         ``received_downlink`` (phase 2: the other owners' publications, padding included)
         and ``received_padding`` (the part of ``received_downlink`` that pads them to a
         common size); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
-        others moved nothing) and ``uploads_all_ranks`` (uploads of every rank together).
+        others moved nothing), ``downlink_rounds`` (exchanges with a downlink: those with an
+        upload, less those a lazy downlink deferred) and ``uploads_all_ranks`` (uploads of
+        every rank together).
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
@@ -241,6 +243,7 @@ class HookState:
             out["received_downlink"] = xs.downlink_received
             out["received_padding"] = xs.padding_received
             out["rounds_with_uploads"] = xs.rounds_with_uploads
+            out["downlink_rounds"] = xs.downlink_rounds
             out["uploads_all_ranks"] = xs.uploads
         transport = getattr(self._exchanger, "transport", None)
         if transport is not None:

@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from .._validate import check_choice, check_positive_int
 from ..distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
+from ..distributed.lazy_downlink import LazyDownlink
 from ..distributed.two_phase import ChunkCodec, TwoPhaseExchange
 from ..wire import Payload
 from ._exchange import Averaged
@@ -59,9 +60,11 @@ class TwoPhaseAverage:
     buffers in this exchange (``stats`` of the exchange has the split by phase).
     """
 
-    def __init__(self, process_group: Any, n: int, codec: ChunkCodec) -> None:
+    def __init__(
+        self, process_group: Any, n: int, codec: ChunkCodec, lazy: LazyDownlink | None = None
+    ) -> None:
         self.codec = codec
-        self.exchange = TwoPhaseExchange(n, codec, process_group=process_group)
+        self.exchange = TwoPhaseExchange(n, codec, process_group=process_group, lazy_downlink=lazy)
         self.rounds = 0  # seeds the owners' stochastic re-compression (checkpointed)
 
     def average(
@@ -97,11 +100,16 @@ class TwoPhaseAverage:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = self.codec.state_dict()  # type: ignore[attr-defined]
+        if self.exchange.lazy is not None:
+            state["lazy_downlink"] = self.exchange.lazy.state_dict()
         return {"rounds": self.rounds, **state}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         rounds = check_positive_int(sd["rounds"], "state_dict['exchange']['rounds']", minimum=0)
         self.codec.load_state_dict(sd)  # type: ignore[attr-defined]
+        lazy = self.exchange.lazy
+        if lazy is not None and "lazy_downlink" in sd:  # else a fresh history
+            lazy.load_state_dict(sd["lazy_downlink"])
         self.rounds = rounds
 
 
@@ -114,10 +122,13 @@ def laq_two_phase(
     downlink_block_size: int | None = None,
     *,
     entropy: bool = False,
+    lazy_downlink: tuple[float, int, float] | None = None,
 ) -> TwoPhaseAverage:
-    """The LAQ hook's two-phase exchange (uploads of ``bits`` bits, blockwise or global)."""
+    """The LAQ hook's two-phase exchange (uploads of ``bits`` bits, blockwise or global);
+    ``lazy_downlink``: ``(factor, D, ck)`` of a :class:`LazyDownlink`, or ``None``."""
     codec = LAQChunkCodec(bits, block_size, downlink_bits, downlink_block_size, entropy=entropy)
-    return TwoPhaseAverage(process_group, n, codec)
+    lazy = None if lazy_downlink is None else LazyDownlink(codec, *lazy_downlink)
+    return TwoPhaseAverage(process_group, n, codec, lazy)
 
 
 def compressor_two_phase(

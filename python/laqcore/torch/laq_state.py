@@ -240,6 +240,13 @@ class LAQState(HookState):
         the rule skips fewer uploads the more ranks there are; ``"worker"`` keeps one
         rank's noise on both sides (docs/ddp.md, "Per-worker scale"). Warm-up steps
         record the average under either scale.
+    lazy_downlink : float, default 0.0
+        Two-phase only: ``0`` publishes the aggregate's change in every step in which some
+        rank uploaded; ``c > 0`` lets the owners defer it while a bound on the returned
+        average's error, ``||S - S_hat||^2 / N^2``, is at most ``c`` times the rule's
+        ``sum_d xi_d ||g^{k-d}||^2`` (decided identically on every rank from the control
+        values, no extra collective; nothing is lost, the next publication carries the
+        deferred change). Fewer downlinks, a staler average: docs/ddp.md, "Lazy downlink".
 
     Examples
     --------
@@ -272,6 +279,7 @@ class LAQState(HookState):
         entropy: bool = True,
         error_feedback: float | str = "auto",
         rule_scale: str = "average",
+        lazy_downlink: float = 0.0,
     ) -> None:
         bits = check_bits(bits)
         if isinstance(warmup_steps, str) and warmup_steps == "auto":
@@ -284,6 +292,9 @@ class LAQState(HookState):
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         self.downlink_block_size = check_block_size(downlink_block_size)
         self.entropy = check_bool(entropy, "entropy")
+        self.lazy_downlink = check_real(lazy_downlink, "lazy_downlink", minimum=0.0)
+        if self.lazy_downlink > 0.0 and self.exchange != "two-phase":
+            raise ValueError('lazy_downlink needs exchange="two-phase" (it defers publications)')
         auto_ef = isinstance(error_feedback, str) and error_feedback == "auto"
         self.error_feedback = (
             auto_error_feedback(self.bits)
@@ -357,8 +368,11 @@ class LAQState(HookState):
                 self.downlink_bits,
                 self.downlink_block_size,
             )
-            group, coded = self.process_group, self.entropy
-            return laq_two_phase(group, n, bits, bs, down, down_bs, entropy=coded)
+            group, coded, c = self.process_group, self.entropy, getattr(self, "lazy_downlink", 0.0)
+            lazy = (c, self.rule.D, self.rule.ck) if c > 0.0 else None
+            return laq_two_phase(
+                group, n, bits, bs, down, down_bs, entropy=coded, lazy_downlink=lazy
+            )
         return LAQAllGather(self.process_group, self.server)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
