@@ -17,6 +17,8 @@ _LABEL = {
     "laq": "laqcore LAQ, `LAQState()`",
     "laq_lr": "laqcore LAQ, `LAQState(lr=lr)`",
     "laq2d2": "laqcore LAQ, `LAQState(bits=2, downlink_bits=2, warmup_steps=0)`",
+    "laq_plain": "laqcore LAQ, `LAQState(entropy=False)`",
+    "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
     "rotation": "laqcore rotation",
