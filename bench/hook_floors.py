@@ -114,7 +114,7 @@ def time_collectives(log: SizeLog, steps: int, reps: int, reduce: Any) -> dict[s
     a2a_out = torch.empty(up * (world - 1), dtype=torch.uint8)
     rows_out = [torch.empty(max(row, 1), dtype=torch.uint8) for _ in range(world)]
     rows_in = torch.zeros(max(row, 1), dtype=torch.uint8)
-    # The exchange's host gathers: an all-to-all of ``world`` copies (two_phase.py), and
+    # The exchange's host gathers: an all-to-all of ``world`` copies (distributed/gather.py), and
     # gloo's own all-gather (a ring) for comparison.
     ctrl_copies, ctrl_whole = (
         ctrl_in.repeat(world),

@@ -70,7 +70,7 @@ def _host_gathers(rank: int, world: int) -> list[bool]:
     ]:
         send = np.random.default_rng([SEED, rank, size]).integers(0, 200, size).astype(dtype)
         whole = torch.empty(world * size, dtype=torch.from_numpy(send).dtype)
-        got = ex._gather_into(whole, send, "test gather").copy()
+        got = ex._gather.into(whole, send, "test gather").copy()
         want = [torch.empty(size, dtype=whole.dtype) for _ in range(world)]
         dist.all_gather(want, torch.from_numpy(send))
         same.append(bool(np.array_equal(got, torch.stack(want).numpy())))
@@ -190,3 +190,41 @@ def _rounds(rank: int, world: int, kind: str) -> dict[str, Any]:
         "nonfinite": res.nonfinite_ranks,
         "aborted": res.output is None,
     }
+
+
+GATHER_CASES = [(3, "int64"), (5, "int64"), (77, "uint8"), (1, "uint8"), (77, "uint8"), (9, "f4")]
+
+
+def gather_send(rank: int, size: int, dtype: str) -> np.ndarray:
+    """What ``rank`` contributes to the host-gather case ``(size, dtype)``."""
+    return np.random.default_rng([SEED, rank, size]).integers(0, 200, size).astype(dtype)
+
+
+def host_gather_cases(rank: int, world: int) -> dict[str, Any]:
+    """:class:`~laqcore.distributed.gather.HostGather` (``into``, ``rows``, ``ints``, with a
+    guard that logs the names) beside ``dist.all_gather`` of the same arrays."""
+    import torch
+    import torch.distributed as dist
+
+    from laqcore.distributed.gather import HostGather
+
+    names: list[str] = []
+
+    def guard(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        names.append(what)
+        return fn(*args, **kwargs)
+
+    g = HostGather(None, world, "cpu", guard)
+    got, ring = [], []
+    for i, (size, dtype) in enumerate(GATHER_CASES):
+        send = gather_send(rank, size, dtype)
+        if i % 2:
+            got.append(g.rows(send, f"rows {i}").copy())
+        else:
+            whole = torch.empty(world * size, dtype=torch.from_numpy(send).dtype)
+            got.append(g.into(whole, send, f"into {i}").copy())
+        want = [torch.empty(size, dtype=torch.from_numpy(send).dtype) for _ in range(world)]
+        dist.all_gather(want, torch.from_numpy(send))
+        ring.append(torch.stack(want).numpy())
+    ints = [g.ints([rank, -rank, 7], "ints"), g.ints([rank * 10], "int")]
+    return {"got": got, "ring": ring, "ints": ints, "names": names}

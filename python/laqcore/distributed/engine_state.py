@@ -12,11 +12,12 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 import torch.distributed as dist
 
 from . import checkpoint as ckfmt
 from .errors import ReplicaMismatchError
+from .gather import HostGather
 
 if TYPE_CHECKING:
     from ..driver import Recorder
@@ -35,12 +36,11 @@ _CKPT_FORMAT = "laqcore.engine-checkpoint/1"
 def check_replicas(server: Any, rank: int, k: int) -> None:
     """All-gather the digest of every rank's server replica; raise on every rank if any
     differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
-    mine = torch.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=torch.int64)
-    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, mine)
+    mine = np.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=np.int64)
+    gathered = HostGather(None, dist.get_world_size(), "cpu").rows(mine, "replica digests")
     groups: dict[bytes, list[int]] = {}
-    for r, t in enumerate(gathered):
-        groups.setdefault(t.numpy().tobytes(), []).append(r)
+    for r, row in enumerate(gathered):
+        groups.setdefault(row.tobytes(), []).append(r)
     if len(groups) > 1:
         raise ReplicaMismatchError(sorted(groups.values()), k)
 

@@ -30,10 +30,12 @@ import datetime
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from .errors import PeerFailureError
+from .gather import HostGather
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport"]
 
@@ -156,6 +158,7 @@ class Transport:
         self.pad_tolerance = float(pad_tolerance)
         self.timeout_s = timeout_s
         self.stats = TrafficStats()
+        self._gather = HostGather(process_group, self.world_size, self.device, self._guard)
 
     # -- helpers ------------------------------------------------------------------------
     def _global_rank(self, group_rank: int) -> int:
@@ -215,12 +218,7 @@ class Transport:
         data = b"" if frame is None else bytes(frame)
 
         # Phase 1: everyone learns everyone's status.
-        mine = torch.tensor([status], dtype=torch.int64, device=self.device)
-        gathered = [torch.empty_like(mine) for _ in range(w)]
-        self._guard(
-            f"control all-gather ({tag})", dist.all_gather, gathered, mine, group=self.group
-        )
-        sizes = [int(v) for v in torch.cat(gathered).tolist()]  # one device sync, not W
+        sizes = [g[0] for g in self._gather.ints([status], f"control all-gather ({tag})")]
         st = self.stats
         st.rounds += 1
         st.control_bytes += _CONTROL_ITEM_BYTES * w * (w - 1)
@@ -247,17 +245,15 @@ class Transport:
 
         # Phase 2: move only the uploaders' frames.
         if len(uploaders) == w and padded - real <= self.pad_tolerance * real:
-            mine_buf = self._bytes_tensor(data, biggest)
-            bufs = [torch.empty_like(mine_buf) for _ in range(w)]
-            self._guard(
-                f"payload all-gather ({tag})", dist.all_gather, bufs, mine_buf, group=self.group
-            )
+            mine_buf = np.zeros(biggest, dtype=np.uint8)
+            mine_buf[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+            rows = self._gather.rows(mine_buf, f"payload all-gather ({tag})")
             st.wire_bytes += padded * (w - 1)
             st.padding_bytes += (padded - real) * (w - 1)
             st.bytes_sent += biggest * (w - 1)
             st.bytes_received += biggest * (w - 1)
             for r in range(w):
-                frames[r] = bufs[r][: sizes[r]].cpu().numpy().tobytes()
+                frames[r] = rows[r, : sizes[r]].tobytes()
         else:
             for r in uploaders:
                 buf = self._bytes_tensor(data if r == self.rank else b"", sizes[r])

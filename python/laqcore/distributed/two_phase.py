@@ -48,6 +48,7 @@ import torch.distributed as dist
 from .._validate import check_positive_int
 from .errors import PeerFailureError
 from .exchange_stats import ExchangeStats, RoundResult
+from .gather import HostGather
 from .slicing import chunk_bounds
 from .slots import SIZE_HEADER, gather_slotted, propose_capacity
 
@@ -177,8 +178,7 @@ class TwoPhaseExchange:
         self._slotted = any(codec.downlink_size(j) is None for j in range(self.world))
         self._last_publication = 0  # bytes of this owner's last publication
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
-        self._control: dict[int, tuple[npt.NDArray[np.int64], torch.Tensor]] = {}
-        self._copies: dict[str, torch.Tensor] = {}  # inputs of host gathers, by dtype
+        self._gather = HostGather(process_group, self.world, self.device, self._guard)
         self.lazy = lazy_downlink
 
     # -- collectives ----------------------------------------------------------------------
@@ -199,15 +199,8 @@ class TwoPhaseExchange:
 
     def _all_gather_ints(self, values: list[int], tag: str) -> list[list[int]]:
         """Every rank's ``values`` (the same length on every rank)."""
-        k = len(values)
-        if k not in self._control:
-            whole = torch.zeros(self.world * k, dtype=torch.int64, device=self.device)
-            self._control[k] = (np.zeros(k, dtype=np.int64), whole)
-        mine, whole = self._control[k]
-        mine[:] = values
-        rows = self._gather_into(whole, mine, f"control all-gather ({tag})")
-        self.stats.control_received += _INT64 * k * (self.world - 1)
-        got: list[list[int]] = rows.tolist()
+        got = self._gather.ints(values, f"control all-gather ({tag})")
+        self.stats.control_received += _INT64 * len(values) * (self.world - 1)
         return got
 
     def _all_to_all(
@@ -245,37 +238,8 @@ class TwoPhaseExchange:
     def _gather_rows(self, send: ByteVector, name: str, what: str) -> ByteVector:
         """All-gather of ``send`` (the same size on every rank): one row per rank."""
         whole = self._buffer(name, int(send.shape[0]) * self.world)
-        got: ByteVector = self._gather_into(whole, send, what)
+        got: ByteVector = self._gather.into(whole, send, what)
         return got
-
-    def _gather_into(
-        self, whole: torch.Tensor, send: npt.NDArray[Any], what: str
-    ) -> npt.NDArray[Any]:
-        """All-gather of the host array ``send`` (the same size on every rank) into ``whole``
-        (``world`` times its size, on the exchange's device); its rows, on the host.
-
-        With gloo, an ``all_to_all_single`` of ``send`` to every rank: the same bytes as
-        gloo's all-gather, whose ring of ``world - 1`` dependent hops waits for each next
-        rank to be scheduled (4 ranks on 2 cores: 3.8 ms against 0.9 ms; bench/hook_floors.py).
-        """
-        rows = whole.view(self.world, -1)
-        if self.device.type != "cpu":
-            mine = torch.from_numpy(send).to(self.device)
-            self._guard(what, dist.all_gather, list(rows.unbind(0)), mine, group=self.group)
-            return rows.cpu().numpy()
-        copies = self._host_copies(send)  # send, once per destination (itself included)
-        self._guard(what, dist.all_to_all_single, whole, copies, group=self.group)
-        return rows.numpy()
-
-    def _host_copies(self, send: npt.NDArray[Any]) -> torch.Tensor:
-        """``world`` copies of ``send`` in a reused host tensor (the all-to-all's input)."""
-        size = self.world * int(send.shape[0])
-        buf = self._copies.get(send.dtype.str)
-        if buf is None or buf.shape[0] != size:
-            buf = torch.empty(size, dtype=torch.from_numpy(send[:0]).dtype)
-            self._copies[send.dtype.str] = buf
-        buf.numpy().reshape(self.world, -1)[:] = send
-        return buf
 
     def _all_gather_bytes(self, data: ByteVector, sizes: list[int], tag: str) -> list[ByteVector]:
         biggest = max(sizes)

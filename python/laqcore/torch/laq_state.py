@@ -35,6 +35,7 @@ from .._validate import (
 from ..laq import LAQPayload
 from ..lazy import UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
+from ._defaults import auto_block_size, auto_ck, auto_error_feedback, auto_warmup_steps
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import LazyRule
@@ -57,83 +58,6 @@ def __dir__() -> list[str]:
 
 FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
-
-
-def auto_block_size(bits: int) -> int:
-    """The hook's default radius block for ``bits`` bits: 32 at 1-2 bits, 64 at 3, else 256.
-
-    In minibatch training the innovation ``g_k - q_prev`` is mostly the difference of two
-    minibatch noises, and a block's coordinates round to a grid of step ``2R / (2^b - 1)``
-    set by its largest one. At 2 bits in blocks of 256 the error of the returned average was
-    3x the average itself on the bench CNN (docs/ddp.md, "Low bits") and training diverged;
-    blocks of 32 trained it to the no-hook accuracy. A radius costs 32 bits: 1 bit per
-    coordinate at blocks of 32, 0.125 at 256.
-
-    Examples
-    --------
-    >>> [auto_block_size(b) for b in (1, 2, 3, 4, 8)]
-    [32, 32, 64, 256, 256]
-    """
-    b = check_bits(bits)
-    return 32 if b <= 2 else 64 if b == 3 else 256
-
-
-def auto_ck(bits: int) -> float:
-    """The hook's default rule weight ``ck`` for ``bits`` bits: 1.2 from 4 bits on, else 0.8.
-
-    The rule skips when ``||dQ||^2 < ck mean_d ||g^{k-d}||^2 + err_coef (||eps||^2 +
-    ||eps_hat||^2)``. With minibatch noise in the innovation the paper's 0.8 skipped 22-33%
-    of the uploads on the bench CNN at 4 bits, 1.2 skips 38-42% at the no-hook accuracy
-    (1.6 diverged; docs/ddp.md, "Bytes per step"). At 1-3 bits the error term is a large
-    part of the threshold already, and 1.2 lost 2.5 points on the 2-bit row of
-    tests/test_torch_hook_trainers.py, so those widths keep 0.8.
-
-    Examples
-    --------
-    >>> [auto_ck(b) for b in (2, 3, 4, 8)]
-    [0.8, 0.8, 1.2, 1.2]
-    """
-    return 1.2 if check_bits(bits) >= 4 else 0.8
-
-
-def auto_error_feedback(bits: int) -> float:
-    """The hook's default error-feedback weight for ``bits`` bits: 1 at 1-2 bits, else 0.
-
-    With error feedback the rank adds what its previous steps failed to deliver (its
-    *residual*: the gradient it meant to contribute minus the ``q_prev`` the aggregate holds
-    for it) to the next gradient, so quantization and staleness errors are paid back instead
-    of lost. At 2 bits an upload's quantization error is 10-40% of the innovation and, in
-    minibatch training, about the size of the gradient itself; without the feedback the 2-bit
-    hook lost 1.0-1.3 points on the bench MLP at 2 and 4 ranks, with it every measured 2-bit
-    run ended within 0.3 points and at the no-hook training loss (docs/ddp.md, "Error
-    feedback at 2 bits"). The residual also enters the rule's innovation, so the rule then
-    skips almost nothing: from 3 bits on, where the quantization error is small, the hook
-    keeps the paper's LAQ and its skipping.
-
-    Examples
-    --------
-    >>> [auto_error_feedback(b) for b in (1, 2, 3, 4, 8)]
-    [1.0, 1.0, 0.0, 0.0, 0.0]
-    """
-    return 1.0 if check_bits(bits) <= 2 else 0.0
-
-
-def auto_warmup_steps(bits: int) -> int:
-    """The hook's default number of plain all-reduce steps first: 10 at 1-2 bits, else 0.
-
-    From 3 bits on the hook compresses from the first iteration, as the paper's LAQ and the
-    simulator do (the warm-up sets neither ``q_prev`` nor the aggregate, and the rule's
-    weights already cover a short history); on a link-bound model the 10 all-reduce steps
-    were 62-65% of LAQ's time to a target. At 2 bits the first steps are fragile: without
-    the warm-up one of eight bench runs lost 2.7 points (the CNN at seed 0), with it every
-    2-bit run ended within 0.3 points of no hook (docs/ddp.md, "Warm-up").
-
-    Examples
-    --------
-    >>> [auto_warmup_steps(b) for b in (1, 2, 3, 4, 8)]
-    [10, 10, 0, 0, 0]
-    """
-    return 10 if check_bits(bits) <= 2 else 0
 
 
 def _norm_sq(x: torch.Tensor) -> float:
