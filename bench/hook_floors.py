@@ -42,7 +42,6 @@ import datetime
 import json
 import os
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -103,6 +102,8 @@ def time_collectives(log: SizeLog, steps: int, reps: int, reduce: Any) -> dict[s
     import torch
     import torch.distributed as dist
 
+    import profile_laq_hook as prof
+
     world, rank = dist.get_world_size(), dist.get_rank()
     k = round(_agreed([float(v) for v in log.control], reduce))
     up = round(_agreed(log.uplink, reduce))
@@ -141,14 +142,7 @@ def time_collectives(log: SizeLog, steps: int, reps: int, reduce: Any) -> dict[s
     med: dict[str, float] = {}
     for name, op in [*ops.items(), ("sequence", seq), *rings.items()]:
         dist.barrier()
-        for _ in range(10):
-            op()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            op()
-            times.append(time.perf_counter() - t0)
-        med[name] = 1e3 * float(np.median(times))
+        med[name] = prof.median_ms(op, reps, warmup=10)
     calls = {
         "control all-gather": len(log.control) / steps,
         "uplink all-to-all": len(log.uplink) / steps,

@@ -150,14 +150,20 @@ def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> None:
     dist.destroy_process_group()
 
 
-def _median_ms(fn: Any, reps: int = 21) -> float:
-    fn()
+def median_ms(fn: Any, reps: int = 21, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in ms over ``reps`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return round(1e3 * float(np.median(times)), 3)
+    return 1e3 * float(np.median(times))
+
+
+def _median_ms(fn: Any, reps: int = 21) -> float:
+    return round(median_ms(fn, reps), 3)
 
 
 def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:

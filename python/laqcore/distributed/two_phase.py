@@ -305,8 +305,9 @@ class TwoPhaseExchange:
             ints.append(propose_capacity(self._last_publication))
         lazy = [] if self.lazy is None else self.lazy.values(None if chunks is None else upload)
         gathered = self._all_gather_ints(ints + lazy + extra, tag)
+        k, lazy_end = len(ints), len(ints) + len(lazy)  # a row: ints, lazy values, extra
         statuses = [g[0] for g in gathered]
-        controls = [g[len(ints) + len(lazy) :] for g in gathered]
+        controls = [g[lazy_end:] for g in gathered]
         if on_control is not None:
             on_control(statuses, controls)
         st.rounds += 1
@@ -315,10 +316,9 @@ class TwoPhaseExchange:
         if bad and abort_on_nonfinite:
             return RoundResult(uploaders=[], nonfinite_ranks=bad, control=controls)
         codec.start_round()
-        k, lazy_k = len(ints), len(lazy)
         publish = bool(uploaders)
         if self.lazy is not None:  # the same values on every rank: the same decision
-            publish = self.lazy.due(uploaders, [g[k : k + lazy_k] for g in gathered])
+            publish = self.lazy.due(uploaders, [g[k:lazy_end] for g in gathered])
         if not uploaders and not publish:
             return RoundResult([], bad, codec.result(out), controls)
         if uploaders:
