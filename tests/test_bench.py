@@ -245,6 +245,35 @@ def test_pool_rounds_takes_medians_and_keeps_every_round():
     assert goal["met"] and goal["detail"].startswith("1.05x (medians; round by round 1.20x, 1.00x")
 
 
+def test_hook_seeds_compares_each_seed_with_its_own_no_hook_run():
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import hook_seeds
+
+    def report(seed: int, base_acc: float, laq_acc: float, skipped: float) -> dict:
+        hooks = {
+            "allreduce": {"test_acc": base_acc, "recv_kb": 340.0},
+            "laq": {"test_acc": laq_acc, "recv_kb": 28.0 + seed, "skipped_frac": skipped},
+            "fp16": {"error": "aborted"},  # a failed run is left out of its seed only
+        }
+        return {"args": {"seed": seed}, "table": {"cnn/2": {"hooks": hooks}}}
+
+    reps = [report(0, 0.99, 0.98, 0.30), report(1, 0.97, 0.97, 0.40)]
+    data = hook_seeds.collect(reps)
+    laq = data["cnn/2"]["laq"]
+    assert laq["acc_delta"] == pytest.approx([-1.0, 0.0])  # points vs the same seed's run
+    assert laq["skipped"] == pytest.approx([30.0, 40.0])
+    assert "fp16" not in data["cnn/2"]
+    text = hook_seeds.markdown(data, [0, 1])
+    assert (
+        "| laqcore LAQ, `LAQState()` | 97.5 ± 0.7 | -0.5 ± 0.7 | -1.0 | 28.5 ± 0.7 | 35 ± 7 |"
+        in text
+    )
+    with pytest.raises(ValueError, match="no-hook"):
+        hook_seeds.collect(
+            [{"table": {"cnn/2": {"hooks": {"laq": reps[0]["table"]["cnn/2"]["hooks"]["laq"]}}}}]
+        )
+
+
 def test_tc_goals_read_model_keys():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import hook_report
