@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from typing import Any
 
@@ -88,6 +89,65 @@ def compare(paths: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, standard deviation and extremes over seeds, per (model, variant): the ratio, the
+    received KB per step and the accuracy against no hook at 2 and at 4 ranks."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["variant"]), []).append(r)
+
+    def stat(vals: list[float]) -> dict[str, float]:
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return {"mean": statistics.fmean(vals), "sd": sd, "min": min(vals), "max": max(vals)}
+
+    out = []
+    for (model, variant), rs in sorted(groups.items()):
+        entry: dict[str, Any] = {
+            "model": model,
+            "variant": variant,
+            "seeds": [r["seed"] for r in rs],
+        }
+        entry["ratio"] = stat([r["ratio"] for r in rs])
+        for i, n in enumerate((2, 4)):
+            entry[f"recv_kb_{n}"] = stat([r["recv_kb_per_step"][i] for r in rs])
+            accs = [r["acc_vs_allreduce_points"][i] for r in rs]
+            if all(a is not None for a in accs):
+                entry[f"acc_{n}"] = stat(accs)
+            entry[f"skipped_{n}"] = stat([100.0 * r["skipped_all_ranks"][i] for r in rs])
+        out.append(entry)
+    return out
+
+
+def _ms(e: dict[str, Any], k: str, fmt: str) -> str:
+    """``mean ± sd`` of the statistic ``k`` of a summary entry, ``-`` where it is missing."""
+    return f"{e[k]['mean']:{fmt}} ± {e[k]['sd']:.1f}" if k in e else "-"
+
+
+def _acc(e: dict[str, Any], k: str) -> str:
+    """Accuracy against no hook: ``mean ± sd [worst seed]``."""
+    return f"{_ms(e, k, '+.1f')} [{e[k]['min']:+.1f}]" if k in e else "-"
+
+
+def _seeds_md(summary: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "over seeds (mean ± sd; ratio: [min, max]; accuracy: worst seed in brackets):",
+        "| model | variant | seeds | ratio 4 / 2 ranks | recv KB/step, 2 / 4 ranks "
+        "| skipped (%), 2 / 4 ranks | acc - no hook, 2 ranks | acc - no hook, 4 ranks |",
+        "|---" * 8 + "|",
+    ]
+    for e in summary:
+        r = e["ratio"]
+        lines.append(
+            f"| {e['model']} | `{e['variant'].removeprefix('laqstate:')}` | {len(e['seeds'])} "
+            f"| **{r['mean']:.3f}x** ± {r['sd']:.3f} [{r['min']:.3f}, {r['max']:.3f}] "
+            f"| {_ms(e, 'recv_kb_2', '.1f')} / {_ms(e, 'recv_kb_4', '.1f')} "
+            f"| {_ms(e, 'skipped_2', '.0f')} / {_ms(e, 'skipped_4', '.0f')} "
+            f"| {_acc(e, 'acc_2')} | {_acc(e, 'acc_4')} |"
+        )
+    return lines
+
+
 def _pair(v: list[Any], fmt: str) -> str:
     return " / ".join("-" if x is None else format(x, fmt) for x in v)
 
@@ -117,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         parts = ", ".join(f"{k} {_pair(v, '.0f')}" for k, v in r["normalized_parts"].items())
         print(f"  {r['model']} s{r['seed']} {r['variant'].removeprefix('laqstate:')}: {parts}")
+    summary = over_seeds(rows)
+    if any(len(e["seeds"]) > 1 for e in summary):
+        print("\n".join(_seeds_md(summary)))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)

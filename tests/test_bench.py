@@ -274,6 +274,35 @@ def test_hook_seeds_compares_each_seed_with_its_own_no_hook_run():
         )
 
 
+def test_ranks_ratio_summarizes_over_seeds():
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import ranks_ratio
+
+    def row(seed: int, ratio: float, acc4: float) -> dict:
+        return {
+            "model": "cnn",
+            "seed": seed,
+            "variant": "laqstate:{}",
+            "ratio": ratio,
+            "recv_kb_per_step": [6.0 + seed, 10.0],
+            "skipped_all_ranks": [0.4, 0.3],
+            "acc_vs_allreduce_points": [0.0, acc4],
+        }
+
+    (e,) = ranks_ratio.over_seeds([row(0, 1.2, -1.0), row(1, 1.0, 1.0), row(2, 1.1, 0.0)])
+    assert e["seeds"] == [0, 1, 2]
+    assert e["ratio"] == pytest.approx({"mean": 1.1, "sd": 0.1, "min": 1.0, "max": 1.2})
+    assert e["recv_kb_2"]["mean"] == pytest.approx(7.0) and e["skipped_4"]["mean"] == pytest.approx(
+        30.0
+    )
+    assert e["acc_4"]["min"] == -1.0 and e["acc_4"]["mean"] == pytest.approx(0.0)
+    (line,) = ranks_ratio._seeds_md([e])[4:]
+    assert line.startswith(
+        "| cnn | `{}` | 3 | **1.100x** ± 0.100 [1.000, 1.200] | 7.0 ± 1.0 / 10.0 ± 0.0"
+    )
+    assert line.endswith("| +0.0 ± 0.0 [+0.0] | +0.0 ± 1.0 [-1.0] |")
+
+
 def test_tc_goals_read_model_keys():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import hook_report
