@@ -35,11 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hook_report import _LABEL  # noqa: E402
 
 
-def _stats(vals: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+def spread(vals: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for a single value), minimum and maximum over seeds
+    (all NaN for no value). Also used by bench/ranks_ratio.py."""
     if not vals:
-        return math.nan, math.nan
-    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return dict.fromkeys(("mean", "sd", "min", "max"), math.nan)
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return {"mean": statistics.fmean(vals), "sd": sd, "min": min(vals), "max": max(vals)}
 
 
 def collect(reports: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float]]]]:
@@ -79,14 +81,13 @@ def markdown(data: dict[str, dict[str, dict[str, list[float]]]], seeds: list[Any
             "|---|---:|---:|---:|---:|---:|",
         ]
         for name, m in hooks.items():
-            acc, acc_sd = _stats(m["acc"])
-            d, d_sd = _stats(m["acc_delta"])
-            kb, kb_sd = _stats(m["recv_kb"])
-            sk = m.get("skipped")
-            sk_txt = "-" if sk is None else "{:.0f} ± {:.0f}".format(*_stats(sk))
+            acc, d, kb = spread(m["acc"]), spread(m["acc_delta"]), spread(m["recv_kb"])
+            sk = None if "skipped" not in m else spread(m["skipped"])
+            sk_txt = "-" if sk is None else f"{sk['mean']:.0f} ± {sk['sd']:.0f}"
             lines.append(
-                f"| {_LABEL.get(name, name)} | {acc:.1f} ± {acc_sd:.1f} | {d:+.1f} ± {d_sd:.1f} "
-                f"| {min(m['acc_delta']):+.1f} | {kb:.1f} ± {kb_sd:.1f} | {sk_txt} |"
+                f"| {_LABEL.get(name, name)} | {acc['mean']:.1f} ± {acc['sd']:.1f} "
+                f"| {d['mean']:+.1f} ± {d['sd']:.1f} | {d['min']:+.1f} "
+                f"| {kb['mean']:.1f} ± {kb['sd']:.1f} | {sk_txt} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from typing import Any
 
@@ -92,13 +91,11 @@ def compare(paths: list[str]) -> list[dict[str, Any]]:
 def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, standard deviation and extremes over seeds, per (model, variant): the ratio, the
     received KB per step and the accuracy against no hook at 2 and at 4 ranks."""
+    from hook_seeds import spread as stat  # bench/ is on the path (script or tests)
+
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["variant"]), []).append(r)
-
-    def stat(vals: list[float]) -> dict[str, float]:
-        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        return {"mean": statistics.fmean(vals), "sd": sd, "min": min(vals), "max": max(vals)}
 
     out = []
     for (model, variant), rs in sorted(groups.items()):
