@@ -385,8 +385,32 @@ def test_worker_scale_checkpoints_and_old_pickles(group: None) -> None:
 
 
 def test_bad_rule_scale_is_a_clear_error() -> None:
-    assert LAQState().rule.scale == "average"  # the default: the paper's rule
+    assert LAQState().rule.scale == "worker"  # the default (docs/ddp.md, "Per-worker scale")
+    assert LAQState(rule_scale="average").rule.scale == "average"  # the paper's rule
     with pytest.raises(ValueError, match="scale"):
         LAQState(rule_scale="local")
     with pytest.raises(TypeError, match="scale"):
         LAQState(rule_scale=1)  # type: ignore[arg-type]
+
+
+def test_stale_cap_default_and_bad_values() -> None:
+    assert LAQState().rule.stale_cap == 4.0  # docs/ddp.md, "Stale cap"
+    assert LAQState(stale_cap=None).rule.stale_cap is None  # the paper's rule
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="stale_cap"):
+            LAQState(stale_cap=bad)
+    with pytest.raises(TypeError, match="stale_cap"):
+        LAQState(stale_cap="4")  # type: ignore[arg-type]
+
+
+def test_stale_cap_formula() -> None:
+    """``capped``: upload iff ``||dQ||^2 > stale_cap ||g_m||^2`` (never without a cap)."""
+    from laqcore.torch._rule import LazyRule
+
+    args = dict(D=10, ck=1.2, err_coef=1.0, noise_weight=0.0, noise_decay=0.9, t_bar=10)
+    args.update(safeguard_patience=5, safeguard_growth=4.0)
+    rule = LazyRule(**args, stale_cap=4.0)  # type: ignore[arg-type]
+    assert not rule.capped(4.0, 1.0)  # at the cap: may skip
+    assert rule.capped(4.0 + 1e-9, 1.0)
+    assert rule.capped(1.0, 0.0)  # a zero gradient keeps no nonzero stale contribution
+    assert not LazyRule(**args).capped(1e30, 1.0)  # type: ignore[arg-type]

@@ -178,6 +178,8 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
         "t_bar": 100,  # Params.t_bar above
         "safeguard_patience": 10**6,
         "downlink_bits": None,  # the two-phase exchange with an exact downlink
+        "rule_scale": "average",  # the paper's history: the averaged gradients
+        "stale_cap": None,  # the paper's rule has no cap on the stale contribution
     }
     outs = run_processes(ht.given_gradients, world, grads, kwargs, deadline_s=120)
     got = [[outs[m].result["uploads"][k] for m in range(world)] for k in range(steps)]
@@ -185,6 +187,36 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
     assert 0 < sum(not u for row in want for u in row)  # the rule did skip
     for o in outs:
         np.testing.assert_array_equal(o.result["aggregate"], server.aggregate)
+
+
+def test_stale_cap_uploads_when_the_gradients_collapse_after_a_spike() -> None:
+    """Five steps of large gradients, then a hundredfold smaller ones: the paper's threshold
+    (past norms only) lets both ranks keep the spike's gradient in the aggregate; with
+    ``stale_cap=4`` they upload at the drop and the returned average follows the gradients
+    (docs/ddp.md, "Stale cap")."""
+    steps, world, dim = 10, 2, 64
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((world, dim))
+    scale = np.where(np.arange(steps) < 5, 10.0, 0.1)[:, None, None]
+    grads = base[None] * scale + 0.001 * rng.standard_normal((steps, world, dim))
+    grads = grads.astype(np.float32)
+    kwargs: dict[str, Any] = {"bits": 8, "ck": 4.0, "err_coef": 0.0, "downlink_bits": None}
+    kwargs.update(safeguard_patience=10**6, t_bar=100)
+    runs = {}
+    for cap in (None, 4.0):
+        outs = run_processes(ht.given_gradients, world, grads, kwargs | {"stale_cap": cap})
+        runs[cap] = outs
+    # The drop (step 5): no cap, both ranks skip and the average repeats the spike's.
+    assert [o.result["uploads"][5] for o in runs[None]] == [False, False]
+    np.testing.assert_array_equal(
+        runs[None][0].result["means"][5], runs[None][0].result["means"][4]
+    )
+    # The cap: both upload, and the average is the small gradients' (8-bit error only).
+    assert [o.result["uploads"][5] for o in runs[4.0]] == [True, True]
+    mean5 = runs[4.0][0].result["means"][5]
+    np.testing.assert_allclose(mean5, grads[5].mean(0), atol=0.02 * np.abs(grads[5]).max())
+    # Small innovations after the drop may still skip under the cap.
+    assert not all(all(o.result["uploads"][6:]) for o in runs[4.0])
 
 
 def test_error_feedback_adds_what_the_aggregate_still_lacks() -> None:

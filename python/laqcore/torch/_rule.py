@@ -44,6 +44,16 @@ squared norm has grown by ``safeguard_growth`` since the start of that streak, i
 (counted in ``stats()["safeguard_uploads"]``): a stale aggregate cannot silently drive
 training away. ``t_bar`` still forces an upload after that many skips.
 
+Stale cap. The threshold looks only at past steps. After a spike of the gradients (momentum
+SGD at a large step size can catapult ``||g||^2`` up a hundredfold for a few steps and back)
+it stays high for up to ``D`` steps while the gradients are small again, so every rank may
+keep in the aggregate a contribution ``q_prev`` many times its current gradient; the
+returned average then repeats the spike's gradient, and under ``scale="average"`` its norm
+re-enters the history and prolongs the skips. ``stale_cap = c`` lets a rank skip only while
+``||dQ||^2 <= c ||g_m^k||^2``, i.e. its stale contribution is within ``sqrt(c) ||g_m^k||`` of
+its current gradient, a bound the past cannot loosen. It costs one norm, only in steps that
+would skip (docs/ddp.md, "Stale cap", has the trace and the measurements behind ``c = 4``).
+
 The constants carry the library's names (docs/algorithms.md, "LAQ"): ``t_bar`` (forced
 upload after that many skips) and ``err_coef`` (weight of the quantization-error term).
 """
@@ -92,6 +102,9 @@ class LazyRule:
         What the history holds: the squared norms of the averaged gradients returned
         (``"average"``, the paper's) or of this rank's own gradients (``"worker"``, the
         per-worker scale; the module docstring).
+    stale_cap : float or None
+        Largest ``||dQ||^2 / ||g_m||^2`` at which this rank may skip (``None``: no cap; the
+        module docstring, "Stale cap").
     """
 
     def __init__(
@@ -106,6 +119,7 @@ class LazyRule:
         safeguard_patience: int,
         safeguard_growth: float,
         scale: str = "average",
+        stale_cap: float | None = None,
     ) -> None:
         self.D = check_positive_int(D, "D")
         self.ck = check_real(ck, "ck", minimum=0.0)
@@ -118,6 +132,9 @@ class LazyRule:
         self.safeguard_patience = check_positive_int(safeguard_patience, "safeguard_patience")
         self.safeguard_growth = check_real(safeguard_growth, "safeguard_growth", minimum=1.0)
         self.scale = check_choice(scale, "scale", SCALES)
+        self.stale_cap = (
+            None if stale_cap is None else check_real(stale_cap, "stale_cap", positive=True)
+        )
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
         self.history = IterateHistory(self.D, None, self.ck)
         self.noise = 0.0  # moving average of ||dQ||^2 one step after an own upload
@@ -133,6 +150,11 @@ class LazyRule:
         """
         noise = self.noise_weight * self.noise if self.noise_samples else 0.0
         return self.history.weighted_sum() + noise
+
+    def capped(self, innov_sq: float, grad_sq: float) -> bool:
+        """``True``: a skip would leave this rank's contribution further than
+        ``sqrt(stale_cap) ||g_m||`` from its current gradient (upload instead)."""
+        return self.stale_cap is not None and innov_sq > self.stale_cap * grad_sq
 
     def watch(self, clock: int) -> bool:
         """Whether the safeguard needs this step's ``||g||^2`` (only in a long streak)."""
@@ -173,6 +195,7 @@ class LazyRule:
             if old in d:
                 d[new] = d.pop(old)
         d.setdefault("scale", "average")  # pickled before the per-worker scale existed
+        d.setdefault("stale_cap", None)  # pickled before the cap existed
         self.__dict__.update(d)
 
     def state_dict(self) -> dict[str, Any]:

@@ -82,10 +82,12 @@ class LAQState(HookState):
         ||dQ||^2 >= sum_d xi_d ||g^{k-d}||^2 + err_coef (||eps||^2 + ||eps_hat||^2)
                     + noise_weight * nu                     or clock >= t_bar
 
-    where ``g^{k-d}`` are the averaged gradients the hook returned (for plain SGD this is the
+    where ``g^{k-d}`` are this rank's recent gradients (``rule_scale="worker"``, the default)
+    or the averaged gradients the hook returned (``"average"``: for plain SGD this is the
     paper's ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2`` exactly, and it
-    stays right for any optimizer), and ``nu`` estimates the minibatch noise floor of the
-    innovation (docs/ddp.md, "The lazy rule"). ``noise_weight=0`` and ``err_coef=3`` give
+    stays right for any optimizer), ``nu`` estimates the minibatch noise floor of the
+    innovation and ``g_m`` is this rank's current gradient (docs/ddp.md, "The lazy rule").
+    ``rule_scale="average"``, ``stale_cap=None``, ``noise_weight=0`` and ``err_coef=3`` give
     the paper's deterministic rule.
 
     Parameters
@@ -156,14 +158,15 @@ class LAQState(HookState):
         contribution to the aggregate still lacks). 0 is the paper's LAQ. ``"auto"``:
         :func:`auto_error_feedback` of ``bits`` (1 at 1-2 bits, 0 from 3 on; docs/ddp.md,
         "Error feedback at 2 bits").
-    rule_scale : {"average", "worker"}, default "average"
-        What the rule's history ``||g^{k-d}||^2`` holds: the squared norms of the averaged
-        gradients the hook returned (``"average"``, the paper's rule) or of this rank's own
-        gradients (``"worker"``). Averaging over M ranks divides the minibatch noise in
-        ``||g||^2`` by M but not the noise in a rank's innovation, so with ``"average"``
+    rule_scale : {"average", "worker"}, default "worker"
+        What the rule's history ``||g^{k-d}||^2`` holds: the squared norms of this rank's
+        own gradients (``"worker"``) or of the averaged gradients the hook returned
+        (``"average"``, the paper's rule). Averaging over M ranks divides the minibatch noise
+        in ``||g||^2`` by M but not the noise in a rank's innovation, so with ``"average"``
         the rule skips fewer uploads the more ranks there are; ``"worker"`` keeps one
-        rank's noise on both sides (docs/ddp.md, "Per-worker scale"). Warm-up steps
-        record the average under either scale.
+        rank's noise on both sides, and a stale aggregate cannot feed its own norm back into
+        the threshold (docs/ddp.md, "Per-worker scale"). Warm-up steps record the average
+        under either scale.
     lazy_downlink : float, default 0.0
         Two-phase only: ``0`` publishes the aggregate's change in every step in which some
         rank uploaded; ``c > 0`` lets the owners defer it while a bound on the returned
@@ -171,6 +174,15 @@ class LAQState(HookState):
         ``sum_d xi_d ||g^{k-d}||^2`` (decided identically on every rank from the control
         values, no extra collective; nothing is lost, the next publication carries the
         deferred change). Fewer downlinks, a staler average: docs/ddp.md, "Lazy downlink".
+        From 4 ranks on, 0.25 keeps the bytes a rank receives from growing with the ranks.
+    stale_cap : float or None, default 4.0
+        A rank skips only while its innovation is at most ``stale_cap`` times its current
+        gradient's squared norm, ``||dQ||^2 <= stale_cap ||g_m||^2``: the stale
+        contribution it leaves in the aggregate stays within ``sqrt(stale_cap) ||g_m||`` of
+        what it would send. The paper's threshold looks at past steps only, so after a
+        spike of the gradients it lets every rank keep a stale contribution many times its
+        current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
+        forces: ``stats()["capped_uploads"]``.
 
     Examples
     --------
@@ -202,8 +214,9 @@ class LAQState(HookState):
         downlink_block_size: int | None = None,
         entropy: bool = True,
         error_feedback: float | str = "auto",
-        rule_scale: str = "average",
+        rule_scale: str = "worker",
         lazy_downlink: float = 0.0,
+        stale_cap: float | None = 4.0,
     ) -> None:
         bits = check_bits(bits)
         if isinstance(warmup_steps, str) and warmup_steps == "auto":
@@ -249,6 +262,7 @@ class LAQState(HookState):
             safeguard_patience=safeguard_patience,
             safeguard_growth=safeguard_growth,
             scale=rule_scale,
+            stale_cap=stale_cap,
         )
         self._upload_rule = UploadRule(
             D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.t_bar, err_coef=self.rule.err_coef
@@ -259,6 +273,7 @@ class LAQState(HookState):
         self._uploaded_last = False
         self._counters["safeguard_uploads"] = 0
         self._counters["stale_uploads"] = 0
+        self._counters["capped_uploads"] = 0
 
     @property
     def q_prev(self) -> FloatVector | None:
@@ -304,15 +319,21 @@ class LAQState(HookState):
 
     # -- the compressed step --------------------------------------------------------------
     def _decide(self, up: LazyUploader, grad: FloatVector, payload: Any) -> tuple[bool, str, float]:
-        """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``), and the safeguard's
-        ``||g||^2`` (0 if not watched). Changes no state."""
+        """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``, ``"capped"``), and
+        the safeguard's ``||g||^2`` (0 if not watched). Changes no state."""
         rule = self.rule
         if up.uploads > 0 and up.clock >= rule.t_bar:
             return True, "stale", 0.0
         grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(up.clock) else 0.0
         if grad_sq > 0.0 and rule.safeguard(grad_sq):
             return True, "safeguard", grad_sq
-        return up.decide(payload, rule.rhs()), "rule", grad_sq
+        if up.decide(payload, rule.rhs()):
+            return True, "rule", grad_sq
+        if rule.stale_cap is not None:
+            own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
+            if rule.capped(float(payload.innov_sq), own_sq):
+                return True, "capped", grad_sq
+        return False, "rule", grad_sq
 
     def _scratch(self, grad: FloatVector) -> FloatVector:
         """The error feedback's second buffer, made at its first use."""
@@ -414,6 +435,7 @@ class LAQState(HookState):
             "safeguard_patience": r.safeguard_patience,
             "safeguard_growth": r.safeguard_growth,
             "scale": r.scale,
+            "stale_cap": getattr(r, "stale_cap", None),
         }
 
 
