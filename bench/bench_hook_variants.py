@@ -36,18 +36,69 @@ def _rank(cfg_path: str) -> None:
 
     named = ht.attach_hook
 
+    with open(cfg_path) as fh:
+        cfg = json.load(fh)
+
     def attach(ddp: Any, name: str, warm: int, lr: float, timer: Any) -> Any:
         if not name.startswith(_PREFIX):
             return named(ddp, name, warm, lr, timer)
         from laqcore.torch import LAQState, laq_hook
 
         state = LAQState(**json.loads(name[len(_PREFIX) :]))
+        if cfg.get("trace", 0) > 0 and int(os.environ["RANK"]) == 0:
+            _trace(state, cfg["trace"])
         ddp.register_comm_hook(state, timer.wrap(laq_hook))
         return state
 
     ht.attach_hook = attach
-    with open(cfg_path) as fh:
-        ht.worker(json.load(fh))
+    ht.worker(cfg)
+
+
+#: Columns of a ``--trace`` row (rank 0, one per compressed step).
+TRACE_COLUMNS = (
+    "step",
+    "clock",
+    "grad_sq",
+    "innov_sq",
+    "rhs",
+    "q_prev_sq",
+    "out_sq",
+    "upload",
+    "why",
+)
+
+
+def _trace(state: Any, steps: int) -> None:
+    """Record the upload test's inputs of ``state`` for its first ``steps`` compressed steps
+    into ``stats()["trace"]`` (rows of TRACE_COLUMNS): ``||g_m||^2`` (the rank's gradient),
+    ``||dQ||^2``, the rule's first term, ``||q_prev||^2`` before the step, the returned
+    average's ``||g||^2`` and the decision. Wraps the instance's methods; the library is
+    unchanged."""
+    import numpy as np
+
+    rows: list[list[Any]] = []
+    decide, step, stats = state._decide, state._step, state.stats
+
+    def sq(x: Any) -> float:
+        return float(np.dot(x.astype(np.float64), x))
+
+    def traced_decide(up: Any, grad: Any, payload: Any) -> Any:
+        res = decide(up, grad, payload)
+        q_sq = 0.0 if up.q_prev is None else sq(up.q_prev)
+        state._row = [up.clock, sq(grad), float(payload.innov_sq), state.rule.rhs(), q_sq]
+        state._row += [None, bool(res[0]), res[1]]
+        return res
+
+    def traced_step(grad: Any) -> Any:
+        state._row = None
+        out = step(grad)
+        if state._row is not None and len(rows) < steps and out is not None:
+            state._row[5] = sq(out)
+            rows.append([state.stats()["steps"], *state._row])
+        return out
+
+    state._decide, state._step = traced_decide, traced_step
+    state.stats = lambda: stats() | {"trace": rows}
 
 
 def _free_port() -> int:
@@ -71,6 +122,7 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
         }
         | _parts(st, steps)
         | ({"curve": [[s, v] for s, _, v in r["evals"]]} if r.get("evals") else {})
+        | ({"trace": st["trace"]} if st.get("trace") else {})
     )
 
 
@@ -115,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="record the loss on the whole training set every CURVE steps (clock paused)",
     )
+    ap.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        help="record rank 0's upload test (TRACE_COLUMNS) for this many compressed steps",
+    )
     args = ap.parse_args(argv)
     variants = json.loads(args.variants)
     runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
@@ -131,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_run": False,
         "runs": runs,
         "eval_every": max(args.curve, 1),
+        "trace": args.trace,
     }
     tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"
     with open(tmp, "w") as fh:

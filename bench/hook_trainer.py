@@ -336,7 +336,9 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
         res["sent_per_step"] = (c1[0] - c0[0]) / n_after
         res["recv_per_step"] = (c1[1] - c0[1]) / n_after
     if state is not None and hasattr(state, "stats"):
-        res["stats"] = {k: _finite(float(v)) for k, v in state.stats().items()}
+        res["stats"] = {
+            k: v if isinstance(v, list) else _finite(float(v)) for k, v in state.stats().items()
+        }
     if scaler is not None:
         res["final_scale"] = float(scaler.get_scale())
     return res

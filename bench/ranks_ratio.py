@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -149,20 +150,17 @@ def _pair(v: list[Any], fmt: str) -> str:
     return " / ".join("-" if x is None else format(x, fmt) for x in v)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("reports", nargs="+", help="bench_hook_variants.py JSON reports")
-    ap.add_argument("--out", default=None, help="JSON with every comparison")
-    args = ap.parse_args(argv)
-    rows = compare(args.reports)
-    head = (
+def report_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-seed table, the bytes by phase and (over several seeds) the summary, as
+    markdown; printed and written beside ``--out`` as ``.md``."""
+    out = [
         "| model, seed | variant | skipped rank 0, 2 / 4 ranks | all ranks | steps with uploads "
         "| with a downlink | recv KB/step | ratio | uplink at 2-rank rate "
-        "| acc - no hook (points) |"
-    )
-    print(head + "\n" + "|---" * 10 + "|")
+        "| acc - no hook (points) |",
+        "|---" * 10 + "|",
+    ]
     for r in rows:
-        print(
+        out.append(
             f"| {r['model']}, {r['seed']} | `{r['variant'].removeprefix('laqstate:')}` "
             f"| {_pair(r['skipped_rank0'], '.0%')} | {_pair(r['skipped_all_ranks'], '.0%')} "
             f"| {_pair(r['rounds_with_uploads'], '.0%')} | {_pair(r['downlink_rounds'], '.0%')} "
@@ -170,16 +168,31 @@ def main(argv: list[str] | None = None) -> int:
             f"| **{r['ratio']:.3f}x** | {r['ratio_uplink_at_2rank_rate']:.3f}x "
             f"| {_pair(r['acc_vs_allreduce_points'], '+.1f')} |"
         )
-    print("\nnormalized bytes per step, 2 / 4 ranks (received / ((N-1)/N)):")
+    out.append("\nnormalized bytes per step, 2 / 4 ranks (received / ((N-1)/N)):")
     for r in rows:
         parts = ", ".join(f"{k} {_pair(v, '.0f')}" for k, v in r["normalized_parts"].items())
-        print(f"  {r['model']} s{r['seed']} {r['variant'].removeprefix('laqstate:')}: {parts}")
+        out.append(f"  {r['model']} s{r['seed']} {r['variant'].removeprefix('laqstate:')}: {parts}")
     summary = over_seeds(rows)
     if any(len(e["seeds"]) > 1 for e in summary):
-        print("\n".join(_seeds_md(summary)))
+        out.extend(_seeds_md(summary))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("reports", nargs="+", help="bench_hook_variants.py JSON reports")
+    ap.add_argument(
+        "--out", default=None, help="JSON with every comparison (and the tables as .md beside)"
+    )
+    args = ap.parse_args(argv)
+    rows = compare(args.reports)
+    text = "\n".join(report_lines(rows))
+    print(text)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(rows, fh, indent=1)
+        with open(os.path.splitext(args.out)[0] + ".md", "w") as fh:
+            fh.write(text + "\n")
     return 0 if rows else 1
 
 

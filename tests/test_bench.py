@@ -366,3 +366,39 @@ def test_hook_floors_smoke(tmp_path):
     assert f["laq_step_needed_ms"]["3x"] == pytest.approx(f["laq_step_needed_ms"]["1x"] / 3)
     assert set(block["laq"]["phases_ms_per_step_mean_over_ranks"]) >= {"hook total"}
     assert "| none/2 |" in out.with_suffix(".md").read_text()
+
+
+def test_hook_variants_trace_records_the_upload_test():
+    """``bench_hook_variants --trace``: one row per compressed step with the test's inputs,
+    ``||q_prev||^2`` before the step and the returned average's norm, in TRACE_COLUMNS."""
+    _bench_hooks_modules()
+    import numpy as np
+
+    import bench_hook_variants as bhv
+    from laqcore.torch import LAQState
+
+    state = LAQState(bits=8, block_size=8)
+    state.uploader, state.server = state._new_state(8)
+    rng = np.random.default_rng(0)
+
+    def fake_step(grad):  # the hook's step without a process group: decide, then commit
+        payload = state.uploader.propose(grad)
+        upload, _, _ = state._decide(state.uploader, grad, payload)
+        state.uploader.commit(payload) if upload else state.uploader.skip()
+        state._counters["steps"] += 1
+        state.rule.record(float(np.dot(grad, grad)), None, False)
+        return grad * 0.5
+
+    state._step = fake_step
+    bhv._trace(state, steps=3)
+    grads = [rng.standard_normal(8).astype(np.float32) for _ in range(5)]
+    for g in grads:
+        state._step(g.copy())
+    rows = state.stats()["trace"]
+    assert len(rows) == 3 and len(rows[0]) == len(bhv.TRACE_COLUMNS)
+    step, clock, grad_sq, innov_sq, rhs, q_sq, out_sq, upload, why = rows[0]
+    assert (step, clock, q_sq, rhs, upload, why) == (1, 0, 0.0, 0.0, True, "rule")
+    assert grad_sq == pytest.approx(float(np.dot(grads[0], grads[0])), rel=1e-6)
+    assert out_sq == pytest.approx(grad_sq / 4, rel=1e-6)  # ||0.5 g||^2
+    assert innov_sq == pytest.approx(grad_sq, rel=0.05)  # q_prev = 0: the 8-bit gradient
+    assert rows[1][5] > 0.0  # q_prev after the first upload

@@ -9,7 +9,8 @@ quantized innovation is small next to the recent movement of the iterates::
 Inside DDP the hook returns the *average* ``g^k = aggregate^k / M``; with plain SGD
 ``theta^{k+1} - theta^k = -alpha g^k``, so the first term is exactly
 ``sum_d xi_d ||g^{k-d}||^2``: the squared norms of the averaged gradients the hook itself
-returned. The hook uses that form (:attr:`LazyRule.history`) for every optimizer. It needs no
+returned. The hook uses gradient norms it observes (:attr:`LazyRule.history`: these, or this
+rank's own under the per-worker scale below) for every optimizer. It needs no
 learning rate and no copy of the parameters, and it cannot be inflated by an optimizer whose
 step is not ``lr x gradient`` (momentum, Adam, weight decay, schedulers): with those, a rule
 on ``||theta^{k+1} - theta^k||^2 / lr^2`` over-estimates the right-hand side, skips almost
@@ -28,10 +29,11 @@ recent steps: the deterministic rule applied to the noise-free part of the innov
 Scale of the right-hand side (``scale``). In minibatch training ``E||g||^2 = ||grad f||^2
 + sigma^2 / (M B)``: averaging over M ranks shrinks the noise in the right-hand side, while
 ``E||dQ_m||^2 ~ 2 sigma^2 / B + drift`` does not shrink, so with ``scale="average"`` (the
-paper's rule, the default) a rank skips fewer uploads the more ranks there are.
+paper's rule, this class's default) a rank skips fewer uploads the more ranks there are.
 ``scale="worker"`` pushes this rank's own gradient ``||g_m^k||^2`` into the history
 instead: ``E||g_m||^2 = ||grad f||^2 + sigma^2 / B`` for any M, so both sides carry one
-rank's minibatch noise and the skip rate no longer falls with M. Justification
+rank's minibatch noise and the skip rate no longer falls with M (``LAQState``'s default).
+Justification
 (docs/ddp.md, "Per-worker scale"): the aggregate's error from the skipped uploads is
 ``(1/M) sum_m e_m``; with ``e_m = b_m + n_m`` (drift plus noise independent across ranks,
 ``E||n_m||^2 = nu_m``) its expected square is at most ``T`` (the paper's budget
