@@ -173,11 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="record rank 0's upload test (TRACE_COLUMNS) for this many compressed steps",
     )
+    ap.add_argument(
+        "--optim-config",
+        default=None,
+        help="one of bench_hooks.OPTIM_CONFIGS (optimizer, autocast, GradScaler) for every run",
+    )
     args = ap.parse_args(argv)
     variants = json.loads(args.variants)
     runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
     if args.curve > 0:  # hook_trainer evaluates every eval_every steps in a reference run
         runs = [r | {"reference": True} for r in runs]
+    if args.optim_config is not None:
+        sys.path.insert(0, HERE)
+        from bench_hooks import OPTIM_CONFIGS
+
+        if args.optim_config not in OPTIM_CONFIGS:
+            ap.error(f"unknown --optim-config; one of {','.join(OPTIM_CONFIGS)}")
+        runs = [r | OPTIM_CONFIGS[args.optim_config] for r in runs]
     cfg = {
         "model": args.model,
         "steps": args.steps,

@@ -61,6 +61,7 @@ HOOKS = (
     "laq_lr",
     "laq2d2",
     "laq_plain",
+    "laq_paper",
 )
 
 # --------------------------------------------------------------------------------------
@@ -149,7 +150,9 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd`` and ``terngrad``
     with every default, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
     rate (``LAQState(lr=lr)``, the README's pattern), ``laq2d2`` with 2-bit uploads, a
-    2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``; ``local`` is
+    2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
+    the paper's rule (the default before the stale cap: ``rule_scale="average"``,
+    ``stale_cap=None``); ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
     """
     if name == "allreduce":
@@ -175,6 +178,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", bits=2, downlink_bits=2, warmup_steps=0)
     elif name == "laq_plain":  # the default without entropy coding (its CPU against its bytes)
         state, hook = make_hook("laq", entropy=False)
+    elif name == "laq_paper":  # the earlier default: the paper's rule on the averages
+        state, hook = make_hook("laq", rule_scale="average", stale_cap=None)
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:
