@@ -383,7 +383,7 @@ def test_hook_variants_trace_records_the_upload_test():
 
     def fake_step(grad):  # the hook's step without a process group: decide, then commit
         payload = state.uploader.propose(grad)
-        upload, _, _ = state._decide(state.uploader, grad, payload)
+        upload, _, _, _ = state._decide(state.uploader, grad, payload)
         state.uploader.commit(payload) if upload else state.uploader.skip()
         state._counters["steps"] += 1
         state.rule.record(float(np.dot(grad, grad)), None, False)

@@ -318,22 +318,25 @@ class LAQState(HookState):
         self.rule.record(sum(_norm_sq(b.buffer) for b in parked), None, False)
 
     # -- the compressed step --------------------------------------------------------------
-    def _decide(self, up: LazyUploader, grad: FloatVector, payload: Any) -> tuple[bool, str, float]:
-        """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``, ``"capped"``), and
-        the safeguard's ``||g||^2`` (0 if not watched). Changes no state."""
+    def _decide(
+        self, up: LazyUploader, grad: FloatVector, payload: Any
+    ) -> tuple[bool, str, float, float]:
+        """Upload or not, why (``"rule"``, ``"stale"``, ``"safeguard"``, ``"capped"``), the
+        safeguard's ``||g||^2`` (0 if not watched) and ``||g||^2`` if either test computed it
+        (else 0; the worker scale's history reuses it). Changes no state."""
         rule = self.rule
         if up.uploads > 0 and up.clock >= rule.t_bar:
-            return True, "stale", 0.0
+            return True, "stale", 0.0, 0.0
         grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(up.clock) else 0.0
         if grad_sq > 0.0 and rule.safeguard(grad_sq):
-            return True, "safeguard", grad_sq
+            return True, "safeguard", grad_sq, grad_sq
         if up.decide(payload, rule.rhs()):
-            return True, "rule", grad_sq
-        if rule.stale_cap is not None:
-            own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
-            if rule.capped(float(payload.innov_sq), own_sq):
-                return True, "capped", grad_sq
-        return False, "rule", grad_sq
+            return True, "rule", grad_sq, grad_sq
+        if rule.stale_cap is None:
+            return False, "rule", grad_sq, grad_sq
+        own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
+        capped = rule.capped(float(payload.innov_sq), own_sq)
+        return capped, "capped" if capped else "rule", grad_sq, own_sq
 
     def _scratch(self, grad: FloatVector) -> FloatVector:
         """The error feedback's second buffer, made at its first use."""
@@ -344,7 +347,7 @@ class LAQState(HookState):
     def _step(self, grad: FloatVector) -> FloatVector | None:
         self.exchanger  # noqa: B018 - creates uploader and server at the first step
         up = typing.cast(LazyUploader, self.uploader)
-        upload, why, grad_sq = False, "rule", 0.0
+        upload, why, grad_sq, norm_sq = False, "rule", 0.0, 0.0
         own_sq: float | None = None  # rule_scale="worker": this rank's ||g_m||^2
         ef = self.error_feedback > 0.0
         if ef and self._residual is not None:
@@ -356,9 +359,9 @@ class LAQState(HookState):
         payload: Any = self._propose(up.propose, grad)
         bad = payload is None
         if not bad:
-            upload, why, grad_sq = self._decide(up, grad, payload)
+            upload, why, grad_sq, norm_sq = self._decide(up, grad, payload)
             if self.rule.scale == "worker":  # the history's ||g_m||^2, before out= overwrites
-                own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
+                own_sq = norm_sq if norm_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
             if ef:  # the exchange overwrites grad; r = (g + w r) - q_prev after the step
                 np.copyto(self._scratch(grad), grad)
         # The average overwrites the flat gradient: nothing reads it after the proposal.
@@ -435,7 +438,7 @@ class LAQState(HookState):
             "safeguard_patience": r.safeguard_patience,
             "safeguard_growth": r.safeguard_growth,
             "scale": r.scale,
-            "stale_cap": getattr(r, "stale_cap", None),
+            "stale_cap": r.stale_cap,
         }
 
 
