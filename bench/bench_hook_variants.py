@@ -123,6 +123,7 @@ def _summary(r: dict[str, Any]) -> dict[str, Any]:
         | _parts(st, steps)
         | ({"curve": [[s, v] for s, _, v in r["evals"]]} if r.get("evals") else {})
         | ({"trace": st["trace"]} if st.get("trace") else {})
+        | ({"scale_changes": r["scale_changes"]} if "scale_changes" in r else {})
     )
 
 
@@ -178,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="one of bench_hooks.OPTIM_CONFIGS (optimizer, autocast, GradScaler) for every run",
     )
+    ap.add_argument(
+        "--detach-scaler",
+        action="store_true",
+        help="do not give laqcore's hook states the GradScaler (grad_scaler=None)",
+    )
     args = ap.parse_args(argv)
     variants = json.loads(args.variants)
     runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
@@ -202,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "eval_every": max(args.curve, 1),
         "trace": args.trace,
+        "attach_scaler": not args.detach_scaler,
     }
     tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"
     with open(tmp, "w") as fh:

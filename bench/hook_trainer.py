@@ -250,6 +250,10 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
     scaler = None
     if amp:
         scaler = torch.amp.GradScaler("cpu", init_scale=float(cfg.get("init_scale", 2.0**16)))
+        # laqcore's hooks follow the scale when given the scaler (PyTorch's have no such
+        # argument); "attach_scaler": false measures them without it.
+        if hasattr(state, "grad_scaler") and cfg.get("attach_scaler", True):
+            state.grad_scaler = scaler
     sampler = DistributedSampler(
         TensorDataset(x_tr, y_tr), num_replicas=world, rank=rank, seed=cfg["seed"], drop_last=True
     )
@@ -270,6 +274,8 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
     evals: list[tuple[int, float, float]] = []  # (step, seconds of training so far, loss)
     c0 = meter.snapshot()
     reached: int | None = None
+    # (step, new scale) each time the GradScaler's scale changed: back-offs after overflows.
+    scale_log: list[tuple[int, float]] = []
     epoch, step = 0, 0
     while step < steps and reached is None:
         sampler.set_epoch(epoch)
@@ -290,7 +296,10 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
                 scaler.scale(loss).backward()
                 timer.end_backward()
                 scaler.step(opt)
+                before = scaler.get_scale()
                 scaler.update()
+                if scaler.get_scale() != before:
+                    scale_log.append((step + 1, float(scaler.get_scale())))
             else:
                 loss.backward()
                 timer.end_backward()
@@ -346,6 +355,7 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
         }
     if scaler is not None:
         res["final_scale"] = float(scaler.get_scale())
+        res["scale_changes"] = scale_log
     return res
 
 

@@ -74,6 +74,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
 
         state, hook = make_hook(spec["method"], **spec.get("kwargs", {}))
         ddp.register_comm_hook(state, hook)
+        if scaler is not None:  # as docs/ddp.md asks: the state follows the scale
+            state.grad_scaler = scaler
     start, scales, checkpoint = 0, [], None
     if spec.get("resume_from") is not None:
         ck = spec["resume_from"]

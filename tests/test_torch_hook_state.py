@@ -414,3 +414,143 @@ def test_stale_cap_formula() -> None:
     assert rule.capped(4.0 + 1e-9, 1.0)
     assert rule.capped(1.0, 0.0)  # a zero gradient keeps no nonzero stale contribution
     assert not LazyRule(**args).capped(1e30, 1.0)  # type: ignore[arg-type]
+
+
+# -- grad_scaler: the state lives in unscaled units --------------------------------------
+# Under a GradScaler the buckets carry s x the gradient and s halves after every overflow.
+# Without the scaler the state (q_prev, aggregate, history, residuals) keeps the units of the
+# scale it was recorded at, so after a back-off every stale contribution returns at twice its
+# value; with it, the run must be exactly the unscaled run, multiplied by s on the way out.
+
+
+class _Scaler:
+    """A stand-in GradScaler: ``get_scale()`` is whatever the test sets."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def get_scale(self) -> float:
+        return self.scale
+
+
+# Powers of two, as GradScaler's (growth 2, back-off 0.5): a back-off, a growth, two more.
+_SCALES = [2.0**16] * 4 + [2.0**15] * 3 + [2.0**16] * 2 + [2.0**14] * 5
+
+
+def _scaled_run(
+    make: Any, scales: list[float] | None, attach: bool
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """The hook's output for one gradient sequence g_k, fed as ``scales[k] g_k`` (or as g_k
+    if ``scales`` is None) and divided by the scale again."""
+    dim = 96
+    module = _Dot(dim, torch.float32)
+    ddp = DDP(module)
+    state, hook = make()
+    scaler = _Scaler(1.0)
+    if attach:
+        state.grad_scaler = scaler
+    ddp.register_comm_hook(state, hook)
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(dim)
+    outs = []
+    for k, s in enumerate(scales or [1.0] * len(_SCALES)):
+        # A slowly drifting gradient with small noise: LAQ skips some uploads.
+        g = base * (1.0 + 0.05 * k) + 0.02 * rng.standard_normal(dim)
+        scaler.scale = s
+        ddp.zero_grad()
+        ddp(torch.tensor(g * s, dtype=torch.float32)).backward()
+        outs.append(module.theta.grad.numpy().astype(np.float64) / s)
+    return outs, state.stats()
+
+
+def _laq() -> tuple[LAQState, Any]:
+    return LAQState(warmup_steps=1, bits=4, block_size=8), laq_hook
+
+
+def _qsgd() -> tuple[QSGDState, Any]:
+    from laqcore.torch import qsgd_hook
+
+    return QSGDState(warmup_steps=1), qsgd_hook
+
+
+@pytest.mark.parametrize("make", [_laq, _qsgd], ids=["laq", "qsgd"])
+def test_grad_scaler_makes_the_run_scale_free(group: None, make: Any) -> None:
+    plain, plain_stats = _scaled_run(make, None, attach=False)
+    scaled, scaled_stats = _scaled_run(make, _SCALES, attach=True)
+    for k, (a, b) in enumerate(zip(plain, scaled)):
+        np.testing.assert_array_equal(b, a, err_msg=f"step {k}")  # exact: powers of two
+    for key in ("uploads", "uploads_skipped", "bytes_sent", "bytes_received"):
+        assert scaled_stats[key] == plain_stats[key], key
+    if make is _laq:
+        assert plain_stats["uploads_skipped"] > 0  # stale contributions were in play
+        # The same scales without the scaler attached: after the first back-off the stale
+        # part of the aggregate is in the old units, and the outputs differ.
+        unaware, _ = _scaled_run(make, _SCALES, attach=False)
+        assert any(not np.array_equal(u, a) for u, a in zip(unaware, plain))
+
+
+def test_grad_scaler_at_a_constant_scale_changes_nothing(group: None) -> None:
+    const = [2.0**16] * len(_SCALES)
+    unaware, s1 = _scaled_run(_laq, const, attach=False)
+    aware, s2 = _scaled_run(_laq, const, attach=True)
+    for a, b in zip(unaware, aware):
+        np.testing.assert_array_equal(a, b)
+    assert s1["uploads"] == s2["uploads"] and s1["bytes_sent"] == s2["bytes_sent"]
+
+
+def _dot_ddp(state: LAQState, module: Any = None) -> tuple[Any, Any]:
+    module = _Dot(16, torch.float32) if module is None else module
+    ddp = DDP(module)
+    ddp.register_comm_hook(state, laq_hook)
+    return module, ddp
+
+
+def test_grad_scaler_bad_values_and_nonfinite_warning(group: None) -> None:
+    with pytest.raises(TypeError, match="grad_scaler must be a torch.amp.GradScaler"):
+        LAQState(grad_scaler="fp16")
+    _, ddp = _dot_ddp(LAQState(warmup_steps=0, block_size=8, grad_scaler=_Scaler(0.0)))
+    with pytest.raises(ValueError, match=r"get_scale\(\) returned 0.0"):
+        ddp(torch.ones(16)).backward()
+    # A non-finite step without a scaler attached: dropped (as all-reduce) and warned once.
+    state = LAQState(warmup_steps=0, block_size=8)
+    module, ddp = _dot_ddp(state)
+    bad = torch.ones(16)
+    bad[3] = float("inf")
+    with pytest.warns(RuntimeWarning, match="attach the scaler"):
+        ddp(bad).backward()
+    assert torch.isnan(module.theta.grad).all() and state.stats()["nonfinite_steps"] == 1
+    ddp.zero_grad()
+    ddp(bad).backward()  # no second warning (filterwarnings = error would raise)
+    assert state.stats()["nonfinite_steps"] == 2
+
+
+def test_grad_scaler_units_are_checked_on_resume(group: None) -> None:
+    """A checkpoint records whether its vectors are unscaled; resuming it in the other units
+    would be off by the loss scale, so the first step refuses (a pickled state drops the
+    scaler, which belongs to the trainer, and must get it back)."""
+    x = torch.linspace(-1.0, 1.0, 16)
+    for saved_with in (True, False):
+        state = LAQState(warmup_steps=1, block_size=8)
+        if saved_with:
+            state.grad_scaler = _Scaler(2.0**8)
+        _, ddp = _dot_ddp(state)
+        for _ in range(3):
+            ddp.zero_grad()
+            ddp(x).backward()
+        sd = state.state_dict()
+        assert sd["unscaled"] is saved_with
+        restored = LAQState(warmup_steps=1, block_size=8)
+        restored.load_state_dict(sd)
+        unpickled = pickle.loads(pickle.dumps(state))
+        assert unpickled.grad_scaler is None
+        for resumed in (restored, unpickled):
+            if not saved_with:
+                resumed.grad_scaler = _Scaler(2.0**8)
+            module, ddp = _dot_ddp(resumed)
+            match = "saved with a grad_scaler" if saved_with else "saved without a grad_scaler"
+            with pytest.raises(ValueError, match=match):
+                ddp(x).backward()
+            resumed.grad_scaler = _Scaler(2.0**8) if saved_with else None  # the right units
+            _, ddp = _dot_ddp(resumed, module)  # a failed backward leaves DDP's reducer broken
+            ddp(x).backward()
+            assert resumed.stats()["steps"] == 3

@@ -197,6 +197,7 @@ _BAD_LAQ_ARGUMENTS = [
     ({"ck": "high"}, TypeError, "ck"),
     ({"exchange": "ring"}, ValueError, "exchange must be one of"),
     ({"exchange": 2}, TypeError, "exchange must be one of"),
+    ({"grad_scaler": 2.0**16}, TypeError, "grad_scaler must be a torch.amp.GradScaler"),
 ]
 
 

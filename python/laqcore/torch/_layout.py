@@ -213,16 +213,21 @@ class BucketLayout:
             self._flat.copy_(torch.cat(views))
         return self._flat
 
-    def scatter(self, parked: list[Parked], flat: torch.Tensor) -> None:
-        """Write the flat stable-order vector back into the bucket buffers."""
+    def scatter(self, parked: list[Parked], flat: torch.Tensor, scale: float = 1.0) -> None:
+        """Write ``scale`` times the flat stable-order vector back into the bucket buffers."""
         views, sizes = self._pieces(parked)
         if self._np_views is not None and flat.device.type == "cpu" and flat.dtype == torch.float32:
             src = flat.numpy()
             start = 0
             for dst, k in zip(self._np_views, sizes):
-                np.copyto(dst, src[start : start + k])
+                if scale == 1.0:
+                    np.copyto(dst, src[start : start + k])
+                else:
+                    np.multiply(src[start : start + k], np.float32(scale), out=dst)
                 start += k
             return
+        if scale != 1.0:
+            flat = flat * scale
         if views[0].device != flat.device or views[0].dtype != flat.dtype:
             flat = flat.to(views[0].device, views[0].dtype, non_blocking=True)
         torch._foreach_copy_(views, list(torch.split(flat, sizes)))

@@ -12,11 +12,24 @@ Per iteration (:meth:`HookState._run`, called by the hook for every bucket):
    gradient was not finite under ``nonfinite="propagate"`` (then every bucket is NaN and
    the state is left as if the step had not happened);
 5. the average is scattered back into the buckets and every parked future completes.
+
+Loss scaling. Under ``torch.amp.GradScaler`` the buckets hold ``s x`` the gradient, and the
+scaler halves ``s`` after every overflow (and doubles it after ``growth_interval`` clean
+steps). A hook whose state persists across steps (quantizer memory, aggregate, the rule's
+history, error-feedback residuals) would otherwise keep it in the units of the scale at which
+it was recorded: after a back-off every stale contribution is worth twice its value, the
+returned average is too large, the larger step overflows again and the scale falls further.
+With ``grad_scaler`` attached the driver divides the gathered gradient by the scale used in
+this backward pass and multiplies the average by it on the way back, so the state lives in
+unscaled units whatever the scaler does. GradScaler's scales are powers of two, so both
+operations are exact: at a constant scale the decisions and bytes are bit-identical to a run
+without the scaler attached.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -71,10 +84,19 @@ class HookState:
         :mod:`laqcore.torch._nonfinite`.
     """
 
-    def __init__(self, process_group: Any, warmup_steps: int, nonfinite: str) -> None:
+    def __init__(
+        self, process_group: Any, warmup_steps: int, nonfinite: str, grad_scaler: Any = None
+    ) -> None:
         self.process_group = process_group
         self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
         self.nonfinite = check_nonfinite(nonfinite)
+        self.grad_scaler = grad_scaler
+        # Whether the state's vectors are in unscaled units (a scaler was attached when they
+        # were recorded); a loaded checkpoint's value is checked against the scaler at the
+        # first compressed step.
+        self._unscaled: bool | None = None
+        self._scale = 1.0  # the loss scale of the iteration in progress
+        self._warned_nonfinite = False
         self.iteration = 0
         self.layout = BucketLayout()
         self._exchanger: GradientExchange | None = None
@@ -85,6 +107,50 @@ class HookState:
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     # -- plumbing -----------------------------------------------------------------------
+    @property
+    def grad_scaler(self) -> Any:
+        """The ``torch.amp.GradScaler`` whose scale the buckets carry, or ``None``.
+
+        Attach it (``grad_scaler=`` or ``state.grad_scaler = scaler``) whenever the trainer
+        uses one: the state then lives in unscaled units, so a back-off after an overflow does
+        not leave every stale contribution at twice its value (module docstring, "Loss
+        scaling"). Anything with a ``get_scale()`` method returning the current scale works.
+        """
+        return self._grad_scaler
+
+    @grad_scaler.setter
+    def grad_scaler(self, scaler: Any) -> None:
+        if scaler is not None and not callable(getattr(scaler, "get_scale", None)):
+            raise TypeError(
+                "grad_scaler must be a torch.amp.GradScaler (or have a get_scale() method), "
+                f"got {type(scaler).__name__}"
+            )
+        self._grad_scaler = scaler
+
+    def _loss_scale(self) -> float:
+        """The scale the buckets of this iteration carry (1 without a scaler)."""
+        if self._grad_scaler is None:
+            return 1.0
+        scale = float(self._grad_scaler.get_scale())
+        if not (math.isfinite(scale) and scale > 0.0):
+            raise ValueError(f"grad_scaler.get_scale() returned {scale}; expected a scale > 0")
+        return scale
+
+    def _check_units(self) -> None:
+        """The state's vectors must be in the units the attached scaler implies."""
+        attached = self._grad_scaler is not None
+        if self._unscaled is not None and self._unscaled != attached:
+            raise ValueError(
+                "this hook state was saved with a grad_scaler attached (its vectors are in "
+                "unscaled units): attach the trainer's GradScaler before the first step "
+                "(state.grad_scaler = scaler)"
+                if self._unscaled
+                else "this hook state was saved without a grad_scaler (its vectors carry the "
+                "loss scale of that run); attaching one now would mix units: resume without "
+                "it, or start a fresh state"
+            )
+        self._unscaled = attached
+
     @property
     def world_size(self) -> int:
         return int(dist.get_world_size(self.process_group))
@@ -116,6 +182,9 @@ class HookState:
         if parked is None:
             return fut
         try:
+            # Scale and units first: an error there leaves the state untouched.
+            self._scale = self._loss_scale()
+            self._check_units()
             self.layout.learn(parked)
             if self.iteration < self.warmup_steps:
                 self._warmup(parked)
@@ -138,7 +207,7 @@ class HookState:
         # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
         # it), which neither counts as warm-up nor feeds the state.
         if not all(is_finite(b.buffer) for b in parked):
-            self._counters["nonfinite_steps"] += 1
+            self._dropped_step()
             return
         self._counters["warmup_steps_done"] += 1
         self.iteration += 1
@@ -147,13 +216,30 @@ class HookState:
     def _compressed(self, parked: list[Parked]) -> None:
         self._check_layout()
         flat = self.layout.gather(parked)
+        if self._scale != 1.0:
+            flat.div_(self._scale)  # the state's units: the unscaled gradient
         out = self._step(flat.numpy())
         if out is None:  # a rank was not finite, policy "propagate": as all-reduce does
-            self._counters["nonfinite_steps"] += 1
+            self._dropped_step()
             poison([b.buffer for b in parked])
             return
         self.iteration += 1
-        self.layout.scatter(parked, torch.from_numpy(out))
+        self.layout.scatter(parked, torch.from_numpy(out), scale=self._scale)
+
+    def _dropped_step(self) -> None:
+        """A non-finite gradient dropped this iteration on every rank ("propagate")."""
+        self._counters["nonfinite_steps"] += 1
+        if self._grad_scaler is None and not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(
+                f"laqcore hook: a non-finite gradient dropped iteration {self.iteration}. If a "
+                "torch.amp.GradScaler produced it, the scaler now halves its scale while this "
+                "hook's state stays in the old scale's units, so stale contributions return "
+                "at twice their value: attach the scaler (grad_scaler=scaler, or "
+                "state.grad_scaler = scaler) and the state follows the scale",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
         """Hook for subclasses that track state during warm-up (buckets hold the average)."""
@@ -265,6 +351,7 @@ class HookState:
             "world_size": self.world_size,
             "rank": self.rank,
             "exchange": ex.state_dict() if ex is not None else self._exchange_state,
+            "unscaled": bool(self._unscaled),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -299,10 +386,15 @@ class HookState:
             for k, v in sd["counters"].items()
         }
         numels = [check_positive_int(v, "state_dict['numels'] entry") for v in sd["numels"]]
+        unscaled = sd.get("unscaled", False)  # absent before grad_scaler existed
+        if not isinstance(unscaled, bool):
+            raise TypeError("state_dict['unscaled'] must be a bool")
         self._load(sd, sum(numels))  # validates and installs the subclass's part, or raises
         self.iteration = iteration
         self._counters.update(counters)
         self._expected_numels = numels or None
+        # Before its first step a state holds nothing in either units: any scaler fits.
+        self._unscaled = unscaled if numels else None
         self._exchange_state = sd["exchange"]
         if self._exchanger is not None and sd["exchange"] is not None:
             self._exchanger.load_state_dict(sd["exchange"])
@@ -329,11 +421,15 @@ class HookState:
         # and parked buckets are meaningless in another process, which re-learns them.
         d = dict(self.__dict__)
         ex = self._exchanger
-        d.update(process_group=None, _exchanger=None, layout=None)
+        # The scaler belongs to the trainer (it has its own state_dict): re-attach it after
+        # unpickling; ``_unscaled`` makes the first step refuse to run without it.
+        d.update(process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
+        # States pickled before grad_scaler existed were recorded in the scaled units.
+        d = {"_grad_scaler": None, "_unscaled": None, "_scale": 1.0, "_warned_nonfinite": False} | d
         self.__dict__.update(d)
         self.layout = BucketLayout()

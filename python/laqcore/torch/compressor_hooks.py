@@ -61,9 +61,10 @@ class _CompressorState(HookState):
         warmup_steps: int = 1,
         nonfinite: str = "propagate",
         exchange: str = "two-phase",
+        grad_scaler: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(process_group, warmup_steps, nonfinite)
+        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler)
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.exchange = check_exchange(exchange)
         self.compressor_kwargs = {**self._DEFAULTS, **kwargs}
@@ -130,6 +131,9 @@ class QSGDState(_CompressorState):
         ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it
         (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
         of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
+    grad_scaler : torch.amp.GradScaler, optional
+        The trainer's loss scaler: the owners' error-feedback residuals are then kept in
+        unscaled units (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
     **kwargs
         QSGD hyperparameters, passed to ``laqcore.get_compressor("qsgd", ...)`` (e.g.
         ``levels``, ``bucket_size``); the compressor's defaults otherwise.

@@ -183,6 +183,12 @@ class LAQState(HookState):
         spike of the gradients it lets every rank keep a stale contribution many times its
         current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
         forces: ``stats()["capped_uploads"]``.
+    grad_scaler : torch.amp.GradScaler, optional
+        The trainer's loss scaler (or set ``state.grad_scaler = scaler`` later). With it the
+        state is kept in unscaled units, so the scaler's back-off after an fp16 overflow does
+        not double every stale contribution (docs/ddp.md, "Mixed precision"); exact, and
+        bit-identical to a run without it while the scale does not change. Without it, a
+        non-finite step warns once.
 
     Examples
     --------
@@ -217,11 +223,12 @@ class LAQState(HookState):
         rule_scale: str = "worker",
         lazy_downlink: float = 0.0,
         stale_cap: float | None = 4.0,
+        grad_scaler: Any = None,
     ) -> None:
         bits = check_bits(bits)
         if isinstance(warmup_steps, str) and warmup_steps == "auto":
             warmup_steps = auto_warmup_steps(bits)
-        super().__init__(process_group, warmup_steps, nonfinite)  # type: ignore[arg-type]
+        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler)  # type: ignore[arg-type]
         self.bits = bits
         auto = isinstance(block_size, str) and block_size == "auto"
         self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
@@ -315,7 +322,9 @@ class LAQState(HookState):
         return LAQAllGather(self.process_group, self.server)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
-        self.rule.record(sum(_norm_sq(b.buffer) for b in parked), None, False)
+        # The buckets carry the loss scale; the history is kept unscaled (grad_scaler).
+        scaled_sq = sum(_norm_sq(b.buffer) for b in parked)
+        self.rule.record(scaled_sq / (self._scale * self._scale), None, False)
 
     # -- the compressed step --------------------------------------------------------------
     def _decide(
