@@ -8,7 +8,9 @@ Three policies, chosen with ``nonfinite=`` on every hook state:
     the overflow on every rank, skips ``optimizer.step()`` and backs off its scale. The
     hook's state (quantizer memory, aggregate, iterate history, clocks, the iteration that
     keys the compressors' random streams) is left exactly as if the step had not happened;
-    ``stats()["nonfinite_steps"]`` counts such steps. The flag travels in the lockstep
+    ``stats()["nonfinite_steps"]`` counts such steps; give the state the scaler
+    (``grad_scaler=``) so that its memory also follows the back-off that comes next
+    (:mod:`laqcore.torch._state`, "Loss scaling"). The flag travels in the lockstep
     control exchange, so no payload moves and nobody waits in a collective alone.
 ``"raise"``
     Every rank raises :class:`~laqcore.distributed.NonFiniteGradientError` naming the ranks
