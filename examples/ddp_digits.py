@@ -4,11 +4,13 @@ Run on CPU with 2 local processes (gloo)::
 
     python examples/ddp_digits.py --nproc 2 --method laq
 
-or under torchrun (one process per rank, NCCL or gloo)::
+or under torchrun (one process per rank; NCCL and one GPU per rank where CUDA is present,
+else gloo)::
 
     torchrun --nproc-per-node 4 examples/ddp_digits.py --method qsgd
 
-The three lines a trainer adds are marked ``# <- laqcore``.
+With mixed precision (``--amp fp16``: autocast and a ``torch.amp.GradScaler``) the state also
+takes the scaler. The lines a trainer adds are marked ``# <- laqcore``.
 """
 
 from __future__ import annotations
@@ -25,26 +27,38 @@ from laqcore.problems.datasets import load_digits
 from laqcore.torch import HOOKS, make_hook
 
 
-def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str, float]:
+def train(
+    rank: int, world: int, method: str, steps: int, lr: float, amp: str = "none"
+) -> dict[str, float]:
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":  # torchrun on a CUDA machine: one GPU per rank
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
     data = load_digits()
-    X_all = torch.tensor(np.asarray(data.X), dtype=torch.float32)
-    y_all = torch.tensor(np.asarray(data.y), dtype=torch.int64)
+    X_all = torch.tensor(np.asarray(data.X), dtype=torch.float32, device=device)
+    y_all = torch.tensor(np.asarray(data.y), dtype=torch.int64, device=device)
     X, y, Xt, yt = X_all[:1400], y_all[:1400], X_all[1400:], y_all[1400:]  # train / test
     lo, hi = rank * len(X) // world, (rank + 1) * len(X) // world  # this rank's shard
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    model.to(device)
     ddp = DDP(model)
+    dtype = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}[amp]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is not None)
     state = None
     if method != "none":
         state, hook = make_hook(method)  # <- laqcore: e.g. LAQState(), laq_hook
+        state.grad_scaler = scaler  # <- laqcore (mixed precision): follow the loss scale
         ddp.register_comm_hook(state, hook)  # <- laqcore
     opt = torch.optim.SGD(ddp.parameters(), lr=lr)
     for step in range(steps):
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(ddp(X[lo:hi]), y[lo:hi])
-        loss.backward()
-        opt.step()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(ddp(X[lo:hi]), y[lo:hi])
+        scaler.scale(loss).backward()  # without --amp the scaler is disabled: loss.backward()
+        scaler.step(opt)
+        scaler.update()
         if rank == 0 and (step % 50 == 0 or step == steps - 1):
             print(f"step {step:4d}  loss {loss.item():.4f}", flush=True)
     with torch.no_grad():
@@ -55,8 +69,8 @@ def train(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str
     return out
 
 
-def _rank(rank: int, world: int, method: str, steps: int, lr: float) -> dict[str, float]:
-    return train(rank, world, method, steps, lr)
+def _rank(rank: int, world: int, method: str, steps: int, lr: float, amp: str) -> dict[str, float]:
+    return train(rank, world, method, steps, lr, amp)
 
 
 def main() -> None:
@@ -65,17 +79,21 @@ def main() -> None:
     ap.add_argument("--method", choices=[*HOOKS, "none"], default="laq")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=0.5)
+    ap.add_argument("--amp", choices=["none", "fp16", "bf16"], default="none")
     args = ap.parse_args()
     if "RANK" in os.environ:  # started by torchrun
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        out = train(dist.get_rank(), dist.get_world_size(), args.method, args.steps, args.lr)
+        world = dist.get_world_size()
+        out = train(dist.get_rank(), world, args.method, args.steps, args.lr, args.amp)
         if dist.get_rank() == 0:
             print(out)
         dist.destroy_process_group()
         return
     from laqcore.distributed import run_processes
 
-    outs = run_processes(_rank, args.nproc, args.method, args.steps, args.lr, deadline_s=600)
+    outs = run_processes(
+        _rank, args.nproc, args.method, args.steps, args.lr, args.amp, deadline_s=600
+    )
     stats = outs[0].result
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()})
 
