@@ -24,10 +24,35 @@ def _data(seed: int, n: int) -> tuple[Any, Any]:
     return x, y
 
 
+def _branchy() -> Any:
+    """An MLP with a head used every third call and one never used: DDP needs
+    ``find_unused_parameters=True``, and their gradients are the zeros DDP fills in."""
+    import torch
+
+    class Branchy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(_DIM, 32)
+            self.head = torch.nn.Linear(32, _CLASSES)
+            self.sometimes = torch.nn.Linear(32, _CLASSES)
+            self.never = torch.nn.Linear(32, _CLASSES)
+            self.calls = 0
+
+        def forward(self, x: Any) -> Any:
+            h = torch.relu(self.body(x))
+            self.calls += 1
+            out = self.head(h)
+            return out + self.sometimes(h) if self.calls % 3 == 0 else out
+
+    return Branchy()
+
+
 def _model(kind: str) -> Any:
     import torch
 
     torch.manual_seed(0)
+    if kind == "branchy":
+        return _branchy()
     if kind == "cnn":  # the 16 features as a 1x4x4 image
         return torch.nn.Sequential(
             torch.nn.Unflatten(1, (1, 4, 4)),
@@ -57,13 +82,23 @@ def _optimizer(name: str, params: Any) -> Any:
 
 def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One training run; ``spec`` keys: method, kwargs, opt, steps, model, sched, amp,
-    scale (GradScaler init scale), checkpoint_at, resume_from."""
+    scale (GradScaler init scale), checkpoint_at, resume_from, and what outside trainers
+    add: accum (micro-batches per step, all but the last under ``no_sync()``), clip
+    (``scaler.unscale_`` then ``clip_grad_norm_`` to this norm), bucket_cap_mb (DDP's
+    bucket size: small values give several buckets per step)."""
+    import contextlib
+
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     steps = spec.get("steps", 60)
-    model = _model(spec.get("model", "mlp"))
-    ddp = DDP(model)
+    kind = spec.get("model", "mlp")
+    model = _model(kind)
+    ddp = DDP(
+        model,
+        find_unused_parameters=kind == "branchy",
+        bucket_cap_mb=spec.get("bucket_cap_mb", 25.0),
+    )
     opt = _optimizer(spec.get("opt", "sgd"), ddp.parameters())
     sched = torch.optim.lr_scheduler.StepLR(opt, 20, 0.5) if spec.get("sched") else None
     amp = spec.get("amp")  # None, "fp16" or "bf16"
@@ -86,20 +121,31 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
         if state is not None:
             state.load_state_dict(ck["hook"][rank])
         start = ck["step"]
+    accum, clip = spec.get("accum", 1), spec.get("clip")
     x, y = _data(1 + rank, 16 * steps)
     for step in range(start, steps):
-        xb, yb = x[16 * step : 16 * step + 16], y[16 * step : 16 * step + 16]
         opt.zero_grad()
+        for micro in range(accum):  # the step's 16 samples in `accum` micro-batches
+            lo, hi = 16 * step + micro * 16 // accum, 16 * step + (micro + 1) * 16 // accum
+            xb, yb = x[lo:hi], y[lo:hi]
+            sync = micro == accum - 1  # earlier micro-batches accumulate without the hook
+            with contextlib.nullcontext() if sync else ddp.no_sync():
+                if amp:
+                    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+                    with torch.autocast("cpu", dtype=dtype):
+                        loss = torch.nn.functional.cross_entropy(ddp(xb), yb) / accum
+                    scaler.scale(loss).backward()  # type: ignore[union-attr]
+                else:
+                    (torch.nn.functional.cross_entropy(ddp(xb), yb) / accum).backward()
+        if clip is not None:
+            if scaler is not None:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(ddp.parameters(), clip)
         if amp:
-            dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-            with torch.autocast("cpu", dtype=dtype):
-                loss = torch.nn.functional.cross_entropy(ddp(xb), yb)
-            scaler.scale(loss).backward()  # type: ignore[union-attr]
             scaler.step(opt)  # type: ignore[union-attr]
             scaler.update()  # type: ignore[union-attr]
             scales.append(float(scaler.get_scale()))  # type: ignore[union-attr]
         else:
-            torch.nn.functional.cross_entropy(ddp(xb), yb).backward()
             opt.step()
         if sched is not None:
             sched.step()

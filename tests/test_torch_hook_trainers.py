@@ -22,6 +22,15 @@ pytestmark = pytest.mark.distributed
 
 _LAQ = {"method": "laq", "kwargs": {"warmup_steps": 5}}
 _OVERFLOW = {"amp": "fp16", "scale": 2.0**40}  # the first steps overflow: the scaler backs off
+_OUTSIDE = {
+    "method": "none",
+    "model": "branchy",
+    "opt": "momentum",
+    "accum": 2,
+    "amp": "fp16",
+    "clip": 1.0,
+    "bucket_cap_mb": 1e-4,
+}
 
 # (name, spec) of every run; a "none" reference precedes the runs that compare with it.
 _ROWS: list[tuple[str, dict[str, Any]]] = [
@@ -51,6 +60,12 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
             "model": "cnn",
         },
     ),
+    # What outside trainers add, together: a head used every third step and one never used
+    # (find_unused_parameters=True), gradient accumulation over 2 micro-batches (no_sync),
+    # fp16 with scaler.unscale_ + clip_grad_norm_, and one bucket per parameter.
+    ("ref outside", _OUTSIDE),
+    ("laq outside", {**_OUTSIDE, **_LAQ}),
+    ("qsgd outside", {**_OUTSIDE, "method": "qsgd"}),
     ("sparse", {"error": "sparse"}),
 ]
 
@@ -73,6 +88,8 @@ def two_ranks() -> dict[str, list[Any]]:
         ("terngrad fp16", "ref fp16"),
         ("rotation fp16", "ref fp16"),
         ("laq bf16", "ref bf16"),
+        ("laq outside", "ref outside"),
+        ("qsgd outside", "ref outside"),
     ],
 )
 def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str) -> None:
