@@ -7,6 +7,9 @@ Usage (the reports of the same model, seed and variants at 2 and 4 ranks)::
     python bench/ranks_ratio.py bench/measured/ranks_mlp_2ranks_seed0.json \\
         bench/measured/ranks_mlp_4ranks_seed0.json ... --out bench/measured/ranks_ratio.json
 
+``--pair A B`` compares variant A at 2 ranks with variant B at 4 ranks instead: a setting
+chosen by the number of ranks (e.g. no lazy downlink at 2 ranks, 0.25 at 4).
+
 For every (model, seed, variant) present at both widths it prints rank 0's skip rate, the
 skip rate of all ranks (``1 - uploads_all_ranks / N``), the share of steps in which some rank
 uploaded and the share that moved a downlink (the same unless a lazy downlink deferred
@@ -29,6 +32,7 @@ import sys
 from typing import Any
 
 PHASES = ("control", "uplink", "downlink_payload", "downlink_padding")
+_PREFIX = "laqstate:"  # bench_hook_variants.py's name of an LAQState(**json) variant
 
 
 def _norm(x: float, n: int) -> float:
@@ -52,13 +56,33 @@ def _rows(paths: list[str]) -> dict[tuple[str, int, str], dict[int, dict[str, An
     return runs
 
 
-def compare(paths: list[str]) -> list[dict[str, Any]]:
-    """One entry per (model, seed, variant) measured at 2 and 4 ranks."""
+def _matched(
+    paths: list[str], pair: tuple[str, str] | None
+) -> list[tuple[str, int, str, dict[str, Any], dict[str, Any]]]:
+    """(model, seed, variant, 2-rank run, 4-rank run): each variant against itself, or with
+    ``pair = (A, B)`` variant A's 2-rank run against variant B's 4-rank run (a setting that
+    depends on the number of ranks), labelled ``A -> B``."""
+    runs = _rows(paths)
+    if pair is None:
+        return [
+            (m, s, v, by_n[2], by_n[4])
+            for (m, s, v), by_n in sorted(runs.items())
+            if 2 in by_n and 4 in by_n
+        ]
+    two, four = (_PREFIX + v if v.startswith("{") else v for v in pair)
     out = []
-    for (model, seed, variant), by_n in sorted(_rows(paths).items()):
-        if 2 not in by_n or 4 not in by_n:
-            continue
-        a, b = by_n[2], by_n[4]
+    for m, s in sorted({(m, s) for m, s, _ in runs}):
+        a, b = runs.get((m, s, two), {}).get(2), runs.get((m, s, four), {}).get(4)
+        if a is not None and b is not None:
+            out.append((m, s, f"{two} -> {four}", a, b))
+    return out
+
+
+def compare(paths: list[str], pair: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """One entry per (model, seed, variant) measured at 2 and 4 ranks (``pair``: see
+    :func:`_matched`)."""
+    out = []
+    for model, seed, variant, a, b in _matched(paths, pair):
         pa, pb = a["recv_parts_per_step"], b["recv_parts_per_step"]
         ua, ub = a["uploads_all_ranks"] / 2, b["uploads_all_ranks"] / 4
         total_a = _norm(pa["total"], 2)
@@ -137,7 +161,7 @@ def _seeds_md(summary: list[dict[str, Any]]) -> list[str]:
     for e in summary:
         r = e["ratio"]
         lines.append(
-            f"| {e['model']} | `{e['variant'].removeprefix('laqstate:')}` | {len(e['seeds'])} "
+            f"| {e['model']} | `{e['variant'].replace(_PREFIX, '')}` | {len(e['seeds'])} "
             f"| **{r['mean']:.3f}x** ± {r['sd']:.3f} [{r['min']:.3f}, {r['max']:.3f}] "
             f"| {_ms(e, 'recv_kb_2', '.1f')} / {_ms(e, 'recv_kb_4', '.1f')} "
             f"| {_ms(e, 'skipped_2', '.0f')} / {_ms(e, 'skipped_4', '.0f')} "
@@ -161,7 +185,7 @@ def report_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in rows:
         out.append(
-            f"| {r['model']}, {r['seed']} | `{r['variant'].removeprefix('laqstate:')}` "
+            f"| {r['model']}, {r['seed']} | `{r['variant'].replace(_PREFIX, '')}` "
             f"| {_pair(r['skipped_rank0'], '.0%')} | {_pair(r['skipped_all_ranks'], '.0%')} "
             f"| {_pair(r['rounds_with_uploads'], '.0%')} | {_pair(r['downlink_rounds'], '.0%')} "
             f"| {_pair(r['recv_kb_per_step'], '.1f')} "
@@ -171,7 +195,7 @@ def report_lines(rows: list[dict[str, Any]]) -> list[str]:
     out.append("\nnormalized bytes per step, 2 / 4 ranks (received / ((N-1)/N)):")
     for r in rows:
         parts = ", ".join(f"{k} {_pair(v, '.0f')}" for k, v in r["normalized_parts"].items())
-        out.append(f"  {r['model']} s{r['seed']} {r['variant'].removeprefix('laqstate:')}: {parts}")
+        out.append(f"  {r['model']} s{r['seed']} {r['variant'].replace(_PREFIX, '')}: {parts}")
     summary = over_seeds(rows)
     if any(len(e["seeds"]) > 1 for e in summary):
         out.extend(_seeds_md(summary))
@@ -184,8 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--out", default=None, help="JSON with every comparison (and the tables as .md beside)"
     )
+    ap.add_argument(
+        "--pair",
+        nargs=2,
+        metavar=("AT_2", "AT_4"),
+        default=None,
+        help="compare variant AT_2's 2-rank runs with variant AT_4's 4-rank runs (JSON of "
+        "LAQState arguments, e.g. '{}' '{\"lazy_downlink\": 0.25}')",
+    )
     args = ap.parse_args(argv)
-    rows = compare(args.reports)
+    rows = compare(args.reports, None if args.pair is None else tuple(args.pair))
     text = "\n".join(report_lines(rows))
     print(text)
     if args.out:

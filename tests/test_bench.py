@@ -303,6 +303,42 @@ def test_ranks_ratio_summarizes_over_seeds():
     assert line.endswith("| +0.0 ± 0.0 [+0.0] | +0.0 ± 1.0 [-1.0] |")
 
 
+def test_ranks_ratio_pairs_two_settings(tmp_path):
+    """``--pair A B``: variant A's 2-rank run against variant B's 4-rank run, per seed."""
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import ranks_ratio
+
+    def run(variant: str, kb: float) -> dict:
+        parts = {"control": 0.0, "uplink": 0.0, "downlink_payload": 0.0, "downlink_padding": 0.0}
+        return {
+            "variant": variant,
+            "test_acc": 0.9,
+            "skipped": 0.4,
+            "recv_kb_per_step": kb,
+            "recv_parts_per_step": parts | {"total": kb * 1e3},
+            "uploads_all_ranks": 1.0,
+            "rounds_with_uploads": 0.8,
+        }
+
+    paths = []
+    for n, kbs in ((2, (10.0, 8.0)), (4, (18.0, 15.0))):
+        rep = {
+            "config": {"model": "cnn", "seed": 0, "nprocs": n},
+            "results": [
+                {"variant": "allreduce", "test_acc": 0.9},
+                run("laqstate:{}", kbs[0]),
+                run('laqstate:{"lazy_downlink": 0.25}', kbs[1]),
+            ],
+        }
+        paths.append(tmp_path / f"r{n}.json")
+        paths[-1].write_text(json.dumps(rep))
+    same = {r["variant"]: r["ratio"] for r in ranks_ratio.compare([str(p) for p in paths])}
+    assert same["laqstate:{}"] == pytest.approx((18.0 / 0.75) / (10.0 / 0.5))
+    (mixed,) = ranks_ratio.compare([str(p) for p in paths], ("{}", '{"lazy_downlink": 0.25}'))
+    assert mixed["variant"] == 'laqstate:{} -> laqstate:{"lazy_downlink": 0.25}'
+    assert mixed["ratio"] == pytest.approx((15.0 / 0.75) / (10.0 / 0.5))
+
+
 def test_tc_goals_read_model_keys():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import hook_report

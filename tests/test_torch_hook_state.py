@@ -554,3 +554,22 @@ def test_grad_scaler_units_are_checked_on_resume(group: None) -> None:
             _, ddp = _dot_ddp(resumed, module)  # a failed backward leaves DDP's reducer broken
             ddp(x).backward()
             assert resumed.stats()["steps"] == 3
+
+
+def test_lazy_downlink_auto_follows_the_world_size(group: None, monkeypatch: Any) -> None:
+    from laqcore.torch.laq_state import auto_lazy_downlink
+
+    assert [auto_lazy_downlink(n) for n in (1, 2, 3, 4, 64)] == [0.0, 0.0, 0.25, 0.25, 0.25]
+    with pytest.raises(ValueError, match="world_size"):
+        auto_lazy_downlink(0)
+    state = LAQState(lazy_downlink="auto", block_size=8)
+    assert state.lazy_downlink == "auto" and state.effective_lazy_downlink == 0.0  # 1 rank
+    assert LAQState(lazy_downlink=0.5).effective_lazy_downlink == 0.5
+    _, ddp = _dot_ddp(state)
+    ddp(torch.linspace(-1.0, 1.0, 16)).backward()  # resolved when the exchange is made
+    assert state.stats()["steps"] == 1
+    monkeypatch.setattr(LAQState, "world_size", property(lambda self: 4))
+    assert LAQState(lazy_downlink="auto").effective_lazy_downlink == 0.25
+    assert LAQState(lazy_downlink="auto", exchange="all-gather").effective_lazy_downlink == 0.0
+    with pytest.raises(TypeError, match="lazy_downlink"):
+        LAQState(lazy_downlink="fast")

@@ -1,15 +1,22 @@
-"""The LAQ hook's defaults per bit width: block size, rule weight, error feedback, warm-up.
+"""The LAQ hook's defaults per bit width: block size, rule weight, error feedback, warm-up;
+and the lazy downlink per number of ranks.
 
-Each function maps ``bits`` to the value that ``"auto"`` stands for in
+Each function maps ``bits`` (or the world size) to the value that ``"auto"`` stands for in
 :class:`~laqcore.torch.laq_state.LAQState` (re-exported there; the measurements behind each
 choice are in docs/ddp.md).
 """
 
 from __future__ import annotations
 
-from .._validate import check_bits
+from .._validate import check_bits, check_positive_int
 
-__all__ = ["auto_block_size", "auto_ck", "auto_error_feedback", "auto_warmup_steps"]
+__all__ = [
+    "auto_block_size",
+    "auto_ck",
+    "auto_error_feedback",
+    "auto_lazy_downlink",
+    "auto_warmup_steps",
+]
 
 
 def __dir__() -> list[str]:
@@ -91,3 +98,24 @@ def auto_warmup_steps(bits: int) -> int:
     [10, 10, 0, 0, 0]
     """
     return 10 if check_bits(bits) <= 2 else 0
+
+
+def auto_lazy_downlink(world_size: int) -> float:
+    """``lazy_downlink="auto"`` on ``world_size`` ranks: 0 on 1-2 ranks, 0.25 from 3 on.
+
+    The two-phase exchange publishes the aggregate's change in every step in which *some*
+    rank uploaded, and that happens more often the more ranks there are (36-40% skipped
+    uploads per rank: 83-86% of the steps at 2 ranks, 94-98% at 4), so without a lazy
+    downlink the bytes a rank receives grow with the ranks (issue 15.4: 1.14x from 2 to 4
+    ranks on average, up to 1.28x). A lazy downlink of 0.25 from 3 ranks on, none at 2,
+    gives 1.060x (CNN, at most 1.101x) and 1.066x (MLP, at most 1.225x) over the bench's
+    seeds 0-4, within 1.0 point of all-reduce at 4 ranks (docs/ddp.md, "Lazy downlink";
+    measured at 2 and 4 ranks, 3 ranks follow the same reasoning). At 2 ranks a lazy
+    downlink saves little and cost one MLP seed 2.4 points, so it stays off there.
+
+    Examples
+    --------
+    >>> [auto_lazy_downlink(n) for n in (1, 2, 3, 4, 64)]
+    [0.0, 0.0, 0.25, 0.25, 0.25]
+    """
+    return 0.25 if check_positive_int(world_size, "world_size") >= 3 else 0.0

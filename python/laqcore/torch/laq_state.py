@@ -35,7 +35,13 @@ from .._validate import (
 from ..laq import LAQPayload
 from ..lazy import UploadRule
 from ..lazy_state import LazyAggregate, LazyUploader
-from ._defaults import auto_block_size, auto_ck, auto_error_feedback, auto_warmup_steps
+from ._defaults import (
+    auto_block_size,
+    auto_ck,
+    auto_error_feedback,
+    auto_lazy_downlink,
+    auto_warmup_steps,
+)
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import LazyRule
@@ -47,6 +53,7 @@ __all__ = [
     "auto_block_size",
     "auto_ck",
     "auto_error_feedback",
+    "auto_lazy_downlink",
     "auto_warmup_steps",
     "laq_hook",
 ]
@@ -167,14 +174,15 @@ class LAQState(HookState):
         rank's noise on both sides, and a stale aggregate cannot feed its own norm back into
         the threshold (docs/ddp.md, "Per-worker scale"). Warm-up steps record the average
         under either scale.
-    lazy_downlink : float, default 0.0
+    lazy_downlink : float or "auto", default 0.0
         Two-phase only: ``0`` publishes the aggregate's change in every step in which some
         rank uploaded; ``c > 0`` lets the owners defer it while a bound on the returned
         average's error, ``||S - S_hat||^2 / N^2``, is at most ``c`` times the rule's
         ``sum_d xi_d ||g^{k-d}||^2`` (decided identically on every rank from the control
         values, no extra collective; nothing is lost, the next publication carries the
         deferred change). Fewer downlinks, a staler average: docs/ddp.md, "Lazy downlink".
-        From 4 ranks on, 0.25 keeps the bytes a rank receives from growing with the ranks.
+        ``"auto"``: :func:`auto_lazy_downlink` of the world size (0 on 2 ranks, 0.25 from 3
+        on), which keeps the bytes a rank receives from growing with the ranks.
     stale_cap : float or None, default 4.0
         A rank skips only while its innovation is at most ``stale_cap`` times its current
         gradient's squared norm, ``||dQ||^2 <= stale_cap ||g_m||^2``: the stale
@@ -221,7 +229,7 @@ class LAQState(HookState):
         entropy: bool = True,
         error_feedback: float | str = "auto",
         rule_scale: str = "worker",
-        lazy_downlink: float = 0.0,
+        lazy_downlink: float | str = 0.0,
         stale_cap: float | None = 4.0,
         grad_scaler: Any = None,
     ) -> None:
@@ -236,9 +244,16 @@ class LAQState(HookState):
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         self.downlink_block_size = check_block_size(downlink_block_size)
         self.entropy = check_bool(entropy, "entropy")
-        self.lazy_downlink = check_real(lazy_downlink, "lazy_downlink", minimum=0.0)
-        if self.lazy_downlink > 0.0 and self.exchange != "two-phase":
-            raise ValueError('lazy_downlink needs exchange="two-phase" (it defers publications)')
+        # "auto" is resolved from the world size when the exchange is made (the process
+        # group need not exist yet); with the all-gather exchange it means none.
+        self.lazy_downlink: float | str = "auto"
+        if not (isinstance(lazy_downlink, str) and lazy_downlink == "auto"):
+            c = check_real(lazy_downlink, "lazy_downlink", minimum=0.0)
+            if c > 0.0 and self.exchange != "two-phase":
+                raise ValueError(
+                    'lazy_downlink needs exchange="two-phase" (it defers publications)'
+                )
+            self.lazy_downlink = c
         auto_ef = isinstance(error_feedback, str) and error_feedback == "auto"
         self.error_feedback = (
             auto_error_feedback(self.bits)
@@ -300,6 +315,15 @@ class LAQState(HookState):
             return self._exchanger.aggregate
         return None if self.server is None else self.server.aggregate
 
+    @property
+    def effective_lazy_downlink(self) -> float:
+        """The lazy downlink in use: ``lazy_downlink``, with ``"auto"`` resolved from the
+        world size (:func:`auto_lazy_downlink`; 0 with the all-gather exchange)."""
+        c = getattr(self, "lazy_downlink", 0.0)  # pickled before the lazy downlink existed
+        if isinstance(c, str):
+            return auto_lazy_downlink(self.world_size) if self.exchange == "two-phase" else 0.0
+        return float(c)
+
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
         uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
         return uploader, LazyAggregate(n, self.rule.history)
@@ -314,7 +338,7 @@ class LAQState(HookState):
                 self.downlink_bits,
                 self.downlink_block_size,
             )
-            group, coded, c = self.process_group, self.entropy, getattr(self, "lazy_downlink", 0.0)
+            group, coded, c = self.process_group, self.entropy, self.effective_lazy_downlink
             lazy = (c, self.rule.D, self.rule.ck) if c > 0.0 else None
             return laq_two_phase(
                 group, n, bits, bs, down, down_bs, entropy=coded, lazy_downlink=lazy
