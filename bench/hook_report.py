@@ -19,6 +19,7 @@ _LABEL = {
     "laq2d2": "laqcore LAQ, `LAQState(bits=2, downlink_bits=2, warmup_steps=0)`",
     "laq_plain": "laqcore LAQ, `LAQState(entropy=False)`",
     "laq_paper": "laqcore LAQ, `LAQState(rule_scale='average', stale_cap=None)`",
+    "laq_auto": "laqcore LAQ, `LAQState(lazy_downlink='auto')`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
