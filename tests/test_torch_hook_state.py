@@ -547,7 +547,7 @@ def test_grad_scaler_units_are_checked_on_resume(group: None) -> None:
             if not saved_with:
                 resumed.grad_scaler = _Scaler(2.0**8)
             module, ddp = _dot_ddp(resumed)
-            match = "saved with a grad_scaler" if saved_with else "saved without a grad_scaler"
+            match = "recorded with a grad_scaler" if saved_with else "without a grad_scaler"
             with pytest.raises(ValueError, match=match):
                 ddp(x).backward()
             resumed.grad_scaler = _Scaler(2.0**8) if saved_with else None  # the right units
@@ -573,3 +573,20 @@ def test_lazy_downlink_auto_follows_the_world_size(group: None, monkeypatch: Any
     assert LAQState(lazy_downlink="auto", exchange="all-gather").effective_lazy_downlink == 0.0
     with pytest.raises(TypeError, match="lazy_downlink"):
         LAQState(lazy_downlink="fast")
+
+
+def test_grad_scaler_attached_mid_run_is_refused(group: None) -> None:
+    """Attaching the scaler after steps without it would mix units: the next step refuses
+    before touching the state, and detaching it again lets the run go on."""
+    state = LAQState(warmup_steps=0, block_size=8)
+    module, ddp = _dot_ddp(state)
+    x = torch.linspace(-1.0, 1.0, 16)
+    ddp(x).backward()
+    state.grad_scaler = _Scaler(2.0**8)
+    ddp.zero_grad()
+    with pytest.raises(ValueError, match="recorded without a grad_scaler"):
+        ddp(x).backward()
+    state.grad_scaler = None
+    _, ddp = _dot_ddp(state, module)
+    ddp(x).backward()
+    assert state.stats()["steps"] == 2

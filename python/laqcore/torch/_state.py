@@ -141,13 +141,14 @@ class HookState:
         attached = self._grad_scaler is not None
         if self._unscaled is not None and self._unscaled != attached:
             raise ValueError(
-                "this hook state was saved with a grad_scaler attached (its vectors are in "
-                "unscaled units): attach the trainer's GradScaler before the first step "
-                "(state.grad_scaler = scaler)"
+                "this hook state was recorded with a grad_scaler attached (in earlier steps or "
+                "in the checkpoint it was loaded from; its vectors are in unscaled units): "
+                "attach the trainer's GradScaler again (state.grad_scaler = scaler)"
                 if self._unscaled
-                else "this hook state was saved without a grad_scaler (its vectors carry the "
-                "loss scale of that run); attaching one now would mix units: resume without "
-                "it, or start a fresh state"
+                else "this hook state was recorded without a grad_scaler (in earlier steps or "
+                "in the checkpoint it was loaded from; its vectors carry that run's loss "
+                "scale); attaching one now would mix units: attach it before the first step, "
+                "or start a fresh state"
             )
         self._unscaled = attached
 
