@@ -85,7 +85,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     scale (GradScaler init scale), checkpoint_at, resume_from, and what outside trainers
     add: accum (micro-batches per step, all but the last under ``no_sync()``), clip
     (``scaler.unscale_`` then ``clip_grad_norm_`` to this norm), bucket_cap_mb (DDP's
-    bucket size: small values give several buckets per step)."""
+    bucket size: small values give several buckets per step), compile (``torch.compile``
+    of the DDP model)."""
     import contextlib
 
     import torch
@@ -111,6 +112,7 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
         ddp.register_comm_hook(state, hook)
         if scaler is not None:  # as docs/ddp.md asks: the state follows the scale
             state.grad_scaler = scaler
+    net = torch.compile(ddp) if spec.get("compile") else ddp
     start, scales, checkpoint = 0, [], None
     if spec.get("resume_from") is not None:
         ck = spec["resume_from"]
@@ -133,10 +135,10 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
                 if amp:
                     dtype = torch.float16 if amp == "fp16" else torch.bfloat16
                     with torch.autocast("cpu", dtype=dtype):
-                        loss = torch.nn.functional.cross_entropy(ddp(xb), yb) / accum
+                        loss = torch.nn.functional.cross_entropy(net(xb), yb) / accum
                     scaler.scale(loss).backward()  # type: ignore[union-attr]
                 else:
-                    (torch.nn.functional.cross_entropy(ddp(xb), yb) / accum).backward()
+                    (torch.nn.functional.cross_entropy(net(xb), yb) / accum).backward()
         if clip is not None:
             if scaler is not None:
                 scaler.unscale_(opt)

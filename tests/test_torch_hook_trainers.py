@@ -66,6 +66,9 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref outside", _OUTSIDE),
     ("laq outside", {**_OUTSIDE, **_LAQ}),
     ("qsgd outside", {**_OUTSIDE, "method": "qsgd"}),
+    # torch.compile of the DDP model (compiled DDP runs the registered hook).
+    ("ref compiled", {"method": "none", "opt": "momentum", "compile": True}),
+    ("laq compiled", {**_LAQ, "opt": "momentum", "compile": True}),
     ("sparse", {"error": "sparse"}),
 ]
 
@@ -90,6 +93,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("laq bf16", "ref bf16"),
         ("laq outside", "ref outside"),
         ("qsgd outside", "ref outside"),
+        ("laq compiled", "ref compiled"),
     ],
 )
 def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str) -> None:
