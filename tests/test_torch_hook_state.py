@@ -590,3 +590,26 @@ def test_grad_scaler_attached_mid_run_is_refused(group: None) -> None:
     _, ddp = _dot_ddp(state, module)
     ddp(x).backward()
     assert state.stats()["steps"] == 2
+
+
+def test_states_pickled_before_grad_scaler_are_in_scaled_units(group: None) -> None:
+    """A state pickled before grad_scaler existed has no ``_unscaled``: with vectors it was
+    recorded in the scaled units (attaching a scaler is refused, as for a checkpoint without
+    "unscaled"); an empty one accepts either."""
+    x = torch.linspace(-1.0, 1.0, 16)
+    state = LAQState(warmup_steps=0, block_size=8)
+    _, ddp = _dot_ddp(state)
+    ddp(x).backward()
+    for d, attachable in ((state.__getstate__(), False), (LAQState().__getstate__(), True)):
+        for key in ("_grad_scaler", "_unscaled", "_scale", "_warned_nonfinite"):
+            d.pop(key)
+        old = LAQState.__new__(LAQState)
+        old.__setstate__(d)
+        old.grad_scaler = _Scaler(2.0**8)
+        _, ddp = _dot_ddp(old)
+        if attachable:
+            ddp(x).backward()
+            assert old.stats()["steps"] == 1
+        else:
+            with pytest.raises(ValueError, match="recorded without a grad_scaler"):
+                ddp(x).backward()

@@ -92,8 +92,8 @@ class HookState:
         self.nonfinite = check_nonfinite(nonfinite)
         self.grad_scaler = grad_scaler
         # Whether the state's vectors are in unscaled units (a scaler was attached when they
-        # were recorded); a loaded checkpoint's value is checked against the scaler at the
-        # first compressed step.
+        # were recorded; None: nothing recorded yet). Set by the first iteration, or by a
+        # loaded checkpoint, and checked against the attached scaler at every iteration.
         self._unscaled: bool | None = None
         self._scale = 1.0  # the loss scale of the iteration in progress
         self._warned_nonfinite = False
@@ -430,7 +430,10 @@ class HookState:
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        # States pickled before grad_scaler existed were recorded in the scaled units.
-        d = {"_grad_scaler": None, "_unscaled": None, "_scale": 1.0, "_warned_nonfinite": False} | d
+        # States pickled before grad_scaler existed were recorded in the scaled units, as
+        # load_state_dict assumes of a checkpoint without "unscaled" (None if still empty).
+        recorded = bool(d.get("_expected_numels"))
+        defaults = {"_grad_scaler": None, "_scale": 1.0, "_warned_nonfinite": False}
+        d = defaults | {"_unscaled": False if recorded else None} | d
         self.__dict__.update(d)
         self.layout = BucketLayout()
