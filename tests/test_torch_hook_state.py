@@ -557,6 +557,7 @@ def test_grad_scaler_units_are_checked_on_resume(group: None) -> None:
 
 
 def test_lazy_downlink_auto_follows_the_world_size(group: None, monkeypatch: Any) -> None:
+    """``"auto"`` is the default: no lazy downlink on 1-2 ranks, 0.25 from 3 on."""
     from laqcore.torch.laq_state import auto_lazy_downlink
 
     assert [auto_lazy_downlink(n) for n in (1, 2, 3, 4, 64)] == [0.0, 0.0, 0.25, 0.25, 0.25]
@@ -570,6 +571,8 @@ def test_lazy_downlink_auto_follows_the_world_size(group: None, monkeypatch: Any
     assert state.stats()["steps"] == 1
     monkeypatch.setattr(LAQState, "world_size", property(lambda self: 4))
     assert LAQState(lazy_downlink="auto").effective_lazy_downlink == 0.25
+    assert LAQState().lazy_downlink == "auto" and LAQState().effective_lazy_downlink == 0.25
+    assert LAQState(lazy_downlink=0).effective_lazy_downlink == 0.0  # the earlier default
     assert LAQState(lazy_downlink="auto", exchange="all-gather").effective_lazy_downlink == 0.0
     with pytest.raises(TypeError, match="lazy_downlink"):
         LAQState(lazy_downlink="fast")

@@ -174,7 +174,7 @@ class LAQState(HookState):
         rank's noise on both sides, and a stale aggregate cannot feed its own norm back into
         the threshold (docs/ddp.md, "Per-worker scale"). Warm-up steps record the average
         under either scale.
-    lazy_downlink : float or "auto", default 0.0
+    lazy_downlink : float or "auto", default "auto"
         Two-phase only: ``0`` publishes the aggregate's change in every step in which some
         rank uploaded; ``c > 0`` lets the owners defer it while a bound on the returned
         average's error, ``||S - S_hat||^2 / N^2``, is at most ``c`` times the rule's
@@ -182,7 +182,8 @@ class LAQState(HookState):
         values, no extra collective; nothing is lost, the next publication carries the
         deferred change). Fewer downlinks, a staler average: docs/ddp.md, "Lazy downlink".
         ``"auto"``: :func:`auto_lazy_downlink` of the world size (0 on 2 ranks, 0.25 from 3
-        on), which keeps the bytes a rank receives from growing with the ranks.
+        on), which keeps the bytes a rank receives from growing with the ranks; 0 with the
+        all-gather exchange.
     stale_cap : float or None, default 4.0
         A rank skips only while its innovation is at most ``stale_cap`` times its current
         gradient's squared norm, ``||dQ||^2 <= stale_cap ||g_m||^2``: the stale
@@ -229,7 +230,7 @@ class LAQState(HookState):
         entropy: bool = True,
         error_feedback: float | str = "auto",
         rule_scale: str = "worker",
-        lazy_downlink: float | str = 0.0,
+        lazy_downlink: float | str = "auto",
         stale_cap: float | None = 4.0,
         grad_scaler: Any = None,
     ) -> None:
