@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         _rank(sys.argv[2])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="cnn", help="mlp, cnn or big")
+    ap.add_argument("--model", default="cnn", help="mlp, cnn, big or tf")
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval_every": max(args.curve, 1),
         "trace": args.trace,
         "attach_scaler": not args.detach_scaler,
+        # The runs' optimizer/precision (bench_hooks.OPTIM_CONFIGS; it overrides "lr").
+        "optim_config": args.optim_config,
     }
     tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"
     with open(tmp, "w") as fh:

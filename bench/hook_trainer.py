@@ -72,8 +72,11 @@ Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def load_data(model: str, seed: int) -> Data:
-    """(x_train, y_train, x_test, y_test); digits for mlp/cnn, synthetic for ``big``."""
+    """(x_train, y_train, x_test, y_test); digits for mlp/cnn, synthetic for ``big`` and
+    ``tf``."""
     g = np.random.default_rng(seed)
+    if model == "tf":
+        return _token_task(g)
     if model in ("mlp", "cnn"):
         path = resources.files("laqcore.problems") / "data" / "digits.npz"
         with path.open("rb") as fh, np.load(fh) as z:
@@ -96,6 +99,42 @@ def load_data(model: str, seed: int) -> Data:
     return xt[n_test:], yt[n_test:], xt[:n_test], yt[:n_test]
 
 
+#: The token task of the ``tf`` model: sequences of TOKEN_LEN tokens from a vocabulary of
+#: TOKEN_VOCAB; the class is the "marker" token c < TOKEN_CLASSES with the most weight, where
+#: token c counts 3 and token c + TOKEN_CLASSES counts 1 (ties: the smallest c). Solving it
+#: needs attention over the whole sequence (a count), not one position.
+TOKEN_VOCAB, TOKEN_LEN, TOKEN_CLASSES = 32, 24, 4
+
+
+def _token_task(g: np.random.Generator) -> Data:
+    n, n_test = 5120, 1024
+    x = torch.from_numpy(g.integers(0, TOKEN_VOCAB, (n, TOKEN_LEN)))
+    weight = torch.stack(
+        [3 * (x == c).sum(1) + (x == c + TOKEN_CLASSES).sum(1) for c in range(TOKEN_CLASSES)], 1
+    )
+    y = weight.argmax(1)
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+
+
+class TinyTransformer(nn.Module):
+    """Token embedding + learned positions, two pre-built ``nn.TransformerEncoderLayer``
+    (width 64, 4 heads, feed-forward 128, no dropout), LayerNorm, mean over positions,
+    linear classifier: 71k parameters."""
+
+    def __init__(self, width: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(TOKEN_VOCAB, width)
+        self.position = nn.Parameter(torch.zeros(TOKEN_LEN, width))
+        layer = nn.TransformerEncoderLayer(width, 4, 2 * width, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, TOKEN_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(self.embed(x) + self.position)
+        return self.head(self.norm(h.mean(1)))  # type: ignore[no-any-return]
+
+
 class SmallCNN(nn.Module):
     """conv3x3(1->16) - ReLU - conv3x3(16->32) - ReLU - maxpool2 - fc(512->46) - ReLU - fc(46->10)."""
 
@@ -115,7 +154,8 @@ class SmallCNN(nn.Module):
 
 
 def build_model(model: str, scale: int = 1) -> nn.Module:
-    """``mlp``: 64-256-256-10 (85k); ``cnn``: SmallCNN (29k); ``big``: 512-2048-2048-10 (5.3M).
+    """``mlp``: 64-256-256-10 (85k); ``cnn``: SmallCNN (29k); ``big``: 512-2048-2048-10 (5.3M);
+    ``tf``: TinyTransformer (71k) on the token task.
 
     ``scale`` divides the hidden widths (the smoke test's tiny sizes).
     """
@@ -131,7 +171,9 @@ def build_model(model: str, scale: int = 1) -> nn.Module:
         return nn.Sequential(
             nn.Linear(512, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
         )
-    raise ValueError(f"unknown model {model!r}: mlp, cnn or big")
+    if model == "tf":
+        return TinyTransformer(max(4, 64 // scale // 4 * 4))  # 4 heads divide the width
+    raise ValueError(f"unknown model {model!r}: mlp, cnn, big or tf")
 
 
 # --------------------------------------------------------------------------------------

@@ -438,3 +438,66 @@ def test_hook_variants_trace_records_the_upload_test():
     assert out_sq == pytest.approx(grad_sq / 4, rel=1e-6)  # ||0.5 g||^2
     assert innov_sq == pytest.approx(grad_sq, rel=0.05)  # q_prev = 0: the 8-bit gradient
     assert rows[1][5] > 0.0  # q_prev after the first upload
+
+
+def test_variant_seeds_compares_each_seed_with_its_own_allreduce(tmp_path):
+    """bench/variant_seeds.py: accuracy deltas against the same seed's all-reduce run, ranges
+    of bytes and skips; reports that differ in more than the seed are refused."""
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import variant_seeds
+
+    def rep(seed: int, base: float, laq: float, kb: float, skipped: float) -> dict:
+        return {
+            "config": {"model": "tf", "nprocs": 2, "steps": 300, "seed": seed, "lr": 0.05},
+            "results": [
+                {"variant": "allreduce", "test_acc": base, "recv_kb_per_step": 280.0},
+                {
+                    "variant": "laqstate:{}",
+                    "test_acc": laq,
+                    "recv_kb_per_step": kb,
+                    "skipped": skipped,
+                },
+            ],
+        }
+
+    reports = [rep(0, 0.90, 0.88, 15.0, 0.5), rep(1, 0.80, 0.83, 17.0, 0.4)]
+    rows = {r["variant"]: r for r in variant_seeds.table(reports)}
+    assert rows["laqstate:{}"]["deltas"] == pytest.approx([-2.0, 3.0])
+    assert rows["allreduce"]["deltas"] == [0.0, 0.0]
+    lines = variant_seeds.markdown(list(rows.values()), [0, 1])
+    assert lines[-1] == "| `laqstate:{}` | -2.0 / +3.0 | +0.5 | -2.0 | 15.0-17.0 | 40-50 |"
+    assert lines[-2].endswith("| 280.0 | - |")
+    other = rep(2, 0.9, 0.9, 15.0, 0.5)
+    other["config"]["model"] = "cnn"
+    with pytest.raises(ValueError, match="differ in"):
+        variant_seeds.table([reports[0], other])
+    del reports[1]["results"][0]
+    with pytest.raises(ValueError, match="allreduce"):
+        variant_seeds.table(reports)
+    paths = []
+    for i, r in enumerate([rep(0, 0.9, 0.88, 15.0, 0.5), rep(1, 0.8, 0.83, 17.0, 0.4)]):
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(r))
+    assert variant_seeds.main([*map(str, paths), "--out", str(tmp_path / "t.md")]) == 0
+    assert "momentum (0.9), lr 0.05" in (tmp_path / "t.md").read_text()
+    assert json.loads((tmp_path / "t.json").read_text())[1]["variant"] == "laqstate:{}"
+
+
+def test_token_task_and_tiny_transformer():
+    """The bench's ``tf`` model: the token task's label is the marker with the most weight
+    (token c counts 3, token c + 4 counts 1), and the model maps a batch to 4 logits."""
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import torch
+
+    import hook_trainer
+
+    x, y, xt, yt = hook_trainer.load_data("tf", 0)
+    assert x.shape == (4096, hook_trainer.TOKEN_LEN) and xt.shape[0] == 1024
+    row = x[0]
+    weight = [3 * int((row == c).sum()) + int((row == c + 4).sum()) for c in range(4)]
+    assert int(y[0]) == weight.index(max(weight))
+    assert torch.equal(hook_trainer.load_data("tf", 0)[0], x)  # seeded
+    model = hook_trainer.build_model("tf")
+    assert sum(p.numel() for p in model.parameters()) == 70916
+    assert model(x[:5]).shape == (5, 4)
+    assert hook_trainer.build_model("tf", scale=4)(x[:2]).shape == (2, 4)

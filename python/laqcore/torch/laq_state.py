@@ -191,7 +191,9 @@ class LAQState(HookState):
         what it would send. The paper's threshold looks at past steps only, so after a
         spike of the gradients it lets every rank keep a stale contribution many times its
         current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
-        forces: ``stats()["capped_uploads"]``.
+        forces: ``stats()["capped_uploads"]``. The default 4 was measured on MLP and CNN
+        trainers; on a transformer use 1 (the bench's small transformer under momentum SGD
+        lost 8-60 points with 4, at most 4.2 with 1: docs/results_hooks.md).
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (or set ``state.grad_scaler = scaler`` later). With it the
         state is kept in unscaled units, so the scaler's back-off after an fp16 overflow does
