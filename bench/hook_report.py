@@ -20,6 +20,7 @@ _LABEL = {
     "laq_plain": "laqcore LAQ, `LAQState(entropy=False)`",
     "laq_paper": "laqcore LAQ, `LAQState(rule_scale='average', stale_cap=None)`",
     "laq_auto": "laqcore LAQ, `LAQState(lazy_downlink='auto')`",
+    "laq_cap1": "laqcore LAQ, `LAQState(stale_cap=1)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",

@@ -63,6 +63,7 @@ HOOKS = (
     "laq_plain",
     "laq_paper",
     "laq_auto",
+    "laq_cap1",
 )
 
 # --------------------------------------------------------------------------------------
@@ -195,7 +196,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     rate (``LAQState(lr=lr)``, the README's pattern), ``laq2d2`` with 2-bit uploads, a
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
-    ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"``; ``local`` is
+    ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
+    became one), ``laq_cap1`` with ``stale_cap=1``; ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
     """
     if name == "allreduce":
@@ -223,8 +225,10 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", entropy=False)
     elif name == "laq_paper":  # the earlier default: the paper's rule on the averages
         state, hook = make_hook("laq", rule_scale="average", stale_cap=None)
-    elif name == "laq_auto":  # the lazy downlink chosen by the number of ranks
+    elif name == "laq_auto":  # the lazy downlink chosen by the number of ranks (now default)
         state, hook = make_hook("laq", lazy_downlink="auto")
+    elif name == "laq_cap1":  # the setting for transformers (docs/results_hooks.md)
+        state, hook = make_hook("laq", stale_cap=1)
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:
