@@ -47,12 +47,35 @@ def _branchy() -> Any:
     return Branchy()
 
 
+def _transformer() -> Any:
+    """The 16 features as 4 tokens of 4: a linear embedding, learned positions, one
+    ``nn.TransformerEncoderLayer`` (width 16, 2 heads), LayerNorm, mean over the tokens."""
+    import torch
+
+    class Tokens(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Linear(4, 16)
+            self.position = torch.nn.Parameter(torch.zeros(4, 16))
+            self.layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.norm = torch.nn.LayerNorm(16)
+            self.head = torch.nn.Linear(16, _CLASSES)
+
+        def forward(self, x: Any) -> Any:
+            h = self.layer(self.embed(x.reshape(-1, 4, 4)) + self.position)
+            return self.head(self.norm(h.mean(1)))
+
+    return Tokens()
+
+
 def _model(kind: str) -> Any:
     import torch
 
     torch.manual_seed(0)
     if kind == "branchy":
         return _branchy()
+    if kind == "transformer":
+        return _transformer()
     if kind == "cnn":  # the 16 features as a 1x4x4 image
         return torch.nn.Sequential(
             torch.nn.Unflatten(1, (1, 4, 4)),
@@ -77,6 +100,8 @@ def _optimizer(name: str, params: Any) -> Any:
         return torch.optim.SGD(params, lr=0.05, momentum=0.9)
     if name == "adam":
         return torch.optim.Adam(params, lr=1e-2)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=1e-2, weight_decay=0.01)
     raise ValueError(name)
 
 

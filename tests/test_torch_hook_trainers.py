@@ -32,6 +32,8 @@ _OUTSIDE = {
     "bucket_cap_mb": 1e-4,
 }
 
+_TRANSFORMER = {"method": "none", "model": "transformer", "opt": "adamw", "clip": 1.0, "steps": 150}
+
 # (name, spec) of every run; a "none" reference precedes the runs that compare with it.
 _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref momentum_wd", {"method": "none", "opt": "momentum_wd", "sched": True}),
@@ -69,6 +71,10 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     # torch.compile of the DDP model (compiled DDP runs the registered hook).
     ("ref compiled", {"method": "none", "opt": "momentum", "compile": True}),
     ("laq compiled", {**_LAQ, "opt": "momentum", "compile": True}),
+    # A transformer trained as usual (AdamW, clipping) with the setting the docs give for
+    # transformers (stale_cap=1; docs/results_hooks.md, "A small transformer").
+    ("ref transformer", _TRANSFORMER),
+    ("laq transformer", {**_TRANSFORMER, "method": "laq", "kwargs": {"stale_cap": 1}}),
     ("sparse", {"error": "sparse"}),
 ]
 
@@ -94,6 +100,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("laq outside", "ref outside"),
         ("qsgd outside", "ref outside"),
         ("laq compiled", "ref compiled"),
+        ("laq transformer", "ref transformer"),
     ],
 )
 def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str) -> None:
