@@ -46,6 +46,11 @@ def table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise ValueError(
                 f"seed {rep['config'].get('seed')}: no 'allreduce' run to compare with"
             )
+        for name, r in runs.items():  # a failed run has no accuracy: say which, not a TypeError
+            if r.get("error") or r.get("test_acc") is None:
+                raise ValueError(
+                    f"seed {rep['config'].get('seed')}: run {name!r} failed ({r.get('error')})"
+                )
         base = float(runs["allreduce"]["test_acc"])
         for name, r in runs.items():
             row = rows.setdefault(name, {"variant": name, "deltas": [], "kb": [], "skipped": []})

@@ -471,6 +471,10 @@ def test_variant_seeds_compares_each_seed_with_its_own_allreduce(tmp_path):
     other["config"]["model"] = "cnn"
     with pytest.raises(ValueError, match="differ in"):
         variant_seeds.table([reports[0], other])
+    failed = rep(3, 0.9, 0.9, 15.0, 0.5)
+    failed["results"][1] |= {"test_acc": None, "error": "rank 1 timed out"}
+    with pytest.raises(ValueError, match="'laqstate:{}' failed \\(rank 1 timed out\\)"):
+        variant_seeds.table([reports[0], failed])
     del reports[1]["results"][0]
     with pytest.raises(ValueError, match="allreduce"):
         variant_seeds.table(reports)
