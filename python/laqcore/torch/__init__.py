@@ -8,7 +8,8 @@
 
 ``QSGDState``/``qsgd_hook``, ``TernGradState``/``terngrad_hook`` and
 ``RotationState``/``rotation_hook`` work the same way; ``make_hook(name, **kwargs)`` returns
-a new state and its hook by name (``HOOKS`` lists them).
+a new state and its hook by name (``HOOKS`` lists them); ``register_hook(ddp_model, name,
+**kwargs)`` registers one in the group DDP reduces in and returns its state.
 
 Modules (one concern each): ``laq_state`` (LAQ's hook state and rule driver),
 ``compressor_hooks`` (QSGD, TernGrad, rotation), ``registry`` (the hooks by name), ``_state``
@@ -34,7 +35,7 @@ from .compressor_hooks import (
     terngrad_hook,
 )
 from .laq_state import LAQState, laq_hook
-from .registry import HOOKS, make_hook
+from .registry import HOOKS, make_hook, register_hook
 
 __all__ = [
     "HOOKS",
@@ -44,6 +45,7 @@ __all__ = [
     "TernGradState",
     "laq_hook",
     "make_hook",
+    "register_hook",
     "qsgd_hook",
     "rotation_hook",
     "terngrad_hook",

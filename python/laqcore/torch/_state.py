@@ -4,7 +4,9 @@ non-finite policy, statistics and the checkpoint envelope.
 Per iteration (:meth:`HookState._run`, called by the hook for every bucket):
 
 1. buckets before the last are parked (:class:`~laqcore.torch._layout.BucketLayout`);
-2. at the last bucket the buckets are checked (dense, real, same parameters as before);
+2. at the last bucket the buckets are checked (dense, real, same parameters as before) and,
+   at the first iteration of this process, that every rank of the group holds the same
+   parameters (:mod:`laqcore.torch._group_check`: DDP in another group than the state's);
 3. during the first ``warmup_steps`` iterations they are plain all-reduced (averaged);
 4. afterwards the flat gradient is gathered in the stable order and handed to the
    subclass's :meth:`HookState._step`, which compresses it, runs the exchange seam
@@ -43,6 +45,7 @@ from .._validate import check_positive_int
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.two_phase import TwoPhaseExchange
 from ._exchange import Averaged, GradientExchange
+from ._group_check import check_replicas_agree
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
@@ -97,6 +100,9 @@ class HookState:
         self._unscaled: bool | None = None
         self._scale = 1.0  # the loss scale of the iteration in progress
         self._warned_nonfinite = False
+        # Whether this process checked that the group holds replicas of one model
+        # (:mod:`laqcore.torch._group_check`; at its first iteration, again after unpickling).
+        self._replicas_checked = False
         self.iteration = 0
         self.layout = BucketLayout()
         self._exchanger: GradientExchange | None = None
@@ -187,6 +193,9 @@ class HookState:
             self._scale = self._loss_scale()
             self._check_units()
             self.layout.learn(parked)
+            if not self._replicas_checked:  # once per process, before anything is averaged
+                check_replicas_agree(parked, self.process_group)
+                self._replicas_checked = True
             if self.iteration < self.warmup_steps:
                 self._warmup(parked)
             else:
@@ -425,6 +434,7 @@ class HookState:
         # The scaler belongs to the trainer (it has its own state_dict): re-attach it after
         # unpickling; ``_unscaled`` makes the first step refuse to run without it.
         d.update(process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
+        d["_replicas_checked"] = False
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
         return d
@@ -433,7 +443,12 @@ class HookState:
         # States pickled before grad_scaler existed were recorded in the scaled units, as
         # load_state_dict assumes of a checkpoint without "unscaled" (None if still empty).
         recorded = bool(d.get("_expected_numels"))
-        defaults = {"_grad_scaler": None, "_scale": 1.0, "_warned_nonfinite": False}
+        defaults = {
+            "_grad_scaler": None,
+            "_scale": 1.0,
+            "_warned_nonfinite": False,
+            "_replicas_checked": False,
+        }
         d = defaults | {"_unscaled": False if recorded else None} | d
         self.__dict__.update(d)
         self.layout = BucketLayout()

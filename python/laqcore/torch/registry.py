@@ -26,7 +26,7 @@ from . import compressor_hooks as c
 from ._state import HookState
 from .laq_state import LAQState, laq_hook
 
-__all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook"]
+__all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook", "register_hook"]
 
 
 def __dir__() -> list[str]:
@@ -95,3 +95,42 @@ def make_hook(name: str, /, **kwargs: Any) -> tuple[HookState, HookFn]:
     """
     entry = _REGISTRY.entries[_REGISTRY.resolve(name)]
     return entry.state(**kwargs), entry.hook
+
+
+def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
+    """Register hook ``name`` on ``ddp_model`` in the group DDP reduces in; returns the state.
+
+    ``make_hook`` plus ``register_comm_hook`` with ``process_group=ddp_model.process_group``,
+    so the hook cannot end up in another group than DDP's (a state built without
+    ``process_group`` communicates in the default group: wrong for a DDP over a subgroup).
+    A ``process_group`` keyword must be DDP's own group.
+
+    Raises
+    ------
+    TypeError
+        ``ddp_model`` is not a ``DistributedDataParallel`` (or a keyword is not the state's).
+    ValueError
+        ``process_group`` is another group than DDP's, or as :func:`make_hook`.
+
+    Examples
+    --------
+    >>> state = register_hook(ddp_model, "laq", bits=4)  # doctest: +SKIP
+    >>> state.stats()["uploads_skipped"]                   # doctest: +SKIP
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(ddp_model, DistributedDataParallel):
+        raise TypeError(
+            "register_hook needs a torch.nn.parallel.DistributedDataParallel model, got "
+            f"{type(ddp_model).__name__}"
+        )
+    group = ddp_model.process_group
+    given = kwargs.pop("process_group", group)
+    if given is not group:
+        raise ValueError(
+            "process_group differs from the group the DDP model reduces in "
+            "(ddp_model.process_group): leave it out, register_hook uses DDP's"
+        )
+    state, hook = make_hook(name, process_group=group, **kwargs)
+    ddp_model.register_comm_hook(state, hook)
+    return state

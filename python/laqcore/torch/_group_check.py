@@ -1,0 +1,96 @@
+"""The first-iteration check that a hook's group holds replicas of one model.
+
+A hook state communicates in its own ``process_group`` (the default group unless given),
+while DDP reduces in the group it was built with. If the two differ (DDP over a subgroup,
+e.g. one data-parallel group of a 2-D layout, and a state left on the default group), the
+hook would average the gradients of *different* models: every replica in a group stays
+identical, nothing raises, and training silently goes wrong. PyTorch's own hooks share the
+trap (their state is the group); a laqcore hook refuses it.
+
+What the hook can see is its buckets' parameters. DDP makes the replicas of its group
+identical when it is built and keeps them so, so at the first iteration every rank of the
+right group holds the same parameters. :func:`check_replicas_agree` all-gathers one digest
+per rank of the parameters (sizes, dtypes and up to :data:`SAMPLES_PER_PARAMETER`
+evenly spaced values of each) over the state's group and raises on every rank if they
+differ. It also catches replicas that diverged for another reason (a checkpoint loaded on
+some ranks after DDP was built). It cannot tell two groups apart whose models are
+identical (the same seed and no step yet): averaging those is what one DDP over all of
+them would do. Cost: one gather of one int64 per rank, once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..distributed.gather import HostGather
+from ._layout import Parked
+
+__all__ = [
+    "SAMPLES_PER_PARAMETER",
+    "ReplicaGroupError",
+    "check_replicas_agree",
+    "parameter_digest",
+]
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+#: Values of each parameter that enter its rank's digest (all of a smaller parameter).
+SAMPLES_PER_PARAMETER = 16
+
+
+class ReplicaGroupError(ValueError):
+    """The ranks of a hook's process group do not hold replicas of one model."""
+
+
+def parameter_digest(parked: list[Parked]) -> int:
+    """A 64-bit digest of the buckets' parameters (their order, sizes, dtypes, samples)."""
+    h = hashlib.blake2b(digest_size=8)
+    for b in parked:
+        for p in b.params:
+            flat = p.detach().reshape(-1)
+            n = int(flat.numel())
+            h.update(f"{n}:{p.dtype};".encode())
+            if n:
+                k = min(n, SAMPLES_PER_PARAMETER)
+                idx = torch.linspace(0, n - 1, k, device=flat.device).round().long()
+                h.update(flat[idx].cpu().numpy().tobytes())
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def _gather_device(process_group: Any) -> torch.device:
+    if str(dist.get_backend(process_group)).lower() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def check_replicas_agree(parked: list[Parked], process_group: Any) -> None:
+    """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
+    parameter digests differ (module docstring); the message lists the ranks by digest."""
+    world = int(dist.get_world_size(process_group))
+    if world == 1:
+        return
+    mine = np.array([parameter_digest(parked)], dtype=np.int64)
+    rows = HostGather(process_group, world, _gather_device(process_group)).rows(
+        mine, "replica check"
+    )
+    groups: dict[int, list[int]] = {}
+    for r, row in enumerate(rows):
+        groups.setdefault(int(row[0]), []).append(r)
+    if len(groups) > 1:
+        parts = "; ".join(", ".join(map(str, ranks)) for ranks in groups.values())
+        raise ReplicaGroupError(
+            "laqcore hook: the ranks of this hook's process group do not hold the same "
+            f"model (ranks with equal parameters: {parts}). Either DDP reduces in another "
+            "group than the hook state (build the state with "
+            "process_group=ddp_model.process_group, or use "
+            "laqcore.torch.register_hook(ddp_model, name)), or the replicas diverged before "
+            "this first step (e.g. a checkpoint loaded on some ranks after DDP was built)"
+        )

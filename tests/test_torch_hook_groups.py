@@ -1,0 +1,107 @@
+"""A hook state in another group than DDP's, and diverged replicas, are refused at the first
+step on every rank (laqcore.torch._group_check); ``register_hook`` takes DDP's group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import _group_workers as gw  # noqa: E402
+from laqcore.distributed import run_processes  # noqa: E402
+from laqcore.torch import LAQState, register_hook  # noqa: E402
+from laqcore.torch._group_check import SAMPLES_PER_PARAMETER, parameter_digest  # noqa: E402
+from laqcore.torch._layout import Parked  # noqa: E402
+
+_CASES = [
+    ("state_on_world", "laq"),
+    ("state_on_world", "qsgd"),
+    ("register", "laq"),
+    ("register_wrong_group", "laq"),
+    ("diverged", "laq"),
+]
+
+
+@pytest.fixture(scope="module")
+def four_ranks() -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Every case on 4 gloo ranks, in one spawn: results by case, one per rank."""
+    outs = run_processes(gw.run_cases, 4, _CASES, pg_timeout_s=60, deadline_s=240)
+    return {c: [o.result[i] for o in outs] for i, c in enumerate(_CASES)}
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("hook", ["laq", "qsgd"])
+def test_a_state_on_the_default_group_under_a_subgroup_ddp_is_refused(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]], hook: str
+) -> None:
+    # Without the check the four ranks averaged the two pairs' different models' gradients:
+    # each pair stayed identical and nothing raised.
+    for res in four_ranks[("state_on_world", hook)]:
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError"
+        assert "ranks with equal parameters: 0, 1; 2, 3" in msg
+        assert "process_group=ddp_model.process_group" in msg
+        assert res["unchanged"]  # refused before any step
+
+
+@pytest.mark.distributed
+def test_register_hook_uses_ddps_group(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    res = four_ranks[("register", "laq")]
+    assert all(r["error"] is None for r in res)
+    np.testing.assert_array_equal(res[0]["params"], res[1]["params"])
+    np.testing.assert_array_equal(res[2]["params"], res[3]["params"])
+    assert not np.array_equal(res[0]["params"], res[2]["params"])  # two separate models
+
+
+@pytest.mark.distributed
+def test_register_hook_refuses_another_group_and_replicas_that_diverged(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    for res in four_ranks[("register_wrong_group", "laq")]:
+        kind, msg = res["error"]
+        assert kind == "ValueError" and "ddp_model.process_group" in msg
+    for res in four_ranks[("diverged", "laq")]:
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError" and "0, 1, 2; 3" in msg
+        assert res["unchanged"]
+
+
+def test_register_hook_needs_a_ddp_model() -> None:
+    with pytest.raises(TypeError, match="DistributedDataParallel model, got Linear"):
+        register_hook(torch.nn.Linear(2, 2), "laq")
+
+
+def _parked(*params: Any) -> list[Parked]:
+    return [Parked(torch.zeros(1), list(params), torch.futures.Future())]
+
+
+def test_parameter_digest_sees_sizes_dtypes_and_sampled_values() -> None:
+    a = torch.arange(100, dtype=torch.float32)
+    b = torch.ones(3, 4)
+    d = parameter_digest(_parked(a, b))
+    assert d == parameter_digest(_parked(a.clone(), b.clone()))
+    assert d != parameter_digest(_parked(b, a))  # order
+    assert d != parameter_digest(_parked(a.double(), b))  # dtype
+    assert d != parameter_digest(_parked(a[:99], b))  # size
+    for i in (0, 33, 99):  # sampled positions of a 100-element parameter (16 samples)
+        c = a.clone()
+        c[i] += 1.0
+        assert d != parameter_digest(_parked(c, b)), i
+    small = torch.arange(SAMPLES_PER_PARAMETER, dtype=torch.float32)
+    for i in range(SAMPLES_PER_PARAMETER):  # every value of a small parameter counts
+        c = small.clone()
+        c[i] = -1.0
+        assert parameter_digest(_parked(c)) != parameter_digest(_parked(small)), i
+
+
+def test_a_pickled_state_checks_again_in_its_new_process() -> None:
+    import pickle
+
+    state = LAQState()
+    state._replicas_checked = True
+    assert pickle.loads(pickle.dumps(state))._replicas_checked is False
