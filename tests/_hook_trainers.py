@@ -111,7 +111,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     add: accum (micro-batches per step, all but the last under ``no_sync()``), clip
     (``scaler.unscale_`` then ``clip_grad_norm_`` to this norm), bucket_cap_mb (DDP's
     bucket size: small values give several buckets per step), compile (``torch.compile``
-    of the DDP model)."""
+    of the DDP model), params (``"bf16"``: the model's parameters, hence its gradients and
+    buckets, in bfloat16)."""
     import contextlib
 
     import torch
@@ -120,6 +121,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     steps = spec.get("steps", 60)
     kind = spec.get("model", "mlp")
     model = _model(kind)
+    pdtype = torch.bfloat16 if spec.get("params") == "bf16" else torch.float32
+    model = model.to(pdtype)
     ddp = DDP(
         model,
         find_unused_parameters=kind == "branchy",
@@ -163,7 +166,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
                         loss = torch.nn.functional.cross_entropy(net(xb), yb) / accum
                     scaler.scale(loss).backward()  # type: ignore[union-attr]
                 else:
-                    (torch.nn.functional.cross_entropy(net(xb), yb) / accum).backward()
+                    out = net(xb.to(pdtype)).float()
+                    (torch.nn.functional.cross_entropy(out, yb) / accum).backward()
         if clip is not None:
             if scaler is not None:
                 scaler.unscale_(opt)
@@ -186,8 +190,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
             }
     xt, yt = _data(1000, 600)
     with torch.no_grad():
-        acc = float((model(xt).argmax(1) == yt).float().mean())
-    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        acc = float((model(xt.to(pdtype)).argmax(1) == yt).float().mean())
+    params = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
     return {
         "acc": acc,
         "stats": state.stats() if state is not None else None,

@@ -92,6 +92,9 @@ def test_parameter_digest_sees_sizes_dtypes_and_sampled_values() -> None:
         c = a.clone()
         c[i] += 1.0
         assert d != parameter_digest(_parked(c, b)), i
+    # Every floating dtype a model may hold, bfloat16 included (numpy has none).
+    halves = [parameter_digest(_parked(a.to(t))) for t in (torch.bfloat16, torch.float16)]
+    assert len({d, *halves}) == 3
     small = torch.arange(SAMPLES_PER_PARAMETER, dtype=torch.float32)
     for i in range(SAMPLES_PER_PARAMETER):  # every value of a small parameter counts
         c = small.clone()

@@ -50,6 +50,10 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("laq fp16 resumed", {**_LAQ, **_OVERFLOW, "resume_of": 7}),
     ("ref bf16", {"method": "none", "amp": "bf16"}),
     ("laq bf16", {**_LAQ, "amp": "bf16"}),
+    # Parameters (not only autocast) in bfloat16: the hooks' buckets are bfloat16.
+    ("ref bf16 params", {"method": "none", "params": "bf16"}),
+    ("laq bf16 params", {**_LAQ, "params": "bf16"}),
+    ("qsgd bf16 params", {"method": "qsgd", "params": "bf16"}),
     # 2 bits on a conv net: blocks of 256 lost 3.7 points here (and diverged on the bench
     # CNN); the default block_size="auto" (32 at 2 bits) trains like the reference.
     ("ref cnn momentum", {"method": "none", "opt": "momentum", "model": "cnn"}),
@@ -97,6 +101,8 @@ def two_ranks() -> dict[str, list[Any]]:
         ("terngrad fp16", "ref fp16"),
         ("rotation fp16", "ref fp16"),
         ("laq bf16", "ref bf16"),
+        ("laq bf16 params", "ref bf16 params"),
+        ("qsgd bf16 params", "ref bf16 params"),
         ("laq outside", "ref outside"),
         ("qsgd outside", "ref outside"),
         ("laq compiled", "ref compiled"),

@@ -61,7 +61,8 @@ def parameter_digest(parked: list[Parked]) -> int:
             if n:
                 k = min(n, SAMPLES_PER_PARAMETER)
                 idx = torch.linspace(0, n - 1, k, device=flat.device).round().long()
-                h.update(flat[idx].cpu().numpy().tobytes())
+                # The samples' bytes (a uint8 view: numpy has no bfloat16).
+                h.update(flat[idx].contiguous().view(torch.uint8).cpu().numpy().tobytes())
     return int.from_bytes(h.digest(), "little", signed=True)
 
 
