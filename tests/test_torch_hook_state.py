@@ -616,3 +616,58 @@ def test_states_pickled_before_grad_scaler_are_in_scaled_units(group: None) -> N
         else:
             with pytest.raises(ValueError, match="recorded without a grad_scaler"):
                 ddp(x).backward()
+
+
+@pytest.mark.parametrize(
+    ("make", "setting", "value"),
+    [
+        (LAQState, "bits", 2),
+        (LAQState, "block_size", 32),
+        (LAQState, "exchange", "all-gather"),
+        (LAQState, "downlink_bits", 2),
+        (LAQState, "entropy", False),
+        (LAQState, "lazy_downlink", 0.5),
+        (LAQState, "process_group", None),
+        (QSGDState, "seed", 3),
+        (QSGDState, "compressor_kwargs", {"levels": 4}),
+        (lambda: __import__("laqcore.torch").torch.RotationState(), "exchange", "all-gather"),
+    ],
+)
+def test_settings_are_fixed_once_the_state_is_built(make: Any, setting: str, value: Any) -> None:
+    """Assigning ``state.bits = 2`` after construction used to be accepted and ignored (the
+    uploader and exchange are built from the constructor's values, ``block_size="auto"``
+    stayed at 4 bits' 256): now it raises, naming the fix, and changes nothing."""
+    state = make()
+    before = getattr(state, setting)
+    with pytest.raises(AttributeError, match=rf"\.{setting} is fixed once the state is built"):
+        setattr(state, setting, value)
+    assert getattr(state, setting) == before
+    # Unpickled states are sealed too.
+    with pytest.raises(AttributeError, match="is fixed"):
+        setattr(pickle.loads(pickle.dumps(state)), setting, value)
+
+
+def test_what_may_change_during_training_still_can() -> None:
+    """The scaler is attached after construction by design; the warm-up length, the
+    non-finite policy and the error-feedback weight are read at every step."""
+    state = LAQState()
+    state.grad_scaler = torch.amp.GradScaler("cpu")
+    state.warmup_steps = 3
+    state.error_feedback = 0.5
+    state.rule.stale_cap = 1.0
+    assert (state.warmup_steps, state.error_feedback, state.rule.stale_cap) == (3, 0.5, 1.0)
+
+
+def test_settings_read_at_every_step_are_checked_when_assigned() -> None:
+    state = QSGDState()
+    with pytest.raises(ValueError, match="warmup_steps"):
+        state.warmup_steps = -1
+    with pytest.raises(ValueError, match="nonfinite"):
+        state.nonfinite = "ignore"
+    assert (state.warmup_steps, state.nonfinite) == (1, "propagate")
+    # A state pickled when both were plain attributes unpickles with them.
+    d = state.__getstate__()
+    d["warmup_steps"], d["nonfinite"] = d.pop("_warmup_steps"), d.pop("_nonfinite")
+    old = QSGDState.__new__(QSGDState)
+    old.__setstate__(d)
+    assert (old.warmup_steps, old.nonfinite) == (1, "propagate")

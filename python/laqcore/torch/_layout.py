@@ -155,7 +155,8 @@ class BucketLayout:
                             f"DDP bucket {i} holds {_describe(len(seen), p)}, which was not "
                             "among the parameters of the first iteration: laqcore hooks need "
                             "the same parameters in the buckets every step (re-create the "
-                            "hook state after changing the model)"
+                            "hook state after changing the model; each DDP model needs a "
+                            "state of its own)"
                         )
                     seen.add(o)
             missing = sorted(set(range(len(self.numels))) - seen)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -87,12 +87,17 @@ class HookState:
         :mod:`laqcore.torch._nonfinite`.
     """
 
+    #: Settings fixed once the state is built (:meth:`_seal`): the quantizer, the exchange
+    #: and the values derived from them (``block_size="auto"`` from ``bits``, ...) are made
+    #: from these, so a later assignment would be ignored or half applied; it raises instead.
+    _SETTINGS: ClassVar[tuple[str, ...]] = ("process_group",)
+
     def __init__(
         self, process_group: Any, warmup_steps: int, nonfinite: str, grad_scaler: Any = None
     ) -> None:
         self.process_group = process_group
-        self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps", minimum=0)
-        self.nonfinite = check_nonfinite(nonfinite)
+        self.warmup_steps = warmup_steps  # validated by the properties below
+        self.nonfinite = nonfinite
         self.grad_scaler = grad_scaler
         # Whether the state's vectors are in unscaled units (a scaler was attached when they
         # were recorded; None: nothing recorded yet). Set by the first iteration, or by a
@@ -113,6 +118,38 @@ class HookState:
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     # -- plumbing -----------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self)._SETTINGS and self.__dict__.get("_sealed", False):
+            cls = type(self).__name__
+            raise AttributeError(
+                f"{cls}.{name} is fixed once the state is built (its quantizer, exchange and "
+                "the settings derived from it are made from it, so a new value would be "
+                f"ignored): build a new {cls}({name}=...) and register that one instead"
+            )
+        object.__setattr__(self, name, value)
+
+    def _seal(self) -> None:
+        """End of construction: from now on the :attr:`_SETTINGS` are read-only."""
+        self._sealed = True
+
+    @property
+    def warmup_steps(self) -> int:
+        """Iterations of plain all-reduce before compression starts (read at every step)."""
+        return self._warmup_steps
+
+    @warmup_steps.setter
+    def warmup_steps(self, steps: int) -> None:
+        self._warmup_steps = check_positive_int(steps, "warmup_steps", minimum=0)
+
+    @property
+    def nonfinite(self) -> str:
+        """The NaN/Inf policy (:mod:`laqcore.torch._nonfinite`; read at every step)."""
+        return self._nonfinite
+
+    @nonfinite.setter
+    def nonfinite(self, policy: str) -> None:
+        self._nonfinite = check_nonfinite(policy)
+
     @property
     def grad_scaler(self) -> Any:
         """The ``torch.amp.GradScaler`` whose scale the buckets carry, or ``None``.
@@ -450,5 +487,9 @@ class HookState:
             "_replicas_checked": False,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
+        for name in ("warmup_steps", "nonfinite"):  # plain attributes before their checks
+            if name in d:
+                d[f"_{name}"] = d.pop(name)
         self.__dict__.update(d)
-        self.layout = BucketLayout()
+        self.__dict__["layout"] = BucketLayout()
+        self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed

@@ -49,6 +49,7 @@ class _CompressorState(HookState):
 
     _NAME = ""  # the compressor whose frames the exchange moves
     _DEFAULTS: ClassVar[dict[str, Any]] = {}  # the hook's defaults for the compressor's parameters
+    _SETTINGS = ("process_group", "seed", "exchange", "compressor_kwargs")
 
     # The public constructor of QSGDState, TernGradState and RotationState (documented on
     # QSGDState): they differ in _NAME, i.e. in which compressor ``**kwargs`` configure, and
@@ -70,6 +71,7 @@ class _CompressorState(HookState):
         self.compressor_kwargs = {**self._DEFAULTS, **kwargs}
         self._compressor: Any = None
         self._make(0)  # validate the hyperparameters now, not at the first step
+        self._seal()
 
     def _make(self, rank: int) -> Any:
         from ..compressors import get_compressor

@@ -208,6 +208,17 @@ class LAQState(HookState):
     >>> state.stats()["compression_ratio"]                     # doctest: +SKIP
     """
 
+    _SETTINGS = (
+        "process_group",
+        "bits",
+        "block_size",
+        "exchange",
+        "downlink_bits",
+        "downlink_block_size",
+        "entropy",
+        "lazy_downlink",
+    )
+
     @renamed_keywords(max_stale="t_bar", error_weight="err_coef")
     def __init__(
         self,
@@ -299,6 +310,7 @@ class LAQState(HookState):
         self._counters["safeguard_uploads"] = 0
         self._counters["stale_uploads"] = 0
         self._counters["capped_uploads"] = 0
+        self._seal()
 
     @property
     def q_prev(self) -> FloatVector | None:
