@@ -11,6 +11,7 @@ import pytest
 import laqcore.problems
 import laqcore.simulator
 from laqcore import cli
+from laqcore._validate import check_output_dir, check_output_file
 
 
 @pytest.fixture
@@ -79,6 +80,23 @@ def test_out_that_is_a_file_is_refused_first(capsys, no_work, tmp_path, command)
     _fails_with(capsys, [command, "--out", str(afile)], "--out", "is a file")
     _fails_with(capsys, [command, "--out", str(afile / "sub")], "lies under the file")
     _fails_with(capsys, [command, "--cache-dir", str(afile)], "--cache-dir", "is a file")
+
+
+def test_out_where_nothing_can_be_created_is_refused_first(capsys, no_work, monkeypatch):
+    # os.access grants root writing under /proc, where creating anything fails: the check
+    # creates a probe, so root gets an error before any work too (other users are refused
+    # by os.access already: "not writable").
+    monkeypatch.setattr(
+        "laqcore.experiments.variance.vector_source",
+        lambda *a: (_ for _ in ()).throw(AssertionError("work started")),
+    )
+    for command in ("run", "variance"):
+        _fails_with(capsys, [command, "--out", "/proc/laqcore-x"], "--out '/proc/laqcore-x'")
+    for path in ("/proc/laqcore-x", "/proc/laqcore-x/sub"):
+        with pytest.raises(ValueError, match="cannot create a directory|is not writable"):
+            check_output_dir(path)
+    with pytest.raises(ValueError, match="cannot create a file|is not writable"):
+        check_output_file("/proc/laqcore-x.json", "--json")
 
 
 def test_launch_checkpoint_dir_checked(capsys, no_work, tmp_path):

@@ -13,6 +13,7 @@ import functools
 import math
 import numbers
 import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -258,12 +259,30 @@ def _nearest_existing(path: str) -> str:
     return probe
 
 
+def _creation_error(directory: str, kind: str) -> OSError | None:
+    """Why nothing can be created in ``directory`` (``None``: it can), found by creating and
+    removing a hidden probe of ``kind`` ``"dir"`` or ``"file"``. ``os.access`` alone is not
+    enough: as root it grants writing everywhere, e.g. under ``/proc``, where creating fails.
+    """
+    try:
+        if kind == "dir":
+            os.rmdir(tempfile.mkdtemp(prefix=".laqcore-probe-", dir=directory))
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".laqcore-probe-", dir=directory)
+            os.close(fd)
+            os.remove(probe)
+    except OSError as err:
+        return err
+    return None
+
+
 def check_output_dir(path: Any, name: str = "--out") -> str:
     """``path`` can be (or already is) a writable directory; checked before any work starts,
-    so a long job never fails at the end. Nothing is created here.
+    so a long job never fails at the end. Nothing is left behind here (a probe directory is
+    created and removed in the nearest existing directory).
 
-    Raises ``ValueError`` naming ``name`` when ``path`` is a file, lies under a file, or its
-    nearest existing directory is not writable.
+    Raises ``ValueError`` naming ``name`` when ``path`` is a file, lies under a file, or
+    nothing can be created in its nearest existing directory.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a path, got {type(path).__name__}")
@@ -276,6 +295,9 @@ def check_output_dir(path: Any, name: str = "--out") -> str:
         raise ValueError(f"{name} {p!r} {what}; expected a directory")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ValueError(f"{name} {p!r}: directory {base!r} is not writable")
+    err = _creation_error(base, "dir")
+    if err is not None:
+        raise ValueError(f"{name} {p!r}: cannot create a directory in {base!r} ({err.strerror})")
     return str(p)
 
 
@@ -296,6 +318,9 @@ def check_output_file(path: Any, name: str) -> str:
         os.path.exists(p) and not os.access(p, os.W_OK)
     ):
         raise ValueError(f"{name} {p!r} is not writable")
+    err = None if os.path.exists(p) else _creation_error(parent, "file")
+    if err is not None:
+        raise ValueError(f"{name} {p!r}: cannot create a file in {parent!r} ({err.strerror})")
     return str(p)
 
 

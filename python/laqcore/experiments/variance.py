@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import FloatVector
+from .._validate import check_output_dir
 from .plots import pyplot, save_figure
 
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
@@ -218,6 +219,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown source {s!r}; choose from {', '.join(SOURCES)}")
     if args.n < 16 or args.steps < 1:
         raise ValueError("--n must be >= 16 and --steps >= 1")
+    if args.out:  # before the measurements, so they are never lost to an unwritable --out
+        check_output_dir(args.out, "--out")
     records = []
     for src in sources:
         vectors = vector_source(src, args.n, args.steps, args.seed)
