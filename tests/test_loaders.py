@@ -145,6 +145,17 @@ def test_libsvm_non_finite_values_refused(tmp_path, bad):
         load_libsvm(str(path))
 
 
+def test_libsvm_repeated_feature_index_refused(tmp_path):
+    """A repeated index used to keep its last value silently; unsorted indices stay valid."""
+    path = tmp_path / "d.svm"
+    path.write_text("1 2:0.5 1:0.25\n-1 1:1 3:0.5 1:0.7\n")
+    with pytest.raises(DatasetError, match=r"d\.svm.*line 2: feature index 1 appears twice"):
+        load_libsvm(str(path))
+    path.write_text("1 2:0.5 1:0.25\n-1 3:0.5 1:0.7\n")
+    got = load_libsvm(str(path), normalize="none").X
+    np.testing.assert_array_equal(got, [[0.25, 0.5, 0.0], [0.7, 0.0, 0.5]])
+
+
 def test_libsvm_parses_across_flushes(tmp_path, rng):
     """More samples than one compact-array chunk: the same matrix as a direct build."""
     n = 70_000

@@ -84,11 +84,15 @@ class _Parsed:
             if not math.isfinite(label):  # "nan", "inf" and "1e400" all parse as floats
                 raise ValueError(f"label {body[0]!r} is not a finite number")
             self.labels.append(label)
+            seen: set[int] = set()  # a repeated index would silently keep its last value
             for tok in body[1:]:
                 idx, val = tok.split(":", 1)
                 j = int(idx)
                 if j < 1:
                     raise ValueError(f"feature index {j} < 1")
+                if j in seen:
+                    raise ValueError(f"feature index {j} appears twice")
+                seen.add(j)
                 if j > self.limit:
                     hint = "" if self.fixed else " (pass num_features to allow it)"
                     raise ValueError(
@@ -167,8 +171,9 @@ def load_libsvm(
     ------
     DatasetError
         Naming the file: missing, unreadable or truncated (also a cut ``.gz`` stream),
-        malformed, a NaN/Inf/overflowing label or value, an index above the limit (naming the
-        line), or a matrix above ``max_bytes``.
+        malformed, a NaN/Inf/overflowing label or value, an index above the limit or repeated
+        within a line (naming the line), or a matrix above ``max_bytes``. Indices need not be
+        sorted.
     """
     check_normalize(normalize)
     p = os.fspath(path)
