@@ -17,6 +17,9 @@ eps = 1e-6, at most 5000 iterations); each arm replaces ``LazyUploader.propose_a
 * ``same``: the smallest b >= 3 for which the rule's inequality still says "upload" (the
   decision b = 8 would take, at the fewest bits); b = 3 when it does not hold at any width
   (the upload is then skipped, or forced by the clock);
+* ``clock1`` / ``clock2``: b = 3, except for uploads only the clock forces (``clock >=
+  t_bar`` and the rule's inequality at b = 3 says "skip"): those at 1 (2) bits. Most uploads
+  are forced by the clock, and such an innovation is small by the rule's own measure;
 * ``joint``: the width *and* the radius block together: among b in 2..8 and blocks
   B in {none, 128, 64, 32, 16}, the pair with the fewest frame bits b n + 32 ceil(n / B) (the
   radii counted) whose error term 3 ||eps||^2 is <= 2 rhs (the library's criterion with
@@ -89,6 +92,18 @@ def same(up: LazyUploader, grad: Any, rhs: float) -> LAQPayload:
     return p if uploads(p) else up._iq.propose(grad, bits=3)
 
 
+def _clock(low: int) -> Choose:
+    def choose(up: LazyUploader, grad: Any, rhs: float) -> LAQPayload:
+        rule = up.rule
+        assert rule is not None  # noqa: S101 - LAQ has a rule
+        p = up._iq.propose(grad, bits=3)
+        forced = rule.t_bar is not None and up.clock >= rule.t_bar
+        skip = not rule.should_upload_unchecked(p.innov_sq, rhs, p.err_sq, up._iq.err_hat_sq, 0)
+        return up._iq.propose(grad, bits=low) if forced and skip else p
+
+    return choose
+
+
 _JOINT_BLOCKS = (None, 128, 64, 32, 16)
 
 
@@ -115,6 +130,8 @@ CRITERIA: dict[str, Choose] = {
     "innov": innov,
     "rhs3": rhs3,
     "same": same,
+    "clock1": _clock(1),
+    "clock2": _clock(2),
     "joint": joint,
 }
 
