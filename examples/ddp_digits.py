@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from laqcore.problems.datasets import load_digits
-from laqcore.torch import HOOKS, make_hook
+from laqcore.torch import HOOKS, register_hook
 
 
 def train(
@@ -48,9 +48,9 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is not None)
     state = None
     if method != "none":
-        state, hook = make_hook(method)  # <- laqcore: e.g. LAQState(), laq_hook
-        state.grad_scaler = scaler  # <- laqcore (mixed precision): follow the loss scale
-        ddp.register_comm_hook(state, hook)  # <- laqcore
+        # <- laqcore: the hook by name (e.g. LAQState() and laq_hook) registered in DDP's
+        # group; under mixed precision it follows the scaler's loss scale.
+        state = register_hook(ddp, method, grad_scaler=scaler)
     opt = torch.optim.SGD(ddp.parameters(), lr=lr)
     for step in range(steps):
         opt.zero_grad()
