@@ -134,8 +134,10 @@ class QSGDState(_CompressorState):
         (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
         of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
     grad_scaler : torch.amp.GradScaler, optional
-        The trainer's loss scaler: the owners' error-feedback residuals are then kept in
-        unscaled units (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
+        The trainer's loss scaler (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
+        These hooks keep no memory across steps and their codes are scale-free, so it only
+        puts the compressed vector in unscaled units; accepted so that every hook state
+        takes the same arguments.
     **kwargs
         QSGD hyperparameters, passed to ``laqcore.get_compressor("qsgd", ...)`` (e.g.
         ``levels``, ``bucket_size``); the compressor's defaults otherwise.
