@@ -112,7 +112,8 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     (``scaler.unscale_`` then ``clip_grad_norm_`` to this norm), bucket_cap_mb (DDP's
     bucket size: small values give several buckets per step), compile (``torch.compile``
     of the DDP model), params (``"bf16"``: the model's parameters, hence its gradients and
-    buckets, in bfloat16)."""
+    buckets, in bfloat16), wrap (``"fp16"``: the hook inside PyTorch's
+    ``fp16_compress_wrapper``)."""
     import contextlib
 
     import torch
@@ -137,6 +138,10 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
         from laqcore.torch import make_hook
 
         state, hook = make_hook(spec["method"], **spec.get("kwargs", {}))
+        if spec.get("wrap") == "fp16":  # PyTorch's wrapper: the hook sees an fp16 bucket
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+            hook = default_hooks.fp16_compress_wrapper(hook)
         ddp.register_comm_hook(state, hook)
         if scaler is not None:  # as docs/ddp.md asks: the state follows the scale
             state.grad_scaler = scaler

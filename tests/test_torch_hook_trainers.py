@@ -54,6 +54,8 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref bf16 params", {"method": "none", "params": "bf16"}),
     ("laq bf16 params", {**_LAQ, "params": "bf16"}),
     ("qsgd bf16 params", {"method": "qsgd", "params": "bf16"}),
+    # Composes with PyTorch's fp16_compress_wrapper (the hook gets an fp16 bucket).
+    ("laq fp16 wrapper", {**_LAQ, "opt": "momentum", "wrap": "fp16"}),
     # 2 bits on a conv net: blocks of 256 lost 3.7 points here (and diverged on the bench
     # CNN); the default block_size="auto" (32 at 2 bits) trains like the reference.
     ("ref cnn momentum", {"method": "none", "opt": "momentum", "model": "cnn"}),
@@ -95,6 +97,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("laq momentum_wd", "ref momentum_wd"),
         ("laq adam", "ref adam"),
         ("laq momentum", "ref momentum"),
+        ("laq fp16 wrapper", "ref momentum"),
         ("laq 2 bit cnn momentum", "ref cnn momentum"),
         ("laq fp16", "ref fp16"),
         ("qsgd fp16", "ref fp16"),
