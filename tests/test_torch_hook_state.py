@@ -691,3 +691,18 @@ def test_register_hook_warns_on_attention_with_the_default_stale_cap(group: None
         register_hook(tf(), "laq", stale_cap=4)  # the default, chosen knowingly
         register_hook(tf(), "qsgd")  # no lazy rule
         register_hook(DDP(torch.nn.Linear(3, 2)), "laq")  # no attention
+
+
+def test_register_hook_accepts_a_compiled_ddp_model(group: None) -> None:
+    import warnings
+
+    from laqcore.torch import register_hook
+
+    torch.manual_seed(0)
+    ddp = DDP(torch.nn.Linear(3, 2))
+    with warnings.catch_warnings():  # torch's own import-time deprecations
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled = torch.compile(ddp)  # not run: compiling happens at the first call
+    state = register_hook(compiled, "qsgd")
+    assert state.process_group is ddp.process_group
+    assert [st for _, st in ddp._comm_hooks] == [state]  # registered on the DDP inside

@@ -112,7 +112,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     Raises
     ------
     TypeError
-        ``ddp_model`` is not a ``DistributedDataParallel`` (or a keyword is not the state's).
+        ``ddp_model`` is not a ``DistributedDataParallel``, nor ``torch.compile`` of one (or a
+        keyword is not the state's).
     ValueError
         ``process_group`` is another group than DDP's, or as :func:`make_hook`.
 
@@ -123,6 +124,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     """
     from torch.nn.parallel import DistributedDataParallel
 
+    # torch.compile(ddp_model) wraps it; the hook belongs to the DDP module inside.
+    ddp_model = getattr(ddp_model, "_orig_mod", ddp_model)
     if not isinstance(ddp_model, DistributedDataParallel):
         raise TypeError(
             "register_hook needs a torch.nn.parallel.DistributedDataParallel model, got "
