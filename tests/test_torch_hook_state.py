@@ -627,7 +627,6 @@ def test_states_pickled_before_grad_scaler_are_in_scaled_units(group: None) -> N
         (LAQState, "downlink_bits", 2),
         (LAQState, "entropy", False),
         (LAQState, "lazy_downlink", 0.5),
-        (LAQState, "process_group", None),
         (QSGDState, "seed", 3),
         (QSGDState, "compressor_kwargs", {"levels": 4}),
         (lambda: __import__("laqcore.torch").torch.RotationState(), "exchange", "all-gather"),
@@ -645,6 +644,27 @@ def test_settings_are_fixed_once_the_state_is_built(make: Any, setting: str, val
     # Unpickled states are sealed too.
     with pytest.raises(AttributeError, match="is fixed"):
         setattr(pickle.loads(pickle.dumps(state)), setting, value)
+
+
+def test_the_process_group_can_be_given_until_the_first_step(group: None) -> None:
+    """A pickled state comes back without its group; it may be given again before the hook
+    runs, not after (its exchange is built in it)."""
+    state = pickle.loads(pickle.dumps(LAQState(warmup_steps=0)))
+    assert state.process_group is None
+    state.process_group = dist.group.WORLD
+    torch.manual_seed(0)
+    ddp = DDP(torch.nn.Linear(3, 2))
+    ddp.register_comm_hook(state, laq_hook)
+    ddp(torch.randn(4, 3)).sum().backward()
+    with pytest.raises(AttributeError, match="process_group is fixed once the hook has run"):
+        state.process_group = None
+    assert state.process_group is dist.group.WORLD
+    # A state pickled when the group was a plain attribute unpickles without it.
+    d = LAQState().__getstate__()
+    d["process_group"] = d.pop("_process_group")
+    old = LAQState.__new__(LAQState)
+    old.__setstate__(d)
+    assert old.process_group is None
 
 
 def test_what_may_change_during_training_still_can() -> None:

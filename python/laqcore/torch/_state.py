@@ -90,7 +90,7 @@ class HookState:
     #: Settings fixed once the state is built (:meth:`_seal`): the quantizer, the exchange
     #: and the values derived from them (``block_size="auto"`` from ``bits``, ...) are made
     #: from these, so a later assignment would be ignored or half applied; it raises instead.
-    _SETTINGS: ClassVar[tuple[str, ...]] = ("process_group",)
+    _SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, process_group: Any, warmup_steps: int, nonfinite: str, grad_scaler: Any = None
@@ -131,6 +131,22 @@ class HookState:
     def _seal(self) -> None:
         """End of construction: from now on the :attr:`_SETTINGS` are read-only."""
         self._sealed = True
+
+    @property
+    def process_group(self) -> Any:
+        """The group the hook communicates in (``None``: the default group). Assignable
+        until the first step (a pickled state comes back without it: give it DDP's group
+        again); fixed afterwards, when the exchange has been built in it."""
+        return self._process_group
+
+    @process_group.setter
+    def process_group(self, group: Any) -> None:
+        if self.__dict__.get("_replicas_checked") or self.__dict__.get("_exchanger") is not None:
+            raise AttributeError(
+                f"{type(self).__name__}.process_group is fixed once the hook has run (its "
+                "exchange is built in it): build a new state in the new group instead"
+            )
+        self._process_group = group
 
     @property
     def warmup_steps(self) -> int:
@@ -470,7 +486,7 @@ class HookState:
         ex = self._exchanger
         # The scaler belongs to the trainer (it has its own state_dict): re-attach it after
         # unpickling; ``_unscaled`` makes the first step refuse to run without it.
-        d.update(process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
+        d.update(_process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
         d["_replicas_checked"] = False
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
@@ -487,7 +503,8 @@ class HookState:
             "_replicas_checked": False,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
-        for name in ("warmup_steps", "nonfinite"):  # plain attributes before their checks
+        # plain attributes before they became checked properties
+        for name in ("warmup_steps", "nonfinite", "process_group"):
             if name in d:
                 d[f"_{name}"] = d.pop(name)
         self.__dict__.update(d)

@@ -49,7 +49,7 @@ class _CompressorState(HookState):
 
     _NAME = ""  # the compressor whose frames the exchange moves
     _DEFAULTS: ClassVar[dict[str, Any]] = {}  # the hook's defaults for the compressor's parameters
-    _SETTINGS = ("process_group", "seed", "exchange", "compressor_kwargs")
+    _SETTINGS = ("seed", "exchange", "compressor_kwargs")
 
     # The public constructor of QSGDState, TernGradState and RotationState (documented on
     # QSGDState): they differ in _NAME, i.e. in which compressor ``**kwargs`` configure, and

@@ -209,7 +209,6 @@ class LAQState(HookState):
     """
 
     _SETTINGS = (
-        "process_group",
         "bits",
         "block_size",
         "exchange",
