@@ -146,8 +146,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
 
 
 def _warn_if_attention(module: Any, state: LAQState) -> None:
-    """Warn once when a model with attention layers gets the default ``stale_cap``: on the
-    bench's small transformer it lost 8 to 60 points under momentum SGD where
+    """Warn when a model with attention layers gets a ``stale_cap`` above 1: on the
+    bench's small transformer the default 4 lost 8 to 60 points under momentum SGD where
     ``stale_cap=1`` stayed within 4.2 (docs/results_hooks.md, "A small transformer")."""
     cap = state.rule.stale_cap
     if cap is not None and cap <= 1.0:
