@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "EngineConfig": "engine",
+    "EngineConfig": "engine_config",
     "run_engine": "engine",
     "ExchangeResult": "transport",
     "TrafficStats": "transport",

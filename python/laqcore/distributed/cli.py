@@ -29,7 +29,7 @@ def __dir__() -> list[str]:
 
 def _config(args: argparse.Namespace) -> Any:
     from ..experiments.options import algorithm_overrides, problem_kwargs
-    from .engine import EngineConfig
+    from .engine_config import EngineConfig
 
     overrides = algorithm_overrides(args)
     overrides.setdefault("seed", args.seed)

@@ -21,7 +21,7 @@ from .gather import HostGather
 
 if TYPE_CHECKING:
     from ..driver import Recorder
-    from .engine import EngineConfig
+    from .engine_config import EngineConfig
 
 __all__ = ["RankCheckpoints", "check_replicas"]
 
