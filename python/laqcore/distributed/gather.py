@@ -24,11 +24,19 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 
-__all__ = ["HostGather"]
+__all__ = ["HostGather", "collective_device"]
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def collective_device(process_group: Any) -> torch.device:
+    """Where a group's collectives want their tensors: the current CUDA device for NCCL,
+    the CPU otherwise (gloo, MPI)."""
+    if str(dist.get_backend(process_group)).lower() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _unguarded(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import PeerFailureError
-from .gather import HostGather
+from .gather import HostGather, collective_device
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport"]
 
@@ -147,14 +147,7 @@ class Transport:
         self.group = process_group
         self.rank = dist.get_rank(process_group)
         self.world_size = dist.get_world_size(process_group)
-        if device is None:
-            backend = str(dist.get_backend(process_group)).lower()
-            device = (
-                torch.device("cuda", torch.cuda.current_device())
-                if backend == "nccl"
-                else torch.device("cpu")
-            )
-        self.device = torch.device(device)
+        self.device = torch.device(collective_device(process_group) if device is None else device)
         self.pad_tolerance = float(pad_tolerance)
         self.timeout_s = timeout_s
         self.stats = TrafficStats()

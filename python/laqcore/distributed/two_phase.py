@@ -48,7 +48,7 @@ import torch.distributed as dist
 from .._validate import check_positive_int
 from .errors import PeerFailureError
 from .exchange_stats import ExchangeStats, RoundResult
-from .gather import HostGather
+from .gather import HostGather, collective_device
 from .slicing import chunk_bounds
 from .slots import SIZE_HEADER, gather_slotted, propose_capacity
 
@@ -163,10 +163,7 @@ class TwoPhaseExchange:
         self.world = int(dist.get_world_size(process_group))
         self.n = check_positive_int(n, "n")
         self.bounds = chunk_bounds(self.n, self.world, codec.unit if unit is None else unit)
-        if device is None:
-            nccl = str(dist.get_backend(process_group)).lower() == "nccl"
-            device = torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(collective_device(process_group) if device is None else device)
         self.codec = codec
         codec.bind(self.bounds, self.rank, self.world)
         self.stats = ExchangeStats()

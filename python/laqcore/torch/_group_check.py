@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..distributed.gather import HostGather
+from ..distributed.gather import HostGather, collective_device
 from ._layout import Parked
 
 __all__ = [
@@ -66,12 +66,6 @@ def parameter_digest(parked: list[Parked]) -> int:
     return int.from_bytes(h.digest(), "little", signed=True)
 
 
-def _gather_device(process_group: Any) -> torch.device:
-    if str(dist.get_backend(process_group)).lower() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def check_replicas_agree(parked: list[Parked], process_group: Any) -> None:
     """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
     parameter digests differ (module docstring); the message lists the ranks by digest."""
@@ -79,7 +73,7 @@ def check_replicas_agree(parked: list[Parked], process_group: Any) -> None:
     if world == 1:
         return
     mine = np.array([parameter_digest(parked)], dtype=np.int64)
-    rows = HostGather(process_group, world, _gather_device(process_group)).rows(
+    rows = HostGather(process_group, world, collective_device(process_group)).rows(
         mine, "replica check"
     )
     groups: dict[int, list[int]] = {}
