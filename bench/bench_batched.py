@@ -29,14 +29,15 @@ from typing import Any
 
 
 def _run(M: int, name: str, iterations: int, batched: bool) -> tuple[float, float]:
-    from laqcore.algorithms import get_algorithm
+    from laqcore.algorithms import get_algorithm, own_overrides
     from laqcore.experiments.scaling import _weak_problem
     from laqcore.simulator import simulate
 
     _, prob = _weak_problem(M, 20, 50, 0)
     prob.optimal_value()
     prob.use_batched(batched)
-    alg = get_algorithm(name, alpha=0.2 / M, batch=10**9)
+    # full gradients for the stochastic methods too, as the scaling study
+    alg = get_algorithm(name, **own_overrides(name, {"alpha": 0.2 / M, "batch": 10**9}))
     t0 = time.perf_counter()
     res = simulate(prob, alg, max_iterations=iterations, eps=0.0, record_history=False)
     assert res.trace is not None

@@ -86,15 +86,17 @@ def _write_tables() -> None:
     out = HERE / "_generated"
     out.mkdir(exist_ok=True)
     rows = [
-        "| name | class | what it is | stochastic | defaults that differ from `Params` |",
-        "| --- | --- | --- | --- | --- |",
+        "| name | class | what it is | stochastic | parameters it reads (`USES`; besides "
+        "`alpha`, `seed`) | defaults that differ from `Params` |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, cls in ALGORITHMS.items():
         defaults = ", ".join(f"`{k}={v!r}`" for k, v in getattr(cls, "DEFAULTS", {}).items())
         stochastic = "yes" if getattr(cls, "stochastic", False) else "no"
+        own = sorted(cls.USES - {"alpha", "seed"}, key=str.lower)
         rows.append(
             f"| `{name}` | `{cls.__name__}` | {_first_line(cls)} | {stochastic} | "
-            f"{defaults or '-'} |"
+            f"{', '.join(f'`{k}`' for k in own) or '-'} | {defaults or '-'} |"
         )
     (out / "algorithms.md").write_text("\n".join(rows) + "\n")
 

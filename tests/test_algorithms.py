@@ -8,7 +8,7 @@ import pytest
 
 import laqcore
 from driver_cases import trajectory
-from laqcore.algorithms import Params, available_algorithms, get_algorithm
+from laqcore.algorithms import Params, available_algorithms, get_algorithm, own_overrides
 from laqcore.simulator import simulate
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -414,9 +414,8 @@ def test_asylpg_delays_are_bounded(prob):
 
 @pytest.mark.parametrize("name", available_algorithms())
 def test_every_algorithm_runs_and_is_reproducible(prob, name):
-    kw = {"batch": 32, "seed": 7}
-    if name == "one-shot":
-        kw["local_steps"] = 10
+    # the minibatch for the stochastic ones, the local steps for one-shot
+    kw = own_overrides(name, {"batch": 32, "seed": 7, "local_steps": 10})
     r1 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
     r2 = simulate(prob, get_algorithm(name, **kw), max_iterations=15, eval_every=5)
     assert r1.history == r2.history
@@ -512,3 +511,70 @@ def test_sparse_asylpg_first_step_by_hand(prob):
         p = c.compress(w.grad(x0), step=0)
         total += c.decompress(p).astype(np.float64) * (prob.dim / len(p.indices))
     np.testing.assert_allclose(th[1], x0 - 0.02 * total, rtol=1e-6, atol=1e-12)
+
+
+# -- which parameters each algorithm reads ---------------------------------------------------
+
+
+_READ: set[str] = set()
+
+
+class _RecordingParams(Params):
+    """Params that note in ``_READ`` every field read from the algorithm code (not from
+    validation, ``replace`` or the simulator's own bookkeeping, which read every field)."""
+
+    def __getattribute__(self, name):
+        if name in Params.__dataclass_fields__:
+            import sys
+
+            frame = sys._getframe(1)
+            code = frame.f_code
+            in_algorithms = "/laqcore/algorithms/" in code.co_filename.replace("\\", "/")
+            if in_algorithms and code.co_name not in ("validate", "replace", "__repr__"):
+                _READ.add(name)
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("name", available_algorithms())
+def test_uses_is_what_the_algorithm_reads(prob, name):
+    """``USES`` (which overrides an algorithm accepts) is exactly the set of fields its
+    code reads over a short run, in the configurations that read optional fields."""
+    import dataclasses
+
+    cls = laqcore.algorithms.ALGORITHMS[name]
+    seen: set[str] = set()
+    for extra in ({}, {"block_size": 64}, {"adaptive_bits": 2.0}, {"xi": 0.1}):
+        fields = {**dataclasses.asdict(cls.default_params()), **extra}
+        alg = cls(_RecordingParams(**fields))
+        _READ.clear()
+        simulate(prob, alg, max_iterations=30, record_history=False)
+        seen |= _READ
+    assert seen == cls.USES
+    assert set(cls.DEFAULTS) <= cls.USES
+
+
+def test_an_override_the_algorithm_does_not_read_is_refused():
+    from laqcore.algorithms import LAGWK, algorithm_parameters
+
+    with pytest.raises(TypeError, match=r"qsgd does not use momentum \(its parameters: alpha, "):
+        get_algorithm("qsgd", momentum=0.9)
+    with pytest.raises(TypeError, match="lag-wk does not use bits"):
+        LAGWK(bits=3)
+    assert algorithm_parameters("QSGD") == {"alpha", "batch", "bucket_size", "levels", "seed"}
+    assert own_overrides("laq", {"levels": 4, "bits": 3, "alpha": 0.1}) == {"bits": 3, "alpha": 0.1}
+    # every algorithm takes a seed and a step, even the deterministic ones
+    assert get_algorithm("gd", seed=3, alpha=0.1).params.alpha == 0.1
+    # a whole Params is taken as given: its fields are not overrides
+    assert get_algorithm("qsgd", Params(momentum=0.5)).params.momentum == 0.5
+
+
+def test_cli_flags_go_to_the_algorithms_that_read_them():
+    import argparse
+
+    from laqcore.experiments.options import PARAM_FLAGS, algorithm_from_args
+
+    args = argparse.Namespace(**dict.fromkeys(PARAM_FLAGS), seed=0)
+    args.levels, args.bits = 4, 3
+    assert algorithm_from_args("qsgd", args).params.levels == 4
+    laq = algorithm_from_args("laq", args)
+    assert laq.params.bits == 3 and laq.params.levels == Params().levels

@@ -67,6 +67,15 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["problem", "--workers", "0"], ["--workers must be >= 1"]),
         (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
         (["launch", "--bits", "0"], ["bits must be"]),
+        # a flag none of the command's algorithms reads would change nothing
+        (["run", "-a", "qsgd", "--momentum", "0.9"], ["--momentum: qsgd does not use it", "acc"]),
+        (["compare", "--algorithms", "laq,gd", "--levels", "4"], ["laq, gd do not use it", "qsgd"]),
+        (
+            ["sweep", "--algorithms", "laq", "--grid", "levels=2,4"],
+            ["--grid levels: laq does not use it"],
+        ),
+        (["launch", "-a", "laq", "--no-lag-forced"], ["--no-lag-forced: laq does not", "lag-wk"]),
+        (["regime-map", "--algorithms", "gd", "--bits", "3"], ["--bits: gd does not use it"]),
     ],
 )
 def test_bad_option_is_one_line_before_any_work(capsys, no_work, argv, parts):

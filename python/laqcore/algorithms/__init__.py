@@ -48,8 +48,10 @@ __all__ = [
     "TernGrad",
     "TopKEF",
     "Worker",
+    "algorithm_parameters",
     "available_algorithms",
     "get_algorithm",
+    "own_overrides",
 ]
 
 
@@ -101,12 +103,35 @@ def available_algorithms() -> list[str]:
     return _REGISTRY.names()
 
 
+def algorithm_parameters(name: str) -> frozenset[str]:
+    """The :class:`Params` fields algorithm ``name`` reads (its class's ``USES``).
+
+    >>> sorted(algorithm_parameters("qsgd"))
+    ['alpha', 'batch', 'bucket_size', 'levels', 'seed']
+    """
+    return ALGORITHMS[_REGISTRY.resolve(name)].USES
+
+
+def own_overrides(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``overrides`` that algorithm ``name`` reads.
+
+    For settings given to several algorithms at once (``laqcore compare --algorithms
+    laq,qsgd --levels 4``: QSGD's levels, which LAQ does not have); the commands first check
+    that every such setting is read by at least one of them.
+    """
+    uses = algorithm_parameters(name)
+    return {k: v for k, v in overrides.items() if k in uses}
+
+
 def get_algorithm(name: str, params: Params | None = None, **overrides: Any) -> Algorithm:
     """Build an algorithm by name with its defaults, then ``params``/``overrides``.
 
     ``name`` is matched as compressor names are (:class:`laqcore._registry.Registry`: case,
     blanks and ``-``/``_`` ignored, plus a few aliases). ``overrides`` whose value is None are
-    ignored (so CLI flags left unset keep each algorithm's own default).
+    ignored (so CLI flags left unset keep each algorithm's own default). An override of a
+    field the algorithm does not read (``get_algorithm("qsgd", momentum=0.9)``) is a
+    ``TypeError`` naming the fields it does read (:func:`algorithm_parameters`);
+    :func:`own_overrides` keeps the ones it reads.
     """
     cls = ALGORITHMS[_REGISTRY.resolve(name)]
     clean = {k: v for k, v in overrides.items() if v is not None}

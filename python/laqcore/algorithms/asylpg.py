@@ -41,6 +41,7 @@ from ..compressors import get_compressor
 from ..wire import Payload
 from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 from .compressed import SPARSE_QUANT_CODEC, unbiased_sparse_scale
+from .param_sets import STOCHASTIC_PARAMS
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
@@ -154,6 +155,13 @@ class AsyLPG(Algorithm):
     """Asynchronous low-precision SVRG with double quantization."""
 
     name = "asylpg"
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | {
+        "bits",
+        "bucket_size",
+        "epoch",
+        "max_delay",
+        "model_bits",
+    }
     stochastic = True
     DEFAULTS: ClassVar[dict[str, Any]] = {"bits": 8}
     momentum: ClassVar[bool] = False
@@ -180,6 +188,7 @@ class SparseAsyLPG(AsyLPG):
     """AsyLPG with random-k sparsification + quantization of the uplink."""
 
     name = "sparse-asylpg"
+    USES: ClassVar[frozenset[str]] = AsyLPG.USES | {"ratio"}
 
     def grad_codec(self, m: int) -> Compressor:
         return SPARSE_QUANT_CODEC.build(self.params, m)
@@ -189,4 +198,5 @@ class AccAsyLPG(AsyLPG):
     """Momentum-accelerated AsyLPG."""
 
     name = "acc-asylpg"
+    USES: ClassVar[frozenset[str]] = AsyLPG.USES | {"momentum"}
     momentum: ClassVar[bool] = True

@@ -20,7 +20,9 @@ Communication is counted from ``payload.nbytes`` (uplink) and ``Message.nbytes``
 
 Hyper-parameters live in one :class:`Params` (defaults from the official LAQ code,
 docs/algorithms.md "Default hyper-parameters"); each algorithm overrides a few defaults
-(``DEFAULTS``), e.g. SLAQ's ``alpha=0.008, bits=3``.
+(``DEFAULTS``), e.g. SLAQ's ``alpha=0.008, bits=3``, and declares the fields it reads
+(``USES``): an override of any other field is refused, so a setting the algorithm would
+ignore (QSGD given a momentum) is an error instead of a silent no-op.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ..compressors import get_compressor
 from ..compressors.base import Compressor
 from ..lazy import IterateHistory
 from ..wire import Payload
+from .param_sets import COMMON_PARAMS
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
@@ -384,9 +387,9 @@ class CodecSpec:
 class Algorithm:
     """An algorithm: a name, default parameters, and factories for its two sides.
 
-    Subclasses set ``name``, ``stochastic`` and ``DEFAULTS``, and either ``server_type`` /
-    ``worker_type`` (sides built from the parameters alone) or override :meth:`make_server`
-    / :meth:`make_worker`.
+    Subclasses set ``name``, ``stochastic``, ``DEFAULTS`` and ``USES``, and either
+    ``server_type`` / ``worker_type`` (sides built from the parameters alone) or override
+    :meth:`make_server` / :meth:`make_worker`.
     """
 
     name: ClassVar[str] = ""
@@ -394,6 +397,9 @@ class Algorithm:
     stochastic: ClassVar[bool] = False
     #: Overrides of :class:`Params` defaults for this algorithm.
     DEFAULTS: ClassVar[dict[str, Any]] = {}
+    #: The :class:`Params` fields this algorithm reads; overriding any other one is a
+    #: ``TypeError`` (a test records the fields each algorithm really reads and compares).
+    USES: ClassVar[frozenset[str]] = COMMON_PARAMS
     #: Whether :meth:`make_server` needs the workers' smoothness constants (LAG-PS).
     needs_smoothness: ClassVar[bool] = False
     #: What the default :meth:`make_server` builds: ``server_type(params, x0, num_workers)``.
@@ -402,6 +408,12 @@ class Algorithm:
     worker_type: ClassVar[type[Worker]] = Worker
 
     def __init__(self, params: Params | None = None, **overrides: Any) -> None:
+        unused = sorted(set(overrides) - self.USES)
+        if unused:
+            raise TypeError(
+                f"{self.name} does not use {', '.join(unused)} (its parameters: "
+                f"{', '.join(sorted(self.USES, key=str.lower))})"
+            )
         base = Params(**self.DEFAULTS) if params is None else params
         self.params = base.replace(**overrides).validate() if overrides else base.validate()
 

@@ -29,6 +29,7 @@ from .._typing import F64
 from ..compressors import SparseQuantPayload
 from ..wire import Payload
 from .base import CodecSpec, CompressedGradient, Params, Server, SumServer
+from .param_sets import QSGD_PARAMS, SPARSE_QUANT_PARAMS, STOCHASTIC_PARAMS
 
 __all__ = [
     "GD",
@@ -100,6 +101,7 @@ class SGD(CompressedGradient):
     name = "sgd"
     stochastic = True
     DEFAULTS: ClassVar[dict[str, Any]] = STOCHASTIC_DEFAULTS
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS
 
 
 class QSGD(SGD):
@@ -107,12 +109,14 @@ class QSGD(SGD):
 
     name = "qsgd"
     codec = QSGD_CODEC
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | QSGD_PARAMS
 
 
 class SSGD(SGD):
     """Random-k sparsified SGD."""
 
     name = "ssgd"
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | {"ratio"}
     codec = CodecSpec("randk", lambda p: {"ratio": p.ratio, "rescale": True}, seeded=True)
 
 
@@ -128,6 +132,7 @@ class SparseQSGD(SGD):
 
     name = "sparse-qsgd"
     codec = SPARSE_QUANT_CODEC
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | SPARSE_QUANT_PARAMS
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         return UnbiasedSparseServer(self.params, x0, num_workers, self.build_compressor(0))

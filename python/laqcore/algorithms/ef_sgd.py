@@ -26,6 +26,7 @@ from .base import (
     WorkerSite,
 )
 from .compressed import STOCHASTIC_DEFAULTS
+from .param_sets import STOCHASTIC_PARAMS
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
@@ -55,6 +56,7 @@ class ErrorFeedbackSGD(CompressedGradient):
 
     stochastic = True
     DEFAULTS: ClassVar[dict[str, Any]] = STOCHASTIC_DEFAULTS
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:
         return SumServer(self.params, x0, num_workers, self.build_compressor(0), scaled=True)
@@ -76,4 +78,5 @@ class TopKEF(ErrorFeedbackSGD):
     """Top-k sparsified SGD with error feedback."""
 
     name = "topk-ef"
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | {"ratio"}
     codec = CodecSpec("topk", lambda p: {"ratio": p.ratio})

@@ -26,6 +26,7 @@ from ..compressors import get_compressor
 from ..wire import Payload
 from .base import Algorithm, Message, Params, Server, Worker, WorkerSite
 from .lazy_common import LazyServer
+from .param_sets import LAG_PARAMS
 
 __all__ = ["LAGPS", "LAGWK", "DenseLazyServer", "InnovationGradientWorker", "PSServer"]
 
@@ -133,6 +134,7 @@ class LAGWK(Algorithm):
     """LAG with the worker-side rule."""
 
     name = "lag-wk"
+    USES: ClassVar[frozenset[str]] = LAG_PARAMS
     server_type = DenseLazyServer
     worker_type = InnovationGradientWorker
 
@@ -141,6 +143,7 @@ class LAGPS(Algorithm):
     """LAG with the server-side rule (needs per-worker smoothness constants)."""
 
     name = "lag-ps"
+    USES: ClassVar[frozenset[str]] = LAG_PARAMS
     needs_smoothness = True
     DEFAULTS: ClassVar[dict[str, Any]] = {"ck": 10.0}
     worker_type = PSWorker

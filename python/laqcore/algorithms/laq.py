@@ -54,6 +54,7 @@ class SLAQ(InnovationAlgorithm):
     """Stochastic LAQ."""
 
     name = "slaq"
+    USES: ClassVar[frozenset[str]] = InnovationAlgorithm.USES | {"batch"}
     stochastic = True
     slaq = True
     DEFAULTS: ClassVar[dict[str, Any]] = {"alpha": 0.008, "bits": 3}
@@ -64,6 +65,8 @@ class QGD(InnovationAlgorithm):
 
     name = "qgd"
     upload_mode = "always"
+    # No skipping, so no clock; the iterate history still sets adaptive_bits' threshold.
+    USES: ClassVar[frozenset[str]] = InnovationAlgorithm.USES - {"t_bar"}
 
 
 class SelectionServer(QuantizedLazyServer):
@@ -91,4 +94,5 @@ class RandomSelection(InnovationAlgorithm):
 
     name = "random-select"
     upload_mode = "requested"  # the LAQ worker, uploading exactly when selected
+    USES: ClassVar[frozenset[str]] = (InnovationAlgorithm.USES - {"t_bar"}) | {"upload_rate"}
     server_type = SelectionServer

@@ -35,6 +35,7 @@ from .base import (
     WorkerSite,
     theta_message_nbytes,
 )
+from .param_sets import COMMON_PARAMS, LAQ_QUANTIZER_PARAMS, LAZY_RULE_PARAMS
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
@@ -199,6 +200,7 @@ class InnovationAlgorithm(Algorithm):
 
     upload_mode: ClassVar[str] = "rule"
     slaq: ClassVar[bool] = False
+    USES: ClassVar[frozenset[str]] = COMMON_PARAMS | LAZY_RULE_PARAMS | LAQ_QUANTIZER_PARAMS
     server_type: ClassVar[type[Server]] = QuantizedLazyServer
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:

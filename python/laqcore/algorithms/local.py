@@ -33,6 +33,7 @@ from ..compressors import get_compressor
 from ..wire import Payload
 from .base import Algorithm, Message, Params, Server, Worker, WorkerSite, theta_message_nbytes
 from .compressed import QSGD_CODEC, STOCHASTIC_DEFAULTS
+from .param_sets import COMMON_PARAMS, QSGD_PARAMS, STOCHASTIC_PARAMS
 
 if TYPE_CHECKING:
     from ..compressors.base import Compressor
@@ -118,6 +119,7 @@ class PQASGD(Algorithm):
     """Periodic quantized averaging SGD."""
 
     name = "pqasgd"
+    USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | QSGD_PARAMS | {"period"}
     stochastic = True
     DEFAULTS: ClassVar[dict[str, Any]] = STOCHASTIC_DEFAULTS
 
@@ -168,6 +170,7 @@ class OneShotAveraging(Algorithm):
     """Local training, one averaging at the end."""
 
     name = "one-shot"
+    USES: ClassVar[frozenset[str]] = COMMON_PARAMS | {"local_steps"}
     server_type = OneShotServer
     worker_type = OneShotWorker
 
@@ -230,5 +233,6 @@ class DynamicAveraging(Algorithm):
     """Local steps with divergence-triggered model averaging."""
 
     name = "dynamic-avg"
+    USES: ClassVar[frozenset[str]] = COMMON_PARAMS | {"threshold"}
     server_type = DynamicServer
     worker_type = DynamicWorker

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from .._validate import check_output_dir, check_positive_int, check_real
-from .options import algorithm_from_args, split_names
+from .options import algorithm_from_args, algorithm_overrides, param_flag, split_names
 
 __all__ = ["check_experiment", "check_problem_options", "check_run_options"]
 
@@ -77,14 +77,32 @@ def check_run_options(args: argparse.Namespace) -> None:
         check_output_dir(args.cache_dir, "--cache-dir")
 
 
+def _check_used(names: list[str], field: str, label: str) -> None:
+    """Parameter ``field`` (set by ``label``) is read by one of ``names``: each algorithm
+    gets only the parameters it reads, so one that none of them reads would change nothing."""
+    from ..algorithms import algorithm_parameters, available_algorithms
+
+    if any(field in algorithm_parameters(n) for n in names):
+        return
+    users = [n for n in available_algorithms() if field in algorithm_parameters(n)]
+    raise ValueError(
+        f"{label}: {', '.join(names)} {'does' if len(names) == 1 else 'do'} not use it, so it "
+        f"would change nothing (it is a parameter of {', '.join(users)})"
+    )
+
+
 def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
-    """Each name is known and accepts the given hyper-parameters; ``--upload-rate auto``
-    has an ``laq`` run before the random-select one to take its rate from."""
+    """Each name is known and accepts the given hyper-parameters, each of which one of
+    them reads; ``--upload-rate auto`` has an ``laq`` run before the random-select one to
+    take its rate from."""
     from ..algorithms import get_algorithm
 
-    seen: list[str] = []
     for name in names:
         get_algorithm(name)  # an unknown name: its own message lists the known ones
+    for field in algorithm_overrides(args):
+        _check_used(names, field, param_flag(field))
+    seen: list[str] = []
+    for name in names:
         try:
             alg = algorithm_from_args(name, args)
         except (TypeError, ValueError) as err:
@@ -111,6 +129,9 @@ def check_experiment(
     check_problem_options(args)
     check_run_options(args)
     _check_algorithms(name_list, args)
+    for key in grid or {}:
+        if key != "workers":
+            _check_used(name_list, key, f"--grid {key}")
     for key, values in (grid or {}).items():
         for value in values:
             point = argparse.Namespace(**{**vars(args), key: value})

@@ -17,6 +17,7 @@ __all__ = [
     "algorithm_from_args",
     "algorithm_names",
     "algorithm_overrides",
+    "param_flag",
     "downlink_from_args",
     "link_from_args",
     "problem_from_args",
@@ -113,7 +114,8 @@ def problem_from_args(args: argparse.Namespace) -> Any:
 def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     """Flags for algorithm hyper-parameters; unset flags keep each algorithm's default."""
     g = p.add_argument_group(
-        "algorithm parameters (unset = each algorithm's default, official LAQ code values)"
+        "algorithm parameters (unset = each algorithm's default, official LAQ code values; "
+        "each algorithm gets the ones it reads, and one that none of them reads is an error)"
     )
     g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
     g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
@@ -345,11 +347,21 @@ def algorithm_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def algorithm_from_args(name: str, args: argparse.Namespace, **extra: Any) -> Any:
-    """Build algorithm ``name`` from the CLI flags (plus ``extra`` overrides)."""
-    from ..algorithms import get_algorithm
+def param_flag(field: str) -> str:
+    """The command-line flag that sets :class:`~laqcore.algorithms.Params` field ``field``."""
+    return "--no-lag-forced" if field == "lag_forced" else "--" + field.replace("_", "-")
 
-    kw = algorithm_overrides(args)
+
+def algorithm_from_args(name: str, args: argparse.Namespace, **extra: Any) -> Any:
+    """Build algorithm ``name`` from the CLI flags it reads (plus ``extra`` overrides).
+
+    Flags another algorithm of the same command reads are left out
+    (:func:`laqcore.algorithms.own_overrides`); the command's checks have made sure each
+    flag is read by one of its algorithms (:func:`laqcore.experiments.checks.check_experiment`).
+    """
+    from ..algorithms import get_algorithm, own_overrides
+
+    kw = own_overrides(name, algorithm_overrides(args))
     kw.update(extra)
     kw.setdefault("seed", getattr(args, "seed", 0))
     return get_algorithm(name, **kw)

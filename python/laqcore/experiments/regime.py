@@ -117,7 +117,10 @@ def _print(data: dict[str, Any]) -> None:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    from .checks import check_experiment
+
     link_from_args(args)
+    check_experiment(args, args.algorithms)  # names, flags, paths: before any run
     data = regime_map(args)
     _print(data)
     if args.out:

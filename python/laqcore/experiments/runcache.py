@@ -82,7 +82,7 @@ def run_cached(
         with open(base + ".json", encoding="utf-8") as fh:
             summary = json.load(fh)
         return CachedRun(summary, TrafficTrace.load(base + ".npz"))
-    from ..algorithms import get_algorithm
+    from ..algorithms import get_algorithm, own_overrides
     from ..problems import make_problem
     from ..simulator import simulate
 
@@ -90,7 +90,9 @@ def run_cached(
     prob.use_batched(batched)
     res = simulate(
         prob,
-        get_algorithm(algorithm, **overrides),
+        # A study's common settings (e.g. scaling's batch for the stochastic methods) go to
+        # the algorithms that read them.
+        get_algorithm(algorithm, **own_overrides(algorithm, overrides)),
         max_iterations=max_iterations,
         eps=eps,
         eval_every=max_iterations,
