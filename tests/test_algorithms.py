@@ -578,3 +578,21 @@ def test_cli_flags_go_to_the_algorithms_that_read_them():
     assert algorithm_from_args("qsgd", args).params.levels == 4
     laq = algorithm_from_args("laq", args)
     assert laq.params.bits == 3 and laq.params.levels == Params().levels
+
+
+@pytest.mark.parametrize("name", available_algorithms())
+def test_entropy_codable_is_what_the_uploads_are(prob, name, monkeypatch):
+    """``entropy_codable`` (what ``--entropy-coding`` is refused without) says whether the
+    algorithm's uploads are the payloads the entropy coder codes: all of them or none."""
+    import laqcore.simulator
+
+    codable: list[bool] = []
+
+    def record(payload):
+        codable.append(laqcore.entropy.is_codable(payload))
+        return codable[-1]
+
+    monkeypatch.setattr(laqcore.simulator, "is_codable", record)
+    alg = get_algorithm(name, **own_overrides(name, {"local_steps": 5}))
+    simulate(prob, alg, max_iterations=12, record_history=False, entropy_coding=True)
+    assert codable and set(codable) == {type(alg).entropy_codable}

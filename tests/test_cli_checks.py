@@ -68,6 +68,13 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
         (["launch", "--bits", "0"], ["bits must be"]),
         # a flag none of the command's algorithms reads would change nothing
+        (
+            ["compare", "--algorithms", "gd,topk", "--entropy-coding"],
+            ["uploads of gd, topk-ef carry no"],
+        ),
+        (["run", "--partition", "iid", "--dirichlet-alpha", "0.1"], ["applies to --partition"]),
+        (["compare", "--hidden", "64"], ["--hidden 64 applies to --model mlp only"]),
+        (["launch", "--data-dir", "."], ["--data-dir is read by mnist and libsvm:PATH only"]),
         (["run", "-a", "qsgd", "--momentum", "0.9"], ["--momentum: qsgd does not use it", "acc"]),
         (["compare", "--algorithms", "laq,gd", "--levels", "4"], ["laq, gd do not use it", "qsgd"]),
         (

@@ -187,6 +187,38 @@ def test_make_problem_bad_arguments():
         make_problem("synthetic-regression", model="softmax")
 
 
+def test_settings_the_problem_would_not_read_are_refused(tmp_path):
+    """A Dirichlet concentration without the Dirichlet partition, an MLP width for another
+    model, a data directory for embedded data: each used to be ignored silently."""
+    with pytest.raises(ValueError, match="--dirichlet-alpha 0.1 applies to --partition dirichlet"):
+        make_problem("digits", partition_kind="iid", dirichlet_alpha=0.1)
+    with pytest.raises(ValueError, match="--hidden 64 applies to --model mlp only, not 'softmax'"):
+        make_problem("digits", hidden=64)
+    with pytest.raises(ValueError, match="--data-dir is read by mnist and libsvm:PATH only"):
+        make_problem("digits", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="a Dataset object reads no files"):
+        make_problem(load_digits(), data_dir=str(tmp_path))
+    # where they are read, and the defaults anywhere, are fine
+    assert (
+        make_problem("digits", model="mlp", hidden=8, max_samples=50).dim
+        == 64 * 8 + 8 + 8 * 10 + 10
+    )
+    assert make_problem("digits", partition_kind="dirichlet", dirichlet_alpha=0.1).num_workers == 10
+    make_problem("digits", partition_kind="iid", dirichlet_alpha=0.5, hidden=200)
+
+
+def test_cli_defaults_are_make_problems():
+    import argparse
+
+    from laqcore.experiments.options import add_problem_options
+    from laqcore.problems.problem import DEFAULT_DIRICHLET_ALPHA, DEFAULT_HIDDEN
+
+    p = argparse.ArgumentParser()
+    add_problem_options(p)
+    args = p.parse_args([])
+    assert (args.dirichlet_alpha, args.hidden) == (DEFAULT_DIRICHLET_ALPHA, DEFAULT_HIDDEN)
+
+
 # -- datasets -------------------------------------------------------------------------------
 
 

@@ -155,6 +155,7 @@ class AsyLPG(Algorithm):
     """Asynchronous low-precision SVRG with double quantization."""
 
     name = "asylpg"
+    entropy_codable = True
     USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | {
         "bits",
         "bucket_size",
@@ -188,6 +189,7 @@ class SparseAsyLPG(AsyLPG):
     """AsyLPG with random-k sparsification + quantization of the uplink."""
 
     name = "sparse-asylpg"
+    entropy_codable = False  # random-k + quantization: no single code stream
     USES: ClassVar[frozenset[str]] = AsyLPG.USES | {"ratio"}
 
     def grad_codec(self, m: int) -> Compressor:

@@ -400,6 +400,10 @@ class Algorithm:
     #: The :class:`Params` fields this algorithm reads; overriding any other one is a
     #: ``TypeError`` (a test records the fields each algorithm really reads and compares).
     USES: ClassVar[frozenset[str]] = COMMON_PARAMS
+    #: Whether its uploads carry a code stream that entropy coding compresses
+    #: (:func:`laqcore.entropy.is_codable`: LAQ, QSGD, TernGrad, sign payloads); the CLI
+    #: refuses ``--entropy-coding`` when none of its algorithms has one.
+    entropy_codable: ClassVar[bool] = False
     #: Whether :meth:`make_server` needs the workers' smoothness constants (LAG-PS).
     needs_smoothness: ClassVar[bool] = False
     #: What the default :meth:`make_server` builds: ``server_type(params, x0, num_workers)``.

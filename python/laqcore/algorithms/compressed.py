@@ -109,6 +109,7 @@ class QSGD(SGD):
 
     name = "qsgd"
     codec = QSGD_CODEC
+    entropy_codable = True
     USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | QSGD_PARAMS
 
 
@@ -124,6 +125,7 @@ class TernGrad(SGD):
     """Ternary gradients."""
 
     name = "terngrad"
+    entropy_codable = True
     codec = CodecSpec("terngrad", seeded=True)
 
 

@@ -71,6 +71,7 @@ class EFSign(ErrorFeedbackSGD):
     """Error-feedback scaled-sign SGD."""
 
     name = "ef-sign"
+    entropy_codable = True
     codec = CodecSpec("sign")
 
 

@@ -201,6 +201,7 @@ class InnovationAlgorithm(Algorithm):
     upload_mode: ClassVar[str] = "rule"
     slaq: ClassVar[bool] = False
     USES: ClassVar[frozenset[str]] = COMMON_PARAMS | LAZY_RULE_PARAMS | LAQ_QUANTIZER_PARAMS
+    entropy_codable = True
     server_type: ClassVar[type[Server]] = QuantizedLazyServer
 
     def make_server(self, x0: F64, num_workers: int, smoothness: F64 | None = None) -> Server:

@@ -119,6 +119,7 @@ class PQASGD(Algorithm):
     """Periodic quantized averaging SGD."""
 
     name = "pqasgd"
+    entropy_codable = True
     USES: ClassVar[frozenset[str]] = STOCHASTIC_PARAMS | QSGD_PARAMS | {"period"}
     stochastic = True
     DEFAULTS: ClassVar[dict[str, Any]] = STOCHASTIC_DEFAULTS

@@ -37,6 +37,7 @@ def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
 def check_problem_options(args: argparse.Namespace) -> None:
     """The problem flags: dataset name (and its file or directory), sizes and weights."""
     from ..problems import available_datasets
+    from ..problems.problem import check_settings_used
 
     name = args.dataset
     known = [d for d in available_datasets() if not d.endswith(":PATH")]
@@ -59,6 +60,14 @@ def check_problem_options(args: argparse.Namespace) -> None:
     _check(check_positive_int, args, "max_samples")
     _check(check_real, args, "dirichlet_alpha", positive=True)
     _check(check_real, args, "l2", minimum=0.0)
+    check_settings_used(
+        name,
+        args.model,
+        args.partition,
+        dirichlet_alpha=args.dirichlet_alpha,
+        hidden=args.hidden,
+        data_dir=args.data_dir,
+    )
     fraction = check_real(args.test_fraction, "--test-fraction", minimum=0.0)
     if fraction >= 1.0:
         raise ValueError(f"--test-fraction must be in [0, 1), got {fraction}")
@@ -95,12 +104,17 @@ def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
     """Each name is known and accepts the given hyper-parameters, each of which one of
     them reads; ``--upload-rate auto`` has an ``laq`` run before the random-select one to
     take its rate from."""
-    from ..algorithms import get_algorithm
+    from ..algorithms import ALGORITHMS, available_algorithms, get_algorithm
 
-    for name in names:
-        get_algorithm(name)  # an unknown name: its own message lists the known ones
+    names = [get_algorithm(n).name for n in names]  # unknown: its message lists the known ones
     for field in algorithm_overrides(args):
         _check_used(names, field, param_flag(field))
+    codable = [n for n in available_algorithms() if ALGORITHMS[n].entropy_codable]
+    if getattr(args, "entropy_coding", False) and not set(codable) & set(names):
+        raise ValueError(
+            f"--entropy-coding: the uploads of {', '.join(names)} carry no code stream to "
+            f"entropy-code, so it would change nothing (codable: {', '.join(codable)})"
+        )
     seen: list[str] = []
     for name in names:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,13 @@ from .datasets import Dataset, load_dataset
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
 
-__all__ = ["Problem", "make_problem"]
+__all__ = [
+    "DEFAULT_DIRICHLET_ALPHA",
+    "DEFAULT_HIDDEN",
+    "Problem",
+    "check_settings_used",
+    "make_problem",
+]
 
 
 def __dir__() -> list[str]:
@@ -179,16 +186,49 @@ class Problem:
         }
 
 
+#: make_problem's (and the CLI's) default Dirichlet concentration and MLP width.
+DEFAULT_DIRICHLET_ALPHA = 0.5
+DEFAULT_HIDDEN = 200
+
+
+def check_settings_used(
+    dataset: str | None,
+    model: str,
+    partition_kind: str,
+    *,
+    dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
+    hidden: int = DEFAULT_HIDDEN,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse a setting the problem would not read (``ValueError``, in the CLI's flag names):
+    a Dirichlet concentration without the Dirichlet partition, an MLP width for another
+    model, a data directory for a data set that reads no files. Each would otherwise be
+    ignored, and the run would silently not be the one asked for. Passing the default value
+    changes nothing either way and is accepted. ``dataset`` None: a Dataset object (no
+    files read)."""
+    if partition_kind != "dirichlet" and dirichlet_alpha != DEFAULT_DIRICHLET_ALPHA:
+        raise ValueError(
+            f"--dirichlet-alpha {dirichlet_alpha} applies to --partition dirichlet only, "
+            f"not {partition_kind!r}"
+        )
+    if model != "mlp" and hidden != DEFAULT_HIDDEN:
+        raise ValueError(f"--hidden {hidden} applies to --model mlp only, not {model!r}")
+    reads_files = dataset is not None and (dataset == "mnist" or dataset.startswith("libsvm:"))
+    if data_dir is not None and not reads_files:
+        what = "a Dataset object" if dataset is None else f"dataset {dataset!r}"
+        raise ValueError(f"--data-dir is read by mnist and libsvm:PATH only; {what} reads no files")
+
+
 def make_problem(
     dataset: str | Dataset = "digits",
     *,
     model: str = "softmax",
     workers: int = 10,
     partition_kind: str = "contiguous",
-    dirichlet_alpha: float = 0.5,
+    dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
     test_fraction: float = 0.2,
     l2: float = 0.01,
-    hidden: int = 200,
+    hidden: int = DEFAULT_HIDDEN,
     seed: int = 0,
     data_dir: str | None = None,
     max_samples: int | None = None,
@@ -222,6 +262,14 @@ def make_problem(
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    check_settings_used(
+        dataset if isinstance(dataset, str) else None,
+        model,
+        partition_kind,
+        dirichlet_alpha=dirichlet_alpha,
+        hidden=hidden,
+        data_dir=data_dir,
+    )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     ds = (
