@@ -132,8 +132,11 @@ def test_unknown_name_lists_available():
 def test_bad_kwargs_name_the_problem():
     with pytest.raises(TypeError, match=r"compressor 'qsgd'.*levle.*accepted parameters: levels"):
         laqcore.get_compressor("qsgd", levle=4)
-    with pytest.raises(TypeError, match="compressor 'sign'"):
+    with pytest.raises(TypeError, match="compressor 'sign'.*bits.*; it takes none"):
         laqcore.get_compressor("sign", bits=2)
+    with pytest.raises(TypeError, match="compressor 'laq'.*levels.*accepted parameters: bits"):
+        laqcore.get_compressor("laq", levels=4)
+    assert laqcore.get_compressor("laq", bits=3).bits == 3
     with pytest.raises(ValueError, match="levels must be in"):
         laqcore.get_compressor("qsgd", levels=1000)
     with pytest.raises(TypeError, match="exactly one of k"):

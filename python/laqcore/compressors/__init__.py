@@ -17,7 +17,7 @@ ignored).
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from .base import (
     Compressor,
@@ -83,15 +83,16 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _laq_factory(**kwargs: Any) -> Compressor:
+def _laq_factory(bits: int = 4) -> Compressor:
     """``"laq"``: the LAQ innovation quantizer, laqcore.laq.LAQCompressor (imported lazily
-    so that this package does not depend on the LAQ module at import time)."""
+    so that this package does not depend on the LAQ module at import time). Its parameters
+    are spelled out so that get_compressor names them when given others."""
     try:
         from ..laq import LAQCompressor
     except ImportError as err:  # only before the LAQ module is part of the build
         raise ValueError(f"compressor 'laq' is not available in this build: {err}") from err
     # cast: LAQCompressor.decompress is annotated for its own payload type only
-    return cast(Compressor, LAQCompressor(**kwargs))
+    return cast(Compressor, LAQCompressor(bits=bits))
 
 
 register_compressor("none", IdentityCompressor, deprecated_aliases=("identity", "dense"))

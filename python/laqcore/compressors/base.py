@@ -301,9 +301,8 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
                 for p in sig.parameters.values()
                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
             ]
-            raise TypeError(
-                f"compressor {key!r}: {err}; accepted parameters: {', '.join(accepted)}"
-            ) from None
+            takes = f"accepted parameters: {', '.join(accepted)}" if accepted else "it takes none"
+            raise TypeError(f"compressor {key!r}: {err}; {takes}") from None
     check_bool(entropy, "entropy")
     if entropy:
         from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
