@@ -39,6 +39,10 @@ from .plots import pyplot, save_figure
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
 
 SOURCES = ("gaussian", "student_t3", "lognormal", "softmax", "mlp")
+#: The sources drawn from a generator of ``--n`` coordinates and ``--seed``; the others are
+#: the recorded gradients of the digits problems, whose size and values are fixed.
+SYNTHETIC = ("gaussian", "student_t3", "lognormal")
+DEFAULT_N = 2**16
 BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -219,6 +223,13 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown source {s!r}; choose from {', '.join(SOURCES)}")
     if args.n < 16 or args.steps < 1:
         raise ValueError("--n must be >= 16 and --steps >= 1")
+    if not set(sources) & set(SYNTHETIC):
+        for flag, value, default in (("--n", args.n, DEFAULT_N), ("--seed", args.seed, 0)):
+            if value != default:  # would be ignored: the recorded gradients are fixed
+                raise ValueError(
+                    f"{flag} sets the synthetic sources ({', '.join(SYNTHETIC)}) only; "
+                    f"{', '.join(sources)} are recorded digits gradients of a fixed size"
+                )
     if args.out:  # before the measurements, so they are never lost to an unwritable --out
         check_output_dir(args.out, "--out")
     records = []
@@ -256,9 +267,9 @@ def add_parser(sub: Any) -> None:
     """Register ``variance`` (see :mod:`laqcore.cli`)."""
     p = sub.add_parser("variance", help="normalised MSE vs bits per coordinate of every compressor")
     p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated vector sources")
-    p.add_argument("--n", type=int, default=2**16, help="length of the synthetic vectors")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help="length of the synthetic vectors")
     p.add_argument("--steps", type=int, default=4, help="vectors per source (T)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic vectors")
     p.add_argument("--out", default=None, help="directory for variance.json and variance.png")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", "-q", action="store_true")
