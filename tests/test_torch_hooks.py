@@ -198,6 +198,10 @@ _BAD_LAQ_ARGUMENTS = [
     ({"exchange": "ring"}, ValueError, "exchange must be one of"),
     ({"exchange": 2}, TypeError, "exchange must be one of"),
     ({"grad_scaler": 2.0**16}, TypeError, "grad_scaler must be a torch.amp.GradScaler"),
+    # the all-gather exchange has no downlink: these would be ignored
+    ({"exchange": "all-gather", "downlink_bits": 2}, ValueError, 'need exchange="two-phase"'),
+    ({"exchange": "all-gather", "downlink_bits": None}, ValueError, "downlink_bits and"),
+    ({"exchange": "all-gather", "downlink_block_size": 64}, ValueError, "no downlink"),
 ]
 
 

@@ -154,7 +154,8 @@ class LAQState(HookState):
         the error does not accumulate), ``None`` for an exact float32 downlink.
     downlink_block_size : int or None, default None
         Two-phase only: coordinates per radius of the publications (a multiple of 8);
-        ``None``: ``block_size`` (256 for a global-radius upload).
+        ``None``: ``block_size`` (256 for a global-radius upload). Either downlink setting
+        other than its default with ``exchange="all-gather"`` is a ``ValueError``.
     entropy : bool, default True
         Two-phase only: entropy-code the codes of every frame that crosses the wire (the
         rANS coder of :mod:`laqcore.entropy`; lossless, so decisions and averages do not
@@ -256,6 +257,12 @@ class LAQState(HookState):
         self.exchange = check_exchange(exchange)
         self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
         self.downlink_block_size = check_block_size(downlink_block_size)
+        if self.exchange != "two-phase" and (downlink_bits != 4 or downlink_block_size is not None):
+            # The all-gather exchange has no downlink to quantize: they would be ignored.
+            raise ValueError(
+                'downlink_bits and downlink_block_size need exchange="two-phase" (the '
+                "all-gather exchange sends every upload to every rank, with no downlink)"
+            )
         self.entropy = check_bool(entropy, "entropy")
         # "auto" is resolved from the world size when the exchange is made (the process
         # group need not exist yet); with the all-gather exchange it means none.
