@@ -84,6 +84,24 @@ def test_run_writes_results(tmp_path, capsys, cache):
     assert "laq" in capsys.readouterr().out
 
 
+def test_a_run_without_a_tolerance_is_not_reported_as_stopped_short(tmp_path, capsys, cache):
+    """The MLP has no F*, and --eps 0 asks for none: such a run uses its whole budget, so the
+    table shows '-' (and the whole run's modelled time) instead of 'no', with no note or
+    warning to raise --max-iterations; a convex run stopped short still gets both."""
+    argv = ["run", "-a", "laq", "-K", "5", "--no-plots"]
+    for extra in (["--model", "mlp", "--hidden", "8"], ["--eps", "0"]):
+        run_tiny(tmp_path / "-".join(extra), *argv, *extra)
+        out, err = capsys.readouterr()
+        row = next(line for line in out.splitlines() if line.startswith("laq "))
+        assert row.split()[-1] == "-" and ">" not in row
+        assert "note: 'no'" not in out and "stopped at the budget" not in err
+    run_tiny(tmp_path / "convex", *argv)
+    out, err = capsys.readouterr()
+    row = next(line for line in out.splitlines() if line.startswith("laq "))
+    assert row.split()[-1] == "no" and ">" in row
+    assert "note: 'no'" in out and "laq stopped at the budget (--max-iterations 5)" in err
+
+
 def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "cmp"

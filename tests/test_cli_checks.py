@@ -68,6 +68,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
         (["launch", "--bits", "0"], ["bits must be"]),
         # a flag none of the command's algorithms reads would change nothing
+        (["run", "--model", "mlp", "--eps", "1e-3"], ["the mlp model is nonconvex, so there"]),
         (["variance", "--sources", "softmax,mlp", "--n", "1000"], ["--n sets the synthetic"]),
         (["variance", "--sources", "mlp", "--seed", "3"], ["--seed sets the synthetic sources"]),
         (

@@ -12,7 +12,13 @@ import os
 from typing import Any
 
 from .._validate import check_output_dir, check_positive_int, check_real
-from .options import algorithm_from_args, algorithm_overrides, param_flag, split_names
+from .options import (
+    DEFAULT_EPS,
+    algorithm_from_args,
+    algorithm_overrides,
+    param_flag,
+    split_names,
+)
 
 __all__ = ["check_experiment", "check_problem_options", "check_run_options"]
 
@@ -37,6 +43,7 @@ def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
 def check_problem_options(args: argparse.Namespace) -> None:
     """The problem flags: dataset name (and its file or directory), sizes and weights."""
     from ..problems import available_datasets
+    from ..problems.objectives import MODELS
     from ..problems.problem import check_settings_used
 
     name = args.dataset
@@ -68,6 +75,12 @@ def check_problem_options(args: argparse.Namespace) -> None:
         hidden=args.hidden,
         data_dir=args.data_dir,
     )
+    eps = getattr(args, "eps", DEFAULT_EPS)
+    if eps not in (DEFAULT_EPS, 0.0) and not MODELS[args.model].convex:
+        raise ValueError(
+            f"--eps {eps:g}: the {args.model} model is nonconvex, so there is no F* to stop "
+            "at; its runs use the whole --max-iterations budget"
+        )
     fraction = check_real(args.test_fraction, "--test-fraction", minimum=0.0)
     if fraction >= 1.0:
         raise ValueError(f"--test-fraction must be in [0, 1), got {fraction}")

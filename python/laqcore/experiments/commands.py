@@ -25,7 +25,7 @@ from .options import (
 from .plots import plot_results
 from .results import histories_path, run_config, write_results
 from .runs import run_many, simulate_args
-from .tables import format_sweep, format_table
+from .tables import format_sweep, format_table, has_tolerance
 
 __all__ = ["add_parser"]
 
@@ -48,8 +48,12 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
         ]
         print(f"\nmean ± std over {args.seeds} seeds:")
         print(format_sweep(table, []))
-    stopped = [r.algorithm for r in results if not r.reached_tolerance and not r.diverged]
-    if stopped and getattr(args, "eps", 0) > 0:
+    stopped = [
+        r.algorithm
+        for r in results
+        if has_tolerance(r) and not r.reached_tolerance and not r.diverged
+    ]
+    if stopped:
         print(
             f"laqcore: warning: {', '.join(dict.fromkeys(stopped))} stopped at the budget "
             f"(--max-iterations {args.max_iterations}) before F-F* <= {args.eps:g}",

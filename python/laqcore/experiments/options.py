@@ -16,6 +16,7 @@ __all__ = [
     "add_run_options",
     "algorithm_from_args",
     "algorithm_names",
+    "DEFAULT_EPS",
     "algorithm_overrides",
     "param_flag",
     "downlink_from_args",
@@ -29,6 +30,10 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
+
+
+#: ``--eps``: the official code's tolerance on ``F - F*``.
+DEFAULT_EPS = 1e-6
 
 
 def add_problem_options(p: argparse.ArgumentParser) -> None:
@@ -189,7 +194,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--eps",
         type=float,
-        default=1e-6,
+        default=DEFAULT_EPS,
         help="stop at F - F* <= eps (convex problems; 0 = run all K iterations)",
     )
     g.add_argument(

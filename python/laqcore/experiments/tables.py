@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["format_sweep", "format_table"]
+__all__ = ["format_sweep", "format_table", "has_tolerance"]
 
 
 def __dir__() -> list[str]:
@@ -15,6 +15,12 @@ def __dir__() -> list[str]:
 
 def _ratio(x: float, ref: float | None) -> str:
     return f"{x / ref:.4f}" if ref else "-"
+
+
+def has_tolerance(result: Any) -> bool:
+    """Whether ``result`` ran towards a tolerance ``F - F* <= eps``: a convex problem (an F*)
+    and ``eps > 0``. Without one the run is a fixed budget, so "not reached" means nothing."""
+    return getattr(result, "f_star", None) is not None and getattr(result, "eps", 0.0) > 0
 
 
 def format_table(results: list[Any]) -> str:
@@ -34,7 +40,10 @@ def format_table(results: list[Any]) -> str:
         res = "-" if r.final_residual is None else f"{r.final_residual:.1e}"
         reached = "yes" if r.reached_tolerance else ("DIVERGED" if r.diverged else "no")
         t = getattr(r, "time_to_tolerance", None)
-        if t is None and getattr(r, "time_s", None) is not None:
+        if not has_tolerance(r) and not r.diverged:
+            reached = "-"  # a fixed budget: the time is the whole run's
+            t_txt = "-" if getattr(r, "time_s", None) is None else f"{r.time_s:.4g}"
+        elif t is None and getattr(r, "time_s", None) is not None:
             t_txt = f">{r.time_s:.3g}"
         else:
             t_txt = "-" if t is None else f"{t:.4g}"
@@ -47,7 +56,7 @@ def format_table(results: list[Any]) -> str:
     mode = next((r.downlink for r in results if getattr(r, "downlink", None)), None)
     if net is not None or mode is not None:
         lines.append(_footer(net, mode))
-    if any(not r.reached_tolerance and not r.diverged for r in results):
+    if any(has_tolerance(r) and not r.reached_tolerance and not r.diverged for r in results):
         lines.append(
             "note: 'no' = stopped at the iteration budget (--max-iterations) before the "
             "tolerance; raise it, or the step (--alpha)"
