@@ -593,6 +593,37 @@ def test_entropy_codable_is_what_the_uploads_are(prob, name, monkeypatch):
         return codable[-1]
 
     monkeypatch.setattr(laqcore.simulator, "is_codable", record)
-    alg = get_algorithm(name, **own_overrides(name, {"local_steps": 5}))
+    alg = get_algorithm(name, **own_overrides(name, {"local_steps": 5, "batch": 16}))
     simulate(prob, alg, max_iterations=12, record_history=False, entropy_coding=True)
     assert codable and set(codable) == {type(alg).entropy_codable}
+
+
+def test_a_default_minibatch_covering_every_sample_is_warned_about(prob):
+    """SMALL_DIGITS gives every worker fewer samples than the default batch (500): the run
+    would silently be full-gradient SGD. A batch that was chosen (the scaling study's
+    ``10**9`` asks for full gradients) or that draws samples is not warned about."""
+    import warnings
+
+    assert max(w.n for w in prob.workers) < Params().batch
+    with pytest.warns(UserWarning, match=r"sgd: the default minibatch \(500\) is at least"):
+        simulate(prob, get_algorithm("sgd"), max_iterations=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for alg in (get_algorithm("sgd", batch=10**9), get_algorithm("sgd", batch=8)):
+            simulate(prob, alg, max_iterations=2)
+        simulate(prob, get_algorithm("laq"), max_iterations=2)  # full gradients by design
+
+
+def test_a_stochastic_subclass_reads_the_batch():
+    """``Worker.gradient`` reads ``batch`` for every stochastic algorithm, so a user's
+    stochastic subclass accepts it without declaring it."""
+    from laqcore.algorithms.base import CodecSpec, CompressedGradient
+
+    class MySGD(CompressedGradient):
+        name = "my-sgd-test"
+        codec = CodecSpec("terngrad", seeded=True)
+        stochastic = True
+
+    assert MySGD(batch=8).params.batch == 8
+    with pytest.raises(TypeError, match="my-sgd-test does not use levels"):
+        MySGD(levels=3)

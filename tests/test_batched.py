@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laqcore.algorithms import get_algorithm
+from laqcore.algorithms import get_algorithm, own_overrides
 from laqcore.problems import make_problem
 from laqcore.problems.batched import BatchedOracle
 from laqcore.simulator import simulate
@@ -56,7 +56,8 @@ def test_batched_run_follows_the_per_worker_run(name: str) -> None:
     for batched in (False, True):
         prob = _problem(12)
         prob.use_batched(batched)
-        runs.append(simulate(prob, get_algorithm(name), max_iterations=60, eps=0.0, eval_every=30))
+        alg = get_algorithm(name, **own_overrides(name, {"batch": 10**9}))  # full gradients
+        runs.append(simulate(prob, alg, max_iterations=60, eps=0.0, eval_every=30))
     a, b = runs
     assert b.iterations == a.iterations == 60
     assert b.uploads == a.uploads and b.bits == a.bits  # same decisions on this run

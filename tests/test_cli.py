@@ -102,6 +102,25 @@ def test_a_run_without_a_tolerance_is_not_reported_as_stopped_short(tmp_path, ca
     assert "note: 'no'" in out and "laq stopped at the budget (--max-iterations 5)" in err
 
 
+def test_compare_seeds_says_which_runs_no_seed_changes(tmp_path, capsys, cache):
+    run_tiny(
+        tmp_path,
+        "compare",
+        "--algorithms",
+        "gd,qsgd",
+        "--batch",
+        "16",
+        "--seeds",
+        "2",
+        "-K",
+        "4",
+        "--no-plots",
+    )
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if "gave the same run" in line)
+    assert note.startswith("note: gd gave the same run for every seed") and "qsgd" not in note
+
+
 def test_compare_table_json_and_plots(tmp_path, capsys, cache):
     pytest.importorskip("matplotlib")
     out = tmp_path / "cmp"

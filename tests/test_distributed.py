@@ -87,6 +87,15 @@ def test_dead_or_hung_rank_fails_the_others_within_timeout(mode: str) -> None:
 # the engine: the simulator's algorithms across processes
 # ---------------------------------------------------------------------------------------
 PROBLEM = SMALL_DIGITS
+#: A minibatch below every worker's sample count, so the stochastic methods do draw samples
+#: (the default 500 would be every sample: full local gradients).
+BATCH = {"batch": 16}
+
+
+def _overrides(name: str) -> dict[str, Any]:
+    from laqcore.algorithms import own_overrides
+
+    return own_overrides(name, BATCH)
 
 
 def _sim_reference(name: str, iterations: int) -> tuple[list[list[int]], Any, Any]:
@@ -98,8 +107,9 @@ def _sim_reference(name: str, iterations: int) -> tuple[list[list[int]], Any, An
     from laqcore.simulator import simulate
 
     prob = make_problem(**PROBLEM)
-    res = simulate(prob, get_algorithm(name), max_iterations=iterations, eps=0.0)
-    thetas, masks = trajectory(prob, get_algorithm(name), iterations)
+    alg = get_algorithm(name, **_overrides(name))
+    res = simulate(prob, alg, max_iterations=iterations, eps=0.0)
+    thetas, masks = trajectory(prob, get_algorithm(name, **_overrides(name)), iterations)
     decisions = [[int(m) for m in np.flatnonzero(row)] for row in masks]
     return decisions, thetas[-1], res
 
@@ -129,7 +139,13 @@ def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no
     names.append("laq")
     cfgs = [
         EngineConfig(
-            problem=PROBLEM, algorithm=n, max_iterations=iters, eps=0.0, eval_every=20, exchange=x
+            problem=PROBLEM,
+            algorithm=n,
+            overrides=_overrides(n),
+            max_iterations=iters,
+            eps=0.0,
+            eval_every=20,
+            exchange=x,
         )
         for n, x in zip(names, exchanges)
     ]

@@ -142,7 +142,7 @@ def test_chunked_downlink_errors(capsys: Any) -> None:
         check_exchange("all-gather", alg, "delta:laq:4")
     with pytest.raises(ValueError, match="the engine's downlink is delta or delta:laq:B"):
         check_exchange("auto", alg, "model")
-    _, topk, _, _ = _sides("topk-ef")
+    _, topk, _, _ = _sides("topk-ef", batch=16)
     with pytest.raises(ValueError, match="needs the two-phase exchange"):
         check_exchange("auto", topk, "delta:laq:4")
     with pytest.raises(ValueError, match="downlink_chunks needs a delta:laq:B"):

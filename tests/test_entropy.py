@@ -306,7 +306,7 @@ def test_cli_entropy_coding(
     runs = {}
     for flag in ([], ["--entropy-coding"]):
         out = tmp_path / f"run{len(flag)}"
-        args = ["run", "--algorithm", "qsgd", "-K", "12", "--out", str(out), "--no-plots"]
+        args = ["run", "-a", "qsgd", "--batch", "32", "-K", "12", "--out", str(out), "--no-plots"]
         tiny = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quiet"]
         assert cli.main([*args, *tiny, *flag]) == 0
         (runs[len(flag)],) = json.loads((out / "results.json").read_text())["runs"]

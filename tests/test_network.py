@@ -177,7 +177,7 @@ def test_quantized_downlink_still_converges(prob, name):
 
 def test_quantized_downlink_needs_a_step_server(prob):
     with pytest.raises(ValueError, match="keeps other model copies"):
-        simulate(prob, get_algorithm("asylpg"), max_iterations=2, downlink="delta:laq:4")
+        simulate(prob, get_algorithm("asylpg", batch=16), max_iterations=2, downlink="delta:laq:4")
 
 
 def test_chunked_is_the_hooks_owner_chunk_exchange():

@@ -140,5 +140,5 @@ def test_compressed_gradient_algorithm_runs_it() -> None:
         stochastic = True
 
     problem = laqcore.make_problem("digits", workers=2, max_samples=200)
-    res = laqcore.simulate(problem, RotatedSGD(), max_iterations=5)
+    res = laqcore.simulate(problem, RotatedSGD(batch=16), max_iterations=5)
     assert res.iterations == 5 and res.uploads == 10

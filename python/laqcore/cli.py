@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from ._help import HelpFormatter
 
@@ -61,6 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as the commands' own lines (``laqcore: warning: ...``), without the source
+    file and line a library user would want but a command-line user cannot act on."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    print(f"laqcore: warning: {kind}{message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``laqcore`` script; returns the process exit status.
 
@@ -74,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(func(args) or 0)
     except (ValueError, OSError, ImportError) as err:
         # User errors and missing optional dependencies (torch, matplotlib): one line.
         print(f"laqcore {args.command}: error: {err}", file=sys.stderr)

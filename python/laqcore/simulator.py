@@ -31,6 +31,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import IO, TYPE_CHECKING, Any
 
@@ -278,6 +279,9 @@ def simulate(
     if not isinstance(entropy_coding, bool):
         raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
+    note = algorithm.full_batch_note([w.n for w in problem.workers])
+    if note is not None:
+        warnings.warn(note, UserWarning, stacklevel=2)
     if f_star is None and problem.convex:
         f_star = problem.optimal_value()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None

@@ -420,6 +420,14 @@ class Algorithm:
             )
         base = Params(**self.DEFAULTS) if params is None else params
         self.params = base.replace(**overrides).validate() if overrides else base.validate()
+        # Whether the minibatch was chosen (a Params object or a batch override) rather than
+        # left at its default: only a default one is worth a full-batch warning.
+        self.batch_chosen = params is not None or "batch" in overrides
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.stochastic and "batch" not in cls.USES:  # Worker.gradient reads it
+            cls.USES = cls.USES | {"batch"}
 
     @classmethod
     def default_params(cls) -> Params:
@@ -437,6 +445,25 @@ class Algorithm:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
+
+    def full_batch_note(self, sample_counts: list[int]) -> str | None:
+        """Why this stochastic algorithm would in fact run on full local gradients: its
+        default minibatch ``batch`` is at least every worker's number of samples (a minibatch
+        of ``min(batch, n)`` distinct samples is then all of them, so no seed changes the
+        run); None when that is not the case, or when the batch was chosen (the scaling
+        study's ``batch=10**9`` asks for full gradients). The simulator and the engine warn
+        with it."""
+        if not self.stochastic or self.batch_chosen or not sample_counts:
+            return None
+        largest = max(sample_counts)
+        if self.params.batch < largest:
+            return None
+        return (
+            f"{self.name}: the default minibatch ({self.params.batch}) is at least every worker's "
+            f"number of samples ({min(sample_counts)}-{largest}), so every step takes the full "
+            "local gradient and the run does not depend on the seed; pass a smaller batch "
+            "(--batch) for minibatch gradients"
+        )
 
 
 class CompressedGradient(Algorithm):

@@ -50,6 +50,7 @@ digest of their server replicas and all stop with :class:`ReplicaMismatchError` 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -141,6 +142,9 @@ def run_engine(
     if M < world:
         raise ValueError(f"{world} processes need at least as many workers, got {M}")
     algorithm = get_algorithm(cfg.algorithm, **cfg.overrides)
+    note = algorithm.full_batch_note([w.n for w in problem.workers])
+    if note is not None and rank == 0:
+        warnings.warn(note, UserWarning, stacklevel=2)
     # F* from rank 0 only (an L-BFGS solve or a cache read), shared with the others.
     box: list[Any] = [problem.optimal_value() if rank == 0 and problem.convex else None]
     dist.broadcast_object_list(box, src=0)

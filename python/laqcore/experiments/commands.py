@@ -34,6 +34,11 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _outcome(result: Any) -> tuple[Any, ...]:
+    """What a run produced (the seed and timings aside): equal for runs that are the same."""
+    return (result.iterations, result.uploads, result.bits, result.downlink_bits, result.final_loss)
+
+
 def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
     if getattr(prob, "normalize", None):
         print(f"features: {prob.normalize} normalisation (--normalize)")
@@ -48,6 +53,13 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
         ]
         print(f"\nmean ± std over {args.seeds} seeds:")
         print(format_sweep(table, []))
+        same = [n for n in names if len({_outcome(r) for r in results if r.algorithm == n}) == 1]
+        if same:
+            print(
+                f"note: {', '.join(same)} gave the same run for every seed (nothing random: "
+                f"full gradients, deterministic rounding), so {'its' if len(same) == 1 else 'their'}"
+                " ± is 0; `laqcore sweep --seeds` also varies the data split"
+            )
     stopped = [
         r.algorithm
         for r in results
