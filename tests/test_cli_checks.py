@@ -67,6 +67,12 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["problem", "--workers", "0"], ["--workers must be >= 1"]),
         (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
         (["launch", "--bits", "0"], ["bits must be"]),
+        # the studies check before their first run too
+        (["scaling", "--algorithms", "gd,foo"], ["unknown algorithm 'foo'"]),
+        (["scaling", "--algorithms", " , "], ["at least one algorithm"]),
+        (["scaling", "--workers-list", "1,0"], ["--workers-list needs integers >= 1"]),
+        (["ratio-study", "--procs", "1,x"], ["--procs takes comma-separated integers"]),
+        (["ratio-study", "-K", "0"], ["--max-iterations must be >= 1"]),
         # a flag none of the command's algorithms reads would change nothing
         (["run", "--model", "mlp", "--eps", "1e-3"], ["the mlp model is nonconvex, so there"]),
         (["variance", "--sources", "softmax,mlp", "--n", "1000"], ["--n sets the synthetic"]),

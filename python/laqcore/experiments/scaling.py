@@ -35,7 +35,7 @@ import os
 from typing import Any
 
 from ..serialization import json_safe
-from .options import link_from_args
+from .options import link_from_args, split_names
 from .runcache import CachedRun, run_for_study
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
@@ -234,14 +234,31 @@ def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
     add_network_options(p)
 
 
-def _cmd_scaling(args: argparse.Namespace) -> int:
+def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, str]) -> None:
+    """Everything the study will use, before its first run: the algorithm names, the
+    values lists, the budget, tolerance and output paths (a typo found after minutes of
+    runs would lose them)."""
+    from .._validate import check_output_dir
+    from ..algorithms import get_algorithm
+    from .checks import check_run_options
+
     link_from_args(args)
+    for name in names:
+        get_algorithm(name)  # an unknown name: its message lists the known ones
+    _ints(*values)  # the values of M or P
+    check_run_options(args)
+    if args.cache is not None:
+        check_output_dir(args.cache, "--cache")
+
+
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    _check_study(args, split_names(args.algorithms), (args.workers_list, "--workers-list"))
     _report(args, "scaling", scaling_study(args))
     return 0
 
 
 def _cmd_ratio(args: argparse.Namespace) -> int:
-    link_from_args(args)
+    _check_study(args, [name for name, _ in RATIO_CONFIGS], (args.procs, "--procs"))
     _report(args, "ratio", ratio_study(args))
     return 0
 
