@@ -8,6 +8,7 @@ import pytest
 import laqcore
 from laqcore.algorithms import get_algorithm
 from laqcore.experiments.results import RUN_KEYS
+from laqcore.network import Link
 from laqcore.problems import make_problem
 from laqcore.simulator import Progress, simulate
 
@@ -102,11 +103,17 @@ def test_summary_has_the_results_json_keys(prob):
         ({"eps": -1.0}, "eps"),
         ({"eval_every": 0}, "eval_every"),
         ({"max_iterations": 2.5}, "max_iterations"),
+        ({"f_star": float("nan")}, "f_star must be finite"),
+        ({"compute_s": -1.0, "link": Link(1e6, 1e6, 0.01)}, "compute_s must be >= 0"),
+        ({"compute_s": 0.01}, "give a link"),  # it would be ignored
     ],
 )
-def test_bad_arguments(prob, kwargs, match):
+def test_bad_arguments(prob, kwargs, match, monkeypatch):
+    started = []
+    monkeypatch.setattr(prob, "optimal_value", lambda: started.append(1) or 0.0)
     with pytest.raises((TypeError, ValueError), match=match):
         simulate(prob, get_algorithm("gd"), **kwargs)
+    assert not started  # refused before any work
 
 
 def test_progress_line_on_a_log_stream():

@@ -276,6 +276,12 @@ def simulate(
     check_positive_int(max_iterations, "max_iterations")
     eps = check_real(eps, "eps", minimum=0.0)
     check_positive_int(eval_every, "eval_every")
+    if f_star is not None:
+        f_star = check_real(f_star, "f_star")
+    if compute_s is not None:  # before the run, not when the link is applied after it
+        compute_s = check_real(compute_s, "compute_s", minimum=0.0)
+        if link is None:
+            raise ValueError("compute_s is the time model's compute per iteration: give a link")
     if not isinstance(entropy_coding, bool):
         raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
     M = problem.num_workers
