@@ -199,3 +199,10 @@ def test_run_says_it_wrote_histories(capsys, tmp_path, private_cache):
     assert str(tmp_path / "o" / "results.json") in out
     assert str(tmp_path / "o" / "histories.json") in out
     assert (tmp_path / "o" / "histories.json").exists()
+
+
+def test_launch_nproc_that_disagrees_with_torchrun_is_refused(capsys, no_work, monkeypatch):
+    # Under torchrun the world size is torchrun's; an explicit other --nproc would be ignored.
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    _fails_with(capsys, ["launch", "--nproc", "4"], "--nproc 4: under torchrun", "WORLD_SIZE=3")

@@ -93,6 +93,12 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    world = os.environ.get("WORLD_SIZE") if "RANK" in os.environ else None
+    if world is not None and args.nproc not in (2, int(world)):  # 2: the flag's default
+        raise ValueError(
+            f"--nproc {args.nproc}: under torchrun the processes are torchrun's "
+            f"(WORLD_SIZE={world}); set the number with torchrun's --nproc-per-node"
+        )
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
     check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
