@@ -390,3 +390,16 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
     for o in info.value.outcomes:
         assert o.error_type == "ReplicaMismatchError"
         assert "ranks 0; ranks 1" in (o.error or "")
+
+
+def test_launch_shows_progress_unless_quiet() -> None:
+    """Rank 0 of a launched run draws the simulator's progress line (long engine runs used
+    to be silent until the end); ``-q`` turns it off, and library users opt in."""
+    from laqcore.cli import build_parser
+    from laqcore.distributed import EngineConfig
+    from laqcore.distributed.cli import _config
+
+    parser = build_parser()
+    assert _config(parser.parse_args(["launch"])).progress
+    assert not _config(parser.parse_args(["launch", "-q"])).progress
+    assert not EngineConfig(problem={}, algorithm="laq").progress

@@ -47,6 +47,7 @@ def _config(args: argparse.Namespace) -> Any:
         replica_check_every=args.replica_check_every,
         exchange=args.exchange,
         downlink=args.downlink,
+        progress=not args.quiet,
     )
 
 

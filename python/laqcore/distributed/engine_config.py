@@ -54,6 +54,9 @@ class EngineConfig:
         reaches every rank). ``delta:laq:B`` (two-phase only): re-quantized to B bits against
         the replicas' copy, chunk by chunk; the simulator's ``downlink="delta:laq:B",
         downlink_chunks=N`` gives the same run.
+    progress : bool
+        Rank 0 shows the simulator's progress line on stderr (``laqcore launch`` without
+        ``--quiet``); runs shorter than a second show nothing.
     """
 
     problem: dict[str, Any]
@@ -70,6 +73,7 @@ class EngineConfig:
     record_history: bool = True
     exchange: str = "auto"
     downlink: str = "delta"
+    progress: bool = False
 
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
