@@ -239,3 +239,17 @@ def test_state_defaults_and_pickle() -> None:
         TernGradState(seed=-1)
     q = pickle.loads(pickle.dumps(QSGDState(process_group=object(), levels=4)))
     assert q.process_group is None and q.compressor_kwargs == {"levels": 4}
+
+
+def test_states_show_their_settings() -> None:
+    """``print(state)`` says what the hook will do (the resolved "auto" values included),
+    not ``<LAQState object at 0x...>``."""
+    from laqcore.torch import QSGDState
+
+    text = repr(LAQState(bits=2))
+    assert text.startswith("LAQState(bits=2, block_size=32, exchange='two-phase', ")
+    assert "error_feedback=1.0" in text and "stale_cap=4.0" in text
+    assert text.endswith(") at iteration 0")
+    assert repr(QSGDState(levels=4)).startswith(
+        "QSGDState(seed=0, exchange='two-phase', compressor_kwargs={'levels': 4}, "
+    )

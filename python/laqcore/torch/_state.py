@@ -132,6 +132,15 @@ class HookState:
         """End of construction: from now on the :attr:`_SETTINGS` are read-only."""
         self._sealed = True
 
+    def _repr_settings(self) -> dict[str, Any]:
+        """The settings :meth:`__repr__` shows (subclasses add theirs)."""
+        names = (*type(self)._SETTINGS, "warmup_steps", "nonfinite")
+        return {k: getattr(self, k, None) for k in names}  # None: a pickle from before k
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._repr_settings().items())
+        return f"{type(self).__name__}({shown}) at iteration {self.iteration}"
+
     @property
     def process_group(self) -> Any:
         """The group the hook communicates in (``None``: the default group). Assignable

@@ -345,6 +345,18 @@ class LAQState(HookState):
             return auto_lazy_downlink(self.world_size) if self.exchange == "two-phase" else 0.0
         return float(c)
 
+    def _repr_settings(self) -> dict[str, Any]:
+        rule = self.rule
+        return {
+            **super()._repr_settings(),
+            "error_feedback": self.error_feedback,
+            "rule_scale": rule.scale,
+            "stale_cap": rule.stale_cap,
+            "ck": rule.ck,
+            "D": rule.D,
+            "t_bar": rule.t_bar,
+        }
+
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
         uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
         return uploader, LazyAggregate(n, self.rule.history)
