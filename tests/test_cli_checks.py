@@ -40,6 +40,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
     [
         (["compare", "--algorithms", "gd,lqa"], ["unknown algorithm 'lqa'", "laq"]),
         (["compare", "--algorithms", " , "], ["at least one algorithm"]),
+        (["compare", "--algorithms", "laq,gd,LAQ"], ["names laq more than once ('laq', 'LAQ')"]),
         (["compare", "--seeds", "0"], ["--seeds must be >= 1"]),
         (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
         (["run", "--alpha", "-1"], ["alpha must be"]),
@@ -70,6 +71,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         # the studies check before their first run too
         (["scaling", "--algorithms", "gd,foo"], ["unknown algorithm 'foo'"]),
         (["scaling", "--algorithms", " , "], ["at least one algorithm"]),
+        (["scaling", "--algorithms", "laq,gd,laq"], ["names laq more than once"]),
         (["scaling", "--workers-list", "1,0"], ["--workers-list needs integers >= 1"]),
         (["ratio-study", "--procs", "1,x"], ["--procs takes comma-separated integers"]),
         (["ratio-study", "-K", "0"], ["--max-iterations must be >= 1"]),

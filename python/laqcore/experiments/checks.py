@@ -20,7 +20,12 @@ from .options import (
     split_names,
 )
 
-__all__ = ["check_experiment", "check_problem_options", "check_run_options"]
+__all__ = [
+    "check_algorithm_names",
+    "check_experiment",
+    "check_problem_options",
+    "check_run_options",
+]
 
 
 def __dir__() -> list[str]:
@@ -113,13 +118,29 @@ def _check_used(names: list[str], field: str, label: str) -> None:
     )
 
 
+def check_algorithm_names(given: list[str]) -> list[str]:
+    """The registry names of ``given``: each known (else the message lists the known ones)
+    and none twice under two spellings (the same runs twice, whose rows would read as two
+    seeds of one algorithm)."""
+    from ..algorithms import get_algorithm
+
+    names = [get_algorithm(n).name for n in given]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            spellings = [g for g, n in zip(given, names) if n == name]
+            raise ValueError(
+                f"--algorithms names {name} more than once ({', '.join(map(repr, spellings))})"
+            )
+    return names
+
+
 def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
     """Each name is known and accepts the given hyper-parameters, each of which one of
     them reads; ``--upload-rate auto`` has an ``laq`` run before the random-select one to
     take its rate from."""
-    from ..algorithms import ALGORITHMS, available_algorithms, get_algorithm
+    from ..algorithms import ALGORITHMS, available_algorithms
 
-    names = [get_algorithm(n).name for n in names]  # unknown: its message lists the known ones
+    names = check_algorithm_names(names)
     for field in algorithm_overrides(args):
         _check_used(names, field, param_flag(field))
     codable = [n for n in available_algorithms() if ALGORITHMS[n].entropy_codable]

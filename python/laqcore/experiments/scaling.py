@@ -239,12 +239,10 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     values lists, the budget, tolerance and output paths (a typo found after minutes of
     runs would lose them)."""
     from .._validate import check_output_dir
-    from ..algorithms import get_algorithm
-    from .checks import check_run_options
+    from .checks import check_algorithm_names, check_run_options
 
     link_from_args(args)
-    for name in names:
-        get_algorithm(name)  # an unknown name: its message lists the known ones
+    check_algorithm_names(names)
     _ints(*values)  # the values of M or P
     check_run_options(args)
     if args.cache is not None:
@@ -258,7 +256,8 @@ def _cmd_scaling(args: argparse.Namespace) -> int:
 
 
 def _cmd_ratio(args: argparse.Namespace) -> int:
-    _check_study(args, [name for name, _ in RATIO_CONFIGS], (args.procs, "--procs"))
+    names = list(dict.fromkeys(name for name, _ in RATIO_CONFIGS))  # one per setting: once each
+    _check_study(args, names, (args.procs, "--procs"))
     _report(args, "ratio", ratio_study(args))
     return 0
 
