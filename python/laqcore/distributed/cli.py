@@ -58,12 +58,14 @@ def _rank_main(rank: int, world: int, cfg: Any) -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from ..experiments.commands import warn_stopped_short
     from ..experiments.results import histories_path, write_results
     from ..experiments.tables import format_table
     from ..simulator import RunResult
 
     result = RunResult(**out["result"])
     print(format_table([result]))
+    warn_stopped_short(args, [result])
     w = out["wire"]
     print(
         f"{w['processes']} processes, {w['exchange']} exchange: rank 0 sent {w['bytes_sent']} "

@@ -27,7 +27,7 @@ from .results import histories_path, run_config, write_results
 from .runs import run_many, simulate_args
 from .tables import format_sweep, format_table, has_tolerance
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "warn_stopped_short"]
 
 
 def __dir__() -> list[str]:
@@ -37,6 +37,22 @@ def __dir__() -> list[str]:
 def _outcome(result: Any) -> tuple[Any, ...]:
     """What a run produced (the seed and timings aside): equal for runs that are the same."""
     return (result.iterations, result.uploads, result.bits, result.downlink_bits, result.final_loss)
+
+
+def warn_stopped_short(args: argparse.Namespace, results: list[Any]) -> None:
+    """One stderr line naming the runs that used their whole budget before the tolerance
+    (runs without one, nonconvex or ``--eps 0``, are not "short")."""
+    stopped = [
+        r.algorithm
+        for r in results
+        if has_tolerance(r) and not r.reached_tolerance and not r.diverged
+    ]
+    if stopped:
+        print(
+            f"laqcore: warning: {', '.join(dict.fromkeys(stopped))} stopped at the budget "
+            f"(--max-iterations {args.max_iterations}) before F-F* <= {args.eps:g}",
+            file=sys.stderr,
+        )
 
 
 def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
@@ -60,17 +76,7 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
                 f"full gradients, deterministic rounding), so {'its' if len(same) == 1 else 'their'}"
                 " ± is 0; `laqcore sweep --seeds` also varies the data split"
             )
-    stopped = [
-        r.algorithm
-        for r in results
-        if has_tolerance(r) and not r.reached_tolerance and not r.diverged
-    ]
-    if stopped:
-        print(
-            f"laqcore: warning: {', '.join(dict.fromkeys(stopped))} stopped at the budget "
-            f"(--max-iterations {args.max_iterations}) before F-F* <= {args.eps:g}",
-            file=sys.stderr,
-        )
+    warn_stopped_short(args, results)
     if not args.out:
         return
     path = write_results(args.out, run_config(args, prob), results)
