@@ -178,6 +178,19 @@ def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
     assert "±" in capsys.readouterr().out
 
 
+def test_sweep_tune_step_without_a_tolerance_picks_the_lowest_loss(tmp_path, capsys, cache):
+    """On the nonconvex MLP no step reaches a tolerance and there is no F*: the tuned step is
+    the one with the lowest final loss (it used to be the grid's first, whatever it did)."""
+    from laqcore.experiments import sweep
+
+    argv = ["sweep", "--algorithms", "gd", "--tune-step", "--step-grid", "0.0001,0.05"]
+    assert cli.main([*argv, "-K", "15", "--model", "mlp", "--hidden", "8", *TINY]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  gd "))
+    assert "alpha=0.05" in line and "(no step reached eps: lowest F-F*/loss)" in line
+    rows = [{"reached_tolerance": False, "final_residual": None, "final_loss": v} for v in (2, 1)]
+    assert [sweep.aggregate([r])["final_loss_mean"] for r in rows] == [2.0, 1.0]
+
+
 def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
     rc = cli.main(
         [
