@@ -403,3 +403,16 @@ def test_launch_shows_progress_unless_quiet() -> None:
     assert _config(parser.parse_args(["launch"])).progress
     assert not _config(parser.parse_args(["launch", "-q"])).progress
     assert not EngineConfig(problem={}, algorithm="laq").progress
+
+
+def test_launch_reports_rank_failures_without_a_traceback(capsys) -> None:  # type: ignore[no-untyped-def]
+    """An error raised inside the ranks (here: the designated-worker data set on another
+    partition, found when each rank builds the problem) is one error block naming each
+    rank's exception, exit status 1, not a LaunchError traceback."""
+    from laqcore.cli import main
+
+    argv = ["launch", "--dataset", "synthetic-lag", "--partition", "iid", "-K", "2", "-q"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("laqcore launch: error: distributed run failed:")
+    assert "rank 0: ValueError: dataset" in err and "Traceback" not in err

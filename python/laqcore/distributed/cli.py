@@ -18,6 +18,7 @@ import argparse
 import datetime
 import importlib.util
 import os
+import sys
 from typing import Any
 
 __all__ = ["add_parser"]
@@ -96,6 +97,10 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > args.workers:  # each process hosts at least one worker
+        raise ValueError(
+            f"--nproc {args.nproc} needs at least as many workers, got --workers {args.workers}"
+        )
     world = os.environ.get("WORLD_SIZE") if "RANK" in os.environ else None
     if world is not None and args.nproc not in (2, int(world)):  # 2: the flag's default
         raise ValueError(
@@ -126,16 +131,20 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         if int(os.environ["RANK"]) == 0:
             _report(args, out)
         return 0
-    from .launch import run_processes
+    from .launch import LaunchError, run_processes
 
-    outs = run_processes(
-        _rank_main,
-        args.nproc,
-        cfg,
-        backend=args.backend,
-        pg_timeout_s=args.timeout,
-        deadline_s=args.deadline,
-    )
+    try:
+        outs = run_processes(
+            _rank_main,
+            args.nproc,
+            cfg,
+            backend=args.backend,
+            pg_timeout_s=args.timeout,
+            deadline_s=args.deadline,
+        )
+    except LaunchError as err:  # what each rank raised, in rank order: no traceback
+        print(f"laqcore launch: error: {err}", file=sys.stderr)
+        return 1
     _report(args, outs[0].result)
     return 0
 
