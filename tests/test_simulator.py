@@ -168,3 +168,18 @@ def test_blockwise_radius_option(prob, name):
     assert blk.history["loss"] != glob.history["loss"]
     with pytest.raises(ValueError, match="block_size"):
         get_algorithm(name, block_size=12)
+
+
+def test_wrong_kinds_of_problem_and_algorithm_say_how_to_make_them(prob):
+    with pytest.raises(TypeError, match=r"algorithm must be an Algorithm \(laqcore.get_algorithm"):
+        simulate(prob, "laq")
+    with pytest.raises(
+        TypeError, match=r"LAQ\(\) or laqcore.get_algorithm\('laq'\), not the class"
+    ):
+        simulate(prob, laqcore.algorithms.LAQ)
+    with pytest.raises(
+        TypeError, match=r"problem must be a laqcore Problem \(laqcore.make_problem"
+    ):
+        simulate("digits", get_algorithm("laq"))
+    with pytest.raises(TypeError, match="params must be a Params"):
+        get_algorithm("laq", {"bits": 3})

@@ -220,6 +220,28 @@ def make_result(
     )
 
 
+def _check_sides(problem: Any, algorithm: Any) -> None:
+    """A Problem and an Algorithm *instance*, or a TypeError that says how to make them."""
+    from .algorithms import Algorithm
+    from .problems import Problem
+
+    if not isinstance(problem, Problem):
+        raise TypeError(
+            f"problem must be a laqcore Problem (laqcore.make_problem('digits', ...)), got "
+            f"{type(problem).__name__} {problem!r:.40}"
+        )
+    if isinstance(algorithm, type) and issubclass(algorithm, Algorithm):
+        raise TypeError(
+            f"algorithm must be an instance: {algorithm.__name__}() or "
+            f"laqcore.get_algorithm({algorithm.name!r}), not the class"
+        )
+    if not isinstance(algorithm, Algorithm):
+        raise TypeError(
+            "algorithm must be an Algorithm (laqcore.get_algorithm(name, ...)), got "
+            f"{type(algorithm).__name__} {algorithm!r:.40}"
+        )
+
+
 def simulate(
     problem: Problem,
     algorithm: Algorithm,
@@ -273,6 +295,7 @@ def simulate(
         as the engine splits it, the server's state re-quantized chunk by chunk). The
         engine's ``downlink="delta:laq:B"`` with N processes then gives exactly this run.
     """
+    _check_sides(problem, algorithm)
     check_positive_int(max_iterations, "max_iterations")
     eps = check_real(eps, "eps", minimum=0.0)
     check_positive_int(eval_every, "eval_every")

@@ -418,6 +418,11 @@ class Algorithm:
                 f"{self.name} does not use {', '.join(unused)} (its parameters: "
                 f"{', '.join(sorted(self.USES, key=str.lower))})"
             )
+        if params is not None and not isinstance(params, Params):
+            raise TypeError(
+                f"params must be a Params (Params(bits=3) or keyword overrides: bits=3), got "
+                f"{type(params).__name__}"
+            )
         base = Params(**self.DEFAULTS) if params is None else params
         self.params = base.replace(**overrides).validate() if overrides else base.validate()
         # Whether the minibatch was chosen (a Params object or a batch override) rather than
