@@ -253,3 +253,16 @@ def test_states_show_their_settings() -> None:
     assert repr(QSGDState(levels=4)).startswith(
         "QSGDState(seed=0, exchange='two-phase', compressor_kwargs={'levels': 4}, "
     )
+
+
+def test_a_hook_refuses_another_hooks_state() -> None:
+    """qsgd_hook with a LAQState (or laq_hook with None) used to run the state's own method
+    under the other hook's name, or fail inside DDP with an AttributeError."""
+    from laqcore.torch import laq_hook, qsgd_hook
+
+    with pytest.raises(TypeError, match=r"laq_hook needs a LAQState as its state: .*got QSGDState"):
+        laq_hook(QSGDState(), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got NoneType"):
+        laq_hook(None, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="qsgd_hook needs a QSGDState"):
+        qsgd_hook(LAQState(), None)  # type: ignore[arg-type]

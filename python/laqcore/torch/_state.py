@@ -49,7 +49,7 @@ from ._group_check import check_replicas_agree
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
-__all__ = ["HookState"]
+__all__ = ["HookState", "run_hook"]
 
 
 def __dir__() -> list[str]:
@@ -519,3 +519,18 @@ class HookState:
         self.__dict__.update(d)
         self.__dict__["layout"] = BucketLayout()
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
+
+
+def run_hook(
+    state: Any, bucket: GradBucket, kind: type[HookState], hook: str
+) -> Future[torch.Tensor]:
+    """One step of hook ``hook``, whose state must be a ``kind``: another hook's state would
+    run that hook's method under this hook's name (a QSGDState under laq_hook is QSGD), and
+    anything else fails deep inside DDP; both are a TypeError naming the pairing instead."""
+    if not isinstance(state, kind):
+        raise TypeError(
+            f"{hook} needs a {kind.__name__} as its state: "
+            f"ddp_model.register_comm_hook({kind.__name__}(...), {hook}) (or "
+            f"laqcore.torch.register_hook(ddp_model, name)), got {type(state).__name__}"
+        )
+    return state._run(bucket)

@@ -29,7 +29,7 @@ from .. import _core
 from .._validate import check_positive_int
 from ..compressors.rotation import RotationCompressor, rotation_padded_size
 from ._exchange import CompressorAllGather, GradientExchange
-from ._state import HookState
+from ._state import HookState, run_hook
 from ._two_phase import check_exchange, compressor_two_phase
 
 __all__ = ["QSGDState", "RotationState", "TernGradState"]  # the hook states
@@ -206,17 +206,17 @@ class RotationState(_CompressorState):
 
 def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running QSGD (see :mod:`laqcore.torch._state` for the flow)."""
-    return state._run(bucket)
+    return run_hook(state, bucket, QSGDState, "qsgd_hook")
 
 
 def terngrad_hook(state: TernGradState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running TernGrad (see :mod:`laqcore.torch._state`)."""
-    return state._run(bucket)
+    return run_hook(state, bucket, TernGradState, "terngrad_hook")
 
 
 def rotation_hook(state: RotationState, bucket: GradBucket) -> Future[torch.Tensor]:
     """DDP communication hook running the rotation quantizer (see :class:`RotationState`)."""
-    return state._run(bucket)
+    return run_hook(state, bucket, RotationState, "rotation_hook")
 
 
 # DDP's register_comm_hook compares the hook's annotations with the real classes; with

@@ -45,7 +45,7 @@ from ._defaults import (
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import LazyRule
-from ._state import HookState
+from ._state import HookState, run_hook
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
 
 __all__ = [
@@ -514,7 +514,7 @@ def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:
     See :mod:`laqcore.torch._state` for the per-iteration flow and :class:`LAQState` for
     the rule.
     """
-    return state._run(bucket)
+    return run_hook(state, bucket, LAQState, "laq_hook")
 
 
 # DDP's register_comm_hook compares the hook's annotations with the real classes; with
