@@ -67,7 +67,10 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["sweep", "--algorithms", "laq,nope"], ["unknown algorithm 'nope'"]),
         (["problem", "--workers", "0"], ["--workers must be >= 1"]),
         (["launch", "-a", "nope"], ["unknown algorithm 'nope'"]),
-        (["launch", "--nproc", "4", "--workers", "3"], ["--nproc 4 needs at least as many"]),
+        (
+            ["launch", "--nproc", "4", "--workers", "3"],
+            ["4 processes need at least as many workers"],
+        ),
         (["launch", "--bits", "0"], ["bits must be"]),
         # the studies check before their first run too
         (["scaling", "--algorithms", "gd,foo"], ["unknown algorithm 'foo'"]),

@@ -97,15 +97,16 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
-    if args.nproc > args.workers:  # each process hosts at least one worker
-        raise ValueError(
-            f"--nproc {args.nproc} needs at least as many workers, got --workers {args.workers}"
-        )
     world = os.environ.get("WORLD_SIZE") if "RANK" in os.environ else None
     if world is not None and args.nproc not in (2, int(world)):  # 2: the flag's default
         raise ValueError(
             f"--nproc {args.nproc}: under torchrun the processes are torchrun's "
             f"(WORLD_SIZE={world}); set the number with torchrun's --nproc-per-node"
+        )
+    procs = args.nproc if world is None else int(world)
+    if procs > args.workers:  # each process hosts at least one worker
+        raise ValueError(
+            f"{procs} processes need at least as many workers, got --workers {args.workers}"
         )
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
