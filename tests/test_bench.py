@@ -505,3 +505,31 @@ def test_token_task_and_tiny_transformer():
     assert sum(p.numel() for p in model.parameters()) == 70916
     assert model(x[:5]).shape == (5, 4)
     assert hook_trainer.build_model("tf", scale=4)(x[:2]).shape == (2, 4)
+
+
+def test_break_even_is_the_bandwidth_where_compression_stops_paying(tmp_path):
+    import os
+    import sys
+
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    if not os.path.isfile(os.path.join(here, "break_even.py")):
+        pytest.skip("needs the source checkout (bench/break_even.py)")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import break_even
+
+    out = tmp_path / "be.json"
+    break_even.main(["--n", "4096", "--repeats", "1", "--out", str(out)])
+    rows = {(r["setting"], r["entropy"]): r for r in json.loads(out.read_text())["rows"]}
+    laq4 = rows[("laq 4 bit", False)]
+    # B* = saved bits / (encode + decode seconds), with the frame's real size (framing included)
+    saved = 32 * 4096 - 8 * laq4["frame_bytes"]
+    assert laq4["break_even_gbps"] == pytest.approx(
+        saved / (laq4["encode_s"] + laq4["decode_s"]) / 1e9
+    )
+    assert 4.0 < laq4["bits_per_coord"] < 4.2
+    assert ("top-k 1%", True) not in rows  # no code stream to entropy-code
+    assert (
+        rows[("qsgd levels 7", True)]["frame_bytes"] < rows[("qsgd levels 7", False)]["frame_bytes"]
+    )
+    assert "| laq 2 bit + entropy |" in out.with_suffix(".md").read_text()
