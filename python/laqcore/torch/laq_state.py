@@ -346,16 +346,9 @@ class LAQState(HookState):
         return float(c)
 
     def _repr_settings(self) -> dict[str, Any]:
-        rule = self.rule
-        return {
-            **super()._repr_settings(),
-            "error_feedback": self.error_feedback,
-            "rule_scale": rule.scale,
-            "stale_cap": rule.stale_cap,
-            "ck": rule.ck,
-            "D": rule.D,
-            "t_bar": rule.t_bar,
-        }
+        # The rule's constants under their LAQState keywords (its "scale" is rule_scale).
+        rule = {("rule_scale" if k == "scale" else k): v for k, v in self._rule_args().items()}
+        return {**super()._repr_settings(), "error_feedback": self.error_feedback, **rule}
 
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
         uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
