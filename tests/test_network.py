@@ -49,6 +49,9 @@ def test_one_parameter_server_iteration_by_hand():
     assert round_times(t, link, compute_s=0.005)[0] == pytest.approx(0.005 + 0.034 + 0.0172)
     bcast = link.with_(broadcast=True)
     assert round_times(t, bcast, compute_s=0.0)[0] == pytest.approx(0.034 + 0.0124)
+    # the peer-to-peer topologies have no server downlink: a broadcast medium changes nothing
+    with pytest.raises(ValueError, match="broadcast applies to the ps and two-phase"):
+        link.with_(topology="allreduce", broadcast=True)
 
 
 def test_ps_round_without_upload_costs_two_latencies():

@@ -271,7 +271,8 @@ def add_network_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--broadcast",
         action="store_true",
-        help="one downlink transmission reaches every worker (default: unicast copies)",
+        help="one downlink transmission reaches every worker (ps and two-phase topologies; "
+        "default: unicast copies)",
     )
     g.add_argument(
         "--compute-ms",

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["PRESETS", "TOPOLOGIES", "Link", "make_link"]
+__all__ = ["BROADCAST_TOPOLOGIES", "PRESETS", "TOPOLOGIES", "Link", "make_link"]
 
 
 def __dir__() -> list[str]:
@@ -41,6 +41,8 @@ PRESETS: dict[str, tuple[float, float, float]] = {
 #: all-gather of the owners' published aggregate change), also the engine's default
 #: ``--exchange two-phase`` (docs/algorithms.md says which ``--downlink`` matches it).
 TOPOLOGIES = ("ps", "allreduce", "allgather", "two-phase", "chunked")
+#: The topologies whose downlink a broadcast medium changes (a server sends it).
+BROADCAST_TOPOLOGIES = ("ps", "two-phase")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class Link:
             raise ValueError(f"latency_s must be a finite number >= 0, got {lat!r}")
         if self.topology not in TOPOLOGIES:
             raise ValueError(f"topology must be one of {TOPOLOGIES}, got {self.topology!r}")
+        if self.broadcast and self.topology not in BROADCAST_TOPOLOGIES:
+            # The peer-to-peer collectives have no server downlink to broadcast: ignored.
+            raise ValueError(
+                f"broadcast applies to the {' and '.join(BROADCAST_TOPOLOGIES)} topologies (a "
+                f"server's downlink), not {self.topology!r}"
+            )
 
     def with_(self, **changes: Any) -> Link:
         """A copy with some fields changed (``name`` becomes ``custom`` unless given)."""
