@@ -35,10 +35,11 @@ to :meth:`Recorder.add`; it then appears in the history like the others.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ._typing import F64
 from .wire import Payload
@@ -50,6 +51,7 @@ __all__ = [
     "HISTORY_KEYS",
     "Exchange",
     "Outcome",
+    "Progress",
     "Recorder",
     "has_diverged",
     "identity_exchange",
@@ -205,6 +207,52 @@ class Outcome:
     wall_time: float
 
 
+class Progress:
+    """A one-line progress indicator on stderr, no dependencies.
+
+    On a terminal it redraws one line at most 5 times a second; otherwise (logs, CI) it
+    prints a line every ``10`` seconds. Runs shorter than one second print nothing.
+    """
+
+    def __init__(
+        self, label: str, total: int, *, enabled: bool = True, stream: IO[str] | None = None
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.shown = False
+
+    def update(self, k: int, residual: float | None) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.start < 1.0 or now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        self._write(k, residual)
+
+    def _write(self, k: int, residual: float | None) -> None:
+        width = 24
+        done = int(width * min(k / max(self.total, 1), 1.0))
+        bar = "#" * done + "." * (width - done)
+        res = "" if residual is None or not math.isfinite(residual) else f" F-F*={residual:.2e}"
+        line = f"{self.label:>14} [{bar}] {k}/{self.total}{res} {time.perf_counter() - self.start:.0f}s"
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+        self.shown = True
+
+    def close(self, k: int, residual: float | None) -> None:
+        if self.enabled and self.shown:
+            self._write(k, residual)
+            if self.tty:
+                self.stream.write("\n")
+                self.stream.flush()
+
+
 def run_rounds(
     server: Server,
     workers: Mapping[int, Worker],
@@ -223,6 +271,7 @@ def run_rounds(
     uplink_nbytes: Callable[[dict[int, Payload]], int] | None = None,
     before_round: Callable[[int], None] | None = None,
     after_round: Callable[[int, float | None], None] | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Run iterations ``start, start + 1, ...`` until a stop rule fires.
 
@@ -252,7 +301,9 @@ def run_rounds(
         that sends other bytes, e.g. entropy-coded frames, reports its own).
     before_round, after_round
         Called with ``k`` before an iteration's messages, and with ``(k, residual)`` after
-        iteration ``k`` is recorded (progress lines, checkpoints).
+        iteration ``k`` is recorded (checkpoints, timers).
+    progress
+        The run's progress line: updated after every iteration and closed at the end.
     """
     num_workers = server.num_workers
     k = start
@@ -294,6 +345,10 @@ def run_rounds(
         reached = r is not None and r <= eps
         if after_round is not None:
             after_round(k, r)
+        if progress is not None:
+            progress.update(k, r)
     wall = time.perf_counter() - started
+    if progress is not None:
+        progress.close(k, recorder.residual(current))
     recorder.finish(k, server.theta)
     return Outcome(k, current, reached, diverged, wall)

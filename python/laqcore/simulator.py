@@ -28,19 +28,17 @@ Examples
 from __future__ import annotations
 
 import copy
-import math
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._validate import check_positive_int, check_real
 from .distributed.engine_exchange import owner_chunks
 from .downlink import ChunkedStateDownlink, Downlink, DownlinkMode, parse_downlink
-from .driver import Outcome, Recorder, run_rounds
+from .driver import Outcome, Progress, Recorder, run_rounds
 from .entropy import entropy_decode, entropy_encode, is_codable
 from .network import Link, TrafficTrace, round_times
 from .serialization import json_safe
@@ -132,52 +130,6 @@ class RunResult:
         if self.history.get("loss"):
             self.history["time"] = [float(v) for v in elapsed[: len(self.history["loss"])]]
         return self
-
-
-class Progress:
-    """A one-line progress indicator on stderr, no dependencies.
-
-    On a terminal it redraws one line at most 5 times a second; otherwise (logs, CI) it
-    prints a line every ``10`` seconds. Runs shorter than one second print nothing.
-    """
-
-    def __init__(
-        self, label: str, total: int, *, enabled: bool = True, stream: IO[str] | None = None
-    ) -> None:
-        self.label = label
-        self.total = total
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.start = time.perf_counter()
-        self.last = self.start
-        self.shown = False
-
-    def update(self, k: int, residual: float | None) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self.start < 1.0 or now - self.last < (0.2 if self.tty else 10.0):
-            return
-        self.last = now
-        self._write(k, residual)
-
-    def _write(self, k: int, residual: float | None) -> None:
-        width = 24
-        done = int(width * min(k / max(self.total, 1), 1.0))
-        bar = "#" * done + "." * (width - done)
-        res = "" if residual is None or not math.isfinite(residual) else f" F-F*={residual:.2e}"
-        line = f"{self.label:>14} [{bar}] {k}/{self.total}{res} {time.perf_counter() - self.start:.0f}s"
-        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
-        self.stream.flush()
-        self.shown = True
-
-    def close(self, k: int, residual: float | None) -> None:
-        if self.enabled and self.shown:
-            self._write(k, residual)
-            if self.tty:
-                self.stream.write("\n")
-                self.stream.flush()
 
 
 def make_result(
@@ -395,7 +347,6 @@ def simulate(
         trace.record(on_wire, sent.broadcast, sent.delivered)
         return int(sent.delivered)
 
-    bar = Progress(algorithm.name, max_iterations, enabled=progress)
     outcome = run_rounds(
         server,
         workers,
@@ -410,9 +361,8 @@ def simulate(
         uplink_nbytes=lambda batch: sum(on_wire[m].nbytes for m in batch),
         step=timed_step,
         before_round=before_round,
-        after_round=bar.update,
+        progress=Progress(algorithm.name, max_iterations, enabled=progress),
     )
-    bar.close(outcome.iterations, recorder.residual(outcome.loss))
     result = make_result(
         outcome,
         recorder,

@@ -60,8 +60,8 @@ import torch.distributed as dist
 
 from .._validate import check_positive_int
 from ..downlink import delta_frames, parse_downlink
-from ..driver import Recorder, run_rounds
-from ..simulator import Progress, make_result
+from ..driver import Progress, Recorder, run_rounds
+from ..simulator import make_result
 from ..wire import Payload, pack_uploads, unpack_uploads
 from .engine_config import EngineConfig
 from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
@@ -283,10 +283,7 @@ def run_engine(
         # uploaders' frames (the replicas make it implicit here; counted the same way).
         return int(delta_frames(batch, M).delivered)
 
-    bar = Progress(algorithm.name, cfg.max_iterations, enabled=cfg.progress and rank == 0)
-
     def after_round(k: int, residual: float | None) -> None:
-        bar.update(k, residual)
         now, comm = time.perf_counter(), clock["exchange_s"] + clock["monitor_s"]
         round_compute.append(now - clock["mark"] - (comm - clock["comm_at_mark"]))
         clock["mark"], clock["comm_at_mark"] = now, comm
@@ -313,8 +310,8 @@ def run_engine(
         apply=apply,
         before_round=None if fault is None else (lambda k: fault(rank, k, workers)),
         after_round=after_round,
+        progress=Progress(algorithm.name, cfg.max_iterations, enabled=cfg.progress and rank == 0),
     )
-    bar.close(outcome.iterations, recorder.residual(outcome.loss))
     result = make_result(
         outcome,
         recorder,
