@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from .._typing import F64
 from .batched import BatchedOracle, supports_batched
-from .datasets import Dataset, load_dataset
+from .datasets import Dataset, load_dataset, reads_files
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
 
@@ -213,8 +213,7 @@ def check_settings_used(
         )
     if model != "mlp" and hidden != DEFAULT_HIDDEN:
         raise ValueError(f"--hidden {hidden} applies to --model mlp only, not {model!r}")
-    reads_files = dataset is not None and (dataset == "mnist" or dataset.startswith("libsvm:"))
-    if data_dir is not None and not reads_files:
+    if data_dir is not None and (dataset is None or not reads_files(dataset)):
         what = "a Dataset object" if dataset is None else f"dataset {dataset!r}"
         raise ValueError(f"--data-dir is read by mnist and libsvm:PATH only; {what} reads no files")
 
@@ -327,6 +326,6 @@ def make_problem(
         mdl = MODELS[model](d, k)
     name = f"{ds.name}/{model}/M{workers}/{partition_kind}"
     prob = Problem(mdl, X[order], y[order], bounds, X_test, y_test, l2=l2, name=name, seed=seed)
-    if isinstance(dataset, str) and (dataset == "mnist" or dataset.startswith("libsvm:")):
+    if isinstance(dataset, str) and reads_files(dataset):
         prob.normalize = "maxabs" if normalize is None else normalize
     return prob

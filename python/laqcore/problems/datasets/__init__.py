@@ -20,7 +20,7 @@ from .dataset import Dataset, DatasetError
 from .idx import read_idx
 from .images import load_digits, load_mnist
 from .libsvm import MAX_LIBSVM_BYTES, MAX_LIBSVM_FEATURES, load_libsvm
-from .registry import available_datasets, load_dataset
+from .registry import available_datasets, load_dataset, reads_files
 from .synthetic import make_classification, make_heterogeneous, make_regression
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "DatasetError",
     "load_dataset",
     "available_datasets",
+    "reads_files",
     "load_digits",
     "load_mnist",
     "read_idx",

@@ -10,11 +10,17 @@ from .libsvm import load_libsvm
 from .normalize import check_normalize
 from .synthetic import make_classification, make_heterogeneous, make_regression
 
-__all__ = ["available_datasets", "load_dataset"]
+__all__ = ["available_datasets", "load_dataset", "reads_files"]
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def reads_files(name: str) -> bool:
+    """Whether data set ``name`` is read from files (mnist, libsvm:PATH): the ones that
+    ``data_dir`` and ``normalize`` apply to; the others are embedded or generated."""
+    return name == "mnist" or name.startswith("libsvm:")
 
 
 def available_datasets() -> list[str]:
@@ -51,10 +57,9 @@ def load_dataset(
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a str, got {type(name).__name__}")
-    file_based = name == "mnist" or name.startswith("libsvm:")
     if normalize is not None:
         check_normalize(normalize)
-        if not file_based:
+        if not reads_files(name):
             raise ValueError(
                 f"--normalize applies to the mnist and libsvm:PATH data sets, not {name!r} "
                 "(whose features are generated or fixed)"
