@@ -8,6 +8,7 @@ A one-rank gloo group in this process runs the real hook on a tiny model, so a v
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from collections.abc import Iterator
 from typing import Any
@@ -96,7 +97,7 @@ def test_a_corrupt_checkpoint_raises_where_it_is_loaded(
     if path == ("clock_missing",):  # a missing key inside the uploader's own state
         path, value, match = ("uploader", "clock"), KeyError, "clock"
     if value in ("nan", "short"):
-        vec = sd[path[0]][path[1]].copy()
+        vec = sd[path[0]][path[1]].clone()
         if value == "nan":
             vec[1] = np.nan
         else:
@@ -106,6 +107,66 @@ def test_a_corrupt_checkpoint_raises_where_it_is_loaded(
     with pytest.raises((ValueError, TypeError), match=match):
         state.load_state_dict(_corrupt(sd, path, value))
     assert state.uploader is None and state.iteration == 0  # nothing changed
+
+
+def test_checkpoint_survives_torch_load_with_weights_only(trained: dict[str, Any]) -> None:
+    """``torch.save`` + ``torch.load`` (whose default is ``weights_only=True``, which refuses
+    numpy arrays) round-trips the checkpoint, and the loaded state is the saved one."""
+    import io
+
+    def arrays(x: Any) -> list[Any]:  # every non-plain value, depth first
+        if isinstance(x, dict):
+            return [a for v in x.values() for a in arrays(v)]
+        if isinstance(x, (list, tuple)):
+            return [a for v in x for a in arrays(v)]
+        return [] if isinstance(x, (int, float, str, bool, type(None))) else [x]
+
+    found = arrays(trained)
+    assert found and all(isinstance(a, torch.Tensor) for a in found), found
+    buf = io.BytesIO()
+    torch.save({"hook": trained}, buf)
+    buf.seek(0)
+    sd = torch.load(buf, weights_only=True)["hook"]
+    fresh = LAQState(warmup_steps=2, bits=4, block_size=8)
+    fresh.load_state_dict(sd)
+    np.testing.assert_array_equal(fresh.q_prev, trained["uploader"]["q_prev"].numpy())
+    assert fresh.state_dict().keys() == trained.keys()
+
+
+def test_checkpoint_of_numpy_arrays_still_loads(trained: dict[str, Any]) -> None:
+    """Checkpoints written before ``state_dict`` returned tensors hold numpy arrays."""
+
+    def as_numpy(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.numpy().copy()
+        if isinstance(x, dict):
+            return {k: as_numpy(v) for k, v in x.items()}
+        return x
+
+    fresh = LAQState(warmup_steps=2, bits=4, block_size=8)
+    fresh.load_state_dict(as_numpy(trained))
+    np.testing.assert_array_equal(fresh.aggregate, trained["server"]["aggregate"].numpy())
+
+
+def test_state_dict_is_a_copy(group: None) -> None:
+    """Steps after ``state_dict()`` do not change it, and loading does not alias it."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 2)
+    ddp = DDP(model)
+    state = LAQState(warmup_steps=0, bits=4, block_size=8, ck=0, err_coef=0)  # never skips
+    ddp.register_comm_hook(state, laq_hook)
+    for i in range(4):
+        ddp.zero_grad()
+        ddp(torch.randn(3, 5) * (i + 1)).square().sum().backward()
+        if i == 1:
+            sd = state.state_dict()
+            saved = sd["uploader"]["q_prev"].clone()
+    assert state.q_prev is not None and not np.array_equal(state.q_prev, saved.numpy())
+    assert torch.equal(sd["uploader"]["q_prev"], saved)
+    fresh = LAQState(warmup_steps=0, bits=4, block_size=8, ck=0, err_coef=0)
+    fresh.load_state_dict(sd)
+    sd["uploader"]["q_prev"].zero_()
+    np.testing.assert_array_equal(fresh.q_prev, saved.numpy())
 
 
 def test_checkpoint_of_another_hook_or_configuration_is_refused(
@@ -121,14 +182,15 @@ def test_checkpoint_of_another_hook_or_configuration_is_refused(
 def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> None:
     sd = _trained_state(bits=2)  # error feedback on by default at 2 bits
     r = sd["residual"]
-    assert r is not None and r.dtype == np.float32 and r.any()
+    assert r is not None and r.dtype == torch.float32 and r.any()
     fresh = LAQState(warmup_steps=2, bits=2, block_size=8)
     fresh.load_state_dict(copy.deepcopy(sd))
-    np.testing.assert_array_equal(fresh._residual, r)
+    np.testing.assert_array_equal(fresh._residual, r.numpy())
     for bad, match in (
-        (np.full_like(r, np.nan), "NaN"),
+        (torch.full_like(r, np.nan), "NaN"),
         (r[:-1], "residual"),
-        (r.astype(np.float64), "residual"),
+        (r.double(), "residual"),
+        (r.bfloat16(), r"\['residual'\] is a torch.bfloat16 tensor"),
     ):
         state = LAQState(warmup_steps=2, bits=2, block_size=8)
         with pytest.raises((ValueError, TypeError), match=match):
@@ -726,3 +788,21 @@ def test_register_hook_accepts_a_compiled_ddp_model(group: None) -> None:
     state = register_hook(compiled, "qsgd")
     assert state.process_group is ddp.process_group
     assert [st for _, st in ddp._comm_hooks] == [state]  # registered on the DDP inside
+
+
+def test_compression_ratio_before_during_and_after_warm_up(group: None) -> None:
+    """No ratio before a compressed step (nan, not inf: nothing was compressed), the byte
+    ratio once frames were sent, inf while every compressed step skipped."""
+    state = LAQState(warmup_steps=1, block_size=8)
+    assert math.isnan(state.stats()["compression_ratio"])
+    _, ddp = _dot_ddp(state)
+    x = torch.linspace(-1.0, 1.0, 16)
+    ddp(x).backward()  # the warm-up all-reduce
+    s = state.stats()
+    assert s["warmup_steps_done"] == 1 and math.isnan(s["compression_ratio"])
+    ddp.zero_grad()
+    ddp(x).backward()  # first compressed step: always uploads
+    s = state.stats()
+    assert s["bytes_sent"] > 0 and s["compression_ratio"] == s["bytes_dense"] / s["bytes_sent"]
+    state._counters["bytes_sent"] = 0  # as if the compressed steps had all skipped
+    assert state.stats()["compression_ratio"] == math.inf

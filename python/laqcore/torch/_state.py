@@ -31,6 +31,7 @@ without the scaler attached.
 from __future__ import annotations
 
 import math
+import typing
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -44,6 +45,7 @@ from torch._C._distributed_c10d import GradBucket
 from .._validate import check_positive_int
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.two_phase import TwoPhaseExchange
+from ._checkpoint import to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
 from ._group_check import check_replicas_agree
 from ._layout import BucketLayout, Parked
@@ -369,7 +371,8 @@ class HookState:
         this rank received in those exchanges (control, frames, padding). ``bytes_dense``:
         what the same iterations would have cost in the buckets' own dtype (a plain
         all-reduce's payload: 2 bytes per element for fp16/bf16 gradients).
-        ``compression_ratio = bytes_dense / bytes_sent`` (``inf`` if nothing was sent).
+        ``compression_ratio = bytes_dense / bytes_sent`` (``inf`` if every compressed step
+        skipped its upload, ``nan`` before the first compressed step: there is no ratio yet).
         ``uploads_skipped``: iterations this rank skipped; ``nonfinite_steps``: iterations
         dropped because a rank's gradient was not finite (``nonfinite="propagate"``).
         The two-phase exchange adds ``downlink_sized_rounds`` and ``downlink_tail_rounds``:
@@ -386,9 +389,10 @@ class HookState:
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
-        out["compression_ratio"] = (
-            c["bytes_dense"] / c["bytes_sent"] if c["bytes_sent"] else math.inf
-        )
+        if c["bytes_sent"]:
+            out["compression_ratio"] = c["bytes_dense"] / c["bytes_sent"]
+        else:  # all skipped, or nothing compressed yet (warm-up)
+            out["compression_ratio"] = math.inf if c["bytes_dense"] else math.nan
         two_phase = getattr(self._exchanger, "exchange", None)
         if isinstance(two_phase, TwoPhaseExchange):  # downlink rounds with two collectives
             xs = two_phase.stats
@@ -410,11 +414,16 @@ class HookState:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly (numpy arrays and plain Python values).
+        """Everything needed to resume exactly: CPU tensors and plain Python values, so
+        ``torch.load`` reads it with its default ``weights_only=True``.
 
         Records the world size and this rank: :meth:`load_state_dict` refuses a checkpoint
-        of another world size or rank.
+        of another world size or rank. The tensors are copies: later steps do not change them.
         """
+        return typing.cast(dict[str, Any], to_torch(self._state_dict()))
+
+    def _state_dict(self) -> dict[str, Any]:
+        """The checkpoint in the library's own values (numpy arrays); subclasses add theirs."""
         ex = self._exchanger
         return {
             "iteration": self.iteration,
@@ -437,6 +446,7 @@ class HookState:
         """
         if not isinstance(sd, dict):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
+        sd = to_numpy(sd)  # tensors as state_dict() writes them; numpy from before
         missing = [k for k in self._state_keys() if k not in sd]
         if missing:
             raise ValueError(

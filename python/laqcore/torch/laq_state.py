@@ -450,8 +450,8 @@ class LAQState(HookState):
         return res.mean
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
+    def _state_dict(self) -> dict[str, Any]:
+        sd = super()._state_dict()
         sd.update(
             uploader=None if self.uploader is None else self.uploader.state_dict(),
             server=None if self.server is None else self.server.state_dict(),
