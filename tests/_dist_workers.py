@@ -108,12 +108,15 @@ def ddp_train(
     nan_at: tuple[int, int] | None = None,
     checkpoint_at: int | None = None,
     resume_from: dict[str, Any] | None = None,
+    huge_at: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Train the small MLP with DDP (hook ``method`` or ``"none"``) for ``steps`` steps.
 
     Returns per-step averaged gradients, the final parameters, the hook's stats, and (with
     ``checkpoint_at``) a checkpoint of model + optimizer + hook state taken after that step.
-    ``resume_from`` starts from such a checkpoint instead of the seed.
+    ``resume_from`` starts from such a checkpoint instead of the seed. ``huge_at = (rank,
+    step)``: that rank's first-layer gradient is multiplied by 1e36 at that step (finite,
+    beyond what the rotation quantizer can represent).
     """
     import numpy as np
     import torch
@@ -147,7 +150,12 @@ def ddp_train(
         local_l2.append(float(torch.sqrt(sum((t.double() ** 2).sum() for t in local))))
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(ddp(x), y)
+        huge = huge_at == (rank, step)
+        if huge:
+            handle = next(iter(model.parameters())).register_hook(lambda g: g * 1e36)
         loss.backward()
+        if huge:
+            handle.remove()
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).numpy().copy())
         losses.append(loss.item())
         opt.step()

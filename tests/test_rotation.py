@@ -130,6 +130,31 @@ def test_bad_input() -> None:
         comp.compress(np.zeros(0, dtype=np.float32))
 
 
+@pytest.mark.parametrize("norm", ["max", "l2"])
+@pytest.mark.parametrize("n", [1, 64, 1000, 2**16])
+def test_large_inputs_decode_finite_or_raise_overflow(n: int, norm: str) -> None:
+    """Up to max|x| = FLT_MAX / N^1.5 the rotation and its inverse stay finite (one huge
+    entry, or every entry at the limit with random signs); above it ``compress`` raises
+    ``OverflowError`` (it used to decode to inf without a word)."""
+    comp = laqcore.get_compressor("rotation", levels=16, seed=0, norm=norm)
+    N = rotation_padded_size(n)
+    limit = float(np.finfo(np.float32).max) / N**1.5
+    signs = np.where(np.random.default_rng(n).random(n) < 0.5, -1.0, 1.0)
+    fmax = float(np.finfo(np.float32).max)
+    for f in (0.999, 1.001):
+        if limit * f > fmax:  # N = 1: every finite input is below the limit
+            continue
+        big = np.float32(limit * f)
+        one = np.ones(n, np.float32)
+        one[n // 2] = big
+        for x in (one, (signs * big).astype(np.float32)):
+            if big <= limit:
+                assert np.isfinite(comp.decompress(comp.compress(x))).all()
+            else:
+                with pytest.raises(OverflowError, match="overflows float32"):
+                    comp.compress(x)
+
+
 def test_compressed_gradient_algorithm_runs_it() -> None:
     # The compressed-gradient algorithms build compressors by registry name.
     from laqcore.algorithms.base import CodecSpec, CompressedGradient

@@ -67,6 +67,27 @@ def test_rotation_hook_trains_with_identical_replicas(world: int) -> None:
 
 
 @pytest.mark.distributed
+@pytest.mark.distributed
+def test_a_gradient_the_rotation_cannot_represent_is_dropped_on_every_rank() -> None:
+    """Rank 0's gradient is finite but beyond the rotation's float32 range at step 3: its
+    ``OverflowError`` must reach every rank through the exchange (as a non-finite gradient
+    does), not stop rank 0 alone while rank 1 waits in the collectives."""
+    base = {"method": "rotation", "steps": 4, "huge_at": (0, 3)}
+    res = _run(
+        2,
+        [
+            {**base, "kwargs": {}},
+            {**base, "kwargs": {"nonfinite": "raise"}, "expect_error": True},
+        ],
+    )
+    for r in range(2):
+        run = res[r][0]
+        assert np.isfinite(run["grads"][:3]).all() and np.isnan(run["grads"][3]).all()
+        assert run["stats"]["nonfinite_steps"] == 1
+        kind, text = res[r][1]
+        assert kind == "NonFiniteGradientError", (kind, text)
+
+
 def test_rotation_hook_is_unbiased_on_a_fixed_gradient() -> None:
     # lr = 0: each rank's gradient is the same every step, and the warm-up step (a plain
     # all-reduce) gives their exact mean g. The compressed steps are independent draws

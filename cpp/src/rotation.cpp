@@ -3,6 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
 
 #include "laqcore/common.hpp"
 #include "laqcore/parallel.hpp"
@@ -155,29 +158,49 @@ void fwht(float* x, std::size_t N) {
     cross_stages(x, N, block);
 }
 
+double rotation_input_limit(std::size_t N) {
+    const double n = static_cast<double>(N);
+    return static_cast<double>(std::numeric_limits<float>::max()) / (n * std::sqrt(n));
+}
+
 void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* out) {
     const std::size_t N = rotation_padded_size(n);
     const std::size_t block = N < kFwhtBlock ? N : kFwhtBlock;
-    // Signs and the in-block stages fused, block by block (the block stays in L1).
+    // Signs and the in-block stages fused, block by block (the block stays in L1); the
+    // copy also finds max|x| (a maximum: the same for any thread count).
     int bad = 0;
+    float amax = 0.0f;
     const auto nb = static_cast<std::int64_t>(num_blocks(N, block));
 #ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad) if (N >= kMinParallel)
+#pragma omp parallel for schedule(static) reduction(| : bad) \
+    reduction(max : amax) if (N >= kMinParallel)
 #endif
     for (std::int64_t b = 0; b < nb; ++b) {
         const std::size_t begin = static_cast<std::size_t>(b) * block;
         const std::size_t end = begin + block;
         unsigned nonfinite = 0;
+        float m = 0.0f;
         for (std::size_t i = begin; i < end; ++i) {
             const float v = i < n ? x[i] : 0.0f;
             nonfinite |= std::isfinite(v) ? 0u : 1u;
+            const float a = std::fabs(v);
+            m = a > m ? a : m;  // a NaN leaves m alone; `nonfinite` reports it
             out[i] = v;
         }
         apply_signs(key, begin, end, out);
         block_stages(out + begin, block);
         bad |= nonfinite != 0 ? 1 : 0;
+        amax = m > amax ? m : amax;
     }
     LAQ_CHECK(!bad, "x contains NaN or Inf");
+    const double limit = rotation_input_limit(N);
+    if (static_cast<double>(amax) > limit) {
+        std::ostringstream os;
+        os << "the rotation of a vector with max|x| = " << amax << " overflows float32: its " << N
+           << "-point Hadamard transform and the inverse need max|x| <= 3.4e38 / N^1.5 = " << limit
+           << " (scale the vector down, or use a compressor without the rotation)";
+        throw std::overflow_error(os.str());
+    }
     cross_stages(out, N, block);
     const float s = inv_sqrt(N);
     for_each_block(N, [&](std::size_t, std::size_t begin, std::size_t end) {

@@ -35,8 +35,17 @@ std::size_t rotation_padded_size(std::size_t n);
 // In-place unnormalised Walsh-Hadamard transform (x <- H_N x) of x[N], N a power of two.
 void fwht(float* x, std::size_t N);
 
+// The largest |x_i| rotation_forward accepts for a rotation of length N: FLT_MAX / N^1.5.
+// Below it no float32 sum of the transform or of its inverse can overflow: the forward
+// partial sums are at most n max|x| <= N max|x|, every rotated entry (and so every bucket
+// scale of the quantizer, max or l2 norm, and every decoded entry) at most sqrt(N) max|x|,
+// and the inverse's partial sums at most N times that.
+double rotation_input_limit(std::size_t N);
+
 // out[N] = (1/sqrt(N)) H_N D x'  (x[n], N = rotation_padded_size(n)). Throws
-// std::invalid_argument("x contains NaN or Inf") for a non-finite input.
+// std::invalid_argument("x contains NaN or Inf") for a non-finite input and
+// std::overflow_error for a finite one with max|x_i| above rotation_input_limit(N), whose
+// transform or its inverse would overflow float32 (before this check: an inf decode).
 void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* out);
 
 // out[n] = the first n entries of D (1/sqrt(N)) H_N y; y[N] is overwritten (used as scratch).

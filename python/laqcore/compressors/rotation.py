@@ -163,6 +163,13 @@ class RotationCompressor(BucketQuantizer[RotationPayload]):
         return self._key(self._step(step), 1)
 
     def compress(self, x: Any, *, step: int | None = None) -> RotationPayload:
+        """Rotate and quantize ``x`` (float32, finite).
+
+        Raises ``ValueError`` for NaN/Inf and ``OverflowError`` when ``max|x_i|`` exceeds
+        ``3.4e38 / N^1.5`` (N the padded length; ``3.2e29`` at N = 2^20): above it the
+        transform's float32 sums, or its inverse's at the receiver, could overflow
+        (``cpp/include/laqcore/rotation.hpp``, ``rotation_input_limit``).
+        """
         v = as_float_vector(x, "x")
         k = self._step(step)
         sign_key = self.sign_key(k)

@@ -327,13 +327,24 @@ class HookState:
 
         laqcore's kernels reject NaN/Inf with ``ValueError`` in the pass they make over the
         gradient anyway, so a finite gradient costs no extra pass; only after such an error
-        is the gradient tested (a finite one re-raises the error).
+        is the gradient tested (a finite one re-raises the error). A finite gradient the
+        compressor cannot represent (``OverflowError``: the rotation's float32 sums) is not
+        finite once compressed, so it also gives ``None``, with a warning: the exchange then
+        tells every rank, where raising here, on this rank alone, would leave the others
+        waiting in the step's collectives.
         """
         try:
             return make(grad)
         except ValueError:
             if is_finite(torch.from_numpy(grad)):
                 raise
+            return None
+        except OverflowError as err:
+            warnings.warn(
+                f"laqcore hook: {err}; this step is treated as a non-finite gradient",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return None
 
     def _exchange(self, payload: Any, bad: bool, out: FloatVector | None = None) -> Averaged:
