@@ -138,4 +138,20 @@ LAQ_TEST(non_finite_input_is_rejected) {
                  "NaN or Inf");
 }
 
+LAQ_TEST(input_beyond_the_float32_range_of_the_sums_is_an_overflow_error) {
+    // N = 128: the limit is FLT_MAX / 128^1.5; just below it the rotation and its inverse
+    // stay finite, just above it the forward rotation throws.
+    const double limit = laqcore::rotation_input_limit(128);
+    CHECK(limit > 2.3e35 && limit < 2.4e35);
+    std::vector<float> x(100, 1.0f), y(128), back(100);
+    x[3] = static_cast<float>(0.999 * limit);
+    laqcore::rotation_forward(x.data(), 100, 1, y.data());
+    for (float v : y) CHECK(std::isfinite(v));
+    laqcore::rotation_inverse(y.data(), 100, 1, back.data());
+    for (float v : back) CHECK(std::isfinite(v));
+    x[3] = static_cast<float>(-1.001 * limit);
+    CHECK_THROWS(laqcore::rotation_forward(x.data(), 100, 1, y.data()), std::overflow_error,
+                 "overflows float32");
+}
+
 LAQ_TEST_MAIN()
