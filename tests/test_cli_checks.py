@@ -44,6 +44,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["compare", "--seeds", "0"], ["--seeds must be >= 1"]),
         (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
         (["run", "--alpha", "-1"], ["alpha must be"]),
+        (["run", "--seed", "-1"], ["seed must be in [0, "]),  # was numpy's unnamed message
         (["run", "-K", "0"], ["--max-iterations must be >= 1"]),
         (["run", "--eps", "nan"], ["--eps must be finite"]),
         (["run", "--eps", "-1"], ["--eps must be >= 0"]),

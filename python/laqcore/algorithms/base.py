@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_block_size
+from .._validate import check_block_size, check_uint64
 from ..compressors import get_compressor
 from ..compressors.base import Compressor
 from ..lazy import IterateHistory
@@ -160,6 +160,7 @@ class Params:
         if not 1 <= self.bits <= 8:
             raise ValueError(f"bits must be in 1..8, got {self.bits}")
         check_block_size(self.block_size)
+        check_uint64(self.seed, "seed")  # numpy's own message names no parameter
         if self.adaptive_bits is not None and not (
             np.isfinite(self.adaptive_bits) and self.adaptive_bits >= 0
         ):
