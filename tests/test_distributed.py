@@ -391,6 +391,22 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
         assert o.error_type == "ReplicaMismatchError"
         assert "ranks 0; ranks 1" in (o.error or "")
 
+    # Another configuration, or a budget below the checkpoint's iteration: refused on every
+    # rank, saying what differs (the messages used to name neither).
+    path.write_bytes(good)
+    other = EngineConfig(
+        **{**base, "overrides": {"bits": 4}}, max_iterations=8, checkpoint_dir=str(ck), resume=True
+    )
+    short = EngineConfig(**base, max_iterations=3, checkpoint_dir=str(ck), resume=True)
+    for cfg, text in (
+        (other, "overrides.bits: the default in the checkpoint, 4 in this run"),
+        (short, "is at iteration 4, past this run's max_iterations 3"),
+    ):
+        with pytest.raises(LaunchError) as info:
+            run_processes(engine_runs, 2, [cfg], pg_timeout_s=30, deadline_s=60)
+        for o in info.value.outcomes:
+            assert o.error_type == "CheckpointError" and text in (o.error or ""), o.error
+
 
 def test_launch_shows_progress_unless_quiet() -> None:
     """Rank 0 of a launched run draws the simulator's progress line (long engine runs used

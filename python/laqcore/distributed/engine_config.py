@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["EngineConfig"]
 
@@ -75,13 +75,22 @@ class EngineConfig:
     downlink: str = "delta"
     progress: bool = False
 
+    #: The settings that define the trajectory: a checkpoint resumes only under the same.
+    TRAJECTORY: ClassVar[tuple[str, ...]] = (
+        "problem",
+        "algorithm",
+        "overrides",
+        "eps",
+        "exchange",
+        "downlink",
+    )
+
+    def trajectory(self) -> str:
+        """The :attr:`TRAJECTORY` settings as canonical JSON (checkpoints record it, so a
+        refused resume can say which setting differs)."""
+        keep = {k: v for k, v in asdict(self).items() if k in self.TRAJECTORY}
+        return json.dumps(keep, sort_keys=True, default=str)
+
     def fingerprint(self) -> str:
         """Hash of what defines the trajectory (checkpoints must match it)."""
-        keep = {
-            k: v
-            for k, v in asdict(self).items()
-            if k in ("problem", "algorithm", "overrides", "eps", "exchange", "downlink")
-        }
-        return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[
-            :16
-        ]
+        return hashlib.sha256(self.trajectory().encode()).hexdigest()[:16]

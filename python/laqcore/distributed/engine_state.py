@@ -8,6 +8,7 @@ digests and stops every rank if one differs. Used by :func:`laqcore.distributed.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,34 @@ def check_replicas(server: Any, rank: int, k: int) -> None:
         groups.setdefault(row.tobytes(), []).append(r)
     if len(groups) > 1:
         raise ReplicaMismatchError(sorted(groups.values()), k)
+
+
+#: How a setting left at its default (absent from the recorded JSON) reads in a message.
+_DEFAULT = "the default"
+
+
+def _loads(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _setting_diffs(saved: dict[str, Any], live: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(name, checkpoint's value, this run's) of every differing setting; the problem's and
+    the algorithm's parameters one by one (``problem.workers``, ``overrides.bits``)."""
+    out = []
+    for key in sorted(set(saved) | set(live)):
+        a, b = saved.get(key, _DEFAULT), live.get(key, _DEFAULT)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                x, y = a.get(sub, _DEFAULT), b.get(sub, _DEFAULT)
+                if x != y:
+                    out.append((f"{key}.{sub}", x, y))
+        elif a != b:
+            out.append((key, a, b))
+    return out
 
 
 class RankCheckpoints:
@@ -92,6 +121,7 @@ class RankCheckpoints:
             "fingerprint": self.cfg.fingerprint(),
             "world": self.world,
             "rank": self.rank,
+            "settings": self.cfg.trajectory(),  # what the fingerprint hashes, for messages
             "k": k,
             "loss0": loss0,
             "counters": dict(counters),
@@ -103,6 +133,30 @@ class RankCheckpoints:
         }
         tree, arrays = ckfmt.encode_state(state, skip=self.skip)
         ckfmt.write_checkpoint(self.path, tree, arrays)
+
+    def _mismatch(self, head: dict[str, Any], saved: str | None) -> str:
+        """Why a checkpoint's header differs from this run's (``saved``: the settings it
+        recorded, absent in checkpoints written before they were)."""
+        if head["format"] != _CKPT_FORMAT:
+            return f"has format {head['format']!r}; this version reads {_CKPT_FORMAT!r}"
+        if (head["world"], head["rank"]) != (self.world, self.rank):
+            return (
+                f"was written by rank {head['rank']} of {head['world']} processes; this is rank "
+                f"{self.rank} of {self.world} (resume with the same number of processes)"
+            )
+        diffs = (
+            [] if saved is None else _setting_diffs(_loads(saved), _loads(self.cfg.trajectory()))
+        )
+        if not diffs:
+            return (
+                "was written by another configuration (problem, algorithm, its parameters, "
+                "--eps, --exchange or --downlink)"
+            )
+        return (
+            "was written by another configuration: "
+            + "; ".join(f"{k}: {a} in the checkpoint, {b} in this run" for k, a, b in diffs[:6])
+            + (f" (and {len(diffs) - 6} more)" if len(diffs) > 6 else "")
+        )
 
     def load(
         self,
@@ -129,9 +183,10 @@ class RankCheckpoints:
                 f"checkpoint {path} has a malformed header: {err}"
             ) from None
         if head != template:
+            saved = entries.get("settings")
             raise ckfmt.CheckpointError(
-                f"checkpoint {path} was written by another configuration, world size or rank "
-                f"({head.get('world')} processes, rank {head.get('rank')})"
+                f"checkpoint {path} "
+                + self._mismatch(head, saved if isinstance(saved, str) else None)
             )
         live = {
             **template,
@@ -152,6 +207,12 @@ class RankCheckpoints:
                 self.downlink.load_state_dict(state["downlink"])
             for name, v in state["wire"].items():
                 setattr(stats, name, v)
-            return int(state["k"]), float(state["loss0"])
+            k, loss0 = int(state["k"]), float(state["loss0"])
         except (KeyError, TypeError, ValueError) as err:
             raise ckfmt.CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None
+        if k > self.cfg.max_iterations:  # its results would report more than the budget
+            raise ckfmt.CheckpointError(
+                f"checkpoint {path} is at iteration {k}, past this run's max_iterations "
+                f"{self.cfg.max_iterations} (--max-iterations): raise it to go on from there"
+            )
+        return k, loss0
