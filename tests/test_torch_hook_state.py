@@ -449,10 +449,13 @@ def test_worker_scale_checkpoints_and_old_pickles(group: None) -> None:
 def test_bad_rule_scale_is_a_clear_error() -> None:
     assert LAQState().rule.scale == "worker"  # the default (docs/ddp.md, "Per-worker scale")
     assert LAQState(rule_scale="average").rule.scale == "average"  # the paper's rule
-    with pytest.raises(ValueError, match="scale"):
+    # The messages name the keyword the caller wrote (they said "scale", "bits").
+    with pytest.raises(ValueError, match="rule_scale must be one of"):
         LAQState(rule_scale="local")
-    with pytest.raises(TypeError, match="scale"):
+    with pytest.raises(TypeError, match="rule_scale"):
         LAQState(rule_scale=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="downlink_bits must be an integer in"):
+        LAQState(downlink_bits=0)
 
 
 def test_stale_cap_default_and_bad_values() -> None:

@@ -152,12 +152,12 @@ def as_code_vector(codes: Any, name: str = "codes") -> npt.NDArray[np.uint8]:
     return codes
 
 
-def check_bits(bits: Any) -> int:
-    """Return ``bits`` as an int in [1, 8], or raise."""
+def check_bits(bits: Any, name: str = "bits") -> int:
+    """Return ``bits`` as an int in [1, 8], or raise (the message names ``name``)."""
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
-        raise TypeError(f"bits must be an integer in [1, 8], got {bits!r}")
+        raise TypeError(f"{name} must be an integer in [1, 8], got {bits!r}")
     if not 1 <= int(bits) <= 8:
-        raise ValueError(f"bits must be an integer in [1, 8], got {bits}")
+        raise ValueError(f"{name} must be an integer in [1, 8], got {bits}")
     return int(bits)
 
 

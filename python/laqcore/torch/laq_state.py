@@ -29,6 +29,7 @@ from .._validate import (
     check_bits,
     check_block_size,
     check_bool,
+    check_choice,
     check_real,
     renamed_keywords,
 )
@@ -44,7 +45,7 @@ from ._defaults import (
 )
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
-from ._rule import LazyRule
+from ._rule import SCALES, LazyRule
 from ._state import HookState, run_hook
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
 
@@ -255,7 +256,9 @@ class LAQState(HookState):
         auto = isinstance(block_size, str) and block_size == "auto"
         self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
         self.exchange = check_exchange(exchange)
-        self.downlink_bits = None if downlink_bits is None else check_bits(downlink_bits)
+        self.downlink_bits = (
+            None if downlink_bits is None else check_bits(downlink_bits, "downlink_bits")
+        )
         self.downlink_block_size = check_block_size(downlink_block_size)
         if self.exchange != "two-phase" and (downlink_bits != 4 or downlink_block_size is not None):
             # The all-gather exchange has no downlink to quantize: they would be ignored.
@@ -303,7 +306,7 @@ class LAQState(HookState):
             t_bar=t_bar,
             safeguard_patience=safeguard_patience,
             safeguard_growth=safeguard_growth,
-            scale=rule_scale,
+            scale=check_choice(rule_scale, "rule_scale", SCALES),
             stale_cap=stale_cap,
         )
         self._upload_rule = UploadRule(
