@@ -45,6 +45,8 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
         (["run", "--alpha", "-1"], ["alpha must be"]),
         (["run", "--seed", "-1"], ["seed must be in [0, "]),  # was numpy's unnamed message
+        (["run", "--data-seed", "-1"], ["--data-seed must be in [0, "]),
+        (["run", "--max-samples", "0"], ["--max-samples must be >= 1"]),
         (["run", "-K", "0"], ["--max-iterations must be >= 1"]),
         (["run", "--eps", "nan"], ["--eps must be finite"]),
         (["run", "--eps", "-1"], ["--eps must be >= 0"]),

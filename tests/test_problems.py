@@ -177,6 +177,10 @@ def test_make_problem_bad_arguments():
         make_problem("digits", model="logistic")
     with pytest.raises(ValueError, match="workers"):
         make_problem("digits", workers=0)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, "):  # was numpy's, unnamed
+        make_problem("digits", seed=-1)
+    with pytest.raises(ValueError, match="max_samples must be >= 1"):
+        make_problem("digits", max_samples=0)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("cifar")
     with pytest.raises(TypeError, match="dataset name"):

@@ -106,6 +106,8 @@ def test_summary_has_the_results_json_keys(prob):
         ({"f_star": float("nan")}, "f_star must be finite"),
         ({"compute_s": -1.0, "link": Link(1e6, 1e6, 0.01)}, "compute_s must be >= 0"),
         ({"compute_s": 0.01}, "give a link"),  # it would be ignored
+        ({"progress": "no"}, "progress must be True or False"),  # a truthy string
+        ({"record_history": 0}, "record_history must be True or False"),
     ],
 )
 def test_bad_arguments(prob, kwargs, match, monkeypatch):

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validate import check_positive_int, check_real
+from ._validate import check_bool, check_positive_int, check_real
 from .distributed.engine_exchange import owner_chunks
 from .downlink import ChunkedStateDownlink, Downlink, DownlinkMode, parse_downlink
 from .driver import Outcome, Progress, Recorder, run_rounds
@@ -257,8 +257,12 @@ def simulate(
         compute_s = check_real(compute_s, "compute_s", minimum=0.0)
         if link is None:
             raise ValueError("compute_s is the time model's compute per iteration: give a link")
-    if not isinstance(entropy_coding, bool):
-        raise TypeError(f"entropy_coding must be True or False, got {entropy_coding!r}")
+    for flag, value in (
+        ("entropy_coding", entropy_coding),
+        ("progress", progress),
+        ("record_history", record_history),
+    ):
+        check_bool(value, flag)  # a truthy string such as "no" would switch it on
     M = problem.num_workers
     note = algorithm.full_batch_note([w.n for w in problem.workers])
     if note is not None:

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from .._validate import check_output_dir, check_positive_int, check_real
+from .._validate import check_output_dir, check_positive_int, check_real, check_uint64
 from .options import (
     DEFAULT_EPS,
     algorithm_from_args,
@@ -70,6 +70,7 @@ def check_problem_options(args: argparse.Namespace) -> None:
     _check(check_positive_int, args, "workers")
     _check(check_positive_int, args, "hidden")
     _check(check_positive_int, args, "max_samples")
+    _check(check_uint64, args, "data_seed")
     _check(check_real, args, "dirichlet_alpha", positive=True)
     _check(check_real, args, "l2", minimum=0.0)
     check_settings_used(

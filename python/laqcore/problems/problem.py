@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
+from .._validate import check_positive_int, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
 from .objectives import MODELS, LocalObjective, Model, add_bias
@@ -271,6 +272,9 @@ def make_problem(
     )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    check_uint64(seed, "seed")  # numpy's own message names no parameter
+    if max_samples is not None:
+        check_positive_int(max_samples, "max_samples")
     ds = (
         dataset
         if isinstance(dataset, Dataset)
