@@ -122,7 +122,16 @@ def test_bad_arguments(kwargs, match):
         bench.run(**args)
 
 
-@pytest.mark.parametrize("argv", [["--sizes", "x:y"], ["--bits", "a,b"], ["--kernels", "nope"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sizes", "x:y"],
+        ["--sizes", "2^70"],  # was numpy's "Maximum allowed dimension exceeded"
+        ["--sizes", "0"],
+        ["--bits", "a,b"],
+        ["--kernels", "nope"],
+    ],
+)
 def test_cli_bad_arguments_exit(argv):
     with pytest.raises(SystemExit) as exc:
         bench.main([*argv, "--no-torch"])

@@ -41,10 +41,14 @@ def _parse_sizes(text: str) -> list[int]:
             if step < 1:
                 raise ValueError
             return [2**e for e in range(parts[0], parts[1] + 1, step)]
-        return [2 ** int(p[2:]) if p.startswith("2^") else int(p) for p in text.split(",")]
+        counts = [2 ** int(p[2:]) if p.startswith("2^") else int(p) for p in text.split(",")]
+        if not all(1 <= n <= 2**40 for n in counts):  # as the exponent form's 0..40
+            raise ValueError
+        return counts
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--sizes: expected LO:HI[:STEP] exponents or comma-separated counts, got {text!r}"
+            "expected LO:HI[:STEP] exponents in 0..40 or comma-separated counts in "
+            f"1..2^40, got {text!r}"
         ) from None
 
 
