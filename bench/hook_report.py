@@ -21,6 +21,7 @@ _LABEL = {
     "laq_paper": "laqcore LAQ, `LAQState(rule_scale='average', stale_cap=None)`",
     "laq_auto": "laqcore LAQ, `LAQState(lazy_downlink='auto')`",
     "laq_cap1": "laqcore LAQ, `LAQState(stale_cap=1)`",
+    "laq_fallback": "laqcore LAQ, `LAQState(fallback=True)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
     "terngrad": "laqcore TernGrad",
@@ -68,6 +69,8 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         out["iface_mb_per_rank"] = _mean([(r["iface_tx"] + r["iface_rx"]) / 2e6 for r in ranks])
     if "final_scale" in r0:
         out["final_scale"] = r0["final_scale"]
+    if "fallback" in r0:  # LAQState(fallback=True): identical on every rank
+        out["fallback"] = r0["fallback"]
     st = [r["stats"] for r in ranks if r.get("stats")]
     if st:
         out["stats"] = st

@@ -64,6 +64,7 @@ HOOKS = (
     "laq_paper",
     "laq_auto",
     "laq_cap1",
+    "laq_fallback",
 )
 
 # --------------------------------------------------------------------------------------
@@ -229,6 +230,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", lazy_downlink="auto")
     elif name == "laq_cap1":  # the setting for transformers (docs/results_hooks.md)
         state, hook = make_hook("laq", stale_cap=1)
+    elif name == "laq_fallback":  # DDP's all-reduce where it is faster (docs/ddp.md)
+        state, hook = make_hook("laq", fallback=True)
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:
@@ -402,6 +405,8 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
         res["stats"] = {
             k: v if isinstance(v, list) else _finite(float(v)) for k, v in state.stats().items()
         }
+        if getattr(state, "fallback_decision", None) is not None:  # LAQState(fallback=True)
+            res["fallback"] = {"mode": state.fallback_decision, "times": state.probe_times}
     if scaler is not None:
         res["final_scale"] = float(scaler.get_scale())
         res["scale_changes"] = scale_log

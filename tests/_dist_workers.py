@@ -171,6 +171,7 @@ def ddp_train(
     out["local_absmax"] = local_absmax
     out["local_l2"] = local_l2
     out["stats"] = state.stats() if state is not None else None
+    out["fallback_decision"] = getattr(state, "fallback_decision", None)
     out["checkpoint"] = checkpoint
     if method == "laq" and state is not None and state.q_prev is not None:
         # Invariant: the shared aggregate is the sum of every rank's q_prev.

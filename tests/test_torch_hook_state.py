@@ -809,3 +809,88 @@ def test_compression_ratio_before_during_and_after_warm_up(group: None) -> None:
     assert s["bytes_sent"] > 0 and s["compression_ratio"] == s["bytes_dense"] / s["bytes_sent"]
     state._counters["bytes_sent"] = 0  # as if the compressed steps had all skipped
     assert state.stats()["compression_ratio"] == math.inf
+
+
+class _Clock:
+    """A perf_counter that advances by the next of the given steps at each call."""
+
+    def __init__(self, steps: list[float]) -> None:
+        self.now, self.steps = 0.0, list(steps)
+
+    def __call__(self) -> float:
+        self.now += self.steps.pop(0) if self.steps else 1.0
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("compress_s", "allreduce_s", "chosen", "allreduce_iterations"),
+    [
+        (1.0, 3.0, "compress", 1),  # all-reduce >= 1.5**2 x slower: one iteration decides
+        (3.0, 1.0, "allreduce", 1),  # that much faster
+        (1.0, 2.0, "compress", 2),  # 1.5-2.25x: two iterations
+        (1.0, 1.2, "compress", 3),  # close: the median of `steps` iterations decides
+        (1.2, 1.0, "allreduce", 3),
+    ],
+)
+def test_link_probe_keeps_the_faster_mode(
+    group: None, compress_s: float, allreduce_s: float, chosen: str, allreduce_iterations: int
+) -> None:
+    """Compressed medians first, then DDP's all-reduce one iteration at a time; a probe still
+    running restarts after a resume, a decided one keeps its decision."""
+    from laqcore.torch import _fallback
+
+    probe = _fallback.LinkProbe(steps=3)
+    assert probe.probing and not probe.all_reduce
+    for t in (compress_s, 9.0, compress_s):  # the median ignores one outlier
+        probe.compressed(t, None)
+    assert probe.mode == "probe-allreduce" and probe.all_reduce
+    assert probe.times == {"compress": compress_s}
+    assert probe.state_dict()["mode"] == "probe-compress"  # not decided: starts again
+    probe.next_iteration(None)  # the first all-reduce iteration: nothing timed yet
+    done = 0
+    while probe.probing:
+        probe.all_reduced(allreduce_s)
+        probe.next_iteration(None)
+        done += 1
+    assert (probe.mode, done) == (chosen, allreduce_iterations)
+    assert probe.times == {"compress": compress_s, "allreduce": allreduce_s}
+    again = _fallback.LinkProbe(steps=3)
+    again.load_state_dict(probe.state_dict())
+    assert again.mode == chosen and again.times == probe.times
+    with pytest.raises(ValueError, match="probe mode"):
+        again.load_state_dict({"mode": "fast"})
+    with pytest.raises(ValueError, match="probe_steps must be >= 1"):
+        _fallback.LinkProbe(steps=0)
+
+
+def test_fallback_runs_ddps_all_reduce_once_it_is_faster(group: None, monkeypatch: Any) -> None:
+    """LAQState(fallback=True): 8 timed compressed iterations, then DDP's all-reduce, which
+    (the clock says) is clearly faster, so it stays: it returns the exact average; the
+    decision survives a checkpoint and refuses a state without the option."""
+    from laqcore.torch import _fallback, _state
+
+    # every compressed iteration 3 s, the all-reduce 1 s (two clock reads each)
+    monkeypatch.setattr(_state.time, "perf_counter", _Clock([0.0, 3.0] * 8 + [0.0, 1.0] * 4))
+    state = LAQState(warmup_steps=0, block_size=8, fallback=True)
+    assert "fallback=True" in repr(state) and state.fallback_decision == "probe-compress"
+    module, ddp = _dot_ddp(state)
+    for k in range(12):
+        g = torch.linspace(-1.0, 1.0, 16) * (k + 1)
+        ddp.zero_grad()
+        ddp(g).backward()
+        if k >= 8:  # DDP's all-reduce: the exact gradient (one rank)
+            torch.testing.assert_close(module.theta.grad, g, rtol=0, atol=0)
+    assert state.fallback_decision == "allreduce" == _fallback.ALLREDUCE
+    assert state.probe_times == {"compress": 3.0, "allreduce": 1.0}
+    s = state.stats()
+    assert s["allreduce_steps"] == 4 and s["steps"] == 8 and s["probe_allreduce_steps"] == 1
+    sd = state.state_dict()
+    resumed = LAQState(warmup_steps=0, block_size=8, fallback=True)
+    resumed.load_state_dict(sd)
+    assert resumed.fallback_decision == "allreduce"
+    with pytest.raises(ValueError, match="fell back to DDP's all-reduce"):
+        LAQState(warmup_steps=0, block_size=8).load_state_dict(sd)
+    with pytest.raises(AttributeError, match="fixed once the state is built"):
+        state.fallback = False
+    with pytest.raises(TypeError, match="fallback must be True or False"):
+        LAQState(fallback="auto")  # type: ignore[arg-type]

@@ -159,6 +159,26 @@ def test_hook_resume_is_exact(method: str) -> None:
         assert resumed[r][0]["stats"]["uploads"] == full[r][0]["stats"]["uploads"]
 
 
+def test_fallback_decides_the_same_on_every_rank() -> None:
+    """LAQState(fallback=True) at 2 ranks: whichever mode the timing picks, every rank picks
+    it at the same iteration (the times are averaged over the ranks) and the replicas stay
+    identical; 8 compressed iterations, 1 to 8 of DDP's all-reduce, then the decision."""
+    steps = 24
+    res = _run(2, [{"method": "laq", "steps": steps, "kwargs": {"fallback": True}}])
+    modes = {res[r][0]["fallback_decision"] for r in range(2)}
+    assert len(modes) == 1 and modes <= {"compress", "allreduce"}, modes
+    np.testing.assert_array_equal(res[0][0]["params"], res[1][0]["params"])
+    s = [res[r][0]["stats"] for r in range(2)]
+    assert s[0]["allreduce_steps"] == s[1]["allreduce_steps"]
+    assert s[0]["allreduce_steps"] + s[0]["steps"] == steps
+    assert 1 <= s[0]["probe_allreduce_steps"] == s[1]["probe_allreduce_steps"] <= 8
+    if modes == {"allreduce"}:
+        assert s[0]["steps"] == 8
+    else:
+        assert s[0]["allreduce_steps"] == s[0]["probe_allreduce_steps"]
+    assert np.isfinite(res[0][0]["grads"]).all()
+
+
 def test_nonfinite_gradient_raise_and_skip() -> None:
     base = {"method": "laq", "steps": 8, "nan_at": (1, 5)}
     res = _run(

@@ -31,6 +31,7 @@ without the scaler attached.
 from __future__ import annotations
 
 import math
+import time
 import typing
 import warnings
 from collections.abc import Callable
@@ -42,11 +43,12 @@ import torch
 import torch.distributed as dist
 from torch._C._distributed_c10d import GradBucket
 
-from .._validate import check_positive_int
+from .._validate import check_bool, check_positive_int
 from ..distributed.errors import NonFiniteGradientError
 from ..distributed.two_phase import TwoPhaseExchange
 from ._checkpoint import to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
+from ._fallback import ALLREDUCE, LinkProbe
 from ._group_check import check_replicas_agree
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
@@ -95,7 +97,12 @@ class HookState:
     _SETTINGS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
-        self, process_group: Any, warmup_steps: int, nonfinite: str, grad_scaler: Any = None
+        self,
+        process_group: Any,
+        warmup_steps: int,
+        nonfinite: str,
+        grad_scaler: Any = None,
+        fallback: bool = False,
     ) -> None:
         self.process_group = process_group
         self.warmup_steps = warmup_steps  # validated by the properties below
@@ -118,10 +125,16 @@ class HookState:
         self._expected_numels: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
+        # fallback=True: DDP's all-reduce where compression does not pay (:mod:`._fallback`).
+        self.fallback = check_bool(fallback, "fallback")
+        self._probe = LinkProbe() if fallback else None
+        if fallback:
+            self._counters["allreduce_steps"] = 0
 
     # -- plumbing -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in type(self)._SETTINGS and self.__dict__.get("_sealed", False):
+        fixed = name in type(self)._SETTINGS or name == "fallback"
+        if fixed and self.__dict__.get("_sealed", False):
             cls = type(self).__name__
             raise AttributeError(
                 f"{cls}.{name} is fixed once the state is built (its quantizer, exchange and "
@@ -136,7 +149,7 @@ class HookState:
 
     def _repr_settings(self) -> dict[str, Any]:
         """The settings :meth:`__repr__` shows (subclasses add theirs)."""
-        names = (*type(self)._SETTINGS, "warmup_steps", "nonfinite")
+        names = (*type(self)._SETTINGS, "warmup_steps", "nonfinite", "fallback")
         return {k: getattr(self, k, None) for k in names}  # None: a pickle from before k
 
     def __repr__(self) -> str:
@@ -247,11 +260,34 @@ class HookState:
             self._exchanger = ex
         return self._exchanger
 
+    @property
+    def fallback_decision(self) -> str | None:
+        """With ``fallback=True``: ``"probe-compress"`` / ``"probe-allreduce"`` while timing,
+        then ``"compress"`` or ``"allreduce"``; ``None`` without the option."""
+        probe = getattr(self, "_probe", None)
+        return None if probe is None else probe.mode
+
+    @property
+    def probe_times(self) -> dict[str, float]:
+        """What each mode added to an iteration after its last bucket (s, medians averaged
+        over the ranks) as the decision compared them: ``{"compress": ...,
+        "allreduce": ...}``; partial or empty before it."""
+        probe = getattr(self, "_probe", None)
+        return {} if probe is None else dict(probe.times)
+
     # -- the per-iteration driver ---------------------------------------------------------
     def _run(self, bucket: GradBucket) -> Future[torch.Tensor]:
+        probe: LinkProbe | None = getattr(self, "_probe", None)  # None if pickled before it
+        if probe is not None:
+            if bucket.index() == 0:  # DDP sends buckets in index order: nothing sent yet
+                probe.next_iteration(self.process_group)
+            if probe.all_reduce:
+                return self._ddp_all_reduce(bucket, probe)
         fut, parked = self.layout.park(bucket)
         if parked is None:
             return fut
+        timed = probe is not None and probe.probing and self.iteration >= self.warmup_steps
+        start = time.perf_counter()
         try:
             # Scale and units first: an error there leaves the state untouched.
             self._scale = self._loss_scale()
@@ -268,9 +304,29 @@ class HookState:
             for b in parked[:-1]:
                 b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
             raise
+        if timed:
+            typing.cast(LinkProbe, probe).compressed(
+                time.perf_counter() - start, self.process_group
+            )
         for b in parked:
             b.future.set_result(b.buffer)
         return fut
+
+    def _ddp_all_reduce(self, bucket: GradBucket, probe: LinkProbe) -> Future[torch.Tensor]:
+        """DDP's own all-reduce of one bucket (asynchronous, averaged: PyTorch's default
+        hook), while the probe times it or after it chose it."""
+        world, last, timed = self.world_size, bucket.is_last(), probe.probing
+        start = time.perf_counter()
+        work = dist.all_reduce(bucket.buffer(), group=self.process_group, async_op=True)
+
+        def average(f: Future[list[torch.Tensor]]) -> torch.Tensor:
+            if last and timed:  # the all-reduce's time after the backward pass
+                probe.all_reduced(time.perf_counter() - start)
+            return f.value()[0].div_(world)
+
+        if last:
+            self._counters["allreduce_steps"] += 1
+        return work.get_future().then(average)  # type: ignore[no-any-return]
 
     def _warmup(self, parked: list[Parked]) -> None:
         w = self.world_size
@@ -396,7 +452,9 @@ class HookState:
         common size); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
         others moved nothing), ``downlink_rounds`` (exchanges with a downlink: those with an
         upload, less those a lazy downlink deferred) and ``uploads_all_ranks`` (uploads of
-        every rank together).
+        every rank together). With ``fallback=True``: ``allreduce_steps`` (iterations run with
+        DDP's all-reduce: the probe's and those after it chose it) and
+        ``probe_allreduce_steps`` (those of them the probe timed).
         """
         c = self._counters
         out: dict[str, float] = {"iteration": self.iteration, **c}
@@ -418,6 +476,9 @@ class HookState:
             out["rounds_with_uploads"] = xs.rounds_with_uploads
             out["downlink_rounds"] = xs.downlink_rounds
             out["uploads_all_ranks"] = xs.uploads
+        probe = getattr(self, "_probe", None)
+        if probe is not None:  # fallback=True: the all-reduce iterations the probe timed
+            out["probe_allreduce_steps"] = probe.allreduce_samples
         transport = getattr(self._exchanger, "transport", None)
         if transport is not None:
             out["wire_bytes"] = transport.stats.wire_bytes
@@ -444,6 +505,7 @@ class HookState:
             "rank": self.rank,
             "exchange": ex.state_dict() if ex is not None else self._exchange_state,
             "unscaled": bool(self._unscaled),
+            "fallback": None if self._probe is None else self._probe.state_dict(),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -482,6 +544,18 @@ class HookState:
         unscaled = sd.get("unscaled", False)  # absent before grad_scaler existed
         if not isinstance(unscaled, bool):
             raise TypeError("state_dict['unscaled'] must be a bool")
+        probe_sd = sd.get("fallback")  # absent before the option existed
+        if probe_sd is not None and not isinstance(probe_sd, dict):
+            raise TypeError("state_dict['fallback'] must be a dict or None")
+        probe = None
+        if probe_sd is not None and self._probe is not None:
+            probe = LinkProbe(self._probe.steps, self._probe.clear)
+            probe.load_state_dict(probe_sd)
+        elif probe_sd is not None and probe_sd.get("mode") == ALLREDUCE:
+            raise ValueError(
+                "this checkpoint's run fell back to DDP's all-reduce (fallback=True chose it), "
+                "so its compressed state stopped there: load it into a state with fallback=True"
+            )
         self._load(sd, sum(numels))  # validates and installs the subclass's part, or raises
         self.iteration = iteration
         self._counters.update(counters)
@@ -491,6 +565,8 @@ class HookState:
         self._exchange_state = sd["exchange"]
         if self._exchanger is not None and sd["exchange"] is not None:
             self._exchanger.load_state_dict(sd["exchange"])
+        if probe is not None:
+            self._probe = probe
 
     def _state_keys(self) -> tuple[str, ...]:
         return ("iteration", "counters", "numels", "world_size", "rank", "exchange")
@@ -531,6 +607,8 @@ class HookState:
             "_scale": 1.0,
             "_warned_nonfinite": False,
             "_replicas_checked": False,
+            "fallback": False,
+            "_probe": None,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
         # plain attributes before they became checked properties

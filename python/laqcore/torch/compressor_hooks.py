@@ -63,9 +63,10 @@ class _CompressorState(HookState):
         nonfinite: str = "propagate",
         exchange: str = "two-phase",
         grad_scaler: Any = None,
+        fallback: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler)
+        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler, fallback)
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.exchange = check_exchange(exchange)
         self.compressor_kwargs = {**self._DEFAULTS, **kwargs}
@@ -138,6 +139,9 @@ class QSGDState(_CompressorState):
         These hooks keep no memory across steps and their codes are scale-free, so it only
         puts the compressed vector in unscaled units; accepted so that every hook state
         takes the same arguments.
+    fallback : bool
+        DDP's all-reduce instead where it is faster (:class:`~laqcore.torch.LAQState`'s
+        ``fallback``).
     **kwargs
         QSGD hyperparameters, passed to ``laqcore.get_compressor("qsgd", ...)`` (e.g.
         ``levels``, ``bucket_size``); the compressor's defaults otherwise.

@@ -202,6 +202,12 @@ class LAQState(HookState):
         not double every stale contribution (docs/ddp.md, "Mixed precision"); exact, and
         bit-identical to a run without it while the scale does not change. Without it, a
         non-finite step warns once.
+    fallback : bool, default False
+        Time this hook (8 compressed iterations) against DDP's own all-reduce (1 to 8
+        iterations) and keep compressing only if it adds less to an iteration; else run
+        DDP's all-reduce for the rest of the run (:mod:`laqcore.torch._fallback`;
+        ``state.fallback_decision``, ``state.probe_times``, ``stats()["allreduce_steps"]``).
+        The decision depends on timing, so the default keeps runs bit-reproducible.
 
     Examples
     --------
@@ -247,11 +253,12 @@ class LAQState(HookState):
         lazy_downlink: float | str = "auto",
         stale_cap: float | None = 4.0,
         grad_scaler: Any = None,
+        fallback: bool = False,
     ) -> None:
         bits = check_bits(bits)
         if isinstance(warmup_steps, str) and warmup_steps == "auto":
             warmup_steps = auto_warmup_steps(bits)
-        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler)  # type: ignore[arg-type]
+        super().__init__(process_group, warmup_steps, nonfinite, grad_scaler, fallback)  # type: ignore[arg-type]
         self.bits = bits
         auto = isinstance(block_size, str) and block_size == "auto"
         self.block_size = auto_block_size(self.bits) if auto else check_block_size(block_size)
