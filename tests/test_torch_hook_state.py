@@ -894,3 +894,6 @@ def test_fallback_runs_ddps_all_reduce_once_it_is_faster(group: None, monkeypatc
         state.fallback = False
     with pytest.raises(TypeError, match="fallback must be True or False"):
         LAQState(fallback="auto")  # type: ignore[arg-type]
+    # every hook state takes it
+    assert QSGDState(fallback=True).fallback_decision == "probe-compress"
+    assert QSGDState().fallback_decision is None and "allreduce_steps" not in QSGDState().stats()
