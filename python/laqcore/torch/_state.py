@@ -264,20 +264,18 @@ class HookState:
     def fallback_decision(self) -> str | None:
         """With ``fallback=True``: ``"probe-compress"`` / ``"probe-allreduce"`` while timing,
         then ``"compress"`` or ``"allreduce"``; ``None`` without the option."""
-        probe = getattr(self, "_probe", None)
-        return None if probe is None else probe.mode
+        return None if self._probe is None else self._probe.mode
 
     @property
     def probe_times(self) -> dict[str, float]:
         """What each mode added to an iteration after its last bucket (s, medians averaged
         over the ranks) as the decision compared them: ``{"compress": ...,
         "allreduce": ...}``; partial or empty before it."""
-        probe = getattr(self, "_probe", None)
-        return {} if probe is None else dict(probe.times)
+        return {} if self._probe is None else dict(self._probe.times)
 
     # -- the per-iteration driver ---------------------------------------------------------
     def _run(self, bucket: GradBucket) -> Future[torch.Tensor]:
-        probe: LinkProbe | None = getattr(self, "_probe", None)  # None if pickled before it
+        probe = self._probe  # None without fallback (and in states pickled before it)
         if probe is not None:
             if bucket.index() == 0:  # DDP sends buckets in index order: nothing sent yet
                 probe.next_iteration(self.process_group)
@@ -286,7 +284,9 @@ class HookState:
         fut, parked = self.layout.park(bucket)
         if parked is None:
             return fut
-        timed = probe is not None and probe.probing and self.iteration >= self.warmup_steps
+        # The probe, while it times this iteration (compressed: past the warm-up).
+        probing = probe is not None and probe.probing and self.iteration >= self.warmup_steps
+        timed = probe if probing else None
         start = time.perf_counter()
         try:
             # Scale and units first: an error there leaves the state untouched.
@@ -304,10 +304,8 @@ class HookState:
             for b in parked[:-1]:
                 b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
             raise
-        if timed:
-            typing.cast(LinkProbe, probe).compressed(
-                time.perf_counter() - start, self.process_group
-            )
+        if timed is not None:
+            timed.compressed(time.perf_counter() - start, self.process_group)
         for b in parked:
             b.future.set_result(b.buffer)
         return fut
@@ -476,9 +474,8 @@ class HookState:
             out["rounds_with_uploads"] = xs.rounds_with_uploads
             out["downlink_rounds"] = xs.downlink_rounds
             out["uploads_all_ranks"] = xs.uploads
-        probe = getattr(self, "_probe", None)
-        if probe is not None:  # fallback=True: the all-reduce iterations the probe timed
-            out["probe_allreduce_steps"] = probe.allreduce_samples
+        if self._probe is not None:  # fallback=True: the all-reduce iterations it timed
+            out["probe_allreduce_steps"] = self._probe.allreduce_samples
         transport = getattr(self._exchanger, "transport", None)
         if transport is not None:
             out["wire_bytes"] = transport.stats.wire_bytes
