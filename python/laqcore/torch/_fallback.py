@@ -84,7 +84,7 @@ class LinkProbe:
         #: compressed median once timed, the all-reduce's once decided).
         self.times: dict[str, float] = {}
         self._compressed: list[float] = []
-        self._pending: list[float] = []  # this rank's all-reduce times not yet shared
+        self._pending: float | None = None  # the last all-reduce's time, not yet shared
         self._allreduce: list[float] = []  # shared (rank means)
 
     def __repr__(self) -> str:
@@ -114,16 +114,16 @@ class LinkProbe:
     def all_reduced(self, seconds: float) -> None:
         """The last bucket's all-reduce took ``seconds`` from launch to completion (called
         from its future's callback; DDP waits for it before the backward pass returns)."""
-        self._pending.append(seconds)
+        self._pending = seconds
 
     def next_iteration(self, group: Any) -> None:
         """At the first bucket of an iteration, before anything is sent: share the previous
         all-reduce iteration's time and decide if it is time to (a collective: every rank
         calls it at the same bucket)."""
-        if self.mode != PROBE_ALLREDUCE or not self._pending:
+        if self.mode != PROBE_ALLREDUCE or self._pending is None:
             return
-        self._allreduce.append(_rank_mean(self._pending.pop(), group))
-        self._pending.clear()
+        self._allreduce.append(_rank_mean(self._pending, group))
+        self._pending = None
         c, ar, k = self.times[COMPRESS], self._allreduce, len(self._allreduce)
         # Clear: every all-reduce time so far `clear` times slower (or faster) than the
         # compressed median, and either two of them or, alone, `clear` squared (the first
@@ -157,4 +157,4 @@ class LinkProbe:
         if not isinstance(times, dict):
             raise TypeError("state_dict['fallback']['times'] must be a dict")
         self.mode, self.times = mode, {str(k): float(v) for k, v in times.items()}
-        self._compressed, self._pending, self._allreduce = [], [], []
+        self._compressed, self._pending, self._allreduce = [], None, []
