@@ -39,10 +39,10 @@ def run_case(rank: int, world: int, case: str, hook: str) -> dict[str, Any]:
 
     pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]  # every rank creates both
     pair = pairs[rank // 2]
-    if case == "diverged":  # one DDP over all ranks; rank 3 then changes its replica
+    if case in ("diverged", "register_none_world"):  # one DDP over all ranks
         model = _model(0)
         ddp = DDP(model)
-        if rank == 3:
+        if case == "diverged" and rank == 3:  # rank 3 then changes its replica
             with __import__("torch").no_grad():
                 model[0].weight[0, 0] += 1.0
     else:
@@ -58,6 +58,11 @@ def run_case(rank: int, world: int, case: str, hook: str) -> dict[str, Any]:
             assert state.process_group is pair
         elif case == "register_wrong_group":
             register_hook(ddp, hook, process_group=dist.group.WORLD)
+        elif case == "register_none":  # None is the default group: not the pair's
+            register_hook(ddp, hook, process_group=None)
+        elif case == "register_none_world":  # DDP and None both mean the default group
+            state = register_hook(ddp, hook, process_group=None, warmup_steps=0)
+            assert state.process_group is ddp.process_group
         else:
             raise ValueError(case)
         _train(ddp, rank, 5)

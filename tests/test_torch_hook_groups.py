@@ -21,6 +21,8 @@ _CASES = [
     ("state_on_world", "qsgd"),
     ("register", "laq"),
     ("register_wrong_group", "laq"),
+    ("register_none", "laq"),
+    ("register_none_world", "laq"),
     ("diverged", "laq"),
 ]
 
@@ -65,10 +67,25 @@ def test_register_hook_refuses_another_group_and_replicas_that_diverged(
     for res in four_ranks[("register_wrong_group", "laq")]:
         kind, msg = res["error"]
         assert kind == "ValueError" and "ddp_model.process_group" in msg
+    for res in four_ranks[("register_none", "laq")]:  # None: the default group
+        kind, msg = res["error"]
+        assert kind == "ValueError" and "ddp_model.process_group" in msg
     for res in four_ranks[("diverged", "laq")]:
         kind, msg = res["error"]
         assert kind == "ReplicaGroupError" and "0, 1, 2; 3" in msg
         assert res["unchanged"]
+
+
+@pytest.mark.distributed
+def test_register_hook_takes_none_for_a_ddp_on_the_default_group(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    # process_group=None is the default group, DDP's when built without one: before, it was
+    # refused as "another group" (a trainer passing its optional group through failed).
+    res = four_ranks[("register_none_world", "laq")]
+    assert all(r["error"] is None for r in res), res[0]["error"]
+    for r in res[1:]:
+        np.testing.assert_array_equal(r["params"], res[0]["params"])
 
 
 def test_register_hook_needs_a_ddp_model() -> None:

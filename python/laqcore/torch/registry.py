@@ -104,7 +104,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     ``make_hook`` plus ``register_comm_hook`` with ``process_group=ddp_model.process_group``,
     so the hook cannot end up in another group than DDP's (a state built without
     ``process_group`` communicates in the default group: wrong for a DDP over a subgroup).
-    A ``process_group`` keyword must be DDP's own group. For ``"laq"`` on a model with
+    A ``process_group`` keyword must be DDP's own group (``None``: the default group, so
+    it fits a DDP built without one). For ``"laq"`` on a model with
     attention layers (``nn.MultiheadAttention`` or a module class named ``...Attention``) and
     no ``stale_cap`` given it warns that transformers want ``stale_cap=1``
     (docs/results_hooks.md, "A small transformer").
@@ -122,6 +123,7 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     >>> state = register_hook(ddp_model, "laq", bits=4)  # doctest: +SKIP
     >>> state.stats()["uploads_skipped"]                   # doctest: +SKIP
     """
+    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     # torch.compile(ddp_model) wraps it; the hook belongs to the DDP module inside.
@@ -133,6 +135,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
         )
     group = ddp_model.process_group
     given = kwargs.pop("process_group", group)
+    if given is None:  # the default group, as for a hook state (and DDP's own None)
+        given = dist.group.WORLD
     if given is not group:
         raise ValueError(
             "process_group differs from the group the DDP model reduces in "
