@@ -39,9 +39,16 @@ def run_case(rank: int, world: int, case: str, hook: str) -> dict[str, Any]:
 
     pairs = [dist.new_group([0, 1]), dist.new_group([2, 3])]  # every rank creates both
     pair = pairs[rank // 2]
-    if case in ("diverged", "register_none_world"):  # one DDP over all ranks
+    if case == "loaded_on_one_rank":  # a resume where only rank 0 loads its hook state
+        ddp = DDP(_model(0))
+        state = register_hook(ddp, hook, warmup_steps=0)
+        _train(ddp, rank, 3)
+        saved = (ddp.module.state_dict(), state.state_dict())
+    if case in ("diverged", "register_none_world", "loaded_on_one_rank", "settings_differ"):
         model = _model(0)
         ddp = DDP(model)
+        if case == "loaded_on_one_rank":  # the run's model: the same on every rank
+            model.load_state_dict(saved[0])
         if case == "diverged" and rank == 3:  # rank 3 then changes its replica
             with __import__("torch").no_grad():
                 model[0].weight[0, 0] += 1.0
@@ -60,6 +67,14 @@ def run_case(rank: int, world: int, case: str, hook: str) -> dict[str, Any]:
             register_hook(ddp, hook, process_group=dist.group.WORLD)
         elif case == "register_none":  # None is the default group: not the pair's
             register_hook(ddp, hook, process_group=None)
+        elif case == "loaded_on_one_rank":
+            state = register_hook(ddp, hook, warmup_steps=0)
+            if rank == 0:
+                state.load_state_dict(saved[1])
+        elif case == "settings_differ":  # rank 3 builds the hook with other settings
+            register_hook(
+                ddp, hook, warmup_steps=0, nonfinite="raise" if rank == 3 else "propagate"
+            )
         elif case == "register_none_world":  # DDP and None both mean the default group
             state = register_hook(ddp, hook, process_group=None, warmup_steps=0)
             assert state.process_group is ddp.process_group

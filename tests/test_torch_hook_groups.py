@@ -23,6 +23,9 @@ _CASES = [
     ("register_wrong_group", "laq"),
     ("register_none", "laq"),
     ("register_none_world", "laq"),
+    ("loaded_on_one_rank", "laq"),
+    ("loaded_on_one_rank", "qsgd"),
+    ("settings_differ", "laq"),
     ("diverged", "laq"),
 ]
 
@@ -73,6 +76,34 @@ def test_register_hook_refuses_another_group_and_replicas_that_diverged(
     for res in four_ranks[("diverged", "laq")]:
         kind, msg = res["error"]
         assert kind == "ReplicaGroupError" and "0, 1, 2; 3" in msg
+        assert res["unchanged"]
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("hook", ["laq", "qsgd"])
+def test_a_hook_state_loaded_on_some_ranks_only_is_refused_on_every_rank(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]], hook: str
+) -> None:
+    # Before, the LAQ hook returned a different average on each rank (the DDP replicas
+    # drifted apart, no error) and QSGD's rank 0 exchanged frames while the others ran the
+    # warm-up's all-reduce (gloo aborted the process).
+    for res in four_ranks[("loaded_on_one_rank", hook)]:
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError", res["error"]
+        assert "ranks 0 at iteration 3; 1, 2, 3 at iteration 0" in msg
+        assert "load each rank's own" in msg
+        assert res["unchanged"]
+
+
+@pytest.mark.distributed
+def test_hook_states_with_different_settings_are_refused_on_every_rank(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]],
+) -> None:
+    for rank, res in enumerate(four_ranks[("settings_differ", "laq")]):
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError", res["error"]
+        assert "ranks with equal settings: 0, 1, 2; 3" in msg
+        assert ("nonfinite='raise'" in msg) == (rank == 3)  # this rank's settings
         assert res["unchanged"]
 
 

@@ -15,7 +15,16 @@ evenly spaced values of each) over the state's group and raises on every rank if
 differ. It also catches replicas that diverged for another reason (a checkpoint loaded on
 some ranks after DDP was built). It cannot tell two groups apart whose models are
 identical (the same seed and no step yet): averaging those is what one DDP over all of
-them would do. Cost: one gather of one int64 per rank, once per process.
+them would do.
+
+The same gather carries two values of the hook state itself, which must also agree: its
+iteration and a digest of its settings (class and keywords). A hook ``state_dict`` loaded on
+some ranks only (the usual "rank 0 saves and loads" pattern applied to the hook's per-rank
+state) otherwise left the others at iteration 0: with the LAQ hook every rank returned a
+different average and the DDP replicas drifted apart with no error; with QSGD one rank
+all-reduced its warm-up while the other exchanged frames (gloo aborted the process); with
+the rotation hook or at 2 bits the ranks waited in different collectives until the
+timeout. Cost: one gather of three int64 per rank, once per process.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ __all__ = [
     "ReplicaGroupError",
     "check_replicas_agree",
     "parameter_digest",
+    "settings_digest",
 ]
 
 
@@ -66,21 +76,59 @@ def parameter_digest(parked: list[Parked]) -> int:
     return int.from_bytes(h.digest(), "little", signed=True)
 
 
-def check_replicas_agree(parked: list[Parked], process_group: Any) -> None:
+def settings_digest(text: str) -> int:
+    """A 64-bit digest of a hook state's description (its class and settings)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _by_value(column: Any) -> dict[int, list[int]]:
+    """The ranks grouped by their value in ``column``, in rank order."""
+    groups: dict[int, list[int]] = {}
+    for r, value in enumerate(column):
+        groups.setdefault(int(value), []).append(r)
+    return groups
+
+
+def _ranks(groups: dict[int, list[int]]) -> str:
+    return "; ".join(", ".join(map(str, ranks)) for ranks in groups.values())
+
+
+def check_replicas_agree(
+    parked: list[Parked], process_group: Any, iteration: int = 0, settings: str = ""
+) -> None:
     """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
-    parameter digests differ (module docstring); the message lists the ranks by digest."""
+    hook settings (``settings``: this rank's state described, e.g. its ``repr``),
+    hook iterations or parameter digests differ (module docstring); the message lists the
+    ranks that agree."""
     world = int(dist.get_world_size(process_group))
     if world == 1:
         return
-    mine = np.array([parameter_digest(parked)], dtype=np.int64)
+    mine = np.array(
+        [parameter_digest(parked), iteration, settings_digest(settings)], dtype=np.int64
+    )
     rows = HostGather(process_group, world, collective_device(process_group)).rows(
         mine, "replica check"
     )
-    groups: dict[int, list[int]] = {}
-    for r, row in enumerate(rows):
-        groups.setdefault(int(row[0]), []).append(r)
+    kinds = _by_value(rows[:, 2])
+    if len(kinds) > 1:
+        raise ReplicaGroupError(
+            "laqcore hook: the ranks of this hook's process group built their hook states "
+            f"with different settings (ranks with equal settings: {_ranks(kinds)}; this "
+            f"rank's: {settings}): every rank needs the same hook with the same keywords"
+        )
+    steps = _by_value(rows[:, 1])
+    if len(steps) > 1:
+        at = "; ".join(f"{', '.join(map(str, r))} at iteration {k}" for k, r in steps.items())
+        raise ReplicaGroupError(
+            "laqcore hook: the ranks of this hook's process group hold hook states of "
+            f"different iterations (ranks {at}): a hook state_dict was loaded on some ranks "
+            "only. The hook's state is per rank: save state.state_dict() on every rank (one "
+            "file per rank) and load each rank's own on every rank, or load none"
+        )
+    groups = _by_value(rows[:, 0])
     if len(groups) > 1:
-        parts = "; ".join(", ".join(map(str, ranks)) for ranks in groups.values())
+        parts = _ranks(groups)
         raise ReplicaGroupError(
             "laqcore hook: the ranks of this hook's process group do not hold the same "
             f"model (ranks with equal parameters: {parts}). Either DDP reduces in another "

@@ -6,7 +6,8 @@ Per iteration (:meth:`HookState._run`, called by the hook for every bucket):
 1. buckets before the last are parked (:class:`~laqcore.torch._layout.BucketLayout`);
 2. at the last bucket the buckets are checked (dense, real, same parameters as before) and,
    at the first iteration of this process, that every rank of the group holds the same
-   parameters (:mod:`laqcore.torch._group_check`: DDP in another group than the state's);
+   parameters (:mod:`laqcore.torch._group_check`: DDP in another group than the state's)
+   and hook states of the same settings and iteration (a checkpoint loaded on some ranks);
 3. during the first ``warmup_steps`` iterations they are plain all-reduced (averaged);
 4. afterwards the flat gradient is gathered in the stable order and handed to the
    subclass's :meth:`HookState._step`, which compresses it, runs the exchange seam
@@ -156,6 +157,16 @@ class HookState:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._repr_settings().items())
         return f"{type(self).__name__}({shown}) at iteration {self.iteration}"
 
+    def _settings_text(self) -> str:
+        """The class and settings, which every rank of the group must share (dicts sorted,
+        so the order of the keywords in the call does not matter)."""
+
+        def show(v: Any) -> str:
+            return repr(sorted(v.items())) if isinstance(v, dict) else repr(v)
+
+        shown = ", ".join(f"{k}={show(v)}" for k, v in self._repr_settings().items())
+        return f"{type(self).__name__}({shown})"
+
     @property
     def process_group(self) -> Any:
         """The group the hook communicates in (``None``: the default group). Assignable
@@ -293,8 +304,12 @@ class HookState:
             self._scale = self._loss_scale()
             self._check_units()
             self.layout.learn(parked)
-            if not self._replicas_checked:  # once per process, before anything is averaged
-                check_replicas_agree(parked, self.process_group)
+            # Once per process, before anything is averaged: the same model, and hook states
+            # of the same settings and iteration, on every rank of the group.
+            if not self._replicas_checked:
+                check_replicas_agree(
+                    parked, self.process_group, self.iteration, self._settings_text()
+                )
                 self._replicas_checked = True
             if self.iteration < self.warmup_steps:
                 self._warmup(parked)
