@@ -185,6 +185,35 @@ def ddp_train(
     return out
 
 
+def near_float32_max(rank: int, world: int, method: str) -> dict[str, Any]:
+    """Rank 0's gradient is finite but near the float32 maximum in the first two steps
+    (+3e38, then -3e38; rank 1's is 1): LAQ's innovation ``grad - q_prev`` overflows at
+    the sign change, QSGD's L2 norm of the 4-element bucket in both. Returns each step's
+    averaged gradient and the hook's stats, or the error this rank raised."""
+    import numpy as np
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import make_hook
+
+    lin = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ddp = DDP(lin)
+    state, hook = make_hook(method, warmup_steps=0)
+    ddp.register_comm_hook(state, hook)
+    grads = []
+    try:
+        for factor in (3e38, -3e38, 1.0):
+            ddp.zero_grad()
+            (ddp(torch.ones(1, 4)).sum() * (factor if rank == 0 else 1.0)).backward()
+            assert lin.weight.grad is not None
+            grads.append(lin.weight.grad.reshape(-1).numpy().copy())
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        return {"error": f"{type(err).__name__}: {err}"}
+    return {"error": None, "grads": np.stack(grads), "stats": state.stats()}
+
+
 def ddp_runs(rank: int, world: int, runs: list[dict[str, Any]]) -> list[Any]:
     """Several :func:`ddp_train` runs in one process group (saves process start-ups).
 

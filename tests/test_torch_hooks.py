@@ -16,7 +16,7 @@ from needs_torch import require_torch
 
 torch = require_torch("the DDP comm-hook tests of tests/test_torch_hooks.py")
 
-from _dist_workers import ddp_runs  # noqa: E402
+from _dist_workers import ddp_runs, near_float32_max  # noqa: E402
 from laqcore.distributed import run_processes  # noqa: E402
 from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
 
@@ -286,3 +286,22 @@ def test_a_hook_refuses_another_hooks_state() -> None:
         laq_hook(None, None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="qsgd_hook needs a QSGDState"):
         qsgd_hook(LAQState(), None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("method", "dropped"), [("laq", [1]), ("qsgd", [0, 1])])
+def test_a_finite_gradient_the_kernels_cannot_represent_is_dropped_on_every_rank(
+    method: str, dropped: list[int]
+) -> None:
+    """Rank 0's finite gradient near the float32 maximum made LAQ's quantizer ("the
+    innovation grad - prev overflows float32") or QSGD's ("the L2 norm of a bucket ...
+    overflows float32") raise a ValueError on rank 0 alone while rank 1 waited in the
+    exchange until the process-group timeout. Like the rotation's OverflowError, it is now a
+    non-finite step on every rank (NaN buckets, as DDP's all-reduce of an overflow)."""
+    outs = run_processes(near_float32_max, 2, method, pg_timeout_s=30, deadline_s=120)
+    for o in outs:
+        res = o.result
+        assert res["error"] is None, res["error"]
+        g = res["grads"]
+        assert np.isnan(g[dropped]).all()
+        assert np.isfinite(np.delete(g, dropped, axis=0)).all()
+        assert res["stats"]["nonfinite_steps"] == len(dropped)

@@ -64,6 +64,8 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
 P = TypeVar("P")
+#: What laqcore's kernels say when a finite input's result leaves the float32 range.
+_OVERFLOW = "overflows float32"
 _COUNTERS = (
     "warmup_steps_done",
     "warmup_bytes",
@@ -397,18 +399,20 @@ class HookState:
         laqcore's kernels reject NaN/Inf with ``ValueError`` in the pass they make over the
         gradient anyway, so a finite gradient costs no extra pass; only after such an error
         is the gradient tested (a finite one re-raises the error). A finite gradient the
-        compressor cannot represent (``OverflowError``: the rotation's float32 sums) is not
-        finite once compressed, so it also gives ``None``, with a warning: the exchange then
-        tells every rank, where raising here, on this rank alone, would leave the others
-        waiting in the step's collectives.
+        compressor cannot represent is not finite once compressed, so it also gives
+        ``None``, with a warning: the exchange then tells every rank, where raising here, on
+        this rank alone, would leave the others waiting in the step's collectives. That is
+        the rotation's ``OverflowError`` (its float32 sums) and the kernels' ``ValueError``
+        saying a value "overflows float32": LAQ's innovation ``grad - q_prev`` or its
+        reconstruction ``q_prev + dQ`` near the float32 maximum, QSGD's L2 norm of a bucket.
         """
         try:
             return make(grad)
-        except ValueError:
-            if is_finite(torch.from_numpy(grad)):
-                raise
-            return None
-        except OverflowError as err:
+        except (ValueError, OverflowError) as err:
+            if not isinstance(err, OverflowError) and _OVERFLOW not in str(err):
+                if is_finite(torch.from_numpy(grad)):
+                    raise
+                return None  # NaN/Inf: the non-finite policy decides
             warnings.warn(
                 f"laqcore hook: {err}; this step is treated as a non-finite gradient",
                 RuntimeWarning,
