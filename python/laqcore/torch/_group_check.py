@@ -98,9 +98,9 @@ def check_replicas_agree(
     parked: list[Parked], process_group: Any, iteration: int = 0, settings: str = ""
 ) -> None:
     """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
-    hook settings (``settings``: this rank's state described, e.g. its ``repr``),
-    hook iterations or parameter digests differ (module docstring); the message lists the
-    ranks that agree."""
+    hook settings (``settings``: this rank's hook state's class and settings, without its
+    iteration), hook iterations or parameter digests differ (module docstring); the message
+    lists the ranks that agree."""
     world = int(dist.get_world_size(process_group))
     if world == 1:
         return
