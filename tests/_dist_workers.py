@@ -69,6 +69,17 @@ def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
     return "finished"
 
 
+def record_pid_and_sleep(rank: int, world: int, pid_dir: str) -> str:
+    """Write this rank's pid to ``pid_dir/rank<r>``, then run for an hour: a rank whose
+    launcher is killed must exit by itself."""
+    path = os.path.join(pid_dir, f"rank{rank}")
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(3600)
+    return "slept"
+
+
 # ---------------------------------------------------------------------------------------
 # DDP hook workers
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,12 @@ a test fail but never hang CI.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,6 +67,56 @@ def test_transport_and_launcher_reject_bad_input() -> None:
             run_processes(transport_rounds, bad)
     with pytest.raises(ValueError, match="positive"):
         run_processes(transport_rounds, 2, pg_timeout_s=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> None:
+    """`timeout` or a scheduler kills the launcher, not its ranks: they must not keep
+    running (they were each other's peers, so no collective would ever time out)."""
+    tests_dir = Path(__file__).parent
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from _dist_workers import record_pid_and_sleep\n"
+        "from laqcore.distributed import run_processes\n"
+        "run_processes(record_pid_and_sleep, 2, sys.argv[2], deadline_s=3600)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script, str(tests_dir), str(tmp_path)])
+    pids: list[int] = []
+    try:
+        pids = _wait_for_pids(tmp_path, 2, launcher)
+        launcher.send_signal(sig)
+        launcher.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "ranks outlived their launcher"
+    finally:
+        launcher.kill()
+        launcher.wait()
+        for pid in pids:  # a failing run must not leave its ranks behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for_pids(pid_dir: Path, n: int, launcher: subprocess.Popen[bytes]) -> list[int]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        files = sorted(pid_dir.glob("rank[0-9]"))
+        if len(files) == n:
+            return [int(f.read_text()) for f in files]
+        assert launcher.poll() is None, "the launcher ended before its ranks started"
+        time.sleep(0.1)
+    raise AssertionError("the ranks did not start")
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, waiting for a reaper, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])

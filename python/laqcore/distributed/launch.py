@@ -15,6 +15,8 @@ import os
 import pickle
 import queue
 import socket
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -73,6 +75,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: How often a rank checks that the process that started it is still there.
+_PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(rank: int) -> None:
+    """Start a daemon thread that ends this rank once the launcher is gone.
+
+    Without it a launcher killed by SIGTERM or SIGKILL (``timeout``, a job scheduler, an OOM
+    kill) left its ranks running: they are still each other's peers, so no collective ever
+    times out, and they computed to the end of the run with nobody to report to. The launcher
+    is this process's parent; when it dies the kernel re-parents the rank, so a changed
+    ``os.getppid()`` is the signal (portable, unlike Linux's ``PR_SET_PDEATHSIG``).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        print(
+            f"laqcore: rank {rank}: the launcher (pid {parent}) is gone; exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(1)
+
+    threading.Thread(target=watch, name="laqcore-parent-watch", daemon=True).start()
+
+
 def _child(
     rank: int,
     world_size: int,
@@ -88,6 +118,8 @@ def _child(
     import torch.distributed as dist
 
     from ..runtime import set_num_threads
+
+    _exit_with_parent(rank)
 
     # Oversubscribing the cores with N processes x M threads only slows every rank. laqcore
     # is already imported here (fn was unpickled), so its kernels' thread count is set
