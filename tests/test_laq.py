@@ -136,10 +136,14 @@ def test_extreme_magnitudes(grad, bits):
 
 
 def test_innovation_overflow_is_rejected():
-    with pytest.raises(ValueError, match="overflows float32"):
+    with pytest.raises(OverflowError, match="overflows float32") as info:
         laqcore.laq_quantize(
             np.array([3e38], dtype=np.float32), np.array([-3e38], dtype=np.float32), 4
         )
+    # Its own type: an OverflowError (a DDP hook drops the step on every rank) that is still
+    # the ValueError it was before it had one.
+    assert isinstance(info.value, ValueError)
+    assert type(info.value).__name__ == "Float32OverflowError"
 
 
 # --- decoders ----------------------------------------------------------------------------

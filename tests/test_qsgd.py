@@ -230,8 +230,9 @@ def test_bad_parameters(kwargs, exc, match):
 
 def test_l2_norm_overflow_is_reported():
     x = np.full(4, 3e38, dtype=np.float32)
-    with pytest.raises(ValueError, match="overflows float32"):
+    with pytest.raises(OverflowError, match="overflows float32") as info:
         QSGDCompressor(levels=3, bucket_size=4).compress(x)
+    assert isinstance(info.value, ValueError)
     p = QSGDCompressor(levels=3, bucket_size=4, norm="max").compress(x)
     np.testing.assert_array_equal(laqcore.qsgd_dequantize(p), x)
 

@@ -34,9 +34,9 @@ static_assert(kReduceBlock % 8 == 0, "pieces must start on whole bytes of the pa
                       "prev contains NaN or Inf (first at index " << i << ")");
         }
     }
-    LAQ_CHECK(false, "the innovation grad - prev overflows float32 (|grad - prev| > "
-                         << std::numeric_limits<float>::max() << ")");
-    LAQ_ASSERT(false);  // unreachable: LAQ_CHECK(false, ...) always throws
+    LAQ_CHECK_RANGE(false, "the innovation grad - prev overflows float32 (|grad - prev| > "
+                               << std::numeric_limits<float>::max() << ")");
+    LAQ_ASSERT(false);  // unreachable: LAQ_CHECK_RANGE(false, ...) always throws
 }
 
 // The pieces of laq.hpp's sum order: radius block j is cut into runs of at most kReduceBlock
@@ -149,10 +149,10 @@ LaqResult quantize_impl(const float* grad, const float* prev, std::size_t n, int
     r.radius = *std::max_element(radii, radii + nb);
     // q_new = q_prev + dQ is rounded to float32 (what every receiver's apply computes); an
     // overflow there shows as an infinite err_sq. Refused here, at the sender.
-    LAQ_CHECK(std::isfinite(r.err_sq),
-              "the quantized gradient q_prev + dQ overflows float32 (|grad| within one "
-              "quantization step of the float32 maximum "
-                  << std::numeric_limits<float>::max() << "); scale the gradient down");
+    LAQ_CHECK_RANGE(std::isfinite(r.err_sq),
+                    "the quantized gradient q_prev + dQ overflows float32 (|grad| within one "
+                    "quantization step of the float32 maximum "
+                        << std::numeric_limits<float>::max() << "); scale the gradient down");
     return r;
 }
 
@@ -212,8 +212,9 @@ void accumulate_impl(const LaqCodes* src, std::size_t count, std::size_t n, int 
         // |table[c]| = |weight * lut[c]| <= |weight| * R_j (|lut[c]| <= R_j), so one product
         // with the largest radius decides whether any table entry overflows.
         const float r_max = *std::max_element(radii, radii + num_blocks(n, block));
-        LAQ_CHECK(std::isfinite(weight * r_max), "weight * dQ overflows float32 (weight "
-                                                     << weight << ", radius " << r_max << ")");
+        LAQ_CHECK_RANGE(std::isfinite(weight * r_max), "weight * dQ overflows float32 (weight "
+                                                           << weight << ", radius " << r_max
+                                                           << ")");
     }
     const LaqBlockKernels& k = laq_active_kernels();
     const Pieces ps(n, block);

@@ -97,9 +97,9 @@ void qsgd_scales(const float* x, std::size_t n, std::size_t bucket_size, QsgdNor
         }
     });
     LAQ_CHECK(!(bad.load() & 1), name << " contains NaN or Inf");
-    LAQ_CHECK(!(bad.load() & 2), "the L2 norm of a bucket of "
-                                     << name
-                                     << " overflows float32; use norm='max' or rescale the input");
+    LAQ_CHECK_RANGE(!(bad.load() & 2),
+                    "the L2 norm of a bucket of "
+                        << name << " overflows float32; use norm='max' or rescale the input");
 }
 
 void qsgd_encode(const float* x, std::size_t n, int levels, std::size_t bucket_size,

@@ -194,13 +194,13 @@ void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* o
     }
     LAQ_CHECK(!bad, "x contains NaN or Inf");
     const double limit = rotation_input_limit(N);
-    if (static_cast<double>(amax) > limit) {
-        std::ostringstream os;
-        os << "the rotation of a vector with max|x| = " << amax << " overflows float32: its " << N
-           << "-point Hadamard transform and the inverse need max|x| <= 3.4e38 / N^1.5 = " << limit
-           << " (scale the vector down, or use a compressor without the rotation)";
-        throw std::overflow_error(os.str());
-    }
+    LAQ_CHECK_RANGE(static_cast<double>(amax) <= limit,
+                    "the rotation of a vector with max|x| = "
+                        << amax << " overflows float32: its " << N
+                        << "-point Hadamard transform and the inverse need max|x| <= 3.4e38 / "
+                           "N^1.5 = "
+                        << limit
+                        << " (scale the vector down, or use a compressor without the rotation)");
     cross_stages(out, N, block);
     const float s = inv_sqrt(N);
     for_each_block(N, [&](std::size_t, std::size_t begin, std::size_t end) {

@@ -102,9 +102,11 @@ def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None)
     TypeError
         Non-float arrays, or ``bits`` / ``block_size`` not an integer.
     ValueError
-        Empty, multi-dimensional, strided or mismatched arrays; NaN/Inf; an innovation or a
-        reconstruction ``prev + dQ`` that overflows float32; ``bits`` outside 1..8; a bad
-        ``block_size``.
+        Empty, multi-dimensional, strided or mismatched arrays; NaN/Inf; ``bits`` outside
+        1..8; a bad ``block_size``.
+    OverflowError
+        An innovation or a reconstruction ``prev + dQ`` that overflows float32 (the kernels'
+        ``Float32OverflowError``, a ``ValueError`` too).
 
     Examples
     --------

@@ -1,8 +1,13 @@
 // laqcore/common.hpp: error conventions shared by every kernel.
 //
 // User errors (bad sizes, bits out of range, non-finite input) throw std::invalid_argument,
-// which pybind11 turns into ValueError. Broken internal invariants throw std::logic_error
-// (RuntimeError in Python): never abort() inside a Python process.
+// which pybind11 turns into ValueError. A finite input whose result leaves the float32 range
+// (an innovation, a norm, a rotation's sums) throws std::overflow_error, which the bindings
+// turn into laqcore._core.Float32OverflowError, both an OverflowError and a ValueError: a
+// caller can tell it from bad input (a DDP hook drops such a step on every rank instead of
+// failing on one) while code that catches ValueError keeps working. Broken internal
+// invariants throw std::logic_error (RuntimeError in Python): never abort() inside a Python
+// process.
 //
 // Nothing may throw inside an OpenMP parallel region (an exception escaping a region
 // terminates the process). Kernels check their arguments before the region, and report
@@ -17,14 +22,17 @@
 
 namespace laqcore {
 
-#define LAQ_CHECK(cond, msg)                                  \
-    do {                                                      \
-        if (!(cond)) {                                        \
-            std::ostringstream laq_check_os_;                 \
-            laq_check_os_ << msg;                             \
-            throw std::invalid_argument(laq_check_os_.str()); \
-        }                                                     \
+#define LAQ_CHECK_THROW_(cond, msg, exception)    \
+    do {                                          \
+        if (!(cond)) {                            \
+            std::ostringstream laq_check_os_;     \
+            laq_check_os_ << msg;                 \
+            throw exception(laq_check_os_.str()); \
+        }                                         \
     } while (0)
+
+#define LAQ_CHECK(cond, msg) LAQ_CHECK_THROW_(cond, msg, std::invalid_argument)
+#define LAQ_CHECK_RANGE(cond, msg) LAQ_CHECK_THROW_(cond, msg, std::overflow_error)
 
 #define LAQ_ASSERT(cond)                                                                      \
     do {                                                                                      \

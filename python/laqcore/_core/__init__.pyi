@@ -14,3 +14,6 @@ from . import sparse as sparse
 from . import terngrad as terngrad
 
 __version__: str
+
+class Float32OverflowError(OverflowError, ValueError):
+    """A finite input whose result leaves the float32 range (cpp/include/laqcore/common.hpp)."""

@@ -64,8 +64,6 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
 P = TypeVar("P")
-#: What laqcore's kernels say when a finite input's result leaves the float32 range.
-_OVERFLOW = "overflows float32"
 _COUNTERS = (
     "warmup_steps_done",
     "warmup_bytes",
@@ -399,26 +397,26 @@ class HookState:
         laqcore's kernels reject NaN/Inf with ``ValueError`` in the pass they make over the
         gradient anyway, so a finite gradient costs no extra pass; only after such an error
         is the gradient tested (a finite one re-raises the error). A finite gradient the
-        compressor cannot represent is not finite once compressed, so it also gives
-        ``None``, with a warning: the exchange then tells every rank, where raising here, on
-        this rank alone, would leave the others waiting in the step's collectives. That is
-        the rotation's ``OverflowError`` (its float32 sums) and the kernels' ``ValueError``
-        saying a value "overflows float32": LAQ's innovation ``grad - q_prev`` or its
-        reconstruction ``q_prev + dQ`` near the float32 maximum, QSGD's L2 norm of a bucket.
+        compressor cannot represent (``OverflowError``, the kernels' ``Float32OverflowError``:
+        LAQ's innovation ``grad - q_prev`` or its reconstruction ``q_prev + dQ`` near the
+        float32 maximum, QSGD's L2 norm of a bucket, the rotation's sums) is not finite once
+        compressed, so it also gives ``None``, with a warning: the exchange then tells every
+        rank, where raising here, on this rank alone, would leave the others waiting in the
+        step's collectives.
         """
         try:
             return make(grad)
-        except (ValueError, OverflowError) as err:
-            if not isinstance(err, OverflowError) and _OVERFLOW not in str(err):
-                if is_finite(torch.from_numpy(grad)):
-                    raise
-                return None  # NaN/Inf: the non-finite policy decides
+        except OverflowError as err:  # first: the kernels' overflow is a ValueError too
             warnings.warn(
                 f"laqcore hook: {err}; this step is treated as a non-finite gradient",
                 RuntimeWarning,
                 stacklevel=2,
             )
             return None
+        except ValueError:
+            if is_finite(torch.from_numpy(grad)):
+                raise
+            return None  # NaN/Inf: the non-finite policy decides
 
     def _exchange(self, payload: Any, bad: bool, out: FloatVector | None = None) -> Averaged:
         """The seam, with the fault policy applied and the counters kept. ``out``: where the
