@@ -277,6 +277,33 @@ def test_mnist_npz_loader(tmp_path, rng):
     assert ds.y_test.tolist() == [7]
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("x_test", np.zeros((1, 10, 10), np.uint8), r"\(28, 28\) and test images of shape \(10"),
+        ("x_test", np.zeros((1, 100), np.uint8), "different pixel counts"),
+        ("x_train", np.zeros((0, 28, 28), np.uint8), r"training images .* empty \(shape \(0,"),
+        ("x_test", np.zeros((0, 28, 28), np.uint8), r"test images .* empty"),
+        ("x_train", np.zeros((4, 0), np.uint8), r"training images .* empty \(shape \(4, 0\)"),
+    ],
+)
+def test_mnist_npz_shapes_that_do_not_fit(tmp_path, rng, key, value, match):
+    """Test images with another pixel count loaded fine and failed after the F* solve
+    ("matmul: Input operand 1 has a mismatch in its core dimension 0"); an empty set failed
+    with "cannot reshape array of size 0 into shape (0,newaxis)". Both name the file now."""
+    arrays = {
+        "x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(4),
+        "x_test": np.zeros((1, 28, 28), np.uint8),
+        "y_test": np.array([7]),
+    }
+    arrays[key] = value
+    arrays["y" + key[1:]] = np.zeros(value.shape[0], np.uint8)
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.raises(DatasetError, match=match):
+        load_mnist(tmp_path)
+
+
 def test_mnist_missing_and_corrupt_files(tmp_path, rng):
     with pytest.raises(DatasetError, match="does not exist"):
         load_mnist(tmp_path / "nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 
@@ -92,10 +93,17 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
                 f"MNIST {what} arrays in {d!r} have dtypes {x.dtype}/{y.dtype}; expected "
                 "integer or float pixels and integer labels"
             )
+        if x.shape[0] == 0 or x.size == 0:
+            raise DatasetError(f"MNIST {what} images in {d!r} are empty (shape {x.shape})")
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
-        if y.size and not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
+        if not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
             raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
+    if math.prod(xtr.shape[1:]) != math.prod(xte.shape[1:]):
+        raise DatasetError(
+            f"MNIST training images of shape {xtr.shape[1:]} and test images of shape "
+            f"{xte.shape[1:]} in {d!r} have different pixel counts"
+        )
     X = xtr.reshape(xtr.shape[0], -1).astype(np.float64)
     X_test = xte.reshape(xte.shape[0], -1).astype(np.float64)
     if normalize == "maxabs":  # the pixels' range, as the official code: 255 for every column
