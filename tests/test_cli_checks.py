@@ -42,6 +42,11 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["compare", "--algorithms", " , "], ["at least one algorithm"]),
         (["compare", "--algorithms", "laq,gd,LAQ"], ["names laq more than once ('laq', 'LAQ')"]),
         (["compare", "--seeds", "0"], ["--seeds must be >= 1"]),
+        # the last seed past uint64: an OverflowError traceback, or an error after the
+        # other seeds' runs (sweep: the data seed too)
+        (["compare", "--seeds", str(10**20)], ["--seed 0 with --seeds", "above 2**64 - 1"]),
+        (["compare", "--seed", str(2**64 - 1), "--seeds", "2"], ["the last seed, 1844"]),
+        (["sweep", "--data-seed", str(2**64 - 1), "--seeds", "2"], ["--data-seed 1844"]),
         (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
         (["run", "--alpha", "-1"], ["alpha must be"]),
         (["run", "--seed", "-1"], ["seed must be in [0, "]),  # was numpy's unnamed message

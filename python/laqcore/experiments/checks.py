@@ -11,7 +11,13 @@ import argparse
 import os
 from typing import Any
 
-from .._validate import check_output_dir, check_positive_int, check_real, check_uint64
+from .._validate import (
+    UINT64_MAX,
+    check_output_dir,
+    check_positive_int,
+    check_real,
+    check_uint64,
+)
 from .options import (
     DEFAULT_EPS,
     algorithm_from_args,
@@ -25,6 +31,7 @@ __all__ = [
     "check_experiment",
     "check_problem_options",
     "check_run_options",
+    "check_seed_range",
 ]
 
 
@@ -99,10 +106,22 @@ def check_run_options(args: argparse.Namespace) -> None:
     _check(check_positive_int, args, "eval_every")
     _check(check_positive_int, args, "blas_threads", minimum=0)
     _check(check_positive_int, args, "seeds")
+    check_seed_range(args, "seed")
     if getattr(args, "out", None) is not None:
         check_output_dir(args.out, "--out")
     if getattr(args, "cache_dir", None) is not None:
         check_output_dir(args.cache_dir, "--cache-dir")
+
+
+def check_seed_range(args: argparse.Namespace, dest: str) -> None:
+    """With ``--seeds N``, the seeds ``--<dest>``, ..., ``--<dest> + N - 1`` all fit in
+    uint64 (a seed past it failed only when its run started, after the others had run)."""
+    seeds, start = getattr(args, "seeds", None), getattr(args, dest, None)
+    if seeds is not None and start is not None and start + seeds - 1 > UINT64_MAX:
+        raise ValueError(
+            f"{_flag(dest)} {start} with --seeds {seeds}: the last seed, "
+            f"{start + seeds - 1}, is above 2**64 - 1"
+        )
 
 
 def _check_used(names: list[str], field: str, label: str) -> None:

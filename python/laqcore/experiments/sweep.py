@@ -37,7 +37,7 @@ import numpy as np
 
 from .._blas import blas_threads
 from ..serialization import json_safe
-from .checks import check_experiment
+from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
     add_algorithm_options,
@@ -217,6 +217,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     downlink_from_args(args)
     link_from_args(args)
     check_experiment(args, args.algorithms, grid=sweep_grid(args))
+    check_seed_range(args, "data_seed")  # seed s also shifts the data seed
     setup_cache(args)
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
