@@ -80,6 +80,17 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
             ["4 processes need at least as many workers"],
         ),
         (["launch", "--bits", "0"], ["bits must be"]),
+        # checked in the ranks, after spawning: "cannot convert float NaN to integer", a
+        # NaN deadline killed them at once, 1e15 s overflowed a C int
+        (["launch", "--timeout", "nan"], ["--timeout must be finite"]),
+        (["launch", "--timeout", "1e15"], ["--timeout must be <= 1000000000"]),
+        (["launch", "--deadline", "nan"], ["--deadline must be finite"]),
+        (["launch", "--deadline", "0"], ["--deadline must be > 0"]),
+        (["launch", "--replica-check-every", "-1"], ["--replica-check-every must be >= 0"]),
+        (["launch", "--checkpoint-every", "-1"], ["--checkpoint-every must be >= 0"]),
+        # silently wrote no checkpoint
+        (["launch", "--checkpoint-every", "5"], ["--checkpoint-every 5 needs --checkpoint-dir"]),
+        (["launch", "--checkpoint-dir", "."], ["no checkpoint would be written"]),
         # the studies check before their first run too
         (["scaling", "--algorithms", "gd,foo"], ["unknown algorithm 'foo'"]),
         (["scaling", "--algorithms", " , "], ["at least one algorithm"]),
@@ -141,7 +152,12 @@ def test_out_where_nothing_can_be_created_is_refused_first(capsys, no_work, monk
 def test_launch_checkpoint_dir_checked(capsys, no_work, tmp_path):
     afile = tmp_path / "ckpt"
     afile.write_text("x")
-    _fails_with(capsys, ["launch", "--checkpoint-dir", str(afile)], "--checkpoint-dir")
+    _fails_with(
+        capsys,
+        ["launch", "--checkpoint-dir", str(afile), "--checkpoint-every", "5"],
+        "--checkpoint-dir",
+        "is a file",
+    )
 
 
 def test_launch_without_torch_says_what_to_install(capsys, no_work, monkeypatch):

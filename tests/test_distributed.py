@@ -6,6 +6,7 @@ a test fail but never hang CI.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -60,8 +61,12 @@ def test_transport_and_launcher_reject_bad_input() -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="nproc"):
             run_processes(transport_rounds, bad)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="pg_timeout_s must be > 0"):
         run_processes(transport_rounds, 2, pg_timeout_s=0)
+    # NaN passed the old "<= 0" test: every rank failed, or was killed at once
+    for kw in ({"pg_timeout_s": math.nan}, {"deadline_s": math.nan}, {"pg_timeout_s": 1e15}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            run_processes(transport_rounds, 2, **kw)
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])

@@ -89,11 +89,12 @@ def _require_torch() -> None:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from .._validate import check_output_dir
+    from .._validate import check_output_dir, check_positive_int
     from ..algorithms import get_algorithm
     from ..experiments.checks import check_experiment
     from ..experiments.options import algorithm_overrides
     from .engine_exchange import check_exchange
+    from .launch import check_timeouts
 
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
@@ -108,8 +109,21 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{procs} processes need at least as many workers, got --workers {args.workers}"
         )
+    check_timeouts(args.timeout, args.deadline, ("--timeout", "--deadline"))
+    check_positive_int(args.checkpoint_every, "--checkpoint-every", minimum=0)
+    check_positive_int(args.replica_check_every, "--replica-check-every", minimum=0)
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
+    if args.checkpoint_every and not args.checkpoint_dir:
+        raise ValueError(
+            f"--checkpoint-every {args.checkpoint_every} needs --checkpoint-dir (where the "
+            "ranks write their checkpoints); without it none would be written"
+        )
+    if args.checkpoint_dir and not args.checkpoint_every and not args.resume:
+        raise ValueError(
+            "--checkpoint-dir: no checkpoint would be written without --checkpoint-every N "
+            "(or read without --resume)"
+        )
     check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
     check_exchange(
         args.exchange, get_algorithm(args.algorithm, **algorithm_overrides(args)), args.downlink

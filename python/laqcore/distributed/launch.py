@@ -21,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LaunchError", "RankOutcome", "free_port", "run_processes"]
+from .._validate import check_real
+
+__all__ = [
+    "MAX_PG_TIMEOUT_S",
+    "LaunchError",
+    "RankOutcome",
+    "check_timeouts",
+    "free_port",
+    "run_processes",
+]
 
 
 def __dir__() -> list[str]:
@@ -137,6 +146,21 @@ def _after_failure(end: float, pg_timeout_s: float) -> float:
     return min(end, time.monotonic() + pg_timeout_s + 5.0)
 
 
+#: Largest process-group timeout: torch converts it to a C int of milliseconds (1e15 s
+#: overflowed inside every rank); 1e9 s is 31 years.
+MAX_PG_TIMEOUT_S = 10**9
+
+
+def check_timeouts(
+    pg_timeout_s: Any, deadline_s: Any, names: tuple[str, str] = ("pg_timeout_s", "deadline_s")
+) -> None:
+    """Both are finite seconds > 0, the timeout at most :data:`MAX_PG_TIMEOUT_S` (NaN passed
+    a ``<= 0`` test: the ranks then failed with "cannot convert float NaN to integer", or
+    were killed at once at a NaN deadline)."""
+    check_real(pg_timeout_s, names[0], positive=True, maximum=MAX_PG_TIMEOUT_S)
+    check_real(deadline_s, names[1], positive=True)
+
+
 def run_processes(
     fn: Callable[..., Any],
     nproc: int,
@@ -174,8 +198,7 @@ def run_processes(
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
-    if pg_timeout_s <= 0 or deadline_s <= 0:
-        raise ValueError("pg_timeout_s and deadline_s must be positive")
+    check_timeouts(pg_timeout_s, deadline_s)
     ctx = mp.get_context("spawn")
     results: Any = ctx.Queue()
     port = free_port()
