@@ -102,6 +102,9 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["run", "--model", "mlp", "--eps", "1e-3"], ["the mlp model is nonconvex, so there"]),
         (["variance", "--sources", "softmax,mlp", "--n", "1000"], ["--n sets the synthetic"]),
         (["variance", "--sources", "mlp", "--seed", "3"], ["--seed sets the synthetic sources"]),
+        (["variance", "--sources", " , "], ["--sources must name at least one"]),  # ran nothing
+        (["variance", "--seed", "-1"], ["--seed must be in [0, "]),  # was numpy's message
+        (["bench", "--seed", "-1", "--contended", "--load", "0"], ["seed must be in [0, "]),
         (
             ["compare", "--algorithms", "gd,topk", "--entropy-coding"],
             ["uploads of gd, topk-ef carry no"],
