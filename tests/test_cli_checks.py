@@ -239,3 +239,14 @@ def test_launch_nproc_that_disagrees_with_torchrun_is_refused(capsys, no_work, m
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
     _fails_with(capsys, ["launch", "--nproc", "4"], "--nproc 4: under torchrun", "WORLD_SIZE=3")
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    """A size the machine cannot hold (variance --n 10**14, bench --sizes 2^40) was a
+    numpy _ArrayMemoryError traceback."""
+
+    def too_big(*args):
+        raise MemoryError("Unable to allocate 728. TiB for an array with shape (10**14,)")
+
+    monkeypatch.setattr("laqcore.experiments.variance.vector_source", too_big)
+    _fails_with(capsys, ["variance", "--sources", "gaussian"], "out of memory: Unable to")

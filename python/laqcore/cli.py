@@ -80,8 +80,8 @@ def _show_warning(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``laqcore`` script; returns the process exit status.
 
-    User errors (bad options, missing data files) print one ``laqcore: error: ...`` line
-    and return 2 instead of a traceback.
+    User errors (bad options, missing data files) and running out of memory print one
+    ``laqcore: error: ...`` line and return 2 instead of a traceback.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as err:
         # User errors and missing optional dependencies (torch, matplotlib): one line.
         print(f"laqcore {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # sizes asked for (bench --sizes 2^40, variance --n 10**14)
+        print(f"laqcore {args.command}: error: out of memory: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("laqcore: interrupted", file=sys.stderr)
