@@ -98,6 +98,18 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["scaling", "--workers-list", "1,0"], ["--workers-list needs integers >= 1"]),
         (["ratio-study", "--procs", "1,x"], ["--procs takes comma-separated integers"]),
         (["ratio-study", "-K", "0"], ["--max-iterations must be >= 1"]),
+        (["ratio-study", "--data-seed", "-1"], ["--data-seed must be in [0, "]),
+        (["scaling", "--data-seed", "-1"], ["--data-seed must be in [0, "]),  # numpy's
+        (["scaling", "--per-worker", "-1"], ["--per-worker must be >= 1"]),  # numpy's
+        (["scaling", "--features", "0"], ["--features must be >= 1"]),  # ran the study
+        # NaN/inf/0 failed in the link model after every run; --ratios 0 a ZeroDivisionError
+        (["regime-map", "--latencies-ms", "nan"], ["--latencies-ms needs finite numbers >= 0"]),
+        (
+            ["regime-map", "--bandwidths-mbps", "1,0"],
+            ["--bandwidths-mbps needs finite numbers > 0"],
+        ),
+        (["regime-map", "--bandwidths-mbps", "inf"], ["--bandwidths-mbps needs finite"]),
+        (["regime-map", "--ratios", "0"], ["--ratios needs finite numbers > 0"]),
         # a flag none of the command's algorithms reads would change nothing
         (["run", "--model", "mlp", "--eps", "1e-3"], ["the mlp model is nonconvex, so there"]),
         (["variance", "--sources", "softmax,mlp", "--n", "1000"], ["--n sets the synthetic"]),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from typing import Any
 
@@ -31,13 +32,15 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _floats(text: str, name: str) -> list[float]:
+def _floats(text: str, name: str, *, positive: bool = False) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{name} takes comma-separated numbers, got {text!r}") from None
-    if not vals or min(vals) < 0:
-        raise ValueError(f"{name} needs numbers >= 0, got {text!r}")
+    # NaN and inf passed a "< 0" test, as did a 0 bandwidth or ratio: the link model
+    # refused them only after every algorithm had run.
+    if not vals or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in vals):
+        raise ValueError(f"{name} needs finite numbers {'>' if positive else '>='} 0, got {text!r}")
     return vals
 
 
@@ -47,8 +50,8 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     from ..problems import make_problem
 
     names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
-    bws = _floats(args.bandwidths_mbps, "--bandwidths-mbps")
-    ratios = _floats(args.ratios, "--ratios")
+    bws = _floats(args.bandwidths_mbps, "--bandwidths-mbps", positive=True)
+    ratios = _floats(args.ratios, "--ratios", positive=True)
     lats = _floats(args.latencies_ms, "--latencies-ms")
     kw = problem_kwargs(args)
     prob = make_problem(**kw)

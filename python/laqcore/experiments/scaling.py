@@ -238,13 +238,17 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     """Everything the study will use, before its first run: the algorithm names, the
     values lists, the budget, tolerance and output paths (a typo found after minutes of
     runs would lose them)."""
-    from .._validate import check_output_dir
+    from .._validate import check_output_dir, check_positive_int, check_uint64
     from .checks import check_algorithm_names, check_run_options
 
     link_from_args(args)
     check_algorithm_names(names)
     _ints(*values)  # the values of M or P
     check_run_options(args)
+    check_uint64(args.data_seed, "--data-seed")  # numpy's own message names no parameter
+    for flag in ("per_worker", "features"):  # scaling's weak-scaling data
+        if hasattr(args, flag):  # -1 was numpy's "negative dimensions are not allowed"
+            check_positive_int(getattr(args, flag), "--" + flag.replace("_", "-"))
     if args.cache is not None:
         check_output_dir(args.cache, "--cache")
 
