@@ -27,6 +27,7 @@ from laqcore.problems import (
     partition,
     train_test_split,
 )
+from laqcore.problems.datasets import Dataset
 from laqcore.problems.objectives import add_bias
 
 
@@ -581,3 +582,39 @@ def test_libsvm_normalize_option(tmp_path):
     assert make_problem(f"libsvm:{path}", workers=2, model="logistic").normalize == "maxabs"
     with pytest.raises(ValueError, match="applies to the mnist and libsvm"):
         make_problem("digits", workers=2, normalize="none")
+
+
+def _hand_built(rng, **fields) -> Dataset:
+    X = rng.normal(size=(40, 3))
+    base = {"name": "mine", "X": X, "y": np.arange(40) % 2, "num_classes": 2, **fields}
+    return Dataset(**base)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        # silently wrong: label -1 indexed the last class, NaN features gave F* = nan
+        ({"y": np.arange(40) % 2 - 1}, r"y must hold class ids 0\.\.1 .* \[-1, 0\]"),
+        ({"X": np.full((40, 3), np.nan)}, "X contains NaN or Inf"),
+        # IndexErrors inside make_problem or the model
+        ({"y": np.arange(30) % 2}, r"one label per row of X \(40\), got shape \(30,\)"),
+        ({"y": np.arange(40) % 2 + 5}, r"class ids 0\.\.1"),
+        ({"y": np.arange(40) % 2 + 0.5}, r"class ids 0\.\.1"),
+        ({"X": np.zeros(40)}, r"X must be a 2-D numeric array .* float64 array of shape \(40,\)"),
+        ({"X": np.zeros((40, 3), object)}, "got object array"),
+        ({"X_test": np.zeros((2, 3))}, "both X_test and y_test"),
+        ({"X_test": np.zeros((2, 4)), "y_test": np.zeros(2, int)}, "X_test has 4 features"),
+        ({"num_classes": -1}, "num_classes must be an int >= 0"),
+        ({"y": np.full(40, np.nan), "num_classes": 0}, "y must hold finite numbers"),
+    ],
+)
+def test_hand_built_dataset_is_checked(rng, fields, match):
+    with pytest.raises(ValueError, match=rf"Dataset 'mine': .*{match}"):
+        _hand_built(rng, **fields)
+
+
+def test_hand_built_dataset_that_fits_is_accepted(rng):
+    p = make_problem(_hand_built(rng, X=rng.integers(0, 5, (40, 3))), workers=2)
+    assert p.num_workers == 2
+    reg = _hand_built(rng, y=rng.normal(size=40), num_classes=0)
+    assert make_problem(reg, model="least-squares", workers=2).num_workers == 2
