@@ -618,3 +618,10 @@ def test_hand_built_dataset_that_fits_is_accepted(rng):
     assert p.num_workers == 2
     reg = _hand_built(rng, y=rng.normal(size=40), num_classes=0)
     assert make_problem(reg, model="least-squares", workers=2).num_workers == 2
+
+
+def test_synthetic_lag_with_too_many_workers_is_a_value_error():
+    """1.3**m overflowed: an OverflowError traceback from --dataset synthetic-lag -M 3000."""
+    with pytest.raises(ValueError, match=r"3000 workers: .* overflows float64 for m = 2999"):
+        make_heterogeneous(3000)
+
