@@ -625,3 +625,19 @@ def test_synthetic_lag_with_too_many_workers_is_a_value_error():
     with pytest.raises(ValueError, match=r"3000 workers: .* overflows float64 for m = 2999"):
         make_heterogeneous(3000)
 
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_optimum_of_an_overflowing_loss_is_refused(rng, tmp_path, monkeypatch):
+    """Features near 1e308 overflowed the gradient at the first point: L-BFGS stopped there
+    and F* = F(theta0), so every run 'reached' the tolerance at iteration 0 (F - F* = 0)."""
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path))
+    X = rng.normal(size=(40, 3)) * 1e307
+    p = make_problem(Dataset(name="huge", X=X, y=np.arange(40) % 2, num_classes=2), workers=2)
+    with pytest.raises(ValueError, match=r"F\* of huge.* cannot be computed .* overflows"):
+        p.optimal_value()
+    # a cache entry written before the check (grad_norm inf) is solved again, not trusted
+    q = make_problem(_hand_built(rng), workers=2)
+    path = tmp_path / "optima" / f"{q.fingerprint()}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"f_star": 0.69, "grad_norm": Infinity}')
+    assert q.optimal_value() < 0.69
