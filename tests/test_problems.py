@@ -641,3 +641,10 @@ def test_optimum_of_an_overflowing_loss_is_refused(rng, tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     path.write_text('{"f_star": 0.69, "grad_norm": Infinity}')
     assert q.optimal_value() < 0.69
+
+
+def test_single_class_file_is_not_called_a_regression_set(tmp_path):
+    path = tmp_path / "one.svm"
+    path.write_text("1 1:0.5\n1 2:1\n1 1:0.3\n")
+    with pytest.raises(ValueError, match=r"needs class labels; libsvm:one\.svm has 1 class"):
+        make_problem(f"libsvm:{path}", workers=1)

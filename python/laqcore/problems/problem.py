@@ -308,7 +308,8 @@ def make_problem(
             f"the logistic model needs 2 classes, dataset {ds.name} has {ds.num_classes}"
         )
     if model in ("softmax", "mlp") and ds.num_classes < 2:
-        raise ValueError(f"the {model} model needs class labels; {ds.name} is a regression set")
+        what = "is a regression set" if ds.num_classes == 0 else "has 1 class (one label value)"
+        raise ValueError(f"the {model} model needs class labels; {ds.name} {what}")
     parts = partition(
         partition_kind,
         X.shape[0],
