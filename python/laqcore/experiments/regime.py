@@ -10,12 +10,11 @@ runner-up, and the time of every method (``regime.json``), with one plot panel p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from typing import Any
 
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 from .options import (
     add_algorithm_options,
     add_problem_options,
@@ -130,8 +129,7 @@ def _cmd(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "regime.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe({"config": cfg, **data}), fh, indent=2)
+        write_json(path, json_safe({"config": cfg, **data}), indent=2)
         print(f"wrote {path}")
         if not args.no_plots:
             from .study_plots import plot_regime

@@ -12,11 +12,12 @@ import argparse
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 from ..network import Link, TrafficTrace, round_times
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 
 __all__ = ["CachedRun", "run_cached", "run_for_study"]
 
@@ -79,9 +80,12 @@ def run_cached(
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
-        with open(base + ".json", encoding="utf-8") as fh:
-            summary = json.load(fh)
-        return CachedRun(summary, TrafficTrace.load(base + ".npz"))
+        try:
+            with open(base + ".json", encoding="utf-8") as fh:
+                summary = json.load(fh)
+            return CachedRun(summary, TrafficTrace.load(base + ".npz"))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # cut short by an interrupted write (before they were atomic): run again
     from ..algorithms import get_algorithm, own_overrides
     from ..problems import make_problem
     from ..simulator import simulate
@@ -103,8 +107,7 @@ def run_cached(
     summary = json_safe({**res.summary(), "spec": spec})
     os.makedirs(os.path.dirname(base), exist_ok=True)
     res.trace.save(base + ".npz")
-    with open(base + ".json", "w", encoding="utf-8") as fh:
-        json.dump(summary, fh)
+    write_json(base + ".json", summary)  # last and atomic: it marks the entry complete
     if log:
         print(
             f"  ran {algorithm:<9} M={prob.num_workers:<5} {overrides} -> {res.iterations} it, "

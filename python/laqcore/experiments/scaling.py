@@ -29,12 +29,11 @@ frames once to all workers (``--downlink delta:f32`` sends their float32 sum ins
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from typing import Any
 
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 from .options import link_from_args, split_names
 from .runcache import CachedRun, run_for_study
 
@@ -200,8 +199,7 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, f"{kind}.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe({"config": cfg, "link": link, kind: data}), fh, indent=2)
+        write_json(path, json_safe({"config": cfg, "link": link, kind: data}), indent=2)
         print(f"wrote {path}")
         if not args.no_plots:
             from .study_plots import plot_ratio, plot_scaling

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .._blas import blas_threads
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
@@ -244,8 +244,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data["runs"] = out["rows"]
         data["table"] = out["table"]
         data["best"] = out["best"]
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe(data), fh, indent=2)
+        write_json(path, json_safe(data), indent=2)
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
         if not args.no_plots and len(out["results"]) <= 24:
             try:
