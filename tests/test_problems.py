@@ -648,3 +648,13 @@ def test_single_class_file_is_not_called_a_regression_set(tmp_path):
     path.write_text("1 1:0.5\n1 2:1\n1 1:0.3\n")
     with pytest.raises(ValueError, match=r"needs class labels; libsvm:one\.svm has 1 class"):
         make_problem(f"libsvm:{path}", workers=1)
+
+
+def test_standard_normalisation_that_overflows_is_refused(tmp_path):
+    """Finite values above ~1e154 overflowed the column statistics: the features became
+    NaN without a word (F* = nan; `laqcore problem` printed "f_star": NaN)."""
+    path = tmp_path / "big.svm"
+    path.write_text("1 1:1e200 2:1\n-1 1:1.5e308 2:3\n1 1:1e308 2:2\n")
+    assert np.isfinite(load_libsvm(path, normalize="maxabs").X).all()
+    with pytest.raises(ValueError, match="normalize='standard': the column means or standard"):
+        load_libsvm(path, normalize="standard")
