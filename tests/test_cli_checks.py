@@ -262,3 +262,16 @@ def test_out_of_memory_is_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr("laqcore.experiments.variance.vector_source", too_big)
     _fails_with(capsys, ["variance", "--sources", "gaussian"], "out of memory: Unable to")
+
+
+def test_closed_pipe_is_a_quiet_exit(capsys, monkeypatch, tmp_path):
+    """`laqcore bench | head -1` printed "laqcore bench: error: [Errno 32] Broken pipe"."""
+
+    def closed(*args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("laqcore.experiments.variance.vector_source", closed)
+    with open(tmp_path / "stdout", "w") as fh:
+        monkeypatch.setattr("sys.stdout", fh)
+        assert cli.main(["variance", "--sources", "gaussian"]) == 141
+    assert capsys.readouterr().err == ""
