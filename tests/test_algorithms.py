@@ -459,6 +459,8 @@ def test_get_algorithm_errors():
         ("model_bits", 1),
         ("momentum", 1.0),
         ("threshold", -1.0),
+        ("threshold", float("nan")),  # passed "< 0": dynamic-avg silently never synced
+        ("threshold", float("inf")),
         ("ck", -0.1),
     ],
 )

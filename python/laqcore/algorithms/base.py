@@ -183,8 +183,8 @@ class Params:
             raise ValueError("ck and xi must be >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        if not (np.isfinite(self.threshold) and self.threshold >= 0):  # NaN: never synced
+            raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold}")
         return self
 
     def history(self, num_terms: int | None = None) -> IterateHistory:
