@@ -658,3 +658,16 @@ def test_standard_normalisation_that_overflows_is_refused(tmp_path):
     assert np.isfinite(load_libsvm(path, normalize="maxabs").X).all()
     with pytest.raises(ValueError, match="normalize='standard': the column means or standard"):
         load_libsvm(path, normalize="standard")
+
+
+def test_max_samples_keeps_every_designated_workers_block():
+    """--max-samples kept the first rows, i.e. the first workers' blocks of synthetic-lag
+    only, spread over all workers: the designed per-worker L_m were silently lost."""
+    kw = {"model": "least-squares", "workers": 10}
+    full = make_problem("synthetic-lag", **kw)
+    cut = make_problem("synthetic-lag", max_samples=100, **kw)
+    assert [b - a for a, b in cut.bounds] == [10] * 10
+    for (a, b), (fa, _) in zip(cut.bounds, full.bounds):
+        np.testing.assert_array_equal(cut.Xb[a:b], full.Xb[fa : fa + 10])
+    with pytest.raises(ValueError, match="max_samples=5 leaves no sample"):
+        make_problem("synthetic-lag", max_samples=5, **kw)

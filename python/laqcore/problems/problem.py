@@ -249,7 +249,9 @@ def make_problem(
     seed : int
         Seeds the split, the random partitions and the MLP's initial weights.
     max_samples : int, optional
-        Keep only the first ``max_samples`` training rows (quick experiments).
+        Keep only the first ``max_samples`` training rows (quick experiments); of a data set
+        with designated workers (``Dataset.groups``), the first ``max_samples // groups``
+        rows of every worker's block.
     normalize : {"maxabs", "standard", "none"}, optional
         Feature normalisation of mnist / libsvm:PATH (default maxabs); recorded in
         :meth:`Problem.describe`.
@@ -296,7 +298,18 @@ def make_problem(
     else:
         tr, te = train_test_split(X.shape[0], test_fraction, seed=seed)
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
-    if max_samples is not None:
+    if max_samples is not None and ds.groups is not None:
+        # The first rows would be the first workers' blocks only, losing the design (the
+        # per-worker L_m): keep the first max_samples // groups rows of every block.
+        per, n_blk = max_samples // ds.groups, X.shape[0] // ds.groups
+        if per < 1:
+            raise ValueError(
+                f"max_samples={max_samples} leaves no sample for some of the {ds.groups} "
+                f"designated workers of {ds.name} (it keeps max_samples // {ds.groups} each)"
+            )
+        keep = (np.arange(ds.groups)[:, None] * n_blk + np.arange(min(per, n_blk))).ravel()
+        X, y = X[keep], y[keep]
+    elif max_samples is not None:
         X, y = X[:max_samples], y[:max_samples]
     if ds.groups is not None and (partition_kind != "contiguous" or workers != ds.groups):
         raise ValueError(
