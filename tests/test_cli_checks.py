@@ -117,6 +117,10 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["variance", "--sources", " , "], ["--sources must name at least one"]),  # ran nothing
         (["variance", "--seed", "-1"], ["--seed must be in [0, "]),  # was numpy's message
         (["bench", "--seed", "-1", "--contended", "--load", "0"], ["seed must be in [0, "]),
+        # ignored without a word: --contended reads neither, and --load only with it
+        (["bench", "--contended", "--min-time", "0.1"], ["--min-time: --contended does not"]),
+        (["bench", "--contended", "--quick", "--markdown"], ["--quick, --markdown: --cont"]),
+        (["bench", "--load", "3"], ["--load sets the competing processes of --contended only"]),
         (
             ["compare", "--algorithms", "gd,topk", "--entropy-coding"],
             ["uploads of gd, topk-ef carry no"],

@@ -136,6 +136,27 @@ def run_cli(args: argparse.Namespace) -> int:
     for path, flag in ((args.json, "--json"), (args.plot, "--plot")):
         if path:  # before the sweep: an unwritable path must not cost a long run
             check_output_file(path, flag)
+    # A flag the chosen mode does not read would change nothing: an error, not ignored.
+    if args.contended:
+        unused = [
+            flag
+            for flag, value in (
+                ("--min-time", args.min_time),
+                ("--quick", args.quick),
+                ("--no-torch", args.no_torch),
+                ("--plot", args.plot),
+                ("--markdown", args.markdown),
+            )
+            if value
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)}: --contended does not use "
+                f"{'it' if len(unused) == 1 else 'them'} (it times the laqcore kernels only, "
+                "--repeats rounds each)"
+            )
+    elif args.load is not None:
+        raise ValueError("--load sets the competing processes of --contended only")
     if args.contended:
         report = run_contended(
             kernels=args.kernels,
