@@ -279,3 +279,13 @@ def test_closed_pipe_is_a_quiet_exit(capsys, monkeypatch, tmp_path):
         monkeypatch.setattr("sys.stdout", fh)
         assert cli.main(["variance", "--sources", "gaussian"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_launch_resume_without_checkpoints_is_refused_first(capsys, no_work, tmp_path):
+    """Each spawned rank failed with its own CheckpointError after loading the data."""
+    (tmp_path / "rank0.ckpt").write_bytes(b"x")  # what is read is checked by the ranks
+    _fails_with(
+        capsys,
+        ["launch", "--nproc", "3", "--resume", "--checkpoint-dir", str(tmp_path)],
+        "holds no rank1.ckpt, rank2.ckpt for 3 processes",
+    )

@@ -130,6 +130,16 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     )
     if args.checkpoint_dir:
         check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    if args.resume and world is None:  # torchrun's ranks may each read their own machine's
+        from .checkpoint import checkpoint_path
+
+        paths = [checkpoint_path(args.checkpoint_dir, r) for r in range(procs)]
+        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        if missing:  # was one CheckpointError per rank, after spawning them
+            raise ValueError(
+                f"--resume: --checkpoint-dir {args.checkpoint_dir!r} holds no "
+                f"{', '.join(missing)} for {procs} processes (nothing to resume)"
+            )
     _require_torch()
     if args.cache_dir:
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
