@@ -671,3 +671,20 @@ def test_max_samples_keeps_every_designated_workers_block():
         np.testing.assert_array_equal(cut.Xb[a:b], full.Xb[fa : fa + 10])
     with pytest.raises(ValueError, match="max_samples=5 leaves no sample"):
         make_problem("synthetic-lag", max_samples=5, **kw)
+
+
+def test_mnist_pixels_outside_0_255_warn_under_maxabs(tmp_path, rng):
+    """A float mnist.npz already scaled to [0, 1] was divided by 255 again, without a word:
+    features in [0, 0.004], on which the paper's step size barely moves."""
+    arrays = {
+        "x_train": rng.random((4, 28, 28)).astype(np.float32),
+        "y_train": np.arange(4),
+        "x_test": rng.random((1, 28, 28)).astype(np.float32),
+        "y_test": np.array([7]),
+    }
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.warns(UserWarning, match=r"lie in \[.*\], not 0\.\.255"):
+        assert load_mnist(tmp_path).X.max() < 1 / 255
+    np.testing.assert_array_equal(
+        load_mnist(tmp_path, normalize="none").X[0], arrays["x_train"][0].ravel()
+    )  # no warning: the user chose to keep them

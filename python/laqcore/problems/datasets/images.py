@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -60,6 +61,7 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
     Pixels are flattened to 784 features and normalised per ``normalize`` (default
     ``maxabs``: divided by 255, to [0, 1], as in the official LAQ code; ``standard``: each
     column centred and scaled by the training set's statistics; ``none``: raw 0..255).
+    ``maxabs`` warns when the pixels are not in 0..255 (e.g. floats already in [0, 1]).
     """
     d = os.fspath(data_dir)
     check_normalize(normalize)
@@ -107,6 +109,16 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
     X = xtr.reshape(xtr.shape[0], -1).astype(np.float64)
     X_test = xte.reshape(xte.shape[0], -1).astype(np.float64)
     if normalize == "maxabs":  # the pixels' range, as the official code: 255 for every column
+        lo, hi = float(min(X.min(), X_test.min())), float(max(X.max(), X_test.max()))
+        if lo < 0 or hi > 255 or (xtr.dtype.kind == "f" and hi <= 1):
+            # e.g. a float mnist.npz already scaled to [0, 1]: /255 leaves [0, 0.004]
+            warnings.warn(
+                f"MNIST pixels in {d!r} lie in [{lo:g}, {hi:g}], not 0..255: --normalize "
+                "maxabs divides them by 255 all the same (--normalize none keeps them, "
+                "standard rescales them)",
+                UserWarning,
+                stacklevel=2,
+            )
         X /= 255.0
         X_test /= 255.0
     else:
