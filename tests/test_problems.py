@@ -688,3 +688,15 @@ def test_mnist_pixels_outside_0_255_warn_under_maxabs(tmp_path, rng):
     np.testing.assert_array_equal(
         load_mnist(tmp_path, normalize="none").X[0], arrays["x_train"][0].ravel()
     )  # no warning: the user chose to keep them
+
+
+def test_libsvm_path_expands_the_home_directory(tmp_path, monkeypatch, capsys):
+    """A shell leaves '~' in 'libsvm:~/a.svm' (it is not at the start of the word): the CLI
+    said "no such file '~/a.svm'" for a file that exists."""
+    from laqcore import cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a.svm").write_text("1 1:0.5\n-1 2:1\n1 1:1\n-1 2:0.5\n")
+    assert load_dataset("libsvm:~/a.svm").X.shape == (4, 2)
+    assert cli.main(["problem", "--dataset", "libsvm:~/a.svm", "--workers", "1"]) == 0
+    assert '"problem": "libsvm:a.svm/softmax/M1/contiguous"' in capsys.readouterr().out

@@ -55,15 +55,14 @@ def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
 def check_problem_options(args: argparse.Namespace) -> None:
     """The problem flags: dataset name (and its file or directory), sizes and weights."""
     from ..problems import available_datasets
+    from ..problems.datasets.registry import libsvm_path
     from ..problems.objectives import MODELS
     from ..problems.problem import check_settings_used
 
     name = args.dataset
     known = [d for d in available_datasets() if not d.endswith(":PATH")]
     if name.startswith("libsvm:"):
-        path = name[len("libsvm:") :]
-        if args.data_dir is not None and not os.path.isabs(path):
-            path = os.path.join(args.data_dir, path)
+        path = libsvm_path(name, args.data_dir)
         if not path or not os.path.isfile(path):
             raise ValueError(f"--dataset {name}: no such file {path!r}")
     elif name not in known:
