@@ -289,3 +289,16 @@ def test_launch_resume_without_checkpoints_is_refused_first(capsys, no_work, tmp
         ["launch", "--nproc", "3", "--resume", "--checkpoint-dir", str(tmp_path)],
         "holds no rank1.ckpt, rank2.ckpt for 3 processes",
     )
+
+
+@pytest.mark.parametrize("command", ["regime-map", "scaling", "ratio-study"])
+def test_study_cache_that_is_a_file_is_refused_first(
+    capsys, no_work, monkeypatch, tmp_path, command
+):
+    """regime-map did not check --cache, and no study checked $LAQCORE_CACHE_DIR: the first
+    run went through, then "[Errno 20] Not a directory: '.../runs'"."""
+    afile = tmp_path / "cache"
+    afile.write_text("x")
+    _fails_with(capsys, [command, "--cache", str(afile)], "--cache", "is a file")
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(afile))
+    _fails_with(capsys, [command], "$LAQCORE_CACHE_DIR", "is a file")

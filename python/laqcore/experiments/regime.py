@@ -120,9 +120,11 @@ def _print(data: dict[str, Any]) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     from .checks import check_experiment
+    from .runcache import check_study_cache
 
     link_from_args(args)
     check_experiment(args, args.algorithms)  # names, flags, paths: before any run
+    check_study_cache(args)
     data = regime_map(args)
     _print(data)
     if args.out:

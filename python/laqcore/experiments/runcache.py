@@ -19,7 +19,7 @@ from typing import Any
 from ..network import Link, TrafficTrace, round_times
 from ..serialization import json_safe, write_json
 
-__all__ = ["CachedRun", "run_cached", "run_for_study"]
+__all__ = ["CachedRun", "check_study_cache", "run_cached", "run_for_study", "study_cache"]
 
 
 def __dir__() -> list[str]:
@@ -117,6 +117,24 @@ def run_cached(
     return CachedRun(summary, res.trace)
 
 
+def study_cache(args: argparse.Namespace) -> str:
+    """A study's run-cache directory: ``--cache``, else the package's cache directory
+    (:func:`laqcore.problems.optimum.cache_dir`: ``$LAQCORE_CACHE_DIR`` or ``~/.cache``)."""
+    from ..problems.optimum import cache_dir
+
+    return str(args.cache) if args.cache else cache_dir()
+
+
+def check_study_cache(args: argparse.Namespace) -> None:
+    """:func:`study_cache` can hold the runs; checked before the first one (a file there
+    failed with "Not a directory" after it)."""
+    from .._validate import check_output_dir
+
+    env = "$LAQCORE_CACHE_DIR" if os.environ.get("LAQCORE_CACHE_DIR") else "the cache directory"
+    what = "--cache" if args.cache else env
+    check_output_dir(study_cache(args), what)
+
+
 def run_for_study(
     args: argparse.Namespace,
     problem_kw: dict[str, Any],
@@ -128,11 +146,9 @@ def run_for_study(
 ) -> CachedRun:
     """:func:`run_cached` with the options every study command shares.
 
-    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (default: the package's
-    cache directory, :func:`laqcore.problems.optimum.cache_dir`) come from ``args``.
+    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (:func:`study_cache`)
+    come from ``args``.
     """
-    from ..problems.optimum import cache_dir
-
     return run_cached(
         problem_kw,
         algorithm,
@@ -140,7 +156,7 @@ def run_for_study(
         max_iterations=args.max_iterations,
         eps=args.eps,
         downlink=args.downlink,
-        cache=str(args.cache) if args.cache else cache_dir(),
+        cache=study_cache(args),
         problem=problem,
         batched=batched,
     )

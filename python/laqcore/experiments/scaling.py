@@ -236,8 +236,9 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     """Everything the study will use, before its first run: the algorithm names, the
     values lists, the budget, tolerance and output paths (a typo found after minutes of
     runs would lose them)."""
-    from .._validate import check_output_dir, check_positive_int, check_uint64
+    from .._validate import check_positive_int, check_uint64
     from .checks import check_algorithm_names, check_run_options
+    from .runcache import check_study_cache
 
     link_from_args(args)
     check_algorithm_names(names)
@@ -247,8 +248,7 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     for flag in ("per_worker", "features"):  # scaling's weak-scaling data
         if hasattr(args, flag):  # -1 was numpy's "negative dimensions are not allowed"
             check_positive_int(getattr(args, flag), "--" + flag.replace("_", "-"))
-    if args.cache is not None:
-        check_output_dir(args.cache, "--cache")
+    check_study_cache(args)
 
 
 def _cmd_scaling(args: argparse.Namespace) -> int:
