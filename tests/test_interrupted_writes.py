@@ -59,3 +59,17 @@ def test_cut_run_cache_entry_is_run_again(tmp_path, capsys):
         k: v for k, v in first.summary.items() if k not in timeless
     }
     assert json.loads(entry.read_text()) == again.summary
+
+
+def test_interrupted_bench_json_keeps_the_previous_report(tmp_path, monkeypatch):
+    from laqcore import cli
+
+    report = {"machine": {"cpu": "x", "cpu_count": 1, "simd": "-", "torch": None}, "results": []}
+    monkeypatch.setattr("laqcore.bench.cli.run", lambda **kw: report)
+    path = tmp_path / "bench.json"
+    path.write_text('{"old": true}')
+    args = cli.build_parser().parse_args(["bench", "--json", str(path)])
+    _interrupt_after_some_bytes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # the command itself, without main's handler
+        args.func(args)
+    assert json.loads(path.read_text()) == {"old": True}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from .._help import HelpFormatter
 from .._validate import check_output_file
+from ..serialization import write_json
 from .cases import KERNELS
 from .contended import run_contended
 from .report import markdown_table, plot
@@ -173,8 +173,7 @@ def run_cli(args: argparse.Namespace) -> int:
             f"{report['load']} competing busy processes"
         )
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=1)
+            write_json(args.json, report, indent=1)
         return 0
     same = ("kernels", "sizes", "bits", "threads", "repeats", "min_time", "quick", "seed")
     report = run(
@@ -185,8 +184,7 @@ def run_cli(args: argparse.Namespace) -> int:
     m = report["machine"]
     print(f"# {m['cpu']}, {m['cpu_count']} cpus, simd={m['simd']}, torch={m['torch']}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report, indent=1)
     if args.plot:
         plot(report, args.plot)
     if args.markdown:
