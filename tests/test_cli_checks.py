@@ -127,6 +127,10 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         ),
         (["run", "--partition", "iid", "--dirichlet-alpha", "0.1"], ["applies to --partition"]),
         (["compare", "--hidden", "64"], ["--hidden 64 applies to --model mlp only"]),
+        (  # mnist keeps its own test set: the fraction was ignored without a word
+            ["run", "--dataset", "mnist", "--data-dir", ".", "--test-fraction", "0.5"],
+            ["--test-fraction 0.5: mnist has its own test set"],
+        ),
         (["launch", "--data-dir", "."], ["--data-dir is read by mnist and libsvm:PATH only"]),
         (["run", "-a", "qsgd", "--momentum", "0.9"], ["--momentum: qsgd does not use it", "acc"]),
         (["compare", "--algorithms", "laq,gd", "--levels", "4"], ["laq, gd do not use it", "qsgd"]),

@@ -700,3 +700,10 @@ def test_libsvm_path_expands_the_home_directory(tmp_path, monkeypatch, capsys):
     assert load_dataset("libsvm:~/a.svm").X.shape == (4, 2)
     assert cli.main(["problem", "--dataset", "libsvm:~/a.svm", "--workers", "1"]) == 0
     assert '"problem": "libsvm:a.svm/softmax/M1/contiguous"' in capsys.readouterr().out
+
+
+def test_test_fraction_of_a_data_set_with_its_own_test_set_is_refused(rng):
+    ds = _hand_built(rng, X_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    assert make_problem(ds, workers=2).Xb_test.shape[0] == 2  # the default: fine
+    with pytest.raises(ValueError, match="--test-fraction 0.5: mine has its own test set"):
+        make_problem(ds, workers=2, test_fraction=0.5)

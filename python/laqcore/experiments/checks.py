@@ -86,6 +86,7 @@ def check_problem_options(args: argparse.Namespace) -> None:
         dirichlet_alpha=args.dirichlet_alpha,
         hidden=args.hidden,
         data_dir=args.data_dir,
+        test_fraction=args.test_fraction,
     )
     eps = getattr(args, "eps", DEFAULT_EPS)
     if eps not in (DEFAULT_EPS, 0.0) and not MODELS[args.model].convex:

@@ -25,8 +25,10 @@ from .partition import partition, train_test_split
 __all__ = [
     "DEFAULT_DIRICHLET_ALPHA",
     "DEFAULT_HIDDEN",
+    "DEFAULT_TEST_FRACTION",
     "Problem",
     "check_settings_used",
+    "check_test_fraction_used",
     "make_problem",
 ]
 
@@ -190,6 +192,17 @@ class Problem:
 #: make_problem's (and the CLI's) default Dirichlet concentration and MLP width.
 DEFAULT_DIRICHLET_ALPHA = 0.5
 DEFAULT_HIDDEN = 200
+#: make_problem's (and the CLI's) held-out fraction of a data set without a test set.
+DEFAULT_TEST_FRACTION = 0.2
+
+
+def check_test_fraction_used(name: str, has_test_set: bool, test_fraction: float) -> None:
+    """A data set with its own test set holds nothing out: another fraction is refused."""
+    if has_test_set and test_fraction != DEFAULT_TEST_FRACTION:
+        raise ValueError(
+            f"--test-fraction {test_fraction}: {name} has its own test set, so no fraction "
+            "of the training data is held out"
+        )
 
 
 def check_settings_used(
@@ -200,13 +213,17 @@ def check_settings_used(
     dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
     hidden: int = DEFAULT_HIDDEN,
     data_dir: str | os.PathLike[str] | None = None,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> None:
     """Refuse a setting the problem would not read (``ValueError``, in the CLI's flag names):
     a Dirichlet concentration without the Dirichlet partition, an MLP width for another
-    model, a data directory for a data set that reads no files. Each would otherwise be
-    ignored, and the run would silently not be the one asked for. Passing the default value
-    changes nothing either way and is accepted. ``dataset`` None: a Dataset object (no
-    files read)."""
+    model, a data directory for a data set that reads no files, a held-out fraction for a
+    data set with its own test set (mnist). Each would otherwise be ignored, and the run
+    would silently not be the one asked for. Passing the default value changes nothing
+    either way and is accepted. ``dataset`` None: a Dataset object (no files read; its test
+    set is checked once it is known, :func:`check_test_fraction_used`)."""
+    if dataset == "mnist":
+        check_test_fraction_used("mnist", True, test_fraction)
     if partition_kind != "dirichlet" and dirichlet_alpha != DEFAULT_DIRICHLET_ALPHA:
         raise ValueError(
             f"--dirichlet-alpha {dirichlet_alpha} applies to --partition dirichlet only, "
@@ -226,7 +243,7 @@ def make_problem(
     workers: int = 10,
     partition_kind: str = "contiguous",
     dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     l2: float = 0.01,
     hidden: int = DEFAULT_HIDDEN,
     seed: int = 0,
@@ -271,6 +288,7 @@ def make_problem(
         dirichlet_alpha=dirichlet_alpha,
         hidden=hidden,
         data_dir=data_dir,
+        test_fraction=test_fraction,
     )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
@@ -285,6 +303,7 @@ def make_problem(
         )
     )
     X, y = ds.X, ds.y
+    check_test_fraction_used(ds.name, ds.X_test is not None, test_fraction)
     if ds.X_test is not None and ds.y_test is not None:
         X_test, y_test = ds.X_test, ds.y_test
     elif ds.groups is not None:
