@@ -707,3 +707,12 @@ def test_test_fraction_of_a_data_set_with_its_own_test_set_is_refused(rng):
     assert make_problem(ds, workers=2).Xb_test.shape[0] == 2  # the default: fine
     with pytest.raises(ValueError, match="--test-fraction 0.5: mine has its own test set"):
         make_problem(ds, workers=2, test_fraction=0.5)
+
+
+def test_data_dir_with_an_absolute_libsvm_path_is_refused(tmp_path):
+    """An absolute libsvm:PATH ignored --data-dir without a word."""
+    path = tmp_path / "a.svm"
+    path.write_text("1 1:0.5\n-1 2:1\n")
+    with pytest.raises(ValueError, match="--data-dir is read for a relative libsvm:PATH only"):
+        make_problem(f"libsvm:{path}", data_dir=str(tmp_path), workers=1)
+    assert make_problem("libsvm:a.svm", data_dir=str(tmp_path), workers=1).num_workers == 1

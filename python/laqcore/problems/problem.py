@@ -19,6 +19,7 @@ from .._typing import F64
 from .._validate import check_positive_int, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
+from .datasets.registry import libsvm_path
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
 
@@ -234,6 +235,16 @@ def check_settings_used(
     if data_dir is not None and (dataset is None or not reads_files(dataset)):
         what = "a Dataset object" if dataset is None else f"dataset {dataset!r}"
         raise ValueError(f"--data-dir is read by mnist and libsvm:PATH only; {what} reads no files")
+    if (
+        data_dir is not None
+        and dataset is not None
+        and dataset.startswith("libsvm:")
+        and os.path.isabs(libsvm_path(dataset))
+    ):
+        raise ValueError(
+            f"--data-dir is read for a relative libsvm:PATH only; {dataset!r} names its file "
+            "in full"
+        )
 
 
 def make_problem(
