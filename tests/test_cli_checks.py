@@ -70,6 +70,18 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         ),
         (["sweep", "--grid", "alpha=-1"], ["alpha must be"]),
         (["sweep", "--grid", "workers=0"], ["--workers must be >= 1"]),
+        (  # failed in simulate at the M = 1 point, after the M = 4 runs
+            [
+                "sweep",
+                "--grid",
+                "workers=4,1",
+                "--downlink",
+                "delta:laq:4",
+                "--downlink-chunks",
+                "2",
+            ],
+            ["--downlink-chunks 2 models", "N <= --workers (1)"],
+        ),
         (["sweep", "--grid", "nope=1"], ["unknown parameter 'nope'"]),
         (["sweep", "--tune-step", "--step-grid", "a,b"], ["--step-grid expects"]),
         (["sweep", "--algorithms", "laq,nope"], ["unknown algorithm 'nope'"]),

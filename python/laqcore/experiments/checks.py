@@ -22,6 +22,7 @@ from .options import (
     DEFAULT_EPS,
     algorithm_from_args,
     algorithm_overrides,
+    downlink_from_args,
     param_flag,
     split_names,
 )
@@ -205,6 +206,7 @@ def check_experiment(
             point = argparse.Namespace(**{**vars(args), key: value})
             if key == "workers":
                 check_problem_options(point)
+                downlink_from_args(point)  # --downlink-chunks N needs N <= every M
             else:
                 _check_algorithms(name_list, point)
     return name_list
