@@ -92,6 +92,8 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
             ["4 processes need at least as many workers"],
         ),
         (["launch", "--bits", "0"], ["bits must be"]),
+        # started processes until the machine stalled (each failed on the data later)
+        (["launch", "--nproc", str(10**20), "--workers", str(10**20)], ["--nproc must be in"]),
         # checked in the ranks, after spawning: "cannot convert float NaN to integer", a
         # NaN deadline killed them at once, 1e15 s overflowed a C int
         (["launch", "--timeout", "nan"], ["--timeout must be finite"]),

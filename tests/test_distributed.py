@@ -58,7 +58,7 @@ def test_transport_delivers_only_uploaders_frames(world: int) -> None:
 def test_transport_and_launcher_reject_bad_input() -> None:
     with pytest.raises(RuntimeError, match="init_process_group"):
         Transport()
-    for bad in (0, -1, 2.5, True):
+    for bad in (0, -1, 2.5, True, 257):  # 257: above MAX_LOCAL_NPROC
         with pytest.raises(ValueError, match="nproc"):
             run_processes(transport_rounds, bad)
     with pytest.raises(ValueError, match="pg_timeout_s must be > 0"):

@@ -94,11 +94,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from ..experiments.checks import check_experiment
     from ..experiments.options import algorithm_overrides
     from .engine_exchange import check_exchange
-    from .launch import check_timeouts
+    from .launch import check_nproc, check_timeouts
 
-    if args.nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     world = os.environ.get("WORLD_SIZE") if "RANK" in os.environ else None
+    if world is None:  # processes this command starts (a typo must not start 100000)
+        check_nproc(args.nproc, "--nproc")
+    elif args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if world is not None and args.nproc not in (2, int(world)):  # 2: the flag's default
         raise ValueError(
             f"--nproc {args.nproc}: under torchrun the processes are torchrun's "
@@ -190,7 +192,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--algorithm", "-a", default="laq", help=f"one of: {algorithm_names()}")
     g = p.add_argument_group("processes")
     g.add_argument(
-        "--nproc", type=int, default=2, help="number of processes (ignored under torchrun)"
+        "--nproc",
+        type=int,
+        default=2,
+        help="number of processes, at most 256 (ignored under torchrun)",
     )
     g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     g.add_argument(

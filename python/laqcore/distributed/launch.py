@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._validate import check_real
+from .._validate import check_positive_int, check_real
 
 __all__ = [
+    "MAX_LOCAL_NPROC",
     "MAX_PG_TIMEOUT_S",
     "LaunchError",
     "RankOutcome",
+    "check_nproc",
     "check_timeouts",
     "free_port",
     "run_processes",
@@ -146,6 +148,17 @@ def _after_failure(end: float, pg_timeout_s: float) -> float:
     return min(end, time.monotonic() + pg_timeout_s + 5.0)
 
 
+#: Most processes :func:`run_processes` starts on this machine: each is a whole Python
+#: interpreter, and gloo connects every pair, so a typo such as ``--nproc 100000`` would
+#: otherwise start processes until the machine stalls.
+MAX_LOCAL_NPROC = 256
+
+
+def check_nproc(nproc: int, name: str = "nproc") -> int:
+    """``nproc`` in ``1..MAX_LOCAL_NPROC`` (local processes; torchrun sets its own)."""
+    return check_positive_int(nproc, name, maximum=MAX_LOCAL_NPROC)
+
+
 #: Largest process-group timeout: torch converts it to a C int of milliseconds (1e15 s
 #: overflowed inside every rank); 1e9 s is 31 years.
 MAX_PG_TIMEOUT_S = 10**9
@@ -198,6 +211,7 @@ def run_processes(
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
+    check_nproc(nproc)
     check_timeouts(pg_timeout_s, deadline_s)
     ctx = mp.get_context("spawn")
     results: Any = ctx.Queue()
