@@ -716,3 +716,16 @@ def test_data_dir_with_an_absolute_libsvm_path_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--data-dir is read for a relative libsvm:PATH only"):
         make_problem(f"libsvm:{path}", data_dir=str(tmp_path), workers=1)
     assert make_problem("libsvm:a.svm", data_dir=str(tmp_path), workers=1).num_workers == 1
+
+
+def test_dataset_check_needs_no_copy_of_the_features(rng):
+    import tracemalloc
+
+    X = rng.normal(size=(20_000, 100))
+    tracemalloc.start()
+    try:
+        Dataset(name="big", X=X, y=np.zeros(20_000, np.int64), num_classes=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes // 20, peak
