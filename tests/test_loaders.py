@@ -39,6 +39,9 @@ def test_gz_idx_streams_and_matches_raw(tmp_path, rng):
     (tmp_path / "a.idx.gz").write_bytes(gzip.compress(raw))
     np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx")), data)
     np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx.gz")), data)
+    # gzip without the suffix (a saved download) was "not an IDX file: bad magic number"
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(gzip.compress(raw))
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "train-images-idx3-ubyte")), data)
 
 
 def test_gz_idx_header_checked_before_the_body_is_decompressed(tmp_path):
