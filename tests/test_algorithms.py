@@ -459,7 +459,12 @@ def test_get_algorithm_errors():
         ("model_bits", 1),
         ("momentum", 1.0),
         ("threshold", -1.0),
+        ("threshold", float("nan")),  # passed "< 0": dynamic-avg silently never synced
+        ("threshold", float("inf")),
         ("ck", -0.1),
+        # past 64 bits: an OverflowError traceback from deque(maxlen=...) once running
+        ("max_delay", 10**20),
+        ("D", 2**62),
     ],
 )
 def test_params_validation(field, value):

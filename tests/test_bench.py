@@ -114,6 +114,12 @@ def test_quick_defaults_are_small():
         ({"bits": [9]}, "bits must be an integer"),
         ({"threads": [0]}, "threads must be positive"),
         ({"repeats": 0}, "repeats must be >= 1"),
+        # NaN passed "< 0" and failed in the timing loop ("cannot convert float NaN to
+        # integer"); inf was an OverflowError traceback there
+        ({"min_time": float("nan")}, "min_time must be finite"),
+        ({"min_time": float("inf")}, "min_time must be finite"),
+        ({"min_time": -1.0}, "min_time must be >= 0"),
+        ({"seed": -1}, r"seed must be in \[0, "),  # was numpy's unnamed message
     ],
 )
 def test_bad_arguments(kwargs, match):

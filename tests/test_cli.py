@@ -267,3 +267,13 @@ def test_blas_thread_limit_is_scoped():
         assert get_blas_threads() == before
     with pytest.raises(ValueError, match="BLAS thread count"):
         set_blas_threads(0)
+
+
+def test_table_keeps_a_huge_regression_score_in_its_column(tmp_path, capsys, cache):
+    """A diverged least-squares run's test score (-MSE) ran into the F-F* column:
+    '5.3e+08-1056008341.5385  DIVERGED'."""
+    argv = ["run", "--dataset", "synthetic-regression", "--model", "least-squares"]
+    assert cli.main([*argv, "-K", "50", "-q", "--alpha", "5", "--no-plots"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "DIVERGED" in line)
+    residual, score = row.split()[-3:-1]
+    assert float(residual) > 1e6 and float(score) < -1e6, row

@@ -42,6 +42,11 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["compare", "--algorithms", " , "], ["at least one algorithm"]),
         (["compare", "--algorithms", "laq,gd,LAQ"], ["names laq more than once ('laq', 'LAQ')"]),
         (["compare", "--seeds", "0"], ["--seeds must be >= 1"]),
+        # the last seed past uint64: an OverflowError traceback, or an error after the
+        # other seeds' runs (sweep: the data seed too)
+        (["compare", "--seeds", str(10**20)], ["--seed 0 with --seeds", "above 2**64 - 1"]),
+        (["compare", "--seed", str(2**64 - 1), "--seeds", "2"], ["the last seed, 1844"]),
+        (["sweep", "--data-seed", str(2**64 - 1), "--seeds", "2"], ["--data-seed 1844"]),
         (["run", "-a", "laq", "--bits", "9"], ["laq:", "bits must be"]),
         (["run", "--alpha", "-1"], ["alpha must be"]),
         (["run", "--seed", "-1"], ["seed must be in [0, "]),  # was numpy's unnamed message
@@ -65,6 +70,18 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         ),
         (["sweep", "--grid", "alpha=-1"], ["alpha must be"]),
         (["sweep", "--grid", "workers=0"], ["--workers must be >= 1"]),
+        (  # failed in simulate at the M = 1 point, after the M = 4 runs
+            [
+                "sweep",
+                "--grid",
+                "workers=4,1",
+                "--downlink",
+                "delta:laq:4",
+                "--downlink-chunks",
+                "2",
+            ],
+            ["--downlink-chunks 2 models", "N <= --workers (1)"],
+        ),
         (["sweep", "--grid", "nope=1"], ["unknown parameter 'nope'"]),
         (["sweep", "--tune-step", "--step-grid", "a,b"], ["--step-grid expects"]),
         (["sweep", "--algorithms", "laq,nope"], ["unknown algorithm 'nope'"]),
@@ -75,6 +92,19 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
             ["4 processes need at least as many workers"],
         ),
         (["launch", "--bits", "0"], ["bits must be"]),
+        # started processes until the machine stalled (each failed on the data later)
+        (["launch", "--nproc", str(10**20), "--workers", str(10**20)], ["--nproc must be in"]),
+        # checked in the ranks, after spawning: "cannot convert float NaN to integer", a
+        # NaN deadline killed them at once, 1e15 s overflowed a C int
+        (["launch", "--timeout", "nan"], ["--timeout must be finite"]),
+        (["launch", "--timeout", "1e15"], ["--timeout must be <= 1000000000"]),
+        (["launch", "--deadline", "nan"], ["--deadline must be finite"]),
+        (["launch", "--deadline", "0"], ["--deadline must be > 0"]),
+        (["launch", "--replica-check-every", "-1"], ["--replica-check-every must be >= 0"]),
+        (["launch", "--checkpoint-every", "-1"], ["--checkpoint-every must be >= 0"]),
+        # silently wrote no checkpoint
+        (["launch", "--checkpoint-every", "5"], ["--checkpoint-every 5 needs --checkpoint-dir"]),
+        (["launch", "--checkpoint-dir", "."], ["no checkpoint would be written"]),
         # the studies check before their first run too
         (["scaling", "--algorithms", "gd,foo"], ["unknown algorithm 'foo'"]),
         (["scaling", "--algorithms", " , "], ["at least one algorithm"]),
@@ -82,16 +112,39 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["scaling", "--workers-list", "1,0"], ["--workers-list needs integers >= 1"]),
         (["ratio-study", "--procs", "1,x"], ["--procs takes comma-separated integers"]),
         (["ratio-study", "-K", "0"], ["--max-iterations must be >= 1"]),
+        (["ratio-study", "--data-seed", "-1"], ["--data-seed must be in [0, "]),
+        (["scaling", "--data-seed", "-1"], ["--data-seed must be in [0, "]),  # numpy's
+        (["scaling", "--per-worker", "-1"], ["--per-worker must be >= 1"]),  # numpy's
+        (["scaling", "--features", "0"], ["--features must be >= 1"]),  # ran the study
+        # NaN/inf/0 failed in the link model after every run; --ratios 0 a ZeroDivisionError
+        (["regime-map", "--latencies-ms", "nan"], ["--latencies-ms needs finite numbers >= 0"]),
+        (
+            ["regime-map", "--bandwidths-mbps", "1,0"],
+            ["--bandwidths-mbps needs finite numbers > 0"],
+        ),
+        (["regime-map", "--bandwidths-mbps", "inf"], ["--bandwidths-mbps needs finite"]),
+        (["regime-map", "--ratios", "0"], ["--ratios needs finite numbers > 0"]),
         # a flag none of the command's algorithms reads would change nothing
         (["run", "--model", "mlp", "--eps", "1e-3"], ["the mlp model is nonconvex, so there"]),
         (["variance", "--sources", "softmax,mlp", "--n", "1000"], ["--n sets the synthetic"]),
         (["variance", "--sources", "mlp", "--seed", "3"], ["--seed sets the synthetic sources"]),
+        (["variance", "--sources", " , "], ["--sources must name at least one"]),  # ran nothing
+        (["variance", "--seed", "-1"], ["--seed must be in [0, "]),  # was numpy's message
+        (["bench", "--seed", "-1", "--contended", "--load", "0"], ["seed must be in [0, "]),
+        # ignored without a word: --contended reads neither, and --load only with it
+        (["bench", "--contended", "--min-time", "0.1"], ["--min-time: --contended does not"]),
+        (["bench", "--contended", "--quick", "--markdown"], ["--quick, --markdown: --cont"]),
+        (["bench", "--load", "3"], ["--load sets the competing processes of --contended only"]),
         (
             ["compare", "--algorithms", "gd,topk", "--entropy-coding"],
             ["uploads of gd, topk-ef carry no"],
         ),
         (["run", "--partition", "iid", "--dirichlet-alpha", "0.1"], ["applies to --partition"]),
         (["compare", "--hidden", "64"], ["--hidden 64 applies to --model mlp only"]),
+        (  # mnist keeps its own test set: the fraction was ignored without a word
+            ["run", "--dataset", "mnist", "--data-dir", ".", "--test-fraction", "0.5"],
+            ["--test-fraction 0.5: mnist has its own test set"],
+        ),
         (["launch", "--data-dir", "."], ["--data-dir is read by mnist and libsvm:PATH only"]),
         (["run", "-a", "qsgd", "--momentum", "0.9"], ["--momentum: qsgd does not use it", "acc"]),
         (["compare", "--algorithms", "laq,gd", "--levels", "4"], ["laq, gd do not use it", "qsgd"]),
@@ -136,7 +189,12 @@ def test_out_where_nothing_can_be_created_is_refused_first(capsys, no_work, monk
 def test_launch_checkpoint_dir_checked(capsys, no_work, tmp_path):
     afile = tmp_path / "ckpt"
     afile.write_text("x")
-    _fails_with(capsys, ["launch", "--checkpoint-dir", str(afile)], "--checkpoint-dir")
+    _fails_with(
+        capsys,
+        ["launch", "--checkpoint-dir", str(afile), "--checkpoint-every", "5"],
+        "--checkpoint-dir",
+        "is a file",
+    )
 
 
 def test_launch_without_torch_says_what_to_install(capsys, no_work, monkeypatch):
@@ -215,3 +273,50 @@ def test_launch_nproc_that_disagrees_with_torchrun_is_refused(capsys, no_work, m
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "3")
     _fails_with(capsys, ["launch", "--nproc", "4"], "--nproc 4: under torchrun", "WORLD_SIZE=3")
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    """A size the machine cannot hold (variance --n 10**14, bench --sizes 2^40) was a
+    numpy _ArrayMemoryError traceback."""
+
+    def too_big(*args):
+        raise MemoryError("Unable to allocate 728. TiB for an array with shape (10**14,)")
+
+    monkeypatch.setattr("laqcore.experiments.variance.vector_source", too_big)
+    _fails_with(capsys, ["variance", "--sources", "gaussian"], "out of memory: Unable to")
+
+
+def test_closed_pipe_is_a_quiet_exit(capsys, monkeypatch, tmp_path):
+    """`laqcore bench | head -1` printed "laqcore bench: error: [Errno 32] Broken pipe"."""
+
+    def closed(*args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("laqcore.experiments.variance.vector_source", closed)
+    with open(tmp_path / "stdout", "w") as fh:
+        monkeypatch.setattr("sys.stdout", fh)
+        assert cli.main(["variance", "--sources", "gaussian"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_launch_resume_without_checkpoints_is_refused_first(capsys, no_work, tmp_path):
+    """Each spawned rank failed with its own CheckpointError after loading the data."""
+    (tmp_path / "rank0.ckpt").write_bytes(b"x")  # what is read is checked by the ranks
+    _fails_with(
+        capsys,
+        ["launch", "--nproc", "3", "--resume", "--checkpoint-dir", str(tmp_path)],
+        "holds no rank1.ckpt, rank2.ckpt for 3 processes",
+    )
+
+
+@pytest.mark.parametrize("command", ["regime-map", "scaling", "ratio-study"])
+def test_study_cache_that_is_a_file_is_refused_first(
+    capsys, no_work, monkeypatch, tmp_path, command
+):
+    """regime-map did not check --cache, and no study checked $LAQCORE_CACHE_DIR: the first
+    run went through, then "[Errno 20] Not a directory: '.../runs'"."""
+    afile = tmp_path / "cache"
+    afile.write_text("x")
+    _fails_with(capsys, [command, "--cache", str(afile)], "--cache", "is a file")
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(afile))
+    _fails_with(capsys, [command], "$LAQCORE_CACHE_DIR", "is a file")

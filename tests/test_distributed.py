@@ -6,6 +6,7 @@ a test fail but never hang CI.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -62,11 +63,15 @@ def test_transport_delivers_only_uploaders_frames(world: int) -> None:
 def test_transport_and_launcher_reject_bad_input() -> None:
     with pytest.raises(RuntimeError, match="init_process_group"):
         Transport()
-    for bad in (0, -1, 2.5, True):
+    for bad in (0, -1, 2.5, True, 257):  # 257: above MAX_LOCAL_NPROC
         with pytest.raises(ValueError, match="nproc"):
             run_processes(transport_rounds, bad)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="pg_timeout_s must be > 0"):
         run_processes(transport_rounds, 2, pg_timeout_s=0)
+    # NaN passed the old "<= 0" test: every rank failed, or was killed at once
+    for kw in ({"pg_timeout_s": math.nan}, {"deadline_s": math.nan}, {"pg_timeout_s": 1e15}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            run_processes(transport_rounds, 2, **kw)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")

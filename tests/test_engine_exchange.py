@@ -152,3 +152,9 @@ def test_chunked_downlink_errors(capsys: Any) -> None:
     argv = ["run", "--workers", "2", "--max-samples", "100", "-K", "2", "-q", "--no-plots"]
     assert main([*argv, "--downlink-chunks", "2"]) == 2
     assert "--downlink-chunks needs" in capsys.readouterr().err
+    # N processes host >= 1 worker each: more chunks than workers model no launch, and
+    # --downlink-chunks 10**11 hung in the chunk split
+    with pytest.raises(ValueError, match=rf"downlink_chunks must be in \[0, {prob.num_workers}\]"):
+        simulate(prob, alg, max_iterations=2, downlink="delta:laq:4", downlink_chunks=10**11)
+    assert main([*argv, "--downlink", "delta:laq:4", "--downlink-chunks", str(10**11)]) == 2
+    assert "it needs N <= --workers (2)" in capsys.readouterr().err

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import os
 import struct
 import tracemalloc
@@ -37,6 +39,9 @@ def test_gz_idx_streams_and_matches_raw(tmp_path, rng):
     (tmp_path / "a.idx.gz").write_bytes(gzip.compress(raw))
     np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx")), data)
     np.testing.assert_array_equal(read_idx(str(tmp_path / "a.idx.gz")), data)
+    # gzip without the suffix (a saved download) was "not an IDX file: bad magic number"
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(gzip.compress(raw))
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "train-images-idx3-ubyte")), data)
 
 
 def test_gz_idx_header_checked_before_the_body_is_decompressed(tmp_path):
@@ -171,3 +176,65 @@ def test_libsvm_parses_across_flushes(tmp_path, rng):
     X /= X.max(axis=0)
     np.testing.assert_array_equal(ds.X, X)
     np.testing.assert_array_equal(ds.y, labels)
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+@pytest.mark.parametrize("name", ["d.svm", "d.svm.gz", "d.svm.bz2"])
+def test_libsvm_compressed_files_recognised_by_content(tmp_path, compress, name):
+    """A bzip2 file (as the LIBSVM site serves them), an xz file or a gzip file without the
+    .gz suffix failed with "UnicodeDecodeError: 'ascii' codec can't decode byte"; the
+    format is now read from the first bytes, whatever the name."""
+    text = b"+1 1:0.5 2:1\n-1 1:0.25\n"
+    (tmp_path / "raw.svm").write_bytes(text)
+    want = load_libsvm(str(tmp_path / "raw.svm"))
+    path = tmp_path / name
+    path.write_bytes(compress(text))
+    got = load_libsvm(str(path))
+    np.testing.assert_array_equal(got.X, want.X)
+    np.testing.assert_array_equal(got.y, want.y)
+    path.write_bytes(compress(text * 1000)[:-40])  # cut stream
+    with pytest.raises(DatasetError, match=rf"cannot read LIBSVM file .*{name}"):
+        load_libsvm(str(path))
+
+
+def test_libsvm_bz2_bomb_refused_while_reading(tmp_path):
+    path = tmp_path / "bomb.svm.bz2"
+    with bz2.open(path, "wb") as fh:
+        block = b"1 1:1 2:1\n" * 100_000
+        for _ in range(20):
+            fh.write(block)
+    peak = _peak_bytes_of_refusal(load_libsvm, str(path), max_bytes=2**20)
+    assert peak < 16 * 2**20, peak
+
+
+def test_libsvm_svmlight_qid_is_skipped(tmp_path):
+    """SVMlight's 'label qid:N index:value ...' was refused with "invalid literal for int()
+    with base 10: 'qid'"; the query id is checked and skipped."""
+    path = tmp_path / "rank.svm"
+    path.write_text("2 qid:1 1:0.5 3:1\n1 qid:1 2:1\n0 qid:2 1:1 # comment\n")
+    ds = load_libsvm(str(path), normalize="none")
+    np.testing.assert_array_equal(ds.X, [[0.5, 0, 1], [0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(ds.y, [2, 1, 0])
+    path.write_text("1 qid:x 1:0.5\n")
+    with pytest.raises(DatasetError, match=r"rank\.svm' line 1: invalid literal"):
+        load_libsvm(str(path))
+    path.write_text("1 1:0.5 qid:1\n")  # only right after the label
+    with pytest.raises(DatasetError, match="line 1: invalid literal .* 'qid'"):
+        load_libsvm(str(path))
+
+
+@pytest.mark.parametrize("line", ["1 1_0:0.5", "1 1:1_0", "1_0 1:1"])
+def test_libsvm_underscore_in_a_number_refused(tmp_path, line):
+    """int() and float() read '1_0' as 10: index 1_0 silently became feature 10."""
+    path = tmp_path / "u.svm"
+    path.write_text(f"1 1:1 # an_underscore in a comment is fine\n{line}\n")
+    with pytest.raises(DatasetError, match=r"u\.svm' line 2: '_' in a number"):
+        load_libsvm(str(path))
+
+
+def test_libsvm_token_without_colon_named(tmp_path):
+    """The message was "not enough values to unpack (expected 2, got 1)"."""
+    path = tmp_path / "t.svm"
+    path.write_text("1 1 : 0.5\n")
+    with pytest.raises(DatasetError, match=r"line 1: '1' is not index:value"):
+        load_libsvm(str(path))

@@ -27,6 +27,7 @@ from laqcore.problems import (
     partition,
     train_test_split,
 )
+from laqcore.problems.datasets import Dataset
 from laqcore.problems.objectives import add_bias
 
 
@@ -275,6 +276,33 @@ def test_mnist_npz_loader(tmp_path, rng):
     ds = load_mnist(tmp_path)
     assert ds.X.shape == (4, 784)
     assert ds.y_test.tolist() == [7]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("x_test", np.zeros((1, 10, 10), np.uint8), r"\(28, 28\) and test images of shape \(10"),
+        ("x_test", np.zeros((1, 100), np.uint8), "different pixel counts"),
+        ("x_train", np.zeros((0, 28, 28), np.uint8), r"training images .* empty \(shape \(0,"),
+        ("x_test", np.zeros((0, 28, 28), np.uint8), r"test images .* empty"),
+        ("x_train", np.zeros((4, 0), np.uint8), r"training images .* empty \(shape \(4, 0\)"),
+    ],
+)
+def test_mnist_npz_shapes_that_do_not_fit(tmp_path, rng, key, value, match):
+    """Test images with another pixel count loaded fine and failed after the F* solve
+    ("matmul: Input operand 1 has a mismatch in its core dimension 0"); an empty set failed
+    with "cannot reshape array of size 0 into shape (0,newaxis)". Both name the file now."""
+    arrays = {
+        "x_train": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "y_train": np.arange(4),
+        "x_test": np.zeros((1, 28, 28), np.uint8),
+        "y_test": np.array([7]),
+    }
+    arrays[key] = value
+    arrays["y" + key[1:]] = np.zeros(value.shape[0], np.uint8)
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.raises(DatasetError, match=match):
+        load_mnist(tmp_path)
 
 
 def test_mnist_missing_and_corrupt_files(tmp_path, rng):
@@ -554,3 +582,150 @@ def test_libsvm_normalize_option(tmp_path):
     assert make_problem(f"libsvm:{path}", workers=2, model="logistic").normalize == "maxabs"
     with pytest.raises(ValueError, match="applies to the mnist and libsvm"):
         make_problem("digits", workers=2, normalize="none")
+
+
+def _hand_built(rng, **fields) -> Dataset:
+    X = rng.normal(size=(40, 3))
+    base = {"name": "mine", "X": X, "y": np.arange(40) % 2, "num_classes": 2, **fields}
+    return Dataset(**base)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        # silently wrong: label -1 indexed the last class, NaN features gave F* = nan
+        ({"y": np.arange(40) % 2 - 1}, r"y must hold class ids 0\.\.1 .* \[-1, 0\]"),
+        ({"X": np.full((40, 3), np.nan)}, "X contains NaN or Inf"),
+        # IndexErrors inside make_problem or the model
+        ({"y": np.arange(30) % 2}, r"one label per row of X \(40\), got shape \(30,\)"),
+        ({"y": np.arange(40) % 2 + 5}, r"class ids 0\.\.1"),
+        ({"y": np.arange(40) % 2 + 0.5}, r"class ids 0\.\.1"),
+        ({"X": np.zeros(40)}, r"X must be a 2-D numeric array .* float64 array of shape \(40,\)"),
+        ({"X": np.zeros((40, 3), object)}, "got object array"),
+        ({"X_test": np.zeros((2, 3))}, "both X_test and y_test"),
+        ({"X_test": np.zeros((2, 4)), "y_test": np.zeros(2, int)}, "X_test has 4 features"),
+        ({"num_classes": -1}, "num_classes must be an int >= 0"),
+        ({"y": np.full(40, np.nan), "num_classes": 0}, "y must hold finite numbers"),
+    ],
+)
+def test_hand_built_dataset_is_checked(rng, fields, match):
+    with pytest.raises(ValueError, match=rf"Dataset 'mine': .*{match}"):
+        _hand_built(rng, **fields)
+
+
+def test_hand_built_dataset_that_fits_is_accepted(rng):
+    p = make_problem(_hand_built(rng, X=rng.integers(0, 5, (40, 3))), workers=2)
+    assert p.num_workers == 2
+    reg = _hand_built(rng, y=rng.normal(size=40), num_classes=0)
+    assert make_problem(reg, model="least-squares", workers=2).num_workers == 2
+
+
+def test_synthetic_lag_with_too_many_workers_is_a_value_error():
+    """1.3**m overflowed: an OverflowError traceback from --dataset synthetic-lag -M 3000."""
+    with pytest.raises(ValueError, match=r"3000 workers: .* overflows float64 for m = 2999"):
+        make_heterogeneous(3000)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_optimum_of_an_overflowing_loss_is_refused(rng, tmp_path, monkeypatch):
+    """Features near 1e308 overflowed the gradient at the first point: L-BFGS stopped there
+    and F* = F(theta0), so every run 'reached' the tolerance at iteration 0 (F - F* = 0)."""
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path))
+    X = rng.normal(size=(40, 3)) * 1e307
+    p = make_problem(Dataset(name="huge", X=X, y=np.arange(40) % 2, num_classes=2), workers=2)
+    with pytest.raises(ValueError, match=r"F\* of huge.* cannot be computed .* overflows"):
+        p.optimal_value()
+    # a cache entry written before the check (grad_norm inf) is solved again, not trusted
+    q = make_problem(_hand_built(rng), workers=2)
+    path = tmp_path / "optima" / f"{q.fingerprint()}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"f_star": 0.69, "grad_norm": Infinity}')
+    assert q.optimal_value() < 0.69
+
+
+def test_single_class_file_is_not_called_a_regression_set(tmp_path):
+    path = tmp_path / "one.svm"
+    path.write_text("1 1:0.5\n1 2:1\n1 1:0.3\n")
+    with pytest.raises(ValueError, match=r"needs class labels; libsvm:one\.svm has 1 class"):
+        make_problem(f"libsvm:{path}", workers=1)
+
+
+def test_standard_normalisation_that_overflows_is_refused(tmp_path):
+    """Finite values above ~1e154 overflowed the column statistics: the features became
+    NaN without a word (F* = nan; `laqcore problem` printed "f_star": NaN)."""
+    path = tmp_path / "big.svm"
+    path.write_text("1 1:1e200 2:1\n-1 1:1.5e308 2:3\n1 1:1e308 2:2\n")
+    assert np.isfinite(load_libsvm(path, normalize="maxabs").X).all()
+    with pytest.raises(ValueError, match="normalize='standard': the column means or standard"):
+        load_libsvm(path, normalize="standard")
+
+
+def test_max_samples_keeps_every_designated_workers_block():
+    """--max-samples kept the first rows, i.e. the first workers' blocks of synthetic-lag
+    only, spread over all workers: the designed per-worker L_m were silently lost."""
+    kw = {"model": "least-squares", "workers": 10}
+    full = make_problem("synthetic-lag", **kw)
+    cut = make_problem("synthetic-lag", max_samples=100, **kw)
+    assert [b - a for a, b in cut.bounds] == [10] * 10
+    for (a, b), (fa, _) in zip(cut.bounds, full.bounds):
+        np.testing.assert_array_equal(cut.Xb[a:b], full.Xb[fa : fa + 10])
+    with pytest.raises(ValueError, match="max_samples=5 leaves no sample"):
+        make_problem("synthetic-lag", max_samples=5, **kw)
+
+
+def test_mnist_pixels_outside_0_255_warn_under_maxabs(tmp_path, rng):
+    """A float mnist.npz already scaled to [0, 1] was divided by 255 again, without a word:
+    features in [0, 0.004], on which the paper's step size barely moves."""
+    arrays = {
+        "x_train": rng.random((4, 28, 28)).astype(np.float32),
+        "y_train": np.arange(4),
+        "x_test": rng.random((1, 28, 28)).astype(np.float32),
+        "y_test": np.array([7]),
+    }
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.warns(UserWarning, match=r"lie in \[.*\], not 0\.\.255"):
+        assert load_mnist(tmp_path).X.max() < 1 / 255
+    np.testing.assert_array_equal(
+        load_mnist(tmp_path, normalize="none").X[0], arrays["x_train"][0].ravel()
+    )  # no warning: the user chose to keep them
+
+
+def test_libsvm_path_expands_the_home_directory(tmp_path, monkeypatch, capsys):
+    """A shell leaves '~' in 'libsvm:~/a.svm' (it is not at the start of the word): the CLI
+    said "no such file '~/a.svm'" for a file that exists."""
+    from laqcore import cli
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a.svm").write_text("1 1:0.5\n-1 2:1\n1 1:1\n-1 2:0.5\n")
+    assert load_dataset("libsvm:~/a.svm").X.shape == (4, 2)
+    assert cli.main(["problem", "--dataset", "libsvm:~/a.svm", "--workers", "1"]) == 0
+    assert '"problem": "libsvm:a.svm/softmax/M1/contiguous"' in capsys.readouterr().out
+
+
+def test_test_fraction_of_a_data_set_with_its_own_test_set_is_refused(rng):
+    ds = _hand_built(rng, X_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    assert make_problem(ds, workers=2).Xb_test.shape[0] == 2  # the default: fine
+    with pytest.raises(ValueError, match="--test-fraction 0.5: mine has its own test set"):
+        make_problem(ds, workers=2, test_fraction=0.5)
+
+
+def test_data_dir_with_an_absolute_libsvm_path_is_refused(tmp_path):
+    """An absolute libsvm:PATH ignored --data-dir without a word."""
+    path = tmp_path / "a.svm"
+    path.write_text("1 1:0.5\n-1 2:1\n")
+    with pytest.raises(ValueError, match="--data-dir is read for a relative libsvm:PATH only"):
+        make_problem(f"libsvm:{path}", data_dir=str(tmp_path), workers=1)
+    assert make_problem("libsvm:a.svm", data_dir=str(tmp_path), workers=1).num_workers == 1
+
+
+def test_dataset_check_needs_no_copy_of_the_features(rng):
+    import tracemalloc
+
+    X = rng.normal(size=(20_000, 100))
+    tracemalloc.start()
+    try:
+        Dataset(name="big", X=X, y=np.zeros(20_000, np.int64), num_classes=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes // 20, peak

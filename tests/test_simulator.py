@@ -68,6 +68,16 @@ def test_divergence_is_detected(prob):
     assert res.iterations < 200
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's overflow / invalid value
+@pytest.mark.parametrize("name", ["laq", "lag-wk", "qgd", "random-select"])
+def test_a_step_that_overflows_is_divergence_not_an_error(prob, name):
+    """The lazy servers' step overflowed float32 with a huge alpha (`laqcore run --alpha
+    1e100`), and the iterate check raised "theta_new contains NaN or Inf" where GD reports
+    DIVERGED."""
+    res = simulate(prob, get_algorithm(name, alpha=1e100), max_iterations=20)
+    assert res.diverged and res.iterations == 1
+
+
 def test_nonconvex_problem_runs_to_the_budget():
     p = make_problem("digits", model="mlp", hidden=16, workers=2, max_samples=200)
     res = simulate(p, get_algorithm("laq"), max_iterations=10)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -80,8 +81,9 @@ def _show_warning(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``laqcore`` script; returns the process exit status.
 
-    User errors (bad options, missing data files) print one ``laqcore: error: ...`` line
-    and return 2 instead of a traceback.
+    User errors (bad options, missing data files) and running out of memory print one
+    ``laqcore: error: ...`` line and return 2 instead of a traceback; a closed output pipe
+    (``| head``) returns 141 quietly, Ctrl-C 130.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -93,9 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`laqcore bench | head`): stop quietly, as other tools do.
+        # stdout is pointed at /dev/null so that the flush at exit does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (tests, notebooks)
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except (ValueError, OSError, ImportError) as err:
         # User errors and missing optional dependencies (torch, matplotlib): one line.
         print(f"laqcore {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:  # sizes asked for (bench --sizes 2^40, variance --n 10**14)
+        print(f"laqcore {args.command}: error: out of memory: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("laqcore: interrupted", file=sys.stderr)

@@ -1,17 +1,21 @@
 """JSON output shared by every writer of results (simulator, CLI, sweep, engine).
 
 JSON has no NaN or Inf and no numpy scalars: :func:`json_safe` turns a nested structure of
-dicts, lists, floats and numpy values into one :mod:`json` writes as standard JSON.
+dicts, lists, floats and numpy values into one :mod:`json` writes as standard JSON;
+:func:`write_json` writes a file so that an interrupted write never leaves half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["json_safe"]
+__all__ = ["json_safe", "write_json"]
 
 
 def __dir__() -> list[str]:
@@ -36,3 +40,19 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return json_safe(obj.item())
     return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically: into a temporary file beside it, then
+    renamed over it, so Ctrl-C (or a full disk) during the write leaves the previous file, or
+    none, never a truncated one (``json.dump`` writes in many small pieces)."""
+    target = os.fspath(path)
+    tmp = f"{target}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=indent)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise

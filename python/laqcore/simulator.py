@@ -242,7 +242,8 @@ def simulate(
     compute_s : float, optional
         Compute seconds per iteration for the time model (default: measured in the run).
     downlink_chunks : int, optional
-        With ``delta:laq:B`` and N >= 1 (default 0: no chunks): model the engine's two-phase exchange over this many processes
+        With ``delta:laq:B`` and N in ``1..M`` (default 0: no chunks): model the engine's
+        two-phase exchange over this many processes
         (:class:`laqcore.downlink.ChunkedStateDownlink`: the vector split into owner chunks
         as the engine splits it, the server's state re-quantized chunk by chunk). The
         engine's ``downlink="delta:laq:B"`` with N processes then gives exactly this run.
@@ -264,6 +265,8 @@ def simulate(
     ):
         check_bool(value, flag)  # a truthy string such as "no" would switch it on
     M = problem.num_workers
+    # The engine's N processes host >= 1 worker each; a huge N hung in the chunk split.
+    check_positive_int(downlink_chunks, "downlink_chunks", minimum=0, maximum=M)
     note = algorithm.full_batch_note([w.n for w in problem.workers])
     if note is not None:
         warnings.warn(note, UserWarning, stacklevel=2)

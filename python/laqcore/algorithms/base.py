@@ -173,6 +173,20 @@ class Params:
         for name in ("t_bar", "max_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in (
+            "D",
+            "t_bar",
+            "batch",
+            "bucket_size",
+            "period",
+            "max_delay",
+            "epoch",
+            "local_steps",
+        ):
+            # sizes and counters the native code and deque(maxlen=...) hold in 64 bits: a
+            # larger one was an OverflowError traceback once the run had started
+            if getattr(self, name) >= 2**62:
+                raise ValueError(f"{name} must be < 2**62, got {getattr(self, name)}")
         if not 0 < self.ratio <= 1:
             raise ValueError(f"ratio must be in (0, 1], got {self.ratio}")
         if not 0 < self.upload_rate <= 1:
@@ -183,8 +197,8 @@ class Params:
             raise ValueError("ck and xi must be >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.threshold < 0:
-            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        if not (np.isfinite(self.threshold) and self.threshold >= 0):  # NaN: never synced
+            raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold}")
         return self
 
     def history(self, num_terms: int | None = None) -> IterateHistory:

@@ -121,7 +121,13 @@ class LazyServer(Server):
         """The model step from the (updated) aggregate."""
         new = self.theta - self.params.alpha * self.lazy.aggregate
         # float64 iterates: near convergence the steps are far below float32 resolution.
-        self.lazy.observe(new)
+        try:
+            self.lazy.observe(new)
+        except ValueError:
+            if np.isfinite(new).all():
+                raise
+            # A step that overflowed (a huge alpha): the run diverged, which the driver reads
+            # from the loss of this iterate, as for the other algorithms; not an input error.
         self._move(new)
 
 

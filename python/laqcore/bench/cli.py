@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from .._help import HelpFormatter
 from .._validate import check_output_file
+from ..serialization import write_json
 from .cases import KERNELS
 from .contended import run_contended
 from .report import markdown_table, plot
@@ -136,6 +136,27 @@ def run_cli(args: argparse.Namespace) -> int:
     for path, flag in ((args.json, "--json"), (args.plot, "--plot")):
         if path:  # before the sweep: an unwritable path must not cost a long run
             check_output_file(path, flag)
+    # A flag the chosen mode does not read would change nothing: an error, not ignored.
+    if args.contended:
+        unused = [
+            flag
+            for flag, value in (
+                ("--min-time", args.min_time),
+                ("--quick", args.quick),
+                ("--no-torch", args.no_torch),
+                ("--plot", args.plot),
+                ("--markdown", args.markdown),
+            )
+            if value
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)}: --contended does not use "
+                f"{'it' if len(unused) == 1 else 'them'} (it times the laqcore kernels only, "
+                "--repeats rounds each)"
+            )
+    elif args.load is not None:
+        raise ValueError("--load sets the competing processes of --contended only")
     if args.contended:
         report = run_contended(
             kernels=args.kernels,
@@ -152,8 +173,7 @@ def run_cli(args: argparse.Namespace) -> int:
             f"{report['load']} competing busy processes"
         )
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=1)
+            write_json(args.json, report, indent=1)
         return 0
     same = ("kernels", "sizes", "bits", "threads", "repeats", "min_time", "quick", "seed")
     report = run(
@@ -164,8 +184,7 @@ def run_cli(args: argparse.Namespace) -> int:
     m = report["machine"]
     print(f"# {m['cpu']}, {m['cpu_count']} cpus, simd={m['simd']}, torch={m['torch']}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report, indent=1)
     if args.plot:
         plot(report, args.plot)
     if args.markdown:

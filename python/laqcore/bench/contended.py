@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import runtime
+from .._validate import check_uint64
 from .cases import KERNELS, available_kernels
 from .timing import machine_info
 
@@ -94,6 +95,7 @@ def run_contended(
     nload = (os.cpu_count() or 1) if load is None else int(load)
     if nload < 0 or rounds < 1:
         raise ValueError("load must be >= 0 and rounds >= 1")
+    check_uint64(seed, "seed")  # numpy's own message names no parameter
     rng = np.random.default_rng(seed)
     results: list[dict[str, Any]] = []
     procs = _start_load(nload)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import runtime
-from .._validate import check_bits
+from .._validate import check_bits, check_positive_int, check_real, check_uint64
 from .cases import KERNELS, Case, available_kernels
 from .report import format_row
 from .timing import import_torch, machine_info, time_interleaved
@@ -89,10 +89,14 @@ def run(
     for t in thread_list:
         if isinstance(t, bool) or not isinstance(t, int) or t < 1:
             raise ValueError(f"threads must be positive ints, got {thread_list}")
-    reps = repeats if repeats is not None else (3 if quick else 21)
-    mtime = min_time if min_time is not None else (0.0005 if quick else 0.001)
-    if reps < 1 or mtime < 0:
-        raise ValueError("repeats must be >= 1 and min_time >= 0")
+    reps = check_positive_int(repeats if repeats is not None else (3 if quick else 21), "repeats")
+    # NaN passed a "< 0" test and failed in the timing loop; inf overflowed there.
+    mtime = check_real(
+        min_time if min_time is not None else (0.0005 if quick else 0.001),
+        "min_time",
+        minimum=0.0,
+    )
+    check_uint64(seed, "seed")  # numpy's own message names no parameter
 
     torch = import_torch(use_torch)
     torch_threads = torch.get_num_threads() if torch is not None else 0

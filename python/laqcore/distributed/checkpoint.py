@@ -41,6 +41,7 @@ from ..wire import Payload, payload_from_bytes
 
 __all__ = [
     "CheckpointError",
+    "checkpoint_path",
     "encode_state",
     "read_checkpoint",
     "restore_state",
@@ -51,6 +52,11 @@ __all__ = [
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def checkpoint_path(directory: str, rank: int) -> str:
+    """Where rank ``rank`` of the engine keeps its checkpoint in ``directory``."""
+    return os.path.join(directory, f"rank{rank}.ckpt")
 
 
 _RNGS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")

@@ -89,15 +89,18 @@ def _require_torch() -> None:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from .._validate import check_output_dir
+    from .._validate import check_output_dir, check_positive_int
     from ..algorithms import get_algorithm
     from ..experiments.checks import check_experiment
     from ..experiments.options import algorithm_overrides
     from .engine_exchange import check_exchange
+    from .launch import check_nproc, check_timeouts
 
-    if args.nproc < 1:
-        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     world = os.environ.get("WORLD_SIZE") if "RANK" in os.environ else None
+    if world is None:  # processes this command starts (a typo must not start 100000)
+        check_nproc(args.nproc, "--nproc")
+    elif args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if world is not None and args.nproc not in (2, int(world)):  # 2: the flag's default
         raise ValueError(
             f"--nproc {args.nproc}: under torchrun the processes are torchrun's "
@@ -108,14 +111,37 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{procs} processes need at least as many workers, got --workers {args.workers}"
         )
+    check_timeouts(args.timeout, args.deadline, ("--timeout", "--deadline"))
+    check_positive_int(args.checkpoint_every, "--checkpoint-every", minimum=0)
+    check_positive_int(args.replica_check_every, "--replica-check-every", minimum=0)
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir")
+    if args.checkpoint_every and not args.checkpoint_dir:
+        raise ValueError(
+            f"--checkpoint-every {args.checkpoint_every} needs --checkpoint-dir (where the "
+            "ranks write their checkpoints); without it none would be written"
+        )
+    if args.checkpoint_dir and not args.checkpoint_every and not args.resume:
+        raise ValueError(
+            "--checkpoint-dir: no checkpoint would be written without --checkpoint-every N "
+            "(or read without --resume)"
+        )
     check_experiment(args, [args.algorithm])  # names, values, paths: before spawning ranks
     check_exchange(
         args.exchange, get_algorithm(args.algorithm, **algorithm_overrides(args)), args.downlink
     )
     if args.checkpoint_dir:
         check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+    if args.resume and world is None:  # torchrun's ranks may each read their own machine's
+        from .checkpoint import checkpoint_path
+
+        paths = [checkpoint_path(args.checkpoint_dir, r) for r in range(procs)]
+        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        if missing:  # was one CheckpointError per rank, after spawning them
+            raise ValueError(
+                f"--resume: --checkpoint-dir {args.checkpoint_dir!r} holds no "
+                f"{', '.join(missing)} for {procs} processes (nothing to resume)"
+            )
     _require_torch()
     if args.cache_dir:
         os.environ["LAQCORE_CACHE_DIR"] = args.cache_dir
@@ -166,7 +192,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--algorithm", "-a", default="laq", help=f"one of: {algorithm_names()}")
     g = p.add_argument_group("processes")
     g.add_argument(
-        "--nproc", type=int, default=2, help="number of processes (ignored under torchrun)"
+        "--nproc",
+        type=int,
+        default=2,
+        help="number of processes, at most 256 (ignored under torchrun)",
     )
     g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     g.add_argument(

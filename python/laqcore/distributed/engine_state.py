@@ -93,9 +93,7 @@ class RankCheckpoints:
         #: The quantized downlink's state (owners' exact chunks, the held copy), or None.
         self.downlink = downlink
         self.path = (
-            None
-            if cfg.checkpoint_dir is None
-            else os.path.join(cfg.checkpoint_dir, f"rank{rank}.ckpt")
+            None if cfg.checkpoint_dir is None else ckfmt.checkpoint_path(cfg.checkpoint_dir, rank)
         )
         if cfg.resume and self.path is None:
             raise ValueError("resume needs checkpoint_dir")

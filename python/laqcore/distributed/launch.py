@@ -23,7 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LaunchError", "RankOutcome", "free_port", "run_processes"]
+from .._validate import check_positive_int, check_real
+
+__all__ = [
+    "MAX_LOCAL_NPROC",
+    "MAX_PG_TIMEOUT_S",
+    "LaunchError",
+    "RankOutcome",
+    "check_nproc",
+    "check_timeouts",
+    "free_port",
+    "run_processes",
+]
 
 
 def __dir__() -> list[str]:
@@ -169,6 +180,32 @@ def _after_failure(end: float, pg_timeout_s: float) -> float:
     return min(end, time.monotonic() + pg_timeout_s + 5.0)
 
 
+#: Most processes :func:`run_processes` starts on this machine: each is a whole Python
+#: interpreter, and gloo connects every pair, so a typo such as ``--nproc 100000`` would
+#: otherwise start processes until the machine stalls.
+MAX_LOCAL_NPROC = 256
+
+
+def check_nproc(nproc: int, name: str = "nproc") -> int:
+    """``nproc`` in ``1..MAX_LOCAL_NPROC`` (local processes; torchrun sets its own)."""
+    return check_positive_int(nproc, name, maximum=MAX_LOCAL_NPROC)
+
+
+#: Largest process-group timeout: torch converts it to a C int of milliseconds (1e15 s
+#: overflowed inside every rank); 1e9 s is 31 years.
+MAX_PG_TIMEOUT_S = 10**9
+
+
+def check_timeouts(
+    pg_timeout_s: Any, deadline_s: Any, names: tuple[str, str] = ("pg_timeout_s", "deadline_s")
+) -> None:
+    """Both are finite seconds > 0, the timeout at most :data:`MAX_PG_TIMEOUT_S` (NaN passed
+    a ``<= 0`` test: the ranks then failed with "cannot convert float NaN to integer", or
+    were killed at once at a NaN deadline)."""
+    check_real(pg_timeout_s, names[0], positive=True, maximum=MAX_PG_TIMEOUT_S)
+    check_real(deadline_s, names[1], positive=True)
+
+
 def run_processes(
     fn: Callable[..., Any],
     nproc: int,
@@ -206,8 +243,8 @@ def run_processes(
     """
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
-    if pg_timeout_s <= 0 or deadline_s <= 0:
-        raise ValueError("pg_timeout_s and deadline_s must be positive")
+    check_nproc(nproc)
+    check_timeouts(pg_timeout_s, deadline_s)
     ctx = mp.get_context("spawn")
     results: Any = ctx.Queue()
     port = free_port()

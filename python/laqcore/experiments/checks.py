@@ -11,11 +11,18 @@ import argparse
 import os
 from typing import Any
 
-from .._validate import check_output_dir, check_positive_int, check_real, check_uint64
+from .._validate import (
+    UINT64_MAX,
+    check_output_dir,
+    check_positive_int,
+    check_real,
+    check_uint64,
+)
 from .options import (
     DEFAULT_EPS,
     algorithm_from_args,
     algorithm_overrides,
+    downlink_from_args,
     param_flag,
     split_names,
 )
@@ -25,6 +32,7 @@ __all__ = [
     "check_experiment",
     "check_problem_options",
     "check_run_options",
+    "check_seed_range",
 ]
 
 
@@ -48,15 +56,14 @@ def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
 def check_problem_options(args: argparse.Namespace) -> None:
     """The problem flags: dataset name (and its file or directory), sizes and weights."""
     from ..problems import available_datasets
+    from ..problems.datasets.registry import libsvm_path
     from ..problems.objectives import MODELS
     from ..problems.problem import check_settings_used
 
     name = args.dataset
     known = [d for d in available_datasets() if not d.endswith(":PATH")]
     if name.startswith("libsvm:"):
-        path = name[len("libsvm:") :]
-        if args.data_dir is not None and not os.path.isabs(path):
-            path = os.path.join(args.data_dir, path)
+        path = libsvm_path(name, args.data_dir)
         if not path or not os.path.isfile(path):
             raise ValueError(f"--dataset {name}: no such file {path!r}")
     elif name not in known:
@@ -80,6 +87,7 @@ def check_problem_options(args: argparse.Namespace) -> None:
         dirichlet_alpha=args.dirichlet_alpha,
         hidden=args.hidden,
         data_dir=args.data_dir,
+        test_fraction=args.test_fraction,
     )
     eps = getattr(args, "eps", DEFAULT_EPS)
     if eps not in (DEFAULT_EPS, 0.0) and not MODELS[args.model].convex:
@@ -99,10 +107,22 @@ def check_run_options(args: argparse.Namespace) -> None:
     _check(check_positive_int, args, "eval_every")
     _check(check_positive_int, args, "blas_threads", minimum=0)
     _check(check_positive_int, args, "seeds")
+    check_seed_range(args, "seed")
     if getattr(args, "out", None) is not None:
         check_output_dir(args.out, "--out")
     if getattr(args, "cache_dir", None) is not None:
         check_output_dir(args.cache_dir, "--cache-dir")
+
+
+def check_seed_range(args: argparse.Namespace, dest: str) -> None:
+    """With ``--seeds N``, the seeds ``--<dest>``, ..., ``--<dest> + N - 1`` all fit in
+    uint64 (a seed past it failed only when its run started, after the others had run)."""
+    seeds, start = getattr(args, "seeds", None), getattr(args, dest, None)
+    if seeds is not None and start is not None and start + seeds - 1 > UINT64_MAX:
+        raise ValueError(
+            f"{_flag(dest)} {start} with --seeds {seeds}: the last seed, "
+            f"{start + seeds - 1}, is above 2**64 - 1"
+        )
 
 
 def _check_used(names: list[str], field: str, label: str) -> None:
@@ -186,6 +206,7 @@ def check_experiment(
             point = argparse.Namespace(**{**vars(args), key: value})
             if key == "workers":
                 check_problem_options(point)
+                downlink_from_args(point)  # --downlink-chunks N needs N <= every M
             else:
                 _check_algorithms(name_list, point)
     return name_list

@@ -309,6 +309,12 @@ def downlink_from_args(args: argparse.Namespace) -> Any:
     chunks = getattr(args, "downlink_chunks", None)
     if chunks is not None and (chunks < 1 or not mode.quantized or mode.kind != "delta"):
         raise ValueError(f"--downlink-chunks needs N >= 1 and --downlink delta:laq:B, got {chunks}")
+    workers = getattr(args, "workers", None)
+    if chunks is not None and workers is not None and chunks > workers:
+        raise ValueError(
+            f"--downlink-chunks {chunks} models `laqcore launch --nproc {chunks}`, whose "
+            f"processes host >= 1 worker each: it needs N <= --workers ({workers})"
+        )
     return mode
 
 

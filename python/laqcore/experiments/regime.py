@@ -10,11 +10,11 @@ runner-up, and the time of every method (``regime.json``), with one plot panel p
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 from typing import Any
 
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 from .options import (
     add_algorithm_options,
     add_problem_options,
@@ -31,13 +31,15 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def _floats(text: str, name: str) -> list[float]:
+def _floats(text: str, name: str, *, positive: bool = False) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{name} takes comma-separated numbers, got {text!r}") from None
-    if not vals or min(vals) < 0:
-        raise ValueError(f"{name} needs numbers >= 0, got {text!r}")
+    # NaN and inf passed a "< 0" test, as did a 0 bandwidth or ratio: the link model
+    # refused them only after every algorithm had run.
+    if not vals or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in vals):
+        raise ValueError(f"{name} needs finite numbers {'>' if positive else '>='} 0, got {text!r}")
     return vals
 
 
@@ -47,8 +49,8 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     from ..problems import make_problem
 
     names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
-    bws = _floats(args.bandwidths_mbps, "--bandwidths-mbps")
-    ratios = _floats(args.ratios, "--ratios")
+    bws = _floats(args.bandwidths_mbps, "--bandwidths-mbps", positive=True)
+    ratios = _floats(args.ratios, "--ratios", positive=True)
     lats = _floats(args.latencies_ms, "--latencies-ms")
     kw = problem_kwargs(args)
     prob = make_problem(**kw)
@@ -118,17 +120,18 @@ def _print(data: dict[str, Any]) -> None:
 
 def _cmd(args: argparse.Namespace) -> int:
     from .checks import check_experiment
+    from .runcache import check_study_cache
 
     link_from_args(args)
     check_experiment(args, args.algorithms)  # names, flags, paths: before any run
+    check_study_cache(args)
     data = regime_map(args)
     _print(data)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "regime.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe({"config": cfg, **data}), fh, indent=2)
+        write_json(path, json_safe({"config": cfg, **data}), indent=2)
         print(f"wrote {path}")
         if not args.no_plots:
             from .study_plots import plot_regime

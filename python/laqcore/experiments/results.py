@@ -4,11 +4,10 @@ summary per run) and ``OUT/histories.json`` (the per-iteration curves of every r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 
 __all__ = ["RUN_KEYS", "histories_path", "laqcore_version", "run_config", "write_results"]
 
@@ -59,11 +58,11 @@ def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.json")
     runs = [r.summary() for r in results]
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(json_safe({"config": config, "runs": runs}), fh, indent=2)
-    with open(histories_path(out), "w", encoding="utf-8") as fh:
-        json.dump(
-            [json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
-            fh,
-        )
+    # Each file whole or not at all (Ctrl-C during the write); the long one first, so a
+    # new results.json never sits beside the previous run's curves.
+    write_json(
+        histories_path(out),
+        [json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
+    )
+    write_json(path, json_safe({"config": config, "runs": runs}), indent=2)
     return path

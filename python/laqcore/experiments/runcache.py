@@ -12,13 +12,14 @@ import argparse
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 from ..network import Link, TrafficTrace, round_times
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 
-__all__ = ["CachedRun", "run_cached", "run_for_study"]
+__all__ = ["CachedRun", "check_study_cache", "run_cached", "run_for_study", "study_cache"]
 
 
 def __dir__() -> list[str]:
@@ -79,9 +80,12 @@ def run_cached(
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
-        with open(base + ".json", encoding="utf-8") as fh:
-            summary = json.load(fh)
-        return CachedRun(summary, TrafficTrace.load(base + ".npz"))
+        try:
+            with open(base + ".json", encoding="utf-8") as fh:
+                summary = json.load(fh)
+            return CachedRun(summary, TrafficTrace.load(base + ".npz"))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # cut short by an interrupted write (before they were atomic): run again
     from ..algorithms import get_algorithm, own_overrides
     from ..problems import make_problem
     from ..simulator import simulate
@@ -103,8 +107,7 @@ def run_cached(
     summary = json_safe({**res.summary(), "spec": spec})
     os.makedirs(os.path.dirname(base), exist_ok=True)
     res.trace.save(base + ".npz")
-    with open(base + ".json", "w", encoding="utf-8") as fh:
-        json.dump(summary, fh)
+    write_json(base + ".json", summary)  # last and atomic: it marks the entry complete
     if log:
         print(
             f"  ran {algorithm:<9} M={prob.num_workers:<5} {overrides} -> {res.iterations} it, "
@@ -112,6 +115,24 @@ def run_cached(
             flush=True,
         )
     return CachedRun(summary, res.trace)
+
+
+def study_cache(args: argparse.Namespace) -> str:
+    """A study's run-cache directory: ``--cache``, else the package's cache directory
+    (:func:`laqcore.problems.optimum.cache_dir`: ``$LAQCORE_CACHE_DIR`` or ``~/.cache``)."""
+    from ..problems.optimum import cache_dir
+
+    return str(args.cache) if args.cache else cache_dir()
+
+
+def check_study_cache(args: argparse.Namespace) -> None:
+    """:func:`study_cache` can hold the runs; checked before the first one (a file there
+    failed with "Not a directory" after it)."""
+    from .._validate import check_output_dir
+
+    env = "$LAQCORE_CACHE_DIR" if os.environ.get("LAQCORE_CACHE_DIR") else "the cache directory"
+    what = "--cache" if args.cache else env
+    check_output_dir(study_cache(args), what)
 
 
 def run_for_study(
@@ -125,11 +146,9 @@ def run_for_study(
 ) -> CachedRun:
     """:func:`run_cached` with the options every study command shares.
 
-    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (default: the package's
-    cache directory, :func:`laqcore.problems.optimum.cache_dir`) come from ``args``.
+    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (:func:`study_cache`)
+    come from ``args``.
     """
-    from ..problems.optimum import cache_dir
-
     return run_cached(
         problem_kw,
         algorithm,
@@ -137,7 +156,7 @@ def run_for_study(
         max_iterations=args.max_iterations,
         eps=args.eps,
         downlink=args.downlink,
-        cache=str(args.cache) if args.cache else cache_dir(),
+        cache=study_cache(args),
         problem=problem,
         batched=batched,
     )

@@ -29,12 +29,11 @@ frames once to all workers (``--downlink delta:f32`` sends their float32 sum ins
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from typing import Any
 
-from ..serialization import json_safe
+from ..serialization import json_safe, write_json
 from .options import link_from_args, split_names
 from .runcache import CachedRun, run_for_study
 
@@ -200,8 +199,7 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, f"{kind}.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe({"config": cfg, "link": link, kind: data}), fh, indent=2)
+        write_json(path, json_safe({"config": cfg, "link": link, kind: data}), indent=2)
         print(f"wrote {path}")
         if not args.no_plots:
             from .study_plots import plot_ratio, plot_scaling
@@ -238,15 +236,19 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     """Everything the study will use, before its first run: the algorithm names, the
     values lists, the budget, tolerance and output paths (a typo found after minutes of
     runs would lose them)."""
-    from .._validate import check_output_dir
+    from .._validate import check_positive_int, check_uint64
     from .checks import check_algorithm_names, check_run_options
+    from .runcache import check_study_cache
 
     link_from_args(args)
     check_algorithm_names(names)
     _ints(*values)  # the values of M or P
     check_run_options(args)
-    if args.cache is not None:
-        check_output_dir(args.cache, "--cache")
+    check_uint64(args.data_seed, "--data-seed")  # numpy's own message names no parameter
+    for flag in ("per_worker", "features"):  # scaling's weak-scaling data
+        if hasattr(args, flag):  # -1 was numpy's "negative dimensions are not allowed"
+            check_positive_int(getattr(args, flag), "--" + flag.replace("_", "-"))
+    check_study_cache(args)
 
 
 def _cmd_scaling(args: argparse.Namespace) -> int:

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from .._blas import blas_threads
-from ..serialization import json_safe
-from .checks import check_experiment
+from ..serialization import json_safe, write_json
+from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
     add_algorithm_options,
@@ -217,6 +217,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     downlink_from_args(args)
     link_from_args(args)
     check_experiment(args, args.algorithms, grid=sweep_grid(args))
+    check_seed_range(args, "data_seed")  # seed s also shifts the data seed
     setup_cache(args)
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
@@ -243,8 +244,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data["runs"] = out["rows"]
         data["table"] = out["table"]
         data["best"] = out["best"]
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(json_safe(data), fh, indent=2)
+        write_json(path, json_safe(data), indent=2)
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
         if not args.no_plots and len(out["results"]) <= 24:
             try:

@@ -47,10 +47,12 @@ def format_table(results: list[Any]) -> str:
             t_txt = f">{r.time_s:.3g}"
         else:
             t_txt = "-" if t is None else f"{t:.4g}"
+        acc = r.test_accuracy  # regression: -MSE, which a diverged run makes huge
+        acc_txt = f"{acc:.4f}" if not abs(acc) >= 100 else f"{acc:.1e}"  # <= 8 characters
         lines.append(
             f"{r.algorithm:<14}{r.seed:>5}{r.iterations:>11}{r.uploads:>9}{r.bits:>11.3e}"
             f"{r.downlink_bits:>11.3e}{total:>11.3e}{_ratio(total, gd_total):>9}{t_txt:>10}"
-            f"{res:>10}{r.test_accuracy:>9.4f}  {reached}"
+            f"{res:>10}{acc_txt:>9}  {reached}"
         )
     net = next((r.network for r in results if getattr(r, "network", None)), None)
     mode = next((r.downlink for r in results if getattr(r, "downlink", None)), None)

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import FloatVector
-from .._validate import check_output_dir
+from .._validate import check_output_dir, check_uint64
 from .plots import pyplot, save_figure
 
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
@@ -218,6 +218,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..entropy import CODABLE_COMPRESSORS
 
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    if not sources:  # ran nothing and printed empty tables
+        raise ValueError(f"--sources must name at least one of {', '.join(SOURCES)}")
+    check_uint64(args.seed, "--seed")  # numpy's own message names no parameter
     for s in sources:
         if s not in SOURCES:
             raise ValueError(f"unknown source {s!r}; choose from {', '.join(SOURCES)}")

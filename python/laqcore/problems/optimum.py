@@ -10,6 +10,7 @@ fingerprint, so each problem is solved once per machine.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
@@ -112,10 +113,21 @@ def cached_optimum(problem: Problem, *, use_cache: bool = True, gtol: float = 1e
         try:
             with open(path, encoding="utf-8") as fh:
                 rec: dict[str, Any] = json.load(fh)
-            return float(rec["f_star"])
-        except (OSError, ValueError, KeyError):
+            cached = float(rec["f_star"])
+            if math.isfinite(cached) and math.isfinite(float(rec.get("grad_norm", 0.0))):
+                return cached
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # unreadable cache entry: recompute and overwrite it
     _x, f, gnorm, iters = lbfgs(problem.value_and_grad, problem.initial_point(), gtol=gtol)
+    if not (math.isfinite(f) and math.isfinite(gnorm)):
+        # Features so large that the loss or its gradient overflows float64: the solve
+        # stopped at once, and every run "reached" that F* at iteration 0 (or never did).
+        raise ValueError(
+            f"F* of {problem.name} cannot be computed (F = {f:.6g}, ||grad F|| = {gnorm:.3g}): "
+            f"the loss overflows float64 (features up to "
+            f"{np.abs(problem.Xb).max():.3g} in magnitude); scale the features down "
+            "(--normalize maxabs for mnist and libsvm:PATH)"
+        )
     if use_cache:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)

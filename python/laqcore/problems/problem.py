@@ -19,14 +19,17 @@ from .._typing import F64
 from .._validate import check_positive_int, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
+from .datasets.registry import libsvm_path
 from .objectives import MODELS, LocalObjective, Model, add_bias
 from .partition import partition, train_test_split
 
 __all__ = [
     "DEFAULT_DIRICHLET_ALPHA",
     "DEFAULT_HIDDEN",
+    "DEFAULT_TEST_FRACTION",
     "Problem",
     "check_settings_used",
+    "check_test_fraction_used",
     "make_problem",
 ]
 
@@ -190,6 +193,17 @@ class Problem:
 #: make_problem's (and the CLI's) default Dirichlet concentration and MLP width.
 DEFAULT_DIRICHLET_ALPHA = 0.5
 DEFAULT_HIDDEN = 200
+#: make_problem's (and the CLI's) held-out fraction of a data set without a test set.
+DEFAULT_TEST_FRACTION = 0.2
+
+
+def check_test_fraction_used(name: str, has_test_set: bool, test_fraction: float) -> None:
+    """A data set with its own test set holds nothing out: another fraction is refused."""
+    if has_test_set and test_fraction != DEFAULT_TEST_FRACTION:
+        raise ValueError(
+            f"--test-fraction {test_fraction}: {name} has its own test set, so no fraction "
+            "of the training data is held out"
+        )
 
 
 def check_settings_used(
@@ -200,13 +214,17 @@ def check_settings_used(
     dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
     hidden: int = DEFAULT_HIDDEN,
     data_dir: str | os.PathLike[str] | None = None,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> None:
     """Refuse a setting the problem would not read (``ValueError``, in the CLI's flag names):
     a Dirichlet concentration without the Dirichlet partition, an MLP width for another
-    model, a data directory for a data set that reads no files. Each would otherwise be
-    ignored, and the run would silently not be the one asked for. Passing the default value
-    changes nothing either way and is accepted. ``dataset`` None: a Dataset object (no
-    files read)."""
+    model, a data directory for a data set that reads no files, a held-out fraction for a
+    data set with its own test set (mnist). Each would otherwise be ignored, and the run
+    would silently not be the one asked for. Passing the default value changes nothing
+    either way and is accepted. ``dataset`` None: a Dataset object (no files read; its test
+    set is checked once it is known, :func:`check_test_fraction_used`)."""
+    if dataset == "mnist":
+        check_test_fraction_used("mnist", True, test_fraction)
     if partition_kind != "dirichlet" and dirichlet_alpha != DEFAULT_DIRICHLET_ALPHA:
         raise ValueError(
             f"--dirichlet-alpha {dirichlet_alpha} applies to --partition dirichlet only, "
@@ -217,6 +235,16 @@ def check_settings_used(
     if data_dir is not None and (dataset is None or not reads_files(dataset)):
         what = "a Dataset object" if dataset is None else f"dataset {dataset!r}"
         raise ValueError(f"--data-dir is read by mnist and libsvm:PATH only; {what} reads no files")
+    if (
+        data_dir is not None
+        and dataset is not None
+        and dataset.startswith("libsvm:")
+        and os.path.isabs(libsvm_path(dataset))
+    ):
+        raise ValueError(
+            f"--data-dir is read for a relative libsvm:PATH only; {dataset!r} names its file "
+            "in full"
+        )
 
 
 def make_problem(
@@ -226,7 +254,7 @@ def make_problem(
     workers: int = 10,
     partition_kind: str = "contiguous",
     dirichlet_alpha: float = DEFAULT_DIRICHLET_ALPHA,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     l2: float = 0.01,
     hidden: int = DEFAULT_HIDDEN,
     seed: int = 0,
@@ -249,7 +277,9 @@ def make_problem(
     seed : int
         Seeds the split, the random partitions and the MLP's initial weights.
     max_samples : int, optional
-        Keep only the first ``max_samples`` training rows (quick experiments).
+        Keep only the first ``max_samples`` training rows (quick experiments); of a data set
+        with designated workers (``Dataset.groups``), the first ``max_samples // groups``
+        rows of every worker's block.
     normalize : {"maxabs", "standard", "none"}, optional
         Feature normalisation of mnist / libsvm:PATH (default maxabs); recorded in
         :meth:`Problem.describe`.
@@ -269,6 +299,7 @@ def make_problem(
         dirichlet_alpha=dirichlet_alpha,
         hidden=hidden,
         data_dir=data_dir,
+        test_fraction=test_fraction,
     )
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
@@ -283,6 +314,7 @@ def make_problem(
         )
     )
     X, y = ds.X, ds.y
+    check_test_fraction_used(ds.name, ds.X_test is not None, test_fraction)
     if ds.X_test is not None and ds.y_test is not None:
         X_test, y_test = ds.X_test, ds.y_test
     elif ds.groups is not None:
@@ -296,7 +328,18 @@ def make_problem(
     else:
         tr, te = train_test_split(X.shape[0], test_fraction, seed=seed)
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
-    if max_samples is not None:
+    if max_samples is not None and ds.groups is not None:
+        # The first rows would be the first workers' blocks only, losing the design (the
+        # per-worker L_m): keep the first max_samples // groups rows of every block.
+        per, n_blk = max_samples // ds.groups, X.shape[0] // ds.groups
+        if per < 1:
+            raise ValueError(
+                f"max_samples={max_samples} leaves no sample for some of the {ds.groups} "
+                f"designated workers of {ds.name} (it keeps max_samples // {ds.groups} each)"
+            )
+        keep = (np.arange(ds.groups)[:, None] * n_blk + np.arange(min(per, n_blk))).ravel()
+        X, y = X[keep], y[keep]
+    elif max_samples is not None:
         X, y = X[:max_samples], y[:max_samples]
     if ds.groups is not None and (partition_kind != "contiguous" or workers != ds.groups):
         raise ValueError(
@@ -308,7 +351,8 @@ def make_problem(
             f"the logistic model needs 2 classes, dataset {ds.name} has {ds.num_classes}"
         )
     if model in ("softmax", "mlp") and ds.num_classes < 2:
-        raise ValueError(f"the {model} model needs class labels; {ds.name} is a regression set")
+        what = "is a regression set" if ds.num_classes == 0 else "has 1 class (one label value)"
+        raise ValueError(f"the {model} model needs class labels; {ds.name} {what}")
     parts = partition(
         partition_kind,
         X.shape[0],

@@ -82,8 +82,9 @@ def _read_stream(fh: BinaryIO, path: str, max_bytes: int) -> npt.NDArray[Any]:
 
 
 def read_idx(path: str, *, max_bytes: int = MAX_IDX_BYTES) -> npt.NDArray[Any]:
-    """Read one IDX file (raw or gzip-compressed), streaming: the header is checked, and the
-    size it declares bounded by ``max_bytes``, before the body is read or decompressed.
+    """Read one IDX file (raw or gzip-compressed, recognised by its first bytes), streaming:
+    the header is checked, and the size it declares bounded by ``max_bytes``, before the
+    body is read or decompressed.
 
     Raises
     ------
@@ -92,7 +93,9 @@ def read_idx(path: str, *, max_bytes: int = MAX_IDX_BYTES) -> npt.NDArray[Any]:
         ``.gz`` stream), trailing data, or a declared size above ``max_bytes``.
     """
     try:
-        opener: Any = gzip.open if path.endswith(".gz") else open
+        with open(path, "rb") as raw:  # gzip by content: a saved download may lack .gz
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        opener: Any = gzip.open if gzipped else open
         with opener(path, "rb") as fh:
             return _read_stream(fh, path, max_bytes)
     except DatasetError:

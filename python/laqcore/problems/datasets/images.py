@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -59,6 +61,7 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
     Pixels are flattened to 784 features and normalised per ``normalize`` (default
     ``maxabs``: divided by 255, to [0, 1], as in the official LAQ code; ``standard``: each
     column centred and scaled by the training set's statistics; ``none``: raw 0..255).
+    ``maxabs`` warns when the pixels are not in 0..255 (e.g. floats already in [0, 1]).
     """
     d = os.fspath(data_dir)
     check_normalize(normalize)
@@ -92,13 +95,30 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
                 f"MNIST {what} arrays in {d!r} have dtypes {x.dtype}/{y.dtype}; expected "
                 "integer or float pixels and integer labels"
             )
+        if x.shape[0] == 0 or x.size == 0:
+            raise DatasetError(f"MNIST {what} images in {d!r} are empty (shape {x.shape})")
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
-        if y.size and not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
+        if not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
             raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
+    if math.prod(xtr.shape[1:]) != math.prod(xte.shape[1:]):
+        raise DatasetError(
+            f"MNIST training images of shape {xtr.shape[1:]} and test images of shape "
+            f"{xte.shape[1:]} in {d!r} have different pixel counts"
+        )
     X = xtr.reshape(xtr.shape[0], -1).astype(np.float64)
     X_test = xte.reshape(xte.shape[0], -1).astype(np.float64)
     if normalize == "maxabs":  # the pixels' range, as the official code: 255 for every column
+        lo, hi = float(min(X.min(), X_test.min())), float(max(X.max(), X_test.max()))
+        if lo < 0 or hi > 255 or (xtr.dtype.kind == "f" and hi <= 1):
+            # e.g. a float mnist.npz already scaled to [0, 1]: /255 leaves [0, 0.004]
+            warnings.warn(
+                f"MNIST pixels in {d!r} lie in [{lo:g}, {hi:g}], not 0..255: --normalize "
+                "maxabs divides them by 255 all the same (--normalize none keeps them, "
+                "standard rescales them)",
+                UserWarning,
+                stacklevel=2,
+            )
         X /= 255.0
         X_test /= 255.0
     else:

@@ -1,8 +1,10 @@
-"""A defensive parser of LIBSVM/SVMlight text files (raw or gzip-compressed)."""
+"""A defensive parser of LIBSVM/SVMlight text files (raw, gzip-, bzip2- or xz-compressed)."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import math
 import os
 import zlib
@@ -35,9 +37,25 @@ MAX_LIBSVM_BYTES = 2**32
 #: (``/dev/zero``) is refused after this many characters instead of read whole.
 MAX_LIBSVM_LINE = 2**24
 _EXPECT = "LIBSVM format: one sample per line, 'label index:value ...' with 1-based indices"
-# What a corrupt or truncated (gzip) stream or a non-text file raises while it is read.
-_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+# What a corrupt or truncated (compressed) stream or a non-text file raises while it is read.
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError)
 _FLUSH = 2**16  # entries collected in Python lists before they move to compact arrays
+# Compressed files are recognised by their first bytes, not their name (the LIBSVM site
+# serves its data sets as .bz2): gzip, bzip2 and xz.
+_OPENERS: tuple[tuple[bytes, Any], ...] = (
+    (b"\x1f\x8b", gzip.open),
+    (b"BZh", bz2.open),
+    (b"\xfd7zXZ\x00", lzma.open),
+)
+
+
+def _open_text(path: str) -> TextIO:
+    """``path`` as ASCII text, decompressed when its first bytes are a gzip, bzip2 or xz
+    magic number."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    opener: Any = next((o for magic, o in _OPENERS if head.startswith(magic)), open)
+    return opener(path, "rt", encoding="ascii")  # type: ignore[no-any-return]
 
 
 def _lines(fh: TextIO, path: str) -> Iterator[tuple[int, str]]:
@@ -76,17 +94,27 @@ class _Parsed:
         return self.limit if self.fixed else max(self.max_col + 1, 1)
 
     def add_line(self, lineno: int, line: str) -> None:
-        body = line.split("#", 1)[0].split()
+        text = line.split("#", 1)[0]
+        body = text.split()
         if not body:
             return
         try:
+            if "_" in text:  # int() and float() would read "1_0" as 10
+                raise ValueError("'_' in a number")
             label = float(body[0])
             if not math.isfinite(label):  # "nan", "inf" and "1e400" all parse as floats
                 raise ValueError(f"label {body[0]!r} is not a finite number")
             self.labels.append(label)
             seen: set[int] = set()  # a repeated index would silently keep its last value
-            for tok in body[1:]:
-                idx, val = tok.split(":", 1)
+            # SVMlight's query id (ranking data) names no feature: checked, then skipped.
+            start = 1
+            if len(body) > 1 and body[1].startswith("qid:"):
+                int(body[1][4:])
+                start = 2
+            for tok in body[start:]:
+                idx, colon, val = tok.partition(":")
+                if not colon:
+                    raise ValueError(f"{tok!r} is not index:value")
                 j = int(idx)
                 if j < 1:
                     raise ValueError(f"feature index {j} < 1")
@@ -144,6 +172,10 @@ def load_libsvm(
 ) -> Dataset:
     """Parse a LIBSVM/SVMlight text file (``label idx:value idx:value ...``, 1-based indices).
 
+    The file may be gzip-, bzip2- or xz-compressed (recognised by its first bytes, whatever
+    its name: the LIBSVM site serves ``.bz2`` files). Text after ``#`` is a comment; an
+    SVMlight query id (``label qid:N idx:value ...``) is skipped.
+
     Labels are mapped to class ids ``0..K-1`` in sorted order (so ``-1/+1`` become ``0/1``);
     if there are more than 20 distinct non-integer labels the data is treated as regression.
     Features are stored densely (fine for ijcnn1, covtype, SUSY: d <= 54) and normalised per
@@ -165,15 +197,16 @@ def load_libsvm(
     normalize : {"maxabs", "standard", "none"}
 
     The file is read line by line (at most ``MAX_LIBSVM_LINE`` characters each) and the dense
-    size is checked after every line, so neither ``/dev/zero`` nor a gzip bomb is read whole.
+    size is checked after every line, so neither ``/dev/zero`` nor a compressed bomb is read
+    whole.
 
     Raises
     ------
     DatasetError
-        Naming the file: missing, unreadable or truncated (also a cut ``.gz`` stream),
-        malformed, a NaN/Inf/overflowing label or value, an index above the limit or repeated
-        within a line (naming the line), or a matrix above ``max_bytes``. Indices need not be
-        sorted.
+        Naming the file: missing, unreadable or truncated (also a cut compressed stream),
+        malformed (also a ``_`` inside a number, which Python reads: ``1_0`` is 10), a
+        NaN/Inf/overflowing label or value, an index above the limit or repeated within a
+        line (naming the line), or a matrix above ``max_bytes``. Indices need not be sorted.
     """
     check_normalize(normalize)
     p = os.fspath(path)
@@ -183,8 +216,7 @@ def load_libsvm(
     )
     max_bytes = check_positive_int(max_bytes, "max_bytes")
     try:
-        opener: Any = gzip.open if p.endswith(".gz") else open
-        with opener(p, "rt", encoding="ascii") as fh:
+        with _open_text(p) as fh:
             parsed = _Parsed(p, limit, limit_name, num_features is not None, max_bytes)
             for lineno, line in _lines(fh, p):
                 parsed.add_line(lineno, line)

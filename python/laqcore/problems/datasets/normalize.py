@@ -46,8 +46,15 @@ def normalize_columns(X: F64, how: str, X_test: F64 | None = None) -> None:
         scale = np.maximum(X.max(axis=0), -X.min(axis=0))
         shift = np.zeros(X.shape[1])
     else:
-        shift = X.mean(axis=0)
-        scale = X.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            shift = X.mean(axis=0)
+            scale = X.std(axis=0)
+        if not (np.isfinite(shift).all() and np.isfinite(scale).all()):
+            # |x| above ~1e154: the sums of squares overflow, and the features became NaN
+            raise ValueError(
+                "normalize='standard': the column means or standard deviations overflow "
+                f"float64 (values up to {np.abs(X).max():.3g}); use normalize='maxabs'"
+            )
     scale = np.where(scale > 0, scale, 1.0)
     for arr in (X,) if X_test is None else (X, X_test):
         arr -= shift

@@ -10,7 +10,7 @@ from .libsvm import load_libsvm
 from .normalize import check_normalize
 from .synthetic import make_classification, make_heterogeneous, make_regression
 
-__all__ = ["available_datasets", "load_dataset", "reads_files"]
+__all__ = ["available_datasets", "libsvm_path", "load_dataset", "reads_files"]
 
 
 def __dir__() -> list[str]:
@@ -21,6 +21,15 @@ def reads_files(name: str) -> bool:
     """Whether data set ``name`` is read from files (mnist, libsvm:PATH): the ones that
     ``data_dir`` and ``normalize`` apply to; the others are embedded or generated."""
     return name == "mnist" or name.startswith("libsvm:")
+
+
+def libsvm_path(name: str, data_dir: str | os.PathLike[str] | None = None) -> str:
+    """The file of data set ``libsvm:PATH``: ``~`` expanded (a shell leaves it in
+    ``libsvm:~/a.svm``), a relative PATH taken under ``data_dir`` when one is given."""
+    path = os.path.expanduser(name[len("libsvm:") :])
+    if data_dir is not None and path and not os.path.isabs(path):
+        path = os.path.join(os.fspath(data_dir), path)
+    return path
 
 
 def available_datasets() -> list[str]:
@@ -74,10 +83,7 @@ def load_dataset(
             )
         return load_mnist(data_dir, normalize=how)
     if name.startswith("libsvm:"):
-        path = name[len("libsvm:") :]
-        if data_dir is not None and not os.path.isabs(path):
-            path = os.path.join(os.fspath(data_dir), path)
-        return load_libsvm(path, normalize=how)
+        return load_libsvm(libsvm_path(name, data_dir), normalize=how)
     if name == "synthetic":
         return make_classification(num_classes=10, seed=seed)
     if name == "synthetic-binary":

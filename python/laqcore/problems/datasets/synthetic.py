@@ -3,6 +3,7 @@ workers (seeded, generated in memory)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,15 @@ def make_heterogeneous(
     Samples are ordered by worker in ``workers`` equal blocks (``Dataset.groups``).
     ``num_classes=0`` gives regression targets (least squares), 2 gives binary labels.
     """
+    try:  # the last worker's scale; 1.3**2706 overflows float64
+        top = float(growth) ** (workers - 1)
+    except OverflowError:
+        top = math.inf
+    if not math.isfinite(top):
+        raise ValueError(
+            f"{workers} workers: worker m's features are scaled by sqrt(growth**m) = "
+            f"sqrt({growth}**m), which overflows float64 for m = {workers - 1}"
+        )
     rng = np.random.default_rng(seed)
     blocks = []
     for m in range(workers):

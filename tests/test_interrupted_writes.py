@@ -1,0 +1,75 @@
+"""Result and cache files are written whole or not at all: Ctrl-C while ``json.dump`` was
+writing ``histories.json`` (megabytes for a long run) left a truncated file, and a cut
+run-cache entry made every later study fail on it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import laqcore.serialization
+from laqcore import get_algorithm
+from laqcore.experiments.results import write_results
+from laqcore.experiments.runcache import run_cached
+from laqcore.problems import make_problem
+from laqcore.serialization import write_json
+from laqcore.simulator import simulate
+
+
+def _interrupt_after_some_bytes(monkeypatch) -> None:
+    def dump(obj, fh, **kw):
+        fh.write(json.dumps(obj, **kw)[:10])  # part of the file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(laqcore.serialization.json, "dump", dump)
+
+
+def test_write_json_keeps_the_previous_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    write_json(path, {"old": 1})
+    _interrupt_after_some_bytes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"new": list(range(100))})
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert os.listdir(tmp_path) == ["r.json"]  # no temporary left behind
+
+
+def test_interrupted_write_results_leaves_the_previous_pair(tmp_path, monkeypatch):
+    prob = make_problem("digits", workers=2, max_samples=40)
+    res = simulate(prob, get_algorithm("gd"), max_iterations=3, eps=0.0)
+    write_results(str(tmp_path), {"run": "old"}, [res])
+    before = {f: (tmp_path / f).read_text() for f in os.listdir(tmp_path)}
+    _interrupt_after_some_bytes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(str(tmp_path), {"run": "new"}, [res])
+    assert {f: (tmp_path / f).read_text() for f in os.listdir(tmp_path)} == before
+
+
+def test_cut_run_cache_entry_is_run_again(tmp_path, capsys):
+    kw = {"dataset": "digits", "workers": 2, "max_samples": 40}
+    args = {"max_iterations": 3, "eps": 0.0, "cache": str(tmp_path), "log": False}
+    first = run_cached(kw, "gd", {}, **args)
+    (entry,) = (tmp_path / "runs").glob("*.json")
+    entry.write_text(entry.read_text()[:15])  # as a pre-atomic interrupted write left it
+    again = run_cached(kw, "gd", {}, **args)  # was json.JSONDecodeError, on every later run
+    timeless = ("wall_time", "time_s", "time_to_tolerance")
+    assert {k: v for k, v in again.summary.items() if k not in timeless} == {
+        k: v for k, v in first.summary.items() if k not in timeless
+    }
+    assert json.loads(entry.read_text()) == again.summary
+
+
+def test_interrupted_bench_json_keeps_the_previous_report(tmp_path, monkeypatch):
+    from laqcore import cli
+
+    report = {"machine": {"cpu": "x", "cpu_count": 1, "simd": "-", "torch": None}, "results": []}
+    monkeypatch.setattr("laqcore.bench.cli.run", lambda **kw: report)
+    path = tmp_path / "bench.json"
+    path.write_text('{"old": true}')
+    args = cli.build_parser().parse_args(["bench", "--json", str(path)])
+    _interrupt_after_some_bytes(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # the command itself, without main's handler
+        args.func(args)
+    assert json.loads(path.read_text()) == {"old": True}
