@@ -80,6 +80,20 @@ def test_deterministic_given_step_and_float64(name, rng):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_float64_input_beyond_float32_is_named(name):
+    """A finite float64 value past float32's maximum became inf in the conversion, and the
+    kernel then said "x contains NaN or Inf" (e.g. `laqcore run -a ef-sign --alpha 1e100`)."""
+    x = np.ones(100)
+    x[7] = 1e100
+    with pytest.raises(OverflowError, match="finite values beyond the float32 range") as info:
+        make(name).compress(x)
+    assert isinstance(info.value, ValueError)  # the kernels' Float32OverflowError
+    x[7] = np.inf  # a non-finite input is still reported as one
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        make(name).compress(x)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_rejects_nan_and_wrong_payload(name):
     comp = make(name)
     x = np.ones(100, dtype=np.float32)

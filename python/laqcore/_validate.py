@@ -93,11 +93,26 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
     float32 arrays pass through without a copy; float16/float64 arrays and lists of
     numbers are converted. Integer, boolean, complex, string and object data raise
     ``TypeError`` (a silent cast would hide a bug). Multi-dimensional or strided arrays
-    raise ``ValueError``: flatten or copy explicitly so the cost is visible.
+    raise ``ValueError``: flatten or copy explicitly so the cost is visible. A finite value
+    beyond float32's range raises ``Float32OverflowError`` (an ``OverflowError`` and a
+    ``ValueError``, as from the kernels).
     """
     arr = _float_array(x, name, allow_empty)
     if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
+        # A finite float64 value past float32's maximum would become inf here, and the
+        # kernel would then call the input "NaN or Inf". The cast's own overflow flag says
+        # so at no extra pass (inf and NaN inputs cast exactly and do not set it).
+        try:
+            with np.errstate(over="raise"):
+                arr = arr.astype(np.float32)
+        except FloatingPointError:
+            from . import _core  # the kernels' type for a result beyond float32
+
+            raise _core.Float32OverflowError(
+                f"{name} has finite values beyond the float32 range (max |{name}| = "
+                f"{float(np.max(np.abs(arr))):.3g} > {float(np.finfo(np.float32).max):.3g}); "
+                "scale it down"
+            ) from None
     return arr
 
 
