@@ -78,6 +78,19 @@ def test_a_step_that_overflows_is_divergence_not_an_error(prob, name):
     assert res.diverged and res.iterations == 1
 
 
+@pytest.mark.parametrize("name", ["laq", "slaq", "qgd", "random-select", "lag-wk"])
+def test_a_tiny_step_runs(prob, name):
+    """alpha = 1e-300 (any alpha below ~1e-154) stopped the LAQ family at its second
+    iteration with "rhs must be finite, got nan" (alpha^2 M^2 underflowed in the rule's first
+    term), and LAG-WK uploaded every iteration (a NaN threshold is never met)."""
+    extra = {"batch": 50} if name == "slaq" else {}
+    res = simulate(prob, get_algorithm(name, alpha=1e-300, **extra), max_iterations=12, eps=0.0)
+    assert res.iterations == 12 and not res.diverged
+    if name == "laq":  # the model does not move: nothing new to send
+        assert res.uploads == prob.num_workers
+    assert res.uploads < 12 * prob.num_workers or name in ("qgd", "random-select")
+
+
 def test_nonconvex_problem_runs_to_the_budget():
     p = make_problem("digits", model="mlp", hidden=16, workers=2, max_samples=200)
     res = simulate(p, get_algorithm("laq"), max_iterations=10)
