@@ -192,6 +192,18 @@ def test_make_problem_bad_arguments():
         make_problem("synthetic-regression", model="softmax")
 
 
+@pytest.mark.parametrize(
+    ("hidden", "error"), [(0, ValueError), (-1, ValueError), (2.7, TypeError), ("5", TypeError)]
+)
+def test_mlp_hidden_width_is_checked(hidden, error):
+    """hidden=-1 built a problem of dimension -65, hidden=0 a model of output biases only,
+    2.7 and "5" were read by int() as 2 and 5."""
+    with pytest.raises(error, match="hidden"):
+        make_problem("digits", model="mlp", hidden=hidden)
+    with pytest.raises(error, match="hidden"):
+        MLPModel(64, 10, hidden=hidden)
+
+
 def test_settings_the_problem_would_not_read_are_refused(tmp_path):
     """A Dirichlet concentration without the Dirichlet partition, an MLP width for another
     model, a data directory for embedded data: each used to be ignored silently."""

@@ -306,6 +306,8 @@ def make_problem(
     check_uint64(seed, "seed")  # numpy's own message names no parameter
     if max_samples is not None:
         check_positive_int(max_samples, "max_samples")
+    if model == "mlp":  # before the data set is loaded
+        check_positive_int(hidden, "hidden")
     ds = (
         dataset
         if isinstance(dataset, Dataset)
