@@ -204,6 +204,32 @@ def test_mlp_hidden_width_is_checked(hidden, error):
         MLPModel(64, 10, hidden=hidden)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # l2=inf made every loss inf; l2=True was read as 1.0
+        ({"l2": float("inf")}, ValueError, "l2 must be finite"),
+        ({"l2": True}, TypeError, "l2 must be a real number"),
+        ({"l2": "0.1"}, TypeError, "l2 must be a real number"),
+        # inf drew NaN Dirichlet shares: a RuntimeWarning, one sample on all workers but one
+        (
+            {"partition_kind": "dirichlet", "dirichlet_alpha": float("inf")},
+            ValueError,
+            "dirichlet alpha must be finite",
+        ),
+        (
+            {"partition_kind": "dirichlet", "dirichlet_alpha": "1"},
+            TypeError,
+            "dirichlet alpha must be a real number",
+        ),
+        ({"test_fraction": "0.1"}, TypeError, "test_fraction must be a real number"),
+    ],
+)
+def test_real_settings_of_make_problem_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_problem("digits", **kwargs)
+
+
 def test_settings_the_problem_would_not_read_are_refused(tmp_path):
     """A Dirichlet concentration without the Dirichlet partition, an MLP width for another
     model, a data directory for embedded data: each used to be ignored silently."""

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_positive_int, check_uint64
+from .._validate import check_positive_int, check_real, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
 from .datasets.registry import libsvm_path
@@ -67,10 +67,10 @@ class Problem:
         name: str = "",
         seed: int = 0,
     ) -> None:
-        if not l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {l2}")
+        # l2=inf made every loss inf, l2=True passed as 1.0
+        l2 = check_real(l2, "l2", minimum=0.0)
         self.model = model
-        self.l2 = float(l2)
+        self.l2 = l2
         self.name = name
         self.seed = seed
         #: Feature normalisation of a file-based data set (None: generated or fixed data).
