@@ -131,6 +131,9 @@ def test_summary_has_the_results_json_keys(prob):
         ({"compute_s": 0.01}, "give a link"),  # it would be ignored
         ({"progress": "no"}, "progress must be True or False"),  # a truthy string
         ({"record_history": 0}, "record_history must be True or False"),
+        # a link that is not a Link failed with AttributeError after the whole run
+        ({"link": "fast"}, "link must be a laqcore.network.Link"),
+        ({"link": {"bandwidth": 1e6}}, "link must be a laqcore.network.Link"),
     ],
 )
 def test_bad_arguments(prob, kwargs, match, monkeypatch):

@@ -254,6 +254,11 @@ def simulate(
     check_positive_int(eval_every, "eval_every")
     if f_star is not None:
         f_star = check_real(f_star, "f_star")
+    if link is not None and not isinstance(link, Link):  # applied after the whole run
+        raise TypeError(
+            f"link must be a laqcore.network.Link (laqcore.network.make_link('edge')), got "
+            f"{type(link).__name__} {link!r:.40}"
+        )
     if compute_s is not None:  # before the run, not when the link is applied after it
         compute_s = check_real(compute_s, "compute_s", minimum=0.0)
         if link is None:
