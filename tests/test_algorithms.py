@@ -513,6 +513,16 @@ def test_params_of_the_wrong_type_are_refused_before_the_run(field, value, error
         get_algorithm(name, **{field: value})
 
 
+def test_slaq_with_d_1_is_refused_when_built(prob):
+    """get_algorithm("slaq", D=1) was accepted; the run then failed building the first
+    worker, after the simulator had solved for F*."""
+    with pytest.raises(ValueError, match="slaq needs D >= 2"):
+        get_algorithm("slaq", D=1)
+    with pytest.raises(ValueError, match="slaq needs D >= 2"):
+        get_algorithm("slaq", Params(D=1))
+    assert get_algorithm("slaq", D=2).params.D == 2
+
+
 def test_params_of_other_numeric_types_are_accepted():
     p = Params(alpha=1, D=np.int64(3), ck=0, xi=np.float32(0.1), threshold=0).validate()
     assert p.D == 3 and p.alpha == 1
