@@ -144,6 +144,13 @@ def test_bad_arguments(prob, kwargs, match, monkeypatch):
     assert not started  # refused before any work
 
 
+def test_apply_link_refuses_a_link_that_is_not_one(prob):
+    res = simulate(prob, get_algorithm("gd"), max_iterations=2)
+    with pytest.raises(TypeError, match="link must be a laqcore.network.Link"):
+        res.apply_link("edge")  # was AttributeError: 'str' object has no attribute ...
+    assert res.time_s is None
+
+
 def test_progress_line_on_a_log_stream():
     buf = io.StringIO()
     bar = Progress("laq", 100, stream=buf)
