@@ -82,6 +82,8 @@ def test_squared_distance_float64_errors():
         laqcore.squared_distance(ok, np.array([1.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match=r"\|\|a - b\|\|\^2 overflows float64"):
         laqcore.squared_distance(np.array([1e200]), np.array([-1e200]))
+    with pytest.raises(OverflowError, match="overflows float64"):  # a range error, not input
+        laqcore.squared_distance(np.array([1e200]), np.array([-1e200]))
     with pytest.raises(ValueError, match="a has length 3 but b has length 2"):
         laqcore.squared_distance(ok, ok[:2])
     h = laqcore.IterateHistory()

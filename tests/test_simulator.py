@@ -76,6 +76,10 @@ def test_a_step_that_overflows_is_divergence_not_an_error(prob, name):
     DIVERGED."""
     res = simulate(prob, get_algorithm(name, alpha=1e100), max_iterations=20)
     assert res.diverged and res.iterations == 1
+    # alpha = 1e300: the step is finite but its squared length overflows float64; that
+    # raised "||theta_new - theta_old||^2 overflows float64" out of simulate()
+    res = simulate(prob, get_algorithm(name, alpha=1e300), max_iterations=20)
+    assert res.diverged and res.iterations == 1
 
 
 @pytest.mark.parametrize("name", ["laq", "slaq", "qgd", "random-select", "lag-wk"])

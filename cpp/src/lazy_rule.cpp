@@ -34,7 +34,7 @@ double squared_distance_impl(const T* a, const T* b, std::size_t n, const char* 
             LAQ_CHECK(std::isfinite(b[i]),
                       name_b << " contains NaN or Inf (first at index " << i << ")");
         }
-        LAQ_CHECK(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
+        LAQ_CHECK_RANGE(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
     }
     return total;
 }
@@ -58,7 +58,7 @@ double advance_iterate_impl(T* stored, const T* next, std::size_t n) {
             LAQ_CHECK(std::isfinite(next[i]),
                       "theta_new contains NaN or Inf (first at index " << i << ")");
         }
-        LAQ_CHECK(false, "||theta_new - theta_old||^2 overflows float64");
+        LAQ_CHECK_RANGE(false, "||theta_new - theta_old||^2 overflows float64");
     }
     return total;
 }
