@@ -95,6 +95,20 @@ def test_a_tiny_step_runs(prob, name):
     assert res.uploads < 12 * prob.num_workers or name in ("qgd", "random-select")
 
 
+@pytest.mark.parametrize("name", ["laq", "slaq", "qgd"])
+def test_a_threshold_beyond_the_double_range_runs(prob, name):
+    """xi = 1e308 makes the rule's first term overflow to inf: LAQ, SLAQ and QGD with
+    adaptive_bits stopped mid-run with "rhs must be finite, got inf". An infinite threshold
+    is met only by the clock (LAQ, SLAQ) or by the narrowest width (QGD)."""
+    extra: dict[str, object] = {"batch": 50, "t_bar": 5} if name == "slaq" else {"t_bar": 5}
+    if name == "qgd":
+        extra = {"adaptive_bits": 1.0}
+    res = simulate(prob, get_algorithm(name, xi=1e308, **extra), max_iterations=12, eps=0.0)
+    assert res.iterations == 12 and not res.diverged
+    if name != "qgd":  # the first upload, then only the clock's
+        assert prob.num_workers < res.uploads <= 3 * prob.num_workers
+
+
 def test_nonconvex_problem_runs_to_the_budget():
     p = make_problem("digits", model="mlp", hidden=16, workers=2, max_samples=200)
     res = simulate(p, get_algorithm("laq"), max_iterations=10)
