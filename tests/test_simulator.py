@@ -162,6 +162,25 @@ def test_bad_arguments(prob, kwargs, match, monkeypatch):
     assert not started  # refused before any work
 
 
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("pqasgd", {"downlink": "model:laq:2"}, "needs a server whose model is theta -= step"),
+        ("ssgd", {"downlink": "delta:laq:3", "downlink_chunks": 2}, "a chunked downlink needs"),
+    ],
+)
+def test_a_downlink_the_algorithm_cannot_take_is_refused_before_f_star(
+    prob, name, kwargs, match, monkeypatch
+):
+    """These were refused only after the simulator had solved for F* (an L-BFGS solve,
+    cached per problem, of seconds to minutes on a large data set)."""
+    started = []
+    monkeypatch.setattr(prob, "optimal_value", lambda: started.append(1) or 0.0)
+    with pytest.raises(ValueError, match=match):
+        simulate(prob, get_algorithm(name, batch=50), **kwargs)
+    assert not started
+
+
 def test_apply_link_refuses_a_link_that_is_not_one(prob):
     res = simulate(prob, get_algorithm("gd"), max_iterations=2)
     with pytest.raises(TypeError, match="link must be a laqcore.network.Link"):

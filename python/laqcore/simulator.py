@@ -281,8 +281,6 @@ def simulate(
     note = algorithm.full_batch_note([w.n for w in problem.workers])
     if note is not None:
         warnings.warn(note, UserWarning, stacklevel=2)
-    if f_star is None and problem.convex:
-        f_star = problem.optimal_value()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
@@ -293,6 +291,10 @@ def simulate(
             raise ValueError(f"downlink_chunks needs a delta:laq:B downlink, got {down.mode.name}")
         bounds = owner_chunks(algorithm, server, downlink_chunks)
         chunked = ChunkedStateDownlink(server, down.mode.bits, bounds)
+    # After the sides and the downlink are built: a downlink the algorithm cannot take is
+    # refused before the (cached, but possibly long) solve for F*.
+    if f_star is None and problem.convex:
+        f_star = problem.optimal_value()
     trace = TrafficTrace(M)
 
     def evaluate(theta: np.ndarray) -> tuple[float, float]:
