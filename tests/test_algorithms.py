@@ -8,7 +8,14 @@ import pytest
 
 import laqcore
 from driver_cases import trajectory
-from laqcore.algorithms import Params, available_algorithms, get_algorithm, own_overrides
+from laqcore.algorithms import (
+    ALGORITHMS,
+    Params,
+    algorithm_parameters,
+    available_algorithms,
+    get_algorithm,
+    own_overrides,
+)
 from laqcore.simulator import simulate
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -470,6 +477,55 @@ def test_get_algorithm_errors():
 def test_params_validation(field, value):
     with pytest.raises(ValueError, match=field):
         Params(**{field: value}).validate()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        # Each was accepted: pqasgd ran with period=nan and never averaged, one-shot ran
+        # local_steps=2.5, lag-wk read lag_forced="no" as True, asylpg's epoch=nan failed
+        # mid-run with "worker stepped before receiving a snapshot", batch=nan with numpy's
+        # "negative dimensions are not allowed", alpha="0.1" with a numpy ufunc message.
+        ("period", float("nan"), TypeError),
+        ("local_steps", 2.5, TypeError),
+        ("epoch", float("nan"), TypeError),
+        ("batch", float("nan"), TypeError),
+        ("max_delay", 1.5, TypeError),
+        ("t_bar", float("nan"), TypeError),
+        ("model_bits", 4.5, TypeError),
+        ("bits", 4.0, TypeError),
+        ("levels", float("inf"), TypeError),
+        ("D", True, TypeError),
+        ("lag_forced", "no", TypeError),
+        ("lag_forced", 0, TypeError),
+        ("alpha", "0.1", TypeError),
+        ("threshold", True, TypeError),
+        ("upload_rate", [0.5], TypeError),
+        ("ck", float("nan"), ValueError),
+        ("xi", float("inf"), ValueError),
+    ],
+)
+def test_params_of_the_wrong_type_are_refused_before_the_run(field, value, error):
+    with pytest.raises(error, match=field):
+        Params(**{field: value}).validate()
+    name = next(n for n in ALGORITHMS if field in algorithm_parameters(n))
+    with pytest.raises(error, match=field):
+        get_algorithm(name, **{field: value})
+
+
+def test_slaq_with_d_1_is_refused_when_built(prob):
+    """get_algorithm("slaq", D=1) was accepted; the run then failed building the first
+    worker, after the simulator had solved for F*."""
+    with pytest.raises(ValueError, match="slaq needs D >= 2"):
+        get_algorithm("slaq", D=1)
+    with pytest.raises(ValueError, match="slaq needs D >= 2"):
+        get_algorithm("slaq", Params(D=1))
+    assert get_algorithm("slaq", D=2).params.D == 2
+
+
+def test_params_of_other_numeric_types_are_accepted():
+    p = Params(alpha=1, D=np.int64(3), ck=0, xi=np.float32(0.1), threshold=0).validate()
+    assert p.D == 3 and p.alpha == 1
 
 
 def test_acc_asylpg_momentum_formula(prob):

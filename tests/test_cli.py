@@ -234,6 +234,7 @@ def test_sweep_tune_step_and_workers(tmp_path, capsys, cache):
         (["compare", "--algorithms", ","], "at least one"),
         (["sweep", "--grid", "alpha"], "NAME=v1"),
         (["sweep", "--grid", "speed=1"], "unknown parameter"),
+        (["sweep", "--grid", "lag_forced=maybe"], "lag_forced: values must be true/false"),
         (["run", "--alpha", "-1"], "alpha"),
         (["compare", "--algorithms", "random-select", "--upload-rate", "auto"], "auto"),
     ],
@@ -277,3 +278,17 @@ def test_table_keeps_a_huge_regression_score_in_its_column(tmp_path, capsys, cac
     row = next(line for line in capsys.readouterr().out.splitlines() if "DIVERGED" in line)
     residual, score = row.split()[-3:-1]
     assert float(residual) > 1e6 and float(score) < -1e6, row
+
+
+def test_sweep_grid_of_flags_and_block_sizes_builds_valid_params():
+    """--grid lag_forced=0,1 gave 0.0 and 1.0 (floats), which Params now refuses as
+    non-bools, and --grid block_size=8,16 gave 8.0 and 16.0 (refused as non-integers)."""
+    from laqcore.algorithms import get_algorithm
+    from laqcore.experiments.sweep import parse_grid
+
+    grid = parse_grid(["lag_forced=0,true", "block_size=8,16"])
+    assert grid == {"lag_forced": [False, True], "block_size": [8, 16]}
+    for flag in grid["lag_forced"]:
+        assert get_algorithm("lag-wk", lag_forced=flag).params.lag_forced is flag
+    for size in grid["block_size"]:
+        assert get_algorithm("laq", block_size=size).params.block_size == size

@@ -69,6 +69,26 @@ def test_protocol_round_trip(name, rng):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_payload_equals_its_decoded_copy(name, rng):
+    """Only LAQ payloads compared by content: payload_from_bytes(p.to_bytes()) == p was
+    False for every other kind (identity), as was the entropy round trip."""
+    comp = make(name)
+    x = rng.standard_normal(333).astype(np.float32)
+    payload = comp.compress(x, step=4)
+    decoded = laqcore.wire.payload_from_bytes(payload.to_bytes())
+    assert decoded == payload and not (decoded != payload)
+    other = comp.compress(2 * x + 1, step=5)
+    assert other != payload
+    assert payload != payload.to_bytes()  # not a payload: not equal, no error
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(payload)
+    if laqcore.entropy.is_codable(payload):
+        coded = laqcore.entropy.entropy_encode(payload)
+        assert laqcore.entropy.entropy_decode(coded.to_bytes()) == payload
+        assert laqcore.wire.payload_from_bytes(coded.to_bytes()) == coded
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_deterministic_given_step_and_float64(name, rng):
     x = rng.standard_normal(200)
     a = make(name).compress(x, step=9).to_bytes()

@@ -191,5 +191,17 @@ def test_every_public_name_resolves():
     for name in laqcore.__all__:
         assert getattr(laqcore, name) is not None, name
     assert laqcore.problems.make_problem is laqcore.make_problem  # subpackages as attributes
+
+
+@pytest.mark.parametrize("module", ["entropy", "downlink", "lazy_state", "network"])
+def test_documented_modules_are_attributes(module):
+    """docs name laqcore.entropy, laqcore.network, ...: 'import laqcore;
+    laqcore.network.make_link(...)' raised AttributeError unless something had imported the
+    module first (simulate() does, so it depended on what ran before)."""
+    code = f"import laqcore; print(laqcore.{module}.__name__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == f"laqcore.{module}"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = laqcore.nope

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -80,6 +82,8 @@ def test_squared_distance_float64_errors():
         laqcore.squared_distance(ok, np.array([1.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match=r"\|\|a - b\|\|\^2 overflows float64"):
         laqcore.squared_distance(np.array([1e200]), np.array([-1e200]))
+    with pytest.raises(OverflowError, match="overflows float64"):  # a range error, not input
+        laqcore.squared_distance(np.array([1e200]), np.array([-1e200]))
     with pytest.raises(ValueError, match="a has length 3 but b has length 2"):
         laqcore.squared_distance(ok, ok[:2])
     h = laqcore.IterateHistory()
@@ -120,6 +124,22 @@ def test_matches_official_laq_loop_exactly(rng):
         assert h.weighted_sum() == ref.official_laq_me(diffs[:k]), f"k = {k}"
         alpha, m = 0.02, 10
         assert h.rhs(alpha, m) == (1 / (alpha**2 * m**2)) * ref.official_laq_me(diffs[:k])
+
+
+def test_rhs_with_a_tiny_alpha_is_the_quotient_not_nan():
+    """alpha^2 M^2 underflowed below alpha ~ 1e-154: rhs was inf * 0 = NaN on an empty or
+    all-zero history (and inf where the quotient is finite), and every lazy algorithm's
+    run with such an alpha raised "rhs must be finite, got nan" mid-run."""
+    h = laqcore.IterateHistory(D=3)
+    assert h.rhs(1e-300, 3) == 0.0  # nothing pushed
+    h.push(0.0)
+    assert h.rhs(1e-300, 3) == 0.0
+    h.push(1e-310)  # me = 0.4 * 1e-310; alpha^2 M^2 = 9e-320 (subnormal)
+    exact = Fraction(h.weighted_sum()) / (Fraction(1e-160) ** 2 * 9)
+    assert h.rhs(1e-160, 3) == pytest.approx(float(exact), rel=1e-15)
+    h.push(1.0)  # a true quotient beyond the double range is inf, not NaN
+    assert h.rhs(1e-300, 3) == float("inf")
+    assert h.rhs(0.02, 3) == (1 / (0.02**2 * 3**2)) * h.weighted_sum()  # official path
 
 
 def test_warmup_weights():

@@ -13,6 +13,7 @@ from laqcore.problems import (
     LocalObjective,
     LogisticModel,
     MLPModel,
+    Problem,
     SoftmaxModel,
     contiguous,
     dirichlet,
@@ -190,6 +191,89 @@ def test_make_problem_bad_arguments():
         load_dataset("mnist")
     with pytest.raises(ValueError, match="regression"):
         make_problem("synthetic-regression", model="softmax")
+
+
+@pytest.mark.parametrize(
+    ("hidden", "error"), [(0, ValueError), (-1, ValueError), (2.7, TypeError), ("5", TypeError)]
+)
+def test_mlp_hidden_width_is_checked(hidden, error):
+    """hidden=-1 built a problem of dimension -65, hidden=0 a model of output biases only,
+    2.7 and "5" were read by int() as 2 and 5."""
+    with pytest.raises(error, match="hidden"):
+        make_problem("digits", model="mlp", hidden=hidden)
+    with pytest.raises(error, match="hidden"):
+        MLPModel(64, 10, hidden=hidden)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # l2=inf made every loss inf; l2=True was read as 1.0
+        ({"l2": float("inf")}, ValueError, "l2 must be finite"),
+        ({"l2": True}, TypeError, "l2 must be a real number"),
+        ({"l2": "0.1"}, TypeError, "l2 must be a real number"),
+        # inf drew NaN Dirichlet shares: a RuntimeWarning, one sample on all workers but one
+        (
+            {"partition_kind": "dirichlet", "dirichlet_alpha": float("inf")},
+            ValueError,
+            "dirichlet alpha must be finite",
+        ),
+        (
+            {"partition_kind": "dirichlet", "dirichlet_alpha": "1"},
+            TypeError,
+            "dirichlet alpha must be a real number",
+        ),
+        ({"test_fraction": "0.1"}, TypeError, "test_fraction must be a real number"),
+    ],
+)
+def test_real_settings_of_make_problem_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_problem("digits", **kwargs)
+
+
+def _hand_built_problem(rng, **changes):
+    X, y = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    args = {"model": SoftmaxModel(5, 3), "X": X, "y": y, "bounds": [(0, 20), (20, 40)]}
+    args.update(X_test=X[:5], y_test=y[:5])
+    args.update(changes)
+    return Problem(**args)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        # each was accepted: the slice past the end was shortened silently, a label of -1
+        # trained on the last class, the others failed mid-run (IndexError, numpy's matmul
+        # message, ZeroDivisionError)
+        ({"bounds": [(0, 20), (20, 50)]}, r"bounds\[1\] = \(20, 50\) must satisfy"),
+        ({"bounds": []}, "at least one worker"),
+        ({"bounds": [(0, 20), (20, 40.0)]}, r"bounds\[1\] stop must be an integer"),
+        ({"y": np.r_[np.zeros(39, np.int64), -1]}, "labels of the softmax model must be"),
+        ({"y": np.r_[np.zeros(39, np.int64), 7]}, "labels of the softmax model must be"),
+        ({"y": np.full(40, 0.5)}, "labels of the softmax model must be"),
+        ({"y": np.zeros(30, np.int64)}, "training labels must be a 1-D array of 40"),
+        ({"X": np.zeros((40, 4))}, "training features must be a 2-D array with 5 columns"),
+        ({"X_test": np.zeros((5, 3))}, "test features must be a 2-D array with 5 columns"),
+        ({"y_test": np.array([0, 1, 2, 3, 0])}, "test labels of the softmax model"),
+    ],
+)
+def test_hand_built_problem_is_checked(rng, changes, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        _hand_built_problem(rng, **changes)
+
+
+def test_hand_built_problem_that_fits_is_accepted(rng):
+    p = _hand_built_problem(rng, y=np.zeros(40), X_test=np.zeros((0, 5)), y_test=np.zeros(0))
+    assert p.num_workers == 2 and p.dim == 18
+    reg = Problem(
+        LeastSquaresModel(5, 0),
+        np.ones((4, 5)),
+        np.array([0.5, -2.0, 1, 3]),
+        [(0, 4)],
+        np.zeros((0, 5)),
+        np.zeros(0),
+    )
+    assert reg.num_workers == 1
 
 
 def test_settings_the_problem_would_not_read_are_refused(tmp_path):

@@ -32,6 +32,18 @@ def test_set_num_threads_rejects_nonpositive(bad):
 def test_set_num_threads_rejects_non_int():
     with pytest.raises(TypeError):
         laqcore.set_num_threads(2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        laqcore.set_num_threads(True)
+
+
+def test_set_num_threads_takes_numpy_integers():
+    """A sweep over np.array([1, 2, 4]) was refused: 'n must be an int >= 1, got
+    np.int64(2)', where every other count of the package takes numpy integers."""
+    old = laqcore.get_num_threads()
+    for n in np.array([1, 2]):
+        with laqcore.num_threads(n):
+            assert laqcore.get_num_threads() == n
+    assert laqcore.get_num_threads() == old
 
 
 @pytest.mark.parametrize(("seed", "step", "stream"), [(0, 0, 0), (42, 7, 3), (2**63, 2**40, 1)])

@@ -76,6 +76,37 @@ def test_a_step_that_overflows_is_divergence_not_an_error(prob, name):
     DIVERGED."""
     res = simulate(prob, get_algorithm(name, alpha=1e100), max_iterations=20)
     assert res.diverged and res.iterations == 1
+    # alpha = 1e300: the step is finite but its squared length overflows float64; that
+    # raised "||theta_new - theta_old||^2 overflows float64" out of simulate()
+    res = simulate(prob, get_algorithm(name, alpha=1e300), max_iterations=20)
+    assert res.diverged and res.iterations == 1
+
+
+@pytest.mark.parametrize("name", ["laq", "slaq", "qgd", "random-select", "lag-wk"])
+def test_a_tiny_step_runs(prob, name):
+    """alpha = 1e-300 (any alpha below ~1e-154) stopped the LAQ family at its second
+    iteration with "rhs must be finite, got nan" (alpha^2 M^2 underflowed in the rule's first
+    term), and LAG-WK uploaded every iteration (a NaN threshold is never met)."""
+    extra = {"batch": 50} if name == "slaq" else {}
+    res = simulate(prob, get_algorithm(name, alpha=1e-300, **extra), max_iterations=12, eps=0.0)
+    assert res.iterations == 12 and not res.diverged
+    if name == "laq":  # the model does not move: nothing new to send
+        assert res.uploads == prob.num_workers
+    assert res.uploads < 12 * prob.num_workers or name in ("qgd", "random-select")
+
+
+@pytest.mark.parametrize("name", ["laq", "slaq", "qgd"])
+def test_a_threshold_beyond_the_double_range_runs(prob, name):
+    """xi = 1e308 makes the rule's first term overflow to inf: LAQ, SLAQ and QGD with
+    adaptive_bits stopped mid-run with "rhs must be finite, got inf". An infinite threshold
+    is met only by the clock (LAQ, SLAQ) or by the narrowest width (QGD)."""
+    extra: dict[str, object] = {"batch": 50, "t_bar": 5} if name == "slaq" else {"t_bar": 5}
+    if name == "qgd":
+        extra = {"adaptive_bits": 1.0}
+    res = simulate(prob, get_algorithm(name, xi=1e308, **extra), max_iterations=12, eps=0.0)
+    assert res.iterations == 12 and not res.diverged
+    if name != "qgd":  # the first upload, then only the clock's
+        assert prob.num_workers < res.uploads <= 3 * prob.num_workers
 
 
 def test_nonconvex_problem_runs_to_the_budget():
@@ -118,6 +149,9 @@ def test_summary_has_the_results_json_keys(prob):
         ({"compute_s": 0.01}, "give a link"),  # it would be ignored
         ({"progress": "no"}, "progress must be True or False"),  # a truthy string
         ({"record_history": 0}, "record_history must be True or False"),
+        # a link that is not a Link failed with AttributeError after the whole run
+        ({"link": "fast"}, "link must be a laqcore.network.Link"),
+        ({"link": {"bandwidth": 1e6}}, "link must be a laqcore.network.Link"),
     ],
 )
 def test_bad_arguments(prob, kwargs, match, monkeypatch):
@@ -126,6 +160,32 @@ def test_bad_arguments(prob, kwargs, match, monkeypatch):
     with pytest.raises((TypeError, ValueError), match=match):
         simulate(prob, get_algorithm("gd"), **kwargs)
     assert not started  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("pqasgd", {"downlink": "model:laq:2"}, "needs a server whose model is theta -= step"),
+        ("ssgd", {"downlink": "delta:laq:3", "downlink_chunks": 2}, "a chunked downlink needs"),
+    ],
+)
+def test_a_downlink_the_algorithm_cannot_take_is_refused_before_f_star(
+    prob, name, kwargs, match, monkeypatch
+):
+    """These were refused only after the simulator had solved for F* (an L-BFGS solve,
+    cached per problem, of seconds to minutes on a large data set)."""
+    started = []
+    monkeypatch.setattr(prob, "optimal_value", lambda: started.append(1) or 0.0)
+    with pytest.raises(ValueError, match=match):
+        simulate(prob, get_algorithm(name, batch=50), **kwargs)
+    assert not started
+
+
+def test_apply_link_refuses_a_link_that_is_not_one(prob):
+    res = simulate(prob, get_algorithm("gd"), max_iterations=2)
+    with pytest.raises(TypeError, match="link must be a laqcore.network.Link"):
+        res.apply_link("edge")  # was AttributeError: 'str' object has no attribute ...
+    assert res.time_s is None
 
 
 def test_progress_line_on_a_log_stream():

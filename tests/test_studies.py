@@ -57,3 +57,31 @@ def test_scaling_and_ratio_study(tmp_path, monkeypatch, cache):
 def test_bad_study_options(capsys, cache):
     assert cli.main(["scaling", "--workers-list", "0,2"]) == 2
     assert ">= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        # n=0 gave empty vectors (numpy warnings), n=-1 numpy's "negative dimensions",
+        # steps=0 an empty list that measure() failed on with an IndexError
+        (("gaussian", 0, 3), ValueError, "n must be >= 1"),
+        (("gaussian", -1, 3), ValueError, "n must be >= 1"),
+        (("gaussian", 2.5, 3), TypeError, "n must be an integer"),
+        (("gaussian", 16, 0), ValueError, "steps must be >= 1"),
+        (("gaussian", 16, 2, -1), ValueError, "seed must be in"),
+    ],
+)
+def test_variance_vector_source_arguments(args, error, match):
+    from laqcore.experiments.variance import vector_source
+
+    with pytest.raises(error, match=match):
+        vector_source(*args)
+
+
+def test_variance_measure_needs_vectors():
+    from laqcore.experiments.variance import measure, vector_source
+
+    with pytest.raises(ValueError, match="at least one vector"):
+        measure([], "qsgd", "qsgd", {}, False)
+    record = measure(vector_source("gaussian", 16, 2), "qsgd", "qsgd", {}, False)
+    assert record["n"] == 16 and record["nmse"] > 0

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "laqcore/common.hpp"
@@ -33,7 +34,7 @@ double squared_distance_impl(const T* a, const T* b, std::size_t n, const char* 
             LAQ_CHECK(std::isfinite(b[i]),
                       name_b << " contains NaN or Inf (first at index " << i << ")");
         }
-        LAQ_CHECK(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
+        LAQ_CHECK_RANGE(false, "||" << name_a << " - " << name_b << "||^2 overflows float64");
     }
     return total;
 }
@@ -57,7 +58,7 @@ double advance_iterate_impl(T* stored, const T* next, std::size_t n) {
             LAQ_CHECK(std::isfinite(next[i]),
                       "theta_new contains NaN or Inf (first at index " << i << ")");
         }
-        LAQ_CHECK(false, "||theta_new - theta_old||^2 overflows float64");
+        LAQ_CHECK_RANGE(false, "||theta_new - theta_old||^2 overflows float64");
     }
     return total;
 }
@@ -134,7 +135,17 @@ double IterateHistory::rhs(double alpha, std::size_t num_workers) const {
     LAQ_CHECK(std::isfinite(alpha) && alpha > 0.0, "alpha must be finite and > 0, got " << alpha);
     LAQ_CHECK(num_workers >= 1, "num_workers must be >= 1, got " << num_workers);
     const auto m = static_cast<double>(num_workers);
-    return (1.0 / ((alpha * alpha) * (m * m))) * weighted_sum();
+    const double me = weighted_sum();
+    if (me == 0.0) return 0.0;  // 0 / (alpha^2 M^2) is 0 for every alpha > 0, not inf * 0 = NaN
+    const double denom = (alpha * alpha) * (m * m);
+    if (denom >= std::numeric_limits<double>::min()) return (1.0 / denom) * me;  // official
+    // A tiny alpha (< ~1e-154): alpha^2 M^2 underflows (1/denom was inf, inf * me inf or NaN).
+    // Divide the mantissas and add the exponents instead; inf only when the quotient overflows.
+    int e_alpha = 0;
+    int e_me = 0;
+    const double f_alpha = std::frexp(alpha, &e_alpha);
+    const double f_me = std::frexp(me, &e_me);
+    return std::ldexp(f_me / ((f_alpha * f_alpha) * (m * m)), e_me - 2 * e_alpha);
 }
 
 void IterateHistory::restore(const std::vector<double>& recent, std::uint64_t count) {

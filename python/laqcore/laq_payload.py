@@ -219,7 +219,7 @@ class LAQPayload(Payload):
             and bool(np.array_equal(self.packed, other.packed))
         )
 
-    __hash__ = None  # type: ignore[assignment]  # value type compared by content
+    __hash__ = None  # value type compared by content
 
     # -- wire.Payload interface ---------------------------------------------------------
     def _meta_values(self) -> tuple[Any, ...]:

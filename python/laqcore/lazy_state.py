@@ -70,6 +70,15 @@ def _same(name: str, saved: Any, mine: Any) -> None:
         raise ValueError(f"state_dict was saved with {name} = {saved!r}, this object has {mine!r}")
 
 
+def _check_rhs(rhs: Any) -> float:
+    """``rhs`` as a float >= 0, ``inf`` included: the rule's first term overflows double
+    for an extreme ``xi``/``ck`` (``xi=1e308``), which stopped the run with "rhs must be
+    finite, got inf"; an infinite threshold is met by no innovation, only by the clock."""
+    if isinstance(rhs, (float, np.floating)) and rhs == np.inf:
+        return float("inf")
+    return check_real(rhs, "rhs", minimum=0.0)
+
+
 class LazyUploader:
     """One worker's LAQ state: innovation quantizer + upload rule + clock.
 
@@ -191,7 +200,8 @@ class LazyUploader:
         upload, which has no iterate difference to compare with); no state change."""
         if self.adaptive_bits is None or self.uploads == 0:
             return self.propose(grad)
-        budget = self.adaptive_bits * check_real(rhs, "rhs", minimum=0.0)
+        r = _check_rhs(rhs)
+        budget = self.adaptive_bits * r if self.adaptive_bits else 0.0  # 0 * inf: 0, not NaN
         for b in range(1, 9):
             payload = self._iq.propose(grad, bits=b)
             assert payload.err_sq is not None  # set by the quantizer
@@ -203,9 +213,10 @@ class LazyUploader:
         """Whether ``payload`` (the latest :meth:`propose`) should be uploaded.
 
         True for the first upload, when ``clock >= t_bar``, without a rule, or when the rule's
-        test passes with ``rhs`` (finite, >= 0) as its first term.
+        test passes with ``rhs`` (>= 0; ``inf``, a threshold beyond the double range, passes
+        only at the clock) as its first term.
         """
-        r = check_real(rhs, "rhs", minimum=0.0)
+        r = _check_rhs(rhs)
         if self.rule is None or self.uploads == 0:
             return True
         if payload.err_sq is None:

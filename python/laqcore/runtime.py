@@ -26,6 +26,7 @@ CPU's features. ``LAQCORE_SIMD=scalar`` in the environment (or :func:`set_simd_l
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import platform
 from collections.abc import Iterator
@@ -64,11 +65,15 @@ def max_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Set the number of threads for large inputs, process-wide (ignored without OpenMP).
 
-    Raises ``TypeError`` unless ``n`` is an int, ``ValueError`` unless
-    ``1 <= n <= max_num_threads()``.
+    Raises ``TypeError`` unless ``n`` is an integer (numpy's included, not a bool),
+    ``ValueError`` unless ``1 <= n <= max_num_threads()``.
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int >= 1, got {n!r}")
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)  # int or numpy integer; not a float
+    except TypeError:
+        raise TypeError(f"n must be an int >= 1, got {n!r}") from None
     limit = max_num_threads()
     if not 1 <= n <= limit:
         raise ValueError(f"n must be in [1, {limit}] (4 threads per core, at least 64), got {n}")

@@ -115,6 +115,7 @@ class RunResult:
     def apply_link(self, link: Link, *, compute_s: float | None = None) -> RunResult:
         """Set ``network``, ``time_s``, ``time_to_tolerance`` and the ``time`` history
         from the recorded trace under ``link``; returns self."""
+        _check_link(link)
         if self.trace is None:
             raise ValueError("this result has no traffic trace (run it with the simulator)")
         times = round_times(self.trace, link, compute_s=compute_s)
@@ -130,6 +131,14 @@ class RunResult:
         if self.history.get("loss"):
             self.history["time"] = [float(v) for v in elapsed[: len(self.history["loss"])]]
         return self
+
+
+def _check_link(link: Any) -> None:
+    if not isinstance(link, Link):  # a str failed with "no attribute 'latency_s'"
+        raise TypeError(
+            f"link must be a laqcore.network.Link (laqcore.network.make_link('edge')), got "
+            f"{type(link).__name__} {link!r:.40}"
+        )
 
 
 def make_result(
@@ -254,6 +263,8 @@ def simulate(
     check_positive_int(eval_every, "eval_every")
     if f_star is not None:
         f_star = check_real(f_star, "f_star")
+    if link is not None:  # applied after the whole run: checked before it
+        _check_link(link)
     if compute_s is not None:  # before the run, not when the link is applied after it
         compute_s = check_real(compute_s, "compute_s", minimum=0.0)
         if link is None:
@@ -270,8 +281,6 @@ def simulate(
     note = algorithm.full_batch_note([w.n for w in problem.workers])
     if note is not None:
         warnings.warn(note, UserWarning, stacklevel=2)
-    if f_star is None and problem.convex:
-        f_star = problem.optimal_value()
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
@@ -282,6 +291,10 @@ def simulate(
             raise ValueError(f"downlink_chunks needs a delta:laq:B downlink, got {down.mode.name}")
         bounds = owner_chunks(algorithm, server, downlink_chunks)
         chunked = ChunkedStateDownlink(server, down.mode.bits, bounds)
+    # After the sides and the downlink are built: a downlink the algorithm cannot take is
+    # refused before the (cached, but possibly long) solve for F*.
+    if f_star is None and problem.convex:
+        f_star = problem.optimal_value()
     trace = TrafficTrace(M)
 
     def evaluate(theta: np.ndarray) -> tuple[float, float]:

@@ -134,6 +134,20 @@ class Payload:
         whose decoding allocates more than its body size (entropy-coded frames) bounds that
         allocation here. Most kinds allocate at most the body's size and do nothing."""
 
+    def __eq__(self, other: object) -> bool:
+        """Equal wire content: the same payload class and the same frame bytes, so that a
+        payload equals its copy decoded from :meth:`to_bytes` (only LAQ payloads compared
+        by content before; the others by identity, so that round trip compared unequal)."""
+        if not isinstance(other, Payload):
+            return NotImplemented
+        if self is other:
+            return True
+        if type(self) is not type(other) or self.n != other.n:
+            return False
+        return self._frame(check_round_trip=False) == other._frame(check_round_trip=False)
+
+    __hash__ = None  # type: ignore[assignment]  # value type compared by content
+
     # -- framing -----------------------------------------------------------------------
     @property
     def body_nbytes(self) -> int:

@@ -28,7 +28,9 @@
 //
 // Summation order: me is accumulated from the most recent difference (d = 1) to the oldest,
 // one term w_d * diff_d at a time, as the official loop does; rhs = (1/(alpha^2 M^2)) * me with
-// alpha^2 M^2 computed as (alpha * alpha) * (M * M).
+// alpha^2 M^2 computed as (alpha * alpha) * (M * M). Where that product is not a normal double
+// (alpha below ~1e-154) rhs is me / (alpha^2 M^2) computed from the mantissas and exponents,
+// and 0 when me is 0 (the official expression gives inf * 0 = NaN there).
 #pragma once
 
 #include <cstddef>

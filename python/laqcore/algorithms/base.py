@@ -28,6 +28,7 @@ ignore (QSGD given a momentum) is an error instead of a silent no-op.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -36,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_block_size, check_uint64
+from .._validate import check_block_size, check_bool, check_uint64
 from ..compressors import get_compressor
 from ..compressors.base import Compressor
 from ..lazy import IterateHistory
@@ -154,7 +155,9 @@ class Params:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> Params:
-        """Raise ``ValueError`` naming the first out-of-range field; return self."""
+        """Raise ``ValueError`` naming the first out-of-range field (``TypeError`` for one of
+        the wrong type); return self."""
+        self._check_types()
         if not (np.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be a finite number > 0, got {self.alpha}")
         if not 1 <= self.bits <= 8:
@@ -193,6 +196,10 @@ class Params:
             raise ValueError(f"upload_rate must be in (0, 1], got {self.upload_rate}")
         if not 2 <= self.model_bits <= 8:
             raise ValueError(f"model_bits must be in 2..8, got {self.model_bits}")
+        for name in ("ck", "xi"):
+            value = getattr(self, name)
+            if value is not None and not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
         if self.ck < 0 or (self.xi is not None and self.xi < 0):
             raise ValueError("ck and xi must be >= 0")
         if not 0 <= self.momentum < 1:
@@ -200,6 +207,47 @@ class Params:
         if not (np.isfinite(self.threshold) and self.threshold >= 0):  # NaN: never synced
             raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold}")
         return self
+
+    #: Fields that must be integers and real numbers (None allowed where the default is None).
+    _INTEGER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "bits",
+        "D",
+        "t_bar",
+        "batch",
+        "levels",
+        "bucket_size",
+        "period",
+        "max_delay",
+        "epoch",
+        "model_bits",
+        "local_steps",
+    )
+    _REAL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "alpha",
+        "adaptive_bits",
+        "ck",
+        "xi",
+        "ratio",
+        "momentum",
+        "upload_rate",
+        "threshold",
+    )
+
+    def _check_types(self) -> None:
+        """A float count (``period=nan``, ``local_steps=2.5``), a string step or a truthy
+        string flag (``lag_forced="no"``) was accepted here and either ran silently (a
+        period of NaN never averaged) or failed mid-run with a message naming no field."""
+        for name in self._INTEGER_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        for name in self._REAL_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in ("adaptive_bits", "xi"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a real number, got {value!r}")
+        check_bool(self.lag_forced, "lag_forced")
 
     def history(self, num_terms: int | None = None) -> IterateHistory:
         """The iterate-difference history of the lazy rule these parameters describe."""

@@ -59,6 +59,16 @@ class SLAQ(InnovationAlgorithm):
     slaq = True
     DEFAULTS: ClassVar[dict[str, Any]] = {"alpha": 0.008, "bits": 3}
 
+    def __init__(self, params: Params | None = None, **overrides: Any) -> None:
+        super().__init__(params, **overrides)
+        # D = 1 passed here and failed when the first worker was built, after the
+        # simulator had solved for F*
+        if self.params.D < 2:
+            raise ValueError(
+                f"slaq needs D >= 2 (its rule sums the D - 1 most recent iterate "
+                f"differences), got D = {self.params.D}"
+            )
+
 
 class QGD(InnovationAlgorithm):
     """Quantized gradient descent (b-bit innovations, no skipping)."""

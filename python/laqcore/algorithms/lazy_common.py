@@ -123,6 +123,8 @@ class LazyServer(Server):
         # float64 iterates: near convergence the steps are far below float32 resolution.
         try:
             self.lazy.observe(new)
+        except OverflowError:
+            pass  # a finite step whose squared length overflows float64 (alpha = 1e300)
         except ValueError:
             if np.isfinite(new).all():
                 raise

@@ -66,6 +66,7 @@ def __dir__() -> list[str]:
 _INT_KEYS = {
     "workers",
     "bits",
+    "block_size",
     "D",
     "t_bar",
     "batch",
@@ -79,6 +80,15 @@ _INT_KEYS = {
 }
 
 
+def _parse_flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     """``["alpha=0.01,0.02", "D=5,10"]`` -> ``{"alpha": [0.01, 0.02], "D": [5, 10]}``."""
     grid: dict[str, list[Any]] = {}
@@ -90,13 +100,14 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         key = key.strip().replace("-", "_")
         if key not in allowed:
             raise ValueError(f"--grid: unknown parameter {key!r}; one of {sorted(allowed)}")
-        conv = int if key in _INT_KEYS else float
+        conv: Any = int if key in _INT_KEYS else float
+        kind = f"{conv.__name__}s"
+        if key == "lag_forced":  # a flag: 0.0/1.0 would be refused by Params as non-bools
+            conv, kind = _parse_flag, "true/false (or 1/0)"
         try:
             values = [conv(v) for v in vals.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(
-                f"--grid {key}: values must be {conv.__name__}s, got {vals!r}"
-            ) from None
+            raise ValueError(f"--grid {key}: values must be {kind}, got {vals!r}") from None
         if not values:
             raise ValueError(f"--grid {key}: no values")
         grid[key] = values

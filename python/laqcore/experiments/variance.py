@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import FloatVector
-from .._validate import check_output_dir, check_uint64
+from .._validate import check_output_dir, check_positive_int, check_uint64
 from .plots import pyplot, save_figure
 
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
@@ -71,7 +71,15 @@ def settings() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[FloatVector]:
-    """The sequence of vectors of one source (see the module docstring)."""
+    """The sequence of vectors of one source (see the module docstring).
+
+    ``n`` (the length of a synthetic source's vectors; the digits gradients have their own)
+    and ``steps`` must be integers >= 1: ``n=0`` gave empty vectors with numpy warnings and
+    ``steps=0`` an empty list that :func:`measure` failed on with an IndexError.
+    """
+    check_positive_int(n, "n")
+    check_positive_int(steps, "steps")
+    check_uint64(seed, "seed")
     rng = np.random.default_rng(seed)
     if name in ("softmax", "mlp"):
         from ..problems import make_problem
@@ -114,6 +122,9 @@ def measure(
 ) -> dict[str, Any]:
     """One setting on one sequence: bits per coordinate, normalised MSE, time."""
     from .. import get_compressor, num_threads
+
+    if not vectors:
+        raise ValueError("vectors must hold at least one vector (see vector_source)")
 
     n = vectors[0].size
     errs, sizes, times = [], [], []

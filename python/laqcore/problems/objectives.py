@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
+from .._validate import check_positive_int
 
 __all__ = [
     "MODELS",
@@ -200,7 +201,8 @@ class MLPModel(Model):
 
     def __init__(self, num_features: int, num_outputs: int, hidden: int = 200) -> None:
         super().__init__(num_features, num_outputs)
-        self.hidden = int(hidden)
+        # int() truncated 2.7 and read "5" and True; 0 left a bias-only model, -1 a negative dim
+        self.hidden = check_positive_int(hidden, "hidden")
 
     @property
     def dim(self) -> int:

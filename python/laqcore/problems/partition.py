@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .._validate import check_real
+
 __all__ = ["PARTITIONS", "contiguous", "dirichlet", "iid", "partition", "train_test_split"]
 
 
@@ -57,8 +59,8 @@ def dirichlet(
     """
     labels = np.asarray(labels)
     _check(labels.shape[0], workers)
-    if not alpha > 0:
-        raise ValueError(f"dirichlet alpha must be > 0, got {alpha}")
+    # inf drew NaN shares (a RuntimeWarning and a split of one sample per worker but one)
+    alpha = check_real(alpha, "dirichlet alpha", positive=True)
     if labels.dtype.kind not in "iu":
         raise ValueError("the Dirichlet partition needs integer class labels")
     rng = np.random.default_rng(seed)
@@ -105,6 +107,7 @@ def train_test_split(
 ) -> tuple[IndexArray, IndexArray]:
     """Seeded random split; both parts keep their original order (so a contiguous partition
     of the training part still follows the file order, like the paper's shards)."""
+    test_fraction = check_real(test_fraction, "test_fraction")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     n_test = round(n * test_fraction)

@@ -16,11 +16,20 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_positive_int, check_uint64
+from .._validate import check_positive_int, check_real, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
 from .datasets.registry import libsvm_path
-from .objectives import MODELS, LocalObjective, Model, add_bias
+from .objectives import (
+    MODELS,
+    LeastSquaresModel,
+    LocalObjective,
+    LogisticModel,
+    MLPModel,
+    Model,
+    SoftmaxModel,
+    add_bias,
+)
 from .partition import partition, train_test_split
 
 __all__ = [
@@ -38,6 +47,68 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _class_count(model: Model) -> int | None:
+    """How many class labels a built-in classification model reads (None: regression
+    targets, or a model of the caller's own whose labels are its business)."""
+    if isinstance(model, LogisticModel):
+        return 2
+    if isinstance(model, LeastSquaresModel):
+        return None if model.regression else model.num_outputs
+    if isinstance(model, (SoftmaxModel, MLPModel)):
+        return model.num_outputs
+    return None
+
+
+def _check_part(model: Model, X: Any, y: Any, what: str) -> tuple[F64, npt.NDArray[Any]]:
+    """``X`` as a 2-D float64 array of the model's width and ``y`` as labels it can read
+    (of the same length), or ValueError/TypeError naming ``what``."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != model.num_features:
+        raise ValueError(
+            f"{what} features must be a 2-D array with {model.num_features} columns (the "
+            f"model's num_features), got shape {X.shape}"
+        )
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{what} labels must be a 1-D array of {X.shape[0]} values, got {y.shape}")
+    if y.dtype.kind not in "iuf":
+        raise TypeError(f"{what} labels must be numbers, got dtype {y.dtype}")
+    classes = _class_count(model)
+    if classes is not None and y.size:
+        # -1 indexed the last class and 7 of 3 classes failed mid-run with an IndexError
+        integral = y.dtype.kind in "iu" or bool(np.all(np.floor(y) == y))
+        if not integral or y.min() < 0 or y.max() >= classes:
+            raise ValueError(
+                f"{what} labels of the {model.name} model must be integers in "
+                f"0..{classes - 1}, got values in [{y.min()}, {y.max()}]"
+            )
+    elif y.size and not np.isfinite(y).all():
+        raise ValueError(f"{what} targets must be finite")
+    return X, y
+
+
+def _check_bounds(bounds: Any, n: int) -> list[tuple[int, int]]:
+    """``bounds`` as (start, stop) int pairs with ``0 <= start < stop <= n``."""
+    try:
+        pairs = [(start, stop) for start, stop in bounds]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"bounds must be a list of (start, stop) pairs, got {bounds!r:.60}"
+        ) from None
+    if not pairs:
+        raise ValueError("bounds must give at least one worker's (start, stop)")
+    out = []
+    for m, (start, stop) in enumerate(pairs):
+        a = check_positive_int(start, f"bounds[{m}] start", minimum=0)
+        b = check_positive_int(stop, f"bounds[{m}] stop", minimum=0)
+        if not a < b <= n:  # a slice past the end was silently shortened
+            raise ValueError(
+                f"bounds[{m}] = ({a}, {b}) must satisfy start < stop <= {n} (the training rows)"
+            )
+        out.append((a, b))
+    return out
+
+
 class Problem:
     """``M`` local objectives over one model, plus held-out data.
 
@@ -46,8 +117,11 @@ class Problem:
     model : Model
     X, y : training data (rows already ordered by worker)
     bounds : list of (start, stop)
-        Worker m owns rows ``start:stop``.
+        Worker m owns rows ``start:stop`` (integers, ``0 <= start < stop <= len(X)``).
     X_test, y_test : held-out data (may be empty)
+        Features of both sets must have the model's ``num_features`` columns; labels of the
+        built-in classification models must be integers in ``0..classes-1`` (checked here,
+        a ``ValueError`` naming the set).
     l2 : float
         L2 weight: each f_m carries ``(l2/2) ||theta||^2``.
     name : str
@@ -67,18 +141,21 @@ class Problem:
         name: str = "",
         seed: int = 0,
     ) -> None:
-        if not l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {l2}")
+        # l2=inf made every loss inf, l2=True passed as 1.0
+        l2 = check_real(l2, "l2", minimum=0.0)
         self.model = model
-        self.l2 = float(l2)
+        self.l2 = l2
         self.name = name
         self.seed = seed
         #: Feature normalisation of a file-based data set (None: generated or fixed data).
         self.normalize: str | None = None
-        self.Xb = add_bias(np.asarray(X, dtype=np.float64))
+        X, y = _check_part(model, X, y, "training")
+        X_test, y_test = _check_part(model, X_test, y_test, "test")
+        bounds = _check_bounds(bounds, X.shape[0])
+        self.Xb = add_bias(X)
         self.y = y
         self.bounds = bounds
-        self.Xb_test = add_bias(np.asarray(X_test, dtype=np.float64))
+        self.Xb_test = add_bias(X_test)
         self.y_test = y_test
         self.workers = [LocalObjective(model, self.Xb[a:b], y[a:b], l2=self.l2) for a, b in bounds]
         self._t = model.targets(y)
@@ -306,6 +383,8 @@ def make_problem(
     check_uint64(seed, "seed")  # numpy's own message names no parameter
     if max_samples is not None:
         check_positive_int(max_samples, "max_samples")
+    if model == "mlp":  # before the data set is loaded
+        check_positive_int(hidden, "hidden")
     ds = (
         dataset
         if isinstance(dataset, Dataset)
