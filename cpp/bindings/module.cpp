@@ -19,11 +19,11 @@ PYBIND11_MODULE(_core, m) {
     using namespace laqcore::bind;
     m.doc() = "laqcore native kernels (private; use the laqcore package API).";
     m.attr("__version__") = LAQCORE_VERSION;
-    // A finite input whose result leaves float32 (laqcore/common.hpp, LAQ_CHECK_RANGE): both
-    // an OverflowError, which tells it from bad input, and a ValueError, as before it had
-    // its own type.
+    // A finite input whose result leaves its floating-point type's range (laqcore/common.hpp,
+    // LAQ_CHECK_RANGE): both an OverflowError, which tells it from bad input, and a
+    // ValueError, as before it had its own type.
     py::register_exception<std::overflow_error>(
-        m, "Float32OverflowError",
+        m, "FloatRangeError",
         py::make_tuple(py::handle(PyExc_OverflowError), py::handle(PyExc_ValueError)));
     register_runtime(m.def_submodule("runtime"));
     register_pack(m.def_submodule("pack"));

@@ -94,7 +94,7 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
     numbers are converted. Integer, boolean, complex, string and object data raise
     ``TypeError`` (a silent cast would hide a bug). Multi-dimensional or strided arrays
     raise ``ValueError``: flatten or copy explicitly so the cost is visible. A finite value
-    beyond float32's range raises ``Float32OverflowError`` (an ``OverflowError`` and a
+    beyond float32's range raises ``FloatRangeError`` (an ``OverflowError`` and a
     ``ValueError``, as from the kernels).
     """
     arr = _float_array(x, name, allow_empty)
@@ -108,7 +108,7 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
         except FloatingPointError:
             from . import _core  # the kernels' type for a result beyond float32
 
-            raise _core.Float32OverflowError(
+            raise _core.FloatRangeError(
                 f"{name} has finite values beyond the float32 range (max |{name}| = "
                 f"{float(np.max(np.abs(arr))):.3g} > {float(np.finfo(np.float32).max):.3g}); "
                 "scale it down"

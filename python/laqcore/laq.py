@@ -106,7 +106,7 @@ def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None)
         1..8; a bad ``block_size``.
     OverflowError
         An innovation or a reconstruction ``prev + dQ`` that overflows float32 (the kernels'
-        ``Float32OverflowError``, a ``ValueError`` too).
+        ``FloatRangeError``, a ``ValueError`` too).
 
     Examples
     --------

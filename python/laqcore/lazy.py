@@ -59,7 +59,7 @@ def _squared_distance(a: Any, b: Any, name_a: str, name_b: str) -> float:
     except ValueError as err:  # the kernel says "a"/"b": name the caller's arguments
         msg = str(err).replace("a contains", f"{name_a} contains")
         msg = msg.replace("b contains", f"{name_b} contains")
-        # same type: an overflow of finite inputs stays a Float32OverflowError (OverflowError)
+        # same type: an overflow of finite inputs stays a FloatRangeError (OverflowError)
         raise type(err)(msg.replace("||a - b||", f"||{name_a} - {name_b}||")) from None
 
 
@@ -70,7 +70,7 @@ def squared_distance(a: Any, b: Any) -> float:
     are; if either vector is float64 both are used in float64 (no rounding to float32, which
     would erase the tiny steps of a float64 iterate near convergence). Raises ``ValueError``
     naming the argument that holds NaN or Inf, or for mismatched lengths; finite vectors
-    whose squared distance overflows float64 raise ``Float32OverflowError`` (an
+    whose squared distance overflows float64 raise ``FloatRangeError`` (an
     ``OverflowError`` and a ``ValueError``), as the kernels' other range errors do.
 
     Examples

@@ -1,13 +1,14 @@
 // laqcore/common.hpp: error conventions shared by every kernel.
 //
 // User errors (bad sizes, bits out of range, non-finite input) throw std::invalid_argument,
-// which pybind11 turns into ValueError. A finite input whose result leaves the float32 range
-// (an innovation, a norm, a rotation's sums) throws std::overflow_error, which the bindings
-// turn into laqcore._core.Float32OverflowError, both an OverflowError and a ValueError: a
-// caller can tell it from bad input (a DDP hook drops such a step on every rank instead of
-// failing on one) while code that catches ValueError keeps working. Broken internal
-// invariants throw std::logic_error (RuntimeError in Python): never abort() inside a Python
-// process.
+// which pybind11 turns into ValueError. A finite input whose result leaves the range of its
+// floating-point type (LAQ_CHECK_RANGE: an innovation, a bucket norm or a rotation's sums in
+// float32, an iterate distance in float64) throws std::overflow_error, which the bindings
+// turn into laqcore._core.FloatRangeError, both an OverflowError and a ValueError: a caller
+// can tell it from bad input (a DDP hook drops such a step on every rank instead of failing
+// on one; the simulator reads a step that overflows as divergence) while code that catches
+// ValueError keeps working. Broken internal invariants throw std::logic_error (RuntimeError
+// in Python): never abort() inside a Python process.
 //
 // Nothing may throw inside an OpenMP parallel region (an exception escaping a region
 // terminates the process). Kernels check their arguments before the region, and report

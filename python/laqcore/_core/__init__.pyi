@@ -15,5 +15,5 @@ from . import terngrad as terngrad
 
 __version__: str
 
-class Float32OverflowError(OverflowError, ValueError):
-    """A finite input whose result leaves the float32 range (cpp/include/laqcore/common.hpp)."""
+class FloatRangeError(OverflowError, ValueError):
+    """A finite input whose result leaves its floating-point type's range (cpp/include/laqcore/common.hpp)."""

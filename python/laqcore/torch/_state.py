@@ -397,7 +397,7 @@ class HookState:
         laqcore's kernels reject NaN/Inf with ``ValueError`` in the pass they make over the
         gradient anyway, so a finite gradient costs no extra pass; only after such an error
         is the gradient tested (a finite one re-raises the error). A finite gradient the
-        compressor cannot represent (``OverflowError``, the kernels' ``Float32OverflowError``:
+        compressor cannot represent (``OverflowError``, the kernels' ``FloatRangeError``:
         LAQ's innovation ``grad - q_prev`` or its reconstruction ``q_prev + dQ`` near the
         float32 maximum, QSGD's L2 norm of a bucket, the rotation's sums) is not finite once
         compressed, so it also gives ``None``, with a warning: the exchange then tells every
