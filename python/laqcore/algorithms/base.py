@@ -209,7 +209,7 @@ class Params:
         return self
 
     #: Fields that must be integers and real numbers (None allowed where the default is None).
-    _INTEGER_FIELDS: ClassVar[tuple[str, ...]] = (
+    INTEGER_FIELDS: ClassVar[tuple[str, ...]] = (
         "bits",
         "D",
         "t_bar",
@@ -222,7 +222,7 @@ class Params:
         "model_bits",
         "local_steps",
     )
-    _REAL_FIELDS: ClassVar[tuple[str, ...]] = (
+    REAL_FIELDS: ClassVar[tuple[str, ...]] = (
         "alpha",
         "adaptive_bits",
         "ck",
@@ -237,11 +237,11 @@ class Params:
         """A float count (``period=nan``, ``local_steps=2.5``), a string step or a truthy
         string flag (``lag_forced="no"``) was accepted here and either ran silently (a
         period of NaN never averaged) or failed mid-run with a message naming no field."""
-        for name in self._INTEGER_FIELDS:
+        for name in self.INTEGER_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeError(f"{name} must be an integer, got {value!r}")
-        for name in self._REAL_FIELDS:
+        for name in self.REAL_FIELDS:
             value = getattr(self, name)
             if value is None and name in ("adaptive_bits", "xi"):
                 continue

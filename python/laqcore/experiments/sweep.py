@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .._blas import blas_threads
+from ..algorithms.base import Params
 from ..serialization import json_safe, write_json
 from .checks import check_experiment, check_seed_range
 from .options import (
@@ -63,21 +64,9 @@ def __dir__() -> list[str]:
     return __all__
 
 
-_INT_KEYS = {
-    "workers",
-    "bits",
-    "block_size",
-    "D",
-    "t_bar",
-    "batch",
-    "levels",
-    "bucket_size",
-    "period",
-    "max_delay",
-    "epoch",
-    "model_bits",
-    "local_steps",
-}
+#: Grid keys whose values are integers: the algorithms' integer parameters, plus the worker
+#: count and the block size (optional in Params, so not in its list).
+_INT_KEYS = {*Params.INTEGER_FIELDS, "workers", "block_size"}
 
 
 def _parse_flag(text: str) -> bool:
