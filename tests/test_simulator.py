@@ -125,6 +125,16 @@ def test_known_f_star_is_used(prob):
     assert res.final_residual == res.final_loss
 
 
+def test_f_star_above_the_starting_loss_is_refused(prob):
+    """A "known optimum" above F(theta^0) cannot be one: the run reported eps reached at
+    iteration 0 without a word."""
+    loss0 = prob.loss(prob.initial_point())
+    with pytest.raises(ValueError, match="f_star = .* is above the loss at the starting point"):
+        simulate(prob, get_algorithm("gd"), max_iterations=3, f_star=loss0 + 1.0)
+    res = simulate(prob, get_algorithm("gd"), max_iterations=3, f_star=loss0, eps=0.0)
+    assert res.f_star == loss0  # at the starting point exactly: allowed (theta^0 optimal)
+
+
 def test_one_shot_ends_the_run(prob):
     res = simulate(prob, get_algorithm("one-shot", local_steps=4), max_iterations=100)
     assert res.iterations == 4

@@ -230,7 +230,8 @@ def simulate(
     eps : float
         Stop once ``F - F* <= eps`` (ignored for nonconvex problems: no F*).
     f_star : float, optional
-        Known optimal value; by default ``problem.optimal_value()`` (cached solve).
+        Known optimal value; by default ``problem.optimal_value()`` (cached solve). A value
+        above the starting loss ``F(theta^0)`` cannot be the optimum: ``ValueError``.
     eval_every : int
         Period of the (more expensive) full-gradient norm and test-accuracy evaluations.
     progress : bool
@@ -261,6 +262,7 @@ def simulate(
     check_positive_int(max_iterations, "max_iterations")
     eps = check_real(eps, "eps", minimum=0.0)
     check_positive_int(eval_every, "eval_every")
+    given_f_star = f_star is not None
     if f_star is not None:
         f_star = check_real(f_star, "f_star")
     if link is not None:  # applied after the whole run: checked before it
@@ -304,6 +306,13 @@ def simulate(
         f_star=f_star, evaluate=evaluate, eval_every=eval_every, record_history=record_history
     )
     loss0 = problem.loss(server.theta)
+    if given_f_star and f_star is not None and loss0 < f_star - 1e-12 * max(1.0, abs(f_star)):
+        # Below the optimal value is impossible: every iterate would count as converged
+        # (the run "reached" eps at iteration 0 without a word).
+        raise ValueError(
+            f"f_star = {f_star!r} is above the loss at the starting point, F(theta^0) = "
+            f"{loss0!r}, so it is not the optimal value (leave it None to have it solved for)"
+        )
     recorder.record(0, loss0, server.theta)
     on_wire: dict[int, Payload] = {}  # what was sent: the batch, or its entropy-coded frames
     clock = [0.0, 0.0]  # start of the round's worker side; its summed raw step seconds
