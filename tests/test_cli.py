@@ -292,3 +292,12 @@ def test_sweep_grid_of_flags_and_block_sizes_builds_valid_params():
         assert get_algorithm("lag-wk", lag_forced=flag).params.lag_forced is flag
     for size in grid["block_size"]:
         assert get_algorithm("laq", block_size=size).params.block_size == size
+
+
+def test_table_shows_no_test_set_as_a_dash(tmp_path, capsys, cache):
+    """--test-fraction 0 leaves no test set: the run table printed 'nan' where the sweep
+    table and the JSON (null) say there is none."""
+    argv = ["run", "-a", "gd", "--test-fraction", "0", "-K", "2", "-q", "--no-plots"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gd "))
+    assert "nan" not in row and row.split()[-2] == "-", row

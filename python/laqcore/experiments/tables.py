@@ -48,7 +48,10 @@ def format_table(results: list[Any]) -> str:
         else:
             t_txt = "-" if t is None else f"{t:.4g}"
         acc = r.test_accuracy  # regression: -MSE, which a diverged run makes huge
-        acc_txt = f"{acc:.4f}" if not abs(acc) >= 100 else f"{acc:.1e}"  # <= 8 characters
+        if not math.isfinite(acc):  # no test set (--test-fraction 0), as the sweep table
+            acc_txt = "-"
+        else:
+            acc_txt = f"{acc:.4f}" if abs(acc) < 100 else f"{acc:.1e}"  # <= 8 characters
         lines.append(
             f"{r.algorithm:<14}{r.seed:>5}{r.iterations:>11}{r.uploads:>9}{r.bits:>11.3e}"
             f"{r.downlink_bits:>11.3e}{total:>11.3e}{_ratio(total, gd_total):>9}{t_txt:>10}"
