@@ -207,20 +207,6 @@ class LAQPayload(Payload):
             f"block_size={self.block_size}, err_sq={self.err_sq!r}, nbytes={self.nbytes})"
         )
 
-    def __eq__(self, other: object) -> bool:
-        """Equal wire content (kind, n, bits, radii, codes); ``err_sq`` is sender-side only."""
-        if not isinstance(other, LAQPayload):
-            return NotImplemented
-        return (
-            self.n == other.n
-            and self.bits == other.bits
-            and self.block_size == other.block_size
-            and bool(np.array_equal(self.radii, other.radii))
-            and bool(np.array_equal(self.packed, other.packed))
-        )
-
-    __hash__ = None  # value type compared by content
-
     # -- wire.Payload interface ---------------------------------------------------------
     def _meta_values(self) -> tuple[Any, ...]:
         return (self._bits, 0, 0, self.radius)
