@@ -30,6 +30,7 @@ from .options import (
 __all__ = [
     "check_algorithm_names",
     "check_experiment",
+    "check_flag",
     "check_problem_options",
     "check_run_options",
     "check_seed_range",
@@ -44,7 +45,9 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def _check(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
+def check_flag(check: Any, args: argparse.Namespace, dest: str, **kw: Any) -> None:
+    """``check(value, "--dest", **kw)`` on ``args.dest`` when it is set (an absent or None
+    option is skipped), a TypeError reported as the ValueError of every other bad flag."""
     value = getattr(args, dest, None)
     if value is not None:
         try:
@@ -74,12 +77,12 @@ def check_problem_options(args: argparse.Namespace) -> None:
         raise ValueError("--dataset mnist needs --data-dir DIR (holding mnist.npz or IDX files)")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
-    _check(check_positive_int, args, "workers")
-    _check(check_positive_int, args, "hidden")
-    _check(check_positive_int, args, "max_samples")
-    _check(check_uint64, args, "data_seed")
-    _check(check_real, args, "dirichlet_alpha", positive=True)
-    _check(check_real, args, "l2", minimum=0.0)
+    check_flag(check_positive_int, args, "workers")
+    check_flag(check_positive_int, args, "hidden")
+    check_flag(check_positive_int, args, "max_samples")
+    check_flag(check_uint64, args, "data_seed")
+    check_flag(check_real, args, "dirichlet_alpha", positive=True)
+    check_flag(check_real, args, "l2", minimum=0.0)
     check_settings_used(
         name,
         args.model,
@@ -102,11 +105,11 @@ def check_problem_options(args: argparse.Namespace) -> None:
 
 def check_run_options(args: argparse.Namespace) -> None:
     """The run flags: budget, tolerance, evaluation period, threads and output paths."""
-    _check(check_positive_int, args, "max_iterations")
-    _check(check_real, args, "eps", minimum=0.0)
-    _check(check_positive_int, args, "eval_every")
-    _check(check_positive_int, args, "blas_threads", minimum=0)
-    _check(check_positive_int, args, "seeds")
+    check_flag(check_positive_int, args, "max_iterations")
+    check_flag(check_real, args, "eps", minimum=0.0)
+    check_flag(check_positive_int, args, "eval_every")
+    check_flag(check_positive_int, args, "blas_threads", minimum=0)
+    check_flag(check_positive_int, args, "seeds")
     check_seed_range(args, "seed")
     if getattr(args, "out", None) is not None:
         check_output_dir(args.out, "--out")

@@ -237,17 +237,18 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
     values lists, the budget, tolerance and output paths (a typo found after minutes of
     runs would lose them)."""
     from .._validate import check_positive_int, check_uint64
-    from .checks import check_algorithm_names, check_run_options
+    from .checks import check_algorithm_names, check_flag, check_run_options
     from .runcache import check_study_cache
 
     link_from_args(args)
     check_algorithm_names(names)
     _ints(*values)  # the values of M or P
     check_run_options(args)
-    check_uint64(args.data_seed, "--data-seed")  # numpy's own message names no parameter
-    for flag in ("per_worker", "features"):  # scaling's weak-scaling data
-        if hasattr(args, flag):  # -1 was numpy's "negative dimensions are not allowed"
-            check_positive_int(getattr(args, flag), "--" + flag.replace("_", "-"))
+    check_flag(check_uint64, args, "data_seed")  # numpy's own message names no parameter
+    # scaling's weak-scaling data (absent from the ratio study): -1 was numpy's "negative
+    # dimensions are not allowed"
+    check_flag(check_positive_int, args, "per_worker")
+    check_flag(check_positive_int, args, "features")
     check_study_cache(args)
 
 
