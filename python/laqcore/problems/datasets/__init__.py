@@ -9,7 +9,8 @@ Files the user points at are read defensively: a missing, truncated or malformed
 ``DatasetError`` (a ``ValueError``) that names the file and the format that was expected.
 
 One concern per module: :mod:`~.dataset` (the :class:`Dataset` record and the error type),
-the parsers of untrusted files (:mod:`~.idx`, :mod:`~.npz`, :mod:`~.libsvm`), the loaders
+the parsers of untrusted files (:mod:`~.idx`, :mod:`~.npz`, :mod:`~.libsvm`, with
+:mod:`~.compressed` telling their compression by content), the loaders
 (:mod:`~.images`: embedded digits, MNIST), the generators (:mod:`~.synthetic`) and the
 names (:mod:`~.registry`).
 """

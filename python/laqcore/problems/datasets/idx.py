@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from .compressed import compression
 from .dataset import DatasetError
 
 __all__ = ["MAX_IDX_BYTES", "read_idx"]
@@ -93,9 +94,7 @@ def read_idx(path: str, *, max_bytes: int = MAX_IDX_BYTES) -> npt.NDArray[Any]:
         ``.gz`` stream), trailing data, or a declared size above ``max_bytes``.
     """
     try:
-        with open(path, "rb") as raw:  # gzip by content: a saved download may lack .gz
-            gzipped = raw.read(2) == b"\x1f\x8b"
-        opener: Any = gzip.open if gzipped else open
+        opener: Any = gzip.open if compression(path) == "gzip" else open
         with opener(path, "rb") as fh:
             return _read_stream(fh, path, max_bytes)
     except DatasetError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import lzma
 import math
 import os
@@ -15,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..._validate import check_positive_int
+from .compressed import OPENERS, compression
 from .dataset import Dataset, DatasetError
 from .normalize import check_normalize, normalize_columns
 
@@ -40,21 +39,12 @@ _EXPECT = "LIBSVM format: one sample per line, 'label index:value ...' with 1-ba
 # What a corrupt or truncated (compressed) stream or a non-text file raises while it is read.
 _READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, UnicodeDecodeError)
 _FLUSH = 2**16  # entries collected in Python lists before they move to compact arrays
-# Compressed files are recognised by their first bytes, not their name (the LIBSVM site
-# serves its data sets as .bz2): gzip, bzip2 and xz.
-_OPENERS: tuple[tuple[bytes, Any], ...] = (
-    (b"\x1f\x8b", gzip.open),
-    (b"BZh", bz2.open),
-    (b"\xfd7zXZ\x00", lzma.open),
-)
 
 
 def _open_text(path: str) -> TextIO:
-    """``path`` as ASCII text, decompressed when its first bytes are a gzip, bzip2 or xz
-    magic number."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    opener: Any = next((o for magic, o in _OPENERS if head.startswith(magic)), open)
+    """``path`` as ASCII text, decompressed when it is gzip, bzip2 or xz (by content)."""
+    kind = compression(path)
+    opener: Any = open if kind is None else OPENERS[kind]
     return opener(path, "rt", encoding="ascii")  # type: ignore[no-any-return]
 
 
