@@ -19,6 +19,7 @@ from .._typing import F64
 from .._validate import check_positive_int, check_real, check_uint64
 from .batched import BatchedOracle, supports_batched
 from .datasets import Dataset, load_dataset, reads_files
+from .datasets.dataset import are_class_ids
 from .datasets.registry import libsvm_path
 from .objectives import (
     MODELS,
@@ -74,10 +75,9 @@ def _check_part(model: Model, X: Any, y: Any, what: str) -> tuple[F64, npt.NDArr
     if y.dtype.kind not in "iuf":
         raise TypeError(f"{what} labels must be numbers, got dtype {y.dtype}")
     classes = _class_count(model)
-    if classes is not None and y.size:
+    if classes is not None:
         # -1 indexed the last class and 7 of 3 classes failed mid-run with an IndexError
-        integral = y.dtype.kind in "iu" or bool(np.all(np.floor(y) == y))
-        if not integral or y.min() < 0 or y.max() >= classes:
+        if not are_class_ids(y, classes):
             raise ValueError(
                 f"{what} labels of the {model.name} model must be integers in "
                 f"0..{classes - 1}, got values in [{y.min()}, {y.max()}]"

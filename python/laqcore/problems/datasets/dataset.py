@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Dataset", "DatasetError", "FloatMatrix"]
+__all__ = ["Dataset", "DatasetError", "FloatMatrix", "are_class_ids"]
 
 
 def __dir__() -> list[str]:
@@ -16,6 +16,13 @@ def __dir__() -> list[str]:
 
 
 FloatMatrix = npt.NDArray[np.float64]
+
+
+def are_class_ids(y: npt.NDArray[Any], num_classes: int) -> bool:
+    """Whether every label is a whole number in ``0..num_classes-1`` (integer or float
+    dtype; NaN is not); an empty ``y`` is. The one test of class labels for the data sets,
+    the problems and the MNIST loader."""
+    return bool(np.all(y >= 0) and np.all(y < num_classes) and np.all(y == np.floor(y)))
 
 
 class DatasetError(ValueError):
@@ -98,7 +105,7 @@ class Dataset:
                 )
             if y.dtype.kind not in "uif" or (y.dtype.kind == "f" and not np.isfinite(y).all()):
                 raise ValueError(f"Dataset {self.name!r}: {yname} must hold finite numbers")
-            if k and y.size and not (np.all(y >= 0) and np.all(y < k) and np.all(y == np.floor(y))):
+            if k and not are_class_ids(y, k):
                 raise ValueError(
                     f"Dataset {self.name!r}: {yname} must hold class ids 0..{k - 1} "
                     f"(num_classes={k}), got values in [{y.min()}, {y.max()}]"

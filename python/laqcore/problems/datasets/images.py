@@ -9,7 +9,7 @@ from importlib import resources
 
 import numpy as np
 
-from .dataset import Dataset, DatasetError
+from .dataset import Dataset, DatasetError, are_class_ids
 from .idx import read_idx
 from .normalize import check_normalize, normalize_columns
 from .npz import read_npz
@@ -99,7 +99,7 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
             raise DatasetError(f"MNIST {what} images in {d!r} are empty (shape {x.shape})")
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
-        if not (np.all(y >= 0) and np.all(y <= 9) and np.all(y == np.floor(y))):
+        if not are_class_ids(y, 10):
             raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
     if math.prod(xtr.shape[1:]) != math.prod(xte.shape[1:]):
         raise DatasetError(
