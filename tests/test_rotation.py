@@ -56,6 +56,58 @@ def test_thread_count_invariant(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+ROTATE_IN_CHILD = """
+import sys, numpy as np, laqcore
+x = np.arange(2**17, dtype=np.float32) - 2**16
+sys.stdout.write(laqcore.get_compressor("rotation", seed=9).compress(x, step=1).to_bytes().hex())
+"""
+
+
+def test_forward_ignores_omp_num_threads() -> None:
+    # The forward pass ran an OpenMP region sized by OMP_NUM_THREADS, not by laqcore's
+    # (bounded) thread count: 100000 of them crashed the interpreter (SIGSEGV).
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "100000"}
+    out = subprocess.run(
+        [sys.executable, "-c", ROTATE_IN_CHILD], env=env, capture_output=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    x = np.arange(2**17, dtype=np.float32) - 2**16
+    want = laqcore.get_compressor("rotation", seed=9).compress(x, step=1).to_bytes()
+    assert bytes.fromhex(out.stdout.decode()) == want
+
+
+def _rotate_in_child(queue: object) -> None:
+    x = np.arange(2**17, dtype=np.float32)
+    queue.put(R.forward(x, 5).tobytes())  # type: ignore[attr-defined]
+
+
+def test_forward_works_in_a_forked_child() -> None:
+    # After the parent had run the forward pass's OpenMP region, the child hung in it.
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    x = np.arange(2**17, dtype=np.float32)
+    with laqcore.num_threads(2):
+        want = R.forward(x, 5).tobytes()
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_rotate_in_child, args=(queue,))
+        proc.start()
+        try:
+            got = queue.get(timeout=60)
+        finally:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+    assert proc.exitcode == 0
+    assert got == want
+
+
 def test_unbiased(rng: np.random.Generator) -> None:
     n, trials = 100, 3000
     x = rng.standard_t(3, n).astype(np.float32)

@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "laqcore/common.hpp"
 #include "laqcore/parallel.hpp"
@@ -167,30 +168,35 @@ void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* o
     const std::size_t N = rotation_padded_size(n);
     const std::size_t block = N < kFwhtBlock ? N : kFwhtBlock;
     // Signs and the in-block stages fused, block by block (the block stays in L1); the
-    // copy also finds max|x| (a maximum: the same for any thread count).
-    int bad = 0;
+    // copy also finds max|x| per block (a maximum: the same for any thread count). On the
+    // pool like every other loop: an OpenMP region here ignored set_num_threads, crashed
+    // under a huge OMP_NUM_THREADS and hung in a forked child.
+    const std::size_t nb = num_blocks(N, block);
+    std::vector<float> block_max(nb, 0.0f);
+    std::vector<unsigned char> block_bad(nb, 0);
+    for_each_block(
+        N,
+        [&](std::size_t b, std::size_t begin, std::size_t end) {
+            unsigned nonfinite = 0;
+            float m = 0.0f;
+            for (std::size_t i = begin; i < end; ++i) {
+                const float v = i < n ? x[i] : 0.0f;
+                nonfinite |= std::isfinite(v) ? 0u : 1u;
+                const float a = std::fabs(v);
+                m = a > m ? a : m;  // a NaN leaves m alone; `nonfinite` reports it
+                out[i] = v;
+            }
+            apply_signs(key, begin, end, out);
+            block_stages(out + begin, end - begin);
+            block_bad[b] = nonfinite != 0 ? 1 : 0;
+            block_max[b] = m;
+        },
+        block);
+    bool bad = false;
     float amax = 0.0f;
-    const auto nb = static_cast<std::int64_t>(num_blocks(N, block));
-#ifdef LAQCORE_HAVE_OPENMP
-#pragma omp parallel for schedule(static) reduction(| : bad) \
-    reduction(max : amax) if (N >= kMinParallel)
-#endif
-    for (std::int64_t b = 0; b < nb; ++b) {
-        const std::size_t begin = static_cast<std::size_t>(b) * block;
-        const std::size_t end = begin + block;
-        unsigned nonfinite = 0;
-        float m = 0.0f;
-        for (std::size_t i = begin; i < end; ++i) {
-            const float v = i < n ? x[i] : 0.0f;
-            nonfinite |= std::isfinite(v) ? 0u : 1u;
-            const float a = std::fabs(v);
-            m = a > m ? a : m;  // a NaN leaves m alone; `nonfinite` reports it
-            out[i] = v;
-        }
-        apply_signs(key, begin, end, out);
-        block_stages(out + begin, block);
-        bad |= nonfinite != 0 ? 1 : 0;
-        amax = m > amax ? m : amax;
+    for (std::size_t b = 0; b < nb; ++b) {
+        bad = bad || block_bad[b] != 0;
+        amax = block_max[b] > amax ? block_max[b] : amax;
     }
     LAQ_CHECK(!bad, "x contains NaN or Inf");
     const double limit = rotation_input_limit(N);
