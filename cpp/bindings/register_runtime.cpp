@@ -35,7 +35,8 @@ void register_runtime(py::module_ m) {
 #endif
     });
     // SIMD dispatch. Resolving the active level here makes an invalid LAQCORE_SIMD fail
-    // the import with a clear ValueError instead of the first kernel call.
+    // the import (an ImportError with the message, which laqcore/__init__.py passes on)
+    // instead of the first kernel call.
     (void)kernels();
     m.def(
         "simd_level", []() { return std::string(simd_level_name(simd_level())); },

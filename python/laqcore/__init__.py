@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from . import _core
-except ImportError as err:  # pragma: no cover - only hit on a broken install
-    raise ImportError(
+except ImportError as err:
+    if "LAQCORE_SIMD" in str(err):  # it loaded, then refused the environment: say that
+        raise
+    raise ImportError(  # pragma: no cover - only hit on a broken install
         "laqcore's native extension laqcore._core could not be imported. Did you build and "
         "install laqcore (`python -m pip install .`)? Importing from a source checkout "
         "without installing does not work."
