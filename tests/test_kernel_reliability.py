@@ -3,6 +3,9 @@ checked before they are serialised)."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -120,6 +123,29 @@ def test_laq_payload_fields_are_read_only():
     q = laqcore.LAQPayload(packed, p.radius, 4, 16)
     packed[:] = 255
     assert q == p
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda p: pickle.loads(pickle.dumps(p))])
+def test_copied_payloads_stay_read_only(copy_of):
+    # The copies' arrays came back writeable: a copied LAQ payload could be given a NaN
+    # radius, and its to_bytes (which trusts LAQ payloads not to change) wrote the frame.
+    x = np.linspace(-1, 1, 40, dtype=np.float32)
+    payloads = [laqcore.laq_quantize(x, None, 4), laqcore.laq_quantize(x, None, 3, block_size=8)]
+    for name in ("qsgd", "sign", "terngrad", "rotation", "none"):
+        payloads.append(laqcore.get_compressor(name).compress(x, step=0))
+    payloads.append(laqcore.get_compressor("sparse_quant", k=5).compress(x, step=0))
+    payloads.append(laqcore.get_compressor("qsgd", entropy=True).compress(x, step=0))
+    for p in payloads:
+        q = copy_of(p)
+        assert q == p
+        arrays = [v for v in vars(q).values() if isinstance(v, np.ndarray)]
+        assert arrays, type(p).__name__
+        for a in arrays:
+            with pytest.raises(ValueError, match="read-only"):
+                a[0] = a[0]
+    q = copy_of(payloads[1])
+    with pytest.raises(ValueError, match="read-only"):
+        q.radii[0] = np.nan
 
 
 def test_core_accumulate_rejects_wrong_output_length():

@@ -148,6 +148,15 @@ class Payload:
 
     __hash__ = None  # type: ignore[assignment]  # value type compared by content
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy (``copy.deepcopy``, ``pickle``) keeps its arrays read-only, as the original
+        had them: a payload cannot change after it is made (LAQ's :meth:`to_bytes` relies on
+        it and skips the round-trip check), where the copy's arrays came back writeable."""
+        for value in state.values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        self.__dict__.update(state)
+
     # -- framing -----------------------------------------------------------------------
     @property
     def body_nbytes(self) -> int:
