@@ -7,6 +7,7 @@ import pytest
 
 import laqcore
 from laqcore.algorithms import get_algorithm
+from laqcore.downlink import DownlinkMode
 from laqcore.experiments.results import RUN_KEYS
 from laqcore.network import Link
 from laqcore.problems import make_problem
@@ -162,6 +163,11 @@ def test_summary_has_the_results_json_keys(prob):
         # a link that is not a Link failed with AttributeError after the whole run
         ({"link": "fast"}, "link must be a laqcore.network.Link"),
         ({"link": {"bandwidth": 1e6}}, "link must be a laqcore.network.Link"),
+        # a downlink that is not a str: AttributeError ('NoneType' ... 'quantized'); a
+        # DownlinkMode with fields parse_downlink refuses was taken as it was
+        ({"downlink": None}, "downlink mode must be a str or a DownlinkMode"),
+        ({"downlink": DownlinkMode("delta", "laq", 0)}, "bits"),
+        ({"downlink": DownlinkMode("delta", "f16")}, "unknown downlink mode"),
     ],
 )
 def test_bad_arguments(prob, kwargs, match, monkeypatch):

@@ -91,11 +91,14 @@ class DownlinkMode:
         return self.encoding == "laq"
 
 
-def parse_downlink(text: str) -> DownlinkMode:
+def parse_downlink(text: str | DownlinkMode) -> DownlinkMode:
     """Parse ``model``, ``model:f32``, ``model:laq:4``, ``delta``, ``delta:f32``,
-    ``delta:laq:4`` (see :data:`MODES`); raise ``ValueError`` otherwise."""
+    ``delta:laq:4`` (see :data:`MODES`); raise ``ValueError`` otherwise. A
+    :class:`DownlinkMode` is checked the same way, through its name."""
+    if isinstance(text, DownlinkMode):
+        return parse_downlink(text.name)
     if not isinstance(text, str):
-        raise TypeError(f"downlink mode must be a str, got {type(text).__name__}")
+        raise TypeError(f"downlink mode must be a str or a DownlinkMode, got {type(text).__name__}")
     parts = text.strip().lower().split(":")
     kind = parts[0]
     if kind not in ("model", "delta"):

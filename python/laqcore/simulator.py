@@ -286,7 +286,7 @@ def simulate(
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     workers = {m: algorithm.make_worker(m, problem.workers[m], M) for m in range(M)}
-    down = Downlink(parse_downlink(downlink) if isinstance(downlink, str) else downlink, server, M)
+    down = Downlink(parse_downlink(downlink), server, M)
     chunked = None
     if downlink_chunks:
         if not down.mode.quantized or down.mode.kind != "delta":
