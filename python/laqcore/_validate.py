@@ -136,8 +136,13 @@ def as_out_vector(out: Any, n: int, name: str = "out") -> FloatVector:
         raise TypeError(f"{name} must be a numpy float32 array, got {_describe(out)}")
     if out.dtype != np.float32:
         raise TypeError(f"{name} must have dtype float32 (it is written in place), got {out.dtype}")
-    if out.ndim != 1 or not out.flags.c_contiguous:
+    if out.ndim != 1:
         raise ValueError(f"{name} must be a 1-D contiguous array, got shape {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(
+            f"{name} must be a 1-D contiguous array, got a strided view (strides "
+            f"{out.strides}); pass a contiguous array"
+        )
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
     if not out.flags.aligned:
