@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import laqcore
 import reference as ref
-from laqcore.wire import PayloadKind
+from laqcore.wire import PayloadKind, pack_uploads, unpack_uploads
 
 
 def make_pair(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -342,6 +342,21 @@ def test_rejects_non_bytes():
         laqcore.LAQPayload.from_bytes("not a frame")
     with pytest.raises(TypeError, match="uint8"):
         laqcore.LAQPayload.from_bytes(np.zeros(30, dtype=np.int32))
+
+
+def test_strided_memoryview_frame_is_read(good_frame):
+    # A strided uint8 array was read, the same bytes in a strided memoryview refused with
+    # "a frame must be bytes-like, got memoryview".
+    spread = np.zeros(2 * len(good_frame), dtype=np.uint8)
+    spread[::2] = np.frombuffer(good_frame, dtype=np.uint8)
+    want = laqcore.LAQPayload.from_bytes(good_frame)
+    assert laqcore.LAQPayload.from_bytes(memoryview(spread)[::2]) == want
+    assert laqcore.LAQPayload.from_bytes(spread[::2]) == want
+    bundle = pack_uploads([(0, want)])
+    spread = np.zeros(2 * len(bundle), dtype=np.uint8)
+    spread[::2] = np.frombuffer(bundle, dtype=np.uint8)
+    got = unpack_uploads(memoryview(spread)[::2], expected_n=want.n, owned={0}, sender="a")
+    assert got == [(0, want)]
 
 
 # --- bad input -----------------------------------------------------------------------------

@@ -265,6 +265,16 @@ def check_expected_n(expected_n: Any) -> int | None:
     return int(expected_n)
 
 
+def _byte_view(buf: Any, what: str) -> memoryview:
+    """The bytes of ``buf`` as a flat memoryview. A strided one is copied in order, as a
+    strided uint8 array is (its cast failed: "must be bytes-like, got memoryview")."""
+    try:
+        view = memoryview(buf)
+    except TypeError as err:
+        raise TypeError(f"{what} must be bytes-like, got {type(buf).__name__}") from err
+    return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+
+
 def _unframe(buf: Any, expected_n: Any = None) -> tuple[int, int, tuple[Any, ...], memoryview]:
     want_n = check_expected_n(expected_n)
     if isinstance(buf, np.ndarray):
@@ -272,10 +282,7 @@ def _unframe(buf: Any, expected_n: Any = None) -> tuple[int, int, tuple[Any, ...
             raise TypeError("a frame given as an array must be a 1-D uint8 array")
         view = np.ascontiguousarray(buf).data.cast("B")
     else:
-        try:
-            view = memoryview(buf).cast("B")
-        except TypeError as err:
-            raise TypeError(f"a frame must be bytes-like, got {type(buf).__name__}") from err
+        view = _byte_view(buf, "a frame")
     if len(view) < FRAME_OVERHEAD:
         raise ValueError(
             f"truncated frame: {len(view)} bytes, a frame has at least {FRAME_OVERHEAD}"
@@ -390,10 +397,7 @@ def unpack_uploads(
         unordered ids, an id the sender does not own, or an invalid item frame.
     """
     want_n = check_expected_n(expected_n)
-    try:
-        view = memoryview(buf).cast("B")
-    except TypeError as err:
-        raise TypeError(f"a bundle must be bytes-like, got {type(buf).__name__}") from err
+    view = _byte_view(buf, "a bundle")
     if len(view) < FRAME_OVERHEAD:
         raise ValueError(f"truncated upload bundle from {sender}: {len(view)} bytes")
     magic, version, kind, count = _HEADER.unpack_from(view, 0)
