@@ -238,6 +238,27 @@ def test_help_lists_algorithm_names_and_defaults(capsys, command):
     assert "(default: None)" not in text
 
 
+def test_algorithm_flag_help_states_each_algorithms_default(capsys):
+    """The defaults in the algorithm flags' help come from the registry: --alpha once said
+    "stochastic: 0.008" while the AsyLPG family (stochastic) defaults to 0.02, --bits left
+    out AsyLPG's 8 and --ck LAG-PS's 10."""
+    from laqcore.algorithms import ALGORITHMS
+    from laqcore.experiments.options import PARAM_FLAGS, param_defaults
+
+    text = "".join(_help(capsys, ["run"]).split())  # argparse also breaks lines at hyphens
+    assert "stepsize(0.02;0.008:sgd,qsgd," in text
+    assert "bitspercoordinate(4;8:asylpg,sparse-asylpg,acc-asylpg;3:slaq)" in text
+    assert "xi_d=ck/D(0.8;10.0:lag-ps)" in text
+    for field in PARAM_FLAGS:
+        readers = [cls for cls in ALGORITHMS.values() if field in cls.USES]
+        stated = param_defaults(field)
+        for cls in readers:
+            value = str(getattr(cls.default_params(), field))
+            assert stated.startswith(value) or f"{value}: " in stated, (field, cls.name)
+        if field not in ("block_size", "adaptive_bits", "xi", "lag_forced"):  # None/prose
+            assert "(" + "".join(stated.split()) in text, field
+
+
 def test_bench_help_has_no_restructured_text(capsys):
     text = _help(capsys, ["bench"])
     assert "``" not in text and ":func:" not in text and ".. " not in text

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_EPS",
     "algorithm_overrides",
     "param_flag",
+    "param_defaults",
     "downlink_from_args",
     "link_from_args",
     "problem_from_args",
@@ -116,14 +117,32 @@ def problem_from_args(args: argparse.Namespace) -> Any:
     return make_problem(**problem_kwargs(args))
 
 
+def param_defaults(field: str) -> str:
+    """The default of the :class:`~laqcore.algorithms.base.Params` field ``field`` in every
+    algorithm that reads it, for help texts: the most common value, then each other value
+    with the algorithms that have it (``"0.02; 0.008: sgd, qsgd, ..."``). Read from the
+    registry, so a help text cannot drift from the algorithms' real defaults."""
+    from ..algorithms import ALGORITHMS
+
+    by_value: dict[Any, list[str]] = {}
+    for name, cls in ALGORITHMS.items():
+        if field in cls.USES:
+            by_value.setdefault(getattr(cls.default_params(), field), []).append(name)
+    if not by_value:
+        raise ValueError(f"no registered algorithm reads {field!r}")
+    ordered = sorted(by_value.items(), key=lambda item: -len(item[1]))
+    others = [f"{value}: {', '.join(names)}" for value, names in ordered[1:]]
+    return "; ".join([str(ordered[0][0]), *others])
+
+
 def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     """Flags for algorithm hyper-parameters; unset flags keep each algorithm's default."""
     g = p.add_argument_group(
         "algorithm parameters (unset = each algorithm's default, official LAQ code values; "
         "each algorithm gets the ones it reads, and one that none of them reads is an error)"
     )
-    g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
-    g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
+    g.add_argument("--alpha", type=float, help=f"step size ({param_defaults('alpha')})")
+    g.add_argument("--bits", type=int, help=f"bits per coordinate ({param_defaults('bits')})")
     g.add_argument(
         "--adaptive-bits",
         type=float,
@@ -139,14 +158,19 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
         "default: one global radius, as in the paper)",
     )
-    g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
-    g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
+    g.add_argument(
+        "--D", type=int, dest="D", help=f"lazy-rule history depth ({param_defaults('D')})"
+    )
+    g.add_argument(
+        "--ck", type=float, help=f"lazy-rule weight: xi_d = ck/D ({param_defaults('ck')})"
+    )
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
     g.add_argument(
         "--t-bar",
         type=int,
         dest="t_bar",
-        help="forced upload after t_bar skips (100; 0 = upload every iteration)",
+        help=f"forced upload after t_bar skips ({param_defaults('t_bar')}; 0 = upload every "
+        "iteration)",
     )
     g.add_argument(
         "--no-lag-forced",
@@ -157,28 +181,60 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAG-WK without the forced upload after t_bar skips (default: forced, as in the "
         "reference LAQ code's comparison)",
     )
-    g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
-    g.add_argument("--levels", type=int, help="QSGD levels s (10)")
-    g.add_argument("--bucket-size", type=int, dest="bucket_size", help="QSGD bucket (512)")
-    g.add_argument("--ratio", type=float, help="kept fraction for sparsifiers (0.1)")
-    g.add_argument("--period", type=int, help="PQASGD averaging period (10)")
-    g.add_argument("--max-delay", type=int, dest="max_delay", help="AsyLPG delay bound (4)")
-    g.add_argument("--epoch", type=int, help="AsyLPG SVRG epoch length (50)")
-    g.add_argument("--model-bits", type=int, dest="model_bits", help="AsyLPG model bits (8)")
-    g.add_argument("--momentum", type=float, help="Acc-AsyLPG momentum (0.3)")
+    g.add_argument(
+        "--batch",
+        type=int,
+        help=f"minibatch per worker (stochastic methods, {param_defaults('batch')})",
+    )
+    g.add_argument("--levels", type=int, help=f"QSGD levels s ({param_defaults('levels')})")
+    g.add_argument(
+        "--bucket-size",
+        type=int,
+        dest="bucket_size",
+        help=f"QSGD bucket ({param_defaults('bucket_size')})",
+    )
+    g.add_argument(
+        "--ratio", type=float, help=f"kept fraction for sparsifiers ({param_defaults('ratio')})"
+    )
+    g.add_argument(
+        "--period", type=int, help=f"PQASGD averaging period ({param_defaults('period')})"
+    )
+    g.add_argument(
+        "--max-delay",
+        type=int,
+        dest="max_delay",
+        help=f"AsyLPG delay bound ({param_defaults('max_delay')})",
+    )
+    g.add_argument(
+        "--epoch", type=int, help=f"AsyLPG SVRG epoch length ({param_defaults('epoch')})"
+    )
+    g.add_argument(
+        "--model-bits",
+        type=int,
+        dest="model_bits",
+        help=f"AsyLPG model bits ({param_defaults('model_bits')})",
+    )
+    g.add_argument(
+        "--momentum", type=float, help=f"Acc-AsyLPG momentum ({param_defaults('momentum')})"
+    )
     g.add_argument(
         "--upload-rate",
         dest="upload_rate",
         default=None,
-        help="random-select: upload probability, or 'auto' = LAQ's measured rate",
+        help="random-select: upload probability, or 'auto' = LAQ's measured rate "
+        f"({param_defaults('upload_rate')})",
     )
     g.add_argument(
         "--local-steps",
         type=int,
         dest="local_steps",
-        help="one-shot averaging: local steps before the upload (500)",
+        help=f"one-shot averaging: local steps before the upload ({param_defaults('local_steps')})",
     )
-    g.add_argument("--threshold", type=float, help="dynamic averaging divergence threshold")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        help=f"dynamic averaging divergence threshold ({param_defaults('threshold')})",
+    )
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
