@@ -50,7 +50,7 @@ def _headings(page: Path) -> list[str]:
     """The page's headings (outside code blocks) and the names of its bold paragraph leads."""
     text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
     heads = re.findall(r"^#{1,6} (.+)$", text, re.M)
-    leads = re.findall(r"^\*\*([^*]+?)\.?\*\*", text, re.M)
+    leads = re.findall(r"^(?:[*-] )?\*\*([^*]+?)\.?\*\*", text, re.M)  # also in bullets
     return [h.strip() for h in heads + leads]
 
 
@@ -95,5 +95,20 @@ def test_section_references_name_a_section():
             found += 1
             if not any(h.startswith(section.lower()) for h in pages[page]):
                 dangling.append(f"{source.relative_to(ROOT)}: {page}, {section!r}")
+    assert found >= 20
+    assert dangling == []
+
+
+def test_same_page_references_name_a_section():
+    """'("Warm-up" below)' names a heading or bold paragraph of the same page ('see "A
+    LIBSVM file" below' named none)."""
+    found, dangling = 0, []
+    for page in PAGES:
+        text = " ".join(page.read_text(encoding="utf-8").split())
+        heads = [h.lower() for h in _headings(page)]
+        for section in re.findall(r'"([^"]+)"\)? (?:below|above)', text):
+            found += 1
+            if not any(h.startswith(section.lower()) for h in heads):
+                dangling.append(f"{page.name}: {section!r}")
     assert found >= 20
     assert dangling == []
