@@ -5,6 +5,7 @@ neither a problem is built nor an algorithm simulated (issue 14, items 2, 3, 6).
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -257,6 +258,31 @@ def test_algorithm_flag_help_states_each_algorithms_default(capsys):
             assert stated.startswith(value) or f"{value}: " in stated, (field, cls.name)
         if field not in ("block_size", "adaptive_bits", "xi", "lag_forced"):  # None/prose
             assert "(" + "".join(stated.split()) in text, field
+
+
+def test_help_states_each_default_once_and_launch_nproc_under_torchrun(capsys):
+    """An option whose text already gives its default in parentheses gets no second
+    '(default: ...)' ('--timeout ... failing (60) (default: 60.0)' said it twice), and
+    launch --nproc no longer claims to be ignored under torchrun, where another value is an
+    error (test_launch_nproc_that_disagrees_with_torchrun_is_refused)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            text, default = action.help or "", action.default
+            if not action.option_strings or default in (None, False, argparse.SUPPRESS):
+                continue
+            if "default" in text:  # the formatter adds nothing
+                continue
+            checked += 1
+            values = {str(default)} | ({f"{default:g}"} if isinstance(default, float) else set())
+            for value in values:
+                assert not re.search(r"\(" + re.escape(value) + r"[;)]", text), (name, text)
+    assert checked > 20
+    text = _help(capsys, ["launch"])
+    assert "ignored under torchrun" not in text
+    assert "under torchrun: torchrun's WORLD_SIZE" in text
 
 
 def test_bench_help_has_no_restructured_text(capsys):
