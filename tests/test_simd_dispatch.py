@@ -331,7 +331,11 @@ def test_default_is_best_available():
 def test_env_unknown_level_fails_clearly():
     proc = _level_in_subprocess("avx9000")
     assert proc.returncode != 0
-    assert "LAQCORE_SIMD must be one of" in proc.stderr
+    # The error raised names the setting; it was re-raised as "Did you build and install
+    # laqcore?", which sent a user with a typo in LAQCORE_SIMD to reinstall.
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "LAQCORE_SIMD must be one of" in last
+    assert "Did you build" not in proc.stderr
 
 
 def test_levels_reported():

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 try:
     from . import _core
 except ImportError as err:  # pragma: no cover - only hit on a broken install
+    if "LAQCORE_SIMD" in str(err):  # a bad setting of the environment, not a broken install
+        raise
     raise ImportError(
         "laqcore's native extension laqcore._core could not be imported. Did you build and "
         "install laqcore (`python -m pip install .`)? Importing from a source checkout "
