@@ -285,6 +285,23 @@ def test_help_states_each_default_once_and_launch_nproc_under_torchrun(capsys):
     assert "under torchrun: torchrun's WORLD_SIZE" in text
 
 
+def test_every_option_with_a_default_shows_it():
+    """argparse prints no help line, so no default, for an option without help text:
+    regime-map's --eps and -K, scaling's --mode, --model, --partition, launch's --backend
+    had defaults no --help showed."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    hidden = [
+        (name, action.option_strings[0])
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.option_strings
+        and not (action.help or "").strip()
+        and not (action.default is None or action.default is False)
+    ]
+    assert hidden == []
+
+
 def test_bench_help_has_no_restructured_text(capsys):
     text = _help(capsys, ["bench"])
     assert "``" not in text and ":func:" not in text and ".. " not in text

@@ -198,7 +198,12 @@ def add_parser(sub: Any) -> None:
         help="number of processes, at most 256 (under torchrun: torchrun's WORLD_SIZE; another "
         "explicit value is an error)",
     )
-    g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    g.add_argument(
+        "--backend",
+        default="gloo",
+        choices=["gloo", "nccl"],
+        help="torch.distributed backend",
+    )
     g.add_argument(
         "--timeout",
         type=float,

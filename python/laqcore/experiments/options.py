@@ -49,10 +49,18 @@ def add_problem_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--data-dir", default=None, help="directory holding local data files")
     g.add_argument(
-        "--model", default="softmax", choices=["softmax", "logistic", "least-squares", "mlp"]
+        "--model",
+        default="softmax",
+        choices=["softmax", "logistic", "least-squares", "mlp"],
+        help="objective (softmax: the paper's Dense(10); mlp: one hidden ReLU layer)",
     )
     g.add_argument("--workers", "-M", type=int, default=10, help="number of workers M")
-    g.add_argument("--partition", default="contiguous", choices=["contiguous", "iid", "dirichlet"])
+    g.add_argument(
+        "--partition",
+        default="contiguous",
+        choices=["contiguous", "iid", "dirichlet"],
+        help="how the training samples are split over the workers (contiguous: the paper's)",
+    )
     g.add_argument(
         "--dirichlet-alpha",
         type=float,
