@@ -149,8 +149,14 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         "algorithm parameters (unset = each algorithm's default, official LAQ code values; "
         "each algorithm gets the ones it reads, and one that none of them reads is an error)"
     )
-    g.add_argument("--alpha", type=float, help=f"step size ({param_defaults('alpha')})")
-    g.add_argument("--bits", type=int, help=f"bits per coordinate ({param_defaults('bits')})")
+
+    def number(flag: str, kind: type, text: str) -> None:
+        """A Params field's flag; '{}' in ``text`` becomes the registry's defaults."""
+        field = flag[2:].replace("-", "_")
+        g.add_argument(flag, type=kind, dest=field, help=text.format(param_defaults(field)))
+
+    number("--alpha", float, "step size ({})")
+    number("--bits", int, "bits per coordinate ({})")
     g.add_argument(
         "--adaptive-bits",
         type=float,
@@ -166,20 +172,10 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
         "default: one global radius, as in the paper)",
     )
-    g.add_argument(
-        "--D", type=int, dest="D", help=f"lazy-rule history depth ({param_defaults('D')})"
-    )
-    g.add_argument(
-        "--ck", type=float, help=f"lazy-rule weight: xi_d = ck/D ({param_defaults('ck')})"
-    )
+    number("--D", int, "lazy-rule history depth ({})")
+    number("--ck", float, "lazy-rule weight: xi_d = ck/D ({})")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
-    g.add_argument(
-        "--t-bar",
-        type=int,
-        dest="t_bar",
-        help=f"forced upload after t_bar skips ({param_defaults('t_bar')}; 0 = upload every "
-        "iteration)",
-    )
+    number("--t-bar", int, "forced upload after t_bar skips ({}; 0 = upload every iteration)")
     g.add_argument(
         "--no-lag-forced",
         dest="lag_forced",
@@ -189,42 +185,15 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAG-WK without the forced upload after t_bar skips (default: forced, as in the "
         "reference LAQ code's comparison)",
     )
-    g.add_argument(
-        "--batch",
-        type=int,
-        help=f"minibatch per worker (stochastic methods, {param_defaults('batch')})",
-    )
-    g.add_argument("--levels", type=int, help=f"QSGD levels s ({param_defaults('levels')})")
-    g.add_argument(
-        "--bucket-size",
-        type=int,
-        dest="bucket_size",
-        help=f"QSGD bucket ({param_defaults('bucket_size')})",
-    )
-    g.add_argument(
-        "--ratio", type=float, help=f"kept fraction for sparsifiers ({param_defaults('ratio')})"
-    )
-    g.add_argument(
-        "--period", type=int, help=f"PQASGD averaging period ({param_defaults('period')})"
-    )
-    g.add_argument(
-        "--max-delay",
-        type=int,
-        dest="max_delay",
-        help=f"AsyLPG delay bound ({param_defaults('max_delay')})",
-    )
-    g.add_argument(
-        "--epoch", type=int, help=f"AsyLPG SVRG epoch length ({param_defaults('epoch')})"
-    )
-    g.add_argument(
-        "--model-bits",
-        type=int,
-        dest="model_bits",
-        help=f"AsyLPG model bits ({param_defaults('model_bits')})",
-    )
-    g.add_argument(
-        "--momentum", type=float, help=f"Acc-AsyLPG momentum ({param_defaults('momentum')})"
-    )
+    number("--batch", int, "minibatch per worker (stochastic methods, {})")
+    number("--levels", int, "QSGD levels s ({})")
+    number("--bucket-size", int, "QSGD bucket ({})")
+    number("--ratio", float, "kept fraction for sparsifiers ({})")
+    number("--period", int, "PQASGD averaging period ({})")
+    number("--max-delay", int, "AsyLPG delay bound ({})")
+    number("--epoch", int, "AsyLPG SVRG epoch length ({})")
+    number("--model-bits", int, "AsyLPG model bits ({})")
+    number("--momentum", float, "Acc-AsyLPG momentum ({})")
     g.add_argument(
         "--upload-rate",
         dest="upload_rate",
@@ -232,17 +201,8 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="random-select: upload probability, or 'auto' = LAQ's measured rate "
         f"({param_defaults('upload_rate')})",
     )
-    g.add_argument(
-        "--local-steps",
-        type=int,
-        dest="local_steps",
-        help=f"one-shot averaging: local steps before the upload ({param_defaults('local_steps')})",
-    )
-    g.add_argument(
-        "--threshold",
-        type=float,
-        help=f"dynamic averaging divergence threshold ({param_defaults('threshold')})",
-    )
+    number("--local-steps", int, "one-shot averaging: local steps before the upload ({})")
+    number("--threshold", float, "dynamic averaging divergence threshold ({})")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
