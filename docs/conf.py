@@ -7,6 +7,7 @@ docstrings of the *installed* laqcore (autodoc imports it). Build offline with
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 from pathlib import Path
 
@@ -47,8 +48,20 @@ HERE = Path(__file__).parent
 # -- API pages: one per public module, generated at build time --------------------------
 # Every module under laqcore (except private `_x` ones and `__main__`) gets a page in
 # docs/api/ (not committed), so a module added by anyone is documented without editing the
-# docs. A package page shows only its docstring: its members are documented once, in the
-# module that defines them (package __init__ files re-export them).
+# docs. A package page shows its docstring and the members the package defines itself; the
+# ones it re-exports are documented once, in the module that defines them.
+
+
+def _package_options(name: str) -> str:
+    """A package page documents only the functions and classes the package itself defines
+    (laqcore.algorithms' get_algorithm, ...): its re-exports have their own module's page."""
+    package = importlib.import_module(name)
+    own = [
+        member
+        for member in getattr(package, "__all__", [])
+        if getattr(getattr(package, member), "__module__", None) == name
+    ]
+    return f"   :members: {', '.join(own)}\n" if own else "   :no-members:\n"
 
 
 def _write_api_pages() -> None:
@@ -60,7 +73,7 @@ def _write_api_pages() -> None:
     ]
     packages = {"laqcore"} | {info.name for info in found if info.ispkg}
     for name in names:
-        options = "   :no-members:\n" if name in packages else ""
+        options = _package_options(name) if name in packages else ""
         text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n{options}"
         page = out / f"{name}.rst"
         if not page.exists() or page.read_text() != text:

@@ -5,6 +5,7 @@ neither a problem is built nor an algorithm simulated (issue 14, items 2, 3, 6).
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
@@ -236,6 +237,69 @@ def test_help_lists_algorithm_names_and_defaults(capsys, command):
     assert "(default: 5000)" in text  # -K
     assert "--max-iterations MAX_ITERATIONS, -K MAX_ITERATIONS iteration budget K" in text
     assert "(default: None)" not in text
+
+
+def test_algorithm_flag_help_states_each_algorithms_default(capsys):
+    """The defaults in the algorithm flags' help come from the registry: --alpha once said
+    "stochastic: 0.008" while the AsyLPG family (stochastic) defaults to 0.02, --bits left
+    out AsyLPG's 8 and --ck LAG-PS's 10."""
+    from laqcore.algorithms import ALGORITHMS
+    from laqcore.experiments.options import PARAM_FLAGS, param_defaults
+
+    text = "".join(_help(capsys, ["run"]).split())  # argparse also breaks lines at hyphens
+    assert "stepsize(0.02;0.008:sgd,qsgd," in text
+    assert "bitspercoordinate(4;8:asylpg,sparse-asylpg,acc-asylpg;3:slaq)" in text
+    assert "xi_d=ck/D(0.8;10.0:lag-ps)" in text
+    for field in PARAM_FLAGS:
+        readers = [cls for cls in ALGORITHMS.values() if field in cls.USES]
+        stated = param_defaults(field)
+        for cls in readers:
+            value = str(getattr(cls.default_params(), field))
+            assert stated.startswith(value) or f"{value}: " in stated, (field, cls.name)
+        if field not in ("block_size", "adaptive_bits", "xi", "lag_forced"):  # None/prose
+            assert "(" + "".join(stated.split()) in text, field
+
+
+def test_help_states_each_default_once_and_launch_nproc_under_torchrun(capsys):
+    """An option whose text already gives its default in parentheses gets no second
+    '(default: ...)' ('--timeout ... failing (60) (default: 60.0)' said it twice), and
+    launch --nproc no longer claims to be ignored under torchrun, where another value is an
+    error (test_launch_nproc_that_disagrees_with_torchrun_is_refused)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    checked = 0
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            text, default = action.help or "", action.default
+            if not action.option_strings or default in (None, False, argparse.SUPPRESS):
+                continue
+            if "default" in text:  # the formatter adds nothing
+                continue
+            checked += 1
+            values = {str(default)} | ({f"{default:g}"} if isinstance(default, float) else set())
+            for value in values:
+                assert not re.search(r"\(" + re.escape(value) + r"[;)]", text), (name, text)
+    assert checked > 20
+    text = _help(capsys, ["launch"])
+    assert "ignored under torchrun" not in text
+    assert "under torchrun: torchrun's WORLD_SIZE" in text
+
+
+def test_every_option_with_a_default_shows_it():
+    """argparse prints no help line, so no default, for an option without help text:
+    regime-map's --eps and -K, scaling's --mode, --model, --partition, launch's --backend
+    had defaults no --help showed."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    hidden = [
+        (name, action.option_strings[0])
+        for name, command in sub.choices.items()
+        for action in command._actions
+        if action.option_strings
+        and not (action.help or "").strip()
+        and not (action.default is None or action.default is False)
+    ]
+    assert hidden == []
 
 
 def test_bench_help_has_no_restructured_text(capsys):

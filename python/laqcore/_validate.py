@@ -1,10 +1,10 @@
 """Input checks shared by every public function.
 
-The rule (docs/architecture.md, "Bad input"): bad input raises a clear ``TypeError`` (wrong
-kind of object or dtype) or ``ValueError`` (wrong shape, size or value) *here*, before any
-native code runs, with a message that names the argument and says what was expected.
-Checks that need a pass over the data (NaN/Inf) are fused into the C++ kernels instead, so
-validation never costs an extra sweep over a large gradient.
+The rule (docs/architecture.md, "Conventions (everyone)"): bad input raises a clear
+``TypeError`` (wrong kind of object or dtype) or ``ValueError`` (wrong shape, size or value)
+*here*, before any native code runs, with a message that names the argument and says what
+was expected. Checks that need a pass over the data (NaN/Inf) are fused into the C++ kernels
+instead, so validation never costs an extra sweep over a large gradient.
 """
 
 from __future__ import annotations

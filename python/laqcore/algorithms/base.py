@@ -79,10 +79,11 @@ class Params:
     Attributes
     ----------
     alpha : float
-        Step size (official LAQ: 0.02; SLAQ and the stochastic baselines: 0.008).
+        Step size (official LAQ: 0.02; SLAQ and the stochastic baselines but the AsyLPG
+        family: 0.008).
     bits : int
         Bits per coordinate of the LAQ quantizer (LAQ/QGD: 4, SLAQ: 3) and of AsyLPG's
-        gradient quantizer.
+        gradient quantizer (8).
     block_size : int or None
         LAQ quantizer (LAQ, SLAQ, QGD, random selection): one radius per block of this many
         coordinates (a multiple of 8, see :func:`laqcore.laq_quantize`). ``None`` (default):

@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sizes",
         type=_parse_sizes,
         default=None,
-        help="exponents LO:HI[:STEP] of n, or counts like 1000,2^20 (default 10:24)",
+        help="exponents LO:HI[:STEP] of n, or counts like 1000,2^20 (default 10:24; --quick: "
+        "2^10,2^16,2^20; --contended: 2^16,2^20)",
     )
     parser.add_argument(
         "--bits",
@@ -91,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repeats",
         type=int,
         default=None,
-        help="samples per figure, median taken (default 21; --quick: 3)",
+        help="samples per figure, median taken (default 21; --quick: 3; --contended: 41 rounds)",
     )
     parser.add_argument(
         "--min-time",

@@ -195,14 +195,20 @@ def add_parser(sub: Any) -> None:
         "--nproc",
         type=int,
         default=2,
-        help="number of processes, at most 256 (ignored under torchrun)",
+        help="number of processes, at most 256 (under torchrun: torchrun's WORLD_SIZE; another "
+        "explicit value is an error)",
     )
-    g.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
+    g.add_argument(
+        "--backend",
+        default="gloo",
+        choices=["gloo", "nccl"],
+        help="torch.distributed backend",
+    )
     g.add_argument(
         "--timeout",
         type=float,
         default=60.0,
-        help="seconds a collective waits for a dead or hung peer before failing (60)",
+        help="seconds a collective waits for a dead or hung peer before failing",
     )
     g.add_argument(
         "--deadline",

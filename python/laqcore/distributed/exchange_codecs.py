@@ -15,7 +15,7 @@ aggregate it.
   the whole gradient; owner j decodes its chunk of every upload, averages them, and
   re-compresses the mean with the same unbiased compressor, on fresh randomness and *without*
   error feedback. The averaged gradient is the decoded publications: unbiased, with variance
-  at most ``omega (||mean||^2 + ...)`` (docs/ddp.md, "QSGD and TernGrad over two phases").
+  at most ``omega (||mean||^2 + ...)`` (docs/ddp.md, "The two-phase exchange").
   Error feedback is only stable for a contractive compressor
   (``||C(x) - x||^2 <= (1 - delta) ||x||^2``); QSGD at 7 levels in buckets of 512 has
   ``E||C(x) - x||^2 ~ 1.6 ||x||^2``, so its memory grew without bound and training diverged.

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_EPS",
     "algorithm_overrides",
     "param_flag",
+    "param_defaults",
     "downlink_from_args",
     "link_from_args",
     "problem_from_args",
@@ -48,10 +49,18 @@ def add_problem_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--data-dir", default=None, help="directory holding local data files")
     g.add_argument(
-        "--model", default="softmax", choices=["softmax", "logistic", "least-squares", "mlp"]
+        "--model",
+        default="softmax",
+        choices=["softmax", "logistic", "least-squares", "mlp"],
+        help="objective (softmax: the paper's Dense(10); mlp: one hidden ReLU layer)",
     )
     g.add_argument("--workers", "-M", type=int, default=10, help="number of workers M")
-    g.add_argument("--partition", default="contiguous", choices=["contiguous", "iid", "dirichlet"])
+    g.add_argument(
+        "--partition",
+        default="contiguous",
+        choices=["contiguous", "iid", "dirichlet"],
+        help="how the training samples are split over the workers (contiguous: the paper's)",
+    )
     g.add_argument(
         "--dirichlet-alpha",
         type=float,
@@ -116,14 +125,38 @@ def problem_from_args(args: argparse.Namespace) -> Any:
     return make_problem(**problem_kwargs(args))
 
 
+def param_defaults(field: str) -> str:
+    """The default of the :class:`~laqcore.algorithms.base.Params` field ``field`` in every
+    algorithm that reads it, for help texts: the most common value, then each other value
+    with the algorithms that have it (``"0.02; 0.008: sgd, qsgd, ..."``). Read from the
+    registry, so a help text cannot drift from the algorithms' real defaults."""
+    from ..algorithms import ALGORITHMS
+
+    by_value: dict[Any, list[str]] = {}
+    for name, cls in ALGORITHMS.items():
+        if field in cls.USES:
+            by_value.setdefault(getattr(cls.default_params(), field), []).append(name)
+    if not by_value:
+        raise ValueError(f"no registered algorithm reads {field!r}")
+    ordered = sorted(by_value.items(), key=lambda item: -len(item[1]))
+    others = [f"{value}: {', '.join(names)}" for value, names in ordered[1:]]
+    return "; ".join([str(ordered[0][0]), *others])
+
+
 def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     """Flags for algorithm hyper-parameters; unset flags keep each algorithm's default."""
     g = p.add_argument_group(
         "algorithm parameters (unset = each algorithm's default, official LAQ code values; "
         "each algorithm gets the ones it reads, and one that none of them reads is an error)"
     )
-    g.add_argument("--alpha", type=float, help="step size (LAQ/GD: 0.02, stochastic: 0.008)")
-    g.add_argument("--bits", type=int, help="bits per coordinate (LAQ/QGD: 4, SLAQ: 3)")
+
+    def number(flag: str, kind: type, text: str) -> None:
+        """A Params field's flag; '{}' in ``text`` becomes the registry's defaults."""
+        field = flag[2:].replace("-", "_")
+        g.add_argument(flag, type=kind, dest=field, help=text.format(param_defaults(field)))
+
+    number("--alpha", float, "step size ({})")
+    number("--bits", int, "bits per coordinate ({})")
     g.add_argument(
         "--adaptive-bits",
         type=float,
@@ -139,15 +172,10 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
         "default: one global radius, as in the paper)",
     )
-    g.add_argument("--D", type=int, dest="D", help="lazy-rule history depth (10)")
-    g.add_argument("--ck", type=float, help="lazy-rule weight: xi_d = ck/D (0.8)")
+    number("--D", int, "lazy-rule history depth ({})")
+    number("--ck", float, "lazy-rule weight: xi_d = ck/D ({})")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
-    g.add_argument(
-        "--t-bar",
-        type=int,
-        dest="t_bar",
-        help="forced upload after t_bar skips (100; 0 = upload every iteration)",
-    )
+    number("--t-bar", int, "forced upload after t_bar skips ({}; 0 = upload every iteration)")
     g.add_argument(
         "--no-lag-forced",
         dest="lag_forced",
@@ -157,28 +185,24 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAG-WK without the forced upload after t_bar skips (default: forced, as in the "
         "reference LAQ code's comparison)",
     )
-    g.add_argument("--batch", type=int, help="minibatch per worker (stochastic methods, 500)")
-    g.add_argument("--levels", type=int, help="QSGD levels s (10)")
-    g.add_argument("--bucket-size", type=int, dest="bucket_size", help="QSGD bucket (512)")
-    g.add_argument("--ratio", type=float, help="kept fraction for sparsifiers (0.1)")
-    g.add_argument("--period", type=int, help="PQASGD averaging period (10)")
-    g.add_argument("--max-delay", type=int, dest="max_delay", help="AsyLPG delay bound (4)")
-    g.add_argument("--epoch", type=int, help="AsyLPG SVRG epoch length (50)")
-    g.add_argument("--model-bits", type=int, dest="model_bits", help="AsyLPG model bits (8)")
-    g.add_argument("--momentum", type=float, help="Acc-AsyLPG momentum (0.3)")
+    number("--batch", int, "minibatch per worker (stochastic methods, {})")
+    number("--levels", int, "QSGD levels s ({})")
+    number("--bucket-size", int, "QSGD bucket ({})")
+    number("--ratio", float, "kept fraction for sparsifiers ({})")
+    number("--period", int, "PQASGD averaging period ({})")
+    number("--max-delay", int, "AsyLPG delay bound ({})")
+    number("--epoch", int, "AsyLPG SVRG epoch length ({})")
+    number("--model-bits", int, "AsyLPG model bits ({})")
+    number("--momentum", float, "Acc-AsyLPG momentum ({})")
     g.add_argument(
         "--upload-rate",
         dest="upload_rate",
         default=None,
-        help="random-select: upload probability, or 'auto' = LAQ's measured rate",
+        help="random-select: upload probability, or 'auto' = LAQ's measured rate "
+        f"({param_defaults('upload_rate')})",
     )
-    g.add_argument(
-        "--local-steps",
-        type=int,
-        dest="local_steps",
-        help="one-shot averaging: local steps before the upload (500)",
-    )
-    g.add_argument("--threshold", type=float, help="dynamic averaging divergence threshold")
+    number("--local-steps", int, "one-shot averaging: local steps before the upload ({})")
+    number("--threshold", float, "dynamic averaging divergence threshold ({})")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:

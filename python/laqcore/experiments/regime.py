@@ -153,8 +153,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--ratios", default="1,3,10,30,100", help="downlink / uplink ratios")
     p.add_argument("--latencies-ms", default="0.05,1,20,100", help="one-way latencies, ms")
-    p.add_argument("--eps", type=float, default=1e-6)
-    p.add_argument("--max-iterations", "-K", type=int, default=5000)
+    p.add_argument("--eps", type=float, default=1e-6, help="tolerance on F - F*")
+    p.add_argument("--max-iterations", "-K", type=int, default=5000, help="budget of each run")
     p.add_argument(
         "--cache",
         default=None,

@@ -213,8 +213,10 @@ def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
     from .options import add_network_options
 
     p.add_argument("--eps", type=float, default=eps, help="tolerance on F - F*")
-    p.add_argument("--max-iterations", "-K", type=int, default=iters)
-    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--max-iterations", "-K", type=int, default=iters, help="budget of each run")
+    p.add_argument(
+        "--data-seed", type=int, default=0, help="seed of the data (weak) and the test split"
+    )
     p.add_argument(
         "--cache",
         default=None,
@@ -268,7 +270,12 @@ def _cmd_ratio(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Register ``scaling`` and ``ratio-study`` (see :mod:`laqcore.cli`)."""
     p = sub.add_parser("scaling", help="time-to-accuracy speedup vs workers M (link model)")
-    p.add_argument("--mode", default="both", choices=["weak", "strong", "both"])
+    p.add_argument(
+        "--mode",
+        default="both",
+        choices=["weak", "strong", "both"],
+        help="weak (the data grow with M), strong (one data set split over M) or both",
+    )
     p.add_argument("--workers-list", default="1,4,16,64,256,1024", help="values of M")
     p.add_argument("--algorithms", default="gd,qgd,lag-wk,laq,qsgd,terngrad,topk-ef", help="names")
     p.add_argument("--per-worker", type=int, default=20, help="weak: samples per worker")
