@@ -877,6 +877,8 @@ def test_link_probe_keeps_the_faster_mode(
     again = _fallback.LinkProbe(steps=3)
     again.load_state_dict(probe.state_dict())
     assert again.mode == chosen and again.times == probe.times
+    # stats()'s probe_allreduce_steps after a resume: was 0 (the timed list is not saved)
+    assert again.allreduce_samples == probe.allreduce_samples == allreduce_iterations
     with pytest.raises(ValueError, match="probe mode"):
         again.load_state_dict({"mode": "fast"})
     with pytest.raises(ValueError, match="probe_steps must be >= 1"):
