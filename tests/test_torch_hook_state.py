@@ -380,6 +380,26 @@ def test_the_hooks_by_name() -> None:
     assert result.attempted > 0 and result.failed == 0
 
 
+def test_compressor_states_name_themselves_for_a_keyword_they_do_not_take() -> None:
+    """A wrong keyword was reported by the exchange's compressor (``compressor 'qsgd'`` for
+    the rotation hook) with ``seed, stream`` among its accepted keywords, and ``stream=``
+    failed in Python's call (``got multiple values``): the state names itself and lists
+    the quantizer's keywords and its own."""
+    import laqcore.torch as lt
+
+    with pytest.raises(TypeError) as err:
+        lt.make_hook("rotation", bits=4)
+    msg = str(err.value)
+    assert msg.startswith("RotationState got unexpected keyword argument(s) 'bits'")
+    assert "quantizer's keywords are levels, bucket_size, norm;" in msg and "'qsgd'" not in msg
+    assert "the state's are process_group, seed, warmup_steps, nonfinite, exchange" in msg
+    with pytest.raises(TypeError, match="QSGDState got unexpected keyword argument.*'stream'"):
+        lt.QSGDState(stream=1)
+    with pytest.raises(TypeError, match=r"'levels'; its quantizer's keywords are clip_factor;"):
+        lt.TernGradState(levels=3)
+    assert lt.RotationState(levels=3, norm="l2").compressor_kwargs == {"norm": "l2", "levels": 3}
+
+
 # -- rule_scale (issue 15.4): what the lazy rule's history holds -------------------------
 # "average" (default, the paper's rule in observed quantities) pushes ||g^k||^2 of the
 # average the hook returned; "worker" pushes this rank's own gradient ||g_m^k||^2
@@ -857,6 +877,8 @@ def test_link_probe_keeps_the_faster_mode(
     again = _fallback.LinkProbe(steps=3)
     again.load_state_dict(probe.state_dict())
     assert again.mode == chosen and again.times == probe.times
+    # stats()'s probe_allreduce_steps after a resume: was 0 (the timed list is not saved)
+    assert again.allreduce_samples == probe.allreduce_samples == allreduce_iterations
     with pytest.raises(ValueError, match="probe mode"):
         again.load_state_dict({"mode": "fast"})
     with pytest.raises(ValueError, match="probe_steps must be >= 1"):

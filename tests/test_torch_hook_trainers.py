@@ -32,6 +32,8 @@ _OUTSIDE = {
     "bucket_cap_mb": 1e-4,
 }
 
+_ALL_GATHER = {"method": "laq", "kwargs": {"warmup_steps": 5, "exchange": "all-gather"}}
+
 _TRANSFORMER = {"method": "none", "model": "transformer", "opt": "adamw", "clip": 1.0, "steps": 150}
 
 # (name, spec) of every run; a "none" reference precedes the runs that compare with it.
@@ -82,6 +84,9 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref transformer", _TRANSFORMER),
     ("laq transformer", {**_TRANSFORMER, "method": "laq", "kwargs": {"stale_cap": 1}}),
     ("sparse", {"error": "sparse"}),
+    # Resumed from step 30 with the all-gather exchange (its Transport counts wire_bytes).
+    ("laq all-gather", {**_ALL_GATHER, "checkpoint_at": 30}),
+    ("laq all-gather resumed", {**_ALL_GATHER, "resume_of": 28}),
 ]
 
 
@@ -142,6 +147,25 @@ def test_resume_in_the_middle_of_a_scaler_back_off(two_ranks: dict[str, list[Any
         np.testing.assert_array_equal(resumed["params"], full["params"])
         assert resumed["scales"] == full["scales"][30:]
         assert resumed["stats"]["uploads"] == full["stats"]["uploads"]
+
+
+def test_resumed_stats_count_the_whole_run(two_ranks: dict[str, list[Any]]) -> None:
+    """After ``load_state_dict`` every counter of ``stats()`` continues the saved run's: the
+    exchange's (bytes by phase, rounds, the Transport's wire bytes) as the hook's own do.
+    They restarted from zero, so the phases no longer added up to ``bytes_received``."""
+    assert _ROWS[28][0] == "laq all-gather"  # the row "resume_of" names
+    for r in range(2):
+        full, resumed = two_ranks["laq fp16"][r]["stats"], two_ranks["laq fp16 resumed"][r]["stats"]
+        for k in ("rounds_with_uploads", "downlink_rounds", "uploads_all_ranks"):
+            assert resumed[k] == full[k], k
+        for s in (full, resumed):
+            phases = s["received_control"] + s["received_uplink"] + s["received_downlink"]
+            assert phases == s["bytes_received"]
+        # All-gather: the resumed run moves what the uninterrupted one did.
+        full, resumed = (
+            two_ranks[n][r]["stats"] for n in ("laq all-gather", "laq all-gather resumed")
+        )
+        assert resumed == full
 
 
 def test_sparse_gradients_are_refused_before_any_collective(

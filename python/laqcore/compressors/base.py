@@ -42,6 +42,7 @@ __all__ = [
     "PayloadCompressor",
     "SeededCompressor",
     "available_compressors",
+    "compressor_parameters",
     "get_compressor",
     "register_compressor",
 ]
@@ -258,6 +259,23 @@ def available_compressors() -> list[str]:
     return _REGISTRY.names()
 
 
+def compressor_parameters(name: str) -> list[str] | None:
+    """The keyword parameters compressor ``name`` accepts, in its signature's order
+    (``None`` when its factory has no signature to read).
+
+    Examples
+    --------
+    >>> compressor_parameters("terngrad")
+    ['clip_factor', 'seed', 'stream']
+    """
+    try:
+        sig = inspect.signature(_FACTORIES[_REGISTRY.resolve(name)])
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
+
+
 def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compressor:
     """Build a compressor by registry name.
 
@@ -296,11 +314,7 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
         try:
             sig.bind(**kwargs)
         except TypeError as err:
-            accepted = [
-                p.name
-                for p in sig.parameters.values()
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
+            accepted = compressor_parameters(key) or []
             takes = f"accepted parameters: {', '.join(accepted)}" if accepted else "it takes none"
             raise TypeError(f"compressor {key!r}: {err}; {takes}") from None
     check_bool(entropy, "entropy")

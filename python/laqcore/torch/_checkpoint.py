@@ -10,16 +10,22 @@ by trusting the file with arbitrary code. :func:`to_torch` turns every array of 
 into a CPU tensor (and numpy scalars into Python numbers) on the way out; :func:`to_numpy`
 turns tensors back into numpy arrays on the way in, so checkpoints written before (numpy)
 load as well. Both copy, so a checkpoint never aliases the live state.
+
+:func:`counters` and :func:`load_counters` carry an exchange's byte and round counters (a
+dataclass of ints) through a checkpoint, so ``stats()`` after a resume counts the whole run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["to_numpy", "to_torch"]
+from .._validate import check_positive_int
+
+__all__ = ["counters", "load_counters", "to_numpy", "to_torch"]
 
 
 def __dir__() -> list[str]:
@@ -60,3 +66,27 @@ def to_numpy(value: Any, where: str = "state_dict") -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(to_numpy(v, f"{where}[{i}]") for i, v in enumerate(value))
     return value
+
+
+def counters(stats: Any) -> dict[str, int]:
+    """The fields of ``stats``, a dataclass of cumulative int counters, as a plain dict."""
+    return {f.name: int(getattr(stats, f.name)) for f in dataclasses.fields(stats)}
+
+
+def load_counters(stats: Any, saved: Any, where: str) -> None:
+    """Set the counters of ``stats`` from :func:`counters` of a checkpoint (``None``: a
+    checkpoint written before they were saved; they stay as they are). Every value is
+    checked (a non-negative int) before any is set; counters ``stats`` does not have (a
+    later version's) are ignored."""
+    if saved is None:
+        return
+    if not isinstance(saved, dict):
+        raise TypeError(f"{where} must be a dict of counters, got {type(saved).__name__}")
+    names = {f.name for f in dataclasses.fields(stats)}
+    values = {
+        k: check_positive_int(v, f"{where}[{k!r}]", minimum=0)
+        for k, v in saved.items()
+        if k in names
+    }
+    for k, v in values.items():
+        setattr(stats, k, v)

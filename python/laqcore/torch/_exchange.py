@@ -33,6 +33,7 @@ from ..distributed.transport import Transport
 from ..laq import LAQPayload
 from ..lazy_state import LazyAggregate
 from ..wire import Payload
+from ._checkpoint import counters, load_counters
 
 __all__ = ["Averaged", "CompressorAllGather", "GradientExchange", "LAQAllGather"]
 
@@ -169,10 +170,12 @@ class _AllGather:
 
     # The all-gathers keep no state of their own (LAQ's aggregate is the hook's).
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        # wire_bytes, ... of the whole run (not "stats": a two-phase checkpoint's counters)
+        return {"transport": counters(self.transport.stats)}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
-        return None
+        where = "state_dict['exchange']['transport']"
+        load_counters(self.transport.stats, sd.get("transport"), where)
 
 
 class LAQAllGather(_AllGather):

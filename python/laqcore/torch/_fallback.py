@@ -86,6 +86,7 @@ class LinkProbe:
         self._compressed: list[float] = []
         self._pending: float | None = None  # the last all-reduce's time, not yet shared
         self._allreduce: list[float] = []  # shared (rank means)
+        self._timed_before = 0  # all-reduce iterations timed before a resume (decided probe)
 
     def __repr__(self) -> str:
         return f"LinkProbe(steps={self.steps}, mode={self.mode!r}, times={self.times})"
@@ -137,7 +138,7 @@ class LinkProbe:
     @property
     def allreduce_samples(self) -> int:
         """DDP all-reduce iterations the decision has timed so far."""
-        return len(self._allreduce)
+        return len(self._allreduce) + self._timed_before
 
     def _decide(self, allreduce: float) -> None:
         self.times[ALLREDUCE] = allreduce
@@ -145,9 +146,14 @@ class LinkProbe:
 
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The decision (a probe still running starts again after a resume)."""
+        """The decision and how many all-reduce iterations it timed (a probe still running
+        starts again after a resume)."""
         decided = not self.probing
-        return {"mode": self.mode if decided else PROBE_COMPRESS, "times": dict(self.times)}
+        return {
+            "mode": self.mode if decided else PROBE_COMPRESS,
+            "times": dict(self.times),
+            "allreduce_samples": self.allreduce_samples if decided else 0,
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         mode = sd.get("mode")
@@ -156,5 +162,8 @@ class LinkProbe:
         times = sd.get("times", {})
         if not isinstance(times, dict):
             raise TypeError("state_dict['fallback']['times'] must be a dict")
+        where = "state_dict['fallback']['allreduce_samples']"  # absent before it was saved
+        timed = check_positive_int(sd.get("allreduce_samples", 0), where, minimum=0)
         self.mode, self.times = mode, {str(k): float(v) for k, v in times.items()}
         self._compressed, self._pending, self._allreduce = [], None, []
+        self._timed_before = timed

@@ -26,6 +26,7 @@ from ..distributed.exchange_codecs import CompressorChunkCodec, LAQChunkCodec
 from ..distributed.lazy_downlink import LazyDownlink
 from ..distributed.two_phase import ChunkCodec, TwoPhaseExchange
 from ..wire import Payload
+from ._checkpoint import counters, load_counters
 from ._exchange import Averaged
 
 __all__ = [
@@ -102,7 +103,7 @@ class TwoPhaseAverage:
         state: dict[str, Any] = self.codec.state_dict()  # type: ignore[attr-defined]
         if self.exchange.lazy is not None:
             state["lazy_downlink"] = self.exchange.lazy.state_dict()
-        return {"rounds": self.rounds, **state}
+        return {"rounds": self.rounds, "stats": counters(self.exchange.stats), **state}
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         rounds = check_positive_int(sd["rounds"], "state_dict['exchange']['rounds']", minimum=0)
@@ -110,6 +111,8 @@ class TwoPhaseAverage:
         lazy = self.exchange.lazy
         if lazy is not None and "lazy_downlink" in sd:  # else a fresh history
             lazy.load_state_dict(sd["lazy_downlink"])
+        # The byte and round counters stats() reports (absent before they were saved).
+        load_counters(self.exchange.stats, sd.get("stats"), "state_dict['exchange']['stats']")
         self.rounds = rounds
 
 

@@ -17,6 +17,7 @@ average and re-quantize their chunk of rotated coordinates exactly as for QSGD.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from torch._C._distributed_c10d import GradBucket
 
 from .. import _core
 from .._validate import check_positive_int
+from ..compressors.base import compressor_parameters
 from ..compressors.rotation import RotationCompressor, rotation_padded_size
 from ._exchange import CompressorAllGather, GradientExchange
 from ._state import HookState, run_hook
@@ -69,10 +71,28 @@ class _CompressorState(HookState):
         super().__init__(process_group, warmup_steps, nonfinite, grad_scaler, fallback)
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self.exchange = check_exchange(exchange)
+        self._check_keywords(kwargs)
         self.compressor_kwargs = {**self._DEFAULTS, **kwargs}
         self._compressor: Any = None
         self._make(0)  # validate the hyperparameters now, not at the first step
         self._seal()
+
+    def _check_keywords(self, kwargs: dict[str, Any]) -> None:
+        """``kwargs`` must be the quantizer's own: its ``seed`` is the state's and its
+        ``stream`` the rank, and the exchange's compressor (``qsgd`` for the rotation) is not
+        the name the trainer used, so the compressor's own message would mislead."""
+        takes = compressor_parameters(self._NAME)
+        if takes is None:  # pragma: no cover - a factory without a signature
+            return
+        own = [k for k in takes if k not in ("seed", "stream")]
+        unknown = sorted(set(kwargs) - set(own))
+        if unknown:
+            state = inspect.signature(_CompressorState.__init__).parameters
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))}; its quantizer's keywords are {', '.join(own)}; "
+                f"the state's are {', '.join(k for k in state if k not in ('self', 'kwargs'))}"
+            )
 
     def _make(self, rank: int) -> Any:
         from ..compressors import get_compressor
