@@ -8,6 +8,7 @@ docstrings of the *installed* laqcore (autodoc imports it). Build offline with
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from pathlib import Path
 
@@ -54,14 +55,18 @@ HERE = Path(__file__).parent
 
 def _package_options(name: str) -> str:
     """A package page documents only the functions and classes the package itself defines
-    (laqcore.algorithms' get_algorithm, ...): its re-exports have their own module's page."""
+    (laqcore.algorithms' get_algorithm, ...): its re-exports have their own module's page.
+    One directive each: ``:members: a, b`` on the automodule still documented every name of
+    ``__all__`` (autodoc_default_options' ``members``), so each class of laqcore.algorithms
+    had two targets and every cross-reference to it warned."""
     package = importlib.import_module(name)
-    own = [
-        member
-        for member in getattr(package, "__all__", [])
-        if getattr(getattr(package, member), "__module__", None) == name
-    ]
-    return f"   :members: {', '.join(own)}\n" if own else "   :no-members:\n"
+    text = "   :no-members:\n"
+    for member in getattr(package, "__all__", []):
+        obj = getattr(package, member)
+        if getattr(obj, "__module__", None) == name:
+            kind = "class" if inspect.isclass(obj) else "function"
+            text += f"\n.. auto{kind}:: {name}.{member}\n"
+    return text
 
 
 def _write_api_pages() -> None:
