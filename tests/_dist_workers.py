@@ -69,6 +69,10 @@ def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
     return "finished"
 
 
+def rank_and_world(rank: int, world: int) -> tuple[int, int]:
+    return rank, world
+
+
 def record_pid_and_sleep(rank: int, world: int, pid_dir: str) -> str:
     """Write this rank's pid to ``pid_dir/rank<r>``, then run for an hour: a rank whose
     launcher is killed must exit by itself."""

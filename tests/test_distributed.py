@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,13 @@ from needs_torch import require_torch
 
 torch = require_torch("the multi-process torch.distributed tests of tests/test_distributed.py")
 
-from _dist_workers import die_or_hang, engine_runs, frame_for, transport_rounds  # noqa: E402
+from _dist_workers import (  # noqa: E402
+    die_or_hang,
+    engine_runs,
+    frame_for,
+    rank_and_world,
+    transport_rounds,
+)
 from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
 from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
@@ -122,6 +129,33 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_taken_rendezvous_port_is_retried_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_port() closes the port it found, so another process can take it before rank 0
+    listens on it: the launch is repeated on a new port, not failed (it failed with
+    EADDRINUSE on rank 0 while rank 1 waited for the deadline)."""
+    from laqcore.distributed import launch
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        ports = iter([taken])
+        real = launch.free_port
+        monkeypatch.setattr(launch, "free_port", lambda: next(ports, None) or real())
+        outs = run_processes(rank_and_world, 2, pg_timeout_s=10, deadline_s=60)
+        assert [o.result for o in outs] == [(0, 2), (1, 2)]
+        # A port taken at every attempt: the reason, promptly, not rank 1 at the deadline.
+        monkeypatch.setattr(launch, "free_port", lambda: taken)
+        t0 = time.monotonic()
+        with pytest.raises(LaunchError) as info:
+            run_processes(rank_and_world, 2, pg_timeout_s=10, deadline_s=60)
+    assert time.monotonic() - t0 < 40
+    first, second = info.value.outcomes
+    assert first.rendezvous and "EADDRINUSE" in (first.error or "")
+    assert second.status == "killed"
+    assert "could not listen on the rendezvous port" in str(info.value)
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])

@@ -28,6 +28,7 @@ from .._validate import check_positive_int, check_real
 __all__ = [
     "MAX_LOCAL_NPROC",
     "MAX_PG_TIMEOUT_S",
+    "PORT_ATTEMPTS",
     "LaunchError",
     "RankOutcome",
     "check_nproc",
@@ -48,7 +49,7 @@ class RankOutcome:
     ``status`` is ``"ok"`` (``result`` holds the return value), ``"error"`` (``error_type`` and
     ``error`` hold the exception's class name and message, ``traceback`` its traceback),
     ``"exited"`` (the process ended without reporting; ``exitcode`` says how) or
-    ``"killed"`` (still running at the deadline).
+    ``"killed"`` (still running at the deadline, or ``error`` says why it was stopped).
     """
 
     rank: int
@@ -59,6 +60,8 @@ class RankOutcome:
     traceback: str | None = None
     exitcode: int | None = None
     seconds: float = 0.0
+    #: The error came from joining the process group (``init_process_group``), before ``fn``.
+    rendezvous: bool = False
 
 
 class LaunchError(RuntimeError):
@@ -74,6 +77,8 @@ class LaunchError(RuntimeError):
                 lines.append(f"  rank {o.rank}: {o.error_type}: {o.error}")
             elif o.status == "exited":
                 lines.append(f"  rank {o.rank}: exited with code {o.exitcode} without a result")
+            elif o.error:  # killed for a stated reason
+                lines.append(f"  rank {o.rank}: {o.error} ({o.seconds:.1f} s)")
             else:
                 lines.append(f"  rank {o.rank}: killed at the deadline ({o.seconds:.1f} s)")
         super().__init__("distributed run failed:\n" + "\n".join(lines))
@@ -139,6 +144,7 @@ def _child(
     os.environ["OMP_NUM_THREADS"] = str(threads)
     set_num_threads(threads)
     t0 = time.monotonic()
+    joined = False
     try:
         dist.init_process_group(
             backend,
@@ -147,6 +153,7 @@ def _child(
             world_size=world_size,
             timeout=datetime.timedelta(seconds=pg_timeout_s),
         )
+        joined = True
         try:
             out = fn(rank, world_size, *args)
         finally:
@@ -168,6 +175,7 @@ def _child(
                     error=str(err),
                     traceback=traceback.format_exc(),
                     seconds=time.monotonic() - t0,
+                    rendezvous=not joined,
                 )
             )
         )
@@ -206,6 +214,72 @@ def check_timeouts(
     check_real(deadline_s, names[1], positive=True)
 
 
+#: Launches :func:`run_processes` tries when the rendezvous port :func:`free_port` found was
+#: taken by another process before rank 0 could listen on it (a race no choice of port
+#: avoids: the port must be closed again before the ranks can bind it).
+PORT_ATTEMPTS = 3
+
+
+def _port_taken(o: RankOutcome) -> bool:
+    """Whether ``o`` is rank 0 failing to listen on the rendezvous port (EADDRINUSE): no rank
+    has started ``fn`` then, so the launch can be repeated on another port."""
+    return o.status == "error" and o.rendezvous and "EADDRINUSE" in (o.error or "")
+
+
+def _launch_once(
+    ctx: Any, nproc: int, port: int, launch: tuple[Any, ...], end: float
+) -> list[RankOutcome]:
+    """One launch of ``nproc`` ranks on ``port``, watched until every rank reported, the
+    deadline ``end`` or a taken port (then the others, waiting at the rendezvous, are
+    killed at once). ``launch``: ``(fn, args, backend, pg_timeout_s, threads_per_proc)``."""
+    fn, args, backend, pg_timeout_s, threads = launch
+    results: Any = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_child,
+            args=(r, nproc, port, backend, pg_timeout_s, threads, fn, args, results),
+            daemon=True,
+        )
+        for r in range(nproc)
+    ]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    outcomes: dict[int, RankOutcome] = {}
+    while len(outcomes) < nproc and time.monotonic() < end:
+        try:
+            o = pickle.loads(results.get(timeout=0.2))
+            outcomes[o.rank] = o
+            if _port_taken(o):
+                break
+            if o.status != "ok":
+                end = _after_failure(end, pg_timeout_s)
+            continue
+        except queue.Empty:
+            pass
+        # A rank that died without reporting (os._exit, signal, OOM) gets a short grace
+        # period for its report to drain from the queue, then is recorded as exited.
+        for r, p in enumerate(procs):
+            if r not in outcomes and not p.is_alive() and p.exitcode is not None:
+                try:
+                    o = pickle.loads(results.get(timeout=0.5))
+                    outcomes[o.rank] = o
+                except queue.Empty:
+                    outcomes[r] = RankOutcome(
+                        r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
+                    )
+                    end = _after_failure(end, pg_timeout_s)
+    taken = any(_port_taken(o) for o in outcomes.values())
+    why = "stopped: rank 0 could not listen on the rendezvous port" if taken else None
+    for r, p in enumerate(procs):
+        if r not in outcomes:
+            outcomes[r] = RankOutcome(r, "killed", error=why, seconds=time.monotonic() - t0)
+        if p.is_alive():
+            p.kill()
+        p.join(timeout=5)
+    return [outcomes[r] for r in range(nproc)]
+
+
 def run_processes(
     fn: Callable[..., Any],
     nproc: int,
@@ -236,6 +310,10 @@ def run_processes(
     raise_on_failure:
         Raise :class:`LaunchError` unless every rank returned; otherwise return the outcomes.
 
+    The rendezvous port is one :func:`free_port` found free; should another process take
+    it before rank 0 listens on it, the launch is repeated on a new port (at most
+    :data:`PORT_ATTEMPTS` launches, within the one deadline) instead of failing the run.
+
     Examples
     --------
     >>> outs = run_processes(my_fn, 2, "cfg.json")   # doctest: +SKIP
@@ -246,49 +324,12 @@ def run_processes(
     check_nproc(nproc)
     check_timeouts(pg_timeout_s, deadline_s)
     ctx = mp.get_context("spawn")
-    results: Any = ctx.Queue()
-    port = free_port()
-    procs = [
-        ctx.Process(
-            target=_child,
-            args=(r, nproc, port, backend, pg_timeout_s, threads_per_proc, fn, args, results),
-            daemon=True,
-        )
-        for r in range(nproc)
-    ]
-    t0 = time.monotonic()
-    for p in procs:
-        p.start()
-    outcomes: dict[int, RankOutcome] = {}
-    end = t0 + deadline_s
-    while len(outcomes) < nproc and time.monotonic() < end:
-        try:
-            o = pickle.loads(results.get(timeout=0.2))
-            outcomes[o.rank] = o
-            if o.status != "ok":
-                end = _after_failure(end, pg_timeout_s)
-            continue
-        except queue.Empty:
-            pass
-        # A rank that died without reporting (os._exit, signal, OOM) gets a short grace
-        # period for its report to drain from the queue, then is recorded as exited.
-        for r, p in enumerate(procs):
-            if r not in outcomes and not p.is_alive() and p.exitcode is not None:
-                try:
-                    o = pickle.loads(results.get(timeout=0.5))
-                    outcomes[o.rank] = o
-                except queue.Empty:
-                    outcomes[r] = RankOutcome(
-                        r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
-                    )
-                    end = _after_failure(end, pg_timeout_s)
-    for r, p in enumerate(procs):
-        if r not in outcomes:
-            outcomes[r] = RankOutcome(r, "killed", seconds=time.monotonic() - t0)
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)
-    ordered = [outcomes[r] for r in range(nproc)]
+    end = time.monotonic() + deadline_s  # for every attempt together
+    launch = (fn, args, backend, pg_timeout_s, threads_per_proc)
+    for _ in range(PORT_ATTEMPTS):
+        ordered = _launch_once(ctx, nproc, free_port(), launch, end)
+        if not any(_port_taken(o) for o in ordered):
+            break
     if raise_on_failure and any(o.status != "ok" for o in ordered):
         raise LaunchError(ordered)
     return ordered
