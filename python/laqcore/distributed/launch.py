@@ -292,6 +292,10 @@ def run_processes(
 ) -> list[RankOutcome]:
     """Run ``fn(rank, world_size, *args)`` in ``nproc`` fresh processes and collect results.
 
+    The rendezvous port is one :func:`free_port` found free; should another process take
+    it before rank 0 listens on it, the launch is repeated on a new port (at most
+    :data:`PORT_ATTEMPTS` launches, within the one deadline) instead of failing the run.
+
     Parameters
     ----------
     fn:
@@ -309,10 +313,6 @@ def run_processes(
         ``torch.set_num_threads`` in each child.
     raise_on_failure:
         Raise :class:`LaunchError` unless every rank returned; otherwise return the outcomes.
-
-    The rendezvous port is one :func:`free_port` found free; should another process take
-    it before rank 0 listens on it, the launch is repeated on a new port (at most
-    :data:`PORT_ATTEMPTS` launches, within the one deadline) instead of failing the run.
 
     Examples
     --------
