@@ -33,7 +33,7 @@ def test_fwht_rejects_non_power_of_two() -> None:
         R.fwht(np.zeros(6, dtype=np.float32))
 
 
-@pytest.mark.parametrize("n", [1, 3, 1000, 2**13 + 5, 2**20 + 3])
+@pytest.mark.parametrize("n", [1, 3, 63, 65, 1000, 2**13 + 5, 2**20 + 3])
 def test_forward_matches_reference_and_inverts(rng: np.random.Generator, n: int) -> None:
     x = rng.standard_t(3, n).astype(np.float32)
     y = R.forward(x, 77)
