@@ -85,3 +85,24 @@ def test_variance_measure_needs_vectors():
         measure([], "qsgd", "qsgd", {}, False)
     record = measure(vector_source("gaussian", 16, 2), "qsgd", "qsgd", {}, False)
     assert record["n"] == 16 and record["nmse"] > 0
+
+
+def test_study_runs_honour_downlink_chunks(tmp_path, capsys, cache):
+    """--downlink-chunks reaches the studies' runs and their cache key: it was dropped, so
+    the study ran (or loaded from the cache) the unchunked downlink and said nothing."""
+    argv = ["scaling", "--mode", "strong", "--workers-list", "2", "--algorithms", "laq"]
+    argv += ["-K", "20", "--eps", "0", "--downlink", "delta:laq:4"]
+
+    def bits(extra):
+        out = tmp_path / "-".join(extra or ["plain"])
+        assert cli.main([*argv, *extra, "--out", str(out), "--no-plots"]) == 0
+        return json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["laq"][0]
+
+    plain, chunked = bits([]), bits(["--downlink-chunks", "2"])
+    assert "ran laq" in capsys.readouterr().out.split("strong scaling")[1]  # not a cache hit
+    assert chunked["total_bits"] != plain["total_bits"]
+    assert bits(["--downlink-chunks", "2"]) == chunked  # and cached under its own key
+    assert "ran " not in capsys.readouterr().out
+    # N <= every M, checked before the first run and naming the flag
+    assert cli.main([*argv, "--workers-list", "1,2", "--downlink-chunks", "2"]) == 2
+    assert "--downlink-chunks 2" in capsys.readouterr().err

@@ -53,6 +53,7 @@ def run_cached(
     max_iterations: int,
     eps: float,
     downlink: str = "delta",
+    downlink_chunks: int = 0,
     cache: str,
     problem: Any = None,
     log: bool = True,
@@ -61,6 +62,7 @@ def run_cached(
     """Run (or load) ``algorithm`` on the problem ``make_problem(**problem_kw)``.
 
     ``problem`` may pass the already built problem (it must match ``problem_kw``).
+    ``downlink_chunks``: the simulator's chunked ``delta:laq:B`` downlink (part of the key).
     ``batched``: evaluate the workers' gradients in one batched product
     (:meth:`laqcore.problems.Problem.use_batched`; equal up to rounding, part of the key).
     """
@@ -77,6 +79,9 @@ def run_cached(
     }
     if batched:
         spec["batched"] = True
+    if downlink_chunks:
+        # in the key only when set: the unchunked runs cached before keep their keys
+        spec["downlink_chunks"] = downlink_chunks
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
@@ -102,6 +107,7 @@ def run_cached(
         eval_every=max_iterations,
         record_history=False,
         downlink=downlink,
+        downlink_chunks=downlink_chunks,
     )
     assert res.trace is not None  # the simulator always records it
     summary = json_safe({**res.summary(), "spec": spec})
@@ -146,8 +152,8 @@ def run_for_study(
 ) -> CachedRun:
     """:func:`run_cached` with the options every study command shares.
 
-    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (:func:`study_cache`)
-    come from ``args``.
+    ``--max-iterations``, ``--eps``, ``--downlink``, ``--downlink-chunks`` and ``--cache``
+    (:func:`study_cache`) come from ``args``.
     """
     return run_cached(
         problem_kw,
@@ -156,6 +162,7 @@ def run_for_study(
         max_iterations=args.max_iterations,
         eps=args.eps,
         downlink=args.downlink,
+        downlink_chunks=getattr(args, "downlink_chunks", None) or 0,
         cache=study_cache(args),
         problem=problem,
         batched=batched,

@@ -34,7 +34,7 @@ import os
 from typing import Any
 
 from ..serialization import json_safe, write_json
-from .options import link_from_args, split_names
+from .options import downlink_from_args, link_from_args, split_names
 from .runcache import CachedRun, run_for_study
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
@@ -244,7 +244,10 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
 
     link_from_args(args)
     check_algorithm_names(names)
-    _ints(*values)  # the values of M or P
+    # the values of M or P; --downlink-chunks N needs N <= each (was the simulator's
+    # "downlink_chunks must be in [0, 1]", naming no flag)
+    counts = _ints(*values)
+    downlink_from_args(argparse.Namespace(**{**vars(args), "workers": min(counts)}))
     check_run_options(args)
     check_flag(check_uint64, args, "data_seed")  # numpy's own message names no parameter
     # scaling's weak-scaling data (absent from the ratio study): -1 was numpy's "negative
