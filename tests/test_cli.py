@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from laqcore import cli
@@ -176,6 +177,23 @@ def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
     # Seeds change the data split, so deterministic LAQ still gets a spread.
     assert {r["data_seed"] for r in data["runs"]} == {0, 1}
     assert "±" in capsys.readouterr().out
+
+
+def test_sweep_error_bars_are_sample_std_over_seeds(tmp_path, capsys, cache):
+    """The ± is the sample std of the per-seed runs; with one seed there is none (it was
+    0.0, shown as a measured "±0" spread), and the table says what its columns are."""
+    argv = ["sweep", "--algorithms", "laq", "--max-iterations", "10", "--no-plots"]
+    data = run_tiny(tmp_path / "s2", *argv, "--seeds", "3")
+    (row,) = data["table"]
+    assert row["bits_std"] == pytest.approx(np.std([r["bits"] for r in data["runs"]], ddof=1))
+    capsys.readouterr()
+    data = run_tiny(tmp_path / "s1", *argv, "--seeds", "1")
+    (row,) = data["table"]
+    assert row["runs"] == 1 and row["bits_std"] is None and row["bits_mean"] > 0
+    out = capsys.readouterr().out
+    assert "±" not in out.splitlines()[2]  # the row
+    assert "mean ± sample std over each row's seeds" in out
+    assert "time: edge link" in out  # the link the modelled time is for
 
 
 def test_sweep_tune_step_without_a_tolerance_picks_the_lowest_loss(tmp_path, capsys, cache):

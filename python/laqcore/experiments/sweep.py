@@ -103,11 +103,13 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std (ddof 1) of the finite values; the std is None from one value
+    (it was 0.0, which a table showed as a measured "±0" spread)."""
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if arr.size == 0:
         return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
 
 
 def _finite(x: float) -> float:
@@ -116,7 +118,8 @@ def _finite(x: float) -> float:
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and std over seeds of one grid point's runs."""
+    """Mean and sample std over seeds of one grid point's runs (``KEY_std`` None where fewer
+    than two runs have a value: one seed, or one seed that reached the tolerance)."""
     out: dict[str, Any] = {"runs": len(rows)}
     for key in (
         "iterations",
@@ -222,7 +225,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
-    print(format_sweep(out["table"], keys))
+    print(format_sweep(out["table"], keys, out["results"]))
     if out["best"]:
         print("\nbest step size per algorithm (reaches eps with fewest bits):")
         for name, t in out["best"].items():
