@@ -63,3 +63,25 @@ def test_plot_results_writes_every_panel(tmp_path):
     paths = plot_results(str(tmp_path), [_run("gd", 10), _run("laq", 1)], title="t")
     assert [p.rsplit("/", 1)[-1] for p in paths] == [f"residual_vs_{k}.png" for k, _ in PANELS]
     assert all((tmp_path / p.rsplit("/", 1)[-1]).stat().st_size > 0 for p in paths)
+
+
+def test_sweep_legend_names_the_grid_point(tmp_path, monkeypatch):
+    """A sweep's curves are told apart by their grid point: with --grid bits=2,4 the legend
+    read 'laq' twice (and 'laq (seed 1)' twice), whichever curve was which."""
+    from laqcore import cli
+
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+    seen: list[list[str]] = []
+    monkeypatch.setattr(
+        "laqcore.experiments.sweep.plot_results",
+        lambda out, results, *, names: seen.append(names) or [],
+    )
+    argv = ["sweep", "--algorithms", "laq", "--grid", "bits=2,4", "--seeds", "2", "-K", "3"]
+    argv += ["--dataset", "digits", "-M", "2", "--max-samples", "60", "-q"]
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 0
+    assert seen == [
+        ["laq bits=2 (seed 0)", "laq bits=2 (seed 1)", "laq bits=4 (seed 0)", "laq bits=4 (seed 1)"]
+    ]
+    runs = [_run("laq", 1), _run("laq", 1)]
+    fig = draw_panel(runs, "iterations", "iterations", "residual", names=["a", "b"])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]

@@ -167,6 +167,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     problems: dict[tuple[int, int], Any] = {}
     rows: list[dict[str, Any]] = []
     results_all: list[Any] = []
+    labels: list[str] = []  # legend entries: the algorithm, the grid point and the seed
     for point in points:
         M = int(point.get("workers", args.workers))
         for s in range(args.seeds):
@@ -188,6 +189,9 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
                 row["data_seed"] = args.data_seed + s
                 rows.append(row)
                 results_all.append(res)
+                at = "".join(f" {k}={v}" for k, v in point.items())
+                seed = f" (seed {res.seed})" if args.seeds > 1 else ""
+                labels.append(f"{res.algorithm}{at}{seed}")
     table: list[dict[str, Any]] = []
     for point in points:
         for name in names:
@@ -213,7 +217,14 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
                     ),
                 )
             best[name] = pick
-    return {"points": points, "rows": rows, "table": table, "best": best, "results": results_all}
+    return {
+        "points": points,
+        "rows": rows,
+        "table": table,
+        "best": best,
+        "results": results_all,
+        "labels": labels,
+    }
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -251,7 +262,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
         if not args.no_plots and len(out["results"]) <= 24:
             try:
-                plot_results(args.out, out["results"])
+                for p in plot_results(args.out, out["results"], names=out["labels"]):
+                    print(f"wrote {p}")
             except ImportError as err:
                 print(f"laqcore: {err}")
     return 0
