@@ -73,8 +73,8 @@ def test_sweep_legend_names_the_grid_point(tmp_path, monkeypatch):
     monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
     seen: list[list[str]] = []
     monkeypatch.setattr(
-        "laqcore.experiments.sweep.plot_results",
-        lambda out, results, *, names: seen.append(names) or [],
+        "laqcore.experiments.plots.plot_results",
+        lambda out, results, *, title, names: seen.append(names) or [],
     )
     argv = ["sweep", "--algorithms", "laq", "--grid", "bits=2,4", "--seeds", "2", "-K", "3"]
     argv += ["--dataset", "digits", "-M", "2", "--max-samples", "60", "-q"]
@@ -85,3 +85,31 @@ def test_sweep_legend_names_the_grid_point(tmp_path, monkeypatch):
     runs = [_run("laq", 1), _run("laq", 1)]
     fig = draw_panel(runs, "iterations", "iterations", "residual", names=["a", "b"])
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["a", "b"]
+
+
+def test_plots_of_an_earlier_run_are_removed(tmp_path, monkeypatch, capsys):
+    """A results directory holds no plot of runs other than its results.json's: after
+    `--no-plots`, a sweep too large to plot, or a nonconvex run (loss_vs_*) where a convex
+    one had been (residual_vs_*), the earlier PNGs stayed beside the new results."""
+    from laqcore import cli
+    from laqcore.experiments import sweep
+
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "loss_vs_bits.png").write_bytes(b"old")
+    (out / "notes.png").write_bytes(b"mine")  # not a plot this command writes: kept
+    argv = ["compare", "--algorithms", "gd", "-K", "3", "--dataset", "digits", "-M", "2"]
+    argv += ["--max-samples", "60", "-q", "--out", str(out)]
+    assert cli.main(argv) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(["notes.png", *(f"residual_vs_{k}.png" for k, _ in PANELS)])
+    assert "removed 1 plots of an earlier run" in capsys.readouterr().out
+    assert cli.main([*argv, "--no-plots"]) == 0
+    assert [p.name for p in out.glob("*.png")] == ["notes.png"]
+    assert cli.main(argv) == 0
+    monkeypatch.setattr(sweep, "MAX_PLOTTED_RUNS", 1)
+    argv[0:3] = ["sweep", "--algorithms", "gd", "--seeds", "2"]
+    assert cli.main(argv) == 0
+    assert [p.name for p in out.glob("*.png")] == ["notes.png"]
+    assert "no plots: 2 runs, more than 1 curves" in capsys.readouterr().out

@@ -15,6 +15,7 @@ __all__ = [
     "plot_results",
     "pyplot",
     "save_figure",
+    "write_plots",
 ]
 
 
@@ -157,3 +158,42 @@ def plot_results(
         fig = draw_panel(results, key, label, metric, title=title, names=names)
         paths.append(save_figure(fig, os.path.join(out, f"{metric}_vs_{key}.png")))
     return paths
+
+
+def write_plots(
+    out: str,
+    results: list[Any],
+    *,
+    draw: bool = True,
+    title: str = "",
+    names: list[str] | None = None,
+) -> None:
+    """:func:`plot_results` into ``out`` (if ``draw``), printing each path, and the removal
+    of the plots an earlier command left there that this one did not write again.
+
+    The results files beside them were just replaced, so such a plot (kept by ``--no-plots``,
+    a sweep too large to plot, or ``loss_vs_*`` of a nonconvex run beside new
+    ``residual_vs_*``) showed runs that no longer existed as if they were these.
+    """
+    import sys
+
+    written: list[str] = []
+    if draw:
+        try:
+            written = plot_results(out, results, title=title, names=names)
+        except ImportError as err:
+            print(f"laqcore: {err}", file=sys.stderr)
+        for path in written:
+            print(f"wrote {path}")
+    names_written = {os.path.basename(p) for p in written}
+    stale = [
+        f"{metric}_vs_{key}.png"
+        for metric in ("residual", "loss")
+        for key, _ in PANELS
+        if f"{metric}_vs_{key}.png" not in names_written
+        and os.path.isfile(os.path.join(out, f"{metric}_vs_{key}.png"))
+    ]
+    for name in stale:
+        os.remove(os.path.join(out, name))
+    if stale:
+        print(f"removed {len(stale)} plots of an earlier run from {out}: {', '.join(stale)}")

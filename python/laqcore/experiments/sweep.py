@@ -52,7 +52,7 @@ from .options import (
     setup_cache,
     split_names,
 )
-from .plots import plot_results
+from .plots import write_plots
 from .results import histories_path, write_results
 from .runs import run_many
 from .tables import format_sweep
@@ -101,6 +101,10 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
             raise ValueError(f"--grid {key}: no values")
         grid[key] = values
     return grid
+
+
+#: The most runs a sweep draws in its plots (their legends and curves stay readable).
+MAX_PLOTTED_RUNS = 24
 
 
 def _stats(values: list[float]) -> tuple[float, float | None]:
@@ -260,12 +264,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         data["best"] = out["best"]
         write_json(path, json_safe(data), indent=2)
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
-        if not args.no_plots and len(out["results"]) <= 24:
-            try:
-                for p in plot_results(args.out, out["results"], names=out["labels"]):
-                    print(f"wrote {p}")
-            except ImportError as err:
-                print(f"laqcore: {err}")
+        draw = not args.no_plots and len(out["results"]) <= MAX_PLOTTED_RUNS
+        if not args.no_plots and not draw:  # it said nothing, and left older plots there
+            print(
+                f"no plots: {len(out['results'])} runs, more than {MAX_PLOTTED_RUNS} curves "
+                "to a plot (fewer grid points or seeds; the curves are in histories.json)"
+            )
+        write_plots(args.out, out["results"], draw=draw, names=out["labels"])
     return 0
 
 
