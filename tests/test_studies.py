@@ -106,3 +106,17 @@ def test_study_runs_honour_downlink_chunks(tmp_path, capsys, cache):
     # N <= every M, checked before the first run and naming the flag
     assert cli.main([*argv, "--workers-list", "1,2", "--downlink-chunks", "2"]) == 2
     assert "--downlink-chunks 2" in capsys.readouterr().err
+
+
+def test_regime_map_upload_rate_auto_runs_at_laqs_rate(tmp_path, cache):
+    """--upload-rate auto (help: "LAQ's measured rate") was dropped by regime-map: the 0.2
+    default ran, and was cached under the key of a plain random-select run."""
+    out = tmp_path / "rm"
+    argv = ["regime-map", "--algorithms", "laq,random-select", "--upload-rate", "auto"]
+    argv += ["--dataset", "digits", "--workers", "3", "--max-samples", "200", "-K", "60"]
+    argv += ["--eps", "0", "--bandwidths-mbps", "10", "--ratios", "1", "--latencies-ms", "1"]
+    assert cli.main([*argv, "--out", str(out), "--no-plots"]) == 0
+    runs = json.loads((out / "regime.json").read_text())["runs"]
+    laq_rate = runs["laq"]["uplink_bits"] / runs["laq"]["iterations"]
+    rs_rate = runs["random-select"]["uplink_bits"] / runs["random-select"]["iterations"]
+    assert rs_rate < 4 * laq_rate  # at 0.2 (60 of 180 worker-iterations) it was ~20x LAQ's

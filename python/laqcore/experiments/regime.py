@@ -23,6 +23,7 @@ from .options import (
     problem_kwargs,
 )
 from .runcache import run_for_study
+from .runs import laq_upload_rate
 
 __all__ = ["add_parser", "regime_map"]
 
@@ -55,7 +56,15 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     kw = problem_kwargs(args)
     prob = make_problem(**kw)
     over = algorithm_overrides(args)
-    runs = {n: run_for_study(args, kw, n, over, problem=prob) for n in names}
+    runs: dict[str, Any] = {}
+    for n in names:
+        extra = {}
+        if n.startswith("random") and args.upload_rate == "auto":
+            # LAQ's measured rate (the check put 'laq' earlier); 'auto' was dropped and the
+            # 0.2 default ran, cached under the same key
+            s = runs["laq"].summary
+            extra["upload_rate"] = laq_upload_rate(s["uploads"], s["iterations"], prob.num_workers)
+        runs[n] = run_for_study(args, kw, n, {**over, **extra}, problem=prob)
     compute = None if args.compute_ms is None else args.compute_ms / 1e3
     cells: list[dict[str, Any]] = []
     for lat in lats:
