@@ -120,3 +120,15 @@ def test_regime_map_upload_rate_auto_runs_at_laqs_rate(tmp_path, cache):
     laq_rate = runs["laq"]["uplink_bits"] / runs["laq"]["iterations"]
     rs_rate = runs["random-select"]["uplink_bits"] / runs["random-select"]["iterations"]
     assert rs_rate < 4 * laq_rate  # at 0.2 (60 of 180 worker-iterations) it was ~20x LAQ's
+
+
+def test_weak_scaling_cache_tells_data_seeds_apart(tmp_path, capsys, cache):
+    """The weak-scaling problem's run-cache key lacked --data-seed: a second data seed got
+    the first one's cached runs (same numbers, no run)."""
+    argv = ["scaling", "--mode", "weak", "--workers-list", "2", "--algorithms", "gd"]
+    argv += ["-K", "5", "--eps", "0", "--no-plots"]
+    for seed in ("0", "1"):
+        assert cli.main([*argv, "--data-seed", seed]) == 0
+        assert "ran gd" in capsys.readouterr().out
+    assert cli.main([*argv, "--data-seed", "1"]) == 0
+    assert "ran " not in capsys.readouterr().out

@@ -59,7 +59,10 @@ def _weak_problem(M: int, per_worker: int, features: int, seed: int) -> tuple[di
     from ..problems.datasets.synthetic import make_classification
 
     n = math.ceil(M * per_worker / 0.8)
-    kw = {"synthetic": "classification", "n": n, "d": features, "classes": 10, "M": M}
+    kw: dict[str, Any] = {"synthetic": "classification", "n": n, "d": features, "classes": 10}
+    kw["M"] = M
+    if seed:  # the run-cache key: --data-seed 1 got the cached runs of seed 0's data
+        kw["seed"] = seed  # (absent for 0: the runs cached before keep their keys)
     ds = make_classification(n=n, d=features, num_classes=10, seed=seed)
     return kw, make_problem(ds, model="softmax", workers=M, test_fraction=0.2, seed=seed)
 
