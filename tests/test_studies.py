@@ -132,3 +132,19 @@ def test_weak_scaling_cache_tells_data_seeds_apart(tmp_path, capsys, cache):
         assert "ran gd" in capsys.readouterr().out
     assert cli.main([*argv, "--data-seed", "1"]) == 0
     assert "ran " not in capsys.readouterr().out
+
+
+def test_run_cache_sees_a_changed_data_file(tmp_path, capsys, cache):
+    """A libsvm:PATH file rewritten under the same name is new data: the run cache keyed it
+    by the name and returned the runs of the former content."""
+    path = tmp_path / "d.svm"
+    argv = ["regime-map", "--algorithms", "gd", "--dataset", f"libsvm:{path}", "--model"]
+    argv += ["logistic", "-M", "2", "-K", "5", "--eps", "0", "--bandwidths-mbps", "10"]
+    argv += ["--ratios", "1", "--latencies-ms", "1", "--no-plots"]
+    for scale in (1, 3):  # the second file: the first feature times 3
+        rows = [f"{i % 2} 1:{scale * (-1) ** i * (i + 1) / 10} 2:{i / 10}" for i in range(20)]
+        path.write_text("\n".join(rows) + "\n")
+        assert cli.main(argv) == 0
+        assert "ran gd" in capsys.readouterr().out
+    assert cli.main(argv) == 0  # the same content again: cached
+    assert "ran " not in capsys.readouterr().out

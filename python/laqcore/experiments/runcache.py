@@ -82,6 +82,15 @@ def run_cached(
     if downlink_chunks:
         # in the key only when set: the unchunked runs cached before keep their keys
         spec["downlink_chunks"] = downlink_chunks
+    from ..problems import make_problem
+    from ..problems.datasets import reads_files
+
+    dataset = problem_kw.get("dataset")
+    if isinstance(dataset, str) and reads_files(dataset):
+        # The data of mnist and libsvm:PATH is the files' content, not their names: a file
+        # changed under the same name got the runs of its former content.
+        problem = make_problem(**problem_kw) if problem is None else problem
+        spec["data"] = problem.fingerprint()
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
@@ -92,7 +101,6 @@ def run_cached(
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # cut short by an interrupted write (before they were atomic): run again
     from ..algorithms import get_algorithm, own_overrides
-    from ..problems import make_problem
     from ..simulator import simulate
 
     prob = make_problem(**problem_kw) if problem is None else problem
