@@ -113,3 +113,32 @@ def test_plots_of_an_earlier_run_are_removed(tmp_path, monkeypatch, capsys):
     assert cli.main(argv) == 0
     assert [p.name for p in out.glob("*.png")] == ["notes.png"]
     assert "no plots: 2 runs, more than 1 curves" in capsys.readouterr().out
+
+
+def test_regime_plot_legend_clear_of_the_title(tmp_path, monkeypatch):
+    """The legend was drawn over the title (both at the top right), hiding what the cell
+    numbers mean; the text table called its rows "up/down" ratios (they are down/up)."""
+    import matplotlib.pyplot as plt
+
+    from laqcore.experiments import study_plots
+
+    cells = [{"latency_ms": 1.0, "ratio": 1.0, "downlink_mbps": 10.0, "winner": "laq", "margin": 2}]
+    data = {"algorithms": ["gd", "laq"], "latencies_ms": [1.0], "ratios": [1.0]}
+    data.update(bandwidths_mbps=[10.0], cells=cells)
+    figs = []
+    monkeypatch.setattr(study_plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    study_plots.plot_regime(str(tmp_path), data)
+    (fig,) = figs
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not title.overlaps(legend)
+    assert "none reached" in fig._suptitle.get_text()
+    plt.close(fig)
+    from laqcore.experiments.regime import _print
+
+    out = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
+    _print({**data, "runs": {}})
+    assert "rows: downlink/uplink bandwidth ratio, columns: downlink Mbit/s" in "\n".join(out)

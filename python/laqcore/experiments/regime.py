@@ -116,7 +116,12 @@ def _print(data: dict[str, Any]) -> None:
             f"{s['total_bits']:.3e}  compute {s['compute_s'] * 1e3:.3f} ms/it"
         )
     for lat in data["latencies_ms"]:
-        print(f"\nlatency {lat:g} ms: winner (margin over the runner-up); rows up/down ratio")
+        # the rows were called "up/down ratio": they are downlink / uplink bandwidth
+        print(
+            f"\nlatency {lat:g} ms: first to F-F* <= eps (its margin: runner-up's time / its "
+            "time; '-': none reached eps); rows: downlink/uplink bandwidth ratio, columns: "
+            "downlink Mbit/s"
+        )
         print(f"{'ratio':>6}" + "".join(f"{bw:>14g}" for bw in data["bandwidths_mbps"]))
         for ratio in data["ratios"]:
             row = [c for c in data["cells"] if c["latency_ms"] == lat and c["ratio"] == ratio]

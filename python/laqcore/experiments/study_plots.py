@@ -65,7 +65,8 @@ def plot_regime(out: str, data: dict[str, Any]) -> str:
 
     names = data["algorithms"]
     lats, ratios, bws = data["latencies_ms"], data["ratios"], data["bandwidths_mbps"]
-    fig, axes = plt.subplots(1, len(lats), figsize=(4.2 * len(lats), 3.8), squeeze=False)
+    width = max(4.2 * len(lats), 5.5)  # the title's width
+    fig, axes = plt.subplots(1, len(lats), figsize=(width, 4.2), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, lat in zip(axes[0], lats):
         grid = np.full((len(ratios), len(bws)), np.nan)
@@ -89,7 +90,15 @@ def plot_regime(out: str, data: dict[str, Any]) -> str:
         ax.set_ylabel("down/up ratio")
         ax.set_title(f"latency {lat:g} ms", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(len(names))]
-    fig.legend(handles, names, loc="upper right", fontsize=8, ncol=len(names))
-    fig.suptitle("first to the tolerance (number: time of runner-up / winner)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    # The legend sat over the title in the upper right (with one or two panels it hid it):
+    # the title on top, the legend in a row of its own below it.
+    fig.suptitle(
+        "first to the tolerance\n(number: time of runner-up / winner; blank: none reached it)",
+        fontsize=9,
+        y=0.99,
+    )
+    fig.legend(
+        handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.9), fontsize=8, ncol=len(names)
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.86))
     return save_figure(fig, os.path.join(out, "regime.png"))
