@@ -148,3 +148,19 @@ def test_run_cache_sees_a_changed_data_file(tmp_path, capsys, cache):
         assert "ran gd" in capsys.readouterr().out
     assert cli.main(argv) == 0  # the same content again: cached
     assert "ran " not in capsys.readouterr().out
+
+
+def test_study_tables_say_what_their_cells_are(capsys, cache, monkeypatch):
+    """scaling and ratio-study printed '-s/-x' and '-' cells (eps not reached) with no word
+    on why, nor on what a cell or the 'ratio' column was."""
+    argv = ["scaling", "--mode", "strong", "--workers-list", "1,2", "--algorithms", "gd"]
+    assert cli.main([*argv, "-K", "3", "--eps", "1e-3"]) == 0
+    out, err = capsys.readouterr()
+    assert "gd                   -s/-x" in out and "'-': eps not reached" in out
+    assert "modelled time to eps" in out
+    assert "eps 0.001 not reached within --max-iterations 3: gd at M=1 (strong)" in err
+    monkeypatch.setattr(scaling, "RATIO_CONFIGS", [("gd", {})])
+    assert cli.main(["ratio-study", "--procs", "2", "-K", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert "ratio: compression ratio, GD's upload bytes / the method's" in out
+    assert "not reached within --max-iterations 3: gd at P=1, gd at P=2" in err

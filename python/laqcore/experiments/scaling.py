@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from typing import Any
 
 from ..serialization import json_safe, write_json
@@ -188,6 +189,17 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
             for name, rows in table.items():
                 cells = [f"{_fmt(r['time'], '.3g')}s/{_fmt(r['speedup'], '.2f')}x" for r in rows]
                 print(f"{name:<10}" + "".join(f"{c:>16}" for c in cells))
+        print(
+            "cells: modelled time to eps (measured compute + the link) / speedup over M = 1 "
+            "(weak: M T(1)/T(M), strong: T(1)/T(M); ideal M); '-': eps not reached"
+        )
+        missed = [
+            f"{name} at M={r['M']} ({mode})"
+            for mode, table in data.items()
+            for name, rows in table.items()
+            for r in rows
+            if not r["reached"]
+        ]
     else:
         print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({where}):")
         procs = data["procs"]
@@ -198,6 +210,17 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
             line = f"{c:<20}{_fmt(rs[0]['compression_ratio'], '.1f'):>8}"
             line += "".join(f"{_fmt(r['speedup'], '.2f'):>9}" for r in rs)
             print(line)
+        print(
+            "ratio: compression ratio, GD's upload bytes / the method's (per upload, at the "
+            "largest P); P=N: speedup T(1)/T(N) of modelled times to eps; '-': eps not reached"
+        )
+        missed = [f"{r['config']} at P={r['P']}" for r in data["rows"] if r["time"] is None]
+    if missed:  # the '-' cells said nothing of why
+        print(
+            f"laqcore: warning: eps {args.eps:g} not reached within --max-iterations "
+            f"{args.max_iterations}: {', '.join(missed)}",
+            file=sys.stderr,
+        )
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, f"{kind}.json")
