@@ -32,14 +32,17 @@ def test_regime_map_picks_the_fastest(tmp_path, capsys, cache):
     # cached: a second call does not simulate again
     capsys.readouterr()
     assert cli.main(argv) == 0
-    assert "ran " not in capsys.readouterr().out
+    assert "ran " not in capsys.readouterr().err
 
 
-def test_scaling_and_ratio_study(tmp_path, monkeypatch, cache):
+def test_scaling_and_ratio_study(tmp_path, monkeypatch, capsys, cache):
     out = tmp_path / "sc"
     argv = ["scaling", "--mode", "strong", "--workers-list", "1,2", "--algorithms", "gd"]
     argv += ["--eps", "1e-1", "--out", str(out), "--no-plots"]
     assert cli.main(argv) == 0
+    # the progress lines go to stderr (they were in the middle of stdout's table output)
+    std = capsys.readouterr()
+    assert std.err.count("  ran gd ") == 2 and "ran " not in std.out
     rows = json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["gd"]
     assert [r["M"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
     assert rows[1]["speedup"] == pytest.approx(rows[0]["time"] / rows[1]["time"])
@@ -99,10 +102,10 @@ def test_study_runs_honour_downlink_chunks(tmp_path, capsys, cache):
         return json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["laq"][0]
 
     plain, chunked = bits([]), bits(["--downlink-chunks", "2"])
-    assert "ran laq" in capsys.readouterr().out.split("strong scaling")[1]  # not a cache hit
+    assert capsys.readouterr().err.count("ran laq") == 2  # the second not a cache hit
     assert chunked["total_bits"] != plain["total_bits"]
     assert bits(["--downlink-chunks", "2"]) == chunked  # and cached under its own key
-    assert "ran " not in capsys.readouterr().out
+    assert "ran " not in capsys.readouterr().err
     # N <= every M, checked before the first run and naming the flag
     assert cli.main([*argv, "--workers-list", "1,2", "--downlink-chunks", "2"]) == 2
     assert "--downlink-chunks 2" in capsys.readouterr().err
@@ -129,9 +132,9 @@ def test_weak_scaling_cache_tells_data_seeds_apart(tmp_path, capsys, cache):
     argv += ["-K", "5", "--eps", "0", "--no-plots"]
     for seed in ("0", "1"):
         assert cli.main([*argv, "--data-seed", seed]) == 0
-        assert "ran gd" in capsys.readouterr().out
+        assert "ran gd" in capsys.readouterr().err
     assert cli.main([*argv, "--data-seed", "1"]) == 0
-    assert "ran " not in capsys.readouterr().out
+    assert "ran " not in capsys.readouterr().err
 
 
 def test_run_cache_sees_a_changed_data_file(tmp_path, capsys, cache):
@@ -145,9 +148,9 @@ def test_run_cache_sees_a_changed_data_file(tmp_path, capsys, cache):
         rows = [f"{i % 2} 1:{scale * (-1) ** i * (i + 1) / 10} 2:{i / 10}" for i in range(20)]
         path.write_text("\n".join(rows) + "\n")
         assert cli.main(argv) == 0
-        assert "ran gd" in capsys.readouterr().out
+        assert "ran gd" in capsys.readouterr().err
     assert cli.main(argv) == 0  # the same content again: cached
-    assert "ran " not in capsys.readouterr().out
+    assert "ran " not in capsys.readouterr().err
 
 
 def test_study_tables_say_what_their_cells_are(capsys, cache, monkeypatch):
@@ -156,6 +159,7 @@ def test_study_tables_say_what_their_cells_are(capsys, cache, monkeypatch):
     argv = ["scaling", "--mode", "strong", "--workers-list", "1,2", "--algorithms", "gd"]
     assert cli.main([*argv, "-K", "3", "--eps", "1e-3"]) == 0
     out, err = capsys.readouterr()
+    assert "ran " not in out
     assert "gd                   -s/-x" in out and "'-': eps not reached" in out
     assert "modelled time to eps" in out
     assert "eps 0.001 not reached within --max-iterations 3: gd at M=1 (strong)" in err

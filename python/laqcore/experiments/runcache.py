@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,7 @@ def run_cached(
         print(
             f"  ran {algorithm:<9} M={prob.num_workers:<5} {overrides} -> {res.iterations} it, "
             f"reached={res.reached_tolerance} ({res.wall_time:.1f} s)",
+            file=sys.stderr,  # progress, as the simulator's: stdout keeps the study's table
             flush=True,
         )
     return CachedRun(summary, res.trace)
