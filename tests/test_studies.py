@@ -93,21 +93,23 @@ def test_variance_measure_needs_vectors():
 def test_study_runs_honour_downlink_chunks(tmp_path, capsys, cache):
     """--downlink-chunks reaches the studies' runs and their cache key: it was dropped, so
     the study ran (or loaded from the cache) the unchunked downlink and said nothing."""
-    argv = ["scaling", "--mode", "strong", "--workers-list", "2", "--algorithms", "laq"]
-    argv += ["-K", "20", "--eps", "0", "--downlink", "delta:laq:4"]
+    argv = ["regime-map", "--algorithms", "laq", "--dataset", "digits", "--workers", "2"]
+    argv += ["--max-samples", "100", "-K", "20", "--eps", "0", "--downlink", "delta:laq:4"]
+    argv += ["--bandwidths-mbps", "10", "--ratios", "1", "--latencies-ms", "1"]
 
     def bits(extra):
         out = tmp_path / "-".join(extra or ["plain"])
         assert cli.main([*argv, *extra, "--out", str(out), "--no-plots"]) == 0
-        return json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["laq"][0]
+        return json.loads((out / "regime.json").read_text())["runs"]["laq"]
 
     plain, chunked = bits([]), bits(["--downlink-chunks", "2"])
     assert capsys.readouterr().err.count("ran laq") == 2  # the second not a cache hit
     assert chunked["total_bits"] != plain["total_bits"]
     assert bits(["--downlink-chunks", "2"]) == chunked  # and cached under its own key
     assert "ran " not in capsys.readouterr().err
-    # N <= every M, checked before the first run and naming the flag
-    assert cli.main([*argv, "--workers-list", "1,2", "--downlink-chunks", "2"]) == 2
+    # N <= every M (scaling's M = 1 included), checked before the first run, naming the flag
+    argv = ["scaling", "--mode", "strong", "--workers-list", "2", "--algorithms", "laq"]
+    assert cli.main([*argv, "--downlink", "delta:laq:4", "--downlink-chunks", "2"]) == 2
     assert "--downlink-chunks 2" in capsys.readouterr().err
 
 
@@ -168,3 +170,14 @@ def test_study_tables_say_what_their_cells_are(capsys, cache, monkeypatch):
     out, err = capsys.readouterr()
     assert "ratio: compression ratio, GD's upload bytes / the method's" in out
     assert "not reached within --max-iterations 3: gd at P=1, gd at P=2" in err
+
+
+def test_scaling_without_m1_still_has_speedups(tmp_path, cache):
+    """--workers-list 2 (no M = 1) gave every speedup as None ('-x'), the base T(1) never
+    run; M = 1 is now always run, as ratio-study's P = 1."""
+    out = tmp_path / "sc"
+    argv = ["scaling", "--mode", "strong", "--workers-list", "2", "--algorithms", "gd"]
+    assert cli.main([*argv, "--eps", "1e-1", "--out", str(out), "--no-plots"]) == 0
+    rows = json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["gd"]
+    assert [r["M"] for r in rows] == [1, 2]
+    assert rows[1]["speedup"] == pytest.approx(rows[0]["time"] / rows[1]["time"])

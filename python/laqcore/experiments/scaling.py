@@ -96,6 +96,8 @@ def _time(run: CachedRun, args: argparse.Namespace) -> float | None:
 def scaling_study(args: argparse.Namespace) -> dict[str, Any]:
     """Run the worker-scaling study; returns ``{mode: {algorithm: [{M, time, speedup}]}}``."""
     workers = _ints(args.workers_list, "--workers-list")
+    if workers[0] != 1:  # the speedup's base, as ratio-study's P = 1: without it every
+        workers = [1, *workers]  # speedup was '-' and the table blamed eps
     names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
     modes = ["weak", "strong"] if args.mode == "both" else [args.mode]
     out: dict[str, Any] = {}
@@ -270,10 +272,10 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
 
     link_from_args(args)
     check_algorithm_names(names)
-    # the values of M or P; --downlink-chunks N needs N <= each (was the simulator's
-    # "downlink_chunks must be in [0, 1]", naming no flag)
-    counts = _ints(*values)
-    downlink_from_args(argparse.Namespace(**{**vars(args), "workers": min(counts)}))
+    # the values of M or P; --downlink-chunks N needs N <= each, and M = P = 1 always runs
+    # (was the simulator's "downlink_chunks must be in [0, 1]", naming no flag)
+    _ints(*values)
+    downlink_from_args(argparse.Namespace(**{**vars(args), "workers": 1}))
     check_run_options(args)
     check_flag(check_uint64, args, "data_seed")  # numpy's own message names no parameter
     # scaling's weak-scaling data (absent from the ratio study): -1 was numpy's "negative
@@ -305,7 +307,11 @@ def add_parser(sub: Any) -> None:
         choices=["weak", "strong", "both"],
         help="weak (the data grow with M), strong (one data set split over M) or both",
     )
-    p.add_argument("--workers-list", default="1,4,16,64,256,1024", help="values of M")
+    p.add_argument(
+        "--workers-list",
+        default="1,4,16,64,256,1024",
+        help="values of M (M = 1, the speedups' base, is always run)",
+    )
     p.add_argument("--algorithms", default="gd,qgd,lag-wk,laq,qsgd,terngrad,topk-ef", help="names")
     p.add_argument("--per-worker", type=int, default=20, help="weak: samples per worker")
     p.add_argument("--features", type=int, default=50, help="weak: synthetic features")
