@@ -181,3 +181,15 @@ def test_scaling_without_m1_still_has_speedups(tmp_path, cache):
     rows = json.loads((out / "scaling.json").read_text())["scaling"]["strong"]["gd"]
     assert [r["M"] for r in rows] == [1, 2]
     assert rows[1]["speedup"] == pytest.approx(rows[0]["time"] / rows[1]["time"])
+
+
+def test_ratio_study_with_one_p_draws_no_empty_plot(tmp_path, capsys, cache, monkeypatch):
+    """--procs 1: one point per config, no speedup to draw; it wrote an empty ratio.png
+    with matplotlib's "No artists with labels found to put in legend" warning."""
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(scaling, "RATIO_CONFIGS", [("gd", {})])
+    out = tmp_path / "r"
+    assert cli.main(["ratio-study", "--procs", "1", "-K", "3", "--out", str(out)]) == 0
+    std = capsys.readouterr()
+    assert "no plot: the speedups T(1)/T(P) need a P > 1" in std.out
+    assert "No artists" not in std.err and not (out / "ratio.png").exists()

@@ -229,7 +229,10 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(path, json_safe({"config": cfg, "link": link, kind: data}), indent=2)
         print(f"wrote {path}")
-        if not args.no_plots:
+        if not args.no_plots and kind == "ratio" and max(data["procs"]) == 1:
+            # an empty plot, and matplotlib's "No artists with labels" warning
+            print("no plot: the speedups T(1)/T(P) need a P > 1 in --procs")
+        elif not args.no_plots:
             from .study_plots import plot_ratio, plot_scaling
 
             plot = plot_scaling if kind == "scaling" else plot_ratio
