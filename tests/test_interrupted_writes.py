@@ -73,3 +73,16 @@ def test_interrupted_bench_json_keeps_the_previous_report(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # the command itself, without main's handler
         args.func(args)
     assert json.loads(path.read_text()) == {"old": True}
+
+
+def test_interrupted_variance_json_leaves_the_previous_file(tmp_path, monkeypatch, capsys):
+    """variance.json was written with a plain write_text: the atomic write_json now (and the
+    printed table names its columns)."""
+    from laqcore import cli
+
+    (tmp_path / "variance.json").write_text('{"old": 1}')
+    _interrupt_after_some_bytes(monkeypatch)
+    argv = ["variance", "--sources", "gaussian", "--n", "64", "--steps", "1", "--no-plots"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 130  # Ctrl-C during the write
+    assert json.loads((tmp_path / "variance.json").read_text()) == {"old": 1}
+    assert "us: median compress + decompress time per vector" in capsys.readouterr().out
