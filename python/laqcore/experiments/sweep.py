@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 from typing import Any
@@ -37,7 +36,6 @@ import numpy as np
 
 from .._blas import blas_threads
 from ..algorithms.base import Params
-from ..serialization import json_safe, write_json
 from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
@@ -255,14 +253,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        path = write_results(args.out, cfg, out["results"])
-        # results.json also carries the per-point aggregates and the tuned steps.
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        data["runs"] = out["rows"]
-        data["table"] = out["table"]
-        data["best"] = out["best"]
-        write_json(path, json_safe(data), indent=2)
+        # results.json also carries the per-point aggregates and the tuned steps, in the one
+        # write (it was written, read back and written again: Ctrl-C in between left the
+        # plain summaries, without the table and the runs' grid points)
+        extra = {"table": out["table"], "best": out["best"]}
+        path = write_results(args.out, cfg, out["results"], runs=out["rows"], extra=extra)
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
         draw = not args.no_plots and len(out["results"]) <= MAX_PLOTTED_RUNS
         if not args.no_plots and not draw:  # it said nothing, and left older plots there
