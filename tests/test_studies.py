@@ -193,3 +193,22 @@ def test_ratio_study_with_one_p_draws_no_empty_plot(tmp_path, capsys, cache, mon
     std = capsys.readouterr()
     assert "no plot: the speedups T(1)/T(P) need a P > 1" in std.out
     assert "No artists" not in std.err and not (out / "ratio.png").exists()
+
+
+def test_studies_leave_no_plot_of_an_earlier_run(tmp_path, capsys, cache, monkeypatch):
+    """--no-plots (or ratio-study's P = 1, which draws none) kept the previous command's
+    scaling.png / ratio.png / regime.png / variance.png beside the new JSON."""
+    out = tmp_path / "o"
+    out.mkdir()
+    for name in ("scaling.png", "ratio.png", "regime.png", "variance.png", "mine.png"):
+        (out / name).write_bytes(b"old")
+    monkeypatch.setattr(scaling, "RATIO_CONFIGS", [("gd", {})])
+    common = ["-K", "2", "--out", str(out), "--no-plots"]
+    assert cli.main(["scaling", "--mode", "strong", "--workers-list", "1", *common]) == 0
+    assert cli.main(["ratio-study", "--procs", "1", *common]) == 0
+    argv = ["regime-map", "--algorithms", "gd", "--dataset", "digits", "-M", "2"]
+    assert cli.main([*argv, "--max-samples", "40", *common]) == 0
+    argv = ["variance", "--sources", "gaussian", "--n", "64", "--steps", "1", "-q"]
+    assert cli.main([*argv, "--out", str(out), "--no-plots"]) == 0
+    assert [p.name for p in out.glob("*.png")] == ["mine.png"]
+    assert "removed 1 plots of an earlier run" in capsys.readouterr().out

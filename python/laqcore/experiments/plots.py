@@ -14,6 +14,7 @@ __all__ = [
     "log_axes",
     "plot_results",
     "pyplot",
+    "remove_stale_plots",
     "save_figure",
     "write_plots",
 ]
@@ -185,14 +186,16 @@ def write_plots(
             print(f"laqcore: {err}", file=sys.stderr)
         for path in written:
             print(f"wrote {path}")
-    names_written = {os.path.basename(p) for p in written}
-    stale = [
-        f"{metric}_vs_{key}.png"
-        for metric in ("residual", "loss")
-        for key, _ in PANELS
-        if f"{metric}_vs_{key}.png" not in names_written
-        and os.path.isfile(os.path.join(out, f"{metric}_vs_{key}.png"))
-    ]
+    ours = [f"{metric}_vs_{key}.png" for metric in ("residual", "loss") for key, _ in PANELS]
+    remove_stale_plots(out, ours, written)
+
+
+def remove_stale_plots(out: str, names: list[str], written: list[str]) -> None:
+    """Remove from ``out`` the plots ``names`` (a command's own file names) that this run
+    did not write (``written``: paths), and say so: they showed an earlier run's results
+    beside this one's."""
+    keep = {os.path.basename(p) for p in written}
+    stale = [n for n in names if n not in keep and os.path.isfile(os.path.join(out, n))]
     for name in stale:
         os.remove(os.path.join(out, name))
     if stale:

@@ -22,6 +22,7 @@ from .options import (
     link_from_args,
     problem_kwargs,
 )
+from .plots import remove_stale_plots
 from .runcache import run_for_study
 from .runs import laq_upload_rate
 
@@ -147,10 +148,13 @@ def _cmd(args: argparse.Namespace) -> int:
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(path, json_safe({"config": cfg, **data}), indent=2)
         print(f"wrote {path}")
+        written = []
         if not args.no_plots:
             from .study_plots import plot_regime
 
-            print(f"wrote {plot_regime(args.out, data)}")
+            written.append(plot_regime(args.out, data))
+            print(f"wrote {written[0]}")
+        remove_stale_plots(args.out, ["regime.png"], written)  # an earlier map's
     return 0
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..serialization import json_safe, write_json
 from .options import downlink_from_args, link_from_args, split_names
+from .plots import remove_stale_plots
 from .runcache import CachedRun, run_for_study
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
@@ -229,15 +230,18 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(path, json_safe({"config": cfg, "link": link, kind: data}), indent=2)
         print(f"wrote {path}")
-        if not args.no_plots and kind == "ratio" and max(data["procs"]) == 1:
-            # an empty plot, and matplotlib's "No artists with labels" warning
+        # P = 1 only: an empty plot, and matplotlib's "No artists with labels" warning
+        empty = kind == "ratio" and max(data["procs"]) == 1
+        if not args.no_plots and empty:
             print("no plot: the speedups T(1)/T(P) need a P > 1 in --procs")
-        elif not args.no_plots:
+        written = []
+        if not args.no_plots and not empty:
             from .study_plots import plot_ratio, plot_scaling
 
             plot = plot_scaling if kind == "scaling" else plot_ratio
-            title = f"{where}, eps {args.eps:g}"
-            print(f"wrote {plot(args.out, data, title=title)}")
+            written.append(plot(args.out, data, title=f"{where}, eps {args.eps:g}"))
+            print(f"wrote {written[0]}")
+        remove_stale_plots(args.out, [f"{kind}.png"], written)
 
 
 def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from .._typing import FloatVector
 from .._validate import check_output_dir, check_positive_int, check_uint64
 from ..serialization import json_safe, write_json
-from .plots import pyplot, save_figure
+from .plots import pyplot, remove_stale_plots, save_figure
 
 __all__ = ["SOURCES", "add_parser", "best_per_budget", "measure", "settings", "vector_source"]
 
@@ -280,6 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         write_json(out / "variance.json", json_safe(doc), indent=1)  # whole or not at all
         if not args.no_plots:
             _plot(records, out / "variance.png")
+        remove_stale_plots(str(out), ["variance.png"], [] if args.no_plots else ["variance.png"])
         print(f"wrote {out / 'variance.json'}" + ("" if args.no_plots else " and variance.png"))
     return 0
 
