@@ -212,3 +212,23 @@ def test_studies_leave_no_plot_of_an_earlier_run(tmp_path, capsys, cache, monkey
     assert cli.main([*argv, "--out", str(out), "--no-plots"]) == 0
     assert [p.name for p in out.glob("*.png")] == ["mine.png"]
     assert "removed 1 plots of an earlier run" in capsys.readouterr().out
+
+
+def test_every_results_json_field_is_documented():
+    """The JSON fields of results.json and the sweep table were documented nowhere (which
+    are measured, which bits, what time means); docs/results_simulator.md now lists them,
+    and a field added later without a word there fails here."""
+    from pathlib import Path
+
+    from laqcore import get_algorithm
+    from laqcore.experiments.sweep import aggregate
+    from laqcore.problems import make_problem
+    from laqcore.simulator import simulate
+
+    doc = Path(__file__).parent.parent / "docs" / "results_simulator.md"
+    section = doc.read_text().split("## Output files and their fields")[1]
+    prob = make_problem("digits", workers=2, max_samples=40)
+    run = simulate(prob, get_algorithm("gd"), max_iterations=2, eps=0.0).summary()
+    stats = {k.rsplit("_", 1)[0] for k in aggregate([run]) if k.endswith(("_mean", "_std"))}
+    missing = [k for k in [*run, *stats, "reached_fraction"] if f"`{k}`" not in section]
+    assert not missing, f"not in docs/results_simulator.md's field list: {missing}"
