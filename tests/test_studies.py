@@ -232,3 +232,13 @@ def test_every_results_json_field_is_documented():
     stats = {k.rsplit("_", 1)[0] for k in aggregate([run]) if k.endswith(("_mean", "_std"))}
     missing = [k for k in [*run, *stats, "reached_fraction"] if f"`{k}`" not in section]
     assert not missing, f"not in docs/results_simulator.md's field list: {missing}"
+
+
+def test_regime_map_sole_finisher_is_not_a_zero_margin():
+    """A cell whose winner was the only method to reach eps printed 'laq(0.00)', a margin
+    of zero, where the others never got there."""
+    from laqcore.experiments.regime import _cell
+
+    assert _cell({"winner": "laq", "margin": None}) == "laq(only)"
+    assert _cell({"winner": "laq", "margin": 1.5}) == "laq(1.50)"
+    assert _cell({"winner": None, "margin": None}) == "-"

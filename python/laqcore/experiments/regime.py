@@ -110,6 +110,14 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cell(c: dict[str, Any]) -> str:
+    """``winner(margin)``; ``winner(only)`` when no other method reached eps (it read
+    "(0.00)", a margin of zero, where the winner was infinitely ahead)."""
+    if c["winner"] is None:
+        return "-"
+    return f"{c['winner']}({'only' if c['margin'] is None else format(c['margin'], '.2f')})"
+
+
 def _print(data: dict[str, Any]) -> None:
     for n, s in data["runs"].items():
         print(
@@ -120,16 +128,13 @@ def _print(data: dict[str, Any]) -> None:
         # the rows were called "up/down ratio": they are downlink / uplink bandwidth
         print(
             f"\nlatency {lat:g} ms: first to F-F* <= eps (its margin: runner-up's time / its "
-            "time; '-': none reached eps); rows: downlink/uplink bandwidth ratio, columns: "
-            "downlink Mbit/s"
+            "time; 'only': no other reached eps; '-': none did); rows: downlink/uplink "
+            "bandwidth ratio, columns: downlink Mbit/s"
         )
         print(f"{'ratio':>6}" + "".join(f"{bw:>14g}" for bw in data["bandwidths_mbps"]))
         for ratio in data["ratios"]:
             row = [c for c in data["cells"] if c["latency_ms"] == lat and c["ratio"] == ratio]
-            txt = [
-                "-" if c["winner"] is None else f"{c['winner']}({c['margin'] or 0:.2f})"
-                for c in row
-            ]
+            txt = [_cell(c) for c in row]
             print(f"{ratio:>6g}" + "".join(f"{t:>14}" for t in txt))
 
 
