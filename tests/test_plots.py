@@ -142,3 +142,28 @@ def test_regime_plot_legend_clear_of_the_title(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.print", lambda *a, **k: out.append(" ".join(map(str, a))))
     _print({**data, "runs": {}})
     assert "rows: downlink/uplink bandwidth ratio, columns: downlink Mbit/s" in "\n".join(out)
+
+
+def test_ratio_plot_tells_the_methods_apart(tmp_path, monkeypatch):
+    """ratio.png joined every method's points into one line per P (qsgd, top-k and LAQ
+    settings in order of ratio), no point saying which method it was."""
+    import matplotlib.pyplot as plt
+
+    from laqcore.experiments import study_plots
+
+    def row(config, P, ratio, speedup):
+        return {"config": config, "P": P, "compression_ratio": ratio, "speedup": speedup}
+
+    rows = [row("gd", 1, 1.0, 1.0), row("gd", 4, 1.0, 1.1)]
+    for P in (1, 4):
+        rows += [row(f"qsgd levels={s}", P, r, 1 + P * r / 100) for s, r in ((1, 13), (4, 7))]
+        rows += [row(f"laq bits={b}", P, r, 1 + P * r / 50) for b, r in ((2, 14), (4, 7.5))]
+    figs = []
+    monkeypatch.setattr(study_plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    study_plots.plot_ratio(str(tmp_path), {"procs": [1, 4], "rows": rows})
+    (fig,) = figs
+    ax = fig.axes[0]
+    assert sorted(ln.get_label() for ln in ax.get_lines()) == ["gd P=4", "laq P=4", "qsgd P=4"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["P=4", "gd", "qsgd", "laq"]
+    plt.close(fig)
