@@ -167,3 +167,28 @@ def test_ratio_plot_tells_the_methods_apart(tmp_path, monkeypatch):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["P=4", "gd", "qsgd", "laq"]
     plt.close(fig)
+
+
+def test_variance_plot_labels_the_bits_axis(tmp_path, monkeypatch):
+    """On a base-10 log axis a panel whose points all lay between 1 and 10 bits per
+    coordinate had no x label at all (minor labels were blanked); base 2 labels 1, 2, 4, 8."""
+    import matplotlib.pyplot as plt
+
+    from laqcore.experiments import variance
+
+    recs = [
+        {"source": "gaussian", "family": "qsgd-l2", "entropy": e, "bits_per_coord": b, "n": 64}
+        | {"nmse": 1 / b}
+        for b in (1.5, 3.0, 6.0, 9.0)
+        for e in (False, True)
+    ]
+    figs = []
+    monkeypatch.setattr(variance, "save_figure", lambda fig, path: figs.append(fig) or path)
+    variance._plot(recs, tmp_path / "v.png")
+    (fig,) = figs
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+    assert [t for t in labels if t] == ["2", "4", "8"]
+    plt.close(fig)

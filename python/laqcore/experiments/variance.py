@@ -183,7 +183,7 @@ def best_per_budget(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 def _plot(records: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot()
     sources = [s for s in SOURCES if any(r["source"] == s for r in records)]
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     cols = min(3, len(sources))
     rows = -(-len(sources) // cols)
@@ -214,8 +214,11 @@ def _plot(records: list[dict[str, Any]], path: Path) -> None:
                     lw=1,
                     ms=3,
                 )
-        ax.set_xscale("log")
+        # base 2, labelled 0.5, 1, 2, 4, 8 bits: base 10 left a panel whose points all lie
+        # between 1 and 10 bits (lognormal at small n) without a single x label
+        ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylabel("||C(x) - x||^2 / ||x||^2")
         ax.set_title(f"{src} (n = {next(r['n'] for r in records if r['source'] == src)})")
