@@ -319,3 +319,12 @@ def test_table_shows_no_test_set_as_a_dash(tmp_path, capsys, cache):
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gd "))
     assert "nan" not in row and row.split()[-2] == "-", row
+
+
+def test_sweep_grid_repeats_do_not_pool_runs(tmp_path, capsys, cache):
+    """--grid bits=4,4 ran the point twice and its table row pooled both (runs 2 from one
+    seed, a std of identical copies); --grid bits=2 --grid bits=4 kept only the last."""
+    data = run_tiny(tmp_path / "s", "sweep", "--grid", "bits=4,4", "-K", "3", "--no-plots")
+    assert [(t["bits"], t["runs"]) for t in data["table"]] == [(4, 1)]
+    assert cli.main(["sweep", "--grid", "bits=2", "--grid", "bits=4", *TINY]) == 2
+    assert "--grid bits given twice" in capsys.readouterr().err

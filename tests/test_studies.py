@@ -242,3 +242,13 @@ def test_regime_map_sole_finisher_is_not_a_zero_margin():
     assert _cell({"winner": "laq", "margin": None}) == "laq(only)"
     assert _cell({"winner": "laq", "margin": 1.5}) == "laq(1.50)"
     assert _cell({"winner": None, "margin": None}) == "-"
+
+
+def test_regime_map_repeated_values_keep_the_table_aligned(capsys, cache):
+    """--ratios 1,1 printed each cell twice in one row, under columns that were not its."""
+    argv = ["regime-map", "--algorithms", "gd", "--dataset", "digits", "-M", "2", "-K", "2"]
+    argv += ["--max-samples", "40", "--ratios", "1,1", "--bandwidths-mbps", "10,10"]
+    assert cli.main([*argv, "--latencies-ms", "1,1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("latency 1 ms") == 1
+    assert [ln.split() for ln in out.splitlines() if ln.lstrip().startswith("1 ")] == [["1", "-"]]

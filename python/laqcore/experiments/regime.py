@@ -42,7 +42,7 @@ def _floats(text: str, name: str, *, positive: bool = False) -> list[float]:
     # refused them only after every algorithm had run.
     if not vals or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in vals):
         raise ValueError(f"{name} needs finite numbers {'>' if positive else '>='} 0, got {text!r}")
-    return vals
+    return list(dict.fromkeys(vals))  # a repeat gave a row of twice the cells, out of columns
 
 
 def regime_map(args: argparse.Namespace) -> dict[str, Any]:

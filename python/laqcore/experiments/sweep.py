@@ -87,6 +87,8 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         key = key.strip().replace("-", "_")
         if key not in allowed:
             raise ValueError(f"--grid: unknown parameter {key!r}; one of {sorted(allowed)}")
+        if key in grid:  # the later one silently replaced the earlier
+            raise ValueError(f"--grid {key} given twice; put its values in one --grid {key}=...")
         conv: Any = int if key in _INT_KEYS else float
         kind = f"{conv.__name__}s"
         if key == "lag_forced":  # a flag: 0.0/1.0 would be refused by Params as non-bools
@@ -97,8 +99,14 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
             raise ValueError(f"--grid {key}: values must be {kind}, got {vals!r}") from None
         if not values:
             raise ValueError(f"--grid {key}: no values")
-        grid[key] = values
+        grid[key] = _unique(values)
     return grid
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in order: a value given twice ran its point twice and
+    the table pooled both, as if over twice the seeds (``runs`` and the std were wrong)."""
+    return list(dict.fromkeys(values))
 
 
 #: The most runs a sweep draws in its plots (their legends and curves stay readable).
@@ -148,7 +156,7 @@ def sweep_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
         if "alpha" in grid:
             raise ValueError("--tune-step sets alpha itself; do not also put alpha in --grid")
         try:
-            grid["alpha"] = [float(v) for v in args.step_grid.split(",") if v.strip()]
+            grid["alpha"] = _unique([float(v) for v in args.step_grid.split(",") if v.strip()])
         except ValueError:
             raise ValueError(
                 f"--step-grid expects comma-separated step sizes, got {args.step_grid!r}"
