@@ -252,3 +252,14 @@ def test_regime_map_repeated_values_keep_the_table_aligned(capsys, cache):
     out = capsys.readouterr().out
     assert out.count("latency 1 ms") == 1
     assert [ln.split() for ln in out.splitlines() if ln.lstrip().startswith("1 ")] == [["1", "-"]]
+
+
+def test_study_tables_name_the_link_and_the_downlink(capsys, cache):
+    """A preset with a flag changed was only 'custom link', and no study table named the
+    --downlink mode its bits and times were for."""
+    argv = ["scaling", "--mode", "strong", "--workers-list", "1", "--algorithms", "gd"]
+    argv += ["-K", "2", "--network", "datacenter", "--uplink-mbps", "1", "--downlink", "model"]
+    assert cli.main(argv) == 0
+    head = next(ln for ln in capsys.readouterr().out.splitlines() if "strong scaling" in ln)
+    assert "custom link (up 1 Mbit/s, down 10000 Mbit/s, 0.05 ms, ps" in head
+    assert "downlink model" in head

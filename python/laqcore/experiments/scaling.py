@@ -38,6 +38,7 @@ from ..serialization import json_safe, write_json
 from .options import downlink_from_args, link_from_args, split_names
 from .plots import remove_stale_plots
 from .runcache import CachedRun, run_for_study
+from .tables import link_text
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
 
@@ -183,9 +184,12 @@ def _fmt(v: Any, spec: str) -> str:
 def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
     link = link_from_args(args).describe()
     where = f"{link['name']} link, {link['downlink_delivery']} downlink"
+    # the link's numbers and the --downlink mode: "custom link" (a preset with a flag
+    # changed) said neither, and no table named the downlink mode the bits were counted for
+    detail = f"{link_text(link)}; downlink {args.downlink}"
     if kind == "scaling":
         for mode, table in data.items():
-            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({where}):")
+            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({detail}):")
             print(
                 f"{'algorithm':<10}" + "".join(f"{r['M']:>16}" for r in next(iter(table.values())))
             )
@@ -204,7 +208,7 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
             if not r["reached"]
         ]
     else:
-        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({where}):")
+        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({detail}):")
         procs = data["procs"]
         print(f"{'config':<20}{'ratio':>8}" + "".join(f"{'P=' + str(p):>9}" for p in procs))
         configs = list(dict.fromkeys(r["config"] for r in data["rows"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["format_sweep", "format_table", "has_tolerance"]
+__all__ = ["format_sweep", "format_table", "has_tolerance", "link_text"]
 
 
 def __dir__() -> list[str]:
@@ -66,6 +66,15 @@ def format_table(results: list[Any]) -> str:
     return "\n".join(lines)
 
 
+def link_text(net: dict[str, Any]) -> str:
+    """``net`` (:meth:`laqcore.network.Link.describe`) in words: its name and numbers."""
+    return (
+        f"{net['name']} link (up {net['uplink_mbps']:g} Mbit/s, down "
+        f"{net['downlink_mbps']:g} Mbit/s, {net['latency_ms']:g} ms, {net['topology']}, "
+        f"{net['downlink_delivery']} downlink)"
+    )
+
+
 def _footer(results: list[Any], *, marker: bool = True) -> list[str]:
     """The line naming the runs' downlink and link (none without either); ``marker``: the
     table marks an unreached tolerance's time with '>'."""
@@ -78,10 +87,7 @@ def _footer(results: list[Any], *, marker: bool = True) -> list[str]:
         parts.append(f"downlink {mode}")
     if net is not None:
         parts.append(
-            f"time: {net['name']} link (up {net['uplink_mbps']:g} Mbit/s, down "
-            f"{net['downlink_mbps']:g} Mbit/s, {net['latency_ms']:g} ms, {net['topology']}, "
-            f"{net['downlink_delivery']} downlink)"
-            + ("; '>' = tolerance not reached" if marker else "")
+            f"time: {link_text(net)}" + ("; '>' = tolerance not reached" if marker else "")
         )
     return ["; ".join(parts)]
 
