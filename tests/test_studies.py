@@ -29,6 +29,9 @@ def test_regime_map_picks_the_fastest(tmp_path, capsys, cache):
     # the slow asymmetric link favours the method that moves fewer bits
     slow = next(c for c in data["cells"] if c["downlink_mbps"] == 10 and c["ratio"] == 10)
     assert slow["winner"] == "laq"
+    # the settings every cell shares (the downlink mode, topology, compute) were not printed
+    expect = "every cell: downlink delta, topology ps, unicast downlink delivery, compute per "
+    assert expect + "iteration measured" in capsys.readouterr().out
     # cached: a second call does not simulate again
     capsys.readouterr()
     assert cli.main(argv) == 0

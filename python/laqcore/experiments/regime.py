@@ -147,6 +147,14 @@ def _cmd(args: argparse.Namespace) -> int:
     check_study_cache(args)
     data = regime_map(args)
     _print(data)
+    # what every cell shares, said nowhere before: the downlink mode the bits are for, the
+    # topology and delivery of every link, and where the compute time came from
+    compute = "measured" if args.compute_ms is None else f"{args.compute_ms:g} ms (--compute-ms)"
+    delivery = "broadcast" if args.broadcast else "unicast"
+    print(
+        f"every cell: downlink {args.downlink}, topology {args.topology}, {delivery} "
+        f"downlink delivery, compute per iteration {compute}"
+    )
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "regime.json")
