@@ -328,3 +328,11 @@ def test_sweep_grid_repeats_do_not_pool_runs(tmp_path, capsys, cache):
     assert [(t["bits"], t["runs"]) for t in data["table"]] == [(4, 1)]
     assert cli.main(["sweep", "--grid", "bits=2", "--grid", "bits=4", *TINY]) == 2
     assert "--grid bits given twice" in capsys.readouterr().err
+
+
+def test_sweep_workers_grid_says_the_scaled_steps(tmp_path, capsys, cache):
+    """With --grid workers the step is alpha x 10 / M (--scale-alpha, on by default), but
+    the table has no alpha column: nothing printed said which step each row ran with."""
+    run_tiny(tmp_path / "s", "sweep", "--algorithms", "gd", "--grid", "workers=2,4", "-K", "2")
+    out = capsys.readouterr().out
+    assert "steps (--scale-alpha: alpha x 10 / M): gd M=2: 0.1, gd M=4: 0.05" in out

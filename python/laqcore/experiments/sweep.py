@@ -247,6 +247,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
     print(format_sweep(out["table"], keys, out["results"]))
+    if args.scale_alpha and "workers" in keys and "alpha" not in keys:
+        # the steps the rows ran with, shown nowhere: the table has no alpha column
+        steps = {(r["algorithm"], r["grid_workers"]): r["alpha"] for r in out["rows"]}
+        print(
+            "steps (--scale-alpha: alpha x 10 / M): "
+            + ", ".join(f"{n} M={m}: {a:g}" for (n, m), a in steps.items())
+        )
     if out["best"]:
         print("\nbest step size per algorithm (reaches eps with fewest bits):")
         for name, t in out["best"].items():
