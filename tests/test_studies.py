@@ -266,3 +266,26 @@ def test_study_tables_name_the_link_and_the_downlink(capsys, cache):
     head = next(ln for ln in capsys.readouterr().out.splitlines() if "strong scaling" in ln)
     assert "custom link (up 1 Mbit/s, down 10000 Mbit/s, 0.05 ms, ps" in head
     assert "downlink model" in head
+
+
+def test_interrupted_study_says_it_resumes_from_the_cache(tmp_path, capsys, cache, monkeypatch):
+    """Ctrl-C in a study printed only 'interrupted': nothing said the finished runs were
+    cached and that running the command again continues from them."""
+    from laqcore.experiments import runcache
+
+    real, calls = runcache.run_cached, []
+
+    def run_then_interrupt(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runcache, "run_cached", run_then_interrupt)
+    argv = ["scaling", "--mode", "strong", "--workers-list", "1,2", "--algorithms", "gd"]
+    assert cli.main([*argv, "-K", "2"]) == 130
+    err = capsys.readouterr().err
+    assert f"cached in {tmp_path / 'cache'}; the same command continues from them" in err
+    monkeypatch.setattr(runcache, "run_cached", real)
+    assert cli.main([*argv, "-K", "2"]) == 0
+    assert capsys.readouterr().err.count("  ran gd ") == 1  # M = 1 came from the cache
