@@ -134,7 +134,12 @@ def test_regime_plot_legend_clear_of_the_title(tmp_path, monkeypatch):
     title = fig._suptitle.get_window_extent(renderer)
     legend = fig.legends[0].get_window_extent(renderer)
     assert not title.overlaps(legend)
-    assert "none reached" in fig._suptitle.get_text()
+    assert "blank: none did" in fig._suptitle.get_text()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["2.0"]
+    cells[0]["margin"] = None  # the only one to reach eps: it was a blank, as "none did"
+    study_plots.plot_regime(str(tmp_path), data)
+    assert [t.get_text() for t in figs[-1].axes[0].texts] == ["only"]
+    plt.close(figs[-1])
     plt.close(fig)
     from laqcore.experiments.regime import _print
 

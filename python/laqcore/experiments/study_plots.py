@@ -94,7 +94,7 @@ def plot_regime(out: str, data: dict[str, Any]) -> str:
             ax.text(
                 j,
                 i,
-                f"{c['margin']:.1f}" if c["margin"] else "",
+                "only" if c["margin"] is None else f"{c['margin']:.1f}",  # was blank
                 ha="center",
                 va="center",
                 fontsize=6,
@@ -109,7 +109,8 @@ def plot_regime(out: str, data: dict[str, Any]) -> str:
     # The legend sat over the title in the upper right (with one or two panels it hid it):
     # the title on top, the legend in a row of its own below it.
     fig.suptitle(
-        "first to the tolerance\n(number: time of runner-up / winner; blank: none reached it)",
+        "first to the tolerance\n(number: runner-up's time / winner's; 'only': no runner-up; "
+        "blank: none did)",
         fontsize=9,
         y=0.99,
     )
