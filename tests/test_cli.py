@@ -336,3 +336,13 @@ def test_sweep_workers_grid_says_the_scaled_steps(tmp_path, capsys, cache):
     run_tiny(tmp_path / "s", "sweep", "--algorithms", "gd", "--grid", "workers=2,4", "-K", "2")
     out = capsys.readouterr().out
     assert "steps (--scale-alpha: alpha x 10 / M): gd M=2: 0.1, gd M=4: 0.05" in out
+
+
+@pytest.mark.parametrize("command", ["scaling", "ratio-study", "regime-map", "variance"])
+def test_study_help_explains_every_option(command):
+    """--no-plots, --quiet and regime-map's --out were listed in --help with no word."""
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [a.option_strings for a in sub.choices[command]._actions if not a.help]
+    assert bare == []

@@ -191,8 +191,8 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="run cache directory (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
     )
-    p.add_argument("--out", default=None)
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--out", default=None, help="directory for regime.json and regime.png")
+    p.add_argument("--no-plots", action="store_true", help="do not write regime.png")
     add_problem_options(p)
     add_algorithm_options(p)
     add_network_options(p)

@@ -262,7 +262,7 @@ def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
         help="run cache directory (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
     )
     p.add_argument("--out", default=None, help="directory for the JSON and the plot")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plot")
     p.add_argument(
         "--per-worker-eval",
         action="store_true",

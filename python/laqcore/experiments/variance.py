@@ -296,6 +296,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=4, help="vectors per source (T)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic vectors")
     p.add_argument("--out", default=None, help="directory for variance.json and variance.png")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="do not write variance.png")
+    p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="only the best-per-budget summary, not every setting",
+    )
     p.set_defaults(func=_run)
