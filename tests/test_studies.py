@@ -289,3 +289,20 @@ def test_interrupted_study_says_it_resumes_from_the_cache(tmp_path, capsys, cach
     monkeypatch.setattr(runcache, "run_cached", real)
     assert cli.main([*argv, "-K", "2"]) == 0
     assert capsys.readouterr().err.count("  ran gd ") == 1  # M = 1 came from the cache
+
+
+def test_study_runs_show_the_simulators_progress(tmp_path, monkeypatch):
+    """A study's run printed nothing until it had finished (minutes at M = 1024): it now
+    has the simulator's stderr progress line (runs over a second), unless log=False."""
+    from laqcore import simulator
+    from laqcore.experiments.runcache import run_cached
+
+    seen = []
+    real = simulator.simulate
+    monkeypatch.setattr(
+        simulator, "simulate", lambda *a, **kw: seen.append(kw["progress"]) or real(*a, **kw)
+    )
+    kw = {"dataset": "digits", "workers": 2, "max_samples": 40}
+    for log, cache in ((True, "a"), (False, "b")):
+        run_cached(kw, "gd", {}, max_iterations=2, eps=0.0, cache=str(tmp_path / cache), log=log)
+    assert seen == [True, False]

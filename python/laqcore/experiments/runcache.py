@@ -117,6 +117,9 @@ def run_cached(
         record_history=False,
         downlink=downlink,
         downlink_chunks=downlink_chunks,
+        # the simulator's stderr progress line for runs over a second: a study's long runs
+        # (M = 1024, thousands of iterations) said nothing until each had finished
+        progress=log,
     )
     assert res.trace is not None  # the simulator always records it
     summary = json_safe({**res.summary(), "spec": spec})
