@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from laqcore import cli
@@ -178,6 +179,23 @@ def test_sweep_grid_with_seeds(tmp_path, capsys, cache):
     assert "±" in capsys.readouterr().out
 
 
+def test_sweep_error_bars_are_sample_std_over_seeds(tmp_path, capsys, cache):
+    """The ± is the sample std of the per-seed runs; with one seed there is none (it was
+    0.0, shown as a measured "±0" spread), and the table says what its columns are."""
+    argv = ["sweep", "--algorithms", "laq", "--max-iterations", "10", "--no-plots"]
+    data = run_tiny(tmp_path / "s2", *argv, "--seeds", "3")
+    (row,) = data["table"]
+    assert row["bits_std"] == pytest.approx(np.std([r["bits"] for r in data["runs"]], ddof=1))
+    capsys.readouterr()
+    data = run_tiny(tmp_path / "s1", *argv, "--seeds", "1")
+    (row,) = data["table"]
+    assert row["runs"] == 1 and row["bits_std"] is None and row["bits_mean"] > 0
+    out = capsys.readouterr().out
+    assert "±" not in out.splitlines()[2]  # the row
+    assert "mean ± sample std over each row's seeds" in out
+    assert "time: edge link" in out  # the link the modelled time is for
+
+
 def test_sweep_tune_step_without_a_tolerance_picks_the_lowest_loss(tmp_path, capsys, cache):
     """On the nonconvex MLP no step reaches a tolerance and there is no F*: the tuned step is
     the one with the lowest final loss (it used to be the grid's first, whatever it did)."""
@@ -301,3 +319,30 @@ def test_table_shows_no_test_set_as_a_dash(tmp_path, capsys, cache):
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gd "))
     assert "nan" not in row and row.split()[-2] == "-", row
+
+
+def test_sweep_grid_repeats_do_not_pool_runs(tmp_path, capsys, cache):
+    """--grid bits=4,4 ran the point twice and its table row pooled both (runs 2 from one
+    seed, a std of identical copies); --grid bits=2 --grid bits=4 kept only the last."""
+    data = run_tiny(tmp_path / "s", "sweep", "--grid", "bits=4,4", "-K", "3", "--no-plots")
+    assert [(t["bits"], t["runs"]) for t in data["table"]] == [(4, 1)]
+    assert cli.main(["sweep", "--grid", "bits=2", "--grid", "bits=4", *TINY]) == 2
+    assert "--grid bits given twice" in capsys.readouterr().err
+
+
+def test_sweep_workers_grid_says_the_scaled_steps(tmp_path, capsys, cache):
+    """With --grid workers the step is alpha x 10 / M (--scale-alpha, on by default), but
+    the table has no alpha column: nothing printed said which step each row ran with."""
+    run_tiny(tmp_path / "s", "sweep", "--algorithms", "gd", "--grid", "workers=2,4", "-K", "2")
+    out = capsys.readouterr().out
+    assert "steps (--scale-alpha: alpha x 10 / M): gd M=2: 0.1, gd M=4: 0.05" in out
+
+
+@pytest.mark.parametrize("command", ["scaling", "ratio-study", "regime-map", "variance"])
+def test_study_help_explains_every_option(command):
+    """--no-plots, --quiet and regime-map's --out were listed in --help with no word."""
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [a.option_strings for a in sub.choices[command]._actions if not a.help]
+    assert bare == []

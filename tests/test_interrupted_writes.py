@@ -73,3 +73,41 @@ def test_interrupted_bench_json_keeps_the_previous_report(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # the command itself, without main's handler
         args.func(args)
     assert json.loads(path.read_text()) == {"old": True}
+
+
+def test_interrupted_variance_json_leaves_the_previous_file(tmp_path, monkeypatch, capsys):
+    """variance.json was written with a plain write_text: the atomic write_json now (and the
+    printed table names its columns)."""
+    from laqcore import cli
+
+    (tmp_path / "variance.json").write_text('{"old": 1}')
+    _interrupt_after_some_bytes(monkeypatch)
+    argv = ["variance", "--sources", "gaussian", "--n", "64", "--steps", "1", "--no-plots"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 130  # Ctrl-C during the write
+    assert json.loads((tmp_path / "variance.json").read_text()) == {"old": 1}
+    assert "us: median compress + decompress time per vector" in capsys.readouterr().out
+
+
+def test_sweep_results_json_is_one_write(tmp_path, monkeypatch):
+    """sweep wrote results.json, read it back and wrote it again with its table: Ctrl-C
+    between the two left a results.json of plain summaries, without the table, the tuned
+    steps and the runs' grid points. Now histories.json and results.json are one write
+    each (a third write is interrupted here, as the second results.json write was)."""
+    from laqcore import cli
+
+    real_dump, calls = json.dump, []
+
+    def dump(obj, fh, **kw):
+        if str(tmp_path / "o") in fh.name:  # not the F* cache's
+            calls.append(fh.name)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+        real_dump(obj, fh, **kw)
+
+    monkeypatch.setenv("LAQCORE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(laqcore.serialization.json, "dump", dump)
+    argv = ["sweep", "--algorithms", "gd", "--grid", "alpha=0.01,0.02", "-K", "3", "--no-plots"]
+    argv += ["--dataset", "digits", "-M", "2", "--max-samples", "60", "-q"]
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 0
+    data = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert len(data["table"]) == 2 and data["runs"][0]["grid_alpha"] == 0.01

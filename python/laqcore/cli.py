@@ -112,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("laqcore: interrupted", file=sys.stderr)
+        if hasattr(args, "cache"):  # a link study: its finished runs are kept
+            from .experiments.runcache import study_cache
+
+            print(
+                f"laqcore: the runs that finished are cached in {study_cache(args)}; the same "
+                "command continues from them",
+                file=sys.stderr,
+            )
         return 130
 
 

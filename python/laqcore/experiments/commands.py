@@ -22,7 +22,7 @@ from .options import (
     problem_from_args,
     setup_cache,
 )
-from .plots import plot_results
+from .plots import write_plots
 from .results import histories_path, run_config, write_results
 from .runs import run_many, simulate_args
 from .tables import format_sweep, format_table, has_tolerance
@@ -81,12 +81,7 @@ def _finish(args: argparse.Namespace, prob: Any, results: list[Any]) -> None:
         return
     path = write_results(args.out, run_config(args, prob), results)
     print(f"wrote {path} (summaries) and {histories_path(args.out)} (per-iteration curves)")
-    if not args.no_plots:
-        try:
-            for p in plot_results(args.out, results, title=prob.name):
-                print(f"wrote {p}")
-        except ImportError as err:
-            print(f"laqcore: {err}", file=sys.stderr)
+    write_plots(args.out, results, draw=not args.no_plots, title=prob.name)
 
 
 def _cmd_problem(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ __all__ = [
     "log_axes",
     "plot_results",
     "pyplot",
+    "remove_stale_plots",
     "save_figure",
+    "write_plots",
 ]
 
 
@@ -86,13 +88,24 @@ def curve_style(index: int, points: int, curves: int) -> dict[str, Any]:
     }
 
 
-def draw_panel(results: list[Any], key: str, label: str, metric: str, *, title: str = "") -> Any:
-    """One figure: ``metric`` (log y) against ``key`` for every run; returns the figure."""
+def draw_panel(
+    results: list[Any],
+    key: str,
+    label: str,
+    metric: str,
+    *,
+    title: str = "",
+    names: list[str] | None = None,
+) -> Any:
+    """One figure: ``metric`` (log y) against ``key`` for every run; returns the figure.
+
+    ``names``: the legend entry of each run (default: the algorithm, and its seed if not 0).
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     drawn = 0
-    for r in results:
+    for i, r in enumerate(results):
         y = np.asarray(r.history.get(metric, []), dtype=np.float64)
         if y.size == 0 or not np.isfinite(y).any():
             continue
@@ -107,7 +120,10 @@ def draw_panel(results: list[Any], key: str, label: str, metric: str, *, title: 
         y = np.where(y > 0, y, np.nan)
         if key in LOG_X:  # iteration 0 has no uploads or bits yet: not on a log axis
             y = np.where(x > 0, y, np.nan)
-        name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
+        if names is not None:
+            name = names[i]
+        else:
+            name = r.algorithm if r.seed == 0 else f"{r.algorithm} (seed {r.seed})"
         ax.plot(x, y, label=name, **curve_style(drawn, y.size, len(results)))
         drawn += 1
     ax.set_yscale("log")
@@ -124,11 +140,13 @@ def draw_panel(results: list[Any], key: str, label: str, metric: str, *, title: 
     return fig
 
 
-def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
+def plot_results(
+    out: str, results: list[Any], *, title: str = "", names: list[str] | None = None
+) -> list[str]:
     """PNG plots of the residual vs iterations / uploads / uplink bits / total bits /
     modelled time (log y; log x for uploads and bits; the loss for nonconvex problems, which
-    have no F*). Returns the paths, or raises ImportError with an installation hint when
-    matplotlib is missing."""
+    have no F*); ``names``: the runs' legend entries (:func:`draw_panel`). Returns the paths,
+    or raises ImportError with an installation hint when matplotlib is missing."""
     pyplot()  # the installation hint before any work
     # Nonconvex problems have no F*: plot the loss itself.
     metric = "residual"
@@ -138,6 +156,47 @@ def plot_results(out: str, results: list[Any], *, title: str = "") -> list[str]:
         metric = "loss"
     paths = []
     for key, label in PANELS:
-        fig = draw_panel(results, key, label, metric, title=title)
+        fig = draw_panel(results, key, label, metric, title=title, names=names)
         paths.append(save_figure(fig, os.path.join(out, f"{metric}_vs_{key}.png")))
     return paths
+
+
+def write_plots(
+    out: str,
+    results: list[Any],
+    *,
+    draw: bool = True,
+    title: str = "",
+    names: list[str] | None = None,
+) -> None:
+    """:func:`plot_results` into ``out`` (if ``draw``), printing each path, and the removal
+    of the plots an earlier command left there that this one did not write again.
+
+    The results files beside them were just replaced, so such a plot (kept by ``--no-plots``,
+    a sweep too large to plot, or ``loss_vs_*`` of a nonconvex run beside new
+    ``residual_vs_*``) showed runs that no longer existed as if they were these.
+    """
+    import sys
+
+    written: list[str] = []
+    if draw:
+        try:
+            written = plot_results(out, results, title=title, names=names)
+        except ImportError as err:
+            print(f"laqcore: {err}", file=sys.stderr)
+        for path in written:
+            print(f"wrote {path}")
+    ours = [f"{metric}_vs_{key}.png" for metric in ("residual", "loss") for key, _ in PANELS]
+    remove_stale_plots(out, ours, written)
+
+
+def remove_stale_plots(out: str, names: list[str], written: list[str]) -> None:
+    """Remove from ``out`` the plots ``names`` (a command's own file names) that this run
+    did not write (``written``: paths), and say so: they showed an earlier run's results
+    beside this one's."""
+    keep = {os.path.basename(p) for p in written}
+    stale = [n for n in names if n not in keep and os.path.isfile(os.path.join(out, n))]
+    for name in stale:
+        os.remove(os.path.join(out, name))
+    if stale:
+        print(f"removed {len(stale)} plots of an earlier run from {out}: {', '.join(stale)}")

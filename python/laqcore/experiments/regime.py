@@ -22,7 +22,9 @@ from .options import (
     link_from_args,
     problem_kwargs,
 )
+from .plots import remove_stale_plots
 from .runcache import run_for_study
+from .runs import laq_upload_rate
 
 __all__ = ["add_parser", "regime_map"]
 
@@ -40,7 +42,7 @@ def _floats(text: str, name: str, *, positive: bool = False) -> list[float]:
     # refused them only after every algorithm had run.
     if not vals or not all(math.isfinite(v) and (v > 0 if positive else v >= 0) for v in vals):
         raise ValueError(f"{name} needs finite numbers {'>' if positive else '>='} 0, got {text!r}")
-    return vals
+    return list(dict.fromkeys(vals))  # a repeat gave a row of twice the cells, out of columns
 
 
 def regime_map(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,7 +57,15 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     kw = problem_kwargs(args)
     prob = make_problem(**kw)
     over = algorithm_overrides(args)
-    runs = {n: run_for_study(args, kw, n, over, problem=prob) for n in names}
+    runs: dict[str, Any] = {}
+    for n in names:
+        extra = {}
+        if n.startswith("random") and args.upload_rate == "auto":
+            # LAQ's measured rate (the check put 'laq' earlier); 'auto' was dropped and the
+            # 0.2 default ran, cached under the same key
+            s = runs["laq"].summary
+            extra["upload_rate"] = laq_upload_rate(s["uploads"], s["iterations"], prob.num_workers)
+        runs[n] = run_for_study(args, kw, n, {**over, **extra}, problem=prob)
     compute = None if args.compute_ms is None else args.compute_ms / 1e3
     cells: list[dict[str, Any]] = []
     for lat in lats:
@@ -100,6 +110,14 @@ def regime_map(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _cell(c: dict[str, Any]) -> str:
+    """``winner(margin)``; ``winner(only)`` when no other method reached eps (it read
+    "(0.00)", a margin of zero, where the winner was infinitely ahead)."""
+    if c["winner"] is None:
+        return "-"
+    return f"{c['winner']}({'only' if c['margin'] is None else format(c['margin'], '.2f')})"
+
+
 def _print(data: dict[str, Any]) -> None:
     for n, s in data["runs"].items():
         print(
@@ -107,14 +125,16 @@ def _print(data: dict[str, Any]) -> None:
             f"{s['total_bits']:.3e}  compute {s['compute_s'] * 1e3:.3f} ms/it"
         )
     for lat in data["latencies_ms"]:
-        print(f"\nlatency {lat:g} ms: winner (margin over the runner-up); rows up/down ratio")
+        # the rows were called "up/down ratio": they are downlink / uplink bandwidth
+        print(
+            f"\nlatency {lat:g} ms: first to F-F* <= eps (its margin: runner-up's time / its "
+            "time; 'only': no other reached eps; '-': none did); rows: downlink/uplink "
+            "bandwidth ratio, columns: downlink Mbit/s"
+        )
         print(f"{'ratio':>6}" + "".join(f"{bw:>14g}" for bw in data["bandwidths_mbps"]))
         for ratio in data["ratios"]:
             row = [c for c in data["cells"] if c["latency_ms"] == lat and c["ratio"] == ratio]
-            txt = [
-                "-" if c["winner"] is None else f"{c['winner']}({c['margin'] or 0:.2f})"
-                for c in row
-            ]
+            txt = [_cell(c) for c in row]
             print(f"{ratio:>6g}" + "".join(f"{t:>14}" for t in txt))
 
 
@@ -127,16 +147,27 @@ def _cmd(args: argparse.Namespace) -> int:
     check_study_cache(args)
     data = regime_map(args)
     _print(data)
+    # what every cell shares, said nowhere before: the downlink mode the bits are for, the
+    # topology and delivery of every link, and where the compute time came from
+    compute = "measured" if args.compute_ms is None else f"{args.compute_ms:g} ms (--compute-ms)"
+    delivery = "broadcast" if args.broadcast else "unicast"
+    print(
+        f"every cell: downlink {args.downlink}, topology {args.topology}, {delivery} "
+        f"downlink delivery, compute per iteration {compute}"
+    )
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "regime.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(path, json_safe({"config": cfg, **data}), indent=2)
         print(f"wrote {path}")
+        written = []
         if not args.no_plots:
             from .study_plots import plot_regime
 
-            print(f"wrote {plot_regime(args.out, data)}")
+            written.append(plot_regime(args.out, data))
+            print(f"wrote {written[0]}")
+        remove_stale_plots(args.out, ["regime.png"], written)  # an earlier map's
     return 0
 
 
@@ -160,8 +191,8 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="run cache directory (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
     )
-    p.add_argument("--out", default=None)
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--out", default=None, help="directory for regime.json and regime.png")
+    p.add_argument("--no-plots", action="store_true", help="do not write regime.png")
     add_problem_options(p)
     add_algorithm_options(p)
     add_network_options(p)

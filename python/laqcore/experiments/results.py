@@ -52,17 +52,28 @@ def histories_path(out: str) -> str:
     return os.path.join(out, "histories.json")
 
 
-def write_results(out: str, config: dict[str, Any], results: list[Any]) -> str:
+def write_results(
+    out: str,
+    config: dict[str, Any],
+    results: list[Any],
+    *,
+    runs: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
     """Write ``out/results.json`` (config + run summaries) and ``out/histories.json``
-    (per-iteration curves); return the results path."""
+    (per-iteration curves); return the results path.
+
+    ``runs`` replaces the summaries (``sweep``'s carry the grid point), ``extra`` adds keys
+    (``sweep``'s ``table`` and ``best``) in the same single write."""
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.json")
-    runs = [r.summary() for r in results]
+    if runs is None:
+        runs = [r.summary() for r in results]
     # Each file whole or not at all (Ctrl-C during the write); the long one first, so a
     # new results.json never sits beside the previous run's curves.
     write_json(
         histories_path(out),
         [json_safe({"algorithm": r.algorithm, "seed": r.seed, **r.history}) for r in results],
     )
-    write_json(path, json_safe({"config": config, "runs": runs}), indent=2)
+    write_json(path, json_safe({"config": config, "runs": runs, **(extra or {})}), indent=2)
     return path

@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ def run_cached(
     max_iterations: int,
     eps: float,
     downlink: str = "delta",
+    downlink_chunks: int = 0,
     cache: str,
     problem: Any = None,
     log: bool = True,
@@ -61,6 +63,7 @@ def run_cached(
     """Run (or load) ``algorithm`` on the problem ``make_problem(**problem_kw)``.
 
     ``problem`` may pass the already built problem (it must match ``problem_kw``).
+    ``downlink_chunks``: the simulator's chunked ``delta:laq:B`` downlink (part of the key).
     ``batched``: evaluate the workers' gradients in one batched product
     (:meth:`laqcore.problems.Problem.use_batched`; equal up to rounding, part of the key).
     """
@@ -77,6 +80,18 @@ def run_cached(
     }
     if batched:
         spec["batched"] = True
+    if downlink_chunks:
+        # in the key only when set: the unchunked runs cached before keep their keys
+        spec["downlink_chunks"] = downlink_chunks
+    from ..problems import make_problem
+    from ..problems.datasets import reads_files
+
+    dataset = problem_kw.get("dataset")
+    if isinstance(dataset, str) and reads_files(dataset):
+        # The data of mnist and libsvm:PATH is the files' content, not their names: a file
+        # changed under the same name got the runs of its former content.
+        problem = make_problem(**problem_kw) if problem is None else problem
+        spec["data"] = problem.fingerprint()
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
     base = os.path.join(cache, "runs", key)
     if os.path.exists(base + ".json") and os.path.exists(base + ".npz"):
@@ -87,7 +102,6 @@ def run_cached(
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # cut short by an interrupted write (before they were atomic): run again
     from ..algorithms import get_algorithm, own_overrides
-    from ..problems import make_problem
     from ..simulator import simulate
 
     prob = make_problem(**problem_kw) if problem is None else problem
@@ -102,6 +116,10 @@ def run_cached(
         eval_every=max_iterations,
         record_history=False,
         downlink=downlink,
+        downlink_chunks=downlink_chunks,
+        # the simulator's stderr progress line for runs over a second: a study's long runs
+        # (M = 1024, thousands of iterations) said nothing until each had finished
+        progress=log,
     )
     assert res.trace is not None  # the simulator always records it
     summary = json_safe({**res.summary(), "spec": spec})
@@ -112,6 +130,7 @@ def run_cached(
         print(
             f"  ran {algorithm:<9} M={prob.num_workers:<5} {overrides} -> {res.iterations} it, "
             f"reached={res.reached_tolerance} ({res.wall_time:.1f} s)",
+            file=sys.stderr,  # progress, as the simulator's: stdout keeps the study's table
             flush=True,
         )
     return CachedRun(summary, res.trace)
@@ -146,8 +165,8 @@ def run_for_study(
 ) -> CachedRun:
     """:func:`run_cached` with the options every study command shares.
 
-    ``--max-iterations``, ``--eps``, ``--downlink`` and ``--cache`` (:func:`study_cache`)
-    come from ``args``.
+    ``--max-iterations``, ``--eps``, ``--downlink``, ``--downlink-chunks`` and ``--cache``
+    (:func:`study_cache`) come from ``args``.
     """
     return run_cached(
         problem_kw,
@@ -156,6 +175,7 @@ def run_for_study(
         max_iterations=args.max_iterations,
         eps=args.eps,
         downlink=args.downlink,
+        downlink_chunks=getattr(args, "downlink_chunks", None) or 0,
         cache=study_cache(args),
         problem=problem,
         batched=batched,

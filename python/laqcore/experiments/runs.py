@@ -8,7 +8,7 @@ from typing import Any
 
 from .options import algorithm_from_args, downlink_from_args, link_from_args
 
-__all__ = ["run_many", "simulate_args"]
+__all__ = ["laq_upload_rate", "run_many", "simulate_args"]
 
 
 def __dir__() -> list[str]:
@@ -36,12 +36,18 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
     )
 
 
+def laq_upload_rate(uploads: int, iterations: int, workers: int) -> float:
+    """random-select's ``--upload-rate auto``: LAQ's uploads per worker and iteration."""
+    if iterations == 0:
+        raise ValueError("--upload-rate auto needs 'laq' earlier in --algorithms")
+    return max(float(uploads) / float(iterations * workers), 1e-6)
+
+
 def _auto_rate(results: list[Any], workers: int) -> float:
     laq = next((r for r in results if r.algorithm == "laq"), None)
-    if laq is None or laq.iterations == 0:
+    if laq is None:
         raise ValueError("--upload-rate auto needs 'laq' earlier in --algorithms")
-    rate = float(laq.uploads) / float(laq.iterations * workers)
-    return max(rate, 1e-6)
+    return laq_upload_rate(laq.uploads, laq.iterations, workers)
 
 
 def run_many(

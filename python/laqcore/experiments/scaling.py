@@ -31,11 +31,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from typing import Any
 
 from ..serialization import json_safe, write_json
-from .options import link_from_args, split_names
+from .options import downlink_from_args, link_from_args, split_names
+from .plots import remove_stale_plots
 from .runcache import CachedRun, run_for_study
+from .tables import link_text
 
 __all__ = ["add_parser", "ratio_study", "scaling_study"]
 
@@ -59,7 +62,10 @@ def _weak_problem(M: int, per_worker: int, features: int, seed: int) -> tuple[di
     from ..problems.datasets.synthetic import make_classification
 
     n = math.ceil(M * per_worker / 0.8)
-    kw = {"synthetic": "classification", "n": n, "d": features, "classes": 10, "M": M}
+    kw: dict[str, Any] = {"synthetic": "classification", "n": n, "d": features, "classes": 10}
+    kw["M"] = M
+    if seed:  # the run-cache key: --data-seed 1 got the cached runs of seed 0's data
+        kw["seed"] = seed  # (absent for 0: the runs cached before keep their keys)
     ds = make_classification(n=n, d=features, num_classes=10, seed=seed)
     return kw, make_problem(ds, model="softmax", workers=M, test_fraction=0.2, seed=seed)
 
@@ -92,6 +98,8 @@ def _time(run: CachedRun, args: argparse.Namespace) -> float | None:
 def scaling_study(args: argparse.Namespace) -> dict[str, Any]:
     """Run the worker-scaling study; returns ``{mode: {algorithm: [{M, time, speedup}]}}``."""
     workers = _ints(args.workers_list, "--workers-list")
+    if workers[0] != 1:  # the speedup's base, as ratio-study's P = 1: without it every
+        workers = [1, *workers]  # speedup was '-' and the table blamed eps
     names = [s.strip() for s in args.algorithms.split(",") if s.strip()]
     modes = ["weak", "strong"] if args.mode == "both" else [args.mode]
     out: dict[str, Any] = {}
@@ -176,17 +184,31 @@ def _fmt(v: Any, spec: str) -> str:
 def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
     link = link_from_args(args).describe()
     where = f"{link['name']} link, {link['downlink_delivery']} downlink"
+    # the link's numbers and the --downlink mode: "custom link" (a preset with a flag
+    # changed) said neither, and no table named the downlink mode the bits were counted for
+    detail = f"{link_text(link)}; downlink {args.downlink}"
     if kind == "scaling":
         for mode, table in data.items():
-            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({where}):")
+            print(f"\n{mode} scaling, time to F-F* <= {args.eps:g} ({detail}):")
             print(
                 f"{'algorithm':<10}" + "".join(f"{r['M']:>16}" for r in next(iter(table.values())))
             )
             for name, rows in table.items():
                 cells = [f"{_fmt(r['time'], '.3g')}s/{_fmt(r['speedup'], '.2f')}x" for r in rows]
                 print(f"{name:<10}" + "".join(f"{c:>16}" for c in cells))
+        print(
+            "cells: modelled time to eps (measured compute + the link) / speedup over M = 1 "
+            "(weak: M T(1)/T(M), strong: T(1)/T(M); ideal M); '-': eps not reached"
+        )
+        missed = [
+            f"{name} at M={r['M']} ({mode})"
+            for mode, table in data.items()
+            for name, rows in table.items()
+            for r in rows
+            if not r["reached"]
+        ]
     else:
-        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({where}):")
+        print(f"\nspeedup T(1)/T(P) to F-F* <= {args.eps:g} ({detail}):")
         procs = data["procs"]
         print(f"{'config':<20}{'ratio':>8}" + "".join(f"{'P=' + str(p):>9}" for p in procs))
         configs = list(dict.fromkeys(r["config"] for r in data["rows"]))
@@ -195,18 +217,35 @@ def _report(args: argparse.Namespace, kind: str, data: dict[str, Any]) -> None:
             line = f"{c:<20}{_fmt(rs[0]['compression_ratio'], '.1f'):>8}"
             line += "".join(f"{_fmt(r['speedup'], '.2f'):>9}" for r in rs)
             print(line)
+        print(
+            "ratio: compression ratio, GD's upload bytes / the method's (per upload, at the "
+            "largest P); P=N: speedup T(1)/T(N) of modelled times to eps; '-': eps not reached"
+        )
+        missed = [f"{r['config']} at P={r['P']}" for r in data["rows"] if r["time"] is None]
+    if missed:  # the '-' cells said nothing of why
+        print(
+            f"laqcore: warning: eps {args.eps:g} not reached within --max-iterations "
+            f"{args.max_iterations}: {', '.join(missed)}",
+            file=sys.stderr,
+        )
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, f"{kind}.json")
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
         write_json(path, json_safe({"config": cfg, "link": link, kind: data}), indent=2)
         print(f"wrote {path}")
-        if not args.no_plots:
+        # P = 1 only: an empty plot, and matplotlib's "No artists with labels" warning
+        empty = kind == "ratio" and max(data["procs"]) == 1
+        if not args.no_plots and empty:
+            print("no plot: the speedups T(1)/T(P) need a P > 1 in --procs")
+        written = []
+        if not args.no_plots and not empty:
             from .study_plots import plot_ratio, plot_scaling
 
             plot = plot_scaling if kind == "scaling" else plot_ratio
-            title = f"{where}, eps {args.eps:g}"
-            print(f"wrote {plot(args.out, data, title=title)}")
+            written.append(plot(args.out, data, title=f"{where}, eps {args.eps:g}"))
+            print(f"wrote {written[0]}")
+        remove_stale_plots(args.out, [f"{kind}.png"], written)
 
 
 def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
@@ -223,7 +262,7 @@ def _common(p: argparse.ArgumentParser, eps: float, iters: int) -> None:
         help="run cache directory (default $LAQCORE_CACHE_DIR or ~/.cache/laqcore)",
     )
     p.add_argument("--out", default=None, help="directory for the JSON and the plot")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plot")
     p.add_argument(
         "--per-worker-eval",
         action="store_true",
@@ -244,7 +283,10 @@ def _check_study(args: argparse.Namespace, names: list[str], values: tuple[str, 
 
     link_from_args(args)
     check_algorithm_names(names)
-    _ints(*values)  # the values of M or P
+    # the values of M or P; --downlink-chunks N needs N <= each, and M = P = 1 always runs
+    # (was the simulator's "downlink_chunks must be in [0, 1]", naming no flag)
+    _ints(*values)
+    downlink_from_args(argparse.Namespace(**{**vars(args), "workers": 1}))
     check_run_options(args)
     check_flag(check_uint64, args, "data_seed")  # numpy's own message names no parameter
     # scaling's weak-scaling data (absent from the ratio study): -1 was numpy's "negative
@@ -276,7 +318,11 @@ def add_parser(sub: Any) -> None:
         choices=["weak", "strong", "both"],
         help="weak (the data grow with M), strong (one data set split over M) or both",
     )
-    p.add_argument("--workers-list", default="1,4,16,64,256,1024", help="values of M")
+    p.add_argument(
+        "--workers-list",
+        default="1,4,16,64,256,1024",
+        help="values of M (M = 1, the speedups' base, is always run)",
+    )
     p.add_argument("--algorithms", default="gd,qgd,lag-wk,laq,qsgd,terngrad,topk-ef", help="names")
     p.add_argument("--per-worker", type=int, default=20, help="weak: samples per worker")
     p.add_argument("--features", type=int, default=50, help="weak: synthetic features")

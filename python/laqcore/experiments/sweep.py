@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 from typing import Any
@@ -37,7 +36,6 @@ import numpy as np
 
 from .._blas import blas_threads
 from ..algorithms.base import Params
-from ..serialization import json_safe, write_json
 from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
@@ -52,7 +50,7 @@ from .options import (
     setup_cache,
     split_names,
 )
-from .plots import plot_results
+from .plots import write_plots
 from .results import histories_path, write_results
 from .runs import run_many
 from .tables import format_sweep
@@ -89,6 +87,8 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         key = key.strip().replace("-", "_")
         if key not in allowed:
             raise ValueError(f"--grid: unknown parameter {key!r}; one of {sorted(allowed)}")
+        if key in grid:  # the later one silently replaced the earlier
+            raise ValueError(f"--grid {key} given twice; put its values in one --grid {key}=...")
         conv: Any = int if key in _INT_KEYS else float
         kind = f"{conv.__name__}s"
         if key == "lag_forced":  # a flag: 0.0/1.0 would be refused by Params as non-bools
@@ -99,15 +99,27 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
             raise ValueError(f"--grid {key}: values must be {kind}, got {vals!r}") from None
         if not values:
             raise ValueError(f"--grid {key}: no values")
-        grid[key] = values
+        grid[key] = _unique(values)
     return grid
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
+def _unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats, in order: a value given twice ran its point twice and
+    the table pooled both, as if over twice the seeds (``runs`` and the std were wrong)."""
+    return list(dict.fromkeys(values))
+
+
+#: The most runs a sweep draws in its plots (their legends and curves stay readable).
+MAX_PLOTTED_RUNS = 24
+
+
+def _stats(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std (ddof 1) of the finite values; the std is None from one value
+    (it was 0.0, which a table showed as a measured "±0" spread)."""
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if arr.size == 0:
         return float("nan"), float("nan")
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else None
 
 
 def _finite(x: float) -> float:
@@ -116,7 +128,8 @@ def _finite(x: float) -> float:
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and std over seeds of one grid point's runs."""
+    """Mean and sample std over seeds of one grid point's runs (``KEY_std`` None where fewer
+    than two runs have a value: one seed, or one seed that reached the tolerance)."""
     out: dict[str, Any] = {"runs": len(rows)}
     for key in (
         "iterations",
@@ -143,7 +156,7 @@ def sweep_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
         if "alpha" in grid:
             raise ValueError("--tune-step sets alpha itself; do not also put alpha in --grid")
         try:
-            grid["alpha"] = [float(v) for v in args.step_grid.split(",") if v.strip()]
+            grid["alpha"] = _unique([float(v) for v in args.step_grid.split(",") if v.strip()])
         except ValueError:
             raise ValueError(
                 f"--step-grid expects comma-separated step sizes, got {args.step_grid!r}"
@@ -164,6 +177,7 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
     problems: dict[tuple[int, int], Any] = {}
     rows: list[dict[str, Any]] = []
     results_all: list[Any] = []
+    labels: list[str] = []  # legend entries: the algorithm, the grid point and the seed
     for point in points:
         M = int(point.get("workers", args.workers))
         for s in range(args.seeds):
@@ -185,6 +199,9 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
                 row["data_seed"] = args.data_seed + s
                 rows.append(row)
                 results_all.append(res)
+                at = "".join(f" {k}={v}" for k, v in point.items())
+                seed = f" (seed {res.seed})" if args.seeds > 1 else ""
+                labels.append(f"{res.algorithm}{at}{seed}")
     table: list[dict[str, Any]] = []
     for point in points:
         for name in names:
@@ -210,7 +227,14 @@ def run_sweep(args: argparse.Namespace) -> dict[str, Any]:
                     ),
                 )
             best[name] = pick
-    return {"points": points, "rows": rows, "table": table, "best": best, "results": results_all}
+    return {
+        "points": points,
+        "rows": rows,
+        "table": table,
+        "best": best,
+        "results": results_all,
+        "labels": labels,
+    }
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -222,7 +246,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with blas_threads(args.blas_threads):
         out = run_sweep(args)
     keys = list(out["points"][0]) if out["points"] else []
-    print(format_sweep(out["table"], keys))
+    print(format_sweep(out["table"], keys, out["results"]))
+    if args.scale_alpha and "workers" in keys and "alpha" not in keys:
+        # the steps the rows ran with, shown nowhere: the table has no alpha column
+        steps = {(r["algorithm"], r["grid_workers"]): r["alpha"] for r in out["rows"]}
+        print(
+            "steps (--scale-alpha: alpha x 10 / M): "
+            + ", ".join(f"{n} M={m}: {a:g}" for (n, m), a in steps.items())
+        )
     if out["best"]:
         print("\nbest step size per algorithm (reaches eps with fewest bits):")
         for name, t in out["best"].items():
@@ -237,20 +268,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        path = write_results(args.out, cfg, out["results"])
-        # results.json also carries the per-point aggregates and the tuned steps.
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        data["runs"] = out["rows"]
-        data["table"] = out["table"]
-        data["best"] = out["best"]
-        write_json(path, json_safe(data), indent=2)
+        # results.json also carries the per-point aggregates and the tuned steps, in the one
+        # write (it was written, read back and written again: Ctrl-C in between left the
+        # plain summaries, without the table and the runs' grid points)
+        extra = {"table": out["table"], "best": out["best"]}
+        path = write_results(args.out, cfg, out["results"], runs=out["rows"], extra=extra)
         print(f"wrote {path} (summaries, table) and {histories_path(args.out)} (curves)")
-        if not args.no_plots and len(out["results"]) <= 24:
-            try:
-                plot_results(args.out, out["results"])
-            except ImportError as err:
-                print(f"laqcore: {err}")
+        draw = not args.no_plots and len(out["results"]) <= MAX_PLOTTED_RUNS
+        if not args.no_plots and not draw:  # it said nothing, and left older plots there
+            print(
+                f"no plots: {len(out['results'])} runs, more than {MAX_PLOTTED_RUNS} curves "
+                "to a plot (fewer grid points or seeds; the curves are in histories.json)"
+            )
+        write_plots(args.out, out["results"], draw=draw, names=out["labels"])
     return 0
 
 

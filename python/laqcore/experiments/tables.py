@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["format_sweep", "format_table", "has_tolerance"]
+__all__ = ["format_sweep", "format_table", "has_tolerance", "link_text"]
 
 
 def __dir__() -> list[str]:
@@ -57,10 +57,7 @@ def format_table(results: list[Any]) -> str:
             f"{r.downlink_bits:>11.3e}{total:>11.3e}{_ratio(total, gd_total):>9}{t_txt:>10}"
             f"{res:>10}{acc_txt:>9}  {reached}"
         )
-    net = next((r.network for r in results if getattr(r, "network", None)), None)
-    mode = next((r.downlink for r in results if getattr(r, "downlink", None)), None)
-    if net is not None or mode is not None:
-        lines.append(_footer(net, mode))
+    lines += _footer(results)
     if any(has_tolerance(r) and not r.reached_tolerance and not r.diverged for r in results):
         lines.append(
             "note: 'no' = stopped at the iteration budget (--max-iterations) before the "
@@ -69,23 +66,36 @@ def format_table(results: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def _footer(net: dict[str, Any] | None, mode: str | None) -> str:
+def link_text(net: dict[str, Any]) -> str:
+    """``net`` (:meth:`laqcore.network.Link.describe`) in words: its name and numbers."""
+    return (
+        f"{net['name']} link (up {net['uplink_mbps']:g} Mbit/s, down "
+        f"{net['downlink_mbps']:g} Mbit/s, {net['latency_ms']:g} ms, {net['topology']}, "
+        f"{net['downlink_delivery']} downlink)"
+    )
+
+
+def _footer(results: list[Any], *, marker: bool = True) -> list[str]:
+    """The line naming the runs' downlink and link (none without either); ``marker``: the
+    table marks an unreached tolerance's time with '>'."""
+    net = next((r.network for r in results if getattr(r, "network", None)), None)
+    mode = next((r.downlink for r in results if getattr(r, "downlink", None)), None)
+    if net is None and mode is None:
+        return []
     parts = ["bits include frame headers and CRC"]
     if mode is not None:
         parts.append(f"downlink {mode}")
     if net is not None:
         parts.append(
-            f"time: {net['name']} link (up {net['uplink_mbps']:g} Mbit/s, down "
-            f"{net['downlink_mbps']:g} Mbit/s, {net['latency_ms']:g} ms, {net['topology']}, "
-            f"{net['downlink_delivery']} downlink); '>' = tolerance not reached"
+            f"time: {link_text(net)}" + ("; '>' = tolerance not reached" if marker else "")
         )
-    return "; ".join(parts)
+    return ["; ".join(parts)]
 
 
-def _fmt(mean: float, std: float, spec: str) -> str:
+def _fmt(mean: float, std: float | None, spec: str) -> str:
     if not math.isfinite(mean):
         return "-"
-    return f"{mean:{spec}}±{std:{spec}}"
+    return f"{mean:{spec}}" if std is None else f"{mean:{spec}}±{std:{spec}}"
 
 
 _SWEEP_COLUMNS = (
@@ -100,9 +110,12 @@ _SWEEP_COLUMNS = (
 )
 
 
-def format_sweep(table: list[dict[str, Any]], keys: list[str]) -> str:
+def format_sweep(
+    table: list[dict[str, Any]], keys: list[str], results: list[Any] | None = None
+) -> str:
     """One line per (algorithm, grid point): mean ± std over seeds of every measure (the
-    final residual and the simulator's wall time included; time to tolerance is modelled)."""
+    final residual and the simulator's wall time included; time to tolerance is modelled),
+    then what the columns mean (and the link and downlink of ``results``, the runs)."""
     head = f"{'algorithm':<14}" + "".join(f"{k:>10}" for k in keys)
     head += "".join(f"{label:>{w}}" for _, label, _, w in _SWEEP_COLUMNS) + f"{'reached':>9}"
     lines = [head, "-" * len(head)]
@@ -113,4 +126,11 @@ def format_sweep(table: list[dict[str, Any]], keys: list[str]) -> str:
             line += f"{_fmt(mean, std, spec):>{w}}"
         line += f"{t['reached_fraction']:>9.2f}"
         lines.append(line)
+    lines.append(
+        "mean ± sample std over each row's seeds (no ±: from one run); uplink bits: worker "
+        "-> server, total: uplink + downlink; time to tol: modelled, over the seeds that "
+        "reached eps ('-': none did); wall: the simulator's measured time; reached: fraction "
+        "of the seeds"
+    )
+    lines += _footer(results or [], marker=False)
     return "\n".join(lines)
