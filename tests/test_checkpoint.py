@@ -214,3 +214,23 @@ def test_forged_checkpoint_is_refused_before_allocating(tmp_path):
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
         assert peak < 2**21, (match, peak)
+
+
+def test_forged_scalar_is_refused_without_allocating():
+    """restore_state built any dtype's scalar from a checkpoint: {"__scalar__": "|V1",
+    "value": 2**31 - 1} made np.void allocate 2 GiB, and a value out of its dtype's range
+    raised OverflowError (the engine expects ValueError), as did a deque's maxlen of 2**70.
+    Only the kinds encode_state writes (bool, integer, float, str) are restored now, and an
+    overflow is a ValueError."""
+    for kind in ("|V1", "(2,)<f8", "<M8[s]", "|S4", "<c16"):
+        with pytest.raises(ValueError, match="encode_state writes only"):
+            restore_state(None, {"__scalar__": kind, "value": 2**31 - 1}, [])
+    with pytest.raises(ValueError, match="out of range"):
+        restore_state(None, {"__scalar__": "|i1", "value": 1000}, [])
+    with pytest.raises(ValueError, match="out of range"):
+        restore_state(None, {"__deque__": [], "maxlen": 2**70}, [])
+    values = [np.float32(1.5), np.int64(-3), np.uint8(7), np.bool_(True), np.str_("ab")]
+    tree, arrays = encode_state(values)
+    back = restore_state(None, tree, arrays)
+    assert back == values
+    assert [type(v) for v in back] == [type(v) for v in values]

@@ -109,6 +109,10 @@ def encode_state(value: Any, *, skip: tuple[type, ...] = ()) -> tuple[Any, list[
     return enc(value), arrays
 
 
+#: The numpy scalar kinds :func:`encode_state` writes (others have no JSON ``item()``).
+_SCALAR_KINDS = "biufU"
+
+
 def restore_state(
     target: Any, tree: Any, arrays: list[np.ndarray], *, skip: tuple[type, ...] = ()
 ) -> Any:
@@ -135,8 +139,11 @@ def restore_state(
             return array(t["__array__"])
         if "__scalar__" in t:
             dt = np.dtype(str(t["__scalar__"]))
-            if dt.hasobject:
-                raise ValueError("object scalars are not allowed")
+            if dt.kind not in _SCALAR_KINDS:  # e.g. void: np.void(2**31 - 1) allocates 2 GiB
+                raise ValueError(
+                    f"checkpoint holds a scalar of dtype {dt}; encode_state writes only bool, "
+                    "integer, float and str scalars"
+                )
             return dt.type(dec(t["value"], None))
         if "__tuple__" in t:
             return tuple(dec(v, None) for v in t["__tuple__"])
@@ -179,7 +186,10 @@ def restore_state(
             return target
         raise ValueError(f"unknown state tree node with keys {sorted(t)[:4]}")
 
-    return dec(tree, target)
+    try:
+        return dec(tree, target)
+    except OverflowError as err:  # np.int8(1000), a deque's maxlen of 2**70
+        raise ValueError(f"checkpoint holds a number out of range: {err}") from None
 
 
 def _digest(meta: bytes, arrays: list[np.ndarray]) -> str:
