@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import pickle
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -160,3 +162,75 @@ def test_checkpoint_that_does_not_fit_is_refused(prob, tmp_path):
 def test_trajectory_helper_still_drives_every_worker(prob):
     _, masks = trajectory(prob, get_algorithm("gd"), 2)
     assert masks.shape == (2, prob.num_workers) and masks.all()
+
+
+def _forged_checkpoint(path, members, method=zipfile.ZIP_STORED):
+    """A checkpoint of these .npy members with a valid magic and checksum (as if forged)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+    body = buf.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(b"LQCKPT01" + hashlib.sha256(body).digest() + body)
+
+
+def _npy(arr=None, *, shape=None):
+    buf = io.BytesIO()
+    if shape is None:
+        np.save(buf, arr)
+    else:  # a header declaring `shape` of float64 and no data
+        header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def test_forged_checkpoint_is_refused_before_allocating(tmp_path):
+    """With a valid checksum, a member whose .npy header declared 2**40 float64 made np.load
+    allocate 8 TiB (MemoryError, not CheckpointError), a deflated member could expand to
+    any size, and JSON nested 10**5 deep raised RecursionError. Each is now a
+    CheckpointError naming the file, before anything of the declared size is allocated."""
+    path = str(tmp_path / "rank0.ckpt")
+    tree = _npy(np.frombuffer(b'{"a": {"__array__": 0}}', np.uint8))
+    _forged_checkpoint(path, {"state.json.npy": tree, "a0.npy": _npy(np.arange(3.0))})
+    meta, arrays = read_checkpoint(path)
+    assert meta == {"a": {"__array__": 0}}
+    np.testing.assert_array_equal(arrays[0], np.arange(3.0))
+    deep = np.frombuffer(b"[" * 300 + b"]" * 300, np.uint8)
+    cases = [
+        ({"state.json.npy": tree, "a0.npy": _npy(shape=(2**40,))}, "promises shape", 0),
+        ({"state.json.npy": tree, "a0.npy": _npy(np.zeros(2**22, np.uint8))}, "larger", 1),
+        ({"state.json.npy": _npy(np.frombuffer(b"[" * 10**5, np.uint8))}, "recursion", 0),
+        ({"state.json.npy": _npy(deep)}, "deeper than 200 levels", 0),
+        ({"state.json.npy": tree, "a0": _npy(np.arange(3.0))}, "unexpected members", 0),
+    ]
+    for members, match, deflate in cases:
+        _forged_checkpoint(path, members, zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED)
+        tracemalloc.start()
+        try:
+            with pytest.raises(CheckpointError, match=f"rank0.ckpt.*{match}"):
+                read_checkpoint(path)
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert peak < 2**21, (match, peak)
+
+
+def test_forged_scalar_is_refused_without_allocating():
+    """restore_state built any dtype's scalar from a checkpoint: {"__scalar__": "|V1",
+    "value": 2**31 - 1} made np.void allocate 2 GiB, and a value out of its dtype's range
+    raised OverflowError (the engine expects ValueError), as did a deque's maxlen of 2**70.
+    Only the kinds encode_state writes (bool, integer, float, str) are restored now, and an
+    overflow is a ValueError."""
+    for kind in ("|V1", "(2,)<f8", "<M8[s]", "|S4", "<c16"):
+        with pytest.raises(ValueError, match="encode_state writes only"):
+            restore_state(None, {"__scalar__": kind, "value": 2**31 - 1}, [])
+    with pytest.raises(ValueError, match="out of range"):
+        restore_state(None, {"__scalar__": "|i1", "value": 1000}, [])
+    with pytest.raises(ValueError, match="out of range"):
+        restore_state(None, {"__deque__": [], "maxlen": 2**70}, [])
+    values = [np.float32(1.5), np.int64(-3), np.uint8(7), np.bool_(True), np.str_("ab")]
+    tree, arrays = encode_state(values)
+    back = restore_state(None, tree, arrays)
+    assert back == values
+    assert [type(v) for v in back] == [type(v) for v in values]

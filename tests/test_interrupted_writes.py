@@ -111,3 +111,30 @@ def test_sweep_results_json_is_one_write(tmp_path, monkeypatch):
     assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 0
     data = json.loads((tmp_path / "o" / "results.json").read_text())
     assert len(data["table"]) == 2 and data["runs"][0]["grid_alpha"] == 0.01
+
+
+def test_corrupt_run_cache_trace_is_run_again(tmp_path):
+    """A damaged trace archive of a run-cache entry raised zlib.error, NotImplementedError or
+    RuntimeError (a bit flipped in a deflate stream, a compression method or flag byte),
+    which run_cached did not expect: the study stopped on it. TrafficTrace.load now raises
+    ValueError naming the file for any damage, and the entry is run again."""
+    from laqcore.network import TrafficTrace
+
+    kw = {"dataset": "digits", "workers": 2, "max_samples": 40}
+    args = {"max_iterations": 3, "eps": 0.0, "cache": str(tmp_path), "log": False}
+    first = run_cached(kw, "gd", {}, **args)
+    (entry,) = (tmp_path / "runs").glob("*.npz")
+    raw = entry.read_bytes()
+    refusals = []
+    for pos in range(len(raw)):
+        entry.write_bytes(raw[:pos] + bytes([raw[pos] ^ 0xFF]) + raw[pos + 1 :])
+        try:
+            TrafficTrace.load(entry)
+        except ValueError as err:  # anything else fails the test
+            refusals.append(str(err))
+    assert len(refusals) > len(raw) // 2
+    assert all(entry.name in message for message in refusals)
+    entry.write_bytes(raw[:100] + bytes(len(raw) - 100))  # a deflate stream of zeros
+    again = run_cached(kw, "gd", {}, **args)
+    assert again.summary["iterations"] == first.summary["iterations"]
+    assert TrafficTrace.load(entry).masks == first.trace.masks

@@ -238,3 +238,16 @@ def test_libsvm_token_without_colon_named(tmp_path):
     path.write_text("1 1 : 0.5\n")
     with pytest.raises(DatasetError, match=r"line 1: '1' is not index:value"):
         load_libsvm(str(path))
+
+
+@pytest.mark.parametrize(
+    "dims", [(1,) * 65, (1,) * 255, (0, 2**32 - 1, 2**32 - 1, 2**32 - 1)], ids=str
+)
+def test_idx_dims_no_array_can_have(tmp_path, dims):
+    """65+ dimensions, or a zero-size shape whose other dims overflow, escaped as numpy's
+    bare ValueError ("maximum supported dimension for an ndarray is currently 64", "array is
+    too big") without the file's name; now a DatasetError naming it."""
+    path = tmp_path / "dims.idx"
+    path.write_bytes(_idx_header(dims) + bytes(0 if 0 in dims else 1))
+    with pytest.raises(DatasetError, match=r"dims\.idx.*declares dims"):
+        read_idx(str(path))

@@ -578,6 +578,24 @@ def test_mnist_rejects_non_finite_and_non_integer_data(tmp_path, rng):
             load_mnist(d)
 
 
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).max <= np.finfo(np.float64).max, reason="longdouble is float64"
+)
+@pytest.mark.parametrize("normalize", ["maxabs", "none"])
+def test_mnist_rejects_longdouble_pixels_beyond_float64(tmp_path, rng, normalize):
+    """Finite longdouble pixels of 1e400 became Inf in the float64 features: load_mnist
+    raised Dataset's "X contains NaN or Inf" (a file of finite values, not named); now a
+    DatasetError naming the directory and the overflow."""
+    d = tmp_path / "mnist"
+    d.mkdir()
+    good = _good_mnist(rng)
+    np.savez(d / "mnist.npz", **{**good, "x_train": np.full((3, 4, 4), np.longdouble("1e400"))})
+    with pytest.raises(DatasetError, match="mnist.*beyond the float64 range"):
+        load_mnist(d, normalize=normalize)
+    np.savez(d / "mnist.npz", **{**good, "x_train": np.full((3, 4, 4), np.longdouble(200))})
+    assert load_mnist(d, normalize=normalize).X.max() > 0
+
+
 # -- partitions -----------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..lazy import IterateHistory
+from ..problems.datasets.npz import _NPZ_ERRORS, _npy_from_bytes
 from ..wire import Payload, payload_from_bytes
 
 __all__ = [
@@ -108,6 +109,10 @@ def encode_state(value: Any, *, skip: tuple[type, ...] = ()) -> tuple[Any, list[
     return enc(value), arrays
 
 
+#: The numpy scalar kinds :func:`encode_state` writes (others have no JSON ``item()``).
+_SCALAR_KINDS = "biufU"
+
+
 def restore_state(
     target: Any, tree: Any, arrays: list[np.ndarray], *, skip: tuple[type, ...] = ()
 ) -> Any:
@@ -134,8 +139,11 @@ def restore_state(
             return array(t["__array__"])
         if "__scalar__" in t:
             dt = np.dtype(str(t["__scalar__"]))
-            if dt.hasobject:
-                raise ValueError("object scalars are not allowed")
+            if dt.kind not in _SCALAR_KINDS:  # e.g. void: np.void(2**31 - 1) allocates 2 GiB
+                raise ValueError(
+                    f"checkpoint holds a scalar of dtype {dt}; encode_state writes only bool, "
+                    "integer, float and str scalars"
+                )
             return dt.type(dec(t["value"], None))
         if "__tuple__" in t:
             return tuple(dec(v, None) for v in t["__tuple__"])
@@ -178,7 +186,10 @@ def restore_state(
             return target
         raise ValueError(f"unknown state tree node with keys {sorted(t)[:4]}")
 
-    return dec(tree, target)
+    try:
+        return dec(tree, target)
+    except OverflowError as err:  # np.int8(1000), a deque's maxlen of 2**70
+        raise ValueError(f"checkpoint holds a number out of range: {err}") from None
 
 
 def _digest(meta: bytes, arrays: list[np.ndarray]) -> str:
@@ -226,16 +237,48 @@ def read_checkpoint(path: str) -> tuple[Any, list[np.ndarray]]:
     if hashlib.sha256(body).digest() != raw[len(_MAGIC) : head]:
         raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match")
     try:
-        with np.load(io.BytesIO(body), allow_pickle=False) as z:
-            names = set(z.files)
-            count = len(names) - 1
-            if names != {"state.json", *(f"a{i}" for i in range(count))}:
+        with zipfile.ZipFile(io.BytesIO(body)) as zf:
+            infos = zf.infolist()
+            count = len(infos) - 1
+            want = {f"{key}.npy" for key in ("state.json", *(f"a{i}" for i in range(count)))}
+            if {info.filename for info in infos} != want:
                 raise CheckpointError(f"checkpoint {path} lacks or has unexpected members")
-            meta = z["state.json"].tobytes()
-            arrays = [z[f"a{i}"] for i in range(count)]
+            # write_checkpoint stores members uncompressed: none is larger than the file, and
+            # every .npy header's shape is checked against its bytes before numpy allocates
+            # (a forged header declaring 2**40 elements made np.load allocate 8 TiB).
+            big = [info.filename for info in infos if info.file_size > len(body)]
+            if big:
+                raise CheckpointError(
+                    f"checkpoint {path} has member(s) {big} larger than the checkpoint itself"
+                )
+            members = {
+                info.filename: _npy_from_bytes(zf.read(info), info.filename) for info in infos
+            }
+        meta = members["state.json.npy"].tobytes()
+        arrays = [members[f"a{i}.npy"] for i in range(count)]
         tree = json.loads(meta)
+        _check_depth(tree, path)
     except CheckpointError:
         raise
-    except (ValueError, TypeError, EOFError, KeyError, OSError, zipfile.BadZipFile) as err:
+    except (*_NPZ_ERRORS, KeyError, RecursionError) as err:  # RecursionError: deep JSON
         raise CheckpointError(f"checkpoint {path} cannot be decoded: {err}") from None
     return tree, arrays
+
+
+#: Deepest state tree a checkpoint may hold (the engine's are under 20 levels): a deeper
+#: one would exhaust the recursion of ``restore_state`` (RecursionError, not an error
+#: naming the file).
+_MAX_TREE_DEPTH = 200
+
+
+def _check_depth(tree: Any, path: str) -> None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_TREE_DEPTH:
+            raise CheckpointError(
+                f"checkpoint {path} has a state tree deeper than {_MAX_TREE_DEPTH} levels"
+            )
+        children = node.values() if isinstance(node, dict) else node
+        if isinstance(node, (dict, list)):
+            stack.extend((child, depth + 1) for child in children)

@@ -204,17 +204,30 @@ class TrafficTrace:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrafficTrace:
-        with np.load(path) as z:
-            m, wsteps, ssteps = (int(v) for v in z["meta"])
-            t = cls(m, worker_steps=wsteps, server_steps=ssteps)
-            t.worker_seconds, t.server_seconds = (float(v) for v in z["seconds"])
-            if "round_seconds" in z.files:  # older traces: the means only
-                t.worker_round_s, t.server_round_s = (
-                    [float(v) for v in row] for row in z["round_seconds"]
-                )
-            for k in _SERIES:
-                setattr(t, k, [int(v) for v in z[k]])
-            width = (m + 7) // 8
-            raw = z["masks"].tobytes()
-            t.masks = [raw[i : i + width] for i in range(0, len(raw), width)]
+        """Read a trace written by :meth:`save`; ``ValueError`` naming the file when it is
+        not one (a corrupt archive raised zlib.error, NotImplementedError or RuntimeError, so
+        a damaged run-cache entry stopped a study instead of being run again)."""
+        from ..problems.datasets.npz import _NPZ_ERRORS
+
+        try:
+            # Our own handle: np.load(path) left its file open when the archive was bad.
+            with open(path, "rb") as fh, np.load(fh) as z:
+                m, wsteps, ssteps = (int(v) for v in z["meta"])
+                t = cls(m, worker_steps=wsteps, server_steps=ssteps)
+                t.worker_seconds, t.server_seconds = (float(v) for v in z["seconds"])
+                if "round_seconds" in z.files:  # older traces: the means only
+                    t.worker_round_s, t.server_round_s = (
+                        [float(v) for v in row] for row in z["round_seconds"]
+                    )
+                for k in _SERIES:
+                    setattr(t, k, [int(v) for v in z[k]])
+                width = (m + 7) // 8
+                raw = z["masks"].tobytes()
+                t.masks = [raw[i : i + width] for i in range(0, len(raw), width)]
+        except FileNotFoundError:
+            raise
+        except (*_NPZ_ERRORS, KeyError) as err:
+            raise ValueError(
+                f"cannot read traffic trace {os.fspath(path)!r}: {type(err).__name__}: {err}"
+            ) from err
         return t

@@ -79,7 +79,14 @@ def _read_stream(fh: BinaryIO, path: str, max_bytes: int) -> npt.NDArray[Any]:
             f"{got} (truncated or corrupt)"
         )
     data = np.frombuffer(body, dtype=dtype, count=math.prod(dims))
-    return data.reshape(dims).astype(dtype.newbyteorder("="))
+    try:  # numpy refuses more than 32 (64) dimensions, and dims whose product overflows
+        shaped = data.reshape(dims)
+    except ValueError as err:  # (zero size: (0, 2**32 - 1, 2**32 - 1) holds no data bytes)
+        raise DatasetError(
+            f"{path!r}: IDX header declares dims {dims}, which no array can have ({err}); "
+            f"expected {_EXPECT}"
+        ) from None
+    return shaped.astype(dtype.newbyteorder("="))
 
 
 def read_idx(path: str, *, max_bytes: int = MAX_IDX_BYTES) -> npt.NDArray[Any]:

@@ -99,6 +99,11 @@ def load_mnist(data_dir: str | os.PathLike[str], *, normalize: str = "maxabs") -
             raise DatasetError(f"MNIST {what} images in {d!r} are empty (shape {x.shape})")
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             raise DatasetError(f"MNIST {what} images in {d!r} contain NaN or Inf")
+        if x.dtype.itemsize > 8 and np.abs(x).max() > np.finfo(np.float64).max:
+            raise DatasetError(  # longdouble pixels (e.g. 1e400) that float64 cannot hold
+                f"MNIST {what} images in {d!r} hold values beyond the float64 range "
+                f"(up to {np.abs(x).max()!s}, dtype {x.dtype})"
+            )
         if not are_class_ids(y, 10):
             raise DatasetError(f"MNIST {what} labels in {d!r} are not integers in 0..9")
     if math.prod(xtr.shape[1:]) != math.prod(xte.shape[1:]):
