@@ -31,6 +31,7 @@ LAYER = {
     "_reference_transforms": 0,
     "_help": 0,
     "_blas": 0,
+    "_npy": 0,
     "serialization": 0,
     "wire": 0,
     "packing": 0,

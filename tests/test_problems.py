@@ -655,12 +655,12 @@ def test_dirichlet_problem_reorders_rows_by_worker():
 def test_mnist_npz_member_size_is_bounded(tmp_path, monkeypatch, rng):
     """A member is read only up to a bound (a small compressed member can expand to GBs);
     zipfile never yields more than the declared size, which is what is checked."""
-    from laqcore.problems import datasets
+    from laqcore import _npy
 
     d = tmp_path / "mnist"
     d.mkdir()
     np.savez(d / "mnist.npz", **_good_mnist(rng))
-    monkeypatch.setattr(datasets.npz, "_MAX_NPZ_MEMBER_BYTES", 100)
+    monkeypatch.setattr(_npy, "MAX_NPZ_MEMBER_BYTES", 100)
     with pytest.raises(DatasetError, match=r"x_train\.npy.*declares 176 bytes, above the 100"):
         load_mnist(d)
 

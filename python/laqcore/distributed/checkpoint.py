@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .._npy import NPZ_ERRORS, npy_from_bytes
 from ..lazy import IterateHistory
-from ..problems.datasets.npz import _NPZ_ERRORS, _npy_from_bytes
 from ..wire import Payload, payload_from_bytes
 
 __all__ = [
@@ -252,7 +252,7 @@ def read_checkpoint(path: str) -> tuple[Any, list[np.ndarray]]:
                     f"checkpoint {path} has member(s) {big} larger than the checkpoint itself"
                 )
             members = {
-                info.filename: _npy_from_bytes(zf.read(info), info.filename) for info in infos
+                info.filename: npy_from_bytes(zf.read(info), info.filename) for info in infos
             }
         meta = members["state.json.npy"].tobytes()
         arrays = [members[f"a{i}.npy"] for i in range(count)]
@@ -260,7 +260,7 @@ def read_checkpoint(path: str) -> tuple[Any, list[np.ndarray]]:
         _check_depth(tree, path)
     except CheckpointError:
         raise
-    except (*_NPZ_ERRORS, KeyError, RecursionError) as err:  # RecursionError: deep JSON
+    except (*NPZ_ERRORS, KeyError, RecursionError) as err:  # RecursionError: deep JSON
         raise CheckpointError(f"checkpoint {path} cannot be decoded: {err}") from None
     return tree, arrays
 

@@ -207,7 +207,7 @@ class TrafficTrace:
         """Read a trace written by :meth:`save`; ``ValueError`` naming the file when it is
         not one (a corrupt archive raised zlib.error, NotImplementedError or RuntimeError, so
         a damaged run-cache entry stopped a study instead of being run again)."""
-        from ..problems.datasets.npz import _NPZ_ERRORS
+        from .._npy import NPZ_ERRORS
 
         try:
             # Our own handle: np.load(path) left its file open when the archive was bad.
@@ -226,7 +226,7 @@ class TrafficTrace:
                 t.masks = [raw[i : i + width] for i in range(0, len(raw), width)]
         except FileNotFoundError:
             raise
-        except (*_NPZ_ERRORS, KeyError) as err:
+        except (*NPZ_ERRORS, KeyError) as err:
             raise ValueError(
                 f"cannot read traffic trace {os.fspath(path)!r}: {type(err).__name__}: {err}"
             ) from err

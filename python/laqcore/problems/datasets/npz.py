@@ -4,16 +4,12 @@ any defect is a :class:`~laqcore.problems.datasets.DatasetError` naming the file
 
 from __future__ import annotations
 
-import io
-import lzma
-import math
 import zipfile
-import zlib
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
+from ..._npy import NPZ_ERRORS, npy_from_bytes, read_member
 from .dataset import DatasetError
 
 __all__ = ["read_npz"]
@@ -21,27 +17,6 @@ __all__ = ["read_npz"]
 
 def __dir__() -> list[str]:
     return __all__
-
-
-# What reading a corrupt archive can raise besides OSError/ValueError/EOFError: a bad zip
-# structure (BadZipFile, LargeZipFile), an unknown compression method or zip version
-# (NotImplementedError), an encrypted member (RuntimeError), a corrupt compressed stream
-# (zlib.error, LZMAError), a .npy header numpy cannot interpret (TypeError).
-# Largest .npy member read from an archive (MNIST's x_train is 47 MB as uint8, 376 MB as
-# float64).
-_MAX_NPZ_MEMBER_BYTES = 2**30
-_NPZ_ERRORS = (
-    OSError,
-    ValueError,
-    EOFError,
-    TypeError,
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    NotImplementedError,
-    RuntimeError,
-    zlib.error,
-    lzma.LZMAError,
-)
 
 
 def read_npz(path: str, keys: tuple[str, ...], what: str) -> list[npt.NDArray[Any]]:
@@ -55,47 +30,10 @@ def read_npz(path: str, keys: tuple[str, ...], what: str) -> list[npt.NDArray[An
             missing = [k for k, m in members.items() if m not in names]
             if missing:
                 raise DatasetError(f"{path!r} lacks array(s) {missing}; {expect}")
-            return [_npy_from_bytes(_read_member(zf, m), m) for m in members.values()]
+            return [npy_from_bytes(read_member(zf, m), m) for m in members.values()]
     except DatasetError:
         raise
-    except _NPZ_ERRORS as err:
+    except NPZ_ERRORS as err:
         raise DatasetError(
             f"cannot read {path!r} as an .npz archive ({type(err).__name__}: {err}); {expect}"
         ) from err
-
-
-def _read_member(zf: zipfile.ZipFile, member: str) -> bytes:
-    """The decompressed bytes of one member, refused above ``_MAX_NPZ_MEMBER_BYTES``: a small
-    archive's member can expand to many GB. zipfile never returns more than the size the
-    header declares (a larger stream fails its CRC), so checking that size bounds the read."""
-    size = zf.getinfo(member).file_size
-    if size > _MAX_NPZ_MEMBER_BYTES:
-        raise ValueError(
-            f"member {member!r} declares {size} bytes, above the {_MAX_NPZ_MEMBER_BYTES} "
-            "this loader reads"
-        )
-    return zf.read(member)
-
-
-def _npy_from_bytes(raw: bytes, member: str) -> npt.NDArray[Any]:
-    """Parse one ``.npy`` member, checking the header's shape against the data it holds
-    *before* numpy allocates the array (a 100-byte member can declare a 1 TiB shape).
-    Raises ``ValueError`` naming the member; the caller adds the archive's name."""
-    fp = io.BytesIO(raw)
-    version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f"member {member!r}: unsupported .npy format version {version}")
-    if dtype.hasobject:
-        raise ValueError(f"member {member!r} holds Python objects (pickles are not loaded)")
-    need = math.prod(shape) * dtype.itemsize
-    if len(raw) - fp.tell() != need:
-        raise ValueError(
-            f"member {member!r}: .npy header promises shape {shape} of {dtype} ({need} bytes) "
-            f"but holds {len(raw) - fp.tell()} data bytes"
-        )
-    fp.seek(0)
-    return np.asarray(np.load(fp, allow_pickle=False))
