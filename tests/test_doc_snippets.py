@@ -51,7 +51,9 @@ def _comment_output(code: str) -> list[str]:
     ]
 
 
-BLOCKS = [(page, *block) for page in PAGES for block in _blocks(page)]
+# Read at collection, so only where the pages are (the wheel's tests run outside the checkout).
+HAVE_PAGES = (ROOT / "README.md").exists()
+BLOCKS = [(page, *block) for page in PAGES for block in _blocks(page)] if HAVE_PAGES else []
 
 
 @pytest.mark.parametrize(

@@ -229,6 +229,8 @@ def test_every_results_json_field_is_documented():
     from laqcore.simulator import simulate
 
     doc = Path(__file__).parent.parent / "docs" / "results_simulator.md"
+    if not doc.exists():  # the wheel's tests run from a copy outside the checkout
+        pytest.skip("needs the source checkout's docs/")
     section = doc.read_text().split("## Output files and their fields")[1]
     prob = make_problem("digits", workers=2, max_samples=40)
     run = simulate(prob, get_algorithm("gd"), max_iterations=2, eps=0.0).summary()
