@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from .._npy import NPZ_ERRORS
+
 if TYPE_CHECKING:
     from ..wire import Payload
 
@@ -207,8 +209,6 @@ class TrafficTrace:
         """Read a trace written by :meth:`save`; ``ValueError`` naming the file when it is
         not one (a corrupt archive raised zlib.error, NotImplementedError or RuntimeError, so
         a damaged run-cache entry stopped a study instead of being run again)."""
-        from .._npy import NPZ_ERRORS
-
         try:
             # Our own handle: np.load(path) left its file open when the archive was bad.
             with open(path, "rb") as fh, np.load(fh) as z:
