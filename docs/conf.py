@@ -53,7 +53,7 @@ HERE = Path(__file__).parent
 # ones it re-exports are documented once, in the module that defines them.
 
 
-def _package_options(name: str) -> str:
+def _package_page_body(name: str) -> str:
     """A package page documents only the functions and classes the package itself defines
     (laqcore.algorithms' get_algorithm, ...): its re-exports have their own module's page.
     One directive each: ``:members: a, b`` on the automodule still documented every name of
@@ -78,8 +78,8 @@ def _write_api_pages() -> None:
     ]
     packages = {"laqcore"} | {info.name for info in found if info.ispkg}
     for name in names:
-        options = _package_options(name) if name in packages else ""
-        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n{options}"
+        body = _package_page_body(name) if name in packages else ""
+        text = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n{body}"
         page = out / f"{name}.rst"
         if not page.exists() or page.read_text() != text:
             page.write_text(text)
