@@ -7,6 +7,7 @@ import pytest
 
 import laqcore
 import reference as ref
+from laqcore.lazy_state import LazyUploader
 
 
 # --- squared_distance ------------------------------------------------------------------------
@@ -287,6 +288,17 @@ def test_rule_drives_history_like_the_official_loop(rng):
         h.push(d)
 
 
+def test_t_bar_zero_uploads_every_iteration():
+    # As --t-bar 0 and Params(t_bar=0): the clock forces every upload, even a zero innovation
+    # right after the last one (clock 0); it used to be refused here while the CLI took it.
+    assert laqcore.laq_should_upload(0.0, 1.0, 0.0, 0.0, 0, t_bar=0)
+    uploader = LazyUploader(4, 4, laqcore.UploadRule(t_bar=0))
+    grad = np.ones(4, dtype=np.float32)
+    # the same gradient each time: a zero innovation against a huge threshold still uploads
+    assert all(uploader.step(grad, rhs=1e30) is not None for _ in range(3))
+    assert uploader.uploads == 3
+
+
 def test_upload_rule_bad_input():
     with pytest.raises(ValueError, match="innov_sq must be finite"):
         laqcore.laq_should_upload(float("nan"), 1.0, 0.0, 0.0, 0)
@@ -298,8 +310,10 @@ def test_upload_rule_bad_input():
         laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, 1.5)
     with pytest.raises(TypeError, match="rhs must be a real number"):
         laqcore.laq_should_upload(1.0, "1", 0.0, 0.0, 0)
-    with pytest.raises(ValueError, match="t_bar must be >= 1"):
-        laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, 0, t_bar=0)
+    with pytest.raises(ValueError, match="t_bar must be >= 0"):
+        laqcore.laq_should_upload(1.0, 1.0, 0.0, 0.0, 0, t_bar=-1)
+    with pytest.raises(ValueError, match="t_bar must be >= 0"):
+        laqcore.UploadRule(t_bar=-1)
     with pytest.raises(ValueError, match="D must be >= 1"):
         laqcore.UploadRule(D=0)
     with pytest.raises(ValueError, match="err_scale must be >= 0"):

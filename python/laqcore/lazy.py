@@ -242,7 +242,8 @@ def laq_should_upload(
     """The LAQ upload test in the official code's form.
 
     Returns ``innov_sq >= rhs + (err_scale * err_coef) * (err_sq + err_hat_sq) + additive``
-    or ``clock >= t_bar`` (``t_bar=None``: never forced). LAQ: the defaults; SLAQ:
+    or ``clock >= t_bar`` (``t_bar=None``: never forced; ``t_bar=0``: always, i.e. upload
+    every iteration, as ``--t-bar 0`` and ``Params(t_bar=0)`` mean). LAQ: the defaults; SLAQ:
     ``err_scale=0.5, additive=0.2`` (and an :class:`IterateHistory` with ``num_terms=D-1``).
 
     Examples
@@ -262,7 +263,7 @@ def laq_should_upload(
         err_coef, "err_coef", minimum=0.0
     )
     add = check_real(additive, "additive")
-    limit = None if t_bar is None else check_positive_int(t_bar, "t_bar")
+    limit = None if t_bar is None else check_positive_int(t_bar, "t_bar", minimum=0)
     return _upload_test(innov, r, e, ehat, c, limit, coef, add)
 
 
@@ -291,7 +292,8 @@ class UploadRule:
     D, ck, xi, num_terms
         History parameters (see :class:`IterateHistory`).
     t_bar : int or None
-        Forced upload after this many skipped iterations (``None``: never).
+        Forced upload after this many skipped iterations (``None``: never; ``0``: every
+        iteration uploads).
     err_coef, err_scale, additive
         Error term ``(err_scale * err_coef) * (err + err_hat) + additive``.
 
@@ -316,7 +318,7 @@ class UploadRule:
         # Fail at construction, not at the first iteration: build a history to validate.
         self.make_history()
         if self.t_bar is not None:
-            check_positive_int(self.t_bar, "t_bar")
+            check_positive_int(self.t_bar, "t_bar", minimum=0)
         check_real(self.err_coef, "err_coef", minimum=0.0)
         check_real(self.err_scale, "err_scale", minimum=0.0)
         check_real(self.additive, "additive")
