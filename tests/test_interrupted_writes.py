@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 import laqcore.serialization
@@ -138,3 +139,23 @@ def test_corrupt_run_cache_trace_is_run_again(tmp_path):
     again = run_cached(kw, "gd", {}, **args)
     assert again.summary["iterations"] == first.summary["iterations"]
     assert TrafficTrace.load(entry).masks == first.trace.masks
+
+
+def test_forged_trace_member_is_refused_before_allocating(tmp_path):
+    """A run-cache trace whose member's .npy header declares 2**40 float64 (8 TiB) in a few
+    bytes: np.load allocated the declared shape first; the checked reader compares the
+    header with the data it holds and raises ValueError naming the file."""
+    import io
+    import zipfile
+
+    from laqcore.network import TrafficTrace
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)}
+    )
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("meta.npy", header.getvalue() + bytes(64))
+    with pytest.raises(ValueError, match="forged.npz.*1099511627776"):
+        TrafficTrace.load(path)

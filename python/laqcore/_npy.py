@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_NPZ_MEMBER_BYTES", "NPZ_ERRORS", "npy_from_bytes", "read_member"]
+__all__ = [
+    "MAX_NPZ_MEMBER_BYTES",
+    "NPZ_ERRORS",
+    "npy_from_bytes",
+    "read_member",
+    "read_npz_arrays",
+]
 
 
 def __dir__() -> list[str]:
@@ -79,3 +85,14 @@ def npy_from_bytes(raw: bytes, member: str) -> npt.NDArray[Any]:
         )
     fp.seek(0)
     return np.asarray(np.load(fp, allow_pickle=False))
+
+
+def read_npz_arrays(path: Any) -> dict[str, npt.NDArray[Any]]:
+    """Every member of an ``.npz`` archive by its array name (``np.savez``'s key), each
+    through :func:`read_member` and :func:`npy_from_bytes`: for files small enough to read
+    whole. ``np.load`` would allocate whatever shape a member's header declares."""
+    with zipfile.ZipFile(path) as zf:
+        return {
+            name.removesuffix(".npy"): npy_from_bytes(read_member(zf, name), name)
+            for name in zf.namelist()
+        }

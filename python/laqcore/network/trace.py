@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .._npy import NPZ_ERRORS
+from .._npy import NPZ_ERRORS, read_npz_arrays
 
 if TYPE_CHECKING:
     from ..wire import Payload
@@ -210,20 +210,19 @@ class TrafficTrace:
         not one (a corrupt archive raised zlib.error, NotImplementedError or RuntimeError, so
         a damaged run-cache entry stopped a study instead of being run again)."""
         try:
-            # Our own handle: np.load(path) left its file open when the archive was bad.
-            with open(path, "rb") as fh, np.load(fh) as z:
-                m, wsteps, ssteps = (int(v) for v in z["meta"])
-                t = cls(m, worker_steps=wsteps, server_steps=ssteps)
-                t.worker_seconds, t.server_seconds = (float(v) for v in z["seconds"])
-                if "round_seconds" in z.files:  # older traces: the means only
-                    t.worker_round_s, t.server_round_s = (
-                        [float(v) for v in row] for row in z["round_seconds"]
-                    )
-                for k in _SERIES:
-                    setattr(t, k, [int(v) for v in z[k]])
-                width = (m + 7) // 8
-                raw = z["masks"].tobytes()
-                t.masks = [raw[i : i + width] for i in range(0, len(raw), width)]
+            z = read_npz_arrays(path)
+            m, wsteps, ssteps = (int(v) for v in z["meta"])
+            t = cls(m, worker_steps=wsteps, server_steps=ssteps)
+            t.worker_seconds, t.server_seconds = (float(v) for v in z["seconds"])
+            if "round_seconds" in z:  # older traces: the means only
+                t.worker_round_s, t.server_round_s = (
+                    [float(v) for v in row] for row in z["round_seconds"]
+                )
+            for k in _SERIES:
+                setattr(t, k, [int(v) for v in z[k]])
+            width = (m + 7) // 8
+            raw = z["masks"].tobytes()
+            t.masks = [raw[i : i + width] for i in range(0, len(raw), width)]
         except FileNotFoundError:
             raise
         except (*NPZ_ERRORS, KeyError) as err:
