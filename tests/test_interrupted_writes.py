@@ -159,3 +159,18 @@ def test_forged_trace_member_is_refused_before_allocating(tmp_path):
         zf.writestr("meta.npy", header.getvalue() + bytes(64))
     with pytest.raises(ValueError, match="forged.npz.*1099511627776"):
         TrafficTrace.load(path)
+
+
+def test_run_cache_key_holds_the_code(tmp_path, monkeypatch):
+    """Runs cached by other code are not served: the key holds a hash of the package's modules
+    and extension (it held a manual counter, which a behaviour fix could forget to bump)."""
+    from laqcore.experiments import runcache
+
+    kw = {"dataset": "digits", "workers": 2, "max_samples": 40}
+    args = {"max_iterations": 2, "eps": 0.0, "cache": str(tmp_path), "log": False}
+    run_cached(kw, "gd", {}, **args)
+    run_cached(kw, "gd", {}, **args)  # the same code: served from the cache
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 1
+    monkeypatch.setattr(runcache, "_code_fingerprint", lambda: "other code")
+    run_cached(kw, "gd", {}, **args)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2

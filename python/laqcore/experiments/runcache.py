@@ -3,18 +3,21 @@
 A study needs each (problem, algorithm, parameters) run once: the time model is applied
 afterwards to the recorded payload sizes (:class:`laqcore.network.TrafficTrace`), so one run
 serves every link setting. Runs are cached under ``CACHE/runs/<key>.json`` (the run summary)
-and ``<key>.npz`` (the trace), ``key`` a hash of everything that defines the run.
+and ``<key>.npz`` (the trace), ``key`` a hash of everything that defines the run, including
+the code that produced it (:func:`_code_fingerprint`): a fixed or changed algorithm reruns.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import sys
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..network import Link, TrafficTrace, round_times
@@ -25,6 +28,25 @@ __all__ = ["CachedRun", "check_study_cache", "run_cached", "run_for_study", "stu
 
 def __dir__() -> list[str]:
     return __all__
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """A hash of the installed laqcore: every Python module of the package and the compiled
+    extension. Part of every run's cache key, so that a behaviour fix or a new version never
+    serves runs of the code before it (the key used to hold a manual counter, which a fix
+    could forget to bump). Computed once per process (about 2 MB read)."""
+    from .. import _core
+
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    files = sorted(package.rglob("*.py")) + [Path(_core.__file__).resolve()]
+    for path in files:
+        digest.update(
+            str(path.relative_to(package) if package in path.parents else path.name).encode()
+        )
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
 
 
 @dataclass
@@ -77,6 +99,7 @@ def run_cached(
         # 2: traces carry per-round compute samples (the charged compute is their
         # stratified median, laqcore.network.trace); older cached traces are run again.
         "trace": 2,
+        "code": _code_fingerprint(),
     }
     if batched:
         spec["batched"] = True
