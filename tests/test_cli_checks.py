@@ -131,6 +131,8 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["variance", "--sources", "mlp", "--seed", "3"], ["--seed sets the synthetic sources"]),
         (["variance", "--sources", " , "], ["--sources must name at least one"]),  # ran nothing
         (["variance", "--seed", "-1"], ["--seed must be in [0, "]),  # was numpy's message
+        # drew vectors for minutes, then a MemoryError
+        (["variance", "--n", "16777216", "--steps", "17"], ["--n x --steps = 285212672 float32"]),
         (["bench", "--seed", "-1", "--contended", "--load", "0"], ["seed must be in [0, "]),
         # ignored without a word: --contended reads neither, and --load only with it
         (["bench", "--contended", "--min-time", "0.1"], ["--min-time: --contended does not"]),

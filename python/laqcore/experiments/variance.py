@@ -71,6 +71,10 @@ def settings() -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+#: Largest ``n x steps`` of a synthetic source (float32 elements held at once: 1 GiB).
+MAX_SYNTHETIC_ELEMENTS = 2**28
+
+
 def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[FloatVector]:
     """The sequence of vectors of one source (see the module docstring).
 
@@ -241,6 +245,14 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown source {s!r}; choose from {', '.join(SOURCES)}")
     if args.n < 16 or args.steps < 1:
         raise ValueError("--n must be >= 16 and --steps >= 1")
+    if set(sources) & set(SYNTHETIC) and args.n * args.steps > MAX_SYNTHETIC_ELEMENTS:
+        # every source's vectors are held at once, and each compressor copies them: say so
+        # before minutes of drawing end in a MemoryError
+        raise ValueError(
+            f"--n x --steps = {args.n * args.steps} float32 elements per source "
+            f"({args.n * args.steps * 4 / 2**30:.1f} GiB); at most {MAX_SYNTHETIC_ELEMENTS} "
+            "(1 GiB) are held"
+        )
     if not set(sources) & set(SYNTHETIC):
         for flag, value, default in (("--n", args.n, DEFAULT_N), ("--seed", args.seed, 0)):
             if value != default:  # would be ignored: the recorded gradients are fixed
