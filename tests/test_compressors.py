@@ -345,3 +345,24 @@ def test_error_feedback_from_bytes_keeps_old_compressors_working(rng):
     assert ef_new.from_bytes(frame, expected_n=5).n == 5
     with pytest.raises(ValueError, match="expected_n = 6"):
         ef_new.from_bytes(frame, expected_n=6)
+
+
+def test_hand_built_payloads_check_their_fields():
+    """A payload built by hand with a field no compressor produces: SparseQuantPayload(bits=0)
+    failed at decode with "negative shift count", bits=9 with a message about QSGD levels of
+    255, a bogus selection or QSGD norm decoded without a word (decoding never reads them)."""
+    from laqcore.compressors.qsgd import QSGDPayload
+    from laqcore.compressors.sparse import SparseQuantPayload
+
+    x = np.arange(16, dtype=np.float32)
+    sq = laqcore.get_compressor("sparse_quant", k=4, bits=4).compress(x)
+    parts = (sq.scale, sq.indices, sq.packed)
+    for bits in (0, 1, 9):
+        with pytest.raises(ValueError, match=r"bits must be in \[2, 8\]"):
+            SparseQuantPayload(16, bits, "topk", *parts)
+    with pytest.raises(ValueError, match="selection"):
+        SparseQuantPayload(16, 4, "bogus", *parts)
+    q = laqcore.get_compressor("qsgd", levels=4).compress(x)
+    with pytest.raises(ValueError, match="norm"):
+        QSGDPayload(16, q.levels, "bogus", q.bucket_size, q.scales, q.packed)
+    assert SparseQuantPayload(16, 4, "topk", *parts) == sq  # the valid fields still build

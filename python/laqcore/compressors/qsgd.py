@@ -85,7 +85,9 @@ class BucketCodesPayload(Payload):
     ) -> None:
         self.n = n
         self.levels = levels
-        self.norm = norm
+        # checked here for hand-built payloads: decoding never reads the norm, so a bogus one
+        # went unnoticed until to_bytes
+        self.norm = check_choice(norm, "norm", NORMS)
         self.bucket_size = bucket_size
         self.scales = readonly(scales)
         self.packed = readonly(packed)

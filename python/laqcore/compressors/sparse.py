@@ -249,6 +249,11 @@ class RandKCompressor(SeededCompressor[RandKPayload]):
 
 
 # -- sparse + quantized -------------------------------------------------------------------
+def _check_bits(bits: Any) -> int:
+    """Bits per kept value of sparse+quantized: a sign bit plus at least one level bit."""
+    return check_positive_int(bits, "bits", minimum=2, maximum=8)
+
+
 def _levels_for_bits(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
@@ -269,8 +274,10 @@ class SparseQuantPayload(Payload):
         packed: npt.NDArray[np.uint8],
     ) -> None:
         self.n = n
-        self.bits = bits
-        self.selection = selection
+        # the compressor's own checks: a hand-built payload with bits = 0 failed at decode
+        # with "negative shift count"
+        self.bits = _check_bits(bits)
+        self.selection = check_choice(selection, "selection", _SELECTIONS)
         self.scale = float(np.float32(scale))
         self.indices = readonly(indices)
         self.packed = readonly(packed)
@@ -353,8 +360,7 @@ class SparseQuantCompressor(SeededCompressor[SparseQuantPayload]):
     ) -> None:
         super().__init__(seed=seed, stream=stream)
         self._spec = _KSpec(k, ratio)
-        # a sign bit plus at least one level bit
-        self.bits = check_positive_int(bits, "bits", minimum=2, maximum=8)
+        self.bits = _check_bits(bits)
         self.selection = check_choice(selection, "selection", _SELECTIONS)
 
     @property
