@@ -548,3 +548,19 @@ def test_break_even_is_the_bandwidth_where_compression_stops_paying(tmp_path):
         rows[("qsgd levels 7", True)]["frame_bytes"] < rows[("qsgd levels 7", False)]["frame_bytes"]
     )
     assert "| laq 2 bit + entropy |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.distributed
+def test_profile_laq_hook_thread_clock(tmp_path, monkeypatch):
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import profile_laq_hook
+
+    out = tmp_path / "profile.json"
+    argv = ["--model", "mlp", "--nprocs", "2", "--steps", "4", "--warm", "1", "--clock", "thread"]
+    monkeypatch.setattr("sys.argv", ["profile_laq_hook.py", *argv, "--out", str(out)])
+    profile_laq_hook.main()
+    report = json.loads(out.read_text())
+    # the phases were timed in CPU time: every phase the hook ran, the collectives included
+    assert report["config"]["clock"] == "thread"
+    assert report["ms_per_step"]["hook total"] > 0.0
+    assert {"control all-gather", "propose (quantize + pack)"} <= set(report["ms_per_step"])

@@ -220,9 +220,13 @@ class TwoPhaseExchange:
             send_sizes,
             group=self.group,
         )
-        got = out.cpu().numpy()
-        offsets = np.concatenate([[0], np.cumsum(recv_sizes)]).astype(np.int64)
-        return [got[offsets[r] : offsets[r + 1]] for r in range(self.world)]
+        got = out.numpy() if out.device.type == "cpu" else out.cpu().numpy()
+        # Rank r's bytes follow those of ranks 0..r-1 (a few Python ints: no numpy calls).
+        parts, start = [], 0
+        for size in recv_sizes:
+            parts.append(got[start : start + size])
+            start += size
+        return parts
 
     def _host(self, name: str, size: int) -> ByteVector:
         """A host uint8 array of ``size`` bytes, reused across rounds (what this rank sends)."""
