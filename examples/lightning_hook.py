@@ -25,7 +25,6 @@ from typing import Any
 try:
     import lightning as L
     from lightning.pytorch.plugins.precision import MixedPrecision
-    from lightning.pytorch.strategies import DDPStrategy
 except ImportError:
     print("skipped: this example needs PyTorch Lightning (pip install lightning)", file=sys.stderr)
     raise SystemExit(0) from None
@@ -113,7 +112,7 @@ def main() -> None:
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy=DDPStrategy(process_group_backend="gloo"),
+        strategy="ddp",  # gloo on CPU
         precision=precision,
         plugins=plugins,
         max_epochs=args.epochs,
