@@ -108,13 +108,15 @@ def _optimizer(name: str, params: Any) -> Any:
 def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     """One training run; ``spec`` keys: method, kwargs, opt, steps, model, sched, amp,
     scale (GradScaler init scale), checkpoint_at, resume_from, and what outside trainers
-    add: accum (micro-batches per step, all but the last under ``no_sync()``), clip
+    add: all_ranks_checkpoint (the hook's checkpoint is ``state_dict(all_ranks=True)``, as
+    for a trainer that writes rank 0's file only), accum (micro-batches per step, all but the last under ``no_sync()``), clip
     (``scaler.unscale_`` then ``clip_grad_norm_`` to this norm), bucket_cap_mb (DDP's
     bucket size: small values give several buckets per step), compile (``torch.compile``
     of the DDP model), params (``"bf16"``: the model's parameters, hence its gradients and
     buckets, in bfloat16), wrap (``"fp16"``: the hook inside PyTorch's
     ``fp16_compress_wrapper``)."""
     import contextlib
+    import copy
 
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -188,9 +190,12 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
         if spec.get("checkpoint_at") == step + 1:
             checkpoint = {
                 "model": {k: v.clone() for k, v in model.state_dict().items()},
-                "opt": opt.state_dict(),
+                # a copy: state_dict() returns the live momentum buffers, which later steps change
+                "opt": copy.deepcopy(opt.state_dict()),
                 "scaler": scaler.state_dict() if scaler is not None else None,
-                "hook": state.state_dict() if state is not None else None,
+                "hook": None
+                if state is None
+                else state.state_dict(all_ranks=spec.get("all_ranks_checkpoint", False)),
                 "step": step + 1,
             }
     xt, yt = _data(1000, 600)
@@ -229,19 +234,46 @@ def expect_error(rank: int, world: int, case: str) -> tuple[str, str]:
     return "no error", ""
 
 
+def load_error(method: str, hook_checkpoint: Any) -> tuple[str, str]:
+    """Load ``hook_checkpoint`` into a fresh state of ``method``; the error's type and text."""
+    from laqcore.torch import make_hook
+
+    try:
+        make_hook(method)[0].load_state_dict(hook_checkpoint)
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        return type(err).__name__, str(err)
+    return "no error", ""
+
+
 def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
-    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error."""
+    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error.
+
+    ``resume_of: i`` resumes from run i's checkpoint, each rank from its own hook state;
+    ``resume_of_rank0: i`` as a trainer that writes rank 0's checkpoint file only
+    (Lightning, Accelerate): every rank reads rank 0's; ``load_rank0_of: i`` only loads rank
+    0's hook state of run i into a fresh state and returns the error."""
+    import torch.distributed as dist
+
     out: list[Any] = []
     for spec in specs:
         if "error" in spec:
             out.append(expect_error(rank, world, spec["error"]))
         elif "resume_of" in spec:  # resume from the checkpoint of an earlier run in this list
             ck = out[spec["resume_of"]]["checkpoint"]
-            import torch.distributed as dist
-
             hooks: list[Any] = [None] * world
             dist.all_gather_object(hooks, ck["hook"])
             out.append(train(rank, world, {**spec, "resume_from": {**ck, "hook": hooks}}))
+        elif "resume_of_rank0" in spec or "load_rank0_of" in spec:
+            i = spec.get("resume_of_rank0", spec.get("load_rank0_of"))
+            ck = out[i]["checkpoint"]
+            file = [ck["hook"]]  # what rank 0 wrote, read by every rank
+            dist.broadcast_object_list(file, src=0)
+            if "load_rank0_of" in spec:
+                out.append(load_error(spec["method"], file[0]))
+            else:
+                out.append(
+                    train(rank, world, {**spec, "resume_from": {**ck, "hook": file * world}})
+                )
         else:
             out.append(train(rank, world, spec))
     return out

@@ -109,6 +109,22 @@ def test_a_corrupt_checkpoint_raises_where_it_is_loaded(
     assert state.uploader is None and state.iteration == 0  # nothing changed
 
 
+def test_all_ranks_checkpoint_round_trip_and_bad_rank_counts(trained: dict[str, Any]) -> None:
+    """``state_dict(all_ranks=True)`` (one entry per rank of the group) loads this rank's
+    entry; an entry count other than the group's size is refused before anything changes."""
+    gathered = LAQState(warmup_steps=2, bits=4, block_size=8).state_dict(all_ranks=True)
+    assert list(gathered) == ["all_ranks"] and gathered["all_ranks"][0]["rank"] == 0
+    fresh = LAQState(warmup_steps=2, bits=4, block_size=8)
+    fresh.load_state_dict({"all_ranks": [copy.deepcopy(trained)]})
+    assert fresh.iteration == trained["iteration"]
+    state = LAQState(warmup_steps=2, bits=4, block_size=8)
+    with pytest.raises(ValueError, match="states of 2 ranks; this group has 1"):
+        state.load_state_dict({"all_ranks": [trained, trained]})
+    with pytest.raises(TypeError, match="all_ranks must be True or False"):
+        state.state_dict(all_ranks=1)  # type: ignore[arg-type]
+    assert state.iteration == 0
+
+
 def test_checkpoint_survives_torch_load_with_weights_only(trained: dict[str, Any]) -> None:
     """``torch.save`` + ``torch.load`` (whose default is ``weights_only=True``, which refuses
     numpy arrays) round-trips the checkpoint, and the loaded state is the saved one."""

@@ -62,6 +62,8 @@ def __dir__() -> list[str]:
 
 
 FloatVector = npt.NDArray[np.float32]
+#: The key of ``state_dict(all_ranks=True)``: the list of every rank's state, by rank.
+_ALL_RANKS = "all_ranks"
 Future = torch.futures.Future
 P = TypeVar("P")
 _COUNTERS = (
@@ -499,14 +501,48 @@ class HookState:
             out["control_bytes"] = transport.stats.control_bytes
         return out
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, *, all_ranks: bool = False) -> dict[str, Any]:
         """Everything needed to resume exactly: CPU tensors and plain Python values, so
         ``torch.load`` reads it with its default ``weights_only=True``.
 
         Records the world size and this rank: :meth:`load_state_dict` refuses a checkpoint
         of another world size or rank. The tensors are copies: later steps do not change them.
+
+        Parameters
+        ----------
+        all_ranks : bool
+            ``False`` (default): this rank's state, to be saved in a file of its own.
+            ``True``: a collective over the state's group, to be called on every rank at
+            once; each rank gets ``{"all_ranks": [rank 0's state, rank 1's, ...]}``. For
+            trainers that write only rank 0's checkpoint (Lightning's
+            ``on_save_checkpoint``, Accelerate's ``register_for_checkpointing``): every
+            rank then reads that one file, and :meth:`load_state_dict` takes its own entry.
         """
-        return typing.cast(dict[str, Any], to_torch(self._state_dict()))
+        own = typing.cast(dict[str, Any], to_torch(self._state_dict()))
+        if not check_bool(all_ranks, "all_ranks"):
+            return own
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, own, group=self.process_group)
+        return {_ALL_RANKS: gathered}
+
+    def _own_entry(self, entries: Any) -> Any:
+        """This rank's state out of a ``state_dict(all_ranks=True)``."""
+        if not isinstance(entries, list):
+            raise TypeError(
+                f"state_dict[{_ALL_RANKS!r}] must be a list (one state per rank), got "
+                f"{type(entries).__name__}"
+            )
+        if not dist.is_initialized():
+            raise ValueError(
+                "a state_dict(all_ranks=True) holds one state per rank: load it after "
+                "init_process_group, so that the state knows which entry is its own"
+            )
+        if len(entries) != self.world_size:
+            raise ValueError(
+                f"this checkpoint holds the states of {len(entries)} ranks; this group has "
+                f"{self.world_size} (resume with the same number of ranks)"
+            )
+        return entries[self.rank]
 
     def _state_dict(self) -> dict[str, Any]:
         """The checkpoint in the library's own values (numpy arrays); subclasses add theirs."""
@@ -529,8 +565,12 @@ class HookState:
         (``ValueError`` / ``TypeError``): missing keys, negative counters, another world
         size or rank, the subclass's vectors (NaN, wrong length). The stable parameter order
         is re-learnt from the first iteration (DDP's constructor layout, the same in every
-        process); the parameter sizes must then match the checkpoint's.
+        process); the parameter sizes must then match the checkpoint's. A
+        ``state_dict(all_ranks=True)`` gives this rank its own entry (which must be the state
+        this rank saved).
         """
+        if isinstance(sd, dict) and _ALL_RANKS in sd:  # state_dict(all_ranks=True)
+            sd = self._own_entry(sd[_ALL_RANKS])
         if not isinstance(sd, dict):
             raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
         sd = to_numpy(sd)  # tensors as state_dict() writes them; numpy from before
@@ -545,7 +585,9 @@ class HookState:
             raise ValueError(
                 f"this checkpoint was saved by rank {rank} of {world}; loading it on rank "
                 f"{self.rank} of {self.world_size} would bias the shared aggregate (load each "
-                "rank's own state_dict, with the same number of ranks)"
+                "rank's own state_dict, with the same number of ranks; a trainer that writes "
+                "rank 0's checkpoint only, as Lightning and Accelerate do, must save "
+                "state.state_dict(all_ranks=True) on every rank)"
             )
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):

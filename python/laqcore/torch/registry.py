@@ -129,9 +129,17 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     # torch.compile(ddp_model) wraps it; the hook belongs to the DDP module inside.
     ddp_model = getattr(ddp_model, "_orig_mod", ddp_model)
     if not isinstance(ddp_model, DistributedDataParallel):
+        # Trainers (Accelerate, Lightning) wrap the model in DDP only when they run several
+        # processes; `accelerate launch --cpu --num_processes 2` runs one, so say how many.
+        ranks = (
+            f"the process group has {dist.get_world_size()} rank(s)"
+            if dist.is_initialized()
+            else "no process group is initialized: one process runs"
+        )
         raise TypeError(
             "register_hook needs a torch.nn.parallel.DistributedDataParallel model, got "
-            f"{type(ddp_model).__name__}"
+            f"{type(ddp_model).__name__} ({ranks}; a trainer such as Accelerate or Lightning "
+            "wraps the model in DDP only when it runs several processes)"
         )
     group = ddp_model.process_group
     given = kwargs.pop("process_group", group)
