@@ -7,6 +7,7 @@ import them in a child process without importing pytest's test modules.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from typing import Any
 
@@ -292,3 +293,57 @@ def relabel_rank1_as_worker0_at_2(rank: int, k: int, workers: dict[int, Any]) ->
     """From iteration 2 on, rank 1 steps its worker 1 under the id of rank 0's worker 0."""
     if rank == 1 and k == 2:
         workers[0] = workers.pop(1)
+
+
+def owner_sum_overflow(
+    rank: int, world: int, method: str, kwargs: dict[str, Any], policy: str, dims: int = 2048
+) -> dict[str, Any]:
+    """Every rank's gradient is finite, but on the last owner's chunk of the two-phase
+    exchange it is 2e38 on every rank, so the sum over the ranks leaves the float32 range at
+    that owner only (step 1 of three; steps 0 and 2 are ordinary). Returns the averaged
+    gradients, the stats, the checkpoint after step 0 and after step 1 (equal if the failed
+    step left the state alone), whether a checkpoint loads into a fresh state, the failing
+    owner, and the error this rank raised (its type and text), if any."""
+    import numpy as np
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import make_hook
+
+    lin = torch.nn.Linear(dims, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ddp = DDP(lin)
+    state, hook = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
+    ddp.register_comm_hook(state, hook)
+    grads: list[Any] = []
+    saved: list[Any] = []
+    owner = -1
+
+    def step(x: Any) -> None:
+        ddp.zero_grad()
+        ddp(x).sum().backward()
+        assert lin.weight.grad is not None
+        grads.append(lin.weight.grad.reshape(-1).numpy().copy())
+        saved.append(pickle.dumps(state.state_dict()))
+
+    try:
+        step(torch.full((1, dims), 0.5 + rank))
+        bounds = state.exchanger.exchange.bounds  # type: ignore[attr-defined]
+        owner = max(j for j, (s, e) in enumerate(bounds) if e > s)
+        s, e = bounds[owner]
+        x = torch.ones(1, dims)
+        x[0, s:e] = 2e38
+        step(x)
+        step(torch.full((1, dims), 0.25 * (rank + 1)))
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        return {"error": (type(err).__name__, str(err)), "owner": owner, "grads": grads}
+    fresh, _ = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
+    fresh.load_state_dict(pickle.loads(saved[-1]))
+    return {
+        "error": None,
+        "owner": owner,
+        "grads": np.stack(grads),
+        "stats": state.stats(),
+        "saved": saved,
+    }

@@ -432,6 +432,10 @@ class HookState:
         c["bytes_received"] += res.bytes_received
         if res.nonfinite_ranks and self.nonfinite == "raise":
             raise NonFiniteGradientError(res.nonfinite_ranks, self.iteration)
+        # "skip" has no rank to leave out (each gradient is finite, their sum is not): no
+        # finite average exists, so it raises like "raise"; "propagate" drops the step.
+        if res.overflow_owners and self.nonfinite != "propagate":
+            raise NonFiniteGradientError.at_owners(res.overflow_owners, self.iteration)
         if res.mean is None:
             return res
         c["steps"] += 1
