@@ -295,21 +295,16 @@ def relabel_rank1_as_worker0_at_2(rank: int, k: int, workers: dict[int, Any]) ->
         workers[0] = workers.pop(1)
 
 
-def owner_sum_overflow(
-    rank: int, world: int, method: str, kwargs: dict[str, Any], policy: str, dims: int = 2048
+def _owner_sum_overflow(
+    rank: int, method: str, kwargs: dict[str, Any], policy: str, overflow: bool
 ) -> dict[str, Any]:
-    """Every rank's gradient is finite, but on the last owner's chunk of the two-phase
-    exchange it is 2e38 on every rank, so the sum over the ranks leaves the float32 range at
-    that owner only (step 1 of three; steps 0 and 2 are ordinary). Returns the averaged
-    gradients, the stats, the checkpoint after step 0 and after step 1 (equal if the failed
-    step left the state alone), whether a checkpoint loads into a fresh state, the failing
-    owner, and the error this rank raised (its type and text), if any."""
     import numpy as np
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from laqcore.torch import make_hook
 
+    dims = 2048
     lin = torch.nn.Linear(dims, 1, bias=False)
     with torch.no_grad():
         lin.weight.fill_(1.0)
@@ -317,7 +312,6 @@ def owner_sum_overflow(
     state, hook = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
     ddp.register_comm_hook(state, hook)
     grads: list[Any] = []
-    saved: list[Any] = []
     owner = -1
 
     def step(x: Any) -> None:
@@ -325,25 +319,29 @@ def owner_sum_overflow(
         ddp(x).sum().backward()
         assert lin.weight.grad is not None
         grads.append(lin.weight.grad.reshape(-1).numpy().copy())
-        saved.append(pickle.dumps(state.state_dict()))
 
     try:
         step(torch.full((1, dims), 0.5 + rank))
         bounds = state.exchanger.exchange.bounds  # type: ignore[attr-defined]
         owner = max(j for j, (s, e) in enumerate(bounds) if e > s)
-        s, e = bounds[owner]
-        x = torch.ones(1, dims)
-        x[0, s:e] = 2e38
-        step(x)
+        if overflow:
+            s, e = bounds[owner]
+            x = torch.ones(1, dims)
+            x[0, s:e] = 2e38
+            step(x)
         step(torch.full((1, dims), 0.25 * (rank + 1)))
     except Exception as err:  # noqa: BLE001 - the test inspects it
-        return {"error": (type(err).__name__, str(err)), "owner": owner, "grads": grads}
+        return {"error": (type(err).__name__, str(err)), "owner": owner}
     fresh, _ = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
-    fresh.load_state_dict(pickle.loads(saved[-1]))
-    return {
-        "error": None,
-        "owner": owner,
-        "grads": np.stack(grads),
-        "stats": state.stats(),
-        "saved": saved,
-    }
+    fresh.load_state_dict(pickle.loads(pickle.dumps(state.state_dict())))
+    return {"error": None, "owner": owner, "grads": np.stack(grads), "stats": state.stats()}
+
+
+def owner_sum_overflow(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
+    """Per spec (``method``, ``kwargs``, ``policy``, ``overflow``), a hook on a linear model of
+    2048 weights (no warm-up): steps 0 and 2 ordinary and, if ``overflow``, between them a
+    step whose gradient is finite on every rank but 2e38 on the last owner's chunk of the
+    two-phase exchange, so that the sum over the ranks leaves the float32 range at that owner
+    only. Per spec: the averaged gradients, the stats, the owner and the error this rank
+    raised (type and text), if any; a checkpoint of the state must load into a fresh one."""
+    return [_owner_sum_overflow(rank, **spec) for spec in specs]

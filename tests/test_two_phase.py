@@ -22,10 +22,13 @@ from _two_phase_workers import (  # noqa: E402
     BLOCK,
     DOWN_BITS,
     N_COORDS,
+    OVERFLOW_KINDS,
     SEED,
     SLOT_ROUNDS,
     VARIANCE_ROUNDS,
     gradient,
+    lazy_overflow_rounds,
+    owner_overflow_rounds,
     slot_publication,
     slot_size,
     two_phase_rounds,
@@ -287,3 +290,38 @@ def test_chunk_bounds_on_units() -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError, match="unit"):
             chunk_bounds(10, 2, bad)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_an_owner_whose_sum_overflows_tells_every_rank(world: int) -> None:
+    """Every rank uploads 2e38 on the last owner's chunk: only their sum leaves float32, at
+    that owner. Before, it raised there alone after the uplink (LAQ's re-quantization, an
+    exact publication of Inf, QSGD/TernGrad's re-compression) and the others waited in the
+    downlink. Now its failure marker travels in the downlink's bytes: every rank returns no
+    output and names the owner, the codec's state is as before the round, the next round
+    equals that of a run without it, and the failed round moves the bytes of a normal one."""
+    outs = run_processes(owner_overflow_rounds, world, pg_timeout_s=20, deadline_s=180)
+    for kind in OVERFLOW_KINDS:
+        per_rank = [o.result[kind] for o in outs]
+        for got in per_rank:
+            run, ref = got["run"]["rounds"], got["reference"]["rounds"]
+            assert [r["output"] is None for r in run] == [False, True, False], kind
+            assert run[1]["owners"] == [world - 1], kind
+            assert run[1]["state"] == run[0]["state"], kind
+            assert run[2]["output"] == ref[1]["output"], kind
+            assert run[2]["state"] == ref[1]["state"], kind
+            if kind != "laq-entropy":  # fixed sizes: the marker travels in the same bytes
+                assert run[1]["bytes"] == run[0]["bytes"], kind
+        assert len({got["run"]["rounds"][2]["output"] for got in per_rank}) == 1, kind
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_lazy_downlink_publishes_when_the_sum_may_overflow(world: int) -> None:
+    """A lazy downlink with a huge factor deferred the round whose uploads overflow the
+    owner's exact chunk: that round returned a finite output while the owner's chunk became
+    Inf, and every later round failed. Now a round whose chunk bound nears the float32 range
+    publishes, the owner reports the overflow in its publication, and the next round works."""
+    outs = run_processes(lazy_overflow_rounds, world, pg_timeout_s=20, deadline_s=120)
+    for o in outs:
+        assert [r is None for r in o.result] == [False, True, False]
+    assert len({o.result[2] for o in outs}) == 1

@@ -244,7 +244,7 @@ def run_engine(
         if res.nonfinite_ranks:
             raise NonFiniteGradientError(res.nonfinite_ranks, k, where="a worker gradient")
         if res.overflow_owners:  # on every rank: the owners' markers reached all of them
-            raise NonFiniteGradientError.at_owners(res.overflow_owners, k)
+            raise NonFiniteGradientError(res.overflow_owners, k, owners=True)
         counters["nonfinite"] += len(bad)
         bad.clear()
         return {

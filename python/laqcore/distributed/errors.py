@@ -41,33 +41,28 @@ class NonFiniteGradientError(ValueError):
 
     Every rank raises it with the same message, because the non-finite flag travels in the
     lockstep control exchange; so no rank is left waiting in a collective the failing rank
-    never joins.
+    never joins. ``owners=True``: the ranks are owners of the two-phase exchange whose chunk
+    of the sum of finite gradients left the float32 range (their failure marker reached
+    every rank in the downlink).
     """
 
     def __init__(
-        self,
-        ranks: list[int],
-        step: int,
-        where: str = "gradient",
-        hint: str = "set nonfinite='skip' to skip such uploads and count them instead",
+        self, ranks: list[int], step: int, where: str = "gradient", *, owners: bool = False
     ):
         self.ranks = list(ranks)
         self.step = step
         who = ", ".join(str(r) for r in self.ranks)
-        super().__init__(f"{where} contains NaN or Inf on rank {who} at step {step} ({hint})")
-
-    @classmethod
-    def at_owners(cls, owners: list[int], step: int) -> NonFiniteGradientError:
-        """Finite gradients whose sum over the ranks leaves the float32 range at ``owners`` of
-        the two-phase exchange (no rank's own gradient is at fault)."""
-        err = cls(owners, step)
-        who = ", ".join(str(r) for r in err.ranks)
-        err.args = (
-            f"the sum over the ranks of their finite gradients left the float32 range at "
-            f"rank {who} (owner of a chunk of the two-phase exchange) at step {step}; every "
-            "rank dropped the step (scale the loss down)",
+        if owners:
+            super().__init__(
+                f"the sum over the ranks of their finite gradients left the float32 range at "
+                f"rank {who} (owner of a chunk of the two-phase exchange) at step {step}; "
+                "every rank dropped the step (scale the loss down)"
+            )
+            return
+        super().__init__(
+            f"{where} contains NaN or Inf on rank {who} at step {step} "
+            "(set nonfinite='skip' to skip such uploads and count them instead)"
         )
-        return err
 
 
 class OwnerFailureError(RuntimeError):

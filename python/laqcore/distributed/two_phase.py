@@ -394,7 +394,9 @@ class TwoPhaseExchange:
             except (OverflowError, ValueError) as err:
                 failure = err
         if failure is not None:
-            mine = failure_marker(OWNER_RANGE if isinstance(failure, OverflowError) else OWNER_FAULT)
+            mine = failure_marker(
+                OWNER_RANGE if isinstance(failure, OverflowError) else OWNER_FAULT
+            )
         if self._slotted:
             capacity = max(g[len(ints) - 1] for g in gathered)
             pubs = self._publish_slotted(mine, capacity, tag)

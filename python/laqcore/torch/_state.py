@@ -435,7 +435,7 @@ class HookState:
         # "skip" has no rank to leave out (each gradient is finite, their sum is not): no
         # finite average exists, so it raises like "raise"; "propagate" drops the step.
         if res.overflow_owners and self.nonfinite != "propagate":
-            raise NonFiniteGradientError.at_owners(res.overflow_owners, self.iteration)
+            raise NonFiniteGradientError(res.overflow_owners, self.iteration, owners=True)
         if res.mean is None:
             return res
         c["steps"] += 1
