@@ -319,3 +319,33 @@ def lazy_overflow_rounds(rank: int, world: int) -> list[bytes | None]:
             laq_apply(q_prev, upload)
         outputs.append(None if res.output is None else res.output.tobytes())
     return outputs
+
+
+def owner_fault_rounds(rank: int, world: int) -> dict[str, Any]:
+    """The last owner cannot decode what it received in round 1 (a stand-in for a corrupt
+    frame: its codec raises ``ValueError``). Per rank: the error it raised (type, text,
+    type of the chained cause), and whether its codec's state is that of round 0."""
+    from laqcore import laq_apply, laq_quantize
+    from laqcore.distributed.exchange_codecs import LAQChunkCodec
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    class Undecodable(LAQChunkCodec):
+        def receive(self, chunks: list[Any], step: int) -> None:
+            super().receive(chunks, step)  # changes ``owned``: discard must undo it
+            if step == 1 and self.rank == self.world - 1:
+                raise ValueError("frame CRC mismatch")
+
+    codec = Undecodable(BITS, BLOCK, DOWN_BITS)
+    ex = TwoPhaseExchange(N_COORDS, codec)
+    q_prev = np.zeros(N_COORDS, np.float32)
+    upload = laq_quantize(gradient(rank, 0), q_prev, BITS, block_size=BLOCK)
+    ex.round(upload, step=0)
+    laq_apply(q_prev, upload)
+    kept = {k: v.tobytes() for k, v in codec.state_dict().items()}
+    try:
+        ex.round(laq_quantize(gradient(rank, 1), q_prev, BITS, block_size=BLOCK), step=1)
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        cause = None if err.__cause__ is None else type(err.__cause__).__name__
+        now = {k: v.tobytes() for k, v in codec.state_dict().items()}
+        return {"error": (type(err).__name__, str(err), cause), "kept": now == kept}
+    return {"error": None}

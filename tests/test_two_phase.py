@@ -28,6 +28,7 @@ from _two_phase_workers import (  # noqa: E402
     VARIANCE_ROUNDS,
     gradient,
     lazy_overflow_rounds,
+    owner_fault_rounds,
     owner_overflow_rounds,
     slot_publication,
     slot_size,
@@ -325,3 +326,20 @@ def test_lazy_downlink_publishes_when_the_sum_may_overflow(world: int) -> None:
     for o in outs:
         assert [r is None for r in o.result] == [False, True, False]
     assert len({o.result[2] for o in outs}) == 1
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_an_owner_that_cannot_decode_an_upload_fails_every_rank(world: int) -> None:
+    """An owner's receive raised on that rank alone (an undecodable frame) while the others
+    waited in the downlink. Now it sends a fault marker instead of its publication and every
+    rank raises the same OwnerFailureError naming it (the owner's with the cause chained),
+    with the codec's state as before the round."""
+    outs = run_processes(owner_fault_rounds, world, pg_timeout_s=20, deadline_s=120)
+    texts = set()
+    for o in outs:
+        kind, text, cause = o.result["error"]
+        assert kind == "OwnerFailureError" and f"owner rank {world - 1} " in text
+        assert cause == ("ValueError" if o.rank == world - 1 else None)
+        assert o.result["kept"]
+        texts.add(text)
+    assert len(texts) == 1
