@@ -406,19 +406,33 @@ class TwoPhaseExchange:
         codes = [read_marker(p) for p in pubs]
         if any(codes):
             self._last_publication = last_publication
-            codec.discard()
-            if self.lazy is not None and lazy_before is not None:
-                self.lazy.load_state_dict(lazy_before)
-            faults = [j for j, c in enumerate(codes) if c == OWNER_FAULT]
-            if faults:
-                raise OwnerFailureError(faults, f"{tag}, downlink") from failure
-            owners = [j for j, c in enumerate(codes) if c == OWNER_RANGE]
+            owners = self._discard_round(codes, failure, lazy_before, tag)
             return RoundResult([], bad, None, controls, overflow_owners=owners)
         if any(p.shape[0] for p in pubs):
             for j in range(w):
                 if j != me:
                     codec.apply(j, pubs[j])
         return RoundResult(uploaders, bad, codec.result(out), controls)
+
+    def _discard_round(
+        self,
+        codes: list[int],
+        failure: Exception | None,
+        lazy_before: dict[str, Any] | None,
+        tag: str,
+    ) -> list[int]:
+        """Undo a round in which some owner sent a failure marker (``codes``: each owner's,
+        the same on every rank): the codec's and the lazy downlink's state as before it.
+        Returns the owners whose chunk left the float32 range; raises
+        :class:`OwnerFailureError` on every rank if an owner failed otherwise (``failure``:
+        this rank's own error, chained)."""
+        self.codec.discard()
+        if self.lazy is not None and lazy_before is not None:
+            self.lazy.load_state_dict(lazy_before)
+        faults = [j for j, c in enumerate(codes) if c == OWNER_FAULT]
+        if faults:
+            raise OwnerFailureError(faults, f"{tag}, downlink") from failure
+        return [j for j, c in enumerate(codes) if c == OWNER_RANGE]
 
     def _publish_fixed(self, mine: ByteVector, tag: str) -> list[ByteVector]:
         """Publications of sizes the codec fixes: one all-gather padded to the largest."""
