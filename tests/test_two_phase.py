@@ -343,3 +343,34 @@ def test_an_owner_that_cannot_decode_an_upload_fails_every_rank(world: int) -> N
         assert o.result["kept"]
         texts.add(text)
     assert len(texts) == 1
+
+
+def test_failure_markers_and_the_range_check() -> None:
+    """A marker reads back as its code; a wire frame, an exact float32 or float64
+    publication, and short or empty publications do not read as one. The owners' range check
+    passes finite chunks and refuses Inf and NaN in float32 and float64 (a float64 chunk near
+    its maximum is finite: no false alarm from a sum)."""
+    from laqcore.distributed.exchange_codecs import check_in_range
+    from laqcore.distributed.two_phase import (
+        OWNER_FAULT,
+        OWNER_RANGE,
+        failure_marker,
+        read_marker,
+    )
+
+    for code in (OWNER_RANGE, OWNER_FAULT):
+        assert read_marker(failure_marker(code)) == code
+        assert read_marker(np.concatenate([failure_marker(code), np.zeros(40, np.uint8)])) == code
+    frame = laq_quantize(np.ones(64, np.float32), None, 4, block_size=64)
+    assert read_marker(np.frombuffer(frame.to_bytes(), np.uint8)) == 0
+    for exact in (np.full(8, -3e38, np.float32), np.full(4, -1e308)):
+        assert read_marker(exact.view(np.uint8)) == 0
+    assert read_marker(failure_marker(OWNER_RANGE)[:7]) == 0
+    assert read_marker(np.empty(0, np.uint8)) == 0
+    check_in_range(np.full(8, 3e38, np.float32), 0)
+    check_in_range(np.full(8, 1.7e308), 0)
+    for bad in (np.float32(np.inf), np.float32(np.nan), np.inf, np.nan):
+        chunk = np.ones(8, np.asarray(bad).dtype)
+        chunk[5] = bad
+        with pytest.raises(OverflowError, match="owner 3: its chunk of the aggregate"):
+            check_in_range(chunk, 3)
