@@ -7,6 +7,7 @@ import them in a child process without importing pytest's test modules.
 from __future__ import annotations
 
 import os
+import pickle
 import time
 from typing import Any
 
@@ -292,3 +293,55 @@ def relabel_rank1_as_worker0_at_2(rank: int, k: int, workers: dict[int, Any]) ->
     """From iteration 2 on, rank 1 steps its worker 1 under the id of rank 0's worker 0."""
     if rank == 1 and k == 2:
         workers[0] = workers.pop(1)
+
+
+def _owner_sum_overflow(
+    rank: int, method: str, kwargs: dict[str, Any], policy: str, overflow: bool
+) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import make_hook
+
+    dims = 2048
+    lin = torch.nn.Linear(dims, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    ddp = DDP(lin)
+    state, hook = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
+    ddp.register_comm_hook(state, hook)
+    grads: list[Any] = []
+    owner = -1
+
+    def step(x: Any) -> None:
+        ddp.zero_grad()
+        ddp(x).sum().backward()
+        assert lin.weight.grad is not None
+        grads.append(lin.weight.grad.reshape(-1).numpy().copy())
+
+    try:
+        step(torch.full((1, dims), 0.5 + rank))
+        bounds = state.exchanger.exchange.bounds  # type: ignore[attr-defined]
+        owner = max(j for j, (s, e) in enumerate(bounds) if e > s)
+        if overflow:
+            s, e = bounds[owner]
+            x = torch.ones(1, dims)
+            x[0, s:e] = 2e38
+            step(x)
+        step(torch.full((1, dims), 0.25 * (rank + 1)))
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        return {"error": (type(err).__name__, str(err)), "owner": owner}
+    fresh, _ = make_hook(method, warmup_steps=0, nonfinite=policy, **kwargs)
+    fresh.load_state_dict(pickle.loads(pickle.dumps(state.state_dict())))
+    return {"error": None, "owner": owner, "grads": np.stack(grads), "stats": state.stats()}
+
+
+def owner_sum_overflow(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
+    """Per spec (``method``, ``kwargs``, ``policy``, ``overflow``), a hook on a linear model of
+    2048 weights (no warm-up): steps 0 and 2 ordinary and, if ``overflow``, between them a
+    step whose gradient is finite on every rank but 2e38 on the last owner's chunk of the
+    two-phase exchange, so that the sum over the ranks leaves the float32 range at that owner
+    only. Per spec: the averaged gradients, the stats, the owner and the error this rank
+    raised (type and text), if any; a checkpoint of the state must load into a fresh one."""
+    return [_owner_sum_overflow(rank, **spec) for spec in specs]

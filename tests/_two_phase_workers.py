@@ -228,3 +228,124 @@ def host_gather_cases(rank: int, world: int) -> dict[str, Any]:
         ring.append(torch.stack(want).numpy())
     ints = [g.ints([rank, -rank, 7], "ints"), g.ints([rank * 10], "int")]
     return {"got": got, "ring": ring, "ints": ints, "names": names}
+
+
+OVERFLOW_KINDS = ("laq", "laq-exact", "laq-entropy", "qsgd", "terngrad")
+
+
+def _overflow_codec(kind: str) -> Any:
+    from laqcore.distributed.exchange_codecs import CompressorChunkCodec
+
+    if kind == "qsgd":  # the max norm: a bucket of 2e38 is finite at the uploader
+        return CompressorChunkCodec(kind, seed=SEED, norm="max")
+    return make_codec(kind)
+
+
+def _overflow_run(rank: int, kind: str, grads: list[np.ndarray]) -> dict[str, Any]:
+    """One exchange, a round per gradient (every rank uploads); a round whose output is
+    ``None`` commits nothing (as the hooks do). Per round: the output (or ``None``), the
+    overflowing owners, the bytes received and the codec's state after it."""
+    from laqcore import get_compressor, laq_apply, laq_quantize
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    ex = TwoPhaseExchange(N_COORDS, _overflow_codec(kind))
+    kw = {"norm": "max"} if kind == "qsgd" else {}
+    comp = None if kind.startswith("laq") else get_compressor(kind, seed=SEED, stream=rank, **kw)
+    q_prev = np.zeros(N_COORDS, np.float32)
+    rounds, step = [], 0
+    for g in grads:
+        if comp is None:
+            upload: Any = laq_quantize(g, q_prev, BITS, block_size=BLOCK)
+        else:
+            upload = comp.compress(g, step=step)
+        before = ex.stats.bytes_received
+        res = ex.round(upload, step=step)
+        if res.output is not None:
+            step += 1
+            if comp is None:
+                laq_apply(q_prev, upload)
+        rounds.append(
+            {
+                "output": None if res.output is None else res.output.tobytes(),
+                "owners": res.overflow_owners,
+                "bytes": ex.stats.bytes_received - before,
+                "state": {k: v.tobytes() for k, v in ex.codec.state_dict().items()},
+            }
+        )
+    return {"rounds": rounds, "bounds": ex.bounds}
+
+
+def owner_overflow_rounds(rank: int, world: int) -> dict[str, Any]:
+    """Per codec kind: rounds 0 and 2 ordinary, round 1 with every rank's gradient at 2e38 on
+    the last owner's chunk (so only the sum overflows, there); and the reference run without
+    round 1."""
+    from laqcore.distributed.two_phase import chunk_bounds
+
+    out: dict[str, Any] = {}
+    for kind in OVERFLOW_KINDS:
+        codec = _overflow_codec(kind)
+        bounds = chunk_bounds(N_COORDS, world, codec.unit)
+        s, e = bounds[max(j for j, (a, b) in enumerate(bounds) if b > a)]
+        big = gradient(rank, 1)
+        big[s:e] = 2e38
+        first, last = gradient(rank, 0), gradient(rank, 2)
+        out[kind] = {
+            "run": _overflow_run(rank, kind, [first, big, last]),
+            "reference": _overflow_run(rank, kind, [first, last]),
+        }
+    return out
+
+
+def lazy_overflow_rounds(rank: int, world: int) -> list[bytes | None]:
+    """A lazy downlink that defers whatever the uploads (factor 1e60): every rank puts 1e18
+    in one coordinate of the last owner's chunk in round 0, 2e38 in round 1 (their sum
+    overflows float32) and 2e18 in round 2. The outputs (``None``: a dropped round)."""
+    from laqcore import laq_apply, laq_quantize
+    from laqcore.distributed.exchange_codecs import LAQChunkCodec
+    from laqcore.distributed.lazy_downlink import LazyDownlink
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    codec = LAQChunkCodec(BITS, BLOCK, DOWN_BITS)
+    ex = TwoPhaseExchange(N_COORDS, codec, lazy_downlink=LazyDownlink(codec, 1e60, 4, 1.0))
+    where = ex.bounds[-1][1] - 1
+    q_prev = np.zeros(N_COORDS, np.float32)
+    outputs: list[bytes | None] = []
+    for value in (1e18, 2e38, 2e18):
+        g = np.zeros(N_COORDS, np.float32)
+        g[where] = value
+        upload = laq_quantize(g, q_prev, BITS, block_size=BLOCK)
+        res = ex.round(upload, step=len(outputs))
+        if res.output is not None:
+            laq_apply(q_prev, upload)
+        outputs.append(None if res.output is None else res.output.tobytes())
+    return outputs
+
+
+def owner_fault_rounds(rank: int, world: int) -> dict[str, Any]:
+    """The last owner cannot decode what it received in round 1 (a stand-in for a corrupt
+    frame: its codec raises ``ValueError``). Per rank: the error it raised (type, text,
+    type of the chained cause), and whether its codec's state is that of round 0."""
+    from laqcore import laq_apply, laq_quantize
+    from laqcore.distributed.exchange_codecs import LAQChunkCodec
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    class Undecodable(LAQChunkCodec):
+        def receive(self, chunks: list[Any], step: int) -> None:
+            super().receive(chunks, step)  # changes ``owned``: discard must undo it
+            if step == 1 and self.rank == self.world - 1:
+                raise ValueError("frame CRC mismatch")
+
+    codec = Undecodable(BITS, BLOCK, DOWN_BITS)
+    ex = TwoPhaseExchange(N_COORDS, codec)
+    q_prev = np.zeros(N_COORDS, np.float32)
+    upload = laq_quantize(gradient(rank, 0), q_prev, BITS, block_size=BLOCK)
+    ex.round(upload, step=0)
+    laq_apply(q_prev, upload)
+    kept = {k: v.tobytes() for k, v in codec.state_dict().items()}
+    try:
+        ex.round(laq_quantize(gradient(rank, 1), q_prev, BITS, block_size=BLOCK), step=1)
+    except Exception as err:  # noqa: BLE001 - the test inspects it
+        cause = None if err.__cause__ is None else type(err.__cause__).__name__
+        now = {k: v.tobytes() for k, v in codec.state_dict().items()}
+        return {"error": (type(err).__name__, str(err), cause), "kept": now == kept}
+    return {"error": None}

@@ -16,7 +16,7 @@ from needs_torch import require_torch
 
 torch = require_torch("the DDP comm-hook tests of tests/test_torch_hooks.py")
 
-from _dist_workers import ddp_runs, near_float32_max  # noqa: E402
+from _dist_workers import ddp_runs, near_float32_max, owner_sum_overflow  # noqa: E402
 from laqcore.distributed import run_processes  # noqa: E402
 from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
 
@@ -305,3 +305,42 @@ def test_a_finite_gradient_the_kernels_cannot_represent_is_dropped_on_every_rank
         assert np.isnan(g[dropped]).all()
         assert np.isfinite(np.delete(g, dropped, axis=0)).all()
         assert res["stats"]["nonfinite_steps"] == len(dropped)
+
+
+_OVERFLOW_HOOKS = [("laq", {}), ("qsgd", {"norm": "max"}), ("terngrad", {})]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_sum_that_overflows_at_one_owner_is_handled_on_every_rank(world: int) -> None:
+    """Every rank's gradient fits float32 but their sum does not, on the last owner's chunk
+    of the two-phase exchange. Before, that owner's re-quantization raised on it alone after
+    the uplink and the others waited in the downlink until the process-group timeout. Now
+    its failure marker reaches every rank in the downlink: "propagate" drops the step on
+    every rank (NaN buckets, the state as if the step had not happened: the next step equals
+    that of a run without it), "raise" and "skip" raise the same error on every rank."""
+    specs = [
+        {"method": m, "kwargs": kw, "policy": policy, "overflow": overflow}
+        for m, kw in _OVERFLOW_HOOKS
+        for policy, overflow in (
+            ("propagate", True),
+            ("propagate", False),
+            ("raise", True),
+            ("skip", True),
+        )
+    ]
+    outs = run_processes(owner_sum_overflow, world, specs, pg_timeout_s=20, deadline_s=240)
+    for o in outs:
+        res = dict(zip([(s["method"], s["policy"], s["overflow"]) for s in specs], o.result))
+        for method, _ in _OVERFLOW_HOOKS:
+            dropped, reference = res[method, "propagate", True], res[method, "propagate", False]
+            assert dropped["error"] is None, (method, dropped["error"])
+            assert dropped["owner"] == world - 1
+            g = dropped["grads"]
+            assert np.isnan(g[1]).all() and np.isfinite(g[[0, 2]]).all(), method
+            np.testing.assert_array_equal(g[[0, 2]], reference["grads"], err_msg=method)
+            assert dropped["stats"]["nonfinite_steps"] == 1
+            for policy in ("raise", "skip"):
+                err = res[method, policy, True]["error"]
+                assert err is not None and err[0] == "NonFiniteGradientError", (method, err)
+                assert f"float32 range at rank {world - 1} " in err[1]
+                assert "at step 1;" in err[1]

@@ -22,10 +22,14 @@ from _two_phase_workers import (  # noqa: E402
     BLOCK,
     DOWN_BITS,
     N_COORDS,
+    OVERFLOW_KINDS,
     SEED,
     SLOT_ROUNDS,
     VARIANCE_ROUNDS,
     gradient,
+    lazy_overflow_rounds,
+    owner_fault_rounds,
+    owner_overflow_rounds,
     slot_publication,
     slot_size,
     two_phase_rounds,
@@ -287,3 +291,86 @@ def test_chunk_bounds_on_units() -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError, match="unit"):
             chunk_bounds(10, 2, bad)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_an_owner_whose_sum_overflows_tells_every_rank(world: int) -> None:
+    """Every rank uploads 2e38 on the last owner's chunk: only their sum leaves float32, at
+    that owner. Before, it raised there alone after the uplink (LAQ's re-quantization, an
+    exact publication of Inf, QSGD/TernGrad's re-compression) and the others waited in the
+    downlink. Now its failure marker travels in the downlink's bytes: every rank returns no
+    output and names the owner, the codec's state is as before the round, the next round
+    equals that of a run without it, and the failed round moves the bytes of a normal one."""
+    outs = run_processes(owner_overflow_rounds, world, pg_timeout_s=20, deadline_s=180)
+    for kind in OVERFLOW_KINDS:
+        per_rank = [o.result[kind] for o in outs]
+        for got in per_rank:
+            run, ref = got["run"]["rounds"], got["reference"]["rounds"]
+            assert [r["output"] is None for r in run] == [False, True, False], kind
+            assert run[1]["owners"] == [world - 1], kind
+            assert run[1]["state"] == run[0]["state"], kind
+            assert run[2]["output"] == ref[1]["output"], kind
+            assert run[2]["state"] == ref[1]["state"], kind
+            if kind != "laq-entropy":  # fixed sizes: the marker travels in the same bytes
+                assert run[1]["bytes"] == run[0]["bytes"], kind
+        assert len({got["run"]["rounds"][2]["output"] for got in per_rank}) == 1, kind
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_lazy_downlink_publishes_when_the_sum_may_overflow(world: int) -> None:
+    """A lazy downlink with a huge factor deferred the round whose uploads overflow the
+    owner's exact chunk: that round returned a finite output while the owner's chunk became
+    Inf, and every later round failed. Now a round whose chunk bound nears the float32 range
+    publishes, the owner reports the overflow in its publication, and the next round works."""
+    outs = run_processes(lazy_overflow_rounds, world, pg_timeout_s=20, deadline_s=120)
+    for o in outs:
+        assert [r is None for r in o.result] == [False, True, False]
+    assert len({o.result[2] for o in outs}) == 1
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_an_owner_that_cannot_decode_an_upload_fails_every_rank(world: int) -> None:
+    """An owner's receive raised on that rank alone (an undecodable frame) while the others
+    waited in the downlink. Now it sends a fault marker instead of its publication and every
+    rank raises the same OwnerFailureError naming it (the owner's with the cause chained),
+    with the codec's state as before the round."""
+    outs = run_processes(owner_fault_rounds, world, pg_timeout_s=20, deadline_s=120)
+    texts = set()
+    for o in outs:
+        kind, text, cause = o.result["error"]
+        assert kind == "OwnerFailureError" and f"owner rank {world - 1} " in text
+        assert cause == ("ValueError" if o.rank == world - 1 else None)
+        assert o.result["kept"]
+        texts.add(text)
+    assert len(texts) == 1
+
+
+def test_failure_markers_and_the_range_check() -> None:
+    """A marker reads back as its code; a wire frame, an exact float32 or float64
+    publication, and short or empty publications do not read as one. The owners' range check
+    passes finite chunks and refuses Inf and NaN in float32 and float64 (a float64 chunk near
+    its maximum is finite: no false alarm from a sum)."""
+    from laqcore.distributed.exchange_codecs import check_in_range
+    from laqcore.distributed.two_phase import (
+        OWNER_FAULT,
+        OWNER_RANGE,
+        failure_marker,
+        read_marker,
+    )
+
+    for code in (OWNER_RANGE, OWNER_FAULT):
+        assert read_marker(failure_marker(code)) == code
+        assert read_marker(np.concatenate([failure_marker(code), np.zeros(40, np.uint8)])) == code
+    frame = laq_quantize(np.ones(64, np.float32), None, 4, block_size=64)
+    assert read_marker(np.frombuffer(frame.to_bytes(), np.uint8)) == 0
+    for exact in (np.full(8, -3e38, np.float32), np.full(4, -1e308)):
+        assert read_marker(exact.view(np.uint8)) == 0
+    assert read_marker(failure_marker(OWNER_RANGE)[:7]) == 0
+    assert read_marker(np.empty(0, np.uint8)) == 0
+    check_in_range(np.full(8, 3e38, np.float32), 0)
+    check_in_range(np.full(8, 1.7e308), 0)
+    for bad in (np.float32(np.inf), np.float32(np.nan), np.inf, np.nan):
+        chunk = np.ones(8, np.asarray(bad).dtype)
+        chunk[5] = bad
+        with pytest.raises(OverflowError, match="owner 3: its chunk of the aggregate"):
+            check_in_range(chunk, 3)

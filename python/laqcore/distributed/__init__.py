@@ -3,7 +3,7 @@
 * :class:`Transport` - lockstep upload decision, then only the uploaders' packed frames move.
 * :func:`run_engine` / :class:`EngineConfig` - any laqcore algorithm, one rank per worker group.
 * :func:`run_processes` - start N local ranks with a hard deadline (``laqcore launch`` uses it).
-* :class:`PeerFailureError`, :class:`NonFiniteGradientError` - the faults this layer reports.
+* :class:`PeerFailureError`, :class:`NonFiniteGradientError`, :class:`OwnerFailureError` - the faults this layer reports.
 
 Attributes are imported on first access, so ``laqcore.distributed.cli`` (the ``launch``
 subcommand) can be imported, and ``laqcore --help`` works, without PyTorch installed.
@@ -19,6 +19,7 @@ __all__ = [
     "ExchangeResult",
     "LaunchError",
     "NonFiniteGradientError",
+    "OwnerFailureError",
     "PeerFailureError",
     "RankOutcome",
     "ReplicaMismatchError",
@@ -40,6 +41,7 @@ _WHERE = {
     "free_port": "launch",
     "run_processes": "launch",
     "NonFiniteGradientError": "errors",
+    "OwnerFailureError": "errors",
     "PeerFailureError": "errors",
     "ReplicaMismatchError": "errors",
 }

@@ -243,6 +243,8 @@ def run_engine(
         clock["exchange_s"] += time.perf_counter() - t0
         if res.nonfinite_ranks:
             raise NonFiniteGradientError(res.nonfinite_ranks, k, where="a worker gradient")
+        if res.overflow_owners:  # on every rank: the owners' markers reached all of them
+            raise NonFiniteGradientError(res.overflow_owners, k, owners=True)
         counters["nonfinite"] += len(bad)
         bad.clear()
         return {

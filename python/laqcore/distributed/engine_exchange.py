@@ -48,6 +48,7 @@ from ..downlink import ChunkedStateDownlink, parse_downlink
 from ..laq import laq_quantize
 from ..laq_payload import LAQPayload
 from ..wire import Payload, pack_uploads, unpack_uploads
+from .exchange_codecs import check_in_range, compress_in_range
 from .slicing import chunk_bounds, slice_payload, slice_unit
 
 if TYPE_CHECKING:
@@ -293,7 +294,10 @@ class EngineChunkCodec:
         if s == e:
             return _EMPTY
         if self.down is not None:
-            return np.frombuffer(self.down.publish(s, e).to_bytes(), np.uint8)
+            down = self.down
+            pub = compress_in_range(lambda: down.publish(s, e), down.exact[s:e], self.rank)
+            return np.frombuffer(pub.to_bytes(), np.uint8)
+        check_in_range(self._mine, self.rank)  # NaN bytes would read as a failure marker
         self.state[s:e] = self._mine
         return self.state[s:e].view(np.uint8)
 
@@ -303,6 +307,10 @@ class EngineChunkCodec:
             self.down.receive(s, e, LAQPayload.from_bytes(data, expected_n=e - s))
         elif s != e:
             self.state[s:e] = np.frombuffer(data.tobytes(), self.dtype)
+
+    def discard(self) -> None:
+        """Nothing to undo: the engine raises on every rank after a failed owner (the run
+        ends), so the round's folds are never used."""
 
     def result(self, out: Any = None) -> npt.NDArray[Any]:
         """The whole state vector (the server's dtype), valid after a round with uploads."""

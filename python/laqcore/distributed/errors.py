@@ -6,7 +6,12 @@ not only that some collective failed.
 
 from __future__ import annotations
 
-__all__ = ["NonFiniteGradientError", "PeerFailureError", "ReplicaMismatchError"]
+__all__ = [
+    "NonFiniteGradientError",
+    "OwnerFailureError",
+    "PeerFailureError",
+    "ReplicaMismatchError",
+]
 
 
 def __dir__() -> list[str]:
@@ -36,16 +41,46 @@ class NonFiniteGradientError(ValueError):
 
     Every rank raises it with the same message, because the non-finite flag travels in the
     lockstep control exchange; so no rank is left waiting in a collective the failing rank
-    never joins.
+    never joins. ``owners=True``: the ranks are owners of the two-phase exchange whose chunk
+    of the sum of finite gradients left the float32 range (their failure marker reached
+    every rank in the downlink).
     """
 
-    def __init__(self, ranks: list[int], step: int, where: str = "gradient"):
+    def __init__(
+        self, ranks: list[int], step: int, where: str = "gradient", *, owners: bool = False
+    ):
         self.ranks = list(ranks)
         self.step = step
         who = ", ".join(str(r) for r in self.ranks)
+        if owners:
+            super().__init__(
+                f"the sum over the ranks of their finite gradients left the float32 range at "
+                f"rank {who} (owner of a chunk of the two-phase exchange) at step {step}; "
+                "every rank dropped the step (scale the loss down)"
+            )
+            return
         super().__init__(
             f"{where} contains NaN or Inf on rank {who} at step {step} "
             "(set nonfinite='skip' to skip such uploads and count them instead)"
+        )
+
+
+class OwnerFailureError(RuntimeError):
+    """An owner of the two-phase exchange could not aggregate or publish its chunk for a reason
+    other than the float32 range (an upload it could not decode, a bug).
+
+    The owner says so in the publication it sends anyway, so every rank raises this error,
+    with the same message, after the same collectives (the owner's has the cause chained);
+    the round's state changes are discarded first.
+    """
+
+    def __init__(self, owners: list[int], what: str):
+        self.owners = list(owners)
+        who = ", ".join(str(r) for r in self.owners)
+        super().__init__(
+            f"{what}: owner rank {who} of the two-phase exchange could not aggregate or "
+            f"publish its chunk, so every rank discarded the round (the cause is chained to "
+            f"the error on rank {who})"
         )
 
 

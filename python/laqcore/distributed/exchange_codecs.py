@@ -30,7 +30,8 @@ are decoded by every rank but their owner, which applies what it encoded directl
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +45,7 @@ from ..laq_payload import LAQPayload
 from ..wire import Payload
 from .slicing import slice_payload, slice_unit
 
-__all__ = ["CompressorChunkCodec", "LAQChunkCodec"]
+__all__ = ["CompressorChunkCodec", "LAQChunkCodec", "check_in_range", "compress_in_range"]
 
 
 def __dir__() -> list[str]:
@@ -55,10 +56,37 @@ FloatVector = npt.NDArray[np.float32]
 ByteVector = npt.NDArray[np.uint8]
 _EMPTY: ByteVector = np.empty(0, np.uint8)
 _DOWN_BLOCK = 256  # publications of global-radius uploads
+T = TypeVar("T")
 
 
 def _frame(payload: Payload) -> ByteVector:
     return np.frombuffer(payload.to_bytes(), np.uint8)
+
+
+def check_in_range(chunk: npt.NDArray[Any], owner: int) -> None:
+    """``OverflowError`` unless every value of owner ``owner``'s ``chunk`` of the aggregate is
+    finite: the uploads are finite, so only their sum can have left the float type's range
+    (the accumulations do not check it). Exact for any float type, and the cheapest test
+    measured (a float64 sum of 2M float32 took 15 times as long)."""
+    if not bool(np.isfinite(chunk).all()):
+        raise OverflowError(
+            f"owner {owner}: its chunk of the aggregate (the sum of the ranks' uploads) leaves "
+            f"the range of {chunk.dtype}"
+        )
+
+
+def compress_in_range(compress: Callable[[], T], chunk: npt.NDArray[Any], owner: int) -> T:
+    """``compress()`` (an owner's publication of its ``chunk`` of the aggregate). The kernels
+    reject an Inf in their input as bad input (``ValueError``); here it means the sum of the
+    uploads overflowed, so it becomes the ``OverflowError`` of :func:`check_in_range`. Any
+    other ``ValueError`` (a finite chunk) is raised as it is."""
+    try:
+        return compress()
+    except OverflowError:  # the kernels' FloatRangeError: already a range error
+        raise
+    except ValueError:
+        check_in_range(chunk, owner)
+        raise
 
 
 def _laq_frame(data: ByteVector | LAQPayload, n: int) -> LAQPayload:
@@ -161,11 +189,16 @@ class LAQChunkCodec(_Chunked):
         # This round's publications by owner, applied to the replica in ``result`` (fused
         # with the average, :func:`~laqcore.laq.laq_apply_average`): one pass, not two.
         self._pending: dict[int, LAQPayload] = {}
+        # ``owned`` before this round's uploads, restored by ``discard`` (a failed owner).
+        self._owned_before: FloatVector = np.zeros(0, np.float32)
+        self._exact_own = False  # an exact publication of ``owned`` awaits ``result``
+        self._received = False  # ``_owned_before`` holds this round's ``owned``
 
     def _bound(self) -> None:
         self.replica = np.zeros(self.n, np.float32)
         s, e = self.bounds[self.rank]
         self.owned = np.zeros(e - s, np.float32)
+        self._owned_before = np.zeros(e - s, np.float32)
         # Frame sizes are fixed by (length, bits, block size): no size exchange needed.
         sizes = {}
         for k in {e - s for s, e in self.bounds if e > s}:
@@ -190,6 +223,8 @@ class LAQChunkCodec(_Chunked):
     def start_round(self) -> None:
         """The replica persists across rounds; no publication is pending."""
         self._pending.clear()
+        self._exact_own = False
+        self._received = False
 
     def split(self, upload: Any, step: int) -> list[ByteVector]:
         if not isinstance(upload, LAQPayload):
@@ -204,19 +239,26 @@ class LAQChunkCodec(_Chunked):
     def receive(self, chunks: list[ByteVector | LAQPayload], step: int) -> None:
         k = self.owned.shape[0]
         if k and chunks:  # rank order: the same sums on every run; one pass over the chunk
-            laq_accumulate_all(self.owned, [_laq_frame(data, k) for data in chunks])
+            frames = [_laq_frame(data, k) for data in chunks]
+            np.copyto(self._owned_before, self.owned)
+            self._received = True
+            laq_accumulate_all(self.owned, frames)
 
     def publish(self, step: int) -> ByteVector:
         s, e = self.bounds[self.rank]
         if s == e:
             return _EMPTY
         if self.downlink_bits is None:
-            self.replica[s:e] = self.owned
+            check_in_range(self.owned, self.rank)
+            self._exact_own = True  # the replica takes it in ``result``, not before
             return self.owned.view(np.uint8).copy()
         # requantize(owned, replica[s:e]) in place: the same two kernels, no copies; the
         # apply waits for ``result``, which fuses it with the average.
         held = self.replica[s:e]
-        p = laq_quantize(self.owned, held, self.downlink_bits, self.downlink_block_size)
+        bits, bs = self.downlink_bits, self.downlink_block_size
+        p = compress_in_range(
+            lambda: laq_quantize(self.owned, held, bits, bs), self.owned, self.rank
+        )
         self._pending[self.rank] = p
         return self._encode(p)
 
@@ -235,6 +277,10 @@ class LAQChunkCodec(_Chunked):
         bit-identical to the apply and then the divide), the others by a plain divide."""
         avg = np.empty(self.n, np.float32) if out is None else out
         world = np.float32(self.world)
+        if self._exact_own:
+            s, e = self.bounds[self.rank]
+            self.replica[s:e] = self.owned
+            self._exact_own = False
         for j, (s, e) in enumerate(self.bounds):
             p = self._pending.get(j)
             if p is not None:
@@ -243,6 +289,13 @@ class LAQChunkCodec(_Chunked):
                 np.divide(self.replica[s:e], world, out=avg[s:e])
         self._pending.clear()
         return avg
+
+    def discard(self) -> None:
+        """Undo this round: ``owned`` as before its uploads, nothing pending (the replica is
+        only written in ``result``)."""
+        if self._received:
+            np.copyto(self.owned, self._owned_before)
+        self.start_round()
 
     def state_dict(self) -> dict[str, Any]:
         return {"replica": self.replica.copy(), "owned": self.owned.copy()}
@@ -346,7 +399,8 @@ class CompressorChunkCodec(_Chunked):
         s, e = self.bounds[self.rank]
         if s == e or self._down is None:
             return _EMPTY
-        p = self._down.compress(self._mean, step=step)
+        down, mean = self._down, self._mean
+        p = compress_in_range(lambda: down.compress(mean, step=step), mean, self.rank)
         self.out[s:e] = self._decode(p, e - s)  # what the others decode from its frame
         return _frame(p)
 
@@ -360,6 +414,9 @@ class CompressorChunkCodec(_Chunked):
             return self.out.copy()
         np.copyto(out, self.out)
         return out
+
+    def discard(self) -> None:
+        """Nothing to undo: nothing persists between rounds."""
 
     def state_dict(self) -> dict[str, Any]:
         """Nothing persists between rounds (the randomness is keyed on the step)."""

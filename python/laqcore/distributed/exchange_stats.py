@@ -67,10 +67,13 @@ class ExchangeStats:
 @dataclass
 class RoundResult:
     """One round: who uploaded, who reported a non-finite gradient, the averaged vector
-    (``None`` when the round was aborted for a non-finite gradient)."""
+    (``None`` when the round was aborted for a non-finite gradient or discarded because an
+    owner's chunk of the aggregate left the float32 range)."""
 
     uploaders: list[int]
     nonfinite_ranks: list[int] = field(default_factory=list)
     output: FloatVector | None = None
     #: Per rank, the ``control_width`` ints it passed to :meth:`TwoPhaseExchange.round`.
     control: list[list[int]] = field(default_factory=list)
+    #: Owners whose chunk of the aggregate left the float32 range (the round was discarded).
+    overflow_owners: list[int] = field(default_factory=list)

@@ -30,7 +30,10 @@ i.e. iff the bound on the error of the average (``(S - S_hat) / N``) exceeds ``f
 times the lazy upload rule's first term. A deferred round moves no downlink and leaves the
 replica as it was; the owners keep ``S_j`` exactly, so the next publication (an innovation
 against the replica) carries everything deferred: nothing is lost. The first round has an
-empty history and publishes whenever anything was uploaded; a non-finite bound publishes.
+empty history and publishes whenever anything was uploaded; a non-finite bound publishes,
+and so does a round after which an owner's chunk might leave the float32 range
+(``sqrt(a_j) + B_j`` above half the float32 maximum), so that the owner can report it in its
+publication (:mod:`laqcore.distributed.two_phase`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ __all__ = ["LazyDownlink"]
 
 def __dir__() -> list[str]:
     return __all__
+
+
+#: Half the float32 maximum: the float32 sums that build a chunk round by at most a few
+#: units in the last place, so a chunk whose exact norm bound is below it stays finite.
+_SAFE_NORM = float(np.finfo(np.float32).max) / 2
 
 
 def _pack(values: list[float]) -> list[int]:
@@ -129,6 +137,14 @@ class LazyDownlink:
         if error_sq == 0.0:
             return False  # nothing deferred, nothing uploaded: nothing to publish
         publish = not error_sq <= self.factor * self.history.weighted_sum()
+        # ||S_j'|| <= ||S_hat_j|| + B_j bounds every coordinate (and every partial sum) of an
+        # owner's chunk after this round's uploads. Where it may leave the float32 range the
+        # round publishes: an owner that overflows then says so in its publication (the
+        # exchange drops the round on every rank), where a deferred round has no publication
+        # to say it in and would leave its exact chunk infinite.
+        publish = publish or any(
+            not math.sqrt(rows[j][1]) + bounds[j] < _SAFE_NORM for j in range(w)
+        )
         self.deferred += 0 if publish or not uploaders else 1
         return publish
 

@@ -24,6 +24,14 @@ each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange")
    the next innovation is taken against the replica). Every rank applies every owner's
    publication to its replica in the same way, so the replicas are bit-identical.
 
+An owner that cannot publish its chunk (its chunk of the aggregate left the float32 range,
+or it could not decode an upload) publishes a **failure marker** instead, in the same
+all-gather and the same bytes (:func:`failure_marker`): every rank then discards the
+round's changes to the codec's state and either returns no output (``overflow_owners``:
+the caller treats the step like a non-finite gradient) or raises
+:class:`~laqcore.distributed.errors.OwnerFailureError`, so that no rank fails alone while
+the others wait in the downlink.
+
 Per step and rank, with every rank uploading, the bytes received are about
 ``(N - 1)/N x (uplink frame + downlink frame)``: divided by the ``(N - 1)/N`` share that any
 bandwidth-optimal collective must receive, the figure does not depend on N.
@@ -46,7 +54,7 @@ import torch
 import torch.distributed as dist
 
 from .._validate import check_positive_int
-from .errors import PeerFailureError
+from .errors import OwnerFailureError, PeerFailureError
 from .exchange_stats import ExchangeStats, RoundResult
 from .gather import HostGather, collective_device
 from .slicing import chunk_bounds
@@ -61,6 +69,8 @@ __all__ = [
     "RoundResult",
     "TwoPhaseExchange",
     "chunk_bounds",
+    "failure_marker",
+    "read_marker",
 ]
 
 
@@ -73,6 +83,30 @@ ByteVector = npt.NDArray[np.uint8]
 UPLOAD, SKIP, NONFINITE = 1, 0, -1
 _INT64 = 8
 _EMPTY: ByteVector = np.empty(0, np.uint8)
+#: Why an owner sent a failure marker: its chunk of the aggregate left the float32 range (the
+#: caller's non-finite policy applies), or any other error (every rank raises).
+OWNER_RANGE, OWNER_FAULT = 1, 2
+_MARKER_BYTES = 8
+_MARKER_FILL = 0xFF
+
+
+def failure_marker(code: int) -> ByteVector:
+    """The publication of an owner that cannot publish its chunk: ``code`` (``OWNER_RANGE``
+    or ``OWNER_FAULT``), then seven ``0xff``. No real publication starts so: wire frames
+    start with ``b"LQ"``, and an exact publication holds finite float32 or float64 values
+    (its owner checks them), while these bytes read as a NaN in either type. Every
+    publication has at least 8 bytes (a frame header, or a chunk of at least 8 values), so
+    the marker travels in the bytes of a normal round."""
+    out = np.full(_MARKER_BYTES, _MARKER_FILL, np.uint8)
+    out[0] = code
+    return out
+
+
+def read_marker(publication: ByteVector) -> int:
+    """The code of a failure marker at the start of ``publication``, else 0."""
+    if publication.shape[0] < _MARKER_BYTES or publication[0] not in (OWNER_RANGE, OWNER_FAULT):
+        return 0
+    return int(publication[0]) if bool((publication[1:_MARKER_BYTES] == _MARKER_FILL).all()) else 0
 
 
 class ChunkCodec(Protocol):
@@ -88,6 +122,12 @@ class ChunkCodec(Protocol):
     ``result(out)`` is the averaged vector, identical on every rank (written into ``out``
     when given, else a new array). A codec may defer applying the publications (its own
     and the others') to its state until ``result``, which the exchange always calls last.
+
+    ``receive`` and ``publish`` raise ``OverflowError`` when this owner's chunk of the
+    aggregate leaves the range of its float type, ``ValueError`` for anything they cannot
+    decode; the exchange then sends a failure marker instead of the publication. After a
+    round with any owner's marker, the exchange calls ``discard`` on every rank (instead of
+    ``apply`` and ``result``): the codec's state must be as before ``receive``.
     """
 
     unit: int  # chunk boundaries are multiples of this
@@ -111,6 +151,8 @@ class ChunkCodec(Protocol):
     def apply(self, j: int, data: ByteVector) -> None: ...
 
     def result(self, out: FloatVector | None = None) -> FloatVector: ...
+
+    def discard(self) -> None: ...
 
 
 class TwoPhaseExchange:
@@ -318,10 +360,13 @@ class TwoPhaseExchange:
             return RoundResult(uploaders=[], nonfinite_ranks=bad, control=controls)
         codec.start_round()
         publish = bool(uploaders)
+        # What the lazy downlink's decision changes, restored if an owner fails this round.
+        lazy_before = None if self.lazy is None else self.lazy.state_dict()
         if self.lazy is not None:  # the same values on every rank: the same decision
             publish = self.lazy.due(uploaders, [g[k:lazy_end] for g in gathered])
         if not uploaders and not publish:
             return RoundResult([], bad, codec.result(out), controls)
+        failure: Exception | None = None  # why this owner cannot publish, if it cannot
         if uploaders:
             st.rounds_with_uploads += 1
             st.uploads += len(uploaders)
@@ -332,23 +377,66 @@ class TwoPhaseExchange:
             got = self._all_to_all(send, recv_sizes, tag)
             st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
             st.uplink_received += sum(recv_sizes)
-            codec.receive([own if r == me else got[r] for r in uploaders], step)
+            try:
+                codec.receive([own if r == me else got[r] for r in uploaders], step)
+            except (OverflowError, ValueError) as err:  # told to every rank in the downlink
+                failure = err
         if not publish:  # deferred: the replicas stay as they are (lazy downlink)
+            if failure is not None:
+                # No publication to carry the marker; the lazy downlink publishes whenever
+                # the aggregate may leave the float32 range, so only an undecodable upload
+                # (a bug: frames carry a CRC) gets here.
+                raise failure
             return RoundResult(uploaders, bad, codec.result(out), controls)
         st.downlink_rounds += 1
 
         # Phase 2: every owner publishes its chunk's change; everyone applies all of them.
-        mine = codec.publish(step)
+        last_publication = self._last_publication
+        if failure is None:
+            try:
+                mine = codec.publish(step)
+            except (OverflowError, ValueError) as err:
+                failure = err
+        if failure is not None:
+            mine = failure_marker(
+                OWNER_RANGE if isinstance(failure, OverflowError) else OWNER_FAULT
+            )
         if self._slotted:
             capacity = max(g[len(ints) - 1] for g in gathered)
             pubs = self._publish_slotted(mine, capacity, tag)
         else:
             pubs = self._publish_fixed(mine, tag)
+        # The same publications on every rank: every rank sees the same markers.
+        codes = [read_marker(p) for p in pubs]
+        if any(codes):
+            self._last_publication = last_publication
+            owners = self._discard_round(codes, failure, lazy_before, tag)
+            return RoundResult([], bad, None, controls, overflow_owners=owners)
         if any(p.shape[0] for p in pubs):
             for j in range(w):
                 if j != me:
                     codec.apply(j, pubs[j])
         return RoundResult(uploaders, bad, codec.result(out), controls)
+
+    def _discard_round(
+        self,
+        codes: list[int],
+        failure: Exception | None,
+        lazy_before: dict[str, Any] | None,
+        tag: str,
+    ) -> list[int]:
+        """Undo a round in which some owner sent a failure marker (``codes``: each owner's,
+        the same on every rank): the codec's and the lazy downlink's state as before it.
+        Returns the owners whose chunk left the float32 range; raises
+        :class:`OwnerFailureError` on every rank if an owner failed otherwise (``failure``:
+        this rank's own error, chained)."""
+        self.codec.discard()
+        if self.lazy is not None and lazy_before is not None:
+            self.lazy.load_state_dict(lazy_before)
+        faults = [j for j, c in enumerate(codes) if c == OWNER_FAULT]
+        if faults:
+            raise OwnerFailureError(faults, f"{tag}, downlink") from failure
+        return [j for j, c in enumerate(codes) if c == OWNER_RANGE]
 
     def _publish_fixed(self, mine: ByteVector, tag: str) -> list[ByteVector]:
         """Publications of sizes the codec fixes: one all-gather padded to the largest."""

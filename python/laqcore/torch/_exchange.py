@@ -61,6 +61,9 @@ class Averaged:
         Ranks whose payload was applied, and ranks that reported a non-finite gradient.
     bytes_received : int
         Bytes this rank received in this exchange (control, frames and padding).
+    overflow_owners : list of int
+        Two-phase exchange: owners whose chunk of the sum of the (finite) uploads left the
+        float32 range; the exchange discarded the round (``mean`` is ``None``).
     """
 
     mean: FloatVector | None
@@ -68,6 +71,7 @@ class Averaged:
     uploaders: list[int] = field(default_factory=list)
     nonfinite_ranks: list[int] = field(default_factory=list)
     bytes_received: int = 0
+    overflow_owners: list[int] = field(default_factory=list)
 
 
 class GradientExchange(Protocol):

@@ -22,6 +22,12 @@ Three policies, chosen with ``nonfinite=`` on every hook state:
     overflow and never backs off, so do not combine ``"skip"`` with a GradScaler.
 
 During warm-up the hooks are a plain all-reduce, which propagates NaN/Inf by itself.
+
+With the two-phase exchange, finite gradients whose *sum* leaves the float32 range at an owner
+(:mod:`laqcore.distributed.two_phase`, owner failures) drop the step on every rank as well:
+``"propagate"`` as above; ``"raise"`` and ``"skip"`` raise
+:class:`~laqcore.distributed.NonFiniteGradientError` naming the owner (``"skip"`` has no rank
+to leave out, so no finite average to go on with).
 """
 
 from __future__ import annotations

@@ -434,6 +434,10 @@ class HookState:
         c["bytes_received"] += res.bytes_received
         if res.nonfinite_ranks and self.nonfinite == "raise":
             raise NonFiniteGradientError(res.nonfinite_ranks, self.iteration)
+        # "skip" has no rank to leave out (each gradient is finite, their sum is not): no
+        # finite average exists, so it raises like "raise"; "propagate" drops the step.
+        if res.overflow_owners and self.nonfinite != "propagate":
+            raise NonFiniteGradientError(res.overflow_owners, self.iteration, owners=True)
         if res.mean is None:
             return res
         c["steps"] += 1

@@ -88,7 +88,12 @@ class TwoPhaseAverage:
         )
         got = self.exchange.stats.bytes_received - before
         if res.output is None:
-            return Averaged(None, nonfinite_ranks=res.nonfinite_ranks, bytes_received=got)
+            return Averaged(
+                None,
+                nonfinite_ranks=res.nonfinite_ranks,
+                bytes_received=got,
+                overflow_owners=res.overflow_owners,
+            )
         self.rounds += 1
         own = payload if self.exchange.rank in res.uploaders else None
         return Averaged(res.output, own, res.uploaders, res.nonfinite_ranks, got)
