@@ -919,3 +919,29 @@ def test_fallback_runs_ddps_all_reduce_once_it_is_faster(group: None, monkeypatc
     # every hook state takes it
     assert QSGDState(fallback=True).fallback_decision == "probe-compress"
     assert QSGDState().fallback_decision is None and "allreduce_steps" not in QSGDState().stats()
+
+
+def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
+    """Under ``optimize_ddp = "python_reducer"`` (what compiled autograd needs) DDP calls a
+    comm hook once per parameter with ``(grad, param)`` and ignores the future: the hooks
+    failed with ``AttributeError: 'tuple' object has no attribute 'buffer'`` inside the
+    layout. Now register_hook refuses such a DDP and the hook itself names the cause."""
+    import torch._dynamo
+    from torch._dynamo import compiled_autograd
+
+    from laqcore.torch import qsgd_hook, register_hook
+
+    with torch._dynamo.config.patch(optimize_ddp="python_reducer"):
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(3, 2))
+        with pytest.raises(TypeError, match="python_reducer"):
+            register_hook(ddp, "laq")
+        ddp.register_comm_hook(QSGDState(), qsgd_hook)  # by hand: the hook says it
+        loss = ddp(torch.randn(4, 3)).sum()
+        with (
+            compiled_autograd._enable(torch.compile(backend="eager")),
+            pytest.raises(
+                TypeError, match=r"qsgd_hook got a tuple, not a GradBucket.*python_reducer"
+            ),
+        ):
+            loss.backward()

@@ -54,7 +54,7 @@ from ._group_check import check_replicas_agree
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
-__all__ = ["HookState", "run_hook"]
+__all__ = ["PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
 
 
 def __dir__() -> list[str]:
@@ -634,16 +634,36 @@ class HookState:
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
 
 
+#: Why the hooks cannot run under DDP's Python reducer (one text for both places that
+#: refuse it: :func:`run_hook` and ``register_hook``).
+PYTHON_REDUCER_ERROR = (
+    "laqcore's DDP hooks need DDP's C++ reducer, which hands a hook one GradBucket per "
+    "bucket and uses the future it returns. With torch._dynamo.config.optimize_ddp = "
+    '"python_reducer" (the setting compiled autograd needs) DDP calls a comm hook once per '
+    "parameter with (grad, param) and ignores what it returns, so no hook that compresses "
+    "the whole gradient can run there: keep the default optimize_ddp (torch.compile of the "
+    "model or of the DDP model works with these hooks) and no compiled autograd, or use no "
+    "hook (docs/ddp.md, 'torch.compile')"
+)
+
+
 def run_hook(
     state: Any, bucket: GradBucket, kind: type[HookState], hook: str
 ) -> Future[torch.Tensor]:
     """One step of hook ``hook``, whose state must be a ``kind``: another hook's state would
     run that hook's method under this hook's name (a QSGDState under laq_hook is QSGD), and
-    anything else fails deep inside DDP; both are a TypeError naming the pairing instead."""
+    anything else fails deep inside DDP; both are a TypeError naming the pairing instead.
+    So is a ``bucket`` that is not DDP's ``GradBucket``: DDP's Python reducer (compiled
+    autograd) passes ``(grad, param)`` per parameter, which failed with an AttributeError
+    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`)."""
     if not isinstance(state, kind):
         raise TypeError(
             f"{hook} needs a {kind.__name__} as its state: "
             f"ddp_model.register_comm_hook({kind.__name__}(...), {hook}) (or "
             f"laqcore.torch.register_hook(ddp_model, name)), got {type(state).__name__}"
+        )
+    if not isinstance(bucket, GradBucket):
+        raise TypeError(
+            f"{hook} got a {type(bucket).__name__}, not a GradBucket: {PYTHON_REDUCER_ERROR}"
         )
     return state._run(bucket)
