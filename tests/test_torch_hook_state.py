@@ -945,3 +945,46 @@ def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
             ),
         ):
             loss.backward()
+
+
+def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_parameters(
+    group: None,
+) -> None:
+    """The hook's parameter order is DDP's constructor bucket layout, which
+    find_unused_parameters and bucket_cap_mb change. Equal-sized layers then passed the size
+    check and a resumed state silently gave each layer another one's quantizer memory and
+    aggregate (2 gloo ranks: the losses after the resume left the uninterrupted run's)."""
+
+    def trained(steps: int, **ddp_kwargs: Any) -> tuple[Any, Any, LAQState]:
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(8, 8, bias=False) for _ in range(3)]
+        model = torch.nn.Sequential(*layers)
+        ddp = DDP(model, **ddp_kwargs)
+        state = LAQState()
+        ddp.register_comm_hook(state, laq_hook)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(steps):
+            opt.zero_grad()
+            ddp(torch.randn(4, 8)).square().sum().backward()
+            opt.step()
+        return model, ddp, state
+
+    model, _, saved = trained(3)
+    ck = {"model": copy.deepcopy(model.state_dict()), "hook": saved.state_dict()}
+    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
+    for kwargs, refused in [(reordered, True), ({}, False)]:
+        model, ddp, state = trained(0, **kwargs)
+        model.load_state_dict(ck["model"])
+        state.load_state_dict(ck["hook"])
+        loss = ddp(torch.randn(4, 8)).square().sum()
+        if refused:
+            with pytest.raises(ValueError, match="another order than the run that saved"):
+                loss.backward()
+        else:
+            loss.backward()
+            assert state.iteration == 4
+    # A hook state saved at another step than the model proves nothing: no refusal.
+    model, ddp, state = trained(0, **reordered)
+    state.load_state_dict(ck["hook"])  # the model keeps its initial values
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    assert state.iteration == 4

@@ -50,7 +50,7 @@ from ..distributed.two_phase import TwoPhaseExchange
 from ._checkpoint import to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
 from ._fallback import ALLREDUCE, LinkProbe
-from ._group_check import check_replicas_agree
+from ._group_check import check_replicas_agree, parameter_digests
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
@@ -124,6 +124,9 @@ class HookState:
         # From a loaded checkpoint: parameter sizes to check at the first compressed step,
         # and the exchange's state until the exchange exists.
         self._expected_numels: list[int] | None = None
+        # ... and a digest of each parameter in the saving run's stable order, to recognise
+        # the same parameters in another order at the first iteration (:meth:`_check_order`).
+        self._expected_digests: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         # fallback=True: DDP's all-reduce where compression does not pay (:mod:`._fallback`).
@@ -304,6 +307,8 @@ class HookState:
             self._scale = self._loss_scale()
             self._check_units()
             self.layout.learn(parked)
+            if self._expected_digests is not None:  # the first iteration after a load
+                self._check_order()
             # Once per process, before anything is averaged: the same model, and hook states
             # of the same settings and iteration, on every rank of the group.
             if not self._replicas_checked:
@@ -515,6 +520,7 @@ class HookState:
             "iteration": self.iteration,
             "counters": dict(self._counters),
             "numels": list(self.layout.numels or self._expected_numels or []),
+            "param_digests": self._param_digests() or [],
             "world_size": self.world_size,
             "rank": self.rank,
             "exchange": ex.state_dict() if ex is not None else self._exchange_state,
@@ -555,6 +561,16 @@ class HookState:
             for k, v in sd["counters"].items()
         }
         numels = [check_positive_int(v, "state_dict['numels'] entry") for v in sd["numels"]]
+        digests = sd.get("param_digests") or []  # absent before it was recorded
+        if not isinstance(digests, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in digests
+        ):
+            raise TypeError("state_dict['param_digests'] must be a list of int")
+        if digests and len(digests) != len(numels):
+            raise ValueError(
+                f"state_dict['param_digests'] has {len(digests)} entries for {len(numels)} "
+                "parameters"
+            )
         unscaled = sd.get("unscaled", False)  # absent before grad_scaler existed
         if not isinstance(unscaled, bool):
             raise TypeError("state_dict['unscaled'] must be a bool")
@@ -574,6 +590,7 @@ class HookState:
         self.iteration = iteration
         self._counters.update(counters)
         self._expected_numels = numels or None
+        self._expected_digests = digests or None
         # Before its first step a state holds nothing in either units: any scaler fits.
         self._unscaled = unscaled if numels else None
         self._exchange_state = sd["exchange"]
@@ -599,6 +616,35 @@ class HookState:
             )
         self._expected_numels = None
 
+    def _param_digests(self) -> list[int] | None:
+        """Each parameter's digest in the stable order (or the loaded ones, before the
+        first iteration learnt the parameters)."""
+        if self.layout.params:
+            return parameter_digests(self.layout.params)
+        return self._expected_digests
+
+    def _check_order(self) -> None:
+        """At the first iteration after a load: refuse the saving run's parameters in
+        another order. The stable order is DDP's constructor bucket layout, which
+        ``bucket_cap_mb``, ``find_unused_parameters`` and ``static_graph`` change; a new
+        order with the same sizes (equal-sized layers) passed :meth:`_check_layout` and
+        handed each parameter another one's quantizer memory and aggregate, silently.
+        Values that differ (a hook state saved at another step than the model) prove
+        nothing and pass. Every rank holds the same replicas and raises alike, before any
+        collective of the iteration."""
+        saved, self._expected_digests = self._expected_digests, None
+        now = parameter_digests(self.layout.params)
+        if saved is not None and now != saved and sorted(now) == sorted(saved):
+            moved = next(i for i, (a, b) in enumerate(zip(now, saved)) if a != b)
+            raise ValueError(
+                "this model's DDP buckets put its parameters in another order than the run "
+                f"that saved this hook state (from parameter #{moved} of the hook's order on; "
+                "the values are the saved ones): DDP's bucket layout, which sets the hook's "
+                "parameter order, depends on bucket_cap_mb, find_unused_parameters and "
+                "static_graph. Build DDP with the saving run's settings, or start a fresh "
+                "hook state"
+            )
+
     def __getstate__(self) -> dict[str, Any]:
         # A process group cannot be pickled (PowerSGDState drops it too); parameter identities
         # and parked buckets are meaningless in another process, which re-learns them.
@@ -609,6 +655,7 @@ class HookState:
         d.update(_process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
         d["_replicas_checked"] = False
         d["_expected_numels"] = self.layout.numels or self._expected_numels
+        d["_expected_digests"] = self._param_digests()
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
         return d
 
@@ -623,6 +670,7 @@ class HookState:
             "_replicas_checked": False,
             "fallback": False,
             "_probe": None,
+            "_expected_digests": None,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
         # plain attributes before they became checked properties
