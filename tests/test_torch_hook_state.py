@@ -988,3 +988,24 @@ def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_paramet
     state.load_state_dict(ck["hook"])  # the model keeps its initial values
     ddp(torch.randn(4, 8)).square().sum().backward()
     assert state.iteration == 4
+
+
+@pytest.mark.parametrize("exchange", ["two-phase", "all-gather"])
+def test_stats_after_a_load_report_the_checkpoints_exchange_counters(
+    group: None, exchange: str
+) -> None:
+    """Until a compressed step rebuilt the exchange after load_state_dict, stats() lacked
+    the exchange's keys (received_*, rounds, wire_bytes), for the rest of the run when the
+    resumed run's fallback had chosen DDP's all-reduce (2 gloo ranks)."""
+    torch.manual_seed(0)
+    ddp = DDP(torch.nn.Linear(5, 3))
+    state = LAQState(exchange=exchange)
+    ddp.register_comm_hook(state, laq_hook)
+    for _ in range(3):
+        ddp(torch.randn(4, 5)).square().sum().backward()
+    fresh = LAQState(exchange=exchange)
+    fresh.load_state_dict(state.state_dict())
+    want = state.stats()
+    assert ("received_uplink" in want) == (exchange == "two-phase")
+    assert ("wire_bytes" in want) == (exchange == "all-gather")
+    assert fresh.stats() == want

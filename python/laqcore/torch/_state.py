@@ -46,8 +46,10 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._validate import check_bool, check_positive_int
 from ..distributed.errors import NonFiniteGradientError
+from ..distributed.exchange_stats import ExchangeStats
+from ..distributed.transport import TrafficStats
 from ..distributed.two_phase import TwoPhaseExchange
-from ._checkpoint import to_numpy, to_torch
+from ._checkpoint import load_counters, to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
 from ._fallback import ALLREDUCE, LinkProbe
 from ._group_check import check_replicas_agree, parameter_digests
@@ -482,10 +484,9 @@ class HookState:
             out["compression_ratio"] = c["bytes_dense"] / c["bytes_sent"]
         else:  # all skipped, or nothing compressed yet (warm-up)
             out["compression_ratio"] = math.inf if c["bytes_dense"] else math.nan
-        two_phase = getattr(self._exchanger, "exchange", None)
-        if isinstance(two_phase, TwoPhaseExchange):  # downlink rounds with two collectives
-            xs = two_phase.stats
-            out["downlink_sized_rounds"] = xs.sized_rounds
+        xs, traffic = self._exchange_stats()
+        if xs is not None:  # the two-phase exchange
+            out["downlink_sized_rounds"] = xs.sized_rounds  # rounds with two collectives
             out["downlink_tail_rounds"] = xs.tail_rounds
             # bytes_received by phase (issue 15.4's accounting; the payload of the
             # downlink is downlink minus padding, control includes the slots' lengths)
@@ -498,11 +499,33 @@ class HookState:
             out["uploads_all_ranks"] = xs.uploads
         if self._probe is not None:  # fallback=True: the all-reduce iterations it timed
             out["probe_allreduce_steps"] = self._probe.allreduce_samples
-        transport = getattr(self._exchanger, "transport", None)
-        if transport is not None:
-            out["wire_bytes"] = transport.stats.wire_bytes
-            out["control_bytes"] = transport.stats.control_bytes
+        if traffic is not None:  # the all-gather exchange's Transport
+            out["wire_bytes"] = traffic.wire_bytes
+            out["control_bytes"] = traffic.control_bytes
         return out
+
+    def _exchange_stats(self) -> tuple[ExchangeStats | None, TrafficStats | None]:
+        """The exchange's counters (two-phase, all-gather): the live exchange's or, until a
+        compressed step rebuilds it after a load, the checkpoint's. A resumed run whose
+        fallback had chosen DDP's all-reduce never rebuilds it, and its stats() lacked
+        these keys for the rest of the run."""
+        ex = self._exchanger
+        if ex is not None:
+            two_phase = getattr(ex, "exchange", None)
+            transport = getattr(ex, "transport", None)
+            return (
+                two_phase.stats if isinstance(two_phase, TwoPhaseExchange) else None,
+                None if transport is None else transport.stats,
+            )
+        saved = self._exchange_state or {}  # the loaded checkpoint's (None: a fresh state)
+        xs = traffic = None
+        if saved.get("stats") is not None:
+            xs = ExchangeStats()
+            load_counters(xs, saved["stats"], "state_dict['exchange']['stats']")
+        if saved.get("transport") is not None:
+            traffic = TrafficStats()
+            load_counters(traffic, saved["transport"], "state_dict['exchange']['transport']")
+        return xs, traffic
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly: CPU tensors and plain Python values, so
