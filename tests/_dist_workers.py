@@ -292,3 +292,25 @@ def relabel_rank1_as_worker0_at_2(rank: int, k: int, workers: dict[int, Any]) ->
     """From iteration 2 on, rank 1 steps its worker 1 under the id of rank 0's worker 0."""
     if rank == 1 and k == 2:
         workers[0] = workers.pop(1)
+
+
+def fp16_average(rank: int, world: int, hooks: list[dict[str, Any]]) -> list[Any]:
+    """One backward pass of a float16 linear layer whose gradient entries (about 4e4 per
+    rank) fit float16 while their sum over 2 ranks does not, under DDP without a hook and
+    under each hook of ``hooks`` (``{"method": ..., "kwargs": ...}``, in its all-reduce
+    iterations: warm-up or ``fallback``'s probe); returns each weight gradient."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import make_hook
+
+    grads = []
+    for spec in [{"method": "none"}, *hooks]:
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(4, 2).half())
+        if spec["method"] != "none":
+            ddp.register_comm_hook(*make_hook(spec["method"], **spec.get("kwargs", {})))
+        x = torch.full((1, 4), 40000.0 + 1000.0 * rank, dtype=torch.float16)
+        ddp(x).float().sum().backward()
+        grads.append(ddp.module.weight.grad.float().numpy().copy())
+    return grads

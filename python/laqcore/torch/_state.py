@@ -337,12 +337,16 @@ class HookState:
         hook), while the probe times it or after it chose it."""
         world, last, timed = self.world_size, bucket.is_last(), probe.probing
         start = time.perf_counter()
-        work = dist.all_reduce(bucket.buffer(), group=self.process_group, async_op=True)
+        buffer = bucket.buffer()
+        first = _divides_first(buffer)
+        if first:
+            buffer.div_(world)
+        work = dist.all_reduce(buffer, group=self.process_group, async_op=True)
 
         def average(f: Future[list[torch.Tensor]]) -> torch.Tensor:
             if last and timed:  # the all-reduce's time after the backward pass
                 probe.all_reduced(time.perf_counter() - start)
-            return f.value()[0].div_(world)
+            return f.value()[0] if first else f.value()[0].div_(world)
 
         if last:
             self._counters["allreduce_steps"] += 1
@@ -351,8 +355,12 @@ class HookState:
     def _warmup(self, parked: list[Parked]) -> None:
         w = self.world_size
         for b in parked:
+            first = _divides_first(b.buffer)
+            if first:
+                b.buffer.div_(w)
             dist.all_reduce(b.buffer, group=self.process_group)
-            b.buffer.div_(w)
+            if not first:
+                b.buffer.div_(w)
         self._counters["warmup_bytes"] += self.layout.dense_bytes
         # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
         # it), which neither counts as warm-up nor feeds the state.
@@ -716,6 +724,16 @@ PYTHON_REDUCER_ERROR = (
     "model or of the DDP model works with these hooks) and no compiled autograd, or use no "
     "hook (docs/ddp.md, 'torch.compile')"
 )
+
+
+def _divides_first(buffer: torch.Tensor) -> bool:
+    """Whether the hooks' all-reduces (warm-up, ``fallback``) divide ``buffer`` by the world
+    size before summing, as DDP does: for float16, whose sum of the ranks' gradients
+    overflows at 65504 where their average does not (2 gloo ranks, entries of 4e4: DDP
+    returned them, the warm-up returned inf, a dropped step). Other dtypes keep the sum
+    first, the hooks' numerics since the warm-up existed (the same values at 2 and 4 ranks,
+    where dividing by the world size is exact)."""
+    return buffer.dtype == torch.float16
 
 
 def run_hook(
