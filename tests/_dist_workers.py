@@ -345,3 +345,25 @@ def owner_sum_overflow(rank: int, world: int, specs: list[dict[str, Any]]) -> li
     only. Per spec: the averaged gradients, the stats, the owner and the error this rank
     raised (type and text), if any; a checkpoint of the state must load into a fresh one."""
     return [_owner_sum_overflow(rank, **spec) for spec in specs]
+
+
+def fp16_average(rank: int, world: int, hooks: list[dict[str, Any]]) -> list[Any]:
+    """One backward pass of a float16 linear layer whose gradient entries (about 4e4 per
+    rank) fit float16 while their sum over 2 ranks does not, under DDP without a hook and
+    under each hook of ``hooks`` (``{"method": ..., "kwargs": ...}``, in its all-reduce
+    iterations: warm-up or ``fallback``'s probe); returns each weight gradient."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from laqcore.torch import make_hook
+
+    grads = []
+    for spec in [{"method": "none"}, *hooks]:
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(4, 2).half())
+        if spec["method"] != "none":
+            ddp.register_comm_hook(*make_hook(spec["method"], **spec.get("kwargs", {})))
+        x = torch.full((1, 4), 40000.0 + 1000.0 * rank, dtype=torch.float16)
+        ddp(x).float().sum().backward()
+        grads.append(ddp.module.weight.grad.float().numpy().copy())
+    return grads

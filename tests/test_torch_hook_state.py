@@ -935,3 +935,93 @@ def test_fallback_runs_ddps_all_reduce_once_it_is_faster(group: None, monkeypatc
     # every hook state takes it
     assert QSGDState(fallback=True).fallback_decision == "probe-compress"
     assert QSGDState().fallback_decision is None and "allreduce_steps" not in QSGDState().stats()
+
+
+def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
+    """Under ``optimize_ddp = "python_reducer"`` (what compiled autograd needs) DDP calls a
+    comm hook once per parameter with ``(grad, param)`` and ignores the future: the hooks
+    failed with ``AttributeError: 'tuple' object has no attribute 'buffer'`` inside the
+    layout. Now register_hook refuses such a DDP and the hook itself names the cause."""
+    import torch._dynamo
+    from torch._dynamo import compiled_autograd
+
+    from laqcore.torch import qsgd_hook, register_hook
+
+    with torch._dynamo.config.patch(optimize_ddp="python_reducer"):
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(3, 2))
+        with pytest.raises(TypeError, match="python_reducer"):
+            register_hook(ddp, "laq")
+        ddp.register_comm_hook(QSGDState(), qsgd_hook)  # by hand: the hook says it
+        loss = ddp(torch.randn(4, 3)).sum()
+        with (
+            compiled_autograd._enable(torch.compile(backend="eager")),
+            pytest.raises(
+                TypeError, match=r"qsgd_hook got a tuple, not a GradBucket.*python_reducer"
+            ),
+        ):
+            loss.backward()
+
+
+def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_parameters(
+    group: None,
+) -> None:
+    """The hook's parameter order is DDP's constructor bucket layout, which
+    find_unused_parameters and bucket_cap_mb change. Equal-sized layers then passed the size
+    check and a resumed state silently gave each layer another one's quantizer memory and
+    aggregate (2 gloo ranks: the losses after the resume left the uninterrupted run's)."""
+
+    def trained(steps: int, **ddp_kwargs: Any) -> tuple[Any, Any, LAQState]:
+        torch.manual_seed(0)
+        layers = [torch.nn.Linear(8, 8, bias=False) for _ in range(3)]
+        model = torch.nn.Sequential(*layers)
+        ddp = DDP(model, **ddp_kwargs)
+        state = LAQState()
+        ddp.register_comm_hook(state, laq_hook)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(steps):
+            opt.zero_grad()
+            ddp(torch.randn(4, 8)).square().sum().backward()
+            opt.step()
+        return model, ddp, state
+
+    model, _, saved = trained(3)
+    ck = {"model": copy.deepcopy(model.state_dict()), "hook": saved.state_dict()}
+    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
+    for kwargs, refused in [(reordered, True), ({}, False)]:
+        model, ddp, state = trained(0, **kwargs)
+        model.load_state_dict(ck["model"])
+        state.load_state_dict(ck["hook"])
+        loss = ddp(torch.randn(4, 8)).square().sum()
+        if refused:
+            with pytest.raises(ValueError, match="another order than the run that saved"):
+                loss.backward()
+        else:
+            loss.backward()
+            assert state.iteration == 4
+    # A hook state saved at another step than the model proves nothing: no refusal.
+    model, ddp, state = trained(0, **reordered)
+    state.load_state_dict(ck["hook"])  # the model keeps its initial values
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    assert state.iteration == 4
+
+
+@pytest.mark.parametrize("exchange", ["two-phase", "all-gather"])
+def test_stats_after_a_load_report_the_checkpoints_exchange_counters(
+    group: None, exchange: str
+) -> None:
+    """Until a compressed step rebuilt the exchange after load_state_dict, stats() lacked
+    the exchange's keys (received_*, rounds, wire_bytes), for the rest of the run when the
+    resumed run's fallback had chosen DDP's all-reduce (2 gloo ranks)."""
+    torch.manual_seed(0)
+    ddp = DDP(torch.nn.Linear(5, 3))
+    state = LAQState(exchange=exchange)
+    ddp.register_comm_hook(state, laq_hook)
+    for _ in range(3):
+        ddp(torch.randn(4, 5)).square().sum().backward()
+    fresh = LAQState(exchange=exchange)
+    fresh.load_state_dict(state.state_dict())
+    want = state.stats()
+    assert ("received_uplink" in want) == (exchange == "two-phase")
+    assert ("wire_bytes" in want) == (exchange == "all-gather")
+    assert fresh.stats() == want

@@ -344,3 +344,17 @@ def test_a_sum_that_overflows_at_one_owner_is_handled_on_every_rank(world: int) 
                 assert err is not None and err[0] == "NonFiniteGradientError", (method, err)
                 assert f"float32 range at rank {world - 1} " in err[1]
                 assert "at step 1;" in err[1]
+
+
+def test_float16_all_reduce_steps_average_like_ddp() -> None:
+    """The hooks' all-reduce iterations summed float16 buckets before dividing: entries of
+    4e4 per rank overflowed to inf (a dropped step, or NaN parameters without a scaler)
+    where DDP, which divides first, returned their average."""
+    from _dist_workers import fp16_average
+
+    hooks = [{"method": "qsgd"}, {"method": "laq", "kwargs": {"warmup_steps": 1}}]  # QSGD: 1
+    outs = run_processes(fp16_average, 2, hooks, pg_timeout_s=30, deadline_s=120)
+    ddp, *hooked = outs[0].result
+    assert np.isfinite(ddp).all() and ddp.max() > 4e4
+    for spec, got in zip(hooks, hooked, strict=True):
+        np.testing.assert_array_equal(got, ddp, err_msg=str(spec))

@@ -44,6 +44,7 @@ __all__ = [
     "ReplicaGroupError",
     "check_replicas_agree",
     "parameter_digest",
+    "parameter_digests",
     "settings_digest",
 ]
 
@@ -60,26 +61,44 @@ class ReplicaGroupError(ValueError):
     """The ranks of a hook's process group do not hold replicas of one model."""
 
 
+def _add_parameter(h: Any, p: torch.Tensor) -> None:
+    """Feed one parameter's size, dtype and evenly spaced samples into hash ``h``."""
+    flat = p.detach().reshape(-1)
+    n = int(flat.numel())
+    h.update(f"{n}:{p.dtype};".encode())
+    if n:
+        k = min(n, SAMPLES_PER_PARAMETER)
+        idx = torch.linspace(0, n - 1, k, device=flat.device).round().long()
+        # The samples' bytes (a uint8 view: numpy has no bfloat16).
+        h.update(flat[idx].contiguous().view(torch.uint8).cpu().numpy().tobytes())
+
+
+def _signed(h: Any) -> int:
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
 def parameter_digest(parked: list[Parked]) -> int:
     """A 64-bit digest of the buckets' parameters (their order, sizes, dtypes, samples)."""
     h = hashlib.blake2b(digest_size=8)
     for b in parked:
         for p in b.params:
-            flat = p.detach().reshape(-1)
-            n = int(flat.numel())
-            h.update(f"{n}:{p.dtype};".encode())
-            if n:
-                k = min(n, SAMPLES_PER_PARAMETER)
-                idx = torch.linspace(0, n - 1, k, device=flat.device).round().long()
-                # The samples' bytes (a uint8 view: numpy has no bfloat16).
-                h.update(flat[idx].contiguous().view(torch.uint8).cpu().numpy().tobytes())
-    return int.from_bytes(h.digest(), "little", signed=True)
+            _add_parameter(h, p)
+    return _signed(h)
+
+
+def parameter_digests(params: list[torch.Tensor]) -> list[int]:
+    """One 64-bit digest per parameter (size, dtype, samples), in the order given."""
+    out = []
+    for p in params:
+        h = hashlib.blake2b(digest_size=8)
+        _add_parameter(h, p)
+        out.append(_signed(h))
+    return out
 
 
 def settings_digest(text: str) -> int:
     """A 64-bit digest of a hook state's description (its class and settings)."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return _signed(hashlib.blake2b(text.encode(), digest_size=8))
 
 
 def _by_value(column: Any) -> dict[int, list[int]]:

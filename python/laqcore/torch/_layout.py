@@ -94,6 +94,7 @@ class BucketLayout:
         self._parked: list[Parked] = []
         self._ordinal: dict[int, int] = {}  # id(param) -> position in the stable order
         self.numels: list[int] = []
+        self.params: list[torch.Tensor] = []  # the parameters, in the stable order
         self._offsets: list[int] = [0]
         self._known_key: tuple[int, ...] | None = None
         self._plan: tuple[list[torch.Tensor], list[int]] | None = None
@@ -139,6 +140,7 @@ class BucketLayout:
                 for p in b.params:
                     self._ordinal[id(p)] = len(self.numels)
                     self.numels.append(int(p.numel()))
+                    self.params.append(p)
             offsets = [0]
             for k in self.numels:
                 offsets.append(offsets[-1] + k)

@@ -46,15 +46,17 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._validate import check_bool, check_positive_int
 from ..distributed.errors import NonFiniteGradientError
+from ..distributed.exchange_stats import ExchangeStats
+from ..distributed.transport import TrafficStats
 from ..distributed.two_phase import TwoPhaseExchange
-from ._checkpoint import to_numpy, to_torch
+from ._checkpoint import load_counters, to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
 from ._fallback import ALLREDUCE, LinkProbe
-from ._group_check import check_replicas_agree
+from ._group_check import check_replicas_agree, parameter_digests
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
-__all__ = ["HookState", "run_hook"]
+__all__ = ["PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
 
 
 def __dir__() -> list[str]:
@@ -126,6 +128,9 @@ class HookState:
         # From a loaded checkpoint: parameter sizes to check at the first compressed step,
         # and the exchange's state until the exchange exists.
         self._expected_numels: list[int] | None = None
+        # ... and a digest of each parameter in the saving run's stable order, to recognise
+        # the same parameters in another order at the first iteration (:meth:`_check_order`).
+        self._expected_digests: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         # fallback=True: DDP's all-reduce where compression does not pay (:mod:`._fallback`).
@@ -306,6 +311,8 @@ class HookState:
             self._scale = self._loss_scale()
             self._check_units()
             self.layout.learn(parked)
+            if self._expected_digests is not None:  # the first iteration after a load
+                self._check_order()
             # Once per process, before anything is averaged: the same model, and hook states
             # of the same settings and iteration, on every rank of the group.
             if not self._replicas_checked:
@@ -332,12 +339,16 @@ class HookState:
         hook), while the probe times it or after it chose it."""
         world, last, timed = self.world_size, bucket.is_last(), probe.probing
         start = time.perf_counter()
-        work = dist.all_reduce(bucket.buffer(), group=self.process_group, async_op=True)
+        buffer = bucket.buffer()
+        first = _divides_first(buffer)
+        if first:
+            buffer.div_(world)
+        work = dist.all_reduce(buffer, group=self.process_group, async_op=True)
 
         def average(f: Future[list[torch.Tensor]]) -> torch.Tensor:
             if last and timed:  # the all-reduce's time after the backward pass
                 probe.all_reduced(time.perf_counter() - start)
-            return f.value()[0].div_(world)
+            return f.value()[0] if first else f.value()[0].div_(world)
 
         if last:
             self._counters["allreduce_steps"] += 1
@@ -346,8 +357,12 @@ class HookState:
     def _warmup(self, parked: list[Parked]) -> None:
         w = self.world_size
         for b in parked:
+            first = _divides_first(b.buffer)
+            if first:
+                b.buffer.div_(w)
             dist.all_reduce(b.buffer, group=self.process_group)
-            b.buffer.div_(w)
+            if not first:
+                b.buffer.div_(w)
         self._counters["warmup_bytes"] += self.layout.dense_bytes
         # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
         # it), which neither counts as warm-up nor feeds the state.
@@ -483,10 +498,9 @@ class HookState:
             out["compression_ratio"] = c["bytes_dense"] / c["bytes_sent"]
         else:  # all skipped, or nothing compressed yet (warm-up)
             out["compression_ratio"] = math.inf if c["bytes_dense"] else math.nan
-        two_phase = getattr(self._exchanger, "exchange", None)
-        if isinstance(two_phase, TwoPhaseExchange):  # downlink rounds with two collectives
-            xs = two_phase.stats
-            out["downlink_sized_rounds"] = xs.sized_rounds
+        xs, traffic = self._exchange_stats()
+        if xs is not None:  # the two-phase exchange
+            out["downlink_sized_rounds"] = xs.sized_rounds  # rounds with two collectives
             out["downlink_tail_rounds"] = xs.tail_rounds
             # bytes_received by phase (issue 15.4's accounting; the payload of the
             # downlink is downlink minus padding, control includes the slots' lengths)
@@ -499,11 +513,33 @@ class HookState:
             out["uploads_all_ranks"] = xs.uploads
         if self._probe is not None:  # fallback=True: the all-reduce iterations it timed
             out["probe_allreduce_steps"] = self._probe.allreduce_samples
-        transport = getattr(self._exchanger, "transport", None)
-        if transport is not None:
-            out["wire_bytes"] = transport.stats.wire_bytes
-            out["control_bytes"] = transport.stats.control_bytes
+        if traffic is not None:  # the all-gather exchange's Transport
+            out["wire_bytes"] = traffic.wire_bytes
+            out["control_bytes"] = traffic.control_bytes
         return out
+
+    def _exchange_stats(self) -> tuple[ExchangeStats | None, TrafficStats | None]:
+        """The exchange's counters (two-phase, all-gather): the live exchange's or, until a
+        compressed step rebuilds it after a load, the checkpoint's. A resumed run whose
+        fallback had chosen DDP's all-reduce never rebuilds it, and its stats() lacked
+        these keys for the rest of the run."""
+        ex = self._exchanger
+        if ex is not None:
+            two_phase = getattr(ex, "exchange", None)
+            transport = getattr(ex, "transport", None)
+            return (
+                two_phase.stats if isinstance(two_phase, TwoPhaseExchange) else None,
+                None if transport is None else transport.stats,
+            )
+        saved = self._exchange_state or {}  # the loaded checkpoint's (None: a fresh state)
+        xs = traffic = None
+        if saved.get("stats") is not None:
+            xs = ExchangeStats()
+            load_counters(xs, saved["stats"], "state_dict['exchange']['stats']")
+        if saved.get("transport") is not None:
+            traffic = TrafficStats()
+            load_counters(traffic, saved["transport"], "state_dict['exchange']['transport']")
+        return xs, traffic
 
     def state_dict(self, *, all_ranks: bool = False) -> dict[str, Any]:
         """Everything needed to resume exactly: CPU tensors and plain Python values, so
@@ -555,6 +591,7 @@ class HookState:
             "iteration": self.iteration,
             "counters": dict(self._counters),
             "numels": list(self.layout.numels or self._expected_numels or []),
+            "param_digests": self._param_digests() or [],
             "world_size": self.world_size,
             "rank": self.rank,
             "exchange": ex.state_dict() if ex is not None else self._exchange_state,
@@ -601,6 +638,16 @@ class HookState:
             for k, v in sd["counters"].items()
         }
         numels = [check_positive_int(v, "state_dict['numels'] entry") for v in sd["numels"]]
+        digests = sd.get("param_digests") or []  # absent before it was recorded
+        if not isinstance(digests, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) for d in digests
+        ):
+            raise TypeError("state_dict['param_digests'] must be a list of int")
+        if digests and len(digests) != len(numels):
+            raise ValueError(
+                f"state_dict['param_digests'] has {len(digests)} entries for {len(numels)} "
+                "parameters"
+            )
         unscaled = sd.get("unscaled", False)  # absent before grad_scaler existed
         if not isinstance(unscaled, bool):
             raise TypeError("state_dict['unscaled'] must be a bool")
@@ -620,6 +667,7 @@ class HookState:
         self.iteration = iteration
         self._counters.update(counters)
         self._expected_numels = numels or None
+        self._expected_digests = digests or None
         # Before its first step a state holds nothing in either units: any scaler fits.
         self._unscaled = unscaled if numels else None
         self._exchange_state = sd["exchange"]
@@ -645,6 +693,35 @@ class HookState:
             )
         self._expected_numels = None
 
+    def _param_digests(self) -> list[int] | None:
+        """Each parameter's digest in the stable order (or the loaded ones, before the
+        first iteration learnt the parameters)."""
+        if self.layout.params:
+            return parameter_digests(self.layout.params)
+        return self._expected_digests
+
+    def _check_order(self) -> None:
+        """At the first iteration after a load: refuse the saving run's parameters in
+        another order. The stable order is DDP's constructor bucket layout, which
+        ``bucket_cap_mb``, ``find_unused_parameters`` and ``static_graph`` change; a new
+        order with the same sizes (equal-sized layers) passed :meth:`_check_layout` and
+        handed each parameter another one's quantizer memory and aggregate, silently.
+        Values that differ (a hook state saved at another step than the model) prove
+        nothing and pass. Every rank holds the same replicas and raises alike, before any
+        collective of the iteration."""
+        saved, self._expected_digests = self._expected_digests, None
+        now = parameter_digests(self.layout.params)
+        if saved is not None and now != saved and sorted(now) == sorted(saved):
+            moved = next(i for i, (a, b) in enumerate(zip(now, saved)) if a != b)
+            raise ValueError(
+                "this model's DDP buckets put its parameters in another order than the run "
+                f"that saved this hook state (from parameter #{moved} of the hook's order on; "
+                "the values are the saved ones): DDP's bucket layout, which sets the hook's "
+                "parameter order, depends on bucket_cap_mb, find_unused_parameters and "
+                "static_graph. Build DDP with the saving run's settings, or start a fresh "
+                "hook state"
+            )
+
     def __getstate__(self) -> dict[str, Any]:
         # A process group cannot be pickled (PowerSGDState drops it too); parameter identities
         # and parked buckets are meaningless in another process, which re-learns them.
@@ -655,6 +732,7 @@ class HookState:
         d.update(_process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
         d["_replicas_checked"] = False
         d["_expected_numels"] = self.layout.numels or self._expected_numels
+        d["_expected_digests"] = self._param_digests()
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
         return d
 
@@ -669,6 +747,7 @@ class HookState:
             "_replicas_checked": False,
             "fallback": False,
             "_probe": None,
+            "_expected_digests": None,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
         # plain attributes before they became checked properties
@@ -680,16 +759,46 @@ class HookState:
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
 
 
+#: Why the hooks cannot run under DDP's Python reducer (one text for both places that
+#: refuse it: :func:`run_hook` and ``register_hook``).
+PYTHON_REDUCER_ERROR = (
+    "laqcore's DDP hooks need DDP's C++ reducer, which hands a hook one GradBucket per "
+    "bucket and uses the future it returns. With torch._dynamo.config.optimize_ddp = "
+    '"python_reducer" (the setting compiled autograd needs) DDP calls a comm hook once per '
+    "parameter with (grad, param) and ignores what it returns, so no hook that compresses "
+    "the whole gradient can run there: keep the default optimize_ddp (torch.compile of the "
+    "model or of the DDP model works with these hooks) and no compiled autograd, or use no "
+    "hook (docs/ddp.md, 'torch.compile')"
+)
+
+
+def _divides_first(buffer: torch.Tensor) -> bool:
+    """Whether the hooks' all-reduces (warm-up, ``fallback``) divide ``buffer`` by the world
+    size before summing, as DDP does: for float16, whose sum of the ranks' gradients
+    overflows at 65504 where their average does not (2 gloo ranks, entries of 4e4: DDP
+    returned them, the warm-up returned inf, a dropped step). Other dtypes keep the sum
+    first, the hooks' numerics since the warm-up existed (the same values at 2 and 4 ranks,
+    where dividing by the world size is exact)."""
+    return buffer.dtype == torch.float16
+
+
 def run_hook(
     state: Any, bucket: GradBucket, kind: type[HookState], hook: str
 ) -> Future[torch.Tensor]:
     """One step of hook ``hook``, whose state must be a ``kind``: another hook's state would
     run that hook's method under this hook's name (a QSGDState under laq_hook is QSGD), and
-    anything else fails deep inside DDP; both are a TypeError naming the pairing instead."""
+    anything else fails deep inside DDP; both are a TypeError naming the pairing instead.
+    So is a ``bucket`` that is not DDP's ``GradBucket``: DDP's Python reducer (compiled
+    autograd) passes ``(grad, param)`` per parameter, which failed with an AttributeError
+    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`)."""
     if not isinstance(state, kind):
         raise TypeError(
             f"{hook} needs a {kind.__name__} as its state: "
             f"ddp_model.register_comm_hook({kind.__name__}(...), {hook}) (or "
             f"laqcore.torch.register_hook(ddp_model, name)), got {type(state).__name__}"
+        )
+    if not isinstance(bucket, GradBucket):
+        raise TypeError(
+            f"{hook} got a {type(bucket).__name__}, not a GradBucket: {PYTHON_REDUCER_ERROR}"
         )
     return state._run(bucket)

@@ -24,7 +24,7 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._registry import Registry
 from . import compressor_hooks as c
-from ._state import HookState
+from ._state import PYTHON_REDUCER_ERROR, HookState
 from .laq_state import LAQState, laq_hook
 
 __all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook", "register_hook"]
@@ -113,7 +113,9 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     Raises
     ------
     TypeError
-        ``ddp_model`` is not a ``DistributedDataParallel``, nor ``torch.compile`` of one (or a
+        ``ddp_model`` is not a ``DistributedDataParallel``, nor ``torch.compile`` of one, or
+        was built under ``torch._dynamo.config.optimize_ddp = "python_reducer"`` (compiled
+        autograd), which calls comm hooks per parameter and ignores their result (or a
         keyword is not the state's).
     ValueError
         ``process_group`` is another group than DDP's, or as :func:`make_hook`.
@@ -141,6 +143,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
             f"{type(ddp_model).__name__} ({ranks}; a trainer such as Accelerate or Lightning "
             "wraps the model in DDP only when it runs several processes)"
         )
+    if getattr(ddp_model, "_use_python_reducer", False):  # fixed when DDP was built
+        raise TypeError(PYTHON_REDUCER_ERROR)
     group = ddp_model.process_group
     given = kwargs.pop("process_group", group)
     if given is None:  # the default group, as for a hook state (and DDP's own None)
