@@ -131,6 +131,46 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_two_launches_that_draw_one_port_do_not_join_each_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two launches on one machine can draw the same rendezvous port. The loser's rank 0
+    fails to listen and its launch is repeated, but its rank 1 had already joined the
+    winner's store: under shared keys it overwrote the winner's peer address, and the
+    winner's gloo mesh failed ("Connection closed by peer", seen in a CI run beside other
+    launches). Each launch now has its own key space in the store."""
+    import threading
+
+    from laqcore.distributed import launch
+
+    real = launch.free_port
+    for _ in range(3):
+        port, drawn = real(), threading.local()
+
+        def same_port_first(drawn: Any = drawn, port: int = port) -> int:
+            if getattr(drawn, "done", False):
+                return real()
+            drawn.done = True
+            return port
+
+        monkeypatch.setattr(launch, "free_port", same_port_first)
+        results: list[Any] = []
+
+        def one_launch(results: list[Any] = results) -> None:
+            try:
+                outs = run_processes(rank_and_world, 2, pg_timeout_s=10, deadline_s=60)
+                results.append([o.result for o in outs])
+            except LaunchError as err:
+                results.append(err)
+
+        threads = [threading.Thread(target=one_launch) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [[(0, 2), (1, 2)]] * 2
+
+
 def test_a_taken_rendezvous_port_is_retried_on_another(monkeypatch: pytest.MonkeyPatch) -> None:
     """free_port() closes the port it found, so another process can take it before rank 0
     listens on it: the launch is repeated on a new port, not failed (it failed with

@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import secrets
 import socket
 import sys
 import threading
@@ -122,7 +123,7 @@ def _exit_with_parent(rank: int) -> None:
 def _child(
     rank: int,
     world_size: int,
-    port: int,
+    rendezvous: tuple[int, str],
     backend: str,
     pg_timeout_s: float,
     threads: int,
@@ -146,12 +147,25 @@ def _child(
     t0 = time.monotonic()
     joined = False
     try:
+        port, namespace = rendezvous
+        timeout = datetime.timedelta(seconds=pg_timeout_s)
+        # No worker count (wait_for_workers): the store counts every client that connects,
+        # another launch's too; the group's own rendezvous waits for this launch's ranks.
+        # (torch's stubs do not re-export the store classes from torch.distributed)
+        store = dist.TCPStore(  # type: ignore[attr-defined]
+            "127.0.0.1", port, world_size, rank == 0, timeout, wait_for_workers=False
+        )
+        # The launch's own key space: two launches on one machine can draw the same port
+        # (free_port must close it again), and then the loser's ranks other than 0 join the
+        # winner's store; under shared keys they overwrote the winner's peer addresses and
+        # its gloo mesh failed ("Connection closed by peer"). Now they only wait in their own
+        # space until their rank 0's EADDRINUSE repeats the launch on another port.
         dist.init_process_group(
             backend,
-            init_method=f"tcp://127.0.0.1:{port}",
+            store=dist.PrefixStore(f"laqcore-launch/{namespace}", store),  # type: ignore[attr-defined]
             rank=rank,
             world_size=world_size,
-            timeout=datetime.timedelta(seconds=pg_timeout_s),
+            timeout=timeout,
         )
         joined = True
         try:
@@ -233,11 +247,12 @@ def _launch_once(
     deadline ``end`` or a taken port (then the others, waiting at the rendezvous, are
     killed at once). ``launch``: ``(fn, args, backend, pg_timeout_s, threads_per_proc)``."""
     fn, args, backend, pg_timeout_s, threads = launch
+    namespace = secrets.token_hex(8)  # this launch's store keys (see _child)
     results: Any = ctx.Queue()
     procs = [
         ctx.Process(
             target=_child,
-            args=(r, nproc, port, backend, pg_timeout_s, threads, fn, args, results),
+            args=(r, nproc, (port, namespace), backend, pg_timeout_s, threads, fn, args, results),
             daemon=True,
         )
         for r in range(nproc)
