@@ -1,6 +1,7 @@
-"""A user's own compressor and payload, plugged in through the public API: every mistake in
-one is refused with an error that names it, before or at its first use, never a silent wrong
-run (a decompressed vector of the wrong length used to be broadcast into the server's sum)."""
+"""A user's own compressor, payload and data, plugged in through the public API: every
+mistake in one is refused with an error that names it, before or at its first use, never a
+silent wrong run (a decompressed vector of the wrong length used to be broadcast into the
+server's sum)."""
 
 from __future__ import annotations
 
@@ -174,3 +175,20 @@ def test_kind_mismatch_names_the_user_payload() -> None:
     mine = TwoBit().compress(np.ones(N, dtype=np.float32)).to_bytes()
     with pytest.raises(ValueError, match=r"holds a TwoBitPayload \(kind 201\) payload, expected"):
         laqcore.compressors.SignPayload.from_bytes(mine)
+
+
+@pytest.mark.parametrize("model", ["softmax", "logistic", "least-squares"])
+def test_float_class_labels_run_as_their_integer_ids(model: str) -> None:
+    # Whole-number float labels pass the Dataset and Problem checks; the softmax then
+    # indexed with them (IndexError) and accuracy() read them as regression targets.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    runs = []
+    for labels in (y, y.astype(np.float64)):
+        data = laqcore.problems.Dataset("user", X, labels, 2)
+        prob = laqcore.make_problem(data, model=model, workers=2)
+        r = simulate(prob, laqcore.get_algorithm("gd"), max_iterations=3, f_star=0.0)
+        runs.append((r.final_loss, r.test_accuracy, r.train_accuracy))
+    assert runs[0] == runs[1]
+    assert 0.0 <= runs[1][1] <= 1.0
