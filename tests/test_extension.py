@@ -192,3 +192,17 @@ def test_float_class_labels_run_as_their_integer_ids(model: str) -> None:
         runs.append((r.final_loss, r.test_accuracy, r.train_accuracy))
     assert runs[0] == runs[1]
     assert 0.0 <= runs[1][1] <= 1.0
+
+
+def test_a_payload_class_defined_again_replaces_itself() -> None:
+    # A notebook cell run twice defines the class again: "registered twice" stopped it.
+    def define(name: str) -> type[Payload]:
+        return type(name, (Payload,), {"KIND": 202, "META": struct.Struct("<f")})
+
+    first = define("Redefined")
+    second = define("Redefined")
+    from laqcore import wire
+
+    assert wire._REGISTRY[202] is second and second is not first
+    with pytest.raises(RuntimeError, match=r"kind 202 registered twice \(Redefined has it\)"):
+        define("Another")

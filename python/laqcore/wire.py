@@ -126,8 +126,16 @@ class Payload:
                     f"payload of your own, an integer in {USER_KINDS.start}..{USER_KINDS.stop - 1}"
                     f", got {kind!r}"
                 )
-            if int(kind) in _REGISTRY:
-                raise RuntimeError(f"payload kind {kind!r} registered twice")
+            old = _REGISTRY.get(int(kind))
+            # The same class defined again (a notebook cell or a script run twice) replaces
+            # itself; another class may not take a kind that is in use.
+            if old is not None and (old.__module__, old.__qualname__) != (
+                cls.__module__,
+                cls.__qualname__,
+            ):
+                raise RuntimeError(
+                    f"payload kind {kind!r} registered twice ({old.__qualname__} has it)"
+                )
             _REGISTRY[int(kind)] = cls
 
     # -- what subclasses provide -------------------------------------------------------
