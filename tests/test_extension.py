@@ -206,3 +206,18 @@ def test_a_payload_class_defined_again_replaces_itself() -> None:
     assert wire._REGISTRY[202] is second and second is not first
     with pytest.raises(RuntimeError, match=r"kind 202 registered twice \(Redefined has it\)"):
         define("Another")
+
+
+def test_a_builtin_registered_under_another_name_is_entropy_coded(register: Any) -> None:
+    # register_compressor's own example: "my_sign" builds a SignCompressor, whose payloads
+    # entropy coding takes; the registry name alone refused it.
+    name = register("user_my_sign", laqcore.compressors.SignCompressor)
+    coded = laqcore.get_compressor(name, entropy=True)
+    x = np.linspace(-1, 1, 64, dtype=np.float32)
+    plain = laqcore.get_compressor("sign")
+    frame = coded.compress(x).to_bytes()
+    received = coded.from_bytes(frame, expected_n=64)
+    np.testing.assert_array_equal(coded.decompress(received), plain.decompress(plain.compress(x)))
+    mine = register("user_two_bit_coded", TwoBit)
+    with pytest.raises(ValueError, match="'user_two_bit_coded' cannot be entropy-coded"):
+        laqcore.get_compressor(mine, entropy=True)

@@ -355,7 +355,10 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     if entropy:
         from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
 
-        if key not in CODABLE_COMPRESSORS:
+        # A class's own name decides, not the name it was registered under: a SignCompressor
+        # registered as "my_sign" (register_compressor's example) makes sign payloads.
+        # Function factories ("laq") have no name of their own: their key decides.
+        if getattr(factory, "name", key) not in CODABLE_COMPRESSORS:
             raise ValueError(
                 f"compressor {key!r} cannot be entropy-coded; codable: "
                 f"{', '.join(CODABLE_COMPRESSORS)}"
