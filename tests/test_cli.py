@@ -346,3 +346,18 @@ def test_study_help_explains_every_option(command):
     sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     bare = [a.option_strings for a in sub.choices[command]._actions if not a.help]
     assert bare == []
+
+
+def test_regression_table_says_what_its_test_accuracy_is(tmp_path, capsys, cache):
+    """A regression problem's "test acc" is the negative MSE (Problem.accuracy): the table
+    printed -0.57 under an accuracy heading without a word; a classification table has no
+    such line."""
+    args = ["compare", "--algorithms", "gd,laq", "-K", "5", "--workers", "2", "--no-plots"]
+    args += ["--quiet", "--max-samples", "200"]
+    reg = ["--dataset", "synthetic-regression", "--model", "least-squares"]
+    assert cli.main([*args, *reg, "--out", str(tmp_path / "reg")]) == 0
+    assert "test acc < 0: a regression problem's negative mean squared error" in (
+        capsys.readouterr().out
+    )
+    assert cli.main([*args, "--dataset", "digits", "--out", str(tmp_path / "cls")]) == 0
+    assert "negative mean squared error" not in capsys.readouterr().out

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import laqcore
+from laqcore.compressors import base as compressor_base
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["README.md", "docs/quickstart.md", "docs/algorithms.md"]
@@ -64,12 +65,22 @@ def test_example_runs_and_prints_what_the_page_shows(page, line, code, shown, pr
     # threads example uses laqcore): the reader's session has it.
     namespace: dict[str, object] = {"laqcore": laqcore}
     threads = laqcore.get_num_threads()
+    # A block that registers a compressor of its own (docs/algorithms.md) must not change
+    # available_compressors() for the tests after it.
+    registry = compressor_base._REGISTRY
+    saved = dict(registry.entries), dict(registry.aliases), set(registry.deprecated)
     out = io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
             exec(compile(code, f"{page}:{line}", "exec"), namespace)
     finally:
         laqcore.set_num_threads(threads)
+        registry.entries.clear()
+        registry.entries.update(saved[0])
+        registry.aliases.clear()
+        registry.aliases.update(saved[1])
+        registry.deprecated.clear()
+        registry.deprecated.update(saved[2])
     printed = out.getvalue().splitlines()
     if shown is not None:
         assert printed == shown.splitlines()

@@ -197,3 +197,27 @@ def test_variance_plot_labels_the_bits_axis(tmp_path, monkeypatch):
     labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
     assert [t for t in labels if t] == ["2", "4", "8"]
     plt.close(fig)
+
+
+def test_plot_results_from_python_runs(tmp_path):
+    """Runs of laqcore.simulate plotted from Python: the output directory is created (the
+    first figure failed with FileNotFoundError), a run without a link has no empty time
+    panel, and runs that cannot be plotted are refused by name."""
+    import laqcore
+
+    prob = laqcore.make_problem("digits", workers=2, max_samples=60)
+    runs = [
+        laqcore.simulate(prob, laqcore.get_algorithm(a), max_iterations=3, f_star=0.0)
+        for a in ("gd", "laq")
+    ]
+    paths = plot_results(str(tmp_path / "new" / "dir"), runs)
+    names = [f"residual_vs_{k}.png" for k, _ in PANELS if k != "time"]
+    assert [p.rsplit("/", 1)[-1] for p in paths] == names
+    assert sorted(p.name for p in (tmp_path / "new" / "dir").iterdir()) == sorted(names)
+    bare = laqcore.simulate(
+        prob, laqcore.get_algorithm("gd"), max_iterations=3, f_star=0.0, record_history=False
+    )
+    with pytest.raises(ValueError, match="run.s. gd hold no history to plot"):
+        plot_results(str(tmp_path), [runs[1], bare])
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_results(str(tmp_path), [])

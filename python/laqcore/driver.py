@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ._typing import F64
-from .wire import Payload
+from .wire import Payload, check_payload_type
 
 if TYPE_CHECKING:
     from .algorithms.base import Message, Server, Worker
@@ -324,7 +324,7 @@ def run_rounds(
         for m in sorted(workers):
             payload = step(m, workers[m], messages[m])
             if payload is not None:
-                uploads[m] = payload
+                uploads[m] = check_payload_type(payload, f"worker {m}'s step")
         batch = dict(sorted(exchange(k, uploads).items()))
         up = (
             sum(p.nbytes for p in batch.values()) if uplink_nbytes is None else uplink_nbytes(batch)

@@ -20,8 +20,8 @@ from typing import Any
 
 from ._typing import FloatVector
 from ._validate import as_float_vector
-from .compressors.base import Compressor
-from .wire import Payload
+from .compressors.base import Compressor, check_compressor, decoded
+from .wire import Payload, check_payload_type
 
 __all__ = ["ErrorFeedback"]
 
@@ -57,12 +57,7 @@ class ErrorFeedback:
     """
 
     def __init__(self, compressor: Compressor) -> None:
-        for method in ("compress", "decompress", "from_bytes"):
-            if not callable(getattr(compressor, method, None)):
-                raise TypeError(
-                    f"compressor must provide {method}() (the Compressor protocol), "
-                    f"got {type(compressor).__name__}"
-                )
+        check_compressor(compressor, "compressor")
         self.compressor = compressor
         self.name = f"ef_{getattr(compressor, 'name', type(compressor).__name__)}"
         self.memory: FloatVector | None = None
@@ -86,7 +81,7 @@ class ErrorFeedback:
     def update(self, p: Any, payload: Payload) -> None:
         """Set ``e = p - decompress(payload)``, with ``p`` the compensated vector that was sent."""
         pv = as_float_vector(p, "p")
-        sent = self.compressor.decompress(payload)
+        sent = decoded(self.compressor, payload)
         if sent.shape != pv.shape:
             raise ValueError(
                 f"payload decodes to length {sent.shape[0]} but p has length {pv.shape[0]}"
@@ -96,7 +91,9 @@ class ErrorFeedback:
     def compress(self, x: Any, *, step: int | None = None) -> Payload:
         """compensate, compress, update: returns the payload to send."""
         p = self.compensate(x)
-        payload = self.compressor.compress(p, step=step)
+        payload = check_payload_type(
+            self.compressor.compress(p, step=step), f"{type(self.compressor).__name__}.compress"
+        )
         self.update(p, payload)
         return payload
 

@@ -69,7 +69,10 @@ class RunResult:
     per the ``downlink`` mode, ``total_bits`` their sum. ``time_s`` / ``time_to_tolerance``:
     modelled seconds of the whole run / to the tolerance under ``network`` (``None`` without
     a link, or when the tolerance was not reached). ``trace`` is the recorded traffic (not
-    written to results.json).
+    written to results.json). ``test_accuracy`` / ``train_accuracy`` (and the
+    ``test_accuracy`` history) are :meth:`laqcore.problems.Problem.accuracy`: the fraction
+    classified right, but for a regression problem (a ``least-squares`` model on targets)
+    the *negative* mean squared error, and NaN without test samples (``test_fraction=0``).
     """
 
     algorithm: str

@@ -54,7 +54,9 @@ __all__ = [
     "MAGIC",
     "Payload",
     "PayloadKind",
+    "USER_KINDS",
     "bundle_nbytes",
+    "check_payload_type",
     "pack_uploads",
     "payload_from_bytes",
     "unpack_uploads",
@@ -85,6 +87,10 @@ class PayloadKind(enum.IntEnum):
     ROTATION = 11
 
 
+#: The kind bytes left to payload classes outside laqcore (``KIND = 200``): laqcore's own
+#: kinds (:class:`PayloadKind`) and ``BUNDLE_KIND`` stay below them.
+USER_KINDS = range(129, 256)
+
 _REGISTRY: dict[int, type[Payload]] = {}
 
 
@@ -92,7 +98,10 @@ class Payload:
     """Base class of everything that goes on the wire.
 
     Subclasses set ``KIND`` and ``META`` and are registered automatically, so
-    :func:`payload_from_bytes` can decode any frame.
+    :func:`payload_from_bytes` can decode any frame. ``KIND`` is a :class:`PayloadKind` for
+    laqcore's payloads; a payload class of your own (a custom compressor's) takes an
+    unused integer of :data:`USER_KINDS` (129..255), any other value is a ``TypeError``
+    when the class is defined.
     """
 
     KIND: ClassVar[PayloadKind]
@@ -103,8 +112,30 @@ class Payload:
         super().__init_subclass__(**kwargs)
         kind = cls.__dict__.get("KIND")
         if kind is not None:
-            if int(kind) in _REGISTRY:
-                raise RuntimeError(f"payload kind {kind!r} registered twice")
+            # The kind is the header's one byte: laqcore's own kinds (PayloadKind) and
+            # BUNDLE_KIND are below USER_KINDS. A user's payload with another value failed
+            # only when first framed or decoded, or took a kind of a laqcore payload whose
+            # module was not imported yet.
+            if not isinstance(kind, PayloadKind) and (
+                isinstance(kind, bool)
+                or not isinstance(kind, numbers.Integral)
+                or int(kind) not in USER_KINDS
+            ):
+                raise TypeError(
+                    f"{cls.__name__}.KIND must be a PayloadKind (laqcore's payloads) or, for a "
+                    f"payload of your own, an integer in {USER_KINDS.start}..{USER_KINDS.stop - 1}"
+                    f", got {kind!r}"
+                )
+            old = _REGISTRY.get(int(kind))
+            # The same class defined again (a notebook cell or a script run twice) replaces
+            # itself; another class may not take a kind that is in use.
+            if old is not None and (old.__module__, old.__qualname__) != (
+                cls.__module__,
+                cls.__qualname__,
+            ):
+                raise RuntimeError(
+                    f"payload kind {kind!r} registered twice ({old.__qualname__} has it)"
+                )
             _REGISTRY[int(kind)] = cls
 
     # -- what subclasses provide -------------------------------------------------------
@@ -241,17 +272,24 @@ class Payload:
         target = _REGISTRY[kind]
         # A class decodes its own kind and those of its subclasses (LAQPayload: both LAQ kinds).
         if not issubclass(target, cls):
-            raise ValueError(f"frame holds a {_kind_name(kind)} payload, expected {cls.KIND.name}")
+            raise ValueError(
+                f"frame holds a {_kind_name(kind)} payload, expected {_kind_name(int(cls.KIND))}"
+            )
         if expected_n is None:
             target._check_unverified_n(n, meta, body)
         return target._from_parts(n, meta, body)
 
 
 def _kind_name(kind: int) -> str:
+    """The kind's PayloadKind name; for a kind a user's payload class registered, that
+    class's name."""
     try:
         return PayloadKind(kind).name
     except ValueError:
-        return f"unknown kind {kind}"
+        registered = _REGISTRY.get(kind)
+        return (
+            f"unknown kind {kind}" if registered is None else f"{registered.__name__} (kind {kind})"
+        )
 
 
 def check_expected_n(expected_n: Any) -> int | None:
@@ -309,6 +347,18 @@ def _unframe(buf: Any, expected_n: Any = None) -> tuple[int, int, tuple[Any, ...
         raise ValueError("truncated frame: metadata incomplete")
     meta = meta_struct.unpack_from(view, _HEADER.size)
     return kind, int(n), meta, view[end_meta : len(view) - _CRC.size]
+
+
+def check_payload_type(obj: Any, who: str) -> Payload:
+    """``obj`` if it is a :class:`Payload`, else ``TypeError``: what a compressor or a worker
+    step hands on must be a frame with an exact ``nbytes`` (the bits a run counts) and a
+    ``to_bytes`` (what the engine sends), not a bare array or another object."""
+    if not isinstance(obj, Payload):
+        raise TypeError(
+            f"{who} returned a {type(obj).__name__}, not a laqcore.wire.Payload (subclass "
+            "Payload with KIND, META, _meta_values, _body and _from_parts)"
+        )
+    return obj
 
 
 def payload_from_bytes(buf: Any, *, expected_n: int | None = None) -> Payload:

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from .._typing import F64
 from .._validate import check_block_size, check_bool, check_uint64
 from ..compressors import get_compressor
-from ..compressors.base import Compressor
+from ..compressors.base import Compressor, decoded
 from ..lazy import IterateHistory
 from ..wire import Payload
 from .param_sets import COMMON_PARAMS
@@ -396,7 +396,7 @@ class SumServer(Server):
         sum starts from zero every round)."""
         total = np.zeros(e - s)
         for m in sorted(uploads):  # fixed order: float sums independent of arrival order
-            total += self.compressor.decompress(uploads[m])
+            total += decoded(self.compressor, uploads[m])
         return total
 
     def commit(self, uploaders: list[int], state: StateVector) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from .._typing import F64
 from ..compressors import SparseQuantPayload
+from ..compressors.base import decoded
 from ..wire import Payload
 from .base import CodecSpec, CompressedGradient, Params, Server, SumServer
 from .param_sets import QSGD_PARAMS, SPARSE_QUANT_PARAMS, STOCHASTIC_PARAMS
@@ -85,7 +86,7 @@ class UnbiasedSparseServer(SumServer):
             p = uploads[m]
             if not isinstance(p, SparseQuantPayload):
                 raise TypeError(f"worker {m} sent {type(p).__name__}, expected SparseQuantPayload")
-            total += self.compressor.decompress(p) * unbiased_sparse_scale(p)
+            total += decoded(self.compressor, p) * unbiased_sparse_scale(p)
         self._move(self.theta - self.scale * total)
 
 

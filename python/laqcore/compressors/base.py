@@ -42,7 +42,9 @@ __all__ = [
     "PayloadCompressor",
     "SeededCompressor",
     "available_compressors",
+    "check_compressor",
     "compressor_parameters",
+    "decoded",
     "get_compressor",
     "register_compressor",
 ]
@@ -87,6 +89,36 @@ class Compressor(Protocol):
     def decompress(self, payload: Payload) -> FloatVector: ...
 
     def from_bytes(self, buf: Any, *, expected_n: int | None = None) -> Payload: ...
+
+
+#: The methods of :class:`Compressor` (``isinstance(obj, Compressor)`` also needs ``name``).
+PROTOCOL_METHODS = ("compress", "decompress", "from_bytes")
+
+
+def check_compressor(obj: Any, who: str) -> None:
+    """TypeError unless ``obj`` has every method of the :class:`Compressor` protocol, so a
+    user's incomplete class is refused where it is built, not when a run first calls it."""
+    missing = [m for m in PROTOCOL_METHODS if not callable(getattr(obj, m, None))]
+    if missing:
+        raise TypeError(
+            f"{who} must provide {', '.join(m + '()' for m in missing)} (the Compressor "
+            f"protocol), got {type(obj).__name__}"
+        )
+
+
+def decoded(compressor: Any, payload: Payload) -> FloatVector:
+    """``compressor.decompress(payload)``, checked to be the 1-D vector of ``payload.n``
+    values the frame describes: a user's compressor returning another shape would otherwise
+    be broadcast into the sum it is added to (a length-1 result to every coordinate)."""
+    out: FloatVector = compressor.decompress(payload)
+    shape = getattr(out, "shape", None)
+    if shape != (payload.n,):
+        raise ValueError(
+            f"{type(compressor).__name__}.decompress returned "
+            f"{'shape ' + str(shape) if shape is not None else type(out).__name__} for a "
+            f"payload of n = {payload.n}: it must return a 1-D array of n values"
+        )
+    return out
 
 
 # -- checks of payloads and frames shared by the compressors ----------------------------
@@ -294,7 +326,9 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     ValueError
         Unknown name (the message lists the available ones) or a bad parameter value.
     TypeError
-        A parameter the compressor does not accept, or of the wrong type.
+        A parameter the compressor does not accept, or of the wrong type; or the factory
+        (a class given to :func:`register_compressor`) built an object without a method of
+        the :class:`Compressor` protocol.
 
     Examples
     --------
@@ -321,10 +355,17 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
     if entropy:
         from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
 
-        if key not in CODABLE_COMPRESSORS:
+        # A class's own name decides, not the name it was registered under: a SignCompressor
+        # registered as "my_sign" (register_compressor's example) makes sign payloads.
+        # Function factories ("laq") have no name of their own: their key decides.
+        if getattr(factory, "name", key) not in CODABLE_COMPRESSORS:
             raise ValueError(
                 f"compressor {key!r} cannot be entropy-coded; codable: "
                 f"{', '.join(CODABLE_COMPRESSORS)}"
             )
-        return EntropyCodedCompressor(factory(**kwargs))
-    return factory(**kwargs)
+        built = factory(**kwargs)
+        check_compressor(built, f"compressor {key!r}")
+        return EntropyCodedCompressor(built)
+    built = factory(**kwargs)
+    check_compressor(built, f"compressor {key!r}")
+    return built

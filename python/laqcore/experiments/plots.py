@@ -146,8 +146,23 @@ def plot_results(
     """PNG plots of the residual vs iterations / uploads / uplink bits / total bits /
     modelled time (log y; log x for uploads and bits; the loss for nonconvex problems, which
     have no F*); ``names``: the runs' legend entries (:func:`draw_panel`). Returns the paths,
-    or raises ImportError with an installation hint when matplotlib is missing."""
+    or raises ImportError with an installation hint when matplotlib is missing.
+
+    ``out`` is created when missing (as ``write_results`` does; the first figure failed with
+    FileNotFoundError). ``ValueError`` for no runs, or a run without its per-iteration
+    history (``simulate(..., record_history=False)``), which drew empty axes. The time panel
+    is left out when no run has a modelled time (``simulate`` without ``link=``).
+    """
     pyplot()  # the installation hint before any work
+    if not results:
+        raise ValueError("plot_results needs at least one run")
+    bare = [r.algorithm for r in results if not r.history.get("loss")]
+    if bare:
+        raise ValueError(
+            f"run(s) {', '.join(bare)} hold no history to plot: simulate them with "
+            "record_history=True (the default)"
+        )
+    os.makedirs(out, exist_ok=True)
     # Nonconvex problems have no F*: plot the loss itself.
     metric = "residual"
     if not any(
@@ -156,6 +171,8 @@ def plot_results(
         metric = "loss"
     paths = []
     for key, label in PANELS:
+        if key == "time" and not any("time" in r.history for r in results):
+            continue  # no link applied (simulate without link=): the panel would be empty
         fig = draw_panel(results, key, label, metric, title=title, names=names)
         paths.append(save_figure(fig, os.path.join(out, f"{metric}_vs_{key}.png")))
     return paths

@@ -76,20 +76,26 @@ def link_text(net: dict[str, Any]) -> str:
 
 
 def _footer(results: list[Any], *, marker: bool = True) -> list[str]:
-    """The line naming the runs' downlink and link (none without either); ``marker``: the
-    table marks an unreached tolerance's time with '>'."""
+    """The line naming the runs' downlink and link (none without either), and what a
+    negative test accuracy is; ``marker``: the table marks an unreached tolerance's time
+    with '>'."""
+    lines = []
     net = next((r.network for r in results if getattr(r, "network", None)), None)
     mode = next((r.downlink for r in results if getattr(r, "downlink", None)), None)
-    if net is None and mode is None:
-        return []
-    parts = ["bits include frame headers and CRC"]
-    if mode is not None:
-        parts.append(f"downlink {mode}")
-    if net is not None:
-        parts.append(
-            f"time: {link_text(net)}" + ("; '>' = tolerance not reached" if marker else "")
-        )
-    return ["; ".join(parts)]
+    if net is not None or mode is not None:
+        parts = ["bits include frame headers and CRC"]
+        if mode is not None:
+            parts.append(f"downlink {mode}")
+        if net is not None:
+            parts.append(
+                f"time: {link_text(net)}" + ("; '>' = tolerance not reached" if marker else "")
+            )
+        lines.append("; ".join(parts))
+    # Problem.accuracy of a regression problem is the negative MSE, under the column an
+    # accuracy heads; only then is it below 0.
+    if any(getattr(r, "test_accuracy", 0.0) < 0 for r in results):
+        lines.append("test acc < 0: a regression problem's negative mean squared error")
+    return lines
 
 
 def _fmt(mean: float, std: float | None, spec: str) -> str:

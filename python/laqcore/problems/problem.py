@@ -82,6 +82,10 @@ def _check_part(model: Model, X: Any, y: Any, what: str) -> tuple[F64, npt.NDArr
                 f"{what} labels of the {model.name} model must be integers in "
                 f"0..{classes - 1}, got values in [{y.min()}, {y.max()}]"
             )
+        # Whole-number float labels pass the check above, but the models index with them
+        # (an IndexError in the softmax) and accuracy() took float labels for regression
+        # targets (a negative MSE reported as accuracy): class ids are integers from here.
+        y = y.astype(np.int64, copy=False)
     elif y.size and not np.isfinite(y).all():
         raise ValueError(f"{what} targets must be finite")
     return X, y
