@@ -235,9 +235,13 @@ PORT_ATTEMPTS = 3
 
 
 def _port_taken(o: RankOutcome) -> bool:
-    """Whether ``o`` is rank 0 failing to listen on the rendezvous port (EADDRINUSE): no rank
-    has started ``fn`` then, so the launch can be repeated on another port."""
-    return o.status == "error" and o.rendezvous and "EADDRINUSE" in (o.error or "")
+    """Whether ``o`` failed at the rendezvous because the port was not this launch's: rank 0
+    could not listen on it (EADDRINUSE), or another rank had joined the store of another
+    launch that held the port and has since closed it (its connection dropped). No rank has
+    started ``fn`` then, so the launch can be repeated on another port."""
+    if o.status != "error" or not o.rendezvous:
+        return False
+    return "EADDRINUSE" in (o.error or "") or o.error_type == "DistNetworkError"
 
 
 def _launch_once(
@@ -266,6 +270,12 @@ def _launch_once(
             o = pickle.loads(results.get(timeout=0.2))
             outcomes[o.rank] = o
             if _port_taken(o):
+                # The others' reports that are already on their way (a rank 0 that failed
+                # by itself, whose exit dropped the others' connections, is not a taken port)
+                with contextlib.suppress(queue.Empty):
+                    while len(outcomes) < nproc:
+                        late = pickle.loads(results.get(timeout=0.5))
+                        outcomes[late.rank] = late
                 break
             if o.status != "ok":
                 end = _after_failure(end, pg_timeout_s)
@@ -285,7 +295,12 @@ def _launch_once(
                     )
                     end = _after_failure(end, pg_timeout_s)
     taken = any(_port_taken(o) for o in outcomes.values())
-    why = "stopped: rank 0 could not listen on the rendezvous port" if taken else None
+    why = (
+        "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
+        "another launch's store on it"
+        if taken
+        else None
+    )
     for r, p in enumerate(procs):
         if r not in outcomes:
             outcomes[r] = RankOutcome(r, "killed", error=why, seconds=time.monotonic() - t0)
@@ -343,7 +358,11 @@ def run_processes(
     launch = (fn, args, backend, pg_timeout_s, threads_per_proc)
     for _ in range(PORT_ATTEMPTS):
         ordered = _launch_once(ctx, nproc, free_port(), launch, end)
-        if not any(_port_taken(o) for o in ordered):
+        # Repeat only a launch that failed at the port alone (no rank ran fn; a rank's own
+        # error, reported with the others' dropped connections, is not repeated).
+        if not any(_port_taken(o) for o in ordered) or not all(
+            _port_taken(o) or o.status == "killed" for o in ordered
+        ):
             break
     if raise_on_failure and any(o.status != "ok" for o in ordered):
         raise LaunchError(ordered)
