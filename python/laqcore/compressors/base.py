@@ -351,9 +351,8 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
             accepted = compressor_parameters(key) or []
             takes = f"accepted parameters: {', '.join(accepted)}" if accepted else "it takes none"
             raise TypeError(f"compressor {key!r}: {err}; {takes}") from None
-    check_bool(entropy, "entropy")
-    if entropy:
-        from ..entropy import CODABLE_COMPRESSORS, EntropyCodedCompressor
+    if check_bool(entropy, "entropy"):
+        from ..entropy import CODABLE_COMPRESSORS
 
         # A class's own name decides, not the name it was registered under: a SignCompressor
         # registered as "my_sign" (register_compressor's example) makes sign payloads.
@@ -363,9 +362,10 @@ def get_compressor(name: str, *, entropy: bool = False, **kwargs: Any) -> Compre
                 f"compressor {key!r} cannot be entropy-coded; codable: "
                 f"{', '.join(CODABLE_COMPRESSORS)}"
             )
-        built = factory(**kwargs)
-        check_compressor(built, f"compressor {key!r}")
-        return EntropyCodedCompressor(built)
     built = factory(**kwargs)
     check_compressor(built, f"compressor {key!r}")
+    if entropy:
+        from ..entropy import EntropyCodedCompressor
+
+        return EntropyCodedCompressor(built)
     return built

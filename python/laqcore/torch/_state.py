@@ -340,15 +340,13 @@ class HookState:
         world, last, timed = self.world_size, bucket.is_last(), probe.probing
         start = time.perf_counter()
         buffer = bucket.buffer()
-        first = _divides_first(buffer)
-        if first:
-            buffer.div_(world)
+        after = _divide_before_sum(buffer, world)
         work = dist.all_reduce(buffer, group=self.process_group, async_op=True)
 
         def average(f: Future[list[torch.Tensor]]) -> torch.Tensor:
             if last and timed:  # the all-reduce's time after the backward pass
                 probe.all_reduced(time.perf_counter() - start)
-            return f.value()[0] if first else f.value()[0].div_(world)
+            return f.value()[0].div_(world) if after else f.value()[0]
 
         if last:
             self._counters["allreduce_steps"] += 1
@@ -357,11 +355,9 @@ class HookState:
     def _warmup(self, parked: list[Parked]) -> None:
         w = self.world_size
         for b in parked:
-            first = _divides_first(b.buffer)
-            if first:
-                b.buffer.div_(w)
+            after = _divide_before_sum(b.buffer, w)
             dist.all_reduce(b.buffer, group=self.process_group)
-            if not first:
+            if after:
                 b.buffer.div_(w)
         self._counters["warmup_bytes"] += self.layout.dense_bytes
         # The all-reduce spread any NaN/Inf to every rank: a dropped step (the scaler skips
@@ -772,14 +768,18 @@ PYTHON_REDUCER_ERROR = (
 )
 
 
-def _divides_first(buffer: torch.Tensor) -> bool:
-    """Whether the hooks' all-reduces (warm-up, ``fallback``) divide ``buffer`` by the world
-    size before summing, as DDP does: for float16, whose sum of the ranks' gradients
+def _divide_before_sum(buffer: torch.Tensor, world: int) -> bool:
+    """Prepare ``buffer`` for the hooks' all-reduces (warm-up, ``fallback``): divide it by the
+    world size before summing where DDP does, for float16, whose sum of the ranks' gradients
     overflows at 65504 where their average does not (2 gloo ranks, entries of 4e4: DDP
     returned them, the warm-up returned inf, a dropped step). Other dtypes keep the sum
     first, the hooks' numerics since the warm-up existed (the same values at 2 and 4 ranks,
-    where dividing by the world size is exact)."""
-    return buffer.dtype == torch.float16
+    where dividing by the world size is exact). Returns whether the sum must still be
+    divided."""
+    if buffer.dtype == torch.float16:
+        buffer.div_(world)
+        return False
+    return True
 
 
 def run_hook(
