@@ -15,6 +15,7 @@ namespace laqcore {
 namespace {
 
 static_assert(kReduceBlock % 8 == 0, "blocks must start on whole bytes of the packed stream");
+static_assert(kLaqSumLanes == 2 * kSumLanes, "LaqSumLanes::total folds two halves");
 
 inline int max_code(int bits) {
     return (1 << bits) - 1;
@@ -53,14 +54,16 @@ LaqRadiusPartial radius_block_scalar(const float* grad, const float* prev, std::
                 : radius_block_impl<false>(grad, nullptr, count);
 }
 
-// Encodes m (<= 8) consecutive elements: returns their codes packed in the low m*bits bits of
-// a word and adds each element's two squares to lane j of the sums. Inlined with m = 8 for
-// full groups, so each inner loop has a constant trip count and the arithmetic of the first
-// one (the division) can be vectorized.
+// Encodes m (<= 8) consecutive elements starting at element `first` of a piece: returns
+// their codes packed in the low m*bits bits of a word and adds each element's two scaled
+// squares to its lane (laq.hpp, "Arithmetic"). Inlined with m = 8 for full groups, so each
+// inner loop has a constant trip count and the arithmetic of the first one (the division)
+// can be vectorized.
 template <bool kHasPrev>
-inline std::uint64_t encode_group(const float* grad, const float* prev, std::size_t m,
-                                  const LaqGrid& grid, double radius, double step, int top,
-                                  LaneSum& err_sq, LaneSum& innov_sq) {
+inline std::uint64_t encode_group(const float* grad, const float* prev, std::size_t first,
+                                  std::size_t m, const LaqGrid& grid, double radius, double step,
+                                  int top, float scale, LaqSumLanes& err_sq,
+                                  LaqSumLanes& innov_sq) {
     int code[8];
     for (std::size_t j = 0; j < m; ++j) {
         const float p = kHasPrev ? prev[j] : 0.0f;
@@ -75,13 +78,15 @@ inline std::uint64_t encode_group(const float* grad, const float* prev, std::siz
     for (std::size_t j = 0; j < m; ++j) {
         word |= static_cast<std::uint64_t>(code[j]) << (j * b);
     }
+    const std::size_t lane0 = first % kLaqSumLanes;  // first is a multiple of 8
     for (std::size_t j = 0; j < m; ++j) {
         const float p = kHasPrev ? prev[j] : 0.0f;
         const float dq = grid.lut[code[j]];
         const float q_new = p + dq;  // what the receiver's apply produces
-        const double e = static_cast<double>(q_new) - static_cast<double>(grad[j]);
-        err_sq.lane[j] += e * e;
-        innov_sq.lane[j] += static_cast<double>(dq) * static_cast<double>(dq);
+        const float e = (q_new - grad[j]) * scale;
+        const float d = dq * scale;
+        err_sq.lane[lane0 + j] += e * e;
+        innov_sq.lane[lane0 + j] += d * d;
     }
     return word;
 }
@@ -95,23 +100,24 @@ LaqSums encode_block_impl(const float* grad, const float* prev, std::size_t coun
     const double radius = grid.radius;
     const double step = grid.step;
     const int top = max_code(grid.bits);
-    LaneSum err_sq;
-    LaneSum innov_sq;
+    const LaqSumScale scale = laq_sum_scale(grid.radius);
+    LaqSumLanes err_sq{};
+    LaqSumLanes innov_sq{};
     const std::size_t full = count / 8 * 8;
     for (std::size_t i0 = 0; i0 < full; i0 += 8) {
         const std::uint64_t word =
-            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, 8, grid, radius, step,
-                                   top, err_sq, innov_sq);
+            encode_group<kHasPrev>(grad + i0, kHasPrev ? prev + i0 : nullptr, i0, 8, grid, radius,
+                                   step, top, scale.scale, err_sq, innov_sq);
         store_le(word, packed + i0 / 8 * b, b);
     }
     if (full < count) {
         const std::size_t m = count - full;
         const std::uint64_t word =
-            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, m, grid, radius,
-                                   step, top, err_sq, innov_sq);
+            encode_group<kHasPrev>(grad + full, kHasPrev ? prev + full : nullptr, full, m, grid,
+                                   radius, step, top, scale.scale, err_sq, innov_sq);
         store_le(word, packed + full / 8 * b, packed_size(m, grid.bits));
     }
-    return {err_sq.total(), innov_sq.total()};
+    return {err_sq.total(scale.unscale), innov_sq.total(scale.unscale)};
 }
 
 LaqSums encode_block_scalar(const float* grad, const float* prev, std::size_t count,
@@ -155,12 +161,13 @@ void decode_add_scalar(const std::uint8_t* packed, std::size_t count, const LaqG
 }
 
 double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
-    LaneSum s;  // same lane order as the encoder's innov_sq (bit-identical result)
+    const LaqSumScale scale = laq_sum_scale(grid.radius);
+    LaqSumLanes s{};  // the encoder's innov_sq arithmetic (bit-identical result)
     for_each_code(packed, count, grid.bits, [&](std::size_t i, unsigned c) {
-        const auto d = static_cast<double>(grid.lut[c]);
-        s.lane[i % kSumLanes] += d * d;
+        const float d = grid.lut[c] * scale.scale;
+        s.lane[i % kLaqSumLanes] += d * d;
     });
-    return s.total();
+    return s.total(scale.unscale);
 }
 
 const LaqBlockKernels kScalarKernels = {
@@ -180,6 +187,27 @@ const LaqBlockKernels kScalarKernels = {
 const LaqBlockKernels& laq_scalar_kernels() {
     return kScalarKernels;
 }
+LaqSumScale laq_sum_scale(float radius) noexcept {
+    std::uint32_t u;
+    std::memcpy(&u, &radius, sizeof u);
+    const int biased = std::clamp(static_cast<int>((u >> 23) & 0xFFu), 1, 253);
+    const int k = 127 - biased;  // in [-126, 126]: s = 2^k is a normal float
+    const auto s_bits = static_cast<std::uint32_t>(k + 127) << 23;
+    LaqSumScale out{};
+    std::memcpy(&out.scale, &s_bits, sizeof out.scale);
+    const auto u_bits = static_cast<std::uint64_t>(1023 - 2 * k) << 52;  // 2^-2k, exact
+    std::memcpy(&out.unscale, &u_bits, sizeof out.unscale);
+    return out;
+}
+
+double LaqSumLanes::total(double unscale) const noexcept {
+    LaneSum halves;
+    for (std::size_t j = 0; j < kSumLanes; ++j) {
+        halves.lane[j] = static_cast<double>(lane[j]) + static_cast<double>(lane[j + kSumLanes]);
+    }
+    return halves.total() * unscale;
+}
+
 void laq_fill_grid(float radius, int bits, LaqGrid& grid, int entries) noexcept {
     const int top = max_code(bits);
     const int last = top < entries - 1 ? top : entries - 1;

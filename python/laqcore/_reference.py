@@ -18,6 +18,7 @@ import numpy.typing as npt
 Array = npt.NDArray[Any]
 
 __all__ = [
+    "LAQ_SUM_LANES",
     "REDUCE_BLOCK",
     "SUM_LANES",
     "blocked_sum",
@@ -29,6 +30,8 @@ __all__ = [
     "laq_lut",
     "laq_quantize",
     "laq_quantize_blocks",
+    "laq_square_pieces",
+    "laq_sum_scale",
     "make_key",
     "pack_bits",
     "packed_size",
@@ -159,6 +162,36 @@ def lane_blocked_sum(values: Array) -> float:
     return total
 
 
+LAQ_SUM_LANES = 16  # laq.hpp kLaqSumLanes
+
+
+def laq_sum_scale(radius: float) -> tuple[np.float32, float]:
+    """laq.hpp ``laq_sum_scale``: s = 2^k, k = 127 - clamp(exponent bits of R, 1, 253), and
+    1 / s^2."""
+    biased = int(np.float32(radius).view(np.uint32)) >> 23 & 0xFF
+    k = 127 - min(max(biased, 1), 253)
+    return np.float32(2.0**k), 2.0 ** (-2 * k)
+
+
+def laq_square_pieces(terms: Array, radius: float) -> list[float]:
+    """The LAQ sums of squares (laq.hpp, "Arithmetic") of one radius block, one float per
+    piece of REDUCE_BLOCK terms: each term times s and squared in float32, term i added in
+    float32 to lane i % 16 (np.add.accumulate is strictly sequential), the lanes' halves
+    widened and added, LaneSum's tree, times 1 / s^2."""
+    scale, unscale = laq_sum_scale(radius)
+    t = np.asarray(terms, dtype=np.float32) * scale
+    squares = t * t
+    pieces = []
+    for start in range(0, squares.size, REDUCE_BLOCK):
+        piece = squares[start : start + REDUCE_BLOCK]
+        rows = np.zeros(-(-piece.size // LAQ_SUM_LANES) * LAQ_SUM_LANES, np.float32)
+        rows[: piece.size] = piece  # padding adds +0.0, as a kernel's dead lanes
+        lane = np.add.accumulate(rows.reshape(-1, LAQ_SUM_LANES), axis=0)[-1].astype(np.float64)
+        h = lane[:SUM_LANES] + lane[SUM_LANES:]
+        pieces.append((((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]))) * unscale)
+    return [float(x) for x in pieces]
+
+
 def _per_element(per_bucket: Array, bucket_size: int, n: int) -> Array:
     return per_bucket[np.arange(n) // bucket_size]
 
@@ -273,7 +306,9 @@ def laq_quantize(
     grad: Array, prev: Array | None, bits: int, *, pack: Callable[[Array, int], Array] | None = None
 ) -> dict[str, Any]:
     """v = g - q_prev (float32); R = max|v|; c = floor((v + R) / (2 tau R) + 1/2) in double,
-    clamped; dQ = lut[c]; q_new = q_prev + dQ (float32); err_sq / innov_sq in double."""
+    clamped; dQ = lut[c]; q_new = q_prev + dQ (float32); err_sq / innov_sq the sums of
+    squares of q_new - g (float32) and of dQ (:func:`laq_square_pieces`), with the piece
+    sums in ``err_pieces`` / ``innov_pieces``."""
     g = np.asarray(grad, dtype=np.float32)
     p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
     v = g - p
@@ -284,14 +319,18 @@ def laq_quantize(
     codes = np.clip(codes, 0, levels).astype(np.uint8)
     dq = laq_lut(radius, bits)[codes]
     q_new = p + dq
+    err_pieces = laq_square_pieces(q_new - g, radius)
+    innov_pieces = laq_square_pieces(dq, radius)
     return {
         "codes": codes,
         "packed": (pack_bits if pack is None else pack)(codes, bits),
         "radius": radius,
         "dq": dq,
         "q_new": q_new,
-        "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),
-        "innov_sq": float(np.sum(dq.astype(np.float64) ** 2)),
+        "err_pieces": err_pieces,
+        "innov_pieces": innov_pieces,
+        "err_sq": sum(err_pieces),  # left to right from 0.0, as the kernel adds its pieces
+        "innov_sq": sum(innov_pieces),
     }
 
 
@@ -316,8 +355,9 @@ def laq_quantize_blocks(
         "radii": np.array([b["radius"] for b in blocks], dtype=np.float32),
         "dq": dq,
         "q_new": q_new,
-        "err_sq": float(np.sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2)),
-        "innov_sq": float(np.sum(dq.astype(np.float64) ** 2)),
+        # every block's pieces, left to right over the whole vector
+        "err_sq": sum(x for b in blocks for x in b["err_pieces"]),
+        "innov_sq": sum(x for b in blocks for x in b["innov_pieces"]),
     }
 
 

@@ -11,8 +11,8 @@ quantizes the *innovation* ``v = g - q_prev`` to ``b`` bits per coordinate on a 
 
 and uploads the packed codes plus ``R``. The receiver reconstructs ``dQ`` from them alone. The
 exact floating-point arithmetic (float32 innovation, float32 radius, codes in double, dQ from a
-shared table so sender and receiver agree bit for bit) is documented at the top of
-``cpp/include/laqcore/laq.hpp``.
+shared table so sender and receiver agree bit for bit, the rule's sums of squares in scaled
+float32 lanes) is documented at the top of ``cpp/include/laqcore/laq.hpp``.
 
 Blockwise radius (``block_size``): one radius per block of ``block_size`` coordinates (the
 last block may be shorter), each block quantized exactly as above on its own grid. Large

@@ -27,10 +27,22 @@
 //     encoder (for err_sq) and in laq_decode_add (the worker's apply and the server's
 //     accumulate). A server weight w is folded into the table: wlut[c] = (float)w * lut[c] in
 //     float32, then aggregate_i += wlut[c_i]; for w = 1 this is exactly the apply.
-//   * err_sq = sum_i ((double)q_new_i - (double)g_i)^2 and innov_sq = sum_i (double)dQ_i^2,
-//     both deterministic blocked sums with LaneSum order inside a block (parallel.hpp):
-//     identical for any thread count and SIMD level, and laq_innov_sq() reproduces
-//     innov_sq bit for bit.
+//   * err_sq = sum_i (q_new_i - g_i)^2 and innov_sq = sum_i dQ_i^2 (the rule's two norms)
+//     are summed in float32 lanes, each term scaled by a power of two s from the radius
+//     (laq_sum_scale): e_i = (q_new_i - g_i) in float32, then t_i = e_i * s (exact) and
+//     t_i * t_i, and likewise dQ_i * s; term i of a piece (laq.hpp's pieces, below) is added
+//     in float32 to lane i % kLaqSumLanes, then LaqSumLanes::total() combines the lanes in
+//     double and multiplies by 1/s^2 (exact), and the pieces are added left to right in
+//     double. Why float32: at 2 and 4 bits the kernel is bound by memory once the sums stop
+//     widening every element to double (their arithmetic was 2/3 of the loop). The scale
+//     keeps every scaled term below about 12 in magnitude, so no square overflows and only
+//     terms below 2^-63 R underflow (far below any quantization error that counts), and a
+//     piece's lane sums (at most 1024 terms each) are good to a relative 1e-4 at worst,
+//     1e-6 typically, far below what the lazy rule's comparison resolves. Identical for any thread
+//     count and SIMD level, reproduced by laqcore._reference.laq_square_pieces, and laq_innov_sq()
+//     reproduces innov_sq bit for bit. A difference q_new_i - g_i beyond float32 (possible only for
+//     radii near 1e38) makes err_sq infinite, which the quantizer refuses like an overflowing
+//     q_new.
 //
 // Codes are written already packed in the pack.hpp layout (no intermediate code array).
 //
@@ -66,6 +78,29 @@ void laq_make_grid(float radius, int bits, LaqGrid& grid);
 // The same without the checks (radius finite and >= 0, bits in range), for parallel regions,
 // filling only lut[0, min(2^bits, entries)) (the rest of lut[0, 2^bits) is left as it was).
 void laq_fill_grid(float radius, int bits, LaqGrid& grid, int entries = kLaqMaxLevels) noexcept;
+
+// The sums' scale for a radius R >= 0: s = 2^k with k = 127 - clamp(exponent bits of R, 1,
+// 253), so R * s lies in [1, 2) for every normal R below 2^127 (in [2, 4) above it, and s
+// is 2^126 for R = 0 or subnormal); unscale = 1 / s^2 as a double (exact). Every scaled
+// term |t| <= about 3 R s <= 12 (|q_new - g| <= about 3R: the step's rounding plus the
+// float32 rounding of q_new, which matters only where ulp(q_prev) is below 2R).
+struct LaqSumScale {  // trivial, like LaqSumLanes below
+    float scale;
+    double unscale;
+};
+LaqSumScale laq_sum_scale(float radius) noexcept;
+
+// The lanes of one piece's sum of squares (see the Arithmetic comment above): term i in
+// lane i % kLaqSumLanes, float32; total() = unscale * (LaneSum order over the 8 doubles
+// (double)lane[j] + (double)lane[j + 8]).
+constexpr std::size_t kLaqSumLanes = 16;
+// A trivial type on purpose (value-initialize it: `LaqSumLanes s{};`): the SIMD translation
+// units use it too and must share no inline function, not even a constructor, with the
+// scalar ones (cpp/src/simd/bits_avx2.hpp says why).
+struct LaqSumLanes {
+    float lane[kLaqSumLanes];
+    double total(double unscale) const noexcept;
+};
 
 // Result of the fused quantizer.
 struct LaqResult {

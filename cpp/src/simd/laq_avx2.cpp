@@ -8,11 +8,8 @@
 //   * dQ = lut[code]: register permutes for up to 16 table entries; for 5..8 bits the table's
 //     own formula float(double(code) * step' - R) with step' = 2R / L, which is how
 //     laq_make_grid fills the table (same operations, hence the same floats);
-//   * sums use the 8 lanes of parallel.hpp's LaneSum: lanes 0-3 and 4-7 live in two
-//     __m256d registers, and the fixed combination tree is applied at the end. innov_sq
-//     adds dQ^2 with an FMA: dQ is a float32, so its square is exact in double and the FMA
-//     rounds exactly like the reference's separate multiply and add. err_sq keeps the
-//     separate multiply (its square is not exact in double).
+//   * sums: laq.hpp's scaled float32 terms in the 16 lanes of LaqSumLanes, held in two
+//     __m256 (SquareLanes); LaqSumLanes::total() combines them at the end.
 // Codes go to a block-sized stack buffer in L1 and are packed with the AVX2 packer; the
 // decoders unpack the same way (8-bit codes are read in place).
 //
@@ -24,7 +21,7 @@
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
-#include "lanes_avx2.hpp"  // Lanes, lo_pd, hi_pd
+#include "lanes_avx2.hpp"  // SquareLanes, lo_pd, hi_pd
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
@@ -180,23 +177,18 @@ inline __m256i codes_ref(const float* grad, const float* prev, std::size_t i,
     return codes_exact(v, k.vr, k.vstep, k.vtop);
 }
 
-// Sums of the 8 elements at offset i, whose codes are `code`.
+// Sums of the 8 elements at offset i of the piece, whose codes are `code`.
 template <LutKind K, bool kHasPrev>
 inline void sums_group(const float* grad, const float* prev, std::size_t i, __m256i code,
-                       const Lut<K, false>& lut, Lanes& err, Lanes& innov) {
+                       const Lut<K, false>& lut, __m256 scale, SquareLanes& err,
+                       SquareLanes& innov) {
     // dQ = lut[code] and q_new = p + dQ, both float32 (p + dQ with p = 0.0f as the
-    // reference: -0.0f becomes +0.0f); the sums in double.
+    // reference: -0.0f becomes +0.0f).
     const __m256 p = kHasPrev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
     const __m256 dq = lut(code);
     const __m256 q_new = _mm256_add_ps(p, dq);
-    const __m256d e_lo = _mm256_sub_pd(lo_pd(q_new), lo_pd(grad + i));
-    const __m256d e_hi = _mm256_sub_pd(hi_pd(q_new), hi_pd(grad + i));
-    err.lo = _mm256_add_pd(err.lo, _mm256_mul_pd(e_lo, e_lo));
-    err.hi = _mm256_add_pd(err.hi, _mm256_mul_pd(e_hi, e_hi));
-    const __m256d d_lo = lo_pd(dq);
-    const __m256d d_hi = hi_pd(dq);
-    innov.lo = _mm256_fmadd_pd(d_lo, d_lo, innov.lo);  // exact square: same as mul + add
-    innov.hi = _mm256_fmadd_pd(d_hi, d_hi, innov.hi);
+    err.add(i, _mm256_sub_ps(q_new, _mm256_loadu_ps(grad + i)), scale);
+    innov.add(i, dq, scale);
 }
 
 // Packs 32 codes of b in {1, 8} bits (bytes, in order) into their 4b bytes at out, writing
@@ -245,8 +237,11 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
     k.margin = _mm256_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
     k.abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
 
+    const LaqSumScale sum_scale = laq_sum_scale(grid.radius);
+    const __m256 scale = _mm256_set1_ps(sum_scale.scale);
+
     alignas(32) std::uint8_t codes[kReduceBlock];
-    Lanes err, innov;
+    SquareLanes err, innov;
     const std::size_t full = count / 8 * 8;
     std::size_t i = 0;
     // 32 elements per step: all codes first (one branch for the rare exact path), then the
@@ -267,10 +262,10 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
             c2 = codes_ref<kHasPrev>(grad, prev, i + 16, k);
             c3 = codes_ref<kHasPrev>(grad, prev, i + 24, k);
         }
-        sums_group<K, kHasPrev>(grad, prev, i, c0, lut, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 8, c1, lut, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 16, c2, lut, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 24, c3, lut, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i, c0, lut, scale, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 8, c1, lut, scale, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 16, c2, lut, scale, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i + 24, c3, lut, scale, err, innov);
         const __m256i bytes = _mm256_permutevar8x32_epi32(
             _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3)), order);
         if constexpr (kPack != 0) {
@@ -284,7 +279,7 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         __m256 flag = _mm256_setzero_ps();
         __m256i code = codes_fast<kHasPrev>(grad, prev, i, k, flag);
         if (!_mm256_testz_ps(flag, flag)) code = codes_ref<kHasPrev>(grad, prev, i, k);
-        sums_group<K, kHasPrev>(grad, prev, i, code, lut, err, innov);
+        sums_group<K, kHasPrev>(grad, prev, i, code, lut, scale, err, innov);
         const __m128i c16 =
             _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
         _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(c16, c16));
@@ -301,16 +296,17 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         codes[i] = static_cast<std::uint8_t>(code);
         const float dq = grid.lut[code];
         const float q_new = p + dq;
-        const double e = static_cast<double>(q_new) - static_cast<double>(grad[i]);
-        err.tail[i - full] += e * e;
-        innov.tail[i - full] += static_cast<double>(dq) * static_cast<double>(dq);
+        const float e = (q_new - grad[i]) * sum_scale.scale;
+        const float d = dq * sum_scale.scale;
+        err.tail.lane[i % kLaqSumLanes] += e * e;
+        innov.tail.lane[i % kLaqSumLanes] += d * d;
     }
     if (full > packed_from) {
         pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
                          packed + packed_from / 8 * b);
     }
     if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
-    return {err.total(), innov.total()};
+    return {err.tail.total(sum_scale.unscale), innov.tail.total(sum_scale.unscale)};
 }
 
 template <LutKind K, int kPack>
@@ -395,23 +391,19 @@ void decode_add_avx2(const std::uint8_t* packed, std::size_t count, const LaqGri
 double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
     alignas(32) std::uint8_t buf[kReduceBlock];
     const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
-    Lanes s;
+    const LaqSumScale sum_scale = laq_sum_scale(grid.radius);
+    const __m256 scale = _mm256_set1_ps(sum_scale.scale);
+    SquareLanes s;  // the encoder's innov_sq arithmetic (bit-identical result)
     const std::size_t full = count / 8 * 8;
     with_lut<false>(grid, grid.lut, 1.0f, [&](const auto& lookup) {
-        for (std::size_t i = 0; i < full; i += 8) {
-            const __m256 d = lookup(codes + i);
-            const __m256d d_lo = lo_pd(d);
-            const __m256d d_hi = hi_pd(d);
-            s.lo = _mm256_fmadd_pd(d_lo, d_lo, s.lo);  // exact square, as in the encoder
-            s.hi = _mm256_fmadd_pd(d_hi, d_hi, s.hi);
-        }
+        for (std::size_t i = 0; i < full; i += 8) s.add(i, lookup(codes + i), scale);
     });
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
-        const auto d = static_cast<double>(grid.lut[codes[i]]);
-        s.tail[i - full] += d * d;
+        const float d = grid.lut[codes[i]] * sum_scale.scale;
+        s.tail.lane[i % kLaqSumLanes] += d * d;
     }
-    return s.total();
+    return s.tail.total(sum_scale.unscale);
 }
 
 const LaqBlockKernels kAvx2Kernels = {

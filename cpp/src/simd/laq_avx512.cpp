@@ -11,11 +11,10 @@
 //   * dQ = lut[code] from register permutes of the table's first 16/32/64 entries (each
 //     computed with laq_fill_grid's formula float(double(c) * step' - R)) or, for 7 and 8
 //     bits, that formula per code;
-//   * sums: one __m512d holds the 8 lanes of parallel.hpp's LaneSum; elements i..i+7 of a
-//     16-element vector go to lanes 0..7 before elements i+8..i+15, so every lane adds its
-//     elements in the reference's order. err_sq adds a separately rounded square; innov_sq
-//     uses an FMA (dQ is a float32, its square is exact in double, so the FMA rounds like
-//     the reference's multiply and add). The lanes are combined with LaneSum::total()'s tree;
+//   * sums: one __m512 holds the 16 float32 lanes of laq.hpp's LaqSumLanes (element i of a
+//     piece in lane i % 16, the scaled term t = x * s squared, multiply and add rounded
+//     separately); at the end of a piece the two halves are widened, added and combined
+//     with LaneSum::total()'s tree, err_sq and innov_sq in the same instructions;
 //   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers, 64 at a time
 //     (pack64); other widths go through a block buffer and the AVX2 packer.
 // Partial vectors (the end of a block or of the input) use masked loads and masked sums
@@ -46,6 +45,7 @@ namespace detail {
 namespace {
 
 static_assert(kSumLanes == 8, "one __m512d holds the 8 lane sums");
+static_assert(kLaqSumLanes == 16, "one __m512 holds the 16 float32 lanes of LaqSumLanes");
 
 inline __mmask16 first_lanes(std::size_t m) {  // m <= 16
     return static_cast<__mmask16>((1u << m) - 1u);
@@ -111,10 +111,14 @@ struct Lut {
 // R/step + 1/2 is (L+1)/2 to within 2^-45, so that half-integer float is the constant. One
 // float division per radius; step itself is only needed by the rare exact path.
 struct EncodeConsts {
-    __m512 vinv, vc0, margin;
+    __m512 vinv, vc0, margin, sum_scale;
+    double sum_unscale;
     float radius;
     int bits;
     EncodeConsts(float radius_, int bits_) : radius(radius_), bits(bits_) {
+        const LaqSumScale s = laq_sum_scale(radius);
+        sum_scale = _mm512_set1_ps(s.scale);
+        sum_unscale = s.unscale;
         const int top = (1 << bits) - 1;
         const float inv = static_cast<float>(top) / (2.0f * radius);  // +Inf for R = 0
         const bool fast = radius < 1e30f && inv < 1e30f;
@@ -182,35 +186,26 @@ inline __m512i codes_exact(__m512 v, const EncodeConsts& k) {
     return _mm512_min_epi32(c, _mm512_set1_epi32(top));
 }
 
-// The 8 lane sums of err_sq and innov_sq, one __m512d each.
+// The 16 float32 lanes of err_sq and innov_sq (laq.hpp's LaqSumLanes), one __m512 each.
 struct Sums {
-    __m512d err = _mm512_setzero_pd();
-    __m512d innov = _mm512_setzero_pd();
+    __m512 err = _mm512_setzero_ps();
+    __m512 innov = _mm512_setzero_ps();
 };
 
-// Adds the squares of the live lanes to the lane sums (see the header comment). kFull: all
-// 16 lanes live, and g is widened straight from memory at `full_at` (e's grad).
-template <LutKind K, bool kHasPrev, bool kFull>
-inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut, __mmask16 live,
-                     const float* full_at, Sums& sums) {
+// (x * s)^2 of the live lanes, +0.0 in the others (which leaves a lane sum unchanged).
+inline __m512 scaled_square(__m512 x, __m512 s, __mmask16 live) {
+    const __m512 t = _mm512_maskz_mul_ps(live, x, s);
+    return _mm512_mul_ps(t, t);
+}
+
+// Adds the scaled squares of the live lanes to the lane sums (see the header comment).
+template <LutKind K, bool kHasPrev>
+inline void add_sums(const Elems<kHasPrev>& e, __m512i code, const Lut<K>& lut,
+                     const EncodeConsts& k, __mmask16 live, Sums& sums) {
     const __m512 dq = lut(code);
     const __m512 q_new = _mm512_add_ps(e.p, dq);  // p + dQ in float32, as the apply
-    const auto lo8 = static_cast<__mmask8>(live);
-    const auto hi8 = static_cast<__mmask8>(live >> 8);
-    const __m512d g_lo = kFull ? _mm512_cvtps_pd(_mm256_loadu_ps(full_at))
-                               : _mm512_cvtps_pd(_mm512_castps512_ps256(e.g));
-    const __m512d g_hi = kFull ? _mm512_cvtps_pd(_mm256_loadu_ps(full_at + 8))
-                               : _mm512_cvtps_pd(_mm512_extractf32x8_ps(e.g, 1));
-    const __m512d e_lo =
-        _mm512_maskz_sub_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(q_new)), g_lo);
-    const __m512d e_hi =
-        _mm512_maskz_sub_pd(hi8, _mm512_cvtps_pd(_mm512_extractf32x8_ps(q_new, 1)), g_hi);
-    const __m512d d_lo = _mm512_maskz_cvtps_pd(lo8, _mm512_castps512_ps256(dq));
-    const __m512d d_hi = _mm512_maskz_cvtps_pd(hi8, _mm512_extractf32x8_ps(dq, 1));
-    sums.err = _mm512_add_pd(sums.err, _mm512_mul_pd(e_lo, e_lo));
-    sums.innov = _mm512_fmadd_pd(d_lo, d_lo, sums.innov);  // dQ^2 exact: rounds as mul + add
-    sums.err = _mm512_add_pd(sums.err, _mm512_mul_pd(e_hi, e_hi));
-    sums.innov = _mm512_fmadd_pd(d_hi, d_hi, sums.innov);
+    sums.err = _mm512_add_ps(sums.err, scaled_square(_mm512_sub_ps(q_new, e.g), k.sum_scale, live));
+    sums.innov = _mm512_add_ps(sums.innov, scaled_square(dq, k.sum_scale, live));
 }
 
 // Packs 64 codes of b in {1, 2, 4, 8} bits (16 per vector, 32-bit lanes, in order) into
@@ -348,8 +343,7 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
         }
         for (int q = 0; q < 4; ++q) {
             const std::size_t at = i + 16 * static_cast<std::size_t>(q);
-            add_sums<K, kHasPrev, true>(Elems<kHasPrev>(grad, prev, at, all), c[q], lut, all,
-                                        grad + at, sums);
+            add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, at, all), c[q], lut, k, all, sums);
         }
         if constexpr (direct) {
             store64<kPack>(pack64<kPack>(c[0], c[1], c[2], c[3]), packed + i / 8 * b);
@@ -383,7 +377,7 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
             const Elems<kHasPrev> x(grad, prev, at, live);
             const FastCodes f = codes_fast(x.v, k);
             const __m512i cx = near_integer(f.frac, k, live) != 0 ? codes_exact(x.v, k) : f.code;
-            add_sums<K, kHasPrev, false>(x, cx, lut, live, nullptr, sums);
+            add_sums<K, kHasPrev>(x, cx, lut, k, live, sums);
             c[q] = _mm512_maskz_mov_epi32(live, cx);  // dead lanes: code 0, the zero padding
         }
         if constexpr (direct) {
@@ -409,11 +403,15 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
     return sums;
 }
 
-// LaneSum::total() of err and innov at once: the same additions in the same tree, two sums
-// per instruction.
-inline LaqSums lane_totals(const Sums& sums) {
-    const __m512d err = sums.err;
-    const __m512d innov = sums.innov;
+// LaqSumLanes::total() of err and innov at once: the halves widened and added, then
+// LaneSum::total()'s tree, two sums per instruction, and the unscale.
+inline LaqSums lane_totals(const Sums& sums, double unscale) {
+    auto halves = [](__m512 x) {
+        return _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
+    };
+    const __m512d err = halves(sums.err);
+    const __m512d innov = halves(sums.innov);
     const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
     const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
     // (l0+l1), (l2+l3), (l4+l5), (l6+l7) of err, then of innov
@@ -426,16 +424,17 @@ inline LaqSums lane_totals(const Sums& sums) {
         _mm512_add_pd(_mm512_permutexvar_pd(even, s2), _mm512_permutexvar_pd(odd, s2));
     alignas(16) double t[2];
     _mm_store_pd(t, _mm512_castpd512_pd128(s3));
-    return {t[0], t[1]};
+    return {t[0] * unscale, t[1] * unscale};
 }
 
 template <LutKind K, int kPack, bool kHasPrev>
 LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                      std::uint8_t* packed) {
+    const EncodeConsts k(grid.radius, grid.bits);
     const Sums sums = encode_run<K, kPack, kHasPrev, true, false>(
-        grad, prev, count, Lut<K>(grid.radius, grid.bits), EncodeConsts(grid.radius, grid.bits),
-        static_cast<std::size_t>(grid.bits), packed, nullptr);
-    return lane_totals(sums);
+        grad, prev, count, Lut<K>(grid.radius, grid.bits), k, static_cast<std::size_t>(grid.bits),
+        packed, nullptr);
+    return lane_totals(sums, k.sum_unscale);
 }
 
 // ---- blockwise radius: each block read once ----------------------------------------------
@@ -460,12 +459,12 @@ bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t coun
         const std::size_t t = s + block;
         Ahead<kHasPrev> next{grad, prev, 0, RadiusAcc(), 0};
         if (t < count) next = {grad + t, at(prev, t), length(t), RadiusAcc(), 0};
+        const EncodeConsts k(r, bits);
         const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
-            grad + s, at(prev, s), length(s), Lut<K>(r, bits), EncodeConsts(r, bits), b,
-            packed + s / 8 * b, &next);
+            grad + s, at(prev, s), length(s), Lut<K>(r, bits), k, b, packed + s / 8 * b, &next);
         next.acc.template add_range<kHasPrev>(next.grad, next.prev, next.done, next.count);
         acc = next.acc;
-        sums[j] = lane_totals(block_sums);
+        sums[j] = lane_totals(block_sums, k.sum_unscale);
     }
     return true;
 }
