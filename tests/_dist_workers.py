@@ -350,20 +350,27 @@ def owner_sum_overflow(rank: int, world: int, specs: list[dict[str, Any]]) -> li
 def fp16_average(rank: int, world: int, hooks: list[dict[str, Any]]) -> list[Any]:
     """One backward pass of a float16 linear layer whose gradient entries (about 4e4 per
     rank) fit float16 while their sum over 2 ranks does not, under DDP without a hook and
-    under each hook of ``hooks`` (``{"method": ..., "kwargs": ...}``, in its all-reduce
-    iterations: warm-up or ``fallback``'s probe); returns each weight gradient."""
+    under each hook of ``hooks`` (``{"method": ..., "kwargs": ..., "steps": ...}``, whose
+    last of ``steps`` passes (default 1) is one of its all-reduce iterations: warm-up or
+    ``fallback``'s probe); returns each weight gradient of that pass and the hooks'
+    ``allreduce_steps`` (``fallback``'s all-reduce iterations; None without it)."""
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from laqcore.torch import make_hook
 
-    grads = []
+    grads, allreduce_steps = [], []
     for spec in [{"method": "none"}, *hooks]:
         torch.manual_seed(0)
         ddp = DDP(torch.nn.Linear(4, 2).half())
+        state = None
         if spec["method"] != "none":
-            ddp.register_comm_hook(*make_hook(spec["method"], **spec.get("kwargs", {})))
+            state, hook = make_hook(spec["method"], **spec.get("kwargs", {}))
+            ddp.register_comm_hook(state, hook)
         x = torch.full((1, 4), 40000.0 + 1000.0 * rank, dtype=torch.float16)
-        ddp(x).float().sum().backward()
+        for _ in range(spec.get("steps", 1)):
+            ddp.zero_grad()
+            ddp(x).float().sum().backward()
         grads.append(ddp.module.weight.grad.float().numpy().copy())
-    return grads
+        allreduce_steps.append(None if state is None else state.stats().get("allreduce_steps"))
+    return [grads, allreduce_steps]

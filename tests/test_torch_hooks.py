@@ -352,9 +352,15 @@ def test_float16_all_reduce_steps_average_like_ddp() -> None:
     where DDP, which divides first, returned their average."""
     from _dist_workers import fp16_average
 
-    hooks = [{"method": "qsgd"}, {"method": "laq", "kwargs": {"warmup_steps": 1}}]  # QSGD: 1
+    hooks = [
+        {"method": "qsgd"},  # QSGD's one warm-up step
+        {"method": "laq", "kwargs": {"warmup_steps": 1}},
+        # fallback=True: 8 timed compressed passes, then the probe's first all-reduce
+        {"method": "qsgd", "kwargs": {"warmup_steps": 0, "fallback": True}, "steps": 9},
+    ]
     outs = run_processes(fp16_average, 2, hooks, pg_timeout_s=30, deadline_s=120)
-    ddp, *hooked = outs[0].result
+    (ddp, *hooked), (_, *allreduce_steps) = outs[0].result
     assert np.isfinite(ddp).all() and ddp.max() > 4e4
+    assert allreduce_steps == [None, None, 1]  # the last pass was the fallback's all-reduce
     for spec, got in zip(hooks, hooked, strict=True):
         np.testing.assert_array_equal(got, ddp, err_msg=str(spec))
