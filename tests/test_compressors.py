@@ -214,6 +214,32 @@ def test_register_compressor():
         laqcore.register_compressor("x", 3)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("name", "aliases", "key"),
+    [
+        ("qsgd", (), "qsgd"),
+        ("QSGD", (), "qsgd"),
+        ("top-k", (), "top_k"),
+        ("mine", ("hadamard",), "hadamard"),
+    ],
+)
+def test_built_in_compressor_names_cannot_be_replaced(name, aliases, key):
+    """``replace=True`` over a built-in name or alias (any spelling) silently changed what
+    the algorithms, the DDP hooks and the launch engine build by that name."""
+    from laqcore.compressors import SignCompressor, base
+
+    saved = (dict(base._FACTORIES), dict(base._ALIASES))
+    try:
+        with pytest.raises(ValueError, match=f"name '{key}' is already registered, built in"):
+            laqcore.register_compressor(name, SignCompressor, aliases=aliases, replace=True)
+        assert (base._FACTORIES, base._ALIASES) == saved  # refused before any change
+    finally:  # without the refusal the registration went through: undo it
+        base._FACTORIES.clear()
+        base._FACTORIES.update(saved[0])
+        base._ALIASES.clear()
+        base._ALIASES.update(saved[1])
+
+
 def test_docstring_examples():
     import doctest
 

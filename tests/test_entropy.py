@@ -285,6 +285,15 @@ def test_simulator_identical_run_fewer_bits(prob: object) -> None:
         laqcore.simulate(prob, algo, max_iterations=2, entropy_coding=1)  # type: ignore[arg-type]
 
 
+def test_simulator_refuses_entropy_coding_with_nothing_to_code(prob: object) -> None:
+    """GD's uploads have no code stream: the run recorded ``entropy_coding=True`` for a run
+    that coded nothing. Refused before any work, naming the algorithm and the codable ones."""
+    gd = laqcore.get_algorithm("gd")
+    with pytest.raises(ValueError, match=r"entropy_coding: the uploads of gd carry no code.*qsgd"):
+        laqcore.simulate(prob, gd, max_iterations=2, entropy_coding=True)  # type: ignore[arg-type]
+    assert not laqcore.simulate(prob, gd, max_iterations=2).entropy_coding  # type: ignore[arg-type]
+
+
 def test_unverified_n_bounded() -> None:
     # All codes equal: a small frame for a long vector, accepted with or without expected_n.
     p = laqcore.laq_quantize(np.zeros(2**20, dtype=np.float32), None, 1)
@@ -313,6 +322,37 @@ def test_cli_entropy_coding(
     assert runs[1]["entropy_coding"] and not runs[0]["entropy_coding"]
     assert runs[1]["final_loss"] == runs[0]["final_loss"]
     assert runs[1]["bits"] < runs[0]["bits"]
+
+
+def test_cli_compare_records_the_entropy_coding_each_run_had(
+    tmp_path: pathlib.Path, private_cache: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``compare --entropy-coding`` over GD and QSGD codes QSGD's uploads only: GD's run says
+    it was not coded (it said it was), and its bits are those of a run without the flag."""
+    from laqcore import cli
+
+    runs: dict[int, dict[str, dict[str, object]]] = {}
+    for flag in ([], ["--entropy-coding"]):
+        out = tmp_path / f"compare{len(flag)}"
+        args = ["compare", "--algorithms", "gd,qsgd", "--batch", "32", "-K", "8", "--out", str(out)]
+        tiny = ["--dataset", "digits", "--workers", "3", "--max-samples", "300", "--quiet"]
+        assert cli.main([*args, *tiny, "--no-plots", *flag]) == 0
+        found = json.loads((out / "results.json").read_text())["runs"]
+        runs[len(flag)] = {r["algorithm"]: r for r in found}
+    assert not runs[1]["gd"]["entropy_coding"] and runs[1]["qsgd"]["entropy_coding"]
+    assert runs[1]["gd"]["bits"] == runs[0]["gd"]["bits"]
+    assert runs[1]["qsgd"]["bits"] < runs[0]["qsgd"]["bits"]
+
+
+def test_launch_has_no_entropy_coding_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine sends its frames uncoded: ``launch --entropy-coding`` was accepted, ignored
+    and written to the results' config as ``entropy_coding: true``."""
+    from laqcore import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["launch", "--entropy-coding"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --entropy-coding" in capsys.readouterr().err
 
 
 def test_variance_command(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:

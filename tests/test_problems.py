@@ -248,6 +248,13 @@ def _hand_built_problem(rng, **changes):
         ({"bounds": [(0, 20), (20, 50)]}, r"bounds\[1\] = \(20, 50\) must satisfy"),
         ({"bounds": []}, "at least one worker"),
         ({"bounds": [(0, 20), (20, 40.0)]}, r"bounds\[1\] stop must be an integer"),
+        # accepted: an overlap counted rows 10..19 in both f_m, a gap (or bounds stopping
+        # short) left rows in no f_m but in the training accuracy
+        ({"bounds": [(0, 20), (10, 40)]}, r"bounds\[1\] = \(10, 40\) must start at 20, where b"),
+        ({"bounds": [(0, 10), (20, 40)]}, r"bounds\[1\] = \(20, 40\) must start at 10"),
+        ({"bounds": [(20, 40), (0, 20)]}, r"bounds\[0\] = \(20, 40\) must start at 0, where the"),
+        ({"bounds": [(5, 20), (20, 40)]}, r"bounds\[0\] = \(5, 20\) must start at 0"),
+        ({"bounds": [(0, 20), (20, 30)]}, "bounds stop at row 30, not at 40: the training rows"),
         ({"y": np.r_[np.zeros(39, np.int64), -1]}, "labels of the softmax model must be"),
         ({"y": np.r_[np.zeros(39, np.int64), 7]}, "labels of the softmax model must be"),
         ({"y": np.full(40, 0.5)}, "labels of the softmax model must be"),

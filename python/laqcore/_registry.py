@@ -37,6 +37,8 @@ class Registry(Generic[T]):
         self.entries: dict[str, T] = {}
         self.aliases: dict[str, str] = {}
         self.deprecated: set[str] = set()
+        #: Normalised names and aliases that ``replace=True`` cannot take over (:meth:`seal`).
+        self.sealed: set[str] = set()
 
     def add(
         self,
@@ -48,19 +50,32 @@ class Registry(Generic[T]):
         replace: bool = False,
     ) -> None:
         """Register ``entry`` under ``name`` and its aliases; a name taken already (as a name
-        or an alias, in any spelling) raises ``ValueError`` unless ``replace``."""
+        or an alias, in any spelling) raises ``ValueError`` unless ``replace``, and a sealed
+        one (:meth:`seal`) even with ``replace``."""
         old = [registry_key(a) for a in deprecated_aliases]
         keys = [registry_key(a) for a in aliases] + old
-        if not replace:
-            for key in [registry_key(name), *keys]:
-                if self._lookup(key) is not None:
-                    raise ValueError(f"{self.kind} name {key!r} is already registered")
+        for key in [registry_key(name), *keys]:
+            if key in self.sealed:
+                raise ValueError(
+                    f"{self.kind} name {key!r} is already registered, built in: it cannot be "
+                    "replaced (laqcore's own code builds it by that name); register yours "
+                    "under another name"
+                )
+            if not replace and self._lookup(key) is not None:
+                raise ValueError(f"{self.kind} name {key!r} is already registered")
         self.entries[name] = entry
         self.aliases.pop(registry_key(name), None)
         for key in keys:
             self.aliases[key] = name
         self.deprecated.difference_update([registry_key(name), *keys])
         self.deprecated.update(old)
+
+    def seal(self) -> None:
+        """Make every name and alias registered so far permanent (the built-in ones): other
+        code resolves them expecting the built-in entries, so a replacement would silently
+        change what that code runs."""
+        self.sealed.update(registry_key(n) for n in self.entries)
+        self.sealed.update(self.aliases)
 
     def _lookup(self, key: str) -> str | None:
         for registered in self.entries:

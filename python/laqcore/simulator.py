@@ -246,7 +246,9 @@ def simulate(
         frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
         the payload decoded from those bytes, identical to the uncoded one, so iterates and
         upload decisions are exactly those of the run without it. The coding time is
-        charged to the uploader's step, the decoding time to the server's update.
+        charged to the uploader's step, the decoding time to the server's update. An
+        algorithm whose uploads have no code stream (``entropy_codable`` False: GD, top-k,
+        ...) is refused with a ``ValueError`` before the run.
     downlink : str or DownlinkMode
         What moves down (:mod:`laqcore.downlink`): ``delta`` (default, the engine's exchange),
         ``delta:f32``, ``delta:laq:B``, ``model``, ``model:f32``, ``model:laq:B``.
@@ -280,6 +282,10 @@ def simulate(
         ("record_history", record_history),
     ):
         check_bool(value, flag)  # a truthy string such as "no" would switch it on
+    if entropy_coding:  # else the result said "entropy-coded" of a run that coded nothing
+        from .algorithms import check_entropy_codable
+
+        check_entropy_codable([type(algorithm)], "entropy_coding")
     M = problem.num_workers
     # The engine's N processes host >= 1 worker each; a huge N hung in the chunk split.
     check_positive_int(downlink_chunks, "downlink_chunks", minimum=0, maximum=M)

@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .._registry import Registry
@@ -50,6 +51,7 @@ __all__ = [
     "Worker",
     "algorithm_parameters",
     "available_algorithms",
+    "check_entropy_codable",
     "get_algorithm",
     "own_overrides",
 ]
@@ -101,6 +103,20 @@ ALGORITHMS: dict[str, type[Algorithm]] = _REGISTRY.entries
 def available_algorithms() -> list[str]:
     """Names accepted by :func:`get_algorithm`."""
     return _REGISTRY.names()
+
+
+def check_entropy_codable(classes: Iterable[type[Algorithm]], label: str) -> None:
+    """``ValueError`` (starting with ``label``) unless one of ``classes`` uploads payloads
+    that entropy coding codes (:attr:`Algorithm.entropy_codable`): for none of them the
+    coding would change nothing, yet the run would be recorded as entropy-coded."""
+    classes = list(classes)
+    if any(cls.entropy_codable for cls in classes):
+        return
+    codable = [n for n in available_algorithms() if ALGORITHMS[n].entropy_codable]
+    raise ValueError(
+        f"{label}: the uploads of {', '.join(cls.name for cls in classes)} carry no code "
+        f"stream to entropy-code, so it would change nothing (codable: {', '.join(codable)})"
+    )
 
 
 def algorithm_parameters(name: str) -> frozenset[str]:

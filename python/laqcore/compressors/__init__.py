@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import cast
 
 from .base import (
+    _REGISTRY,
     Compressor,
     SeededCompressor,
     available_compressors,
@@ -106,3 +107,6 @@ register_compressor(
 )
 register_compressor("laq", _laq_factory)
 register_compressor("rotation", RotationCompressor, aliases=("hadamard", "rotated_qsgd"))
+# The algorithms, the DDP hooks and the launch engine build these by name: replacing one
+# (register_compressor(..., replace=True)) would silently change what they run.
+_REGISTRY.seal()

@@ -256,7 +256,10 @@ def register_compressor(
     Names are case-insensitive and ``-`` equals ``_`` (:class:`laqcore._registry.Registry`,
     which resolves algorithm names too). ``deprecated_aliases`` resolve to ``name`` as well,
     but :func:`get_compressor` warns (``DeprecationWarning``) that ``name`` is the one name.
-    Registering a taken name raises ``ValueError`` unless ``replace=True``.
+    Registering a taken name raises ``ValueError`` unless ``replace=True``; the built-in
+    names and aliases (:func:`available_compressors` at import) raise it even then: the
+    algorithms, the DDP hooks (:mod:`laqcore.torch`) and the ``launch`` engine build them
+    by name, and a replacement would silently change what those run.
 
     Examples
     --------

@@ -254,5 +254,5 @@ def add_parser(sub: Any) -> None:
     )
     add_problem_options(p)
     add_algorithm_options(p)
-    add_run_options(p)
+    add_run_options(p, entropy_coding=False)
     p.set_defaults(func=_cmd_launch)

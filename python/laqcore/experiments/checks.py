@@ -162,17 +162,13 @@ def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
     """Each name is known and accepts the given hyper-parameters, each of which one of
     them reads; ``--upload-rate auto`` has an ``laq`` run before the random-select one to
     take its rate from."""
-    from ..algorithms import ALGORITHMS, available_algorithms
+    from ..algorithms import ALGORITHMS, check_entropy_codable
 
     names = check_algorithm_names(names)
     for field in algorithm_overrides(args):
         _check_used(names, field, param_flag(field))
-    codable = [n for n in available_algorithms() if ALGORITHMS[n].entropy_codable]
-    if getattr(args, "entropy_coding", False) and not set(codable) & set(names):
-        raise ValueError(
-            f"--entropy-coding: the uploads of {', '.join(names)} carry no code stream to "
-            f"entropy-code, so it would change nothing (codable: {', '.join(codable)})"
-        )
+    if getattr(args, "entropy_coding", False):
+        check_entropy_codable([ALGORITHMS[n] for n in names], "--entropy-coding")
     seen: list[str] = []
     for name in names:
         try:

@@ -205,7 +205,9 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     number("--threshold", float, "dynamic averaging divergence threshold ({})")
 
 
-def add_run_options(p: argparse.ArgumentParser) -> None:
+def add_run_options(p: argparse.ArgumentParser, *, entropy_coding: bool = True) -> None:
+    """The run options; ``entropy_coding=False`` leaves out ``--entropy-coding`` (``launch``:
+    the engine sends its frames uncoded, so the flag would be recorded and ignored)."""
     g = p.add_argument_group("run")
     g.add_argument(
         "--max-iterations",
@@ -231,12 +233,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default=None, help="output directory (results.json, plots)")
     g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress output")
-    g.add_argument(
-        "--entropy-coding",
-        action="store_true",
-        help="send LAQ/QSGD/TernGrad/sign uploads entropy-coded (rANS, laqcore.entropy): "
-        "same iterates and uploads, bits counted from the coded frames",
-    )
+    if entropy_coding:
+        g.add_argument(
+            "--entropy-coding",
+            action="store_true",
+            help="send LAQ/QSGD/TernGrad/sign uploads entropy-coded (rANS, laqcore.entropy): "
+            "same iterates and uploads, bits counted from the coded frames (only the runs "
+            "of those algorithms are coded, and their results say so)",
+        )
     g.add_argument(
         "--cache-dir",
         default=None,

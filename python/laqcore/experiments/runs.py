@@ -21,6 +21,9 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
     from ..simulator import simulate
 
     compute_ms = getattr(args, "compute_ms", None)
+    # In a compare over a mix, only the runs of codable algorithms are coded (and say so in
+    # their results); check_experiment refused the flag when none of them is codable.
+    coded = bool(getattr(args, "entropy_coding", False)) and type(alg).entropy_codable
     return simulate(
         prob,
         alg,
@@ -32,7 +35,7 @@ def simulate_args(prob: Any, alg: Any, args: argparse.Namespace) -> Any:
         downlink_chunks=getattr(args, "downlink_chunks", None) or 0,
         link=link_from_args(args),
         compute_s=None if compute_ms is None else compute_ms / 1e3,
-        entropy_coding=bool(getattr(args, "entropy_coding", False)),
+        entropy_coding=coded,
     )
 
 

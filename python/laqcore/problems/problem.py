@@ -92,7 +92,9 @@ def _check_part(model: Model, X: Any, y: Any, what: str) -> tuple[F64, npt.NDArr
 
 
 def _check_bounds(bounds: Any, n: int) -> list[tuple[int, int]]:
-    """``bounds`` as (start, stop) int pairs with ``0 <= start < stop <= n``."""
+    """``bounds`` as (start, stop) int pairs that cut ``0..n`` into consecutive non-empty
+    ranges, worker by worker. An overlap counted the shared rows in two workers' f_m, a gap
+    left rows in no f_m (yet in the training accuracy), both without a word."""
     try:
         pairs = [(start, stop) for start, stop in bounds]
     except (TypeError, ValueError):
@@ -101,7 +103,7 @@ def _check_bounds(bounds: Any, n: int) -> list[tuple[int, int]]:
         ) from None
     if not pairs:
         raise ValueError("bounds must give at least one worker's (start, stop)")
-    out = []
+    out: list[tuple[int, int]] = []
     for m, (start, stop) in enumerate(pairs):
         a = check_positive_int(start, f"bounds[{m}] start", minimum=0)
         b = check_positive_int(stop, f"bounds[{m}] stop", minimum=0)
@@ -109,7 +111,19 @@ def _check_bounds(bounds: Any, n: int) -> list[tuple[int, int]]:
             raise ValueError(
                 f"bounds[{m}] = ({a}, {b}) must satisfy start < stop <= {n} (the training rows)"
             )
+        expected = out[-1][1] if out else 0
+        if a != expected:
+            where = f"bounds[{m - 1}] stops" if out else "the training rows start"
+            raise ValueError(
+                f"bounds[{m}] = ({a}, {b}) must start at {expected}, where {where} (each "
+                "worker's rows follow the previous worker's: no overlap, no gap)"
+            )
         out.append((a, b))
+    if out[-1][1] != n:
+        raise ValueError(
+            f"bounds stop at row {out[-1][1]}, not at {n}: the training rows from there on "
+            "would belong to no worker"
+        )
     return out
 
 
@@ -121,7 +135,11 @@ class Problem:
     model : Model
     X, y : training data (rows already ordered by worker)
     bounds : list of (start, stop)
-        Worker m owns rows ``start:stop`` (integers, ``0 <= start < stop <= len(X)``).
+        Worker m owns rows ``start:stop`` (integers, ``start < stop``): the ranges cut the
+        training rows into consecutive pieces, worker 0's starting at 0, each next one at
+        the previous one's stop, the last one stopping at ``len(X)`` (what
+        :func:`make_problem` builds). Overlapping, gapped or out-of-order ranges are a
+        ``ValueError`` naming the first bad pair.
     X_test, y_test : held-out data (may be empty)
         Features of both sets must have the model's ``num_features`` columns; labels of the
         built-in classification models must be integers in ``0..classes-1`` (checked here,
