@@ -187,6 +187,7 @@ const LaqBlockKernels kScalarKernels = {
 const LaqBlockKernels& laq_scalar_kernels() {
     return kScalarKernels;
 }
+
 LaqSumScale laq_sum_scale(float radius) noexcept {
     std::uint32_t u;
     std::memcpy(&u, &radius, sizeof u);
