@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from laqcore.distributed import run_processes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,12 +112,11 @@ def _install() -> None:
             _wrap(owner, name, label)
 
 
-def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> None:
+def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """One rank under laqcore's launcher (its process group, one torch thread); rank 0
+    returns the report."""
     global clock
     clock = CLOCKS[cfg["clock"]]
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(cfg["port"]))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from hook_trainer import build_model, load_data
@@ -142,22 +141,20 @@ def _rank_body(rank: int, world: int, cfg: dict[str, Any]) -> None:
         torch.nn.functional.cross_entropy(ddp(x[i : i + batch]), y[i : i + batch]).backward()
         opt.step()
         steps.append(time.perf_counter() - t0)
-    if rank == 0:
-        k = cfg["steps"] - cfg["warm"]
-        labels = [label for _, _, label in PHASES]
-        report = {
-            "ms_per_step": {lb: round(1e3 * TIMES[lb] / k, 3) for lb in labels if lb in TIMES},
-            "calls_per_step": {lb: CALLS[lb] / k for lb in labels if lb in CALLS},
-            "step_median_ms": round(1e3 * float(np.median(steps[cfg["warm"] :])), 1),
-            "stats": {
-                key: float(v)
-                for key, v in state.stats().items()
-                if key in ("uploads", "uploads_skipped", "bytes_received", "downlink_tail_rounds")
-            },
-        }
-        with open(cfg["result"], "w") as fh:
-            json.dump(report, fh)
-    dist.destroy_process_group()
+    if rank != 0:
+        return None
+    k = cfg["steps"] - cfg["warm"]
+    labels = [label for _, _, label in PHASES]
+    return {
+        "ms_per_step": {lb: round(1e3 * TIMES[lb] / k, 3) for lb in labels if lb in TIMES},
+        "calls_per_step": {lb: CALLS[lb] / k for lb in labels if lb in CALLS},
+        "step_median_ms": round(1e3 * float(np.median(steps[cfg["warm"] :])), 1),
+        "stats": {
+            key: float(v)
+            for key, v in state.stats().items()
+            if key in ("uploads", "uploads_skipped", "bytes_received", "downlink_tail_rounds")
+        },
+    }
 
 
 def median_ms(fn: Any, reps: int = 21, warmup: int = 1) -> float:
@@ -259,7 +256,6 @@ def main() -> None:
         return
     if not 0 <= args.warm < args.steps:
         ap.error("need 0 <= --warm < --steps")
-    result = f"/tmp/profile_laq_hook_{os.getpid()}.json"
     cfg = {
         "model": args.model,
         "steps": args.steps,
@@ -268,16 +264,15 @@ def main() -> None:
         "lr": args.lr,
         "seed": args.seed,
         "kwargs": json.loads(args.kwargs),
-        "port": 29600 + os.getpid() % 300,
-        "result": result,
         "clock": args.clock,
     }
     load_before = os.getloadavg()
-    mp.spawn(_rank_body, args=(args.nprocs, cfg), nprocs=args.nprocs)
-    with open(result) as fh:
-        report = json.load(fh)
-    os.remove(result)
-    report["config"] = {k: v for k, v in cfg.items() if k not in ("port", "result")}
+    # laqcore's launcher: a free rendezvous port, and a rank that returned its report is
+    # done even if gloo aborts its process at exit (torch.multiprocessing.spawn failed the
+    # run then: "terminate called without an active exception", SIGABRT).
+    outs = run_processes(_rank_body, args.nprocs, cfg, pg_timeout_s=120, deadline_s=1800)
+    report = outs[0].result
+    report["config"] = dict(cfg)
     report["config"]["nprocs"] = args.nprocs
     report["machine"] = machine_info() | {
         "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
