@@ -29,6 +29,7 @@ from _dist_workers import (  # noqa: E402
     rank_and_world,
     transport_rounds,
 )
+from _late_join_workers import LATE_JOIN_S, join_and_start_times  # noqa: E402
 from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402
 from laqcore.distributed import LaunchError, Transport, run_processes  # noqa: E402
 from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
@@ -196,6 +197,22 @@ def test_a_taken_rendezvous_port_is_retried_on_another(monkeypatch: pytest.Monke
     assert first.rendezvous and "EADDRINUSE" in (first.error or "")
     assert second.status == "killed"
     assert "could not listen on the rendezvous port" in str(info.value)
+
+
+def test_no_rank_starts_before_every_rank_has_joined() -> None:
+    """gloo returns from init_process_group on a rank once its own ends of the pairs are
+    connected. A rank whose function needs no collective then returned and exited while a
+    peer starved of CPU was still inside gloo's connect, and that peer failed with "Gloo
+    connectFullMesh failed ... Connection closed by peer" (8 of 20 runs of the two tests
+    above beside other multi-process tests on 2 cores). Here rank 0 joins LATE_JOIN_S late:
+    no rank may start before it has joined."""
+    outs = run_processes(join_and_start_times, 2, pg_timeout_s=10, deadline_s=60)
+    last_joined = max(o.result[0] for o in outs)
+    first_started = min(o.result[1] for o in outs)
+    assert first_started >= last_joined, (
+        f"a rank started {last_joined - first_started:.2f} s before the last one joined "
+        f"(rank 0 joins {LATE_JOIN_S} s late)"
+    )
 
 
 @pytest.mark.parametrize("mode", ["die", "hang"])

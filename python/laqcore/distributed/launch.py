@@ -61,7 +61,8 @@ class RankOutcome:
     traceback: str | None = None
     exitcode: int | None = None
     seconds: float = 0.0
-    #: The error came from joining the process group (``init_process_group``), before ``fn``.
+    #: The error came from joining the process group (``init_process_group``, then the wait
+    #: for every rank to join), before ``fn``.
     rendezvous: bool = False
 
 
@@ -120,6 +121,22 @@ def _exit_with_parent(rank: int) -> None:
     threading.Thread(target=watch, name="laqcore-parent-watch", daemon=True).start()
 
 
+def _wait_for_every_rank(dist: Any, backend: str) -> None:
+    """Return once every rank has joined the process group.
+
+    gloo connects every pair of ranks inside ``init_process_group``, and a rank returns
+    from it as soon as its own ends are connected. A rank whose ``fn`` needs no collective
+    could then return and exit, closing its sockets, while a slower peer (a starved CPU)
+    was still inside gloo's full-mesh connect: that peer failed with "Gloo connectFullMesh
+    failed ... Connection closed by peer" although nothing was wrong (seen in test runs
+    beside other multi-process jobs). A barrier keeps every rank here until all have
+    joined. NCCL creates its communicators at the first collective instead (on the device
+    ``fn`` chooses), so there is nothing to wait for, and a barrier now would pick a device.
+    """
+    if backend == "gloo":
+        dist.barrier()
+
+
 def _child(
     rank: int,
     world_size: int,
@@ -167,8 +184,9 @@ def _child(
             world_size=world_size,
             timeout=timeout,
         )
-        joined = True
         try:
+            _wait_for_every_rank(dist, backend)
+            joined = True
             out = fn(rank, world_size, *args)
         finally:
             # Never block on teardown: after a peer failure the group may be unusable.
@@ -325,6 +343,7 @@ def run_processes(
     The rendezvous port is one :func:`free_port` found free; should another process take
     it before rank 0 listens on it, the launch is repeated on a new port (at most
     :data:`PORT_ATTEMPTS` launches, within the one deadline) instead of failing the run.
+    With gloo, no rank calls ``fn`` before every rank has joined the process group.
 
     Parameters
     ----------
