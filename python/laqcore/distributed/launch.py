@@ -174,9 +174,10 @@ def _child(
         )
         # The launch's own key space: two launches on one machine can draw the same port
         # (free_port must close it again), and then the loser's ranks other than 0 join the
-        # winner's store; under shared keys they overwrote the winner's peer addresses and
-        # its gloo mesh failed ("Connection closed by peer"). Now they only wait in their own
-        # space until their rank 0's EADDRINUSE repeats the launch on another port.
+        # winner's store; under shared keys they could overwrite the winner's peer addresses.
+        # Now they only wait in their own space until their rank 0's EADDRINUSE repeats the
+        # launch on another port. (The "Connection closed by peer" seen beside other jobs
+        # was mostly the join race _wait_for_every_rank closes.)
         dist.init_process_group(
             backend,
             store=dist.PrefixStore(f"laqcore-launch/{namespace}", store),  # type: ignore[attr-defined]
