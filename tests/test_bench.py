@@ -74,6 +74,15 @@ def test_torch_baseline_when_available():
         assert row["torch_speedup"] == pytest.approx(row["torch_seconds"] / row["seconds"])
 
 
+def test_every_kernel_agrees_with_its_torch_and_numpy_baselines():
+    """bench.run verifies every kernel against its baselines before timing them: the torch
+    LAQ baseline's float64 ||dQ||^2 once failed the check against the kernel's float32
+    lanes (a tolerance of 1e-9), so `laqcore bench` with torch stopped at its first row."""
+    require_torch("the torch baselines of laqcore bench")
+    report = bench.run(use_torch=True, **{**TINY, "sizes": [40000], "bits": [2, 8], "threads": [1]})
+    assert {r["kernel"] for r in report["results"]} == set(bench.available_kernels())
+
+
 def tiny_cli_run(kernels: str, sizes: str, bits: int, out: Path) -> list[str]:
     """Command-line flags of a fast ``bench`` run (one thread and repeat, no torch) that
     writes its JSON report to ``out``."""

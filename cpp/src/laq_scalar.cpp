@@ -188,19 +188,6 @@ const LaqBlockKernels& laq_scalar_kernels() {
     return kScalarKernels;
 }
 
-LaqSumScale laq_sum_scale(float radius) noexcept {
-    std::uint32_t u;
-    std::memcpy(&u, &radius, sizeof u);
-    const int biased = std::clamp(static_cast<int>((u >> 23) & 0xFFu), 1, 253);
-    const int k = 127 - biased;  // in [-126, 126]: s = 2^k is a normal float
-    const auto s_bits = static_cast<std::uint32_t>(k + 127) << 23;
-    LaqSumScale out{};
-    std::memcpy(&out.scale, &s_bits, sizeof out.scale);
-    const auto u_bits = static_cast<std::uint64_t>(1023 - 2 * k) << 52;  // 2^-2k, exact
-    std::memcpy(&out.unscale, &u_bits, sizeof out.unscale);
-    return out;
-}
-
 double LaqSumLanes::total(double unscale) const noexcept {
     LaneSum halves;
     for (std::size_t j = 0; j < kSumLanes; ++j) {

@@ -303,12 +303,18 @@ def laq_lut(radius: float, bits: int) -> Array:
 
 
 def laq_quantize(
-    grad: Array, prev: Array | None, bits: int, *, pack: Callable[[Array, int], Array] | None = None
+    grad: Array,
+    prev: Array | None,
+    bits: int,
+    *,
+    pack: Callable[[Array, int], Array] | None = None,
+    square_pieces: Callable[[Array, float], list[float]] | None = None,
 ) -> dict[str, Any]:
     """v = g - q_prev (float32); R = max|v|; c = floor((v + R) / (2 tau R) + 1/2) in double,
     clamped; dQ = lut[c]; q_new = q_prev + dQ (float32); err_sq / innov_sq the sums of
-    squares of q_new - g (float32) and of dQ (:func:`laq_square_pieces`), with the piece
-    sums in ``err_pieces`` / ``innov_pieces``."""
+    squares of q_new - g (float32) and of dQ (:func:`laq_square_pieces`, or
+    ``square_pieces``: the bench's vectorised baseline sums in float64), with the piece sums
+    in ``err_pieces`` / ``innov_pieces``."""
     g = np.asarray(grad, dtype=np.float32)
     p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
     v = g - p
@@ -319,8 +325,9 @@ def laq_quantize(
     codes = np.clip(codes, 0, levels).astype(np.uint8)
     dq = laq_lut(radius, bits)[codes]
     q_new = p + dq
-    err_pieces = laq_square_pieces(q_new - g, radius)
-    innov_pieces = laq_square_pieces(dq, radius)
+    pieces = laq_square_pieces if square_pieces is None else square_pieces
+    err_pieces = pieces(q_new - g, radius)
+    innov_pieces = pieces(dq, radius)
     return {
         "codes": codes,
         "packed": (pack_bits if pack is None else pack)(codes, bits),

@@ -56,6 +56,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace laqcore {
 
@@ -88,7 +89,22 @@ struct LaqSumScale {  // trivial, like LaqSumLanes below
     float scale;
     double unscale;
 };
-LaqSumScale laq_sum_scale(float radius) noexcept;
+// `static`: every translation unit has its own copy, so the SIMD ones (other ISA flags) share
+// no inline function with the scalar ones (cpp/src/simd/bits_avx2.hpp says why), and a
+// blockwise kernel pays no call per block.
+static inline LaqSumScale laq_sum_scale(float radius) noexcept {
+    std::uint32_t r_bits;
+    std::memcpy(&r_bits, &radius, sizeof r_bits);
+    int biased = static_cast<int>((r_bits >> 23) & 0xFFu);
+    biased = biased < 1 ? 1 : (biased > 253 ? 253 : biased);
+    const int k = 127 - biased;  // in [-126, 126]: s = 2^k is a normal float
+    const auto s_bits = static_cast<std::uint32_t>(k + 127) << 23;
+    const auto u_bits = static_cast<std::uint64_t>(1023 - 2 * k) << 52;  // 2^-2k, exact
+    LaqSumScale out{};
+    std::memcpy(&out.scale, &s_bits, sizeof out.scale);
+    std::memcpy(&out.unscale, &u_bits, sizeof out.unscale);
+    return out;
+}
 
 // The lanes of one piece's sum of squares (see the Arithmetic comment above): term i in
 // lane i % kLaqSumLanes, float32; total() = unscale * (LaneSum order over the 8 doubles

@@ -99,12 +99,19 @@ def random_codes(n: int, bits: int, rng: np.random.Generator) -> npt.NDArray[np.
 
 # LAQ (laq.hpp): v = g - q_prev (float32), R = max|v|, code = floor((v + R) / step + 1/2) with
 # step = 2R / (2^b - 1) in double, dQ = lut[code], plus ||q_prev + dQ - g||^2 and ||dQ||^2.
+def _np_square_sum(terms: npt.NDArray[np.float32], radius: float) -> list[float]:
+    t = terms.astype(np.float64)
+    return [float(np.dot(t, t))]
+
+
 def np_laq(g: npt.NDArray[np.float32], prev: npt.NDArray[np.float32], bits: int) -> Any:
-    """numpy LAQ: the package's reference quantizer with the vectorised packer.
+    """numpy LAQ: the package's reference quantizer with the vectorised packer and the sums
+    of squares as a numpy user writes them (float64 dot products, not the kernel's float32
+    lanes, whose emulation would make the baseline slower than numpy is).
 
     Returns ``(packed, radius, err_sq, innov_sq)`` as the kernel's payload holds them.
     """
-    out = _reference.laq_quantize(g, prev, bits, pack=np_pack)
+    out = _reference.laq_quantize(g, prev, bits, pack=np_pack, square_pieces=_np_square_sum)
     return out["packed"], out["radius"], out["err_sq"], out["innov_sq"]
 
 

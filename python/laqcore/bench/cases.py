@@ -149,7 +149,9 @@ def _make_laq_quantize(n: int, bits: int, rng: np.random.Generator, torch: Any) 
         for base in [f for f in (numpy_fn, torch_fn) if f is not None]:
             packed, radius, _, innov_sq = base()
             _same("LAQ codes", p.packed, packed)
-            if radius != p.radius or not np.isclose(innov_sq, p.innov_sq, rtol=1e-9):
+            # the kernel sums in float32 lanes (laq.hpp, "Arithmetic"), the baselines in
+            # float64: equal to about 1e-7, at worst 1e-4
+            if radius != p.radius or not np.isclose(innov_sq, p.innov_sq, rtol=1e-4):
                 raise RuntimeError("bench: LAQ baseline disagrees on the radius or ||dQ||^2")
 
     return Case(kernel, g, numpy_fn, torch_fn, verify)
