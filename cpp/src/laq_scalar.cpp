@@ -78,15 +78,12 @@ inline std::uint64_t encode_group(const float* grad, const float* prev, std::siz
     for (std::size_t j = 0; j < m; ++j) {
         word |= static_cast<std::uint64_t>(code[j]) << (j * b);
     }
-    const std::size_t lane0 = first % kLaqSumLanes;  // first is a multiple of 8
     for (std::size_t j = 0; j < m; ++j) {
         const float p = kHasPrev ? prev[j] : 0.0f;
         const float dq = grid.lut[code[j]];
         const float q_new = p + dq;  // what the receiver's apply produces
-        const float e = (q_new - grad[j]) * scale;
-        const float d = dq * scale;
-        err_sq.lane[lane0 + j] += e * e;
-        innov_sq.lane[lane0 + j] += d * d;
+        laq_add_square(err_sq, first + j, q_new - grad[j], scale);
+        laq_add_square(innov_sq, first + j, dq, scale);
     }
     return word;
 }
@@ -164,8 +161,7 @@ double decode_sumsq_scalar(const std::uint8_t* packed, std::size_t count, const 
     const LaqSumScale scale = laq_sum_scale(grid.radius);
     LaqSumLanes s{};  // the encoder's innov_sq arithmetic (bit-identical result)
     for_each_code(packed, count, grid.bits, [&](std::size_t i, unsigned c) {
-        const float d = grid.lut[c] * scale.scale;
-        s.lane[i % kLaqSumLanes] += d * d;
+        laq_add_square(s, i, grid.lut[c], scale.scale);
     });
     return s.total(scale.unscale);
 }

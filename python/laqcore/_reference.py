@@ -156,10 +156,15 @@ def lane_blocked_sum(values: Array) -> float:
             float(np.cumsum(block[j::SUM_LANES])[-1]) if j < block.size else 0.0
             for j in range(SUM_LANES)
         ]
-        total += ((lane[0] + lane[1]) + (lane[2] + lane[3])) + (
-            (lane[4] + lane[5]) + (lane[6] + lane[7])
-        )
+        total += _lane_total(lane)
     return total
+
+
+def _lane_total(lane: Any) -> float:
+    """parallel.hpp ``LaneSum::total()``: ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))."""
+    return float(
+        ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))
+    )
 
 
 LAQ_SUM_LANES = 16  # laq.hpp kLaqSumLanes
@@ -181,15 +186,14 @@ def laq_square_pieces(terms: Array, radius: float) -> list[float]:
     scale, unscale = laq_sum_scale(radius)
     t = np.asarray(terms, dtype=np.float32) * scale
     squares = t * t
-    pieces = []
+    pieces: list[float] = []
     for start in range(0, squares.size, REDUCE_BLOCK):
         piece = squares[start : start + REDUCE_BLOCK]
         rows = np.zeros(-(-piece.size // LAQ_SUM_LANES) * LAQ_SUM_LANES, np.float32)
         rows[: piece.size] = piece  # padding adds +0.0, as a kernel's dead lanes
         lane = np.add.accumulate(rows.reshape(-1, LAQ_SUM_LANES), axis=0)[-1].astype(np.float64)
-        h = lane[:SUM_LANES] + lane[SUM_LANES:]
-        pieces.append((((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]))) * unscale)
-    return [float(x) for x in pieces]
+        pieces.append(_lane_total(lane[:SUM_LANES] + lane[SUM_LANES:]) * unscale)
+    return pieces
 
 
 def _per_element(per_bucket: Array, bucket_size: int, n: int) -> Array:

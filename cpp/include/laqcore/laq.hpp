@@ -117,6 +117,14 @@ struct LaqSumLanes {
     float lane[kLaqSumLanes];
     double total(double unscale) const noexcept;
 };
+// Adds term i of a piece, (x * scale)^2, to its lane: the multiply, the square and the
+// addition each rounded in float32 (the kernels are built without FMA contraction). `static`
+// for the reason laq_sum_scale is.
+static inline void laq_add_square(LaqSumLanes& lanes, std::size_t i, float x,
+                                  float scale) noexcept {
+    const float t = x * scale;
+    lanes.lane[i % kLaqSumLanes] += t * t;
+}
 
 // Result of the fused quantizer.
 struct LaqResult {

@@ -7,7 +7,6 @@
 //    elements to lanes 0.., and total() applies LaneSum::total()'s combination tree.
 //  * FiniteAbs: |x| of 8 floats plus a running "all finite" mask, for the kernels that must
 //    report NaN/Inf input (the scalar references test !(|x| <= FLT_MAX) per element).
-//  * SquareLanes: laq.hpp's LaqSumLanes (the LAQ sums' 16 float32 lanes) in two __m256.
 //  * lo_pd / hi_pd / hmax: float -> double widening of each half (of a register or straight
 //    from memory), horizontal max.
 //
@@ -20,7 +19,6 @@
 
 #include <cfloat>
 
-#include "laqcore/laq.hpp"       // LaqSumLanes (its total() is called, out of line)
 #include "laqcore/parallel.hpp"  // kSumLanes (LaneSum's order; nothing is called)
 
 namespace laqcore {
@@ -75,32 +73,6 @@ struct Lanes {
     double total() const {
         return ((tail[0] + tail[1]) + (tail[2] + tail[3])) +
                ((tail[4] + tail[5]) + (tail[6] + tail[7]));
-    }
-};
-
-// laq.hpp's LaqSumLanes (the LAQ sums' 16 float32 lanes) in two registers: lanes 0-7 in
-// lo, 8-15 in hi. Element i of a piece goes to lane i % 16, so the 8-element vector at
-// offset i (a multiple of 8) goes to lo when i % 16 == 0, else to hi.
-struct SquareLanes {
-    __m256 lo = _mm256_setzero_ps();
-    __m256 hi = _mm256_setzero_ps();
-    LaqSumLanes tail{};  // the lanes after the vector part, for the scalar tail and total()
-
-    // Adds (x * scale)^2, each product rounded in float32 (no FMA, as the reference).
-    static __m256 square(__m256 x, __m256 scale) {
-        const __m256 t = _mm256_mul_ps(x, scale);
-        return _mm256_mul_ps(t, t);
-    }
-    void add(std::size_t i, __m256 x, __m256 scale) {
-        if (i % 16 == 0) {
-            lo = _mm256_add_ps(lo, square(x, scale));
-        } else {
-            hi = _mm256_add_ps(hi, square(x, scale));
-        }
-    }
-    void spill() {
-        _mm256_storeu_ps(tail.lane, lo);
-        _mm256_storeu_ps(tail.lane + 8, hi);
     }
 };
 

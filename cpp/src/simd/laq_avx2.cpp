@@ -21,7 +21,7 @@
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
-#include "lanes_avx2.hpp"  // SquareLanes, lo_pd, hi_pd
+#include "lanes_avx2.hpp"  // lo_pd, hi_pd
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
@@ -81,6 +81,32 @@ LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t c
     std::memcpy(&r, &mx, sizeof r);
     return {r, false};
 }
+
+// laq.hpp's LaqSumLanes (the LAQ sums' 16 float32 lanes) in two registers: lanes 0-7 in
+// lo, 8-15 in hi. Element i of a piece goes to lane i % 16, so the 8-element vector at
+// offset i (a multiple of 8) goes to lo when i % 16 == 0, else to hi.
+struct SquareLanes {
+    __m256 lo = _mm256_setzero_ps();
+    __m256 hi = _mm256_setzero_ps();
+    LaqSumLanes tail{};  // the lanes after the vector part, for the scalar tail and total()
+
+    // Adds (x * scale)^2, each product rounded in float32 (no FMA, as the reference).
+    static __m256 square(__m256 x, __m256 scale) {
+        const __m256 t = _mm256_mul_ps(x, scale);
+        return _mm256_mul_ps(t, t);
+    }
+    void add(std::size_t i, __m256 x, __m256 scale) {
+        if (i % 16 == 0) {
+            lo = _mm256_add_ps(lo, square(x, scale));
+        } else {
+            hi = _mm256_add_ps(hi, square(x, scale));
+        }
+    }
+    void spill() {
+        _mm256_storeu_ps(tail.lane, lo);
+        _mm256_storeu_ps(tail.lane + 8, hi);
+    }
+};
 
 // ---- table lookups ----------------------------------------------------------------------
 // How dQ = table[code] is found for 8 codes (in 32-bit lanes); chosen once per block.
@@ -296,10 +322,8 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
         codes[i] = static_cast<std::uint8_t>(code);
         const float dq = grid.lut[code];
         const float q_new = p + dq;
-        const float e = (q_new - grad[i]) * sum_scale.scale;
-        const float d = dq * sum_scale.scale;
-        err.tail.lane[i % kLaqSumLanes] += e * e;
-        innov.tail.lane[i % kLaqSumLanes] += d * d;
+        laq_add_square(err.tail, i, q_new - grad[i], sum_scale.scale);
+        laq_add_square(innov.tail, i, dq, sum_scale.scale);
     }
     if (full > packed_from) {
         pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
@@ -400,8 +424,7 @@ double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const La
     });
     s.spill();
     for (std::size_t i = full; i < count; ++i) {
-        const float d = grid.lut[codes[i]] * sum_scale.scale;
-        s.tail.lane[i % kLaqSumLanes] += d * d;
+        laq_add_square(s.tail, i, grid.lut[codes[i]], sum_scale.scale);
     }
     return s.tail.total(sum_scale.unscale);
 }

@@ -495,8 +495,7 @@ struct Unpack16 {
     // Codes [i, i + m) of a run starting on a byte (i a multiple of 16, m <= 16).
     __m512i operator()(const std::uint8_t* packed, std::size_t i, std::size_t m) const {
         if (b == 8) {  // one byte per code: widen them
-            return _mm512_cvtepu8_epi32(
-                _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << m) - 1u), packed + i));
+            return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(first_lanes(m), packed + i));
         }
         const std::size_t nbytes = (m * b + 7) / 8;
         const __m128i bytes =
