@@ -5,10 +5,13 @@ message. :class:`BucketLayout` parks the buckets of an iteration until the last 
 checks that the hooks can handle them (dense, real floating point, the same parameters every
 iteration), and moves the gradient between the buckets and one flat float32 vector in a
 **stable parameter order**: the order the parameters had in the buckets of the first
-iteration this process saw, which is DDP's constructor layout in every process. DDP rebuilds
-its buckets after the first iteration; the stable order keeps the hook's state (and the
-quantizer's block boundaries) independent of that rebuild, so a checkpoint taken after it
-resumes bit-exactly in a new process, whose first iteration again uses the constructor layout.
+iteration the hook saw: DDP's constructor layout when the hook is registered before DDP's
+first backward pass, DDP's rebuilt layout when it is registered later. DDP rebuilds its
+buckets after its first iteration; the stable order keeps the hook's state (and the
+quantizer's block boundaries) independent of that rebuild. A state loaded from a checkpoint
+takes the saving run's order instead (:meth:`BucketLayout.reorder`, called by the state when
+the first iteration's parameters are the saved ones in another order), so a resume is
+bit-exact whichever layout the two processes' first iterations saw.
 
 Per iteration the cost is one gather (``torch.cat`` into a reused buffer) and one scatter
 (one ``numpy.copyto`` per piece for float32 CPU buckets, about twice as fast as
@@ -170,6 +173,14 @@ class BucketLayout:
                     "the buckets every step"
                 )
         self._known_key = key
+        self._plan_key = None
+
+    def reorder(self, order: list[int]) -> None:
+        """Make ``[params[i] for i in order]`` the stable order (a permutation of it)."""
+        params = [self.params[i] for i in order]
+        self.params, self.numels = params, [int(p.numel()) for p in params]
+        self._ordinal = {id(p): i for i, p in enumerate(params)}
+        self._offsets = list(itertools.accumulate(self.numels, initial=0))
         self._plan_key = None
 
     def _pieces(self, parked: list[Parked]) -> tuple[list[torch.Tensor], list[int]]:
