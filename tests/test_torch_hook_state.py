@@ -246,10 +246,17 @@ def test_layout_gathers_in_the_first_order_and_refuses_new_parameters() -> None:
     lay.scatter(half, torch.arange(9.0))
     np.testing.assert_array_equal(half[0].buffer.numpy(), [5, 6, 7, 8, 0, 1, 2])
     np.testing.assert_array_equal(half[1].buffer.numpy(), [3, 4])
+    # A resumed state takes its checkpoint's order: [c, a, b] (positions 2, 0, 1).
+    lay.reorder([2, 0, 1])
+    lay.learn(rebuilt)
+    np.testing.assert_array_equal(lay.gather(rebuilt).numpy(), [5, 6, 7, 8, 0, 1, 2, 3, 4])
+    # Another parameter set: a layer unfrozen (or frozen) and DDP rebuilt. Both refusals say
+    # what to do.
     d = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(ValueError, match="not among the parameters of the first iteration"):
+    advice = "needs a new hook state registered on the new DDP"
+    with pytest.raises(ValueError, match=f"not among the parameters of the first.*{advice}"):
         lay.learn([_parked([a, b]), _parked([d])])
-    with pytest.raises(ValueError, match="lack parameter #2"):
+    with pytest.raises(ValueError, match=f"lack parameter #0.*{advice}"):
         lay.learn([_parked([a, b])])
 
 
