@@ -128,8 +128,8 @@ class HookState:
         # From a loaded checkpoint: parameter sizes to check at the first compressed step,
         # and the exchange's state until the exchange exists.
         self._expected_numels: list[int] | None = None
-        # ... and a digest of each parameter in the saving run's stable order, to recognise
-        # the saved parameters in another order at the first iteration (:meth:`_adopt_saved_order`).
+        # ... and a digest of each parameter in the saving run's stable order, to take that
+        # order at the first iteration (:meth:`_adopt_saved_order`).
         self._expected_digests: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
@@ -602,10 +602,9 @@ class HookState:
         (``ValueError`` / ``TypeError``): missing keys, negative counters, another world
         size or rank, the subclass's vectors (NaN, wrong length). The parameters are
         re-learnt at the first iteration, in the checkpoint's order when they are the saved
-        ones in another bucket layout (:meth:`_adopt_saved_order`); the parameter sizes must then
-        match the checkpoint's. A
-        ``state_dict(all_ranks=True)`` gives this rank its own entry (which must be the state
-        this rank saved).
+        ones in another bucket layout (:meth:`_adopt_saved_order`); the parameter sizes must
+        then match the checkpoint's. A ``state_dict(all_ranks=True)`` gives this rank its own
+        entry (which must be the state this rank saved).
         """
         if isinstance(sd, dict) and _ALL_RANKS in sd:  # state_dict(all_ranks=True)
             sd = self._own_entry(sd[_ALL_RANKS])
