@@ -114,7 +114,9 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     bucket size: small values give several buckets per step), compile (``torch.compile``
     of the DDP model), params (``"bf16"``: the model's parameters, hence its gradients and
     buckets, in bfloat16), wrap (``"fp16"``: the hook inside PyTorch's
-    ``fp16_compress_wrapper``)."""
+    ``fp16_compress_wrapper``), uneven (rank 1 stops after this many steps; the loop runs
+    inside DDP's ``join()``, whose joined rank runs the hook on zero buckets until the
+    others finish)."""
     import contextlib
     import copy
 
@@ -160,7 +162,11 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
         start = ck["step"]
     accum, clip = spec.get("accum", 1), spec.get("clip")
     x, y = _data(1 + rank, 16 * steps)
-    for step in range(start, steps):
+    joined = contextlib.ExitStack()
+    if "uneven" in spec:
+        joined.enter_context(ddp.join())
+    last = spec["uneven"] if "uneven" in spec and rank == 1 else steps
+    for step in range(start, last):
         opt.zero_grad()
         for micro in range(accum):  # the step's 16 samples in `accum` micro-batches
             lo, hi = 16 * step + micro * 16 // accum, 16 * step + (micro + 1) * 16 // accum
@@ -198,6 +204,7 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
                 else state.state_dict(all_ranks=spec.get("all_ranks_checkpoint", False)),
                 "step": step + 1,
             }
+    joined.close()  # a joined rank shadows the steps it has no data for
     xt, yt = _data(1000, 600)
     with torch.no_grad():
         acc = float((model(xt.to(pdtype)).argmax(1) == yt).float().mean())

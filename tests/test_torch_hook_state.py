@@ -246,10 +246,17 @@ def test_layout_gathers_in_the_first_order_and_refuses_new_parameters() -> None:
     lay.scatter(half, torch.arange(9.0))
     np.testing.assert_array_equal(half[0].buffer.numpy(), [5, 6, 7, 8, 0, 1, 2])
     np.testing.assert_array_equal(half[1].buffer.numpy(), [3, 4])
+    # A resumed state takes its checkpoint's order: [c, a, b] (positions 2, 0, 1).
+    lay.reorder([2, 0, 1])
+    lay.learn(rebuilt)
+    np.testing.assert_array_equal(lay.gather(rebuilt).numpy(), [5, 6, 7, 8, 0, 1, 2, 3, 4])
+    # Another parameter set: a layer unfrozen (or frozen) and DDP rebuilt. Both refusals say
+    # what to do.
     d = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(ValueError, match="not among the parameters of the first iteration"):
+    advice = "needs a new hook state registered on the new DDP"
+    with pytest.raises(ValueError, match=f"not among the parameters of the first.*{advice}"):
         lay.learn([_parked([a, b]), _parked([d])])
-    with pytest.raises(ValueError, match="lack parameter #2"):
+    with pytest.raises(ValueError, match=f"lack parameter #0.*{advice}"):
         lay.learn([_parked([a, b])])
 
 
@@ -963,45 +970,113 @@ def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
             loss.backward()
 
 
-def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_parameters(
+def _steps_with_a_checkpoint(
+    make_model: Any,
+    steps: int,
+    *,
+    register_at: int = 0,
+    save_at: int | None = None,
+    resume: dict[str, Any] | None = None,
+    hook: str = "laq",
+    **ddp_kwargs: Any,
+) -> tuple[Any, dict[str, Any] | None]:
+    """``steps`` SGD steps of ``DDP(make_model(), **ddp_kwargs)`` under ``hook``, registered
+    before step ``register_at`` (later than 0: after plain DDP steps), from ``resume`` (a
+    checkpoint of this function: model, optimizer and hook, registered before the first
+    resumed step). Returns the model and the checkpoint taken after step ``save_at``."""
+    from laqcore.torch import HOOKS
+
+    torch.manual_seed(0)
+    model = make_model()
+    ddp = DDP(model, **ddp_kwargs)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = HOOKS[hook].state(warmup_steps=0)
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["opt"])
+        state.load_state_dict(resume["hook"])
+        start = resume["step"]
+    inputs = torch.randn(steps, 4, 8, generator=torch.Generator().manual_seed(1))
+    checkpoint = None
+    for step in range(start, steps):
+        if step == max(register_at, start):
+            ddp.register_comm_hook(state, HOOKS[hook].hook)
+        opt.zero_grad()
+        ddp(inputs[step]).square().sum().backward()
+        opt.step()
+        if step + 1 == save_at:
+            checkpoint = {
+                "model": copy.deepcopy(model.state_dict()),
+                "opt": copy.deepcopy(opt.state_dict()),
+                "hook": state.state_dict(),
+                "step": step + 1,
+            }
+    return model, checkpoint
+
+
+def _three_layers() -> Any:
+    return torch.nn.Sequential(*[torch.nn.Linear(8, 8, bias=False) for _ in range(3)])
+
+
+def _mlp() -> Any:
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def _same_parameters(a: Any, b: Any) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("hook", ["laq", "qsgd"])
+def test_a_hook_registered_after_plain_ddp_steps_resumes_exactly(group: None, hook: str) -> None:
+    """A hook registered after some steps of plain DDP learns DDP's rebuilt bucket order
+    (an MLP's parameters: biases first, last layer first); resumed, it is registered before
+    the first backward pass and sees the constructor's order. The first backward after the
+    load raised "another order than the run that saved this hook state" (advising
+    bucket_cap_mb, find_unused_parameters and static_graph, none of which had changed), so
+    such a run could not be resumed at all; now the state takes the saved order and the
+    resumed run equals the uninterrupted one bit for bit (2 gloo ranks: the same)."""
+    straight, checkpoint = _steps_with_a_checkpoint(_mlp, 8, register_at=2, save_at=5, hook=hook)
+    assert checkpoint is not None
+    resumed, _ = _steps_with_a_checkpoint(_mlp, 8, resume=checkpoint, hook=hook)
+    assert _same_parameters(straight, resumed)
+
+
+def test_a_checkpoint_resumes_exactly_under_ddp_buckets_that_reorder_its_parameters(
     group: None,
 ) -> None:
-    """The hook's parameter order is DDP's constructor bucket layout, which
+    """The hook's parameter order is DDP's bucket layout at its first step, which
     find_unused_parameters and bucket_cap_mb change. Equal-sized layers then passed the size
     check and a resumed state silently gave each layer another one's quantizer memory and
-    aggregate (2 gloo ranks: the losses after the resume left the uninterrupted run's)."""
-
-    def trained(steps: int, **ddp_kwargs: Any) -> tuple[Any, Any, LAQState]:
-        torch.manual_seed(0)
-        layers = [torch.nn.Linear(8, 8, bias=False) for _ in range(3)]
-        model = torch.nn.Sequential(*layers)
-        ddp = DDP(model, **ddp_kwargs)
-        state = LAQState()
-        ddp.register_comm_hook(state, laq_hook)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(steps):
-            opt.zero_grad()
-            ddp(torch.randn(4, 8)).square().sum().backward()
-            opt.step()
-        return model, ddp, state
-
-    model, _, saved = trained(3)
-    ck = {"model": copy.deepcopy(model.state_dict()), "hook": saved.state_dict()}
+    aggregate (2 gloo ranks: the losses after the resume left the uninterrupted run's); then
+    such a resume was refused. Now the state recognises the saved parameters by their
+    digests and takes the saved order: the resume is exact under either layout. Parameters
+    it cannot tell apart (equal values) in another order are still refused."""
     reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
-    for kwargs, refused in [(reordered, True), ({}, False)]:
-        model, ddp, state = trained(0, **kwargs)
-        model.load_state_dict(ck["model"])
-        state.load_state_dict(ck["hook"])
-        loss = ddp(torch.randn(4, 8)).square().sum()
-        if refused:
-            with pytest.raises(ValueError, match="another order than the run that saved"):
-                loss.backward()
-        else:
-            loss.backward()
-            assert state.iteration == 4
+    straight, checkpoint = _steps_with_a_checkpoint(_three_layers, 6, save_at=3)
+    assert checkpoint is not None
+    for kwargs in (reordered, {}):
+        resumed, _ = _steps_with_a_checkpoint(_three_layers, 6, resume=checkpoint, **kwargs)
+        assert _same_parameters(straight, resumed), kwargs
+    # The last two layers equal: which saved layer is which cannot be told from the values.
+    model = _three_layers()
+    with torch.no_grad():
+        model[2].weight.copy_(model[1].weight)
+    state = LAQState()
+    ddp = DDP(model)
+    ddp.register_comm_hook(state, laq_hook)
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    ck = {"model": copy.deepcopy(model.state_dict()), "hook": state.state_dict()}
+    ddp, state = DDP(_three_layers(), **reordered), LAQState()
+    ddp.module.load_state_dict(ck["model"])
+    state.load_state_dict(ck["hook"])
+    ddp.register_comm_hook(state, laq_hook)
+    with pytest.raises(ValueError, match="another order than the run that saved"):
+        ddp(torch.randn(4, 8)).square().sum().backward()
     # A hook state saved at another step than the model proves nothing: no refusal.
-    model, ddp, state = trained(0, **reordered)
-    state.load_state_dict(ck["hook"])  # the model keeps its initial values
+    ddp, state = DDP(_three_layers(), **reordered), LAQState()
+    state.load_state_dict(checkpoint["hook"])  # the model keeps its initial values
+    ddp.register_comm_hook(state, laq_hook)
     ddp(torch.randn(4, 8)).square().sum().backward()
     assert state.iteration == 4
 

@@ -87,6 +87,10 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     # Resumed from step 30 with the all-gather exchange (its Transport counts wire_bytes).
     ("laq all-gather", {**_ALL_GATHER, "checkpoint_at": 30}),
     ("laq all-gather resumed", {**_ALL_GATHER, "resume_of": 28}),
+    # Uneven inputs under DDP's join(): rank 1 has 25 batches, rank 0 60.
+    ("ref uneven", {"method": "none", "opt": "momentum", "uneven": 25}),
+    ("laq uneven", {**_LAQ, "opt": "momentum", "uneven": 25}),
+    ("qsgd uneven", {"method": "qsgd", "opt": "momentum", "uneven": 25}),
 ]
 
 
@@ -124,6 +128,20 @@ def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str
         np.testing.assert_array_equal(two_ranks[run][r]["params"], got["params"])
     s = got["stats"]
     assert s["steps"] > 0 and s["bytes_sent"] < s["bytes_dense"] / 3  # it did compress
+
+
+@pytest.mark.parametrize("run", ["laq uneven", "qsgd uneven"])
+def test_uneven_inputs_under_join(two_ranks: dict[str, list[Any]], run: str) -> None:
+    """``ddp.join()`` with one rank out of data after 25 of 60 steps: the joined rank's DDP
+    runs the hook on zero buckets (new tensors every step) to match the others'
+    collectives, so the hook must neither hang nor refuse them. Trains like the trainer
+    without a hook, and every rank's state took every step (docs/ddp.md)."""
+    want = two_ranks["ref uneven"][0]
+    for r in range(2):
+        got = two_ranks[run][r]
+        assert got["acc"] >= want["acc"] - 0.02, (run, got["acc"], want["acc"])
+        assert got["stats"]["iteration"] == 60
+        np.testing.assert_array_equal(got["params"], two_ranks[run][0]["params"])
 
 
 def test_overflow_reaches_the_scaler_like_all_reduce(two_ranks: dict[str, list[Any]]) -> None:

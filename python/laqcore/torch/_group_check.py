@@ -13,7 +13,8 @@ right group holds the same parameters. :func:`check_replicas_agree` all-gathers 
 per rank of the parameters (sizes, dtypes and up to :data:`SAMPLES_PER_PARAMETER`
 evenly spaced values of each) over the state's group and raises on every rank if they
 differ. It also catches replicas that diverged for another reason (a checkpoint loaded on
-some ranks after DDP was built). It cannot tell two groups apart whose models are
+some ranks after DDP was built; ``DDP(init_sync=False)``, which skips DDP's broadcast, over
+replicas initialised with different seeds). It cannot tell two groups apart whose models are
 identical (the same seed and no step yet): averaging those is what one DDP over all of
 them would do.
 
@@ -154,5 +155,7 @@ def check_replicas_agree(
             "group than the hook state (build the state with "
             "process_group=ddp_model.process_group, or use "
             "laqcore.torch.register_hook(ddp_model, name)), or the replicas diverged before "
-            "this first step (e.g. a checkpoint loaded on some ranks after DDP was built)"
+            "this first step (e.g. a checkpoint loaded on some ranks after DDP was built, or "
+            "DDP(init_sync=False) over replicas initialised differently: seed every rank "
+            "alike or keep init_sync=True)"
         )

@@ -5,10 +5,13 @@ message. :class:`BucketLayout` parks the buckets of an iteration until the last 
 checks that the hooks can handle them (dense, real floating point, the same parameters every
 iteration), and moves the gradient between the buckets and one flat float32 vector in a
 **stable parameter order**: the order the parameters had in the buckets of the first
-iteration this process saw, which is DDP's constructor layout in every process. DDP rebuilds
-its buckets after the first iteration; the stable order keeps the hook's state (and the
-quantizer's block boundaries) independent of that rebuild, so a checkpoint taken after it
-resumes bit-exactly in a new process, whose first iteration again uses the constructor layout.
+iteration the hook saw: DDP's constructor layout when the hook is registered before DDP's
+first backward pass, DDP's rebuilt layout when it is registered later. DDP rebuilds its
+buckets after its first iteration; the stable order keeps the hook's state (and the
+quantizer's block boundaries) independent of that rebuild. A state loaded from a checkpoint
+takes the saving run's order instead (:meth:`BucketLayout.reorder`, called by the state when
+the first iteration's parameters are the saved ones in another order), so a resume is
+bit-exact whichever layout the two processes' first iterations saw.
 
 Per iteration the cost is one gather (``torch.cat`` into a reused buffer) and one scatter
 (one ``numpy.copyto`` per piece for float32 CPU buckets, about twice as fast as
@@ -48,6 +51,14 @@ class Parked:
     buffer: torch.Tensor
     params: list[torch.Tensor]
     future: Future[torch.Tensor]
+
+
+#: What to do when the buckets' parameters change (one text for both refusals).
+_NEW_MODEL = (
+    "a DDP model whose trained parameters change, e.g. a layer unfrozen or frozen and the "
+    "model wrapped in a new DDP, needs a new hook state registered on the new DDP; each DDP "
+    "model needs a state of its own"
+)
 
 
 def _describe(ordinal: int, p: torch.Tensor) -> str:
@@ -136,15 +147,7 @@ class BucketLayout:
         for i, b in enumerate(parked):
             _check_bucket(i, b.buffer, b.params)
         if self._known_key is None:
-            for b in parked:
-                for p in b.params:
-                    self._ordinal[id(p)] = len(self.numels)
-                    self.numels.append(int(p.numel()))
-                    self.params.append(p)
-            offsets = [0]
-            for k in self.numels:
-                offsets.append(offsets[-1] + k)
-            self._offsets = offsets
+            self._set_order([p for b in parked for p in b.params])
             self.dense_bytes = sum(int(b.buffer.numel()) * b.buffer.element_size() for b in parked)
             self.device = parked[0].buffer.device
         else:
@@ -156,9 +159,7 @@ class BucketLayout:
                         raise ValueError(
                             f"DDP bucket {i} holds {_describe(len(seen), p)}, which was not "
                             "among the parameters of the first iteration: laqcore hooks need "
-                            "the same parameters in the buckets every step (re-create the "
-                            "hook state after changing the model; each DDP model needs a "
-                            "state of its own)"
+                            f"the same parameters in the buckets every step ({_NEW_MODEL})"
                         )
                     seen.add(o)
             missing = sorted(set(range(len(self.numels))) - seen)
@@ -167,10 +168,21 @@ class BucketLayout:
                     f"the buckets of this iteration lack parameter #{missing[0]} (of "
                     f"{len(self.numels)} seen in the first iteration, numel "
                     f"{self.numels[missing[0]]}): laqcore hooks need the same parameters in "
-                    "the buckets every step"
+                    f"the buckets every step ({_NEW_MODEL})"
                 )
         self._known_key = key
         self._plan_key = None
+
+    def _set_order(self, params: list[torch.Tensor]) -> None:
+        """Make ``params`` the stable order."""
+        self.params, self.numels = params, [int(p.numel()) for p in params]
+        self._ordinal = {id(p): i for i, p in enumerate(params)}
+        self._offsets = list(itertools.accumulate(self.numels, initial=0))
+        self._plan_key = None
+
+    def reorder(self, order: list[int]) -> None:
+        """Make ``[params[i] for i in order]`` the stable order (a permutation of it)."""
+        self._set_order([self.params[i] for i in order])
 
     def _pieces(self, parked: list[Parked]) -> tuple[list[torch.Tensor], list[int]]:
         """Views of the bucket buffers that, concatenated, give the stable order."""

@@ -128,8 +128,8 @@ class HookState:
         # From a loaded checkpoint: parameter sizes to check at the first compressed step,
         # and the exchange's state until the exchange exists.
         self._expected_numels: list[int] | None = None
-        # ... and a digest of each parameter in the saving run's stable order, to recognise
-        # the same parameters in another order at the first iteration (:meth:`_check_order`).
+        # ... and a digest of each parameter in the saving run's stable order, to take that
+        # order at the first iteration (:meth:`_adopt_saved_order`).
         self._expected_digests: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
@@ -312,7 +312,7 @@ class HookState:
             self._check_units()
             self.layout.learn(parked)
             if self._expected_digests is not None:  # the first iteration after a load
-                self._check_order()
+                self._adopt_saved_order()
             # Once per process, before anything is averaged: the same model, and hook states
             # of the same settings and iteration, on every rank of the group.
             if not self._replicas_checked:
@@ -600,11 +600,11 @@ class HookState:
 
         Everything is checked now, on this rank, and nothing changes on error
         (``ValueError`` / ``TypeError``): missing keys, negative counters, another world
-        size or rank, the subclass's vectors (NaN, wrong length). The stable parameter order
-        is re-learnt from the first iteration (DDP's constructor layout, the same in every
-        process); the parameter sizes must then match the checkpoint's. A
-        ``state_dict(all_ranks=True)`` gives this rank its own entry (which must be the state
-        this rank saved).
+        size or rank, the subclass's vectors (NaN, wrong length). The parameters are
+        re-learnt at the first iteration, in the checkpoint's order when they are the saved
+        ones in another bucket layout (:meth:`_adopt_saved_order`); the parameter sizes must
+        then match the checkpoint's. A ``state_dict(all_ranks=True)`` gives this rank its own
+        entry (which must be the state this rank saved).
         """
         if isinstance(sd, dict) and _ALL_RANKS in sd:  # state_dict(all_ranks=True)
             sd = self._own_entry(sd[_ALL_RANKS])
@@ -696,27 +696,41 @@ class HookState:
             return parameter_digests(self.layout.params)
         return self._expected_digests
 
-    def _check_order(self) -> None:
-        """At the first iteration after a load: refuse the saving run's parameters in
-        another order. The stable order is DDP's constructor bucket layout, which
-        ``bucket_cap_mb``, ``find_unused_parameters`` and ``static_graph`` change; a new
-        order with the same sizes (equal-sized layers) passed :meth:`_check_layout` and
-        handed each parameter another one's quantizer memory and aggregate, silently.
-        Values that differ (a hook state saved at another step than the model) prove
-        nothing and pass. Every rank holds the same replicas and raises alike, before any
-        collective of the iteration."""
+    def _adopt_saved_order(self) -> None:
+        """At the first iteration after a load: take the saving run's parameter order.
+
+        The stable order is the bucket layout of the state's first iteration, and DDP's
+        layout depends on ``bucket_cap_mb``, ``find_unused_parameters`` and ``static_graph``
+        (the constructor's) and on whether DDP had already rebuilt its buckets (a hook
+        registered after some steps of plain DDP sees the rebuilt one; resumed and
+        registered before the first step, the constructor's). The checkpoint's vectors are
+        in the saving run's order, so when this iteration's parameters are the saved ones
+        (their digests, values included) in another order, the layout takes the saved order:
+        every parameter keeps its own quantizer memory and aggregate and the resume is
+        bit-exact. Before, a new order of equal-sized parameters silently handed each
+        another one's memory, and any new order was then refused. Only parameters whose
+        digests cannot be told apart (equal values) in another order are refused. Values
+        that differ (a hook state saved at another step than the model) prove nothing and
+        pass. Every rank holds the same replicas and decides alike, before any collective
+        of the iteration."""
         saved, self._expected_digests = self._expected_digests, None
         now = parameter_digests(self.layout.params)
-        if saved is not None and now != saved and sorted(now) == sorted(saved):
-            moved = next(i for i, (a, b) in enumerate(zip(now, saved)) if a != b)
-            raise ValueError(
-                "this model's DDP buckets put its parameters in another order than the run "
-                f"that saved this hook state (from parameter #{moved} of the hook's order on; "
-                "the values are the saved ones): DDP's bucket layout, which sets the hook's "
-                "parameter order, depends on bucket_cap_mb, find_unused_parameters and "
-                "static_graph. Build DDP with the saving run's settings, or start a fresh "
-                "hook state"
-            )
+        if saved is None or now == saved or sorted(now) != sorted(saved):
+            return
+        if len(set(now)) == len(now):
+            position = {d: i for i, d in enumerate(now)}
+            self.layout.reorder([position[d] for d in saved])
+            return
+        moved = next(i for i, (a, b) in enumerate(zip(now, saved)) if a != b)
+        raise ValueError(
+            "this model's DDP buckets put its parameters in another order than the run that "
+            f"saved this hook state (from parameter #{moved} of the hook's order on; the "
+            "values are the saved ones), and some of them hold equal values, so the saved "
+            "order cannot be recovered: DDP's bucket layout, which sets the hook's parameter "
+            "order, depends on bucket_cap_mb, find_unused_parameters and static_graph, and "
+            "on whether the hook was registered before DDP's first backward pass. Build DDP "
+            "and register the hook as in the saving run, or start a fresh hook state"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # A process group cannot be pickled (PowerSGDState drops it too); parameter identities
