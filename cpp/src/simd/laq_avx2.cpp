@@ -89,9 +89,11 @@ struct RadiusAcc {
     static __m256i abs_bits(const Elems<kHasPrev>& x) {
         return _mm256_and_si256(_mm256_castps_si256(x.v), _mm256_set1_epi32(0x7FFFFFFF));
     }
-    // Elements [i, i + 32): four loads, one dependent max.
+    // Elements [i, i + 32): four loads, one dependent max. Always inlined, as codes_exact: a
+    // call inside the encode loop, even on a path it rarely takes, clobbers every vector
+    // register, and the compiler then keeps the loop's sums and constants on the stack.
     template <bool kHasPrev>
-    void add32(const float* grad, const float* prev, std::size_t i) {
+    [[gnu::always_inline]] void add32(const float* grad, const float* prev, std::size_t i) {
         const __m256i a = _mm256_max_epu32(abs_bits(Elems<kHasPrev>(grad, prev, i)),
                                            abs_bits(Elems<kHasPrev>(grad, prev, i + 8)));
         const __m256i b = _mm256_max_epu32(abs_bits(Elems<kHasPrev>(grad, prev, i + 16)),
@@ -284,22 +286,30 @@ struct EncodeConsts {
     }
 };
 
-// Fast-path codes of v (see EncodeConsts); `flag` gets all-ones lanes where the estimate is
-// too close to an integer (or NaN) to be trusted.
-inline __m256i codes_fast(__m256 v, const EncodeConsts& k, __m256& flag) {
+// Fast-path codes of v (see EncodeConsts), and the distance of each estimate from the
+// nearest integer.
+struct FastCodes {
+    __m256i code;
+    __m256 dist;
+};
+inline FastCodes codes_fast(__m256 v, const EncodeConsts& k) {
     // x ~ (v + R) / step + 1/2 > 0, so truncation is floor.
     const __m256 x = _mm256_fmadd_ps(v, k.vinv, k.vc0);
     const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 dist =
-        _mm256_and_ps(_mm256_sub_ps(x, x_near), _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)));
-    // "not (dist >= margin)" is also true for NaN.
-    flag = _mm256_or_ps(flag, _mm256_cmp_ps(dist, k.margin, _CMP_NGE_UQ));
-    return _mm256_cvttps_epi32(x);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    return {_mm256_cvttps_epi32(x), _mm256_and_ps(_mm256_sub_ps(x, x_near), abs_mask)};
+}
+// All-ones lanes where an estimate is too close to an integer to be trusted ("not >=" is
+// also true for NaN, which finite inputs never produce). One compare may test the minimum
+// of several vectors' distances: the radius pass rejected NaN/Inf, so every distance is
+// finite (and 0 where the fast path is off, with an infinite margin).
+inline __m256 near_integer(__m256 dist, const EncodeConsts& k) {
+    return _mm256_cmp_ps(dist, k.margin, _CMP_NGE_UQ);
 }
 
 // The reference's codes of v (the slow path): floor((double(v) + R) / step + 0.5), then
 // min(., L), with LaqGrid::step (laq_fill_grid: 2R / L, or 1 for R = 0).
-inline __m256i codes_exact(__m256 v, const EncodeConsts& k) {
+[[gnu::always_inline]] inline __m256i codes_exact(__m256 v, const EncodeConsts& k) {
     const double r = k.radius;
     const int top = (1 << k.bits) - 1;
     const __m256d vr = _mm256_set1_pd(r);
@@ -336,38 +346,49 @@ inline void add_sums(const Elems<kHasPrev>& e, __m256i code, const Lut<K, false>
     sums.innov.add(i, _mm256_and_ps(SquareLanes::square(dq, scale), mask));
 }
 
-// Where a run's codes go (kPack: the code width when they are packed straight from the
-// registers, else 0: bytes into a code buffer). `out` is the run's packed stream (kPack != 0)
-// or its code buffer; i is the offset of the codes in the run.
-// 32 codes, bytes in order. (Packing 2- and 4-bit codes in the loop measured no faster than
-// the buffer and pack_groups_avx2: the loop is already short of registers.)
+// Where a run's codes go. kPack: the code width when they are packed straight from the
+// registers (1, 2, 4, 8), else 0: bytes into a code buffer, packed later by the caller. `out`
+// is the run's packed stream (kPack != 0) or its code buffer; i is the offset of the codes
+// in the run (a multiple of 8).
+// 32 codes, bytes in order.
 template <int kPack>
 inline void store32(__m256i bytes, std::uint8_t* out, std::size_t i) {
-    static_assert(kPack == 0 || kPack == 1 || kPack == 8, "registers pack 1 and 8 bits");
+    static_assert(kPack == 0 || kPack == 1 || kPack == 2 || kPack == 4 || kPack == 8,
+                  "registers pack 1, 2, 4 and 8 bits");
+    std::uint8_t* at = out + i / 8 * (kPack == 0 ? 8 : kPack);
     if constexpr (kPack == 1) {
         const std::uint32_t word = avx2::pack32_1bit(bytes);
-        std::memcpy(out + i / 8, &word, 4);
+        std::memcpy(at, &word, 4);
+    } else if constexpr (kPack == 2) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(at), avx2::pack32_2bit(bytes));
+    } else if constexpr (kPack == 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(at), avx2::pack32_4bit(bytes));
     } else {  // 8-bit codes are their own packed bytes
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bytes);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), bytes);
     }
 }
-// The m <= 8 codes of one group (32-bit lanes, zero past m: the zero padding).
+// The m <= 8 codes of one group (32-bit lanes, zero past m: the zero padding). A packed
+// stream may end with this group: only its ceil(m * kPack / 8) bytes are written.
 template <int kPack>
 inline void store8(__m256i code, std::size_t m, std::uint8_t* out, std::size_t i) {
-    if constexpr (kPack == 1) {
-        out[i / 8] = static_cast<std::uint8_t>(
-            _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(code, 31))));
+    const __m128i c16 =
+        _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+    const __m128i bytes = _mm_packus_epi16(c16, c16);  // the 8 codes in the low 8 bytes
+    if constexpr (kPack == 0) {                        // a code buffer has room for the whole group
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), bytes);
     } else {
-        const __m128i c16 =
-            _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
-        const __m128i bytes = _mm_packus_epi16(c16, c16);
-        if (kPack == 8 && m < 8) {  // the packed stream ends here: its m bytes only
-            alignas(16) std::uint8_t tmp[16];
-            _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-            std::memcpy(out + i, tmp, m);
-        } else {  // a code buffer has room for the whole group
-            _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), bytes);
+        std::uint64_t word;
+        if constexpr (kPack == 1) {
+            word = static_cast<std::uint32_t>(
+                _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(code, 31))));
+        } else if constexpr (kPack == 8) {
+            word = static_cast<std::uint64_t>(_mm_cvtsi128_si64(bytes));
+        } else {  // the 32-code packer on this group alone (the rest zero)
+            const __m256i group = _mm256_set_m128i(_mm_setzero_si128(), bytes);
+            word = static_cast<std::uint32_t>(_mm_cvtsi128_si32(
+                kPack == 2 ? avx2::pack32_2bit(group) : avx2::pack32_4bit(group)));
         }
+        std::memcpy(out + i / 8 * kPack, &word, (m * kPack + 7) / 8);  // little-endian
     }
 }
 
@@ -408,11 +429,16 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const E
         const Elems<kHasPrev> e1(grad, prev, i + 8);
         const Elems<kHasPrev> e2(grad, prev, i + 16);
         const Elems<kHasPrev> e3(grad, prev, i + 24);
-        __m256 flag = _mm256_setzero_ps();
-        __m256i c0 = codes_fast(e0.v, k, flag);
-        __m256i c1 = codes_fast(e1.v, k, flag);
-        __m256i c2 = codes_fast(e2.v, k, flag);
-        __m256i c3 = codes_fast(e3.v, k, flag);
+        const FastCodes f0 = codes_fast(e0.v, k);
+        const FastCodes f1 = codes_fast(e1.v, k);
+        const FastCodes f2 = codes_fast(e2.v, k);
+        const FastCodes f3 = codes_fast(e3.v, k);
+        __m256i c0 = f0.code;
+        __m256i c1 = f1.code;
+        __m256i c2 = f2.code;
+        __m256i c3 = f3.code;
+        const __m256 flag = near_integer(
+            _mm256_min_ps(_mm256_min_ps(f0.dist, f1.dist), _mm256_min_ps(f2.dist, f3.dist)), k);
         if (!_mm256_testz_ps(flag, flag)) {
             c0 = codes_exact(e0.v, k);
             c1 = codes_exact(e1.v, k);
@@ -442,9 +468,9 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const E
         const __m256i live = first_lanes(m);
         const Elems<kHasPrev> e =
             m == 8 ? Elems<kHasPrev>(grad, prev, i) : Elems<kHasPrev>(grad, prev, i, live);
-        __m256 flag = _mm256_setzero_ps();
-        __m256i code = codes_fast(e.v, k, flag);
-        flag = _mm256_and_ps(flag, _mm256_castsi256_ps(live));
+        const FastCodes f = codes_fast(e.v, k);
+        const __m256 flag = _mm256_and_ps(near_integer(f.dist, k), _mm256_castsi256_ps(live));
+        __m256i code = f.code;
         if (!_mm256_testz_ps(flag, flag)) code = codes_exact(e.v, k);
         code = _mm256_and_si256(code, live);
         add_sums<K, kHasPrev>(e, code, lut, scale, i, live, sums);
@@ -627,10 +653,11 @@ auto by_width(int bits, Args&&... args) {
         case 1:
             return Fn::template run<LutKind::perm8, 1>(args...);
         case 2:
+            return Fn::template run<LutKind::perm8, 2>(args...);
         case 3:
             return Fn::template run<LutKind::perm8, 0>(args...);
         case 4:
-            return Fn::template run<LutKind::perm16, 0>(args...);
+            return Fn::template run<LutKind::perm16, 4>(args...);
         case 8:
             return Fn::template run<LutKind::formula, 8>(args...);
         default:
