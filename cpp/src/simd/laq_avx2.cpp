@@ -6,7 +6,7 @@
 //   * codes: the reference computes (double(v) + R) / step + 0.5, truncated and clamped. A
 //     float32 FMA estimate gives the same integer whenever it is not within 2^-14 of an
 //     integer (its error is below 2^-15); the rare steps where it is take the exact double
-//     path (see EncodeConsts);
+//     path (laq_simd.hpp: LaqCodeConsts);
 //   * dQ = lut[code]: register permutes of the table's first 8 or 16 entries, or for 5..8
 //     bits the table's own formula per code, both computed from (R, bits) in registers with
 //     laq_fill_grid's operations float(double(c) * step' - R), step' = 2R / L (same
@@ -25,10 +25,12 @@
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>  // true_type, false_type (types only)
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
 #include "lanes_avx2.hpp"  // lo_pd, hi_pd
+#include "laq_simd.hpp"    // quantize_blocks_pipelined, Ahead
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
@@ -256,37 +258,14 @@ struct Lut {
 };
 
 // ---- fused quantize + pack ----------------------------------------------------------------
-// The code constants of one radius, computed from (R, bits) alone. Fast path for the codes:
-// x = fma(v, 1/step, R/step + 1/2) in float32, against the reference's x_ref = (double(v) +
-// R) / step + 1/2 (double roundings: |x_ref - x*| < 2^-43 for the exact x* <= L + 1/2 <=
-// 255.5). 1/step enters as the float32 quotient L / (2R) (2R is exact), one rounding of
-// a value within 2^-53 of 1/step, so off by a relative 2^-24 + 2^-53, at most 2^-17 on
-// |v / step| <= L/2 < 128; R/step + 1/2 is (L+1)/2 to within 2^-45, and that float is
-// the constant; the FMA rounds by at most half an ulp of 256, 2^-16. So |x - x*| < 2^-15,
-// and whenever x lies at least 2^-14 from every integer (x - round(x) is exact in float),
-// floor(x) = floor(x_ref) is the reference's code (which also needs no clamp: x < L + 1).
-// Otherwise (and for NaN, never expected) the step's codes are recomputed by the exact
-// double path. Huge radii and tiny steps (where 1/step could overflow float or be
-// subnormal), and R = 0, always take it: an infinite margin flags every element.
-struct EncodeConsts {
-    __m256 vinv, vc0, margin, sum_scale;
-    double sum_unscale;
-    float radius;
-    int bits;
-    EncodeConsts(float radius_, int bits_) : radius(radius_), bits(bits_) {
-        const LaqSumScale s = laq_sum_scale(radius);
-        sum_scale = _mm256_set1_ps(s.scale);
-        sum_unscale = s.unscale;
-        const int top = (1 << bits) - 1;
-        const float inv = static_cast<float>(top) / (2.0f * radius);  // +Inf for R = 0
-        const bool fast = radius < 1e30f && inv < 1e30f;
-        vinv = _mm256_set1_ps(fast ? inv : 0.0f);
-        vc0 = _mm256_set1_ps(fast ? 0.5f * static_cast<float>(top + 1) : 0.0f);
-        margin = _mm256_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
-    }
+// The code constants of one radius (laq_simd.hpp's LaqCodeConsts, which derives the fast
+// path's error bound), broadcast.
+struct Broadcast {
+    __m256 operator()(float x) const { return _mm256_set1_ps(x); }
 };
+using EncodeConsts = EncodeConstsOf<__m256, Broadcast>;
 
-// Fast-path codes of v (see EncodeConsts), and the distance of each estimate from the
+// Fast-path codes of v (LaqCodeConsts), and the distance of each estimate from the
 // nearest integer.
 struct FastCodes {
     __m256i code;
@@ -388,27 +367,22 @@ inline void store8(__m256i code, std::size_t m, std::uint8_t* out, std::size_t i
             word = static_cast<std::uint32_t>(_mm_cvtsi128_si32(
                 kPack == 2 ? avx2::pack32_2bit(group) : avx2::pack32_4bit(group)));
         }
-        std::memcpy(out + i / 8 * kPack, &word, (m * kPack + 7) / 8);  // little-endian
+        // little-endian; a constant length (one store) for whole groups
+        std::uint8_t* at = out + i / 8 * kPack;
+        if (m == 8) {
+            std::memcpy(at, &word, kPack);
+        } else {
+            std::memcpy(at, &word, (m * kPack + 7) / 8);
+        }
     }
 }
 
-// The next block's radius pass, carried out inside the encode loop of the current one (see
-// quantize_blocks_impl): elements [0, count) of (grad, prev), 32 per encode step while both
-// last; the encoder leaves the partial maximum in acc and the elements it covered in done.
-struct Ahead {
-    const float* grad;
-    const float* prev;
-    std::size_t count;
-    RadiusAcc acc;
-    std::size_t done;
-};
-
 // Encodes count (<= kReduceBlock) elements with one radius (`grad` starts a piece): writes
 // their codes (see store32) and returns the lane sums of their squares. kAhead: also run the
-// radius pass of *ahead (the next block), 32 elements per step.
+// radius pass of *ahead (the next block, laq_simd.hpp), 32 elements per step.
 template <LutKind K, int kPack, bool kHasPrev, bool kAhead>
 Sums encode_run(const float* grad, const float* prev, std::size_t count, const EncodeConsts& k,
-                std::uint8_t* out, Ahead* ahead) {
+                std::uint8_t* out, Ahead<RadiusAcc>* ahead) {
     const Lut<K, false> lut(k.radius, k.bits, 1.0f);
     const __m256 scale = k.sum_scale;
     Sums sums;  // locals, kept in registers (`out` may alias anything)
@@ -425,14 +399,12 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const E
         prefetch_step(grad + i);
         if (kHasPrev) prefetch_step(prev + i);
         if (kAhead && i + 32 <= next_count) next.add32<kHasPrev>(next_grad, next_prev, i);
-        const Elems<kHasPrev> e0(grad, prev, i);
-        const Elems<kHasPrev> e1(grad, prev, i + 8);
-        const Elems<kHasPrev> e2(grad, prev, i + 16);
-        const Elems<kHasPrev> e3(grad, prev, i + 24);
-        const FastCodes f0 = codes_fast(e0.v, k);
-        const FastCodes f1 = codes_fast(e1.v, k);
-        const FastCodes f2 = codes_fast(e2.v, k);
-        const FastCodes f3 = codes_fast(e3.v, k);
+        // The inputs are loaded again for the exact path and for the sums, after the codes are
+        // stored (which may alias them): keeping them in registers from here would spill.
+        const FastCodes f0 = codes_fast(Elems<kHasPrev>(grad, prev, i).v, k);
+        const FastCodes f1 = codes_fast(Elems<kHasPrev>(grad, prev, i + 8).v, k);
+        const FastCodes f2 = codes_fast(Elems<kHasPrev>(grad, prev, i + 16).v, k);
+        const FastCodes f3 = codes_fast(Elems<kHasPrev>(grad, prev, i + 24).v, k);
         __m256i c0 = f0.code;
         __m256i c1 = f1.code;
         __m256i c2 = f2.code;
@@ -440,19 +412,19 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const E
         const __m256 flag = near_integer(
             _mm256_min_ps(_mm256_min_ps(f0.dist, f1.dist), _mm256_min_ps(f2.dist, f3.dist)), k);
         if (!_mm256_testz_ps(flag, flag)) {
-            c0 = codes_exact(e0.v, k);
-            c1 = codes_exact(e1.v, k);
-            c2 = codes_exact(e2.v, k);
-            c3 = codes_exact(e3.v, k);
+            c0 = codes_exact(Elems<kHasPrev>(grad, prev, i).v, k);
+            c1 = codes_exact(Elems<kHasPrev>(grad, prev, i + 8).v, k);
+            c2 = codes_exact(Elems<kHasPrev>(grad, prev, i + 16).v, k);
+            c3 = codes_exact(Elems<kHasPrev>(grad, prev, i + 24).v, k);
         }
-        add_sums<K, kHasPrev>(e0, c0, lut, scale, i, sums);
-        add_sums<K, kHasPrev>(e1, c1, lut, scale, i + 8, sums);
-        add_sums<K, kHasPrev>(e2, c2, lut, scale, i + 16, sums);
-        add_sums<K, kHasPrev>(e3, c3, lut, scale, i + 24, sums);
         store32<kPack>(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(_mm256_packus_epi32(c0, c1),
                                                                        _mm256_packus_epi32(c2, c3)),
                                                    order),
                        out, i);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i), c0, lut, scale, i, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 8), c1, lut, scale, i + 8, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 16), c2, lut, scale, i + 16, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 24), c3, lut, scale, i + 24, sums);
     }
     if constexpr (kAhead) {
         ahead->acc = next;
@@ -505,45 +477,30 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
     }
 }
 
-// ---- blockwise radius: each block read once ----------------------------------------------
-// Software-pipelined: block j + 1's radius pass (reading it from memory into cache) runs
-// inside block j's encode loop, 32 elements per step, so its loads overlap the encoder's
-// arithmetic, and the chain from a radius to the encoder's constants (a horizontal max, two
-// divisions) runs while the previous block is still being encoded. Codes of other widths
-// than 1 and 8 bits are packed per chunk of blocks (kChunkCodes).
+// ---- blockwise radius: each block read once (laq_simd.hpp) -----------------------------
+// The pipeline's block encoder. Codes of other widths than 1, 2, 4 and 8 bits collect in a
+// buffer, packed per chunk of blocks (kChunkCodes) into the `count` elements' stream.
 template <LutKind K, int kPack, bool kHasPrev>
-bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t count,
-                          std::size_t block, int bits, float* radii, LaqSums* sums,
-                          std::uint8_t* packed) {
-    const auto b = static_cast<std::size_t>(bits);
-    auto at = [&](const float* x, std::size_t s) { return kHasPrev ? x + s : nullptr; };
-    auto length = [&](std::size_t s) { return count - s < block ? count - s : block; };
-    alignas(32) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];  // the codes from `chunk` on
-    std::size_t chunk = 0;
-    RadiusAcc acc;
-    acc.add_range<kHasPrev>(grad, at(prev, 0), 0, length(0));
-    for (std::size_t s = 0, j = 0; s < count; s += block, ++j) {
-        const LaqRadiusPartial part = acc.result();
-        if (part.nonfinite) return false;
-        radii[j] = part.max_abs;
-        const std::size_t t = s + block;
-        Ahead next{grad, prev, 0, RadiusAcc(), 0};
-        if (t < count) next = {grad + t, at(prev, t), length(t), RadiusAcc(), 0};
-        const EncodeConsts k(part.max_abs, bits);
+struct BlockEncoder {
+    int bits;
+    std::size_t count;
+    std::uint8_t* packed;
+    std::size_t chunk = 0;                                          // first element buffered
+    alignas(32) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];  // from `chunk` on
+
+    LaqSums operator()(const float* g, const float* p, std::size_t s, std::size_t m, float radius,
+                       Ahead<RadiusAcc>* next) {
+        const auto b = static_cast<std::size_t>(bits);
+        const EncodeConsts k(radius, bits);
         std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : codes + (s - chunk);
-        const Sums block_sums =
-            encode_run<K, kPack, kHasPrev, true>(grad + s, at(prev, s), length(s), k, out, &next);
-        next.acc.add_range<kHasPrev>(next.grad, next.prev, next.done, next.count);
-        acc = next.acc;
-        sums[j] = lane_totals(block_sums, k.sum_unscale);
-        const std::size_t end = s + length(s);
-        if (kPack == 0 && (end - chunk >= kChunkCodes || end == count)) {
-            pack_codes(codes, end - chunk, bits, packed + chunk / 8 * b);
-            chunk = end;
+        const Sums block_sums = encode_run<K, kPack, kHasPrev, true>(g, p, m, k, out, next);
+        if (kPack == 0 && (s + m - chunk >= kChunkCodes || s + m == count)) {
+            pack_codes(codes, s + m - chunk, bits, packed + chunk / 8 * b);
+            chunk = s + m;
         }
+        return lane_totals(block_sums, k.sum_unscale);
     }
-    return true;
-}
+};
 
 // ---- decoders ---------------------------------------------------------------------------
 // The codes of one run, unpacked into codes[count]; 8-bit codes are used in place.
@@ -646,68 +603,68 @@ void accumulate_blocks_impl(const std::uint8_t* packed, std::size_t count, std::
 }
 
 // ---- the table lookup and the packing of each width (lut_kind, store32) ---------------------
-// Calls Fn::template run<K, kPack>(args...) for `bits`.
-template <class Fn, class... Args>
-auto by_width(int bits, Args&&... args) {
+template <LutKind K, int kPack>
+struct Width {
+    static constexpr LutKind kind = K;
+    static constexpr int pack = kPack;
+};
+
+// Calls body(Width<K, kPack>{}) for `bits`, so each width gets its own loop.
+template <class Body>
+auto by_width(int bits, Body&& body) {
     switch (bits) {
         case 1:
-            return Fn::template run<LutKind::perm8, 1>(args...);
+            return body(Width<LutKind::perm8, 1>{});
         case 2:
-            return Fn::template run<LutKind::perm8, 2>(args...);
+            return body(Width<LutKind::perm8, 2>{});
         case 3:
-            return Fn::template run<LutKind::perm8, 0>(args...);
+            return body(Width<LutKind::perm8, 0>{});
         case 4:
-            return Fn::template run<LutKind::perm16, 4>(args...);
+            return body(Width<LutKind::perm16, 4>{});
         case 8:
-            return Fn::template run<LutKind::formula, 8>(args...);
+            return body(Width<LutKind::formula, 8>{});
         default:
             break;
     }
-    return Fn::template run<LutKind::formula, 0>(args...);
+    return body(Width<LutKind::formula, 0>{});
 }
 
-struct EncodeFn {
-    template <LutKind K, int kPack>
-    static LaqSums run(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                       std::uint8_t* packed) {
-        return prev ? encode_block<K, kPack, true>(grad, prev, count, grid, packed)
-                    : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
-    }
-};
-
-struct QuantizeBlocksFn {
-    template <LutKind K, int kPack>
-    static bool run(const float* grad, const float* prev, std::size_t count, std::size_t block,
-                    int bits, float* radii, LaqSums* sums, std::uint8_t* packed) {
-        return prev ? quantize_blocks_impl<K, kPack, true>(grad, prev, count, block, bits, radii,
-                                                           sums, packed)
-                    : quantize_blocks_impl<K, kPack, false>(grad, nullptr, count, block, bits,
-                                                            radii, sums, packed);
-    }
-};
-
-struct AccumulateBlocksFn {
-    template <LutKind K, int>
-    static void run(const std::uint8_t* packed, std::size_t count, std::size_t block, int bits,
-                    const float* radii, float weight, float* inout) {
-        accumulate_blocks_impl<K>(packed, count, block, bits, radii, weight, inout);
-    }
-};
+// Calls body(std::true_type{}, prev) with a q_prev, body(std::false_type{}, nullptr) without.
+template <class Body>
+auto with_prev(const float* prev, Body&& body) {
+    return prev ? body(std::true_type{}, prev) : body(std::false_type{}, nullptr);
+}
 
 LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                     std::uint8_t* packed) {
-    return by_width<EncodeFn>(grid.bits, grad, prev, count, grid, packed);
+    return by_width(grid.bits, [&](auto w) {
+        return with_prev(prev, [&](auto has_prev, const float* p) {
+            using W = decltype(w);
+            return encode_block<W::kind, W::pack, decltype(has_prev)::value>(grad, p, count, grid,
+                                                                             packed);
+        });
+    });
 }
 
 bool quantize_blocks_avx2(const float* grad, const float* prev, std::size_t count,
                           std::size_t block, int bits, float* radii, LaqSums* sums,
                           std::uint8_t* packed) {
-    return by_width<QuantizeBlocksFn>(bits, grad, prev, count, block, bits, radii, sums, packed);
+    return by_width(bits, [&](auto w) {
+        return with_prev(prev, [&](auto has_prev, const float* p) {
+            using W = decltype(w);
+            constexpr bool kHasPrev = decltype(has_prev)::value;
+            BlockEncoder<W::kind, W::pack, kHasPrev> encode{bits, count, packed};
+            return quantize_blocks_pipelined<RadiusAcc, kHasPrev>(grad, p, count, block, radii,
+                                                                  sums, encode);
+        });
+    });
 }
 
 void accumulate_blocks_avx2(const std::uint8_t* packed, std::size_t count, std::size_t block,
                             int bits, const float* radii, float weight, float* inout) {
-    by_width<AccumulateBlocksFn>(bits, packed, count, block, bits, radii, weight, inout);
+    by_width(bits, [&](auto w) {
+        accumulate_blocks_impl<decltype(w)::kind>(packed, count, block, bits, radii, weight, inout);
+    });
 }
 
 const LaqBlockKernels kAvx2Kernels = {
