@@ -16,9 +16,9 @@
 //   * the end of the input (a partial group of fewer than 8 elements) uses masked loads and
 //     stores; its dead lanes add +0.0 to the lane sums, which leaves them unchanged (a lane
 //     sum is never -0.0).
-// 1- and 8-bit codes are stored straight from the registers; other widths go to a code buffer
-// in L1 that is packed with the AVX2 packer about every kChunkCodes codes. The decoders unpack
-// the same way (8-bit codes are read in place).
+// 1-, 2-, 4- and 8-bit codes are packed straight from the registers; other widths go to a code
+// buffer in L1 that is packed with the AVX2 packer about every kChunkCodes codes. The decoders
+// unpack a block's or chunk's codes into such a buffer (8-bit codes are read in place).
 //
 // Like every *_avx2.cpp file, this one avoids inline functions shared with scalar files
 // (bitstream.hpp, std::min, LaneSum::add ...): see bits_avx2.hpp.
@@ -30,7 +30,7 @@
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
 #include "lanes_avx2.hpp"  // lo_pd, hi_pd
-#include "laq_simd.hpp"    // quantize_blocks_pipelined, Ahead
+#include "laq_simd.hpp"    // EncodeConstsOf, quantize_blocks_pipelined, Ahead
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
