@@ -114,13 +114,16 @@ def _everything(grad: np.ndarray, prev: np.ndarray, bits: int, bs: int) -> tuple
     )
 
 
+@pytest.mark.parametrize("level", runtime.simd_levels())
 @pytest.mark.parametrize("bs", [64, 1024, REDUCE + 8])
-def test_same_output_for_any_thread_count(rng, bs):
+def test_same_output_for_any_thread_count(rng, level, bs):
+    # at every level: the fused blockwise kernels run over each thread's groups of blocks
     grad, prev = make_pair(rng, 2**20 + 3)
     results = []
-    for threads in (1, 2, 7):
-        with laqcore.num_threads(threads):
-            results.append(_everything(grad, prev, 3, bs))
+    with runtime.simd(level):
+        for threads in (1, 2, 7):
+            with laqcore.num_threads(threads):
+                results.append(_everything(grad, prev, 3, bs))
     assert results[1] == results[0]
     assert results[2] == results[0]
 
@@ -158,10 +161,11 @@ def hard_pair(rng: np.random.Generator, n: int, block_size: int) -> tuple[np.nda
     return grad, prev
 
 
-# block sizes: one 8-group, groups of 8 not filling a 16- or 64-lane step, the hook's 2-bit
-# default, exactly one step, the default, one that exceeds the encoder's 64-element steps
-# unevenly, and a large one.
-@pytest.mark.parametrize("bs", [8, 24, 32, 64, 256, 1000, 4096])
+# block sizes: one 8-group, two (half a 32-element AVX2 step), groups of 8 not filling a
+# 16-, 32- or 64-lane step, the hook's 2-bit default (one AVX2 step), one step and a group,
+# one AVX-512 step, the default, one that exceeds both encoders' steps unevenly, and a large
+# one.
+@pytest.mark.parametrize("bs", [8, 16, 24, 32, 40, 64, 256, 1000, 4096])
 @pytest.mark.parametrize("with_prev", [True, False])
 def test_every_simd_level_matches_reference_on_hard_inputs(rng, bits, bs, with_prev):
     # quantize + pack and the weighted accumulate (the fused blockwise kernels where a level

@@ -98,6 +98,27 @@ static inline std::uint32_t pack32_1bit(__m256i x) {
     return static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(x, 7)));
 }
 
+// 2- and 4-bit special cases of pack32 for the fused quantizers (no per-width constants):
+// 32 byte codes (each < 2^b) -> their 4b packed bytes, the low 4b bytes of the result.
+// Adjacent codes are merged by multiply-adds: byte pairs into 16-bit lanes, then (2 bits)
+// word pairs into 32-bit lanes, whose low bytes are gathered in order.
+static inline __m128i pack32_4bit(__m256i x) {
+    const __m256i pairs = _mm256_maddubs_epi16(x, _mm256_set1_epi16(1 | (16 << 8)));
+    // 8 bytes in the low half of each 128-bit lane; the two halves moved together
+    return _mm256_castsi256_si128(
+        _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08));
+}
+static inline __m128i pack32_2bit(__m256i x) {
+    const __m256i pairs = _mm256_maddubs_epi16(x, _mm256_set1_epi16(1 | (4 << 8)));
+    const __m256i quads = _mm256_madd_epi16(pairs, _mm256_set1_epi32(1 | (16 << 16)));
+    // the low byte of each 32-bit lane: 4 bytes per 128-bit lane, the two moved together
+    const __m256i low = _mm256_shuffle_epi8(
+        quads, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4,
+                                8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+    return _mm256_castsi256_si128(
+        _mm256_permutevar8x32_epi32(low, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1)));
+}
+
 static inline __m256i unpack32_1bit(std::uint32_t word) {
     // Byte k of the result holds bit k of `word`: broadcast byte k/8 to it, test bit k%8.
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,

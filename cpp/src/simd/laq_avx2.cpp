@@ -1,27 +1,36 @@
 // AVX2 block functions of the LAQ quantizer (laq.cpp holds the drivers and the scalar
-// reference; laq.hpp the arithmetic). Every function performs exactly the reference's
+// reference; laq.hpp the arithmetic): the fused quantize+pack of one radius (encode), the
+// blockwise quantizer (quantize_blocks), which reads each radius block from memory once, the
+// decoders and the blockwise accumulate. Every function performs exactly the reference's
 // float and double operations, element by element, in the same order:
 //   * codes: the reference computes (double(v) + R) / step + 0.5, truncated and clamped. A
 //     float32 FMA estimate gives the same integer whenever it is not within 2^-14 of an
 //     integer (its error is below 2^-15); the rare steps where it is take the exact double
-//     path (see encode_block);
-//   * dQ = lut[code]: register permutes for up to 16 table entries; for 5..8 bits the table's
-//     own formula float(double(code) * step' - R) with step' = 2R / L, which is how
-//     laq_make_grid fills the table (same operations, hence the same floats);
+//     path (laq_simd.hpp: LaqCodeConsts);
+//   * dQ = lut[code]: register permutes of the table's first 8 or 16 entries, or for 5..8
+//     bits the table's own formula per code, both computed from (R, bits) in registers with
+//     laq_fill_grid's operations float(double(c) * step' - R), step' = 2R / L (same
+//     operations, hence the same floats), so no LaqGrid table is read or refilled per block;
 //   * sums: laq.hpp's scaled float32 terms in the 16 lanes of LaqSumLanes, held in two
-//     __m256 (SquareLanes); LaqSumLanes::total() combines them at the end.
-// Codes go to a block-sized stack buffer in L1 and are packed with the AVX2 packer; the
-// decoders unpack the same way (8-bit codes are read in place).
+//     __m256 (SquareLanes), combined in registers at the end of a piece (lane_totals);
+//   * the end of the input (a partial group of fewer than 8 elements) uses masked loads and
+//     stores; its dead lanes add +0.0 to the lane sums, which leaves them unchanged (a lane
+//     sum is never -0.0).
+// 1-, 2-, 4- and 8-bit codes are packed straight from the registers; other widths go to a code
+// buffer in L1 that is packed with the AVX2 packer about every kChunkCodes codes. The decoders
+// unpack a block's or chunk's codes into such a buffer (8-bit codes are read in place).
 //
 // Like every *_avx2.cpp file, this one avoids inline functions shared with scalar files
 // (bitstream.hpp, std::min, LaneSum::add ...): see bits_avx2.hpp.
 #include <cfloat>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>  // true_type, false_type (types only)
 
 #include "bits_avx2.hpp"
 #include "kernels_avx2.hpp"
 #include "lanes_avx2.hpp"  // lo_pd, hi_pd
+#include "laq_simd.hpp"    // EncodeConstsOf, quantize_blocks_pipelined, Ahead
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock (no calls)
@@ -33,6 +42,13 @@ namespace {
 
 static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
 
+// Codes buffered before they are packed (the blockwise kernels pack and unpack several small
+// blocks at once, so the packer's per-call constants are paid about once per kChunkCodes
+// codes; the buffer stays in L1). A chunk is whole blocks: with blocks below kChunkCodes it
+// holds fewer than 2 * kChunkCodes codes, else one block, at most kReduceBlock.
+constexpr std::size_t kChunkCodes = 1024;
+static_assert(2 * kChunkCodes <= kReduceBlock, "a chunk fits the kReduceBlock code buffer");
+
 inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
                            std::uint8_t* codes) {
     const std::size_t nbytes = (m * b + 7) / 8;
@@ -43,70 +59,145 @@ inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
         codes[j] = static_cast<std::uint8_t>((word >> (j * b)) & mask);
 }
 
-// ---- radius ---------------------------------------------------------------------------
-// The reference's integer maximum of |v| bit patterns (laq.cpp: abs_bits), which also
-// catches NaN/Inf (patterns >= kInfBits). Two accumulators keep two loads per step in flight.
-LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t count) {
-    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
-    __m256i m0 = _mm256_setzero_si256();
-    __m256i m1 = _mm256_setzero_si256();
-    auto abs_bits = [&](std::size_t i) {
-        __m256 v = _mm256_loadu_ps(grad + i);
-        if (prev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
-        return _mm256_and_si256(_mm256_castps_si256(v), abs_mask);
-    };
-    std::size_t i = 0;
-    for (; i + 16 <= count; i += 16) {
-        m0 = _mm256_max_epu32(m0, abs_bits(i));
-        m1 = _mm256_max_epu32(m1, abs_bits(i + 8));
-    }
-    if (i + 8 <= count) {
-        m0 = _mm256_max_epu32(m0, abs_bits(i));
-        i += 8;
-    }
-    __m128i x = _mm_max_epu32(_mm256_castsi256_si128(_mm256_max_epu32(m0, m1)),
-                              _mm256_extracti128_si256(_mm256_max_epu32(m0, m1), 1));
-    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0x4E));
-    x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0xB1));
-    auto mx = static_cast<std::uint32_t>(_mm_cvtsi128_si32(x));
-    for (; i < count; ++i) {
-        const float v = prev ? grad[i] - prev[i] : grad[i];
-        std::uint32_t u;
-        std::memcpy(&u, &v, sizeof u);
-        u &= 0x7FFFFFFFu;
-        mx = u > mx ? u : mx;
-    }
-    if (mx >= 0x7F800000u) return {0.0f, true};
-    float r;
-    std::memcpy(&r, &mx, sizeof r);
-    return {r, false};
+// All-ones in 32-bit lanes [0, m), zero in the others (m <= 8).
+inline __m256i first_lanes(std::size_t m) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(m)),
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// One vector of 8 elements at offset i: g, q_prev (0.0f without prev) and v = g - q_prev,
+// in float32 as the reference (g - 0.0f == g bit for bit). The masked form loads only the
+// lanes in `live` (the others read as 0.0f and never touch memory).
+template <bool kHasPrev>
+struct Elems {
+    __m256 g, p, v;
+    Elems(const float* grad, const float* prev, std::size_t i)
+        : g(_mm256_loadu_ps(grad + i)),
+          p(kHasPrev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps()),
+          v(kHasPrev ? _mm256_sub_ps(g, p) : g) {}
+    Elems(const float* grad, const float* prev, std::size_t i, __m256i live)
+        : g(_mm256_maskload_ps(grad + i, live)),
+          p(kHasPrev ? _mm256_maskload_ps(prev + i, live) : _mm256_setzero_ps()),
+          v(kHasPrev ? _mm256_sub_ps(g, p) : g) {}
+};
+
+// ---- radius ---------------------------------------------------------------------------
+// Running maximum of |v| as bit patterns (the reference's abs_bits order, laq.cpp, which
+// also catches NaN/Inf: patterns >= kInfBits).
+struct RadiusAcc {
+    __m256i m = _mm256_setzero_si256();
+
+    template <bool kHasPrev>
+    static __m256i abs_bits(const Elems<kHasPrev>& x) {
+        return _mm256_and_si256(_mm256_castps_si256(x.v), _mm256_set1_epi32(0x7FFFFFFF));
+    }
+    // Elements [i, i + 32): four loads, one dependent max. Always inlined, as codes_exact: a
+    // call inside the encode loop, even on a path it rarely takes, clobbers every vector
+    // register, and the compiler then keeps the loop's sums and constants on the stack.
+    template <bool kHasPrev>
+    [[gnu::always_inline]] void add32(const float* grad, const float* prev, std::size_t i) {
+        const __m256i a = _mm256_max_epu32(abs_bits(Elems<kHasPrev>(grad, prev, i)),
+                                           abs_bits(Elems<kHasPrev>(grad, prev, i + 8)));
+        const __m256i b = _mm256_max_epu32(abs_bits(Elems<kHasPrev>(grad, prev, i + 16)),
+                                           abs_bits(Elems<kHasPrev>(grad, prev, i + 24)));
+        m = _mm256_max_epu32(m, _mm256_max_epu32(a, b));
+    }
+    // Elements [from, count), from a multiple of 8 (masked lanes read 0.0f).
+    template <bool kHasPrev>
+    void add_range(const float* grad, const float* prev, std::size_t from, std::size_t count) {
+        std::size_t i = from;
+        for (; i + 32 <= count; i += 32) add32<kHasPrev>(grad, prev, i);
+        for (; i + 8 <= count; i += 8) {
+            m = _mm256_max_epu32(m, abs_bits(Elems<kHasPrev>(grad, prev, i)));
+        }
+        if (i < count) {
+            const Elems<kHasPrev> x(grad, prev, i, first_lanes(count - i));
+            m = _mm256_max_epu32(m, abs_bits(x));
+        }
+    }
+    LaqRadiusPartial result() const {
+        __m128i x = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+        x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0x4E));
+        x = _mm_max_epu32(x, _mm_shuffle_epi32(x, 0xB1));
+        const auto mx = static_cast<std::uint32_t>(_mm_cvtsi128_si32(x));
+        if (mx >= 0x7F800000u) return {0.0f, true};
+        float r;
+        std::memcpy(&r, &mx, sizeof r);
+        return {r, false};
+    }
+};
+
+template <bool kHasPrev>
+LaqRadiusPartial radius_run(const float* grad, const float* prev, std::size_t count) {
+    RadiusAcc acc;
+    acc.add_range<kHasPrev>(grad, prev, 0, count);
+    return acc.result();
+}
+
+LaqRadiusPartial radius_avx2(const float* grad, const float* prev, std::size_t count) {
+    return prev ? radius_run<true>(grad, prev, count) : radius_run<false>(grad, nullptr, count);
+}
+
+// ---- sums -------------------------------------------------------------------------------
 // laq.hpp's LaqSumLanes (the LAQ sums' 16 float32 lanes) in two registers: lanes 0-7 in
 // lo, 8-15 in hi. Element i of a piece goes to lane i % 16, so the 8-element vector at
 // offset i (a multiple of 8) goes to lo when i % 16 == 0, else to hi.
 struct SquareLanes {
     __m256 lo = _mm256_setzero_ps();
     __m256 hi = _mm256_setzero_ps();
-    LaqSumLanes tail{};  // the lanes after the vector part, for the scalar tail and total()
 
-    // Adds (x * scale)^2, each product rounded in float32 (no FMA, as the reference).
+    // (x * scale)^2, each product rounded in float32 (no FMA, as the reference).
     static __m256 square(__m256 x, __m256 scale) {
         const __m256 t = _mm256_mul_ps(x, scale);
         return _mm256_mul_ps(t, t);
     }
-    void add(std::size_t i, __m256 x, __m256 scale) {
+    void add(std::size_t i, __m256 sq) {
         if (i % 16 == 0) {
-            lo = _mm256_add_ps(lo, square(x, scale));
+            lo = _mm256_add_ps(lo, sq);
         } else {
-            hi = _mm256_add_ps(hi, square(x, scale));
+            hi = _mm256_add_ps(hi, sq);
         }
     }
-    void spill() {
-        _mm256_storeu_ps(tail.lane, lo);
-        _mm256_storeu_ps(tail.lane + 8, hi);
+    // The lanes in memory, for a scalar tail and LaqSumLanes::total().
+    LaqSumLanes spill() const {
+        LaqSumLanes out;
+        _mm256_storeu_ps(out.lane, lo);
+        _mm256_storeu_ps(out.lane + 8, hi);
+        return out;
     }
 };
+
+// The encoder's two sums of a piece.
+struct Sums {
+    SquareLanes err, innov;
+};
+
+// LaqSumLanes::total() of err and innov at once, in registers: (double)lane[j] +
+// (double)lane[j + 8] for j = 0..7, then LaneSum::total()'s tree ((h0+h1)+(h2+h3)) +
+// ((h4+h5)+(h6+h7)) with err and innov side by side in each instruction, then the unscale.
+inline LaqSums lane_totals(const Sums& s, double unscale) {
+    auto halves_lo = [](const SquareLanes& x) {  // h0..h3
+        return _mm256_add_pd(lo_pd(x.lo), lo_pd(x.hi));
+    };
+    auto halves_hi = [](const SquareLanes& x) {  // h4..h7
+        return _mm256_add_pd(hi_pd(x.lo), hi_pd(x.hi));
+    };
+    const __m256d e_lo = halves_lo(s.err);
+    const __m256d i_lo = halves_lo(s.innov);
+    const __m256d e_hi = halves_hi(s.err);
+    const __m256d i_hi = halves_hi(s.innov);
+    // (h0+h1, i0+i1, h2+h3, i2+i3) and (h4+h5, i4+i5, h6+h7, i6+i7)
+    const __m256d x = _mm256_add_pd(_mm256_unpacklo_pd(e_lo, i_lo), _mm256_unpackhi_pd(e_lo, i_lo));
+    const __m256d y = _mm256_add_pd(_mm256_unpacklo_pd(e_hi, i_hi), _mm256_unpackhi_pd(e_hi, i_hi));
+    // ((h0+h1)+(h2+h3), (i0+i1)+(i2+i3), (h4+h5)+(h6+h7), (i4+i5)+(i6+i7))
+    const __m256d q =
+        _mm256_add_pd(_mm256_permute2f128_pd(x, y, 0x20), _mm256_permute2f128_pd(x, y, 0x31));
+    const __m128d t = _mm_mul_pd(_mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1)),
+                                 _mm_set1_pd(unscale));
+    alignas(16) double out[2];
+    _mm_store_pd(out, t);
+    return {out[0], out[1]};
+}
 
 // ---- table lookups ----------------------------------------------------------------------
 // How dQ = table[code] is found for 8 codes (in 32-bit lanes); chosen once per block.
@@ -116,20 +207,35 @@ inline LutKind lut_kind(int bits) {
     return bits <= 3 ? LutKind::perm8 : (bits == 4 ? LutKind::perm16 : LutKind::formula);
 }
 
-// table[code] with table[c] = weight * float(double(c) * step' - R) (weight 1: the grid's
-// lut itself, multiplied by nothing). perm8 / perm16 read the first 8 / 16 entries of
-// `table` from registers; `formula` recomputes the entry with the operations of
-// laq_make_grid and laq_accumulate.
+// float(double(c) * step - R) for the 8 codes c = first .. first + 7 (laq_fill_grid's
+// formula; codes past 2^bits - 1 are computed too, never looked up).
+inline __m256 table8(__m256d step, __m256d r, double first) {
+    const __m256d c0 = _mm256_add_pd(_mm256_setr_pd(0.0, 1.0, 2.0, 3.0), _mm256_set1_pd(first));
+    const __m256d c1 = _mm256_add_pd(c0, _mm256_set1_pd(4.0));
+    return _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c1, step), r)),
+                           _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c0, step), r)));
+}
+
+// table[code] with table[c] = weight * float(double(c) * step' - R), step' = 2R / L, the
+// grid's lut (weight 1, multiplied by nothing) or the drivers' weighted table (the float32
+// product weight * lut[c]), computed from (R, bits, weight) in registers: perm8 / perm16
+// permute the first 8 / 16 entries, `formula` evaluates the entry per code.
 template <LutKind K, bool kWeighted>
 struct Lut {
-    __m256 t0, t1, w;
     __m256d step, r;
-    Lut(const float* table, double lut_step, double radius, float weight)
-        : t0(_mm256_loadu_ps(table)),
-          t1(_mm256_loadu_ps(table + 8)),
+    __m256 w, t0, t1;
+    Lut(float radius, int bits, float weight)
+        : step(_mm256_set1_pd((2.0 * static_cast<double>(radius)) /
+                              static_cast<double>((1 << bits) - 1))),
+          r(_mm256_set1_pd(radius)),
           w(_mm256_set1_ps(weight)),
-          step(_mm256_set1_pd(lut_step)),
-          r(_mm256_set1_pd(radius)) {}
+          t0(_mm256_setzero_ps()),
+          t1(_mm256_setzero_ps()) {
+        if (K == LutKind::formula) return;
+        t0 = weighted(table8(step, r, 0.0));
+        if (K == LutKind::perm16) t1 = weighted(table8(step, r, 8.0));
+    }
+    __m256 weighted(__m256 lut) const { return kWeighted ? _mm256_mul_ps(w, lut) : lut; }
     __m256 operator()(__m256i code) const {
         if (K == LutKind::perm8) return _mm256_permutevar8x32_ps(t0, code);
         if (K == LutKind::perm16) {
@@ -140,10 +246,9 @@ struct Lut {
         }
         const __m256d c_lo = _mm256_cvtepi32_pd(_mm256_castsi256_si128(code));
         const __m256d c_hi = _mm256_cvtepi32_pd(_mm256_extracti128_si256(code, 1));
-        const __m256 lut =
+        return weighted(
             _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_hi, step), r)),
-                            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, step), r)));
-        return kWeighted ? _mm256_mul_ps(w, lut) : lut;
+                            _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_mul_pd(c_lo, step), r))));
     }
     // Codes of 8 bytes at `codes`.
     __m256 operator()(const std::uint8_t* codes) const {
@@ -152,15 +257,43 @@ struct Lut {
     }
 };
 
-// step' of laq_make_grid's table formula.
-inline double lut_step_of(const LaqGrid& grid) {
-    const double r = grid.radius;
-    return (2.0 * r) / static_cast<double>((1 << grid.bits) - 1);
+// ---- fused quantize + pack ----------------------------------------------------------------
+// The code constants of one radius (laq_simd.hpp's LaqCodeConsts, which derives the fast
+// path's error bound), broadcast.
+struct Broadcast {
+    __m256 operator()(float x) const { return _mm256_set1_ps(x); }
+};
+using EncodeConsts = EncodeConstsOf<__m256, Broadcast>;
+
+// Fast-path codes of v (LaqCodeConsts), and the distance of each estimate from the
+// nearest integer.
+struct FastCodes {
+    __m256i code;
+    __m256 dist;
+};
+inline FastCodes codes_fast(__m256 v, const EncodeConsts& k) {
+    // x ~ (v + R) / step + 1/2 > 0, so truncation is floor.
+    const __m256 x = _mm256_fmadd_ps(v, k.vinv, k.vc0);
+    const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    return {_mm256_cvttps_epi32(x), _mm256_and_ps(_mm256_sub_ps(x, x_near), abs_mask)};
+}
+// All-ones lanes where an estimate is too close to an integer to be trusted ("not >=" is
+// also true for NaN, which finite inputs never produce). One compare may test the minimum
+// of several vectors' distances: the radius pass rejected NaN/Inf, so every distance is
+// finite (and 0 where the fast path is off, with an infinite margin).
+inline __m256 near_integer(__m256 dist, const EncodeConsts& k) {
+    return _mm256_cmp_ps(dist, k.margin, _CMP_NGE_UQ);
 }
 
-// ---- fused quantize + pack ----------------------------------------------------------------
-// Codes of 8 elements by the reference's double formula and clamp (exact; the slow path).
-inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep, __m256i vtop) {
+// The reference's codes of v (the slow path): floor((double(v) + R) / step + 0.5), then
+// min(., L), with LaqGrid::step (laq_fill_grid: 2R / L, or 1 for R = 0).
+[[gnu::always_inline]] inline __m256i codes_exact(__m256 v, const EncodeConsts& k) {
+    const double r = k.radius;
+    const int top = (1 << k.bits) - 1;
+    const __m256d vr = _mm256_set1_pd(r);
+    const __m256d vstep =
+        _mm256_set1_pd(k.radius > 0.0f ? (2.0 * r) / static_cast<double>(top) : 1.0);
     const __m256d half = _mm256_set1_pd(0.5);
     const __m256d c_lo =
         _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(lo_pd(v), vr), vstep), half));
@@ -168,199 +301,209 @@ inline __m256i codes_exact(__m256 v, __m256d vr, __m256d vstep, __m256i vtop) {
         _mm256_floor_pd(_mm256_add_pd(_mm256_div_pd(_mm256_add_pd(hi_pd(v), vr), vstep), half));
     // The reference's truncating conversion of x >= 1/2 is this floor, then min(., top).
     return _mm256_min_epi32(_mm256_set_m128i(_mm256_cvttpd_epi32(c_hi), _mm256_cvttpd_epi32(c_lo)),
-                            vtop);
+                            _mm256_set1_epi32(top));
 }
 
-// Per-block constants of the encoder.
-struct EncodeConsts {
-    __m256d vr, vstep;
-    __m256i vtop;
-    __m256 vinv, vc0, margin, abs_mask;
-};
-
-// Fast-path codes of the 8 elements at offset i (see encode_block); `flag` gets all-ones
-// lanes where the estimate is too close to an integer (or NaN) to be trusted.
-template <bool kHasPrev>
-inline __m256i codes_fast(const float* grad, const float* prev, std::size_t i,
-                          const EncodeConsts& k, __m256& flag) {
-    __m256 v = _mm256_loadu_ps(grad + i);
-    if (kHasPrev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));
-    // x ~ (v + R) / step + 1/2 > 0, so truncation is floor.
-    const __m256 x = _mm256_fmadd_ps(v, k.vinv, k.vc0);
-    const __m256 x_near = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256 dist = _mm256_and_ps(_mm256_sub_ps(x, x_near), k.abs_mask);
-    // "not (dist >= margin)" is also true for NaN.
-    flag = _mm256_or_ps(flag, _mm256_cmp_ps(dist, k.margin, _CMP_NGE_UQ));
-    return _mm256_cvttps_epi32(x);
-}
-
-// The reference's codes of the 8 elements at offset i (the slow path).
-template <bool kHasPrev>
-inline __m256i codes_ref(const float* grad, const float* prev, std::size_t i,
-                         const EncodeConsts& k) {
-    __m256 v = _mm256_loadu_ps(grad + i);
-    if (kHasPrev) v = _mm256_sub_ps(v, _mm256_loadu_ps(prev + i));  // as the reference
-    return codes_exact(v, k.vr, k.vstep, k.vtop);
-}
-
-// Sums of the 8 elements at offset i of the piece, whose codes are `code`.
+// dQ = lut[code], q_new = p + dQ (both float32; p + dQ with p = 0.0f as the reference: -0.0f
+// becomes +0.0f), and the scaled squares of q_new - g and dQ, live lanes only (the others
+// +0.0).
 template <LutKind K, bool kHasPrev>
-inline void sums_group(const float* grad, const float* prev, std::size_t i, __m256i code,
-                       const Lut<K, false>& lut, __m256 scale, SquareLanes& err,
-                       SquareLanes& innov) {
-    // dQ = lut[code] and q_new = p + dQ, both float32 (p + dQ with p = 0.0f as the
-    // reference: -0.0f becomes +0.0f).
-    const __m256 p = kHasPrev ? _mm256_loadu_ps(prev + i) : _mm256_setzero_ps();
+inline void add_sums(const Elems<kHasPrev>& e, __m256i code, const Lut<K, false>& lut, __m256 scale,
+                     std::size_t i, Sums& sums) {
     const __m256 dq = lut(code);
-    const __m256 q_new = _mm256_add_ps(p, dq);
-    err.add(i, _mm256_sub_ps(q_new, _mm256_loadu_ps(grad + i)), scale);
-    innov.add(i, dq, scale);
+    const __m256 q_new = _mm256_add_ps(e.p, dq);
+    sums.err.add(i, SquareLanes::square(_mm256_sub_ps(q_new, e.g), scale));
+    sums.innov.add(i, SquareLanes::square(dq, scale));
+}
+template <LutKind K, bool kHasPrev>
+inline void add_sums(const Elems<kHasPrev>& e, __m256i code, const Lut<K, false>& lut, __m256 scale,
+                     std::size_t i, __m256i live, Sums& sums) {
+    const __m256 dq = lut(code);
+    const __m256 q_new = _mm256_add_ps(e.p, dq);
+    const __m256 mask = _mm256_castsi256_ps(live);
+    sums.err.add(i, _mm256_and_ps(SquareLanes::square(_mm256_sub_ps(q_new, e.g), scale), mask));
+    sums.innov.add(i, _mm256_and_ps(SquareLanes::square(dq, scale), mask));
 }
 
-// Packs 32 codes of b in {1, 8} bits (bytes, in order) into their 4b bytes at out, writing
-// exactly those bytes. (Packing 2- and 4-bit codes in the loop measured no faster than the
-// buffer and pack_groups_avx2: the loop is already short of registers.)
-template <int b>
-inline void pack_step(__m256i bytes, std::uint8_t* out) {
-    static_assert(b == 1 || b == 8, "pack_step handles 1 and 8 bits");
-    if constexpr (b == 8) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), bytes);
-    } else {
+// Where a run's codes go. kPack: the code width when they are packed straight from the
+// registers (1, 2, 4, 8), else 0: bytes into a code buffer, packed later by the caller. `out`
+// is the run's packed stream (kPack != 0) or its code buffer; i is the offset of the codes
+// in the run (a multiple of 8).
+// 32 codes, bytes in order.
+template <int kPack>
+inline void store32(__m256i bytes, std::uint8_t* out, std::size_t i) {
+    static_assert(kPack == 0 || kPack == 1 || kPack == 2 || kPack == 4 || kPack == 8,
+                  "registers pack 1, 2, 4 and 8 bits");
+    std::uint8_t* at = out + i / 8 * (kPack == 0 ? 8 : kPack);
+    if constexpr (kPack == 1) {
         const std::uint32_t word = avx2::pack32_1bit(bytes);
-        std::memcpy(out, &word, 4);
+        std::memcpy(at, &word, 4);
+    } else if constexpr (kPack == 2) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(at), avx2::pack32_2bit(bytes));
+    } else if constexpr (kPack == 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(at), avx2::pack32_4bit(bytes));
+    } else {  // 8-bit codes are their own packed bytes
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(at), bytes);
+    }
+}
+// The m <= 8 codes of one group (32-bit lanes, zero past m: the zero padding). A packed
+// stream may end with this group: only its ceil(m * kPack / 8) bytes are written.
+template <int kPack>
+inline void store8(__m256i code, std::size_t m, std::uint8_t* out, std::size_t i) {
+    const __m128i c16 =
+        _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+    const __m128i bytes = _mm_packus_epi16(c16, c16);  // the 8 codes in the low 8 bytes
+    if constexpr (kPack == 0) {                        // a code buffer has room for the whole group
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), bytes);
+    } else {
+        std::uint64_t word;
+        if constexpr (kPack == 1) {
+            word = static_cast<std::uint32_t>(
+                _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(code, 31))));
+        } else if constexpr (kPack == 8) {
+            word = static_cast<std::uint64_t>(_mm_cvtsi128_si64(bytes));
+        } else {  // the 32-code packer on this group alone (the rest zero)
+            const __m256i group = _mm256_set_m128i(_mm_setzero_si128(), bytes);
+            word = static_cast<std::uint32_t>(_mm_cvtsi128_si32(
+                kPack == 2 ? avx2::pack32_2bit(group) : avx2::pack32_4bit(group)));
+        }
+        // little-endian; a constant length (one store) for whole groups
+        std::uint8_t* at = out + i / 8 * kPack;
+        if (m == 8) {
+            std::memcpy(at, &word, kPack);
+        } else {
+            std::memcpy(at, &word, (m * kPack + 7) / 8);
+        }
     }
 }
 
-// kPack: the code width when pack_step packs straight from the registers, else 0 (block
-// buffer and pack_groups_avx2); a template parameter so the loop has no width dispatch.
-template <LutKind K, int kPack, bool kHasPrev>
-LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                     std::uint8_t* packed) {
-    const auto b = static_cast<std::size_t>(grid.bits);
-    const int top_code = (1 << grid.bits) - 1;
-    const double r = grid.radius;
-    const Lut<K, false> lut(grid.lut, lut_step_of(grid), r, 1.0f);
-
-    // Fast path for the codes: x = fma(v, 1/step, R/step + 1/2) in float32, against the
-    // reference's x_ref = (double(v) + R) / step + 1/2 (double roundings: |x_ref - x*| <
-    // 2^-43 for the exact x* <= L + 1/2 <= 255.5). float(1/step) is off by a relative
-    // 2^-24 + 2^-53, at most 2^-17 on |v / step| <= L/2 < 128; c0 = float(R/step + 1/2) is
-    // exactly (L+1)/2, a half-integer float, since the double value is within 2^-45 of it;
-    // the FMA rounds by at most half an ulp of 256, 2^-16. So |x - x*| < 2^-15, and
-    // whenever x lies at least 2^-14 from every integer (x - round(x) is exact in float),
-    // floor(x) = floor(x_ref) is the reference's code (which also needs no clamp: x < L +
-    // 1). Otherwise (and for NaN, never expected) the step's codes are recomputed by the
-    // exact double path. Huge radii and tiny steps (where 1/step could overflow float or be
-    // subnormal) always take it: an infinite margin flags every element.
-    const double inv_step = 1.0 / grid.step;
-    const bool fast = r < 1e30 && inv_step < 1e30;
-    EncodeConsts k;
-    k.vr = _mm256_set1_pd(r);
-    k.vstep = _mm256_set1_pd(grid.step);
-    k.vtop = _mm256_set1_epi32(top_code);
-    k.vinv = _mm256_set1_ps(static_cast<float>(fast ? inv_step : 0.0));
-    k.vc0 = _mm256_set1_ps(static_cast<float>(fast ? r * inv_step + 0.5 : 0.0));
-    k.margin = _mm256_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
-    k.abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-
-    const LaqSumScale sum_scale = laq_sum_scale(grid.radius);
-    const __m256 scale = _mm256_set1_ps(sum_scale.scale);
-
-    alignas(32) std::uint8_t codes[kReduceBlock];
-    SquareLanes err, innov;
-    const std::size_t full = count / 8 * 8;
-    std::size_t i = 0;
+// Encodes count (<= kReduceBlock) elements with one radius (`grad` starts a piece): writes
+// their codes (see store32) and returns the lane sums of their squares. kAhead: also run the
+// radius pass of *ahead (the next block, laq_simd.hpp), 32 elements per step.
+template <LutKind K, int kPack, bool kHasPrev, bool kAhead>
+Sums encode_run(const float* grad, const float* prev, std::size_t count, const EncodeConsts& k,
+                std::uint8_t* out, Ahead<RadiusAcc>* ahead) {
+    const Lut<K, false> lut(k.radius, k.bits, 1.0f);
+    const __m256 scale = k.sum_scale;
+    Sums sums;  // locals, kept in registers (`out` may alias anything)
+    RadiusAcc next;
+    const float* next_grad = kAhead ? ahead->grad : nullptr;
+    const float* next_prev = kAhead ? ahead->prev : nullptr;
+    const std::size_t next_count = kAhead ? ahead->count : 0;
     // 32 elements per step: all codes first (one branch for the rare exact path), then the
     // sums. The four code vectors become 32 bytes with three packs and a lane permute
     // (packus interleaves the 128-bit lanes; the permute restores the order).
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (; i + 32 <= full; i += 32) {
+    std::size_t i = 0;
+    for (; i + 32 <= count; i += 32) {
         prefetch_step(grad + i);
         if (kHasPrev) prefetch_step(prev + i);
-        __m256 flag = _mm256_setzero_ps();
-        __m256i c0 = codes_fast<kHasPrev>(grad, prev, i, k, flag);
-        __m256i c1 = codes_fast<kHasPrev>(grad, prev, i + 8, k, flag);
-        __m256i c2 = codes_fast<kHasPrev>(grad, prev, i + 16, k, flag);
-        __m256i c3 = codes_fast<kHasPrev>(grad, prev, i + 24, k, flag);
+        if (kAhead && i + 32 <= next_count) next.add32<kHasPrev>(next_grad, next_prev, i);
+        // The inputs are loaded again for the exact path and for the sums, after the codes are
+        // stored (which may alias them): keeping them in registers from here would spill.
+        const FastCodes f0 = codes_fast(Elems<kHasPrev>(grad, prev, i).v, k);
+        const FastCodes f1 = codes_fast(Elems<kHasPrev>(grad, prev, i + 8).v, k);
+        const FastCodes f2 = codes_fast(Elems<kHasPrev>(grad, prev, i + 16).v, k);
+        const FastCodes f3 = codes_fast(Elems<kHasPrev>(grad, prev, i + 24).v, k);
+        __m256i c0 = f0.code;
+        __m256i c1 = f1.code;
+        __m256i c2 = f2.code;
+        __m256i c3 = f3.code;
+        const __m256 flag = near_integer(
+            _mm256_min_ps(_mm256_min_ps(f0.dist, f1.dist), _mm256_min_ps(f2.dist, f3.dist)), k);
         if (!_mm256_testz_ps(flag, flag)) {
-            c0 = codes_ref<kHasPrev>(grad, prev, i, k);
-            c1 = codes_ref<kHasPrev>(grad, prev, i + 8, k);
-            c2 = codes_ref<kHasPrev>(grad, prev, i + 16, k);
-            c3 = codes_ref<kHasPrev>(grad, prev, i + 24, k);
+            c0 = codes_exact(Elems<kHasPrev>(grad, prev, i).v, k);
+            c1 = codes_exact(Elems<kHasPrev>(grad, prev, i + 8).v, k);
+            c2 = codes_exact(Elems<kHasPrev>(grad, prev, i + 16).v, k);
+            c3 = codes_exact(Elems<kHasPrev>(grad, prev, i + 24).v, k);
         }
-        sums_group<K, kHasPrev>(grad, prev, i, c0, lut, scale, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 8, c1, lut, scale, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 16, c2, lut, scale, err, innov);
-        sums_group<K, kHasPrev>(grad, prev, i + 24, c3, lut, scale, err, innov);
-        const __m256i bytes = _mm256_permutevar8x32_epi32(
-            _mm256_packus_epi16(_mm256_packus_epi32(c0, c1), _mm256_packus_epi32(c2, c3)), order);
-        if constexpr (kPack != 0) {
-            pack_step<kPack>(bytes, packed + i / 8 * b);
-        } else {
-            _mm256_store_si256(reinterpret_cast<__m256i*>(codes + i), bytes);
+        store32<kPack>(_mm256_permutevar8x32_epi32(_mm256_packus_epi16(_mm256_packus_epi32(c0, c1),
+                                                                       _mm256_packus_epi32(c2, c3)),
+                                                   order),
+                       out, i);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i), c0, lut, scale, i, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 8), c1, lut, scale, i + 8, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 16), c2, lut, scale, i + 16, sums);
+        add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, i + 24), c3, lut, scale, i + 24, sums);
+    }
+    if constexpr (kAhead) {
+        ahead->acc = next;
+        ahead->done = i < next_count ? i : next_count / 32 * 32;
+    }
+    // The rest (< 32 elements): groups of 8, the last one partial at the end of the input.
+    for (; i < count; i += 8) {
+        if (i % 32 == 0) {  // small blocks never enter the loop above
+            prefetch_step(grad + i);
+            if (kHasPrev) prefetch_step(prev + i);
         }
+        const std::size_t m = count - i < 8 ? count - i : 8;
+        const __m256i live = first_lanes(m);
+        const Elems<kHasPrev> e =
+            m == 8 ? Elems<kHasPrev>(grad, prev, i) : Elems<kHasPrev>(grad, prev, i, live);
+        const FastCodes f = codes_fast(e.v, k);
+        const __m256 flag = _mm256_and_ps(near_integer(f.dist, k), _mm256_castsi256_ps(live));
+        __m256i code = f.code;
+        if (!_mm256_testz_ps(flag, flag)) code = codes_exact(e.v, k);
+        code = _mm256_and_si256(code, live);
+        add_sums<K, kHasPrev>(e, code, lut, scale, i, live, sums);
+        store8<kPack>(code, m, out, i);
     }
-    const std::size_t packed_from = kPack != 0 ? i : 0;  // a multiple of 32
-    for (; i < full; i += 8) {
-        __m256 flag = _mm256_setzero_ps();
-        __m256i code = codes_fast<kHasPrev>(grad, prev, i, k, flag);
-        if (!_mm256_testz_ps(flag, flag)) code = codes_ref<kHasPrev>(grad, prev, i, k);
-        sums_group<K, kHasPrev>(grad, prev, i, code, lut, scale, err, innov);
-        const __m128i c16 =
-            _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
-        _mm_storel_epi64(reinterpret_cast<__m128i*>(codes + i), _mm_packus_epi16(c16, c16));
-    }
-    err.spill();
-    innov.spill();
-    // Last, partial group of the whole vector: the reference's scalar formula, lane j.
-    for (i = full; i < count; ++i) {
-        const float p = kHasPrev ? prev[i] : 0.0f;
-        const float v = grad[i] - p;
-        const double x = (static_cast<double>(v) + r) / grid.step + 0.5;
-        const int c = static_cast<int>(x);
-        const auto code = static_cast<unsigned>(c < top_code ? c : top_code);
-        codes[i] = static_cast<std::uint8_t>(code);
-        const float dq = grid.lut[code];
-        const float q_new = p + dq;
-        laq_add_square(err.tail, i, q_new - grad[i], sum_scale.scale);
-        laq_add_square(innov.tail, i, dq, sum_scale.scale);
-    }
-    if (full > packed_from) {
-        pack_groups_avx2(codes + packed_from, (full - packed_from) / 8, grid.bits,
-                         packed + packed_from / 8 * b);
-    }
+    return sums;
+}
+
+// Packs count byte codes (a run starting on a byte of the stream) into packed.
+inline void pack_codes(const std::uint8_t* codes, std::size_t count, int bits,
+                       std::uint8_t* packed) {
+    const auto b = static_cast<std::size_t>(bits);
+    const std::size_t full = count / 8 * 8;
+    if (full > 0) pack_groups_avx2(codes, full / 8, bits, packed);
     if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
-    return {err.tail.total(sum_scale.unscale), innov.tail.total(sum_scale.unscale)};
 }
 
-template <LutKind K, int kPack>
-LaqSums encode_kind(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                    std::uint8_t* packed) {
-    return prev ? encode_block<K, kPack, true>(grad, prev, count, grid, packed)
-                : encode_block<K, kPack, false>(grad, nullptr, count, grid, packed);
-}
-
-LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
-                    std::uint8_t* packed) {
-    // The table lookup of each width (lut_kind) and its packing (pack_step, or 0: buffer).
-    switch (grid.bits) {
-        case 1:
-            return encode_kind<LutKind::perm8, 1>(grad, prev, count, grid, packed);
-        case 2:
-        case 3:
-            return encode_kind<LutKind::perm8, 0>(grad, prev, count, grid, packed);
-        case 4:
-            return encode_kind<LutKind::perm16, 0>(grad, prev, count, grid, packed);
-        case 8:
-            return encode_kind<LutKind::formula, 8>(grad, prev, count, grid, packed);
-        default:
-            break;
+template <LutKind K, int kPack, bool kHasPrev>
+LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                     std::uint8_t* packed) {
+    const EncodeConsts k(grid.radius, grid.bits);
+    if constexpr (kPack != 0) {
+        return lane_totals(
+            encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, packed, nullptr),
+            k.sum_unscale);
+    } else {
+        alignas(32) std::uint8_t codes[kReduceBlock];
+        const Sums sums =
+            encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, codes, nullptr);
+        pack_codes(codes, count, grid.bits, packed);
+        return lane_totals(sums, k.sum_unscale);
     }
-    return encode_kind<LutKind::formula, 0>(grad, prev, count, grid, packed);
 }
+
+// ---- blockwise radius: each block read once (laq_simd.hpp) -----------------------------
+// The pipeline's block encoder. Codes of other widths than 1, 2, 4 and 8 bits collect in a
+// buffer, packed per chunk of blocks (kChunkCodes) into the `count` elements' stream.
+template <LutKind K, int kPack, bool kHasPrev>
+struct BlockEncoder {
+    int bits;
+    std::size_t count;
+    std::uint8_t* packed;
+    std::size_t chunk = 0;                                          // first element buffered
+    alignas(32) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];  // from `chunk` on
+
+    LaqSums operator()(const float* g, const float* p, std::size_t s, std::size_t m, float radius,
+                       Ahead<RadiusAcc>* next) {
+        const auto b = static_cast<std::size_t>(bits);
+        const EncodeConsts k(radius, bits);
+        std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : codes + (s - chunk);
+        const Sums block_sums = encode_run<K, kPack, kHasPrev, true>(g, p, m, k, out, next);
+        if (kPack == 0 && (s + m - chunk >= kChunkCodes || s + m == count)) {
+            pack_codes(codes, s + m - chunk, bits, packed + chunk / 8 * b);
+            chunk = s + m;
+        }
+        return lane_totals(block_sums, k.sum_unscale);
+    }
+};
 
 // ---- decoders ---------------------------------------------------------------------------
-// The codes of one block, unpacked into codes[count]; 8-bit codes are used in place.
+// The codes of one run, unpacked into codes[count]; 8-bit codes are used in place.
 inline const std::uint8_t* block_codes(const std::uint8_t* packed, std::size_t count, int bits,
                                        std::uint8_t* codes) {
     if (bits == 8) return packed;
@@ -373,18 +516,33 @@ inline const std::uint8_t* block_codes(const std::uint8_t* packed, std::size_t c
 
 // Runs body(lookup) with the Lut of `bits` (K chosen once per block, not per element).
 template <bool kWeighted, class Body>
-inline void with_lut(const LaqGrid& grid, const float* table, float weight, Body&& body) {
-    const double step = lut_step_of(grid);
-    const double r = grid.radius;
-    switch (lut_kind(grid.bits)) {
+inline void with_lut(float radius, int bits, float weight, Body&& body) {
+    switch (lut_kind(bits)) {
         case LutKind::perm8:
-            return body(Lut<LutKind::perm8, kWeighted>(table, step, r, weight));
+            return body(Lut<LutKind::perm8, kWeighted>(radius, bits, weight));
         case LutKind::perm16:
-            return body(Lut<LutKind::perm16, kWeighted>(table, step, r, weight));
+            return body(Lut<LutKind::perm16, kWeighted>(radius, bits, weight));
         case LutKind::formula:
             break;
     }
-    body(Lut<LutKind::formula, kWeighted>(table, step, r, weight));
+    body(Lut<LutKind::formula, kWeighted>(radius, bits, weight));
+}
+
+// inout[i] = inout[i] + table[codes[i]] for i < count (float32 additions).
+template <class Table>
+inline void add_codes(const std::uint8_t* codes, std::size_t count, const Table& table,
+                      float* inout) {
+    const std::size_t full = count / 8 * 8;
+    for (std::size_t i = 0; i < full; i += 8) {
+        _mm256_storeu_ps(inout + i, _mm256_add_ps(_mm256_loadu_ps(inout + i), table(codes + i)));
+    }
+    if (full < count) {  // the end of the input: masked, the codes copied (they may end here)
+        const __m256i live = first_lanes(count - full);
+        alignas(8) std::uint8_t last[8] = {};
+        std::memcpy(last, codes + full, count - full);
+        _mm256_maskstore_ps(inout + full, live,
+                            _mm256_add_ps(_mm256_maskload_ps(inout + full, live), table(last)));
+    }
 }
 
 void decode_store_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
@@ -392,24 +550,18 @@ void decode_store_avx2(const std::uint8_t* packed, std::size_t count, const LaqG
     alignas(32) std::uint8_t buf[kReduceBlock];
     const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
     const std::size_t full = count / 8 * 8;
-    with_lut<false>(grid, grid.lut, 1.0f, [&](const auto& lookup) {
+    with_lut<false>(grid.radius, grid.bits, 1.0f, [&](const auto& lookup) {
         for (std::size_t i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, lookup(codes + i));
     });
     for (std::size_t i = full; i < count; ++i) out[i] = grid.lut[codes[i]];
 }
 
 void decode_add_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid,
-                     const float* table, float weight, float* inout) {
+                     const float*, float weight, float* inout) {
     alignas(32) std::uint8_t buf[kReduceBlock];
     const std::uint8_t* codes = block_codes(packed, count, grid.bits, buf);
-    const std::size_t full = count / 8 * 8;
-    with_lut<true>(grid, table, weight, [&](const auto& lookup) {
-        for (std::size_t i = 0; i < full; i += 8) {
-            _mm256_storeu_ps(inout + i,
-                             _mm256_add_ps(_mm256_loadu_ps(inout + i), lookup(codes + i)));
-        }
-    });
-    for (std::size_t i = full; i < count; ++i) inout[i] = inout[i] + table[codes[i]];
+    with_lut<true>(grid.radius, grid.bits, weight,
+                   [&](const auto& table) { add_codes(codes, count, table, inout); });
 }
 
 double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const LaqGrid& grid) {
@@ -419,21 +571,112 @@ double decode_sumsq_avx2(const std::uint8_t* packed, std::size_t count, const La
     const __m256 scale = _mm256_set1_ps(sum_scale.scale);
     SquareLanes s;  // the encoder's innov_sq arithmetic (bit-identical result)
     const std::size_t full = count / 8 * 8;
-    with_lut<false>(grid, grid.lut, 1.0f, [&](const auto& lookup) {
-        for (std::size_t i = 0; i < full; i += 8) s.add(i, lookup(codes + i), scale);
+    with_lut<false>(grid.radius, grid.bits, 1.0f, [&](const auto& lookup) {
+        for (std::size_t i = 0; i < full; i += 8) {
+            s.add(i, SquareLanes::square(lookup(codes + i), scale));
+        }
     });
-    s.spill();
+    LaqSumLanes lanes = s.spill();
     for (std::size_t i = full; i < count; ++i) {
-        laq_add_square(s.tail, i, grid.lut[codes[i]], sum_scale.scale);
+        laq_add_square(lanes, i, grid.lut[codes[i]], sum_scale.scale);
     }
-    return s.tail.total(sum_scale.unscale);
+    return lanes.total(sum_scale.unscale);
+}
+
+// ---- blockwise accumulate ------------------------------------------------------------------
+// Each chunk of blocks (kChunkCodes) is unpacked at once, then every block adds its weighted
+// table, computed in registers from its radius.
+template <LutKind K>
+void accumulate_blocks_impl(const std::uint8_t* packed, std::size_t count, std::size_t block,
+                            int bits, const float* radii, float weight, float* inout) {
+    const auto b = static_cast<std::size_t>(bits);
+    const std::size_t chunk = block < kChunkCodes ? kChunkCodes / block * block : block;
+    alignas(32) std::uint8_t buf[kReduceBlock];
+    for (std::size_t c = 0, j = 0; c < count; c += chunk) {
+        const std::size_t chunk_end = count - c < chunk ? count : c + chunk;
+        const std::uint8_t* codes = block_codes(packed + c / 8 * b, chunk_end - c, bits, buf);
+        for (std::size_t s = c; s < chunk_end; s += block, ++j) {
+            const std::size_t m = chunk_end - s < block ? chunk_end - s : block;
+            add_codes(codes + (s - c), m, Lut<K, true>(radii[j], bits, weight), inout + s);
+        }
+    }
+}
+
+// ---- the table lookup and the packing of each width (lut_kind, store32) ---------------------
+template <LutKind K, int kPack>
+struct Width {
+    static constexpr LutKind kind = K;
+    static constexpr int pack = kPack;
+};
+
+// Calls body(Width<K, kPack>{}) for `bits`, so each width gets its own loop.
+template <class Body>
+auto by_width(int bits, Body&& body) {
+    switch (bits) {
+        case 1:
+            return body(Width<LutKind::perm8, 1>{});
+        case 2:
+            return body(Width<LutKind::perm8, 2>{});
+        case 3:
+            return body(Width<LutKind::perm8, 0>{});
+        case 4:
+            return body(Width<LutKind::perm16, 4>{});
+        case 8:
+            return body(Width<LutKind::formula, 8>{});
+        default:
+            break;
+    }
+    return body(Width<LutKind::formula, 0>{});
+}
+
+// Calls body(std::true_type{}, prev) with a q_prev, body(std::false_type{}, nullptr) without.
+template <class Body>
+auto with_prev(const float* prev, Body&& body) {
+    return prev ? body(std::true_type{}, prev) : body(std::false_type{}, nullptr);
+}
+
+LaqSums encode_avx2(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
+                    std::uint8_t* packed) {
+    return by_width(grid.bits, [&](auto w) {
+        return with_prev(prev, [&](auto has_prev, const float* p) {
+            using W = decltype(w);
+            return encode_block<W::kind, W::pack, decltype(has_prev)::value>(grad, p, count, grid,
+                                                                             packed);
+        });
+    });
+}
+
+bool quantize_blocks_avx2(const float* grad, const float* prev, std::size_t count,
+                          std::size_t block, int bits, float* radii, LaqSums* sums,
+                          std::uint8_t* packed) {
+    return by_width(bits, [&](auto w) {
+        return with_prev(prev, [&](auto has_prev, const float* p) {
+            using W = decltype(w);
+            constexpr bool kHasPrev = decltype(has_prev)::value;
+            BlockEncoder<W::kind, W::pack, kHasPrev> encode{bits, count, packed};
+            return quantize_blocks_pipelined<RadiusAcc, kHasPrev>(grad, p, count, block, radii,
+                                                                  sums, encode);
+        });
+    });
+}
+
+void accumulate_blocks_avx2(const std::uint8_t* packed, std::size_t count, std::size_t block,
+                            int bits, const float* radii, float weight, float* inout) {
+    by_width(bits, [&](auto w) {
+        accumulate_blocks_impl<decltype(w)::kind>(packed, count, block, bits, radii, weight, inout);
+    });
 }
 
 const LaqBlockKernels kAvx2Kernels = {
-    "avx2",       16,  // perm8 / perm16 registers; 5..8 bits use the table's formula
-    &radius_avx2, &encode_avx2, &decode_store_avx2, &decode_add_avx2, &decode_sumsq_avx2,
-    nullptr,  // quantize_blocks: the drivers' per-block radius and encode
-    nullptr,  // accumulate_blocks: the drivers' per-block grid and decode_add
+    "avx2",
+    0,  // every full group's table entry is computed in registers (Lut); tails read grid.lut
+    &radius_avx2,
+    &encode_avx2,
+    &decode_store_avx2,
+    &decode_add_avx2,
+    &decode_sumsq_avx2,
+    &quantize_blocks_avx2,
+    &accumulate_blocks_avx2,
 };
 
 }  // namespace

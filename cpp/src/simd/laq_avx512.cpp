@@ -4,8 +4,8 @@
 // encode loop, and the encoder's constants (step, table) are computed in registers from the
 // radius, so a block costs no table refill. The global radius pass and the decoders are the
 // AVX2 ones, already bound by memory. Same arithmetic, element by element, as the scalar
-// reference in laq_scalar.cpp and as laq_avx2.cpp (whose encode_block comment derives the
-// fast path's error bound):
+// reference in laq_scalar.cpp and as laq_avx2.cpp (laq_simd.hpp derives the fast path's error
+// bound and holds the blockwise pipeline both levels use):
 //   * codes: a float32 FMA estimate, trusted when at least 2^-14 from every integer; a step
 //     of 64 elements with any element closer takes the reference's double division;
 //   * dQ = lut[code] from register permutes of the table's first 16/32/64 entries (each
@@ -35,6 +35,7 @@
 #include "bits_avx2.hpp"  // avx2::pack_partial
 #include "kernels_avx2.hpp"
 #include "kernels_avx512.hpp"
+#include "laq_simd.hpp"  // quantize_blocks_pipelined, Ahead
 #include "laqcore/dispatch.hpp"
 #include "laqcore/laq.hpp"
 #include "laqcore/parallel.hpp"  // kReduceBlock, kSumLanes, LaneSum's order (no calls)
@@ -105,28 +106,12 @@ struct Lut {
     }
 };
 
-// The code constants of one radius. The fast path's error bound is derived in laq_avx2.cpp's
-// encode_block: 1/step enters as a float32 with a relative error of at most 2^-24 + 2^-53
-// (here the float32 quotient L / (2R), one rounding of a value within 2^-53 of 1/step), and
-// R/step + 1/2 is (L+1)/2 to within 2^-45, so that half-integer float is the constant. One
-// float division per radius; step itself is only needed by the rare exact path.
-struct EncodeConsts {
-    __m512 vinv, vc0, margin, sum_scale;
-    double sum_unscale;
-    float radius;
-    int bits;
-    EncodeConsts(float radius_, int bits_) : radius(radius_), bits(bits_) {
-        const LaqSumScale s = laq_sum_scale(radius);
-        sum_scale = _mm512_set1_ps(s.scale);
-        sum_unscale = s.unscale;
-        const int top = (1 << bits) - 1;
-        const float inv = static_cast<float>(top) / (2.0f * radius);  // +Inf for R = 0
-        const bool fast = radius < 1e30f && inv < 1e30f;
-        vinv = _mm512_set1_ps(fast ? inv : 0.0f);
-        vc0 = _mm512_set1_ps(fast ? 0.5f * static_cast<float>(top + 1) : 0.0f);
-        margin = _mm512_set1_ps(fast ? 1.0f / 16384.0f : __builtin_inff());
-    }
+// The code constants of one radius (laq_simd.hpp's LaqCodeConsts, which derives the fast
+// path's error bound), broadcast.
+struct Broadcast {
+    __m512 operator()(float x) const { return _mm512_set1_ps(x); }
 };
+using EncodeConsts = EncodeConstsOf<__m512, Broadcast>;
 
 // ---- fused quantize + pack ----------------------------------------------------------------
 // One vector of 16 elements at offset i, of which the lanes in `live` are real.
@@ -284,18 +269,6 @@ struct RadiusAcc {
     }
 };
 
-// The next block's radius pass, carried out inside the encode loop of the current one (see
-// quantize_blocks_impl): elements [0, count) of (grad, prev), 64 per encode step while both
-// last; the encoder returns the partial maximum in acc and the elements it covered in done.
-template <bool kHasPrev>
-struct Ahead {
-    const float* grad;
-    const float* prev;
-    std::size_t count;
-    RadiusAcc acc;
-    std::size_t done;
-};
-
 // Encodes count (<= kReduceBlock) elements with one radius: writes their packed codes and
 // returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
 // which starts a piece). kPack: the code width when pack64 packs straight from the
@@ -305,7 +278,7 @@ struct Ahead {
 template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
 Sums encode_run(const float* grad, const float* prev, std::size_t count, const Lut<K>& lut,
                 const EncodeConsts& k, std::size_t b, std::uint8_t* packed,
-                Ahead<kHasPrev>* ahead) {
+                Ahead<RadiusAcc>* ahead) {
     alignas(64) std::uint8_t codes[kReduceBlock];
     Sums sums;  // locals, kept in registers (`packed` may alias anything)
     RadiusAcc next;
@@ -437,36 +410,21 @@ LaqSums encode_block(const float* grad, const float* prev, std::size_t count, co
     return lane_totals(sums, k.sum_unscale);
 }
 
-// ---- blockwise radius: each block read once ----------------------------------------------
-// Software-pipelined: block j + 1's radius pass (reading it from memory into cache) runs
-// inside block j's encode loop, 64 elements per step, so its loads overlap the encoder's
-// arithmetic, and the chain from a radius to the encoder's constants (a horizontal max, two
-// divisions) runs while the previous block is still being encoded.
+// ---- blockwise radius: each block read once (laq_simd.hpp) -----------------------------
 template <LutKind K, int kPack, bool kHasPrev>
 bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t count,
                           std::size_t block, int bits, float* radii, LaqSums* sums,
                           std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(bits);
-    auto at = [&](const float* x, std::size_t s) { return kHasPrev ? x + s : nullptr; };
-    auto length = [&](std::size_t s) { return count - s < block ? count - s : block; };
-    RadiusAcc acc;
-    acc.add_range<kHasPrev>(grad, at(prev, 0), 0, length(0));
-    for (std::size_t s = 0, j = 0; s < count; s += block, ++j) {
-        const LaqRadiusPartial part = acc.result();
-        if (part.nonfinite) return false;
-        const float r = part.max_abs;
-        radii[j] = r;
-        const std::size_t t = s + block;
-        Ahead<kHasPrev> next{grad, prev, 0, RadiusAcc(), 0};
-        if (t < count) next = {grad + t, at(prev, t), length(t), RadiusAcc(), 0};
-        const EncodeConsts k(r, bits);
-        const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
-            grad + s, at(prev, s), length(s), Lut<K>(r, bits), k, b, packed + s / 8 * b, &next);
-        next.acc.template add_range<kHasPrev>(next.grad, next.prev, next.done, next.count);
-        acc = next.acc;
-        sums[j] = lane_totals(block_sums, k.sum_unscale);
-    }
-    return true;
+    return quantize_blocks_pipelined<RadiusAcc, kHasPrev>(
+        grad, prev, count, block, radii, sums,
+        [&](const float* g, const float* p, std::size_t s, std::size_t m, float radius,
+            Ahead<RadiusAcc>* next) {
+            const EncodeConsts k(radius, bits);
+            const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
+                g, p, m, Lut<K>(radius, bits), k, b, packed + s / 8 * b, next);
+            return lane_totals(block_sums, k.sum_unscale);
+        });
 }
 
 // ---- blockwise accumulate ------------------------------------------------------------------
