@@ -3,14 +3,17 @@
 // grad and q_prev (the memory floor of a kernel that reads both once), and the kernel itself
 // in blocks of 256, on the full vectors and on an 8192-element slice that stays in cache (the
 // same element count in total: its arithmetic alone); then the full vectors in blocks of 32
-// and 64 (the DDP hook's defaults at 1-3 bits). Interleaved, best of the given number of
-// repetitions, thread CPU time (the machine is shared: a descheduled thread does not count).
+// and 64 (the DDP hook's defaults at 1-3 bits). Interleaved, thread CPU time (the machine is
+// shared: a descheduled thread does not count); the best and the median of the given number
+// of repetitions, each against memcpy's best / median (a loaded guest's thread clock
+// sometimes reports an impossibly short sample, which the best keeps and the median does
+// not).
 //
 // Build against the static kernel library of an editable install (build dir build/dev), one
 // command line:
 //   g++ -O2 -std=c++17 -mavx512f -Icpp/include bench/cpp/laq_block_floor.cpp
 //       build/dev/liblaqcore_kernels.a -fopenmp -lpthread -o /tmp/laq_block_floor
-// then run /tmp/laq_block_floor 15 (best of 15).
+// then run /tmp/laq_block_floor 15 (15 repetitions).
 #include <immintrin.h>
 #include <time.h>
 
@@ -68,7 +71,7 @@ int main(int argc, char** argv) {
     const std::size_t small_blocks[] = {32, 64};
     // 0: memcpy, 1: read both, then per width: full vectors, in-cache slice; then per width
     // and small block size: full vectors.
-    std::vector<double> best(2 + 2 * 3 + 3 * 2, 1e30);
+    std::vector<std::vector<double>> samples(2 + 2 * 3 + 3 * 2);
     auto run = [&](std::size_t k) {
         if (k >= 8) {
             const int bits = widths[(k - 8) / 2];
@@ -92,29 +95,40 @@ int main(int argc, char** argv) {
         }
     };
     for (int r = 0; r < reps; ++r) {
-        for (std::size_t k = 0; k < best.size(); ++k) {
+        for (std::size_t k = 0; k < samples.size(); ++k) {
             const double t0 = cpu_seconds();
             run(k);
-            best[k] = std::min(best[k], cpu_seconds() - t0);
+            samples[k].push_back(cpu_seconds() - t0);
         }
     }
-    std::printf("simd=%s n=2^24 block=%zu threads=1, best of %d, thread CPU time\n",
-                laqcore::simd_level_name(laqcore::simd_level()), block, reps);
-    std::printf("%-34s %8.2f ms  1.00x memcpy\n", "memcpy (64 MiB)", best[0] * 1e3);
-    std::printf("%-34s %8.2f ms  %.2fx memcpy\n", "read grad and q_prev once", best[1] * 1e3,
-                best[1] / best[0]);
-    for (int w = 0; w < 3; ++w) {
-        const double full = best[2 + 2 * w];
-        const double cached = best[3 + 2 * w];
-        std::printf("%d-bit blockwise quantize+pack     %8.2f ms  %.2fx memcpy\n", widths[w],
-                    full * 1e3, full / best[0]);
-        std::printf("%d-bit same, in cache (arithmetic) %8.2f ms  %.2fx memcpy\n", widths[w],
-                    cached * 1e3, cached / best[0]);
+    std::vector<double> best, median;
+    for (auto& t : samples) {
+        std::sort(t.begin(), t.end());
+        best.push_back(t.front());
+        median.push_back(t[t.size() / 2]);
     }
-    for (std::size_t k = 8; k < best.size(); ++k) {
-        std::printf("%d-bit blockwise, blocks of %-2zu      %8.2f ms  %.2fx memcpy\n",
-                    widths[(k - 8) / 2], small_blocks[(k - 8) % 2], best[k] * 1e3,
-                    best[k] / best[0]);
+    // One row: best and median in ms, each over memcpy's.
+    auto row = [&](const char* name, std::size_t k) {
+        std::printf("%-34s %8.2f ms %5.2fx | %8.2f ms %5.2fx\n", name, best[k] * 1e3,
+                    best[k] / best[0], median[k] * 1e3, median[k] / median[0]);
+    };
+    std::printf(
+        "simd=%s n=2^24 block=%zu threads=1, %d repetitions, thread CPU time; "
+        "best | median, x memcpy's best | median\n",
+        laqcore::simd_level_name(laqcore::simd_level()), block, reps);
+    row("memcpy (64 MiB)", 0);
+    row("read grad and q_prev once", 1);
+    char name[64];
+    for (int w = 0; w < 3; ++w) {
+        std::snprintf(name, sizeof name, "%d-bit blockwise quantize+pack", widths[w]);
+        row(name, 2 + 2 * w);
+        std::snprintf(name, sizeof name, "%d-bit same, in cache (arithmetic)", widths[w]);
+        row(name, 3 + 2 * w);
+    }
+    for (std::size_t k = 8; k < samples.size(); ++k) {
+        std::snprintf(name, sizeof name, "%d-bit blockwise, blocks of %zu", widths[(k - 8) / 2],
+                      small_blocks[(k - 8) % 2]);
+        row(name, k);
     }
     return 0;
 }
