@@ -963,6 +963,31 @@ def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
             loss.backward()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # FSDP's own (NO_SHARD at one rank, ...)
+def test_fsdp_is_refused_with_a_clear_error(group: None) -> None:
+    """FullyShardedDataParallel has a register_comm_hook too, for hooks of another kind
+    (called with the flat gradient tensor, plus the output shard when it shards). A laqcore
+    hook registered there was accepted, and the first backward failed inside FSDP with
+    "laq_hook() takes 2 positional arguments but 3 were given" (FULL_SHARD, 2 gloo ranks)
+    or with the text about DDP's Python reducer (NO_SHARD), and register_hook said only that
+    the model was not DDP, as for a one-process trainer. Now all three name FSDP."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from laqcore.torch import HOOKS, make_hook, register_hook
+
+    torch.manual_seed(0)
+    fsdp = FSDP(torch.nn.Linear(3, 2), device_id=torch.device("cpu"))  # one rank: NO_SHARD
+    with pytest.raises(TypeError, match="got a FullyShardedDataParallel model: laqcore's hooks"):
+        register_hook(fsdp, "laq")
+    fsdp.register_comm_hook(LAQState(), laq_hook)  # by hand: the hook says it
+    with pytest.raises(TypeError, match=r"laq_hook was called with \(Tensor\), not a GradBucket"):
+        fsdp(torch.randn(4, 3)).sum().backward()
+    for name in HOOKS:  # what FSDP's sharded strategies pass: (state, grad, output)
+        state, hook = make_hook(name)
+        with pytest.raises(TypeError, match=r"called with \(Tensor, Tensor\).*under FSDP"):
+            hook(state, torch.zeros(4), torch.zeros(2))
+
+
 def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_parameters(
     group: None,
 ) -> None:

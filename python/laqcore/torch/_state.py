@@ -56,7 +56,7 @@ from ._group_check import check_replicas_agree, parameter_digests
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
-__all__ = ["PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
+__all__ = ["FSDP_ERROR", "PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
 
 
 def __dir__() -> list[str]:
@@ -782,21 +782,41 @@ def _divide_before_sum(buffer: torch.Tensor, world: int) -> bool:
     return True
 
 
+#: Why the hooks cannot run under FSDP (one text for :func:`run_hook` and ``register_hook``).
+FSDP_ERROR = (
+    "laqcore's hooks are DistributedDataParallel communication hooks: DDP hands a hook one "
+    "GradBucket per bucket and uses the future it returns. FullyShardedDataParallel's "
+    "register_comm_hook takes hooks of another kind, called with the flat gradient tensor "
+    "(and, when sharded, the tensor the reduced shard goes to) and expected to write the "
+    "result in place, so none of laqcore's hooks can run under FSDP: wrap the model in "
+    "DistributedDataParallel, or train FSDP without a laqcore hook (docs/ddp.md, 'FSDP')"
+)
+
+
 def run_hook(
-    state: Any, bucket: GradBucket, kind: type[HookState], hook: str
+    state: Any,
+    bucket: GradBucket,
+    kind: type[HookState],
+    hook: str,
+    extra: tuple[Any, ...] = (),
 ) -> Future[torch.Tensor]:
     """One step of hook ``hook``, whose state must be a ``kind``: another hook's state would
     run that hook's method under this hook's name (a QSGDState under laq_hook is QSGD), and
     anything else fails deep inside DDP; both are a TypeError naming the pairing instead.
     So is a ``bucket`` that is not DDP's ``GradBucket``: DDP's Python reducer (compiled
     autograd) passes ``(grad, param)`` per parameter, which failed with an AttributeError
-    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`)."""
+    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`), and FSDP passes the flat gradient
+    tensor, with the output shard as a third argument (``extra``) when it shards
+    (:data:`FSDP_ERROR`); every rank raises alike before any collective."""
     if not isinstance(state, kind):
         raise TypeError(
             f"{hook} needs a {kind.__name__} as its state: "
             f"ddp_model.register_comm_hook({kind.__name__}(...), {hook}) (or "
             f"laqcore.torch.register_hook(ddp_model, name)), got {type(state).__name__}"
         )
+    if extra or isinstance(bucket, torch.Tensor):
+        got = ", ".join(type(a).__name__ for a in (bucket, *extra))
+        raise TypeError(f"{hook} was called with ({got}), not a GradBucket: {FSDP_ERROR}")
     if not isinstance(bucket, GradBucket):
         raise TypeError(
             f"{hook} got a {type(bucket).__name__}, not a GradBucket: {PYTHON_REDUCER_ERROR}"
