@@ -795,7 +795,7 @@ FSDP_ERROR = (
 
 def run_hook(
     state: Any,
-    bucket: GradBucket,
+    bucket: object,  # a GradBucket from DDP's reducer; anything else is refused
     kind: type[HookState],
     hook: str,
     extra: tuple[Any, ...] = (),
