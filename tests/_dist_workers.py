@@ -265,6 +265,14 @@ def kill_rank1_at_3(rank: int, k: int, workers: dict[int, Any]) -> None:
         os._exit(19)
 
 
+def exit_rank1_in_loss_at_3(rank: int, k: int, workers: dict[int, Any]) -> None:
+    """Rank 1 dies after its exchange of iteration 3, computing the loss: rank 0 is then in
+    the engine's loss all-reduce, not in the exchange."""
+    if rank == 1 and k == 3:
+        for w in workers.values():
+            w.f._inner.loss = lambda theta: os._exit(19)
+
+
 class _PoisonOnce:
     """An objective whose next gradient is NaN, then normal again."""
 

@@ -428,7 +428,7 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
 
 
 def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-untyped-def]
-    from _dist_workers import kill_rank1_at_3, poison_rank1_at_4
+    from _dist_workers import exit_rank1_in_loss_at_3, kill_rank1_at_3, poison_rank1_at_4
     from laqcore.distributed import EngineConfig
 
     cfg = EngineConfig(problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0)
@@ -439,6 +439,15 @@ def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-unt
     assert outs[1].status == "exited" and outs[1].exitcode == 19
     assert outs[0].error_type == "PeerFailureError" and "iteration 3" in (outs[0].error or "")
     assert time.monotonic() - t0 < 45
+    # A rank that dies between the exchange and the loss all-reduce (where a run spends
+    # much of its time) failed the others with gloo's bare RuntimeError ("Connection reset
+    # by peer"): now the same PeerFailureError, naming the all-reduce and the iteration.
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [cfg], exit_rank1_in_loss_at_3, pg_timeout_s=5, deadline_s=60)
+    outs = info.value.outcomes
+    assert outs[1].status == "exited" and outs[1].exitcode == 19
+    assert outs[0].error_type == "PeerFailureError"
+    assert "the loss all-reduce after iteration 3" in (outs[0].error or "")
     with pytest.raises(LaunchError) as info:
         run_processes(engine_runs, 2, [cfg], poison_rank1_at_4, pg_timeout_s=30, deadline_s=60)
     for o in info.value.outcomes:

@@ -17,7 +17,7 @@ import numpy as np
 import torch.distributed as dist
 
 from . import checkpoint as ckfmt
-from .errors import ReplicaMismatchError
+from .errors import ReplicaMismatchError, run_collective
 from .gather import HostGather
 
 if TYPE_CHECKING:
@@ -38,7 +38,11 @@ def check_replicas(server: Any, rank: int, k: int) -> None:
     """All-gather the digest of every rank's server replica; raise on every rank if any
     differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
     mine = np.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=np.int64)
-    gathered = HostGather(None, dist.get_world_size(), "cpu").rows(mine, "replica digests")
+
+    def guard(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return run_collective(rank, f"{what} after iteration {k}", None, fn, *args, **kwargs)
+
+    gathered = HostGather(None, dist.get_world_size(), "cpu", guard).rows(mine, "replica digests")
     groups: dict[bytes, list[int]] = {}
     for r, row in enumerate(gathered):
         groups.setdefault(row.tobytes(), []).append(r)
