@@ -33,10 +33,10 @@ class PeerFailureError(RuntimeError):
         self.rank = rank
         self.what = what
         self.timeout_s = timeout_s
-        limit = "the process-group timeout" if timeout_s is None else f"{timeout_s:g} s"
+        limit = "the process group's" if timeout_s is None else f"{timeout_s:g} s"
         super().__init__(
             f"rank {rank}: {what} failed: a peer rank died or stopped answering "
-            f"(collective timeout {limit}). Backend said: {type(cause).__name__}: {cause}"
+            f"(collective timeout: {limit}). Backend said: {type(cause).__name__}: {cause}"
         )
 
 
