@@ -218,7 +218,11 @@ def _after_failure(end: float, pg_timeout_s: float) -> float:
     """New deadline once one rank has failed: the others must notice within the
     process-group timeout (plus a margin for teardown); a rank still running after that is
     hung and gets killed rather than holding the run until the overall deadline."""
-    return min(end, time.monotonic() + pg_timeout_s + 5.0)
+    return min(end, time.monotonic() + pg_timeout_s + _FAILURE_MARGIN_S)
+
+
+#: Seconds beyond the process-group timeout that the other ranks get after a failure.
+_FAILURE_MARGIN_S = 5.0
 
 
 #: Most processes :func:`run_processes` starts on this machine: each is a whole Python
@@ -284,6 +288,7 @@ def _launch_once(
     for p in procs:
         p.start()
     outcomes: dict[int, RankOutcome] = {}
+    failed_first: int | None = None  # the first rank that failed, which shortened ``end``
     while len(outcomes) < nproc and time.monotonic() < end:
         try:
             o = pickle.loads(results.get(timeout=0.2))
@@ -298,6 +303,7 @@ def _launch_once(
                 break
             if o.status != "ok":
                 end = _after_failure(end, pg_timeout_s)
+                failed_first = o.rank if failed_first is None else failed_first
             continue
         except queue.Empty:
             pass
@@ -313,13 +319,21 @@ def _launch_once(
                         r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
                     )
                     end = _after_failure(end, pg_timeout_s)
+                    failed_first = r if failed_first is None else failed_first
     taken = any(_port_taken(o) for o in outcomes.values())
-    why = (
-        "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
-        "another launch's store on it"
-        if taken
-        else None
-    )
+    why = None  # killed at the deadline
+    if taken:
+        why = (
+            "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
+            "another launch's store on it"
+        )
+    elif failed_first is not None:
+        # Not the run's deadline: the shorter one a failure sets (a hung or stopped rank,
+        # which "killed at the deadline" made look like a run that was too long).
+        why = (
+            f"killed: still running {pg_timeout_s + _FAILURE_MARGIN_S:g} s after rank "
+            f"{failed_first} failed (hung, or stopped)"
+        )
     for r, p in enumerate(procs):
         if r not in outcomes:
             outcomes[r] = RankOutcome(r, "killed", error=why, seconds=time.monotonic() - t0)
