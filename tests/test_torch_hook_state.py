@@ -1031,6 +1031,42 @@ def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_paramet
     assert state.iteration == 4
 
 
+def test_a_checkpoint_of_other_parameter_sizes_names_the_cause(group: None) -> None:
+    """A checkpoint resumed under DDP settings that reverse its bucket order (a resume with
+    another bucket_cap_mb), the model not loaded yet, said only "saved for parameters of
+    sizes [128, 16, 48, 3]... but this model's buckets hold [3, 16, 48, 128]...": now it
+    names DDP's bucket settings; parameters of other sizes are another model."""
+
+    def ddp_with_state(out: int = 3, seed: int = 1, **ddp_kwargs: Any) -> tuple[Any, LAQState]:
+        torch.manual_seed(seed)  # the resumed models: not the saved values (not loaded yet)
+        ddp = DDP(
+            torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, out)), **ddp_kwargs
+        )
+        state = LAQState(warmup_steps=0)
+        ddp.register_comm_hook(state, laq_hook)
+        return ddp, state
+
+    ddp, saved = ddp_with_state(seed=0)
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
+    for kwargs, match in [
+        (
+            reordered,
+            r"sizes of the run that saved this hook state in another order \(saved: "
+            r"\[128, 16, 48, 3\]; this model's buckets: \[3, 16, 48, 128\]\).*bucket_cap_mb",
+        ),
+        (
+            {"out": 4},
+            r"saved for other parameters \(saved: \[128, 16, 48, 3\]; this "
+            r"model's buckets: \[128, 16, 64, 4\]\): load it into the model it was saved with",
+        ),
+    ]:
+        ddp, state = ddp_with_state(**kwargs)
+        state.load_state_dict(saved.state_dict())
+        with pytest.raises(ValueError, match=match):
+            ddp(torch.randn(4, 8)).square().sum().backward()
+
+
 @pytest.mark.parametrize("exchange", ["two-phase", "all-gather"])
 def test_stats_after_a_load_report_the_checkpoints_exchange_counters(
     group: None, exchange: str

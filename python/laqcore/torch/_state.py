@@ -679,13 +679,22 @@ class HookState:
         """Validate and install the subclass's part of a checkpoint (``n`` elements)."""
 
     def _check_layout(self) -> None:
-        """At the first compressed step: the model must match a loaded checkpoint."""
+        """At the first compressed step: the model must match a loaded checkpoint. The same
+        sizes in another order are DDP's bucket layout of other settings (the error said
+        only "saved for parameters of sizes [128, 16, ...]" then, nothing of the cause)."""
         numels = self._expected_numels
-        if numels is not None and numels != self.layout.numels:
+        now = self.layout.numels
+        if numels is not None and numels != now:
+            sizes = f"saved: {_sizes(numels)}; this model's buckets: {_sizes(now)}"
+            if sorted(numels) == sorted(now):
+                raise ValueError(
+                    "this model's DDP buckets hold the parameter sizes of the run that saved "
+                    f"this hook state in another order ({sizes}): {_BUCKET_ORDER}"
+                )
             raise ValueError(
-                "the loaded hook state was saved for parameters of sizes "
-                f"{numels[:8]}... ({len(numels)} tensors) but this model's buckets hold "
-                f"{self.layout.numels[:8]}... ({len(self.layout.numels)} tensors)"
+                f"the loaded hook state was saved for other parameters ({sizes}): load it "
+                "into the model it was saved with (no layer added, removed or frozen), or "
+                "start a fresh hook state"
             )
         self._expected_numels = None
 
@@ -712,10 +721,7 @@ class HookState:
             raise ValueError(
                 "this model's DDP buckets put its parameters in another order than the run "
                 f"that saved this hook state (from parameter #{moved} of the hook's order on; "
-                "the values are the saved ones): DDP's bucket layout, which sets the hook's "
-                "parameter order, depends on bucket_cap_mb, find_unused_parameters and "
-                "static_graph. Build DDP with the saving run's settings, or start a fresh "
-                "hook state"
+                f"the values are the saved ones): {_BUCKET_ORDER}"
             )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -753,6 +759,20 @@ class HookState:
         self.__dict__.update(d)
         self.__dict__["layout"] = BucketLayout()
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
+
+
+#: What sets the hook's parameter order, and what to do when a checkpoint's differs.
+_BUCKET_ORDER = (
+    "DDP's bucket layout, which sets the hook's parameter order, depends on bucket_cap_mb, "
+    "find_unused_parameters and static_graph. Build DDP with the saving run's settings, or "
+    "start a fresh hook state"
+)
+
+
+def _sizes(numels: list[int], shown: int = 8) -> str:
+    """``numels`` for a message: the first ``shown`` and how many there are."""
+    more = f", ... ({len(numels)} tensors)" if len(numels) > shown else ""
+    return "[" + ", ".join(map(str, numels[:shown])) + more + "]"
 
 
 #: Why the hooks cannot run under DDP's Python reducer (one text for both places that
