@@ -1031,6 +1031,71 @@ def test_a_checkpoint_is_refused_by_ddp_buckets_that_reorder_equal_sized_paramet
     assert state.iteration == 4
 
 
+class _ThreeDtypes(torch.nn.Module):
+    """An fp16 embedding, a bf16 linear layer, an fp32 LayerNorm and head: DDP makes one
+    bucket per dtype, so each step's hook sees three buckets of three element sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8).half()
+        self.fc = torch.nn.Linear(8, 12).bfloat16()
+        self.norm = torch.nn.LayerNorm(12)
+        self.head = torch.nn.Linear(12, 3)
+
+    def forward(self, idx: Any) -> Any:
+        h = self.fc(self.emb(idx).float().mean(1).bfloat16()).float()
+        return self.head(torch.relu(self.norm(h)))
+
+
+@pytest.mark.parametrize("name", ["laq", "qsgd", "terngrad", "rotation"])
+def test_buckets_of_three_dtypes_in_one_step(group: None, name: str) -> None:
+    """Mixed-dtype models (2 gloo ranks by hand: identical replicas, bit-identical resumes,
+    docs/ddp.md): bytes_dense counts each bucket at its own element size, every gradient
+    comes back in its parameter's dtype, and a resume from step 3 is the same run."""
+    from laqcore.torch import make_hook
+
+    def run(steps: int, ck: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+        torch.manual_seed(0)
+        model = _ThreeDtypes()
+        ddp = DDP(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        state, hook = make_hook(name)
+        ddp.register_comm_hook(state, hook)
+        gen = torch.Generator().manual_seed(1)
+        batches = [
+            (torch.randint(0, 20, (6, 4), generator=gen), torch.randint(0, 3, (6,), generator=gen))
+            for _ in range(6)
+        ]
+        saved: dict[str, Any] = {}
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            state.load_state_dict(ck["hook"])
+        for k in range(6 - steps, 6):
+            x, y = batches[k]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(ddp(x), y).backward()
+            assert all(p.grad.dtype == p.dtype for p in model.parameters())
+            opt.step()
+            if k == 2:
+                saved = copy.deepcopy(
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "hook": state.state_dict(),
+                    }
+                )
+        return model, state, saved
+
+    model, state, saved = run(6)
+    per_step = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert per_step == 20 * 8 * 2 + (8 * 12 + 12) * 2 + (2 * 12 + 12 * 3 + 3) * 4
+    assert state.stats()["bytes_dense"] == per_step * (6 - state.warmup_steps)
+    resumed, _, _ = run(3, saved)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_a_checkpoint_of_other_parameter_sizes_names_the_cause(group: None) -> None:
     """A checkpoint resumed under DDP settings that reverse its bucket order (a resume with
     another bucket_cap_mb), the model not loaded yet, said only "saved for parameters of
