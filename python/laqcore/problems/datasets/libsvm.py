@@ -106,6 +106,12 @@ class _Parsed:
                 if not colon:
                     raise ValueError(f"{tok!r} is not index:value")
                 j = int(idx)
+                if j == 0:  # the likely cause, not a corrupt file: say how to convert
+                    raise ValueError(
+                        "feature index 0: indices start at 1, and this file looks 0-based "
+                        "(scikit-learn's dump_svmlight_file writes 0-based indices unless "
+                        "given zero_based=False): add 1 to every index"
+                    )
                 if j < 1:
                     raise ValueError(f"feature index {j} < 1")
                 if j in seen:
