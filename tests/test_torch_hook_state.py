@@ -1096,6 +1096,33 @@ def test_buckets_of_three_dtypes_in_one_step(group: None, name: str) -> None:
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("name", ["laq", "qsgd"])
+def test_a_checkpoint_of_the_other_exchange_is_refused(group: None, name: str) -> None:
+    """LAQ keeps its aggregate in the two-phase exchange's replica: a two-phase checkpoint
+    loaded into LAQState(exchange="all-gather") resumed from a zero aggregate while the last
+    upload was kept, and its averages were silently wrong; the reverse failed at the first
+    step with KeyError: 'rounds'. Now load_state_dict names both settings, for every hook."""
+    from laqcore.torch import make_hook
+
+    saved = {}
+    for exchange in ("two-phase", "all-gather"):
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(5, 3))
+        state, hook = make_hook(name, exchange=exchange, warmup_steps=0)
+        ddp.register_comm_hook(state, hook)
+        for _ in range(3):
+            ddp(torch.randn(4, 5)).square().sum().backward()
+        saved[exchange] = state.state_dict()
+    for kind, other in [("two-phase", "all-gather"), ("all-gather", "two-phase")]:
+        make_hook(name, exchange=kind)[0].load_state_dict(saved[kind])  # the same: loads
+        fresh, _ = make_hook(name, exchange=other)
+        with pytest.raises(
+            ValueError, match=f"saved with exchange='{kind}' and this state has exchange='{other}'"
+        ):
+            fresh.load_state_dict(saved[kind])
+        assert fresh.iteration == 0  # nothing changed
+
+
 def test_a_checkpoint_of_other_parameter_sizes_names_the_cause(group: None) -> None:
     """A checkpoint resumed under DDP settings that reverse its bucket order (a resume with
     another bucket_cap_mb), the model not loaded yet, said only "saved for parameters of

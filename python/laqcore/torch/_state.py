@@ -626,6 +626,7 @@ class HookState:
                 "rank 0's checkpoint only, as Lightning and Accelerate do, must save "
                 "state.state_dict(all_ranks=True) on every rank)"
             )
+        _check_exchange_kind(sd["exchange"], getattr(self, "exchange", None))
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):
             raise TypeError("state_dict['counters'] must be a dict")
@@ -759,6 +760,27 @@ class HookState:
         self.__dict__.update(d)
         self.__dict__["layout"] = BucketLayout()
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
+
+
+def _check_exchange_kind(saved: Any, exchange: str | None) -> None:
+    """Refuse a checkpoint of the other exchange (``exchange=``), told by its entry's keys:
+    only the two-phase exchange writes ``rounds``, only the all-gather ``transport``
+    (``None`` or neither: nothing exchanged yet, or an older all-gather checkpoint). LAQ keeps
+    its aggregate in the two-phase exchange's replica, so a two-phase checkpoint resumed
+    with ``exchange="all-gather"`` started from a zero aggregate while every rank's last
+    upload was kept: the averages were silently wrong (1 gloo rank: the aggregate 0 against
+    a last upload of norm_1 67 after the first resumed step); the reverse failed at the
+    first step with ``KeyError: 'rounds'``."""
+    if not isinstance(saved, dict) or exchange is None:
+        return
+    kind = "two-phase" if "rounds" in saved else "all-gather" if "transport" in saved else None
+    if kind is not None and kind != exchange:
+        raise ValueError(
+            f"this checkpoint was saved with exchange={kind!r} and this state has "
+            f"exchange={exchange!r}: the exchange holds part of the hook's state (LAQ's "
+            f"aggregate in the two-phase one), so build the state with exchange={kind!r}, "
+            "or start a fresh hook state"
+        )
 
 
 #: What sets the hook's parameter order, and what to do when a checkpoint's differs.
