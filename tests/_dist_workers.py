@@ -74,6 +74,13 @@ def rank_and_world(rank: int, world: int) -> tuple[int, int]:
     return rank, world
 
 
+def sigint_blocked(rank: int, world: int) -> bool:
+    """Whether this rank started with SIGINT blocked (the launcher alone handles Ctrl-C)."""
+    import signal
+
+    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
 def record_pid_and_sleep(rank: int, world: int, pid_dir: str) -> str:
     """Write this rank's pid to ``pid_dir/rank<r>``, then run for an hour: a rank whose
     launcher is killed must exit by itself."""

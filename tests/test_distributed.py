@@ -112,6 +112,47 @@ def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> Non
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(
+    not hasattr(signal, "pthread_sigmask") or not Path("/proc/self/stat").exists(),
+    reason="POSIX signal masks; reads /proc",
+)
+def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
+    """A host that survives the KeyboardInterrupt of run_processes (a notebook's "interrupt
+    kernel" signals the kernel only; a script that catches it) left the ranks computing to
+    the end: their parent was alive. Now the interrupt stops them. The ranks start with
+    SIGINT blocked, so a terminal's Ctrl-C, which signals every process of the group, no
+    longer prints the tracebacks of ranks interrupted while importing."""
+    from _dist_workers import sigint_blocked
+
+    assert [o.result for o in run_processes(sigint_blocked, 2, deadline_s=60)] == [True, True]
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from _dist_workers import record_pid_and_sleep\n"
+        "from laqcore.distributed import run_processes\n"
+        "try:\n"
+        "    run_processes(record_pid_and_sleep, 2, sys.argv[2], deadline_s=3600)\n"
+        "except KeyboardInterrupt:\n"
+        "    time.sleep(3600)  # the host lives on\n"
+    )
+    host = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), tmp_path])
+    pids: list[int] = []
+    try:
+        pids = _wait_for_pids(tmp_path, 2, host)
+        host.send_signal(signal.SIGINT)  # to the host alone
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "the ranks outlived the interrupt"
+        assert host.poll() is None
+    finally:
+        host.kill()
+        host.wait()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _wait_for_pids(pid_dir: Path, n: int, launcher: subprocess.Popen[bytes]) -> list[int]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

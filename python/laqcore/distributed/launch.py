@@ -15,12 +15,13 @@ import os
 import pickle
 import queue
 import secrets
+import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,8 +286,53 @@ def _launch_once(
         for r in range(nproc)
     ]
     t0 = time.monotonic()
+    try:
+        with _sigint_blocked():  # the ranks inherit the blocked SIGINT: see there
+            for p in procs:
+                p.start()
+        return _watch(procs, results, nproc, pg_timeout_s, end, t0)
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or any error of the watch: stop the ranks first. A host
+        # that survives the interrupt (a notebook's "interrupt kernel", which signals only
+        # the kernel; a script catching KeyboardInterrupt) left them computing to the end,
+        # with nobody to report to: their parent was alive, so they did not exit by themselves.
+        _stop(procs)
+        raise
+
+
+def _stop(procs: list[Any]) -> None:
+    """Kill the ranks still running and reap every started one."""
     for p in procs:
-        p.start()
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        if p.pid is not None:
+            p.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while the ranks start: a child inherits the mask (across
+    the spawn's exec), so the ranks never see SIGINT and the launcher alone handles it
+    (stopping them; above). Ctrl-C in a terminal signals every process of the group, and
+    ranks interrupted while still importing printed tracebacks ("Process SpawnProcess-2:",
+    KeyboardInterrupt in numpy's or torch's import) under "laqcore: interrupted". Blocked,
+    not ignored: a SIGINT that arrives meanwhile is delivered to the launcher afterwards."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Windows
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _watch(
+    procs: list[Any], results: Any, nproc: int, pg_timeout_s: float, end: float, t0: float
+) -> list[RankOutcome]:
+    """Collect the started ranks' outcomes until every rank reported, the deadline ``end``
+    or a taken port; then stop whatever still runs."""
     outcomes: dict[int, RankOutcome] = {}
     failed_first: int | None = None  # the first rank that failed, which shortened ``end``
     while len(outcomes) < nproc and time.monotonic() < end:
@@ -334,12 +380,10 @@ def _launch_once(
             f"killed: still running {pg_timeout_s + _FAILURE_MARGIN_S:g} s after rank "
             f"{failed_first} failed (hung, or stopped)"
         )
-    for r, p in enumerate(procs):
+    for r in range(nproc):
         if r not in outcomes:
             outcomes[r] = RankOutcome(r, "killed", error=why, seconds=time.monotonic() - t0)
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)
+    _stop(procs)
     return [outcomes[r] for r in range(nproc)]
 
 
