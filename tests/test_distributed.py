@@ -153,6 +153,56 @@ def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_launch_command_killed_as_its_ranks_start(tmp_path: Path, sig: int) -> None:
+    """`laqcore launch` killed while its ranks are starting. A rank that was still importing
+    when its launcher died took its new parent for the launcher and ran the whole job as an
+    orphan (SIGKILL; the ranks of test_ranks_exit_when_the_launcher_is_killed had started).
+    A scheduler's SIGTERM killed the launcher with no word (status -15) and its resource
+    tracker warned of "leaked semaphore objects"; now it stops its ranks and exits with 143
+    and one line."""
+    argv = ["launch", "--workers", "4", "--max-samples", "200", "-K", "1000000", "--eps", "0"]
+    argv += ["-q", "--no-plots", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "laqcore", *argv], stderr=subprocess.PIPE, text=True
+    )
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            assert launcher.poll() is None, launcher.communicate()[1]
+            time.sleep(0.2)
+            ranks = [p for p in _children(launcher.pid) if "spawn_main" in _cmdline(p)]
+        launcher.send_signal(sig)
+        _, err = launcher.communicate(timeout=30)  # the ranks hold its stderr: gone too
+        if sig == signal.SIGTERM:
+            assert launcher.returncode == 143, err
+            assert err.strip() == "laqcore launch: terminated (SIGTERM); the ranks were stopped"
+        assert not [p for p in ranks if _alive(p)]
+    finally:
+        launcher.kill()
+        launcher.wait()
+        for pid in ranks:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with open(task / "children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
+
+
 def _wait_for_pids(pid_dir: Path, n: int, launcher: subprocess.Popen[bytes]) -> list[int]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -98,16 +98,19 @@ def free_port() -> int:
 _PARENT_POLL_S = 0.5
 
 
-def _exit_with_parent(rank: int) -> None:
-    """Start a daemon thread that ends this rank once the launcher is gone.
+def _exit_with_parent(rank: int, parent: int) -> None:
+    """Start a daemon thread that ends this rank once the launcher (pid ``parent``) is gone.
 
     Without it a launcher killed by SIGTERM or SIGKILL (``timeout``, a job scheduler, an OOM
     kill) left its ranks running: they are still each other's peers, so no collective ever
     times out, and they computed to the end of the run with nobody to report to. The launcher
-    is this process's parent; when it dies the kernel re-parents the rank, so a changed
-    ``os.getppid()`` is the signal (portable, unlike Linux's ``PR_SET_PDEATHSIG``).
+    is this process's parent; when it dies the kernel re-parents the rank, so an
+    ``os.getppid()`` other than ``parent`` is the signal (portable, unlike Linux's
+    ``PR_SET_PDEATHSIG``). ``parent`` comes from the launcher, not from ``os.getppid()`` here:
+    a launcher killed while this rank was still starting (importing, before this point) had
+    already re-parented it, and the rank took its new parent for the launcher and ran the
+    whole job as an orphan.
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -139,6 +142,7 @@ def _wait_for_every_rank(dist: Any, backend: str) -> None:
 
 
 def _child(
+    parent: int,
     rank: int,
     world_size: int,
     rendezvous: tuple[int, str],
@@ -154,7 +158,7 @@ def _child(
 
     from ..runtime import set_num_threads
 
-    _exit_with_parent(rank)
+    _exit_with_parent(rank, parent)
 
     # Oversubscribing the cores with N processes x M threads only slows every rank. laqcore
     # is already imported here (fn was unpickled), so its kernels' thread count is set
@@ -275,12 +279,24 @@ def _launch_once(
     deadline ``end`` or a taken port (then the others, waiting at the rendezvous, are
     killed at once). ``launch``: ``(fn, args, backend, pg_timeout_s, threads_per_proc)``."""
     fn, args, backend, pg_timeout_s, threads = launch
-    namespace = secrets.token_hex(8)  # this launch's store keys (see _child)
+    rendezvous = (port, secrets.token_hex(8))  # the port, this launch's store keys (_child)
+    launcher = os.getpid()  # the ranks' parent, which they watch (_exit_with_parent)
     results: Any = ctx.Queue()
     procs = [
         ctx.Process(
             target=_child,
-            args=(r, nproc, (port, namespace), backend, pg_timeout_s, threads, fn, args, results),
+            args=(
+                launcher,
+                r,
+                nproc,
+                rendezvous,
+                backend,
+                pg_timeout_s,
+                threads,
+                fn,
+                args,
+                results,
+            ),
             daemon=True,
         )
         for r in range(nproc)
