@@ -112,6 +112,20 @@ def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> Non
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="NCCL may run here")
+def test_nccl_without_a_gpu_is_refused_before_any_rank_starts() -> None:
+    """On a CPU machine rank 0 failed with "Distributed package doesn't have NCCL built in"
+    and rank 1 waited at the rendezvous for the process-group timeout: `laqcore launch
+    --backend nccl` took 67 s to say so. Now a ValueError at once."""
+    from laqcore.cli import main
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="backend 'nccl'.*use 'gloo'"):
+        run_processes(rank_and_world, 2, backend="nccl", pg_timeout_s=60, deadline_s=120)
+    assert main(["launch", "--backend", "nccl", "-K", "1", "-q", "--no-plots"]) == 2
+    assert time.monotonic() - t0 < 10
+
+
 @pytest.mark.skipif(
     not hasattr(signal, "pthread_sigmask") or not Path("/proc/self/stat").exists(),
     reason="POSIX signal masks; reads /proc",

@@ -33,6 +33,7 @@ __all__ = [
     "PORT_ATTEMPTS",
     "LaunchError",
     "RankOutcome",
+    "check_backend",
     "check_nproc",
     "check_timeouts",
     "free_port",
@@ -256,6 +257,24 @@ def check_timeouts(
     check_real(deadline_s, names[1], positive=True)
 
 
+def check_backend(backend: str) -> None:
+    """``backend`` can run on this machine, checked before any rank starts: NCCL needs a
+    torch built with it and a CUDA device. Without them rank 0 failed with "Distributed
+    package doesn't have NCCL built in" and the other ranks waited at the rendezvous until
+    the process-group timeout (``laqcore launch --backend nccl`` on a CPU machine: 67 s)."""
+    if backend != "nccl":
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_nccl_available():
+        raise ValueError(
+            "backend 'nccl': this torch has no NCCL (a CPU-only build?); use 'gloo' on CPUs"
+        )
+    if not torch.cuda.is_available():
+        raise ValueError("backend 'nccl' needs a CUDA device and torch sees none; use 'gloo'")
+
+
 #: Launches :func:`run_processes` tries when the rendezvous port :func:`free_port` found was
 #: taken by another process before rank 0 could listen on it (a race no choice of port
 #: avoids: the port must be closed again before the ranks can bind it).
@@ -427,7 +446,8 @@ def run_processes(
     nproc:
         Number of processes (world size), >= 1.
     backend:
-        ``"gloo"`` (CPU) or ``"nccl"``.
+        ``"gloo"`` (CPU) or ``"nccl"`` (a ``ValueError`` before any rank starts unless this
+        torch has NCCL and sees a CUDA device: :func:`check_backend`).
     pg_timeout_s:
         The process-group timeout: a collective that waits longer than this for a peer
         fails on the ranks that are still alive.
@@ -447,6 +467,7 @@ def run_processes(
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
     check_nproc(nproc)
     check_timeouts(pg_timeout_s, deadline_s)
+    check_backend(backend)
     ctx = mp.get_context("spawn")
     end = time.monotonic() + deadline_s  # for every attempt together
     launch = (fn, args, backend, pg_timeout_s, threads_per_proc)
