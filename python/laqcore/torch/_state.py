@@ -849,7 +849,7 @@ def run_hook(
     autograd) passes ``(grad, param)`` per parameter, which failed with an AttributeError
     deep inside the layout (:data:`PYTHON_REDUCER_ERROR`), and FSDP passes the flat gradient
     tensor, with the output shard as a third argument (``extra``) when it shards
-    (:data:`FSDP_ERROR`); every rank raises alike before any collective."""
+    (:data:`FSDP_ERROR`); every rank raises alike, none is left waiting."""
     if not isinstance(state, kind):
         raise TypeError(
             f"{hook} needs a {kind.__name__} as its state: "
