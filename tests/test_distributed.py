@@ -100,16 +100,9 @@ def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> Non
         pids = _wait_for_pids(tmp_path, 2, launcher)
         launcher.send_signal(sig)
         launcher.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "ranks outlived their launcher"
+        assert not _still_alive(pids, within_s=20), "ranks outlived their launcher"
     finally:
-        launcher.kill()
-        launcher.wait()
-        for pid in pids:  # a failing run must not leave its ranks behind
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(launcher, pids)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="NCCL may run here")
@@ -154,17 +147,10 @@ def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
     try:
         pids = _wait_for_pids(tmp_path, 2, host)
         host.send_signal(signal.SIGINT)  # to the host alone
-        deadline = time.monotonic() + 20
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "the ranks outlived the interrupt"
+        assert not _still_alive(pids, within_s=20), "the ranks outlived the interrupt"
         assert host.poll() is None
     finally:
-        host.kill()
-        host.wait()
-        for pid in pids:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(host, pids)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
@@ -193,13 +179,26 @@ def test_launch_command_killed_as_its_ranks_start(tmp_path: Path, sig: int) -> N
         if sig == signal.SIGTERM:
             assert launcher.returncode == 143, err
             assert err.strip() == "laqcore launch: terminated (SIGTERM); the ranks were stopped"
-        assert not [p for p in ranks if _alive(p)]
+        assert not _still_alive(ranks, within_s=0)
     finally:
-        launcher.kill()
-        launcher.wait()
-        for pid in ranks:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(launcher, ranks)
+
+
+def _still_alive(pids: list[int], within_s: float) -> list[int]:
+    """The processes of ``pids`` still running after at most ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def _kill_all(parent: subprocess.Popen[Any], pids: list[int]) -> None:
+    """A failing test must not leave its processes behind."""
+    parent.kill()
+    parent.wait()
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _children(pid: int) -> list[int]:
