@@ -510,7 +510,7 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
         2,
         [
             EngineConfig(**base, max_iterations=30),
-            EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=12),
+            EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=6),
         ],
         pg_timeout_s=30,
         deadline_s=120,
@@ -530,6 +530,30 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
         assert a["wire"]["exchange"] == b["wire"]["exchange"] == "two-phase"
         for key in ("bytes_received", "bytes_sent", "uploads", "rounds"):
             assert a["wire"][key] == b["wire"][key]
+    # Rank 1 stopped before it wrote iteration 12 (Ctrl-C, a kill): its files hold 6 only,
+    # rank 0's 12 and 6. Each rank resumed from its own newest file and both failed with
+    # "server replicas differ after iteration 12"; now both resume from 6, the same run.
+    os.replace(os.path.join(ck, "rank1.prev.ckpt"), os.path.join(ck, "rank1.ckpt"))
+    resumed = run_processes(
+        engine_runs,
+        2,
+        [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
+        pg_timeout_s=30,
+        deadline_s=120,
+    )
+    for r in range(2):
+        np.testing.assert_array_equal(full[r].result[0]["theta"], resumed[r].result[0]["theta"])
+    os.remove(os.path.join(ck, "rank0.prev.ckpt"))  # rank 0 holds 12, rank 1 holds 6
+    with pytest.raises(LaunchError) as info:
+        run_processes(
+            engine_runs,
+            2,
+            [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
+            pg_timeout_s=30,
+            deadline_s=120,
+        )
+    for o in info.value.outcomes:
+        assert "hold no iteration that every rank has (rank 0: 12; rank 1: 6)" in (o.error or "")
 
 
 def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-untyped-def]

@@ -138,8 +138,12 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.resume and world is None:  # torchrun's ranks may each read their own machine's
         from .checkpoint import checkpoint_path
 
-        paths = [checkpoint_path(args.checkpoint_dir, r) for r in range(procs)]
-        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        d = args.checkpoint_dir
+        missing = [  # a rank stopped while writing its first checkpoint holds its previous
+            os.path.basename(checkpoint_path(d, r))
+            for r in range(procs)
+            if not any(os.path.isfile(checkpoint_path(d, r, previous=p)) for p in (False, True))
+        ]
         if missing:  # was one CheckpointError per rank, after spawning them
             raise ValueError(
                 f"--resume: --checkpoint-dir {args.checkpoint_dir!r} holds no "
