@@ -666,6 +666,9 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
         run_processes(engine_runs, 2, [resume], pg_timeout_s=10, deadline_s=60)
     assert info.value.outcomes[1].error_type == "CheckpointError"
     assert "rank1.ckpt" in (info.value.outcomes[1].error or "")
+    # rank 0 says so too, at once (it waited in a collective for the process-group timeout)
+    assert info.value.outcomes[0].error_type == "CheckpointError"
+    assert "rank 1 could not read its checkpoint" in (info.value.outcomes[0].error or "")
 
     # A well-formed checkpoint (valid checksum) whose server iterate differs on rank 1.
     path.write_bytes(good)

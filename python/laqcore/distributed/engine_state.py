@@ -85,6 +85,10 @@ def _setting_diffs(saved: dict[str, Any], live: dict[str, Any]) -> list[tuple[st
     return out
 
 
+#: What a rank announces for a checkpoint file it does not have, or cannot read.
+_ABSENT, _UNREADABLE = -1, -2
+
+
 def _iteration(path: str) -> int:
     """The iteration a checkpoint was written at (``CheckpointError`` if unreadable)."""
     tree, arrays = ckfmt.read_checkpoint(path)
@@ -169,8 +173,23 @@ class RankCheckpoints:
         failed on both ranks with "server replicas differ after iteration 457"."""
         assert self.path is not None and self.previous is not None  # noqa: S101 - resume
         paths = (self.path, self.previous)
-        mine = [_iteration(p) if os.path.isfile(p) else -1 for p in paths]
+        unreadable: ckfmt.CheckpointError | None = None
+        mine = []
+        for p in paths:
+            try:
+                mine.append(_iteration(p) if os.path.isfile(p) else _ABSENT)
+            except ckfmt.CheckpointError as err:  # raised below, on every rank
+                unreadable = unreadable or err
+                mine.append(_UNREADABLE)
         rows = _host_gather(self.rank, self.world).ints(mine, "checkpoint iterations")
+        if unreadable is not None:
+            raise unreadable
+        bad = [r for r, row in enumerate(rows) if _UNREADABLE in row]
+        if bad:  # the peers raise at once instead of waiting for one that has stopped
+            raise ckfmt.CheckpointError(
+                f"rank {', '.join(map(str, bad))} could not read its checkpoint in "
+                f"{self.cfg.checkpoint_dir} (its own error says why)"
+            )
         common = set.intersection(*({k for k in row if k >= 0} for row in rows))
         if not common:
             held = "; ".join(
