@@ -74,6 +74,16 @@ def rank_and_world(rank: int, world: int) -> tuple[int, int]:
     return rank, world
 
 
+def rank1_exits_while_rank0_waits_on_the_store(rank: int, world: int) -> None:
+    """Rank 1 dies while rank 0 waits for a key it would have set: a wait that, like the
+    process group's own rendezvous, does not notice a dead peer before its timeout."""
+    import torch.distributed as dist
+
+    if rank == 1:
+        os._exit(23)
+    dist.distributed_c10d._get_default_store().get("never set")
+
+
 def sigint_blocked(rank: int, world: int) -> bool:
     """Whether this rank started with SIGINT blocked (the launcher alone handles Ctrl-C)."""
     import signal

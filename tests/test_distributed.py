@@ -105,6 +105,25 @@ def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> Non
         _kill_all(launcher, pids)
 
 
+def test_a_rank_that_exits_stops_the_launch_within_seconds() -> None:
+    """A rank that died without a result (SIGKILLed while importing, a crash) left the
+    others waiting for it where no collective notices a dead peer (joining the process
+    group: "DistStoreError: wait timeout after 60000ms") until the process-group timeout,
+    60 s by default. No rank can finish without it: they are stopped 5 s later, saying why."""
+    from _dist_workers import rank1_exits_while_rank0_waits_on_the_store
+
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        run_processes(
+            rank1_exits_while_rank0_waits_on_the_store, 2, pg_timeout_s=60, deadline_s=120
+        )
+    assert time.monotonic() - t0 < 30
+    first, second = info.value.outcomes
+    assert second.status == "exited" and second.exitcode == 23
+    assert first.status == "killed"
+    assert "stopped 5 s after rank 1 exited without a result" in (first.error or "")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="NCCL may run here")
 def test_nccl_without_a_gpu_is_refused_before_any_rank_starts() -> None:
     """On a CPU machine rank 0 failed with "Distributed package doesn't have NCCL built in"

@@ -220,15 +220,24 @@ def _child(
         )
 
 
-def _after_failure(end: float, pg_timeout_s: float) -> float:
-    """New deadline once one rank has failed: the others must notice within the
-    process-group timeout (plus a margin for teardown); a rank still running after that is
-    hung and gets killed rather than holding the run until the overall deadline."""
-    return min(end, time.monotonic() + pg_timeout_s + _FAILURE_MARGIN_S)
+def _shorten(end: float, why: str | None, grace_s: float, reason: str) -> tuple[float, str | None]:
+    """The deadline after a rank's failure, and why the ranks still running then are
+    killed: ``grace_s`` from now, unless ``end`` comes first."""
+    new = time.monotonic() + grace_s
+    return (new, f"killed: {reason}") if new < end else (end, why)
 
 
-#: Seconds beyond the process-group timeout that the other ranks get after a failure.
+#: Seconds beyond the process-group timeout that the other ranks get after a rank reported
+#: an error: they must notice within the timeout; one still running after that is hung and
+#: gets killed rather than holding the run until the overall deadline.
 _FAILURE_MARGIN_S = 5.0
+
+#: Seconds the other ranks get after a rank exited without a result (killed, crashed): a
+#: peer in a collective notices at once and reports, but one still joining the process group
+#: waited for the dead rank until the process-group timeout (a rank SIGKILLed while
+#: importing: "DistStoreError: wait timeout after 60000ms" 60 s later). No rank can finish
+#: without it.
+_EXITED_GRACE_S = 5.0
 
 
 #: Most processes :func:`run_processes` starts on this machine: each is a whole Python
@@ -369,7 +378,7 @@ def _watch(
     """Collect the started ranks' outcomes until every rank reported, the deadline ``end``
     or a taken port; then stop whatever still runs."""
     outcomes: dict[int, RankOutcome] = {}
-    failed_first: int | None = None  # the first rank that failed, which shortened ``end``
+    why: str | None = None  # why the ranks still running at ``end`` are killed (a failure)
     while len(outcomes) < nproc and time.monotonic() < end:
         try:
             o = pickle.loads(results.get(timeout=0.2))
@@ -383,8 +392,13 @@ def _watch(
                         outcomes[late.rank] = late
                 break
             if o.status != "ok":
-                end = _after_failure(end, pg_timeout_s)
-                failed_first = o.rank if failed_first is None else failed_first
+                grace = pg_timeout_s + _FAILURE_MARGIN_S
+                end, why = _shorten(
+                    end,
+                    why,
+                    grace,
+                    f"still running {grace:g} s after rank {o.rank} failed (hung, or stopped)",
+                )
             continue
         except queue.Empty:
             pass
@@ -399,21 +413,17 @@ def _watch(
                     outcomes[r] = RankOutcome(
                         r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
                     )
-                    end = _after_failure(end, pg_timeout_s)
-                    failed_first = r if failed_first is None else failed_first
-    taken = any(_port_taken(o) for o in outcomes.values())
-    why = None  # killed at the deadline
-    if taken:
+                    end, why = _shorten(
+                        end,
+                        why,
+                        _EXITED_GRACE_S,
+                        f"stopped {_EXITED_GRACE_S:g} s after "
+                        f"rank {r} exited without a result (no rank can finish without it)",
+                    )
+    if any(_port_taken(o) for o in outcomes.values()):
         why = (
             "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
             "another launch's store on it"
-        )
-    elif failed_first is not None:
-        # Not the run's deadline: the shorter one a failure sets (a hung or stopped rank,
-        # which "killed at the deadline" made look like a run that was too long).
-        why = (
-            f"killed: still running {pg_timeout_s + _FAILURE_MARGIN_S:g} s after rank "
-            f"{failed_first} failed (hung, or stopped)"
         )
     for r in range(nproc):
         if r not in outcomes:
