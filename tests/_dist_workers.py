@@ -84,11 +84,13 @@ def rank1_exits_while_rank0_waits_on_the_store(rank: int, world: int) -> None:
     dist.distributed_c10d._get_default_store().get("never set")
 
 
-def sigint_blocked(rank: int, world: int) -> bool:
-    """Whether this rank started with SIGINT blocked (the launcher alone handles Ctrl-C)."""
+def blocked_signals(rank: int, world: int) -> tuple[bool, bool]:
+    """Whether this rank runs with SIGINT (the launcher alone handles Ctrl-C) and SIGTERM
+    blocked."""
     import signal
 
-    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return signal.SIGINT in mask, signal.SIGTERM in mask
 
 
 def record_pid_and_sleep(rank: int, world: int, pid_dir: str) -> str:

@@ -148,10 +148,12 @@ def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
     the end: their parent was alive. Now the interrupt stops them. The ranks start with
     SIGINT blocked, so a terminal's Ctrl-C, which signals every process of the group, no
     longer prints the tracebacks of ranks interrupted while importing."""
-    from _dist_workers import sigint_blocked
+    from _dist_workers import blocked_signals
 
-    assert [o.result for o in run_processes(sigint_blocked, 2, deadline_s=60)] == [True, True]
-    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # restored
+    outs = run_processes(blocked_signals, 2, deadline_s=60)
+    assert [o.result for o in outs] == [(True, False), (True, False)]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGINT not in mask and signal.SIGTERM not in mask  # restored
     script = (
         "import sys, time; sys.path.insert(0, sys.argv[1])\n"
         "from _dist_workers import record_pid_and_sleep\n"

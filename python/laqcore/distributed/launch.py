@@ -160,6 +160,8 @@ def _child(
     from ..runtime import set_num_threads
 
     _exit_with_parent(rank, parent)
+    if hasattr(signal, "pthread_sigmask"):  # SIGINT stays blocked: _start_signals_blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     # Oversubscribing the cores with N processes x M threads only slows every rank. laqcore
     # is already imported here (fn was unpickled), so its kernels' thread count is set
@@ -331,7 +333,7 @@ def _launch_once(
     ]
     t0 = time.monotonic()
     try:
-        with _sigint_blocked():  # the ranks inherit the blocked SIGINT: see there
+        with _start_signals_blocked():  # the ranks inherit the mask: see there
             for p in procs:
                 p.start()
         return _watch(procs, results, nproc, pg_timeout_s, end, t0)
@@ -355,21 +357,27 @@ def _stop(procs: list[Any]) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while the ranks start: a child inherits the mask (across
-    the spawn's exec), so the ranks never see SIGINT and the launcher alone handles it
-    (stopping them; above). Ctrl-C in a terminal signals every process of the group, and
-    ranks interrupted while still importing printed tracebacks ("Process SpawnProcess-2:",
-    KeyboardInterrupt in numpy's or torch's import) under "laqcore: interrupted". Blocked,
-    not ignored: a SIGINT that arrives meanwhile is delivered to the launcher afterwards."""
+def _start_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while the ranks start. A child inherits the
+    mask (across the spawn's exec): the ranks never see SIGINT, which the launcher alone
+    handles (stopping them; above), and unblock SIGTERM once started (:func:`_child`). Ctrl-C
+    in a terminal signals every process of the group, and ranks interrupted while still
+    importing printed tracebacks ("Process SpawnProcess-2:", KeyboardInterrupt in numpy's or
+    torch's import) under "laqcore: interrupted". Blocked, not ignored: a signal that arrives
+    meanwhile reaches the launcher once every rank has started, so none is left half-started
+    (SIGTERM in the middle of a start left a rank whose start-up data was cut print "Ran out
+    of input")."""
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Windows
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _START_BLOCKED)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+_START_BLOCKED = {signal.SIGINT, signal.SIGTERM}
 
 
 def _watch(
