@@ -536,13 +536,8 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
         pg_timeout_s=30,
         deadline_s=120,
     )
-    resumed = run_processes(
-        engine_runs,
-        2,
-        [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
-        pg_timeout_s=30,
-        deadline_s=120,
-    )
+    resume = [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)]
+    resumed = run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
     for r in range(2):
         a, b = full[r].result[0], resumed[r].result[0]
         np.testing.assert_array_equal(a["theta"], b["theta"])
@@ -555,24 +550,12 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
     # rank 0's 12 and 6. Each rank resumed from its own newest file and both failed with
     # "server replicas differ after iteration 12"; now both resume from 6, the same run.
     os.replace(os.path.join(ck, "rank1.prev.ckpt"), os.path.join(ck, "rank1.ckpt"))
-    resumed = run_processes(
-        engine_runs,
-        2,
-        [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
-        pg_timeout_s=30,
-        deadline_s=120,
-    )
+    resumed = run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
     for r in range(2):
         np.testing.assert_array_equal(full[r].result[0]["theta"], resumed[r].result[0]["theta"])
     os.remove(os.path.join(ck, "rank0.prev.ckpt"))  # rank 0 holds 12, rank 1 holds 6
     with pytest.raises(LaunchError) as info:
-        run_processes(
-            engine_runs,
-            2,
-            [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
-            pg_timeout_s=30,
-            deadline_s=120,
-        )
+        run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
     for o in info.value.outcomes:
         assert "hold no iteration that every rank has (rank 0: 12; rank 1: 6)" in (o.error or "")
 
