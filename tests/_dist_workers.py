@@ -74,6 +74,25 @@ def rank_and_world(rank: int, world: int) -> tuple[int, int]:
     return rank, world
 
 
+def rank1_exits_while_rank0_waits_on_the_store(rank: int, world: int) -> None:
+    """Rank 1 dies while rank 0 waits for a key it would have set: a wait that, like the
+    process group's own rendezvous, does not notice a dead peer before its timeout."""
+    import torch.distributed as dist
+
+    if rank == 1:
+        os._exit(23)
+    dist.distributed_c10d._get_default_store().get("never set")
+
+
+def blocked_signals(rank: int, world: int) -> tuple[bool, bool]:
+    """Whether this rank runs with SIGINT (the launcher alone handles Ctrl-C) and SIGTERM
+    blocked."""
+    import signal
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return signal.SIGINT in mask, signal.SIGTERM in mask
+
+
 def record_pid_and_sleep(rank: int, world: int, pid_dir: str) -> str:
     """Write this rank's pid to ``pid_dir/rank<r>``, then run for an hour: a rank whose
     launcher is killed must exit by itself."""
@@ -263,6 +282,14 @@ def engine_runs(rank: int, world: int, cfgs: list[Any], fault: Any = None) -> li
 def kill_rank1_at_3(rank: int, k: int, workers: dict[int, Any]) -> None:
     if rank == 1 and k == 3:
         os._exit(19)
+
+
+def exit_rank1_in_loss_at_3(rank: int, k: int, workers: dict[int, Any]) -> None:
+    """Rank 1 dies after its exchange of iteration 3, computing the loss: rank 0 is then in
+    the engine's loss all-reduce, not in the exchange."""
+    if rank == 1 and k == 3:
+        for w in workers.values():
+            w.f._inner.loss = lambda theta: os._exit(19)
 
 
 class _PoisonOnce:

@@ -26,6 +26,18 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: laqcore" in capsys.readouterr().err
 
 
+def test_ctrl_c_while_the_subcommands_load_is_one_line(capsys, monkeypatch):
+    """Ctrl-C right after Enter landed in the subcommands' imports (build_parser), outside
+    the handler of the command itself: a traceback ending in KeyboardInterrupt."""
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["run"]) == 130
+    assert capsys.readouterr().err == "laqcore: interrupted\n"
+
+
 def test_every_registered_module_exposes_add_parser():
     import importlib
 

@@ -64,6 +64,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["run", "--dataset", "digitz"], ["unknown dataset 'digitz'", "digits"]),
         (["run", "--dataset", "mnist"], ["needs --data-dir"]),
         (["run", "--dataset", "libsvm:/nonexistent.svm"], ["no such file"]),
+        (["run", "--dataset", "libsvm:/"], ["'/' is a directory; expected a LIBSVM file"]),
         (["run", "--data-dir", "/nonexistent-dir"], ["--data-dir", "not a directory"]),
         (
             ["compare", "--algorithms", "gd,random-select,laq", "--upload-rate", "auto"],

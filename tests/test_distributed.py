@@ -100,16 +100,141 @@ def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> Non
         pids = _wait_for_pids(tmp_path, 2, launcher)
         launcher.send_signal(sig)
         launcher.wait(timeout=30)
-        deadline = time.monotonic() + 20
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in pids if _alive(p)], "ranks outlived their launcher"
+        assert not _still_alive(pids, within_s=20), "ranks outlived their launcher"
     finally:
-        launcher.kill()
-        launcher.wait()
-        for pid in pids:  # a failing run must not leave its ranks behind
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(launcher, pids)
+
+
+def test_a_rank_that_exits_stops_the_launch_within_seconds() -> None:
+    """A rank that died without a result (SIGKILLed while importing, a crash) left the
+    others waiting for it where no collective notices a dead peer (joining the process
+    group: "DistStoreError: wait timeout after 60000ms") until the process-group timeout,
+    60 s by default. No rank can finish without it: they are stopped 5 s later, saying why."""
+    from _dist_workers import rank1_exits_while_rank0_waits_on_the_store
+
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        run_processes(
+            rank1_exits_while_rank0_waits_on_the_store, 2, pg_timeout_s=60, deadline_s=120
+        )
+    assert time.monotonic() - t0 < 30
+    first, second = info.value.outcomes
+    assert second.status == "exited" and second.exitcode == 23
+    assert first.status == "killed"
+    assert "stopped 5 s after rank 1 exited without a result" in (first.error or "")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="NCCL may run here")
+def test_nccl_without_a_gpu_is_refused_before_any_rank_starts() -> None:
+    """On a CPU machine rank 0 failed with "Distributed package doesn't have NCCL built in"
+    and rank 1 waited at the rendezvous for the process-group timeout: `laqcore launch
+    --backend nccl` took 67 s to say so. Now a ValueError at once."""
+    from laqcore.cli import main
+
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="backend 'nccl'.*use 'gloo'"):
+        run_processes(rank_and_world, 2, backend="nccl", pg_timeout_s=60, deadline_s=120)
+    assert main(["launch", "--backend", "nccl", "-K", "1", "-q", "--no-plots"]) == 2
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.skipif(
+    not hasattr(signal, "pthread_sigmask") or not Path("/proc/self/stat").exists(),
+    reason="POSIX signal masks; reads /proc",
+)
+def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
+    """A host that survives the KeyboardInterrupt of run_processes (a notebook's "interrupt
+    kernel" signals the kernel only; a script that catches it) left the ranks computing to
+    the end: their parent was alive. Now the interrupt stops them. The ranks start with
+    SIGINT blocked, so a terminal's Ctrl-C, which signals every process of the group, no
+    longer prints the tracebacks of ranks interrupted while importing."""
+    from _dist_workers import blocked_signals
+
+    outs = run_processes(blocked_signals, 2, deadline_s=60)
+    assert [o.result for o in outs] == [(True, False), (True, False)]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGINT not in mask and signal.SIGTERM not in mask  # restored
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from _dist_workers import record_pid_and_sleep\n"
+        "from laqcore.distributed import run_processes\n"
+        "try:\n"
+        "    run_processes(record_pid_and_sleep, 2, sys.argv[2], deadline_s=3600)\n"
+        "except KeyboardInterrupt:\n"
+        "    time.sleep(3600)  # the host lives on\n"
+    )
+    host = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), tmp_path])
+    pids: list[int] = []
+    try:
+        pids = _wait_for_pids(tmp_path, 2, host)
+        host.send_signal(signal.SIGINT)  # to the host alone
+        assert not _still_alive(pids, within_s=20), "the ranks outlived the interrupt"
+        assert host.poll() is None
+    finally:
+        _kill_all(host, pids)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_launch_command_killed_as_its_ranks_start(tmp_path: Path, sig: int) -> None:
+    """`laqcore launch` killed while its ranks are starting. A rank that was still importing
+    when its launcher died took its new parent for the launcher and ran the whole job as an
+    orphan (SIGKILL; the ranks of test_ranks_exit_when_the_launcher_is_killed had started).
+    A scheduler's SIGTERM killed the launcher with no word (status -15) and its resource
+    tracker warned of "leaked semaphore objects"; now it stops its ranks and exits with 143
+    and one line."""
+    argv = ["launch", "--workers", "4", "--max-samples", "200", "-K", "1000000", "--eps", "0"]
+    argv += ["-q", "--no-plots", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "laqcore", *argv], stderr=subprocess.PIPE, text=True
+    )
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            assert launcher.poll() is None, launcher.communicate()[1]
+            time.sleep(0.2)
+            ranks = [p for p in _children(launcher.pid) if "spawn_main" in _cmdline(p)]
+        launcher.send_signal(sig)
+        _, err = launcher.communicate(timeout=30)  # the ranks hold its stderr: gone too
+        if sig == signal.SIGTERM:
+            assert launcher.returncode == 143, err
+            assert err.strip() == "laqcore launch: terminated (SIGTERM); the ranks were stopped"
+        assert not _still_alive(ranks, within_s=0)
+    finally:
+        _kill_all(launcher, ranks)
+
+
+def _still_alive(pids: list[int], within_s: float) -> list[int]:
+    """The processes of ``pids`` still running after at most ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def _kill_all(parent: subprocess.Popen[Any], pids: list[int]) -> None:
+    """A failing test must not leave its processes behind."""
+    parent.kill()
+    parent.wait()
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with open(task / "children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except FileNotFoundError:
+        return ""
 
 
 def _wait_for_pids(pid_dir: Path, n: int, launcher: subprocess.Popen[bytes]) -> list[int]:
@@ -228,8 +353,9 @@ def test_dead_or_hung_rank_fails_the_others_within_timeout(mode: str) -> None:
     assert "rank 0" in (outs[0].error or "") and "round 2" in (outs[0].error or "")
     if mode == "die":
         assert outs[1].status == "exited" and outs[1].exitcode == 17
-    else:
+    else:  # killed for hanging after rank 0's failure, not at the run's deadline
         assert outs[1].status == "killed"
+        assert "still running 10 s after rank 0 failed (hung, or stopped)" in str(info.value)
     # Survivors notice within the timeout (plus process start-up), never the deadline.
     assert elapsed < 45
 
@@ -405,18 +531,13 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
         2,
         [
             EngineConfig(**base, max_iterations=30),
-            EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=12),
+            EngineConfig(**base, max_iterations=12, checkpoint_dir=ck, checkpoint_every=6),
         ],
         pg_timeout_s=30,
         deadline_s=120,
     )
-    resumed = run_processes(
-        engine_runs,
-        2,
-        [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)],
-        pg_timeout_s=30,
-        deadline_s=120,
-    )
+    resume = [EngineConfig(**base, max_iterations=30, checkpoint_dir=ck, resume=True)]
+    resumed = run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
     for r in range(2):
         a, b = full[r].result[0], resumed[r].result[0]
         np.testing.assert_array_equal(a["theta"], b["theta"])
@@ -425,10 +546,22 @@ def test_engine_resume_continues_exactly(cache) -> None:  # type: ignore[no-unty
         assert a["wire"]["exchange"] == b["wire"]["exchange"] == "two-phase"
         for key in ("bytes_received", "bytes_sent", "uploads", "rounds"):
             assert a["wire"][key] == b["wire"][key]
+    # Rank 1 stopped before it wrote iteration 12 (Ctrl-C, a kill): its files hold 6 only,
+    # rank 0's 12 and 6. Each rank resumed from its own newest file and both failed with
+    # "server replicas differ after iteration 12"; now both resume from 6, the same run.
+    os.replace(os.path.join(ck, "rank1.prev.ckpt"), os.path.join(ck, "rank1.ckpt"))
+    resumed = run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
+    for r in range(2):
+        np.testing.assert_array_equal(full[r].result[0]["theta"], resumed[r].result[0]["theta"])
+    os.remove(os.path.join(ck, "rank0.prev.ckpt"))  # rank 0 holds 12, rank 1 holds 6
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, resume, pg_timeout_s=30, deadline_s=120)
+    for o in info.value.outcomes:
+        assert "hold no iteration that every rank has (rank 0: 12; rank 1: 6)" in (o.error or "")
 
 
 def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-untyped-def]
-    from _dist_workers import kill_rank1_at_3, poison_rank1_at_4
+    from _dist_workers import exit_rank1_in_loss_at_3, kill_rank1_at_3, poison_rank1_at_4
     from laqcore.distributed import EngineConfig
 
     cfg = EngineConfig(problem=PROBLEM, algorithm="laq", max_iterations=10, eps=0.0)
@@ -439,6 +572,15 @@ def test_engine_killed_rank_and_nonfinite(cache) -> None:  # type: ignore[no-unt
     assert outs[1].status == "exited" and outs[1].exitcode == 19
     assert outs[0].error_type == "PeerFailureError" and "iteration 3" in (outs[0].error or "")
     assert time.monotonic() - t0 < 45
+    # A rank that dies between the exchange and the loss all-reduce (where a run spends
+    # much of its time) failed the others with gloo's bare RuntimeError ("Connection reset
+    # by peer"): now the same PeerFailureError, naming the all-reduce and the iteration.
+    with pytest.raises(LaunchError) as info:
+        run_processes(engine_runs, 2, [cfg], exit_rank1_in_loss_at_3, pg_timeout_s=5, deadline_s=60)
+    outs = info.value.outcomes
+    assert outs[1].status == "exited" and outs[1].exitcode == 19
+    assert outs[0].error_type == "PeerFailureError"
+    assert "the loss all-reduce after iteration 3" in (outs[0].error or "")
     with pytest.raises(LaunchError) as info:
         run_processes(engine_runs, 2, [cfg], poison_rank1_at_4, pg_timeout_s=30, deadline_s=60)
     for o in info.value.outcomes:
@@ -528,6 +670,9 @@ def test_engine_refuses_foreign_worker_ids_corrupt_checkpoints_and_diverged_repl
         run_processes(engine_runs, 2, [resume], pg_timeout_s=10, deadline_s=60)
     assert info.value.outcomes[1].error_type == "CheckpointError"
     assert "rank1.ckpt" in (info.value.outcomes[1].error or "")
+    # rank 0 says so too, at once (it waited in a collective for the process-group timeout)
+    assert info.value.outcomes[0].error_type == "CheckpointError"
+    assert "rank 1 could not read its checkpoint" in (info.value.outcomes[0].error or "")
 
     # A well-formed checkpoint (valid checksum) whose server iterate differs on rank 1.
     path.write_bytes(good)

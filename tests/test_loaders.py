@@ -197,6 +197,22 @@ def test_libsvm_compressed_files_recognised_by_content(tmp_path, compress, name)
         load_libsvm(str(path))
 
 
+def test_libsvm_utf8_comments_and_a_byte_order_mark(tmp_path):
+    """Files read as ASCII refused accents in a comment and the BOM a Windows editor writes
+    ("'ascii' codec can't decode byte 0xef in position 0"); the data stays ASCII."""
+    text = "+1 1:0.5 2:1 # été\n-1 1:0.25\n"
+    (tmp_path / "plain.svm").write_text(text.replace(" # été", ""), encoding="ascii")
+    want = load_libsvm(str(tmp_path / "plain.svm"))
+    for name, data in [("c.svm", "# données \u2013 v2\n" + text), ("bom.svm", "\ufeff" + text)]:
+        (tmp_path / name).write_text(data, encoding="utf-8")
+        got = load_libsvm(str(tmp_path / name))
+        np.testing.assert_array_equal(got.X, want.X)
+        np.testing.assert_array_equal(got.y, want.y)
+    (tmp_path / "digits.svm").write_text("1 1:\u0661\n", encoding="utf-8")  # Arabic-Indic 1
+    with pytest.raises(DatasetError, match="line 1: a non-ASCII character outside a comment"):
+        load_libsvm(str(tmp_path / "digits.svm"))
+
+
 def test_libsvm_bz2_bomb_refused_while_reading(tmp_path):
     path = tmp_path / "bomb.svm.bz2"
     with bz2.open(path, "wb") as fh:

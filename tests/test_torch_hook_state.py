@@ -1042,6 +1042,31 @@ def test_a_hook_registered_after_plain_ddp_steps_resumes_exactly(group: None, ho
     assert _same_parameters(straight, resumed)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # FSDP's own (NO_SHARD at one rank, ...)
+def test_fsdp_is_refused_with_a_clear_error(group: None) -> None:
+    """FullyShardedDataParallel has a register_comm_hook too, for hooks of another kind
+    (called with the flat gradient tensor, plus the output shard when it shards). A laqcore
+    hook registered there was accepted, and the first backward failed inside FSDP with
+    "laq_hook() takes 2 positional arguments but 3 were given" (FULL_SHARD, 2 gloo ranks)
+    or with the text about DDP's Python reducer (NO_SHARD), and register_hook said only that
+    the model was not DDP, as for a one-process trainer. Now all three name FSDP."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from laqcore.torch import HOOKS, make_hook, register_hook
+
+    torch.manual_seed(0)
+    fsdp = FSDP(torch.nn.Linear(3, 2), device_id=torch.device("cpu"))  # one rank: NO_SHARD
+    with pytest.raises(TypeError, match="got a FullyShardedDataParallel model: laqcore's hooks"):
+        register_hook(fsdp, "laq")
+    fsdp.register_comm_hook(LAQState(), laq_hook)  # by hand: the hook says it
+    with pytest.raises(TypeError, match=r"laq_hook was called with \(Tensor\), not a GradBucket"):
+        fsdp(torch.randn(4, 3)).sum().backward()
+    for name in HOOKS:  # what FSDP's sharded strategies pass: (state, grad, output)
+        state, hook = make_hook(name)
+        with pytest.raises(TypeError, match=r"called with \(Tensor, Tensor\).*under FSDP"):
+            hook(state, torch.zeros(4), torch.zeros(2))
+
+
 def test_a_checkpoint_resumes_exactly_under_ddp_buckets_that_reorder_its_parameters(
     group: None,
 ) -> None:
@@ -1079,6 +1104,134 @@ def test_a_checkpoint_resumes_exactly_under_ddp_buckets_that_reorder_its_paramet
     ddp.register_comm_hook(state, laq_hook)
     ddp(torch.randn(4, 8)).square().sum().backward()
     assert state.iteration == 4
+
+
+class _ThreeDtypes(torch.nn.Module):
+    """An fp16 embedding, a bf16 linear layer, an fp32 LayerNorm and head: DDP makes one
+    bucket per dtype, so each step's hook sees three buckets of three element sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8).half()
+        self.fc = torch.nn.Linear(8, 12).bfloat16()
+        self.norm = torch.nn.LayerNorm(12)
+        self.head = torch.nn.Linear(12, 3)
+
+    def forward(self, idx: Any) -> Any:
+        h = self.fc(self.emb(idx).float().mean(1).bfloat16()).float()
+        return self.head(torch.relu(self.norm(h)))
+
+
+@pytest.mark.parametrize("name", ["laq", "qsgd", "terngrad", "rotation"])
+def test_buckets_of_three_dtypes_in_one_step(group: None, name: str) -> None:
+    """Mixed-dtype models (2 gloo ranks by hand: identical replicas, bit-identical resumes,
+    docs/ddp.md): bytes_dense counts each bucket at its own element size, every gradient
+    comes back in its parameter's dtype, and a resume from step 3 is the same run."""
+    from laqcore.torch import make_hook
+
+    def run(steps: int, ck: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any]]:
+        torch.manual_seed(0)
+        model = _ThreeDtypes()
+        ddp = DDP(model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        state, hook = make_hook(name)
+        ddp.register_comm_hook(state, hook)
+        gen = torch.Generator().manual_seed(1)
+        batches = [
+            (torch.randint(0, 20, (6, 4), generator=gen), torch.randint(0, 3, (6,), generator=gen))
+            for _ in range(6)
+        ]
+        saved: dict[str, Any] = {}
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            state.load_state_dict(ck["hook"])
+        for k in range(6 - steps, 6):
+            x, y = batches[k]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(ddp(x), y).backward()
+            assert all(p.grad.dtype == p.dtype for p in model.parameters())
+            opt.step()
+            if k == 2:
+                saved = copy.deepcopy(
+                    {
+                        "model": model.state_dict(),
+                        "opt": opt.state_dict(),
+                        "hook": state.state_dict(),
+                    }
+                )
+        return model, state, saved
+
+    model, state, saved = run(6)
+    per_step = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert per_step == 20 * 8 * 2 + (8 * 12 + 12) * 2 + (2 * 12 + 12 * 3 + 3) * 4
+    assert state.stats()["bytes_dense"] == per_step * (6 - state.warmup_steps)
+    resumed, _, _ = run(3, saved)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["laq", "qsgd"])
+def test_a_checkpoint_of_the_other_exchange_is_refused(group: None, name: str) -> None:
+    """LAQ keeps its aggregate in the two-phase exchange's replica: a two-phase checkpoint
+    loaded into LAQState(exchange="all-gather") resumed from a zero aggregate while the last
+    upload was kept, and its averages were silently wrong; the reverse failed at the first
+    step with KeyError: 'rounds'. Now load_state_dict names both settings, for every hook."""
+    from laqcore.torch import make_hook
+
+    saved = {}
+    for exchange in ("two-phase", "all-gather"):
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(5, 3))
+        state, hook = make_hook(name, exchange=exchange, warmup_steps=0)
+        ddp.register_comm_hook(state, hook)
+        for _ in range(3):
+            ddp(torch.randn(4, 5)).square().sum().backward()
+        saved[exchange] = state.state_dict()
+    for kind, other in [("two-phase", "all-gather"), ("all-gather", "two-phase")]:
+        make_hook(name, exchange=kind)[0].load_state_dict(saved[kind])  # the same: loads
+        fresh, _ = make_hook(name, exchange=other)
+        with pytest.raises(
+            ValueError, match=f"saved with exchange='{kind}' and this state has exchange='{other}'"
+        ):
+            fresh.load_state_dict(saved[kind])
+        assert fresh.iteration == 0  # nothing changed
+
+
+def test_a_checkpoint_of_other_parameter_sizes_names_the_cause(group: None) -> None:
+    """A checkpoint resumed under DDP settings that reverse its bucket order (a resume with
+    another bucket_cap_mb), the model not loaded yet, said only "saved for parameters of
+    sizes [128, 16, 48, 3]... but this model's buckets hold [3, 16, 48, 128]...": now it
+    names DDP's bucket settings; parameters of other sizes are another model."""
+
+    def ddp_with_state(out: int = 3, seed: int = 1, **ddp_kwargs: Any) -> tuple[Any, LAQState]:
+        torch.manual_seed(seed)  # the resumed models: not the saved values (not loaded yet)
+        ddp = DDP(
+            torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, out)), **ddp_kwargs
+        )
+        state = LAQState(warmup_steps=0)
+        ddp.register_comm_hook(state, laq_hook)
+        return ddp, state
+
+    ddp, saved = ddp_with_state(seed=0)
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
+    for kwargs, match in [
+        (
+            reordered,
+            r"sizes of the run that saved this hook state in another order \(saved: "
+            r"\[128, 16, 48, 3\]; this model's buckets: \[3, 16, 48, 128\]\).*bucket_cap_mb",
+        ),
+        (
+            {"out": 4},
+            r"saved for other parameters \(saved: \[128, 16, 48, 3\]; this "
+            r"model's buckets: \[128, 16, 64, 4\]\): load it into the model it was saved with",
+        ),
+    ]:
+        ddp, state = ddp_with_state(**kwargs)
+        state.load_state_dict(saved.state_dict())
+        with pytest.raises(ValueError, match=match):
+            ddp(torch.randn(4, 8)).square().sum().backward()
 
 
 @pytest.mark.parametrize("exchange", ["two-phase", "all-gather"])

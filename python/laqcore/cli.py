@@ -85,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``laqcore: error: ...`` line and return 2 instead of a traceback; a closed output pipe
     (``| head``) returns 141 quietly, Ctrl-C 130.
     """
-    parser = build_parser()
+    try:  # the subcommands' modules are imported here: Ctrl-C often lands in it
+        parser = build_parser()
+    except KeyboardInterrupt:
+        print("laqcore: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -1,6 +1,7 @@
 """Engine checkpoints that cannot run code, with a checksum, and replica digests.
 
-Format (one ``rank<r>.ckpt`` per rank, written atomically): the 8-byte magic
+Format (one ``rank<r>.ckpt`` per rank, written atomically, the one before it kept as
+``rank<r>.prev.ckpt``): the 8-byte magic
 ``LQCKPT01``, the SHA-256 of everything after it (32 bytes), then a numpy ``.npz`` archive
 read back with ``allow_pickle=False``, holding ``state.json`` (a uint8 array, the UTF-8 JSON
 *state tree*, see below) and ``a0``, ``a1``, ...: the numeric arrays the tree refers to
@@ -55,9 +56,11 @@ def __dir__() -> list[str]:
     return __all__
 
 
-def checkpoint_path(directory: str, rank: int) -> str:
-    """Where rank ``rank`` of the engine keeps its checkpoint in ``directory``."""
-    return os.path.join(directory, f"rank{rank}.ckpt")
+def checkpoint_path(directory: str, rank: int, *, previous: bool = False) -> str:
+    """Where rank ``rank`` of the engine keeps its checkpoint in ``directory``, or
+    (``previous``) the one before it, which a resume falls back to when the ranks were
+    stopped while writing theirs."""
+    return os.path.join(directory, f"rank{rank}.prev.ckpt" if previous else f"rank{rank}.ckpt")
 
 
 _RNGS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")

@@ -15,10 +15,13 @@ torch is imported only when the command runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["add_parser"]
@@ -135,8 +138,12 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.resume and world is None:  # torchrun's ranks may each read their own machine's
         from .checkpoint import checkpoint_path
 
-        paths = [checkpoint_path(args.checkpoint_dir, r) for r in range(procs)]
-        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        d = args.checkpoint_dir
+        missing = [  # a rank stopped while writing its first checkpoint holds its previous
+            os.path.basename(checkpoint_path(d, r))
+            for r in range(procs)
+            if not any(os.path.isfile(checkpoint_path(d, r, previous=p)) for p in (False, True))
+        ]
         if missing:  # was one CheckpointError per rank, after spawning them
             raise ValueError(
                 f"--resume: --checkpoint-dir {args.checkpoint_dir!r} holds no "
@@ -161,19 +168,45 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     from .launch import LaunchError, run_processes
 
     try:
-        outs = run_processes(
-            _rank_main,
-            args.nproc,
-            cfg,
-            backend=args.backend,
-            pg_timeout_s=args.timeout,
-            deadline_s=args.deadline,
-        )
+        with _sigterm_raises():
+            outs = run_processes(
+                _rank_main,
+                args.nproc,
+                cfg,
+                backend=args.backend,
+                pg_timeout_s=args.timeout,
+                deadline_s=args.deadline,
+            )
     except LaunchError as err:  # what each rank raised, in rank order: no traceback
         print(f"laqcore launch: error: {err}", file=sys.stderr)
         return 1
+    except _Terminated:
+        print("laqcore launch: terminated (SIGTERM); the ranks were stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM  # what a shell reports for a process ended by it
     _report(args, outs[0].result)
     return 0
+
+
+class _Terminated(Exception):
+    """The launcher received SIGTERM (a job scheduler, ``timeout``, ``kill``)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` in the launcher, which then stops its ranks as for
+    Ctrl-C (``run_processes``) and exits with one line. Killed by the signal itself, it
+    ended with no word of it, and its multiprocessing resource tracker warned about
+    "leaked semaphore objects" while the orphaned ranks noticed within half a second that
+    their parent was gone (docs/ddp.md, "Faults")."""
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def add_parser(sub: Any) -> None:

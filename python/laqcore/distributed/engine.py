@@ -66,7 +66,7 @@ from ..wire import Payload, pack_uploads, unpack_uploads
 from .engine_config import EngineConfig
 from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
 from .engine_state import RankCheckpoints, check_replicas
-from .errors import NonFiniteGradientError
+from .errors import NonFiniteGradientError, run_collective
 from .transport import Transport
 from .two_phase import TwoPhaseExchange
 
@@ -147,7 +147,7 @@ def run_engine(
         warnings.warn(note, UserWarning, stacklevel=2)
     # F* from rank 0 only (an L-BFGS solve or a cache read), shared with the others.
     box: list[Any] = [problem.optimal_value() if rank == 0 and problem.convex else None]
-    dist.broadcast_object_list(box, src=0)
+    run_collective(rank, "the broadcast of F*", None, dist.broadcast_object_list, box, src=0)
     f_star: float | None = box[0]
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
@@ -174,26 +174,31 @@ def run_engine(
     clock = {"exchange_s": 0.0, "monitor_s": 0.0, "mark": 0.0, "comm_at_mark": 0.0}
     #: Per iteration, this rank's compute: the round's wall time outside collectives.
     round_compute: list[float] = []
+    # Where the run is, for a peer failure in a monitoring all-reduce (a rank that dies
+    # while the others compute the loss fails them there, not in the exchange).
+    at = {"round": "before the first iteration"}
 
-    def per_worker(values: dict[int, float | np.ndarray], width: int) -> np.ndarray:
+    def per_worker(values: dict[int, float | np.ndarray], width: int, what: str) -> np.ndarray:
         """M rows, each filled by its owner rank; all-reduce is exact (one non-zero each)."""
         buf = torch.zeros((M, width), dtype=torch.float64)
         for m, v in values.items():
             buf[m] = torch.as_tensor(np.atleast_1d(v), dtype=torch.float64)
         t0 = time.perf_counter()
-        dist.all_reduce(buf)
+        run_collective(rank, f"the {what} all-reduce {at['round']}", None, dist.all_reduce, buf)
         clock["monitor_s"] += time.perf_counter() - t0
         counters["monitor_bytes"] += 8 * M * width * 2 * (world - 1)
         return buf.numpy()
 
     def global_loss(theta: np.ndarray) -> float:
-        col = per_worker({m: local_objectives[m].loss(theta) for m in mine}, 1)[:, 0]
+        col = per_worker({m: local_objectives[m].loss(theta) for m in mine}, 1, "loss")[:, 0]
         # Same expression as Problem.loss: a Python sum in worker order, then / M.
         return float(sum(float(v) for v in col)) / M
 
     def evaluate(theta: np.ndarray) -> tuple[float, float]:
         grads = per_worker(
-            {m: local_objectives[m].value_and_grad(theta)[1] for m in mine}, problem.dim
+            {m: local_objectives[m].value_and_grad(theta)[1] for m in mine},
+            problem.dim,
+            "gradient-norm",
         )
         total = np.zeros(problem.dim)
         for m in range(M):
@@ -230,6 +235,7 @@ def run_engine(
 
     def exchange_two_phase(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """This rank's uploads -> every worker's (sizes announced); the state: in ``codec``."""
+        at["round"] = f"after iteration {k}"
         assert chunked is not None and codec is not None  # noqa: S101 - two-phase runs only
         t0 = time.perf_counter()
         res = chunked.round(
@@ -254,6 +260,7 @@ def run_engine(
 
     def exchange(k: int, uploads: dict[int, Payload]) -> dict[int, Payload]:
         """This rank's uploads -> every worker's, through one bundle frame per rank."""
+        at["round"] = f"after iteration {k}"
         frame = pack_uploads(sorted(uploads.items())) if uploads else None
         t0 = time.perf_counter()
         res = transport.exchange(

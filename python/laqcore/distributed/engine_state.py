@@ -17,7 +17,7 @@ import numpy as np
 import torch.distributed as dist
 
 from . import checkpoint as ckfmt
-from .errors import ReplicaMismatchError
+from .errors import ReplicaMismatchError, run_collective
 from .gather import HostGather
 
 if TYPE_CHECKING:
@@ -34,11 +34,22 @@ def __dir__() -> list[str]:
 _CKPT_FORMAT = "laqcore.engine-checkpoint/1"
 
 
+def _host_gather(rank: int, world: int, where: str = "") -> HostGather:
+    """A gather over the default group whose backend failures (a peer that died) raise a
+    PeerFailureError naming this rank and the operation (``where`` added)."""
+
+    def guard(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return run_collective(rank, f"{what}{where}", None, fn, *args, **kwargs)
+
+    return HostGather(None, world, "cpu", guard)
+
+
 def check_replicas(server: Any, rank: int, k: int) -> None:
     """All-gather the digest of every rank's server replica; raise on every rank if any
     differs (the gathered digests are the same everywhere, so all ranks agree to stop)."""
     mine = np.frombuffer(bytearray(ckfmt.state_digest(server)), dtype=np.int64)
-    gathered = HostGather(None, dist.get_world_size(), "cpu").rows(mine, "replica digests")
+    gather = _host_gather(rank, dist.get_world_size(), f" after iteration {k}")
+    gathered = gather.rows(mine, "replica digests")
     groups: dict[bytes, list[int]] = {}
     for r, row in enumerate(gathered):
         groups.setdefault(row.tobytes(), []).append(r)
@@ -74,6 +85,22 @@ def _setting_diffs(saved: dict[str, Any], live: dict[str, Any]) -> list[tuple[st
     return out
 
 
+#: What a rank announces for a checkpoint file it does not have, or cannot read.
+_ABSENT, _UNREADABLE = -1, -2
+
+
+def _iteration(path: str) -> int:
+    """The iteration a checkpoint was written at (``CheckpointError`` if unreadable)."""
+    tree, arrays = ckfmt.read_checkpoint(path)
+    try:
+        k = ckfmt.restore_state(None, dict(tree["__map__"])["k"], arrays)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise ckfmt.CheckpointError(f"checkpoint {path} has a malformed header: {err}") from None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ckfmt.CheckpointError(f"checkpoint {path} has a malformed iteration {k!r}")
+    return k
+
+
 class RankCheckpoints:
     """``rank<r>.ckpt`` in ``checkpoint_dir`` (format: :mod:`laqcore.distributed.checkpoint`).
 
@@ -92,9 +119,9 @@ class RankCheckpoints:
         self.cfg, self.rank, self.world, self.skip = cfg, rank, world, skip
         #: The quantized downlink's state (owners' exact chunks, the held copy), or None.
         self.downlink = downlink
-        self.path = (
-            None if cfg.checkpoint_dir is None else ckfmt.checkpoint_path(cfg.checkpoint_dir, rank)
-        )
+        d = cfg.checkpoint_dir
+        self.path = None if d is None else ckfmt.checkpoint_path(d, rank)
+        self.previous = None if d is None else ckfmt.checkpoint_path(d, rank, previous=True)
         if cfg.resume and self.path is None:
             raise ValueError("resume needs checkpoint_dir")
         if cfg.checkpoint_dir is not None:
@@ -130,7 +157,50 @@ class RankCheckpoints:
             "downlink": self._downlink(),
         }
         tree, arrays = ckfmt.encode_state(state, skip=self.skip)
+        # The last checkpoint stays as the previous one: ranks stopped while writing (Ctrl-C,
+        # a kill, a crash) can leave checkpoints one period apart, and a resume then falls
+        # back to the iteration all of them hold (:meth:`_choose`).
+        assert self.previous is not None  # noqa: S101 - set with path
+        if os.path.exists(self.path):
+            os.replace(self.path, self.previous)
         ckfmt.write_checkpoint(self.path, tree, arrays)
+
+    def _choose(self) -> str:
+        """The file to resume from: of this rank's checkpoint and the one before it, the one
+        at the newest iteration that every rank holds (a collective; every rank decides
+        alike). Ranks stopped while writing their checkpoints (2 of them, Ctrl-C at
+        --checkpoint-every 1: 1 try in 4) left them one iteration apart, and the resume
+        failed on both ranks with "server replicas differ after iteration 457"."""
+        assert self.path is not None and self.previous is not None  # noqa: S101 - resume
+        paths = (self.path, self.previous)
+        unreadable: ckfmt.CheckpointError | None = None
+        mine = []
+        for p in paths:
+            try:
+                mine.append(_iteration(p) if os.path.isfile(p) else _ABSENT)
+            except ckfmt.CheckpointError as err:  # raised below, on every rank
+                unreadable = unreadable or err
+                mine.append(_UNREADABLE)
+        rows = _host_gather(self.rank, self.world).ints(mine, "checkpoint iterations")
+        if unreadable is not None:
+            raise unreadable
+        bad = [r for r, row in enumerate(rows) if _UNREADABLE in row]
+        if bad:  # the peers raise at once instead of waiting for one that has stopped
+            raise ckfmt.CheckpointError(
+                f"rank {', '.join(map(str, bad))} could not read its checkpoint in "
+                f"{self.cfg.checkpoint_dir} (its own error says why)"
+            )
+        common = set.intersection(*({k for k in row if k >= 0} for row in rows))
+        if not common:
+            held = "; ".join(
+                f"rank {r}: {', '.join(str(k) for k in row if k >= 0) or 'none'}"
+                for r, row in enumerate(rows)
+            )
+            raise ckfmt.CheckpointError(
+                f"the checkpoints in {self.cfg.checkpoint_dir} hold no iteration that every "
+                f"rank has ({held}), so the ranks cannot resume together"
+            )
+        return paths[mine.index(max(common))]
 
     def _mismatch(self, head: dict[str, Any], saved: str | None) -> str:
         """Why a checkpoint's header differs from this run's (``saved``: the settings it
@@ -164,8 +234,7 @@ class RankCheckpoints:
         counters: dict[str, int],
         stats: Any,
     ) -> tuple[int, float]:
-        path = self.path
-        assert path is not None  # noqa: S101 - checked in __init__
+        path = self._choose()
         tree, arrays = ckfmt.read_checkpoint(path)
         template = {
             "format": _CKPT_FORMAT,

@@ -6,11 +6,15 @@ not only that some collective failed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 __all__ = [
     "NonFiniteGradientError",
     "OwnerFailureError",
     "PeerFailureError",
     "ReplicaMismatchError",
+    "run_collective",
 ]
 
 
@@ -29,11 +33,26 @@ class PeerFailureError(RuntimeError):
         self.rank = rank
         self.what = what
         self.timeout_s = timeout_s
-        limit = "the process-group timeout" if timeout_s is None else f"{timeout_s:g} s"
+        limit = "the process group's" if timeout_s is None else f"{timeout_s:g} s"
         super().__init__(
             f"rank {rank}: {what} failed: a peer rank died or stopped answering "
-            f"(collective timeout {limit}). Backend said: {type(cause).__name__}: {cause}"
+            f"(collective timeout: {limit}). Backend said: {type(cause).__name__}: {cause}"
         )
+
+
+def run_collective(
+    rank: int, what: str, timeout_s: float | None, fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """Run the collective ``fn(*args, **kwargs)``; a backend failure (a peer that died or
+    stopped answering) becomes a :class:`PeerFailureError` naming this rank and ``what``."""
+    import torch.distributed as dist  # this module is imported without torch too
+
+    try:
+        return fn(*args, **kwargs)
+    except PeerFailureError:
+        raise
+    except (RuntimeError, dist.DistError) as err:
+        raise PeerFailureError(rank, what, timeout_s, err) from err
 
 
 class NonFiniteGradientError(ValueError):

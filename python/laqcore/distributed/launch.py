@@ -15,12 +15,13 @@ import os
 import pickle
 import queue
 import secrets
+import signal
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "PORT_ATTEMPTS",
     "LaunchError",
     "RankOutcome",
+    "check_backend",
     "check_nproc",
     "check_timeouts",
     "free_port",
@@ -97,16 +99,19 @@ def free_port() -> int:
 _PARENT_POLL_S = 0.5
 
 
-def _exit_with_parent(rank: int) -> None:
-    """Start a daemon thread that ends this rank once the launcher is gone.
+def _exit_with_parent(rank: int, parent: int) -> None:
+    """Start a daemon thread that ends this rank once the launcher (pid ``parent``) is gone.
 
     Without it a launcher killed by SIGTERM or SIGKILL (``timeout``, a job scheduler, an OOM
     kill) left its ranks running: they are still each other's peers, so no collective ever
     times out, and they computed to the end of the run with nobody to report to. The launcher
-    is this process's parent; when it dies the kernel re-parents the rank, so a changed
-    ``os.getppid()`` is the signal (portable, unlike Linux's ``PR_SET_PDEATHSIG``).
+    is this process's parent; when it dies the kernel re-parents the rank, so an
+    ``os.getppid()`` other than ``parent`` is the signal (portable, unlike Linux's
+    ``PR_SET_PDEATHSIG``). ``parent`` comes from the launcher, not from ``os.getppid()`` here:
+    a launcher killed while this rank was still starting (importing, before this point) had
+    already re-parented it, and the rank took its new parent for the launcher and ran the
+    whole job as an orphan.
     """
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -138,6 +143,7 @@ def _wait_for_every_rank(dist: Any, backend: str) -> None:
 
 
 def _child(
+    parent: int,
     rank: int,
     world_size: int,
     rendezvous: tuple[int, str],
@@ -153,7 +159,9 @@ def _child(
 
     from ..runtime import set_num_threads
 
-    _exit_with_parent(rank)
+    _exit_with_parent(rank, parent)
+    if hasattr(signal, "pthread_sigmask"):  # SIGINT stays blocked: _start_signals_blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     # Oversubscribing the cores with N processes x M threads only slows every rank. laqcore
     # is already imported here (fn was unpickled), so its kernels' thread count is set
@@ -214,11 +222,24 @@ def _child(
         )
 
 
-def _after_failure(end: float, pg_timeout_s: float) -> float:
-    """New deadline once one rank has failed: the others must notice within the
-    process-group timeout (plus a margin for teardown); a rank still running after that is
-    hung and gets killed rather than holding the run until the overall deadline."""
-    return min(end, time.monotonic() + pg_timeout_s + 5.0)
+def _shorten(end: float, why: str | None, grace_s: float, reason: str) -> tuple[float, str | None]:
+    """The deadline after a rank's failure, and why the ranks still running then are
+    killed: ``grace_s`` from now, unless ``end`` comes first."""
+    new = time.monotonic() + grace_s
+    return (new, f"killed: {reason}") if new < end else (end, why)
+
+
+#: Seconds beyond the process-group timeout that the other ranks get after a rank reported
+#: an error: they must notice within the timeout; one still running after that is hung and
+#: gets killed rather than holding the run until the overall deadline.
+_FAILURE_MARGIN_S = 5.0
+
+#: Seconds the other ranks get after a rank exited without a result (killed, crashed): a
+#: peer in a collective notices at once and reports, but one still joining the process group
+#: waited for the dead rank until the process-group timeout (a rank SIGKILLed while
+#: importing: "DistStoreError: wait timeout after 60000ms" 60 s later). No rank can finish
+#: without it.
+_EXITED_GRACE_S = 5.0
 
 
 #: Most processes :func:`run_processes` starts on this machine: each is a whole Python
@@ -247,6 +268,24 @@ def check_timeouts(
     check_real(deadline_s, names[1], positive=True)
 
 
+def check_backend(backend: str) -> None:
+    """``backend`` can run on this machine, checked before any rank starts: NCCL needs a
+    torch built with it and a CUDA device. Without them rank 0 failed with "Distributed
+    package doesn't have NCCL built in" and the other ranks waited at the rendezvous until
+    the process-group timeout (``laqcore launch --backend nccl`` on a CPU machine: 67 s)."""
+    if backend != "nccl":
+        return
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_nccl_available():
+        raise ValueError(
+            "backend 'nccl': this torch has no NCCL (a CPU-only build?); use 'gloo' on CPUs"
+        )
+    if not torch.cuda.is_available():
+        raise ValueError("backend 'nccl' needs a CUDA device and torch sees none; use 'gloo'")
+
+
 #: Launches :func:`run_processes` tries when the rendezvous port :func:`free_port` found was
 #: taken by another process before rank 0 could listen on it (a race no choice of port
 #: avoids: the port must be closed again before the ranks can bind it).
@@ -270,20 +309,84 @@ def _launch_once(
     deadline ``end`` or a taken port (then the others, waiting at the rendezvous, are
     killed at once). ``launch``: ``(fn, args, backend, pg_timeout_s, threads_per_proc)``."""
     fn, args, backend, pg_timeout_s, threads = launch
-    namespace = secrets.token_hex(8)  # this launch's store keys (see _child)
+    rendezvous = (port, secrets.token_hex(8))  # the port, this launch's store keys (_child)
+    launcher = os.getpid()  # the ranks' parent, which they watch (_exit_with_parent)
     results: Any = ctx.Queue()
     procs = [
         ctx.Process(
             target=_child,
-            args=(r, nproc, (port, namespace), backend, pg_timeout_s, threads, fn, args, results),
+            args=(
+                launcher,
+                r,
+                nproc,
+                rendezvous,
+                backend,
+                pg_timeout_s,
+                threads,
+                fn,
+                args,
+                results,
+            ),
             daemon=True,
         )
         for r in range(nproc)
     ]
     t0 = time.monotonic()
+    try:
+        with _start_signals_blocked():  # the ranks inherit the mask: see there
+            for p in procs:
+                p.start()
+        return _watch(procs, results, nproc, pg_timeout_s, end, t0)
+    except BaseException:
+        # Ctrl-C (KeyboardInterrupt) or any error of the watch: stop the ranks first. A host
+        # that survives the interrupt (a notebook's "interrupt kernel", which signals only
+        # the kernel; a script catching KeyboardInterrupt) left them computing to the end,
+        # with nobody to report to: their parent was alive, so they did not exit by themselves.
+        _stop(procs)
+        raise
+
+
+def _stop(procs: list[Any]) -> None:
+    """Kill the ranks still running and reap every started one."""
     for p in procs:
-        p.start()
+        if p.is_alive():
+            p.kill()
+    for p in procs:
+        if p.pid is not None:
+            p.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _start_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while the ranks start. A child inherits the
+    mask (across the spawn's exec): the ranks never see SIGINT, which the launcher alone
+    handles (stopping them; above), and unblock SIGTERM once started (:func:`_child`). Ctrl-C
+    in a terminal signals every process of the group, and ranks interrupted while still
+    importing printed tracebacks ("Process SpawnProcess-2:", KeyboardInterrupt in numpy's or
+    torch's import) under "laqcore: interrupted". Blocked, not ignored: a signal that arrives
+    meanwhile reaches the launcher once every rank has started, so none is left half-started
+    (SIGTERM in the middle of a start left a rank whose start-up data was cut print "Ran out
+    of input")."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Windows
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _START_BLOCKED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+_START_BLOCKED = {signal.SIGINT, signal.SIGTERM}
+
+
+def _watch(
+    procs: list[Any], results: Any, nproc: int, pg_timeout_s: float, end: float, t0: float
+) -> list[RankOutcome]:
+    """Collect the started ranks' outcomes until every rank reported, the deadline ``end``
+    or a taken port; then stop whatever still runs."""
     outcomes: dict[int, RankOutcome] = {}
+    why: str | None = None  # why the ranks still running at ``end`` are killed (a failure)
     while len(outcomes) < nproc and time.monotonic() < end:
         try:
             o = pickle.loads(results.get(timeout=0.2))
@@ -297,7 +400,13 @@ def _launch_once(
                         outcomes[late.rank] = late
                 break
             if o.status != "ok":
-                end = _after_failure(end, pg_timeout_s)
+                grace = pg_timeout_s + _FAILURE_MARGIN_S
+                end, why = _shorten(
+                    end,
+                    why,
+                    grace,
+                    f"still running {grace:g} s after rank {o.rank} failed (hung, or stopped)",
+                )
             continue
         except queue.Empty:
             pass
@@ -312,20 +421,22 @@ def _launch_once(
                     outcomes[r] = RankOutcome(
                         r, "exited", exitcode=p.exitcode, seconds=time.monotonic() - t0
                     )
-                    end = _after_failure(end, pg_timeout_s)
-    taken = any(_port_taken(o) for o in outcomes.values())
-    why = (
-        "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
-        "another launch's store on it"
-        if taken
-        else None
-    )
-    for r, p in enumerate(procs):
+                    end, why = _shorten(
+                        end,
+                        why,
+                        _EXITED_GRACE_S,
+                        f"stopped {_EXITED_GRACE_S:g} s after "
+                        f"rank {r} exited without a result (no rank can finish without it)",
+                    )
+    if any(_port_taken(o) for o in outcomes.values()):
+        why = (
+            "stopped: rank 0 could not listen on the rendezvous port, or a rank had joined "
+            "another launch's store on it"
+        )
+    for r in range(nproc):
         if r not in outcomes:
             outcomes[r] = RankOutcome(r, "killed", error=why, seconds=time.monotonic() - t0)
-        if p.is_alive():
-            p.kill()
-        p.join(timeout=5)
+    _stop(procs)
     return [outcomes[r] for r in range(nproc)]
 
 
@@ -353,7 +464,8 @@ def run_processes(
     nproc:
         Number of processes (world size), >= 1.
     backend:
-        ``"gloo"`` (CPU) or ``"nccl"``.
+        ``"gloo"`` (CPU) or ``"nccl"`` (a ``ValueError`` before any rank starts unless this
+        torch has NCCL and sees a CUDA device: :func:`check_backend`).
     pg_timeout_s:
         The process-group timeout: a collective that waits longer than this for a peer
         fails on the ranks that are still alive.
@@ -373,6 +485,7 @@ def run_processes(
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
     check_nproc(nproc)
     check_timeouts(pg_timeout_s, deadline_s)
+    check_backend(backend)
     ctx = mp.get_context("spawn")
     end = time.monotonic() + deadline_s  # for every attempt together
     launch = (fn, args, backend, pg_timeout_s, threads_per_proc)

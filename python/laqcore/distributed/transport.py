@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import PeerFailureError
+from .errors import run_collective
 from .gather import HostGather, collective_device
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport"]
@@ -161,10 +161,7 @@ class Transport:
 
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one collective; turn a backend failure into a PeerFailureError."""
-        try:
-            return fn(*args, **kwargs)
-        except (RuntimeError, dist.DistError) as err:
-            raise PeerFailureError(self.rank, what, self.timeout_s, err) from err
+        return run_collective(self.rank, what, self.timeout_s, fn, *args, **kwargs)
 
     def _bytes_tensor(self, frame: bytes, size: int) -> torch.Tensor:
         buf = torch.zeros(size, dtype=torch.uint8)

@@ -54,7 +54,7 @@ import torch
 import torch.distributed as dist
 
 from .._validate import check_positive_int
-from .errors import OwnerFailureError, PeerFailureError
+from .errors import OwnerFailureError, run_collective
 from .exchange_stats import ExchangeStats, RoundResult
 from .gather import HostGather, collective_device
 from .slicing import chunk_bounds
@@ -222,10 +222,7 @@ class TwoPhaseExchange:
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (RuntimeError, dist.DistError) as err:
-            raise PeerFailureError(self.rank, what, None, err) from err
+        return run_collective(self.rank, what, None, fn, *args, **kwargs)
 
     def _buffer(self, name: str, size: int) -> torch.Tensor:
         """A uint8 tensor of ``size`` bytes on the exchange's device, reused across rounds

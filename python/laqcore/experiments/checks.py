@@ -67,6 +67,8 @@ def check_problem_options(args: argparse.Namespace) -> None:
     known = [d for d in available_datasets() if not d.endswith(":PATH")]
     if name.startswith("libsvm:"):
         path = libsvm_path(name, args.data_dir)
+        if path and os.path.isdir(path):  # "no such file" for a directory misled
+            raise ValueError(f"--dataset {name}: {path!r} is a directory; expected a LIBSVM file")
         if not path or not os.path.isfile(path):
             raise ValueError(f"--dataset {name}: no such file {path!r}")
     elif name not in known:

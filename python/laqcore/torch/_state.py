@@ -56,7 +56,7 @@ from ._group_check import check_replicas_agree, parameter_digests
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
-__all__ = ["PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
+__all__ = ["FSDP_ERROR", "PYTHON_REDUCER_ERROR", "HookState", "run_hook"]
 
 
 def __dir__() -> list[str]:
@@ -626,6 +626,7 @@ class HookState:
                 "rank 0's checkpoint only, as Lightning and Accelerate do, must save "
                 "state.state_dict(all_ranks=True) on every rank)"
             )
+        _check_exchange_kind(sd["exchange"], getattr(self, "exchange", None))
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):
             raise TypeError("state_dict['counters'] must be a dict")
@@ -679,13 +680,22 @@ class HookState:
         """Validate and install the subclass's part of a checkpoint (``n`` elements)."""
 
     def _check_layout(self) -> None:
-        """At the first compressed step: the model must match a loaded checkpoint."""
+        """At the first compressed step: the model must match a loaded checkpoint. The same
+        sizes in another order are DDP's bucket layout of other settings (the error said
+        only "saved for parameters of sizes [128, 16, ...]" then, nothing of the cause)."""
         numels = self._expected_numels
-        if numels is not None and numels != self.layout.numels:
+        now = self.layout.numels
+        if numels is not None and numels != now:
+            sizes = f"saved: {_sizes(numels)}; this model's buckets: {_sizes(now)}"
+            if sorted(numels) == sorted(now):
+                raise ValueError(
+                    "this model's DDP buckets hold the parameter sizes of the run that saved "
+                    f"this hook state in another order ({sizes}): {_BUCKET_ORDER}"
+                )
             raise ValueError(
-                "the loaded hook state was saved for parameters of sizes "
-                f"{numels[:8]}... ({len(numels)} tensors) but this model's buckets hold "
-                f"{self.layout.numels[:8]}... ({len(self.layout.numels)} tensors)"
+                f"the loaded hook state was saved for other parameters ({sizes}): load it "
+                "into the model it was saved with (no layer added, removed or frozen), or "
+                "start a fresh hook state"
             )
         self._expected_numels = None
 
@@ -726,10 +736,7 @@ class HookState:
             "this model's DDP buckets put its parameters in another order than the run that "
             f"saved this hook state (from parameter #{moved} of the hook's order on; the "
             "values are the saved ones), and some of them hold equal values, so the saved "
-            "order cannot be recovered: DDP's bucket layout, which sets the hook's parameter "
-            "order, depends on bucket_cap_mb, find_unused_parameters and static_graph, and "
-            "on whether the hook was registered before DDP's first backward pass. Build DDP "
-            "and register the hook as in the saving run, or start a fresh hook state"
+            f"order cannot be recovered: {_BUCKET_ORDER}"
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -769,6 +776,42 @@ class HookState:
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
 
 
+def _check_exchange_kind(saved: Any, exchange: str | None) -> None:
+    """Refuse a checkpoint of the other exchange (``exchange=``), told by its entry's keys:
+    only the two-phase exchange writes ``rounds``, only the all-gather ``transport``
+    (``None`` or neither: nothing exchanged yet, or an older all-gather checkpoint). LAQ keeps
+    its aggregate in the two-phase exchange's replica, so a two-phase checkpoint resumed
+    with ``exchange="all-gather"`` started from a zero aggregate while every rank's last
+    upload was kept: the averages were silently wrong (1 gloo rank: the aggregate 0 against
+    a last upload of norm_1 67 after the first resumed step); the reverse failed at the
+    first step with ``KeyError: 'rounds'``."""
+    if not isinstance(saved, dict) or exchange is None:
+        return
+    kind = "two-phase" if "rounds" in saved else "all-gather" if "transport" in saved else None
+    if kind is not None and kind != exchange:
+        raise ValueError(
+            f"this checkpoint was saved with exchange={kind!r} and this state has "
+            f"exchange={exchange!r}: the exchange holds part of the hook's state (LAQ's "
+            f"aggregate in the two-phase one), so build the state with exchange={kind!r}, "
+            "or start a fresh hook state"
+        )
+
+
+#: What sets the hook's parameter order, and what to do when a checkpoint's differs.
+_BUCKET_ORDER = (
+    "DDP's bucket layout, which sets the hook's parameter order, depends on bucket_cap_mb, "
+    "find_unused_parameters and static_graph, and on whether the hook was registered before "
+    "DDP's first backward pass. Build DDP and register the hook as in the saving run, or "
+    "start a fresh hook state"
+)
+
+
+def _sizes(numels: list[int], shown: int = 8) -> str:
+    """``numels`` for a message: the first ``shown`` and how many there are."""
+    more = f", ... ({len(numels)} tensors)" if len(numels) > shown else ""
+    return "[" + ", ".join(map(str, numels[:shown])) + more + "]"
+
+
 #: Why the hooks cannot run under DDP's Python reducer (one text for both places that
 #: refuse it: :func:`run_hook` and ``register_hook``).
 PYTHON_REDUCER_ERROR = (
@@ -796,21 +839,41 @@ def _divide_before_sum(buffer: torch.Tensor, world: int) -> bool:
     return True
 
 
+#: Why the hooks cannot run under FSDP (one text for :func:`run_hook` and ``register_hook``).
+FSDP_ERROR = (
+    "laqcore's hooks are DistributedDataParallel communication hooks: DDP hands a hook one "
+    "GradBucket per bucket and uses the future it returns. FullyShardedDataParallel's "
+    "register_comm_hook takes hooks of another kind, called with the flat gradient tensor "
+    "(and, when sharded, the tensor the reduced shard goes to) and expected to write the "
+    "result in place, so none of laqcore's hooks can run under FSDP: wrap the model in "
+    "DistributedDataParallel, or train FSDP without a laqcore hook (docs/ddp.md, 'FSDP')"
+)
+
+
 def run_hook(
-    state: Any, bucket: GradBucket, kind: type[HookState], hook: str
+    state: Any,
+    bucket: object,  # a GradBucket from DDP's reducer; anything else is refused
+    kind: type[HookState],
+    hook: str,
+    extra: tuple[Any, ...] = (),
 ) -> Future[torch.Tensor]:
     """One step of hook ``hook``, whose state must be a ``kind``: another hook's state would
     run that hook's method under this hook's name (a QSGDState under laq_hook is QSGD), and
     anything else fails deep inside DDP; both are a TypeError naming the pairing instead.
     So is a ``bucket`` that is not DDP's ``GradBucket``: DDP's Python reducer (compiled
     autograd) passes ``(grad, param)`` per parameter, which failed with an AttributeError
-    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`)."""
+    deep inside the layout (:data:`PYTHON_REDUCER_ERROR`), and FSDP passes the flat gradient
+    tensor, with the output shard as a third argument (``extra``) when it shards
+    (:data:`FSDP_ERROR`); every rank raises alike, none is left waiting."""
     if not isinstance(state, kind):
         raise TypeError(
             f"{hook} needs a {kind.__name__} as its state: "
             f"ddp_model.register_comm_hook({kind.__name__}(...), {hook}) (or "
             f"laqcore.torch.register_hook(ddp_model, name)), got {type(state).__name__}"
         )
+    if extra or isinstance(bucket, torch.Tensor):
+        got = ", ".join(type(a).__name__ for a in (bucket, *extra))
+        raise TypeError(f"{hook} was called with ({got}), not a GradBucket: {FSDP_ERROR}")
     if not isinstance(bucket, GradBucket):
         raise TypeError(
             f"{hook} got a {type(bucket).__name__}, not a GradBucket: {PYTHON_REDUCER_ERROR}"

@@ -228,19 +228,19 @@ class RotationState(_CompressorState):
         return _core.rotation.inverse(mean, self.numel, self._signs.sign_key(step))
 
 
-def qsgd_hook(state: QSGDState, bucket: GradBucket) -> Future[torch.Tensor]:
+def qsgd_hook(state: QSGDState, bucket: GradBucket, *extra: Any) -> Future[torch.Tensor]:
     """DDP communication hook running QSGD (see :mod:`laqcore.torch._state` for the flow)."""
-    return run_hook(state, bucket, QSGDState, "qsgd_hook")
+    return run_hook(state, bucket, QSGDState, "qsgd_hook", extra)
 
 
-def terngrad_hook(state: TernGradState, bucket: GradBucket) -> Future[torch.Tensor]:
+def terngrad_hook(state: TernGradState, bucket: GradBucket, *extra: Any) -> Future[torch.Tensor]:
     """DDP communication hook running TernGrad (see :mod:`laqcore.torch._state`)."""
-    return run_hook(state, bucket, TernGradState, "terngrad_hook")
+    return run_hook(state, bucket, TernGradState, "terngrad_hook", extra)
 
 
-def rotation_hook(state: RotationState, bucket: GradBucket) -> Future[torch.Tensor]:
+def rotation_hook(state: RotationState, bucket: GradBucket, *extra: Any) -> Future[torch.Tensor]:
     """DDP communication hook running the rotation quantizer (see :class:`RotationState`)."""
-    return run_hook(state, bucket, RotationState, "rotation_hook")
+    return run_hook(state, bucket, RotationState, "rotation_hook", extra)
 
 
 # DDP's register_comm_hook compares the hook's annotations with the real classes; with

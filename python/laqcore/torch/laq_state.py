@@ -511,13 +511,14 @@ class LAQState(HookState):
         }
 
 
-def laq_hook(state: LAQState, bucket: GradBucket) -> Future[torch.Tensor]:
+def laq_hook(state: LAQState, bucket: GradBucket, *extra: Any) -> Future[torch.Tensor]:
     """DDP communication hook running LAQ: ``ddp_model.register_comm_hook(state, laq_hook)``.
 
     See :mod:`laqcore.torch._state` for the per-iteration flow and :class:`LAQState` for
-    the rule.
+    the rule. ``extra`` is there only to refuse FSDP with a clear ``TypeError``: its sharded
+    strategies call a comm hook with a third argument.
     """
-    return run_hook(state, bucket, LAQState, "laq_hook")
+    return run_hook(state, bucket, LAQState, "laq_hook", extra)
 
 
 # DDP's register_comm_hook compares the hook's annotations with the real classes; with

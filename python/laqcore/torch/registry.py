@@ -24,7 +24,7 @@ from torch._C._distributed_c10d import GradBucket
 
 from .._registry import Registry
 from . import compressor_hooks as c
-from ._state import PYTHON_REDUCER_ERROR, HookState
+from ._state import FSDP_ERROR, PYTHON_REDUCER_ERROR, HookState
 from .laq_state import LAQState, laq_hook
 
 __all__ = ["HOOKS", "HookFn", "HookEntry", "make_hook", "register_hook"]
@@ -113,7 +113,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     Raises
     ------
     TypeError
-        ``ddp_model`` is not a ``DistributedDataParallel``, nor ``torch.compile`` of one, or
+        ``ddp_model`` is not a ``DistributedDataParallel``, nor ``torch.compile`` of one
+        (an FSDP model is told that the hooks are DDP's), or
         was built under ``torch._dynamo.config.optimize_ddp = "python_reducer"`` (compiled
         autograd), which calls comm hooks per parameter and ignores their result (or a
         keyword is not the state's).
@@ -130,6 +131,8 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
 
     # torch.compile(ddp_model) wraps it; the hook belongs to the DDP module inside.
     ddp_model = getattr(ddp_model, "_orig_mod", ddp_model)
+    if _is_fsdp(ddp_model):
+        raise TypeError(f"register_hook got a {type(ddp_model).__name__} model: {FSDP_ERROR}")
     if not isinstance(ddp_model, DistributedDataParallel):
         # Trainers (Accelerate, Lightning) wrap the model in DDP only when they run several
         # processes; `accelerate launch --cpu --num_processes 2` runs one, so say how many.
@@ -159,6 +162,24 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
         _warn_if_attention(ddp_model.module, state)
     ddp_model.register_comm_hook(state, hook)
     return state
+
+
+def _is_fsdp(model: Any) -> bool:
+    """Whether ``model`` is wrapped by FSDP (``FullyShardedDataParallel``, or the
+    ``fully_shard`` API's ``FSDPModule``, where this torch has them)."""
+    try:
+        from torch.distributed import fsdp
+    except ImportError:  # pragma: no cover - a torch built without distributed
+        return False
+    kinds = tuple(
+        k
+        for k in (
+            getattr(fsdp, "FullyShardedDataParallel", None),
+            getattr(fsdp, "FSDPModule", None),
+        )
+        if isinstance(k, type)
+    )
+    return bool(kinds) and isinstance(model, kinds)
 
 
 def _warn_if_attention(module: Any, state: LAQState) -> None:

@@ -42,10 +42,14 @@ _FLUSH = 2**16  # entries collected in Python lists before they move to compact 
 
 
 def _open_text(path: str) -> TextIO:
-    """``path`` as ASCII text, decompressed when it is gzip, bzip2 or xz (by content)."""
+    """``path`` as UTF-8 text, decompressed when it is gzip, bzip2 or xz (by content).
+
+    UTF-8, not ASCII, and a leading byte-order mark skipped: files whose comments hold
+    accents, or that a Windows editor saved with a BOM, were refused ("'ascii' codec can't
+    decode byte 0xef in position 0"). The data itself must still be ASCII (``add_line``)."""
     kind = compression(path)
     opener: Any = open if kind is None else OPENERS[kind]
-    return opener(path, "rt", encoding="ascii")  # type: ignore[no-any-return]
+    return opener(path, "rt", encoding="utf-8-sig")  # type: ignore[no-any-return]
 
 
 def _lines(fh: TextIO, path: str) -> Iterator[tuple[int, str]]:
@@ -89,6 +93,8 @@ class _Parsed:
         if not body:
             return
         try:
+            if not text.isascii():  # float() reads other scripts' digits: "\u0661" is 1.0
+                raise ValueError("a non-ASCII character outside a comment")
             if "_" in text:  # int() and float() would read "1_0" as 10
                 raise ValueError("'_' in a number")
             label = float(body[0])
@@ -106,6 +112,12 @@ class _Parsed:
                 if not colon:
                     raise ValueError(f"{tok!r} is not index:value")
                 j = int(idx)
+                if j == 0:  # the likely cause, not a corrupt file: say how to convert
+                    raise ValueError(
+                        "feature index 0: indices start at 1, and this file looks 0-based "
+                        "(scikit-learn's dump_svmlight_file writes 0-based indices unless "
+                        "given zero_based=False): add 1 to every index"
+                    )
                 if j < 1:
                     raise ValueError(f"feature index {j} < 1")
                 if j in seen:
@@ -164,7 +176,8 @@ def load_libsvm(
 
     The file may be gzip-, bzip2- or xz-compressed (recognised by its first bytes, whatever
     its name: the LIBSVM site serves ``.bz2`` files). Text after ``#`` is a comment; an
-    SVMlight query id (``label qid:N idx:value ...``) is skipped.
+    SVMlight query id (``label qid:N idx:value ...``) is skipped. The text is UTF-8 (a leading
+    byte-order mark is skipped), ASCII outside comments.
 
     Labels are mapped to class ids ``0..K-1`` in sorted order (so ``-1/+1`` become ``0/1``);
     if there are more than 20 distinct non-integer labels the data is treated as regression.
