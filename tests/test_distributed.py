@@ -138,6 +138,37 @@ def test_nccl_without_a_gpu_is_refused_before_any_rank_starts() -> None:
     assert time.monotonic() - t0 < 10
 
 
+def test_nccl_ranks_take_a_cuda_device_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every process starts on CUDA device 0 and NCCL builds its communicators on the current
+    device, so the launcher's NCCL ranks (and the engine's under torchrun) all used GPU 0,
+    which NCCL refuses. Now rank r (torchrun: LOCAL_RANK) makes cuda:r current before
+    joining, and more ranks than devices is a ValueError before any rank starts. No GPU is
+    needed: torch.cuda and NCCL's availability are stood in for (a GPU machine runs the
+    real path; none was lent to check it)."""
+    import torch.distributed as dist
+
+    from laqcore.distributed.launch import check_backend, local_cuda_index, select_nccl_device
+
+    assert [local_cuda_index(r, 4, {}) for r in range(4)] == [0, 1, 2, 3]
+    assert local_cuda_index(5, 4, {"LOCAL_RANK": "1"}) == 1  # torchrun, second node
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    select_nccl_device(1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    select_nccl_device(3)  # global rank 3 of a second node: its local rank 0
+    assert chosen == [1, 0]
+    monkeypatch.delenv("LOCAL_RANK")
+    with pytest.raises(ValueError, match="local rank 2 needs a CUDA device of its own"):
+        select_nccl_device(2)
+    check_backend("nccl", 2)
+    with pytest.raises(ValueError, match="with 3 processes needs a CUDA device per process"):
+        check_backend("nccl", 3)
+
+
 @pytest.mark.skipif(
     not hasattr(signal, "pthread_sigmask") or not Path("/proc/self/stat").exists(),
     reason="POSIX signal masks; reads /proc",

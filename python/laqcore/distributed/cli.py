@@ -157,6 +157,10 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         # Started by torchrun: this process is one rank; the rendezvous comes from the env.
         import torch.distributed as dist
 
+        if args.backend == "nccl":
+            from .launch import select_nccl_device
+
+            select_nccl_device(int(os.environ["RANK"]))
         dist.init_process_group(args.backend, timeout=datetime.timedelta(seconds=args.timeout))
         try:
             out = _rank_main(dist.get_rank(), dist.get_world_size(), cfg)

@@ -67,6 +67,7 @@ from .engine_config import EngineConfig
 from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, resolve_exchange
 from .engine_state import RankCheckpoints, check_replicas
 from .errors import NonFiniteGradientError, run_collective
+from .gather import collective_device
 from .transport import Transport
 from .two_phase import TwoPhaseExchange
 
@@ -177,17 +178,22 @@ def run_engine(
     # Where the run is, for a peer failure in a monitoring all-reduce (a rank that dies
     # while the others compute the loss fails them there, not in the exchange).
     at = {"round": "before the first iteration"}
+    monitor_device = collective_device(None)  # the default group's (CPU for gloo)
 
     def per_worker(values: dict[int, float | np.ndarray], width: int, what: str) -> np.ndarray:
-        """M rows, each filled by its owner rank; all-reduce is exact (one non-zero each)."""
+        """M rows, each filled by its owner rank; all-reduce is exact (one non-zero each).
+        The buffer lives where the group's collectives want it (NCCL: the rank's GPU)."""
         buf = torch.zeros((M, width), dtype=torch.float64)
         for m, v in values.items():
             buf[m] = torch.as_tensor(np.atleast_1d(v), dtype=torch.float64)
         t0 = time.perf_counter()
-        run_collective(rank, f"the {what} all-reduce {at['round']}", None, dist.all_reduce, buf)
+        on_device = buf.to(monitor_device)
+        run_collective(
+            rank, f"the {what} all-reduce {at['round']}", None, dist.all_reduce, on_device
+        )
         clock["monitor_s"] += time.perf_counter() - t0
         counters["monitor_bytes"] += 8 * M * width * 2 * (world - 1)
-        return buf.numpy()
+        return on_device.cpu().numpy()
 
     def global_loss(theta: np.ndarray) -> float:
         col = per_worker({m: local_objectives[m].loss(theta) for m in mine}, 1, "loss")[:, 0]

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,8 +135,9 @@ def _wait_for_every_rank(dist: Any, backend: str) -> None:
     was still inside gloo's full-mesh connect: that peer failed with "Gloo connectFullMesh
     failed ... Connection closed by peer" although nothing was wrong (seen in test runs
     beside other multi-process jobs). A barrier keeps every rank here until all have
-    joined. NCCL creates its communicators at the first collective instead (on the device
-    ``fn`` chooses), so there is nothing to wait for, and a barrier now would pick a device.
+    joined. NCCL creates its communicators at the first collective instead (on the rank's
+    device, :func:`select_nccl_device`, or the one ``fn`` makes current), so there is nothing
+    to wait for, and a barrier now would fix the device before ``fn`` could choose.
     """
     if backend == "gloo":
         dist.barrier()
@@ -186,6 +187,8 @@ def _child(
         # Now they only wait in their own space until their rank 0's EADDRINUSE repeats the
         # launch on another port. (The "Connection closed by peer" seen beside other jobs
         # was mostly the join race _wait_for_every_rank closes.)
+        if backend == "nccl":  # before the group: NCCL's communicators use this device
+            select_nccl_device(rank)
         dist.init_process_group(
             backend,
             store=dist.PrefixStore(f"laqcore-launch/{namespace}", store),  # type: ignore[attr-defined]
@@ -268,11 +271,12 @@ def check_timeouts(
     check_real(deadline_s, names[1], positive=True)
 
 
-def check_backend(backend: str) -> None:
-    """``backend`` can run on this machine, checked before any rank starts: NCCL needs a
-    torch built with it and a CUDA device. Without them rank 0 failed with "Distributed
-    package doesn't have NCCL built in" and the other ranks waited at the rendezvous until
-    the process-group timeout (``laqcore launch --backend nccl`` on a CPU machine: 67 s)."""
+def check_backend(backend: str, nproc: int = 1) -> None:
+    """``backend`` can run ``nproc`` local ranks on this machine, checked before any rank
+    starts: NCCL needs a torch built with it and a CUDA device per rank
+    (:func:`select_nccl_device`). Without them rank 0 failed with "Distributed package
+    doesn't have NCCL built in" and the other ranks waited at the rendezvous until the
+    process-group timeout (``laqcore launch --backend nccl`` on a CPU machine: 67 s)."""
     if backend != "nccl":
         return
     import torch
@@ -284,6 +288,39 @@ def check_backend(backend: str) -> None:
         )
     if not torch.cuda.is_available():
         raise ValueError("backend 'nccl' needs a CUDA device and torch sees none; use 'gloo'")
+    if nproc > torch.cuda.device_count():
+        raise ValueError(
+            f"backend 'nccl' with {nproc} processes needs a CUDA device per process and "
+            f"torch sees {torch.cuda.device_count()}; use at most that many, or 'gloo'"
+        )
+
+
+def local_cuda_index(rank: int, device_count: int, env: Mapping[str, str]) -> int:
+    """The CUDA device an NCCL rank of this machine takes: ``LOCAL_RANK`` (torchrun's rank
+    on this node) or, without it, ``rank``, modulo the devices torch sees.
+
+    Every process starts on device 0, and NCCL builds its communicators on the current
+    device at the first collective: without a choice every rank of a machine used GPU 0
+    (NCCL refuses two ranks on one device). One device per rank is the usual layout; with
+    more ranks than devices they share round-robin, which NCCL refuses as well, so
+    :func:`select_nccl_device` says so first."""
+    local = int(env.get("LOCAL_RANK", rank))
+    return local % device_count
+
+
+def select_nccl_device(rank: int) -> None:
+    """Make this NCCL rank's CUDA device current (:func:`local_cuda_index`); a
+    ``ValueError`` when the machine has fewer devices than local ranks."""
+    import torch
+
+    count = torch.cuda.device_count()
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if local >= count:
+        raise ValueError(
+            f"backend 'nccl': local rank {local} needs a CUDA device of its own and torch "
+            f"sees {count}; run at most {count} ranks per machine, or use 'gloo'"
+        )
+    torch.cuda.set_device(local_cuda_index(rank, count, os.environ))
 
 
 #: Launches :func:`run_processes` tries when the rendezvous port :func:`free_port` found was
@@ -465,7 +502,8 @@ def run_processes(
         Number of processes (world size), >= 1.
     backend:
         ``"gloo"`` (CPU) or ``"nccl"`` (a ``ValueError`` before any rank starts unless this
-        torch has NCCL and sees a CUDA device: :func:`check_backend`).
+        torch has NCCL and sees a CUDA device per process: :func:`check_backend`; rank r
+        then runs on ``cuda:r``, :func:`select_nccl_device`).
     pg_timeout_s:
         The process-group timeout: a collective that waits longer than this for a peer
         fails on the ranks that are still alive.
@@ -485,7 +523,7 @@ def run_processes(
         raise ValueError(f"nproc must be a positive integer, got {nproc!r}")
     check_nproc(nproc)
     check_timeouts(pg_timeout_s, deadline_s)
-    check_backend(backend)
+    check_backend(backend, nproc)
     ctx = mp.get_context("spawn")
     end = time.monotonic() + deadline_s  # for every attempt together
     launch = (fn, args, backend, pg_timeout_s, threads_per_proc)
