@@ -14,7 +14,8 @@
 //   * sums: one __m512 holds the 16 float32 lanes of laq.hpp's LaqSumLanes (element i of a
 //     piece in lane i % 16, the scaled term t = x * s squared, multiply and add rounded
 //     separately); at the end of a piece the two halves are widened, added and combined
-//     with LaneSum::total()'s tree, err_sq and innov_sq in the same instructions;
+//     with LaneSum::total()'s tree, err_sq and innov_sq of four blocks in the same
+//     instructions (LaneTotals);
 //   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers, 64 at a time
 //     (pack64); other widths go through a block buffer and the AVX2 packer.
 // Partial vectors (the end of a block or of the input) use masked loads and masked sums
