@@ -175,8 +175,9 @@ struct Sums {
 // LaqSumLanes::total() of err and innov at once, in registers (laq_simd.hpp's Totals, each
 // block's stored at once): (double)lane[j] + (double)lane[j + 8] for j = 0..7, then
 // LaneSum::total()'s tree ((h0+h1)+(h2+h3)) + ((h4+h5)+(h6+h7)) with err and innov side by
-// side in each instruction, then the unscale. (Batching blocks buys little here: the tree's
-// levels are already full, and holding a batch costs the stores and loads it saves.)
+// side in each instruction, then the unscale. (Batching blocks buys nothing here: the tree's
+// levels are already full; a batch held in memory measured slower, a pair held in registers
+// no faster.)
 struct LaneTotals {
     [[gnu::always_inline]] void add(const BlockLanes<Sums>& block, LaqSums* out) const {
         auto halves_lo = [](const SquareLanes& x) {  // h0..h3

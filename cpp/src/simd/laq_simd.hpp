@@ -7,9 +7,10 @@
 // encode loop (the encoder advances an Ahead by its step size), so its loads overlap the encoder's
 // arithmetic, and the chain from a radius to the encoder's constants (a horizontal max, a
 // division or two) runs while the previous block is still being encoded. The encoder hands
-// back a block's float32 lane sums (BlockLanes); their totals (LaqSumLanes::total(), a tree of
-// cross-lane permutes per sum) are combined for several blocks at once, each permute carrying
-// every sum of the batch, which at blocks of 32 and 64 halves the permutes per block.
+// back a block's float32 lane sums (BlockLanes) to the level's Totals, which turns them into
+// LaqSumLanes::total()s (a tree of cross-lane permutes per sum) one block at a time (AVX2) or
+// four at once (AVX-512: each permute then carries all eight sums, fewer permutes per block
+// at blocks of 32 and 64).
 //
 // No intrinsics; everything has internal linkage (anonymous namespace), so each ISA's
 // translation unit compiles its own copy (see bits_avx2.hpp for why nothing may be shared).
