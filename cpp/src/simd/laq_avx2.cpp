@@ -42,11 +42,7 @@ namespace {
 
 static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
 
-// Codes buffered before they are packed (the blockwise kernels pack and unpack several small
-// blocks at once, so the packer's per-call constants are paid about once per kChunkCodes
-// codes; the buffer stays in L1). A chunk is whole blocks: with blocks below kChunkCodes it
-// holds fewer than 2 * kChunkCodes codes, else one block, at most kReduceBlock.
-constexpr std::size_t kChunkCodes = 1024;
+// kChunkCodes (laq_simd.hpp): codes packed and unpacked per chunk of blocks.
 static_assert(2 * kChunkCodes <= kReduceBlock, "a chunk fits the kReduceBlock code buffer");
 
 inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
@@ -493,18 +489,19 @@ struct BlockEncoder {
     int bits;
     std::size_t count;
     std::uint8_t* packed;
-    std::size_t chunk = 0;                                          // first element buffered
-    alignas(32) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];  // from `chunk` on
+    CodeChunk<kPack != 0 ? 1 : kReduceBlock> chunk;
 
     BlockLanes<Sums> operator()(const float* g, const float* p, std::size_t s, std::size_t m,
                                 float radius, Ahead<RadiusAcc>* next) {
         const auto b = static_cast<std::size_t>(bits);
         const EncodeConsts k(radius, bits);
-        std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : codes + (s - chunk);
+        std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : chunk.at(s);
         const Sums block_sums = encode_run<K, kPack, kHasPrev, true>(g, p, m, k, out, next);
-        if (kPack == 0 && (s + m - chunk >= kChunkCodes || s + m == count)) {
-            pack_codes(codes, s + m - chunk, bits, packed + chunk / 8 * b);
-            chunk = s + m;
+        if (kPack == 0) {
+            chunk.block_done(s + m, count,
+                             [&](const std::uint8_t* codes, std::size_t n, std::size_t first) {
+                                 pack_codes(codes, n, bits, packed + first / 8 * b);
+                             });
         }
         return {block_sums, k.sum_unscale};
     }

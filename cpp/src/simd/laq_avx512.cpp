@@ -17,7 +17,8 @@
 //     with LaneSum::total()'s tree, err_sq and innov_sq of four blocks in the same
 //     instructions (LaneTotals);
 //   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers, 64 at a time
-//     (pack64); other widths go through a block buffer and the AVX2 packer.
+//     (pack64); other widths go through a buffer of whole blocks (laq_simd.hpp's CodeChunk)
+//     and the AVX2 packer, once per ~kChunkCodes codes.
 // Partial vectors (the end of a block or of the input) use masked loads and masked sums
 // instead of a scalar tail: masked lanes add +0.0, which leaves a lane sum (never -0.0)
 // unchanged.
@@ -288,10 +289,11 @@ inline void store_packed(__m512i packed, std::uint8_t* out) {
     }
 }
 
-// Encodes count (<= kReduceBlock) elements with one radius: writes their packed codes and
-// returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
+// Encodes count (<= kReduceBlock) elements with one radius: writes their codes at `packed`
+// and returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
 // which starts a piece). kPack: the code width when pack64 packs straight from the
-// registers, else 0 (block buffer and the AVX2 packer). kPrefetch: prefetch the input
+// registers, else 0: then `packed` receives one byte per code, for the caller to pack with
+// the AVX2 packer (pack_codes). kPrefetch: prefetch the input
 // kPrefetchBytes ahead of the encoder, spread over the steps. kAhead: also run the radius
 // pass of `ahead` (the next block), as many elements per step as the step encodes. Inlined
 // into the block loop, so a small block's constants and sums stay in registers.
@@ -300,8 +302,8 @@ template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
                                               std::size_t count, const Lut<K>& lut,
                                               const EncodeConsts& k, std::size_t b,
                                               std::uint8_t* packed, Ahead<RadiusAcc>* ahead) {
-    alignas(64) std::uint8_t codes[kReduceBlock];
-    Sums sums;  // locals, kept in registers (`packed` may alias anything)
+    std::uint8_t* const codes = packed;  // kPack == 0: a byte per code
+    Sums sums;                           // locals, kept in registers (`packed` may alias anything)
     RadiusAcc next;
     const float* next_grad = kAhead ? ahead->grad : nullptr;
     const float* next_prev = kAhead ? ahead->prev : nullptr;
@@ -348,8 +350,8 @@ template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
                                           packed + i / 8 * b);
         } else {
             for (int q = 0; q < kVectors; ++q) {
-                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
-                                _mm512_cvtepi32_epi8(c[q]));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                 _mm512_cvtepi32_epi8(c[q]));
             }
         }
     };
@@ -393,19 +395,21 @@ template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
                                     pack64<kPack>(c[0], c[1], c[2], c[3]));
         } else {
             for (std::size_t q = 0; 16 * q < rest; ++q) {
-                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
-                                _mm512_cvtepi32_epi8(c[q]));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                 _mm512_cvtepi32_epi8(c[q]));
             }
         }
     }
-    if constexpr (!direct) {  // every code went through the buffer
-        const std::size_t full = count / 8 * 8;
-        if (full > 0) pack_groups_avx2(codes, full / 8, static_cast<int>(b), packed);
-        if (full < count) {
-            avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
-        }
-    }
     return sums;
+}
+
+// Packs count byte codes (a run starting on a byte of the stream) into packed: whole groups
+// of 8 with the AVX2 packer, then the input's last, partial group.
+inline void pack_codes(const std::uint8_t* codes, std::size_t count, std::size_t b,
+                       std::uint8_t* packed) {
+    const std::size_t full = count / 8 * 8;
+    if (full > 0) pack_groups_avx2(codes, full / 8, static_cast<int>(b), packed);
+    if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
 }
 
 // LaqSumLanes::total() of err and innov for four blocks at once (laq_simd.hpp's Totals; the
@@ -464,13 +468,15 @@ template <LutKind K, int kPack, bool kHasPrev>
 LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                      std::uint8_t* packed) {
     const EncodeConsts k(grid.radius, grid.bits);
+    const auto b = static_cast<std::size_t>(grid.bits);
+    alignas(64) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];
+    const Sums sums = encode_run<K, kPack, kHasPrev, true, false>(
+        grad, prev, count, Lut<K>(grid.radius, grid.bits), k, b, kPack != 0 ? packed : codes,
+        nullptr);
+    if (kPack == 0) pack_codes(codes, count, b, packed);
     LaqSums out;
     LaneTotals totals;
-    totals.add({encode_run<K, kPack, kHasPrev, true, false>(
-                    grad, prev, count, Lut<K>(grid.radius, grid.bits), k,
-                    static_cast<std::size_t>(grid.bits), packed, nullptr),
-                k.sum_unscale},
-               &out);
+    totals.add({sums, k.sum_unscale}, &out);
     totals.flush();
     return out;
 }
@@ -481,15 +487,22 @@ bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t coun
                           std::size_t block, int bits, float* radii, LaqSums* sums,
                           std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(bits);
+    CodeChunk<kPack != 0 ? 1 : kReduceBlock> chunk;  // widths without a register packer
     return quantize_blocks_pipelined<RadiusAcc, LaneTotals, kHasPrev>(
         grad, prev, count, block, radii, sums,
         [&](const float* g, const float* p, std::size_t s, std::size_t m, float radius,
             Ahead<RadiusAcc>* next) __attribute__((always_inline)) {  // one loop, no calls
             const EncodeConsts k(radius, bits);
-            return BlockLanes<Sums>{
-                encode_run<K, kPack, kHasPrev, true, true>(g, p, m, Lut<K>(radius, bits), k, b,
-                                                           packed + s / 8 * b, next),
-                k.sum_unscale};
+            const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
+                g, p, m, Lut<K>(radius, bits), k, b, kPack != 0 ? packed + s / 8 * b : chunk.at(s),
+                next);
+            if (kPack == 0) {
+                chunk.block_done(s + m, count,
+                                 [&](const std::uint8_t* codes, std::size_t n, std::size_t first) {
+                                     pack_codes(codes, n, b, packed + first / 8 * b);
+                                 });
+            }
+            return BlockLanes<Sums>{block_sums, k.sum_unscale};
         });
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "laqcore/laq.hpp"
 
@@ -65,6 +66,32 @@ struct EncodeConstsOf {
         margin = set1(c.margin);
         sum_scale = set1(c.sum.scale);
         sum_unscale = c.sum.unscale;
+    }
+};
+
+// Codes buffered before they are packed (the blockwise kernels pack and unpack several small
+// blocks at once, so the packer's per-call constants are paid about once per kChunkCodes
+// codes; the buffer stays in L1). A chunk is whole blocks: with blocks below kChunkCodes it
+// holds fewer than 2 * kChunkCodes codes, else one block, at most kReduceBlock.
+constexpr std::size_t kChunkCodes = 1024;
+
+// The blockwise encoders' code buffer for the widths a level does not pack straight from its
+// registers: block [s, end)'s codes, one byte each, go to at(s); block_done(end, count, pack)
+// then hands the chunk to pack(codes, n, first) (its n codes starting at element `first`)
+// once it holds kChunkCodes codes or the input's count elements end. kCapacity: 1 where the
+// level packs from its registers (the buffer unused), else kReduceBlock.
+template <std::size_t kCapacity>
+struct CodeChunk {
+    std::size_t first = 0;  // the element of codes[0]
+    alignas(64) std::uint8_t codes[kCapacity];
+
+    std::uint8_t* at(std::size_t s) { return codes + (s - first); }
+    template <class Pack>
+    void block_done(std::size_t end, std::size_t count, Pack&& pack) {
+        if (end - first >= kChunkCodes || end == count) {
+            pack(codes, end - first, first);
+            first = end;
+        }
     }
 };
 
