@@ -11,6 +11,7 @@ import pytest
 
 import laqcore
 import reference as ref
+from conftest import ALL_BITS
 from laqcore import runtime
 from laqcore.wire import PayloadKind
 
@@ -186,6 +187,26 @@ def test_every_simd_level_matches_reference_on_hard_inputs(rng, bits, bs, with_p
             laqcore.laq_accumulate(got, p, weight=0.75)
             np.testing.assert_array_equal(got, want_agg)
     assert all(out == outputs[0] for out in outputs)  # sums bit for bit, not only close
+
+
+@pytest.mark.parametrize("num_blocks", range(1, 10))
+@pytest.mark.parametrize("with_prev", [True, False])
+def test_sums_of_every_block_count_match_reference(rng, num_blocks, with_prev):
+    # The AVX-512 quantizer combines the lane totals of up to four blocks at once: every
+    # count of blocks leaves a different partial batch (0..3 blocks) for the end, full or
+    # ragged. Each block's magnitude differs by a factor 4, so a block's sums lost or stored
+    # in another block's place change the totals.
+    for bs in (8, 16, 32, 40, 64):
+        for ragged in (0, 3):
+            n = num_blocks * bs - ragged
+            grad, prev = make_pair(rng, n)
+            grad *= np.repeat(4.0 ** np.arange(num_blocks), bs)[:n].astype(np.float32)
+            p_arg = prev if with_prev else None
+            for bits in ALL_BITS:
+                want = ref.laq_quantize_blocks(grad, p_arg, bits, bs)
+                for level in runtime.simd_levels():
+                    with runtime.simd(level):
+                        assert_matches(laqcore.laq_quantize(grad, p_arg, bits, block_size=bs), want)
 
 
 @pytest.mark.parametrize("bs", [8, 256, 4096])

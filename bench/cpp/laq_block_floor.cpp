@@ -3,7 +3,8 @@
 // grad and q_prev (the memory floor of a kernel that reads both once), and the kernel itself
 // in blocks of 256, on the full vectors and on an 8192-element slice that stays in cache (the
 // same element count in total: its arithmetic alone); then the full vectors in blocks of 32
-// and 64 (the DDP hook's defaults at 1-3 bits). Interleaved, thread CPU time (the machine is
+// and 64 (the DDP hook's defaults at 1-3 bits) at 2, 3, 4 and 8 bits (3 bits: a width packed
+// from a code buffer, not from the registers). Interleaved, thread CPU time (the machine is
 // shared: a descheduled thread does not count); the best and the median of the given number
 // of repetitions, each against memcpy's best / median (a loaded guest's thread clock
 // sometimes reports an impossibly short sample, which the best keeps and the median does
@@ -68,13 +69,14 @@ int main(int argc, char** argv) {
     std::vector<std::uint8_t> packed(n);
     std::vector<float> radii(n / 32);
     const int widths[] = {2, 4, 8};
+    const int small_widths[] = {2, 3, 4, 8};
     const std::size_t small_blocks[] = {32, 64};
-    // 0: memcpy, 1: read both, then per width: full vectors, in-cache slice; then per width
-    // and small block size: full vectors.
-    std::vector<std::vector<double>> samples(2 + 2 * 3 + 3 * 2);
+    // 0: memcpy, 1: read both, then per width: full vectors, in-cache slice; then per small
+    // width and small block size: full vectors.
+    std::vector<std::vector<double>> samples(2 + 2 * 3 + 4 * 2);
     auto run = [&](std::size_t k) {
         if (k >= 8) {
-            const int bits = widths[(k - 8) / 2];
+            const int bits = small_widths[(k - 8) / 2];
             laqcore::laq_quantize_blocks(g.data(), p.data(), n, bits, small_blocks[(k - 8) % 2],
                                          radii.data(), packed.data());
         } else if (k == 0) {
@@ -126,8 +128,8 @@ int main(int argc, char** argv) {
         row(name, 3 + 2 * w);
     }
     for (std::size_t k = 8; k < samples.size(); ++k) {
-        std::snprintf(name, sizeof name, "%d-bit blockwise, blocks of %zu", widths[(k - 8) / 2],
-                      small_blocks[(k - 8) % 2]);
+        std::snprintf(name, sizeof name, "%d-bit blockwise, blocks of %zu",
+                      small_widths[(k - 8) / 2], small_blocks[(k - 8) % 2]);
         row(name, k);
     }
     return 0;

@@ -12,7 +12,7 @@
 //     laq_fill_grid's operations float(double(c) * step' - R), step' = 2R / L (same
 //     operations, hence the same floats), so no LaqGrid table is read or refilled per block;
 //   * sums: laq.hpp's scaled float32 terms in the 16 lanes of LaqSumLanes, held in two
-//     __m256 (SquareLanes), combined in registers at the end of a piece (lane_totals);
+//     __m256 (SquareLanes), combined in registers at the end of a piece (LaneTotals);
 //   * the end of the input (a partial group of fewer than 8 elements) uses masked loads and
 //     stores; its dead lanes add +0.0 to the lane sums, which leaves them unchanged (a lane
 //     sum is never -0.0).
@@ -42,11 +42,7 @@ namespace {
 
 static_assert(kReduceBlock % 32 == 0, "full blocks are whole 32-element steps");
 
-// Codes buffered before they are packed (the blockwise kernels pack and unpack several small
-// blocks at once, so the packer's per-call constants are paid about once per kChunkCodes
-// codes; the buffer stays in L1). A chunk is whole blocks: with blocks below kChunkCodes it
-// holds fewer than 2 * kChunkCodes codes, else one block, at most kReduceBlock.
-constexpr std::size_t kChunkCodes = 1024;
+// kChunkCodes (laq_simd.hpp): codes packed and unpacked per chunk of blocks.
 static_assert(2 * kChunkCodes <= kReduceBlock, "a chunk fits the kReduceBlock code buffer");
 
 inline void unpack_partial(const std::uint8_t* in, std::size_t m, std::size_t b,
@@ -172,32 +168,40 @@ struct Sums {
     SquareLanes err, innov;
 };
 
-// LaqSumLanes::total() of err and innov at once, in registers: (double)lane[j] +
-// (double)lane[j + 8] for j = 0..7, then LaneSum::total()'s tree ((h0+h1)+(h2+h3)) +
-// ((h4+h5)+(h6+h7)) with err and innov side by side in each instruction, then the unscale.
-inline LaqSums lane_totals(const Sums& s, double unscale) {
-    auto halves_lo = [](const SquareLanes& x) {  // h0..h3
-        return _mm256_add_pd(lo_pd(x.lo), lo_pd(x.hi));
-    };
-    auto halves_hi = [](const SquareLanes& x) {  // h4..h7
-        return _mm256_add_pd(hi_pd(x.lo), hi_pd(x.hi));
-    };
-    const __m256d e_lo = halves_lo(s.err);
-    const __m256d i_lo = halves_lo(s.innov);
-    const __m256d e_hi = halves_hi(s.err);
-    const __m256d i_hi = halves_hi(s.innov);
-    // (h0+h1, i0+i1, h2+h3, i2+i3) and (h4+h5, i4+i5, h6+h7, i6+i7)
-    const __m256d x = _mm256_add_pd(_mm256_unpacklo_pd(e_lo, i_lo), _mm256_unpackhi_pd(e_lo, i_lo));
-    const __m256d y = _mm256_add_pd(_mm256_unpacklo_pd(e_hi, i_hi), _mm256_unpackhi_pd(e_hi, i_hi));
-    // ((h0+h1)+(h2+h3), (i0+i1)+(i2+i3), (h4+h5)+(h6+h7), (i4+i5)+(i6+i7))
-    const __m256d q =
-        _mm256_add_pd(_mm256_permute2f128_pd(x, y, 0x20), _mm256_permute2f128_pd(x, y, 0x31));
-    const __m128d t = _mm_mul_pd(_mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1)),
-                                 _mm_set1_pd(unscale));
-    alignas(16) double out[2];
-    _mm_store_pd(out, t);
-    return {out[0], out[1]};
-}
+// LaqSumLanes::total() of err and innov at once, in registers (laq_simd.hpp's Totals, each
+// block's stored at once): (double)lane[j] + (double)lane[j + 8] for j = 0..7, then
+// LaneSum::total()'s tree ((h0+h1)+(h2+h3)) + ((h4+h5)+(h6+h7)) with err and innov side by
+// side in each instruction, then the unscale. (Batching blocks buys nothing here: the tree's
+// levels are already full; a batch held in memory measured slower, a pair held in registers
+// no faster.)
+struct LaneTotals {
+    [[gnu::always_inline]] void add(const BlockLanes<Sums>& block, LaqSums* out) const {
+        auto halves_lo = [](const SquareLanes& x) {  // h0..h3
+            return _mm256_add_pd(lo_pd(x.lo), lo_pd(x.hi));
+        };
+        auto halves_hi = [](const SquareLanes& x) {  // h4..h7
+            return _mm256_add_pd(hi_pd(x.lo), hi_pd(x.hi));
+        };
+        const Sums& s = block.lanes;
+        const __m256d e_lo = halves_lo(s.err);
+        const __m256d i_lo = halves_lo(s.innov);
+        const __m256d e_hi = halves_hi(s.err);
+        const __m256d i_hi = halves_hi(s.innov);
+        // (h0+h1, i0+i1, h2+h3, i2+i3) and (h4+h5, i4+i5, h6+h7, i6+i7)
+        const __m256d x =
+            _mm256_add_pd(_mm256_unpacklo_pd(e_lo, i_lo), _mm256_unpackhi_pd(e_lo, i_lo));
+        const __m256d y =
+            _mm256_add_pd(_mm256_unpacklo_pd(e_hi, i_hi), _mm256_unpackhi_pd(e_hi, i_hi));
+        // ((h0+h1)+(h2+h3), (i0+i1)+(i2+i3), (h4+h5)+(h6+h7), (i4+i5)+(i6+i7))
+        const __m256d q =
+            _mm256_add_pd(_mm256_permute2f128_pd(x, y, 0x20), _mm256_permute2f128_pd(x, y, 0x31));
+        static_assert(sizeof(LaqSums) == 2 * sizeof(double), "LaqSums: err_sq, innov_sq");
+        _mm_storeu_pd(reinterpret_cast<double*>(out),
+                      _mm_mul_pd(_mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1)),
+                                 _mm_set1_pd(block.unscale)));
+    }
+    void flush() const {}
+};
 
 // ---- table lookups ----------------------------------------------------------------------
 // How dQ = table[code] is found for 8 codes (in 32-bit lanes); chosen once per block.
@@ -464,17 +468,17 @@ template <LutKind K, int kPack, bool kHasPrev>
 LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                      std::uint8_t* packed) {
     const EncodeConsts k(grid.radius, grid.bits);
+    Sums sums;
     if constexpr (kPack != 0) {
-        return lane_totals(
-            encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, packed, nullptr),
-            k.sum_unscale);
+        sums = encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, packed, nullptr);
     } else {
         alignas(32) std::uint8_t codes[kReduceBlock];
-        const Sums sums =
-            encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, codes, nullptr);
+        sums = encode_run<K, kPack, kHasPrev, false>(grad, prev, count, k, codes, nullptr);
         pack_codes(codes, count, grid.bits, packed);
-        return lane_totals(sums, k.sum_unscale);
     }
+    LaqSums out;
+    LaneTotals().add({sums, k.sum_unscale}, &out);
+    return out;
 }
 
 // ---- blockwise radius: each block read once (laq_simd.hpp) -----------------------------
@@ -485,20 +489,21 @@ struct BlockEncoder {
     int bits;
     std::size_t count;
     std::uint8_t* packed;
-    std::size_t chunk = 0;                                          // first element buffered
-    alignas(32) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];  // from `chunk` on
+    CodeChunk<kPack != 0 ? 1 : kReduceBlock> chunk;
 
-    LaqSums operator()(const float* g, const float* p, std::size_t s, std::size_t m, float radius,
-                       Ahead<RadiusAcc>* next) {
+    BlockLanes<Sums> operator()(const float* g, const float* p, std::size_t s, std::size_t m,
+                                float radius, Ahead<RadiusAcc>* next) {
         const auto b = static_cast<std::size_t>(bits);
         const EncodeConsts k(radius, bits);
-        std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : codes + (s - chunk);
+        std::uint8_t* out = kPack != 0 ? packed + s / 8 * b : chunk.at(s);
         const Sums block_sums = encode_run<K, kPack, kHasPrev, true>(g, p, m, k, out, next);
-        if (kPack == 0 && (s + m - chunk >= kChunkCodes || s + m == count)) {
-            pack_codes(codes, s + m - chunk, bits, packed + chunk / 8 * b);
-            chunk = s + m;
+        if (kPack == 0) {
+            chunk.block_done(s + m, count,
+                             [&](const std::uint8_t* codes, std::size_t n, std::size_t first) {
+                                 pack_codes(codes, n, bits, packed + first / 8 * b);
+                             });
         }
-        return lane_totals(block_sums, k.sum_unscale);
+        return {block_sums, k.sum_unscale};
     }
 };
 
@@ -654,8 +659,8 @@ bool quantize_blocks_avx2(const float* grad, const float* prev, std::size_t coun
             using W = decltype(w);
             constexpr bool kHasPrev = decltype(has_prev)::value;
             BlockEncoder<W::kind, W::pack, kHasPrev> encode{bits, count, packed};
-            return quantize_blocks_pipelined<RadiusAcc, kHasPrev>(grad, p, count, block, radii,
-                                                                  sums, encode);
+            return quantize_blocks_pipelined<RadiusAcc, LaneTotals, kHasPrev>(grad, p, count, block,
+                                                                              radii, sums, encode);
         });
     });
 }

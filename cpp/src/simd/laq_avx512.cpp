@@ -14,9 +14,11 @@
 //   * sums: one __m512 holds the 16 float32 lanes of laq.hpp's LaqSumLanes (element i of a
 //     piece in lane i % 16, the scaled term t = x * s squared, multiply and add rounded
 //     separately); at the end of a piece the two halves are widened, added and combined
-//     with LaneSum::total()'s tree, err_sq and innov_sq in the same instructions;
+//     with LaneSum::total()'s tree, err_sq and innov_sq of four blocks in the same
+//     instructions (LaneTotals);
 //   * 1-, 2-, 4- and 8-bit codes are packed straight from the registers, 64 at a time
-//     (pack64); other widths go through a block buffer and the AVX2 packer.
+//     (pack64); other widths go through a buffer of whole blocks (laq_simd.hpp's CodeChunk)
+//     and the AVX2 packer, once per ~kChunkCodes codes.
 // Partial vectors (the end of a block or of the input) use masked loads and masked sums
 // instead of a scalar tail: masked lanes add +0.0, which leaves a lane sum (never -0.0)
 // unchanged.
@@ -31,6 +33,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>  // integral_constant (a type only)
 
 #include "bits_avx2.hpp"  // avx2::pack_partial
 #include "kernels_avx2.hpp"
@@ -269,80 +272,111 @@ struct RadiusAcc {
     }
 };
 
-// Encodes count (<= kReduceBlock) elements with one radius: writes their packed codes and
-// returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
+// Stores the b * kVectors * 2 bytes of 16 * kVectors packed codes (pack64's result).
+template <int b, int kVectors>
+inline void store_packed(__m512i packed, std::uint8_t* out) {
+    if constexpr (kVectors == 4) {
+        store64<b>(packed, out);
+    } else if constexpr (b == 8) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_castsi512_si256(packed));
+    } else if constexpr (b == 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_castsi512_si128(packed));
+    } else if constexpr (b == 2) {
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm512_castsi512_si128(packed));
+    } else {
+        const int word = _mm_cvtsi128_si32(_mm512_castsi512_si128(packed));
+        std::memcpy(out, &word, sizeof word);
+    }
+}
+
+// Encodes count (<= kReduceBlock) elements with one radius: writes their codes at `packed`
+// and returns the lane sums of their squares (lane i % 8 for element i, counted from `grad`,
 // which starts a piece). kPack: the code width when pack64 packs straight from the
-// registers, else 0 (block buffer and the AVX2 packer). kPrefetch: prefetch the input
+// registers, else 0: then `packed` receives one byte per code, for the caller to pack with
+// the AVX2 packer (pack_codes). kPrefetch: prefetch the input
 // kPrefetchBytes ahead of the encoder, spread over the steps. kAhead: also run the radius
-// pass of `ahead` (the next block), 64 elements per step.
+// pass of `ahead` (the next block), as many elements per step as the step encodes. Inlined
+// into the block loop, so a small block's constants and sums stay in registers.
 template <LutKind K, int kPack, bool kHasPrev, bool kPrefetch, bool kAhead>
-Sums encode_run(const float* grad, const float* prev, std::size_t count, const Lut<K>& lut,
-                const EncodeConsts& k, std::size_t b, std::uint8_t* packed,
-                Ahead<RadiusAcc>* ahead) {
-    alignas(64) std::uint8_t codes[kReduceBlock];
-    Sums sums;  // locals, kept in registers (`packed` may alias anything)
+[[gnu::always_inline]] inline Sums encode_run(const float* grad, const float* prev,
+                                              std::size_t count, const Lut<K>& lut,
+                                              const EncodeConsts& k, std::size_t b,
+                                              std::uint8_t* packed, Ahead<RadiusAcc>* ahead) {
+    std::uint8_t* const codes = packed;  // kPack == 0: a byte per code
+    Sums sums;                           // locals, kept in registers (`packed` may alias anything)
     RadiusAcc next;
     const float* next_grad = kAhead ? ahead->grad : nullptr;
     const float* next_prev = kAhead ? ahead->prev : nullptr;
     const std::size_t next_count = kAhead ? ahead->count : 0;
+    std::size_t next_done = 0;  // elements of the next block in `next`, from its start
     constexpr bool direct = kPack != 0;
     constexpr __mmask16 all = 0xFFFF;
-    std::size_t i = 0;
-    for (; i + 64 <= count; i += 64) {  // four vectors per step, one branch for all
-        if (kPrefetch) {
-            prefetch_step(grad + i);
-            prefetch_step(grad + i + 32);
-            if (kHasPrev) {
-                prefetch_step(prev + i);
-                prefetch_step(prev + i + 32);
+    // kVectors (4 or 2) whole vectors at i, one branch for all: 64-element steps, then one of
+    // 32 (a block of 32, or the rest of a longer one), so only a block's last < 32 elements
+    // take the masked path below.
+    auto step = [&](std::size_t i, auto vectors) {
+        constexpr int kVectors = decltype(vectors)::value;
+        for (int h = 0; h < kVectors; h += 2) {
+            if (kPrefetch) {
+                prefetch_step(grad + i + 16 * h);
+                if (kHasPrev) prefetch_step(prev + i + 16 * h);
+            }
+            if (kAhead && next_done + 32 <= next_count) {  // in order from the next block's start
+                next.add32<kHasPrev>(next_grad, next_prev, next_done);
+                next_done += 32;
             }
         }
-        if (kAhead && i + 64 <= next_count) {
-            next.add32<kHasPrev>(next_grad, next_prev, i);
-            next.add32<kHasPrev>(next_grad, next_prev, i + 32);
-        }
-        __m512i c[4];
+        __m512i c[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                        _mm512_setzero_si512()};
         __m512 frac[4];
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < kVectors; ++q) {
             const FastCodes f = codes_fast(Elems<kHasPrev>(grad, prev, i + 16 * q, all).v, k);
             c[q] = f.code;
             frac[q] = f.frac;
         }
-        const __m512 nearest = min_abs(min_abs(frac[0], frac[1]), min_abs(frac[2], frac[3]));
+        __m512 nearest = min_abs(frac[0], frac[1]);
+        if (kVectors == 4) nearest = min_abs(nearest, min_abs(frac[2], frac[3]));
         if (near_integer(nearest, k, all) != 0) {  // rare: one predictable branch
-            for (int q = 0; q < 4; ++q) {
+            for (int q = 0; q < kVectors; ++q) {
                 c[q] = codes_exact(Elems<kHasPrev>(grad, prev, i + 16 * q, all).v, k);
             }
         }
-        for (int q = 0; q < 4; ++q) {
+        for (int q = 0; q < kVectors; ++q) {
             const std::size_t at = i + 16 * static_cast<std::size_t>(q);
             add_sums<K, kHasPrev>(Elems<kHasPrev>(grad, prev, at, all), c[q], lut, k, all, sums);
         }
         if constexpr (direct) {
-            store64<kPack>(pack64<kPack>(c[0], c[1], c[2], c[3]), packed + i / 8 * b);
+            store_packed<kPack, kVectors>(pack64<kPack>(c[0], c[1], c[2], c[3]),
+                                          packed + i / 8 * b);
         } else {
-            for (int q = 0; q < 4; ++q) {
-                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
-                                _mm512_cvtepi32_epi8(c[q]));
+            for (int q = 0; q < kVectors; ++q) {
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                 _mm512_cvtepi32_epi8(c[q]));
             }
         }
+    };
+    std::size_t i = 0;
+    for (; i + 64 <= count; i += 64) step(i, std::integral_constant<int, 4>());
+    if (i + 32 <= count) {
+        step(i, std::integral_constant<int, 2>());
+        i += 32;
     }
     if (kAhead) {
         ahead->acc = next;
-        ahead->done = i < next_count ? i : next_count / 64 * 64;
+        ahead->done = next_done;
     }
-    // The rest (< 64 elements): up to four vectors, the last one partial (masked lanes).
+    // The rest (< 32 elements): up to two vectors, the last one partial (masked lanes).
     const std::size_t rest = count - i;
     if (rest > 0) {
         __m512i c[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
                         _mm512_setzero_si512()};
         // A constant trip count (unrolled, so c[] stays in registers), vectors past the end
         // skipped.
-#pragma GCC unroll 4
-        for (std::size_t q = 0; q < 4; ++q) {
+#pragma GCC unroll 2
+        for (std::size_t q = 0; q < 2; ++q) {
             if (16 * q >= rest) continue;
             const std::size_t at = i + 16 * q;
-            if (kPrefetch && q % 2 == 0) {  // small blocks never enter the loop above
+            if (kPrefetch && q == 0) {  // blocks below 32 never enter the steps above
                 prefetch_step(grad + at);
                 if (kHasPrev) prefetch_step(prev + at);
             }
@@ -361,53 +395,90 @@ Sums encode_run(const float* grad, const float* prev, std::size_t count, const L
                                     pack64<kPack>(c[0], c[1], c[2], c[3]));
         } else {
             for (std::size_t q = 0; 16 * q < rest; ++q) {
-                _mm_store_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
-                                _mm512_cvtepi32_epi8(c[q]));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i + 16 * q),
+                                 _mm512_cvtepi32_epi8(c[q]));
             }
-        }
-    }
-    if constexpr (!direct) {  // every code went through the buffer
-        const std::size_t full = count / 8 * 8;
-        if (full > 0) pack_groups_avx2(codes, full / 8, static_cast<int>(b), packed);
-        if (full < count) {
-            avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
         }
     }
     return sums;
 }
 
-// LaqSumLanes::total() of err and innov at once: the halves widened and added, then
-// LaneSum::total()'s tree, two sums per instruction, and the unscale.
-inline LaqSums lane_totals(const Sums& sums, double unscale) {
-    auto halves = [](__m512 x) {
-        return _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)),
-                             _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
-    };
-    const __m512d err = halves(sums.err);
-    const __m512d innov = halves(sums.innov);
-    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-    // (l0+l1), (l2+l3), (l4+l5), (l6+l7) of err, then of innov
-    const __m512d s1 = _mm512_add_pd(_mm512_permutex2var_pd(err, even, innov),
-                                     _mm512_permutex2var_pd(err, odd, innov));
-    // (l0+l1)+(l2+l3), (l4+l5)+(l6+l7) of err, then of innov (lanes 0..3)
-    const __m512d s2 =
-        _mm512_add_pd(_mm512_permutexvar_pd(even, s1), _mm512_permutexvar_pd(odd, s1));
-    const __m512d s3 =
-        _mm512_add_pd(_mm512_permutexvar_pd(even, s2), _mm512_permutexvar_pd(odd, s2));
-    alignas(16) double t[2];
-    _mm_store_pd(t, _mm512_castpd512_pd128(s3));
-    return {t[0] * unscale, t[1] * unscale};
+// Packs count byte codes (a run starting on a byte of the stream) into packed: whole groups
+// of 8 with the AVX2 packer, then the input's last, partial group.
+inline void pack_codes(const std::uint8_t* codes, std::size_t count, std::size_t b,
+                       std::uint8_t* packed) {
+    const std::size_t full = count / 8 * 8;
+    if (full > 0) pack_groups_avx2(codes, full / 8, static_cast<int>(b), packed);
+    if (full < count) avx2::pack_partial(codes + full, count - full, b, packed + full / 8 * b);
 }
+
+// LaqSumLanes::total() of err and innov for four blocks at once (laq_simd.hpp's Totals; the
+// blocks added are consecutive, sums[j], sums[j + 1], ..): each sum's halves widened and
+// added, then LaneSum::total()'s tree over the eight sums e0, i0, .. e3, i3, every permute and
+// add carrying all of them (14 permutes for four blocks, where one block's tree alone takes
+// 6), then the unscales; the results are sums[j, j + 4) in memory order, one store.
+struct LaneTotals {
+    static constexpr std::size_t kBatch = 4;
+    static_assert(sizeof(LaqSums) == 2 * sizeof(double), "LaqSums: err_sq, innov_sq, no padding");
+    // The waiting blocks' lanes (whole-register stores and loads); past `waiting` zero or
+    // an earlier batch's, computed and never stored.
+    __m512 err[kBatch], innov[kBatch];
+    double unscale[kBatch] = {};
+    LaqSums* first = nullptr;  // where the first waiting block's sums go
+    std::size_t waiting = 0;
+
+    LaneTotals() {
+        for (std::size_t q = 0; q < kBatch; ++q) err[q] = innov[q] = _mm512_setzero_ps();
+    }
+    [[gnu::always_inline]] void add(const BlockLanes<Sums>& block, LaqSums* out) {
+        if (waiting == 0) first = out;
+        err[waiting] = block.lanes.err;
+        innov[waiting] = block.lanes.innov;
+        unscale[waiting] = block.unscale;
+        if (++waiting == kBatch) flush();
+    }
+    [[gnu::always_inline]] void flush() {
+        if (waiting == 0) return;
+        auto halves = [](__m512 x) {  // (double)lane[j] + (double)lane[j + 8], j = 0..7
+            return _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                                 _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)));
+        };
+        // Pairwise sums of adjacent lanes of the sequence a, b: (a0+a1, a2+a3, .., b6+b7).
+        auto pairs = [](__m512d a, __m512d b) {
+            const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+            const __m512i odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+            return _mm512_add_pd(_mm512_permutex2var_pd(a, even, b),
+                                 _mm512_permutex2var_pd(a, odd, b));
+        };
+        __m512d quarter[kBatch];  // (h0+h1, h2+h3, h4+h5, h6+h7) of err, then of innov
+        for (std::size_t q = 0; q < kBatch; ++q)
+            quarter[q] = pairs(halves(err[q]), halves(innov[q]));
+        // (h0+h1)+(h2+h3), (h4+h5)+(h6+h7) of e0, i0, e1, i1, then of e2, i2, e3, i3; then
+        // their sums: e0, i0, .. e3, i3
+        const __m512d totals = pairs(pairs(quarter[0], quarter[1]), pairs(quarter[2], quarter[3]));
+        const __m512d scale = _mm512_setr_pd(unscale[0], unscale[0], unscale[1], unscale[1],
+                                             unscale[2], unscale[2], unscale[3], unscale[3]);
+        const auto live = static_cast<__mmask8>((1u << (2 * waiting)) - 1u);
+        _mm512_mask_storeu_pd(reinterpret_cast<double*>(first), live, _mm512_mul_pd(totals, scale));
+        waiting = 0;
+    }
+};
 
 template <LutKind K, int kPack, bool kHasPrev>
 LaqSums encode_block(const float* grad, const float* prev, std::size_t count, const LaqGrid& grid,
                      std::uint8_t* packed) {
     const EncodeConsts k(grid.radius, grid.bits);
+    const auto b = static_cast<std::size_t>(grid.bits);
+    alignas(64) std::uint8_t codes[kPack != 0 ? 1 : kReduceBlock];
     const Sums sums = encode_run<K, kPack, kHasPrev, true, false>(
-        grad, prev, count, Lut<K>(grid.radius, grid.bits), k, static_cast<std::size_t>(grid.bits),
-        packed, nullptr);
-    return lane_totals(sums, k.sum_unscale);
+        grad, prev, count, Lut<K>(grid.radius, grid.bits), k, b, kPack != 0 ? packed : codes,
+        nullptr);
+    if (kPack == 0) pack_codes(codes, count, b, packed);
+    LaqSums out;
+    LaneTotals totals;
+    totals.add({sums, k.sum_unscale}, &out);
+    totals.flush();
+    return out;
 }
 
 // ---- blockwise radius: each block read once (laq_simd.hpp) -----------------------------
@@ -416,14 +487,22 @@ bool quantize_blocks_impl(const float* grad, const float* prev, std::size_t coun
                           std::size_t block, int bits, float* radii, LaqSums* sums,
                           std::uint8_t* packed) {
     const auto b = static_cast<std::size_t>(bits);
-    return quantize_blocks_pipelined<RadiusAcc, kHasPrev>(
+    CodeChunk<kPack != 0 ? 1 : kReduceBlock> chunk;  // widths without a register packer
+    return quantize_blocks_pipelined<RadiusAcc, LaneTotals, kHasPrev>(
         grad, prev, count, block, radii, sums,
         [&](const float* g, const float* p, std::size_t s, std::size_t m, float radius,
-            Ahead<RadiusAcc>* next) {
+            Ahead<RadiusAcc>* next) __attribute__((always_inline)) {  // one loop, no calls
             const EncodeConsts k(radius, bits);
             const Sums block_sums = encode_run<K, kPack, kHasPrev, true, true>(
-                g, p, m, Lut<K>(radius, bits), k, b, packed + s / 8 * b, next);
-            return lane_totals(block_sums, k.sum_unscale);
+                g, p, m, Lut<K>(radius, bits), k, b, kPack != 0 ? packed + s / 8 * b : chunk.at(s),
+                next);
+            if (kPack == 0) {
+                chunk.block_done(s + m, count,
+                                 [&](const std::uint8_t* codes, std::size_t n, std::size_t first) {
+                                     pack_codes(codes, n, b, packed + first / 8 * b);
+                                 });
+            }
+            return BlockLanes<Sums>{block_sums, k.sum_unscale};
         });
 }
 

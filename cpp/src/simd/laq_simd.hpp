@@ -6,13 +6,18 @@
 // Pipeline: each block is read from memory once: block j + 1's radius pass runs inside block j's
 // encode loop (the encoder advances an Ahead by its step size), so its loads overlap the encoder's
 // arithmetic, and the chain from a radius to the encoder's constants (a horizontal max, a
-// division or two) runs while the previous block is still being encoded.
+// division or two) runs while the previous block is still being encoded. The encoder hands
+// back a block's float32 lane sums (BlockLanes) to the level's Totals, which turns them into
+// LaqSumLanes::total()s (a tree of cross-lane permutes per sum) one block at a time (AVX2) or
+// four at once (AVX-512: each permute then carries all eight sums, fewer permutes per block
+// at blocks of 32 and 64).
 //
 // No intrinsics; everything has internal linkage (anonymous namespace), so each ISA's
 // translation unit compiles its own copy (see bits_avx2.hpp for why nothing may be shared).
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "laqcore/laq.hpp"
 
@@ -64,6 +69,32 @@ struct EncodeConstsOf {
     }
 };
 
+// Codes buffered before they are packed (the blockwise kernels pack and unpack several small
+// blocks at once, so the packer's per-call constants are paid about once per kChunkCodes
+// codes; the buffer stays in L1). A chunk is whole blocks: with blocks below kChunkCodes it
+// holds fewer than 2 * kChunkCodes codes, else one block, at most kReduceBlock.
+constexpr std::size_t kChunkCodes = 1024;
+
+// The blockwise encoders' code buffer for the widths a level does not pack straight from its
+// registers: block [s, end)'s codes, one byte each, go to at(s); block_done(end, count, pack)
+// then hands the chunk to pack(codes, n, first) (its n codes starting at element `first`)
+// once it holds kChunkCodes codes or the input's count elements end. kCapacity: 1 where the
+// level packs from its registers (the buffer unused), else kReduceBlock.
+template <std::size_t kCapacity>
+struct CodeChunk {
+    std::size_t first = 0;  // the element of codes[0]
+    alignas(64) std::uint8_t codes[kCapacity];
+
+    std::uint8_t* at(std::size_t s) { return codes + (s - first); }
+    template <class Pack>
+    void block_done(std::size_t end, std::size_t count, Pack&& pack) {
+        if (end - first >= kChunkCodes || end == count) {
+            pack(codes, end - first, first);
+            first = end;
+        }
+    }
+};
+
 // The next block's radius pass, carried out inside the encode loop of the current one:
 // elements [0, count) of (grad, prev); the encoder leaves the partial maximum in acc and the
 // elements it covered (from 0) in done. Radius: the level's running maximum of |v| bit
@@ -77,29 +108,45 @@ struct Ahead {
     std::size_t done;
 };
 
+// A block's lane sums (the level's registers of laq.hpp's LaqSumLanes, err_sq and innov_sq)
+// and the unscale of its radius, on their way to the level's totals.
+template <class Lanes>
+struct BlockLanes {
+    Lanes lanes;
+    double unscale;
+};
+
 // The blockwise quantizer over count elements in blocks of `block` (contract in laq.hpp):
-// writes radii[j] and sums[j] = encode(grad_s, prev_s, s, m, R_j, &next) for block j =
-// [s, s + m), where encode writes the block's codes and returns its sums, and runs (part of)
-// next's radius pass. prev_s is nullptr without a q_prev. Returns false at the first block
-// whose radius pass finds a value that is not finite.
-template <class Radius, bool kHasPrev, class Encode>
+// writes radii[j] and sums[j] for block j = [s, s + m): encode(grad_s, prev_s, s, m, R_j, &next)
+// writes the block's codes, returns its BlockLanes and runs (part of) next's radius pass;
+// Totals (default-constructed, one per call) turns them into sums: add(block_lanes, &sums[j])
+// stores, now or at a later add or flush(), LaqSumLanes::total() of err_sq and innov_sq times
+// the unscale (a level may so combine several blocks' totals in one permute tree). prev_s is
+// nullptr without a q_prev. Returns false at the first block whose radius pass finds a value
+// that is not finite (the sums of the blocks before it written).
+template <class Radius, class Totals, bool kHasPrev, class Encode>
 bool quantize_blocks_pipelined(const float* grad, const float* prev, std::size_t count,
                                std::size_t block, float* radii, LaqSums* sums, Encode&& encode) {
     auto at = [&](const float* x, std::size_t s) { return kHasPrev ? x + s : nullptr; };
     auto length = [&](std::size_t s) { return count - s < block ? count - s : block; };
+    Totals totals;
     Radius acc;
     acc.template add_range<kHasPrev>(grad, at(prev, 0), 0, length(0));
     for (std::size_t s = 0, j = 0; s < count; s += block, ++j) {
         const LaqRadiusPartial part = acc.result();
-        if (part.nonfinite) return false;
+        if (part.nonfinite) {
+            totals.flush();
+            return false;
+        }
         radii[j] = part.max_abs;
         const std::size_t t = s + block;
         Ahead<Radius> next{grad, prev, 0, Radius(), 0};
         if (t < count) next = {grad + t, at(prev, t), length(t), Radius(), 0};
-        sums[j] = encode(grad + s, at(prev, s), s, length(s), part.max_abs, &next);
+        totals.add(encode(grad + s, at(prev, s), s, length(s), part.max_abs, &next), sums + j);
         next.acc.template add_range<kHasPrev>(next.grad, next.prev, next.done, next.count);
         acc = next.acc;
     }
+    totals.flush();
     return true;
 }
 
