@@ -265,9 +265,10 @@ struct Lut {
 // The code constants of one radius (laq_simd.hpp's LaqCodeConsts, which derives the fast
 // path's error bound), broadcast.
 struct Broadcast {
-    __m256 operator()(float x) const { return _mm256_set1_ps(x); }
+    using Vec = __m256;
+    Vec operator()(float x) const { return _mm256_set1_ps(x); }
 };
-using EncodeConsts = EncodeConstsOf<__m256, Broadcast>;
+using EncodeConsts = EncodeConstsOf<Broadcast>;
 
 // Fast-path codes of v (LaqCodeConsts), and the distance of each estimate from the
 // nearest integer.
@@ -490,6 +491,9 @@ struct BlockEncoder {
     std::size_t count;
     std::uint8_t* packed;
     CodeChunk<kPack != 0 ? 1 : kReduceBlock> chunk;
+
+    BlockEncoder(int bits_, std::size_t count_, std::uint8_t* packed_)
+        : bits(bits_), count(count_), packed(packed_) {}
 
     BlockLanes<Sums> operator()(const float* g, const float* p, std::size_t s, std::size_t m,
                                 float radius, Ahead<RadiusAcc>* next) {

@@ -112,9 +112,10 @@ struct Lut {
 // The code constants of one radius (laq_simd.hpp's LaqCodeConsts, which derives the fast
 // path's error bound), broadcast.
 struct Broadcast {
-    __m512 operator()(float x) const { return _mm512_set1_ps(x); }
+    using Vec = __m512;
+    Vec operator()(float x) const { return _mm512_set1_ps(x); }
 };
-using EncodeConsts = EncodeConstsOf<__m512, Broadcast>;
+using EncodeConsts = EncodeConstsOf<Broadcast>;
 
 // ---- fused quantize + pack ----------------------------------------------------------------
 // One vector of 16 elements at offset i, of which the lanes in `live` are real.

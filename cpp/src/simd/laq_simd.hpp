@@ -50,10 +50,13 @@ inline LaqCodeConsts laq_code_consts(float radius, int bits) {
             fast ? 1.0f / 16384.0f : __builtin_inff(), laq_sum_scale(radius)};
 }
 
-// LaqCodeConsts in a level's registers: Broadcast()(x) puts a float in every lane of a Vec.
+// LaqCodeConsts in a level's registers: Broadcast()(x) puts a float in every lane of a
+// Broadcast::Vec (the register type is named inside Broadcast, not passed as a template
+// argument: GCC drops a vector type's attributes there and -Wignored-attributes says so).
 // radius and bits stay for the exact path (codes_exact).
-template <class Vec, class Broadcast>
+template <class Broadcast>
 struct EncodeConstsOf {
+    using Vec = typename Broadcast::Vec;
     Vec vinv, vc0, margin, sum_scale;
     double sum_unscale;
     float radius;
