@@ -11,7 +11,10 @@ Usage (prints one line per run and writes a JSON report)::
         --variants '["allreduce", {"bits": 2, "block_size": 256}, {"bits": 2}]' \\
         --out bench/measured/hooks_lowbits_cnn_seed0.json
 
-A variant is a hook name of hook_trainer.HOOKS or a JSON object of ``LAQState`` keywords.
+A variant is a hook name of hook_trainer.HOOKS or a JSON object of ``LAQState`` keywords,
+plus one key of this bench's own: ``"_quorum": K`` makes at least K ranks upload in every
+compressed step (:func:`_quorum`; an experiment on the transformer, docs/results_hooks.md,
+"A small transformer"; the library has no such option).
 """
 
 from __future__ import annotations
@@ -44,7 +47,11 @@ def _rank(cfg_path: str) -> None:
             return named(ddp, name, warm, lr, timer)
         from laqcore.torch import LAQState, laq_hook
 
-        state = LAQState(**json.loads(name[len(_PREFIX) :]))
+        kwargs = json.loads(name[len(_PREFIX) :])
+        quorum = kwargs.pop("_quorum", 0)
+        state = LAQState(**kwargs)
+        if quorum > 0:
+            _quorum(state, quorum)
         if cfg.get("trace", 0) > 0 and int(os.environ["RANK"]) == 0:
             _trace(state, cfg["trace"])
         ddp.register_comm_hook(state, timer.wrap(laq_hook))
@@ -65,6 +72,8 @@ TRACE_COLUMNS = (
     "out_sq",
     "upload",
     "why",
+    "uploaders",
+    "disp_sq",
 )
 
 
@@ -72,12 +81,14 @@ def _trace(state: Any, steps: int) -> None:
     """Record the upload test's inputs of ``state`` for its first ``steps`` compressed steps
     into ``stats()["trace"]`` (rows of TRACE_COLUMNS): ``||g_m||^2`` (the rank's gradient),
     ``||dQ||^2``, the rule's first term, ``||q_prev||^2`` before the step, the returned
-    average's ``||g||^2`` and the decision. Wraps the instance's methods; the library is
+    average's ``||g||^2``, the decision, the number of uploaders and ``||q_m - g||^2`` after
+    the step (this rank's contribution against the returned average: in a step where every
+    rank uploaded, (M-1)/M times the ranks' dispersion). Wraps the instance's methods; the library is
     unchanged."""
     import numpy as np
 
     rows: list[list[Any]] = []
-    decide, step, stats = state._decide, state._step, state.stats
+    decide, step, stats, exchange = state._decide, state._step, state.stats, state._exchange
 
     def sq(x: Any) -> float:
         return float(np.dot(x.astype(np.float64), x))
@@ -89,16 +100,53 @@ def _trace(state: Any, steps: int) -> None:
         state._row += [None, bool(res[0]), res[1]]
         return res
 
+    def traced_exchange(*args: Any, **kwargs: Any) -> Any:
+        res = exchange(*args, **kwargs)
+        state._uploaders = len(res.uploaders)
+        return res
+
     def traced_step(grad: Any) -> Any:
         state._row = None
         out = step(grad)
         if state._row is not None and len(rows) < steps and out is not None:
             state._row[5] = sq(out)
+            q = state.uploader.q_prev
+            state._row += [state._uploaders, None if q is None else sq(q - out)]
             rows.append([state.stats()["steps"], *state._row])
         return out
 
-    state._decide, state._step = traced_decide, traced_step
+    state._decide, state._step, state._exchange = traced_decide, traced_step, traced_exchange
     state.stats = lambda: stats() | {"trace": rows}
+
+
+def _quorum(state: Any, k: int) -> None:
+    """Make at least ``k`` ranks upload in every compressed step: after the rule's decision
+    the ranks all-gather (upload?, ``||dQ_m||^2 / ||g_m||^2``) and, if fewer than ``k``
+    would upload, the skipping ranks with the largest ratios (ties: the lowest rank) upload
+    too. Costs one extra all-gather per step; wraps the instance's ``_decide``, the library
+    is unchanged."""
+    import torch
+    import torch.distributed as dist
+
+    decide = state._decide
+
+    def quorum_decide(up: Any, grad: Any, payload: Any) -> Any:
+        upload, why, grad_sq, norm_sq = decide(up, grad, payload)
+        own = norm_sq if norm_sq > 0.0 else float(torch.from_numpy(grad).square().sum())
+        ratio = float(payload.innov_sq) / max(own, 1e-30)
+        row = torch.tensor([1.0 if upload else 0.0, ratio], dtype=torch.float64)
+        group = state.process_group
+        rows = [torch.zeros_like(row) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(rows, row, group=group)
+        missing = k - sum(int(r[0].item()) for r in rows)
+        if upload or missing <= 0:
+            return upload, why, grad_sq, norm_sq
+        skippers = sorted(
+            (i for i, r in enumerate(rows) if r[0].item() == 0.0), key=lambda i: -rows[i][1].item()
+        )
+        return dist.get_rank(group) in skippers[:missing], why, grad_sq, norm_sq
+
+    state._decide = quorum_decide
 
 
 def _free_port() -> int:

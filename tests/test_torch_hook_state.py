@@ -195,6 +195,84 @@ def test_checkpoint_of_another_hook_or_configuration_is_refused(
         LAQState(warmup_steps=2, bits=4, block_size=16).load_state_dict(sd)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"downlink_bits": None},
+        {"downlink_bits": 2},
+        {"downlink_block_size": 64},
+        {"entropy": False},
+        {"lazy_downlink": 0.5},
+        {"error_feedback": 1.0},
+        {"stale_cap": None},
+        {"rule_scale": "average"},
+        {"t_bar": 3},
+        {"warmup_steps": 0},
+        {"nonfinite": "skip"},
+    ],
+    ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()),
+)
+def test_resume_takes_new_settings_the_saved_state_does_not_depend_on(
+    trained: dict[str, Any], setting: dict[str, Any]
+) -> None:
+    # docs/ddp.md, "Checkpoints": these act from the resumed run's first step on; the saved
+    # quantizer memory, aggregate and history are kept as they are.
+    kwargs = {"warmup_steps": 2, "bits": 4, "block_size": 8} | setting
+    fresh = LAQState(**kwargs)
+    fresh.load_state_dict(copy.deepcopy(trained))
+    assert fresh.iteration == trained["iteration"]
+    np.testing.assert_array_equal(fresh.q_prev, trained["uploader"]["q_prev"])
+    np.testing.assert_array_equal(fresh.aggregate, trained["server"]["aggregate"])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    ddp = DDP(model)
+    ddp.register_comm_hook(fresh, laq_hook)
+    ddp(torch.randn(8, 5)).square().sum().backward()
+    assert fresh.iteration == trained["iteration"] + 1
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_compressor_resume_takes_new_levels_and_seed(group: None) -> None:
+    from laqcore.torch import qsgd_hook
+
+    def run(state: QSGDState, sd: dict[str, Any] | None = None) -> None:
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(6, 3))
+        if sd is not None:
+            state.load_state_dict(sd)
+        ddp.register_comm_hook(state, qsgd_hook)
+        for _ in range(3):
+            ddp.zero_grad()
+            ddp(torch.randn(4, 6)).square().sum().backward()
+            assert all(torch.isfinite(p.grad).all() for p in ddp.parameters())
+
+    saved = QSGDState(levels=4, warmup_steps=1)
+    run(saved)
+    sd = saved.state_dict()
+    for kwargs in ({"levels": 16}, {"levels": 4, "seed": 5}):
+        fresh = QSGDState(warmup_steps=1, **kwargs)
+        run(fresh, copy.deepcopy(sd))
+        assert fresh.iteration == sd["iteration"] + 3
+
+
+@pytest.mark.parametrize(
+    ("setting", "match"),
+    [
+        ({"bits": 2}, "bits = 4"),
+        ({"block_size": 16}, "block_size"),
+        ({"D": 5}, "D = 10"),
+        ({"ck": 2.0}, "ck = 1.2"),
+    ],
+)
+def test_resume_refuses_settings_the_saved_state_depends_on(
+    trained: dict[str, Any], setting: dict[str, Any], match: str
+) -> None:
+    state = LAQState(**({"warmup_steps": 2, "bits": 4, "block_size": 8} | setting))
+    with pytest.raises(ValueError, match=match):
+        state.load_state_dict(copy.deepcopy(trained))
+    assert state.uploader is None and state.iteration == 0  # nothing changed
+
+
 def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> None:
     sd = _trained_state(bits=2)  # error feedback on by default at 2 bits
     r = sd["residual"]
