@@ -185,8 +185,12 @@ def test_an_interrupted_launch_stops_its_ranks(tmp_path: Path) -> None:
     assert [o.result for o in outs] == [(True, False), (True, False)]
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     assert signal.SIGINT not in mask and signal.SIGTERM not in mask  # restored
+    # The host takes Ctrl-C as KeyboardInterrupt, as a terminal's or a notebook's Python
+    # does; a shell that starts a job in the background (`cmd &`, nohup) makes it ignore
+    # SIGINT, which Python then leaves ignored (and the ranks outlived a signal never seen).
     script = (
-        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "import signal, sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from _dist_workers import record_pid_and_sleep\n"
         "from laqcore.distributed import run_processes\n"
         "try:\n"
