@@ -65,6 +65,8 @@ HOOKS = (
     "laq_auto",
     "laq_cap1",
     "laq_fallback",
+    "laq_ag",
+    "laq_ag_plain",
 )
 
 # --------------------------------------------------------------------------------------
@@ -198,7 +200,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
-    became one), ``laq_cap1`` with ``stale_cap=1``; ``local`` is
+    became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_ag`` with ``exchange="all-gather"`` and
+    ``laq_ag_plain`` with that and ``entropy=False``; ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
     """
     if name == "allreduce":
@@ -232,6 +235,10 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", stale_cap=1)
     elif name == "laq_fallback":  # DDP's all-reduce where it is faster (docs/ddp.md)
         state, hook = make_hook("laq", fallback=True)
+    elif name == "laq_ag":  # every upload to every rank: 2 collectives, no downlink
+        state, hook = make_hook("laq", exchange="all-gather")
+    elif name == "laq_ag_plain":  # the same without entropy coding
+        state, hook = make_hook("laq", exchange="all-gather", entropy=False)
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:

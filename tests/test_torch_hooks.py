@@ -46,7 +46,13 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
             {
                 "method": "laq",
                 "steps": 40,
-                "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
+                "kwargs": {
+                    "bits": 4,
+                    "block_size": None,
+                    "warmup_steps": 2,
+                    "entropy": False,
+                    **_ALL_GATHER,
+                },
                 "lr": 0.02,
             },
             # The default two-phase exchange (entropy-coded frames): 8-bit uploads in
@@ -55,6 +61,13 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
                 "method": "laq",
                 "steps": steps,
                 "kwargs": {"bits": 8, "block_size": 64, "downlink_bits": 8, "warmup_steps": warm},
+            },
+            # Run 2 with entropy-coded frames (the default): lossless, fewer bytes.
+            {
+                "method": "laq",
+                "steps": 40,
+                "kwargs": {"bits": 4, "block_size": None, "warmup_steps": 2, **_ALL_GATHER},
+                "lr": 0.02,
             },
         ],
     )
@@ -86,7 +99,7 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
     torch.testing.assert_close(laq8["params"], ref["params"], rtol=0, atol=2e-2)
     # DDP's contract: every replica holds the same parameters.
     for r in range(world):
-        for k in range(4):
+        for k in range(5):
             np.testing.assert_array_equal(res[r][k]["params"], res[0][k]["params"])
     for r in range(world):
         s = res[r][2]["stats"]
@@ -103,6 +116,12 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
         assert res[r][2]["aggregate_minus_sum_qprev"] < 1e-5
         # The transport's traffic count is the same on every rank.
         assert s["wire_bytes"] == res[0][2]["stats"]["wire_bytes"]
+        # Entropy coding changes the bytes only: the same decisions and parameters.
+        coded = res[r][4]["stats"]
+        np.testing.assert_array_equal(res[r][4]["params"], res[r][2]["params"])
+        assert coded["uploads"] == s["uploads"]
+        assert coded["bytes_sent"] < s["bytes_sent"]
+        assert coded["bytes_received"] < s["bytes_received"]
 
 
 @pytest.mark.parametrize("world", [2, 4])

@@ -23,6 +23,7 @@ ranks) plugs in by implementing the same method and the checkpoint pair.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..distributed.transport import Transport
+from ..entropy import EntropyPayload, entropy_frame
 from ..laq import LAQPayload
 from ..lazy_state import LazyAggregate
 from ..wire import Payload
@@ -64,6 +66,9 @@ class Averaged:
     overflow_owners : list of int
         Two-phase exchange: owners whose chunk of the sum of the (finite) uploads left the
         float32 range; the exchange discarded the round (``mean`` is ``None``).
+    frame_bytes : int or None
+        All-gather exchange: the size of the frame this rank sent (entropy-coded or not);
+        ``None``: the upload's ``nbytes`` (the two-phase exchange codes chunks of it).
     """
 
     mean: FloatVector | None
@@ -72,6 +77,7 @@ class Averaged:
     nonfinite_ranks: list[int] = field(default_factory=list)
     bytes_received: int = 0
     overflow_owners: list[int] = field(default_factory=list)
+    frame_bytes: int | None = None
 
 
 class GradientExchange(Protocol):
@@ -122,10 +128,13 @@ class _AllGather:
             return got + max(sizes) * (t.world_size - 1)
         return got + real - sizes[me]
 
+    def _encode(self, payload: Payload) -> bytes:
+        """This rank's wire frame (the subclass may code it)."""
+        return payload.to_bytes()
+
     def _frames(
-        self, payload: Payload | None, nonfinite: bool, abort: bool, tag: str
+        self, frame: bytes | None, nonfinite: bool, abort: bool, tag: str
     ) -> tuple[list[bytes | None], list[int], int]:
-        frame = None if payload is None or nonfinite else payload.to_bytes()
         res = self.transport.exchange(frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag)
         if res.nonfinite_ranks and abort:
             return (
@@ -144,29 +153,36 @@ class _AllGather:
         tag: str,
         out: FloatVector | None = None,
     ) -> Averaged:
-        frames, bad, received = self._frames(payload, nonfinite, abort_on_nonfinite, tag)
+        mine = None if payload is None or nonfinite else self._encode(payload)
+        frames, bad, received = self._frames(mine, nonfinite, abort_on_nonfinite, tag)
         if bad and abort_on_nonfinite:
             return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
         mean = self._begin(out)
         own: Payload | None = None
         uploaders = []
-        # Same frames, same order on every rank: bit-identical results.
+        # Same frames, same order on every rank: bit-identical results (this rank's own
+        # frame decoded too: the module docstring).
         for r, frame in enumerate(frames):
             if frame is None:
                 continue
-            got = self._add(frame, mean)
+            got = self._decode(frame)
+            self._add(got, mean)
             uploaders.append(r)
             if r == self.transport.rank:
                 own = got
         self._finish(mean, len(uploaders))
-        return Averaged(mean, own, uploaders, bad, received)
+        sent = None if mine is None else len(mine)
+        return Averaged(mean, own, uploaders, bad, received, frame_bytes=sent)
 
-    # The subclass's part: the buffer the average goes to, one uploader's frame decoded and
-    # added, the division at the end.
+    # The subclass's part: the buffer the average goes to, one uploader's frame decoded,
+    # its payload added, the division at the end.
     def _begin(self, out: FloatVector | None) -> FloatVector:
         raise NotImplementedError
 
-    def _add(self, frame: bytes, mean: FloatVector) -> Payload:
+    def _decode(self, frame: bytes) -> Payload:
+        raise NotImplementedError
+
+    def _add(self, got: Payload, mean: FloatVector) -> None:
         raise NotImplementedError
 
     def _finish(self, mean: FloatVector, uploads: int) -> None:
@@ -186,21 +202,34 @@ class LAQAllGather(_AllGather):
     """LAQ exchange: every uploader's decoded innovation is added to ``server``.
 
     ``server`` is the hook's :class:`~laqcore.lazy_state.LazyAggregate`; the exchange keeps
-    no state of its own.
+    no state of its own. ``entropy``: frames travel entropy-coded
+    (:func:`laqcore.entropy.entropy_frame`; lossless, so only the bytes change).
     """
 
-    def __init__(self, process_group: Any, server: LazyAggregate) -> None:
+    def __init__(self, process_group: Any, server: LazyAggregate, *, entropy: bool = False) -> None:
         super().__init__(process_group, server.n)
         self.server = server
+        self.entropy = entropy
         self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
+
+    def _encode(self, payload: Payload) -> bytes:
+        return entropy_frame(payload) if self.entropy else payload.to_bytes()
 
     def _begin(self, out: FloatVector | None) -> FloatVector:
         return self._mean if out is None else out
 
-    def _add(self, frame: bytes, mean: FloatVector) -> Payload:
-        got = LAQPayload.from_bytes(frame, expected_n=self.n)
-        self.server.add(got)
+    def _decode(self, frame: bytes) -> Payload:
+        # A LAQ frame, entropy-coded or not (every rank of a group codes alike; the replica
+        # check refuses mixed settings).
+        got = Payload.from_bytes(frame, expected_n=self.n)
+        if isinstance(got, EntropyPayload):
+            got = got.inner
+        if not isinstance(got, LAQPayload):
+            raise ValueError(f"expected a LAQ frame, got {type(got).__name__}")
         return got
+
+    def _add(self, got: Payload, mean: FloatVector) -> None:
+        self.server.add(typing.cast(LAQPayload, got))
 
     def _finish(self, mean: FloatVector, uploads: int) -> None:
         np.divide(self.server.aggregate, np.float32(self.transport.world_size), out=mean)
@@ -219,10 +248,12 @@ class CompressorAllGather(_AllGather):
         total.fill(0.0)
         return total
 
-    def _add(self, frame: bytes, total: FloatVector) -> Payload:
+    def _decode(self, frame: bytes) -> Payload:
         got: Payload = self.compressor.from_bytes(frame, expected_n=self.n)
-        total += self.compressor.decompress(got)
         return got
+
+    def _add(self, got: Payload, total: FloatVector) -> None:
+        total += self.compressor.decompress(got)
 
     def _finish(self, total: FloatVector, uploads: int) -> None:
         # Mean over the ranks that contributed (all of them unless a non-finite one skipped).

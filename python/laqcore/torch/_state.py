@@ -459,7 +459,7 @@ class HookState:
             c["uploads_skipped"] += 1
         else:
             c["uploads"] += 1
-            c["bytes_sent"] += int(payload.nbytes)
+            c["bytes_sent"] += int(payload.nbytes if res.frame_bytes is None else res.frame_bytes)
         return res
 
     # -- public -------------------------------------------------------------------------

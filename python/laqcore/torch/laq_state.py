@@ -158,8 +158,8 @@ class LAQState(HookState):
         ``None``: ``block_size`` (256 for a global-radius upload). Either downlink setting
         other than its default with ``exchange="all-gather"`` is a ``ValueError``.
     entropy : bool, default True
-        Two-phase only: entropy-code the codes of every frame that crosses the wire (the
-        rANS coder of :mod:`laqcore.entropy`; lossless, so decisions and averages do not
+        Entropy-code the codes of every frame that crosses the wire, with either exchange
+        (the rANS coder of :mod:`laqcore.entropy`; lossless, so decisions and averages do not
         change, only the bytes).
     error_feedback : float or "auto", default "auto"
         Weight ``w`` in ``[0, 1]`` of the residual added to the next gradient
@@ -379,7 +379,7 @@ class LAQState(HookState):
             return laq_two_phase(
                 group, n, bits, bs, down, down_bs, entropy=coded, lazy_downlink=lazy
             )
-        return LAQAllGather(self.process_group, self.server)
+        return LAQAllGather(self.process_group, self.server, entropy=self.entropy)
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
         # The buckets carry the loss scale; the history is kept unscaled (grad_scaler).
