@@ -106,7 +106,7 @@ def _trace(state: Any, steps: int) -> None:
         return res
 
     def traced_step(grad: Any) -> Any:
-        state._row = None
+        state._row, state._uploaders = None, None
         out = step(grad)
         if state._row is not None and len(rows) < steps and out is not None:
             state._row[5] = sq(out)

@@ -8,7 +8,8 @@ and each number of ranks (``--nprocs``), one launch of the bench trainer
 1. ``local``: a hook that communicates nothing (returns the local gradient): the compute +
    DDP floor of *any* hook;
 2. ``allreduce``: no hook (DDP's C++ all-reduce), the reference;
-3. ``laq``: ``LAQState()`` with wall-clock timers around the hook's phases (the labels of
+3. ``laq``: ``LAQState(exchange="two-phase")`` (``LAQState()`` before ``exchange="auto"``)
+   with wall-clock timers around the hook's phases (the labels of
    bench/profile_laq_hook.py; the collectives' times include waiting for the slower rank),
    recording the sizes of the collectives of its two-phase exchange;
 4. ``collectives``: those collectives alone, at the sizes LAQ used (means over its steps and
@@ -189,7 +190,9 @@ def rank_main(path: str) -> None:
                 prof._install()
                 log.install()
                 prof.TIMES.clear()
-            res = train_one(cfg, hook, data, meter)
+            # The two-phase exchange, whose collectives this script floors (on 2 ranks
+            # LAQState() runs the all-gather since exchange="auto").
+            res = train_one(cfg, "laq_2p" if hook == "laq" else hook, data, meter)
             if hook == "laq":
                 laq_steps = int(res["steps"])
                 res["phases_ms"] = {k: 1e3 * v / laq_steps for k, v in prof.TIMES.items()}

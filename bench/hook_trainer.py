@@ -67,6 +67,7 @@ HOOKS = (
     "laq_fallback",
     "laq_ag",
     "laq_ag_plain",
+    "laq_2p",
 )
 
 # --------------------------------------------------------------------------------------
@@ -201,7 +202,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
     became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_ag`` with ``exchange="all-gather"`` and
-    ``laq_ag_plain`` with that and ``entropy=False``; ``local`` is
+    ``laq_ag_plain`` with that and ``entropy=False``, ``laq_2p`` with ``exchange="two-phase"``
+    (on 2 ranks the default before ``"auto"``); ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
     """
     if name == "allreduce":
@@ -239,6 +241,9 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", exchange="all-gather")
     elif name == "laq_ag_plain":  # the same without entropy coding
         state, hook = make_hook("laq", exchange="all-gather", entropy=False)
+    elif name == "laq_2p":  # the two-phase exchange on any number of ranks (the default
+        # from 3 on; on 2 it was the default before exchange="auto")
+        state, hook = make_hook("laq", exchange="two-phase")
     elif name.startswith("laq") and name[3:].isdigit():
         state, hook = make_hook("laq", bits=int(name[3:]))
     elif name in LAQCORE_HOOKS:

@@ -1,8 +1,8 @@
 """Where one rank's LAQ DDP hook spends its time, phase by phase (issue 15.1).
 
 Runs an ordinary DDP trainer (the bench's models from ``hook_trainer``: ``big`` is the MLP
-512-2048-2048-10 of 5,267,466 parameters) on ``--nprocs`` gloo ranks with ``LAQState()`` (or
-the keyword arguments of ``--kwargs``), one torch thread per rank, and wraps the hook's
+512-2048-2048-10 of 5,267,466 parameters) on ``--nprocs`` gloo ranks with ``LAQState(exchange="two-phase")`` (or
+the keyword arguments of ``--kwargs``; ``LAQState()`` before ``exchange="auto"``), one torch thread per rank, and wraps the hook's
 phases with wall-clock timers: bucket gather and scatter, the proposal (quantize + pack), the
 upload split (slicing + rANS encoding of the chunks for the other owners), the control
 all-gather, the uplink all-to-all, the owner's decode + accumulate, the publication
@@ -236,7 +236,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kwargs", default="{}", help="LAQState keyword arguments (JSON)")
+    ap.add_argument(
+        "--kwargs",
+        default='{"exchange": "two-phase"}',
+        help="LAQState keyword arguments (JSON; default: the two-phase exchange, whose phases "
+        "this script times, which LAQState() runs from 3 ranks on)",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--kernels", action="store_true", help="time the kernels, no training")
     ap.add_argument(

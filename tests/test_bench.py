@@ -456,7 +456,10 @@ def test_hook_variants_trace_records_the_upload_test():
         state._step(g.copy())
     rows = state.stats()["trace"]
     assert len(rows) == 3 and len(rows[0]) == len(bhv.TRACE_COLUMNS)
-    step, clock, grad_sq, innov_sq, rhs, q_sq, out_sq, upload, why = rows[0]
+    step, clock, grad_sq, innov_sq, rhs, q_sq, out_sq, upload, why, ups, disp_sq = rows[0]
+    assert ups is None  # no exchange ran (fake_step): the uploaders are unknown
+    # ||q_m - g||^2 after the step: q_m = the committed 8-bit gradient, g = grad / 2
+    assert disp_sq == pytest.approx(grad_sq / 4, rel=0.05)
     assert (step, clock, q_sq, rhs, upload, why) == (1, 0, 0.0, 0.0, True, "rule")
     assert grad_sq == pytest.approx(float(np.dot(grads[0], grads[0])), rel=1e-6)
     assert out_sq == pytest.approx(grad_sq / 4, rel=1e-6)  # ||0.5 g||^2

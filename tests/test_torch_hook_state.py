@@ -273,6 +273,73 @@ def test_resume_refuses_settings_the_saved_state_depends_on(
     assert state.uploader is None and state.iteration == 0  # nothing changed
 
 
+def test_resolve_exchange() -> None:
+    from laqcore.torch._two_phase import resolve_exchange
+
+    assert [resolve_exchange("auto", w) for w in (1, 2, 3, 8)] == [
+        "all-gather",
+        "all-gather",
+        "two-phase",
+        "two-phase",
+    ]
+    assert resolve_exchange("auto", 2, downlink=True) == "two-phase"
+    assert resolve_exchange("auto", 2, pinned="two-phase") == "two-phase"
+    assert resolve_exchange("auto", 4, pinned="all-gather") == "all-gather"
+    for explicit in ("two-phase", "all-gather"):
+        assert resolve_exchange(explicit, 2, downlink=True, pinned="x") == explicit
+    state = LAQState()
+    assert state.exchange == "auto"
+    assert [state._exchange_on(w) for w in (2, 3)] == ["all-gather", "two-phase"]
+    for kwargs in ({"downlink_bits": None}, {"downlink_block_size": 64}, {"lazy_downlink": 0.5}):
+        assert LAQState(**kwargs)._exchange_on(2) == "two-phase"
+    assert LAQState(lazy_downlink=0)._exchange_on(2) == "all-gather"
+    assert QSGDState()._exchange_on(2) == "all-gather"
+    with pytest.raises(ValueError, match='need exchange="two-phase" or "auto"'):
+        LAQState(exchange="all-gather", downlink_bits=2)
+    with pytest.raises(ValueError, match="exchange must be one of"):
+        LAQState(exchange="ring")
+
+
+def test_auto_exchange_resumes_with_the_checkpoints_exchange(group: None) -> None:
+    """A checkpoint of the two-phase exchange (on 2 ranks: saved before exchange="auto")
+    loads into LAQState() and the run goes on with the two-phase exchange; an explicit other
+    exchange is refused as before."""
+
+    def run(state: LAQState, sd: dict[str, Any] | None = None) -> dict[str, Any]:
+        torch.manual_seed(0)
+        ddp = DDP(torch.nn.Linear(6, 3))
+        if sd is not None:
+            state.load_state_dict(sd)
+        ddp.register_comm_hook(state, laq_hook)
+        for _ in range(4):
+            ddp.zero_grad()
+            ddp(torch.randn(4, 6)).square().sum().backward()
+        return state.state_dict()
+
+    for saved_with in ("two-phase", "all-gather"):
+        sd = run(LAQState(warmup_steps=1, exchange=saved_with))
+        auto = LAQState(warmup_steps=1)
+        after = run(auto, copy.deepcopy(sd))
+        assert auto.active_exchange == saved_with
+        assert ("rounds" in after["exchange"]) == (saved_with == "two-phase")
+        pickled = pickle.loads(pickle.dumps(auto))
+        assert pickled._exchange_on(2) == saved_with  # the pin survives pickling
+    other = LAQState(warmup_steps=1, exchange="all-gather")
+    with pytest.raises(ValueError, match="saved with exchange='two-phase'"):
+        other.load_state_dict(run(LAQState(warmup_steps=1, exchange="two-phase")))
+
+
+def test_states_pickled_before_auto_exchange_unpickle(group: None) -> None:
+    state = LAQState(downlink_bits=2, exchange="two-phase")
+    d = state.__getstate__()
+    d.pop("_downlink_given")
+    d.pop("_pinned_exchange")
+    old = LAQState.__new__(LAQState)
+    old.__setstate__(d)
+    assert old._downlink_given and old._pinned_exchange is None
+    assert old._exchange_on(2) == "two-phase"
+
+
 def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> None:
     sd = _trained_state(bits=2)  # error feedback on by default at 2 bits
     r = sd["residual"]

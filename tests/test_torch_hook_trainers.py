@@ -21,6 +21,8 @@ from laqcore.distributed import run_processes  # noqa: E402
 pytestmark = pytest.mark.distributed
 
 _LAQ = {"method": "laq", "kwargs": {"warmup_steps": 5}}
+# The two-phase exchange on 2 ranks (LAQState() runs the all-gather there, exchange="auto").
+_LAQ_2P = {"method": "laq", "kwargs": {"warmup_steps": 5, "exchange": "two-phase"}}
 _OVERFLOW = {"amp": "fp16", "scale": 2.0**40}  # the first steps overflow: the scaler backs off
 _OUTSIDE = {
     "method": "none",
@@ -45,11 +47,11 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref momentum", {"method": "none", "opt": "momentum"}),
     ("laq momentum", {**_LAQ, "opt": "momentum"}),
     ("ref fp16", {"method": "none", **_OVERFLOW}),
-    ("laq fp16", {**_LAQ, **_OVERFLOW, "checkpoint_at": 30}),
+    ("laq fp16", {**_LAQ_2P, **_OVERFLOW, "checkpoint_at": 30}),
     ("qsgd fp16", {"method": "qsgd", **_OVERFLOW}),
     ("terngrad fp16", {"method": "terngrad", **_OVERFLOW}),
     ("rotation fp16", {"method": "rotation", **_OVERFLOW}),
-    ("laq fp16 resumed", {**_LAQ, **_OVERFLOW, "resume_of": 7}),
+    ("laq fp16 resumed", {**_LAQ_2P, **_OVERFLOW, "resume_of": 7}),
     ("ref bf16", {"method": "none", "amp": "bf16"}),
     ("laq bf16", {**_LAQ, "amp": "bf16"}),
     # Parameters (not only autocast) in bfloat16: the hooks' buckets are bfloat16.

@@ -124,6 +124,35 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
         assert coded["bytes_received"] < s["bytes_received"]
 
 
+@pytest.mark.parametrize(("world", "chosen"), [(2, "all-gather"), (3, "two-phase")])
+def test_auto_exchange_is_the_all_gather_on_two_ranks(world: int, chosen: str) -> None:
+    """exchange="auto" (the default): the all-gather on 2 ranks, the two-phase exchange from
+    3 on, bit for bit the explicit one (LAQ and QSGD); a downlink setting asks for the
+    two-phase exchange on any number of ranks."""
+    laq = {"bits": 4, "warmup_steps": 2}
+    runs = [
+        {"method": "laq", "steps": 12, "kwargs": laq},
+        {"method": "laq", "steps": 12, "kwargs": {**laq, "exchange": chosen}},
+        {"method": "qsgd", "steps": 8, "kwargs": {"levels": 8}},
+        {"method": "qsgd", "steps": 8, "kwargs": {"levels": 8, "exchange": chosen}},
+        {"method": "laq", "steps": 12, "kwargs": {**laq, "downlink_bits": 8}},
+        {
+            "method": "laq",
+            "steps": 12,
+            "kwargs": {**laq, "downlink_bits": 8, "exchange": "two-phase"},
+        },
+    ]
+    res = _run(world, runs)
+    for r in range(world):
+        for auto, explicit in ((0, 1), (2, 3), (4, 5)):
+            np.testing.assert_array_equal(res[r][auto]["params"], res[r][explicit]["params"])
+            assert res[r][auto]["stats"] == res[r][explicit]["stats"]
+        # Only the two-phase exchange reports its phases; only the all-gather wire_bytes.
+        assert ("received_uplink" in res[r][0]["stats"]) == (chosen == "two-phase")
+        assert ("wire_bytes" in res[r][0]["stats"]) == (chosen == "all-gather")
+        assert "received_uplink" in res[r][4]["stats"]
+
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_qsgd_and_terngrad_hooks_against_reference(world: int) -> None:
     steps = 25
@@ -286,11 +315,11 @@ def test_states_show_their_settings() -> None:
     from laqcore.torch import QSGDState
 
     text = repr(LAQState(bits=2))
-    assert text.startswith("LAQState(bits=2, block_size=32, exchange='two-phase', ")
+    assert text.startswith("LAQState(bits=2, block_size=32, exchange='auto', ")
     assert "error_feedback=1.0" in text and "stale_cap=4.0" in text
     assert text.endswith(") at iteration 0")
     assert repr(QSGDState(levels=4)).startswith(
-        "QSGDState(seed=0, exchange='two-phase', compressor_kwargs={'levels': 4}, "
+        "QSGDState(seed=0, exchange='auto', compressor_kwargs={'levels': 4}, "
     )
 
 
@@ -326,7 +355,13 @@ def test_a_finite_gradient_the_kernels_cannot_represent_is_dropped_on_every_rank
         assert res["stats"]["nonfinite_steps"] == len(dropped)
 
 
-_OVERFLOW_HOOKS = [("laq", {}), ("qsgd", {"norm": "max"}), ("terngrad", {})]
+# The two-phase exchange's owners (on 2 ranks "auto" would run the all-gather, which has none).
+_TWO_PHASE = {"exchange": "two-phase"}
+_OVERFLOW_HOOKS = [
+    ("laq", _TWO_PHASE),
+    ("qsgd", {"norm": "max", **_TWO_PHASE}),
+    ("terngrad", _TWO_PHASE),
+]
 
 
 @pytest.mark.parametrize("world", [2, 3])

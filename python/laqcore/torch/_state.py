@@ -132,6 +132,8 @@ class HookState:
         # order at the first iteration (:meth:`_adopt_saved_order`).
         self._expected_digests: list[int] | None = None
         self._exchange_state: dict[str, Any] | None = None
+        # exchange="auto" loaded from a checkpoint: the checkpoint's exchange (load_state_dict).
+        self._pinned_exchange: str | None = None
         self._counters: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         # fallback=True: DDP's all-reduce where compression does not pay (:mod:`._fallback`).
         self.fallback = check_bool(fallback, "fallback")
@@ -268,6 +270,11 @@ class HookState:
 
     def _make_exchange(self, n: int) -> GradientExchange:
         raise NotImplementedError  # abstract: each hook state picks its exchange
+
+    def _exchange_on(self, world_size: int) -> str | None:
+        """The exchange this state runs on ``world_size`` ranks (``exchange="auto"``
+        resolved), or ``None`` for a state without that setting."""
+        return None
 
     @property
     def exchanger(self) -> GradientExchange:
@@ -626,7 +633,12 @@ class HookState:
                 "rank 0's checkpoint only, as Lightning and Accelerate do, must save "
                 "state.state_dict(all_ranks=True) on every rank)"
             )
-        _check_exchange_kind(sd["exchange"], getattr(self, "exchange", None))
+        # "auto" takes the checkpoint's exchange (a run saved before "auto" existed, or on
+        # another number of ranks' resolution, resumes as it ran); another is refused.
+        saved_kind = _saved_exchange_kind(sd["exchange"])
+        adopt = saved_kind is not None and getattr(self, "exchange", None) == "auto"
+        if not adopt:
+            _check_exchange_kind(saved_kind, self._exchange_on(world))
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):
             raise TypeError("state_dict['counters'] must be a dict")
@@ -668,6 +680,9 @@ class HookState:
         # Before its first step a state holds nothing in either units: any scaler fits.
         self._unscaled = unscaled if numels else None
         self._exchange_state = sd["exchange"]
+        if adopt:
+            self._pinned_exchange = saved_kind
+            self._exchanger = None  # rebuilt as the checkpoint's kind at the next step
         if self._exchanger is not None and sd["exchange"] is not None:
             self._exchanger.load_state_dict(sd["exchange"])
         if probe is not None:
@@ -765,6 +780,7 @@ class HookState:
             "fallback": False,
             "_probe": None,
             "_expected_digests": None,
+            "_pinned_exchange": None,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
         # plain attributes before they became checked properties
@@ -776,19 +792,23 @@ class HookState:
         self.__dict__["_sealed"] = True  # also for states pickled before settings were sealed
 
 
-def _check_exchange_kind(saved: Any, exchange: str | None) -> None:
-    """Refuse a checkpoint of the other exchange (``exchange=``), told by its entry's keys:
-    only the two-phase exchange writes ``rounds``, only the all-gather ``transport``
-    (``None`` or neither: nothing exchanged yet, or an older all-gather checkpoint). LAQ keeps
-    its aggregate in the two-phase exchange's replica, so a two-phase checkpoint resumed
-    with ``exchange="all-gather"`` started from a zero aggregate while every rank's last
-    upload was kept: the averages were silently wrong (1 gloo rank: the aggregate 0 against
-    a last upload of norm_1 67 after the first resumed step); the reverse failed at the
-    first step with ``KeyError: 'rounds'``."""
-    if not isinstance(saved, dict) or exchange is None:
-        return
-    kind = "two-phase" if "rounds" in saved else "all-gather" if "transport" in saved else None
-    if kind is not None and kind != exchange:
+def _saved_exchange_kind(saved: Any) -> str | None:
+    """The exchange a checkpoint's entry comes from, told by its keys: only the two-phase
+    exchange writes ``rounds``, only the all-gather ``transport`` (``None``: nothing
+    exchanged yet, or an older all-gather checkpoint)."""
+    if not isinstance(saved, dict):
+        return None
+    return "two-phase" if "rounds" in saved else "all-gather" if "transport" in saved else None
+
+
+def _check_exchange_kind(kind: str | None, exchange: str | None) -> None:
+    """Refuse a checkpoint of the other exchange (``kind``: :func:`_saved_exchange_kind`;
+    ``exchange``: this state's, resolved). LAQ keeps its aggregate in the two-phase
+    exchange's replica, so a two-phase checkpoint resumed with ``exchange="all-gather"``
+    started from a zero aggregate while every rank's last upload was kept: the averages were
+    silently wrong (1 gloo rank: the aggregate 0 against a last upload of norm_1 67 after the
+    first resumed step); the reverse failed at the first step with ``KeyError: 'rounds'``."""
+    if kind is not None and exchange is not None and kind != exchange:
         raise ValueError(
             f"this checkpoint was saved with exchange={kind!r} and this state has "
             f"exchange={exchange!r}: the exchange holds part of the hook's state (LAQ's "

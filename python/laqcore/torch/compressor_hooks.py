@@ -32,7 +32,7 @@ from ..compressors.base import compressor_parameters
 from ..compressors.rotation import RotationCompressor, rotation_padded_size
 from ._exchange import CompressorAllGather, GradientExchange
 from ._state import HookState, run_hook
-from ._two_phase import check_exchange, compressor_two_phase
+from ._two_phase import check_exchange, compressor_two_phase, resolve_exchange
 
 __all__ = ["QSGDState", "RotationState", "TernGradState"]  # the hook states
 __all__ += ["qsgd_hook", "rotation_hook", "terngrad_hook"]  # and their hooks
@@ -63,7 +63,7 @@ class _CompressorState(HookState):
         seed: int = 0,
         warmup_steps: int = 1,
         nonfinite: str = "propagate",
-        exchange: str = "two-phase",
+        exchange: str = "auto",
         grad_scaler: Any = None,
         fallback: bool = False,
         **kwargs: Any,
@@ -104,10 +104,13 @@ class _CompressorState(HookState):
         if self._compressor is None:
             self._compressor = self._make(self.rank)
         n = self._wire_length(n)
-        if self.exchange == "two-phase":
+        if self._exchange_on(self.world_size) == "two-phase":
             kwargs = self.compressor_kwargs
             return compressor_two_phase(self.process_group, n, self._NAME, self.seed, kwargs)
         return CompressorAllGather(self.process_group, n, self._compressor)
+
+    def _exchange_on(self, world_size: int) -> str | None:
+        return resolve_exchange(self.exchange, world_size, pinned=self._pinned_exchange)
 
     # The three places where the rotation hook differs (identities here).
     def _wire_length(self, n: int) -> int:
@@ -150,10 +153,12 @@ class QSGDState(_CompressorState):
         Iterations of plain all-reduce first.
     nonfinite : {"propagate", "raise", "skip"}, default "propagate"
         What a NaN/Inf gradient does (:mod:`laqcore.torch._nonfinite`).
-    exchange : {"two-phase", "all-gather"}, default "two-phase"
+    exchange : {"auto", "two-phase", "all-gather"}, default "auto"
         ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it
         (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
-        of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload.
+        of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload;
+        ``"auto"``: the all-gather on 1-2 ranks (no re-compression, the same bytes there),
+        the two-phase exchange from 3 on (docs/ddp.md, "Two ranks").
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
         These hooks keep no memory across steps and their codes are scale-free, so it only
@@ -199,7 +204,7 @@ class RotationState(_CompressorState):
         Base seed of the signs (shared by all ranks) and of the rounding (per rank).
     warmup_steps, nonfinite : int, str
         As for :class:`QSGDState`.
-    exchange : {"two-phase", "all-gather"}, default "two-phase"
+    exchange : {"auto", "two-phase", "all-gather"}, default "auto"
         As for :class:`QSGDState`; both exchange QSGD codes of the rotated vectors, and the
         two-phase owners average and re-quantize their chunk of rotated coordinates.
     **kwargs

@@ -47,7 +47,7 @@ from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
 from ._rule import SCALES, LazyRule
 from ._state import HookState, run_hook
-from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase
+from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase, resolve_exchange
 
 __all__ = [
     "LAQState",
@@ -144,14 +144,20 @@ class LAQState(HookState):
     lr : float, optional
         Ignored, with a warning (kept so old code runs): the rule no longer needs the
         learning rate.
-    exchange : {"two-phase", "all-gather"}, default "two-phase"
+    exchange : {"auto", "two-phase", "all-gather"}, default "auto"
         How the uploads travel (docs/ddp.md). ``"two-phase"``: chunk j of every upload goes
         to rank j, which publishes its chunk of the aggregate's change to all, so the bytes a
         rank receives per step do not grow with the number of ranks; every rank holds the
         same *replica* of the aggregate, exact up to the downlink quantization.
         ``"all-gather"``: every rank receives every uploader's frame (exact aggregate).
+        ``"auto"``: the all-gather on 1-2 ranks (the same bytes as the two-phase exchange
+        there, one collective and the downlink's re-quantization fewer), the two-phase
+        exchange from 3 ranks on or whenever a downlink setting is given (docs/ddp.md, "Two
+        ranks"); :attr:`active_exchange` says which, and a resumed state keeps its
+        checkpoint's.
     downlink_bits : int or None, default 4
-        Two-phase only: bits of the owners' re-quantized publications (double quantization;
+        Two-phase only (a value other than 4 makes ``"auto"`` the two-phase exchange): bits
+        of the owners' re-quantized publications (double quantization;
         the error does not accumulate), ``None`` for an exact float32 downlink.
     downlink_block_size : int or None, default None
         Two-phase only: coordinates per radius of the publications (a multiple of 8);
@@ -244,7 +250,7 @@ class LAQState(HookState):
         warmup_steps: int | str = "auto",
         nonfinite: str = "propagate",
         lr: float | None = None,
-        exchange: str = "two-phase",
+        exchange: str = "auto",
         downlink_bits: int | None = 4,
         downlink_block_size: int | None = None,
         entropy: bool = True,
@@ -267,11 +273,13 @@ class LAQState(HookState):
             None if downlink_bits is None else check_bits(downlink_bits, "downlink_bits")
         )
         self.downlink_block_size = check_block_size(downlink_block_size)
-        if self.exchange != "two-phase" and (downlink_bits != 4 or downlink_block_size is not None):
-            # The all-gather exchange has no downlink to quantize: they would be ignored.
+        # A downlink setting asks for the two-phase exchange ("auto" then takes it on any
+        # number of ranks); the all-gather has no downlink to quantize: they would be ignored.
+        self._downlink_given = downlink_bits != 4 or downlink_block_size is not None
+        if self.exchange == "all-gather" and self._downlink_given:
             raise ValueError(
-                'downlink_bits and downlink_block_size need exchange="two-phase" (the '
-                "all-gather exchange sends every upload to every rank, with no downlink)"
+                'downlink_bits and downlink_block_size need exchange="two-phase" or "auto" '
+                "(the all-gather exchange sends every upload to every rank, with no downlink)"
             )
         self.entropy = check_bool(entropy, "entropy")
         # "auto" is resolved from the world size when the exchange is made (the process
@@ -279,11 +287,13 @@ class LAQState(HookState):
         self.lazy_downlink: float | str = "auto"
         if not (isinstance(lazy_downlink, str) and lazy_downlink == "auto"):
             c = check_real(lazy_downlink, "lazy_downlink", minimum=0.0)
-            if c > 0.0 and self.exchange != "two-phase":
+            if c > 0.0 and self.exchange == "all-gather":
                 raise ValueError(
-                    'lazy_downlink needs exchange="two-phase" (it defers publications)'
+                    'lazy_downlink needs exchange="two-phase" or "auto" (it defers '
+                    "publications, which the all-gather exchange does not have)"
                 )
             self.lazy_downlink = c
+            self._downlink_given = self._downlink_given or c > 0.0
         auto_ef = isinstance(error_feedback, str) and error_feedback == "auto"
         self.error_feedback = (
             auto_error_feedback(self.bits)
@@ -352,7 +362,8 @@ class LAQState(HookState):
         world size (:func:`auto_lazy_downlink`; 0 with the all-gather exchange)."""
         c = getattr(self, "lazy_downlink", 0.0)  # pickled before the lazy downlink existed
         if isinstance(c, str):
-            return auto_lazy_downlink(self.world_size) if self.exchange == "two-phase" else 0.0
+            two_phase = self.active_exchange == "two-phase"
+            return auto_lazy_downlink(self.world_size) if two_phase else 0.0
         return float(c)
 
     def _repr_settings(self) -> dict[str, Any]:
@@ -364,10 +375,22 @@ class LAQState(HookState):
         uploader = LazyUploader(n, self.bits, self._upload_rule, block_size=self.block_size)
         return uploader, LazyAggregate(n, self.rule.history)
 
+    @property
+    def active_exchange(self) -> str:
+        """The exchange this state runs in its process group: ``exchange``, or the one
+        ``"auto"`` chose for the group's size (:func:`~laqcore.torch._two_phase.
+        resolve_exchange`; needs the process group)."""
+        return typing.cast(str, self._exchange_on(self.world_size))
+
+    def _exchange_on(self, world_size: int) -> str | None:
+        return resolve_exchange(
+            self.exchange, world_size, downlink=self._downlink_given, pinned=self._pinned_exchange
+        )
+
     def _make_exchange(self, n: int) -> GradientExchange:
         if self.server is None:
             self.uploader, self.server = self._new_state(n)
-        if self.exchange == "two-phase":
+        if self.active_exchange == "two-phase":
             bits, bs, down, down_bs = (
                 self.bits,
                 self.block_size,
@@ -460,6 +483,17 @@ class LAQState(HookState):
         return res.mean
 
     # -- checkpoints ----------------------------------------------------------------------
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        # Pickled before exchange="auto": whether a downlink setting was given.
+        if "_downlink_given" not in d:
+            lazy = d.get("lazy_downlink", "auto")
+            d["_downlink_given"] = (
+                d.get("downlink_bits", 4) != 4
+                or d.get("downlink_block_size") is not None
+                or (not isinstance(lazy, str) and lazy > 0.0)
+            )
+        super().__setstate__(d)
+
     def _state_dict(self) -> dict[str, Any]:
         sd = super()._state_dict()
         sd.update(
