@@ -48,6 +48,8 @@ def _rank(cfg_path: str) -> None:
         from laqcore.torch import LAQState, laq_hook
 
         kwargs = json.loads(name[len(_PREFIX) :])
+        if cfg.get("exchange") is not None:
+            kwargs.setdefault("exchange", cfg["exchange"])
         quorum = kwargs.pop("_quorum", 0)
         state = LAQState(**kwargs)
         if quorum > 0:
@@ -228,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one of bench_hooks.OPTIM_CONFIGS (optimizer, autocast, GradScaler) for every run",
     )
     ap.add_argument(
+        "--exchange",
+        default=None,
+        help="exchange= of every LAQState variant that does not set its own (default: the "
+        "library's, 'auto'; 'two-phase' reproduces the 2-rank runs from before 'auto')",
+    )
+    ap.add_argument(
         "--detach-scaler",
         action="store_true",
         help="do not give laqcore's hook states the GradScaler (grad_scaler=None)",
@@ -257,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "eval_every": max(args.curve, 1),
         "trace": args.trace,
         "attach_scaler": not args.detach_scaler,
+        "exchange": args.exchange,
         # The runs' optimizer/precision (bench_hooks.OPTIM_CONFIGS; it overrides "lr").
         "optim_config": args.optim_config,
     }
