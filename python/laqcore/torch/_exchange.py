@@ -3,9 +3,10 @@
 This is the hooks' one seam to the network. An exchange object has one method,
 :meth:`GradientExchange.average`, that takes this rank's payload (or ``None`` to skip) and
 returns the averaged flat gradient, identical on every rank, together with what the hook
-needs to keep its own state honest: this rank's payload *as decoded from the wire* (every
-rank, the sender included, applies the decoded bytes, so a sender-side bug or a bit flip
-under a valid CRC cannot make the replicas differ), which ranks uploaded, which reported a
+needs to keep its own state honest: this rank's payload as it went on the wire (every rank
+applies the same values: the other ranks decode the frame, the sender applies the payload it
+encoded, the codings being lossless, tested against numpy references and fuzzed; decoding
+its own frame again cost a full decode per step), which ranks uploaded, which reported a
 non-finite gradient, and the bytes this rank received.
 
 The implementations here use :class:`laqcore.distributed.Transport` (an all-gather of one
@@ -58,7 +59,8 @@ class Averaged:
         The averaged flat gradient (stable order), identical on every rank; ``None`` when a
         rank reported a non-finite gradient and the exchange was aborted (nothing moved).
     own : Payload or None
-        This rank's upload as decoded from its wire frame (``None`` if it did not upload).
+        This rank's upload as it went on the wire (the payload it encoded; ``None`` if it
+        did not upload).
     uploaders, nonfinite_ranks : list of int
         Ranks whose payload was applied, and ranks that reported a non-finite gradient.
     bytes_received : int
@@ -160,15 +162,19 @@ class _AllGather:
         mean = self._begin(out)
         own: Payload | None = None
         uploaders = []
-        # Same frames, same order on every rank: bit-identical results (this rank's own
-        # frame decoded too: the module docstring).
+        # Same frames, same order on every rank: bit-identical results. This rank's own
+        # upload is the payload it encoded, not its frame decoded again (the module
+        # docstring): a full decode per step, 24% of LAQ's step on the 5.3M-parameter bench
+        # model at 2 ranks (84 vs 68 ms at 1 Gbit/s against the two-phase exchange, which
+        # keeps its own chunk the same way).
+        me = self.transport.rank
         for r, frame in enumerate(frames):
             if frame is None:
                 continue
-            got = self._decode(frame)
+            got = payload if r == me and payload is not None else self._decode(frame)
             self._add(got, mean)
             uploaders.append(r)
-            if r == self.transport.rank:
+            if r == me:
                 own = got
         self._finish(mean, len(uploaders))
         sent = None if mine is None else len(mine)
