@@ -274,26 +274,31 @@ def test_resume_refuses_settings_the_saved_state_depends_on(
 
 
 def test_resolve_exchange() -> None:
+    from laqcore.torch._two_phase import AUTO_ALL_GATHER_MAX_N as BIG
     from laqcore.torch._two_phase import resolve_exchange
 
-    assert [resolve_exchange("auto", w) for w in (1, 2, 3, 8)] == [
+    assert [resolve_exchange("auto", w, 1000) for w in (1, 2, 3, 8)] == [
         "all-gather",
         "all-gather",
         "two-phase",
         "two-phase",
     ]
-    assert resolve_exchange("auto", 2, downlink=True) == "two-phase"
-    assert resolve_exchange("auto", 2, pinned="two-phase") == "two-phase"
-    assert resolve_exchange("auto", 4, pinned="all-gather") == "all-gather"
+    assert resolve_exchange("auto", 2, BIG) == "all-gather"
+    assert resolve_exchange("auto", 2, BIG + 1) == "two-phase"  # a large model: two phases
+    assert resolve_exchange("auto", 2, 1000, downlink=True) == "two-phase"
+    assert resolve_exchange("auto", 2, BIG + 1, pinned="all-gather") == "all-gather"
+    assert resolve_exchange("auto", 4, 1000, pinned="all-gather") == "all-gather"
     for explicit in ("two-phase", "all-gather"):
-        assert resolve_exchange(explicit, 2, downlink=True, pinned="x") == explicit
+        assert resolve_exchange(explicit, 2, BIG + 1, downlink=True, pinned="x") == explicit
     state = LAQState()
     assert state.exchange == "auto"
-    assert [state._exchange_on(w) for w in (2, 3)] == ["all-gather", "two-phase"]
+    assert [state._exchange_on(w, 1000) for w in (2, 3)] == ["all-gather", "two-phase"]
+    assert state._exchange_on(2, BIG + 1) == "two-phase"
     for kwargs in ({"downlink_bits": None}, {"downlink_block_size": 64}, {"lazy_downlink": 0.5}):
-        assert LAQState(**kwargs)._exchange_on(2) == "two-phase"
-    assert LAQState(lazy_downlink=0)._exchange_on(2) == "all-gather"
-    assert QSGDState()._exchange_on(2) == "all-gather"
+        assert LAQState(**kwargs)._exchange_on(2, 1000) == "two-phase"
+    assert LAQState(lazy_downlink=0)._exchange_on(2, 1000) == "all-gather"
+    assert QSGDState()._exchange_on(2, 1000) == "all-gather"
+    assert QSGDState()._exchange_on(2, BIG + 1) == "two-phase"
     with pytest.raises(ValueError, match='need exchange="two-phase" or "auto"'):
         LAQState(exchange="all-gather", downlink_bits=2)
     with pytest.raises(ValueError, match="exchange must be one of"):
@@ -323,7 +328,7 @@ def test_auto_exchange_resumes_with_the_checkpoints_exchange(group: None) -> Non
         assert auto.active_exchange == saved_with
         assert ("rounds" in after["exchange"]) == (saved_with == "two-phase")
         pickled = pickle.loads(pickle.dumps(auto))
-        assert pickled._exchange_on(2) == saved_with  # the pin survives pickling
+        assert pickled._exchange_on(2, 18) == saved_with  # the pin survives pickling
     other = LAQState(warmup_steps=1, exchange="all-gather")
     with pytest.raises(ValueError, match="saved with exchange='two-phase'"):
         other.load_state_dict(run(LAQState(warmup_steps=1, exchange="two-phase")))
@@ -337,7 +342,7 @@ def test_states_pickled_before_auto_exchange_unpickle(group: None) -> None:
     old = LAQState.__new__(LAQState)
     old.__setstate__(d)
     assert old._downlink_given and old._pinned_exchange is None
-    assert old._exchange_on(2) == "two-phase"
+    assert old._exchange_on(2, 1000) == "two-phase"
 
 
 def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> None:

@@ -271,9 +271,10 @@ class HookState:
     def _make_exchange(self, n: int) -> GradientExchange:
         raise NotImplementedError  # abstract: each hook state picks its exchange
 
-    def _exchange_on(self, world_size: int) -> str | None:
-        """The exchange this state runs on ``world_size`` ranks (``exchange="auto"``
-        resolved), or ``None`` for a state without that setting."""
+    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
+        """The exchange this state runs on ``world_size`` ranks for a gradient of ``n``
+        elements (``exchange="auto"`` resolved), or ``None`` for a state without that
+        setting."""
         return None
 
     @property
@@ -638,7 +639,8 @@ class HookState:
         saved_kind = _saved_exchange_kind(sd["exchange"])
         adopt = saved_kind is not None and getattr(self, "exchange", None) == "auto"
         if not adopt:
-            _check_exchange_kind(saved_kind, self._exchange_on(world))
+            numel = sum(int(v) for v in sd["numels"]) if isinstance(sd["numels"], list) else 0
+            _check_exchange_kind(saved_kind, self._exchange_on(world, numel))
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):
             raise TypeError("state_dict['counters'] must be a dict")

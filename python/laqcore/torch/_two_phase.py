@@ -30,6 +30,7 @@ from ._checkpoint import counters, load_counters
 from ._exchange import Averaged
 
 __all__ = [
+    "AUTO_ALL_GATHER_MAX_N",
     "EXCHANGES",
     "TwoPhaseAverage",
     "check_exchange",
@@ -55,26 +56,41 @@ def check_exchange(exchange: Any) -> str:
     return check_choice(exchange, "exchange", EXCHANGES)
 
 
+#: ``exchange="auto"`` on 2 ranks: the all-gather up to this many coordinates per message,
+#: the two-phase exchange above (:func:`resolve_exchange`).
+AUTO_ALL_GATHER_MAX_N = 1 << 20
+
+
 def resolve_exchange(
-    exchange: str, world_size: int, *, downlink: bool = False, pinned: str | None = None
+    exchange: str,
+    world_size: int,
+    n: int,
+    *,
+    downlink: bool = False,
+    pinned: str | None = None,
 ) -> str:
-    """The exchange a hook runs: ``exchange`` itself unless it is ``"auto"``, which is the
-    all-gather on 1 or 2 ranks and the two-phase exchange from 3 on (``downlink``: a
+    """The exchange a hook runs for messages of ``n`` coordinates: ``exchange`` itself unless
+    it is ``"auto"``, which is the all-gather on 1 or 2 ranks for ``n`` up to
+    :data:`AUTO_ALL_GATHER_MAX_N` and the two-phase exchange otherwise (``downlink``: a
     downlink setting was given, which only the two-phase exchange has: then always that).
 
     Why: on 2 ranks each rank receives the other's upload either way (the two-phase exchange
     sends half of it and publishes the other half of the aggregate's change), but the
     all-gather does it in two collectives instead of three, without the owners' decoding,
-    re-quantizing and publishing, and with an exact aggregate: on the bench MLP at 1 Gbit/s
-    its step took 3.1 ms against 4.2 and it moved 4.8 MB per rank against 6.0 (docs/ddp.md,
-    "Two ranks"). From 3 ranks on the all-gather's traffic per rank grows with the ranks.
-    ``pinned``: the exchange of a checkpoint an ``"auto"`` state resumed from, kept.
+    re-quantizing and publishing, and with an exact aggregate: on the bench MLP (85k
+    coordinates) at 1 Gbit/s its step took 3.1 ms against 4.2 and it moved 4.8 MB per rank
+    against 6.0. On the 5.3M-coordinate bench model it was the slower one over the same link
+    (82.5 against 70.9 ms per step, for a reason not found), hence the size limit, which lies
+    between the two measured sizes (docs/ddp.md, "Two ranks"). From 3 ranks on the
+    all-gather's traffic per rank grows with the ranks. ``pinned``: the exchange of a
+    checkpoint an ``"auto"`` state resumed from, kept.
     """
     if exchange != "auto":
         return exchange
     if pinned is not None:
         return pinned
-    return "all-gather" if world_size <= 2 and not downlink else "two-phase"
+    small = world_size <= 2 and n <= AUTO_ALL_GATHER_MAX_N
+    return "all-gather" if small and not downlink else "two-phase"
 
 
 class TwoPhaseAverage:

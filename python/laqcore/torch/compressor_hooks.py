@@ -103,14 +103,14 @@ class _CompressorState(HookState):
     def _make_exchange(self, n: int) -> GradientExchange:
         if self._compressor is None:
             self._compressor = self._make(self.rank)
-        n = self._wire_length(n)
-        if self._exchange_on(self.world_size) == "two-phase":
+        wire = self._wire_length(n)
+        if self._exchange_on(self.world_size, n) == "two-phase":
             kwargs = self.compressor_kwargs
-            return compressor_two_phase(self.process_group, n, self._NAME, self.seed, kwargs)
-        return CompressorAllGather(self.process_group, n, self._compressor)
+            return compressor_two_phase(self.process_group, wire, self._NAME, self.seed, kwargs)
+        return CompressorAllGather(self.process_group, wire, self._compressor)
 
-    def _exchange_on(self, world_size: int) -> str | None:
-        return resolve_exchange(self.exchange, world_size, pinned=self._pinned_exchange)
+    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
+        return resolve_exchange(self.exchange, world_size, n, pinned=self._pinned_exchange)
 
     # The three places where the rotation hook differs (identities here).
     def _wire_length(self, n: int) -> int:

@@ -378,19 +378,24 @@ class LAQState(HookState):
     @property
     def active_exchange(self) -> str:
         """The exchange this state runs in its process group: ``exchange``, or the one
-        ``"auto"`` chose for the group's size (:func:`~laqcore.torch._two_phase.
-        resolve_exchange`; needs the process group)."""
-        return typing.cast(str, self._exchange_on(self.world_size))
+        ``"auto"`` chose for the group's size and the gradient's (:func:`~laqcore.torch.
+        _two_phase.resolve_exchange`; needs the process group, and the gradient's size is
+        known from the first step on: before it, the choice for a small one)."""
+        return typing.cast(str, self._exchange_on(self.world_size, self.numel))
 
-    def _exchange_on(self, world_size: int) -> str | None:
+    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
         return resolve_exchange(
-            self.exchange, world_size, downlink=self._downlink_given, pinned=self._pinned_exchange
+            self.exchange,
+            world_size,
+            n,
+            downlink=self._downlink_given,
+            pinned=self._pinned_exchange,
         )
 
     def _make_exchange(self, n: int) -> GradientExchange:
         if self.server is None:
             self.uploader, self.server = self._new_state(n)
-        if self.active_exchange == "two-phase":
+        if self._exchange_on(self.world_size, n) == "two-phase":
             bits, bs, down, down_bs = (
                 self.bits,
                 self.block_size,
