@@ -157,8 +157,9 @@ class QSGDState(_CompressorState):
         ``"two-phase"``: rank j averages chunk j of the uploads and re-compresses it
         (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
         of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload;
-        ``"auto"``: the all-gather on 1-2 ranks (no re-compression, the same bytes there),
-        the two-phase exchange from 3 on (docs/ddp.md, "Two ranks").
+        ``"auto"``: the all-gather on 1-2 ranks for gradients of up to 2^20 coordinates (no
+        re-compression, the same bytes there), else the two-phase exchange (docs/ddp.md,
+        "Two ranks").
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
         These hooks keep no memory across steps and their codes are scale-free, so it only

@@ -150,10 +150,10 @@ class LAQState(HookState):
         rank receives per step do not grow with the number of ranks; every rank holds the
         same *replica* of the aggregate, exact up to the downlink quantization.
         ``"all-gather"``: every rank receives every uploader's frame (exact aggregate).
-        ``"auto"``: the all-gather on 1-2 ranks (the same bytes as the two-phase exchange
-        there, one collective and the downlink's re-quantization fewer), the two-phase
-        exchange from 3 ranks on or whenever a downlink setting is given (docs/ddp.md, "Two
-        ranks"); :attr:`active_exchange` says which, and a resumed state keeps its
+        ``"auto"``: the all-gather on 1-2 ranks for gradients of up to 2^20 coordinates
+        (the same bytes as the two-phase exchange there, one collective and the downlink's
+        re-quantization fewer), the two-phase exchange for larger ones, from 3 ranks on and
+        whenever a downlink setting is given (docs/ddp.md, "Two ranks"); :attr:`active_exchange` says which, and a resumed state keeps its
         checkpoint's.
     downlink_bits : int or None, default 4
         Two-phase only (a value other than 4 makes ``"auto"`` the two-phase exchange): bits
