@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -232,26 +233,28 @@ def test_resume_takes_new_settings_the_saved_state_does_not_depend_on(
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+def _linear_run(state: Any, hook: Any, sd: dict[str, Any] | None = None, steps: int = 3) -> Any:
+    """``steps`` iterations of a DDP Linear(6, 3) under ``hook`` (``state`` loaded from ``sd``
+    first, if given); every gradient finite. Returns the state's ``state_dict()``."""
+    torch.manual_seed(0)
+    ddp = DDP(torch.nn.Linear(6, 3))
+    if sd is not None:
+        state.load_state_dict(sd)
+    ddp.register_comm_hook(state, hook)
+    for _ in range(steps):
+        ddp.zero_grad()
+        ddp(torch.randn(4, 6)).square().sum().backward()
+        assert all(torch.isfinite(p.grad).all() for p in ddp.parameters())
+    return state.state_dict()
+
+
 def test_compressor_resume_takes_new_levels_and_seed(group: None) -> None:
     from laqcore.torch import qsgd_hook
 
-    def run(state: QSGDState, sd: dict[str, Any] | None = None) -> None:
-        torch.manual_seed(0)
-        ddp = DDP(torch.nn.Linear(6, 3))
-        if sd is not None:
-            state.load_state_dict(sd)
-        ddp.register_comm_hook(state, qsgd_hook)
-        for _ in range(3):
-            ddp.zero_grad()
-            ddp(torch.randn(4, 6)).square().sum().backward()
-            assert all(torch.isfinite(p.grad).all() for p in ddp.parameters())
-
-    saved = QSGDState(levels=4, warmup_steps=1)
-    run(saved)
-    sd = saved.state_dict()
+    sd = _linear_run(QSGDState(levels=4, warmup_steps=1), qsgd_hook)
     for kwargs in ({"levels": 16}, {"levels": 4, "seed": 5}):
         fresh = QSGDState(warmup_steps=1, **kwargs)
-        run(fresh, copy.deepcopy(sd))
+        _linear_run(fresh, qsgd_hook, copy.deepcopy(sd))
         assert fresh.iteration == sd["iteration"] + 3
 
 
@@ -311,15 +314,7 @@ def test_auto_exchange_resumes_with_the_checkpoints_exchange(group: None) -> Non
     exchange is refused as before."""
 
     def run(state: LAQState, sd: dict[str, Any] | None = None) -> dict[str, Any]:
-        torch.manual_seed(0)
-        ddp = DDP(torch.nn.Linear(6, 3))
-        if sd is not None:
-            state.load_state_dict(sd)
-        ddp.register_comm_hook(state, laq_hook)
-        for _ in range(4):
-            ddp.zero_grad()
-            ddp(torch.randn(4, 6)).square().sum().backward()
-        return state.state_dict()
+        return typing.cast(dict[str, Any], _linear_run(state, laq_hook, sd, steps=4))
 
     for saved_with in ("two-phase", "all-gather"):
         sd = run(LAQState(warmup_steps=1, exchange=saved_with))
