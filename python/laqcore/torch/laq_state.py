@@ -201,7 +201,8 @@ class LAQState(HookState):
         current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
         forces: ``stats()["capped_uploads"]``. The default 4 was measured on MLP and CNN
         trainers; on a transformer use 1 (the bench's small transformer under momentum SGD
-        lost 8-60 points with 4, at most 4.2 with 1: docs/results_hooks.md).
+        lost 1.5-29 points with 4, at most 4.7 with 1, 2 ranks: README, "A small
+        transformer").
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (or set ``state.grad_scaler = scaler`` later). With it the
         state is kept in unscaled units, so the scaler's back-off after an fp16 overflow does
