@@ -45,7 +45,13 @@ from ..laq_payload import LAQPayload
 from ..wire import Payload
 from .slicing import slice_payload, slice_unit
 
-__all__ = ["CompressorChunkCodec", "LAQChunkCodec", "check_in_range", "compress_in_range"]
+__all__ = [
+    "CompressorChunkCodec",
+    "LAQChunkCodec",
+    "check_in_range",
+    "compress_in_range",
+    "laq_frame",
+]
 
 
 def __dir__() -> list[str]:
@@ -89,9 +95,10 @@ def compress_in_range(compress: Callable[[], T], chunk: npt.NDArray[Any], owner:
         raise
 
 
-def _laq_frame(data: ByteVector | LAQPayload, n: int) -> LAQPayload:
+def laq_frame(data: bytes | ByteVector | LAQPayload, n: int) -> LAQPayload:
     """A LAQ frame of ``n`` coordinates (global or blockwise radius, plain or entropy-coded),
-    else ``ValueError``; an owner's own chunk comes as the payload itself."""
+    else ``ValueError``; an owner's own chunk comes as the payload itself. The DDP hook's
+    all-gather exchange decodes its frames with it too."""
     if isinstance(data, LAQPayload):
         return data
     p = Payload.from_bytes(data, expected_n=n)
@@ -239,7 +246,7 @@ class LAQChunkCodec(_Chunked):
     def receive(self, chunks: list[ByteVector | LAQPayload], step: int) -> None:
         k = self.owned.shape[0]
         if k and chunks:  # rank order: the same sums on every run; one pass over the chunk
-            frames = [_laq_frame(data, k) for data in chunks]
+            frames = [laq_frame(data, k) for data in chunks]
             np.copyto(self._owned_before, self.owned)
             self._received = True
             laq_accumulate_all(self.owned, frames)
@@ -269,7 +276,7 @@ class LAQChunkCodec(_Chunked):
         if self.downlink_bits is None:
             self.replica[s:e] = data.view(np.float32)
         else:  # decoded (and checked) now, applied in ``result``
-            self._pending[j] = _laq_frame(data, e - s)
+            self._pending[j] = laq_frame(data, e - s)
 
     def result(self, out: FloatVector | None = None) -> FloatVector:
         """``replica / N``, after applying this round's publications to the replica: each

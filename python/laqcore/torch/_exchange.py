@@ -31,8 +31,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..distributed.exchange_codecs import laq_frame
 from ..distributed.transport import Transport
-from ..entropy import EntropyPayload, entropy_frame
+from ..entropy import entropy_frame
 from ..laq import LAQPayload
 from ..lazy_state import LazyAggregate
 from ..wire import Payload
@@ -226,13 +227,8 @@ class LAQAllGather(_AllGather):
 
     def _decode(self, frame: bytes) -> Payload:
         # A LAQ frame, entropy-coded or not (every rank of a group codes alike; the replica
-        # check refuses mixed settings).
-        got = Payload.from_bytes(frame, expected_n=self.n)
-        if isinstance(got, EntropyPayload):
-            got = got.inner
-        if not isinstance(got, LAQPayload):
-            raise ValueError(f"expected a LAQ frame, got {type(got).__name__}")
-        return got
+        # check refuses mixed settings), as the two-phase exchange's owners decode theirs.
+        return laq_frame(frame, self.n)
 
     def _add(self, got: Payload, mean: FloatVector) -> None:
         self.server.add(typing.cast(LAQPayload, got))
