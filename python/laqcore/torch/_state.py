@@ -271,12 +271,6 @@ class HookState:
     def _make_exchange(self, n: int) -> GradientExchange:
         raise NotImplementedError  # abstract: each hook state picks its exchange
 
-    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
-        """The exchange this state runs on ``world_size`` ranks for a gradient of ``n``
-        elements (``exchange="auto"`` resolved), or ``None`` for a state without that
-        setting."""
-        return None
-
     @property
     def exchanger(self) -> GradientExchange:
         if self._exchanger is None:
@@ -637,10 +631,10 @@ class HookState:
         # "auto" takes the checkpoint's exchange (a run saved before "auto" existed, or on
         # another number of ranks' resolution, resumes as it ran); another is refused.
         saved_kind = _saved_exchange_kind(sd["exchange"])
-        adopt = saved_kind is not None and getattr(self, "exchange", None) == "auto"
+        exchange = getattr(self, "exchange", None)
+        adopt = saved_kind is not None and exchange == "auto"
         if not adopt:
-            numel = sum(int(v) for v in sd["numels"]) if isinstance(sd["numels"], list) else 0
-            _check_exchange_kind(saved_kind, self._exchange_on(world, numel))
+            _check_exchange_kind(saved_kind, exchange)
         iteration = check_positive_int(sd["iteration"], "state_dict['iteration']", minimum=0)
         if not isinstance(sd["counters"], dict):
             raise TypeError("state_dict['counters'] must be a dict")
@@ -805,7 +799,7 @@ def _saved_exchange_kind(saved: Any) -> str | None:
 
 def _check_exchange_kind(kind: str | None, exchange: str | None) -> None:
     """Refuse a checkpoint of the other exchange (``kind``: :func:`_saved_exchange_kind`;
-    ``exchange``: this state's, resolved). LAQ keeps its aggregate in the two-phase
+    ``exchange``: this state's setting, ``"auto"`` only with ``kind`` ``None``). LAQ keeps its aggregate in the two-phase
     exchange's replica, so a two-phase checkpoint resumed with ``exchange="all-gather"``
     started from a zero aggregate while every rank's last upload was kept: the averages were
     silently wrong (1 gloo rank: the aggregate 0 against a last upload of norm_1 67 after the

@@ -109,7 +109,7 @@ class _CompressorState(HookState):
             return compressor_two_phase(self.process_group, wire, self._NAME, self.seed, kwargs)
         return CompressorAllGather(self.process_group, wire, self._compressor)
 
-    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
+    def _exchange_on(self, world_size: int, n: int) -> str:
         return resolve_exchange(self.exchange, world_size, n, pinned=self._pinned_exchange)
 
     # The three places where the rotation hook differs (identities here).

@@ -274,9 +274,7 @@ class LAQState(HookState):
             None if downlink_bits is None else check_bits(downlink_bits, "downlink_bits")
         )
         self.downlink_block_size = check_block_size(downlink_block_size)
-        # A downlink setting asks for the two-phase exchange ("auto" then takes it on any
-        # number of ranks); the all-gather has no downlink to quantize: they would be ignored.
-        self._downlink_given = downlink_bits != 4 or downlink_block_size is not None
+        # The all-gather has no downlink to quantize: these settings would be ignored.
         if self.exchange == "all-gather" and self._downlink_given:
             raise ValueError(
                 'downlink_bits and downlink_block_size need exchange="two-phase" or "auto" '
@@ -294,7 +292,6 @@ class LAQState(HookState):
                     "publications, which the all-gather exchange does not have)"
                 )
             self.lazy_downlink = c
-            self._downlink_given = self._downlink_given or c > 0.0
         auto_ef = isinstance(error_feedback, str) and error_feedback == "auto"
         self.error_feedback = (
             auto_error_feedback(self.bits)
@@ -382,9 +379,20 @@ class LAQState(HookState):
         ``"auto"`` chose for the group's size and the gradient's (:func:`~laqcore.torch.
         _two_phase.resolve_exchange`; needs the process group, and the gradient's size is
         known from the first step on: before it, the choice for a small one)."""
-        return typing.cast(str, self._exchange_on(self.world_size, self.numel))
+        return self._exchange_on(self.world_size, self.numel)
 
-    def _exchange_on(self, world_size: int, n: int = 0) -> str | None:
+    @property
+    def _downlink_given(self) -> bool:
+        """Whether a downlink setting other than the default was given: it asks for the
+        two-phase exchange, which ``"auto"`` then takes on any number of ranks."""
+        lazy = getattr(self, "lazy_downlink", "auto")  # pickled before the lazy downlink
+        return (
+            self.downlink_bits != 4
+            or self.downlink_block_size is not None
+            or (not isinstance(lazy, str) and lazy > 0.0)
+        )
+
+    def _exchange_on(self, world_size: int, n: int) -> str:
         return resolve_exchange(
             self.exchange,
             world_size,
@@ -489,17 +497,6 @@ class LAQState(HookState):
         return res.mean
 
     # -- checkpoints ----------------------------------------------------------------------
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        # Pickled before exchange="auto": whether a downlink setting was given.
-        if "_downlink_given" not in d:
-            lazy = d.get("lazy_downlink", "auto")
-            d["_downlink_given"] = (
-                d.get("downlink_bits", 4) != 4
-                or d.get("downlink_block_size") is not None
-                or (not isinstance(lazy, str) and lazy > 0.0)
-            )
-        super().__setstate__(d)
-
     def _state_dict(self) -> dict[str, Any]:
         sd = super()._state_dict()
         sd.update(
