@@ -165,9 +165,10 @@ class _AllGather:
         uploaders = []
         # Same frames, same order on every rank: bit-identical results. This rank's own
         # upload is the payload it encoded, not its frame decoded again (the module
-        # docstring): a full decode per step, 24% of LAQ's step on the 5.3M-parameter bench
-        # model at 2 ranks (84 vs 68 ms at 1 Gbit/s against the two-phase exchange, which
-        # keeps its own chunk the same way).
+        # docstring), as the two-phase exchange keeps its own chunk: a full decode per step,
+        # about as long as decoding the other rank's frame (3.0-3.5 ms on the 5.3M-parameter
+        # bench model). It is not what makes the all-gather slower than the two-phase
+        # exchange on that model (docs/ddp.md, "Two ranks").
         me = self.transport.rank
         for r, frame in enumerate(frames):
             if frame is None:
