@@ -25,8 +25,13 @@ class CommMeter:
     bytes: ``2 S (N-1)/N`` sent and received (ring); all-gather: its own S to each of the
     N-1 others, and every other rank's contribution received; broadcast: the source sends S
     to each of the N-1 others, everybody else receives S; all-to-all: exactly the chunks
-    for / from the other ranks; reduce-scatter of S: ``S (N-1)/N`` each way. The bench's own
-    control all-reduces use the saved originals and are not counted.
+    for / from the other ranks; reduce-scatter of S: ``S (N-1)/N`` each way; a point-to-point
+    send (``send``/``isend``) of S: S sent. A point-to-point receive may land in a buffer
+    larger than the message (laqcore's Transport on gloo: a status and, when it fits, a
+    frame), so its size says nothing: the bytes received point to point are counted as the
+    bytes this rank sent point to point, which is exact in the mean over the ranks (every
+    message sent is received once), the figure the reports show. The bench's own control
+    all-reduces use the saved originals and are not counted.
     """
 
     NAMES = (
@@ -38,6 +43,8 @@ class CommMeter:
         "all_to_all_single",
         "reduce_scatter",
         "reduce_scatter_tensor",
+        "send",
+        "isend",
     )
 
     def __init__(self, rank: int, world: int) -> None:
@@ -94,6 +101,10 @@ class CommMeter:
             isp = args[3] if len(args) > 3 else kw.get("input_split_sizes")
             self.sent += _nbytes(inp) * (1 - _share(isp, me, n))
             self.recv += _nbytes(out) * (1 - _share(osp, me, n))
+        elif name in ("send", "isend"):  # received: see the class docstring
+            s = _nbytes(first)
+            self.sent += s
+            self.recv += s
         else:  # reduce_scatter(_tensor): output is this rank's 1/N share of the input
             s = _nbytes(args[1] if len(args) > 1 else kw.get("input")) * (n - 1) / n
             self.sent += s

@@ -21,6 +21,7 @@ _LABEL = {
     "laq_paper": "laqcore LAQ, `LAQState(rule_scale='average', stale_cap=None)`",
     "laq_auto": "laqcore LAQ, `LAQState(lazy_downlink='auto')`",
     "laq_cap1": "laqcore LAQ, `LAQState(stale_cap=1)`",
+    "laq_streak": "laqcore LAQ, `LAQState(streak_penalty=0.75)`",
     "laq_fallback": "laqcore LAQ, `LAQState(fallback=True)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
@@ -65,6 +66,8 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         out["time_to_target_s"] = max(_f(r["time_to_target_s"]) for r in ranks)
     if "target" in r0:
         out["target"] = r0["target"]
+    if r0.get("evals"):  # (step, seconds of training, global training loss): the curve
+        out["evals"] = r0["evals"]
     if "iface_tx" in r0:
         out["iface_mb_per_rank"] = _mean([(r["iface_tx"] + r["iface_rx"]) / 2e6 for r in ranks])
     if "final_scale" in r0:

@@ -64,6 +64,7 @@ HOOKS = (
     "laq_paper",
     "laq_auto",
     "laq_cap1",
+    "laq_streak",
     "laq_fallback",
     "laq_ag",
     "laq_ag_plain",
@@ -201,7 +202,7 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
-    became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_ag`` with ``exchange="all-gather"`` and
+    became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_streak`` with ``streak_penalty=0.75``, ``laq_ag`` with ``exchange="all-gather"`` and
     ``laq_ag_plain`` with that and ``entropy=False``, ``laq_2p`` with ``exchange="two-phase"``
     (on 2 ranks the default before ``"auto"``); ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
@@ -235,6 +236,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", lazy_downlink="auto")
     elif name == "laq_cap1":  # the setting for transformers (docs/results_hooks.md)
         state, hook = make_hook("laq", stale_cap=1)
+    elif name == "laq_streak":  # the streak penalty (docs/ddp.md, "Streak penalty")
+        state, hook = make_hook("laq", streak_penalty=0.75)
     elif name == "laq_fallback":  # DDP's all-reduce where it is faster (docs/ddp.md)
         state, hook = make_hook("laq", fallback=True)
     elif name == "laq_ag":  # every upload to every rank: 2 collectives, no downlink

@@ -3,7 +3,11 @@
 Reads reports of launches that differ only in ``--seed`` (same model, width and optimizer
 config; refused otherwise) and prints, per variant, the test accuracy minus the ``allreduce``
 run's *of the same seed* for every seed (points), their mean and worst seed, the received KB
-per rank and step and the share of uploads skipped (ranges over seeds)::
+per rank and step and the share of uploads skipped (ranges over seeds). Reports recorded
+with ``--curve`` add, per seed, the steps a variant took to reach the training loss the
+``allreduce`` run of that seed had at step ``--target-step`` (the tc suite's target, without
+the clock), and its losses summed over the curve's points up to that step divided by the
+``allreduce`` run's (1.0: no lag)::
 
     for s in 0 1 2 3 4; do python bench/bench_hook_variants.py --model tf --nprocs 2 \\
         --steps 300 --seed $s --variants '["allreduce", {}, {"stale_cap": 1}]' \\
@@ -29,9 +33,25 @@ from hook_seeds import spread  # noqa: E402
 _SAME = ("model", "nprocs", "steps", "batch", "lr", "optim_config")
 
 
-def table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _curve_figures(curve: Any, ref: Any, target_step: int) -> tuple[int | None, float] | None:
+    """(first step at or below ``ref``'s loss at ``target_step`` or ``None``, the summed
+    losses up to that step over ``ref``'s), or ``None`` without both curves."""
+    if not curve or not ref:
+        return None
+    ref_at = {int(p[0]): float(p[-1]) for p in ref}
+    if target_step not in ref_at:
+        raise ValueError(f"the allreduce curve has no point at step {target_step}")
+    target = ref_at[target_step]
+    hit = next((int(p[0]) for p in curve if float(p[-1]) <= target), None)
+    mine = sum(float(p[-1]) for p in curve if int(p[0]) <= target_step)
+    theirs = sum(v for s, v in ref_at.items() if s <= target_step)
+    return hit, mine / theirs
+
+
+def table(reports: list[dict[str, Any]], target_step: int = 200) -> list[dict[str, Any]]:
     """One row per variant, in the order of the first report: ``deltas`` (points, one per
-    seed in report order), ``kb`` and ``skipped`` (per seed; ``None`` where not measured)."""
+    seed in report order), ``kb`` and ``skipped`` (per seed; ``None`` where not measured),
+    and with curves ``hits`` and ``lag`` (:func:`_curve_figures`, per seed)."""
     if not reports:
         raise ValueError("no reports")
     first = reports[0]["config"]
@@ -52,11 +72,18 @@ def table(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     f"seed {rep['config'].get('seed')}: run {name!r} failed ({r.get('error')})"
                 )
         base = float(runs["allreduce"]["test_acc"])
+        ref = runs["allreduce"].get("curve")
         for name, r in runs.items():
-            row = rows.setdefault(name, {"variant": name, "deltas": [], "kb": [], "skipped": []})
+            row = rows.setdefault(
+                name,
+                {"variant": name, "deltas": [], "kb": [], "skipped": [], "hits": [], "lag": []},
+            )
             row["deltas"].append(100.0 * (float(r["test_acc"]) - base))
             row["kb"].append(r.get("recv_kb_per_step"))
             row["skipped"].append(r.get("skipped"))
+            fig = _curve_figures(r.get("curve"), ref, target_step)
+            row["hits"].append(None if fig is None else fig[0])
+            row["lag"].append(None if fig is None else fig[1])
     return list(rows.values())
 
 
@@ -68,20 +95,32 @@ def _range(vals: list[Any], scale: float, fmt: str) -> str:
     return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
 
 
-def markdown(rows: list[dict[str, Any]], seeds: list[Any]) -> list[str]:
+def markdown(rows: list[dict[str, Any]], seeds: list[Any], target_step: int = 200) -> list[str]:
     names = ", ".join(str(s) for s in seeds)
-    out = [
+    curves = any(lag is not None for row in rows for lag in row.get("lag", []))
+    head = (
         f"| variant | acc - all-reduce, seeds {names} (points) | mean | worst | recv KB/step | "
-        "skipped (%) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+        "skipped (%) |"
+    )
+    rule = "|---|---|---:|---:|---:|---:|"
+    if curves:
+        head += f" steps to all-reduce's step-{target_step} loss | mean | loss / all-reduce's |"
+        rule += "---|---:|---:|"
+    out = [head, rule]
     for row in rows:
         s = spread(row["deltas"])
         per = " / ".join(f"{d:+.1f}" for d in row["deltas"])
-        out.append(
+        line = (
             f"| `{row['variant']}` | {per} | {s['mean']:+.1f} | {s['min']:+.1f} | "
             f"{_range(row['kb'], 1.0, '.1f')} | {_range(row['skipped'], 100.0, '.0f')} |"
         )
+        if curves:
+            hits = row.get("hits", [])
+            reached = [h for h in hits if h is not None]
+            mean = f"{sum(reached) / len(reached):.0f}" if len(reached) == len(hits) else "-"
+            per_hit = " / ".join("-" if h is None else str(h) for h in hits)
+            line += f" {per_hit} | {mean} | {_range(row.get('lag', []), 1.0, '.2f')} |"
+        out.append(line)
     return out
 
 
@@ -89,15 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="+", help="bench_hook_variants.py JSON reports")
     ap.add_argument("--out", default=None, help="markdown table (and a .json beside it)")
+    ap.add_argument(
+        "--target-step",
+        type=int,
+        default=200,
+        help="with --curve reports: the all-reduce step whose loss is the target",
+    )
     args = ap.parse_args(argv)
     reports = [json.loads(Path(p).read_text()) for p in args.reports]
-    rows = table(reports)
+    rows = table(reports, args.target_step)
     cfg = reports[0]["config"]
     head = (
         f"**{cfg['model']}**, {cfg['nprocs']} ranks, {cfg['steps']} steps, "
         f"optimizer config {cfg.get('optim_config') or 'momentum (0.9), lr ' + str(cfg['lr'])}"
     )
-    text = "\n".join([head, "", *markdown(rows, [r["config"].get("seed") for r in reports])])
+    seeds = [r["config"].get("seed") for r in reports]
+    text = "\n".join([head, "", *markdown(rows, seeds, args.target_step)])
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

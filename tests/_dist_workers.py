@@ -15,9 +15,10 @@ from typing import Any
 def frame_for(rank: int, rnd: int) -> bytes | None:
     """The deterministic test pattern: which rank uploads what in round ``rnd``.
 
-    Round 0: everyone uploads equal sizes (padded all-gather path); round 1: nobody;
-    round 2: only odd ranks, sizes differ (broadcast path); round 3: everyone, very
-    different sizes (padding too large -> broadcast path).
+    Round 0: everyone uploads equal sizes (on gloo the first frames, which no inbox fits
+    yet, go in phase 2); round 1: nobody; round 2: only odd ranks, sizes differ (on gloo
+    they fit the 32-byte capacity round 0 set and travel with the statuses); round 3:
+    everyone, very different sizes (rank 0's frame fits, the others' go in phase 2).
     """
     if rnd == 0:
         return bytes([rank + 1]) * 16
@@ -30,10 +31,12 @@ def frame_for(rank: int, rnd: int) -> bytes | None:
     raise ValueError(rnd)
 
 
-def transport_rounds(rank: int, world: int) -> dict[str, Any]:
+def transport_rounds(rank: int, world: int, collectives: bool = False) -> dict[str, Any]:
     from laqcore.distributed import Transport
 
     t = Transport(timeout_s=30)
+    if collectives:  # the path of devices other than cpu (NCCL), run on gloo
+        t._inbox, t._exact_splits = None, False
     # Bad frames are rejected before any collective, so the ranks stay in lockstep.
     errors = []
     for bad in (b"", 123):
@@ -45,7 +48,8 @@ def transport_rounds(rank: int, world: int) -> dict[str, Any]:
     for rnd in range(4):
         res = t.exchange(frame_for(rank, rnd), tag=f"round {rnd}")
         got.append(res.frames)
-    # A rank with a non-finite gradient: nobody moves payload, everyone learns who.
+    # A rank with a non-finite gradient: every rank learns who, and no frame is delivered
+    # (on gloo the others' 3 bytes came with their statuses: counted, not delivered).
     res = t.exchange(b"xyz", nonfinite=(rank == world - 1), tag="nonfinite round")
     t.barrier()
     return {
@@ -54,6 +58,34 @@ def transport_rounds(rank: int, world: int) -> dict[str, Any]:
         "stats": t.stats.as_dict(),
         "errors": errors,
     }
+
+
+def transport_message_rounds(rank: int, world: int) -> dict[str, Any]:
+    """Which rounds need phase 2 on gloo: frames go with the statuses once they fit the
+    capacity (twice the largest frame seen), else in one all-to-all."""
+    from laqcore.distributed import Transport
+
+    t = Transport(timeout_s=30)
+    calls = []
+    frames_fn = t._gather.frames
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[-1] += 1
+        return frames_fn(*args, **kwargs)
+
+    t._gather.frames = counted  # type: ignore[method-assign]
+    # sizes: the first frames (no capacity yet), the same again, a frame that fits twice
+    # the first, one that does not (rank 0 only), and one that fits the grown capacity
+    plan = [[10] * world, [10] * world, [20] * world, [50] + [0] * (world - 1), [100] * world]
+    got = []
+    for rnd, sizes in enumerate(plan):
+        calls.append(0)
+        n = sizes[rank]
+        res = t.exchange(bytes([rank + 1, rnd]) * n if n else None, tag=f"round {rnd}")
+        got.append(
+            res.frames == [bytes([r + 1, rnd]) * s if s else None for r, s in enumerate(sizes)]
+        )
+    return {"calls": calls, "delivered": got, "capacity": t._capacity}
 
 
 def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:

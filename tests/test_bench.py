@@ -514,6 +514,36 @@ def test_variant_seeds_compares_each_seed_with_its_own_allreduce(tmp_path):
     assert json.loads((tmp_path / "t.json").read_text())[1]["variant"] == "laqstate:{}"
 
 
+def test_variant_seeds_steps_to_the_allreduce_loss_and_the_lag(tmp_path):
+    """With --curve reports: per seed, the first step at or below the all-reduce run's loss
+    at the target step ("-" if never), and the summed losses up to it over all-reduce's."""
+    _bench_hooks_modules()
+    import variant_seeds
+
+    def rep(seed: int, curve: list[float], ref: list[float]) -> dict:
+        points = lambda losses: [[10 * (i + 1), 0.0, v] for i, v in enumerate(losses)]  # noqa: E731
+        return {
+            "config": {"model": "cnn", "nprocs": 2, "steps": 40, "seed": seed, "lr": 0.05},
+            "results": [
+                {"variant": "allreduce", "test_acc": 0.9, "curve": points(ref)},
+                {"variant": "laqstate:{}", "test_acc": 0.9, "curve": points(curve)},
+            ],
+        }
+
+    ref = [2.0, 1.0, 0.5, 0.4]  # loss 1.0 at step 20: the target with --target-step 20
+    reports = [rep(0, [2.0, 1.5, 0.9, 0.3], ref), rep(1, [3.0, 2.0, 1.5, 1.2], ref)]
+    rows = {r["variant"]: r for r in variant_seeds.table(reports, target_step=20)}
+    assert rows["laqstate:{}"]["hits"] == [30, None]
+    assert rows["laqstate:{}"]["lag"] == pytest.approx([3.5 / 3.0, 5.0 / 3.0])
+    assert rows["allreduce"]["hits"] == [20, 20] and rows["allreduce"]["lag"] == [1.0, 1.0]
+    lines = variant_seeds.markdown(list(rows.values()), [0, 1], target_step=20)
+    assert "steps to all-reduce's step-20 loss" in lines[0]
+    assert lines[-1].endswith("| 30 / - | - | 1.17-1.67 |")
+    assert lines[-2].endswith("| 20 / 20 | 20 | 1.00 |")
+    with pytest.raises(ValueError, match="no point at step 25"):
+        variant_seeds.table(reports, target_step=25)
+
+
 def test_token_task_and_tiny_transformer():
     """The bench's ``tf`` model: the token task's label is the marker with the most weight
     (token c counts 3, token c + 4 counts 1), and the model maps a batch to 4 logits."""

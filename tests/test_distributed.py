@@ -27,6 +27,7 @@ from _dist_workers import (  # noqa: E402
     engine_runs,
     frame_for,
     rank_and_world,
+    transport_message_rounds,
     transport_rounds,
 )
 from _late_join_workers import LATE_JOIN_S, join_and_start_times  # noqa: E402
@@ -37,9 +38,10 @@ from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
 pytestmark = pytest.mark.distributed
 
 
+@pytest.mark.parametrize("collectives", [False, True], ids=["gloo", "nccl-path"])
 @pytest.mark.parametrize("world", [2, 4])
-def test_transport_delivers_only_uploaders_frames(world: int) -> None:
-    outs = run_processes(transport_rounds, world, pg_timeout_s=30, deadline_s=120)
+def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool) -> None:
+    outs = run_processes(transport_rounds, world, collectives, pg_timeout_s=30, deadline_s=120)
     expected = [[frame_for(r, rnd) for r in range(world)] for rnd in range(4)]
     for o in outs:
         assert o.result["frames"] == expected
@@ -60,12 +62,29 @@ def test_transport_delivers_only_uploaders_frames(world: int) -> None:
     assert s["nonfinite"] == 1
     assert s["payload_bytes"] == sum(map(sum, sizes))
     control = 5 * 8 * world * (world - 1)
-    # round 0 all-gather (equal sizes, no padding); rounds 2 and 3 broadcasts of exact sizes
-    # (round 3's padding would exceed the tolerance).
+    # every frame of rounds 0, 2 and 3 at its exact size to the world - 1 others (gloo: in
+    # the status messages or the all-to-all; the collectives' path: round 0 one all-gather
+    # of equal sizes, rounds 2 and 3 broadcasts, round 3's padding exceeding the
+    # tolerance), never padded; on gloo also the nonfinite round's b"xyz" of the world - 1
+    # finite ranks, which fit the inboxes and travelled with their statuses
     payload = (world * 16 + sum(sizes[2]) + sum(sizes[3])) * (world - 1)
+    if not collectives:
+        payload += 3 * (world - 1) * (world - 1)
     assert s["control_bytes"] == control
     assert s["padding_bytes"] == 0
     assert s["wire_bytes"] == control + payload
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_transport_sends_frames_that_fit_with_the_statuses(world: int) -> None:
+    """On gloo one round of messages carries the statuses and every frame that fits the
+    capacity (twice the largest frame seen so far, the same on every rank); only the first
+    frames and a frame beyond the capacity take the second, all-to-all round."""
+    outs = run_processes(transport_message_rounds, world, pg_timeout_s=30, deadline_s=120)
+    for o in outs:
+        assert o.result["delivered"] == [True] * 5
+        assert o.result["calls"] == [1, 0, 0, 1, 0]
+        assert o.result["capacity"] == 400  # twice the last round's 200-byte frames
 
 
 def test_transport_and_launcher_reject_bad_input() -> None:

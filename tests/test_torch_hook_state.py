@@ -669,6 +669,66 @@ def test_stale_cap_formula() -> None:
     assert not LazyRule(**args).capped(1e30, 1.0)  # type: ignore[arg-type]
 
 
+def test_streak_penalty_default_and_bad_values() -> None:
+    assert LAQState().rule.streak_penalty == 0.0  # the paper's rule
+    assert LAQState(streak_penalty=0.75).rule.streak_penalty == 0.75
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="streak_penalty"):
+            LAQState(streak_penalty=bad)
+    with pytest.raises(TypeError, match="streak_penalty"):
+        LAQState(streak_penalty="1")  # type: ignore[arg-type]
+    assert "streak_penalty=0.75" in repr(LAQState(streak_penalty=0.75))
+
+
+def test_streak_penalty_formula() -> None:
+    """``rhs(c)``: the first term divided by ``(c + 1)^p`` after ``c`` skips; ``p = 0`` and
+    ``c = 0`` leave it as it is; an old pickle's rule has no penalty."""
+    from laqcore.torch._rule import LazyRule
+
+    args = dict(D=10, ck=1.2, err_coef=1.0, noise_weight=0.0, noise_decay=0.9, t_bar=10)
+    args.update(safeguard_patience=5, safeguard_growth=4.0)
+    rule = LazyRule(**args, streak_penalty=0.75)  # type: ignore[arg-type]
+    plain = LazyRule(**args)  # type: ignore[arg-type]
+    for r in (rule, plain):
+        for v in (3.0, 5.0, 4.0):
+            r.history.push(v)
+    base = plain.rhs()
+    assert base > 0.0 and rule.rhs() == base and rule.rhs(0) == base
+    for c in (1, 2, 7):
+        assert rule.rhs(c) == pytest.approx(base / (c + 1) ** 0.75, rel=1e-15)
+        assert plain.rhs(c) == base
+    d = rule.__dict__.copy()
+    del d["streak_penalty"]
+    old = LazyRule.__new__(LazyRule)
+    old.__setstate__(d)
+    assert old.rhs(3) == base
+
+
+def test_streak_penalty_shortens_streaks_of_skips(group: None) -> None:
+    """A slowly drifting gradient that the rule skips for whole streaks (up to ``t_bar``)
+    under ``p = 0``; with a steep penalty a rank uploads after at most one skip."""
+
+    def uploads(p: float) -> tuple[int, int]:
+        module = _Dot(64, torch.float32)
+        ddp = DDP(module)
+        state = LAQState(warmup_steps=0, bits=8, streak_penalty=p, stale_cap=None)
+        ddp.register_comm_hook(state, laq_hook)
+        rng = np.random.default_rng(5)
+        base = rng.standard_normal(64)
+        for k in range(30):
+            g = base * (1.0 + 0.001 * k) + 1e-4 * rng.standard_normal(64)
+            ddp.zero_grad()
+            ddp(torch.tensor(g, dtype=torch.float32)).backward()
+        st = state.stats()
+        return int(st["uploads"]), int(st["uploads_skipped"])
+
+    up0, skip0 = uploads(0.0)
+    up50, skip50 = uploads(50.0)
+    assert up0 + skip0 == up50 + skip50 == 30
+    assert up0 <= 4  # the first upload and the clock's (t_bar = 10)
+    assert 14 <= up50 <= 16 and skip50 <= 15  # uploads and single skips alternate
+
+
 # -- grad_scaler: the state lives in unscaled units --------------------------------------
 # Under a GradScaler the buckets carry s x the gradient and s halves after every overflow.
 # Without the scaler the state (q_prev, aggregate, history, residuals) keeps the units of the

@@ -123,6 +123,51 @@ class HostGather:
         got: list[list[int]] = self.into(whole, mine, what).tolist()
         return got
 
+    def frames(self, data: bytes, sizes: list[int], what: str) -> list[bytes | None]:
+        """Every rank's frame to every rank (``cpu`` only): rank r's frame has ``sizes[r]``
+        bytes, 0 for none, and this rank's is ``data`` (``sizes[rank]`` bytes). One
+        ``all_to_all_single`` with uneven splits: this rank sends ``data`` to each other
+        rank and receives ``sizes[r]`` bytes from rank r, so frames of different sizes
+        travel without padding, in one collective, whoever uploads.
+
+        Returns
+        -------
+        list
+            ``frames[r]``: rank r's bytes, ``None`` where ``sizes[r]`` is 0 (this rank's
+            own entry is ``data`` itself).
+        """
+        if self.device.type != "cpu":
+            raise ValueError(f"HostGather.frames runs on cpu (gloo), not {self.device}")
+        me = int(dist.get_rank(self.group))
+        if len(data) != sizes[me]:
+            raise ValueError(f"this rank's frame has {len(data)} bytes, sizes say {sizes[me]}")
+        send_splits = [0 if r == me else len(data) for r in range(self.world)]
+        recv_splits = [0 if r == me else int(s) for r, s in enumerate(sizes)]
+        send = torch.empty(sum(send_splits), dtype=torch.uint8)
+        if data:
+            copies = send.numpy().reshape(self.world - 1, len(data))
+            copies[:] = np.frombuffer(data, dtype=np.uint8)
+        got = torch.empty(sum(recv_splits), dtype=torch.uint8)
+        self.guard(
+            what,
+            dist.all_to_all_single,
+            got,
+            send,
+            output_split_sizes=recv_splits,
+            input_split_sizes=send_splits,
+            group=self.group,
+        )
+        flat = got.numpy()
+        out: list[bytes | None] = []
+        at = 0
+        for r, size in enumerate(recv_splits):
+            if r == me:
+                out.append(data if data else None)
+            else:
+                out.append(flat[at : at + size].tobytes() if size else None)
+            at += size
+        return out
+
     def _host_copies(self, send: npt.NDArray[Any]) -> torch.Tensor:
         """``world`` copies of ``send`` in a reused host tensor (the all-to-all's input)."""
         size = self.world * int(send.shape[0])

@@ -47,7 +47,6 @@ def __dir__() -> list[str]:
 
 
 FloatVector = npt.NDArray[np.float32]
-_CONTROL_ITEM_BYTES = 8
 
 
 @dataclass
@@ -118,19 +117,6 @@ class _AllGather:
         self.transport = Transport(process_group)
         self.n = n
 
-    def _received(self, frames: list[bytes | None]) -> int:
-        """Bytes this rank received: the Transport's choice of all-gather or broadcasts."""
-        t, me = self.transport, self.transport.rank
-        sizes = [0 if f is None else len(f) for f in frames]
-        got = _CONTROL_ITEM_BYTES * (t.world_size - 1)
-        real = sum(sizes)
-        if real == 0:
-            return got
-        padded = max(sizes) * t.world_size
-        if all(sizes) and padded - real <= t.pad_tolerance * real:
-            return got + max(sizes) * (t.world_size - 1)
-        return got + real - sizes[me]
-
     def _encode(self, payload: Payload) -> bytes:
         """This rank's wire frame (the subclass may code it)."""
         return payload.to_bytes()
@@ -139,13 +125,7 @@ class _AllGather:
         self, frame: bytes | None, nonfinite: bool, abort: bool, tag: str
     ) -> tuple[list[bytes | None], list[int], int]:
         res = self.transport.exchange(frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag)
-        if res.nonfinite_ranks and abort:
-            return (
-                res.frames,
-                res.nonfinite_ranks,
-                _CONTROL_ITEM_BYTES * (self.transport.world_size - 1),
-            )
-        return res.frames, res.nonfinite_ranks, self._received(res.frames)
+        return res.frames, res.nonfinite_ranks, res.bytes_received
 
     def average(
         self,

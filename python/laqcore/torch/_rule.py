@@ -56,6 +56,18 @@ re-enters the history and prolongs the skips. ``stale_cap = c`` lets a rank skip
 its current gradient, a bound the past cannot loosen. It costs one norm, only in steps that
 would skip (docs/ddp.md, "Stale cap", has the trace and the measurements behind ``c = 4``).
 
+Streak penalty. Under momentum (or any optimizer that averages past gradients) a skip is
+not one stale step: the rank's stale contribution enters the optimizer's average again in
+every step of a streak of skips, so its error adds up coherently (``s`` times the error
+after ``s`` skips), where fresh minibatch noise adds up as ``sqrt(s)`` times. Keeping the
+streak's error within the noise a fresh upload would carry asks ``s ||e||^2 <= sigma^2``:
+a budget that shrinks with the streak. ``streak_penalty = p`` divides the test's first
+term by ``(c + 1)^p`` when ``c`` skips precede this one (``p = 0``: the paper's rule). On
+the bench MLP and CNN under momentum SGD the skipped uploads were where training lagged
+all-reduce (a loss 1.3x all-reduce's over the first 200 steps, rising in steps 50-90
+where the loss falls fastest; 4-bit quantization without skips tracks all-reduce); the
+penalty keeps most of the skips and most of that lag away (docs/ddp.md, "Streak penalty").
+
 The constants carry the library's names (docs/algorithms.md, "LAQ"): ``t_bar`` (forced
 upload after that many skips) and ``err_coef`` (weight of the quantization-error term).
 """
@@ -107,6 +119,9 @@ class LazyRule:
     stale_cap : float or None
         Largest ``||dQ||^2 / ||g_m||^2`` at which this rank may skip (``None``: no cap; the
         module docstring, "Stale cap").
+    streak_penalty : float
+        Exponent ``p >= 0``: after ``c`` consecutive skips the test's first term is divided
+        by ``(c + 1)^p`` (0: the paper's rule; the module docstring, "Streak penalty").
     """
 
     def __init__(
@@ -122,6 +137,7 @@ class LazyRule:
         safeguard_growth: float,
         scale: str = "average",
         stale_cap: float | None = None,
+        streak_penalty: float = 0.0,
     ) -> None:
         self.D = check_positive_int(D, "D")
         self.ck = check_real(ck, "ck", minimum=0.0)
@@ -137,6 +153,7 @@ class LazyRule:
         self.stale_cap = (
             None if stale_cap is None else check_real(stale_cap, "stale_cap", positive=True)
         )
+        self.streak_penalty = check_real(streak_penalty, "streak_penalty", minimum=0.0)
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
         self.history = IterateHistory(self.D, None, self.ck)
         self.noise = 0.0  # moving average of ||dQ||^2 one step after an own upload
@@ -144,14 +161,18 @@ class LazyRule:
         self.streak_ref = 0.0  # ||g||^2 when the safeguard started watching (0: not yet)
 
     # -- the test -----------------------------------------------------------------------
-    def rhs(self) -> float:
-        """The test's first term: ``sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu``.
+    def rhs(self, clock: int = 0) -> float:
+        """The test's first term: ``(sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu)``,
+        divided by ``(clock + 1)^streak_penalty`` when ``clock`` skips precede this test.
 
         The error term ``err_coef (err + err_hat)`` is added by
         :class:`~laqcore.lazy.UploadRule` (``err_coef``).
         """
         noise = self.noise_weight * self.noise if self.noise_samples else 0.0
-        return self.history.weighted_sum() + noise
+        base = self.history.weighted_sum() + noise
+        if self.streak_penalty == 0.0 or clock <= 0:
+            return base
+        return float(base / float(clock + 1) ** self.streak_penalty)
 
     def capped(self, innov_sq: float, grad_sq: float) -> bool:
         """``True``: a skip would leave this rank's contribution further than
@@ -198,6 +219,7 @@ class LazyRule:
                 d[new] = d.pop(old)
         d.setdefault("scale", "average")  # pickled before the per-worker scale existed
         d.setdefault("stale_cap", None)  # pickled before the cap existed
+        d.setdefault("streak_penalty", 0.0)  # pickled before the streak penalty existed
         self.__dict__.update(d)
 
     def state_dict(self) -> dict[str, Any]:

@@ -203,6 +203,12 @@ class LAQState(HookState):
         trainers; on a transformer use 1 (the bench's small transformer under momentum SGD
         lost 1.5-29 points with 4, at most 4.7 with 1, 2 ranks: README, "A small
         transformer").
+    streak_penalty : float, default 0.0
+        A skip after ``c`` consecutive skips needs ``||dQ||^2`` below the first term of the
+        test divided by ``(c + 1)^streak_penalty``: under momentum or Adam a stale
+        contribution re-enters the optimizer's average in every step of a streak, so its
+        error adds up with the streak's length (docs/ddp.md, "Streak penalty"). 0 is the
+        paper's rule.
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (or set ``state.grad_scaler = scaler`` later). With it the
         state is kept in unscaled units, so the scaler's back-off after an fp16 overflow does
@@ -259,6 +265,7 @@ class LAQState(HookState):
         rule_scale: str = "worker",
         lazy_downlink: float | str = "auto",
         stale_cap: float | None = 4.0,
+        streak_penalty: float = 0.0,
         grad_scaler: Any = None,
         fallback: bool = False,
     ) -> None:
@@ -323,6 +330,7 @@ class LAQState(HookState):
             safeguard_growth=safeguard_growth,
             scale=check_choice(rule_scale, "rule_scale", SCALES),
             stale_cap=stale_cap,
+            streak_penalty=streak_penalty,
         )
         self._upload_rule = UploadRule(
             D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.t_bar, err_coef=self.rule.err_coef
@@ -436,7 +444,7 @@ class LAQState(HookState):
         grad_sq = _norm_sq(torch.from_numpy(grad)) if rule.watch(up.clock) else 0.0
         if grad_sq > 0.0 and rule.safeguard(grad_sq):
             return True, "safeguard", grad_sq, grad_sq
-        if up.decide(payload, rule.rhs()):
+        if up.decide(payload, rule.rhs(up.clock)):
             return True, "rule", grad_sq, grad_sq
         if rule.stale_cap is None:
             return False, "rule", grad_sq, grad_sq
@@ -545,6 +553,7 @@ class LAQState(HookState):
             "safeguard_growth": r.safeguard_growth,
             "scale": r.scale,
             "stale_cap": r.stale_cap,
+            "streak_penalty": r.streak_penalty,
         }
 
 
