@@ -203,6 +203,20 @@ def test_comm_meter_counts_each_collective():
     inp, out = torch.zeros(10, dtype=torch.uint8), torch.zeros(20, dtype=torch.uint8)
     m._count("all_to_all_single", (out, inp, [5, 5, 5, 5], [1, 2, 3, 4]), {})
     assert m.snapshot() == (pytest.approx(8.0), pytest.approx(15.0))
+    # point to point: a send's bytes, and as many received (exact in the mean over ranks;
+    # a receive lands in a buffer that may be larger than the message: not counted)
+    m = ht.CommMeter(rank=1, world=4)
+    m.install()
+    try:
+        assert "isend" in m.orig and "irecv" not in m.orig
+    finally:
+        import torch.distributed as dist
+
+        for name, fn in m.orig.items():
+            setattr(dist, name, fn)
+    m._count("isend", (inp, 0), {})
+    m._count("send", (), {"tensor": t})
+    assert m.snapshot() == (410.0, 410.0)
 
 
 @pytest.mark.distributed

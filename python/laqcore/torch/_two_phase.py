@@ -76,12 +76,15 @@ def resolve_exchange(
 
     Why: on 2 ranks each rank receives the other's upload either way (the two-phase exchange
     sends half of it and publishes the other half of the aggregate's change), but the
-    all-gather does it in two collectives instead of three, without the owners' decoding,
-    re-quantizing and publishing, and with an exact aggregate: on the bench MLP (85k
-    coordinates) at 1 Gbit/s its step took 3.1 ms against 4.2 and it moved 4.8 MB per rank
-    against 6.0. On the 5.3M-coordinate bench model it was the slower one over the same link
-    (82.5 against 70.9 ms per step, for a reason not found), hence the size limit, which lies
-    between the two measured sizes (docs/ddp.md, "Two ranks"). From 3 ranks on the
+    all-gather does it with fewer collectives (on gloo one round of messages in most steps),
+    without the owners' decoding, re-quantizing and publishing, and with an exact aggregate:
+    on the bench MLP (85k coordinates) at 1 Gbit/s its step took 3.1 ms against 4.2 and it
+    moved 4.8 MB per rank against 6.0. On the 5.3M-coordinate bench model it was the slower
+    one over the same link (82.5 against 70.9 ms per step) while the Transport moved frames
+    of different sizes by one broadcast after the other; since that was fixed (session 21)
+    the two take the same time there (63.2 ms each), but the size limit stays so that the
+    default's recorded runs on large models keep their exchange (docs/ddp.md, "Two ranks").
+    From 3 ranks on the
     all-gather's traffic per rank grows with the ranks. ``pinned``: the exchange of a
     checkpoint an ``"auto"`` state resumed from, kept.
     """
