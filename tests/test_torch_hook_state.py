@@ -1015,13 +1015,16 @@ def test_register_hook_warns_on_attention_with_the_default_stale_cap(group: None
         torch.manual_seed(0)
         return DDP(torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
 
-    with pytest.warns(UserWarning, match=r"attention layers \(MultiheadAttention\).*stale_cap=1"):
+    with pytest.warns(
+        UserWarning, match=r"attention layers \(MultiheadAttention\).*stale_cap=1.*streak_penalty"
+    ):
         state = register_hook(tf(), "laq")
     assert state.rule.stale_cap == 4.0  # a warning, not a different default
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         register_hook(tf(), "laq", stale_cap=1)  # the recommended setting
         register_hook(tf(), "laq", stale_cap=4)  # the default, chosen knowingly
+        register_hook(tf(), "laq", streak_penalty=0.75)  # the other remedy
         register_hook(tf(), "qsgd")  # no lazy rule
         register_hook(DDP(torch.nn.Linear(3, 2)), "laq")  # no attention
 
