@@ -87,6 +87,42 @@ def test_transport_sends_frames_that_fit_with_the_statuses(world: int) -> None:
         assert o.result["capacity"] == 400  # twice the last round's 200-byte frames
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX threads' signals")
+def test_a_sigterm_to_another_thread_waits_for_the_ranks_start() -> None:
+    """The launcher blocks SIGTERM in its own thread while the ranks start; a SIGTERM that a
+    thread not blocking it receives still runs Python's handler in the main thread, which
+    cut a start short ("Ran out of input"). It must run after the start instead, once."""
+    import threading
+
+    from laqcore.distributed.launch import _start_signals_blocked
+
+    got: list[object] = []
+    go, done = threading.Event(), threading.Event()
+
+    def helper() -> None:  # started before the mask: SIGTERM is not blocked here
+        go.wait(10)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        done.set()
+
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        thread = threading.Thread(target=helper)
+        thread.start()
+        with _start_signals_blocked():
+            go.set()
+            assert done.wait(10)
+            for _ in range(200):  # Python runs a pending handler between bytecodes
+                time.sleep(0.001)
+            got.append("started")
+        for _ in range(200):
+            time.sleep(0.001)
+        thread.join(10)
+        assert got == ["started", signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is not None
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_transport_and_launcher_reject_bad_input() -> None:
     with pytest.raises(RuntimeError, match="init_process_group"):
         Transport()

@@ -403,15 +403,32 @@ def _start_signals_blocked() -> Iterator[None]:
     torch's import) under "laqcore: interrupted". Blocked, not ignored: a signal that arrives
     meanwhile reaches the launcher once every rank has started, so none is left half-started
     (SIGTERM in the middle of a start left a rank whose start-up data was cut print "Ran out
-    of input")."""
+    of input").
+
+    The mask is this thread's: a SIGTERM sent to the process while another of its threads
+    (an OpenMP worker, say) does not block it is delivered there, and Python then runs its
+    handler in this thread all the same, in the middle of a start (seen once in a test run:
+    "Ran out of input" again). So the Python-level handlers are swapped too, for ones that
+    only note the signal; once every rank has started the previous handlers are back and
+    each noted signal is handed to them."""
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on Windows
         yield
         return
+    noted: list[int] = []
+    swapped: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # where handlers are set
+        for blocked in sorted(_START_BLOCKED):
+            if signal.getsignal(blocked) is not None:  # (None: set outside Python; left)
+                swapped[blocked] = signal.signal(blocked, lambda num, frame: noted.append(num))
     before = signal.pthread_sigmask(signal.SIG_BLOCK, _START_BLOCKED)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for num, handler in swapped.items():
+            signal.signal(num, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # pending ones arrive here
+        for num in dict.fromkeys(noted):
+            signal.raise_signal(num)
 
 
 _START_BLOCKED = {signal.SIGINT, signal.SIGTERM}

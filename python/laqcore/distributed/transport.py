@@ -2,7 +2,7 @@
 
 Lazy aggregation (LAG/LAQ) only saves bandwidth if a rank that skips really sends nothing.
 An all-reduce of a zero vector moves as many bytes as a real upload, so the exchange is
-split in two collectives:
+split in two phases:
 
 1. **Control** - every rank learns every rank's int64 status: the size of the frame the rank
    wants to upload, ``0`` for "skip", or ``-1`` for "my gradient is not finite". Every rank
@@ -14,9 +14,9 @@ On ``cpu`` (gloo) each rank sends every other rank one message, its status follo
 frame when the frame fits a *capacity* every rank holds alike (twice the largest frame any
 round has carried so far, computed from the statuses all ranks saw; gloo receives a message
 into a larger buffer), so in most rounds the whole exchange is one round of messages, one
-latency instead of two (on the 85k-parameter bench MLP at 2 ranks the control gather and the
-frames' collective each took 0.6-0.8 ms of a 2.2 ms step, mostly waiting for the other
-rank's threads). Frames that do not fit (the first ones, a frame that doubled) then move in
+network round trip instead of two (on a 2-vCPU machine the one round measured the same as
+two collectives, a point-to-point message costing there about as much as a collective:
+docs/results_hooks.md, "The all-gather exchange's profile"). Frames that do not fit (the first ones, a frame that doubled) then move in
 one ``all_to_all_single`` with uneven splits, exactly their sizes. On other devices (NCCL,
 whose receives need exact sizes) the statuses are all-gathered and the frames move by:
 
