@@ -60,12 +60,15 @@ def transport_rounds(rank: int, world: int, collectives: bool = False) -> dict[s
     }
 
 
-def transport_message_rounds(rank: int, world: int) -> dict[str, Any]:
+def transport_message_rounds(rank: int, world: int, max_capacity: int = 0) -> dict[str, Any]:
     """Which rounds need phase 2 on gloo: frames go with the statuses once they fit the
-    capacity (twice the largest frame seen), else in one all-to-all."""
+    capacity (twice the largest frame seen, at most ``max_capacity`` if given), else in one
+    all-to-all."""
     from laqcore.distributed import Transport
 
     t = Transport(timeout_s=30)
+    if max_capacity:
+        t._max_capacity = max_capacity
     calls = []
     frames_fn = t._gather.frames
 

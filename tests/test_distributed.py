@@ -85,6 +85,12 @@ def test_transport_sends_frames_that_fit_with_the_statuses(world: int) -> None:
         assert o.result["delivered"] == [True] * 5
         assert o.result["calls"] == [1, 0, 0, 1, 0]
         assert o.result["capacity"] == 400  # twice the last round's 200-byte frames
+    # the capacity stops at its bound (16 MiB; here 60 bytes): larger frames take phase 2
+    outs = run_processes(transport_message_rounds, world, 60, pg_timeout_s=30, deadline_s=120)
+    for o in outs:
+        assert o.result["delivered"] == [True] * 5
+        assert o.result["calls"] == [1, 0, 0, 1, 1]
+        assert o.result["capacity"] == 60
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX threads' signals")

@@ -12,8 +12,8 @@ split in two phases:
 
 On ``cpu`` (gloo) each rank sends every other rank one message, its status followed by its
 frame when the frame fits a *capacity* every rank holds alike (twice the largest frame any
-round has carried so far, computed from the statuses all ranks saw; gloo receives a message
-into a larger buffer), so in most rounds the whole exchange is one round of messages, one
+round has carried so far, computed from the statuses all ranks saw, at most 16 MiB; gloo
+receives a message into a larger buffer), so in most rounds the whole exchange is one round of messages, one
 network round trip instead of two (on a 2-vCPU machine the one round measured the same as
 two collectives, a point-to-point message costing there about as much as a collective:
 docs/results_hooks.md, "The all-gather exchange's profile"). Frames that do not fit (the first ones, a frame that doubled) then move in
@@ -55,6 +55,9 @@ STATUS_NONFINITE = -1
 _CONTROL_ITEM_BYTES = 8
 # The tag of the status-and-frame messages (point to point, cpu only).
 _MESSAGE_TAG = 0x4C41
+# Largest frame the messages carry (bytes): each rank keeps world_size inboxes of this size,
+# and a larger frame's one extra collective costs little next to moving it.
+_MAX_CAPACITY = 1 << 24
 
 
 def __dir__() -> list[str]:
@@ -175,6 +178,7 @@ class Transport:
         # (Tests set both off to run the other devices' path on gloo.)
         on_cpu = self.device.type == "cpu"
         self._capacity = 0
+        self._max_capacity = _MAX_CAPACITY
         self._inbox: torch.Tensor | None = (
             torch.empty((self.world_size, _CONTROL_ITEM_BYTES), dtype=torch.uint8)
             if on_cpu
@@ -261,7 +265,8 @@ class Transport:
             self._count_payload(sizes, inline)
         if self._inbox is not None and uploaders:
             # Frames fit the next rounds' inboxes: the same rule on every rank.
-            self._capacity = max(self._capacity, 2 * max(sizes))
+            grown = max(self._capacity, 2 * max(sizes))
+            self._capacity = min(grown, self._max_capacity)
         if bad and abort_on_nonfinite:
             return ExchangeResult([None] * w, bad, st.bytes_received - received_before)
 
