@@ -36,7 +36,7 @@ def transport_rounds(rank: int, world: int, collectives: bool = False) -> dict[s
 
     t = Transport(timeout_s=30)
     if collectives:  # the path of devices other than cpu (NCCL), run on gloo
-        t._inbox, t._exact_splits = None, False
+        t._host_messages = False
     # Bad frames are rejected before any collective, so the ranks stay in lockstep.
     errors = []
     for bad in (b"", 123):

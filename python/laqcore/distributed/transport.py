@@ -13,11 +13,12 @@ split in two phases:
 On ``cpu`` (gloo) each rank sends every other rank one message, its status followed by its
 frame when the frame fits a *capacity* every rank holds alike (twice the largest frame any
 round has carried so far, computed from the statuses all ranks saw, at most 16 MiB; gloo
-receives a message into a larger buffer), so in most rounds the whole exchange is one round of messages, one
-network round trip instead of two (on a 2-vCPU machine the one round measured the same as
-two collectives, a point-to-point message costing there about as much as a collective:
-docs/results_hooks.md, "The all-gather exchange's profile"). Frames that do not fit (the first ones, a frame that doubled) then move in
-one ``all_to_all_single`` with uneven splits, exactly their sizes. On other devices (NCCL,
+receives a message into a larger buffer), so in most rounds the whole exchange is one round
+of messages, one network round trip instead of two (on a 2-vCPU machine the one round
+measured the same as two collectives, a point-to-point message costing there about as much
+as a collective: docs/results_hooks.md, "The all-gather exchange's profile"). Frames that do
+not fit (the first ones, a frame that doubled) then move in one ``all_to_all_single`` with
+uneven splits, exactly their sizes. On other devices (NCCL,
 whose receives need exact sizes) the statuses are all-gathered and the frames move by:
 
 * every rank uploads and the frames are (nearly) the same size: one padded all-gather
@@ -174,17 +175,13 @@ class Transport:
         self._gather = HostGather(process_group, self.world_size, self.device, self._guard)
         # cpu (gloo): statuses and frames travel as one message per pair of ranks, into
         # inboxes of ``_capacity`` bytes past the status (0 until a frame was seen: the
-        # first upload round takes phase 2); other devices: the control all-gather.
-        # (Tests set both off to run the other devices' path on gloo.)
-        on_cpu = self.device.type == "cpu"
+        # first upload round takes phase 2), and phase 2 is an all-to-all with uneven
+        # splits; other devices: the control all-gather, then a padded all-gather or
+        # broadcasts. (Tests set it off to run the other devices' path on gloo.)
+        self._host_messages = self.device.type == "cpu"
         self._capacity = 0
         self._max_capacity = _MAX_CAPACITY
-        self._inbox: torch.Tensor | None = (
-            torch.empty((self.world_size, _CONTROL_ITEM_BYTES), dtype=torch.uint8)
-            if on_cpu
-            else None
-        )
-        self._exact_splits = on_cpu  # phase 2 by an all-to-all with uneven splits
+        self._inbox: torch.Tensor | None = None  # made by the first round of messages
 
     # -- helpers ------------------------------------------------------------------------
     def _global_rank(self, group_rank: int) -> int:
@@ -223,8 +220,8 @@ class Transport:
         abort_on_nonfinite:
             If any rank reported ``nonfinite``, deliver no frame (the caller is about to
             raise; on ``cpu`` the frames that fit travelled with the statuses and are
-            counted as traffic, nothing more moves). ``False``: the other ranks' frames are still exchanged (the caller
-            skips the bad rank and carries on).
+            counted as traffic, nothing more moves). ``False``: the other ranks' frames are
+            still exchanged (the caller skips the bad rank and carries on).
         tag:
             Names the exchange (e.g. ``"step 7 bucket 2"``) in error messages.
         """
@@ -245,7 +242,7 @@ class Transport:
         received_before = self.stats.bytes_received
         # Phase 1: everyone learns everyone's status (on cpu, with the frames that fit).
         frames: list[bytes | None] = [None] * w
-        if self._inbox is not None:
+        if self._host_messages:
             sizes = self._messages(status, data, frames, tag)
         else:
             sizes = [g[0] for g in self._gather.ints([status], f"control all-gather ({tag})")]
@@ -263,7 +260,7 @@ class Transport:
         inline = [r for r in uploaders if frames[r] is not None]
         if inline:  # they travelled with the statuses, whatever comes next
             self._count_payload(sizes, inline)
-        if self._inbox is not None and uploaders:
+        if self._host_messages and uploaders:
             # Frames fit the next rounds' inboxes: the same rule on every rank.
             grown = max(self._capacity, 2 * max(sizes))
             self._capacity = min(grown, self._max_capacity)
@@ -339,7 +336,7 @@ class Transport:
         """Phase 2: the frames of ``late`` (uploaders whose frames did not come with the
         statuses) into ``frames``."""
         w, st, me = self.world_size, self.stats, self.rank
-        if self._exact_splits:  # gloo: one all-to-all with uneven splits, exact sizes
+        if self._host_messages:  # gloo: one all-to-all with uneven splits, exact sizes
             exact = [sizes[r] if r in late else 0 for r in range(w)]
             mine = data if me in late else b""
             got = self._gather.frames(mine, exact, f"payload all-to-all ({tag})")
