@@ -202,7 +202,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
-    became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_streak`` with ``streak_penalty=0.75``, ``laq_ag`` with ``exchange="all-gather"`` and
+    became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_streak`` with
+    ``streak_penalty=0.75``, ``laq_ag`` with ``exchange="all-gather"`` and
     ``laq_ag_plain`` with that and ``entropy=False``, ``laq_2p`` with ``exchange="two-phase"``
     (on 2 ranks the default before ``"auto"``); ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.

@@ -9,8 +9,9 @@ encoded, the codings being lossless, tested against numpy references and fuzzed;
 its own frame again cost a full decode per step), which ranks uploaded, which reported a
 non-finite gradient, and the bytes this rank received.
 
-The implementations here use :class:`laqcore.distributed.Transport` (an all-gather of one
-int64 per rank, then only the uploaders' frames): every rank receives every uploader's frame.
+The implementations here use :class:`laqcore.distributed.Transport` (every rank's status,
+then only the uploaders' frames; on gloo both in one round of messages when the frames fit):
+every rank receives every uploader's frame.
 
 * :class:`LAQAllGather`: adds each uploader's decoded innovation, in rank order, to the
   hook's :class:`~laqcore.lazy_state.LazyAggregate` (``sum_m q_prev_m``, float32, stable
