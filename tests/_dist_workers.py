@@ -91,6 +91,24 @@ def transport_message_rounds(rank: int, world: int, max_capacity: int = 0) -> di
     return {"calls": calls, "delivered": got, "capacity": t._capacity}
 
 
+def transports_interleaved(rank: int, world: int) -> dict[str, Any]:
+    """Two Transports of one group taking turns: each posts its next round's receives as a
+    round ends, so each must receive only its own messages (its own tag)."""
+    from laqcore.distributed import Transport
+
+    first = Transport(timeout_s=30)
+    got = [first.exchange(bytes([rank, 0]) * 8, tag="first, alone").frames]
+    second = Transport(timeout_s=30)
+    for rnd in range(1, 5):
+        for i, t in enumerate((first, second)):
+            size = 1 + rank + 2 * i  # fits the first's capacity from round 1 on
+            upload = None if (rank + rnd + i) % 3 == 0 else bytes([rank, rnd, i]) * size
+            got.append(t.exchange(upload, tag=f"round {rnd}, transport {i}").frames)
+    posted = [len(t._posted or []) for t in (first, second)]
+    first.barrier()
+    return {"frames": got, "tags": [first._tag, second._tag], "posted": posted}
+
+
 def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
     """Rank 1 dies (os._exit) or hangs at ``at_round``; the others keep exchanging."""
     from laqcore.distributed import Transport

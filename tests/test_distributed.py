@@ -29,6 +29,7 @@ from _dist_workers import (  # noqa: E402
     rank_and_world,
     transport_message_rounds,
     transport_rounds,
+    transports_interleaved,
 )
 from _late_join_workers import LATE_JOIN_S, join_and_start_times  # noqa: E402
 from driver_cases import SMALL_DIGITS, trajectory  # noqa: E402
@@ -61,7 +62,8 @@ def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool)
     assert s["uploads"] == sum(1 for rnd in sizes for x in rnd if x)
     assert s["nonfinite"] == 1
     assert s["payload_bytes"] == sum(map(sum, sizes))
-    control = 5 * 8 * world * (world - 1)
+    # five rounds of statuses; on gloo also the first round's all-gather of the message tag
+    control = (5 if collectives else 6) * 8 * world * (world - 1)
     # every frame of rounds 0, 2 and 3 at its exact size to the world - 1 others (gloo: in
     # the status messages or the all-to-all; the collectives' path: round 0 one all-gather
     # of equal sizes, rounds 2 and 3 broadcasts, round 3's padding exceeding the
@@ -73,6 +75,28 @@ def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool)
     assert s["control_bytes"] == control
     assert s["padding_bytes"] == 0
     assert s["wire_bytes"] == control + payload
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_transports_of_one_group_keep_their_messages_apart(world: int) -> None:
+    """Every Transport posts the receives of its next round as a round ends; two Transports
+    of one group taking turns each get their own messages (their own tags)."""
+    outs = run_processes(transports_interleaved, world, pg_timeout_s=30, deadline_s=120)
+    expected = [[bytes([r, 0]) * 8 for r in range(world)]]
+    for rnd in range(1, 5):
+        for i in range(2):
+            expected.append(
+                [
+                    None if (r + rnd + i) % 3 == 0 else bytes([r, rnd, i]) * (1 + r + 2 * i)
+                    for r in range(world)
+                ]
+            )
+    tags = outs[0].result["tags"]
+    assert tags[0] != tags[1]
+    for o in outs:
+        assert o.result["frames"] == expected
+        assert o.result["tags"] == tags
+        assert o.result["posted"] == [world - 1, world - 1]
 
 
 @pytest.mark.parametrize("world", [2, 3])
