@@ -11,7 +11,9 @@ and each number of ranks (``--nprocs``), one launch of the bench trainer
 3. ``laq``: ``LAQState(exchange="two-phase")`` (``LAQState()`` before ``exchange="auto"``)
    with wall-clock timers around the hook's phases (the labels of
    bench/profile_laq_hook.py; the collectives' times include waiting for the slower rank),
-   recording the sizes of the collectives of its two-phase exchange;
+   recording the sizes of the collectives of its two-phase exchange (run with the
+   collectives NCCL uses, ``_host_messages`` off: on gloo the exchange has run as rounds of
+   messages since session 22, whose floors this bench does not measure);
 4. ``collectives``: those collectives alone, at the sizes LAQ used (means over its steps and
    ranks): the control all-gather of ``k`` int64 per rank, the uplink ``all_to_all_single``
    (the same bytes to every other rank), the downlink all-gather of one row per rank; each
@@ -84,9 +86,16 @@ class SizeLog:
             log.rows.append(int(send.shape[0]))
             return rows(ex, send, name, what)
 
+        init = X.__init__
+
+        def collectives_init(ex: Any, *args: Any, **kwargs: Any) -> None:
+            init(ex, *args, **kwargs)
+            ex._host_messages = False  # the three collectives, whose floors this bench measures
+
         X._all_gather_ints = all_gather_ints  # type: ignore[method-assign]
         X._all_to_all = all_to_all  # type: ignore[method-assign]
         X._gather_rows = gather_rows  # type: ignore[method-assign]
+        X.__init__ = collectives_init  # type: ignore[method-assign]
 
 
 def _agreed(values: list[float], reduce: Any) -> float:

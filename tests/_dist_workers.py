@@ -104,9 +104,9 @@ def transports_interleaved(rank: int, world: int) -> dict[str, Any]:
             size = 1 + rank + 2 * i  # fits the first's capacity from round 1 on
             upload = None if (rank + rnd + i) % 3 == 0 else bytes([rank, rnd, i]) * size
             got.append(t.exchange(upload, tag=f"round {rnd}, transport {i}").frames)
-    posted = [len(t._posted or []) for t in (first, second)]
+    posted = [t._mail.posted for t in (first, second)]
     first.barrier()
-    return {"frames": got, "tags": [first._tag, second._tag], "posted": posted}
+    return {"frames": got, "tags": [first._mail.tag, second._mail.tag], "posted": posted}
 
 
 def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:

@@ -41,12 +41,24 @@ KINDS = ("laq", "laq-exact", "laq-entropy", "qsgd", "terngrad")
 VARIANCE_ROUNDS = 24
 
 
-def two_phase_rounds(rank: int, world: int) -> dict[str, Any]:
+def exchange_on(codec: Any, collectives: bool, **kwargs: Any) -> Any:
+    """A TwoPhaseExchange over ``N_COORDS`` on gloo; ``collectives``: the path of other
+    devices (NCCL: control all-gather, uplink all-to-all, downlink all-gather) instead of
+    the rounds of messages."""
+    from laqcore.distributed.two_phase import TwoPhaseExchange
+
+    ex = TwoPhaseExchange(N_COORDS, codec, **kwargs)
+    if collectives:
+        ex._host_messages = False
+    return ex
+
+
+def two_phase_rounds(rank: int, world: int, collectives: bool = False) -> dict[str, Any]:
     """Four rounds of the pattern above for every codec kind; outputs and per-round stats;
     and ``VARIANCE_ROUNDS`` QSGD rounds of one fixed gradient per rank."""
-    out: dict[str, Any] = {kind: _rounds(rank, world, kind) for kind in KINDS}
-    out["qsgd-repeated"] = _repeated(rank, "qsgd")
-    out["slots"] = _slotted_rounds(rank)
+    out: dict[str, Any] = {kind: _rounds(rank, world, kind, collectives) for kind in KINDS}
+    out["qsgd-repeated"] = _repeated(rank, "qsgd", collectives)
+    out["slots"] = _slotted_rounds(rank, collectives)
     out["gather"] = _host_gathers(rank, world)
     return out
 
@@ -132,11 +144,9 @@ class SizedCodec:
         return np.zeros(self.n, np.float32)
 
 
-def _slotted_rounds(rank: int) -> dict[str, Any]:
-    from laqcore.distributed.two_phase import TwoPhaseExchange
-
+def _slotted_rounds(rank: int, collectives: bool) -> dict[str, Any]:
     codec = SizedCodec()
-    ex = TwoPhaseExchange(N_COORDS, codec)
+    ex = exchange_on(codec, collectives)
     stats = []
     for rnd in range(SLOT_ROUNDS):
         ex.round(np.zeros(1, np.uint8), step=rnd)
@@ -144,12 +154,11 @@ def _slotted_rounds(rank: int) -> dict[str, Any]:
     return {"received": codec.received, "stats": stats}
 
 
-def _repeated(rank: int, kind: str) -> list[np.ndarray]:
+def _repeated(rank: int, kind: str, collectives: bool) -> list[np.ndarray]:
     """Every rank uploads ``gradient(rank, 0)`` in every round: the outputs, round by round."""
     from laqcore import get_compressor
-    from laqcore.distributed.two_phase import TwoPhaseExchange
 
-    ex = TwoPhaseExchange(N_COORDS, make_codec(kind))
+    ex = exchange_on(make_codec(kind), collectives)
     comp = get_compressor(kind, seed=SEED, stream=rank)
     g = gradient(rank, 0)
     outs = []
@@ -160,11 +169,10 @@ def _repeated(rank: int, kind: str) -> list[np.ndarray]:
     return outs
 
 
-def _rounds(rank: int, world: int, kind: str) -> dict[str, Any]:
+def _rounds(rank: int, world: int, kind: str, collectives: bool) -> dict[str, Any]:
     from laqcore import get_compressor, laq_apply, laq_quantize
-    from laqcore.distributed.two_phase import TwoPhaseExchange
 
-    ex = TwoPhaseExchange(N_COORDS, make_codec(kind))
+    ex = exchange_on(make_codec(kind), collectives)
     comp = get_compressor(kind, seed=SEED, stream=rank) if not kind.startswith("laq") else None
     q_prev = np.zeros(N_COORDS, np.float32)
     outputs, stats = [], []
@@ -241,14 +249,15 @@ def _overflow_codec(kind: str) -> Any:
     return make_codec(kind)
 
 
-def _overflow_run(rank: int, kind: str, grads: list[np.ndarray]) -> dict[str, Any]:
+def _overflow_run(
+    rank: int, kind: str, grads: list[np.ndarray], collectives: bool
+) -> dict[str, Any]:
     """One exchange, a round per gradient (every rank uploads); a round whose output is
     ``None`` commits nothing (as the hooks do). Per round: the output (or ``None``), the
     overflowing owners, the bytes received and the codec's state after it."""
     from laqcore import get_compressor, laq_apply, laq_quantize
-    from laqcore.distributed.two_phase import TwoPhaseExchange
 
-    ex = TwoPhaseExchange(N_COORDS, _overflow_codec(kind))
+    ex = exchange_on(_overflow_codec(kind), collectives)
     kw = {"norm": "max"} if kind == "qsgd" else {}
     comp = None if kind.startswith("laq") else get_compressor(kind, seed=SEED, stream=rank, **kw)
     q_prev = np.zeros(N_COORDS, np.float32)
@@ -275,7 +284,7 @@ def _overflow_run(rank: int, kind: str, grads: list[np.ndarray]) -> dict[str, An
     return {"rounds": rounds, "bounds": ex.bounds}
 
 
-def owner_overflow_rounds(rank: int, world: int) -> dict[str, Any]:
+def owner_overflow_rounds(rank: int, world: int, collectives: bool) -> dict[str, Any]:
     """Per codec kind: rounds 0 and 2 ordinary, round 1 with every rank's gradient at 2e38 on
     the last owner's chunk (so only the sum overflows, there); and the reference run without
     round 1."""
@@ -290,8 +299,8 @@ def owner_overflow_rounds(rank: int, world: int) -> dict[str, Any]:
         big[s:e] = 2e38
         first, last = gradient(rank, 0), gradient(rank, 2)
         out[kind] = {
-            "run": _overflow_run(rank, kind, [first, big, last]),
-            "reference": _overflow_run(rank, kind, [first, last]),
+            "run": _overflow_run(rank, kind, [first, big, last], collectives),
+            "reference": _overflow_run(rank, kind, [first, last], collectives),
         }
     return out
 

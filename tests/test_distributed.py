@@ -62,8 +62,7 @@ def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool)
     assert s["uploads"] == sum(1 for rnd in sizes for x in rnd if x)
     assert s["nonfinite"] == 1
     assert s["payload_bytes"] == sum(map(sum, sizes))
-    # five rounds of statuses; on gloo also the first round's all-gather of the message tag
-    control = (5 if collectives else 6) * 8 * world * (world - 1)
+    control = 5 * 8 * world * (world - 1)
     # every frame of rounds 0, 2 and 3 at its exact size to the world - 1 others (gloo: in
     # the status messages or the all-to-all; the collectives' path: round 0 one all-gather
     # of equal sizes, rounds 2 and 3 broadcasts, round 3's padding exceeding the
@@ -578,17 +577,17 @@ def test_engine_matches_simulator(world: int, cache) -> None:  # type: ignore[no
             assert w["payload_bytes"] == sim.bits // 8 + framing
             continue
         # Two-phase: the same upload decisions per rank; each round with an upload publishes
-        # the server state's chunks (float32 LAQ aggregate, else float64), padded to the
-        # largest, and every rank receives the other ranks' ones.
+        # the server state's chunks (float32 LAQ aggregate, else float64), exactly their
+        # sizes (gloo's rounds of messages), and every rank receives the other ranks' ones.
         assert w["exchange"] == "two-phase" and w["rounds"] == iters
         assert w["uploads"] == uploads_by_rank
         busy = sum(1 for d in decisions if d)
         itemsize = 4 if name in ("laq", "slaq", "random-select") else 8
         unit = 512 if name == "qsgd" else 8
-        widest = max(e - s for s, e in chunk_bounds(len(theta), world, unit))
-        for o in outs:
+        lens = [e - s for s, e in chunk_bounds(len(theta), world, unit)]
+        for me, o in enumerate(outs):
             got = o.result[i]["wire"]
-            assert got["downlink_received"] == busy * (world - 1) * widest * itemsize
+            assert got["downlink_received"] == busy * (sum(lens) - lens[me]) * itemsize
             assert 0 < got["uplink_received"] < w["uploads"] * len(theta) * 4
     lazy = outs[0].result[names.index("laq")]["result"]
     assert lazy["uploads"] < iters * 4  # LAQ skipped some uploads

@@ -46,14 +46,25 @@ pytestmark = pytest.mark.distributed
 
 
 @functools.cache
-def _all_runs(world: int) -> list[dict[str, Any]]:
-    """One launch per world size runs every codec (process start-up dominates)."""
-    outs = run_processes(two_phase_rounds, world, pg_timeout_s=30, deadline_s=240)
+def _all_runs(world: int, collectives: bool) -> list[dict[str, Any]]:
+    """One launch per world size and path runs every codec (process start-up dominates)."""
+    outs = run_processes(two_phase_rounds, world, collectives, pg_timeout_s=30, deadline_s=240)
     return [o.result for o in outs]
 
 
-def _run(world: int, kind: str) -> list[dict[str, Any]]:
-    return [r[kind] for r in _all_runs(world)]
+def _run(world: int, kind: str, collectives: bool = False) -> list[dict[str, Any]]:
+    return [r[kind] for r in _all_runs(world, collectives)]
+
+
+# The two paths: rounds of messages (gloo's) and collectives (NCCL's, run here on gloo).
+PATHS = pytest.mark.parametrize("collectives", [False, True], ids=["messages", "collectives"])
+
+
+def _message_control(world: int, publishes: bool) -> int:
+    """Control bytes the rounds of messages add to the control ints of a round: each
+    publication's int64 size (the one-time all-gathers of the messages' tags are set-up,
+    not counted)."""
+    return 8 * (world - 1) * publishes
 
 
 def _laq_reference(world: int, down_bits: int | None) -> list[bytes]:
@@ -109,9 +120,10 @@ def _laq_chunk_bytes(k: int, bits: int) -> int:
     return FRAME_OVERHEAD + LAQBlockPayload.META.size + 4 * -(-k // BLOCK) + -(-k * bits // 8)
 
 
+@PATHS
 @pytest.mark.parametrize("world", [2, 4])
-def test_laq_two_phase_replicas_bytes_and_skips(world: int) -> None:
-    res = _run(world, "laq")
+def test_laq_two_phase_replicas_bytes_and_skips(world: int, collectives: bool) -> None:
+    res = _run(world, "laq", collectives)
     ref = _laq_reference(world, DOWN_BITS)
     for r in res:  # bit-identical on every rank, and equal to the whole-vector formula
         assert r["outputs"] == ref
@@ -119,14 +131,17 @@ def test_laq_two_phase_replicas_bytes_and_skips(world: int) -> None:
     bounds = res[0]["bounds"]
     assert bounds == chunk_bounds(N_COORDS, world, BLOCK)
     lens = [e - s for s, e in bounds]
-    down = max(_laq_chunk_bytes(k, DOWN_BITS) for k in lens) * (world - 1)
+    pub = [_laq_chunk_bytes(k, DOWN_BITS) for k in lens]
     for me, r in enumerate(res):
         prev = dict.fromkeys(r["stats"][0], 0)
+        # collectives: publications padded to the largest; messages: exact sizes
+        down = max(pub) * (world - 1) if collectives else sum(pub) - pub[me]
         for rnd, st in enumerate(r["stats"]):
             d = {k: st[k] - prev[k] for k in st}
             prev = st
             ups = [u for u in range(world) if uploads_in(rnd, u)]
-            assert d["control_received"] == 8 * (world - 1)
+            extra = 0 if collectives else _message_control(world, bool(ups))
+            assert d["control_received"] == 8 * (world - 1) + extra
             sent = sum(_laq_chunk_bytes(lens[j], BITS) for j in range(world) if j != me)
             # A rank that skips sends nothing; an uploader sends each other owner its chunk.
             assert d["uplink_sent"] == (sent if me in ups else 0)
@@ -162,13 +177,16 @@ def _slotted_downlink(last: list[int], pub: list[int], world: int) -> tuple[int,
     return SIZE_HEADER * (world - 1), (capacity + over) * (world - 1)
 
 
+@PATHS
 @pytest.mark.parametrize("world", [2, 4])
-def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) -> None:
+def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(
+    world: int, collectives: bool
+) -> None:
     """entropy=True: the same outputs bit for bit, the uplink sizes and a slot capacity
     proposal travel with the status (2 + N int64 per rank), each owner receives exactly the
     coded frames of its chunk, and the publications travel in slots (their sizes in the
     first round, when no capacity is known yet, by one more all-gather)."""
-    res = _run(world, "laq-entropy")
+    res = _run(world, "laq-entropy", collectives)
     assert all(r["outputs"] == _laq_reference(world, DOWN_BITS) for r in res)
     bounds = res[0]["bounds"]
     q_prev = [np.zeros(N_COORDS, np.float32) for _ in range(world)]
@@ -184,12 +202,14 @@ def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) ->
             laq_apply(q_prev[r], p)
             laq_accumulate(agg, p)
             up_bytes[r] = _entropy_frame_bytes(bounds, p, BITS)
-        extra, down = 0, 0
+        extra, down, pub = 0, 0, [0] * world
         if ups:
             d = laq_quantize(agg, replica, DOWN_BITS, block_size=BLOCK)
             laq_apply(replica, d)
             pub = _entropy_frame_bytes(bounds, d, DOWN_BITS)
             extra, down = _slotted_downlink(last, pub, world)
+            if not collectives:
+                extra = _message_control(world, True)
             last = pub
         for me, r in enumerate(res):
             st = r["stats"][rnd]
@@ -197,44 +217,76 @@ def test_laq_two_phase_entropy_is_lossless_and_counts_coded_bytes(world: int) ->
             prev[me] = st
             assert got["control_received"] == 8 * (world + 2) * (world - 1) + extra
             assert got["uplink_received"] == sum(up_bytes[u][me] for u in ups if u != me)
-            assert got["downlink_received"] == down
+            if collectives:
+                assert got["downlink_received"] == down
+            else:  # exact sizes
+                assert got["downlink_received"] == sum(pub) - pub[me]
 
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_slotted_publications_arrive_exactly(world: int) -> None:
-    """Publications of data-dependent sizes, in the four cases of the slots: sizes exchanged
-    (first round), every publication fits, one outgrows its slot, all do. Every rank gets
-    every other owner's bytes exactly, and the counters follow the protocol."""
-    res = _run(world, "slots")
-    prev = [dict.fromkeys(r["stats"][0], 0) for r in res]
-    last = [0] * world
+    """Publications of data-dependent sizes, in the four cases of the slots (the collectives'
+    path): sizes exchanged (first round), every publication fits, one outgrows its slot, all
+    do. Every rank gets every other owner's bytes exactly, and the counters follow the
+    protocol."""
+    res = _run(world, "slots", collectives=True)
     capacities = []
-    for rnd in range(SLOT_ROUNDS):
-        pub = [slot_size(rnd, j) for j in range(world)]
-        capacities.append(max(propose_capacity(v) for v in last))
+    for rnd, pub, me, got in _slot_round_deltas(res, world):
+        last = [slot_size(rnd - 1, j) for j in range(world)] if rnd else [0] * world
+        if me == 0:
+            capacities.append(max(propose_capacity(v) for v in last))
         extra, down = _slotted_downlink(last, pub, world)
-        for me, r in enumerate(res):
-            want = [b"" if j == me else slot_publication(rnd, j).tobytes() for j in range(world)]
-            assert r["received"][rnd] == want
-            st = r["stats"][rnd]
-            got = {k: st[k] - prev[me][k] for k in st}
-            prev[me] = st
-            # Fixed uplink sizes: the status and the capacity proposal.
-            assert got["control_received"] == 8 * 2 * (world - 1) + extra
-            assert got["downlink_received"] == down
-            assert got["downlink_sent"] == pub[me] * (world - 1)
-            padding = sum(down // (world - 1) - pub[j] for j in range(world) if j != me)
-            assert got["padding_received"] == padding
-            # The second downlink collective: sizes first (round 0), tails (rounds 2, 3).
-            assert (got["sized_rounds"], got["tail_rounds"]) == [(1, 0), (0, 0), (0, 1), (0, 1)][
-                rnd
-            ]
-        last = pub
+        # Fixed uplink sizes: the status and the capacity proposal.
+        assert got["control_received"] == 8 * 2 * (world - 1) + extra
+        assert got["downlink_received"] == down
+        assert got["downlink_sent"] == pub[me] * (world - 1)
+        padding = sum(down // (world - 1) - pub[j] for j in range(world) if j != me)
+        assert got["padding_received"] == padding
+        # The second downlink collective: sizes first (round 0), tails (rounds 2, 3).
+        assert (got["sized_rounds"], got["tail_rounds"]) == [(1, 0), (0, 0), (0, 1), (0, 1)][rnd]
     # The schedule reaches every case: no capacity, fits, owner 0 over, all over.
     assert capacities[0] == 0
     assert slot_size(1, world - 1) <= capacities[1]
     assert slot_size(2, 0) > capacities[2] >= slot_size(2, 1)
     assert min(slot_size(3, j) for j in range(world)) > capacities[3]
+
+
+def _slot_round_deltas(res: list[dict[str, Any]], world: int) -> Any:
+    """Per slotted round and rank: (round, the owners' publication sizes, rank, the round's
+    counters), once the rank is checked to have received every other owner's publication
+    exactly."""
+    prev = [dict.fromkeys(r["stats"][0], 0) for r in res]
+    for rnd in range(SLOT_ROUNDS):
+        pub = [slot_size(rnd, j) for j in range(world)]
+        for me, r in enumerate(res):
+            want = [b"" if j == me else slot_publication(rnd, j).tobytes() for j in range(world)]
+            assert r["received"][rnd] == want
+            st = r["stats"][rnd]
+            yield rnd, pub, me, {k: st[k] - prev[me][k] for k in st}
+            prev[me] = st
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_publications_of_data_dependent_sizes_as_messages(world: int) -> None:
+    """The same publications by rounds of messages: those within the capacity (twice the
+    largest publication seen, the same on every rank) come with their sizes, the others by
+    one all-to-all with exact sizes; nothing is padded."""
+    res = _run(world, "slots")
+    tails = []
+    for rnd, pub, me, got in _slot_round_deltas(res, world):
+        seen = [slot_size(r, j) for r in range(rnd) for j in range(world)]
+        late = int(max(pub) > 2 * max(seen, default=0))
+        if me == 0:
+            tails.append(late)
+        # the status (fixed uplink sizes: the 1-byte chunks come along) and the capacity
+        # proposal the collectives' path uses, plus the messages' control
+        assert got["control_received"] == 8 * 2 * (world - 1) + _message_control(world, True)
+        assert got["downlink_received"] == sum(pub) - pub[me]
+        assert got["downlink_sent"] == pub[me] * (world - 1)
+        assert got["padding_received"] == 0
+        assert (got["sized_rounds"], got["tail_rounds"]) == (0, late)
+    # the first publications, owner 0's outgrown one and the last all take the all-to-all
+    assert tails == [1, 0, 1, 1]
 
 
 def test_laq_two_phase_exact_downlink() -> None:
@@ -243,9 +295,12 @@ def test_laq_two_phase_exact_downlink() -> None:
     assert all(r["outputs"] == ref for r in res)
 
 
+@PATHS
 @pytest.mark.parametrize(("world", "name"), [(2, "qsgd"), (4, "qsgd"), (4, "terngrad")])
-def test_compressor_two_phase_matches_owner_recompression(world: int, name: str) -> None:
-    res = _run(world, name)
+def test_compressor_two_phase_matches_owner_recompression(
+    world: int, name: str, collectives: bool
+) -> None:
+    res = _run(world, name, collectives)
     ref = _compressor_reference(world, name)
     for r in res:
         assert r["outputs"] == ref
@@ -263,7 +318,7 @@ def test_qsgd_two_phase_stays_within_the_variance_bound(world: int) -> None:
     every round's error (mean over rounds, and each round within 4x), and the outputs'
     average over rounds must approach g (unbiased).
     """
-    outs = [np.stack(r["qsgd-repeated"]) for r in _all_runs(world)]
+    outs = [np.stack(r["qsgd-repeated"]) for r in _all_runs(world, False)]
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     grads = [gradient(r, 0).astype(np.float64) for r in range(world)]
@@ -281,7 +336,7 @@ def test_qsgd_two_phase_stays_within_the_variance_bound(world: int) -> None:
 
 @pytest.mark.parametrize("world", [2, 4])
 def test_host_gathers_match_all_gather(world: int) -> None:
-    for rank, same in enumerate(r["gather"] for r in _all_runs(world)):
+    for rank, same in enumerate(r["gather"] for r in _all_runs(world, False)):
         assert same == [True] * 5, rank
 
 
@@ -293,15 +348,18 @@ def test_chunk_bounds_on_units() -> None:
             chunk_bounds(10, 2, bad)
 
 
+@PATHS
 @pytest.mark.parametrize("world", [2, 3])
-def test_an_owner_whose_sum_overflows_tells_every_rank(world: int) -> None:
+def test_an_owner_whose_sum_overflows_tells_every_rank(world: int, collectives: bool) -> None:
     """Every rank uploads 2e38 on the last owner's chunk: only their sum leaves float32, at
     that owner. Before, it raised there alone after the uplink (LAQ's re-quantization, an
     exact publication of Inf, QSGD/TernGrad's re-compression) and the others waited in the
     downlink. Now its failure marker travels in the downlink's bytes: every rank returns no
     output and names the owner, the codec's state is as before the round, the next round
-    equals that of a run without it, and the failed round moves the bytes of a normal one."""
-    outs = run_processes(owner_overflow_rounds, world, pg_timeout_s=20, deadline_s=180)
+    equals that of a run without it, and the failed round moves the bytes of a normal one
+    (collectives: the marker is padded like a publication; messages: the marker's 8 bytes
+    instead of the publication)."""
+    outs = run_processes(owner_overflow_rounds, world, collectives, pg_timeout_s=20, deadline_s=180)
     for kind in OVERFLOW_KINDS:
         per_rank = [o.result[kind] for o in outs]
         for got in per_rank:
@@ -311,8 +369,10 @@ def test_an_owner_whose_sum_overflows_tells_every_rank(world: int) -> None:
             assert run[1]["state"] == run[0]["state"], kind
             assert run[2]["output"] == ref[1]["output"], kind
             assert run[2]["state"] == ref[1]["state"], kind
-            if kind != "laq-entropy":  # fixed sizes: the marker travels in the same bytes
+            if collectives and kind != "laq-entropy":  # the marker in the same bytes
                 assert run[1]["bytes"] == run[0]["bytes"], kind
+            if not collectives:
+                assert run[1]["bytes"] <= run[0]["bytes"], kind
         assert len({got["run"]["rounds"][2]["output"] for got in per_rank}) == 1, kind
 
 

@@ -24,11 +24,19 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 
-__all__ = ["HostGather", "collective_device"]
+__all__ = ["HostGather", "collective_device", "global_rank"]
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def global_rank(process_group: Any, group_rank: int) -> int:
+    """The default group's rank of ``group_rank`` of ``process_group`` (``None``: the default
+    group itself): point-to-point calls and ``broadcast`` name peers that way."""
+    if process_group is None:
+        return group_rank
+    return int(dist.get_global_rank(process_group, group_rank))
 
 
 def collective_device(process_group: Any) -> torch.device:

@@ -16,12 +16,8 @@ round has carried so far, computed from the statuses all ranks saw, at most 16 M
 receives a message into a larger buffer), so in most rounds the whole exchange is one round
 of messages, one network round trip instead of two (on a 2-vCPU machine the one round
 measured the same as two collectives, a point-to-point message costing there about as much
-as a collective: docs/results_hooks.md, "The all-gather exchange's profile"). Each round's
-receives are posted as the previous round ends: a gloo message whose receive is not yet
-posted waits for the receiver's "ready" notice, one more trip across the link, which cost
-about 1 ms per round on loopback where the message itself takes 0.1 ms. The receives of a
-Transport carry its own tag (agreed by all ranks in its first round), so receives posted
-ahead never catch another Transport's messages. Frames that do
+as a collective: docs/results_hooks.md, "The all-gather exchange's profile"), with each
+round's receives posted as the previous round ends (:mod:`.messages`). Frames that do
 not fit (the first ones, a frame that doubled) then move in one ``all_to_all_single`` with
 uneven splits, exactly their sizes. On other devices (NCCL,
 whose receives need exact sizes) the statuses are all-gathered and the frames move by:
@@ -51,7 +47,8 @@ import torch
 import torch.distributed as dist
 
 from .errors import run_collective
-from .gather import HostGather, collective_device
+from .gather import HostGather, collective_device, global_rank
+from .messages import MAX_WIDTH, PostedMessages
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport"]
 
@@ -59,14 +56,8 @@ STATUS_SKIP = 0
 STATUS_NONFINITE = -1
 # An int64 per rank in the control all-gather.
 _CONTROL_ITEM_BYTES = 8
-# The tags of the status-and-frame messages (point to point, cpu only): this base plus a
-# number every Transport of a group agrees on in its first round (_agree_tag).
-_MESSAGE_TAG = 0x4C41
-# The numbers taken so far, per process group (None: the default group).
-_TAGS_TAKEN: dict[Any, int] = {}
-# Largest frame the messages carry (bytes): each rank keeps world_size inboxes of this size,
-# and a larger frame's one extra collective costs little next to moving it.
-_MAX_CAPACITY = 1 << 24
+# Largest frame the messages carry (bytes): each rank keeps world_size inboxes of this size.
+_MAX_CAPACITY = MAX_WIDTH - _CONTROL_ITEM_BYTES
 
 
 def __dir__() -> list[str]:
@@ -189,18 +180,11 @@ class Transport:
         self._host_messages = self.device.type == "cpu"
         self._capacity = 0
         self._max_capacity = _MAX_CAPACITY
-        self._inbox: torch.Tensor | None = None  # made by the first round of messages
-        self._tag: int | None = None  # agreed in the first round of messages
-        # The next round's receives, posted as a round ends (None before the first round,
-        # or after a round that failed: then they are posted with the sends).
-        self._posted: list[Any] | None = None
+        self._mail = PostedMessages(
+            process_group, self.rank, self.world_size, self._guard, self._gather.ints
+        )
 
     # -- helpers ------------------------------------------------------------------------
-    def _global_rank(self, group_rank: int) -> int:
-        if self.group is None:
-            return group_rank
-        return int(dist.get_global_rank(self.group, group_rank))
-
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one collective; turn a backend failure into a PeerFailureError."""
         return run_collective(self.rank, what, self.timeout_s, fn, *args, **kwargs)
@@ -287,10 +271,7 @@ class Transport:
         followed by its frame when the frame fits the capacity every rank holds (the same
         value everywhere: it grows from the sizes all ranks saw). Fills ``frames`` with the
         frames that came along (this rank's own included) and returns the statuses; the
-        frames that did not fit move in phase 2. gloo delivers a message into a larger
-        receive buffer (its tcp pair checks only that the message is not longer), so each
-        inbox has room for the status and ``capacity`` bytes. The receives of the next
-        round are posted before returning."""
+        frames that did not fit move in phase 2."""
         w, me, cap = self.world_size, self.rank, self._capacity
         fits = 0 < status <= cap
         msg = np.empty(_CONTROL_ITEM_BYTES + (status if fits else 0), dtype=np.uint8)
@@ -298,27 +279,11 @@ class Transport:
         if fits:
             msg[_CONTROL_ITEM_BYTES:] = np.frombuffer(data, dtype=np.uint8)
             frames[me] = data
-        if self._tag is None:
-            self._tag = self._agree_tag(tag)
-        send = torch.from_numpy(msg)
-        peers = [r for r in range(w) if r != me]
-        posted, self._posted = self._posted, None  # not reused if this round fails
-
-        def post_and_wait() -> None:
-            works = self._post_receives() if posted is None else posted
-            works += [
-                dist.isend(send, dst=self._global_rank(r), group=self.group, tag=self._tag)
-                for r in peers
-            ]
-            for work in works:
-                if work is not None:  # (typed Optional: None only for a rank outside the group)
-                    work.wait()
-
-        self._guard(f"status and frame messages ({tag})", post_and_wait)
-        assert self._inbox is not None  # (posted with the receives)
-        rows = self._inbox.numpy()
+        rows = self._mail.send([msg] * w, _CONTROL_ITEM_BYTES + cap, f"statuses and frames ({tag})")
         sizes = [status] * w
-        for r in peers:
+        for r in range(w):
+            if r == me:
+                continue
             size = int(rows[r, :_CONTROL_ITEM_BYTES].view(np.int64)[0])
             sizes[r] = size
             if 0 < size <= cap:
@@ -327,33 +292,8 @@ class Transport:
             # Frames fit the next rounds' inboxes: the same rule on every rank.
             grown = max(self._capacity, 2 * max(sizes))
             self._capacity = min(grown, self._max_capacity)
-        # Everything this round delivered has been copied out: the inbox takes the next.
-        self._posted = self._guard(f"receives after ({tag})", self._post_receives)
+        self._mail.repost(_CONTROL_ITEM_BYTES + self._capacity, tag)
         return sizes
-
-    def _post_receives(self) -> list[Any]:
-        """Post one receive per peer into the inbox (grown to the current capacity first)."""
-        w, me = self.world_size, self.rank
-        width = _CONTROL_ITEM_BYTES + self._capacity
-        if self._inbox is None or self._inbox.shape[1] < width:
-            self._inbox = torch.empty((w, width), dtype=torch.uint8)
-        inbox = self._inbox
-        return [
-            dist.irecv(inbox[r], src=self._global_rank(r), group=self.group, tag=self._tag)
-            for r in range(w)
-            if r != me
-        ]
-
-    def _agree_tag(self, tag: str) -> int:
-        """This Transport's message tag, the same on every rank: one past the largest number
-        any rank's Transports of this group have taken (one all-gather, first round only),
-        so ranks that built different numbers of Transports still agree."""
-        key = self.group
-        got = self._gather.ints([_TAGS_TAKEN.get(key, 0) + 1], f"message tag all-gather ({tag})")
-        self._count_control()
-        number = max(g[0] for g in got)
-        _TAGS_TAKEN[key] = number
-        return _MESSAGE_TAG + number
 
     def _count_control(self) -> None:
         """Traffic of one int64 from every rank to every other."""
@@ -407,7 +347,7 @@ class Transport:
                 f"payload broadcast from rank {r} ({tag})",
                 dist.broadcast,
                 buf,
-                src=self._global_rank(r),
+                src=global_rank(self.group, r),
                 group=self.group,
             )
             self._count_payload(sizes, [r])

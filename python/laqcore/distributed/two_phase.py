@@ -24,6 +24,14 @@ each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange")
    the next innovation is taken against the replica). Every rank applies every owner's
    publication to its replica in the same way, so the replicas are bit-identical.
 
+On ``cpu`` (gloo) the control ints and the uplink chunks travel together, as one round of
+point-to-point messages (to owner j: this rank's control ints, then chunk j of its upload),
+and the publications as another (:mod:`.messages`: each round's receives are posted as the
+previous one ends), so a round with an upload crosses the link twice instead of three times;
+chunks and publications that outgrow the capacity every rank holds alike (twice the largest
+seen, for data-dependent sizes) move in one ``all_to_all_single`` with exact sizes. Other
+devices (NCCL, whose receives need exact sizes) run the collectives above.
+
 An owner that cannot publish its chunk (its chunk of the aggregate left the float32 range,
 or it could not decode an upload) publishes a **failure marker** instead, in the same
 all-gather and the same bytes (:func:`failure_marker`): every rank then discards the
@@ -57,6 +65,7 @@ from .._validate import check_positive_int
 from .errors import OwnerFailureError, run_collective
 from .exchange_stats import ExchangeStats, RoundResult
 from .gather import HostGather, collective_device
+from .messages import MAX_WIDTH, PostedMessages
 from .slicing import chunk_bounds
 from .slots import SIZE_HEADER, gather_slotted, propose_capacity
 
@@ -219,6 +228,21 @@ class TwoPhaseExchange:
         self.control_width = check_positive_int(control_width, "control_width", minimum=0)
         self._gather = HostGather(process_group, self.world, self.device, self._guard)
         self.lazy = lazy_downlink
+        # cpu (gloo): control + uplink as one round of messages, the publications as another;
+        # other devices (NCCL): the collectives. (Tests set it off to run the collectives on
+        # gloo.) The capacities are the chunk and publication sizes the messages carry, the
+        # same on every rank: fixed by the codec, or grown from the sizes every rank saw.
+        self._host_messages = self.device.type == "cpu"
+        mail = (process_group, self.rank, self.world, self._guard, self._gather.ints)
+        self._uplink_mail = PostedMessages(*mail)
+        self._downlink_mail = PostedMessages(*mail)
+        self._uplink_held = False  # the uplink inbox holds chunks not yet consumed
+        self._uplink_head = 0  # bytes of the control ints that start each uplink message
+        self._downlink_held = False
+        fixed_up = [codec.uplink_size(j) for j in range(self.world)]
+        self._uplink_capacity = 0 if self._sized else max(int(v or 0) for v in fixed_up)
+        fixed_dl = [codec.downlink_size(j) for j in range(self.world)]
+        self._downlink_capacity = 0 if self._slotted else max(int(v or 0) for v in fixed_dl)
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -344,7 +368,11 @@ class TwoPhaseExchange:
         if self._slotted:
             ints.append(propose_capacity(self._last_publication))
         lazy = [] if self.lazy is None else self.lazy.values(None if chunks is None else upload)
-        gathered = self._all_gather_ints(ints + lazy + extra, tag)
+        row = ints + lazy + extra
+        if self._host_messages:  # the chunks that fit come along
+            gathered, inbox = self._uplink_messages(row, chunks, tag)
+        else:
+            gathered, inbox = self._all_gather_ints(row, tag), None
         k, lazy_end = len(ints), len(ints) + len(lazy)  # a row: ints, lazy values, extra
         statuses = [g[0] for g in gathered]
         controls = [g[lazy_end:] for g in gathered]
@@ -354,6 +382,7 @@ class TwoPhaseExchange:
         bad = [r for r, s in enumerate(statuses) if s == NONFINITE]
         uploaders = [r for r, s in enumerate(statuses) if s == UPLOAD]
         if bad and abort_on_nonfinite:
+            self._release_uplink(tag)
             return RoundResult(uploaders=[], nonfinite_ranks=bad, control=controls)
         codec.start_round()
         publish = bool(uploaders)
@@ -362,6 +391,7 @@ class TwoPhaseExchange:
         if self.lazy is not None:  # the same values on every rank: the same decision
             publish = self.lazy.due(uploaders, [g[k:lazy_end] for g in gathered])
         if not uploaders and not publish:
+            self._release_uplink(tag)
             return RoundResult([], bad, codec.result(out), controls)
         failure: Exception | None = None  # why this owner cannot publish, if it cannot
         if uploaders:
@@ -371,13 +401,17 @@ class TwoPhaseExchange:
             # is a slice of the payload this rank encoded: no frame, no copy).
             send = chunks if chunks is not None else [_EMPTY] * w
             recv_sizes = self._uplink_sizes(gathered)
-            got = self._all_to_all(send, recv_sizes, tag)
+            if inbox is None:
+                got = self._all_to_all(send, recv_sizes, tag)
+            else:
+                got = self._uplink_chunks(inbox, send, gathered, recv_sizes, len(row), tag)
             st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
             st.uplink_received += sum(recv_sizes)
             try:
                 codec.receive([own if r == me else got[r] for r in uploaders], step)
             except (OverflowError, ValueError) as err:  # told to every rank in the downlink
                 failure = err
+        self._release_uplink(tag)  # the codec has consumed the chunks
         if not publish:  # deferred: the replicas stay as they are (lazy downlink)
             if failure is not None:
                 # No publication to carry the marker; the lazy downlink publishes whenever
@@ -398,7 +432,9 @@ class TwoPhaseExchange:
             mine = failure_marker(
                 OWNER_RANGE if isinstance(failure, OverflowError) else OWNER_FAULT
             )
-        if self._slotted:
+        if self._host_messages:
+            pubs = self._publish_messages(mine, tag)
+        elif self._slotted:
             capacity = max(g[len(ints) - 1] for g in gathered)
             pubs = self._publish_slotted(mine, capacity, tag)
         else:
@@ -406,6 +442,7 @@ class TwoPhaseExchange:
         # The same publications on every rank: every rank sees the same markers.
         codes = [read_marker(p) for p in pubs]
         if any(codes):
+            self._release_downlink(tag)
             self._last_publication = last_publication
             owners = self._discard_round(codes, failure, lazy_before, tag)
             return RoundResult([], bad, None, controls, overflow_owners=owners)
@@ -413,6 +450,7 @@ class TwoPhaseExchange:
             for j in range(w):
                 if j != me:
                     codec.apply(j, pubs[j])
+        self._release_downlink(tag)
         return RoundResult(uploaders, bad, codec.result(out), controls)
 
     def _discard_round(
@@ -474,6 +512,106 @@ class TwoPhaseExchange:
         st.downlink_received += (capacity + over) * (w - 1)
         st.padding_received += sum(capacity + over - sizes[j] for j in range(w) if j != me)
         return pubs
+
+    # -- the rounds of messages (cpu) -------------------------------------------------------
+    def _uplink_messages(
+        self, row: list[int], chunks: list[ByteVector] | None, tag: str
+    ) -> tuple[list[list[int]], ByteVector]:
+        """Control and uplink in one round of messages: to every other rank j this rank's
+        control ints, then chunk j of its upload if the chunk fits the uplink capacity.
+        Returns every rank's control ints and the inbox (rank r's chunk for this owner, if
+        it came along, follows r's ints in row r; read before :meth:`_release_uplink`)."""
+        w, me, st = self.world, self.rank, self.stats
+        head = _INT64 * len(row)
+        header = np.asarray(row, dtype=np.int64).view(np.uint8)
+        cap = self._uplink_capacity
+        messages = []
+        for j in range(w):
+            chunk = None if chunks is None or j == me else chunks[j]
+            fits = chunk is not None and 0 < chunk.shape[0] <= cap
+            messages.append(np.concatenate([header, chunk]) if fits else header)
+        inbox = self._uplink_mail.send(messages, head + cap, f"control and uplink ({tag})")
+        self._uplink_held, self._uplink_head = True, head
+        st.control_received += head * (w - 1)
+        gathered = [
+            [int(v) for v in row] if r == me else inbox[r, :head].view(np.int64).tolist()
+            for r in range(w)
+        ]
+        return gathered, inbox
+
+    def _uplink_chunks(
+        self,
+        inbox: ByteVector,
+        send: list[ByteVector],
+        control: list[list[int]],
+        recv_sizes: list[int],
+        row_len: int,
+        tag: str,
+    ) -> list[ByteVector]:
+        """The chunks every uploader sent this owner: from the inbox where they fit the
+        capacity, the others by one all-to-all with exact sizes (when any chunk of any
+        uploader outgrew it: every rank knows every size). Grows the capacity for data-
+        dependent sizes."""
+        w, me, cap, head = self.world, self.rank, self._uplink_capacity, _INT64 * row_len
+        if self._sized:  # every uploader's chunk sizes are in its control ints
+            sizes = [c[1 : 1 + w] for c in control if c[0] == UPLOAD]
+        else:
+            sizes = [[int(self.codec.uplink_size(j) or 0) for j in range(w)]]
+        largest = max(max(s) for s in sizes)
+        got = [inbox[r, head : head + size] for r, size in enumerate(recv_sizes)]
+        if largest > cap:
+            late_send = [c if j != me and c.shape[0] > cap else _EMPTY for j, c in enumerate(send)]
+            late_recv = [size if size > cap else 0 for size in recv_sizes]
+            late = self._all_to_all(late_send, late_recv, tag)
+            got = [late[r] if late_recv[r] else got[r] for r in range(w)]
+        if self._sized:
+            grown = max(cap, 2 * largest)
+            self._uplink_capacity = min(grown, MAX_WIDTH - head)
+        return got
+
+    def _publish_messages(self, mine: ByteVector, tag: str) -> list[ByteVector]:
+        """Every owner's publication by one round of messages (its size as an int64, then
+        the publication if it fits the downlink capacity; the others by one all-to-all with
+        exact sizes); read before :meth:`_release_downlink`."""
+        w, me, st, cap = self.world, self.rank, self.stats, self._downlink_capacity
+        k = int(mine.shape[0])
+        self._last_publication = k
+        msg = np.empty(_INT64 + (k if k <= cap else 0), np.uint8)
+        msg[:_INT64].view(np.int64)[0] = k
+        msg[_INT64:] = mine[: msg.shape[0] - _INT64]
+        inbox = self._downlink_mail.send([msg] * w, _INT64 + cap, f"downlink ({tag})")
+        self._downlink_held = True
+        sizes = [k if j == me else int(inbox[j, :_INT64].view(np.int64)[0]) for j in range(w)]
+        pubs = [mine if j == me else inbox[j, _INT64 : _INT64 + sizes[j]] for j in range(w)]
+        if max(sizes) > cap:
+            late = [s if s > cap else 0 for s in sizes]
+            frames = self._gather.frames(
+                mine.tobytes() if late[me] else b"", late, f"downlink all-to-all ({tag})"
+            )
+            for j in range(w):
+                if late[j] and j != me:
+                    pubs[j] = np.frombuffer(frames[j] or b"", np.uint8)
+            st.tail_rounds += 1
+        if self._slotted:
+            grown = max(cap, 2 * max(sizes))
+            self._downlink_capacity = min(grown, MAX_WIDTH - _INT64)
+        st.control_received += _INT64 * (w - 1)
+        st.downlink_sent += k * (w - 1)
+        st.downlink_received += sum(sizes[j] for j in range(w) if j != me)
+        return pubs
+
+    def _release_uplink(self, tag: str) -> None:
+        """The uplink inbox has been read: post the next round's receives."""
+        if self._uplink_held:
+            self._uplink_held = False
+            width = self._uplink_head + self._uplink_capacity
+            self._uplink_mail.repost(width, f"uplink ({tag})")
+
+    def _release_downlink(self, tag: str) -> None:
+        """The publications have been applied: post the next round's receives."""
+        if self._downlink_held:
+            self._downlink_held = False
+            self._downlink_mail.repost(_INT64 + self._downlink_capacity, f"downlink ({tag})")
 
     def _uplink_sizes(self, control: list[list[int]]) -> list[int]:
         """Bytes this owner receives from each rank (0 from a rank that does not upload):

@@ -477,13 +477,14 @@ class HookState:
         ``uploads_skipped``: iterations this rank skipped; ``nonfinite_steps``: iterations
         dropped because a rank's gradient was not finite (``nonfinite="propagate"``).
         The two-phase exchange adds ``downlink_sized_rounds`` and ``downlink_tail_rounds``:
-        steps whose downlink took a second collective (entropy-coded publications only,
-        :mod:`laqcore.distributed.slots`), and the exchange's part of ``bytes_received`` by
-        phase: ``received_control`` (status, sizes, slot capacities and slot lengths),
-        ``received_uplink`` (phase 1: chunks of the other uploaders' frames),
-        ``received_downlink`` (phase 2: the other owners' publications, padding included)
-        and ``received_padding`` (the part of ``received_downlink`` that pads them to a
-        common size); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
+        steps whose downlink took a second collective (entropy-coded publications only: on
+        gloo the publications larger than the capacity the messages carry, on NCCL the sizes'
+        all-gather and the slots' tails, :mod:`laqcore.distributed.slots`), and the
+        exchange's part of ``bytes_received`` by phase: ``received_control`` (status, sizes,
+        slot capacities and slot lengths), ``received_uplink`` (phase 1: chunks of the other
+        uploaders' frames), ``received_downlink`` (phase 2: the other owners' publications,
+        padding included) and ``received_padding`` (the part of ``received_downlink`` that
+        pads them to a common size: NCCL only, gloo's messages carry exact sizes); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
         others moved nothing), ``downlink_rounds`` (exchanges with a downlink: those with an
         upload, less those a lazy downlink deferred) and ``uploads_all_ranks`` (uploads of
         every rank together). With ``fallback=True``: ``allreduce_steps`` (iterations run with
