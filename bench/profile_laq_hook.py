@@ -5,8 +5,9 @@ Runs an ordinary DDP trainer (the bench's models from ``hook_trainer``: ``big`` 
 the keyword arguments of ``--kwargs``; ``LAQState()`` before ``exchange="auto"``), one torch thread per rank, and wraps the hook's
 phases with wall-clock timers: bucket gather and scatter, the proposal (quantize + pack), the
 upload split (slicing + rANS encoding of the chunks for the other owners), the control
-all-gather, the uplink all-to-all, the owner's decode + accumulate, the publication
-(downlink re-quantization, apply, encode), the downlink all-gather, the decode of the other
+all-gather and the uplink all-to-all (on gloo: one round of messages), the owner's decode +
+accumulate, the publication (downlink re-quantization, apply, encode), the downlink
+all-gather (on gloo: a round of messages), the decode of the other
 owners' publications, the average (``replica / N``), the uploader's commit and the norms of
 the lazy rule. Nested timers (indented names) are part of the phase above them. The
 collectives' times include waiting for the slower rank.
@@ -63,6 +64,13 @@ PHASES = (
     ("laqcore.lazy_state", "LazyUploader.propose", "propose (quantize + pack)"),
     ("laqcore.torch.laq_state", "LAQState._decide", "lazy rule decision"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.split", "uplink split (slice + encode)"),
+    # gloo: control + uplink as one round of messages, the publications as another
+    # (laqcore.distributed.messages); NCCL: the three collectives
+    (
+        "laqcore.distributed.two_phase",
+        "TwoPhaseExchange._uplink_messages",
+        "control + uplink messages",
+    ),
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._all_gather_ints", "control all-gather"),
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._all_to_all", "uplink all-to-all"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.receive", "owner: decode + accumulate"),
@@ -70,6 +78,7 @@ PHASES = (
     ("laqcore.distributed.exchange_codecs", "laq_accumulate_all", "  laq_accumulate_all"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.publish", "owner: publish"),
     ("laqcore.distributed.exchange_codecs", "laq_quantize", "  downlink quantize"),
+    ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_messages", "downlink messages"),
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_slotted", "downlink all-gather"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.apply", "apply others' publications"),
     ("laqcore.distributed.exchange_codecs", "_laq_frame", "  frame decode (CRC + rANS)"),

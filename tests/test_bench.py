@@ -619,4 +619,4 @@ def test_profile_laq_hook_thread_clock(tmp_path, monkeypatch):
     # the phases were timed in CPU time: every phase the hook ran, the collectives included
     assert report["config"]["clock"] == "thread"
     assert report["ms_per_step"]["hook total"] > 0.0
-    assert {"control all-gather", "propose (quantize + pack)"} <= set(report["ms_per_step"])
+    assert {"control + uplink messages", "propose (quantize + pack)"} <= set(report["ms_per_step"])
