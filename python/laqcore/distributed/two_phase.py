@@ -5,6 +5,8 @@ per-rank traffic grows linearly with the number of ranks N. The two-phase exchan
 flat vector of length n into N contiguous **chunks**, one **owner** rank per chunk, and moves
 each byte to only the rank that needs it (docs/ddp.md, "The two-phase exchange"):
 
+As collectives (NCCL; on gloo two rounds of messages carry the same data, unpadded: below):
+
 0. **Control**: an all-gather of one int64 per rank (``1`` upload, ``0`` skip, ``-1``
    non-finite gradient). Codecs with data-dependent uplink sizes (entropy-coded frames) add
    one int64 per chunk to each rank's control values, codecs with data-dependent
