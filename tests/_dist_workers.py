@@ -94,11 +94,14 @@ def transport_message_rounds(rank: int, world: int, max_capacity: int = 0) -> di
 def transports_interleaved(rank: int, world: int) -> dict[str, Any]:
     """Two Transports of one group taking turns: each posts its next round's receives as a
     round ends, so each must receive only its own messages (its own tag)."""
+    import torch.distributed as dist
+
     from laqcore.distributed import Transport
 
     first = Transport(timeout_s=30)
     got = [first.exchange(bytes([rank, 0]) * 8, tag="first, alone").frames]
-    second = Transport(timeout_s=30)
+    # the default group by its object: the same communicator as None, so another tag
+    second = Transport(dist.group.WORLD, timeout_s=30)
     for rnd in range(1, 5):
         for i, t in enumerate((first, second)):
             size = 1 + rank + 2 * i  # fits the first's capacity from round 1 on

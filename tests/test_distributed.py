@@ -79,7 +79,8 @@ def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool)
 @pytest.mark.parametrize("world", [2, 3])
 def test_transports_of_one_group_keep_their_messages_apart(world: int) -> None:
     """Every Transport posts the receives of its next round as a round ends; two Transports
-    of one group taking turns each get their own messages (their own tags)."""
+    of one group taking turns each get their own messages (their own tags), the group named
+    once as ``None`` and once by the default group's object."""
     outs = run_processes(transports_interleaved, world, pg_timeout_s=30, deadline_s=120)
     expected = [[bytes([r, 0]) * 8 for r in range(world)]]
     for rnd in range(1, 5):

@@ -39,7 +39,7 @@ __all__ = ["MAX_WIDTH", "PostedMessages"]
 # The tags of the messages: this base plus a number every PostedMessages of a group agrees on
 # in its first round.
 _TAG_BASE = 0x4C41
-# The numbers taken so far, per process group (None: the default group).
+# The numbers taken so far, per process group.
 _TAGS_TAKEN: dict[Any, int] = {}
 # The widest receive buffer (bytes per peer) a round may ask for: callers send larger data by
 # a collective instead (next to moving that much, its one extra round costs little).
@@ -106,7 +106,8 @@ class PostedMessages:
         """The same tag on every rank: one past the largest number any rank's exchanges of
         this group have taken, so that ranks whose processes built different numbers of them
         (one restarted, say) still agree."""
-        key = self.group
+        # None and the default group's object name the same communicator: one count
+        key = dist.group.WORLD if self.group is None else self.group
         got = self._gather_ints([_TAGS_TAKEN.get(key, 0) + 1], f"message tag all-gather ({what})")
         number = max(g[0] for g in got)
         _TAGS_TAKEN[key] = number
