@@ -20,6 +20,13 @@ all-gather of one int64, set-up like the process group's own rendezvous: the exc
 traffic counters leave it out, so that a run resumed in new objects counts what an
 uninterrupted one does): receives posted ahead must never catch the messages of another
 exchange of the same group that runs in between.
+
+A receive posted ahead cannot be withdrawn (gloo's receive work has no ``abort`` in torch's
+Python API): an exchange dropped mid-run (a hook state replaced, a fallback to DDP's
+all-reduce) keeps its last receives and their buffer (``world_size x width`` bytes) until
+the process group is destroyed; destroying the group, or the process exiting, with receives
+posted is fine: nothing waits for them (every rank of ``run_processes`` destroys its group so
+after its last exchange).
 """
 
 from __future__ import annotations
