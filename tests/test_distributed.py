@@ -167,6 +167,30 @@ def test_transport_and_launcher_reject_bad_input() -> None:
             run_processes(transport_rounds, 2, **kw)
 
 
+def test_posted_messages_reject_bad_input_before_any_call() -> None:
+    """Malformed rounds fail on the calling rank before any backend call, so they cannot
+    leave a peer waiting for a message."""
+    import numpy as np
+
+    from laqcore.distributed.messages import MAX_WIDTH, PostedMessages
+
+    def no_backend(*_: Any) -> Any:
+        raise AssertionError("no backend call expected")
+
+    mail = PostedMessages(None, 0, 2, no_backend, no_backend)
+    eight = np.zeros(8, np.uint8)
+    with pytest.raises(ValueError, match="1 messages for 2 ranks"):
+        mail.send([eight], 8, "test")
+    with pytest.raises(ValueError, match="exceeds the receives' 4"):
+        mail.send([eight, eight], 4, "test")
+    for bad in (-1, MAX_WIDTH + 1):
+        with pytest.raises(ValueError, match="width must be in"):
+            mail.send([eight, eight], bad, "test")
+        with pytest.raises(ValueError, match="width must be in"):
+            mail.repost(bad, "test")
+    assert mail.tag is None and mail.posted == 0
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_ranks_exit_when_the_launcher_is_killed(tmp_path: Path, sig: int) -> None:

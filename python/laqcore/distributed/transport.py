@@ -14,10 +14,11 @@ On ``cpu`` (gloo) each rank sends every other rank one message, its status follo
 frame when the frame fits a *capacity* every rank holds alike (twice the largest frame any
 round has carried so far, computed from the statuses all ranks saw, at most 16 MiB; gloo
 receives a message into a larger buffer), so in most rounds the whole exchange is one round
-of messages, one network round trip instead of two (on a 2-vCPU machine the one round
-measured the same as two collectives, a point-to-point message costing there about as much
-as a collective: docs/results_hooks.md, "The all-gather exchange's profile"), with each
-round's receives posted as the previous round ends (:mod:`.messages`). Frames that do
+of messages, one network round trip instead of two, with each round's receives posted as
+the previous round ends (:mod:`.messages`; posted with the sends, the one round measured the
+same as two collectives on a 2-vCPU machine: docs/results_hooks.md, "The all-gather
+exchange's profile"; posted ahead, LAQ's MLP step fell from 2.3-2.4 to 1.7-1.8 ms: docs/ddp.md,
+"Rounds of messages on gloo"). Frames that do
 not fit (the first ones, a frame that doubled) then move in one ``all_to_all_single`` with
 uneven splits, exactly their sizes. On other devices (NCCL,
 whose receives need exact sizes) the statuses are all-gathered and the frames move by:
