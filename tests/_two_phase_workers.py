@@ -55,8 +55,19 @@ def exchange_on(codec: Any, collectives: bool, **kwargs: Any) -> Any:
 
 def two_phase_rounds(rank: int, world: int, collectives: bool = False) -> dict[str, Any]:
     """Four rounds of the pattern above for every codec kind; outputs and per-round stats;
-    and ``VARIANCE_ROUNDS`` QSGD rounds of one fixed gradient per rank."""
+    and ``VARIANCE_ROUNDS`` QSGD rounds of one fixed gradient per rank. On the messages'
+    path also LAQ with messages too narrow for the chunks and publications (``laq-narrow``:
+    a model whose fixed-size chunks exceed the widest message, scaled down)."""
     out: dict[str, Any] = {kind: _rounds(rank, world, kind, collectives) for kind in KINDS}
+    if not collectives:
+        from laqcore.distributed import two_phase
+
+        widest = two_phase.MAX_WIDTH
+        two_phase.MAX_WIDTH = 64  # the control ints fit, no chunk or publication does
+        try:
+            out["laq-narrow"] = _rounds(rank, world, "laq", collectives)
+        finally:
+            two_phase.MAX_WIDTH = widest
     out["qsgd-repeated"] = _repeated(rank, "qsgd", collectives)
     out["slots"] = _slotted_rounds(rank, collectives)
     out["gather"] = _host_gathers(rank, world)

@@ -289,6 +289,23 @@ def test_publications_of_data_dependent_sizes_as_messages(world: int) -> None:
     assert tails == [1, 0, 1, 1]
 
 
+@pytest.mark.parametrize("world", [2, 4])
+def test_chunks_wider_than_a_message_take_the_all_to_all(world: int) -> None:
+    """Fixed-size chunks and publications wider than a message may carry (a model of more
+    than about 2^25 coordinates per rank at 4 bits; here the widest message is set to 64
+    bytes) move by the all-to-all in every round, with the same outputs and bytes."""
+    narrow, wide = _run(world, "laq-narrow"), _run(world, "laq")
+    ref = _laq_reference(world, DOWN_BITS)
+    for n, w in zip(narrow, wide):
+        assert n["outputs"] == ref
+        for a, b in zip(n["stats"], w["stats"]):
+            for key in ("uplink_received", "downlink_received", "control_received"):
+                assert a[key] == b[key], key
+    publishing = sum(1 for rnd in range(4) if any(uploads_in(rnd, r) for r in range(world)))
+    assert narrow[0]["stats"][-1]["tail_rounds"] == publishing
+    assert wide[0]["stats"][-1]["tail_rounds"] == 0
+
+
 def test_laq_two_phase_exact_downlink() -> None:
     res = _run(2, "laq-exact")
     ref = _laq_reference(2, None)

@@ -245,6 +245,8 @@ class TwoPhaseExchange:
         self._uplink_capacity = 0 if self._sized else max(int(v or 0) for v in fixed_up)
         fixed_dl = [codec.downlink_size(j) for j in range(self.world)]
         self._downlink_capacity = 0 if self._slotted else max(int(v or 0) for v in fixed_dl)
+        # (fixed sizes beyond what a message may carry take the all-to-all in every round)
+        self._downlink_capacity = min(self._downlink_capacity, MAX_WIDTH - _INT64)
 
     # -- collectives ----------------------------------------------------------------------
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -526,7 +528,8 @@ class TwoPhaseExchange:
         w, me, st = self.world, self.rank, self.stats
         head = _INT64 * len(row)
         header = np.asarray(row, dtype=np.int64).view(np.uint8)
-        cap = self._uplink_capacity
+        # the control ints and the capacity fit a message (fixed chunks beyond it: all-to-all)
+        cap = self._uplink_capacity = min(self._uplink_capacity, MAX_WIDTH - head)
         messages = []
         for j in range(w):
             chunk = None if chunks is None or j == me else chunks[j]
