@@ -408,7 +408,7 @@ class TwoPhaseExchange:
             if inbox is None:
                 got = self._all_to_all(send, recv_sizes, tag)
             else:
-                got = self._uplink_chunks(inbox, send, gathered, recv_sizes, len(row), tag)
+                got = self._uplink_chunks(inbox, send, gathered, recv_sizes, tag)
             st.uplink_sent += sum(int(send[j].shape[0]) for j in range(w) if j != me)
             st.uplink_received += sum(recv_sizes)
             try:
@@ -550,14 +550,13 @@ class TwoPhaseExchange:
         send: list[ByteVector],
         control: list[list[int]],
         recv_sizes: list[int],
-        row_len: int,
         tag: str,
     ) -> list[ByteVector]:
         """The chunks every uploader sent this owner: from the inbox where they fit the
         capacity, the others by one all-to-all with exact sizes (when any chunk of any
         uploader outgrew it: every rank knows every size). Grows the capacity for data-
         dependent sizes."""
-        w, me, cap, head = self.world, self.rank, self._uplink_capacity, _INT64 * row_len
+        w, me, cap, head = self.world, self.rank, self._uplink_capacity, self._uplink_head
         if self._sized:  # every uploader's chunk sizes are in its control ints
             sizes = [c[1 : 1 + w] for c in control if c[0] == UPLOAD]
         else:
