@@ -41,7 +41,7 @@ import torch.distributed as dist
 
 from .gather import global_rank
 
-__all__ = ["MAX_WIDTH", "PostedMessages"]
+__all__ = ["MAX_WIDTH", "PostedMessages", "grown_capacity"]
 
 # The tags of the messages: this base plus a number every PostedMessages of a group agrees on
 # in its first round.
@@ -61,6 +61,15 @@ GatherInts = Callable[[list[int], str], list[list[int]]]
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def grown_capacity(capacity: int, largest: int, limit: int) -> int:
+    """The bytes of data the next rounds' messages carry, after a round whose largest data
+    (frame, chunk or publication) had ``largest`` bytes: twice the largest seen so far, so
+    that data a little larger next time still comes along; at most ``limit`` (what a
+    message may carry past its header). Every rank computes it from sizes all ranks saw, so
+    it is the same everywhere."""
+    return min(max(capacity, 2 * largest), limit)
 
 
 class PostedMessages:

@@ -49,7 +49,7 @@ import torch.distributed as dist
 
 from .errors import run_collective
 from .gather import HostGather, collective_device, global_rank
-from .messages import MAX_WIDTH, PostedMessages
+from .messages import MAX_WIDTH, PostedMessages, grown_capacity
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport"]
 
@@ -290,9 +290,7 @@ class Transport:
             if 0 < size <= cap:
                 frames[r] = rows[r, _CONTROL_ITEM_BYTES : _CONTROL_ITEM_BYTES + size].tobytes()
         if max(sizes) > 0:
-            # Frames fit the next rounds' inboxes: the same rule on every rank.
-            grown = max(self._capacity, 2 * max(sizes))
-            self._capacity = min(grown, self._max_capacity)
+            self._capacity = grown_capacity(self._capacity, max(sizes), self._max_capacity)
         self._mail.repost(_CONTROL_ITEM_BYTES + self._capacity, tag)
         return sizes
 

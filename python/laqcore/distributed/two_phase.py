@@ -67,7 +67,7 @@ from .._validate import check_positive_int
 from .errors import OwnerFailureError, run_collective
 from .exchange_stats import ExchangeStats, RoundResult
 from .gather import HostGather, collective_device
-from .messages import MAX_WIDTH, PostedMessages
+from .messages import MAX_WIDTH, PostedMessages, grown_capacity
 from .slicing import chunk_bounds
 from .slots import SIZE_HEADER, gather_slotted, propose_capacity
 
@@ -569,8 +569,7 @@ class TwoPhaseExchange:
             late = self._all_to_all(late_send, late_recv, tag)
             got = [late[r] if late_recv[r] else got[r] for r in range(w)]
         if self._sized:
-            grown = max(cap, 2 * largest)
-            self._uplink_capacity = min(grown, MAX_WIDTH - head)
+            self._uplink_capacity = grown_capacity(cap, largest, MAX_WIDTH - head)
         return got
 
     def _publish_messages(self, mine: ByteVector, tag: str) -> list[ByteVector]:
@@ -597,8 +596,7 @@ class TwoPhaseExchange:
                     pubs[j] = np.frombuffer(frames[j] or b"", np.uint8)
             st.tail_rounds += 1
         if self._slotted:
-            grown = max(cap, 2 * max(sizes))
-            self._downlink_capacity = min(grown, MAX_WIDTH - _INT64)
+            self._downlink_capacity = grown_capacity(cap, max(sizes), MAX_WIDTH - _INT64)
         st.control_received += _INT64 * (w - 1)
         st.downlink_sent += k * (w - 1)
         st.downlink_received += sum(sizes[j] for j in range(w) if j != me)
