@@ -484,8 +484,9 @@ class HookState:
         slot capacities and slot lengths), ``received_uplink`` (phase 1: chunks of the other
         uploaders' frames), ``received_downlink`` (phase 2: the other owners' publications,
         padding included) and ``received_padding`` (the part of ``received_downlink`` that
-        pads them to a common size: NCCL only, gloo's messages carry exact sizes); ``rounds_with_uploads`` (exchanges in which some rank uploaded: the
-        others moved nothing), ``downlink_rounds`` (exchanges with a downlink: those with an
+        pads them to a common size: NCCL only, gloo's messages carry exact sizes);
+        ``rounds_with_uploads`` (exchanges in which some rank uploaded: the others moved
+        nothing), ``downlink_rounds`` (exchanges with a downlink: those with an
         upload, less those a lazy downlink deferred) and ``uploads_all_ranks`` (uploads of
         every rank together). With ``fallback=True``: ``allreduce_steps`` (iterations run with
         DDP's all-reduce: the probe's and those after it chose it) and
