@@ -23,13 +23,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 HERE = Path(__file__).resolve().parent
 PORT = 29731
@@ -42,8 +42,9 @@ def _busy(ms: float) -> None:
         pass
 
 
-def _rank_main(args: argparse.Namespace) -> None:
-    """One rank: every way in turn (the first twice, to see drift), times on rank 0."""
+def _rank_main(cfg: dict[str, Any]) -> None:
+    """One rank: every way in turn (the first twice, to see drift); prints its times (rank 0)
+    or ``[]`` as its last stdout line."""
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -52,11 +53,11 @@ def _rank_main(args: argparse.Namespace) -> None:
     from laqcore.distributed.messages import PostedMessages
 
     torch.set_num_threads(1)
-    rank = int(os.environ["RANK"])
+    rank = cfg["rank"]
     dist.init_process_group(
-        "gloo", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{PORT}", rank=rank, world_size=2
+        "gloo", init_method=f"tcp://{cfg['master']}:{PORT}", rank=rank, world_size=2
     )
-    peer, n = 1 - rank, args.bytes
+    peer, n = 1 - rank, cfg["bytes"]
     send = torch.full((n,), rank, dtype=torch.uint8)
     inbox = torch.empty(n, dtype=torch.uint8)
     gather = HostGather(None, 2, torch.device("cpu"), lambda what, fn, *a, **k: fn(*a, **k))
@@ -89,8 +90,8 @@ def _rank_main(args: argparse.Namespace) -> None:
     rows = []
     for name, fn in ways:
         times = []
-        for _ in range(args.rounds):
-            _busy(args.busy_ms)
+        for _ in range(cfg["rounds"]):
+            _busy(cfg["busy_ms"])
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1000)
@@ -98,35 +99,8 @@ def _rank_main(args: argparse.Namespace) -> None:
             {"way": name, "median_ms": float(np.median(times)), "mean_ms": float(np.mean(times))}
         )
         dist.barrier()
-    if rank == 0:
-        Path(args.rank_out).write_text(json.dumps(rows))
     dist.destroy_process_group()
-
-
-def _launch(args: argparse.Namespace, rank_out: Path) -> None:
-    base = [sys.executable, str(Path(__file__).resolve()), "--rank-main", "--rank-out"]
-    base += [str(rank_out), "--bytes", str(args.bytes), "--rounds", str(args.rounds)]
-    base += ["--busy-ms", str(args.busy_ms)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    if args.link == "none":
-        procs = [
-            subprocess.Popen(base, env=dict(env, RANK=str(r), MASTER_ADDR="127.0.0.1"))
-            for r in range(2)
-        ]
-        codes = [p.wait() for p in procs]
-    else:
-        sys.path.insert(0, str(HERE))
-        from bench_distributed import SUBNET, Netns
-
-        with Netns(2, args.link, 0.0) as net:
-            procs = []
-            for r in range(2):
-                renv = dict(env, RANK=str(r), MASTER_ADDR=f"{SUBNET}.1")
-                renv["GLOO_SOCKET_IFNAME"] = net.iface(r)
-                procs.append(subprocess.Popen(["ip", "netns", "exec", net.ns(r), *base], env=renv))
-            codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"a rank failed: exit codes {codes}")
+    print(json.dumps(rows if rank == 0 else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,21 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1000)
     ap.add_argument("--busy-ms", type=float, default=1.0, help="busy work before each round")
     ap.add_argument("--out", help="JSON report (a .md table is written beside)")
-    ap.add_argument("--rank-main", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--rank-out", help=argparse.SUPPRESS)
+    ap.add_argument("--rank-config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.rank_config:
+        _rank_main(json.loads(Path(args.rank_config).read_text()))
+        return 0
     if args.bytes < 1 or args.rounds < 1 or args.busy_ms < 0:
         ap.error("--bytes and --rounds must be >= 1, --busy-ms >= 0")
-    if args.rank_main:
-        _rank_main(args)
-        return 0
     if args.link != "none" and os.geteuid() != 0:
         ap.error("a shaped link needs root (network namespaces and tc)")
-    rank_out = Path(args.out or "messages.json").with_suffix(".rank0.tmp")
+    sys.path.insert(0, str(HERE))
+    from bench_distributed import SUBNET, Netns, launch_ranks
+
     load = os.getloadavg()[0]
-    _launch(args, rank_out)
-    rows = json.loads(rank_out.read_text())
-    rank_out.unlink()
+    cfg = {"bytes": args.bytes, "rounds": args.rounds, "busy_ms": args.busy_ms}
+    with contextlib.ExitStack() as stack:
+        net = None if args.link == "none" else stack.enter_context(Netns(2, args.link, 0.0))
+        master = "127.0.0.1" if net is None else f"{SUBNET}.1"
+        configs = [{**cfg, "rank": r, "master": master} for r in range(2)]
+        got = launch_ranks(__file__, configs, net, 600.0, f"messages, link {args.link}")
+    rows = cast("list[dict[str, Any]]", got[0])  # rank 0's line: its rows (rank 1 prints [])
     report: dict[str, Any] = {
         "link": args.link,
         "bytes": args.bytes,
