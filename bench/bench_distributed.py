@@ -50,15 +50,55 @@ def _sh(cmd: str) -> None:
     subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True)
 
 
+#: The token bucket holds this many milliseconds of traffic at the link's rate (tbf's burst).
+#: A message that fits the bucket after an idle gap leaves at the veth's speed, not the
+#: rate's; 0.25 ms keeps that to about 31 KB at 1 Gbit/s. Measured (bench/tbf_probe.py: a
+#: 340 KB message after 3 ms idle, 1 Gbit/s): 2.96 ms, 0.92 Gbit/s, with 0.25 ms; 0.20 ms,
+#: 14 Gbit/s, with the 8 ms (1 MB) these benches used up to session 22, so the 85k MLP's
+#: all-reduce crossed that "1 Gbit/s" link unshaped
+#: (docs/results_hooks.md, "The token bucket"). Bulk transfers reach 0.90 Gbit/s with 0.25
+#: ms. ``--burst-ms 8`` gives the old bucket at rates from 33 Mbit/s on (below, the old one
+#: had a 32 KiB floor).
+DEFAULT_BURST_MS = 0.25
+#: The smallest burst: two full Ethernet frames (a packet larger than the bucket never leaves).
+MIN_BURST_BYTES = 2 * 1514
+
+
+def burst_bytes(rate: str, burst_ms: float) -> int:
+    """tbf's burst for ``rate``: ``burst_ms`` of traffic at that rate, at least
+    :data:`MIN_BURST_BYTES` (the kernel's high-resolution timers release the queue between
+    ticks, so the bucket need not hold a timer tick of traffic).
+
+    >>> burst_bytes("1gbit", 0.25), burst_bytes("100mbit", 8.0), burst_bytes("1mbit", 0.25)
+    (31250, 100000, 3028)
+    """
+    return max(MIN_BURST_BYTES, int(_parse_rate(rate) / 8 * burst_ms / 1e3))
+
+
+def add_burst_argument(ap: argparse.ArgumentParser, flag: str = "--burst-ms") -> None:
+    """The benches' option for :class:`Netns`'s token bucket (one definition for all)."""
+    ap.add_argument(
+        flag,
+        type=float,
+        default=DEFAULT_BURST_MS,
+        help="tc tbf burst in ms of traffic at the rate (8: the bucket before session 23)",
+    )
+
+
 class Netns:
     """N namespaces ``<tag>i`` with interface ``<tag>n<i>`` at 10.78.0.(i+1), bridged."""
 
-    def __init__(self, n: int, rate: str, delay_ms: float) -> None:
+    def __init__(
+        self, n: int, rate: str, delay_ms: float, burst_ms: float = DEFAULT_BURST_MS
+    ) -> None:
+        if not burst_ms > 0:
+            raise ValueError(f"burst_ms must be > 0, got {burst_ms}")
         self.n = n
         self.tag = f"lqb{os.getpid() % 10000}"
         self.bridge = f"{self.tag}br"
         self.rate = rate
         self.delay_ms = delay_ms
+        self.burst_ms = burst_ms
 
     def ns(self, i: int) -> str:
         return f"{self.tag}{i}"
@@ -80,11 +120,19 @@ class Netns:
         )
 
     def _bucket(self) -> tuple[int, str]:
-        """The token bucket's burst (bytes) and queue latency. The burst must hold at least
-        one timer tick of traffic at this rate (rate/250 bytes for HZ=250); a generous queue
-        (latency) avoids drops and the TCP retransmission stalls they cause, which would not
-        be about the methods compared."""
-        return max(32 * 1024, int(_parse_rate(self.rate) / 8 / 250) * 2), "200ms"
+        """The token bucket's burst (bytes) and queue latency: :func:`burst_bytes`; a
+        generous queue (latency) avoids drops and the TCP retransmission stalls they cause,
+        which would not be about the methods compared."""
+        return burst_bytes(self.rate, self.burst_ms), "200ms"
+
+    def describe(self) -> dict[str, Any]:
+        """The shaping, for the reports: rate, burst (ms of traffic and bytes), delay."""
+        return {
+            "rate": self.rate,
+            "burst_ms": self.burst_ms,
+            "burst_bytes": self._bucket()[0],
+            "delay_ms": self.delay_ms,
+        }
 
     def __enter__(self) -> Netns:
         _sh(f"ip link add {self.bridge} type bridge")
@@ -313,6 +361,7 @@ def main() -> int:
     ap.add_argument("--methods", default="allreduce,laq,qsgd")
     ap.add_argument("--rate", default="100mbit", help="link rate per rank and direction (tc)")
     ap.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay (netem)")
+    add_burst_argument(ap)
     ap.add_argument("--hidden", type=int, default=2048)
     ap.add_argument(
         "--samples",
@@ -349,9 +398,15 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores"
     )
     rate_bps = _parse_rate(args.rate)
-    report: dict[str, Any] = {"mode": mode, "why": why, "rate": args.rate, "runs": {}}
+    report: dict[str, Any] = {
+        "mode": mode,
+        "why": why,
+        "rate": args.rate,
+        "burst_ms": args.burst_ms,
+        "runs": {},
+    }
     for n in [int(v) for v in args.nprocs.split(",")]:
-        net_ctx = Netns(n, args.rate, args.delay_ms) if ok else None
+        net_ctx = Netns(n, args.rate, args.delay_ms, args.burst_ms) if ok else None
         try:
             if net_ctx:
                 net_ctx.__enter__()

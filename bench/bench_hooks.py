@@ -19,8 +19,10 @@ Suites:
   LAQ's skipped uploads.
 * ``tc``: time to reach the training loss all-reduce reaches after ``--target-steps`` steps,
   every rank in its own network namespace behind a veth shaped by ``tc`` (``--rates``; the
-  netns/tc setup of bench/bench_distributed.py; needs root, cleans up on any exit), for each
-  of ``--tc-model`` (``mlp``, ``cnn``, ``big``). The 5.3M-parameter ``big`` model, whose
+  netns/tc setup of bench/bench_distributed.py; needs root, cleans up on any exit; a token
+  bucket of ``--tc-burst-ms`` ms of traffic, so that a message crosses at the rate and not
+  at the veth's speed: ``--tc-burst-ms 8`` reproduces the recordings before session 23),
+  for each of ``--tc-model`` (``mlp``, ``cnn``, ``big``). The 5.3M-parameter ``big`` model, whose
   step is communication-bound on these links, uses ``--big-target-steps`` instead, checks
   the loss every 5 steps on the first 2,000 training rows, and its untimed warm-up run is 3
   steps.
@@ -189,7 +191,7 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
     from bench_distributed import Netns, netns_available
 
     ok, why = netns_available()
-    report["tc_link"] = {"available": ok, "why": why}
+    report["tc_link"] = {"available": ok, "why": why, "burst_ms": args.tc_burst_ms}
     if not ok:
         print(f"# tc suite skipped: {why}")
         return
@@ -218,12 +220,14 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     "runs": model_runs,
                     "time_to_target": True,
                 }
-                with Netns(n, rate, 0.0) as net:  # removed on any exit, error or not
+                # removed on any exit, error or not
+                with Netns(n, rate, 0.0, args.tc_burst_ms) as net:
                     per_run, info = launch(n, cfg, args.timeout, net)
                 # (the MLP keeps the "rate/n" keys of earlier reports)
                 key = f"{rate}/{n}" if model == "mlp" else f"{model}/{rate}/{n}"
                 report["tc"][key] = {
                     "launch": info,
+                    "link": net.describe(),  # rate and token bucket
                     "hooks": {r["key"]: summarize(rs) for r, rs in zip(model_runs, per_run)},
                 }
                 _progress(key, report["tc"][key])
@@ -344,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tc-nprocs", default="2,4")
     ap.add_argument("--tc-model", default="mlp,big", help="comma list of mlp, cnn, big")
     ap.add_argument("--tc-hooks", default=TC_HOOKS)
+    from bench_distributed import add_burst_argument
+
+    add_burst_argument(ap, "--tc-burst-ms")
     ap.add_argument("--target-steps", type=int, default=200)
     ap.add_argument(
         "--big-target-steps", type=int, default=30, help="--target-steps of the big model"

@@ -111,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--busy-ms", type=float, default=1.0, help="busy work before each round")
     ap.add_argument("--out", help="JSON report (a .md table is written beside)")
     ap.add_argument("--rank-config", help=argparse.SUPPRESS)
+    sys.path.insert(0, str(HERE))
+    from bench_distributed import add_burst_argument
+
+    add_burst_argument(ap)
     args = ap.parse_args(argv)
     if args.rank_config:
         _rank_main(json.loads(Path(args.rank_config).read_text()))
@@ -119,19 +123,23 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--bytes and --rounds must be >= 1, --busy-ms >= 0")
     if args.link != "none" and os.geteuid() != 0:
         ap.error("a shaped link needs root (network namespaces and tc)")
-    sys.path.insert(0, str(HERE))
     from bench_distributed import SUBNET, Netns, launch_ranks
 
     load = os.getloadavg()[0]
     cfg = {"bytes": args.bytes, "rounds": args.rounds, "busy_ms": args.busy_ms}
     with contextlib.ExitStack() as stack:
-        net = None if args.link == "none" else stack.enter_context(Netns(2, args.link, 0.0))
+        net = (
+            None
+            if args.link == "none"
+            else stack.enter_context(Netns(2, args.link, 0.0, args.burst_ms))
+        )
         master = "127.0.0.1" if net is None else f"{SUBNET}.1"
         configs = [{**cfg, "rank": r, "master": master} for r in range(2)]
         got = launch_ranks(__file__, configs, net, 600.0, f"messages, link {args.link}")
     rows = cast("list[dict[str, Any]]", got[0])  # rank 0's line: its rows (rank 1 prints [])
     report: dict[str, Any] = {
         "link": args.link,
+        "burst_ms": args.burst_ms,
         "bytes": args.bytes,
         "rounds": args.rounds,
         "busy_ms": args.busy_ms,

@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="mlp", help="mlp, cnn or big (bench/hook_trainer.py)")
     ap.add_argument("--nprocs", default="2,4")
     ap.add_argument("--rates", default="none,100mbit,1gbit", help="'none': loopback")
+    from bench_distributed import add_burst_argument
+
+    add_burst_argument(ap)
     ap.add_argument("--steps", type=int, default=120, help="steps per training run")
     ap.add_argument("--warm", type=int, default=10, help="steps left out of the medians")
     ap.add_argument("--reps", type=int, default=200, help="calls per timed collective")
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             if rate == "none":
                 per_run, info = launch(n, cfg, args.timeout, None, "hook_floors.py")
             else:
-                with Netns(n, rate, 0.0) as net:
+                with Netns(n, rate, 0.0, args.burst_ms) as net:
                     per_run, info = launch(n, cfg, args.timeout, net, "hook_floors.py")
             block = combine(per_run, args)
             block.update(load_before=info["load_before"], load_after=info["load_after"])

@@ -1,0 +1,143 @@
+"""How fast a message crosses the benches' tc-shaped link, for each token-bucket size.
+
+The tc benches (bench_hooks.py's ``tc`` suite, bench_distributed.py, hook_floors.py,
+bench_messages.py) shape each rank's veth with a tbf token bucket of ``--burst-ms`` ms of
+traffic at the rate (:func:`bench_distributed.burst_bytes`). A message that fits the bucket
+after an idle gap leaves at the veth's speed, not at the rate; a trainer's step is such a
+gap followed by a message. This script measures it on the benches' own setup (two
+namespaces on the bridge of :class:`bench_distributed.Netns`): rank 0 sleeps ``--gap-ms``,
+sends a message of each ``--sizes`` bytes over TCP (TCP_NODELAY) and waits for a one-byte
+reply sent once the whole message is in; the median over ``--repeats`` sends, per
+``--burst-ms`` value, as seconds and as the effective rate.
+
+Usage (as root)::
+
+    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,1,0.25 --out bench/measured/tbf_probe_1gbit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_distributed import SUBNET, Netns, burst_bytes, netns_available  # noqa: E402
+
+PORT = 5917
+
+
+def _server() -> None:
+    """Namespace 1: receive length-prefixed messages, answer one byte after each."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((f"{SUBNET}.2", PORT))
+    srv.listen(1)
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        head = conn.recv(8, socket.MSG_WAITALL)
+        if len(head) < 8:
+            return
+        left = int.from_bytes(head, "little")
+        while left:
+            chunk = conn.recv(min(1 << 20, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+        conn.sendall(b"k")
+
+
+def _client(sizes: list[int], gap_s: float, repeats: int) -> dict[int, float]:
+    """Namespace 0: the median seconds from send to reply, per message size."""
+    conn = socket.create_connection((f"{SUBNET}.2", PORT), timeout=30)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    out = {}
+    for size in sizes:
+        message = size.to_bytes(8, "little") + bytes(size)
+        times = []
+        for _ in range(repeats):
+            time.sleep(gap_s)
+            t0 = time.perf_counter()
+            conn.sendall(message)
+            conn.recv(1)
+            times.append(time.perf_counter() - t0)
+        out[size] = sorted(times)[len(times) // 2]
+    conn.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", default="1gbit")
+    ap.add_argument("--burst-ms", default="8,1,0.25", help="comma list of token buckets, ms")
+    ap.add_argument("--sizes", default="20000,170000,340000,8000000", help="message bytes")
+    ap.add_argument("--gap-ms", type=float, default=3.0, help="idle time before each message")
+    ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--out", default=None, help="JSON report")
+    ap.add_argument("--role", choices=("server", "client"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    if args.role == "server":
+        _server()
+        return 0
+    if args.role == "client":
+        print(json.dumps(_client(sizes, args.gap_ms / 1e3, args.repeats)))
+        return 0
+    ok, why = netns_available()
+    if not ok:
+        ap.error(f"needs network namespaces and tc: {why}")
+    rows: list[dict[str, Any]] = []
+    for burst_ms in [float(v) for v in args.burst_ms.split(",")]:
+        with Netns(2, args.rate, 0.0, burst_ms) as net:
+            me = [sys.executable, __file__, "--sizes", args.sizes]
+            server = subprocess.Popen(["ip", "netns", "exec", net.ns(1), *me, "--role", "server"])
+            try:
+                time.sleep(0.5)
+                client = [*me, "--role", "client", "--gap-ms", str(args.gap_ms)]
+                client += ["--repeats", str(args.repeats)]
+                done = subprocess.run(
+                    ["ip", "netns", "exec", net.ns(0), *client],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
+            finally:
+                server.kill()
+                server.wait()
+        medians = json.loads(done.stdout)
+        row = {"burst_ms": burst_ms, "burst_bytes": burst_bytes(args.rate, burst_ms)}
+        row["messages"] = [
+            {"bytes": int(n), "seconds": t, "gbit_per_s": int(n) * 8 / t / 1e9}
+            for n, t in medians.items()
+        ]
+        rows.append(row)
+        cells = "  ".join(
+            f"{m['bytes'] / 1e3:.0f} KB {m['seconds'] * 1e3:.2f} ms ({m['gbit_per_s']:.2f} Gbit/s)"
+            for m in row["messages"]
+        )
+        print(f"{args.rate}, burst {burst_ms} ms = {row['burst_bytes']} B: {cells}", flush=True)
+    if args.out:
+        report = {
+            "command": "python bench/tbf_probe.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "rate": args.rate,
+            "gap_ms": args.gap_ms,
+            "repeats": args.repeats,
+            "load_average": os.getloadavg(),
+            "rows": rows,
+        }
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
