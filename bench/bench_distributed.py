@@ -51,15 +51,14 @@ def _sh(cmd: str) -> None:
 
 
 #: The token bucket holds this many milliseconds of traffic at the link's rate (tbf's burst).
-#: A message that fits the bucket after an idle gap leaves at the veth's speed, not the
-#: rate's; 0.25 ms keeps that to about 31 KB at 1 Gbit/s. Measured (bench/tbf_probe.py: a
-#: 340 KB message after 3 ms idle, 1 Gbit/s): 2.96 ms, 0.92 Gbit/s, with 0.25 ms; 0.20 ms,
-#: 14 Gbit/s, with the 8 ms (1 MB) these benches used up to session 22, so the 85k MLP's
-#: all-reduce crossed that "1 Gbit/s" link unshaped
-#: (docs/results_hooks.md, "The token bucket"). Bulk transfers reach 0.90 Gbit/s with 0.25
-#: ms. ``--burst-ms 8`` gives the old bucket at rates from 33 Mbit/s on (below, the old one
-#: had a 32 KiB floor).
-DEFAULT_BURST_MS = 0.25
+#: On this 2-core VM no size gives a faithful link for every kind of traffic
+#: (docs/results_hooks.md, "The token bucket"; bench/tbf_probe.py, 1 Gbit/s): with 8 ms (1
+#: MB), the bucket of every recording before session 23, a 340 KB gloo all-reduce takes 0.31x
+#: bytes / rate, a message that fits the bucket after an idle gap leaves at the veth's speed;
+#: with 0.25 ms single messages cross at the rate but an all-reduce, both directions at once,
+#: takes 1.6-1.8x. 1 ms is the closest for all-reduce (0.79x at 340 KB, 1.05x at 21 MB) and
+#: errs in its favour where it errs; a 340 KB message after idle crosses in 0.70x.
+DEFAULT_BURST_MS = 1.0
 #: The smallest burst: two full Ethernet frames (a packet larger than the bucket never leaves).
 MIN_BURST_BYTES = 2 * 1514
 
@@ -81,7 +80,7 @@ def add_burst_argument(ap: argparse.ArgumentParser, flag: str = "--burst-ms") ->
         flag,
         type=float,
         default=DEFAULT_BURST_MS,
-        help="tc tbf burst in ms of traffic at the rate (8: the bucket before session 23)",
+        help="tc tbf burst in ms of traffic at the rate (see bench_distributed.DEFAULT_BURST_MS)",
     )
 
 

@@ -8,11 +8,16 @@ gap followed by a message. This script measures it on the benches' own setup (tw
 namespaces on the bridge of :class:`bench_distributed.Netns`): rank 0 sleeps ``--gap-ms``,
 sends a message of each ``--sizes`` bytes over TCP (TCP_NODELAY) and waits for a one-byte
 reply sent once the whole message is in; the median over ``--repeats`` sends, per
-``--burst-ms`` value, as seconds and as the effective rate.
+``--burst-ms`` value, as seconds and as the effective rate. With ``--all-reduce`` the two
+ranks instead run a gloo all-reduce of each size (float32, both directions at once, as DDP
+does), after the same gap and a barrier: the median over ``--repeats`` calls against
+bytes / rate (what a 2-rank ring all-reduce must move each way).
 
 Usage (as root)::
 
     python bench/tbf_probe.py --rate 1gbit --burst-ms 8,1,0.25 --out bench/measured/tbf_probe_1gbit.json
+    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,2,0.25 --all-reduce --sizes 340000,21069864 \\
+        --out bench/measured/tbf_probe_1gbit_allreduce.json
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_distributed import SUBNET, Netns, burst_bytes, netns_available  # noqa: E402
+from bench_distributed import (  # noqa: E402
+    SUBNET,
+    Netns,
+    _parse_rate,
+    burst_bytes,
+    netns_available,
+)
 
 PORT = 5917
 
@@ -73,6 +84,69 @@ def _client(sizes: list[int], gap_s: float, repeats: int) -> dict[int, float]:
     return out
 
 
+def _all_reduce_rank(rank: int, sizes: list[int], gap_s: float, repeats: int) -> None:
+    """One of two ranks: gloo all-reduces of each size; rank 0 prints the medians."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://{SUBNET}.1:{PORT}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    out = {}
+    for size in sizes:
+        x = torch.ones(size // 4)
+        times = []
+        for _ in range(repeats + 2):  # the first two set up gloo's buffers
+            time.sleep(gap_s)
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(x)
+            times.append(time.perf_counter() - t0)
+        out[size] = sorted(times[2:])[repeats // 2]
+    if rank == 0:
+        print(json.dumps(out), flush=True)
+    # Leave without the interpreter's teardown: gloo's threads sometimes abort while being
+    # destroyed (bench/hook_trainer.py does the same), after the result is out.
+    os._exit(0)
+
+
+def _run_pair(net: Netns, args: argparse.Namespace) -> dict[str, float]:
+    """Both ends of one measurement in the namespaces; rank 0's (or the client's) medians."""
+    me = [sys.executable, __file__, "--sizes", args.sizes, "--gap-ms", str(args.gap_ms)]
+    me += ["--repeats", str(args.repeats)]
+    if args.all_reduce:
+        roles = [[*me, "--role", f"rank{r}"] for r in range(2)]
+    else:
+        roles = [[*me, "--role", "client"], [*me, "--role", "server"]]
+    procs = []
+    try:
+        for r in (1, 0):  # the server (or rank 1) first
+            env = {**os.environ, "GLOO_SOCKET_IFNAME": net.iface(r)}
+            procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", net.ns(r), *roles[r]],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
+            time.sleep(0.5 if r == 1 else 0.0)
+        out, _ = procs[1].communicate(timeout=600)
+        if procs[1].returncode != 0:
+            raise RuntimeError(f"the measuring end failed (exit {procs[1].returncode})")
+        return cast("dict[str, float]", json.loads(out))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rate", default="1gbit")
@@ -81,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap-ms", type=float, default=3.0, help="idle time before each message")
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--out", default=None, help="JSON report")
-    ap.add_argument("--role", choices=("server", "client"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--all-reduce", action="store_true", help="time gloo all-reduces instead of messages"
+    )
+    ap.add_argument(
+        "--role", choices=("server", "client", "rank0", "rank1"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
     sizes = [int(v) for v in args.sizes.split(",")]
     if args.role == "server":
@@ -90,46 +169,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "client":
         print(json.dumps(_client(sizes, args.gap_ms / 1e3, args.repeats)))
         return 0
+    if args.role in ("rank0", "rank1"):
+        _all_reduce_rank(int(args.role[-1]), sizes, args.gap_ms / 1e3, args.repeats)
+        return 0
     ok, why = netns_available()
     if not ok:
         ap.error(f"needs network namespaces and tc: {why}")
     rows: list[dict[str, Any]] = []
     for burst_ms in [float(v) for v in args.burst_ms.split(",")]:
         with Netns(2, args.rate, 0.0, burst_ms) as net:
-            me = [sys.executable, __file__, "--sizes", args.sizes]
-            server = subprocess.Popen(["ip", "netns", "exec", net.ns(1), *me, "--role", "server"])
-            try:
-                time.sleep(0.5)
-                client = [*me, "--role", "client", "--gap-ms", str(args.gap_ms)]
-                client += ["--repeats", str(args.repeats)]
-                done = subprocess.run(
-                    ["ip", "netns", "exec", net.ns(0), *client],
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=True,
-                )
-            finally:
-                server.kill()
-                server.wait()
-        medians = json.loads(done.stdout)
+            medians = _run_pair(net, args)
         row = {"burst_ms": burst_ms, "burst_bytes": burst_bytes(args.rate, burst_ms)}
+        rate_bps = _parse_rate(args.rate)
         row["messages"] = [
-            {"bytes": int(n), "seconds": t, "gbit_per_s": int(n) * 8 / t / 1e9}
+            {
+                "bytes": int(n),
+                "seconds": t,
+                "gbit_per_s": int(n) * 8 / t / 1e9,
+                "x_bytes_over_rate": t / (int(n) * 8 / rate_bps),
+            }
             for n, t in medians.items()
         ]
         rows.append(row)
         cells = "  ".join(
-            f"{m['bytes'] / 1e3:.0f} KB {m['seconds'] * 1e3:.2f} ms ({m['gbit_per_s']:.2f} Gbit/s)"
+            f"{m['bytes'] / 1e3:.0f} KB {m['seconds'] * 1e3:.2f} ms ({m['gbit_per_s']:.2f} Gbit/s,"
+            f" {m['x_bytes_over_rate']:.2f}x bytes/rate)"
             for m in row["messages"]
         )
-        print(f"{args.rate}, burst {burst_ms} ms = {row['burst_bytes']} B: {cells}", flush=True)
+        what = "all-reduce" if args.all_reduce else "message"
+        print(
+            f"{args.rate}, burst {burst_ms} ms = {row['burst_bytes']} B, {what}: {cells}",
+            flush=True,
+        )
     if args.out:
         report = {
             "command": "python bench/tbf_probe.py "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "rate": args.rate,
             "gap_ms": args.gap_ms,
+            "all_reduce": args.all_reduce,
             "repeats": args.repeats,
             "load_average": os.getloadavg(),
             "rows": rows,

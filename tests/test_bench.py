@@ -185,12 +185,12 @@ def _bench_hooks_modules():
 
 def test_tc_token_bucket_burst():
     """The tc benches' token bucket: ``burst_ms`` of traffic at the rate, at least two full
-    Ethernet frames; ``--burst-ms 8`` is the bucket the recordings before session 23 used
+    Ethernet frames; ``burst_ms=8`` is the bucket of the recordings before session 23
     (max(32 KiB, 2 ticks of HZ=250 at the rate)) wherever that bucket was above 32 KiB."""
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import bench_distributed as bd
 
-    assert bd.burst_bytes("1gbit", bd.DEFAULT_BURST_MS) == 31_250  # 0.25 ms at 1 Gbit/s
+    assert bd.burst_bytes("1gbit", 0.25) == 31_250
     assert bd.burst_bytes("100mbit", 0.25) == 3_125
     assert bd.burst_bytes("1mbit", 0.25) == bd.MIN_BURST_BYTES == 3_028
     for rate in ("100mbit", "1gbit", "40mbit"):
@@ -199,8 +199,8 @@ def test_tc_token_bucket_burst():
     net = bd.Netns(2, "1gbit", 0.0)  # nothing is set up before __enter__
     assert net.describe() == {
         "rate": "1gbit",
-        "burst_ms": 0.25,
-        "burst_bytes": 31_250,
+        "burst_ms": 1.0,
+        "burst_bytes": 125_000,
         "delay_ms": 0.0,
     }
     for bad in (0.0, -1.0, float("nan")):
