@@ -450,7 +450,8 @@ def main() -> int:
         "--burst",
         default="tight",
         choices=["tight", "bench"],
-        help="token bucket: tight (1.5 timer ticks) or bench_distributed's (>= 32 KiB)",
+        help="token bucket: tight (1.5 timer ticks) or bench_distributed's default "
+        "(DEFAULT_BURST_MS of traffic)",
     )
     ap.add_argument(
         "--calib-seconds",
