@@ -20,9 +20,10 @@ Suites:
 * ``tc``: time to reach the training loss all-reduce reaches after ``--target-steps`` steps,
   every rank in its own network namespace behind a veth shaped by ``tc`` (``--rates``; the
   netns/tc setup of bench/bench_distributed.py; needs root, cleans up on any exit; a token
-  bucket of ``--tc-burst-ms`` ms of traffic, so that a message crosses at the rate and not
-  at the veth's speed: ``--tc-burst-ms 8`` reproduces the recordings before session 23),
-  for each of ``--tc-model`` (``mlp``, ``cnn``, ``big``). The 5.3M-parameter ``big`` model, whose
+  bucket of ``--tc-burst-ms`` ms of traffic, whose effect on a message and on an all-reduce
+  ``bench_distributed.DEFAULT_BURST_MS`` states; ``--tc-burst-ms 8`` reproduces the
+  recordings before session 23), for each of ``--tc-model`` (``mlp``, ``cnn``, ``big``).
+  The 5.3M-parameter ``big`` model, whose
   step is communication-bound on these links, uses ``--big-target-steps`` instead, checks
   the loss every 5 steps on the first 2,000 training rows, and its untimed warm-up run is 3
   steps.

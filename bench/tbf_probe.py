@@ -15,9 +15,10 @@ bytes / rate (what a 2-rank ring all-reduce must move each way).
 
 Usage (as root)::
 
-    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,1,0.25 --out bench/measured/tbf_probe_1gbit.json
-    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,2,0.25 --all-reduce --sizes 340000,21069864 \\
-        --out bench/measured/tbf_probe_1gbit_allreduce.json
+    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,1,0.25 \\
+        --out bench/measured/tbf_probe_1gbit.json
+    python bench/tbf_probe.py --rate 1gbit --burst-ms 8,2,0.25 --all-reduce \\
+        --sizes 340000,21069864 --out bench/measured/tbf_probe_1gbit_allreduce.json
 """
 
 from __future__ import annotations
