@@ -27,10 +27,9 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
-from typing import Any, cast
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -39,6 +38,7 @@ from bench_distributed import (  # noqa: E402
     Netns,
     _parse_rate,
     burst_bytes,
+    launch_ranks,
     netns_available,
 )
 
@@ -66,9 +66,21 @@ def _server() -> None:
         conn.sendall(b"k")
 
 
+def _connect(deadline_s: float = 30.0) -> socket.socket:
+    """Namespace 0's connection to the server, which starts at the same time."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return socket.create_connection((f"{SUBNET}.2", PORT), timeout=30)
+        except ConnectionRefusedError:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.05)
+
+
 def _client(sizes: list[int], gap_s: float, repeats: int) -> dict[int, float]:
     """Namespace 0: the median seconds from send to reply, per message size."""
-    conn = socket.create_connection((f"{SUBNET}.2", PORT), timeout=30)
+    conn = _connect()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     out = {}
     for size in sizes:
@@ -110,42 +122,23 @@ def _all_reduce_rank(rank: int, sizes: list[int], gap_s: float, repeats: int) ->
             dist.all_reduce(x)
             times.append(time.perf_counter() - t0)
         out[size] = sorted(times[2:])[repeats // 2]
-    if rank == 0:
-        print(json.dumps(out), flush=True)
+    print(json.dumps(out if rank == 0 else None), flush=True)
     # Leave without the interpreter's teardown: gloo's threads sometimes abort while being
     # destroyed (bench/hook_trainer.py does the same), after the result is out.
     os._exit(0)
 
 
-def _run_pair(net: Netns, args: argparse.Namespace) -> dict[str, float]:
-    """Both ends of one measurement in the namespaces; rank 0's (or the client's) medians."""
-    me = [sys.executable, __file__, "--sizes", args.sizes, "--gap-ms", str(args.gap_ms)]
-    me += ["--repeats", str(args.repeats)]
-    if args.all_reduce:
-        roles = [[*me, "--role", f"rank{r}"] for r in range(2)]
+def _rank_main(cfg: dict[str, Any]) -> None:
+    """One end of a measurement (bench_distributed.launch_ranks runs rank r in namespace r);
+    its last stdout line: the medians (rank 0) or ``null``."""
+    sizes, gap_s, repeats = cfg["sizes"], cfg["gap_ms"] / 1e3, cfg["repeats"]
+    if cfg["all_reduce"]:
+        _all_reduce_rank(cfg["rank"], sizes, gap_s, repeats)  # prints, then leaves
+    elif cfg["rank"] == 0:
+        print(json.dumps(_client(sizes, gap_s, repeats)))
     else:
-        roles = [[*me, "--role", "client"], [*me, "--role", "server"]]
-    procs = []
-    try:
-        for r in (1, 0):  # the server (or rank 1) first
-            env = {**os.environ, "GLOO_SOCKET_IFNAME": net.iface(r)}
-            procs.append(
-                subprocess.Popen(
-                    ["ip", "netns", "exec", net.ns(r), *roles[r]],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
-            )
-            time.sleep(0.5 if r == 1 else 0.0)
-        out, _ = procs[1].communicate(timeout=600)
-        if procs[1].returncode != 0:
-            raise RuntimeError(f"the measuring end failed (exit {procs[1].returncode})")
-        return cast("dict[str, float]", json.loads(out))
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        _server()
+        print(json.dumps(None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,29 +152,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--all-reduce", action="store_true", help="time gloo all-reduces instead of messages"
     )
-    ap.add_argument(
-        "--role", choices=("server", "client", "rank0", "rank1"), help=argparse.SUPPRESS
-    )
+    ap.add_argument("--rank-config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    sizes = [int(v) for v in args.sizes.split(",")]
-    if args.role == "server":
-        _server()
-        return 0
-    if args.role == "client":
-        print(json.dumps(_client(sizes, args.gap_ms / 1e3, args.repeats)))
-        return 0
-    if args.role in ("rank0", "rank1"):
-        _all_reduce_rank(int(args.role[-1]), sizes, args.gap_ms / 1e3, args.repeats)
+    if args.rank_config:
+        with open(args.rank_config) as fh:
+            _rank_main(json.load(fh))
         return 0
     ok, why = netns_available()
     if not ok:
         ap.error(f"needs network namespaces and tc: {why}")
+    cfg = {
+        "sizes": [int(v) for v in args.sizes.split(",")],
+        "gap_ms": args.gap_ms,
+        "repeats": args.repeats,
+        "all_reduce": args.all_reduce,
+    }
+    what = "all-reduce" if args.all_reduce else "message"
+    rate_bps = _parse_rate(args.rate)
     rows: list[dict[str, Any]] = []
     for burst_ms in [float(v) for v in args.burst_ms.split(",")]:
         with Netns(2, args.rate, 0.0, burst_ms) as net:
-            medians = _run_pair(net, args)
+            configs = [{**cfg, "rank": r} for r in range(2)]
+            medians = launch_ranks(__file__, configs, net, 600.0, f"tbf probe, {what}")[0]
         row = {"burst_ms": burst_ms, "burst_bytes": burst_bytes(args.rate, burst_ms)}
-        rate_bps = _parse_rate(args.rate)
         row["messages"] = [
             {
                 "bytes": int(n),
@@ -197,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
             f" {m['x_bytes_over_rate']:.2f}x bytes/rate)"
             for m in row["messages"]
         )
-        what = "all-reduce" if args.all_reduce else "message"
         print(
             f"{args.rate}, burst {burst_ms} ms = {row['burst_bytes']} B, {what}: {cells}",
             flush=True,
