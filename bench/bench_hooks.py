@@ -382,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
         if h not in HOOKS:
             ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
+    if "local" in args.tc_hooks.split(","):
+        # Its ranks train different models, so no loss is common to them to reach; a launch
+        # with it broke the process group for every run after it.
+        ap.error(
+            "--tc-hooks: 'local' has no time to target (each rank trains its own model); "
+            "the no-communication step is timed by bench/hook_floors.py"
+        )
     for c in args.optim_configs.split(","):
         if c not in OPTIM_CONFIGS:
             ap.error(f"unknown optim configuration {c!r}; one of {','.join(OPTIM_CONFIGS)}")

@@ -278,6 +278,16 @@ def test_bench_hooks_smoke(tmp_path):
     assert [g["goal"] for g in report["goals"]] == ["mlp/2: LAQ step <= 1.1x QSGD's"]
 
 
+def test_bench_hooks_refuses_local_in_the_tc_suite(capsys):
+    """``local`` trains a different model on every rank: no common loss reaches a target, and
+    a tc launch with it broke the process group for the runs after it. Refused before any
+    namespace or process is set up."""
+    bh, _ = _bench_hooks_modules()
+    with pytest.raises(SystemExit):
+        bh.main(["--suite", "tc", "--tc-hooks", "allreduce,local,laq"])
+    assert "'local' has no time to target" in capsys.readouterr().err
+
+
 def test_pool_rounds_takes_medians_and_keeps_every_round():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import hook_report
