@@ -15,8 +15,9 @@ bit-exact whichever layout the two processes' first iterations saw.
 
 Per iteration the cost is one gather (``torch.cat`` into a reused buffer) and one scatter
 (one ``numpy.copyto`` per piece for float32 CPU buckets, about twice as fast as
-``torch._foreach_copy_`` on one thread: ``bench/profile_laq_hook.py``, README "The hook's
-CPU work at 5.3M"; ``torch._foreach_copy_`` for other dtypes and devices), each over as few pieces as possible:
+``torch._foreach_copy_`` on one thread: ``bench/profile_laq_hook.py``;
+docs/results_hooks.md, "The hook's CPU work at 5.3M, phase by phase";
+``torch._foreach_copy_`` for other dtypes and devices), each over as few pieces as possible:
 parameters that are adjacent both in a bucket and in the stable order are copied as one
 piece, so a layout equal to the stable one costs one piece per bucket. The scatter's loop
 runs over those pieces (one per bucket when the layouts agree, at most one per parameter:
