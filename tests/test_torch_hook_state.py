@@ -11,6 +11,7 @@ import copy
 import math
 import pickle
 import typing
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -277,15 +278,25 @@ def test_resume_refuses_settings_the_saved_state_depends_on(
 
 
 def test_resolve_exchange() -> None:
+    from laqcore.torch._two_phase import AUTO_ALL_GATHER_MAX_EXTRA as EXTRA
     from laqcore.torch._two_phase import AUTO_ALL_GATHER_MAX_N as BIG
     from laqcore.torch._two_phase import resolve_exchange
 
-    assert [resolve_exchange("auto", w, 1000) for w in (1, 2, 3, 8)] == [
+    assert [resolve_exchange("auto", w, 1000) for w in (1, 2, 3, 8)] == ["all-gather"] * 4
+    # From 3 ranks on: the all-gather while n (N-1)(N-2)/N <= EXTRA, at the boundary too
+    for w in (3, 4, 5, 8, 16, 64):
+        edge = EXTRA * w // ((w - 1) * (w - 2))  # the largest n within the bound
+        assert resolve_exchange("auto", w, edge) == "all-gather", w
+        assert resolve_exchange("auto", w, edge + 1) == "two-phase", w
+    # the bench models: the 85k MLP up to 5 ranks, the 29k CNN up to 11, the 5.3M never
+    assert [resolve_exchange("auto", w, 85_002) for w in (4, 5, 6)] == [
         "all-gather",
         "all-gather",
-        "two-phase",
         "two-phase",
     ]
+    assert [resolve_exchange("auto", w, 28_868) for w in (11, 12)] == ["all-gather", "two-phase"]
+    assert resolve_exchange("auto", 3, 5_267_466) == "two-phase"
+    assert resolve_exchange("auto", 4, 1000, downlink=True) == "two-phase"
     assert resolve_exchange("auto", 2, BIG) == "all-gather"
     assert resolve_exchange("auto", 2, BIG + 1) == "two-phase"  # a large model: two phases
     assert resolve_exchange("auto", 2, 1000, downlink=True) == "two-phase"
@@ -295,7 +306,11 @@ def test_resolve_exchange() -> None:
         assert resolve_exchange(explicit, 2, BIG + 1, downlink=True, pinned="x") == explicit
     state = LAQState()
     assert state.exchange == "auto"
-    assert [state._exchange_on(w, 1000) for w in (2, 3)] == ["all-gather", "two-phase"]
+    assert [state._exchange_on(w, n) for w, n in ((2, 1000), (3, 1000), (3, 10**6))] == [
+        "all-gather",
+        "all-gather",
+        "two-phase",
+    ]
     assert state._exchange_on(2, BIG + 1) == "two-phase"
     for kwargs in ({"downlink_bits": None}, {"downlink_block_size": 64}, {"lazy_downlink": 0.5}):
         assert LAQState(**kwargs)._exchange_on(2, 1000) == "two-phase"
@@ -883,8 +898,14 @@ def test_lazy_downlink_auto_follows_the_world_size(group: None, monkeypatch: Any
     ddp(torch.linspace(-1.0, 1.0, 16)).backward()  # resolved when the exchange is made
     assert state.stats()["steps"] == 1
     monkeypatch.setattr(LAQState, "world_size", property(lambda self: 4))
-    assert LAQState(lazy_downlink="auto").effective_lazy_downlink == 0.25
-    assert LAQState().lazy_downlink == "auto" and LAQState().effective_lazy_downlink == 0.25
+    # 4 ranks: with the two-phase exchange 0.25; "auto" takes the all-gather for a small
+    # gradient (the size before the first step) and the two-phase exchange for a large one
+    assert LAQState(exchange="two-phase").effective_lazy_downlink == 0.25
+    assert LAQState().lazy_downlink == "auto" and LAQState().active_exchange == "all-gather"
+    assert LAQState().effective_lazy_downlink == 0.0
+    monkeypatch.setattr(LAQState, "numel", property(lambda self: 10**6))
+    assert LAQState().active_exchange == "two-phase"
+    assert LAQState().effective_lazy_downlink == 0.25
     assert LAQState(lazy_downlink=0).effective_lazy_downlink == 0.0  # the earlier default
     assert LAQState(lazy_downlink="auto", exchange="all-gather").effective_lazy_downlink == 0.0
     with pytest.raises(TypeError, match="lazy_downlink"):
@@ -1461,3 +1482,15 @@ def test_stats_after_a_load_report_the_checkpoints_exchange_counters(
     assert ("received_uplink" in want) == (exchange == "two-phase")
     assert ("wire_bytes" in want) == (exchange == "all-gather")
     assert fresh.stats() == want
+
+
+def test_one_bit_warns_and_other_widths_do_not() -> None:
+    """bits=1 is accepted but warns: its grid {-R, +R} makes the quantization error larger
+    than the innovation, and it diverged in trainers where 2 bits trained (docs/ddp.md)."""
+    with pytest.warns(UserWarning, match=r"bits=1.*diverged"):
+        state = LAQState(bits=1)
+    assert state.bits == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for b in range(2, 9):
+            assert LAQState(bits=b).bits == b

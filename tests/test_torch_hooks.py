@@ -125,11 +125,13 @@ def test_laq_hook_against_allreduce_reference(world: int) -> None:
         assert coded["bytes_received"] < s["bytes_received"]
 
 
-@pytest.mark.parametrize(("world", "chosen"), [(2, "all-gather"), (3, "two-phase")])
-def test_auto_exchange_is_the_all_gather_on_two_ranks(world: int, chosen: str) -> None:
-    """exchange="auto" (the default): the all-gather on 2 ranks, the two-phase exchange from
-    3 on, bit for bit the explicit one (LAQ and QSGD); a downlink setting asks for the
+@pytest.mark.parametrize("world", [2, 3])
+def test_auto_exchange_is_the_all_gather_for_small_gradients(world: int) -> None:
+    """exchange="auto" (the default): for this small gradient the all-gather on 2 and on 3
+    ranks (``resolve_exchange``: where the two-phase exchange is chosen instead is tested
+    there), bit for bit the explicit one (LAQ and QSGD); a downlink setting asks for the
     two-phase exchange on any number of ranks."""
+    chosen = "all-gather"
     laq = {"bits": 4, "warmup_steps": 2}
     runs = [
         {"method": "laq", "steps": 12, "kwargs": laq},
@@ -149,8 +151,8 @@ def test_auto_exchange_is_the_all_gather_on_two_ranks(world: int, chosen: str) -
             np.testing.assert_array_equal(res[r][auto]["params"], res[r][explicit]["params"])
             assert res[r][auto]["stats"] == res[r][explicit]["stats"]
         # Only the two-phase exchange reports its phases; only the all-gather wire_bytes.
-        assert ("received_uplink" in res[r][0]["stats"]) == (chosen == "two-phase")
-        assert ("wire_bytes" in res[r][0]["stats"]) == (chosen == "all-gather")
+        assert "received_uplink" not in res[r][0]["stats"]
+        assert "wire_bytes" in res[r][0]["stats"]
         assert "received_uplink" in res[r][4]["stats"]
 
 
@@ -280,6 +282,7 @@ def test_laq_state_refuses_bad_arguments(kwargs: dict[str, Any], error: type, ma
         LAQState(**kwargs)
 
 
+@pytest.mark.filterwarnings("ignore:LAQState\\(bits=1\\):UserWarning")  # its defaults too
 def test_state_defaults_and_pickle() -> None:
     # block_size="auto" (the default): smaller radius blocks at low widths (docs/ddp.md).
     assert [LAQState(bits=b).block_size for b in (1, 2, 3, 4, 8)] == [32, 32, 64, 256, 256]

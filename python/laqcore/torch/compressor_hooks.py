@@ -158,8 +158,9 @@ class QSGDState(_CompressorState):
         (unbiased, fresh randomness) for everyone (bytes per rank independent of the number
         of ranks; docs/ddp.md); ``"all-gather"``: every rank decodes every upload;
         ``"auto"``: the all-gather on 1-2 ranks for gradients of up to 2^20 coordinates (no
-        re-compression, the same bytes there), else the two-phase exchange (docs/ddp.md,
-        "Two ranks").
+        re-compression, the same bytes there) and from 3 ranks on while ``n (N - 1) (N - 2)
+        / N`` is at most 2^18, else the two-phase exchange (docs/ddp.md, "Two ranks",
+        "Three ranks and more").
     grad_scaler : torch.amp.GradScaler, optional
         The trainer's loss scaler (:class:`~laqcore.torch.LAQState`'s ``grad_scaler``).
         These hooks keep no memory across steps and their codes are scale-free, so it only

@@ -103,7 +103,9 @@ class LAQState(HookState):
     process_group : ProcessGroup, optional
         Group to communicate in (the default group if ``None``).
     bits : int, default 4
-        Bits per coordinate of the innovation, 1..8.
+        Bits per coordinate of the innovation, 1..8. ``bits=1`` warns: its grid ``{-R, +R}``
+        makes the error larger than the innovation, and it diverged in trainers where 2 bits
+        trained (docs/ddp.md, "Low bits").
     block_size : int, None or "auto", default "auto"
         Coordinates per quantization radius, a multiple of 8 (``None``: one radius for the
         whole gradient, the paper's quantizer). ``"auto"``: :func:`auto_block_size` of
@@ -152,9 +154,12 @@ class LAQState(HookState):
         ``"all-gather"``: every rank receives every uploader's frame (exact aggregate).
         ``"auto"``: the all-gather on 1-2 ranks for gradients of up to 2^20 coordinates
         (the same bytes as the two-phase exchange there, one collective and the downlink's
-        re-quantization fewer), the two-phase exchange for larger ones, from 3 ranks on and
-        whenever a downlink setting is given (docs/ddp.md, "Two ranks"); :attr:`active_exchange` says which, and a resumed state keeps its
-        checkpoint's.
+        re-quantization fewer) and from 3 ranks on while the coordinates it brings a rank
+        beyond the two-phase exchange, ``n (N - 1) (N - 2) / N``, are at most 2^18 (small
+        gradients at few ranks, where one round of messages beats two: the bench MLP up to
+        5 ranks); the two-phase exchange otherwise and whenever a downlink setting is given
+        (docs/ddp.md, "Two ranks", "Three ranks and more"). :attr:`active_exchange` says
+        which, and a resumed state keeps its checkpoint's.
     downlink_bits : int or None, default 4
         Two-phase only (a value other than 4 makes ``"auto"`` the two-phase exchange): bits
         of the owners' re-quantized publications (double quantization;
@@ -308,6 +313,18 @@ class LAQState(HookState):
         # Error feedback only (created when first used): r, and g + w r of the current step.
         self._residual: FloatVector | None = None
         self._ef_scratch: FloatVector | None = None
+        if self.bits == 1:
+            # Not an error (a learning rate measured for it can train), but no surprise either:
+            # an outside trainer with plain SGD went to NaN at step 100 where 2 bits trained.
+            warnings.warn(
+                "LAQState(bits=1): the 1-bit grid {-R, +R} sends every coordinate of a block "
+                "at the block's largest innovation R, a quantization error larger than the "
+                "innovation itself, and training with it diverged (plain SGD, lr 0.1) where "
+                "bits=2 trained; use bits=2 unless a learning rate was measured for 1 bit "
+                '(docs/ddp.md, "Low bits")',
+                UserWarning,
+                stacklevel=2,
+            )
         if lr is not None:
             check_real(lr, "lr", positive=True)
             warnings.warn(
