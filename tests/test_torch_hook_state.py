@@ -1137,6 +1137,22 @@ def test_link_probe_keeps_the_faster_mode(
         _fallback.LinkProbe(steps=0)
 
 
+def test_fallback_probe_does_not_time_dropped_steps(group: None) -> None:
+    """A step dropped on a non-finite gradient moves no payload: the probe does not count it
+    among its timed compressed iterations (an outside run under forced fp16 overflows had
+    timed nothing else and decided on it)."""
+    state = LAQState(warmup_steps=0, block_size=8, fallback=True, grad_scaler=_Scaler(1.0))
+    _, ddp = _dot_ddp(state)
+    bad = torch.ones(16)
+    bad[3] = float("inf")
+    for x in (bad, torch.ones(16), bad, torch.ones(16) * 2):
+        ddp.zero_grad()
+        ddp(x).backward()
+    assert state.stats()["nonfinite_steps"] == 2
+    assert state.fallback_decision == "probe-compress"
+    assert len(state._probe._compressed) == 2  # the two finite steps only
+
+
 def test_fallback_runs_ddps_all_reduce_once_it_is_faster(group: None, monkeypatch: Any) -> None:
     """LAQState(fallback=True): 8 timed compressed iterations, then DDP's all-reduce, which
     (the clock says) is clearly faster, so it stays: it returns the exact average; the
@@ -1486,11 +1502,34 @@ def test_stats_after_a_load_report_the_checkpoints_exchange_counters(
 
 def test_one_bit_warns_and_other_widths_do_not() -> None:
     """bits=1 is accepted but warns: its grid {-R, +R} makes the quantization error larger
-    than the innovation, and it diverged in trainers where 2 bits trained (docs/ddp.md)."""
-    with pytest.warns(UserWarning, match=r"bits=1.*diverged"):
+    than the innovation; it trains well behind 2 bits, and with error feedback (off by
+    default at 1 bit since it diverged) not at all (docs/ddp.md, "Low bits")."""
+    with pytest.warns(UserWarning, match=r"bits=1.*diverges"):
         state = LAQState(bits=1)
     assert state.bits == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for b in range(2, 9):
             assert LAQState(bits=b).bits == b
+
+
+def test_skip_is_refused_with_a_grad_scaler() -> None:
+    """nonfinite="skip" hides an overflow from the scaler, which never backs off: every
+    later step overflows and is skipped, silently. Refused whichever is set second, on
+    every hook state; each alone is accepted."""
+    from laqcore.torch import QSGDState
+
+    for make in (LAQState, QSGDState):
+        with pytest.raises(ValueError, match="cannot be combined with a grad_scaler"):
+            make(nonfinite="skip", grad_scaler=_Scaler(2.0**8))
+        state = make(nonfinite="skip")
+        with pytest.raises(ValueError, match="cannot be combined with a grad_scaler"):
+            state.grad_scaler = _Scaler(2.0**8)
+        assert state.grad_scaler is None and state.nonfinite == "skip"
+        state = make(grad_scaler=_Scaler(2.0**8))
+        with pytest.raises(ValueError, match="cannot be combined with a grad_scaler"):
+            state.nonfinite = "skip"
+        assert state.nonfinite == "propagate"
+        state.nonfinite = "raise"  # the other policies stay available
+        state.grad_scaler = None
+        state.nonfinite = "skip"

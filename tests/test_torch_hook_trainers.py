@@ -176,11 +176,14 @@ def test_resumed_stats_count_the_whole_run(two_ranks: dict[str, list[Any]]) -> N
     assert _ROWS[28][0] == "laq all-gather"  # the row "resume_of" names
     for r in range(2):
         full, resumed = two_ranks["laq fp16"][r]["stats"], two_ranks["laq fp16 resumed"][r]["stats"]
-        for k in ("rounds_with_uploads", "downlink_rounds", "uploads_all_ranks"):
+        for k in ("rounds_with_uploads", "downlink_rounds", "uploads_all_ranks", "sent_uplink"):
             assert resumed[k] == full[k], k
         for s in (full, resumed):
             phases = s["received_control"] + s["received_uplink"] + s["received_downlink"]
             assert phases == s["bytes_received"]
+            # 2 ranks: the coded chunk sent to the other owner, less than the whole raw frame
+            # bytes_sent counts for the same uploads
+            assert 0 < s["sent_uplink"] < s["bytes_sent"]
         # All-gather: the resumed run moves what the uninterrupted one did.
         full, resumed = (
             two_ranks[n][r]["stats"] for n in ("laq all-gather", "laq all-gather resumed")

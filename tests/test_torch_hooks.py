@@ -248,6 +248,20 @@ def test_nonfinite_gradient_raise_and_skip() -> None:
         assert np.isfinite(res[r][1]["params"]).all()
 
 
+def test_dropped_step_counts_a_frame_that_had_left() -> None:
+    """All-gather exchange, "propagate": at step 5 only rank 1's gradient is NaN. Rank 0's
+    frame travelled with the statuses before the step was dropped, and its bytes_sent
+    counts it: on 2 ranks the frames every rank sent plus the control messages are exactly
+    the transport's wire bytes (a frame sent counted by every rank that sent it)."""
+    run = {"method": "laq", "steps": 8, "nan_at": (1, 5)}
+    run["kwargs"] = {"warmup_steps": 2, "nonfinite": "propagate", "exchange": "all-gather"}
+    res = _run(2, [run])
+    stats = [res[r][0]["stats"] for r in range(2)]
+    assert all(s["nonfinite_steps"] >= 1 for s in stats)
+    sent = sum(s["bytes_sent"] for s in stats)
+    assert stats[0]["wire_bytes"] == stats[1]["wire_bytes"] == sent + stats[0]["control_bytes"]
+
+
 _BAD_LAQ_ARGUMENTS = [
     ({"bits": 0}, ValueError, "bits"),
     ({"bits": 9}, ValueError, "bits"),
@@ -297,8 +311,9 @@ def test_state_defaults_and_pickle() -> None:
     assert LAQState(bits=2, warmup_steps=0).warmup_steps == 0
     assert [LAQState(bits=b).rule.ck for b in (1, 2, 3, 4, 8)] == [0.8, 0.8, 0.8, 1.2, 1.2]
     assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
-    # Error feedback at 1-2 bits (docs/ddp.md, "Error feedback at 2 bits"), LAQ's own above.
-    assert [LAQState(bits=b).error_feedback for b in (1, 2, 3, 4, 8)] == [1, 1, 0, 0, 0]
+    # Error feedback at 2 bits (docs/ddp.md, "Error feedback at 2 bits"), LAQ's own above;
+    # not at 1 bit, whose error exceeds the innovation (the residual grows without bound).
+    assert [LAQState(bits=b).error_feedback for b in (1, 2, 3, 4, 8)] == [0, 1, 0, 0, 0]
     assert LAQState(bits=2, error_feedback=0).error_feedback == 0.0
     assert LAQState(bits=4, error_feedback=0.5).error_feedback == 0.5
     # The process group is dropped when pickling (it cannot cross processes).

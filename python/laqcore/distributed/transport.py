@@ -118,6 +118,9 @@ class ExchangeResult:
     #: Bytes this round delivered to this rank (control included), as
     #: :attr:`TrafficStats.bytes_received` counts them.
     bytes_received: int = 0
+    #: Whether this rank's frame reached the other ranks: in a round aborted on a non-finite
+    #: gradient too, where the frames that fit travelled with the statuses.
+    frame_sent: bool = False
 
     @property
     def uploaders(self) -> list[int]:
@@ -255,7 +258,8 @@ class Transport:
         if inline:  # they travelled with the statuses, whatever comes next
             self._count_payload(sizes, inline)
         if bad and abort_on_nonfinite:
-            return ExchangeResult([None] * w, bad, st.bytes_received - received_before)
+            sent = self.rank in inline
+            return ExchangeResult([None] * w, bad, st.bytes_received - received_before, sent)
 
         st.uploads += len(uploaders)
         st.skips += w - len(uploaders) - len(bad)
@@ -263,7 +267,7 @@ class Transport:
         late = [r for r in uploaders if frames[r] is None]
         if late:
             self._payload_round(data, sizes, late, frames, tag)
-        return ExchangeResult(frames, bad, st.bytes_received - received_before)
+        return ExchangeResult(frames, bad, st.bytes_received - received_before, status > 0)
 
     def _messages(
         self, status: int, data: bytes, frames: list[bytes | None], tag: str

@@ -70,8 +70,10 @@ class Averaged:
         Two-phase exchange: owners whose chunk of the sum of the (finite) uploads left the
         float32 range; the exchange discarded the round (``mean`` is ``None``).
     frame_bytes : int or None
-        All-gather exchange: the size of the frame this rank sent (entropy-coded or not);
-        ``None``: the upload's ``nbytes`` (the two-phase exchange codes chunks of it).
+        All-gather exchange: the size of the frame this rank sent (entropy-coded or not),
+        also in a round aborted on another rank's non-finite gradient, where the frame may
+        already have travelled with the statuses; ``None``: the upload's ``nbytes`` (the
+        two-phase exchange codes chunks of it), or nothing sent in an aborted round.
     """
 
     mean: FloatVector | None
@@ -124,9 +126,9 @@ class _AllGather:
 
     def _frames(
         self, frame: bytes | None, nonfinite: bool, abort: bool, tag: str
-    ) -> tuple[list[bytes | None], list[int], int]:
+    ) -> tuple[list[bytes | None], list[int], int, bool]:
         res = self.transport.exchange(frame, nonfinite=nonfinite, abort_on_nonfinite=abort, tag=tag)
-        return res.frames, res.nonfinite_ranks, res.bytes_received
+        return res.frames, res.nonfinite_ranks, res.bytes_received, res.frame_sent
 
     def average(
         self,
@@ -138,9 +140,14 @@ class _AllGather:
         out: FloatVector | None = None,
     ) -> Averaged:
         mine = None if payload is None or nonfinite else self._encode(payload)
-        frames, bad, received = self._frames(mine, nonfinite, abort_on_nonfinite, tag)
+        frames, bad, received, left = self._frames(mine, nonfinite, abort_on_nonfinite, tag)
         if bad and abort_on_nonfinite:
-            return Averaged(None, nonfinite_ranks=bad, bytes_received=received)
+            # Another rank's gradient was not finite; this rank's frame may have travelled
+            # with the statuses all the same, and counts as sent.
+            travelled = len(mine) if left and mine is not None else None
+            return Averaged(
+                None, nonfinite_ranks=bad, bytes_received=received, frame_bytes=travelled
+            )
         mean = self._begin(out)
         own: Payload | None = None
         uploaders = []

@@ -13,8 +13,9 @@ what each mode adds to an iteration after its backward pass has produced the las
   completes (the all-reduces of earlier buckets, launched during the backward pass, complete
   in order before it: what is left of them is in this time too).
 
-1. The first ``steps`` compressed iterations (after the hook's own warm-up) are timed; every
-   rank then averages their median over the ranks (one all-reduce of a float64).
+1. The first ``steps`` compressed iterations (after the hook's own warm-up; not the steps a
+   non-finite gradient dropped, which move no payload) are timed; every rank then averages
+   their median over the ranks (one all-reduce of a float64).
 2. Then DDP's all-reduce runs (exactly PyTorch's default hook: one asynchronous, averaged
    all-reduce per bucket), one iteration at a time: at the first bucket of the next
    iteration every rank averages the last iteration's time over the ranks (so every rank

@@ -19,7 +19,9 @@ Three policies, chosen with ``nonfinite=`` on every hook state:
     The rank whose gradient is not finite does not upload this iteration; the others go on
     and the hook returns a finite average without that rank's new gradient
     (``stats()["nonfinite_skipped"]`` counts it on that rank). A scaler never sees the
-    overflow and never backs off, so do not combine ``"skip"`` with a GradScaler.
+    overflow and never backs off, so a state refuses ``"skip"`` together with a
+    ``grad_scaler`` (``ValueError``, whichever is set second); do not use it with a
+    GradScaler the state is not given either.
 
 During warm-up the hooks are a plain all-reduce, which propagates NaN/Inf by itself.
 

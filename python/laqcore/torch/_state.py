@@ -82,6 +82,19 @@ _COUNTERS = (
 )
 
 
+def _refuse_skip_with_scaler(policy: str, scaler: Any) -> None:
+    """``nonfinite="skip"`` hides an overflow from the scaler, which then never backs off:
+    every later step overflows too and is skipped, and the model stops training without an
+    error (an outside trainer: 200 of 200 steps skipped, no upload, the loss at its initial
+    value). Refused, whichever of the two is set second."""
+    if policy == "skip" and scaler is not None:
+        raise ValueError(
+            'nonfinite="skip" cannot be combined with a grad_scaler: the skipping rank hides '
+            "the overflow from the scaler, which then never backs off, so every later step "
+            'overflows and is skipped; use nonfinite="propagate" (the default) with a GradScaler'
+        )
+
+
 class HookState:
     """Base of the hook states (group, warm-up, fault policy, layout, counters).
 
@@ -208,7 +221,9 @@ class HookState:
 
     @nonfinite.setter
     def nonfinite(self, policy: str) -> None:
-        self._nonfinite = check_nonfinite(policy)
+        policy = check_nonfinite(policy)
+        _refuse_skip_with_scaler(policy, getattr(self, "_grad_scaler", None))
+        self._nonfinite = policy
 
     @property
     def grad_scaler(self) -> Any:
@@ -228,6 +243,7 @@ class HookState:
                 "grad_scaler must be a torch.amp.GradScaler (or have a get_scale() method), "
                 f"got {type(scaler).__name__}"
             )
+        _refuse_skip_with_scaler(getattr(self, "_nonfinite", "propagate"), scaler)
         self._grad_scaler = scaler
 
     def _loss_scale(self) -> float:
@@ -307,6 +323,7 @@ class HookState:
         # The probe, while it times this iteration (compressed: past the warm-up).
         probing = probe is not None and probe.probing and self.iteration >= self.warmup_steps
         timed = probe if probing else None
+        dropped_before = self._counters["nonfinite_steps"]
         start = time.perf_counter()
         try:
             # Scale and units first: an error there leaves the state untouched.
@@ -330,7 +347,9 @@ class HookState:
             for b in parked[:-1]:
                 b.future.set_exception(err)  # type: ignore[arg-type]  # torch stub says Tensor
             raise
-        if timed is not None:
+        # A step a non-finite gradient dropped (on every rank alike) moved no payload: not a
+        # compressed iteration's time (a probe timed only such steps under fp16 overflows).
+        if timed is not None and self._counters["nonfinite_steps"] == dropped_before:
             timed.compressed(time.perf_counter() - start, self.process_group)
         for b in parked:
             b.future.set_result(b.buffer)
@@ -452,6 +471,8 @@ class HookState:
         if res.overflow_owners and self.nonfinite != "propagate":
             raise NonFiniteGradientError(res.overflow_owners, self.iteration, owners=True)
         if res.mean is None:
+            # A dropped step: nothing counts but a frame that had already left (all-gather)
+            c["bytes_sent"] += res.frame_bytes or 0
             return res
         c["steps"] += 1
         c["bytes_dense"] += self.layout.dense_bytes
@@ -468,7 +489,12 @@ class HookState:
     def stats(self) -> dict[str, float]:
         """Communication statistics of this rank so far.
 
-        ``bytes_sent``: the frames this rank uploaded after warm-up. ``bytes_received``: what
+        ``bytes_sent``: the frames this rank uploaded after warm-up (with the all-gather
+        exchange the frame as sent, entropy-coded if ``entropy``, also one that had left with
+        the statuses before another rank's non-finite gradient dropped the step; with the
+        two-phase exchange the upload's frame before it is cut into chunks and coded, so
+        the two exchanges' ratios differ for the same uploads: what its chunks cost on the
+        wire is in ``sent_uplink``). ``bytes_received``: what
         this rank received in those exchanges (control, frames, padding). ``bytes_dense``:
         what the same iterations would have cost in the buckets' own dtype (a plain
         all-reduce's payload: 2 bytes per element for fp16/bf16 gradients).
@@ -504,6 +530,7 @@ class HookState:
             out["downlink_tail_rounds"] = xs.tail_rounds
             # bytes_received by phase (issue 15.4's accounting; the payload of the
             # downlink is downlink minus padding, control includes the slots' lengths)
+            out["sent_uplink"] = xs.uplink_sent  # this rank's coded chunks to other owners
             out["received_control"] = xs.control_received
             out["received_uplink"] = xs.uplink_received
             out["received_downlink"] = xs.downlink_received
