@@ -131,13 +131,12 @@ def test_auto_exchange_is_the_all_gather_for_small_gradients(world: int) -> None
     ranks (``resolve_exchange``: where the two-phase exchange is chosen instead is tested
     there), bit for bit the explicit one (LAQ and QSGD); a downlink setting asks for the
     two-phase exchange on any number of ranks."""
-    chosen = "all-gather"
     laq = {"bits": 4, "warmup_steps": 2}
     runs = [
         {"method": "laq", "steps": 12, "kwargs": laq},
-        {"method": "laq", "steps": 12, "kwargs": {**laq, "exchange": chosen}},
+        {"method": "laq", "steps": 12, "kwargs": {**laq, "exchange": "all-gather"}},
         {"method": "qsgd", "steps": 8, "kwargs": {"levels": 8}},
-        {"method": "qsgd", "steps": 8, "kwargs": {"levels": 8, "exchange": chosen}},
+        {"method": "qsgd", "steps": 8, "kwargs": {"levels": 8, "exchange": "all-gather"}},
         {"method": "laq", "steps": 12, "kwargs": {**laq, "downlink_bits": 8}},
         {
             "method": "laq",

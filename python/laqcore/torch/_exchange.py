@@ -141,13 +141,11 @@ class _AllGather:
     ) -> Averaged:
         mine = None if payload is None or nonfinite else self._encode(payload)
         frames, bad, received, left = self._frames(mine, nonfinite, abort_on_nonfinite, tag)
+        # What left this rank: its frame, also in a round aborted on another rank's
+        # non-finite gradient, where it may have travelled with the statuses.
+        sent = len(mine) if left and mine is not None else None
         if bad and abort_on_nonfinite:
-            # Another rank's gradient was not finite; this rank's frame may have travelled
-            # with the statuses all the same, and counts as sent.
-            travelled = len(mine) if left and mine is not None else None
-            return Averaged(
-                None, nonfinite_ranks=bad, bytes_received=received, frame_bytes=travelled
-            )
+            return Averaged(None, nonfinite_ranks=bad, bytes_received=received, frame_bytes=sent)
         mean = self._begin(out)
         own: Payload | None = None
         uploaders = []
@@ -167,7 +165,6 @@ class _AllGather:
             if r == me:
                 own = got
         self._finish(mean, len(uploaders))
-        sent = None if mine is None else len(mine)
         return Averaged(mean, own, uploaders, bad, received, frame_bytes=sent)
 
     # The subclass's part: the buffer the average goes to, one uploader's frame decoded,
