@@ -1,14 +1,16 @@
 """Adaptive LAQ bit width (issue 13.3) against every fixed width.
 
     python bench/bench_adaptive_bits.py [--dataset digits] [--fractions 0.5,2] [--entropy]
-        [--block-size B] [--out bench/measured/adaptive_bits.json]
+        [--block-size B] [--err-coef C] [--out bench/measured/adaptive_bits.json]
 
 LAQ (softmax, M = 10, alpha = 0.02, eps = 1e-6, at most --max-iterations iterations) on
 ``--dataset`` (``digits`` or ``libsvm:PATH``) with b in {2, 3, 4, 6, 8} and with
 ``adaptive_bits=F``; uplink bits to reach eps and their ratio to the best fixed b that reaches
 it. ``--entropy`` counts every arm's uploads entropy-coded (``entropy_coding=True``: same
 iterates and uploads, coded sizes). ``--block-size B`` gives every arm, fixed and adaptive, the
-blockwise radius (one float32 radius per B coordinates, counted in the frames). Per adaptive arm, the histogram of the widths it sent.
+blockwise radius (one float32 radius per B coordinates, counted in the frames). ``--err-coef C``
+gives every arm the rule's error weight C (``Params.err_coef``; the paper's 3 by default).
+Per adaptive arm, the histogram of the widths it sent.
 Deterministic (no timing).
 """
 
@@ -80,15 +82,20 @@ def main() -> None:
     ap.add_argument("--max-iterations", type=int, default=5000)
     ap.add_argument("--entropy", action="store_true", help="count entropy-coded uploads")
     ap.add_argument("--block-size", type=int, default=None, help="every arm's radius block")
+    ap.add_argument(
+        "--err-coef", type=float, default=None, help="every arm's rule error weight (default 3)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
     rows = []
     arms = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
     arms += [(f"adaptive F={f}", {"adaptive_bits": float(f)}) for f in args.fractions.split(",")]
-    block = {} if args.block_size is None else {"block_size": args.block_size}
+    common = {} if args.block_size is None else {"block_size": args.block_size}
+    if args.err_coef is not None:
+        common["err_coef"] = args.err_coef
     for label, kw in arms:
-        rows.append({"setting": label, **run_arm(problem, {**kw, **block}, args)})
+        rows.append({"setting": label, **run_arm(problem, {**kw, **common}, args)})
         print(rows[-1], file=sys.stderr, flush=True)
     fixed = [r["bits"] for r in rows if r["reached"] and r["setting"].startswith("b=")]
     best = min(fixed) if fixed else None
@@ -101,6 +108,7 @@ def main() -> None:
         "eps": args.eps,
         "entropy_coding": args.entropy,
         "block_size": args.block_size,
+        "err_coef": 3.0 if args.err_coef is None else args.err_coef,
         "rows": rows,
     }
     emit_report(doc, args.out)

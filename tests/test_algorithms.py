@@ -59,9 +59,11 @@ def laq_reference(
     err_scale=1.0,
     additive=0.0,
     terms=None,
+    err_coef=3.0,
 ):
     """LAQ as in the official LAQ.py (float64), gradients rounded to float32 like the wire;
-    ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger. Plus laqcore's one
+    ``err_scale=0.5, additive=0.2, terms=D-1`` is SLAQ.py's trigger; ``err_coef`` is the
+    official 3 unless ``Params.err_coef`` says otherwise. Plus laqcore's one
     addition (docs/algorithms.md, "First iteration"): a worker's first upload is forced."""
     M = prob.num_workers
     theta = prob.initial_point()
@@ -81,7 +83,7 @@ def laq_reference(
             q = quantd(g, mgr[m], b)
             e = float((q - g) @ (q - g))
             dl = q - mgr[m]
-            thr = me / (alpha**2 * M**2) + err_scale * 3 * (e + ehat[m]) + additive
+            thr = me / (alpha**2 * M**2) + err_scale * err_coef * (e + ehat[m]) + additive
             up = always or k == 0 or dl @ dl >= thr or clock[m] == C
             if up:
                 mgr[m], ehat[m], clock[m] = q, e, 0
@@ -104,6 +106,28 @@ def test_laq_matches_the_official_code_formulas(prob):
     np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
     assert masks[0].all()
     assert not masks.all()
+
+
+@pytest.mark.parametrize("err_coef", [0.0, 1.0, 3.0, 12.0])
+def test_laq_error_weight_follows_the_formula(prob, err_coef):
+    # Params.err_coef replaces the rule's 3 in 3 (||eps||^2 + ||eps_hat||^2): at 2 bits, with
+    # a small iterate term (ck = 0.05) and a large step, the quantization error's weight
+    # decides most uploads (44 at 0, 38 at 1, only the forced first 4 at 3 and 12).
+    kw = dict(bits=2, ck=0.05, alpha=0.1)
+    th, masks = trajectory(prob, get_algorithm("laq", err_coef=err_coef, **kw), 40)
+    ref_th, ref_masks = laq_reference(prob, 40, b=2, ck=0.05, alpha=0.1, err_coef=err_coef)
+    np.testing.assert_array_equal(masks, ref_masks)
+    np.testing.assert_allclose(th, ref_th, rtol=1e-5, atol=1e-7)
+
+
+def test_laq_error_weight_changes_decisions(prob):
+    # That the weight reaches the rule at all: a smaller weight skips less.
+    kw = dict(bits=2, ck=0.05, alpha=0.1)
+    uploads = {
+        c: int(trajectory(prob, get_algorithm("laq", err_coef=c, **kw), 40)[1].sum())
+        for c in (0.0, 1.0, 3.0)
+    }
+    assert uploads[0.0] > uploads[1.0] > uploads[3.0] == prob.num_workers, uploads
 
 
 def test_laq_forced_clock_uploads(prob):

@@ -97,6 +97,15 @@ def test_run_writes_results(tmp_path, capsys, cache):
     assert "laq" in capsys.readouterr().out
 
 
+def test_err_coef_reaches_the_runs_rule(tmp_path, capsys, cache):
+    """--err-coef sets Params.err_coef (recorded with the run) and changes the decisions: at
+    2 bits the paper's weight 3 skips more than 0."""
+    argv = ["run", "-a", "laq", "--bits", "2", "-K", "60", "--no-plots"]
+    runs = {c: run_tiny(tmp_path / c, *argv, "--err-coef", c)["runs"][0] for c in ("0", "3")}
+    assert runs["0"]["params"]["err_coef"] == 0.0 and runs["3"]["params"]["err_coef"] == 3.0
+    assert runs["0"]["uploads"] > runs["3"]["uploads"], {c: r["uploads"] for c, r in runs.items()}
+
+
 def test_a_run_without_a_tolerance_is_not_reported_as_stopped_short(tmp_path, capsys, cache):
     """The MLP has no F*, and --eps 0 asks for none: such a run uses its whole budget, so the
     table shows '-' (and the whole run's modelled time) instead of 'no', with no note or

@@ -158,6 +158,8 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         ),
         (["launch", "-a", "laq", "--no-lag-forced"], ["--no-lag-forced: laq does not", "lag-wk"]),
         (["regime-map", "--algorithms", "gd", "--bits", "3"], ["--bits: gd does not use it"]),
+        (["run", "-a", "lag-wk", "--err-coef", "1"], ["--err-coef: lag-wk does not", "laq"]),
+        (["run", "-a", "laq", "--err-coef", "-1"], ["err_coef must be a finite number >= 0"]),
     ],
 )
 def test_bad_option_is_one_line_before_any_work(capsys, no_work, argv, parts):

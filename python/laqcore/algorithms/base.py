@@ -90,7 +90,7 @@ class Params:
         the paper's single radius, as in the reproduction.
     adaptive_bits : float or None
         LAQ family: pick the bit width per upload, the smallest b in 1..8 whose
-        quantization-error term ``3 ||eps_b||^2`` is at most ``adaptive_bits`` times the
+        quantization-error term ``err_coef ||eps_b||^2`` (QGD: 3) is at most ``adaptive_bits`` times the
         rule's iterate-difference term (:class:`laqcore.lazy_state.LazyUploader`); ``bits`` is
         then the width of the first (forced) upload only. ``None`` (default): fixed ``bits``.
     D, ck : int, float
@@ -99,6 +99,12 @@ class Params:
         Explicit constant ``xi_d`` instead of the ck schedule (``0`` disables the iterate term).
     t_bar : int
         Forced upload after ``t_bar`` skipped iterations (100); ``0`` uploads every iteration.
+    err_coef : float
+        LAQ and SLAQ: weight of the quantization-error term of the upload rule,
+        ``err_coef (||eps||^2 + ||eps_hat||^2)`` (SLAQ scales it by 0.5); the official code's
+        3 (default). The DDP hook's default is 1 (``LAQState(err_coef=...)``): at 2 bits 3
+        makes the threshold exceed most innovations (docs/results_compression.md, "The
+        error weight").
     lag_forced : bool
         LAG-WK also forces an upload after ``t_bar`` skipped iterations, as the LAG-WK of the
         reference LAQ code's comparison does (default True); False = the LAG paper's rule
@@ -137,6 +143,7 @@ class Params:
     ck: float = 0.8
     xi: float | None = None
     t_bar: int = 100
+    err_coef: float = 3.0
     lag_forced: bool = True
     batch: int = 500
     levels: int = 10
@@ -205,6 +212,8 @@ class Params:
             raise ValueError("ck and xi must be >= 0")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (np.isfinite(self.err_coef) and self.err_coef >= 0):
+            raise ValueError(f"err_coef must be a finite number >= 0, got {self.err_coef}")
         if not (np.isfinite(self.threshold) and self.threshold >= 0):  # NaN: never synced
             raise ValueError(f"threshold must be a finite number >= 0, got {self.threshold}")
         return self
@@ -228,6 +237,7 @@ class Params:
         "adaptive_bits",
         "ck",
         "xi",
+        "err_coef",
         "ratio",
         "momentum",
         "upload_rate",

@@ -75,8 +75,9 @@ class QGD(InnovationAlgorithm):
 
     name = "qgd"
     upload_mode = "always"
-    # No skipping, so no clock; the iterate history still sets adaptive_bits' threshold.
-    USES: ClassVar[frozenset[str]] = InnovationAlgorithm.USES - {"t_bar"}
+    # No skipping, so no clock and no rule's error weight; the iterate history still sets
+    # adaptive_bits' threshold (with the error weight of the paper's rule, 3).
+    USES: ClassVar[frozenset[str]] = InnovationAlgorithm.USES - {"t_bar", "err_coef"}
 
 
 class SelectionServer(QuantizedLazyServer):
@@ -104,5 +105,7 @@ class RandomSelection(InnovationAlgorithm):
 
     name = "random-select"
     upload_mode = "requested"  # the LAQ worker, uploading exactly when selected
-    USES: ClassVar[frozenset[str]] = (InnovationAlgorithm.USES - {"t_bar"}) | {"upload_rate"}
+    USES: ClassVar[frozenset[str]] = (InnovationAlgorithm.USES - {"t_bar", "err_coef"}) | {
+        "upload_rate"
+    }
     server_type = SelectionServer

@@ -35,7 +35,7 @@ from .base import (
     WorkerSite,
     theta_message_nbytes,
 )
-from .param_sets import COMMON_PARAMS, LAQ_QUANTIZER_PARAMS, LAZY_RULE_PARAMS
+from .param_sets import COMMON_PARAMS, LAQ_QUANTIZER_PARAMS, LAQ_RULE_PARAMS
 
 if TYPE_CHECKING:
     from ..problems import LocalObjective
@@ -153,12 +153,19 @@ class QuantizedLazyServer(LazyServer):
 
 
 def laq_rule(params: Params, *, slaq: bool = False) -> UploadRule | None:
-    """The official LAQ (or SLAQ) upload rule with these parameters' D, ck, xi, t_bar;
-    ``None`` (no lazy test: upload every iteration) when ``t_bar = 0``."""
+    """The official LAQ (or SLAQ) upload rule with these parameters' D, ck, xi, t_bar and
+    err_coef; ``None`` (no lazy test: upload every iteration) when ``t_bar = 0``."""
     if params.t_bar == 0:
         return None
     base = UploadRule.slaq(params.D) if slaq else UploadRule.laq()
-    return dataclasses.replace(base, D=params.D, ck=params.ck, xi=params.xi, t_bar=params.t_bar)
+    return dataclasses.replace(
+        base,
+        D=params.D,
+        ck=params.ck,
+        xi=params.xi,
+        t_bar=params.t_bar,
+        err_coef=params.err_coef,
+    )
 
 
 class InnovationWorker(Worker):
@@ -208,7 +215,7 @@ class InnovationAlgorithm(Algorithm):
 
     upload_mode: ClassVar[str] = "rule"
     slaq: ClassVar[bool] = False
-    USES: ClassVar[frozenset[str]] = COMMON_PARAMS | LAZY_RULE_PARAMS | LAQ_QUANTIZER_PARAMS
+    USES: ClassVar[frozenset[str]] = COMMON_PARAMS | LAQ_RULE_PARAMS | LAQ_QUANTIZER_PARAMS
     entropy_codable = True
     server_type: ClassVar[type[Server]] = QuantizedLazyServer
 

@@ -12,6 +12,7 @@ __all__ = [
     "COMMON_PARAMS",
     "LAG_PARAMS",
     "LAQ_QUANTIZER_PARAMS",
+    "LAQ_RULE_PARAMS",
     "LAZY_RULE_PARAMS",
     "QSGD_PARAMS",
     "SPARSE_QUANT_PARAMS",
@@ -29,6 +30,8 @@ COMMON_PARAMS: frozenset[str] = frozenset({"alpha", "seed"})
 STOCHASTIC_PARAMS: frozenset[str] = COMMON_PARAMS | {"batch"}
 #: The lazy rule: iterate history ``D``/``ck``/``xi`` and the clock ``t_bar``.
 LAZY_RULE_PARAMS: frozenset[str] = frozenset({"D", "ck", "xi", "t_bar"})
+#: LAQ's lazy rule adds the weight of its quantization-error term.
+LAQ_RULE_PARAMS: frozenset[str] = LAZY_RULE_PARAMS | {"err_coef"}
 #: LAG: the lazy rule and whether its clock forces uploads.
 LAG_PARAMS: frozenset[str] = COMMON_PARAMS | LAZY_RULE_PARAMS | {"lag_forced"}
 #: The LAQ innovation quantizer: width, blockwise radius, adaptive width.

@@ -162,8 +162,8 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         type=float,
         dest="adaptive_bits",
         metavar="F",
-        help="LAQ family: per upload the smallest b in 1..8 with 3||eps_b||^2 <= F x the rule's "
-        "iterate-difference term (the frame carries b; --bits: the first upload's width)",
+        help="LAQ family: per upload the smallest b in 1..8 with err_coef ||eps_b||^2 <= F x the "
+        "rule's iterate-difference term (the frame carries b; --bits: the first upload's width)",
     )
     g.add_argument(
         "--block-size",
@@ -176,6 +176,12 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
     number("--ck", float, "lazy-rule weight: xi_d = ck/D ({})")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
     number("--t-bar", int, "forced upload after t_bar skips ({}; 0 = upload every iteration)")
+    number(
+        "--err-coef",
+        float,
+        "LAQ/SLAQ rule: weight of the quantization-error term err_coef (||eps||^2 + "
+        "||eps_hat||^2) ({})",
+    )
     g.add_argument(
         "--no-lag-forced",
         dest="lag_forced",
@@ -355,6 +361,7 @@ PARAM_FLAGS = (
     "ck",
     "xi",
     "t_bar",
+    "err_coef",
     "lag_forced",
     "batch",
     "levels",
