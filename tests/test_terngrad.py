@@ -88,13 +88,16 @@ def test_zero_input_gives_zero_payload():
     np.testing.assert_array_equal(comp.decompress(q), 0.0)
 
 
-def test_constant_tensor_is_clipped_to_zero_only_with_clipping():
-    x = np.full(6, -0.5, dtype=np.float32)
-    clipped = TernGradCompressor(clip_factor=2.5)
-    assert clipped.local_scaler(x) == 0.0  # sigma = 0: threshold 0
-    np.testing.assert_array_equal(clipped.decompress(clipped.compress(x)), 0.0)
-    plain = TernGradCompressor(clip_factor=None)
-    np.testing.assert_array_equal(plain.decompress(plain.compress(x)), x)  # p = 1 everywhere
+@pytest.mark.parametrize("x", [[-0.5] * 6, [-2.0], [3.0, 3.0], [0.5] * 100])
+def test_constant_tensor_is_not_clipped(x):
+    """sigma = 0 leaves a tensor unclipped: c * 0 used to send every constant tensor (any of
+    length 1) as zero, so the hooks' TernGrad never moved a one-parameter model."""
+    x = np.array(x, dtype=np.float32)
+    for clip in (2.5, None):
+        comp = TernGradCompressor(clip_factor=clip)
+        assert comp.local_scaler(x) == np.abs(x).max()
+        assert ref.terngrad_scaler(x, clip or 0.0) == (np.abs(x).max(), np.inf)
+        np.testing.assert_array_equal(comp.decompress(comp.compress(x)), x)  # p = 1 everywhere
 
 
 def test_same_output_for_any_thread_count(rng):

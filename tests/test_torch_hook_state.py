@@ -23,8 +23,12 @@ torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
-from laqcore.torch import LAQState, QSGDState, laq_hook  # noqa: E402
+from laqcore.torch import LAQState, QSGDState, laq_hook, qsgd_hook  # noqa: E402
 from laqcore.torch._layout import BucketLayout, Parked  # noqa: E402
+
+# The hooks warn once per state in a group of one rank (this module's group):
+# test_a_group_of_one_rank_warns_once checks it; elsewhere here it is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:.* runs in a group of one rank:UserWarning")
 
 
 @pytest.fixture(scope="module")
@@ -465,10 +469,11 @@ def test_old_names_of_t_bar_and_err_coef_are_deprecated_aliases() -> None:
     in ``Params``/``UploadRule``; ``max_stale``/``error_weight`` still work, with a warning."""
     st = LAQState(t_bar=7, err_coef=2.5)
     assert (st.rule.t_bar, st.rule.err_coef) == (7, 2.5)
-    assert (st._upload_rule.t_bar, st._upload_rule.err_coef) == (7, 2.5)  # the one rule
+    # the uploader's test: the same error weight; the clock is the hook's (rule.t_bar)
+    assert (st._upload_rule.t_bar, st._upload_rule.err_coef) == (None, 2.5)
     with pytest.warns(DeprecationWarning, match=r"max_stale=\.\.\.\) is deprecated: use t_bar="):
         old = LAQState(max_stale=7)
-    assert old.rule.t_bar == 7 and old._upload_rule.t_bar == 7
+    assert old.rule.t_bar == 7
     with pytest.warns(DeprecationWarning, match="use err_coef="):
         old = LAQState(error_weight=2.5)
     assert old.rule.err_coef == 2.5 and old._upload_rule.err_coef == 2.5
@@ -1010,6 +1015,114 @@ def test_what_may_change_during_training_still_can() -> None:
     state.error_feedback = 0.5
     state.rule.stale_cap = 1.0
     assert (state.warmup_steps, state.error_feedback, state.rule.stale_cap) == (3, 0.5, 1.0)
+
+
+def test_rule_constants_built_into_the_state_refuse_assignment() -> None:
+    """``state.rule.ck = 0`` (``D``, ``err_coef``) read back the new value while the hook kept
+    using the old one (the history and the uploader's test are built from them); the other
+    constants are read at every step and checked like the constructor's."""
+    state = LAQState()
+    for name in ("D", "ck", "err_coef"):
+        with pytest.raises(AttributeError, match=rf"rule.{name} is fixed .* LAQState\({name}="):
+            setattr(state.rule, name, 1)
+    assert (state.rule.D, state.rule.ck, state.rule.err_coef) == (10, 1.2, 1.0)
+    for name, bad in (("stale_cap", -1.0), ("t_bar", 0), ("noise_decay", 1.0), ("scale", "x")):
+        with pytest.raises(ValueError, match=name):
+            setattr(state.rule, name, bad)
+    state.rule.t_bar, state.rule.streak_penalty = 20, 0.5
+    assert (state.rule.t_bar, state.rule.streak_penalty) == (20, 0.5)
+    copy_ = pickle.loads(pickle.dumps(state))
+    with pytest.raises(AttributeError, match="rule.ck is fixed"):
+        copy_.rule.ck = 0.0
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "where"),
+    [
+        (LAQState, "stale_cap", r"state.rule.stale_cap = "),
+        (LAQState, "streak_penalty", r"state.rule.streak_penalty = "),
+        (LAQState, "rule_scale", r"state.rule.scale = "),
+        (LAQState, "max_stale", r"state.rule.t_bar = "),
+        (LAQState, "ck", r"fixed once the state is built: build a new LAQState\(ck="),
+        (LAQState, "err_coef", r"build a new LAQState\(err_coef="),
+        (LAQState, "lr", r"is ignored"),
+        (QSGDState, "levels", r"build a new QSGDState\(levels="),
+        (QSGDState, "bucket_size", r"build a new QSGDState\(bucket_size="),
+    ],
+)
+def test_constructor_keywords_assigned_on_the_state_raise(make: Any, name: str, where: str) -> None:
+    """``state.stale_cap = 1`` (or ``qsgd_state.levels = 3``) added an attribute nothing read:
+    the run was the default's, without a word."""
+    state = make()
+    with pytest.raises(
+        AttributeError, match=rf"{type(state).__name__}.{name} is not read .*{where}"
+    ):
+        setattr(state, name, 1)
+    assert name not in state.__dict__
+
+
+def test_a_raised_t_bar_is_the_one_in_force(group: None) -> None:
+    """The clock is the hook's own: the uploader's test has none, so ``state.rule.t_bar``
+    assigned between steps rules (raised from 2 to 100 here: no stale uploads follow)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    ddp = DDP(model)
+    state = LAQState(warmup_steps=0, bits=4, block_size=8, ck=1e6, t_bar=2, stale_cap=None)
+    ddp.register_comm_hook(state, laq_hook)
+    x = torch.randn(8, 6)
+
+    def steps(k: int) -> None:
+        for _ in range(k):
+            ddp.zero_grad()
+            ddp(x).square().sum().backward()
+
+    with pytest.warns(UserWarning, match="group of one rank"):
+        steps(7)
+    forced = state.stats()["stale_uploads"]
+    assert forced >= 2  # every third step, with ck this large nothing else uploads
+    state.rule.t_bar = 100
+    steps(12)
+    assert state.stats()["stale_uploads"] == forced
+
+
+def test_a_group_of_one_rank_warns_once(group: None) -> None:
+    """Nothing is sent in a group of one, yet the gradient is compressed: a user testing with
+    one process would train differently from no hook without being told."""
+    ddp = DDP(torch.nn.Linear(4, 2))
+    ddp.register_comm_hook(QSGDState(warmup_steps=0), qsgd_hook)
+    x = torch.randn(5, 4)
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            ddp.zero_grad()
+            ddp(x).sum().backward()
+    one_rank = [w for w in got if "QSGDState runs in a group of one rank" in str(w.message)]
+    assert len(one_rank) == 1 and one_rank[0].category is UserWarning
+
+
+def test_a_state_pickled_with_a_scaler_before_its_first_step_refuses_to_run_without_it(
+    group: None,
+) -> None:
+    """Pickled (or deep-copied) before any step, a state built with a GradScaler came back
+    without it and trained in the scaled units, with no error until a back-off."""
+    scaler = torch.amp.GradScaler("cpu")
+    state = LAQState(warmup_steps=0, bits=4, block_size=8, grad_scaler=scaler)
+    for copier in (lambda st: pickle.loads(pickle.dumps(st)), copy.deepcopy):
+        for attach in (False, True):  # a DDP model whose hook raised cannot step again
+            clone = copier(state)
+            assert clone.grad_scaler is None
+            if attach:
+                clone.grad_scaler = scaler
+            ddp = DDP(torch.nn.Linear(4, 2))
+            ddp.register_comm_hook(clone, laq_hook)
+            if not attach:
+                with pytest.raises(ValueError, match="when it was pickled"):
+                    ddp(torch.randn(3, 4)).sum().backward()
+                continue
+            ddp(torch.randn(3, 4)).sum().backward()  # attached again: it runs
+            assert clone.iteration == 1
+    fresh = pickle.loads(pickle.dumps(LAQState()))  # no scaler: nothing to refuse
+    assert fresh._unscaled is None
 
 
 def test_settings_read_at_every_step_are_checked_when_assigned() -> None:

@@ -39,7 +39,10 @@ float terngrad_scaler(const float* x, std::size_t n, float clip_factor, float* t
             },
             [](double a, double b) { return a + b; });
         const double sigma = std::sqrt(ss / static_cast<double>(n));
-        thr = static_cast<float>(static_cast<double>(clip_factor) * sigma);
+        // A constant vector (sigma 0: every vector of length 1, a chunk of equal values) has
+        // no outliers to clip; c * 0 would clip it to zero and the hooks' TernGrad would never
+        // move such a parameter. Left unclipped, it is ternarized at s = max |x| (unbiased).
+        if (sigma > 0.0) thr = static_cast<float>(static_cast<double>(clip_factor) * sigma);
     }
     *threshold = thr;
     return st.max_abs < thr ? st.max_abs : thr;

@@ -239,13 +239,15 @@ def qsgd_code_bits(levels: int) -> int:
 
 
 def terngrad_scaler(x: Array, clip_factor: float) -> tuple[float, float]:
-    """(local scaler, clipping threshold): threshold = c * population std (+Inf if c <= 0)."""
+    """(local scaler, clipping threshold): threshold = c * population std (+Inf if c <= 0 or
+    the std is 0: a constant vector has nothing to clip)."""
     thr = np.float32(np.inf)
     if clip_factor > 0:
         x64 = x.astype(np.float64)
         mean = lane_blocked_sum(x64) / x.size
         sigma = np.sqrt(lane_blocked_sum((x64 - mean) ** 2) / x.size)
-        thr = np.float32(float(np.float32(clip_factor)) * sigma)
+        if sigma > 0:
+            thr = np.float32(float(np.float32(clip_factor)) * sigma)
     return float(min(np.abs(x).max(), thr)), float(thr)
 
 

@@ -5,7 +5,8 @@
 //        mean = S1 / n,  sigma = sqrt(S2 / n),  S1 = sum g_i,  S2 = sum (g_i - mean)^2,
 //    both sums in double with parallel.hpp's fixed-block rule and LaneSum order inside a
 //    block (thread-count and SIMD invariant), and
-//    threshold = float(double(c) * sigma). c <= 0 disables clipping (threshold = +Inf).
+//    threshold = float(double(c) * sigma). c <= 0 disables clipping (threshold = +Inf), and
+//    so does sigma = 0 (a constant tensor has nothing to clip; c * 0 would zero it).
 // 2. Scaler s: the local one is max_i |g_i| after clipping, which equals
 //    min(max_i |g_i|, threshold), so clipping never needs a pass of its own. For scaler
 //    sharing across workers a shared s can be given instead; it must be >= the local one

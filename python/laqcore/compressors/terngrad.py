@@ -46,9 +46,9 @@ class TernGradCompressor(SeededCompressor[TernGradPayload]):
     ----------
     clip_factor : float or None
         Clip ``|g|`` at ``clip_factor * std(g)`` before ternarizing (paper default 2.5);
-        ``None`` or ``0`` disables clipping. As in the formula, a constant tensor (std 0,
-        e.g. any tensor of length 1) is clipped to zero; TernGrad's own code leaves small
-        tensors unquantized, so disable clipping (or send them with ``"none"``) there.
+        ``None`` or ``0`` disables clipping. A constant tensor (std 0, e.g. any tensor of
+        length 1) is not clipped: the formula's ``c * 0`` would clip it to zero, and a
+        parameter (or a two-phase chunk) of equal values would never move.
     seed, stream : int
         See :class:`~laqcore.compressors.base.SeededCompressor`.
 

@@ -35,7 +35,8 @@ class PeerFailureError(RuntimeError):
         self.timeout_s = timeout_s
         limit = "the process group's" if timeout_s is None else f"{timeout_s:g} s"
         super().__init__(
-            f"rank {rank}: {what} failed: a peer rank died or stopped answering "
+            f"rank {rank}: {what} failed: a peer rank died or stopped answering, or stopped "
+            f"calling it (ranks with different numbers of batches need DDP's join()) "
             f"(collective timeout: {limit}). Backend said: {type(cause).__name__}: {cause}"
         )
 

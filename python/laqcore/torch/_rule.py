@@ -83,6 +83,10 @@ __all__ = ["LazyRule"]
 
 #: Attribute names before the hook took the library's vocabulary (old -> new).
 _RENAMED = {"max_stale": "t_bar", "error_weight": "err_coef"}
+#: Constants built into the state once (the history's depth and weights, and the
+#: :class:`~laqcore.lazy.UploadRule` of the hook's uploader): assigning one later would be
+#: ignored, so it raises.
+FIXED = ("D", "ck", "err_coef")
 #: ``LazyRule.scale`` choices: the returned average's ``||g||^2`` (the paper's, default) or
 #: this rank's own gradient's ``||g_m||^2`` (docs/ddp.md, "Per-worker scale").
 SCALES = ("average", "worker")
@@ -90,6 +94,29 @@ SCALES = ("average", "worker")
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def _noise_decay(v: Any) -> float:
+    decay = check_real(v, "noise_decay", minimum=0.0)
+    if decay >= 1.0:
+        raise ValueError(f"noise_decay must be in [0, 1), got {decay}")
+    return decay
+
+
+#: The constants' checks, on construction and on every later assignment.
+_CHECKS: dict[str, Any] = {
+    "D": lambda v: check_positive_int(v, "D"),
+    "ck": lambda v: check_real(v, "ck", minimum=0.0),
+    "err_coef": lambda v: check_real(v, "err_coef", minimum=0.0),
+    "noise_weight": lambda v: check_real(v, "noise_weight", minimum=0.0),
+    "noise_decay": _noise_decay,
+    "t_bar": lambda v: check_positive_int(v, "t_bar"),
+    "safeguard_patience": lambda v: check_positive_int(v, "safeguard_patience"),
+    "safeguard_growth": lambda v: check_real(v, "safeguard_growth", minimum=1.0),
+    "scale": lambda v: check_choice(v, "scale", SCALES),
+    "stale_cap": lambda v: None if v is None else check_real(v, "stale_cap", positive=True),
+    "streak_penalty": lambda v: check_real(v, "streak_penalty", minimum=0.0),
+}
 
 
 class LazyRule:
@@ -122,6 +149,10 @@ class LazyRule:
     streak_penalty : float
         Exponent ``p >= 0``: after ``c`` consecutive skips the test's first term is divided
         by ``(c + 1)^p`` (0: the paper's rule; the module docstring, "Streak penalty").
+
+    The other constants may be assigned between steps (``state.rule.stale_cap = 1``), checked
+    as in the constructor and read at the next step; ``D``, ``ck`` and ``err_coef`` are fixed
+    once built (:data:`FIXED`: an assignment raises ``AttributeError``).
     """
 
     def __init__(
@@ -139,26 +170,33 @@ class LazyRule:
         stale_cap: float | None = None,
         streak_penalty: float = 0.0,
     ) -> None:
-        self.D = check_positive_int(D, "D")
-        self.ck = check_real(ck, "ck", minimum=0.0)
-        self.err_coef = check_real(err_coef, "err_coef", minimum=0.0)
-        self.noise_weight = check_real(noise_weight, "noise_weight", minimum=0.0)
-        self.noise_decay = check_real(noise_decay, "noise_decay", minimum=0.0)
-        if self.noise_decay >= 1.0:
-            raise ValueError(f"noise_decay must be in [0, 1), got {self.noise_decay}")
-        self.t_bar = check_positive_int(t_bar, "t_bar")
-        self.safeguard_patience = check_positive_int(safeguard_patience, "safeguard_patience")
-        self.safeguard_growth = check_real(safeguard_growth, "safeguard_growth", minimum=1.0)
-        self.scale = check_choice(scale, "scale", SCALES)
-        self.stale_cap = (
-            None if stale_cap is None else check_real(stale_cap, "stale_cap", positive=True)
-        )
-        self.streak_penalty = check_real(streak_penalty, "streak_penalty", minimum=0.0)
+        self.D = D  # each checked by __setattr__
+        self.ck = ck
+        self.err_coef = err_coef
+        self.noise_weight = noise_weight
+        self.noise_decay = noise_decay
+        self.t_bar = t_bar
+        self.safeguard_patience = safeguard_patience
+        self.safeguard_growth = safeguard_growth
+        self.scale = scale
+        self.stale_cap = stale_cap
+        self.streak_penalty = streak_penalty
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
         self.history = IterateHistory(self.D, None, self.ck)
         self.noise = 0.0  # moving average of ||dQ||^2 one step after an own upload
         self.noise_samples = 0
         self.streak_ref = 0.0  # ||g||^2 when the safeguard started watching (0: not yet)
+        self._built = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in FIXED and self.__dict__.get("_built", False):
+            raise AttributeError(
+                f"rule.{name} is fixed once the hook state is built (the rule's history and "
+                f"its uploader's test are made from it, so a new value would be ignored): "
+                f"build a new LAQState({name}=...) and register that one instead"
+            )
+        check = _CHECKS.get(name)
+        object.__setattr__(self, name, value if check is None else check(value))
 
     # -- the test -----------------------------------------------------------------------
     def rhs(self, clock: int = 0) -> float:
@@ -220,6 +258,7 @@ class LazyRule:
         d.setdefault("scale", "average")  # pickled before the per-worker scale existed
         d.setdefault("stale_cap", None)  # pickled before the cap existed
         d.setdefault("streak_penalty", 0.0)  # pickled before the streak penalty existed
+        d["_built"] = True  # pickled before the constants were fixed
         self.__dict__.update(d)
 
     def state_dict(self) -> dict[str, Any]:

@@ -66,6 +66,13 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 #: The key of ``state_dict(all_ranks=True)``: the list of every rank's state, by rank.
 _ALL_RANKS = "all_ranks"
+#: Warned once per process at the first iteration in a group of one rank (``{}``: the class):
+#: nothing is sent, but the gradient is still compressed, so the run is not the no-hook one.
+ONE_RANK_WARNING = (
+    "{} runs in a group of one rank: nothing is communicated, but the hook still compresses "
+    "the gradient (quantization error; LAQ also skips uploads), so training differs from the "
+    "same run without a hook; register it only when the group has more than one rank"
+)
 Future = torch.futures.Future
 P = TypeVar("P")
 _COUNTERS = (
@@ -157,14 +164,25 @@ class HookState:
     # -- plumbing -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         fixed = name in type(self)._SETTINGS or name == "fallback"
-        if fixed and self.__dict__.get("_sealed", False):
-            cls = type(self).__name__
+        sealed = self.__dict__.get("_sealed", False)
+        cls = type(self).__name__
+        if fixed and sealed:
             raise AttributeError(
                 f"{cls}.{name} is fixed once the state is built (its quantizer, exchange and "
                 "the settings derived from it are made from it, so a new value would be "
                 f"ignored): build a new {cls}({name}=...) and register that one instead"
             )
+        elsewhere = self._keyword_elsewhere(name) if sealed else None
+        if elsewhere is not None:
+            # A constructor keyword that is no attribute of the state: the assignment
+            # (state.stale_cap = 1, state.levels = 3) would add one that nothing reads.
+            raise AttributeError(f"{cls}.{name} is not read from the state: {elsewhere}")
         object.__setattr__(self, name, value)
+
+    def _keyword_elsewhere(self, name: str) -> str | None:
+        """Where a constructor keyword ``name`` that is not an attribute of the state lives
+        (what to do instead of assigning it), or ``None`` for any other name."""
+        return None
 
     def _seal(self) -> None:
         """End of construction: from now on the :attr:`_SETTINGS` are read-only."""
@@ -260,9 +278,10 @@ class HookState:
         attached = self._grad_scaler is not None
         if self._unscaled is not None and self._unscaled != attached:
             raise ValueError(
-                "this hook state was recorded with a grad_scaler attached (in earlier steps or "
-                "in the checkpoint it was loaded from; its vectors are in unscaled units): "
-                "attach the trainer's GradScaler again (state.grad_scaler = scaler)"
+                "this hook state was recorded with a grad_scaler attached (in earlier steps, "
+                "in the checkpoint it was loaded from, or when it was pickled; its vectors are "
+                "in unscaled units): attach the trainer's GradScaler again "
+                "(state.grad_scaler = scaler)"
                 if self._unscaled
                 else "this hook state was recorded without a grad_scaler (in earlier steps or "
                 "in the checkpoint it was loaded from; its vectors carry that run's loss "
@@ -339,6 +358,8 @@ class HookState:
                     parked, self.process_group, self.iteration, self._settings_text()
                 )
                 self._replicas_checked = True
+                if self.world_size == 1:
+                    warnings.warn(ONE_RANK_WARNING.format(type(self).__name__), stacklevel=2)
             if self.iteration < self.warmup_steps:
                 self._warmup(parked)
             else:
@@ -787,6 +808,10 @@ class HookState:
         # The scaler belongs to the trainer (it has its own state_dict): re-attach it after
         # unpickling; ``_unscaled`` makes the first step refuse to run without it.
         d.update(_process_group=None, _exchanger=None, layout=None, _grad_scaler=None)
+        if self._grad_scaler is not None and self._unscaled is None:
+            # Built with a scaler, not run yet: the copy must refuse to run without one too
+            # (it would train in the scaled units, with no error until a back-off).
+            d["_unscaled"] = True
         d["_replicas_checked"] = False
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_expected_digests"] = self._param_digests()

@@ -94,6 +94,15 @@ class _CompressorState(HookState):
                 f"the state's are {', '.join(k for k in state if k not in ('self', 'kwargs'))}"
             )
 
+    def _keyword_elsewhere(self, name: str) -> str | None:
+        takes = compressor_parameters(self._NAME) or ()
+        if name in ("seed", "stream") or name not in takes:
+            return None
+        return (
+            f"its quantizer's keywords are fixed once the state is built (compressor_kwargs): "
+            f"build a new {type(self).__name__}({name}=...) and register that one instead"
+        )
+
     def _make(self, rank: int) -> Any:
         from ..compressors import get_compressor
 

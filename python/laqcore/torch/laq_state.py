@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import typing
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,7 @@ from ._defaults import (
 )
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
+from ._rule import FIXED as RULE_FIXED
 from ._rule import SCALES, LazyRule
 from ._state import HookState, run_hook
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase, resolve_exchange
@@ -244,6 +245,16 @@ class LAQState(HookState):
         "lazy_downlink",
     )
 
+    #: Constructor keywords of the rule's constants -> their attributes on ``state.rule``.
+    _RULE_KEYWORDS: ClassVar[dict[str, str]] = {
+        **{k: k for k in ("D", "ck", "err_coef", "noise_weight", "noise_decay", "t_bar")},
+        **{k: k for k in ("safeguard_patience", "safeguard_growth", "stale_cap")},
+        "streak_penalty": "streak_penalty",
+        "rule_scale": "scale",
+        "max_stale": "t_bar",  # the deprecated aliases
+        "error_weight": "err_coef",
+    }
+
     @renamed_keywords(max_stale="t_bar", error_weight="err_coef")
     def __init__(
         self,
@@ -351,8 +362,10 @@ class LAQState(HookState):
             stale_cap=stale_cap,
             streak_penalty=streak_penalty,
         )
+        # The uploader's test without a clock: the hook forces the upload after rule.t_bar
+        # skips itself (_decide), so a t_bar assigned between steps is the one in force.
         self._upload_rule = UploadRule(
-            D=self.rule.D, ck=self.rule.ck, t_bar=self.rule.t_bar, err_coef=self.rule.err_coef
+            D=self.rule.D, ck=self.rule.ck, t_bar=None, err_coef=self.rule.err_coef
         )
         # Created at the first compressed step (or from a checkpoint), when n is known.
         self.uploader: LazyUploader | None = None
@@ -558,6 +571,22 @@ class LAQState(HookState):
         self._uploaded_last = sd["uploaded_last"]
         self._residual = residual
         self._exchanger = None  # rebuilt around the loaded server
+
+    def _keyword_elsewhere(self, name: str) -> str | None:
+        if name == "lr":
+            return "LAQState(lr=...) is ignored (the rule needs no learning rate)"
+        attr = self._RULE_KEYWORDS.get(name)
+        if attr is None:
+            return None
+        if attr in RULE_FIXED:
+            return (
+                f"the rule's {attr} is fixed once the state is built: build a new "
+                f"LAQState({name}=...) and register that one instead"
+            )
+        return (
+            f"the rule's constants live on state.rule: state.rule.{attr} = ... (read at the "
+            "next step)"
+        )
 
     def _rule_args(self) -> dict[str, Any]:
         r = self.rule
