@@ -90,9 +90,10 @@ class Params:
         the paper's single radius, as in the reproduction.
     adaptive_bits : float or None
         LAQ family: pick the bit width per upload, the smallest b in 1..8 whose
-        quantization-error term ``err_coef ||eps_b||^2`` (QGD: 3) is at most ``adaptive_bits`` times the
-        rule's iterate-difference term (:class:`laqcore.lazy_state.LazyUploader`); ``bits`` is
-        then the width of the first (forced) upload only. ``None`` (default): fixed ``bits``.
+        quantization-error term ``err_coef ||eps_b||^2`` (QGD: ``3 ||eps_b||^2``) is at most
+        ``adaptive_bits`` times the rule's iterate-difference term
+        (:class:`laqcore.lazy_state.LazyUploader`); ``bits`` is then the width of the first
+        (forced) upload only. ``None`` (default): fixed ``bits``.
     D, ck : int, float
         Lazy rule: ``xi_d = ck / D`` with the official warm-up ``ck / k`` for ``k <= D``.
     xi : float or None

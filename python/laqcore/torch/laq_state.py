@@ -247,10 +247,10 @@ class LAQState(HookState):
 
     #: Constructor keywords of the rule's constants -> their attributes on ``state.rule``.
     _RULE_KEYWORDS: ClassVar[dict[str, str]] = {
-        **{k: k for k in ("D", "ck", "err_coef", "noise_weight", "noise_decay", "t_bar")},
-        **{k: k for k in ("safeguard_patience", "safeguard_growth", "stale_cap")},
-        "streak_penalty": "streak_penalty",
-        "rule_scale": "scale",
+        **dict.fromkeys(("D", "ck", "err_coef", "noise_weight", "noise_decay"), ""),
+        **dict.fromkeys(("t_bar", "safeguard_patience", "safeguard_growth"), ""),
+        **dict.fromkeys(("stale_cap", "streak_penalty"), ""),
+        "rule_scale": "scale",  # "": the same name on the rule
         "max_stale": "t_bar",  # the deprecated aliases
         "error_weight": "err_coef",
     }
@@ -578,6 +578,7 @@ class LAQState(HookState):
         attr = self._RULE_KEYWORDS.get(name)
         if attr is None:
             return None
+        attr = attr or name
         if attr in RULE_FIXED:
             return (
                 f"the rule's {attr} is fixed once the state is built: build a new "
