@@ -464,6 +464,31 @@ def test_huge_finite_gradients_do_not_overflow_the_rule(
     assert all(np.isfinite(v) for v in s.values())
 
 
+def test_tiny_gradients_make_the_decisions_of_the_same_run_at_full_scale(group: None) -> None:
+    """Gradients times 2^-80 (entries ~1e-26, squares below float32's normal range) are the
+    same run scaled exactly: every sum of the quantizer is scaled by a power of two and the
+    rule's norms fall back to float64, so uploads, skips and the returned averages (times
+    2^80) are identical. The float32 norms were 0 there, and the rule uploaded more."""
+    runs = []
+    for scale in (1.0, 2.0**-80):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+        ddp = DDP(model)
+        state = LAQState(warmup_steps=0, bits=4, block_size=8)
+        ddp.register_comm_hook(state, laq_hook)
+        x, grads = torch.randn(16, 6), []
+        for k in range(12):
+            ddp.zero_grad()
+            (ddp(x + 0.1 * k).square().sum() * scale).backward()
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]) / scale)
+        runs.append((torch.stack(grads), state.stats()))
+    (full, s_full), (tiny, s_tiny) = runs
+    assert s_full["uploads_skipped"] > 0  # the rule skipped some: the comparison means something
+    keys = ("uploads", "uploads_skipped", "stale_uploads", "capped_uploads")
+    assert [s_tiny[k] for k in keys] == [s_full[k] for k in keys]
+    torch.testing.assert_close(tiny, full, rtol=0, atol=0)
+
+
 def test_old_names_of_t_bar_and_err_coef_are_deprecated_aliases() -> None:
     """The hook shares the library's vocabulary (issue 11.5): ``t_bar`` and ``err_coef``, as
     in ``Params``/``UploadRule``; ``max_stale``/``error_weight`` still work, with a warning."""

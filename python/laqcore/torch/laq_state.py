@@ -69,16 +69,22 @@ FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
 
 
+#: Below this norm its square is below float32's smallest normal number (2^-126).
+_TINY_NORM = 2.0**-63
+
+
 def _norm_sq(x: torch.Tensor) -> float:
     """``||x||^2`` by torch's vectorised reduction (no BLAS thread pool, no temporary).
 
     torch sums the squares in ``x``'s dtype, so a finite float32 gradient with entries above
     ~1.8e19 (float16: a norm above 65504) gives ``inf``, which the rule's history refuses
-    (``ValueError: diff_sq must be finite``) although all-reduce would have trained on. Then
-    the norm is taken again in float64, where no finite float32 or float16 vector overflows.
+    (``ValueError: diff_sq must be finite``) although all-reduce would have trained on; and
+    one with entries below ~1e-20 loses its squares below float32's normal range (entries of
+    1e-25 gave 0), which changed the rule's decisions. In both cases the norm is taken again
+    in float64, where no finite float32 or float16 vector overflows or underflows.
     """
     norm = float(torch.linalg.vector_norm(x))
-    if math.isinf(norm):
+    if math.isinf(norm) or norm < _TINY_NORM:
         norm = float(torch.linalg.vector_norm(x, dtype=torch.float64))
     return norm * norm
 
