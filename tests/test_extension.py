@@ -170,10 +170,12 @@ def test_payload_kind_outside_the_user_range_is_refused(kind: Any) -> None:
 
 def test_kind_mismatch_names_the_user_payload() -> None:
     sign = laqcore.get_compressor("sign").compress(np.ones(N, dtype=np.float32)).to_bytes()
-    with pytest.raises(ValueError, match=r"holds a SIGN payload, expected TwoBitPayload \(kind"):
+    with pytest.raises(ValueError, match=r"holds payload kind SIGN, expected TwoBitPayload \(kind"):
         TwoBitPayload.from_bytes(sign)
     mine = TwoBit().compress(np.ones(N, dtype=np.float32)).to_bytes()
-    with pytest.raises(ValueError, match=r"holds a TwoBitPayload \(kind 201\) payload, expected"):
+    with pytest.raises(
+        ValueError, match=r"holds payload kind TwoBitPayload \(kind 201\), expected"
+    ):
         laqcore.compressors.SignPayload.from_bytes(mine)
 
 

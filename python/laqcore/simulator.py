@@ -243,7 +243,9 @@ def simulate(
         Keep the per-iteration lists (needed for plots).
     entropy_coding : bool
         Send every codable upload (LAQ, QSGD, TernGrad, sign payloads) as an entropy-coded
-        frame (:mod:`laqcore.entropy`): its coded size is counted, and the server receives
+        frame (:mod:`laqcore.entropy`): its coded size is counted on the uplink (the
+        ``delta`` downlink still counts the frames it relays uncoded, as ``laqcore launch``
+        sends them, so ``downlink_bits`` and the modelled time do not shrink), and the server receives
         the payload decoded from those bytes, identical to the uncoded one, so iterates and
         upload decisions are exactly those of the run without it. The coding time is
         charged to the uploader's step, the decoding time to the server's update. An

@@ -273,7 +273,7 @@ class Payload:
         # A class decodes its own kind and those of its subclasses (LAQPayload: both LAQ kinds).
         if not issubclass(target, cls):
             raise ValueError(
-                f"frame holds a {_kind_name(kind)} payload, expected {_kind_name(int(cls.KIND))}"
+                f"frame holds payload kind {_kind_name(kind)}, expected {_kind_name(int(cls.KIND))}"
             )
         if expected_n is None:
             target._check_unverified_n(n, meta, body)

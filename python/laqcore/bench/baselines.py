@@ -170,9 +170,11 @@ TERNGRAD_CLIP = 2.5
 
 def np_terngrad(x: npt.NDArray[np.float32], rng: np.random.Generator) -> Any:
     sigma = np.float32(np.std(x.astype(np.float64)))
-    a = np.minimum(np.abs(x), np.float32(TERNGRAD_CLIP) * sigma)
+    # sigma 0 (a constant vector, any of length 1): no clipping, as in laqcore's kernel
+    clip = np.float32(TERNGRAD_CLIP) * sigma if sigma > 0 else np.float32(np.inf)
+    a = np.minimum(np.abs(x), clip)
     s = a.max()
-    keep = rng.random(x.shape[0], dtype=np.float32) < a / s
+    keep = rng.random(x.shape[0], dtype=np.float32) < (a / s if s > 0 else a)
     codes = (keep * np.where(x < 0, 2, 1)).astype(np.uint8)
     return s, np_pack(codes, 2)
 
@@ -180,6 +182,8 @@ def np_terngrad(x: npt.NDArray[np.float32], rng: np.random.Generator) -> Any:
 def torch_terngrad(torch: Any, x: Any) -> Any:
     # GRACE's TernGrad: clamp at 2.5 std, scalar = max |g|, Bernoulli by a uniform draw.
     c = TERNGRAD_CLIP * x.std(unbiased=False)
+    if float(c) == 0.0:  # a constant vector: no clipping, as in laqcore's kernel
+        c = x.abs().max()
     g = torch.clamp(x, -c, c)
     a = g.abs()
     s = a.max()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 __all__ = ["format_row", "markdown_table", "plot"]
 
 
@@ -17,10 +15,15 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _size(n: int) -> str:
+    """``2^k`` for a power of two, else the count itself (100 was shown as ``2^6``)."""
+    return f"2^{n.bit_length() - 1}" if n > 0 and n & (n - 1) == 0 else str(n)
+
+
 def format_row(r: dict[str, Any]) -> str:
     """One aligned text line of a result."""
     return (
-        f"{r['kernel']:<18} n=2^{int(np.log2(r['n'])):<3d} bits={r['bits']} thr={r['threads']:<2d} "
+        f"{r['kernel']:<18} n={_size(int(r['n'])):<5} bits={r['bits']} thr={r['threads']:<2d} "
         f"{r['seconds'] * 1e3:9.3f} ms {r['gbps']:7.2f} GB/s  memcpy x{r['memcpy_ratio']:5.2f}  "
         f"numpy x{_fmt(r['numpy_speedup'], '7.1f')}  torch x{_fmt(r['torch_speedup'], '6.1f')}"
     )
@@ -35,7 +38,7 @@ def markdown_table(report: dict[str, Any], n: int | None = None) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['kernel']} | 2^{int(np.log2(r['n']))} | {r['bits'] or '-'} | {r['threads']} | "
+            f"| {r['kernel']} | {_size(int(r['n']))} | {r['bits'] or '-'} | {r['threads']} | "
             f"{r['seconds'] * 1e3:.3f} | {r['gbps']:.2f} | {r['memcpy_ratio']:.2f} | "
             f"{_fmt(r['numpy_speedup'], '.1f')} | {_fmt(r['torch_speedup'], '.1f')} |"
         )

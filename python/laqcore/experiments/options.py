@@ -244,8 +244,9 @@ def add_run_options(p: argparse.ArgumentParser, *, entropy_coding: bool = True) 
             "--entropy-coding",
             action="store_true",
             help="send LAQ/QSGD/TernGrad/sign uploads entropy-coded (rANS, laqcore.entropy): "
-            "same iterates and uploads, bits counted from the coded frames (only the runs "
-            "of those algorithms are coded, and their results say so)",
+            "same iterates and uploads, uplink bits counted from the coded frames (the "
+            "downlink still counts the relayed frames uncoded, as the engine sends them; "
+            "only the runs of those algorithms are coded, and their results say so)",
         )
     g.add_argument(
         "--cache-dir",
@@ -323,8 +324,11 @@ def link_from_args(args: argparse.Namespace) -> Any:
 
     for flag in ("uplink_mbps", "downlink_mbps", "latency_ms", "compute_ms"):
         v = getattr(args, flag, None)
-        if v is not None and not (v >= 0 and v < float("inf")):
-            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number >= 0")
+        # a bandwidth of 0 failed later, under the link's internal name (uplink_bps)
+        positive = flag.endswith("mbps")
+        if v is not None and not ((v > 0 if positive else v >= 0) and v < float("inf")):
+            bound = "> 0" if positive else ">= 0"
+            raise ValueError(f"--{flag.replace('_', '-')} must be a finite number {bound}")
     return make_link(
         getattr(args, "network", "edge"),
         uplink_mbps=getattr(args, "uplink_mbps", None),

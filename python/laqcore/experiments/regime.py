@@ -143,6 +143,15 @@ def _cmd(args: argparse.Namespace) -> int:
     from .runcache import check_study_cache
 
     link_from_args(args)
+    # The map sets every cell's bandwidths and latency itself: these were accepted and ignored.
+    given = [f for f in ("uplink_mbps", "downlink_mbps", "latency_ms") if getattr(args, f)]
+    given += ["network"] if args.network != "edge" else []
+    if given:
+        flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        raise ValueError(
+            f"{flags}: regime-map sets each cell's link itself (--bandwidths-mbps, --ratios, "
+            "--latencies-ms)"
+        )
     check_experiment(args, args.algorithms)  # names, flags, paths: before any run
     check_study_cache(args)
     data = regime_map(args)

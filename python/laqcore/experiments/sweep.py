@@ -152,6 +152,16 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def sweep_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
     """The grid of ``--grid`` specs, plus ``alpha`` over ``--step-grid`` with ``--tune-step``."""
     grid = parse_grid(args.grid or [])
+    # An algorithm flag for a parameter the grid spans (or --tune-step's alpha) was silently
+    # overridden by the grid's values, and results.json's config still showed the flag's.
+    # (Those flags default to None; --workers has a default, 10, so it cannot be told apart.)
+    spanned = [*grid, *(["alpha"] if args.tune_step else [])]
+    both = [k for k in spanned if k in PARAM_FLAGS and getattr(args, k, None) is not None]
+    if both:
+        k = both[0]
+        flag = "--" + k.replace("_", "-")
+        source = "--tune-step" if k == "alpha" and args.tune_step else f"--grid {k}"
+        raise ValueError(f"{flag} and {source} both set {k}: give its values in one of them")
     if args.tune_step:
         if "alpha" in grid:
             raise ValueError("--tune-step sets alpha itself; do not also put alpha in --grid")
