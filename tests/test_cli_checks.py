@@ -163,6 +163,7 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["sweep", "--grid", "bits=2,4", "--bits", "3"], ["--bits and --grid bits both set"]),
         (["sweep", "--tune-step", "--alpha", "0.05"], ["--alpha and --tune-step both set"]),
         (["regime-map", "--uplink-mbps", "1"], ["--uplink-mbps: regime-map sets each cell's"]),
+        (["regime-map", "--latency-ms", "0"], ["--latency-ms: regime-map sets each cell's"]),
         (["regime-map", "--network", "datacenter"], ["--network: regime-map sets each cell's"]),
         (["run", "--uplink-mbps", "0"], ["--uplink-mbps must be a finite number > 0"]),
         (["run", "-a", "laq", "--err-coef", "-1"], ["err_coef must be a finite number >= 0"]),

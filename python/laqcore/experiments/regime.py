@@ -144,7 +144,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
     link_from_args(args)
     # The map sets every cell's bandwidths and latency itself: these were accepted and ignored.
-    given = [f for f in ("uplink_mbps", "downlink_mbps", "latency_ms") if getattr(args, f)]
+    given = [
+        f for f in ("uplink_mbps", "downlink_mbps", "latency_ms") if getattr(args, f) is not None
+    ]
     given += ["network"] if args.network != "edge" else []
     if given:
         flags = ", ".join("--" + f.replace("_", "-") for f in given)

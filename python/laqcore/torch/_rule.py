@@ -82,7 +82,7 @@ from ..lazy import IterateHistory
 __all__ = ["LazyRule"]
 
 #: Attribute names before the hook took the library's vocabulary (old -> new).
-_RENAMED = {"max_stale": "t_bar", "error_weight": "err_coef"}
+RENAMED = {"max_stale": "t_bar", "error_weight": "err_coef"}
 #: Constants built into the state once (the history's depth and weights, and the
 #: :class:`~laqcore.lazy.UploadRule` of the hook's uploader): assigning one later would be
 #: ignored, so it raises.
@@ -117,6 +117,8 @@ _CHECKS: dict[str, Any] = {
     "stale_cap": lambda v: None if v is None else check_real(v, "stale_cap", positive=True),
     "streak_penalty": lambda v: check_real(v, "streak_penalty", minimum=0.0),
 }
+#: The rule's constants: its constructor's keywords, in their order.
+CONSTANTS = tuple(_CHECKS)
 
 
 class LazyRule:
@@ -198,6 +200,10 @@ class LazyRule:
         check = _CHECKS.get(name)
         object.__setattr__(self, name, value if check is None else check(value))
 
+    def constants(self) -> dict[str, Any]:
+        """The constructor's keywords with this rule's values (a fresh rule, same constants)."""
+        return {name: getattr(self, name) for name in CONSTANTS}
+
     # -- the test -----------------------------------------------------------------------
     def rhs(self, clock: int = 0) -> float:
         """The test's first term: ``(sum_d xi_d ||g^{k-d}||^2 + noise_weight * nu)``,
@@ -252,7 +258,7 @@ class LazyRule:
     def __setstate__(self, d: dict[str, Any]) -> None:
         # A LAQState pickled before the rename holds its rule's constants under the old
         # names (max_stale, error_weight): unpickle them under the library's.
-        for old, new in _RENAMED.items():
+        for old, new in RENAMED.items():
             if old in d:
                 d[new] = d.pop(old)
         d.setdefault("scale", "average")  # pickled before the per-worker scale existed

@@ -45,7 +45,9 @@ from ._defaults import (
 )
 from ._exchange import GradientExchange, LAQAllGather
 from ._layout import Parked
+from ._rule import CONSTANTS as RULE_CONSTANTS
 from ._rule import FIXED as RULE_FIXED
+from ._rule import RENAMED as RULE_RENAMED
 from ._rule import SCALES, LazyRule
 from ._state import HookState, run_hook
 from ._two_phase import TwoPhaseAverage, check_exchange, laq_two_phase, resolve_exchange
@@ -69,6 +71,9 @@ FloatVector = npt.NDArray[np.float32]
 Future = torch.futures.Future
 
 
+#: The LAQState keyword of each of the rule's constants (the rule's ``scale`` is
+#: ``rule_scale`` on the state).
+_KEYWORD_OF_RULE = {c: "rule_scale" if c == "scale" else c for c in RULE_CONSTANTS}
 #: Below this norm its square is below float32's smallest normal number (2^-126).
 _TINY_NORM = 2.0**-63
 
@@ -252,13 +257,10 @@ class LAQState(HookState):
     )
 
     #: Constructor keywords of the rule's constants -> their attributes on ``state.rule``.
+    #: (and the deprecated aliases to their new names).
     _RULE_KEYWORDS: ClassVar[dict[str, str]] = {
-        **dict.fromkeys(("D", "ck", "err_coef", "noise_weight", "noise_decay"), ""),
-        **dict.fromkeys(("t_bar", "safeguard_patience", "safeguard_growth"), ""),
-        **dict.fromkeys(("stale_cap", "streak_penalty"), ""),
-        "rule_scale": "scale",  # "": the same name on the rule
-        "max_stale": "t_bar",  # the deprecated aliases
-        "error_weight": "err_coef",
+        **{kw: attr for attr, kw in _KEYWORD_OF_RULE.items()},
+        **RULE_RENAMED,
     }
 
     @renamed_keywords(max_stale="t_bar", error_weight="err_coef")
@@ -411,8 +413,8 @@ class LAQState(HookState):
         return float(c)
 
     def _repr_settings(self) -> dict[str, Any]:
-        # The rule's constants under their LAQState keywords (its "scale" is rule_scale).
-        rule = {("rule_scale" if k == "scale" else k): v for k, v in self._rule_args().items()}
+        # The rule's constants under their LAQState keywords.
+        rule = {_KEYWORD_OF_RULE[k]: v for k, v in self.rule.constants().items()}
         return {**super()._repr_settings(), "error_feedback": self.error_feedback, **rule}
 
     def _new_state(self, n: int) -> tuple[LazyUploader, LazyAggregate]:
@@ -558,7 +560,7 @@ class LAQState(HookState):
         return (*super()._state_keys(), "uploader", "server", "uploaded_last", "rule")
 
     def _load(self, sd: dict[str, Any], n: int) -> None:
-        rule = LazyRule(**self._rule_args())
+        rule = LazyRule(**self.rule.constants())
         rule.load_state_dict(sd["rule"])
         uploader = server = None
         if (sd["uploader"] is None) != (sd["server"] is None):
@@ -584,7 +586,6 @@ class LAQState(HookState):
         attr = self._RULE_KEYWORDS.get(name)
         if attr is None:
             return None
-        attr = attr or name
         if attr in RULE_FIXED:
             return (
                 f"the rule's {attr} is fixed once the state is built: build a new "
@@ -594,22 +595,6 @@ class LAQState(HookState):
             f"the rule's constants live on state.rule: state.rule.{attr} = ... (read at the "
             "next step)"
         )
-
-    def _rule_args(self) -> dict[str, Any]:
-        r = self.rule
-        return {
-            "D": r.D,
-            "ck": r.ck,
-            "err_coef": r.err_coef,
-            "noise_weight": r.noise_weight,
-            "noise_decay": r.noise_decay,
-            "t_bar": r.t_bar,
-            "safeguard_patience": r.safeguard_patience,
-            "safeguard_growth": r.safeguard_growth,
-            "scale": r.scale,
-            "stale_cap": r.stale_cap,
-            "streak_penalty": r.streak_penalty,
-        }
 
 
 def laq_hook(state: LAQState, bucket: GradBucket, *extra: Any) -> Future[torch.Tensor]:
