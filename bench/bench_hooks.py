@@ -165,6 +165,7 @@ def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "timeout": args.pg_timeout,
         "steps": args.big_steps if model == "big" else args.steps,
         "warmup_run": not args.no_warmup_run,
+        "step_log": args.step_log,
     }
 
 
@@ -364,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--no-warmup-run", action="store_true", help="skip the untimed 20-step first run"
+    )
+    ap.add_argument(
+        "--step-log",
+        action="store_true",
+        help="record every rank's step times and, for laqcore's hooks, whether it uploaded at "
+        "each step (per run: 'step_log' in the JSON)",
     )
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
     ap.add_argument(

@@ -66,6 +66,8 @@ def summarize(ranks: list[dict[str, Any]]) -> dict[str, Any]:
         out["time_to_target_s"] = max(_f(r["time_to_target_s"]) for r in ranks)
     if "target" in r0:
         out["target"] = r0["target"]
+    if r0.get("step_log"):  # --step-log: each rank's, in rank order
+        out["step_log"] = [r["step_log"] for r in sorted(ranks, key=lambda r: r["rank"])]
     if r0.get("evals"):  # (step, seconds of training, global training loss): the curve
         out["evals"] = r0["evals"]
     if "iface_tx" in r0:

@@ -338,6 +338,10 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
     x_ev, y_ev = (x_tr, y_tr) if n_eval is None else (x_tr[: int(n_eval)], y_tr[: int(n_eval)])
     dense = 4 * sum(p.numel() for p in model.parameters())
     step_s: list[float] = []
+    # With cfg["step_log"]: per step, whether this rank uploaded (laqcore's hooks; None else).
+    log_steps = bool(cfg.get("step_log"))
+    uploads_seen = 0.0
+    uploaded: list[bool | None] = []
     losses: list[float] = []
     evals: list[tuple[int, float, float]] = []  # (step, seconds of training so far, loss)
     c0 = meter.snapshot()
@@ -375,6 +379,10 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
             if sched is not None:
                 sched.step()
             step_s.append(time.perf_counter() - t0)
+            if log_steps:  # after the clock: stats() is not part of the step
+                up = state.stats().get("uploads") if hasattr(state, "stats") else None
+                uploaded.append(None if up is None else up > uploads_seen)
+                uploads_seen = up if up is not None else uploads_seen
             losses.append(float(loss.detach()))
             step += 1
             if tracking and step % eval_every == 0:
@@ -411,6 +419,8 @@ def train_one(cfg: dict[str, Any], hook: str, data: Data, meter: CommMeter) -> d
         "steps_to_target": len(step_s) if reference else reached,
         "evals": [(s, t, _finite(v)) for s, t, v in evals],
     }
+    if log_steps:
+        res["step_log"] = {"seconds": step_s, "uploaded": uploaded}
     if hook == "allreduce":
         per_step = 2.0 * dense * (world - 1) / world  # DDP's C++ ring all-reduce of fp32
         res["sent_per_step"] = res["recv_per_step"] = per_step

@@ -159,9 +159,11 @@ def _fails_with(capsys, argv: list[str], *parts: str) -> None:
         (["launch", "-a", "laq", "--no-lag-forced"], ["--no-lag-forced: laq does not", "lag-wk"]),
         (["regime-map", "--algorithms", "gd", "--bits", "3"], ["--bits: gd does not use it"]),
         (["run", "-a", "lag-wk", "--err-coef", "1"], ["--err-coef: lag-wk does not", "laq"]),
+        (["run", "-a", "qsgd", "--levels", "200"], ["levels must be in [1, 127]"]),
         # silently overridden by the grid / the map's own links
         (["sweep", "--grid", "bits=2,4", "--bits", "3"], ["--bits and --grid bits both set"]),
         (["sweep", "--tune-step", "--alpha", "0.05"], ["--alpha and --tune-step both set"]),
+        (["sweep", "--grid", "workers=2,4", "-M", "7"], ["--workers and --grid workers both"]),
         (["regime-map", "--uplink-mbps", "1"], ["--uplink-mbps: regime-map sets each cell's"]),
         (["regime-map", "--latency-ms", "0"], ["--latency-ms: regime-map sets each cell's"]),
         (["regime-map", "--network", "datacenter"], ["--network: regime-map sets each cell's"]),

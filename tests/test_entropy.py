@@ -192,6 +192,48 @@ def test_packed_modes(rng: np.random.Generator, bits: int) -> None:
         np.testing.assert_array_equal(E.decode_packed(stream, n, bits, mode), packed)
 
 
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_uniform_codes_are_stored_never_longer(rng: np.random.Generator, bits: int) -> None:
+    # Uniform codes do not shrink: the stream is the packed bytes themselves (mode 2), and
+    # no stream, skewed or not, is longer than the packed codes.
+    for n in (1, 7, 4096, 20001):
+        codes = rng.integers(0, 1 << bits, n).astype(np.uint8)
+        packed = laqcore.pack_bits(codes, bits)
+        mode, stream = E.encode_packed(packed, n, bits)
+        if n >= 4096:
+            assert mode == 2
+        if mode == 2:
+            np.testing.assert_array_equal(stream, packed)
+        assert stream.size <= packed.size
+        np.testing.assert_array_equal(E.decode_packed(stream, n, bits, mode), packed)
+        skewed = np.minimum(rng.geometric(0.5, n) - 1, (1 << bits) - 1).astype(np.uint8)
+        packed = laqcore.pack_bits(skewed, bits)
+        assert E.encode_packed(packed, n, bits)[1].size <= packed.size
+
+
+def test_stored_mode_rejects_bad_streams() -> None:
+    packed = laqcore.pack_bits(np.array([1, 0, 1], dtype=np.uint8), 1)  # 1 byte, 5 padding bits
+    np.testing.assert_array_equal(E.decode_packed(packed, 3, 1, 2), packed)
+    for bad in (packed[:0], np.concatenate([packed, packed])):
+        with pytest.raises(ValueError, match="stored codes have"):
+            E.decode_packed(bad.astype(np.uint8), 3, 1, 2)
+    with pytest.raises(ValueError, match="padding"):
+        E.decode_packed(np.array([0xFF], dtype=np.uint8), 3, 1, 2)
+
+
+def test_sign_frame_is_plain_frame_plus_mode(rng: np.random.Generator) -> None:
+    x = rng.standard_normal(10000).astype(np.float32)
+    p = laqcore.get_compressor("sign").compress(x, step=0)
+    coded = entropy_encode(p)
+    assert coded.mode == 2
+    assert coded.nbytes == p.nbytes + EntropyPayload.META.size
+    frame = coded.to_bytes()
+    assert entropy_decode(frame, expected_n=x.size) == p
+    for cut in range(len(frame)):
+        with pytest.raises(ValueError, match="truncated|corrupt|magic"):
+            EntropyPayload.from_bytes(frame[:cut])
+
+
 def test_bad_input() -> None:
     with pytest.raises(ValueError, match="outside the alphabet"):
         E.encode(np.array([0, 4], dtype=np.uint8), 2)

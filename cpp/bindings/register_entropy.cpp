@@ -71,7 +71,8 @@ void register_entropy(py::module_ m) {
             return std::make_pair(result.mode, to_array(std::move(result.stream)));
         },
         py::arg("packed").noconvert(), py::arg("n"), py::arg("bits"),
-        "Returns (mode, stream): mode 0 codes one symbol per code, 1 one per packed byte.");
+        "Returns (mode, stream): mode 0 codes one symbol per code, 1 one per packed byte, 2 "
+        "stores the packed bytes (when coding would not make them smaller).");
 
     m.def(
         "decode_packed",

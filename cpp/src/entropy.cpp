@@ -398,8 +398,10 @@ void entropy_decode(const std::uint8_t* data, std::size_t size, std::size_t coun
     }
 }
 
-EntropyPacked entropy_encode_packed(const std::uint8_t* packed, std::size_t n, int bits) {
-    check_bits(bits);
+namespace {
+
+// The coded stream of entropy_encode_packed, before its comparison with the packed bytes.
+EntropyPacked encode_packed_coded(const std::uint8_t* packed, std::size_t n, int bits) {
     EntropyPacked result;
     const std::size_t nbytes = packed_size(n, bits);
     if (n == 0) {
@@ -444,12 +446,34 @@ EntropyPacked entropy_encode_packed(const std::uint8_t* packed, std::size_t n, i
     return result;
 }
 
+}  // namespace
+
+EntropyPacked entropy_encode_packed(const std::uint8_t* packed, std::size_t n, int bits) {
+    check_bits(bits);
+    EntropyPacked result = encode_packed_coded(packed, n, bits);
+    const std::size_t nbytes = packed_size(n, bits);
+    // Near-uniform codes (scaled sign, TernGrad on flat vectors) do not shrink: the table and
+    // the lanes' 4-byte states would make the frame larger than the plain one.
+    if (n > 0 && result.stream.size() >= nbytes) {
+        result.mode = kEntropyStored;
+        result.stream.assign(packed, packed + nbytes);
+    }
+    return result;
+}
+
 void entropy_decode_packed(const std::uint8_t* data, std::size_t size, std::size_t n, int bits,
                            int mode, std::uint8_t* packed) {
     check_bits(bits);
     const std::size_t nbytes = packed_size(n, bits);
     if (mode == kEntropyBytes) {
         entropy_decode(data, size, nbytes, 8, packed);
+        check_padding(packed, n, bits);
+        return;
+    }
+    if (mode == kEntropyStored) {
+        LAQ_CHECK(size == nbytes, "corrupt entropy-coded stream: stored codes have "
+                                      << size << " bytes, expected " << nbytes);
+        std::copy(data, data + size, packed);
         check_padding(packed, n, bits);
         return;
     }

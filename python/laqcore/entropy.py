@@ -11,7 +11,7 @@ iterates and upload decisions do not change, only its bit count.
 
 Frame (``PayloadKind.ENTROPY``, see :mod:`laqcore.wire`): metadata ``<BB`` = (kind of the
 inner payload, symbol mode: 0 = one rANS symbol per code, 1 = one per packed byte, i.e. a
-group of ``8 / bits`` codes); body = the inner payload's metadata bytes, then the inner body
+group of ``8 / bits`` codes, 2 = the packed codes stored as they are); body = the inner payload's metadata bytes, then the inner body
 up to its packed codes (QSGD's float32 scales; empty for the others), then the rANS stream
 of the codes. Decoding rebuilds the inner frame and decodes it with the inner payload's own
 ``from_bytes``, so an ENTROPY frame is checked like the frame it carries: a truncated,
@@ -24,8 +24,10 @@ frame may declare at most ``max(2**24, 2**12 * body bytes)`` codes (``ValueError
 otherwise): decoding allocates one byte per code at most, so a forged header cannot make a
 receiver allocate more than that.
 
-A coded frame is only worth it when the codes are skewed: for uniform codes the table and
-the coder's 4 bytes of state make it a few bytes larger than the plain frame.
+A coded frame is only worth it when the codes are skewed: for near-uniform codes (scaled
+sign, TernGrad on flat vectors) the table and the coder's 4 bytes of state per lane would
+make it larger than the plain frame, so the encoder then stores the packed codes (mode 2)
+and the frame is exactly 2 bytes (its own metadata) longer than the plain one.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ _CODABLE = (
 )
 _QSGD_MAX_LEVELS = 127
 FloatVector = npt.NDArray[np.float32]
-_MODES = (0, 1)
+_MODES = (0, 1, 2)  # codes, packed bytes, stored (cpp/include/laqcore/entropy.hpp)
 #: Without ``expected_n``, an ENTROPY frame may declare at most
 #: ``max(UNVERIFIED_MAX_BYTES, UNVERIFIED_MAX_EXPANSION * body bytes)`` codes.
 UNVERIFIED_MAX_BYTES = 1 << 24
@@ -117,9 +119,9 @@ class EntropyPayload(Payload):
         The payload it carries (a LAQ, QSGD, TernGrad or sign payload); after
         :meth:`from_bytes` this is the decoded, validated inner payload.
     mode : int
-        0: one rANS symbol per code; 1: one per packed byte.
+        0: one rANS symbol per code; 1: one per packed byte; 2: the packed codes, stored.
     stream : numpy.ndarray of uint8
-        The rANS stream (read-only).
+        The rANS stream, or in mode 2 the packed codes (read-only).
     n : int
         Length of the encoded vector.
     """
@@ -167,7 +169,7 @@ class EntropyPayload(Payload):
         if kind not in _CODABLE or kind not in _REGISTRY:
             raise ValueError(f"corrupt ENTROPY frame: inner kind {kind} cannot be entropy-coded")
         if mode not in _MODES:
-            raise ValueError(f"corrupt ENTROPY frame: symbol mode {mode} (0 or 1)")
+            raise ValueError(f"corrupt ENTROPY frame: symbol mode {mode} (0, 1 or 2)")
         inner_cls = _REGISTRY[kind]
         meta_size = inner_cls.META.size
         if len(body) < meta_size:

@@ -64,11 +64,14 @@ std::vector<std::uint8_t> entropy_encode(const std::uint8_t* symbols, std::size_
 void entropy_decode(const std::uint8_t* data, std::size_t size, std::size_t count,
                     int alphabet_bits, std::uint8_t* out);
 
-// Packed code streams (pack.hpp layout, n codes of `bits` bits). Two symbol modes:
-//   kEntropyCodes: one symbol per code (alphabet bits = bits, count = n);
-//   kEntropyBytes: one symbol per packed byte (alphabet bits = 8, count = packed_size(n, bits)):
-//                  for bits 1, 2, 4 a symbol is a group of 8 / bits codes (their joint law).
-enum EntropyMode : int { kEntropyCodes = 0, kEntropyBytes = 1 };
+// Packed code streams (pack.hpp layout, n codes of `bits` bits). Three modes:
+//   kEntropyCodes:  one symbol per code (alphabet bits = bits, count = n);
+//   kEntropyBytes:  one symbol per packed byte (alphabet bits = 8, count = packed_size(n, bits)):
+//                   for bits 1, 2, 4 a symbol is a group of 8 / bits codes (their joint law);
+//   kEntropyStored: the packed bytes themselves, when coding would not make them smaller
+//                   (near-uniform codes: the table and the lanes' states cost more than the
+//                   skew saves), so a coded stream is never longer than the packed codes.
+enum EntropyMode : int { kEntropyCodes = 0, kEntropyBytes = 1, kEntropyStored = 2 };
 
 struct EntropyPacked {
     int mode = kEntropyCodes;
@@ -76,11 +79,13 @@ struct EntropyPacked {
 };
 
 // Encodes the packed codes in the mode whose estimated size is smaller (bytes mode is
-// considered only for bits in {1, 2, 4, 8}, where code and byte boundaries agree).
+// considered only for bits in {1, 2, 4, 8}, where code and byte boundaries agree), or stores
+// them (kEntropyStored) when that stream is not shorter than packed_size(n, bits) bytes.
 EntropyPacked entropy_encode_packed(const std::uint8_t* packed, std::size_t n, int bits);
 
 // Decodes into packed[packed_size(n, bits)]; throws std::invalid_argument for a bad mode or
-// stream, and (codes mode never produces it, bytes mode may) non-zero padding bits.
+// stream (a stored stream of any other length than packed_size(n, bits)), and (codes mode
+// never produces it, bytes and stored modes may) non-zero padding bits.
 void entropy_decode_packed(const std::uint8_t* data, std::size_t size, std::size_t n, int bits,
                            int mode, std::uint8_t* packed);
 

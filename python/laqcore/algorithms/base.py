@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_block_size, check_bool, check_uint64
+from .._validate import check_block_size, check_bool, check_levels, check_uint64
 from ..compressors import get_compressor
 from ..compressors.base import Compressor, decoded
 from ..lazy import IterateHistory
@@ -182,6 +182,7 @@ class Params:
         for name in ("D", "batch", "levels", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_levels(self.levels)  # the QSGD compressor's range, before any data is loaded
         for name in ("t_bar", "max_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

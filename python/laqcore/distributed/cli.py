@@ -74,7 +74,7 @@ def _report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     print(
         f"{w['processes']} processes, {w['exchange']} exchange: rank 0 sent {w['bytes_sent']} "
         f"and received {w['bytes_received']} bytes (control included; "
-        f"{w['monitor_bytes']} loss monitoring, all ranks)"
+        f"{w['monitor_bytes']} bytes of loss monitoring, all ranks)"
     )
     if args.out:
         config = {k: v for k, v in vars(args).items() if k != "func"}

@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "PARAM_FLAGS",
+    "DefaultInt",
     "add_algorithm_options",
     "add_network_options",
     "add_problem_options",
@@ -37,6 +38,12 @@ def __dir__() -> list[str]:
 DEFAULT_EPS = 1e-6
 
 
+class DefaultInt(int):
+    """An integer flag's default, which stays this type unless the flag is given: a flag with
+    a default (``--workers``) can then be told from its absence (``sweep`` refuses
+    ``--workers`` beside ``--grid workers=...``). Behaves, prints and serialises as the int."""
+
+
 def add_problem_options(p: argparse.ArgumentParser) -> None:
     """Flags that define the problem: data, model, workers, partition."""
     g = p.add_argument_group("problem")
@@ -54,7 +61,7 @@ def add_problem_options(p: argparse.ArgumentParser) -> None:
         choices=["softmax", "logistic", "least-squares", "mlp"],
         help="objective (softmax: the paper's Dense(10); mlp: one hidden ReLU layer)",
     )
-    g.add_argument("--workers", "-M", type=int, default=10, help="number of workers M")
+    g.add_argument("--workers", "-M", type=int, default=DefaultInt(10), help="number of workers M")
     g.add_argument(
         "--partition",
         default="contiguous",

@@ -39,6 +39,7 @@ from ..algorithms.base import Params
 from .checks import check_experiment, check_seed_range
 from .options import (
     PARAM_FLAGS,
+    DefaultInt,
     add_algorithm_options,
     add_network_options,
     add_problem_options,
@@ -154,9 +155,14 @@ def sweep_grid(args: argparse.Namespace) -> dict[str, list[Any]]:
     grid = parse_grid(args.grid or [])
     # An algorithm flag for a parameter the grid spans (or --tune-step's alpha) was silently
     # overridden by the grid's values, and results.json's config still showed the flag's.
-    # (Those flags default to None; --workers has a default, 10, so it cannot be told apart.)
+    # (Those flags default to None; --workers's default 10 is a DefaultInt until it is given.)
     spanned = [*grid, *(["alpha"] if args.tune_step else [])]
-    both = [k for k in spanned if k in PARAM_FLAGS and getattr(args, k, None) is not None]
+    both = [
+        k
+        for k in spanned
+        if (k in PARAM_FLAGS and getattr(args, k, None) is not None)
+        or (k == "workers" and not isinstance(args.workers, DefaultInt))
+    ]
     if both:
         k = both[0]
         flag = "--" + k.replace("_", "-")
