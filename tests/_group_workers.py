@@ -55,9 +55,22 @@ def run_case(rank: int, world: int, case: str, hook: str) -> dict[str, Any]:
     else:
         model = _model(rank // 2)
         ddp = DDP(model, process_group=pair)
+    if case.startswith("pickled"):  # a trained state pickled, unpickled in a new DDP
+        import pickle
+
+        ddp = DDP(_model(0), process_group=pair if case == "pickled_in_pair" else None)
+        state = register_hook(ddp, hook, warmup_steps=0)
+        _train(ddp, rank, 3)
+        blobs: list[Any] = [None] * world
+        dist.all_gather_object(blobs, pickle.dumps(state))
+        blob = blobs[0] if case == "pickled_rank0" else blobs[rank]
+        model = _model(0)
+        ddp = DDP(model)  # over all 4 ranks
     before = _params(model)
     try:
-        if case in ("state_on_world", "diverged"):
+        if case.startswith("pickled"):
+            ddp.register_comm_hook(pickle.loads(blob), make_hook(hook)[1])
+        elif case in ("state_on_world", "diverged"):
             state, fn = make_hook(hook, warmup_steps=0)
             ddp.register_comm_hook(state, fn)
         elif case == "register":

@@ -27,6 +27,10 @@ _CASES = [
     ("loaded_on_one_rank", "qsgd"),
     ("settings_differ", "laq"),
     ("diverged", "laq"),
+    ("pickled_own", "laq"),
+    ("pickled_rank0", "laq"),
+    ("pickled_rank0", "qsgd"),
+    ("pickled_in_pair", "laq"),
 ]
 
 
@@ -96,6 +100,36 @@ def test_a_hook_state_loaded_on_some_ranks_only_is_refused_on_every_rank(
         assert "ranks 0 at iteration 3; 1, 2, 3 at iteration 0" in msg
         assert "load each rank's own" in msg
         assert res["unchanged"]
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("hook", ["laq", "qsgd"])
+def test_a_state_pickled_on_another_rank_or_world_size_is_refused_on_every_rank(
+    four_ranks: dict[tuple[str, str], list[dict[str, Any]]], hook: str
+) -> None:
+    # load_state_dict refused another rank's or world size's checkpoint, but a pickled
+    # state carried neither: 2 gloo ranks both unpickling rank 0's trained LAQ state trained
+    # on to test accuracy 0.56 against 0.84 (the same state on 3 ranks: 0.63), no error.
+    for rank, res in enumerate(four_ranks[("pickled_rank0", hook)]):
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError", res["error"]
+        assert "on rank(s) 1, 2, 3 of this hook's process group was pickled" in msg
+        mine = "its own" if rank == 0 else f"pickled by rank 0 of 4, running on rank {rank}"
+        assert mine in msg
+        assert res["unchanged"]
+    if hook != "laq":
+        return
+    # Pickled in a pair's DDP, unpickled on 4 ranks: another number of ranks.
+    for rank, res in enumerate(four_ranks[("pickled_in_pair", "laq")]):
+        kind, msg = res["error"]
+        assert kind == "ReplicaGroupError", res["error"]
+        assert f"pickled by rank {rank % 2} of 2, running on rank {rank} of 4" in msg
+        assert "0, 1, 2, 3" in msg and res["unchanged"]
+    # Each rank its own state: trains on, the replicas identical.
+    res = four_ranks[("pickled_own", "laq")]
+    assert all(r["error"] is None for r in res), res[0]["error"]
+    for r in res[1:]:
+        np.testing.assert_array_equal(r["params"], res[0]["params"])
 
 
 @pytest.mark.distributed

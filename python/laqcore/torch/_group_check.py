@@ -115,17 +115,26 @@ def _ranks(groups: dict[int, list[int]]) -> str:
 
 
 def check_replicas_agree(
-    parked: list[Parked], process_group: Any, iteration: int = 0, settings: str = ""
+    parked: list[Parked],
+    process_group: Any,
+    iteration: int = 0,
+    settings: str = "",
+    moved: str | None = None,
 ) -> None:
     """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
     hook settings (``settings``: this rank's hook state's class and settings, without its
     iteration), hook iterations or parameter digests differ (module docstring); the message
-    lists the ranks that agree."""
+    lists the ranks that agree. ``moved``: why this rank's state is not its own (a state
+    pickled on another rank or number of ranks, e.g. ``"pickled by rank 0 of 2, running on
+    rank 1 of 2"``), which is refused on every rank too."""
     world = int(dist.get_world_size(process_group))
     if world == 1:
+        if moved is not None:
+            raise ReplicaGroupError(_moved_message([0], moved))
         return
     mine = np.array(
-        [parameter_digest(parked), iteration, settings_digest(settings)], dtype=np.int64
+        [parameter_digest(parked), iteration, settings_digest(settings), moved is not None],
+        dtype=np.int64,
     )
     rows = HostGather(process_group, world, collective_device(process_group)).rows(
         mine, "replica check"
@@ -137,6 +146,9 @@ def check_replicas_agree(
             f"with different settings (ranks with equal settings: {_ranks(kinds)}; this "
             f"rank's: {settings}): every rank needs the same hook with the same keywords"
         )
+    elsewhere = [r for r in range(world) if rows[r, 3]]
+    if elsewhere:
+        raise ReplicaGroupError(_moved_message(elsewhere, moved))
     steps = _by_value(rows[:, 1])
     if len(steps) > 1:
         at = "; ".join(f"{', '.join(map(str, r))} at iteration {k}" for k, r in steps.items())
@@ -159,3 +171,16 @@ def check_replicas_agree(
             "DDP(init_sync=False) over replicas initialised differently: seed every rank "
             "alike or keep init_sync=True)"
         )
+
+
+def _moved_message(ranks: list[int], moved: str | None) -> str:
+    """The error for hook states pickled on another rank or number of ranks."""
+    return (
+        f"laqcore hook: the hook state on rank(s) {', '.join(map(str, ranks))} of this hook's "
+        "process group was pickled on another rank or with another number of ranks (this "
+        f"rank's: {moved or 'its own'}). A hook state is per rank (LAQ's holds this rank's "
+        "last upload within the shared aggregate), so another rank's biases the average "
+        "with no error (2 gloo ranks both unpickling rank 0's LAQ state: test accuracy 0.56 "
+        "against 0.84): unpickle each rank's own state with the same number of ranks, or "
+        "start a fresh hook state"
+    )

@@ -139,6 +139,9 @@ class HookState:
         self._unscaled: bool | None = None
         self._scale = 1.0  # the loss scale of the iteration in progress
         self._warned_nonfinite = False
+        # An unpickled state's (rank, world size) when it was pickled, until its first step
+        # checks it (:meth:`_moved_text`); None for a state built or loaded here.
+        self._pickled_at: tuple[int, int] | None = None
         # Whether this process checked that the group holds replicas of one model
         # (:mod:`laqcore.torch._group_check`; at its first iteration, again after unpickling).
         self._replicas_checked = False
@@ -355,9 +358,14 @@ class HookState:
             # of the same settings and iteration, on every rank of the group.
             if not self._replicas_checked:
                 check_replicas_agree(
-                    parked, self.process_group, self.iteration, self._settings_text()
+                    parked,
+                    self.process_group,
+                    self.iteration,
+                    self._settings_text(),
+                    self._moved_text(),
                 )
                 self._replicas_checked = True
+                self._pickled_at = None  # on its own rank: a pickle of it records this one
                 if self.world_size == 1:
                     warnings.warn(ONE_RANK_WARNING.format(type(self).__name__), stacklevel=2)
             if self.iteration < self.warmup_steps:
@@ -423,6 +431,24 @@ class HookState:
             return
         self.iteration += 1
         self.layout.scatter(parked, torch.from_numpy(out), scale=self._scale)
+
+    def _origin(self) -> tuple[int, int] | None:
+        """(rank, world size) of this state in its group, where a process group runs."""
+        try:
+            if dist.is_initialized():
+                return (self.rank, self.world_size)
+        except (RuntimeError, ValueError):  # a group destroyed or never joined
+            pass
+        return None
+
+    def _moved_text(self) -> str | None:
+        """Why this unpickled state is not this rank's own, or ``None`` if it is (or it
+        holds nothing of a rank: pickled before its first step, or outside a group)."""
+        origin = self.__dict__.get("_pickled_at")
+        here = self._origin()
+        if origin is None or here is None or tuple(origin) == here:
+            return None
+        return f"pickled by rank {origin[0]} of {origin[1]}, running on rank {here[0]} of {here[1]}"
 
     def _dropped_step(self) -> None:
         """A non-finite gradient dropped this iteration on every rank ("propagate")."""
@@ -733,6 +759,7 @@ class HookState:
             self._exchanger.load_state_dict(sd["exchange"])
         if probe is not None:
             self._probe = probe
+        self._pickled_at = None  # checked above: a checkpoint's world size and rank
 
     def _state_keys(self) -> tuple[str, ...]:
         return ("iteration", "counters", "numels", "world_size", "rank", "exchange")
@@ -813,6 +840,12 @@ class HookState:
             # (it would train in the scaled units, with no error until a back-off).
             d["_unscaled"] = True
         d["_replicas_checked"] = False
+        # Where its per-rank memory belongs (load_state_dict's world size and rank check):
+        # the first step refuses it on another rank or number of ranks, on every rank.
+        # An unpickled state keeps its origin until a first step has checked it.
+        holds = self.iteration > 0 or bool(self.layout.numels or self._expected_numels)
+        if holds and self.__dict__.get("_pickled_at") is None:
+            d["_pickled_at"] = self._origin()
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_expected_digests"] = self._param_digests()
         d["_exchange_state"] = ex.state_dict() if ex is not None else self._exchange_state
@@ -831,6 +864,7 @@ class HookState:
             "_probe": None,
             "_expected_digests": None,
             "_pinned_exchange": None,
+            "_pickled_at": None,
         }
         d = defaults | {"_unscaled": False if recorded else None} | d
         # plain attributes before they became checked properties
