@@ -263,6 +263,26 @@ def test_compressor_resume_takes_new_levels_and_seed(group: None) -> None:
         assert fresh.iteration == sd["iteration"] + 3
 
 
+def test_resume_refuses_another_hooks_checkpoint(trained: dict[str, Any]) -> None:
+    """A LAQ checkpoint's keys cover a QSGDState's, a QSGD one's a TernGradState's: both
+    loaded without an error, and stats() went on from the other hook's counters (a QSGD
+    run reporting LAQ's skipped uploads). Checkpoints from before the key load as before."""
+    from laqcore.torch import TernGradState, terngrad_hook
+
+    assert trained["hook"] == "LAQState"
+    state = QSGDState(warmup_steps=1)
+    with pytest.raises(ValueError, match="a LAQState's; this state is a QSGDState"):
+        state.load_state_dict(copy.deepcopy(trained))
+    assert state.iteration == 0 and state.stats()["uploads"] == 0  # nothing changed
+    sd = _linear_run(QSGDState(warmup_steps=1), qsgd_hook)
+    with pytest.raises(ValueError, match="load it into a QSGDState"):
+        TernGradState(warmup_steps=1).load_state_dict(copy.deepcopy(sd))
+    _linear_run(TernGradState(warmup_steps=1), terngrad_hook)  # its own kind loads
+    old = copy.deepcopy(trained)
+    del old["hook"]
+    LAQState(warmup_steps=2, block_size=8).load_state_dict(old)
+
+
 @pytest.mark.parametrize(
     ("setting", "match"),
     [

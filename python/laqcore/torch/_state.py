@@ -671,6 +671,7 @@ class HookState:
             "exchange": ex.state_dict() if ex is not None else self._exchange_state,
             "unscaled": bool(self._unscaled),
             "fallback": None if self._probe is None else self._probe.state_dict(),
+            "hook": type(self).__name__,
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -693,6 +694,17 @@ class HookState:
         if missing:
             raise ValueError(
                 f"state_dict lacks the key(s) {missing}: not a checkpoint of this hook"
+            )
+        saved_hook = sd.get("hook")  # absent before it was recorded
+        if saved_hook is not None and saved_hook != type(self).__name__:
+            # The keys of one hook's checkpoint cover another's (a LAQState's those of a
+            # QSGDState), so a QSGDState loaded a LAQ checkpoint, or a TernGradState a QSGD
+            # one, without an error: its stats() went on from the other hook's counters
+            # (LAQ's skipped uploads under QSGD, which never skips), its exchange from the
+            # other hook's.
+            raise ValueError(
+                f"this checkpoint is a {saved_hook}'s; this state is a {type(self).__name__}: "
+                f"load it into a {saved_hook}, or start a fresh hook state"
             )
         world = check_positive_int(sd["world_size"], "state_dict['world_size']")
         rank = check_positive_int(sd["rank"], "state_dict['rank']", minimum=0)
