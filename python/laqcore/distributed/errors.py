@@ -66,8 +66,17 @@ class NonFiniteGradientError(ValueError):
     every rank in the downlink).
     """
 
+    #: The advice of the launch engine's error (its ``nonfinite`` setting).
+    ENGINE_HINT = "set nonfinite='skip' to skip such uploads and count them instead"
+
     def __init__(
-        self, ranks: list[int], step: int, where: str = "gradient", *, owners: bool = False
+        self,
+        ranks: list[int],
+        step: int,
+        where: str = "gradient",
+        *,
+        owners: bool = False,
+        hint: str = ENGINE_HINT,
     ):
         self.ranks = list(ranks)
         self.step = step
@@ -79,10 +88,7 @@ class NonFiniteGradientError(ValueError):
                 "every rank dropped the step (scale the loss down)"
             )
             return
-        super().__init__(
-            f"{where} contains NaN or Inf on rank {who} at step {step} "
-            "(set nonfinite='skip' to skip such uploads and count them instead)"
-        )
+        super().__init__(f"{where} contains NaN or Inf on rank {who} at step {step} ({hint})")
 
 
 class OwnerFailureError(RuntimeError):

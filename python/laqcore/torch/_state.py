@@ -66,6 +66,12 @@ def __dir__() -> list[str]:
 FloatVector = npt.NDArray[np.float32]
 #: The key of ``state_dict(all_ranks=True)``: the list of every rank's state, by rank.
 _ALL_RANKS = "all_ranks"
+# The advice of NonFiniteGradientError under nonfinite="raise".
+_RAISE_HINT = (
+    "nonfinite='skip' leaves such a rank's upload out and counts it; the default "
+    "'propagate' drops the step on every rank with NaN buckets, which a GradScaler needs "
+    "('skip' is refused with one)"
+)
 #: Warned once per process at the first iteration in a group of one rank (``{}``: the class):
 #: nothing is sent, but the gradient is still compressed, so the run is not the no-hook one.
 ONE_RANK_WARNING = (
@@ -460,7 +466,11 @@ class HookState:
                 "torch.amp.GradScaler produced it, the scaler now halves its scale while this "
                 "hook's state stays in the old scale's units, so stale contributions return "
                 "at twice their value: attach the scaler (grad_scaler=scaler, or "
-                "state.grad_scaler = scaler) and the state follows the scale",
+                "state.grad_scaler = scaler) and the state follows the scale. Without a "
+                "scaler every bucket comes back NaN and the optimizer applies it "
+                "unless the trainer skips that step (or pass nonfinite='raise' to stop, "
+                "'skip' to leave the rank out); this warning is given once, "
+                "stats()['nonfinite_steps'] counts every dropped step",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -512,7 +522,7 @@ class HookState:
         c = self._counters
         c["bytes_received"] += res.bytes_received
         if res.nonfinite_ranks and self.nonfinite == "raise":
-            raise NonFiniteGradientError(res.nonfinite_ranks, self.iteration)
+            raise NonFiniteGradientError(res.nonfinite_ranks, self.iteration, hint=_RAISE_HINT)
         # "skip" has no rank to leave out (each gradient is finite, their sum is not): no
         # finite average exists, so it raises like "raise"; "propagate" drops the step.
         if res.overflow_owners and self.nonfinite != "propagate":
@@ -711,7 +721,8 @@ class HookState:
         if dist.is_initialized() and (world, rank) != (self.world_size, self.rank):
             raise ValueError(
                 f"this checkpoint was saved by rank {rank} of {world}; loading it on rank "
-                f"{self.rank} of {self.world_size} would bias the shared aggregate (load each "
+                f"{self.rank} of {self.world_size} would mix up per-rank state (LAQ's holds "
+                "this rank's share of the shared aggregate, every hook its counters; load each "
                 "rank's own state_dict, with the same number of ranks; a trainer that writes "
                 "rank 0's checkpoint only, as Lightning and Accelerate do, must save "
                 "state.state_dict(all_ranks=True) on every rank)"
