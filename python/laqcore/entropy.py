@@ -11,9 +11,9 @@ iterates and upload decisions do not change, only its bit count.
 
 Frame (``PayloadKind.ENTROPY``, see :mod:`laqcore.wire`): metadata ``<BB`` = (kind of the
 inner payload, symbol mode: 0 = one rANS symbol per code, 1 = one per packed byte, i.e. a
-group of ``8 / bits`` codes, 2 = the packed codes stored as they are); body = the inner payload's metadata bytes, then the inner body
-up to its packed codes (QSGD's float32 scales; empty for the others), then the rANS stream
-of the codes. Decoding rebuilds the inner frame and decodes it with the inner payload's own
+group of ``8 / bits`` codes, 2 = the packed codes stored as they are); body = the inner
+payload's metadata bytes, then the inner body up to its packed codes (QSGD's float32 scales;
+empty for the others), then the rANS stream of the codes (mode 2: the packed codes). Decoding rebuilds the inner frame and decodes it with the inner payload's own
 ``from_bytes``, so an ENTROPY frame is checked like the frame it carries: a truncated,
 corrupt or inconsistent frame raises ``ValueError``.
 
