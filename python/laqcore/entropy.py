@@ -13,9 +13,10 @@ Frame (``PayloadKind.ENTROPY``, see :mod:`laqcore.wire`): metadata ``<BB`` = (ki
 inner payload, symbol mode: 0 = one rANS symbol per code, 1 = one per packed byte, i.e. a
 group of ``8 / bits`` codes, 2 = the packed codes stored as they are); body = the inner
 payload's metadata bytes, then the inner body up to its packed codes (QSGD's float32 scales;
-empty for the others), then the rANS stream of the codes (mode 2: the packed codes). Decoding rebuilds the inner frame and decodes it with the inner payload's own
-``from_bytes``, so an ENTROPY frame is checked like the frame it carries: a truncated,
-corrupt or inconsistent frame raises ``ValueError``.
+empty for the others), then the rANS stream of the codes (mode 2: the packed codes).
+Decoding rebuilds the inner frame and decodes it with the inner payload's own ``from_bytes``,
+so an ENTROPY frame is checked like the frame it carries: a truncated, corrupt or
+inconsistent frame raises ``ValueError``.
 
 Untrusted frames: a coded frame of a few dozen bytes can legitimately describe millions of
 equal codes, and decoding it allocates the packed codes. Receivers pass ``expected_n`` (as

@@ -179,10 +179,10 @@ class Params:
             raise ValueError(
                 f"adaptive_bits must be a finite number >= 0, got {self.adaptive_bits}"
             )
-        for name in ("D", "batch", "levels", "bucket_size", "period", "epoch", "local_steps"):
+        check_levels(self.levels)  # the QSGD compressor's range, before any data is loaded
+        for name in ("D", "batch", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_levels(self.levels)  # the QSGD compressor's range, before any data is loaded
         for name in ("t_bar", "max_delay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

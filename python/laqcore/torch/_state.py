@@ -450,7 +450,7 @@ class HookState:
     def _moved_text(self) -> str | None:
         """Why this unpickled state is not this rank's own, or ``None`` if it is (or it
         holds nothing of a rank: pickled before its first step, or outside a group)."""
-        origin = self.__dict__.get("_pickled_at")
+        origin = self._pickled_at
         here = self._origin()
         if origin is None or here is None or tuple(origin) == here:
             return None
@@ -867,7 +867,7 @@ class HookState:
         # the first step refuses it on another rank or number of ranks, on every rank.
         # An unpickled state keeps its origin until a first step has checked it.
         holds = self.iteration > 0 or bool(self.layout.numels or self._expected_numels)
-        if holds and self.__dict__.get("_pickled_at") is None:
+        if holds and self._pickled_at is None:
             d["_pickled_at"] = self._origin()
         d["_expected_numels"] = self.layout.numels or self._expected_numels
         d["_expected_digests"] = self._param_digests()
