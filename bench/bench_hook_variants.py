@@ -12,9 +12,11 @@ Usage (prints one line per run and writes a JSON report)::
         --out bench/measured/hooks_lowbits_cnn_seed0.json
 
 A variant is a hook name of hook_trainer.HOOKS or a JSON object of ``LAQState`` keywords,
-plus one key of this bench's own: ``"_quorum": K`` makes at least K ranks upload in every
-compressed step (:func:`_quorum`; an experiment on the transformer, docs/results_hooks.md,
-"A small transformer"; the library has no such option).
+plus two keys of this bench's own (the library has no such options): ``"_quorum": K``
+makes at least K ranks upload in every compressed step (:func:`_quorum`; an experiment on
+the transformer, docs/results_hooks.md, "A small transformer"), and ``"_random_skip": p``
+replaces the rule by a coin that skips with probability ``p`` (:func:`_random_skip`; how
+much staleness itself costs, docs/results_hooks.md, "A noisy image task").
 """
 
 from __future__ import annotations
@@ -51,9 +53,12 @@ def _rank(cfg_path: str) -> None:
         if cfg.get("exchange") is not None:
             kwargs.setdefault("exchange", cfg["exchange"])
         quorum = kwargs.pop("_quorum", 0)
+        skip_p = kwargs.pop("_random_skip", None)
         state = LAQState(**kwargs)
         if quorum > 0:
             _quorum(state, quorum)
+        if skip_p is not None:
+            _random_skip(state, float(skip_p), int(cfg["seed"]))
         if cfg.get("trace", 0) > 0 and int(os.environ["RANK"]) == 0:
             _trace(state, cfg["trace"])
         ddp.register_comm_hook(state, timer.wrap(laq_hook))
@@ -151,6 +156,24 @@ def _quorum(state: Any, k: int) -> None:
     state._decide = quorum_decide
 
 
+def _random_skip(state: Any, p: float, seed: int) -> None:
+    """Replace the upload rule by a coin: after its first upload a rank skips with
+    probability ``p`` (a generator seeded by the run's seed and the rank), and ``t_bar``
+    consecutive skips still force an upload. The staleness of the rule's skips without
+    their choice of moment; wraps the instance's ``_decide``, the library is unchanged."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, int(os.environ["RANK"])])
+    decide = state._decide
+
+    def coin_decide(up: Any, grad: Any, payload: Any) -> Any:
+        if up.uploads == 0 or up.clock >= state.rule.t_bar:
+            return decide(up, grad, payload)
+        return bool(rng.random() >= p), "rule", 0.0, 0.0
+
+    state._decide = coin_decide
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         _rank(sys.argv[2])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="cnn", help="mlp, cnn, big or tf")
+    ap.add_argument("--model", default="cnn", help="mlp, cnn, big, tf or bncnn")
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)

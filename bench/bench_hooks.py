@@ -74,6 +74,7 @@ OPTIM_CONFIGS: dict[str, dict[str, Any]] = {
     "momentum": {"optim": "momentum", "lr": 0.05},
     "momentum_wd_steplr": {"optim": "momentum_wd_steplr", "lr": 0.05},
     "adam_steplr": {"optim": "adam_steplr", "lr": 1e-3},
+    "nesterov_onecycle": {"optim": "nesterov_onecycle", "lr": 0.05},
     "fp16_scaler": {"optim": "momentum", "lr": 0.05, "amp": "fp16"},
     "bf16_scaler": {"optim": "momentum", "lr": 0.05, "amp": "bf16"},
     "fp16_overflow": {"optim": "momentum", "lr": 0.05, "amp": "fp16", "init_scale": 2.0**40},

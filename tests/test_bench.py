@@ -613,6 +613,113 @@ def test_token_task_and_tiny_transformer():
     assert hook_trainer.build_model("tf", scale=4)(x[:2]).shape == (2, 4)
 
 
+def test_noisy_image_task_and_bncnn():
+    """The bench's ``bncnn`` model: 12x12 images, each its class template (the same for every
+    seed) plus noise of 2.6x the templates' scale; the model (batch norm, dropout) maps a
+    batch to 10 logits."""
+    _bench_hooks_modules()
+    import numpy as np
+    import torch
+
+    import hook_trainer
+
+    x, y, xt, yt = hook_trainer.load_data("bncnn", 0)
+    assert x.shape == (9600, 1, 12, 12) and xt.shape == (2000, 1, 12, 12)
+    assert set(y.tolist()) == set(range(10)) and y.dtype == torch.int64
+    x1, y1, _, _ = hook_trainer.load_data("bncnn", 1)
+    assert not torch.equal(x1, x)  # another seed draws other images
+    assert torch.equal(hook_trainer.load_data("bncnn", 0)[0], x)  # seeded
+    # Every image of class c is template c plus noise: the class means recover the
+    # templates, and the residual's spread is the noise's 2.6 (up to sampling error).
+    templates = torch.stack([x[y == c].mean(0) for c in range(10)])
+    residual = x - templates[y]
+    assert float(residual.std()) == pytest.approx(2.6, rel=0.02)
+    expected = np.random.default_rng(123).standard_normal((10, 1, 12, 12))
+    # ~960 images per class: each mean pixel is off by 2.6 / sqrt(960) = 0.084 (rms)
+    assert float(np.sqrt(np.mean((templates.numpy() - expected) ** 2))) < 0.11
+    model = hook_trainer.build_model("bncnn")
+    assert sum(p.numel() for p in model.parameters()) == 23978
+    assert model(x[:5]).shape == (5, 10)
+    with pytest.raises(ValueError, match="bncnn"):
+        hook_trainer.build_model("resnet")
+
+
+def test_nesterov_onecycle_peaks_at_twice_the_lr():
+    """``nesterov_onecycle``: Nesterov SGD whose OneCycle schedule peaks at 2 lr at 30% of
+    the steps and ends far below lr (momentum cycled 0.95 -> 0.85 -> 0.95, OneCycle's own)."""
+    _bench_hooks_modules()
+    import torch
+
+    import bench_hooks
+    import hook_trainer
+
+    assert bench_hooks.OPTIM_CONFIGS["nesterov_onecycle"]["optim"] == "nesterov_onecycle"
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt, sched = hook_trainer.make_optimizer("nesterov_onecycle", iter([w]), 0.05, 100)
+    assert opt.param_groups[0]["nesterov"]
+    lrs, momenta = [], []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        momenta.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) in (29, 30)
+    assert lrs[0] < 0.01 and lrs[-1] < 1e-3
+    assert momenta[0] == pytest.approx(0.95) and min(momenta) == pytest.approx(0.85, abs=1e-3)
+
+
+def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
+    """``"_random_skip": p``: after the first upload a rank skips with probability p, the
+    same decisions for the same seed and rank, and t_bar skips still force an upload."""
+    _bench_hooks_modules()
+    import numpy as np
+
+    import bench_hook_variants as bhv
+    from laqcore.torch import LAQState
+
+    monkeypatch.setenv("RANK", "1")
+
+    def decisions(seed: int, p: float) -> list[bool]:
+        state = LAQState(bits=8, block_size=8, t_bar=3)
+        state.uploader, state.server = state._new_state(8)
+        bhv._random_skip(state, p, seed)
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(400):
+            g = rng.standard_normal(8).astype(np.float32)
+            payload = state.uploader.propose(g)
+            upload = state._decide(state.uploader, g, payload)[0]
+            state.uploader.commit(payload) if upload else state.uploader.skip()
+            out.append(upload)
+        return out
+
+    d = decisions(0, 0.3)
+    assert d[0] and d == decisions(0, 0.3) and d != decisions(1, 0.3)
+    assert 0.2 < 1.0 - np.mean(d) < 0.35
+    assert all(decisions(0, 1.0)[i] == (i % 4 == 0) for i in range(40))  # t_bar = 3
+
+
+def test_trace_agreement_statistics():
+    """bench/trace_agreement.py: the ranks' agreement S / (S + N) from the full-upload steps
+    (from step 10 on) and the median stale ratio of the skipped steps."""
+    _bench_hooks_modules()
+    import trace_agreement
+
+    def row(step, grad_sq, innov_sq, out_sq, upload, uploaders):
+        # TRACE_COLUMNS: step clock grad_sq innov_sq rhs q_prev_sq out_sq upload why ups disp
+        return [step, 0, grad_sq, innov_sq, 1.0, 1.0, out_sq, upload, "rule", uploaders, 0.0]
+
+    # S = 1, N = 3 per rank at M = 2: ||g_m||^2 = 4, ||avg||^2 = 1 + 3/2 = 2.5 -> S/(S+N) = 1/4
+    trace = [row(5, 100.0, 1.0, 1.0, True, 2)]  # before step 10: ignored
+    trace += [row(10 + i, 4.0, 2.0, 2.5, True, 2) for i in range(4)]
+    trace += [row(20, 4.0, 6.0, 9.0, False, 1), row(21, 2.0, 2.0, 9.0, False, 1)]
+    trace += [row(22, 4.0, 5.0, 9.0, False, 0)]
+    st = trace_agreement.statistics(trace, nprocs=2)
+    assert st["agreement"] == pytest.approx(0.25)
+    assert st["skipped_innovation"] == pytest.approx(1.25)  # median of 1.5, 1.0, 1.25
+    assert st["skipped"] == pytest.approx(3 / 8)
+
+
 def test_break_even_is_the_bandwidth_where_compression_stops_paying(tmp_path):
     import os
     import sys
