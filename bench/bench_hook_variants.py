@@ -323,8 +323,13 @@ def main(argv: list[str] | None = None) -> int:
             f"recv {s['recv_kb_per_step']} KB/step  skipped {s['skipped']}  "
             f"step {s['step_ms']} ms  {s['error'] or ''}"
         )
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    from bench_hooks import machine_info
+
     report = {
         "config": {k: v for k, v in cfg.items() if k != "runs"} | {"nprocs": args.nprocs},
+        "machine": machine_info(),
         "load_average": [load0, os.getloadavg()],
         "wall_s": time.time() - t0,
         "results": results,

@@ -287,7 +287,15 @@ def machine_info() -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         commit = ""
+    from laqcore.bench.timing import machine_info as kernel_machine
+
+    kernels = kernel_machine(None)
     return {
+        # The CPU model and SIMD level: torch's CPU kernels round differently on another
+        # CPU, so trained accuracies and step counts move between machines (not the
+        # simulator's, which are laqcore's bit-identical kernels).
+        "cpu": kernels["cpu"],
+        "simd": kernels["simd"],
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),

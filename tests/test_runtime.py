@@ -182,3 +182,30 @@ def test_local_world_size_sets_the_default_at_import():
     env["OMP_NUM_THREADS"] = "3"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "3"
+
+
+def test_machine_info_names_the_cpu_generation(tmp_path, monkeypatch):
+    """Bench reports name the CPU with its family and model numbers, read from the first
+    processor's block of /proc/cpuinfo (a VM's model name alone, "AMD EPYC", hides the
+    generation, and torch-trained results differ between generations)."""
+    import builtins
+
+    from laqcore.bench import timing
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 99\nmodel\t\t: 1\n"
+        "model name\t: other\n"
+    )
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert timing._cpu_model() == "AMD EPYC (family 25, model 17)"
+    info = timing.machine_info(None)
+    assert info["cpu"] == "AMD EPYC (family 25, model 17)" and info["torch"] is None
+    cpuinfo.write_text("model name\t: Some CPU\n")  # no family/model lines: the name alone
+    assert timing._cpu_model() == "Some CPU"

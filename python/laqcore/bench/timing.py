@@ -66,14 +66,25 @@ def time_interleaved(
 
 
 def _cpu_model() -> str:
+    """The CPU's model name with its family and model numbers (a virtual machine often shows
+    only "AMD EPYC": the numbers tell the generations apart, e.g. family 25 is Zen 3/4 and
+    26 is Zen 5)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:  # the first processor's block is enough
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def machine_info(torch: Any, note: str | None = None) -> dict[str, Any]:
