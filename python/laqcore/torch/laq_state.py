@@ -216,10 +216,12 @@ class LAQState(HookState):
         what it would send. The paper's threshold looks at past steps only, so after a
         spike of the gradients it lets every rank keep a stale contribution many times its
         current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
-        forces: ``stats()["capped_uploads"]``. The default 4 was measured on MLP and CNN
-        trainers; on a transformer use 1 (the bench's small transformer under momentum SGD
-        lost 1.5-29 points with 4, at most 4.7 with 1, 2 ranks: README, "A small
-        transformer").
+        forces: ``stats()["capped_uploads"]``. The default 4 was measured on the digits MLP
+        and CNN trainers; **1 is the safe start on a new task** (almost no skipping): on the
+        bench's small transformer under momentum SGD 4 lost 1.5-29 points and 1 at most 4.7
+        (2 ranks: README, "A small transformer"), and on a CNN whose minibatch gradients are
+        mostly noise 4 lost 4.7-9.0 points on average and 1 none (docs/results_hooks.md, "A
+        noisy image task").
     streak_penalty : float, default 0.0
         A skip after ``c`` consecutive skips needs ``||dQ||^2`` below the first term of the
         test divided by ``(c + 1)^streak_penalty``: under momentum or Adam a stale
