@@ -264,14 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         help="do not give laqcore's hook states the GradScaler (grad_scaler=None)",
     )
     args = ap.parse_args(argv)
+    sys.path.insert(0, HERE)
+    from bench_hooks import OPTIM_CONFIGS, machine_info
+
     variants = json.loads(args.variants)
     runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
     if args.curve > 0:  # hook_trainer evaluates every eval_every steps in a reference run
         runs = [r | {"reference": True} for r in runs]
     if args.optim_config is not None:
-        sys.path.insert(0, HERE)
-        from bench_hooks import OPTIM_CONFIGS
-
         if args.optim_config not in OPTIM_CONFIGS:
             ap.error(f"unknown --optim-config; one of {','.join(OPTIM_CONFIGS)}")
         runs = [r | OPTIM_CONFIGS[args.optim_config] for r in runs]
@@ -323,10 +323,6 @@ def main(argv: list[str] | None = None) -> int:
             f"recv {s['recv_kb_per_step']} KB/step  skipped {s['skipped']}  "
             f"step {s['step_ms']} ms  {s['error'] or ''}"
         )
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)
-    from bench_hooks import machine_info
-
     report = {
         "config": {k: v for k, v in cfg.items() if k != "runs"} | {"nprocs": args.nprocs},
         "machine": machine_info(),
