@@ -220,6 +220,26 @@ def _parts(st: dict[str, Any], steps: int) -> dict[str, Any]:
     }
 
 
+def _runs(args: argparse.Namespace, optim_configs: dict[str, Any]) -> tuple[list[dict], float]:
+    """The launch's runs, one per ``--variants`` entry, and the learning rate they all train
+    with: ``--lr``, else the ``--optim-config``'s own, else 0.05 (momentum SGD). Each run
+    carries it, so a config's ``lr`` cannot silently replace the flag (it did before: such
+    reports recorded the flag's value, not the one trained with)."""
+    variants = json.loads(args.variants)
+    runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
+    if args.curve > 0:  # hook_trainer evaluates every eval_every steps in a reference run
+        runs = [r | {"reference": True} for r in runs]
+    lr = 0.05
+    if args.optim_config is not None:
+        if args.optim_config not in optim_configs:
+            raise ValueError(f"unknown --optim-config; one of {','.join(optim_configs)}")
+        runs = [r | optim_configs[args.optim_config] for r in runs]
+        lr = optim_configs[args.optim_config]["lr"]
+    if args.lr is not None:
+        lr = args.lr
+    return [r | {"lr": lr} for r in runs], lr
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) == 3 and sys.argv[1] == "--rank":
         _rank(sys.argv[2])
@@ -230,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.05, help="SGD (momentum 0.9) learning rate")
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default 0.05 with the momentum SGD of no --optim-config, else "
+        "the config's own); given with --optim-config, it replaces the config's",
+    )
     ap.add_argument("--warm", type=int, default=10)
     ap.add_argument("--variants", required=True, help="JSON list (see the module docstring)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds for all runs")
@@ -267,20 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, HERE)
     from bench_hooks import OPTIM_CONFIGS, machine_info
 
-    variants = json.loads(args.variants)
-    runs = [{"hook": v if isinstance(v, str) else _PREFIX + json.dumps(v)} for v in variants]
-    if args.curve > 0:  # hook_trainer evaluates every eval_every steps in a reference run
-        runs = [r | {"reference": True} for r in runs]
-    if args.optim_config is not None:
-        if args.optim_config not in OPTIM_CONFIGS:
-            ap.error(f"unknown --optim-config; one of {','.join(OPTIM_CONFIGS)}")
-        runs = [r | OPTIM_CONFIGS[args.optim_config] for r in runs]
+    try:
+        runs, lr = _runs(args, OPTIM_CONFIGS)
+    except ValueError as e:
+        ap.error(str(e))
     cfg = {
         "model": args.model,
         "steps": args.steps,
         "warm": args.warm,
         "batch": args.batch,
-        "lr": args.lr,
+        "lr": lr,
+        "lr_effective": True,  # reports before it: "lr" was ignored under --optim-config
         "seed": args.seed,
         "scale": 1,
         "warmup_run": False,
@@ -289,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "trace": args.trace,
         "attach_scaler": not args.detach_scaler,
         "exchange": args.exchange,
-        # The runs' optimizer/precision (bench_hooks.OPTIM_CONFIGS; it overrides "lr").
+        # The runs' optimizer/precision (bench_hooks.OPTIM_CONFIGS, with --lr if given).
         "optim_config": args.optim_config,
     }
     tmp = f"/tmp/bench_hook_variants_{os.getpid()}.json"

@@ -138,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     reports = [json.loads(Path(p).read_text()) for p in args.reports]
     rows = table(reports, args.target_step)
     cfg = reports[0]["config"]
+    optim = cfg.get("optim_config") or "momentum (0.9)"
+    if not cfg.get("optim_config") or cfg.get("lr_effective"):
+        # Older reports recorded the --lr flag, which an --optim-config then overrode.
+        optim += f", lr {cfg['lr']}"
     head = (
-        f"**{cfg['model']}**, {cfg['nprocs']} ranks, {cfg['steps']} steps, "
-        f"optimizer config {cfg.get('optim_config') or 'momentum (0.9), lr ' + str(cfg['lr'])}"
+        f"**{cfg['model']}**, {cfg['nprocs']} ranks, {cfg['steps']} steps, optimizer config {optim}"
     )
+
     seeds = [r["config"].get("seed") for r in reports]
     text = "\n".join([head, "", *markdown(rows, seeds, args.target_step)])
     print(text)

@@ -668,6 +668,33 @@ def test_nesterov_onecycle_peaks_at_twice_the_lr():
     assert momenta[0] == pytest.approx(0.95) and min(momenta) == pytest.approx(0.85, abs=1e-3)
 
 
+def test_hook_variants_lr_flag_overrides_the_optimizer_config():
+    """``bench_hook_variants --lr`` with ``--optim-config``: every run trains with the flag's
+    rate (a config's own ``lr`` used to replace it silently); without the flag, the config's;
+    with neither, 0.05. An unknown config is refused."""
+    _bench_hooks_modules()
+    import argparse
+
+    import bench_hook_variants as bhv
+
+    configs = {"sgd": {"optim": "sgd", "lr": 0.05}, "adam": {"optim": "adam", "lr": 1e-3}}
+
+    def runs(optim, lr, curve=0):
+        ns = argparse.Namespace(
+            variants='["allreduce", {}]', curve=curve, optim_config=optim, lr=lr
+        )
+        return bhv._runs(ns, configs)
+
+    got, lr = runs("sgd", 0.2)
+    assert lr == 0.2 and [r["lr"] for r in got] == [0.2, 0.2]
+    assert got[1] == {"hook": bhv._PREFIX + "{}", "optim": "sgd", "lr": 0.2}
+    assert runs("adam", None)[1] == 1e-3 and runs(None, None)[1] == 0.05
+    assert runs(None, 0.01)[0][0] == {"hook": "allreduce", "lr": 0.01}
+    assert runs(None, None, curve=5)[0][0]["reference"] is True
+    with pytest.raises(ValueError, match="unknown --optim-config; one of sgd,adam"):
+        runs("nadam", None)
+
+
 def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
     """``"_random_skip": p``: after the first upload a rank skips with probability p, the
     same decisions for the same seed and rank, and t_bar skips still force an upload."""
