@@ -12,11 +12,13 @@ Usage (prints one line per run and writes a JSON report)::
         --out bench/measured/hooks_lowbits_cnn_seed0.json
 
 A variant is a hook name of hook_trainer.HOOKS or a JSON object of ``LAQState`` keywords,
-plus two keys of this bench's own (the library has no such options): ``"_quorum": K``
+plus keys of this bench's own (the library has no such options): ``"_quorum": K``
 makes at least K ranks upload in every compressed step (:func:`_quorum`; an experiment on
-the transformer, docs/results_hooks.md, "A small transformer"), and ``"_random_skip": p``
+the transformer, docs/results_hooks.md, "A small transformer"), ``"_random_skip": p``
 replaces the rule by a coin that skips with probability ``p`` (:func:`_random_skip`; how
-much staleness itself costs, docs/results_hooks.md, "A noisy image task").
+much staleness itself costs, docs/results_hooks.md, "A noisy image task"), and ``"_hook":
+NAME`` runs another of ``laqcore.torch.HOOKS`` (``qsgd``, ``terngrad``, ``rotation``) with
+the object's other keys as its keywords (``{"_hook": "qsgd", "levels": 127}``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 _PREFIX = "laqstate:"
 
 
+def variant_state(kwargs: dict[str, Any], cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """The hook state and the hook of one JSON variant (the module docstring's keys), as
+    rank ``RANK`` of a launch with config ``cfg`` builds it."""
+    from laqcore.torch import LAQState, laq_hook, make_hook
+
+    kwargs = dict(kwargs)
+    if cfg.get("exchange") is not None:
+        kwargs.setdefault("exchange", cfg["exchange"])
+    other = kwargs.pop("_hook", "laq")
+    if other != "laq":  # another laqcore hook with these keywords
+        return make_hook(other, **kwargs)
+    quorum = kwargs.pop("_quorum", 0)
+    skip_p = kwargs.pop("_random_skip", None)
+    state = LAQState(**kwargs)
+    if quorum > 0:
+        _quorum(state, quorum)
+    if skip_p is not None:
+        _random_skip(state, float(skip_p), int(cfg["seed"]))
+    if cfg.get("trace", 0) > 0 and int(os.environ["RANK"]) == 0:
+        _trace(state, cfg["trace"])
+    return state, laq_hook
+
+
 def _rank(cfg_path: str) -> None:
     """One rank: hook_trainer.worker with ``laqstate:{json}`` hooks understood."""
     sys.path.insert(0, HERE)
@@ -47,21 +72,8 @@ def _rank(cfg_path: str) -> None:
     def attach(ddp: Any, name: str, warm: int, lr: float, timer: Any) -> Any:
         if not name.startswith(_PREFIX):
             return named(ddp, name, warm, lr, timer)
-        from laqcore.torch import LAQState, laq_hook
-
-        kwargs = json.loads(name[len(_PREFIX) :])
-        if cfg.get("exchange") is not None:
-            kwargs.setdefault("exchange", cfg["exchange"])
-        quorum = kwargs.pop("_quorum", 0)
-        skip_p = kwargs.pop("_random_skip", None)
-        state = LAQState(**kwargs)
-        if quorum > 0:
-            _quorum(state, quorum)
-        if skip_p is not None:
-            _random_skip(state, float(skip_p), int(cfg["seed"]))
-        if cfg.get("trace", 0) > 0 and int(os.environ["RANK"]) == 0:
-            _trace(state, cfg["trace"])
-        ddp.register_comm_hook(state, timer.wrap(laq_hook))
+        state, hook = variant_state(json.loads(name[len(_PREFIX) :]), cfg)
+        ddp.register_comm_hook(state, timer.wrap(hook))
         return state
 
     ht.attach_hook = attach

@@ -695,6 +695,29 @@ def test_hook_variants_lr_flag_overrides_the_optimizer_config():
         runs("nadam", None)
 
 
+def test_hook_variants_builds_each_variant_state():
+    """``bench_hook_variants.variant_state``: LAQState keywords, the launch's ``exchange``
+    unless the variant sets one, and ``"_hook"`` for another laqcore hook with the object's
+    other keys as its keywords."""
+    _bench_hooks_modules()
+    import bench_hook_variants as bhv
+    from laqcore.torch import LAQState, QSGDState, laq_hook, qsgd_hook
+
+    cfg = {"seed": 0, "exchange": "two-phase"}
+    state, hook = bhv.variant_state({"stale_cap": 1}, cfg)
+    assert isinstance(state, LAQState) and hook is laq_hook
+    assert state.rule.stale_cap == 1 and state.exchange == "two-phase"
+    state, _ = bhv.variant_state({"exchange": "all-gather"}, cfg)
+    assert state.exchange == "all-gather"
+    spec = {"_hook": "qsgd", "norm": "max", "levels": 3}
+    state, hook = bhv.variant_state(spec, {"seed": 0})
+    assert isinstance(state, QSGDState) and hook is qsgd_hook
+    assert state.compressor_kwargs == {"norm": "max", "levels": 3}
+    assert spec == {"_hook": "qsgd", "norm": "max", "levels": 3}  # not consumed
+    with pytest.raises(ValueError, match="unknown DDP hook .nope."):
+        bhv.variant_state({"_hook": "nope"}, {"seed": 0})
+
+
 def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
     """``"_random_skip": p``: after the first upload a rank skips with probability p, the
     same decisions for the same seed and rank, and t_bar skips still force an upload."""
