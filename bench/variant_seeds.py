@@ -145,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     head = (
         f"**{cfg['model']}**, {cfg['nprocs']} ranks, {cfg['steps']} steps, optimizer config {optim}"
     )
-
     seeds = [r["config"].get("seed") for r in reports]
     text = "\n".join([head, "", *markdown(rows, seeds, args.target_step)])
     print(text)
