@@ -351,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         "order); step and hook times are the medians over the rounds",
     )
     ap.add_argument("--batch", type=int, default=32, help="minibatch per rank")
-    ap.add_argument("--lr", type=float, default=0.05, help="SGD (momentum 0.9) learning rate")
+    ap.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="SGD (momentum 0.9) learning rate of the table and tc suites (the optim suite's "
+        "configurations carry their own, OPTIM_CONFIGS)",
+    )
     ap.add_argument("--warm", type=int, default=10, help="steps left out of the averages")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=int, default=1, help="divide hidden widths (smoke tests)")
