@@ -7,8 +7,9 @@ environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) on gloo. Hooks compared
 
 ``allreduce`` (no hook), ``fp16`` (PyTorch fp16_compress_hook), ``powersgd1``/``powersgd4``
 (PyTorch PowerSGD rank 1/4, start after ``--warm`` steps), laqcore ``laq2``/``laq4``/``laq8``
-(``LAQState(bits=B)``), ``laq`` (``LAQState()``, every default), ``qsgd`` (``QSGDState()``),
-``terngrad`` (``TernGradState()``).
+(``LAQState(bits=B)``), ``laq`` (``LAQState()``, every default), ``qsgd`` (``QSGDState()``,
+the max norm), ``qsgd_l2`` (``QSGDState(norm="l2")``, the paper's quantizer), ``terngrad``
+(``TernGradState()``), ``rotation`` (``RotationState()``).
 
 Suites:
 
@@ -65,7 +66,7 @@ from hook_report import (  # noqa: E402
 )
 from hook_trainer import HOOKS  # noqa: E402
 
-TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,terngrad,rotation"
+TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,qsgd_l2,terngrad,rotation"
 TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
 OPTIM_HOOKS = "allreduce,laq,laq2,qsgd,terngrad,rotation"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)

@@ -25,6 +25,7 @@ _LABEL = {
     "laq_fallback": "laqcore LAQ, `LAQState(fallback=True)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
+    "qsgd_l2": "laqcore QSGD, `norm='l2'` (paper)",
     "terngrad": "laqcore TernGrad",
     "rotation": "laqcore rotation",
 }

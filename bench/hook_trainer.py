@@ -58,6 +58,7 @@ HOOKS = (
     "laq4",
     "laq8",
     *LAQCORE_HOOKS,
+    "qsgd_l2",
     "laq_lr",
     "laq2d2",
     "laq_plain",
@@ -235,8 +236,8 @@ def local_hook(state: Any, bucket: Any) -> Any:
 def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> Any:
     """Register hook ``name`` (HOOKS) on ``ddp``; returns its state (None for PyTorch's).
 
-    laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd`` and ``terngrad``
-    with every default, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
+    laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd``, ``terngrad``
+    and ``rotation`` with every default, ``qsgd_l2`` with the paper's ``norm="l2"``, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
     rate (``LAQState(lr=lr)``, the README's pattern), ``laq2d2`` with 2-bit uploads, a
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
@@ -264,6 +265,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
             start_powerSGD_iter=max(warm, 2),
         )
         hook = powerSGD_hook.powerSGD_hook
+    elif name == "qsgd_l2":  # the paper's quantizer (the QSGD hook's default before "max")
+        state, hook = make_hook("qsgd", norm="l2")
     elif name == "laq_lr":
         state, hook = make_hook("laq", lr=lr)
     elif name == "laq2d2":  # the fewest bytes per step of the defaults' family

@@ -276,11 +276,14 @@ def ddp_train(
     return out
 
 
-def near_float32_max(rank: int, world: int, method: str) -> dict[str, Any]:
+def near_float32_max(
+    rank: int, world: int, method: str, kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Rank 0's gradient is finite but near the float32 maximum in the first two steps
     (+3e38, then -3e38; rank 1's is 1): LAQ's innovation ``grad - q_prev`` overflows at
-    the sign change, QSGD's L2 norm of the 4-element bucket in both. Returns each step's
-    averaged gradient and the hook's stats, or the error this rank raised."""
+    the sign change, the L2 norm of QSGD's 4-element bucket (``norm="l2"``) in both.
+    Returns each step's averaged gradient and the hook's stats, or the error this rank
+    raised. ``kwargs`` go to the hook's state."""
     import numpy as np
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -291,7 +294,7 @@ def near_float32_max(rank: int, world: int, method: str) -> dict[str, Any]:
     with torch.no_grad():
         lin.weight.fill_(1.0)
     ddp = DDP(lin)
-    state, hook = make_hook(method, warmup_steps=0)
+    state, hook = make_hook(method, warmup_steps=0, **(kwargs or {}))
     ddp.register_comm_hook(state, hook)
     grads = []
     try:

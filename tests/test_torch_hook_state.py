@@ -598,7 +598,7 @@ def test_the_hooks_by_name() -> None:
     assert (state.bits, state.block_size, state.rule.t_bar, state.warmup_steps) == (2, 32, 4, 3)
     state, hook = lt.make_hook(" QSGD ", levels=4, seed=2)  # the registries' spelling rule
     assert type(state) is QSGDState and hook is lt.qsgd_hook
-    assert (state.compressor_kwargs, state.seed) == ({"levels": 4}, 2)
+    assert (state.compressor_kwargs, state.seed) == ({"norm": "max", "levels": 4}, 2)
     with pytest.raises(
         ValueError, match="unknown DDP hook 'fp16'; available: laq, qsgd, terngrad, rotation"
     ):

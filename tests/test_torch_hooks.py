@@ -16,6 +16,7 @@ from needs_torch import require_torch
 
 torch = require_torch("the DDP comm-hook tests of tests/test_torch_hooks.py")
 
+import laqcore  # noqa: E402
 from _dist_workers import ddp_runs, near_float32_max, owner_sum_overflow  # noqa: E402
 from laqcore.distributed import run_processes  # noqa: E402
 from laqcore.torch import LAQState, QSGDState, TernGradState  # noqa: E402
@@ -324,7 +325,12 @@ def test_state_defaults_and_pickle() -> None:
     with pytest.raises(ValueError, match="seed"):
         TernGradState(seed=-1)
     q = pickle.loads(pickle.dumps(QSGDState(process_group=object(), levels=4)))
-    assert q.process_group is None and q.compressor_kwargs == {"levels": 4}
+    assert q.process_group is None and q.compressor_kwargs == {"norm": "max", "levels": 4}
+    # The QSGD hook's norm defaults to "max" (docs/ddp.md, "Which settings"), unlike the
+    # compressor's paper default, and the paper's "l2" is one keyword away.
+    assert QSGDState()._make(0).norm == "max"
+    assert QSGDState(norm="l2")._make(0).norm == "l2"
+    assert laqcore.get_compressor("qsgd").norm == "l2"
 
 
 def test_states_show_their_settings() -> None:
@@ -337,7 +343,7 @@ def test_states_show_their_settings() -> None:
     assert "error_feedback=1.0" in text and "stale_cap=4.0" in text
     assert text.endswith(") at iteration 0")
     assert repr(QSGDState(levels=4)).startswith(
-        "QSGDState(seed=0, exchange='auto', compressor_kwargs={'levels': 4}, "
+        "QSGDState(seed=0, exchange='auto', compressor_kwargs={'norm': 'max', 'levels': 4}, "
     )
 
 
@@ -354,16 +360,20 @@ def test_a_hook_refuses_another_hooks_state() -> None:
         qsgd_hook(LAQState(), None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("method", "dropped"), [("laq", [1]), ("qsgd", [0, 1])])
+@pytest.mark.parametrize(
+    ("method", "kwargs", "dropped"),
+    [("laq", {}, [1]), ("qsgd", {"norm": "l2"}, [0, 1]), ("qsgd", {}, [])],
+)
 def test_a_finite_gradient_the_kernels_cannot_represent_is_dropped_on_every_rank(
-    method: str, dropped: list[int]
+    method: str, kwargs: dict[str, Any], dropped: list[int]
 ) -> None:
     """Rank 0's finite gradient near the float32 maximum made LAQ's quantizer ("the
     innovation grad - prev overflows float32") or QSGD's ("the L2 norm of a bucket ...
     overflows float32") raise a ValueError on rank 0 alone while rank 1 waited in the
     exchange until the process-group timeout. Like the rotation's OverflowError, it is now a
-    non-finite step on every rank (NaN buckets, as DDP's all-reduce of an overflow)."""
-    outs = run_processes(near_float32_max, 2, method, pg_timeout_s=30, deadline_s=120)
+    non-finite step on every rank (NaN buckets, as DDP's all-reduce of an overflow). The
+    QSGD hook's default max norm represents those gradients: no step is dropped."""
+    outs = run_processes(near_float32_max, 2, method, kwargs, pg_timeout_s=30, deadline_s=120)
     for o in outs:
         res = o.result
         assert res["error"] is None, res["error"]
