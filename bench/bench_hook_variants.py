@@ -18,7 +18,10 @@ the transformer, docs/results_hooks.md, "A small transformer"), ``"_random_skip"
 replaces the rule by a coin that skips with probability ``p`` (:func:`_random_skip`; how
 much staleness itself costs, docs/results_hooks.md, "A noisy image task"), and ``"_hook":
 NAME`` runs another of ``laqcore.torch.HOOKS`` (``qsgd``, ``terngrad``, ``rotation``) with
-the object's other keys as its keywords (``{"_hook": "qsgd", "levels": 127}``).
+the object's other keys as its keywords (``{"_hook": "qsgd", "levels": 127}``);
+``{"_hook": "stale_fp32", "p": P}`` is the control of ``"_random_skip"``: exact float32
+all-reduce where a rank resends its last gradient with probability ``P``
+(:func:`_stale_fp32_hook`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def variant_state(kwargs: dict[str, Any], cfg: dict[str, Any]) -> tuple[Any, Any
     if cfg.get("exchange") is not None:
         kwargs.setdefault("exchange", cfg["exchange"])
     other = kwargs.pop("_hook", "laq")
+    if other == "stale_fp32":  # the bench's control, not a laqcore hook
+        return None, _stale_fp32_hook(float(kwargs.pop("p")), int(cfg["seed"]), **kwargs)
     if other != "laq":  # another laqcore hook with these keywords
         return make_hook(other, **kwargs)
     quorum = kwargs.pop("_quorum", 0)
@@ -184,6 +189,32 @@ def _random_skip(state: Any, p: float, seed: int) -> None:
         return bool(rng.random() >= p), "rule", 0.0, 0.0
 
     state._decide = coin_decide
+
+
+def _stale_fp32_hook(p: float, seed: int) -> Any:
+    """The staleness of a skip alone: DDP's all-reduce of exact float32 gradients in which a
+    rank, with probability ``p`` per bucket and step (a generator seeded by the run's seed and
+    the rank, as :func:`_random_skip`), contributes the gradient it contributed last instead
+    of its new one. No quantization and no rule: what ``"_random_skip"`` costs beyond this is
+    LAQ's, the rest is the task's."""
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    rng = np.random.default_rng([seed, int(os.environ["RANK"])])
+    sent: dict[int, torch.Tensor] = {}  # bucket index -> the gradient this rank sent last
+
+    def hook(state: Any, bucket: Any) -> Any:
+        buf, i = bucket.buffer(), bucket.index()
+        if i in sent and rng.random() < p:
+            buf.copy_(sent[i])
+        else:
+            sent[i] = buf.clone()
+        buf.div_(dist.get_world_size())
+        fut = dist.all_reduce(buf, async_op=True).get_future()
+        return fut.then(lambda f: f.value()[0])
+
+    return hook
 
 
 def _free_port() -> int:

@@ -718,6 +718,48 @@ def test_hook_variants_builds_each_variant_state():
         bhv.variant_state({"_hook": "nope"}, {"seed": 0})
 
 
+def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
+    """``{"_hook": "stale_fp32", "p": P}``: exact all-reduce (here of one rank) where a rank
+    resends the gradient it sent last with probability P, never before its first send; the
+    average is divided by the world size."""
+    _bench_hooks_modules()
+    import torch
+    import torch.distributed as dist
+
+    import bench_hook_variants as bhv
+
+    monkeypatch.setenv("RANK", "0")
+
+    class Work:  # what dist.all_reduce(..., async_op=True) returns, for one rank
+        def __init__(self, t: torch.Tensor) -> None:
+            self.fut: torch.futures.Future[list[torch.Tensor]] = torch.futures.Future()
+            self.fut.set_result([t])
+
+        def get_future(self) -> torch.futures.Future[list[torch.Tensor]]:
+            return self.fut
+
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_reduce", lambda t, async_op: Work(t))
+
+    class Bucket:
+        def __init__(self, values: list[float]) -> None:
+            self.t = torch.tensor(values)
+
+        def buffer(self) -> torch.Tensor:
+            return self.t
+
+        def index(self) -> int:
+            return 0
+
+    state, always = bhv.variant_state({"_hook": "stale_fp32", "p": 1.0}, {"seed": 0})
+    assert state is None
+    assert always(None, Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
+    assert always(None, Bucket([6.0, 8.0])).wait().tolist() == [1.0, 2.0]  # then the last sent
+    _, never = bhv.variant_state({"_hook": "stale_fp32", "p": 0.0}, {"seed": 0})
+    never(None, Bucket([2.0, 4.0])).wait()
+    assert never(None, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
+
+
 def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
     """``"_random_skip": p``: after the first upload a rank skips with probability p, the
     same decisions for the same seed and rank, and t_bar skips still force an upload."""
