@@ -98,6 +98,7 @@ TRACE_COLUMNS = (
     "why",
     "uploaders",
     "disp_sq",
+    "out_prev_dot",
 )
 
 
@@ -107,12 +108,14 @@ def _trace(state: Any, steps: int) -> None:
     ``||dQ||^2``, the rule's first term, ``||q_prev||^2`` before the step, the returned
     average's ``||g||^2``, the decision, the number of uploaders and ``||q_m - g||^2`` after
     the step (this rank's contribution against the returned average: in a step where every
-    rank uploaded, (M-1)/M times the ranks' dispersion). Wraps the instance's methods; the library is
-    unchanged."""
+    rank uploaded, (M-1)/M times the ranks' dispersion) and the returned average's dot product
+    with the previous step's (how much consecutive averaged gradients agree). Wraps the
+    instance's methods; the library is unchanged."""
     import numpy as np
 
     rows: list[list[Any]] = []
     decide, step, stats, exchange = state._decide, state._step, state.stats, state._exchange
+    last_out: list[Any] = [None]  # the previous step's returned average (float64)
 
     def sq(x: Any) -> float:
         return float(np.dot(x.astype(np.float64), x))
@@ -136,7 +139,11 @@ def _trace(state: Any, steps: int) -> None:
             state._row[5] = sq(out)
             q = state.uploader.q_prev
             state._row += [state._uploaders, None if q is None else sq(q - out)]
+            o = out.astype(np.float64)
+            state._row.append(None if last_out[0] is None else float(np.dot(o, last_out[0])))
             rows.append([state.stats()["steps"], *state._row])
+        if out is not None:
+            last_out[0] = out.astype(np.float64)
         return out
 
     state._decide, state._step, state._exchange = traced_decide, traced_step, traced_exchange

@@ -8,7 +8,10 @@ reads two statistics off rank 0's trace (docs/results_hooks.md, "A noisy image t
   (signal plus one rank's minibatch noise) and ``E||avg||^2 = S + N / M``, the share ``S / (S
   + N)`` of a rank's gradient energy that the ranks have in common;
 * **skipped innovation** the median of ``||dQ||^2 / ||g_m||^2`` over the steps rank 0 skipped:
-  how far the stale contribution left in the aggregate is from the rank's current gradient.
+  how far the stale contribution left in the aggregate is from the rank's current gradient;
+* **consecutive cosine** the median, from step 10 on, of the cosine between the averaged
+  gradients the hook returned at consecutive steps (a trace whose rows lack the column,
+  recorded before it existed, gives NaN): how steadily training moves in one direction.
 
 Usage::
 
@@ -41,10 +44,18 @@ def statistics(trace: list[list[Any]], nprocs: int, first_step: int = 10) -> dic
     g = sum(r["grad_sq"] for r in full)
     avg = sum(r["out_sq"] for r in full)
     ratios = [r["innov_sq"] / r["grad_sq"] for r in rows if not r["upload"] and r["grad_sq"] > 0]
+    cosines = [
+        r["out_prev_dot"] / np.sqrt(r["out_sq"] * before["out_sq"])
+        for before, r in zip(rows, rows[1:])
+        if r["step"] >= first_step
+        and r.get("out_prev_dot") is not None
+        and r["out_sq"] * before["out_sq"] > 0
+    ]
     return {
         "agreement": (nprocs * avg - g) / ((nprocs - 1) * g) if g > 0 else float("nan"),
         "skipped_innovation": float(np.median(ratios)) if ratios else float("nan"),
         "skipped": sum(1 for r in rows if not r["upload"]) / max(len(rows), 1),
+        "consecutive_cos": float(np.median(cosines)) if cosines else float("nan"),
     }
 
 

@@ -505,7 +505,11 @@ def test_hook_variants_trace_records_the_upload_test():
         state._step(g.copy())
     rows = state.stats()["trace"]
     assert len(rows) == 3 and len(rows[0]) == len(bhv.TRACE_COLUMNS)
-    step, clock, grad_sq, innov_sq, rhs, q_sq, out_sq, upload, why, ups, disp_sq = rows[0]
+    step, clock, grad_sq, innov_sq, rhs, q_sq, out_sq, upload, why, ups, disp_sq, dot = rows[0]
+    assert dot is None  # no step before the first
+    # The returned averages' dot product with the previous step's: 0.5 g_0 . 0.5 g_1.
+    want = float(np.dot(grads[0].astype(np.float64), grads[1])) / 4
+    assert rows[1][11] == pytest.approx(want, rel=1e-6)
     assert ups is None  # no exchange ran (fake_step): the uploaders are unknown
     # ||q_m - g||^2 after the step: q_m = the committed 8-bit gradient, g = grad / 2
     assert disp_sq == pytest.approx(grad_sq / 4, rel=0.05)
@@ -793,13 +797,17 @@ def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
 
 def test_trace_agreement_statistics():
     """bench/trace_agreement.py: the ranks' agreement S / (S + N) from the full-upload steps
-    (from step 10 on) and the median stale ratio of the skipped steps."""
+    (from step 10 on), the median stale ratio of the skipped steps and the median cosine of
+    consecutive averages."""
     _bench_hooks_modules()
+    import numpy as np
+
     import trace_agreement
 
-    def row(step, grad_sq, innov_sq, out_sq, upload, uploaders):
+    def row(step, grad_sq, innov_sq, out_sq, upload, uploaders, dot=None):
         # TRACE_COLUMNS: step clock grad_sq innov_sq rhs q_prev_sq out_sq upload why ups disp
-        return [step, 0, grad_sq, innov_sq, 1.0, 1.0, out_sq, upload, "rule", uploaders, 0.0]
+        # out_prev_dot
+        return [step, 0, grad_sq, innov_sq, 1.0, 1.0, out_sq, upload, "rule", uploaders, 0.0, dot]
 
     # S = 1, N = 3 per rank at M = 2: ||g_m||^2 = 4, ||avg||^2 = 1 + 3/2 = 2.5 -> S/(S+N) = 1/4
     trace = [row(5, 100.0, 1.0, 1.0, True, 2)]  # before step 10: ignored
@@ -810,6 +818,12 @@ def test_trace_agreement_statistics():
     assert st["agreement"] == pytest.approx(0.25)
     assert st["skipped_innovation"] == pytest.approx(1.25)  # median of 1.5, 1.0, 1.25
     assert st["skipped"] == pytest.approx(3 / 8)
+    assert np.isnan(st["consecutive_cos"])  # no dot products recorded
+    # Consecutive averages of norms 1, 2, 2, 3: dots 1, -4, 3 -> cosines 0.5, -1, 0.5.
+    norms = [1.0, 2.0, 2.0, 3.0]
+    dots = [None, 1.0, -4.0, 3.0]
+    trace = [row(10 + i, 1.0, 1.0, n * n, True, 2, d) for i, (n, d) in enumerate(zip(norms, dots))]
+    assert trace_agreement.statistics(trace, nprocs=2)["consecutive_cos"] == pytest.approx(0.5)
 
 
 def test_break_even_is_the_bandwidth_where_compression_stops_paying(tmp_path):
