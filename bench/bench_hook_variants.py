@@ -49,7 +49,9 @@ def variant_state(kwargs: dict[str, Any], cfg: dict[str, Any]) -> tuple[Any, Any
         kwargs.setdefault("exchange", cfg["exchange"])
     other = kwargs.pop("_hook", "laq")
     if other == "stale_fp32":  # the bench's control, not a laqcore hook
-        return None, _stale_fp32_hook(float(kwargs.pop("p")), int(cfg["seed"]), **kwargs)
+        if set(kwargs) - {"exchange"} != {"p"}:
+            raise ValueError(f'{{"_hook": "stale_fp32"}} takes one key, "p"; got {kwargs}')
+        return None, _stale_fp32_hook(float(kwargs["p"]), int(cfg["seed"]))
     if other != "laq":  # another laqcore hook with these keywords
         return make_hook(other, **kwargs)
     quorum = kwargs.pop("_quorum", 0)

@@ -237,7 +237,8 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     """Register hook ``name`` (HOOKS) on ``ddp``; returns its state (None for PyTorch's).
 
     laqcore's hooks come from ``laqcore.torch.make_hook``: ``laq``, ``qsgd``, ``terngrad``
-    and ``rotation`` with every default, ``qsgd_l2`` with the paper's ``norm="l2"``, ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
+    and ``rotation`` with every default, ``qsgd_l2`` with the paper's ``norm="l2"``,
+    ``laqB`` with ``bits=B``, ``laq_lr`` with the optimizer's learning
     rate (``LAQState(lr=lr)``, the README's pattern), ``laq2d2`` with 2-bit uploads, a
     2-bit downlink and no warm-up, ``laq_plain`` with ``entropy=False``, ``laq_paper`` with
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,

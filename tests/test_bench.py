@@ -762,6 +762,8 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
     _, never = bhv.variant_state({"_hook": "stale_fp32", "p": 0.0}, {"seed": 0})
     never(None, Bucket([2.0, 4.0])).wait()
     assert never(None, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match='takes one key, "p"'):
+        bhv.variant_state({"_hook": "stale_fp32", "q": 0.1}, {"seed": 0})
 
 
 def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
