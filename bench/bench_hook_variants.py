@@ -137,15 +137,16 @@ def _trace(state: Any, steps: int) -> None:
     def traced_step(grad: Any) -> Any:
         state._row, state._uploaders = None, None
         out = step(grad)
-        if state._row is not None and len(rows) < steps and out is not None:
+        if out is None or len(rows) >= steps:
+            return out
+        o = out.astype(np.float64)  # one float64 copy per traced step
+        if state._row is not None:
             state._row[5] = sq(out)
             q = state.uploader.q_prev
             state._row += [state._uploaders, None if q is None else sq(q - out)]
-            o = out.astype(np.float64)
             state._row.append(None if last_out[0] is None else float(np.dot(o, last_out[0])))
             rows.append([state.stats()["steps"], *state._row])
-        if out is not None:
-            last_out[0] = out.astype(np.float64)
+        last_out[0] = o
         return out
 
     state._decide, state._step, state._exchange = traced_decide, traced_step, traced_exchange
@@ -208,20 +209,18 @@ def _stale_fp32_hook(p: float, seed: int) -> Any:
     LAQ's, the rest is the task's."""
     import numpy as np
     import torch
-    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
     rng = np.random.default_rng([seed, int(os.environ["RANK"])])
     sent: dict[int, torch.Tensor] = {}  # bucket index -> the gradient this rank sent last
 
-    def hook(state: Any, bucket: Any) -> Any:
+    def hook(process_group: Any, bucket: Any) -> Any:
         buf, i = bucket.buffer(), bucket.index()
         if i in sent and rng.random() < p:
             buf.copy_(sent[i])
         else:
             sent[i] = buf.clone()
-        buf.div_(dist.get_world_size())
-        fut = dist.all_reduce(buf, async_op=True).get_future()
-        return fut.then(lambda f: f.value()[0])
+        return allreduce_hook(process_group, bucket)  # DDP's own average of the buffer
 
     return hook
 

@@ -48,6 +48,7 @@ def statistics(trace: list[list[Any]], nprocs: int, first_step: int = 10) -> dic
         r["out_prev_dot"] / np.sqrt(r["out_sq"] * before["out_sq"])
         for before, r in zip(rows, rows[1:])
         if r["step"] >= first_step
+        and r["step"] == before["step"] + 1  # the dot product is with the step before
         and r.get("out_prev_dot") is not None
         and r["out_sq"] * before["out_sq"] > 0
     ]

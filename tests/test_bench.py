@@ -723,7 +723,7 @@ def test_hook_variants_builds_each_variant_state():
 
 
 def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
-    """``{"_hook": "stale_fp32", "p": P}``: exact all-reduce (here of one rank) where a rank
+    """``{"_hook": "stale_fp32", "p": P}``: exact all-reduce (here a fake 2-rank group) where a rank
     resends the gradient it sent last with probability P, never before its first send; the
     average is divided by the world size."""
     _bench_hooks_modules()
@@ -742,8 +742,12 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
         def get_future(self) -> torch.futures.Future[list[torch.Tensor]]:
             return self.fut
 
-    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(dist, "all_reduce", lambda t, async_op: Work(t))
+    class Group:  # a process group of 2 ranks, for DDP's allreduce_hook (it divides by 2)
+        def size(self) -> int:
+            return 2
+
+    group = Group()
+    monkeypatch.setattr(dist, "all_reduce", lambda t, group, async_op: Work(t))
 
     class Bucket:
         def __init__(self, values: list[float]) -> None:
@@ -757,11 +761,11 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
 
     state, always = bhv.variant_state({"_hook": "stale_fp32", "p": 1.0}, {"seed": 0})
     assert state is None
-    assert always(None, Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
-    assert always(None, Bucket([6.0, 8.0])).wait().tolist() == [1.0, 2.0]  # then the last sent
+    assert always(group, Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
+    assert always(group, Bucket([6.0, 8.0])).wait().tolist() == [1.0, 2.0]  # then the last sent
     _, never = bhv.variant_state({"_hook": "stale_fp32", "p": 0.0}, {"seed": 0})
-    never(None, Bucket([2.0, 4.0])).wait()
-    assert never(None, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
+    never(group, Bucket([2.0, 4.0])).wait()
+    assert never(group, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
     with pytest.raises(ValueError, match='takes one key, "p"'):
         bhv.variant_state({"_hook": "stale_fp32", "q": 0.1}, {"seed": 0})
 
@@ -826,6 +830,11 @@ def test_trace_agreement_statistics():
     dots = [None, 1.0, -4.0, 3.0]
     trace = [row(10 + i, 1.0, 1.0, n * n, True, 2, d) for i, (n, d) in enumerate(zip(norms, dots))]
     assert trace_agreement.statistics(trace, nprocs=2)["consecutive_cos"] == pytest.approx(0.5)
+    # A row whose step does not follow the row before (an untraced step between) is left out:
+    # steps 10, 12, 13, 15 keep step 13's cosine -1 only (all three rows: median 0.5).
+    for i, step in enumerate((10, 12, 13, 15)):
+        trace[i][0] = step
+    assert trace_agreement.statistics(trace, nprocs=2)["consecutive_cos"] == pytest.approx(-1.0)
 
 
 def test_break_even_is_the_bandwidth_where_compression_stops_paying(tmp_path):
