@@ -21,7 +21,10 @@ NAME`` runs another of ``laqcore.torch.HOOKS`` (``qsgd``, ``terngrad``, ``rotati
 the object's other keys as its keywords (``{"_hook": "qsgd", "levels": 127}``);
 ``{"_hook": "stale_fp32", "p": P}`` is the control of ``"_random_skip"``: exact float32
 all-reduce where a rank resends its last gradient with probability ``P``
-(:func:`_stale_fp32_hook`).
+(:func:`_stale_fp32_hook`). ``{"_hook": "terngrad_layers"}`` (optional keys
+``"clip_factor"``, default 2.5, and ``"size_to_binarize"``, default 1) is TernGrad as the
+paper's official code runs it, one scaler and one clipping threshold per parameter tensor,
+where ``TernGradState`` has one for the whole flat gradient (:func:`_terngrad_layers_hook`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def variant_state(kwargs: dict[str, Any], cfg: dict[str, Any]) -> tuple[Any, Any
         if set(kwargs) - {"exchange"} != {"p"}:
             raise ValueError(f'{{"_hook": "stale_fp32"}} takes one key, "p"; got {kwargs}')
         return None, _stale_fp32_hook(float(kwargs["p"]), int(cfg["seed"]))
+    if other == "terngrad_layers":  # the bench's reference, not a laqcore hook
+        extra = set(kwargs) - {"exchange", "clip_factor", "size_to_binarize"}
+        if extra:
+            raise ValueError(f'{{"_hook": "terngrad_layers"}} got unknown keys {sorted(extra)}')
+        clip = kwargs.get("clip_factor", 2.5)
+        size = int(kwargs.get("size_to_binarize", 1))
+        return None, _terngrad_layers_hook(clip, size, int(cfg["seed"]))
     if other != "laq":  # another laqcore hook with these keywords
         return make_hook(other, **kwargs)
     quorum = kwargs.pop("_quorum", 0)
@@ -221,6 +231,52 @@ def _stale_fp32_hook(p: float, seed: int) -> Any:
         else:
             sent[i] = buf.clone()
         return allreduce_hook(process_group, bucket)  # DDP's own average of the buffer
+
+    return hook
+
+
+def _terngrad_layers_hook(clip_factor: float | None, size_to_binarize: int, seed: int) -> Any:
+    """TernGrad as its official code runs it (Wen et al. 2017, ``bingrad_common.py``): each
+    parameter tensor is clipped at ``clip_factor`` times its own standard deviation and
+    ternarized with its own scaler; tensors of fewer than ``size_to_binarize`` elements are
+    sent as they are (the official default, 1, ternarizes every tensor). ``TernGradState``
+    clips and scales the whole flat gradient at once. Each rank ternarizes with laqcore's
+    TernGrad compressor (one random stream per rank and tensor, keyed on the iteration) and
+    DDP's own all-reduce averages the decoded tensors: the mean an exchange of the frames
+    would return, so accuracy and loss are the method's; the bytes reported are all-reduce's,
+    the frames' are 2 bits per ternarized element plus a float32 scaler per tensor (4 bytes
+    per element of the tensors sent as they are). The first iteration is a plain all-reduce,
+    as ``TernGradState``'s default ``warmup_steps=1``."""
+    import numpy as np
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from laqcore import get_compressor
+
+    rank = int(os.environ["RANK"])
+    coders: dict[tuple[int, int], Any] = {}  # (bucket, tensor) -> this rank's compressor
+    iteration = [0]
+
+    def hook(process_group: Any, bucket: Any) -> Any:
+        flat, step = bucket.buffer().numpy(), iteration[0]
+        if bucket.is_last():
+            iteration[0] += 1
+        if step == 0:
+            return allreduce_hook(process_group, bucket)
+        start = 0
+        for j, p in enumerate(bucket.parameters()):
+            part = flat[start : start + p.numel()]
+            start += p.numel()
+            if part.shape[0] < size_to_binarize:
+                continue
+            key = (bucket.index(), j)
+            if key not in coders:  # streams rank, rank + 2^20, ...: distinct per tensor
+                stream = rank + (len(coders) << 20)
+                coders[key] = get_compressor(
+                    "terngrad", clip_factor=clip_factor, seed=seed, stream=stream
+                )
+            coder = coders[key]
+            np.copyto(part, coder.decompress(coder.compress(part, step=step)))
+        return allreduce_hook(process_group, bucket)
 
     return hook
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -722,15 +723,11 @@ def test_hook_variants_builds_each_variant_state():
         bhv.variant_state({"_hook": "nope"}, {"seed": 0})
 
 
-def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
-    """``{"_hook": "stale_fp32", "p": P}``: exact all-reduce (here a fake 2-rank group) where a rank
-    resends the gradient it sent last with probability P, never before its first send; the
-    average is divided by the world size."""
-    _bench_hooks_modules()
+def _fake_two_rank_allreduce(monkeypatch: Any) -> Any:
+    """A process group of 2 ranks for DDP's ``allreduce_hook`` (which divides by 2) whose
+    all-reduce returns this rank's tensor: the hook's result is half of what it sent."""
     import torch
     import torch.distributed as dist
-
-    import bench_hook_variants as bhv
 
     monkeypatch.setenv("RANK", "0")
 
@@ -742,23 +739,46 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
         def get_future(self) -> torch.futures.Future[list[torch.Tensor]]:
             return self.fut
 
-    class Group:  # a process group of 2 ranks, for DDP's allreduce_hook (it divides by 2)
+    class Group:
         def size(self) -> int:
             return 2
 
-    group = Group()
     monkeypatch.setattr(dist, "all_reduce", lambda t, group, async_op: Work(t))
+    return Group()
 
-    class Bucket:
-        def __init__(self, values: list[float]) -> None:
-            self.t = torch.tensor(values)
 
-        def buffer(self) -> torch.Tensor:
-            return self.t
+class _Bucket:
+    """The parts of DDP's GradBucket the bench's control hooks read (one bucket, last)."""
 
-        def index(self) -> int:
-            return 0
+    def __init__(self, values: list[float], sizes: list[int] | None = None) -> None:
+        import torch
 
+        self.t = torch.tensor(values)
+        self.sizes = sizes or [len(values)]
+
+    def buffer(self) -> Any:
+        return self.t
+
+    def index(self) -> int:
+        return 0
+
+    def is_last(self) -> bool:
+        return True
+
+    def parameters(self) -> list[Any]:
+        import torch
+
+        return [torch.zeros(k) for k in self.sizes]
+
+
+def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
+    """``{"_hook": "stale_fp32", "p": P}``: exact all-reduce (here a fake 2-rank group) where a rank
+    resends the gradient it sent last with probability P, never before its first send; the
+    average is divided by the world size."""
+    _bench_hooks_modules()
+    import bench_hook_variants as bhv
+
+    group, Bucket = _fake_two_rank_allreduce(monkeypatch), _Bucket
     state, always = bhv.variant_state({"_hook": "stale_fp32", "p": 1.0}, {"seed": 0})
     assert state is None
     assert always(group, Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
@@ -768,6 +788,38 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
     assert never(group, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
     with pytest.raises(ValueError, match='takes one key, "p"'):
         bhv.variant_state({"_hook": "stale_fp32", "q": 0.1}, {"seed": 0})
+
+
+def test_terngrad_layers_control_ternarizes_each_tensor(monkeypatch):
+    """``{"_hook": "terngrad_layers"}``: after a plain first iteration every parameter tensor
+    is ternarized on its own (values 0 and +-s_j, s_j its own largest magnitude; no clipping
+    here), tensors below ``size_to_binarize`` are sent as they are, and DDP's all-reduce
+    averages the result."""
+    _bench_hooks_modules()
+    import numpy as np
+
+    import bench_hook_variants as bhv
+
+    group = _fake_two_rank_allreduce(monkeypatch)
+    small, large = [0.5, -0.25, 0.125], [8.0, -4.0, 2.0, 1.0, -8.0]
+    spec = {"_hook": "terngrad_layers", "clip_factor": None}
+    state, hook = bhv.variant_state(spec, {"seed": 0})
+    assert state is None
+    first = hook(group, _Bucket(small + large, [3, 5])).wait().numpy()
+    assert first.tolist() == [v / 2 for v in small + large]  # iteration 0: plain all-reduce
+    for _ in range(4):
+        out = 2 * hook(group, _Bucket(small + large, [3, 5])).wait().numpy()
+        assert set(np.abs(out[:3]).tolist()) <= {0.0, 0.5}  # the small tensor's own scaler
+        assert set(np.abs(out[3:]).tolist()) <= {0.0, 8.0}  # the large tensor's
+        assert np.all(np.sign(out) * np.sign(small + large) >= 0)
+        assert abs(out[3]) == 8.0 and abs(out[7]) == 8.0  # |g| = s: kept with probability 1
+    _, kept = bhv.variant_state({**spec, "size_to_binarize": 4}, {"seed": 0})
+    kept(group, _Bucket(small + large, [3, 5])).wait()
+    out = 2 * kept(group, _Bucket(small + large, [3, 5])).wait().numpy()
+    assert out[:3].tolist() == small  # below size_to_binarize: as it is
+    assert set(np.abs(out[3:]).tolist()) <= {0.0, 8.0}
+    with pytest.raises(ValueError, match="unknown keys"):
+        bhv.variant_state({"_hook": "terngrad_layers", "levels": 3}, {"seed": 0})
 
 
 def test_random_skip_replaces_the_rule_by_a_seeded_coin(monkeypatch):
