@@ -778,14 +778,14 @@ def test_stale_fp32_control_resends_the_last_gradient(monkeypatch):
     _bench_hooks_modules()
     import bench_hook_variants as bhv
 
-    group, Bucket = _fake_two_rank_allreduce(monkeypatch), _Bucket
+    group = _fake_two_rank_allreduce(monkeypatch)
     state, always = bhv.variant_state({"_hook": "stale_fp32", "p": 1.0}, {"seed": 0})
     assert state is None
-    assert always(group, Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
-    assert always(group, Bucket([6.0, 8.0])).wait().tolist() == [1.0, 2.0]  # then the last sent
+    assert always(group, _Bucket([2.0, 4.0])).wait().tolist() == [1.0, 2.0]  # first: its own
+    assert always(group, _Bucket([6.0, 8.0])).wait().tolist() == [1.0, 2.0]  # then the last
     _, never = bhv.variant_state({"_hook": "stale_fp32", "p": 0.0}, {"seed": 0})
-    never(group, Bucket([2.0, 4.0])).wait()
-    assert never(group, Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
+    never(group, _Bucket([2.0, 4.0])).wait()
+    assert never(group, _Bucket([6.0, 8.0])).wait().tolist() == [3.0, 4.0]
     with pytest.raises(ValueError, match='takes one key, "p"'):
         bhv.variant_state({"_hook": "stale_fp32", "q": 0.1}, {"seed": 0})
 
