@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -456,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "config": {k: v for k, v in cfg.items() if k != "runs"} | {"nprocs": args.nprocs},
         "machine": machine_info(),
+        # Quoted as a shell would need it (the variants are JSON): paste to rerun.
+        "command": shlex.join(
+            ["python", "bench/bench_hook_variants.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "load_average": [load0, os.getloadavg()],
         "wall_s": time.time() - t0,
         "results": results,

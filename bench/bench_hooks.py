@@ -272,22 +272,28 @@ def _progress(key: str, block: dict[str, Any]) -> None:
     print(f"# load {block['launch']['load_before']} -> {block['launch']['load_after']}")
 
 
+def _git(*args: str) -> str:
+    """``git -C bench/ ARGS``'s output; empty without git or outside a checkout."""
+    try:
+        return subprocess.run(
+            ["git", "-C", HERE, *args], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return ""
+
+
 def machine_info() -> dict[str, Any]:
+    """Where and from what a report was made: CPU, versions, commit, edited files."""
     import platform
 
     import torch
 
     import laqcore
 
-    try:
-        commit = subprocess.run(
-            ["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = _git("rev-parse", "--short", "HEAD").strip()
+    # Tracked files that differ from that commit: a report made from an edited bench (or
+    # library) says so, since "commit" alone would name code that did not produce it.
+    modified = sorted(line[3:] for line in _git("status", "--porcelain", "-uno").splitlines())
     from laqcore.bench.timing import machine_info as kernel_machine
 
     kernels = kernel_machine(None)
@@ -303,6 +309,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "laqcore": laqcore.__version__,
         "commit": commit,
+        "modified": modified,
         "torch_threads_per_rank": 1,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -245,6 +245,33 @@ def test_comm_meter_counts_each_collective():
     assert m.snapshot() == (410.0, 410.0)
 
 
+def test_machine_info_names_the_files_edited_since_the_commit(tmp_path, monkeypatch):
+    """A report made from an edited tree lists the edited tracked files beside the commit
+    (the commit alone would name code that did not produce it); untracked files are not
+    listed, and a clean tree gives an empty list."""
+    import shutil
+    import subprocess
+
+    bh, _ = _bench_hooks_modules()
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text("y = 1\n")
+    git("add", "a.py", "b.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    monkeypatch.setattr(bh, "HERE", str(tmp_path))
+    clean = bh.machine_info()
+    assert clean["modified"] == [] and len(clean["commit"]) >= 7
+    (tmp_path / "b.py").write_text("y = 2\n")
+    (tmp_path / "c.py").write_text("untracked\n")
+    assert bh.machine_info()["modified"] == ["b.py"]
+
+
 @pytest.mark.distributed
 def test_bench_hooks_smoke(tmp_path):
     bh, _ = _bench_hooks_modules()
