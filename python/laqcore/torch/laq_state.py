@@ -137,8 +137,9 @@ class LAQState(HookState):
     noise_decay : float, default 0.9
         Decay of the noise estimate's moving average.
     t_bar : int, default 10
-        Force an upload after this many consecutive skips (the paper: 100). Deprecated
-        alias: ``max_stale``.
+        Force an upload after this many consecutive skips (the paper: 100; 1 and 2 skip
+        less without making a transformer safe: docs/ddp.md, "A shorter clock instead").
+        Deprecated alias: ``max_stale``.
     safeguard_patience : int, default 5
         Skips after which this rank watches its gradient norm.
     safeguard_growth : float, default 4.0
