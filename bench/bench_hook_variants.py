@@ -353,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         _rank(sys.argv[2])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="cnn", help="mlp, cnn, big, tf or bncnn")
+    ap.add_argument(
+        "--model", default="cnn", help="mlp, cnn, big, tf, bncnn (controls: cnn_bn, noisycnn)"
+    )
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)

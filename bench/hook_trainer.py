@@ -79,21 +79,21 @@ Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def load_data(model: str, seed: int) -> Data:
-    """(x_train, y_train, x_test, y_test); digits for mlp/cnn, synthetic for ``big``, ``tf``
-    and ``bncnn``."""
+    """(x_train, y_train, x_test, y_test); digits for mlp/cnn/cnn_bn, synthetic for ``big``,
+    ``tf``, ``bncnn`` and ``noisycnn``."""
     g = np.random.default_rng(seed)
     if model == "tf":
         return _token_task(g)
-    if model == "bncnn":
+    if model in ("bncnn", "noisycnn"):
         return _noisy_images(g)
-    if model in ("mlp", "cnn"):
+    if model in ("mlp", "cnn", "cnn_bn"):
         path = resources.files("laqcore.problems") / "data" / "digits.npz"
         with path.open("rb") as fh, np.load(fh) as z:
             x = z["images"].astype(np.float32) / 16.0
             y = z["labels"].astype(np.int64)
         order = g.permutation(len(x))
         x, y = x[order], y[order]
-        if model == "cnn":
+        if model in ("cnn", "cnn_bn"):
             x = x.reshape(-1, 1, 8, 8)
         n_test = 297
     else:
@@ -141,13 +141,17 @@ def _noisy_images(g: np.random.Generator) -> Data:
 class BNCNN(nn.Module):
     """conv3x3(1->16) - BatchNorm - ReLU - maxpool2 - conv3x3(16->32) - ReLU - maxpool2 -
     dropout 0.1 - fc(288->64) - ReLU - fc(64->10): 24k parameters, the layers an ordinary
-    image trainer adds (batch norm, dropout), for ``bncnn``."""
+    image trainer adds (batch norm, dropout), for ``bncnn``; without the batch norm
+    (``batch_norm=False``, the same initial weights) for ``noisycnn``."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_norm: bool = True) -> None:
         super().__init__()
+        # BatchNorm's affine weights start at 1 and 0, so leaving it out draws the same
+        # initial convolution and linear weights.
+        norm = [nn.BatchNorm2d(16)] if batch_norm else []
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
+            *norm,
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(16, 32, 3, padding=1),
@@ -180,12 +184,16 @@ class TinyTransformer(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """conv3x3(1->16) - ReLU - conv3x3(16->32) - ReLU - maxpool2 - fc(512->46) - ReLU - fc(46->10)."""
+    """conv3x3(1->16) - ReLU - conv3x3(16->32) - ReLU - maxpool2 - fc(512->46) - ReLU - fc(46->10);
+    with ``batch_norm=True`` (``cnn_bn``) a BatchNorm after the first convolution, the same
+    initial weights otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch_norm: bool = False) -> None:
         super().__init__()
+        norm = [nn.BatchNorm2d(16)] if batch_norm else []
         self.features = nn.Sequential(
             nn.Conv2d(1, 16, 3, padding=1),
+            *norm,
             nn.ReLU(),
             nn.Conv2d(16, 32, 3, padding=1),
             nn.ReLU(),
@@ -200,6 +208,8 @@ class SmallCNN(nn.Module):
 def build_model(model: str, scale: int = 1) -> nn.Module:
     """``mlp``: 64-256-256-10 (85k); ``cnn``: SmallCNN (29k); ``big``: 512-2048-2048-10 (5.3M);
     ``tf``: TinyTransformer (71k) on the token task; ``bncnn``: BNCNN (24k) on noisy images.
+    Controls for what makes ``bncnn`` fragile, its data or its batch norm: ``cnn_bn``, the
+    digits CNN with a batch norm; ``noisycnn``, ``bncnn`` without one.
 
     ``scale`` divides the hidden widths (the smoke test's tiny sizes).
     """
@@ -208,8 +218,8 @@ def build_model(model: str, scale: int = 1) -> nn.Module:
         return nn.Sequential(
             nn.Linear(64, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
         )
-    if model == "cnn":
-        return SmallCNN()
+    if model in ("cnn", "cnn_bn"):
+        return SmallCNN(batch_norm=model == "cnn_bn")
     if model == "big":
         h = 2048 // scale
         return nn.Sequential(
@@ -217,9 +227,11 @@ def build_model(model: str, scale: int = 1) -> nn.Module:
         )
     if model == "tf":
         return TinyTransformer(max(4, 64 // scale // 4 * 4))  # 4 heads divide the width
-    if model == "bncnn":
-        return BNCNN()
-    raise ValueError(f"unknown model {model!r}: mlp, cnn, big, tf or bncnn")
+    if model in ("bncnn", "noisycnn"):
+        return BNCNN(batch_norm=model == "bncnn")
+    raise ValueError(
+        f"unknown model {model!r}: mlp, cnn, big, tf, bncnn, or the controls cnn_bn, noisycnn"
+    )
 
 
 # --------------------------------------------------------------------------------------
