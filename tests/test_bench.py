@@ -209,6 +209,46 @@ def test_tc_token_bucket_burst():
             bd.Netns(2, "1gbit", 0.0, bad)
 
 
+def test_batch_norm_control_models_differ_from_their_bases_by_the_batch_norm_only():
+    """``cnn_bn`` is the digits CNN with one BatchNorm, ``noisycnn`` is ``bncnn`` without its
+    one: the same initial weights from the same seed, 2 x 16 affine parameters apart, and
+    the bases' parameter names unchanged (recorded runs of ``cnn``/``bncnn`` stay valid)."""
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import torch
+
+    import hook_trainer as ht
+
+    def built(name: str) -> torch.nn.Module:
+        torch.manual_seed(0)
+        return ht.build_model(name)
+
+    def norms(m: torch.nn.Module) -> int:
+        return sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    def weights(m: torch.nn.Module) -> list[torch.Tensor]:  # convolutions' and linears'
+        return [p for p in m.parameters() if p.dim() > 1]
+
+    for base, control, bn_base in (("cnn", "cnn_bn", 0), ("bncnn", "noisycnn", 1)):
+        a, b = built(base), built(control)
+        assert (norms(a), norms(b)) == (bn_base, 1 - bn_base)
+        assert abs(count(a) - count(b)) == 32
+        assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b), strict=True))
+    assert [n for n, _ in built("cnn").named_parameters()][:4] == [
+        "features.0.weight",
+        "features.0.bias",
+        "features.2.weight",
+        "features.2.bias",
+    ]
+    with pytest.raises(ValueError, match="cnn_bn, noisycnn"):
+        ht.build_model("resnet")
+    x, _, xt, _ = ht.load_data("cnn_bn", 0)
+    assert tuple(x.shape[1:]) == (1, 8, 8) and len(xt) == 297
+    assert ht.load_data("noisycnn", 0)[0].shape[1:] == (1, 12, 12)
+
+
 def test_comm_meter_counts_each_collective():
     _, ht = _bench_hooks_modules()
     import torch
