@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -401,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     sys.path.insert(0, HERE)
-    from bench_hooks import OPTIM_CONFIGS, machine_info
+    from bench_hooks import OPTIM_CONFIGS, bench_command, machine_info
 
     try:
         runs, lr = _runs(args, OPTIM_CONFIGS)
@@ -459,10 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "config": {k: v for k, v in cfg.items() if k != "runs"} | {"nprocs": args.nprocs},
         "machine": machine_info(),
-        # Quoted as a shell would need it (the variants are JSON): paste to rerun.
-        "command": shlex.join(
-            ["python", "bench/bench_hook_variants.py", *(sys.argv[1:] if argv is None else argv)]
-        ),
+        "command": bench_command(__file__, sys.argv[1:] if argv is None else argv),
         "load_average": [load0, os.getloadavg()],
         "wall_s": time.time() - t0,
         "results": results,

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -282,6 +283,12 @@ def _git(*args: str) -> str:
         return ""
 
 
+def bench_command(script: str, argv: list[str]) -> str:
+    """The command that reruns a bench, as its report records it: ``python bench/NAME ARGS``,
+    quoted as a shell needs it (hook lists and variants may hold JSON), so it pastes."""
+    return shlex.join(["python", f"bench/{os.path.basename(script)}", *argv])
+
+
 def machine_info() -> dict[str, Any]:
     """Where and from what a report was made: CPU, versions, commit, edited files."""
     import platform
@@ -425,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "machine": machine_info(),
         "args": vars(args),
-        "command": "python bench/bench_hooks.py " + " ".join(argv or sys.argv[1:]),
+        "command": bench_command(__file__, sys.argv[1:] if argv is None else argv),
         "table": {},
         "tc": {},
     }

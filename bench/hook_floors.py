@@ -310,12 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from bench_distributed import Netns, netns_available
-    from bench_hooks import launch, machine_info
+    from bench_hooks import bench_command, launch, machine_info
 
     report: dict[str, Any] = {
         "machine": machine_info(),
         "args": vars(args),
-        "command": "python bench/hook_floors.py " + " ".join(argv),
+        "command": bench_command(__file__, argv),
         "launches": {},
     }
     cfg = {

@@ -312,6 +312,18 @@ def test_machine_info_names_the_files_edited_since_the_commit(tmp_path, monkeypa
     assert bh.machine_info()["modified"] == ["b.py"]
 
 
+def test_bench_command_reruns_the_bench_as_a_shell_reads_it():
+    """Reports record ``python bench/NAME ARGS`` with JSON arguments quoted, so the line
+    pastes into a shell and gives the bench the same arguments back."""
+    import shlex
+
+    bh, _ = _bench_hooks_modules()
+    args = ["--seed", "0", "--variants", '["allreduce", {"t_bar": 1}]']
+    line = bh.bench_command("/any/where/bench/bench_hook_variants.py", args)
+    assert line.startswith("python bench/bench_hook_variants.py --seed 0 --variants '")
+    assert shlex.split(line)[2:] == args
+
+
 @pytest.mark.distributed
 def test_bench_hooks_smoke(tmp_path):
     bh, _ = _bench_hooks_modules()
