@@ -27,6 +27,7 @@ import numpy as np
 import laqcore
 from laqcore.bench.timing import emit_report
 from laqcore.lazy_state import LazyUploader
+from provenance import bench_command, source_info
 
 
 def run_arm(
@@ -102,7 +103,8 @@ def main() -> None:
     for r in rows:
         r["bits_over_best_fixed"] = None if best is None else r["bits"] / best
     doc = {
-        "command": "python " + " ".join(sys.argv),
+        "command": bench_command(__file__, sys.argv[1:]),
+        **source_info(),  # commit, modified
         "problem": f"{args.dataset} softmax M=10",
         "alpha": args.alpha,
         "eps": args.eps,

@@ -44,6 +44,7 @@ from bench_adaptive_bits import run_arm
 from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
+from provenance import bench_command, source_info
 
 Choose = Callable[[LazyUploader, Any, float], LAQPayload]
 
@@ -156,7 +157,8 @@ def main() -> None:
         print(rows[-1], file=sys.stderr, flush=True)
     emit_report(
         {
-            "command": "python " + " ".join(sys.argv),
+            "command": bench_command(__file__, sys.argv[1:]),
+            **source_info(),  # commit, modified
             "problem": args.dataset,
             "block_size": args.block_size,
             "rows": rows,

@@ -53,6 +53,7 @@ from bench_adaptive_bits import run_arm
 from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
+from provenance import bench_command, source_info
 
 _PAPER_QUANTIZE = laq_module.laq_quantize
 _PAPER_ACCUMULATE = laq_module._accumulate
@@ -200,7 +201,8 @@ def main() -> None:
         args.max_iterations = 2000 if args.diagnose else 5000
     if args.diagnose:
         doc = {
-            "command": "python " + " ".join(sys.argv),
+            "command": bench_command(__file__, sys.argv[1:]),
+            **source_info(),  # commit, modified
             "problem": f"{args.dataset} softmax M=10, LAQ b=3 (paper grid), alpha={args.alpha}",
             "max_iterations": args.max_iterations,
             "diagnosis": diagnose(problem, args),
@@ -238,7 +240,8 @@ def main() -> None:
         r["bits_over_best_fixed_both_grids"] = None if both is None else r["bits"] / both
         r["bits_over_best_fixed_paper_grid"] = None if paper is None else r["bits"] / paper
     doc = {
-        "command": "python " + " ".join(sys.argv),
+        "command": bench_command(__file__, sys.argv[1:]),
+        **source_info(),  # commit, modified
         "prototype": "zero-level grid injected by this script (numpy), not library code",
         "problem": f"{args.dataset} softmax M=10",
         "alpha": args.alpha,

@@ -34,6 +34,7 @@ import laqcore
 from laqcore import _core, runtime
 from laqcore.bench.timing import SHARED_MACHINE, emit_report, machine_info
 from laqcore.entropy import entropy_encode
+from provenance import bench_command, source_info
 
 PHASES = ("quantize", "encode", "decode", "encode_scalar", "decode_scalar")
 
@@ -127,7 +128,8 @@ def main() -> None:
     load_before = list(os.getloadavg())
     speed_result = speed(args.n, args.repeat)
     result = {
-        "command": "python " + " ".join(sys.argv),
+        "command": bench_command(__file__, sys.argv[1:]),
+        **source_info(),  # commit, modified
         "machine": {
             **machine_info(None, SHARED_MACHINE),
             "load_average_before_after_speed": [load_before, list(os.getloadavg())],

@@ -352,9 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         _rank(sys.argv[2])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--model", default="cnn", help="mlp, cnn, big, tf, bncnn (controls: cnn_bn, noisycnn)"
-    )
+    sys.path.insert(0, HERE)
+    from hook_trainer import MODELS, models_help
+
+    ap.add_argument("--model", default="cnn", choices=list(MODELS), help=models_help())
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -399,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         help="do not give laqcore's hook states the GradScaler (grad_scaler=None)",
     )
     args = ap.parse_args(argv)
-    sys.path.insert(0, HERE)
-    from bench_hooks import OPTIM_CONFIGS, bench_command, machine_info
+    from bench_hooks import OPTIM_CONFIGS, machine_info
+    from provenance import bench_command
 
     try:
         runs, lr = _runs(args, OPTIM_CONFIGS)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,8 @@ from hook_report import (  # noqa: E402
     summarize,
     summary_md,
 )
-from hook_trainer import HOOKS  # noqa: E402
+from hook_trainer import HOOKS, MODELS, models_help  # noqa: E402
+from provenance import bench_command, source_info  # noqa: E402
 
 TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,qsgd_l2,terngrad,rotation"
 TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
@@ -273,22 +273,6 @@ def _progress(key: str, block: dict[str, Any]) -> None:
     print(f"# load {block['launch']['load_before']} -> {block['launch']['load_after']}")
 
 
-def _git(*args: str) -> str:
-    """``git -C bench/ ARGS``'s output; empty without git or outside a checkout."""
-    try:
-        return subprocess.run(
-            ["git", "-C", HERE, *args], capture_output=True, text=True, check=False
-        ).stdout
-    except OSError:
-        return ""
-
-
-def bench_command(script: str, argv: list[str]) -> str:
-    """The command that reruns a bench, as its report records it: ``python bench/NAME ARGS``,
-    quoted as a shell needs it (hook lists and variants may hold JSON), so it pastes."""
-    return shlex.join(["python", f"bench/{os.path.basename(script)}", *argv])
-
-
 def machine_info() -> dict[str, Any]:
     """Where and from what a report was made: CPU, versions, commit, edited files."""
     import platform
@@ -296,11 +280,6 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     import laqcore
-
-    commit = _git("rev-parse", "--short", "HEAD").strip()
-    # Tracked files that differ from that commit: a report made from an edited bench (or
-    # library) says so, since "commit" alone would name code that did not produce it.
-    modified = sorted(line[3:] for line in _git("status", "--porcelain", "-uno").splitlines())
     from laqcore.bench.timing import machine_info as kernel_machine
 
     kernels = kernel_machine(None)
@@ -315,8 +294,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "laqcore": laqcore.__version__,
-        "commit": commit,
-        "modified": modified,
+        **source_info(),  # commit, modified
         "torch_threads_per_rank": 1,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -353,7 +331,7 @@ def _write(report: dict[str, Any], out: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--suite", default="table,tc,optim", help="table, tc, optim (comma list)")
-    ap.add_argument("--models", default="mlp,cnn,big")
+    ap.add_argument("--models", default="mlp,cnn,big", help=f"comma list; {models_help()}")
     ap.add_argument("--nprocs", default="2,4")
     ap.add_argument("--hooks", default=TABLE_HOOKS, help=f"any of {','.join(HOOKS)}")
     ap.add_argument("--steps", type=int, default=300)
@@ -378,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=int, default=1, help="divide hidden widths (smoke tests)")
     ap.add_argument("--rates", default="100mbit,1gbit")
     ap.add_argument("--tc-nprocs", default="2,4")
-    ap.add_argument("--tc-model", default="mlp,big", help="comma list of mlp, cnn, big")
+    ap.add_argument("--tc-model", default="mlp,big", help="comma list, as --models")
     ap.add_argument("--tc-hooks", default=TC_HOOKS)
     from bench_distributed import add_burst_argument
 
@@ -419,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     for h in (args.hooks + "," + args.tc_hooks + "," + args.optim_hooks).split(","):
         if h not in HOOKS:
             ap.error(f"unknown hook {h!r}; one of {','.join(HOOKS)}")
+    for m in (args.models + "," + args.tc_model).split(","):
+        if m not in MODELS:
+            ap.error(f"unknown model {m!r}; one of {','.join(MODELS)}")
     if "local" in args.tc_hooks.split(","):
         # Its ranks train different models, so no loss is common to them to reach; a launch
         # with it broke the process group for every run after it.

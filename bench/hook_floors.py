@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         rank_main(argv[0])  # a rank, started by launch()
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="mlp", help="mlp, cnn or big (bench/hook_trainer.py)")
+    from hook_trainer import MODELS, models_help
+
+    ap.add_argument("--model", default="mlp", choices=list(MODELS), help=models_help())
     ap.add_argument("--nprocs", default="2,4")
     ap.add_argument("--rates", default="none,100mbit,1gbit", help="'none': loopback")
     from bench_distributed import add_burst_argument
@@ -310,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     from bench_distributed import Netns, netns_available
-    from bench_hooks import bench_command, launch, machine_info
+    from bench_hooks import launch, machine_info
+    from provenance import bench_command
 
     report: dict[str, Any] = {
         "machine": machine_info(),

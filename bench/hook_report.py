@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 _LABEL = {
@@ -310,60 +311,59 @@ def markdown(report: dict[str, Any], only: str | None = None) -> str:
 def summary_md(report: dict[str, Any]) -> str:
     """The condensed tables of the README: one row per hook, one column per run."""
     lines: list[str] = []
-    table = report.get("table", {})
-    if table:
-        keys = list(table)
-        hooks = list(dict.fromkeys(h for k in keys for h in table[k]["hooks"]))
-        head = " | ".join(f"{k.replace('/', ', ')} ranks" for k in keys)
-        lines += [
+    if report.get("table"):
+        lines += _hook_grid(
+            report["table"],
             "Step time in ms (x all-reduce's), recv KB per rank per step, test accuracy:",
-            "",
-            f"| hook | {head} |",
-            "|---|" + "---:|" * len(keys),
-        ]
-        for h in hooks:
-            cells = []
-            for k in keys:
-                s = table[k]["hooks"].get(h, {"error": "not run"})
-                base = table[k]["hooks"].get("allreduce", {}).get("step_ms")
-                if s.get("error"):
-                    cells.append("failed: " + error_line(s["error"], 60))
-                    continue
-                r = f" ({s['step_ms'] / base:.1f}x)" if base else ""
-                sk = s.get("skipped_frac")
-                sk_txt = f", {sk:.0%} skipped" if sk else ""
-                cells.append(
-                    f"{s['step_ms']:.1f}{r}, {s['recv_kb']:.0f} KB, {s['test_acc']:.3f}{sk_txt}"
-                )
-            lines.append(f"| {_LABEL.get(h, h)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    tc = report.get("tc", {})
-    if tc:
-        keys = list(tc)
-        hooks = list(dict.fromkeys(h for k in keys for h in tc[k]["hooks"]))
-        head = " | ".join(f"{k.replace('/', ', ')} ranks" for k in keys)
-        lines += [
+            _step_cell,
+        )
+    if report.get("tc"):
+        lines += _hook_grid(
+            report["tc"],
             "Time to the all-reduce's loss over tc-shaped links, s (speed-up vs all-reduce), "
             "test accuracy:",
-            "",
-            f"| hook | {head} |",
-            "|---|" + "---:|" * len(keys),
-        ]
-        for h in hooks:
-            cells = []
-            for k in keys:
-                s = tc[k]["hooks"].get(h, {})
-                t0 = tc[k]["hooks"].get("allreduce", {}).get("time_to_target_s")
-                t = s.get("time_to_target_s")
-                if not s:  # a hook this cell's launch did not include (merged reports)
-                    cells.append("-")
-                elif s.get("error"):
-                    cells.append("failed: " + error_line(s["error"], 60))
-                elif not t:
-                    cells.append(f"not reached in {s['steps']} steps, {s['test_acc']:.3f}")
-                else:
-                    sp = f" ({t0 / t:.2f}x)" if t0 else ""
-                    cells.append(f"{t:.1f}{sp}, {s['test_acc']:.3f}")
-            lines.append(f"| {_LABEL.get(h, h)} | " + " | ".join(cells) + " |")
-        lines.append("")
+            _time_to_target_cell,
+        )
     return "\n".join(lines)
+
+
+# A cell of a summary grid: (this hook's run, the same launch's all-reduce run) -> text.
+Cell = Callable[[dict[str, Any], dict[str, Any]], str]
+
+
+def _hook_grid(runs: dict[str, Any], title: str, cell: Cell) -> list[str]:
+    """One row per hook (in the order the launches ran them), one column per launch
+    (``model/nprocs``): ``cell(run, allreduce_run)``; "-" where a launch did not run the
+    hook (merged reports), "failed: ..." where it failed."""
+    keys = list(runs)
+    hooks = list(dict.fromkeys(h for k in keys for h in runs[k]["hooks"]))
+    head = " | ".join(f"{k.replace('/', ', ')} ranks" for k in keys)
+    lines = [title, "", f"| hook | {head} |", "|---|" + "---:|" * len(keys)]
+    for h in hooks:
+        cells = []
+        for k in keys:
+            s = runs[k]["hooks"].get(h, {})
+            if not s:
+                cells.append("-")
+            elif s.get("error"):
+                cells.append("failed: " + error_line(s["error"], 60))
+            else:
+                cells.append(cell(s, runs[k]["hooks"].get("allreduce", {})))
+        lines.append(f"| {_LABEL.get(h, h)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _step_cell(s: dict[str, Any], allreduce: dict[str, Any]) -> str:
+    base = allreduce.get("step_ms")
+    r = f" ({s['step_ms'] / base:.1f}x)" if base else ""
+    sk = s.get("skipped_frac")
+    sk_txt = f", {sk:.0%} skipped" if sk else ""
+    return f"{s['step_ms']:.1f}{r}, {s['recv_kb']:.0f} KB, {s['test_acc']:.3f}{sk_txt}"
+
+
+def _time_to_target_cell(s: dict[str, Any], allreduce: dict[str, Any]) -> str:
+    t0, t = allreduce.get("time_to_target_s"), s.get("time_to_target_s")
+    if not t:
+        return f"not reached in {s['steps']} steps, {s['test_acc']:.3f}"
+    sp = f" ({t0 / t:.2f}x)" if t0 else ""
+    return f"{t:.1f}{sp}, {s['test_acc']:.3f}"

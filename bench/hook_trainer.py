@@ -31,7 +31,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -79,33 +80,39 @@ Data = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def load_data(model: str, seed: int) -> Data:
-    """(x_train, y_train, x_test, y_test); digits for mlp/cnn/cnn_bn, synthetic for ``big``,
-    ``tf``, ``bncnn`` and ``noisycnn``."""
-    g = np.random.default_rng(seed)
-    if model == "tf":
-        return _token_task(g)
-    if model in ("bncnn", "noisycnn"):
-        return _noisy_images(g)
-    if model in ("mlp", "cnn", "cnn_bn"):
-        path = resources.files("laqcore.problems") / "data" / "digits.npz"
-        with path.open("rb") as fh, np.load(fh) as z:
-            x = z["images"].astype(np.float32) / 16.0
-            y = z["labels"].astype(np.int64)
-        order = g.permutation(len(x))
-        x, y = x[order], y[order]
-        if model in ("cnn", "cnn_bn"):
-            x = x.reshape(-1, 1, 8, 8)
-        n_test = 297
-    else:
-        # A learnable synthetic task: labels from a fixed random two-layer teacher.
-        d, n = 512, 12000
-        x = g.standard_normal((n, d)).astype(np.float32)
-        w1 = g.standard_normal((d, 64)).astype(np.float32) / np.sqrt(d)
-        w2 = g.standard_normal((64, 10)).astype(np.float32)
-        y = np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
-        n_test = 2000
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    return xt[n_test:], yt[n_test:], xt[:n_test], yt[:n_test]
+    """(x_train, y_train, x_test, y_test) of ``model``'s task (:data:`MODELS`), shuffled or
+    drawn with ``seed``."""
+    return _TASKS[_spec(model).task](np.random.default_rng(seed))
+
+
+def _digits(g: np.random.Generator, images: bool) -> Data:
+    """The embedded digits (8x8, 1,797), shuffled; 297 held out for the test. ``images``:
+    as 1x8x8 images for the CNNs, else rows of 64."""
+    path = resources.files("laqcore.problems") / "data" / "digits.npz"
+    with path.open("rb") as fh, np.load(fh) as z:
+        x = z["images"].astype(np.float32) / 16.0
+        y = z["labels"].astype(np.int64)
+    order = g.permutation(len(x))
+    x, y = x[order], y[order]
+    if images:
+        x = x.reshape(-1, 1, 8, 8)
+    return _split(torch.from_numpy(x), torch.from_numpy(y), 297)
+
+
+def _teacher(g: np.random.Generator) -> Data:
+    """A learnable synthetic task for ``big``: labels from a fixed random two-layer teacher
+    on 512 Gaussian features; 10,000 training and 2,000 test rows."""
+    d, n = 512, 12000
+    x = g.standard_normal((n, d)).astype(np.float32)
+    w1 = g.standard_normal((d, 64)).astype(np.float32) / np.sqrt(d)
+    w2 = g.standard_normal((64, 10)).astype(np.float32)
+    y = np.argmax(np.tanh(x @ w1) @ w2, axis=1).astype(np.int64)
+    return _split(torch.from_numpy(x), torch.from_numpy(y), 2000)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, n_test: int) -> Data:
+    """The first ``n_test`` rows are the test set."""
+    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
 
 
 #: The token task of the ``tf`` model: sequences of TOKEN_LEN tokens from a vocabulary of
@@ -122,7 +129,7 @@ def _token_task(g: np.random.Generator) -> Data:
         [3 * (x == c).sum(1) + (x == c + TOKEN_CLASSES).sum(1) for c in range(TOKEN_CLASSES)], 1
     )
     y = weight.argmax(1)
-    return x[n_test:], y[n_test:], x[:n_test], y[:n_test]
+    return _split(x, y, n_test)
 
 
 def _noisy_images(g: np.random.Generator) -> Data:
@@ -134,8 +141,7 @@ def _noisy_images(g: np.random.Generator) -> Data:
     n, n_test = 11600, 2000
     y = g.integers(0, 10, n)
     x = templates[y] + 2.6 * g.standard_normal((n, 1, 12, 12)).astype(np.float32)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    return xt[n_test:], yt[n_test:], xt[:n_test], yt[:n_test]
+    return _split(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), n_test)
 
 
 class BNCNN(nn.Module):
@@ -205,33 +211,69 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))  # type: ignore[no-any-return]
 
 
-def build_model(model: str, scale: int = 1) -> nn.Module:
-    """``mlp``: 64-256-256-10 (85k); ``cnn``: SmallCNN (29k); ``big``: 512-2048-2048-10 (5.3M);
-    ``tf``: TinyTransformer (71k) on the token task; ``bncnn``: BNCNN (24k) on noisy images.
-    Controls for what makes ``bncnn`` fragile, its data or its batch norm: ``cnn_bn``, the
-    digits CNN with a batch norm; ``noisycnn``, ``bncnn`` without one.
-
-    ``scale`` divides the hidden widths (the smoke test's tiny sizes).
-    """
-    if model == "mlp":
-        h = 256 // scale
-        return nn.Sequential(
-            nn.Linear(64, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
-        )
-    if model in ("cnn", "cnn_bn"):
-        return SmallCNN(batch_norm=model == "cnn_bn")
-    if model == "big":
-        h = 2048 // scale
-        return nn.Sequential(
-            nn.Linear(512, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 10)
-        )
-    if model == "tf":
-        return TinyTransformer(max(4, 64 // scale // 4 * 4))  # 4 heads divide the width
-    if model in ("bncnn", "noisycnn"):
-        return BNCNN(batch_norm=model == "bncnn")
-    raise ValueError(
-        f"unknown model {model!r}: mlp, cnn, big, tf, bncnn, or the controls cnn_bn, noisycnn"
+def _mlp(d_in: int, width: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(d_in, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
     )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A bench model: its task (a key of ``_TASKS``), how to build it for a ``scale`` (which
+    divides the hidden widths: the smoke tests' tiny sizes), and what it is."""
+
+    task: str
+    build: Callable[[int], nn.Module]
+    about: str
+
+
+#: The bench models by name (``--model``), each with the task it trains on. ``cnn_bn`` and
+#: ``noisycnn`` are controls for what makes ``bncnn`` fragile, its data or its batch norm.
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec("digits", lambda k: _mlp(64, 256 // k), "MLP 64-256-256-10 (85k) on digits"),
+    "cnn": ModelSpec("digit_images", lambda k: SmallCNN(), "SmallCNN (29k) on digits"),
+    "big": ModelSpec(
+        "teacher", lambda k: _mlp(512, 2048 // k), "MLP 512-2048-2048-10 (5.3M) on a teacher task"
+    ),
+    # 4 heads divide the width
+    "tf": ModelSpec(
+        "tokens",
+        lambda k: TinyTransformer(max(4, 64 // k // 4 * 4)),
+        "TinyTransformer (71k) on a token task",
+    ),
+    "bncnn": ModelSpec("noisy_images", lambda k: BNCNN(), "BNCNN (24k) on noisy images"),
+    "cnn_bn": ModelSpec(
+        "digit_images", lambda k: SmallCNN(batch_norm=True), "cnn with a BatchNorm (control)"
+    ),
+    "noisycnn": ModelSpec(
+        "noisy_images", lambda k: BNCNN(batch_norm=False), "bncnn without its BatchNorm (control)"
+    ),
+}
+
+#: The tasks by the name MODELS gives them: (rng) -> Data.
+_TASKS: dict[str, Callable[[np.random.Generator], Data]] = {
+    "digits": lambda g: _digits(g, images=False),
+    "digit_images": lambda g: _digits(g, images=True),
+    "teacher": _teacher,
+    "tokens": _token_task,
+    "noisy_images": _noisy_images,
+}
+
+
+def _spec(model: str) -> ModelSpec:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}: one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def models_help() -> str:
+    """The models for a ``--model`` help text: each name with what it is."""
+    return "; ".join(f"{name}: {spec.about}" for name, spec in MODELS.items())
+
+
+def build_model(model: str, scale: int = 1) -> nn.Module:
+    """A fresh ``model`` (:data:`MODELS`); ``scale`` divides the hidden widths."""
+    return _spec(model).build(scale)
 
 
 # --------------------------------------------------------------------------------------

@@ -246,7 +246,9 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="big", help="mlp, cnn or big (bench/hook_trainer.py)")
+    from hook_trainer import MODELS, models_help
+
+    ap.add_argument("--model", default="big", choices=list(MODELS), help=models_help())
     ap.add_argument("--nprocs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=13)
     ap.add_argument("--warm", type=int, default=3, help="steps left out of the means")

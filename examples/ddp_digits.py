@@ -87,6 +87,7 @@ def main() -> None:
         out = train(dist.get_rank(), world, args.method, args.steps, args.lr, args.amp)
         if dist.get_rank() == 0:
             print(out)
+        dist.barrier()  # before the teardown: docs/ddp.md, "Faults" (a PyTorch exit race)
         dist.destroy_process_group()
         return
     from laqcore.distributed import run_processes

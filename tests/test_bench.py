@@ -167,21 +167,24 @@ def test_laqcore_command_has_bench(tmp_path, capsys):
 # --------------------------------------------------------------------------------------
 # bench/bench_hooks.py: DDP hooks inside an outside-style trainer (tiny smoke run, no tc)
 # --------------------------------------------------------------------------------------
-def _bench_hooks_modules():
+def _bench_module(name: str):
+    """bench/NAME.py, imported with bench/ on the path (as the scripts import each other)."""
+    import importlib
     import os
     import sys
 
-    require_torch("the bench/bench_hooks.py smoke runs")
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-    if not os.path.isfile(os.path.join(here, "bench_hooks.py")):
+    if not os.path.isfile(os.path.join(here, f"{name}.py")):
         # CI runs the suite against the installed wheel from a copy of tests/ alone.
-        pytest.skip("needs the source checkout (bench/bench_hooks.py)")
+        pytest.skip(f"needs the source checkout (bench/{name}.py)")
     if here not in sys.path:
         sys.path.insert(0, here)
-    import bench_hooks
-    import hook_meter
+    return importlib.import_module(name)
 
-    return bench_hooks, hook_meter
+
+def _bench_hooks_modules():
+    require_torch("the bench/bench_hooks.py smoke runs")
+    return _bench_module("bench_hooks"), _bench_module("hook_meter")
 
 
 def test_tc_token_bucket_burst():
@@ -244,6 +247,9 @@ def test_batch_norm_control_models_differ_from_their_bases_by_the_batch_norm_onl
     ]
     with pytest.raises(ValueError, match="cnn_bn, noisycnn"):
         ht.build_model("resnet")
+    # an unknown name once fell through to the big model's synthetic task
+    with pytest.raises(ValueError, match="unknown model 'cnnn': one of mlp, cnn, big"):
+        ht.load_data("cnnn", 0)
     x, _, xt, _ = ht.load_data("cnn_bn", 0)
     assert tuple(x.shape[1:]) == (1, 8, 8) and len(xt) == 297
     assert ht.load_data("noisycnn", 0)[0].shape[1:] == (1, 12, 12)
@@ -285,14 +291,14 @@ def test_comm_meter_counts_each_collective():
     assert m.snapshot() == (410.0, 410.0)
 
 
-def test_machine_info_names_the_files_edited_since_the_commit(tmp_path, monkeypatch):
+def test_source_info_names_the_files_edited_since_the_commit(tmp_path, monkeypatch):
     """A report made from an edited tree lists the edited tracked files beside the commit
     (the commit alone would name code that did not produce it); untracked files are not
     listed, and a clean tree gives an empty list."""
     import shutil
     import subprocess
 
-    bh, _ = _bench_hooks_modules()
+    prov = _bench_module("provenance")
     if shutil.which("git") is None:
         pytest.skip("needs git")
 
@@ -304,12 +310,12 @@ def test_machine_info_names_the_files_edited_since_the_commit(tmp_path, monkeypa
     (tmp_path / "b.py").write_text("y = 1\n")
     git("add", "a.py", "b.py")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
-    monkeypatch.setattr(bh, "HERE", str(tmp_path))
-    clean = bh.machine_info()
+    monkeypatch.setattr(prov, "HERE", str(tmp_path))
+    clean = prov.source_info()
     assert clean["modified"] == [] and len(clean["commit"]) >= 7
     (tmp_path / "b.py").write_text("y = 2\n")
     (tmp_path / "c.py").write_text("untracked\n")
-    assert bh.machine_info()["modified"] == ["b.py"]
+    assert prov.source_info()["modified"] == ["b.py"]
 
 
 def test_bench_command_reruns_the_bench_as_a_shell_reads_it():
@@ -317,9 +323,9 @@ def test_bench_command_reruns_the_bench_as_a_shell_reads_it():
     pastes into a shell and gives the bench the same arguments back."""
     import shlex
 
-    bh, _ = _bench_hooks_modules()
+    prov = _bench_module("provenance")
     args = ["--seed", "0", "--variants", '["allreduce", {"t_bar": 1}]']
-    line = bh.bench_command("/any/where/bench/bench_hook_variants.py", args)
+    line = prov.bench_command("/any/where/bench/bench_hook_variants.py", args)
     assert line.startswith("python bench/bench_hook_variants.py --seed 0 --variants '")
     assert shlex.split(line)[2:] == args
 
@@ -335,6 +341,9 @@ def test_bench_hooks_smoke(tmp_path):
     argv += ["--rounds", "2"]  # the list, then the list reversed, in one launch
     assert bh.main([*argv, "--hooks", ",".join(hooks), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    # What produced it: the command, and the checkout (bench/provenance.py) in the machine
+    assert report["command"].startswith("python bench/bench_hooks.py --suite table ")
+    assert {"commit", "modified", "cpu", "torch"} <= set(report["machine"])
     runs = report["table"]["mlp/2"]["hooks"]
     assert list(runs) == hooks
     for name, s in runs.items():
