@@ -35,21 +35,27 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import laqcore
-import laqcore.laq as laq_module
 from bench_adaptive_bits import run_arm
+from laq_prototypes import (
+    PAPER_ACCUMULATE,
+    PAPER_QUANTIZE,
+    DecodedPayload,
+    decoded_payload,
+    decoded_payloads,
+)
 from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
 
-_PAPER_ACCUMULATE = laq_module._accumulate
+_PAPER_ACCUMULATE = PAPER_ACCUMULATE
 #: The width field: 4 bits (b_j in 0..8) or 3 (0..6 and 8: width 7 is not offered).
 WIDTH_FIELDS = {4: tuple(range(9)), 3: (0, 1, 2, 3, 4, 5, 6, 8)}
 #: How a block's radius travels: "f32" exactly (32 bits a block); "logK" (K = 8, 2) as
@@ -66,11 +72,10 @@ WIDTH_FIELD_BITS = 4  # the default field
 ERR_COEF = 3.0
 
 
-class BlockWidthPayload(LAQPayload):
+class BlockWidthPayload(DecodedPayload):
     """A LAQ payload with one width per block; ``dq`` is its decoded innovation and
     ``frame_bytes`` its exact frame size (LAQ's fixed bytes + the packed block fields)."""
 
-    dq: np.ndarray[Any, np.dtype[np.float32]]
     frame_bytes: int
 
     @property
@@ -184,27 +189,20 @@ def _choose(
         else:
             target = value * v2
         widths, dq64, bits = allocate(v, block, target, code, width_bits, ternary)
-        dq = dq64.astype(np.float32)
-        err = (p + dq) - g  # float32 reconstruction, as the native quantizer computes it
         n = g.shape[0]
         if n not in overhead:
-            ref = laq_module.laq_quantize(g, None, 1)
+            ref = PAPER_QUANTIZE(g, None, 1)
             overhead[n] = ref.nbytes - ref.body_nbytes
-        packed = np.zeros(1, np.uint8)
-        packed.flags.writeable = False
-        radii = np.array([float(np.abs(v).max())], dtype=np.float32)
-        radii.flags.writeable = False
-        payload = BlockWidthPayload._trusted(
-            packed,
-            radii,
+        # LAQ's fields are placeholders (frame_bytes counts the frame): one byte, max |v|
+        payload: BlockWidthPayload = decoded_payload(
+            BlockWidthPayload,
+            g,
+            p,
+            dq64.astype(np.float32),
+            np.zeros(1, np.uint8),
+            float(np.abs(v).max()),
             8,
-            n,
-            None,
-            float(np.dot(err.astype(np.float64), err)),
-            float(np.dot(dq.astype(np.float64), dq)),
         )
-        dq.flags.writeable = False
-        payload.dq = dq
         payload.frame_bytes = overhead[n] + -(-(int(bits) + RADIUS_FRAME_BITS[code]) // 8)
         seen.append(widths)
         up._iq._pending = payload  # what commit() will apply
@@ -213,21 +211,9 @@ def _choose(
     return choose
 
 
-def _accumulate(out: Any, p: LAQPayload, weight: float) -> None:
-    if isinstance(p, BlockWidthPayload):
-        out += np.float32(weight) * p.dq
-    else:
-        _PAPER_ACCUMULATE(out, p, weight)
-
-
-@contextlib.contextmanager
-def block_widths() -> Iterator[None]:
+def block_widths() -> contextlib.AbstractContextManager[None]:
     """The prototype's payloads decoded by the simulator while inside."""
-    laq_module._accumulate = _accumulate
-    try:
-        yield
-    finally:
-        laq_module._accumulate = _PAPER_ACCUMULATE
+    return decoded_payloads()
 
 
 def main() -> None:

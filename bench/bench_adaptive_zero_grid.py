@@ -41,28 +41,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import laqcore
-import laqcore.laq as laq_module
 from bench_adaptive_bits import run_arm
+from laq_prototypes import (
+    PAPER_ACCUMULATE,
+    PAPER_QUANTIZE,
+    DecodedPayload,
+    decoded_payload,
+    decoded_payloads,
+)
 from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
 
-_PAPER_QUANTIZE = laq_module.laq_quantize
-_PAPER_ACCUMULATE = laq_module._accumulate
+_PAPER_QUANTIZE = PAPER_QUANTIZE
+_PAPER_ACCUMULATE = PAPER_ACCUMULATE
 
 
-class ZeroGridPayload(LAQPayload):
+class ZeroGridPayload(DecodedPayload):
     """A LAQ payload whose codes index the zero-level grid; ``dq`` is its decoded innovation."""
-
-    dq: np.ndarray[Any, np.dtype[np.float32]]
 
 
 def zero_grid_quantize(
@@ -84,42 +88,16 @@ def zero_grid_quantize(
     table = ((np.arange(2 * k + 1) - k) * (float(radius) / k)).astype(np.float32)
     table[0], table[-1] = -radius, radius
     dq = table[codes]
-    err = (p + dq) - g  # float32 reconstruction, as the native quantizer computes it
     packed = laqcore.pack_bits(codes, bits)
-    packed.flags.writeable = False
-    radii = np.array([radius], dtype=np.float32)
-    radii.flags.writeable = False
-    payload = ZeroGridPayload._trusted(
-        packed,
-        radii,
-        bits,
-        g.shape[0],
-        None,
-        float(np.dot(err.astype(np.float64), err)),
-        float(np.dot(dq.astype(np.float64), dq)),
+    payload: ZeroGridPayload = decoded_payload(
+        ZeroGridPayload, g, p, dq, packed, float(radius), bits
     )
-    dq.flags.writeable = False
-    payload.dq = dq
     return payload
 
 
-def _accumulate(out: Any, p: LAQPayload, weight: float) -> None:
-    if isinstance(p, ZeroGridPayload):
-        out += np.float32(weight) * p.dq
-    else:
-        _PAPER_ACCUMULATE(out, p, weight)
-
-
-@contextlib.contextmanager
-def zero_grid() -> Iterator[None]:
+def zero_grid() -> contextlib.AbstractContextManager[None]:
     """Every LAQ quantization of the simulator on the zero grid while inside."""
-    laq_module.laq_quantize = zero_grid_quantize
-    laq_module._accumulate = _accumulate
-    try:
-        yield
-    finally:
-        laq_module.laq_quantize = _PAPER_QUANTIZE
-        laq_module._accumulate = _PAPER_ACCUMULATE
+    return decoded_payloads(zero_grid_quantize)
 
 
 def _propose(up: LazyUploader, grad: Any, bits: int, grid: str) -> LAQPayload:
