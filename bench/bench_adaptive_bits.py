@@ -90,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
     rows = []
-    arms = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
+    arms: list[tuple[str, dict[str, Any]]] = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
     arms += [(f"adaptive F={f}", {"adaptive_bits": float(f)}) for f in args.fractions.split(",")]
     common = {} if args.block_size is None else {"block_size": args.block_size}
     if args.err_coef is not None:

@@ -2,19 +2,25 @@
 distortion (issue 13.3).
 
     python bench/bench_adaptive_blockwidths.py [--dataset digits] [--block 32]
+        [--radius-code f32|log8|log2] [--width-field 4|3] [--ternary] [--widths 2,3,4,6,8]
         [--targets rhs:2,rel:0.05] [--out bench/measured/adaptive_blockwidths.json]
 
-Every criterion tried so far (``bench_adaptive_bits.py``, ``bench_adaptive_criteria.py``,
+Every criterion tried before (``bench_adaptive_bits.py``, ``bench_adaptive_criteria.py``,
 ``bench_adaptive_zero_grid.py``) picks one width per upload. This one picks a width b_j in
 0..8 for every block j of ``--block`` coordinates: LAQ's grid on the block's own radius
-R_j = max |v_j| (v = grad - q_prev), b_j = 0 sending nothing for the block (dQ_j = 0, its
-error ||v_j||^2). The frame carries a 4-bit width per block, a float32 radius per block of
-b_j > 0 and b_j bits per coordinate of those blocks, counted exactly (plus LAQ's fixed frame
-bytes). The widths minimise the frame's bits subject to ||eps||^2 <= target, by the
+R_j (v = grad - q_prev), b_j = 0 sending nothing for the block (dQ_j = 0, its error
+||v_j||^2). The widths minimise the frame's bits subject to ||eps||^2 <= target, by the
 Lagrangian allocation of rate-distortion theory: for a multiplier lam each block takes the b
 minimising err_j(b) + lam bits_j(b), and lam is bisected (in log space) to the largest value
 whose total error meets the target; high-energy blocks get more bits, blocks whose
 innovation is small get few or none.
+
+The frame, counted exactly (plus LAQ's fixed frame bytes): per block a width field
+(``--width-field``: 4 bits, or 3 with width 7 not offered), per block sent a radius
+(``--radius-code``: ``f32`` = max |v_j| in float32; ``log8`` / ``log2`` = an exponent e_j of
+8 / 4 bits with R_j = R_max 2^(-e_j / K), K = 8 / 2, rounded up from max |v_j|, and R_max
+once per frame in float32) and b_j bits per coordinate; with ``--ternary`` width 1 is the grid
+{-R, 0, R} instead, five trits a byte.
 
 Targets (after the first upload, which is LAQ's global 4-bit one as in the other benches):
 
@@ -23,11 +29,11 @@ Targets (after the first upload, which is LAQ's global 4-bit one as in the other
   innovation's energy when rhs is huge;
 * ``rel:K``: ||eps||^2 <= K ||v||^2.
 
-The quantizer is numpy injected into the simulator (``laqcore.laq._accumulate`` is swapped so
-that the worker's ``q_prev`` and the server's aggregate add the prototype's dQ); it is *not*
-library code. Ratios are to the cheapest fixed-width global-radius LAQ run (b in {2, 3, 4, 6,
-8}) that reaches eps, as in ``bench_adaptive_bits.py`` (softmax, M = 10, alpha = 0.02,
-eps = 1e-6, at most 5000 iterations). Deterministic (no timing).
+The quantizer is numpy injected into the simulator (``bench/laq_prototypes.py``: the worker's
+``q_prev`` and the server's aggregate add the prototype's dQ); it is *not* library code.
+Ratios are to the cheapest of the fixed-width global-radius LAQ runs (``--widths``, b in
+{2, 3, 4, 6, 8} by default) that reaches eps, as in ``bench_adaptive_bits.py`` (softmax,
+M = 10, alpha = 0.02, eps = 1e-6, at most 5000 iterations). Deterministic (no timing).
 """
 
 from __future__ import annotations
@@ -44,7 +50,6 @@ import numpy as np
 import laqcore
 from bench_adaptive_bits import run_arm
 from laq_prototypes import (
-    PAPER_ACCUMULATE,
     PAPER_QUANTIZE,
     DecodedPayload,
     decoded_payload,
@@ -55,7 +60,6 @@ from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
 
-_PAPER_ACCUMULATE = PAPER_ACCUMULATE
 #: The width field: 4 bits (b_j in 0..8) or 3 (0..6 and 8: width 7 is not offered).
 WIDTH_FIELDS = {4: tuple(range(9)), 3: (0, 1, 2, 3, 4, 5, 6, 8)}
 #: How a block's radius travels: "f32" exactly (32 bits a block); "logK" (K = 8, 2) as
@@ -85,9 +89,9 @@ class BlockWidthPayload(DecodedPayload):
 
 def block_radii(vb: np.ndarray, code: str) -> np.ndarray:
     """The radius each block (row of ``vb``) is quantized with under ``code``
-    (:data:`RADIUS_BITS`): its max |v| ("f32") or that rounded up to R_max 2^(-e / 8)
-    ("log8"; 0 stays 0)."""
-    r = np.abs(vb).max(axis=1)
+    (:data:`RADIUS_CODES`): its max |v| ("f32") or that rounded up to R_max 2^(-e / K)
+    (the "logK" codes; 0 stays 0)."""
+    r: np.ndarray = np.abs(vb).max(axis=1)
     top = r.max()
     bits, per_octave, _ = RADIUS_CODES[code]
     if per_octave is None or top == 0:
@@ -150,7 +154,7 @@ def allocate(
     cols = np.arange(nb)
 
     def pick(lam: float) -> np.ndarray:
-        return np.argmin(err + lam * bits, axis=0)
+        return np.asarray(np.argmin(err + lam * bits, axis=0))
 
     lo, hi = -60.0, 60.0  # log2(lam): small lam -> precise, large -> cheap
     best = np.full(nb, 8)

@@ -50,7 +50,6 @@ import numpy as np
 import laqcore
 from bench_adaptive_bits import run_arm
 from laq_prototypes import (
-    PAPER_ACCUMULATE,
     PAPER_QUANTIZE,
     DecodedPayload,
     decoded_payload,
@@ -60,9 +59,6 @@ from laqcore.bench.timing import emit_report
 from laqcore.laq_payload import LAQPayload
 from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
-
-_PAPER_QUANTIZE = PAPER_QUANTIZE
-_PAPER_ACCUMULATE = PAPER_ACCUMULATE
 
 
 class ZeroGridPayload(DecodedPayload):
@@ -101,10 +97,15 @@ def zero_grid() -> contextlib.AbstractContextManager[None]:
 
 
 def _propose(up: LazyUploader, grad: Any, bits: int, grid: str) -> LAQPayload:
-    quantize = zero_grid_quantize if grid == "zero" else _PAPER_QUANTIZE
+    quantize = zero_grid_quantize if grid == "zero" else PAPER_QUANTIZE
     payload = quantize(grad, up.q_prev, bits)
     up._iq._pending = payload  # what commit() will apply
     return payload
+
+
+def _err_sq(p: LAQPayload) -> float:
+    assert p.err_sq is not None  # every proposal has it
+    return p.err_sq
 
 
 def adaptive(frac: float, grids: tuple[str, ...]) -> Callable[[LazyUploader, Any, float], Any]:
@@ -115,9 +116,9 @@ def adaptive(frac: float, grids: tuple[str, ...]) -> Callable[[LazyUploader, Any
             options = [_propose(up, grad, b, g) for g in grids if b >= 2 or g == "paper"]
             if not options:
                 continue
-            best = min(options, key=lambda q: q.err_sq)
+            best = min(options, key=lambda q: _err_sq(q))
             up._iq._pending = best
-            if 3.0 * best.err_sq <= frac * rhs:
+            if 3.0 * _err_sq(best) <= frac * rhs:
                 break
         return best
 
@@ -136,7 +137,7 @@ def diagnose(problem: Any, args: argparse.Namespace) -> dict[str, Any]:
             v2 = float(np.dot(v, v))
             row = []
             for b in (2, 3, 4):
-                for quantize in (_PAPER_QUANTIZE, zero_grid_quantize):
+                for quantize in (PAPER_QUANTIZE, zero_grid_quantize):
                     p = quantize(g, self.q_prev, b)
                     assert p.err_sq is not None
                     passes = p.innov_sq >= rhs + 3.0 * (p.err_sq + self.err_hat_sq)
