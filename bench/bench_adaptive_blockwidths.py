@@ -135,7 +135,7 @@ def allocate(
     block: int,
     target: float,
     code: str = "f32",
-    width_bits: int = 4,
+    width_bits: int = WIDTH_FIELD_BITS,
     ternary: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Widths per block minimising the frame bits with total error <= target (Lagrangian,
@@ -176,7 +176,7 @@ def _choose(
     block: int,
     seen: list[np.ndarray],
     code: str = "f32",
-    width_bits: int = 4,
+    width_bits: int = WIDTH_FIELD_BITS,
     ternary: bool = False,
 ) -> Callable[[LazyUploader, Any, float], Any]:
     """The criterion ``kind:value`` (module docstring); every proposal's block widths are
@@ -225,7 +225,9 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--block", type=int, default=32, help="coordinates per width block")
     ap.add_argument("--radius-code", choices=sorted(RADIUS_CODES), default="f32")
-    ap.add_argument("--width-field", type=int, choices=sorted(WIDTH_FIELDS), default=4)
+    ap.add_argument(
+        "--width-field", type=int, choices=sorted(WIDTH_FIELDS), default=WIDTH_FIELD_BITS
+    )
     ap.add_argument(
         "--ternary", action="store_true", help="width 1 is {-R, 0, R} (five trits a byte)"
     )

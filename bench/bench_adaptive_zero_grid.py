@@ -116,7 +116,7 @@ def adaptive(frac: float, grids: tuple[str, ...]) -> Callable[[LazyUploader, Any
             options = [_propose(up, grad, b, g) for g in grids if b >= 2 or g == "paper"]
             if not options:
                 continue
-            best = min(options, key=lambda q: _err_sq(q))
+            best = min(options, key=_err_sq)
             up._iq._pending = best
             if 3.0 * _err_sq(best) <= frac * rhs:
                 break

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import laqcore
+from bench_scripts import bench_module
 from laqcore import bench
 from needs_torch import require_torch
 
@@ -167,24 +168,9 @@ def test_laqcore_command_has_bench(tmp_path, capsys):
 # --------------------------------------------------------------------------------------
 # bench/bench_hooks.py: DDP hooks inside an outside-style trainer (tiny smoke run, no tc)
 # --------------------------------------------------------------------------------------
-def _bench_module(name: str):
-    """bench/NAME.py, imported with bench/ on the path (as the scripts import each other)."""
-    import importlib
-    import os
-    import sys
-
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-    if not os.path.isfile(os.path.join(here, f"{name}.py")):
-        # CI runs the suite against the installed wheel from a copy of tests/ alone.
-        pytest.skip(f"needs the source checkout (bench/{name}.py)")
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    return importlib.import_module(name)
-
-
 def _bench_hooks_modules():
     require_torch("the bench/bench_hooks.py smoke runs")
-    return _bench_module("bench_hooks"), _bench_module("hook_meter")
+    return bench_module("bench_hooks"), bench_module("hook_meter")
 
 
 def test_tc_token_bucket_burst():
@@ -298,7 +284,7 @@ def test_source_info_names_the_files_edited_since_the_commit(tmp_path, monkeypat
     import shutil
     import subprocess
 
-    prov = _bench_module("provenance")
+    prov = bench_module("provenance")
     if shutil.which("git") is None:
         pytest.skip("needs git")
 
@@ -323,7 +309,7 @@ def test_bench_command_reruns_the_bench_as_a_shell_reads_it():
     pastes into a shell and gives the bench the same arguments back."""
     import shlex
 
-    prov = _bench_module("provenance")
+    prov = bench_module("provenance")
     args = ["--seed", "0", "--variants", '["allreduce", {"t_bar": 1}]']
     line = prov.bench_command("/any/where/bench/bench_hook_variants.py", args)
     assert line.startswith("python bench/bench_hook_variants.py --seed 0 --variants '")

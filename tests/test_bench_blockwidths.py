@@ -5,29 +5,18 @@ its frame size, and its injection into the simulator undone."""
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import laqcore
 import laqcore.laq as laq_module
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-pytestmark = pytest.mark.skipif(
-    not (BENCH / "bench_adaptive_blockwidths.py").is_file(),
-    reason="needs the source checkout (bench/bench_adaptive_blockwidths.py)",
-)
+from bench_scripts import bench_module
 
 
 @pytest.fixture(scope="module")
 def bw():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    import bench_adaptive_blockwidths
-
-    return bench_adaptive_blockwidths
+    return bench_module("bench_adaptive_blockwidths")
 
 
 def test_each_block_is_laq_quantized_on_its_own_radius(bw):
@@ -97,9 +86,7 @@ def test_injected_payload_moves_q_prev_and_counts_its_frame_exactly(bw):
     )
     ref = laqcore.laq_quantize(g, None, 1)
     assert p.nbytes == ref.nbytes - ref.body_nbytes + -(-bits // 8)
-    import laq_prototypes  # (bench/ is on the path)
-
-    assert laq_module._accumulate is laq_prototypes.PAPER_ACCUMULATE
+    assert laq_module._accumulate is bench_module("laq_prototypes").PAPER_ACCUMULATE
 
 
 def test_log8_radii_round_up_by_less_than_an_eighth_of_an_octave(bw):

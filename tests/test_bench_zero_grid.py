@@ -3,29 +3,17 @@ quantizer against the explicit level table, and its injection into the simulator
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import laqcore
 import laqcore.laq as laq_module
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-pytestmark = pytest.mark.skipif(
-    not (BENCH / "bench_adaptive_zero_grid.py").is_file(),
-    reason="needs the source checkout (bench/bench_adaptive_zero_grid.py)",
-)
+from bench_scripts import bench_module
 
 
 @pytest.fixture(scope="module")
 def zg():
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    import bench_adaptive_zero_grid
-
-    return bench_adaptive_zero_grid
+    return bench_module("bench_adaptive_zero_grid")
 
 
 @pytest.mark.parametrize("bits", [2, 3, 8])
@@ -70,7 +58,5 @@ def test_injection_moves_q_prev_on_the_zero_grid_and_is_undone(zg):
     np.testing.assert_array_equal(iq.q_prev, [1.0, 0.0, 0.0, 0.0])
     np.testing.assert_array_equal(agg, iq.q_prev)
     assert laq_module.laq_quantize is zg.PAPER_QUANTIZE
-    import laq_prototypes  # (bench/ is on the path)
-
-    assert laq_module._accumulate is laq_prototypes.PAPER_ACCUMULATE
+    assert laq_module._accumulate is bench_module("laq_prototypes").PAPER_ACCUMULATE
     assert not isinstance(laqcore.InnovationQuantizer(4, bits=2).propose(g), zg.ZeroGridPayload)
