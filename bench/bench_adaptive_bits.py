@@ -1,7 +1,8 @@
 """Adaptive LAQ bit width (issue 13.3) against every fixed width.
 
     python bench/bench_adaptive_bits.py [--dataset digits] [--fractions 0.5,2] [--entropy]
-        [--block-size B] [--err-coef C] [--out bench/measured/adaptive_bits.json]
+        [--block-size B] [--width-block B] [--err-coef C]
+        [--out bench/measured/adaptive_bits.json]
 
 LAQ (softmax, M = 10, alpha = 0.02, eps = 1e-6, at most --max-iterations iterations) on
 ``--dataset`` (``digits`` or ``libsvm:PATH``) with b in {2, 3, 4, 6, 8} and with
@@ -10,7 +11,10 @@ it. ``--entropy`` counts every arm's uploads entropy-coded (``entropy_coding=Tru
 iterates and uploads, coded sizes). ``--block-size B`` gives every arm, fixed and adaptive, the
 blockwise radius (one float32 radius per B coordinates, counted in the frames). ``--err-coef C``
 gives every arm the rule's error weight C (``Params.err_coef``; the paper's 3 by default).
-Per adaptive arm, the histogram of the widths it sent.
+``--width-block B`` gives the adaptive arms a width per block of B coordinates instead
+(``Params.width_block``, :mod:`laqcore.laq_widths`; the fixed arms keep the paper's frames).
+Per adaptive arm, the histogram of the widths it sent (with ``--width-block``: of the blocks'
+widths in the frames sent). A ratio is given only for arms that reach eps.
 Deterministic (no timing).
 """
 
@@ -26,6 +30,7 @@ import numpy as np
 
 import laqcore
 from laqcore.bench.timing import emit_report
+from laqcore.laq_widths import LAQWidthsPayload
 from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
 
@@ -37,6 +42,7 @@ def run_arm(
     grad, rhs)``, when given, picks the payload of every upload after the first instead of
     ``LazyUploader.propose_adaptive`` (bench/bench_adaptive_criteria.py)."""
     widths: collections.Counter[int] = collections.Counter()
+    block_widths: collections.Counter[int] = collections.Counter()
     step, propose = LazyUploader.step, LazyUploader.propose_adaptive
 
     def chosen(self: LazyUploader, grad: Any, rhs: float) -> Any:
@@ -46,7 +52,9 @@ def run_arm(
 
     def counting_step(self: LazyUploader, grad: Any, rhs: float) -> Any:
         payload = step(self, grad, rhs)
-        if payload is not None:
+        if isinstance(payload, LAQWidthsPayload):
+            block_widths.update(payload.block_widths.tolist())
+        elif payload is not None:
             widths[payload.bits] += 1
         return payload
 
@@ -71,6 +79,7 @@ def run_arm(
         "bits": r.bits,
         "reached": r.reached_tolerance,
         "widths_sent": dict(sorted(widths.items())),
+        **({"block_widths_sent": dict(sorted(block_widths.items()))} if block_widths else {}),
     }
 
 
@@ -83,6 +92,7 @@ def main() -> None:
     ap.add_argument("--max-iterations", type=int, default=5000)
     ap.add_argument("--entropy", action="store_true", help="count entropy-coded uploads")
     ap.add_argument("--block-size", type=int, default=None, help="every arm's radius block")
+    ap.add_argument("--width-block", type=int, default=None, help="the adaptive arms' width block")
     ap.add_argument(
         "--err-coef", type=float, default=None, help="every arm's rule error weight (default 3)"
     )
@@ -91,7 +101,10 @@ def main() -> None:
     problem = laqcore.make_problem(args.dataset, model="softmax", workers=10)
     rows = []
     arms: list[tuple[str, dict[str, Any]]] = [(f"b={b}", {"bits": b}) for b in (2, 3, 4, 6, 8)]
-    arms += [(f"adaptive F={f}", {"adaptive_bits": float(f)}) for f in args.fractions.split(",")]
+    wb = {} if args.width_block is None else {"width_block": args.width_block}
+    arms += [
+        (f"adaptive F={f}", {"adaptive_bits": float(f), **wb}) for f in args.fractions.split(",")
+    ]
     common = {} if args.block_size is None else {"block_size": args.block_size}
     if args.err_coef is not None:
         common["err_coef"] = args.err_coef
@@ -101,7 +114,7 @@ def main() -> None:
     fixed = [r["bits"] for r in rows if r["reached"] and r["setting"].startswith("b=")]
     best = min(fixed) if fixed else None
     for r in rows:
-        r["bits_over_best_fixed"] = None if best is None else r["bits"] / best
+        r["bits_over_best_fixed"] = None if best is None or not r["reached"] else r["bits"] / best
     doc = {
         "command": bench_command(__file__, sys.argv[1:]),
         **source_info(),  # commit, modified
@@ -110,6 +123,7 @@ def main() -> None:
         "eps": args.eps,
         "entropy_coding": args.entropy,
         "block_size": args.block_size,
+        "width_block": args.width_block,
         "err_coef": 3.0 if args.err_coef is None else args.err_coef,
         "rows": rows,
     }

@@ -1,8 +1,10 @@
 """PROTOTYPE (bench-only): LAQ with a bit width per radius block, allocated by rate and
-distortion (issue 13.3).
+distortion (issue 13.3). The library's version (2-bit widths 0/2/3/4, 3-bit exponents, cap
+0.3) is ``laqcore.laq_widths``; this script keeps the variants it was chosen from.
 
     python bench/bench_adaptive_blockwidths.py [--dataset digits] [--block 32]
-        [--radius-code f32|log8|log2] [--width-field 4|3] [--ternary] [--widths 2,3,4,6,8]
+        [--radius-code f32|log8|log2|log2s] [--width-field 4|3|2] [--ternary] [--cap 0.5]
+        [--widths 2,3,4,6,8]
         [--targets rhs:2,rel:0.05] [--out bench/measured/adaptive_blockwidths.json]
 
 Every criterion tried before (``bench_adaptive_bits.py``, ``bench_adaptive_criteria.py``,
@@ -16,16 +18,16 @@ whose total error meets the target; high-energy blocks get more bits, blocks who
 innovation is small get few or none.
 
 The frame, counted exactly (plus LAQ's fixed frame bytes): per block a width field
-(``--width-field``: 4 bits, or 3 with width 7 not offered), per block sent a radius
-(``--radius-code``: ``f32`` = max |v_j| in float32; ``log8`` / ``log2`` = an exponent e_j of
-8 / 4 bits with R_j = R_max 2^(-e_j / K), K = 8 / 2, rounded up from max |v_j|, and R_max
+(``--width-field``: 4 bits, 3 with width 7 not offered, or 2 with widths 0, 2, 3, 4), per block sent a radius
+(``--radius-code``: ``f32`` = max |v_j| in float32; ``log8`` / ``log2`` / ``log2s`` = an exponent e_j
+of 8 / 4 / 3 bits with R_j = R_max 2^(-e_j / K), K = 8 / 2 / 2, rounded up from max |v_j|, and R_max
 once per frame in float32) and b_j bits per coordinate; with ``--ternary`` width 1 is the grid
 {-R, 0, R} instead, five trits a byte.
 
 Targets (after the first upload, which is LAQ's global 4-bit one as in the other benches):
 
 * ``rhs:F``: err_coef ||eps||^2 <= F rhs (the library's adaptive criterion, err_coef = 3),
-  capped at 0.5 ||v||^2 so that an upload forced by the clock still carries half its
+  capped at ``--cap`` (0.5) ||v||^2 so that an upload forced by the clock still carries half its
   innovation's energy when rhs is huge;
 * ``rel:K``: ||eps||^2 <= K ||v||^2.
 
@@ -61,7 +63,7 @@ from laqcore.lazy_state import LazyUploader
 from provenance import bench_command, source_info
 
 #: The width field: 4 bits (b_j in 0..8) or 3 (0..6 and 8: width 7 is not offered).
-WIDTH_FIELDS = {4: tuple(range(9)), 3: (0, 1, 2, 3, 4, 5, 6, 8)}
+WIDTH_FIELDS = {4: tuple(range(9)), 3: (0, 1, 2, 3, 4, 5, 6, 8), 2: (0, 2, 3, 4)}
 #: How a block's radius travels: "f32" exactly (32 bits a block); "logK" (K = 8, 2) as
 #: e_j in 0..2^bits - 1 with R_j' = R_max 2^(-e_j / K) >= R_j (bits a block, plus R_max once
 #: in float32): (bits a block, steps per octave or None, bits a frame).
@@ -69,11 +71,13 @@ RADIUS_CODES: dict[str, tuple[int, int | None, int]] = {
     "f32": (32, None, 0),
     "log8": (8, 8, 32),
     "log2": (4, 2, 32),
+    "log2s": (3, 2, 32),
 }
 RADIUS_BITS = {k: v[0] for k, v in RADIUS_CODES.items()}
 RADIUS_FRAME_BITS = {k: v[2] for k, v in RADIUS_CODES.items()}
 WIDTH_FIELD_BITS = 4  # the default field
 ERR_COEF = 3.0
+CAP = 0.5  # the default --cap
 
 
 class BlockWidthPayload(DecodedPayload):
@@ -157,8 +161,9 @@ def allocate(
         return np.asarray(np.argmin(err + lam * bits, axis=0))
 
     lo, hi = -60.0, 60.0  # log2(lam): small lam -> precise, large -> cheap
-    best = np.full(nb, 8)
-    if err[8].sum() <= target:
+    widest = max(WIDTH_FIELDS[width_bits])
+    best = np.full(nb, widest)
+    if err[widest].sum() <= target:
         for _ in range(60):
             mid = 0.5 * (lo + hi)
             w = pick(2.0**mid)
@@ -178,6 +183,7 @@ def _choose(
     code: str = "f32",
     width_bits: int = WIDTH_FIELD_BITS,
     ternary: bool = False,
+    cap: float = CAP,
 ) -> Callable[[LazyUploader, Any, float], Any]:
     """The criterion ``kind:value`` (module docstring); every proposal's block widths are
     appended to ``seen``."""
@@ -189,7 +195,7 @@ def _choose(
         v = (g - p).astype(np.float64)
         v2 = float(np.dot(v, v))
         if kind == "rhs":
-            target = min(value * rhs / ERR_COEF, 0.5 * v2)
+            target = min(value * rhs / ERR_COEF, cap * v2)
         else:
             target = value * v2
         widths, dq64, bits = allocate(v, block, target, code, width_bits, ternary)
@@ -231,6 +237,9 @@ def main() -> None:
     ap.add_argument(
         "--ternary", action="store_true", help="width 1 is {-R, 0, R} (five trits a byte)"
     )
+    ap.add_argument(
+        "--cap", type=float, default=CAP, help="rhs targets: at most this share of ||v||^2"
+    )
     ap.add_argument("--targets", default="rhs:0.5,rhs:1,rhs:2,rhs:3,rel:0.02,rel:0.05,rel:0.1")
     ap.add_argument("--widths", default="2,3,4,6,8", help="fixed global-radius widths")
     ap.add_argument("--alpha", type=float, default=0.02)
@@ -260,6 +269,7 @@ def main() -> None:
                     args.radius_code,
                     args.width_field,
                     args.ternary,
+                    args.cap,
                 ),
             )
         # widths_sent counts the frames (their nominal width 8); the blocks' widths here are
@@ -285,6 +295,7 @@ def main() -> None:
             "radius_code": args.radius_code,
             "width_field_bits": args.width_field,
             "ternary": args.ternary,
+            "cap": args.cap,
             "rows": rows,
         },
         args.out,

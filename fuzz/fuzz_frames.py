@@ -149,6 +149,14 @@ def seeds() -> list[bytes]:
             frame = comp.compress(x, step=0).to_bytes()
             out.append(b"\x00" + expecting(n) + frame)
             out.append(b"\x01" + expecting(n) + frame[:-4])  # mutations keep a valid CRC
+    # LAQ with a width per block has no compressor of its own (laqcore.laq_widths)
+    from laqcore.laq_widths import laq_quantize_widths
+
+    for n, budget in ((1, 0.0), (33, 1.0), (300, float("inf"))):
+        x = rng.standard_t(3, n).astype(np.float32)
+        frame = laq_quantize_widths(x, None, 16, budget).to_bytes()
+        out.append(b"\x00" + expecting(n) + frame)
+        out.append(b"\x01" + expecting(n) + frame[:-4])
     return out
 
 

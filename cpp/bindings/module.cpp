@@ -10,6 +10,7 @@ void register_terngrad(py::module_ m);
 void register_sign(py::module_ m);
 void register_sparse(py::module_ m);
 void register_laq(py::module_ m);
+void register_laq_widths(py::module_ m);
 void register_lazy(py::module_ m);
 void register_entropy(py::module_ m);
 void register_rotation(py::module_ m);
@@ -32,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
     register_sign(m.def_submodule("sign"));
     register_sparse(m.def_submodule("sparse"));
     register_laq(m.def_submodule("laq"));
+    register_laq_widths(m.def_submodule("laq_widths"));
     register_lazy(m.def_submodule("lazy"));
     register_entropy(m.def_submodule("entropy"));
     register_rotation(m.def_submodule("rotation"));

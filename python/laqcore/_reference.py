@@ -32,6 +32,7 @@ __all__ = [
     "laq_quantize_blocks",
     "laq_square_pieces",
     "laq_sum_scale",
+    "laq_widths_quantize",
     "make_key",
     "pack_bits",
     "packed_size",
@@ -410,6 +411,120 @@ def laq_apply_average(
 # ---------------------------------------------------------------------------------------
 # Lazy upload rule (cpp/include/laqcore/lazy_rule.hpp; docs/algorithms.md, lazy upload rule)
 # ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------
+# LAQ with a width per block (cpp/include/laqcore/laq_widths.hpp)
+# ---------------------------------------------------------------------------------------
+#: float32(2^(-e/2)), e = 0..7: the block radii's scales.
+WIDTHS_RADIUS_SCALE = np.array([2.0 ** (-e / 2) for e in range(8)], dtype=np.float32)
+
+
+def _seq_sum(values: Array) -> float:
+    """A sum in float64 from 0.0, left to right (numpy's sum is pairwise)."""
+    total = 0.0
+    for x in np.asarray(values, dtype=np.float64).tolist():
+        total += x
+    return total
+
+
+def _widths_pick(err: Array, cost: Array, sent: Array, lam: float) -> tuple[Array, float]:
+    """Each block's table index minimising err + lam * cost (the first such; 0 for blocks
+    whose maximum is 0), and the total error of the pick in block order."""
+    pick = np.where(sent, np.argmin(err + lam * cost, axis=1), 0)
+    return pick, _seq_sum(err[np.arange(len(pick)), pick])
+
+
+def laq_widths_quantize(  # noqa: PLR0913 - the kernel's arguments
+    grad: Array,
+    prev: Array | None,
+    block: int,
+    widths: tuple[int, ...],
+    budget: float,
+    cap: float,
+) -> dict[str, Any]:
+    """The kernel's formula (laq_widths.hpp) step by step: block maxima and exponents, every
+    block's error at every table width, the Lagrangian allocation, then the body bits, dQ and
+    the two sums."""
+    g = np.asarray(grad, dtype=np.float32)
+    p = np.zeros_like(g) if prev is None else np.asarray(prev, dtype=np.float32)
+    v = g - p
+    n = g.shape[0]
+    nb = -(-n // block)
+    spans = [(j * block, min((j + 1) * block, n)) for j in range(nb)]
+    vmax = np.array([np.max(np.abs(v[a:b])) for a, b in spans], dtype=np.float32)
+    r_max = np.float32(vmax.max())
+    exponent = np.zeros(nb, dtype=np.int64)
+    radius = np.zeros(nb, dtype=np.float32)
+    err = np.zeros((nb, 4))
+    codes: dict[tuple[int, int], Array] = {}
+    for j, (a, b) in enumerate(spans):
+        vj = v[a:b]
+        err[j, 0] = _seq_sum(vj.astype(np.float64) ** 2)
+        if vmax[j] == 0:
+            continue
+        e = max(k for k in range(8) if r_max * WIDTHS_RADIUS_SCALE[k] >= vmax[j])
+        exponent[j], radius[j] = e, r_max * WIDTHS_RADIUS_SCALE[e]
+        for k in range(1, 4):
+            w = widths[k]
+            top = (1 << w) - 1
+            step = (2.0 * float(radius[j])) / top
+            c = np.clip(np.floor((vj.astype(np.float64) + float(radius[j])) / step + 0.5), 0, top)
+            codes[j, k] = c.astype(np.int64)
+            dq = laq_lut(float(radius[j]), w)[codes[j, k]]
+            err[j, k] = _seq_sum((dq.astype(np.float64) - vj.astype(np.float64)) ** 2)
+    target = min(budget, cap * _seq_sum(err[:, 0]))
+    sizes = np.array([b - a for a, b in spans], dtype=np.float64)
+    w_arr = np.array(widths, dtype=np.float64)
+    cost = 2.0 + np.where(w_arr[None, :] > 0, 3.0 + w_arr[None, :] * sizes[:, None], 0.0)
+    sent = vmax != 0
+    best = np.where(sent, 3, 0)
+    if _seq_sum(err[np.arange(nb), best]) <= target:
+        lo, hi = -64, 64
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            pick, total = _widths_pick(err, cost, sent, 2.0**mid)
+            if total <= target:
+                best, lo = pick, mid
+            else:
+                hi = mid
+        a_lam, b_lam = 2.0**lo, 2.0 ** (lo + 1)
+        for _ in range(40):
+            m = 0.5 * (a_lam + b_lam)
+            pick, total = _widths_pick(err, cost, sent, m)
+            if total <= target:
+                best, a_lam = pick, m
+            else:
+                b_lam = m
+    bits: list[int] = []
+
+    def put(value: int, width: int) -> None:
+        bits.extend((value >> i) & 1 for i in range(width))
+
+    for j in range(nb):
+        put(int(best[j]), 2)
+    for j in range(nb):
+        if best[j] > 0:
+            put(int(exponent[j]), 3)
+    dq_all = np.zeros(n, dtype=np.float32)
+    for j, (a, b) in enumerate(spans):
+        k = int(best[j])
+        if k > 0:
+            for c in codes[j, k].tolist():
+                put(c, widths[k])
+            dq_all[a:b] = laq_lut(float(radius[j]), widths[k])[codes[j, k]]
+    sent_mask = np.repeat(best > 0, [b - a for a, b in spans])
+    q_new = np.where(sent_mask, p + dq_all, p)
+    body = np.packbits(np.array(bits, dtype=np.uint8), bitorder="little")
+    return {
+        "body": body,
+        "r_max": float(r_max),
+        "block_widths": np.array([widths[k] for k in best], dtype=np.int8),
+        "radii": np.where(best > 0, radius, np.float32(0)),
+        "dq": dq_all,
+        "err_sq": _seq_sum((q_new.astype(np.float64) - g.astype(np.float64)) ** 2),
+        "innov_sq": _seq_sum(dq_all.astype(np.float64) ** 2),
+    }
+
+
 def squared_distance(a: Array, b: Array) -> float:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return float(np.sum(d * d))

@@ -45,6 +45,7 @@ from ._validate import (
     check_step,
 )
 from .laq_payload import LAQBlockPayload, LAQPayload
+from .laq_widths import ERROR_CAP, LAQWidthsPayload, laq_quantize_widths
 from .wire import Payload
 
 __all__ = [
@@ -141,7 +142,9 @@ def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None)
 
 def _accumulate(out: FloatVector, p: LAQPayload, weight: float) -> None:
     """``out += weight * dQ`` with the kernel of the payload's kind (checks done)."""
-    if isinstance(p, LAQBlockPayload):
+    if isinstance(p, LAQWidthsPayload):
+        p.accumulate_into(out, weight)
+    elif isinstance(p, LAQBlockPayload):
         _core.laq.accumulate_blocks(out, p.packed, p.n, p.bits, p.block_size, p.radii, weight)
     else:
         _core.laq.accumulate(out, p.packed, p.n, p.bits, p.radius, weight)
@@ -158,6 +161,8 @@ def laq_dequantize(payload: LAQPayload) -> FloatVector:
     array([ 3., -3.], dtype=float32)
     """
     p = _check_payload(payload)
+    if isinstance(p, LAQWidthsPayload):
+        return p.dequantize()
     if isinstance(p, LAQBlockPayload):
         return _core.laq.dequantize_blocks(p.packed, p.n, p.bits, p.block_size, p.radii)
     return _core.laq.dequantize(p.packed, p.n, p.bits, p.radius)
@@ -227,7 +232,10 @@ def laq_apply_average(
         raise ValueError(f"divisor must be nonzero and finite in float32, got {divisor!r}")
     if np.may_share_memory(dst, avg):
         raise ValueError("out must not share memory with prev")
-    if isinstance(p, LAQBlockPayload):
+    if isinstance(p, LAQWidthsPayload):  # no fused kernel: the same two float32 operations
+        p.accumulate_into(dst, 1.0)
+        np.divide(dst, np.float32(d), out=avg)
+    elif isinstance(p, LAQBlockPayload):
         _core.laq.accumulate_divide_blocks(
             dst, avg, p.packed, p.n, p.bits, p.block_size, p.radii, d
         )
@@ -294,14 +302,18 @@ def laq_accumulate_all(aggregate: FloatVector, payloads: Sequence[LAQPayload]) -
         return
     first = ps[0]
     out = as_out_vector(aggregate, first.n, "aggregate")
-    kind = (isinstance(first, LAQBlockPayload), first.bits, first.block_size, first.n)
+    kind = (type(first), first.bits, first.block_size, first.n)
     for i, p in enumerate(ps[1:], 1):
-        if (isinstance(p, LAQBlockPayload), p.bits, p.block_size, p.n) != kind:
+        if (type(p), p.bits, p.block_size, p.n) != kind:
             raise ValueError(
                 f"payloads[{i}] has n={p.n}, bits={p.bits}, block_size={p.block_size}; "
                 f"payloads[0] has n={first.n}, bits={first.bits}, "
-                f"block_size={first.block_size}"
+                f"block_size={first.block_size} (or another kind)"
             )
+    if isinstance(first, LAQWidthsPayload):  # no fused kernel: in order, one at a time
+        for p in ps:
+            p.accumulate_into(out, 1.0)
+        return
     packed = [p.packed for p in ps]
     if isinstance(first, LAQBlockPayload):
         radii = [p.radii for p in ps]
@@ -412,6 +424,18 @@ class InnovationQuantizer:
             raise ValueError(f"grad has length {g.shape[0]}, expected {self.n}")
         b = self.bits if bits is None else check_bits(bits)
         payload = laq_quantize(g, self._q_prev, b, self.block_size)
+        self._pending = payload
+        return payload
+
+    def propose_widths(
+        self, grad: Any, block_size: int, budget: float, cap: float = ERROR_CAP
+    ) -> LAQPayload:
+        """Like :meth:`propose`, with a width per block of ``block_size`` coordinates meeting
+        the error budget (:func:`laqcore.laq_widths.laq_quantize_widths`)."""
+        g = as_float_vector(grad, "grad")
+        if g.shape[0] != self.n:
+            raise ValueError(f"grad has length {g.shape[0]}, expected {self.n}")
+        payload = laq_quantize_widths(g, self._q_prev, block_size, budget, cap=cap)
         self._pending = payload
         return payload
 

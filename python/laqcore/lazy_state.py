@@ -41,6 +41,7 @@ from ._validate import (
     check_real,
 )
 from .laq import InnovationQuantizer, LAQPayload, laq_accumulate
+from .laq_widths import check_width_block
 from .lazy import IterateHistory, UploadRule
 
 __all__ = ["LazyAggregate", "LazyUploader"]
@@ -99,6 +100,12 @@ class LazyUploader:
         ``adaptive_bits * rhs`` (the rule's iterate-difference term); 8 if none is. The
         first upload, forced before any iterate difference exists (``rhs`` is 0 then), uses
         ``bits``. Each frame carries its b. ``None`` (default): always ``bits``.
+    width_block : int or None
+        With ``adaptive_bits = F``: a width per block of this many coordinates instead of
+        one per upload (:mod:`laqcore.laq_widths`): the widths meet
+        ``err_coef * ||eps||^2 <= F * rhs`` (capped at ``ERROR_CAP * ||v||^2``) with the
+        fewest bits the rate-distortion allocation finds. The first upload uses ``bits``.
+        ``None`` (default): off.
 
     Attributes
     ----------
@@ -155,6 +162,7 @@ class LazyUploader:
         *,
         block_size: int | None = None,
         adaptive_bits: float | None = None,
+        width_block: int | None = None,
     ) -> None:
         if rule is not None and not isinstance(rule, UploadRule):
             raise TypeError(f"rule must be an UploadRule or None, got {type(rule).__name__}")
@@ -170,6 +178,14 @@ class LazyUploader:
             if adaptive_bits is None
             else check_real(adaptive_bits, "adaptive_bits", minimum=0.0)
         )
+        self.width_block = (
+            None if width_block is None else check_width_block(width_block, "width_block")
+        )
+        if self.width_block is not None and (self.adaptive_bits is None or block_size is not None):
+            raise ValueError(
+                "width_block needs adaptive_bits (the error budget F) and no block_size (each "
+                "width block has its own radius)"
+            )
         # The rule's err_coef (3 for LAQ); the quantization-error term is this * ||eps||^2.
         self._err_weight = 3.0 if rule is None else rule.err_scale * rule.err_coef
         self.clock = 0
@@ -197,11 +213,15 @@ class LazyUploader:
     def propose_adaptive(self, grad: Any, rhs: float) -> LAQPayload:
         """The adaptive-width proposal (see ``adaptive_bits``): the smallest b in 1..8 with
         ``err_coef * ||eps_b||^2 <= adaptive_bits * rhs``, else b = 8 (``bits`` for the first
-        upload, which has no iterate difference to compare with); no state change."""
+        upload, which has no iterate difference to compare with); with ``width_block`` a width
+        per block meeting the same budget; no state change."""
         if self.adaptive_bits is None or self.uploads == 0:
             return self.propose(grad)
         r = _check_rhs(rhs)
         budget = self.adaptive_bits * r if self.adaptive_bits else 0.0  # 0 * inf: 0, not NaN
+        if self.width_block is not None:
+            w = self._err_weight  # 0: the rule ignores the error, nothing bounds it but the cap
+            return self._iq.propose_widths(grad, self.width_block, budget / w if w else np.inf)
         for b in range(1, 9):
             payload = self._iq.propose(grad, bits=b)
             assert payload.err_sq is not None  # set by the quantizer

@@ -85,6 +85,7 @@ class PayloadKind(enum.IntEnum):
     ENTROPY = 9
     LAQ_BLOCK = 10
     ROTATION = 11
+    LAQ_WIDTHS = 12
 
 
 #: The kind bytes left to payload classes outside laqcore (``KIND = 200``): laqcore's own

@@ -4,6 +4,7 @@
 # Bootstrap a new submodule with `pybind11-stubgen laqcore._core -o /tmp/stubs`.
 from . import entropy as entropy
 from . import laq as laq
+from . import laq_widths as laq_widths
 from . import lazy as lazy
 from . import pack as pack
 from . import qsgd as qsgd

@@ -40,6 +40,7 @@ from .._typing import F64
 from .._validate import check_block_size, check_bool, check_levels, check_uint64
 from ..compressors import get_compressor
 from ..compressors.base import Compressor, decoded
+from ..laq_widths import check_width_block
 from ..lazy import IterateHistory
 from ..wire import Payload
 from .param_sets import COMMON_PARAMS
@@ -94,6 +95,11 @@ class Params:
         ``adaptive_bits`` times the rule's iterate-difference term
         (:class:`laqcore.lazy_state.LazyUploader`); ``bits`` is then the width of the first
         (forced) upload only. ``None`` (default): fixed ``bits``.
+    width_block : int or None
+        LAQ family, with ``adaptive_bits = F``: a width per block of this many coordinates
+        (0, 2, 3 or 4 bits, each block its own radius; :mod:`laqcore.laq_widths`) meeting the
+        same error budget with the fewest bits. Not with ``block_size``. ``None`` (default):
+        off.
     D, ck : int, float
         Lazy rule: ``xi_d = ck / D`` with the official warm-up ``ck / k`` for ``k <= D``.
     xi : float or None
@@ -140,6 +146,7 @@ class Params:
     bits: int = 4
     block_size: int | None = None
     adaptive_bits: float | None = None
+    width_block: int | None = None
     D: int = 10
     ck: float = 0.8
     xi: float | None = None
@@ -179,6 +186,12 @@ class Params:
             raise ValueError(
                 f"adaptive_bits must be a finite number >= 0, got {self.adaptive_bits}"
             )
+        if self.width_block is not None:
+            check_width_block(self.width_block, "width_block")
+            if self.adaptive_bits is None:
+                raise ValueError("width_block needs adaptive_bits (F, the error budget)")
+            if self.block_size is not None:
+                raise ValueError("width_block and block_size exclude each other")
         check_levels(self.levels)  # the QSGD compressor's range, before any data is loaded
         for name in ("D", "batch", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:

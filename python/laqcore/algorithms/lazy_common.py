@@ -192,6 +192,7 @@ class InnovationWorker(Worker):
             rule,
             block_size=self.params.block_size,
             adaptive_bits=self.params.adaptive_bits,
+            width_block=self.params.width_block,
         )
         self.stochastic = stochastic
         self.mode = mode

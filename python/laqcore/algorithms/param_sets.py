@@ -35,7 +35,9 @@ LAQ_RULE_PARAMS: frozenset[str] = LAZY_RULE_PARAMS | {"err_coef"}
 #: LAG: the lazy rule and whether its clock forces uploads.
 LAG_PARAMS: frozenset[str] = COMMON_PARAMS | LAZY_RULE_PARAMS | {"lag_forced"}
 #: The LAQ innovation quantizer: width, blockwise radius, adaptive width.
-LAQ_QUANTIZER_PARAMS: frozenset[str] = frozenset({"bits", "block_size", "adaptive_bits"})
+LAQ_QUANTIZER_PARAMS: frozenset[str] = frozenset(
+    {"bits", "block_size", "adaptive_bits", "width_block"}
+)
 #: QSGD's codec (QSGD, PQASGD).
 QSGD_PARAMS: frozenset[str] = frozenset({"levels", "bucket_size"})
 #: The random-k + quantization codec (sparse-QSGD, Sparse-AsyLPG).

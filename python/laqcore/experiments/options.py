@@ -179,6 +179,14 @@ def add_algorithm_options(p: argparse.ArgumentParser) -> None:
         help="LAQ quantizer: one radius per block of this many coordinates (a multiple of 8; "
         "default: one global radius, as in the paper)",
     )
+    g.add_argument(
+        "--width-block",
+        type=int,
+        dest="width_block",
+        metavar="B",
+        help="LAQ family, with --adaptive-bits F: a width (0/2/3/4 bits) and radius per block of "
+        "B coordinates meeting the same error budget with the fewest bits (a multiple of 8)",
+    )
     number("--D", int, "lazy-rule history depth ({})")
     number("--ck", float, "lazy-rule weight: xi_d = ck/D ({})")
     g.add_argument("--xi", type=float, help="constant xi_d instead of the ck schedule")
@@ -368,6 +376,7 @@ PARAM_FLAGS = (
     "bits",
     "block_size",
     "adaptive_bits",
+    "width_block",
     "D",
     "ck",
     "xi",
