@@ -12,7 +12,8 @@ iterates and uploads, coded sizes). ``--block-size B`` gives every arm, fixed an
 blockwise radius (one float32 radius per B coordinates, counted in the frames). ``--err-coef C``
 gives every arm the rule's error weight C (``Params.err_coef``; the paper's 3 by default).
 ``--width-block B`` gives the adaptive arms a width per block of B coordinates instead
-(``Params.width_block``, :mod:`laqcore.laq_widths`; the fixed arms keep the paper's frames).
+(``Params.width_block``, :mod:`laqcore.laq_widths`; the fixed arms keep the paper's frames;
+with ``--entropy`` the width arms stay uncoded: their frames have no entropy coding).
 Per adaptive arm, the histogram of the widths it sent (with ``--width-block``: of the blocks'
 widths in the frames sent). A ratio is given only for arms that reach eps.
 Deterministic (no timing).
@@ -41,6 +42,8 @@ def run_arm(
     """One arm; the widths sent are counted by wrapping LazyUploader.step. ``choose(uploader,
     grad, rhs)``, when given, picks the payload of every upload after the first instead of
     ``LazyUploader.propose_adaptive`` (bench/bench_adaptive_criteria.py)."""
+    # LAQ_WIDTHS frames are not entropy coded (simulate refuses the pair): those arms run plain
+    coded = bool(args.entropy) and "width_block" not in kw
     widths: collections.Counter[int] = collections.Counter()
     block_widths: collections.Counter[int] = collections.Counter()
     step, propose = LazyUploader.step, LazyUploader.propose_adaptive
@@ -68,7 +71,7 @@ def run_arm(
             algo,
             eps=args.eps,
             max_iterations=args.max_iterations,
-            entropy_coding=args.entropy,
+            entropy_coding=coded,
         )
     finally:
         LazyUploader.step = step  # type: ignore[method-assign]
@@ -78,6 +81,7 @@ def run_arm(
         "uploads": r.uploads,
         "bits": r.bits,
         "reached": r.reached_tolerance,
+        "entropy_coded": coded,
         "widths_sent": dict(sorted(widths.items())),
         **({"block_widths_sent": dict(sorted(block_widths.items()))} if block_widths else {}),
     }

@@ -270,7 +270,7 @@ def test_algorithm_flag_help_states_each_algorithms_default(capsys):
         for cls in readers:
             value = str(getattr(cls.default_params(), field))
             assert stated.startswith(value) or f"{value}: " in stated, (field, cls.name)
-        if field not in ("block_size", "adaptive_bits", "xi", "lag_forced"):  # None/prose
+        if field not in ("block_size", "adaptive_bits", "width_block", "xi", "lag_forced"):
             assert "(" + "".join(stated.split()) in text, field
 
 

@@ -359,3 +359,28 @@ def test_simulator_runs_width_blocks_and_counts_their_frames():
     assert not r.diverged and r.final_loss < fixed_r.final_loss * 1.05
     assert any(s < sizes[0] for s in sizes[1:])  # the width frames are smaller than 4-bit
     assert r.bits / r.uploads < fixed_r.bits / fixed_r.uploads
+
+
+def test_entropy_coding_is_refused_with_width_blocks(capsys):
+    problem = laqcore.make_problem("digits", model="softmax", workers=2)
+    algo = laqcore.get_algorithm("laq", adaptive_bits=1.0, width_block=16)
+    with pytest.raises(ValueError, match="not entropy coded"):
+        laqcore.simulate(problem, algo, max_iterations=2, entropy_coding=True)
+    from laqcore.cli import main
+
+    argv = ["run", "--adaptive-bits", "1", "--width-block", "16", "--entropy-coding", "-K", "2"]
+    assert main(argv) != 0
+    assert "not entropy coded" in capsys.readouterr().err
+
+
+def test_engine_runs_width_blocks_over_the_all_gather_only():
+    from laqcore.distributed.engine_exchange import check_exchange
+    from laqcore.distributed.slicing import slice_unit
+
+    algo = laqcore.get_algorithm("laq", adaptive_bits=1.0, width_block=16)
+    assert check_exchange("auto", algo) is False  # auto falls back to the all-gather
+    with pytest.raises(ValueError, match="width-block"):
+        check_exchange("two-phase", algo)
+    p, _ = _frame(3)
+    with pytest.raises(TypeError, match="cannot be split"):
+        slice_unit(p)

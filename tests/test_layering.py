@@ -37,6 +37,7 @@ LAYER = {
     "packing": 0,
     "runtime": 0,
     "laq_payload": 1,
+    "laq_widths": 1,
     "laq": 1,
     "lazy": 1,
     "lazy_state": 1,

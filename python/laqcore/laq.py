@@ -312,7 +312,7 @@ def laq_accumulate_all(aggregate: FloatVector, payloads: Sequence[LAQPayload]) -
             )
     if isinstance(first, LAQWidthsPayload):  # no fused kernel: in order, one at a time
         for p in ps:
-            p.accumulate_into(out, 1.0)
+            _accumulate(out, p, 1.0)
         return
     packed = [p.packed for p in ps]
     if isinstance(first, LAQBlockPayload):

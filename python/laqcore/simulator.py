@@ -288,6 +288,11 @@ def simulate(
         from .algorithms import check_entropy_codable
 
         check_entropy_codable([type(algorithm)], "entropy_coding")
+        if getattr(getattr(algorithm, "params", None), "width_block", None) is not None:
+            raise ValueError(
+                "entropy_coding: the frames of width_block (LAQ_WIDTHS) are not entropy coded, "
+                "so most uploads would go uncoded in a run recorded as coded; drop one of the two"
+            )
     M = problem.num_workers
     # The engine's N processes host >= 1 worker each; a huge N hung in the chunk split.
     check_positive_int(downlink_chunks, "downlink_chunks", minimum=0, maximum=M)

@@ -94,12 +94,19 @@ def _probe(algorithm: Algorithm, dim: int) -> Payload | None:
     return None
 
 
+def _width_blocks(algorithm: Algorithm) -> bool:
+    """Whether the algorithm uploads LAQ_WIDTHS frames (``Params.width_block``)."""
+    return getattr(getattr(algorithm, "params", None), "width_block", None) is not None
+
+
 def upload_unit(algorithm: Algorithm, server: Server) -> int | None:
     """Chunk boundaries for this algorithm's uploads (a multiple of 8 and of their slice
     unit, so every bit width of adaptive-bits LAQ slices too), or ``None`` if the engine
     cannot run it over the two-phase exchange."""
     if not type(server).chunkable:
         return None
+    if _width_blocks(algorithm):
+        return None  # the first upload slices, the width frames after it do not
     probe = _probe(algorithm, server.dim)
     try:
         return None if probe is None else math.lcm(8, slice_unit(probe))
@@ -115,6 +122,11 @@ def resolve_exchange(exchange: str, algorithm: Algorithm, server: Server) -> int
     if exchange == "all-gather":
         return None
     unit = upload_unit(algorithm, server)
+    if unit is None and exchange == "two-phase" and _width_blocks(algorithm):
+        raise ValueError(
+            "--exchange two-phase: the frames of --width-block (a width per block) cannot be "
+            "split into owner chunks; use --exchange all-gather or auto"
+        )
     if unit is None and exchange == "two-phase":
         raise ValueError(
             f"--exchange two-phase needs an algorithm whose server folds chunks of sliceable "

@@ -26,6 +26,7 @@ from ..compressors.base import ScaledCodesPayload
 from ..compressors.dense import DensePayload
 from ..compressors.qsgd import QSGDPayload
 from ..laq_payload import LAQBlockPayload, LAQPayload
+from ..laq_widths import LAQWidthsPayload
 from ..wire import Payload
 
 __all__ = ["chunk_bounds", "slice_payload", "slice_unit"]
@@ -43,6 +44,8 @@ def _byte_unit(bits: int) -> int:
 def slice_unit(payload: Payload) -> int:
     """Chunk starts must be multiples of this for :func:`slice_payload` (``TypeError`` for a
     payload kind that cannot be sliced)."""
+    if isinstance(payload, LAQWidthsPayload):  # variable-width blocks: no fixed byte layout
+        raise TypeError("LAQWidthsPayload (width_block) cannot be split into chunks")
     if isinstance(payload, LAQBlockPayload):
         return payload.block_size  # a multiple of 8: every block starts on a byte
     if isinstance(payload, LAQPayload):
