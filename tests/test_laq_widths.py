@@ -384,3 +384,29 @@ def test_engine_runs_width_blocks_over_the_all_gather_only():
     p, _ = _frame(3)
     with pytest.raises(TypeError, match="cannot be split"):
         slice_unit(p)
+
+
+@pytest.mark.parametrize("seed", [0, 4, 9])
+def test_bench_reads_the_frames_fields_back(seed):
+    """bench/bench_width_frames.py's parse of a body (for its entropy estimate) agrees with
+    the decoder's fields and uses every bit of the body."""
+    from bench_scripts import bench_module
+
+    wf = bench_module("bench_width_frames")
+    g, prev, block, widths, budget, cap = _case(seed)
+    p = laq_quantize_widths(g, prev, block, budget, cap=cap, widths=widths)
+    parts = wf.frame_parts(p)
+    w = p.block_widths
+    assert [widths[i] for i in parts["index"]] == w.tolist()
+    assert len(parts["exponent"]) == int(np.sum(w > 0))
+    sizes = np.minimum(block, p.n - block * np.arange(len(w)))
+    used = 2 * len(w) + 3 * len(parts["exponent"])
+    for b in set(w.tolist()) - {0}:
+        codes = parts[f"codes w={b}"]
+        assert len(codes) == int(sizes[w == b].sum()) and max(codes) < 1 << b
+        used += b * len(codes)
+    assert -(-used // 8) == p.body_nbytes
+    radii = p.radii[w > 0]
+    r_max = np.float32(p.radius)
+    scales = [laqcore._core.laq_widths.radius_scale(e) for e in parts["exponent"]]
+    np.testing.assert_array_equal(radii, r_max * np.array(scales, dtype=np.float32))

@@ -45,19 +45,23 @@ class BitWriter {
 };
 
 class BitReader {
-  public:
+public:
     explicit BitReader(const std::uint8_t* in) : in_(in) {}
+    // The next `bits` (<= 25) bits: the bytes they span (at most 4), least significant first.
+    // Reads only bytes that hold some of those bits, so never past a body whose length the
+    // fields were checked against.
     std::uint32_t get(int bits) {
-        std::uint32_t v = 0;
-        for (int k = 0; k < bits; ++k, ++pos_) {
-            v |= static_cast<std::uint32_t>((in_[pos_ >> 3] >> (pos_ & 7)) & 1u) << k;
-        }
-        return v;
+        const std::size_t byte = pos_ >> 3;
+        const int shift = static_cast<int>(pos_ & 7);
+        const int nbytes = (shift + bits + 7) >> 3;
+        std::uint32_t word = 0;
+        for (int k = 0; k < nbytes; ++k) word |= static_cast<std::uint32_t>(in_[byte + k]) << (8 * k);
+        pos_ += static_cast<std::size_t>(bits);
+        return (word >> shift) & ((1u << bits) - 1u);
     }
-    std::size_t position() const { return pos_; }
     void seek(std::size_t pos) { pos_ = pos; }
 
-  private:
+private:
     const std::uint8_t* in_;
     std::size_t pos_ = 0;
 };
