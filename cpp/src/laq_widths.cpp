@@ -45,7 +45,7 @@ class BitWriter {
 };
 
 class BitReader {
-public:
+  public:
     explicit BitReader(const std::uint8_t* in) : in_(in) {}
     // The next `bits` (<= 25) bits: the bytes they span (at most 4), least significant first.
     // Reads only bytes that hold some of those bits, so never past a body whose length the
@@ -55,13 +55,14 @@ public:
         const int shift = static_cast<int>(pos_ & 7);
         const int nbytes = (shift + bits + 7) >> 3;
         std::uint32_t word = 0;
-        for (int k = 0; k < nbytes; ++k) word |= static_cast<std::uint32_t>(in_[byte + k]) << (8 * k);
+        for (int k = 0; k < nbytes; ++k)
+            word |= static_cast<std::uint32_t>(in_[byte + k]) << (8 * k);
         pos_ += static_cast<std::size_t>(bits);
         return (word >> shift) & ((1u << bits) - 1u);
     }
     void seek(std::size_t pos) { pos_ = pos; }
 
-private:
+  private:
     const std::uint8_t* in_;
     std::size_t pos_ = 0;
 };
