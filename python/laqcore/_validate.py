@@ -116,6 +116,17 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
     return arr
 
 
+def as_grad_and_prev(grad: Any, prev: Any) -> tuple[FloatVector, FloatVector | None]:
+    """A quantizer's ``grad`` and ``prev`` (``None``: zeros) as float32 vectors of one length."""
+    g = as_float_vector(grad, "grad")
+    if prev is None:
+        return g, None
+    p = as_float_vector(prev, "prev")
+    if p.shape[0] != g.shape[0]:
+        raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    return g, p
+
+
 def as_float_or_double_vector(
     x: Any, name: str = "x", *, allow_empty: bool = False
 ) -> FloatVector | npt.NDArray[np.float64]:

@@ -37,6 +37,7 @@ from . import _core
 from ._typing import FloatVector
 from ._validate import (
     as_float_vector,
+    as_grad_and_prev,
     as_out_vector,
     check_bits,
     check_block_size,
@@ -121,12 +122,7 @@ def laq_quantize(grad: Any, prev: Any, bits: int, block_size: int | None = None)
     """
     bits = check_bits(bits)
     bs = check_block_size(block_size)
-    g = as_float_vector(grad, "grad")
-    p = None
-    if prev is not None:
-        p = as_float_vector(prev, "prev")
-        if p.shape[0] != g.shape[0]:
-            raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    g, p = as_grad_and_prev(grad, prev)
     # The kernel's fresh outputs, read-only: valid by construction (no re-validation).
     if bs is not None:
         packed, radii, err_sq, innov_sq = _core.laq.quantize_blocks(g, p, bits, bs)

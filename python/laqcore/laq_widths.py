@@ -30,8 +30,8 @@ import numpy.typing as npt
 
 from . import _core
 from ._typing import FloatVector
-from ._validate import as_code_vector, as_float_vector, check_positive_int, check_real
-from .laq_payload import LAQPayload
+from ._validate import as_code_vector, as_grad_and_prev, check_positive_int, check_real
+from .laq_payload import LAQPayload, _check_radius, _frozen
 from .wire import PayloadKind, body_array
 
 __all__ = ["DEFAULT_WIDTHS", "ERROR_CAP", "LAQWidthsPayload", "laq_quantize_widths"]
@@ -87,13 +87,6 @@ def _check_budget(budget: Any) -> float:
     return b
 
 
-def _frozen_copy(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    if a.flags.writeable:
-        a = a.copy()
-        a.flags.writeable = False
-    return a
-
-
 class LAQWidthsPayload(LAQPayload):
     """One LAQ upload with a width per block (read-only fields).
 
@@ -143,10 +136,8 @@ class LAQWidthsPayload(LAQPayload):
         self._n = check_positive_int(n, "n")
         self._block_size = check_width_block(block_size)
         self._widths = check_widths(widths)
-        r = check_real(radius, "radius", minimum=0.0)
-        if float(np.float32(r)) != r:
-            raise ValueError(f"radius must be exactly representable as float32, got {radius!r}")
-        body = _frozen_copy(as_code_vector(packed, "packed"))
+        r = _check_radius(radius)
+        body = _frozen(as_code_vector(packed, "packed"))
         _core.laq_widths.check(body, self._n, self._block_size, list(self._widths), r)
         self._packed = body
         self._radius = r
@@ -318,12 +309,7 @@ def laq_quantize_widths(
     w = check_widths(widths)
     b = _check_budget(budget)
     c = check_real(cap, "cap", minimum=0.0)
-    g = as_float_vector(grad, "grad")
-    p = None
-    if prev is not None:
-        p = as_float_vector(prev, "prev")
-        if p.shape[0] != g.shape[0]:
-            raise ValueError(f"prev has length {p.shape[0]} but grad has length {g.shape[0]}")
+    g, p = as_grad_and_prev(grad, prev)
     body, r_max, err_sq, innov_sq = _core.laq_widths.quantize(g, p, bs, list(w), b, c)
     body.flags.writeable = False
     return LAQWidthsPayload._trusted_widths(body, r_max, g.shape[0], bs, w, err_sq, innov_sq)
