@@ -410,3 +410,19 @@ def test_bench_reads_the_frames_fields_back(seed):
     r_max = np.float32(p.radius)
     scales = [laqcore._core.laq_widths.radius_scale(e) for e in parts["exponent"]]
     np.testing.assert_array_equal(radii, r_max * np.array(scales, dtype=np.float32))
+
+
+def test_variance_study_measures_width_blocks():
+    from laqcore.experiments.variance import measure, settings, vector_source
+
+    assert ("laq-widths", "laq_widths", {"rel": 0.1}) in settings()
+    vectors = vector_source("student_t3", 4096, 4, seed=0)
+    rows = [measure(vectors, "laq-widths", "laq_widths", {"rel": r}, False) for r in (0.01, 0.3)]
+    assert (
+        rows[0]["nmse"] < rows[1]["nmse"] and rows[0]["bits_per_coord"] > rows[1]["bits_per_coord"]
+    )
+    # the first vector's error is at most rel ||x_0||^2 (q_{-1} = 0), later ones relative to
+    # the innovation: the mean stays below rel
+    assert rows[1]["nmse"] <= 0.3
+    with pytest.raises(ValueError, match="not entropy coded"):
+        measure(vectors, "laq-widths", "laq_widths", {"rel": 0.1}, True)

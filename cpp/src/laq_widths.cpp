@@ -74,13 +74,14 @@ std::size_t block_len(std::size_t n, std::size_t block, std::size_t j) {
     return std::min(block, n - j * block);
 }
 
-// LAQ's code for v on the grid (laq.hpp's formula; R > 0).
+// LAQ's code for v on the grid (laq.hpp's formula; R > 0, |v| <= R). (double)v + R is exact
+// and >= 0 (two floats), so x >= 0.5 and truncation is floor(x), without the libm call the
+// portable build would make for std::floor.
 int grid_code(float v, const LaqGrid& grid) {
     const int top = (1 << grid.bits) - 1;
-    double c =
-        std::floor((static_cast<double>(v) + static_cast<double>(grid.radius)) / grid.step + 0.5);
-    c = std::min(std::max(c, 0.0), static_cast<double>(top));
-    return static_cast<int>(c);
+    const double x = (static_cast<double>(v) + static_cast<double>(grid.radius)) / grid.step + 0.5;
+    const int c = static_cast<int>(x);
+    return c < top ? c : top;
 }
 
 // The fields a checked body holds: table index per block, exponent per sent block, and where
@@ -283,6 +284,13 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
     // Encode: fields, exponents, codes; dQ, err_sq and innov_sq.
     LaqWidthsResult out;
     out.r_max = r_max;
+    std::size_t body_bits = nb * kWidthFieldBits;
+    for (std::size_t j = 0; j < nb; ++j) {
+        const int w = table.w[best[j]];
+        if (w > 0)
+            body_bits += kExponentBits + static_cast<std::size_t>(w) * block_len(n, block, j);
+    }
+    out.body.reserve((body_bits + 7) / 8);
     BitWriter wr(out.body);
     for (std::size_t j = 0; j < nb; ++j) wr.put(best[j], kWidthFieldBits);
     for (std::size_t j = 0; j < nb; ++j) {

@@ -9,9 +9,11 @@ vectors ``x_0 .. x_{T-1}``:
 
 Compressors: QSGD (levels 1, 3, 7, 15, 127; l2 and max norm), TernGrad, scaled sign, top-k
 and rand-k (1% and 10%), sparse + quantized (10%, 4 bits), LAQ on innovations (b = 2, 3, 4,
-6, 8: the worker quantizes ``x_t - q_{t-1}`` and the reconstruction is ``q_t``), and the
-rotation quantizer (levels 1, 3, 7, 15); each codable one also entropy-coded
-(:mod:`laqcore.entropy`).
+6, 8: the worker quantizes ``x_t - q_{t-1}`` and the reconstruction is ``q_t``), LAQ with a
+width per block on innovations (:mod:`laqcore.laq_widths`, blocks of 16, error budget
+``rel * ||x_t - q_{t-1}||^2`` for rel = 0.01, 0.03, 0.1, 0.3), and the rotation quantizer
+(levels 1, 3, 7, 15); each codable one also entropy-coded (:mod:`laqcore.entropy`; the width
+frames are not).
 
 Sources: ``gaussian``, ``student_t3``, ``lognormal`` (n coordinates; x_t = x + 0.1 * sigma *
 z_t, a slowly changing vector, so that LAQ's innovations are small as in training), and
@@ -66,6 +68,8 @@ def settings() -> list[tuple[str, str, dict[str, Any]]]:
     out.append(("sparse+quant", "sparse_quant", {"ratio": 0.1, "bits": 4}))
     for b in (2, 3, 4, 6, 8):
         out.append(("laq-innovation", "laq", {"bits": b}))
+    for rel in (0.01, 0.03, 0.1, 0.3):
+        out.append(("laq-widths", "laq_widths", {"rel": rel}))
     for s in (1, 3, 7, 15):
         out.append(("rotation", "rotation", {"levels": s}))
     return out
@@ -108,16 +112,27 @@ def vector_source(name: str, n: int, steps: int, seed: int = 0) -> list[FloatVec
     return [(base + 0.1 * sigma * rng.standard_normal(n)).astype(np.float32) for _ in range(steps)]
 
 
+#: The width block of the ``laq-widths`` settings (``Params.width_block``'s usual value).
+WIDTH_BLOCK = 16
+
+
 def _laq_innovations(
-    vectors: list[FloatVector], bits: int, entropy: bool
+    vectors: list[FloatVector], entropy: bool, bits: int = 4, rel: float | None = None
 ) -> Iterator[tuple[FloatVector, int]]:
-    """(reconstruction q_t, frame bytes) of a LAQ worker uploading every x_t's innovation."""
+    """(reconstruction q_t, frame bytes) of a LAQ worker uploading every x_t's innovation:
+    ``bits`` bits per coordinate, or with ``rel`` a width per block of :data:`WIDTH_BLOCK`
+    meeting ``||dQ - v||^2 <= rel ||v||^2`` (v the innovation; width frames are never
+    entropy coded)."""
     from ..entropy import entropy_encode
     from ..laq import InnovationQuantizer
 
     iq = InnovationQuantizer(vectors[0].size, bits)
     for x in vectors:
-        p = iq.propose(x)
+        if rel is None:
+            p = iq.propose(x)
+        else:
+            v = (x - iq.q_prev).astype(np.float64)
+            p = iq.propose_widths(x, WIDTH_BLOCK, rel * float(np.dot(v, v)), cap=1.0)
         iq.commit(p)
         yield iq.q_prev.copy(), entropy_encode(p).nbytes if entropy else p.nbytes
 
@@ -130,11 +145,13 @@ def measure(
 
     if not vectors:
         raise ValueError("vectors must hold at least one vector (see vector_source)")
+    if entropy and name == "laq_widths":
+        raise ValueError("laq_widths: its frames (LAQ_WIDTHS) are not entropy coded")
 
     n = vectors[0].size
     errs, sizes, times = [], [], []
     with num_threads(1):
-        if name == "laq":
+        if name in ("laq", "laq_widths"):
             t0 = time.perf_counter()
             for x, (q, nbytes) in zip(
                 vectors, _laq_innovations(vectors, **kwargs, entropy=entropy)
