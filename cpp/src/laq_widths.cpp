@@ -67,6 +67,9 @@ class BitReader {
     std::size_t pos_ = 0;
 };
 
+// Longest vector (so that n + block - 1 and the bit counts never wrap).
+constexpr std::size_t kMaxWidthsLength = std::size_t{1} << 62;
+
 std::size_t num_blocks(std::size_t n, std::size_t block) {
     return (n + block - 1) / block;
 }
@@ -96,15 +99,15 @@ struct Fields {
 Fields read_fields(const std::uint8_t* body, std::size_t nbytes, std::size_t n, std::size_t block,
                    const LaqWidthsTable& table, bool checked) {
     const std::size_t nb = num_blocks(n, block);
-    Fields f;
-    f.index.resize(nb);
-    f.exponent.assign(nb, 0);
     const std::size_t field_bits = nb * kWidthFieldBits;
-    if (!checked) {
+    if (!checked) {  // before allocating anything by n: a corrupt header may claim any n
         LAQ_CHECK((field_bits + 7) / 8 <= nbytes,
                   "corrupt LAQ_WIDTHS frame: " << nbytes << " body bytes cannot hold the " << nb
                                                << " width fields");
     }
+    Fields f;
+    f.index.resize(nb);
+    f.exponent.assign(nb, 0);
     BitReader r(body);
     std::size_t sent = 0, code_bits = 0;
     for (std::size_t j = 0; j < nb; ++j) {
@@ -132,8 +135,8 @@ Fields read_fields(const std::uint8_t* body, std::size_t nbytes, std::size_t n, 
 // Calls visit(j, i0, count, grid) for every sent block with its grid filled and the reader at
 // its first code.
 template <class Visit>
-void for_sent_blocks(const std::uint8_t* body, const Fields& f, std::size_t n, std::size_t block,
-                     const LaqWidthsTable& table, float r_max, BitReader& r, Visit&& visit) {
+void for_sent_blocks(const Fields& f, std::size_t n, std::size_t block, const LaqWidthsTable& table,
+                     float r_max, BitReader& r, Visit&& visit) {
     LaqGrid grid;
     r.seek(f.code_bit);
     for (std::size_t j = 0; j < f.index.size(); ++j) {
@@ -143,7 +146,6 @@ void for_sent_blocks(const std::uint8_t* body, const Fields& f, std::size_t n, s
         laq_fill_grid(radius, w, grid, 1 << w);
         visit(j, j * block, block_len(n, block, j), grid);
     }
-    (void)body;
 }
 
 }  // namespace
@@ -231,7 +233,9 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
             const int w = table.w[k];
             cost[j * kWidthFields + k] =
                 kWidthFieldBits +
-                (w > 0 ? kExponentBits + static_cast<double>(w) * block_len(n, block, j) : 0.0);
+                (w > 0 ? kExponentBits +
+                             static_cast<double>(w) * static_cast<double>(block_len(n, block, j))
+                       : 0.0);
         }
         best[j] = block_max[j] == 0.0f ? 0 : kWidthFields - 1;
     }
@@ -322,7 +326,8 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
 
 std::size_t laq_widths_check(const std::uint8_t* body, std::size_t nbytes, std::size_t n,
                              std::size_t block, const LaqWidthsTable& table, float r_max) {
-    LAQ_CHECK(n > 0, "corrupt LAQ_WIDTHS frame: n must be >= 1");
+    LAQ_CHECK(n > 0 && n <= kMaxWidthsLength,
+              "corrupt LAQ_WIDTHS frame: n must be in [1, 2^62], got " << n);
     laq_check_width_block(block);
     laq_check_width_table(table);
     LAQ_CHECK(std::isfinite(r_max) && r_max >= 0.0f,
@@ -362,7 +367,7 @@ void laq_widths_decode(const std::uint8_t* body, std::size_t n, std::size_t bloc
     if (store) std::fill(inout, inout + n, 0.0f);
     BitReader r(body);
     float scaled[kLaqMaxLevels];
-    for_sent_blocks(body, f, n, block, table, r_max, r,
+    for_sent_blocks(f, n, block, table, r_max, r,
                     [&](std::size_t, std::size_t i0, std::size_t count, const LaqGrid& grid) {
                         const int levels = 1 << grid.bits;
                         for (int c = 0; c < levels; ++c) {
@@ -380,7 +385,7 @@ double laq_widths_innov_sq(const std::uint8_t* body, std::size_t n, std::size_t 
     const Fields f = read_fields(body, 0, n, block, table, true);
     BitReader r(body);
     double total = 0.0;
-    for_sent_blocks(body, f, n, block, table, r_max, r,
+    for_sent_blocks(f, n, block, table, r_max, r,
                     [&](std::size_t, std::size_t, std::size_t count, const LaqGrid& grid) {
                         for (std::size_t i = 0; i < count; ++i) {
                             const double d = grid.lut[r.get(grid.bits)];
