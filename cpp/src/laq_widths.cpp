@@ -56,7 +56,7 @@ class BitReader {
         const int nbytes = (shift + bits + 7) >> 3;
         std::uint32_t word = 0;
         for (int k = 0; k < nbytes; ++k)
-            word |= static_cast<std::uint32_t>(in_[byte + k]) << (8 * k);
+            word |= static_cast<std::uint32_t>(in_[byte + static_cast<std::size_t>(k)]) << (8 * k);
         pos_ += static_cast<std::size_t>(bits);
         return (word >> shift) & ((1u << bits) - 1u);
     }
@@ -66,6 +66,11 @@ class BitReader {
     const std::uint8_t* in_;
     std::size_t pos_ = 0;
 };
+
+// Entry k of block j in the per-block tables of kWidthFields entries (err, cost).
+std::size_t slot(std::size_t j, int k) {
+    return j * kWidthFields + static_cast<std::size_t>(k);
+}
 
 // Longest vector (so that n + block - 1 and the bit counts never wrap).
 constexpr std::size_t kMaxWidthsLength = std::size_t{1} << 62;
@@ -220,7 +225,7 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
                                  static_cast<double>(v[i]);
                 ek += d * d;
             }
-            err[j * kWidthFields + k] = ek;
+            err[slot(j, k)] = ek;
         }
     }
     const double target = std::min(budget, cap * v_sq);
@@ -231,7 +236,7 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
     for (std::size_t j = 0; j < nb; ++j) {
         for (int k = 0; k < kWidthFields; ++k) {
             const int w = table.w[k];
-            cost[j * kWidthFields + k] =
+            cost[slot(j, k)] =
                 kWidthFieldBits +
                 (w > 0 ? kExponentBits +
                              static_cast<double>(w) * static_cast<double>(block_len(n, block, j))
@@ -256,7 +261,7 @@ LaqWidthsResult laq_quantize_widths(const float* grad, const float* prev, std::s
                 }
             }
             pick[j] = static_cast<std::uint8_t>(arg);
-            total += err[j * kWidthFields + arg];
+            total += err[slot(j, arg)];
         }
         return total;
     };
