@@ -426,3 +426,9 @@ def test_variance_study_measures_width_blocks():
     assert rows[1]["nmse"] <= 0.3
     with pytest.raises(ValueError, match="not entropy coded"):
         measure(vectors, "laq-widths", "laq_widths", {"rel": 0.1}, True)
+
+
+def test_the_width_block_limit_is_the_kernels():
+    from laqcore._validate import MAX_WIDTH_BLOCK
+
+    assert MAX_WIDTH_BLOCK == laqcore._core.laq_widths.MAX_BLOCK

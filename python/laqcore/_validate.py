@@ -388,6 +388,47 @@ def check_block_size(block_size: Any) -> int | None:
     return value
 
 
+#: Largest width block of LAQ with a width per block (laq_widths.hpp's kMaxWidthBlock: the
+#: frame's uint16 field).
+MAX_WIDTH_BLOCK = 32768
+
+
+def check_width_block(block_size: Any, name: str = "block_size") -> int:
+    """A width block length: a multiple of 8 in ``[8, 32768]``."""
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {block_size!r}")
+    value = int(block_size)
+    if not 8 <= value <= MAX_WIDTH_BLOCK or value % 8 != 0:
+        raise ValueError(f"{name} must be a multiple of 8 in [8, {MAX_WIDTH_BLOCK}], got {value}")
+    return value
+
+
+def check_widths(widths: Any) -> tuple[int, int, int, int]:
+    """A width table: four integers ``0 = w0 < w1 < w2 < w3 <= 8``."""
+    try:
+        values = tuple(widths)
+    except TypeError:
+        raise TypeError(f"widths must be a sequence of four integers, got {widths!r}") from None
+    if len(values) != 4 or any(
+        isinstance(w, bool) or not isinstance(w, (int, np.integer)) for w in values
+    ):
+        raise TypeError(f"widths must be a sequence of four integers, got {widths!r}")
+    w = tuple(int(x) for x in values)
+    if w[0] != 0 or not all(a < b for a, b in zip(w, w[1:])) or w[3] > 8:
+        raise ValueError(f"widths must be 0 < w1 < w2 < w3 <= 8 after a leading 0, got {w}")
+    return w  # type: ignore[return-value]  # four entries, checked
+
+
+def check_budget(budget: Any) -> float:
+    """An error budget: a real number >= 0, ``inf`` allowed (no budget)."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
+        raise TypeError(f"budget must be a real number, got {budget!r}")
+    b = float(budget)
+    if math.isnan(b) or b < 0.0:
+        raise ValueError(f"budget must be >= 0 (inf allowed), got {b}")
+    return b
+
+
 def registry_key(name: str) -> str:
     """The one normalisation of registry names (algorithms and compressors alike): case,
     surrounding blanks and the choice of ``-`` or ``_`` do not matter."""

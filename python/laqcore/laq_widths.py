@@ -30,7 +30,15 @@ import numpy.typing as npt
 
 from . import _core
 from ._typing import FloatVector
-from ._validate import as_code_vector, as_grad_and_prev, check_positive_int, check_real
+from ._validate import (
+    as_code_vector,
+    as_grad_and_prev,
+    check_budget,
+    check_positive_int,
+    check_real,
+    check_width_block,
+    check_widths,
+)
 from .laq_payload import LAQPayload, _check_radius, _frozen
 from .wire import PayloadKind, body_array
 
@@ -49,42 +57,6 @@ DEFAULT_WIDTHS: tuple[int, int, int, int] = (0, 2, 3, 4)
 #: budget: an upload forced by LAQ's clock (when the budget is huge) still carries at least
 #: 70% of its innovation's energy. Chosen on digits among 0.1/0.2/0.3/0.5 (docs/algorithms.md).
 ERROR_CAP = 0.3
-_MAX_BLOCK = int(_core.laq_widths.MAX_BLOCK)
-
-
-def check_width_block(block_size: Any, name: str = "block_size") -> int:
-    """A width block length: a multiple of 8 in ``[8, 32768]``."""
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {block_size!r}")
-    value = int(block_size)
-    if not 8 <= value <= _MAX_BLOCK or value % 8 != 0:
-        raise ValueError(f"{name} must be a multiple of 8 in [8, {_MAX_BLOCK}], got {value}")
-    return value
-
-
-def check_widths(widths: Any) -> tuple[int, int, int, int]:
-    """A width table: four integers ``0 = w0 < w1 < w2 < w3 <= 8``."""
-    try:
-        values = tuple(widths)
-    except TypeError:
-        raise TypeError(f"widths must be a sequence of four integers, got {widths!r}") from None
-    if len(values) != 4 or any(
-        isinstance(w, bool) or not isinstance(w, (int, np.integer)) for w in values
-    ):
-        raise TypeError(f"widths must be a sequence of four integers, got {widths!r}")
-    w = tuple(int(x) for x in values)
-    if w[0] != 0 or not all(a < b for a, b in zip(w, w[1:])) or w[3] > 8:
-        raise ValueError(f"widths must be 0 < w1 < w2 < w3 <= 8 after a leading 0, got {w}")
-    return w  # type: ignore[return-value]  # four entries, checked
-
-
-def _check_budget(budget: Any) -> float:
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)):
-        raise TypeError(f"budget must be a real number, got {budget!r}")
-    b = float(budget)
-    if math.isnan(b) or b < 0.0:
-        raise ValueError(f"budget must be >= 0 (inf allowed), got {b}")
-    return b
 
 
 class LAQWidthsPayload(LAQPayload):
@@ -307,7 +279,7 @@ def laq_quantize_widths(
     """
     bs = check_width_block(block_size)
     w = check_widths(widths)
-    b = _check_budget(budget)
+    b = check_budget(budget)
     c = check_real(cap, "cap", minimum=0.0)
     g, p = as_grad_and_prev(grad, prev)
     body, r_max, err_sq, innov_sq = _core.laq_widths.quantize(g, p, bs, list(w), b, c)

@@ -39,9 +39,9 @@ from ._validate import (
     check_bits,
     check_positive_int,
     check_real,
+    check_width_block,
 )
 from .laq import InnovationQuantizer, LAQPayload, laq_accumulate
-from .laq_widths import check_width_block
 from .lazy import IterateHistory, UploadRule
 
 __all__ = ["LazyAggregate", "LazyUploader"]

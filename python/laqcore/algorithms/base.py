@@ -37,10 +37,15 @@ import numpy as np
 import numpy.typing as npt
 
 from .._typing import F64
-from .._validate import check_block_size, check_bool, check_levels, check_uint64
+from .._validate import (
+    check_block_size,
+    check_bool,
+    check_levels,
+    check_uint64,
+    check_width_block,
+)
 from ..compressors import get_compressor
 from ..compressors.base import Compressor, decoded
-from ..laq_widths import check_width_block
 from ..lazy import IterateHistory
 from ..wire import Payload
 from .param_sets import COMMON_PARAMS
