@@ -7,7 +7,7 @@ block maximum. The widths minimise the frame's bits subject to
 ``||dQ - v||^2 <= min(budget, cap ||v||^2)`` by a Lagrangian (rate-distortion) allocation:
 blocks whose innovation carries much energy get more bits, quiet blocks few or none. Formula,
 arithmetic and body layout: ``cpp/include/laqcore/laq_widths.hpp``; why and what it reaches:
-docs/algorithms.md, "A width per block".
+docs/algorithms.md, "A width per block in the library".
 
 In the simulator it is the LAQ family's ``width_block`` option (with ``adaptive_bits = F``:
 ``budget = F rhs / err_coef``, so the rule's quantization-error term stays below ``F`` times
@@ -50,8 +50,8 @@ def __dir__() -> list[str]:
 
 
 #: The width table: a block's 2-bit field picks one of these (0 = not sent). Widths 1 and
-#: 5..8 were almost never chosen when offered (docs/algorithms.md, "A width per block"): a
-#: block's own radius already absorbs the innovation's range.
+#: 5..8 were almost never chosen when offered (docs/algorithms.md, "A width per block in the
+#: library"): a block's own radius already absorbs the innovation's range.
 DEFAULT_WIDTHS: tuple[int, int, int, int] = (0, 2, 3, 4)
 #: The allocation's error never exceeds this share of ||v||^2, however large the rule's
 #: budget: an upload forced by LAQ's clock (when the budget is huge) still carries at least

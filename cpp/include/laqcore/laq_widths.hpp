@@ -1,5 +1,5 @@
 // laqcore/laq_widths.hpp: LAQ with a bit width per block, allocated by rate and distortion
-// (issue 13.3; docs/algorithms.md "A width per block").
+// (issue 13.3; docs/algorithms.md "A width per block in the library").
 //
 // The innovation v = g - q_prev (float32) is cut into blocks of `block` coordinates (the last
 // one may be shorter). Block j gets a width w_j from a table of kWidthFields widths (the
@@ -26,8 +26,8 @@
 // then 40 bisection steps of m = 0.5 * (a + b) in [2^t, 2^(t + 1)). Every lam tried whose
 // total meets the target replaces the allocation; none does (or the widest width everywhere
 // misses the target): every block with a nonzero maximum takes the widest width. Blocks whose
-// maximum is 0 always take width 0. laqcore._reference.laq_widths_allocate does the same
-// operations in numpy and reproduces the widths bit for bit.
+// maximum is 0 always take width 0. laqcore._reference.laq_widths_quantize does the same
+// operations in numpy and reproduces the widths, and the whole body, bit for bit.
 //
 // Body (one little-endian bit stream, least significant bit first, zero padding bits to the
 // byte): the ceil(n / block) table indices of kWidthFieldBits bits; then, for each block sent
