@@ -50,8 +50,8 @@ def __dir__() -> list[str]:
 
 
 #: The width table: a block's 2-bit field picks one of these (0 = not sent). Widths 1 and
-#: 5..8 were almost never chosen when offered (docs/algorithms.md, "A width per block in the
-#: library"): a block's own radius already absorbs the innovation's range.
+#: 5..8 were almost never chosen when offered: a block's own radius already absorbs the
+#: innovation's range (docs/algorithms.md, "A width per block in the library").
 DEFAULT_WIDTHS: tuple[int, int, int, int] = (0, 2, 3, 4)
 #: The allocation's error never exceeds this share of ||v||^2, however large the rule's
 #: budget: an upload forced by LAQ's clock (when the budget is huge) still carries at least
