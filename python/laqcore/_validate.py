@@ -403,6 +403,23 @@ def check_width_block(block_size: Any, name: str = "block_size") -> int:
     return value
 
 
+def check_width_options(width_block: Any, adaptive_bits: Any, block_size: Any) -> int | None:
+    """``width_block`` checked against the options it goes with (``None``: LAQ's one width).
+
+    A width per block is chosen under the error budget ``adaptive_bits`` (so it needs one),
+    and each width block carries its own radius (so it excludes ``block_size``'s radii).
+    """
+    if width_block is None:
+        return None
+    value = check_width_block(width_block, "width_block")
+    if adaptive_bits is None or block_size is not None:
+        raise ValueError(
+            "width_block needs adaptive_bits (the error budget F) and no block_size (each "
+            "width block has its own radius)"
+        )
+    return value
+
+
 def check_widths(widths: Any) -> tuple[int, int, int, int]:
     """A width table: four integers ``0 = w0 < w1 < w2 < w3 <= 8``."""
     try:

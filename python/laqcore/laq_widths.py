@@ -105,18 +105,13 @@ class LAQWidthsPayload(LAQPayload):
         err_sq: float | None = None,
         innov_sq: float | None = None,
     ) -> None:
-        self._n = check_positive_int(n, "n")
-        self._block_size = check_width_block(block_size)
-        self._widths = check_widths(widths)
+        n = check_positive_int(n, "n")
+        block_size = check_width_block(block_size)
+        checked = check_widths(widths)
         r = _check_radius(radius)
         body = _frozen(as_code_vector(packed, "packed"))
-        _core.laq_widths.check(body, self._n, self._block_size, list(self._widths), r)
-        self._packed = body
-        self._radius = r
-        self._bits = self._widths[-1]
-        self._fields: tuple[npt.NDArray[np.int8], FloatVector] | None = None
-        self._err_sq = None if err_sq is None else float(err_sq)
-        self._innov_sq = None if innov_sq is None else float(innov_sq)
+        _core.laq_widths.check(body, n, block_size, list(checked), r)
+        self._set(body, r, n, block_size, checked, err_sq, innov_sq)
 
     @classmethod
     def _trusted_widths(  # noqa: PLR0913 - the payload's fields
@@ -132,11 +127,25 @@ class LAQWidthsPayload(LAQPayload):
         """Fields valid by construction (the quantizer's output, a checked frame);
         ``packed`` read-only."""
         p = cls.__new__(cls)
-        p._packed, p._radius, p._n, p._block_size = packed, float(radius), n, block_size
-        p._widths, p._bits, p._fields = widths, widths[-1], None
-        p._err_sq = None if err_sq is None else float(err_sq)
-        p._innov_sq = None if innov_sq is None else float(innov_sq)
+        p._set(packed, radius, n, block_size, widths, err_sq, innov_sq)
         return p
+
+    def _set(  # noqa: PLR0913 - the payload's fields
+        self,
+        packed: npt.NDArray[np.uint8],
+        radius: float,
+        n: int,
+        block_size: int,
+        widths: tuple[int, int, int, int],
+        err_sq: float | None,
+        innov_sq: float | None,
+    ) -> None:
+        """Every field, from checked values (the one place that lists them)."""
+        self._packed, self._radius, self._n, self._block_size = packed, float(radius), n, block_size
+        self._widths, self._bits = widths, widths[-1]
+        self._fields: tuple[npt.NDArray[np.int8], FloatVector] | None = None
+        self._err_sq = None if err_sq is None else float(err_sq)
+        self._innov_sq = None if innov_sq is None else float(innov_sq)
 
     # -- fields ------------------------------------------------------------------------
     @property

@@ -39,7 +39,7 @@ from ._validate import (
     check_bits,
     check_positive_int,
     check_real,
-    check_width_block,
+    check_width_options,
 )
 from .laq import InnovationQuantizer, LAQPayload, laq_accumulate
 from .lazy import IterateHistory, UploadRule
@@ -178,14 +178,7 @@ class LazyUploader:
             if adaptive_bits is None
             else check_real(adaptive_bits, "adaptive_bits", minimum=0.0)
         )
-        self.width_block = (
-            None if width_block is None else check_width_block(width_block, "width_block")
-        )
-        if self.width_block is not None and (self.adaptive_bits is None or block_size is not None):
-            raise ValueError(
-                "width_block needs adaptive_bits (the error budget F) and no block_size (each "
-                "width block has its own radius)"
-            )
+        self.width_block = check_width_options(width_block, self.adaptive_bits, block_size)
         # The rule's err_coef (3 for LAQ); the quantization-error term is this * ||eps||^2.
         self._err_weight = 3.0 if rule is None else rule.err_scale * rule.err_coef
         self.clock = 0

@@ -285,14 +285,10 @@ def simulate(
     ):
         check_bool(value, flag)  # a truthy string such as "no" would switch it on
     if entropy_coding:  # else the result said "entropy-coded" of a run that coded nothing
-        from .algorithms import check_entropy_codable
+        from .algorithms import check_entropy_codable, uploads_width_frames
 
-        check_entropy_codable([type(algorithm)], "entropy_coding")
-        if getattr(getattr(algorithm, "params", None), "width_block", None) is not None:
-            raise ValueError(
-                "entropy_coding: the frames of width_block (LAQ_WIDTHS) are not entropy coded, "
-                "so most uploads would go uncoded in a run recorded as coded; drop one of the two"
-            )
+        widths = "width_block" if uploads_width_frames(algorithm) else None
+        check_entropy_codable([type(algorithm)], "entropy_coding", widths)
     M = problem.num_workers
     # The engine's N processes host >= 1 worker each; a huge N hung in the chunk split.
     check_positive_int(downlink_chunks, "downlink_chunks", minimum=0, maximum=M)

@@ -54,6 +54,7 @@ __all__ = [
     "check_entropy_codable",
     "get_algorithm",
     "own_overrides",
+    "uploads_width_frames",
 ]
 
 
@@ -105,11 +106,20 @@ def available_algorithms() -> list[str]:
     return _REGISTRY.names()
 
 
-def check_entropy_codable(classes: Iterable[type[Algorithm]], label: str) -> None:
-    """``ValueError`` (starting with ``label``) unless one of ``classes`` uploads payloads
-    that entropy coding codes (:attr:`Algorithm.entropy_codable`): for none of them the
-    coding would change nothing, yet the run would be recorded as entropy-coded."""
+def check_entropy_codable(
+    classes: Iterable[type[Algorithm]], label: str, width_block: str | None = None
+) -> None:
+    """``ValueError`` (starting with ``label``) unless entropy coding would code the uploads
+    of ``classes``: one of them uploads payloads it codes (:attr:`Algorithm.entropy_codable`),
+    and no width per block is set (``width_block`` names that setting where it is set, e.g.
+    ``"--width-block"``; its LAQ_WIDTHS frames are not coded). Otherwise the run would be
+    recorded as entropy-coded while sending all or most of its frames plain."""
     classes = list(classes)
+    if width_block is not None:
+        raise ValueError(
+            f"{label}: the frames of {width_block} (LAQ_WIDTHS) are not entropy coded, so most "
+            "uploads would go uncoded in a run recorded as coded; drop one of the two"
+        )
     if any(cls.entropy_codable for cls in classes):
         return
     codable = [n for n in available_algorithms() if ALGORITHMS[n].entropy_codable]
@@ -117,6 +127,11 @@ def check_entropy_codable(classes: Iterable[type[Algorithm]], label: str) -> Non
         f"{label}: the uploads of {', '.join(cls.name for cls in classes)} carry no code "
         f"stream to entropy-code, so it would change nothing (codable: {', '.join(codable)})"
     )
+
+
+def uploads_width_frames(algorithm: Algorithm) -> bool:
+    """Whether ``algorithm`` uploads LAQ_WIDTHS frames (LAQ with ``Params.width_block``)."""
+    return getattr(getattr(algorithm, "params", None), "width_block", None) is not None
 
 
 def algorithm_parameters(name: str) -> frozenset[str]:

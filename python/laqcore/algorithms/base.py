@@ -42,7 +42,7 @@ from .._validate import (
     check_bool,
     check_levels,
     check_uint64,
-    check_width_block,
+    check_width_options,
 )
 from ..compressors import get_compressor
 from ..compressors.base import Compressor, decoded
@@ -191,12 +191,7 @@ class Params:
             raise ValueError(
                 f"adaptive_bits must be a finite number >= 0, got {self.adaptive_bits}"
             )
-        if self.width_block is not None:
-            check_width_block(self.width_block, "width_block")
-            if self.adaptive_bits is None:
-                raise ValueError("width_block needs adaptive_bits (F, the error budget)")
-            if self.block_size is not None:
-                raise ValueError("width_block and block_size exclude each other")
+        check_width_options(self.width_block, self.adaptive_bits, self.block_size)
         check_levels(self.levels)  # the QSGD compressor's range, before any data is loaded
         for name in ("D", "batch", "bucket_size", "period", "epoch", "local_steps"):
             if getattr(self, name) < 1:

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._validate import check_positive_int
+from ..algorithms import uploads_width_frames
 from ..downlink import ChunkedStateDownlink, parse_downlink
 from ..laq import laq_quantize
 from ..laq_payload import LAQPayload
@@ -94,18 +95,13 @@ def _probe(algorithm: Algorithm, dim: int) -> Payload | None:
     return None
 
 
-def _width_blocks(algorithm: Algorithm) -> bool:
-    """Whether the algorithm uploads LAQ_WIDTHS frames (``Params.width_block``)."""
-    return getattr(getattr(algorithm, "params", None), "width_block", None) is not None
-
-
 def upload_unit(algorithm: Algorithm, server: Server) -> int | None:
     """Chunk boundaries for this algorithm's uploads (a multiple of 8 and of their slice
     unit, so every bit width of adaptive-bits LAQ slices too), or ``None`` if the engine
     cannot run it over the two-phase exchange."""
     if not type(server).chunkable:
         return None
-    if _width_blocks(algorithm):
+    if uploads_width_frames(algorithm):
         return None  # the first upload slices, the width frames after it do not
     probe = _probe(algorithm, server.dim)
     try:
@@ -122,7 +118,7 @@ def resolve_exchange(exchange: str, algorithm: Algorithm, server: Server) -> int
     if exchange == "all-gather":
         return None
     unit = upload_unit(algorithm, server)
-    if unit is None and exchange == "two-phase" and _width_blocks(algorithm):
+    if unit is None and exchange == "two-phase" and uploads_width_frames(algorithm):
         raise ValueError(
             "--exchange two-phase: the frames of --width-block (a width per block) cannot be "
             "split into owner chunks; use --exchange all-gather or auto"

@@ -170,12 +170,8 @@ def _check_algorithms(names: list[str], args: argparse.Namespace) -> None:
     for field in algorithm_overrides(args):
         _check_used(names, field, param_flag(field))
     if getattr(args, "entropy_coding", False):
-        check_entropy_codable([ALGORITHMS[n] for n in names], "--entropy-coding")
-        if getattr(args, "width_block", None) is not None:
-            raise ValueError(
-                "--entropy-coding: the frames of --width-block (LAQ_WIDTHS) are not entropy "
-                "coded; drop one of the two"
-            )
+        widths = None if getattr(args, "width_block", None) is None else "--width-block"
+        check_entropy_codable([ALGORITHMS[n] for n in names], "--entropy-coding", widths)
     seen: list[str] = []
     for name in names:
         try:
