@@ -126,6 +126,16 @@ def die_or_hang(rank: int, world: int, mode: str, at_round: int) -> str:
     return "finished"
 
 
+def loader_with_workers(rank: int, world: int) -> float:
+    """What a trainer's ``DataLoader(num_workers=2)`` yields: its workers are child
+    processes of the rank."""
+    import torch
+
+    data = torch.utils.data.TensorDataset(torch.arange(8.0) + 100 * rank)
+    loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=2)
+    return sum(float(batch[0].sum()) for batch in loader)
+
+
 def rank_and_world(rank: int, world: int) -> tuple[int, int]:
     return rank, world
 

@@ -252,8 +252,23 @@ def load_error(method: str, hook_checkpoint: Any) -> tuple[str, str]:
     return "no error", ""
 
 
+def needs(spec: dict[str, Any]) -> list[str]:
+    """The features of :func:`needs_torch.torch_gaps` that :func:`train` uses for ``spec``:
+    any autocast makes a GradScaler, and bfloat16 parameters go through gloo as bfloat16."""
+    return [
+        feature
+        for feature, used in (
+            ("cpu_grad_scaler", bool(spec.get("amp"))),
+            ("gloo_bfloat16", spec.get("params") == "bf16"),
+        )
+        if used
+    ]
+
+
 def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
-    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error.
+    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error;
+    a spec with ``"skip": reason`` (a feature this torch lacks) is not run, its result is
+    ``{"skipped": reason}``.
 
     ``resume_of: i`` resumes from run i's checkpoint, each rank from its own hook state;
     ``resume_of_rank0: i`` as a trainer that writes rank 0's checkpoint file only
@@ -263,7 +278,9 @@ def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
 
     out: list[Any] = []
     for spec in specs:
-        if "error" in spec:
+        if "skip" in spec:
+            out.append({"skipped": spec["skip"]})
+        elif "error" in spec:
             out.append(expect_error(rank, world, spec["error"]))
         elif "resume_of" in spec:  # resume from the checkpoint of an earlier run in this list
             ck = out[spec["resume_of"]]["checkpoint"]

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 from laqcore.torch import LAQState, QSGDState, laq_hook, qsgd_hook  # noqa: E402
 from laqcore.torch._layout import BucketLayout, Parked  # noqa: E402
+from needs_torch import skip_without  # noqa: E402
 
 # The hooks warn once per state in a group of one rank (this module's group):
 # test_a_group_of_one_rank_warns_once checks it; elsewhere here it is expected.
@@ -1054,6 +1055,7 @@ def test_the_process_group_can_be_given_until_the_first_step(group: None) -> Non
 def test_what_may_change_during_training_still_can() -> None:
     """The scaler is attached after construction by design; the warm-up length, the
     non-finite policy and the error-feedback weight are read at every step."""
+    skip_without("cpu_grad_scaler")
     state = LAQState()
     state.grad_scaler = torch.amp.GradScaler("cpu")
     state.warmup_steps = 3
@@ -1150,6 +1152,7 @@ def test_a_state_pickled_with_a_scaler_before_its_first_step_refuses_to_run_with
 ) -> None:
     """Pickled (or deep-copied) before any step, a state built with a GradScaler came back
     without it and trained in the scaled units, with no error until a back-off."""
+    skip_without("cpu_grad_scaler")
     scaler = torch.amp.GradScaler("cpu")
     state = LAQState(warmup_steps=0, bits=4, block_size=8, grad_scaler=scaler)
     for copier in (lambda st: pickle.loads(pickle.dumps(st)), copy.deepcopy):
@@ -1220,7 +1223,8 @@ def test_register_hook_accepts_a_compiled_ddp_model(group: None) -> None:
         compiled = torch.compile(ddp)  # not run: compiling happens at the first call
     state = register_hook(compiled, "qsgd")
     assert state.process_group is ddp.process_group
-    assert [st for _, st in ddp._comm_hooks] == [state]  # registered on the DDP inside
+    ddp(torch.randn(4, 3)).sum().backward()  # the DDP inside runs the hook: registered there
+    assert state.iteration == 1
 
 
 def test_compression_ratio_before_during_and_after_warm_up(group: None) -> None:
@@ -1360,6 +1364,8 @@ def test_ddps_python_reducer_is_refused_with_a_clear_error(group: None) -> None:
     with torch._dynamo.config.patch(optimize_ddp="python_reducer"):
         torch.manual_seed(0)
         ddp = DDP(torch.nn.Linear(3, 2))
+        if not hasattr(ddp, "_use_python_reducer"):  # torch 2.1.2: the setting does nothing
+            pytest.skip(f"the DDP of torch {torch.__version__} has no Python reducer")
         with pytest.raises(TypeError, match="python_reducer"):
             register_hook(ddp, "laq")
         ddp.register_comm_hook(QSGDState(), qsgd_hook)  # by hand: the hook says it
@@ -1418,6 +1424,34 @@ def _steps_with_a_checkpoint(
     return model, checkpoint
 
 
+def _first_step_order(make_model: Any, **ddp_kwargs: Any) -> list[int]:
+    """Indices (in ``model.parameters()``) of the parameters in the order DDP's buckets hand
+    them to a hook at the first step."""
+    model = make_model()
+    index = {p.data_ptr(): i for i, p in enumerate(model.parameters())}
+    order: list[int] = []
+
+    def record(bucket: Any) -> Any:
+        order.extend(index[p.data_ptr()] for p in bucket.parameters())
+        done: Any = torch.futures.Future()
+        done.set_result(bucket.buffer())
+        return done
+
+    ddp = DDP(model, **ddp_kwargs)
+    ddp.register_comm_hook(None, lambda _, bucket: record(bucket))  # DDP checks the name
+    ddp(torch.randn(4, 8)).square().sum().backward()
+    return order
+
+
+def _skip_unless_reordered(make_model: Any, **ddp_kwargs: Any) -> None:
+    """Skip where ``ddp_kwargs`` leave DDP's first-step parameter order as it is (torch 2.1.2
+    with find_unused_parameters and a tiny bucket_cap_mb; torch 2.13 reverses it)."""
+    if _first_step_order(make_model, **ddp_kwargs) == _first_step_order(make_model):
+        pytest.skip(
+            f"the DDP of torch {torch.__version__} keeps its bucket order under {ddp_kwargs}"
+        )
+
+
 def _three_layers() -> Any:
     return torch.nn.Sequential(*[torch.nn.Linear(8, 8, bias=False) for _ in range(3)])
 
@@ -1461,7 +1495,12 @@ def test_fsdp_is_refused_with_a_clear_error(group: None) -> None:
     fsdp = FSDP(torch.nn.Linear(3, 2), device_id=torch.device("cpu"))  # one rank: NO_SHARD
     with pytest.raises(TypeError, match="got a FullyShardedDataParallel model: laqcore's hooks"):
         register_hook(fsdp, "laq")
-    fsdp.register_comm_hook(LAQState(), laq_hook)  # by hand: the hook says it
+    try:
+        fsdp.register_comm_hook(LAQState(), laq_hook)  # by hand: the hook says it
+    except TypeError as err:  # torch 2.1.2's FSDP builds CUDA streams here
+        if "Stream" not in str(err):
+            raise
+        pytest.skip(f"the FSDP of torch {torch.__version__} cannot register a hook on CPU")
     with pytest.raises(TypeError, match=r"laq_hook was called with \(Tensor\), not a GradBucket"):
         fsdp(torch.randn(4, 3)).sum().backward()
     for name in HOOKS:  # what FSDP's sharded strategies pass: (state, grad, output)
@@ -1487,6 +1526,7 @@ def test_a_checkpoint_resumes_exactly_under_ddp_buckets_that_reorder_its_paramet
         resumed, _ = _steps_with_a_checkpoint(_three_layers, 6, resume=checkpoint, **kwargs)
         assert _same_parameters(straight, resumed), kwargs
     # The last two layers equal: which saved layer is which cannot be told from the values.
+    _skip_unless_reordered(_three_layers, **reordered)
     model = _three_layers()
     with torch.no_grad():
         model[2].weight.copy_(model[1].weight)
@@ -1530,6 +1570,7 @@ def test_buckets_of_three_dtypes_in_one_step(group: None, name: str) -> None:
     """Mixed-dtype models (2 gloo ranks by hand: identical replicas, bit-identical resumes,
     docs/ddp.md): bytes_dense counts each bucket at its own element size, every gradient
     comes back in its parameter's dtype, and a resume from step 3 is the same run."""
+    skip_without("gloo_bfloat16")
     from laqcore.torch import make_hook
 
     def run(steps: int, ck: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any]]:
@@ -1616,9 +1657,10 @@ def test_a_checkpoint_of_other_parameter_sizes_names_the_cause(group: None) -> N
         ddp.register_comm_hook(state, laq_hook)
         return ddp, state
 
+    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
+    _skip_unless_reordered(lambda: ddp_with_state()[0].module, **reordered)
     ddp, saved = ddp_with_state(seed=0)
     ddp(torch.randn(4, 8)).square().sum().backward()
-    reordered = {"find_unused_parameters": True, "bucket_cap_mb": 1e-4}
     for kwargs, match in [
         (
             reordered,

@@ -433,6 +433,9 @@ def test_float16_all_reduce_steps_average_like_ddp() -> None:
     4e4 per rank overflowed to inf (a dropped step, or NaN parameters without a scaler)
     where DDP, which divides first, returned their average."""
     from _dist_workers import fp16_average
+    from needs_torch import skip_without
+
+    skip_without("cpu_float16_matmul")
 
     hooks = [
         {"method": "qsgd"},  # QSGD's one warm-up step

@@ -337,7 +337,8 @@ class LAQCompressor:
     >>> c = laqcore.LAQCompressor(bits=8)
     >>> x = np.linspace(-1, 1, 5, dtype=np.float32)
     >>> payload = c.compress(x)
-    >>> bool(np.abs(c.decompress(c.from_bytes(payload.to_bytes())) - x).max() <= 1 / 255)
+    >>> err = np.abs(c.decompress(c.from_bytes(payload.to_bytes())) - x).max()
+    >>> bool(err <= 1.001 / 255)  # half of the 2/255 step, and float32 rounding
     True
     """
 

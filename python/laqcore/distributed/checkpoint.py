@@ -116,6 +116,23 @@ def encode_state(value: Any, *, skip: tuple[type, ...] = ()) -> tuple[Any, list[
 _SCALAR_KINDS = "biufU"
 
 
+def _scalar(dt: np.dtype[Any], value: Any) -> Any:
+    """``dt``'s scalar of ``value``; ``OverflowError`` where it does not fit. numpy 2 raises
+    that for an integer by itself; numpy 1.x wrapped it (``np.int8(1000)`` was -24, with a
+    DeprecationWarning), and either rounds a float beyond the type's range to infinity."""
+    if dt.kind in "iu" and isinstance(value, int) and not isinstance(value, bool):
+        info = np.iinfo(dt)
+        if not info.min <= value <= info.max:
+            raise OverflowError(f"{value} is out of the range of {dt}")
+    if dt.kind == "f" and isinstance(value, float) and math.isfinite(value):
+        with np.errstate(over="ignore"):
+            scalar = dt.type(value)
+        if not np.isfinite(scalar):
+            raise OverflowError(f"{value} is out of the range of {dt}")
+        return scalar
+    return dt.type(value)
+
+
 def restore_state(
     target: Any, tree: Any, arrays: list[np.ndarray], *, skip: tuple[type, ...] = ()
 ) -> Any:
@@ -147,7 +164,7 @@ def restore_state(
                     f"checkpoint holds a scalar of dtype {dt}; encode_state writes only bool, "
                     "integer, float and str scalars"
                 )
-            return dt.type(dec(t["value"], None))
+            return _scalar(dt, dec(t["value"], None))
         if "__tuple__" in t:
             return tuple(dec(v, None) for v in t["__tuple__"])
         if "__deque__" in t:

@@ -46,13 +46,13 @@ def run_collective(
 ) -> Any:
     """Run the collective ``fn(*args, **kwargs)``; a backend failure (a peer that died or
     stopped answering) becomes a :class:`PeerFailureError` naming this rank and ``what``."""
-    import torch.distributed as dist  # this module is imported without torch too
-
     try:
         return fn(*args, **kwargs)
     except PeerFailureError:
         raise
-    except (RuntimeError, dist.DistError) as err:
+    # torch.distributed.DistError and its kinds subclass RuntimeError; naming DistError
+    # itself raised AttributeError here under torch 2.1, which has none, hiding the failure.
+    except RuntimeError as err:
         raise PeerFailureError(rank, what, timeout_s, err) from err
 
 

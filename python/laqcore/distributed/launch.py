@@ -200,29 +200,38 @@ def _child(
             _wait_for_every_rank(dist, backend)
             joined = True
             out = fn(rank, world_size, *args)
+            # Plain pickle, by value: the queue's own pickler would pass torch tensors as
+            # shared-memory handles that die with this process before the parent reads them.
+            # Reported before the group's teardown (as an error is): under torch 2.1 that
+            # teardown could deadlock (the gloo group's destructor holds the GIL while it
+            # joins a worker thread that needs it), and the run then waited for its deadline;
+            # now the launcher has every result and stops a rank still tearing down.
+            results.put(
+                pickle.dumps(RankOutcome(rank, "ok", result=out, seconds=time.monotonic() - t0))
+            )
+        except BaseException as err:  # noqa: BLE001 - report everything to the parent
+            results.put(_error_report(rank, err, t0, rendezvous=not joined))
         finally:
             # Never block on teardown: after a peer failure the group may be unusable.
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-        # Plain pickle, by value: the queue's own pickler would pass torch tensors as
-        # shared-memory handles that die with this process before the parent reads them.
-        results.put(
-            pickle.dumps(RankOutcome(rank, "ok", result=out, seconds=time.monotonic() - t0))
+    except BaseException as err:  # noqa: BLE001 - the store or the group was not set up
+        results.put(_error_report(rank, err, t0, rendezvous=True))
+
+
+def _error_report(rank: int, err: BaseException, t0: float, *, rendezvous: bool) -> bytes:
+    """The pickled :class:`RankOutcome` of ``err``, raised in this rank since ``t0``."""
+    return pickle.dumps(
+        RankOutcome(
+            rank,
+            "error",
+            error_type=type(err).__name__,
+            error=str(err),
+            traceback=traceback.format_exc(),
+            seconds=time.monotonic() - t0,
+            rendezvous=rendezvous,
         )
-    except BaseException as err:  # noqa: BLE001 - report everything to the parent
-        results.put(
-            pickle.dumps(
-                RankOutcome(
-                    rank,
-                    "error",
-                    error_type=type(err).__name__,
-                    error=str(err),
-                    traceback=traceback.format_exc(),
-                    seconds=time.monotonic() - t0,
-                    rendezvous=not joined,
-                )
-            )
-        )
+    )
 
 
 def _shorten(end: float, why: str | None, grace_s: float, reason: str) -> tuple[float, str | None]:
@@ -336,7 +345,14 @@ def _port_taken(o: RankOutcome) -> bool:
     started ``fn`` then, so the launch can be repeated on another port."""
     if o.status != "error" or not o.rendezvous:
         return False
-    return "EADDRINUSE" in (o.error or "") or o.error_type == "DistNetworkError"
+    if o.error_type == "DistNetworkError":  # how torch 2.13 raises either failure
+        return True
+    # torch 2.1.2 raises a plain RuntimeError for both, told apart by its text alone.
+    return any(text in (o.error or "") for text in _PORT_TAKEN_TEXTS)
+
+
+#: How the rendezvous failures of a taken port read (EADDRINUSE; a peer's store closing).
+_PORT_TAKEN_TEXTS = ("EADDRINUSE", "Address already in use", "Connection reset by peer")
 
 
 def _launch_once(
@@ -364,7 +380,12 @@ def _launch_once(
                 args,
                 results,
             ),
-            daemon=True,
+            # Not daemonic: a daemonic process may not start children, so a rank's
+            # DataLoader(num_workers > 0) failed ("daemonic processes are not allowed to have
+            # children"), as did torch.compile's worker pool under torch 2.1. Every rank is
+            # still stopped: by _stop on every path out of here, and by _exit_with_parent
+            # when the launcher is killed.
+            daemon=False,
         )
         for r in range(nproc)
     ]
