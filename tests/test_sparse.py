@@ -79,7 +79,7 @@ def test_topk_large_inputs_with_heavy_ties(k):
     hnp.arrays(
         np.float32,
         st.integers(1, 200),
-        elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -7.0, 1e-30]),
+        elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, -7.0, float(np.float32(1e-30))]),
     ),
     st.data(),
 )

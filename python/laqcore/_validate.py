@@ -87,6 +87,11 @@ def _float_array(x: Any, name: str, allow_empty: bool) -> npt.NDArray[np.floatin
     return arr
 
 
+#: Whether numpy's float64 -> float32 cast sets the overflow flag (numpy >= 1.24); before,
+#: a finite value past float32's maximum became inf silently, so it is looked for.
+_CAST_FLAGS_OVERFLOW = np.lib.NumpyVersion(np.__version__) >= "1.24.0"
+
+
 def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> FloatVector:
     """Return ``x`` as a 1-D C-contiguous float32 array, or raise.
 
@@ -102,15 +107,18 @@ def as_float_vector(x: Any, name: str = "x", *, allow_empty: bool = False) -> Fl
         # A finite float64 value past float32's maximum would become inf here, and the
         # kernel would then call the input "NaN or Inf". The cast's own overflow flag says
         # so at no extra pass (inf and NaN inputs cast exactly and do not set it).
+        wide = arr
         try:
             with np.errstate(over="raise"):
-                arr = arr.astype(np.float32)
+                arr = wide.astype(np.float32)
+            if not _CAST_FLAGS_OVERFLOW and np.any(~np.isfinite(arr) & np.isfinite(wide)):
+                raise FloatingPointError
         except FloatingPointError:
             from . import _core  # the kernels' type for a result beyond float32
 
             raise _core.FloatRangeError(
                 f"{name} has finite values beyond the float32 range (max |{name}| = "
-                f"{float(np.max(np.abs(arr))):.3g} > {float(np.finfo(np.float32).max):.3g}); "
+                f"{float(np.max(np.abs(wide))):.3g} > {float(np.finfo(np.float32).max):.3g}); "
                 "scale it down"
             ) from None
     return arr
