@@ -49,11 +49,17 @@ def torch_gaps() -> dict[str, str]:
         gaps["cpu_float16_matmul"] = (
             f"torch {torch.__version__} has no float16 matmul on CPU ({err})"
         )
+    probe = torch.zeros(1, dtype=torch.bfloat16)
     group = dist.ProcessGroupGloo(dist.HashStore(), 0, 1, datetime.timedelta(seconds=30))
     try:
-        group.broadcast([torch.zeros(1, dtype=torch.bfloat16)]).wait()
+        group.broadcast([probe]).wait()
     except RuntimeError as err:
         gaps["gloo_bfloat16"] = f"gloo of torch {torch.__version__} cannot send bfloat16 ({err})"
+    # The group before the tensor: a gloo group's destructor held the GIL while joining a
+    # worker thread that could be dropping the last reference to the tensor, which needs the
+    # GIL, until pytorch/pytorch#154976 (docs/ddp.md, "Versions of Python, numpy and torch").
+    del group
+    del probe
     return gaps
 
 
