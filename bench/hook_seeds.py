@@ -17,8 +17,23 @@ step, and of the share of uploads skipped::
     python bench/hook_seeds.py bench/measured/hooks_2ranks.json \\
         bench/measured/hooks_2ranks_seed[1-4].json --out bench/measured/hooks_2ranks_seeds.md
 
-Step times are left out on purpose: they are medians of one launch each and belong to the
-timing tables (``--rounds``), not to a spread over seeds.
+Step times are left out of that table on purpose: they are medians of one launch each and
+belong to the timing tables (``--rounds``), not to a spread over seeds.
+
+Reports of ``--suite tc`` (time to all-reduce's target loss over tc-shaped links) give a
+second kind of table, per model and rank count: each hook's speed-up over the all-reduce
+run *of the same launch* (all-reduce's time to its own target divided by the hook's), as the
+geometric mean over seeds with its range, per link rate; the steps each seed took to the
+target; the median step per rate (range over seeds); the bytes received per rank and step;
+and the test accuracy against the same launch's all-reduce (mean / worst seed). A hook that
+did not reach the target in some seed is counted ("reached k of n") and left out of that
+rate's mean::
+
+    for s in 0 1 2 3 4; do python bench/bench_hooks.py --suite tc --tc-model cnn \
+        --rates 100mbit,1gbit --tc-nprocs 2 --seed $s --tc-hooks allreduce,laq,fp16 \
+        --out bench/measured/hooks_tc_cnn_seed$s.json; done        # as root (tc)
+    python bench/hook_seeds.py bench/measured/hooks_tc_cnn_seed[0-4].json \
+        --out bench/measured/hooks_tc_cnn_seeds.md
 """
 
 from __future__ import annotations
@@ -29,7 +44,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hook_report import _LABEL  # noqa: E402
@@ -93,16 +108,119 @@ def markdown(data: dict[str, dict[str, dict[str, list[float]]]], seeds: list[Any
     return "\n".join(lines)
 
 
+def geomean(vals: list[float]) -> float:
+    """Geometric mean (NaN for no value): the average of speed-up ratios."""
+    return math.exp(statistics.fmean(map(math.log, vals))) if vals else math.nan
+
+
+#: Per seed and hook in a tc cell: speed-up (None: target not reached), steps to the target
+#: (None likewise), median step, received KB per step, accuracy minus all-reduce's (points).
+TcRun = dict[str, Optional[float]]
+
+
+def collect_tc(reports: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[TcRun]]]]:
+    """``{model/ranks: {hook: {rate: [one run per seed]}}}`` from tc reports.
+
+    The speed-up and the accuracy are taken against the all-reduce run of the same launch
+    (same seed, same link), which every report must hold; a hook that failed in a launch is
+    left out of that seed only.
+    """
+    out: dict[str, dict[str, dict[str, list[TcRun]]]] = {}
+    for rep in reports:
+        for key, block in rep.get("tc", {}).items():
+            model, rate, ranks = key.split("/")
+            hooks = block["hooks"]
+            base = hooks.get("allreduce", {})
+            if base.get("error") or not base.get("time_to_target_s"):
+                raise ValueError(f"{key}: a report has no successful all-reduce run")
+            for name, run in hooks.items():
+                if run.get("error"):
+                    continue
+                t = run.get("time_to_target_s")
+                per_rate = out.setdefault(f"{model}/{ranks}", {}).setdefault(name, {})
+                per_rate.setdefault(rate, []).append(
+                    {
+                        "speedup": base["time_to_target_s"] / t if t else None,
+                        "steps": run.get("steps_to_target") if t else None,
+                        "step_ms": run["step_ms"],
+                        "recv_kb": run["recv_kb"],
+                        "acc_delta": 100.0 * (run["test_acc"] - base["test_acc"]),
+                    }
+                )
+    return out
+
+
+def _speedup_text(runs: list[TcRun]) -> str:
+    got = [r["speedup"] for r in runs if r["speedup"] is not None]
+    if not got:
+        return f"target not reached ({len(runs)} seeds)"
+    text = f"{geomean(got):.2f}x [{min(got):.2f}, {max(got):.2f}]"
+    return text if len(got) == len(runs) else f"{text}, reached {len(got)} of {len(runs)}"
+
+
+def _range_text(vals: list[float], digits: int) -> str:
+    lo, hi = f"{min(vals):.{digits}f}", f"{max(vals):.{digits}f}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def markdown_tc(data: dict[str, dict[str, dict[str, list[TcRun]]]], seeds: list[Any]) -> str:
+    lines = [
+        f"Seeds {', '.join(str(s) for s in seeds)}: time to all-reduce's target loss as a "
+        "speed-up over the same launch's all-reduce, geometric mean over seeds [range].",
+        "",
+    ]
+    for key, hooks in data.items():
+        model, ranks = key.split("/")
+        rates = list(next(iter(hooks.values())))
+        lines += [
+            f"**{model}**, {ranks} ranks, tc",
+            "",
+            "| hook | "
+            + " | ".join(f"speed-up, {r}" for r in rates)
+            + " | steps to the target, per seed | "
+            + " | ".join(f"median step ms, {r}" for r in rates)
+            + " | recv KB/step | acc - all-reduce, mean / worst (points) |",
+            "|---|" + "---:|" * (2 * len(rates) + 3),
+        ]
+        for name, per_rate in hooks.items():
+            runs = [r for rate in rates for r in per_rate.get(rate, [])]
+            first = per_rate.get(rates[0], [])
+            steps = " / ".join("-" if r["steps"] is None else str(r["steps"]) for r in first)
+            deltas = [float(r["acc_delta"]) for r in runs]  # type: ignore[arg-type]
+            cells = [_speedup_text(per_rate.get(rate, [])) for rate in rates]
+            cells.append(steps)
+            cells += [
+                _range_text([float(r["step_ms"]) for r in per_rate.get(rate, [])], 1)  # type: ignore[arg-type]
+                if per_rate.get(rate)
+                else "-"
+                for rate in rates
+            ]
+            cells.append(_range_text([float(r["recv_kb"]) for r in runs], 1))  # type: ignore[arg-type]
+            cells.append(f"{statistics.fmean(deltas):+.1f} / {min(deltas):+.1f}")
+            lines.append(f"| {_LABEL.get(name, name)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("reports", nargs="+", help="bench_hooks.py --suite table JSON reports")
+    p.add_argument(
+        "reports", nargs="+", help="bench_hooks.py JSON reports (--suite table and/or tc)"
+    )
     p.add_argument("--out", default=None, help="write the markdown table here (.md)")
     args = p.parse_args(argv)
     reports = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.reports]
     seeds = [r.get("args", {}).get("seed", "?") for r in reports]
     if len(set(map(str, seeds))) != len(seeds):
         p.error(f"the reports must come from different seeds, got {seeds}")
-    text = markdown(collect(reports), seeds)
+    parts = []
+    if any(r.get("table") for r in reports):
+        parts.append(markdown(collect(reports), seeds))
+    if any(r.get("tc") for r in reports):
+        parts.append(markdown_tc(collect_tc(reports), seeds))
+    if not parts:
+        p.error("no 'table' or 'tc' results in these reports (bench_hooks.py --out files)")
+    text = "\n".join(parts)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")

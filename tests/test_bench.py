@@ -423,6 +423,54 @@ def test_hook_seeds_compares_each_seed_with_its_own_no_hook_run():
         )
 
 
+def test_hook_seeds_tc_speedups_against_each_launchs_all_reduce():
+    """bench/hook_seeds.py on --suite tc reports: speed-ups against the same launch's
+    all-reduce, geometric mean and range over seeds, a target missed counted, not averaged."""
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import hook_seeds
+
+    def run(t: float | None, acc: float, steps: int = 200) -> dict:
+        return {
+            "time_to_target_s": t,
+            "steps_to_target": steps if t else None,
+            "step_ms": 4.0 if t else 9.0,
+            "recv_kb": 5.0,
+            "test_acc": acc,
+        }
+
+    def report(seed: int, laq_t: float, fp16_t: float | None) -> dict:
+        cells = {}
+        for rate in ("100mbit", "1gbit"):
+            hooks = {
+                "allreduce": run(2.0, 0.98),
+                "laq": run(laq_t, 0.97, 250 + seed),
+                "fp16": run(fp16_t, 0.98),
+                "qsgd": {"error": "aborted"},  # a failed run is left out of its seed only
+            }
+            cells[f"cnn/{rate}/2"] = {"hooks": hooks}
+        return {"args": {"seed": seed}, "table": {}, "tc": cells}
+
+    reps = [report(0, 1.0, 4.0), report(1, 0.5, None)]
+    data = hook_seeds.collect_tc(reps)
+    laq = data["cnn/2"]["laq"]["100mbit"]
+    assert [r["speedup"] for r in laq] == pytest.approx([2.0, 4.0])
+    assert [r["acc_delta"] for r in laq] == pytest.approx([-1.0, -1.0])
+    assert "qsgd" not in data["cnn/2"]
+    text = hook_seeds.markdown_tc(data, [0, 1])
+    assert (
+        "| laqcore LAQ, `LAQState()` | 2.83x [2.00, 4.00] | 2.83x [2.00, 4.00] | 250 / 251 "
+        "| 4.0 | 4.0 | 5.0 | -1.0 / -1.0 |" in text
+    )
+    # The seed that missed the target: out of the mean, no step count, its step still shown.
+    missed = "0.50x [0.50, 0.50], reached 1 of 2"
+    assert (
+        f"| PyTorch fp16_compress_hook | {missed} | {missed} | 200 / - | 4.0-9.0 | 4.0-9.0 "
+        "| 5.0 | +0.0 / +0.0 |" in text
+    )
+    with pytest.raises(ValueError, match="all-reduce"):
+        hook_seeds.collect_tc([{"tc": {"cnn/1gbit/2": {"hooks": {"laq": run(1.0, 0.9)}}}}])
+
+
 def test_ranks_ratio_summarizes_over_seeds():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import ranks_ratio
