@@ -304,25 +304,34 @@ def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
 
 
 class _Linear:
-    """A module whose loss ``<theta, g>`` has gradient ``g`` whatever theta is."""
+    """A module whose loss ``<theta, g>`` has gradient ``g`` whatever theta is; ``split = k``
+    makes theta two parameter tensors, the first ``dim - k`` coordinates and the last ``k``."""
 
     @staticmethod
-    def make(dim: int) -> Any:
+    def make(dim: int, split: int = 0) -> Any:
         import torch
 
         class Dot(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.theta = torch.nn.Parameter(torch.zeros(dim))
+                self.theta = torch.nn.Parameter(torch.zeros(dim - split))
+                self.tail = torch.nn.Parameter(torch.zeros(split)) if split else None
 
             def forward(self, g: Any) -> Any:
-                return (self.theta * g).sum()
+                loss = (self.theta * g[: dim - split]).sum()
+                return loss if self.tail is None else loss + (self.tail * g[dim - split :]).sum()
+
+            def grad(self) -> Any:
+                return torch.cat([p.grad for p in self.parameters()])
 
         return Dot()
 
 
-def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """DDP on a model whose gradient at step k on rank m is exactly ``grads[k, m]``.
+def given_gradients(
+    rank: int, world: int, grads: Any, kwargs: dict[str, Any], split: int = 0
+) -> dict[str, Any]:
+    """DDP on a model whose gradient at step k on rank m is exactly ``grads[k, m]`` (as two
+    parameter tensors, the last ``split`` coordinates the second, if ``split``).
 
     Returns this rank's upload decision per step, the averaged gradients, the final
     aggregate, ``q_prev`` and error-feedback residual.
@@ -332,7 +341,7 @@ def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -
 
     from laqcore.torch import LAQState, laq_hook
 
-    module = _Linear.make(grads.shape[2])
+    module = _Linear.make(grads.shape[2], split)
     ddp = DDP(module)
     state = LAQState(**kwargs)
     ddp.register_comm_hook(state, laq_hook)
@@ -342,7 +351,7 @@ def given_gradients(rank: int, world: int, grads: Any, kwargs: dict[str, Any]) -
         ddp.zero_grad()
         ddp(torch.from_numpy(grads[k, rank])).backward()
         uploads.append(state.stats()["uploads"] > before)
-        means.append(module.theta.grad.numpy().copy())
+        means.append(module.grad().numpy().copy())
     residual = None if state._residual is None else state._residual.copy()
     return {
         "uploads": uploads,

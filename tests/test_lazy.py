@@ -53,6 +53,61 @@ def test_squared_distance_bad_input():
         laqcore.squared_distance(ok, np.ones(8, dtype=np.float32)[::2])
 
 
+# --- segment_squares (the DDP hook's stale cap per tensor) ------------------------------------
+def test_segment_squares_matches_reference_and_squared_distance(rng):
+    from laqcore import _core
+
+    n = 2**20 + 37  # segments over several reduction blocks, empty and one-element ones
+    a = rng.standard_normal(n).astype(np.float32)
+    b = (rng.standard_normal(n) * 0.5).astype(np.float32)
+    cuts = np.sort(rng.integers(0, n, 9))
+    offsets = np.array([0, 0, 1, 1, *cuts, 2**15, n], dtype=np.int64)
+    offsets[4:-1] = np.sort(offsets[4:-1])
+    offsets = np.maximum.accumulate(offsets)
+    dist, norm = _core.lazy.segment_squares(a, b, offsets)
+    want_dist, want_norm = ref.segment_squares(a, b, offsets)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-12)
+    np.testing.assert_allclose(norm, want_norm, rtol=1e-12)
+    for j, (s, e) in enumerate(zip(offsets[:-1], offsets[1:])):
+        if e > s:  # each segment's distance is squared_distance's, bit for bit
+            assert dist[j] == laqcore.squared_distance(a[s:e], b[s:e])
+        else:
+            assert dist[j] == norm[j] == 0.0
+    for threads in (2, 7):  # the same bits for any thread count
+        with laqcore.num_threads(threads):
+            again = _core.lazy.segment_squares(a, b, offsets)
+        np.testing.assert_array_equal(again[0], dist)
+        np.testing.assert_array_equal(again[1], norm)
+
+
+def test_segment_squares_bad_input():
+    from laqcore import _core
+
+    ok = np.ones(6, dtype=np.float32)
+    good = np.array([0, 2, 6], dtype=np.int64)
+    cases = [
+        (np.array([], dtype=np.int64), "at least one value"),
+        (np.array([1, 6], dtype=np.int64), "must start at 0"),
+        (np.array([0, 4, 2, 6], dtype=np.int64), r"nondecreasing, but offsets\[2\] = 2"),
+        (np.array([0, 2, 5], dtype=np.int64), "must end at the vectors' length 6, got 5"),
+        (np.array([0, 2, 7], dtype=np.int64), "must end at the vectors' length 6, got 7"),
+    ]
+    for offsets, match in cases:
+        with pytest.raises(ValueError, match=match):
+            _core.lazy.segment_squares(ok, ok, offsets)
+    with pytest.raises(ValueError, match="a has length 6 but b has length 5"):
+        _core.lazy.segment_squares(ok, ok[:5], good)
+    with pytest.raises(TypeError):  # float32 and int64 exactly, no silent conversion
+        _core.lazy.segment_squares(ok.astype(np.float64), ok, good)
+    with pytest.raises(TypeError):
+        _core.lazy.segment_squares(ok, ok, good.astype(np.int32))
+    for name in ("a", "b"):  # the index is the vectors', not the segment's
+        x, y = ok.copy(), ok.copy()
+        (x if name == "a" else y)[4] = np.nan
+        with pytest.raises(ValueError, match=f"{name} contains NaN or Inf \\(first at index 4\\)"):
+            _core.lazy.segment_squares(x, y, good)
+
+
 def test_squared_distance_large_values_do_not_overflow():
     a = np.array([3e38, -3e38], dtype=np.float32)
     assert laqcore.squared_distance(a, -a) == pytest.approx(2 * (6e38) ** 2, rel=1e-6)

@@ -212,6 +212,7 @@ def test_checkpoint_of_another_hook_or_configuration_is_refused(
         {"lazy_downlink": 0.5},
         {"error_feedback": 1.0},
         {"stale_cap": None},
+        {"stale_cap_scope": "tensor"},
         {"rule_scale": "average"},
         {"t_bar": 3},
         {"warmup_steps": 0},
@@ -720,6 +721,15 @@ def test_stale_cap_default_and_bad_values() -> None:
             LAQState(stale_cap=bad)
     with pytest.raises(TypeError, match="stale_cap"):
         LAQState(stale_cap="4")  # type: ignore[arg-type]
+    # The cap per tensor (docs/ddp.md, "Stale cap per tensor"): off by default, needs a cap.
+    assert LAQState().rule.stale_cap_scope == "gradient"
+    assert LAQState(stale_cap_scope="tensor").rule.stale_cap_scope == "tensor"
+    with pytest.raises(
+        ValueError, match=r"stale_cap_scope must be one of \('gradient', 'tensor'\)"
+    ):
+        LAQState(stale_cap_scope="layer")
+    with pytest.raises(ValueError, match='stale_cap_scope="tensor" needs a stale_cap'):
+        LAQState(stale_cap=None, stale_cap_scope="tensor")
 
 
 def test_stale_cap_formula() -> None:

@@ -321,6 +321,40 @@ def test_stale_cap_uploads_when_the_gradients_collapse_after_a_spike() -> None:
     assert not all(all(o.result["uploads"][6:]) for o in runs[4.0])
 
 
+def test_stale_cap_per_tensor_sees_a_small_tensor_the_sum_hides() -> None:
+    """A model of two tensors: 60 coordinates with a steady gradient and 4 whose gradient
+    flips sign every step. Over the whole gradient the innovation is tiny next to the
+    gradient, so the rule skips and the cap lets it; the small tensor's own innovation is 4
+    times its squared norm, above ``stale_cap=2``: with ``stale_cap_scope="tensor"`` every
+    rank uploads, and the small tensor's average follows its flips (docs/ddp.md, "Stale cap
+    per tensor")."""
+    steps, world, dim, split = 8, 2, 64, 4
+    rng = np.random.default_rng(5)
+    grads = np.repeat(rng.standard_normal((1, world, dim)), steps, axis=0)
+    flips = (-1.0) ** np.arange(steps)[:, None, None]
+    grads[:, :, dim - split :] = 0.1 * flips
+    grads = grads.astype(np.float32)
+    kwargs: dict[str, Any] = {"bits": 8, "ck": 4.0, "err_coef": 0.0, "stale_cap": 2.0}
+    kwargs.update(safeguard_patience=10**6, t_bar=100)
+    runs = {}
+    for scope in ("gradient", "tensor"):
+        runs[scope] = run_processes(
+            ht.given_gradients, world, grads, kwargs | {"stale_cap_scope": scope}, split
+        )
+    # The whole-gradient cap: both ranks skip after the first step; the small tensor's
+    # average stays the first step's sign.
+    for o in runs["gradient"]:
+        assert o.result["uploads"] == [True] + [False] * (steps - 1)
+    tail = np.array(runs["gradient"][0].result["means"])[:, dim - split :]
+    np.testing.assert_allclose(tail[-1], tail[0], rtol=0, atol=1e-6)
+    # Per tensor: every step uploads, and the small tensor's average flips with its gradient.
+    for o in runs["tensor"]:
+        assert o.result["uploads"] == [True] * steps
+    tail = np.array(runs["tensor"][0].result["means"])[:, dim - split :]
+    # (8-bit codes: the first step's block radius is the steady part's, later ones the flip's)
+    np.testing.assert_allclose(tail, grads[:, 0, dim - split :], atol=0.02)
+
+
 def test_error_feedback_adds_what_the_aggregate_still_lacks() -> None:
     """``error_feedback=w``: the rank quantizes ``g' = g + w r`` and keeps
     ``r = g' - q_prev`` after the step, whether it uploaded or skipped (docs/ddp.md, "Error

@@ -57,6 +57,40 @@ void register_lazy(py::module_ m) {
     register_advance_iterate<double>(m, "advance_iterate_f64",
                                      "advance_iterate for float64 vectors.");
 
+    m.def(
+        "segment_squares",
+        [](const carray<float>& a, const carray<float>& b, const carray<std::int64_t>& offsets) {
+            const std::size_t n = vector_length(a, "a");
+            const std::size_t nb = vector_length(b, "b");
+            LAQ_CHECK(n == nb, "a has length " << n << " but b has length " << nb);
+            const std::size_t count = vector_length(offsets, "offsets");
+            LAQ_CHECK(count >= 1, "offsets must hold at least one value (0)");
+            const std::int64_t* po = offsets.data();
+            LAQ_CHECK(po[0] == 0, "offsets must start at 0, got " << po[0]);
+            for (std::size_t j = 1; j < count; ++j) {
+                LAQ_CHECK(po[j] >= po[j - 1], "offsets must be nondecreasing, but offsets["
+                                                  << j << "] = " << po[j] << " < offsets[" << j - 1
+                                                  << "] = " << po[j - 1]);
+            }
+            LAQ_CHECK(static_cast<std::uint64_t>(po[count - 1]) == n,
+                      "offsets must end at the vectors' length " << n << ", got " << po[count - 1]);
+            const std::size_t segments = count - 1;
+            auto dist = new_vector<double>(segments);
+            auto norm = new_vector<double>(segments);
+            const float* pa = a.data();
+            const float* pb = b.data();
+            double* pd = dist.mutable_data();
+            double* pn = norm.mutable_data();
+            {
+                py::gil_scoped_release release;  // raw buffers of arrays kept alive here
+                segment_squares(pa, pb, po, segments, pd, pn);
+            }
+            return py::make_tuple(dist, norm);
+        },
+        py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("offsets").noconvert(),
+        "Per segment [offsets[j], offsets[j+1]) of float32 vectors a, b: (||a_j - b_j||^2, "
+        "||a_j||^2) as two float64 arrays, each squared_distance's order.");
+
     py::class_<IterateHistory>(m, "IterateHistory")
         .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),
              py::arg("weights"), py::arg("ck"), py::arg("num_terms"))

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "laqcore/common.hpp"
 #include "laqcore/parallel.hpp"
@@ -63,7 +64,48 @@ double advance_iterate_impl(T* stored, const T* next, std::size_t n) {
     return total;
 }
 
+// ||a - b||^2 and ||a||^2 over [0, n), both in squared_distance's blocked order (the blocks
+// and the order of their sums are blocked_sum's; two totals instead of one).
+std::pair<double, double> distance_and_norm(const float* a, const float* b, std::size_t n) {
+    const std::size_t nb = num_blocks(n);
+    std::vector<double> dist(nb, 0.0), norm(nb, 0.0);
+    for_each_block(n, [&](std::size_t blk, std::size_t begin, std::size_t end) {
+        LaneSum d_sum, a_sum;
+        for (std::size_t i = begin; i < end; ++i) {
+            const double x = static_cast<double>(a[i]);
+            const double d = x - static_cast<double>(b[i]);
+            d_sum.lane[(i - begin) % kSumLanes] += d * d;
+            a_sum.lane[(i - begin) % kSumLanes] += x * x;
+        }
+        dist[blk] = d_sum.total();
+        norm[blk] = a_sum.total();
+    });
+    double dist_total = 0.0, norm_total = 0.0;
+    for (std::size_t blk = 0; blk < nb; ++blk) {
+        dist_total += dist[blk];
+        norm_total += norm[blk];
+    }
+    return {dist_total, norm_total};
+}
+
 }  // namespace
+
+void segment_squares(const float* a, const float* b, const std::int64_t* offsets,
+                     std::size_t segments, double* dist_sq, double* a_sq) {
+    for (std::size_t j = 0; j < segments; ++j) {
+        const auto begin = static_cast<std::size_t>(offsets[j]);
+        const auto length = static_cast<std::size_t>(offsets[j + 1]) - begin;
+        const auto [dist, norm] = distance_and_norm(a + begin, b + begin, length);
+        if (!std::isfinite(dist) || !std::isfinite(norm)) {
+            // Finite float32 values cannot overflow a double sum: an input holds NaN or Inf.
+            // The check over the whole vectors throws, naming the first one's index.
+            squared_distance_impl(a, b, static_cast<std::size_t>(offsets[segments]), "a", "b");
+            LAQ_CHECK(false, "a non-finite sum of finite inputs in segment " << j);
+        }
+        dist_sq[j] = dist;
+        a_sq[j] = norm;
+    }
+}
 
 double advance_iterate(float* stored, const float* next, std::size_t n) {
     return advance_iterate_impl(stored, next, n);

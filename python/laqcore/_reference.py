@@ -42,6 +42,7 @@ __all__ = [
     "qsgd_values",
     "randk_indices",
     "random_bits",
+    "segment_squares",
     "sign_bits",
     "sign_scale",
     "squared_distance",
@@ -528,3 +529,13 @@ def laq_widths_quantize(  # noqa: PLR0913 - the kernel's arguments
 def squared_distance(a: Array, b: Array) -> float:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return float(np.sum(d * d))
+
+
+def segment_squares(a: Array, b: Array, offsets: Array) -> tuple[Array, Array]:
+    """Per segment ``[offsets[j], offsets[j+1])``: ``(||a_j - b_j||^2, ||a_j||^2)`` in
+    float64, one segment at a time."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    bounds = list(zip(offsets[:-1], offsets[1:]))
+    dist = [float(np.sum((x[s:e] - y[s:e]) ** 2)) for s, e in bounds]
+    norm = [float(np.sum(x[s:e] ** 2)) for s, e in bounds]
+    return np.array(dist, dtype=np.float64), np.array(norm, dtype=np.float64)

@@ -57,6 +57,16 @@ double squared_distance(const double* a, const double* b, std::size_t n, const c
 double advance_iterate(float* stored, const float* next, std::size_t n);
 double advance_iterate(double* stored, const double* next, std::size_t n);
 
+// Per segment j = [offsets[j], offsets[j+1]) of two float32 vectors, in one pass over both:
+// dist_sq[j] = ||a_j - b_j||^2 (squared_distance(a_j, b_j) bit for bit: the same blocks,
+// counted from the segment's start, and lanes) and a_sq[j] = ||a_j||^2 (the same order).
+// offsets holds segments + 1 nondecreasing values from 0 to the vectors' length (the caller
+// checks it). The DDP hook's stale cap per parameter tensor uses it: a would-be skip is
+// refused if some tensor's innovation ||g_l - q_prev_l||^2 exceeds cap * ||g_l||^2. Throws
+// std::invalid_argument naming the vector that holds NaN or Inf.
+void segment_squares(const float* a, const float* b, const std::int64_t* offsets,
+                     std::size_t segments, double* dist_sq, double* a_sq);
+
 class IterateHistory {
   public:
     // depth = D >= 1. weights: empty for the official ck schedule, else exactly D finite

@@ -20,6 +20,9 @@ def advance_iterate(
 def advance_iterate_f64(
     theta_old: npt.NDArray[np.floating[Any]], theta_new: npt.NDArray[np.floating[Any]]
 ) -> float: ...
+def segment_squares(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], offsets: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 
 # pybind11 classes are built by the metaclass pybind11_builtins.pybind11_type (stubtest
 # checks that a stub class declares one when the runtime class has a custom metaclass).

@@ -100,6 +100,9 @@ class BucketLayout:
     dense_bytes : int
         Bytes of one iteration's gradient in the buckets' own dtypes (2 bytes per element for
         fp16/bf16 gradients, 4 for float32): what a plain all-reduce would move.
+    offsets : numpy.ndarray of int64
+        Where each parameter starts in the flat gradient, and its length at the end
+        (``len(numels) + 1`` values from 0 to ``numel``).
     """
 
     def __init__(self) -> None:
@@ -107,7 +110,7 @@ class BucketLayout:
         self._ordinal: dict[int, int] = {}  # id(param) -> position in the stable order
         self.numels: list[int] = []
         self.params: list[torch.Tensor] = []  # the parameters, in the stable order
-        self._offsets: list[int] = [0]
+        self.offsets: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
         self._known_key: tuple[int, ...] | None = None
         self._plan: tuple[list[torch.Tensor], list[int]] | None = None
         # The plan's pieces as numpy views, for float32 CPU buckets (else None).
@@ -119,7 +122,7 @@ class BucketLayout:
 
     @property
     def numel(self) -> int:
-        return self._offsets[-1]
+        return int(self.offsets[-1])
 
     # -- parking ----------------------------------------------------------------------------
     def park(self, bucket: GradBucket) -> tuple[Future[torch.Tensor], list[Parked] | None]:
@@ -178,7 +181,7 @@ class BucketLayout:
         """Make ``params`` the stable order."""
         self.params, self.numels = params, [int(p.numel()) for p in params]
         self._ordinal = {id(p): i for i, p in enumerate(params)}
-        self._offsets = list(itertools.accumulate(self.numels, initial=0))
+        self.offsets = np.asarray(list(itertools.accumulate(self.numels, initial=0)), np.int64)
         self._plan_key = None
 
     def reorder(self, order: list[int]) -> None:

@@ -56,6 +56,13 @@ re-enters the history and prolongs the skips. ``stale_cap = c`` lets a rank skip
 its current gradient, a bound the past cannot loosen. It costs one norm, only in steps that
 would skip (docs/ddp.md, "Stale cap", has the trace and the measurements behind ``c = 4``).
 
+Stale cap per tensor. The cap's test sums over the whole gradient, so a tensor with a small
+share of the gradient's energy (a normalisation layer's scale, a bias, a small head) can keep
+a contribution far from its own gradient while the sum passes. ``stale_cap_scope="tensor"``
+refuses such a skip too: the rank uploads if for some parameter tensor ``l``
+``||g_l - q_prev_l||^2 > stale_cap ||g_l||^2`` (the exact innovation, one fused pass over
+``g`` and ``q_prev`` only in steps that would skip; docs/ddp.md, "Stale cap per tensor").
+
 Streak penalty. Under momentum (or any optimizer that averages past gradients) a skip is
 not one stale step: the rank's stale contribution enters the optimizer's average again in
 every step of a streak of skips, so its error adds up coherently (``s`` times the error
@@ -90,6 +97,9 @@ FIXED = ("D", "ck", "err_coef")
 #: ``LazyRule.scale`` choices: the returned average's ``||g||^2`` (the paper's, default) or
 #: this rank's own gradient's ``||g_m||^2`` (docs/ddp.md, "Per-worker scale").
 SCALES = ("average", "worker")
+#: ``LazyRule.stale_cap_scope`` choices: the stale cap's test over the whole gradient
+#: (default) or over each parameter tensor as well (docs/ddp.md, "Stale cap per tensor").
+CAP_SCOPES = ("gradient", "tensor")
 
 
 def __dir__() -> list[str]:
@@ -115,6 +125,7 @@ _CHECKS: dict[str, Any] = {
     "safeguard_growth": lambda v: check_real(v, "safeguard_growth", minimum=1.0),
     "scale": lambda v: check_choice(v, "scale", SCALES),
     "stale_cap": lambda v: None if v is None else check_real(v, "stale_cap", positive=True),
+    "stale_cap_scope": lambda v: check_choice(v, "stale_cap_scope", CAP_SCOPES),
     "streak_penalty": lambda v: check_real(v, "streak_penalty", minimum=0.0),
 }
 #: The rule's constants: its constructor's keywords, in their order.
@@ -148,6 +159,10 @@ class LazyRule:
     stale_cap : float or None
         Largest ``||dQ||^2 / ||g_m||^2`` at which this rank may skip (``None``: no cap; the
         module docstring, "Stale cap").
+    stale_cap_scope : {"gradient", "tensor"}
+        ``"tensor"``: a skip the cap allows over the whole gradient must also keep every
+        parameter tensor's exact innovation within the cap, ``||g_l - q_prev_l||^2 <=
+        stale_cap ||g_l||^2`` (the module docstring, "Stale cap per tensor").
     streak_penalty : float
         Exponent ``p >= 0``: after ``c`` consecutive skips the test's first term is divided
         by ``(c + 1)^p`` (0: the paper's rule; the module docstring, "Streak penalty").
@@ -170,6 +185,7 @@ class LazyRule:
         safeguard_growth: float,
         scale: str = "average",
         stale_cap: float | None = None,
+        stale_cap_scope: str = "gradient",
         streak_penalty: float = 0.0,
     ) -> None:
         self.D = D  # each checked by __setattr__
@@ -182,6 +198,7 @@ class LazyRule:
         self.safeguard_growth = safeguard_growth
         self.scale = scale
         self.stale_cap = stale_cap
+        self.stale_cap_scope = stale_cap_scope
         self.streak_penalty = streak_penalty
         # sum_d xi_d ||g^{k-d}||^2 over the averaged gradients returned so far.
         self.history = IterateHistory(self.D, None, self.ck)
@@ -264,6 +281,7 @@ class LazyRule:
         d.setdefault("scale", "average")  # pickled before the per-worker scale existed
         d.setdefault("stale_cap", None)  # pickled before the cap existed
         d.setdefault("streak_penalty", 0.0)  # pickled before the streak penalty existed
+        d.setdefault("stale_cap_scope", "gradient")  # pickled before the scope existed
         d["_built"] = True  # pickled before the constants were fixed
         self.__dict__.update(d)
 
