@@ -1,6 +1,7 @@
 // The lazy upload rule's native pieces (lazy_rule.hpp; docs/algorithms.md "Lazy upload rule"):
 // the iterate-difference history, its weights and right-hand side, squared distances.
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
@@ -67,6 +68,25 @@ LAQ_TEST(squared_distance_float_and_double) {
     const std::vector<double> c = {1.0, -1.0};
     const std::vector<double> d = {0.0, 1.0};
     CHECK_EQ(laqcore::squared_distance(c.data(), d.data(), 2), 1.0 + 4.0);
+}
+
+LAQ_TEST(segment_squares_per_segment) {
+    const std::vector<float> a = {1.0f, 2.0f, 3.0f, -1.0f, 0.5f};
+    const std::vector<float> b = {1.5f, 0.0f, 3.0f, 1.0f, 0.5f};
+    const std::vector<std::int64_t> offsets = {0, 2, 2, 5};  // an empty middle segment
+    std::vector<double> dist(3, -1.0), norm(3, -1.0);
+    laqcore::segment_squares(a.data(), b.data(), offsets.data(), 3, dist.data(), norm.data());
+    CHECK_EQ(dist[0], 0.25 + 4.0);
+    CHECK_EQ(norm[0], 1.0 + 4.0);
+    CHECK_EQ(dist[1], 0.0);
+    CHECK_EQ(norm[1], 0.0);
+    CHECK_EQ(dist[2], laqcore::squared_distance(a.data() + 2, b.data() + 2, 3));
+    CHECK_EQ(norm[2], 9.0 + 1.0 + 0.25);
+    std::vector<float> bad = a;
+    bad[3] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS(
+        laqcore::segment_squares(bad.data(), b.data(), offsets.data(), 3, dist.data(), norm.data()),
+        std::invalid_argument, "a contains NaN or Inf (first at index 3)");
 }
 
 LAQ_TEST_MAIN()
