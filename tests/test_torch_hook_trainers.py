@@ -94,6 +94,12 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     ("ref uneven", {"method": "none", "opt": "momentum", "uneven": 25}),
     ("laq uneven", {**_LAQ, "opt": "momentum", "uneven": 25}),
     ("qsgd uneven", {"method": "qsgd", "opt": "momentum", "uneven": 25}),
+    # The stale cap per tensor in the outside trainer: one bucket per parameter, a head whose gradient is
+    # zero two steps in three (its own innovation then exceeds the cap), the scaler's units.
+    (
+        "laq outside per tensor",
+        {**_OUTSIDE, "method": "laq", "kwargs": {"warmup_steps": 5, "stale_cap_scope": "tensor"}},
+    ),
 ]
 
 
@@ -136,6 +142,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("laq bf16 params", "ref bf16 params"),
         ("qsgd bf16 params", "ref bf16 params"),
         ("laq outside", "ref outside"),
+        ("laq outside per tensor", "ref outside"),
         ("qsgd outside", "ref outside"),
         ("laq compiled", "ref compiled"),
         ("laq transformer", "ref transformer"),
@@ -148,6 +155,18 @@ def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str
         np.testing.assert_array_equal(two_ranks[run][r]["params"], got["params"])
     s = got["stats"]
     assert s["steps"] > 0 and s["bytes_sent"] < s["bytes_dense"] / 3  # it did compress
+
+
+def test_stale_cap_per_tensor_forces_uploads_in_the_outside_trainer(
+    two_ranks: dict[str, list[Any]],
+) -> None:
+    """The head used one step in three has a zero gradient in the others, where its stale
+    contribution is all innovation: the cap per tensor uploads where the whole-gradient cap
+    lets the rank skip."""
+    per_tensor = two_ranks["laq outside per tensor"][0]["stats"]
+    whole = two_ranks["laq outside"][0]["stats"]
+    assert per_tensor["capped_uploads"] > whole["capped_uploads"]
+    assert per_tensor["uploads_skipped"] < whole["uploads_skipped"]
 
 
 @pytest.mark.parametrize("run", ["laq uneven", "qsgd uneven"])
