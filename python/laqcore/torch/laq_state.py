@@ -511,7 +511,7 @@ class LAQState(HookState):
             return False, "rule", grad_sq, grad_sq
         own_sq = grad_sq if grad_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
         capped = rule.capped(float(payload.innov_sq), own_sq)
-        if not capped and rule.stale_cap_scope == "tensor" and up.uploads > 0:
+        if not capped and rule.stale_cap_scope == "tensor":  # (a first upload never skips)
             capped = self._tensor_capped(grad, up.q_prev)
         return capped, "capped" if capped else "rule", grad_sq, own_sq
 
