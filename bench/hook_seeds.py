@@ -43,8 +43,9 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hook_report import _LABEL  # noqa: E402
@@ -113,9 +114,15 @@ def geomean(vals: list[float]) -> float:
     return math.exp(statistics.fmean(map(math.log, vals))) if vals else math.nan
 
 
-#: Per seed and hook in a tc cell: speed-up (None: target not reached), steps to the target
-#: (None likewise), median step, received KB per step, accuracy minus all-reduce's (points).
-TcRun = dict[str, Optional[float]]
+@dataclass
+class TcRun:
+    """One seed's run of one hook in a tc cell."""
+
+    speedup: float | None  # all-reduce's time to the target over this hook's; None: missed
+    steps: int | None  # steps to the target (None likewise)
+    step_ms: float  # median step
+    recv_kb: float  # received per rank and step
+    acc_delta: float  # test accuracy minus the same launch's all-reduce's (points)
 
 
 def collect_tc(reports: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[TcRun]]]]:
@@ -139,19 +146,19 @@ def collect_tc(reports: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, l
                 t = run.get("time_to_target_s")
                 per_rate = out.setdefault(f"{model}/{ranks}", {}).setdefault(name, {})
                 per_rate.setdefault(rate, []).append(
-                    {
-                        "speedup": base["time_to_target_s"] / t if t else None,
-                        "steps": run.get("steps_to_target") if t else None,
-                        "step_ms": run["step_ms"],
-                        "recv_kb": run["recv_kb"],
-                        "acc_delta": 100.0 * (run["test_acc"] - base["test_acc"]),
-                    }
+                    TcRun(
+                        speedup=base["time_to_target_s"] / t if t else None,
+                        steps=run.get("steps_to_target") if t else None,
+                        step_ms=run["step_ms"],
+                        recv_kb=run["recv_kb"],
+                        acc_delta=100.0 * (run["test_acc"] - base["test_acc"]),
+                    )
                 )
     return out
 
 
 def _speedup_text(runs: list[TcRun]) -> str:
-    got = [r["speedup"] for r in runs if r["speedup"] is not None]
+    got = [r.speedup for r in runs if r.speedup is not None]
     if not got:
         return f"target not reached ({len(runs)} seeds)"
     text = f"{geomean(got):.2f}x [{min(got):.2f}, {max(got):.2f}]"
@@ -185,17 +192,15 @@ def markdown_tc(data: dict[str, dict[str, dict[str, list[TcRun]]]], seeds: list[
         for name, per_rate in hooks.items():
             runs = [r for rate in rates for r in per_rate.get(rate, [])]
             first = per_rate.get(rates[0], [])
-            steps = " / ".join("-" if r["steps"] is None else str(r["steps"]) for r in first)
-            deltas = [float(r["acc_delta"]) for r in runs]  # type: ignore[arg-type]
+            steps = " / ".join("-" if r.steps is None else str(r.steps) for r in first)
+            deltas = [r.acc_delta for r in runs]
             cells = [_speedup_text(per_rate.get(rate, [])) for rate in rates]
             cells.append(steps)
             cells += [
-                _range_text([float(r["step_ms"]) for r in per_rate.get(rate, [])], 1)  # type: ignore[arg-type]
-                if per_rate.get(rate)
-                else "-"
+                _range_text([r.step_ms for r in per_rate[rate]], 1) if per_rate.get(rate) else "-"
                 for rate in rates
             ]
-            cells.append(_range_text([float(r["recv_kb"]) for r in runs], 1))  # type: ignore[arg-type]
+            cells.append(_range_text([r.recv_kb for r in runs], 1))
             cells.append(f"{statistics.fmean(deltas):+.1f} / {min(deltas):+.1f}")
             lines.append(f"| {_LABEL.get(name, name)} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -453,8 +453,8 @@ def test_hook_seeds_tc_speedups_against_each_launchs_all_reduce():
     reps = [report(0, 1.0, 4.0), report(1, 0.5, None)]
     data = hook_seeds.collect_tc(reps)
     laq = data["cnn/2"]["laq"]["100mbit"]
-    assert [r["speedup"] for r in laq] == pytest.approx([2.0, 4.0])
-    assert [r["acc_delta"] for r in laq] == pytest.approx([-1.0, -1.0])
+    assert [r.speedup for r in laq] == pytest.approx([2.0, 4.0])
+    assert [r.acc_delta for r in laq] == pytest.approx([-1.0, -1.0])
     assert "qsgd" not in data["cnn/2"]
     text = hook_seeds.markdown_tc(data, [0, 1])
     assert (
