@@ -16,7 +16,10 @@ plus keys of this bench's own (the library has no such options): ``"_quorum": K`
 makes at least K ranks upload in every compressed step (:func:`_quorum`; an experiment on
 the transformer, docs/results_hooks.md, "A small transformer"), ``"_random_skip": p``
 replaces the rule by a coin that skips with probability ``p`` (:func:`_random_skip`; how
-much staleness itself costs, docs/results_hooks.md, "A noisy image task"), and ``"_hook":
+much staleness itself costs, docs/results_hooks.md, "A noisy image task"), ``"_threshold":
+"median"`` or ``"min"`` puts that statistic of the rule's last ``D`` gradient norms in place of
+their mean (:func:`_threshold`; a threshold a spike cannot inflate, docs/results_hooks.md, "A
+small transformer"), and ``"_hook":
 NAME`` runs another of ``laqcore.torch.HOOKS`` (``qsgd``, ``terngrad``, ``rotation``) with
 the object's other keys as its keywords (``{"_hook": "qsgd", "levels": 127}``);
 ``{"_hook": "stale_fp32", "p": P}`` is the control of ``"_random_skip"``: exact float32
@@ -66,7 +69,10 @@ def variant_state(kwargs: dict[str, Any], cfg: dict[str, Any]) -> tuple[Any, Any
         return make_hook(other, **kwargs)
     quorum = kwargs.pop("_quorum", 0)
     skip_p = kwargs.pop("_random_skip", None)
+    statistic = kwargs.pop("_threshold", None)
     state = LAQState(**kwargs)
+    if statistic is not None:
+        _threshold(state, statistic)
     if quorum > 0:
         _quorum(state, quorum)
     if skip_p is not None:
@@ -191,6 +197,30 @@ def _quorum(state: Any, k: int) -> None:
         return dist.get_rank(group) in skippers[:missing], why, grad_sq, norm_sq
 
     state._decide = quorum_decide
+
+
+def _threshold(state: Any, statistic: str) -> None:
+    """Put ``ck`` times the median (or minimum) of the rule's stored gradient norms where the
+    test's first term has ``ck`` times their mean (``xi_d = ck / D``), so a few spiking steps
+    cannot raise it; the other terms and clauses unchanged. Wraps the instance's rule's
+    ``rhs``, the library is unchanged."""
+    import numpy as np
+
+    pick = {"median": np.median, "min": np.min}.get(statistic)
+    if pick is None:
+        raise ValueError(f'"_threshold" must be "median" or "min", got {statistic!r}')
+    rule = state.rule
+    if rule.noise_weight or rule.streak_penalty:
+        raise ValueError(
+            '"_threshold" replaces the whole first term: not with noise_weight or streak_penalty'
+        )
+    mean_rhs = rule.rhs
+
+    def robust_rhs(clock: int = 0) -> float:
+        recent = rule.history.recent()
+        return mean_rhs(clock) if recent.size == 0 else float(rule.ck * pick(recent))
+
+    rule.rhs = robust_rhs
 
 
 def _random_skip(state: Any, p: float, seed: int) -> None:

@@ -846,6 +846,30 @@ def test_hook_variants_builds_each_variant_state():
         bhv.variant_state({"_hook": "nope"}, {"seed": 0})
 
 
+def test_hook_variants_threshold_statistic():
+    """``"_threshold"``: the test's first term becomes ``ck`` times the median (or the
+    minimum) of the stored gradient norms instead of their weighted mean; bad input is a
+    clear error."""
+    _bench_hooks_modules()
+    import bench_hook_variants as bhv
+
+    norms = [4.0, 100.0, 1.0, 2.0, 3.0]
+    for name, expect in (("median", 3.0), ("min", 1.0)):
+        state, _ = bhv.variant_state({"_threshold": name, "ck": 1.5}, {"seed": 0})
+        assert state.rule.rhs() == 0.0  # nothing stored yet: the library's term
+        for v in norms:
+            state.rule.history.push(v)
+        assert state.rule.rhs(clock=3) == pytest.approx(1.5 * expect)
+    plain, _ = bhv.variant_state({"ck": 1.5}, {"seed": 0})
+    for v in norms:
+        plain.rule.history.push(v)
+    assert plain.rule.rhs() == pytest.approx(1.5 * sum(norms) / len(norms))  # the mean
+    with pytest.raises(ValueError, match='"_threshold" must be "median" or "min"'):
+        bhv.variant_state({"_threshold": "mode"}, {"seed": 0})
+    with pytest.raises(ValueError, match="not with noise_weight or streak_penalty"):
+        bhv.variant_state({"_threshold": "min", "streak_penalty": 0.5}, {"seed": 0})
+
+
 def _fake_two_rank_allreduce(monkeypatch: Any) -> Any:
     """A process group of 2 ranks for DDP's ``allreduce_hook`` (which divides by 2) whose
     all-reduce returns this rank's tensor: the hook's result is half of what it sent."""
