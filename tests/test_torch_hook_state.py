@@ -1208,17 +1208,22 @@ def test_register_hook_warns_on_attention_with_the_default_stale_cap(group: None
         return DDP(torch.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
 
     with pytest.warns(
-        UserWarning, match=r"attention layers \(MultiheadAttention\).*stale_cap=1.*streak_penalty"
+        UserWarning,
+        match=r"attention layers \(MultiheadAttention\).*pass bits=2.*stale_cap=1.*streak_penalty",
     ):
         state = register_hook(tf(), "laq")
     assert state.rule.stale_cap == 4.0  # a warning, not a different default
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        register_hook(tf(), "laq", stale_cap=1)  # the recommended setting
+        register_hook(tf(), "laq", bits=2)  # the recommended setting: error feedback, no skips
+        register_hook(tf(), "laq", error_feedback=0.5)  # any error feedback
+        register_hook(tf(), "laq", stale_cap=1)  # the 4-bit alternative
         register_hook(tf(), "laq", stale_cap=4)  # the default, chosen knowingly
         register_hook(tf(), "laq", streak_penalty=0.75)  # the other remedy
         register_hook(tf(), "qsgd")  # no lazy rule
         register_hook(DDP(torch.nn.Linear(3, 2)), "laq")  # no attention
+    with pytest.warns(UserWarning, match="attention layers"):
+        register_hook(tf(), "laq", bits=2, error_feedback=0)  # 2 bits that skip again
 
 
 def test_register_hook_accepts_a_compiled_ddp_model(group: None) -> None:

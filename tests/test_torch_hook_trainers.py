@@ -82,8 +82,8 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
     # torch.compile of the DDP model (compiled DDP runs the registered hook).
     ("ref compiled", {"method": "none", "opt": "momentum", "compile": True}),
     ("laq compiled", {**_LAQ, "opt": "momentum", "compile": True}),
-    # A transformer trained as usual (AdamW, clipping) with the setting the docs give for
-    # transformers (stale_cap=1; docs/results_hooks.md, "A small transformer").
+    # A transformer trained as usual (AdamW, clipping) with stale_cap=1, the 4-bit setting
+    # for transformers (docs/results_hooks.md, "A small transformer"); bits=2 in the last row.
     ("ref transformer", _TRANSFORMER),
     ("laq transformer", {**_TRANSFORMER, "method": "laq", "kwargs": {"stale_cap": 1}}),
     ("sparse", {"error": "sparse"}),
@@ -100,6 +100,9 @@ _ROWS: list[tuple[str, dict[str, Any]]] = [
         "laq outside per tensor",
         {**_OUTSIDE, "method": "laq", "kwargs": {"warmup_steps": 5, "stale_cap_scope": "tensor"}},
     ),
+    # The setting the docs give for transformers and new tasks (docs/results_hooks.md, "Other
+    # step sizes, and 2 bits"): error feedback, no skips.
+    ("laq transformer 2 bit", {**_TRANSFORMER, "method": "laq", "kwargs": {"bits": 2}}),
 ]
 
 
@@ -146,6 +149,7 @@ def two_ranks() -> dict[str, list[Any]]:
         ("qsgd outside", "ref outside"),
         ("laq compiled", "ref compiled"),
         ("laq transformer", "ref transformer"),
+        ("laq transformer 2 bit", "ref transformer"),
     ],
 )
 def test_trains_like_no_hook(two_ranks: dict[str, list[Any]], run: str, ref: str) -> None:

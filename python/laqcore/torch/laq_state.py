@@ -219,11 +219,14 @@ class LAQState(HookState):
         spike of the gradients it lets every rank keep a stale contribution many times its
         current gradient (docs/ddp.md, "Stale cap"); ``None``: the paper's rule. Uploads it
         forces: ``stats()["capped_uploads"]``. The default 4 was measured on the digits MLP
-        and CNN trainers; **1 is the safe start on a new task** (almost no skipping): on the
-        bench's small transformer under momentum SGD 4 lost 1.5-29 points and 1 at most 4.7
-        (2 ranks: README, "A small transformer"), and on a CNN whose minibatch gradients are
-        mostly noise 4 lost 4.7-9.0 points on average and 1 none (docs/results_hooks.md, "A
-        noisy image task").
+        and CNN trainers. On a new task start from ``bits=2`` instead (error feedback, under
+        which the rule skips nothing; docs/results_hooks.md, "Other step sizes, and 2 bits"),
+        or 1 for 4-bit innovations with almost no skipping: on the bench's small transformer
+        under momentum SGD at lr 0.05, 4 lost 1.5-29 points and 1 at most 4.7 (2 ranks:
+        README, "A small transformer"), but at lr 0.01 1 lost 11.0 on one seed where
+        ``bits=2`` stayed within 1.1; on a CNN whose minibatch gradients are mostly noise 4
+        lost 4.7-9.0 points on average and 1 none (docs/results_hooks.md, "A noisy image
+        task").
     stale_cap_scope : {"gradient", "tensor"}, default "gradient"
         ``"tensor"``: a skip must also keep every parameter tensor's innovation within the
         cap, ``||g_l - q_prev_l||^2 <= stale_cap ||g_l||^2``, where ``"gradient"`` tests the

@@ -106,9 +106,10 @@ def register_hook(ddp_model: Any, name: str, /, **kwargs: Any) -> HookState:
     ``process_group`` communicates in the default group: wrong for a DDP over a subgroup).
     A ``process_group`` keyword must be DDP's own group (``None``: the default group, so
     it fits a DDP built without one). For ``"laq"`` on a model with
-    attention layers (``nn.MultiheadAttention`` or a module class named ``...Attention``) and
-    neither ``stale_cap`` nor ``streak_penalty`` given it warns that transformers want
-    ``stale_cap=1`` (or, for fewer bytes at a larger risk, ``streak_penalty=0.75``;
+    attention layers (``nn.MultiheadAttention`` or a module class named ``...Attention``),
+    neither ``stale_cap`` nor ``streak_penalty`` given and no error feedback (under which the
+    rule skips nothing: ``bits=2``'s default) it warns that transformers want ``bits=2``
+    (or ``stale_cap=1``, or for fewer bytes at a larger risk ``streak_penalty=0.75``;
     docs/results_hooks.md, "A small transformer"; docs/ddp.md, "Streak penalty").
 
     Raises
@@ -184,13 +185,15 @@ def _is_fsdp(model: Any) -> bool:
 
 
 def _warn_if_attention(module: Any, state: LAQState) -> None:
-    """Warn when a model with attention layers gets a ``stale_cap`` above 1: on the
-    bench's small transformer the default 4 lost 1.5 to 28.9 points under momentum SGD (2
-    ranks, five seeds; 8 to 60 with the two-phase exchange of an earlier commit; 3.7 to 36.6
-    over ten seeds on another machine) where ``stale_cap=1`` stayed within 4.7 (6.8 over the
-    ten; README, "A small transformer")."""
+    """Warn when a model with attention layers gets a ``stale_cap`` above 1 without error
+    feedback: on the bench's small transformer the default 4 lost 1.5 to 28.9 points under
+    momentum SGD (2 ranks, five seeds at lr 0.05; 3.7 to 36.6 over ten seeds on another
+    machine; up to 20.9 at lr 0.02) where ``bits=2`` (error feedback, no skips) stayed within
+    3.7 at lr 0.05, 0.02 and 0.01 and ``stale_cap=1`` within 4.7 at lr 0.05 but lost 11.0 on
+    one seed at 0.01 (README, "A small transformer"; docs/results_hooks.md, "Other step
+    sizes, and 2 bits")."""
     cap = state.rule.stale_cap
-    if cap is not None and cap <= 1.0:
+    if (cap is not None and cap <= 1.0) or state.error_feedback > 0.0:
         return
     found = next(
         (
@@ -202,11 +205,13 @@ def _warn_if_attention(module: Any, state: LAQState) -> None:
     )
     if found is not None:
         warnings.warn(
-            f"laqcore: this model has attention layers ({found}) and LAQState uses "
-            f"stale_cap={cap}; on a small transformer that setting lost 1.5 to 37 points of "
-            "accuracy under momentum SGD (16 on average over ten seeds; 1.8 under Adam) where "
-            "stale_cap=1 stayed within 6.8 (README, 'A small transformer'): pass stale_cap=1, "
-            "or streak_penalty=0.75 (about 30% fewer bytes than stale_cap=1, but 5.1 points "
+            f"laqcore: this model has attention layers ({found}) and LAQState skips uploads "
+            f"with stale_cap={cap}; on a small transformer that setting lost 1.5 to 37 points "
+            "of accuracy under momentum SGD (16 on average over ten seeds; 1.8 under Adam) "
+            "where bits=2 (error feedback, no skips, about the same bytes) stayed within 3.7 "
+            "points at three step sizes (README, 'A small transformer'): pass bits=2, or "
+            "stale_cap=1 (within 6.8 at lr 0.05 but 11.0 lost on one seed at lr 0.01), or "
+            "streak_penalty=0.75 (about 30% fewer bytes than stale_cap=1, but 5.1 points "
             "lost on average and 19 at worst over the ten seeds; docs/ddp.md, 'Streak "
             "penalty'), or stale_cap=4 to keep the default without this warning",
             UserWarning,
