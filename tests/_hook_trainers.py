@@ -218,6 +218,55 @@ def train(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def train_gan(rank: int, world: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """A GAN as an outside trainer writes one: two DDP models in one process group, each
+    with its own hook state (``spec["method"]``, ``spec["kwargs"]``), Adam on both. The
+    generator learns N(3, 0.5) from 4-d noise. The discriminator's reducer runs its hook twice
+    per iteration: on its own step and again when the generator's loss backpropagates through
+    it, so the two states' exchanges interleave on the same peers."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    steps = spec.get("steps", 120)
+    torch.manual_seed(0)
+    gen = DDP(torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)))
+    disc = DDP(
+        torch.nn.Sequential(torch.nn.Linear(1, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 1))
+    )
+    states = []
+    if spec["method"] != "none":
+        from laqcore.torch import make_hook
+
+        for model in (gen, disc):
+            state, hook = make_hook(spec["method"], **spec.get("kwargs", {}))
+            model.register_comm_hook(state, hook)
+            states.append(state)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    g = torch.Generator().manual_seed(100 + rank)
+    ones, zeros = torch.ones(32, 1), torch.zeros(32, 1)
+    for _ in range(steps):
+        real = 3.0 + 0.5 * torch.randn(32, 1, generator=g)
+        fake = gen(torch.randn(32, 4, generator=g))
+        opt_d.zero_grad()
+        loss_d = F.binary_cross_entropy_with_logits(disc(real), ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(disc(fake.detach()), zeros)
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        F.binary_cross_entropy_with_logits(disc(fake), ones).backward()
+        opt_g.step()
+    with torch.no_grad():
+        sample = gen(torch.randn(4000, 4, generator=torch.Generator().manual_seed(7)))
+    params = torch.cat([p.detach().reshape(-1) for m in (gen, disc) for p in m.parameters()])
+    return {
+        "mean": float(sample.mean()),
+        "stats": [s.stats() for s in states],
+        "params": params.numpy().copy(),
+    }
+
+
 def expect_error(rank: int, world: int, case: str) -> tuple[str, str]:
     """Run a model the hooks must refuse; return the error's type and text."""
     import torch
@@ -266,7 +315,8 @@ def needs(spec: dict[str, Any]) -> list[str]:
 
 
 def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
-    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error;
+    """Several runs in one process group (one spawn); ``{"error": case}`` runs expect_error,
+    ``{"gan": True, ...}`` runs train_gan;
     a spec with ``"skip": reason`` (a feature this torch lacks) is not run, its result is
     ``{"skipped": reason}``.
 
@@ -282,6 +332,8 @@ def runs(rank: int, world: int, specs: list[dict[str, Any]]) -> list[Any]:
             out.append({"skipped": spec["skip"]})
         elif "error" in spec:
             out.append(expect_error(rank, world, spec["error"]))
+        elif spec.get("gan"):
+            out.append(train_gan(rank, world, spec))
         elif "resume_of" in spec:  # resume from the checkpoint of an earlier run in this list
             ck = out[spec["resume_of"]]["checkpoint"]
             hooks: list[Any] = [None] * world
