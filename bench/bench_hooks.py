@@ -117,6 +117,8 @@ def launch(
             GLOO_SOCKET_IFNAME=net.iface(r) if net else "lo",
         )
         cmd = [sys.executable, os.path.join(HERE, script), path]
+        if cfg.get("pin"):  # rank r and all its threads on CPU r mod the CPUs (--pin)
+            cmd = ["taskset", "-c", str(r % (os.cpu_count() or 1)), *cmd]
         if net:
             cmd = ["ip", "netns", "exec", net.ns(r), *cmd]
         procs.append(
@@ -169,6 +171,7 @@ def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "steps": args.big_steps if model == "big" else args.steps,
         "warmup_run": not args.no_warmup_run,
         "step_log": args.step_log,
+        "pin": args.pin,
     }
 
 
@@ -379,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="record every rank's step times and, for laqcore's hooks, whether it uploaded at "
         "each step (per run: 'step_log' in the JSON)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin rank r (all its threads) to CPU r mod the machine's CPUs (taskset), one "
+        "rank per core as in a deployment; every hook of the launch alike",
     )
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
     ap.add_argument(

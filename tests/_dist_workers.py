@@ -31,12 +31,15 @@ def frame_for(rank: int, rnd: int) -> bytes | None:
     raise ValueError(rnd)
 
 
-def transport_rounds(rank: int, world: int, collectives: bool = False) -> dict[str, Any]:
+def transport_rounds(rank: int, world: int, path: str = "messages") -> dict[str, Any]:
+    """Five rounds of one Transport; ``path``: its ``control`` on gloo (``"messages"``,
+    ``"collectives"``), or ``"nccl-path"``, the path of devices other than cpu run on gloo
+    (the control all-gather, then a padded all-gather or broadcasts)."""
     from laqcore.distributed import Transport
 
-    t = Transport(timeout_s=30)
-    if collectives:  # the path of devices other than cpu (NCCL), run on gloo
-        t._host_messages = False
+    t = Transport(timeout_s=30, control="messages" if path == "messages" else "collectives")
+    if path == "nccl-path":
+        t._exact_payload = False
     # Bad frames are rejected before any collective, so the ranks stay in lockstep.
     errors = []
     for bad in (b"", 123):

@@ -13,6 +13,13 @@ settings.register_profile("ci", deadline=None, max_examples=60, derandomize=True
 settings.register_profile("dev", deadline=None, max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The gloo Transport's control phase is the messages' in every test (and in the ranks the
+# tests spawn, which inherit the environment), whatever CPUs this machine lets the process
+# use: "auto" would take the collectives under a one-CPU affinity and move the frames of an
+# aborted round differently. The tests of the collectives name them (Transport(control=...)),
+# and resolve_control's "auto" is tested on its own.
+os.environ.setdefault("LAQCORE_TRANSPORT_CONTROL", "messages")
+
 ALL_BITS = list(range(1, 9))
 # Lengths that hit every edge of the 8-code packing groups, plus one large enough to
 # cross the OpenMP threshold and the deterministic-reduction block size.

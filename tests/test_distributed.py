@@ -40,10 +40,10 @@ from laqcore.wire import FRAME_OVERHEAD  # noqa: E402
 pytestmark = pytest.mark.distributed
 
 
-@pytest.mark.parametrize("collectives", [False, True], ids=["gloo", "nccl-path"])
+@pytest.mark.parametrize("path", ["messages", "collectives", "nccl-path"])
 @pytest.mark.parametrize("world", [2, 4])
-def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool) -> None:
-    outs = run_processes(transport_rounds, world, collectives, pg_timeout_s=30, deadline_s=120)
+def test_transport_delivers_only_uploaders_frames(world: int, path: str) -> None:
+    outs = run_processes(transport_rounds, world, path, pg_timeout_s=30, deadline_s=120)
     expected = [[frame_for(r, rnd) for r in range(world)] for rnd in range(4)]
     for o in outs:
         assert o.result["frames"] == expected
@@ -64,17 +64,46 @@ def test_transport_delivers_only_uploaders_frames(world: int, collectives: bool)
     assert s["nonfinite"] == 1
     assert s["payload_bytes"] == sum(map(sum, sizes))
     control = 5 * 8 * world * (world - 1)
-    # every frame of rounds 0, 2 and 3 at its exact size to the world - 1 others (gloo: in
-    # the status messages or the all-to-all; the collectives' path: round 0 one all-gather
-    # of equal sizes, rounds 2 and 3 broadcasts, round 3's padding exceeding the
-    # tolerance), never padded; on gloo also the nonfinite round's b"xyz" of the world - 1
-    # finite ranks, which fit the inboxes and travelled with their statuses
+    # every frame of rounds 0, 2 and 3 at its exact size to the world - 1 others (messages:
+    # in the status messages or the all-to-all; collectives: the all-to-all; the NCCL path:
+    # round 0 one all-gather of equal sizes, rounds 2 and 3 broadcasts, round 3's padding
+    # exceeding the tolerance), never padded; with messages also the nonfinite round's
+    # b"xyz" of the world - 1 finite ranks, which fit the inboxes and travelled with their
+    # statuses (the collectives move no frame once the statuses name a non-finite rank)
     payload = (world * 16 + sum(sizes[2]) + sum(sizes[3])) * (world - 1)
-    if not collectives:
+    if path == "messages":
         payload += 3 * (world - 1) * (world - 1)
     assert s["control_bytes"] == control
     assert s["padding_bytes"] == 0
     assert s["wire_bytes"] == control + payload
+
+
+def test_resolve_control(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How the control phase crosses: as given, else the environment variable, else "auto",
+    which takes the collectives on cpu for a process that may run on one CPU only and on
+    every other device; "messages" needs cpu; a bad value is refused naming its source."""
+    from laqcore.distributed.transport import resolve_control
+
+    monkeypatch.delenv("LAQCORE_TRANSPORT_CONTROL", raising=False)
+    for given in ("messages", "collectives"):
+        assert resolve_control(given, "cpu") == given
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert resolve_control(None, "cpu") == resolve_control("auto", "cpu") == "collectives"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert resolve_control(None, "cpu") == "messages"
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # not Linux: no affinity
+    assert resolve_control("auto", "cpu") == "messages"
+    monkeypatch.setenv("LAQCORE_TRANSPORT_CONTROL", "collectives")
+    assert resolve_control(None, "cpu") == "collectives"
+    assert resolve_control("messages", "cpu") == "messages"  # the argument wins
+    assert resolve_control(None, "cuda") == resolve_control("auto", "cuda") == "collectives"
+    with pytest.raises(ValueError, match='"messages" needs a cpu'):
+        resolve_control("messages", "cuda")
+    monkeypatch.setenv("LAQCORE_TRANSPORT_CONTROL", "ring")
+    with pytest.raises(ValueError, match="the LAQCORE_TRANSPORT_CONTROL environment variable"):
+        resolve_control(None, "cpu")
+    with pytest.raises(ValueError, match="control must be one of auto, messages, collectives"):
+        resolve_control("fast", "cpu")
 
 
 @pytest.mark.parametrize("world", [2, 3])

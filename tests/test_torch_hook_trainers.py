@@ -255,6 +255,24 @@ def test_two_models_with_their_own_hook_states(two_ranks: dict[str, list[Any]], 
             assert s["bytes_sent"] < s["bytes_dense"] / 3  # it did compress
 
 
+def test_control_by_collectives_trains_bit_for_bit_as_by_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``LAQCORE_TRANSPORT_CONTROL=collectives`` (what ``auto`` takes for ranks pinned to one
+    CPU) moves the same frames as the messages: the same parameters, decisions and bytes."""
+    specs = [{**_LAQ, "opt": "momentum"}, {"method": "qsgd", "opt": "momentum"}]
+    got = {}
+    for control in ("messages", "collectives"):
+        monkeypatch.setenv("LAQCORE_TRANSPORT_CONTROL", control)  # the ranks inherit it
+        outs = run_processes(ht.runs, 2, specs, pg_timeout_s=60, deadline_s=300)
+        got[control] = [o.result for o in outs]
+    for r in range(2):
+        for a, b in zip(got["messages"][r], got["collectives"][r]):
+            np.testing.assert_array_equal(a["params"], b["params"])
+            for key in ("uploads", "uploads_skipped", "bytes_sent", "bytes_received"):
+                assert a["stats"].get(key) == b["stats"].get(key), key
+
+
 def test_sparse_gradients_are_refused_before_any_collective(
     two_ranks: dict[str, list[Any]],
 ) -> None:

@@ -20,7 +20,9 @@ same as two collectives on a 2-vCPU machine: docs/results_hooks.md, "The all-gat
 exchange's profile"; posted ahead, LAQ's MLP step fell from 2.3-2.4 to 1.7-1.8 ms: docs/ddp.md,
 "Rounds of messages on gloo"). Frames that do
 not fit (the first ones, a frame that doubled) then move in one ``all_to_all_single`` with
-uneven splits, exactly their sizes. On other devices (NCCL,
+uneven splits, exactly their sizes. A rank pinned to one CPU all-gathers the statuses
+instead and sends every frame by that all-to-all (``control``, :func:`resolve_control`:
+in trainers on a 2-vCPU VM the two collectives were the faster way for pinned ranks). On other devices (NCCL,
 whose receives need exact sizes) the statuses are all-gathered and the frames move by:
 
 * every rank uploads and the frames are (nearly) the same size: one padded all-gather
@@ -40,6 +42,7 @@ Failures of a peer (killed process, hang past the process-group timeout) surface
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,7 +54,7 @@ from .errors import run_collective
 from .gather import HostGather, collective_device, global_rank
 from .messages import MAX_WIDTH, PostedMessages, grown_capacity
 
-__all__ = ["ExchangeResult", "TrafficStats", "Transport"]
+__all__ = ["ExchangeResult", "TrafficStats", "Transport", "resolve_control"]
 
 STATUS_SKIP = 0
 STATUS_NONFINITE = -1
@@ -61,8 +64,46 @@ _CONTROL_ITEM_BYTES = 8
 _MAX_CAPACITY = MAX_WIDTH - _CONTROL_ITEM_BYTES
 
 
+#: How the control phase crosses on ``cpu`` (gloo): ``Transport(control=...)``, else this
+#: environment variable, else ``"auto"`` (:func:`resolve_control`).
+CONTROL_ENV = "LAQCORE_TRANSPORT_CONTROL"
+CONTROLS = ("auto", "messages", "collectives")
+
+
 def __dir__() -> list[str]:
     return __all__
+
+
+def resolve_control(control: str | None, device_type: str) -> str:
+    """``"messages"`` or ``"collectives"``: how the control phase of a :class:`Transport`
+    crosses.
+
+    ``control`` (``None``: the ``LAQCORE_TRANSPORT_CONTROL`` environment variable, else
+    ``"auto"``) is ``"messages"`` (gloo only: one round of point-to-point messages carrying
+    the statuses and the frames that fit), ``"collectives"`` (the control all-gather, then
+    the frames by one collective) or ``"auto"``: collectives on other devices than ``cpu``
+    and on ``cpu`` when this process may run on one CPU only (a launcher that pins one rank
+    per core), messages otherwise. Why the pinning decides: in trainers on a 2-vCPU VM the
+    collectives took pinned ranks to the target loss 1.03-1.41x faster than the messages
+    (1.3x with the defaults on the CNN; a slow mode of the messages' round), while unpinned
+    ranks were as fast or faster with the messages (docs/ddp.md, "Rounds of messages on
+    gloo", "Pinned ranks")."""
+    chosen = os.environ.get(CONTROL_ENV, "auto") if control is None else control
+    where = f"the {CONTROL_ENV} environment variable" if control is None else "control"
+    if chosen not in CONTROLS:
+        raise ValueError(f"{where} must be one of {', '.join(CONTROLS)}; got {chosen!r}")
+    if device_type != "cpu":
+        if chosen == "messages":
+            raise ValueError(
+                f'{where} = "messages" needs a cpu (gloo) group: on {device_type} the '
+                "statuses cross by collectives"
+            )
+        return "collectives"
+    if chosen == "auto":
+        getaffinity = getattr(os, "sched_getaffinity", None)  # Linux: the CPUs it may use
+        pinned = getaffinity is not None and len(getaffinity(0)) == 1
+        return "collectives" if pinned else "messages"
+    return chosen
 
 
 @dataclass
@@ -145,6 +186,12 @@ class Transport:
         bytes; otherwise one broadcast per uploader.
     timeout_s:
         Only reported in error messages: the timeout the group was created with.
+    control:
+        How the statuses cross: ``"messages"`` (``cpu`` only: one round of point-to-point
+        messages that carries the frames that fit as well), ``"collectives"`` (the control
+        all-gather, then the frames) or ``"auto"``; ``None`` reads the
+        ``LAQCORE_TRANSPORT_CONTROL`` environment variable (default ``"auto"``):
+        :func:`resolve_control`. The choice changes time only, never a delivered byte.
 
     Examples
     --------
@@ -160,6 +207,7 @@ class Transport:
         device: torch.device | str | None = None,
         pad_tolerance: float = 0.125,
         timeout_s: float | None = None,
+        control: str | None = None,
     ) -> None:
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError(
@@ -176,12 +224,15 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats = TrafficStats()
         self._gather = HostGather(process_group, self.world_size, self.device, self._guard)
-        # cpu (gloo): statuses and frames travel as one message per pair of ranks, into
-        # inboxes of ``_capacity`` bytes past the status (0 until a frame was seen: the
-        # first upload round takes phase 2), and phase 2 is an all-to-all with uneven
-        # splits; other devices: the control all-gather, then a padded all-gather or
-        # broadcasts. (Tests set it off to run the other devices' path on gloo.)
-        self._host_messages = self.device.type == "cpu"
+        # The control phase on cpu (gloo) with control "messages": statuses and frames travel as one
+        # message per pair of ranks, into inboxes of ``_capacity`` bytes past the status
+        # (0 until a frame was seen: the first upload round takes phase 2); otherwise the
+        # control all-gather. Phase 2 on cpu: an all-to-all with uneven splits, exact
+        # sizes; other devices: a padded all-gather or broadcasts. (Tests turn both off to
+        # run the other devices' path on gloo.)
+        self.control = resolve_control(control, self.device.type)
+        self._host_messages = self.control == "messages"
+        self._exact_payload = self.device.type == "cpu"
         self._capacity = 0
         self._max_capacity = _MAX_CAPACITY
         self._mail = PostedMessages(
@@ -322,7 +373,7 @@ class Transport:
         """Phase 2: the frames of ``late`` (uploaders whose frames did not come with the
         statuses) into ``frames``."""
         w, st, me = self.world_size, self.stats, self.rank
-        if self._host_messages:  # gloo: one all-to-all with uneven splits, exact sizes
+        if self._exact_payload:  # gloo: one all-to-all with uneven splits, exact sizes
             exact = [sizes[r] if r in late else 0 for r in range(w)]
             mine = data if me in late else b""
             got = self._gather.frames(mine, exact, f"payload all-to-all ({tag})")
