@@ -21,9 +21,10 @@ exchange's profile"; posted ahead, LAQ's MLP step fell from 2.3-2.4 to 1.7-1.8 m
 "Rounds of messages on gloo"). Frames that do
 not fit (the first ones, a frame that doubled) then move in one ``all_to_all_single`` with
 uneven splits, exactly their sizes. A rank pinned to one CPU all-gathers the statuses
-instead and sends every frame by that all-to-all (``control``, :func:`resolve_control`:
-in trainers on a 2-vCPU VM the two collectives were the faster way for pinned ranks). On other devices (NCCL,
-whose receives need exact sizes) the statuses are all-gathered and the frames move by:
+instead and sends every frame by that all-to-all (``control``, :func:`resolve_control`: in
+trainers on a 2-vCPU VM the two collectives were the faster way for pinned ranks). On other
+devices (NCCL, whose receives need exact sizes) the statuses are all-gathered and the frames
+move by:
 
 * every rank uploads and the frames are (nearly) the same size: one padded all-gather
   (one round trip instead of W broadcasts); the padding is counted as traffic;
@@ -191,7 +192,9 @@ class Transport:
         messages that carries the frames that fit as well), ``"collectives"`` (the control
         all-gather, then the frames) or ``"auto"``; ``None`` reads the
         ``LAQCORE_TRANSPORT_CONTROL`` environment variable (default ``"auto"``):
-        :func:`resolve_control`. The choice changes time only, never a delivered byte.
+        :func:`resolve_control`. The choice changes time, not the frames delivered; the
+        traffic counted differs only in a round aborted on a non-finite gradient, where the
+        messages carried the frames that fit and the collectives move none.
 
     Examples
     --------
@@ -224,12 +227,12 @@ class Transport:
         self.timeout_s = timeout_s
         self.stats = TrafficStats()
         self._gather = HostGather(process_group, self.world_size, self.device, self._guard)
-        # The control phase on cpu (gloo) with control "messages": statuses and frames travel as one
-        # message per pair of ranks, into inboxes of ``_capacity`` bytes past the status
-        # (0 until a frame was seen: the first upload round takes phase 2); otherwise the
-        # control all-gather. Phase 2 on cpu: an all-to-all with uneven splits, exact
-        # sizes; other devices: a padded all-gather or broadcasts. (Tests turn both off to
-        # run the other devices' path on gloo.)
+        # The control phase with control "messages" (cpu only): statuses and frames travel
+        # as one message per pair of ranks, into inboxes of ``_capacity`` bytes past the
+        # status (0 until a frame was seen: the first upload round takes phase 2);
+        # otherwise the control all-gather. Phase 2 on cpu: an all-to-all with uneven
+        # splits, exact sizes; other devices: a padded all-gather or broadcasts. (Tests
+        # turn both off to run the other devices' path on gloo.)
         self.control = resolve_control(control, self.device.type)
         self._host_messages = self.control == "messages"
         self._exact_payload = self.device.type == "cpu"
