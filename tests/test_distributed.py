@@ -91,8 +91,11 @@ def test_resolve_control(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_control(None, "cpu") == resolve_control("auto", "cpu") == "collectives"
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert resolve_control(None, "cpu") == "messages"
-    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # not Linux: no affinity
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # not Linux: the CPU count
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert resolve_control("auto", "cpu") == "messages"
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert resolve_control("auto", "cpu") == "collectives"
     monkeypatch.setenv("LAQCORE_TRANSPORT_CONTROL", "collectives")
     assert resolve_control(None, "cpu") == "collectives"
     assert resolve_control("messages", "cpu") == "messages"  # the argument wins

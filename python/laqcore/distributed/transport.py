@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..runtime import _cpu_count
 from .errors import run_collective
 from .gather import HostGather, collective_device, global_rank
 from .messages import MAX_WIDTH, PostedMessages, grown_capacity
@@ -101,9 +102,7 @@ def resolve_control(control: str | None, device_type: str) -> str:
             )
         return "collectives"
     if chosen == "auto":
-        getaffinity = getattr(os, "sched_getaffinity", None)  # Linux: the CPUs it may use
-        pinned = getaffinity is not None and len(getaffinity(0)) == 1
-        return "collectives" if pinned else "messages"
+        return "collectives" if _cpu_count() == 1 else "messages"
     return chosen
 
 
