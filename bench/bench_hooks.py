@@ -172,6 +172,7 @@ def _base_cfg(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "warmup_run": not args.no_warmup_run,
         "step_log": args.step_log,
         "pin": args.pin,
+        "idle_gloo_loop": args.idle_gloo_loop,
     }
 
 
@@ -388,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="pin rank r (all its threads) to CPU r mod the machine's CPUs (taskset), one "
         "rank per core as in a deployment; every hook of the launch alike",
+    )
+    ap.add_argument(
+        "--idle-gloo-loop",
+        action="store_true",
+        help="every rank puts gloo's TCP loop thread under SCHED_IDLE after joining the "
+        "group (laqcore.distributed.idle_gloo_loop); every hook of the launch alike",
     )
     ap.add_argument("--timeout", type=float, default=1500, help="seconds per launch")
     ap.add_argument(

@@ -25,9 +25,21 @@ mode with the collectives and kept it with the messages; with ``tanh`` both kept
 (bench/measured/gloo_control_rounds.json). The trainers, not this loop, decided
 ``control="auto"`` (docs/ddp.md, "Pinned ranks").
 
+``--fifo`` puts threads of each rank at real-time priority (``SCHED_FIFO`` 1; root only)
+once its process group is up, to see whose scheduling the slow mode is: ``others``, every
+thread but the one running the loop (gloo's ``gloo_tcp_loop`` and ``pt_gloo_runloop``,
+the store's); ``gloo_tcp_loop``, that thread alone. A thread that polls at real-time
+priority starves the others of its CPU until the kernel's real-time throttling (950 ms of
+each second) stops it: iterations of hundreds of milliseconds say so. ``--idle-loop`` puts
+gloo's loop thread under ``SCHED_IDLE`` instead (``laqcore.distributed.idle_gloo_loop``,
+no privilege needed).
+
 Usage::
 
     python bench/gloo_control_rounds.py --out bench/measured/gloo_control_rounds.json
+    python bench/gloo_control_rounds.py --reps 1 --fifo others --out bench/measured/gloo_control_rounds_fifo.json
+    python bench/gloo_control_rounds.py --reps 1 --work matmul --iters 100 --fifo gloo_tcp_loop --out bench/measured/gloo_control_rounds_fifo_loop.json
+    python bench/gloo_control_rounds.py --idle-loop --out bench/measured/gloo_control_rounds_idle_loop.json
 """
 
 from __future__ import annotations
@@ -36,12 +48,14 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
 WAYS = ("none", "messages", "all_to_all", "all_reduce")
+FIFO = ("none", "others", "gloo_tcp_loop")
 WORKS = ("matmul", "tanh")
 WARM = 30
 
@@ -52,12 +66,29 @@ def _pin_threads(cpu: int) -> None:
         os.sched_setaffinity(int(tid), {cpu})
 
 
+def _raise_threads(which: str) -> None:
+    """Threads of this process at ``SCHED_FIFO`` priority 1: every one but the caller
+    (``which="others"``) or those named ``which`` (``/proc/self/task/*/comm``)."""
+    caller = threading.get_native_id()
+    for tid in map(int, os.listdir("/proc/self/task")):
+        with open(f"/proc/self/task/{tid}/comm") as fh:
+            name = fh.read().strip()
+        if (which == "others" and tid != caller) or name == which:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
+
+
 def _rank(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any] | None:
     import torch
     import torch.distributed as dist
 
     if cfg["pin"]:
         _pin_threads(rank % (os.cpu_count() or 1))
+    if cfg["fifo"] != "none":
+        _raise_threads(cfg["fifo"])
+    if cfg["idle_loop"]:
+        from laqcore.distributed import idle_gloo_loop
+
+        idle_gloo_loop()
     peer, n, way = 1 - rank, cfg["bytes"], cfg["way"]
     inbox = torch.zeros(n, dtype=torch.uint8)
     message = torch.full((n,), rank, dtype=torch.uint8)
@@ -104,8 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=400)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--work", choices=[*WORKS, "both"], default="both")
+    ap.add_argument(
+        "--fifo",
+        choices=FIFO,
+        default="none",
+        help="threads of each rank at SCHED_FIFO 1 (root): every one but the loop's, or "
+        "gloo's TCP loop alone",
+    )
+    ap.add_argument(
+        "--idle-loop",
+        action="store_true",
+        help="gloo's TCP loop thread under SCHED_IDLE (laqcore.distributed.idle_gloo_loop)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.fifo != "none" and os.geteuid() != 0:
+        ap.error("--fifo needs root (SCHED_FIFO)")
     if args.iters <= WARM:
         ap.error(f"--iters must exceed the {WARM} iterations left out")
     if not hasattr(os, "sched_setaffinity"):
@@ -118,7 +163,15 @@ def main(argv: list[str] | None = None) -> int:
                 for way in WAYS:
                     cfg = {"pin": pin, "way": way, "work": work, "iters": args.iters}
                     out = run_processes(
-                        _rank, 2, {**cfg, "bytes": args.bytes, "busy_ms": args.busy_ms}
+                        _rank,
+                        2,
+                        {
+                            **cfg,
+                            "bytes": args.bytes,
+                            "busy_ms": args.busy_ms,
+                            "fifo": args.fifo,
+                            "idle_loop": args.idle_loop,
+                        },
                     )
                     row = {"rep": rep, "work": work, "pinned": pin, "way": way}
                     rows.append({**row, **out[0].result})

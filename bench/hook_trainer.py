@@ -547,6 +547,10 @@ def worker(cfg: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=cfg.get("timeout", 300)))
     rank, world = dist.get_rank(), dist.get_world_size()
+    if cfg.get("idle_gloo_loop"):  # bench_hooks.py --idle-gloo-loop
+        from laqcore.distributed import idle_gloo_loop
+
+        idle_gloo_loop()
     meter = CommMeter(rank, world)
     meter.install()
     data = load_data(cfg["model"], cfg["seed"])

@@ -473,3 +473,19 @@ def fp16_average(rank: int, world: int, hooks: list[dict[str, Any]]) -> list[Any
         grads.append(ddp.module.weight.grad.float().numpy().copy())
         allreduce_steps.append(None if state is None else state.stats().get("allreduce_steps"))
     return [grads, allreduce_steps]
+
+
+def idle_loop_then_all_reduce(rank: int, world: int) -> dict[str, Any]:
+    """``idle_gloo_loop`` in a gloo group: the loop threads it names and their scheduling
+    policies afterwards, a second call's answer, and an all-reduce run after it."""
+    import torch
+    import torch.distributed as dist
+
+    from laqcore.distributed import idle_gloo_loop
+
+    threads = idle_gloo_loop()
+    policies = [os.sched_getscheduler(tid) for tid in threads]
+    again = idle_gloo_loop()
+    x = torch.full((1000,), float(rank + 1))
+    dist.all_reduce(x)
+    return {"threads": threads, "policies": policies, "again": again, "sum": x.tolist()}

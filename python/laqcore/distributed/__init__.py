@@ -3,6 +3,7 @@
 * :class:`Transport` - lockstep upload decision, then only the uploaders' packed frames move.
 * :func:`run_engine` / :class:`EngineConfig` - any laqcore algorithm, one rank per worker group.
 * :func:`run_processes` - start N local ranks with a hard deadline (``laqcore launch`` uses it).
+* :func:`idle_gloo_loop` - gloo's TCP loop thread under ``SCHED_IDLE`` (its spin no longer delays exchanges).
 * :class:`PeerFailureError`, :class:`NonFiniteGradientError`, :class:`OwnerFailureError` - the faults this layer reports.
 
 Attributes are imported on first access, so ``laqcore.distributed.cli`` (the ``launch``
@@ -26,6 +27,7 @@ __all__ = [
     "TrafficStats",
     "Transport",
     "free_port",
+    "idle_gloo_loop",
     "run_engine",
     "run_processes",
 ]
@@ -40,6 +42,7 @@ _WHERE = {
     "RankOutcome": "launch",
     "free_port": "launch",
     "run_processes": "launch",
+    "idle_gloo_loop": "gloo_threads",
     "NonFiniteGradientError": "errors",
     "OwnerFailureError": "errors",
     "PeerFailureError": "errors",
