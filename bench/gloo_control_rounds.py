@@ -1,4 +1,5 @@
-"""Pinned or not, what one small exchange adds to an iteration on gloo (docs/ddp.md, "Pinned ranks").
+"""Pinned or not, what one small exchange adds to an iteration on gloo (docs/ddp.md, "Pinned
+ranks" and "gloo's loop thread").
 
 Two ranks (laqcore's launcher, one torch thread each) run ``--iters`` iterations of
 ``--busy-ms`` of busy work (standing for the backward pass) followed by one exchange of
@@ -18,12 +19,14 @@ started its own). Per way: the mean, median and 90th percentile of the iteration
 time on rank 0 (the first 30 iterations left out), and the share of iterations more than
 1 ms above the median. Loopback only; ``--reps`` repeats the whole grid.
 
-Two kinds of busy work (``--work``), since the slow mode depends on it: ``matmul``, products
+Two kinds of busy work (``--work``), since the slow mode depended on it: ``matmul``, products
 of a 256 x 256 matrix scaled by 1e-3 each time (its entries soon underflow to zeros), and
 ``tanh``, ``tanh(W @ W)`` of a 128 x 128 matrix. With ``matmul`` pinned ranks lost the slow
 mode with the collectives and kept it with the messages; with ``tanh`` both kept it
 (bench/measured/gloo_control_rounds.json). The trainers, not this loop, decided
-``control="auto"`` (docs/ddp.md, "Pinned ranks").
+``control="auto"`` (docs/ddp.md, "Pinned ranks"). The slow mode is gloo's TCP loop thread
+spinning on a pair lock whose holder it keeps off the CPU until the scheduler's tick
+(docs/ddp.md, "gloo's loop thread"); the options below show it.
 
 ``--fifo`` puts threads of each rank at real-time priority (``SCHED_FIFO`` 1; root only)
 once its process group is up, to see whose scheduling the slow mode is: ``others``, every
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.fifo != "none" and os.geteuid() != 0:
         ap.error("--fifo needs root (SCHED_FIFO)")
+    if args.fifo != "none" and args.idle_loop:
+        ap.error("--fifo and --idle-loop set the same threads' policy: give one")
     if args.iters <= WARM:
         ap.error(f"--iters must exceed the {WARM} iterations left out")
     if not hasattr(os, "sched_setaffinity"):
