@@ -477,15 +477,29 @@ def fp16_average(rank: int, world: int, hooks: list[dict[str, Any]]) -> list[Any
 
 def idle_loop_then_all_reduce(rank: int, world: int) -> dict[str, Any]:
     """``idle_gloo_loop`` in a gloo group: the loop threads it names and their scheduling
-    policies afterwards, a second call's answer, and an all-reduce run after it."""
+    policies afterwards, a second call's answer, an all-reduce run after it,
+    ``gloo_loop_is_idle`` before and after, and what ``control="auto"`` resolves to for a
+    pinned rank then."""
     import torch
     import torch.distributed as dist
 
     from laqcore.distributed import idle_gloo_loop
+    from laqcore.distributed.gloo_threads import gloo_loop_is_idle
+    from laqcore.distributed.transport import resolve_control
 
+    before = gloo_loop_is_idle()
     threads = idle_gloo_loop()
     policies = [os.sched_getscheduler(tid) for tid in threads]
     again = idle_gloo_loop()
     x = torch.full((1000,), float(rank + 1))
     dist.all_reduce(x)
-    return {"threads": threads, "policies": policies, "again": again, "sum": x.tolist()}
+    os.sched_setaffinity(0, {0})  # this thread pinned: "auto" still takes the messages
+    control = resolve_control("auto", "cpu")
+    return {
+        "threads": threads,
+        "policies": policies,
+        "again": again,
+        "sum": x.tolist(),
+        "idle": (before, gloo_loop_is_idle()),
+        "control": control,
+    }

@@ -80,8 +80,10 @@ def test_transport_delivers_only_uploaders_frames(world: int, path: str) -> None
 
 def test_resolve_control(monkeypatch: pytest.MonkeyPatch) -> None:
     """How the control phase crosses: as given, else the environment variable, else "auto",
-    which takes the collectives on cpu for a process that may run on one CPU only and on
-    every other device; "messages" needs cpu; a bad value is refused naming its source."""
+    which takes the collectives on cpu for a process that may run on one CPU only (unless
+    gloo's loop thread is idle) and on every other device; "messages" needs cpu; a bad value
+    is refused naming its source."""
+    from laqcore.distributed import transport
     from laqcore.distributed.transport import resolve_control
 
     monkeypatch.delenv("LAQCORE_TRANSPORT_CONTROL", raising=False)
@@ -89,6 +91,10 @@ def test_resolve_control(monkeypatch: pytest.MonkeyPatch) -> None:
         assert resolve_control(given, "cpu") == given
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
     assert resolve_control(None, "cpu") == resolve_control("auto", "cpu") == "collectives"
+    monkeypatch.setattr(transport, "gloo_loop_is_idle", lambda: True)  # idle_gloo_loop()
+    assert resolve_control("auto", "cpu") == "messages"
+    assert resolve_control("collectives", "cpu") == "collectives"
+    monkeypatch.setattr(transport, "gloo_loop_is_idle", lambda: False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert resolve_control(None, "cpu") == "messages"
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # not Linux: the CPU count

@@ -47,6 +47,25 @@ def test_no_loop_thread_is_a_clear_error(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_loop_is_idle_only_when_every_loop_thread_is(tmp_path, monkeypatch):
+    tasks = _fake_tasks(tmp_path, {10: "python", 11: "gloo_tcp_loop", 12: "gloo_tcp_loop"})
+    monkeypatch.setattr(gloo_threads, "_TASKS", tasks)
+    monkeypatch.setattr(gloo_threads.sys, "platform", "linux")
+    policy = {10: os.SCHED_OTHER, 11: os.SCHED_IDLE, 12: os.SCHED_OTHER}
+    monkeypatch.setattr(gloo_threads.os, "sched_getscheduler", lambda tid: policy[tid])
+    assert not gloo_threads.gloo_loop_is_idle()
+    policy[12] = os.SCHED_IDLE
+    assert gloo_threads.gloo_loop_is_idle()
+
+    def gone(tid):
+        raise ProcessLookupError(tid)
+
+    monkeypatch.setattr(gloo_threads.os, "sched_getscheduler", gone)
+    assert not gloo_threads.gloo_loop_is_idle()
+    monkeypatch.setattr(gloo_threads.sys, "platform", "darwin")
+    assert not gloo_threads.gloo_loop_is_idle()
+
+
 def test_not_linux_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(gloo_threads.sys, "platform", "darwin")
     with pytest.raises(RuntimeError, match="Linux only"):
@@ -72,3 +91,5 @@ def test_idle_loop_in_gloo_ranks():
         assert got["policies"] == [os.SCHED_IDLE] * len(got["threads"])
         assert got["again"] == got["threads"]
         assert got["sum"] == [3.0] * 1000
+        assert got["idle"] == (False, True)
+        assert got["control"] == "messages"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["LOOP_THREAD_NAME", "gloo_loop_threads", "idle_gloo_loop"]
+__all__ = ["LOOP_THREAD_NAME", "gloo_loop_is_idle", "gloo_loop_threads", "idle_gloo_loop"]
 
 #: The name gloo gives the thread that runs a TCP device's event loop.
 LOOP_THREAD_NAME = "gloo_tcp_loop"
@@ -49,14 +49,28 @@ def gloo_loop_threads() -> list[int]:
     return sorted(found)
 
 
+def gloo_loop_is_idle() -> bool:
+    """Whether this process has gloo TCP loop threads and every one is under ``SCHED_IDLE``
+    (:func:`idle_gloo_loop` was called); ``False`` off Linux and when a thread's policy
+    cannot be read."""
+    try:
+        threads = gloo_loop_threads()
+        return bool(threads) and all(os.sched_getscheduler(t) == os.SCHED_IDLE for t in threads)
+    except (RuntimeError, OSError, AttributeError):  # not Linux, a thread gone, no API
+        return False
+
+
 def idle_gloo_loop() -> list[int]:
     """Put every gloo TCP loop thread of this process under ``SCHED_IDLE``; return their ids.
 
     Call it after ``torch.distributed.init_process_group("gloo")`` (and again after creating
     further gloo groups, whose devices start their own loop threads; calling it twice is
-    harmless). It changes how every gloo exchange of the process is scheduled, DDP's own
-    all-reduce included, and leaves results unchanged. ``RuntimeError`` off Linux or when
-    the process has no gloo loop thread yet.
+    harmless), on every rank and before the first step: a
+    :class:`~laqcore.distributed.transport.Transport` built after it takes the round of
+    messages even for pinned ranks (:func:`~laqcore.distributed.transport.resolve_control`).
+    It changes how every gloo exchange of the process is scheduled, DDP's own all-reduce
+    included, and leaves results unchanged. ``RuntimeError`` off Linux or when the process
+    has no gloo loop thread yet.
     """
     threads = gloo_loop_threads()
     if not threads:

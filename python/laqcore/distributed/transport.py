@@ -54,6 +54,7 @@ import torch.distributed as dist
 from ..runtime import _cpu_count
 from .errors import run_collective
 from .gather import HostGather, collective_device, global_rank
+from .gloo_threads import gloo_loop_is_idle
 from .messages import MAX_WIDTH, PostedMessages, grown_capacity
 
 __all__ = ["ExchangeResult", "TrafficStats", "Transport", "resolve_control"]
@@ -85,11 +86,15 @@ def resolve_control(control: str | None, device_type: str) -> str:
     the statuses and the frames that fit), ``"collectives"`` (the control all-gather, then
     the frames by one collective) or ``"auto"``: collectives on other devices than ``cpu``
     and on ``cpu`` when this process may run on one CPU only (a launcher that pins one rank
-    per core), messages otherwise. Why the pinning decides: in trainers on a 2-vCPU VM the
-    collectives took pinned ranks to the target loss 1.03-1.41x faster than the messages
-    (1.3x with the defaults on the CNN; a slow mode of the messages' round), while unpinned
-    ranks were as fast or faster with the messages (docs/ddp.md, "Rounds of messages on
-    gloo", "Pinned ranks")."""
+    per core) unless gloo's loop thread is under ``SCHED_IDLE`` (:func:`~laqcore.distributed.gloo_threads.idle_gloo_loop`),
+    messages otherwise. Why: in trainers on a 2-vCPU VM the collectives took pinned ranks to
+    the target loss 1.03-1.41x faster than the messages (1.3x with the defaults on the CNN),
+    whose round met the slow mode of gloo's spinning loop thread more often, while unpinned
+    ranks were as fast or faster with the messages; with the loop thread idle, pinned ranks
+    too were faster with the messages (CNN 2.77x all-reduce's speed against 2.49x at 100
+    Mbit/s; docs/ddp.md, "Rounds of messages on gloo", "Pinned ranks", "gloo's loop
+    thread"). Every rank must resolve the same way: pin all ranks or none, and call
+    :func:`~laqcore.distributed.gloo_threads.idle_gloo_loop` on all or none."""
     chosen = os.environ.get(CONTROL_ENV, "auto") if control is None else control
     where = f"the {CONTROL_ENV} environment variable" if control is None else "control"
     if chosen not in CONTROLS:
@@ -102,7 +107,7 @@ def resolve_control(control: str | None, device_type: str) -> str:
             )
         return "collectives"
     if chosen == "auto":
-        return "collectives" if _cpu_count() == 1 else "messages"
+        return "collectives" if _cpu_count() == 1 and not gloo_loop_is_idle() else "messages"
     return chosen
 
 
