@@ -71,13 +71,17 @@ def _pin_threads(cpu: int) -> None:
 
 def _raise_threads(which: str) -> None:
     """Threads of this process at ``SCHED_FIFO`` priority 1: every one but the caller
-    (``which="others"``) or those named ``which`` (``/proc/self/task/*/comm``)."""
-    caller = threading.get_native_id()
-    for tid in map(int, os.listdir("/proc/self/task")):
-        with open(f"/proc/self/task/{tid}/comm") as fh:
-            name = fh.read().strip()
-        if (which == "others" and tid != caller) or name == which:
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
+    (``which="others"``) or gloo's TCP loop threads (``which="gloo_tcp_loop"``, found as
+    ``laqcore.distributed.idle_gloo_loop`` finds them)."""
+    from laqcore.distributed.gloo_threads import gloo_loop_threads
+
+    if which == "others":
+        caller = threading.get_native_id()
+        tids = [t for t in map(int, os.listdir("/proc/self/task")) if t != caller]
+    else:
+        tids = gloo_loop_threads()
+    for tid in tids:
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
 
 
 def _rank(rank: int, world: int, cfg: dict[str, Any]) -> dict[str, Any] | None:

@@ -6,8 +6,7 @@ lock: while another thread of the rank holds it (a send or a receive being poste
 returns to ``epoll_wait``, which reports the same unread socket at once, and so spins. When
 the holder has been preempted (our reading: at the return from its own ``writev``, whose
 wake-up of a loop thread asked for a reschedule), that spin keeps it off the CPU until the
-scheduler's tick:
-an exchange of a few KB then takes 1-4 ms longer (the "slow mode" measured in
+scheduler's tick: an exchange of a few KB then takes 1-4 ms longer (the "slow mode" measured in
 ``bench/gloo_control_rounds.py``; on the Linux 6.18 guest of session 38 the loop thread
 spent about 0.9 ms of CPU per 8 KB round of messages).
 
