@@ -342,6 +342,22 @@ def ddp_runs(rank: int, world: int, runs: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
+def with_control_env(
+    rank: int, world: int, controls: list[str], runner: Any, *args: Any
+) -> dict[str, Any]:
+    """``runner(rank, world, *args)`` with ``LAQCORE_TRANSPORT_CONTROL`` set to
+    ``controls[rank]`` in this rank only (ranks that resolve the control phase differently),
+    and the texts of the control-phase warnings it raised."""
+    import warnings
+
+    os.environ["LAQCORE_TRANSPORT_CONTROL"] = controls[rank]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner(rank, world, *args)
+    texts = [str(w.message) for w in caught if "control phase" in str(w.message)]
+    return {"result": result, "warnings": texts}
+
+
 # ---------------------------------------------------------------------------------------
 # engine workers
 # ---------------------------------------------------------------------------------------

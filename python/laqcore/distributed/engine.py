@@ -68,7 +68,7 @@ from .engine_exchange import AnnouncedUpload, EngineChunkCodec, check_exchange, 
 from .engine_state import RankCheckpoints, check_replicas
 from .errors import NonFiniteGradientError, run_collective
 from .gather import collective_device
-from .transport import Transport
+from .transport import Transport, adopt_control, resolve_control
 from .two_phase import TwoPhaseExchange
 
 if TYPE_CHECKING:
@@ -146,10 +146,13 @@ def run_engine(
     note = algorithm.full_batch_note([w.n for w in problem.workers])
     if note is not None and rank == 0:
         warnings.warn(note, UserWarning, stacklevel=2)
-    # F* from rank 0 only (an L-BFGS solve or a cache read), shared with the others.
-    box: list[Any] = [problem.optimal_value() if rank == 0 and problem.convex else None]
+    # F* from rank 0 only (an L-BFGS solve or a cache read), shared with the others, and
+    # rank 0's control phase for the Transport, which every rank takes (adopt_control).
+    control = resolve_control(None, collective_device(None).type)
+    box: list[Any] = [problem.optimal_value() if rank == 0 and problem.convex else None, control]
     run_collective(rank, "the broadcast of F*", None, dist.broadcast_object_list, box, src=0)
     f_star: float | None = box[0]
+    control = adopt_control(control, box[1], "engine")
     smooth = problem.smoothness() if algorithm.needs_smoothness else None
     server = algorithm.make_server(problem.initial_point(), M, smooth)
     owned = [[m for m in range(M) if m % world == r] for r in range(world)]
@@ -166,7 +169,7 @@ def run_engine(
     # Each rank keeps only its own shards from here on.
     local_objectives = {m: problem.workers[m] for m in mine}
     problem.workers = [None] * M  # type: ignore[list-item]
-    transport = Transport(timeout_s=None)
+    transport = Transport(timeout_s=None, control=control)
     qdown = None if codec is None else codec.down  # the owners' exact and the held state
     stats: Any = transport.stats if chunked is None else chunked.stats
     counters = {"monitor_bytes": 0, "nonfinite": 0}

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ from .gather import HostGather, collective_device, global_rank
 from .gloo_threads import gloo_loop_is_idle
 from .messages import MAX_WIDTH, PostedMessages, grown_capacity
 
-__all__ = ["ExchangeResult", "TrafficStats", "Transport", "resolve_control"]
+__all__ = ["ExchangeResult", "TrafficStats", "Transport", "adopt_control", "resolve_control"]
 
 STATUS_SKIP = 0
 STATUS_NONFINITE = -1
@@ -93,8 +94,8 @@ def resolve_control(control: str | None, device_type: str) -> str:
     ranks were as fast or faster with the messages; with the loop thread idle, pinned ranks
     too were faster with the messages (CNN 2.77x all-reduce's speed against 2.49x at 100
     Mbit/s; docs/ddp.md, "Rounds of messages on gloo", "Pinned ranks", "gloo's loop
-    thread"). Every rank must resolve the same way: pin all ranks or none, and call
-    :func:`~laqcore.distributed.gloo_threads.idle_gloo_loop` on all or none."""
+    thread"). Ranks may resolve it differently (one pinned, one not): the hooks and
+    ``laqcore launch`` then take rank 0's (:func:`adopt_control`)."""
     chosen = os.environ.get(CONTROL_ENV, "auto") if control is None else control
     where = f"the {CONTROL_ENV} environment variable" if control is None else "control"
     if chosen not in CONTROLS:
@@ -108,6 +109,35 @@ def resolve_control(control: str | None, device_type: str) -> str:
         return "collectives"
     if chosen == "auto":
         return "collectives" if _cpu_count() == 1 and not gloo_loop_is_idle() else "messages"
+    return chosen
+
+
+def adopt_control(mine: str, chosen: str, who: str) -> str:
+    """``chosen``, the ``control`` rank 0 resolved, which every rank of a group takes; warns
+    (naming ``who``: ``"hook"``, ``"engine"``) on a rank whose own resolution ``mine``
+    differs, saying why it did.
+
+    Each rank resolves ``control`` from its own process (:func:`resolve_control`), and ranks
+    that resolve it differently would pair a round of messages with collectives and wait in
+    both until the group's timeout; the choice changes time only, so one rank's serves all.
+    The hooks agree on it in their first-iteration check, ``laqcore launch`` by its first
+    broadcast."""
+    if mine == chosen:
+        return chosen
+    env = os.environ.get(CONTROL_ENV)
+    why = (
+        f"{CONTROL_ENV}={env}"
+        if env not in (None, "auto")
+        else f"auto, with this process allowed on {_cpu_count()} CPU(s) and gloo's loop "
+        f"thread {'idle' if gloo_loop_is_idle() else 'not idle'}"
+    )
+    warnings.warn(
+        f"laqcore {who}: this rank resolved the gloo exchange's control phase to {mine!r} "
+        f"({why}) but rank 0 to {chosen!r}; every rank takes rank 0's, which changes time "
+        "only. Pin every rank or none, call laqcore.distributed.idle_gloo_loop() on every "
+        f'rank or none, or set {CONTROL_ENV} alike (docs/ddp.md, "Pinned ranks")',
+        stacklevel=3,
+    )
     return chosen
 
 

@@ -116,8 +116,9 @@ class GradientExchange(Protocol):
 class _AllGather:
     """Frames of every uploader to every rank through :class:`Transport`."""
 
-    def __init__(self, process_group: Any, n: int) -> None:
-        self.transport = Transport(process_group)
+    def __init__(self, process_group: Any, n: int, control: str | None = None) -> None:
+        # control: how the statuses cross, as the hook's group agreed (None: resolved here).
+        self.transport = Transport(process_group, control=control)
         self.n = n
 
     def _encode(self, payload: Payload) -> bytes:
@@ -199,8 +200,15 @@ class LAQAllGather(_AllGather):
     (:func:`laqcore.entropy.entropy_frame`; lossless, so only the bytes change).
     """
 
-    def __init__(self, process_group: Any, server: LazyAggregate, *, entropy: bool = False) -> None:
-        super().__init__(process_group, server.n)
+    def __init__(
+        self,
+        process_group: Any,
+        server: LazyAggregate,
+        *,
+        entropy: bool = False,
+        control: str | None = None,
+    ) -> None:
+        super().__init__(process_group, server.n, control)
         self.server = server
         self.entropy = entropy
         self._mean: FloatVector = np.empty(server.n, dtype=np.float32)
@@ -226,8 +234,10 @@ class LAQAllGather(_AllGather):
 class CompressorAllGather(_AllGather):
     """Stateless-compressor exchange: the mean of the uploaders' decoded gradients."""
 
-    def __init__(self, process_group: Any, n: int, compressor: Any) -> None:
-        super().__init__(process_group, n)
+    def __init__(
+        self, process_group: Any, n: int, compressor: Any, control: str | None = None
+    ) -> None:
+        super().__init__(process_group, n, control)
         self.compressor = compressor
         self._sum: FloatVector = np.empty(n, dtype=np.float32)
 

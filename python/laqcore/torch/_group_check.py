@@ -25,7 +25,16 @@ state) otherwise left the others at iteration 0: with the LAQ hook every rank re
 different average and the DDP replicas drifted apart with no error; with QSGD one rank
 all-reduced its warm-up while the other exchanged frames (gloo aborted the process); with
 the rotation hook or at 2 bits the ranks waited in different collectives until the
-timeout. Cost: one gather of three int64 per rank, once per process.
+timeout. Cost: one gather of five int64 per rank, once per process.
+
+The gather also settles how the all-gather exchange's statuses cross on gloo (``control``,
+:func:`~laqcore.distributed.transport.resolve_control`). Each rank resolves it from its own
+process (the ``LAQCORE_TRANSPORT_CONTROL`` variable, its CPU affinity, whether gloo's loop
+thread is idle), and ranks that resolve it differently (one pinned, one not) would pair a
+round of messages with collectives and wait in both until the group's timeout. Every rank
+takes rank 0's choice instead (the choice changes time only, never the frames delivered),
+and a rank whose own differed warns once, saying why
+(:func:`~laqcore.distributed.transport.adopt_control`).
 """
 
 from __future__ import annotations
@@ -38,12 +47,14 @@ import torch
 import torch.distributed as dist
 
 from ..distributed.gather import HostGather, collective_device
+from ..distributed.transport import CONTROLS, adopt_control, resolve_control
 from ._layout import Parked
 
 __all__ = [
     "SAMPLES_PER_PARAMETER",
     "ReplicaGroupError",
     "check_replicas_agree",
+    "local_control",
     "parameter_digest",
     "parameter_digests",
     "settings_digest",
@@ -102,6 +113,16 @@ def settings_digest(text: str) -> int:
     return _signed(hashlib.blake2b(text.encode(), digest_size=8))
 
 
+def local_control(process_group: Any) -> str | None:
+    """How this rank alone would resolve the all-gather exchange's ``control`` in
+    ``process_group``: ``"messages"`` or ``"collectives"`` on a cpu (gloo) group, ``None``
+    on other devices, where it is always the collectives (an invalid
+    ``LAQCORE_TRANSPORT_CONTROL`` raises its ``ValueError`` here, before anything moves)."""
+    if collective_device(process_group).type != "cpu":
+        return None
+    return resolve_control(None, "cpu")
+
+
 def _by_value(column: Any) -> dict[int, list[int]]:
     """The ranks grouped by their value in ``column``, in rank order."""
     groups: dict[int, list[int]] = {}
@@ -120,20 +141,26 @@ def check_replicas_agree(
     iteration: int = 0,
     settings: str = "",
     moved: str | None = None,
-) -> None:
+    control: str | None = None,
+) -> str | None:
     """Raise :class:`ReplicaGroupError` on every rank of ``process_group`` if its ranks'
     hook settings (``settings``: this rank's hook state's class and settings, without its
     iteration), hook iterations or parameter digests differ (module docstring); the message
     lists the ranks that agree. ``moved``: why this rank's state is not its own (a state
     pickled on another rank or number of ranks, e.g. ``"pickled by rank 0 of 2, running on
-    rank 1 of 2"``), which is refused on every rank too."""
+    rank 1 of 2"``), which is refused on every rank too.
+
+    ``control``: this rank's :func:`local_control`. Returns rank 0's, which every rank's
+    exchange then uses (``control`` itself on one rank), and warns on a rank whose own
+    differed."""
     world = int(dist.get_world_size(process_group))
     if world == 1:
         if moved is not None:
             raise ReplicaGroupError(_moved_message([0], moved))
-        return
+        return control
+    code = 0 if control is None else 1 + CONTROLS.index(control)
     mine = np.array(
-        [parameter_digest(parked), iteration, settings_digest(settings), moved is not None],
+        [parameter_digest(parked), iteration, settings_digest(settings), moved is not None, code],
         dtype=np.int64,
     )
     rows = HostGather(process_group, world, collective_device(process_group)).rows(
@@ -171,6 +198,9 @@ def check_replicas_agree(
             "DDP(init_sync=False) over replicas initialised differently: seed every rank "
             "alike or keep init_sync=True)"
         )
+    if control is None:
+        return None  # not a cpu group: every rank's Transport takes the collectives
+    return adopt_control(control, CONTROLS[int(rows[0, 4]) - 1], "hook")
 
 
 def _moved_message(ranks: list[int], moved: str | None) -> str:

@@ -52,7 +52,7 @@ from ..distributed.two_phase import TwoPhaseExchange
 from ._checkpoint import load_counters, to_numpy, to_torch
 from ._exchange import Averaged, GradientExchange
 from ._fallback import ALLREDUCE, LinkProbe
-from ._group_check import check_replicas_agree, parameter_digests
+from ._group_check import check_replicas_agree, local_control, parameter_digests
 from ._layout import BucketLayout, Parked
 from ._nonfinite import check_nonfinite, is_finite, poison
 
@@ -151,6 +151,9 @@ class HookState:
         # Whether this process checked that the group holds replicas of one model
         # (:mod:`laqcore.torch._group_check`; at its first iteration, again after unpickling).
         self._replicas_checked = False
+        # How the all-gather exchange's statuses cross on gloo, as the group agreed at that
+        # check (rank 0's resolution); None until then, and on one rank or other devices.
+        self._transport_control: str | None = None
         self.iteration = 0
         self.layout = BucketLayout()
         self._exchanger: GradientExchange | None = None
@@ -363,12 +366,13 @@ class HookState:
             # Once per process, before anything is averaged: the same model, and hook states
             # of the same settings and iteration, on every rank of the group.
             if not self._replicas_checked:
-                check_replicas_agree(
+                self._transport_control = check_replicas_agree(
                     parked,
                     self.process_group,
                     self.iteration,
                     self._settings_text(),
                     self._moved_text(),
+                    local_control(self.process_group),
                 )
                 self._replicas_checked = True
                 self._pickled_at = None  # on its own rank: a pickle of it records this one
@@ -863,6 +867,7 @@ class HookState:
             # (it would train in the scaled units, with no error until a back-off).
             d["_unscaled"] = True
         d["_replicas_checked"] = False
+        d["_transport_control"] = None  # agreed again by the next process's first step
         # Where its per-rank memory belongs (load_state_dict's world size and rank check):
         # the first step refuses it on another rank or number of ranks, on every rank.
         # An unpickled state keeps its origin until a first step has checked it.
@@ -883,6 +888,7 @@ class HookState:
             "_scale": 1.0,
             "_warned_nonfinite": False,
             "_replicas_checked": False,
+            "_transport_control": None,
             "fallback": False,
             "_probe": None,
             "_expected_digests": None,

@@ -116,7 +116,8 @@ class _CompressorState(HookState):
         if self._exchange_on(self.world_size, n) == "two-phase":
             kwargs = self.compressor_kwargs
             return compressor_two_phase(self.process_group, wire, self._NAME, self.seed, kwargs)
-        return CompressorAllGather(self.process_group, wire, self._compressor)
+        group, control = self.process_group, self._transport_control
+        return CompressorAllGather(group, wire, self._compressor, control)
 
     def _exchange_on(self, world_size: int, n: int) -> str:
         return resolve_exchange(self.exchange, world_size, n, pinned=self._pinned_exchange)

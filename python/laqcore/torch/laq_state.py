@@ -488,7 +488,9 @@ class LAQState(HookState):
             return laq_two_phase(
                 group, n, bits, bs, down, down_bs, entropy=coded, lazy_downlink=lazy
             )
-        return LAQAllGather(self.process_group, self.server, entropy=self.entropy)
+        return LAQAllGather(
+            self.process_group, self.server, entropy=self.entropy, control=self._transport_control
+        )
 
     def _after_warmup_step(self, parked: list[Parked]) -> None:
         # The buckets carry the loss scale; the history is kept unscaled (grad_scaler).
