@@ -23,6 +23,8 @@ _LABEL = {
     "laq_auto": "laqcore LAQ, `LAQState(lazy_downlink='auto')`",
     "laq_cap1": "laqcore LAQ, `LAQState(stale_cap=1)`",
     "laq_streak": "laqcore LAQ, `LAQState(streak_penalty=0.75)`",
+    "laq_ef": "laqcore LAQ, `LAQState(error_feedback=1)`",
+    "laq_ef5": "laqcore LAQ, `LAQState(error_feedback=0.5)`",
     "laq_fallback": "laqcore LAQ, `LAQState(fallback=True)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",
