@@ -135,7 +135,9 @@ def collect_tc(reports: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, l
     out: dict[str, dict[str, dict[str, list[TcRun]]]] = {}
     for rep in reports:
         for key, block in rep.get("tc", {}).items():
-            model, rate, ranks = key.split("/")
+            parts = key.split("/")
+            # bench_hooks.py names the MLP's cells "rate/ranks" (as before --tc-model existed)
+            model, rate, ranks = parts if len(parts) == 3 else ["mlp", *parts]
             hooks = block["hooks"]
             base = hooks.get("allreduce", {})
             if base.get("error") or not base.get("time_to_target_s"):

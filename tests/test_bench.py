@@ -469,6 +469,9 @@ def test_hook_seeds_tc_speedups_against_each_launchs_all_reduce():
     )
     with pytest.raises(ValueError, match="all-reduce"):
         hook_seeds.collect_tc([{"tc": {"cnn/1gbit/2": {"hooks": {"laq": run(1.0, 0.9)}}}}])
+    # The MLP's cells carry no model name ("100mbit/2"): read as the MLP's, not refused.
+    mlp = {"tc": {"100mbit/2": {"hooks": {"allreduce": run(2.0, 0.98), "laq": run(1.0, 0.97)}}}}
+    assert [r.speedup for r in hook_seeds.collect_tc([mlp])["mlp/2"]["laq"]["100mbit"]] == [2.0]
 
 
 def test_ranks_ratio_summarizes_over_seeds():
