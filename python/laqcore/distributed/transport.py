@@ -88,8 +88,9 @@ def resolve_control(control: str | None, device_type: str) -> str:
     the frames by one collective) or ``"auto"``: collectives on other devices than ``cpu``
     and on ``cpu`` when this process may run on one CPU only (a launcher that pins one rank
     per core) unless gloo's loop thread is under ``SCHED_IDLE``
-    (:func:`~laqcore.distributed.gloo_threads.idle_gloo_loop`), messages otherwise. Why: in trainers on a 2-vCPU VM the collectives took pinned ranks to
-    the target loss 1.03-1.41x faster than the messages (1.3x with the defaults on the CNN),
+    (:func:`~laqcore.distributed.gloo_threads.idle_gloo_loop`), messages otherwise. Why: in
+    trainers on a 2-vCPU VM the collectives took pinned ranks to the target loss 1.03-1.41x
+    faster than the messages (1.3x with the defaults on the CNN),
     whose round met the slow mode of gloo's spinning loop thread more often, while unpinned
     ranks were as fast or faster with the messages; with the loop thread idle, pinned ranks
     too were faster with the messages (CNN 2.77x all-reduce's speed against 2.49x at 100
