@@ -152,7 +152,7 @@ class HookState:
         # (:mod:`laqcore.torch._group_check`; at its first iteration, again after unpickling).
         self._replicas_checked = False
         # How the all-gather exchange's statuses cross on gloo, as the group agreed at that
-        # check (rank 0's resolution); None until then, and on one rank or other devices.
+        # check (rank 0's resolution; on one rank its own); None until then and off cpu.
         self._transport_control: str | None = None
         self.iteration = 0
         self.layout = BucketLayout()
