@@ -67,7 +67,9 @@ from hook_report import (  # noqa: E402
 from hook_trainer import HOOKS, MODELS, models_help  # noqa: E402
 from provenance import bench_command, source_info  # noqa: E402
 
-TABLE_HOOKS = "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,qsgd,qsgd_l2,terngrad,rotation"
+TABLE_HOOKS = (
+    "allreduce,fp16,powersgd1,powersgd4,laq2,laq4,laq8,laq,laq_ef0,qsgd,qsgd_l2,terngrad,rotation"
+)
 TC_HOOKS = "allreduce,fp16,powersgd4,laq,qsgd,terngrad"
 OPTIM_HOOKS = "allreduce,laq,laq2,qsgd,terngrad,rotation"
 # issue 12's configurations: (optimizer, learning rate, autocast dtype, GradScaler init_scale)

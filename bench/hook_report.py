@@ -25,6 +25,7 @@ _LABEL = {
     "laq_streak": "laqcore LAQ, `LAQState(streak_penalty=0.75)`",
     "laq_ef": "laqcore LAQ, `LAQState(error_feedback=1)`",
     "laq_ef5": "laqcore LAQ, `LAQState(error_feedback=0.5)`",
+    "laq_ef0": "laqcore LAQ, `LAQState(error_feedback=0)` (paper's rule alone)",
     "laq_fallback": "laqcore LAQ, `LAQState(fallback=True)`",
     "local": "no communication (local gradient)",
     "qsgd": "laqcore QSGD",

@@ -69,6 +69,7 @@ HOOKS = (
     "laq_streak",
     "laq_ef",
     "laq_ef5",
+    "laq_ef0",
     "laq_fallback",
     "laq_ag",
     "laq_ag_plain",
@@ -300,8 +301,9 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     the paper's rule (the default before the stale cap: ``rule_scale="average"``,
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
     became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_streak`` with
-    ``streak_penalty=0.75``, ``laq_ef`` / ``laq_ef5`` with ``error_feedback=1`` / ``0.5``
-    (compensated skips, docs/ddp.md), ``laq_ag`` with ``exchange="all-gather"`` and
+    ``streak_penalty=0.75``, ``laq_ef`` / ``laq_ef5`` / ``laq_ef0`` with ``error_feedback=1`` /
+    ``0.5`` (compensated skips, docs/ddp.md; the default from 4 bits on since session 40) /
+    ``0`` (the paper's LAQ, the default before), ``laq_ag`` with ``exchange="all-gather"`` and
     ``laq_ag_plain`` with that and ``entropy=False``, ``laq_2p`` with ``exchange="two-phase"``
     (on 2 ranks the default before ``"auto"``); ``local`` is
     :func:`local_hook` (no communication). The others are PyTorch's own hooks.
@@ -339,8 +341,9 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
         state, hook = make_hook("laq", stale_cap=1)
     elif name == "laq_streak":  # the streak penalty (docs/ddp.md, "Streak penalty")
         state, hook = make_hook("laq", streak_penalty=0.75)
-    elif name in ("laq_ef", "laq_ef5"):  # skips paid back (docs/ddp.md, "Compensated skips")
-        state, hook = make_hook("laq", error_feedback=1.0 if name == "laq_ef" else 0.5)
+    elif name in ("laq_ef", "laq_ef5", "laq_ef0"):  # docs/ddp.md, "Compensated skips"
+        weight = {"laq_ef": 1.0, "laq_ef5": 0.5, "laq_ef0": 0.0}[name]
+        state, hook = make_hook("laq", error_feedback=weight)
     elif name == "laq_fallback":  # DDP's all-reduce where it is faster (docs/ddp.md)
         state, hook = make_hook("laq", fallback=True)
     elif name == "laq_ag":  # every upload to every rank: 2 collectives, no downlink

@@ -648,7 +648,9 @@ def _run(scale: str, steps: int, D: int, ck: float) -> tuple[LAQState, list[Any]
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     ddp = DDP(model)
-    state = LAQState(warmup_steps=0, block_size=8, D=D, ck=ck, rule_scale=scale)
+    # error_feedback=0: the history then holds the raw gradients' norms (with the feedback,
+    # those of g + w r, the gradient the rank quantizes).
+    state = LAQState(warmup_steps=0, block_size=8, D=D, ck=ck, rule_scale=scale, error_feedback=0)
     seen: list[Any] = []
 
     def hook(st: LAQState, bucket: Any) -> Any:
@@ -1209,14 +1211,16 @@ def test_register_hook_warns_on_attention_with_the_default_stale_cap(group: None
 
     with pytest.warns(
         UserWarning,
-        match=r"attention layers \(MultiheadAttention\).*pass bits=2.*stale_cap=1.*streak_penalty",
+        match=r"attention layers \(MultiheadAttention\).*error_feedback=0\.5.*10\.2 on one seed"
+        r".*pass bits=2.*stale_cap=1.*streak_penalty",
     ):
         state = register_hook(tf(), "laq")
-    assert state.rule.stale_cap == 4.0  # a warning, not a different default
+    assert (state.rule.stale_cap, state.error_feedback) == (4.0, 0.5)  # not another default
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         register_hook(tf(), "laq", bits=2)  # the recommended setting: error feedback, no skips
-        register_hook(tf(), "laq", error_feedback=0.5)  # any error feedback
+        register_hook(tf(), "laq", error_feedback=0.5)  # the default's weight, chosen knowingly
+        register_hook(tf(), "laq", error_feedback=1)  # any error feedback
         register_hook(tf(), "laq", stale_cap=1)  # the 4-bit alternative
         register_hook(tf(), "laq", stale_cap=4)  # the default, chosen knowingly
         register_hook(tf(), "laq", streak_penalty=0.75)  # the other remedy
@@ -1224,6 +1228,10 @@ def test_register_hook_warns_on_attention_with_the_default_stale_cap(group: None
         register_hook(DDP(torch.nn.Linear(3, 2)), "laq")  # no attention
     with pytest.warns(UserWarning, match="attention layers"):
         register_hook(tf(), "laq", bits=2, error_feedback=0)  # 2 bits that skip again
+    with pytest.warns(UserWarning, match=r"error_feedback=0\.0.*1\.5 to 37 points"):
+        register_hook(tf(), "laq", error_feedback=0)  # the paper's LAQ, before session 40
+    with pytest.warns(UserWarning, match="attention layers"):
+        register_hook(tf(), "laq", bits=8)  # the default's weight at another width
 
 
 def test_register_hook_accepts_a_compiled_ddp_model(group: None) -> None:

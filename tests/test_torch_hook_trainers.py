@@ -339,6 +339,7 @@ def test_hook_decisions_and_aggregate_pinned_to_the_simulators_laq() -> None:
         "ck": 0.8,
         "noise_weight": 0.0,
         "err_coef": 3.0,  # the algorithm's UploadRule.err_coef (the paper's 3)
+        "error_feedback": 0,  # the paper's LAQ (the default from 3 bits on is 0.5)
         # warmup_steps left at its default 0: the default hook is the paper's LAQ from the
         # first step, like the simulator (docs/ddp.md, "Warm-up").
         "t_bar": 100,  # Params.t_bar above
@@ -367,6 +368,7 @@ def test_stale_cap_uploads_when_the_gradients_collapse_after_a_spike() -> None:
     grads = base[None] * scale + 0.001 * rng.standard_normal((steps, world, dim))
     grads = grads.astype(np.float32)
     kwargs: dict[str, Any] = {"bits": 8, "ck": 4.0, "err_coef": 0.0, "downlink_bits": None}
+    kwargs["error_feedback"] = 0  # the cap alone decides (with feedback g + w r is capped)
     kwargs.update(safeguard_patience=10**6, t_bar=100)
     runs = {}
     for cap in (None, 4.0):

@@ -313,7 +313,7 @@ def test_state_defaults_and_pickle() -> None:
     assert LAQState(bits=2, ck=1.5).rule.ck == 1.5
     # Error feedback at 2 bits (docs/ddp.md, "Error feedback at 2 bits"), LAQ's own above;
     # not at 1 bit, whose error exceeds the innovation (the residual grows without bound).
-    assert [LAQState(bits=b).error_feedback for b in (1, 2, 3, 4, 8)] == [0, 1, 0, 0, 0]
+    assert [LAQState(bits=b).error_feedback for b in (1, 2, 3, 4, 8)] == [0, 1, 0.5, 0.5, 0.5]
     assert LAQState(bits=2, error_feedback=0).error_feedback == 0.0
     assert LAQState(bits=4, error_feedback=0.5).error_feedback == 0.5
     # The process group is dropped when pickling (it cannot cross processes).
