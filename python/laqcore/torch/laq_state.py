@@ -108,8 +108,10 @@ class LAQState(HookState):
     paper's ``(1/(alpha^2 M^2)) sum_d xi_d ||theta^{k+1-d} - theta^{k-d}||^2`` exactly, and it
     stays right for any optimizer), ``nu`` estimates the minibatch noise floor of the
     innovation and ``g_m`` is this rank's current gradient (docs/ddp.md, "The lazy rule").
-    ``rule_scale="average"``, ``stale_cap=None``, ``noise_weight=0`` and ``err_coef=3`` give
-    the paper's deterministic rule.
+    ``rule_scale="average"``, ``stale_cap=None``, ``noise_weight=0``, ``err_coef=3`` and
+    ``error_feedback=0`` give the paper's deterministic rule; by default from 3 bits on the
+    rank quantizes ``g + r / 2`` instead of ``g``, with ``r`` what the aggregate still lacks
+    of its gradients (``error_feedback``: what a skip withheld is paid back).
 
     Parameters
     ----------
@@ -190,8 +192,11 @@ class LAQState(HookState):
         Weight ``w`` in ``[0, 1]`` of the residual added to the next gradient
         (``g <- g + w r``, then ``r = g - q_prev`` after the step: what this rank's
         contribution to the aggregate still lacks). 0 is the paper's LAQ. ``"auto"``:
-        :func:`auto_error_feedback` of ``bits`` (1 at 2 bits, else 0: at 1 bit the fed-back
-        error grows without bound; docs/ddp.md, "Error feedback at 2 bits", "Low bits").
+        :func:`auto_error_feedback` of ``bits``: 0.5 from 3 bits on, where the residual is
+        mostly what skips withheld and paying half of it back keeps a third of the skips
+        while making them much safer (docs/ddp.md, "Compensated skips"; 0 until session
+        40), 1 at 2 bits, 0 at 1 bit, where the fed-back error grows without bound
+        (docs/ddp.md, "Error feedback at 2 bits", "Low bits").
     rule_scale : {"average", "worker"}, default "worker"
         What the rule's history ``||g^{k-d}||^2`` holds: the squared norms of this rank's
         own gradients (``"worker"``) or of the averaged gradients the hook returned
