@@ -302,7 +302,7 @@ def attach_hook(ddp: DDP, name: str, warm: int, lr: float, timer: HookTimer) -> 
     ``stale_cap=None``), ``laq_auto`` with ``lazy_downlink="auto"`` (the default since it
     became one), ``laq_cap1`` with ``stale_cap=1``, ``laq_streak`` with
     ``streak_penalty=0.75``, ``laq_ef`` / ``laq_ef5`` / ``laq_ef0`` with ``error_feedback=1`` /
-    ``0.5`` (compensated skips, docs/ddp.md; the default from 4 bits on since session 40) /
+    ``0.5`` (compensated skips, docs/ddp.md; the default from 3 bits on since session 40) /
     ``0`` (the paper's LAQ, the default before), ``laq_ag`` with ``exchange="all-gather"`` and
     ``laq_ag_plain`` with that and ``entropy=False``, ``laq_2p`` with ``exchange="two-phase"``
     (on 2 ranks the default before ``"auto"``); ``local`` is
