@@ -80,6 +80,58 @@ def test_segment_squares_matches_reference_and_squared_distance(rng):
         np.testing.assert_array_equal(again[1], norm)
 
 
+# --- add_scaled (the DDP hook's error feedback, g + w r) --------------------------------------
+@pytest.mark.parametrize("weight", [0.5, 1.0, 0.7, 0.3])
+def test_add_scaled_matches_reference_and_numpy(rng, weight):
+    from laqcore import _core
+
+    n = 3001  # the element-by-element reference is slow; the block split is tested below
+    g = rng.standard_normal(n).astype(np.float32)
+    r = (rng.standard_normal(n) * 1e3).astype(np.float32)
+    r[:4] = [1e-40, -1e-42, 3e38, 0.0]  # subnormals, a large value, zero
+    out = g.copy()
+    assert _core.lazy.add_scaled(out, r, weight) is None
+    np.testing.assert_array_equal(out.view(np.uint32), ref.add_scaled(g, r, weight).view(np.uint32))
+    want = g.copy()
+    want += np.multiply(r, weight, dtype=np.float32)  # the numpy code the kernel replaced
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def test_add_scaled_is_blocked_and_thread_independent(rng):
+    from laqcore import _core
+
+    n = 2**20 + 5  # several reduction blocks, a ragged last one
+    g = rng.standard_normal(n).astype(np.float32)
+    r = rng.standard_normal(n).astype(np.float32)
+    want = g + np.multiply(r, 0.7, dtype=np.float32)
+    for threads in (1, 2, 7):
+        out = g.copy()
+        with laqcore.num_threads(threads):
+            _core.lazy.add_scaled(out, r, 0.7)
+        np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+def test_add_scaled_bad_input():
+    from laqcore import _core
+
+    ok = np.ones(6, dtype=np.float32)
+    with pytest.raises(ValueError, match="inout has length 6 but x has length 5"):
+        _core.lazy.add_scaled(ok.copy(), ok[:5], 0.5)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight must be finite"):
+            _core.lazy.add_scaled(ok.copy(), ok, bad)
+    with pytest.raises(TypeError):  # float32 exactly, no silent conversion
+        _core.lazy.add_scaled(ok.astype(np.float64), ok, 0.5)
+    with pytest.raises(TypeError):
+        _core.lazy.add_scaled(ok.copy(), ok.astype(np.float64), 0.5)
+    frozen = ok.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="inout"):
+        _core.lazy.add_scaled(frozen, ok, 0.5)
+    _core.lazy.add_scaled(ok[:0].copy(), ok[:0], 0.5)  # an empty gradient: nothing to add
+    assert (ok == 1.0).all()
+
+
 def test_segment_squares_bad_input():
     from laqcore import _core
 

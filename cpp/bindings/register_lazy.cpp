@@ -1,5 +1,7 @@
 #include <pybind11/stl.h>
 
+#include <cmath>
+
 #include "binding_utils.hpp"
 #include "laqcore/lazy_rule.hpp"
 
@@ -90,6 +92,23 @@ void register_lazy(py::module_ m) {
         py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("offsets").noconvert(),
         "Per segment [offsets[j], offsets[j+1]) of float32 vectors a, b: (||a_j - b_j||^2, "
         "||a_j||^2) as two float64 arrays, each squared_distance's order.");
+
+    m.def(
+        "add_scaled",
+        [](carray<float>& inout, const carray<float>& x, double weight) {
+            const std::size_t n = writable_vector_length(inout, "inout");
+            const std::size_t nx = vector_length(x, "x");
+            LAQ_CHECK(n == nx, "inout has length " << n << " but x has length " << nx);
+            LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
+            float* pi = inout.mutable_data();
+            const float* px = x.data();
+            const auto w = static_cast<float>(weight);
+            py::gil_scoped_release release;  // raw buffers of arrays the caller keeps alive
+            add_scaled(pi, px, w, n);
+        },
+        py::arg("inout").noconvert(), py::arg("x").noconvert(), py::arg("weight"),
+        "inout += x * float32(weight) for float32 vectors, in place, the product rounded "
+        "before the sum (numpy's result bit for bit, without its temporary).");
 
     py::class_<IterateHistory>(m, "IterateHistory")
         .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),

@@ -107,6 +107,15 @@ void segment_squares(const float* a, const float* b, const std::int64_t* offsets
     }
 }
 
+void add_scaled(float* inout, const float* x, float weight, std::size_t n) {
+    for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) {
+            const float product = x[i] * weight;  // rounded here: -ffp-contract=off
+            inout[i] = inout[i] + product;
+        }
+    });
+}
+
 double advance_iterate(float* stored, const float* next, std::size_t n) {
     return advance_iterate_impl(stored, next, n);
 }

@@ -21,6 +21,7 @@ __all__ = [
     "LAQ_SUM_LANES",
     "REDUCE_BLOCK",
     "SUM_LANES",
+    "add_scaled",
     "blocked_sum",
     "elias_omega_length",
     "lane_blocked_sum",
@@ -529,6 +530,17 @@ def laq_widths_quantize(  # noqa: PLR0913 - the kernel's arguments
 def squared_distance(a: Array, b: Array) -> float:
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return float(np.sum(d * d))
+
+
+def add_scaled(inout: Array, x: Array, weight: float) -> Array:
+    """``inout + x * weight`` in float32, one element at a time: the product rounded to
+    float32, then the sum (what ``_core.lazy.add_scaled`` writes into ``inout``)."""
+    w = np.float32(weight)
+    out = np.empty(len(inout), dtype=np.float32)
+    for i, (a, b) in enumerate(zip(inout.tolist(), x.tolist())):
+        product = np.float32(np.float32(b) * w)
+        out[i] = np.float32(np.float32(a) + product)
+    return out
 
 
 def segment_squares(a: Array, b: Array, offsets: Array) -> tuple[Array, Array]:

@@ -67,6 +67,13 @@ double advance_iterate(double* stored, const double* next, std::size_t n);
 void segment_squares(const float* a, const float* b, const std::int64_t* offsets,
                      std::size_t segments, double* dist_sq, double* a_sq);
 
+// inout[i] = inout[i] + (x[i] * weight) for i < n in float32, the product rounded to float32
+// before the sum (no fused multiply-add): numpy's `inout += x * np.float32(weight)` bit for
+// bit, in one pass and without numpy's n-float temporary. The DDP hook's error feedback,
+// g <- g + w r, uses it (tests/test_lazy.py checks it against numpy). weight must be finite
+// (the caller checks it).
+void add_scaled(float* inout, const float* x, float weight, std::size_t n);
+
 class IterateHistory {
   public:
     // depth = D >= 1. weights: empty for the official ck schedule, else exactly D finite

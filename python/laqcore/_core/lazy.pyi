@@ -23,6 +23,9 @@ def advance_iterate_f64(
 def segment_squares(
     a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], offsets: npt.NDArray[np.int64]
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def add_scaled(
+    inout: npt.NDArray[np.float32], x: npt.NDArray[np.float32], weight: float
+) -> None: ...
 
 # pybind11 classes are built by the metaclass pybind11_builtins.pybind11_type (stubtest
 # checks that a stub class declares one when the runtime class has a custom metaclass).

@@ -352,7 +352,8 @@ class LAQState(HookState):
             if auto_ef
             else check_real(error_feedback, "error_feedback", minimum=0.0, maximum=1.0)
         )
-        # Error feedback only (created when first used): r, and g + w r of the current step.
+        # Error feedback only (created when first used): r, and where the average goes while
+        # the flat gradient keeps g + w r for the next r.
         self._residual: FloatVector | None = None
         self._ef_scratch: FloatVector | None = None
         if self.bits == 1:
@@ -533,7 +534,8 @@ class LAQState(HookState):
         return bool(np.any(innov_sq > cap * grad_sq))
 
     def _scratch(self, grad: FloatVector) -> FloatVector:
-        """The error feedback's second buffer, made at its first use."""
+        """Where the average goes under error feedback (the flat gradient then keeps
+        ``g + w r`` for the residual), made at its first use."""
         if self._ef_scratch is None:
             self._ef_scratch = np.empty_like(grad)
         return self._ef_scratch
@@ -544,22 +546,20 @@ class LAQState(HookState):
         upload, why, grad_sq, norm_sq = False, "rule", 0.0, 0.0
         own_sq: float | None = None  # rule_scale="worker": this rank's ||g_m||^2
         ef = self.error_feedback > 0.0
-        if ef and self._residual is not None:
-            if self.error_feedback == 1.0:  # w r = r exactly
-                grad += self._residual
-            else:  # w r in the scratch buffer (free until it takes g + w r below)
-                wr = np.multiply(self._residual, self.error_feedback, out=self._scratch(grad))
-                grad += wr
+        if ef and self._residual is not None:  # g' = g + w r in one pass, numpy's rounding
+            _core.lazy.add_scaled(grad, self._residual, self.error_feedback)
         payload: Any = self._propose(up.propose, grad)
         bad = payload is None
         if not bad:
             upload, why, grad_sq, norm_sq = self._decide(up, grad, payload)
             if self.rule.scale == "worker":  # the history's ||g_m||^2, before out= overwrites
                 own_sq = norm_sq if norm_sq > 0.0 else _norm_sq(torch.from_numpy(grad))
-            if ef:  # the exchange overwrites grad; r = (g + w r) - q_prev after the step
-                np.copyto(self._scratch(grad), grad)
-        # The average overwrites the flat gradient: nothing reads it after the proposal.
-        res = self._exchange(payload if upload else None, bad, out=grad)
+        # The average overwrites the flat gradient (nothing reads it after the proposal), or,
+        # with error feedback, the scratch buffer: g' stays for r = g' - q_prev after the
+        # step, and r itself stays as it was if the step is dropped.
+        res = self._exchange(
+            payload if upload else None, bad, out=self._scratch(grad) if ef else grad
+        )
         if res.mean is None:
             return None  # dropped step: nothing above changed any state
         if upload:
@@ -575,9 +575,9 @@ class LAQState(HookState):
             if grad_sq > 0.0 and self.rule.streak_ref <= 0.0:
                 self.rule.streak_ref = grad_sq
         if ef and not bad:  # a rank whose gradient was dropped keeps its r
-            r = typing.cast(FloatVector, self._ef_scratch)
-            r -= up.q_prev
-            self._residual, self._ef_scratch = r, self._residual
+            if self._residual is None:
+                self._residual = np.empty_like(grad)
+            np.subtract(grad, up.q_prev, out=self._residual)
         innov = None if payload is None else float(payload.innov_sq)
         hist_sq = _norm_sq(torch.from_numpy(res.mean)) if own_sq is None else own_sq
         self.rule.record(hist_sq, innov, self._uploaded_last)
