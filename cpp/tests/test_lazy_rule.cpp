@@ -1,5 +1,6 @@
 // The lazy upload rule's native pieces (lazy_rule.hpp; docs/algorithms.md "Lazy upload rule"):
 // the iterate-difference history, its weights and right-hand side, squared distances.
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -87,6 +88,23 @@ LAQ_TEST(segment_squares_per_segment) {
     CHECK_THROWS(
         laqcore::segment_squares(bad.data(), b.data(), offsets.data(), 3, dist.data(), norm.data()),
         std::invalid_argument, "a contains NaN or Inf (first at index 3)");
+}
+
+LAQ_TEST(add_scaled_rounds_the_product_first) {
+    // (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24 rounds (to even) to 1 + 2^-11 in float32; added to -1
+    // that gives 2^-11. A fused multiply-add would keep the product exact: 2^-11 + 2^-24.
+    const float e = std::ldexp(1.0f, -12);
+    std::vector<float> inout = {-1.0f, 2.0f, -3.0f, 0.0f};
+    const std::vector<float> x = {1.0f + e, 4.0f, 0.5f, -1.0f};
+    laqcore::add_scaled(inout.data(), x.data(), 1.0f + e, 1);
+    CHECK_EQ(inout[0], std::ldexp(1.0f, -11));
+    CHECK_EQ(inout[1], 2.0f);  // n = 1: only the first element
+    laqcore::add_scaled(inout.data() + 1, x.data() + 1, 0.5f, 3);
+    CHECK_EQ(inout[1], 4.0f);
+    CHECK_EQ(inout[2], -2.75f);
+    CHECK_EQ(inout[3], -0.5f);
+    laqcore::add_scaled(inout.data(), x.data(), 0.5f, 0);  // n = 0: nothing written
+    CHECK_EQ(inout[1], 4.0f);
 }
 
 LAQ_TEST_MAIN()
