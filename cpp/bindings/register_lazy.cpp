@@ -99,10 +99,10 @@ void register_lazy(py::module_ m) {
             const std::size_t n = writable_vector_length(inout, "inout");
             const std::size_t nx = vector_length(x, "x");
             LAQ_CHECK(n == nx, "inout has length " << n << " but x has length " << nx);
-            LAQ_CHECK(std::isfinite(weight), "weight must be finite, got " << weight);
+            const auto w = static_cast<float>(weight);  // a finite double may not fit
+            LAQ_CHECK(std::isfinite(w), "weight must be finite in float32, got " << weight);
             float* pi = inout.mutable_data();
             const float* px = x.data();
-            const auto w = static_cast<float>(weight);
             py::gil_scoped_release release;  // raw buffers of arrays the caller keeps alive
             add_scaled(pi, px, w, n);
         },

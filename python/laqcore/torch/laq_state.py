@@ -575,9 +575,7 @@ class LAQState(HookState):
             if grad_sq > 0.0 and self.rule.streak_ref <= 0.0:
                 self.rule.streak_ref = grad_sq
         if ef and not bad:  # a rank whose gradient was dropped keeps its r
-            if self._residual is None:
-                self._residual = np.empty_like(grad)
-            np.subtract(grad, up.q_prev, out=self._residual)
+            self._residual = np.subtract(grad, up.q_prev, out=self._residual)  # made once
         innov = None if payload is None else float(payload.innov_sq)
         hist_sq = _norm_sq(torch.from_numpy(res.mean)) if own_sq is None else own_sq
         self.rule.record(hist_sq, innov, self._uploaded_last)

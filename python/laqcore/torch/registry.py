@@ -194,9 +194,8 @@ def _warn_if_attention(module: Any, state: LAQState, feedback_chosen: bool) -> N
     docs/ddp.md, "Compensated skips"). A weight, ``stale_cap`` or ``streak_penalty`` the
     user passed is a choice made knowingly and silences it, as does ``stale_cap <= 1``."""
     cap = state.rule.stale_cap
-    if (cap is not None and cap <= 1.0) or (state.bits <= 2 and state.error_feedback > 0.0):
-        return
-    if feedback_chosen and state.error_feedback > 0.0:
+    paid_back = state.error_feedback > 0.0 and (state.bits <= 2 or feedback_chosen)
+    if (cap is not None and cap <= 1.0) or paid_back:
         return
     found = next(
         (
