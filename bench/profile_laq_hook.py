@@ -61,6 +61,9 @@ CALLS: collections.Counter[str] = collections.Counter()
 PHASES = (
     ("laqcore.torch._state", "HookState._run", "hook total"),
     ("laqcore.torch._layout", "BucketLayout.gather", "bucket gather (torch -> flat)"),
+    # With error feedback the gather adds w r too (one pass from the buckets; the layout's
+    # copy above only where the buckets are not float32 on the CPU or a loss scale divides)
+    ("laqcore.torch.laq_state", "LAQState._gather", "bucket gather + error feedback (w r)"),
     ("laqcore.lazy_state", "LazyUploader.propose", "propose (quantize + pack)"),
     ("laqcore.torch.laq_state", "LAQState._decide", "lazy rule decision"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.split", "uplink split (slice + encode)"),
@@ -81,7 +84,7 @@ PHASES = (
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_messages", "downlink messages"),
     ("laqcore.distributed.two_phase", "TwoPhaseExchange._publish_slotted", "downlink all-gather"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.apply", "apply others' publications"),
-    ("laqcore.distributed.exchange_codecs", "_laq_frame", "  frame decode (CRC + rANS)"),
+    ("laqcore.distributed.exchange_codecs", "laq_frame", "  frame decode (CRC + rANS)"),
     ("laqcore.distributed.exchange_codecs", "entropy_frame", "  frame encode (rANS + CRC)"),
     ("laqcore.distributed.exchange_codecs", "laq_apply", "  laq_apply (replica += dQ)"),
     ("laqcore.distributed.exchange_codecs", "LAQChunkCodec.result", "average (replica / N)"),
@@ -195,7 +198,7 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
     import zlib
 
     from laqcore import _core, laq_accumulate, laq_apply, laq_quantize
-    from laqcore.distributed.exchange_codecs import _laq_frame
+    from laqcore.distributed.exchange_codecs import laq_frame
     from laqcore.distributed.slicing import chunk_bounds, slice_payload
     from laqcore.entropy import _code_parts, entropy_frame
     from laqcore.laq import laq_accumulate_all, laq_apply_average
@@ -214,8 +217,32 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
     owned = np.zeros(chunk.n, np.float32)
     small = np.empty_like(packed)
     t = torch.from_numpy(out)
+    # The error feedback's gather from two bucket pieces: torch.cat, then g += w r, then
+    # r = g' - q_prev (session 40's three passes) against one add_scaled_difference per piece
+    # reading the pieces, the last g' and q_prev (r kept implicit).
+    buckets = torch.from_numpy(g.copy())
+    pieces = [buckets[: n // 2], buckets[n // 2 :]]
+    host = [(0, pieces[0].numpy()), (n // 2, pieces[1].numpy())]
+    flat, fed, r = torch.empty(n), (g * np.float32(1.5)).astype(np.float32), np.empty_like(g)
+
+    def unfused() -> None:
+        torch.cat(pieces, out=flat)
+        _core.lazy.add_scaled(flat.numpy(), r, 0.5)
+        np.subtract(flat.numpy(), q, out=r)
+
+    def fused() -> None:
+        dst = flat.numpy()
+        for begin, piece in host:
+            end = begin + len(piece)
+            _core.lazy.add_scaled_difference(
+                dst[begin:end], piece, fed[begin:end], q[begin:end], 0.5
+            )
+
     return {
         "memcpy of n float32 (numpy.copyto)": _median_ms(lambda: np.copyto(out, g)),
+        "gather of two pieces (torch.cat)": _median_ms(lambda: torch.cat(pieces, out=flat)),
+        "gather + feedback, unfused (cat, g += w r, r = g' - q)": _median_ms(unfused),
+        "gather + feedback, fused (add_scaled_difference)": _median_ms(fused),
         "quantize n (grad, q_prev -> 4-bit codes)": _median_ms(lambda: laq_quantize(g, q, 4, 256)),
         "laq_apply n (q += dQ)": _median_ms(lambda: laq_apply(out, p)),
         "replica / N into out (numpy.divide)": _median_ms(
@@ -238,7 +265,7 @@ def kernels(n: int = 5_267_466, world: int = 2) -> dict[str, float]:
             lambda: _core.entropy.decode_packed(stream, count, bits, mode)
         ),
         "frame decode of a chunk (CRC, rANS, checks)": _median_ms(
-            lambda: _laq_frame(frame, chunk.n)
+            lambda: laq_frame(frame, chunk.n)
         ),
         "CRC-32 of a chunk's frame": _median_ms(lambda: zlib.crc32(frame)),
     }

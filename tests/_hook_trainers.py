@@ -404,7 +404,7 @@ def given_gradients(
         ddp(torch.from_numpy(grads[k, rank])).backward()
         uploads.append(state.stats()["uploads"] > before)
         means.append(module.grad().numpy().copy())
-    residual = None if state._residual is None else state._residual.copy()
+    residual = state._residual_now()
     return {
         "uploads": uploads,
         "aggregate": state.aggregate.copy(),

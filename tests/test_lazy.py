@@ -132,6 +132,84 @@ def test_add_scaled_bad_input():
     assert (ok == 1.0).all()
 
 
+# --- add_scaled_difference (the hook's gather with error feedback, g + w (g'_prev - q_prev)) --
+@pytest.mark.parametrize("weight", [0.5, 1.0, 0.7, 0.3])
+def test_add_scaled_difference_matches_reference_and_numpy(rng, weight):
+    from laqcore import _core
+
+    n = 3001
+    g = rng.standard_normal(n).astype(np.float32)
+    a = (rng.standard_normal(n) * 1e3).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    a[:5] = [1e-40, -1e-42, 3e38, 0.0, -3e38]  # subnormals, values whose difference overflows
+    b[:5] = [-1e-40, 0.0, -3e38, -0.0, 3e38]
+    out = np.full(n, np.nan, dtype=np.float32)
+    assert _core.lazy.add_scaled_difference(out, g, a, b, weight) is None
+    want = ref.add_scaled_difference(g, a, b, weight)
+    np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+    with np.errstate(over="ignore"):
+        r = a - b  # the numpy code the kernel replaced: r = g' - q_prev, then g + w r
+        numpy_way = g + np.multiply(r, weight, dtype=np.float32)
+    np.testing.assert_array_equal(out.view(np.uint32), numpy_way.view(np.uint32))
+    # The same as the two kernels it fuses: r by numpy, then add_scaled.
+    two_pass = g.copy()
+    with np.errstate(over="ignore"):
+        _core.lazy.add_scaled(two_pass, a - b, weight)
+    np.testing.assert_array_equal(out.view(np.uint32), two_pass.view(np.uint32))
+
+
+def test_add_scaled_difference_in_place_blocked_and_thread_independent(rng):
+    from laqcore import _core
+
+    n = 2**20 + 5  # several blocks, a ragged last one
+    g, a, b = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    want = g + np.multiply(a - b, 0.7, dtype=np.float32)
+    for threads in (1, 2, 7):
+        with laqcore.num_threads(threads):
+            out = np.empty_like(g)
+            _core.lazy.add_scaled_difference(out, g, a, b, 0.7)
+            np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+            inout = g.copy()  # out may be x itself (the gathered gradient, loss-scaled runs)
+            _core.lazy.add_scaled_difference(inout, inout, a, b, 0.7)
+            np.testing.assert_array_equal(inout.view(np.uint32), want.view(np.uint32))
+    same = a.copy()  # or a itself: each element is read before it is written
+    _core.lazy.add_scaled_difference(same, g, same, b, 0.7)
+    np.testing.assert_array_equal(same.view(np.uint32), want.view(np.uint32))
+
+
+def test_add_scaled_difference_bad_input():
+    from laqcore import _core
+
+    ok = np.ones(6, dtype=np.float32)
+    f = _core.lazy.add_scaled_difference
+    for name, args in (
+        ("x", (ok[:5], ok, ok)),
+        ("a", (ok, ok[:5], ok)),
+        ("b", (ok, ok, ok[:5])),
+    ):
+        with pytest.raises(ValueError, match=f"out has length 6 but {name} has length 5"):
+            f(ok.copy(), *args, 0.5)
+    for bad in (float("nan"), float("inf"), -1e300):
+        with pytest.raises(ValueError, match="weight must be finite"):
+            f(ok.copy(), ok, ok, ok, bad)
+    for i in range(4):  # float32 exactly, no silent conversion
+        args = [ok.copy(), ok, ok, ok]
+        args[i] = args[i].astype(np.float64)
+        with pytest.raises(TypeError):
+            f(*args, 0.5)
+    frozen = ok.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out"):
+        f(frozen, ok, ok, ok, 0.5)
+    buf = np.zeros(12, dtype=np.float32)  # a shifted overlap would read overwritten elements
+    with pytest.raises(ValueError, match="out must be a itself or not overlap it"):
+        f(buf[1:7], ok, buf[0:6], ok, 0.5)
+    with pytest.raises(ValueError, match="out must be x itself or not overlap it"):
+        f(buf[0:6], buf[3:9], ok, ok, 0.5)
+    assert not buf.any()  # refused before writing
+    f(ok[:0].copy(), ok[:0], ok[:0], ok[:0], 0.5)  # empty: nothing to do
+
+
 def test_segment_squares_bad_input():
     from laqcore import _core
 

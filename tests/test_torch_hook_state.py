@@ -397,12 +397,75 @@ def test_error_feedback_residual_is_checkpointed_and_checked(group: None) -> Non
         state = LAQState(warmup_steps=2, bits=2, block_size=8)
         with pytest.raises((ValueError, TypeError), match=match):
             state.load_state_dict(_corrupt(sd, ("residual",), bad))
-        assert state.uploader is None and state._residual is None  # nothing changed
+        assert state.uploader is None and state._residual_now() is None  # nothing changed
     # A checkpoint from before error feedback (no residual) resumes with r = 0.
     old = LAQState(warmup_steps=2, bits=2, block_size=8)
     old.load_state_dict(_corrupt(sd, ("residual",), KeyError))
     assert old._residual is None and old.uploader is not None
-    assert LAQState(bits=4).state_dict()["residual"] is None  # off from 3 bits on
+    assert LAQState(bits=4).state_dict()["residual"] is None  # none before a first step
+
+
+def _feedback_run(
+    steps: int, resume_at: int | None = None, pickled: bool = False
+) -> tuple[list[np.ndarray], LAQState]:
+    """Averaged gradients of a model in several buckets (a piece per parameter, gathered in
+    an order that differs from the buckets') under ``error_feedback=0.5`` with skips; from
+    step ``resume_at`` on a new state loaded from the first one's checkpoint (or pickle)."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 40), torch.nn.Tanh(), torch.nn.Linear(40, 30), torch.nn.Linear(30, 3)
+    )
+    ddp = DDP(model, bucket_cap_mb=0.004)  # 4 KB: a bucket per weight matrix at most
+    kw = {"bits": 4, "block_size": 16, "error_feedback": 0.5, "warmup_steps": 0, "ck": 3.0}
+    state = LAQState(**kw)
+    ddp.register_comm_hook(state, laq_hook)
+    rng = np.random.default_rng(5)
+    means = []
+    for k in range(steps):
+        if k == resume_at:
+            blob = pickle.dumps(state) if pickled else copy.deepcopy(state.state_dict())
+            ddp = DDP(model, bucket_cap_mb=0.004)
+            if pickled:
+                state = pickle.loads(blob)
+            else:
+                state = LAQState(**kw)
+                state.load_state_dict(blob)
+            ddp.register_comm_hook(state, laq_hook)
+        x = torch.from_numpy(rng.standard_normal((8, 6)).astype(np.float32) * (1 + k % 3))
+        ddp.zero_grad()
+        ddp(x).square().mean().backward()
+        means.append(np.concatenate([p.grad.numpy().ravel() for p in model.parameters()]))
+    return means, state
+
+
+def test_error_feedback_gather_is_the_unfused_formula(group: None, monkeypatch: Any) -> None:
+    """The gather that adds ``w r`` piece by piece from the buckets (r kept implicit as the
+    last g' and q_prev) gives bit for bit what gathering first and adding ``w r`` to the flat
+    vector gives (the path for loss-scaled or non-float32 buckets), and the same after a
+    checkpoint or a pickle (which carry r itself)."""
+    steps = 12
+    fused, state = _feedback_run(steps)
+    stats = state.stats()
+    assert 0 < stats["uploads"] < steps and len(state._flats) == 2  # skips, feedback on
+    assert len(state.layout._plan[0]) > 1  # several pieces: the per-piece path ran
+    r = state._residual_now()
+    assert r is not None and r.any()
+    np.testing.assert_array_equal(r, state._fed - state.q_prev)
+    resumed, _ = _feedback_run(steps, resume_at=5)
+    unpickled, _ = _feedback_run(steps, resume_at=7, pickled=True)
+    calls: list[int] = []
+    real = BucketLayout.host_pieces
+
+    def no_pieces(self: BucketLayout, parked: list[Parked]) -> None:
+        calls.append(len(real(self, parked) or []))
+        return None
+
+    monkeypatch.setattr(BucketLayout, "host_pieces", no_pieces)
+    whole, _ = _feedback_run(steps)
+    assert len(calls) >= steps - 2 and max(calls) > 1
+    for k in range(steps):
+        for other in (whole, resumed, unpickled):
+            np.testing.assert_array_equal(other[k].view(np.uint32), fused[k].view(np.uint32))
 
 
 def _parked(params: list[Any], numels: list[int] | None = None) -> Parked:

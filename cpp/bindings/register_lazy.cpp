@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <utility>
 
 #include "binding_utils.hpp"
 #include "laqcore/lazy_rule.hpp"
@@ -109,6 +110,38 @@ void register_lazy(py::module_ m) {
         py::arg("inout").noconvert(), py::arg("x").noconvert(), py::arg("weight"),
         "inout += x * float32(weight) for float32 vectors, in place, the product rounded "
         "before the sum (numpy's result bit for bit, without its temporary).");
+
+    m.def(
+        "add_scaled_difference",
+        [](carray<float>& out, const carray<float>& x, const carray<float>& a,
+           const carray<float>& b, double weight) {
+            const std::size_t n = writable_vector_length(out, "out");
+            const std::pair<const carray<float>*, const char*> inputs[] = {
+                {&x, "x"}, {&a, "a"}, {&b, "b"}};
+            const float* po = out.data();
+            for (const auto& [array, name] : inputs) {
+                const std::size_t k = vector_length(*array, name);
+                LAQ_CHECK(k == n, "out has length " << n << " but " << name << " has length " << k);
+                // Element i is read before it is written, so out may be an input itself; a
+                // shifted overlap would read what an earlier element already overwrote.
+                const float* pi = array->data();
+                LAQ_CHECK(pi == po || pi + n <= po || po + n <= pi,
+                          "out must be " << name << " itself or not overlap it");
+            }
+            const auto w = static_cast<float>(weight);  // a finite double may not fit
+            LAQ_CHECK(std::isfinite(w), "weight must be finite in float32, got " << weight);
+            float* pout = out.mutable_data();
+            const float* px = x.data();
+            const float* pa = a.data();
+            const float* pb = b.data();
+            py::gil_scoped_release release;  // raw buffers of arrays the caller keeps alive
+            add_scaled_difference(pout, px, pa, pb, w, n);
+        },
+        py::arg("out").noconvert(), py::arg("x").noconvert(), py::arg("a").noconvert(),
+        py::arg("b").noconvert(), py::arg("weight"),
+        "out = x + (a - b) * float32(weight) for float32 vectors, each operation rounded in "
+        "that order (numpy's result bit for bit, without the difference's temporary); out may "
+        "be one of the inputs.");
 
     py::class_<IterateHistory>(m, "IterateHistory")
         .def(py::init<std::size_t, std::vector<double>, double, std::size_t>(), py::arg("depth"),

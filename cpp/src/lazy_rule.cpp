@@ -116,6 +116,17 @@ void add_scaled(float* inout, const float* x, float weight, std::size_t n) {
     });
 }
 
+void add_scaled_difference(float* out, const float* x, const float* a, const float* b, float weight,
+                           std::size_t n) {
+    for_each_block(n, [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) {
+            const float difference = a[i] - b[i];  // each step rounded: -ffp-contract=off
+            const float product = difference * weight;
+            out[i] = x[i] + product;
+        }
+    });
+}
+
 double advance_iterate(float* stored, const float* next, std::size_t n) {
     return advance_iterate_impl(stored, next, n);
 }

@@ -107,4 +107,24 @@ LAQ_TEST(add_scaled_rounds_the_product_first) {
     CHECK_EQ(inout[1], 4.0f);
 }
 
+LAQ_TEST(add_scaled_difference_rounds_each_step) {
+    // a - b = (1 + 2^-12) exactly; times (1 + 2^-12) rounds to 1 + 2^-11 as above, so with
+    // x = -1 the result is 2^-11 (a fused multiply-add would give 2^-11 + 2^-24).
+    const float e = std::ldexp(1.0f, -12);
+    std::vector<float> out = {7.0f, 7.0f, 7.0f};
+    const std::vector<float> x = {-1.0f, 1.0f, 0.0f};
+    const std::vector<float> a = {3.0f + e, 2.0f, 1.0f};
+    const std::vector<float> b = {2.0f, 4.0f, 0.5f};
+    laqcore::add_scaled_difference(out.data(), x.data(), a.data(), b.data(), 1.0f + e, 1);
+    CHECK_EQ(out[0], std::ldexp(1.0f, -11));
+    CHECK_EQ(out[1], 7.0f);  // n = 1: only the first element
+    laqcore::add_scaled_difference(out.data() + 1, x.data() + 1, a.data() + 1, b.data() + 1, 0.5f,
+                                   2);
+    CHECK_EQ(out[1], 0.0f);        // 1 + 0.5 (2 - 4)
+    CHECK_EQ(out[2], 0.25f);       // 0 + 0.5 (1 - 0.5)
+    std::vector<float> inout = x;  // out may be x itself
+    laqcore::add_scaled_difference(inout.data(), inout.data(), a.data(), b.data(), 0.5f, 3);
+    CHECK_EQ(inout[1], 0.0f);
+}
+
 LAQ_TEST_MAIN()

@@ -22,6 +22,7 @@ __all__ = [
     "REDUCE_BLOCK",
     "SUM_LANES",
     "add_scaled",
+    "add_scaled_difference",
     "blocked_sum",
     "elias_omega_length",
     "lane_blocked_sum",
@@ -540,6 +541,20 @@ def add_scaled(inout: Array, x: Array, weight: float) -> Array:
     for i, (a, b) in enumerate(zip(inout.tolist(), x.tolist())):
         product = np.float32(np.float32(b) * w)
         out[i] = np.float32(np.float32(a) + product)
+    return out
+
+
+def add_scaled_difference(x: Array, a: Array, b: Array, weight: float) -> Array:
+    """``x + (a - b) * weight`` in float32, one element at a time: the difference rounded to
+    float32, then the product, then the sum (what ``_core.lazy.add_scaled_difference``
+    writes into ``out``)."""
+    w = np.float32(weight)
+    out = np.empty(len(x), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # IEEE: an overflow is inf, as in C++
+        for i, (xi, ai, bi) in enumerate(zip(x.tolist(), a.tolist(), b.tolist())):
+            difference = np.float32(np.float32(ai) - np.float32(bi))
+            product = np.float32(difference * w)
+            out[i] = np.float32(np.float32(xi) + product)
     return out
 
 

@@ -74,6 +74,15 @@ void segment_squares(const float* a, const float* b, const std::int64_t* offsets
 // (the caller checks it).
 void add_scaled(float* inout, const float* x, float weight, std::size_t n);
 
+// out[i] = x[i] + ((a[i] - b[i]) * weight) for i < n in float32, each operation rounded to
+// float32 in that order (no fused multiply-add): numpy's `r = a - b; out = x + r *
+// np.float32(weight)` bit for bit, in one pass, without materialising r. The DDP hook's error
+// feedback uses it to gather the bucket and add w (g'_prev - q_prev) at once, the residual
+// kept implicit as the previous step's gradient and the current q_prev. out may be x (or a,
+// or b) itself; a partial overlap is the caller's error (the binding refuses it).
+void add_scaled_difference(float* out, const float* x, const float* a, const float* b, float weight,
+                           std::size_t n);
+
 class IterateHistory {
   public:
     // depth = D >= 1. weights: empty for the official ck schedule, else exactly D finite

@@ -26,6 +26,13 @@ def segment_squares(
 def add_scaled(
     inout: npt.NDArray[np.float32], x: npt.NDArray[np.float32], weight: float
 ) -> None: ...
+def add_scaled_difference(
+    out: npt.NDArray[np.float32],
+    x: npt.NDArray[np.float32],
+    a: npt.NDArray[np.float32],
+    b: npt.NDArray[np.float32],
+    weight: float,
+) -> None: ...
 
 # pybind11 classes are built by the metaclass pybind11_builtins.pybind11_type (stubtest
 # checks that a stub class declares one when the runtime class has a custom metaclass).

@@ -43,6 +43,7 @@ def __dir__() -> list[str]:
 
 
 Future = torch.futures.Future
+FloatVector = npt.NDArray[np.float32]
 
 
 @dataclass
@@ -219,18 +220,32 @@ class BucketLayout:
         self._np_views = [v.numpy() for v in views] if cpu32 else None
         return views, sizes
 
-    def gather(self, parked: list[Parked]) -> torch.Tensor:
-        """The flat float32 CPU gradient in the stable order (a reused buffer)."""
+    def gather(self, parked: list[Parked], out: torch.Tensor | None = None) -> torch.Tensor:
+        """The flat float32 CPU gradient in the stable order, into ``out`` (a float32 CPU
+        tensor of :attr:`numel` elements) or a reused buffer."""
         views, _ = self._pieces(parked)
-        if self._flat is None or self._flat.numel() != self.numel:
-            self._flat = torch.empty(self.numel, dtype=torch.float32)
+        if out is None:
+            if self._flat is None or self._flat.numel() != self.numel:
+                self._flat = torch.empty(self.numel, dtype=torch.float32)
+            out = self._flat
         if len(views) == 1:
-            self._flat.copy_(views[0])
+            out.copy_(views[0])
         elif views[0].device.type == "cpu" and views[0].dtype == torch.float32:
-            torch.cat(views, out=self._flat)
+            torch.cat(views, out=out)
         else:
-            self._flat.copy_(torch.cat(views))
-        return self._flat
+            out.copy_(torch.cat(views))
+        return out
+
+    def host_pieces(self, parked: list[Parked]) -> list[tuple[int, FloatVector]] | None:
+        """``(start, piece)`` for the pieces that, concatenated, give the stable order, each a
+        float32 numpy view of a bucket buffer starting at ``start`` of the flat vector, where
+        every piece is a float32 CPU tensor (a kernel can then read them in place instead of
+        a gathered copy); else ``None``."""
+        _, sizes = self._pieces(parked)
+        if self._np_views is None:
+            return None
+        starts = np.cumsum([0, *sizes[:-1]]).tolist()
+        return list(zip(starts, self._np_views))
 
     def scatter(self, parked: list[Parked], flat: torch.Tensor, scale: float = 1.0) -> None:
         """Write ``scale`` times the flat stable-order vector back into the bucket buffers."""

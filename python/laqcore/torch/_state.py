@@ -431,16 +431,21 @@ class HookState:
 
     def _compressed(self, parked: list[Parked]) -> None:
         self._check_layout()
-        flat = self.layout.gather(parked)
-        if self._scale != 1.0:
-            flat.div_(self._scale)  # the state's units: the unscaled gradient
-        out = self._step(flat.numpy())
+        out = self._step(self._gather(parked).numpy())
         if out is None:  # a rank was not finite, policy "propagate": as all-reduce does
             self._dropped_step()
             poison([b.buffer for b in parked])
             return
         self.iteration += 1
         self.layout.scatter(parked, torch.from_numpy(out), scale=self._scale)
+
+    def _gather(self, parked: list[Parked], out: torch.Tensor | None = None) -> torch.Tensor:
+        """The flat float32 CPU gradient in the state's units (the unscaled gradient), into
+        ``out`` or the layout's reused buffer (LAQ's error feedback adds its term here)."""
+        flat = self.layout.gather(parked, out=out)
+        if self._scale != 1.0:
+            flat.div_(self._scale)
+        return flat
 
     def _origin(self) -> tuple[int, int] | None:
         """(rank, world size) of this state in its group, where a process group runs."""
