@@ -116,6 +116,7 @@ class BucketLayout:
         self._plan: tuple[list[torch.Tensor], list[int]] | None = None
         # The plan's pieces as numpy views, for float32 CPU buckets (else None).
         self._np_views: list[npt.NDArray[np.float32]] | None = None
+        self._host_pieces: list[tuple[int, FloatVector]] | None = None
         self._plan_key: tuple[object, ...] | None = None
         self._flat: torch.Tensor | None = None
         self.dense_bytes = 0
@@ -218,6 +219,8 @@ class BucketLayout:
         self._plan, self._plan_key = (views, sizes), plan_key
         cpu32 = all(v.device.type == "cpu" and v.dtype == torch.float32 for v in views)
         self._np_views = [v.numpy() for v in views] if cpu32 else None
+        starts = itertools.accumulate(sizes[:-1], initial=0)
+        self._host_pieces = None if self._np_views is None else list(zip(starts, self._np_views))
         return views, sizes
 
     def gather(self, parked: list[Parked], out: torch.Tensor | None = None) -> torch.Tensor:
@@ -241,11 +244,8 @@ class BucketLayout:
         float32 numpy view of a bucket buffer starting at ``start`` of the flat vector, where
         every piece is a float32 CPU tensor (a kernel can then read them in place instead of
         a gathered copy); else ``None``."""
-        _, sizes = self._pieces(parked)
-        if self._np_views is None:
-            return None
-        starts = np.cumsum([0, *sizes[:-1]]).tolist()
-        return list(zip(starts, self._np_views))
+        self._pieces(parked)
+        return self._host_pieces
 
     def scatter(self, parked: list[Parked], flat: torch.Tensor, scale: float = 1.0) -> None:
         """Write ``scale`` times the flat stable-order vector back into the bucket buffers."""
