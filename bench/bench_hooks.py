@@ -220,9 +220,11 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
     for model in args.tc_model.split(","):
         target = args.big_target_steps if model == "big" else args.target_steps
         model_runs = [{**r, "steps": target * (r["steps"] // args.target_steps)} for r in runs]
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"eval_every": 10}  # the trainer's default
         if model == "big":
             extra = {"eval_every": 5, "eval_samples": 2000, "warmup_steps": 3}
+        if args.tc_eval_every is not None:  # finer: the crossing step to within fewer steps
+            extra["eval_every"] = args.tc_eval_every
         for rate in args.rates.split(","):
             for n in [int(v) for v in args.tc_nprocs.split(",")]:
                 cfg = {
@@ -238,6 +240,7 @@ def suite_tc(args: argparse.Namespace, report: dict[str, Any]) -> None:
                 key = f"{rate}/{n}" if model == "mlp" else f"{model}/{rate}/{n}"
                 report["tc"][key] = {
                     "launch": info,
+                    "eval_every": extra["eval_every"],
                     "link": net.describe(),  # rate and token bucket
                     "hooks": {r["key"]: summarize(rs) for r, rs in zip(model_runs, per_run)},
                 }
@@ -367,6 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench_distributed import add_burst_argument
 
     add_burst_argument(ap, "--tc-burst-ms")
+    ap.add_argument(
+        "--tc-eval-every",
+        type=int,
+        default=None,
+        help="steps between the tc suite's evaluations of the training loss, which decide "
+        "the step that reached the target (default: 5 for the big model, 10 for the others; "
+        "the clock pauses during them)",
+    )
     ap.add_argument("--target-steps", type=int, default=200)
     ap.add_argument(
         "--big-target-steps", type=int, default=30, help="--target-steps of the big model"
@@ -425,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             "--tc-hooks: 'local' has no time to target (each rank trains its own model); "
             "the no-communication step is timed by bench/hook_floors.py"
         )
+    if args.tc_eval_every is not None and args.tc_eval_every < 1:
+        ap.error(f"--tc-eval-every must be >= 1, got {args.tc_eval_every}")
     for c in args.optim_configs.split(","):
         if c not in OPTIM_CONFIGS:
             ap.error(f"unknown optim configuration {c!r}; one of {','.join(OPTIM_CONFIGS)}")

@@ -167,6 +167,12 @@ def tc_key(key: str) -> tuple[str, str, str]:
     return ("mlp", *parts) if len(parts) == 2 else (parts[0], parts[1], parts[2])  # type: ignore[return-value]
 
 
+def _every(block: dict[str, Any]) -> str:
+    """``", evaluated every N steps"`` where the report records it (since session 41)."""
+    every = block.get("eval_every")
+    return "" if every is None else f", evaluated every {every} step{'s' if every != 1 else ''}"
+
+
 def _tc_md(key: str, block: dict[str, Any]) -> list[str]:
     model, rate, n = tc_key(key)
     hooks = block["hooks"]
@@ -174,7 +180,7 @@ def _tc_md(key: str, block: dict[str, Any]) -> list[str]:
     la = block["launch"]
     lines = [
         f"**{model}, {rate}**, {n} ranks, target loss {_cell(base.get('target'), '.4f')} "
-        f"(all-reduce after {base.get('steps', '-')} steps) - load average "
+        f"(all-reduce after {base.get('steps', '-')} steps{_every(block)}) - load average "
         f"{la['load_before'][0]:.1f} -> {la['load_after'][0]:.1f}",
         "",
         "| hook | time to target s | speed-up vs all-reduce | steps | final loss | test acc | "

@@ -364,6 +364,25 @@ def test_bench_hooks_refuses_local_in_the_tc_suite(capsys):
     assert "'local' has no time to target" in capsys.readouterr().err
 
 
+def test_bench_hooks_tc_eval_every_is_checked_and_reported(capsys):
+    """``--tc-eval-every`` below 1 would divide by zero inside every rank: refused first; a
+    tc block's header says how often the loss was evaluated where the report records it."""
+    bh, _ = _bench_hooks_modules()
+    with pytest.raises(SystemExit):
+        bh.main(["--suite", "tc", "--tc-eval-every", "0"])
+    assert "--tc-eval-every must be >= 1, got 0" in capsys.readouterr().err
+    import hook_report
+
+    launch = {"load_before": [0.5], "load_after": [0.7]}
+    run = {"target": 2.0, "steps": 30, "time_to_target_s": 6.0, "final_loss": 2.0, "test_acc": 0.3}
+    hooks = {"allreduce": run}
+    for every, want in ((1, ", evaluated every 1 step)"), (5, ", evaluated every 5 steps)")):
+        block = {"launch": launch, "hooks": hooks, "eval_every": every}
+        assert want in hook_report._tc_md("big/1gbit/2", block)[0]
+    older = hook_report._tc_md("big/1gbit/2", {"launch": launch, "hooks": hooks})[0]
+    assert "(all-reduce after 30 steps) - load average 0.5 -> 0.7" in older
+
+
 def test_pool_rounds_takes_medians_and_keeps_every_round():
     _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
     import hook_report
