@@ -27,7 +27,8 @@ Suites:
   The 5.3M-parameter ``big`` model, whose
   step is communication-bound on these links, uses ``--big-target-steps`` instead, checks
   the loss every 5 steps on the first 2,000 training rows, and its untimed warm-up run is 3
-  steps.
+  steps; the others check it every 10 steps. ``--tc-eval-every N`` checks it every N steps
+  instead (1: the step that reaches the target to the step; the clock pauses meanwhile).
 * ``optim`` (issue 12, outsider check): the CNN at 2 ranks with SGD momentum + weight decay +
   StepLR, Adam + StepLR, fp16/bf16 autocast with torch.amp.GradScaler (and a forced overflow),
   no hook vs laqcore's hooks (``--optim-hooks``; by default every laqcore hook with its
