@@ -1100,3 +1100,25 @@ def test_profile_laq_hook_thread_clock(tmp_path, monkeypatch):
     assert report["config"]["clock"] == "thread"
     assert report["ms_per_step"]["hook total"] > 0.0
     assert {"control + uplink messages", "propose (quantize + pack)"} <= set(report["ms_per_step"])
+
+
+def test_profile_laq_hook_phases_name_the_code_that_exists():
+    """The profiler leaves out a phase whose function is gone (so that it still runs against
+    older checkouts), which once hid a rename: `_laq_frame` became `laq_frame` and the
+    frame-decode row vanished without a word. Only the phases fused away are allowed to be
+    missing."""
+    import importlib
+
+    _bench_hooks_modules()  # puts bench/ on the path (skips without the checkout)
+    import profile_laq_hook
+
+    fused_away = {"laq_accumulate", "laq_apply"}  # by laq_accumulate_all / laq_apply_average
+    missing = set()
+    for module, path, _ in profile_laq_hook.PHASES:
+        owner = importlib.import_module(module)
+        *outer, name = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        if not hasattr(owner, name):
+            missing.add(path)
+    assert missing == fused_away
