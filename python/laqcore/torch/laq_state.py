@@ -356,7 +356,7 @@ class LAQState(HookState):
         # implicit: ``_fed`` is the last step's g' (one of the two ``_flats``, the other is
         # where the next gather goes) and q_prev the uploader's, so the next gather reads the
         # buckets, g' and q_prev and writes g + w r in one pass (``_gather``) instead of a
-        # gather, a pass that adds w r and one that writes r (4.9 against 8.9 ms at 5.3M
+        # gather, a pass that adds w r and one that writes r (3.9 against 9.2 ms at 5.3M
         # coordinates, bench/measured/hook_kernels_big_s41.json). ``_residual``: r itself, as a
         # checkpoint or a pickle brings it, until the next step. ``_ef_scratch``: where the
         # average goes, so g' stays for the next step.
